@@ -1,0 +1,519 @@
+//! Incremental command decoder.
+//!
+//! A client's bytes arrive in arbitrary pieces. The decoder keeps its place (which argument of
+//! which multibulk it is reading, and where) across calls, so each byte is examined once even
+//! when a 512 MB argument arrives 16 KB at a time, and it never allocates according to a length
+//! the client declared: argument positions grow as arguments actually arrive.
+//!
+//! Arguments are not copied: [`Args`] points into the caller's buffer (or, for inline commands
+//! whose quotes and escapes had to be undone, into the decoder's scratch buffer).
+
+use std::fmt;
+
+/// Limits on what a client may send, checked before anything of that size is allocated.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest bulk argument accepted (Redis's `proto-max-bulk-len`, 512 MB by default).
+    pub max_bulk_len: usize,
+    /// Largest multibulk argument count accepted (Redis accepts up to `INT_MAX`).
+    pub max_multibulk_len: usize,
+    /// Largest inline command line, and largest `*`/`$` header line (Redis: 64 KB).
+    pub max_inline_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bulk_len: 512 * 1024 * 1024,
+            max_multibulk_len: i32::MAX as usize,
+            max_inline_len: 64 * 1024,
+        }
+    }
+}
+
+/// A malformed request. Its text is what Redis replies before it closes the connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProtocolError(String);
+
+impl ProtocolError {
+    fn new(what: impl fmt::Display) -> Self {
+        ProtocolError(format!("Protocol error: {what}"))
+    }
+
+    /// The error text without the `-ERR ` prefix, e.g. `Protocol error: invalid bulk length`.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// The arguments of one command, borrowed from the read buffer.
+#[derive(Clone, Copy)]
+pub struct Args<'a> {
+    buf: &'a [u8],
+    spans: &'a [(usize, usize)],
+}
+
+impl<'a> Args<'a> {
+    /// Arguments over `buf` at the given `(start, end)` spans.
+    pub fn new(buf: &'a [u8], spans: &'a [(usize, usize)]) -> Self {
+        Args { buf, spans }
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Argument `i` (0 is the command name).
+    ///
+    /// # Panics
+    /// When `i >= len()`: callers check the arity first.
+    pub fn get(&self, i: usize) -> &'a [u8] {
+        let (s, e) = self.spans[i];
+        &self.buf[s..e]
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + DoubleEndedIterator + 'a {
+        let buf = self.buf;
+        self.spans.iter().map(move |&(s, e)| &buf[s..e])
+    }
+
+    /// The arguments from `from` on, as a new `Args`.
+    pub fn skip(&self, from: usize) -> Args<'a> {
+        Args { buf: self.buf, spans: &self.spans[from.min(self.spans.len())..] }
+    }
+}
+
+impl fmt::Debug for Args<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter().map(String::from_utf8_lossy)).finish()
+    }
+}
+
+/// Resumable decoder of client requests. See the module documentation.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    limits: Limits,
+    /// Next byte of the buffer to examine.
+    pos: usize,
+    /// Where the command being read began (bytes before it may be discarded).
+    start: usize,
+    /// Arguments still to read of the current multibulk; `None` between commands.
+    remaining: Option<usize>,
+    /// Length of the bulk argument whose `$` header was read, while waiting for its body.
+    bulk_len: Option<usize>,
+    spans: Vec<(usize, usize)>,
+    /// Inline commands: arguments after undoing quotes and escapes.
+    scratch: Vec<u8>,
+}
+
+/// How many argument slots to reserve up front at most, whatever count the client declared.
+const PREALLOC_ARGS: usize = 1024;
+
+impl Decoder {
+    pub fn new(limits: Limits) -> Self {
+        Decoder { limits, ..Decoder::default() }
+    }
+
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Decodes the next complete command in `buf`, continuing where the previous call stopped.
+    /// Returns `Ok(None)` when more bytes are needed. `buf` must hold the same bytes as on the
+    /// previous call (plus any appended), less the prefix released through [`Decoder::discard`].
+    pub fn next<'a>(&'a mut self, buf: &'a [u8]) -> Result<Option<Args<'a>>, ProtocolError> {
+        loop {
+            let remaining = match self.remaining {
+                Some(n) => n,
+                None => {
+                    self.spans.clear();
+                    self.start = self.pos;
+                    let Some(&first) = buf.get(self.pos) else { return Ok(None) };
+                    if first != b'*' {
+                        return match self.inline(buf)? {
+                            Inline::Incomplete => Ok(None),
+                            Inline::Empty => continue,
+                            Inline::Command => Ok(Some(Args::new(&self.scratch, &self.spans))),
+                        };
+                    }
+                    let Some((n, next)) = self.header(buf, "too big mbulk count string")? else {
+                        return Ok(None);
+                    };
+                    self.pos = next;
+                    if n > self.limits.max_multibulk_len as i64 {
+                        return Err(ProtocolError::new("invalid multibulk length"));
+                    }
+                    let Ok(n) = usize::try_from(n) else { continue };
+                    if n == 0 {
+                        continue; // `*0` and `*-1` are empty requests: nothing to run
+                    }
+                    self.spans.reserve(n.min(PREALLOC_ARGS));
+                    n
+                }
+            };
+            let mut remaining = remaining;
+            while remaining > 0 {
+                let len = match self.bulk_len {
+                    Some(len) => len,
+                    None => {
+                        let Some(&first) = buf.get(self.pos) else { return self.pause(remaining) };
+                        if first != b'$' {
+                            return Err(ProtocolError::new(format_args!(
+                                "expected '$', got '{}'",
+                                char::from(first)
+                            )));
+                        }
+                        let Some((n, next)) = self.header(buf, "too big bulk count string")? else {
+                            return self.pause(remaining);
+                        };
+                        let len = usize::try_from(n)
+                            .ok()
+                            .filter(|&len| len <= self.limits.max_bulk_len)
+                            .ok_or_else(|| ProtocolError::new("invalid bulk length"))?;
+                        self.pos = next;
+                        self.bulk_len = Some(len);
+                        len
+                    }
+                };
+                let body_end = self.pos + len;
+                if buf.len() < body_end + 2 {
+                    return self.pause(remaining);
+                }
+                if &buf[body_end..body_end + 2] != b"\r\n" {
+                    return Err(ProtocolError::new("expected CRLF after bulk argument"));
+                }
+                self.spans.push((self.pos, body_end));
+                self.pos = body_end + 2;
+                self.bulk_len = None;
+                remaining -= 1;
+            }
+            self.remaining = None;
+            return Ok(Some(Args::new(buf, &self.spans)));
+        }
+    }
+
+    fn pause<'a>(&mut self, remaining: usize) -> Result<Option<Args<'a>>, ProtocolError> {
+        self.remaining = Some(remaining);
+        Ok(None)
+    }
+
+    /// Bytes at the front of the buffer that belong to commands already returned: the caller
+    /// may drop them, then must call [`Decoder::discard`] with the same count.
+    pub fn consumed(&self) -> usize {
+        if self.remaining.is_some() { self.start } else { self.pos }
+    }
+
+    /// Tells the decoder that the first `n` bytes (at most [`Decoder::consumed`]) were removed
+    /// from the front of the buffer.
+    pub fn discard(&mut self, n: usize) {
+        debug_assert!(n <= self.consumed());
+        self.pos -= n;
+        self.start = self.start.saturating_sub(n);
+        if self.remaining.is_some() {
+            for span in &mut self.spans {
+                span.0 -= n;
+                span.1 -= n;
+            }
+        }
+    }
+
+    /// Bytes of the command currently being read that are already buffered (0 between
+    /// commands); lets the connection enforce a query buffer limit.
+    pub fn pending_len(&self, buf: &[u8]) -> usize {
+        buf.len().saturating_sub(self.consumed())
+    }
+
+    /// Parses a `*<n>\r\n` or `$<n>\r\n` header at `pos`. Returns the number and the position
+    /// after the line, or `None` if the line is not complete yet.
+    fn header(&self, buf: &[u8], too_big: &str) -> Result<Option<(i64, usize)>, ProtocolError> {
+        let from = self.pos + 1;
+        let Some(cr) = memchr::memchr(b'\r', &buf[from..]).map(|i| from + i) else {
+            if buf.len() - self.pos > self.limits.max_inline_len {
+                return Err(ProtocolError::new(too_big));
+            }
+            return Ok(None);
+        };
+        if cr + 1 >= buf.len() {
+            return Ok(None); // the '\n' has not arrived yet
+        }
+        let invalid = || {
+            if buf[self.pos] == b'*' {
+                ProtocolError::new("invalid multibulk length")
+            } else {
+                ProtocolError::new("invalid bulk length")
+            }
+        };
+        if buf[cr + 1] != b'\n' {
+            return Err(invalid());
+        }
+        let n = parse_i64(&buf[from..cr]).ok_or_else(invalid)?;
+        Ok(Some((n, cr + 2)))
+    }
+
+    /// Reads an inline command (a line of space-separated words, as typed into telnet).
+    fn inline(&mut self, buf: &[u8]) -> Result<Inline, ProtocolError> {
+        let rest = &buf[self.pos..];
+        let Some(nl) = memchr::memchr(b'\n', rest) else {
+            if rest.len() > self.limits.max_inline_len {
+                return Err(ProtocolError::new("too big inline request"));
+            }
+            return Ok(Inline::Incomplete);
+        };
+        if nl > self.limits.max_inline_len {
+            return Err(ProtocolError::new("too big inline request"));
+        }
+        let line = rest[..nl].strip_suffix(b"\r").unwrap_or(&rest[..nl]);
+        self.scratch.clear();
+        split_args(line, &mut self.scratch, &mut self.spans)
+            .ok_or_else(|| ProtocolError::new("unbalanced quotes in request"))?;
+        self.pos += nl + 1;
+        Ok(if self.spans.is_empty() { Inline::Empty } else { Inline::Command })
+    }
+}
+
+enum Inline {
+    Incomplete,
+    Empty,
+    Command,
+}
+
+/// Parses a header number as Redis's `string2ll` does: optional '-', digits, no '+', no
+/// spaces, no leading zeros.
+fn parse_i64(s: &[u8]) -> Option<i64> {
+    let (neg, digits) = match s {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, s),
+    };
+    match digits {
+        [] => return None,
+        [b'0'] if !neg => return Some(0),
+        [b'0', ..] => return None,
+        _ => {}
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let d = i64::from(d - b'0');
+        v = v.checked_mul(10)?;
+        v = if neg { v.checked_sub(d)? } else { v.checked_add(d)? };
+    }
+    Some(v)
+}
+
+/// Splits an inline command line into arguments as Redis's `sdssplitargs` does: whitespace
+/// separates words, "double quotes" understand `\n \r \t \b \a \\ \" \xHH`, 'single quotes'
+/// understand `\'`, and a closing quote must be followed by whitespace or the end of the line.
+/// Writes the arguments into `out`, their spans into `spans`; `None` if quotes are unbalanced.
+pub(crate) fn split_args(line: &[u8], out: &mut Vec<u8>, spans: &mut Vec<(usize, usize)>) -> Option<()> {
+    let is_space = |c: u8| matches!(c, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c);
+    let mut i = 0;
+    loop {
+        while i < line.len() && is_space(line[i]) {
+            i += 1;
+        }
+        if i >= line.len() {
+            return Some(());
+        }
+        let start = out.len();
+        let (mut in_dq, mut in_sq) = (false, false);
+        loop {
+            if in_dq {
+                let &c = line.get(i)?;
+                if c == b'\\' && i + 3 < line.len() && line[i + 1] == b'x' {
+                    if let (Some(h), Some(l)) = (hex(line[i + 2]), hex(line[i + 3])) {
+                        out.push(h * 16 + l);
+                        i += 4;
+                        continue;
+                    }
+                }
+                if c == b'\\' && i + 1 < line.len() {
+                    out.push(match line[i + 1] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 0x08,
+                        b'a' => 0x07,
+                        other => other,
+                    });
+                    i += 2;
+                } else if c == b'"' {
+                    // The closing quote must be followed by a space or nothing at all.
+                    if i + 1 < line.len() && !is_space(line[i + 1]) {
+                        return None;
+                    }
+                    i += 1;
+                    break;
+                } else {
+                    out.push(c);
+                    i += 1;
+                }
+            } else if in_sq {
+                let &c = line.get(i)?;
+                if c == b'\\' && line.get(i + 1) == Some(&b'\'') {
+                    out.push(b'\'');
+                    i += 2;
+                } else if c == b'\'' {
+                    if i + 1 < line.len() && !is_space(line[i + 1]) {
+                        return None;
+                    }
+                    i += 1;
+                    break;
+                } else {
+                    out.push(c);
+                    i += 1;
+                }
+            } else {
+                match line.get(i) {
+                    None => break,
+                    Some(&c) if is_space(c) || c == 0 => break,
+                    Some(b'"') => in_dq = true,
+                    Some(b'\'') => in_sq = true,
+                    Some(&c) => out.push(c),
+                }
+                i += 1;
+            }
+        }
+        spans.push((start, out.len()));
+    }
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(dec: &mut Decoder, buf: &[u8]) -> Result<Vec<Vec<String>>, ProtocolError> {
+        let mut cmds = Vec::new();
+        while let Some(args) = dec.next(buf)? {
+            cmds.push(args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect());
+        }
+        Ok(cmds)
+    }
+
+    fn decode(buf: &[u8]) -> Result<Vec<Vec<String>>, ProtocolError> {
+        all(&mut Decoder::default(), buf)
+    }
+
+    #[test]
+    fn multibulk_and_pipelining() {
+        let buf = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n";
+        assert_eq!(decode(buf).unwrap(), vec![vec!["GET", "k"], vec!["SET", "k", ""]]);
+    }
+
+    #[test]
+    fn resumes_byte_by_byte() {
+        let buf = b"*3\r\n$3\r\nSET\r\n$3\r\nk\r\n\r\n$5\r\nhello\r\nPING\r\n";
+        let mut dec = Decoder::default();
+        let mut got = Vec::new();
+        for end in 0..=buf.len() {
+            got.extend(all(&mut dec, &buf[..end]).unwrap());
+        }
+        assert_eq!(got, vec![vec!["SET", "k\r\n", "hello"], vec!["PING"]]);
+    }
+
+    #[test]
+    fn discard_rebases_a_partial_command() {
+        let mut dec = Decoder::default();
+        let mut buf = b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$3\r\nfo".to_vec();
+        assert_eq!(all(&mut dec, &buf).unwrap(), vec![vec!["PING"]]);
+        let n = dec.consumed();
+        assert_eq!(n, 14);
+        buf.drain(..n);
+        dec.discard(n);
+        buf.extend_from_slice(b"o\r\n");
+        assert_eq!(all(&mut dec, &buf).unwrap(), vec![vec!["GET", "foo"]]);
+        assert_eq!(dec.consumed(), buf.len());
+    }
+
+    #[test]
+    fn empty_multibulks_are_skipped() {
+        assert_eq!(decode(b"*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n").unwrap(), vec![vec!["PING"]]);
+    }
+
+    #[test]
+    fn inline_commands() {
+        assert_eq!(decode(b"SET foo bar\r\n").unwrap(), vec![vec!["SET", "foo", "bar"]]);
+        assert_eq!(decode(b"  ping  \n\r\n\n").unwrap(), vec![vec!["ping"]]);
+        assert_eq!(
+            decode(b"set \"a b\\x41\\n\" 'it\\'s'\r\n").unwrap(),
+            vec![vec!["set", "a bA\n", "it's"]]
+        );
+        assert_eq!(decode(b"set \"\" x\n").unwrap(), vec![vec!["set", "", "x"]]);
+        assert_eq!(decode(b"PING").unwrap(), Vec::<Vec<String>>::new());
+    }
+
+    #[test]
+    fn protocol_errors_match_redis() {
+        let err = |b: &[u8]| decode(b).unwrap_err().message().to_owned();
+        assert_eq!(err(b"*x\r\n"), "Protocol error: invalid multibulk length");
+        assert_eq!(err(b"*3000000000\r\n"), "Protocol error: invalid multibulk length");
+        assert_eq!(err(b"*1\r\n:1\r\n"), "Protocol error: expected '$', got ':'");
+        assert_eq!(err(b"*1\r\n$-1\r\n"), "Protocol error: invalid bulk length");
+        assert_eq!(err(b"*1\r\n$01\r\n"), "Protocol error: invalid bulk length");
+        assert_eq!(err(b"*1\r\n$536870913\r\n"), "Protocol error: invalid bulk length");
+        assert_eq!(err(b"set \"a\n"), "Protocol error: unbalanced quotes in request");
+        assert_eq!(err(b"set \"a\"b\n"), "Protocol error: unbalanced quotes in request");
+        assert_eq!(err(&vec![b'a'; 70_000]), "Protocol error: too big inline request");
+        let mut long = b"*1".to_vec();
+        long.extend(vec![b'1'; 70_000]);
+        assert_eq!(err(&long), "Protocol error: too big mbulk count string");
+        assert_eq!(err(b"*1\r\n$3\r\nabcde\r\n"), "Protocol error: expected CRLF after bulk argument");
+    }
+
+    #[test]
+    fn declared_lengths_are_not_preallocated() {
+        let mut dec = Decoder::default();
+        assert!(all(&mut dec, b"*2000000000\r\n$536870912\r\nab").unwrap().is_empty());
+        assert!(dec.spans.capacity() <= PREALLOC_ARGS);
+    }
+
+    #[test]
+    fn string2ll_rules() {
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"-12"), Some(-12));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+        for bad in [&b""[..], b"-", b"-0", b"01", b"+1", b" 1", b"1 "] {
+            assert_eq!(parse_i64(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A cheap deterministic generator; the cargo-fuzz target explores far more.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let alphabet = b"*$\r\n0123456789-\"' \\xabAZ";
+        for _ in 0..20_000 {
+            let mut buf = Vec::new();
+            for _ in 0..(x % 40) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                buf.push(alphabet[(x % alphabet.len() as u64) as usize]);
+            }
+            let mut dec = Decoder::default();
+            for end in 0..=buf.len() {
+                if all(&mut dec, &buf[..end]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Semantic replies, encoded for the connection's protocol version.
+
+/// Protocol version of a connection: RESP2 by default, RESP3 after `HELLO 3`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Resp {
+    #[default]
+    V2,
+    V3,
+}
+
+/// An output buffer that command code writes replies into. Each method writes one semantic
+/// value; aggregates are a header (`array(n)`, `map(n)`, ...) followed by their elements.
+#[derive(Debug, Default)]
+pub struct Reply {
+    buf: Vec<u8>,
+    pub proto: Resp,
+}
+
+impl Reply {
+    pub fn new(proto: Resp) -> Self {
+        Reply { buf: Vec::with_capacity(16 * 1024), proto }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Empties the buffer, giving back memory that one huge reply made it hold.
+    pub fn clear(&mut self) {
+        const KEEP: usize = 64 * 1024;
+        if self.buf.capacity() > KEEP * 16 {
+            self.buf = Vec::with_capacity(KEEP);
+        } else {
+            self.buf.clear();
+        }
+    }
+
+    /// Drops everything written after `len` (to take back a partly written reply).
+    pub fn truncate(&mut self, len: usize) {
+        self.buf.truncate(len);
+    }
+
+    pub fn ok(&mut self) {
+        self.buf.extend_from_slice(b"+OK\r\n");
+    }
+
+    /// A simple string; `s` must not contain CR or LF.
+    pub fn simple(&mut self, s: &str) {
+        self.line(b'+', s.as_bytes());
+    }
+
+    /// An error reply. `msg` starts with the error code (`ERR ...`, `WRONGTYPE ...`); CR and LF
+    /// inside it become spaces, as Redis does, so a reply can never be split in two.
+    pub fn error(&mut self, msg: &[u8]) {
+        self.buf.push(b'-');
+        self.buf.extend(msg.iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+        self.buf.extend_from_slice(b"\r\n");
+    }
+
+    pub fn int(&mut self, n: i64) {
+        self.line(b':', itoa::Buffer::new().format(n).as_bytes());
+    }
+
+    pub fn bulk(&mut self, data: &[u8]) {
+        self.header(b'$', data.len());
+        self.buf.extend_from_slice(data);
+        self.buf.extend_from_slice(b"\r\n");
+    }
+
+    /// An integer sent as a bulk string (how Redis replies with a string holding a number).
+    pub fn bulk_int(&mut self, n: i64) {
+        self.bulk(itoa::Buffer::new().format(n).as_bytes());
+    }
+
+    /// The absence of a value: `$-1` in RESP2, `_` in RESP3.
+    pub fn null(&mut self) {
+        match self.proto {
+            Resp::V2 => self.buf.extend_from_slice(b"$-1\r\n"),
+            Resp::V3 => self.buf.extend_from_slice(b"_\r\n"),
+        }
+    }
+
+    /// The absence of an aggregate: `*-1` in RESP2, `_` in RESP3.
+    pub fn null_array(&mut self) {
+        match self.proto {
+            Resp::V2 => self.buf.extend_from_slice(b"*-1\r\n"),
+            Resp::V3 => self.buf.extend_from_slice(b"_\r\n"),
+        }
+    }
+
+    pub fn array(&mut self, len: usize) {
+        self.header(b'*', len);
+    }
+
+    /// A map of `len` pairs: `%` in RESP3, a flat array of `2 * len` elements in RESP2.
+    pub fn map(&mut self, len: usize) {
+        match self.proto {
+            Resp::V2 => self.header(b'*', len * 2),
+            Resp::V3 => self.header(b'%', len),
+        }
+    }
+
+    /// A set: `~` in RESP3, an array in RESP2.
+    pub fn set(&mut self, len: usize) {
+        match self.proto {
+            Resp::V2 => self.header(b'*', len),
+            Resp::V3 => self.header(b'~', len),
+        }
+    }
+
+    /// A boolean: `#t`/`#f` in RESP3, the integers 1 and 0 in RESP2.
+    pub fn bool(&mut self, b: bool) {
+        match self.proto {
+            Resp::V2 => self.int(i64::from(b)),
+            Resp::V3 => self.buf.extend_from_slice(if b { b"#t\r\n" } else { b"#f\r\n" }),
+        }
+    }
+
+    /// Verbatim text (`=` in RESP3 with a three-letter format such as `txt`), a bulk string in
+    /// RESP2.
+    pub fn verbatim(&mut self, format: &str, text: &[u8]) {
+        match self.proto {
+            Resp::V2 => self.bulk(text),
+            Resp::V3 => {
+                self.header(b'=', text.len() + 4);
+                self.buf.extend_from_slice(format.as_bytes());
+                self.buf.push(b':');
+                self.buf.extend_from_slice(text);
+                self.buf.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// Bytes already encoded (used for canned replies).
+    pub fn raw(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    fn header(&mut self, kind: u8, len: usize) {
+        self.line(kind, itoa::Buffer::new().format(len).as_bytes());
+    }
+
+    fn line(&mut self, kind: u8, body: &[u8]) {
+        self.buf.push(kind);
+        self.buf.extend_from_slice(body);
+        self.buf.extend_from_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn both(f: impl Fn(&mut Reply)) -> (String, String) {
+        let mut r2 = Reply::new(Resp::V2);
+        let mut r3 = Reply::new(Resp::V3);
+        f(&mut r2);
+        f(&mut r3);
+        let s = |r: &Reply| String::from_utf8_lossy(r.as_bytes()).into_owned();
+        (s(&r2), s(&r3))
+    }
+
+    #[test]
+    fn encodes_per_protocol() {
+        assert_eq!(both(Reply::null), ("$-1\r\n".into(), "_\r\n".into()));
+        assert_eq!(both(Reply::null_array), ("*-1\r\n".into(), "_\r\n".into()));
+        assert_eq!(both(|r| r.map(2)), ("*4\r\n".into(), "%2\r\n".into()));
+        assert_eq!(both(|r| r.set(3)), ("*3\r\n".into(), "~3\r\n".into()));
+        assert_eq!(both(|r| r.bool(true)), (":1\r\n".into(), "#t\r\n".into()));
+        assert_eq!(both(|r| r.verbatim("txt", b"hi")), ("$2\r\nhi\r\n".into(), "=6\r\ntxt:hi\r\n".into()));
+        assert_eq!(both(|r| r.bulk_int(-42)).0, "$3\r\n-42\r\n");
+        assert_eq!(both(|r| r.int(7)).1, ":7\r\n");
+    }
+
+    #[test]
+    fn errors_cannot_break_framing() {
+        let (r2, _) = both(|r| r.error(b"ERR bad\r\ninput"));
+        assert_eq!(r2, "-ERR bad  input\r\n");
+    }
+}
