@@ -289,9 +289,10 @@ enum Inline {
     Command,
 }
 
-/// Parses a header number as Redis's `string2ll` does: optional '-', digits, no '+', no
-/// spaces, no leading zeros.
-fn parse_i64(s: &[u8]) -> Option<i64> {
+/// Parses an integer as Redis's `string2ll` does: optional '-', decimal digits, no '+', no
+/// spaces, no leading zeros (so every accepted string is the canonical form of its number).
+/// Used for protocol headers and for every integer argument and value.
+pub fn parse_i64(s: &[u8]) -> Option<i64> {
     let (neg, digits) = match s {
         [b'-', rest @ ..] => (true, rest),
         _ => (false, s),

@@ -9,5 +9,5 @@
 mod decode;
 mod reply;
 
-pub use decode::{Args, Decoder, Limits, ProtocolError};
+pub use decode::{Args, Decoder, Limits, ProtocolError, parse_i64};
 pub use reply::{Reply, Resp};

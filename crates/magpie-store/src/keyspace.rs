@@ -1,0 +1,614 @@
+//! Databases, shards and entries.
+
+use std::hash::BuildHasher;
+use std::time::Instant;
+
+use indexmap::IndexMap;
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::Value;
+
+type Map = IndexMap<Box<[u8]>, Entry, foldhash::fast::RandomState>;
+
+/// A value and its expiry time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub value: Value,
+    /// Absolute expiry in ms since the epoch; 0 when the key does not expire. Private so that
+    /// every change goes through [`Shard`], which counts the keys that can expire.
+    expire_at: u64,
+}
+
+impl Entry {
+    pub fn new(value: Value) -> Entry {
+        Entry { value, expire_at: 0 }
+    }
+
+    /// When the key expires (ms since the epoch), if it does.
+    pub fn expire_at(&self) -> Option<u64> {
+        (self.expire_at != 0).then_some(self.expire_at)
+    }
+
+    fn is_expired(&self, now: u64) -> bool {
+        self.expire_at != 0 && self.expire_at <= now
+    }
+}
+
+/// One shard of a database: an insertion-ordered hash map. Removal swaps the last entry into
+/// the hole, so entries stay dense: that makes random sampling O(1) (RANDOMKEY, active expiry)
+/// and gives SCAN a cursor that is a plain index (see [`Db::scan`]).
+///
+/// Expired entries may linger until touched or reclaimed by the active cycle; every accessor
+/// that takes `now` hides them.
+#[derive(Default)]
+pub struct Shard {
+    map: Map,
+    /// How many entries have an expiry time (the active cycle skips shards with none).
+    volatile: usize,
+    /// Where the active expiry cycle continues in this shard.
+    expire_cursor: usize,
+}
+
+impl Shard {
+    /// Entries held, including expired ones not yet reclaimed (as Redis's DBSIZE).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Entries that have an expiry time.
+    pub fn volatile(&self) -> usize {
+        self.volatile
+    }
+
+    /// The live entry of `key`.
+    pub fn get(&self, key: &[u8], now: u64) -> Option<&Entry> {
+        self.map.get(key).filter(|e| !e.is_expired(now))
+    }
+
+    /// The live entry of `key`, for changing its value in place. An expired entry is removed.
+    pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
+        let idx = self.live_index(key, now)?;
+        self.map.get_index_mut(idx).map(|(_, e)| e)
+    }
+
+    /// The index of `key`'s live entry, removing it if it has expired.
+    fn live_index(&mut self, key: &[u8], now: u64) -> Option<usize> {
+        let (idx, _, e) = self.map.get_full(key)?;
+        if e.is_expired(now) {
+            self.remove_index(idx);
+            return None;
+        }
+        Some(idx)
+    }
+
+    pub fn contains(&self, key: &[u8], now: u64) -> bool {
+        self.get(key, now).is_some()
+    }
+
+    /// Stores `value` under `key` with the given expiry (`None`: the key does not expire),
+    /// returning the previous live entry.
+    pub fn insert(&mut self, key: &[u8], value: Value, expire_at: Option<u64>, now: u64) -> Option<Entry> {
+        let new = Entry { value, expire_at: expire_at.unwrap_or(0) };
+        self.volatile += usize::from(new.expire_at != 0);
+        match self.map.get_full_mut(key) {
+            Some((_, _, slot)) => {
+                let old = std::mem::replace(slot, new);
+                self.volatile -= usize::from(old.expire_at != 0);
+                (!old.is_expired(now)).then_some(old)
+            }
+            None => {
+                self.map.insert(key.into(), new);
+                None
+            }
+        }
+    }
+
+    /// Replaces the value of `key` and keeps its expiry (SET KEEPTTL); inserts a key without
+    /// expiry if there is none. Returns the previous live entry.
+    pub fn insert_keep_ttl(&mut self, key: &[u8], value: Value, now: u64) -> Option<Entry> {
+        match self.live_index(key, now) {
+            Some(idx) => {
+                let (_, slot) = self.map.get_index_mut(idx)?;
+                let old_value = std::mem::replace(&mut slot.value, value);
+                Some(Entry { value: old_value, expire_at: slot.expire_at })
+            }
+            None => self.insert(key, value, None, now),
+        }
+    }
+
+    /// Removes `key`, returning its entry if it was live.
+    pub fn remove(&mut self, key: &[u8], now: u64) -> Option<Entry> {
+        let (idx, _, _) = self.map.get_full(key)?;
+        let (_, e) = self.remove_index(idx)?;
+        (!e.is_expired(now)).then_some(e)
+    }
+
+    fn remove_index(&mut self, idx: usize) -> Option<(Box<[u8]>, Entry)> {
+        let (k, e) = self.map.swap_remove_index(idx)?;
+        self.volatile -= usize::from(e.expire_at != 0);
+        Some((k, e))
+    }
+
+    /// Sets (`Some`) or clears (`None`) the expiry of a live key. Returns false if there is no
+    /// such key.
+    pub fn set_expire(&mut self, key: &[u8], expire_at: Option<u64>, now: u64) -> bool {
+        let Some(idx) = self.live_index(key, now) else { return false };
+        let Some((_, e)) = self.map.get_index_mut(idx) else { return false };
+        let was = e.expire_at != 0;
+        e.expire_at = expire_at.unwrap_or(0);
+        self.volatile = self.volatile + usize::from(e.expire_at != 0) - usize::from(was);
+        true
+    }
+
+    /// Entry at position `idx` (0..len), expired or not.
+    pub fn get_index(&self, idx: usize) -> Option<(&[u8], &Entry)> {
+        self.map.get_index(idx).map(|(k, e)| (&**k, e))
+    }
+
+    /// Live entries, in storage order.
+    pub fn iter(&self, now: u64) -> impl Iterator<Item = (&[u8], &Entry)> {
+        self.map.iter().filter(move |(_, e)| !e.is_expired(now)).map(|(k, e)| (&**k, e))
+    }
+
+    /// Takes every entry out, leaving the shard empty; the caller can drop the returned map
+    /// outside the lock.
+    fn take(&mut self) -> Map {
+        self.volatile = 0;
+        self.expire_cursor = 0;
+        std::mem::take(&mut self.map)
+    }
+
+    /// Checks up to `budget` entries for expiry, continuing from where the last call stopped,
+    /// and removes the expired ones. Returns (checked, removed).
+    fn expire_step(&mut self, now: u64, budget: usize) -> (usize, usize) {
+        let (mut checked, mut removed) = (0, 0);
+        while checked < budget && self.volatile > 0 && !self.map.is_empty() {
+            if self.expire_cursor >= self.map.len() {
+                self.expire_cursor = 0;
+            }
+            checked += 1;
+            let expired = self.map.get_index(self.expire_cursor).is_some_and(|(_, e)| e.is_expired(now));
+            if expired {
+                // The last entry moves into this slot: look at the same index again.
+                self.remove_index(self.expire_cursor);
+                removed += 1;
+            } else {
+                self.expire_cursor += 1;
+            }
+        }
+        (checked, removed)
+    }
+}
+
+/// Keeps each shard's lock on its own cache line, so that two cores working on neighbouring
+/// shards do not bounce one line between them.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// One database (what SELECT chooses): a fixed power-of-two number of shards.
+pub struct Db {
+    shards: Box<[Padded<RwLock<Shard>>]>,
+    /// Seeded independently of the maps' own hashers, so that keys of one shard still spread
+    /// over that shard's whole table.
+    hasher: foldhash::fast::RandomState,
+}
+
+/// A SCAN position: which shard, and how many entries of it remain to be visited.
+///
+/// A shard is walked from its last index down to 0. Removing an entry moves the shard's last
+/// entry into the hole, and inserting appends at the end, so an entry can only ever move from
+/// the visited part (high indices) to the unvisited part (low indices), never the other way:
+/// a key present for the whole scan is never missed (it may be returned twice, as Redis
+/// allows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanCursor(pub u64);
+
+impl Db {
+    fn new(shards: usize) -> Db {
+        let n = shards.next_power_of_two().max(1);
+        Db {
+            shards: (0..n).map(|_| Padded(RwLock::new(Shard::default()))).collect(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard that holds `key`.
+    pub fn shard_index(&self, key: &[u8]) -> usize {
+        // High bits: the low ones of a foldhash are the weaker ones.
+        let h = self.hasher.hash_one(key);
+        (h >> 32) as usize & (self.shards.len() - 1)
+    }
+
+    pub fn read(&self, key: &[u8]) -> RwLockReadGuard<'_, Shard> {
+        self.shards[self.shard_index(key)].0.read()
+    }
+
+    pub fn write(&self, key: &[u8]) -> RwLockWriteGuard<'_, Shard> {
+        self.shards[self.shard_index(key)].0.write()
+    }
+
+    pub fn shard(&self, idx: usize) -> &RwLock<Shard> {
+        &self.shards[idx].0
+    }
+
+    /// Number of keys (counting expired keys not yet reclaimed, as Redis does).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.0.read().len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of keys with an expiry time.
+    pub fn volatile(&self) -> usize {
+        self.shards.iter().map(|s| s.0.read().volatile()).sum()
+    }
+
+    /// Empties the database atomically (every shard is locked before any is cleared) and
+    /// returns the old contents, so the caller can free them off the hot path.
+    pub fn flush(&self) -> Vec<impl Send + use<>> {
+        let mut guards: Vec<_> = self.shards.iter().map(|s| s.0.write()).collect();
+        guards.iter_mut().map(|g| g.take()).collect()
+    }
+
+    /// Visits up to about `count` entries from `cursor`, calling `f` for each live one; returns
+    /// the cursor to continue from (0 when the scan is complete).
+    pub fn scan(&self, cursor: ScanCursor, count: usize, now: u64, mut f: impl FnMut(&[u8], &Entry)) -> ScanCursor {
+        let bits = self.shards.len().trailing_zeros();
+        let mask = (self.shards.len() - 1) as u64;
+        let (mut shard, mut remaining) = if cursor.0 == 0 {
+            (0usize, None)
+        } else {
+            ((cursor.0 & mask) as usize, Some((cursor.0 >> bits).saturating_sub(1)))
+        };
+        let mut visited = 0;
+        loop {
+            let guard = self.shards[shard].0.read();
+            let mut pos = remaining.map_or(guard.len(), |r| usize::try_from(r).unwrap_or(usize::MAX).min(guard.len()));
+            while pos > 0 && visited < count {
+                pos -= 1;
+                visited += 1;
+                if let Some((k, e)) = guard.get_index(pos) {
+                    if !e.is_expired(now) {
+                        f(k, e);
+                    }
+                }
+            }
+            drop(guard);
+            if pos > 0 {
+                return ScanCursor(((pos as u64 + 1) << bits) | shard as u64);
+            }
+            shard += 1;
+            remaining = None;
+            if shard == self.shards.len() {
+                return ScanCursor(0);
+            }
+            if visited >= count {
+                // Start the next shard in the next call, from its length at that time.
+                let len = self.shards[shard].0.read().len() as u64;
+                return ScanCursor(((len + 1) << bits) | shard as u64);
+            }
+        }
+    }
+
+    /// A random live key, if there is one.
+    pub fn random_key(&self, now: u64) -> Option<Box<[u8]>> {
+        let n = self.shards.len();
+        // Sample a few times: all shards may be empty, or hold only expired keys.
+        for _ in 0..100 {
+            let start = fastrand::usize(..n);
+            for i in 0..n {
+                let shard = self.shards[(start + i) % n].0.read();
+                if shard.is_empty() {
+                    continue;
+                }
+                if let Some((k, e)) = shard.get_index(fastrand::usize(..shard.len())) {
+                    if !e.is_expired(now) {
+                        return Some(k.into());
+                    }
+                }
+                break;
+            }
+        }
+        None
+    }
+}
+
+/// All databases.
+pub struct Keyspace {
+    dbs: Box<[Db]>,
+    /// Where the active expiry cycle continues: (database, shard).
+    expire_cursor: parking_lot::Mutex<(usize, usize)>,
+}
+
+/// What one active expiry cycle did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExpireStats {
+    pub checked: usize,
+    pub expired: usize,
+}
+
+impl Keyspace {
+    /// `databases` databases of `shards` shards each (rounded up to a power of two).
+    pub fn new(databases: usize, shards: usize) -> Keyspace {
+        Keyspace {
+            dbs: (0..databases.max(1)).map(|_| Db::new(shards)).collect(),
+            expire_cursor: parking_lot::Mutex::new((0, 0)),
+        }
+    }
+
+    pub fn db_count(&self) -> usize {
+        self.dbs.len()
+    }
+
+    pub fn db(&self, i: usize) -> &Db {
+        &self.dbs[i]
+    }
+
+    pub fn dbs(&self) -> &[Db] {
+        &self.dbs
+    }
+
+    /// Write-locks the shards of all `keys` ((database, key) pairs) at once, in a fixed order.
+    pub fn lock_write<'a, 'k>(&'a self, keys: impl IntoIterator<Item = (usize, &'k [u8])>) -> MultiWrite<'a> {
+        let ids = self.shard_ids(keys);
+        let guards = ids.iter().map(|&(db, s)| self.dbs[db].shards[s].0.write()).collect();
+        MultiWrite { ks: self, ids, guards }
+    }
+
+    /// Read-locks the shards of all `keys` at once, in a fixed order: a consistent view.
+    pub fn lock_read<'a, 'k>(&'a self, keys: impl IntoIterator<Item = (usize, &'k [u8])>) -> MultiRead<'a> {
+        let ids = self.shard_ids(keys);
+        let guards = ids.iter().map(|&(db, s)| self.dbs[db].shards[s].0.read()).collect();
+        MultiRead { ks: self, ids, guards }
+    }
+
+    fn shard_ids<'k>(&self, keys: impl IntoIterator<Item = (usize, &'k [u8])>) -> Vec<(usize, usize)> {
+        let mut ids: Vec<(usize, usize)> =
+            keys.into_iter().map(|(db, k)| (db, self.dbs[db].shard_index(k))).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// One cycle of active expiry: walks shards that hold keys with a TTL, removing expired
+    /// keys, until `deadline`. Each shard is locked for at most a few hundred entries at a
+    /// time, so no client waits long. Stops early when a full round finds little to do.
+    pub fn active_expire(&self, now: u64, deadline: Instant) -> ExpireStats {
+        const PER_LOCK: usize = 256;
+        let mut stats = ExpireStats::default();
+        let mut cursor = self.expire_cursor.lock();
+        let total: usize = self.dbs.iter().map(|d| d.shards.len()).sum();
+        let (mut round_checked, mut round_expired, mut visited) = (0, 0, 0);
+        loop {
+            let (db, shard) = *cursor;
+            if let Some(lock) = self.dbs.get(db).and_then(|d| d.shards.get(shard)) {
+                // Cheap look first, so idle shards cost no write lock.
+                if lock.0.read().volatile > 0 {
+                    let (c, e) = lock.0.write().expire_step(now, PER_LOCK);
+                    round_checked += c;
+                    round_expired += e;
+                }
+            }
+            *cursor = if shard + 1 < self.dbs.get(db).map_or(0, |d| d.shards.len()) {
+                (db, shard + 1)
+            } else {
+                ((db + 1) % self.dbs.len(), 0)
+            };
+            visited += 1;
+            if visited % total == 0 {
+                stats.checked += round_checked;
+                stats.expired += round_expired;
+                // Go round again only while at least a tenth of what we look at has expired.
+                if round_expired * 10 < round_checked || round_checked == 0 {
+                    return stats;
+                }
+                round_checked = 0;
+                round_expired = 0;
+            }
+            if visited % 64 == 0 && Instant::now() >= deadline {
+                stats.checked += round_checked;
+                stats.expired += round_expired;
+                return stats;
+            }
+        }
+    }
+}
+
+/// Write locks over the shards of several keys; see [`Keyspace::lock_write`].
+pub struct MultiWrite<'a> {
+    ks: &'a Keyspace,
+    ids: Vec<(usize, usize)>,
+    guards: Vec<RwLockWriteGuard<'a, Shard>>,
+}
+
+impl MultiWrite<'_> {
+    /// The shard of `key` in database `db`.
+    ///
+    /// # Panics
+    /// If that key was not among those locked (a bug in the caller).
+    pub fn shard(&mut self, db: usize, key: &[u8]) -> &mut Shard {
+        let id = (db, self.ks.dbs[db].shard_index(key));
+        let i = self.ids.binary_search(&id).expect("key's shard was not locked");
+        &mut self.guards[i]
+    }
+}
+
+/// Read locks over the shards of several keys; see [`Keyspace::lock_read`].
+pub struct MultiRead<'a> {
+    ks: &'a Keyspace,
+    ids: Vec<(usize, usize)>,
+    guards: Vec<RwLockReadGuard<'a, Shard>>,
+}
+
+impl MultiRead<'_> {
+    /// The shard of `key` in database `db`.
+    ///
+    /// # Panics
+    /// If that key was not among those locked (a bug in the caller).
+    pub fn shard(&self, db: usize, key: &[u8]) -> &Shard {
+        let id = (db, self.ks.dbs[db].shard_index(key));
+        let i = self.ids.binary_search(&id).expect("key's shard was not locked");
+        &self.guards[i]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    fn v(s: &str) -> Value {
+        Value::string(s.as_bytes())
+    }
+
+    #[test]
+    fn expired_entries_are_invisible_and_reclaimed_on_write_access() {
+        let mut s = Shard::default();
+        s.insert(b"a", v("1"), Some(100), 0);
+        assert!(s.get(b"a", 99).is_some());
+        assert!(s.get(b"a", 100).is_none());
+        assert_eq!(s.volatile(), 1);
+        assert!(s.get_mut(b"a", 100).is_none());
+        assert_eq!((s.len(), s.volatile()), (0, 0));
+    }
+
+    #[test]
+    fn volatile_count_follows_every_change() {
+        let mut s = Shard::default();
+        s.insert(b"a", v("1"), Some(100), 0);
+        s.insert(b"a", v("2"), None, 0);
+        assert_eq!(s.volatile(), 0);
+        assert!(s.set_expire(b"a", Some(50), 0));
+        assert_eq!(s.volatile(), 1);
+        s.insert_keep_ttl(b"a", v("3"), 0);
+        assert_eq!(s.get(b"a", 0).unwrap().expire_at(), Some(50));
+        assert!(s.set_expire(b"a", None, 0));
+        assert_eq!(s.volatile(), 0);
+        s.set_expire(b"a", Some(10), 0);
+        assert!(s.remove(b"a", 0).is_some());
+        assert_eq!(s.volatile(), 0);
+        assert!(!s.set_expire(b"missing", Some(1), 0));
+    }
+
+    #[test]
+    fn insert_returns_only_live_previous_entries() {
+        let mut s = Shard::default();
+        s.insert(b"a", v("old"), Some(10), 0);
+        assert!(s.insert(b"a", v("new"), None, 20).is_none());
+        assert_eq!(s.insert(b"a", v("newer"), None, 20).unwrap().value, v("new"));
+    }
+
+    fn scan_all(db: &Db, count: usize, mut between: impl FnMut(usize)) -> Vec<Vec<u8>> {
+        let mut seen = Vec::new();
+        let mut cursor = ScanCursor(0);
+        let mut calls = 0;
+        loop {
+            cursor = db.scan(cursor, count, 0, |k, _| seen.push(k.to_vec()));
+            calls += 1;
+            if cursor.0 == 0 {
+                return seen;
+            }
+            between(calls);
+        }
+    }
+
+    #[test]
+    fn scan_visits_every_key_once_without_changes() {
+        let db = Db::new(8);
+        for i in 0..1000 {
+            db.write(format!("k{i}").as_bytes()).insert(format!("k{i}").as_bytes(), v("x"), None, 0);
+        }
+        let seen = scan_all(&db, 7, |_| {});
+        assert_eq!(seen.len(), 1000);
+        assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 1000);
+    }
+
+    #[test]
+    fn scan_never_misses_a_key_present_throughout_despite_churn() {
+        let db = Db::new(4);
+        let stable: Vec<String> = (0..500).map(|i| format!("stable{i}")).collect();
+        for k in &stable {
+            db.write(k.as_bytes()).insert(k.as_bytes(), v("x"), None, 0);
+        }
+        for i in 0..500 {
+            let k = format!("churn{i}");
+            db.write(k.as_bytes()).insert(k.as_bytes(), v("x"), None, 0);
+        }
+        let seen = scan_all(&db, 10, |call| {
+            // Between calls: delete some churn keys and add new ones.
+            for j in 0..5 {
+                let old = format!("churn{}", call * 5 + j);
+                db.write(old.as_bytes()).remove(old.as_bytes(), 0);
+                let new = format!("new{call}_{j}");
+                db.write(new.as_bytes()).insert(new.as_bytes(), v("x"), None, 0);
+            }
+        });
+        let seen: HashSet<Vec<u8>> = seen.into_iter().collect();
+        for k in &stable {
+            assert!(seen.contains(k.as_bytes()), "missed {k}");
+        }
+    }
+
+    #[test]
+    fn multi_locks_cover_keys_in_several_databases() {
+        let ks = Keyspace::new(2, 4);
+        let mut locked = ks.lock_write([(1, &b"a"[..]), (0, b"b"), (1, b"a")]);
+        locked.shard(1, b"a").insert(b"a", v("1"), None, 0);
+        locked.shard(0, b"b").insert(b"b", v("2"), None, 0);
+        drop(locked);
+        let read = ks.lock_read([(0, &b"b"[..]), (1, b"a")]);
+        assert_eq!(read.shard(1, b"a").get(b"a", 0).unwrap().value, v("1"));
+        assert!(read.shard(0, b"b").get(b"b", 0).is_some());
+    }
+
+    #[test]
+    fn active_expiry_reclaims_untouched_keys() {
+        let ks = Keyspace::new(2, 8);
+        for i in 0..10_000 {
+            let k = format!("k{i}");
+            ks.db(1).write(k.as_bytes()).insert(k.as_bytes(), v("x"), Some(5), 0);
+        }
+        ks.db(1).write(b"keep").insert(b"keep", v("x"), Some(1_000_000), 0);
+        let mut expired = 0;
+        for _ in 0..100 {
+            expired += ks.active_expire(10, Instant::now() + Duration::from_millis(50)).expired;
+        }
+        assert_eq!(expired, 10_000);
+        assert_eq!(ks.db(1).len(), 1);
+        assert_eq!(ks.db(1).volatile(), 1);
+    }
+
+    #[test]
+    fn flush_empties_and_hands_back_contents() {
+        let ks = Keyspace::new(1, 4);
+        for i in 0..100 {
+            let k = format!("k{i}");
+            ks.db(0).write(k.as_bytes()).insert(k.as_bytes(), v("x"), Some(5), 0);
+        }
+        let old = ks.db(0).flush();
+        assert_eq!(ks.db(0).len(), 0);
+        assert_eq!(ks.db(0).volatile(), 0);
+        drop(old);
+    }
+
+    #[test]
+    fn random_key_finds_live_keys_only() {
+        let db = Db::new(16);
+        assert!(db.random_key(0).is_none());
+        db.write(b"dead").insert(b"dead", v("x"), Some(1), 0);
+        assert!(db.random_key(5).is_none());
+        db.write(b"live").insert(b"live", v("x"), None, 0);
+        assert_eq!(&*db.random_key(5).unwrap(), b"live");
+    }
+}

@@ -1,0 +1,26 @@
+//! Magpie's keyspace, without I/O: databases split into shards, each a hash map behind its own
+//! read-write lock; the value types; expiry (lazy on access, and an incremental active cycle).
+//!
+//! Locking rules, which make multi-key commands atomic and deadlock-free:
+//! - a command on one key locks that key's shard only;
+//! - a command on several keys locks every shard involved at once, in ascending
+//!   (database, shard) order, through [`Keyspace::lock_write`] or [`Keyspace::lock_read`];
+//! - whole-database operations take every shard of the database, in order.
+
+mod glob;
+mod keyspace;
+mod value;
+
+pub use glob::glob_match;
+pub use keyspace::{Db, Entry, Keyspace, MultiRead, MultiWrite, ScanCursor, Shard};
+pub use magpie_protocol::parse_i64;
+pub use value::Value;
+
+/// Milliseconds since the Unix epoch: the clock expiry times are kept in.
+pub fn now_ms() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,79 @@
+//! Value types.
+
+use magpie_protocol::parse_i64;
+
+/// A stored value. Strings that are canonical 64-bit integers are kept as `Int` (Redis's
+/// `int` encoding): smaller, and INCR needs no parsing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    Str(Vec<u8>),
+    Int(i64),
+}
+
+impl Value {
+    /// A string value, stored as `Int` when the bytes are a canonical integer.
+    pub fn string(bytes: &[u8]) -> Value {
+        if bytes.len() <= 20 {
+            if let Some(n) = parse_i64(bytes) {
+                return Value::Int(n);
+            }
+        }
+        Value::Str(bytes.to_vec())
+    }
+
+    /// Redis's name for the type, as TYPE replies.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) | Value::Int(_) => "string",
+        }
+    }
+
+    /// Redis's name for the internal encoding, as OBJECT ENCODING replies.
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Value::Int(_) => "int",
+            Value::Str(s) if s.len() <= 44 => "embstr",
+            Value::Str(_) => "raw",
+        }
+    }
+
+    /// The bytes of a string value, formatting an `Int` into `buf`. `None` for other types.
+    pub fn str_bytes<'a>(&'a self, buf: &'a mut itoa::Buffer) -> Option<&'a [u8]> {
+        match self {
+            Value::Str(s) => Some(s),
+            Value::Int(n) => Some(buf.format(*n).as_bytes()),
+        }
+    }
+
+    /// Turns an `Int` into `Str` so the bytes can be edited in place; `None` for other types.
+    pub fn str_mut(&mut self) -> Option<&mut Vec<u8>> {
+        if let Value::Int(n) = *self {
+            *self = Value::Str(itoa::Buffer::new().format(n).as_bytes().to_vec());
+        }
+        match self {
+            Value::Str(s) => Some(s),
+            Value::Int(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_integers_are_encoded_as_int() {
+        assert_eq!(Value::string(b"123"), Value::Int(123));
+        assert_eq!(Value::string(b"-9223372036854775808"), Value::Int(i64::MIN));
+        for s in [&b"0123"[..], b"+1", b" 1", b"-0", b"1.0", b"", b"99999999999999999999"] {
+            assert_eq!(Value::string(s), Value::Str(s.to_vec()));
+        }
+    }
+
+    #[test]
+    fn str_mut_turns_ints_into_bytes() {
+        let mut v = Value::Int(-5);
+        v.str_mut().unwrap().push(b'0');
+        assert_eq!(v, Value::Str(b"-50".to_vec()));
+    }
+}
