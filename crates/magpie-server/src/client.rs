@@ -1,0 +1,105 @@
+//! Connected clients: each connection's own state, and the shared registry CLIENT LIST reads.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+/// What other connections may see of a client (CLIENT LIST). Written by its own connection
+/// only, once per batch of commands, so readers cost the hot path nothing.
+pub struct ClientInfo {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub laddr: SocketAddr,
+    pub created: Instant,
+    /// Milliseconds since `created` at the last command.
+    pub last_active_ms: AtomicU64,
+    pub db: AtomicUsize,
+    pub resp: AtomicUsize,
+    pub name: Mutex<Option<Vec<u8>>>,
+    pub last_cmd: Mutex<&'static str>,
+}
+
+impl ClientInfo {
+    /// One line of CLIENT LIST / CLIENT INFO, with Redis 7.0's fields.
+    pub fn line(&self) -> Vec<u8> {
+        let age = self.created.elapsed();
+        let idle_ms = u64::try_from(age.as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_sub(self.last_active_ms.load(Ordering::Relaxed));
+        let mut line = format!("id={} addr={} laddr={} fd=0 name=", self.id, self.addr, self.laddr).into_bytes();
+        if let Some(name) = &*self.name.lock() {
+            line.extend_from_slice(name);
+        }
+        line.extend_from_slice(
+            format!(
+                " age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 \
+                 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} \
+                 user=default redir=-1 resp={}",
+                age.as_secs(),
+                idle_ms / 1000,
+                self.db.load(Ordering::Relaxed),
+                self.last_cmd.lock(),
+                self.resp.load(Ordering::Relaxed),
+            )
+            .as_bytes(),
+        );
+        line
+    }
+}
+
+/// A connection's own state.
+pub struct Client {
+    pub id: u64,
+    pub db: usize,
+    /// Set by QUIT: close after the reply is written.
+    pub close: bool,
+    pub info: Arc<ClientInfo>,
+}
+
+/// All connected clients.
+#[derive(Default)]
+pub struct Registry {
+    next_id: AtomicU64,
+    clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
+}
+
+impl Registry {
+    /// Registers a new connection and returns its state.
+    pub fn connect(&self, addr: SocketAddr, laddr: SocketAddr) -> Client {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let info = Arc::new(ClientInfo {
+            id,
+            addr,
+            laddr,
+            created: Instant::now(),
+            last_active_ms: AtomicU64::new(0),
+            db: AtomicUsize::new(0),
+            resp: AtomicUsize::new(2),
+            name: Mutex::new(None),
+            last_cmd: Mutex::new("NULL"),
+        });
+        self.clients.lock().insert(id, info.clone());
+        Client { id, db: 0, close: false, info }
+    }
+
+    pub fn disconnect(&self, id: u64) {
+        self.clients.lock().remove(&id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.clients.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A snapshot of the connected clients, in id order.
+    pub fn list(&self) -> Vec<Arc<ClientInfo>> {
+        self.clients.lock().values().cloned().collect()
+    }
+}

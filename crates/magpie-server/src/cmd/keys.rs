@@ -1,0 +1,304 @@
+//! Generic key commands (DEL, EXISTS, TYPE, KEYS, SCAN, RENAME, COPY, ...) and expiry.
+
+use magpie_protocol::Args;
+use magpie_store::{ScanCursor, glob_match};
+
+use crate::command::Ctx;
+use crate::error::{self, CmdResult, Error, int_arg, int_arg_in, invalid_expire, is};
+
+/// DEL and UNLINK: removes the keys atomically, replies how many existed.
+pub fn del(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let db = ctx.client.db;
+    let keys = args.skip(1);
+    let removed = if keys.len() == 1 {
+        let key = keys.get(0);
+        usize::from(ctx.db().write(key).remove(key, ctx.now).is_some())
+    } else {
+        let mut locked = ctx.shared.keyspace.lock_write(keys.iter().map(|k| (db, k)));
+        keys.iter().filter(|k| locked.shard(db, k).remove(k, ctx.now).is_some()).count()
+    };
+    ctx.out.int(removed as i64);
+    Ok(())
+}
+
+/// EXISTS and TOUCH: how many of the keys exist (a key named twice counts twice).
+pub fn exists(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let db = ctx.client.db;
+    let keys = args.skip(1);
+    let locked = ctx.shared.keyspace.lock_read(keys.iter().map(|k| (db, k)));
+    let n = keys.iter().filter(|k| locked.shard(db, k).contains(k, ctx.now)).count();
+    ctx.out.int(n as i64);
+    Ok(())
+}
+
+pub fn type_(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let key = args.get(1);
+    let shard = ctx.db().read(key);
+    ctx.out.simple(shard.get(key, ctx.now).map_or("none", |e| e.value.type_name()));
+    Ok(())
+}
+
+pub fn keys(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let pattern = args.get(1);
+    let all = pattern == b"*";
+    let db = ctx.db();
+    let mut found: Vec<Box<[u8]>> = Vec::new();
+    for i in 0..db.shard_count() {
+        let shard = db.shard(i).read();
+        found.extend(shard.iter(ctx.now).filter(|(k, _)| all || glob_match(pattern, k, false)).map(|(k, _)| k.into()));
+    }
+    ctx.out.array(found.len());
+    for k in &found {
+        ctx.out.bulk(k);
+    }
+    Ok(())
+}
+
+/// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
+pub fn scan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let cursor = std::str::from_utf8(args.get(1))
+        .ok()
+        .filter(|s| !s.starts_with('+'))
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| Error::from("ERR invalid cursor"))?;
+    let (mut pattern, mut count, mut type_name) = (None, 10usize, None);
+    let mut i = 2;
+    while i < args.len() {
+        let has_value = i + 1 < args.len();
+        let opt = args.get(i);
+        if is(opt, "count") && has_value {
+            let n = int_arg(args.get(i + 1))?;
+            if n < 1 {
+                return Err(error::syntax());
+            }
+            count = usize::try_from(n).unwrap_or(usize::MAX);
+        } else if is(opt, "match") && has_value {
+            pattern = Some(args.get(i + 1));
+        } else if is(opt, "type") && has_value {
+            type_name = Some(args.get(i + 1));
+        } else {
+            return Err(error::syntax());
+        }
+        i += 2;
+    }
+    let mut found: Vec<Box<[u8]>> = Vec::new();
+    let next = ctx.db().scan(ScanCursor(cursor), count, ctx.now, |k, e| {
+        let type_ok = type_name.is_none_or(|t| is(t, e.value.type_name()));
+        let name_ok = pattern.is_none_or(|p| p == b"*" || glob_match(p, k, false));
+        if type_ok && name_ok {
+            found.push(k.into());
+        }
+    });
+    ctx.out.array(2);
+    ctx.out.bulk(itoa::Buffer::new().format(next.0).as_bytes());
+    ctx.out.array(found.len());
+    for k in &found {
+        ctx.out.bulk(k);
+    }
+    Ok(())
+}
+
+pub fn randomkey(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    match ctx.db().random_key(ctx.now) {
+        Some(k) => ctx.out.bulk(&k),
+        None => ctx.out.null(),
+    }
+    Ok(())
+}
+
+fn rename_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
+    let (src, dst) = (args.get(1), args.get(2));
+    let db = ctx.client.db;
+    let mut locked = ctx.shared.keyspace.lock_write([(db, src), (db, dst)]);
+    if !locked.shard(db, src).contains(src, ctx.now) {
+        return Err(error::NO_SUCH_KEY.into());
+    }
+    if src == dst {
+        if nx { ctx.out.int(0) } else { ctx.out.ok() }
+        return Ok(());
+    }
+    if nx && locked.shard(db, dst).contains(dst, ctx.now) {
+        ctx.out.int(0);
+        return Ok(());
+    }
+    let entry = locked.shard(db, src).remove(src, ctx.now).ok_or_else(|| Error::from(error::NO_SUCH_KEY))?;
+    let expire = entry.expire_at();
+    locked.shard(db, dst).insert(dst, entry.value, expire, ctx.now);
+    if nx { ctx.out.int(1) } else { ctx.out.ok() }
+    Ok(())
+}
+
+pub fn rename(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    rename_generic(ctx, args, false)
+}
+
+pub fn renamenx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    rename_generic(ctx, args, true)
+}
+
+/// COPY source destination [DB destination-db] [REPLACE]
+pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let (src, dst) = (args.get(1), args.get(2));
+    let src_db = ctx.client.db;
+    let (mut dst_db, mut replace) = (src_db, false);
+    let mut j = 3;
+    while j < args.len() {
+        if is(args.get(j), "replace") {
+            replace = true;
+        } else if is(args.get(j), "db") && j + 1 < args.len() {
+            let n = int_arg_in(args.get(j + 1), i64::from(i32::MIN)..=i64::from(i32::MAX))?;
+            dst_db = usize::try_from(n)
+                .ok()
+                .filter(|&n| n < ctx.shared.keyspace.db_count())
+                .ok_or_else(|| Error::from(error::DB_RANGE))?;
+            j += 1;
+        } else {
+            return Err(error::syntax());
+        }
+        j += 1;
+    }
+    if src_db == dst_db && src == dst {
+        return Err("ERR source and destination objects are the same".into());
+    }
+    let mut locked = ctx.shared.keyspace.lock_write([(src_db, src), (dst_db, dst)]);
+    let Some(entry) = locked.shard(src_db, src).get(src, ctx.now).cloned() else {
+        ctx.out.int(0);
+        return Ok(());
+    };
+    let target = locked.shard(dst_db, dst);
+    if target.contains(dst, ctx.now) && !replace {
+        ctx.out.int(0);
+        return Ok(());
+    }
+    let expire = entry.expire_at();
+    target.insert(dst, entry.value, expire, ctx.now);
+    ctx.out.int(1);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expiry
+
+/// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT with NX | XX | GT | LT: `seconds` says the unit,
+/// `absolute` whether the time is relative to now.
+fn expire_generic(ctx: &mut Ctx<'_>, args: Args<'_>, seconds: bool, absolute: bool) -> CmdResult {
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for opt in args.iter().skip(3) {
+        if is(opt, "nx") {
+            nx = true;
+        } else if is(opt, "xx") {
+            xx = true;
+        } else if is(opt, "gt") {
+            gt = true;
+        } else if is(opt, "lt") {
+            lt = true;
+        } else {
+            let mut msg = b"ERR Unsupported option ".to_vec();
+            msg.extend_from_slice(opt);
+            return Err(Error::bytes(msg));
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return Err("ERR NX and XX, GT or LT options at the same time are not compatible".into());
+    }
+    if gt && lt {
+        return Err("ERR GT and LT options at the same time are not compatible".into());
+    }
+    let name = match (seconds, absolute) {
+        (true, false) => "expire",
+        (false, false) => "pexpire",
+        (true, true) => "expireat",
+        (false, true) => "pexpireat",
+    };
+    let mut when = int_arg(args.get(2))?;
+    if seconds {
+        when = when.checked_mul(1000).ok_or_else(|| invalid_expire(name))?;
+    }
+    if !absolute {
+        when = when.checked_add(ctx.now as i64).ok_or_else(|| invalid_expire(name))?;
+    }
+    let key = args.get(1);
+    let mut shard = ctx.db().write(key);
+    let Some(entry) = shard.get(key, ctx.now) else {
+        ctx.out.int(0);
+        return Ok(());
+    };
+    let current = entry.expire_at().map(|t| t as i64);
+    let refused = (nx && current.is_some())
+        || (xx && current.is_none())
+        // No expiry counts as an infinite one: GT never beats it, LT always does.
+        || (gt && current.is_none_or(|c| when <= c))
+        || (lt && current.is_some_and(|c| when >= c));
+    if refused {
+        ctx.out.int(0);
+        return Ok(());
+    }
+    if when <= ctx.now as i64 {
+        shard.remove(key, ctx.now);
+    } else {
+        shard.set_expire(key, Some(when as u64), ctx.now);
+    }
+    ctx.out.int(1);
+    Ok(())
+}
+
+pub fn expire(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    expire_generic(ctx, args, true, false)
+}
+
+pub fn pexpire(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    expire_generic(ctx, args, false, false)
+}
+
+pub fn expireat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    expire_generic(ctx, args, true, true)
+}
+
+pub fn pexpireat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    expire_generic(ctx, args, false, true)
+}
+
+/// TTL, PTTL, EXPIRETIME, PEXPIRETIME: -2 without key, -1 without expiry.
+fn ttl_generic(ctx: &mut Ctx<'_>, args: Args<'_>, ms: bool, absolute: bool) -> CmdResult {
+    let key = args.get(1);
+    let shard = ctx.db().read(key);
+    let reply = match shard.get(key, ctx.now) {
+        None => -2,
+        Some(e) => match e.expire_at() {
+            None => -1,
+            Some(at) => {
+                let t = if absolute { at as i64 } else { (at as i64 - ctx.now as i64).max(0) };
+                if ms { t } else { (t + 500) / 1000 }
+            }
+        },
+    };
+    ctx.out.int(reply);
+    Ok(())
+}
+
+pub fn ttl(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    ttl_generic(ctx, args, false, false)
+}
+
+pub fn pttl(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    ttl_generic(ctx, args, true, false)
+}
+
+pub fn expiretime(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    ttl_generic(ctx, args, false, true)
+}
+
+pub fn pexpiretime(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    ttl_generic(ctx, args, true, true)
+}
+
+pub fn persist(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let key = args.get(1);
+    let mut shard = ctx.db().write(key);
+    let had_ttl = shard.get(key, ctx.now).is_some_and(|e| e.expire_at().is_some());
+    if had_ttl {
+        shard.set_expire(key, None, ctx.now);
+    }
+    ctx.out.int(i64::from(had_ttl));
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! The command table. Adding a command: one entry here and one function in the module of its
+//! group.
+
+mod connection;
+mod keys;
+mod server;
+mod strings;
+
+use crate::command::flags::{ADMIN, DENYOOM, FAST, LOADING, NO_AUTH, NOSCRIPT, READONLY, STALE, WRITE};
+use crate::command::{self, Command};
+
+const NONE: (i32, i32, i32) = (0, 0, 0);
+const KEY1: (i32, i32, i32) = (1, 1, 1);
+const KEYS: (i32, i32, i32) = (1, -1, 1);
+const TWO: (i32, i32, i32) = (1, 2, 1);
+
+const CONN: u32 = NOSCRIPT | LOADING | STALE | FAST;
+const W: u32 = WRITE;
+const WD: u32 = WRITE | DENYOOM;
+const WDF: u32 = WRITE | DENYOOM | FAST;
+const WF: u32 = WRITE | FAST;
+const RF: u32 = READONLY | FAST;
+
+#[rustfmt::skip]
+pub static COMMANDS: &[Command] = &[
+    // connection
+    Command::new("ping", -1, FAST, NONE, "connection", "1.0.0", "Returns the server's liveliness response.", "[message]", connection::ping),
+    Command::new("echo", 2, FAST, NONE, "connection", "1.0.0", "Returns the given string.", "message", connection::echo),
+    Command::new("select", 2, CONN, NONE, "connection", "2.0.0", "Changes the selected database.", "index:integer", connection::select),
+    Command::new("quit", -1, CONN | NO_AUTH, NONE, "connection", "1.0.0", "Closes the connection.", "", connection::quit),
+    Command::new("hello", -1, CONN | NO_AUTH, NONE, "connection", "6.0.0", "Handshakes with the Redis server.",
+        "[protover:integer [AUTH username password] [SETNAME clientname]]", connection::hello),
+    Command::new("client", -2, 0, NONE, "connection", "2.4.0", "A container for client connection commands.", "", command::container)
+        .with_subcommands(&[
+            Command::new("id", 2, CONN, NONE, "connection", "5.0.0", "Returns the unique client ID of the connection.", "", connection::client_id),
+            Command::new("setname", 3, CONN, NONE, "connection", "2.6.9", "Sets the connection name.", "connection-name", connection::client_setname),
+            Command::new("getname", 2, CONN, NONE, "connection", "2.6.9", "Returns the name of the connection.", "", connection::client_getname),
+            Command::new("setinfo", 4, CONN, NONE, "connection", "7.2.0", "Sets information specific to the client or connection.",
+                "LIB-NAME libname|LIB-VER libver", connection::client_setinfo),
+            Command::new("list", -2, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "connection", "2.4.0", "Lists open connections.",
+                "[TYPE NORMAL|MASTER|REPLICA|PUBSUB] [ID client-id:integer ...]", connection::client_list),
+            Command::new("info", 2, CONN, NONE, "connection", "6.2.0", "Returns information about the connection.", "", connection::client_info),
+        ]),
+    // strings
+    Command::new("get", 2, RF, KEY1, "string", "1.0.0", "Returns the string value of a key.", "key", strings::get),
+    Command::new("set", -3, WD, KEY1, "string", "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.",
+        "key value [NX|XX] [GET] [EX seconds:integer|PX milliseconds:integer|EXAT unix-time-seconds:unix-time|PXAT unix-time-milliseconds:unix-time|KEEPTTL]", strings::set),
+    Command::new("setnx", 3, WDF, KEY1, "string", "1.0.0", "Set the string value of a key only when the key doesn't exist.", "key value", strings::setnx),
+    Command::new("setex", 4, WD, KEY1, "string", "2.0.0", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.",
+        "key seconds:integer value", strings::setex),
+    Command::new("psetex", 4, WD, KEY1, "string", "2.6.0", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist.",
+        "key milliseconds:integer value", strings::psetex),
+    Command::new("getset", 3, WDF, KEY1, "string", "1.0.0", "Returns the previous string value of a key after setting it to a new value.", "key value", strings::getset),
+    Command::new("getdel", 2, WF, KEY1, "string", "6.2.0", "Returns the string value of a key after deleting the key.", "key", strings::getdel),
+    Command::new("getex", -2, WF, KEY1, "string", "6.2.0", "Returns the string value of a key after setting its expiration time.",
+        "key [EX seconds:integer|PX milliseconds:integer|EXAT unix-time-seconds:unix-time|PXAT unix-time-milliseconds:unix-time|PERSIST]", strings::getex),
+    Command::new("mget", -2, RF, KEYS, "string", "1.0.0", "Atomically returns the string values of one or more keys.", "key [key ...]", strings::mget),
+    Command::new("mset", -3, WD, (1, -1, 2), "string", "1.0.1", "Atomically creates or modifies the string values of one or more keys.", "(key value) ...", strings::mset),
+    Command::new("msetnx", -3, WD, (1, -1, 2), "string", "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist.",
+        "(key value) ...", strings::msetnx),
+    Command::new("append", 3, WDF, KEY1, "string", "2.0.0", "Appends a string to the value of a key. Creates the key if it doesn't exist.", "key value", strings::append),
+    Command::new("strlen", 2, RF, KEY1, "string", "2.2.0", "Returns the length of a string value.", "key", strings::strlen),
+    Command::new("getrange", 4, READONLY, KEY1, "string", "2.4.0", "Returns a substring of the string stored at a key.", "key start:integer end:integer", strings::getrange),
+    Command::new("substr", 4, READONLY, KEY1, "string", "1.0.0", "Returns a substring from a string value.", "key start:integer end:integer", strings::getrange),
+    Command::new("setrange", 4, WD, KEY1, "string", "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.",
+        "key offset:integer value", strings::setrange),
+    Command::new("incr", 2, WDF, KEY1, "string", "1.0.0", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", "key", strings::incr),
+    Command::new("decr", 2, WDF, KEY1, "string", "1.0.0", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", "key", strings::decr),
+    Command::new("incrby", 3, WDF, KEY1, "string", "1.0.0", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
+        "key increment:integer", strings::incrby),
+    Command::new("decrby", 3, WDF, KEY1, "string", "1.0.0", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.",
+        "key decrement:integer", strings::decrby),
+    Command::new("incrbyfloat", 3, WDF, KEY1, "string", "2.6.0", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
+        "key increment:double", strings::incrbyfloat),
+    // keys
+    Command::new("del", -2, W, KEYS, "generic", "1.0.0", "Deletes one or more keys.", "key [key ...]", keys::del),
+    Command::new("unlink", -2, WF, KEYS, "generic", "4.0.0", "Asynchronously deletes one or more keys.", "key [key ...]", keys::del),
+    Command::new("exists", -2, RF, KEYS, "generic", "1.0.0", "Determines whether one or more keys exist.", "key [key ...]", keys::exists),
+    Command::new("touch", -2, RF, KEYS, "generic", "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.",
+        "key [key ...]", keys::exists),
+    Command::new("type", 2, RF, KEY1, "generic", "1.0.0", "Determines the type of value stored at a key.", "key", keys::type_),
+    Command::new("keys", 2, READONLY, NONE, "generic", "1.0.0", "Returns all key names that match a pattern.", "pattern:pattern", keys::keys),
+    Command::new("scan", -2, READONLY, NONE, "generic", "2.8.0", "Iterates over the key names in the database.",
+        "cursor:integer [MATCH pattern:pattern] [COUNT count:integer] [TYPE type]", keys::scan),
+    Command::new("randomkey", 1, READONLY, NONE, "generic", "1.0.0", "Returns a random key name from the database.", "", keys::randomkey),
+    Command::new("rename", 3, W, TWO, "generic", "1.0.0", "Renames a key and overwrites the destination.", "key newkey", keys::rename),
+    Command::new("renamenx", 3, WF, TWO, "generic", "1.0.0", "Renames a key only when the target key name doesn't exist.", "key newkey", keys::renamenx),
+    Command::new("copy", -3, WD, TWO, "generic", "6.2.0", "Copies the value of a key to a new key.",
+        "source destination [DB destination-db:integer] [REPLACE]", keys::copy),
+    // expiry
+    Command::new("expire", -3, WF, KEY1, "generic", "1.0.0", "Sets the expiration time of a key in seconds.", "key seconds:integer [NX|XX|GT|LT]", keys::expire),
+    Command::new("pexpire", -3, WF, KEY1, "generic", "2.6.0", "Sets the expiration time of a key in milliseconds.", "key milliseconds:integer [NX|XX|GT|LT]", keys::pexpire),
+    Command::new("expireat", -3, WF, KEY1, "generic", "1.2.0", "Sets the expiration time of a key to a Unix timestamp.",
+        "key unix-time-seconds:unix-time [NX|XX|GT|LT]", keys::expireat),
+    Command::new("pexpireat", -3, WF, KEY1, "generic", "2.6.0", "Sets the expiration time of a key to a Unix milliseconds timestamp.",
+        "key unix-time-milliseconds:unix-time [NX|XX|GT|LT]", keys::pexpireat),
+    Command::new("ttl", 2, RF, KEY1, "generic", "1.0.0", "Returns the expiration time in seconds of a key.", "key", keys::ttl),
+    Command::new("pttl", 2, RF, KEY1, "generic", "2.6.0", "Returns the expiration time in milliseconds of a key.", "key", keys::pttl),
+    Command::new("expiretime", 2, RF, KEY1, "generic", "7.0.0", "Returns the expiration time of a key as a Unix timestamp.", "key", keys::expiretime),
+    Command::new("pexpiretime", 2, RF, KEY1, "generic", "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp.", "key", keys::pexpiretime),
+    Command::new("persist", 2, WF, KEY1, "generic", "2.2.0", "Removes the expiration time of a key.", "key", keys::persist),
+    // server
+    Command::new("dbsize", 1, RF, NONE, "server", "1.0.0", "Returns the number of keys in the database.", "", server::dbsize),
+    Command::new("flushdb", -1, W, NONE, "server", "1.0.0", "Removes all keys from the current database.", "[ASYNC|SYNC]", server::flushdb),
+    Command::new("flushall", -1, W, NONE, "server", "1.0.0", "Removes all keys from all databases.", "[ASYNC|SYNC]", server::flushall),
+    Command::new("time", 1, LOADING | STALE | FAST, NONE, "server", "2.6.0", "Returns the server time.", "", server::time),
+    Command::new("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server.",
+        "[NOSAVE|SAVE] [NOW] [FORCE] [ABORT]", server::shutdown),
+    Command::new("config", -2, 0, NONE, "server", "2.0.0", "A container for server configuration commands.", "", command::container)
+        .with_subcommands(&[
+            Command::new("get", -3, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "server", "2.0.0", "Returns the effective values of configuration parameters.",
+                "parameter [parameter ...]", server::config_get),
+            Command::new("set", -4, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "server", "2.0.0", "Sets configuration parameters in-flight.",
+                "(parameter value) ...", server::config_set),
+        ]),
+    Command::new("command", -1, LOADING | STALE, NONE, "server", "2.8.13", "Returns detailed information about all commands.", "", command::command)
+        .with_subcommands(&[
+            Command::new("count", 2, LOADING | STALE, NONE, "server", "2.8.13", "Returns a count of commands.", "", command::command_count),
+            Command::new("info", -2, LOADING | STALE, NONE, "server", "2.8.13", "Returns information about one, multiple or all commands.",
+                "[command-name ...]", command::command_info),
+            Command::new("docs", -2, LOADING | STALE, NONE, "server", "7.0.0", "Returns documentary information about one, multiple or all commands.",
+                "[command-name ...]", command::command_docs),
+            Command::new("list", -2, LOADING | STALE, NONE, "server", "7.0.0", "Returns a list of command names.", "", command::command_list),
+        ]),
+];

@@ -1,0 +1,98 @@
+//! Server commands: DBSIZE, FLUSHDB, FLUSHALL, TIME, SHUTDOWN, CONFIG.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use magpie_protocol::Args;
+
+use crate::command::{Ctx, arity_error};
+use crate::error::{self, CmdResult, Error, is};
+
+pub fn dbsize(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    ctx.out.int(ctx.db().len() as i64);
+    Ok(())
+}
+
+/// The optional ASYNC | SYNC of FLUSHDB and FLUSHALL. Either way the data is gone when the
+/// reply is sent; the memory is freed on another thread.
+fn flush_mode(args: Args<'_>) -> CmdResult {
+    match args.len() {
+        1 => Ok(()),
+        2 if is(args.get(1), "async") || is(args.get(1), "sync") => Ok(()),
+        _ => Err(error::syntax()),
+    }
+}
+
+pub fn flushdb(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    flush_mode(args)?;
+    let old = ctx.db().flush();
+    ctx.shared.drop_in_background(old);
+    ctx.out.ok();
+    Ok(())
+}
+
+pub fn flushall(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    flush_mode(args)?;
+    let old: Vec<_> = ctx.shared.keyspace.dbs().iter().map(|db| db.flush()).collect();
+    ctx.shared.drop_in_background(old);
+    ctx.out.ok();
+    Ok(())
+}
+
+pub fn time(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    ctx.out.array(2);
+    ctx.out.bulk(itoa::Buffer::new().format(now.as_secs()).as_bytes());
+    ctx.out.bulk(itoa::Buffer::new().format(now.subsec_micros()).as_bytes());
+    Ok(())
+}
+
+/// SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]. There is no persistence yet, so every
+/// form stops at once; the connection closes without a reply, as in Redis.
+pub fn shutdown(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let (mut save, mut nosave, mut abort) = (false, false, false);
+    for opt in args.iter().skip(1) {
+        if is(opt, "nosave") {
+            nosave = true;
+        } else if is(opt, "save") {
+            save = true;
+        } else if is(opt, "abort") {
+            abort = true;
+        } else if !(is(opt, "now") || is(opt, "force")) {
+            return Err(error::syntax());
+        }
+    }
+    if (save && nosave) || (abort && args.len() > 2) {
+        return Err(error::syntax());
+    }
+    if abort {
+        return Err("ERR No shutdown in progress.".into());
+    }
+    ctx.shared.shutdown();
+    ctx.client.close = true;
+    Ok(())
+}
+
+pub fn config_get(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let found = ctx.shared.settings.get(args.skip(2).iter());
+    ctx.out.map(found.len());
+    for (name, value) in found {
+        ctx.out.bulk(name.as_bytes());
+        ctx.out.bulk(value.as_bytes());
+    }
+    Ok(())
+}
+
+pub fn config_set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let rest = args.skip(2);
+    if rest.len() % 2 != 0 {
+        return Err(arity_error("config|set"));
+    }
+    let mut it = rest.iter();
+    let mut pairs = Vec::new();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        pairs.push((k, v));
+    }
+    ctx.shared.settings.set(&pairs).map_err(|e| Error::msg(format!("ERR {e}")))?;
+    ctx.out.ok();
+    Ok(())
+}

@@ -1,0 +1,602 @@
+//! The command table's types, dispatch, and the COMMAND command that describes the table.
+//!
+//! A command is data: name, arity, flags, key positions, documentation and one function.
+//! Dispatch, COMMAND INFO/DOCS (and with them redis-cli's hints) all read the same entry.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use magpie_protocol::{Args, Reply};
+
+use crate::client::Client;
+use crate::cmd::COMMANDS;
+use crate::error::{CmdResult, Error};
+use crate::server::Shared;
+
+/// Everything a command can reach: the server, its own connection, and where its reply goes.
+pub struct Ctx<'a> {
+    pub shared: &'a Shared,
+    pub client: &'a mut Client,
+    pub out: &'a mut Reply,
+    /// The time this command runs at (ms since the epoch), read once per batch of commands.
+    pub now: u64,
+}
+
+impl<'a> Ctx<'a> {
+    /// The connection's current database.
+    pub fn db(&self) -> &'a magpie_store::Db {
+        self.shared.keyspace.db(self.client.db)
+    }
+}
+
+pub type Handler = fn(&mut Ctx<'_>, Args<'_>) -> CmdResult;
+
+/// Command flags (Redis's names, as COMMAND INFO lists them).
+pub mod flags {
+    pub const WRITE: u32 = 1;
+    pub const READONLY: u32 = 1 << 1;
+    pub const DENYOOM: u32 = 1 << 2;
+    pub const ADMIN: u32 = 1 << 3;
+    pub const PUBSUB: u32 = 1 << 4;
+    pub const NOSCRIPT: u32 = 1 << 5;
+    pub const BLOCKING: u32 = 1 << 6;
+    pub const LOADING: u32 = 1 << 7;
+    pub const STALE: u32 = 1 << 8;
+    pub const FAST: u32 = 1 << 9;
+    pub const NO_AUTH: u32 = 1 << 10;
+
+    pub const NAMES: &[(u32, &str)] = &[
+        (WRITE, "write"),
+        (READONLY, "readonly"),
+        (DENYOOM, "denyoom"),
+        (ADMIN, "admin"),
+        (PUBSUB, "pubsub"),
+        (NOSCRIPT, "noscript"),
+        (BLOCKING, "blocking"),
+        (LOADING, "loading"),
+        (STALE, "stale"),
+        (FAST, "fast"),
+        (NO_AUTH, "no_auth"),
+    ];
+}
+
+/// One entry of the command table.
+pub struct Command {
+    /// Lower-case name; for a subcommand, the part after `|` (e.g. `setname`).
+    pub name: &'static str,
+    /// Redis's arity: N means exactly N arguments (name included), -N at least N.
+    pub arity: i32,
+    pub flags: u32,
+    /// First key, last key (negative: counted from the end), step. (0, 0, 0): no keys.
+    pub keys: (i32, i32, i32),
+    pub group: &'static str,
+    pub since: &'static str,
+    pub summary: &'static str,
+    /// Arguments after the name, in a compact notation turned into COMMAND DOCS arguments:
+    /// `key`, `name:type`, `TOKEN`, `[optional]`, `(group)`, `a|b` alternatives, `...` repeats.
+    pub syntax: &'static str,
+    pub run: Handler,
+    pub subcommands: &'static [Command],
+}
+
+impl Command {
+    #[allow(clippy::too_many_arguments)]
+    pub const fn new(
+        name: &'static str,
+        arity: i32,
+        flags: u32,
+        keys: (i32, i32, i32),
+        group: &'static str,
+        since: &'static str,
+        summary: &'static str,
+        syntax: &'static str,
+        run: Handler,
+    ) -> Command {
+        Command { name, arity, flags, keys, group, since, summary, syntax, run, subcommands: &[] }
+    }
+
+    /// A container command (CLIENT, CONFIG, ...) whose first argument picks a subcommand.
+    pub const fn with_subcommands(mut self, subcommands: &'static [Command]) -> Command {
+        self.subcommands = subcommands;
+        self
+    }
+
+    pub fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+
+    pub fn subcommand(&self, name: &[u8]) -> Option<&'static Command> {
+        self.subcommands.iter().find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
+    }
+
+    fn arity_ok(&self, argc: usize) -> bool {
+        let argc = i64::try_from(argc).unwrap_or(i64::MAX);
+        let arity = i64::from(self.arity);
+        if arity >= 0 { argc == arity } else { argc >= -arity }
+    }
+}
+
+static TABLE: LazyLock<HashMap<&'static [u8], &'static Command, foldhash::fast::RandomState>> =
+    LazyLock::new(|| COMMANDS.iter().map(|c| (c.name.as_bytes(), c)).collect());
+
+/// Looks a command up by name, ignoring case, without allocating.
+pub fn lookup(name: &[u8]) -> Option<&'static Command> {
+    let mut lower = [0u8; 32];
+    let lower = lower.get_mut(..name.len())?;
+    for (l, c) in lower.iter_mut().zip(name) {
+        *l = c.to_ascii_lowercase();
+    }
+    TABLE.get(&*lower).copied()
+}
+
+/// Resolves, checks and runs one command, writing its reply (or error) to `ctx.out`.
+/// Returns the command that ran, if any.
+pub fn dispatch(ctx: &mut Ctx<'_>, args: Args<'_>) -> Option<&'static Command> {
+    let result = resolve(args).and_then(|cmd| {
+        (cmd.run)(ctx, args)?;
+        Ok(cmd)
+    });
+    match result {
+        Ok(cmd) => Some(cmd),
+        Err(e) => {
+            ctx.out.error(&e.0);
+            None
+        }
+    }
+}
+
+/// Finds the command (or subcommand) that `args` names and checks its arity.
+pub fn resolve(args: Args<'_>) -> Result<&'static Command, Error> {
+    let name = args.get(0);
+    let Some(cmd) = lookup(name) else { return Err(unknown_command(args)) };
+    if !cmd.subcommands.is_empty() && args.len() >= 2 {
+        let sub = args.get(1);
+        let Some(subcmd) = cmd.subcommand(sub) else {
+            let mut msg = b"ERR unknown subcommand '".to_vec();
+            msg.extend_from_slice(&sub[..sub.len().min(128)]);
+            msg.extend_from_slice(format!("'. Try {} HELP.", cmd.name.to_uppercase()).as_bytes());
+            return Err(Error::bytes(msg));
+        };
+        if !subcmd.arity_ok(args.len()) {
+            return Err(arity_error(&format!("{}|{}", cmd.name, subcmd.name)));
+        }
+        return Ok(subcmd);
+    }
+    if !cmd.arity_ok(args.len()) {
+        return Err(arity_error(cmd.name));
+    }
+    Ok(cmd)
+}
+
+pub fn arity_error(full_name: &str) -> Error {
+    Error::msg(format!("ERR wrong number of arguments for '{full_name}' command"))
+}
+
+/// Redis's text: the name and the first arguments, each quoted, cut at about 128 bytes.
+fn unknown_command(args: Args<'_>) -> Error {
+    let name = args.get(0);
+    let mut msg = b"ERR unknown command '".to_vec();
+    msg.extend_from_slice(&name[..name.len().min(128)]);
+    msg.extend_from_slice(b"', with args beginning with: ");
+    let mut listed = 0;
+    for arg in args.iter().skip(1) {
+        if listed >= 128 {
+            break;
+        }
+        let take = arg.len().min(128 - listed);
+        msg.push(b'\'');
+        msg.extend_from_slice(&arg[..take]);
+        msg.extend_from_slice(b"' ");
+        listed += take + 3;
+    }
+    Error::bytes(msg)
+}
+
+/// The body of a container command called without a subcommand; dispatch never gets here
+/// for CLIENT or CONFIG (their arity requires a subcommand), so this is a plain error.
+pub fn container(_ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    Err(arity_error(&String::from_utf8_lossy(args.get(0)).to_lowercase()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// COMMAND [COUNT | INFO | DOCS | LIST]
+
+pub fn command(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    ctx.out.array(COMMANDS.len());
+    for cmd in COMMANDS {
+        write_info(ctx.out, cmd, None);
+    }
+    Ok(())
+}
+
+pub fn command_count(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    ctx.out.int(COMMANDS.len() as i64);
+    Ok(())
+}
+
+pub fn command_list(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    if args.len() > 2 {
+        // FILTERBY is not supported yet: say so rather than ignore it.
+        return Err(crate::error::syntax());
+    }
+    ctx.out.array(COMMANDS.len());
+    for cmd in COMMANDS {
+        ctx.out.bulk(cmd.name.as_bytes());
+    }
+    Ok(())
+}
+
+pub fn command_info(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    if args.len() == 2 {
+        return command(ctx, args);
+    }
+    ctx.out.array(args.len() - 2);
+    for name in args.iter().skip(2) {
+        match find_full(name) {
+            Some((cmd, parent)) => write_info(ctx.out, cmd, parent),
+            None => ctx.out.null_array(),
+        }
+    }
+    Ok(())
+}
+
+pub fn command_docs(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    if args.len() == 2 {
+        ctx.out.map(COMMANDS.len());
+        for cmd in COMMANDS {
+            ctx.out.bulk(cmd.name.as_bytes());
+            write_docs(ctx.out, cmd);
+        }
+        return Ok(());
+    }
+    let found: Vec<_> = args.iter().skip(2).filter_map(find_full).collect();
+    ctx.out.map(found.len());
+    for (cmd, parent) in found {
+        ctx.out.bulk(full_name(cmd, parent).as_bytes());
+        write_docs(ctx.out, cmd);
+    }
+    Ok(())
+}
+
+/// Finds `name` or `container|sub`.
+fn find_full(name: &[u8]) -> Option<(&'static Command, Option<&'static Command>)> {
+    match name.iter().position(|&c| c == b'|') {
+        Some(bar) => {
+            let parent = lookup(&name[..bar])?;
+            Some((parent.subcommand(&name[bar + 1..])?, Some(parent)))
+        }
+        None => lookup(name).map(|c| (c, None)),
+    }
+}
+
+fn full_name(cmd: &Command, parent: Option<&Command>) -> String {
+    match parent {
+        Some(p) => format!("{}|{}", p.name, cmd.name),
+        None => cmd.name.to_owned(),
+    }
+}
+
+fn acl_categories(cmd: &Command) -> Vec<String> {
+    let mut cats = Vec::new();
+    if cmd.has(flags::WRITE) {
+        cats.push("@write".to_owned());
+    }
+    if cmd.has(flags::READONLY) {
+        cats.push("@read".to_owned());
+    }
+    match cmd.group {
+        "generic" => cats.push("@keyspace".to_owned()),
+        "server" => {}
+        g => cats.push(format!("@{g}")),
+    }
+    if cmd.has(flags::ADMIN) {
+        cats.push("@admin".to_owned());
+        cats.push("@dangerous".to_owned());
+    }
+    cats.push(if cmd.has(flags::FAST) { "@fast" } else { "@slow" }.to_owned());
+    cats
+}
+
+fn write_info(out: &mut Reply, cmd: &Command, parent: Option<&Command>) {
+    out.array(10);
+    out.bulk(full_name(cmd, parent).as_bytes());
+    out.int(i64::from(cmd.arity));
+    let names: Vec<&str> = flags::NAMES.iter().filter(|(f, _)| cmd.has(*f)).map(|(_, n)| *n).collect();
+    out.set(names.len());
+    for n in names {
+        out.simple(n);
+    }
+    let (first, last, step) = cmd.keys;
+    out.int(i64::from(first));
+    out.int(i64::from(last));
+    out.int(i64::from(step));
+    let cats = acl_categories(cmd);
+    out.set(cats.len());
+    for c in cats {
+        out.simple(&c);
+    }
+    out.array(0); // tips
+    if first > 0 {
+        // One key spec: keys from `first` to `last` every `step`.
+        out.array(1);
+        out.map(3);
+        out.bulk(b"flags");
+        let spec_flags: &[&str] = if cmd.has(flags::WRITE) { &["RW", "update"] } else { &["RO", "access"] };
+        out.set(spec_flags.len());
+        for f in spec_flags {
+            out.simple(f);
+        }
+        out.bulk(b"begin_search");
+        out.map(2);
+        out.bulk(b"type");
+        out.bulk(b"index");
+        out.bulk(b"spec");
+        out.map(1);
+        out.bulk(b"index");
+        out.int(i64::from(first));
+        out.bulk(b"find_keys");
+        out.map(2);
+        out.bulk(b"type");
+        out.bulk(b"range");
+        out.bulk(b"spec");
+        out.map(3);
+        out.bulk(b"lastkey");
+        out.int(i64::from(if last < 0 { last } else { last - first }));
+        out.bulk(b"keystep");
+        out.int(i64::from(step));
+        out.bulk(b"limit");
+        out.int(0);
+    } else {
+        out.array(0);
+    }
+    out.array(cmd.subcommands.len());
+    for sub in cmd.subcommands {
+        write_info(out, sub, Some(cmd));
+    }
+}
+
+fn write_docs(out: &mut Reply, cmd: &Command) {
+    let args = parse_syntax(cmd.syntax);
+    let fields = 3 + usize::from(!args.is_empty()) + usize::from(!cmd.subcommands.is_empty());
+    out.map(fields);
+    out.bulk(b"summary");
+    out.bulk(cmd.summary.as_bytes());
+    out.bulk(b"since");
+    out.bulk(cmd.since.as_bytes());
+    out.bulk(b"group");
+    out.bulk(cmd.group.as_bytes());
+    if !args.is_empty() {
+        out.bulk(b"arguments");
+        write_doc_args(out, &args);
+    }
+    if !cmd.subcommands.is_empty() {
+        out.bulk(b"subcommands");
+        out.map(cmd.subcommands.len());
+        for sub in cmd.subcommands {
+            out.bulk(full_name(sub, Some(cmd)).as_bytes());
+            write_docs(out, sub);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The syntax notation, turned into COMMAND DOCS arguments.
+
+#[derive(Debug, Default, PartialEq)]
+pub struct DocArg {
+    pub name: String,
+    pub kind: &'static str,
+    pub token: Option<String>,
+    pub key_spec_index: Option<usize>,
+    pub optional: bool,
+    pub multiple: bool,
+    pub children: Vec<DocArg>,
+}
+
+fn write_doc_args(out: &mut Reply, args: &[DocArg]) {
+    out.array(args.len());
+    for a in args {
+        let flag_names: Vec<&str> =
+            [(a.optional, "optional"), (a.multiple, "multiple")].iter().filter(|f| f.0).map(|f| f.1).collect();
+        let fields = 2
+            + usize::from(a.key_spec_index.is_some())
+            + usize::from(a.token.is_some())
+            + usize::from(!flag_names.is_empty())
+            + usize::from(!a.children.is_empty());
+        out.map(fields);
+        out.bulk(b"name");
+        out.bulk(a.name.as_bytes());
+        out.bulk(b"type");
+        out.bulk(a.kind.as_bytes());
+        if let Some(i) = a.key_spec_index {
+            out.bulk(b"key_spec_index");
+            out.int(i as i64);
+        }
+        if let Some(t) = &a.token {
+            out.bulk(b"token");
+            out.bulk(t.as_bytes());
+        }
+        if !flag_names.is_empty() {
+            out.bulk(b"flags");
+            out.set(flag_names.len());
+            for f in flag_names {
+                out.simple(f);
+            }
+        }
+        if !a.children.is_empty() {
+            out.bulk(b"arguments");
+            write_doc_args(out, &a.children);
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Item {
+    Word(String),
+    Group { optional: bool, alts: Vec<Vec<(Item, bool)>> },
+}
+
+/// Parses the `syntax` notation of a [`Command`] into documentation arguments.
+pub fn parse_syntax(syntax: &str) -> Vec<DocArg> {
+    let mut tokens = Vec::new();
+    let mut word = String::new();
+    for c in syntax.chars() {
+        if c.is_whitespace() || "[]()|".contains(c) {
+            if !word.is_empty() {
+                tokens.push(std::mem::take(&mut word));
+            }
+            if !c.is_whitespace() {
+                tokens.push(c.to_string());
+            }
+        } else {
+            word.push(c);
+        }
+    }
+    if !word.is_empty() {
+        tokens.push(word);
+    }
+    let mut pos = 0;
+    let alts = parse_alts(&tokens, &mut pos);
+    let mut keys = 0;
+    let seq = alts.into_iter().next().unwrap_or_default();
+    convert_seq(seq, &mut keys)
+}
+
+fn parse_alts(tokens: &[String], pos: &mut usize) -> Vec<Vec<(Item, bool)>> {
+    let mut alts: Vec<Vec<(Item, bool)>> = vec![Vec::new()];
+    while let Some(t) = tokens.get(*pos) {
+        *pos += 1;
+        let current = alts.last_mut().expect("alternatives are never empty");
+        match t.as_str() {
+            "]" | ")" => break,
+            "|" => alts.push(Vec::new()),
+            "..." => {
+                if let Some(last) = current.last_mut() {
+                    last.1 = true;
+                }
+            }
+            "[" | "(" => {
+                let inner = parse_alts(tokens, pos);
+                current.push((Item::Group { optional: t == "[", alts: inner }, false));
+            }
+            w => current.push((Item::Word(w.to_owned()), false)),
+        }
+    }
+    alts
+}
+
+fn is_token(w: &str) -> bool {
+    w.chars().any(|c| c.is_ascii_uppercase()) && !w.chars().any(|c| c.is_ascii_lowercase() || c == ':')
+}
+
+fn convert_seq(seq: Vec<(Item, bool)>, keys: &mut usize) -> Vec<DocArg> {
+    let mut out = Vec::new();
+    let mut iter = seq.into_iter().peekable();
+    while let Some((item, multiple)) = iter.next() {
+        if let Item::Word(w) = &item {
+            if is_token(w) {
+                let next_is_value = matches!(iter.peek(), Some((Item::Word(n), _)) if !is_token(n));
+                if next_is_value {
+                    let (value, m) = iter.next().expect("peeked");
+                    let mut arg = convert(value, m, keys);
+                    arg.token = Some(w.clone());
+                    out.push(arg);
+                } else {
+                    out.push(DocArg {
+                        name: w.to_lowercase(),
+                        kind: "pure-token",
+                        token: Some(w.clone()),
+                        multiple,
+                        ..DocArg::default()
+                    });
+                }
+                continue;
+            }
+        }
+        out.push(convert(item, multiple, keys));
+    }
+    out
+}
+
+fn convert(item: Item, multiple: bool, keys: &mut usize) -> DocArg {
+    match item {
+        Item::Word(w) => {
+            let (name, kind) = match w.split_once(':') {
+                Some((n, "integer")) => (n, "integer"),
+                Some((n, "double")) => (n, "double"),
+                Some((n, "pattern")) => (n, "pattern"),
+                Some((n, "unix-time")) => (n, "unix-time"),
+                Some((n, "key")) => (n, "key"),
+                Some((n, _)) => (n, "string"),
+                None if w == "key" || w.ends_with("key") || w == "source" || w == "destination" => (w.as_str(), "key"),
+                None => (w.as_str(), "string"),
+            };
+            let key_spec_index = (kind == "key").then(|| {
+                *keys += 1;
+                *keys - 1
+            });
+            DocArg { name: name.to_owned(), kind, key_spec_index, multiple, ..DocArg::default() }
+        }
+        Item::Group { optional, alts } => {
+            let mut arg = if alts.len() > 1 {
+                let children: Vec<DocArg> = alts.into_iter().map(|alt| single_or_block(alt, keys)).collect();
+                let name = children.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join("-");
+                DocArg { name, kind: "oneof", children, ..DocArg::default() }
+            } else {
+                single_or_block(alts.into_iter().next().unwrap_or_default(), keys)
+            };
+            arg.optional |= optional;
+            arg.multiple |= multiple;
+            arg
+        }
+    }
+}
+
+fn single_or_block(seq: Vec<(Item, bool)>, keys: &mut usize) -> DocArg {
+    let mut args = convert_seq(seq, keys);
+    if args.len() == 1 {
+        return args.pop().expect("one element");
+    }
+    let name = args.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join("-");
+    DocArg { name, kind: "block", children: args, ..DocArg::default() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_becomes_doc_arguments() {
+        let args = parse_syntax("key value [NX|XX] [GET] [EX seconds:integer|KEEPTTL]");
+        assert_eq!(args.len(), 5);
+        assert_eq!((args[0].name.as_str(), args[0].kind, args[0].key_spec_index), ("key", "key", Some(0)));
+        assert_eq!((args[1].name.as_str(), args[1].kind), ("value", "string"));
+        assert_eq!((args[2].kind, args[2].optional, args[2].children.len()), ("oneof", true, 2));
+        assert_eq!(args[2].children[0].token.as_deref(), Some("NX"));
+        assert_eq!((args[3].kind, args[3].optional), ("pure-token", true));
+        let ex = &args[4].children[0];
+        assert_eq!((ex.name.as_str(), ex.kind, ex.token.as_deref()), ("seconds", "integer", Some("EX")));
+        let multi = parse_syntax("key [key ...]");
+        assert!(multi[1].optional && multi[1].multiple);
+        assert_eq!(multi[1].key_spec_index, Some(1));
+        let block = parse_syntax("(key value) ...");
+        assert_eq!((block[0].kind, block[0].multiple, block[0].children.len()), ("block", true, 2));
+    }
+
+    #[test]
+    fn every_command_is_well_formed() {
+        for cmd in COMMANDS {
+            assert_eq!(cmd.name, cmd.name.to_lowercase());
+            assert!(lookup(cmd.name.as_bytes()).is_some(), "{}", cmd.name);
+            assert!(cmd.arity != 0, "{}", cmd.name);
+            assert!(!cmd.summary.is_empty(), "{}", cmd.name);
+            parse_syntax(cmd.syntax);
+            for sub in cmd.subcommands {
+                assert!(sub.arity.unsigned_abs() >= 2, "{}|{}", cmd.name, sub.name);
+                parse_syntax(sub.syntax);
+            }
+        }
+        assert!(lookup(b"GeT").is_some());
+        assert!(lookup(&[b'a'; 40]).is_none());
+    }
+}

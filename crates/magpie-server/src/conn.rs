@@ -1,0 +1,127 @@
+//! One client connection: read what is available, run every complete command in the buffer,
+//! answer the whole batch with one write. Pipelining is the main lever for throughput.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use magpie_protocol::{Decoder, Limits, Reply, Resp};
+use magpie_store::now_ms;
+
+use crate::command::{Ctx, dispatch};
+use crate::server::Shared;
+
+const READ_CHUNK: usize = 16 * 1024;
+/// Redis's `client-query-buffer-limit`: a command still incomplete past this closes the client.
+const QUERY_BUFFER_LIMIT: usize = 1 << 30;
+
+pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let laddr = stream.local_addr().unwrap_or(addr);
+    let mut client = shared.clients.connect(addr, laddr);
+    let id = client.id;
+    if shared.clients.len() > shared.settings.maxclients() {
+        let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+        shared.clients.disconnect(id);
+        return;
+    }
+    let mut stop = shared.shutdown_signal();
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = Reply::new(Resp::V2);
+    let mut decoder = Decoder::new(limits(&shared));
+
+    'conn: loop {
+        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+            // Grow with what is buffered, so a large argument needs few reads and copies.
+            rbuf.reserve(READ_CHUNK.max(rbuf.len()));
+        }
+        let timeout = shared.settings.timeout();
+        let read = async {
+            if timeout == 0 {
+                Ok(stream.read_buf(&mut rbuf).await)
+            } else {
+                tokio::time::timeout(Duration::from_secs(timeout), stream.read_buf(&mut rbuf)).await
+            }
+        };
+        let read = tokio::select! {
+            r = read => r,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        match read {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(_)) => {}
+            Err(_elapsed) => {
+                debug!("closing idle client {id}");
+                break;
+            }
+        }
+
+        decoder.set_limits(limits(&shared));
+        let now = now_ms();
+        let mut last = None;
+        let mut protocol_error = false;
+        loop {
+            match decoder.next(&rbuf) {
+                Ok(Some(args)) => {
+                    let mut ctx = Ctx { shared: &shared, client: &mut client, out: &mut out, now };
+                    last = dispatch(&mut ctx, args).or(last);
+                    if client.close {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let mut msg = b"ERR ".to_vec();
+                    msg.extend_from_slice(e.message().as_bytes());
+                    out.error(&msg);
+                    debug!("client {id}: {e}");
+                    protocol_error = true;
+                    break;
+                }
+            }
+        }
+        let consumed = decoder.consumed();
+        rbuf.advance(consumed);
+        decoder.discard(consumed);
+        if rbuf.is_empty() && rbuf.capacity() > 4 * 1024 * 1024 {
+            rbuf = BytesMut::with_capacity(READ_CHUNK); // let a huge request's buffer go
+        }
+
+        let info = &client.info;
+        info.last_active_ms.store(
+            u64::try_from(info.created.elapsed().as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        info.db.store(client.db, Ordering::Relaxed);
+        info.resp.store(if out.proto == Resp::V3 { 3 } else { 2 }, Ordering::Relaxed);
+        if let Some(cmd) = last {
+            *info.last_cmd.lock() = cmd.name;
+        }
+
+        if !out.is_empty() {
+            if stream.write_all(out.as_bytes()).await.is_err() {
+                break 'conn;
+            }
+            out.clear();
+        }
+        if client.close || protocol_error {
+            break;
+        }
+        if decoder.pending_len(&rbuf) > QUERY_BUFFER_LIMIT {
+            debug!("client {id}: closing, query buffer over {QUERY_BUFFER_LIMIT} bytes");
+            break;
+        }
+    }
+    let _ = stream.shutdown().await;
+    shared.clients.disconnect(id);
+}
+
+fn limits(shared: &Shared) -> Limits {
+    Limits { max_bulk_len: shared.settings.proto_max_bulk_len(), ..Limits::default() }
+}

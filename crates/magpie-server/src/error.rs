@@ -1,0 +1,64 @@
+//! Command errors and the argument parsers that produce Redis's exact error texts.
+
+use std::borrow::Cow;
+
+use magpie_protocol::parse_i64;
+
+/// An error reply: the text after `-`, starting with its code (`ERR`, `WRONGTYPE`, ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error(pub Cow<'static, [u8]>);
+
+pub type CmdResult = Result<(), Error>;
+
+impl Error {
+    pub fn msg(text: String) -> Error {
+        Error(Cow::Owned(text.into_bytes()))
+    }
+
+    pub fn bytes(text: Vec<u8>) -> Error {
+        Error(Cow::Owned(text))
+    }
+}
+
+impl From<&'static str> for Error {
+    fn from(s: &'static str) -> Error {
+        Error(Cow::Borrowed(s.as_bytes()))
+    }
+}
+
+pub const SYNTAX: &str = "ERR syntax error";
+pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+pub const NOT_FLOAT: &str = "ERR value is not a valid float";
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
+pub const NO_SUCH_KEY: &str = "ERR no such key";
+pub const DB_RANGE: &str = "ERR DB index is out of range";
+pub const STRING_TOO_LONG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+
+pub fn wrongtype() -> Error {
+    WRONGTYPE.into()
+}
+
+pub fn syntax() -> Error {
+    SYNTAX.into()
+}
+
+/// `ERR invalid expire time in 'set' command`.
+pub fn invalid_expire(command: &str) -> Error {
+    Error::msg(format!("ERR invalid expire time in '{command}' command"))
+}
+
+/// Parses an integer argument (Redis's `getLongLongFromObjectOrReply`).
+pub fn int_arg(arg: &[u8]) -> Result<i64, Error> {
+    parse_i64(arg).ok_or_else(|| NOT_INTEGER.into())
+}
+
+/// Parses an integer argument that must lie within `range` (else the standard error).
+pub fn int_arg_in(arg: &[u8], range: std::ops::RangeInclusive<i64>) -> Result<i64, Error> {
+    int_arg(arg).and_then(|n| if range.contains(&n) { Ok(n) } else { Err(NOT_INTEGER.into()) })
+}
+
+/// Case-insensitive comparison of an argument with an ASCII keyword.
+pub fn is(arg: &[u8], keyword: &str) -> bool {
+    arg.eq_ignore_ascii_case(keyword.as_bytes())
+}

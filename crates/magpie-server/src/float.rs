@@ -1,0 +1,65 @@
+//! INCRBYFLOAT arithmetic.
+//!
+//! Redis adds in C's `long double` (80-bit on x86-64) and prints with `%.17Lf`, trimming
+//! zeros. That is why `INCRBYFLOAT x 0.1` on "10.5" gives "10.6" and 0.1 + 0.2 gives "0.3",
+//! where 64-bit floats would print 10.59999999999999964 and 0.30000000000000004. Rust has no
+//! 80-bit float, so a few lines of C do exactly what Redis does.
+
+#![allow(unsafe_code)]
+
+use std::ffi::c_char;
+
+use crate::error::{Error, NOT_FLOAT};
+
+unsafe extern "C" {
+    fn magpie_ld_add(
+        value: *const c_char,
+        vlen: usize,
+        incr: *const c_char,
+        ilen: usize,
+        out: *mut c_char,
+        outlen: usize,
+    ) -> i32;
+}
+
+const MAX_CHARS: usize = 5 * 1024;
+
+/// `value + incr` as Redis's INCRBYFLOAT computes and prints it; `value` None counts as 0.
+pub fn add(value: Option<&[u8]>, incr: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut out = vec![0u8; MAX_CHARS];
+    let (vptr, vlen) = value.map_or((std::ptr::null(), 0), |v| (v.as_ptr().cast::<c_char>(), v.len()));
+    // SAFETY: every pointer is valid for the length passed with it; the C side reads at most
+    // those lengths (copying into its own NUL-terminated buffer) and writes at most `outlen`
+    // bytes into `out`.
+    let n = unsafe { magpie_ld_add(vptr, vlen, incr.as_ptr().cast(), incr.len(), out.as_mut_ptr().cast(), out.len()) };
+    match usize::try_from(n) {
+        Ok(len) => {
+            out.truncate(len);
+            Ok(out)
+        }
+        Err(_) if n == -3 => Err("ERR increment would produce NaN or Infinity".into()),
+        Err(_) => Err(NOT_FLOAT.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::add;
+
+    fn s(v: Option<&str>, i: &str) -> String {
+        String::from_utf8(add(v.map(str::as_bytes), i.as_bytes()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn matches_redis_long_double_output() {
+        assert_eq!(s(Some("10.5"), "0.1"), "10.6");
+        assert_eq!(s(Some("0.1"), "0.2"), "0.3");
+        assert_eq!(s(None, "5.0e3"), "5000");
+        assert_eq!(s(Some("3"), "-3"), "0");
+        assert_eq!(s(Some("-0.0"), "0"), "0");
+        assert!(add(Some(b" 1"), b"1").is_err());
+        assert!(add(Some(b"1"), b"nan").is_err());
+        assert!(add(Some(b"1"), b"").is_err());
+        assert_eq!(add(Some(b"1e4900"), b"1e4900").unwrap_err().0.as_ref(), b"ERR increment would produce NaN or Infinity");
+    }
+}

@@ -1,0 +1,56 @@
+//! `magpie-server`: a Redis-compatible in-memory key-value server.
+
+mod client;
+mod cmd;
+mod command;
+mod config;
+mod conn;
+mod error;
+mod float;
+mod server;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let options = config::Options::parse();
+    let config = match config::Config::load(options) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("magpie-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let level = match config.loglevel.as_str() {
+        "debug" => tracing::Level::DEBUG,
+        "verbose" => tracing::Level::DEBUG,
+        "warning" => tracing::Level::WARN,
+        _ => tracing::Level::INFO,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
+
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.threads {
+        runtime.worker_threads(n.max(1));
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("magpie-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Test support: start real servers (Magpie, and redis-server for differential tests) on free
+//! loopback ports, and talk to them over raw sockets.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Asks the kernel for a free port on the loopback interface.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A server process that is killed when dropped.
+pub struct Server {
+    pub port: u16,
+    child: Child,
+}
+
+impl Server {
+    /// Starts `magpie-server` on a free port with extra command-line arguments.
+    pub fn magpie_with(args: &[&str]) -> Server {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_magpie-server"))
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start magpie-server");
+        Server::wait_ready(port, child)
+    }
+
+    pub fn magpie() -> Server {
+        Server::magpie_with(&[])
+    }
+
+    /// Starts Debian's `redis-server` with persistence off, or returns None when it is not
+    /// installed. Set `MAGPIE_REQUIRE_REDIS=1` to turn a missing redis-server into a failure.
+    pub fn redis() -> Option<Server> {
+        let port = free_port();
+        let spawned = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match spawned {
+            Ok(child) => Some(Server::wait_ready(port, child)),
+            Err(e) => {
+                if std::env::var_os("MAGPIE_REQUIRE_REDIS").is_some() {
+                    panic!("redis-server is required (MAGPIE_REQUIRE_REDIS is set) but could not start: {e}");
+                }
+                eprintln!("skipping: redis-server not available ({e})");
+                None
+            }
+        }
+    }
+
+    fn wait_ready(port: u16, mut child: Child) -> Server {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                if s.write_all(b"PING\r\n").is_ok() {
+                    let mut buf = [0u8; 7];
+                    if s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
+                        return Server { port, child };
+                    }
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("server exited before it was ready: {status}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("server on port {port} not ready after 10s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A `redis` crate connection.
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .expect("client")
+            .get_connection()
+            .expect("connect")
+    }
+
+    /// A raw socket connection.
+    pub fn raw(&self) -> Raw {
+        Raw::connect(self.port)
+    }
+
+    /// Waits for the process to exit by itself (e.g. after SHUTDOWN).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw RESP connection: sends commands as multibulk frames and reads back one whole reply as
+/// the exact bytes the server sent.
+pub struct Raw {
+    reader: BufReader<TcpStream>,
+    stream: TcpStream,
+}
+
+impl Raw {
+    pub fn connect(port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        stream.set_nodelay(true).ok();
+        Raw { reader: BufReader::new(stream.try_clone().expect("clone")), stream }
+    }
+
+    /// Encodes `args` as a RESP multibulk command.
+    pub fn encode(args: &[&[u8]]) -> Vec<u8> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Sends one command and returns its raw reply.
+    pub fn cmd(&mut self, args: &[&[u8]]) -> Vec<u8> {
+        self.send(&Raw::encode(args));
+        self.read_reply()
+    }
+
+    /// Splits a string on spaces and sends it as one command; returns the reply as a string.
+    pub fn cmd_str(&mut self, line: &str) -> String {
+        let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+        String::from_utf8_lossy(&self.cmd(&args)).into_owned()
+    }
+
+    /// Reads exactly one RESP2/RESP3 reply, returning its raw bytes.
+    pub fn read_reply(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.read_into(&mut out);
+        out
+    }
+
+    fn read_line(&mut self, out: &mut Vec<u8>) -> Vec<u8> {
+        let mut line = Vec::new();
+        self.reader.read_until(b'\n', &mut line).expect("read reply line");
+        assert!(line.ends_with(b"\r\n"), "connection closed or bad line: {:?}", String::from_utf8_lossy(&line));
+        out.extend_from_slice(&line);
+        line.truncate(line.len() - 2);
+        line
+    }
+
+    fn read_into(&mut self, out: &mut Vec<u8>) {
+        let line = self.read_line(out);
+        let (kind, rest) = (line[0], std::str::from_utf8(&line[1..]).expect("utf8 header"));
+        match kind {
+            b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => {}
+            b'$' | b'=' | b'!' => {
+                let n: i64 = rest.parse().expect("bulk len");
+                if n >= 0 {
+                    let mut body = vec![0u8; n as usize + 2];
+                    self.reader.read_exact(&mut body).expect("bulk body");
+                    out.extend_from_slice(&body);
+                }
+            }
+            b'*' | b'~' | b'>' => {
+                let n: i64 = rest.parse().expect("array len");
+                for _ in 0..n.max(0) {
+                    self.read_into(out);
+                }
+            }
+            b'%' | b'|' => {
+                let n: i64 = rest.parse().expect("map len");
+                for _ in 0..n.max(0) * 2 {
+                    self.read_into(out);
+                }
+            }
+            other => panic!("unexpected reply type byte {:?}", other as char),
+        }
+    }
+
+    /// True when the server has closed the connection (reads EOF within the timeout).
+    pub fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.reader.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+/// Fallible variants of `Raw`'s calls, for harnesses that must report a server which closes
+/// the connection, hangs or sends malformed RESP instead of panicking mid-run.
+impl Raw {
+    /// Sets how long a read may wait for the server before it fails.
+    pub fn set_read_timeout(&self, timeout: Duration) {
+        self.stream.set_read_timeout(Some(timeout)).ok();
+    }
+
+    /// Like `cmd`, but returns an error when the server closes the connection, does not answer
+    /// within the read timeout, or sends something that is not RESP.
+    pub fn try_cmd(&mut self, args: &[&[u8]]) -> std::io::Result<Vec<u8>> {
+        self.stream.write_all(&Raw::encode(args))?;
+        let mut out = Vec::new();
+        self.try_read_into(&mut out)?;
+        Ok(out)
+    }
+
+    fn try_read_line(&mut self, out: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
+        let mut line = Vec::new();
+        self.reader.read_until(b'\n', &mut line)?;
+        if !line.ends_with(b"\r\n") {
+            let what = if line.is_empty() {
+                "connection closed".to_string()
+            } else {
+                format!(
+                    "connection closed inside a reply line: {:?}",
+                    String::from_utf8_lossy(&line)
+                )
+            };
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, what));
+        }
+        out.extend_from_slice(&line);
+        line.truncate(line.len() - 2);
+        Ok(line)
+    }
+
+    fn try_read_into(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        let bad = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
+        let line = self.try_read_line(out)?;
+        let Some((&kind, rest)) = line.split_first() else {
+            return Err(bad("empty reply line".into()));
+        };
+        let count = || -> std::io::Result<i64> {
+            std::str::from_utf8(rest)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "bad length in {:?}",
+                        String::from_utf8_lossy(&line)
+                    ))
+                })
+        };
+        match kind {
+            b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => {}
+            b'$' | b'=' | b'!' => {
+                let n = count()?;
+                if n > 1 << 30 {
+                    return Err(bad(format!("implausible bulk length {n}")));
+                }
+                if n >= 0 {
+                    let mut body = vec![0u8; n as usize + 2];
+                    self.reader.read_exact(&mut body)?;
+                    if !body.ends_with(b"\r\n") {
+                        return Err(bad("bulk string not followed by CRLF".into()));
+                    }
+                    out.extend_from_slice(&body);
+                }
+            }
+            b'*' | b'~' | b'>' => {
+                for _ in 0..count()?.max(0) {
+                    self.try_read_into(out)?;
+                }
+            }
+            b'%' | b'|' => {
+                for _ in 0..count()?.max(0) * 2 {
+                    self.try_read_into(out)?;
+                }
+            }
+            other => {
+                return Err(bad(format!(
+                    "unexpected reply type byte {:?}",
+                    other as char
+                )));
+            }
+        }
+        Ok(())
+    }
+}
