@@ -84,7 +84,7 @@ impl<'a> Args<'a> {
         &self.buf[s..e]
     }
 
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + DoubleEndedIterator + 'a {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + DoubleEndedIterator + Clone + 'a {
         let buf = self.buf;
         self.spans.iter().map(move |&(s, e)| &buf[s..e])
     }
