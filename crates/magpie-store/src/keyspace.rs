@@ -4,11 +4,13 @@ use std::hash::BuildHasher;
 use std::time::Instant;
 
 use indexmap::IndexMap;
+use indexmap::map::raw_entry_v1::{RawEntryApiV1, RawEntryMut, RawOccupiedEntryMut, RawVacantEntryMut};
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::Value;
 
-type Map = IndexMap<Box<[u8]>, Entry, foldhash::fast::RandomState>;
+type Hasher = foldhash::fast::RandomState;
+type Map = IndexMap<Box<[u8]>, Entry, Hasher>;
 
 /// A value and its expiry time.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,20 +71,24 @@ impl Shard {
         self.map.get(key).filter(|e| !e.is_expired(now))
     }
 
-    /// The live entry of `key`, for changing its value in place. An expired entry is removed.
-    pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
-        let idx = self.live_index(key, now)?;
-        self.map.get_index_mut(idx).map(|(_, e)| e)
+    /// The slot of `key`, found with one lookup: either its live entry, which can be read,
+    /// changed, replaced or removed, or an empty place to insert into. An expired entry counts
+    /// as empty (inserting overwrites it; other uses leave it to be reclaimed).
+    pub fn slot<'a>(&'a mut self, key: &'a [u8], now: u64) -> Slot<'a> {
+        let Shard { map, volatile, .. } = self;
+        match map.raw_entry_mut_v1().from_key(key) {
+            RawEntryMut::Occupied(o) if !o.get().is_expired(now) => Slot::Live(LiveSlot { entry: o, volatile }),
+            RawEntryMut::Occupied(o) => Slot::Empty(EmptySlot { place: Some(Place::Expired(o)), key, volatile }),
+            RawEntryMut::Vacant(v) => Slot::Empty(EmptySlot { place: Some(Place::Vacant(v)), key, volatile }),
+        }
     }
 
-    /// The index of `key`'s live entry, removing it if it has expired.
-    fn live_index(&mut self, key: &[u8], now: u64) -> Option<usize> {
-        let (idx, _, e) = self.map.get_full(key)?;
-        if e.is_expired(now) {
-            self.remove_index(idx);
-            return None;
+    /// The live entry of `key`, for changing its value in place.
+    pub fn get_mut<'a>(&'a mut self, key: &'a [u8], now: u64) -> Option<&'a mut Entry> {
+        match self.slot(key, now) {
+            Slot::Live(live) => Some(live.into_entry()),
+            Slot::Empty(_) => None,
         }
-        Some(idx)
     }
 
     pub fn contains(&self, key: &[u8], now: u64) -> bool {
@@ -92,16 +98,10 @@ impl Shard {
     /// Stores `value` under `key` with the given expiry (`None`: the key does not expire),
     /// returning the previous live entry.
     pub fn insert(&mut self, key: &[u8], value: Value, expire_at: Option<u64>, now: u64) -> Option<Entry> {
-        let new = Entry { value, expire_at: expire_at.unwrap_or(0) };
-        self.volatile += usize::from(new.expire_at != 0);
-        match self.map.get_full_mut(key) {
-            Some((_, _, slot)) => {
-                let old = std::mem::replace(slot, new);
-                self.volatile -= usize::from(old.expire_at != 0);
-                (!old.is_expired(now)).then_some(old)
-            }
-            None => {
-                self.map.insert(key.into(), new);
+        match self.slot(key, now) {
+            Slot::Live(mut live) => Some(live.replace(value, expire_at)),
+            Slot::Empty(empty) => {
+                empty.insert(value, expire_at);
                 None
             }
         }
@@ -110,13 +110,15 @@ impl Shard {
     /// Replaces the value of `key` and keeps its expiry (SET KEEPTTL); inserts a key without
     /// expiry if there is none. Returns the previous live entry.
     pub fn insert_keep_ttl(&mut self, key: &[u8], value: Value, now: u64) -> Option<Entry> {
-        match self.live_index(key, now) {
-            Some(idx) => {
-                let (_, slot) = self.map.get_index_mut(idx)?;
-                let old_value = std::mem::replace(&mut slot.value, value);
-                Some(Entry { value: old_value, expire_at: slot.expire_at })
+        match self.slot(key, now) {
+            Slot::Live(mut live) => {
+                let expire = live.entry().expire_at();
+                Some(live.replace(value, expire))
             }
-            None => self.insert(key, value, None, now),
+            Slot::Empty(empty) => {
+                empty.insert(value, None);
+                None
+            }
         }
     }
 
@@ -136,12 +138,13 @@ impl Shard {
     /// Sets (`Some`) or clears (`None`) the expiry of a live key. Returns false if there is no
     /// such key.
     pub fn set_expire(&mut self, key: &[u8], expire_at: Option<u64>, now: u64) -> bool {
-        let Some(idx) = self.live_index(key, now) else { return false };
-        let Some((_, e)) = self.map.get_index_mut(idx) else { return false };
-        let was = e.expire_at != 0;
-        e.expire_at = expire_at.unwrap_or(0);
-        self.volatile = self.volatile + usize::from(e.expire_at != 0) - usize::from(was);
-        true
+        match self.slot(key, now) {
+            Slot::Live(mut live) => {
+                live.set_expire(expire_at);
+                true
+            }
+            Slot::Empty(_) => false,
+        }
     }
 
     /// Entry at position `idx` (0..len), expired or not.
@@ -181,6 +184,96 @@ impl Shard {
             }
         }
         (checked, removed)
+    }
+}
+
+/// Where a key is in a shard: see [`Shard::slot`].
+pub enum Slot<'a> {
+    Live(LiveSlot<'a>),
+    Empty(EmptySlot<'a>),
+}
+
+/// A live entry, found by [`Shard::slot`].
+pub struct LiveSlot<'a> {
+    entry: RawOccupiedEntryMut<'a, Box<[u8]>, Entry, Hasher>,
+    volatile: &'a mut usize,
+}
+
+impl<'a> LiveSlot<'a> {
+    pub fn entry(&self) -> &Entry {
+        self.entry.get()
+    }
+
+    /// The value, to change in place.
+    pub fn value_mut(&mut self) -> &mut Value {
+        &mut self.entry.get_mut().value
+    }
+
+    pub fn into_entry(self) -> &'a mut Entry {
+        self.entry.into_mut()
+    }
+
+    /// Replaces value and expiry, returning the old entry.
+    pub fn replace(&mut self, value: Value, expire_at: Option<u64>) -> Entry {
+        let new = Entry { value, expire_at: expire_at.unwrap_or(0) };
+        *self.volatile += usize::from(new.expire_at != 0);
+        let old = self.entry.insert(new);
+        *self.volatile -= usize::from(old.expire_at != 0);
+        old
+    }
+
+    pub fn set_expire(&mut self, expire_at: Option<u64>) {
+        let e = self.entry.get_mut();
+        *self.volatile -= usize::from(e.expire_at != 0);
+        e.expire_at = expire_at.unwrap_or(0);
+        *self.volatile += usize::from(e.expire_at != 0);
+    }
+
+    pub fn remove(self) -> Entry {
+        let old = self.entry.swap_remove();
+        *self.volatile -= usize::from(old.expire_at != 0);
+        old
+    }
+}
+
+enum Place<'a> {
+    Vacant(RawVacantEntryMut<'a, Box<[u8]>, Entry, Hasher>),
+    Expired(RawOccupiedEntryMut<'a, Box<[u8]>, Entry, Hasher>),
+}
+
+/// No live entry for a key, found by [`Shard::slot`]. If an expired entry is there, it is
+/// overwritten by [`EmptySlot::insert`], or removed when the slot is dropped unused (write
+/// access reclaims expired keys, as in Redis).
+pub struct EmptySlot<'a> {
+    /// `None` once used.
+    place: Option<Place<'a>>,
+    key: &'a [u8],
+    volatile: &'a mut usize,
+}
+
+impl<'a> EmptySlot<'a> {
+    /// Creates the key.
+    pub fn insert(mut self, value: Value, expire_at: Option<u64>) -> &'a mut Entry {
+        let new = Entry { value, expire_at: expire_at.unwrap_or(0) };
+        *self.volatile += usize::from(new.expire_at != 0);
+        match self.place.take() {
+            Some(Place::Vacant(v)) => v.insert(self.key.into(), new).1,
+            Some(Place::Expired(mut o)) => {
+                let old = o.insert(new);
+                *self.volatile -= usize::from(old.expire_at != 0);
+                o.into_mut()
+            }
+            None => unreachable!("an EmptySlot is used once"),
+        }
+    }
+}
+
+impl Drop for EmptySlot<'_> {
+    fn drop(&mut self) {
+        if let Some(Place::Expired(o)) = self.place.take() {
+            let old = o.swap_remove();
+            *self.volatile -= usize::from(old.expire_at != 0);
+        }
     }
 }
 

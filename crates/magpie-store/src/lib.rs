@@ -12,7 +12,7 @@ mod keyspace;
 mod value;
 
 pub use glob::glob_match;
-pub use keyspace::{Db, Entry, Keyspace, MultiRead, MultiWrite, ScanCursor, Shard};
+pub use keyspace::{Db, EmptySlot, Entry, Keyspace, LiveSlot, MultiRead, MultiWrite, ScanCursor, Shard, Slot};
 pub use magpie_protocol::parse_i64;
 pub use value::Value;
 

@@ -1,7 +1,7 @@
 //! Strings and counters: GET/SET and their family, ranges, INCR and friends.
 
 use magpie_protocol::{Args, Reply, parse_i64};
-use magpie_store::Value;
+use magpie_store::{Slot, Value};
 
 use crate::command::Ctx;
 use crate::error::{self, CmdResult, Error, int_arg, invalid_expire, is, wrongtype};
@@ -121,33 +121,27 @@ pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let expire = o.expire.map(|(u, a)| expire_at(u, a, ctx.now, "set")).transpose()?;
     let (key, value) = (args.get(1), args.get(2));
     let mut shard = ctx.db().write(key);
-    let old = shard.get(key, ctx.now);
-    if o.get {
-        if let Some(e) = old {
-            check_string(&e.value)?;
+    match shard.slot(key, ctx.now) {
+        Slot::Live(mut live) => {
+            if o.get {
+                check_string(&live.entry().value)?;
+            }
+            if o.nx {
+                if o.get { bulk_value(ctx.out, &live.entry().value)? } else { ctx.out.null() }
+                return Ok(());
+            }
+            let expire = if o.keepttl { live.entry().expire_at() } else { expire };
+            let old = live.replace(Value::string(value), expire);
+            if o.get { bulk_value(ctx.out, &old.value)? } else { ctx.out.ok() }
         }
-    }
-    let found = old.is_some();
-    if (o.nx && found) || (o.xx && !found) {
-        match old {
-            Some(e) if o.get => bulk_value(ctx.out, &e.value)?,
-            _ => ctx.out.null(),
+        Slot::Empty(empty) => {
+            if o.xx {
+                ctx.out.null();
+                return Ok(());
+            }
+            empty.insert(Value::string(value), expire);
+            if o.get { ctx.out.null() } else { ctx.out.ok() }
         }
-        return Ok(());
-    }
-    let value = Value::string(value);
-    let prev = if o.keepttl {
-        shard.insert_keep_ttl(key, value, ctx.now)
-    } else {
-        shard.insert(key, value, expire, ctx.now)
-    };
-    if o.get {
-        match prev {
-            Some(e) => bulk_value(ctx.out, &e.value)?,
-            None => ctx.out.null(),
-        }
-    } else {
-        ctx.out.ok();
     }
     Ok(())
 }
@@ -155,12 +149,14 @@ pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn setnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let mut shard = ctx.db().write(key);
-    if shard.contains(key, ctx.now) {
-        ctx.out.int(0);
-    } else {
-        shard.insert(key, Value::string(args.get(2)), None, ctx.now);
-        ctx.out.int(1);
-    }
+    let created = match shard.slot(key, ctx.now) {
+        Slot::Live(_) => false,
+        Slot::Empty(empty) => {
+            empty.insert(Value::string(args.get(2)), None);
+            true
+        }
+    };
+    ctx.out.int(i64::from(created));
     Ok(())
 }
 
@@ -291,18 +287,19 @@ pub fn append(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (key, tail) = (args.get(1), args.get(2));
     let max = ctx.shared.settings.proto_max_bulk_len();
     let mut shard = ctx.db().write(key);
-    let len = match shard.get_mut(key, ctx.now) {
-        Some(e) => {
-            check_string(&e.value)?;
-            if str_len(&e.value) + tail.len() > max {
+    let len = match shard.slot(key, ctx.now) {
+        Slot::Live(mut live) => {
+            let value = live.value_mut();
+            check_string(value)?;
+            if str_len(value) + tail.len() > max {
                 return Err(error::STRING_TOO_LONG.into());
             }
-            let s = e.value.str_mut().ok_or_else(wrongtype)?;
+            let s = value.str_mut().ok_or_else(wrongtype)?;
             s.extend_from_slice(tail);
             s.len()
         }
-        None => {
-            shard.insert(key, Value::string(tail), None, ctx.now);
+        Slot::Empty(empty) => {
+            empty.insert(Value::string(tail), None);
             tail.len()
         }
     };
@@ -399,18 +396,19 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 /// The INCR family: adds `delta` to the integer in `key` (0 if missing).
 fn incr_by(ctx: &mut Ctx<'_>, key: &[u8], delta: i64) -> CmdResult {
     let mut shard = ctx.db().write(key);
-    let new = match shard.get_mut(key, ctx.now) {
-        Some(e) => {
-            let current = match &e.value {
+    let new = match shard.slot(key, ctx.now) {
+        Slot::Live(mut live) => {
+            let value = live.value_mut();
+            let current = match value {
                 Value::Int(n) => *n,
                 Value::Str(s) => parse_i64(s).ok_or_else(|| Error::from(error::NOT_INTEGER))?,
             };
             let new = current.checked_add(delta).ok_or_else(|| Error::from(error::OVERFLOW))?;
-            e.value = Value::Int(new);
+            *value = Value::Int(new);
             new
         }
-        None => {
-            shard.insert(key, Value::Int(delta), None, ctx.now);
+        Slot::Empty(empty) => {
+            empty.insert(Value::Int(delta), None);
             delta
         }
     };
