@@ -23,11 +23,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_bulk_len: 512 * 1024 * 1024,
-            max_multibulk_len: i32::MAX as usize,
-            max_inline_len: 64 * 1024,
-        }
+        Limits { max_bulk_len: 512 * 1024 * 1024, max_multibulk_len: i32::MAX as usize, max_inline_len: 64 * 1024 }
     }
 }
 
@@ -170,10 +166,7 @@ impl Decoder {
                     None => {
                         let Some(&first) = buf.get(self.pos) else { return self.pause(remaining) };
                         if first != b'$' {
-                            return Err(ProtocolError::new(format_args!(
-                                "expected '$', got '{}'",
-                                char::from(first)
-                            )));
+                            return Err(ProtocolError::new(format_args!("expected '$', got '{}'", char::from(first))));
                         }
                         let Some((n, next)) = self.header(buf, "too big bulk count string")? else {
                             return self.pause(remaining);
@@ -334,12 +327,14 @@ pub(crate) fn split_args(line: &[u8], out: &mut Vec<u8>, spans: &mut Vec<(usize,
         loop {
             if in_dq {
                 let &c = line.get(i)?;
-                if c == b'\\' && i + 3 < line.len() && line[i + 1] == b'x' {
-                    if let (Some(h), Some(l)) = (hex(line[i + 2]), hex(line[i + 3])) {
-                        out.push(h * 16 + l);
-                        i += 4;
-                        continue;
-                    }
+                if c == b'\\'
+                    && i + 3 < line.len()
+                    && line[i + 1] == b'x'
+                    && let (Some(h), Some(l)) = (hex(line[i + 2]), hex(line[i + 3]))
+                {
+                    out.push(h * 16 + l);
+                    i += 4;
+                    continue;
                 }
                 if c == b'\\' && i + 1 < line.len() {
                     out.push(match line[i + 1] {
@@ -452,10 +447,7 @@ mod tests {
     fn inline_commands() {
         assert_eq!(decode(b"SET foo bar\r\n").unwrap(), vec![vec!["SET", "foo", "bar"]]);
         assert_eq!(decode(b"  ping  \n\r\n\n").unwrap(), vec![vec!["ping"]]);
-        assert_eq!(
-            decode(b"set \"a b\\x41\\n\" 'it\\'s'\r\n").unwrap(),
-            vec![vec!["set", "a bA\n", "it's"]]
-        );
+        assert_eq!(decode(b"set \"a b\\x41\\n\" 'it\\'s'\r\n").unwrap(), vec![vec!["set", "a bA\n", "it's"]]);
         assert_eq!(decode(b"set \"\" x\n").unwrap(), vec![vec!["set", "", "x"]]);
         assert_eq!(decode(b"PING").unwrap(), Vec::<Vec<String>>::new());
     }

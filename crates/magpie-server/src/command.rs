@@ -493,25 +493,25 @@ fn convert_seq(seq: Vec<(Item, bool)>, keys: &mut usize) -> Vec<DocArg> {
     let mut out = Vec::new();
     let mut iter = seq.into_iter().peekable();
     while let Some((item, multiple)) = iter.next() {
-        if let Item::Word(w) = &item {
-            if is_token(w) {
-                let next_is_value = matches!(iter.peek(), Some((Item::Word(n), _)) if !is_token(n));
-                if next_is_value {
-                    let (value, m) = iter.next().expect("peeked");
-                    let mut arg = convert(value, m, keys);
-                    arg.token = Some(w.clone());
-                    out.push(arg);
-                } else {
-                    out.push(DocArg {
-                        name: w.to_lowercase(),
-                        kind: "pure-token",
-                        token: Some(w.clone()),
-                        multiple,
-                        ..DocArg::default()
-                    });
-                }
-                continue;
+        if let Item::Word(w) = &item
+            && is_token(w)
+        {
+            let next_is_value = matches!(iter.peek(), Some((Item::Word(n), _)) if !is_token(n));
+            if next_is_value {
+                let (value, m) = iter.next().expect("peeked");
+                let mut arg = convert(value, m, keys);
+                arg.token = Some(w.clone());
+                out.push(arg);
+            } else {
+                out.push(DocArg {
+                    name: w.to_lowercase(),
+                    kind: "pure-token",
+                    token: Some(w.clone()),
+                    multiple,
+                    ..DocArg::default()
+                });
             }
+            continue;
         }
         out.push(convert(item, multiple, keys));
     }

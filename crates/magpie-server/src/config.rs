@@ -197,7 +197,8 @@ impl Settings {
                     String::from_utf8_lossy(name)
                 ));
             };
-            let failed = |why: &str| format!("CONFIG SET failed (possibly related to argument '{}') - {why}", param.name);
+            let failed =
+                |why: &str| format!("CONFIG SET failed (possibly related to argument '{}') - {why}", param.name);
             if pairs[..i].iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
                 return Err(failed("duplicate parameter"));
             }

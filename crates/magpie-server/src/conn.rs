@@ -94,10 +94,8 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
         }
 
         let info = &client.info;
-        info.last_active_ms.store(
-            u64::try_from(info.created.elapsed().as_millis()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        info.last_active_ms
+            .store(u64::try_from(info.created.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
         info.db.store(client.db, Ordering::Relaxed);
         info.resp.store(if out.proto == Resp::V3 { 3 } else { 2 }, Ordering::Relaxed);
         if let Some(cmd) = last {

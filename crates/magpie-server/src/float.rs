@@ -60,6 +60,9 @@ mod tests {
         assert!(add(Some(b" 1"), b"1").is_err());
         assert!(add(Some(b"1"), b"nan").is_err());
         assert!(add(Some(b"1"), b"").is_err());
-        assert_eq!(add(Some(b"1.1e4932"), b"1.1e4932").unwrap_err().0.as_ref(), b"ERR increment would produce NaN or Infinity");
+        assert_eq!(
+            add(Some(b"1.1e4932"), b"1.1e4932").unwrap_err().0.as_ref(),
+            b"ERR increment would produce NaN or Infinity"
+        );
     }
 }

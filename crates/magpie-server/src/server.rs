@@ -99,7 +99,10 @@ async fn bind_all(config: &Config) -> io::Result<Vec<TcpListener>> {
         let sockaddr: SocketAddr = match host.parse::<std::net::IpAddr>() {
             Ok(ip) => SocketAddr::new(ip, config.port),
             Err(_) => {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bind: '{host}' is not an IP address")));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("bind: '{host}' is not an IP address"),
+                ));
             }
         };
         match TcpListener::bind(sockaddr).await {

@@ -194,14 +194,8 @@ fn scan_match_type_and_count() {
     let mut found = HashSet::new();
     let mut cursor = 0u64;
     loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg("user:*")
-            .arg("TYPE")
-            .arg("string")
-            .query(&mut c)
-            .unwrap();
+        let (next, keys): (u64, Vec<String>) =
+            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg("user:*").arg("TYPE").arg("string").query(&mut c).unwrap();
         found.extend(keys);
         cursor = next;
         if cursor == 0 {
@@ -210,7 +204,8 @@ fn scan_match_type_and_count() {
     }
     assert_eq!(found.len(), 100);
     assert!(found.iter().all(|k| k.starts_with("user:")));
-    let (_, none): (u64, Vec<String>) = redis::cmd("SCAN").arg(0).arg("TYPE").arg("list").arg("COUNT").arg(1000).query(&mut c).unwrap();
+    let (_, none): (u64, Vec<String>) =
+        redis::cmd("SCAN").arg(0).arg("TYPE").arg("list").arg("COUNT").arg(1000).query(&mut c).unwrap();
     assert!(none.is_empty());
     let mut r = server.raw();
     assert_eq!(r.cmd_str("SCAN 0 COUNT 0"), "-ERR syntax error\r\n");
@@ -279,16 +274,16 @@ fn command_table_describes_itself() {
     assert!(count >= 50, "{count}");
     let mut r = server.raw();
     let info = String::from_utf8(r.cmd(&[b"COMMAND", b"INFO", b"get", b"nosuch"])).unwrap();
-    assert!(info.starts_with("*2\r\n*10\r\n$3\r\nget\r\n:2\r\n*2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n"), "{info}");
+    assert!(
+        info.starts_with("*2\r\n*10\r\n$3\r\nget\r\n:2\r\n*2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n"),
+        "{info}"
+    );
     assert!(info.ends_with("*-1\r\n"));
     let docs = String::from_utf8(r.cmd(&[b"COMMAND", b"DOCS", b"set"])).unwrap();
     for needle in ["summary", "arguments", "$5\r\ntoken\r\n$2\r\nNX\r\n", "oneof", "KEEPTTL"] {
         assert!(docs.contains(needle), "COMMAND DOCS set lacks {needle}: {docs}");
     }
-    assert_eq!(
-        r.cmd_str("CLIENT NOPE"),
-        "-ERR unknown subcommand 'NOPE'. Try CLIENT HELP.\r\n"
-    );
+    assert_eq!(r.cmd_str("CLIENT NOPE"), "-ERR unknown subcommand 'NOPE'. Try CLIENT HELP.\r\n");
     assert_eq!(r.cmd_str("CLIENT SETNAME"), "-ERR wrong number of arguments for 'client|setname' command\r\n");
 }
 

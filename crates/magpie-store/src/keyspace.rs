@@ -370,10 +370,10 @@ impl Db {
             while pos > 0 && visited < count {
                 pos -= 1;
                 visited += 1;
-                if let Some((k, e)) = guard.get_index(pos) {
-                    if !e.is_expired(now) {
-                        f(k, e);
-                    }
+                if let Some((k, e)) = guard.get_index(pos)
+                    && !e.is_expired(now)
+                {
+                    f(k, e);
                 }
             }
             drop(guard);
@@ -404,10 +404,10 @@ impl Db {
                 if shard.is_empty() {
                     continue;
                 }
-                if let Some((k, e)) = shard.get_index(fastrand::usize(..shard.len())) {
-                    if !e.is_expired(now) {
-                        return Some(k.into());
-                    }
+                if let Some((k, e)) = shard.get_index(fastrand::usize(..shard.len()))
+                    && !e.is_expired(now)
+                {
+                    return Some(k.into());
                 }
                 break;
             }
@@ -466,8 +466,7 @@ impl Keyspace {
     }
 
     fn shard_ids<'k>(&self, keys: impl IntoIterator<Item = (usize, &'k [u8])>) -> Vec<(usize, usize)> {
-        let mut ids: Vec<(usize, usize)> =
-            keys.into_iter().map(|(db, k)| (db, self.dbs[db].shard_index(k))).collect();
+        let mut ids: Vec<(usize, usize)> = keys.into_iter().map(|(db, k)| (db, self.dbs[db].shard_index(k))).collect();
         ids.sort_unstable();
         ids.dedup();
         ids

@@ -13,10 +13,10 @@ pub enum Value {
 impl Value {
     /// A string value, stored as `Int` when the bytes are a canonical integer.
     pub fn string(bytes: &[u8]) -> Value {
-        if bytes.len() <= 20 {
-            if let Some(n) = parse_i64(bytes) {
-                return Value::Int(n);
-            }
+        if bytes.len() <= 20
+            && let Some(n) = parse_i64(bytes)
+        {
+            return Value::Int(n);
         }
         Value::Str(bytes.to_vec())
     }

@@ -43,7 +43,8 @@ pub fn select(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn hello(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let mut version = None;
     if args.len() >= 2 {
-        let v = int_arg(args.get(1)).map_err(|_| Error::from("ERR Protocol version is not an integer or out of range"))?;
+        let v =
+            int_arg(args.get(1)).map_err(|_| Error::from("ERR Protocol version is not an integer or out of range"))?;
         if !(2..=3).contains(&v) {
             return Err("NOPROTO unsupported protocol version".into());
         }

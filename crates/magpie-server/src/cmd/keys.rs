@@ -114,7 +114,11 @@ fn rename_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
         return Err(error::NO_SUCH_KEY.into());
     }
     if src == dst {
-        if nx { ctx.out.int(0) } else { ctx.out.ok() }
+        if nx {
+            ctx.out.int(0)
+        } else {
+            ctx.out.ok()
+        }
         return Ok(());
     }
     if nx && locked.shard(db, dst).contains(dst, ctx.now) {
@@ -124,7 +128,11 @@ fn rename_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
     let entry = locked.shard(db, src).remove(src, ctx.now).ok_or_else(|| Error::from(error::NO_SUCH_KEY))?;
     let expire = entry.expire_at();
     locked.shard(db, dst).insert(dst, entry.value, expire, ctx.now);
-    if nx { ctx.out.int(1) } else { ctx.out.ok() }
+    if nx {
+        ctx.out.int(1)
+    } else {
+        ctx.out.ok()
+    }
     Ok(())
 }
 

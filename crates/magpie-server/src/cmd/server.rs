@@ -84,7 +84,7 @@ pub fn config_get(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 pub fn config_set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let rest = args.skip(2);
-    if rest.len() % 2 != 0 {
+    if !rest.len().is_multiple_of(2) {
         return Err(arity_error("config|set"));
     }
     let mut it = rest.iter();

@@ -127,7 +127,11 @@ pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                 check_string(&live.entry().value)?;
             }
             if o.nx {
-                if o.get { bulk_value(ctx.out, &live.entry().value)? } else { ctx.out.null() }
+                if o.get {
+                    bulk_value(ctx.out, &live.entry().value)?
+                } else {
+                    ctx.out.null()
+                }
                 return Ok(());
             }
             let expire = if o.keepttl { live.entry().expire_at() } else { expire };
@@ -249,7 +253,7 @@ pub fn mget(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 fn mset_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         return Err(crate::command::arity_error(if nx { "msetnx" } else { "mset" }));
     }
     let db = ctx.client.db;
@@ -264,7 +268,11 @@ fn mset_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
         locked.shard(db, k).insert(k, Value::string(v), None, ctx.now);
     }
-    if nx { ctx.out.int(1) } else { ctx.out.ok() }
+    if nx {
+        ctx.out.int(1)
+    } else {
+        ctx.out.ok()
+    }
     Ok(())
 }
 

@@ -92,10 +92,7 @@ impl Server {
 
     /// A `redis` crate connection.
     pub fn client(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .expect("client")
-            .get_connection()
-            .expect("connect")
+        redis::Client::open(self.url()).expect("client").get_connection().expect("connect")
     }
 
     /// A raw socket connection.
@@ -245,10 +242,7 @@ impl Raw {
             let what = if line.is_empty() {
                 "connection closed".to_string()
             } else {
-                format!(
-                    "connection closed inside a reply line: {:?}",
-                    String::from_utf8_lossy(&line)
-                )
+                format!("connection closed inside a reply line: {:?}", String::from_utf8_lossy(&line))
             };
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, what));
         }
@@ -267,12 +261,7 @@ impl Raw {
             std::str::from_utf8(rest)
                 .ok()
                 .and_then(|s| s.parse().ok())
-                .ok_or_else(|| {
-                    bad(format!(
-                        "bad length in {:?}",
-                        String::from_utf8_lossy(&line)
-                    ))
-                })
+                .ok_or_else(|| bad(format!("bad length in {:?}", String::from_utf8_lossy(&line))))
         };
         match kind {
             b'+' | b'-' | b':' | b'_' | b',' | b'#' | b'(' => {}
@@ -301,10 +290,7 @@ impl Raw {
                 }
             }
             other => {
-                return Err(bad(format!(
-                    "unexpected reply type byte {:?}",
-                    other as char
-                )));
+                return Err(bad(format!("unexpected reply type byte {:?}", other as char)));
             }
         }
         Ok(())
