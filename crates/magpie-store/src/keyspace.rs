@@ -4,7 +4,6 @@ use std::hash::BuildHasher;
 use std::time::Instant;
 
 use indexmap::IndexMap;
-use indexmap::map::raw_entry_v1::{RawEntryApiV1, RawEntryMut, RawOccupiedEntryMut, RawVacantEntryMut};
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::Value;
@@ -17,13 +16,15 @@ type Map = IndexMap<Box<[u8]>, Entry, Hasher>;
 pub struct Entry {
     pub value: Value,
     /// Absolute expiry in ms since the epoch; 0 when the key does not expire. Private so that
-    /// every change goes through [`Shard`], which counts the keys that can expire.
+    /// every change goes through [`Shard`], which indexes the keys that can expire.
     expire_at: u64,
+    /// For an entry with an expiry time: its position in [`Shard::volatile`].
+    vpos: u32,
 }
 
 impl Entry {
     pub fn new(value: Value) -> Entry {
-        Entry { value, expire_at: 0 }
+        Entry { value, expire_at: 0, vpos: 0 }
     }
 
     /// When the key expires (ms since the epoch), if it does.
@@ -37,17 +38,19 @@ impl Entry {
 }
 
 /// One shard of a database: an insertion-ordered hash map. Removal swaps the last entry into
-/// the hole, so entries stay dense: that makes random sampling O(1) (RANDOMKEY, active expiry)
-/// and gives SCAN a cursor that is a plain index (see [`Db::scan`]).
+/// the hole, so entries stay dense: that makes random sampling O(1) (RANDOMKEY) and gives SCAN
+/// a cursor that is a plain index (see [`Db::scan`]).
 ///
 /// Expired entries may linger until touched or reclaimed by the active cycle; every accessor
 /// that takes `now` hides them.
 #[derive(Default)]
 pub struct Shard {
     map: Map,
-    /// How many entries have an expiry time (the active cycle skips shards with none).
-    volatile: usize,
-    /// Where the active expiry cycle continues in this shard.
+    /// Map indices of the entries that have an expiry time (as Redis's `expires` dict), so the
+    /// active cycle looks only at keys that can expire. Each such entry stores its position
+    /// here (`Entry::vpos`): both sides update in O(1).
+    volatile: Vec<u32>,
+    /// Where the active expiry cycle continues in `volatile`.
     expire_cursor: usize,
 }
 
@@ -63,7 +66,7 @@ impl Shard {
 
     /// Entries that have an expiry time.
     pub fn volatile(&self) -> usize {
-        self.volatile
+        self.volatile.len()
     }
 
     /// The live entry of `key`.
@@ -71,15 +74,19 @@ impl Shard {
         self.map.get(key).filter(|e| !e.is_expired(now))
     }
 
+    pub fn contains(&self, key: &[u8], now: u64) -> bool {
+        self.get(key, now).is_some()
+    }
+
     /// The slot of `key`, found with one lookup: either its live entry, which can be read,
     /// changed, replaced or removed, or an empty place to insert into. An expired entry counts
-    /// as empty (inserting overwrites it; other uses leave it to be reclaimed).
+    /// as empty: inserting overwrites it, and otherwise dropping the slot removes it (write
+    /// access reclaims expired keys, as in Redis).
     pub fn slot<'a>(&'a mut self, key: &'a [u8], now: u64) -> Slot<'a> {
-        let Shard { map, volatile, .. } = self;
-        match map.raw_entry_mut_v1().from_key(key) {
-            RawEntryMut::Occupied(o) if !o.get().is_expired(now) => Slot::Live(LiveSlot { entry: o, volatile }),
-            RawEntryMut::Occupied(o) => Slot::Empty(EmptySlot { place: Some(Place::Expired(o)), key, volatile }),
-            RawEntryMut::Vacant(v) => Slot::Empty(EmptySlot { place: Some(Place::Vacant(v)), key, volatile }),
+        match self.map.get_full(key) {
+            Some((idx, _, e)) if !e.is_expired(now) => Slot::Live(LiveSlot { shard: self, idx }),
+            Some((idx, _, _)) => Slot::Empty(EmptySlot { shard: Some(self), key, expired: Some(idx) }),
+            None => Slot::Empty(EmptySlot { shard: Some(self), key, expired: None }),
         }
     }
 
@@ -89,10 +96,6 @@ impl Shard {
             Slot::Live(live) => Some(live.into_entry()),
             Slot::Empty(_) => None,
         }
-    }
-
-    pub fn contains(&self, key: &[u8], now: u64) -> bool {
-        self.get(key, now).is_some()
     }
 
     /// Stores `value` under `key` with the given expiry (`None`: the key does not expire),
@@ -124,15 +127,10 @@ impl Shard {
 
     /// Removes `key`, returning its entry if it was live.
     pub fn remove(&mut self, key: &[u8], now: u64) -> Option<Entry> {
-        let (idx, _, _) = self.map.get_full(key)?;
-        let (_, e) = self.remove_index(idx)?;
-        (!e.is_expired(now)).then_some(e)
-    }
-
-    fn remove_index(&mut self, idx: usize) -> Option<(Box<[u8]>, Entry)> {
-        let (k, e) = self.map.swap_remove_index(idx)?;
-        self.volatile -= usize::from(e.expire_at != 0);
-        Some((k, e))
+        match self.slot(key, now) {
+            Slot::Live(live) => Some(live.remove()),
+            Slot::Empty(_) => None,
+        }
     }
 
     /// Sets (`Some`) or clears (`None`) the expiry of a live key. Returns false if there is no
@@ -160,30 +158,74 @@ impl Shard {
     /// Takes every entry out, leaving the shard empty; the caller can drop the returned map
     /// outside the lock.
     fn take(&mut self) -> Map {
-        self.volatile = 0;
+        self.volatile = Vec::new();
         self.expire_cursor = 0;
         std::mem::take(&mut self.map)
     }
 
-    /// Checks up to `budget` entries for expiry, continuing from where the last call stopped,
-    /// and removes the expired ones. Returns (checked, removed).
+    /// Sets the expiry of the entry at `idx`, keeping `volatile` in step.
+    fn set_expire_index(&mut self, idx: usize, expire_at: Option<u64>) {
+        let Some((_, e)) = self.map.get_index_mut(idx) else { return };
+        let (was, will) = (e.expire_at != 0, expire_at.is_some());
+        e.expire_at = expire_at.unwrap_or(0);
+        if will && !was {
+            e.vpos = self.volatile.len() as u32;
+            self.volatile.push(idx as u32);
+        } else if was && !will {
+            let pos = e.vpos as usize;
+            self.volatile.swap_remove(pos);
+            if let Some(&moved) = self.volatile.get(pos) {
+                if let Some((_, m)) = self.map.get_index_mut(moved as usize) {
+                    m.vpos = pos as u32;
+                }
+            }
+        }
+    }
+
+    /// Removes the entry at `idx`; the last entry moves into its place.
+    fn remove_index(&mut self, idx: usize) -> Option<(Box<[u8]>, Entry)> {
+        self.set_expire_index(idx, None);
+        let (k, e) = self.map.swap_remove_index(idx)?;
+        // The entry that was last now sits at `idx`: point its `volatile` slot there.
+        if let Some((_, moved)) = self.map.get_index(idx) {
+            if moved.expire_at != 0 {
+                self.volatile[moved.vpos as usize] = idx as u32;
+            }
+        }
+        Some((k, e))
+    }
+
+    /// Checks up to `budget` keys with an expiry time, continuing from where the last call
+    /// stopped, and removes the expired ones. Returns (checked, removed).
     fn expire_step(&mut self, now: u64, budget: usize) -> (usize, usize) {
         let (mut checked, mut removed) = (0, 0);
-        while checked < budget && self.volatile > 0 && !self.map.is_empty() {
-            if self.expire_cursor >= self.map.len() {
+        while checked < budget && !self.volatile.is_empty() {
+            if self.expire_cursor >= self.volatile.len() {
                 self.expire_cursor = 0;
             }
             checked += 1;
-            let expired = self.map.get_index(self.expire_cursor).is_some_and(|(_, e)| e.is_expired(now));
-            if expired {
-                // The last entry moves into this slot: look at the same index again.
-                self.remove_index(self.expire_cursor);
+            let idx = self.volatile[self.expire_cursor] as usize;
+            if self.map.get_index(idx).is_some_and(|(_, e)| e.is_expired(now)) {
+                // The last volatile key moves into this position: look at it next.
+                self.remove_index(idx);
                 removed += 1;
             } else {
                 self.expire_cursor += 1;
             }
         }
         (checked, removed)
+    }
+
+    /// Checks the invariants tying `volatile` to the map (for tests).
+    #[cfg(test)]
+    fn check(&self) {
+        let with_ttl = self.map.values().filter(|e| e.expire_at != 0).count();
+        assert_eq!(with_ttl, self.volatile.len());
+        for (pos, &idx) in self.volatile.iter().enumerate() {
+            let (_, e) = self.map.get_index(idx as usize).expect("volatile index in range");
+            assert!(e.expire_at != 0);
+            assert_eq!(e.vpos as usize, pos);
+        }
     }
 }
 
@@ -195,84 +237,73 @@ pub enum Slot<'a> {
 
 /// A live entry, found by [`Shard::slot`].
 pub struct LiveSlot<'a> {
-    entry: RawOccupiedEntryMut<'a, Box<[u8]>, Entry, Hasher>,
-    volatile: &'a mut usize,
+    shard: &'a mut Shard,
+    idx: usize,
 }
 
 impl<'a> LiveSlot<'a> {
     pub fn entry(&self) -> &Entry {
-        self.entry.get()
+        &self.shard.map[self.idx]
     }
 
     /// The value, to change in place.
     pub fn value_mut(&mut self) -> &mut Value {
-        &mut self.entry.get_mut().value
+        &mut self.shard.map[self.idx].value
     }
 
     pub fn into_entry(self) -> &'a mut Entry {
-        self.entry.into_mut()
+        &mut self.shard.map[self.idx]
     }
 
     /// Replaces value and expiry, returning the old entry.
     pub fn replace(&mut self, value: Value, expire_at: Option<u64>) -> Entry {
-        let new = Entry { value, expire_at: expire_at.unwrap_or(0) };
-        *self.volatile += usize::from(new.expire_at != 0);
-        let old = self.entry.insert(new);
-        *self.volatile -= usize::from(old.expire_at != 0);
-        old
+        let old_value = std::mem::replace(&mut self.shard.map[self.idx].value, value);
+        let old_expire = self.shard.map[self.idx].expire_at;
+        self.shard.set_expire_index(self.idx, expire_at);
+        Entry { value: old_value, expire_at: old_expire, vpos: 0 }
     }
 
     pub fn set_expire(&mut self, expire_at: Option<u64>) {
-        let e = self.entry.get_mut();
-        *self.volatile -= usize::from(e.expire_at != 0);
-        e.expire_at = expire_at.unwrap_or(0);
-        *self.volatile += usize::from(e.expire_at != 0);
+        self.shard.set_expire_index(self.idx, expire_at);
     }
 
     pub fn remove(self) -> Entry {
-        let old = self.entry.swap_remove();
-        *self.volatile -= usize::from(old.expire_at != 0);
-        old
+        let (_, mut e) = self.shard.remove_index(self.idx).expect("a live slot's index is valid");
+        e.vpos = 0;
+        e
     }
 }
 
-enum Place<'a> {
-    Vacant(RawVacantEntryMut<'a, Box<[u8]>, Entry, Hasher>),
-    Expired(RawOccupiedEntryMut<'a, Box<[u8]>, Entry, Hasher>),
-}
-
 /// No live entry for a key, found by [`Shard::slot`]. If an expired entry is there, it is
-/// overwritten by [`EmptySlot::insert`], or removed when the slot is dropped unused (write
-/// access reclaims expired keys, as in Redis).
+/// overwritten by [`EmptySlot::insert`], or removed when the slot is dropped unused.
 pub struct EmptySlot<'a> {
     /// `None` once used.
-    place: Option<Place<'a>>,
+    shard: Option<&'a mut Shard>,
     key: &'a [u8],
-    volatile: &'a mut usize,
+    /// Index of an expired entry of this key.
+    expired: Option<usize>,
 }
 
 impl<'a> EmptySlot<'a> {
     /// Creates the key.
     pub fn insert(mut self, value: Value, expire_at: Option<u64>) -> &'a mut Entry {
-        let new = Entry { value, expire_at: expire_at.unwrap_or(0) };
-        *self.volatile += usize::from(new.expire_at != 0);
-        match self.place.take() {
-            Some(Place::Vacant(v)) => v.insert(self.key.into(), new).1,
-            Some(Place::Expired(mut o)) => {
-                let old = o.insert(new);
-                *self.volatile -= usize::from(old.expire_at != 0);
-                o.into_mut()
+        let shard = self.shard.take().expect("an EmptySlot is used once");
+        let idx = match self.expired {
+            Some(idx) => {
+                shard.map[idx].value = value;
+                idx
             }
-            None => unreachable!("an EmptySlot is used once"),
-        }
+            None => shard.map.insert_full(self.key.into(), Entry::new(value)).0,
+        };
+        shard.set_expire_index(idx, expire_at);
+        &mut shard.map[idx]
     }
 }
 
 impl Drop for EmptySlot<'_> {
     fn drop(&mut self) {
-        if let Some(Place::Expired(o)) = self.place.take() {
-            let old = o.swap_remove();
-            *self.volatile -= usize::from(old.expire_at != 0);
+        if let (Some(shard), Some(idx)) = (self.shard.take(), self.expired) {
+            shard.remove_index(idx);
         }
     }
 }
@@ -485,7 +516,7 @@ impl Keyspace {
             let (db, shard) = *cursor;
             if let Some(lock) = self.dbs.get(db).and_then(|d| d.shards.get(shard)) {
                 // Cheap look first, so idle shards cost no write lock.
-                if lock.0.read().volatile > 0 {
+                if lock.0.read().volatile() > 0 {
                     let (c, e) = lock.0.write().expire_step(now, PER_LOCK);
                     round_checked += c;
                     round_expired += e;
@@ -591,6 +622,63 @@ mod tests {
         assert!(s.remove(b"a", 0).is_some());
         assert_eq!(s.volatile(), 0);
         assert!(!s.set_expire(b"missing", Some(1), 0));
+    }
+
+    #[test]
+    fn random_operations_agree_with_a_model() {
+        use std::collections::BTreeMap;
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut shard = Shard::default();
+        // key -> (value, expire_at or 0)
+        let mut model: BTreeMap<Vec<u8>, (i64, u64)> = BTreeMap::new();
+        let mut now = 1000;
+        for step in 0..20_000 {
+            let key = format!("k{}", rng.u8(..64)).into_bytes();
+            let ttl = if rng.bool() { Some(now + rng.u64(1..50)) } else { None };
+            let live = |m: &BTreeMap<Vec<u8>, (i64, u64)>, k: &[u8], now: u64| {
+                m.get(k).filter(|(_, at)| *at == 0 || *at > now).copied()
+            };
+            match rng.u8(..7) {
+                0 | 1 => {
+                    let v = i64::from(step);
+                    let got = shard.insert(&key, Value::Int(v), ttl, now).map(|e| e.value);
+                    assert_eq!(got, live(&model, &key, now).map(|(v, _)| Value::Int(v)));
+                    model.insert(key, (v, ttl.unwrap_or(0)));
+                }
+                2 => {
+                    let got = shard.remove(&key, now).map(|e| e.value);
+                    assert_eq!(got, live(&model, &key, now).map(|(v, _)| Value::Int(v)));
+                    model.remove(&key);
+                }
+                3 => {
+                    let exists = live(&model, &key, now).is_some();
+                    assert_eq!(shard.set_expire(&key, ttl, now), exists);
+                    if exists {
+                        model.get_mut(&key).unwrap().1 = ttl.unwrap_or(0);
+                    } else {
+                        model.remove(&key);
+                    }
+                }
+                4 => {
+                    let exists = live(&model, &key, now).is_some();
+                    assert_eq!(shard.get_mut(&key, now).is_some(), exists);
+                    if !exists {
+                        model.remove(&key);
+                    }
+                }
+                5 => {
+                    shard.expire_step(now, rng.usize(1..20));
+                    model.retain(|_, (_, at)| *at == 0 || *at > now);
+                }
+                _ => now += rng.u64(0..10),
+            }
+            shard.check();
+            for (k, _) in model.iter().filter(|(k, _)| live(&model, k, now).is_some()) {
+                assert!(shard.contains(k, now), "step {step}: lost {k:?}");
+            }
+            let live_count = shard.iter(now).count();
+            assert_eq!(live_count, model.keys().filter(|k| live(&model, k, now).is_some()).count());
+        }
     }
 
     #[test]
