@@ -184,8 +184,10 @@ impl Shard {
 
     /// Removes the entry at `idx`; the last entry moves into its place.
     fn remove_index(&mut self, idx: usize) -> Option<(Box<[u8]>, Entry)> {
+        let expire_at = self.map.get_index(idx)?.1.expire_at;
         self.set_expire_index(idx, None);
-        let (k, e) = self.map.swap_remove_index(idx)?;
+        let (k, mut e) = self.map.swap_remove_index(idx)?;
+        e.expire_at = expire_at; // the caller gets the entry as it was (RENAME keeps the TTL)
         // The entry that was last now sits at `idx`: point its `volatile` slot there.
         if let Some((_, moved)) = self.map.get_index(idx) {
             if moved.expire_at != 0 {
@@ -641,13 +643,13 @@ mod tests {
             match rng.u8(..7) {
                 0 | 1 => {
                     let v = i64::from(step);
-                    let got = shard.insert(&key, Value::Int(v), ttl, now).map(|e| e.value);
-                    assert_eq!(got, live(&model, &key, now).map(|(v, _)| Value::Int(v)));
+                    let got = shard.insert(&key, Value::Int(v), ttl, now).map(|e| (e.value, e.expire_at));
+                    assert_eq!(got, live(&model, &key, now).map(|(v, at)| (Value::Int(v), at)));
                     model.insert(key, (v, ttl.unwrap_or(0)));
                 }
                 2 => {
-                    let got = shard.remove(&key, now).map(|e| e.value);
-                    assert_eq!(got, live(&model, &key, now).map(|(v, _)| Value::Int(v)));
+                    let got = shard.remove(&key, now).map(|e| (e.value, e.expire_at));
+                    assert_eq!(got, live(&model, &key, now).map(|(v, at)| (Value::Int(v), at)));
                     model.remove(&key);
                 }
                 3 => {
