@@ -6,10 +6,10 @@ use std::time::Instant;
 use indexmap::IndexMap;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::Value;
+use crate::{Key, Value};
 
 type Hasher = foldhash::fast::RandomState;
-type Map = IndexMap<Box<[u8]>, Entry, Hasher>;
+type Map = IndexMap<Key, Entry, Hasher>;
 
 /// A value and its expiry time.
 #[derive(Clone, Debug, PartialEq)]
@@ -183,7 +183,7 @@ impl Shard {
     }
 
     /// Removes the entry at `idx`; the last entry moves into its place.
-    fn remove_index(&mut self, idx: usize) -> Option<(Box<[u8]>, Entry)> {
+    fn remove_index(&mut self, idx: usize) -> Option<(Key, Entry)> {
         let expire_at = self.map.get_index(idx)?.1.expire_at;
         self.set_expire_index(idx, None);
         let (k, mut e) = self.map.swap_remove_index(idx)?;
@@ -295,7 +295,7 @@ impl<'a> EmptySlot<'a> {
                 shard.map[idx].value = value;
                 idx
             }
-            None => shard.map.insert_full(self.key.into(), Entry::new(value)).0,
+            None => shard.map.insert_full(Key::new(self.key), Entry::new(value)).0,
         };
         shard.set_expire_index(idx, expire_at);
         &mut shard.map[idx]

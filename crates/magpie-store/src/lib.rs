@@ -8,10 +8,12 @@
 //! - whole-database operations take every shard of the database, in order.
 
 mod glob;
+mod key;
 mod keyspace;
 mod value;
 
 pub use glob::glob_match;
+pub use key::Key;
 pub use keyspace::{Db, EmptySlot, Entry, Keyspace, LiveSlot, MultiRead, MultiWrite, ScanCursor, Shard, Slot};
 pub use magpie_protocol::parse_i64;
 pub use value::Value;
