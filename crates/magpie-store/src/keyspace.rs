@@ -174,10 +174,10 @@ impl Shard {
         } else if was && !will {
             let pos = e.vpos as usize;
             self.volatile.swap_remove(pos);
-            if let Some(&moved) = self.volatile.get(pos) {
-                if let Some((_, m)) = self.map.get_index_mut(moved as usize) {
-                    m.vpos = pos as u32;
-                }
+            if let Some(&moved) = self.volatile.get(pos)
+                && let Some((_, m)) = self.map.get_index_mut(moved as usize)
+            {
+                m.vpos = pos as u32;
             }
         }
     }
@@ -189,10 +189,10 @@ impl Shard {
         let (k, mut e) = self.map.swap_remove_index(idx)?;
         e.expire_at = expire_at; // the caller gets the entry as it was (RENAME keeps the TTL)
         // The entry that was last now sits at `idx`: point its `volatile` slot there.
-        if let Some((_, moved)) = self.map.get_index(idx) {
-            if moved.expire_at != 0 {
-                self.volatile[moved.vpos as usize] = idx as u32;
-            }
+        if let Some((_, moved)) = self.map.get_index(idx)
+            && moved.expire_at != 0
+        {
+            self.volatile[moved.vpos as usize] = idx as u32;
         }
         Some((k, e))
     }
