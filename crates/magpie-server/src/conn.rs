@@ -18,6 +18,8 @@ use crate::command::{Ctx, dispatch};
 use crate::server::Shared;
 
 const READ_CHUNK: usize = 16 * 1024;
+/// Replies pending beyond this are written before the rest of the batch runs.
+const FLUSH_AT: usize = 64 * 1024;
 /// Redis's `client-query-buffer-limit`: a command still incomplete past this closes the client.
 const QUERY_BUFFER_LIMIT: usize = 1 << 30;
 
@@ -73,6 +75,14 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                     last = dispatch(&mut ctx, args).or(last);
                     if client.close {
                         break;
+                    }
+                    // A long pipeline is answered in pieces, so its replies never pile up in
+                    // memory, and a client that does not read them stops being served.
+                    if out.len() >= FLUSH_AT {
+                        if stream.write_all(out.as_bytes()).await.is_err() {
+                            break 'conn;
+                        }
+                        out.clear();
                     }
                 }
                 Ok(None) => break,

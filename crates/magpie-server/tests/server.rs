@@ -334,3 +334,25 @@ fn config_file_and_flags() {
     assert_eq!(r.cmd_str("SELECT 4"), "-ERR DB index is out of range\r\n");
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn long_pipelines_with_large_replies_arrive_whole_and_in_order() {
+    let server = Server::magpie();
+    let mut r = server.raw();
+    let value = vec![b'v'; 10_000];
+    assert_eq!(r.cmd(&[b"SET", b"big", &value]), b"+OK\r\n");
+    let mut batch = Vec::new();
+    for i in 0..300 {
+        batch.extend(Raw::encode(&[b"GET", b"big"]));
+        batch.extend(Raw::encode(&[b"ECHO", i.to_string().as_bytes()]));
+    }
+    r.send(&batch);
+    let mut expected_big = format!("${}\r\n", value.len()).into_bytes();
+    expected_big.extend_from_slice(&value);
+    expected_big.extend_from_slice(b"\r\n");
+    for i in 0..300 {
+        assert_eq!(r.read_reply(), expected_big);
+        let n = i.to_string();
+        assert_eq!(r.read_reply(), format!("${}\r\n{n}\r\n", n.len()).into_bytes());
+    }
+}
