@@ -172,18 +172,20 @@ pub fn arity_error(full_name: &str) -> Error {
     Error::msg(format!("ERR wrong number of arguments for '{full_name}' command"))
 }
 
-/// Redis's text: the name and the first arguments, each quoted, cut at about 128 bytes.
+/// Redis's text: the name and the first arguments, each quoted, cut at about 128 bytes. Redis
+/// formats them as C strings, so each also ends at its first NUL byte.
 fn unknown_command(args: Args<'_>) -> Error {
+    let c_str = |s: &'_ [u8]| -> usize { s.iter().position(|&c| c == 0).unwrap_or(s.len()) };
     let name = args.get(0);
     let mut msg = b"ERR unknown command '".to_vec();
-    msg.extend_from_slice(&name[..name.len().min(128)]);
+    msg.extend_from_slice(&name[..c_str(name).min(128)]);
     msg.extend_from_slice(b"', with args beginning with: ");
     let mut listed = 0;
     for arg in args.iter().skip(1) {
         if listed >= 128 {
             break;
         }
-        let take = arg.len().min(128 - listed);
+        let take = c_str(arg).min(128 - listed);
         msg.push(b'\'');
         msg.extend_from_slice(&arg[..take]);
         msg.extend_from_slice(b"' ");

@@ -53,9 +53,18 @@ pub fn int_arg(arg: &[u8]) -> Result<i64, Error> {
     parse_i64(arg).ok_or_else(|| NOT_INTEGER.into())
 }
 
-/// Parses an integer argument that must lie within `range` (else the standard error).
+/// Parses an integer argument that must lie within `range` (Redis's
+/// `getRangeLongFromObjectOrReply`, which also serves `getIntFromObjectOrReply`).
 pub fn int_arg_in(arg: &[u8], range: std::ops::RangeInclusive<i64>) -> Result<i64, Error> {
-    int_arg(arg).and_then(|n| if range.contains(&n) { Ok(n) } else { Err(NOT_INTEGER.into()) })
+    let n = int_arg(arg)?;
+    if !range.contains(&n) {
+        return Err(Error::msg(format!(
+            "ERR value is out of range, value must between {} and {}",
+            range.start(),
+            range.end()
+        )));
+    }
+    Ok(n)
 }
 
 /// Case-insensitive comparison of an argument with an ASCII keyword.

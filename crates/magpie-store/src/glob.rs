@@ -7,6 +7,11 @@
 
 /// Does `subject` match `pattern`? `nocase` folds ASCII case.
 pub fn glob_match(pattern: &[u8], subject: &[u8], nocase: bool) -> bool {
+    // Redis's matcher never enters its loop for an empty subject: only the empty pattern
+    // matches it (KEYS * and SCAN without MATCH skip matching altogether).
+    if subject.is_empty() {
+        return pattern.is_empty();
+    }
     let (mut p, mut s) = (0, 0);
     // Where to resume after the most recent '*': (pattern index after it, subject index).
     let mut star: Option<(usize, usize)> = None;
@@ -99,7 +104,8 @@ mod tests {
 
     #[test]
     fn stars_and_questions() {
-        assert!(m("*", ""));
+        assert!(!m("*", ""), "as Redis: an empty subject matches only the empty pattern");
+        assert!(!m("**", ""));
         assert!(m("*", "anything"));
         assert!(m("h?llo", "hello"));
         assert!(!m("h?llo", "hllo"));

@@ -396,6 +396,11 @@ impl Db {
         } else {
             ((cursor.0 & mask) as usize, Some((cursor.0 >> bits).saturating_sub(1)))
         };
+        if remaining.is_some_and(|r| r > u64::from(u32::MAX)) {
+            // No shard holds that many entries: a cursor this server never gave out. Like
+            // Redis with a cursor past its table, the scan is over.
+            return ScanCursor(0);
+        }
         let mut visited = 0;
         loop {
             let guard = self.shards[shard].0.read();

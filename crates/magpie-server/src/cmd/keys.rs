@@ -31,6 +31,17 @@ pub fn exists(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
+/// OBJECT ENCODING key
+pub fn object_encoding(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let key = args.get(2);
+    let shard = ctx.db().read(key);
+    match shard.get(key, ctx.now) {
+        Some(e) => ctx.out.bulk(e.value.encoding().as_bytes()),
+        None => ctx.out.null(),
+    }
+    Ok(())
+}
+
 pub fn type_(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let shard = ctx.db().read(key);
@@ -56,11 +67,7 @@ pub fn keys(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 /// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
 pub fn scan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    let cursor = std::str::from_utf8(args.get(1))
-        .ok()
-        .filter(|s| !s.starts_with('+'))
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| Error::from("ERR invalid cursor"))?;
+    let cursor = parse_cursor(args.get(1)).ok_or_else(|| Error::from("ERR invalid cursor"))?;
     let (mut pattern, mut count, mut type_name) = (None, 10usize, None);
     let mut i = 2;
     while i < args.len() {
@@ -96,6 +103,30 @@ pub fn scan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out.bulk(k);
     }
     Ok(())
+}
+
+/// Reads a cursor as Redis does (C's `strtoul`): an optional sign, decimal digits, the empty
+/// string meaning 0, a negative number wrapping around; no spaces, no overflow.
+fn parse_cursor(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return Some(0);
+    }
+    let (neg, digits) = match s[0] {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(if neg { v.wrapping_neg() } else { v })
 }
 
 pub fn randomkey(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {

@@ -87,6 +87,10 @@ pub static COMMANDS: &[Command] = &[
     Command::new("renamenx", 3, WF, TWO, "generic", "1.0.0", "Renames a key only when the target key name doesn't exist.", "key newkey", keys::renamenx),
     Command::new("copy", -3, WD, TWO, "generic", "6.2.0", "Copies the value of a key to a new key.",
         "source destination [DB destination-db:integer] [REPLACE]", keys::copy),
+    Command::new("object", -2, 0, NONE, "generic", "2.2.3", "A container for object introspection commands.", "", command::container)
+        .with_subcommands(&[
+            Command::new("encoding", 3, READONLY, (2, 2, 1), "generic", "2.2.3", "Returns the internal encoding of a Redis object.", "key", keys::object_encoding),
+        ]),
     // expiry
     Command::new("expire", -3, WF, KEY1, "generic", "1.0.0", "Sets the expiration time of a key in seconds.", "key seconds:integer [NX|XX|GT|LT]", keys::expire),
     Command::new("pexpire", -3, WF, KEY1, "generic", "2.6.0", "Sets the expiration time of a key in milliseconds.", "key milliseconds:integer [NX|XX|GT|LT]", keys::pexpire),

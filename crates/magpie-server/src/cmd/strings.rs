@@ -213,13 +213,15 @@ pub fn getdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 /// GETEX key [EX s | PX ms | EXAT ts | PXAT ts-ms | PERSIST]
 pub fn getex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let o = parse_options(args, 2, false)?;
-    let expire = o.expire.map(|(u, a)| expire_at(u, a, ctx.now, "getex")).transpose()?;
     let key = args.get(1);
     let mut shard = ctx.db().write(key);
     let Some(e) = shard.get(key, ctx.now) else {
         ctx.out.null();
         return Ok(());
     };
+    // As Redis: a missing key or a wrong type is reported before a bad expire time.
+    check_string(&e.value)?;
+    let expire = o.expire.map(|(u, a)| expire_at(u, a, ctx.now, "getex")).transpose()?;
     bulk_value(ctx.out, &e.value)?;
     match expire {
         // An absolute time already past deletes the key.

@@ -296,3 +296,48 @@ impl Raw {
         Ok(())
     }
 }
+
+/// Helpers for robustness tests: waiting for the server to close a connection, sending when
+/// the server may already have closed, reading the server's memory use.
+impl Raw {
+    /// Sends bytes, returning the error instead of panicking (the server may have closed).
+    pub fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// True when the server closes the connection (EOF or reset) within `timeout` without
+    /// sending anything more; false when it sends a byte or stays silent that long.
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        self.stream.set_read_timeout(Some(timeout)).ok();
+        let mut b = [0u8; 1];
+        let closed = match self.reader.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            ),
+        };
+        self.stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        closed
+    }
+
+    /// The underlying socket, for tests that need to shut it down or read it directly.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl Server {
+    /// The server process's resident memory in KiB (`VmRSS` in /proc/<pid>/status).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+}
