@@ -1,5 +1,6 @@
 //! `magpie-server`: a Redis-compatible in-memory key-value server.
 
+mod alloc;
 mod client;
 mod cmd;
 mod command;
@@ -14,11 +15,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-// mimalloc: faster than glibc's malloc for many small values (see docs/benchmarks.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
+    alloc::configure();
     let options = config::Options::parse();
     let config = match config::Config::load(options) {
         Ok(c) => c,
