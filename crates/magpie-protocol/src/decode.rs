@@ -313,7 +313,12 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
 /// understand `\'`, and a closing quote must be followed by whitespace or the end of the line.
 /// Writes the arguments into `out`, their spans into `spans`; `None` if quotes are unbalanced.
 pub(crate) fn split_args(line: &[u8], out: &mut Vec<u8>, spans: &mut Vec<(usize, usize)>) -> Option<()> {
+    // C's isspace: skipped between words, and required after a closing quote.
     let is_space = |c: u8| matches!(c, b' ' | b'\n' | b'\r' | b'\t' | 0x0b | 0x0c);
+    // What ends an unquoted word: fewer bytes (a vertical tab or form feed stays in the word).
+    // Redis also stops at NUL, because it reads the line as a C string and never sees past
+    // it; here NUL is an ordinary byte of the word.
+    let ends_word = |c: u8| matches!(c, b' ' | b'\n' | b'\r' | b'\t');
     let mut i = 0;
     loop {
         while i < line.len() && is_space(line[i]) {
@@ -375,7 +380,7 @@ pub(crate) fn split_args(line: &[u8], out: &mut Vec<u8>, spans: &mut Vec<(usize,
             } else {
                 match line.get(i) {
                     None => break,
-                    Some(&c) if is_space(c) || c == 0 => break,
+                    Some(&c) if ends_word(c) => break,
                     Some(b'"') => in_dq = true,
                     Some(b'\'') => in_sq = true,
                     Some(&c) => out.push(c),
@@ -450,6 +455,15 @@ mod tests {
         assert_eq!(decode(b"set \"a b\\x41\\n\" 'it\\'s'\r\n").unwrap(), vec![vec!["set", "a bA\n", "it's"]]);
         assert_eq!(decode(b"set \"\" x\n").unwrap(), vec![vec!["set", "", "x"]]);
         assert_eq!(decode(b"PING").unwrap(), Vec::<Vec<String>>::new());
+        // Vertical tab and form feed separate words only where blanks are skipped.
+        assert_eq!(decode(b"SET k a\x0bb\n").unwrap(), vec![vec!["SET", "k", "a\x0bb"]]);
+        assert_eq!(decode(b"\x0cPING\n").unwrap(), vec![vec!["PING"]]);
+    }
+
+    #[test]
+    fn nul_bytes_in_inline_commands_are_ordinary_bytes() {
+        assert_eq!(decode(b"\x00\n").unwrap(), vec![vec!["\0"]]);
+        assert_eq!(decode(b"PING\x00x\r\nPING\n").unwrap(), vec![vec!["PING\0x"], vec!["PING"]]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One client connection: read what is available, run every complete command in the buffer,
 //! answer the whole batch with one write. Pipelining is the main lever for throughput.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -79,7 +80,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                     // A long pipeline is answered in pieces, so its replies never pile up in
                     // memory, and a client that does not read them stops being served.
                     if out.len() >= FLUSH_AT {
-                        if stream.write_all(out.as_bytes()).await.is_err() {
+                        if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
                             break 'conn;
                         }
                         out.clear();
@@ -113,7 +114,8 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
         }
 
         if !out.is_empty() {
-            if stream.write_all(out.as_bytes()).await.is_err() {
+            if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
+                debug!("client {id}: write failed or idle past the timeout");
                 break 'conn;
             }
             out.clear();
@@ -128,6 +130,26 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
     }
     let _ = stream.shutdown().await;
     shared.clients.disconnect(id);
+}
+
+/// Writes all of `buf`. With an idle `timeout` (seconds, 0 for none), a client that accepts no
+/// bytes for that long is idle and the write fails: Redis counts any progress as interaction,
+/// so a slow reader is fine but one that stopped reading does not hold its replies forever.
+async fn write_out(stream: &mut TcpStream, buf: &[u8], timeout: u64) -> io::Result<()> {
+    if timeout == 0 {
+        return stream.write_all(buf).await;
+    }
+    let limit = Duration::from_secs(timeout);
+    let mut pos = 0;
+    while pos < buf.len() {
+        match tokio::time::timeout(limit, stream.write(&buf[pos..])).await {
+            Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => pos += n,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "client idle while we wrote")),
+        }
+    }
+    Ok(())
 }
 
 fn limits(shared: &Shared) -> Limits {
