@@ -283,6 +283,16 @@ check_alive() {
     kill -0 "${PID[$1]}" 2>/dev/null || { show_log "$1"; die "$1 (pid ${PID[$1]}) died"; }
 }
 
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { # CPU time (user + system) server NAME has used, in clock ticks
+    local stat
+    stat=$(<"/proc/${PID[$1]}/stat") || die "cannot read /proc/${PID[$1]}/stat of $1"
+    stat=${stat##*) }             # after "pid (comm) ": field 3 (state) is now the first
+    local -a f
+    read -r -a f <<<"$stat"
+    echo $((f[11] + f[12]))       # fields 14 (utime) and 15 (stime)
+}
+
 rss_kib() { # VmRSS of server NAME in KiB
     local v
     v=$(awk '/^VmRSS:/ { print $2 }' "/proc/${PID[$1]}/status" 2>/dev/null) || true
@@ -384,9 +394,9 @@ spread() { # (max-min)/median in percent
 run_throughput() {
     # raw runs are collected in $WORK and copied to $OUT_DIR only when the run completes
     local raw=$WORK/$TS-throughput-raw.csv table=$OUT_DIR/$TS-throughput.md
-    declare -A RPS=() P50=()
+    declare -A RPS=() P50=() EFF=()
     declare -A BENCH_CMD=()
-    local name test p rep n line rps p50 order rc
+    local name test p rep n line rps p50 order rc t0 t1 eff
 
     for name in "${SERVERS[@]}"; do start_server "$name"; done
     if [[ $FILL == 1 ]]; then
@@ -411,7 +421,9 @@ run_throughput() {
                         -t "$test" -c "$CLIENTS" -P "$p" -d "$DATA_SIZE" -r "$KEYSPACE" -n "$n" -q --csv)
                     BENCH_CMD[$test,$p]=$(quote "${cmd[@]}" | sed "s/ -p ${PORT[$name]} / -p \$PORT /")
                     rc=0
+                    t0=$(cpu_ticks "$name")
                     run_bg "$WORK/bench.out" "${cmd[@]}" || rc=$?
+                    t1=$(cpu_ticks "$name")
                     line=$(awk -F, 'NR > 1 && NF >= 8 { print; exit }' "$WORK/bench.out")
                     if [[ $rc != 0 || -z $line ]]; then
                         cat "$WORK/bench.out" >&2
@@ -422,6 +434,10 @@ run_throughput() {
                     IFS=, read -r _ rps _ _ p50 _ _ _ <<<"$line"
                     echo "$name,$test,$p,$rep,$n,${line#*,}" >>"$raw"
                     RPS[$name,$test,$p]+="$rps "
+                    # Requests per second of server CPU: the per-core cost, which still
+                    # compares the servers when the one client process is the bottleneck.
+                    eff=$(awk -v n="$n" -v t=$((t1 - t0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", (t > 0 ? n * hz / t : 0) }')
+                    EFF[$name,$test,$p]+="$eff "
                     P50[$name,$test,$p]+="$p50 "
                     log "$(printf '%-6s %-5s -P %-3s run %d/%d: %12s ops/s  p50 %s ms' "$name" "$test" "$p" "$rep" "$REPEAT" "$rps" "$p50")"
                 done
@@ -441,29 +457,36 @@ run_throughput() {
             echo "- keyspace NOT filled (--no-fill): GET measures misses"
         fi
         echo
-        echo "| test | pipeline | redis ops/s | magpie ops/s | magpie/redis | redis p50 ms | magpie p50 ms | redis spread | magpie spread |"
-        echo "|------|---------:|------------:|-------------:|-------------:|-------------:|--------------:|-------------:|--------------:|"
+        echo "| test | pipeline | redis ops/s | magpie ops/s | magpie/redis | redis ops/CPU-s | magpie ops/CPU-s | magpie/redis per CPU | redis p50 ms | magpie p50 ms | redis spread | magpie spread |"
+        echo "|------|---------:|------------:|-------------:|-------------:|----------------:|-----------------:|---------------------:|-------------:|--------------:|-------------:|--------------:|"
         for test in "${TEST_LIST[@]}"; do
             for p in "${PIPE_LIST[@]}"; do
-                r=- m=- rs=- ms=- rp=- mp=- ratio=-
+                r=- m=- rs=- ms=- rp=- mp=- ratio=- re=- me=- eratio=-
                 if [[ -n ${RPS[redis,$test,$p]:-} ]]; then
                     r=$(tr ' ' '\n' <<<"${RPS[redis,$test,$p]}" | grep . | median)
                     rs=$(tr ' ' '\n' <<<"${RPS[redis,$test,$p]}" | grep . | spread)
                     rp=$(tr ' ' '\n' <<<"${P50[redis,$test,$p]}" | grep . | median)
+                    re=$(tr ' ' '\n' <<<"${EFF[redis,$test,$p]}" | grep . | median)
                 fi
                 if [[ -n ${RPS[magpie,$test,$p]:-} ]]; then
                     m=$(tr ' ' '\n' <<<"${RPS[magpie,$test,$p]}" | grep . | median)
                     ms=$(tr ' ' '\n' <<<"${RPS[magpie,$test,$p]}" | grep . | spread)
                     mp=$(tr ' ' '\n' <<<"${P50[magpie,$test,$p]}" | grep . | median)
+                    me=$(tr ' ' '\n' <<<"${EFF[magpie,$test,$p]}" | grep . | median)
                 fi
                 if [[ $r != - && $m != - ]]; then ratio=$(awk -v a="$m" -v b="$r" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'); fi
+                if [[ $re != - && $me != - ]]; then eratio=$(awk -v a="$me" -v b="$re" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'); fi
+                [[ $re == - ]] || re=$(printf '%.0f' "$re")
+                [[ $me == - ]] || me=$(printf '%.0f' "$me")
                 [[ $r == - ]] || r=$(printf '%.0f' "$r")
                 [[ $m == - ]] || m=$(printf '%.0f' "$m")
-                echo "| ${test^^} | $p | $r | $m | $ratio | $rp | $mp | $rs | $ms |"
+                echo "| ${test^^} | $p | $r | $m | $ratio | $re | $me | $eratio | $rp | $mp | $rs | $ms |"
             done
         done
         echo
         echo "spread = (max - min) / median over the $REPEAT run(s); raw runs: $(basename "$raw")"
+        echo
+        echo "ops/CPU-s = requests / CPU time (user + system) the server used during the run, from /proc/PID/stat: what one server core can do. It differs from ops/s when the server is not saturated (at pipeline 1 the single redis-benchmark process is usually the bottleneck)."
         echo
         echo "Commands (\$PORT = each server's port, \$WORKDIR = a fresh temporary directory):"
         echo
