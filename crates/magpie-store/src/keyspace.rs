@@ -269,6 +269,13 @@ impl<'a> LiveSlot<'a> {
         self.shard.set_expire_index(self.idx, expire_at);
     }
 
+    /// Overwrites the value with the string `bytes` and sets the expiry, reusing the old
+    /// value's buffer where it fits (the common SET overwrite allocates nothing).
+    pub fn assign_string(&mut self, bytes: &[u8], expire_at: Option<u64>) {
+        self.shard.map[self.idx].value.assign_string(bytes);
+        self.shard.set_expire_index(self.idx, expire_at);
+    }
+
     pub fn remove(self) -> Entry {
         let (_, mut e) = self.shard.remove_index(self.idx).expect("a live slot's index is valid");
         e.vpos = 0;

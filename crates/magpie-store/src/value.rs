@@ -21,6 +21,20 @@ impl Value {
         Value::Str(bytes.to_vec())
     }
 
+    /// Makes this value the string `bytes`, reusing this value's buffer when it is a string
+    /// buffer of about the right size (an overwrite then allocates nothing).
+    pub fn assign_string(&mut self, bytes: &[u8]) {
+        if let Value::Str(buf) = self {
+            let fits = buf.capacity() >= bytes.len() && buf.capacity() <= bytes.len().saturating_mul(2).max(32);
+            if fits && (bytes.len() > 20 || parse_i64(bytes).is_none()) {
+                buf.clear();
+                buf.extend_from_slice(bytes);
+                return;
+            }
+        }
+        *self = Value::string(bytes);
+    }
+
     /// Redis's name for the type, as TYPE replies.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -68,6 +82,23 @@ mod tests {
         for s in [&b"0123"[..], b"+1", b" 1", b"-0", b"1.0", b"", b"99999999999999999999"] {
             assert_eq!(Value::string(s), Value::Str(s.to_vec()));
         }
+    }
+
+    #[test]
+    fn assign_string_reuses_a_fitting_buffer_and_keeps_int_encoding() {
+        let mut v = Value::string(&[b'a'; 64]);
+        let Value::Str(before) = &v else { panic!() };
+        let ptr = before.as_ptr();
+        v.assign_string(&[b'b'; 60]);
+        let Value::Str(after) = &v else { panic!() };
+        assert_eq!((after.as_ptr(), after.as_slice()), (ptr, &[b'b'; 60][..]));
+        v.assign_string(b"42");
+        assert_eq!(v, Value::Int(42));
+        v.assign_string(&[b'c'; 1000]);
+        assert_eq!(v, Value::Str(vec![b'c'; 1000]));
+        v.assign_string(b"x");
+        let Value::Str(small) = &v else { panic!() };
+        assert!(small.capacity() < 1000, "a big buffer is not kept for a small value");
     }
 
     #[test]

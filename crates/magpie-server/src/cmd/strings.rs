@@ -135,8 +135,13 @@ pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                 return Ok(());
             }
             let expire = if o.keepttl { live.entry().expire_at() } else { expire };
-            let old = live.replace(Value::string(value), expire);
-            if o.get { bulk_value(ctx.out, &old.value)? } else { ctx.out.ok() }
+            if o.get {
+                let old = live.replace(Value::string(value), expire);
+                bulk_value(ctx.out, &old.value)?;
+            } else {
+                live.assign_string(value, expire);
+                ctx.out.ok();
+            }
         }
         Slot::Empty(empty) => {
             if o.xx {
