@@ -232,6 +232,22 @@ impl Decoder {
     /// after the line, or `None` if the line is not complete yet.
     fn header(&self, buf: &[u8], too_big: &str) -> Result<Option<(i64, usize)>, ProtocolError> {
         let from = self.pos + 1;
+        // Fast path: a short well-formed number ("$64\r\n"), parsed while scanned. Anything
+        // else (a partial line, an error, a number of 19 digits or more) takes the general
+        // path below, which has the exact rules.
+        let (mut i, mut n) = (from, 0i64);
+        let end = buf.len().min(from + 18);
+        while i < end {
+            let d = buf[i].wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            n = n * 10 + i64::from(d);
+            i += 1;
+        }
+        if i > from && buf.get(i..i + 2) == Some(b"\r\n") && (buf[from] != b'0' || i == from + 1) {
+            return Ok(Some((n, i + 2)));
+        }
         let Some(cr) = memchr::memchr(b'\r', &buf[from..]).map(|i| from + i) else {
             if buf.len() - self.pos > self.limits.max_inline_len {
                 return Err(ProtocolError::new(too_big));
@@ -489,6 +505,18 @@ mod tests {
         let mut dec = Decoder::default();
         assert!(all(&mut dec, b"*2000000000\r\n$536870912\r\nab").unwrap().is_empty());
         assert!(dec.spans.capacity() <= PREALLOC_ARGS);
+    }
+
+    #[test]
+    fn headers_parse_the_same_on_both_paths() {
+        // The fast path must agree with string2ll (the general path) on every input.
+        for body in ["0", "7", "123456789012345678", "1234567890123456789", "01", "-0", "-1", "+1", " 1", "", "1x"] {
+            let frame = format!("${body}\r\n");
+            let dec = Decoder::default();
+            let got = dec.header(frame.as_bytes(), "too big").ok().flatten();
+            let expected = parse_i64(body.as_bytes()).map(|n| (n, frame.len()));
+            assert_eq!(got, expected, "{body:?}");
+        }
     }
 
     #[test]
