@@ -230,11 +230,12 @@ impl Decoder {
 
     /// Parses a `*<n>\r\n` or `$<n>\r\n` header at `pos`. Returns the number and the position
     /// after the line, or `None` if the line is not complete yet.
+    #[inline(always)]
     fn header(&self, buf: &[u8], too_big: &str) -> Result<Option<(i64, usize)>, ProtocolError> {
-        let from = self.pos + 1;
         // Fast path: a short well-formed number ("$64\r\n"), parsed while scanned. Anything
         // else (a partial line, an error, a number of 19 digits or more) takes the general
-        // path below, which has the exact rules.
+        // path, which has the exact rules.
+        let from = self.pos + 1;
         let (mut i, mut n) = (from, 0i64);
         let end = buf.len().min(from + 18);
         while i < end {
@@ -248,6 +249,13 @@ impl Decoder {
         if i > from && buf.get(i..i + 2) == Some(b"\r\n") && (buf[from] != b'0' || i == from + 1) {
             return Ok(Some((n, i + 2)));
         }
+        self.header_general(buf, too_big)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn header_general(&self, buf: &[u8], too_big: &str) -> Result<Option<(i64, usize)>, ProtocolError> {
+        let from = self.pos + 1;
         let Some(cr) = memchr::memchr(b'\r', &buf[from..]).map(|i| from + i) else {
             if buf.len() - self.pos > self.limits.max_inline_len {
                 return Err(ProtocolError::new(too_big));
