@@ -63,6 +63,17 @@ impl<'a> Args<'a> {
         Args { buf, spans }
     }
 
+    /// The buffer the arguments point into (the read buffer, or the decoder's scratch buffer
+    /// for an inline command).
+    pub fn buf(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    /// Where each argument lies in [`Args::buf`].
+    pub fn spans(&self) -> &'a [(usize, usize)] {
+        self.spans
+    }
+
     pub fn len(&self) -> usize {
         self.spans.len()
     }

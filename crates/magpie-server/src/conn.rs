@@ -12,13 +12,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::debug;
 
-use magpie_protocol::{Decoder, Limits, Reply, Resp};
+use magpie_protocol::{Args, Decoder, Limits, Reply, Resp};
 use magpie_store::now_ms;
 
 use crate::command::{Ctx, dispatch};
 use crate::server::Shared;
 
 const READ_CHUNK: usize = 16 * 1024;
+/// Commands decoded (and their keys warmed) ahead of running them: enough for the cache
+/// misses of their lookups to overlap, few enough for what they touch to stay in cache.
+const BATCH: usize = 32;
 /// Replies pending beyond this are written before the rest of the batch runs.
 const FLUSH_AT: usize = 64 * 1024;
 /// Redis's `client-query-buffer-limit`: a command still incomplete past this closes the client.
@@ -38,6 +41,11 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Reply::new(Resp::V2);
     let mut decoder = Decoder::new(limits(&shared));
+    // The current batch: each command's argument spans (into the read buffer, or into
+    // `inline_args` for inline commands), reused from read to read.
+    let mut batch: Vec<Queued> = Vec::with_capacity(BATCH);
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut inline_args: Vec<u8> = Vec::new();
 
     'conn: loop {
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
@@ -68,34 +76,71 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
         decoder.set_limits(limits(&shared));
         let now = now_ms();
         let mut last = None;
-        let mut protocol_error = false;
-        loop {
-            match decoder.next(&rbuf) {
-                Ok(Some(args)) => {
-                    let mut ctx = Ctx { shared: &shared, client: &mut client, out: &mut out, now };
-                    last = dispatch(&mut ctx, args).or(last);
-                    if client.close {
+        let mut protocol_error = None;
+        let mut more = true;
+        while more && !client.close {
+            // Decode a batch of commands, then warm the keys they name, then run them.
+            batch.clear();
+            spans.clear();
+            inline_args.clear();
+            while batch.len() < BATCH {
+                match decoder.next(&rbuf) {
+                    Ok(Some(args)) => {
+                        let start = spans.len();
+                        let inline = !std::ptr::eq(args.buf(), &rbuf[..]);
+                        if inline {
+                            // Its arguments live in the decoder's scratch buffer, which the
+                            // next command overwrites: keep a copy.
+                            for arg in args.iter() {
+                                spans.push((inline_args.len(), inline_args.len() + arg.len()));
+                                inline_args.extend_from_slice(arg);
+                            }
+                        } else {
+                            spans.extend_from_slice(args.spans());
+                        }
+                        batch.push(Queued { spans: start..spans.len(), inline });
+                    }
+                    Ok(None) => {
+                        more = false;
                         break;
                     }
-                    // A long pipeline is answered in pieces, so its replies never pile up in
-                    // memory, and a client that does not read them stops being served.
-                    if out.len() >= FLUSH_AT {
-                        if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
-                            break 'conn;
-                        }
-                        out.clear();
+                    Err(e) => {
+                        protocol_error = Some(e);
+                        more = false;
+                        break;
                     }
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    let mut msg = b"ERR ".to_vec();
-                    msg.extend_from_slice(e.message().as_bytes());
-                    out.error(&msg);
-                    debug!("client {id}: {e}");
-                    protocol_error = true;
+            }
+            if batch.len() > 1 {
+                let keys = batch.iter().filter(|q| !q.inline && q.spans.len() >= 2).map(|q| {
+                    let (s, e) = spans[q.spans.start + 1];
+                    &rbuf[s..e]
+                });
+                shared.keyspace.warm(client.db, keys);
+            }
+            for q in &batch {
+                let buf = if q.inline { &inline_args[..] } else { &rbuf[..] };
+                let args = Args::new(buf, &spans[q.spans.clone()]);
+                let mut ctx = Ctx { shared: &shared, client: &mut client, out: &mut out, now };
+                last = dispatch(&mut ctx, args).or(last);
+                if client.close {
                     break;
                 }
+                // A long pipeline is answered in pieces, so its replies never pile up in
+                // memory, and a client that does not read them stops being served.
+                if out.len() >= FLUSH_AT {
+                    if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
+                        break 'conn;
+                    }
+                    out.clear();
+                }
             }
+        }
+        if let Some(e) = &protocol_error {
+            let mut msg = b"ERR ".to_vec();
+            msg.extend_from_slice(e.message().as_bytes());
+            out.error(&msg);
+            debug!("client {id}: {e}");
         }
         let consumed = decoder.consumed();
         rbuf.advance(consumed);
@@ -120,7 +165,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
             }
             out.clear();
         }
-        if client.close || protocol_error {
+        if client.close || protocol_error.is_some() {
             break;
         }
         if decoder.pending_len(&rbuf) > QUERY_BUFFER_LIMIT {
@@ -150,6 +195,14 @@ async fn write_out(stream: &mut TcpStream, buf: &[u8], timeout: u64) -> io::Resu
         }
     }
     Ok(())
+}
+
+/// A decoded command waiting to run.
+struct Queued {
+    /// Its arguments, in the connection's `spans`.
+    spans: std::ops::Range<usize>,
+    /// Arguments in `inline_args` rather than the read buffer.
+    inline: bool,
 }
 
 fn limits(shared: &Shared) -> Limits {

@@ -356,3 +356,28 @@ fn long_pipelines_with_large_replies_arrive_whole_and_in_order() {
         assert_eq!(r.read_reply(), format!("${}\r\n{n}\r\n", n.len()).into_bytes());
     }
 }
+
+#[test]
+fn select_and_quit_inside_a_pipeline_take_effect_in_order() {
+    let server = Server::magpie();
+    let mut r = server.raw();
+    let mut batch = Vec::new();
+    for i in 0..40 {
+        batch.extend(Raw::encode(&[b"SET", format!("k{i}").as_bytes(), b"db0"]));
+    }
+    batch.extend(Raw::encode(&[b"SELECT", b"2"]));
+    batch.extend(Raw::encode(&[b"SET", b"k1", b"db2"]));
+    batch.extend_from_slice(b"GET k1\r\n");
+    batch.extend(Raw::encode(&[b"QUIT"]));
+    batch.extend(Raw::encode(&[b"SET", b"after-quit", b"x"]));
+    r.send(&batch);
+    for _ in 0..42 {
+        assert_eq!(r.read_reply(), b"+OK\r\n");
+    }
+    assert_eq!(r.read_reply(), b"$3\r\ndb2\r\n");
+    assert_eq!(r.read_reply(), b"+OK\r\n");
+    assert!(r.is_closed());
+    let mut check = server.raw();
+    assert_eq!(check.cmd_str("GET k1"), "$3\r\ndb0\r\n");
+    assert_eq!(check.cmd_str("EXISTS after-quit"), ":0\r\n");
+}
