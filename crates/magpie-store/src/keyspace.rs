@@ -523,9 +523,10 @@ impl Keyspace {
         let mut sink = 0u8;
         for key in keys {
             if let Some(e) = locked.shard(db, key).map.get(key)
-                && let Value::Str(s) = &e.value {
-                    sink ^= s.first().copied().unwrap_or(0);
-                }
+                && let Value::Str(s) = &e.value
+            {
+                sink ^= s.first().copied().unwrap_or(0);
+            }
         }
         std::hint::black_box(sink);
     }
