@@ -62,7 +62,8 @@ pub mod flags {
 
 /// One entry of the command table.
 pub struct Command {
-    /// Lower-case name; for a subcommand, the part after `|` (e.g. `setname`).
+    /// Lower-case name; a subcommand's is `container|sub` (e.g. `client|setname`), as Redis
+    /// names it in errors, COMMAND INFO and CLIENT LIST.
     pub name: &'static str,
     /// Redis's arity: N means exactly N arguments (name included), -N at least N.
     pub arity: i32,
@@ -106,7 +107,10 @@ impl Command {
     }
 
     pub fn subcommand(&self, name: &[u8]) -> Option<&'static Command> {
-        self.subcommands.iter().find(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
+        self.subcommands.iter().find(|c| {
+            let sub = c.name.rsplit('|').next().unwrap_or(c.name);
+            sub.as_bytes().eq_ignore_ascii_case(name)
+        })
     }
 
     fn arity_ok(&self, argc: usize) -> bool {
@@ -158,7 +162,7 @@ pub fn resolve(args: Args<'_>) -> Result<&'static Command, Error> {
             return Err(Error::bytes(msg));
         };
         if !subcmd.arity_ok(args.len()) {
-            return Err(arity_error(&format!("{}|{}", cmd.name, subcmd.name)));
+            return Err(arity_error(subcmd.name));
         }
         return Ok(subcmd);
     }
@@ -206,7 +210,7 @@ pub fn container(_ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn command(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     ctx.out.array(COMMANDS.len());
     for cmd in COMMANDS {
-        write_info(ctx.out, cmd, None);
+        write_info(ctx.out, cmd);
     }
     Ok(())
 }
@@ -235,7 +239,7 @@ pub fn command_info(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     ctx.out.array(args.len() - 2);
     for name in args.iter().skip(2) {
         match find_full(name) {
-            Some((cmd, parent)) => write_info(ctx.out, cmd, parent),
+            Some(cmd) => write_info(ctx.out, cmd),
             None => ctx.out.null_array(),
         }
     }
@@ -253,28 +257,18 @@ pub fn command_docs(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     }
     let found: Vec<_> = args.iter().skip(2).filter_map(find_full).collect();
     ctx.out.map(found.len());
-    for (cmd, parent) in found {
-        ctx.out.bulk(full_name(cmd, parent).as_bytes());
+    for cmd in found {
+        ctx.out.bulk(cmd.name.as_bytes());
         write_docs(ctx.out, cmd);
     }
     Ok(())
 }
 
 /// Finds `name` or `container|sub`.
-fn find_full(name: &[u8]) -> Option<(&'static Command, Option<&'static Command>)> {
+fn find_full(name: &[u8]) -> Option<&'static Command> {
     match name.iter().position(|&c| c == b'|') {
-        Some(bar) => {
-            let parent = lookup(&name[..bar])?;
-            Some((parent.subcommand(&name[bar + 1..])?, Some(parent)))
-        }
-        None => lookup(name).map(|c| (c, None)),
-    }
-}
-
-fn full_name(cmd: &Command, parent: Option<&Command>) -> String {
-    match parent {
-        Some(p) => format!("{}|{}", p.name, cmd.name),
-        None => cmd.name.to_owned(),
+        Some(bar) => lookup(&name[..bar])?.subcommand(&name[bar + 1..]),
+        None => lookup(name),
     }
 }
 
@@ -299,9 +293,9 @@ fn acl_categories(cmd: &Command) -> Vec<String> {
     cats
 }
 
-fn write_info(out: &mut Reply, cmd: &Command, parent: Option<&Command>) {
+fn write_info(out: &mut Reply, cmd: &Command) {
     out.array(10);
-    out.bulk(full_name(cmd, parent).as_bytes());
+    out.bulk(cmd.name.as_bytes());
     out.int(i64::from(cmd.arity));
     let names: Vec<&str> = flags::NAMES.iter().filter(|(f, _)| cmd.has(*f)).map(|(_, n)| *n).collect();
     out.set(names.len());
@@ -353,7 +347,7 @@ fn write_info(out: &mut Reply, cmd: &Command, parent: Option<&Command>) {
     }
     out.array(cmd.subcommands.len());
     for sub in cmd.subcommands {
-        write_info(out, sub, Some(cmd));
+        write_info(out, sub);
     }
 }
 
@@ -375,7 +369,7 @@ fn write_docs(out: &mut Reply, cmd: &Command) {
         out.bulk(b"subcommands");
         out.map(cmd.subcommands.len());
         for sub in cmd.subcommands {
-            out.bulk(full_name(sub, Some(cmd)).as_bytes());
+            out.bulk(sub.name.as_bytes());
             write_docs(out, sub);
         }
     }
@@ -594,7 +588,8 @@ mod tests {
             assert!(!cmd.summary.is_empty(), "{}", cmd.name);
             parse_syntax(cmd.syntax);
             for sub in cmd.subcommands {
-                assert!(sub.arity.unsigned_abs() >= 2, "{}|{}", cmd.name, sub.name);
+                assert!(sub.arity.unsigned_abs() >= 2, "{}", sub.name);
+                assert!(sub.name.starts_with(&format!("{}|", cmd.name)), "{}", sub.name);
                 parse_syntax(sub.syntax);
             }
         }

@@ -74,12 +74,13 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
         }
 
         decoder.set_limits(limits(&shared));
-        let now = now_ms();
         let mut last = None;
         let mut protocol_error = None;
         let mut more = true;
         while more && !client.close {
-            // Decode a batch of commands, then warm the keys they name, then run them.
+            // Decode a batch of commands, then warm the keys they name, then run them. The
+            // clock is read per batch: a batch may wait on a slow client's writes.
+            let now = now_ms();
             batch.clear();
             spans.clear();
             inline_args.clear();

@@ -296,8 +296,10 @@ fn client_names_and_list() {
     assert_eq!(r.cmd_str("CLIENT GETNAME"), "$8\r\nworker-1\r\n");
     let id = r.cmd_str("CLIENT ID");
     let id = id.trim_start_matches(':').trim();
-    let _other = server.raw();
+    let mut other = server.raw();
+    assert_eq!(other.cmd_str("CLIENT SETNAME other"), "+OK\r\n");
     let list = r.cmd_str("CLIENT LIST");
+    assert!(list.contains("name=other ") && list.contains("cmd=client|setname "), "{list}");
     assert!(list.contains(&format!("id={id} ")), "{list}");
     assert!(list.contains("name=worker-1 "));
     assert!(list.contains("cmd=client|list"));

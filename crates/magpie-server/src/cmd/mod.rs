@@ -32,14 +32,14 @@ pub static COMMANDS: &[Command] = &[
         "[protover:integer [AUTH username password] [SETNAME clientname]]", connection::hello),
     Command::new("client", -2, 0, NONE, "connection", "2.4.0", "A container for client connection commands.", "", command::container)
         .with_subcommands(&[
-            Command::new("id", 2, CONN, NONE, "connection", "5.0.0", "Returns the unique client ID of the connection.", "", connection::client_id),
-            Command::new("setname", 3, CONN, NONE, "connection", "2.6.9", "Sets the connection name.", "connection-name", connection::client_setname),
-            Command::new("getname", 2, CONN, NONE, "connection", "2.6.9", "Returns the name of the connection.", "", connection::client_getname),
-            Command::new("setinfo", 4, CONN, NONE, "connection", "7.2.0", "Sets information specific to the client or connection.",
+            Command::new("client|id", 2, CONN, NONE, "connection", "5.0.0", "Returns the unique client ID of the connection.", "", connection::client_id),
+            Command::new("client|setname", 3, CONN, NONE, "connection", "2.6.9", "Sets the connection name.", "connection-name", connection::client_setname),
+            Command::new("client|getname", 2, CONN, NONE, "connection", "2.6.9", "Returns the name of the connection.", "", connection::client_getname),
+            Command::new("client|setinfo", 4, CONN, NONE, "connection", "7.2.0", "Sets information specific to the client or connection.",
                 "LIB-NAME libname|LIB-VER libver", connection::client_setinfo),
-            Command::new("list", -2, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "connection", "2.4.0", "Lists open connections.",
+            Command::new("client|list", -2, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "connection", "2.4.0", "Lists open connections.",
                 "[TYPE NORMAL|MASTER|REPLICA|PUBSUB] [ID client-id:integer ...]", connection::client_list),
-            Command::new("info", 2, CONN, NONE, "connection", "6.2.0", "Returns information about the connection.", "", connection::client_info),
+            Command::new("client|info", 2, CONN, NONE, "connection", "6.2.0", "Returns information about the connection.", "", connection::client_info),
         ]),
     // strings
     Command::new("get", 2, RF, KEY1, "string", "1.0.0", "Returns the string value of a key.", "key", strings::get),
@@ -89,7 +89,7 @@ pub static COMMANDS: &[Command] = &[
         "source destination [DB destination-db:integer] [REPLACE]", keys::copy),
     Command::new("object", -2, 0, NONE, "generic", "2.2.3", "A container for object introspection commands.", "", command::container)
         .with_subcommands(&[
-            Command::new("encoding", 3, READONLY, (2, 2, 1), "generic", "2.2.3", "Returns the internal encoding of a Redis object.", "key", keys::object_encoding),
+            Command::new("object|encoding", 3, READONLY, (2, 2, 1), "generic", "2.2.3", "Returns the internal encoding of a Redis object.", "key", keys::object_encoding),
         ]),
     // expiry
     Command::new("expire", -3, WF, KEY1, "generic", "1.0.0", "Sets the expiration time of a key in seconds.", "key seconds:integer [NX|XX|GT|LT]", keys::expire),
@@ -112,18 +112,18 @@ pub static COMMANDS: &[Command] = &[
         "[NOSAVE|SAVE] [NOW] [FORCE] [ABORT]", server::shutdown),
     Command::new("config", -2, 0, NONE, "server", "2.0.0", "A container for server configuration commands.", "", command::container)
         .with_subcommands(&[
-            Command::new("get", -3, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "server", "2.0.0", "Returns the effective values of configuration parameters.",
+            Command::new("config|get", -3, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "server", "2.0.0", "Returns the effective values of configuration parameters.",
                 "parameter [parameter ...]", server::config_get),
-            Command::new("set", -4, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "server", "2.0.0", "Sets configuration parameters in-flight.",
+            Command::new("config|set", -4, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "server", "2.0.0", "Sets configuration parameters in-flight.",
                 "(parameter value) ...", server::config_set),
         ]),
     Command::new("command", -1, LOADING | STALE, NONE, "server", "2.8.13", "Returns detailed information about all commands.", "", command::command)
         .with_subcommands(&[
-            Command::new("count", 2, LOADING | STALE, NONE, "server", "2.8.13", "Returns a count of commands.", "", command::command_count),
-            Command::new("info", -2, LOADING | STALE, NONE, "server", "2.8.13", "Returns information about one, multiple or all commands.",
+            Command::new("command|count", 2, LOADING | STALE, NONE, "server", "2.8.13", "Returns a count of commands.", "", command::command_count),
+            Command::new("command|info", -2, LOADING | STALE, NONE, "server", "2.8.13", "Returns information about one, multiple or all commands.",
                 "[command-name ...]", command::command_info),
-            Command::new("docs", -2, LOADING | STALE, NONE, "server", "7.0.0", "Returns documentary information about one, multiple or all commands.",
+            Command::new("command|docs", -2, LOADING | STALE, NONE, "server", "7.0.0", "Returns documentary information about one, multiple or all commands.",
                 "[command-name ...]", command::command_docs),
-            Command::new("list", -2, LOADING | STALE, NONE, "server", "7.0.0", "Returns a list of command names.", "", command::command_list),
+            Command::new("command|list", -2, LOADING | STALE, NONE, "server", "7.0.0", "Returns a list of command names.", "", command::command_list),
         ]),
 ];
