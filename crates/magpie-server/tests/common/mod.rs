@@ -22,15 +22,22 @@ pub struct Server {
 impl Server {
     /// Starts `magpie-server` on a free port with extra command-line arguments.
     pub fn magpie_with(args: &[&str]) -> Server {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_magpie-server"))
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start magpie-server");
-        Server::wait_ready(port, child)
+        // The port from `free_port` may be taken by someone else before the server binds it:
+        // then the server exits at once, and a fresh port is tried.
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new(env!("CARGO_BIN_EXE_magpie-server"))
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start magpie-server");
+            if let Some(server) = Server::try_ready(port, child) {
+                return server;
+            }
+        }
+        panic!("magpie-server did not start on any of 5 free ports");
     }
 
     pub fn magpie() -> Server {
@@ -59,7 +66,12 @@ impl Server {
         }
     }
 
-    fn wait_ready(port: u16, mut child: Child) -> Server {
+    fn wait_ready(port: u16, child: Child) -> Server {
+        Server::try_ready(port, child).unwrap_or_else(|| panic!("server on port {port} exited before it was ready"))
+    }
+
+    /// Waits until the server answers PING; `None` if it exited first (its port was taken).
+    fn try_ready(port: u16, mut child: Child) -> Option<Server> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
@@ -67,12 +79,18 @@ impl Server {
                 if s.write_all(b"PING\r\n").is_ok() {
                     let mut buf = [0u8; 7];
                     if s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
-                        return Server { port, child };
+                        // Make sure it was our process that answered, not another holding the
+                        // port: ours would have failed to bind and exited by now.
+                        std::thread::sleep(Duration::from_millis(30));
+                        if let Ok(Some(_)) = child.try_wait() {
+                            return None;
+                        }
+                        return Some(Server { port, child });
                     }
                 }
             }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("server exited before it was ready: {status}");
+            if let Ok(Some(_)) = child.try_wait() {
+                return None;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
