@@ -26,17 +26,14 @@ const MAX_CHARS: usize = 5 * 1024;
 
 /// `value + incr` as Redis's INCRBYFLOAT computes and prints it; `value` None counts as 0.
 pub fn add(value: Option<&[u8]>, incr: &[u8]) -> Result<Vec<u8>, Error> {
-    let mut out = vec![0u8; MAX_CHARS];
+    let mut out = [0u8; MAX_CHARS];
     let (vptr, vlen) = value.map_or((std::ptr::null(), 0), |v| (v.as_ptr().cast::<c_char>(), v.len()));
     // SAFETY: every pointer is valid for the length passed with it; the C side reads at most
     // those lengths (copying into its own NUL-terminated buffer) and writes at most `outlen`
     // bytes into `out`.
     let n = unsafe { magpie_ld_add(vptr, vlen, incr.as_ptr().cast(), incr.len(), out.as_mut_ptr().cast(), out.len()) };
     match usize::try_from(n) {
-        Ok(len) => {
-            out.truncate(len);
-            Ok(out)
-        }
+        Ok(len) => Ok(out[..len.min(MAX_CHARS)].to_vec()),
         Err(_) if n == -3 => Err("ERR increment would produce NaN or Infinity".into()),
         Err(_) => Err(NOT_FLOAT.into()),
     }

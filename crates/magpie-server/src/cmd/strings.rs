@@ -291,8 +291,9 @@ pub fn msetnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     mset_generic(ctx, args, true)
 }
 
-fn check_length(ctx: &Ctx<'_>, len: usize) -> CmdResult {
-    if len > ctx.shared.settings.proto_max_bulk_len() {
+/// A string may not grow past `proto-max-bulk-len` (`max`).
+fn check_length(len: usize, max: usize) -> CmdResult {
+    if len > max {
         return Err(error::STRING_TOO_LONG.into());
     }
     Ok(())
@@ -306,9 +307,7 @@ pub fn append(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         Slot::Live(mut live) => {
             let value = live.value_mut();
             check_string(value)?;
-            if str_len(value) + tail.len() > max {
-                return Err(error::STRING_TOO_LONG.into());
-            }
+            check_length(str_len(value) + tail.len(), max)?;
             let s = value.str_mut().ok_or_else(wrongtype)?;
             s.extend_from_slice(tail);
             s.len()
@@ -384,9 +383,7 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             if value.is_empty() {
                 str_len(&e.value)
             } else {
-                if end > max {
-                    return Err(error::STRING_TOO_LONG.into());
-                }
+                check_length(end, max)?;
                 let s = e.value.str_mut().ok_or_else(wrongtype)?;
                 if s.len() < end {
                     s.resize(end, 0);
@@ -397,7 +394,7 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         }
         None if value.is_empty() => 0,
         None => {
-            check_length(ctx, end)?;
+            check_length(end, max)?;
             let mut s = vec![0u8; end];
             s[offset..].copy_from_slice(value);
             shard.insert(key, Value::Str(s), None, ctx.now);
