@@ -427,6 +427,14 @@ pub(crate) fn split_args(line: &[u8], out: &mut Vec<u8>, spans: &mut Vec<(usize,
     }
 }
 
+/// Splits a line into arguments by the rules of inline commands (and of `redis-cli`'s prompt):
+/// see [`split_args`]. `None` when quotes are unbalanced.
+pub fn split_line(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let (mut out, mut spans) = (Vec::new(), Vec::new());
+    split_args(line, &mut out, &mut spans)?;
+    Some(spans.into_iter().map(|(s, e)| out[s..e].to_vec()).collect())
+}
+
 fn hex(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
 }
@@ -493,6 +501,14 @@ mod tests {
         // Vertical tab and form feed separate words only where blanks are skipped.
         assert_eq!(decode(b"SET k a\x0bb\n").unwrap(), vec![vec!["SET", "k", "a\x0bb"]]);
         assert_eq!(decode(b"\x0cPING\n").unwrap(), vec![vec!["PING"]]);
+    }
+
+    #[test]
+    fn split_line_follows_inline_rules() {
+        let words = split_line(b"set \"a b\\x41\" 'it\\'s' plain").unwrap();
+        assert_eq!(words, [&b"set"[..], b"a bA", b"it's", b"plain"]);
+        assert_eq!(split_line(b"  "), Some(vec![]));
+        assert_eq!(split_line(b"get \"open"), None);
     }
 
     #[test]

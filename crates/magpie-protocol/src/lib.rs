@@ -5,9 +5,13 @@
 //!   small pieces is scanned once.
 //! - [`Reply`] writes semantic replies (null, map, set, double, ...) encoded for the
 //!   connection's protocol version, so command code never branches on RESP2 versus RESP3.
+//! - [`FrameDecoder`] is the client's side: it turns a server's bytes into [`Frame`]s (RESP2 and
+//!   RESP3 replies), just as resumably; [`encode_request`] writes commands.
 
 mod decode;
+mod frame;
 mod reply;
 
-pub use decode::{Args, Decoder, Limits, ProtocolError, parse_i64};
+pub use decode::{Args, Decoder, Limits, ProtocolError, parse_i64, split_line};
+pub use frame::{Frame, FrameDecoder, FrameError, FrameLimits, encode_request};
 pub use reply::{Reply, Resp};
