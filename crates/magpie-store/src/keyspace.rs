@@ -52,6 +52,14 @@ pub struct Shard {
     volatile: Vec<u32>,
     /// Where the active expiry cycle continues in `volatile`.
     expire_cursor: usize,
+    /// Sum of [`Value::size`] over the entries, kept exact by every change (including expired
+    /// entries not yet reclaimed, which [`Shard::len`] counts too).
+    value_bytes: u64,
+    /// Keys removed because they expired, ever (Redis's `expired_keys`).
+    expired: u64,
+    /// Running estimate of the time to live (ms) of the keys that expire, from what the active
+    /// cycle sees (as Redis's `avg_ttl`).
+    avg_ttl: u64,
 }
 
 impl Shard {
@@ -69,6 +77,16 @@ impl Shard {
         self.volatile.len()
     }
 
+    /// Total size of the values held (see [`Value::size`]).
+    pub fn value_bytes(&self) -> u64 {
+        self.value_bytes
+    }
+
+    /// Keys this shard has removed because they expired.
+    pub fn expired(&self) -> u64 {
+        self.expired
+    }
+
     /// The live entry of `key`.
     pub fn get(&self, key: &[u8], now: u64) -> Option<&Entry> {
         self.map.get(key).filter(|e| !e.is_expired(now))
@@ -84,17 +102,9 @@ impl Shard {
     /// access reclaims expired keys, as in Redis).
     pub fn slot<'a>(&'a mut self, key: &'a [u8], now: u64) -> Slot<'a> {
         match self.map.get_full(key) {
-            Some((idx, _, e)) if !e.is_expired(now) => Slot::Live(LiveSlot { shard: self, idx }),
+            Some((idx, _, e)) if !e.is_expired(now) => Slot::Live(LiveSlot { shard: self, idx, before: None }),
             Some((idx, _, _)) => Slot::Empty(EmptySlot { shard: Some(self), key, expired: Some(idx) }),
             None => Slot::Empty(EmptySlot { shard: Some(self), key, expired: None }),
-        }
-    }
-
-    /// The live entry of `key`, for changing its value in place.
-    pub fn get_mut<'a>(&'a mut self, key: &'a [u8], now: u64) -> Option<&'a mut Entry> {
-        match self.slot(key, now) {
-            Slot::Live(live) => Some(live.into_entry()),
-            Slot::Empty(_) => None,
         }
     }
 
@@ -160,6 +170,7 @@ impl Shard {
     fn take(&mut self) -> Map {
         self.volatile = Vec::new();
         self.expire_cursor = 0;
+        self.value_bytes = 0;
         std::mem::take(&mut self.map)
     }
 
@@ -187,6 +198,7 @@ impl Shard {
         let expire_at = self.map.get_index(idx)?.1.expire_at;
         self.set_expire_index(idx, None);
         let (k, mut e) = self.map.swap_remove_index(idx)?;
+        self.value_bytes -= e.value.size() as u64;
         e.expire_at = expire_at; // the caller gets the entry as it was (RENAME keeps the TTL)
         // The entry that was last now sits at `idx`: point its `volatile` slot there.
         if let Some((_, moved)) = self.map.get_index(idx)
@@ -197,23 +209,38 @@ impl Shard {
         Some((k, e))
     }
 
+    /// Removes the expired entry at `idx`, counting it.
+    fn expire_index(&mut self, idx: usize) {
+        if self.remove_index(idx).is_some() {
+            self.expired += 1;
+        }
+    }
+
     /// Checks up to `budget` keys with an expiry time, continuing from where the last call
     /// stopped, and removes the expired ones. Returns (checked, removed).
     fn expire_step(&mut self, now: u64, budget: usize) -> (usize, usize) {
         let (mut checked, mut removed) = (0, 0);
+        let (mut ttl_sum, mut ttl_samples) = (0u64, 0u64);
         while checked < budget && !self.volatile.is_empty() {
             if self.expire_cursor >= self.volatile.len() {
                 self.expire_cursor = 0;
             }
             checked += 1;
             let idx = self.volatile[self.expire_cursor] as usize;
-            if self.map.get_index(idx).is_some_and(|(_, e)| e.is_expired(now)) {
+            let expire_at = self.map.get_index(idx).map_or(0, |(_, e)| e.expire_at);
+            if expire_at <= now {
                 // The last volatile key moves into this position: look at it next.
-                self.remove_index(idx);
+                self.expire_index(idx);
                 removed += 1;
             } else {
+                ttl_sum = ttl_sum.saturating_add(expire_at - now);
+                ttl_samples += 1;
                 self.expire_cursor += 1;
             }
+        }
+        if let Some(avg) = ttl_sum.checked_div(ttl_samples) {
+            // Redis's estimate: a slow-moving average of what each cycle samples.
+            self.avg_ttl = if self.avg_ttl == 0 { avg } else { self.avg_ttl / 50 * 49 + avg / 50 };
         }
         (checked, removed)
     }
@@ -223,6 +250,8 @@ impl Shard {
     fn check(&self) {
         let with_ttl = self.map.values().filter(|e| e.expire_at != 0).count();
         assert_eq!(with_ttl, self.volatile.len());
+        let bytes: usize = self.map.values().map(|e| e.value.size()).sum();
+        assert_eq!(bytes as u64, self.value_bytes);
         for (pos, &idx) in self.volatile.iter().enumerate() {
             let (_, e) = self.map.get_index(idx as usize).expect("volatile index in range");
             assert!(e.expire_at != 0);
@@ -241,25 +270,38 @@ pub enum Slot<'a> {
 pub struct LiveSlot<'a> {
     shard: &'a mut Shard,
     idx: usize,
+    /// The value's size when [`LiveSlot::value_mut`] first lent it out: the shard's byte count
+    /// is brought up to date when the slot is done with (dropped or removed).
+    before: Option<usize>,
 }
 
-impl<'a> LiveSlot<'a> {
+impl LiveSlot<'_> {
     pub fn entry(&self) -> &Entry {
         &self.shard.map[self.idx]
     }
 
     /// The value, to change in place.
     pub fn value_mut(&mut self) -> &mut Value {
-        &mut self.shard.map[self.idx].value
+        let value = &mut self.shard.map[self.idx].value;
+        self.before.get_or_insert(value.size());
+        value
     }
 
-    pub fn into_entry(self) -> &'a mut Entry {
-        &mut self.shard.map[self.idx]
+    /// Accounts for what was done through [`LiveSlot::value_mut`].
+    #[inline]
+    fn settle(&mut self) {
+        if let Some(before) = self.before.take() {
+            let now = self.shard.map[self.idx].value.size();
+            self.shard.value_bytes = self.shard.value_bytes - before as u64 + now as u64;
+        }
     }
 
     /// Replaces value and expiry, returning the old entry.
     pub fn replace(&mut self, value: Value, expire_at: Option<u64>) -> Entry {
+        self.settle();
+        let size = value.size() as u64;
         let old_value = std::mem::replace(&mut self.shard.map[self.idx].value, value);
+        self.shard.value_bytes = self.shard.value_bytes - old_value.size() as u64 + size;
         let old_expire = self.shard.map[self.idx].expire_at;
         self.shard.set_expire_index(self.idx, expire_at);
         Entry { value: old_value, expire_at: old_expire, vpos: 0 }
@@ -272,14 +314,25 @@ impl<'a> LiveSlot<'a> {
     /// Overwrites the value with the string `bytes` and sets the expiry, reusing the old
     /// value's buffer where it fits (the common SET overwrite allocates nothing).
     pub fn assign_string(&mut self, bytes: &[u8], expire_at: Option<u64>) {
-        self.shard.map[self.idx].value.assign_string(bytes);
+        self.settle();
+        let value = &mut self.shard.map[self.idx].value;
+        let old = value.size() as u64;
+        value.assign_string(bytes);
+        self.shard.value_bytes = self.shard.value_bytes - old + bytes.len() as u64;
         self.shard.set_expire_index(self.idx, expire_at);
     }
 
-    pub fn remove(self) -> Entry {
+    pub fn remove(mut self) -> Entry {
+        self.settle();
         let (_, mut e) = self.shard.remove_index(self.idx).expect("a live slot's index is valid");
         e.vpos = 0;
         e
+    }
+}
+
+impl Drop for LiveSlot<'_> {
+    fn drop(&mut self) {
+        self.settle();
     }
 }
 
@@ -295,24 +348,27 @@ pub struct EmptySlot<'a> {
 
 impl<'a> EmptySlot<'a> {
     /// Creates the key.
-    pub fn insert(mut self, value: Value, expire_at: Option<u64>) -> &'a mut Entry {
+    pub fn insert(mut self, value: Value, expire_at: Option<u64>) {
         let shard = self.shard.take().expect("an EmptySlot is used once");
+        shard.value_bytes += value.size() as u64;
         let idx = match self.expired {
             Some(idx) => {
-                shard.map[idx].value = value;
+                // The expired key is gone (and counted as expired); a new one takes its place.
+                let old = std::mem::replace(&mut shard.map[idx].value, value);
+                shard.value_bytes -= old.size() as u64;
+                shard.expired += 1;
                 idx
             }
             None => shard.map.insert_full(Key::new(self.key), Entry::new(value)).0,
         };
         shard.set_expire_index(idx, expire_at);
-        &mut shard.map[idx]
     }
 }
 
 impl Drop for EmptySlot<'_> {
     fn drop(&mut self) {
         if let (Some(shard), Some(idx)) = (self.shard.take(), self.expired) {
-            shard.remove_index(idx);
+            shard.expire_index(idx);
         }
     }
 }
@@ -328,6 +384,21 @@ pub struct Db {
     /// Seeded independently of the maps' own hashers, so that keys of one shard still spread
     /// over that shard's whole table.
     hasher: foldhash::fast::RandomState,
+}
+
+/// Counters of a database, from [`Db::stats`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DbStats {
+    /// Keys held, counting expired keys not yet reclaimed (as DBSIZE).
+    pub keys: u64,
+    /// Keys with an expiry time.
+    pub expires: u64,
+    /// Total size of the values (see [`Value::size`]).
+    pub value_bytes: u64,
+    /// Keys removed because they expired, since the server started.
+    pub expired: u64,
+    /// Estimated average time to live (ms) of the keys with an expiry time; 0 when unknown.
+    pub avg_ttl: u64,
 }
 
 /// A SCAN position: which shard, and how many entries of it remain to be visited.
@@ -384,6 +455,26 @@ impl Db {
     /// Number of keys with an expiry time.
     pub fn volatile(&self) -> usize {
         self.shards.iter().map(|s| s.0.read().volatile()).sum()
+    }
+
+    /// The database's counters, summed over its shards (each read-locked in turn, briefly).
+    pub fn stats(&self) -> DbStats {
+        let mut stats = DbStats::default();
+        let mut ttl_weighted = 0u128;
+        for shard in self.shards.iter() {
+            let s = shard.0.read();
+            stats.keys += s.len() as u64;
+            stats.expires += s.volatile() as u64;
+            stats.value_bytes += s.value_bytes;
+            stats.expired += s.expired;
+            if s.avg_ttl > 0 {
+                ttl_weighted += u128::from(s.avg_ttl) * s.volatile() as u128;
+            }
+        }
+        if stats.expires > 0 {
+            stats.avg_ttl = u64::try_from(ttl_weighted / u128::from(stats.expires)).unwrap_or(u64::MAX);
+        }
+        stats
     }
 
     /// Empties the database atomically (every shard is locked before any is cleared) and
@@ -637,8 +728,8 @@ mod tests {
         assert!(s.get(b"a", 99).is_some());
         assert!(s.get(b"a", 100).is_none());
         assert_eq!(s.volatile(), 1);
-        assert!(s.get_mut(b"a", 100).is_none());
-        assert_eq!((s.len(), s.volatile()), (0, 0));
+        assert!(matches!(s.slot(b"a", 100), Slot::Empty(_)));
+        assert_eq!((s.len(), s.volatile(), s.value_bytes(), s.expired()), (0, 0, 0, 1));
     }
 
     #[test]
@@ -667,6 +758,8 @@ mod tests {
         // key -> (value, expire_at or 0)
         let mut model: BTreeMap<Vec<u8>, (i64, u64)> = BTreeMap::new();
         let mut now = 1000;
+        // Every key created is still held, was deleted, or expired.
+        let (mut created, mut deleted) = (0, 0);
         for step in 0..20_000 {
             let key = format!("k{}", rng.u8(..64)).into_bytes();
             let ttl = if rng.bool() { Some(now + rng.u64(1..50)) } else { None };
@@ -677,11 +770,13 @@ mod tests {
                 0 | 1 => {
                     let v = i64::from(step);
                     let got = shard.insert(&key, Value::Int(v), ttl, now).map(|e| (e.value, e.expire_at));
+                    created += u64::from(got.is_none());
                     assert_eq!(got, live(&model, &key, now).map(|(v, at)| (Value::Int(v), at)));
                     model.insert(key, (v, ttl.unwrap_or(0)));
                 }
                 2 => {
                     let got = shard.remove(&key, now).map(|e| (e.value, e.expire_at));
+                    deleted += u64::from(got.is_some());
                     assert_eq!(got, live(&model, &key, now).map(|(v, at)| (Value::Int(v), at)));
                     model.remove(&key);
                 }
@@ -695,10 +790,20 @@ mod tests {
                     }
                 }
                 4 => {
+                    // Change a value in place: the byte count must follow.
                     let exists = live(&model, &key, now).is_some();
-                    assert_eq!(shard.get_mut(&key, now).is_some(), exists);
-                    if !exists {
-                        model.remove(&key);
+                    match shard.slot(&key, now) {
+                        Slot::Live(mut live) => {
+                            let v = live.value_mut();
+                            *v = Value::Int(-i64::from(step) * 1000);
+                            let m = model.get_mut(&key).unwrap();
+                            m.0 = -i64::from(step) * 1000;
+                            assert!(exists);
+                        }
+                        Slot::Empty(_) => {
+                            assert!(!exists);
+                            model.remove(&key);
+                        }
                     }
                 }
                 5 => {
@@ -708,12 +813,41 @@ mod tests {
                 _ => now += rng.u64(0..10),
             }
             shard.check();
+            assert_eq!(shard.len() as u64 + deleted + shard.expired(), created, "step {step}");
             for (k, _) in model.iter().filter(|(k, _)| live(&model, k, now).is_some()) {
                 assert!(shard.contains(k, now), "step {step}: lost {k:?}");
             }
             let live_count = shard.iter(now).count();
             assert_eq!(live_count, model.keys().filter(|k| live(&model, k, now).is_some()).count());
         }
+    }
+
+    #[test]
+    fn value_bytes_follow_every_write() {
+        let mut s = Shard::default();
+        s.insert(b"a", v("hello"), None, 0);
+        s.insert(b"b", v("12345"), Some(10), 0);
+        assert_eq!(s.value_bytes(), 10);
+        if let Slot::Live(mut live) = s.slot(b"a", 0) {
+            live.value_mut().str_mut().unwrap().extend_from_slice(b" world");
+        }
+        assert_eq!(s.value_bytes(), 16);
+        if let Slot::Live(mut live) = s.slot(b"a", 0) {
+            live.assign_string(b"xy", None);
+        }
+        assert_eq!(s.value_bytes(), 7);
+        if let Slot::Live(mut live) = s.slot(b"a", 0) {
+            live.value_mut().str_mut().unwrap().push(b'z');
+            assert_eq!(live.remove().value, v("xyz"));
+        }
+        assert_eq!(s.value_bytes(), 5);
+        s.insert(b"b", v("-1"), None, 20); // over an expired entry
+        assert_eq!((s.value_bytes(), s.expired()), (2, 1));
+        s.insert(b"c", v("abc"), Some(30), 0);
+        assert_eq!(s.expire_step(40, 10), (1, 1));
+        assert_eq!((s.value_bytes(), s.expired(), s.len()), (2, 2, 1));
+        s.take();
+        assert_eq!((s.value_bytes(), s.expired()), (0, 2));
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod value;
 
 pub use glob::glob_match;
 pub use key::Key;
-pub use keyspace::{Db, EmptySlot, Entry, Keyspace, LiveSlot, MultiRead, MultiWrite, ScanCursor, Shard, Slot};
+pub use keyspace::{Db, DbStats, EmptySlot, Entry, Keyspace, LiveSlot, MultiRead, MultiWrite, ScanCursor, Shard, Slot};
 pub use magpie_protocol::parse_i64;
 pub use value::Value;
 

@@ -35,6 +35,16 @@ impl Value {
         *self = Value::string(bytes);
     }
 
+    /// Bytes of user data the value holds, as the server's `value_bytes` metric counts them: a
+    /// string's length (an `Int`'s in decimal, as STRLEN reports it). O(1), so every write can
+    /// keep the shard's total exact.
+    pub fn size(&self) -> usize {
+        match self {
+            Value::Str(s) => s.len(),
+            Value::Int(n) => decimal_len(*n),
+        }
+    }
+
     /// Redis's name for the type, as TYPE replies.
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -71,6 +81,12 @@ impl Value {
     }
 }
 
+/// Length of `n` written in decimal.
+fn decimal_len(n: i64) -> usize {
+    let digits = n.unsigned_abs().checked_ilog10().map_or(1, |d| d as usize + 1);
+    digits + usize::from(n < 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +115,15 @@ mod tests {
         v.assign_string(b"x");
         let Value::Str(small) = &v else { panic!() };
         assert!(small.capacity() < 1000, "a big buffer is not kept for a small value");
+    }
+
+    #[test]
+    fn size_is_the_length_in_bytes_of_the_string() {
+        for n in [0, 7, -7, 9, 10, -10, 99, 100, 12345, i64::MAX, i64::MIN, -1] {
+            assert_eq!(Value::Int(n).size(), n.to_string().len(), "{n}");
+        }
+        assert_eq!(Value::string(b"hello").size(), 5);
+        assert_eq!(Value::string(b"").size(), 0);
     }
 
     #[test]

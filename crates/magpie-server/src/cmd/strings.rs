@@ -34,7 +34,9 @@ fn str_len(value: &Value) -> usize {
 pub fn get(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let shard = ctx.db().read(key);
-    match shard.get(key, ctx.now) {
+    let found = shard.get(key, ctx.now);
+    ctx.hit(found.is_some());
+    match found {
         Some(e) => bulk_value(ctx.out, &e.value),
         None => {
             ctx.out.null();
@@ -121,7 +123,11 @@ pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let expire = o.expire.map(|(u, a)| expire_at(u, a, ctx.now, "set")).transpose()?;
     let (key, value) = (args.get(1), args.get(2));
     let mut shard = ctx.db().write(key);
-    match shard.slot(key, ctx.now) {
+    let slot = shard.slot(key, ctx.now);
+    if o.get {
+        ctx.hit(matches!(slot, Slot::Live(_)));
+    }
+    match slot {
         Slot::Live(mut live) => {
             if o.get {
                 check_string(&live.entry().value)?;
@@ -188,7 +194,9 @@ pub fn psetex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn getset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let mut shard = ctx.db().write(key);
-    if let Some(e) = shard.get(key, ctx.now) {
+    let found = shard.get(key, ctx.now);
+    ctx.hit(found.is_some());
+    if let Some(e) = found {
         check_string(&e.value)?;
     }
     match shard.insert(key, Value::string(args.get(2)), None, ctx.now) {
@@ -203,7 +211,9 @@ pub fn getset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn getdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let mut shard = ctx.db().write(key);
-    match shard.get(key, ctx.now) {
+    let found = shard.get(key, ctx.now);
+    ctx.hit(found.is_some());
+    match found {
         None => ctx.out.null(),
         Some(e) => {
             check_string(&e.value)?;
@@ -220,7 +230,9 @@ pub fn getex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let o = parse_options(args, 2, false)?;
     let key = args.get(1);
     let mut shard = ctx.db().write(key);
-    let Some(e) = shard.get(key, ctx.now) else {
+    let found = shard.get(key, ctx.now);
+    ctx.hit(found.is_some());
+    let Some(e) = found else {
         ctx.out.null();
         return Ok(());
     };
@@ -251,7 +263,9 @@ pub fn mget(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let locked = ctx.shared.keyspace.lock_read(keys.iter().map(|k| (db, k)));
     ctx.out.array(keys.len());
     for key in keys.iter() {
-        match locked.shard(db, key).get(key, ctx.now) {
+        let found = locked.shard(db, key).get(key, ctx.now);
+        ctx.hit(found.is_some());
+        match found {
             Some(e) => bulk_value(ctx.out, &e.value).unwrap_or_else(|_| ctx.out.null()),
             None => ctx.out.null(),
         }
@@ -324,7 +338,9 @@ pub fn append(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn strlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let shard = ctx.db().read(key);
-    let len = match shard.get(key, ctx.now) {
+    let found = shard.get(key, ctx.now);
+    ctx.hit(found.is_some());
+    let len = match found {
         Some(e) => {
             check_string(&e.value)?;
             str_len(&e.value)
@@ -340,7 +356,9 @@ pub fn getrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let mut end = int_arg(args.get(3))?;
     let key = args.get(1);
     let shard = ctx.db().read(key);
-    let Some(e) = shard.get(key, ctx.now) else {
+    let found = shard.get(key, ctx.now);
+    ctx.hit(found.is_some());
+    let Some(e) = found else {
         ctx.out.bulk(b"");
         return Ok(());
     };
@@ -377,14 +395,14 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let end = offset.checked_add(value.len()).ok_or_else(|| Error::from(error::STRING_TOO_LONG))?;
     let max = ctx.shared.settings.proto_max_bulk_len();
     let mut shard = ctx.db().write(key);
-    let len = match shard.get_mut(key, ctx.now) {
-        Some(e) => {
-            check_string(&e.value)?;
+    let len = match shard.slot(key, ctx.now) {
+        Slot::Live(mut live) => {
+            check_string(&live.entry().value)?;
             if value.is_empty() {
-                str_len(&e.value)
+                str_len(&live.entry().value)
             } else {
                 check_length(end, max)?;
-                let s = e.value.str_mut().ok_or_else(wrongtype)?;
+                let s = live.value_mut().str_mut().ok_or_else(wrongtype)?;
                 if s.len() < end {
                     s.resize(end, 0);
                 }
@@ -392,12 +410,12 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                 s.len()
             }
         }
-        None if value.is_empty() => 0,
-        None => {
+        Slot::Empty(_) if value.is_empty() => 0,
+        Slot::Empty(empty) => {
             check_length(end, max)?;
             let mut s = vec![0u8; end];
             s[offset..].copy_from_slice(value);
-            shard.insert(key, Value::Str(s), None, ctx.now);
+            empty.insert(Value::Str(s), None);
             end
         }
     };
