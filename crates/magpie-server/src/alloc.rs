@@ -26,6 +26,45 @@ pub fn configure() {
     unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 0) }
 }
 
+/// What the allocator and the process use, from mimalloc's own accounting.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// Memory mimalloc has committed from the operating system, now and at most.
+    pub committed: usize,
+    pub peak_committed: usize,
+    /// CPU time of the process, in milliseconds.
+    pub user_ms: usize,
+    pub system_ms: usize,
+}
+
+pub fn usage() -> Usage {
+    let mut u = Usage::default();
+    let null = std::ptr::null_mut();
+    // SAFETY: every argument is either null (not wanted, which mimalloc allows) or a valid,
+    // exclusive pointer to a usize for the duration of the call.
+    unsafe {
+        libmimalloc_sys::mi_process_info(
+            null,
+            &mut u.user_ms,
+            &mut u.system_ms,
+            null,
+            null,
+            &mut u.committed,
+            &mut u.peak_committed,
+            null,
+        );
+    }
+    u
+}
+
+/// The allocator's name and version, as INFO's `mem_allocator` shows it.
+pub fn name() -> String {
+    // SAFETY: returns an integer; no arguments.
+    let v = unsafe { libmimalloc_sys::mi_version() };
+    // Major, then two digits of minor and two of patch: 20302 is 2.3.2.
+    format!("mimalloc-{}.{}.{}", v / 10000, v / 100 % 100, v % 100)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +75,13 @@ mod tests {
         configure();
         // SAFETY: reads an integer option.
         assert_eq!(unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) }, 0);
+    }
+
+    #[test]
+    fn usage_reports_committed_memory() {
+        let big = vec![1u8; 8 << 20];
+        let u = usage();
+        assert!(u.committed >= big.len() && u.peak_committed >= u.committed, "{u:?}");
+        assert!(name().starts_with("mimalloc-"));
     }
 }

@@ -65,6 +65,10 @@ pub struct Client {
 pub struct Registry {
     next_id: AtomicU64,
     clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
+    /// Connections accepted and served (INFO's `total_connections_received`).
+    pub accepted: AtomicU64,
+    /// Connections refused for `maxclients` (INFO's `rejected_connections`).
+    pub rejected: AtomicU64,
 }
 
 impl Registry {

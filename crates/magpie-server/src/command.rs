@@ -12,6 +12,7 @@ use crate::client::Client;
 use crate::cmd::COMMANDS;
 use crate::error::{CmdResult, Error};
 use crate::server::Shared;
+use crate::stats;
 
 /// Everything a command can reach: the server, its own connection, and where its reply goes.
 pub struct Ctx<'a> {
@@ -20,12 +21,22 @@ pub struct Ctx<'a> {
     pub out: &'a mut Reply,
     /// The time this command runs at (ms since the epoch), read once per batch of commands.
     pub now: u64,
+    /// This thread's statistics.
+    pub stats: &'static stats::Counters,
+    /// Times the batch's commands.
+    pub timer: &'a mut stats::Timer,
 }
 
 impl<'a> Ctx<'a> {
     /// The connection's current database.
     pub fn db(&self) -> &'a magpie_store::Db {
         self.shared.keyspace.db(self.client.db)
+    }
+
+    /// Counts a read of a key that found it or not (INFO's `keyspace_hits`/`keyspace_misses`).
+    /// As in Redis, commands count the keys they read, not those they look up to write.
+    pub fn hit(&self, found: bool) {
+        self.stats.lookup(found);
     }
 }
 
@@ -60,6 +71,18 @@ pub mod flags {
     ];
 }
 
+/// Which key-operation counter (INFO's `key_ops_*`) a command adds its keys to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyOp {
+    None,
+    /// Reads of keys (read-only commands).
+    Get,
+    /// Writes of keys (write commands, except deletes).
+    Set,
+    /// Deletes (DEL, UNLINK, GETDEL).
+    Del,
+}
+
 /// One entry of the command table.
 pub struct Command {
     /// Lower-case name; a subcommand's is `container|sub` (e.g. `client|setname`), as Redis
@@ -78,6 +101,8 @@ pub struct Command {
     pub syntax: &'static str,
     pub run: Handler,
     pub subcommands: &'static [Command],
+    /// Follows from `flags` unless marked by [`Command::deletes`].
+    pub op: KeyOp,
 }
 
 impl Command {
@@ -93,7 +118,20 @@ impl Command {
         syntax: &'static str,
         run: Handler,
     ) -> Command {
-        Command { name, arity, flags, keys, group, since, summary, syntax, run, subcommands: &[] }
+        let op = if flags & flags::WRITE != 0 {
+            KeyOp::Set
+        } else if flags & flags::READONLY != 0 {
+            KeyOp::Get
+        } else {
+            KeyOp::None
+        };
+        Command { name, arity, flags, keys, group, since, summary, syntax, run, subcommands: &[], op }
+    }
+
+    /// Marks a command whose keys count as deleted (INFO's `key_ops_del`).
+    pub const fn deletes(mut self) -> Command {
+        self.op = KeyOp::Del;
+        self
     }
 
     /// A container command (CLIENT, CONFIG, ...) whose first argument picks a subcommand.
@@ -107,10 +145,30 @@ impl Command {
     }
 
     pub fn subcommand(&self, name: &[u8]) -> Option<&'static Command> {
-        self.subcommands.iter().find(|c| {
+        self.subcommand_position(name).map(|i| &self.subcommands[i])
+    }
+
+    fn subcommand_position(&self, name: &[u8]) -> Option<usize> {
+        self.subcommands.iter().position(|c| {
             let sub = c.name.rsplit('|').next().unwrap_or(c.name);
             sub.as_bytes().eq_ignore_ascii_case(name)
         })
+    }
+
+    /// How many keys a call with `argc` arguments (name included) names, from the key
+    /// positions: MGET of three keys names three, MSET of two pairs two.
+    pub fn key_count(&self, argc: usize) -> usize {
+        let (first, last, step) = self.keys;
+        if first == last && first > 0 {
+            return 1; // the common single-key command
+        }
+        if first <= 0 || step <= 0 {
+            return 0;
+        }
+        let argc = i64::try_from(argc).unwrap_or(i64::MAX);
+        let last = if last < 0 { argc + i64::from(last) } else { i64::from(last).min(argc - 1) };
+        let first = i64::from(first);
+        if last < first { 0 } else { usize::try_from((last - first) / i64::from(step) + 1).unwrap_or(0) }
     }
 
     fn arity_ok(&self, argc: usize) -> bool {
@@ -120,11 +178,30 @@ impl Command {
     }
 }
 
-static TABLE: LazyLock<HashMap<&'static [u8], &'static Command, foldhash::fast::RandomState>> =
-    LazyLock::new(|| COMMANDS.iter().map(|c| (c.name.as_bytes(), c)).collect());
+/// Top-level commands by name, with their positions in [`COMMANDS`].
+static TABLE: LazyLock<HashMap<&'static [u8], (usize, &'static Command), foldhash::fast::RandomState>> =
+    LazyLock::new(|| COMMANDS.iter().enumerate().map(|(i, c)| (c.name.as_bytes(), (i, c))).collect());
 
-/// Looks a command up by name, ignoring case, without allocating.
-pub fn lookup(name: &[u8]) -> Option<&'static Command> {
+/// Every command and subcommand numbered 0..N, for per-command statistics: top-level commands
+/// first, in table order, then each container's subcommands.
+pub struct CommandIds {
+    /// The full name (`client|list`) of each id.
+    pub names: Vec<&'static str>,
+    /// For each top-level command, the id of its first subcommand.
+    sub_base: Vec<usize>,
+}
+
+pub static IDS: LazyLock<CommandIds> = LazyLock::new(|| {
+    let mut names: Vec<&'static str> = COMMANDS.iter().map(|c| c.name).collect();
+    let mut sub_base = Vec::with_capacity(COMMANDS.len());
+    for cmd in COMMANDS {
+        sub_base.push(names.len());
+        names.extend(cmd.subcommands.iter().map(|s| s.name));
+    }
+    CommandIds { names, sub_base }
+});
+
+fn lookup_index(name: &[u8]) -> Option<(usize, &'static Command)> {
     let mut lower = [0u8; 32];
     let lower = lower.get_mut(..name.len())?;
     for (l, c) in lower.iter_mut().zip(name) {
@@ -133,43 +210,63 @@ pub fn lookup(name: &[u8]) -> Option<&'static Command> {
     TABLE.get(&*lower).copied()
 }
 
-/// Resolves, checks and runs one command, writing its reply (or error) to `ctx.out`.
-/// Returns the command that ran, if any.
+/// Looks a command up by name, ignoring case, without allocating.
+pub fn lookup(name: &[u8]) -> Option<&'static Command> {
+    lookup_index(name).map(|(_, c)| c)
+}
+
+/// Resolves, checks and runs one command, writing its reply (or error) to `ctx.out`, and
+/// counts it (calls, time, failures, keys) in this thread's statistics. Returns the command
+/// that ran, if any.
 pub fn dispatch(ctx: &mut Ctx<'_>, args: Args<'_>) -> Option<&'static Command> {
-    let result = resolve(args).and_then(|cmd| {
-        (cmd.run)(ctx, args)?;
-        Ok(cmd)
-    });
+    let stats = ctx.stats;
+    let (id, cmd) = match resolve(args) {
+        Ok(found) => found,
+        Err((e, id)) => {
+            stats.rejected(id);
+            stats.error(&e.0);
+            ctx.out.error(&e.0);
+            return None;
+        }
+    };
+    ctx.timer.enter(id, stats);
+    let result = (cmd.run)(ctx, args);
+    let keys = if cmd.op == KeyOp::None { 0 } else { cmd.key_count(args.len()) };
+    stats.call(id, result.is_err(), cmd.op, keys);
     match result {
-        Ok(cmd) => Some(cmd),
+        Ok(()) => Some(cmd),
         Err(e) => {
+            stats.error(&e.0);
             ctx.out.error(&e.0);
             None
         }
     }
 }
 
-/// Finds the command (or subcommand) that `args` names and checks its arity.
-pub fn resolve(args: Args<'_>) -> Result<&'static Command, Error> {
+/// Finds the command (or subcommand) that `args` names, with its id (see [`IDS`]), and checks
+/// its arity. A failure carries the id of the command found, if one was (an arity error is a
+/// rejected call of that command).
+pub fn resolve(args: Args<'_>) -> Result<(usize, &'static Command), (Error, Option<usize>)> {
     let name = args.get(0);
-    let Some(cmd) = lookup(name) else { return Err(unknown_command(args)) };
+    let Some((idx, cmd)) = lookup_index(name) else { return Err((unknown_command(args), None)) };
     if !cmd.subcommands.is_empty() && args.len() >= 2 {
         let sub = args.get(1);
-        let Some(subcmd) = cmd.subcommand(sub) else {
+        let Some(pos) = cmd.subcommand_position(sub) else {
             let mut msg = b"ERR unknown subcommand '".to_vec();
             msg.extend_from_slice(&sub[..sub.len().min(128)]);
             msg.extend_from_slice(format!("'. Try {} HELP.", cmd.name.to_uppercase()).as_bytes());
-            return Err(Error::bytes(msg));
+            return Err((Error::bytes(msg), None));
         };
+        let (id, subcmd) = (IDS.sub_base[idx] + pos, &cmd.subcommands[pos]);
         if !subcmd.arity_ok(args.len()) {
-            return Err(arity_error(subcmd.name));
+            return Err((arity_error(subcmd.name), Some(id)));
         }
-        return Ok(subcmd);
+        return Ok((id, subcmd));
     }
     if !cmd.arity_ok(args.len()) {
-        return Err(arity_error(cmd.name));
+        return Err((arity_error(cmd.name), Some(idx)));
     }
-    Ok(cmd)
+    Ok((idx, cmd))
 }
 
 pub fn arity_error(full_name: &str) -> Error {
@@ -595,5 +692,32 @@ mod tests {
         }
         assert!(lookup(b"GeT").is_some());
         assert!(lookup(&[b'a'; 40]).is_none());
+    }
+
+    #[test]
+    fn ids_number_every_command_and_subcommand_once() {
+        let total: usize = COMMANDS.iter().map(|c| 1 + c.subcommands.len()).sum();
+        assert_eq!(IDS.names.len(), total);
+        for (i, cmd) in COMMANDS.iter().enumerate() {
+            assert_eq!(IDS.names[i], cmd.name);
+            for (j, sub) in cmd.subcommands.iter().enumerate() {
+                assert_eq!(IDS.names[IDS.sub_base[i] + j], sub.name);
+            }
+        }
+    }
+
+    #[test]
+    fn key_counts_follow_key_positions() {
+        let count = |name: &str, argc| lookup(name.as_bytes()).unwrap().key_count(argc);
+        assert_eq!(count("get", 2), 1);
+        assert_eq!(count("mget", 4), 3);
+        assert_eq!(count("mset", 7), 3);
+        assert_eq!(count("del", 2), 1);
+        assert_eq!(count("rename", 3), 2);
+        assert_eq!(count("ping", 1), 0);
+        assert_eq!(lookup(b"del").unwrap().op, KeyOp::Del);
+        assert_eq!(lookup(b"getdel").unwrap().op, KeyOp::Del);
+        assert_eq!(lookup(b"exists").unwrap().op, KeyOp::Get);
+        assert_eq!(lookup(b"incr").unwrap().op, KeyOp::Set);
     }
 }

@@ -65,6 +65,8 @@ pub struct Config {
     pub loglevel: String,
     pub shards: usize,
     pub threads: Option<usize>,
+    /// The file the configuration was read from, if any (INFO's `config_file`).
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -99,6 +101,7 @@ impl Config {
             loglevel: pick(cli.loglevel, file.loglevel).unwrap_or_else(|| "notice".to_owned()),
             shards: cli.shards.or(file.shards).unwrap_or(64),
             threads: cli.threads.or(file.threads),
+            config_file: cli.config.as_ref().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),
         };
         if !(1..=1_000_000).contains(&config.databases) {
             return Err(format!("databases must be between 1 and 1000000, not {}", config.databases));

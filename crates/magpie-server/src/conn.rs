@@ -17,6 +17,7 @@ use magpie_store::now_ms;
 
 use crate::command::{Ctx, dispatch};
 use crate::server::Shared;
+use crate::stats;
 
 const READ_CHUNK: usize = 16 * 1024;
 /// Commands decoded (and their keys warmed) ahead of running them: enough for the cache
@@ -33,10 +34,12 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
     let mut client = shared.clients.connect(addr, laddr);
     let id = client.id;
     if shared.clients.len() > shared.settings.maxclients() {
+        shared.clients.rejected.fetch_add(1, Ordering::Relaxed);
         let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
         shared.clients.disconnect(id);
         return;
     }
+    shared.clients.accepted.fetch_add(1, Ordering::Relaxed);
     let mut stop = shared.shutdown_signal();
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Reply::new(Resp::V2);
@@ -66,7 +69,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
         };
         match read {
             Ok(Ok(0) | Err(_)) => break,
-            Ok(Ok(_)) => {}
+            Ok(Ok(n)) => stats::local().read(n),
             Err(_elapsed) => {
                 debug!("closing idle client {id}");
                 break;
@@ -112,6 +115,8 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                     }
                 }
             }
+            // Fetched per batch: after an `.await` the task may run on another thread.
+            let mut counters = stats::local();
             if batch.len() > 1 {
                 let keys = batch.iter().filter(|q| !q.inline && q.spans.len() >= 2).map(|q| {
                     let (s, e) = spans[q.spans.start + 1];
@@ -119,10 +124,18 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                 });
                 shared.keyspace.warm(client.db, keys);
             }
+            let mut timer = stats::Timer::start();
             for q in &batch {
                 let buf = if q.inline { &inline_args[..] } else { &rbuf[..] };
                 let args = Args::new(buf, &spans[q.spans.clone()]);
-                let mut ctx = Ctx { shared: &shared, client: &mut client, out: &mut out, now };
+                let mut ctx = Ctx {
+                    shared: &shared,
+                    client: &mut client,
+                    out: &mut out,
+                    now,
+                    stats: counters,
+                    timer: &mut timer,
+                };
                 last = dispatch(&mut ctx, args).or(last);
                 if client.close {
                     break;
@@ -130,16 +143,22 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                 // A long pipeline is answered in pieces, so its replies never pile up in
                 // memory, and a client that does not read them stops being served.
                 if out.len() >= FLUSH_AT {
+                    timer.stop(counters);
                     if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
                         break 'conn;
                     }
+                    counters = stats::local();
+                    counters.wrote(out.len());
                     out.clear();
+                    timer = stats::Timer::start();
                 }
             }
+            timer.stop(counters);
         }
         if let Some(e) = &protocol_error {
             let mut msg = b"ERR ".to_vec();
             msg.extend_from_slice(e.message().as_bytes());
+            stats::local().error(&msg);
             out.error(&msg);
             debug!("client {id}: {e}");
         }
@@ -164,6 +183,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                 debug!("client {id}: write failed or idle past the timeout");
                 break 'conn;
             }
+            stats::local().wrote(out.len());
             out.clear();
         }
         if client.close || protocol_error.is_some() {

@@ -8,7 +8,9 @@ mod config;
 mod conn;
 mod error;
 mod float;
+mod info;
 mod server;
+mod stats;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

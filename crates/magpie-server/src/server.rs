@@ -14,12 +14,14 @@ use magpie_store::{Keyspace, now_ms};
 use crate::client::Registry;
 use crate::config::{Config, Settings};
 use crate::conn;
+use crate::info::Metrics;
 
 /// State shared by every connection.
 pub struct Shared {
     pub keyspace: Keyspace,
     pub settings: Settings,
     pub clients: Registry,
+    pub metrics: Metrics,
     shutdown: watch::Sender<bool>,
 }
 
@@ -29,6 +31,7 @@ impl Shared {
             keyspace: Keyspace::new(config.databases, config.shards),
             settings: Settings::new(config),
             clients: Registry::default(),
+            metrics: Metrics::new(),
             shutdown: watch::Sender::new(false),
         }
     }
@@ -134,13 +137,15 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-/// The active expiry cycle, on its own thread: `hz` times a second, reclaim expired keys for
-/// at most a quarter of the period (as Redis's slow cycle), a few hundred keys per lock.
+/// The server's timer, on its own thread: `hz` times a second, reclaim expired keys for at
+/// most a quarter of the period (as Redis's slow cycle), a few hundred keys per lock, and
+/// sample the rates INFO reports.
 fn spawn_expiry(shared: Arc<Shared>) -> io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("magpie-expire".into()).spawn(move || {
+    std::thread::Builder::new().name("magpie-cron".into()).spawn(move || {
         while !shared.is_shutting_down() {
             let period = Duration::from_millis(1000 / shared.settings.hz().max(1));
             let start = Instant::now();
+            shared.metrics.sample();
             shared.keyspace.active_expire(now_ms(), start + period / 4);
             std::thread::sleep(period.saturating_sub(start.elapsed()));
         }

@@ -26,7 +26,14 @@ pub fn exists(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let db = ctx.client.db;
     let keys = args.skip(1);
     let locked = ctx.shared.keyspace.lock_read(keys.iter().map(|k| (db, k)));
-    let n = keys.iter().filter(|k| locked.shard(db, k).contains(k, ctx.now)).count();
+    let n = keys
+        .iter()
+        .filter(|k| {
+            let found = locked.shard(db, k).contains(k, ctx.now);
+            ctx.hit(found);
+            found
+        })
+        .count();
     ctx.out.int(n as i64);
     Ok(())
 }
@@ -35,7 +42,9 @@ pub fn exists(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn object_encoding(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(2);
     let shard = ctx.db().read(key);
-    match shard.get(key, ctx.now) {
+    let found = shard.get(key, ctx.now);
+    ctx.hit(found.is_some());
+    match found {
         Some(e) => ctx.out.bulk(e.value.encoding().as_bytes()),
         None => ctx.out.null(),
     }
@@ -45,7 +54,9 @@ pub fn object_encoding(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn type_(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let shard = ctx.db().read(key);
-    ctx.out.simple(shard.get(key, ctx.now).map_or("none", |e| e.value.type_name()));
+    let found = shard.get(key, ctx.now);
+    ctx.hit(found.is_some());
+    ctx.out.simple(found.map_or("none", |e| e.value.type_name()));
     Ok(())
 }
 
@@ -200,7 +211,9 @@ pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Err("ERR source and destination objects are the same".into());
     }
     let mut locked = ctx.shared.keyspace.lock_write([(src_db, src), (dst_db, dst)]);
-    let Some(entry) = locked.shard(src_db, src).get(src, ctx.now).cloned() else {
+    let found = locked.shard(src_db, src).get(src, ctx.now).cloned();
+    ctx.hit(found.is_some());
+    let Some(entry) = found else {
         ctx.out.int(0);
         return Ok(());
     };
@@ -301,7 +314,9 @@ pub fn pexpireat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 fn ttl_generic(ctx: &mut Ctx<'_>, args: Args<'_>, ms: bool, absolute: bool) -> CmdResult {
     let key = args.get(1);
     let shard = ctx.db().read(key);
-    let reply = match shard.get(key, ctx.now) {
+    let found = shard.get(key, ctx.now);
+    ctx.hit(found.is_some());
+    let reply = match found {
         None => -2,
         Some(e) => match e.expire_at() {
             None => -1,

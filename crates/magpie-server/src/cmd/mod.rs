@@ -6,6 +6,8 @@ mod keys;
 mod server;
 mod strings;
 
+pub use connection::REDIS_VERSION;
+
 use crate::command::flags::{ADMIN, DENYOOM, FAST, LOADING, NO_AUTH, NOSCRIPT, READONLY, STALE, WRITE};
 use crate::command::{self, Command};
 
@@ -51,7 +53,7 @@ pub static COMMANDS: &[Command] = &[
     Command::new("psetex", 4, WD, KEY1, "string", "2.6.0", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist.",
         "key milliseconds:integer value", strings::psetex),
     Command::new("getset", 3, WDF, KEY1, "string", "1.0.0", "Returns the previous string value of a key after setting it to a new value.", "key value", strings::getset),
-    Command::new("getdel", 2, WF, KEY1, "string", "6.2.0", "Returns the string value of a key after deleting the key.", "key", strings::getdel),
+    Command::new("getdel", 2, WF, KEY1, "string", "6.2.0", "Returns the string value of a key after deleting the key.", "key", strings::getdel).deletes(),
     Command::new("getex", -2, WF, KEY1, "string", "6.2.0", "Returns the string value of a key after setting its expiration time.",
         "key [EX seconds:integer|PX milliseconds:integer|EXAT unix-time-seconds:unix-time|PXAT unix-time-milliseconds:unix-time|PERSIST]", strings::getex),
     Command::new("mget", -2, RF, KEYS, "string", "1.0.0", "Atomically returns the string values of one or more keys.", "key [key ...]", strings::mget),
@@ -73,8 +75,8 @@ pub static COMMANDS: &[Command] = &[
     Command::new("incrbyfloat", 3, WDF, KEY1, "string", "2.6.0", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
         "key increment:double", strings::incrbyfloat),
     // keys
-    Command::new("del", -2, W, KEYS, "generic", "1.0.0", "Deletes one or more keys.", "key [key ...]", keys::del),
-    Command::new("unlink", -2, WF, KEYS, "generic", "4.0.0", "Asynchronously deletes one or more keys.", "key [key ...]", keys::del),
+    Command::new("del", -2, W, KEYS, "generic", "1.0.0", "Deletes one or more keys.", "key [key ...]", keys::del).deletes(),
+    Command::new("unlink", -2, WF, KEYS, "generic", "4.0.0", "Asynchronously deletes one or more keys.", "key [key ...]", keys::del).deletes(),
     Command::new("exists", -2, RF, KEYS, "generic", "1.0.0", "Determines whether one or more keys exist.", "key [key ...]", keys::exists),
     Command::new("touch", -2, RF, KEYS, "generic", "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.",
         "key [key ...]", keys::exists),
@@ -116,7 +118,10 @@ pub static COMMANDS: &[Command] = &[
                 "parameter [parameter ...]", server::config_get),
             Command::new("config|set", -4, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "server", "2.0.0", "Sets configuration parameters in-flight.",
                 "(parameter value) ...", server::config_set),
+            Command::new("config|resetstat", 2, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "server", "2.0.0", "Resets the server's statistics.", "",
+                server::config_resetstat),
         ]),
+    Command::new("info", -1, LOADING | STALE, NONE, "server", "1.0.0", "Returns information and statistics about the server.", "[section ...]", server::info),
     Command::new("command", -1, LOADING | STALE, NONE, "server", "2.8.13", "Returns detailed information about all commands.", "", command::command)
         .with_subcommands(&[
             Command::new("command|count", 2, LOADING | STALE, NONE, "server", "2.8.13", "Returns a count of commands.", "", command::command_count),

@@ -1,4 +1,4 @@
-//! Server commands: DBSIZE, FLUSHDB, FLUSHALL, TIME, SHUTDOWN, CONFIG.
+//! Server commands: DBSIZE, FLUSHDB, FLUSHALL, TIME, SHUTDOWN, CONFIG, INFO.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -94,5 +94,19 @@ pub fn config_set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     }
     ctx.shared.settings.set(&pairs).map_err(|e| Error::msg(format!("ERR {e}")))?;
     ctx.out.ok();
+    Ok(())
+}
+
+pub fn config_resetstat(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    ctx.shared.metrics.reset(ctx.shared);
+    ctx.out.ok();
+    Ok(())
+}
+
+/// INFO [section ...]
+pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let sections = crate::info::sections(args.iter().skip(1));
+    let text = crate::info::report(ctx.shared, &sections);
+    ctx.out.verbatim("txt", text.as_bytes());
     Ok(())
 }

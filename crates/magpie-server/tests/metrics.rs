@@ -1,0 +1,273 @@
+//! INFO's counters after known sequences of commands: exact values on Magpie, and the fields
+//! Redis also has compared with a real redis-server running the same commands.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::{Raw, Server};
+
+/// `INFO <section>` parsed into `field -> value`.
+fn info(c: &mut Raw, section: &str) -> HashMap<String, String> {
+    let reply = c.cmd(&[b"INFO", section.as_bytes()]);
+    let text = String::from_utf8(reply).expect("utf8 INFO");
+    // Skip the bulk header line.
+    let body = text.split_once("\r\n").map_or("", |(_, b)| b);
+    body.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn num(info: &HashMap<String, String>, field: &str) -> u64 {
+    info.get(field).unwrap_or_else(|| panic!("INFO has no {field}: {info:?}")).parse().expect("a number")
+}
+
+/// Runs each line (arguments split on spaces) and checks nothing but that a reply came.
+fn run(c: &mut Raw, lines: &[&str]) {
+    for line in lines {
+        c.cmd_str(line);
+    }
+}
+
+/// Waits until DBSIZE is `n` (keys reclaimed by active expiry).
+fn wait_dbsize(c: &mut Raw, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let want = format!(":{n}\r\n");
+    while c.cmd_str("DBSIZE") != want {
+        assert!(Instant::now() < deadline, "DBSIZE never reached {n}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn value_bytes_and_key_counts_are_exact_through_every_kind_of_write() {
+    let server = Server::magpie();
+    let mut c = server.raw();
+    let magpie = |c: &mut Raw| {
+        let m = info(c, "magpie");
+        (num(&m, "keys"), num(&m, "value_bytes"))
+    };
+    assert_eq!(magpie(&mut c), (0, 0));
+    run(&mut c, &["SET a hello", "SET n 12345"]);
+    assert_eq!(magpie(&mut c), (2, 10));
+    run(&mut c, &["APPEND a _world", "INCRBY n 100000"]); // 11 bytes; 112345 has 6 digits
+    assert_eq!(magpie(&mut c), (2, 17));
+    run(&mut c, &["SET a xy", "SETRANGE n 8 z"]); // "112345\0\0z": 9 bytes
+    assert_eq!(magpie(&mut c), (2, 11));
+    run(&mut c, &["MSET b 1 c 22 d 333", "GETSET b 4444", "INCRBYFLOAT f 1.5"]);
+    assert_eq!(magpie(&mut c), (6, 11 + 4 + 2 + 3 + 3));
+    run(&mut c, &["DEL b c missing", "GETDEL d", "RENAME f g", "COPY g h"]);
+    assert_eq!(magpie(&mut c), (4, 11 + 3 + 3));
+    run(&mut c, &["SELECT 3", "SET other 1234567890"]);
+    assert_eq!(magpie(&mut c), (5, 17 + 10));
+    let ks = info(&mut c, "keyspace");
+    assert_eq!(ks.get("db0").map(String::as_str), Some("keys=4,expires=0,avg_ttl=0"));
+    assert!(ks.get("db3").is_some_and(|v| v.starts_with("keys=1,")));
+    run(&mut c, &["FLUSHDB"]);
+    assert_eq!(magpie(&mut c), (4, 17));
+
+    // Expiry: keys reclaimed by the active cycle leave the totals, and are counted.
+    run(&mut c, &["SELECT 0", "SET t1 abc PX 30", "SET t2 defg PX 30", "SETEX keep 100 vv"]);
+    let m = info(&mut c, "magpie");
+    assert_eq!((num(&m, "keys"), num(&m, "expires"), num(&m, "value_bytes")), (7, 3, 17 + 9));
+    wait_dbsize(&mut c, 5);
+    assert_eq!(magpie(&mut c), (5, 19));
+    assert_eq!(num(&info(&mut c, "stats"), "expired_keys"), 2);
+    // An expired key overwritten before the cycle reclaims it is counted as expired too.
+    run(&mut c, &["CONFIG SET hz 1", "SET t3 abcdef PX 1"]);
+    std::thread::sleep(Duration::from_millis(20));
+    run(&mut c, &["SET t3 z"]);
+    assert_eq!(magpie(&mut c), (6, 20));
+    assert_eq!(num(&info(&mut c, "stats"), "expired_keys"), 3);
+
+    run(&mut c, &["FLUSHALL"]);
+    assert_eq!(magpie(&mut c), (0, 0));
+    assert!(info(&mut c, "keyspace").is_empty());
+}
+
+#[test]
+fn operation_counters_commandstats_and_resetstat() {
+    let server = Server::magpie();
+    let mut c = server.raw();
+    run(
+        &mut c,
+        &[
+            "CONFIG RESETSTAT", // forget the harness's readiness probe
+            "SET a 1",
+            "MSET b 2 c 3 d 4",
+            "GET a",
+            "GET nope",
+            "MGET a b nope1 nope2",
+            "EXISTS a nope",
+            "DEL a b nope",
+            "UNLINK c",
+            "INCR a",
+            "GET",       // wrong arity: rejected
+            "INCR d x",  // wrong arity: rejected
+            "LPUSH d x", // unknown command
+            "SET d notanumber",
+            "INCR d", // WRONG: failed
+        ],
+    );
+    let all = info(&mut c, "all");
+    let m = |f: &str| num(&all, f);
+    // Keys read: GET a, GET nope, MGET 4, EXISTS 2; written: SET a, MSET 3, INCR a, SET d,
+    // INCR d; deleted: DEL 3, UNLINK 1.
+    assert_eq!((m("key_ops_get"), m("key_ops_set"), m("key_ops_del")), (8, 7, 4));
+    assert_eq!((m("keyspace_hits"), m("keyspace_misses")), (4, 4));
+    // Commands that ran (rejected ones do not count; RESETSTAT counts after its reset), and
+    // every error reply.
+    assert_eq!(m("total_commands_processed"), 12);
+    assert_eq!(m("total_error_replies"), 4);
+    let cmdstat = |name: &str| all.get(&format!("cmdstat_{name}")).cloned().unwrap_or_default();
+    let calls = |name: &str| {
+        let stat = cmdstat(name);
+        let field = |f: &str| {
+            stat.split(',').find_map(|kv| kv.strip_prefix(&format!("{f}="))).map(|v| v.parse::<u64>().unwrap())
+        };
+        (field("calls"), field("rejected_calls"), field("failed_calls"))
+    };
+    assert_eq!(calls("get"), (Some(2), Some(1), Some(0)));
+    assert_eq!(calls("incr"), (Some(2), Some(1), Some(1)));
+    assert_eq!(calls("mset"), (Some(1), Some(0), Some(0)));
+    assert!(cmdstat("get").contains(",usec_per_call="), "{}", cmdstat("get"));
+    assert!(cmdstat("lpush").is_empty());
+    assert_eq!(all.get("errorstat_ERR").map(String::as_str), Some("count=4"));
+    assert_eq!(all.get("errorstat_WRONGTYPE"), None);
+    assert!(m("total_net_input_bytes") > 100 && m("total_net_output_bytes") > 50);
+    assert_eq!((m("connected_clients"), m("total_connections_received")), (1, 0));
+
+    // A second client shows up in the client counts.
+    let mut other = server.raw();
+    assert_eq!(num(&info(&mut other, "clients"), "connected_clients"), 2);
+    assert_eq!(num(&info(&mut other, "stats"), "total_connections_received"), 1);
+
+    assert_eq!(c.cmd_str("CONFIG RESETSTAT"), "+OK\r\n");
+    let all = info(&mut c, "all");
+    assert_eq!(num(&all, "total_commands_processed"), 1); // RESETSTAT itself
+    for field in [
+        "keyspace_hits",
+        "keyspace_misses",
+        "key_ops_get",
+        "key_ops_set",
+        "key_ops_del",
+        "total_error_replies",
+        "expired_keys",
+        "total_connections_received",
+    ] {
+        assert_eq!(num(&all, field), 0, "{field} after RESETSTAT");
+    }
+    let stats: Vec<&String> = all.keys().filter(|k| k.starts_with("cmdstat_") || k.starts_with("errorstat_")).collect();
+    assert_eq!(stats, ["cmdstat_config|resetstat"]);
+    // Keyspace figures are not counters: they stay.
+    assert_eq!(num(&all, "keys"), 2);
+    run(&mut c, &["GET a"]);
+    let all = info(&mut c, "all");
+    assert_eq!((num(&all, "keyspace_hits"), num(&all, "total_commands_processed")), (1, 3));
+}
+
+#[test]
+fn info_sections_and_instantaneous_rate() {
+    let server = Server::magpie();
+    let mut c = server.raw();
+    let text = |c: &mut Raw, args: &[&str]| {
+        let mut cmd: Vec<&[u8]> = vec![b"INFO"];
+        cmd.extend(args.iter().map(|a| a.as_bytes()));
+        String::from_utf8(c.cmd(&cmd)).unwrap()
+    };
+    c.cmd_str("CONFIG RESETSTAT");
+    let default = text(&mut c, &[]);
+    for header in ["# Server", "# Clients", "# Memory", "# Stats", "# Keyspace", "# Magpie"] {
+        assert!(default.contains(&format!("{header}\r\n")), "{header} missing");
+    }
+    assert!(!default.contains("# Commandstats"));
+    let all = text(&mut c, &["all"]);
+    assert!(all.contains("# Commandstats\r\n") && all.contains("\r\ncmdstat_info:calls=1,"), "{all}");
+    let two = text(&mut c, &["keyspace", "SERVER"]);
+    assert!(two.contains("# Server\r\n") && two.contains("\r\n\r\n# Keyspace\r\n") && !two.contains("# Memory"));
+    assert_eq!(text(&mut c, &["nosuchsection"]), "$0\r\n\r\n");
+    let memory = info(&mut c, "memory");
+    assert!(num(&memory, "used_memory") > 0 && num(&memory, "used_memory_rss") > 0);
+    assert!(memory["mem_allocator"].starts_with("mimalloc-"));
+    let server_info = info(&mut c, "server");
+    assert_eq!(num(&server_info, "tcp_port"), u64::from(server.port));
+    assert_eq!(num(&server_info, "process_id"), u64::from(server.pid()));
+
+    // instantaneous_ops_per_sec follows a steady load within the sampling window.
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let ping = Raw::encode(&[b"PING"]);
+    let mut sent = 0u64;
+    while Instant::now() < deadline {
+        c.send(&ping.repeat(50));
+        for _ in 0..50 {
+            c.read_reply();
+        }
+        sent += 50;
+    }
+    let rate = num(&info(&mut c, "stats"), "instantaneous_ops_per_sec");
+    let average = sent as f64 / 1.5;
+    assert!(rate as f64 > average * 0.3, "rate {rate} vs average {average}");
+}
+
+/// The counters Redis also keeps, after the same commands on both servers.
+#[test]
+fn counters_agree_with_redis() {
+    let Some(redis) = Server::redis() else { return };
+    let magpie = Server::magpie();
+    let script = [
+        "SET a hello",
+        "SET n 10",
+        "GET a",
+        "GET missing",
+        "MGET a n x y",
+        "EXISTS a x",
+        "TYPE a",
+        "TTL x",
+        "STRLEN a",
+        "GETRANGE x 0 1",
+        "SET a world GET",
+        "GETSET n 5",
+        "GETDEL nope",
+        "GETEX a",
+        "INCR a",
+        "GET",
+        "INCR a b",
+        "SET a b NX XX",
+        "TOUCH a x",
+        "COPY a a2",
+        "APPEND a !",
+        "SET e v PX 20",
+        "SET e2 v PX 20",
+        "DEL a n x",
+    ];
+    let mut results = Vec::new();
+    for server in [&redis, &magpie] {
+        let mut c = server.raw();
+        run(&mut c, &script);
+        std::thread::sleep(Duration::from_millis(40));
+        run(&mut c, &["GET e"]); // a miss (Redis reclaims it here, Magpie's cycle soon after)
+        wait_dbsize(&mut c, 1);
+        let all = info(&mut c, "all");
+        let mut picked: Vec<(String, String)> = all
+            .into_iter()
+            .filter(|(k, _)| {
+                k.starts_with("cmdstat_") && k != "cmdstat_info" && k != "cmdstat_dbsize"
+                    || k.starts_with("errorstat_")
+                    || ["keyspace_hits", "keyspace_misses", "expired_keys", "total_error_replies", "db0"]
+                        .contains(&k.as_str())
+            })
+            .map(|(k, v)| {
+                // usec figures differ by nature: keep the counts.
+                let v = v.split(',').filter(|f| !f.starts_with("usec")).collect::<Vec<_>>().join(",");
+                (k, v)
+            })
+            .collect();
+        picked.sort();
+        results.push(picked);
+    }
+    assert!(results[0].len() > 20, "{:?}", results[0]);
+    assert_eq!(results[1], results[0], "magpie (right) vs redis (left)");
+}
