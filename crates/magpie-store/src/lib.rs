@@ -10,7 +10,9 @@
 mod glob;
 mod key;
 mod keyspace;
+pub mod list;
 mod value;
+pub mod zset;
 
 pub use glob::glob_match;
 pub use key::Key;

@@ -1,0 +1,1 @@
+//! Lists: see the module body.
