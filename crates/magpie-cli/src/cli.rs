@@ -1,0 +1,332 @@
+//! The command line, defined once: parsing, `--help` and shell completions all come from here.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  magpie get user:1                    print one value (exit code 1 if the key is missing)
+  magpie get user:1 user:2,user:3      print many values with one MGET
+  magpie set greeting hello --ex 60    set a key that expires in a minute
+  magpie set a=1,b=2 c=3               set several keys at once, atomically (MSET)
+  magpie set --nx lock=me              set only if no such key exists
+  magpie set logo --value-file logo.png    store a file's bytes; `magpie get logo --raw > copy.png`
+  magpie del a,b,c                     delete keys, report how many existed
+  magpie incr visits                   add 1 (or `magpie incr price 0.5`)
+  magpie keys 'user:*'                 list matching keys (SCAN, never KEYS)
+  magpie stats --watch                 live summary of the server's metrics
+  magpie cmd CONFIG GET maxclients     any other command, output typed like redis-cli
+  magpie                               interactive shell; `echo PING | magpie` runs piped commands
+
+Keys, values, commas and '=':
+  In `get`, `del` and `set k=v,...`, a comma separates items and, in `set`, the first '=' of an
+  item separates key from value. Write a literal comma as \\, a literal '=' as \\= and a backslash
+  before them as \\\\ (any other backslash is kept as it is). In `magpie set KEY VALUE` the VALUE is
+  taken exactly as given: commas and '=' need no escaping there. `--literal` turns all splitting
+  off; `--value-file` reads a value's exact bytes from a file or stdin (-).
+
+Exit codes: 0 success; 1 not found (a single-key get, ttl or expire of a missing key) or not
+written (set --nx found an existing key); 2 error (connection, server error reply, usage).";
+
+/// Command-line client for Magpie (and any server that speaks the Redis protocol).
+///
+/// With a subcommand, runs it and exits; without one, starts an interactive shell with line
+/// editing, history, completion and argument hints (or, when stdin is not a terminal, runs the
+/// commands piped to it, one per line, like redis-cli).
+#[derive(Debug, Parser)]
+#[command(name = "magpie", version, disable_help_flag = true, after_help = EXAMPLES, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    /// Print help (-h is the host, as in redis-cli)
+    #[arg(long, action = ArgAction::Help, global = true)]
+    pub help: Option<bool>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Connection")]
+pub struct ConnArgs {
+    /// Server host [default: 127.0.0.1]
+    #[arg(short = 'h', long, global = true, value_name = "HOST")]
+    pub host: Option<String>,
+
+    /// Server port [default: 6379]
+    #[arg(short = 'p', long, global = true, value_name = "PORT")]
+    pub port: Option<u16>,
+
+    /// Password sent with AUTH after connecting
+    #[arg(short = 'a', long = "pass", global = true, value_name = "PASSWORD")]
+    pub pass: Option<String>,
+
+    /// User name sent with AUTH (with --pass)
+    #[arg(long, global = true, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Server URL: redis://[[user]:password@]host[:port][/db]; -h, -p, -a and -n override its parts
+    #[arg(short = 'u', long, global = true, env = "MAGPIE_URL", hide_env_values = true, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Database number to SELECT [default: 0]
+    #[arg(short = 'n', long, global = true, value_name = "DB")]
+    pub db: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Output")]
+pub struct OutputArgs {
+    /// Print JSON for scripts (strings that are not UTF-8 become {"base64": "..."})
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print exact bytes: values without quotes or escapes, replies without type labels
+    #[arg(long, global = true, conflicts_with = "json")]
+    pub raw: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the values of one or more keys (GET, or one MGET for several)
+    #[command(after_help = "\
+Examples:
+  magpie get greeting             prints the value; exit code 1 if the key does not exist
+  magpie get k1 k2 k3             one MGET: each key with its value, or (missing)
+  magpie get k1,k2,k3             the same
+  magpie get 'a\\,b'               the key \"a,b\" (or: magpie get --literal a,b)
+  magpie get logo --raw > logo.png    the exact bytes, nothing added
+
+With one key, prints the value as text (escaped and quoted if it is not printable text; use
+--raw for the exact bytes). With several, prints one line per key, missing keys as (missing),
+and exits 0 even when some are missing.")]
+    Get {
+        /// Keys, as separate arguments and/or separated by commas
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<OsString>,
+
+        /// Take every argument as one whole key: no splitting on commas, no escapes
+        #[arg(long)]
+        literal: bool,
+    },
+
+    /// Set one key, or several at once atomically (SET, MSET, MSETNX)
+    #[command(after_help = "\
+Forms:
+  magpie set KEY VALUE             one key; VALUE is taken exactly as given (commas, '=' and all)
+  magpie set KEY --value-file F    one key, the exact bytes of file F (- reads stdin)
+  magpie set k1=v1,k2=v2 k3=v3     several keys in one atomic MSET: all are set or none
+
+In the k=v form a comma separates pairs and the first '=' separates key from value (later
+'=' belong to the value). Write a literal comma as \\, and a literal '=' as \\= (\\\\ is a
+backslash before them; other backslashes are kept). With --literal the arguments are
+KEY VALUE [KEY VALUE ...], taken exactly.
+
+--nx sets only keys that do not exist: with several keys it uses MSETNX, which writes nothing
+if any of them exists; magpie then names the existing keys and exits with code 1.
+
+Examples:
+  magpie set greeting 'hello, world'
+  magpie set session:1 abc --ex 3600
+  magpie set a=1,b=2,c=3 --nx
+  magpie set note 'x=1,y=2'             value \"x=1,y=2\" (the KEY VALUE form never splits)
+  magpie set 'list=a\\,b\\,c'              key \"list\", value \"a,b,c\"
+  tar c dir | magpie set backup --value-file -")]
+    Set {
+        /// KEY VALUE, or KEY=VALUE pairs separated by commas and/or spaces
+        #[arg(required = true, value_name = "KEY VALUE | KEY=VALUE")]
+        items: Vec<OsString>,
+
+        /// Expire after this many seconds (one key only: MSET has no expiry)
+        #[arg(long, value_name = "SECONDS")]
+        ex: Option<u64>,
+
+        /// Only set keys that do not exist yet (several keys: all or none, MSETNX)
+        #[arg(long)]
+        nx: bool,
+
+        /// Read the value of the one KEY from this file, byte for byte (- for stdin)
+        #[arg(long, value_name = "PATH")]
+        value_file: Option<PathBuf>,
+
+        /// Arguments are KEY VALUE [KEY VALUE ...] pairs, taken exactly: no splitting, no escapes
+        #[arg(long)]
+        literal: bool,
+    },
+
+    /// Delete keys in one call and report how many existed (DEL)
+    #[command(after_help = "\
+Examples:
+  magpie del session:1
+  magpie del a b c           prints: deleted 2 of 3 keys (the others did not exist)
+  magpie del a,b,c           the same")]
+    Del {
+        /// Keys, as separate arguments and/or separated by commas
+        #[arg(required = true, value_name = "KEY")]
+        keys: Vec<OsString>,
+
+        /// Take every argument as one whole key: no splitting on commas, no escapes
+        #[arg(long)]
+        literal: bool,
+    },
+
+    /// Add to a number stored at a key and print the result (INCRBY, INCRBYFLOAT)
+    #[command(after_help = "\
+Examples:
+  magpie incr visits          adds 1
+  magpie incr stock -3        subtracts 3
+  magpie incr price 0.25      a number with a fraction uses INCRBYFLOAT")]
+    Incr {
+        /// The key (created with 0 if missing)
+        #[arg(value_name = "KEY")]
+        key: OsString,
+
+        /// How much to add: an integer (INCRBY) or a decimal number (INCRBYFLOAT) [default: 1]
+        #[arg(value_name = "BY", allow_negative_numbers = true)]
+        by: Option<String>,
+    },
+
+    /// Print how long a key has left to live (TTL)
+    #[command(after_help = "\
+Prints the seconds left, \"no expiry\" for a key that never expires; exit code 1 if the key
+does not exist.
+
+Example:
+  magpie ttl session:1        3541 s (59m 1s)")]
+    Ttl {
+        #[arg(value_name = "KEY")]
+        key: OsString,
+    },
+
+    /// Make a key expire after some seconds (EXPIRE)
+    #[command(after_help = "\
+Exit code 1 if the key does not exist.
+
+Example:
+  magpie expire session:1 3600")]
+    Expire {
+        #[arg(value_name = "KEY")]
+        key: OsString,
+
+        #[arg(value_name = "SECONDS")]
+        seconds: u64,
+    },
+
+    /// List the keys that match a glob pattern (SCAN ... MATCH ... COUNT, never KEYS)
+    #[command(after_help = "\
+Walks the keyspace with SCAN, so even a large database is never blocked. Keys are printed one
+per line, sorted; unprintable ones are quoted and escaped (exact with --raw).
+
+Patterns: * any bytes, ? one byte, [abc] [a-z] [^a] a set, \\x the byte x.
+
+Examples:
+  magpie keys                 all keys
+  magpie keys 'user:*'
+  magpie keys 'user:?' --json")]
+    Keys {
+        /// Glob pattern
+        #[arg(value_name = "PATTERN", default_value = "*")]
+        pattern: OsString,
+
+        /// How many keys to ask SCAN for per call (a hint to the server)
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        count: u64,
+    },
+
+    /// Run any command and print its reply typed like redis-cli
+    #[command(after_help = "\
+Options go before the command's words: everything after the command name is passed on.
+
+Examples:
+  magpie cmd PING
+  magpie cmd CONFIG GET maxclients
+  magpie --json cmd COMMAND DOCS get
+  magpie cmd SET k v EX 10 NX
+
+An error reply is printed as (error) ... on stderr, with exit code 2.")]
+    Cmd {
+        /// The command and its arguments
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+        args: Vec<OsString>,
+    },
+
+    /// Summarize the server's metrics (from INFO): keys, sizes, operations, hit rate, memory
+    #[command(after_help = "\
+Reads INFO twice, a second apart, to measure operations per second. Fields a server does not
+report (redis-server has no value_bytes, for instance) show as n/a (null in JSON).
+
+--json prints an object with the summary and every INFO section; with --watch, one object
+per line.
+
+Examples:
+  magpie stats
+  magpie stats --watch        refresh every second until Ctrl-C
+  magpie stats --json | jq .summary.keys")]
+    Stats {
+        /// Refresh every second until Ctrl-C
+        #[arg(long)]
+        watch: bool,
+
+        /// With --watch, stop after this many refreshes
+        #[arg(long, value_name = "N", requires = "watch")]
+        count: Option<u64>,
+    },
+
+    /// Print a completion script for a shell
+    #[command(after_help = "\
+Examples:
+  magpie completions bash > ~/.local/share/bash-completion/completions/magpie
+  magpie completions zsh > ~/.zfunc/_magpie
+  magpie completions fish > ~/.config/fish/completions/magpie.fish")]
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn dash_h_is_the_host_and_options_go_anywhere() {
+        let cli = Cli::try_parse_from(["magpie", "get", "k", "-h", "example", "-p", "7000", "--json"]).unwrap();
+        assert_eq!(cli.conn.host.as_deref(), Some("example"));
+        assert_eq!(cli.conn.port, Some(7000));
+        assert!(cli.output.json);
+        let help = Cli::try_parse_from(["magpie", "get", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+    }
+
+    #[test]
+    fn cmd_passes_everything_after_the_command_name_on() {
+        let cli = Cli::try_parse_from(["magpie", "--raw", "cmd", "SET", "k", "-1", "--json"]).unwrap();
+        let Some(Command::Cmd { args }) = cli.command else { panic!() };
+        assert_eq!(args, ["SET", "k", "-1", "--json"]);
+        assert!(cli.output.raw);
+    }
+
+    #[test]
+    fn negative_increments() {
+        let cli = Cli::try_parse_from(["magpie", "incr", "k", "-3"]).unwrap();
+        let Some(Command::Incr { by, .. }) = cli.command else { panic!() };
+        assert_eq!(by.as_deref(), Some("-3"));
+    }
+
+    #[test]
+    fn json_and_raw_conflict() {
+        assert!(Cli::try_parse_from(["magpie", "get", "k", "--json", "--raw"]).is_err());
+    }
+}
