@@ -105,7 +105,9 @@ Examples:
 
 With one key, prints the value as text (escaped and quoted if it is not printable text; use
 --raw for the exact bytes). With several, prints one line per key, missing keys as (missing),
-and exits 0 even when some are missing.")]
+and exits 0 even when some are missing; with --raw, each value followed by a newline, and an
+empty line for a missing key. --json prints {\"key\": ..., \"value\": ...} for one key, an
+array of them for several (value null when missing).")]
     Get {
         /// Keys, as separate arguments and/or separated by commas
         #[arg(required = true, value_name = "KEY")]
