@@ -38,6 +38,12 @@ impl<'a> Ctx<'a> {
     pub fn hit(&self, found: bool) {
         self.stats.lookup(found);
     }
+
+    /// Tells clients blocked on `key` (of the current database) that it may now hold what
+    /// they wait for. Every command that adds elements to a list or sorted set calls it.
+    pub fn signal(&self, key: &[u8]) {
+        self.shared.blocking.signal(self.client.db, key);
+    }
 }
 
 pub type Handler = fn(&mut Ctx<'_>, Args<'_>) -> CmdResult;
@@ -180,7 +186,7 @@ impl Command {
 
 /// Top-level commands by name, with their positions in [`COMMANDS`].
 static TABLE: LazyLock<HashMap<&'static [u8], (usize, &'static Command), foldhash::fast::RandomState>> =
-    LazyLock::new(|| COMMANDS.iter().enumerate().map(|(i, c)| (c.name.as_bytes(), (i, c))).collect());
+    LazyLock::new(|| COMMANDS.iter().enumerate().map(|(i, &c)| (c.name.as_bytes(), (i, c))).collect());
 
 /// Every command and subcommand numbered 0..N, for per-command statistics: top-level commands
 /// first, in table order, then each container's subcommands.
@@ -194,7 +200,7 @@ pub struct CommandIds {
 pub static IDS: LazyLock<CommandIds> = LazyLock::new(|| {
     let mut names: Vec<&'static str> = COMMANDS.iter().map(|c| c.name).collect();
     let mut sub_base = Vec::with_capacity(COMMANDS.len());
-    for cmd in COMMANDS {
+    for &cmd in COMMANDS.iter() {
         sub_base.push(names.len());
         names.extend(cmd.subcommands.iter().map(|s| s.name));
     }
@@ -306,7 +312,7 @@ pub fn container(_ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 pub fn command(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     ctx.out.array(COMMANDS.len());
-    for cmd in COMMANDS {
+    for &cmd in COMMANDS.iter() {
         write_info(ctx.out, cmd);
     }
     Ok(())
@@ -323,7 +329,7 @@ pub fn command_list(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Err(crate::error::syntax());
     }
     ctx.out.array(COMMANDS.len());
-    for cmd in COMMANDS {
+    for &cmd in COMMANDS.iter() {
         ctx.out.bulk(cmd.name.as_bytes());
     }
     Ok(())
@@ -346,7 +352,7 @@ pub fn command_info(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn command_docs(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if args.len() == 2 {
         ctx.out.map(COMMANDS.len());
-        for cmd in COMMANDS {
+        for &cmd in COMMANDS.iter() {
             ctx.out.bulk(cmd.name.as_bytes());
             write_docs(ctx.out, cmd);
         }
@@ -678,7 +684,7 @@ mod tests {
 
     #[test]
     fn every_command_is_well_formed() {
-        for cmd in COMMANDS {
+        for &cmd in COMMANDS.iter() {
             assert_eq!(cmd.name, cmd.name.to_lowercase());
             assert!(lookup(cmd.name.as_bytes()).is_some(), "{}", cmd.name);
             assert!(cmd.arity != 0, "{}", cmd.name);

@@ -1,6 +1,7 @@
 //! `magpie-server`: a Redis-compatible in-memory key-value server.
 
 mod alloc;
+mod blocking;
 mod client;
 mod cmd;
 mod command;

@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use magpie_store::{Keyspace, now_ms};
 
+use crate::blocking::Blocking;
 use crate::client::Registry;
 use crate::config::{Config, Settings};
 use crate::conn;
@@ -19,6 +20,7 @@ use crate::info::Metrics;
 /// State shared by every connection.
 pub struct Shared {
     pub keyspace: Keyspace,
+    pub blocking: Blocking,
     pub settings: Settings,
     pub clients: Registry,
     pub metrics: Metrics,
@@ -29,6 +31,7 @@ impl Shared {
     pub fn new(config: Config) -> Shared {
         Shared {
             keyspace: Keyspace::new(config.databases, config.shards),
+            blocking: Blocking::default(),
             settings: Settings::new(config),
             clients: Registry::default(),
             metrics: Metrics::new(),

@@ -8,17 +8,23 @@
 //! - whole-database operations take every shard of the database, in order.
 
 mod glob;
+pub mod hash;
 mod key;
 mod keyspace;
 pub mod list;
+pub mod set;
 mod value;
 pub mod zset;
 
 pub use glob::glob_match;
+pub use hash::Hash;
 pub use key::Key;
 pub use keyspace::{Db, DbStats, EmptySlot, Entry, Keyspace, LiveSlot, MultiRead, MultiWrite, ScanCursor, Shard, Slot};
+pub use list::List;
 pub use magpie_protocol::parse_i64;
+pub use set::Set;
 pub use value::Value;
+pub use zset::ZSet;
 
 /// Milliseconds since the Unix epoch: the clock expiry times are kept in.
 pub fn now_ms() -> u64 {

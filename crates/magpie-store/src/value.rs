@@ -2,12 +2,19 @@
 
 use magpie_protocol::parse_i64;
 
+use crate::{Hash, List, Set, ZSet};
+
 /// A stored value. Strings that are canonical 64-bit integers are kept as `Int` (Redis's
-/// `int` encoding): smaller, and INCR needs no parsing.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `int` encoding): smaller, and INCR needs no parsing. Collections are boxed, so a `Value`
+/// stays 24 bytes whatever it holds.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     Str(Vec<u8>),
     Int(i64),
+    List(Box<List>),
+    Hash(Box<Hash>),
+    Set(Box<Set>),
+    ZSet(Box<ZSet>),
 }
 
 impl Value {
@@ -36,12 +43,29 @@ impl Value {
     }
 
     /// Bytes of user data the value holds, as the server's `value_bytes` metric counts them: a
-    /// string's length (an `Int`'s in decimal, as STRLEN reports it). O(1), so every write can
-    /// keep the shard's total exact.
+    /// string's length (an `Int`'s in decimal, as STRLEN reports it); for a collection, the
+    /// lengths of its elements (fields and values; members; a sorted set's members plus 8
+    /// bytes per score). O(1), so every write can keep the shard's total exact.
     pub fn size(&self) -> usize {
         match self {
             Value::Str(s) => s.len(),
             Value::Int(n) => decimal_len(*n),
+            Value::List(l) => l.size(),
+            Value::Hash(h) => h.size(),
+            Value::Set(s) => s.size(),
+            Value::ZSet(z) => z.size(),
+        }
+    }
+
+    /// A collection with no elements, which must not stay in the keyspace (Redis deletes a key
+    /// whose list, hash, set or sorted set becomes empty).
+    pub fn is_empty_collection(&self) -> bool {
+        match self {
+            Value::Str(_) | Value::Int(_) => false,
+            Value::List(l) => l.is_empty(),
+            Value::Hash(h) => h.is_empty(),
+            Value::Set(s) => s.is_empty(),
+            Value::ZSet(z) => z.is_empty(),
         }
     }
 
@@ -49,6 +73,10 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Str(_) | Value::Int(_) => "string",
+            Value::List(_) => "list",
+            Value::Hash(_) => "hash",
+            Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
         }
     }
 
@@ -58,6 +86,10 @@ impl Value {
             Value::Int(_) => "int",
             Value::Str(s) if s.len() <= 44 => "embstr",
             Value::Str(_) => "raw",
+            Value::List(l) => l.encoding(),
+            Value::Hash(h) => h.encoding(),
+            Value::Set(s) => s.encoding(),
+            Value::ZSet(z) => z.encoding(),
         }
     }
 
@@ -66,6 +98,7 @@ impl Value {
         match self {
             Value::Str(s) => Some(s),
             Value::Int(n) => Some(buf.format(*n).as_bytes()),
+            _ => None,
         }
     }
 
@@ -76,7 +109,7 @@ impl Value {
         }
         match self {
             Value::Str(s) => Some(s),
-            Value::Int(_) => None,
+            _ => None,
         }
     }
 }

@@ -1,10 +1,16 @@
-//! The command table. Adding a command: one entry here and one function in the module of its
-//! group.
+//! The command table. Adding a command: one entry in the table of its group (here for the
+//! core groups, in the group's module for the data types) and one function in that module.
 
 mod connection;
+mod hashes;
 mod keys;
+mod lists;
 mod server;
+mod sets;
 mod strings;
+mod zsets;
+
+use std::sync::LazyLock;
 
 pub use connection::REDIS_VERSION;
 
@@ -23,8 +29,13 @@ const WDF: u32 = WRITE | DENYOOM | FAST;
 const WF: u32 = WRITE | FAST;
 const RF: u32 = READONLY | FAST;
 
+/// Every top-level command: the core groups below, then each data type's table.
+pub static COMMANDS: LazyLock<Vec<&'static Command>> = LazyLock::new(|| {
+    [CORE, lists::COMMANDS, hashes::COMMANDS, sets::COMMANDS, zsets::COMMANDS].into_iter().flatten().collect()
+});
+
 #[rustfmt::skip]
-pub static COMMANDS: &[Command] = &[
+static CORE: &[Command] = &[
     // connection
     Command::new("ping", -1, FAST, NONE, "connection", "1.0.0", "Returns the server's liveliness response.", "[message]", connection::ping),
     Command::new("echo", 2, FAST, NONE, "connection", "1.0.0", "Returns the given string.", "message", connection::echo),

@@ -12,6 +12,7 @@ pub fn bulk_value(out: &mut Reply, value: &Value) -> CmdResult {
     match value {
         Value::Str(s) => out.bulk(s),
         Value::Int(n) => out.bulk_int(*n),
+        _ => return Err(wrongtype()),
     }
     Ok(())
 }
@@ -20,14 +21,16 @@ pub fn bulk_value(out: &mut Reply, value: &Value) -> CmdResult {
 fn check_string(value: &Value) -> CmdResult {
     match value {
         Value::Str(_) | Value::Int(_) => Ok(()),
+        _ => Err(wrongtype()),
     }
 }
 
-/// Length of a string value in bytes.
+/// Length of a string value in bytes (0 for other types, which callers have ruled out).
 fn str_len(value: &Value) -> usize {
     match value {
         Value::Str(s) => s.len(),
         Value::Int(n) => itoa::Buffer::new().format(*n).len(),
+        _ => 0,
     }
 }
 
@@ -432,6 +435,7 @@ fn incr_by(ctx: &mut Ctx<'_>, key: &[u8], delta: i64) -> CmdResult {
             let current = match value {
                 Value::Int(n) => *n,
                 Value::Str(s) => parse_i64(s).ok_or_else(|| Error::from(error::NOT_INTEGER))?,
+                _ => return Err(wrongtype()),
             };
             let new = current.checked_add(delta).ok_or_else(|| Error::from(error::OVERFLOW))?;
             *value = Value::Int(new);

@@ -1,0 +1,7 @@
+//! The hash commands.
+
+use crate::command::Command;
+
+#[rustfmt::skip]
+pub static COMMANDS: &[Command] = &[
+];

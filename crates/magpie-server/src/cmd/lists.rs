@@ -1,0 +1,7 @@
+//! The list commands.
+
+use crate::command::Command;
+
+#[rustfmt::skip]
+pub static COMMANDS: &[Command] = &[
+];

@@ -1,0 +1,7 @@
+//! The sorted-set commands.
+
+use crate::command::Command;
+
+#[rustfmt::skip]
+pub static COMMANDS: &[Command] = &[
+];
