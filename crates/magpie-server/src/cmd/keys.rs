@@ -170,6 +170,8 @@ fn rename_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
     let entry = locked.shard(db, src).remove(src, ctx.now).ok_or_else(|| Error::from(error::NO_SUCH_KEY))?;
     let expire = entry.expire_at();
     locked.shard(db, dst).insert(dst, entry.value, expire, ctx.now);
+    drop(locked);
+    ctx.signal(dst);
     if nx {
         ctx.out.int(1)
     } else {
@@ -224,6 +226,9 @@ pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     }
     let expire = entry.expire_at();
     target.insert(dst, entry.value, expire, ctx.now);
+    drop(locked);
+    // A list or sorted set arriving under a name may be what clients blocked on it wait for.
+    ctx.shared.blocking.signal(dst_db, dst);
     ctx.out.int(1);
     Ok(())
 }
