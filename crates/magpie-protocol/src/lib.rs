@@ -14,4 +14,4 @@ mod reply;
 
 pub use decode::{Args, Decoder, Limits, ProtocolError, parse_i64, split_line};
 pub use frame::{Frame, FrameDecoder, FrameError, FrameLimits, encode_request};
-pub use reply::{Reply, Resp};
+pub use reply::{Reply, Resp, format_g17};

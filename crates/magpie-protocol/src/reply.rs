@@ -116,6 +116,17 @@ impl Reply {
         }
     }
 
+    /// A floating-point number as Redis 7.0 sends one (`addReplyDouble`): C's `%.17g` (and
+    /// `inf`/`-inf`), as a bulk string in RESP2 and a double (`,`) in RESP3.
+    pub fn double(&mut self, d: f64) {
+        let mut buf = [0u8; 32];
+        let text = format_g17(d, &mut buf);
+        match self.proto {
+            Resp::V2 => self.bulk(text),
+            Resp::V3 => self.line(b',', text),
+        }
+    }
+
     /// A boolean: `#t`/`#f` in RESP3, the integers 1 and 0 in RESP2.
     pub fn bool(&mut self, b: bool) {
         match self.proto {
@@ -184,5 +195,83 @@ mod tests {
     fn errors_cannot_break_framing() {
         let (r2, _) = both(|r| r.error(b"ERR bad\r\ninput"));
         assert_eq!(r2, "-ERR bad  input\r\n");
+    }
+}
+
+/// Formats `d` as C's `printf("%.17g")` does (what Redis 7.0 replies for scores), with
+/// infinities as `inf`/`-inf` and NaN as `nan`. Rust's `{:e}` formatting rounds exactly, as
+/// glibc does, so the digits agree.
+pub fn format_g17(d: f64, buf: &mut [u8; 32]) -> &[u8] {
+    use std::io::Write as _;
+    const P: i32 = 17;
+    let mut w = &mut buf[..];
+    if d.is_nan() {
+        let _ = w.write_all(b"nan");
+    } else if d.is_infinite() {
+        let _ = w.write_all(if d > 0.0 { b"inf" } else { b"-inf" });
+    } else {
+        // 17 significant digits in scientific form: [-]d.dddddddddddddddde[-]X
+        let sci = format!("{:.*e}", (P - 1) as usize, d);
+        let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+        let x: i32 = exp.parse().unwrap_or(0);
+        let (neg, digits) = match mantissa.strip_prefix('-') {
+            Some(m) => (true, m.replace('.', "")),
+            None => (false, mantissa.replace('.', "")),
+        };
+        let digits = digits.trim_end_matches('0');
+        let digits = if digits.is_empty() { "0" } else { digits };
+        if neg {
+            let _ = w.write_all(b"-");
+        }
+        if x < -4 || x >= P {
+            let (first, rest) = digits.split_at(1);
+            let _ = w.write_all(first.as_bytes());
+            if !rest.is_empty() {
+                let _ = write!(w, ".{rest}");
+            }
+            let _ = write!(w, "e{}{:02}", if x < 0 { '-' } else { '+' }, x.unsigned_abs());
+        } else if x < 0 {
+            let _ = write!(w, "0.{}{digits}", "0".repeat((-x - 1) as usize));
+        } else {
+            let int_len = (x + 1) as usize;
+            if digits.len() <= int_len {
+                let _ = write!(w, "{digits}{}", "0".repeat(int_len - digits.len()));
+            } else {
+                let _ = write!(w, "{}.{}", &digits[..int_len], &digits[int_len..]);
+            }
+        }
+    }
+    let written = 32 - w.len();
+    &buf[..written]
+}
+
+#[cfg(test)]
+mod g17_tests {
+    use super::format_g17;
+
+    #[test]
+    fn formats_like_printf_g17() {
+        let cases: &[(f64, &str)] = &[
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (1.5, "1.5"),
+            (0.1, "0.10000000000000001"),
+            (3.0, "3"),
+            (-2.25, "-2.25"),
+            (1e17, "1e+17"),
+            (1e16, "10000000000000000"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+            (0.0001, "0.0001"),
+            (0.00001, "1.0000000000000001e-05"),
+            (1e-300, "1e-300"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (5e-324, "4.9406564584124654e-324"),
+        ];
+        for &(d, want) in cases {
+            let mut buf = [0u8; 32];
+            assert_eq!(std::str::from_utf8(format_g17(d, &mut buf)).unwrap(), want, "{d:e}");
+        }
     }
 }
