@@ -223,7 +223,7 @@ pub fn format_g17(d: f64, buf: &mut [u8; 32]) -> &[u8] {
         if neg {
             let _ = w.write_all(b"-");
         }
-        if x < -4 || x >= P {
+        if !(-4..P).contains(&x) {
             let (first, rest) = digits.split_at(1);
             let _ = w.write_all(first.as_bytes());
             if !rest.is_empty() {

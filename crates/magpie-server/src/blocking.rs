@@ -15,12 +15,15 @@ pub struct Waiter {
     pub notify: Notify,
 }
 
+/// Blocked clients by (database, key), oldest first.
+type Queues = HashMap<(usize, Box<[u8]>), VecDeque<Arc<Waiter>>, foldhash::fast::RandomState>;
+
 /// The queues of blocked clients, by (database, key), oldest first.
 #[derive(Default)]
 pub struct Blocking {
     /// Clients blocked right now; zero makes `signal` free.
     count: AtomicUsize,
-    queues: Mutex<HashMap<(usize, Box<[u8]>), VecDeque<Arc<Waiter>>, foldhash::fast::RandomState>>,
+    queues: Mutex<Queues>,
 }
 
 impl Blocking {
