@@ -25,6 +25,25 @@ pub struct Ctx<'a> {
     pub stats: &'static stats::Counters,
     /// Times the batch's commands.
     pub timer: &'a mut stats::Timer,
+    /// What the running command declared for the log (see [`Ctx::propagate`]); reset by
+    /// dispatch before each command.
+    pub effects: &'a mut Effects,
+}
+
+/// What a command declares about its effect, beyond its reply.
+#[derive(Default, Debug)]
+pub struct Effects {
+    /// Records to log instead of the command's own arguments (see [`Ctx::propagate`]).
+    pub records: Vec<Vec<Vec<u8>>>,
+    /// Set by the first [`Ctx::propagate`]: the command's arguments are not logged.
+    pub replaced: bool,
+}
+
+impl Effects {
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.replaced = false;
+    }
 }
 
 impl<'a> Ctx<'a> {
@@ -43,6 +62,28 @@ impl<'a> Ctx<'a> {
     /// they wait for. Every command that adds elements to a list or sorted set calls it.
     pub fn signal(&self, key: &[u8]) {
         self.shared.blocking.signal(self.client.db, key);
+    }
+
+    /// Says what the append-only log (and, later, replicas) must record for this command,
+    /// instead of its own arguments. By default a write command that changed the keyspace is
+    /// logged as it was called; a command whose arguments do not determine its effect logs the
+    /// effect instead: SPOP as SREM of the members it popped, INCRBYFLOAT as SET of the result,
+    /// a relative expiry as an absolute one, a blocking pop as the plain pop it performed. Each
+    /// call adds one record, in the current database; a command that calls it and then
+    /// changes nothing logs nothing (call it only for effects that happened).
+    #[allow(dead_code)] // first callers: SPOP, blocking pops, persistence (in progress)
+    pub fn propagate(&mut self, record: &[&[u8]]) {
+        self.effects.replaced = true;
+        self.effects.records.push(record.iter().map(|a| a.to_vec()).collect());
+    }
+
+    /// Raises the keyspace event `event` (Redis's name: "lpush", "hset", "del", "expired",
+    /// ...) of class `class` (see [`crate::notify`]) for `key` in the current database, after
+    /// the change it names. Commands raise the same events as Redis 7.0, in the same order.
+    #[allow(dead_code)] // first callers: the data-type commands (in progress)
+    pub fn notify(&self, class: u32, event: &'static str, key: &[u8]) {
+        // Delivery comes with pub/sub; until then nobody can subscribe to these.
+        let _ = (class, event, key);
     }
 }
 
@@ -236,6 +277,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, args: Args<'_>) -> Option<&'static Command> {
         }
     };
     ctx.timer.enter(id, stats);
+    ctx.effects.clear();
     let result = (cmd.run)(ctx, args);
     let keys = if cmd.op == KeyOp::None { 0 } else { cmd.key_count(args.len()) };
     stats.call(id, result.is_err(), cmd.op, keys);

@@ -15,7 +15,7 @@ use tracing::debug;
 use magpie_protocol::{Args, Decoder, Limits, Reply, Resp};
 use magpie_store::now_ms;
 
-use crate::command::{Ctx, dispatch};
+use crate::command::{Ctx, Effects, dispatch};
 use crate::server::Shared;
 use crate::stats;
 
@@ -49,6 +49,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
     let mut batch: Vec<Queued> = Vec::with_capacity(BATCH);
     let mut spans: Vec<(usize, usize)> = Vec::new();
     let mut inline_args: Vec<u8> = Vec::new();
+    let mut effects = Effects::default();
 
     'conn: loop {
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
@@ -135,6 +136,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                     now,
                     stats: counters,
                     timer: &mut timer,
+                    effects: &mut effects,
                 };
                 last = dispatch(&mut ctx, args).or(last);
                 if client.close {

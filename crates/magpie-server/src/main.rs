@@ -10,6 +10,8 @@ mod conn;
 mod error;
 mod float;
 mod info;
+#[allow(dead_code)] // raised by the data-type commands, delivered by pub/sub: both in progress
+mod notify;
 mod server;
 mod stats;
 
