@@ -1,0 +1,22 @@
+//! Keyspace events: the classes of Redis's `notify-keyspace-events`, and the event a command
+//! raises for a key it changed (`Ctx::notify`). Pub/sub delivers them on
+//! `__keyspace@<db>__:<key>` and `__keyevent@<db>__:<event>` when the class is enabled.
+
+/// `g`: DEL, EXPIRE, RENAME, ... (commands that apply to any type).
+pub const GENERIC: u32 = 1 << 2;
+/// `$`: string commands.
+pub const STRING: u32 = 1 << 3;
+/// `l`: list commands.
+pub const LIST: u32 = 1 << 4;
+/// `s`: set commands.
+pub const SET: u32 = 1 << 5;
+/// `h`: hash commands.
+pub const HASH: u32 = 1 << 6;
+/// `z`: sorted-set commands.
+pub const ZSET: u32 = 1 << 7;
+/// `x`: a key removed because it expired.
+pub const EXPIRED: u32 = 1 << 8;
+/// `e`: a key evicted for maxmemory.
+pub const EVICTED: u32 = 1 << 9;
+/// `n`: a new key (not part of `A`).
+pub const NEW: u32 = 1 << 12;
