@@ -285,7 +285,7 @@ start_server() { # start_server NAME
         local -a args=(--port "$port" --bind "$HOST" --save '' --appendonly no)
     else
         bin=$MAGPIE_BIN
-        local -a args=(--port "$port" --bind "$HOST")
+        local -a args=(--port "$port" --bind "$HOST" --save '' --appendonly no)
     fi
     local -a cmd=(taskset -c "$SERVER_CPU" "$bin" "${args[@]}")
     SERVER_CMD[$name]="(cd \$WORKDIR/$name && setsid $(quote "${cmd[@]}" | sed "s/ --port $port / --port \\\$PORT /"))"

@@ -693,6 +693,11 @@ impl Keyspace {
         &self.tap
     }
 
+    /// A handle on the tap that outlives a borrow of the keyspace (for other threads).
+    pub fn tap_handle(&self) -> Arc<Tap> {
+        self.tap.clone()
+    }
+
     /// Runs `f` while every shard of every database is write-locked: to every other thread,
     /// `f` happens between two commands. For switching what the tap reports, atomically.
     pub fn with_all_locked<R>(&self, f: impl FnOnce() -> R) -> R {
@@ -814,9 +819,10 @@ impl Keyspace {
     }
 
     /// One cycle of active expiry: walks shards that hold keys with a TTL, removing expired
-    /// keys, until `deadline`. Each shard is locked for at most a few hundred entries at a
+    /// keys, until `deadline`. `between` runs after each shard it visits, with no lock held (the
+    /// server logs the deletions there). Each shard is locked for at most a few hundred entries at a
     /// time, so no client waits long. Stops early when a full round finds little to do.
-    pub fn active_expire(&self, now: u64, deadline: Instant) -> ExpireStats {
+    pub fn active_expire(&self, now: u64, deadline: Instant, mut between: impl FnMut()) -> ExpireStats {
         const PER_LOCK: usize = 256;
         let mut stats = ExpireStats::default();
         let mut cursor = self.expire_cursor.lock();
@@ -831,6 +837,7 @@ impl Keyspace {
                     round_checked += c;
                     round_expired += e;
                 }
+                between();
             }
             *cursor = if shard + 1 < self.dbs.get(db).map_or(0, |d| d.shards.len()) {
                 (db, shard + 1)
@@ -1115,7 +1122,7 @@ mod tests {
         ks.db(1).write(b"keep").insert(b"keep", v("x"), Some(1_000_000), 0);
         let mut expired = 0;
         for _ in 0..100 {
-            expired += ks.active_expire(10, Instant::now() + Duration::from_millis(50)).expired;
+            expired += ks.active_expire(10, Instant::now() + Duration::from_millis(50), || {}).expired;
         }
         assert_eq!(expired, 10_000);
         assert_eq!(ks.db(1).len(), 1);
