@@ -16,6 +16,7 @@ use crate::journal::Fsync;
 /// with the same (Redis) name.
 #[derive(Parser, Deserialize, Debug, Default, Clone)]
 #[command(name = "magpie-server", version, about = "Magpie: a Redis-compatible in-memory key-value server")]
+#[command(args_override_self = true)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Options {
     /// TOML configuration file; flags given on the command line override it.

@@ -167,6 +167,7 @@ pub fn start(shared: &Arc<Shared>) -> Result<(), String> {
 
 fn load_and_open(shared: &Arc<Shared>) -> Result<(), String> {
     let p = &shared.persistence;
+    remove_stale_temp_files(&p.dir);
     let snapshot = p.snapshot_path(shared);
     if !shared.settings.appendonly() {
         if snapshot.exists() {
@@ -227,6 +228,19 @@ fn load_and_open(shared: &Arc<Shared>) -> Result<(), String> {
             p.journal.start(file, shared.settings.appendfsync())
         })
         .map_err(|e| format!("cannot start the log writer: {e}"))
+}
+
+/// Removes the temporary files of snapshots that a crash interrupted.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("temp-") && name.ends_with(".snapshot") {
+            info!("removing {}, left by an interrupted snapshot", e.path().display());
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Loads a snapshot into the (empty) keyspace. Expired entries are loaded too: the log that

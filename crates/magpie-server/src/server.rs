@@ -72,6 +72,7 @@ impl Shared {
 /// Binds the configured addresses and serves until shutdown.
 pub async fn run(config: Config) -> io::Result<()> {
     let shared = Arc::new(Shared::new(config.clone()));
+    ignore_file_size_signal();
     // Load what is on disk before anyone can connect (and fail before binding if it is damaged).
     let loader = shared.clone();
     tokio::task::spawn_blocking(move || persist::start(&loader))
@@ -188,6 +189,20 @@ fn spawn_expiry(shared: Arc<Shared>) -> io::Result<std::thread::JoinHandle<()>> 
             std::thread::sleep(period.saturating_sub(start.elapsed()));
         }
     })
+}
+
+/// A write past the process's file size limit (`ulimit -f`) raises SIGXFSZ, which kills by
+/// default. Listening for it turns it into an EFBIG error from `write`, which the log handles
+/// like a full disk: writes are refused until it works again.
+fn ignore_file_size_signal() {
+    use tokio::signal::unix::{SignalKind as K, signal};
+    const SIGXFSZ: i32 = 25;
+    match signal(K::from_raw(SIGXFSZ)) {
+        Ok(mut s) => {
+            tokio::spawn(async move { while s.recv().await.is_some() {} });
+        }
+        Err(e) => warn!("cannot catch SIGXFSZ: {e}; exceeding the file size limit will kill the server"),
+    }
 }
 
 enum SignalKind {

@@ -43,6 +43,11 @@ impl Server {
         panic!("magpie-server did not start on any of 5 free ports");
     }
 
+    /// Wraps a server started some other way (under `prlimit`, say), once it answers PING.
+    pub fn adopt(port: u16, child: Child) -> Server {
+        Server::wait_ready(port, child)
+    }
+
     pub fn magpie() -> Server {
         Server::magpie_with(&[])
     }
