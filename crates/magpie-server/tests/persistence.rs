@@ -222,7 +222,7 @@ fn crash_round(name: &str, seed: u64, during: Option<&str>, preload: usize) -> b
                 while !stop.load(Ordering::Relaxed) {
                     let (k, v) = (format!("w{t}:{}", i % 500), format!("{t}-{i}"));
                     match con.set::<_, _, ()>(&k, &v) {
-                        Ok(()) => acked.lock().unwrap().push((k, v)),
+                        Ok(()) => acked.lock().expect("lock").push((k, v)),
                         Err(_) => return, // the server is gone
                     }
                     i += 1;
@@ -246,7 +246,7 @@ fn crash_round(name: &str, seed: u64, during: Option<&str>, preload: usize) -> b
     for w in writers {
         w.join().expect("writer");
     }
-    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    let acked = std::mem::take(&mut *acked.lock().expect("lock"));
     assert!(acked.len() > 10, "too few writes acknowledged ({}) to test anything", acked.len());
 
     let s = start(&dir, ALWAYS);
@@ -257,20 +257,20 @@ fn crash_round(name: &str, seed: u64, during: Option<&str>, preload: usize) -> b
         last.insert(k, v);
     }
     for (k, v) in &last {
-        let got: Option<String> = con.get(k).unwrap();
+        let got: Option<String> = con.get(k).expect("GET");
         // A write sent but not acknowledged may have landed after the last acknowledged one.
         let ok = match &got {
             Some(g) => {
-                let (gt, gi) = g.split_once('-').unwrap();
-                let (vt, vi) = v.split_once('-').unwrap();
-                gt == vt && gi.parse::<u64>().unwrap() >= vi.parse::<u64>().unwrap()
+                let (gt, gi) = g.split_once('-').expect("t-i");
+                let (vt, vi) = v.split_once('-').expect("t-i");
+                gt == vt && gi.parse::<u64>().ok() >= vi.parse::<u64>().ok()
             }
             None => false,
         };
         assert!(ok, "round {name}/{seed}: {k} was acknowledged as {v}, after the crash it is {got:?}");
     }
     if preload > 0 {
-        assert_eq!(con.get::<_, Vec<u8>>(format!("pre{}", preload - 1)).unwrap(), vec![b'p'; 100]);
+        assert_eq!(con.get::<_, Vec<u8>>(format!("pre{}", preload - 1)).expect("GET"), vec![b'p'; 100]);
     }
     let _ = std::fs::remove_dir_all(&dir);
     in_progress
