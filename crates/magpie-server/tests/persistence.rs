@@ -300,7 +300,7 @@ fn log_with_keys(dir: &Path, n: usize) {
     let mut s = start(dir, ALWAYS);
     let mut con = s.client();
     for i in 0..n {
-        let _: () = con.set(format!("key{i}"), format!("value{i}")).unwrap();
+        let _: () = con.set(format!("key{i}"), format!("value{i}")).expect("SET");
     }
     shutdown(&mut s, "NOSAVE");
 }
