@@ -34,6 +34,7 @@ FILL_TYPE=string
 FILL_FIELDS=1
 TESTS_GIVEN=0
 CUSTOM_LABELS=()
+SERVER_ARGS=
 CUSTOM_CMDS=()
 SERVER_CPU=0
 CLIENT_CPU=1
@@ -76,6 +77,9 @@ Memory mode:
   --memory-fields F       items per key for list/hash/set/zset (default 100)
 
 Common:
+  --server-args 'ARGS'    extra flags for both servers, after the defaults, e.g.
+                          '--appendonly yes --appendfsync always' (each server runs in its
+                          own fresh temporary directory, where such files go)
   --magpie-bin PATH       magpie-server binary (default target/release/magpie-server,
                           built with cargo unless --skip-build or this option is given)
   --redis-bin PATH        redis-server binary (default /usr/bin/redis-server)
@@ -113,6 +117,7 @@ while [[ $# -gt 0 ]]; do
         shift 2
         ;;
     --fill-type) need_arg "$@"; FILL_TYPE=$2; shift 2 ;;
+    --server-args) need_arg "$@"; SERVER_ARGS=$2; shift 2 ;;
     --fill-fields) need_arg "$@"; FILL_FIELDS=$2; shift 2 ;;
     --pipelines) need_arg "$@"; PIPELINES=$2; shift 2 ;;
     --repeat) need_arg "$@"; REPEAT=$2; shift 2 ;;
@@ -287,7 +292,9 @@ start_server() { # start_server NAME
         bin=$MAGPIE_BIN
         local -a args=(--port "$port" --bind "$HOST" --save '' --appendonly no)
     fi
-    local -a cmd=(taskset -c "$SERVER_CPU" "$bin" "${args[@]}")
+    local -a extra=()
+    [[ -z $SERVER_ARGS ]] || read -r -a extra <<<"$SERVER_ARGS"
+    local -a cmd=(taskset -c "$SERVER_CPU" "$bin" "${args[@]}" "${extra[@]}")
     SERVER_CMD[$name]="(cd \$WORKDIR/$name && setsid $(quote "${cmd[@]}" | sed "s/ --port $port / --port \\\$PORT /"))"
     mkdir -p "$WORK/$name"
     # Subshell execs taskset, which execs the server: $! is the server's PID.

@@ -68,14 +68,24 @@ impl SnapshotWriter {
 
     /// Encodes one entry (in memory only).
     pub fn entry(&mut self, db: usize, key: &[u8], entry: &Entry) {
-        put_uvarint(&mut self.data, db as u64);
-        put_bytes(&mut self.data, key);
-        put_uvarint(&mut self.data, entry.expire_at().unwrap_or(0));
-        encode_value(&mut self.data, &entry.value);
+        encode_entry(&mut self.data, db, key, entry);
         self.entries += 1;
         if self.data.len() >= FRAME_TARGET {
             self.seal();
         }
+    }
+
+    /// Adds `count` entries encoded elsewhere with [`encode_entry`] (in memory only).
+    pub fn encoded(&mut self, encoded: &[u8], count: u64) {
+        if count == 0 {
+            return;
+        }
+        self.seal();
+        let mut payload = Vec::with_capacity(encoded.len() + 1);
+        payload.push(DATA);
+        payload.extend_from_slice(encoded);
+        frame::put_frame(&mut self.out, &payload);
+        self.entries += count;
     }
 
     fn seal(&mut self) {
@@ -126,6 +136,14 @@ impl SnapshotWriter {
     pub fn abandon(self) {
         let _ = fs::remove_file(&self.temp);
     }
+}
+
+/// Appends one snapshot entry, as a data frame holds it.
+pub fn encode_entry(out: &mut Vec<u8>, db: usize, key: &[u8], entry: &Entry) {
+    put_uvarint(out, db as u64);
+    put_bytes(out, key);
+    put_uvarint(out, entry.expire_at().unwrap_or(0));
+    encode_value(out, &entry.value);
 }
 
 /// The directory a file is in (`.` for a bare name).

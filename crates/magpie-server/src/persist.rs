@@ -18,9 +18,10 @@ use parking_lot::{Condvar, Mutex};
 use tracing::{info, warn};
 
 use magpie_persist::log::{LogFile, LogReader, Manifest, Tail};
+use magpie_persist::snapshot::encode_entry;
 use magpie_persist::{SnapshotReader, SnapshotWriter};
 use magpie_protocol::{Args, Reply, Resp};
-use magpie_store::now_ms;
+use magpie_store::{Entry, SnapshotSink, now_ms};
 
 use crate::client::Client;
 use crate::command::{self, Ctx, Effects};
@@ -374,12 +375,31 @@ fn replay_log(shared: &Arc<Shared>, path: &Path, allow_torn: bool) -> Result<u64
 // Snapshots
 
 /// Writes a snapshot of the keyspace as it is when `at_cut` runs (with every shard locked).
+/// Entries that writers change before the walk reaches them arrive through the sink, already
+/// encoded; they are written out between steps, so they never pile up in memory.
 fn write_snapshot(shared: &Shared, target: &Path, at_cut: impl FnOnce()) -> io::Result<(u64, u64)> {
     let p = &shared.persistence;
     let ks = &shared.keyspace;
     let mut w = SnapshotWriter::create(target, now_ms(), ks.db_count())?;
     p.progress.store(0, Ordering::Relaxed);
-    ks.begin_snapshot(at_cut);
+    let side: Arc<Mutex<(Vec<u8>, u64)>> = Arc::new(Mutex::new((Vec::new(), 0)));
+    let into = side.clone();
+    let sink: SnapshotSink = Arc::new(move |db, key: &[u8], entry: &Entry| {
+        let mut side = into.lock();
+        encode_entry(&mut side.0, db, key, entry);
+        side.1 += 1;
+    });
+    ks.begin_snapshot(sink, at_cut);
+    let mut spare = Vec::new();
+    let mut drain = |w: &mut SnapshotWriter| {
+        let count = {
+            let mut side = side.lock();
+            std::mem::swap(&mut side.0, &mut spare);
+            std::mem::take(&mut side.1)
+        };
+        w.encoded(&spare, count);
+        spare.clear();
+    };
     let mut walk = || -> io::Result<()> {
         for db in 0..ks.db_count() {
             for shard in 0..ks.db(db).shard_count() {
@@ -388,6 +408,7 @@ fn write_snapshot(shared: &Shared, target: &Path, at_cut: impl FnOnce()) -> io::
                         return Err(io::Error::other("snapshot aborted (shutdown)"));
                     }
                     let done = ks.snapshot_step(db, shard, STEP, |k, e| w.entry(db, k, e));
+                    drain(&mut w);
                     if w.pending() >= 1 << 20 {
                         w.flush()?;
                     }
@@ -398,6 +419,8 @@ fn write_snapshot(shared: &Shared, target: &Path, at_cut: impl FnOnce()) -> io::
                 }
             }
         }
+        // Every shard is finished: nothing reaches the sink any more.
+        drain(&mut w);
         Ok(())
     };
     match walk() {

@@ -1,6 +1,6 @@
 //! Databases, shards and entries.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,25 +72,30 @@ pub struct Shard {
     snap: Option<Box<SnapState>>,
 }
 
+/// Where a snapshot's entries go: called with the database, the key and the entry as it was
+/// at the snapshot's moment. It runs under a shard's lock, so it only encodes into memory.
+pub type SnapshotSink = Arc<dyn Fn(usize, &[u8], &Entry) + Send + Sync>;
+
 /// A snapshot's progress through one shard.
 ///
 /// The snapshot walks the shard from its last index down to 0, a few hundred entries at a
 /// time, while writers go on. Entries at indices below `cursor` are still to be visited; the
 /// rest have been written out, and so have any entries added since the snapshot began (they
 /// are appended at the end, beyond the cursor, and were not there at its moment). A writer
-/// about to change or remove an entry the walk has not reached first saves it in `pre`, so the
-/// snapshot still sees the entry as it was; removal moves the shard's last entry into the
-/// hole, and when that carries an entry already written into the unvisited part, `pre` marks
-/// it to be skipped. So every key present at the snapshot's moment is written exactly once,
-/// with its value of that moment, and no key created after it is written.
+/// about to change or remove an entry the walk has not reached first hands the entry as it is
+/// to the snapshot's sink and adds its key to `done`, so the walk skips it. Removal moves the
+/// shard's last entry into the hole; when that carries an entry already written into the
+/// unvisited part, `done` marks it too. So every key present at the snapshot's moment is
+/// written exactly once, with its value of that moment, and no key created after it is
+/// written. Nothing is kept in memory but the keys in `done`: the old values go straight to
+/// the sink, which encodes them for the file.
 struct SnapState {
     /// Entries at indices below this have not been visited yet. Written by the walk under the
     /// read lock (hence atomic), read by writers under the write lock.
     cursor: AtomicUsize,
-    /// Keys the walk must not take from the map: `Some(entry as it was)` for those changed or
-    /// removed before the walk reached them (written when the shard is finished), `None` for
-    /// those already written that moved into the unvisited part.
-    pre: HashMap<Key, Option<Entry>, Hasher>,
+    /// Keys already written that the walk may still meet in the unvisited part.
+    done: HashSet<Key, Hasher>,
+    sink: SnapshotSink,
 }
 
 impl Shard {
@@ -207,10 +212,11 @@ impl Shard {
         if let Some(snap) = self.snap.as_deref_mut() {
             let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
             for (i, (k, e)) in map.drain(..).enumerate() {
-                if i < cursor && !snap.pre.contains_key(&*k) {
-                    snap.pre.insert(k, Some(e));
+                if i < cursor && !snap.done.contains(&*k) {
+                    (snap.sink)(self.db, &k, &e);
                 }
             }
+            snap.done.clear();
         }
         map
     }
@@ -233,9 +239,10 @@ impl Shard {
             return; // already written out
         }
         if let Some((k, e)) = self.map.get_index(idx)
-            && !snap.pre.contains_key(&**k)
+            && !snap.done.contains(&**k)
         {
-            snap.pre.insert(k.clone(), Some(e.clone()));
+            (snap.sink)(self.db, k, e);
+            snap.done.insert(k.clone());
         }
     }
 
@@ -251,7 +258,7 @@ impl Shard {
             && idx < cursor
             && let Some((k, _)) = self.map.get_index(last)
         {
-            snap.pre.entry(k.clone()).or_insert(None);
+            snap.done.insert(k.clone());
         }
     }
 
@@ -713,11 +720,15 @@ impl Keyspace {
     /// At most one snapshot may run at a time (the caller sees to it).
     ///
     /// [`snapshot_step`]: Keyspace::snapshot_step
-    pub fn begin_snapshot<R>(&self, at_cut: impl FnOnce() -> R) -> R {
+    pub fn begin_snapshot<R>(&self, sink: SnapshotSink, at_cut: impl FnOnce() -> R) -> R {
         let mut guards: Vec<_> = self.dbs.iter().flat_map(|d| d.shards.iter()).map(|s| s.0.write()).collect();
         for g in &mut guards {
             let len = g.len();
-            g.snap = Some(Box::new(SnapState { cursor: AtomicUsize::new(len), pre: HashMap::default() }));
+            g.snap = Some(Box::new(SnapState {
+                cursor: AtomicUsize::new(len),
+                done: HashSet::default(),
+                sink: sink.clone(),
+            }));
         }
         let r = at_cut();
         drop(guards);
@@ -726,10 +737,9 @@ impl Keyspace {
 
     /// Writes out up to about `budget` entries of shard `shard` of database `db` for the
     /// snapshot in progress: calls `emit` with each key and its entry as they were when the
-    /// snapshot began (expired entries included; the loader sorts them out). Returns true when
-    /// the shard is finished, after which changes to it cost the snapshot nothing. The shard
-    /// is read-locked while entries are visited; the entries changed since the snapshot began
-    /// are emitted at the end, outside the lock.
+    /// snapshot began (expired entries included; the loader sorts them out), except those a
+    /// writer already gave to the sink. Returns true when the shard is finished, after which
+    /// changes to it cost the snapshot nothing. The shard is read-locked while it is visited.
     pub fn snapshot_step(&self, db: usize, shard: usize, budget: usize, mut emit: impl FnMut(&[u8], &Entry)) -> bool {
         let lock = &self.dbs[db].shards[shard].0;
         {
@@ -741,7 +751,7 @@ impl Keyspace {
                 cursor -= 1;
                 visited += 1;
                 if let Some((k, e)) = g.map.get_index(cursor)
-                    && !snap.pre.contains_key(&**k)
+                    && !snap.done.contains(&**k)
                 {
                     emit(k, e);
                 }
@@ -751,12 +761,8 @@ impl Keyspace {
                 return false;
             }
         }
-        let Some(snap) = lock.write().snap.take() else { return true };
-        for (k, e) in snap.pre {
-            if let Some(e) = e {
-                emit(&k, &e);
-            }
-        }
+        let taken = lock.write().snap.take();
+        drop(taken);
         true
     }
 
@@ -1198,7 +1204,14 @@ mod tests {
                     }
                 }
             }
-            ks.begin_snapshot(|| ());
+            let sunk = Arc::new(parking_lot::Mutex::new(Vec::new()));
+            let into = sunk.clone();
+            ks.begin_snapshot(
+                Arc::new(move |db, k: &[u8], e: &Entry| {
+                    into.lock().push((db, k.to_vec(), e.value.clone(), e.expire_at()))
+                }),
+                || (),
+            );
             let mut got = BTreeMap::new();
             let mut pending: Vec<(usize, usize)> = (0..2).flat_map(|d| (0..4).map(move |s| (d, s))).collect();
             while !pending.is_empty() {
@@ -1214,6 +1227,10 @@ mod tests {
                 for _ in 0..rng.usize(..6) {
                     apply(&mut rng, &mut now);
                 }
+            }
+            for (db, k, value, expire) in sunk.lock().drain(..) {
+                let old = got.insert((db, k.clone()), (value, expire));
+                assert!(old.is_none(), "seed {seed}: {k:?} written twice");
             }
             assert_eq!(got, expected, "seed {seed}");
             for db in 0..2 {
