@@ -1,6 +1,6 @@
 //! Databases, shards and entries.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -70,6 +70,16 @@ pub struct Shard {
     tap: Arc<Tap>,
     /// The state of a snapshot in progress (see [`Keyspace::begin_snapshot`]).
     snap: Option<Box<SnapState>>,
+    /// Keys that transactions watch (WATCH, or touched inside BEGIN), with a version that
+    /// every change to the key increments. Empty almost always, so a change pays one check.
+    watched: HashMap<Key, Watched, Hasher>,
+}
+
+/// A watched key: its version, and how many watchers hold it.
+#[derive(Debug, Default)]
+struct Watched {
+    version: u64,
+    refs: u32,
 }
 
 /// Where a snapshot's entries go: called with the database, the key and the entry as it was
@@ -205,6 +215,14 @@ impl Shard {
     /// outside the lock. A snapshot in progress keeps the entries it has not written yet.
     fn take(&mut self) -> Map {
         self.tap.tick();
+        if !self.watched.is_empty() {
+            // As Redis: a flush touches the watched keys that existed.
+            for (k, w) in self.watched.iter_mut() {
+                if self.map.contains_key(&**k) {
+                    w.version += 1;
+                }
+            }
+        }
         self.volatile = Vec::new();
         self.expire_cursor = 0;
         self.value_bytes = 0;
@@ -222,14 +240,60 @@ impl Shard {
     }
 
     /// Reports a change about to be made to the entry at `idx` (in place, or its removal): the
-    /// change takes its sequence number, and a snapshot in progress keeps the entry as it was.
+    /// change takes its sequence number, a snapshot in progress keeps the entry as it was, and
+    /// watchers of the key see its version move.
     #[inline]
     fn changing(&mut self, idx: usize) -> u64 {
         let seq = self.tap.tick();
         if self.snap.is_some() {
             self.preserve(idx);
         }
+        if !self.watched.is_empty()
+            && let Some((k, _)) = self.map.get_index(idx)
+            && let Some(w) = self.watched.get_mut(&**k)
+        {
+            w.version += 1;
+        }
         seq
+    }
+
+    /// Reports a key about to be created (not in the map).
+    #[inline]
+    fn creating(&mut self, key: &[u8]) {
+        self.tap.tick();
+        if !self.watched.is_empty()
+            && let Some(w) = self.watched.get_mut(key)
+        {
+            w.version += 1;
+        }
+    }
+
+    /// Starts watching `key` (WATCH, or a transaction's first touch); returns its version.
+    /// Every [`Shard::watch`] needs one [`Shard::unwatch`].
+    pub fn watch(&mut self, key: &[u8]) -> u64 {
+        let w = self.watched.entry(Key::new(key)).or_default();
+        w.refs += 1;
+        w.version
+    }
+
+    /// Stops one watch of `key`.
+    pub fn unwatch(&mut self, key: &[u8]) {
+        if let Some(w) = self.watched.get_mut(key) {
+            w.refs = w.refs.saturating_sub(1);
+            if w.refs == 0 {
+                self.watched.remove(key);
+            }
+        }
+    }
+
+    /// The version of a watched key (None if nobody watches it).
+    pub fn watch_version(&self, key: &[u8]) -> Option<u64> {
+        self.watched.get(key).map(|w| w.version)
+    }
+
+    /// Whether `key` is held but its time has passed (it is not reclaimed yet).
+    pub fn is_expired(&self, key: &[u8], now: u64) -> bool {
+        self.map.get(key).is_some_and(|e| e.is_expired(now))
     }
 
     #[cold]
@@ -462,14 +526,14 @@ impl<'a> EmptySlot<'a> {
                 // takes its place.
                 let seq = shard.changing(idx);
                 shard.tap.expired(seq, shard.db, self.key);
-                shard.tap.tick();
+                shard.creating(self.key);
                 let old = std::mem::replace(&mut shard.map[idx].value, value);
                 shard.value_bytes -= old.size() as u64;
                 shard.expired += 1;
                 idx
             }
             None => {
-                shard.tap.tick();
+                shard.creating(self.key);
                 shard.map.insert_full(Key::new(self.key), Entry::new(value)).0
             }
         };
@@ -1241,6 +1305,42 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn watched_versions_move_with_every_change_and_only_then() {
+        let mut s = Shard::default();
+        s.insert(b"a", v("1"), None, 0);
+        let v0 = s.watch(b"a");
+        let m0 = s.watch(b"missing");
+        assert!(s.get(b"a", 0).is_some());
+        s.insert(b"other", v("x"), None, 0);
+        assert_eq!((s.watch_version(b"a"), s.watch_version(b"missing")), (Some(v0), Some(m0)));
+        if let Slot::Live(mut live) = s.slot(b"a", 0) {
+            live.value_mut();
+        }
+        assert_eq!(s.watch_version(b"a"), Some(v0 + 1));
+        s.insert(b"missing", v("now"), None, 0);
+        assert_eq!(s.watch_version(b"missing"), Some(m0 + 1));
+        s.set_expire(b"a", Some(10), 0);
+        s.remove(b"missing", 0);
+        assert_eq!((s.watch_version(b"a"), s.watch_version(b"missing")), (Some(v0 + 2), Some(m0 + 2)));
+        assert!(s.is_expired(b"a", 10) && !s.is_expired(b"a", 9));
+        // Reclaiming the expired key is a change too.
+        s.expire_step(20, 10);
+        assert_eq!(s.watch_version(b"a"), Some(v0 + 3));
+        // Two watchers of one key: it stays watched until both let go.
+        s.watch(b"a");
+        s.unwatch(b"a");
+        assert!(s.watch_version(b"a").is_some());
+        s.unwatch(b"a");
+        assert!(s.watch_version(b"a").is_none());
+        // A flush touches the watched keys that existed, not the others.
+        s.insert(b"b", v("1"), None, 0);
+        let b0 = s.watch(b"b");
+        let c0 = s.watch(b"c");
+        drop(s.take());
+        assert_eq!((s.watch_version(b"b"), s.watch_version(b"c")), (Some(b0 + 1), Some(c0)));
     }
 
     #[test]
