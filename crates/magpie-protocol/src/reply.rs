@@ -127,6 +127,14 @@ impl Reply {
         }
     }
 
+    /// Out-of-band data (pub/sub messages): a push (`>`) in RESP3, an array in RESP2.
+    pub fn push(&mut self, len: usize) {
+        match self.proto {
+            Resp::V2 => self.header(b'*', len),
+            Resp::V3 => self.header(b'>', len),
+        }
+    }
+
     /// A boolean: `#t`/`#f` in RESP3, the integers 1 and 0 in RESP2.
     pub fn bool(&mut self, b: bool) {
         match self.proto {
