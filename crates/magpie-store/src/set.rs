@@ -377,11 +377,8 @@ impl Table {
     fn insert(&mut self, m: MemberRef<'_>) -> bool {
         let h = hash_of(&self.hasher, m);
         let (members, hasher) = (&self.members, &self.hasher);
-        let entry = self.index.entry(
-            h,
-            |&i| same(&members[i as usize], m),
-            |&i| hash_of(hasher, members[i as usize].as_ref()),
-        );
+        let entry =
+            self.index.entry(h, |&i| same(&members[i as usize], m), |&i| hash_of(hasher, members[i as usize].as_ref()));
         match entry {
             hashbrown::hash_table::Entry::Occupied(_) => false,
             hashbrown::hash_table::Entry::Vacant(v) => {
@@ -651,7 +648,7 @@ impl Set {
 
     /// Calls `f` with `count` members chosen independently and uniformly at random (so
     /// repeats are possible): SRANDMEMBER with a negative count. O(1) per member.
-    pub fn random_with_repeats(&self, count: usize, mut f: impl FnMut(MemberRef<'_>)) {
+    pub fn random_with_repeats<'a>(&'a self, count: usize, mut f: impl FnMut(MemberRef<'a>)) {
         if self.is_empty() {
             return;
         }
@@ -664,7 +661,7 @@ impl Set {
     /// Calls `f` with `count` distinct members chosen uniformly at random (all of them, in
     /// storage order, when `count` is at least the size): SRANDMEMBER with a positive count.
     /// O(count) for a table.
-    pub fn random_distinct(&self, count: usize, mut f: impl FnMut(MemberRef<'_>)) {
+    pub fn random_distinct<'a>(&'a self, count: usize, mut f: impl FnMut(MemberRef<'a>)) {
         let len = self.len();
         if count >= len {
             self.iter().for_each(f);
@@ -719,7 +716,7 @@ impl Set {
     /// moves the last member (visited) into the hole, so a member can only move from the
     /// visited part to the unvisited one, never back: **a member present for the whole scan is
     /// never missed**, though it may come twice, which SSCAN allows.
-    pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(MemberRef<'_>)) -> u64 {
+    pub fn scan<'a>(&'a self, cursor: u64, count: usize, mut f: impl FnMut(MemberRef<'a>)) -> u64 {
         let Repr::Table(t) = &self.repr else {
             self.iter().for_each(f);
             return 0;
@@ -743,8 +740,8 @@ enum Positions<'a> {
     Table(&'a [Member]),
 }
 
-impl Positions<'_> {
-    fn get(&self, i: usize) -> MemberRef<'_> {
+impl<'a> Positions<'a> {
+    fn get(&self, i: usize) -> MemberRef<'a> {
         match self {
             Positions::Ints(ints) => MemberRef::Int(ints.get(i)),
             Positions::Pack(pack, offsets) => MemberRef::Bytes(pack.at(usize::from(offsets[i])).0),

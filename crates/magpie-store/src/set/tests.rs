@@ -259,7 +259,10 @@ fn sampling_is_roughly_uniform() {
         let expected = 400.0;
         for (m, &c) in &counts {
             let c = c as f64;
-            assert!(c > expected * 0.7 && c < expected * 1.3, "size {size}: {m:?} drawn {c} times, expected about {expected}");
+            assert!(
+                c > expected * 0.7 && c < expected * 1.3,
+                "size {size}: {m:?} drawn {c} times, expected about {expected}"
+            );
         }
     }
 }
@@ -271,7 +274,12 @@ fn tables_give_memory_back_when_they_shrink() {
         set.pop_random();
     }
     let Repr::Table(t) = &set.repr else { panic!("a big set stays a table") };
-    assert!(t.index.capacity() < 1000 && t.members.capacity() < 1000, "{} {}", t.index.capacity(), t.members.capacity());
+    assert!(
+        t.index.capacity() < 1000 && t.members.capacity() < 1000,
+        "{} {}",
+        t.index.capacity(),
+        t.members.capacity()
+    );
     check_table(t);
     assert_eq!(set.len(), 10);
 }
