@@ -191,8 +191,9 @@ fn random_operations_agree_with_a_model() {
 fn check_table(t: &Table) {
     assert_eq!(t.index.len(), t.members.len());
     let mut seen = vec![false; t.members.len()];
-    for &i in t.index.iter() {
-        assert!(!std::mem::replace(&mut seen[i as usize], true));
+    for slot in t.index.iter() {
+        assert!(!std::mem::replace(&mut seen[slot.pos as usize], true));
+        assert_eq!(slot.hash, hash_of(&t.hasher, t.members[slot.pos as usize].as_ref()));
     }
     for (pos, m) in t.members.iter().enumerate() {
         assert_eq!(t.find(m.as_ref()), Some(pos));
