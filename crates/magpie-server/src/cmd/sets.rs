@@ -9,7 +9,7 @@ use magpie_protocol::{Args, Reply};
 use magpie_store::set::{MAX_INTSET_ENTRIES, Member, MemberRef};
 use magpie_store::{Entry, Set, Slot, Value, glob_match};
 
-use super::keys::parse_cursor;
+use super::keys::{ScanOptions, parse_cursor, scan_options};
 use crate::command::Command;
 use crate::command::Ctx;
 use crate::command::flags::{DENYOOM, FAST, READONLY, WRITE};
@@ -629,25 +629,7 @@ pub fn sscan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Ok(());
     };
     let set = as_set(&entry.value)?;
-    let (mut pattern, mut count) = (None, 10usize);
-    let mut i = 3;
-    while i < args.len() {
-        let has_value = i + 1 < args.len();
-        let opt = args.get(i);
-        if is(opt, "count") && has_value {
-            let n = int_arg(args.get(i + 1))?;
-            if n < 1 {
-                return Err(error::syntax());
-            }
-            count = usize::try_from(n).unwrap_or(usize::MAX);
-        } else if is(opt, "match") && has_value {
-            let p = args.get(i + 1);
-            pattern = (p != b"*").then_some(p);
-        } else {
-            return Err(error::syntax());
-        }
-        i += 2;
-    }
+    let ScanOptions { pattern, count, .. } = scan_options(args, 3, false)?;
     let mut found = Vec::new();
     let next = set.scan(cursor, count, |m| {
         if pattern.is_none_or(|p| m.with_bytes(|b| glob_match(p, b, false))) {
