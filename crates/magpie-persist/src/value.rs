@@ -9,7 +9,7 @@
 //!        | 0x05 count:uvarint (bytes f64le)* sorted set, member then score, in order
 //! ```
 
-use magpie_store::Value;
+use magpie_store::{Set, Value};
 
 use crate::codec::{Cursor, DecodeError, Decoded, put_bytes, put_ivarint, put_uvarint};
 
@@ -43,6 +43,7 @@ pub fn encode_value(out: &mut Vec<u8>, value: &Value) {
         Value::Set(s) => {
             out.push(SET);
             put_uvarint(out, s.len() as u64);
+            s.for_each(|m| put_bytes(out, m));
         }
         Value::ZSet(z) => {
             out.push(ZSET);
@@ -55,7 +56,56 @@ pub fn decode_value(c: &mut Cursor<'_>) -> Decoded<Value> {
     match c.u8()? {
         STR => Ok(Value::Str(c.bytes()?.to_vec())),
         INT => Ok(Value::Int(c.ivarint()?)),
-        t @ (LIST | HASH | SET | ZSET) => Err(DecodeError(format!("value type {t} is not supported yet"))),
+        SET => {
+            let n = c.count(1)?;
+            if n == 0 {
+                return Err(DecodeError("an empty set".into()));
+            }
+            let mut set = Set::new();
+            for _ in 0..n {
+                let member = c.bytes()?;
+                if !set.insert(member) {
+                    return Err(DecodeError("a set member written twice".into()));
+                }
+            }
+            Ok(Value::Set(Box::new(set)))
+        }
+        t @ (LIST | HASH | ZSET) => Err(DecodeError(format!("value type {t} is not supported yet"))),
         t => Err(DecodeError(format!("unknown value type {t}"))),
+    }
+}
+
+#[cfg(test)]
+mod set_tests {
+    use super::*;
+
+    fn round_trip(value: &Value) -> Value {
+        let mut buf = Vec::new();
+        encode_value(&mut buf, value);
+        let mut c = Cursor::new(&buf);
+        let back = decode_value(&mut c).expect("decodes");
+        assert!(c.is_empty(), "bytes left over");
+        back
+    }
+
+    #[test]
+    fn sets_round_trip_in_every_representation() {
+        let intset = Set::from_members([&b"1"[..], b"-7", b"300000"]);
+        let small = Set::from_members([&b"a"[..], b"", b"\0\r\n", b"42"]);
+        let big: Vec<String> = (0..1000).map(|i| format!("member:{i}")).collect();
+        let big = Set::from_members(big.iter().map(|m| m.as_bytes()));
+        for set in [intset, small, big] {
+            let encoding = set.encoding();
+            let back = round_trip(&Value::Set(Box::new(set.clone())));
+            let Value::Set(back) = back else { panic!("not a set") };
+            assert_eq!((*back == set, back.encoding(), back.size()), (true, encoding, set.size()));
+        }
+    }
+
+    #[test]
+    fn corrupt_sets_are_refused() {
+        for bad in [&[SET, 0][..], &[SET, 2, 1, b'a', 1, b'a'], &[SET, 3, 1, b'a'], &[SET, 1, 5, b'a']] {
+            assert!(decode_value(&mut Cursor::new(bad)).is_err(), "{bad:?}");
+        }
     }
 }

@@ -78,6 +78,12 @@ diff_tests! {
     set_options_resp3 => "set_options.redis", Resp3;
     counters_resp3 => "counters.redis", Resp3;
     keys_resp3 => "keys.redis", Resp3;
+    sets => "sets.redis", Resp2;
+    sets_resp3 => "sets.redis", Resp3;
+    sets_ops => "sets_ops.redis", Resp2;
+    sets_ops_resp3 => "sets_ops.redis", Resp3;
+    sets_random => "sets_random.redis", Resp2;
+    sets_random_resp3 => "sets_random.redis", Resp3;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.

@@ -241,6 +241,29 @@ fn counters_agree_with_redis() {
         "APPEND a !",
         "SET e v PX 20",
         "SET e2 v PX 20",
+        // Sets: reads count (every source of the STORE forms too, and SPOP taking a whole
+        // set); SADD, SREM, SMOVE and SPOP do not.
+        "SADD sa 1 2 3",
+        "SADD sb 2 x",
+        "SADD a x",
+        "SISMEMBER sa 1",
+        "SISMEMBER nosuch 1",
+        "SMISMEMBER sa 1 9",
+        "SCARD sb",
+        "SMEMBERS nosuch",
+        "SRANDMEMBER sa",
+        "SRANDMEMBER sa -2",
+        "SSCAN sa 0",
+        "SINTER sa sb nosuch",
+        "SINTER sa a",
+        "SUNIONSTORE su sa sb",
+        "SDIFFSTORE sd sa nosuch",
+        "SINTERCARD 2 sa sb",
+        "SMOVE sa sb 1",
+        "SPOP su 10",
+        "SPOP sb",
+        "SREM sa 2 3 nosuch",
+        "DEL sa sb sd",
         "DEL a n x",
     ];
     let mut results = Vec::new();
@@ -270,4 +293,56 @@ fn counters_agree_with_redis() {
     }
     assert!(results[0].len() > 20, "{:?}", results[0]);
     assert_eq!(results[1], results[0], "magpie (right) vs redis (left)");
+}
+
+/// value_bytes after set writes equals a recount of every member's length (integers in
+/// decimal), through encoding changes, pops, moves, STORE forms, expiry and FLUSHALL.
+#[test]
+fn value_bytes_follow_set_writes() {
+    let server = Server::magpie();
+    let mut c = server.raw();
+    let mut client = server.client();
+    let mut check = |c: &mut Raw, step: &str| {
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut client).expect("KEYS");
+        let mut total = 0;
+        for key in &keys {
+            let members: Vec<Vec<u8>> = redis::cmd("SMEMBERS").arg(key).query(&mut client).expect("SMEMBERS");
+            total += members.iter().map(Vec::len).sum::<usize>() as u64;
+        }
+        let m = info(c, "magpie");
+        assert_eq!((num(&m, "keys"), num(&m, "value_bytes")), (keys.len() as u64, total), "after {step}");
+    };
+    run(&mut c, &["SADD s 1 22 333 -4444"]);
+    check(&mut c, "SADD of integers");
+    assert_eq!(num(&info(&mut c, "magpie"), "value_bytes"), 1 + 2 + 3 + 5);
+    run(&mut c, &["SADD s 22 abc", "SADD t x"]);
+    check(&mut c, "a string member");
+    let many: Vec<String> = (0..600).map(|i| (i * 7).to_string()).collect();
+    let mut sadd: Vec<&[u8]> = vec![b"SADD", b"big"];
+    sadd.extend(many.iter().map(|m| m.as_bytes()));
+    c.cmd(&sadd[..514]); // 512 members: an intset
+    check(&mut c, "512 integers");
+    c.cmd(&sadd);
+    check(&mut c, "600 integers (hashtable)");
+    let strings: Vec<String> = (0..300).map(|i| format!("member:{i}")).collect();
+    let mut sadd: Vec<&[u8]> = vec![b"SADD", b"strs"];
+    sadd.extend(strings.iter().map(|m| m.as_bytes()));
+    c.cmd(&sadd);
+    check(&mut c, "300 strings");
+    run(&mut c, &["SREM s 1 abc nosuch", "SREM t x", "SPOP big", "SPOP big 5", "SPOP big 590"]);
+    check(&mut c, "SREM and SPOP");
+    run(&mut c, &["SPOP strs 10", "SMOVE strs s member:200", "SMOVE s fresh 22", "SMOVE strs s member:201"]);
+    check(&mut c, "SMOVE");
+    run(&mut c, &["SET str hello", "SUNIONSTORE str s fresh", "SINTERSTORE inter s strs", "SDIFFSTORE diff strs s"]);
+    check(&mut c, "STORE forms over a string");
+    run(&mut c, &["SINTERSTORE diff s nosuch", "SDIFFSTORE str s s", "SPOP fresh 100", "DEL inter"]);
+    check(&mut c, "empty results and whole pops");
+    run(&mut c, &["SADD ttl a b c", "PEXPIRE ttl 20", "SADD ttl2 1 2", "PEXPIRE ttl2 20"]);
+    check(&mut c, "before expiry");
+    std::thread::sleep(Duration::from_millis(30));
+    run(&mut c, &["SADD ttl2 3"]); // written over once expired: a new set
+    wait_dbsize(&mut c, 4); // s, big, strs, ttl2
+    check(&mut c, "after expiry");
+    run(&mut c, &["FLUSHALL"]);
+    check(&mut c, "FLUSHALL");
 }

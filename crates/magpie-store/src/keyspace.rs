@@ -951,6 +951,17 @@ impl MultiWrite<'_> {
         let i = self.ids.binary_search(&id).expect("key's shard was not locked");
         &mut self.guards[i]
     }
+
+    /// The shard of `key` in database `db`, read-only: several can be borrowed at once (a
+    /// command that reads some keys and then writes another, as SINTERSTORE).
+    ///
+    /// # Panics
+    /// If that key was not among those locked (a bug in the caller).
+    pub fn shard_ref(&self, db: usize, key: &[u8]) -> &Shard {
+        let id = (db, self.ks.dbs[db].shard_index(key));
+        let i = self.ids.binary_search(&id).expect("key's shard was not locked");
+        &self.guards[i]
+    }
 }
 
 /// Read locks over the shards of several keys; see [`Keyspace::lock_read`].
