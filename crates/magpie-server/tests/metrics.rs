@@ -89,6 +89,48 @@ fn value_bytes_and_key_counts_are_exact_through_every_kind_of_write() {
 }
 
 #[test]
+fn value_bytes_follow_hash_writes() {
+    let server = Server::magpie();
+    let mut c = server.raw();
+    let magpie = |c: &mut Raw| {
+        let m = info(c, "magpie");
+        (num(&m, "keys"), num(&m, "value_bytes"))
+    };
+    run(&mut c, &["HSET h a 1 bb 22", "HSETNX h a xxxx", "HSETNX h c 333"]);
+    assert_eq!(magpie(&mut c), (1, 2 + 4 + 4));
+    run(&mut c, &["HSET h a 12345", "HINCRBY h bb 78", "HINCRBYFLOAT h n 1.5"]); // a=12345, bb=100, n=1.5
+    assert_eq!(magpie(&mut c), (1, 6 + 5 + 4 + 4));
+    run(&mut c, &["HDEL h c missing", "HMSET h2 f v"]);
+    assert_eq!(magpie(&mut c), (2, 6 + 5 + 4 + 2));
+    // Through the conversion to a table (513 fields) and back down to nothing.
+    let mut big = b"HSET big".to_vec();
+    for i in 0..513 {
+        big.extend_from_slice(format!(" f{i:03} v").as_bytes());
+    }
+    let args: Vec<&[u8]> = big.split(|&b| b == b' ').collect();
+    c.cmd(&args);
+    assert_eq!(magpie(&mut c), (3, 17 + 513 * 5));
+    run(&mut c, &["HSET big f000 a-longer-value f001 1", "HINCRBYFLOAT big f001 0.25"]);
+    assert_eq!(magpie(&mut c), (3, 17 + 513 * 5 + 13 + 3));
+    let mut del = b"HDEL big".to_vec();
+    for i in 0..513 {
+        del.extend_from_slice(format!(" f{i:03}").as_bytes());
+    }
+    let args: Vec<&[u8]> = del.split(|&b| b == b' ').collect();
+    assert_eq!(c.cmd(&args), b":513\r\n");
+    assert_eq!(magpie(&mut c), (2, 17));
+    // RENAME, COPY, DEL, expiry and FLUSHALL.
+    run(&mut c, &["RENAME h h3", "COPY h3 h4"]);
+    assert_eq!(magpie(&mut c), (3, 17 + 15));
+    run(&mut c, &["DEL h3", "PEXPIRE h4 20"]);
+    assert_eq!(magpie(&mut c), (2, 2 + 15));
+    wait_dbsize(&mut c, 1);
+    assert_eq!(magpie(&mut c), (1, 2));
+    run(&mut c, &["FLUSHALL"]);
+    assert_eq!(magpie(&mut c), (0, 0));
+}
+
+#[test]
 fn operation_counters_commandstats_and_resetstat() {
     let server = Server::magpie();
     let mut c = server.raw();
@@ -241,6 +283,31 @@ fn counters_agree_with_redis() {
         "APPEND a !",
         "SET e v PX 20",
         "SET e2 v PX 20",
+        // Hashes: reads count their key, writes do not; errors before the lookup count nothing.
+        "HSET h a 1 b 2",
+        "HGET h a",
+        "HGET h x",
+        "HGET nohash a",
+        "HMGET nohash a b",
+        "HGETALL h",
+        "HLEN nohash",
+        "HEXISTS h a",
+        "HSTRLEN h a",
+        "HKEYS h",
+        "HVALS nohash",
+        "HRANDFIELD h",
+        "HRANDFIELD nohash 2",
+        "HRANDFIELD h x",
+        "HSCAN h 0",
+        "HSCAN nohash 0",
+        "HSCAN h x",
+        "HINCRBY h a 1",
+        "HINCRBYFLOAT h a 1.5",
+        "HINCRBY h a x",
+        "HSETNX h c 3",
+        "HSET h odd",
+        "HGET a x",
+        "HDEL h a b c",
         "DEL a n x",
     ];
     let mut results = Vec::new();
