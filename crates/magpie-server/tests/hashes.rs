@@ -21,7 +21,7 @@ fn fill(c: &mut redis::Connection, key: &str, n: usize) {
         for i in chunk {
             cmd.arg(format!("f{i}")).arg(format!("v{i}"));
         }
-        let _: i64 = cmd.query(c).unwrap();
+        let _: i64 = cmd.query(c).expect("HSET");
     }
 }
 
@@ -37,7 +37,7 @@ fn hscan_all(
     let mut calls = 0;
     loop {
         let (next, items): (u64, Vec<(String, String)>) =
-            redis::cmd("HSCAN").arg(key).arg(cursor).arg("COUNT").arg(count).query(c).unwrap();
+            redis::cmd("HSCAN").arg(key).arg(cursor).arg("COUNT").arg(count).query(c).expect("HSCAN");
         calls += 1;
         seen.extend(items);
         if next == 0 {
