@@ -6,7 +6,8 @@
 //!   [`MAX_PACK_VALUE`] bytes: every pair in one `Vec<u8>`, in insertion order, each as
 //!   `[field length: u8][field][value length: u8][value]`. Lookups scan it, which at this size
 //!   costs less than hashing and chasing pointers, and the whole hash is one allocation kept at
-//!   its exact size.
+//!   its exact size (reallocated on every change, as Redis reallocates a listpack). With its
+//!   count beside it, a small hash is 24 bytes plus that buffer.
 //! - **hashtable**, above either threshold (for good: a big hash that shrinks stays a table, as
 //!   in Redis). Pairs live in a dense vector of single allocations, each holding the field's
 //!   length (a varint), the field and the value; a `hashbrown::HashTable<u32>` maps a field to
@@ -35,15 +36,14 @@ pub const MAX_PACK_VALUE: usize = 64;
 #[derive(Clone, Default)]
 pub struct Hash {
     repr: Repr,
-    /// Bytes of user data: the lengths of every field and value.
-    size: usize,
 }
 
 #[derive(Clone)]
 enum Repr {
-    /// `len` pairs packed in `buf` (see the module's documentation).
+    /// `len` pairs packed in `buf` (see the module's documentation). The bytes of user data
+    /// are the buffer's length less two length bytes per pair.
     Pack {
-        buf: Vec<u8>,
+        buf: Box<[u8]>,
         len: u16,
     },
     Table(Box<Table>),
@@ -51,7 +51,7 @@ enum Repr {
 
 impl Default for Repr {
     fn default() -> Repr {
-        Repr::Pack { buf: Vec::new(), len: 0 }
+        Repr::Pack { buf: Box::default(), len: 0 }
     }
 }
 
@@ -74,7 +74,10 @@ impl Hash {
 
     /// Bytes of user data held (every field's and value's length), O(1).
     pub fn size(&self) -> usize {
-        self.size
+        match &self.repr {
+            Repr::Pack { buf, len } => buf.len() - 2 * usize::from(*len),
+            Repr::Table(t) => t.size,
+        }
     }
 
     /// OBJECT ENCODING, as Redis 7.0 names it.
@@ -104,50 +107,34 @@ impl Hash {
             let fits = field.len() <= MAX_PACK_VALUE && value.len() <= MAX_PACK_VALUE;
             if fits {
                 if let Some(at) = pack_find(buf, field) {
-                    self.size = self.size - at.value.len() + value.len();
                     pack_replace(buf, at.value, value);
                     return false;
                 }
                 if usize::from(*len) < MAX_PACK_ENTRIES {
                     pack_push(buf, field, value);
                     *len += 1;
-                    self.size += field.len() + value.len();
                     return true;
                 }
             }
             self.convert();
         }
         let Repr::Table(t) = &mut self.repr else { unreachable!("converted above") };
-        match t.insert(field, value) {
-            Some(old_len) => {
-                self.size = self.size - old_len + value.len();
-                false
-            }
-            None => {
-                self.size += field.len() + value.len();
-                true
-            }
-        }
+        t.insert(field, value)
     }
 
     /// Removes `field`. Returns whether it was there.
     pub fn remove(&mut self, field: &[u8]) -> bool {
-        let removed = match &mut self.repr {
-            Repr::Pack { buf, len } => pack_find(buf, field).map(|at| {
-                buf.drain(at.start..at.value.end);
-                // Give memory back as the pack shrinks, as a listpack is reallocated.
-                if buf.capacity() >= 2 * buf.len() + 64 {
-                    buf.shrink_to_fit();
-                }
+        match &mut self.repr {
+            Repr::Pack { buf, len } => {
+                let Some(at) = pack_find(buf, field) else { return false };
+                edit(buf, |v| {
+                    v.drain(at.start..at.value.end);
+                });
                 *len -= 1;
-                at.value.len()
-            }),
+                true
+            }
             Repr::Table(t) => t.remove(field),
-        };
-        if let Some(value_len) = removed {
-            self.size -= field.len() + value_len;
         }
-        removed.is_some()
     }
 
     /// The (field, value) pairs: a listpack in insertion order, a table in no particular order.
@@ -268,7 +255,7 @@ impl Hash {
     #[cfg(test)]
     fn check(&self) {
         let size: usize = self.iter().map(|(f, v)| f.len() + v.len()).sum();
-        assert_eq!(size, self.size);
+        assert_eq!(size, self.size());
         assert_eq!(self.iter().count(), self.len());
         match &self.repr {
             Repr::Pack { buf, len } => {
@@ -421,29 +408,36 @@ fn pack_find(buf: &[u8], field: &[u8]) -> Option<PackPos> {
     None
 }
 
-/// Appends a pair, growing the buffer to its exact new size.
-fn pack_push(buf: &mut Vec<u8>, field: &[u8], value: &[u8]) {
-    buf.reserve_exact(2 + field.len() + value.len());
-    buf.push(field.len() as u8);
-    buf.extend_from_slice(field);
-    buf.push(value.len() as u8);
-    buf.extend_from_slice(value);
+/// Changes a pack's buffer through a `Vec`, leaving it at its exact new size: one
+/// reallocation (in place when the allocator's size class still fits), as a listpack's.
+fn edit(buf: &mut Box<[u8]>, f: impl FnOnce(&mut Vec<u8>)) {
+    let mut v = std::mem::take(buf).into_vec();
+    f(&mut v);
+    *buf = v.into_boxed_slice();
+}
+
+/// Appends a pair.
+fn pack_push(buf: &mut Box<[u8]>, field: &[u8], value: &[u8]) {
+    edit(buf, |v| {
+        v.reserve_exact(2 + field.len() + value.len());
+        v.push(field.len() as u8);
+        v.extend_from_slice(field);
+        v.push(value.len() as u8);
+        v.extend_from_slice(value);
+    });
 }
 
 /// Replaces the value at `at` (its length byte is just before it).
-fn pack_replace(buf: &mut Vec<u8>, at: std::ops::Range<usize>, value: &[u8]) {
+fn pack_replace(buf: &mut Box<[u8]>, at: std::ops::Range<usize>, value: &[u8]) {
     buf[at.start - 1] = value.len() as u8;
     if value.len() == at.len() {
         buf[at].copy_from_slice(value);
         return;
     }
-    if value.len() > at.len() {
-        buf.reserve_exact(value.len() - at.len());
-    }
-    buf.splice(at, value.iter().copied());
-    if buf.capacity() >= 2 * buf.len() + 64 {
-        buf.shrink_to_fit();
-    }
+    edit(buf, |v| {
+        v.reserve_exact(value.len().saturating_sub(at.len()));
+        v.splice(at, value.iter().copied());
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -458,6 +452,8 @@ struct Table {
     index: HashTable<u32>,
     /// Seeded per table, so that nobody can choose fields that collide.
     hasher: foldhash::fast::RandomState,
+    /// Bytes of user data: the lengths of every field and value.
+    size: usize,
 }
 
 impl Table {
@@ -466,6 +462,7 @@ impl Table {
             entries: Vec::with_capacity(len + 1),
             index: HashTable::with_capacity(len + 1),
             hasher: foldhash::fast::RandomState::default(),
+            size: 0,
         };
         for (field, value) in pairs {
             t.insert(field, value);
@@ -482,10 +479,10 @@ impl Table {
         self.find(field).map(|i| split_entry(&self.entries[i]).1)
     }
 
-    /// Sets `field`; returns the length of the value it replaced, `None` if the field is new.
-    fn insert(&mut self, field: &[u8], value: &[u8]) -> Option<usize> {
+    /// Sets `field`; returns true if it is new.
+    fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
         let hash = self.hasher.hash_one(field);
-        let Table { entries, index, hasher } = self;
+        let Table { entries, index, hasher, size } = self;
         if let Some(&i) = index.find(hash, |&i| split_entry(&entries[i as usize]).0 == field) {
             let entry = &mut entries[i as usize];
             let value_at = entry.len() - split_entry(entry).1.len();
@@ -495,23 +492,28 @@ impl Table {
             } else {
                 *entry = make_entry(field, value);
             }
-            return Some(old_len);
+            *size = *size - old_len + value.len();
+            return false;
         }
         // Positions are u32 to keep the index small: 2^32 fields would take 400 GB and more.
         let i = u32::try_from(entries.len()).expect("a hash holds fewer than 2^32 fields");
         entries.push(make_entry(field, value));
+        *size += field.len() + value.len();
         index.insert_unique(hash, i, |&j| hasher.hash_one(split_entry(&entries[j as usize]).0));
-        None
+        true
     }
 
-    /// Removes `field`; returns the length of its value.
-    fn remove(&mut self, field: &[u8]) -> Option<usize> {
+    /// Removes `field`; returns whether it was there.
+    fn remove(&mut self, field: &[u8]) -> bool {
         let hash = self.hasher.hash_one(field);
-        let Table { entries, index, hasher } = self;
-        let found = index.find_entry(hash, |&i| split_entry(&entries[i as usize]).0 == field).ok()?;
+        let Table { entries, index, hasher, size } = self;
+        let Ok(found) = index.find_entry(hash, |&i| split_entry(&entries[i as usize]).0 == field) else {
+            return false;
+        };
         let (i, _) = found.remove();
         let i = i as usize;
         let removed = entries.swap_remove(i);
+        *size -= removed.len() - varint_len(field.len());
         if i < entries.len() {
             // The last pair moved into position `i`: point its index slot there.
             let last = entries.len() as u32;
@@ -525,7 +527,7 @@ impl Table {
             entries.shrink_to(entries.len() * 2);
             index.shrink_to(entries.len() * 2, |&j| hasher.hash_one(split_entry(&entries[j as usize]).0));
         }
-        Some(removed.len() - field.len() - varint_len(field.len()))
+        true
     }
 }
 
@@ -816,6 +818,14 @@ mod tests {
         assert!(t.entries.capacity() < 100, "{}", t.entries.capacity());
         assert_eq!(hash.len(), 10);
         hash.check();
+    }
+
+    #[test]
+    fn a_small_hash_is_24_bytes_and_its_buffer() {
+        assert_eq!(std::mem::size_of::<Hash>(), 24);
+        let hash = h(&[("a", "1"), ("bc", "")]);
+        let Repr::Pack { buf, .. } = &hash.repr else { panic!() };
+        assert_eq!(buf.len(), 2 + 2 + 2 + 2);
     }
 
     #[test]
