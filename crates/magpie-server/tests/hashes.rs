@@ -182,6 +182,10 @@ fn hrandfield_with_a_huge_negative_count_is_refused_not_fatal() {
     assert!(reply.starts_with("-ERR HRANDFIELD reply would exceed proto-max-bulk-len"), "{reply}");
     let reply = r.cmd_str("HRANDFIELD h -4611686018427387903 WITHVALUES");
     assert!(reply.starts_with("-ERR"), "{reply}");
+    // 160000 fields of 7 bytes each (`$1\r\na\r\n`) pass the first check (6 bytes each)
+    // and outgrow 1 MB while written: what was written is taken back.
+    let reply = r.cmd_str("HRANDFIELD h -160000");
+    assert!(reply.starts_with("-ERR HRANDFIELD reply would exceed"), "{}", &reply[..reply.len().min(100)]);
     // Below the limit it answers, and the connection is as good as before.
     let reply = r.cmd(&[b"HRANDFIELD", b"h", b"-1000"]);
     assert!(reply.starts_with(b"*1000\r\n"));

@@ -37,6 +37,9 @@ pub static COMMANDS: &[Command] = &[
 
 const NOT_INTEGER_VALUE: &str = "ERR hash value is not an integer";
 const NOT_FLOAT_VALUE: &str = "ERR hash value is not a float";
+/// HRANDFIELD with a negative count can ask for any number of fields, whatever the hash
+/// holds; Redis would write them until memory runs out. Magpie bounds the reply.
+const REPLY_TOO_LARGE: &str = "ERR HRANDFIELD reply would exceed proto-max-bulk-len: ask for fewer fields";
 
 /// The hash a value holds; WRONGTYPE for any other type.
 fn hash_of(value: &Value) -> Result<&Hash, Error> {
@@ -386,13 +389,18 @@ pub fn hrandfield(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             // a reply that outgrows proto-max-bulk-len is taken back and refused, where Redis
             // would keep writing until memory runs out.
             let n = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
+            // Every element takes at least 6 bytes (`$0\r\n\r\n`): refuse at once what
+            // cannot fit, rather than after writing the limit's worth.
+            if n.saturating_mul(if with_values { 12 } else { 6 }) > max_reply {
+                return Err(REPLY_TOO_LARGE.into());
+            }
             let start = out.len();
             header(out, n);
             for pair in hash.random_pairs().take(n) {
                 write(out, pair);
                 if out.len() - start > max_reply {
                     out.truncate(start);
-                    return Err("ERR HRANDFIELD reply would exceed proto-max-bulk-len: ask for fewer fields".into());
+                    return Err(REPLY_TOO_LARGE.into());
                 }
             }
             return Ok(());
