@@ -822,6 +822,8 @@ mod tests {
 
     #[test]
     fn a_small_hash_is_24_bytes_and_its_buffer() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Hash>();
         assert_eq!(std::mem::size_of::<Hash>(), 24);
         let hash = h(&[("a", "1"), ("bc", "")]);
         let Repr::Pack { buf, .. } = &hash.repr else { panic!() };
