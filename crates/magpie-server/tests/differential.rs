@@ -84,6 +84,15 @@ diff_tests! {
     sets_ops_resp3 => "sets_ops.redis", Resp3;
     sets_random => "sets_random.redis", Resp2;
     sets_random_resp3 => "sets_random.redis", Resp3;
+    hashes => "hashes.redis", Resp2;
+    hashes_resp3 => "hashes.redis", Resp3;
+    hash_counters => "hash_counters.redis", Resp2;
+    hash_counters_resp3 => "hash_counters.redis", Resp3;
+    hash_encoding => "hash_encoding.redis", Resp2;
+    hash_random => "hash_random.redis", Resp2;
+    hash_random_resp3 => "hash_random.redis", Resp3;
+    hash_big => "hash_big.redis", Resp2;
+    hash_shapes_resp3 => "hashes_resp3.redis", Resp2;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.
