@@ -9,7 +9,7 @@
 //!        | 0x05 count:uvarint (bytes f64le)* sorted set, member then score, in order
 //! ```
 
-use magpie_store::{Set, Value};
+use magpie_store::{Hash, Set, Value};
 
 use crate::codec::{Cursor, DecodeError, Decoded, put_bytes, put_ivarint, put_uvarint};
 
@@ -39,6 +39,10 @@ pub fn encode_value(out: &mut Vec<u8>, value: &Value) {
         Value::Hash(h) => {
             out.push(HASH);
             put_uvarint(out, h.len() as u64);
+            for (field, value) in h.iter() {
+                put_bytes(out, field);
+                put_bytes(out, value);
+            }
         }
         Value::Set(s) => {
             out.push(SET);
@@ -70,8 +74,48 @@ pub fn decode_value(c: &mut Cursor<'_>) -> Decoded<Value> {
             }
             Ok(Value::Set(Box::new(set)))
         }
-        t @ (LIST | HASH | ZSET) => Err(DecodeError(format!("value type {t} is not supported yet"))),
+        HASH => {
+            let n = c.count(2)?;
+            if n == 0 {
+                return Err(DecodeError("an empty hash".into()));
+            }
+            let mut hash = Hash::new();
+            for _ in 0..n {
+                let (field, value) = (c.bytes()?, c.bytes()?);
+                if !hash.insert(field, value) {
+                    return Err(DecodeError("a hash field written twice".into()));
+                }
+            }
+            Ok(Value::Hash(Box::new(hash)))
+        }
+        t @ (LIST | ZSET) => Err(DecodeError(format!("value type {t} is not supported yet"))),
         t => Err(DecodeError(format!("unknown value type {t}"))),
+    }
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use super::*;
+
+    #[test]
+    fn hashes_round_trip_in_both_encodings() {
+        let small: Hash = [(&b"f"[..], &b"v"[..]), (b"", b"\0\r\n"), (b"n", b"42")].into_iter().collect();
+        let big: Hash = (0..1000).map(|i| (format!("field:{i}"), "x".repeat(i % 100))).collect();
+        for hash in [small, big] {
+            let mut buf = Vec::new();
+            encode_value(&mut buf, &Value::Hash(Box::new(hash.clone())));
+            let mut c = Cursor::new(&buf);
+            let Ok(Value::Hash(back)) = decode_value(&mut c) else { panic!("not a hash") };
+            assert!(c.is_empty());
+            assert_eq!((*back == hash, back.encoding(), back.size()), (true, hash.encoding(), hash.size()));
+        }
+    }
+
+    #[test]
+    fn corrupt_hashes_are_refused() {
+        for bad in [&[HASH, 0][..], &[HASH, 2, 1, b'a', 0, 1, b'a', 0], &[HASH, 1, 1, b'a']] {
+            assert!(decode_value(&mut Cursor::new(bad)).is_err(), "{bad:?}");
+        }
     }
 }
 
