@@ -690,6 +690,17 @@ impl MultiWrite<'_> {
         let i = self.ids.binary_search(&id).expect("key's shard was not locked");
         &mut self.guards[i]
     }
+
+    /// The shard of `key` in database `db`, to read: several can be read at once (ZINTERSTORE
+    /// reads all its sources before it writes its destination).
+    ///
+    /// # Panics
+    /// If that key was not among those locked (a bug in the caller).
+    pub fn read(&self, db: usize, key: &[u8]) -> &Shard {
+        let id = (db, self.ks.dbs[db].shard_index(key));
+        let i = self.ids.binary_search(&id).expect("key's shard was not locked");
+        &self.guards[i]
+    }
 }
 
 /// Read locks over the shards of several keys; see [`Keyspace::lock_read`].
