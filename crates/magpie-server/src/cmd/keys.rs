@@ -118,7 +118,7 @@ pub fn scan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 /// Reads a cursor as Redis does (C's `strtoul`): an optional sign, decimal digits, the empty
 /// string meaning 0, a negative number wrapping around; no spaces, no overflow.
-fn parse_cursor(s: &[u8]) -> Option<u64> {
+pub(crate) fn parse_cursor(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
         return Some(0);
     }
