@@ -420,7 +420,7 @@ impl ZSet {
     /// each, and returns the cursor to continue from (0 when the scan is complete). The small
     /// encoding is visited whole in one call, as Redis does. A member present for the whole
     /// scan is visited at least once, whatever changes in between.
-    pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&[u8], f64)) -> u64 {
+    pub fn scan<'a>(&'a self, cursor: u64, count: usize, mut f: impl FnMut(&'a [u8], f64)) -> u64 {
         match &self.repr {
             Repr::Small(p) => {
                 p.entries().for_each(|e| f(e.member, e.score));

@@ -216,7 +216,7 @@ impl Big {
     /// the cursor to continue from, 0 when done. Items are walked from the last position down
     /// to 0: an addition lands behind the walk and a removal moves the last item (already
     /// visited, or still to come) into the hole, so an item present throughout is never missed.
-    pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&[u8], f64)) -> u64 {
+    pub fn scan<'a>(&'a self, cursor: u64, count: usize, mut f: impl FnMut(&'a [u8], f64)) -> u64 {
         let n = self.items.len();
         let mut pos = if cursor == 0 { n } else { usize::try_from(cursor).map_or(n, |c| c.min(n)) };
         let mut visited = 0;
