@@ -24,7 +24,7 @@ fn fill(c: &mut redis::Connection, key: &str, name: &str, range: std::ops::Range
         }
         pipe.add_command(cmd).ignore();
     }
-    let _: () = pipe.query(c).unwrap();
+    let _: () = pipe.query(c).expect("ZADD pipeline");
 }
 
 #[test]
