@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use magpie_protocol::{Args, Reply, format_g17};
 use magpie_store::zset::{LexRange, ScoreRange};
-use magpie_store::{Shard, Slot, Value, ZSet, glob_match};
+use magpie_store::{MultiWrite, Shard, Slot, Value, ZSet, glob_match};
 
 use super::keys::parse_cursor;
 use super::{KEY1, NONE, READONLY, RF, TWO, W, WD, WDF, WF};
@@ -626,7 +626,7 @@ fn zrange_generic(
     // ZRANGESTORE: read the source and write the destination under one lock.
     let db = ctx.client.db;
     let shared = ctx.shared;
-    let mut locked = shared.keyspace.lock_write([(db, key), (db, dst)]);
+    let locked = shared.keyspace.lock_write([(db, key), (db, dst)]);
     let found = locked.read(db, key).get(key, ctx.now);
     ctx.hit(found.is_some());
     let result = match found {
@@ -642,19 +642,25 @@ fn zrange_generic(
             out
         }
     };
-    let shard = locked.shard(db, dst);
+    store(ctx, locked, dst, result, "zrangestore");
+    Ok(())
+}
+
+/// Writes the result of a STORE command (as Redis's `setKey`: it replaces any value and its
+/// TTL) and answers its size, raising `event`; an empty result deletes the destination.
+fn store(ctx: &mut Ctx<'_>, mut locked: MultiWrite<'_>, dst: &[u8], result: ZSet, event: &'static str) {
+    let shard = locked.shard(ctx.client.db, dst);
     let stored = result.len();
     if stored > 0 {
         shard.insert(dst, Value::ZSet(Box::new(result)), None, ctx.now);
         drop(locked);
-        ctx.notify(notify::ZSET, "zrangestore", dst);
+        ctx.notify(notify::ZSET, event, dst);
         ctx.signal(dst);
     } else if shard.remove(dst, ctx.now).is_some() {
         drop(locked);
         ctx.notify(notify::GENERIC, "del", dst);
     }
     ctx.out.int(stored as i64);
-    Ok(())
 }
 
 pub fn zrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {

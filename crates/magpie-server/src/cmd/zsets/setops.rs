@@ -11,10 +11,9 @@ use magpie_protocol::Args;
 use magpie_store::{Key, Set, Shard, Value, ZSet, zset};
 
 use super::parse::float_arg;
-use super::ranged_arg;
+use super::{ranged_arg, store};
 use crate::command::Ctx;
 use crate::error::{self, CmdResult, Error, int_arg, is, wrongtype};
-use crate::notify;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
@@ -282,7 +281,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, args: Args<'_>, name: &str, dst: Option<&[u
         }
         return Ok(());
     };
-    let mut locked = shared.keyspace.lock_write(keys.iter().chain([dst]).map(|k| (db, k)));
+    let locked = shared.keyspace.lock_write(keys.iter().chain([dst]).map(|k| (db, k)));
     let result = {
         let locked = &locked;
         let mut sources = sources(ctx, keys, |k| locked.read(db, k))?;
@@ -290,23 +289,12 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, args: Args<'_>, name: &str, dst: Option<&[u
         let (entries, _) = compute(&mut sources, op, &o, false);
         entries.into_iter().map(|(m, s)| (Key::new(&m), s)).collect::<Vec<_>>()
     };
-    let n = result.len();
-    let shard = locked.shard(db, dst);
-    if n > 0 {
-        // The encoding Redis would give the result (small when it fits).
-        shard.insert(dst, Value::ZSet(Box::new(ZSet::from_sorted(result))), None, ctx.now);
-        drop(locked);
-        let event = match op {
-            Op::Union => "zunionstore",
-            Op::Inter => "zinterstore",
-            Op::Diff => "zdiffstore",
-        };
-        ctx.notify(notify::ZSET, event, dst);
-        ctx.signal(dst);
-    } else if shard.remove(dst, ctx.now).is_some() {
-        drop(locked);
-        ctx.notify(notify::GENERIC, "del", dst);
-    }
-    ctx.out.int(n as i64);
+    let event = match op {
+        Op::Union => "zunionstore",
+        Op::Inter => "zinterstore",
+        Op::Diff => "zdiffstore",
+    };
+    // The encoding Redis would give the result (small when it fits).
+    store(ctx, locked, dst, ZSet::from_sorted(result), event);
     Ok(())
 }
