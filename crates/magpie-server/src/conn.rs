@@ -15,7 +15,9 @@ use tracing::debug;
 use magpie_protocol::{Args, Decoder, Limits, Reply, Resp};
 use magpie_store::now_ms;
 
+use crate::client::Client;
 use crate::command::{Ctx, Effects, dispatch};
+use crate::journal::Fsync;
 use crate::server::Shared;
 use crate::stats;
 
@@ -146,6 +148,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                 // memory, and a client that does not read them stops being served.
                 if out.len() >= FLUSH_AT {
                     timer.stop(counters);
+                    wait_durable(&shared, &client).await;
                     if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
                         break 'conn;
                     }
@@ -181,6 +184,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
         }
 
         if !out.is_empty() {
+            wait_durable(&shared, &client).await;
             if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
                 debug!("client {id}: write failed or idle past the timeout");
                 break 'conn;
@@ -218,6 +222,18 @@ async fn write_out(stream: &mut TcpStream, buf: &[u8], timeout: u64) -> io::Resu
         }
     }
     Ok(())
+}
+
+/// Under `appendfsync always`, waits until the log is on disk up to this client's last write:
+/// no write is acknowledged before it is durable. Clients that wrote meanwhile share the fsync.
+async fn wait_durable(shared: &Shared, client: &Client) {
+    let journal = &shared.persistence.journal;
+    if client.wrote == 0 || journal.policy() != Fsync::Always || journal.durable_now() >= client.wrote {
+        return;
+    }
+    let mut durable = journal.durable();
+    journal.wake();
+    let _ = durable.wait_for(|&d| d >= client.wrote || !journal.is_on()).await;
 }
 
 /// A decoded command waiting to run.

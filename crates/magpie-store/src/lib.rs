@@ -13,6 +13,7 @@ mod key;
 mod keyspace;
 pub mod list;
 pub mod set;
+pub mod tap;
 mod value;
 pub mod zset;
 
@@ -23,6 +24,7 @@ pub use keyspace::{Db, DbStats, EmptySlot, Entry, Keyspace, LiveSlot, MultiRead,
 pub use list::List;
 pub use magpie_protocol::parse_i64;
 pub use set::Set;
+pub use tap::{Expired, Tap};
 pub use value::Value;
 pub use zset::ZSet;
 

@@ -292,8 +292,11 @@ fn expire_generic(ctx: &mut Ctx<'_>, args: Args<'_>, seconds: bool, absolute: bo
     }
     if when <= ctx.now as i64 {
         shard.remove(key, ctx.now);
+        ctx.propagate(&[b"DEL", key]);
     } else {
         shard.set_expire(key, Some(when as u64), ctx.now);
+        // Relative times are logged as absolute ones.
+        ctx.propagate(&[b"PEXPIREAT", key, itoa::Buffer::new().format(when).as_bytes()]);
     }
     ctx.out.int(1);
     Ok(())

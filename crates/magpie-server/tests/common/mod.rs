@@ -28,6 +28,9 @@ impl Server {
             let port = free_port();
             let child = Command::new(env!("CARGO_BIN_EXE_magpie-server"))
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                // No snapshots into the working directory unless a test asks for them (a
+                // later `--save` or `--dir` wins).
+                .args(["--save", ""])
                 .args(args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
