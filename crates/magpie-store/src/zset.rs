@@ -254,6 +254,23 @@ impl ZSet {
         old
     }
 
+    /// Adds `member`, which the caller knows is not in the set (it saves a lookup).
+    pub fn insert_new(&mut self, member: &[u8], score: f64) {
+        debug_assert!(!score.is_nan() && !self.contains(member));
+        if let Repr::Small(p) = &mut self.repr {
+            if Pack::fits(p.len() + 1, member.len()) {
+                p.insert(member, score);
+                self.bytes += weight(member);
+                return;
+            }
+            self.convert();
+        }
+        if let Repr::Big(b) = &mut self.repr {
+            b.insert_new(member, score);
+            self.bytes += weight(member);
+        }
+    }
+
     /// Switches to the big encoding.
     fn convert(&mut self) {
         if let Repr::Small(p) = &self.repr {

@@ -163,11 +163,25 @@ struct Tally {
     nan: bool,
 }
 
-/// Applies pairs `range` (score at `first + 2j`, member after it) to `z`.
-fn apply(z: &mut ZSet, args: Args<'_>, first: usize, range: Range<usize>, f: AddFlags, t: &mut Tally) {
+/// Applies pairs `range` (score at `first + 2j`, member after it) to `z`. `known` is the
+/// current score of the first pair's member when the caller has looked it up already.
+fn apply(
+    z: &mut ZSet,
+    args: Args<'_>,
+    first: usize,
+    range: Range<usize>,
+    known: Option<Option<f64>>,
+    f: AddFlags,
+    t: &mut Tally,
+) {
+    let start = range.start;
     for j in range {
         let (score, member) = (float_arg(args.get(first + 2 * j)).unwrap_or(0.0), args.get(first + 2 * j + 1));
-        match step(z.score(member), score, f) {
+        let current = match known {
+            Some(current) if j == start => current,
+            _ => z.score(member),
+        };
+        match step(current, score, f) {
             Step::Nop => {}
             Step::Nan => {
                 t.nan = true;
@@ -176,13 +190,12 @@ fn apply(z: &mut ZSet, args: Args<'_>, first: usize, range: Range<usize>, f: Add
             Step::Set { score, added, changed } => {
                 t.processed += 1;
                 t.score = score;
-                if changed {
+                if added {
+                    z.insert_new(member, score);
+                    t.added += 1;
+                } else if changed {
                     z.insert(member, score);
-                    if added {
-                        t.added += 1;
-                    } else {
-                        t.updated += 1;
-                    }
+                    t.updated += 1;
                 }
             }
         }
@@ -239,10 +252,11 @@ fn zadd_generic(ctx: &mut Ctx<'_>, args: Args<'_>, incr: bool) -> CmdResult {
             // Read only, up to the first pair that changes something: a ZADD that changes
             // nothing does not touch the value.
             let z = zset_of(&live.entry().value)?;
-            let mut change = pairs;
+            let (mut change, mut known) = (pairs, None);
             for j in 0..pairs {
                 let (score, member) = (float_arg(args.get(first + 2 * j)).unwrap_or(0.0), args.get(first + 2 * j + 1));
-                match step(z.score(member), score, f) {
+                let current = z.score(member);
+                match step(current, score, f) {
                     Step::Nop => {}
                     Step::Nan => {
                         t.nan = true;
@@ -253,19 +267,19 @@ fn zadd_generic(ctx: &mut Ctx<'_>, args: Args<'_>, incr: bool) -> CmdResult {
                         t.score = score;
                     }
                     Step::Set { .. } => {
-                        change = j;
+                        (change, known) = (j, Some(current));
                         break;
                     }
                 }
             }
             if change < pairs {
-                apply(zset_mut(live.value_mut())?, args, first, change..pairs, f, &mut t);
+                apply(zset_mut(live.value_mut())?, args, first, change..pairs, known, f, &mut t);
             }
         }
         Slot::Empty(empty) => {
             if !f.xx {
                 let mut z = ZSet::new();
-                apply(&mut z, args, first, 0..pairs, f, &mut t);
+                apply(&mut z, args, first, 0..pairs, None, f, &mut t);
                 if !z.is_empty() {
                     empty.insert(Value::ZSet(Box::new(z)), None);
                 }

@@ -94,12 +94,18 @@ impl Big {
             }
             return Some(old);
         }
+        self.insert_new(member, score);
+        None
+    }
+
+    /// Adds `member`, which is not in the set.
+    pub fn insert_new(&mut self, member: &[u8], score: f64) {
+        debug_assert!(self.find(member).is_none());
         let id = u32::try_from(self.items.len()).expect("a sorted set holds fewer than 2^32 members");
         self.items.push(Item { member: Key::new(member), score });
         let (items, hasher) = (&self.items, &self.hasher);
         self.index.insert_unique(hasher.hash_one(member), id, |&i| hasher.hash_one(&*items[i as usize].member));
         self.tree.insert(&self.items[..], score, member, id);
-        None
     }
 
     pub fn remove(&mut self, member: &[u8]) -> Option<Item> {
@@ -111,7 +117,12 @@ impl Big {
     fn remove_id(&mut self, id: u32) -> Item {
         let item = &self.items[id as usize];
         self.tree.remove(&self.items[..], item.score, &item.member);
-        let hash = self.hasher.hash_one(&*item.member);
+        self.unlink(id)
+    }
+
+    /// Removes the item `id`, already out of the tree, from the vector and the index.
+    fn unlink(&mut self, id: u32) -> Item {
+        let hash = self.hasher.hash_one(&*self.items[id as usize].member);
         if let Ok(entry) = self.index.find_entry(hash, |&i| i == id) {
             let _ = entry.remove();
         }
@@ -132,6 +143,12 @@ impl Big {
             self.items.shrink_to(n * 2);
         }
         item
+    }
+
+    /// Removes the entry at `rank`.
+    fn remove_rank(&mut self, rank: usize) -> Option<Item> {
+        let (_, id) = self.tree.remove_rank(&self.items[..], rank)?;
+        Some(self.unlink(id))
     }
 
     pub fn rank(&self, member: &[u8]) -> Option<usize> {
@@ -196,9 +213,7 @@ impl Big {
             *self = Big::from_sorted(kept.collect::<Vec<_>>().into_iter());
         } else {
             for _ in 0..k {
-                if let Some((_, id)) = self.tree.get(from) {
-                    self.remove_id(id);
-                }
+                self.remove_rank(from);
             }
         }
     }
@@ -206,9 +221,9 @@ impl Big {
     /// Calls `f` with the lowest (or, with `max`, the highest) entry, then removes it.
     pub fn pop_with<R>(&mut self, max: bool, f: impl FnOnce(&[u8], f64) -> R) -> Option<R> {
         let rank = if max { self.len().checked_sub(1)? } else { 0 };
-        let (score, id) = self.tree.get(rank)?;
+        let (score, id) = self.tree.remove_rank(&self.items[..], rank)?;
         let r = f(&self.items[id as usize].member, score);
-        self.remove_id(id);
+        self.unlink(id);
         Some(r)
     }
 

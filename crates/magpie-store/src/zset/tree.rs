@@ -249,7 +249,19 @@ impl Tree {
 
     /// Removes the entry (score, member), returning its id.
     pub fn remove<M: Members + ?Sized>(&mut self, ms: &M, score: f64, member: &[u8]) -> Option<u32> {
-        let id = remove_from(&mut self.root, ms, score, member)?;
+        self.remove_target(ms, Target::Key(score, member)).map(|(_, id)| id)
+    }
+
+    /// Removes the entry at `rank`, returning it: a descent by counts, with no comparison.
+    pub fn remove_rank<M: Members + ?Sized>(&mut self, ms: &M, rank: usize) -> Option<(f64, u32)> {
+        if rank >= self.len {
+            return None;
+        }
+        self.remove_target(ms, Target::Rank(rank))
+    }
+
+    fn remove_target<M: Members + ?Sized>(&mut self, ms: &M, target: Target<'_>) -> Option<(f64, u32)> {
+        let removed = remove_from(&mut self.root, ms, target)?;
         self.len -= 1;
         while let Node::Inner(kids) = &mut self.root
             && kids.len() == 1
@@ -259,7 +271,7 @@ impl Tree {
                 self.root = node;
             }
         }
-        Some(id)
+        Some(removed)
     }
 
     /// Rewrites the id of entry (score, member) from `old` to `new` (the member moved).
@@ -315,11 +327,6 @@ impl Tree {
                 }
             }
         }
-    }
-
-    /// The entry at `rank` (0-based).
-    pub fn get(&self, rank: usize) -> Option<(f64, u32)> {
-        self.iter_from(rank, false).next()
     }
 
     /// A walk from `rank` towards the highest entries, or with `rev` towards the lowest.
@@ -450,23 +457,47 @@ fn insert_into<M: Members + ?Sized>(node: &mut Node, ms: &M, score: f64, member:
     }
 }
 
-/// Removes (score, member) from the subtree of `node`, returning its id.
-fn remove_from<M: Members + ?Sized>(node: &mut Node, ms: &M, score: f64, member: &[u8]) -> Option<u32> {
+/// What to remove: an entry by its key, or the entry at a rank within the subtree.
+#[derive(Clone, Copy)]
+enum Target<'k> {
+    Key(f64, &'k [u8]),
+    Rank(usize),
+}
+
+/// Removes `target` from the subtree of `node`, returning its score and id.
+fn remove_from<M: Members + ?Sized>(node: &mut Node, ms: &M, target: Target<'_>) -> Option<(f64, u32)> {
     match node {
         Node::Leaf(leaf) => {
-            let pos = leaf.position(ms, score, member);
-            let found = pos < leaf.len() && leaf.scores[pos] == score && ms.member(leaf.ids[pos]) == member;
-            found.then(|| leaf.remove_at(pos))
+            let pos = match target {
+                Target::Key(score, member) => {
+                    let pos = leaf.position(ms, score, member);
+                    let found = pos < leaf.len() && leaf.scores[pos] == score && ms.member(leaf.ids[pos]) == member;
+                    found.then_some(pos)?
+                }
+                Target::Rank(r) => r,
+            };
+            let score = leaf.scores[pos];
+            Some((score, leaf.remove_at(pos)))
         }
         Node::Inner(kids) => {
-            let i = child_for(kids, ms, score, member);
-            let id = remove_from(&mut kids[i].node, ms, score, member)?;
+            let (i, inner) = match target {
+                Target::Key(score, member) => (child_for(kids, ms, score, member), target),
+                Target::Rank(mut r) => {
+                    let mut i = 0;
+                    while r >= kids[i].count as usize {
+                        r -= kids[i].count as usize;
+                        i += 1;
+                    }
+                    (i, Target::Rank(r))
+                }
+            };
+            let removed = remove_from(&mut kids[i].node, ms, inner)?;
             kids[i].count -= 1;
             if kids[i].count > 0 {
                 kids[i].refresh_first();
             }
             rebalance(kids, i);
-            Some(id)
+            Some(removed)
         }
     }
 }
