@@ -474,7 +474,8 @@ fn acl_categories(cmd: &Command) -> Vec<String> {
     match cmd.group {
         "generic" => cats.push("@keyspace".to_owned()),
         "server" => {}
-        g => cats.push(format!("@{g}")),
+        // The group `sorted-set` is the ACL category `@sortedset`.
+        g => cats.push(format!("@{}", g.replace('-', ""))),
     }
     if cmd.has(flags::ADMIN) {
         cats.push("@admin".to_owned());

@@ -63,7 +63,8 @@ macro_rules! diff_tests {
 }
 
 // tests/diff/pending/ holds scripts that need what is not built yet (wrongtype.redis needs
-// lists, hashes and sets); move each here when its commands exist.
+// lists, hashes and sets; zsets_with_sets.redis needs SADD); move each here when its commands
+// exist.
 diff_tests! {
     connection => "connection.redis", Resp2;
     strings => "strings.redis", Resp2;
@@ -93,6 +94,16 @@ diff_tests! {
     hash_random_resp3 => "hash_random.redis", Resp3;
     hash_big => "hash_big.redis", Resp2;
     hash_shapes_resp3 => "hashes_resp3.redis", Resp2;
+    zsets => "zsets.redis", Resp2;
+    zsets_resp3 => "zsets.redis", Resp3;
+    zsets_ranges => "zsets_ranges.redis", Resp2;
+    zsets_ranges_resp3 => "zsets_ranges.redis", Resp3;
+    zsets_setops => "zsets_setops.redis", Resp2;
+    zsets_setops_resp3 => "zsets_setops.redis", Resp3;
+    zsets_encoding => "zsets_encoding.redis", Resp2;
+    zsets_encoding_resp3 => "zsets_encoding.redis", Resp3;
+    zsets_random => "zsets_random.redis", Resp2;
+    zsets_random_resp3 => "zsets_random.redis", Resp3;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.

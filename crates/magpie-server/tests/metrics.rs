@@ -129,6 +129,43 @@ fn value_bytes_follow_hash_writes() {
 }
 
 #[test]
+fn value_bytes_are_exact_for_sorted_sets() {
+    let server = Server::magpie();
+    let mut c = server.raw();
+    let bytes = |c: &mut Raw| num(&info(c, "magpie"), "value_bytes");
+    // Each member counts its length plus 8 bytes for its score.
+    run(&mut c, &["ZADD z 1 a 2 bb 3 ccc"]);
+    assert_eq!(bytes(&mut c), 6 + 3 * 8);
+    run(&mut c, &["ZADD z 5 a", "ZINCRBY z 1 dddd", "ZADD z XX 1 nope", "ZADD z NX 9 a"]);
+    assert_eq!(bytes(&mut c), 10 + 4 * 8);
+    run(&mut c, &["ZREM z a nope", "ZPOPMAX z"]); // ccc has the highest score
+    assert_eq!(bytes(&mut c), 6 + 2 * 8);
+    // Across the conversion to the big encoding and back down.
+    let mut add = String::from("ZADD big");
+    for i in 0..200 {
+        add.push_str(&format!(" {i} m{i:03}"));
+    }
+    run(&mut c, &[add.as_str()]);
+    assert_eq!(bytes(&mut c), 6 + 2 * 8 + 200 * (4 + 8));
+    run(&mut c, &["ZREMRANGEBYRANK big 0 99", "ZREMRANGEBYSCORE big 150 +inf", "ZREMRANGEBYLEX big [m100 [m109"]);
+    assert_eq!(bytes(&mut c), 6 + 2 * 8 + 40 * 12);
+    run(&mut c, &["ZPOPMIN big 40"]);
+    assert_eq!(bytes(&mut c), 6 + 2 * 8);
+    // Results stored, destinations replaced.
+    run(&mut c, &["ZUNIONSTORE u 1 z", "ZRANGESTORE r z 0 0", "ZINTERSTORE r 2 z u", "COPY u u2"]);
+    assert_eq!(bytes(&mut c), 4 * (6 + 2 * 8));
+    run(&mut c, &["ZDIFFSTORE u 2 z u", "DEL u2", "ZMPOP 2 nokey r MAX COUNT 5"]);
+    assert_eq!(bytes(&mut c), 6 + 2 * 8);
+    // Expiry and FLUSHALL.
+    run(&mut c, &["ZADD t 1 xyz", "PEXPIRE t 20"]);
+    assert_eq!(bytes(&mut c), 6 + 2 * 8 + 11);
+    wait_dbsize(&mut c, 1);
+    assert_eq!(bytes(&mut c), 6 + 2 * 8);
+    run(&mut c, &["FLUSHALL"]);
+    assert_eq!(bytes(&mut c), 0);
+}
+
+#[test]
 fn operation_counters_commandstats_and_resetstat() {
     let server = Server::magpie();
     let mut c = server.raw();
@@ -329,6 +366,24 @@ fn counters_agree_with_redis() {
         "HSET h odd",
         "HGET a x",
         "HDEL h a b c",
+        "ZADD z 1 m 2 n",
+        "ZSCORE z m",
+        "ZSCORE nz m",
+        "ZRANGE z 0 -1",
+        "ZRANGEBYSCORE nz 0 1",
+        "ZRANK z x",
+        "ZCARD n",
+        "ZUNIONSTORE zd 2 z nz",
+        "ZINTER 2 z nz",
+        "ZRANGESTORE zd2 z 0 0",
+        "ZRANGESTORE zd3 nz 0 0",
+        "ZPOPMIN z",
+        "ZINCRBY z 1 m",
+        "ZADD z x m",
+        "ZMPOP 2 nz z MIN",
+        "ZRANDMEMBER nz",
+        "ZSCAN zd 0",
+        "DEL zd zd2 z",
         "DEL a n x",
     ];
     let mut results = Vec::new();
