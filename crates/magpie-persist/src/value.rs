@@ -9,7 +9,7 @@
 //!        | 0x05 count:uvarint (bytes f64le)* sorted set, member then score, in order
 //! ```
 
-use magpie_store::{Hash, Set, Value};
+use magpie_store::{Hash, Key, Set, Value, ZSet};
 
 use crate::codec::{Cursor, DecodeError, Decoded, put_bytes, put_ivarint, put_uvarint};
 
@@ -52,6 +52,10 @@ pub fn encode_value(out: &mut Vec<u8>, value: &Value) {
         Value::ZSet(z) => {
             out.push(ZSET);
             put_uvarint(out, z.len() as u64);
+            for (member, score) in z.iter() {
+                put_bytes(out, member);
+                out.extend_from_slice(&score.to_le_bytes());
+            }
         }
     }
 }
@@ -88,8 +92,76 @@ pub fn decode_value(c: &mut Cursor<'_>) -> Decoded<Value> {
             }
             Ok(Value::Hash(Box::new(hash)))
         }
-        t @ (LIST | ZSET) => Err(DecodeError(format!("value type {t} is not supported yet"))),
+        ZSET => {
+            let n = c.count(9)?;
+            if n == 0 {
+                return Err(DecodeError("an empty sorted set".into()));
+            }
+            let mut entries: Vec<(Key, f64)> = Vec::with_capacity(n);
+            for _ in 0..n {
+                let member = c.bytes()?;
+                let score = c.f64()?;
+                if score.is_nan() {
+                    return Err(DecodeError("a NaN score".into()));
+                }
+                // Written in order, each member once: anything else is damage.
+                if let Some((m, s)) = entries.last()
+                    && !(*s < score || (*s == score && &**m < member))
+                {
+                    return Err(DecodeError("sorted set entries out of order".into()));
+                }
+                entries.push((Key::new(member), score));
+            }
+            Ok(Value::ZSet(Box::new(ZSet::from_sorted(entries))))
+        }
+        t @ LIST => Err(DecodeError(format!("value type {t} is not supported yet"))),
         t => Err(DecodeError(format!("unknown value type {t}"))),
+    }
+}
+
+#[cfg(test)]
+mod zset_tests {
+    use super::*;
+
+    #[test]
+    fn sorted_sets_round_trip_in_both_encodings() {
+        let small =
+            ZSet::from_entries(vec![(Key::new(b"a"), 1.5), (Key::new(b""), -0.0), (Key::new(b"b"), f64::INFINITY)]);
+        let big =
+            ZSet::from_entries((0..1000).map(|i| (Key::new(format!("m{i}").as_bytes()), f64::from(i % 7))).collect());
+        for z in [small, big] {
+            let mut buf = Vec::new();
+            encode_value(&mut buf, &Value::ZSet(Box::new(z.clone())));
+            let mut c = Cursor::new(&buf);
+            let Ok(Value::ZSet(back)) = decode_value(&mut c) else { panic!("not a sorted set") };
+            assert!(c.is_empty());
+            assert_eq!((*back == z, back.encoding(), back.size()), (true, z.encoding(), z.size()));
+        }
+    }
+
+    #[test]
+    fn corrupt_sorted_sets_are_refused() {
+        let entry = |m: u8, s: f64| {
+            let mut v = vec![1, m];
+            v.extend_from_slice(&s.to_le_bytes());
+            v
+        };
+        let set = |entries: &[Vec<u8>]| {
+            let mut v = vec![ZSET, entries.len() as u8];
+            for e in entries {
+                v.extend_from_slice(e);
+            }
+            v
+        };
+        for bad in [
+            vec![ZSET, 0],
+            set(&[entry(b'a', f64::NAN)]),
+            set(&[entry(b'b', 1.0), entry(b'a', 1.0)]),
+            set(&[entry(b'a', 2.0), entry(b'b', 1.0)]),
+            set(&[entry(b'a', 1.0), entry(b'a', 1.0)]),
+        ] {
+            assert!(decode_value(&mut Cursor::new(&bad)).is_err(), "{bad:?}");
+        }
     }
 }
 
