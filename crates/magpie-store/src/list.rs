@@ -487,7 +487,7 @@ impl List {
     pub fn index(&self, i: i64) -> Option<usize> {
         let len = i64::try_from(self.len).ok()?;
         let i = if i < 0 { i.checked_add(len)? } else { i };
-        (0..len).contains(&i).then(|| i as usize)
+        (0..len).contains(&i).then_some(i as usize)
     }
 
     /// Replaces element `i`; false if out of range.
@@ -820,7 +820,7 @@ mod tests {
         assert_eq!(l.get(1000), Some(&b"r0"[..]));
         assert_eq!(l.pop_front().as_deref(), Some(&b"l999"[..]));
         assert_eq!(l.pop_back().as_deref(), Some(&b"r999"[..]));
-        assert_eq!(l.iter().rev().next(), Some(&b"r998"[..]));
+        assert_eq!(l.iter().next_back(), Some(&b"r998"[..]));
         l.check();
         assert!(l.chunk_count() > 1);
     }
