@@ -1,43 +1,385 @@
-//! Clients blocked on keys (BLPOP, BLMOVE, BZPOPMIN, ...), and the signal that wakes them.
+//! Blocking commands (BLPOP, BLMOVE, BZPOPMIN, ...): clients waiting on keys, and how they
+//! are served.
 //!
-//! A command that adds elements to a list or sorted set calls [`Blocking::signal`] for its
-//! key (through `Ctx::signal`). That costs one atomic load while nobody is blocked.
+//! # Writing a blocking command
+//!
+//! A blocking command is an ordinary handler. It parses its arguments (the timeout with
+//! [`timeout_arg`]), tries to serve at once, and when there is nothing to serve it calls
+//! [`Ctx::block`](crate::command::Ctx::block) with the keys to wait on, the timeout and the
+//! reply to give when it may not block:
+//!
+//! ```text
+//! let timeout = blocking::timeout_arg(args.get(args.len() - 1))?;
+//! if try_pop(ctx, keys)? { return Ok(()) }        // served: the reply is written
+//! ctx.block(keys, timeout, Reply::null_array)      // nothing yet
+//! ```
+//!
+//! What `block` does depends on [`Mode`]:
+//! - `MayBlock` (a plain call): the connection registers the client on the keys and waits. It
+//!   keeps reading (buffering) what the client sends but runs nothing else. When one of the
+//!   keys is signalled ([`Ctx::signal`](crate::command::Ctx::signal), called by every command
+//!   that adds elements), the handler runs again, as the same client, in `Retry` mode.
+//! - `Retry`: `block` writes nothing and the client goes on waiting, in its place.
+//! - `NoBlock` (inside MULTI, a later issue): `block` writes the refusal reply (the command
+//!   behaves as if it had timed out at once).
+//!
+//! When the deadline passes the client gets a null array (Redis's timeout reply for lists and
+//! sorted sets). A client that disconnects while waiting leaves its queues at once.
+//!
+//! # Order and atomicity
+//!
+//! Clients waiting on a key are served in the order they blocked. Serving happens right after
+//! the command that signalled, on that command's thread and before its connection runs its
+//! next command: one thread at a time serves (the `serving` lock), key by key in the order
+//! they were signalled, each key's waiters front to back until one of them finds nothing. A
+//! command run to serve a waiter may signal more keys (BLMOVE pushes to its destination);
+//! they are served in the same pass.
+//!
+//! No wake-up is lost: a client registers on its keys first and then runs its handler once
+//! more (`Retry`); a push that its first attempt missed is seen by that second attempt, and a
+//! push after the second attempt sees the registered client. No element is served twice: a
+//! waiter is served under its own lock, at most once, and a timeout or disconnect takes the
+//! same lock to leave.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-/// One blocked client, queued on each key it waits for.
-pub struct Waiter {
-    pub notify: Notify,
+use magpie_protocol::{Args, Reply, Resp};
+
+use crate::client::{Client, ClientInfo};
+use crate::command::{Command, Ctx, Effects};
+use crate::error::Error;
+use crate::server::Shared;
+use crate::stats;
+
+/// Whether a blocking command may make its client wait.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// A plain call: wait when there is nothing to serve.
+    #[default]
+    MayBlock,
+    /// Inside MULTI (or a script): never wait; reply as if the timeout had passed.
+    #[cfg_attr(not(test), allow(dead_code))] // first user: MULTI/EXEC (a later issue)
+    NoBlock,
+    /// Run again for a waiting client: serve it, or leave it waiting without a reply.
+    Retry,
 }
 
-/// Blocked clients by (database, key), oldest first.
-type Queues = HashMap<(usize, Box<[u8]>), VecDeque<Arc<Waiter>>, foldhash::fast::RandomState>;
+/// How long a blocked client waits: `None` forever, else milliseconds.
+pub type Timeout = Option<u64>;
 
-/// The queues of blocked clients, by (database, key), oldest first.
+/// What a blocking command asked of its connection through [`Ctx::block`].
+#[derive(Debug, Default)]
+pub struct Wait {
+    pub mode: Mode,
+    /// Set by `Ctx::block` when the command did not serve.
+    pub requested: bool,
+    /// The keys to wait on (in the client's database), without duplicates, in order.
+    pub keys: Vec<Box<[u8]>>,
+    pub timeout: Timeout,
+    /// The command's id in the statistics (set by dispatch when it waits).
+    pub id: usize,
+}
+
+impl Wait {
+    pub fn clear(&mut self) {
+        self.requested = false;
+        self.keys.clear();
+        self.timeout = None;
+    }
+}
+
+/// Parses a timeout in seconds as Redis 7.0 does: a long double (`strtold`: decimals,
+/// exponents, hex), times 1000, rounded up to whole milliseconds; 0 means forever.
+pub fn timeout_arg(arg: &[u8]) -> Result<Timeout, Error> {
+    let ms = crate::float::timeout_ms(arg).ok_or_else(|| Error::from("ERR timeout is not a float or out of range"))?;
+    if ms < 0 {
+        return Err("ERR timeout is negative".into());
+    }
+    Ok(u64::try_from(ms).ok().filter(|&ms| ms > 0))
+}
+
+/// A client waiting on keys: its command, kept to run again, and how it ends.
+pub struct Waiter {
+    db: usize,
+    client_id: u64,
+    info: Arc<ClientInfo>,
+    proto: Resp,
+    cmd: &'static Command,
+    /// The command's id in the statistics.
+    id: usize,
+    /// The command's arguments: `buf` sliced by `spans`.
+    buf: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+    keys: Vec<Box<[u8]>>,
+    state: Mutex<State>,
+    notify: Notify,
+}
+
+enum State {
+    Waiting,
+    /// Served: the reply to send.
+    Served(Vec<u8>),
+    /// Timed out, disconnected or shut down.
+    Left,
+}
+
+impl Waiter {
+    /// A waiter for `client`, which ran `cmd` with `args` and asked to wait as `wait` says.
+    pub fn new(client: &Client, proto: Resp, cmd: &'static Command, args: Args<'_>, wait: &Wait) -> Waiter {
+        let mut buf = Vec::new();
+        let mut spans = Vec::with_capacity(args.len());
+        for a in args.iter() {
+            spans.push((buf.len(), buf.len() + a.len()));
+            buf.extend_from_slice(a);
+        }
+        Waiter {
+            db: client.db,
+            client_id: client.id,
+            info: client.info.clone(),
+            proto,
+            cmd,
+            id: wait.id,
+            buf,
+            spans,
+            keys: wait.keys.clone(),
+            state: Mutex::new(State::Waiting),
+            notify: Notify::new(),
+        }
+    }
+
+    /// Resolves when the waiter has been served (check with [`Blocking::leave`]).
+    pub async fn served(&self) {
+        self.notify.notified().await;
+    }
+
+    /// Counts the command once, when it ends without being served (timeout, disconnect), as
+    /// Redis counts a blocking command when it unblocks.
+    pub fn count_unserved(&self) {
+        let keys = self.cmd.key_count_in(self.args());
+        stats::local().call(self.id, false, self.cmd.op, keys);
+    }
+
+    fn args(&self) -> Args<'_> {
+        Args::new(&self.buf, &self.spans)
+    }
+}
+
+/// Queues of waiters on one database's keys, oldest first.
+type Queues = HashMap<Box<[u8]>, VecDeque<Arc<Waiter>>, foldhash::fast::RandomState>;
+
+#[derive(Default)]
+struct Inner {
+    /// By database.
+    queues: HashMap<usize, Queues>,
+    /// Keys signalled while someone waits on them, in order, not yet served.
+    ready: Vec<(usize, Box<[u8]>)>,
+    ready_set: HashSet<(usize, Box<[u8]>), foldhash::fast::RandomState>,
+}
+
+/// The clients blocked on keys, by (database, key), oldest first.
 #[derive(Default)]
 pub struct Blocking {
-    /// Clients blocked right now; zero makes `signal` free.
+    /// Clients waiting right now; zero makes `signal` free.
     count: AtomicUsize,
-    queues: Mutex<Queues>,
+    /// Some key is in `ready`: the next command to finish serves it.
+    has_ready: AtomicBool,
+    inner: Mutex<Inner>,
+    /// Held while serving, so waiters of a key are served in order.
+    serving: Mutex<()>,
 }
 
 impl Blocking {
-    /// Says that `key` in `db` may now have what a blocked client waits for: wakes the client
-    /// that has waited on it longest.
+    /// Clients blocked right now (INFO's `blocked_clients`).
+    pub fn blocked(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Says that `key` in `db` may now hold what a blocked client waits for. Costs one atomic
+    /// load while nobody is blocked; otherwise the key is served after the current command.
     pub fn signal(&self, db: usize, key: &[u8]) {
-        // SeqCst, paired with the one in `register`: a client that registers after this load
-        // saw zero looks at the key after this command's change.
+        // SeqCst, paired with the increment in `register`: a client that registers after this
+        // load saw zero runs its handler again after this command's change, and sees it.
         if self.count.load(Ordering::SeqCst) == 0 {
             return;
         }
-        let queues = self.queues.lock();
-        if let Some(first) = queues.get(&(db, Box::from(key))).and_then(|q| q.front()) {
-            first.notify.notify_one();
+        let mut inner = self.inner.lock();
+        let waited = inner.queues.get(&db).is_some_and(|q| q.contains_key(key));
+        if waited {
+            let id = (db, Box::<[u8]>::from(key));
+            if inner.ready_set.insert(id.clone()) {
+                inner.ready.push(id);
+                self.has_ready.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Whether signalled keys wait to be served (cheap; checked after every command).
+    #[inline]
+    pub fn has_ready(&self) -> bool {
+        self.has_ready.load(Ordering::Acquire)
+    }
+
+    /// Queues `waiter` on its keys.
+    pub fn register(&self, waiter: &Arc<Waiter>) {
+        waiter.info.blocked.store(true, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::SeqCst);
+        let mut inner = self.inner.lock();
+        let queues = inner.queues.entry(waiter.db).or_default();
+        for key in &waiter.keys {
+            queues.entry(key.clone()).or_default().push_back(waiter.clone());
+        }
+    }
+
+    /// Takes `waiter` out of its queues. Called once, by whoever ends its wait, under its
+    /// state lock.
+    fn unqueue(&self, waiter: &Arc<Waiter>) {
+        waiter.info.blocked.store(false, Ordering::Relaxed);
+        let mut inner = self.inner.lock();
+        if let Some(queues) = inner.queues.get_mut(&waiter.db) {
+            for key in &waiter.keys {
+                if let Some(q) = queues.get_mut(key) {
+                    if let Some(pos) = q.iter().position(|w| Arc::ptr_eq(w, waiter)) {
+                        q.remove(pos);
+                    }
+                    if q.is_empty() {
+                        queues.remove(key);
+                    }
+                }
+            }
+            if queues.is_empty() {
+                inner.queues.remove(&waiter.db);
+            }
+        }
+        drop(inner);
+        self.count.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Ends the wait of `waiter` for its own connection: returns the reply if it was served
+    /// (perhaps just now), else takes it out of its queues and returns `None`.
+    pub fn leave(&self, waiter: &Arc<Waiter>) -> Option<Vec<u8>> {
+        let mut state = waiter.state.lock();
+        match std::mem::replace(&mut *state, State::Left) {
+            State::Served(reply) => Some(reply),
+            State::Waiting => {
+                self.unqueue(waiter);
+                None
+            }
+            State::Left => None,
+        }
+    }
+
+    /// Runs the command of `waiter` again if it is still waiting; if that serves it, records
+    /// the reply, takes it out of its queues and wakes its connection. Returns whether it was
+    /// served.
+    pub fn try_serve(&self, shared: &Shared, waiter: &Arc<Waiter>) -> bool {
+        let mut state = waiter.state.lock();
+        if !matches!(*state, State::Waiting) {
+            return false;
+        }
+        let Some(reply) = run_again(shared, waiter) else { return false };
+        *state = State::Served(reply);
+        self.unqueue(waiter);
+        drop(state);
+        waiter.notify.notify_one();
+        true
+    }
+
+    /// Serves the clients waiting on the keys signalled so far: each key's waiters in the
+    /// order they blocked, until one finds nothing. Called after every command that left keys
+    /// ready, before that command's connection runs anything else.
+    pub fn serve(&self, shared: &Shared) {
+        let _serving = self.serving.lock();
+        loop {
+            let ready = {
+                let mut inner = self.inner.lock();
+                inner.ready_set.clear();
+                self.has_ready.store(false, Ordering::Release);
+                std::mem::take(&mut inner.ready)
+            };
+            if ready.is_empty() {
+                return;
+            }
+            for (db, key) in ready {
+                loop {
+                    let front = {
+                        let inner = self.inner.lock();
+                        inner.queues.get(&db).and_then(|q| q.get(&key)).and_then(|q| q.front().cloned())
+                    };
+                    let Some(front) = front else { break };
+                    if !self.try_serve(shared, &front) {
+                        // It found nothing (or left meanwhile, and is out of the queue).
+                        if matches!(*front.state.lock(), State::Waiting) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs a waiter's command again as its client, in `Retry` mode. Returns the reply when it
+/// was served (the command is then counted, once), `None` when it would wait on.
+fn run_again(shared: &Shared, waiter: &Waiter) -> Option<Vec<u8>> {
+    let mut client = Client { id: waiter.client_id, db: waiter.db, close: false, info: waiter.info.clone() };
+    let mut out = Reply::default();
+    out.proto = waiter.proto;
+    let mut effects = Effects::default();
+    let mut wait = Wait { mode: Mode::Retry, ..Wait::default() };
+    let counters = stats::local();
+    let mut timer = stats::Timer::start();
+    timer.enter(waiter.id, counters);
+    let args = waiter.args();
+    let mut ctx = Ctx {
+        shared,
+        client: &mut client,
+        out: &mut out,
+        now: magpie_store::now_ms(),
+        stats: counters,
+        timer: &mut timer,
+        effects: &mut effects,
+        wait: &mut wait,
+    };
+    let result = (waiter.cmd.run)(&mut ctx, args);
+    if wait.requested && result.is_ok() {
+        return None;
+    }
+    if let Err(e) = &result {
+        counters.error(&e.0);
+        out.error(&e.0);
+    }
+    counters.call(waiter.id, result.is_err(), waiter.cmd.op, waiter.cmd.key_count_in(args));
+    timer.stop(counters);
+    // The effects go to the log when there is one (persistence): a pop logs as LPOP/RPOP.
+    drop(effects);
+    Some(out.as_bytes().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse_as_redis_does() {
+        assert_eq!(timeout_arg(b"0"), Ok(None));
+        assert_eq!(timeout_arg(b"-0"), Ok(None));
+        assert_eq!(timeout_arg(b"1"), Ok(Some(1000)));
+        assert_eq!(timeout_arg(b"0.0001"), Ok(Some(1))); // rounded up
+        assert_eq!(timeout_arg(b"1.5"), Ok(Some(1500)));
+        assert_eq!(timeout_arg(b"0x10"), Ok(Some(16_000)));
+        assert_eq!(timeout_arg(b"1e3"), Ok(Some(1_000_000)));
+        let negative = Err(Error::from("ERR timeout is negative"));
+        for s in ["-1", "-0.5", "inf", "1e30", "9.3e15"] {
+            assert_eq!(timeout_arg(s.as_bytes()), negative, "{s}");
+        }
+        let bad = Err(Error::from("ERR timeout is not a float or out of range"));
+        for s in ["", "abc", "nan", " 1", "1 ", "1s"] {
+            assert_eq!(timeout_arg(s.as_bytes()), bad, "{s:?}");
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::LazyLock;
 
 use magpie_protocol::{Args, Reply};
 
+use crate::blocking::{Mode, Timeout, Wait};
 use crate::client::Client;
 use crate::cmd::COMMANDS;
 use crate::error::{CmdResult, Error};
@@ -28,6 +29,9 @@ pub struct Ctx<'a> {
     /// What the running command declared for the log (see [`Ctx::propagate`]); reset by
     /// dispatch before each command.
     pub effects: &'a mut Effects,
+    /// Whether the command may block, and what it asked for when it did (see
+    /// [`Ctx::block`] and [`crate::blocking`]); reset by dispatch before each command.
+    pub wait: &'a mut Wait,
 }
 
 /// What a command declares about its effect, beyond its reply.
@@ -62,6 +66,33 @@ impl<'a> Ctx<'a> {
     /// they wait for. Every command that adds elements to a list or sorted set calls it.
     pub fn signal(&self, key: &[u8]) {
         self.shared.blocking.signal(self.client.db, key);
+    }
+
+    /// Asks to wait until one of `keys` (of the current database) is signalled, or `timeout`
+    /// passes, and then run this command again; for a command that found nothing to serve.
+    /// Where the client may not block (inside MULTI), writes `refused` as the reply instead,
+    /// as if the timeout had passed at once. See [`crate::blocking`].
+    pub fn block<'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+        timeout: Timeout,
+        refused: fn(&mut Reply),
+    ) -> CmdResult {
+        match self.wait.mode {
+            Mode::NoBlock => refused(self.out),
+            Mode::Retry => self.wait.requested = true,
+            Mode::MayBlock => {
+                self.wait.requested = true;
+                self.wait.timeout = timeout;
+                for key in keys {
+                    // Redis waits once on a key named twice.
+                    if !self.wait.keys.iter().any(|k| **k == *key) {
+                        self.wait.keys.push(key.into());
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Says what the append-only log (and, later, replicas) must record for this command,
@@ -102,6 +133,8 @@ pub mod flags {
     pub const STALE: u32 = 1 << 8;
     pub const FAST: u32 = 1 << 9;
     pub const NO_AUTH: u32 = 1 << 10;
+    /// The keys are found by parsing the arguments (see [`super::Command::numkeys_at`]).
+    pub const MOVABLEKEYS: u32 = 1 << 11;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -115,6 +148,7 @@ pub mod flags {
         (STALE, "stale"),
         (FAST, "fast"),
         (NO_AUTH, "no_auth"),
+        (MOVABLEKEYS, "movablekeys"),
     ];
 }
 
@@ -150,6 +184,9 @@ pub struct Command {
     pub subcommands: &'static [Command],
     /// Follows from `flags` unless marked by [`Command::deletes`].
     pub op: KeyOp,
+    /// For commands with `numkeys` (LMPOP, BLMPOP, ZMPOP, ...): the argument that says how
+    /// many keys follow it; 0 for the others.
+    pub numkeys: usize,
 }
 
 impl Command {
@@ -172,7 +209,29 @@ impl Command {
         } else {
             KeyOp::None
         };
-        Command { name, arity, flags, keys, group, since, summary, syntax, run, subcommands: &[], op }
+        Command { name, arity, flags, keys, group, since, summary, syntax, run, subcommands: &[], op, numkeys: 0 }
+    }
+
+    /// Marks a command whose keys follow a count at argument `at` (`LMPOP numkeys key ...`):
+    /// Redis's `movablekeys`.
+    pub const fn numkeys_at(mut self, at: usize) -> Command {
+        self.numkeys = at;
+        self.flags |= flags::MOVABLEKEYS;
+        self
+    }
+
+    /// How many keys this call names: from the key positions, or from the `numkeys`
+    /// argument for commands that have one.
+    pub fn key_count_in(&self, args: Args<'_>) -> usize {
+        if self.numkeys == 0 {
+            return self.key_count(args.len());
+        }
+        let declared = (self.numkeys < args.len())
+            .then(|| magpie_protocol::parse_i64(args.get(self.numkeys)))
+            .flatten()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        declared.min(args.len().saturating_sub(self.numkeys + 1))
     }
 
     /// Marks a command whose keys count as deleted (INFO's `key_ops_del`).
@@ -278,9 +337,20 @@ pub fn dispatch(ctx: &mut Ctx<'_>, args: Args<'_>) -> Option<&'static Command> {
     };
     ctx.timer.enter(id, stats);
     ctx.effects.clear();
+    ctx.wait.clear();
     let result = (cmd.run)(ctx, args);
-    let keys = if cmd.op == KeyOp::None { 0 } else { cmd.key_count(args.len()) };
+    if ctx.wait.requested && result.is_ok() {
+        // The client waits: the command is counted when it is served or gives up.
+        ctx.wait.id = id;
+        return Some(cmd);
+    }
+    let keys = if cmd.op == KeyOp::None { 0 } else { cmd.key_count_in(args) };
     stats.call(id, result.is_err(), cmd.op, keys);
+    if ctx.shared.blocking.has_ready() {
+        // Clients blocked on keys this command filled are served before anything else runs
+        // on this connection.
+        ctx.shared.blocking.serve(ctx.shared);
+    }
     match result {
         Ok(()) => Some(cmd),
         Err(e) => {
@@ -435,6 +505,9 @@ fn acl_categories(cmd: &Command) -> Vec<String> {
         cats.push("@dangerous".to_owned());
     }
     cats.push(if cmd.has(flags::FAST) { "@fast" } else { "@slow" }.to_owned());
+    if cmd.has(flags::BLOCKING) {
+        cats.push("@blocking".to_owned());
+    }
     cats
 }
 

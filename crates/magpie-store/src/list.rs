@@ -887,8 +887,11 @@ mod tests {
                         let got = list.remove(&target, limit, from_tail);
                         let mut want = 0;
                         let mut kept: Vec<Vec<u8>> = Vec::new();
-                        let items: Vec<Vec<u8>> =
-                            if from_tail { model.iter().rev().cloned().collect() } else { model.iter().cloned().collect() };
+                        let items: Vec<Vec<u8>> = if from_tail {
+                            model.iter().rev().cloned().collect()
+                        } else {
+                            model.iter().cloned().collect()
+                        };
                         for e in items {
                             if e == target && (limit == 0 || want < limit) {
                                 want += 1;
