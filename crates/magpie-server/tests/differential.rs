@@ -78,6 +78,10 @@ diff_tests! {
     set_options_resp3 => "set_options.redis", Resp3;
     counters_resp3 => "counters.redis", Resp3;
     keys_resp3 => "keys.redis", Resp3;
+    lists => "lists.redis", Resp2;
+    lists_resp3 => "lists.redis", Resp3;
+    lists_blocking => "lists_blocking.redis", Resp2;
+    lists_blocking_resp3 => "lists_blocking.redis", Resp3;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.
