@@ -840,5 +840,21 @@ mod tests {
         assert_eq!(lookup(b"getdel").unwrap().op, KeyOp::Del);
         assert_eq!(lookup(b"exists").unwrap().op, KeyOp::Get);
         assert_eq!(lookup(b"incr").unwrap().op, KeyOp::Set);
+        // Commands with numkeys count the keys they name.
+        let keys_of = |line: &str| {
+            let words: Vec<&str> = line.split(' ').collect();
+            let mut buf = Vec::new();
+            let mut spans = Vec::new();
+            for w in &words {
+                spans.push((buf.len(), buf.len() + w.len()));
+                buf.extend_from_slice(w.as_bytes());
+            }
+            lookup(words[0].as_bytes()).unwrap().key_count_in(Args::new(&buf, &spans))
+        };
+        assert_eq!(keys_of("lmpop 2 a b LEFT"), 2);
+        assert_eq!(keys_of("blmpop 0 3 a b c RIGHT COUNT 2"), 3);
+        assert_eq!(keys_of("lmpop 5 a LEFT"), 2);
+        assert_eq!(keys_of("lmpop x a LEFT"), 0);
+        assert_eq!(keys_of("blpop a b 0"), 2);
     }
 }

@@ -746,3 +746,70 @@ pub fn blmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     }
     ctx.block(keys.iter(), timeout, Reply::null_array)
 }
+
+#[cfg(test)]
+mod tests {
+    use magpie_protocol::{Args, Reply, Resp};
+
+    use crate::blocking::{Mode, Wait};
+    use crate::command::{Ctx, Effects, dispatch};
+    use crate::config::{Config, Options};
+    use crate::server::Shared;
+    use crate::stats;
+
+    /// Runs `line` (split on spaces) as `client` in `mode`: the reply, and whether the
+    /// command asked to wait.
+    fn run(shared: &Shared, client: &mut crate::client::Client, mode: Mode, line: &str) -> (String, bool) {
+        let mut buf = Vec::new();
+        let mut spans = Vec::new();
+        for word in line.split(' ') {
+            spans.push((buf.len(), buf.len() + word.len()));
+            buf.extend_from_slice(word.as_bytes());
+        }
+        let mut out = Reply::new(Resp::V2);
+        let mut effects = Effects::default();
+        let mut wait = Wait { mode, ..Wait::default() };
+        let mut timer = stats::Timer::start();
+        let mut ctx = Ctx {
+            shared,
+            client,
+            out: &mut out,
+            now: magpie_store::now_ms(),
+            stats: stats::local(),
+            timer: &mut timer,
+            effects: &mut effects,
+            wait: &mut wait,
+        };
+        dispatch(&mut ctx, Args::new(&buf, &spans));
+        (String::from_utf8_lossy(out.as_bytes()).into_owned(), wait.requested)
+    }
+
+    #[test]
+    fn blocking_commands_that_may_not_block_reply_as_timed_out() {
+        let shared = Shared::new(Config::load(Options::default()).expect("default config"));
+        let addr = "127.0.0.1:1".parse().expect("addr");
+        let mut client = shared.clients.connect(addr, addr);
+        // As inside MULTI: Redis answers a null array, or a null for the moves.
+        for (line, reply) in [
+            ("BLPOP q 0", "*-1\r\n"),
+            ("BRPOP q other 5", "*-1\r\n"),
+            ("BLMPOP 0 1 q LEFT", "*-1\r\n"),
+            ("BLMOVE q d LEFT LEFT 0", "$-1\r\n"),
+            ("BRPOPLPUSH q d 0", "$-1\r\n"),
+            ("BLPOP q -1", "-ERR timeout is negative\r\n"),
+        ] {
+            assert_eq!(run(&shared, &mut client, Mode::NoBlock, line), (reply.to_string(), false), "{line}");
+        }
+        assert_eq!(shared.blocking.blocked(), 0);
+        // With data they serve as usual.
+        run(&shared, &mut client, Mode::NoBlock, "RPUSH q a b c");
+        let served = run(&shared, &mut client, Mode::NoBlock, "BLPOP q 0");
+        assert_eq!(served, ("*2\r\n$1\r\nq\r\n$1\r\na\r\n".to_string(), false));
+        let moved = run(&shared, &mut client, Mode::NoBlock, "BLMOVE q d RIGHT LEFT 0");
+        assert_eq!(moved, ("$1\r\nc\r\n".to_string(), false));
+        // Run again for a waiting client (Retry): nothing to serve means no reply and a wait.
+        assert_eq!(run(&shared, &mut client, Mode::Retry, "BLPOP empty 0"), (String::new(), true));
+        // A plain call asks the connection to wait.
+        assert_eq!(run(&shared, &mut client, Mode::MayBlock, "BLPOP empty 0"), (String::new(), true));
+    }
+}
