@@ -41,7 +41,7 @@
 //! waiter is served under its own lock, at most once, and a timeout or disconnect takes the
 //! same lock to leave.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -176,9 +176,11 @@ type Queues = HashMap<Box<[u8]>, VecDeque<Arc<Waiter>>, foldhash::fast::RandomSt
 struct Inner {
     /// By database.
     queues: HashMap<usize, Queues>,
-    /// Keys signalled while someone waits on them, in order, not yet served.
+    /// Keys signalled while someone waits on them, in order, not yet taken by a serving pass.
     ready: Vec<(usize, Box<[u8]>)>,
-    ready_set: HashSet<(usize, Box<[u8]>), foldhash::fast::RandomState>,
+    /// Keys signalled and not yet served (in `ready`, or being served), by database; the flag
+    /// says a key was signalled again while being served, so it is served once more.
+    pending: HashMap<usize, HashMap<Box<[u8]>, bool, foldhash::fast::RandomState>>,
 }
 
 /// The clients blocked on keys, by (database, key), oldest first.
@@ -186,8 +188,10 @@ struct Inner {
 pub struct Blocking {
     /// Clients waiting right now; zero makes `signal` free.
     count: AtomicUsize,
-    /// Some key is in `ready`: the next command to finish serves it.
-    has_ready: AtomicBool,
+    /// Some key is in `ready`: the command that signalled it serves it when it finishes.
+    unserved: AtomicBool,
+    /// Some key is pending (signalled, not yet served): commands that take elements check.
+    pending: AtomicBool,
     inner: Mutex<Inner>,
     /// Held while serving, so waiters of a key are served in order.
     serving: Mutex<()>,
@@ -201,6 +205,8 @@ impl Blocking {
 
     /// Says that `key` in `db` may now hold what a blocked client waits for. Costs one atomic
     /// load while nobody is blocked; otherwise the key is served after the current command.
+    /// Call it while the key's shard is still locked: then a command that takes elements
+    /// checks [`Blocking::is_pending`] under the same lock and lets the waiters go first.
     pub fn signal(&self, db: usize, key: &[u8]) {
         // SeqCst, paired with the increment in `register`: a client that registers after this
         // load saw zero runs its handler again after this command's change, and sees it.
@@ -209,19 +215,31 @@ impl Blocking {
         }
         let mut inner = self.inner.lock();
         let waited = inner.queues.get(&db).is_some_and(|q| q.contains_key(key));
-        if waited {
-            let id = (db, Box::<[u8]>::from(key));
-            if inner.ready_set.insert(id.clone()) {
-                inner.ready.push(id);
-                self.has_ready.store(true, Ordering::Release);
-            }
+        if !waited {
+            return;
         }
+        let pending = inner.pending.entry(db).or_default();
+        if let Some(again) = pending.get_mut(key) {
+            *again = true;
+            return;
+        }
+        pending.insert(key.into(), false);
+        inner.ready.push((db, key.into()));
+        self.pending.store(true, Ordering::SeqCst);
+        self.unserved.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether clients blocked on `key` have been signalled and not served yet: a command
+    /// about to take elements from it must let them go first (call [`Blocking::serve`] with
+    /// no lock held, then look again). Check it with the key's shard locked.
+    pub fn is_pending(&self, db: usize, key: &[u8]) -> bool {
+        self.pending.load(Ordering::SeqCst) && self.inner.lock().pending.get(&db).is_some_and(|p| p.contains_key(key))
     }
 
     /// Whether signalled keys wait to be served (cheap; checked after every command).
     #[inline]
     pub fn has_ready(&self) -> bool {
-        self.has_ready.load(Ordering::Acquire)
+        self.unserved.load(Ordering::Acquire)
     }
 
     /// Queues `waiter` on its keys.
@@ -297,27 +315,52 @@ impl Blocking {
         loop {
             let ready = {
                 let mut inner = self.inner.lock();
-                inner.ready_set.clear();
-                self.has_ready.store(false, Ordering::Release);
+                self.unserved.store(false, Ordering::SeqCst);
+                if inner.ready.is_empty() {
+                    return;
+                }
                 std::mem::take(&mut inner.ready)
             };
-            if ready.is_empty() {
-                return;
-            }
             for (db, key) in ready {
-                loop {
-                    let front = {
-                        let inner = self.inner.lock();
-                        inner.queues.get(&db).and_then(|q| q.get(&key)).and_then(|q| q.front().cloned())
-                    };
-                    let Some(front) = front else { break };
-                    if !self.try_serve(shared, &front) {
-                        // It found nothing (or left meanwhile, and is out of the queue).
-                        if matches!(*front.state.lock(), State::Waiting) {
-                            break;
+                self.serve_key(shared, db, &key);
+            }
+        }
+    }
+
+    /// Serves the waiters of one key, front to back, until one finds nothing; again if the
+    /// key was signalled meanwhile. The key stays pending until then.
+    fn serve_key(&self, shared: &Shared, db: usize, key: &[u8]) {
+        loop {
+            self.serve_queue(shared, db, key);
+            let mut inner = self.inner.lock();
+            let Some(pending) = inner.pending.get_mut(&db) else { return };
+            match pending.get_mut(key) {
+                Some(again) if *again => *again = false,
+                _ => {
+                    pending.remove(key);
+                    if pending.is_empty() {
+                        inner.pending.remove(&db);
+                        if inner.pending.is_empty() {
+                            self.pending.store(false, Ordering::SeqCst);
                         }
                     }
+                    return;
                 }
+            }
+        }
+    }
+
+    fn serve_queue(&self, shared: &Shared, db: usize, key: &[u8]) {
+        loop {
+            let front = {
+                let inner = self.inner.lock();
+                inner.queues.get(&db).and_then(|q| q.get(key)).and_then(|q| q.front().cloned())
+            };
+            let Some(front) = front else { return };
+            if !self.try_serve(shared, &front) && matches!(*front.state.lock(), State::Waiting) {
+                // It found nothing: neither will the ones behind it. (A waiter that was
+                // served or left meanwhile is out of the queue: go on with the next.)
+                return;
             }
         }
     }

@@ -68,6 +68,20 @@ impl<'a> Ctx<'a> {
         self.shared.blocking.signal(self.client.db, key);
     }
 
+    /// Whether clients blocked on `key` were given something (a push signalled them) and are
+    /// not served yet. A command that takes elements (LPOP, LMOVE, LREM, ...) checks this with
+    /// the key's shard locked; if so it unlocks, calls [`Ctx::serve_waiters`] and looks again,
+    /// so that no command takes an element pushed for a waiting client. Always false for the
+    /// serving itself (`Retry`) and inside a transaction (`NoBlock`), which must not unlock.
+    pub fn waiters_first(&self, key: &[u8]) -> bool {
+        self.wait.mode == Mode::MayBlock && self.shared.blocking.is_pending(self.client.db, key)
+    }
+
+    /// Serves the clients whose keys were signalled; see [`Ctx::waiters_first`].
+    pub fn serve_waiters(&self) {
+        self.shared.blocking.serve(self.shared);
+    }
+
     /// Asks to wait until one of `keys` (of the current database) is signalled, or `timeout`
     /// passes, and then run this command again; for a command that found nothing to serve.
     /// Where the client may not block (inside MULTI), writes `refused` as the reply instead,

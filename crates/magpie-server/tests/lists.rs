@@ -423,3 +423,44 @@ fn big_lists_cross_chunks_and_keep_their_order() {
     let deleted: usize = redis::cmd("DEL").arg("big").query(&mut c).unwrap();
     assert_eq!(deleted, 1);
 }
+
+/// An element pushed while a client waits goes to that client, even when another connection
+/// pops the same key as fast as it can: the pop lets the waiter go first.
+#[test]
+fn a_concurrent_pop_never_takes_what_was_pushed_for_a_waiting_client() {
+    let server = Server::magpie();
+    let port = server.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stealers: Vec<_> = ["LPOP q", "RPOP q 5", "LMOVE q elsewhere LEFT LEFT", "LMPOP 1 q LEFT"]
+        .into_iter()
+        .map(|line| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut c = Raw::connect(port);
+                let mut stolen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    send(&mut c, line);
+                    let r = reply(&mut c);
+                    if r != "$-1\r\n" && r != "*-1\r\n" {
+                        stolen.push(r);
+                    }
+                }
+                stolen
+            })
+        })
+        .collect();
+    let mut admin = server.raw();
+    let mut waiter = server.raw();
+    for i in 0..200 {
+        send(&mut waiter, "BLPOP q 0");
+        wait_blocked(&mut admin, 1);
+        let element = format!("v{i}");
+        admin.cmd(&[b"RPUSH", b"q", element.as_bytes()]);
+        assert_eq!(reply(&mut waiter), pair("q", &element));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in stealers {
+        let stolen = s.join().expect("stealer");
+        assert!(stolen.is_empty(), "taken from under a waiting client: {stolen:?}");
+    }
+}

@@ -3,7 +3,8 @@
 //! [`Ctx::block`] (see [`crate::blocking`]).
 
 use magpie_protocol::{Args, Reply};
-use magpie_store::{List, LiveSlot, Slot, Value};
+use magpie_store::{List, LiveSlot, Shard, Slot, Value};
+use parking_lot::RwLockWriteGuard;
 
 use crate::blocking::{self, Timeout};
 use crate::command::flags::{BLOCKING, DENYOOM, FAST, NOSCRIPT, READONLY, WRITE};
@@ -126,6 +127,19 @@ fn list_mut<'s>(live: &'s mut LiveSlot<'_>) -> Result<&'s mut List, Error> {
     }
 }
 
+/// Write-locks the shard of `key` to take elements from it, after clients blocked on it have
+/// been served what was pushed for them (see [`Ctx::waiters_first`]).
+fn lock_to_take<'a>(ctx: &Ctx<'a>, key: &[u8]) -> RwLockWriteGuard<'a, Shard> {
+    loop {
+        let shard = ctx.db().write(key);
+        if !ctx.waiters_first(key) {
+            return shard;
+        }
+        drop(shard);
+        ctx.serve_waiters();
+    }
+}
+
 /// Arguments `from..to` of `args`.
 fn sub<'a>(args: Args<'a>, from: usize, to: usize) -> Args<'a> {
     Args::new(args.buf(), &args.spans()[from..to])
@@ -229,10 +243,11 @@ fn push_generic(ctx: &mut Ctx<'_>, args: Args<'_>, end: End, only_existing: bool
             len
         }
     };
+    // Signalled under the lock: see `lock_to_take`.
+    ctx.signal(key);
     drop(shard);
     ctx.out.int(len as i64);
     ctx.notify(notify::LIST, end.push_event(), key);
-    ctx.signal(key);
     Ok(())
 }
 
@@ -267,7 +282,7 @@ fn pop_generic(ctx: &mut Ctx<'_>, args: Args<'_>, end: End) -> CmdResult {
         None
     };
     let key = args.get(1);
-    let mut shard = ctx.db().write(key);
+    let mut shard = lock_to_take(ctx, key);
     let Slot::Live(live) = shard.slot(key, ctx.now) else {
         if count.is_some() {
             ctx.out.null_array()
@@ -495,7 +510,7 @@ pub fn linsert(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn lrem(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let count = int_arg(args.get(2))?;
     let key = args.get(1);
-    let mut shard = ctx.db().write(key);
+    let mut shard = lock_to_take(ctx, key);
     let Slot::Live(mut live) = shard.slot(key, ctx.now) else {
         ctx.out.int(0);
         return Ok(());
@@ -523,7 +538,7 @@ pub fn lrem(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn ltrim(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (start, end) = (int_arg(args.get(2))?, int_arg(args.get(3))?);
     let key = args.get(1);
-    let mut shard = ctx.db().write(key);
+    let mut shard = lock_to_take(ctx, key);
     let Slot::Live(mut live) = shard.slot(key, ctx.now) else {
         ctx.out.ok();
         return Ok(());
@@ -556,7 +571,14 @@ pub fn ltrim(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 fn move_generic(ctx: &mut Ctx<'_>, src: &[u8], dst: &[u8], from: End, to: End) -> Result<bool, Error> {
     let db = ctx.client.db;
     let now = ctx.now;
-    let mut locked = ctx.shared.keyspace.lock_write([(db, src), (db, dst)]);
+    let mut locked = loop {
+        let locked = ctx.shared.keyspace.lock_write([(db, src), (db, dst)]);
+        if !ctx.waiters_first(src) {
+            break locked;
+        }
+        drop(locked);
+        ctx.serve_waiters();
+    };
     match locked.shard(db, src).get(src, now) {
         None => return Ok(false),
         Some(e) => as_list(&e.value)?,
@@ -576,10 +598,10 @@ fn move_generic(ctx: &mut Ctx<'_>, src: &[u8], dst: &[u8], from: End, to: End) -
         push(list, to, &element);
         ctx.out.bulk(&element);
         drop(live);
+        ctx.signal(dst);
         drop(locked);
         ctx.notify(notify::LIST, to.push_event(), dst);
         ctx.notify(notify::LIST, from.pop_event(), src);
-        ctx.signal(dst);
         return Ok(true);
     }
     let Slot::Live(mut live) = locked.shard(db, src).slot(src, now) else { return Ok(false) };
@@ -603,6 +625,7 @@ fn move_generic(ctx: &mut Ctx<'_>, src: &[u8], dst: &[u8], from: End, to: End) -
             empty.insert(Value::List(Box::new(list)), None);
         }
     }
+    ctx.signal(dst);
     drop(locked);
     ctx.out.bulk(&element);
     ctx.notify(notify::LIST, to.push_event(), dst);
@@ -610,7 +633,6 @@ fn move_generic(ctx: &mut Ctx<'_>, src: &[u8], dst: &[u8], from: End, to: End) -
     if emptied {
         ctx.notify(notify::GENERIC, "del", src);
     }
-    ctx.signal(dst);
     Ok(true)
 }
 
@@ -670,7 +692,7 @@ pub fn brpoplpush(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 /// LPOP/RPOP it performed. Returns false, replying nothing, when every key is missing.
 fn pop_first(ctx: &mut Ctx<'_>, keys: Args<'_>, end: End, count: Option<usize>) -> Result<bool, Error> {
     for key in keys.iter() {
-        let mut shard = ctx.db().write(key);
+        let mut shard = lock_to_take(ctx, key);
         let Slot::Live(live) = shard.slot(key, ctx.now) else { continue };
         let len = as_list(&live.entry().value)?.len();
         ctx.out.array(2);
