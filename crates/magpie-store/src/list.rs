@@ -411,42 +411,39 @@ impl List {
     }
 
     /// Removes the first `n` elements (all if there are fewer), whole chunks at a time.
-    pub fn drop_front(&mut self, mut n: usize) {
-        while n > 0 {
-            let Some(c) = self.chunks.front() else { return };
-            if c.count <= n {
-                let bytes: usize = c.elems().map(|(_, d)| d.len()).sum();
-                n -= c.count;
-                self.len -= c.count;
-                self.bytes -= bytes;
-                self.chunks.pop_front();
-                self.shrink_table();
-            } else {
-                for _ in 0..n {
-                    self.drop_front_one();
-                }
-                return;
-            }
-        }
+    pub fn drop_front(&mut self, n: usize) {
+        self.drop_end(n, true);
     }
 
     /// Removes the last `n` elements (all if there are fewer).
-    pub fn drop_back(&mut self, mut n: usize) {
+    pub fn drop_back(&mut self, n: usize) {
+        self.drop_end(n, false);
+    }
+
+    fn drop_end(&mut self, mut n: usize, front: bool) {
         while n > 0 {
-            let Some(c) = self.chunks.back() else { return };
-            if c.count <= n {
-                let bytes: usize = c.elems().map(|(_, d)| d.len()).sum();
-                n -= c.count;
-                self.len -= c.count;
-                self.bytes -= bytes;
-                self.chunks.pop_back();
-                self.shrink_table();
-            } else {
+            let c = if front { self.chunks.front() } else { self.chunks.back() };
+            let Some(c) = c else { return };
+            if c.count > n {
                 for _ in 0..n {
-                    self.drop_back_one();
+                    if front {
+                        self.drop_front_one()
+                    } else {
+                        self.drop_back_one()
+                    };
                 }
                 return;
             }
+            let bytes: usize = c.elems().map(|(_, d)| d.len()).sum();
+            n -= c.count;
+            self.len -= c.count;
+            self.bytes -= bytes;
+            if front {
+                self.chunks.pop_front();
+            } else {
+                self.chunks.pop_back();
+            }
+            self.shrink_table();
         }
     }
 

@@ -145,6 +145,15 @@ fn sub<'a>(args: Args<'a>, from: usize, to: usize) -> Args<'a> {
     Args::new(args.buf(), &args.spans()[from..to])
 }
 
+/// Removes and returns the element at `end` (the list is not empty).
+fn take(list: &mut List, end: End) -> Vec<u8> {
+    match end {
+        End::Left => list.pop_front(),
+        End::Right => list.pop_back(),
+    }
+    .unwrap_or_default()
+}
+
 fn push(list: &mut List, end: End, element: &[u8]) {
     match end {
         End::Left => list.push_front(element),
@@ -590,11 +599,7 @@ fn move_generic(ctx: &mut Ctx<'_>, src: &[u8], dst: &[u8], from: End, to: End) -
         // A rotation: the list never becomes empty.
         let Slot::Live(mut live) = locked.shard(db, src).slot(src, now) else { return Ok(false) };
         let list = list_mut(&mut live)?;
-        let element = match from {
-            End::Left => list.pop_front(),
-            End::Right => list.pop_back(),
-        }
-        .unwrap_or_default();
+        let element = take(list, from);
         push(list, to, &element);
         ctx.out.bulk(&element);
         drop(live);
@@ -606,11 +611,7 @@ fn move_generic(ctx: &mut Ctx<'_>, src: &[u8], dst: &[u8], from: End, to: End) -
     }
     let Slot::Live(mut live) = locked.shard(db, src).slot(src, now) else { return Ok(false) };
     let list = list_mut(&mut live)?;
-    let element = match from {
-        End::Left => list.pop_front(),
-        End::Right => list.pop_back(),
-    }
-    .unwrap_or_default();
+    let element = take(list, from);
     let emptied = list.is_empty();
     if emptied {
         live.remove();
