@@ -164,6 +164,11 @@ impl Waiter {
         stats::local().call(self.id, false, self.cmd.op, keys);
     }
 
+    /// The type its command waits for, from its group: "list" or "zset".
+    fn wants(&self) -> &'static str {
+        if self.cmd.group == "list" { "list" } else { "zset" }
+    }
+
     fn args(&self) -> Args<'_> {
         Args::new(&self.buf, &self.spans)
     }
@@ -351,10 +356,13 @@ impl Blocking {
     }
 
     fn serve_queue(&self, shared: &Shared, db: usize, key: &[u8]) {
+        let Some(held) = waited_type(shared, db, key) else { return };
         loop {
+            // The oldest waiter that waits for what the key holds.
             let front = {
                 let inner = self.inner.lock();
-                inner.queues.get(&db).and_then(|q| q.get(key)).and_then(|q| q.front().cloned())
+                let queue = inner.queues.get(&db).and_then(|q| q.get(key));
+                queue.and_then(|q| q.iter().find(|w| w.wants() == held).cloned())
             };
             let Some(front) = front else { return };
             if !self.try_serve(shared, &front) && matches!(*front.state.lock(), State::Waiting) {
@@ -364,6 +372,14 @@ impl Blocking {
             }
         }
     }
+}
+
+/// The type of `key` if it is one that blocking commands wait for: "list" or "zset". Like
+/// Redis, a key that received a value of another type (RENAME of a string onto it) serves
+/// nobody, and a list serves only clients waiting for lists: they keep waiting.
+fn waited_type(shared: &Shared, db: usize, key: &[u8]) -> Option<&'static str> {
+    let shard = shared.keyspace.db(db).read(key);
+    shard.get(key, magpie_store::now_ms()).map(|e| e.value.type_name()).filter(|t| matches!(*t, "list" | "zset"))
 }
 
 /// Runs a waiter's command again as its client, in `Retry` mode. Returns the reply when it

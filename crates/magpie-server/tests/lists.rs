@@ -138,9 +138,15 @@ fn lmove_rename_and_copy_wake_clients_blocked_on_their_destination() {
     assert_eq!(admin.cmd_str("LLEN from"), ":1\r\n");
     admin.cmd_str("DEL from");
 
-    // RENAME a list onto the key.
+    // RENAME a list onto the key. (A string, or a sorted set, renamed onto it serves nobody:
+    // the client keeps waiting, as in Redis.)
     send(&mut waiter, "BRPOP renamed 0");
     wait_blocked(&mut admin, 1);
+    admin.cmd_str("SET tmp text");
+    assert_eq!(admin.cmd_str("RENAME tmp renamed"), "+OK\r\n");
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(blocked(&mut admin), 1);
+    admin.cmd_str("DEL renamed");
     admin.cmd_str("RPUSH tmp 1 2");
     assert_eq!(admin.cmd_str("RENAME tmp renamed"), "+OK\r\n");
     assert_eq!(reply(&mut waiter), pair("renamed", "2"));
