@@ -152,7 +152,8 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                     *client.info.last_cmd.lock() = cmd.name;
                     if !out.is_empty() {
                         if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
-                            shared.blocking.leave(&waiter);
+                            // Gone before it could wait (it was never registered).
+                            waiter.count_unserved();
                             break 'conn;
                         }
                         stats::local().wrote(out.len());
@@ -253,7 +254,10 @@ async fn block_on(
     blocking.register(waiter);
     // An element that arrived between the command's first look and the registration is seen
     // now; anything later finds the client registered.
-    blocking.try_serve(shared, waiter);
+    if blocking.try_serve(shared, waiter) && blocking.has_ready() {
+        // Served at once, and what it did may feed others (BLMOVE's destination).
+        blocking.serve(shared);
+    }
     let deadline = timeout.and_then(|ms| tokio::time::Instant::now().checked_add(Duration::from_millis(ms)));
     let gone = |waiter: &Arc<Waiter>| match blocking.leave(waiter) {
         Some(reply) => Ended::Reply(reply),
