@@ -10,7 +10,7 @@ A=$1; B=$2; T=${3:-get}; ROUNDS=${4:-8}; N=${N:-1000000}; PIPE=${PIPE:-16}
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=$(mktemp)
 pkill -f -- "--port 7021" || true; pkill -f -- "--port 7022" || true; sleep 0.3
-(taskset -c 0 "$A" --port 7021 >/dev/null 2>&1 &); (taskset -c 0 "$B" --port 7022 >/dev/null 2>&1 &); sleep 0.5
+(taskset -c 0 "$A" --port 7021 --save "" >/dev/null 2>&1 &); (taskset -c 0 "$B" --port 7022 --save "" >/dev/null 2>&1 &); sleep 0.5
 for p in 7021 7022; do
   awk -v type=string -v items=1000000 -v size=64 -v fields=1 -f "$HERE/resp-gen.awk" | taskset -c 1 redis-cli -p $p --pipe >/dev/null
 done

@@ -10,7 +10,7 @@
 # callgrind_annotate.
 set -euo pipefail
 BIN=$1; T=${2:-get}; OUT=${3:-/tmp/callgrind.out}; PORT=${4:-7031}
-valgrind --tool=callgrind --callgrind-out-file="$OUT" "$BIN" --port "$PORT" >/dev/null 2>&1 &
+valgrind --tool=callgrind --callgrind-out-file="$OUT" "$BIN" --port "$PORT" --save "" >/dev/null 2>&1 &
 VP=$!
 for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.2; done
 redis-benchmark -p "$PORT" -t set -n 20000 -r 10000 -d 64 -c 10 -P 16 -q >/dev/null

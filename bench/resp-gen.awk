@@ -12,7 +12,8 @@
 #   string  SET   key:%012d <value i>               (the key names redis-benchmark
 #                                                    uses with -r: key:000000000042)
 #   list    RPUSH list:%012d <value i>              key = int(i / fields)
-#   hash    HSET  hash:%012d field:%012d <value i>
+#   hash    HSET  hash:%012d field:%012d <value i>  field = i % fields, so every
+#                                                    hash has field:000000000000..
 #   set     SADD  set:%012d <value i>
 #   zset    ZADD  zset:%012d <i> <value i>
 # <value i> is exactly `size` bytes: the 12-digit index i followed by 'x'
@@ -46,7 +47,7 @@ BEGIN {
         } else {
             k = sprintf("%s:%012d", type, int(i / fields))
             if (type == "hash")
-                printf "%s%s%s%s", head, bulk(k), bulk("field:" idx), bulk(v)
+                printf "%s%s%s%s", head, bulk(k), bulk(sprintf("field:%012d", i % fields)), bulk(v)
             else if (type == "zset")
                 printf "%s%s%s%s", head, bulk(k), bulk(i ""), bulk(v)
             else

@@ -30,6 +30,12 @@ MODE=throughput
 MEMORY_TYPE=string
 MEMORY_ITEMS=
 MEMORY_FIELDS=100
+FILL_TYPE=string
+FILL_FIELDS=1
+TESTS_GIVEN=0
+CUSTOM_LABELS=()
+SERVER_ARGS=
+CUSTOM_CMDS=()
 SERVER_CPU=0
 CLIENT_CPU=1
 OUT_DIR=$SCRIPT_DIR/out
@@ -42,7 +48,12 @@ Throughput mode (default): start redis-server and magpie-server on free ports
 of 127.0.0.1 (pinned to CPU 0), fill the keyspace, and run redis-benchmark
 (pinned to CPU 1) against both, interleaved, several times; print the medians.
 
-  --tests LIST            redis-benchmark -t tests, comma separated (default get,set)
+  --tests LIST            redis-benchmark -t tests, comma separated (default get,set;
+                          none when --command is given, unless --tests is given too)
+  --command 'LABEL=CMD'   a custom command line for redis-benchmark, e.g.
+                          'HGET=HGET hash:__rand_int__ field:000000000007'
+                          (repeatable; words split on spaces; LABEL names the row;
+                          __rand_int__ ranges over the keys filled, see --fill-type)
   --pipelines LIST        pipeline depths (-P), comma separated (default 1,16)
   --repeat N              runs per server, test and pipeline; median reported (default 3)
   --requests N            requests per run (-n), for every run
@@ -52,6 +63,10 @@ of 127.0.0.1 (pinned to CPU 0), fill the keyspace, and run redis-benchmark
   --data-size N           value size in bytes (-d, default 64)
   --keyspace N            random key space (-r) and keys filled (default 1000000)
   --no-fill               do not fill the keyspace first (GET then measures misses)
+  --fill-type T           what the fill writes: string (default) | list | hash | set | zset
+                          (resp-gen.awk's keys: hash:%012d with fields field:%012d, ...)
+  --fill-fields F         items per key for a list/hash/set/zset fill (default 1); the
+                          keyspace (-r) is then keyspace / F keys
   --quick                 smoke check: --repeat 1, 50000/200000 requests,
                           keyspace 100000 (explicit options still win)
 
@@ -62,6 +77,9 @@ Memory mode:
   --memory-fields F       items per key for list/hash/set/zset (default 100)
 
 Common:
+  --server-args 'ARGS'    extra flags for both servers, after the defaults, e.g.
+                          '--appendonly yes --appendfsync always' (each server runs in its
+                          own fresh temporary directory, where such files go)
   --magpie-bin PATH       magpie-server binary (default target/release/magpie-server,
                           built with cargo unless --skip-build or this option is given)
   --redis-bin PATH        redis-server binary (default /usr/bin/redis-server)
@@ -90,7 +108,17 @@ is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 
 while [[ $# -gt 0 ]]; do
     case $1 in
-    --tests) need_arg "$@"; TESTS=$2; shift 2 ;;
+    --tests) need_arg "$@"; TESTS=$2; TESTS_GIVEN=1; shift 2 ;;
+    --command)
+        need_arg "$@"
+        [[ $2 == *=* && -n ${2%%=*} && -n ${2#*=} ]] || die "--command takes LABEL=COMMAND ARGS, got '$2'"
+        CUSTOM_LABELS+=("${2%%=*}")
+        CUSTOM_CMDS+=("${2#*=}")
+        shift 2
+        ;;
+    --fill-type) need_arg "$@"; FILL_TYPE=$2; shift 2 ;;
+    --server-args) need_arg "$@"; SERVER_ARGS=$2; shift 2 ;;
+    --fill-fields) need_arg "$@"; FILL_FIELDS=$2; shift 2 ;;
     --pipelines) need_arg "$@"; PIPELINES=$2; shift 2 ;;
     --repeat) need_arg "$@"; REPEAT=$2; shift 2 ;;
     --requests) need_arg "$@"; REQUESTS=$2; shift 2 ;;
@@ -123,18 +151,28 @@ fi
 : "${REPEAT:=3}" "${REQUESTS_PIPELINED:=${REQUESTS:-2000000}}" "${REQUESTS:=500000}" "${KEYSPACE:=1000000}"
 : "${MEMORY_ITEMS:=$KEYSPACE}"
 
-for v in REPEAT REQUESTS REQUESTS_PIPELINED CLIENTS DATA_SIZE KEYSPACE MEMORY_ITEMS MEMORY_FIELDS SERVER_CPU CLIENT_CPU; do
+for v in REPEAT REQUESTS REQUESTS_PIPELINED CLIENTS DATA_SIZE KEYSPACE MEMORY_ITEMS MEMORY_FIELDS FILL_FIELDS SERVER_CPU CLIENT_CPU; do
     is_uint "${!v}" || die "$v must be a non-negative integer, got '${!v}'"
 done
-for v in REPEAT REQUESTS REQUESTS_PIPELINED CLIENTS KEYSPACE MEMORY_ITEMS MEMORY_FIELDS; do
+for v in REPEAT REQUESTS REQUESTS_PIPELINED CLIENTS KEYSPACE MEMORY_ITEMS MEMORY_FIELDS FILL_FIELDS; do
     [[ ${!v} -ge 1 ]] || die "$v must be at least 1"
 done
 [[ $TESTS =~ ^[a-z0-9_]+(,[a-z0-9_]+)*$ ]] || die "--tests must be a comma-separated list like get,set"
+case $FILL_TYPE in string | list | hash | set | zset) ;; *) die "--fill-type: string, list, hash, set or zset" ;; esac
+[[ $FILL_TYPE != string || $FILL_FIELDS == 1 ]] || die "--fill-fields applies to list/hash/set/zset fills"
+# Keys the fill creates: what -r (and so __rand_int__) ranges over.
+FILL_KEYS=$(((${KEYSPACE} + FILL_FIELDS - 1) / FILL_FIELDS))
 [[ $PIPELINES =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--pipelines must be a comma-separated list like 1,16"
 case $ONLY in '' | redis | magpie) ;; *) die "--only takes redis or magpie" ;; esac
 case $MEMORY_TYPE in string | list | hash | set | zset) ;; *) die "--memory-type: string, list, hash, set or zset" ;; esac
 [[ $SERVER_CPU != "$CLIENT_CPU" ]] || die "--server-cpu and --client-cpu must differ"
-IFS=, read -r -a TEST_LIST <<<"$TESTS"
+TEST_LIST=()
+if [[ ${#CUSTOM_CMDS[@]} == 0 || $TESTS_GIVEN == 1 ]]; then IFS=, read -r -a TEST_LIST <<<"$TESTS"; fi
+# Custom commands are tests named custom0, custom1, ...
+for i in "${!CUSTOM_CMDS[@]}"; do TEST_LIST+=("custom$i"); done
+test_label() { # the row name of a test
+    if [[ $1 =~ ^custom([0-9]+)$ ]]; then echo "${CUSTOM_LABELS[${BASH_REMATCH[1]}]}"; else echo "${1^^}"; fi
+}
 IFS=, read -r -a PIPE_LIST <<<"$PIPELINES"
 for p in "${PIPE_LIST[@]}"; do [[ $p -ge 1 ]] || die "pipeline depth must be >= 1"; done
 
@@ -252,9 +290,11 @@ start_server() { # start_server NAME
         local -a args=(--port "$port" --bind "$HOST" --save '' --appendonly no)
     else
         bin=$MAGPIE_BIN
-        local -a args=(--port "$port" --bind "$HOST")
+        local -a args=(--port "$port" --bind "$HOST" --save '' --appendonly no)
     fi
-    local -a cmd=(taskset -c "$SERVER_CPU" "$bin" "${args[@]}")
+    local -a extra=()
+    [[ -z $SERVER_ARGS ]] || read -r -a extra <<<"$SERVER_ARGS"
+    local -a cmd=(taskset -c "$SERVER_CPU" "$bin" "${args[@]}" "${extra[@]}")
     SERVER_CMD[$name]="(cd \$WORKDIR/$name && setsid $(quote "${cmd[@]}" | sed "s/ --port $port / --port \\\$PORT /"))"
     mkdir -p "$WORK/$name"
     # Subshell execs taskset, which execs the server: $! is the server's PID.
@@ -342,7 +382,10 @@ check_keys() {
     else
         log "$name: DBSIZE unsupported ($got); spot-checking the first and last key instead"
         local k
-        for k in "key:000000000000" "key:$(printf '%012d' $((want - 1)))"; do
+        local prefix=key
+        [[ $MODE == memory || $FILL_TYPE == string ]] || prefix=$FILL_TYPE
+        [[ $MODE != memory || $MEMORY_TYPE == string ]] || prefix=$MEMORY_TYPE
+        for k in "$prefix:000000000000" "$prefix:$(printf '%012d' $((want - 1)))"; do
             [[ $(cli "$name" exists "$k" 2>/dev/null) == 1 ]] || die "$name: $k missing after loading"
         done
     fi
@@ -401,8 +444,8 @@ run_throughput() {
     for name in "${SERVERS[@]}"; do start_server "$name"; done
     if [[ $FILL == 1 ]]; then
         for name in "${SERVERS[@]}"; do
-            load "$name" string "$KEYSPACE" 1
-            check_keys "$name" "$KEYSPACE"
+            load "$name" "$FILL_TYPE" "$KEYSPACE" "$FILL_FIELDS"
+            check_keys "$name" "$FILL_KEYS"
         done
     fi
 
@@ -418,7 +461,14 @@ run_throughput() {
                 for name in "${order[@]}"; do
                     check_alive "$name"
                     local -a cmd=(taskset -c "$CLIENT_CPU" redis-benchmark -h "$HOST" -p "${PORT[$name]}"
-                        -t "$test" -c "$CLIENTS" -P "$p" -d "$DATA_SIZE" -r "$KEYSPACE" -n "$n" -q --csv)
+                        -c "$CLIENTS" -P "$p" -d "$DATA_SIZE" -r "$FILL_KEYS" -n "$n" -q --csv)
+                    if [[ $test =~ ^custom([0-9]+)$ ]]; then
+                        local -a words
+                        read -r -a words <<<"${CUSTOM_CMDS[${BASH_REMATCH[1]}]}"
+                        cmd+=("${words[@]}")
+                    else
+                        cmd+=(-t "$test")
+                    fi
                     BENCH_CMD[$test,$p]=$(quote "${cmd[@]}" | sed "s/ -p ${PORT[$name]} / -p \$PORT /")
                     rc=0
                     t0=$(cpu_ticks "$name")
@@ -440,7 +490,7 @@ run_throughput() {
                     eff=$(awk -v n="$n" -v t=$((t1 - t0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", (t > 0 ? n * hz / t : 0) }')
                     EFF[$name,$test,$p]+="$eff "
                     P50[$name,$test,$p]+="$p50 "
-                    log "$(printf '%-6s %-5s -P %-3s run %d/%d: %12s ops/s  p50 %s ms' "$name" "$test" "$p" "$rep" "$REPEAT" "$rps" "$p50")"
+                    log "$(printf '%-6s %-5s -P %-3s run %d/%d: %12s ops/s  p50 %s ms' "$name" "$(test_label "$test")" "$p" "$rep" "$REPEAT" "$rps" "$p50")"
                 done
             done
         done
@@ -451,9 +501,11 @@ run_throughput() {
         echo "## Throughput: magpie vs redis ($TS)"
         echo
         header
-        echo "- workload: -c $CLIENTS -d $DATA_SIZE -r $KEYSPACE, -n $REQUESTS at -P 1 and $REQUESTS_PIPELINED at -P >1, median of $REPEAT run(s) per cell, runs interleaved"
-        if [[ $FILL == 1 ]]; then
+        echo "- workload: -c $CLIENTS -d $DATA_SIZE -r $FILL_KEYS, -n $REQUESTS at -P 1 and $REQUESTS_PIPELINED at -P >1, median of $REPEAT run(s) per cell, runs interleaved"
+        if [[ $FILL == 1 && $FILL_TYPE == string ]]; then
             echo "- keyspace filled first: all $KEYSPACE keys key:000000000000..key:$(printf '%012d' $((KEYSPACE - 1))) set to $DATA_SIZE-byte values (deterministic, redis-cli --pipe)"
+        elif [[ $FILL == 1 ]]; then
+            echo "- keyspace filled first: $KEYSPACE $FILL_TYPE items of $DATA_SIZE bytes in $FILL_KEYS keys $FILL_TYPE:000000000000..$FILL_TYPE:$(printf '%012d' $((FILL_KEYS - 1))), $FILL_FIELDS per key (bench/resp-gen.awk, redis-cli --pipe)"
         else
             echo "- keyspace NOT filled (--no-fill): GET measures misses"
         fi
@@ -481,7 +533,7 @@ run_throughput() {
                 [[ $me == - ]] || me=$(printf '%.0f' "$me")
                 [[ $r == - ]] || r=$(printf '%.0f' "$r")
                 [[ $m == - ]] || m=$(printf '%.0f' "$m")
-                echo "| ${test^^} | $p | $r | $m | $ratio | $re | $me | $eratio | $rp | $mp | $rs | $ms |"
+                echo "| $(test_label "$test") | $p | $r | $m | $ratio | $re | $me | $eratio | $rp | $mp | $rs | $ms |"
             done
         done
         echo

@@ -59,6 +59,7 @@ impl Server {
             let port = free_port();
             let mut child = Command::new(program)
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", ""])
                 .args(extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

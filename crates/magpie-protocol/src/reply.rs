@@ -116,6 +116,23 @@ impl Reply {
         }
     }
 
+    /// An array of `len` pairs (HRANDFIELD WITHVALUES, ZRANGE WITHSCORES): in RESP3 an array
+    /// of two-element arrays, each opened with [`Reply::pair`]; in RESP2 one flat array of
+    /// `2 * len` elements.
+    pub fn pairs(&mut self, len: usize) {
+        match self.proto {
+            Resp::V2 => self.header(b'*', len * 2),
+            Resp::V3 => self.header(b'*', len),
+        }
+    }
+
+    /// Opens one element of [`Reply::pairs`]: `*2` in RESP3, nothing in RESP2.
+    pub fn pair(&mut self) {
+        if self.proto == Resp::V3 {
+            self.buf.extend_from_slice(b"*2\r\n");
+        }
+    }
+
     /// A floating-point number as Redis 7.0 sends one (`addReplyDouble`): C's `%.17g` (and
     /// `inf`/`-inf`), as a bulk string in RESP2 and a double (`,`) in RESP3.
     pub fn double(&mut self, d: f64) {
@@ -124,6 +141,14 @@ impl Reply {
         match self.proto {
             Resp::V2 => self.bulk(text),
             Resp::V3 => self.line(b',', text),
+        }
+    }
+
+    /// Out-of-band data (pub/sub messages): a push (`>`) in RESP3, an array in RESP2.
+    pub fn push(&mut self, len: usize) {
+        match self.proto {
+            Resp::V2 => self.header(b'*', len),
+            Resp::V3 => self.header(b'>', len),
         }
     }
 
@@ -187,6 +212,13 @@ mod tests {
         assert_eq!(both(|r| r.set(3)), ("*3\r\n".into(), "~3\r\n".into()));
         assert_eq!(both(|r| r.bool(true)), (":1\r\n".into(), "#t\r\n".into()));
         assert_eq!(both(|r| r.verbatim("txt", b"hi")), ("$2\r\nhi\r\n".into(), "=6\r\ntxt:hi\r\n".into()));
+        let pairs = |r: &mut Reply| {
+            r.pairs(1);
+            r.pair();
+            r.bulk(b"f");
+            r.int(1);
+        };
+        assert_eq!(both(pairs), ("*2\r\n$1\r\nf\r\n:1\r\n".into(), "*1\r\n*2\r\n$1\r\nf\r\n:1\r\n".into()));
         assert_eq!(both(|r| r.bulk_int(-42)).0, "$3\r\n-42\r\n");
         assert_eq!(both(|r| r.int(7)).1, ":7\r\n");
     }

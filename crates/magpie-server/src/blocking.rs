@@ -63,7 +63,6 @@ pub enum Mode {
     #[default]
     MayBlock,
     /// Inside MULTI (or a script): never wait; reply as if the timeout had passed.
-    #[cfg_attr(not(test), allow(dead_code))] // first user: MULTI/EXEC (a later issue)
     NoBlock,
     /// Run again for a waiting client: serve it, or leave it waiting without a reply.
     Retry,
@@ -122,8 +121,9 @@ pub struct Waiter {
 
 enum State {
     Waiting,
-    /// Served: the reply to send.
-    Served(Vec<u8>),
+    /// Served: the reply to send, and the log record its write added (0: none), which under
+    /// `appendfsync always` must be on disk before the reply goes out.
+    Served(Vec<u8>, u64),
     /// Timed out, disconnected or shut down.
     Left,
 }
@@ -284,10 +284,10 @@ impl Blocking {
 
     /// Ends the wait of `waiter` for its own connection: returns the reply if it was served
     /// (perhaps just now), else takes it out of its queues and returns `None`.
-    pub fn leave(&self, waiter: &Arc<Waiter>) -> Option<Vec<u8>> {
+    pub fn leave(&self, waiter: &Arc<Waiter>) -> Option<(Vec<u8>, u64)> {
         let mut state = waiter.state.lock();
         match std::mem::replace(&mut *state, State::Left) {
-            State::Served(reply) => Some(reply),
+            State::Served(reply, wrote) => Some((reply, wrote)),
             State::Waiting => {
                 self.unqueue(waiter);
                 None
@@ -299,13 +299,13 @@ impl Blocking {
     /// Runs the command of `waiter` again if it is still waiting; if that serves it, records
     /// the reply, takes it out of its queues and wakes its connection. Returns whether it was
     /// served.
-    pub fn try_serve(&self, shared: &Shared, waiter: &Arc<Waiter>) -> bool {
+    pub fn try_serve(&self, shared: &Arc<Shared>, waiter: &Arc<Waiter>) -> bool {
         let mut state = waiter.state.lock();
         if !matches!(*state, State::Waiting) {
             return false;
         }
-        let Some(reply) = run_again(shared, waiter) else { return false };
-        *state = State::Served(reply);
+        let Some((reply, wrote)) = run_again(shared, waiter) else { return false };
+        *state = State::Served(reply, wrote);
         self.unqueue(waiter);
         drop(state);
         waiter.notify.notify_one();
@@ -315,7 +315,7 @@ impl Blocking {
     /// Serves the clients waiting on the keys signalled so far: each key's waiters in the
     /// order they blocked, until one finds nothing. Called after every command that left keys
     /// ready, before that command's connection runs anything else.
-    pub fn serve(&self, shared: &Shared) {
+    pub fn serve(&self, shared: &Arc<Shared>) {
         let _serving = self.serving.lock();
         loop {
             let ready = {
@@ -334,7 +334,7 @@ impl Blocking {
 
     /// Serves the waiters of one key, front to back, until one finds nothing; again if the
     /// key was signalled meanwhile. The key stays pending until then.
-    fn serve_key(&self, shared: &Shared, db: usize, key: &[u8]) {
+    fn serve_key(&self, shared: &Arc<Shared>, db: usize, key: &[u8]) {
         loop {
             self.serve_queue(shared, db, key);
             let mut inner = self.inner.lock();
@@ -355,7 +355,7 @@ impl Blocking {
         }
     }
 
-    fn serve_queue(&self, shared: &Shared, db: usize, key: &[u8]) {
+    fn serve_queue(&self, shared: &Arc<Shared>, db: usize, key: &[u8]) {
         let Some(held) = waited_type(shared, db, key) else { return };
         loop {
             // The oldest waiter that waits for what the key holds.
@@ -384,8 +384,8 @@ fn waited_type(shared: &Shared, db: usize, key: &[u8]) -> Option<&'static str> {
 
 /// Runs a waiter's command again as its client, in `Retry` mode. Returns the reply when it
 /// was served (the command is then counted, once), `None` when it would wait on.
-fn run_again(shared: &Shared, waiter: &Waiter) -> Option<Vec<u8>> {
-    let mut client = Client { id: waiter.client_id, db: waiter.db, close: false, info: waiter.info.clone() };
+fn run_again(shared: &Arc<Shared>, waiter: &Waiter) -> Option<(Vec<u8>, u64)> {
+    let mut client = Client { id: waiter.client_id, db: waiter.db, close: false, info: waiter.info.clone(), wrote: 0 };
     let mut out = Reply::default();
     out.proto = waiter.proto;
     let mut effects = Effects::default();
@@ -404,7 +404,12 @@ fn run_again(shared: &Shared, waiter: &Waiter) -> Option<Vec<u8>> {
         effects: &mut effects,
         wait: &mut wait,
     };
-    let result = (waiter.cmd.run)(&mut ctx, args);
+    // Logged as what it did (BLPOP as LPOP), like any write command.
+    let result = if waiter.cmd.has(crate::command::flags::WRITE) {
+        crate::command::run_logged(&mut ctx, waiter.cmd, args)
+    } else {
+        (waiter.cmd.run)(&mut ctx, args)
+    };
     if wait.requested && result.is_ok() {
         return None;
     }
@@ -414,9 +419,7 @@ fn run_again(shared: &Shared, waiter: &Waiter) -> Option<Vec<u8>> {
     }
     counters.call(waiter.id, result.is_err(), waiter.cmd.op, waiter.cmd.key_count_in(args));
     timer.stop(counters);
-    // The effects go to the log when there is one (persistence): a pop logs as LPOP/RPOP.
-    drop(effects);
-    Some(out.as_bytes().to_vec())
+    Some((out.as_bytes().to_vec(), client.wrote))
 }
 
 #[cfg(test)]

@@ -61,6 +61,34 @@ pub struct Client {
     /// Set by QUIT: close after the reply is written.
     pub close: bool,
     pub info: Arc<ClientInfo>,
+    /// Sequence number of the last record this client's writes added to the log: under
+    /// `appendfsync always` its replies wait until the log is durable that far.
+    pub wrote: u64,
+}
+
+impl Client {
+    /// A client of the server itself (replaying the log), in no registry.
+    pub fn internal() -> Client {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        Client {
+            id: 0,
+            db: 0,
+            close: false,
+            info: Arc::new(ClientInfo {
+                id: 0,
+                addr,
+                laddr: addr,
+                created: Instant::now(),
+                last_active_ms: AtomicU64::new(0),
+                db: AtomicUsize::new(0),
+                resp: AtomicUsize::new(2),
+                name: Mutex::new(None),
+                last_cmd: Mutex::new("NULL"),
+                blocked: AtomicBool::new(false),
+            }),
+            wrote: 0,
+        }
+    }
 }
 
 /// All connected clients.
@@ -91,7 +119,7 @@ impl Registry {
             blocked: AtomicBool::new(false),
         });
         self.clients.lock().insert(id, info.clone());
-        Client { id, db: 0, close: false, info }
+        Client { id, db: 0, close: false, info, wrote: 0 }
     }
 
     pub fn disconnect(&self, id: u64) {

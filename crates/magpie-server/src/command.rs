@@ -4,7 +4,7 @@
 //! Dispatch, COMMAND INFO/DOCS (and with them redis-cli's hints) all read the same entry.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use magpie_protocol::{Args, Reply};
 
@@ -17,7 +17,7 @@ use crate::stats;
 
 /// Everything a command can reach: the server, its own connection, and where its reply goes.
 pub struct Ctx<'a> {
-    pub shared: &'a Shared,
+    pub shared: &'a Arc<Shared>,
     pub client: &'a mut Client,
     pub out: &'a mut Reply,
     /// The time this command runs at (ms since the epoch), read once per batch of commands.
@@ -116,7 +116,6 @@ impl<'a> Ctx<'a> {
     /// a relative expiry as an absolute one, a blocking pop as the plain pop it performed. Each
     /// call adds one record, in the current database; a command that calls it and then
     /// changes nothing logs nothing (call it only for effects that happened).
-    #[allow(dead_code)] // first callers: SPOP, blocking pops, persistence (in progress)
     pub fn propagate(&mut self, record: &[&[u8]]) {
         self.effects.replaced = true;
         self.effects.records.push(record.iter().map(|a| a.to_vec()).collect());
@@ -147,8 +146,10 @@ pub mod flags {
     pub const STALE: u32 = 1 << 8;
     pub const FAST: u32 = 1 << 9;
     pub const NO_AUTH: u32 = 1 << 10;
+    pub const NO_ASYNC_LOADING: u32 = 1 << 11;
+    pub const NO_MULTI: u32 = 1 << 12;
     /// The keys are found by parsing the arguments (see [`super::Command::numkeys_at`]).
-    pub const MOVABLEKEYS: u32 = 1 << 11;
+    pub const MOVABLEKEYS: u32 = 1 << 13;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -162,6 +163,8 @@ pub mod flags {
         (STALE, "stale"),
         (FAST, "fast"),
         (NO_AUTH, "no_auth"),
+        (NO_ASYNC_LOADING, "no_async_loading"),
+        (NO_MULTI, "no_multi"),
         (MOVABLEKEYS, "movablekeys"),
     ];
 }
@@ -352,7 +355,11 @@ pub fn dispatch(ctx: &mut Ctx<'_>, args: Args<'_>) -> Option<&'static Command> {
     ctx.timer.enter(id, stats);
     ctx.effects.clear();
     ctx.wait.clear();
-    let result = (cmd.run)(ctx, args);
+    let result = if cmd.has(flags::WRITE) {
+        if let Some(e) = ctx.shared.persistence.deny_writes(ctx.shared) { Err(e) } else { run_logged(ctx, cmd, args) }
+    } else {
+        (cmd.run)(ctx, args)
+    };
     if ctx.wait.requested && result.is_ok() {
         // The client waits: the command is counted when it is served or gives up.
         ctx.wait.id = id;
@@ -371,6 +378,47 @@ pub fn dispatch(ctx: &mut Ctx<'_>, args: Args<'_>) -> Option<&'static Command> {
             stats.error(&e.0);
             ctx.out.error(&e.0);
             None
+        }
+    }
+}
+
+/// Runs a write command and queues the record of what it did for the append-only log: its
+/// own arguments, or the effects it declared (see [`Ctx::propagate`]); before it, deletions of
+/// keys it found expired. Nothing is queued if the command changed nothing.
+/// Runs a write command and appends what it did to the log (also used to serve blocked
+/// clients, whose commands run again: see [`crate::blocking`]).
+pub fn run_logged(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_>) -> CmdResult {
+    let journal = &ctx.shared.persistence.journal;
+    let slot = journal.begin();
+    magpie_store::tap::reset_last_seq();
+    let result = (cmd.run)(ctx, args);
+    let seq = magpie_store::tap::last_seq();
+    log_expired(ctx.shared, &slot);
+    if seq != 0 {
+        let db = ctx.client.db;
+        if ctx.effects.replaced {
+            if !ctx.effects.records.is_empty() {
+                let records = &ctx.effects.records;
+                journal.push(&slot, seq, db, records.iter().map(|r| r.iter().map(Vec::as_slice)));
+            }
+        } else {
+            journal.push(&slot, seq, db, std::iter::once(args.iter()));
+        }
+        ctx.client.wrote = seq;
+    }
+    journal.end(&slot);
+    result
+}
+
+/// Queues a DEL for each key this thread found expired (the log replays without expiring).
+pub fn log_expired(shared: &Shared, slot: &crate::journal::Slot) {
+    if !magpie_store::tap::has_expired() {
+        return;
+    }
+    for e in magpie_store::tap::take_expired() {
+        if e.seq != 0 {
+            let del: [&[u8]; 2] = [b"DEL", &e.key];
+            shared.persistence.journal.push(slot, e.seq, e.db, std::iter::once(del.into_iter()));
         }
     }
 }

@@ -2,17 +2,21 @@
 //! and the live settings that CONFIG GET/SET read and change.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use clap::Parser;
 use serde::Deserialize;
 
 use magpie_store::glob_match;
+use parking_lot::Mutex;
+
+use crate::journal::Fsync;
 
 /// Settings from the command line or the config file. Every key of the file is also a flag
 /// with the same (Redis) name.
 #[derive(Parser, Deserialize, Debug, Default, Clone)]
 #[command(name = "magpie-server", version, about = "Magpie: a Redis-compatible in-memory key-value server")]
+#[command(args_override_self = true)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Options {
     /// TOML configuration file; flags given on the command line override it.
@@ -50,6 +54,57 @@ pub struct Options {
     /// Worker threads (Magpie) [default: the number of CPUs this process may use].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Snapshot schedule: pairs of "seconds changes" (snapshot when at least that many
+    /// changes happened in that many seconds); "" turns snapshots off
+    /// [default: 3600 1 300 100 60 10000].
+    #[arg(long, value_name = "SCHEDULE")]
+    pub save: Option<String>,
+    /// Directory for snapshots and the append-only log [default: the working directory].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Snapshot file name, in `dir` [default: dump.magpie].
+    #[arg(long, value_name = "NAME")]
+    pub dbfilename: Option<String>,
+    /// Keep an append-only log of every write: yes or no [default: no].
+    #[arg(long, value_name = "yes|no")]
+    pub appendonly: Option<String>,
+    /// When the log is fsynced: always (before each write is acknowledged), everysec or no
+    /// (left to the OS) [default: everysec].
+    #[arg(long, value_name = "always|everysec|no")]
+    pub appendfsync: Option<String>,
+    /// Base name of the log's files [default: appendonly.aof].
+    #[arg(long, value_name = "NAME")]
+    pub appendfilename: Option<String>,
+    /// Directory of the log's files, in `dir` [default: appendonlydir].
+    #[arg(long, value_name = "NAME")]
+    pub appenddirname: Option<String>,
+    /// Start even if the log's last record was cut short by a crash (the record is dropped,
+    /// with a warning): yes or no [default: yes].
+    #[arg(long, value_name = "yes|no")]
+    pub aof_load_truncated: Option<String>,
+    /// Rewrite the log when it has grown by this percentage since the last rewrite; 0 never
+    /// [default: 100].
+    #[arg(long, value_name = "PERCENT")]
+    pub auto_aof_rewrite_percentage: Option<u64>,
+    /// ...and is at least this big [default: 64mb].
+    #[arg(long, value_name = "BYTES")]
+    pub auto_aof_rewrite_min_size: Option<String>,
+    /// Refuse writes while the last background snapshot failed: yes or no [default: yes].
+    #[arg(long, value_name = "yes|no")]
+    pub stop_writes_on_bgsave_error: Option<String>,
+    /// Check an append-only log file (or a log directory's manifest) and exit; with --fix,
+    /// cut it after its last good record (keeping a backup).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub check_aof: Option<PathBuf>,
+    /// Check a snapshot file and exit.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub check_snapshot: Option<PathBuf>,
+    /// With --check-aof: repair the file.
+    #[arg(long)]
+    #[serde(skip)]
+    pub fix: bool,
 }
 
 /// The configuration the server starts with.
@@ -67,6 +122,55 @@ pub struct Config {
     pub threads: Option<usize>,
     /// The file the configuration was read from, if any (INFO's `config_file`).
     pub config_file: Option<std::path::PathBuf>,
+    pub save: Vec<(u64, u64)>,
+    pub dir: PathBuf,
+    pub dbfilename: String,
+    pub appendonly: bool,
+    pub appendfsync: Fsync,
+    pub appendfilename: String,
+    pub appenddirname: String,
+    pub aof_load_truncated: bool,
+    pub auto_aof_rewrite_percentage: u64,
+    pub auto_aof_rewrite_min_size: u64,
+    pub stop_writes_on_bgsave_error: bool,
+}
+
+/// The default snapshot schedule (Redis's).
+pub const DEFAULT_SAVE: &str = "3600 1 300 100 60 10000";
+
+/// Parses a `save` schedule: pairs of seconds and changes; "" is none.
+pub fn parse_save(s: &str) -> Result<Vec<(u64, u64)>, String> {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    if !words.len().is_multiple_of(2) {
+        return Err("Invalid save parameters".to_owned());
+    }
+    words
+        .chunks(2)
+        .map(|w| match (w[0].parse::<u64>(), w[1].parse::<u64>()) {
+            (Ok(secs), Ok(changes)) if secs > 0 => Ok((secs, changes)),
+            _ => Err("Invalid save parameters".to_owned()),
+        })
+        .collect()
+}
+
+pub fn format_save(save: &[(u64, u64)]) -> String {
+    save.iter().map(|(s, c)| format!("{s} {c}")).collect::<Vec<_>>().join(" ")
+}
+
+fn parse_yes_no(name: &str, s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("{name} must be yes or no, not '{s}'")),
+    }
+}
+
+/// A file name that stays inside its directory.
+fn check_file_name(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(format!("{what} can't be a path, just a filename"));
+    }
+    Ok(())
 }
 
 impl Config {
@@ -102,7 +206,44 @@ impl Config {
             shards: cli.shards.or(file.shards).unwrap_or(64),
             threads: cli.threads.or(file.threads),
             config_file: cli.config.as_ref().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),
+            save: parse_save(&pick(cli.save, file.save).unwrap_or_else(|| DEFAULT_SAVE.to_owned()))
+                .map_err(|e| format!("save: {e}"))?,
+            dir: cli.dir.or(file.dir).unwrap_or_else(|| PathBuf::from(".")),
+            dbfilename: pick(cli.dbfilename, file.dbfilename).unwrap_or_else(|| "dump.magpie".to_owned()),
+            appendonly: parse_yes_no(
+                "appendonly",
+                &pick(cli.appendonly, file.appendonly).unwrap_or_else(|| "no".into()),
+            )?,
+            appendfsync: {
+                let s = pick(cli.appendfsync, file.appendfsync).unwrap_or_else(|| "everysec".to_owned());
+                Fsync::parse(&s).ok_or_else(|| format!("appendfsync must be always, everysec or no, not '{s}'"))?
+            },
+            appendfilename: pick(cli.appendfilename, file.appendfilename)
+                .unwrap_or_else(|| "appendonly.aof".to_owned()),
+            appenddirname: pick(cli.appenddirname, file.appenddirname).unwrap_or_else(|| "appendonlydir".to_owned()),
+            aof_load_truncated: parse_yes_no(
+                "aof-load-truncated",
+                &pick(cli.aof_load_truncated, file.aof_load_truncated).unwrap_or_else(|| "yes".into()),
+            )?,
+            auto_aof_rewrite_percentage: cli
+                .auto_aof_rewrite_percentage
+                .or(file.auto_aof_rewrite_percentage)
+                .unwrap_or(100),
+            auto_aof_rewrite_min_size: match pick(cli.auto_aof_rewrite_min_size, file.auto_aof_rewrite_min_size) {
+                Some(s) => {
+                    parse_memory(&s).ok_or_else(|| format!("auto-aof-rewrite-min-size: '{s}' is not a size"))? as u64
+                }
+                None => 64 * 1024 * 1024,
+            },
+            stop_writes_on_bgsave_error: parse_yes_no(
+                "stop-writes-on-bgsave-error",
+                &pick(cli.stop_writes_on_bgsave_error, file.stop_writes_on_bgsave_error)
+                    .unwrap_or_else(|| "yes".into()),
+            )?,
         };
+        check_file_name("dbfilename", &config.dbfilename)?;
+        check_file_name("appendfilename", &config.appendfilename)?;
+        check_file_name("appenddirname", &config.appenddirname)?;
         if !(1..=1_000_000).contains(&config.databases) {
             return Err(format!("databases must be between 1 and 1000000, not {}", config.databases));
         }
@@ -151,6 +292,14 @@ pub struct Settings {
     timeout: AtomicU64,
     proto_max_bulk_len: AtomicUsize,
     hz: AtomicU64,
+    save: Mutex<Vec<(u64, u64)>>,
+    dbfilename: Mutex<String>,
+    appendonly: AtomicBool,
+    appendfsync: AtomicUsize,
+    aof_load_truncated: AtomicBool,
+    auto_aof_rewrite_percentage: AtomicU64,
+    auto_aof_rewrite_min_size: AtomicU64,
+    stop_writes_on_bgsave_error: AtomicBool,
 }
 
 impl Settings {
@@ -160,8 +309,56 @@ impl Settings {
             timeout: AtomicU64::new(config.timeout),
             proto_max_bulk_len: AtomicUsize::new(config.proto_max_bulk_len),
             hz: AtomicU64::new(config.hz),
+            save: Mutex::new(config.save.clone()),
+            dbfilename: Mutex::new(config.dbfilename.clone()),
+            appendonly: AtomicBool::new(config.appendonly),
+            appendfsync: AtomicUsize::new(config.appendfsync as usize),
+            aof_load_truncated: AtomicBool::new(config.aof_load_truncated),
+            auto_aof_rewrite_percentage: AtomicU64::new(config.auto_aof_rewrite_percentage),
+            auto_aof_rewrite_min_size: AtomicU64::new(config.auto_aof_rewrite_min_size),
+            stop_writes_on_bgsave_error: AtomicBool::new(config.stop_writes_on_bgsave_error),
             config,
         }
+    }
+
+    pub fn save(&self) -> Vec<(u64, u64)> {
+        self.save.lock().clone()
+    }
+
+    pub fn dbfilename(&self) -> String {
+        self.dbfilename.lock().clone()
+    }
+
+    /// Whether the log should be on (CONFIG SET appendonly changes it; the server follows).
+    pub fn appendonly(&self) -> bool {
+        self.appendonly.load(Ordering::Relaxed)
+    }
+
+    pub fn set_appendonly(&self, on: bool) {
+        self.appendonly.store(on, Ordering::Relaxed);
+    }
+
+    pub fn appendfsync(&self) -> Fsync {
+        match self.appendfsync.load(Ordering::Relaxed) {
+            0 => Fsync::Always,
+            1 => Fsync::Everysec,
+            _ => Fsync::No,
+        }
+    }
+
+    pub fn aof_load_truncated(&self) -> bool {
+        self.aof_load_truncated.load(Ordering::Relaxed)
+    }
+
+    pub fn auto_aof_rewrite(&self) -> (u64, u64) {
+        (
+            self.auto_aof_rewrite_percentage.load(Ordering::Relaxed),
+            self.auto_aof_rewrite_min_size.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn stop_writes_on_bgsave_error(&self) -> bool {
+        self.stop_writes_on_bgsave_error.load(Ordering::Relaxed)
     }
 
     pub fn maxclients(&self) -> usize {
@@ -207,11 +404,21 @@ impl Settings {
             }
             let Some(set) = param.set else { return Err(failed("can't set immutable config")) };
             let value = std::str::from_utf8(value).map_err(|_| failed("argument must be valid text"))?;
-            let parsed = parse_value(param.kind, value).map_err(|e| failed(&e))?;
-            checked.push((set, parsed));
+            let parsed = match (param.kind, set) {
+                (Kind::Text(check), Set::Text(apply)) => {
+                    check(value).map_err(|e| failed(&e))?;
+                    Apply::Text(apply, value)
+                }
+                (kind, Set::Num(apply)) => Apply::Num(apply, parse_value(kind, value).map_err(|e| failed(&e))?),
+                (_, Set::Text(apply)) => Apply::Text(apply, value),
+            };
+            checked.push(parsed);
         }
-        for (set, value) in checked {
-            set(self, value);
+        for apply in checked {
+            match apply {
+                Apply::Num(f, n) => f(self, n),
+                Apply::Text(f, v) => f(self, v),
+            }
         }
         Ok(())
     }
@@ -219,8 +426,27 @@ impl Settings {
 
 #[derive(Clone, Copy)]
 enum Kind {
-    Int { min: u64, max: u64 },
-    Memory { min: u64 },
+    Int {
+        min: u64,
+        max: u64,
+    },
+    Memory {
+        min: u64,
+    },
+    /// Text, checked by the function.
+    Text(fn(&str) -> Result<(), String>),
+}
+
+/// A checked value, ready to apply.
+enum Apply<'a> {
+    Num(fn(&Settings, u64), u64),
+    Text(fn(&Settings, &str), &'a str),
+}
+
+#[derive(Clone, Copy)]
+enum Set {
+    Num(fn(&Settings, u64)),
+    Text(fn(&Settings, &str)),
 }
 
 fn parse_value(kind: Kind, s: &str) -> Result<u64, String> {
@@ -239,7 +465,16 @@ fn parse_value(kind: Kind, s: &str) -> Result<u64, String> {
             }
             Ok(n)
         }
+        Kind::Text(_) => Err("not a number".to_owned()),
     }
+}
+
+fn yes_no(s: &str) -> Result<(), String> {
+    parse_yes_no("argument", s).map(|_| ()).map_err(|_| "argument must be 'yes' or 'no'".to_owned())
+}
+
+fn yes(s: &str) -> bool {
+    s.eq_ignore_ascii_case("yes")
 }
 
 struct Param {
@@ -247,7 +482,7 @@ struct Param {
     get: fn(&Settings) -> String,
     kind: Kind,
     /// `None` for settings fixed at start.
-    set: Option<fn(&Settings, u64)>,
+    set: Option<Set>,
 }
 
 const FIXED: Kind = Kind::Int { min: 0, max: 0 };
@@ -260,30 +495,86 @@ static PARAMS: &[Param] = &[
         name: "maxclients",
         get: |s| s.maxclients().to_string(),
         kind: Kind::Int { min: 1, max: u32::MAX as u64 },
-        set: Some(|s, v| s.maxclients.store(usize::try_from(v).unwrap_or(usize::MAX), Ordering::Relaxed)),
+        set: Some(Set::Num(|s, v| s.maxclients.store(usize::try_from(v).unwrap_or(usize::MAX), Ordering::Relaxed))),
     },
     Param {
         name: "timeout",
         get: |s| s.timeout().to_string(),
         kind: Kind::Int { min: 0, max: i32::MAX as u64 },
-        set: Some(|s, v| s.timeout.store(v, Ordering::Relaxed)),
+        set: Some(Set::Num(|s, v| s.timeout.store(v, Ordering::Relaxed))),
     },
     Param {
         name: "proto-max-bulk-len",
         get: |s| s.proto_max_bulk_len().to_string(),
         kind: Kind::Memory { min: MIN_BULK_LEN as u64 },
-        set: Some(|s, v| s.proto_max_bulk_len.store(usize::try_from(v).unwrap_or(usize::MAX), Ordering::Relaxed)),
+        set: Some(Set::Num(|s, v| {
+            s.proto_max_bulk_len.store(usize::try_from(v).unwrap_or(usize::MAX), Ordering::Relaxed)
+        })),
     },
     Param {
         name: "hz",
         get: |s| s.hz().to_string(),
         kind: Kind::Int { min: 1, max: 500 },
-        set: Some(|s, v| s.hz.store(v, Ordering::Relaxed)),
+        set: Some(Set::Num(|s, v| s.hz.store(v, Ordering::Relaxed))),
     },
     Param { name: "loglevel", get: |s| s.config.loglevel.clone(), kind: FIXED, set: None },
-    // Persistence does not exist yet: say so truthfully to tools that ask (redis-benchmark).
-    Param { name: "save", get: |_| String::new(), kind: FIXED, set: None },
-    Param { name: "appendonly", get: |_| "no".to_owned(), kind: FIXED, set: None },
+    Param {
+        name: "save",
+        get: |s| format_save(&s.save()),
+        kind: Kind::Text(|v| parse_save(v).map(|_| ())),
+        set: Some(Set::Text(|s, v| *s.save.lock() = parse_save(v).unwrap_or_default())),
+    },
+    Param { name: "dir", get: |s| s.config.dir.display().to_string(), kind: FIXED, set: None },
+    Param {
+        name: "dbfilename",
+        get: |s| s.dbfilename(),
+        kind: Kind::Text(|v| check_file_name("dbfilename", v)),
+        set: Some(Set::Text(|s, v| *s.dbfilename.lock() = v.to_owned())),
+    },
+    Param {
+        name: "appendonly",
+        get: |s| if s.appendonly() { "yes" } else { "no" }.to_owned(),
+        kind: Kind::Text(yes_no),
+        set: Some(Set::Text(|s, v| s.set_appendonly(yes(v)))),
+    },
+    Param {
+        name: "appendfsync",
+        get: |s| s.appendfsync().name().to_owned(),
+        kind: Kind::Text(|v| {
+            Fsync::parse(v)
+                .map(|_| ())
+                .ok_or_else(|| "argument(s) must be one of the following: always, everysec, no".to_owned())
+        }),
+        set: Some(Set::Text(|s, v| {
+            s.appendfsync.store(Fsync::parse(v).unwrap_or(Fsync::Everysec) as usize, Ordering::Relaxed)
+        })),
+    },
+    Param { name: "appendfilename", get: |s| s.config.appendfilename.clone(), kind: FIXED, set: None },
+    Param { name: "appenddirname", get: |s| s.config.appenddirname.clone(), kind: FIXED, set: None },
+    Param {
+        name: "aof-load-truncated",
+        get: |s| if s.aof_load_truncated() { "yes" } else { "no" }.to_owned(),
+        kind: Kind::Text(yes_no),
+        set: Some(Set::Text(|s, v| s.aof_load_truncated.store(yes(v), Ordering::Relaxed))),
+    },
+    Param {
+        name: "auto-aof-rewrite-percentage",
+        get: |s| s.auto_aof_rewrite().0.to_string(),
+        kind: Kind::Int { min: 0, max: i32::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.auto_aof_rewrite_percentage.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "auto-aof-rewrite-min-size",
+        get: |s| s.auto_aof_rewrite().1.to_string(),
+        kind: Kind::Memory { min: 0 },
+        set: Some(Set::Num(|s, v| s.auto_aof_rewrite_min_size.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "stop-writes-on-bgsave-error",
+        get: |s| if s.stop_writes_on_bgsave_error() { "yes" } else { "no" }.to_owned(),
+        kind: Kind::Text(yes_no),
+        set: Some(Set::Text(|s, v| s.stop_writes_on_bgsave_error.store(yes(v), Ordering::Relaxed))),
+    },
 ];
 
 #[cfg(test)]

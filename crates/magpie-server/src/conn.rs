@@ -16,7 +16,9 @@ use magpie_protocol::{Args, Decoder, Limits, Reply, Resp};
 use magpie_store::now_ms;
 
 use crate::blocking::{Timeout, Wait, Waiter};
+use crate::client::Client;
 use crate::command::{Ctx, Effects, dispatch};
+use crate::journal::Fsync;
 use crate::server::Shared;
 use crate::stats;
 
@@ -160,7 +162,10 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                         out.clear();
                     }
                     match block_on(&shared, &waiter, wait.timeout, &mut stream, &mut rbuf, &mut stop).await {
-                        Ended::Reply(reply) => out.raw(&reply),
+                        Ended::Reply(reply, wrote) => {
+                            out.raw(&reply);
+                            client.wrote = client.wrote.max(wrote);
+                        }
                         Ended::TimedOut => out.null_array(),
                         Ended::Closed => break 'conn,
                     }
@@ -176,6 +181,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                 // memory, and a client that does not read them stops being served.
                 if out.len() >= FLUSH_AT {
                     timer.stop(counters);
+                    wait_durable(&shared, &client).await;
                     if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
                         break 'conn;
                     }
@@ -211,6 +217,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
         }
 
         if !out.is_empty() {
+            wait_durable(&shared, &client).await;
             if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
                 debug!("client {id}: write failed or idle past the timeout");
                 break 'conn;
@@ -232,8 +239,8 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
 
 /// How a blocked client's wait ended.
 enum Ended {
-    /// Served: the reply.
-    Reply(Vec<u8>),
+    /// Served: the reply, and the log record its write added (see `wait_durable`).
+    Reply(Vec<u8>, u64),
     TimedOut,
     /// The client went away, or the server is shutting down.
     Closed,
@@ -243,7 +250,7 @@ enum Ended {
 /// server shuts down. Meanwhile what the client sends is read into `rbuf` (up to the query
 /// buffer limit), so a disconnect is noticed at once and leaves no trace in the queues.
 async fn block_on(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     waiter: &Arc<Waiter>,
     timeout: Timeout,
     stream: &mut TcpStream,
@@ -260,7 +267,7 @@ async fn block_on(
     }
     let deadline = timeout.and_then(|ms| tokio::time::Instant::now().checked_add(Duration::from_millis(ms)));
     let gone = |waiter: &Arc<Waiter>| match blocking.leave(waiter) {
-        Some(reply) => Ended::Reply(reply),
+        Some((reply, wrote)) => Ended::Reply(reply, wrote),
         None => {
             waiter.count_unserved();
             Ended::Closed
@@ -278,13 +285,13 @@ async fn block_on(
         };
         tokio::select! {
             () = waiter.served() => {
-                if let Some(reply) = blocking.leave(waiter) {
-                    return Ended::Reply(reply);
+                if let Some((reply, wrote)) = blocking.leave(waiter) {
+                    return Ended::Reply(reply, wrote);
                 }
             }
             () = expiry => {
                 return match blocking.leave(waiter) {
-                    Some(reply) => Ended::Reply(reply),
+                    Some((reply, wrote)) => Ended::Reply(reply, wrote),
                     None => {
                         waiter.count_unserved();
                         Ended::TimedOut
@@ -295,7 +302,7 @@ async fn block_on(
                 Ok(0) | Err(_) => {
                     return match gone(waiter) {
                         // Served as the client left: the reply has nowhere to go, as in Redis.
-                        Ended::Reply(_) => Ended::Closed,
+                        Ended::Reply(..) => Ended::Closed,
                         ended => ended,
                     };
                 }
@@ -334,6 +341,18 @@ async fn write_out(stream: &mut TcpStream, buf: &[u8], timeout: u64) -> io::Resu
         }
     }
     Ok(())
+}
+
+/// Under `appendfsync always`, waits until the log is on disk up to this client's last write:
+/// no write is acknowledged before it is durable. Clients that wrote meanwhile share the fsync.
+async fn wait_durable(shared: &Shared, client: &Client) {
+    let journal = &shared.persistence.journal;
+    if client.wrote == 0 || journal.policy() != Fsync::Always || journal.durable_now() >= client.wrote {
+        return;
+    }
+    let mut durable = journal.durable();
+    journal.wake();
+    let _ = durable.wait_for(|&d| d >= client.wrote || !journal.is_on()).await;
 }
 
 /// A decoded command waiting to run.

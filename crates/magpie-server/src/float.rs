@@ -25,18 +25,38 @@ unsafe extern "C" {
 
 const MAX_CHARS: usize = 5 * 1024;
 
+/// Why [`add_ld`] failed: the commands word each case their own way (HINCRBYFLOAT says
+/// `hash value is not a float` for the stored value).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddError {
+    /// The stored value is not a float.
+    Value,
+    /// The increment is not a float.
+    Incr,
+    /// The sum is NaN or infinite.
+    NotFinite,
+}
+
 /// `value + incr` as Redis's INCRBYFLOAT computes and prints it; `value` None counts as 0.
 pub fn add(value: Option<&[u8]>, incr: &[u8]) -> Result<Vec<u8>, Error> {
+    add_ld(value, incr).map_err(|e| match e {
+        AddError::NotFinite => "ERR increment would produce NaN or Infinity".into(),
+        AddError::Value | AddError::Incr => NOT_FLOAT.into(),
+    })
+}
+
+/// [`add`], telling which operand was bad.
+pub fn add_ld(value: Option<&[u8]>, incr: &[u8]) -> Result<Vec<u8>, AddError> {
     let mut out = [0u8; MAX_CHARS];
     let (vptr, vlen) = value.map_or((std::ptr::null(), 0), |v| (v.as_ptr().cast::<c_char>(), v.len()));
     // SAFETY: every pointer is valid for the length passed with it; the C side reads at most
     // those lengths (copying into its own NUL-terminated buffer) and writes at most `outlen`
     // bytes into `out`.
     let n = unsafe { magpie_ld_add(vptr, vlen, incr.as_ptr().cast(), incr.len(), out.as_mut_ptr().cast(), out.len()) };
-    match usize::try_from(n) {
-        Ok(len) => Ok(out[..len.min(MAX_CHARS)].to_vec()),
-        Err(_) if n == -3 => Err("ERR increment would produce NaN or Infinity".into()),
-        Err(_) => Err(NOT_FLOAT.into()),
+    match n {
+        -1 => Err(AddError::Value),
+        -2 => Err(AddError::Incr),
+        _ => usize::try_from(n).map(|len| out[..len.min(MAX_CHARS)].to_vec()).map_err(|_| AddError::NotFinite),
     }
 }
 
@@ -52,7 +72,7 @@ pub fn timeout_ms(arg: &[u8]) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
-    use super::add;
+    use super::{AddError, add, add_ld};
 
     fn s(v: Option<&str>, i: &str) -> String {
         String::from_utf8(add(v.map(str::as_bytes), i.as_bytes()).unwrap()).unwrap()
@@ -68,6 +88,9 @@ mod tests {
         assert!(add(Some(b" 1"), b"1").is_err());
         assert!(add(Some(b"1"), b"nan").is_err());
         assert!(add(Some(b"1"), b"").is_err());
+        assert_eq!(add_ld(Some(b"x"), b"1"), Err(AddError::Value));
+        assert_eq!(add_ld(Some(b"1"), b"x"), Err(AddError::Incr));
+        assert_eq!(add_ld(None, b"inf"), Err(AddError::NotFinite));
         assert_eq!(
             add(Some(b"1.1e4932"), b"1.1e4932").unwrap_err().0.as_ref(),
             b"ERR increment would produce NaN or Infinity"

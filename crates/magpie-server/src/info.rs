@@ -183,7 +183,7 @@ impl Report<'_> {
             "server" => self.server(out),
             "clients" => self.clients(out),
             "memory" => self.memory(out),
-            "persistence" => persistence(out),
+            "persistence" => crate::persist::info(self.shared, out),
             "stats" => self.stats(out),
             "replication" => self.replication(out),
             "cpu" => cpu(out),
@@ -333,15 +333,6 @@ impl Report<'_> {
         field!(out, "databases", self.dbs.len());
         field!(out, "shards_per_db", self.shared.keyspace.db(0).shard_count());
     }
-}
-
-fn persistence(out: &mut String) {
-    // Persistence comes with its own issue; until then, say plainly that there is none.
-    field!(out, "loading", 0);
-    field!(out, "async_loading", 0);
-    field!(out, "rdb_bgsave_in_progress", 0);
-    field!(out, "aof_enabled", 0);
-    field!(out, "aof_rewrite_in_progress", 0);
 }
 
 fn cpu(out: &mut String) {

@@ -10,8 +10,12 @@ mod conn;
 mod error;
 mod float;
 mod info;
+mod journal;
 #[allow(dead_code)] // raised by the data-type commands, delivered by pub/sub: both in progress
 mod notify;
+mod persist;
+#[allow(dead_code)] // wired into connections and commands with the pub/sub commands (in progress)
+mod pubsub;
 mod server;
 mod stats;
 
@@ -23,6 +27,9 @@ use clap::Parser;
 fn main() -> ExitCode {
     alloc::configure();
     let options = config::Options::parse();
+    if options.check_aof.is_some() || options.check_snapshot.is_some() {
+        return persist::check_tool(options.check_aof.as_deref(), options.check_snapshot.as_deref(), options.fix);
+    }
     let config = match config::Config::load(options) {
         Ok(c) => c,
         Err(e) => {

@@ -1,7 +1,11 @@
-//! Keyspace events: the classes of Redis's `notify-keyspace-events`, and the event a command
-//! raises for a key it changed (`Ctx::notify`). Pub/sub delivers them on
+//! Keyspace events: the classes of Redis's `notify-keyspace-events` (Redis's own bit values),
+//! and the event a command raises for a key it changed (`Ctx::notify`). Pub/sub delivers them on
 //! `__keyspace@<db>__:<key>` and `__keyevent@<db>__:<event>` when the class is enabled.
 
+/// `K`: publish on `__keyspace@<db>__:<key>`.
+pub const KEYSPACE: u32 = 1 << 0;
+/// `E`: publish on `__keyevent@<db>__:<event>`.
+pub const KEYEVENT: u32 = 1 << 1;
 /// `g`: DEL, EXPIRE, RENAME, ... (commands that apply to any type).
 pub const GENERIC: u32 = 1 << 2;
 /// `$`: string commands.
@@ -18,5 +22,13 @@ pub const ZSET: u32 = 1 << 7;
 pub const EXPIRED: u32 = 1 << 8;
 /// `e`: a key evicted for maxmemory.
 pub const EVICTED: u32 = 1 << 9;
+/// `t`: stream commands (Magpie has no streams; accepted for compatibility).
+pub const STREAM: u32 = 1 << 10;
+/// `m`: a key looked up and not found.
+pub const KEY_MISS: u32 = 1 << 11;
+/// `d`: module events (accepted for compatibility).
+pub const MODULE: u32 = 1 << 13;
 /// `n`: a new key (not part of `A`).
-pub const NEW: u32 = 1 << 12;
+pub const NEW: u32 = 1 << 14;
+/// `A`: `g$lshzxetd`.
+pub const ALL: u32 = GENERIC | STRING | LIST | SET | HASH | ZSET | EXPIRED | EVICTED | STREAM | MODULE;

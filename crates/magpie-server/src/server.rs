@@ -16,6 +16,8 @@ use crate::client::Registry;
 use crate::config::{Config, Settings};
 use crate::conn;
 use crate::info::Metrics;
+use crate::journal::Journal;
+use crate::persist::{self, Persistence};
 
 /// State shared by every connection.
 pub struct Shared {
@@ -24,13 +26,18 @@ pub struct Shared {
     pub settings: Settings,
     pub clients: Registry,
     pub metrics: Metrics,
+    pub persistence: Persistence,
     shutdown: watch::Sender<bool>,
 }
 
 impl Shared {
     pub fn new(config: Config) -> Shared {
+        let keyspace = Keyspace::new(config.databases, config.shards);
+        let tap = keyspace.tap_handle();
+        let journal = Journal::new(move || tap.current_seq());
         Shared {
-            keyspace: Keyspace::new(config.databases, config.shards),
+            persistence: Persistence::new(&config, journal),
+            keyspace,
             blocking: Blocking::default(),
             settings: Settings::new(config),
             clients: Registry::default(),
@@ -65,6 +72,13 @@ impl Shared {
 /// Binds the configured addresses and serves until shutdown.
 pub async fn run(config: Config) -> io::Result<()> {
     let shared = Arc::new(Shared::new(config.clone()));
+    ignore_file_size_signal();
+    // Load what is on disk before anyone can connect (and fail before binding if it is damaged).
+    let loader = shared.clone();
+    tokio::task::spawn_blocking(move || persist::start(&loader))
+        .await
+        .map_err(|e| io::Error::other(format!("loading failed: {e}")))?
+        .map_err(io::Error::other)?;
     let listeners = bind_all(&config).await?;
     for l in &listeners {
         if let Ok(addr) = l.local_addr() {
@@ -89,6 +103,14 @@ pub async fn run(config: Config) -> io::Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = tokio::task::spawn_blocking(move || expiry.join()).await;
+    let last = shared.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Err(e) = persist::shutdown_save(&last, None) {
+            warn!("the final snapshot failed: {e}");
+        }
+        persist::shutdown_log(&last);
+    })
+    .await;
     info!("Magpie is now ready to exit, bye bye...");
     Ok(())
 }
@@ -145,14 +167,42 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
 /// sample the rates INFO reports.
 fn spawn_expiry(shared: Arc<Shared>) -> io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("magpie-cron".into()).spawn(move || {
+        let mut last_persist = Instant::now();
         while !shared.is_shutting_down() {
             let period = Duration::from_millis(1000 / shared.settings.hz().max(1));
             let start = Instant::now();
             shared.metrics.sample();
-            shared.keyspace.active_expire(now_ms(), start + period / 4);
+            let journal = &shared.persistence.journal;
+            let mut slot = journal.begin();
+            shared.keyspace.active_expire(now_ms(), start + period / 4, || {
+                // Log the keys this step expired, and renew the bound for the next step.
+                crate::command::log_expired(&shared, &slot);
+                journal.end(&slot);
+                slot = journal.begin();
+            });
+            crate::command::log_expired(&shared, &slot);
+            journal.end(&slot);
+            if last_persist.elapsed() >= Duration::from_millis(100) {
+                last_persist = Instant::now();
+                persist::cron(&shared);
+            }
             std::thread::sleep(period.saturating_sub(start.elapsed()));
         }
     })
+}
+
+/// A write past the process's file size limit (`ulimit -f`) raises SIGXFSZ, which kills by
+/// default. Listening for it turns it into an EFBIG error from `write`, which the log handles
+/// like a full disk: writes are refused until it works again.
+fn ignore_file_size_signal() {
+    use tokio::signal::unix::{SignalKind as K, signal};
+    const SIGXFSZ: i32 = 25;
+    match signal(K::from_raw(SIGXFSZ)) {
+        Ok(mut s) => {
+            tokio::spawn(async move { while s.recv().await.is_some() {} });
+        }
+        Err(e) => warn!("cannot catch SIGXFSZ: {e}; exceeding the file size limit will kill the server"),
+    }
 }
 
 enum SignalKind {

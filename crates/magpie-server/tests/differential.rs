@@ -62,8 +62,8 @@ macro_rules! diff_tests {
     };
 }
 
-// tests/diff/pending/ holds scripts that need what is not built yet (wrongtype.redis needs
-// lists, hashes and sets); move each here when its commands exist.
+// tests/diff/pending/ holds scripts that need what is not built yet; move each here when its
+// commands exist.
 diff_tests! {
     connection => "connection.redis", Resp2;
     strings => "strings.redis", Resp2;
@@ -78,10 +78,27 @@ diff_tests! {
     set_options_resp3 => "set_options.redis", Resp3;
     counters_resp3 => "counters.redis", Resp3;
     keys_resp3 => "keys.redis", Resp3;
+    wrongtype => "wrongtype.redis", Resp2;
+    wrongtype_resp3 => "wrongtype.redis", Resp3;
     lists => "lists.redis", Resp2;
     lists_resp3 => "lists.redis", Resp3;
     lists_blocking => "lists_blocking.redis", Resp2;
     lists_blocking_resp3 => "lists_blocking.redis", Resp3;
+    sets => "sets.redis", Resp2;
+    sets_resp3 => "sets.redis", Resp3;
+    sets_ops => "sets_ops.redis", Resp2;
+    sets_ops_resp3 => "sets_ops.redis", Resp3;
+    sets_random => "sets_random.redis", Resp2;
+    sets_random_resp3 => "sets_random.redis", Resp3;
+    hashes => "hashes.redis", Resp2;
+    hashes_resp3 => "hashes.redis", Resp3;
+    hash_counters => "hash_counters.redis", Resp2;
+    hash_counters_resp3 => "hash_counters.redis", Resp3;
+    hash_encoding => "hash_encoding.redis", Resp2;
+    hash_random => "hash_random.redis", Resp2;
+    hash_random_resp3 => "hash_random.redis", Resp3;
+    hash_big => "hash_big.redis", Resp2;
+    hash_shapes_resp3 => "hashes_resp3.redis", Resp2;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.

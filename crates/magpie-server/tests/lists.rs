@@ -471,3 +471,71 @@ fn a_concurrent_pop_never_takes_what_was_pushed_for_a_waiting_client() {
         assert!(stolen.is_empty(), "taken from under a waiting client: {stolen:?}");
     }
 }
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("magpie-lists-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test dir");
+    dir
+}
+
+fn stop(server: &mut Server) {
+    let _ = server.raw().try_cmd(&[b"SHUTDOWN", b"NOSAVE"]);
+    assert!(server.wait_exit(Duration::from_secs(10)).is_some(), "server did not exit");
+}
+
+/// Lists survive a restart from the append-only log, where a served blocking pop was logged
+/// as the plain pop it performed, and from a snapshot.
+#[test]
+fn lists_survive_a_restart_from_the_log_and_from_a_snapshot() {
+    let dir = temp_dir("persist");
+    let path = dir.to_str().expect("utf-8 path");
+    let mut server = Server::magpie_with(&["--dir", path, "--appendonly", "yes"]);
+    let mut admin = server.raw();
+    let mut waiter = server.raw();
+    send(&mut waiter, "BLPOP q 0");
+    wait_blocked(&mut admin, 1);
+    admin.cmd_str("RPUSH q a b c");
+    assert_eq!(reply(&mut waiter), pair("q", "a"));
+    send(&mut waiter, "BLMOVE src dst RIGHT LEFT 0");
+    wait_blocked(&mut admin, 1);
+    admin.cmd_str("RPUSH src 1 2");
+    assert_eq!(reply(&mut waiter), "$1\r\n2\r\n");
+    admin.cmd_str("BLMPOP 0 1 q RIGHT COUNT 1");
+    admin.cmd_str("LPUSH big x");
+    for i in 0..300 {
+        admin.cmd(&[b"RPUSH", b"big", format!("e{i}:{}", "y".repeat(100)).as_bytes()]);
+    }
+    admin.cmd_str("LSET big 10 changed");
+    admin.cmd_str("LREM big 0 x");
+    let want = |c: &mut Raw| {
+        [
+            c.cmd_str("LRANGE q 0 -1"),
+            c.cmd_str("LRANGE src 0 -1"),
+            c.cmd_str("LRANGE dst 0 -1"),
+            c.cmd_str("LLEN big"),
+            c.cmd_str("LINDEX big 10"),
+            c.cmd_str("LINDEX big -1"),
+        ]
+    };
+    let before = want(&mut admin);
+    assert_eq!(before[0], "*1\r\n$1\r\nb\r\n");
+    drop((admin, waiter));
+    stop(&mut server);
+
+    let mut server = Server::magpie_with(&["--dir", path, "--appendonly", "yes"]);
+    let mut c = server.raw();
+    assert_eq!(want(&mut c), before, "after replaying the log");
+    assert_eq!(c.cmd_str("SAVE"), "+OK\r\n");
+    drop(c);
+    stop(&mut server);
+
+    // The snapshot alone (the log switched off).
+    std::fs::read_dir(&dir).expect("dir").flatten().filter(|e| !e.path().ends_with("dump.magpie")).for_each(|e| {
+        let _ = if e.path().is_dir() { std::fs::remove_dir_all(e.path()) } else { std::fs::remove_file(e.path()) };
+    });
+    let server = Server::magpie_with(&["--dir", path]);
+    let mut c = server.raw();
+    assert_eq!(want(&mut c), before, "after loading the snapshot");
+    let _ = std::fs::remove_dir_all(&dir);
+}

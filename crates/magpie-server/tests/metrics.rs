@@ -32,6 +32,12 @@ fn run(c: &mut Raw, lines: &[&str]) {
     }
 }
 
+/// The `keys` and `value_bytes` fields of `INFO magpie`.
+fn keys_and_value_bytes(c: &mut Raw) -> (u64, u64) {
+    let m = info(c, "magpie");
+    (num(&m, "keys"), num(&m, "value_bytes"))
+}
+
 /// Waits until DBSIZE is `n` (keys reclaimed by active expiry).
 fn wait_dbsize(c: &mut Raw, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -46,46 +52,80 @@ fn wait_dbsize(c: &mut Raw, n: usize) {
 fn value_bytes_and_key_counts_are_exact_through_every_kind_of_write() {
     let server = Server::magpie();
     let mut c = server.raw();
-    let magpie = |c: &mut Raw| {
-        let m = info(c, "magpie");
-        (num(&m, "keys"), num(&m, "value_bytes"))
-    };
-    assert_eq!(magpie(&mut c), (0, 0));
+    assert_eq!(keys_and_value_bytes(&mut c), (0, 0));
     run(&mut c, &["SET a hello", "SET n 12345"]);
-    assert_eq!(magpie(&mut c), (2, 10));
+    assert_eq!(keys_and_value_bytes(&mut c), (2, 10));
     run(&mut c, &["APPEND a _world", "INCRBY n 100000"]); // 11 bytes; 112345 has 6 digits
-    assert_eq!(magpie(&mut c), (2, 17));
+    assert_eq!(keys_and_value_bytes(&mut c), (2, 17));
     run(&mut c, &["SET a xy", "SETRANGE n 8 z"]); // "112345\0\0z": 9 bytes
-    assert_eq!(magpie(&mut c), (2, 11));
+    assert_eq!(keys_and_value_bytes(&mut c), (2, 11));
     run(&mut c, &["MSET b 1 c 22 d 333", "GETSET b 4444", "INCRBYFLOAT f 1.5"]);
-    assert_eq!(magpie(&mut c), (6, 11 + 4 + 2 + 3 + 3));
+    assert_eq!(keys_and_value_bytes(&mut c), (6, 11 + 4 + 2 + 3 + 3));
     run(&mut c, &["DEL b c missing", "GETDEL d", "RENAME f g", "COPY g h"]);
-    assert_eq!(magpie(&mut c), (4, 11 + 3 + 3));
+    assert_eq!(keys_and_value_bytes(&mut c), (4, 11 + 3 + 3));
     run(&mut c, &["SELECT 3", "SET other 1234567890"]);
-    assert_eq!(magpie(&mut c), (5, 17 + 10));
+    assert_eq!(keys_and_value_bytes(&mut c), (5, 17 + 10));
     let ks = info(&mut c, "keyspace");
     assert_eq!(ks.get("db0").map(String::as_str), Some("keys=4,expires=0,avg_ttl=0"));
     assert!(ks.get("db3").is_some_and(|v| v.starts_with("keys=1,")));
     run(&mut c, &["FLUSHDB"]);
-    assert_eq!(magpie(&mut c), (4, 17));
+    assert_eq!(keys_and_value_bytes(&mut c), (4, 17));
 
     // Expiry: keys reclaimed by the active cycle leave the totals, and are counted.
     run(&mut c, &["SELECT 0", "SET t1 abc PX 30", "SET t2 defg PX 30", "SETEX keep 100 vv"]);
     let m = info(&mut c, "magpie");
     assert_eq!((num(&m, "keys"), num(&m, "expires"), num(&m, "value_bytes")), (7, 3, 17 + 9));
     wait_dbsize(&mut c, 5);
-    assert_eq!(magpie(&mut c), (5, 19));
+    assert_eq!(keys_and_value_bytes(&mut c), (5, 19));
     assert_eq!(num(&info(&mut c, "stats"), "expired_keys"), 2);
     // An expired key overwritten before the cycle reclaims it is counted as expired too.
     run(&mut c, &["CONFIG SET hz 1", "SET t3 abcdef PX 1"]);
     std::thread::sleep(Duration::from_millis(20));
     run(&mut c, &["SET t3 z"]);
-    assert_eq!(magpie(&mut c), (6, 20));
+    assert_eq!(keys_and_value_bytes(&mut c), (6, 20));
     assert_eq!(num(&info(&mut c, "stats"), "expired_keys"), 3);
 
     run(&mut c, &["FLUSHALL"]);
-    assert_eq!(magpie(&mut c), (0, 0));
+    assert_eq!(keys_and_value_bytes(&mut c), (0, 0));
     assert!(info(&mut c, "keyspace").is_empty());
+}
+
+#[test]
+fn value_bytes_follow_hash_writes() {
+    let server = Server::magpie();
+    let mut c = server.raw();
+    run(&mut c, &["HSET h a 1 bb 22", "HSETNX h a xxxx", "HSETNX h c 333"]);
+    assert_eq!(keys_and_value_bytes(&mut c), (1, 2 + 4 + 4));
+    run(&mut c, &["HSET h a 12345", "HINCRBY h bb 78", "HINCRBYFLOAT h n 1.5"]); // a=12345, bb=100, n=1.5
+    assert_eq!(keys_and_value_bytes(&mut c), (1, 6 + 5 + 4 + 4));
+    run(&mut c, &["HDEL h c missing", "HMSET h2 f v"]);
+    assert_eq!(keys_and_value_bytes(&mut c), (2, 6 + 5 + 4 + 2));
+    // Through the conversion to a table (513 fields) and back down to nothing.
+    let mut big = b"HSET big".to_vec();
+    for i in 0..513 {
+        big.extend_from_slice(format!(" f{i:03} v").as_bytes());
+    }
+    let args: Vec<&[u8]> = big.split(|&b| b == b' ').collect();
+    c.cmd(&args);
+    assert_eq!(keys_and_value_bytes(&mut c), (3, 17 + 513 * 5));
+    run(&mut c, &["HSET big f000 a-longer-value f001 1", "HINCRBYFLOAT big f001 0.25"]);
+    assert_eq!(keys_and_value_bytes(&mut c), (3, 17 + 513 * 5 + 13 + 3));
+    let mut del = b"HDEL big".to_vec();
+    for i in 0..513 {
+        del.extend_from_slice(format!(" f{i:03}").as_bytes());
+    }
+    let args: Vec<&[u8]> = del.split(|&b| b == b' ').collect();
+    assert_eq!(c.cmd(&args), b":513\r\n");
+    assert_eq!(keys_and_value_bytes(&mut c), (2, 17));
+    // RENAME, COPY, DEL, expiry and FLUSHALL.
+    run(&mut c, &["RENAME h h3", "COPY h3 h4"]);
+    assert_eq!(keys_and_value_bytes(&mut c), (3, 17 + 15));
+    run(&mut c, &["DEL h3", "PEXPIRE h4 20"]);
+    assert_eq!(keys_and_value_bytes(&mut c), (2, 2 + 15));
+    wait_dbsize(&mut c, 1);
+    assert_eq!(keys_and_value_bytes(&mut c), (1, 2));
+    run(&mut c, &["FLUSHALL"]);
+    assert_eq!(keys_and_value_bytes(&mut c), (0, 0));
 }
 
 #[test]
@@ -273,6 +313,54 @@ fn counters_agree_with_redis() {
         "APPEND a !",
         "SET e v PX 20",
         "SET e2 v PX 20",
+        // Sets: reads count (every source of the STORE forms too, and SPOP taking a whole
+        // set); SADD, SREM, SMOVE and SPOP do not.
+        "SADD sa 1 2 3",
+        "SADD sb 2 x",
+        "SADD a x",
+        "SISMEMBER sa 1",
+        "SISMEMBER nosuch 1",
+        "SMISMEMBER sa 1 9",
+        "SCARD sb",
+        "SMEMBERS nosuch",
+        "SRANDMEMBER sa",
+        "SRANDMEMBER sa -2",
+        "SSCAN sa 0",
+        "SINTER sa sb nosuch",
+        "SINTER sa a",
+        "SUNIONSTORE su sa sb",
+        "SDIFFSTORE sd sa nosuch",
+        "SINTERCARD 2 sa sb",
+        "SMOVE sa sb 1",
+        "SPOP su 10",
+        "SPOP sb",
+        "SREM sa 2 3 nosuch",
+        "DEL sa sb sd",
+        // Hashes: reads count their key, writes do not; errors before the lookup count nothing.
+        "HSET h a 1 b 2",
+        "HGET h a",
+        "HGET h x",
+        "HGET nohash a",
+        "HMGET nohash a b",
+        "HGETALL h",
+        "HLEN nohash",
+        "HEXISTS h a",
+        "HSTRLEN h a",
+        "HKEYS h",
+        "HVALS nohash",
+        "HRANDFIELD h",
+        "HRANDFIELD nohash 2",
+        "HRANDFIELD h x",
+        "HSCAN h 0",
+        "HSCAN nohash 0",
+        "HSCAN h x",
+        "HINCRBY h a 1",
+        "HINCRBYFLOAT h a 1.5",
+        "HINCRBY h a x",
+        "HSETNX h c 3",
+        "HSET h odd",
+        "HGET a x",
+        "HDEL h a b c",
         "DEL a n x",
         // Lists: reads count hits and misses, writes and blocking pops do not; a blocking
         // command counts once whether it serves at once or times out.
@@ -328,6 +416,58 @@ fn counters_agree_with_redis() {
     }
     assert!(results[0].len() > 20, "{:?}", results[0]);
     assert_eq!(results[1], results[0], "magpie (right) vs redis (left)");
+}
+
+/// value_bytes after set writes equals a recount of every member's length (integers in
+/// decimal), through encoding changes, pops, moves, STORE forms, expiry and FLUSHALL.
+#[test]
+fn value_bytes_follow_set_writes() {
+    let server = Server::magpie();
+    let mut c = server.raw();
+    let mut client = server.client();
+    let mut check = |c: &mut Raw, step: &str| {
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut client).expect("KEYS");
+        let mut total = 0;
+        for key in &keys {
+            let members: Vec<Vec<u8>> = redis::cmd("SMEMBERS").arg(key).query(&mut client).expect("SMEMBERS");
+            total += members.iter().map(Vec::len).sum::<usize>() as u64;
+        }
+        let m = info(c, "magpie");
+        assert_eq!((num(&m, "keys"), num(&m, "value_bytes")), (keys.len() as u64, total), "after {step}");
+    };
+    run(&mut c, &["SADD s 1 22 333 -4444"]);
+    check(&mut c, "SADD of integers");
+    assert_eq!(num(&info(&mut c, "magpie"), "value_bytes"), 1 + 2 + 3 + 5);
+    run(&mut c, &["SADD s 22 abc", "SADD t x"]);
+    check(&mut c, "a string member");
+    let many: Vec<String> = (0..600).map(|i| (i * 7).to_string()).collect();
+    let mut sadd: Vec<&[u8]> = vec![b"SADD", b"big"];
+    sadd.extend(many.iter().map(|m| m.as_bytes()));
+    c.cmd(&sadd[..514]); // 512 members: an intset
+    check(&mut c, "512 integers");
+    c.cmd(&sadd);
+    check(&mut c, "600 integers (hashtable)");
+    let strings: Vec<String> = (0..300).map(|i| format!("member:{i}")).collect();
+    let mut sadd: Vec<&[u8]> = vec![b"SADD", b"strs"];
+    sadd.extend(strings.iter().map(|m| m.as_bytes()));
+    c.cmd(&sadd);
+    check(&mut c, "300 strings");
+    run(&mut c, &["SREM s 1 abc nosuch", "SREM t x", "SPOP big", "SPOP big 5", "SPOP big 590"]);
+    check(&mut c, "SREM and SPOP");
+    run(&mut c, &["SPOP strs 10", "SMOVE strs s member:200", "SMOVE s fresh 22", "SMOVE strs s member:201"]);
+    check(&mut c, "SMOVE");
+    run(&mut c, &["SET str hello", "SUNIONSTORE str s fresh", "SINTERSTORE inter s strs", "SDIFFSTORE diff strs s"]);
+    check(&mut c, "STORE forms over a string");
+    run(&mut c, &["SINTERSTORE diff s nosuch", "SDIFFSTORE str s s", "SPOP fresh 100", "DEL inter"]);
+    check(&mut c, "empty results and whole pops");
+    run(&mut c, &["SADD ttl a b c", "PEXPIRE ttl 20", "SADD ttl2 1 2", "PEXPIRE ttl2 20"]);
+    check(&mut c, "before expiry");
+    std::thread::sleep(Duration::from_millis(30));
+    run(&mut c, &["SADD ttl2 3"]); // written over once expired: a new set
+    wait_dbsize(&mut c, 4); // s, big, strs, ttl2
+    check(&mut c, "after expiry");
+    run(&mut c, &["FLUSHALL"]);
+    check(&mut c, "FLUSHALL");
 }
 
 /// A blocking command counts once: when served after waiting, and when its client disconnects

@@ -1,11 +1,15 @@
 //! Databases, shards and entries.
 
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use indexmap::IndexMap;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::tap::Tap;
 use crate::{Key, Value};
 
 type Hasher = foldhash::fast::RandomState;
@@ -60,6 +64,48 @@ pub struct Shard {
     /// Running estimate of the time to live (ms) of the keys that expire, from what the active
     /// cycle sees (as Redis's `avg_ttl`).
     avg_ttl: u64,
+    /// The database this shard belongs to (named in expiry events).
+    db: usize,
+    /// The keyspace's change tap: every change is reported through it (see `tap.rs`).
+    tap: Arc<Tap>,
+    /// The state of a snapshot in progress (see [`Keyspace::begin_snapshot`]).
+    snap: Option<Box<SnapState>>,
+    /// Keys that transactions watch (WATCH, or touched inside BEGIN), with a version that
+    /// every change to the key increments. Empty almost always, so a change pays one check.
+    watched: HashMap<Key, Watched, Hasher>,
+}
+
+/// A watched key: its version, and how many watchers hold it.
+#[derive(Debug, Default)]
+struct Watched {
+    version: u64,
+    refs: u32,
+}
+
+/// Where a snapshot's entries go: called with the database, the key and the entry as it was
+/// at the snapshot's moment. It runs under a shard's lock, so it only encodes into memory.
+pub type SnapshotSink = Arc<dyn Fn(usize, &[u8], &Entry) + Send + Sync>;
+
+/// A snapshot's progress through one shard.
+///
+/// The snapshot walks the shard from its last index down to 0, a few hundred entries at a
+/// time, while writers go on. Entries at indices below `cursor` are still to be visited; the
+/// rest have been written out, and so have any entries added since the snapshot began (they
+/// are appended at the end, beyond the cursor, and were not there at its moment). A writer
+/// about to change or remove an entry the walk has not reached first hands the entry as it is
+/// to the snapshot's sink and adds its key to `done`, so the walk skips it. Removal moves the
+/// shard's last entry into the hole; when that carries an entry already written into the
+/// unvisited part, `done` marks it too. So every key present at the snapshot's moment is
+/// written exactly once, with its value of that moment, and no key created after it is
+/// written. Nothing is kept in memory but the keys in `done`: the old values go straight to
+/// the sink, which encodes them for the file.
+struct SnapState {
+    /// Entries at indices below this have not been visited yet. Written by the walk under the
+    /// read lock (hence atomic), read by writers under the write lock.
+    cursor: AtomicUsize,
+    /// Keys already written that the walk may still meet in the unvisited part.
+    done: HashSet<Key, Hasher>,
+    sink: SnapshotSink,
 }
 
 impl Shard {
@@ -166,12 +212,118 @@ impl Shard {
     }
 
     /// Takes every entry out, leaving the shard empty; the caller can drop the returned map
-    /// outside the lock.
+    /// outside the lock. A snapshot in progress keeps the entries it has not written yet.
     fn take(&mut self) -> Map {
+        self.tap.tick();
+        if !self.watched.is_empty() {
+            // As Redis: a flush touches the watched keys that existed.
+            for (k, w) in self.watched.iter_mut() {
+                if self.map.contains_key(&**k) {
+                    w.version += 1;
+                }
+            }
+        }
         self.volatile = Vec::new();
         self.expire_cursor = 0;
         self.value_bytes = 0;
-        std::mem::take(&mut self.map)
+        let mut map = std::mem::take(&mut self.map);
+        if let Some(snap) = self.snap.as_deref_mut() {
+            let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
+            for (i, (k, e)) in map.drain(..).enumerate() {
+                if i < cursor && !snap.done.contains(&*k) {
+                    (snap.sink)(self.db, &k, &e);
+                }
+            }
+            snap.done.clear();
+        }
+        map
+    }
+
+    /// Reports a change about to be made to the entry at `idx` (in place, or its removal): the
+    /// change takes its sequence number, a snapshot in progress keeps the entry as it was, and
+    /// watchers of the key see its version move.
+    #[inline]
+    fn changing(&mut self, idx: usize) -> u64 {
+        let seq = self.tap.tick();
+        if self.snap.is_some() {
+            self.preserve(idx);
+        }
+        if !self.watched.is_empty()
+            && let Some((k, _)) = self.map.get_index(idx)
+            && let Some(w) = self.watched.get_mut(&**k)
+        {
+            w.version += 1;
+        }
+        seq
+    }
+
+    /// Reports a key about to be created (not in the map).
+    #[inline]
+    fn creating(&mut self, key: &[u8]) {
+        self.tap.tick();
+        if !self.watched.is_empty()
+            && let Some(w) = self.watched.get_mut(key)
+        {
+            w.version += 1;
+        }
+    }
+
+    /// Starts watching `key` (WATCH, or a transaction's first touch); returns its version.
+    /// Every [`Shard::watch`] needs one [`Shard::unwatch`].
+    pub fn watch(&mut self, key: &[u8]) -> u64 {
+        let w = self.watched.entry(Key::new(key)).or_default();
+        w.refs += 1;
+        w.version
+    }
+
+    /// Stops one watch of `key`.
+    pub fn unwatch(&mut self, key: &[u8]) {
+        if let Some(w) = self.watched.get_mut(key) {
+            w.refs = w.refs.saturating_sub(1);
+            if w.refs == 0 {
+                self.watched.remove(key);
+            }
+        }
+    }
+
+    /// The version of a watched key (None if nobody watches it).
+    pub fn watch_version(&self, key: &[u8]) -> Option<u64> {
+        self.watched.get(key).map(|w| w.version)
+    }
+
+    /// Whether `key` is held but its time has passed (it is not reclaimed yet).
+    pub fn is_expired(&self, key: &[u8], now: u64) -> bool {
+        self.map.get(key).is_some_and(|e| e.is_expired(now))
+    }
+
+    #[cold]
+    fn preserve(&mut self, idx: usize) {
+        let Some(snap) = self.snap.as_deref_mut() else { return };
+        if idx >= *snap.cursor.get_mut() {
+            return; // already written out
+        }
+        if let Some((k, e)) = self.map.get_index(idx)
+            && !snap.done.contains(&**k)
+        {
+            (snap.sink)(self.db, k, e);
+            snap.done.insert(k.clone());
+        }
+    }
+
+    /// Before `swap_remove_index(idx)`: the last entry is about to move into `idx`. If the
+    /// snapshot has written it and has not reached `idx`, it must not write it again.
+    #[cold]
+    fn preserve_move(&mut self, idx: usize) {
+        let Some(snap) = self.snap.as_deref_mut() else { return };
+        let cursor = *snap.cursor.get_mut();
+        let last = self.map.len().saturating_sub(1);
+        if last != idx
+            && last >= cursor
+            && idx < cursor
+            && let Some((k, _)) = self.map.get_index(last)
+        {
+            snap.done.insert(k.clone());
+        }
     }
 
     /// Sets the expiry of the entry at `idx`, keeping `volatile` in step.
@@ -193,9 +345,14 @@ impl Shard {
         }
     }
 
-    /// Removes the entry at `idx`; the last entry moves into its place.
-    fn remove_index(&mut self, idx: usize) -> Option<(Key, Entry)> {
+    /// Removes the entry at `idx`; the last entry moves into its place. Returns the entry and
+    /// the change's sequence number.
+    fn remove_index(&mut self, idx: usize) -> Option<(Key, Entry, u64)> {
         let expire_at = self.map.get_index(idx)?.1.expire_at;
+        let seq = self.changing(idx);
+        if self.snap.is_some() {
+            self.preserve_move(idx);
+        }
         self.set_expire_index(idx, None);
         let (k, mut e) = self.map.swap_remove_index(idx)?;
         self.value_bytes -= e.value.size() as u64;
@@ -206,13 +363,18 @@ impl Shard {
         {
             self.volatile[moved.vpos as usize] = idx as u32;
         }
-        Some((k, e))
+        if let Some(snap) = self.snap.as_deref_mut() {
+            let cursor = snap.cursor.get_mut();
+            *cursor = (*cursor).min(self.map.len());
+        }
+        Some((k, e, seq))
     }
 
-    /// Removes the expired entry at `idx`, counting it.
+    /// Removes the expired entry at `idx`, counting it and reporting it to the tap.
     fn expire_index(&mut self, idx: usize) {
-        if self.remove_index(idx).is_some() {
+        if let Some((key, _, seq)) = self.remove_index(idx) {
             self.expired += 1;
+            self.tap.expired(seq, self.db, &key);
         }
     }
 
@@ -280,8 +442,12 @@ impl LiveSlot<'_> {
         &self.shard.map[self.idx]
     }
 
-    /// The value, to change in place.
+    /// The value, to change in place. Call it only to change the value: it counts as a change
+    /// (numbered for the log, seen by WATCH and snapshots) even if nothing is changed.
     pub fn value_mut(&mut self) -> &mut Value {
+        if self.before.is_none() {
+            self.shard.changing(self.idx);
+        }
         let value = &mut self.shard.map[self.idx].value;
         self.before.get_or_insert(value.size());
         value
@@ -299,6 +465,7 @@ impl LiveSlot<'_> {
     /// Replaces value and expiry, returning the old entry.
     pub fn replace(&mut self, value: Value, expire_at: Option<u64>) -> Entry {
         self.settle();
+        self.shard.changing(self.idx);
         let size = value.size() as u64;
         let old_value = std::mem::replace(&mut self.shard.map[self.idx].value, value);
         self.shard.value_bytes = self.shard.value_bytes - old_value.size() as u64 + size;
@@ -308,6 +475,7 @@ impl LiveSlot<'_> {
     }
 
     pub fn set_expire(&mut self, expire_at: Option<u64>) {
+        self.shard.changing(self.idx);
         self.shard.set_expire_index(self.idx, expire_at);
     }
 
@@ -315,6 +483,7 @@ impl LiveSlot<'_> {
     /// value's buffer where it fits (the common SET overwrite allocates nothing).
     pub fn assign_string(&mut self, bytes: &[u8], expire_at: Option<u64>) {
         self.settle();
+        self.shard.changing(self.idx);
         let value = &mut self.shard.map[self.idx].value;
         let old = value.size() as u64;
         value.assign_string(bytes);
@@ -324,7 +493,7 @@ impl LiveSlot<'_> {
 
     pub fn remove(mut self) -> Entry {
         self.settle();
-        let (_, mut e) = self.shard.remove_index(self.idx).expect("a live slot's index is valid");
+        let (_, mut e, _) = self.shard.remove_index(self.idx).expect("a live slot's index is valid");
         e.vpos = 0;
         e
     }
@@ -353,13 +522,20 @@ impl<'a> EmptySlot<'a> {
         shard.value_bytes += value.size() as u64;
         let idx = match self.expired {
             Some(idx) => {
-                // The expired key is gone (and counted as expired); a new one takes its place.
+                // The expired key is gone (and counted and reported as expired); a new one
+                // takes its place.
+                let seq = shard.changing(idx);
+                shard.tap.expired(seq, shard.db, self.key);
+                shard.creating(self.key);
                 let old = std::mem::replace(&mut shard.map[idx].value, value);
                 shard.value_bytes -= old.size() as u64;
                 shard.expired += 1;
                 idx
             }
-            None => shard.map.insert_full(Key::new(self.key), Entry::new(value)).0,
+            None => {
+                shard.creating(self.key);
+                shard.map.insert_full(Key::new(self.key), Entry::new(value)).0
+            }
         };
         shard.set_expire_index(idx, expire_at);
     }
@@ -412,10 +588,11 @@ pub struct DbStats {
 pub struct ScanCursor(pub u64);
 
 impl Db {
-    fn new(shards: usize) -> Db {
+    fn new(index: usize, shards: usize, tap: &Arc<Tap>) -> Db {
         let n = shards.next_power_of_two().max(1);
+        let shard = || Shard { db: index, tap: tap.clone(), ..Shard::default() };
         Db {
-            shards: (0..n).map(|_| Padded(RwLock::new(Shard::default()))).collect(),
+            shards: (0..n).map(|_| Padded(RwLock::new(shard()))).collect(),
             hasher: foldhash::fast::RandomState::default(),
         }
     }
@@ -555,6 +732,7 @@ impl Db {
 /// All databases.
 pub struct Keyspace {
     dbs: Box<[Db]>,
+    tap: Arc<Tap>,
     /// Where the active expiry cycle continues: (database, shard).
     expire_cursor: parking_lot::Mutex<(usize, usize)>,
 }
@@ -569,14 +747,95 @@ pub struct ExpireStats {
 impl Keyspace {
     /// `databases` databases of `shards` shards each (rounded up to a power of two).
     pub fn new(databases: usize, shards: usize) -> Keyspace {
+        let tap = Arc::new(Tap::default());
         Keyspace {
-            dbs: (0..databases.max(1)).map(|_| Db::new(shards)).collect(),
+            dbs: (0..databases.max(1)).map(|i| Db::new(i, shards, &tap)).collect(),
+            tap,
             expire_cursor: parking_lot::Mutex::new((0, 0)),
         }
     }
 
     pub fn db_count(&self) -> usize {
         self.dbs.len()
+    }
+
+    /// The change tap of this keyspace (see `tap.rs`).
+    pub fn tap(&self) -> &Tap {
+        &self.tap
+    }
+
+    /// A handle on the tap that outlives a borrow of the keyspace (for other threads).
+    pub fn tap_handle(&self) -> Arc<Tap> {
+        self.tap.clone()
+    }
+
+    /// Runs `f` while every shard of every database is write-locked: to every other thread,
+    /// `f` happens between two commands. For switching what the tap reports, atomically.
+    pub fn with_all_locked<R>(&self, f: impl FnOnce() -> R) -> R {
+        let guards: Vec<_> = self.dbs.iter().flat_map(|d| d.shards.iter()).map(|s| s.0.write()).collect();
+        let r = f();
+        drop(guards);
+        r
+    }
+
+    /// Starts a snapshot: from this moment until each shard is finished, [`snapshot_step`]
+    /// returns the keyspace as it is now, however it changes meanwhile. `at_cut` runs at that
+    /// moment, with every shard locked (the log switches files there); its result is returned.
+    /// At most one snapshot may run at a time (the caller sees to it).
+    ///
+    /// [`snapshot_step`]: Keyspace::snapshot_step
+    pub fn begin_snapshot<R>(&self, sink: SnapshotSink, at_cut: impl FnOnce() -> R) -> R {
+        let mut guards: Vec<_> = self.dbs.iter().flat_map(|d| d.shards.iter()).map(|s| s.0.write()).collect();
+        for g in &mut guards {
+            let len = g.len();
+            g.snap = Some(Box::new(SnapState {
+                cursor: AtomicUsize::new(len),
+                done: HashSet::default(),
+                sink: sink.clone(),
+            }));
+        }
+        let r = at_cut();
+        drop(guards);
+        r
+    }
+
+    /// Writes out up to about `budget` entries of shard `shard` of database `db` for the
+    /// snapshot in progress: calls `emit` with each key and its entry as they were when the
+    /// snapshot began (expired entries included; the loader sorts them out), except those a
+    /// writer already gave to the sink. Returns true when the shard is finished, after which
+    /// changes to it cost the snapshot nothing. The shard is read-locked while it is visited.
+    pub fn snapshot_step(&self, db: usize, shard: usize, budget: usize, mut emit: impl FnMut(&[u8], &Entry)) -> bool {
+        let lock = &self.dbs[db].shards[shard].0;
+        {
+            let g = lock.read();
+            let Some(snap) = g.snap.as_deref() else { return true };
+            let mut cursor = snap.cursor.load(Ordering::Relaxed).min(g.map.len());
+            let mut visited = 0;
+            while cursor > 0 && visited < budget {
+                cursor -= 1;
+                visited += 1;
+                if let Some((k, e)) = g.map.get_index(cursor)
+                    && !snap.done.contains(&**k)
+                {
+                    emit(k, e);
+                }
+            }
+            snap.cursor.store(cursor, Ordering::Relaxed);
+            if cursor > 0 {
+                return false;
+            }
+        }
+        let taken = lock.write().snap.take();
+        drop(taken);
+        true
+    }
+
+    /// Abandons the snapshot in progress (after an error): every shard drops its state.
+    pub fn abort_snapshot(&self) {
+        for shard in self.dbs.iter().flat_map(|d| d.shards.iter()) {
+            let taken = shard.0.write().snap.take();
+            drop(taken);
+        }
     }
 
     pub fn db(&self, i: usize) -> &Db {
@@ -630,9 +889,10 @@ impl Keyspace {
     }
 
     /// One cycle of active expiry: walks shards that hold keys with a TTL, removing expired
-    /// keys, until `deadline`. Each shard is locked for at most a few hundred entries at a
+    /// keys, until `deadline`. `between` runs after each shard it visits, with no lock held (the
+    /// server logs the deletions there). Each shard is locked for at most a few hundred entries at a
     /// time, so no client waits long. Stops early when a full round finds little to do.
-    pub fn active_expire(&self, now: u64, deadline: Instant) -> ExpireStats {
+    pub fn active_expire(&self, now: u64, deadline: Instant, mut between: impl FnMut()) -> ExpireStats {
         const PER_LOCK: usize = 256;
         let mut stats = ExpireStats::default();
         let mut cursor = self.expire_cursor.lock();
@@ -647,6 +907,7 @@ impl Keyspace {
                     round_checked += c;
                     round_expired += e;
                 }
+                between();
             }
             *cursor = if shard + 1 < self.dbs.get(db).map_or(0, |d| d.shards.len()) {
                 (db, shard + 1)
@@ -689,6 +950,17 @@ impl MultiWrite<'_> {
         let id = (db, self.ks.dbs[db].shard_index(key));
         let i = self.ids.binary_search(&id).expect("key's shard was not locked");
         &mut self.guards[i]
+    }
+
+    /// The shard of `key` in database `db`, read-only: several can be borrowed at once (a
+    /// command that reads some keys and then writes another, as SINTERSTORE).
+    ///
+    /// # Panics
+    /// If that key was not among those locked (a bug in the caller).
+    pub fn shard_ref(&self, db: usize, key: &[u8]) -> &Shard {
+        let id = (db, self.ks.dbs[db].shard_index(key));
+        let i = self.ids.binary_search(&id).expect("key's shard was not locked");
+        &self.guards[i]
     }
 }
 
@@ -874,7 +1146,7 @@ mod tests {
 
     #[test]
     fn scan_visits_every_key_once_without_changes() {
-        let db = Db::new(8);
+        let db = Db::new(0, 8, &Arc::default());
         for i in 0..1000 {
             db.write(format!("k{i}").as_bytes()).insert(format!("k{i}").as_bytes(), v("x"), None, 0);
         }
@@ -885,7 +1157,7 @@ mod tests {
 
     #[test]
     fn scan_never_misses_a_key_present_throughout_despite_churn() {
-        let db = Db::new(4);
+        let db = Db::new(0, 4, &Arc::default());
         let stable: Vec<String> = (0..500).map(|i| format!("stable{i}")).collect();
         for k in &stable {
             db.write(k.as_bytes()).insert(k.as_bytes(), v("x"), None, 0);
@@ -931,7 +1203,7 @@ mod tests {
         ks.db(1).write(b"keep").insert(b"keep", v("x"), Some(1_000_000), 0);
         let mut expired = 0;
         for _ in 0..100 {
-            expired += ks.active_expire(10, Instant::now() + Duration::from_millis(50)).expired;
+            expired += ks.active_expire(10, Instant::now() + Duration::from_millis(50), || {}).expired;
         }
         assert_eq!(expired, 10_000);
         assert_eq!(ks.db(1).len(), 1);
@@ -951,9 +1223,166 @@ mod tests {
         drop(old);
     }
 
+    /// A snapshot taken while keys are written, removed, expired and flushed returns exactly
+    /// the keyspace of its moment: every key once, with its value of then.
+    #[test]
+    fn snapshots_are_a_point_in_time_under_concurrent_changes() {
+        use std::collections::BTreeMap;
+        for seed in 0..40 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let ks = Keyspace::new(2, 4);
+            let key = |rng: &mut fastrand::Rng| format!("k{}", rng.u16(..300)).into_bytes();
+            let mut now = 1000;
+            let apply = |rng: &mut fastrand::Rng, now: &mut u64| {
+                let db = rng.usize(..2);
+                let k = key(rng);
+                let mut shard = ks.db(db).write(&k);
+                match rng.u8(..10) {
+                    0..=3 => {
+                        let ttl = rng.bool().then(|| *now + rng.u64(1..40));
+                        shard.insert(&k, Value::Int(rng.i64(..)), ttl, *now);
+                    }
+                    4 | 5 => {
+                        shard.remove(&k, *now);
+                    }
+                    6 => {
+                        if let Slot::Live(mut live) = shard.slot(&k, *now) {
+                            *live.value_mut() = Value::Str(vec![b'x'; rng.usize(..20)]);
+                        }
+                    }
+                    7 => {
+                        shard.set_expire(&k, Some(*now + rng.u64(1..40)), *now);
+                    }
+                    8 => {
+                        shard.expire_step(*now, 5);
+                        *now += rng.u64(..5);
+                    }
+                    _ => {
+                        drop(shard);
+                        if rng.u8(..30) == 0 {
+                            drop(ks.db(db).flush());
+                        }
+                    }
+                }
+            };
+            for _ in 0..600 {
+                apply(&mut rng, &mut now);
+            }
+            // The state at the snapshot's moment, expired entries included (as stored).
+            let mut expected = BTreeMap::new();
+            for db in 0..2 {
+                for s in 0..ks.db(db).shard_count() {
+                    let shard = ks.db(db).shard(s).read();
+                    for i in 0..shard.len() {
+                        let (k, e) = shard.get_index(i).unwrap();
+                        expected.insert((db, k.to_vec()), (e.value.clone(), e.expire_at()));
+                    }
+                }
+            }
+            let sunk = Arc::new(parking_lot::Mutex::new(Vec::new()));
+            let into = sunk.clone();
+            ks.begin_snapshot(
+                Arc::new(move |db, k: &[u8], e: &Entry| {
+                    into.lock().push((db, k.to_vec(), e.value.clone(), e.expire_at()))
+                }),
+                || (),
+            );
+            let mut got = BTreeMap::new();
+            let mut pending: Vec<(usize, usize)> = (0..2).flat_map(|d| (0..4).map(move |s| (d, s))).collect();
+            while !pending.is_empty() {
+                let i = rng.usize(..pending.len());
+                let (db, s) = pending[i];
+                let done = ks.snapshot_step(db, s, rng.usize(1..8), |k, e| {
+                    let old = got.insert((db, k.to_vec()), (e.value.clone(), e.expire_at()));
+                    assert!(old.is_none(), "seed {seed}: {k:?} written twice");
+                });
+                if done {
+                    pending.swap_remove(i);
+                }
+                for _ in 0..rng.usize(..6) {
+                    apply(&mut rng, &mut now);
+                }
+            }
+            for (db, k, value, expire) in sunk.lock().drain(..) {
+                let old = got.insert((db, k.clone()), (value, expire));
+                assert!(old.is_none(), "seed {seed}: {k:?} written twice");
+            }
+            assert_eq!(got, expected, "seed {seed}");
+            for db in 0..2 {
+                for s in 0..4 {
+                    let shard = ks.db(db).shard(s).read();
+                    assert!(shard.snap.is_none());
+                    shard.check();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn watched_versions_move_with_every_change_and_only_then() {
+        let mut s = Shard::default();
+        s.insert(b"a", v("1"), None, 0);
+        let v0 = s.watch(b"a");
+        let m0 = s.watch(b"missing");
+        assert!(s.get(b"a", 0).is_some());
+        s.insert(b"other", v("x"), None, 0);
+        assert_eq!((s.watch_version(b"a"), s.watch_version(b"missing")), (Some(v0), Some(m0)));
+        if let Slot::Live(mut live) = s.slot(b"a", 0) {
+            live.value_mut();
+        }
+        assert_eq!(s.watch_version(b"a"), Some(v0 + 1));
+        s.insert(b"missing", v("now"), None, 0);
+        assert_eq!(s.watch_version(b"missing"), Some(m0 + 1));
+        s.set_expire(b"a", Some(10), 0);
+        s.remove(b"missing", 0);
+        assert_eq!((s.watch_version(b"a"), s.watch_version(b"missing")), (Some(v0 + 2), Some(m0 + 2)));
+        assert!(s.is_expired(b"a", 10) && !s.is_expired(b"a", 9));
+        // Reclaiming the expired key is a change too.
+        s.expire_step(20, 10);
+        assert_eq!(s.watch_version(b"a"), Some(v0 + 3));
+        // Two watchers of one key: it stays watched until both let go.
+        s.watch(b"a");
+        s.unwatch(b"a");
+        assert!(s.watch_version(b"a").is_some());
+        s.unwatch(b"a");
+        assert!(s.watch_version(b"a").is_none());
+        // A flush touches the watched keys that existed, not the others.
+        s.insert(b"b", v("1"), None, 0);
+        let b0 = s.watch(b"b");
+        let c0 = s.watch(b"c");
+        drop(s.take());
+        assert_eq!((s.watch_version(b"b"), s.watch_version(b"c")), (Some(b0 + 1), Some(c0)));
+    }
+
+    #[test]
+    fn the_tap_numbers_changes_and_reports_expired_keys() {
+        let ks = Keyspace::new(2, 4);
+        ks.tap().set_ordering(true);
+        ks.tap().set_expired_tap(true);
+        crate::tap::reset_last_seq();
+        ks.db(1).write(b"a").insert(b"a", v("1"), Some(50), 0);
+        let first = crate::tap::last_seq();
+        assert!(first > 0);
+        ks.db(1).write(b"b").insert(b"b", v("1"), None, 0);
+        assert!(crate::tap::last_seq() > first);
+        // A read changes nothing.
+        let before = crate::tap::last_seq();
+        assert!(ks.db(1).read(b"a").get(b"a", 0).is_some());
+        assert_eq!(crate::tap::last_seq(), before);
+        // A write that finds "a" expired reports it, numbered before the write itself.
+        ks.db(1).write(b"a").insert(b"a", v("2"), None, 100);
+        let expired = crate::tap::take_expired();
+        assert_eq!(expired.len(), 1);
+        assert_eq!((expired[0].db, &*expired[0].key), (1, &b"a"[..]));
+        assert!(expired[0].seq > before && expired[0].seq < crate::tap::last_seq());
+        assert!(!crate::tap::has_expired());
+        ks.tap().set_ordering(false);
+        ks.tap().set_expired_tap(false);
+    }
+
     #[test]
     fn random_key_finds_live_keys_only() {
-        let db = Db::new(16);
+        let db = Db::new(0, 16, &Arc::default());
         assert!(db.random_key(0).is_none());
         db.write(b"dead").insert(b"dead", v("x"), Some(1), 0);
         assert!(db.random_key(5).is_none());

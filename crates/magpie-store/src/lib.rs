@@ -13,16 +13,20 @@ mod key;
 mod keyspace;
 pub mod list;
 pub mod set;
+pub mod tap;
 mod value;
 pub mod zset;
 
 pub use glob::glob_match;
 pub use hash::Hash;
 pub use key::Key;
-pub use keyspace::{Db, DbStats, EmptySlot, Entry, Keyspace, LiveSlot, MultiRead, MultiWrite, ScanCursor, Shard, Slot};
+pub use keyspace::{
+    Db, DbStats, EmptySlot, Entry, Keyspace, LiveSlot, MultiRead, MultiWrite, ScanCursor, Shard, Slot, SnapshotSink,
+};
 pub use list::List;
 pub use magpie_protocol::parse_i64;
 pub use set::Set;
+pub use tap::{Expired, Tap};
 pub use value::Value;
 pub use zset::ZSet;
 

@@ -115,7 +115,7 @@ impl Value {
 }
 
 /// Length of `n` written in decimal.
-fn decimal_len(n: i64) -> usize {
+pub(crate) fn decimal_len(n: i64) -> usize {
     let digits = n.unsigned_abs().checked_ilog10().map_or(1, |d| d as usize + 1);
     digits + usize::from(n < 0)
 }

@@ -76,11 +76,20 @@ pub fn keys(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-/// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
-pub fn scan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    let cursor = parse_cursor(args.get(1)).ok_or_else(|| Error::from("ERR invalid cursor"))?;
-    let (mut pattern, mut count, mut type_name) = (None, 10usize, None);
-    let mut i = 2;
+/// Options of SCAN and of the collection scans (SSCAN, HSCAN, ZSCAN): `[MATCH pattern]
+/// [COUNT count]`, and `[TYPE type]` for SCAN only, in any order, the last of each winning.
+pub struct ScanOptions<'a> {
+    /// `None` when every name matches (no MATCH, or MATCH *).
+    pub pattern: Option<&'a [u8]>,
+    pub count: usize,
+    pub type_name: Option<&'a [u8]>,
+}
+
+/// Parses the scan options in `args` from position `from`, with Redis's errors (a COUNT below
+/// 1 or an unknown option: syntax error).
+pub fn scan_options<'a>(args: Args<'a>, from: usize, with_type: bool) -> Result<ScanOptions<'a>, Error> {
+    let mut o = ScanOptions { pattern: None, count: 10, type_name: None };
+    let mut i = from;
     while i < args.len() {
         let has_value = i + 1 < args.len();
         let opt = args.get(i);
@@ -89,20 +98,28 @@ pub fn scan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             if n < 1 {
                 return Err(error::syntax());
             }
-            count = usize::try_from(n).unwrap_or(usize::MAX);
+            o.count = usize::try_from(n).unwrap_or(usize::MAX);
         } else if is(opt, "match") && has_value {
-            pattern = Some(args.get(i + 1));
-        } else if is(opt, "type") && has_value {
-            type_name = Some(args.get(i + 1));
+            let p = args.get(i + 1);
+            o.pattern = (p != b"*").then_some(p);
+        } else if with_type && is(opt, "type") && has_value {
+            o.type_name = Some(args.get(i + 1));
         } else {
             return Err(error::syntax());
         }
         i += 2;
     }
+    Ok(o)
+}
+
+/// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
+pub fn scan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let cursor = parse_cursor(args.get(1)).ok_or_else(|| Error::from("ERR invalid cursor"))?;
+    let ScanOptions { pattern, count, type_name } = scan_options(args, 2, true)?;
     let mut found: Vec<Box<[u8]>> = Vec::new();
     let next = ctx.db().scan(ScanCursor(cursor), count, ctx.now, |k, e| {
         let type_ok = type_name.is_none_or(|t| is(t, e.value.type_name()));
-        let name_ok = pattern.is_none_or(|p| p == b"*" || glob_match(p, k, false));
+        let name_ok = pattern.is_none_or(|p| glob_match(p, k, false));
         if type_ok && name_ok {
             found.push(k.into());
         }
@@ -118,7 +135,7 @@ pub fn scan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 /// Reads a cursor as Redis does (C's `strtoul`): an optional sign, decimal digits, the empty
 /// string meaning 0, a negative number wrapping around; no spaces, no overflow.
-fn parse_cursor(s: &[u8]) -> Option<u64> {
+pub fn parse_cursor(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
         return Some(0);
     }
@@ -292,8 +309,11 @@ fn expire_generic(ctx: &mut Ctx<'_>, args: Args<'_>, seconds: bool, absolute: bo
     }
     if when <= ctx.now as i64 {
         shard.remove(key, ctx.now);
+        ctx.propagate(&[b"DEL", key]);
     } else {
         shard.set_expire(key, Some(when as u64), ctx.now);
+        // Relative times are logged as absolute ones.
+        ctx.propagate(&[b"PEXPIREAT", key, itoa::Buffer::new().format(when).as_bytes()]);
     }
     ctx.out.int(1);
     Ok(())

@@ -782,7 +782,7 @@ mod tests {
 
     /// Runs `line` (split on spaces) as `client` in `mode`: the reply, and whether the
     /// command asked to wait.
-    fn run(shared: &Shared, client: &mut crate::client::Client, mode: Mode, line: &str) -> (String, bool) {
+    fn run(shared: &std::sync::Arc<Shared>, client: &mut crate::client::Client, mode: Mode, line: &str) -> (String, bool) {
         let mut buf = Vec::new();
         let mut spans = Vec::new();
         for word in line.split(' ') {
@@ -809,7 +809,7 @@ mod tests {
 
     #[test]
     fn blocking_commands_that_may_not_block_reply_as_timed_out() {
-        let shared = Shared::new(Config::load(Options::default()).expect("default config"));
+        let shared = std::sync::Arc::new(Shared::new(Config::load(Options::default()).expect("default config")));
         let addr = "127.0.0.1:1".parse().expect("addr");
         let mut client = shared.clients.connect(addr, addr);
         // As inside MULTI: Redis answers a null array, or a null for the moves.

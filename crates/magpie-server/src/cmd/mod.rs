@@ -14,7 +14,9 @@ use std::sync::LazyLock;
 
 pub use connection::REDIS_VERSION;
 
-use crate::command::flags::{ADMIN, DENYOOM, FAST, LOADING, NO_AUTH, NOSCRIPT, READONLY, STALE, WRITE};
+use crate::command::flags::{
+    ADMIN, DENYOOM, FAST, LOADING, NO_ASYNC_LOADING, NO_AUTH, NO_MULTI, NOSCRIPT, READONLY, STALE, WRITE,
+};
 use crate::command::{self, Command};
 
 const NONE: (i32, i32, i32) = (0, 0, 0);
@@ -121,6 +123,10 @@ static CORE: &[Command] = &[
     Command::new("flushdb", -1, W, NONE, "server", "1.0.0", "Removes all keys from the current database.", "[ASYNC|SYNC]", server::flushdb),
     Command::new("flushall", -1, W, NONE, "server", "1.0.0", "Removes all keys from all databases.", "[ASYNC|SYNC]", server::flushall),
     Command::new("time", 1, LOADING | STALE | FAST, NONE, "server", "2.6.0", "Returns the server time.", "", server::time),
+    Command::new("save", 1, ADMIN | NOSCRIPT | NO_ASYNC_LOADING | NO_MULTI, NONE, "server", "1.0.0", "Synchronously saves the database(s) to disk.", "", server::save),
+    Command::new("bgsave", -1, ADMIN | NOSCRIPT | NO_ASYNC_LOADING, NONE, "server", "1.0.0", "Asynchronously saves the database(s) to disk.", "[SCHEDULE]", server::bgsave),
+    Command::new("bgrewriteaof", 1, ADMIN | NOSCRIPT | NO_ASYNC_LOADING, NONE, "server", "1.0.0", "Asynchronously rewrites the append-only file to disk.", "", server::bgrewriteaof),
+    Command::new("lastsave", 1, LOADING | STALE | FAST, NONE, "server", "1.0.0", "Returns the Unix timestamp of the last successful save to disk.", "", server::lastsave),
     Command::new("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server.",
         "[NOSAVE|SAVE] [NOW] [FORCE] [ABORT]", server::shutdown),
     Command::new("config", -2, 0, NONE, "server", "2.0.0", "A container for server configuration commands.", "", command::container)

@@ -46,10 +46,12 @@ pub fn time(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-/// SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]. There is no persistence yet, so every
-/// form stops at once; the connection closes without a reply, as in Redis.
+/// SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]. With snapshots configured (or SAVE), a
+/// final snapshot is taken before the server stops; if it fails, the server goes on (unless
+/// FORCE) and says so. The log is flushed and fsynced on the way out. On success the
+/// connection closes without a reply, as in Redis.
 pub fn shutdown(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    let (mut save, mut nosave, mut abort) = (false, false, false);
+    let (mut save, mut nosave, mut abort, mut force) = (false, false, false, false);
     for opt in args.iter().skip(1) {
         if is(opt, "nosave") {
             nosave = true;
@@ -57,7 +59,9 @@ pub fn shutdown(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             save = true;
         } else if is(opt, "abort") {
             abort = true;
-        } else if !(is(opt, "now") || is(opt, "force")) {
+        } else if is(opt, "force") {
+            force = true;
+        } else if !is(opt, "now") {
             return Err(error::syntax());
         }
     }
@@ -66,6 +70,23 @@ pub fn shutdown(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     }
     if abort {
         return Err("ERR No shutdown in progress.".into());
+    }
+    let wanted = if save {
+        Some(true)
+    } else if nosave {
+        Some(false)
+    } else {
+        None
+    };
+    if let Err(e) = crate::persist::shutdown_save(ctx.shared, wanted)
+        && !force
+    {
+        tracing::warn!("SHUTDOWN refused: the final snapshot failed ({e})");
+        return Err("ERR Errors trying to SHUTDOWN. Check logs.".into());
+    }
+    if nosave {
+        // Declined: the shutdown path must not save either.
+        crate::persist::decline_final_save(ctx.shared);
     }
     ctx.shared.shutdown();
     ctx.client.close = true;
@@ -93,6 +114,7 @@ pub fn config_set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         pairs.push((k, v));
     }
     ctx.shared.settings.set(&pairs).map_err(|e| Error::msg(format!("ERR {e}")))?;
+    crate::persist::follow_appendonly(ctx.shared)?;
     ctx.out.ok();
     Ok(())
 }
@@ -100,6 +122,38 @@ pub fn config_set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn config_resetstat(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     ctx.shared.metrics.reset(ctx.shared);
     ctx.out.ok();
+    Ok(())
+}
+
+/// SAVE
+pub fn save(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    crate::persist::save(ctx.shared)?;
+    ctx.out.ok();
+    Ok(())
+}
+
+/// BGSAVE [SCHEDULE]
+pub fn bgsave(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let schedule = match args.len() {
+        1 => false,
+        2 if is(args.get(1), "schedule") => true,
+        _ => return Err(error::syntax()),
+    };
+    let msg = crate::persist::bgsave(ctx.shared, schedule)?;
+    ctx.out.simple(msg);
+    Ok(())
+}
+
+/// BGREWRITEAOF
+pub fn bgrewriteaof(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    let msg = crate::persist::bgrewriteaof(ctx.shared)?;
+    ctx.out.simple(msg);
+    Ok(())
+}
+
+/// LASTSAVE
+pub fn lastsave(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    ctx.out.int(ctx.shared.persistence.last_save_unix() as i64);
     Ok(())
 }
 

@@ -161,7 +161,16 @@ pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             if o.get { ctx.out.null() } else { ctx.out.ok() }
         }
     }
+    if let Some(at) = expire {
+        // The log records the absolute time, so a replay expires the key when it did.
+        log_set_pxat(ctx, key, value, at);
+    }
     Ok(())
+}
+
+/// Logs `SET key value PXAT at`.
+fn log_set_pxat(ctx: &mut Ctx<'_>, key: &[u8], value: &[u8], at: u64) {
+    ctx.propagate(&[b"SET", key, value, b"PXAT", itoa::Buffer::new().format(at).as_bytes()]);
 }
 
 pub fn setnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
@@ -182,6 +191,7 @@ fn set_with_expiry(ctx: &mut Ctx<'_>, args: Args<'_>, unit: Unit, command: &str)
     let at = expire_at(unit, args.get(2), ctx.now, command)?;
     let key = args.get(1);
     ctx.db().write(key).insert(key, Value::string(args.get(3)), Some(at), ctx.now);
+    log_set_pxat(ctx, key, args.get(3), at);
     ctx.out.ok();
     Ok(())
 }
@@ -247,12 +257,15 @@ pub fn getex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         // An absolute time already past deletes the key.
         Some(at) if at <= ctx.now => {
             shard.remove(key, ctx.now);
+            ctx.propagate(&[b"DEL", key]);
         }
         Some(at) => {
             shard.set_expire(key, Some(at), ctx.now);
+            ctx.propagate(&[b"PEXPIREAT", key, itoa::Buffer::new().format(at).as_bytes()]);
         }
         None if o.persist => {
             shard.set_expire(key, None, ctx.now);
+            ctx.propagate(&[b"PERSIST", key]);
         }
         None => {}
     }
@@ -487,5 +500,7 @@ pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     } else {
         shard.insert(key, Value::string(&new), None, ctx.now);
     }
+    // The log records the result, not the arithmetic (as Redis).
+    ctx.propagate(&[b"SET", key, &new, b"KEEPTTL"]);
     Ok(())
 }

@@ -28,6 +28,9 @@ impl Server {
             let port = free_port();
             let child = Command::new(env!("CARGO_BIN_EXE_magpie-server"))
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                // No snapshots into the working directory unless a test asks for them (a
+                // later `--save` or `--dir` wins).
+                .args(["--save", ""])
                 .args(args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -38,6 +41,11 @@ impl Server {
             }
         }
         panic!("magpie-server did not start on any of 5 free ports");
+    }
+
+    /// Wraps a server started some other way (under `prlimit`, say), once it answers PING.
+    pub fn adopt(port: u16, child: Child) -> Server {
+        Server::wait_ready(port, child)
     }
 
     pub fn magpie() -> Server {

@@ -1,0 +1,12 @@
+//! Magpie's files, with std I/O only: snapshots (a point-in-time image of the keyspace), the
+//! append-only log of write effects with its manifest, and the checks that find damage.
+//! The byte layouts are documented in `docs/formats.md`.
+
+pub mod codec;
+pub mod frame;
+pub mod log;
+pub mod snapshot;
+mod value;
+
+pub use frame::FileError;
+pub use snapshot::{Loaded, SnapshotReader, SnapshotWriter};

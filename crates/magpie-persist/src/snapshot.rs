@@ -1,0 +1,357 @@
+//! Snapshots: a point-in-time image of every database, streamed to a file (see
+//! docs/formats.md for the byte layout).
+//!
+//! ```text
+//! snapshot := file-header META DATA* END           (each a frame)
+//! META     := 0x01 created-ms:u64le databases:uvarint writer:bytes
+//! DATA     := 0x02 entry*                          (whole entries; about 256 KB a frame)
+//! END      := 0x03 entries:u64le
+//! entry    := db:uvarint key:bytes expire-at-ms:uvarint (0: none) value
+//! ```
+//!
+//! A snapshot is written to a temporary file in the target directory, fsynced, renamed over the
+//! target and the directory fsynced: a crash leaves the old snapshot or the new one, never a mix.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use magpie_store::{Entry, Value};
+
+use crate::codec::{Cursor, Decoded, put_bytes, put_uvarint};
+use crate::frame::{self, FileError, Frames, Kind, Next};
+use crate::value::{decode_value, encode_value};
+
+const META: u8 = 1;
+const DATA: u8 = 2;
+const END: u8 = 3;
+/// A data frame is written once its entries reach this size.
+const FRAME_TARGET: usize = 256 * 1024;
+
+/// Writes a snapshot. Entries are encoded into memory by [`SnapshotWriter::entry`] (no I/O,
+/// so it can run under a shard's lock) and written by [`SnapshotWriter::flush`].
+pub struct SnapshotWriter {
+    file: File,
+    temp: PathBuf,
+    target: PathBuf,
+    /// The current data frame's payload.
+    data: Vec<u8>,
+    /// Frames encoded and not yet written.
+    out: Vec<u8>,
+    entries: u64,
+    bytes: u64,
+}
+
+impl SnapshotWriter {
+    /// Starts a snapshot that [`SnapshotWriter::finish`] will put at `target`.
+    pub fn create(target: &Path, created_ms: u64, databases: usize) -> io::Result<SnapshotWriter> {
+        let dir = parent_dir(target);
+        let temp = dir.join(format!("temp-{}-{}.snapshot", std::process::id(), created_ms));
+        let file = OpenOptions::new().write(true).create(true).truncate(true).open(&temp)?;
+        let mut w = SnapshotWriter {
+            file,
+            temp,
+            target: target.to_owned(),
+            data: Vec::with_capacity(FRAME_TARGET + 4096),
+            out: frame::file_header(Kind::Snapshot).to_vec(),
+            entries: 0,
+            bytes: 0,
+        };
+        let mut meta = vec![META];
+        meta.extend_from_slice(&created_ms.to_le_bytes());
+        put_uvarint(&mut meta, databases as u64);
+        put_bytes(&mut meta, concat!("magpie ", env!("CARGO_PKG_VERSION")).as_bytes());
+        frame::put_frame(&mut w.out, &meta);
+        w.data.push(DATA);
+        Ok(w)
+    }
+
+    /// Encodes one entry (in memory only).
+    pub fn entry(&mut self, db: usize, key: &[u8], entry: &Entry) {
+        encode_entry(&mut self.data, db, key, entry);
+        self.entries += 1;
+        if self.data.len() >= FRAME_TARGET {
+            self.seal();
+        }
+    }
+
+    /// Adds `count` entries encoded elsewhere with [`encode_entry`] (in memory only).
+    pub fn encoded(&mut self, encoded: &[u8], count: u64) {
+        if count == 0 {
+            return;
+        }
+        self.seal();
+        let mut payload = Vec::with_capacity(encoded.len() + 1);
+        payload.push(DATA);
+        payload.extend_from_slice(encoded);
+        frame::put_frame(&mut self.out, &payload);
+        self.entries += count;
+    }
+
+    fn seal(&mut self) {
+        if self.data.len() > 1 {
+            frame::put_frame(&mut self.out, &self.data);
+            self.data.clear();
+            self.data.push(DATA);
+        }
+    }
+
+    /// Bytes encoded and not yet written.
+    pub fn pending(&self) -> usize {
+        self.out.len() + self.data.len()
+    }
+
+    /// Writes the frames encoded so far (the last, partial one stays in memory).
+    pub fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.file.write_all(&self.out)?;
+            self.bytes += self.out.len() as u64;
+            self.out.clear();
+            if self.out.capacity() > 4 * FRAME_TARGET {
+                self.out.shrink_to(FRAME_TARGET);
+            }
+        }
+        Ok(())
+    }
+
+    /// Entries written so far.
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+
+    /// Writes the end, makes the file durable and puts it in place. Returns (entries, bytes).
+    pub fn finish(mut self) -> io::Result<(u64, u64)> {
+        self.seal();
+        let mut end = vec![END];
+        end.extend_from_slice(&self.entries.to_le_bytes());
+        frame::put_frame(&mut self.out, &end);
+        self.flush()?;
+        self.file.sync_all()?;
+        fs::rename(&self.temp, &self.target)?;
+        sync_dir(parent_dir(&self.target))?;
+        Ok((self.entries, self.bytes))
+    }
+
+    /// Gives up: removes the temporary file.
+    pub fn abandon(self) {
+        let _ = fs::remove_file(&self.temp);
+    }
+}
+
+/// Appends one snapshot entry, as a data frame holds it.
+pub fn encode_entry(out: &mut Vec<u8>, db: usize, key: &[u8], entry: &Entry) {
+    put_uvarint(out, db as u64);
+    put_bytes(out, key);
+    put_uvarint(out, entry.expire_at().unwrap_or(0));
+    encode_value(out, &entry.value);
+}
+
+/// The directory a file is in (`.` for a bare name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Makes a rename or a new file in `dir` durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// An entry read back from a snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub db: usize,
+    pub key: Vec<u8>,
+    pub expire_at: Option<u64>,
+    pub value: Value,
+}
+
+/// Reads a snapshot's entries in order, checking every frame.
+pub struct SnapshotReader {
+    frames: Frames,
+    payload: Vec<u8>,
+    /// Position in `payload` of the next entry.
+    at: usize,
+    /// Offset of the frame in `payload`.
+    frame_at: u64,
+    pub created_ms: u64,
+    pub databases: usize,
+    entries: u64,
+    done: bool,
+}
+
+impl SnapshotReader {
+    pub fn open(path: &Path) -> Result<SnapshotReader, FileError> {
+        let mut frames = Frames::open(path, Kind::Snapshot)?;
+        let mut payload = Vec::new();
+        let at = match frames.next(&mut payload).map_err(|e| io_error(path, 0, e))? {
+            Next::Frame(at) => at,
+            Next::End => return Err(err(path, frames.pos(), "no META frame".into())),
+            Next::Bad(at, why) => return Err(err(path, at, why)),
+        };
+        let mut c = Cursor::new(&payload);
+        let meta = (|| -> Decoded<(u64, usize)> {
+            if c.u8()? != META {
+                return Err(crate::codec::DecodeError("the first frame is not META".into()));
+            }
+            let created = c.u64_le()?;
+            let dbs = c.uvarint()?;
+            Ok((created, usize::try_from(dbs).unwrap_or(usize::MAX)))
+        })()
+        .map_err(|e| err(path, at, e.0))?;
+        Ok(SnapshotReader {
+            frames,
+            payload: Vec::new(),
+            at: 0,
+            frame_at: 0,
+            created_ms: meta.0,
+            databases: meta.1,
+            entries: 0,
+            done: false,
+        })
+    }
+
+    pub fn file_len(&self) -> u64 {
+        self.frames.file_len()
+    }
+
+    /// Bytes read so far (for progress reports).
+    pub fn pos(&self) -> u64 {
+        self.frames.pos()
+    }
+
+    /// The next entry; `None` after the END frame (whose entry count is checked).
+    pub fn next_entry(&mut self) -> Result<Option<Loaded>, FileError> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            if self.at > 0 && self.at < self.payload.len() {
+                let mut c = Cursor::new(&self.payload[self.at..]);
+                let entry = read_entry(&mut c).map_err(|e| {
+                    err(self.frames.path(), self.frame_at, format!("bad entry at byte {} of the frame: {e}", self.at))
+                })?;
+                self.at += c.pos();
+                self.entries += 1;
+                return Ok(Some(entry));
+            }
+            let path = self.frames.path().to_owned();
+            match self.frames.next(&mut self.payload).map_err(|e| io_error(&path, self.frames.pos(), e))? {
+                Next::Frame(at) => {
+                    self.frame_at = at;
+                    match self.payload.first() {
+                        Some(&DATA) => self.at = 1,
+                        Some(&END) => {
+                            let mut c = Cursor::new(&self.payload[1..]);
+                            let n = c.u64_le().map_err(|e| err(&path, at, e.0))?;
+                            if n != self.entries {
+                                return Err(err(
+                                    &path,
+                                    at,
+                                    format!("END says {n} entries, {} were read", self.entries),
+                                ));
+                            }
+                            if self.frames.pos() != self.frames.file_len() {
+                                return Err(err(&path, self.frames.pos(), "data after the END frame".into()));
+                            }
+                            self.done = true;
+                        }
+                        _ => return Err(err(&path, at, "unknown frame type".into())),
+                    }
+                }
+                Next::End => {
+                    return Err(err(&path, self.frames.pos(), "the snapshot ends without its END frame".into()));
+                }
+                Next::Bad(at, why) => return Err(err(&path, at, why)),
+            }
+        }
+    }
+}
+
+fn read_entry(c: &mut Cursor<'_>) -> Decoded<Loaded> {
+    let db = c.uvarint()?;
+    let key = c.bytes()?.to_vec();
+    let expire_at = c.uvarint()?;
+    let value = decode_value(c)?;
+    Ok(Loaded {
+        db: usize::try_from(db).unwrap_or(usize::MAX),
+        key,
+        expire_at: (expire_at != 0).then_some(expire_at),
+        value,
+    })
+}
+
+fn err(path: &Path, offset: u64, reason: String) -> FileError {
+    FileError { path: path.to_owned(), offset, reason }
+}
+
+fn io_error(path: &Path, offset: u64, e: io::Error) -> FileError {
+    err(path, offset, format!("read error: {e}"))
+}
+
+/// Reads a whole snapshot and says what is in it (for `--check-snapshot`).
+pub fn check(path: &Path) -> Result<(u64, u64), FileError> {
+    let mut r = SnapshotReader::open(path)?;
+    let mut n = 0;
+    while r.next_entry()?.is_some() {
+        n += 1;
+    }
+    Ok((n, r.file_len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("magpie-snapshot-test-{}", std::process::id()));
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn entry(value: Value, expire: Option<u64>) -> Entry {
+        let mut shard = magpie_store::Shard::default();
+        shard.insert(b"k", value, expire, 0);
+        shard.get(b"k", 0).unwrap().clone()
+    }
+
+    #[test]
+    fn a_snapshot_round_trips_and_damage_is_reported_with_its_offset() {
+        let target = dir().join("roundtrip.snapshot");
+        let mut w = SnapshotWriter::create(&target, 1234, 16).unwrap();
+        let mut expected = Vec::new();
+        for i in 0..5000u64 {
+            let value =
+                if i % 3 == 0 { Value::Int(i as i64 - 2500) } else { Value::string(&vec![b'v'; (i % 300) as usize]) };
+            let expire = (i % 7 == 0).then_some(1_000_000 + i);
+            let key = format!("key:{i}").into_bytes();
+            w.entry((i % 16) as usize, &key, &entry(value.clone(), expire));
+            if w.pending() > 100_000 {
+                w.flush().unwrap();
+            }
+            expected.push(Loaded { db: (i % 16) as usize, key, expire_at: expire, value });
+        }
+        w.finish().unwrap();
+        let mut r = SnapshotReader::open(&target).unwrap();
+        assert_eq!((r.created_ms, r.databases), (1234, 16));
+        let mut got = Vec::new();
+        while let Some(e) = r.next_entry().unwrap() {
+            got.push(e);
+        }
+        assert_eq!(got, expected);
+
+        let bytes = fs::read(&target).unwrap();
+        let mid = bytes.len() / 2;
+        let mut bad = bytes.clone();
+        bad[mid] ^= 0x40;
+        fs::write(&target, &bad).unwrap();
+        let e = check(&target).unwrap_err();
+        assert!(e.offset <= mid as u64 && e.offset + 300_000 > mid as u64, "{e}");
+        fs::write(&target, &bytes[..bytes.len() - 5]).unwrap();
+        assert!(check(&target).is_err(), "a truncated snapshot is damage");
+        fs::write(&target, &bytes).unwrap();
+        assert_eq!(check(&target).unwrap().0, 5000);
+    }
+}

@@ -1,0 +1,193 @@
+//! Values as stored in snapshots.
+//!
+//! ```text
+//! value := 0x00 bytes                       string
+//!        | 0x01 ivarint                     integer-encoded string
+//!        | 0x02 count:uvarint bytes*        list, head to tail
+//!        | 0x03 count:uvarint (bytes bytes)* hash, field then value
+//!        | 0x04 count:uvarint bytes*        set
+//!        | 0x05 count:uvarint (bytes f64le)* sorted set, member then score, in order
+//! ```
+
+use magpie_store::{Hash, List, Set, Value};
+
+use crate::codec::{Cursor, DecodeError, Decoded, put_bytes, put_ivarint, put_uvarint};
+
+const STR: u8 = 0;
+const INT: u8 = 1;
+const LIST: u8 = 2;
+const HASH: u8 = 3;
+const SET: u8 = 4;
+const ZSET: u8 = 5;
+
+pub fn encode_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Str(s) => {
+            out.push(STR);
+            put_bytes(out, s);
+        }
+        Value::Int(n) => {
+            out.push(INT);
+            put_ivarint(out, *n);
+        }
+        Value::List(l) => {
+            out.push(LIST);
+            put_uvarint(out, l.len() as u64);
+            for element in l.iter() {
+                put_bytes(out, element);
+            }
+        }
+        Value::Hash(h) => {
+            out.push(HASH);
+            put_uvarint(out, h.len() as u64);
+            for (field, value) in h.iter() {
+                put_bytes(out, field);
+                put_bytes(out, value);
+            }
+        }
+        Value::Set(s) => {
+            out.push(SET);
+            put_uvarint(out, s.len() as u64);
+            s.for_each(|m| put_bytes(out, m));
+        }
+        Value::ZSet(z) => {
+            out.push(ZSET);
+            put_uvarint(out, z.len() as u64);
+        }
+    }
+}
+
+pub fn decode_value(c: &mut Cursor<'_>) -> Decoded<Value> {
+    match c.u8()? {
+        STR => Ok(Value::Str(c.bytes()?.to_vec())),
+        INT => Ok(Value::Int(c.ivarint()?)),
+        SET => {
+            let n = c.count(1)?;
+            if n == 0 {
+                return Err(DecodeError("an empty set".into()));
+            }
+            let mut set = Set::new();
+            for _ in 0..n {
+                let member = c.bytes()?;
+                if !set.insert(member) {
+                    return Err(DecodeError("a set member written twice".into()));
+                }
+            }
+            Ok(Value::Set(Box::new(set)))
+        }
+        HASH => {
+            let n = c.count(2)?;
+            if n == 0 {
+                return Err(DecodeError("an empty hash".into()));
+            }
+            let mut hash = Hash::new();
+            for _ in 0..n {
+                let (field, value) = (c.bytes()?, c.bytes()?);
+                if !hash.insert(field, value) {
+                    return Err(DecodeError("a hash field written twice".into()));
+                }
+            }
+            Ok(Value::Hash(Box::new(hash)))
+        }
+        LIST => {
+            let n = c.count(1)?;
+            if n == 0 {
+                return Err(DecodeError("an empty list".into()));
+            }
+            let mut list = List::new();
+            for _ in 0..n {
+                list.push_back(c.bytes()?);
+            }
+            Ok(Value::List(Box::new(list)))
+        }
+        t @ ZSET => Err(DecodeError(format!("value type {t} is not supported yet"))),
+        t => Err(DecodeError(format!("unknown value type {t}"))),
+    }
+}
+
+#[cfg(test)]
+mod list_tests {
+    use super::*;
+
+    #[test]
+    fn lists_round_trip_in_order() {
+        let small: List = [&b"a"[..], b"", b"\0\r\n", b"42"].into_iter().collect();
+        let big: List = (0..10_000).map(|i| format!("element:{i}:{}", "x".repeat(i % 300))).collect();
+        for list in [small, big] {
+            let mut buf = Vec::new();
+            encode_value(&mut buf, &Value::List(Box::new(list.clone())));
+            let mut c = Cursor::new(&buf);
+            let Ok(Value::List(back)) = decode_value(&mut c) else { panic!("not a list") };
+            assert!(c.is_empty());
+            assert_eq!((*back == list, back.size()), (true, list.size()));
+        }
+    }
+
+    #[test]
+    fn corrupt_lists_are_refused() {
+        for bad in [&[LIST, 0][..], &[LIST, 2, 1, b'a'], &[LIST, 1, 5, b'a']] {
+            assert!(decode_value(&mut Cursor::new(bad)).is_err(), "{bad:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use super::*;
+
+    #[test]
+    fn hashes_round_trip_in_both_encodings() {
+        let small: Hash = [(&b"f"[..], &b"v"[..]), (b"", b"\0\r\n"), (b"n", b"42")].into_iter().collect();
+        let big: Hash = (0..1000).map(|i| (format!("field:{i}"), "x".repeat(i % 100))).collect();
+        for hash in [small, big] {
+            let mut buf = Vec::new();
+            encode_value(&mut buf, &Value::Hash(Box::new(hash.clone())));
+            let mut c = Cursor::new(&buf);
+            let Ok(Value::Hash(back)) = decode_value(&mut c) else { panic!("not a hash") };
+            assert!(c.is_empty());
+            assert_eq!((*back == hash, back.encoding(), back.size()), (true, hash.encoding(), hash.size()));
+        }
+    }
+
+    #[test]
+    fn corrupt_hashes_are_refused() {
+        for bad in [&[HASH, 0][..], &[HASH, 2, 1, b'a', 0, 1, b'a', 0], &[HASH, 1, 1, b'a']] {
+            assert!(decode_value(&mut Cursor::new(bad)).is_err(), "{bad:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod set_tests {
+    use super::*;
+
+    fn round_trip(value: &Value) -> Value {
+        let mut buf = Vec::new();
+        encode_value(&mut buf, value);
+        let mut c = Cursor::new(&buf);
+        let back = decode_value(&mut c).expect("decodes");
+        assert!(c.is_empty(), "bytes left over");
+        back
+    }
+
+    #[test]
+    fn sets_round_trip_in_every_representation() {
+        let intset = Set::from_members([&b"1"[..], b"-7", b"300000"]);
+        let small = Set::from_members([&b"a"[..], b"", b"\0\r\n", b"42"]);
+        let big: Vec<String> = (0..1000).map(|i| format!("member:{i}")).collect();
+        let big = Set::from_members(big.iter().map(|m| m.as_bytes()));
+        for set in [intset, small, big] {
+            let encoding = set.encoding();
+            let back = round_trip(&Value::Set(Box::new(set.clone())));
+            let Value::Set(back) = back else { panic!("not a set") };
+            assert_eq!((*back == set, back.encoding(), back.size()), (true, encoding, set.size()));
+        }
+    }
+
+    #[test]
+    fn corrupt_sets_are_refused() {
+        for bad in [&[SET, 0][..], &[SET, 2, 1, b'a', 1, b'a'], &[SET, 3, 1, b'a'], &[SET, 1, 5, b'a']] {
+            assert!(decode_value(&mut Cursor::new(bad)).is_err(), "{bad:?}");
+        }
+    }
+}

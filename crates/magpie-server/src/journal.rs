@@ -1,0 +1,534 @@
+//! The journal: records of write effects on their way to the append-only log, in the order
+//! the keyspace applied them, and the writer thread that puts them on disk.
+//!
+//! Commands run on many threads at once, so records are produced out of order. Each change
+//! takes a sequence number under its shard's lock (see `magpie_store::tap`); a command's
+//! record carries the last number it took. Records are written in sequence order, which is
+//! the order in which the changes to each key happened.
+//!
+//! The writer must not write record `s` while a record with a smaller number may still come.
+//! Each thread that runs write commands has a [`Slot`]: before a command it publishes a lower
+//! bound of the numbers it may take (the sequence's current value), and it withdraws it after
+//! pushing its record. The writer reads the sequence (`g`) first and then every slot; no
+//! record below `min(g + 1, bounds)` can still come (a thread that published after the writer
+//! looked takes numbers above `g`), so everything below that watermark is written.
+//!
+//! Fsync policy: `always` acknowledges a write only once its record is on disk. The writer
+//! writes and fsyncs everything pending in one go, so the clients that wrote meanwhile share
+//! one fsync (group commit); connections wait for [`Journal::durable`] to pass their last
+//! record before sending their replies. `everysec` fsyncs about once a second and `no` leaves
+//! it to the kernel; neither makes anyone wait.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use magpie_persist::log::{LogFile, put_record};
+
+/// `appendfsync`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    Always = 0,
+    Everysec = 1,
+    No = 2,
+}
+
+impl Fsync {
+    pub fn parse(s: &str) -> Option<Fsync> {
+        match s.to_ascii_lowercase().as_str() {
+            "always" => Some(Fsync::Always),
+            "everysec" => Some(Fsync::Everysec),
+            "no" => Some(Fsync::No),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fsync::Always => "always",
+            Fsync::Everysec => "everysec",
+            Fsync::No => "no",
+        }
+    }
+
+    fn from_u8(v: u8) -> Fsync {
+        match v {
+            0 => Fsync::Always,
+            1 => Fsync::Everysec,
+            _ => Fsync::No,
+        }
+    }
+}
+
+/// One thread's records, and the lower bound of the numbers it may still take.
+pub struct Slot {
+    /// `u64::MAX` when the thread runs no write command.
+    bound: AtomicU64,
+    buf: Mutex<SlotBuf>,
+}
+
+#[derive(Default)]
+struct SlotBuf {
+    /// Encoded records, back to back.
+    bytes: Vec<u8>,
+    /// Each record's sequence number and end offset in `bytes`, in sequence order.
+    index: Vec<(u64, usize)>,
+}
+
+thread_local! {
+    static SLOT: RefCell<Option<Arc<Slot>>> = const { RefCell::new(None) };
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A file switch the writer makes at a sequence number (an AOF rewrite's cut).
+struct Switch {
+    /// Records numbered up to this go to the old file, the rest to `to`.
+    at: u64,
+    to: LogFile,
+    /// Called by the writer after the old file is complete and fsynced, before any record is
+    /// written to the new one (the manifest is updated there).
+    then: Box<dyn FnOnce() -> std::io::Result<()> + Send>,
+}
+
+#[derive(Default)]
+struct WriterState {
+    file: Option<LogFile>,
+    switch: Option<Switch>,
+    /// Set when a switch completed (waited for by the rewrite).
+    switched: bool,
+}
+
+/// Health of the log, as INFO and MISCONF report it.
+#[derive(Default, Clone)]
+pub struct Status {
+    pub last_write_error: Option<String>,
+    pub fsyncs: u64,
+    pub delayed_fsync: u64,
+}
+
+pub struct Journal {
+    slots: Mutex<Vec<Arc<Slot>>>,
+    /// Records pushed and not yet taken by the writer (a hint to wake it).
+    pending: AtomicU64,
+    /// Is the log on? Records are kept only then.
+    on: AtomicBool,
+    policy: AtomicU8,
+    /// Every record numbered up to this is written (and fsynced under `always`).
+    durable: watch::Sender<u64>,
+    /// True while writes to the log fail: write commands are refused (MISCONF).
+    failing: AtomicBool,
+    status: Mutex<Status>,
+    state: Mutex<WriterState>,
+    switched: Condvar,
+    writer: Mutex<Option<(Thread, JoinHandle<()>)>>,
+    stop: AtomicBool,
+    tap: Arc<TapRef>,
+    /// Bytes in the current incremental file, and in the base when the log was last rewritten
+    /// (for automatic rewrites).
+    pub incr_bytes: AtomicU64,
+}
+
+/// The keyspace's tap, reached from the writer thread.
+pub struct TapRef(pub Box<dyn Fn() -> u64 + Send + Sync>);
+
+impl Journal {
+    /// A journal that keeps nothing until [`Journal::start`]. `current_seq` reads the
+    /// keyspace's sequence.
+    pub fn new(current_seq: impl Fn() -> u64 + Send + Sync + 'static) -> Journal {
+        Journal {
+            slots: Mutex::new(Vec::new()),
+            pending: AtomicU64::new(0),
+            on: AtomicBool::new(false),
+            policy: AtomicU8::new(Fsync::Everysec as u8),
+            durable: watch::Sender::new(0),
+            failing: AtomicBool::new(false),
+            status: Mutex::new(Status::default()),
+            state: Mutex::new(WriterState::default()),
+            switched: Condvar::new(),
+            writer: Mutex::new(None),
+            stop: AtomicBool::new(false),
+            tap: Arc::new(TapRef(Box::new(current_seq))),
+            incr_bytes: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.on.load(Ordering::Acquire)
+    }
+
+    pub fn policy(&self) -> Fsync {
+        Fsync::from_u8(self.policy.load(Ordering::Relaxed))
+    }
+
+    pub fn set_policy(&self, p: Fsync) {
+        self.policy.store(p as u8, Ordering::Relaxed);
+    }
+
+    /// Whether writes to the log are failing (write commands get MISCONF).
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.lock().clone()
+    }
+
+    /// A receiver of the durable watermark.
+    pub fn durable(&self) -> watch::Receiver<u64> {
+        self.durable.subscribe()
+    }
+
+    pub fn durable_now(&self) -> u64 {
+        *self.durable.borrow()
+    }
+
+    /// This thread's slot.
+    fn slot(&self) -> Arc<Slot> {
+        SLOT.with(|s| {
+            let mut s = s.borrow_mut();
+            if let Some(slot) = &*s {
+                return slot.clone();
+            }
+            let slot = Arc::new(Slot { bound: AtomicU64::new(u64::MAX), buf: Mutex::new(SlotBuf::default()) });
+            self.slots.lock().push(slot.clone());
+            *s = Some(slot.clone());
+            slot
+        })
+    }
+
+    /// Before a write command: publishes this thread's lower bound.
+    pub fn begin(&self) -> Arc<Slot> {
+        let slot = self.slot();
+        slot.bound.store((self.tap.0)(), Ordering::SeqCst);
+        slot
+    }
+
+    /// After a write command: withdraws the bound.
+    pub fn end(&self, slot: &Slot) {
+        slot.bound.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// Queues one record numbered `seq`: `commands` in database `db`. Call between
+    /// [`Journal::begin`] and [`Journal::end`], in the order of the numbers.
+    pub fn push<'a, C, A>(&self, slot: &Slot, seq: u64, db: usize, commands: C)
+    where
+        C: ExactSizeIterator<Item = A>,
+        A: ExactSizeIterator<Item = &'a [u8]>,
+    {
+        if !self.is_on() {
+            return;
+        }
+        {
+            let mut buf = slot.buf.lock();
+            let buf = &mut *buf;
+            SCRATCH.with(|scratch| put_record(&mut buf.bytes, &mut scratch.borrow_mut(), db, commands));
+            buf.index.push((seq, buf.bytes.len()));
+        }
+        if self.pending.fetch_add(1, Ordering::SeqCst) == 0
+            && let Some((t, _)) = &*self.writer.lock()
+        {
+            t.unpark();
+        }
+    }
+
+    /// Wakes the writer (after pushes, if the caller wants the records written soon).
+    pub fn wake(&self) {
+        if let Some((t, _)) = &*self.writer.lock() {
+            t.unpark();
+        }
+    }
+
+    /// Starts logging into `file` with the writer thread. Call while every shard is locked
+    /// (so no change is half logged), with the tap's ordering on.
+    pub fn start(self: &Arc<Self>, file: LogFile, policy: Fsync) -> std::io::Result<()> {
+        self.set_policy(policy);
+        self.incr_bytes.store(file.len(), Ordering::Relaxed);
+        self.state.lock().file = Some(file);
+        self.durable.send_replace((self.tap.0)());
+        self.stop.store(false, Ordering::SeqCst);
+        self.on.store(true, Ordering::Release);
+        let me = self.clone();
+        let handle = thread::Builder::new().name("magpie-aof".into()).spawn(move || me.run())?;
+        *self.writer.lock() = Some((handle.thread().clone(), handle));
+        Ok(())
+    }
+
+    /// Stops logging: writes and fsyncs what is pending, then stops the writer thread.
+    pub fn stop(&self) {
+        self.on.store(false, Ordering::Release);
+        self.stop.store(true, Ordering::SeqCst);
+        let writer = self.writer.lock().take();
+        if let Some((t, handle)) = writer {
+            t.unpark();
+            let _ = handle.join();
+        }
+        self.state.lock().file = None;
+    }
+
+    /// Switches to `to` at sequence number `at` (see [`Switch`]); `then` runs once the old
+    /// file is complete. Call while every shard is locked.
+    pub fn switch_at(&self, at: u64, to: LogFile, then: impl FnOnce() -> std::io::Result<()> + Send + 'static) {
+        let mut st = self.state.lock();
+        st.switched = false;
+        st.switch = Some(Switch { at, to, then: Box::new(then) });
+        drop(st);
+        self.wake();
+    }
+
+    /// Waits until the switch asked for by [`Journal::switch_at`] is made. False if the
+    /// writer stopped first.
+    pub fn wait_switched(&self) -> bool {
+        let mut st = self.state.lock();
+        while !st.switched {
+            if self.stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            self.wake();
+            self.switched.wait_for(&mut st, Duration::from_millis(50));
+        }
+        true
+    }
+
+    /// Everything numbered below the returned watermark can be written.
+    fn watermark(&self, slots: &[Arc<Slot>]) -> u64 {
+        let g = (self.tap.0)();
+        let mut w = g.saturating_add(1);
+        for s in slots {
+            w = w.min(s.bound.load(Ordering::SeqCst));
+        }
+        w
+    }
+
+    /// Moves the records numbered below the watermark (up to `limit`, inclusive) out of the
+    /// slots into `out`, merged in sequence order. Returns the watermark used.
+    fn collect(&self, out: &mut Vec<u8>, limit: u64) -> u64 {
+        let slots = self.slots.lock().clone();
+        let w = self.watermark(&slots).min(limit.saturating_add(1));
+        let mut guards: Vec<_> = slots.iter().map(|s| s.buf.lock()).collect();
+        // How far each slot's eligible prefix reaches, and where each is in it.
+        let ends: Vec<usize> = guards.iter().map(|g| g.index.partition_point(|&(seq, _)| seq < w)).collect();
+        let mut at = vec![0usize; guards.len()];
+        let mut taken = 0u64;
+        loop {
+            let mut best: Option<(usize, u64)> = None;
+            for (i, g) in guards.iter().enumerate() {
+                if at[i] < ends[i] {
+                    let seq = g.index[at[i]].0;
+                    if best.is_none_or(|(_, b)| seq < b) {
+                        best = Some((i, seq));
+                    }
+                }
+            }
+            let Some((i, _)) = best else { break };
+            let g = &guards[i];
+            let start = if at[i] == 0 { 0 } else { g.index[at[i] - 1].1 };
+            out.extend_from_slice(&g.bytes[start..g.index[at[i]].1]);
+            at[i] += 1;
+            taken += 1;
+        }
+        for (i, g) in guards.iter_mut().enumerate() {
+            if ends[i] > 0 {
+                let cut = g.index[ends[i] - 1].1;
+                g.bytes.drain(..cut);
+                g.index.drain(..ends[i]);
+                for e in &mut g.index {
+                    e.1 -= cut;
+                }
+                if g.bytes.is_empty() && g.bytes.capacity() > 1 << 20 {
+                    g.bytes = Vec::new();
+                }
+            }
+        }
+        drop(guards);
+        self.pending.fetch_sub(taken.min(self.pending.load(Ordering::SeqCst)), Ordering::SeqCst);
+        w
+    }
+
+    /// The writer thread.
+    fn run(self: Arc<Self>) {
+        let mut out: Vec<u8> = Vec::new();
+        // Everything below this is in `out` or written.
+        let mut collected_to = 0u64;
+        let mut last_fsync = Instant::now();
+        let mut dirty = false; // written since the last fsync
+        loop {
+            let stopping = self.stop.load(Ordering::SeqCst);
+            let policy = self.policy();
+            let switch_at = self.state.lock().switch.as_ref().map(|s| s.at);
+            let w = self.collect(&mut out, switch_at.unwrap_or(u64::MAX));
+            collected_to = collected_to.max(w);
+
+            if !out.is_empty() {
+                let result = {
+                    let mut st = self.state.lock();
+                    match st.file.as_mut() {
+                        Some(f) => f.append(&out).map(|()| f.len()),
+                        None => Ok(0),
+                    }
+                };
+                match result {
+                    Ok(len) => {
+                        out.clear();
+                        if out.capacity() > 8 << 20 {
+                            out = Vec::new();
+                        }
+                        dirty = true;
+                        self.incr_bytes.store(len, Ordering::Relaxed);
+                        if self.failing.swap(false, Ordering::SeqCst) {
+                            info!("writes to the append-only log succeed again; accepting writes");
+                            self.status.lock().last_write_error = None;
+                        }
+                    }
+                    Err(e) => {
+                        if !self.failing.swap(true, Ordering::SeqCst) {
+                            warn!("error writing to the append-only log: {e}; refusing writes until it works again");
+                        }
+                        self.status.lock().last_write_error = Some(e.to_string());
+                        // Keep `out`, try again in a moment.
+                        thread::park_timeout(Duration::from_millis(200));
+                        if stopping {
+                            warn!("stopping with {} bytes of the log unwritten", out.len());
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+
+            let must_sync = dirty
+                && (policy == Fsync::Always
+                    || (policy == Fsync::Everysec && last_fsync.elapsed() >= Duration::from_secs(1))
+                    || stopping
+                    || switch_at.is_some_and(|at| collected_to > at));
+            if must_sync {
+                let synced = self.state.lock().file.as_ref().map(|f| f.sync()).transpose();
+                match synced {
+                    Ok(_) => {
+                        dirty = false;
+                        last_fsync = Instant::now();
+                        self.status.lock().fsyncs += 1;
+                    }
+                    Err(e) => {
+                        if !self.failing.swap(true, Ordering::SeqCst) {
+                            warn!("fsync of the append-only log failed: {e}; refusing writes until it works again");
+                        }
+                        self.status.lock().last_write_error = Some(format!("fsync: {e}"));
+                        thread::park_timeout(Duration::from_millis(200));
+                        continue;
+                    }
+                }
+            }
+            if !dirty || policy != Fsync::Always {
+                // Under `always` only what is fsynced is durable; otherwise, what is written.
+                let durable = collected_to.saturating_sub(1);
+                if durable > *self.durable.borrow() {
+                    self.durable.send_replace(durable);
+                }
+            }
+
+            // A rewrite's switch, once everything up to its cut is written and fsynced.
+            if let Some(at) = switch_at
+                && collected_to > at
+                && !dirty
+                && out.is_empty()
+            {
+                let mut st = self.state.lock();
+                if let Some(sw) = st.switch.take() {
+                    match (sw.then)() {
+                        Ok(()) => {
+                            self.incr_bytes.store(sw.to.len(), Ordering::Relaxed);
+                            st.file = Some(sw.to);
+                        }
+                        Err(e) => warn!("could not switch the append-only log to a new file: {e}; keeping the old one"),
+                    }
+                    st.switched = true;
+                    self.switched.notify_all();
+                }
+                continue;
+            }
+
+            if stopping && out.is_empty() && !dirty && self.pending.load(Ordering::SeqCst) == 0 {
+                let slots = self.slots.lock().clone();
+                if self.watermark(&slots) > (self.tap.0)() {
+                    return;
+                }
+            }
+            if self.pending.load(Ordering::SeqCst) == 0 && !stopping {
+                let wait = match policy {
+                    Fsync::Everysec if dirty => Duration::from_secs(1).saturating_sub(last_fsync.elapsed()),
+                    _ => Duration::from_millis(100),
+                };
+                thread::park_timeout(wait);
+            }
+        }
+    }
+}
+
+/// Where the log's files are.
+#[derive(Clone, Debug)]
+pub struct LogPaths {
+    pub dir: PathBuf,
+    pub prefix: String,
+}
+
+impl LogPaths {
+    pub fn manifest(&self) -> PathBuf {
+        self.dir.join(format!("{}.manifest", self.prefix))
+    }
+
+    pub fn base_name(&self, n: u64) -> String {
+        format!("{}.{n}.base", self.prefix)
+    }
+
+    pub fn incr_name(&self, n: u64) -> String {
+        format!("{}.{n}.incr", self.prefix)
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_merged_in_sequence_order_below_the_watermark() {
+        let seq = Arc::new(AtomicU64::new(0));
+        let s2 = seq.clone();
+        let j = Arc::new(Journal::new(move || s2.load(Ordering::SeqCst)));
+        j.on.store(true, Ordering::SeqCst);
+        let cmd = |name: &'static str| std::iter::once(std::iter::once(name.as_bytes()));
+        // Two threads' slots, records pushed out of order.
+        let a = Arc::new(Slot { bound: AtomicU64::new(u64::MAX), buf: Mutex::new(SlotBuf::default()) });
+        let b = Arc::new(Slot { bound: AtomicU64::new(u64::MAX), buf: Mutex::new(SlotBuf::default()) });
+        j.slots.lock().extend([a.clone(), b.clone()]);
+        seq.store(5, Ordering::SeqCst);
+        b.bound.store(3, Ordering::SeqCst); // b is running a command that may take 4..
+        j.push(&a, 2, 0, cmd("two"));
+        j.push(&a, 5, 0, cmd("five"));
+        j.push(&b, 1, 0, cmd("one"));
+        let mut out = Vec::new();
+        let w = j.collect(&mut out, u64::MAX);
+        assert_eq!(w, 3);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.find("one").unwrap() < text.find("two").unwrap() && !text.contains("five"));
+        j.push(&b, 4, 0, cmd("four"));
+        b.bound.store(u64::MAX, Ordering::SeqCst);
+        out.clear();
+        assert_eq!(j.collect(&mut out, u64::MAX), 6);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.find("four").unwrap() < text.find("five").unwrap());
+        out.clear();
+        assert_eq!(j.collect(&mut out, u64::MAX), 6);
+        assert!(out.is_empty());
+    }
+}

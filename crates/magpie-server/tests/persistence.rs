@@ -1,0 +1,470 @@
+//! Persistence against a real server: snapshots and the append-only log survive restarts and
+//! crashes (SIGKILL at random moments, during snapshots and rewrites) without losing an
+//! acknowledged write; damaged files are cut (torn tail) or refused (corruption) as documented;
+//! a disk that fails refuses writes (MISCONF) and recovers.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Server, free_port};
+use redis::Commands;
+
+/// A fresh directory for one test's files.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("magpie-persist-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test dir");
+    dir
+}
+
+/// Starts a server on `dir` with `args` (the test harness adds `--save ""` first; a later
+/// `--save` here wins).
+fn start(dir: &Path, args: &[&str]) -> Server {
+    let mut all = vec!["--dir", dir.to_str().expect("utf-8 path")];
+    all.extend_from_slice(args);
+    Server::magpie_with(&all)
+}
+
+const ALWAYS: &[&str] = &["--appendonly", "yes", "--appendfsync", "always"];
+
+/// Runs the server binary to completion (for start failures and the check tools).
+fn run_binary(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_magpie-server"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run magpie-server");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Starts a server expected to refuse to start; returns what it printed.
+fn start_fails(dir: &Path, args: &[&str]) -> String {
+    let port = free_port().to_string();
+    let mut all = vec!["--port", &port, "--bind", "127.0.0.1", "--save", "", "--dir", dir.to_str().expect("utf-8")];
+    all.extend_from_slice(args);
+    let child = Command::new(env!("CARGO_BIN_EXE_magpie-server"))
+        .args(&all)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let out = wait_with_timeout(child, Duration::from_secs(10));
+    assert!(!out.0, "the server started on a damaged file:\n{}", out.1);
+    out.1
+}
+
+fn wait_with_timeout(mut child: std::process::Child, timeout: Duration) -> (bool, String) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let out = child.wait_with_output().expect("output");
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            return (status.success(), text);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            return (true, format!("still running after {timeout:?}: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn incr_file(dir: &Path) -> PathBuf {
+    let manifest = std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest")).expect("manifest");
+    let name = manifest.lines().rfind(|l| l.starts_with("incr ")).expect("an incr line").trim_start_matches("incr ");
+    dir.join("appendonlydir").join(name)
+}
+
+fn info_field(con: &mut redis::Connection, section: &str, field: &str) -> String {
+    let info: String = redis::cmd("INFO").arg(section).query(con).expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
+        .trim()
+        .to_owned()
+}
+
+/// Graceful stop through SHUTDOWN (the connection closes without a reply).
+fn shutdown(server: &mut Server, how: &str) {
+    let mut raw = server.raw();
+    let mut args: Vec<&[u8]> = vec![b"SHUTDOWN"];
+    if !how.is_empty() {
+        args.push(how.as_bytes());
+    }
+    let _ = raw.try_cmd(&args);
+    assert!(server.wait_exit(Duration::from_secs(10)).is_some(), "server did not exit");
+}
+
+#[test]
+fn strings_and_expiry_times_survive_a_snapshot() {
+    let dir = temp_dir("snapshot");
+    let mut s = start(&dir, &[]);
+    let mut con = s.client();
+    let _: () = con.set("plain", "hello").unwrap();
+    let _: () = con.set("number", 42).unwrap();
+    let _: () = con.set("binary", b"a\0b\r\nc".as_slice()).unwrap();
+    let _: () = redis::cmd("SET").arg("long").arg("x".repeat(100_000)).arg("EX").arg(1000).query(&mut con).unwrap();
+    let _: () = redis::cmd("SET").arg("short").arg("v").arg("PX").arg(300).query(&mut con).unwrap();
+    let _: () = redis::cmd("SELECT").arg(3).query(&mut con).unwrap();
+    let _: () = con.set("in-db-3", "x").unwrap();
+    let before: i64 = redis::cmd("LASTSAVE").query(&mut con).unwrap();
+    let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
+    assert!(redis::cmd("LASTSAVE").query::<i64>(&mut con).unwrap() >= before);
+    assert_eq!(info_field(&mut con, "persistence", "rdb_changes_since_last_save"), "0");
+    assert_eq!(info_field(&mut con, "persistence", "rdb_last_bgsave_status"), "ok");
+    shutdown(&mut s, "NOSAVE");
+
+    std::thread::sleep(Duration::from_millis(350)); // "short" expires while the server is down
+    let s = start(&dir, &[]);
+    let mut con = s.client();
+    assert_eq!(con.get::<_, String>("plain").unwrap(), "hello");
+    assert_eq!(con.get::<_, i64>("number").unwrap(), 42);
+    assert_eq!(redis::cmd("OBJECT").arg("ENCODING").arg("number").query::<String>(&mut con).unwrap(), "int");
+    assert_eq!(con.get::<_, Vec<u8>>("binary").unwrap(), b"a\0b\r\nc");
+    assert_eq!(con.get::<_, String>("long").unwrap().len(), 100_000);
+    let ttl: i64 = con.ttl("long").unwrap();
+    assert!((990..=1000).contains(&ttl), "ttl {ttl}");
+    assert_eq!(con.get::<_, Option<String>>("short").unwrap(), None);
+    let _: () = redis::cmd("SELECT").arg(3).query(&mut con).unwrap();
+    assert_eq!(con.get::<_, String>("in-db-3").unwrap(), "x");
+    assert_eq!(info_field(&mut con, "persistence", "rdb_last_load_keys_loaded"), "6");
+}
+
+#[test]
+fn bgsave_and_the_final_snapshot_of_a_graceful_shutdown() {
+    let dir = temp_dir("bgsave");
+    let mut s = start(&dir, &["--save", "3600 1"]);
+    let mut con = s.client();
+    for i in 0..1000 {
+        let _: () = con.set(format!("k{i}"), i).unwrap();
+    }
+    let reply: String = redis::cmd("BGSAVE").query(&mut con).unwrap();
+    assert_eq!(reply, "Background saving started");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while info_field(&mut con, "persistence", "rdb_bgsave_in_progress") == "1" {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(info_field(&mut con, "persistence", "rdb_saves"), "1");
+    assert!(dir.join("dump.magpie").exists());
+    // Writes after the BGSAVE reach disk through the final snapshot of SHUTDOWN.
+    let _: () = con.set("late", "yes").unwrap();
+    shutdown(&mut s, "");
+    let s = start(&dir, &[]);
+    let mut con = s.client();
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut con).unwrap(), 1001);
+    assert_eq!(con.get::<_, String>("late").unwrap(), "yes");
+}
+
+#[test]
+fn the_log_replays_effects_with_the_times_they_had() {
+    let dir = temp_dir("replay");
+    let mut s = start(&dir, &["--appendonly", "yes"]);
+    let mut con = s.client();
+    let _: () = redis::cmd("SET").arg("k").arg("v").arg("PX").arg(400).query(&mut con).unwrap();
+    let _: i64 = con.append("k", "x").unwrap(); // "vx", still expiring
+    let _: f64 = redis::cmd("INCRBYFLOAT").arg("f").arg("10.5").query(&mut con).unwrap();
+    let _: f64 = redis::cmd("INCRBYFLOAT").arg("f").arg("0.1").query(&mut con).unwrap();
+    let _: () = con.set("gone", "soon").unwrap();
+    let _: bool = con.expire("gone", 1).unwrap(); // relative: logged as an absolute time
+    let _: () = con.set("kept", "1").unwrap();
+    let _: bool = con.expire("kept", 1000).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    // "k" has expired by now; APPEND creates a new key without a TTL.
+    let _: i64 = con.append("k", "y").unwrap();
+    shutdown(&mut s, "NOSAVE");
+
+    let s = start(&dir, &["--appendonly", "yes"]);
+    let mut con = s.client();
+    assert_eq!(con.get::<_, String>("k").unwrap(), "y");
+    assert_eq!(con.ttl::<_, i64>("k").unwrap(), -1);
+    assert_eq!(con.get::<_, String>("f").unwrap(), "10.6");
+    assert_eq!(con.get::<_, Option<String>>("gone").unwrap(), None);
+    let ttl: i64 = con.ttl("kept").unwrap();
+    assert!((990..=1000).contains(&ttl), "ttl {ttl}");
+}
+
+/// Writers on several connections record every acknowledged SET; the server is killed with
+/// SIGKILL at a random moment (optionally just after starting a snapshot or a rewrite); after
+/// a restart every acknowledged write must be there.
+/// Returns whether the job named by `during` was still running just before the kill.
+fn crash_round(name: &str, seed: u64, during: Option<&str>, preload: usize) -> bool {
+    let dir = temp_dir(&format!("{name}-{seed}"));
+    let s = start(&dir, ALWAYS);
+    let port = s.port;
+    if preload > 0 {
+        let mut raw = s.raw();
+        let mut batch = Vec::new();
+        for i in 0..preload {
+            batch.extend_from_slice(&common::Raw::encode(&[b"SET", format!("pre{i}").as_bytes(), &[b'p'; 100]]));
+        }
+        raw.send(&batch);
+        for _ in 0..preload {
+            raw.read_reply();
+        }
+    }
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let (acked, stop) = (acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) else { return };
+                let Ok(mut con) = client.get_connection() else { return };
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let (k, v) = (format!("w{t}:{}", i % 500), format!("{t}-{i}"));
+                    match con.set::<_, _, ()>(&k, &v) {
+                        Ok(()) => acked.lock().expect("lock").push((k, v)),
+                        Err(_) => return, // the server is gone
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let mut rng = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    rng ^= rng >> 33;
+    std::thread::sleep(Duration::from_millis(100 + rng % 400));
+    let mut in_progress = false;
+    if let Some(cmd) = during {
+        let mut con = s.client();
+        let _: String = redis::cmd(cmd).query(&mut con).expect(cmd);
+        std::thread::sleep(Duration::from_millis(rng % 20));
+        let field = if cmd == "BGSAVE" { "rdb_bgsave_in_progress" } else { "aof_rewrite_in_progress" };
+        in_progress = info_field(&mut con, "persistence", field) == "1";
+    }
+    drop(s); // SIGKILL
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().expect("writer");
+    }
+    let acked = std::mem::take(&mut *acked.lock().expect("lock"));
+    assert!(acked.len() > 10, "too few writes acknowledged ({}) to test anything", acked.len());
+
+    let s = start(&dir, ALWAYS);
+    let mut con = s.client();
+    // The last acknowledged value of each key (keys are rewritten, so later wins).
+    let mut last = std::collections::HashMap::new();
+    for (k, v) in acked {
+        last.insert(k, v);
+    }
+    for (k, v) in &last {
+        let got: Option<String> = con.get(k).expect("GET");
+        // A write sent but not acknowledged may have landed after the last acknowledged one.
+        let ok = match &got {
+            Some(g) => {
+                let (gt, gi) = g.split_once('-').expect("t-i");
+                let (vt, vi) = v.split_once('-').expect("t-i");
+                gt == vt && gi.parse::<u64>().ok() >= vi.parse::<u64>().ok()
+            }
+            None => false,
+        };
+        assert!(ok, "round {name}/{seed}: {k} was acknowledged as {v}, after the crash it is {got:?}");
+    }
+    if preload > 0 {
+        assert_eq!(con.get::<_, Vec<u8>>(format!("pre{}", preload - 1)).expect("GET"), vec![b'p'; 100]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    in_progress
+}
+
+#[test]
+fn no_acknowledged_write_is_lost_to_a_crash() {
+    for seed in 0..4 {
+        crash_round("crash", seed, None, 0);
+    }
+}
+
+#[test]
+fn no_acknowledged_write_is_lost_to_a_crash_during_a_snapshot() {
+    let mid_job = (0..3).filter(|&seed| crash_round("crash-save", seed, Some("BGSAVE"), 100_000)).count();
+    assert!(mid_job > 0, "no round killed the server while its snapshot was running");
+}
+
+#[test]
+fn no_acknowledged_write_is_lost_to_a_crash_during_a_rewrite() {
+    let mid_job = (0..3).filter(|&seed| crash_round("crash-rewrite", seed, Some("BGREWRITEAOF"), 100_000)).count();
+    assert!(mid_job > 0, "no round killed the server while its rewrite was running");
+}
+
+/// Fills a log with `n` keys and stops the server cleanly.
+fn log_with_keys(dir: &Path, n: usize) {
+    let mut s = start(dir, ALWAYS);
+    let mut con = s.client();
+    for i in 0..n {
+        let _: () = con.set(format!("key{i}"), format!("value{i}")).expect("SET");
+    }
+    shutdown(&mut s, "NOSAVE");
+}
+
+#[test]
+fn a_log_cut_mid_record_loads_without_its_last_record() {
+    let dir = temp_dir("torn");
+    log_with_keys(&dir, 100);
+    let incr = incr_file(&dir);
+    let len = std::fs::metadata(&incr).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&incr).unwrap();
+    f.set_len(len - 5).unwrap();
+    drop(f);
+    // With aof-load-truncated no, the server refuses and says what to do.
+    let out = start_fails(&dir, &["--appendonly", "yes", "--aof-load-truncated", "no"]);
+    assert!(out.contains("incomplete") && out.contains("--check-aof"), "{out}");
+    // By default it drops the torn record (the last SET) and says how many bytes.
+    let s = start(&dir, ALWAYS);
+    let mut con = s.client();
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut con).unwrap(), 99);
+    assert_eq!(con.get::<_, String>("key98").unwrap(), "value98");
+    assert_eq!(con.get::<_, Option<String>>("key99").unwrap(), None);
+    // New writes go after the good part.
+    let _: () = con.set("after", "1").unwrap();
+    drop(s);
+    let s = start(&dir, ALWAYS);
+    assert_eq!(s.client().get::<_, String>("after").unwrap(), "1");
+}
+
+#[test]
+fn a_flipped_byte_in_the_middle_stops_the_start_and_the_check_tool_repairs_it() {
+    let dir = temp_dir("flip");
+    log_with_keys(&dir, 200);
+    let incr = incr_file(&dir);
+    let mut bytes = std::fs::read(&incr).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    std::fs::write(&incr, &bytes).unwrap();
+
+    let out = start_fails(&dir, &["--appendonly", "yes"]);
+    assert!(out.contains(incr.to_str().unwrap()) && out.contains("offset") && out.contains("corruption"), "{out}");
+
+    let (ok, report) = run_binary(&["--check-aof", incr.to_str().unwrap()]);
+    assert!(!ok && report.contains("--fix"), "{report}");
+    let (ok, report) = run_binary(&["--check-aof", incr.to_str().unwrap(), "--fix"]);
+    assert!(ok, "{report}");
+    let backups: Vec<_> = std::fs::read_dir(incr.parent().unwrap())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains(".bak-"))
+        .collect();
+    assert_eq!(backups.len(), 1, "a backup of the damaged file is kept");
+    let (ok, report) =
+        run_binary(&["--check-aof", dir.join("appendonlydir/appendonly.aof.manifest").to_str().unwrap()]);
+    assert!(ok, "{report}");
+
+    let s = start(&dir, &["--appendonly", "yes"]);
+    let mut con = s.client();
+    let n: i64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+    assert!(n > 50 && n < 200, "the keys before the damage are back ({n})");
+    for i in 0..n {
+        assert_eq!(con.get::<_, String>(format!("key{i}")).unwrap(), format!("value{i}"));
+    }
+}
+
+#[test]
+fn a_damaged_snapshot_is_refused_with_its_offset() {
+    let dir = temp_dir("badsnap");
+    let mut s = start(&dir, &[]);
+    let mut con = s.client();
+    for i in 0..2000 {
+        let _: () = con.set(format!("k{i}"), "v".repeat(50)).unwrap();
+    }
+    let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
+    shutdown(&mut s, "NOSAVE");
+    let path = dir.join("dump.magpie");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let out = start_fails(&dir, &[]);
+    assert!(out.contains("dump.magpie at offset") && out.contains("--check-snapshot"), "{out}");
+    let (ok, report) = run_binary(&["--check-snapshot", path.to_str().unwrap()]);
+    assert!(!ok && report.contains("checksum"), "{report}");
+}
+
+#[test]
+fn appendonly_can_be_turned_on_at_runtime() {
+    let dir = temp_dir("runtime");
+    let s = start(&dir, &[]);
+    let mut con = s.client();
+    for i in 0..100 {
+        let _: () = con.set(format!("before{i}"), i).unwrap();
+    }
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("appendonly").arg("yes").query(&mut con).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while info_field(&mut con, "persistence", "aof_rewrite_in_progress") == "1"
+        || info_field(&mut con, "persistence", "aof_enabled") == "0"
+    {
+        assert!(Instant::now() < deadline, "the log did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _: () = con.set("after", "yes").unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("appendfsync").arg("always").query(&mut con).unwrap();
+    let _: () = con.set("after-always", "yes").unwrap();
+    drop(s); // crash
+    let s = start(&dir, &["--appendonly", "yes"]);
+    let mut con = s.client();
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut con).unwrap(), 102);
+    assert_eq!(con.get::<_, String>("after-always").unwrap(), "yes");
+}
+
+#[test]
+fn a_failing_disk_refuses_writes_keeps_reads_and_recovers() {
+    let dir = temp_dir("full");
+    let port = free_port();
+    let child = Command::new("prlimit")
+        .arg("--fsize=300000:unlimited") // soft limit: raising it back needs no privilege
+        .arg(env!("CARGO_BIN_EXE_magpie-server"))
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--dir", dir.to_str().unwrap()])
+        .args(ALWAYS)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prlimit (util-linux) runs the server with a file size limit");
+    let pid = child.id();
+    let s = Server::adopt(port, child);
+    let mut con = s.client();
+    // Under `always`, the write whose record could not be written is not acknowledged: its
+    // client waits (here, until the read timeout). Later writes are refused at once.
+    con.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let value = "v".repeat(1000);
+    let mut acked = Vec::new();
+    for i in 0..1000 {
+        match con.set::<_, _, ()>(format!("k{i}"), &value) {
+            Ok(()) => acked.push(i),
+            Err(_) => break,
+        }
+    }
+    assert!(acked.len() < 1000, "the file limit was never reached");
+    let mut con = s.client();
+    con.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let refused = con.set::<_, _, ()>("refused", "x").expect_err("writes are refused while the log cannot be written");
+    assert!(refused.to_string().contains("MISCONF"), "{refused}");
+    assert_eq!(info_field(&mut con, "persistence", "aof_last_write_status"), "err");
+    // Reads go on.
+    assert_eq!(con.get::<_, String>("k0").unwrap(), value);
+    // The disk recovers: writes are accepted again.
+    let status = Command::new("prlimit").args(["--pid", &pid.to_string(), "--fsize=unlimited"]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if con.set::<_, _, ()>("after", "recovery").is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "writes did not resume");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(info_field(&mut con, "persistence", "aof_last_write_status"), "ok");
+    drop(s);
+    let s = start(&dir, ALWAYS);
+    let mut con = s.client();
+    for i in acked {
+        assert_eq!(con.get::<_, String>(format!("k{i}")).unwrap(), value);
+    }
+    assert_eq!(con.get::<_, String>("after").unwrap(), "recovery");
+}

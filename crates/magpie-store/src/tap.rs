@@ -1,0 +1,101 @@
+//! The change tap: what the keyspace tells the rest of the server about its changes, without
+//! knowing who listens.
+//!
+//! - **Order.** When the log is on ([`Tap::set_ordering`]), every change to a shard takes a number
+//!   from one global sequence while that shard is locked. Two changes to the same key are
+//!   therefore numbered in the order they happened, and a command that changes several keys
+//!   (under all their locks at once) gets numbers that no other change to those keys can fall
+//!   between. The server logs each command with the last number it took ([`last_seq`]) and
+//!   writes the log in that order: replaying it gives back the same keyspace.
+//! - **Expiry.** A key removed because it expired is not removed by any command, yet the log
+//!   must record the deletion (replay does not expire keys, as in Redis: it cannot know what
+//!   time it is in the log) and keyspace notifications must announce it. When
+//!   [`Tap::set_expired_tap`] is on, each such removal is queued for the thread that made it, with
+//!   its sequence number; the server drains the queue with [`take_expired`].
+//!
+//! Both cost one relaxed load per change while off. They are switched while every shard is
+//! locked (see `Keyspace::with_all_locked`), so no change is half counted.
+
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+thread_local! {
+    static LAST: Cell<u64> = const { Cell::new(0) };
+    static EXPIRED: RefCell<Vec<Expired>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A key the keyspace removed because its time had passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// The change's sequence number (0 when ordering is off).
+    pub seq: u64,
+    pub db: usize,
+    pub key: Box<[u8]>,
+}
+
+/// The switches and the sequence of one keyspace (every shard holds a reference).
+#[derive(Default, Debug)]
+pub struct Tap {
+    ordering: AtomicBool,
+    expired_tap: AtomicBool,
+    seq: AtomicU64,
+}
+
+impl Tap {
+    /// Turns sequence numbering of changes on or off.
+    pub fn set_ordering(&self, on: bool) {
+        self.ordering.store(on, Ordering::SeqCst);
+    }
+
+    pub fn ordering(&self) -> bool {
+        self.ordering.load(Ordering::Relaxed)
+    }
+
+    /// Turns the queueing of expired keys on or off.
+    pub fn set_expired_tap(&self, on: bool) {
+        self.expired_tap.store(on, Ordering::SeqCst);
+    }
+
+    /// The last sequence number given out (0 before any).
+    pub fn current_seq(&self) -> u64 {
+        self.seq.load(Ordering::SeqCst)
+    }
+
+    /// Numbers a change (the caller holds the lock of the shard it changes).
+    #[inline]
+    pub(crate) fn tick(&self) -> u64 {
+        if !self.ordering.load(Ordering::Relaxed) {
+            return 0;
+        }
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        LAST.with(|l| l.set(seq));
+        seq
+    }
+
+    /// Queues an expired key (the caller has just removed it, under its shard's lock).
+    #[inline]
+    pub(crate) fn expired(&self, seq: u64, db: usize, key: &[u8]) {
+        if self.expired_tap.load(Ordering::Relaxed) {
+            EXPIRED.with(|e| e.borrow_mut().push(Expired { seq, db, key: key.into() }));
+        }
+    }
+}
+
+/// The number of the last change this thread made since [`reset_last_seq`], 0 if none.
+pub fn last_seq() -> u64 {
+    LAST.with(Cell::get)
+}
+
+pub fn reset_last_seq() {
+    LAST.with(|l| l.set(0));
+}
+
+/// Takes the expired keys this thread has queued, oldest first.
+pub fn take_expired() -> Vec<Expired> {
+    EXPIRED.with(|e| std::mem::take(&mut *e.borrow_mut()))
+}
+
+/// Whether this thread has expired keys queued.
+pub fn has_expired() -> bool {
+    EXPIRED.with(|e| !e.borrow().is_empty())
+}
