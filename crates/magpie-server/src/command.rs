@@ -77,9 +77,14 @@ impl<'a> Ctx<'a> {
         self.wait.mode == Mode::MayBlock && self.shared.blocking.is_pending(self.client.db, key)
     }
 
-    /// Serves the clients whose keys were signalled; see [`Ctx::waiters_first`].
+    /// Serves the clients whose keys were signalled; see [`Ctx::waiters_first`]. Only for
+    /// write commands (they run inside [`run_logged`]) that have changed nothing yet.
     pub fn serve_waiters(&self) {
         self.shared.blocking.serve(self.shared);
+        // The commands just served ran on this thread, each logged on its own: this one starts
+        // its log bracket afresh, or it would take their last change for its own.
+        magpie_store::tap::reset_last_seq();
+        self.shared.persistence.journal.begin();
     }
 
     /// Asks to wait until one of `keys` (of the current database) is signalled, or `timeout`

@@ -539,3 +539,45 @@ fn lists_survive_a_restart_from_the_log_and_from_a_snapshot() {
     assert_eq!(want(&mut c), before, "after loading the snapshot");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A pop that lets waiters go first and then finds nothing logs nothing: after a restart
+/// from the log the list is what it was.
+#[test]
+fn pops_that_yield_to_waiters_log_only_what_they_did() {
+    let dir = temp_dir("yield-log");
+    let path = dir.to_str().expect("utf-8 path");
+    let mut server = Server::magpie_with(&["--dir", path, "--appendonly", "yes"]);
+    let port = server.port;
+    let stop_flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop_flag.clone();
+    let stealer = std::thread::spawn(move || {
+        let mut c = Raw::connect(port);
+        let mut took = 0;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            send(&mut c, "LPOP q");
+            if reply(&mut c) != "$-1\r\n" {
+                took += 1;
+            }
+        }
+        took
+    });
+    let mut admin = server.raw();
+    let mut waiter = server.raw();
+    for i in 0..100 {
+        send(&mut waiter, "BLPOP q 0");
+        wait_blocked(&mut admin, 1);
+        admin.cmd(&[b"RPUSH", b"q", format!("v{i}").as_bytes()]);
+        assert_eq!(reply(&mut waiter), pair("q", &format!("v{i}")));
+        admin.cmd(&[b"RPUSH", b"kept", format!("k{i}").as_bytes()]);
+    }
+    stop_flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(stealer.join().expect("stealer"), 0);
+    let before = admin.cmd_str("LRANGE kept 0 -1");
+    drop((admin, waiter));
+    stop(&mut server);
+    let server = Server::magpie_with(&["--dir", path, "--appendonly", "yes"]);
+    let mut c = server.raw();
+    assert_eq!(c.cmd_str("LRANGE kept 0 -1"), before);
+    assert_eq!(c.cmd_str("EXISTS q"), ":0\r\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}

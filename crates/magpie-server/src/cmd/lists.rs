@@ -782,7 +782,12 @@ mod tests {
 
     /// Runs `line` (split on spaces) as `client` in `mode`: the reply, and whether the
     /// command asked to wait.
-    fn run(shared: &std::sync::Arc<Shared>, client: &mut crate::client::Client, mode: Mode, line: &str) -> (String, bool) {
+    fn run(
+        shared: &std::sync::Arc<Shared>,
+        client: &mut crate::client::Client,
+        mode: Mode,
+        line: &str,
+    ) -> (String, bool) {
         let mut buf = Vec::new();
         let mut spans = Vec::new();
         for word in line.split(' ') {
