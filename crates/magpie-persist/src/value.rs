@@ -9,7 +9,7 @@
 //!        | 0x05 count:uvarint (bytes f64le)* sorted set, member then score, in order
 //! ```
 
-use magpie_store::{Hash, Key, Set, Value, ZSet};
+use magpie_store::{Hash, Key, List, Set, Value, ZSet};
 
 use crate::codec::{Cursor, DecodeError, Decoded, put_bytes, put_ivarint, put_uvarint};
 
@@ -30,11 +30,12 @@ pub fn encode_value(out: &mut Vec<u8>, value: &Value) {
             out.push(INT);
             put_ivarint(out, *n);
         }
-        // The collection types are being written (issue 4); until they hold elements there is
-        // nothing but their (zero) count to write.
         Value::List(l) => {
             out.push(LIST);
             put_uvarint(out, l.len() as u64);
+            for element in l.iter() {
+                put_bytes(out, element);
+            }
         }
         Value::Hash(h) => {
             out.push(HASH);
@@ -114,7 +115,17 @@ pub fn decode_value(c: &mut Cursor<'_>) -> Decoded<Value> {
             }
             Ok(Value::ZSet(Box::new(ZSet::from_sorted(entries))))
         }
-        t @ LIST => Err(DecodeError(format!("value type {t} is not supported yet"))),
+        LIST => {
+            let n = c.count(1)?;
+            if n == 0 {
+                return Err(DecodeError("an empty list".into()));
+            }
+            let mut list = List::new();
+            for _ in 0..n {
+                list.push_back(c.bytes()?);
+            }
+            Ok(Value::List(Box::new(list)))
+        }
         t => Err(DecodeError(format!("unknown value type {t}"))),
     }
 }
@@ -221,6 +232,32 @@ mod set_tests {
     #[test]
     fn corrupt_sets_are_refused() {
         for bad in [&[SET, 0][..], &[SET, 2, 1, b'a', 1, b'a'], &[SET, 3, 1, b'a'], &[SET, 1, 5, b'a']] {
+            assert!(decode_value(&mut Cursor::new(bad)).is_err(), "{bad:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod list_tests {
+    use super::*;
+
+    #[test]
+    fn lists_round_trip_in_order() {
+        let small: List = [&b"a"[..], b"", b"\0\r\n", b"42"].into_iter().collect();
+        let big: List = (0..10_000).map(|i| format!("element:{i}:{}", "x".repeat(i % 300))).collect();
+        for list in [small, big] {
+            let mut buf = Vec::new();
+            encode_value(&mut buf, &Value::List(Box::new(list.clone())));
+            let mut c = Cursor::new(&buf);
+            let Ok(Value::List(back)) = decode_value(&mut c) else { panic!("not a list") };
+            assert!(c.is_empty());
+            assert_eq!((*back == list, back.size()), (true, list.size()));
+        }
+    }
+
+    #[test]
+    fn corrupt_lists_are_refused() {
+        for bad in [&[LIST, 0][..], &[LIST, 2, 1, b'a'], &[LIST, 1, 5, b'a']] {
             assert!(decode_value(&mut Cursor::new(bad)).is_err(), "{bad:?}");
         }
     }

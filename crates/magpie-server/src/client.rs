@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -21,6 +21,8 @@ pub struct ClientInfo {
     pub resp: AtomicUsize,
     pub name: Mutex<Option<Vec<u8>>>,
     pub last_cmd: Mutex<&'static str>,
+    /// Waiting in a blocking command (CLIENT LIST's `b` flag).
+    pub blocked: AtomicBool,
 }
 
 impl ClientInfo {
@@ -36,11 +38,12 @@ impl ClientInfo {
         }
         line.extend_from_slice(
             format!(
-                " age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 \
+                " age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 \
                  argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} \
                  user=default redir=-1 resp={}",
                 age.as_secs(),
                 idle_ms / 1000,
+                if self.blocked.load(Ordering::Relaxed) { "b" } else { "N" },
                 self.db.load(Ordering::Relaxed),
                 self.last_cmd.lock(),
                 self.resp.load(Ordering::Relaxed),
@@ -81,6 +84,7 @@ impl Client {
                 resp: AtomicUsize::new(2),
                 name: Mutex::new(None),
                 last_cmd: Mutex::new("NULL"),
+                blocked: AtomicBool::new(false),
             }),
             wrote: 0,
         }
@@ -112,6 +116,7 @@ impl Registry {
             resp: AtomicUsize::new(2),
             name: Mutex::new(None),
             last_cmd: Mutex::new("NULL"),
+            blocked: AtomicBool::new(false),
         });
         self.clients.lock().insert(id, info.clone());
         Client { id, db: 0, close: false, info, wrote: 0 }

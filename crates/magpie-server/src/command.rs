@@ -8,6 +8,7 @@ use std::sync::{Arc, LazyLock};
 
 use magpie_protocol::{Args, Reply};
 
+use crate::blocking::{Mode, Timeout, Wait};
 use crate::client::Client;
 use crate::cmd::COMMANDS;
 use crate::error::{CmdResult, Error};
@@ -28,6 +29,9 @@ pub struct Ctx<'a> {
     /// What the running command declared for the log (see [`Ctx::propagate`]); reset by
     /// dispatch before each command.
     pub effects: &'a mut Effects,
+    /// Whether the command may block, and what it asked for when it did (see
+    /// [`Ctx::block`] and [`crate::blocking`]); reset by dispatch before each command.
+    pub wait: &'a mut Wait,
 }
 
 /// What a command declares about its effect, beyond its reply.
@@ -62,6 +66,52 @@ impl<'a> Ctx<'a> {
     /// they wait for. Every command that adds elements to a list or sorted set calls it.
     pub fn signal(&self, key: &[u8]) {
         self.shared.blocking.signal(self.client.db, key);
+    }
+
+    /// Whether clients blocked on `key` were given something (a push signalled them) and are
+    /// not served yet. A command that takes elements (LPOP, LMOVE, LREM, ...) checks this with
+    /// the key's shard locked; if so it unlocks, calls [`Ctx::serve_waiters`] and looks again,
+    /// so that no command takes an element pushed for a waiting client. Always false for the
+    /// serving itself (`Retry`) and inside a transaction (`NoBlock`), which must not unlock.
+    pub fn waiters_first(&self, key: &[u8]) -> bool {
+        self.wait.mode == Mode::MayBlock && self.shared.blocking.is_pending(self.client.db, key)
+    }
+
+    /// Serves the clients whose keys were signalled; see [`Ctx::waiters_first`]. Only for
+    /// write commands (they run inside [`run_logged`]) that have changed nothing yet.
+    pub fn serve_waiters(&self) {
+        self.shared.blocking.serve(self.shared);
+        // The commands just served ran on this thread, each logged on its own: this one starts
+        // its log bracket afresh, or it would take their last change for its own.
+        magpie_store::tap::reset_last_seq();
+        self.shared.persistence.journal.begin();
+    }
+
+    /// Asks to wait until one of `keys` (of the current database) is signalled, or `timeout`
+    /// passes, and then run this command again; for a command that found nothing to serve.
+    /// Where the client may not block (inside MULTI), writes `refused` as the reply instead,
+    /// as if the timeout had passed at once. See [`crate::blocking`].
+    pub fn block<'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+        timeout: Timeout,
+        refused: fn(&mut Reply),
+    ) -> CmdResult {
+        match self.wait.mode {
+            Mode::NoBlock => refused(self.out),
+            Mode::Retry => self.wait.requested = true,
+            Mode::MayBlock => {
+                self.wait.requested = true;
+                self.wait.timeout = timeout;
+                for key in keys {
+                    // Redis waits once on a key named twice.
+                    if !self.wait.keys.iter().any(|k| **k == *key) {
+                        self.wait.keys.push(key.into());
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Says what the append-only log (and, later, replicas) must record for this command,
@@ -103,6 +153,8 @@ pub mod flags {
     pub const NO_AUTH: u32 = 1 << 10;
     pub const NO_ASYNC_LOADING: u32 = 1 << 11;
     pub const NO_MULTI: u32 = 1 << 12;
+    /// The keys are found by parsing the arguments (see [`super::Command::numkeys_at`]).
+    pub const MOVABLEKEYS: u32 = 1 << 13;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -118,6 +170,7 @@ pub mod flags {
         (NO_AUTH, "no_auth"),
         (NO_ASYNC_LOADING, "no_async_loading"),
         (NO_MULTI, "no_multi"),
+        (MOVABLEKEYS, "movablekeys"),
     ];
 }
 
@@ -153,6 +206,9 @@ pub struct Command {
     pub subcommands: &'static [Command],
     /// Follows from `flags` unless marked by [`Command::deletes`].
     pub op: KeyOp,
+    /// For commands with `numkeys` (LMPOP, BLMPOP, ZMPOP, ...): the argument that says how
+    /// many keys follow it; 0 for the others.
+    pub numkeys: usize,
 }
 
 impl Command {
@@ -175,7 +231,29 @@ impl Command {
         } else {
             KeyOp::None
         };
-        Command { name, arity, flags, keys, group, since, summary, syntax, run, subcommands: &[], op }
+        Command { name, arity, flags, keys, group, since, summary, syntax, run, subcommands: &[], op, numkeys: 0 }
+    }
+
+    /// Marks a command whose keys follow a count at argument `at` (`LMPOP numkeys key ...`):
+    /// Redis's `movablekeys`.
+    pub const fn numkeys_at(mut self, at: usize) -> Command {
+        self.numkeys = at;
+        self.flags |= flags::MOVABLEKEYS;
+        self
+    }
+
+    /// How many keys this call names: from the key positions, or from the `numkeys`
+    /// argument for commands that have one.
+    pub fn key_count_in(&self, args: Args<'_>) -> usize {
+        if self.numkeys == 0 {
+            return self.key_count(args.len());
+        }
+        let declared = (self.numkeys < args.len())
+            .then(|| magpie_protocol::parse_i64(args.get(self.numkeys)))
+            .flatten()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        declared.min(args.len().saturating_sub(self.numkeys + 1))
     }
 
     /// Marks a command whose keys count as deleted (INFO's `key_ops_del`).
@@ -281,13 +359,24 @@ pub fn dispatch(ctx: &mut Ctx<'_>, args: Args<'_>) -> Option<&'static Command> {
     };
     ctx.timer.enter(id, stats);
     ctx.effects.clear();
+    ctx.wait.clear();
     let result = if cmd.has(flags::WRITE) {
         if let Some(e) = ctx.shared.persistence.deny_writes(ctx.shared) { Err(e) } else { run_logged(ctx, cmd, args) }
     } else {
         (cmd.run)(ctx, args)
     };
-    let keys = if cmd.op == KeyOp::None { 0 } else { cmd.key_count(args.len()) };
+    if ctx.wait.requested && result.is_ok() {
+        // The client waits: the command is counted when it is served or gives up.
+        ctx.wait.id = id;
+        return Some(cmd);
+    }
+    let keys = if cmd.op == KeyOp::None { 0 } else { cmd.key_count_in(args) };
     stats.call(id, result.is_err(), cmd.op, keys);
+    if ctx.shared.blocking.has_ready() {
+        // Clients blocked on keys this command filled are served before anything else runs
+        // on this connection.
+        ctx.shared.blocking.serve(ctx.shared);
+    }
     match result {
         Ok(()) => Some(cmd),
         Err(e) => {
@@ -301,7 +390,9 @@ pub fn dispatch(ctx: &mut Ctx<'_>, args: Args<'_>) -> Option<&'static Command> {
 /// Runs a write command and queues the record of what it did for the append-only log: its
 /// own arguments, or the effects it declared (see [`Ctx::propagate`]); before it, deletions of
 /// keys it found expired. Nothing is queued if the command changed nothing.
-fn run_logged(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_>) -> CmdResult {
+/// Runs a write command and appends what it did to the log (also used to serve blocked
+/// clients, whose commands run again: see [`crate::blocking`]).
+pub fn run_logged(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_>) -> CmdResult {
     let journal = &ctx.shared.persistence.journal;
     let slot = journal.begin();
     magpie_store::tap::reset_last_seq();
@@ -482,6 +573,9 @@ fn acl_categories(cmd: &Command) -> Vec<String> {
         cats.push("@dangerous".to_owned());
     }
     cats.push(if cmd.has(flags::FAST) { "@fast" } else { "@slow" }.to_owned());
+    if cmd.has(flags::BLOCKING) {
+        cats.push("@blocking".to_owned());
+    }
     cats
 }
 
@@ -814,5 +908,21 @@ mod tests {
         assert_eq!(lookup(b"getdel").unwrap().op, KeyOp::Del);
         assert_eq!(lookup(b"exists").unwrap().op, KeyOp::Get);
         assert_eq!(lookup(b"incr").unwrap().op, KeyOp::Set);
+        // Commands with numkeys count the keys they name.
+        let keys_of = |line: &str| {
+            let words: Vec<&str> = line.split(' ').collect();
+            let mut buf = Vec::new();
+            let mut spans = Vec::new();
+            for w in &words {
+                spans.push((buf.len(), buf.len() + w.len()));
+                buf.extend_from_slice(w.as_bytes());
+            }
+            lookup(words[0].as_bytes()).unwrap().key_count_in(Args::new(&buf, &spans))
+        };
+        assert_eq!(keys_of("lmpop 2 a b LEFT"), 2);
+        assert_eq!(keys_of("blmpop 0 3 a b c RIGHT COUNT 2"), 3);
+        assert_eq!(keys_of("lmpop 5 a LEFT"), 2);
+        assert_eq!(keys_of("lmpop x a LEFT"), 0);
+        assert_eq!(keys_of("blpop a b 0"), 2);
     }
 }

@@ -15,6 +15,7 @@ use tracing::debug;
 use magpie_protocol::{Args, Decoder, Limits, Reply, Resp};
 use magpie_store::now_ms;
 
+use crate::blocking::{Timeout, Wait, Waiter};
 use crate::client::Client;
 use crate::command::{Ctx, Effects, dispatch};
 use crate::journal::Fsync;
@@ -52,6 +53,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
     let mut spans: Vec<(usize, usize)> = Vec::new();
     let mut inline_args: Vec<u8> = Vec::new();
     let mut effects = Effects::default();
+    let mut wait = Wait::default();
 
     'conn: loop {
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
@@ -139,8 +141,39 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                     stats: counters,
                     timer: &mut timer,
                     effects: &mut effects,
+                    wait: &mut wait,
                 };
-                last = dispatch(&mut ctx, args).or(last);
+                let ran = dispatch(&mut ctx, args);
+                last = ran.or(last);
+                if let (true, Some(cmd)) = (wait.requested, ran) {
+                    // A blocking command found nothing: the replies before it go out now (as
+                    // Redis sends them while the client waits), then the client waits, still
+                    // reading what it sends, and nothing else runs until the wait ends.
+                    let waiter = Arc::new(Waiter::new(&client, out.proto, cmd, args, &wait));
+                    timer.stop(counters);
+                    *client.info.last_cmd.lock() = cmd.name;
+                    if !out.is_empty() {
+                        if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
+                            // Gone before it could wait (it was never registered).
+                            waiter.count_unserved();
+                            break 'conn;
+                        }
+                        stats::local().wrote(out.len());
+                        out.clear();
+                    }
+                    match block_on(&shared, &waiter, wait.timeout, &mut stream, &mut rbuf, &mut stop).await {
+                        Ended::Reply(reply, wrote) => {
+                            out.raw(&reply);
+                            client.wrote = client.wrote.max(wrote);
+                        }
+                        Ended::TimedOut => out.null_array(),
+                        Ended::Closed => break 'conn,
+                    }
+                    // Commands that arrived meanwhile are in the buffer: decode on.
+                    more = true;
+                    counters = stats::local();
+                    timer = stats::Timer::start();
+                }
                 if client.close {
                     break;
                 }
@@ -202,6 +235,92 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
     }
     let _ = stream.shutdown().await;
     shared.clients.disconnect(id);
+}
+
+/// How a blocked client's wait ended.
+enum Ended {
+    /// Served: the reply, and the log record its write added (see `wait_durable`).
+    Reply(Vec<u8>, u64),
+    TimedOut,
+    /// The client went away, or the server is shutting down.
+    Closed,
+}
+
+/// Waits as `waiter` until it is served, its timeout passes, the client disconnects or the
+/// server shuts down. Meanwhile what the client sends is read into `rbuf` (up to the query
+/// buffer limit), so a disconnect is noticed at once and leaves no trace in the queues.
+async fn block_on(
+    shared: &Arc<Shared>,
+    waiter: &Arc<Waiter>,
+    timeout: Timeout,
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Ended {
+    let blocking = &shared.blocking;
+    blocking.register(waiter);
+    // An element that arrived between the command's first look and the registration is seen
+    // now; anything later finds the client registered.
+    if blocking.try_serve(shared, waiter) && blocking.has_ready() {
+        // Served at once, and what it did may feed others (BLMOVE's destination).
+        blocking.serve(shared);
+    }
+    let deadline = timeout.and_then(|ms| tokio::time::Instant::now().checked_add(Duration::from_millis(ms)));
+    let gone = |waiter: &Arc<Waiter>| match blocking.leave(waiter) {
+        Some((reply, wrote)) => Ended::Reply(reply, wrote),
+        None => {
+            waiter.count_unserved();
+            Ended::Closed
+        }
+    };
+    loop {
+        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+            rbuf.reserve(READ_CHUNK);
+        }
+        let expiry = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = waiter.served() => {
+                if let Some((reply, wrote)) = blocking.leave(waiter) {
+                    return Ended::Reply(reply, wrote);
+                }
+            }
+            () = expiry => {
+                return match blocking.leave(waiter) {
+                    Some((reply, wrote)) => Ended::Reply(reply, wrote),
+                    None => {
+                        waiter.count_unserved();
+                        Ended::TimedOut
+                    }
+                };
+            }
+            read = stream.read_buf(rbuf) => match read {
+                Ok(0) | Err(_) => {
+                    return match gone(waiter) {
+                        // Served as the client left: the reply has nowhere to go, as in Redis.
+                        Ended::Reply(..) => Ended::Closed,
+                        ended => ended,
+                    };
+                }
+                Ok(n) => {
+                    stats::local().read(n);
+                    if rbuf.len() > QUERY_BUFFER_LIMIT {
+                        debug!("closing a blocked client: query buffer over {QUERY_BUFFER_LIMIT} bytes");
+                        gone(waiter);
+                        return Ended::Closed;
+                    }
+                }
+            },
+            _ = stop.wait_for(|s| *s) => {
+                gone(waiter);
+                return Ended::Closed;
+            }
+        }
+    }
 }
 
 /// Writes all of `buf`. With an idle `timeout` (seconds, 0 for none), a client that accepts no

@@ -1,4 +1,4 @@
-//! INCRBYFLOAT arithmetic.
+//! INCRBYFLOAT arithmetic, and blocking timeouts, in C's `long double` as Redis does.
 //!
 //! Redis adds in C's `long double` (80-bit on x86-64) and prints with `%.17Lf`, trimming
 //! zeros. That is why `INCRBYFLOAT x 0.1` on "10.5" gives "10.6" and 0.1 + 0.2 gives "0.3",
@@ -20,6 +20,7 @@ unsafe extern "C" {
         out: *mut c_char,
         outlen: usize,
     ) -> i32;
+    fn magpie_ld_timeout_ms(s: *const c_char, len: usize, ms: *mut i64) -> i32;
 }
 
 const MAX_CHARS: usize = 5 * 1024;
@@ -57,6 +58,16 @@ pub fn add_ld(value: Option<&[u8]>, incr: &[u8]) -> Result<Vec<u8>, AddError> {
         -2 => Err(AddError::Incr),
         _ => usize::try_from(n).map(|len| out[..len.min(MAX_CHARS)].to_vec()).map_err(|_| AddError::NotFinite),
     }
+}
+
+/// A timeout in seconds as Redis 7.0 turns it into milliseconds (rounded up; out of range
+/// gives `i64::MIN`); `None` when it is not a float.
+pub fn timeout_ms(arg: &[u8]) -> Option<i64> {
+    let mut ms: i64 = 0;
+    // SAFETY: `arg` is valid for `arg.len()` bytes, which the C side copies into its own
+    // buffer; `ms` is a valid, aligned i64 it writes once.
+    let ok = unsafe { magpie_ld_timeout_ms(arg.as_ptr().cast(), arg.len(), &raw mut ms) };
+    (ok == 1).then_some(ms)
 }
 
 #[cfg(test)]

@@ -231,7 +231,7 @@ impl Report<'_> {
         field!(out, "connected_clients", self.shared.clients.len());
         field!(out, "cluster_connections", 0);
         field!(out, "maxclients", self.shared.settings.maxclients());
-        field!(out, "blocked_clients", 0);
+        field!(out, "blocked_clients", self.shared.blocking.blocked());
         field!(out, "tracking_clients", 0);
         field!(out, "clients_in_timeout_table", 0);
     }

@@ -48,3 +48,18 @@ int magpie_ld_add(const char *value, size_t vlen, const char *incr, size_t ilen,
     if (l == 2 && out[0] == '-' && out[1] == '0') { out[0] = '0'; l = 1; }
     return l;
 }
+
+/* A blocking command's timeout as Redis 7.0 reads it (timeout.c, getTimeoutFromObjectOrReply
+ * with UNIT_SECONDS): seconds as a long double, times 1000, rounded up, cast to long long (on
+ * x86-64 a value out of range, infinities included, becomes LLONG_MIN, which Redis then calls
+ * negative). Returns 0 when the text is not a float. */
+int magpie_ld_timeout_ms(const char *s, size_t len, long long *ms) {
+    long double v;
+    if (!parse_ld(s, len, &v)) return 0;
+    v = ceill(v * 1000.0L);
+    if (v >= -9223372036854775808.0L && v < 9223372036854775808.0L)
+        *ms = (long long)v;
+    else
+        *ms = (-9223372036854775807LL - 1);
+    return 1;
+}

@@ -300,6 +300,8 @@ fn replay_log(shared: &Arc<Shared>, path: &Path, allow_torn: bool) -> Result<u64
     let mut out = Reply::new(Resp::V2);
     let mut effects = Effects::default();
     let mut timer = stats::Timer::start();
+    // The log holds what blocking commands did (BLPOP as LPOP); nothing replayed may wait.
+    let mut wait = crate::blocking::Wait { mode: crate::blocking::Mode::NoBlock, ..Default::default() };
     let (mut records, mut errors) = (0u64, 0u64);
     let (mut buf, mut spans) = (Vec::new(), Vec::new());
     while let Some(rec) = reader.next_record().map_err(|e| damaged(&e, "--check-aof"))? {
@@ -332,6 +334,7 @@ fn replay_log(shared: &Arc<Shared>, path: &Path, allow_torn: bool) -> Result<u64
                         stats: stats::local(),
                         timer: &mut timer,
                         effects: &mut effects,
+                        wait: &mut wait,
                     };
                     (c.run)(&mut ctx, args).map_err(|e| String::from_utf8_lossy(&e.0).into_owned())
                 }

@@ -62,9 +62,8 @@ macro_rules! diff_tests {
     };
 }
 
-// tests/diff/pending/ holds scripts that need what is not built yet (wrongtype.redis needs
-// lists, hashes and sets; zsets_with_sets.redis needs SADD); move each here when its commands
-// exist.
+// tests/diff/pending/ holds scripts that need what is not built yet; move each here when its
+// commands exist.
 diff_tests! {
     connection => "connection.redis", Resp2;
     strings => "strings.redis", Resp2;
@@ -79,6 +78,12 @@ diff_tests! {
     set_options_resp3 => "set_options.redis", Resp3;
     counters_resp3 => "counters.redis", Resp3;
     keys_resp3 => "keys.redis", Resp3;
+    wrongtype => "wrongtype.redis", Resp2;
+    wrongtype_resp3 => "wrongtype.redis", Resp3;
+    lists => "lists.redis", Resp2;
+    lists_resp3 => "lists.redis", Resp3;
+    lists_blocking => "lists_blocking.redis", Resp2;
+    lists_blocking_resp3 => "lists_blocking.redis", Resp3;
     sets => "sets.redis", Resp2;
     sets_resp3 => "sets.redis", Resp3;
     sets_ops => "sets_ops.redis", Resp2;

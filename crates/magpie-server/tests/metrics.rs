@@ -166,6 +166,38 @@ fn value_bytes_are_exact_for_sorted_sets() {
 }
 
 #[test]
+fn value_bytes_follow_list_writes() {
+    let server = Server::magpie();
+    let mut c = server.raw();
+    let bytes = |c: &mut Raw| num(&info(c, "magpie"), "value_bytes");
+    run(&mut c, &["RPUSH l abc de 12345", "LPUSH l x"]);
+    assert_eq!(bytes(&mut c), 11);
+    run(&mut c, &["LSET l 0 xyz", "LINSERT l AFTER de inserted", "LPUSHX l q", "RPUSHX nol q"]);
+    assert_eq!(bytes(&mut c), 3 + 3 + 2 + 8 + 5 + 1);
+    run(&mut c, &["LPOP l", "RPOP l 2", "LREM l 0 abc"]);
+    assert_eq!(bytes(&mut c), 3 + 2);
+    run(&mut c, &["LMOVE l m LEFT LEFT", "RPOPLPUSH m m"]);
+    assert_eq!(bytes(&mut c), 5);
+    run(&mut c, &["LTRIM l 5 10", "BLMPOP 0 2 l m LEFT COUNT 5"]);
+    assert_eq!((bytes(&mut c), num(&info(&mut c, "magpie"), "keys")), (0, 0));
+    // Over the 8 KB chunk size, and back.
+    let big = "e".repeat(100);
+    for _ in 0..200 {
+        run(&mut c, &[&format!("RPUSH big {big} {big}")]);
+    }
+    assert_eq!(bytes(&mut c), 200 * 2 * 100);
+    run(&mut c, &["LTRIM big 10 -11", "LSET big 5 short", &format!("LREM big 3 {big}")]);
+    assert_eq!(bytes(&mut c), (400 - 20 - 1 - 3) * 100 + 5);
+    run(&mut c, &["COPY big big2", "RPUSH ttl a b", "PEXPIRE ttl 20"]);
+    assert_eq!(bytes(&mut c), 2 * ((400 - 24) * 100 + 5) + 2);
+    wait_dbsize(&mut c, 2);
+    run(&mut c, &["DEL big"]);
+    assert_eq!(bytes(&mut c), (400 - 24) * 100 + 5);
+    run(&mut c, &["FLUSHALL"]);
+    assert_eq!(bytes(&mut c), 0);
+}
+
+#[test]
 fn operation_counters_commandstats_and_resetstat() {
     let server = Server::magpie();
     let mut c = server.raw();
@@ -182,9 +214,9 @@ fn operation_counters_commandstats_and_resetstat() {
             "DEL a b nope",
             "UNLINK c",
             "INCR a",
-            "GET",       // wrong arity: rejected
-            "INCR d x",  // wrong arity: rejected
-            "LPUSH d x", // unknown command
+            "GET",           // wrong arity: rejected
+            "INCR d x",      // wrong arity: rejected
+            "NOSUCHCMD d x", // unknown command
             "SET d notanumber",
             "INCR d", // WRONG: failed
         ],
@@ -211,7 +243,7 @@ fn operation_counters_commandstats_and_resetstat() {
     assert_eq!(calls("incr"), (Some(2), Some(1), Some(1)));
     assert_eq!(calls("mset"), (Some(1), Some(0), Some(0)));
     assert!(cmdstat("get").contains(",usec_per_call="), "{}", cmdstat("get"));
-    assert!(cmdstat("lpush").is_empty());
+    assert!(cmdstat("nosuchcmd").is_empty());
     assert_eq!(all.get("errorstat_ERR").map(String::as_str), Some("count=4"));
     assert_eq!(all.get("errorstat_WRONGTYPE"), None);
     assert!(m("total_net_input_bytes") > 100 && m("total_net_output_bytes") > 50);
@@ -385,6 +417,32 @@ fn counters_agree_with_redis() {
         "ZSCAN zd 0",
         "DEL zd zd2 z",
         "DEL a n x",
+        // Lists: reads count hits and misses, writes and blocking pops do not; a blocking
+        // command counts once whether it serves at once or times out.
+        "RPUSH l a b c d",
+        "LPUSH l z",
+        "LLEN l",
+        "LLEN nol",
+        "LRANGE l 0 -1",
+        "LRANGE nol 0 -1",
+        "LINDEX l 1",
+        "LINDEX nol 1",
+        "LPOS l c",
+        "LPOS nol c",
+        "LPOP l",
+        "RPOP l 1",
+        "LPOP nol",
+        "BLPOP l 0",
+        "BRPOP nol 0.01",
+        "BLMPOP 0.01 2 nol l LEFT",
+        "LMPOP 1 l RIGHT",
+        "LMPOP 1 nol RIGHT",
+        "RPUSH l2 x",
+        "LMOVE l2 l3 LEFT LEFT",
+        "BLMOVE nol l3 LEFT LEFT 0.01",
+        "LPOP l2 x",
+        "LPUSH a x",
+        "DEL l3 a",
     ];
     let mut results = Vec::new();
     for server in [&redis, &magpie] {
@@ -465,4 +523,43 @@ fn value_bytes_follow_set_writes() {
     check(&mut c, "after expiry");
     run(&mut c, &["FLUSHALL"]);
     check(&mut c, "FLUSHALL");
+}
+
+/// A blocking command counts once: when served after waiting, and when its client disconnects
+/// while it waits (Redis counts that too), on both servers.
+#[test]
+fn blocked_commands_count_once_like_redis() {
+    let Some(redis) = Server::redis() else { return };
+    let magpie = Server::magpie();
+    let blocked = |c: &mut Raw, n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while num(&info(c, "clients"), "blocked_clients") != n {
+            assert!(Instant::now() < deadline, "blocked_clients never reached {n}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let mut results = Vec::new();
+    for server in [&redis, &magpie] {
+        let mut admin = server.raw();
+        admin.cmd_str("CONFIG RESETSTAT");
+        let mut waiter = server.raw();
+        waiter.send(&Raw::encode(&[b"BLPOP", b"q", b"0"]));
+        blocked(&mut admin, 1);
+        admin.cmd_str("RPUSH q x");
+        assert_eq!(waiter.read_reply(), b"*2\r\n$1\r\nq\r\n$1\r\nx\r\n");
+        waiter.send(&Raw::encode(&[b"BRPOPLPUSH", b"q", b"d", b"0"]));
+        blocked(&mut admin, 1);
+        drop(waiter);
+        blocked(&mut admin, 0);
+        let all = info(&mut admin, "commandstats");
+        let mut picked: Vec<(String, String)> = all
+            .into_iter()
+            .filter(|(k, _)| ["cmdstat_blpop", "cmdstat_brpoplpush", "cmdstat_rpush"].contains(&k.as_str()))
+            .map(|(k, v)| (k, v.split(',').filter(|f| !f.starts_with("usec")).collect::<Vec<_>>().join(",")))
+            .collect();
+        picked.sort();
+        results.push(picked);
+    }
+    assert_eq!(results[0].len(), 3, "{:?}", results[0]);
+    assert_eq!(results[1], results[0], "magpie (right) vs redis (left)");
 }
