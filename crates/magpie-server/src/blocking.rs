@@ -385,7 +385,7 @@ fn waited_type(shared: &Shared, db: usize, key: &[u8]) -> Option<&'static str> {
 /// Runs a waiter's command again as its client, in `Retry` mode. Returns the reply when it
 /// was served (the command is then counted, once), `None` when it would wait on.
 fn run_again(shared: &Arc<Shared>, waiter: &Waiter) -> Option<(Vec<u8>, u64)> {
-    let mut client = Client { id: waiter.client_id, db: waiter.db, close: false, info: waiter.info.clone(), wrote: 0 };
+    let mut client = Client::with_info(waiter.client_id, waiter.db, waiter.info.clone());
     let mut out = Reply::default();
     out.proto = waiter.proto;
     let mut effects = Effects::default();

@@ -64,29 +64,36 @@ pub struct Client {
     /// Sequence number of the last record this client's writes added to the log: under
     /// `appendfsync always` its replies wait until the log is durable that far.
     pub wrote: u64,
+    /// MULTI, WATCH and BEGIN state (see `crate::txn`).
+    pub txn: crate::txn::TxnState,
 }
 
 impl Client {
+    /// A client with the given identity and everything else fresh.
+    pub fn with_info(id: u64, db: usize, info: Arc<ClientInfo>) -> Client {
+        Client { id, db, close: false, info, wrote: 0, txn: Default::default() }
+    }
+
     /// A client of the server itself (replaying the log), in no registry.
     pub fn internal() -> Client {
         let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        Client {
-            id: 0,
-            db: 0,
-            close: false,
-            info: Arc::new(ClientInfo {
-                id: 0,
-                addr,
-                laddr: addr,
-                created: Instant::now(),
-                last_active_ms: AtomicU64::new(0),
-                db: AtomicUsize::new(0),
-                resp: AtomicUsize::new(2),
-                name: Mutex::new(None),
-                last_cmd: Mutex::new("NULL"),
-                blocked: AtomicBool::new(false),
-            }),
-            wrote: 0,
+        Client::with_info(0, 0, Arc::new(ClientInfo::new(0, addr, addr)))
+    }
+}
+
+impl ClientInfo {
+    fn new(id: u64, addr: SocketAddr, laddr: SocketAddr) -> ClientInfo {
+        ClientInfo {
+            id,
+            addr,
+            laddr,
+            created: Instant::now(),
+            last_active_ms: AtomicU64::new(0),
+            db: AtomicUsize::new(0),
+            resp: AtomicUsize::new(2),
+            name: Mutex::new(None),
+            last_cmd: Mutex::new("NULL"),
+            blocked: AtomicBool::new(false),
         }
     }
 }
@@ -106,20 +113,9 @@ impl Registry {
     /// Registers a new connection and returns its state.
     pub fn connect(&self, addr: SocketAddr, laddr: SocketAddr) -> Client {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let info = Arc::new(ClientInfo {
-            id,
-            addr,
-            laddr,
-            created: Instant::now(),
-            last_active_ms: AtomicU64::new(0),
-            db: AtomicUsize::new(0),
-            resp: AtomicUsize::new(2),
-            name: Mutex::new(None),
-            last_cmd: Mutex::new("NULL"),
-            blocked: AtomicBool::new(false),
-        });
+        let info = Arc::new(ClientInfo::new(id, addr, laddr));
         self.clients.lock().insert(id, info.clone());
-        Client { id, db: 0, close: false, info, wrote: 0 }
+        Client::with_info(id, 0, info)
     }
 
     pub fn disconnect(&self, id: u64) {

@@ -84,7 +84,7 @@ impl<'a> Ctx<'a> {
         // The commands just served ran on this thread, each logged on its own: this one starts
         // its log bracket afresh, or it would take their last change for its own.
         magpie_store::tap::reset_last_seq();
-        self.shared.persistence.journal.begin();
+        self.shared.persistence.journal.refresh();
     }
 
     /// Asks to wait until one of `keys` (of the current database) is signalled, or `timeout`
@@ -209,6 +209,8 @@ pub struct Command {
     /// For commands with `numkeys` (LMPOP, BLMPOP, ZMPOP, ...): the argument that says how
     /// many keys follow it; 0 for the others.
     pub numkeys: usize,
+    /// Runs with no other command running (EXEC, COMMIT): see `crate::gate`.
+    pub exclusive: bool,
 }
 
 impl Command {
@@ -231,7 +233,21 @@ impl Command {
         } else {
             KeyOp::None
         };
-        Command { name, arity, flags, keys, group, since, summary, syntax, run, subcommands: &[], op, numkeys: 0 }
+        Command {
+            name,
+            arity,
+            flags,
+            keys,
+            group,
+            since,
+            summary,
+            syntax,
+            run,
+            subcommands: &[],
+            op,
+            numkeys: 0,
+            exclusive: false,
+        }
     }
 
     /// Marks a command whose keys follow a count at argument `at` (`LMPOP numkeys key ...`):
@@ -254,6 +270,12 @@ impl Command {
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(0);
         declared.min(args.len().saturating_sub(self.numkeys + 1))
+    }
+
+    /// Marks a command that runs alone, with every other command held back (a transaction).
+    pub const fn exclusive(mut self) -> Command {
+        self.exclusive = true;
+        self
     }
 
     /// Marks a command whose keys count as deleted (INFO's `key_ops_del`).
@@ -351,12 +373,28 @@ pub fn dispatch(ctx: &mut Ctx<'_>, args: Args<'_>) -> Option<&'static Command> {
     let (id, cmd) = match resolve(args) {
         Ok(found) => found,
         Err((e, id)) => {
+            let e = crate::txn::refused(ctx.shared, ctx.client, args.get(0), e);
             stats.rejected(id);
             stats.error(&e.0);
             ctx.out.error(&e.0);
             return None;
         }
     };
+    // Held while the command runs: a transaction runs with nothing else running.
+    let gate = &ctx.shared.gate;
+    let _pass = if cmd.exclusive { gate.exclusive() } else { gate.shared() };
+    if ctx.client.txn.multi.is_some() {
+        match crate::txn::queue(ctx, cmd, args) {
+            Ok(true) => return Some(cmd),
+            Ok(false) => {}
+            Err(e) => {
+                stats.rejected(Some(id));
+                stats.error(&e.0);
+                ctx.out.error(&e.0);
+                return None;
+            }
+        }
+    }
     ctx.timer.enter(id, stats);
     ctx.effects.clear();
     ctx.wait.clear();
@@ -372,9 +410,9 @@ pub fn dispatch(ctx: &mut Ctx<'_>, args: Args<'_>) -> Option<&'static Command> {
     }
     let keys = if cmd.op == KeyOp::None { 0 } else { cmd.key_count_in(args) };
     stats.call(id, result.is_err(), cmd.op, keys);
-    if ctx.shared.blocking.has_ready() {
+    if ctx.wait.mode != Mode::NoBlock && ctx.shared.blocking.has_ready() {
         // Clients blocked on keys this command filled are served before anything else runs
-        // on this connection.
+        // on this connection (after a whole transaction, for the commands inside one).
         ctx.shared.blocking.serve(ctx.shared);
     }
     match result {
@@ -389,9 +427,8 @@ pub fn dispatch(ctx: &mut Ctx<'_>, args: Args<'_>) -> Option<&'static Command> {
 
 /// Runs a write command and queues the record of what it did for the append-only log: its
 /// own arguments, or the effects it declared (see [`Ctx::propagate`]); before it, deletions of
-/// keys it found expired. Nothing is queued if the command changed nothing.
-/// Runs a write command and appends what it did to the log (also used to serve blocked
-/// clients, whose commands run again: see [`crate::blocking`]).
+/// keys it found expired. Nothing is queued if the command changed nothing. Also serves
+/// blocked clients, whose commands run again (see [`crate::blocking`]).
 pub fn run_logged(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_>) -> CmdResult {
     let journal = &ctx.shared.persistence.journal;
     let slot = journal.begin();
@@ -565,6 +602,7 @@ fn acl_categories(cmd: &Command) -> Vec<String> {
     match cmd.group {
         "generic" => cats.push("@keyspace".to_owned()),
         "server" => {}
+        "transactions" => cats.push("@transaction".to_owned()),
         // The group `sorted-set` is the ACL category `@sortedset`.
         g => cats.push(format!("@{}", g.replace('-', ""))),
     }

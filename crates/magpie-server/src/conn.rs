@@ -234,6 +234,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
         }
     }
     let _ = stream.shutdown().await;
+    client.txn.clear(&shared);
     shared.clients.disconnect(id);
 }
 
@@ -261,9 +262,12 @@ async fn block_on(
     blocking.register(waiter);
     // An element that arrived between the command's first look and the registration is seen
     // now; anything later finds the client registered.
-    if blocking.try_serve(shared, waiter) && blocking.has_ready() {
-        // Served at once, and what it did may feed others (BLMOVE's destination).
-        blocking.serve(shared);
+    {
+        let _pass = shared.gate.shared();
+        if blocking.try_serve(shared, waiter) && blocking.has_ready() {
+            // Served at once, and what it did may feed others (BLMOVE's destination).
+            blocking.serve(shared);
+        }
     }
     let deadline = timeout.and_then(|ms| tokio::time::Instant::now().checked_add(Duration::from_millis(ms)));
     let gone = |waiter: &Arc<Waiter>| match blocking.leave(waiter) {

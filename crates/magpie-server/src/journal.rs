@@ -19,7 +19,7 @@
 //! record before sending their replies. `everysec` fsyncs about once a second and `no` leaves
 //! it to the kernel; neither makes anyone wait.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -82,9 +82,19 @@ struct SlotBuf {
     index: Vec<(u64, usize)>,
 }
 
+/// Commands of a transaction, gathered into one record: (database, arguments) each.
+type Group = Vec<(usize, Vec<Vec<u8>>)>;
+
 thread_local! {
     static SLOT: RefCell<Option<Arc<Slot>>> = const { RefCell::new(None) };
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// How many brackets ([`Journal::begin`]) this thread has open: a command run from inside
+    /// another (EXEC's commands, a blocked client served by a push) nests.
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// While a transaction runs on this thread: its records, gathered (see
+    /// [`Journal::start_group`]), and the highest sequence number among them.
+    static GROUP: RefCell<Option<Group>> = const { RefCell::new(None) };
+    static GROUP_SEQ: Cell<u64> = const { Cell::new(0) };
 }
 
 /// A file switch the writer makes at a sequence number (an AOF rewrite's cut).
@@ -206,13 +216,60 @@ impl Journal {
     /// Before a write command: publishes this thread's lower bound.
     pub fn begin(&self) -> Arc<Slot> {
         let slot = self.slot();
-        slot.bound.store((self.tap.0)(), Ordering::SeqCst);
+        let depth = DEPTH.with(Cell::get);
+        if depth == 0 {
+            slot.bound.store((self.tap.0)(), Ordering::SeqCst);
+        }
+        DEPTH.with(|d| d.set(depth + 1));
         slot
     }
 
-    /// After a write command: withdraws the bound.
+    /// After a write command: withdraws the bound (when the outermost bracket closes).
     pub fn end(&self, slot: &Slot) {
-        slot.bound.store(u64::MAX, Ordering::SeqCst);
+        let depth = DEPTH.with(Cell::get).saturating_sub(1);
+        DEPTH.with(|d| d.set(depth));
+        if depth == 0 {
+            slot.bound.store(u64::MAX, Ordering::SeqCst);
+        }
+    }
+
+    /// Raises this thread's bound to the present, in the outermost bracket only: for a command
+    /// that let other commands run first (blocked clients it served), whose records are queued
+    /// already, and that has changed nothing itself yet.
+    pub fn refresh(&self) {
+        if DEPTH.with(Cell::get) == 1 {
+            self.slot().bound.store((self.tap.0)(), Ordering::SeqCst);
+        }
+    }
+
+    /// Starts gathering this thread's records into one (a transaction: it is replayed whole
+    /// or not at all). Call inside a bracket; end with [`Journal::finish_group`].
+    pub fn start_group(&self) {
+        GROUP.with(|g| *g.borrow_mut() = Some(Vec::new()));
+        GROUP_SEQ.with(|s| s.set(0));
+    }
+
+    /// Queues what was gathered as one record, before the bracket closes; returns its
+    /// sequence number (0 if the transaction changed nothing).
+    pub fn finish_group(&self, slot: &Slot) -> u64 {
+        let Some(group) = GROUP.with(|g| g.borrow_mut().take()) else { return 0 };
+        let seq = GROUP_SEQ.with(Cell::get);
+        if group.is_empty() || seq == 0 {
+            return 0;
+        }
+        // One record in the first command's database, with a SELECT wherever that changes.
+        let first_db = group[0].0;
+        let mut commands: Vec<Vec<Vec<u8>>> = Vec::with_capacity(group.len());
+        let mut db = first_db;
+        for (d, args) in group {
+            if d != db {
+                commands.push(vec![b"SELECT".to_vec(), d.to_string().into_bytes()]);
+                db = d;
+            }
+            commands.push(args);
+        }
+        self.push(slot, seq, first_db, commands.iter().map(|c| c.iter().map(Vec::as_slice)));
+        seq
     }
 
     /// Queues one record numbered `seq`: `commands` in database `db`. Call between
@@ -223,6 +280,13 @@ impl Journal {
         A: ExactSizeIterator<Item = &'a [u8]>,
     {
         if !self.is_on() {
+            return;
+        }
+        if GROUP.with(|g| g.borrow().is_some()) {
+            let gathered: Vec<(usize, Vec<Vec<u8>>)> =
+                commands.map(|args| (db, args.map(<[u8]>::to_vec).collect())).collect();
+            GROUP.with(|g| g.borrow_mut().as_mut().map(|group| group.extend(gathered)));
+            GROUP_SEQ.with(|s| s.set(s.get().max(seq)));
             return;
         }
         {

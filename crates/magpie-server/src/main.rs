@@ -9,6 +9,7 @@ mod config;
 mod conn;
 mod error;
 mod float;
+mod gate;
 mod info;
 mod journal;
 #[allow(dead_code)] // raised by the data-type commands, delivered by pub/sub: both in progress
@@ -18,6 +19,7 @@ mod persist;
 mod pubsub;
 mod server;
 mod stats;
+mod txn;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

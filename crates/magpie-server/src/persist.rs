@@ -392,7 +392,11 @@ fn write_snapshot(shared: &Shared, target: &Path, at_cut: impl FnOnce()) -> io::
         encode_entry(&mut side.0, db, key, entry);
         side.1 += 1;
     });
-    ks.begin_snapshot(sink, at_cut);
+    {
+        // Not in the middle of a transaction.
+        let _pass = shared.gate.shared();
+        ks.begin_snapshot(sink, at_cut);
+    }
     let mut spare = Vec::new();
     let mut drain = |w: &mut SnapshotWriter| {
         let count = {

@@ -27,6 +27,7 @@ pub struct Shared {
     pub clients: Registry,
     pub metrics: Metrics,
     pub persistence: Persistence,
+    pub gate: crate::gate::Gate,
     shutdown: watch::Sender<bool>,
 }
 
@@ -37,6 +38,7 @@ impl Shared {
         let journal = Journal::new(move || tap.current_seq());
         Shared {
             persistence: Persistence::new(&config, journal),
+            gate: crate::gate::Gate::default(),
             keyspace,
             blocking: Blocking::default(),
             settings: Settings::new(config),
@@ -173,15 +175,20 @@ fn spawn_expiry(shared: Arc<Shared>) -> io::Result<std::thread::JoinHandle<()>> 
             let start = Instant::now();
             shared.metrics.sample();
             let journal = &shared.persistence.journal;
+            // Expiry takes turns with transactions (which see time stand still) between steps.
+            let mut pass = Some(shared.gate.shared());
             let mut slot = journal.begin();
             shared.keyspace.active_expire(now_ms(), start + period / 4, || {
                 // Log the keys this step expired, and renew the bound for the next step.
                 crate::command::log_expired(&shared, &slot);
                 journal.end(&slot);
+                pass = None;
+                pass = Some(shared.gate.shared());
                 slot = journal.begin();
             });
             crate::command::log_expired(&shared, &slot);
             journal.end(&slot);
+            drop(pass);
             if last_persist.elapsed() >= Duration::from_millis(100) {
                 last_persist = Instant::now();
                 persist::cron(&shared);

@@ -18,6 +18,7 @@ use crate::command::flags::{
     ADMIN, DENYOOM, FAST, LOADING, NO_ASYNC_LOADING, NO_AUTH, NO_MULTI, NOSCRIPT, READONLY, STALE, WRITE,
 };
 use crate::command::{self, Command};
+use crate::txn;
 
 const NONE: (i32, i32, i32) = (0, 0, 0);
 const KEY1: (i32, i32, i32) = (1, 1, 1);
@@ -56,6 +57,13 @@ static CORE: &[Command] = &[
                 "[TYPE NORMAL|MASTER|REPLICA|PUBSUB] [ID client-id:integer ...]", connection::client_list),
             Command::new("client|info", 2, CONN, NONE, "connection", "6.2.0", "Returns information about the connection.", "", connection::client_info),
         ]),
+    // transactions
+    Command::new("multi", 1, NOSCRIPT | LOADING | STALE | FAST, NONE, "transactions", "1.2.0", "Starts a transaction.", "", txn::multi),
+    Command::new("exec", 1, NOSCRIPT | LOADING | STALE, NONE, "transactions", "1.2.0", "Executes all commands in a transaction.", "", txn::exec).exclusive(),
+    Command::new("discard", 1, NOSCRIPT | LOADING | STALE | FAST, NONE, "transactions", "2.0.0", "Discards a transaction.", "", txn::discard),
+    Command::new("watch", -2, NOSCRIPT | LOADING | STALE | FAST, KEYS, "transactions", "2.2.0",
+        "Monitors changes to keys to determine the execution of a transaction.", "key [key ...]", txn::watch),
+    Command::new("unwatch", 1, NOSCRIPT | LOADING | STALE | FAST, NONE, "transactions", "2.2.0", "Forgets about watched keys of a transaction.", "", txn::unwatch),
     // strings
     Command::new("get", 2, RF, KEY1, "string", "1.0.0", "Returns the string value of a key.", "key", strings::get),
     Command::new("set", -3, WD, KEY1, "string", "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.",
