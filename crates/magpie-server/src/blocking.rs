@@ -396,6 +396,7 @@ fn run_again(shared: &Arc<Shared>, waiter: &Waiter) -> Option<(Vec<u8>, u64)> {
     let args = waiter.args();
     let mut ctx = Ctx {
         shared,
+        ks: &shared.keyspace,
         client: &mut client,
         out: &mut out,
         now: magpie_store::now_ms(),

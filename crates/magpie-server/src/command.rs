@@ -18,6 +18,10 @@ use crate::stats;
 /// Everything a command can reach: the server, its own connection, and where its reply goes.
 pub struct Ctx<'a> {
     pub shared: &'a Arc<Shared>,
+    /// The keyspace the command works on: the server's, or the private copy of an interactive
+    /// transaction (see `crate::txn`). Commands reach keys through this, never through
+    /// `shared.keyspace`.
+    pub ks: &'a magpie_store::Keyspace,
     pub client: &'a mut Client,
     pub out: &'a mut Reply,
     /// The time this command runs at (ms since the epoch), read once per batch of commands.
@@ -53,7 +57,7 @@ impl Effects {
 impl<'a> Ctx<'a> {
     /// The connection's current database.
     pub fn db(&self) -> &'a magpie_store::Db {
-        self.shared.keyspace.db(self.client.db)
+        self.ks.db(self.client.db)
     }
 
     /// Counts a read of a key that found it or not (INFO's `keyspace_hits`/`keyspace_misses`).
@@ -65,6 +69,11 @@ impl<'a> Ctx<'a> {
     /// Tells clients blocked on `key` (of the current database) that it may now hold what
     /// they wait for. Every command that adds elements to a list or sorted set calls it.
     pub fn signal(&self, key: &[u8]) {
+        if let Some(i) = &self.client.txn.interactive {
+            // Inside BEGIN the change is private until COMMIT, which signals then.
+            i.deferred.lock().signals.push((self.client.db, key.into()));
+            return;
+        }
         self.shared.blocking.signal(self.client.db, key);
     }
 
@@ -129,11 +138,20 @@ impl<'a> Ctx<'a> {
     /// Raises the keyspace event `event` (Redis's name: "lpush", "hset", "del", "expired",
     /// ...) of class `class` (see [`crate::notify`]) for `key` in the current database, after
     /// the change it names. Commands raise the same events as Redis 7.0, in the same order.
-    #[allow(dead_code)] // first callers: the data-type commands (in progress)
     pub fn notify(&self, class: u32, event: &'static str, key: &[u8]) {
-        // Delivery comes with pub/sub; until then nobody can subscribe to these.
-        let _ = (class, event, key);
+        if let Some(i) = &self.client.txn.interactive {
+            // Inside BEGIN the change is private until COMMIT, which raises the event then.
+            i.deferred.lock().events.push((class, event, self.client.db, key.into()));
+            return;
+        }
+        raise(self.shared, class, event, self.client.db, key);
     }
+}
+
+/// Publishes a keyspace event (see [`Ctx::notify`]).
+pub fn raise(shared: &Shared, class: u32, event: &'static str, db: usize, key: &[u8]) {
+    // Delivery comes with pub/sub; until then nobody can subscribe to these.
+    let _ = (shared, class, event, db, key);
 }
 
 pub type Handler = fn(&mut Ctx<'_>, Args<'_>) -> CmdResult;
@@ -258,18 +276,33 @@ impl Command {
         self
     }
 
-    /// How many keys this call names: from the key positions, or from the `numkeys`
+    /// How many keys this call names: from the key positions, and from the `numkeys`
     /// argument for commands that have one.
     pub fn key_count_in(&self, args: Args<'_>) -> usize {
         if self.numkeys == 0 {
             return self.key_count(args.len());
         }
-        let declared = (self.numkeys < args.len())
-            .then(|| magpie_protocol::parse_i64(args.get(self.numkeys)))
-            .flatten()
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(0);
-        declared.min(args.len().saturating_sub(self.numkeys + 1))
+        self.keys_in(args).len()
+    }
+
+    /// The keys this call names, in argument order: those at the key positions, then for a
+    /// command with `numkeys`, the keys that argument counts (as many as are there).
+    pub fn keys_in<'a>(&self, args: Args<'a>) -> Vec<&'a [u8]> {
+        let (first, _, step) = self.keys;
+        let fixed = self.key_count(args.len());
+        let mut keys: Vec<&'a [u8]> = match (usize::try_from(first), usize::try_from(step)) {
+            (Ok(first), Ok(step)) if first > 0 && step > 0 => {
+                (0..fixed).map(|i| first + i * step).filter(|&i| i < args.len()).map(|i| args.get(i)).collect()
+            }
+            _ => Vec::new(),
+        };
+        if self.numkeys > 0 && self.numkeys < args.len() {
+            let declared =
+                magpie_protocol::parse_i64(args.get(self.numkeys)).and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+            let start = self.numkeys + 1;
+            keys.extend(args.iter().skip(start).take(declared.min(args.len() - start)));
+        }
+        keys
     }
 
     /// Marks a command that runs alone, with every other command held back (a transaction).
@@ -398,7 +431,12 @@ pub fn dispatch(ctx: &mut Ctx<'_>, args: Args<'_>) -> Option<&'static Command> {
     ctx.timer.enter(id, stats);
     ctx.effects.clear();
     ctx.wait.clear();
-    let result = if cmd.has(flags::WRITE) {
+    let result = if ctx.client.txn.interactive.is_some() && !crate::txn::controls(cmd) {
+        match crate::txn::run_inside(ctx, cmd, args) {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    } else if cmd.has(flags::WRITE) {
         if let Some(e) = ctx.shared.persistence.deny_writes(ctx.shared) { Err(e) } else { run_logged(ctx, cmd, args) }
     } else {
         (cmd.run)(ctx, args)
@@ -430,6 +468,21 @@ pub fn dispatch(ctx: &mut Ctx<'_>, args: Args<'_>) -> Option<&'static Command> {
 /// keys it found expired. Nothing is queued if the command changed nothing. Also serves
 /// blocked clients, whose commands run again (see [`crate::blocking`]).
 pub fn run_logged(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_>) -> CmdResult {
+    if ctx.client.txn.interactive.is_some() {
+        // Inside BEGIN: the write went to the private copy; keep its effect for COMMIT.
+        magpie_store::tap::reset_last_seq();
+        let result = (cmd.run)(ctx, args);
+        let changed = magpie_store::tap::last_seq() != 0;
+        let db = ctx.client.db;
+        if let (true, Some(i)) = (changed, ctx.client.txn.interactive.as_mut()) {
+            if ctx.effects.replaced {
+                i.log.extend(ctx.effects.records.iter().map(|r| (db, r.clone())));
+            } else {
+                i.log.push((db, args.iter().map(<[u8]>::to_vec).collect()));
+            }
+        }
+        return result;
+    }
     let journal = &ctx.shared.persistence.journal;
     let slot = journal.begin();
     magpie_store::tap::reset_last_seq();

@@ -92,6 +92,16 @@ pub struct Options {
     /// Refuse writes while the last background snapshot failed: yes or no [default: yes].
     #[arg(long, value_name = "yes|no")]
     pub stop_writes_on_bgsave_error: Option<String>,
+    /// An interactive transaction (BEGIN) open longer than this many seconds is rolled back
+    /// [default: 60].
+    #[arg(long, value_name = "SECONDS")]
+    pub txn_timeout: Option<u64>,
+    /// ...or one that touches more than this many keys [default: 100000].
+    #[arg(long, value_name = "KEYS")]
+    pub txn_max_keys: Option<u64>,
+    /// ...or whose private copy holds more than this many bytes of values [default: 256mb].
+    #[arg(long, value_name = "BYTES")]
+    pub txn_max_bytes: Option<String>,
     /// Check an append-only log file (or a log directory's manifest) and exit; with --fix,
     /// cut it after its last good record (keeping a backup).
     #[arg(long, value_name = "FILE")]
@@ -133,6 +143,9 @@ pub struct Config {
     pub auto_aof_rewrite_percentage: u64,
     pub auto_aof_rewrite_min_size: u64,
     pub stop_writes_on_bgsave_error: bool,
+    pub txn_timeout: u64,
+    pub txn_max_keys: u64,
+    pub txn_max_bytes: u64,
 }
 
 /// The default snapshot schedule (Redis's).
@@ -235,6 +248,12 @@ impl Config {
                 }
                 None => 64 * 1024 * 1024,
             },
+            txn_timeout: cli.txn_timeout.or(file.txn_timeout).unwrap_or(60),
+            txn_max_keys: cli.txn_max_keys.or(file.txn_max_keys).unwrap_or(100_000),
+            txn_max_bytes: match pick(cli.txn_max_bytes, file.txn_max_bytes) {
+                Some(s) => parse_memory(&s).ok_or_else(|| format!("txn-max-bytes: '{s}' is not a size"))? as u64,
+                None => 256 * 1024 * 1024,
+            },
             stop_writes_on_bgsave_error: parse_yes_no(
                 "stop-writes-on-bgsave-error",
                 &pick(cli.stop_writes_on_bgsave_error, file.stop_writes_on_bgsave_error)
@@ -300,6 +319,9 @@ pub struct Settings {
     auto_aof_rewrite_percentage: AtomicU64,
     auto_aof_rewrite_min_size: AtomicU64,
     stop_writes_on_bgsave_error: AtomicBool,
+    txn_timeout: AtomicU64,
+    txn_max_keys: AtomicU64,
+    txn_max_bytes: AtomicU64,
 }
 
 impl Settings {
@@ -317,6 +339,9 @@ impl Settings {
             auto_aof_rewrite_percentage: AtomicU64::new(config.auto_aof_rewrite_percentage),
             auto_aof_rewrite_min_size: AtomicU64::new(config.auto_aof_rewrite_min_size),
             stop_writes_on_bgsave_error: AtomicBool::new(config.stop_writes_on_bgsave_error),
+            txn_timeout: AtomicU64::new(config.txn_timeout),
+            txn_max_keys: AtomicU64::new(config.txn_max_keys),
+            txn_max_bytes: AtomicU64::new(config.txn_max_bytes),
             config,
         }
     }
@@ -355,6 +380,18 @@ impl Settings {
             self.auto_aof_rewrite_percentage.load(Ordering::Relaxed),
             self.auto_aof_rewrite_min_size.load(Ordering::Relaxed),
         )
+    }
+
+    pub fn txn_timeout(&self) -> u64 {
+        self.txn_timeout.load(Ordering::Relaxed)
+    }
+
+    pub fn txn_max_keys(&self) -> usize {
+        usize::try_from(self.txn_max_keys.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+    }
+
+    pub fn txn_max_bytes(&self) -> u64 {
+        self.txn_max_bytes.load(Ordering::Relaxed)
     }
 
     pub fn stop_writes_on_bgsave_error(&self) -> bool {
@@ -568,6 +605,24 @@ static PARAMS: &[Param] = &[
         get: |s| s.auto_aof_rewrite().1.to_string(),
         kind: Kind::Memory { min: 0 },
         set: Some(Set::Num(|s, v| s.auto_aof_rewrite_min_size.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "txn-timeout",
+        get: |s| s.txn_timeout().to_string(),
+        kind: Kind::Int { min: 1, max: i32::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.txn_timeout.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "txn-max-keys",
+        get: |s| s.txn_max_keys().to_string(),
+        kind: Kind::Int { min: 1, max: u32::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.txn_max_keys.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "txn-max-bytes",
+        get: |s| s.txn_max_bytes().to_string(),
+        kind: Kind::Memory { min: 1 },
+        set: Some(Set::Num(|s, v| s.txn_max_bytes.store(v, Ordering::Relaxed))),
     },
     Param {
         name: "stop-writes-on-bgsave-error",

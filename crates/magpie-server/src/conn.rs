@@ -68,9 +68,22 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                 tokio::time::timeout(Duration::from_secs(timeout), stream.read_buf(&mut rbuf)).await
             }
         };
+        // An interactive transaction left open past its age limit is rolled back even if the
+        // client says nothing more.
+        let txn_deadline = client.txn.deadline(&shared);
+        let txn_expiry = async {
+            match txn_deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         let read = tokio::select! {
             r = read => r,
             _ = stop.wait_for(|s| *s) => break,
+            () = txn_expiry => {
+                client.txn.expire(&shared);
+                continue 'conn;
+            }
         };
         match read {
             Ok(Ok(0) | Err(_)) => break,
@@ -135,6 +148,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                 let args = Args::new(buf, &spans[q.spans.clone()]);
                 let mut ctx = Ctx {
                     shared: &shared,
+                    ks: &shared.keyspace,
                     client: &mut client,
                     out: &mut out,
                     now,

@@ -328,6 +328,7 @@ fn replay_log(shared: &Arc<Shared>, path: &Path, allow_torn: bool) -> Result<u64
                 Ok((_, c)) => {
                     let mut ctx = Ctx {
                         shared,
+                        ks: &shared.keyspace,
                         client: &mut client,
                         out: &mut out,
                         now: 0,

@@ -234,3 +234,199 @@ fn exec_runs_alone() {
     assert!(other.join().unwrap() > 0);
     assert!(started.elapsed() < Duration::from_secs(30));
 }
+
+// ---------------------------------------------------------------------------------------------
+// BEGIN / COMMIT / ROLLBACK
+
+fn cmd<T: redis::FromRedisValue>(con: &mut redis::Connection, line: &str) -> redis::RedisResult<T> {
+    let mut c = redis::cmd(line.split(' ').next().expect("a command"));
+    for arg in line.split(' ').skip(1) {
+        c.arg(arg);
+    }
+    c.query(con)
+}
+
+#[test]
+fn interactive_writes_are_private_until_commit() {
+    let s = Server::magpie();
+    let (mut a, mut b) = (s.client(), s.client());
+    let _: () = cmd(&mut a, "SET k old").unwrap();
+    let _: () = cmd(&mut a, "BEGIN").unwrap();
+    let _: () = cmd(&mut a, "SET k new").unwrap();
+    let _: i64 = cmd(&mut a, "RPUSH l x y").unwrap();
+    // The transaction reads its own writes; others see none of them.
+    assert_eq!(cmd::<String>(&mut a, "GET k").unwrap(), "new");
+    assert_eq!(cmd::<Vec<String>>(&mut a, "LRANGE l 0 -1").unwrap(), vec!["x", "y"]);
+    assert_eq!(cmd::<String>(&mut b, "GET k").unwrap(), "old");
+    assert_eq!(cmd::<i64>(&mut b, "EXISTS l").unwrap(), 0);
+    let _: () = cmd(&mut a, "COMMIT").unwrap();
+    assert_eq!(cmd::<String>(&mut b, "GET k").unwrap(), "new");
+    assert_eq!(cmd::<Vec<String>>(&mut b, "LRANGE l 0 -1").unwrap(), vec!["x", "y"]);
+    // ROLLBACK discards, and so does a disconnect.
+    let _: () = cmd(&mut a, "BEGIN").unwrap();
+    let _: () = cmd(&mut a, "DEL k").unwrap();
+    let _: () = cmd(&mut a, "ROLLBACK").unwrap();
+    let _: () = cmd(&mut a, "START").unwrap();
+    let _: () = cmd(&mut a, "DEL k").unwrap();
+    drop(a);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(cmd::<String>(&mut b, "GET k").unwrap(), "new");
+    // Nothing is left watching: a write after the disconnect is fine, and a new
+    // transaction on the key commits.
+    let _: () = cmd(&mut b, "SET k newer").unwrap();
+    let _: () = cmd(&mut b, "BEGIN").unwrap();
+    let _: i64 = cmd(&mut b, "APPEND k !").unwrap();
+    let _: () = cmd(&mut b, "COMMIT").unwrap();
+    assert_eq!(cmd::<String>(&mut b, "GET k").unwrap(), "newer!");
+}
+
+#[test]
+fn a_conflict_rolls_back_and_names_the_key() {
+    let s = Server::magpie();
+    let (mut a, mut b) = (s.client(), s.client());
+    let _: () = cmd(&mut a, "MSET x 1 y 1").unwrap();
+    let _: () = cmd(&mut a, "BEGIN").unwrap();
+    let _: i64 = cmd(&mut a, "INCR x").unwrap();
+    let _: () = cmd(&mut b, "SET x 100").unwrap();
+    let _: i64 = cmd(&mut a, "INCR y").unwrap();
+    let err = cmd::<()>(&mut a, "COMMIT").unwrap_err();
+    assert_eq!(err.code(), Some("CONFLICT"));
+    assert!(err.to_string().contains("'x'"), "{err}");
+    assert_eq!(cmd::<Vec<i64>>(&mut b, "MGET x y").unwrap(), vec![100, 1], "nothing applied");
+    // A key only read counts too: write skew is refused (serializable).
+    let _: () = cmd(&mut a, "BEGIN").unwrap();
+    let _: i64 = cmd(&mut a, "GET x").unwrap();
+    let _: () = cmd(&mut a, "SET y 2").unwrap();
+    let _: () = cmd(&mut b, "SET x 0").unwrap();
+    assert_eq!(cmd::<()>(&mut a, "COMMIT").unwrap_err().code(), Some("CONFLICT"));
+    assert_eq!(cmd::<i64>(&mut b, "GET y").unwrap(), 1);
+    // A key that was missing, and that someone else creates, conflicts.
+    let _: () = cmd(&mut a, "BEGIN").unwrap();
+    let _: i64 = cmd(&mut a, "EXISTS fresh").unwrap();
+    let _: () = cmd(&mut b, "SET fresh 1").unwrap();
+    assert_eq!(cmd::<()>(&mut a, "COMMIT").unwrap_err().code(), Some("CONFLICT"));
+    // After a conflict the connection is out of the transaction.
+    assert!(cmd::<()>(&mut a, "COMMIT").unwrap_err().to_string().contains("COMMIT without BEGIN"));
+}
+
+/// Many clients read-modify-write shared counters in interactive transactions, retrying on
+/// CONFLICT: every increment lands exactly once, and conflicts were reported.
+#[test]
+fn interactive_counters_lose_no_update() {
+    let s = Server::magpie();
+    let conflicts = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..4)
+        .map(|t| {
+            let mut con = s.client();
+            let conflicts = conflicts.clone();
+            std::thread::spawn(move || {
+                for i in 0..100 {
+                    let key = format!("c{}", (t + i) % 3);
+                    loop {
+                        let _: () = cmd(&mut con, "BEGIN").unwrap();
+                        let v: Option<i64> = con.get(&key).unwrap();
+                        let _: () = con.set(&key, v.unwrap_or(0) + 1).unwrap();
+                        let _: i64 = con.incr("total", 1).unwrap();
+                        match cmd::<()>(&mut con, "COMMIT") {
+                            Ok(()) => break,
+                            Err(e) if e.code() == Some("CONFLICT") => {
+                                conflicts.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let mut con = s.client();
+    let counts: Vec<i64> = cmd(&mut con, "MGET c0 c1 c2 total").unwrap();
+    assert_eq!(counts[..3].iter().sum::<i64>(), 400);
+    assert_eq!(counts[3], 400);
+    assert!(conflicts.load(Ordering::Relaxed) > 0, "no conflict at all: the test tested nothing");
+}
+
+#[test]
+fn what_is_refused_inside_begin() {
+    let s = Server::magpie();
+    let mut a = s.client();
+    let _: () = cmd(&mut a, "BEGIN").unwrap();
+    for (line, text) in [
+        ("BEGIN", "BEGIN calls can not be nested"),
+        ("MULTI", "MULTI is not allowed inside BEGIN"),
+        ("WATCH k", "WATCH is not allowed inside BEGIN"),
+        ("BLPOP k 0", "BLPOP is a blocking command"),
+        ("KEYS *", "KEYS reads or writes the whole keyspace"),
+        ("FLUSHALL", "FLUSHALL reads or writes the whole keyspace"),
+        ("COPY a b DB 1", "COPY to another database"),
+    ] {
+        let e = cmd::<()>(&mut a, line).unwrap_err();
+        assert!(e.to_string().contains(text), "{line}: {e}");
+    }
+    // Still in the transaction, which still works.
+    let _: () = cmd(&mut a, "SET k v").unwrap();
+    let _: () = cmd(&mut a, "COMMIT").unwrap();
+    // BEGIN inside MULTI.
+    let _: () = cmd(&mut a, "MULTI").unwrap();
+    assert!(cmd::<()>(&mut a, "BEGIN").unwrap_err().to_string().contains("BEGIN is not allowed inside MULTI"));
+    let _: () = cmd(&mut a, "DISCARD").unwrap();
+}
+
+#[test]
+fn transactions_over_their_limits_are_rolled_back() {
+    let s = Server::magpie_with(&["--txn-max-keys", "10", "--txn-timeout", "1"]);
+    let (mut a, mut b) = (s.client(), s.client());
+    let _: () = cmd(&mut a, "BEGIN").unwrap();
+    let _: () = cmd(&mut a, "MSET k1 1 k2 2 k3 3 k4 4 k5 5 k6 6 k7 7 k8 8 k9 9").unwrap();
+    let e = cmd::<()>(&mut a, "MSET k10 1 k11 1").unwrap_err();
+    assert!(e.to_string().contains("txn-max-keys"), "{e}");
+    // Rolled back: every command says so until the client ends the transaction.
+    assert!(cmd::<()>(&mut a, "GET k1").unwrap_err().to_string().contains("send ROLLBACK"));
+    let _: () = cmd(&mut a, "ROLLBACK").unwrap();
+    assert_eq!(cmd::<i64>(&mut b, "EXISTS k1").unwrap(), 0);
+    // Too old, even while the client says nothing.
+    let _: () = cmd(&mut a, "BEGIN").unwrap();
+    let _: () = cmd(&mut a, "SET held v").unwrap();
+    std::thread::sleep(Duration::from_millis(1300));
+    let _: () = cmd(&mut b, "SET held other").unwrap();
+    let e = cmd::<()>(&mut a, "COMMIT").unwrap_err();
+    assert!(e.to_string().contains("txn-timeout"), "{e}");
+    assert_eq!(cmd::<String>(&mut b, "GET held").unwrap(), "other");
+}
+
+/// A committed transaction is logged whole: acknowledged, it survives a crash; and clients
+/// blocked on a key it filled are served at COMMIT.
+#[test]
+fn commit_is_durable_and_wakes_blocked_clients() {
+    let dir = temp_dir("commit");
+    let args = ["--dir", dir.to_str().unwrap(), "--appendonly", "yes", "--appendfsync", "always"];
+    let s = Server::magpie_with(&args);
+    let mut waiter = s.client();
+    let t = std::thread::spawn(move || {
+        let got: (String, String) = redis::cmd("BLPOP").arg("q").arg(5).query(&mut waiter).unwrap();
+        got
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut a = s.client();
+    let _: () = cmd(&mut a, "BEGIN").unwrap();
+    let _: i64 = cmd(&mut a, "RPUSH q job1 job2").unwrap();
+    let _: f64 = cmd(&mut a, "INCRBYFLOAT f 1.5").unwrap();
+    let _: i64 = cmd(&mut a, "SADD s a b c").unwrap();
+    let _: () = cmd(&mut a, "SELECT 2").unwrap();
+    let _: () = cmd(&mut a, "SET in2 yes").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!t.is_finished(), "a blocked client saw an uncommitted push");
+    let _: () = cmd(&mut a, "COMMIT").unwrap();
+    assert_eq!(t.join().unwrap(), ("q".to_owned(), "job1".to_owned()));
+    drop(s); // SIGKILL right after the acknowledgement
+    let s = Server::magpie_with(&args);
+    let mut con = s.client();
+    assert_eq!(cmd::<Vec<String>>(&mut con, "LRANGE q 0 -1").unwrap(), vec!["job2"]);
+    assert_eq!(cmd::<String>(&mut con, "GET f").unwrap(), "1.5");
+    assert_eq!(cmd::<i64>(&mut con, "SCARD s").unwrap(), 3);
+    let _: () = cmd(&mut con, "SELECT 2").unwrap();
+    assert_eq!(cmd::<String>(&mut con, "GET in2").unwrap(), "yes");
+}

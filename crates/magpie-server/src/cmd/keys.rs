@@ -14,7 +14,7 @@ pub fn del(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         let key = keys.get(0);
         usize::from(ctx.db().write(key).remove(key, ctx.now).is_some())
     } else {
-        let mut locked = ctx.shared.keyspace.lock_write(keys.iter().map(|k| (db, k)));
+        let mut locked = ctx.ks.lock_write(keys.iter().map(|k| (db, k)));
         keys.iter().filter(|k| locked.shard(db, k).remove(k, ctx.now).is_some()).count()
     };
     ctx.out.int(removed as i64);
@@ -25,7 +25,7 @@ pub fn del(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn exists(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let db = ctx.client.db;
     let keys = args.skip(1);
-    let locked = ctx.shared.keyspace.lock_read(keys.iter().map(|k| (db, k)));
+    let locked = ctx.ks.lock_read(keys.iter().map(|k| (db, k)));
     let n = keys
         .iter()
         .filter(|k| {
@@ -168,7 +168,7 @@ pub fn randomkey(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
 fn rename_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
     let (src, dst) = (args.get(1), args.get(2));
     let db = ctx.client.db;
-    let mut locked = ctx.shared.keyspace.lock_write([(db, src), (db, dst)]);
+    let mut locked = ctx.ks.lock_write([(db, src), (db, dst)]);
     if !locked.shard(db, src).contains(src, ctx.now) {
         return Err(error::NO_SUCH_KEY.into());
     }
@@ -229,7 +229,7 @@ pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if src_db == dst_db && src == dst {
         return Err("ERR source and destination objects are the same".into());
     }
-    let mut locked = ctx.shared.keyspace.lock_write([(src_db, src), (dst_db, dst)]);
+    let mut locked = ctx.ks.lock_write([(src_db, src), (dst_db, dst)]);
     let found = locked.shard(src_db, src).get(src, ctx.now).cloned();
     ctx.hit(found.is_some());
     let Some(entry) = found else {

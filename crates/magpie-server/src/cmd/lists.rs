@@ -581,7 +581,7 @@ fn move_generic(ctx: &mut Ctx<'_>, src: &[u8], dst: &[u8], from: End, to: End) -
     let db = ctx.client.db;
     let now = ctx.now;
     let mut locked = loop {
-        let locked = ctx.shared.keyspace.lock_write([(db, src), (db, dst)]);
+        let locked = ctx.ks.lock_write([(db, src), (db, dst)]);
         if !ctx.waiters_first(src) {
             break locked;
         }
@@ -800,6 +800,7 @@ mod tests {
         let mut timer = stats::Timer::start();
         let mut ctx = Ctx {
             shared,
+            ks: &shared.keyspace,
             client,
             out: &mut out,
             now: magpie_store::now_ms(),

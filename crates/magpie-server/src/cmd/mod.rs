@@ -64,6 +64,13 @@ static CORE: &[Command] = &[
     Command::new("watch", -2, NOSCRIPT | LOADING | STALE | FAST, KEYS, "transactions", "2.2.0",
         "Monitors changes to keys to determine the execution of a transaction.", "key [key ...]", txn::watch),
     Command::new("unwatch", 1, NOSCRIPT | LOADING | STALE | FAST, NONE, "transactions", "2.2.0", "Forgets about watched keys of a transaction.", "", txn::unwatch),
+    // interactive transactions (Magpie's own)
+    Command::new("begin", 1, NOSCRIPT | LOADING | STALE | FAST, NONE, "transactions", "0.1.0",
+        "Starts an interactive transaction: commands run at once on a private copy; COMMIT applies them all or none.", "", txn::begin),
+    Command::new("start", 1, NOSCRIPT | LOADING | STALE | FAST, NONE, "transactions", "0.1.0", "An alias of BEGIN.", "", txn::begin),
+    Command::new("commit", 1, NOSCRIPT | LOADING | STALE, NONE, "transactions", "0.1.0",
+        "Applies an interactive transaction if nothing it touched was changed meanwhile; otherwise fails with CONFLICT.", "", txn::commit).exclusive(),
+    Command::new("rollback", 1, NOSCRIPT | LOADING | STALE | FAST, NONE, "transactions", "0.1.0", "Discards an interactive transaction.", "", txn::rollback),
     // strings
     Command::new("get", 2, RF, KEY1, "string", "1.0.0", "Returns the string value of a key.", "key", strings::get),
     Command::new("set", -3, WD, KEY1, "string", "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.",

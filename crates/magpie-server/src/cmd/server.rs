@@ -32,7 +32,7 @@ pub fn flushdb(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 pub fn flushall(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     flush_mode(args)?;
-    let old: Vec<_> = ctx.shared.keyspace.dbs().iter().map(|db| db.flush()).collect();
+    let old: Vec<_> = ctx.ks.dbs().iter().map(|db| db.flush()).collect();
     ctx.shared.drop_in_background(old);
     ctx.out.ok();
     Ok(())

@@ -43,7 +43,7 @@ pub static COMMANDS: &[Command] = &[
     Command::new("sinter", -2, R, KEYS, "set", "1.0.0", "Returns the intersect of multiple sets.", "key [key ...]", sinter),
     // Keys follow a count: no fixed key positions (Redis lists it as movablekeys).
     Command::new("sintercard", -3, R, (0, 0, 0), "set", "7.0.0", "Returns the number of members of the intersect of multiple sets.",
-        "numkeys:integer key [key ...] [LIMIT limit:integer]", sintercard),
+        "numkeys:integer key [key ...] [LIMIT limit:integer]", sintercard).numkeys_at(1),
     Command::new("sunion", -2, R, KEYS, "set", "1.0.0", "Returns the union of multiple sets.", "key [key ...]", sunion),
     Command::new("sdiff", -2, R, KEYS, "set", "1.0.0", "Returns the difference of multiple sets.", "key [key ...]", sdiff),
     Command::new("sinterstore", -3, WD, KEYS, "set", "1.0.0", "Stores the intersect of multiple sets in a key.",
@@ -355,7 +355,7 @@ pub fn smove(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (src, dst, member) = (args.get(1), args.get(2), args.get(3));
     let db = ctx.client.db;
     let now = ctx.now;
-    let mut locked = ctx.shared.keyspace.lock_write([(db, src), (db, dst)]);
+    let mut locked = ctx.ks.lock_write([(db, src), (db, dst)]);
     // Redis's order: a missing source answers 0 before the destination's type is looked at.
     let Some(src_entry) = locked.shard_ref(db, src).get(src, now) else {
         ctx.out.int(0);
@@ -512,7 +512,7 @@ fn combine(ctx: &mut Ctx<'_>, op: Op, keys: Args<'_>, output: Output<'_>) -> Cmd
     let db = ctx.client.db;
     let now = ctx.now;
     let Output::Store(dst) = output else {
-        let locked = ctx.shared.keyspace.lock_read(keys.iter().map(|k| (db, k)));
+        let locked = ctx.ks.lock_read(keys.iter().map(|k| (db, k)));
         let sets = gather(ctx, keys, |k| locked.shard(db, k).get(k, now))?;
         match (op, output) {
             (Op::Inter, Output::Count(limit)) => ctx.out.int(intersect(&sets, limit).len() as i64),
@@ -528,7 +528,7 @@ fn combine(ctx: &mut Ctx<'_>, op: Op, keys: Args<'_>, output: Output<'_>) -> Cmd
         return Ok(());
     };
 
-    let mut locked = ctx.shared.keyspace.lock_write(keys.iter().chain([dst]).map(|k| (db, k)));
+    let mut locked = ctx.ks.lock_write(keys.iter().chain([dst]).map(|k| (db, k)));
     let sets = gather(ctx, keys, |k| locked.shard_ref(db, k).get(k, now))?;
     let result = match op {
         Op::Inter => intersect(&sets, 0).into_iter().collect(),

@@ -276,7 +276,7 @@ pub fn mget(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let db = ctx.client.db;
     let keys = args.skip(1);
     // One consistent view of every key, even across shards (an MSET is all or nothing).
-    let locked = ctx.shared.keyspace.lock_read(keys.iter().map(|k| (db, k)));
+    let locked = ctx.ks.lock_read(keys.iter().map(|k| (db, k)));
     ctx.out.array(keys.len());
     for key in keys.iter() {
         let found = locked.shard(db, key).get(key, ctx.now);
@@ -296,7 +296,7 @@ fn mset_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
     let db = ctx.client.db;
     let pairs = args.skip(1);
     let keys = || pairs.iter().step_by(2);
-    let mut locked = ctx.shared.keyspace.lock_write(keys().map(|k| (db, k)));
+    let mut locked = ctx.ks.lock_write(keys().map(|k| (db, k)));
     if nx && keys().any(|k| locked.shard(db, k).contains(k, ctx.now)) {
         ctx.out.int(0);
         return Ok(());

@@ -53,7 +53,7 @@ pub static COMMANDS: &[Command] = &[
     Command::new("zpopmin", -2, WF, KEY1, GROUP, "5.0.0", "Remove and return members with the lowest scores in a sorted set", "key [count:integer]", zpopmin),
     Command::new("zpopmax", -2, WF, KEY1, GROUP, "5.0.0", "Remove and return members with the highest scores in a sorted set", "key [count:integer]", zpopmax),
     Command::new("zmpop", -4, W, NONE, GROUP, "7.0.0", "Remove and return members with scores in a sorted set",
-        "numkeys:integer key [key ...] MIN|MAX [COUNT count:integer]", zmpop),
+        "numkeys:integer key [key ...] MIN|MAX [COUNT count:integer]", zmpop).numkeys_at(1),
     Command::new("zrandmember", -2, READONLY, KEY1, GROUP, "6.2.0", "Get one or multiple random elements from a sorted set",
         "key [count:integer [WITHSCORES]]", zrandmember),
     Command::new("zremrangebyrank", 4, W, KEY1, GROUP, "2.0.0", "Remove all members in a sorted set within the given indexes",
@@ -63,18 +63,18 @@ pub static COMMANDS: &[Command] = &[
     Command::new("zremrangebylex", 4, W, KEY1, GROUP, "2.8.9", "Remove all members in a sorted set between the given lexicographical range",
         "key min max", zremrangebylex),
     Command::new("zunionstore", -4, WD, KEY1, GROUP, "2.0.0", "Add multiple sorted sets and store the resulting sorted set in a new key",
-        "destination numkeys:integer key [key ...] [WEIGHTS weight:integer ...] [AGGREGATE SUM|MIN|MAX]", zunionstore),
+        "destination numkeys:integer key [key ...] [WEIGHTS weight:integer ...] [AGGREGATE SUM|MIN|MAX]", zunionstore).numkeys_at(2),
     Command::new("zinterstore", -4, WD, KEY1, GROUP, "2.0.0", "Intersect multiple sorted sets and store the resulting sorted set in a new key",
-        "destination numkeys:integer key [key ...] [WEIGHTS weight:integer ...] [AGGREGATE SUM|MIN|MAX]", zinterstore),
+        "destination numkeys:integer key [key ...] [WEIGHTS weight:integer ...] [AGGREGATE SUM|MIN|MAX]", zinterstore).numkeys_at(2),
     Command::new("zdiffstore", -4, WD, KEY1, GROUP, "6.2.0", "Subtract multiple sorted sets and store the resulting sorted set in a new key",
-        "destination numkeys:integer key [key ...]", zdiffstore),
+        "destination numkeys:integer key [key ...]", zdiffstore).numkeys_at(2),
     Command::new("zunion", -3, READONLY, NONE, GROUP, "6.2.0", "Add multiple sorted sets",
-        "numkeys:integer key [key ...] [WEIGHTS weight:integer ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]", zunion),
+        "numkeys:integer key [key ...] [WEIGHTS weight:integer ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]", zunion).numkeys_at(1),
     Command::new("zinter", -3, READONLY, NONE, GROUP, "6.2.0", "Intersect multiple sorted sets",
-        "numkeys:integer key [key ...] [WEIGHTS weight:integer ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]", zinter),
+        "numkeys:integer key [key ...] [WEIGHTS weight:integer ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]", zinter).numkeys_at(1),
     Command::new("zintercard", -3, READONLY, NONE, GROUP, "7.0.0", "Intersect multiple sorted sets and return the cardinality of the result",
-        "numkeys:integer key [key ...] [LIMIT limit:integer]", zintercard),
-    Command::new("zdiff", -3, READONLY, NONE, GROUP, "6.2.0", "Subtract multiple sorted sets", "numkeys:integer key [key ...] [WITHSCORES]", zdiff),
+        "numkeys:integer key [key ...] [LIMIT limit:integer]", zintercard).numkeys_at(1),
+    Command::new("zdiff", -3, READONLY, NONE, GROUP, "6.2.0", "Subtract multiple sorted sets", "numkeys:integer key [key ...] [WITHSCORES]", zdiff).numkeys_at(1),
     Command::new("zscan", -3, READONLY, KEY1, GROUP, "2.8.0", "Incrementally iterate sorted sets elements and associated scores",
         "key cursor:integer [MATCH pattern:pattern] [COUNT count:integer]", zscan),
 ];
@@ -639,8 +639,8 @@ fn zrange_generic(
     };
     // ZRANGESTORE: read the source and write the destination under one lock.
     let db = ctx.client.db;
-    let shared = ctx.shared;
-    let locked = shared.keyspace.lock_write([(db, key), (db, dst)]);
+    let ks = ctx.ks;
+    let locked = ks.lock_write([(db, key), (db, dst)]);
     let found = locked.shard_ref(db, key).get(key, ctx.now);
     ctx.hit(found.is_some());
     let result = match found {
@@ -822,8 +822,8 @@ pub(super) fn ranged_arg(arg: &[u8], min: usize, msg: &'static str) -> Result<us
 pub fn zmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (keys, max, count) = parse_mpop(args, 1)?;
     let db = ctx.client.db;
-    let shared = ctx.shared;
-    let mut locked = shared.keyspace.lock_write(keys.iter().map(|k| (db, k)));
+    let ks = ctx.ks;
+    let mut locked = ks.lock_write(keys.iter().map(|k| (db, k)));
     for key in keys.iter() {
         if let Some(n) = pop_locked(ctx, locked.shard(db, key), key, max, count, PopReply::KeyNested)? {
             drop(locked);

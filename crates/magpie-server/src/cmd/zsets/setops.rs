@@ -257,9 +257,9 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, args: Args<'_>, name: &str, dst: Option<&[u
     let all = args.skip(at + 1);
     let keys = Args::new(all.buf(), &all.spans()[..numkeys]);
     let db = ctx.client.db;
-    let shared = ctx.shared;
+    let ks = ctx.ks;
     let Some(dst) = dst else {
-        let locked = shared.keyspace.lock_read(keys.iter().map(|k| (db, k)));
+        let locked = ks.lock_read(keys.iter().map(|k| (db, k)));
         let mut sources = sources(ctx, keys, |k| locked.shard(db, k))?;
         let o = parse_options(args, at + 1 + numkeys, &mut sources, false, op, card)?;
         let (entries, n) = compute(&mut sources, op, &o, card);
@@ -281,7 +281,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, args: Args<'_>, name: &str, dst: Option<&[u
         }
         return Ok(());
     };
-    let locked = shared.keyspace.lock_write(keys.iter().chain([dst]).map(|k| (db, k)));
+    let locked = ks.lock_write(keys.iter().chain([dst]).map(|k| (db, k)));
     let result = {
         let locked = &locked;
         let mut sources = sources(ctx, keys, |k| locked.shard_ref(db, k))?;
