@@ -384,6 +384,7 @@ pub static IDS: LazyLock<CommandIds> = LazyLock::new(|| {
     CommandIds { names, sub_base }
 });
 
+#[inline]
 fn lookup_index(name: &[u8]) -> Option<(usize, &'static Command)> {
     let mut lower = [0u8; 32];
     let lower = lower.get_mut(..name.len())?;
@@ -391,6 +392,14 @@ fn lookup_index(name: &[u8]) -> Option<(usize, &'static Command)> {
         *l = c.to_ascii_lowercase();
     }
     TABLE.get(&*lower).copied()
+}
+
+/// Whether the command named `name` runs alone (EXEC, COMMIT: marked [`Command::exclusive`]
+/// in the table), told from its name's bytes without a lookup: the connection must not hold
+/// the gate when it dispatches one.
+#[inline]
+pub fn runs_alone(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"exec") || name.eq_ignore_ascii_case(b"commit")
 }
 
 /// Looks a command up by name, ignoring case, without allocating.
@@ -484,36 +493,43 @@ pub fn run_logged(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_>) -> C
         return result;
     }
     let journal = &ctx.shared.persistence.journal;
-    let slot = journal.begin();
+    if !journal.is_on() {
+        // Nothing to log. (The log is turned on only while no command runs: see
+        // `persist::rewrite`, so a command that saw it off here cannot owe it a record.)
+        let result = (cmd.run)(ctx, args);
+        log_expired(ctx.shared);
+        return result;
+    }
+    journal.begin();
     magpie_store::tap::reset_last_seq();
     let result = (cmd.run)(ctx, args);
     let seq = magpie_store::tap::last_seq();
-    log_expired(ctx.shared, &slot);
+    log_expired(ctx.shared);
     if seq != 0 {
         let db = ctx.client.db;
         if ctx.effects.replaced {
             if !ctx.effects.records.is_empty() {
                 let records = &ctx.effects.records;
-                journal.push(&slot, seq, db, records.iter().map(|r| r.iter().map(Vec::as_slice)));
+                journal.push(seq, db, records.iter().map(|r| r.iter().map(Vec::as_slice)));
             }
         } else {
-            journal.push(&slot, seq, db, std::iter::once(args.iter()));
+            journal.push(seq, db, std::iter::once(args.iter()));
         }
         ctx.client.wrote = seq;
     }
-    journal.end(&slot);
+    journal.end();
     result
 }
 
 /// Queues a DEL for each key this thread found expired (the log replays without expiring).
-pub fn log_expired(shared: &Shared, slot: &crate::journal::Slot) {
-    if !magpie_store::tap::has_expired() {
+pub fn log_expired(shared: &Shared) {
+    if !shared.keyspace.tap().expired_tap() || !magpie_store::tap::has_expired() {
         return;
     }
     for e in magpie_store::tap::take_expired() {
         if e.seq != 0 {
             let del: [&[u8]; 2] = [b"DEL", &e.key];
-            shared.persistence.journal.push(slot, e.seq, e.db, std::iter::once(del.into_iter()));
+            shared.persistence.journal.push(e.seq, e.db, std::iter::once(del.into_iter()));
         }
     }
 }
@@ -521,6 +537,7 @@ pub fn log_expired(shared: &Shared, slot: &crate::journal::Slot) {
 /// Finds the command (or subcommand) that `args` names, with its id (see [`IDS`]), and checks
 /// its arity. A failure carries the id of the command found, if one was (an arity error is a
 /// rejected call of that command).
+#[inline]
 pub fn resolve(args: Args<'_>) -> Result<(usize, &'static Command), (Error, Option<usize>)> {
     let name = args.get(0);
     let Some((idx, cmd)) = lookup_index(name) else { return Err((unknown_command(args), None)) };
@@ -954,6 +971,14 @@ mod tests {
         assert_eq!(multi[1].key_spec_index, Some(1));
         let block = parse_syntax("(key value) ...");
         assert_eq!((block[0].kind, block[0].multiple, block[0].children.len()), ("block", true, 2));
+    }
+
+    #[test]
+    fn runs_alone_names_exactly_the_exclusive_commands() {
+        for &cmd in COMMANDS.iter() {
+            assert_eq!(runs_alone(cmd.name.as_bytes()), cmd.exclusive, "{}", cmd.name);
+        }
+        assert!(runs_alone(b"ExEc") && !runs_alone(b"exe"));
     }
 
     #[test]

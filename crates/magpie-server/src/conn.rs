@@ -143,9 +143,18 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                 shared.keyspace.warm(client.db, keys);
             }
             let mut timer = stats::Timer::start();
+            // The gate (see gate.rs), held across the batch's commands but never across an
+            // `.await`: a transaction waits for at most one batch, and each command re-enters it
+            // for free. A command that runs alone (EXEC) takes it exclusively itself.
+            let mut pass = None;
             for q in &batch {
                 let buf = if q.inline { &inline_args[..] } else { &rbuf[..] };
                 let args = Args::new(buf, &spans[q.spans.clone()]);
+                if crate::command::runs_alone(args.get(0)) {
+                    pass = None;
+                } else if pass.is_none() {
+                    pass = Some(shared.gate.shared());
+                }
                 let mut ctx = Ctx {
                     shared: &shared,
                     ks: &shared.keyspace,
@@ -163,6 +172,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                     // A blocking command found nothing: the replies before it go out now (as
                     // Redis sends them while the client waits), then the client waits, still
                     // reading what it sends, and nothing else runs until the wait ends.
+                    pass = None;
                     let waiter = Arc::new(Waiter::new(&client, out.proto, cmd, args, &wait));
                     timer.stop(counters);
                     *client.info.last_cmd.lock() = cmd.name;
@@ -194,6 +204,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                 // A long pipeline is answered in pieces, so its replies never pile up in
                 // memory, and a client that does not read them stops being served.
                 if out.len() >= FLUSH_AT {
+                    pass = None;
                     timer.stop(counters);
                     wait_durable(&shared, &client).await;
                     if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
@@ -205,6 +216,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
                     timer = stats::Timer::start();
                 }
             }
+            drop(pass);
             timer.stop(counters);
         }
         if let Some(e) = &protocol_error {

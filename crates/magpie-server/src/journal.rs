@@ -19,7 +19,7 @@
 //! record before sending their replies. `everysec` fsyncs about once a second and `no` leaves
 //! it to the kernel; neither makes anyone wait.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -86,7 +86,7 @@ struct SlotBuf {
 type Group = Vec<(usize, Vec<Vec<u8>>)>;
 
 thread_local! {
-    static SLOT: RefCell<Option<Arc<Slot>>> = const { RefCell::new(None) };
+    static SLOT: OnceCell<Arc<Slot>> = const { OnceCell::new() };
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// How many brackets ([`Journal::begin`]) this thread has open: a command run from inside
     /// another (EXEC's commands, a blocked client served by a push) nests.
@@ -199,37 +199,35 @@ impl Journal {
         *self.durable.borrow()
     }
 
-    /// This thread's slot.
-    fn slot(&self) -> Arc<Slot> {
-        SLOT.with(|s| {
-            let mut s = s.borrow_mut();
-            if let Some(slot) = &*s {
-                return slot.clone();
-            }
-            let slot = Arc::new(Slot { bound: AtomicU64::new(u64::MAX), buf: Mutex::new(SlotBuf::default()) });
-            self.slots.lock().push(slot.clone());
-            *s = Some(slot.clone());
-            slot
+    /// Runs `f` with this thread's slot (registered on first use).
+    fn with_slot<R>(&self, f: impl FnOnce(&Slot) -> R) -> R {
+        SLOT.with(|cell| {
+            let slot = cell.get_or_init(|| {
+                let slot = Arc::new(Slot { bound: AtomicU64::new(u64::MAX), buf: Mutex::new(SlotBuf::default()) });
+                self.slots.lock().push(slot.clone());
+                slot
+            });
+            f(slot)
         })
     }
 
     /// Before a write command: publishes this thread's lower bound.
-    pub fn begin(&self) -> Arc<Slot> {
-        let slot = self.slot();
+    pub fn begin(&self) {
         let depth = DEPTH.with(Cell::get);
         if depth == 0 {
-            slot.bound.store((self.tap.0)(), Ordering::SeqCst);
+            let bound = (self.tap.0)();
+            self.with_slot(|slot| slot.bound.store(bound, Ordering::SeqCst));
         }
         DEPTH.with(|d| d.set(depth + 1));
-        slot
     }
 
     /// After a write command: withdraws the bound (when the outermost bracket closes).
-    pub fn end(&self, slot: &Slot) {
+    pub fn end(&self) {
         let depth = DEPTH.with(Cell::get).saturating_sub(1);
         DEPTH.with(|d| d.set(depth));
         if depth == 0 {
-            slot.bound.store(u64::MAX, Ordering::SeqCst);
+            // A stale bound only holds the writer back a moment: no need to order this store.
+            self.with_slot(|slot| slot.bound.store(u64::MAX, Ordering::Release));
         }
     }
 
@@ -238,7 +236,8 @@ impl Journal {
     /// already, and that has changed nothing itself yet.
     pub fn refresh(&self) {
         if DEPTH.with(Cell::get) == 1 {
-            self.slot().bound.store((self.tap.0)(), Ordering::SeqCst);
+            let bound = (self.tap.0)();
+            self.with_slot(|slot| slot.bound.store(bound, Ordering::SeqCst));
         }
     }
 
@@ -251,7 +250,7 @@ impl Journal {
 
     /// Queues what was gathered as one record, before the bracket closes; returns its
     /// sequence number (0 if the transaction changed nothing).
-    pub fn finish_group(&self, slot: &Slot) -> u64 {
+    pub fn finish_group(&self) -> u64 {
         let Some(group) = GROUP.with(|g| g.borrow_mut().take()) else { return 0 };
         let seq = GROUP_SEQ.with(Cell::get);
         if group.is_empty() || seq == 0 {
@@ -268,13 +267,13 @@ impl Journal {
             }
             commands.push(args);
         }
-        self.push(slot, seq, first_db, commands.iter().map(|c| c.iter().map(Vec::as_slice)));
+        self.push(seq, first_db, commands.iter().map(|c| c.iter().map(Vec::as_slice)));
         seq
     }
 
     /// Queues one record numbered `seq`: `commands` in database `db`. Call between
     /// [`Journal::begin`] and [`Journal::end`], in the order of the numbers.
-    pub fn push<'a, C, A>(&self, slot: &Slot, seq: u64, db: usize, commands: C)
+    pub fn push<'a, C, A>(&self, seq: u64, db: usize, commands: C)
     where
         C: ExactSizeIterator<Item = A>,
         A: ExactSizeIterator<Item = &'a [u8]>,
@@ -282,6 +281,14 @@ impl Journal {
         if !self.is_on() {
             return;
         }
+        self.with_slot(|slot| self.push_to(slot, seq, db, commands));
+    }
+
+    fn push_to<'a, C, A>(&self, slot: &Slot, seq: u64, db: usize, commands: C)
+    where
+        C: ExactSizeIterator<Item = A>,
+        A: ExactSizeIterator<Item = &'a [u8]>,
+    {
         if GROUP.with(|g| g.borrow().is_some()) {
             let gathered: Vec<(usize, Vec<Vec<u8>>)> =
                 commands.map(|args| (db, args.map(<[u8]>::to_vec).collect())).collect();
@@ -577,15 +584,15 @@ mod tests {
         j.slots.lock().extend([a.clone(), b.clone()]);
         seq.store(5, Ordering::SeqCst);
         b.bound.store(3, Ordering::SeqCst); // b is running a command that may take 4..
-        j.push(&a, 2, 0, cmd("two"));
-        j.push(&a, 5, 0, cmd("five"));
-        j.push(&b, 1, 0, cmd("one"));
+        j.push_to(&a, 2, 0, cmd("two"));
+        j.push_to(&a, 5, 0, cmd("five"));
+        j.push_to(&b, 1, 0, cmd("one"));
         let mut out = Vec::new();
         let w = j.collect(&mut out, u64::MAX);
         assert_eq!(w, 3);
         let text = String::from_utf8_lossy(&out);
         assert!(text.find("one").unwrap() < text.find("two").unwrap() && !text.contains("five"));
-        j.push(&b, 4, 0, cmd("four"));
+        j.push_to(&b, 4, 0, cmd("four"));
         b.bound.store(u64::MAX, Ordering::SeqCst);
         out.clear();
         assert_eq!(j.collect(&mut out, u64::MAX), 6);

@@ -82,6 +82,8 @@ pub struct Persistence {
     loading: AtomicBool,
     /// SHUTDOWN has already made the final snapshot.
     final_saved: AtomicBool,
+    /// The last snapshot failed (a copy of `Stats::last_save_ok`, read by every write).
+    save_failed: AtomicBool,
 }
 
 impl Persistence {
@@ -112,6 +114,7 @@ impl Persistence {
             progress: AtomicU64::new(0),
             loading: AtomicBool::new(false),
             final_saved: AtomicBool::new(false),
+            save_failed: AtomicBool::new(false),
         }
     }
 
@@ -129,16 +132,16 @@ impl Persistence {
             let why = self.journal.status().last_write_error.unwrap_or_else(|| "unknown error".to_owned());
             return Some(Error::msg(format!("MISCONF Errors writing to the AOF file: {why}")));
         }
-        if shared.settings.stop_writes_on_bgsave_error() && !shared.settings.save().is_empty() {
-            let st = self.stats.lock();
-            if !st.last_save_ok {
-                return Some(Error::from(
-                    "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. \
-                     Commands that may modify the data set are disabled, because this instance is configured to report \
-                     errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check \
-                     the Redis logs for details about the RDB error.",
-                ));
-            }
+        if self.save_failed.load(Ordering::Relaxed)
+            && shared.settings.stop_writes_on_bgsave_error()
+            && !shared.settings.save().is_empty()
+        {
+            return Some(Error::from(
+                "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. \
+                 Commands that may modify the data set are disabled, because this instance is configured to report \
+                 errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check \
+                 the Redis logs for details about the RDB error.",
+            ));
         }
         None
     }
@@ -382,6 +385,18 @@ fn replay_log(shared: &Arc<Shared>, path: &Path, allow_torn: bool) -> Result<u64
 /// Entries that writers change before the walk reaches them arrive through the sink, already
 /// encoded; they are written out between steps, so they never pile up in memory.
 fn write_snapshot(shared: &Shared, target: &Path, at_cut: impl FnOnce()) -> io::Result<(u64, u64)> {
+    write_snapshot_cut(shared, target, false, at_cut)
+}
+
+/// [`write_snapshot`]; with `exclusive`, the moment of the cut waits for every command in
+/// flight to finish (turning the log on: no command may have seen it off and change a key
+/// after it).
+fn write_snapshot_cut(
+    shared: &Shared,
+    target: &Path,
+    exclusive: bool,
+    at_cut: impl FnOnce(),
+) -> io::Result<(u64, u64)> {
     let p = &shared.persistence;
     let ks = &shared.keyspace;
     let mut w = SnapshotWriter::create(target, now_ms(), ks.db_count())?;
@@ -395,7 +410,7 @@ fn write_snapshot(shared: &Shared, target: &Path, at_cut: impl FnOnce()) -> io::
     });
     {
         // Not in the middle of a transaction.
-        let _pass = shared.gate.shared();
+        let _pass = if exclusive { shared.gate.exclusive() } else { shared.gate.shared() };
         ks.begin_snapshot(sink, at_cut);
     }
     let mut spare = Vec::new();
@@ -451,6 +466,7 @@ fn save_now(shared: &Shared) -> io::Result<()> {
     let mut st = p.stats.lock();
     st.last_save_attempt = Some(Instant::now());
     st.last_save_secs = started.elapsed().as_secs() as i64;
+    p.save_failed.store(result.is_err(), Ordering::Relaxed);
     match result {
         Ok((keys, bytes)) => {
             st.last_save_ok = true;
@@ -593,7 +609,7 @@ fn rewrite_inner(shared: &Shared) -> io::Result<u64> {
     let tap = shared.keyspace.tap();
     let mut start_error = None;
     let manifest_path = p.paths.manifest();
-    let result = write_snapshot(shared, &p.paths.file(&base_name), || {
+    let result = write_snapshot_cut(shared, &p.paths.file(&base_name), !was_on, || {
         let cut = tap.current_seq();
         if was_on {
             // Until the new base is written, the log is the old files plus the new one.

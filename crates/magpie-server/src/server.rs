@@ -177,17 +177,17 @@ fn spawn_expiry(shared: Arc<Shared>) -> io::Result<std::thread::JoinHandle<()>> 
             let journal = &shared.persistence.journal;
             // Expiry takes turns with transactions (which see time stand still) between steps.
             let mut pass = Some(shared.gate.shared());
-            let mut slot = journal.begin();
+            journal.begin();
             shared.keyspace.active_expire(now_ms(), start + period / 4, || {
                 // Log the keys this step expired, and renew the bound for the next step.
-                crate::command::log_expired(&shared, &slot);
-                journal.end(&slot);
+                crate::command::log_expired(&shared);
+                journal.end();
                 pass = None;
                 pass = Some(shared.gate.shared());
-                slot = journal.begin();
+                journal.begin();
             });
-            crate::command::log_expired(&shared, &slot);
-            journal.end(&slot);
+            crate::command::log_expired(&shared);
+            journal.end();
             drop(pass);
             if last_persist.elapsed() >= Duration::from_millis(100) {
                 last_persist = Instant::now();

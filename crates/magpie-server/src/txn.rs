@@ -260,7 +260,7 @@ pub fn exec(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
         return Ok(());
     }
     let journal = ctx.shared.persistence.journal.clone();
-    let slot = journal.begin();
+    journal.begin();
     journal.start_group();
     let mode = std::mem::replace(&mut ctx.wait.mode, Mode::NoBlock);
     ctx.out.array(multi.queued.len());
@@ -268,11 +268,11 @@ pub fn exec(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
         command::dispatch(ctx, Args::new(&q.buf, &q.spans));
     }
     ctx.wait.mode = mode;
-    let seq = journal.finish_group(&slot);
+    let seq = journal.finish_group();
     if seq != 0 {
         ctx.client.wrote = ctx.client.wrote.max(seq);
     }
-    journal.end(&slot);
+    journal.end();
     // Clients blocked on keys the transaction filled are served now that it is whole.
     if ctx.shared.blocking.has_ready() {
         ctx.shared.blocking.serve(ctx.shared);
@@ -455,7 +455,7 @@ pub fn commit(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     }
     // Apply what changed, log it whole, then let go.
     let journal = shared.persistence.journal.clone();
-    let slot = journal.begin();
+    journal.begin();
     magpie_store::tap::reset_last_seq();
     for ((db, key), t) in &i.touched {
         let copied = i.ks.db(*db).read(key);
@@ -478,16 +478,16 @@ pub fn commit(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
         }
     }
     let seq = magpie_store::tap::last_seq();
-    command::log_expired(shared, &slot);
+    command::log_expired(shared);
     if seq != 0 && !i.log.is_empty() {
         journal.start_group();
         for (db, args) in &i.log {
-            journal.push(&slot, seq, *db, std::iter::once(args.iter().map(Vec::as_slice)));
+            journal.push(seq, *db, std::iter::once(args.iter().map(Vec::as_slice)));
         }
-        journal.finish_group(&slot);
+        journal.finish_group();
         ctx.client.wrote = ctx.client.wrote.max(seq);
     }
-    journal.end(&slot);
+    journal.end();
     release(shared, &i);
     let deferred = std::mem::take(&mut *i.deferred.lock());
     for (db, key) in deferred.signals {

@@ -889,8 +889,8 @@ impl Keyspace {
     }
 
     /// One cycle of active expiry: walks shards that hold keys with a TTL, removing expired
-    /// keys, until `deadline`. `between` runs after each shard it visits, with no lock held (the
-    /// server logs the deletions there). Each shard is locked for at most a few hundred entries at a
+    /// keys, until `deadline`. `between` runs after each shard step that looked at keys, with
+    /// no lock held (the server logs the deletions there). Each shard is locked for at most a few hundred entries at a
     /// time, so no client waits long. Stops early when a full round finds little to do.
     pub fn active_expire(&self, now: u64, deadline: Instant, mut between: impl FnMut()) -> ExpireStats {
         const PER_LOCK: usize = 256;
@@ -906,8 +906,8 @@ impl Keyspace {
                     let (c, e) = lock.0.write().expire_step(now, PER_LOCK);
                     round_checked += c;
                     round_expired += e;
+                    between();
                 }
-                between();
             }
             *cursor = if shard + 1 < self.dbs.get(db).map_or(0, |d| d.shards.len()) {
                 (db, shard + 1)

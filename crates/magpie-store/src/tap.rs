@@ -56,6 +56,12 @@ impl Tap {
         self.expired_tap.store(on, Ordering::SeqCst);
     }
 
+    /// Whether expired keys are queued (see [`Tap::set_expired_tap`]).
+    #[inline]
+    pub fn expired_tap(&self) -> bool {
+        self.expired_tap.load(Ordering::Relaxed)
+    }
+
     /// The last sequence number given out (0 before any).
     pub fn current_seq(&self) -> u64 {
         self.seq.load(Ordering::SeqCst)
