@@ -8,39 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{Raw, Server};
-
-/// INFO's `blocked_clients`.
-fn blocked(c: &mut Raw) -> u64 {
-    let info = String::from_utf8(c.cmd(&[b"INFO", b"clients"])).expect("utf8");
-    info.lines()
-        .find_map(|l| l.strip_prefix("blocked_clients:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("blocked_clients in INFO")
-}
-
-/// Waits until `blocked_clients` is `n`.
-fn wait_blocked(c: &mut Raw, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = blocked(c);
-        if now == n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "blocked_clients stayed {now}, expected {n}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Sends a command without reading its reply.
-fn send(c: &mut Raw, line: &str) {
-    let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
-    c.send(&Raw::encode(&args));
-}
-
-fn reply(c: &mut Raw) -> String {
-    String::from_utf8_lossy(&c.read_reply()).into_owned()
-}
+use common::{Raw, Server, blocked, reply, send, wait_blocked};
 
 /// `[key, element]` as RESP2.
 fn pair(key: &str, element: &str) -> String {

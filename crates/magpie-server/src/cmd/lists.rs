@@ -3,9 +3,9 @@
 //! [`Ctx::block`] (see [`crate::blocking`]).
 
 use magpie_protocol::{Args, Reply};
-use magpie_store::{List, LiveSlot, Shard, Slot, Value};
-use parking_lot::RwLockWriteGuard;
+use magpie_store::{List, LiveSlot, Slot, Value};
 
+use super::lock_to_take;
 use crate::blocking::{self, Timeout};
 use crate::command::flags::{BLOCKING, DENYOOM, FAST, NOSCRIPT, READONLY, WRITE};
 use crate::command::{Command, Ctx};
@@ -124,19 +124,6 @@ fn list_mut<'s>(live: &'s mut LiveSlot<'_>) -> Result<&'s mut List, Error> {
     match live.value_mut() {
         Value::List(l) => Ok(l),
         _ => Err(wrongtype()),
-    }
-}
-
-/// Write-locks the shard of `key` to take elements from it, after clients blocked on it have
-/// been served what was pushed for them (see [`Ctx::waiters_first`]).
-fn lock_to_take<'a>(ctx: &Ctx<'a>, key: &[u8]) -> RwLockWriteGuard<'a, Shard> {
-    loop {
-        let shard = ctx.db().write(key);
-        if !ctx.waiters_first(key) {
-            return shard;
-        }
-        drop(shard);
-        ctx.serve_waiters();
     }
 }
 
@@ -772,45 +759,10 @@ pub fn blmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 #[cfg(test)]
 mod tests {
-    use magpie_protocol::{Args, Reply, Resp};
-
-    use crate::blocking::{Mode, Wait};
-    use crate::command::{Ctx, Effects, dispatch};
+    use crate::blocking::Mode;
+    use crate::cmd::test_support::run;
     use crate::config::{Config, Options};
     use crate::server::Shared;
-    use crate::stats;
-
-    /// Runs `line` (split on spaces) as `client` in `mode`: the reply, and whether the
-    /// command asked to wait.
-    fn run(
-        shared: &std::sync::Arc<Shared>,
-        client: &mut crate::client::Client,
-        mode: Mode,
-        line: &str,
-    ) -> (String, bool) {
-        let mut buf = Vec::new();
-        let mut spans = Vec::new();
-        for word in line.split(' ') {
-            spans.push((buf.len(), buf.len() + word.len()));
-            buf.extend_from_slice(word.as_bytes());
-        }
-        let mut out = Reply::new(Resp::V2);
-        let mut effects = Effects::default();
-        let mut wait = Wait { mode, ..Wait::default() };
-        let mut timer = stats::Timer::start();
-        let mut ctx = Ctx {
-            shared,
-            client,
-            out: &mut out,
-            now: magpie_store::now_ms(),
-            stats: stats::local(),
-            timer: &mut timer,
-            effects: &mut effects,
-            wait: &mut wait,
-        };
-        dispatch(&mut ctx, Args::new(&buf, &spans));
-        (String::from_utf8_lossy(out.as_bytes()).into_owned(), wait.requested)
-    }
 
     #[test]
     fn blocking_commands_that_may_not_block_reply_as_timed_out() {

@@ -367,3 +367,39 @@ impl Server {
             .expect("VmRSS in /proc status")
     }
 }
+
+// Blocking commands: send one without waiting for its reply, and watch INFO's
+// `blocked_clients`.
+
+/// Sends a command (split on spaces) without reading its reply.
+pub fn send(c: &mut Raw, line: &str) {
+    let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+    c.send(&Raw::encode(&args));
+}
+
+/// Reads one reply, as a string.
+pub fn reply(c: &mut Raw) -> String {
+    String::from_utf8_lossy(&c.read_reply()).into_owned()
+}
+
+/// INFO's `blocked_clients`.
+pub fn blocked(c: &mut Raw) -> u64 {
+    let info = String::from_utf8(c.cmd(&[b"INFO", b"clients"])).expect("utf8");
+    info.lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("blocked_clients in INFO")
+}
+
+/// Waits until `blocked_clients` is `n`.
+pub fn wait_blocked(c: &mut Raw, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = blocked(c);
+        if now == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "blocked_clients stayed {now}, expected {n}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
