@@ -1,7 +1,12 @@
 //! The sorted-set commands. Redis's generic bodies are kept: one for ZADD and ZINCRBY
 //! (`zadd_generic`), one for ZRANGE and its older forms and ZRANGESTORE (`zrange_generic`),
 //! one for the ZREMRANGEBY* commands, one pop for ZPOPMIN/ZPOPMAX/ZMPOP (and the blocking
-//! forms: see [`pop_locked`]), and one for the set operations (`setops`).
+//! forms: see [`pop_first`]), and one for the set operations (`setops`).
+//!
+//! Every command that adds members signals the key while its shard is locked, and every
+//! command that takes members locks its keys through [`lock_to_take`] (or
+//! [`lock_all_to_take`]), letting clients blocked on them be served first (see
+//! [`crate::blocking`]).
 
 mod parse;
 mod setops;
@@ -13,7 +18,7 @@ use magpie_store::zset::{LexRange, ScoreRange};
 use magpie_store::{MultiWrite, Shard, Slot, Value, ZSet, glob_match};
 
 use super::keys::parse_cursor;
-use super::{KEY1, NONE, READONLY, RF, TWO, W, WD, WDF, WF};
+use super::{KEY1, NONE, READONLY, RF, TWO, W, WD, WDF, WF, lock_to_take};
 use crate::command::{Command, Ctx};
 use crate::error::{self, CmdResult, Error, int_arg, is, wrongtype};
 use crate::notify;
@@ -286,10 +291,15 @@ fn zadd_generic(ctx: &mut Ctx<'_>, args: Args<'_>, incr: bool) -> CmdResult {
             }
         }
     }
-    drop(shard);
-    if t.added + t.updated > 0 {
-        ctx.notify(notify::ZSET, if f.incr { "zincr" } else { "zadd" }, key);
+    let changed = t.added + t.updated > 0;
+    if changed {
+        // Under the lock, so that no pop takes what clients blocked on the key wait for
+        // before they are served (see `lock_to_take`).
         ctx.signal(key);
+    }
+    drop(shard);
+    if changed {
+        ctx.notify(notify::ZSET, if f.incr { "zincr" } else { "zadd" }, key);
     }
     if t.nan {
         return Err("ERR resulting score is not a number (NaN)".into());
@@ -321,7 +331,7 @@ pub fn zrem(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let members = args.skip(2);
     let (removed, emptied) = {
-        let mut shard = ctx.db().write(key);
+        let mut shard = lock_to_take(ctx, key);
         let Slot::Live(mut live) = shard.slot(key, ctx.now) else {
             ctx.out.int(0);
             return Ok(());
@@ -400,7 +410,7 @@ fn zremrange_generic(ctx: &mut Ctx<'_>, args: Args<'_>, by: By) -> CmdResult {
     let spec = Spec::parse(by, args.get(2), args.get(3))?;
     let key = args.get(1);
     let (removed, emptied) = {
-        let mut shard = ctx.db().write(key);
+        let mut shard = lock_to_take(ctx, key);
         let Slot::Live(mut live) = shard.slot(key, ctx.now) else {
             ctx.out.int(0);
             return Ok(());
@@ -667,9 +677,10 @@ fn store(ctx: &mut Ctx<'_>, mut locked: MultiWrite<'_>, dst: &[u8], result: ZSet
     let stored = result.len();
     if stored > 0 {
         shard.insert(dst, Value::ZSet(Box::new(result)), None, ctx.now);
+        // Under the lock, as ZADD does.
+        ctx.signal(dst);
         drop(locked);
         ctx.notify(notify::ZSET, event, dst);
-        ctx.signal(dst);
     } else if shard.remove(dst, ctx.now).is_some() {
         drop(locked);
         ctx.notify(notify::GENERIC, "del", dst);
@@ -794,7 +805,7 @@ fn zpop_generic(ctx: &mut Ctx<'_>, args: Args<'_>, max: bool) -> CmdResult {
     };
     let key = args.get(1);
     let shape = if count.is_some() { PopReply::Pairs } else { PopReply::Flat };
-    let mut shard = ctx.db().write(key);
+    let mut shard = lock_to_take(ctx, key);
     if pop_locked(ctx, &mut shard, key, max, count.unwrap_or(1), shape)?.is_none() {
         ctx.out.array(0);
     }
@@ -818,21 +829,55 @@ pub(super) fn ranged_arg(arg: &[u8], min: usize, msg: &'static str) -> Result<us
         .ok_or_else(|| Error::from(msg))
 }
 
+/// Write-locks the shards of all `keys` at once (atomic across shards) to take members from
+/// them, after clients blocked on any of them have been served: [`lock_to_take`] for several
+/// keys.
+fn lock_all_to_take<'a>(ctx: &Ctx<'a>, keys: Args<'_>) -> MultiWrite<'a> {
+    let db = ctx.client.db;
+    let keyspace = &ctx.shared.keyspace;
+    loop {
+        let locked = keyspace.lock_write(keys.iter().map(|k| (db, k)));
+        if !keys.iter().any(|k| ctx.waiters_first(k)) {
+            return locked;
+        }
+        drop(locked);
+        ctx.serve_waiters();
+    }
+}
+
+/// Pops from the first of `keys` that exists (Redis's `genericZpopCommand` over several keys),
+/// with every key locked at once: up to `count` members (one when `None`), replied in
+/// `shape`. Logged as the pop it performed: `ZPOPMIN key` without a count (BZPOPMIN), else
+/// `ZPOPMIN key n` (ZMPOP, BZMPOP). Returns false, replying nothing, when no key exists; a
+/// key of another type before the first sorted set is WRONGTYPE.
+fn pop_first(
+    ctx: &mut Ctx<'_>,
+    keys: Args<'_>,
+    max: bool,
+    count: Option<usize>,
+    shape: PopReply,
+) -> Result<bool, Error> {
+    let db = ctx.client.db;
+    let mut locked = lock_all_to_take(ctx, keys);
+    for key in keys.iter() {
+        let Some(n) = pop_locked(ctx, locked.shard(db, key), key, max, count.unwrap_or(1), shape)? else { continue };
+        drop(locked);
+        let pop: &[u8] = if max { b"ZPOPMAX" } else { b"ZPOPMIN" };
+        match count {
+            None => ctx.propagate(&[pop, key]),
+            Some(_) => ctx.propagate(&[pop, key, itoa::Buffer::new().format(n).as_bytes()]),
+        }
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 /// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]
 pub fn zmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (keys, max, count) = parse_mpop(args, 1)?;
-    let db = ctx.client.db;
-    let shared = ctx.shared;
-    let mut locked = shared.keyspace.lock_write(keys.iter().map(|k| (db, k)));
-    for key in keys.iter() {
-        if let Some(n) = pop_locked(ctx, locked.shard(db, key), key, max, count, PopReply::KeyNested)? {
-            drop(locked);
-            let pop: &[u8] = if max { b"ZPOPMAX" } else { b"ZPOPMIN" };
-            ctx.propagate(&[pop, key, itoa::Buffer::new().format(n).as_bytes()]);
-            return Ok(());
-        }
+    if !pop_first(ctx, keys, max, Some(count), PopReply::KeyNested)? {
+        ctx.out.null_array();
     }
-    ctx.out.null_array();
     Ok(())
 }
 
