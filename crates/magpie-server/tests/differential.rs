@@ -111,6 +111,8 @@ diff_tests! {
     zsets_random_resp3 => "zsets_random.redis", Resp3;
     zsets_with_sets => "zsets_with_sets.redis", Resp2;
     zsets_with_sets_resp3 => "zsets_with_sets.redis", Resp3;
+    zsets_blocking => "zsets_blocking.redis", Resp2;
+    zsets_blocking_resp3 => "zsets_blocking.redis", Resp3;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.

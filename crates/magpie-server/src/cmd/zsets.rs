@@ -3,10 +3,10 @@
 //! one for the ZREMRANGEBY* commands, one pop for ZPOPMIN/ZPOPMAX/ZMPOP (and the blocking
 //! forms: see [`pop_first`]), and one for the set operations (`setops`).
 //!
-//! Every command that adds members signals the key while its shard is locked, and every
-//! command that takes members locks its keys through [`lock_to_take`] (or
-//! [`lock_all_to_take`]), letting clients blocked on them be served first (see
-//! [`crate::blocking`]).
+//! BZPOPMIN, BZPOPMAX and BZMPOP wait as the blocking list commands do (see
+//! [`crate::blocking`]): every command that adds members signals the key while its shard is
+//! locked, and every command that takes members locks its keys through [`lock_to_take`] (or
+//! [`lock_all_to_take`]), letting clients blocked on them be served first.
 
 mod parse;
 mod setops;
@@ -19,6 +19,8 @@ use magpie_store::{MultiWrite, Shard, Slot, Value, ZSet, glob_match};
 
 use super::keys::parse_cursor;
 use super::{KEY1, NONE, READONLY, RF, TWO, W, WD, WDF, WF, lock_to_take};
+use crate::blocking;
+use crate::command::flags::{BLOCKING, NOSCRIPT};
 use crate::command::{Command, Ctx};
 use crate::error::{self, CmdResult, Error, int_arg, is, wrongtype};
 use crate::notify;
@@ -58,7 +60,15 @@ pub static COMMANDS: &[Command] = &[
     Command::new("zpopmin", -2, WF, KEY1, GROUP, "5.0.0", "Remove and return members with the lowest scores in a sorted set", "key [count:integer]", zpopmin),
     Command::new("zpopmax", -2, WF, KEY1, GROUP, "5.0.0", "Remove and return members with the highest scores in a sorted set", "key [count:integer]", zpopmax),
     Command::new("zmpop", -4, W, NONE, GROUP, "7.0.0", "Remove and return members with scores in a sorted set",
-        "numkeys:integer key [key ...] MIN|MAX [COUNT count:integer]", zmpop),
+        "numkeys:integer key [key ...] MIN|MAX [COUNT count:integer]", zmpop).numkeys_at(1),
+    Command::new("bzpopmin", -3, WF | NOSCRIPT | BLOCKING, (1, -2, 1), GROUP, "5.0.0",
+        "Remove and return the member with the lowest score from one or more sorted sets, or block until one is available",
+        "key [key ...] timeout:double", bzpopmin),
+    Command::new("bzpopmax", -3, WF | NOSCRIPT | BLOCKING, (1, -2, 1), GROUP, "5.0.0",
+        "Remove and return the member with the highest score from one or more sorted sets, or block until one is available",
+        "key [key ...] timeout:double", bzpopmax),
+    Command::new("bzmpop", -5, W | BLOCKING, NONE, GROUP, "7.0.0", "Remove and return members with scores in a sorted set or block until one is available",
+        "timeout:double numkeys:integer key [key ...] MIN|MAX [COUNT count:integer]", bzmpop).numkeys_at(2),
     Command::new("zrandmember", -2, READONLY, KEY1, GROUP, "6.2.0", "Get one or multiple random elements from a sorted set",
         "key [count:integer [WITHSCORES]]", zrandmember),
     Command::new("zremrangebyrank", 4, W, KEY1, GROUP, "2.0.0", "Remove all members in a sorted set within the given indexes",
@@ -727,7 +737,6 @@ pub(crate) enum PopReply {
     /// ZPOPMIN key count: a list of (member, score) pairs (flat in RESP2).
     Pairs,
     /// BZPOPMIN, BZPOPMAX: `[key, member, score]`.
-    #[allow(dead_code)] // for BZPOPMIN and BZPOPMAX, which come with the blocking commands
     KeyFlat,
     /// ZMPOP, BZMPOP: `[key, [[member, score], ...]]`.
     KeyNested,
@@ -879,6 +888,36 @@ pub fn zmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out.null_array();
     }
     Ok(())
+}
+
+/// BZPOPMIN/BZPOPMAX key [key ...] timeout: `[key, member, score]` from the first key that
+/// exists, else wait on all of them (a null array when the timeout passes).
+fn bzpop_generic(ctx: &mut Ctx<'_>, args: Args<'_>, max: bool) -> CmdResult {
+    let timeout = blocking::timeout_arg(args.get(args.len() - 1))?;
+    let keys = Args::new(args.buf(), &args.spans()[1..args.len() - 1]);
+    if pop_first(ctx, keys, max, None, PopReply::KeyFlat)? {
+        return Ok(());
+    }
+    ctx.block(keys.iter(), timeout, Reply::null_array)
+}
+
+pub fn bzpopmin(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    bzpop_generic(ctx, args, false)
+}
+
+pub fn bzpopmax(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    bzpop_generic(ctx, args, true)
+}
+
+/// BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]: ZMPOP, or wait. The timeout is
+/// read after the other arguments, as Redis does.
+pub fn bzmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let (keys, max, count) = parse_mpop(args, 2)?;
+    let timeout = blocking::timeout_arg(args.get(1))?;
+    if pop_first(ctx, keys, max, Some(count), PopReply::KeyNested)? {
+        return Ok(());
+    }
+    ctx.block(keys.iter(), timeout, Reply::null_array)
 }
 
 /// The arguments of ZMPOP and BZMPOP from `numkeys` on (argument `at`): the keys, whether to
@@ -1046,4 +1085,41 @@ pub fn zintercard(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 pub fn zdiff(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     setops::run(ctx, args, "zdiff", None, Op::Diff, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::blocking::Mode;
+    use crate::cmd::test_support::run;
+    use crate::config::{Config, Options};
+    use crate::server::Shared;
+
+    #[test]
+    fn blocking_pops_that_may_not_block_reply_as_timed_out() {
+        let shared = std::sync::Arc::new(Shared::new(Config::load(Options::default()).expect("default config")));
+        let addr = "127.0.0.1:1".parse().expect("addr");
+        let mut client = shared.clients.connect(addr, addr);
+        // As inside MULTI: Redis answers a null array.
+        for (line, reply) in [
+            ("BZPOPMIN z 0", "*-1\r\n"),
+            ("BZPOPMAX z other 5", "*-1\r\n"),
+            ("BZMPOP 0 1 z MIN", "*-1\r\n"),
+            ("BZMPOP 0 2 z other MAX COUNT 3", "*-1\r\n"),
+            ("BZPOPMIN z -1", "-ERR timeout is negative\r\n"),
+        ] {
+            assert_eq!(run(&shared, &mut client, Mode::NoBlock, line), (reply.to_string(), false), "{line}");
+        }
+        assert_eq!(shared.blocking.blocked(), 0);
+        // With members they serve as usual.
+        run(&shared, &mut client, Mode::NoBlock, "ZADD z 1 a 2 b 3 c");
+        let served = run(&shared, &mut client, Mode::NoBlock, "BZPOPMAX z 0");
+        assert_eq!(served, ("*3\r\n$1\r\nz\r\n$1\r\nc\r\n$1\r\n3\r\n".to_string(), false));
+        let served = run(&shared, &mut client, Mode::NoBlock, "BZMPOP 0 1 z MIN COUNT 5");
+        let both = "*2\r\n$1\r\nz\r\n*2\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n*2\r\n$1\r\nb\r\n$1\r\n2\r\n";
+        assert_eq!(served, (both.to_string(), false));
+        // Run again for a waiting client (Retry): nothing to serve means no reply and a wait.
+        assert_eq!(run(&shared, &mut client, Mode::Retry, "BZPOPMIN z 0"), (String::new(), true));
+        // A plain call asks the connection to wait.
+        assert_eq!(run(&shared, &mut client, Mode::MayBlock, "BZMPOP 0 1 z MAX"), (String::new(), true));
+    }
 }
