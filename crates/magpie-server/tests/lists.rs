@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{Raw, Server, blocked, reply, send, wait_blocked};
+use common::{Raw, Server, Takers, blocked, reply, send, wait_blocked};
 
 /// `[key, element]` as RESP2.
 fn pair(key: &str, element: &str) -> String {
@@ -404,26 +404,8 @@ fn big_lists_cross_chunks_and_keep_their_order() {
 #[test]
 fn a_concurrent_pop_never_takes_what_was_pushed_for_a_waiting_client() {
     let server = Server::magpie();
-    let port = server.port;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stealers: Vec<_> = ["LPOP q", "RPOP q 5", "LMOVE q elsewhere LEFT LEFT", "LMPOP 1 q LEFT"]
-        .into_iter()
-        .map(|line| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut c = Raw::connect(port);
-                let mut stolen = Vec::new();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    send(&mut c, line);
-                    let r = reply(&mut c);
-                    if r != "$-1\r\n" && r != "*-1\r\n" {
-                        stolen.push(r);
-                    }
-                }
-                stolen
-            })
-        })
-        .collect();
+    let takers = ["LPOP q", "RPOP q 5", "LMOVE q elsewhere LEFT LEFT", "LMPOP 1 q LEFT"];
+    let stealers = Takers::start(server.port, &takers, &["$-1\r\n", "*-1\r\n"]);
     let mut admin = server.raw();
     let mut waiter = server.raw();
     for i in 0..200 {
@@ -433,11 +415,8 @@ fn a_concurrent_pop_never_takes_what_was_pushed_for_a_waiting_client() {
         admin.cmd(&[b"RPUSH", b"q", element.as_bytes()]);
         assert_eq!(reply(&mut waiter), pair("q", &element));
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for s in stealers {
-        let stolen = s.join().expect("stealer");
-        assert!(stolen.is_empty(), "taken from under a waiting client: {stolen:?}");
-    }
+    let stolen = stealers.stop();
+    assert!(stolen.is_empty(), "taken from under a waiting client: {stolen:?}");
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {

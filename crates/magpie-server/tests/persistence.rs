@@ -494,6 +494,26 @@ fn lines(c: &mut Raw, lines: &[&str]) {
     }
 }
 
+/// Encodes each line (split on spaces) as a command, for one pipelined write: the bytes, and
+/// how many commands they hold.
+fn pipeline(lines: impl IntoIterator<Item = String>) -> (Vec<u8>, usize) {
+    let (mut bytes, mut n) = (Vec::new(), 0);
+    for line in lines {
+        let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+        bytes.extend_from_slice(&Raw::encode(&args));
+        n += 1;
+    }
+    (bytes, n)
+}
+
+/// Reads `n` replies, checking none is an error.
+fn replies_ok(c: &mut Raw, n: usize) {
+    for _ in 0..n {
+        let r = reply(c);
+        assert!(!r.starts_with('-'), "{r}");
+    }
+}
+
 /// Strings, integers, lists, hashes, sets and sorted sets in their small and big encodings,
 /// binary and empty elements, awkward scores, expiry times, in several databases.
 fn write_every_type(c: &mut Raw) {
@@ -760,28 +780,20 @@ fn every_type_survives_a_rewrite_more_writes_and_a_crash() {
     // Enough keys that the rewrite's walk takes a while: the changes below land on keys it
     // has written and on keys it has not reached yet.
     const PRELOAD: usize = 10_000;
-    let mut batch = Vec::new();
-    for i in 0..PRELOAD {
-        for line in [
+    let (batch, sent) = pipeline((0..PRELOAD).flat_map(|i| {
+        [
             format!("RPUSH pre:l:{i} a b c"),
             format!("HSET pre:h:{i} f0 a f1 b"),
             format!("ZADD pre:z:{i} 0 m0 1 m1 2 m2"),
             format!("SADD pre:s:{i} a b {i}"),
-        ] {
-            let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
-            batch.extend_from_slice(&Raw::encode(&args));
-        }
-    }
+        ]
+    }));
     c.send(&batch);
-    for _ in 0..4 * PRELOAD {
-        assert!(!reply(&mut c).starts_with('-'));
-    }
+    replies_ok(&mut c, sent);
     // Writes while the rewrite runs (sent with it, so that they start while it walks the
     // keys), and after it.
-    let mut batch = [Raw::encode(&[b"BGREWRITEAOF"]), Raw::encode(&[b"INFO", b"persistence"])].concat();
-    let mut sent = 0;
-    for i in (0..PRELOAD).rev().step_by(3) {
-        for line in [
+    let (changes, sent) = pipeline((0..PRELOAD).rev().step_by(3).flat_map(|i| {
+        [
             format!("RPUSH pre:l:{i} d"),
             format!("LPOP pre:l:{}", i / 2),
             format!("HDEL pre:h:{i} f0"),
@@ -789,18 +801,12 @@ fn every_type_survives_a_rewrite_more_writes_and_a_crash() {
             format!("ZPOPMAX pre:z:{}", i / 2),
             format!("SPOP pre:s:{i}"),
             format!("DEL pre:s:{}", i / 3),
-        ] {
-            let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
-            batch.extend_from_slice(&Raw::encode(&args));
-            sent += 1;
-        }
-    }
-    c.send(&batch);
+        ]
+    }));
+    c.send(&[Raw::encode(&[b"BGREWRITEAOF"]), Raw::encode(&[b"INFO", b"persistence"]), changes].concat());
     assert!(reply(&mut c).starts_with('+'));
     assert!(reply(&mut c).contains("aof_rewrite_in_progress:1"), "the rewrite was over before the writes");
-    for _ in 0..sent {
-        assert!(!reply(&mut c).starts_with('-'));
-    }
+    replies_ok(&mut c, sent);
     write_nondeterministic(&s, &mut c);
     wait_rewrite(&s);
     lines(&mut c, &["SELECT 5", "ZADD zsmall 42 after", "RPUSH lbig tail", "SPOP sbig 5", "DEL hlong", "SELECT 0"]);

@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Raw, Server, blocked, reply, send, wait_blocked};
+use common::{Raw, Server, Takers, blocked, reply, send, wait_blocked};
 
 fn bulk(s: &str) -> String {
     format!("${}\r\n{s}\r\n", s.len())
@@ -271,8 +269,6 @@ fn a_client_that_disconnects_while_blocked_leaves_nothing_behind() {
 #[test]
 fn a_concurrent_pop_never_takes_what_was_added_for_a_waiting_client() {
     let server = Server::magpie();
-    let port = server.port;
-    let stop = Arc::new(AtomicBool::new(false));
     let takers = [
         "ZPOPMIN q",
         "ZPOPMAX q 5",
@@ -280,25 +276,10 @@ fn a_concurrent_pop_never_takes_what_was_added_for_a_waiting_client() {
         "ZREMRANGEBYRANK q 0 -1",
         "ZREMRANGEBYSCORE q -inf +inf",
         "ZREMRANGEBYLEX q - +",
+        // Every member the loop below adds.
+        String::leak((0..150).fold(String::from("ZREM q"), |line, i| format!("{line} v{i}"))),
     ];
-    let stealers: Vec<_> = takers
-        .into_iter()
-        .map(|line| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut c = Raw::connect(port);
-                let mut stolen = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    send(&mut c, line);
-                    let r = reply(&mut c);
-                    if !matches!(r.as_str(), "*0\r\n" | "*-1\r\n" | ":0\r\n") {
-                        stolen.push(r);
-                    }
-                }
-                stolen
-            })
-        })
-        .collect();
+    let stealers = Takers::start(server.port, &takers, &["*0\r\n", "*-1\r\n", ":0\r\n"]);
     let mut admin = server.raw();
     let mut waiter = server.raw();
     for i in 0..150 {
@@ -314,11 +295,8 @@ fn a_concurrent_pop_never_takes_what_was_added_for_a_waiting_client() {
             if i % 3 == 2 { nested("q", &[(&member, &i.to_string())]) } else { triple("q", &member, &i.to_string()) };
         assert_eq!(reply(&mut waiter), want);
     }
-    stop.store(true, Ordering::Relaxed);
-    for s in stealers {
-        let stolen = s.join().expect("stealer");
-        assert!(stolen.is_empty(), "taken from under a waiting client: {stolen:?}");
-    }
+    let stolen = stealers.stop();
+    assert!(stolen.is_empty(), "taken from under a waiting client: {stolen:?}");
 }
 
 #[test]

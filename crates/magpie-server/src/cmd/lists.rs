@@ -760,36 +760,33 @@ pub fn blmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use crate::blocking::Mode;
-    use crate::cmd::test_support::run;
-    use crate::config::{Config, Options};
-    use crate::server::Shared;
+    use crate::cmd::test_support::Session;
 
     #[test]
     fn blocking_commands_that_may_not_block_reply_as_timed_out() {
-        let shared = std::sync::Arc::new(Shared::new(Config::load(Options::default()).expect("default config")));
-        let addr = "127.0.0.1:1".parse().expect("addr");
-        let mut client = shared.clients.connect(addr, addr);
+        let mut s = Session::new();
         // As inside MULTI: Redis answers a null array, or a null for the moves.
-        for (line, reply) in [
-            ("BLPOP q 0", "*-1\r\n"),
-            ("BRPOP q other 5", "*-1\r\n"),
-            ("BLMPOP 0 1 q LEFT", "*-1\r\n"),
-            ("BLMOVE q d LEFT LEFT 0", "$-1\r\n"),
-            ("BRPOPLPUSH q d 0", "$-1\r\n"),
-            ("BLPOP q -1", "-ERR timeout is negative\r\n"),
-        ] {
-            assert_eq!(run(&shared, &mut client, Mode::NoBlock, line), (reply.to_string(), false), "{line}");
-        }
-        assert_eq!(shared.blocking.blocked(), 0);
+        s.expect(
+            Mode::NoBlock,
+            &[
+                ("BLPOP q 0", "*-1\r\n"),
+                ("BRPOP q other 5", "*-1\r\n"),
+                ("BLMPOP 0 1 q LEFT", "*-1\r\n"),
+                ("BLMOVE q d LEFT LEFT 0", "$-1\r\n"),
+                ("BRPOPLPUSH q d 0", "$-1\r\n"),
+                ("BLPOP q -1", "-ERR timeout is negative\r\n"),
+            ],
+        );
+        assert_eq!(s.shared.blocking.blocked(), 0);
         // With data they serve as usual.
-        run(&shared, &mut client, Mode::NoBlock, "RPUSH q a b c");
-        let served = run(&shared, &mut client, Mode::NoBlock, "BLPOP q 0");
+        s.run(Mode::NoBlock, "RPUSH q a b c");
+        let served = s.run(Mode::NoBlock, "BLPOP q 0");
         assert_eq!(served, ("*2\r\n$1\r\nq\r\n$1\r\na\r\n".to_string(), false));
-        let moved = run(&shared, &mut client, Mode::NoBlock, "BLMOVE q d RIGHT LEFT 0");
+        let moved = s.run(Mode::NoBlock, "BLMOVE q d RIGHT LEFT 0");
         assert_eq!(moved, ("$1\r\nc\r\n".to_string(), false));
         // Run again for a waiting client (Retry): nothing to serve means no reply and a wait.
-        assert_eq!(run(&shared, &mut client, Mode::Retry, "BLPOP empty 0"), (String::new(), true));
+        assert_eq!(s.run(Mode::Retry, "BLPOP empty 0"), (String::new(), true));
         // A plain call asks the connection to wait.
-        assert_eq!(run(&shared, &mut client, Mode::MayBlock, "BLPOP empty 0"), (String::new(), true));
+        assert_eq!(s.run(Mode::MayBlock, "BLPOP empty 0"), (String::new(), true));
     }
 }

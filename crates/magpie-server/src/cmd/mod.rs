@@ -177,33 +177,56 @@ pub(crate) mod test_support {
     use crate::blocking::{Mode, Wait};
     use crate::client::Client;
     use crate::command::{Ctx, Effects, dispatch};
+    use crate::config::{Config, Options};
     use crate::server::Shared;
     use crate::stats;
 
-    /// Runs `line` (split on spaces) as `client` in `mode`: the reply, and whether the
-    /// command asked to wait.
-    pub fn run(shared: &Arc<Shared>, client: &mut Client, mode: Mode, line: &str) -> (String, bool) {
-        let mut buf = Vec::new();
-        let mut spans = Vec::new();
-        for word in line.split(' ') {
-            spans.push((buf.len(), buf.len() + word.len()));
-            buf.extend_from_slice(word.as_bytes());
+    /// A server's state (default configuration, no listener) and one client of it.
+    pub struct Session {
+        pub shared: Arc<Shared>,
+        client: Client,
+    }
+
+    impl Session {
+        pub fn new() -> Session {
+            let shared = Arc::new(Shared::new(Config::load(Options::default()).expect("default config")));
+            let addr = "127.0.0.1:1".parse().expect("addr");
+            let client = shared.clients.connect(addr, addr);
+            Session { shared, client }
         }
-        let mut out = Reply::new(Resp::V2);
-        let mut effects = Effects::default();
-        let mut wait = Wait { mode, ..Wait::default() };
-        let mut timer = stats::Timer::start();
-        let mut ctx = Ctx {
-            shared,
-            client,
-            out: &mut out,
-            now: magpie_store::now_ms(),
-            stats: stats::local(),
-            timer: &mut timer,
-            effects: &mut effects,
-            wait: &mut wait,
-        };
-        dispatch(&mut ctx, Args::new(&buf, &spans));
-        (String::from_utf8_lossy(out.as_bytes()).into_owned(), wait.requested)
+
+        /// Runs `line` (split on spaces) in `mode`: the reply (RESP2), and whether the
+        /// command asked to wait.
+        pub fn run(&mut self, mode: Mode, line: &str) -> (String, bool) {
+            let mut buf = Vec::new();
+            let mut spans = Vec::new();
+            for word in line.split(' ') {
+                spans.push((buf.len(), buf.len() + word.len()));
+                buf.extend_from_slice(word.as_bytes());
+            }
+            let mut out = Reply::new(Resp::V2);
+            let mut effects = Effects::default();
+            let mut wait = Wait { mode, ..Wait::default() };
+            let mut timer = stats::Timer::start();
+            let mut ctx = Ctx {
+                shared: &self.shared,
+                client: &mut self.client,
+                out: &mut out,
+                now: magpie_store::now_ms(),
+                stats: stats::local(),
+                timer: &mut timer,
+                effects: &mut effects,
+                wait: &mut wait,
+            };
+            dispatch(&mut ctx, Args::new(&buf, &spans));
+            (String::from_utf8_lossy(out.as_bytes()).into_owned(), wait.requested)
+        }
+
+        /// Runs each line in `mode`, checking its reply and that it did not ask to wait.
+        pub fn expect(&mut self, mode: Mode, cases: &[(&str, &str)]) {
+            for (line, reply) in cases {
+                assert_eq!(self.run(mode, line), (reply.to_string(), false), "{line}");
+            }
+        }
     }
 }

@@ -1090,36 +1090,33 @@ pub fn zdiff(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use crate::blocking::Mode;
-    use crate::cmd::test_support::run;
-    use crate::config::{Config, Options};
-    use crate::server::Shared;
+    use crate::cmd::test_support::Session;
 
     #[test]
     fn blocking_pops_that_may_not_block_reply_as_timed_out() {
-        let shared = std::sync::Arc::new(Shared::new(Config::load(Options::default()).expect("default config")));
-        let addr = "127.0.0.1:1".parse().expect("addr");
-        let mut client = shared.clients.connect(addr, addr);
+        let mut s = Session::new();
         // As inside MULTI: Redis answers a null array.
-        for (line, reply) in [
-            ("BZPOPMIN z 0", "*-1\r\n"),
-            ("BZPOPMAX z other 5", "*-1\r\n"),
-            ("BZMPOP 0 1 z MIN", "*-1\r\n"),
-            ("BZMPOP 0 2 z other MAX COUNT 3", "*-1\r\n"),
-            ("BZPOPMIN z -1", "-ERR timeout is negative\r\n"),
-        ] {
-            assert_eq!(run(&shared, &mut client, Mode::NoBlock, line), (reply.to_string(), false), "{line}");
-        }
-        assert_eq!(shared.blocking.blocked(), 0);
+        s.expect(
+            Mode::NoBlock,
+            &[
+                ("BZPOPMIN z 0", "*-1\r\n"),
+                ("BZPOPMAX z other 5", "*-1\r\n"),
+                ("BZMPOP 0 1 z MIN", "*-1\r\n"),
+                ("BZMPOP 0 2 z other MAX COUNT 3", "*-1\r\n"),
+                ("BZPOPMIN z -1", "-ERR timeout is negative\r\n"),
+            ],
+        );
+        assert_eq!(s.shared.blocking.blocked(), 0);
         // With members they serve as usual.
-        run(&shared, &mut client, Mode::NoBlock, "ZADD z 1 a 2 b 3 c");
-        let served = run(&shared, &mut client, Mode::NoBlock, "BZPOPMAX z 0");
+        s.run(Mode::NoBlock, "ZADD z 1 a 2 b 3 c");
+        let served = s.run(Mode::NoBlock, "BZPOPMAX z 0");
         assert_eq!(served, ("*3\r\n$1\r\nz\r\n$1\r\nc\r\n$1\r\n3\r\n".to_string(), false));
-        let served = run(&shared, &mut client, Mode::NoBlock, "BZMPOP 0 1 z MIN COUNT 5");
+        let served = s.run(Mode::NoBlock, "BZMPOP 0 1 z MIN COUNT 5");
         let both = "*2\r\n$1\r\nz\r\n*2\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n*2\r\n$1\r\nb\r\n$1\r\n2\r\n";
         assert_eq!(served, (both.to_string(), false));
         // Run again for a waiting client (Retry): nothing to serve means no reply and a wait.
-        assert_eq!(run(&shared, &mut client, Mode::Retry, "BZPOPMIN z 0"), (String::new(), true));
+        assert_eq!(s.run(Mode::Retry, "BZPOPMIN z 0"), (String::new(), true));
         // A plain call asks the connection to wait.
-        assert_eq!(run(&shared, &mut client, Mode::MayBlock, "BZMPOP 0 1 z MAX"), (String::new(), true));
+        assert_eq!(s.run(Mode::MayBlock, "BZMPOP 0 1 z MAX"), (String::new(), true));
     }
 }

@@ -403,3 +403,42 @@ pub fn wait_blocked(c: &mut Raw, n: u64) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Connections that each send one command in a loop, as fast as the server answers, until
+/// stopped: they try to take what is pushed for blocked clients.
+pub struct Takers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Takers {
+    /// One connection per line of `lines`; a reply that is not one of `empty` counts as taken.
+    pub fn start(port: u16, lines: &[&'static str], empty: &'static [&'static str]) -> Takers {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = lines
+            .iter()
+            .map(|&line| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut c = Raw::connect(port);
+                    let mut taken = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        send(&mut c, line);
+                        let r = reply(&mut c);
+                        if !empty.contains(&r.as_str()) {
+                            taken.push(r);
+                        }
+                    }
+                    taken
+                })
+            })
+            .collect();
+        Takers { stop, threads }
+    }
+
+    /// Stops them, and returns every reply that took something.
+    pub fn stop(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.threads.into_iter().flat_map(|t| t.join().expect("taker thread")).collect()
+    }
+}
