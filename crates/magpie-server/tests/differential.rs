@@ -113,6 +113,8 @@ diff_tests! {
     zsets_with_sets_resp3 => "zsets_with_sets.redis", Resp3;
     transactions => "transactions.redis", Resp2;
     transactions_resp3 => "transactions.redis", Resp3;
+    zsets_blocking => "zsets_blocking.redis", Resp2;
+    zsets_blocking_resp3 => "zsets_blocking.redis", Resp3;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.

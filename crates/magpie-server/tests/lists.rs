@@ -8,39 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{Raw, Server};
-
-/// INFO's `blocked_clients`.
-fn blocked(c: &mut Raw) -> u64 {
-    let info = String::from_utf8(c.cmd(&[b"INFO", b"clients"])).expect("utf8");
-    info.lines()
-        .find_map(|l| l.strip_prefix("blocked_clients:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("blocked_clients in INFO")
-}
-
-/// Waits until `blocked_clients` is `n`.
-fn wait_blocked(c: &mut Raw, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = blocked(c);
-        if now == n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "blocked_clients stayed {now}, expected {n}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Sends a command without reading its reply.
-fn send(c: &mut Raw, line: &str) {
-    let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
-    c.send(&Raw::encode(&args));
-}
-
-fn reply(c: &mut Raw) -> String {
-    String::from_utf8_lossy(&c.read_reply()).into_owned()
-}
+use common::{Raw, Server, Takers, blocked, reply, send, wait_blocked};
 
 /// `[key, element]` as RESP2.
 fn pair(key: &str, element: &str) -> String {
@@ -436,26 +404,8 @@ fn big_lists_cross_chunks_and_keep_their_order() {
 #[test]
 fn a_concurrent_pop_never_takes_what_was_pushed_for_a_waiting_client() {
     let server = Server::magpie();
-    let port = server.port;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stealers: Vec<_> = ["LPOP q", "RPOP q 5", "LMOVE q elsewhere LEFT LEFT", "LMPOP 1 q LEFT"]
-        .into_iter()
-        .map(|line| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut c = Raw::connect(port);
-                let mut stolen = Vec::new();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    send(&mut c, line);
-                    let r = reply(&mut c);
-                    if r != "$-1\r\n" && r != "*-1\r\n" {
-                        stolen.push(r);
-                    }
-                }
-                stolen
-            })
-        })
-        .collect();
+    let takers = ["LPOP q", "RPOP q 5", "LMOVE q elsewhere LEFT LEFT", "LMPOP 1 q LEFT"];
+    let stealers = Takers::start(server.port, &takers, &["$-1\r\n", "*-1\r\n"]);
     let mut admin = server.raw();
     let mut waiter = server.raw();
     for i in 0..200 {
@@ -465,11 +415,8 @@ fn a_concurrent_pop_never_takes_what_was_pushed_for_a_waiting_client() {
         admin.cmd(&[b"RPUSH", b"q", element.as_bytes()]);
         assert_eq!(reply(&mut waiter), pair("q", &element));
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for s in stealers {
-        let stolen = s.join().expect("stealer");
-        assert!(stolen.is_empty(), "taken from under a waiting client: {stolen:?}");
-    }
+    let stolen = stealers.stop();
+    assert!(stolen.is_empty(), "taken from under a waiting client: {stolen:?}");
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {

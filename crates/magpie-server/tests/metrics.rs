@@ -156,6 +156,11 @@ fn value_bytes_are_exact_for_sorted_sets() {
     assert_eq!(bytes(&mut c), 4 * (6 + 2 * 8));
     run(&mut c, &["ZDIFFSTORE u 2 z u", "DEL u2", "ZMPOP 2 nokey r MAX COUNT 5"]);
     assert_eq!(bytes(&mut c), 6 + 2 * 8);
+    // Blocking pops served at once.
+    run(&mut c, &["ZADD bz 1 abc 2 de", "BZPOPMIN bz 0"]);
+    assert_eq!(bytes(&mut c), 6 + 2 * 8 + 2 + 8);
+    run(&mut c, &["BZMPOP 0 1 bz MAX COUNT 3"]);
+    assert_eq!(bytes(&mut c), 6 + 2 * 8);
     // Expiry and FLUSHALL.
     run(&mut c, &["ZADD t 1 xyz", "PEXPIRE t 20"]);
     assert_eq!(bytes(&mut c), 6 + 2 * 8 + 11);
@@ -413,6 +418,13 @@ fn counters_agree_with_redis() {
         "ZINCRBY z 1 m",
         "ZADD z x m",
         "ZMPOP 2 nz z MIN",
+        "ZADD zb 1 a 2 b 3 c 4 d",
+        "BZPOPMIN nz zb 0",
+        "BZPOPMAX nz 0.01",
+        "BZPOPMAX zb nz 0",
+        "BZMPOP 0.01 2 nz zb MAX COUNT 5",
+        "BZMPOP 0.01 1 nz MIN",
+        "BZPOPMIN a 0",
         "ZRANDMEMBER nz",
         "ZSCAN zd 0",
         "DEL zd zd2 z",

@@ -187,8 +187,9 @@ fn rename_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
     let entry = locked.shard(db, src).remove(src, ctx.now).ok_or_else(|| Error::from(error::NO_SUCH_KEY))?;
     let expire = entry.expire_at();
     locked.shard(db, dst).insert(dst, entry.value, expire, ctx.now);
-    drop(locked);
+    // Under the lock, as every command that adds elements does (see `cmd::lock_to_take`).
     ctx.signal(dst);
+    drop(locked);
     if nx {
         ctx.out.int(1)
     } else {
@@ -243,9 +244,10 @@ pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     }
     let expire = entry.expire_at();
     target.insert(dst, entry.value, expire, ctx.now);
-    drop(locked);
-    // A list or sorted set arriving under a name may be what clients blocked on it wait for.
+    // A list or sorted set arriving under a name may be what clients blocked on it wait for;
+    // signalled under the lock, as every command that adds elements does.
     ctx.shared.blocking.signal(dst_db, dst);
+    drop(locked);
     ctx.out.int(1);
     Ok(())
 }

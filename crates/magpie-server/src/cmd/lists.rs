@@ -3,9 +3,9 @@
 //! [`Ctx::block`] (see [`crate::blocking`]).
 
 use magpie_protocol::{Args, Reply};
-use magpie_store::{List, LiveSlot, Shard, Slot, Value};
-use parking_lot::RwLockWriteGuard;
+use magpie_store::{List, LiveSlot, Slot, Value};
 
+use super::lock_to_take;
 use crate::blocking::{self, Timeout};
 use crate::command::flags::{BLOCKING, DENYOOM, FAST, NOSCRIPT, READONLY, WRITE};
 use crate::command::{Command, Ctx};
@@ -124,19 +124,6 @@ fn list_mut<'s>(live: &'s mut LiveSlot<'_>) -> Result<&'s mut List, Error> {
     match live.value_mut() {
         Value::List(l) => Ok(l),
         _ => Err(wrongtype()),
-    }
-}
-
-/// Write-locks the shard of `key` to take elements from it, after clients blocked on it have
-/// been served what was pushed for them (see [`Ctx::waiters_first`]).
-fn lock_to_take<'a>(ctx: &Ctx<'a>, key: &[u8]) -> RwLockWriteGuard<'a, Shard> {
-    loop {
-        let shard = ctx.db().write(key);
-        if !ctx.waiters_first(key) {
-            return shard;
-        }
-        drop(shard);
-        ctx.serve_waiters();
     }
 }
 
@@ -772,73 +759,34 @@ pub fn blmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 #[cfg(test)]
 mod tests {
-    use magpie_protocol::{Args, Reply, Resp};
-
-    use crate::blocking::{Mode, Wait};
-    use crate::command::{Ctx, Effects, dispatch};
-    use crate::config::{Config, Options};
-    use crate::server::Shared;
-    use crate::stats;
-
-    /// Runs `line` (split on spaces) as `client` in `mode`: the reply, and whether the
-    /// command asked to wait.
-    fn run(
-        shared: &std::sync::Arc<Shared>,
-        client: &mut crate::client::Client,
-        mode: Mode,
-        line: &str,
-    ) -> (String, bool) {
-        let mut buf = Vec::new();
-        let mut spans = Vec::new();
-        for word in line.split(' ') {
-            spans.push((buf.len(), buf.len() + word.len()));
-            buf.extend_from_slice(word.as_bytes());
-        }
-        let mut out = Reply::new(Resp::V2);
-        let mut effects = Effects::default();
-        let mut wait = Wait { mode, ..Wait::default() };
-        let mut timer = stats::Timer::start();
-        let mut ctx = Ctx {
-            shared,
-            ks: &shared.keyspace,
-            client,
-            out: &mut out,
-            now: magpie_store::now_ms(),
-            stats: stats::local(),
-            timer: &mut timer,
-            effects: &mut effects,
-            wait: &mut wait,
-        };
-        dispatch(&mut ctx, Args::new(&buf, &spans));
-        (String::from_utf8_lossy(out.as_bytes()).into_owned(), wait.requested)
-    }
+    use crate::blocking::Mode;
+    use crate::cmd::test_support::Session;
 
     #[test]
     fn blocking_commands_that_may_not_block_reply_as_timed_out() {
-        let shared = std::sync::Arc::new(Shared::new(Config::load(Options::default()).expect("default config")));
-        let addr = "127.0.0.1:1".parse().expect("addr");
-        let mut client = shared.clients.connect(addr, addr);
+        let mut s = Session::new();
         // As inside MULTI: Redis answers a null array, or a null for the moves.
-        for (line, reply) in [
-            ("BLPOP q 0", "*-1\r\n"),
-            ("BRPOP q other 5", "*-1\r\n"),
-            ("BLMPOP 0 1 q LEFT", "*-1\r\n"),
-            ("BLMOVE q d LEFT LEFT 0", "$-1\r\n"),
-            ("BRPOPLPUSH q d 0", "$-1\r\n"),
-            ("BLPOP q -1", "-ERR timeout is negative\r\n"),
-        ] {
-            assert_eq!(run(&shared, &mut client, Mode::NoBlock, line), (reply.to_string(), false), "{line}");
-        }
-        assert_eq!(shared.blocking.blocked(), 0);
+        s.expect(
+            Mode::NoBlock,
+            &[
+                ("BLPOP q 0", "*-1\r\n"),
+                ("BRPOP q other 5", "*-1\r\n"),
+                ("BLMPOP 0 1 q LEFT", "*-1\r\n"),
+                ("BLMOVE q d LEFT LEFT 0", "$-1\r\n"),
+                ("BRPOPLPUSH q d 0", "$-1\r\n"),
+                ("BLPOP q -1", "-ERR timeout is negative\r\n"),
+            ],
+        );
+        assert_eq!(s.shared.blocking.blocked(), 0);
         // With data they serve as usual.
-        run(&shared, &mut client, Mode::NoBlock, "RPUSH q a b c");
-        let served = run(&shared, &mut client, Mode::NoBlock, "BLPOP q 0");
+        s.run(Mode::NoBlock, "RPUSH q a b c");
+        let served = s.run(Mode::NoBlock, "BLPOP q 0");
         assert_eq!(served, ("*2\r\n$1\r\nq\r\n$1\r\na\r\n".to_string(), false));
-        let moved = run(&shared, &mut client, Mode::NoBlock, "BLMOVE q d RIGHT LEFT 0");
+        let moved = s.run(Mode::NoBlock, "BLMOVE q d RIGHT LEFT 0");
         assert_eq!(moved, ("$1\r\nc\r\n".to_string(), false));
         // Run again for a waiting client (Retry): nothing to serve means no reply and a wait.
-        assert_eq!(run(&shared, &mut client, Mode::Retry, "BLPOP empty 0"), (String::new(), true));
+        assert_eq!(s.run(Mode::Retry, "BLPOP empty 0"), (String::new(), true));
         // A plain call asks the connection to wait.
-        assert_eq!(run(&shared, &mut client, Mode::MayBlock, "BLPOP empty 0"), (String::new(), true));
+        assert_eq!(s.run(Mode::MayBlock, "BLPOP empty 0"), (String::new(), true));
     }
 }

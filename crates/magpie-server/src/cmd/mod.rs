@@ -12,12 +12,15 @@ mod zsets;
 
 use std::sync::LazyLock;
 
+use magpie_store::Shard;
+use parking_lot::RwLockWriteGuard;
+
 pub use connection::REDIS_VERSION;
 
 use crate::command::flags::{
     ADMIN, DENYOOM, FAST, LOADING, NO_ASYNC_LOADING, NO_AUTH, NO_MULTI, NOSCRIPT, READONLY, STALE, WRITE,
 };
-use crate::command::{self, Command};
+use crate::command::{self, Command, Ctx};
 use crate::txn;
 
 const NONE: (i32, i32, i32) = (0, 0, 0);
@@ -164,3 +167,82 @@ static CORE: &[Command] = &[
             Command::new("command|list", -2, LOADING | STALE, NONE, "server", "7.0.0", "Returns a list of command names.", "", command::command_list),
         ]),
 ];
+
+/// Write-locks the shard of `key` to take elements from it (a pop, a removal), after clients
+/// blocked on it have been served what was added for them (see [`Ctx::waiters_first`]).
+/// Shared by the list and sorted-set commands.
+fn lock_to_take<'a>(ctx: &Ctx<'a>, key: &[u8]) -> RwLockWriteGuard<'a, Shard> {
+    loop {
+        let shard = ctx.db().write(key);
+        if !ctx.waiters_first(key) {
+            return shard;
+        }
+        drop(shard);
+        ctx.serve_waiters();
+    }
+}
+
+/// Runs commands in unit tests without a connection.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::Arc;
+
+    use magpie_protocol::{Args, Reply, Resp};
+
+    use crate::blocking::{Mode, Wait};
+    use crate::client::Client;
+    use crate::command::{Ctx, Effects, dispatch};
+    use crate::config::{Config, Options};
+    use crate::server::Shared;
+    use crate::stats;
+
+    /// A server's state (default configuration, no listener) and one client of it.
+    pub struct Session {
+        pub shared: Arc<Shared>,
+        client: Client,
+    }
+
+    impl Session {
+        pub fn new() -> Session {
+            let shared = Arc::new(Shared::new(Config::load(Options::default()).expect("default config")));
+            let addr = "127.0.0.1:1".parse().expect("addr");
+            let client = shared.clients.connect(addr, addr);
+            Session { shared, client }
+        }
+
+        /// Runs `line` (split on spaces) in `mode`: the reply (RESP2), and whether the
+        /// command asked to wait.
+        pub fn run(&mut self, mode: Mode, line: &str) -> (String, bool) {
+            let mut buf = Vec::new();
+            let mut spans = Vec::new();
+            for word in line.split(' ') {
+                spans.push((buf.len(), buf.len() + word.len()));
+                buf.extend_from_slice(word.as_bytes());
+            }
+            let mut out = Reply::new(Resp::V2);
+            let mut effects = Effects::default();
+            let mut wait = Wait { mode, ..Wait::default() };
+            let mut timer = stats::Timer::start();
+            let mut ctx = Ctx {
+                shared: &self.shared,
+                ks: &self.shared.keyspace,
+                client: &mut self.client,
+                out: &mut out,
+                now: magpie_store::now_ms(),
+                stats: stats::local(),
+                timer: &mut timer,
+                effects: &mut effects,
+                wait: &mut wait,
+            };
+            dispatch(&mut ctx, Args::new(&buf, &spans));
+            (String::from_utf8_lossy(out.as_bytes()).into_owned(), wait.requested)
+        }
+
+        /// Runs each line in `mode`, checking its reply and that it did not ask to wait.
+        pub fn expect(&mut self, mode: Mode, cases: &[(&str, &str)]) {
+            for (line, reply) in cases {
+                assert_eq!(self.run(mode, line), (reply.to_string(), false), "{line}");
+            }
+        }
+    }
+}

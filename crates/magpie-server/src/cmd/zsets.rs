@@ -1,7 +1,12 @@
 //! The sorted-set commands. Redis's generic bodies are kept: one for ZADD and ZINCRBY
 //! (`zadd_generic`), one for ZRANGE and its older forms and ZRANGESTORE (`zrange_generic`),
 //! one for the ZREMRANGEBY* commands, one pop for ZPOPMIN/ZPOPMAX/ZMPOP (and the blocking
-//! forms: see [`pop_locked`]), and one for the set operations (`setops`).
+//! forms: see [`pop_first`]), and one for the set operations (`setops`).
+//!
+//! BZPOPMIN, BZPOPMAX and BZMPOP wait as the blocking list commands do (see
+//! [`crate::blocking`]): every command that adds members signals the key while its shard is
+//! locked, and every command that takes members locks its keys through [`lock_to_take`] (or
+//! [`lock_all_to_take`]), letting clients blocked on them be served first.
 
 mod parse;
 mod setops;
@@ -13,7 +18,9 @@ use magpie_store::zset::{LexRange, ScoreRange};
 use magpie_store::{MultiWrite, Shard, Slot, Value, ZSet, glob_match};
 
 use super::keys::parse_cursor;
-use super::{KEY1, NONE, READONLY, RF, TWO, W, WD, WDF, WF};
+use super::{KEY1, NONE, READONLY, RF, TWO, W, WD, WDF, WF, lock_to_take};
+use crate::blocking;
+use crate::command::flags::{BLOCKING, NOSCRIPT};
 use crate::command::{Command, Ctx};
 use crate::error::{self, CmdResult, Error, int_arg, is, wrongtype};
 use crate::notify;
@@ -54,6 +61,14 @@ pub static COMMANDS: &[Command] = &[
     Command::new("zpopmax", -2, WF, KEY1, GROUP, "5.0.0", "Remove and return members with the highest scores in a sorted set", "key [count:integer]", zpopmax),
     Command::new("zmpop", -4, W, NONE, GROUP, "7.0.0", "Remove and return members with scores in a sorted set",
         "numkeys:integer key [key ...] MIN|MAX [COUNT count:integer]", zmpop).numkeys_at(1),
+    Command::new("bzpopmin", -3, WF | NOSCRIPT | BLOCKING, (1, -2, 1), GROUP, "5.0.0",
+        "Remove and return the member with the lowest score from one or more sorted sets, or block until one is available",
+        "key [key ...] timeout:double", bzpopmin),
+    Command::new("bzpopmax", -3, WF | NOSCRIPT | BLOCKING, (1, -2, 1), GROUP, "5.0.0",
+        "Remove and return the member with the highest score from one or more sorted sets, or block until one is available",
+        "key [key ...] timeout:double", bzpopmax),
+    Command::new("bzmpop", -5, W | BLOCKING, NONE, GROUP, "7.0.0", "Remove and return members with scores in a sorted set or block until one is available",
+        "timeout:double numkeys:integer key [key ...] MIN|MAX [COUNT count:integer]", bzmpop).numkeys_at(2),
     Command::new("zrandmember", -2, READONLY, KEY1, GROUP, "6.2.0", "Get one or multiple random elements from a sorted set",
         "key [count:integer [WITHSCORES]]", zrandmember),
     Command::new("zremrangebyrank", 4, W, KEY1, GROUP, "2.0.0", "Remove all members in a sorted set within the given indexes",
@@ -286,10 +301,15 @@ fn zadd_generic(ctx: &mut Ctx<'_>, args: Args<'_>, incr: bool) -> CmdResult {
             }
         }
     }
-    drop(shard);
-    if t.added + t.updated > 0 {
-        ctx.notify(notify::ZSET, if f.incr { "zincr" } else { "zadd" }, key);
+    let changed = t.added + t.updated > 0;
+    if changed {
+        // Under the lock, so that no pop takes what clients blocked on the key wait for
+        // before they are served (see `lock_to_take`).
         ctx.signal(key);
+    }
+    drop(shard);
+    if changed {
+        ctx.notify(notify::ZSET, if f.incr { "zincr" } else { "zadd" }, key);
     }
     if t.nan {
         return Err("ERR resulting score is not a number (NaN)".into());
@@ -321,7 +341,7 @@ pub fn zrem(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let members = args.skip(2);
     let (removed, emptied) = {
-        let mut shard = ctx.db().write(key);
+        let mut shard = lock_to_take(ctx, key);
         let Slot::Live(mut live) = shard.slot(key, ctx.now) else {
             ctx.out.int(0);
             return Ok(());
@@ -400,7 +420,7 @@ fn zremrange_generic(ctx: &mut Ctx<'_>, args: Args<'_>, by: By) -> CmdResult {
     let spec = Spec::parse(by, args.get(2), args.get(3))?;
     let key = args.get(1);
     let (removed, emptied) = {
-        let mut shard = ctx.db().write(key);
+        let mut shard = lock_to_take(ctx, key);
         let Slot::Live(mut live) = shard.slot(key, ctx.now) else {
             ctx.out.int(0);
             return Ok(());
@@ -667,9 +687,10 @@ fn store(ctx: &mut Ctx<'_>, mut locked: MultiWrite<'_>, dst: &[u8], result: ZSet
     let stored = result.len();
     if stored > 0 {
         shard.insert(dst, Value::ZSet(Box::new(result)), None, ctx.now);
+        // Under the lock, as ZADD does.
+        ctx.signal(dst);
         drop(locked);
         ctx.notify(notify::ZSET, event, dst);
-        ctx.signal(dst);
     } else if shard.remove(dst, ctx.now).is_some() {
         drop(locked);
         ctx.notify(notify::GENERIC, "del", dst);
@@ -716,7 +737,6 @@ pub(crate) enum PopReply {
     /// ZPOPMIN key count: a list of (member, score) pairs (flat in RESP2).
     Pairs,
     /// BZPOPMIN, BZPOPMAX: `[key, member, score]`.
-    #[allow(dead_code)] // for BZPOPMIN and BZPOPMAX, which come with the blocking commands
     KeyFlat,
     /// ZMPOP, BZMPOP: `[key, [[member, score], ...]]`.
     KeyNested,
@@ -794,7 +814,7 @@ fn zpop_generic(ctx: &mut Ctx<'_>, args: Args<'_>, max: bool) -> CmdResult {
     };
     let key = args.get(1);
     let shape = if count.is_some() { PopReply::Pairs } else { PopReply::Flat };
-    let mut shard = ctx.db().write(key);
+    let mut shard = lock_to_take(ctx, key);
     if pop_locked(ctx, &mut shard, key, max, count.unwrap_or(1), shape)?.is_none() {
         ctx.out.array(0);
     }
@@ -818,22 +838,86 @@ pub(super) fn ranged_arg(arg: &[u8], min: usize, msg: &'static str) -> Result<us
         .ok_or_else(|| Error::from(msg))
 }
 
+/// Write-locks the shards of all `keys` at once (atomic across shards) to take members from
+/// them, after clients blocked on any of them have been served: [`lock_to_take`] for several
+/// keys.
+fn lock_all_to_take<'a>(ctx: &Ctx<'a>, keys: Args<'_>) -> MultiWrite<'a> {
+    let db = ctx.client.db;
+    let keyspace = ctx.ks;
+    loop {
+        let locked = keyspace.lock_write(keys.iter().map(|k| (db, k)));
+        if !keys.iter().any(|k| ctx.waiters_first(k)) {
+            return locked;
+        }
+        drop(locked);
+        ctx.serve_waiters();
+    }
+}
+
+/// Pops from the first of `keys` that exists (Redis's `genericZpopCommand` over several keys),
+/// with every key locked at once: up to `count` members (one when `None`), replied in
+/// `shape`. Logged as the pop it performed: `ZPOPMIN key` without a count (BZPOPMIN), else
+/// `ZPOPMIN key n` (ZMPOP, BZMPOP). Returns false, replying nothing, when no key exists; a
+/// key of another type before the first sorted set is WRONGTYPE.
+fn pop_first(
+    ctx: &mut Ctx<'_>,
+    keys: Args<'_>,
+    max: bool,
+    count: Option<usize>,
+    shape: PopReply,
+) -> Result<bool, Error> {
+    let db = ctx.client.db;
+    let mut locked = lock_all_to_take(ctx, keys);
+    for key in keys.iter() {
+        let Some(n) = pop_locked(ctx, locked.shard(db, key), key, max, count.unwrap_or(1), shape)? else { continue };
+        drop(locked);
+        let pop: &[u8] = if max { b"ZPOPMAX" } else { b"ZPOPMIN" };
+        match count {
+            None => ctx.propagate(&[pop, key]),
+            Some(_) => ctx.propagate(&[pop, key, itoa::Buffer::new().format(n).as_bytes()]),
+        }
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 /// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]
 pub fn zmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (keys, max, count) = parse_mpop(args, 1)?;
-    let db = ctx.client.db;
-    let ks = ctx.ks;
-    let mut locked = ks.lock_write(keys.iter().map(|k| (db, k)));
-    for key in keys.iter() {
-        if let Some(n) = pop_locked(ctx, locked.shard(db, key), key, max, count, PopReply::KeyNested)? {
-            drop(locked);
-            let pop: &[u8] = if max { b"ZPOPMAX" } else { b"ZPOPMIN" };
-            ctx.propagate(&[pop, key, itoa::Buffer::new().format(n).as_bytes()]);
-            return Ok(());
-        }
+    if !pop_first(ctx, keys, max, Some(count), PopReply::KeyNested)? {
+        ctx.out.null_array();
     }
-    ctx.out.null_array();
     Ok(())
+}
+
+/// BZPOPMIN/BZPOPMAX key [key ...] timeout: `[key, member, score]` from the first key that
+/// exists, else wait on all of them (a null array when the timeout passes).
+fn bzpop_generic(ctx: &mut Ctx<'_>, args: Args<'_>, max: bool) -> CmdResult {
+    let timeout = blocking::timeout_arg(args.get(args.len() - 1))?;
+    let keys = Args::new(args.buf(), &args.spans()[1..args.len() - 1]);
+    if pop_first(ctx, keys, max, None, PopReply::KeyFlat)? {
+        return Ok(());
+    }
+    ctx.block(keys.iter(), timeout, Reply::null_array)
+}
+
+pub fn bzpopmin(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    bzpop_generic(ctx, args, false)
+}
+
+pub fn bzpopmax(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    bzpop_generic(ctx, args, true)
+}
+
+/// BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]: ZMPOP, or wait. The timeout is
+/// read after the other arguments, as Redis does.
+pub fn bzmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let (keys, max, count) = parse_mpop(args, 2)?;
+    let timeout = blocking::timeout_arg(args.get(1))?;
+    if pop_first(ctx, keys, max, Some(count), PopReply::KeyNested)? {
+        return Ok(());
+    }
+    ctx.block(keys.iter(), timeout, Reply::null_array)
 }
 
 /// The arguments of ZMPOP and BZMPOP from `numkeys` on (argument `at`): the keys, whether to
@@ -1001,4 +1085,38 @@ pub fn zintercard(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 pub fn zdiff(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     setops::run(ctx, args, "zdiff", None, Op::Diff, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::blocking::Mode;
+    use crate::cmd::test_support::Session;
+
+    #[test]
+    fn blocking_pops_that_may_not_block_reply_as_timed_out() {
+        let mut s = Session::new();
+        // As inside MULTI: Redis answers a null array.
+        s.expect(
+            Mode::NoBlock,
+            &[
+                ("BZPOPMIN z 0", "*-1\r\n"),
+                ("BZPOPMAX z other 5", "*-1\r\n"),
+                ("BZMPOP 0 1 z MIN", "*-1\r\n"),
+                ("BZMPOP 0 2 z other MAX COUNT 3", "*-1\r\n"),
+                ("BZPOPMIN z -1", "-ERR timeout is negative\r\n"),
+            ],
+        );
+        assert_eq!(s.shared.blocking.blocked(), 0);
+        // With members they serve as usual.
+        s.run(Mode::NoBlock, "ZADD z 1 a 2 b 3 c");
+        let served = s.run(Mode::NoBlock, "BZPOPMAX z 0");
+        assert_eq!(served, ("*3\r\n$1\r\nz\r\n$1\r\nc\r\n$1\r\n3\r\n".to_string(), false));
+        let served = s.run(Mode::NoBlock, "BZMPOP 0 1 z MIN COUNT 5");
+        let both = "*2\r\n$1\r\nz\r\n*2\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n*2\r\n$1\r\nb\r\n$1\r\n2\r\n";
+        assert_eq!(served, (both.to_string(), false));
+        // Run again for a waiting client (Retry): nothing to serve means no reply and a wait.
+        assert_eq!(s.run(Mode::Retry, "BZPOPMIN z 0"), (String::new(), true));
+        // A plain call asks the connection to wait.
+        assert_eq!(s.run(Mode::MayBlock, "BZMPOP 0 1 z MAX"), (String::new(), true));
+    }
 }

@@ -367,3 +367,78 @@ impl Server {
             .expect("VmRSS in /proc status")
     }
 }
+
+// Blocking commands: send one without waiting for its reply, and watch INFO's
+// `blocked_clients`.
+
+/// Sends a command (split on spaces) without reading its reply.
+pub fn send(c: &mut Raw, line: &str) {
+    let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+    c.send(&Raw::encode(&args));
+}
+
+/// Reads one reply, as a string.
+pub fn reply(c: &mut Raw) -> String {
+    String::from_utf8_lossy(&c.read_reply()).into_owned()
+}
+
+/// INFO's `blocked_clients`.
+pub fn blocked(c: &mut Raw) -> u64 {
+    let info = String::from_utf8(c.cmd(&[b"INFO", b"clients"])).expect("utf8");
+    info.lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("blocked_clients in INFO")
+}
+
+/// Waits until `blocked_clients` is `n`.
+pub fn wait_blocked(c: &mut Raw, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = blocked(c);
+        if now == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "blocked_clients stayed {now}, expected {n}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Connections that each send one command in a loop, as fast as the server answers, until
+/// stopped: they try to take what is pushed for blocked clients.
+pub struct Takers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Takers {
+    /// One connection per line of `lines`; a reply that is not one of `empty` counts as taken.
+    pub fn start(port: u16, lines: &[&'static str], empty: &'static [&'static str]) -> Takers {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = lines
+            .iter()
+            .map(|&line| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut c = Raw::connect(port);
+                    let mut taken = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        send(&mut c, line);
+                        let r = reply(&mut c);
+                        if !empty.contains(&r.as_str()) {
+                            taken.push(r);
+                        }
+                    }
+                    taken
+                })
+            })
+            .collect();
+        Takers { stop, threads }
+    }
+
+    /// Stops them, and returns every reply that took something.
+    pub fn stop(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.threads.into_iter().flat_map(|t| t.join().expect("taker thread")).collect()
+    }
+}
