@@ -12,13 +12,42 @@ pub fn del(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let keys = args.skip(1);
     let removed = if keys.len() == 1 {
         let key = keys.get(0);
-        usize::from(ctx.db().write(key).remove(key, ctx.now).is_some())
+        // The entry outlives the shard's guard: a big value is freed with no lock held.
+        let old = ctx.db().write(key).remove(key, ctx.now);
+        let found = old.is_some();
+        if let Some(e) = old {
+            free(ctx, e.value);
+        }
+        usize::from(found)
     } else {
         let mut locked = ctx.ks.lock_write(keys.iter().map(|k| (db, k)));
-        keys.iter().filter(|k| locked.shard(db, k).remove(k, ctx.now).is_some()).count()
+        let old: Vec<_> = keys.iter().filter_map(|k| locked.shard(db, k).remove(k, ctx.now)).collect();
+        drop(locked);
+        let n = old.len();
+        for e in old {
+            free(ctx, e.value);
+        }
+        n
     };
     ctx.out.int(removed as i64);
     Ok(())
+}
+
+/// Frees a removed value: a collection of many elements on another thread, so that a DEL of
+/// millions of elements does not hold up this connection (Redis's lazyfree for UNLINK).
+fn free(ctx: &Ctx<'_>, value: magpie_store::Value) {
+    use magpie_store::Value;
+    const BIG: usize = 1 << 16;
+    let big = match &value {
+        Value::List(l) => l.len() > BIG,
+        Value::Hash(h) => h.len() > BIG,
+        Value::Set(s) => s.len() > BIG,
+        Value::ZSet(z) => z.len() > BIG,
+        Value::Str(_) | Value::Int(_) => false,
+    };
+    if big {
+        ctx.shared.drop_in_background(value);
+    }
 }
 
 /// EXISTS and TOUCH: how many of the keys exist (a key named twice counts twice).
