@@ -878,3 +878,32 @@ fn keys_that_expire_and_return_as_another_type_replay() {
     assert_same(&before, &dump(&s), "after replaying expired keys that came back");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_log_is_rewritten_automatically_when_it_grows() {
+    let dir = temp_dir("autorewrite");
+    let args = ["--appendonly", "yes", "--auto-aof-rewrite-min-size", "64kb", "--auto-aof-rewrite-percentage", "100"];
+    let mut s = start(&dir, &args);
+    let mut con = s.client();
+    let first: u64 = info_field(&mut con, "persistence", "aof_rewrites").parse().unwrap();
+    // Overwrite the same keys: the log grows, the data does not.
+    for round in 0..20 {
+        for i in 0..100 {
+            let _: () = con.set(format!("k{i}"), format!("{round}-{}", "x".repeat(100))).unwrap();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while info_field(&mut con, "persistence", "aof_rewrites").parse::<u64>().unwrap() <= first {
+        assert!(Instant::now() < deadline, "no automatic rewrite");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let size: u64 = info_field(&mut con, "persistence", "aof_current_size").parse().unwrap();
+    assert!(size < 100_000, "the rewritten log is still {size} bytes");
+    let _: () = con.set("after", "rewrite").unwrap();
+    shutdown(&mut s, "NOSAVE");
+    let s = start(&dir, &args);
+    let mut con = s.client();
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut con).unwrap(), 101);
+    assert_eq!(con.get::<_, String>("k99").unwrap(), format!("19-{}", "x".repeat(100)));
+    assert_eq!(con.get::<_, String>("after").unwrap(), "rewrite");
+}
