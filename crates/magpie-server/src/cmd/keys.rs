@@ -5,6 +5,7 @@ use magpie_store::{ScanCursor, glob_match};
 
 use crate::command::Ctx;
 use crate::error::{self, CmdResult, Error, int_arg, int_arg_in, invalid_expire, is};
+use crate::notify;
 
 /// DEL and UNLINK: removes the keys atomically, replies how many existed.
 pub fn del(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
@@ -12,10 +13,21 @@ pub fn del(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let keys = args.skip(1);
     let removed = if keys.len() == 1 {
         let key = keys.get(0);
-        usize::from(ctx.db().write(key).remove(key, ctx.now).is_some())
+        let removed = ctx.db().write(key).remove(key, ctx.now).is_some();
+        if removed {
+            ctx.notify(notify::GENERIC, "del", key);
+        }
+        usize::from(removed)
     } else {
         let mut locked = ctx.shared.keyspace.lock_write(keys.iter().map(|k| (db, k)));
-        keys.iter().filter(|k| locked.shard(db, k).remove(k, ctx.now).is_some()).count()
+        let mut removed = 0;
+        for k in keys.iter() {
+            if locked.shard(db, k).remove(k, ctx.now).is_some() {
+                ctx.notify(notify::GENERIC, "del", k);
+                removed += 1;
+            }
+        }
+        removed
     };
     ctx.out.int(removed as i64);
     Ok(())
@@ -187,6 +199,8 @@ fn rename_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
     let entry = locked.shard(db, src).remove(src, ctx.now).ok_or_else(|| Error::from(error::NO_SUCH_KEY))?;
     let expire = entry.expire_at();
     locked.shard(db, dst).insert(dst, entry.value, expire, ctx.now);
+    ctx.notify(notify::GENERIC, "rename_from", src);
+    ctx.notify(notify::GENERIC, "rename_to", dst);
     drop(locked);
     ctx.signal(dst);
     if nx {
@@ -243,6 +257,7 @@ pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     }
     let expire = entry.expire_at();
     target.insert(dst, entry.value, expire, ctx.now);
+    ctx.notify_in(dst_db, notify::GENERIC, "copy_to", dst);
     drop(locked);
     // A list or sorted set arriving under a name may be what clients blocked on it wait for.
     ctx.shared.blocking.signal(dst_db, dst);
@@ -307,15 +322,19 @@ fn expire_generic(ctx: &mut Ctx<'_>, args: Args<'_>, seconds: bool, absolute: bo
         ctx.out.int(0);
         return Ok(());
     }
+    // Redis's order: `del` before the reply, the reply before `expire`.
     if when <= ctx.now as i64 {
         shard.remove(key, ctx.now);
         ctx.propagate(&[b"DEL", key]);
+        ctx.notify(notify::GENERIC, "del", key);
+        ctx.out.int(1);
     } else {
         shard.set_expire(key, Some(when as u64), ctx.now);
         // Relative times are logged as absolute ones.
         ctx.propagate(&[b"PEXPIREAT", key, itoa::Buffer::new().format(when).as_bytes()]);
+        ctx.out.int(1);
+        ctx.notify(notify::GENERIC, "expire", key);
     }
-    ctx.out.int(1);
     Ok(())
 }
 
@@ -377,6 +396,7 @@ pub fn persist(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let had_ttl = shard.get(key, ctx.now).is_some_and(|e| e.expire_at().is_some());
     if had_ttl {
         shard.set_expire(key, None, ctx.now);
+        ctx.notify(notify::GENERIC, "persist", key);
     }
     ctx.out.int(i64::from(had_ttl));
     Ok(())
