@@ -15,7 +15,7 @@
 //! Lock order: a client's own [`Subscriptions`] → a table → a mailbox. PUBLISH takes only the
 //! last two.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -36,60 +36,37 @@ use crate::error::{CmdResult, Error};
 use crate::notify;
 use crate::server::Shared;
 
-/// What a subscriber is sent.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Push {
-    Message { channel: Bytes, payload: Bytes },
-    PMessage { pattern: Bytes, channel: Bytes, payload: Bytes },
-    SMessage { channel: Bytes, payload: Bytes },
+/// A message as every subscriber receives it, encoded once per publish: RESP2's array
+/// (`*3 message channel payload`, `*4 pmessage pattern channel payload`, `*3 smessage ...`);
+/// a RESP3 subscriber gets the same bytes with `>` (a push) in place of the leading `*`.
+pub fn encode_message(kind: &[u8], pattern: Option<&[u8]>, channel: &[u8], payload: &[u8]) -> Vec<u8> {
+    let parts = [Some(kind), pattern, Some(channel), Some(payload)];
+    let mut out = Vec::with_capacity(48 + pattern.map_or(0, <[u8]>::len) + channel.len() + payload.len());
+    out.extend_from_slice(if pattern.is_some() { b"*4\r\n" } else { b"*3\r\n" });
+    for part in parts.into_iter().flatten() {
+        out.push(b'$');
+        out.extend_from_slice(itoa::Buffer::new().format(part.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(part);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
-impl Push {
-    /// Bytes it takes in the output buffer (about its encoded size), for the limits.
-    fn size(&self) -> usize {
-        match self {
-            Push::Message { channel, payload } | Push::SMessage { channel, payload } => {
-                channel.len() + payload.len() + 40
-            }
-            Push::PMessage { pattern, channel, payload } => pattern.len() + channel.len() + payload.len() + 56,
-        }
-    }
-
-    /// Writes it as Redis does: a push in RESP3, an array in RESP2.
-    pub fn write(&self, out: &mut Reply) {
-        match self {
-            Push::Message { channel, payload } => {
-                out.push(3);
-                out.bulk(b"message");
-                out.bulk(channel);
-                out.bulk(payload);
-            }
-            Push::SMessage { channel, payload } => {
-                out.push(3);
-                out.bulk(b"smessage");
-                out.bulk(channel);
-                out.bulk(payload);
-            }
-            Push::PMessage { pattern, channel, payload } => {
-                out.push(4);
-                out.bulk(b"pmessage");
-                out.bulk(pattern);
-                out.bulk(channel);
-                out.bulk(payload);
-            }
-        }
-    }
-}
-
-/// A subscriber's queue of messages not yet written to its socket.
+/// A subscriber's output buffer for messages: the bytes not yet written to its socket, in
+/// the order they were published, already encoded for its protocol (as Redis appends a
+/// message to each subscriber's reply buffer when it is published).
 #[derive(Default)]
 pub struct Mailbox {
-    queue: Mutex<VecDeque<Push>>,
-    /// The queue's previous buffer, swapped in by [`Mailbox::take_into`] so that a busy
-    /// subscriber's queue keeps its capacity.
-    spare: Mutex<VecDeque<Push>>,
+    queue: Mutex<Vec<u8>>,
+    /// The buffer the connection writes from, swapped with the queue by
+    /// [`Mailbox::take_into`]: both keep their capacity for a busy subscriber.
+    spare: Mutex<Vec<u8>>,
     /// Bytes queued, plus bytes taken but not yet written (see [`Mailbox::release`]).
     bytes: AtomicUsize,
+    /// Messages are encoded as RESP3 pushes (the protocol of the subscriber when they are
+    /// published, as in Redis).
+    resp3: AtomicBool,
     /// Wakes the connection when messages arrive in an empty queue, or it must close.
     pub notify: Notify,
     /// Set when the subscriber went over its output buffer limit: the connection closes.
@@ -98,6 +75,9 @@ pub struct Mailbox {
     /// is under.
     soft_since: AtomicU64,
 }
+
+/// A subscriber's buffers keep at most this much capacity between bursts.
+const KEEP_CAPACITY: usize = 1 << 20;
 
 impl Mailbox {
     /// Whether the subscriber went over its limit and must be disconnected.
@@ -110,15 +90,21 @@ impl Mailbox {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    /// Takes every queued message, oldest first, and writes them to `out`; returns the bytes
-    /// they count for, to be given back with [`Mailbox::release`] once they are written.
+    /// The protocol messages are encoded for from now on (SUBSCRIBE, HELLO).
+    pub fn set_protocol(&self, proto: Resp) {
+        self.resp3.store(proto == Resp::V3, Ordering::Relaxed);
+    }
+
+    /// Takes every queued message, oldest first, into `out`; returns the bytes they count
+    /// for, to be given back with [`Mailbox::release`] once they are written.
     pub fn take_into(&self, out: &mut Reply) -> usize {
         let mut spare = self.spare.lock();
         std::mem::swap(&mut *self.queue.lock(), &mut *spare);
-        let mut size = 0;
-        for msg in spare.drain(..) {
-            size += msg.size();
-            msg.write(out);
+        let size = spare.len();
+        out.raw(&spare);
+        spare.clear();
+        if spare.capacity() > KEEP_CAPACITY {
+            *spare = Vec::new();
         }
         size
     }
@@ -132,18 +118,24 @@ impl Mailbox {
         }
     }
 
-    /// Queues a message, enforcing the limits; false if the subscriber is over them.
-    fn deliver(&self, msg: Push, limits: &Limits) -> bool {
+    /// Queues a message (see [`encode_message`]), enforcing the limits; false if the
+    /// subscriber is over them.
+    fn deliver(&self, msg: &[u8], limits: &Limits) -> bool {
         if self.overflowed() {
             return false;
         }
-        let size = msg.size();
         let was_empty = {
             let mut q = self.queue.lock();
-            q.push_back(msg);
-            q.len() == 1
+            let was_empty = q.is_empty();
+            if self.resp3.load(Ordering::Relaxed) {
+                q.push(b'>');
+                q.extend_from_slice(&msg[1..]);
+            } else {
+                q.extend_from_slice(msg);
+            }
+            was_empty
         };
-        let total = self.bytes.fetch_add(size, Ordering::Relaxed) + size;
+        let total = self.bytes.fetch_add(msg.len(), Ordering::Relaxed) + msg.len();
         if self.over_limits(total, limits) {
             self.overflowed.store(true, Ordering::Relaxed);
             // Nothing more will be written to it: free the memory now.
@@ -361,27 +353,24 @@ impl PubSub {
     /// returns how many received it (a client subscribed both ways counts twice, as in Redis).
     pub fn publish(&self, channel: &[u8], payload: &[u8]) -> usize {
         let mut n = 0;
-        let mut shared: Option<(Bytes, Bytes)> = None;
-        let mut bytes =
-            || shared.get_or_insert_with(|| (Bytes::copy_from_slice(channel), Bytes::copy_from_slice(payload))).clone();
         {
             let t = self.channels.read();
             if let Some(subs) = t.subs.get(channel) {
+                let msg = encode_message(b"message", None, channel, payload);
                 for s in subs {
-                    let (channel, payload) = bytes();
-                    s.mailbox.deliver(Push::Message { channel, payload }, &self.limits);
-                    n += 1;
+                    s.mailbox.deliver(&msg, &self.limits);
                 }
+                n += subs.len();
             }
         }
         let t = self.patterns.read();
         for (pattern, subs) in &t.subs {
             if glob_match(pattern, channel, false) {
+                let msg = encode_message(b"pmessage", Some(pattern), channel, payload);
                 for s in subs {
-                    let (channel, payload) = bytes();
-                    s.mailbox.deliver(Push::PMessage { pattern: pattern.clone(), channel, payload }, &self.limits);
-                    n += 1;
+                    s.mailbox.deliver(&msg, &self.limits);
                 }
+                n += subs.len();
             }
         }
         n
@@ -391,9 +380,9 @@ impl PubSub {
     pub fn spublish(&self, channel: &[u8], payload: &[u8]) -> usize {
         let t = self.shard.read();
         let Some(subs) = t.subs.get(channel) else { return 0 };
-        let (channel, payload) = (Bytes::copy_from_slice(channel), Bytes::copy_from_slice(payload));
+        let msg = encode_message(b"smessage", None, channel, payload);
         for s in subs {
-            s.mailbox.deliver(Push::SMessage { channel: channel.clone(), payload: payload.clone() }, &self.limits);
+            s.mailbox.deliver(&msg, &self.limits);
         }
         subs.len()
     }
@@ -579,6 +568,9 @@ pub async fn write_messages(
             );
             return Err(Closed);
         }
+        // Let the publishers that are ready run first: their messages then go out in this
+        // write rather than one write each (as Redis writes once per event loop iteration).
+        tokio::task::yield_now().await;
         let size = mailbox.take_into(out);
         if out.is_empty() {
             return Ok(());
@@ -718,6 +710,20 @@ mod tests {
         assert_eq!(ps.publish(b"news", b"three"), 1);
         ps.unsubscribe_all(&p, 2);
         assert_eq!((ps.active(Kind::Pattern), p.counts()), (0, [0, 0, 0]));
+    }
+
+    #[test]
+    fn messages_are_encoded_for_the_subscribers_protocol_when_published() {
+        let ps = PubSub::default();
+        let c = ClientPubSub::default();
+        ps.subscribe(&c, 1, Kind::Shard, b"s");
+        ps.spublish(b"s", b"two");
+        c.mailbox.set_protocol(Resp::V3);
+        ps.spublish(b"s", b"three");
+        assert_eq!(
+            drain(&c.mailbox),
+            b"*3\r\n$8\r\nsmessage\r\n$1\r\ns\r\n$3\r\ntwo\r\n>3\r\n$8\r\nsmessage\r\n$1\r\ns\r\n$5\r\nthree\r\n"
+        );
     }
 
     #[test]

@@ -85,7 +85,10 @@ pub fn hello(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         set_name(ctx, name)?;
     }
     if let Some(v) = version {
+        // A subscriber's messages so far go out as they were encoded; later ones in `v`.
+        crate::pubsub::deliver_own(ctx);
         ctx.out.proto = if v == 3 { Resp::V3 } else { Resp::V2 };
+        ctx.client.info.pubsub.mailbox.set_protocol(ctx.out.proto);
     }
     let out = &mut *ctx.out;
     out.map(7);
@@ -220,6 +223,7 @@ pub fn reset_connection(ctx: &mut Ctx<'_>) {
     crate::pubsub::deliver_own(ctx);
     ctx.client.db = 0;
     ctx.out.proto = Resp::V2;
+    ctx.client.info.pubsub.mailbox.set_protocol(Resp::V2);
     // MULTI / WATCH: discard the transaction and unwatch every key here.
     let info = &ctx.client.info;
     ctx.shared.pubsub.unsubscribe_all(&info.pubsub, info.id);

@@ -59,6 +59,7 @@ fn subscribe_generic(ctx: &mut Ctx<'_>, args: Args<'_>, kind: Kind) -> CmdResult
     // Messages that arrived before this command go out before its confirmations.
     deliver_own(ctx);
     let info = &ctx.client.info;
+    info.pubsub.mailbox.set_protocol(ctx.out.proto);
     for name in args.iter().skip(1) {
         let count = ctx.shared.pubsub.subscribe(&info.pubsub, info.id, kind, name);
         confirm(ctx.out, kind.subscribe_word(), Some(name), count);
