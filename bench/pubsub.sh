@@ -163,6 +163,7 @@ cpu_ticks() {
     read -r -a f <<<"$stat"
     echo $((f[11] + f[12]))
 }
+spread() { sort -g | awk '{ v[NR] = $1 } END { if (NR < 2) { print "-"; exit } m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.0f%%", (m > 0 ? 100 * (v[NR] - v[1]) / m : 0) }'; }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 start_server redis "$REDIS_BIN"
@@ -233,8 +234,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'
     echo "- servers pinned to CPU $SERVER_CPU; redis-benchmark and the subscribers (one process) to CPU $CLIENT_CPU"
     echo "- $MESSAGES messages of $PAYLOAD bytes per run from $CLIENTS connections, $SUBSCRIBERS subscribers each receiving all of them; median of $REPEAT interleaved runs"
     echo
-    echo "| pipeline | redis publishes/s | magpie publishes/s | magpie/redis | redis deliveries/s | magpie deliveries/s | magpie/redis | redis publishes/CPU-s | magpie publishes/CPU-s | magpie/redis per CPU |"
-    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| pipeline | redis publishes/s | magpie publishes/s | magpie/redis | redis deliveries/s | magpie deliveries/s | magpie/redis | redis publishes/CPU-s | magpie publishes/CPU-s | magpie/redis per CPU | redis spread | magpie spread |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for p in "${PIPE_LIST[@]}"; do
         rp=$(tr ' ' '\n' <<<"${PUB[redis,$p]}" | grep . | median)
         mp=$(tr ' ' '\n' <<<"${PUB[magpie,$p]}" | grep . | median)
@@ -242,9 +243,13 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'
         md=$(tr ' ' '\n' <<<"${DELIV[magpie,$p]}" | grep . | median)
         re=$(tr ' ' '\n' <<<"${EFF[redis,$p]}" | grep . | median)
         me=$(tr ' ' '\n' <<<"${EFF[magpie,$p]}" | grep . | median)
-        printf '| %s | %.0f | %.0f | %s | %.0f | %.0f | %s | %.0f | %.0f | %s |\n' "$p" "$rp" "$mp" "$(ratio "$mp" "$rp")" \
-            "$rd" "$md" "$(ratio "$md" "$rd")" "$re" "$me" "$(ratio "$me" "$re")"
+        rs=$(tr ' ' '\n' <<<"${PUB[redis,$p]}" | grep . | spread)
+        ms=$(tr ' ' '\n' <<<"${PUB[magpie,$p]}" | grep . | spread)
+        printf '| %s | %.0f | %.0f | %s | %.0f | %.0f | %s | %.0f | %.0f | %s | %s | %s |\n' "$p" "$rp" "$mp" "$(ratio "$mp" "$rp")" \
+            "$rd" "$md" "$(ratio "$md" "$rd")" "$re" "$me" "$(ratio "$me" "$re")" "$rs" "$ms"
     done
+    echo
+    echo "spread = (max - min) / median of publishes/s over the runs."
     echo
     echo "deliveries/s = messages x subscribers / (time from the start of redis-benchmark to the last message received); publishes/CPU-s = messages / server CPU time (user + system, /proc/PID/stat) over the same span."
     echo
