@@ -111,7 +111,7 @@ impl Mailbox {
 
     /// Gives back the bytes of messages taken with [`Mailbox::take_into`] and now written.
     pub fn release(&self, size: usize, limits: &Limits) {
-        let left = self.bytes.fetch_sub(size, Ordering::Relaxed).saturating_sub(size);
+        let left = self.bytes.fetch_sub(size, Ordering::Relaxed) - size;
         let (_, soft, _) = limits.get();
         if left < soft || soft == 0 {
             self.soft_since.store(0, Ordering::Relaxed);
@@ -124,7 +124,7 @@ impl Mailbox {
         if self.overflowed() {
             return false;
         }
-        let was_empty = {
+        let (was_empty, total) = {
             let mut q = self.queue.lock();
             let was_empty = q.is_empty();
             if self.resp3.load(Ordering::Relaxed) {
@@ -133,9 +133,9 @@ impl Mailbox {
             } else {
                 q.extend_from_slice(msg);
             }
-            was_empty
+            // Counted under the queue's lock: bytes taken (and given back) are always counted.
+            (was_empty, self.bytes.fetch_add(msg.len(), Ordering::Relaxed) + msg.len())
         };
-        let total = self.bytes.fetch_add(msg.len(), Ordering::Relaxed) + msg.len();
         if self.over_limits(total, limits) {
             self.overflowed.store(true, Ordering::Relaxed);
             // Nothing more will be written to it: free the memory now.
@@ -763,6 +763,36 @@ mod tests {
         }
         assert!(c.mailbox.overflowed());
         assert!(drain(&c.mailbox).is_empty());
+    }
+
+    #[test]
+    fn accounting_holds_while_publishers_and_the_writer_race() {
+        let ps = Arc::new(PubSub::default());
+        let c = Arc::new(ClientPubSub::default());
+        ps.subscribe(&c, 1, Kind::Channel, b"c");
+        let publishers: Vec<_> = (0..3)
+            .map(|_| {
+                let ps = ps.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        ps.publish(b"c", b"payload");
+                    }
+                })
+            })
+            .collect();
+        let mut written = 0;
+        let mut out = Reply::new(Resp::V2);
+        while publishers.iter().any(|p| !p.is_finished()) || c.mailbox.pending() > 0 {
+            let size = c.mailbox.take_into(&mut out);
+            written += out.len();
+            out.clear();
+            c.mailbox.release(size, &ps.limits);
+        }
+        for p in publishers {
+            p.join().unwrap();
+        }
+        let one = encode_message(b"message", None, b"c", b"payload").len();
+        assert_eq!((written, c.mailbox.pending(), c.mailbox.overflowed()), (60_000 * one, 0, false));
     }
 
     #[test]
