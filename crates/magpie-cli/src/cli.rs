@@ -17,6 +17,9 @@ Examples:
   magpie incr visits                   add 1 (or `magpie incr price 0.5`)
   magpie keys 'user:*'                 list matching keys (SCAN, never KEYS)
   magpie stats --watch                 live summary of the server's metrics
+  magpie subscribe news alerts         print messages published to channels as they arrive
+  magpie psubscribe 'user:*'           ... to channels matching a pattern
+  magpie publish news 'hello'          publish a message, print how many received it
   magpie cmd CONFIG GET maxclients     any other command, output typed like redis-cli
   magpie                               interactive shell; `echo PING | magpie` runs piped commands
 
@@ -280,6 +283,65 @@ Examples:
         count: Option<u64>,
     },
 
+    /// Print messages published to channels as they arrive (SUBSCRIBE), until Ctrl-C
+    #[command(after_help = "\
+Prints one line per message: CHANNEL: MESSAGE (a message that is not printable text, or spans
+lines, is quoted and escaped). --json prints {\"channel\": ..., \"message\": ...} per line;
+--raw prints each message's exact bytes followed by a newline. Ctrl-C ends it with exit code
+0, and so does a closed pipe (`magpie subscribe news | head -3`).
+
+Examples:
+  magpie subscribe news
+  magpie subscribe news alerts --count 1     wait for one message, print it, exit
+  magpie subscribe __keyevent@0__:expired    keys expiring (with notify-keyspace-events Ex)")]
+    Subscribe {
+        /// Channels to listen on
+        #[arg(required = true, value_name = "CHANNEL")]
+        channels: Vec<OsString>,
+
+        /// Exit after this many messages
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+
+    /// Print messages published to channels matching glob patterns (PSUBSCRIBE), until Ctrl-C
+    #[command(after_help = "\
+Prints one line per message: CHANNEL (PATTERN): MESSAGE, with the pattern that matched.
+--json adds \"pattern\" to each object; --raw prints the messages' bytes only.
+
+Patterns: * any bytes, ? one byte, [abc] [a-z] [^a] a set, \\x the byte x.
+
+Examples:
+  magpie psubscribe 'news.*'
+  magpie psubscribe '__keyspace@0__:user:*' --json     changes to user:* keys")]
+    Psubscribe {
+        /// Glob patterns of channel names
+        #[arg(required = true, value_name = "PATTERN")]
+        patterns: Vec<OsString>,
+
+        /// Exit after this many messages
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+
+    /// Publish a message to a channel and print how many subscribers received it (PUBLISH)
+    #[command(after_help = "\
+Counts every subscription that received it: a client subscribed to the channel and to a
+matching pattern counts twice. No receiver is not an error (exit code 0).
+
+Examples:
+  magpie publish news 'hello, world'
+  magpie --raw publish news hello      prints just the number")]
+    Publish {
+        /// The channel
+        #[arg(value_name = "CHANNEL")]
+        channel: OsString,
+
+        /// The message, taken exactly as given
+        #[arg(value_name = "MESSAGE", allow_hyphen_values = true)]
+        message: OsString,
+    },
+
     /// Print a completion script for a shell
     #[command(after_help = "\
 Examples:
@@ -325,6 +387,16 @@ mod tests {
         let cli = Cli::try_parse_from(["magpie", "incr", "k", "-3"]).unwrap();
         let Some(Command::Incr { by, .. }) = cli.command else { panic!() };
         assert_eq!(by.as_deref(), Some("-3"));
+    }
+
+    #[test]
+    fn subscribe_takes_channels_and_a_count() {
+        let cli = Cli::try_parse_from(["magpie", "subscribe", "a", "b", "--count", "2"]).unwrap();
+        let Some(Command::Subscribe { channels, count }) = cli.command else { panic!() };
+        assert_eq!((channels, count), (vec!["a".into(), "b".into()], Some(2)));
+        assert!(Cli::try_parse_from(["magpie", "psubscribe"]).is_err());
+        let cli = Cli::try_parse_from(["magpie", "publish", "ch", "-1"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Publish { message, .. }) if message == "-1"));
     }
 
     #[test]

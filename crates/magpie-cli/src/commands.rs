@@ -36,6 +36,15 @@ pub async fn run(command: Command, mut session: Session, out: &mut Out) -> Resul
         Command::Keys { pattern, count } => keys(&mut session, out, arg_bytes(&pattern), count).await,
         Command::Cmd { args: words } => cmd(&mut session, out, args(&words)).await,
         Command::Stats { watch, count } => crate::stats::run(&mut session, out, watch, count).await,
+        Command::Subscribe { channels, count } => {
+            crate::pubsub::subscribe(&mut session, out, "SUBSCRIBE", args(&channels), count).await
+        }
+        Command::Psubscribe { patterns, count } => {
+            crate::pubsub::subscribe(&mut session, out, "PSUBSCRIBE", args(&patterns), count).await
+        }
+        Command::Publish { channel, message } => {
+            crate::pubsub::publish(&mut session, out, arg_bytes(&channel), arg_bytes(&message)).await
+        }
         Command::Completions { .. } => unreachable!("handled before connecting"),
     }
 }
@@ -52,7 +61,7 @@ fn read_value(path: &Path) -> Result<Vec<u8>> {
 
 /// A reply that is not of the kind a command expects: an error reply becomes a failure, and
 /// anything else is reported as the surprise it is.
-fn unexpected(reply: Frame, what: &str) -> Failure {
+pub(crate) fn unexpected(reply: Frame, what: &str) -> Failure {
     match reply {
         Frame::Error(msg) => Failure::Reply(msg),
         other => {

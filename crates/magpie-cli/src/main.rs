@@ -8,6 +8,7 @@ mod commands;
 mod docs;
 mod format;
 mod items;
+mod pubsub;
 mod shell;
 mod stats;
 

@@ -479,7 +479,21 @@ fn help_and_completions() {
     for part in ["-h, --host <HOST>", "--json", "MAGPIE_URL", "Examples:", "Exit codes:", r"\,"] {
         assert!(help.contains(part), "{part:?} in --help");
     }
-    for sub in ["get", "set", "del", "incr", "ttl", "expire", "keys", "cmd", "stats", "completions"] {
+    for sub in [
+        "get",
+        "set",
+        "del",
+        "incr",
+        "ttl",
+        "expire",
+        "keys",
+        "cmd",
+        "stats",
+        "subscribe",
+        "psubscribe",
+        "publish",
+        "completions",
+    ] {
         let out = magpie_bin().args([sub, "--help"]).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{sub} --help");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Example"), "{sub} --help has examples");
@@ -490,4 +504,126 @@ fn help_and_completions() {
         let script = String::from_utf8_lossy(&out.stdout);
         assert!(script.contains("magpie") && script.contains("value-file"), "{shell}");
     }
+}
+
+/// `magpie ARGS` started in the background with its output piped, for the subcommands that
+/// run until stopped.
+fn spawn_magpie(s: &Server, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_magpie"))
+        .env_remove("MAGPIE_URL")
+        .args(["-p", &s.port.to_string()])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start magpie")
+}
+
+/// Waits until `channel` has `n` subscribers (PUBSUB NUMSUB), or `pattern` subscriptions exist.
+fn wait_subscribed(s: &Server, what: &[&str], n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut args = vec!["--json", "cmd", "PUBSUB"];
+        args.extend_from_slice(what);
+        let out = magpie_bin().args(["-p", &s.port.to_string()]).args(&args).output().expect("run magpie");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let count = v.as_array().and_then(|a| a.last()).and_then(Value::as_i64).or_else(|| v.as_i64());
+        if count == Some(n) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "PUBSUB {what:?} did not reach {n}: {v}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for the child to exit by itself, and returns its output.
+fn finish(child: Child) -> std::process::Output {
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || child.wait_with_output().expect("wait for magpie"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !waiter.is_finished() {
+        if Instant::now() > deadline {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("magpie (pid {pid}) did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    waiter.join().expect("waiter")
+}
+
+#[test]
+fn subscribe_prints_messages_as_they_arrive() {
+    let s = Server::start();
+    let child = spawn_magpie(&s, &["subscribe", "news", "alerts", "--count", "3"]);
+    wait_subscribed(&s, &["NUMSUB", "alerts"], 1);
+    assert_eq!(s.run(&["publish", "news", "hello, world"], 0), "delivered to 1 subscriber\n");
+    assert_eq!(s.run(&["--raw", "publish", "alerts", "two\nlines"], 0), "1\n");
+    assert_eq!(s.json(&["publish", "news", "\u{1}"], 0), serde_json::json!({"channel": "news", "receivers": 1}));
+    let out = finish(child);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "news: hello, world\nalerts: \"two\\nlines\"\nnews: \"\\x01\"\n");
+    assert_eq!(stderr_of(&out), "listening on news, alerts (Ctrl-C to stop)\n");
+    assert_eq!(s.run(&["publish", "news", "x"], 0), "delivered to 0 subscribers (nobody listens on news)\n");
+}
+
+#[test]
+fn psubscribe_json_and_raw() {
+    let s = Server::start();
+    let json = spawn_magpie(&s, &["--json", "psubscribe", "user:*", "--count", "2"]);
+    let raw = spawn_magpie(&s, &["--raw", "psubscribe", "user:*", "--count", "2"]);
+    // Both listen on one pattern (NUMPAT counts patterns): wait for two pattern subscribers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = magpie_bin()
+            .args(["-p", &s.port.to_string(), "--raw", "cmd", "CLIENT", "LIST", "TYPE", "pubsub"])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).matches("psub=1").count() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "two pattern subscribers");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(s.run(&["--raw", "publish", "user:1", "alice"], 0), "2\n");
+    s.run(&["cmd", "SET", "k", "v"], 0);
+    assert_eq!(s.run(&["--raw", "publish", "user:2", "b\u{e9}b"], 0), "2\n");
+    let out = finish(json);
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!(
+        lines,
+        vec![
+            serde_json::json!({"channel": "user:1", "pattern": "user:*", "message": "alice"}),
+            serde_json::json!({"channel": "user:2", "pattern": "user:*", "message": "b\u{e9}b"}),
+        ]
+    );
+    let out = finish(raw);
+    assert_eq!(out.stdout, "alice\nb\u{e9}b\n".as_bytes());
+}
+
+#[test]
+fn subscribe_ends_cleanly_on_ctrl_c_and_on_a_closed_pipe() {
+    let s = Server::start();
+    // SIGINT, as Ctrl-C sends it.
+    let child = spawn_magpie(&s, &["subscribe", "news"]);
+    wait_subscribed(&s, &["NUMSUB", "news"], 1);
+    s.run(&["publish", "news", "one"], 0);
+    std::thread::sleep(Duration::from_millis(100));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = finish(child);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "news: one\n");
+    wait_subscribed(&s, &["NUMSUB", "news"], 0);
+    // A reader that goes away (`magpie subscribe news | head -1`).
+    let mut child = spawn_magpie(&s, &["subscribe", "news"]);
+    wait_subscribed(&s, &["NUMSUB", "news"], 1);
+    drop(child.stdout.take());
+    for i in 0..3 {
+        s.run(&["publish", "news", &format!("m{i}")], 0);
+    }
+    let out = finish(child);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert_eq!(stderr_of(&out), "listening on news (Ctrl-C to stop)\n");
 }

@@ -23,6 +23,8 @@ pub struct ClientInfo {
     pub last_cmd: Mutex<&'static str>,
     /// Waiting in a blocking command (CLIENT LIST's `b` flag).
     pub blocked: AtomicBool,
+    /// Subscriptions and the mailbox of messages for them (see `crate::pubsub`).
+    pub pubsub: crate::pubsub::ClientPubSub,
 }
 
 impl ClientInfo {
@@ -33,17 +35,29 @@ impl ClientInfo {
             .unwrap_or(u64::MAX)
             .saturating_sub(self.last_active_ms.load(Ordering::Relaxed));
         let mut line = format!("id={} addr={} laddr={} fd=0 name=", self.id, self.addr, self.laddr).into_bytes();
+        // Redis's order of the flags we have; N when there are none.
+        let mut flags = String::new();
+        if self.pubsub.active() {
+            flags.push('P');
+        }
+        if self.blocked.load(Ordering::Relaxed) {
+            flags.push('b');
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
+        let [sub, psub, ssub] = self.pubsub.counts();
+        let omem = self.pubsub.mailbox.pending();
         if let Some(name) = &*self.name.lock() {
             line.extend_from_slice(name);
         }
         line.extend_from_slice(
             format!(
-                " age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 \
-                 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} \
+                " age={} idle={} flags={flags} db={} sub={sub} psub={psub} ssub={ssub} multi=-1 qbuf=0 qbuf-free=0 \
+                 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={omem} tot-mem=0 events=r cmd={} \
                  user=default redir=-1 resp={}",
                 age.as_secs(),
                 idle_ms / 1000,
-                if self.blocked.load(Ordering::Relaxed) { "b" } else { "N" },
                 self.db.load(Ordering::Relaxed),
                 self.last_cmd.lock(),
                 self.resp.load(Ordering::Relaxed),
@@ -94,6 +108,7 @@ impl ClientInfo {
             name: Mutex::new(None),
             last_cmd: Mutex::new("NULL"),
             blocked: AtomicBool::new(false),
+            pubsub: Default::default(),
         }
     }
 }

@@ -138,20 +138,30 @@ impl<'a> Ctx<'a> {
     /// Raises the keyspace event `event` (Redis's name: "lpush", "hset", "del", "expired",
     /// ...) of class `class` (see [`crate::notify`]) for `key` in the current database, after
     /// the change it names. Commands raise the same events as Redis 7.0, in the same order.
-    pub fn notify(&self, class: u32, event: &'static str, key: &[u8]) {
+    pub fn notify(&mut self, class: u32, event: &'static str, key: &[u8]) {
+        self.notify_in(self.client.db, class, event, key);
+    }
+
+    /// [`Ctx::notify`] for a key of database `db` (COPY ... DB).
+    pub fn notify_in(&mut self, db: usize, class: u32, event: &'static str, key: &[u8]) {
+        let pubsub = &self.shared.pubsub;
+        if !pubsub.wants(class) {
+            return; // one relaxed load when nobody asked for events
+        }
         if let Some(i) = &self.client.txn.interactive {
             // Inside BEGIN the change is private until COMMIT, which raises the event then.
-            i.deferred.lock().events.push((class, event, self.client.db, key.into()));
+            i.deferred.lock().events.push((class, event, db, key.into()));
             return;
         }
-        raise(self.shared, class, event, self.client.db, key);
+        crate::notify::announce_expired(pubsub);
+        pubsub.keyspace_event(class, event, key, db);
+        crate::pubsub::deliver_own(self);
     }
 }
 
 /// Publishes a keyspace event (see [`Ctx::notify`]).
 pub fn raise(shared: &Shared, class: u32, event: &'static str, db: usize, key: &[u8]) {
-    // Delivery comes with pub/sub; until then nobody can subscribe to these.
-    let _ = (shared, class, event, db, key);
+    shared.pubsub.keyspace_event(class, event, key, db);
 }
 
 pub type Handler = fn(&mut Ctx<'_>, Args<'_>) -> CmdResult;
@@ -440,6 +450,13 @@ pub fn dispatch(ctx: &mut Ctx<'_>, args: Args<'_>) -> Option<&'static Command> {
     ctx.timer.enter(id, stats);
     ctx.effects.clear();
     ctx.wait.clear();
+    // A RESP2 client with subscriptions may only (un)subscribe, PING, QUIT and RESET.
+    if let Err(e) = crate::pubsub::allowed(ctx, cmd) {
+        stats.rejected(Some(id));
+        stats.error(&e.0);
+        ctx.out.error(&e.0);
+        return None;
+    }
     let result = if ctx.client.txn.interactive.is_some() && !crate::txn::controls(cmd) {
         match crate::txn::run_inside(ctx, cmd, args) {
             None => Ok(()),
@@ -521,12 +538,14 @@ pub fn run_logged(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_>) -> C
     result
 }
 
-/// Queues a DEL for each key this thread found expired (the log replays without expiring).
+/// Queues a DEL for each key this thread found expired (the log replays without expiring),
+/// and publishes their keyspace events.
 pub fn log_expired(shared: &Shared) {
-    if !shared.keyspace.tap().expired_tap() || !magpie_store::tap::has_expired() {
+    if !shared.keyspace.tap().expired_tap() || !crate::notify::has_expired() {
         return;
     }
-    for e in magpie_store::tap::take_expired() {
+    // Their `expired` events go out too (if not already out): see `notify::take_expired`.
+    for e in crate::notify::take_expired(&shared.pubsub) {
         if e.seq != 0 {
             let del: [&[u8]; 2] = [b"DEL", &e.key];
             shared.persistence.journal.push(e.seq, e.db, std::iter::once(del.into_iter()));

@@ -2,7 +2,7 @@
 //! and the live settings that CONFIG GET/SET read and change.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use clap::Parser;
 use serde::Deserialize;
@@ -102,6 +102,18 @@ pub struct Options {
     /// ...or whose private copy holds more than this many bytes of values [default: 256mb].
     #[arg(long, value_name = "BYTES")]
     pub txn_max_bytes: Option<String>,
+    /// Keyspace events to publish, in Redis's letters: K (on __keyspace@<db>__:<key>), E (on
+    /// __keyevent@<db>__:<event>), and the classes g (generic), $ (strings), l (lists), s
+    /// (sets), h (hashes), z (sorted sets), x (expired), e (evicted), A (all of g$lshzxe)
+    /// [default: "" (none)].
+    #[arg(long, value_name = "FLAGS")]
+    pub notify_keyspace_events: Option<String>,
+    /// Output buffer limits: "CLASS HARD SOFT SECONDS ..." for the classes normal, replica and
+    /// pubsub; a subscriber whose pending messages pass HARD bytes, or stay above SOFT for
+    /// more than SECONDS, is disconnected (only pubsub is enforced)
+    /// [default: normal 0 0 0 slave 256mb 64mb 60 pubsub 32mb 8mb 60].
+    #[arg(long, value_name = "LIMITS")]
+    pub client_output_buffer_limit: Option<String>,
     /// Check an append-only log file (or a log directory's manifest) and exit; with --fix,
     /// cut it after its last good record (keeping a backup).
     #[arg(long, value_name = "FILE")]
@@ -146,6 +158,60 @@ pub struct Config {
     pub txn_timeout: u64,
     pub txn_max_keys: u64,
     pub txn_max_bytes: u64,
+    /// `notify-keyspace-events`, as Redis's flags (see `crate::notify`).
+    pub notify_keyspace_events: u32,
+    /// `client-output-buffer-limit`: (hard, soft, soft seconds) by [`ClientClass`].
+    pub client_output_buffer_limit: [(u64, u64, u64); 3],
+}
+
+/// The client classes of `client-output-buffer-limit`, in Redis's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientClass {
+    Normal,
+    Replica,
+    Pubsub,
+}
+
+/// Redis's default `client-output-buffer-limit`.
+pub const DEFAULT_OUTPUT_LIMITS: [(u64, u64, u64); 3] = [(0, 0, 0), (256 << 20, 64 << 20, 60), (32 << 20, 8 << 20, 60)];
+
+/// Parses `client-output-buffer-limit` as Redis does (`class hard soft seconds`, repeated;
+/// sizes with units), over the `current` limits: the classes not named keep theirs.
+pub fn parse_output_limits(s: &str, current: [(u64, u64, u64); 3]) -> Result<[(u64, u64, u64); 3], String> {
+    let words: Vec<&str> = if s.is_empty() { Vec::new() } else { s.split(' ').collect() };
+    if !words.len().is_multiple_of(4) {
+        return Err("Wrong number of arguments in buffer limit configuration.".to_owned());
+    }
+    let mut limits = current;
+    for group in words.chunks(4) {
+        let class = match group[0].to_ascii_lowercase().as_str() {
+            "normal" => ClientClass::Normal,
+            "slave" | "replica" => ClientClass::Replica,
+            "pubsub" => ClientClass::Pubsub,
+            _ => return Err("Invalid client class specified in buffer limit configuration.".to_owned()),
+        };
+        let mut n = [0u64; 3];
+        for (v, word) in n.iter_mut().zip(&group[1..]) {
+            *v = parse_memory(word).ok_or_else(|| {
+                "Error in hard, soft or soft_seconds setting in buffer limit configuration.".to_owned()
+            })? as u64;
+        }
+        limits[class as usize] = (n[0], n[1], n[2]);
+    }
+    Ok(limits)
+}
+
+pub fn format_output_limits(limits: &[(u64, u64, u64); 3]) -> String {
+    ["normal", "slave", "pubsub"]
+        .iter()
+        .zip(limits)
+        .map(|(class, (hard, soft, secs))| format!("{class} {hard} {soft} {secs}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn parse_events_setting(s: &str) -> Result<u32, String> {
+    crate::pubsub::parse_events(s).ok_or_else(|| "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".to_owned())
 }
 
 /// The default snapshot schedule (Redis's).
@@ -259,6 +325,15 @@ impl Config {
                 &pick(cli.stop_writes_on_bgsave_error, file.stop_writes_on_bgsave_error)
                     .unwrap_or_else(|| "yes".into()),
             )?,
+            notify_keyspace_events: match pick(cli.notify_keyspace_events, file.notify_keyspace_events) {
+                Some(v) => parse_events_setting(&v).map_err(|e| format!("notify-keyspace-events: {e}"))?,
+                None => 0,
+            },
+            client_output_buffer_limit: match pick(cli.client_output_buffer_limit, file.client_output_buffer_limit) {
+                Some(v) => parse_output_limits(&v, DEFAULT_OUTPUT_LIMITS)
+                    .map_err(|e| format!("client-output-buffer-limit: {e}"))?,
+                None => DEFAULT_OUTPUT_LIMITS,
+            },
         };
         check_file_name("dbfilename", &config.dbfilename)?;
         check_file_name("appendfilename", &config.appendfilename)?;
@@ -322,6 +397,8 @@ pub struct Settings {
     txn_timeout: AtomicU64,
     txn_max_keys: AtomicU64,
     txn_max_bytes: AtomicU64,
+    notify_keyspace_events: AtomicU32,
+    client_output_buffer_limit: Mutex<[(u64, u64, u64); 3]>,
 }
 
 impl Settings {
@@ -342,6 +419,8 @@ impl Settings {
             txn_timeout: AtomicU64::new(config.txn_timeout),
             txn_max_keys: AtomicU64::new(config.txn_max_keys),
             txn_max_bytes: AtomicU64::new(config.txn_max_bytes),
+            notify_keyspace_events: AtomicU32::new(config.notify_keyspace_events),
+            client_output_buffer_limit: Mutex::new(config.client_output_buffer_limit),
             config,
         }
     }
@@ -412,6 +491,17 @@ impl Settings {
 
     pub fn hz(&self) -> u64 {
         self.hz.load(Ordering::Relaxed)
+    }
+
+    /// `notify-keyspace-events` as flags (the pub/sub state follows it: see
+    /// `pubsub::follow_config`).
+    pub fn notify_keyspace_events(&self) -> u32 {
+        self.notify_keyspace_events.load(Ordering::Relaxed)
+    }
+
+    /// `client-output-buffer-limit` of one class: (hard, soft, soft seconds).
+    pub fn output_buffer_limit(&self, class: ClientClass) -> (u64, u64, u64) {
+        self.client_output_buffer_limit.lock()[class as usize]
     }
 
     /// `(name, value)` of every parameter matching one of `patterns` (glob, any case), each
@@ -630,6 +720,23 @@ static PARAMS: &[Param] = &[
         kind: Kind::Text(yes_no),
         set: Some(Set::Text(|s, v| s.stop_writes_on_bgsave_error.store(yes(v), Ordering::Relaxed))),
     },
+    Param {
+        name: "notify-keyspace-events",
+        get: |s| crate::pubsub::format_events(s.notify_keyspace_events()),
+        kind: Kind::Text(|v| parse_events_setting(v).map(|_| ())),
+        set: Some(Set::Text(|s, v| {
+            s.notify_keyspace_events.store(parse_events_setting(v).unwrap_or(0), Ordering::Relaxed)
+        })),
+    },
+    Param {
+        name: "client-output-buffer-limit",
+        get: |s| format_output_limits(&s.client_output_buffer_limit.lock()),
+        kind: Kind::Text(|v| parse_output_limits(v, DEFAULT_OUTPUT_LIMITS).map(|_| ())),
+        set: Some(Set::Text(|s, v| {
+            let mut limits = s.client_output_buffer_limit.lock();
+            *limits = parse_output_limits(v, *limits).unwrap_or(*limits);
+        })),
+    },
 ];
 
 #[cfg(test)]
@@ -660,6 +767,33 @@ mod tests {
         assert_eq!((s.timeout(), s.proto_max_bulk_len()), (5, 2 << 20));
         assert!(s.set(&[(b"port", b"1")]).unwrap_err().contains("immutable"));
         assert!(s.set(&[(b"nope", b"1")]).unwrap_err().starts_with("Unknown option"));
+    }
+
+    #[test]
+    fn output_buffer_limits_as_redis() {
+        let s = settings();
+        let get = |s: &Settings| s.get([&b"client-output-buffer-limit"[..]].into_iter())[0].1.clone();
+        assert_eq!(get(&s), "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60");
+        s.set(&[(b"client-output-buffer-limit", b"pubsub 1mb 512kb 10")]).unwrap();
+        assert_eq!(s.output_buffer_limit(ClientClass::Pubsub), (1 << 20, 512 << 10, 10));
+        s.set(&[(b"client-output-buffer-limit", b"replica 1 2 3 NORMAL 4k 5 6")]).unwrap();
+        assert_eq!(get(&s), "normal 4000 5 6 slave 1 2 3 pubsub 1048576 524288 10");
+        s.set(&[(b"client-output-buffer-limit", b"")]).unwrap();
+        for (bad, why) in [
+            ("pubsub 1 2", "Wrong number"),
+            (" pubsub 1 2 3", "Wrong number"),
+            ("master 1 2 3", "Invalid client class"),
+            ("pubsub -1 2 3", "Error in hard"),
+            ("pubsub 1 2 3x", "Error in hard"),
+        ] {
+            let err = s.set(&[(b"client-output-buffer-limit", bad.as_bytes())]).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        assert_eq!(get(&s), "normal 4000 5 6 slave 1 2 3 pubsub 1048576 524288 10");
+        let err = s.set(&[(b"notify-keyspace-events", b"KEq")]).unwrap_err();
+        assert!(err.ends_with("Invalid event class character. Use 'Ag$lshzxeKEtmdn'."), "{err}");
+        s.set(&[(b"notify-keyspace-events", b"Ex$")]).unwrap();
+        assert_eq!(s.get([&b"notify-keyspace-events"[..]].into_iter())[0].1, "$xE");
     }
 
     #[test]

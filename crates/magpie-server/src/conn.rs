@@ -62,7 +62,8 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
         }
         let timeout = shared.settings.timeout();
         let read = async {
-            if timeout == 0 {
+            // Subscribers wait for messages, not commands: never idle (as in Redis).
+            if timeout == 0 || client.info.pubsub.active() {
                 Ok(stream.read_buf(&mut rbuf).await)
             } else {
                 tokio::time::timeout(Duration::from_secs(timeout), stream.read_buf(&mut rbuf)).await
@@ -78,12 +79,20 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
             }
         };
         let read = tokio::select! {
-            r = read => r,
+            r = read => Some(r),
             _ = stop.wait_for(|s| *s) => break,
             () = txn_expiry => {
                 client.txn.expire(&shared);
                 continue 'conn;
             }
+            () = crate::pubsub::messages(&client.info) => None,
+        };
+        let Some(read) = read else {
+            // Messages for this subscriber: written at once, then back to waiting.
+            if crate::pubsub::write_messages(&shared, &client.info, &mut out, &mut stream).await.is_err() {
+                break;
+            }
+            continue;
         };
         match read {
             Ok(Ok(0) | Err(_)) => break,
@@ -259,6 +268,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr)
             break;
         }
     }
+    crate::pubsub::disconnect(&shared, &client.info);
     let _ = stream.shutdown().await;
     client.txn.clear(&shared);
     shared.clients.disconnect(id);

@@ -275,8 +275,9 @@ impl Report<'_> {
         field!(out, "evicted_keys", 0);
         field!(out, "keyspace_hits", t.hits);
         field!(out, "keyspace_misses", t.misses);
-        field!(out, "pubsub_channels", 0);
-        field!(out, "pubsub_patterns", 0);
+        field!(out, "pubsub_channels", self.shared.pubsub.active(crate::pubsub::Kind::Channel));
+        field!(out, "pubsub_patterns", self.shared.pubsub.active(crate::pubsub::Kind::Pattern));
+        field!(out, "pubsubshard_channels", self.shared.pubsub.active(crate::pubsub::Kind::Shard));
         field!(out, "total_error_replies", t.error_replies);
         field!(out, "total_reads_processed", t.reads);
         field!(out, "total_writes_processed", t.writes);

@@ -12,10 +12,8 @@ mod float;
 mod gate;
 mod info;
 mod journal;
-#[allow(dead_code)] // raised by the data-type commands, delivered by pub/sub: both in progress
 mod notify;
 mod persist;
-#[allow(dead_code)] // wired into connections and commands with the pub/sub commands (in progress)
 mod pubsub;
 mod server;
 mod stats;

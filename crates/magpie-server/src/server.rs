@@ -28,6 +28,7 @@ pub struct Shared {
     pub metrics: Metrics,
     pub persistence: Persistence,
     pub gate: crate::gate::Gate,
+    pub pubsub: crate::pubsub::PubSub,
     shutdown: watch::Sender<bool>,
 }
 
@@ -44,6 +45,7 @@ impl Shared {
             settings: Settings::new(config),
             clients: Registry::default(),
             metrics: Metrics::new(),
+            pubsub: crate::pubsub::PubSub::default(),
             shutdown: watch::Sender::new(false),
         }
     }
@@ -81,6 +83,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         .await
         .map_err(|e| io::Error::other(format!("loading failed: {e}")))?
         .map_err(io::Error::other)?;
+    crate::pubsub::follow_config(&shared);
     let listeners = bind_all(&config).await?;
     for l in &listeners {
         if let Ok(addr) = l.local_addr() {

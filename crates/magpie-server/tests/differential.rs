@@ -31,6 +31,14 @@
 //!   whose order Redis leaves unspecified (KEYS).
 //! - `~range LO HI CMD`: both replies must be integers in `LO..=HI`, e.g. a PTTL just after
 //!   `PEXPIRE k 10000`.
+//! - `~replies N CMD`: the command answers with N replies (SUBSCRIBE of N channels; a PUBLISH
+//!   that a RESP3 subscriber also receives itself), read and compared together.
+//! - `!events` (before the first command): also compare keyspace notifications. A second
+//!   connection to each server subscribes to `__key*__:*` before the script runs; after each
+//!   command, a third one publishes a marker that this subscriber also hears, and the
+//!   notifications it received before the marker are compared (the script sets
+//!   `notify-keyspace-events` itself). Expired events come from the servers' expiry cycles:
+//!   a `!sleep` of a few hundred milliseconds lets them arrive before the next command.
 //!
 //! Both servers get each command in turn, so the sleeps count once. All mismatches of a script
 //! are collected and reported together: file, line, command, Redis's reply and Magpie's.
@@ -115,6 +123,12 @@ diff_tests! {
     transactions_resp3 => "transactions.redis", Resp3;
     zsets_blocking => "zsets_blocking.redis", Resp2;
     zsets_blocking_resp3 => "zsets_blocking.redis", Resp3;
+    pubsub => "pubsub.redis", Resp2;
+    pubsub_on_resp3 => "pubsub.redis", Resp3;
+    pubsub_resp3 => "pubsub_resp3.redis", Resp2;
+    events_strings => "events_strings.redis", Resp2;
+    events_keys => "events_keys.redis", Resp2;
+    events_types => "events_types.redis", Resp2;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.
@@ -149,13 +163,15 @@ enum Check {
 }
 
 enum Step {
-    Command { line: usize, text: String, args: Vec<Vec<u8>>, check: Check },
+    Command { line: usize, text: String, args: Vec<Vec<u8>>, check: Check, replies: usize },
     Sleep(u64),
 }
 
 struct Script {
     file: String,
     resp3: bool,
+    /// Keyspace notifications are compared too (`!events`).
+    events: bool,
     steps: Vec<Step>,
 }
 
@@ -170,7 +186,7 @@ fn load_script(file: &str) -> Script {
 }
 
 fn parse_script(file: &str, src: &[u8]) -> Result<Script, String> {
-    let mut script = Script { file: file.to_string(), resp3: false, steps: Vec::new() };
+    let mut script = Script { file: file.to_string(), resp3: false, events: false, steps: Vec::new() };
     for (i, raw_line) in src.split(|&b| b == b'\n').enumerate() {
         let line = i + 1;
         let err = |what: String| format!("{file}:{line}: {what}");
@@ -183,6 +199,8 @@ fn parse_script(file: &str, src: &[u8]) -> Result<Script, String> {
             match words.as_slice() {
                 ["resp3"] if script.steps.is_empty() => script.resp3 = true,
                 ["resp3"] => return Err(err("!resp3 must come before the first command".into())),
+                ["events"] if script.steps.is_empty() => script.events = true,
+                ["events"] => return Err(err("!events must come before the first command".into())),
                 ["sleep", ms] => {
                     let ms = ms.parse().map_err(|_| err(format!("bad !sleep duration {ms:?}")))?;
                     script.steps.push(Step::Sleep(ms));
@@ -191,7 +209,12 @@ fn parse_script(file: &str, src: &[u8]) -> Result<Script, String> {
             }
             continue;
         }
-        let (check, command) = if let Some(rest) = text.strip_prefix("~sort ") {
+        let mut replies = 1;
+        let (check, command) = if let Some(rest) = text.strip_prefix("~replies ") {
+            let (n, rest) = rest.trim_start().split_once(char::is_whitespace).unwrap_or((rest, ""));
+            replies = n.parse().ok().filter(|&n| n >= 1).ok_or_else(|| err(format!("bad ~replies count {n:?}")))?;
+            (Check::Exact, rest)
+        } else if let Some(rest) = text.strip_prefix("~sort ") {
             (Check::Sorted, rest)
         } else if let Some(rest) = text.strip_prefix("~range ") {
             let mut parts = rest.trim_start().splitn(3, char::is_whitespace);
@@ -213,7 +236,7 @@ fn parse_script(file: &str, src: &[u8]) -> Result<Script, String> {
         if args.is_empty() {
             return Err(err("directive without a command".into()));
         }
-        script.steps.push(Step::Command { line, text: command.to_string(), args, check });
+        script.steps.push(Step::Command { line, text: command.to_string(), args, check, replies });
     }
     Ok(script)
 }
@@ -356,25 +379,38 @@ fn run_script(file: &str, proto: Proto) {
         }
     }
 
+    let mut listeners = if script.events {
+        let expected = Listener::new(&reference).expect("a keyspace event listener on redis-server");
+        match Listener::new(&target) {
+            Ok(actual) => Some((expected, actual)),
+            Err(e) => {
+                report.fail(0, "PSUBSCRIBE __key*__:* (the keyspace event listener)", b"", Err(e.to_string()), "");
+                return report.finish();
+            }
+        }
+    } else {
+        None
+    };
+
     let dump = std::env::var_os("MAGPIE_DIFF_DUMP").is_some();
     let total = script.steps.iter().filter(|s| matches!(s, Step::Command { .. })).count();
     for (index, step) in script.steps.iter().enumerate() {
-        let (line, text, args, check) = match step {
+        let (line, text, args, check, replies) = match step {
             Step::Sleep(ms) => {
                 std::thread::sleep(Duration::from_millis(*ms));
                 continue;
             }
-            Step::Command { line, text, args, check } => (*line, text, args, check),
+            Step::Command { line, text, args, check, replies } => (*line, text, args, check, *replies),
         };
         let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         let expected = expected_conn
-            .try_cmd(&args)
+            .try_cmd_replies(&args, replies)
             .unwrap_or_else(|e| panic!("{}:{line}: redis-server failed on `{text}`: {e}", script.file));
         report.compared += 1;
         if dump {
             eprintln!("{}:{line}: {text}\n    {}", script.file, escape(&expected));
         }
-        let actual = match actual_conn.try_cmd(&args) {
+        let actual = match actual_conn.try_cmd_replies(&args, replies) {
             Ok(actual) => actual,
             Err(e) => {
                 report.fail(line, text, &expected, Err(e.to_string()), "");
@@ -410,8 +446,61 @@ fn run_script(file: &str, proto: Proto) {
                 report.fail(line, text, &expected, Ok(&actual), how);
             }
         }
+        if let Some((expected_events, actual_events)) = &mut listeners {
+            let marker = line.to_string();
+            let expected = expected_events
+                .events_before(marker.as_bytes())
+                .unwrap_or_else(|e| panic!("{}:{line}: redis-server's keyspace events: {e}", script.file));
+            report.compared += 1;
+            match actual_events.events_before(marker.as_bytes()) {
+                Ok(actual) if actual == expected => {}
+                Ok(actual) => report.fail(line, text, &expected.concat(), Ok(&actual.concat()), " (keyspace events)"),
+                Err(e) => {
+                    report.fail(line, text, &expected.concat(), Err(e.to_string()), " (keyspace events)");
+                    report.note("keyspace events were not compared after this line: the listener broke");
+                    listeners = None;
+                }
+            }
+        }
     }
     report.finish();
+}
+
+/// What `!events` compares: a connection subscribed to every keyspace notification (and to
+/// the marker channel), and one that publishes the markers.
+struct Listener {
+    subscriber: common::Raw,
+    control: common::Raw,
+}
+
+impl Listener {
+    const MARKER: &[u8] = b"__marker__";
+
+    fn new(server: &Server) -> std::io::Result<Listener> {
+        let mut subscriber = server.raw();
+        subscriber.set_read_timeout(Duration::from_secs(5));
+        subscriber.try_cmd(&[b"PSUBSCRIBE", b"__key*__:*"])?;
+        subscriber.try_cmd(&[b"SUBSCRIBE", Listener::MARKER])?;
+        let control = server.raw();
+        control.set_read_timeout(Duration::from_secs(5));
+        Ok(Listener { subscriber, control })
+    }
+
+    /// Publishes `marker` and returns every message the subscriber received before it, each
+    /// as raw RESP.
+    fn events_before(&mut self, marker: &[u8]) -> std::io::Result<Vec<Vec<u8>>> {
+        self.control.try_cmd(&[b"PUBLISH", Listener::MARKER, marker])?;
+        // A message is written like a command: an array of bulk strings.
+        let expect = common::Raw::encode(&[b"message", Listener::MARKER, marker]);
+        let mut events = Vec::new();
+        loop {
+            let msg = self.subscriber.try_read_reply()?;
+            if msg == expect {
+                return Ok(events);
+            }
+            events.push(msg);
+        }
+    }
 }
 
 fn integer_reply(reply: &[u8]) -> Option<i64> {

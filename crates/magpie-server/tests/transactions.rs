@@ -448,3 +448,32 @@ fn commit_is_durable_and_wakes_blocked_clients() {
     assert_eq!(cmd::<i64>(&mut con, "EXISTS cut0 cut49").unwrap(), 0, "half a transaction was replayed");
     assert_eq!(cmd::<String>(&mut con, "GET f").unwrap(), "1.5");
 }
+
+/// Keyspace events of an interactive transaction go out at COMMIT (never for a rollback), and
+/// RESET ends any kind of transaction.
+#[test]
+fn events_wait_for_commit_and_reset_ends_transactions() {
+    let s = Server::magpie_with(&["--notify-keyspace-events", "KEA"]);
+    let mut sub = s.client();
+    sub.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut ps = sub.as_pubsub();
+    ps.psubscribe("__keyevent@0__:*").unwrap();
+    let mut a = s.client();
+    let _: () = cmd(&mut a, "BEGIN").unwrap();
+    let _: () = cmd(&mut a, "SET k v").unwrap();
+    assert!(ps.get_message().is_err(), "an event of an uncommitted write was published");
+    let _: () = cmd(&mut a, "ROLLBACK").unwrap();
+    let _: () = cmd(&mut a, "BEGIN").unwrap();
+    let _: () = cmd(&mut a, "SET k v").unwrap();
+    let _: () = cmd(&mut a, "COMMIT").unwrap();
+    let msg = ps.get_message().expect("the event, at COMMIT");
+    assert_eq!((msg.get_channel_name(), msg.get_payload::<String>().unwrap()), ("__keyevent@0__:set", "k".to_owned()));
+    // RESET rolls back BEGIN and discards MULTI.
+    let _: () = cmd(&mut a, "BEGIN").unwrap();
+    let _: () = cmd(&mut a, "SET k other").unwrap();
+    let _: String = cmd(&mut a, "RESET").unwrap();
+    assert_eq!(cmd::<String>(&mut a, "GET k").unwrap(), "v");
+    let _: () = cmd(&mut a, "MULTI").unwrap();
+    let _: String = cmd(&mut a, "RESET").unwrap();
+    assert!(cmd::<()>(&mut a, "EXEC").unwrap_err().to_string().contains("EXEC without MULTI"));
+}

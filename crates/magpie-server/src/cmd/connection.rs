@@ -1,7 +1,8 @@
-//! Connection commands: PING, ECHO, SELECT, QUIT, HELLO, CLIENT.
+//! Connection commands: PING, ECHO, SELECT, QUIT, RESET, HELLO, CLIENT.
 
 use magpie_protocol::{Args, Resp};
 
+use crate::client::ClientInfo;
 use crate::command::{Ctx, arity_error};
 use crate::error::{self, CmdResult, Error, int_arg, is};
 
@@ -9,6 +10,13 @@ use crate::error::{self, CmdResult, Error, int_arg, is};
 pub const REDIS_VERSION: &str = "7.0.15";
 
 pub fn ping(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    if ctx.out.proto == Resp::V2 && ctx.client.info.pubsub.active() && args.len() <= 2 {
+        // A RESP2 subscriber reads everything as messages: the reply looks like one.
+        ctx.out.array(2);
+        ctx.out.bulk(b"pong");
+        ctx.out.bulk(if args.len() == 2 { args.get(1) } else { b"" });
+        return Ok(());
+    }
     match args.len() {
         1 => ctx.out.simple("PONG"),
         2 => ctx.out.bulk(args.get(1)),
@@ -77,7 +85,10 @@ pub fn hello(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         set_name(ctx, name)?;
     }
     if let Some(v) = version {
+        // A subscriber's messages so far go out as they were encoded; later ones in `v`.
+        crate::pubsub::deliver_own(ctx);
         ctx.out.proto = if v == 3 { Resp::V3 } else { Resp::V2 };
+        ctx.client.info.pubsub.mailbox.set_protocol(ctx.out.proto);
     }
     let out = &mut *ctx.out;
     out.map(7);
@@ -141,7 +152,8 @@ pub fn client_setinfo(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 /// CLIENT LIST [TYPE NORMAL|MASTER|REPLICA|PUBSUB] [ID client-id ...]
 pub fn client_list(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let mut ids: Option<Vec<u64>> = None;
-    let mut only_type: Option<bool> = None; // Some(true): the type matches normal clients
+    // Which clients the TYPE wants: subscribers are of type pubsub, as in Redis.
+    let mut only_type: Option<fn(&ClientInfo) -> bool> = None;
     let mut j = 2;
     while j < args.len() {
         let opt = args.get(j);
@@ -154,7 +166,13 @@ pub fn client_list(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                 msg.push(b'\'');
                 return Err(Error::bytes(msg));
             }
-            only_type = Some(is(t, "normal"));
+            only_type = Some(if is(t, "normal") {
+                |c| !c.pubsub.active()
+            } else if is(t, "pubsub") {
+                |c| c.pubsub.active()
+            } else {
+                |_| false // no masters or replicas
+            });
             j += 2;
         } else if is(opt, "id") && j + 1 < args.len() {
             let mut list = Vec::new();
@@ -172,7 +190,7 @@ pub fn client_list(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     *ctx.client.info.last_cmd.lock() = "client|list";
     let mut text = Vec::new();
     for c in ctx.shared.clients.list() {
-        if only_type == Some(false) || ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
+        if only_type.is_some_and(|wanted| !wanted(&c)) || ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
             continue;
         }
         text.extend_from_slice(&c.line());
@@ -188,4 +206,27 @@ pub fn client_info(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     line.push(b'\n');
     ctx.out.verbatim("txt", &line);
     Ok(())
+}
+
+/// RESET: the connection as it was when it connected (Redis 6.2+), replying `+RESET`.
+pub fn reset(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    reset_connection(ctx);
+    ctx.out.simple("RESET");
+    Ok(())
+}
+
+/// What RESET clears, as Redis's `clearClientConnectionState`: database 0, RESP2, the
+/// transaction (MULTI is discarded, WATCHed keys unwatched), every subscription (without
+/// confirmations), the name. State a connection gains later must be cleared here too.
+pub fn reset_connection(ctx: &mut Ctx<'_>) {
+    // Messages already delivered go out first, in the protocol they were sent for.
+    crate::pubsub::deliver_own(ctx);
+    ctx.client.db = 0;
+    ctx.out.proto = Resp::V2;
+    ctx.client.info.pubsub.mailbox.set_protocol(Resp::V2);
+    // MULTI, WATCH and BEGIN: the transaction is discarded (rolled back), every key unwatched.
+    ctx.client.txn.clear(ctx.shared);
+    let info = &ctx.client.info;
+    ctx.shared.pubsub.unsubscribe_all(&info.pubsub, info.id);
+    *info.name.lock() = None;
 }

@@ -5,6 +5,7 @@ use magpie_store::{ScanCursor, glob_match};
 
 use crate::command::Ctx;
 use crate::error::{self, CmdResult, Error, int_arg, int_arg_in, invalid_expire, is};
+use crate::notify;
 
 /// DEL and UNLINK: removes the keys atomically, replies how many existed.
 pub fn del(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
@@ -16,12 +17,19 @@ pub fn del(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         let old = ctx.db().write(key).remove(key, ctx.now);
         let found = old.is_some();
         if let Some(e) = old {
+            ctx.notify(notify::GENERIC, "del", key);
             free(ctx, e.value);
         }
         usize::from(found)
     } else {
         let mut locked = ctx.ks.lock_write(keys.iter().map(|k| (db, k)));
-        let old: Vec<_> = keys.iter().filter_map(|k| locked.shard(db, k).remove(k, ctx.now)).collect();
+        let mut old = Vec::new();
+        for k in keys.iter() {
+            if let Some(e) = locked.shard(db, k).remove(k, ctx.now) {
+                ctx.notify(notify::GENERIC, "del", k);
+                old.push(e);
+            }
+        }
         drop(locked);
         let n = old.len();
         for e in old {
@@ -216,6 +224,8 @@ fn rename_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
     let entry = locked.shard(db, src).remove(src, ctx.now).ok_or_else(|| Error::from(error::NO_SUCH_KEY))?;
     let expire = entry.expire_at();
     locked.shard(db, dst).insert(dst, entry.value, expire, ctx.now);
+    ctx.notify(notify::GENERIC, "rename_from", src);
+    ctx.notify(notify::GENERIC, "rename_to", dst);
     // Under the lock, as every command that adds elements does (see `cmd::lock_to_take`).
     ctx.signal(dst);
     drop(locked);
@@ -273,6 +283,7 @@ pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     }
     let expire = entry.expire_at();
     target.insert(dst, entry.value, expire, ctx.now);
+    ctx.notify_in(dst_db, notify::GENERIC, "copy_to", dst);
     // A list or sorted set arriving under a name may be what clients blocked on it wait for;
     // signalled under the lock, as every command that adds elements does.
     ctx.shared.blocking.signal(dst_db, dst);
@@ -338,15 +349,19 @@ fn expire_generic(ctx: &mut Ctx<'_>, args: Args<'_>, seconds: bool, absolute: bo
         ctx.out.int(0);
         return Ok(());
     }
+    // Redis's order: `del` before the reply, the reply before `expire`.
     if when <= ctx.now as i64 {
         shard.remove(key, ctx.now);
         ctx.propagate(&[b"DEL", key]);
+        ctx.notify(notify::GENERIC, "del", key);
+        ctx.out.int(1);
     } else {
         shard.set_expire(key, Some(when as u64), ctx.now);
         // Relative times are logged as absolute ones.
         ctx.propagate(&[b"PEXPIREAT", key, itoa::Buffer::new().format(when).as_bytes()]);
+        ctx.out.int(1);
+        ctx.notify(notify::GENERIC, "expire", key);
     }
-    ctx.out.int(1);
     Ok(())
 }
 
@@ -408,6 +423,7 @@ pub fn persist(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let had_ttl = shard.get(key, ctx.now).is_some_and(|e| e.expire_at().is_some());
     if had_ttl {
         shard.set_expire(key, None, ctx.now);
+        ctx.notify(notify::GENERIC, "persist", key);
     }
     ctx.out.int(i64::from(had_ttl));
     Ok(())

@@ -5,6 +5,7 @@ mod connection;
 mod hashes;
 mod keys;
 mod lists;
+mod pubsub;
 mod server;
 mod sets;
 mod strings;
@@ -37,7 +38,10 @@ const RF: u32 = READONLY | FAST;
 
 /// Every top-level command: the core groups below, then each data type's table.
 pub static COMMANDS: LazyLock<Vec<&'static Command>> = LazyLock::new(|| {
-    [CORE, lists::COMMANDS, hashes::COMMANDS, sets::COMMANDS, zsets::COMMANDS].into_iter().flatten().collect()
+    [CORE, lists::COMMANDS, hashes::COMMANDS, sets::COMMANDS, zsets::COMMANDS, pubsub::COMMANDS]
+        .into_iter()
+        .flatten()
+        .collect()
 });
 
 #[rustfmt::skip]
@@ -49,6 +53,7 @@ static CORE: &[Command] = &[
     Command::new("quit", -1, CONN | NO_AUTH, NONE, "connection", "1.0.0", "Closes the connection.", "", connection::quit),
     Command::new("hello", -1, CONN | NO_AUTH, NONE, "connection", "6.0.0", "Handshakes with the Redis server.",
         "[protover:integer [AUTH username password] [SETNAME clientname]]", connection::hello),
+    Command::new("reset", 1, CONN | NO_AUTH, NONE, "connection", "6.2.0", "Resets the connection.", "", connection::reset),
     Command::new("client", -2, 0, NONE, "connection", "2.4.0", "A container for client connection commands.", "", command::container)
         .with_subcommands(&[
             Command::new("client|id", 2, CONN, NONE, "connection", "5.0.0", "Returns the unique client ID of the connection.", "", connection::client_id),

@@ -114,6 +114,7 @@ pub fn config_set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         pairs.push((k, v));
     }
     ctx.shared.settings.set(&pairs).map_err(|e| Error::msg(format!("ERR {e}")))?;
+    crate::pubsub::follow_config(ctx.shared);
     crate::persist::follow_appendonly(ctx.shared)?;
     ctx.out.ok();
     Ok(())

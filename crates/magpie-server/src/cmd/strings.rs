@@ -6,6 +6,7 @@ use magpie_store::{Slot, Value};
 use crate::command::Ctx;
 use crate::error::{self, CmdResult, Error, int_arg, invalid_expire, is, wrongtype};
 use crate::float;
+use crate::notify;
 
 /// Writes a string value as a bulk reply.
 pub fn bulk_value(out: &mut Reply, value: &Value) -> CmdResult {
@@ -149,7 +150,6 @@ pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                 bulk_value(ctx.out, &old.value)?;
             } else {
                 live.assign_string(value, expire);
-                ctx.out.ok();
             }
         }
         Slot::Empty(empty) => {
@@ -158,8 +158,18 @@ pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                 return Ok(());
             }
             empty.insert(Value::string(value), expire);
-            if o.get { ctx.out.null() } else { ctx.out.ok() }
+            if o.get {
+                ctx.out.null();
+            }
         }
+    }
+    // As in Redis: the events, then the OK (GET's old value came first).
+    ctx.notify(notify::STRING, "set", key);
+    if expire.is_some() {
+        ctx.notify(notify::GENERIC, "expire", key);
+    }
+    if !o.get {
+        ctx.out.ok();
     }
     if let Some(at) = expire {
         // The log records the absolute time, so a replay expires the key when it did.
@@ -183,6 +193,9 @@ pub fn setnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             true
         }
     };
+    if created {
+        ctx.notify(notify::STRING, "set", key);
+    }
     ctx.out.int(i64::from(created));
     Ok(())
 }
@@ -191,6 +204,8 @@ fn set_with_expiry(ctx: &mut Ctx<'_>, args: Args<'_>, unit: Unit, command: &str)
     let at = expire_at(unit, args.get(2), ctx.now, command)?;
     let key = args.get(1);
     ctx.db().write(key).insert(key, Value::string(args.get(3)), Some(at), ctx.now);
+    ctx.notify(notify::STRING, "set", key);
+    ctx.notify(notify::GENERIC, "expire", key);
     log_set_pxat(ctx, key, args.get(3), at);
     ctx.out.ok();
     Ok(())
@@ -213,12 +228,11 @@ pub fn getset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         check_string(&e.value)?;
     }
     match shard.insert(key, Value::string(args.get(2)), None, ctx.now) {
-        Some(old) => bulk_value(ctx.out, &old.value),
-        None => {
-            ctx.out.null();
-            Ok(())
-        }
+        Some(old) => bulk_value(ctx.out, &old.value)?,
+        None => ctx.out.null(),
     }
+    ctx.notify(notify::STRING, "set", key);
+    Ok(())
 }
 
 pub fn getdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
@@ -232,6 +246,7 @@ pub fn getdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             check_string(&e.value)?;
             if let Some(old) = shard.remove(key, ctx.now) {
                 bulk_value(ctx.out, &old.value)?;
+                ctx.notify(notify::GENERIC, "del", key);
             }
         }
     }
@@ -253,19 +268,25 @@ pub fn getex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     check_string(&e.value)?;
     let expire = o.expire.map(|(u, a)| expire_at(u, a, ctx.now, "getex")).transpose()?;
     bulk_value(ctx.out, &e.value)?;
+    let had_ttl = e.expire_at().is_some();
     match expire {
         // An absolute time already past deletes the key.
         Some(at) if at <= ctx.now => {
             shard.remove(key, ctx.now);
             ctx.propagate(&[b"DEL", key]);
+            ctx.notify(notify::GENERIC, "del", key);
         }
         Some(at) => {
             shard.set_expire(key, Some(at), ctx.now);
             ctx.propagate(&[b"PEXPIREAT", key, itoa::Buffer::new().format(at).as_bytes()]);
+            ctx.notify(notify::GENERIC, "expire", key);
         }
         None if o.persist => {
             shard.set_expire(key, None, ctx.now);
             ctx.propagate(&[b"PERSIST", key]);
+            if had_ttl {
+                ctx.notify(notify::GENERIC, "persist", key);
+            }
         }
         None => {}
     }
@@ -304,6 +325,7 @@ fn mset_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
     let mut it = pairs.iter();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
         locked.shard(db, k).insert(k, Value::string(v), None, ctx.now);
+        ctx.notify(notify::STRING, "set", k);
     }
     if nx {
         ctx.out.int(1)
@@ -347,6 +369,7 @@ pub fn append(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             tail.len()
         }
     };
+    ctx.notify(notify::STRING, "append", key);
     ctx.out.int(len as i64);
     Ok(())
 }
@@ -435,6 +458,9 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             end
         }
     };
+    if !value.is_empty() {
+        ctx.notify(notify::STRING, "setrange", key);
+    }
     ctx.out.int(len as i64);
     Ok(())
 }
@@ -459,6 +485,7 @@ fn incr_by(ctx: &mut Ctx<'_>, key: &[u8], delta: i64) -> CmdResult {
             delta
         }
     };
+    ctx.notify(notify::STRING, "incrby", key);
     ctx.out.int(new);
     Ok(())
 }
@@ -494,12 +521,13 @@ pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     };
     let exists = current.is_some();
     let new = float::add(current, args.get(2))?;
-    ctx.out.bulk(&new);
     if exists {
         shard.insert_keep_ttl(key, Value::string(&new), ctx.now);
     } else {
         shard.insert(key, Value::string(&new), None, ctx.now);
     }
+    ctx.notify(notify::STRING, "incrbyfloat", key);
+    ctx.out.bulk(&new);
     // The log records the result, not the arithmetic (as Redis).
     ctx.propagate(&[b"SET", key, &new, b"KEEPTTL"]);
     Ok(())

@@ -261,6 +261,23 @@ impl Raw {
         Ok(out)
     }
 
+    /// Like `try_cmd`, for a command that answers with `replies` replies (SUBSCRIBE of several
+    /// channels): returns them all, concatenated.
+    pub fn try_cmd_replies(&mut self, args: &[&[u8]], replies: usize) -> std::io::Result<Vec<u8>> {
+        let mut out = self.try_cmd(args)?;
+        for _ in 1..replies {
+            self.try_read_into(&mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// Reads one more reply (or pushed message), failing instead of panicking.
+    pub fn try_read_reply(&mut self) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.try_read_into(&mut out)?;
+        Ok(out)
+    }
+
     fn try_read_line(&mut self, out: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
         let mut line = Vec::new();
         self.reader.read_until(b'\n', &mut line)?;
