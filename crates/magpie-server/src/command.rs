@@ -883,6 +883,34 @@ mod tests {
         assert!(lookup(&[b'a'; 40]).is_none());
     }
 
+    /// The fewest arguments a documented argument takes.
+    fn min_words(arg: &DocArg) -> i32 {
+        if arg.optional {
+            return 0;
+        }
+        let own = match arg.kind {
+            "oneof" => arg.children.iter().map(min_words).min().unwrap_or(0),
+            "block" => arg.children.iter().map(min_words).sum(),
+            "pure-token" => 0,
+            _ => 1,
+        };
+        own + i32::from(arg.token.is_some())
+    }
+
+    #[test]
+    fn docs_take_as_many_arguments_as_the_arity_asks() {
+        // `LEFT|RIGHT` outside a group would make the whole syntax the alternatives: LMOVE's
+        // docs ended at `LEFT`. The arity and the documented arguments must agree.
+        for cmd in COMMANDS.iter().flat_map(|c| std::iter::once(*c).chain(c.subcommands)) {
+            if cmd.syntax.is_empty() {
+                continue;
+            }
+            let words = if cmd.name.contains('|') { 2 } else { 1 };
+            let documented: i32 = parse_syntax(cmd.syntax).iter().map(min_words).sum();
+            assert_eq!(documented + words, cmd.arity.abs(), "{}: {:?}", cmd.name, cmd.syntax);
+        }
+    }
+
     #[test]
     fn ids_number_every_command_and_subcommand_once() {
         let total: usize = COMMANDS.iter().map(|c| 1 + c.subcommands.len()).sum();

@@ -53,7 +53,7 @@ pub static COMMANDS: &[Command] = &[
     Command::new("zpopmin", -2, WF, KEY1, GROUP, "5.0.0", "Remove and return members with the lowest scores in a sorted set", "key [count:integer]", zpopmin),
     Command::new("zpopmax", -2, WF, KEY1, GROUP, "5.0.0", "Remove and return members with the highest scores in a sorted set", "key [count:integer]", zpopmax),
     Command::new("zmpop", -4, W, NONE, GROUP, "7.0.0", "Remove and return members with scores in a sorted set",
-        "numkeys:integer key [key ...] MIN|MAX [COUNT count:integer]", zmpop),
+        "numkeys:integer key [key ...] (MIN|MAX) [COUNT count:integer]", zmpop),
     Command::new("zrandmember", -2, READONLY, KEY1, GROUP, "6.2.0", "Get one or multiple random elements from a sorted set",
         "key [count:integer [WITHSCORES]]", zrandmember),
     Command::new("zremrangebyrank", 4, W, KEY1, GROUP, "2.0.0", "Remove all members in a sorted set within the given indexes",
