@@ -890,18 +890,14 @@ pub fn zrandmember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     }
     // A negative count may repeat members; a positive one returns distinct members.
     let (count, unique) = (usize::try_from(l.unsigned_abs()).unwrap_or(usize::MAX), l >= 0);
+    let max_reply = ctx.shared.settings.proto_max_bulk_len();
     read_zset(
         ctx,
         key,
         |out| out.array(0),
         |out, z| {
             let n = if unique && count > 1 { count.min(z.len()) } else { count };
-            if withscores {
-                out.pairs(n);
-            } else {
-                out.array(n);
-            }
-            z.sample(count, unique, |member, score| {
+            let write = |out: &mut Reply, member: &[u8], score: f64| {
                 if withscores {
                     out.pair();
                     out.bulk(member);
@@ -909,11 +905,40 @@ pub fn zrandmember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                 } else {
                     out.bulk(member);
                 }
-            });
+            };
+            let header = |out: &mut Reply| if withscores { out.pairs(n) } else { out.array(n) };
+            if unique || z.is_empty() {
+                header(out);
+                z.sample(count, unique, |member, score| write(out, member, score));
+                return Ok(());
+            }
+            // Independent draws: the count is the client's, not the data's. Every element
+            // takes at least 6 bytes (`$0\r\n\r\n`), so refuse at once what cannot fit, and
+            // take back a reply that outgrows proto-max-bulk-len (Redis would write until
+            // memory runs out).
+            if count.saturating_mul(if withscores { 12 } else { 6 }) > max_reply {
+                return Err(RANDOM_REPLY_TOO_LARGE.into());
+            }
+            let start = out.len();
+            header(out);
+            let mut left = count;
+            while left > 0 {
+                let draws = left.min(1024);
+                z.sample(draws, false, |member, score| write(out, member, score));
+                left -= draws;
+                if out.len() - start > max_reply {
+                    out.truncate(start);
+                    return Err(RANDOM_REPLY_TOO_LARGE.into());
+                }
+            }
             Ok(())
         },
     )
 }
+
+/// ZRANDMEMBER with a negative count can ask for any number of members, whatever the set
+/// holds; Redis would write them until memory runs out. Magpie bounds the reply.
+const RANDOM_REPLY_TOO_LARGE: &str = "ERR ZRANDMEMBER reply would exceed proto-max-bulk-len: ask for fewer members";
 
 /// A score as ZSCAN shows it: as Redis's listpack stores it for a small set (an integer when
 /// it is one, below 2^62), else as `%.17g`.
