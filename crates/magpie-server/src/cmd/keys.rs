@@ -268,7 +268,7 @@ fn expire_generic(ctx: &mut Ctx<'_>, args: Args<'_>, seconds: bool, absolute: bo
             lt = true;
         } else {
             let mut msg = b"ERR Unsupported option ".to_vec();
-            msg.extend_from_slice(opt);
+            msg.extend_from_slice(error::c_str(opt));
             return Err(Error::bytes(msg));
         }
     }
