@@ -347,7 +347,10 @@ fn ttl_generic(ctx: &mut Ctx<'_>, args: Args<'_>, ms: bool, absolute: bool) -> C
             None => -1,
             Some(at) => {
                 let t = if absolute { at as i64 } else { (at as i64 - ctx.now as i64).max(0) };
-                if ms { t } else { (t + 500) / 1000 }
+                // Rounded in unsigned arithmetic: `t + 500` overflows an i64 for a time near
+                // i64::MAX (PEXPIREAT k 9223372036854775807), where Redis's build answers
+                // 9223372036854776.
+                if ms { t } else { ((t as u64 + 500) / 1000) as i64 }
             }
         },
     };
