@@ -541,11 +541,10 @@ pub fn load_specs(conn: &mut Conn) -> Vec<Spec> {
         let arity = fields[1].int().unwrap_or(-1);
         let flags = fields[2].items().unwrap_or_default().into_iter().map(text).collect();
         let subcommands = fields.get(9).and_then(|s| s.items()).unwrap_or_default();
-        if subcommands.is_empty() || arity == -1 {
-            let words = name.split('|').map(str::to_uppercase).collect();
-            let (args, group) = docs.get(&name).cloned().unwrap_or_default();
-            out.push(Spec { words, name: name.clone(), arity, flags, group, args });
-        }
+        // Containers (CLIENT, CONFIG, ...) too: alone, or with noise for a subcommand.
+        let words = name.split('|').map(str::to_uppercase).collect();
+        let (args, group) = docs.get(&name).cloned().unwrap_or_default();
+        out.push(Spec { words, name: name.clone(), arity, flags, group, args });
         for sub in subcommands {
             collect_info(sub, docs, out);
         }
@@ -1070,6 +1069,12 @@ impl Generator {
         }
         if self.rng.percent(12) {
             self.noise(spec, &mut out, fixed);
+        }
+        if self.rng.percent(1) {
+            // A command that does not exist: its error quotes the name and arguments.
+            const UNKNOWN: &[&[u8]] =
+                &[b"FOO", b"", b"GET\0", b"G\r\nET", b"getx", b"\xff\xfe", b"set ", b"-", b"*1", b"CLIENTS"];
+            out[0] = if self.rng.percent(10) { self.long_string() } else { self.rng.pick(UNKNOWN).to_vec() };
         }
         if !self.timing {
             tame_timeout(&mut out);
