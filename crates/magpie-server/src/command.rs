@@ -437,6 +437,8 @@ pub fn resolve(args: Args<'_>) -> Result<(usize, &'static Command), (Error, Opti
     if !cmd.subcommands.is_empty() && args.len() >= 2 {
         let sub = args.get(1);
         let Some(pos) = cmd.subcommand_position(sub) else {
+            // Redis prints it with `%.128s`: at most 128 bytes, up to a NUL byte.
+            let sub = crate::error::c_str(sub);
             let mut msg = b"ERR unknown subcommand '".to_vec();
             msg.extend_from_slice(&sub[..sub.len().min(128)]);
             msg.extend_from_slice(format!("'. Try {} HELP.", cmd.name.to_uppercase()).as_bytes());
