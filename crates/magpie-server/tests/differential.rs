@@ -937,3 +937,260 @@ fn sort_reply(reply: &[u8], group: usize) -> Vec<u8> {
     elements.iter().for_each(|e| out.extend_from_slice(e));
     out
 }
+
+// ---------------------------------------------------------------------------------------------
+// Differential fuzzing of blocked clients: a second connection to each server sends a blocking
+// command that waits for good (timeout 0) while the first sends random commands; when one of
+// them can serve it, both servers must serve it alike, with the same reply at the same point.
+
+#[test]
+#[ignore = "needs redis-server; run with --ignored"]
+fn fuzz_blocked_clients_against_redis() {
+    let commands = env_u64("MAGPIE_DIFF_FUZZ_COMMANDS").unwrap_or(3000) as usize;
+    let seconds = env_u64("MAGPIE_DIFF_FUZZ_SECONDS");
+    let mut seed = env_u64("MAGPIE_DIFF_FUZZ_SEED").unwrap_or(1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds.unwrap_or(0));
+    let mut failures = Vec::new();
+    loop {
+        let proto = if seed % 2 == 0 { Proto::Resp3 } else { Proto::Resp2 };
+        if let Err(report) = fuzz_blocked_seed(seed, commands, proto) {
+            failures.push(report);
+        }
+        seed += 1;
+        if seconds.is_none() && seed > 2 || std::time::Instant::now() >= deadline && seconds.is_some() {
+            break;
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A connection to each server: Redis's first.
+struct Pair {
+    redis: fuzzer::Conn,
+    magpie: fuzzer::Conn,
+}
+
+impl Pair {
+    fn connect(redis: &Server, magpie: &Server, proto: Proto) -> Pair {
+        let mut pair = Pair {
+            redis: fuzzer::Conn::connect(redis.port).expect("connect to redis-server"),
+            magpie: fuzzer::Conn::connect(magpie.port).expect("connect to magpie"),
+        };
+        if proto == Proto::Resp3 {
+            for conn in [&mut pair.redis, &mut pair.magpie] {
+                conn.call(&[b"HELLO", b"3"]).expect("HELLO 3");
+            }
+        }
+        pair
+    }
+
+    /// Sends `cmd` to both.
+    fn send(&mut self, cmd: &[Vec<u8>]) {
+        self.redis.send(std::slice::from_ref(&cmd.to_vec())).expect("send to redis-server");
+        self.magpie.send(std::slice::from_ref(&cmd.to_vec())).expect("send to magpie");
+    }
+
+    /// Each server's reply, if one starts to arrive within `wait`.
+    fn poll(&mut self, wait: Duration) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+        let one = |conn: &mut fuzzer::Conn| {
+            conn.set_read_timeout(wait);
+            let ready = conn.peek_ready();
+            conn.set_read_timeout(Duration::from_secs(10));
+            ready.then(|| conn.read().map(|r| r.1).unwrap_or_else(|e| format!("no reply: {e}").into_bytes()))
+        };
+        (one(&mut self.redis), one(&mut self.magpie))
+    }
+}
+
+impl Pair {
+    /// Each server's reply to this connection, or None where it waits: until the reply comes,
+    /// asks `main` for the server's count of blocked clients (1: this one waits).
+    fn poll_blocked(&mut self, main: &mut Pair) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+        let blocked = |conn: &mut fuzzer::Conn| -> i64 {
+            let info = conn.call(&[b"INFO", b"clients"]).expect("INFO clients");
+            let text = String::from_utf8_lossy(info.bytes().unwrap_or_default()).into_owned();
+            text.lines()
+                .find_map(|l| l.strip_prefix("blocked_clients:"))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(-1)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let one = |main: &mut fuzzer::Conn, conn: &mut fuzzer::Conn| loop {
+            conn.set_read_timeout(Duration::from_millis(2));
+            let ready = conn.peek_ready();
+            conn.set_read_timeout(Duration::from_secs(10));
+            if ready {
+                return Some(conn.read().map(|r| r.1).unwrap_or_else(|e| format!("no reply: {e}").into_bytes()));
+            }
+            if blocked(main) == 1 || std::time::Instant::now() > deadline {
+                return None;
+            }
+        };
+        let r = one(&mut main.redis, &mut self.redis);
+        let m = one(&mut main.magpie, &mut self.magpie);
+        (r, m)
+    }
+}
+
+/// The keys a blocking command waits on.
+fn waited_keys(cmd: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let name = cmd[0].to_ascii_lowercase();
+    match name.as_slice() {
+        b"blpop" | b"brpop" if cmd.len() > 2 => cmd[1..cmd.len() - 1].to_vec(),
+        b"blmove" | b"brpoplpush" if cmd.len() > 2 => vec![cmd[1].clone()],
+        b"blmpop" if cmd.len() > 3 => {
+            let n: usize = std::str::from_utf8(&cmd[2]).ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+            cmd.iter().skip(3).take(n).cloned().collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn fuzz_blocked_seed(seed: u64, commands: usize, proto: Proto) -> Result<(), String> {
+    use fuzzer::{Generator, show, show_command};
+    let Some(reference) = Server::redis() else {
+        return Ok(());
+    };
+    let target = Server::magpie();
+    let mut main = Pair::connect(&reference, &target, proto);
+    let specs: Vec<fuzzer::Spec> = fuzzer::load_specs(&mut main.magpie)
+        .into_iter()
+        .filter(|s| !NOT_DETERMINISTIC.contains(&s.name.as_str()) && s.name != "select")
+        .filter(|s| matches!(s.group.as_str(), "list" | "generic" | "string") || s.name.starts_with("flush"))
+        .collect();
+    // Blocking commands are the waiter's (with a short timeout Redis answers only at its next
+    // cron tick, up to 100 ms later: too slow for the main connection).
+    let (blocking, specs): (Vec<fuzzer::Spec>, Vec<fuzzer::Spec>) =
+        specs.into_iter().partition(|s| s.has_flag("blocking"));
+    let label = format!("blocked-client fuzz seed {seed}{}", if proto == Proto::Resp3 { " (RESP3)" } else { "" });
+    let mut generator = Generator::new(seed, false);
+    let mut waiter: Option<(Pair, Vec<Vec<u8>>)> = None;
+    let mut history: Vec<String> = Vec::new();
+    let mut mismatches = Vec::new();
+    let mut served = 0;
+    for conn in [&mut main.redis, &mut main.magpie] {
+        conn.call(&[b"FLUSHALL"]).expect("FLUSHALL");
+    }
+    let report = |history: &[String], what: &str, redis: &[u8], magpie: &[u8]| {
+        let context = history[history.len().saturating_sub(25)..].join("\n      ");
+        format!(
+            "{what}\n    redis:  {}\n    magpie: {}\n    after (oldest first):\n      {context}",
+            show(redis),
+            show(magpie)
+        )
+    };
+    for _ in 0..commands {
+        if mismatches.len() >= 5 {
+            break;
+        }
+        let start_waiting = waiter.is_none() && generator.rng.percent(5);
+        // While a client waits, often a command that may feed one of its keys.
+        let feed = waiter.is_some() && generator.rng.percent(15);
+        let spec = if start_waiting {
+            generator.rng.pick(&blocking)
+        } else if feed {
+            let feeders: Vec<&fuzzer::Spec> = specs.iter().filter(|s| FEEDS.contains(&s.name.as_str())).collect();
+            *generator.rng.pick(&feeders)
+        } else {
+            generator.rng.pick(&specs)
+        };
+        let mut cmd = generator.command(spec);
+        if let (true, Some((_, wcmd))) = (feed, &waiter) {
+            // The key it writes: the destination of moves, renames and copies.
+            let at = if matches!(spec.name.as_str(), "lpush" | "rpush" | "lpushx" | "rpushx") { 1 } else { 2 };
+            let keys = waited_keys(wcmd);
+            if let Some(arg) = cmd.get_mut(at) {
+                *arg = generator.rng.pick(&keys).clone();
+            }
+        }
+        if start_waiting {
+            // Waits for good: only a command of the other connection can end it.
+            let keys = waited_keys(&cmd);
+            let timeout_at = if cmd[0].eq_ignore_ascii_case(b"blmpop") { 1 } else { cmd.len() - 1 };
+            if keys.is_empty() || timeout_at == 0 {
+                continue;
+            }
+            cmd[timeout_at] = b"0".to_vec();
+            let mut pair = Pair::connect(&reference, &target, proto);
+            history.push(format!("[waiter] {}", show_command(&cmd)));
+            pair.send(&cmd);
+            match pair.poll_blocked(&mut main) {
+                (None, None) => waiter = Some((pair, cmd)),
+                (Some(r), Some(m)) if same_reply(&String::from_utf8_lossy(&cmd[0]).to_lowercase(), &r, &m) => {}
+                (r, m) => {
+                    let (r, m) = settle(&mut pair, r, m);
+                    if r != m {
+                        mismatches.push(report(&history, &show_command(&cmd), &r, &m));
+                    }
+                }
+            }
+            continue;
+        }
+        history.push(show_command(&cmd));
+        main.send(&cmd);
+        let (Some(expected), Some(actual)) = main.poll(Duration::from_secs(5)) else {
+            return Err(format!("{label}: no reply to {} within 5 s", show_command(&cmd)));
+        };
+        let name = String::from_utf8_lossy(&cmd[0]).to_lowercase();
+        if !same_reply(&name, &expected, &actual) {
+            mismatches.push(report(&history, &show_command(&cmd), &expected, &actual));
+            for conn in [&mut main.redis, &mut main.magpie] {
+                conn.call(&[b"FLUSHALL"]).expect("FLUSHALL");
+            }
+            waiter = None;
+            continue;
+        }
+        let Some((pair, wcmd)) = waiter.as_mut() else { continue };
+        // A write naming a waited key may have served the waiter: give both servers time.
+        let keys = waited_keys(wcmd);
+        // Only such a command can serve it (nothing else runs on these servers).
+        if !(FEEDS.contains(&spec.name.as_str()) && cmd[1..].iter().any(|a| keys.contains(a))) {
+            continue;
+        }
+        let (r, m) = pair.poll_blocked(&mut main);
+        if r.is_none() && m.is_none() {
+            continue;
+        }
+        let (r, m) = settle(pair, r, m);
+        history.push(format!("[waiter served] {}", show(&r)));
+        let wname = String::from_utf8_lossy(&wcmd[0]).to_lowercase();
+        if !same_reply(&wname, &r, &m) && !documented_blocking_difference(&r, &m) {
+            let what = format!("the waiter's {} after {}", show_command(wcmd), show_command(&cmd));
+            mismatches.push(report(&history, &what, &r, &m));
+        }
+        if r != m {
+            for conn in [&mut main.redis, &mut main.magpie] {
+                conn.call(&[b"FLUSHALL"]).expect("FLUSHALL");
+            }
+        }
+        served += 1;
+        waiter = None;
+    }
+    if mismatches.is_empty() {
+        eprintln!("{label}: {commands} commands, {served} blocked clients served, every reply identical");
+        return Ok(());
+    }
+    Err(format!("{label}: {} differences:\n\n{}", mismatches.len(), mismatches.join("\n\n")))
+}
+
+/// The commands that can give a waiting client what it waits for.
+const FEEDS: &[&str] =
+    &["lpush", "rpush", "lpushx", "rpushx", "lmove", "rpoplpush", "blmove", "brpoplpush", "rename", "renamenx", "copy"];
+
+/// When only one server has answered a waiter, waits up to 2 s for the other.
+fn settle(pair: &mut Pair, r: Option<Vec<u8>>, m: Option<Vec<u8>>) -> (Vec<u8>, Vec<u8>) {
+    let (r2, m2) = match (&r, &m) {
+        (Some(_), None) => (None, pair.poll(Duration::from_secs(2)).1),
+        (None, Some(_)) => (pair.poll(Duration::from_secs(2)).0, None),
+        _ => (None, None),
+    };
+    let waiting = b"(still waiting after 2 s)".to_vec();
+    (r.or(r2).unwrap_or_else(|| waiting.clone()), m.or(m2).unwrap_or(waiting))
+}
+
+/// Documented (docs/compatibility.md): a client blocked on `a b` served when `b` gets data
+/// while `a` holds another type gets WRONGTYPE from Magpie (which runs the command again, as
+/// Redis 7.2 does) where Redis 7.0 serves it from `b`.
+fn documented_blocking_difference(redis: &[u8], magpie: &[u8]) -> bool {
+    magpie.starts_with(b"-WRONGTYPE") && !redis.starts_with(b"-")
+}

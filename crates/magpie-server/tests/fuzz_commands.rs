@@ -272,9 +272,13 @@ fn has_data(conn: &mut Conn) -> bool {
     ready
 }
 
-/// Whether a command can be sent as an inline command and read back the same.
+/// Whether a command can be sent as an inline command and read back the same (a line that
+/// starts with `*` is a multibulk header).
 fn inline_safe(args: &[Vec<u8>]) -> bool {
-    args.iter().all(|a| !a.is_empty() && a.iter().all(|&c| c.is_ascii_graphic() && !matches!(c, b'"' | b'\'' | b'\\')))
+    !args.first().is_some_and(|a| a.starts_with(b"*"))
+        && args
+            .iter()
+            .all(|a| !a.is_empty() && a.iter().all(|&c| c.is_ascii_graphic() && !matches!(c, b'"' | b'\'' | b'\\')))
 }
 
 fn temp_dir(seed: u64) -> PathBuf {
