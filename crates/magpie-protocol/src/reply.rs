@@ -57,11 +57,15 @@ impl Reply {
         self.line(b'+', s.as_bytes());
     }
 
-    /// An error reply. `msg` starts with the error code (`ERR ...`, `WRONGTYPE ...`); CR and LF
-    /// inside it become spaces, as Redis does, so a reply can never be split in two.
+    /// An error reply. `msg` starts with the error code (`ERR ...`, `WRONGTYPE ...`); as Redis
+    /// does (`sdstrim` then `sdsmapchars`), CR and LF at its ends are cut and those inside it
+    /// become spaces, so a reply can never be split in two.
     pub fn error(&mut self, msg: &[u8]) {
+        let crlf = |c: &u8| *c == b'\r' || *c == b'\n';
+        let start = msg.iter().position(|c| !crlf(c)).unwrap_or(msg.len());
+        let end = msg.iter().rposition(|c| !crlf(c)).map_or(start, |i| i + 1);
         self.buf.push(b'-');
-        self.buf.extend(msg.iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+        self.buf.extend(msg[start..end].iter().map(|&c| if crlf(&c) { b' ' } else { c }));
         self.buf.extend_from_slice(b"\r\n");
     }
 
@@ -234,6 +238,9 @@ mod tests {
     fn errors_cannot_break_framing() {
         let (r2, _) = both(|r| r.error(b"ERR bad\r\ninput"));
         assert_eq!(r2, "-ERR bad  input\r\n");
+        // At the end they are cut, as Redis's sdstrim does (`EXPIRE k 1 "\r\n"`).
+        let (r2, _) = both(|r| r.error(b"ERR Unsupported option \r\n\n"));
+        assert_eq!(r2, "-ERR Unsupported option \r\n");
     }
 }
 

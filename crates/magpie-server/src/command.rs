@@ -563,6 +563,8 @@ pub fn resolve(args: Args<'_>) -> Result<(usize, &'static Command), (Error, Opti
     if !cmd.subcommands.is_empty() && args.len() >= 2 {
         let sub = args.get(1);
         let Some(pos) = cmd.subcommand_position(sub) else {
+            // Redis prints it with `%.128s`: at most 128 bytes, up to a NUL byte.
+            let sub = crate::error::c_str(sub);
             let mut msg = b"ERR unknown subcommand '".to_vec();
             msg.extend_from_slice(&sub[..sub.len().min(128)]);
             msg.extend_from_slice(format!("'. Try {} HELP.", cmd.name.to_uppercase()).as_bytes());
@@ -1016,6 +1018,34 @@ mod tests {
         }
         assert!(lookup(b"GeT").is_some());
         assert!(lookup(&[b'a'; 40]).is_none());
+    }
+
+    /// The fewest arguments a documented argument takes.
+    fn min_words(arg: &DocArg) -> i32 {
+        if arg.optional {
+            return 0;
+        }
+        let own = match arg.kind {
+            "oneof" => arg.children.iter().map(min_words).min().unwrap_or(0),
+            "block" => arg.children.iter().map(min_words).sum(),
+            "pure-token" => 0,
+            _ => 1,
+        };
+        own + i32::from(arg.token.is_some())
+    }
+
+    #[test]
+    fn docs_take_as_many_arguments_as_the_arity_asks() {
+        // `LEFT|RIGHT` outside a group would make the whole syntax the alternatives: LMOVE's
+        // docs ended at `LEFT`. The arity and the documented arguments must agree.
+        for cmd in COMMANDS.iter().flat_map(|c| std::iter::once(*c).chain(c.subcommands)) {
+            if cmd.syntax.is_empty() {
+                continue;
+            }
+            let words = if cmd.name.contains('|') { 2 } else { 1 };
+            let documented: i32 = parse_syntax(cmd.syntax).iter().map(min_words).sum();
+            assert_eq!(documented + words, cmd.arity.abs(), "{}: {:?}", cmd.name, cmd.syntax);
+        }
     }
 
     #[test]

@@ -67,7 +67,13 @@ pub fn int_arg_in(arg: &[u8], range: std::ops::RangeInclusive<i64>) -> Result<i6
     Ok(n)
 }
 
-/// Case-insensitive comparison of an argument with an ASCII keyword.
+/// An argument as Redis prints it in an error (`%s` of a C string): up to its first NUL byte.
+pub fn c_str(arg: &[u8]) -> &[u8] {
+    arg.iter().position(|&c| c == 0).map_or(arg, |nul| &arg[..nul])
+}
+
+/// Case-insensitive comparison of an argument with an ASCII keyword. Redis compares options
+/// as C strings (`strcasecmp`), so an argument ends at its first NUL byte: `"XX\0junk"` is XX.
 pub fn is(arg: &[u8], keyword: &str) -> bool {
-    arg.eq_ignore_ascii_case(keyword.as_bytes())
+    c_str(arg).eq_ignore_ascii_case(keyword.as_bytes())
 }

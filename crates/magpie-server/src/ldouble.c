@@ -9,8 +9,8 @@
 
 #define MAX_LONG_DOUBLE_CHARS (5 * 1024)
 
-/* Parses a decimal as Redis's string2ld: no leading space, nothing trailing, no NaN, no
- * overflow. Returns 1 on success. */
+/* Parses a decimal as Redis's string2ld: no leading space, nothing trailing (a NUL byte
+ * included), no NaN, no overflow. Returns 1 on success. */
 static int parse_ld(const char *s, size_t len, long double *out) {
     char buf[MAX_LONG_DOUBLE_CHARS];
     char *end;
@@ -20,7 +20,8 @@ static int parse_ld(const char *s, size_t len, long double *out) {
     buf[len] = '\0';
     errno = 0;
     v = strtold(buf, &end);
-    if (isspace((unsigned char)buf[0]) || end[0] != '\0' ||
+    /* end - buf != len: a NUL byte inside the argument ends strtold, not the argument. */
+    if (isspace((unsigned char)buf[0]) || end[0] != '\0' || (size_t)(end - buf) != len ||
         (errno == ERANGE && (v == HUGE_VALL || v == -HUGE_VALL || fpclassify(v) == FP_ZERO)) ||
         errno == EINVAL || isnan(v))
         return 0;

@@ -635,3 +635,655 @@ fn escape(bytes: &[u8]) -> String {
     }
     out
 }
+
+// ---------------------------------------------------------------------------------------------
+// Differential fuzzing: random command sequences (see `fuzzer/mod.rs`), built from Magpie's
+// command table, sent to both servers; every reply must be identical. Only commands whose
+// reply is deterministic take part, and replies whose order Redis leaves unspecified are
+// sorted first. A mismatch is reported with the commands that led to it, and both servers
+// are flushed so that one difference does not hide the next.
+//
+// `MAGPIE_DIFF_FUZZ_SEED` and `MAGPIE_DIFF_FUZZ_COMMANDS` pick the seed and length;
+// `MAGPIE_DIFF_FUZZ_SECONDS` runs seed after seed for that long (each test).
+
+mod fuzzer;
+
+#[test]
+#[ignore = "needs redis-server; run with --ignored"]
+fn fuzz_against_redis() {
+    fuzz_differential(Proto::Resp2);
+}
+
+#[test]
+#[ignore = "needs redis-server; run with --ignored"]
+fn fuzz_against_redis_resp3() {
+    fuzz_differential(Proto::Resp3);
+}
+
+/// Commands left out of differential fuzzing, and why.
+const NOT_DETERMINISTIC: &[&str] = &[
+    // Random by design.
+    "spop",
+    "srandmember",
+    "hrandfield",
+    "zrandmember",
+    "randomkey",
+    // Time, server state and configuration.
+    "time",
+    "info",
+    "lastsave",
+    "save",
+    "bgsave",
+    "bgrewriteaof",
+    "shutdown",
+    "quit",
+    "hello",
+    "config|get",
+    "config|set",
+    "config|resetstat",
+    "client|id",
+    "client|list",
+    "client|info",
+    // Documented differences (docs/compatibility.md): CLIENT SETINFO is 7.2's, COMMAND's
+    // flags, key specs and docs differ, scan cursors are not Redis's.
+    "client|setinfo",
+    "command",
+    "command|count",
+    "command|docs",
+    "command|info",
+    "command|list",
+    "scan",
+    "sscan",
+    "hscan",
+    "zscan",
+    // Counts keys that expired but are not reclaimed yet, which depends on timing: Redis
+    // reclaims within an event loop turn, Magpie within 100 ms (documented). The command
+    // fuzzer (tests/fuzz_commands.rs) checks DBSIZE against SCAN instead.
+    "dbsize",
+];
+
+/// Commands whose reply lists elements in an order Redis leaves unspecified.
+const UNORDERED: &[&str] = &["smembers", "sinter", "sunion", "sdiff", "keys"];
+/// The same, for replies of field-value pairs.
+const UNORDERED_PAIRS: &[&str] = &["hgetall"];
+/// Whose elements are unordered but come with another list in the same order (HKEYS and
+/// HVALS of one hash): sorted each on its own.
+const UNORDERED_TOO: &[&str] = &["hkeys", "hvals"];
+/// Remaining times: compared within a tolerance (the servers run each command a moment apart).
+const TIMES: &[(&str, i64)] = &[("ttl", 1), ("expiretime", 1), ("pttl", 1000), ("pexpiretime", 1000)];
+
+fn fuzz_differential(proto: Proto) {
+    let commands = env_u64("MAGPIE_DIFF_FUZZ_COMMANDS").unwrap_or(3000) as usize;
+    let seconds = env_u64("MAGPIE_DIFF_FUZZ_SECONDS");
+    let mut seed = env_u64("MAGPIE_DIFF_FUZZ_SEED").unwrap_or(1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds.unwrap_or(0));
+    let mut failures = Vec::new();
+    loop {
+        if let Err(report) = fuzz_differential_seed(seed, commands, proto) {
+            failures.push(report);
+        }
+        seed += 1;
+        if seconds.is_none() && seed > 4 || std::time::Instant::now() >= deadline && seconds.is_some() {
+            break;
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn fuzz_differential_seed(seed: u64, commands: usize, proto: Proto) -> Result<(), String> {
+    use fuzzer::{Conn, Generator, show, show_command};
+    let Some(reference) = Server::redis() else {
+        return Ok(());
+    };
+    let target = Server::magpie();
+    let mut expected_conn = Conn::connect(reference.port).expect("connect to redis-server");
+    let mut actual_conn = Conn::connect(target.port).expect("connect to magpie");
+    actual_conn.set_read_timeout(Duration::from_secs(10));
+    let specs: Vec<fuzzer::Spec> = fuzzer::load_specs(&mut actual_conn)
+        .into_iter()
+        .filter(|s| !NOT_DETERMINISTIC.contains(&s.name.as_str()))
+        .collect();
+    let weights: Vec<usize> = specs
+        .iter()
+        .map(|s| match s.name.as_str() {
+            "flushall" | "flushdb" | "client" | "config" | "object" => 1,
+            "select" | "keys" => 3,
+            _ => 10,
+        })
+        .collect();
+    let total: usize = weights.iter().sum();
+    for conn in [&mut expected_conn, &mut actual_conn] {
+        conn.call(&[b"FLUSHALL"]).expect("FLUSHALL");
+        if proto == Proto::Resp3 {
+            conn.call(&[b"HELLO", b"3"]).expect("HELLO 3");
+        }
+    }
+    let label = format!("differential fuzz seed {seed}{}", if proto == Proto::Resp3 { " (RESP3)" } else { "" });
+    let mut generator = Generator::new(seed, false);
+    // The commands since both servers were last flushed.
+    let mut history: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut setup = generator.setup();
+    let mut mismatches: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..commands {
+        // After a flush (and at the start), fill the keys again.
+        for cmd in setup.drain(..) {
+            for conn in [&mut expected_conn, &mut actual_conn] {
+                conn.send(std::slice::from_ref(&cmd)).expect("send setup");
+                conn.read().expect("setup reply");
+            }
+            history.push(cmd);
+        }
+        let mut r = generator.rng.below(total);
+        let spec = specs
+            .iter()
+            .zip(&weights)
+            .find(|(_, w)| {
+                let hit = r < **w;
+                r = r.saturating_sub(**w);
+                hit
+            })
+            .map(|(s, _)| s)
+            .expect("a command");
+        let cmd = generator.command(spec);
+        let name = String::from_utf8_lossy(&cmd[0]).to_lowercase();
+        history.push(cmd.clone());
+        expected_conn.send(std::slice::from_ref(&cmd)).expect("send to redis-server");
+        let (_, expected) = expected_conn
+            .read()
+            .unwrap_or_else(|e| panic!("{label}: redis-server failed on {}: {e}", show_command(&cmd)));
+        actual_conn.send(std::slice::from_ref(&cmd)).expect("send to magpie");
+        let actual = match actual_conn.read() {
+            Ok((_, actual)) => actual,
+            Err(e) => {
+                mismatches.push(format!(
+                    "{}\n    redis:  {}\n    magpie: no reply: {e}",
+                    show_command(&cmd),
+                    show(&expected)
+                ));
+                break;
+            }
+        };
+        let same = same_reply(&name, &expected, &actual);
+        if same {
+            continue;
+        }
+        // One report per command and Redis's reply type (or error code), unless documented.
+        let code = expected.split(|&c| c == b' ' || c == b'\r').next().unwrap_or_default().to_vec();
+        if !unspecified_lex_range(&cmd, &mut expected_conn) && seen.insert((name.clone(), code)) {
+            let context = if std::env::var_os("MAGPIE_DIFF_FUZZ_MINIMIZE").is_some() {
+                let steps = minimize(&history, &mut expected_conn, &mut actual_conn, proto);
+                let script = script_lines(&steps);
+                let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+                    "fuzz-{seed}-{}-{}.redis",
+                    mismatches.len(),
+                    if proto == Proto::Resp3 { 3 } else { 2 }
+                ));
+                std::fs::write(&file, &script).expect("write the minimized script");
+                let mut shown: String = script
+                    .lines()
+                    .rev()
+                    .take(30)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .map(|l| {
+                        let mut l = l.to_string();
+                        if l.len() > 300 {
+                            l.truncate(300);
+                            l.push_str("...");
+                        }
+                        l + "\n"
+                    })
+                    .collect();
+                shown.truncate(20_000);
+                format!("reproduced by {} (minimized; its last lines):\n{shown}", file.display())
+            } else {
+                // The commands that named any of its arguments (its keys, mostly), and the last few.
+                let related: Vec<String> = history
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, h)| *i + 4 >= history.len() || h[1..].iter().any(|a| cmd[1..].contains(a)))
+                    .map(|(_, h)| {
+                        let mut line = show_command(h);
+                        line.truncate(300);
+                        line
+                    })
+                    .collect();
+                format!(
+                    "after (oldest first; those naming its arguments, and the last few):\n      {}",
+                    related[related.len().saturating_sub(40)..].join("\n      ")
+                )
+            };
+            mismatches.push(format!(
+                "{}\n    redis:  {}\n    magpie: {}\n    {context}",
+                show_command(&cmd),
+                show(&expected),
+                show(&actual)
+            ));
+        }
+        // Start both afresh, so that this difference does not cause the next ones.
+        for conn in [&mut expected_conn, &mut actual_conn] {
+            conn.call(&[b"FLUSHALL"]).expect("FLUSHALL");
+            conn.call(&[b"SELECT", b"0"]).expect("SELECT");
+        }
+        setup = generator.setup();
+        history.clear();
+    }
+    if mismatches.is_empty() {
+        eprintln!("{label}: {commands} commands, every reply identical");
+        return Ok(());
+    }
+    Err(format!("{label}: {} kinds of difference:\n\n{}", mismatches.len(), mismatches.join("\n\n")))
+}
+
+/// Whether `cmd` is a lexicographical range over a big sorted set whose members have different
+/// scores: Redis's answer then depends on its skip list's random levels (documented as
+/// unspecified), and Magpie's on a binary search (docs/compatibility.md). Asks redis-server.
+fn unspecified_lex_range(cmd: &[Vec<u8>], redis: &mut fuzzer::Conn) -> bool {
+    let name = cmd[0].to_ascii_lowercase();
+    let key = match name.as_slice() {
+        b"zlexcount" | b"zrangebylex" | b"zrevrangebylex" | b"zremrangebylex" | b"zrange" => cmd.get(1),
+        b"zrangestore" => cmd.get(2),
+        _ => None,
+    };
+    let Some(key) = key else { return false };
+    let by_lex =
+        !matches!(name.as_slice(), b"zrange" | b"zrangestore") || cmd.iter().any(|a| a.eq_ignore_ascii_case(b"bylex"));
+    if !by_lex {
+        return false;
+    }
+    let encoding = redis.call(&[b"OBJECT", b"ENCODING", key]).ok();
+    if encoding.as_ref().and_then(|e| e.bytes()) != Some(b"skiplist") {
+        return false;
+    }
+    let Ok(all) = redis.call(&[b"ZRANGE", key, b"0", b"-1", b"WITHSCORES"]) else { return false };
+    // RESP2: member, score, member, ...; RESP3: [member, score] pairs, scores as doubles.
+    let flat: Vec<&fuzzer::Resp> =
+        all.items().unwrap_or_default().into_iter().flat_map(|i| i.items().unwrap_or(vec![i])).collect();
+    let scores: Vec<&fuzzer::Resp> = flat.into_iter().skip(1).step_by(2).collect();
+    scores.windows(2).any(|w| w[0] != w[1])
+}
+
+/// Whether Redis's and Magpie's replies to a command named `name` agree.
+fn same_reply(name: &str, expected: &[u8], actual: &[u8]) -> bool {
+    // Documented difference: a string changed in place (APPEND, SETRANGE) is `raw` in Redis
+    // whatever its length; Magpie names the encoding by what the string holds.
+    let string_encoding = |r: &[u8]| matches!(r, b"$3\r\nint\r\n" | b"$6\r\nembstr\r\n");
+    if name == "object" && expected == b"$3\r\nraw\r\n" && string_encoding(actual) {
+        return true;
+    }
+    if UNORDERED.contains(&name) || UNORDERED_TOO.contains(&name) {
+        sort_reply(expected, 1) == sort_reply(actual, 1)
+    } else if UNORDERED_PAIRS.contains(&name) {
+        sort_reply(expected, 2) == sort_reply(actual, 2)
+    } else if let Some((_, tolerance)) = TIMES.iter().find(|(n, _)| *n == name) {
+        match (integer_reply(expected), integer_reply(actual)) {
+            (Some(e), Some(a)) if e < 0 || a < 0 => e == a,
+            (Some(e), Some(a)) => (e - a).abs() <= *tolerance,
+            _ => expected == actual,
+        }
+    } else {
+        expected == actual
+    }
+}
+
+/// Shrinks `history` (whose last command's replies differ) to fewer commands that still end
+/// in a difference, removing chunks of halving sizes; at most about 30 seconds.
+fn minimize(
+    history: &[Vec<Vec<u8>>],
+    redis: &mut fuzzer::Conn,
+    magpie: &mut fuzzer::Conn,
+    proto: Proto,
+) -> Vec<Vec<Vec<u8>>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut differs = |steps: &[Vec<Vec<u8>>]| -> bool {
+        let mut last = (Vec::new(), Vec::new());
+        for (i, conn) in [&mut *redis, &mut *magpie].into_iter().enumerate() {
+            let _ = conn.call(&[b"FLUSHALL"]);
+            let _ = conn.call(&[b"SELECT", b"0"]);
+            if proto == Proto::Resp3 {
+                let _ = conn.call(&[b"HELLO", b"3"]);
+            } else {
+                let _ = conn.call(&[b"HELLO", b"2"]);
+            }
+            for step in steps {
+                let reply = conn.send(std::slice::from_ref(step)).ok().and_then(|_| conn.read().ok());
+                let raw = reply.map(|r| r.1).unwrap_or_default();
+                if i == 0 { last.0 = raw } else { last.1 = raw }
+            }
+        }
+        let name = String::from_utf8_lossy(&steps[steps.len() - 1][0]).to_lowercase();
+        !same_reply(&name, &last.0, &last.1)
+    };
+    let mut current = history.to_vec();
+    if !differs(&current) {
+        return current; // not reproducible alone (timing?): keep it all
+    }
+    let mut chunk = current.len() / 2;
+    while chunk >= 1 && std::time::Instant::now() < deadline {
+        let mut i = 0;
+        // The last command (the one that differs) always stays.
+        while i + 1 < current.len() && std::time::Instant::now() < deadline {
+            let end = (i + chunk).min(current.len() - 1);
+            let candidate: Vec<_> = current[..i].iter().chain(&current[end..]).cloned().collect();
+            if differs(&candidate) {
+                current = candidate;
+            } else {
+                i = end;
+            }
+        }
+        chunk /= 2;
+    }
+    current
+}
+
+/// Commands as lines of a differential script (`tests/diff/*.redis`).
+fn script_lines(steps: &[Vec<Vec<u8>>]) -> String {
+    let quote = |a: &[u8]| -> String {
+        let plain = !a.is_empty() && a.iter().all(|&c| c.is_ascii_graphic() && !matches!(c, b'"' | b'\'' | b'\\'));
+        if plain {
+            return String::from_utf8_lossy(a).into_owned();
+        }
+        let mut out = String::from("\"");
+        for &c in a {
+            match c {
+                b'"' => out.push_str("\\\""),
+                b'\\' => out.push_str("\\\\"),
+                0x20..=0x7e => out.push(c as char),
+                _ => out.push_str(&format!("\\x{c:02x}")),
+            }
+        }
+        out.push('"');
+        out
+    };
+    steps.iter().map(|s| s.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n")
+}
+
+/// A reply with the elements of its top-level aggregate sorted, in groups of `group`
+/// (2 keeps field-value pairs together); other replies unchanged.
+fn sort_reply(reply: &[u8], group: usize) -> Vec<u8> {
+    if !matches!(reply.first(), Some(b'*' | b'~' | b'%')) {
+        return reply.to_vec();
+    }
+    let Some(header_end) = reply.windows(2).position(|w| w == b"\r\n").map(|p| p + 2) else {
+        return reply.to_vec();
+    };
+    let mut elements = Vec::new();
+    let mut pos = header_end;
+    while pos < reply.len() {
+        let start = pos;
+        for _ in 0..group {
+            match reply_end(reply, pos) {
+                Some(end) => pos = end,
+                None => return reply.to_vec(),
+            }
+        }
+        elements.push(&reply[start..pos]);
+    }
+    elements.sort();
+    let mut out = reply[..header_end].to_vec();
+    elements.iter().for_each(|e| out.extend_from_slice(e));
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Differential fuzzing of blocked clients: a second connection to each server sends a blocking
+// command that waits for good (timeout 0) while the first sends random commands; when one of
+// them can serve it, both servers must serve it alike, with the same reply at the same point.
+
+#[test]
+#[ignore = "needs redis-server; run with --ignored"]
+fn fuzz_blocked_clients_against_redis() {
+    let commands = env_u64("MAGPIE_DIFF_FUZZ_COMMANDS").unwrap_or(3000) as usize;
+    let seconds = env_u64("MAGPIE_DIFF_FUZZ_SECONDS");
+    let mut seed = env_u64("MAGPIE_DIFF_FUZZ_SEED").unwrap_or(1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(seconds.unwrap_or(0));
+    let mut failures = Vec::new();
+    loop {
+        let proto = if seed.is_multiple_of(2) { Proto::Resp3 } else { Proto::Resp2 };
+        if let Err(report) = fuzz_blocked_seed(seed, commands, proto) {
+            failures.push(report);
+        }
+        seed += 1;
+        if seconds.is_none() && seed > 2 || std::time::Instant::now() >= deadline && seconds.is_some() {
+            break;
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A connection to each server: Redis's first.
+struct Pair {
+    redis: fuzzer::Conn,
+    magpie: fuzzer::Conn,
+}
+
+impl Pair {
+    fn connect(redis: &Server, magpie: &Server, proto: Proto) -> Pair {
+        let mut pair = Pair {
+            redis: fuzzer::Conn::connect(redis.port).expect("connect to redis-server"),
+            magpie: fuzzer::Conn::connect(magpie.port).expect("connect to magpie"),
+        };
+        if proto == Proto::Resp3 {
+            for conn in [&mut pair.redis, &mut pair.magpie] {
+                conn.call(&[b"HELLO", b"3"]).expect("HELLO 3");
+            }
+        }
+        pair
+    }
+
+    /// Sends `cmd` to both.
+    fn send(&mut self, cmd: &[Vec<u8>]) {
+        self.redis.send(std::slice::from_ref(&cmd.to_vec())).expect("send to redis-server");
+        self.magpie.send(std::slice::from_ref(&cmd.to_vec())).expect("send to magpie");
+    }
+
+    /// Each server's reply, if one starts to arrive within `wait`.
+    fn poll(&mut self, wait: Duration) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+        let one = |conn: &mut fuzzer::Conn| {
+            conn.set_read_timeout(wait);
+            let ready = conn.peek_ready();
+            conn.set_read_timeout(Duration::from_secs(10));
+            ready.then(|| conn.read().map(|r| r.1).unwrap_or_else(|e| format!("no reply: {e}").into_bytes()))
+        };
+        (one(&mut self.redis), one(&mut self.magpie))
+    }
+}
+
+impl Pair {
+    /// Each server's reply to this connection, or None where it waits: until the reply comes,
+    /// asks `main` for the server's count of blocked clients (1: this one waits).
+    fn poll_blocked(&mut self, main: &mut Pair) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+        let blocked = |conn: &mut fuzzer::Conn| -> i64 {
+            let info = conn.call(&[b"INFO", b"clients"]).expect("INFO clients");
+            let text = String::from_utf8_lossy(info.bytes().unwrap_or_default()).into_owned();
+            text.lines()
+                .find_map(|l| l.strip_prefix("blocked_clients:"))
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(-1)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let one = |main: &mut fuzzer::Conn, conn: &mut fuzzer::Conn| loop {
+            conn.set_read_timeout(Duration::from_millis(2));
+            let ready = conn.peek_ready();
+            conn.set_read_timeout(Duration::from_secs(10));
+            if ready {
+                return Some(conn.read().map(|r| r.1).unwrap_or_else(|e| format!("no reply: {e}").into_bytes()));
+            }
+            if blocked(main) == 1 || std::time::Instant::now() > deadline {
+                return None;
+            }
+        };
+        let r = one(&mut main.redis, &mut self.redis);
+        let m = one(&mut main.magpie, &mut self.magpie);
+        (r, m)
+    }
+}
+
+/// The keys a blocking command waits on.
+fn waited_keys(cmd: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let name = cmd[0].to_ascii_lowercase();
+    match name.as_slice() {
+        b"blpop" | b"brpop" if cmd.len() > 2 => cmd[1..cmd.len() - 1].to_vec(),
+        b"blmove" | b"brpoplpush" if cmd.len() > 2 => vec![cmd[1].clone()],
+        b"blmpop" if cmd.len() > 3 => {
+            let n: usize = std::str::from_utf8(&cmd[2]).ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+            cmd.iter().skip(3).take(n).cloned().collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn fuzz_blocked_seed(seed: u64, commands: usize, proto: Proto) -> Result<(), String> {
+    use fuzzer::{Generator, show, show_command};
+    let Some(reference) = Server::redis() else {
+        return Ok(());
+    };
+    let target = Server::magpie();
+    let mut main = Pair::connect(&reference, &target, proto);
+    let specs: Vec<fuzzer::Spec> = fuzzer::load_specs(&mut main.magpie)
+        .into_iter()
+        .filter(|s| !NOT_DETERMINISTIC.contains(&s.name.as_str()) && s.name != "select")
+        .filter(|s| matches!(s.group.as_str(), "list" | "generic" | "string") || s.name.starts_with("flush"))
+        .collect();
+    // Blocking commands are the waiter's (with a short timeout Redis answers only at its next
+    // cron tick, up to 100 ms later: too slow for the main connection).
+    let (blocking, specs): (Vec<fuzzer::Spec>, Vec<fuzzer::Spec>) =
+        specs.into_iter().partition(|s| s.has_flag("blocking"));
+    let label = format!("blocked-client fuzz seed {seed}{}", if proto == Proto::Resp3 { " (RESP3)" } else { "" });
+    let mut generator = Generator::new(seed, false);
+    let mut waiter: Option<(Pair, Vec<Vec<u8>>)> = None;
+    let mut history: Vec<String> = Vec::new();
+    let mut mismatches = Vec::new();
+    let mut served = 0;
+    for conn in [&mut main.redis, &mut main.magpie] {
+        conn.call(&[b"FLUSHALL"]).expect("FLUSHALL");
+    }
+    let report = |history: &[String], what: &str, redis: &[u8], magpie: &[u8]| {
+        let context = history[history.len().saturating_sub(25)..].join("\n      ");
+        format!(
+            "{what}\n    redis:  {}\n    magpie: {}\n    after (oldest first):\n      {context}",
+            show(redis),
+            show(magpie)
+        )
+    };
+    for _ in 0..commands {
+        if mismatches.len() >= 5 {
+            break;
+        }
+        let start_waiting = waiter.is_none() && generator.rng.percent(5);
+        // While a client waits, often a command that may feed one of its keys.
+        let feed = waiter.is_some() && generator.rng.percent(15);
+        let spec = if start_waiting {
+            generator.rng.pick(&blocking)
+        } else if feed {
+            let feeders: Vec<&fuzzer::Spec> = specs.iter().filter(|s| FEEDS.contains(&s.name.as_str())).collect();
+            *generator.rng.pick(&feeders)
+        } else {
+            generator.rng.pick(&specs)
+        };
+        let mut cmd = generator.command(spec);
+        if let (true, Some((_, wcmd))) = (feed, &waiter) {
+            // The key it writes: the destination of moves, renames and copies.
+            let at = if matches!(spec.name.as_str(), "lpush" | "rpush" | "lpushx" | "rpushx") { 1 } else { 2 };
+            let keys = waited_keys(wcmd);
+            if let Some(arg) = cmd.get_mut(at) {
+                *arg = generator.rng.pick(&keys).clone();
+            }
+        }
+        if start_waiting {
+            // Waits for good: only a command of the other connection can end it.
+            let keys = waited_keys(&cmd);
+            let timeout_at = if cmd[0].eq_ignore_ascii_case(b"blmpop") { 1 } else { cmd.len() - 1 };
+            if keys.is_empty() || timeout_at == 0 {
+                continue;
+            }
+            cmd[timeout_at] = b"0".to_vec();
+            let mut pair = Pair::connect(&reference, &target, proto);
+            history.push(format!("[waiter] {}", show_command(&cmd)));
+            pair.send(&cmd);
+            match pair.poll_blocked(&mut main) {
+                (None, None) => waiter = Some((pair, cmd)),
+                (Some(r), Some(m)) if same_reply(&String::from_utf8_lossy(&cmd[0]).to_lowercase(), &r, &m) => {}
+                (r, m) => {
+                    let (r, m) = settle(&mut pair, r, m);
+                    if r != m {
+                        mismatches.push(report(&history, &show_command(&cmd), &r, &m));
+                    }
+                }
+            }
+            continue;
+        }
+        history.push(show_command(&cmd));
+        main.send(&cmd);
+        let (Some(expected), Some(actual)) = main.poll(Duration::from_secs(5)) else {
+            return Err(format!("{label}: no reply to {} within 5 s", show_command(&cmd)));
+        };
+        let name = String::from_utf8_lossy(&cmd[0]).to_lowercase();
+        if !same_reply(&name, &expected, &actual) {
+            mismatches.push(report(&history, &show_command(&cmd), &expected, &actual));
+            for conn in [&mut main.redis, &mut main.magpie] {
+                conn.call(&[b"FLUSHALL"]).expect("FLUSHALL");
+            }
+            waiter = None;
+            continue;
+        }
+        let Some((pair, wcmd)) = waiter.as_mut() else { continue };
+        // A write naming a waited key may have served the waiter: give both servers time.
+        let keys = waited_keys(wcmd);
+        // Only such a command can serve it (nothing else runs on these servers).
+        if !(FEEDS.contains(&spec.name.as_str()) && cmd[1..].iter().any(|a| keys.contains(a))) {
+            continue;
+        }
+        let (r, m) = pair.poll_blocked(&mut main);
+        if r.is_none() && m.is_none() {
+            continue;
+        }
+        let (r, m) = settle(pair, r, m);
+        history.push(format!("[waiter served] {}", show(&r)));
+        let wname = String::from_utf8_lossy(&wcmd[0]).to_lowercase();
+        if !same_reply(&wname, &r, &m) && !documented_blocking_difference(&r, &m) {
+            let what = format!("the waiter's {} after {}", show_command(wcmd), show_command(&cmd));
+            mismatches.push(report(&history, &what, &r, &m));
+        }
+        if r != m {
+            for conn in [&mut main.redis, &mut main.magpie] {
+                conn.call(&[b"FLUSHALL"]).expect("FLUSHALL");
+            }
+        }
+        served += 1;
+        waiter = None;
+    }
+    if mismatches.is_empty() {
+        eprintln!("{label}: {commands} commands, {served} blocked clients served, every reply identical");
+        return Ok(());
+    }
+    Err(format!("{label}: {} differences:\n\n{}", mismatches.len(), mismatches.join("\n\n")))
+}
+
+/// The commands that can give a waiting client what it waits for.
+const FEEDS: &[&str] =
+    &["lpush", "rpush", "lpushx", "rpushx", "lmove", "rpoplpush", "blmove", "brpoplpush", "rename", "renamenx", "copy"];
+
+/// When only one server has answered a waiter, waits up to 2 s for the other.
+fn settle(pair: &mut Pair, r: Option<Vec<u8>>, m: Option<Vec<u8>>) -> (Vec<u8>, Vec<u8>) {
+    let (r2, m2) = match (&r, &m) {
+        (Some(_), None) => (None, pair.poll(Duration::from_secs(2)).1),
+        (None, Some(_)) => (pair.poll(Duration::from_secs(2)).0, None),
+        _ => (None, None),
+    };
+    let waiting = b"(still waiting after 2 s)".to_vec();
+    (r.or(r2).unwrap_or_else(|| waiting.clone()), m.or(m2).unwrap_or(waiting))
+}
+
+/// Documented (docs/compatibility.md): a client blocked on `a b` served when `b` gets data
+/// while `a` holds another type gets WRONGTYPE from Magpie (which runs the command again, as
+/// Redis 7.2 does) where Redis 7.0 serves it from `b`.
+fn documented_blocking_difference(redis: &[u8], magpie: &[u8]) -> bool {
+    magpie.starts_with(b"-WRONGTYPE") && !redis.starts_with(b"-")
+}

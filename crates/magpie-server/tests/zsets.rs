@@ -100,6 +100,29 @@ fn zrandmember_counts_and_uniformity() {
     }
 }
 
+#[test]
+fn zrandmember_with_a_huge_negative_count_is_refused_not_fatal() {
+    // Found by the command fuzzer: `ZRANDMEMBER z -4611686018427387904` wrote members until
+    // memory ran out, holding the shard's read lock all along.
+    let server = Server::magpie_with(&["--proto-max-bulk-len", "1mb"]);
+    let mut r = server.raw();
+    assert_eq!(r.cmd_str("ZADD z 1 a 2 b"), ":2\r\n");
+    for count in ["-9223372036854775807", "-4611686018427387904"] {
+        let reply = r.cmd_str(&format!("ZRANDMEMBER z {count}"));
+        assert!(reply.starts_with("-ERR ZRANDMEMBER reply would exceed proto-max-bulk-len"), "{reply}");
+    }
+    let reply = r.cmd_str("ZRANDMEMBER z -4611686018427387903 WITHSCORES");
+    assert!(reply.starts_with("-ERR"), "{reply}");
+    // 160000 members of 7 bytes each (`$1\r\na\r\n`) pass the first check (6 bytes each) and
+    // outgrow 1 MB while written: what was written is taken back.
+    let reply = r.cmd_str("ZRANDMEMBER z -160000");
+    assert!(reply.starts_with("-ERR ZRANDMEMBER reply would exceed"), "{}", &reply[..reply.len().min(100)]);
+    // Below the limit it answers, and the connection is as good as before.
+    assert!(r.cmd(&[b"ZRANDMEMBER", b"z", b"-1000"]).starts_with(b"*1000\r\n"));
+    assert!(r.cmd(&[b"ZRANDMEMBER", b"z", b"-1000", b"WITHSCORES"]).starts_with(b"*2000\r\n"));
+    assert_eq!(r.cmd_str("ZCARD z"), ":2\r\n");
+}
+
 /// A set moves between two keys with RENAME (atomic across shards) while other clients run
 /// ZUNION and ZUNIONSTORE over both keys: they must always see it in exactly one of them,
 /// never in neither (a lock taken too late) nor in both (scores would double).

@@ -71,7 +71,7 @@ pub fn hello(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             j += 1;
         } else {
             let mut msg = b"ERR Syntax error in HELLO option '".to_vec();
-            msg.extend_from_slice(opt);
+            msg.extend_from_slice(crate::error::c_str(opt));
             msg.push(b'\'');
             return Err(Error::bytes(msg));
         }

@@ -310,7 +310,7 @@ fn expire_generic(ctx: &mut Ctx<'_>, args: Args<'_>, seconds: bool, absolute: bo
             lt = true;
         } else {
             let mut msg = b"ERR Unsupported option ".to_vec();
-            msg.extend_from_slice(opt);
+            msg.extend_from_slice(error::c_str(opt));
             return Err(Error::bytes(msg));
         }
     }
@@ -393,7 +393,10 @@ fn ttl_generic(ctx: &mut Ctx<'_>, args: Args<'_>, ms: bool, absolute: bool) -> C
             None => -1,
             Some(at) => {
                 let t = if absolute { at as i64 } else { (at as i64 - ctx.now as i64).max(0) };
-                if ms { t } else { (t + 500) / 1000 }
+                // Rounded in unsigned arithmetic: `t + 500` overflows an i64 for a time near
+                // i64::MAX (PEXPIREAT k 9223372036854775807), where Redis's build answers
+                // 9223372036854776.
+                if ms { t } else { ((t as u64 + 500) / 1000) as i64 }
             }
         },
     };

@@ -60,7 +60,7 @@ static CORE: &[Command] = &[
             Command::new("client|setname", 3, CONN, NONE, "connection", "2.6.9", "Sets the connection name.", "connection-name", connection::client_setname),
             Command::new("client|getname", 2, CONN, NONE, "connection", "2.6.9", "Returns the name of the connection.", "", connection::client_getname),
             Command::new("client|setinfo", 4, CONN, NONE, "connection", "7.2.0", "Sets information specific to the client or connection.",
-                "LIB-NAME libname|LIB-VER libver", connection::client_setinfo),
+                "(LIB-NAME libname|LIB-VER libver)", connection::client_setinfo),
             Command::new("client|list", -2, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "connection", "2.4.0", "Lists open connections.",
                 "[TYPE NORMAL|MASTER|REPLICA|PUBSUB] [ID client-id:integer ...]", connection::client_list),
             Command::new("client|info", 2, CONN, NONE, "connection", "6.2.0", "Returns information about the connection.", "", connection::client_info),

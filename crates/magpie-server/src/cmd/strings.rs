@@ -521,10 +521,12 @@ pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     };
     let exists = current.is_some();
     let new = float::add(current, args.get(2))?;
+    // Kept as a string even when it reads as an integer: Redis stores the result as text, so
+    // OBJECT ENCODING says embstr (as for "2"), not int.
     if exists {
-        shard.insert_keep_ttl(key, Value::string(&new), ctx.now);
+        shard.insert_keep_ttl(key, Value::Str(new.clone()), ctx.now);
     } else {
-        shard.insert(key, Value::string(&new), None, ctx.now);
+        shard.insert(key, Value::Str(new.clone()), None, ctx.now);
     }
     ctx.notify(notify::STRING, "incrbyfloat", key);
     ctx.out.bulk(&new);

@@ -60,7 +60,7 @@ pub static COMMANDS: &[Command] = &[
     Command::new("zpopmin", -2, WF, KEY1, GROUP, "5.0.0", "Remove and return members with the lowest scores in a sorted set", "key [count:integer]", zpopmin),
     Command::new("zpopmax", -2, WF, KEY1, GROUP, "5.0.0", "Remove and return members with the highest scores in a sorted set", "key [count:integer]", zpopmax),
     Command::new("zmpop", -4, W, NONE, GROUP, "7.0.0", "Remove and return members with scores in a sorted set",
-        "numkeys:integer key [key ...] MIN|MAX [COUNT count:integer]", zmpop).numkeys_at(1),
+        "numkeys:integer key [key ...] (MIN|MAX) [COUNT count:integer]", zmpop).numkeys_at(1),
     Command::new("bzpopmin", -3, WF | NOSCRIPT | BLOCKING, (1, -2, 1), GROUP, "5.0.0",
         "Remove and return the member with the lowest score from one or more sorted sets, or block until one is available",
         "key [key ...] timeout:double", bzpopmin),
@@ -68,7 +68,7 @@ pub static COMMANDS: &[Command] = &[
         "Remove and return the member with the highest score from one or more sorted sets, or block until one is available",
         "key [key ...] timeout:double", bzpopmax),
     Command::new("bzmpop", -5, W | BLOCKING, NONE, GROUP, "7.0.0", "Remove and return members with scores in a sorted set or block until one is available",
-        "timeout:double numkeys:integer key [key ...] MIN|MAX [COUNT count:integer]", bzmpop).numkeys_at(2),
+        "timeout:double numkeys:integer key [key ...] (MIN|MAX) [COUNT count:integer]", bzmpop).numkeys_at(2),
     Command::new("zrandmember", -2, READONLY, KEY1, GROUP, "6.2.0", "Get one or multiple random elements from a sorted set",
         "key [count:integer [WITHSCORES]]", zrandmember),
     Command::new("zremrangebyrank", 4, W, KEY1, GROUP, "2.0.0", "Remove all members in a sorted set within the given indexes",
@@ -974,18 +974,14 @@ pub fn zrandmember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     }
     // A negative count may repeat members; a positive one returns distinct members.
     let (count, unique) = (usize::try_from(l.unsigned_abs()).unwrap_or(usize::MAX), l >= 0);
+    let max_reply = ctx.shared.settings.proto_max_bulk_len();
     read_zset(
         ctx,
         key,
         |out| out.array(0),
         |out, z| {
             let n = if unique && count > 1 { count.min(z.len()) } else { count };
-            if withscores {
-                out.pairs(n);
-            } else {
-                out.array(n);
-            }
-            z.sample(count, unique, |member, score| {
+            let write = |out: &mut Reply, member: &[u8], score: f64| {
                 if withscores {
                     out.pair();
                     out.bulk(member);
@@ -993,11 +989,40 @@ pub fn zrandmember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                 } else {
                     out.bulk(member);
                 }
-            });
+            };
+            let header = |out: &mut Reply| if withscores { out.pairs(n) } else { out.array(n) };
+            if unique || z.is_empty() {
+                header(out);
+                z.sample(count, unique, |member, score| write(out, member, score));
+                return Ok(());
+            }
+            // Independent draws: the count is the client's, not the data's. Every element
+            // takes at least 6 bytes (`$0\r\n\r\n`), so refuse at once what cannot fit, and
+            // take back a reply that outgrows proto-max-bulk-len (Redis would write until
+            // memory runs out).
+            if count.saturating_mul(if withscores { 12 } else { 6 }) > max_reply {
+                return Err(RANDOM_REPLY_TOO_LARGE.into());
+            }
+            let start = out.len();
+            header(out);
+            let mut left = count;
+            while left > 0 {
+                let draws = left.min(1024);
+                z.sample(draws, false, |member, score| write(out, member, score));
+                left -= draws;
+                if out.len() - start > max_reply {
+                    out.truncate(start);
+                    return Err(RANDOM_REPLY_TOO_LARGE.into());
+                }
+            }
             Ok(())
         },
     )
 }
+
+/// ZRANDMEMBER with a negative count can ask for any number of members, whatever the set
+/// holds; Redis would write them until memory runs out. Magpie bounds the reply.
+const RANDOM_REPLY_TOO_LARGE: &str = "ERR ZRANDMEMBER reply would exceed proto-max-bulk-len: ask for fewer members";
 
 /// A score as ZSCAN shows it: as Redis's listpack stores it for a small set (an integer when
 /// it is one, below 2^62), else as `%.17g`.
