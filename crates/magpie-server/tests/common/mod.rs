@@ -13,6 +13,22 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// The `process_id` of the server answering on `port` (from `INFO server`), to tell our server
+/// from another process that holds the same port.
+fn process_id_on(port: u16) -> Option<u32> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    let mut reader = BufReader::new(stream);
+    let mut header = String::new();
+    reader.read_line(&mut header).ok()?;
+    let len: usize = header.strip_prefix('$')?.trim_end().parse().ok()?;
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    let text = String::from_utf8_lossy(&body).into_owned();
+    text.lines().find_map(|l| l.strip_prefix("process_id:")).and_then(|v| v.trim().parse().ok())
+}
+
 /// A server process that is killed when dropped.
 pub struct Server {
     pub port: u16,
@@ -87,13 +103,14 @@ impl Server {
                 if s.write_all(b"PING\r\n").is_ok() {
                     let mut buf = [0u8; 7];
                     if s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
-                        // Make sure it was our process that answered, not another holding the
-                        // port: ours would have failed to bind and exited by now.
-                        std::thread::sleep(Duration::from_millis(30));
-                        if let Ok(Some(_)) = child.try_wait() {
-                            return None;
+                        // Make sure it was our process that answered, not another that holds
+                        // the port (ours then failed to bind, and exits).
+                        if process_id_on(port) == Some(child.id()) {
+                            return Some(Server { port, child });
                         }
-                        return Some(Server { port, child });
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return None;
                     }
                 }
             }
