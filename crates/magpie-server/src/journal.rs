@@ -32,6 +32,10 @@ use tracing::{info, warn};
 
 use magpie_persist::log::{LogFile, put_record};
 
+/// How long the writer waits after a write before it collects again, under `everysec` and
+/// `no`: records reach the kernel at most about this much later than their replies leave.
+const BATCH_NAP: Duration = Duration::from_millis(1);
+
 /// `appendfsync`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fsync {
@@ -127,6 +131,9 @@ pub struct Journal {
     slots: Mutex<Vec<Arc<Slot>>>,
     /// Records pushed and not yet taken by the writer (a hint to wake it).
     pending: AtomicU64,
+    /// Set by the writer while it waits for a command in progress on another thread (records
+    /// are pending, none is below the watermark): that command's [`Journal::end`] wakes it.
+    stalled: AtomicBool,
     /// Is the log on? Records are kept only then.
     on: AtomicBool,
     policy: AtomicU8,
@@ -155,6 +162,7 @@ impl Journal {
         Journal {
             slots: Mutex::new(Vec::new()),
             pending: AtomicU64::new(0),
+            stalled: AtomicBool::new(false),
             on: AtomicBool::new(false),
             policy: AtomicU8::new(Fsync::Everysec as u8),
             durable: watch::Sender::new(0),
@@ -226,8 +234,12 @@ impl Journal {
         let depth = DEPTH.with(Cell::get).saturating_sub(1);
         DEPTH.with(|d| d.set(depth));
         if depth == 0 {
-            // A stale bound only holds the writer back a moment: no need to order this store.
-            self.with_slot(|slot| slot.bound.store(u64::MAX, Ordering::Release));
+            // Ordered with the writer's `stalled` (store, then load bounds): either it sees the
+            // bound gone, or this sees it stalled and wakes it.
+            self.with_slot(|slot| slot.bound.store(u64::MAX, Ordering::SeqCst));
+            if self.stalled.load(Ordering::SeqCst) {
+                self.wake();
+            }
         }
     }
 
@@ -429,12 +441,15 @@ impl Journal {
         let mut collected_to = 0u64;
         let mut last_fsync = Instant::now();
         let mut dirty = false; // written since the last fsync
+        let mut wrote_at: Option<Instant> = None; // the last write(2), if this turn made one
         loop {
             let stopping = self.stop.load(Ordering::SeqCst);
             let policy = self.policy();
             let switch_at = self.state.lock().switch.as_ref().map(|s| s.at);
+            let before = out.len();
             let w = self.collect(&mut out, switch_at.unwrap_or(u64::MAX));
             collected_to = collected_to.max(w);
+            let collected = out.len() > before;
 
             if !out.is_empty() {
                 let result = {
@@ -451,6 +466,7 @@ impl Journal {
                             out = Vec::new();
                         }
                         dirty = true;
+                        wrote_at = Some(Instant::now());
                         self.incr_bytes.store(len, Ordering::Relaxed);
                         if self.failing.swap(false, Ordering::SeqCst) {
                             info!("writes to the append-only log succeed again; accepting writes");
@@ -531,7 +547,32 @@ impl Journal {
                     return;
                 }
             }
-            if self.pending.load(Ordering::SeqCst) == 0 && !stopping {
+            // Unless clients wait for the disk (`always`), the records of a busy server are
+            // written in batches: after a write the writer naps a moment, so it is not woken
+            // (a context switch and a write(2)) for every command. An idle server's first
+            // write is still written at once.
+            if policy != Fsync::Always
+                && !stopping
+                && switch_at.is_none()
+                && let Some(at) = wrote_at.take()
+                && let Some(nap) = BATCH_NAP.checked_sub(at.elapsed())
+            {
+                thread::sleep(nap);
+                continue;
+            }
+            let pending = self.pending.load(Ordering::SeqCst) > 0;
+            if pending && !collected && !stopping {
+                // The records waiting are numbered above a command still running on another
+                // thread: sleep until it ends rather than spin (which, on a busy core, takes
+                // the time that command needs to end).
+                self.stalled.store(true, Ordering::SeqCst);
+                let slots = self.slots.lock().clone();
+                if self.watermark(&slots) <= w {
+                    thread::park_timeout(Duration::from_millis(10));
+                }
+                self.stalled.store(false, Ordering::SeqCst);
+            }
+            if !pending && !stopping {
                 let wait = match policy {
                     Fsync::Everysec if dirty => Duration::from_secs(1).saturating_sub(last_fsync.elapsed()),
                     _ => Duration::from_millis(100),
