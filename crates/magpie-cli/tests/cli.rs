@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "../../magpie-server/tests/common/pid.rs"]
+mod pid;
+use pid::process_id_on;
+
 /// `magpie-server` from the same target directory as `magpie`, built once if it is missing
 /// (`cargo test -p magpie-cli` alone does not build other packages' binaries).
 fn server_binary() -> &'static PathBuf {
@@ -35,23 +39,6 @@ fn server_binary() -> &'static PathBuf {
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
-}
-
-/// The `process_id` of the server answering on `port` (from `INFO server`), to tell our server
-/// from another process that holds the same port.
-fn process_id_on(port: u16) -> Option<u32> {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream.write_all(b"INFO server\r\n").ok()?;
-    let mut reader = BufReader::new(stream);
-    let mut header = String::new();
-    reader.read_line(&mut header).ok()?;
-    let len: usize = header.strip_prefix('$')?.trim_end().parse().ok()?;
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).ok()?;
-    let text = String::from_utf8_lossy(&body).into_owned();
-    text.lines().find_map(|l| l.strip_prefix("process_id:")).and_then(|v| v.trim().parse().ok())
 }
 
 /// A server process on a free port, killed when dropped.

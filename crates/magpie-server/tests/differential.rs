@@ -426,7 +426,7 @@ fn run_script(file: &str, proto: Proto) {
             Check::Exact => (expected == actual, ""),
             Check::TypeOnly => (expected.first() == actual.first(), " (reply type only)"),
             Check::Sorted => {
-                (sorted_array(&expected) == sorted_array(&actual), " (array elements sorted before comparing)")
+                (sort_reply(&expected, 1) == sort_reply(&actual, 1), " (array elements sorted before comparing)")
             }
             Check::Range(lo, hi) => {
                 let in_range = |r: &[u8]| integer_reply(r).is_some_and(|n| (*lo..=*hi).contains(&n));
@@ -440,7 +440,7 @@ fn run_script(file: &str, proto: Proto) {
         if !same {
             if let Check::Sorted = check {
                 // Show the sorted replies: the difference is then easy to see.
-                let (expected, actual) = (sorted_array(&expected), sorted_array(&actual));
+                let (expected, actual) = (sort_reply(&expected, 1), sort_reply(&actual, 1));
                 report.fail(line, text, &expected, Ok(&actual), how);
             } else {
                 report.fail(line, text, &expected, Ok(&actual), how);
@@ -505,31 +505,6 @@ impl Listener {
 
 fn integer_reply(reply: &[u8]) -> Option<i64> {
     std::str::from_utf8(reply.strip_prefix(b":")?.strip_suffix(b"\r\n")?).ok()?.parse().ok()
-}
-
-/// The reply with the elements of a top-level array or set sorted; other replies unchanged.
-fn sorted_array(reply: &[u8]) -> Vec<u8> {
-    if !matches!(reply.first(), Some(b'*' | b'~')) {
-        return reply.to_vec();
-    }
-    let Some(header_end) = reply.windows(2).position(|w| w == b"\r\n").map(|p| p + 2) else {
-        return reply.to_vec();
-    };
-    let mut elements = Vec::new();
-    let mut pos = header_end;
-    while pos < reply.len() {
-        match reply_end(reply, pos) {
-            Some(end) => {
-                elements.push(&reply[pos..end]);
-                pos = end;
-            }
-            None => return reply.to_vec(),
-        }
-    }
-    elements.sort();
-    let mut out = reply[..header_end].to_vec();
-    elements.iter().for_each(|e| out.extend_from_slice(e));
-    out
 }
 
 /// The end of the RESP value that starts at `pos`, or None if it is malformed.
@@ -726,17 +701,24 @@ const UNORDERED_TOO: &[&str] = &["hkeys", "hvals"];
 const TIMES: &[(&str, i64)] = &[("ttl", 1), ("expiretime", 1), ("pttl", 1000), ("pexpiretime", 1000)];
 
 fn fuzz_differential(proto: Proto) {
+    fuzz_seeds(4, |seed, commands| fuzz_differential_seed(seed, commands, proto));
+}
+
+/// Runs `fuzz(seed, commands)` for seeds from `MAGPIE_DIFF_FUZZ_SEED` (default 1) up to
+/// `last_seed`, or seed after seed for `MAGPIE_DIFF_FUZZ_SECONDS`, with
+/// `MAGPIE_DIFF_FUZZ_COMMANDS` commands each (default 3000); fails with every seed's report.
+fn fuzz_seeds(last_seed: u64, mut fuzz: impl FnMut(u64, usize) -> Result<(), String>) {
     let commands = env_u64("MAGPIE_DIFF_FUZZ_COMMANDS").unwrap_or(3000) as usize;
     let seconds = env_u64("MAGPIE_DIFF_FUZZ_SECONDS");
     let mut seed = env_u64("MAGPIE_DIFF_FUZZ_SEED").unwrap_or(1);
     let deadline = std::time::Instant::now() + Duration::from_secs(seconds.unwrap_or(0));
     let mut failures = Vec::new();
     loop {
-        if let Err(report) = fuzz_differential_seed(seed, commands, proto) {
+        if let Err(report) = fuzz(seed, commands) {
             failures.push(report);
         }
         seed += 1;
-        if seconds.is_none() && seed > 4 || std::time::Instant::now() >= deadline && seconds.is_some() {
+        if seconds.is_none() && seed > last_seed || std::time::Instant::now() >= deadline && seconds.is_some() {
             break;
         }
     }
@@ -1073,22 +1055,10 @@ fn sort_reply(reply: &[u8], group: usize) -> Vec<u8> {
 #[test]
 #[ignore = "needs redis-server; run with --ignored"]
 fn fuzz_blocked_clients_against_redis() {
-    let commands = env_u64("MAGPIE_DIFF_FUZZ_COMMANDS").unwrap_or(3000) as usize;
-    let seconds = env_u64("MAGPIE_DIFF_FUZZ_SECONDS");
-    let mut seed = env_u64("MAGPIE_DIFF_FUZZ_SEED").unwrap_or(1);
-    let deadline = std::time::Instant::now() + Duration::from_secs(seconds.unwrap_or(0));
-    let mut failures = Vec::new();
-    loop {
+    fuzz_seeds(2, |seed, commands| {
         let proto = if seed.is_multiple_of(2) { Proto::Resp3 } else { Proto::Resp2 };
-        if let Err(report) = fuzz_blocked_seed(seed, commands, proto) {
-            failures.push(report);
-        }
-        seed += 1;
-        if seconds.is_none() && seed > 2 || std::time::Instant::now() >= deadline && seconds.is_some() {
-            break;
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+        fuzz_blocked_seed(seed, commands, proto)
+    });
 }
 
 /// A connection to each server: Redis's first.

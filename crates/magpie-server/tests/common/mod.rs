@@ -7,26 +7,14 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "pid.rs"]
+mod pid;
+use pid::process_id_on;
+
 /// Asks the kernel for a free port on the loopback interface.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
     l.local_addr().expect("local addr").port()
-}
-
-/// The `process_id` of the server answering on `port` (from `INFO server`), to tell our server
-/// from another process that holds the same port.
-fn process_id_on(port: u16) -> Option<u32> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream.write_all(b"INFO server\r\n").ok()?;
-    let mut reader = BufReader::new(stream);
-    let mut header = String::new();
-    reader.read_line(&mut header).ok()?;
-    let len: usize = header.strip_prefix('$')?.trim_end().parse().ok()?;
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).ok()?;
-    let text = String::from_utf8_lossy(&body).into_owned();
-    text.lines().find_map(|l| l.strip_prefix("process_id:")).and_then(|v| v.trim().parse().ok())
 }
 
 /// A server process that is killed when dropped.
