@@ -674,6 +674,34 @@ pub fn command_docs(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
+/// COMMAND GETKEYS command arg...: the keys that call would name (cluster-aware clients ask
+/// this for commands whose keys move, such as ZUNION's).
+pub fn command_getkeys(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let call = args.skip(2);
+    let cmd = match resolve(call) {
+        Ok((_, cmd)) => cmd,
+        Err((_, None)) => return Err("ERR Invalid command specified".into()),
+        Err((_, Some(_))) => return Err("ERR Invalid number of arguments specified for command".into()),
+    };
+    if cmd.numkeys > 0 {
+        // As Redis: a count that is not a number, below 1, or beyond the arguments there are.
+        let first = cmd.numkeys + 1;
+        let declared = magpie_protocol::parse_i64(call.get(cmd.numkeys)).and_then(|n| usize::try_from(n).ok());
+        if !declared.is_some_and(|n| n >= 1 && n <= call.len().saturating_sub(first)) {
+            return Err("ERR Invalid arguments specified for command".into());
+        }
+    }
+    let keys = cmd.keys_in(call);
+    if keys.is_empty() {
+        return Err("ERR The command has no key arguments".into());
+    }
+    ctx.out.array(keys.len());
+    for key in keys {
+        ctx.out.bulk(key);
+    }
+    Ok(())
+}
+
 /// Finds `name` or `container|sub`.
 fn find_full(name: &[u8]) -> Option<&'static Command> {
     match name.iter().position(|&c| c == b'|') {

@@ -74,6 +74,7 @@ macro_rules! diff_tests {
 // commands exist.
 diff_tests! {
     connection => "connection.redis", Resp2;
+    command_getkeys => "command_getkeys.redis", Resp2;
     strings => "strings.redis", Resp2;
     set_options => "set_options.redis", Resp2;
     counters => "counters.redis", Resp2;

@@ -170,6 +170,8 @@ static CORE: &[Command] = &[
             Command::new("command|docs", -2, LOADING | STALE, NONE, "server", "7.0.0", "Returns documentary information about one, multiple or all commands.",
                 "[command-name ...]", command::command_docs),
             Command::new("command|list", -2, LOADING | STALE, NONE, "server", "7.0.0", "Returns a list of command names.", "", command::command_list),
+            Command::new("command|getkeys", -4, LOADING | STALE, NONE, "server", "2.8.13", "Extracts the key names from an arbitrary command.",
+                "command arg [arg ...]", command::command_getkeys),
         ]),
 ];
 
