@@ -40,6 +40,17 @@ pub struct SnapshotWriter {
     out: Vec<u8>,
     entries: u64,
     bytes: u64,
+    /// Put in place: the temporary file is gone. Until then, dropping the writer (a failed
+    /// write, an abandoned snapshot) removes it.
+    placed: bool,
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
 }
 
 impl SnapshotWriter {
@@ -56,6 +67,7 @@ impl SnapshotWriter {
             out: frame::file_header(Kind::Snapshot).to_vec(),
             entries: 0,
             bytes: 0,
+            placed: false,
         };
         let mut meta = vec![META];
         meta.extend_from_slice(&created_ms.to_le_bytes());
@@ -128,14 +140,13 @@ impl SnapshotWriter {
         self.flush()?;
         self.file.sync_all()?;
         fs::rename(&self.temp, &self.target)?;
+        self.placed = true;
         sync_dir(parent_dir(&self.target))?;
         Ok((self.entries, self.bytes))
     }
 
-    /// Gives up: removes the temporary file.
-    pub fn abandon(self) {
-        let _ = fs::remove_file(&self.temp);
-    }
+    /// Gives up: removes the temporary file (as dropping the writer does).
+    pub fn abandon(self) {}
 }
 
 /// Appends one snapshot entry, as a data frame holds it.

@@ -469,6 +469,56 @@ fn a_failing_disk_refuses_writes_keeps_reads_and_recovers() {
     assert_eq!(con.get::<_, String>("after").unwrap(), "recovery");
 }
 
+#[test]
+fn a_snapshot_that_cannot_be_written_refuses_writes_until_one_can() {
+    let dir = temp_dir("snapfull");
+    let port = free_port();
+    let child = Command::new("prlimit")
+        .arg("--fsize=200000:unlimited")
+        .arg(env!("CARGO_BIN_EXE_magpie-server"))
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir", dir.to_str().unwrap()])
+        .args(["--save", "3600 1"]) // snapshots configured (so a failed one stops writes), none due
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prlimit (util-linux) runs the server with a file size limit");
+    let pid = child.id();
+    let mut s = Server::adopt(port, child);
+    let mut con = s.client();
+    let value = "v".repeat(1000);
+    for i in 0..500 {
+        let _: () = con.set(format!("k{i}"), &value).unwrap();
+    }
+    let wait_bgsave = |con: &mut redis::Connection| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while info_field(con, "persistence", "rdb_bgsave_in_progress") != "0" {
+            assert!(Instant::now() < deadline, "BGSAVE did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        info_field(con, "persistence", "rdb_last_bgsave_status")
+    };
+    let _: String = redis::cmd("BGSAVE").query(&mut con).unwrap();
+    assert_eq!(wait_bgsave(&mut con), "err");
+    // Writes are refused, reads go on, and nothing half written is left behind.
+    let refused = con.set::<_, _, ()>("refused", "x").expect_err("writes are refused after a failed snapshot");
+    assert!(refused.to_string().contains("MISCONF"), "{refused}");
+    assert_eq!(con.get::<_, String>("k0").unwrap(), value);
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    assert!(files.is_empty(), "files left by the failed snapshot: {files:?}");
+    // The disk has room again: the next snapshot succeeds and writes resume.
+    let status = Command::new("prlimit").args(["--pid", &pid.to_string(), "--fsize=unlimited"]).status().unwrap();
+    assert!(status.success());
+    let _: String = redis::cmd("BGSAVE").query(&mut con).unwrap();
+    assert_eq!(wait_bgsave(&mut con), "ok");
+    let _: () = con.set("after", "recovery").unwrap();
+    shutdown(&mut s, "SAVE");
+    let s = start(&dir, &["--save", "3600 1"]);
+    let mut con = s.client();
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut con).unwrap(), 501);
+    assert_eq!(con.get::<_, String>("after").unwrap(), "recovery");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Every data type through every way of persisting it.
 
