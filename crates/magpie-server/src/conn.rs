@@ -385,9 +385,14 @@ async fn write_out(stream: &mut TcpStream, buf: &[u8], timeout: u64) -> io::Resu
 
 /// Under `appendfsync always`, waits until the log is on disk up to this client's last write:
 /// no write is acknowledged before it is durable. Clients that wrote meanwhile share the fsync.
+/// Under `everysec` and `no`, waits only while the records not yet written pass
+/// [`crate::journal::MAX_BACKLOG`] (a disk slower than the writes), until this client's are.
 async fn wait_durable(shared: &Shared, client: &Client) {
     let journal = &shared.persistence.journal;
-    if client.wrote == 0 || journal.policy() != Fsync::Always || journal.durable_now() >= client.wrote {
+    if client.wrote == 0
+        || (journal.policy() != Fsync::Always && !journal.backlogged())
+        || journal.durable_now() >= client.wrote
+    {
         return;
     }
     let mut durable = journal.durable();

@@ -32,6 +32,12 @@ use tracing::{info, warn};
 
 use magpie_persist::log::{LogFile, put_record};
 
+/// Bytes of records queued and not yet written past which, under `everysec` and `no`, a
+/// connection that wrote waits for its records to be written before it replies (as under
+/// `always`, without the fsync): a disk slower than the writes must slow the writers down,
+/// not fill memory.
+pub const MAX_BACKLOG: u64 = 64 << 20;
+
 /// How long the writer waits after a write before it collects again, under `everysec` and
 /// `no`: records reach the kernel at most about this much later than their replies leave.
 const BATCH_NAP: Duration = Duration::from_millis(1);
@@ -134,6 +140,8 @@ pub struct Journal {
     /// Set by the writer while it waits for a command in progress on another thread (records
     /// are pending, none is below the watermark): that command's [`Journal::end`] wakes it.
     stalled: AtomicBool,
+    /// Bytes of records queued in the slots or the writer's buffer, not yet written.
+    backlog: AtomicU64,
     /// Is the log on? Records are kept only then.
     on: AtomicBool,
     policy: AtomicU8,
@@ -163,6 +171,7 @@ impl Journal {
             slots: Mutex::new(Vec::new()),
             pending: AtomicU64::new(0),
             stalled: AtomicBool::new(false),
+            backlog: AtomicU64::new(0),
             on: AtomicBool::new(false),
             policy: AtomicU8::new(Fsync::Everysec as u8),
             durable: watch::Sender::new(0),
@@ -311,14 +320,21 @@ impl Journal {
         {
             let mut buf = slot.buf.lock();
             let buf = &mut *buf;
+            let before = buf.bytes.len();
             SCRATCH.with(|scratch| put_record(&mut buf.bytes, &mut scratch.borrow_mut(), db, commands));
             buf.index.push((seq, buf.bytes.len()));
+            self.backlog.fetch_add((buf.bytes.len() - before) as u64, Ordering::Relaxed);
         }
         if self.pending.fetch_add(1, Ordering::SeqCst) == 0
             && let Some((t, _)) = &*self.writer.lock()
         {
             t.unpark();
         }
+    }
+
+    /// Whether more than [`MAX_BACKLOG`] bytes of records wait to be written.
+    pub fn backlogged(&self) -> bool {
+        self.backlog.load(Ordering::Relaxed) > MAX_BACKLOG
     }
 
     /// Wakes the writer (after pushes, if the caller wants the records written soon).
@@ -333,6 +349,7 @@ impl Journal {
     pub fn start(self: &Arc<Self>, file: LogFile, policy: Fsync) -> std::io::Result<()> {
         self.set_policy(policy);
         self.incr_bytes.store(file.len(), Ordering::Relaxed);
+        self.backlog.store(0, Ordering::Relaxed);
         self.state.lock().file = Some(file);
         self.durable.send_replace((self.tap.0)());
         self.stop.store(false, Ordering::SeqCst);
@@ -461,6 +478,9 @@ impl Journal {
                 };
                 match result {
                     Ok(len) => {
+                        let _ = self.backlog.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                            Some(b.saturating_sub(out.len() as u64))
+                        });
                         out.clear();
                         if out.capacity() > 8 << 20 {
                             out = Vec::new();
@@ -628,6 +648,7 @@ mod tests {
         j.push_to(&a, 2, 0, cmd("two"));
         j.push_to(&a, 5, 0, cmd("five"));
         j.push_to(&b, 1, 0, cmd("one"));
+        assert!(j.backlog.load(Ordering::Relaxed) > 0 && !j.backlogged());
         let mut out = Vec::new();
         let w = j.collect(&mut out, u64::MAX);
         assert_eq!(w, 3);
