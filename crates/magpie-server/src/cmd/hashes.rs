@@ -385,25 +385,19 @@ pub fn hrandfield(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         };
         let header = |out: &mut Reply, n: usize| if with_values { out.pairs(n) } else { out.array(n) };
         if count < 0 || count == 1 {
-            // Independent draws, repeats allowed. The count is the client's, not the data's:
-            // a reply that outgrows proto-max-bulk-len is taken back and refused, where Redis
-            // would keep writing until memory runs out.
+            // Independent draws, repeats allowed; every element takes at least 6 bytes
+            // (`$0\r\n\r\n`).
             let n = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
-            // Every element takes at least 6 bytes (`$0\r\n\r\n`): refuse at once what
-            // cannot fit, rather than after writing the limit's worth.
-            if n.saturating_mul(if with_values { 12 } else { 6 }) > max_reply {
-                return Err(REPLY_TOO_LARGE.into());
-            }
-            let start = out.len();
-            header(out, n);
-            for pair in hash.random_pairs().take(n) {
-                write(out, pair);
-                if out.len() - start > max_reply {
-                    out.truncate(start);
-                    return Err(REPLY_TOO_LARGE.into());
-                }
-            }
-            return Ok(());
+            let mut pairs = hash.random_pairs();
+            return super::random_draws(
+                out,
+                n,
+                if with_values { 12 } else { 6 },
+                max_reply,
+                REPLY_TOO_LARGE,
+                |out| header(out, n),
+                |out, k| pairs.by_ref().take(k).for_each(|pair| write(out, pair)),
+            );
         }
         let pairs = hash.random_distinct(usize::try_from(count).unwrap_or(usize::MAX));
         header(out, pairs.len());

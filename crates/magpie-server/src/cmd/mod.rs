@@ -190,6 +190,38 @@ fn lock_to_take<'a>(ctx: &Ctx<'a>, key: &[u8]) -> RwLockWriteGuard<'a, Shard> {
 }
 
 /// Runs commands in unit tests without a connection.
+/// Writes `n` independent random draws (HRANDFIELD, ZRANDMEMBER with a negative count), `draw`
+/// writing as many as it is asked for at a time. The count is the client's, not the data's:
+/// a reply that cannot fit in `max_reply` bytes (each element takes at least `min_element`) is
+/// refused at once, and one that outgrows it is taken back and refused with `too_large`, where
+/// Redis would keep writing until memory runs out.
+fn random_draws(
+    out: &mut magpie_protocol::Reply,
+    n: usize,
+    min_element: usize,
+    max_reply: usize,
+    too_large: &'static str,
+    header: impl FnOnce(&mut magpie_protocol::Reply),
+    mut draw: impl FnMut(&mut magpie_protocol::Reply, usize),
+) -> crate::error::CmdResult {
+    if n.saturating_mul(min_element) > max_reply {
+        return Err(too_large.into());
+    }
+    let start = out.len();
+    header(out);
+    let mut left = n;
+    while left > 0 {
+        let draws = left.min(1024);
+        draw(out, draws);
+        left -= draws;
+        if out.len() - start > max_reply {
+            out.truncate(start);
+            return Err(too_large.into());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 pub(crate) mod test_support {
     use std::sync::Arc;

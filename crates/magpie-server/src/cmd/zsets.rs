@@ -996,26 +996,16 @@ pub fn zrandmember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                 z.sample(count, unique, |member, score| write(out, member, score));
                 return Ok(());
             }
-            // Independent draws: the count is the client's, not the data's. Every element
-            // takes at least 6 bytes (`$0\r\n\r\n`), so refuse at once what cannot fit, and
-            // take back a reply that outgrows proto-max-bulk-len (Redis would write until
-            // memory runs out).
-            if count.saturating_mul(if withscores { 12 } else { 6 }) > max_reply {
-                return Err(RANDOM_REPLY_TOO_LARGE.into());
-            }
-            let start = out.len();
-            header(out);
-            let mut left = count;
-            while left > 0 {
-                let draws = left.min(1024);
-                z.sample(draws, false, |member, score| write(out, member, score));
-                left -= draws;
-                if out.len() - start > max_reply {
-                    out.truncate(start);
-                    return Err(RANDOM_REPLY_TOO_LARGE.into());
-                }
-            }
-            Ok(())
+            // Independent draws: every element takes at least 6 bytes (`$0\r\n\r\n`).
+            super::random_draws(
+                out,
+                count,
+                if withscores { 12 } else { 6 },
+                max_reply,
+                RANDOM_REPLY_TOO_LARGE,
+                header,
+                |out, k| z.sample(k, false, |member, score| write(out, member, score)),
+            )
         },
     )
 }
