@@ -686,7 +686,10 @@ pub fn command_getkeys(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if cmd.numkeys > 0 {
         // As Redis: a count that is not a number, below 1, or beyond the arguments there are.
         let first = cmd.numkeys + 1;
-        let declared = magpie_protocol::parse_i64(call.get(cmd.numkeys)).and_then(|n| usize::try_from(n).ok());
+        let declared = (cmd.numkeys < call.len())
+            .then(|| magpie_protocol::parse_i64(call.get(cmd.numkeys)))
+            .flatten()
+            .and_then(|n| usize::try_from(n).ok());
         if !declared.is_some_and(|n| n >= 1 && n <= call.len().saturating_sub(first)) {
             return Err("ERR Invalid arguments specified for command".into());
         }

@@ -1028,27 +1028,12 @@ fn script_lines(steps: &[Vec<Vec<u8>>]) -> String {
 /// A reply with the elements of its top-level aggregate sorted, in groups of `group`
 /// (2 keeps field-value pairs together); other replies unchanged.
 fn sort_reply(reply: &[u8], group: usize) -> Vec<u8> {
-    if !matches!(reply.first(), Some(b'*' | b'~' | b'%')) {
-        return reply.to_vec();
-    }
-    let Some(header_end) = reply.windows(2).position(|w| w == b"\r\n").map(|p| p + 2) else {
-        return reply.to_vec();
-    };
-    let mut elements = Vec::new();
-    let mut pos = header_end;
-    while pos < reply.len() {
-        let start = pos;
-        for _ in 0..group {
-            match reply_end(reply, pos) {
-                Some(end) => pos = end,
-                None => return reply.to_vec(),
-            }
-        }
-        elements.push(&reply[start..pos]);
-    }
-    elements.sort();
+    let Some(items) = elements(reply) else { return reply.to_vec() };
+    let header_end = reply.len() - items.iter().map(|e| e.len()).sum::<usize>();
+    let mut chunks: Vec<Vec<u8>> = items.chunks(group).map(|c| c.concat()).collect();
+    chunks.sort();
     let mut out = reply[..header_end].to_vec();
-    elements.iter().for_each(|e| out.extend_from_slice(e));
+    chunks.iter().for_each(|c| out.extend_from_slice(c));
     out
 }
 
