@@ -10,6 +10,8 @@
 
 use std::fmt;
 
+use crate::Args;
+
 /// Limits on what a client may send, checked before anything of that size is allocated.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -49,64 +51,6 @@ impl fmt::Display for ProtocolError {
 }
 
 impl std::error::Error for ProtocolError {}
-
-/// The arguments of one command, borrowed from the read buffer.
-#[derive(Clone, Copy)]
-pub struct Args<'a> {
-    buf: &'a [u8],
-    spans: &'a [(usize, usize)],
-}
-
-impl<'a> Args<'a> {
-    /// Arguments over `buf` at the given `(start, end)` spans.
-    pub fn new(buf: &'a [u8], spans: &'a [(usize, usize)]) -> Self {
-        Args { buf, spans }
-    }
-
-    /// The buffer the arguments point into (the read buffer, or the decoder's scratch buffer
-    /// for an inline command).
-    pub fn buf(&self) -> &'a [u8] {
-        self.buf
-    }
-
-    /// Where each argument lies in [`Args::buf`].
-    pub fn spans(&self) -> &'a [(usize, usize)] {
-        self.spans
-    }
-
-    pub fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
-    }
-
-    /// Argument `i` (0 is the command name).
-    ///
-    /// # Panics
-    /// When `i >= len()`: callers check the arity first.
-    pub fn get(&self, i: usize) -> &'a [u8] {
-        let (s, e) = self.spans[i];
-        &self.buf[s..e]
-    }
-
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + DoubleEndedIterator + Clone + 'a {
-        let buf = self.buf;
-        self.spans.iter().map(move |&(s, e)| &buf[s..e])
-    }
-
-    /// The arguments from `from` on, as a new `Args`.
-    pub fn skip(&self, from: usize) -> Args<'a> {
-        Args { buf: self.buf, spans: &self.spans[from.min(self.spans.len())..] }
-    }
-}
-
-impl fmt::Debug for Args<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.iter().map(String::from_utf8_lossy)).finish()
-    }
-}
 
 /// Resumable decoder of client requests. See the module documentation.
 #[derive(Debug, Default)]

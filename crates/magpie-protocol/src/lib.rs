@@ -8,10 +8,12 @@
 //! - [`FrameDecoder`] is the client's side: it turns a server's bytes into [`Frame`]s (RESP2 and
 //!   RESP3 replies), just as resumably; [`encode_request`] writes commands.
 
+mod args;
 mod decode;
 mod frame;
 mod reply;
 
-pub use decode::{Args, Decoder, Limits, ProtocolError, parse_i64, split_line};
+pub use args::{ArgVec, Args};
+pub use decode::{Decoder, Limits, ProtocolError, parse_i64, split_line};
 pub use frame::{Frame, FrameDecoder, FrameError, FrameLimits, encode_request};
 pub use reply::{Reply, Resp, format_g17};

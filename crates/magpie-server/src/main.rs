@@ -1,36 +1,22 @@
 //! `magpie-server`: a Redis-compatible in-memory key-value server.
 
-mod alloc;
-mod blocking;
-mod client;
-mod cmd;
-mod command;
-mod config;
-mod conn;
-mod error;
-mod float;
-mod gate;
-mod info;
-mod journal;
-mod notify;
-mod persist;
-mod pubsub;
-mod server;
-mod stats;
-mod txn;
-
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 
+use magpie_server::{Config, Options, check_tool, core::alloc};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     alloc::configure();
-    let options = config::Options::parse();
+    let options = Options::parse();
     if options.check_aof.is_some() || options.check_snapshot.is_some() {
-        return persist::check_tool(options.check_aof.as_deref(), options.check_snapshot.as_deref(), options.fix);
+        return check_tool(options.check_aof.as_deref(), options.check_snapshot.as_deref(), options.fix);
     }
-    let config = match config::Config::load(options) {
+    let config = match Config::load(options) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("magpie-server: {e}");
@@ -38,8 +24,7 @@ fn main() -> ExitCode {
         }
     };
     let level = match config.loglevel.as_str() {
-        "debug" => tracing::Level::DEBUG,
-        "verbose" => tracing::Level::DEBUG,
+        "debug" | "verbose" => tracing::Level::DEBUG,
         "warning" => tracing::Level::WARN,
         _ => tracing::Level::INFO,
     };
@@ -60,7 +45,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(config)) {
+    match runtime.block_on(magpie_server::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -1,0 +1,182 @@
+//! The application: builds the server's services, loads what is on disk, listens, runs the
+//! timer thread (active expiry, persistence schedule, rate samples), and shuts down gracefully.
+//! It is the only module that knows every layer.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use magpie_store::now_ms;
+
+use crate::front;
+use crate::services::config::Config;
+use crate::services::{Server, expired};
+
+/// Binds the configured addresses and serves until shutdown.
+pub async fn run(config: Config) -> io::Result<()> {
+    let shared = Arc::new(Server::new(config.clone()));
+    ignore_file_size_signal();
+    // Load what is on disk before anyone can connect (and fail before binding if it is damaged).
+    let loader = shared.clone();
+    tokio::task::spawn_blocking(move || front::replay::load(&loader))
+        .await
+        .map_err(|e| io::Error::other(format!("loading failed: {e}")))?
+        .map_err(io::Error::other)?;
+    shared.apply_settings();
+    let listeners = bind_all(&config).await?;
+    for l in &listeners {
+        if let Ok(addr) = l.local_addr() {
+            info!("Ready to accept connections on {addr}");
+        }
+    }
+    for listener in listeners {
+        tokio::spawn(accept_loop(shared.clone(), listener));
+    }
+    let expiry = spawn_expiry(shared.clone())?;
+
+    let mut stop = shared.shutdown_signal();
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => info!("SHUTDOWN received"),
+        _ = signal(SignalKind::Interrupt) => info!("Received SIGINT, scheduling shutdown"),
+        _ = signal(SignalKind::Terminate) => info!("Received SIGTERM, scheduling shutdown"),
+    }
+    shared.shutdown();
+    // Connections finish the batch they are running and close; give them a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !shared.clients().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = tokio::task::spawn_blocking(move || expiry.join()).await;
+    let last = shared.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let persistence = last.persistence();
+        if let Err(e) = persistence.shutdown_save(None) {
+            warn!("the final snapshot failed: {e}");
+        }
+        persistence.shutdown_log();
+    })
+    .await;
+    info!("Magpie is now ready to exit, bye bye...");
+    Ok(())
+}
+
+async fn bind_all(config: &Config) -> io::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for addr in &config.bind {
+        // Redis's syntax: "-addr" may fail to bind (e.g. no IPv6) without stopping the start.
+        let (optional, host) = match addr.strip_prefix('-') {
+            Some(h) => (true, h),
+            None => (false, addr.as_str()),
+        };
+        let host = if host == "*" { "0.0.0.0" } else { host };
+        let sockaddr: SocketAddr = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, config.port),
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("bind: '{host}' is not an IP address"),
+                ));
+            }
+        };
+        match TcpListener::bind(sockaddr).await {
+            Ok(l) => listeners.push(l),
+            Err(e) if optional => info!("skipping optional bind address {sockaddr}: {e}"),
+            Err(e) => return Err(io::Error::new(e.kind(), format!("could not listen on {sockaddr}: {e}"))),
+        }
+    }
+    Ok(listeners)
+}
+
+async fn accept_loop(shared: Arc<Server>, listener: TcpListener) {
+    let mut stop = shared.shutdown_signal();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                tokio::spawn(front::resp::serve(shared.clone(), stream, addr));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning.
+                warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// The server's timer, on its own thread: `hz` times a second, reclaim expired keys for at
+/// most a quarter of the period (as Redis's slow cycle), a few hundred keys per lock, and
+/// sample the rates INFO reports.
+fn spawn_expiry(shared: Arc<Server>) -> io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("magpie-cron".into()).spawn(move || {
+        let mut last_persist = Instant::now();
+        while !shared.is_shutting_down() {
+            let period = Duration::from_millis(1000 / shared.settings().hz().max(1));
+            let start = Instant::now();
+            shared.metrics().sample();
+            let (ks, pubsub, journal, gate) = (shared.keyspace(), shared.pubsub(), shared.journal(), shared.gate());
+            // Expiry takes turns with transactions (which see time stand still) between steps.
+            let mut pass = Some(gate.shared());
+            journal.begin();
+            ks.active_expire(now_ms(), start + period / 4, || {
+                // Log the keys this step expired, and renew the bound for the next step.
+                expired::log(ks, pubsub, journal);
+                journal.end();
+                pass = None;
+                pass = Some(gate.shared());
+                journal.begin();
+            });
+            expired::log(ks, pubsub, journal);
+            journal.end();
+            drop(pass);
+            if last_persist.elapsed() >= Duration::from_millis(100) {
+                last_persist = Instant::now();
+                shared.persistence().cron(shared.is_shutting_down());
+            }
+            std::thread::sleep(period.saturating_sub(start.elapsed()));
+        }
+    })
+}
+
+/// A write past the process's file size limit (`ulimit -f`) raises SIGXFSZ, which kills by
+/// default. Listening for it turns it into an EFBIG error from `write`, which the log handles
+/// like a full disk: writes are refused until it works again.
+fn ignore_file_size_signal() {
+    use tokio::signal::unix::{SignalKind as K, signal};
+    const SIGXFSZ: i32 = 25;
+    match signal(K::from_raw(SIGXFSZ)) {
+        Ok(mut s) => {
+            tokio::spawn(async move { while s.recv().await.is_some() {} });
+        }
+        Err(e) => warn!("cannot catch SIGXFSZ: {e}; exceeding the file size limit will kill the server"),
+    }
+}
+
+enum SignalKind {
+    Interrupt,
+    Terminate,
+}
+
+async fn signal(kind: SignalKind) {
+    use tokio::signal::unix::{SignalKind as K, signal};
+    let kind = match kind {
+        SignalKind::Interrupt => K::interrupt(),
+        SignalKind::Terminate => K::terminate(),
+    };
+    match signal(kind) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(e) => {
+            warn!("cannot listen for signals: {e}");
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Connection commands: PING, ECHO, SELECT, QUIT, RESET, HELLO, CLIENT.
+
+use magpie_protocol::{Args, Resp};
+
+use crate::core::error::{self, CmdResult, Error, int_arg, is};
+use crate::model::Ctx;
+use crate::model::command::arity_error;
+use crate::services::clients::ClientInfo;
+
+/// The Redis version whose behaviour Magpie reproduces (HELLO reports it to clients).
+pub const REDIS_VERSION: &str = "7.0.15";
+
+pub fn ping(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    if ctx.protocol() == Resp::V2 && ctx.session().info().pubsub.active() && args.len() <= 2 {
+        // A RESP2 subscriber reads everything as messages: the reply looks like one.
+        ctx.out().array(2);
+        ctx.out().bulk(b"pong");
+        ctx.out().bulk(if args.len() == 2 { args.get(1) } else { b"" });
+        return Ok(());
+    }
+    match args.len() {
+        1 => ctx.out().simple("PONG"),
+        2 => ctx.out().bulk(args.get(1)),
+        _ => return Err(arity_error("ping")),
+    }
+    Ok(())
+}
+
+pub fn echo(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    ctx.out().bulk(args.get(1));
+    Ok(())
+}
+
+pub fn quit(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    ctx.out().ok();
+    ctx.session_mut().close();
+    Ok(())
+}
+
+pub fn select(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let n = error::int_arg_in(args.get(1), i64::from(i32::MIN)..=i64::from(i32::MAX))?;
+    let db = usize::try_from(n)
+        .ok()
+        .filter(|&n| n < ctx.server().keyspace().db_count())
+        .ok_or_else(|| Error::from(error::DB_RANGE))?;
+    ctx.session_mut().select(db);
+    ctx.out().ok();
+    Ok(())
+}
+
+/// HELLO [protover [AUTH username password] [SETNAME clientname]]
+pub fn hello(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let mut version = None;
+    if args.len() >= 2 {
+        let v =
+            int_arg(args.get(1)).map_err(|_| Error::from("ERR Protocol version is not an integer or out of range"))?;
+        if !(2..=3).contains(&v) {
+            return Err("NOPROTO unsupported protocol version".into());
+        }
+        version = Some(v);
+    }
+    let (mut user, mut name) = (None, None);
+    let mut j = 2;
+    while j < args.len() {
+        let more = args.len() - 1 - j;
+        let opt = args.get(j);
+        if is(opt, "auth") && more >= 2 {
+            user = Some(args.get(j + 1));
+            j += 2;
+        } else if is(opt, "setname") && more >= 1 {
+            name = Some(args.get(j + 1));
+            j += 1;
+        } else {
+            let mut msg = b"ERR Syntax error in HELLO option '".to_vec();
+            msg.extend_from_slice(crate::core::error::c_str(opt));
+            msg.push(b'\'');
+            return Err(Error::bytes(msg));
+        }
+        j += 1;
+    }
+    // No passwords exist yet: the default user needs none, and there are no other users.
+    if user.is_some_and(|u| u != b"default") {
+        return Err("WRONGPASS invalid username-password pair or user is disabled.".into());
+    }
+    if let Some(name) = name {
+        set_name(ctx, name)?;
+    }
+    if let Some(v) = version {
+        // A subscriber's messages so far go out as they were encoded; later ones in `v`.
+        ctx.deliver_own();
+        ctx.set_protocol(if v == 3 { Resp::V3 } else { Resp::V2 });
+    }
+    let id = ctx.session().id();
+    let out = ctx.out();
+    out.map(7);
+    out.bulk(b"server");
+    out.bulk(b"redis");
+    out.bulk(b"version");
+    out.bulk(REDIS_VERSION.as_bytes());
+    out.bulk(b"proto");
+    out.int(if out.proto == Resp::V3 { 3 } else { 2 });
+    out.bulk(b"id");
+    out.int(id as i64);
+    out.bulk(b"mode");
+    out.bulk(b"standalone");
+    out.bulk(b"role");
+    out.bulk(b"master");
+    out.bulk(b"modules");
+    out.array(0);
+    Ok(())
+}
+
+fn set_name(ctx: &mut Ctx<'_>, name: &[u8]) -> CmdResult {
+    if name.iter().any(|&c| !(b'!'..=b'~').contains(&c)) {
+        return Err("ERR Client names cannot contain spaces, newlines or special characters.".into());
+    }
+    *ctx.session().info().name.lock() = (!name.is_empty()).then(|| name.to_vec());
+    Ok(())
+}
+
+pub fn client_id(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    let id = ctx.session().id();
+    ctx.out().int(id as i64);
+    Ok(())
+}
+
+pub fn client_setname(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    set_name(ctx, args.get(2))?;
+    ctx.out().ok();
+    Ok(())
+}
+
+pub fn client_getname(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    let name = ctx.session().info().name.lock().clone();
+    match name {
+        Some(name) => ctx.out().bulk(&name),
+        None => ctx.out().null(),
+    }
+    Ok(())
+}
+
+/// CLIENT SETINFO LIB-NAME|LIB-VER value: recent client libraries send it on connect.
+pub fn client_setinfo(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let attr = args.get(2);
+    if !(is(attr, "lib-name") || is(attr, "lib-ver")) {
+        let mut msg = b"ERR Unrecognized option '".to_vec();
+        msg.extend_from_slice(attr);
+        msg.push(b'\'');
+        return Err(Error::bytes(msg));
+    }
+    ctx.out().ok();
+    Ok(())
+}
+
+/// CLIENT LIST [TYPE NORMAL|MASTER|REPLICA|PUBSUB] [ID client-id ...]
+pub fn client_list(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let mut ids: Option<Vec<u64>> = None;
+    // Which clients the TYPE wants: subscribers are of type pubsub, as in Redis.
+    let mut only_type: Option<fn(&ClientInfo) -> bool> = None;
+    let mut j = 2;
+    while j < args.len() {
+        let opt = args.get(j);
+        if is(opt, "type") && j + 1 < args.len() {
+            let t = args.get(j + 1);
+            let known = ["normal", "master", "replica", "slave", "pubsub"];
+            if !known.iter().any(|k| is(t, k)) {
+                let mut msg = b"ERR Unknown client type '".to_vec();
+                msg.extend_from_slice(t);
+                msg.push(b'\'');
+                return Err(Error::bytes(msg));
+            }
+            only_type = Some(if is(t, "normal") {
+                |c| !c.pubsub.active()
+            } else if is(t, "pubsub") {
+                |c| c.pubsub.active()
+            } else {
+                |_| false // no masters or replicas
+            });
+            j += 2;
+        } else if is(opt, "id") && j + 1 < args.len() {
+            let mut list = Vec::new();
+            for a in args.iter().skip(j + 1) {
+                let id = int_arg(a).ok().filter(|&n| n > 0).ok_or_else(|| Error::from("ERR Invalid client ID"))?;
+                list.push(id as u64);
+            }
+            ids = Some(list);
+            j = args.len();
+        } else {
+            return Err(error::syntax());
+        }
+    }
+    // The caller's own line shows the command it is running, as in Redis.
+    *ctx.session().info().last_cmd.lock() = "client|list";
+    let mut text = Vec::new();
+    for c in ctx.server().clients().list() {
+        if only_type.is_some_and(|wanted| !wanted(&c)) || ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
+            continue;
+        }
+        text.extend_from_slice(&c.line());
+        text.push(b'\n');
+    }
+    ctx.out().verbatim("txt", &text);
+    Ok(())
+}
+
+pub fn client_info(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    *ctx.session().info().last_cmd.lock() = "client|info";
+    let mut line = ctx.session().info().line();
+    line.push(b'\n');
+    ctx.out().verbatim("txt", &line);
+    Ok(())
+}
+
+/// RESET: the connection as it was when it connected (Redis 6.2+), replying `+RESET`.
+pub fn reset(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    reset_connection(ctx);
+    ctx.out().simple("RESET");
+    Ok(())
+}
+
+/// What RESET clears, as Redis's `clearClientConnectionState`: database 0, RESP2, the
+/// transaction (MULTI is discarded, WATCHed keys unwatched), every subscription (without
+/// confirmations), the name. State a connection gains later must be cleared here too.
+pub fn reset_connection(ctx: &mut Ctx<'_>) {
+    // Messages already delivered go out first, in the protocol they were sent for.
+    ctx.deliver_own();
+    ctx.session_mut().select(0);
+    ctx.set_protocol(Resp::V2);
+    // MULTI, WATCH and BEGIN: the transaction is discarded (rolled back), every key unwatched.
+    let server = ctx.server();
+    ctx.session_mut().txn.clear(server.keyspace());
+    let info = ctx.session().info();
+    server.pubsub().unsubscribe_all(&info.pubsub, info.id);
+    *info.name.lock() = None;
+}

@@ -1,0 +1,172 @@
+//! Server commands: DBSIZE, FLUSHDB, FLUSHALL, TIME, SHUTDOWN, CONFIG, INFO.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use magpie_protocol::Args;
+
+use crate::core::error::{self, CmdResult, Error, is};
+use crate::model::Ctx;
+use crate::model::command::arity_error;
+
+pub fn dbsize(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    let n = ctx.db().len();
+    ctx.out().int(n as i64);
+    Ok(())
+}
+
+/// The optional ASYNC | SYNC of FLUSHDB and FLUSHALL. Either way the data is gone when the
+/// reply is sent; the memory is freed on another thread.
+fn flush_mode(args: Args<'_>) -> CmdResult {
+    match args.len() {
+        1 => Ok(()),
+        2 if is(args.get(1), "async") || is(args.get(1), "sync") => Ok(()),
+        _ => Err(error::syntax()),
+    }
+}
+
+pub fn flushdb(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    flush_mode(args)?;
+    let old = ctx.db().flush();
+    crate::services::drop_in_background(old);
+    ctx.out().ok();
+    Ok(())
+}
+
+pub fn flushall(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    flush_mode(args)?;
+    let old: Vec<_> = ctx.keyspace().dbs().iter().map(|db| db.flush()).collect();
+    crate::services::drop_in_background(old);
+    ctx.out().ok();
+    Ok(())
+}
+
+pub fn time(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    ctx.out().array(2);
+    ctx.out().bulk(itoa::Buffer::new().format(now.as_secs()).as_bytes());
+    ctx.out().bulk(itoa::Buffer::new().format(now.subsec_micros()).as_bytes());
+    Ok(())
+}
+
+/// SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]. With snapshots configured (or SAVE), a
+/// final snapshot is taken before the server stops; if it fails, the server goes on (unless
+/// FORCE) and says so. The log is flushed and fsynced on the way out. On success the
+/// connection closes without a reply, as in Redis.
+pub fn shutdown(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let (mut save, mut nosave, mut abort, mut force) = (false, false, false, false);
+    for opt in args.iter().skip(1) {
+        if is(opt, "nosave") {
+            nosave = true;
+        } else if is(opt, "save") {
+            save = true;
+        } else if is(opt, "abort") {
+            abort = true;
+        } else if is(opt, "force") {
+            force = true;
+        } else if !is(opt, "now") {
+            return Err(error::syntax());
+        }
+    }
+    if (save && nosave) || (abort && args.len() > 2) {
+        return Err(error::syntax());
+    }
+    if abort {
+        return Err("ERR No shutdown in progress.".into());
+    }
+    let wanted = if save {
+        Some(true)
+    } else if nosave {
+        Some(false)
+    } else {
+        None
+    };
+    let server = ctx.server();
+    if let Err(e) = server.persistence().shutdown_save(wanted)
+        && !force
+    {
+        tracing::warn!("SHUTDOWN refused: the final snapshot failed ({e})");
+        return Err("ERR Errors trying to SHUTDOWN. Check logs.".into());
+    }
+    if nosave {
+        // Declined: the shutdown path must not save either.
+        server.persistence().decline_final_save();
+    }
+    server.shutdown();
+    ctx.session_mut().close();
+    Ok(())
+}
+
+pub fn config_get(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let found = ctx.server().settings().get(args.skip(2).iter());
+    ctx.out().map(found.len());
+    for (name, value) in found {
+        ctx.out().bulk(name.as_bytes());
+        ctx.out().bulk(value.as_bytes());
+    }
+    Ok(())
+}
+
+pub fn config_set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let rest = args.skip(2);
+    if !rest.len().is_multiple_of(2) {
+        return Err(arity_error("config|set"));
+    }
+    let mut it = rest.iter();
+    let mut pairs = Vec::new();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        pairs.push((k, v));
+    }
+    let server = ctx.server();
+    server.settings().set(&pairs).map_err(|e| Error::msg(format!("ERR {e}")))?;
+    server.apply_settings();
+    server.persistence().follow_appendonly()?;
+    ctx.out().ok();
+    Ok(())
+}
+
+pub fn config_resetstat(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    ctx.server().reset_stats();
+    ctx.out().ok();
+    Ok(())
+}
+
+/// SAVE
+pub fn save(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    ctx.server().persistence().save()?;
+    ctx.out().ok();
+    Ok(())
+}
+
+/// BGSAVE [SCHEDULE]
+pub fn bgsave(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let schedule = match args.len() {
+        1 => false,
+        2 if is(args.get(1), "schedule") => true,
+        _ => return Err(error::syntax()),
+    };
+    let msg = ctx.server().persistence().bgsave(schedule)?;
+    ctx.out().simple(msg);
+    Ok(())
+}
+
+/// BGREWRITEAOF
+pub fn bgrewriteaof(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    let msg = ctx.server().persistence().bgrewriteaof()?;
+    ctx.out().simple(msg);
+    Ok(())
+}
+
+/// LASTSAVE
+pub fn lastsave(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    let t = ctx.server().persistence().last_save_unix();
+    ctx.out().int(t as i64);
+    Ok(())
+}
+
+/// INFO [section ...]
+pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let sections = super::info::sections(args.iter().skip(1));
+    let text = super::info::report(ctx.server(), ctx.table(), &sections);
+    ctx.out().verbatim("txt", text.as_bytes());
+    Ok(())
+}

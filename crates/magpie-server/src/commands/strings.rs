@@ -1,0 +1,536 @@
+//! Strings and counters: GET/SET and their family, ranges, INCR and friends.
+
+use magpie_protocol::{Args, Reply, parse_i64};
+use magpie_store::{Slot, Value};
+
+use crate::core::error::{self, CmdResult, Error, int_arg, invalid_expire, is, wrongtype};
+use crate::core::events as notify;
+use crate::core::float;
+use crate::model::Ctx;
+
+/// Writes a string value as a bulk reply.
+pub fn bulk_value(out: &mut Reply, value: &Value) -> CmdResult {
+    match value {
+        Value::Str(s) => out.bulk(s),
+        Value::Int(n) => out.bulk_int(*n),
+        _ => return Err(wrongtype()),
+    }
+    Ok(())
+}
+
+/// Checks that a value is a string (WRONGTYPE otherwise).
+fn check_string(value: &Value) -> CmdResult {
+    match value {
+        Value::Str(_) | Value::Int(_) => Ok(()),
+        _ => Err(wrongtype()),
+    }
+}
+
+/// Length of a string value in bytes (0 for other types, which callers have ruled out).
+fn str_len(value: &Value) -> usize {
+    match value {
+        Value::Str(s) => s.len(),
+        Value::Int(n) => itoa::Buffer::new().format(*n).len(),
+        _ => 0,
+    }
+}
+
+pub fn get(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let key = args.get(1);
+    let shard = ctx.db().read(key);
+    let found = shard.get(key, ctx.now());
+    ctx.hit(found.is_some());
+    match found {
+        Some(e) => bulk_value(ctx.out(), &e.value),
+        None => {
+            ctx.out().null();
+            Ok(())
+        }
+    }
+}
+
+/// How an expiry argument is to be read.
+#[derive(Clone, Copy, PartialEq)]
+enum Unit {
+    Ex,
+    Px,
+    ExAt,
+    PxAt,
+}
+
+/// Options of SET and GETEX, parsed with Redis's rules for which may go together.
+#[derive(Default)]
+struct StrOptions<'a> {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keepttl: bool,
+    persist: bool,
+    expire: Option<(Unit, &'a [u8])>,
+}
+
+fn parse_options<'a>(args: Args<'a>, from: usize, for_set: bool) -> Result<StrOptions<'a>, Error> {
+    let mut o = StrOptions::default();
+    let mut j = from;
+    while j < args.len() {
+        let opt = args.get(j);
+        let next = (j + 1 < args.len()).then(|| args.get(j + 1));
+        let unit = |o: &StrOptions<'_>| o.expire.map(|(u, _)| u);
+        let other_expire = |o: &StrOptions<'_>, me: Unit| unit(o).is_some_and(|u| u != me);
+        if for_set && is(opt, "nx") && !o.xx {
+            o.nx = true;
+        } else if for_set && is(opt, "xx") && !o.nx {
+            o.xx = true;
+        } else if for_set && is(opt, "get") {
+            o.get = true;
+        } else if for_set && is(opt, "keepttl") && !o.persist && o.expire.is_none() {
+            o.keepttl = true;
+        } else if !for_set && is(opt, "persist") && o.expire.is_none() && !o.keepttl {
+            o.persist = true;
+        } else if let (Some(u), Some(n)) = (
+            [("ex", Unit::Ex), ("px", Unit::Px), ("exat", Unit::ExAt), ("pxat", Unit::PxAt)]
+                .into_iter()
+                .find(|(name, _)| is(opt, name))
+                .map(|(_, u)| u),
+            next,
+        ) {
+            if o.keepttl || o.persist || other_expire(&o, u) {
+                return Err(error::syntax());
+            }
+            o.expire = Some((u, n));
+            j += 1;
+        } else {
+            return Err(error::syntax());
+        }
+        j += 1;
+    }
+    Ok(o)
+}
+
+/// Turns an expiry argument into an absolute time in ms, with Redis's checks and errors.
+fn expire_at(unit: Unit, arg: &[u8], now: u64, command: &str) -> Result<u64, Error> {
+    let n = int_arg(arg)?;
+    let seconds = matches!(unit, Unit::Ex | Unit::ExAt);
+    if n <= 0 || (seconds && n > i64::MAX / 1000) {
+        return Err(invalid_expire(command));
+    }
+    let mut ms = if seconds { n * 1000 } else { n };
+    if matches!(unit, Unit::Ex | Unit::Px) {
+        ms = ms.checked_add(now as i64).ok_or_else(|| invalid_expire(command))?;
+    }
+    Ok(ms as u64)
+}
+
+/// SET key value [NX | XX] [GET] [EX s | PX ms | EXAT ts | PXAT ts-ms | KEEPTTL]
+pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let o = parse_options(args, 3, true)?;
+    let expire = o.expire.map(|(u, a)| expire_at(u, a, ctx.now(), "set")).transpose()?;
+    let (key, value) = (args.get(1), args.get(2));
+    let mut shard = ctx.db().write(key);
+    let slot = shard.slot(key, ctx.now());
+    if o.get {
+        ctx.hit(matches!(slot, Slot::Live(_)));
+    }
+    match slot {
+        Slot::Live(mut live) => {
+            if o.get {
+                check_string(&live.entry().value)?;
+            }
+            if o.nx {
+                if o.get {
+                    bulk_value(ctx.out(), &live.entry().value)?
+                } else {
+                    ctx.out().null()
+                }
+                return Ok(());
+            }
+            let expire = if o.keepttl { live.entry().expire_at() } else { expire };
+            if o.get {
+                let old = live.replace(Value::string(value), expire);
+                bulk_value(ctx.out(), &old.value)?;
+            } else {
+                live.assign_string(value, expire);
+            }
+        }
+        Slot::Empty(empty) => {
+            if o.xx {
+                ctx.out().null();
+                return Ok(());
+            }
+            empty.insert(Value::string(value), expire);
+            if o.get {
+                ctx.out().null();
+            }
+        }
+    }
+    // As in Redis: the events, then the OK (GET's old value came first).
+    ctx.notify(notify::STRING, "set", key);
+    if expire.is_some() {
+        ctx.notify(notify::GENERIC, "expire", key);
+    }
+    if !o.get {
+        ctx.out().ok();
+    }
+    if let Some(at) = expire {
+        // The log records the absolute time, so a replay expires the key when it did.
+        log_set_pxat(ctx, key, value, at);
+    }
+    Ok(())
+}
+
+/// Logs `SET key value PXAT at`.
+fn log_set_pxat(ctx: &mut Ctx<'_>, key: &[u8], value: &[u8], at: u64) {
+    ctx.propagate(&[b"SET", key, value, b"PXAT", itoa::Buffer::new().format(at).as_bytes()]);
+}
+
+pub fn setnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let key = args.get(1);
+    let mut shard = ctx.db().write(key);
+    let created = match shard.slot(key, ctx.now()) {
+        Slot::Live(_) => false,
+        Slot::Empty(empty) => {
+            empty.insert(Value::string(args.get(2)), None);
+            true
+        }
+    };
+    if created {
+        ctx.notify(notify::STRING, "set", key);
+    }
+    ctx.out().int(i64::from(created));
+    Ok(())
+}
+
+fn set_with_expiry(ctx: &mut Ctx<'_>, args: Args<'_>, unit: Unit, command: &str) -> CmdResult {
+    let at = expire_at(unit, args.get(2), ctx.now(), command)?;
+    let key = args.get(1);
+    ctx.db().write(key).insert(key, Value::string(args.get(3)), Some(at), ctx.now());
+    ctx.notify(notify::STRING, "set", key);
+    ctx.notify(notify::GENERIC, "expire", key);
+    log_set_pxat(ctx, key, args.get(3), at);
+    ctx.out().ok();
+    Ok(())
+}
+
+pub fn setex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    set_with_expiry(ctx, args, Unit::Ex, "setex")
+}
+
+pub fn psetex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    set_with_expiry(ctx, args, Unit::Px, "psetex")
+}
+
+pub fn getset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let key = args.get(1);
+    let mut shard = ctx.db().write(key);
+    let found = shard.get(key, ctx.now());
+    ctx.hit(found.is_some());
+    if let Some(e) = found {
+        check_string(&e.value)?;
+    }
+    match shard.insert(key, Value::string(args.get(2)), None, ctx.now()) {
+        Some(old) => bulk_value(ctx.out(), &old.value)?,
+        None => ctx.out().null(),
+    }
+    ctx.notify(notify::STRING, "set", key);
+    Ok(())
+}
+
+pub fn getdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let key = args.get(1);
+    let mut shard = ctx.db().write(key);
+    let found = shard.get(key, ctx.now());
+    ctx.hit(found.is_some());
+    match found {
+        None => ctx.out().null(),
+        Some(e) => {
+            check_string(&e.value)?;
+            if let Some(old) = shard.remove(key, ctx.now()) {
+                bulk_value(ctx.out(), &old.value)?;
+                ctx.notify(notify::GENERIC, "del", key);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// GETEX key [EX s | PX ms | EXAT ts | PXAT ts-ms | PERSIST]
+pub fn getex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let o = parse_options(args, 2, false)?;
+    let key = args.get(1);
+    let mut shard = ctx.db().write(key);
+    let found = shard.get(key, ctx.now());
+    ctx.hit(found.is_some());
+    let Some(e) = found else {
+        ctx.out().null();
+        return Ok(());
+    };
+    // As Redis: a missing key or a wrong type is reported before a bad expire time.
+    check_string(&e.value)?;
+    let expire = o.expire.map(|(u, a)| expire_at(u, a, ctx.now(), "getex")).transpose()?;
+    bulk_value(ctx.out(), &e.value)?;
+    let had_ttl = e.expire_at().is_some();
+    match expire {
+        // An absolute time already past deletes the key.
+        Some(at) if at <= ctx.now() => {
+            shard.remove(key, ctx.now());
+            ctx.propagate(&[b"DEL", key]);
+            ctx.notify(notify::GENERIC, "del", key);
+        }
+        Some(at) => {
+            shard.set_expire(key, Some(at), ctx.now());
+            ctx.propagate(&[b"PEXPIREAT", key, itoa::Buffer::new().format(at).as_bytes()]);
+            ctx.notify(notify::GENERIC, "expire", key);
+        }
+        None if o.persist => {
+            shard.set_expire(key, None, ctx.now());
+            ctx.propagate(&[b"PERSIST", key]);
+            if had_ttl {
+                ctx.notify(notify::GENERIC, "persist", key);
+            }
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+pub fn mget(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let db = ctx.db_index();
+    let keys = args.skip(1);
+    // One consistent view of every key, even across shards (an MSET is all or nothing).
+    let locked = ctx.keyspace().lock_read(keys.iter().map(|k| (db, k)));
+    ctx.out().array(keys.len());
+    for key in keys.iter() {
+        let found = locked.shard(db, key).get(key, ctx.now());
+        ctx.hit(found.is_some());
+        match found {
+            Some(e) => bulk_value(ctx.out(), &e.value).unwrap_or_else(|_| ctx.out().null()),
+            None => ctx.out().null(),
+        }
+    }
+    Ok(())
+}
+
+fn mset_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
+    if args.len().is_multiple_of(2) {
+        return Err(crate::model::command::arity_error(if nx { "msetnx" } else { "mset" }));
+    }
+    let db = ctx.db_index();
+    let pairs = args.skip(1);
+    let keys = || pairs.iter().step_by(2);
+    let mut locked = ctx.keyspace().lock_write(keys().map(|k| (db, k)));
+    if nx && keys().any(|k| locked.shard(db, k).contains(k, ctx.now())) {
+        ctx.out().int(0);
+        return Ok(());
+    }
+    let mut it = pairs.iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        locked.shard(db, k).insert(k, Value::string(v), None, ctx.now());
+        ctx.notify(notify::STRING, "set", k);
+    }
+    if nx {
+        ctx.out().int(1)
+    } else {
+        ctx.out().ok()
+    }
+    Ok(())
+}
+
+pub fn mset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    mset_generic(ctx, args, false)
+}
+
+pub fn msetnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    mset_generic(ctx, args, true)
+}
+
+/// A string may not grow past `proto-max-bulk-len` (`max`).
+fn check_length(len: usize, max: usize) -> CmdResult {
+    if len > max {
+        return Err(error::STRING_TOO_LONG.into());
+    }
+    Ok(())
+}
+
+pub fn append(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let (key, tail) = (args.get(1), args.get(2));
+    let max = ctx.server().settings().proto_max_bulk_len();
+    let mut shard = ctx.db().write(key);
+    let len = match shard.slot(key, ctx.now()) {
+        Slot::Live(mut live) => {
+            let value = live.value_mut();
+            check_string(value)?;
+            check_length(str_len(value) + tail.len(), max)?;
+            let s = value.str_mut().ok_or_else(wrongtype)?;
+            s.extend_from_slice(tail);
+            s.len()
+        }
+        Slot::Empty(empty) => {
+            empty.insert(Value::string(tail), None);
+            tail.len()
+        }
+    };
+    ctx.notify(notify::STRING, "append", key);
+    ctx.out().int(len as i64);
+    Ok(())
+}
+
+pub fn strlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let key = args.get(1);
+    let shard = ctx.db().read(key);
+    let found = shard.get(key, ctx.now());
+    ctx.hit(found.is_some());
+    let len = match found {
+        Some(e) => {
+            check_string(&e.value)?;
+            str_len(&e.value)
+        }
+        None => 0,
+    };
+    ctx.out().int(len as i64);
+    Ok(())
+}
+
+pub fn getrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let mut start = int_arg(args.get(2))?;
+    let mut end = int_arg(args.get(3))?;
+    let key = args.get(1);
+    let shard = ctx.db().read(key);
+    let found = shard.get(key, ctx.now());
+    ctx.hit(found.is_some());
+    let Some(e) = found else {
+        ctx.out().bulk(b"");
+        return Ok(());
+    };
+    let mut buf = itoa::Buffer::new();
+    let s = e.value.str_bytes(&mut buf).ok_or_else(wrongtype)?;
+    let len = s.len() as i64;
+    if start < 0 && end < 0 && start > end {
+        ctx.out().bulk(b"");
+        return Ok(());
+    }
+    if start < 0 {
+        start += len;
+    }
+    if end < 0 {
+        end += len;
+    }
+    start = start.max(0);
+    end = end.max(0).min(len - 1);
+    if start > end || len == 0 {
+        ctx.out().bulk(b"");
+    } else {
+        ctx.out().bulk(&s[start as usize..=end as usize]);
+    }
+    Ok(())
+}
+
+pub fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let offset = int_arg(args.get(2))?;
+    if offset < 0 {
+        return Err("ERR offset is out of range".into());
+    }
+    let offset = usize::try_from(offset).map_err(|_| Error::from(error::STRING_TOO_LONG))?;
+    let (key, value) = (args.get(1), args.get(3));
+    let end = offset.checked_add(value.len()).ok_or_else(|| Error::from(error::STRING_TOO_LONG))?;
+    let max = ctx.server().settings().proto_max_bulk_len();
+    let mut shard = ctx.db().write(key);
+    let len = match shard.slot(key, ctx.now()) {
+        Slot::Live(mut live) => {
+            check_string(&live.entry().value)?;
+            if value.is_empty() {
+                str_len(&live.entry().value)
+            } else {
+                check_length(end, max)?;
+                let s = live.value_mut().str_mut().ok_or_else(wrongtype)?;
+                if s.len() < end {
+                    s.resize(end, 0);
+                }
+                s[offset..end].copy_from_slice(value);
+                s.len()
+            }
+        }
+        Slot::Empty(_) if value.is_empty() => 0,
+        Slot::Empty(empty) => {
+            check_length(end, max)?;
+            let mut s = vec![0u8; end];
+            s[offset..].copy_from_slice(value);
+            empty.insert(Value::Str(s), None);
+            end
+        }
+    };
+    if !value.is_empty() {
+        ctx.notify(notify::STRING, "setrange", key);
+    }
+    ctx.out().int(len as i64);
+    Ok(())
+}
+
+/// The INCR family: adds `delta` to the integer in `key` (0 if missing).
+fn incr_by(ctx: &mut Ctx<'_>, key: &[u8], delta: i64) -> CmdResult {
+    let mut shard = ctx.db().write(key);
+    let new = match shard.slot(key, ctx.now()) {
+        Slot::Live(mut live) => {
+            let value = live.value_mut();
+            let current = match value {
+                Value::Int(n) => *n,
+                Value::Str(s) => parse_i64(s).ok_or_else(|| Error::from(error::NOT_INTEGER))?,
+                _ => return Err(wrongtype()),
+            };
+            let new = current.checked_add(delta).ok_or_else(|| Error::from(error::OVERFLOW))?;
+            *value = Value::Int(new);
+            new
+        }
+        Slot::Empty(empty) => {
+            empty.insert(Value::Int(delta), None);
+            delta
+        }
+    };
+    ctx.notify(notify::STRING, "incrby", key);
+    ctx.out().int(new);
+    Ok(())
+}
+
+pub fn incr(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    incr_by(ctx, args.get(1), 1)
+}
+
+pub fn decr(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    incr_by(ctx, args.get(1), -1)
+}
+
+pub fn incrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let delta = int_arg(args.get(2))?;
+    incr_by(ctx, args.get(1), delta)
+}
+
+pub fn decrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let delta = int_arg(args.get(2))?;
+    if delta == i64::MIN {
+        return Err("ERR decrement would overflow".into());
+    }
+    incr_by(ctx, args.get(1), -delta)
+}
+
+pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let key = args.get(1);
+    let mut shard = ctx.db().write(key);
+    let mut buf = itoa::Buffer::new();
+    let current = match shard.get(key, ctx.now()) {
+        Some(e) => Some(e.value.str_bytes(&mut buf).ok_or_else(wrongtype)?),
+        None => None,
+    };
+    let exists = current.is_some();
+    let new = float::add(current, args.get(2))?;
+    // Kept as a string even when it reads as an integer: Redis stores the result as text, so
+    // OBJECT ENCODING says embstr (as for "2"), not int.
+    if exists {
+        shard.insert_keep_ttl(key, Value::Str(new.clone()), ctx.now());
+    } else {
+        shard.insert(key, Value::Str(new.clone()), None, ctx.now());
+    }
+    ctx.notify(notify::STRING, "incrbyfloat", key);
+    ctx.out().bulk(&new);
+    // The log records the result, not the arithmetic (as Redis).
+    ctx.propagate(&[b"SET", key, &new, b"KEEPTTL"]);
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! Dispatch: the one way a command runs, whatever front end asked. It resolves the command
+//! from the table, makes every table-driven check (arity, MULTI queueing, subscribe mode,
+//! refused writes), runs it in the right place (the keyspace, or an interactive transaction's
+//! copy), queues its log record, counts it, and serves the clients it unblocked.
+
+use magpie_protocol::Args;
+
+use super::{interactive, multi, waiters};
+use crate::core::error::{CmdResult, Error};
+use crate::model::{Command, Ctx, Mode, flags};
+use crate::services::expired;
+use crate::services::stats::KeyOp;
+
+/// Resolves, checks and runs one command, writing its reply (or error) to the context's
+/// output, and counts it (calls, time, failures, keys) in this thread's statistics. Returns
+/// the command that ran, if any.
+pub fn dispatch(ctx: &mut Ctx<'_>, args: Args<'_>) -> Option<&'static Command> {
+    match ctx.table().resolve(args) {
+        Ok(found) => dispatch_resolved(ctx, found, args),
+        Err((e, id)) => {
+            let e = multi::refused(ctx, args.get(0), e);
+            reject(ctx, id, &e);
+            None
+        }
+    }
+}
+
+/// [`dispatch`] of a command already resolved (with its id): the front end looked it up to
+/// know how to hold the gate.
+pub fn dispatch_resolved(
+    ctx: &mut Ctx<'_>,
+    (id, cmd): (usize, &'static Command),
+    args: Args<'_>,
+) -> Option<&'static Command> {
+    let stats = ctx.stats();
+    // Held while the command runs: a transaction runs with nothing else running.
+    let gate = ctx.server().gate();
+    let _pass = if cmd.exclusive { gate.exclusive() } else { gate.shared() };
+    if ctx.session().txn.multi.is_some() {
+        match multi::queue(ctx, cmd, args) {
+            Ok(true) => return Some(cmd),
+            Ok(false) => {}
+            Err(e) => {
+                reject(ctx, Some(id), &e);
+                return None;
+            }
+        }
+    }
+    ctx.timer().enter(id, stats);
+    {
+        let session = ctx.session_mut();
+        session.effects.clear();
+        session.wait.clear();
+    }
+    // A RESP2 client with subscriptions may only (un)subscribe, PING, QUIT and RESET.
+    if let Err(e) = allowed_in_subscribe_mode(ctx, cmd) {
+        reject(ctx, Some(id), &e);
+        return None;
+    }
+    let result = if ctx.in_interactive() && !interactive::controls(cmd) {
+        match interactive::run_inside(ctx, cmd, args) {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    } else if cmd.has(flags::WRITE) {
+        match ctx.server().persistence().deny_writes() {
+            Some(e) => Err(e),
+            None => run_logged(ctx, cmd, args),
+        }
+    } else {
+        (cmd.run)(ctx, args)
+    };
+    if ctx.session().wait.requested && result.is_ok() {
+        // The client waits: the command is counted when it is served or gives up.
+        ctx.session_mut().wait.id = id;
+        return Some(cmd);
+    }
+    if !ctx.session().is_internal() {
+        let keys = if cmd.op == KeyOp::None { 0 } else { cmd.key_count_in(args) };
+        stats.call(id, result.is_err(), cmd.op, keys);
+    }
+    if ctx.session().wait.mode != Mode::NoBlock && ctx.server().blocking().has_ready() {
+        // Clients blocked on keys this command filled are served before anything else runs
+        // on this connection (after a whole transaction, for the commands inside one).
+        waiters::serve(ctx.server());
+    }
+    match result {
+        Ok(()) => Some(cmd),
+        Err(e) => {
+            stats.error(&e.0);
+            ctx.out().error(&e.0);
+            None
+        }
+    }
+}
+
+/// A command refused before it ran: counted, and its error is the reply.
+fn reject(ctx: &mut Ctx<'_>, id: Option<usize>, e: &Error) {
+    let stats = ctx.stats();
+    stats.rejected(id);
+    stats.error(&e.0);
+    ctx.out().error(&e.0);
+}
+
+/// In RESP2, a subscribed client may only (un)subscribe, PING, QUIT and RESET; in RESP3 it
+/// may run anything.
+#[inline]
+fn allowed_in_subscribe_mode(ctx: &Ctx<'_>, cmd: &Command) -> CmdResult {
+    if ctx.protocol() == magpie_protocol::Resp::V3 || !ctx.session().info().pubsub.active() {
+        return Ok(());
+    }
+    refuse_in_subscribe_mode(cmd)
+}
+
+#[cold]
+fn refuse_in_subscribe_mode(cmd: &Command) -> CmdResult {
+    const ALLOWED: &[&str] = &[
+        "ping",
+        "subscribe",
+        "ssubscribe",
+        "psubscribe",
+        "unsubscribe",
+        "sunsubscribe",
+        "punsubscribe",
+        "quit",
+        "reset",
+    ];
+    if ALLOWED.contains(&cmd.name) {
+        return Ok(());
+    }
+    Err(Error::msg(format!(
+        "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in \
+         this context",
+        cmd.name
+    )))
+}
+
+/// Runs a write command and queues the record of what it did for the append-only log: its
+/// own arguments, or the effects it declared (see [`Ctx::propagate`]); before it, deletions of
+/// keys it found expired. Nothing is queued if the command changed nothing.
+pub fn run_logged(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_>) -> CmdResult {
+    if ctx.in_interactive() {
+        // Inside BEGIN: the write went to the private copy; keep its effect for COMMIT.
+        magpie_store::tap::reset_last_seq();
+        let result = (cmd.run)(ctx, args);
+        let changed = magpie_store::tap::last_seq() != 0;
+        let session = ctx.session_mut();
+        let db = session.db();
+        if let (true, Some(i)) = (changed, session.txn.interactive.as_mut()) {
+            if session.effects.replaced {
+                i.log.extend(session.effects.records.iter().map(|r| (db, r.clone())));
+            } else {
+                i.log.push((db, args.into()));
+            }
+        }
+        return result;
+    }
+    let server = ctx.server();
+    let journal = server.journal();
+    if !journal.is_on() {
+        // Nothing to log. (The log is turned on only while no command runs: see
+        // `Persistence::rewrite`, so a command that saw it off here cannot owe it a record.)
+        let result = (cmd.run)(ctx, args);
+        expired::log(server.keyspace(), server.pubsub(), journal);
+        return result;
+    }
+    journal.begin();
+    magpie_store::tap::reset_last_seq();
+    let result = (cmd.run)(ctx, args);
+    let seq = magpie_store::tap::last_seq();
+    expired::log(server.keyspace(), server.pubsub(), journal);
+    if seq != 0 {
+        let session = ctx.session_mut();
+        let db = session.db();
+        let effects = &session.effects;
+        if effects.replaced {
+            if !effects.records.is_empty() {
+                journal.push(seq, db, effects.records.iter().map(|r| r.args().iter()));
+            }
+        } else {
+            journal.push(seq, db, std::iter::once(args.iter()));
+        }
+        session.note_write(seq);
+    }
+    journal.end();
+    result
+}
+
+/// A command that could not be resolved (unknown, wrong arity): refused, and it fails the
+/// MULTI it was meant for.
+pub fn refuse(ctx: &mut Ctx<'_>, args: Args<'_>, e: Error, id: Option<usize>) {
+    let e = multi::refused(ctx, args.get(0), e);
+    reject(ctx, id, &e);
+}

@@ -1,0 +1,169 @@
+//! Redis's transactions, exactly: MULTI/EXEC/DISCARD/WATCH/UNWATCH.
+//!
+//! - **MULTI/EXEC.** Commands after MULTI are checked (name, arity, what may not be queued) and
+//!   queued; EXEC runs them all with the gate held exclusively (see `services::gate`), so no
+//!   other client sees a state in the middle, and logs them as one record, so a crash never
+//!   replays half of them. Blocking commands inside do not block. Clients blocked on keys the
+//!   transaction filled are served after it.
+//! - **WATCH.** A watched key holds a version in its shard that every change moves (see
+//!   `Shard::watch`); EXEC compares the versions, and also fails if a watched key that was
+//!   alive at WATCH has expired since, as Redis 7.0 does.
+
+use magpie_protocol::{ArgVec, Args};
+use magpie_store::Keyspace;
+
+use super::{dispatch, waiters};
+use crate::core::error::{CmdResult, Error};
+use crate::model::session::{Multi, Watched, unwatch_all};
+use crate::model::{Command, Ctx, Mode, flags};
+
+/// The commands that run at once inside MULTI rather than being queued (as in Redis), and the
+/// transaction commands that refuse to run inside it.
+pub(super) fn runs_in_multi(cmd: &Command) -> bool {
+    matches!(
+        cmd.name,
+        "exec" | "discard" | "multi" | "watch" | "quit" | "reset" | "begin" | "start" | "commit" | "rollback"
+    )
+}
+
+/// Called by dispatch for every command while the client is in MULTI: queues it (replying
+/// QUEUED), or refuses it and marks the transaction failed. Returns false for the commands
+/// that run at once.
+pub(super) fn queue(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_>) -> Result<bool, Error> {
+    if runs_in_multi(cmd) {
+        return Ok(false);
+    }
+    let refusal = if cmd.has(flags::NO_MULTI) {
+        Some(Error::from("ERR Command not allowed inside a transaction"))
+    } else if cmd.has(flags::WRITE) {
+        ctx.server().persistence().deny_writes()
+    } else {
+        None
+    };
+    let Some(multi) = ctx.session_mut().txn.multi.as_mut() else { return Ok(false) };
+    if let Some(e) = refusal {
+        multi.failed = true;
+        return Err(e);
+    }
+    multi.queued.push(ArgVec::from_args(args));
+    ctx.out().simple("QUEUED");
+    Ok(true)
+}
+
+/// A command refused before it ran (unknown, wrong arity) fails the transaction it was meant
+/// for, as in Redis; a refused EXEC discards the transaction at once and says why.
+pub(super) fn refused(ctx: &mut Ctx<'_>, name: &[u8], e: Error) -> Error {
+    let ks = ctx.server().keyspace();
+    let txn = &mut ctx.session_mut().txn;
+    if name.eq_ignore_ascii_case(b"exec") {
+        txn.multi = None;
+        unwatch_all(ks, &mut txn.watched);
+        let why = e.0.strip_prefix(b"ERR ").unwrap_or(&e.0);
+        let mut msg = b"EXECABORT Transaction discarded because of: ".to_vec();
+        msg.extend_from_slice(why);
+        return Error::bytes(msg);
+    }
+    if let Some(multi) = txn.multi.as_mut() {
+        multi.failed = true;
+    }
+    e
+}
+
+pub fn multi(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    let txn = &mut ctx.session_mut().txn;
+    if txn.interactive.is_some() {
+        return Err("ERR MULTI is not allowed inside BEGIN".into());
+    }
+    if txn.multi.is_some() {
+        return Err("ERR MULTI calls can not be nested".into());
+    }
+    txn.multi = Some(Multi::default());
+    ctx.out().ok();
+    Ok(())
+}
+
+pub fn discard(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    let ks = ctx.server().keyspace();
+    let txn = &mut ctx.session_mut().txn;
+    if txn.multi.take().is_none() {
+        return Err("ERR DISCARD without MULTI".into());
+    }
+    unwatch_all(ks, &mut txn.watched);
+    ctx.out().ok();
+    Ok(())
+}
+
+pub fn watch(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let (ks, now) = (ctx.server().keyspace(), ctx.now());
+    let session = ctx.session_mut();
+    if session.txn.multi.is_some() {
+        return Err("ERR WATCH inside MULTI is not allowed".into());
+    }
+    if session.txn.interactive.is_some() {
+        return Err("ERR WATCH is not allowed inside BEGIN (every key a transaction touches is watched)".into());
+    }
+    let db = session.db();
+    for key in args.iter().skip(1) {
+        if session.txn.watched.iter().any(|w| w.db == db && *w.key == *key) {
+            continue;
+        }
+        let mut shard = ks.db(db).write(key);
+        let version = shard.watch(key);
+        let expired = shard.is_expired(key, now);
+        drop(shard);
+        session.txn.watched.push(Watched { db, key: key.into(), version, expired });
+    }
+    ctx.out().ok();
+    Ok(())
+}
+
+pub fn unwatch(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    let ks = ctx.server().keyspace();
+    unwatch_all(ks, &mut ctx.session_mut().txn.watched);
+    ctx.out().ok();
+    Ok(())
+}
+
+/// Whether a watched key was changed since it was watched (or expired since, if it was alive).
+fn any_changed(ks: &Keyspace, watched: &[Watched], now: u64) -> bool {
+    watched.iter().any(|w| {
+        let shard = ks.db(w.db).read(&w.key);
+        shard.watch_version(&w.key) != Some(w.version) || (!w.expired && shard.is_expired(&w.key, now))
+    })
+}
+
+/// EXEC. Dispatch holds the gate exclusively for it (the command is marked so).
+pub fn exec(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    let (server, now) = (ctx.server(), ctx.now());
+    let ks = server.keyspace();
+    let txn = &mut ctx.session_mut().txn;
+    let Some(multi) = txn.multi.take() else { return Err("ERR EXEC without MULTI".into()) };
+    let changed = any_changed(ks, &txn.watched, now);
+    unwatch_all(ks, &mut txn.watched);
+    if multi.failed {
+        return Err("EXECABORT Transaction discarded because of previous errors.".into());
+    }
+    if changed {
+        ctx.out().null_array();
+        return Ok(());
+    }
+    let journal = server.journal().clone();
+    journal.begin();
+    journal.start_group();
+    let mode = std::mem::replace(&mut ctx.session_mut().wait.mode, Mode::NoBlock);
+    ctx.out().array(multi.queued.len());
+    for q in &multi.queued {
+        dispatch::dispatch(ctx, q.args());
+    }
+    ctx.session_mut().wait.mode = mode;
+    let seq = journal.finish_group();
+    if seq != 0 {
+        ctx.session_mut().note_write(seq);
+    }
+    journal.end();
+    // Clients blocked on keys the transaction filled are served now that it is whole.
+    if server.blocking().has_ready() {
+        waiters::serve(server);
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! Blocked clients, from the execution side: making a waiter of a command that found nothing,
+//! running its command again when one of its keys is signalled, counting it when it ends.
+//! The queues and their order are the blocking service's (`services::blocking`).
+
+use std::sync::Arc;
+
+use magpie_protocol::{Args, Reply, Resp};
+
+use super::{EXEC, dispatch};
+use crate::model::Executor as _;
+use crate::model::{Command, Ctx, Mode, Session, flags};
+use crate::services::Server;
+use crate::services::blocking::Waiter;
+use crate::services::stats;
+
+/// A waiter for `session`, whose command `cmd` (id `id`) ran with `args` and asked to wait.
+pub fn waiter(session: &Session, proto: Resp, args: Args<'_>) -> Arc<Waiter> {
+    let wait = &session.wait;
+    Arc::new(Waiter::new(session.info().clone(), session.db(), proto, wait.id, args, wait.keys.clone(), wait.wants))
+}
+
+/// Queues `waiter` on its keys, then gives it one more try: an element that arrived between
+/// the command's first look and the registration is seen now; anything later finds it
+/// registered.
+pub fn register(server: &Server, waiter: &Arc<Waiter>) {
+    let blocking = server.blocking();
+    blocking.register(waiter);
+    let _pass = server.gate().shared();
+    if blocking.try_serve(waiter, &mut |w| run_again(server, w)) && blocking.has_ready() {
+        // Served at once, and what it did may feed others (BLMOVE's destination).
+        serve(server);
+    }
+}
+
+/// Serves the clients waiting on the keys signalled so far (see `Blocking::serve`).
+pub fn serve(server: &Server) {
+    server.blocking().serve(server.keyspace(), &mut |w| run_again(server, w));
+}
+
+/// Counts a waiter's command once, when it ends without being served (timeout, disconnect), as
+/// Redis counts a blocking command when it unblocks.
+pub fn count_unserved(waiter: &Waiter) {
+    if let Some(cmd) = EXEC.table().by_id(waiter.cmd) {
+        stats::local().call(waiter.cmd, false, cmd.op, cmd.key_count_in(waiter.args()));
+    }
+}
+
+/// Runs a waiter's command again as its client, in `Retry` mode. Returns the reply when it
+/// was served (the command is then counted, once), `None` when it would wait on.
+fn run_again(server: &Server, waiter: &Waiter) -> Option<(Vec<u8>, u64)> {
+    let cmd: &'static Command = EXEC.table().by_id(waiter.cmd)?;
+    let mut session = Session::new(waiter.info.clone());
+    session.select(waiter.db);
+    session.wait.mode = Mode::Retry;
+    let mut out = Reply::new(waiter.proto);
+    let counters = stats::local();
+    let mut timer = stats::Timer::start();
+    timer.enter(waiter.cmd, counters);
+    let args = waiter.args();
+    let now = magpie_store::now_ms();
+    let result = {
+        let mut ctx = Ctx::new(server, &EXEC, server.keyspace(), &mut session, &mut out, now, counters, &mut timer);
+        // Logged as what it did (BLPOP as LPOP), like any write command.
+        if cmd.has(flags::WRITE) { dispatch::run_logged(&mut ctx, cmd, args) } else { (cmd.run)(&mut ctx, args) }
+    };
+    if session.wait.requested && result.is_ok() {
+        return None;
+    }
+    if let Err(e) = &result {
+        counters.error(&e.0);
+        out.error(&e.0);
+    }
+    counters.call(waiter.cmd, result.is_err(), cmd.op, cmd.key_count_in(args));
+    timer.stop(counters);
+    Some((out.as_bytes().to_vec(), session.wrote()))
+}

@@ -1,0 +1,6 @@
+//! The front ends: the ways into command execution. Each owns its sessions and runs commands
+//! through the execution layer's dispatcher (`crate::exec::Batch`); none makes a check of its
+//! own. The RESP connection ([`resp`]) and the log replayed at start ([`replay`]).
+
+pub mod replay;
+pub mod resp;

@@ -1,0 +1,433 @@
+//! One client connection: read what is available, run every complete command in the buffer,
+//! answer the whole batch with one write. Pipelining is the main lever for throughput.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use magpie_protocol::{Args, Decoder, Limits, Reply, Resp};
+
+use crate::exec::{Batch, waiters};
+use crate::model::{Session, Timeout};
+use crate::services::Server;
+use crate::services::blocking::Waiter;
+use crate::services::clients::ClientInfo;
+use crate::services::journal::Fsync;
+use crate::services::stats;
+
+const READ_CHUNK: usize = 16 * 1024;
+/// Commands decoded (and their keys warmed) ahead of running them: enough for the cache
+/// misses of their lookups to overlap, few enough for what they touch to stay in cache.
+const BATCH: usize = 32;
+/// Replies pending beyond this are written before the rest of the batch runs.
+const FLUSH_AT: usize = 64 * 1024;
+/// Redis's `client-query-buffer-limit`: a command still incomplete past this closes the client.
+const QUERY_BUFFER_LIMIT: usize = 1 << 30;
+
+pub async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let laddr = stream.local_addr().unwrap_or(addr);
+    let shared = &*server;
+    let mut client = Session::new(shared.clients().connect(addr, laddr));
+    let id = client.id();
+    if shared.clients().len() > shared.settings().maxclients() {
+        shared.clients().rejected.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+        shared.clients().disconnect(id);
+        return;
+    }
+    shared.clients().accepted.fetch_add(1, Ordering::Relaxed);
+    let mut stop = shared.shutdown_signal();
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = Reply::new(Resp::V2);
+    let mut decoder = Decoder::new(limits(shared));
+    // The current batch: each command's argument spans (into the read buffer, or into
+    // `inline_args` for inline commands), reused from read to read.
+    let mut batch: Vec<Queued> = Vec::with_capacity(BATCH);
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut inline_args: Vec<u8> = Vec::new();
+
+    'conn: loop {
+        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+            // Grow with what is buffered, so a large argument needs few reads and copies.
+            rbuf.reserve(READ_CHUNK.max(rbuf.len()));
+        }
+        let timeout = shared.settings().timeout();
+        let read = async {
+            // Subscribers wait for messages, not commands: never idle (as in Redis).
+            if timeout == 0 || client.info().pubsub.active() {
+                Ok(stream.read_buf(&mut rbuf).await)
+            } else {
+                tokio::time::timeout(Duration::from_secs(timeout), stream.read_buf(&mut rbuf)).await
+            }
+        };
+        // An interactive transaction left open past its age limit is rolled back even if the
+        // client says nothing more.
+        let txn_deadline = client.txn().deadline(shared.settings());
+        let txn_expiry = async {
+            match txn_deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let read = tokio::select! {
+            r = read => Some(r),
+            _ = stop.wait_for(|s| *s) => break,
+            () = txn_expiry => {
+                client.txn.expire(shared.keyspace(), shared.settings());
+                continue 'conn;
+            }
+            () = messages(client.info()) => None,
+        };
+        let Some(read) = read else {
+            // Messages for this subscriber: written at once, then back to waiting.
+            if write_messages(shared, client.info(), &mut out, &mut stream).await.is_err() {
+                break;
+            }
+            continue;
+        };
+        match read {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => stats::local().read(n),
+            Err(_elapsed) => {
+                debug!("closing idle client {id}");
+                break;
+            }
+        }
+
+        decoder.set_limits(limits(shared));
+        let mut last = None;
+        let mut protocol_error = None;
+        let mut more = true;
+        while more && !client.wants_close() {
+            // Decode a batch of commands, then warm the keys they name, then run them. The
+            // clock is read per batch: a batch may wait on a slow client's writes.
+            batch.clear();
+            spans.clear();
+            inline_args.clear();
+            while batch.len() < BATCH {
+                match decoder.next(&rbuf) {
+                    Ok(Some(args)) => {
+                        let start = spans.len();
+                        let inline = !std::ptr::eq(args.buf(), &rbuf[..]);
+                        if inline {
+                            // Its arguments live in the decoder's scratch buffer, which the
+                            // next command overwrites: keep a copy.
+                            for arg in args.iter() {
+                                spans.push((inline_args.len(), inline_args.len() + arg.len()));
+                                inline_args.extend_from_slice(arg);
+                            }
+                        } else {
+                            spans.extend_from_slice(args.spans());
+                        }
+                        batch.push(Queued { spans: start..spans.len(), inline });
+                    }
+                    Ok(None) => {
+                        more = false;
+                        break;
+                    }
+                    Err(e) => {
+                        protocol_error = Some(e);
+                        more = false;
+                        break;
+                    }
+                }
+            }
+            if batch.len() > 1 {
+                let keys = batch.iter().filter(|q| !q.inline && q.spans.len() >= 2).map(|q| {
+                    let (s, e) = spans[q.spans.start + 1];
+                    &rbuf[s..e]
+                });
+                shared.keyspace().warm(client.db(), keys);
+            }
+            // The gate (see services/gate.rs) is held across the batch's commands but never
+            // across an `.await`: a transaction waits for at most one batch.
+            let mut run = Batch::new(shared);
+            for q in &batch {
+                let buf = if q.inline { &inline_args[..] } else { &rbuf[..] };
+                let args = Args::new(buf, &spans[q.spans.clone()]);
+                let ran = run.run(&mut client, &mut out, args);
+                last = ran.or(last);
+                if let (true, Some(cmd)) = (client.is_blocked(), ran) {
+                    // A blocking command found nothing: the replies before it go out now (as
+                    // Redis sends them while the client waits), then the client waits, still
+                    // reading what it sends, and nothing else runs until the wait ends.
+                    run.pause();
+                    let waiter = waiters::waiter(&client, out.proto, args);
+                    *client.info().last_cmd.lock() = cmd.name;
+                    if !out.is_empty() {
+                        if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
+                            // Gone before it could wait (it was never registered).
+                            waiters::count_unserved(&waiter);
+                            break 'conn;
+                        }
+                        stats::local().wrote(out.len());
+                        out.clear();
+                    }
+                    match block_on(shared, &waiter, client.block_timeout(), &mut stream, &mut rbuf, &mut stop).await {
+                        Ended::Reply(reply, wrote) => {
+                            out.raw(&reply);
+                            client.note_write(wrote);
+                        }
+                        Ended::TimedOut => out.null_array(),
+                        Ended::Closed => break 'conn,
+                    }
+                    // Commands that arrived meanwhile are in the buffer: decode on.
+                    more = true;
+                    run.resume();
+                }
+                if client.wants_close() {
+                    break;
+                }
+                // A long pipeline is answered in pieces, so its replies never pile up in
+                // memory, and a client that does not read them stops being served.
+                if out.len() >= FLUSH_AT {
+                    run.pause();
+                    wait_durable(shared, &client).await;
+                    if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
+                        break 'conn;
+                    }
+                    stats::local().wrote(out.len());
+                    out.clear();
+                    run.resume();
+                }
+            }
+        }
+        if let Some(e) = &protocol_error {
+            let mut msg = b"ERR ".to_vec();
+            msg.extend_from_slice(e.message().as_bytes());
+            stats::local().error(&msg);
+            out.error(&msg);
+            debug!("client {id}: {e}");
+        }
+        let consumed = decoder.consumed();
+        rbuf.advance(consumed);
+        decoder.discard(consumed);
+        if rbuf.is_empty() && rbuf.capacity() > 4 * 1024 * 1024 {
+            rbuf = BytesMut::with_capacity(READ_CHUNK); // let a huge request's buffer go
+        }
+
+        let info = client.info();
+        info.last_active_ms
+            .store(u64::try_from(info.created.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        info.db.store(client.db(), Ordering::Relaxed);
+        info.resp.store(if out.proto == Resp::V3 { 3 } else { 2 }, Ordering::Relaxed);
+        if let Some(cmd) = last {
+            *info.last_cmd.lock() = cmd.name;
+        }
+
+        if !out.is_empty() {
+            wait_durable(shared, &client).await;
+            if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
+                debug!("client {id}: write failed or idle past the timeout");
+                break 'conn;
+            }
+            stats::local().wrote(out.len());
+            out.clear();
+        }
+        if client.wants_close() || protocol_error.is_some() {
+            break;
+        }
+        if decoder.pending_len(&rbuf) > QUERY_BUFFER_LIMIT {
+            debug!("client {id}: closing, query buffer over {QUERY_BUFFER_LIMIT} bytes");
+            break;
+        }
+    }
+    let _ = stream.shutdown().await;
+    client.end(shared.keyspace(), shared.pubsub());
+    shared.clients().disconnect(id);
+}
+
+/// How a blocked client's wait ended.
+enum Ended {
+    /// Served: the reply, and the log record its write added (see `wait_durable`).
+    Reply(Vec<u8>, u64),
+    TimedOut,
+    /// The client went away, or the server is shutting down.
+    Closed,
+}
+
+/// Waits as `waiter` until it is served, its timeout passes, the client disconnects or the
+/// server shuts down. Meanwhile what the client sends is read into `rbuf` (up to the query
+/// buffer limit), so a disconnect is noticed at once and leaves no trace in the queues.
+async fn block_on(
+    shared: &Server,
+    waiter: &Arc<Waiter>,
+    timeout: Timeout,
+    stream: &mut TcpStream,
+    rbuf: &mut BytesMut,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Ended {
+    let blocking = shared.blocking();
+    waiters::register(shared, waiter);
+    let deadline = timeout.and_then(|ms| tokio::time::Instant::now().checked_add(Duration::from_millis(ms)));
+    let gone = |waiter: &Arc<Waiter>| match blocking.leave(waiter) {
+        Some((reply, wrote)) => Ended::Reply(reply, wrote),
+        None => {
+            waiters::count_unserved(waiter);
+            Ended::Closed
+        }
+    };
+    loop {
+        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+            rbuf.reserve(READ_CHUNK);
+        }
+        let expiry = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = waiter.served() => {
+                if let Some((reply, wrote)) = blocking.leave(waiter) {
+                    return Ended::Reply(reply, wrote);
+                }
+            }
+            () = expiry => {
+                return match blocking.leave(waiter) {
+                    Some((reply, wrote)) => Ended::Reply(reply, wrote),
+                    None => {
+                        waiters::count_unserved(waiter);
+                        Ended::TimedOut
+                    }
+                };
+            }
+            read = stream.read_buf(rbuf) => match read {
+                Ok(0) | Err(_) => {
+                    return match gone(waiter) {
+                        // Served as the client left: the reply has nowhere to go, as in Redis.
+                        Ended::Reply(..) => Ended::Closed,
+                        ended => ended,
+                    };
+                }
+                Ok(n) => {
+                    stats::local().read(n);
+                    if rbuf.len() > QUERY_BUFFER_LIMIT {
+                        debug!("closing a blocked client: query buffer over {QUERY_BUFFER_LIMIT} bytes");
+                        gone(waiter);
+                        return Ended::Closed;
+                    }
+                }
+            },
+            _ = stop.wait_for(|s| *s) => {
+                gone(waiter);
+                return Ended::Closed;
+            }
+        }
+    }
+}
+
+/// Writes all of `buf`. With an idle `timeout` (seconds, 0 for none), a client that accepts no
+/// bytes for that long is idle and the write fails: Redis counts any progress as interaction,
+/// so a slow reader is fine but one that stopped reading does not hold its replies forever.
+async fn write_out(stream: &mut TcpStream, buf: &[u8], timeout: u64) -> io::Result<()> {
+    if timeout == 0 {
+        return stream.write_all(buf).await;
+    }
+    let limit = Duration::from_secs(timeout);
+    let mut pos = 0;
+    while pos < buf.len() {
+        match tokio::time::timeout(limit, stream.write(&buf[pos..])).await {
+            Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => pos += n,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "client idle while we wrote")),
+        }
+    }
+    Ok(())
+}
+
+/// Under `appendfsync always`, waits until the log is on disk up to this client's last write:
+/// no write is acknowledged before it is durable. Clients that wrote meanwhile share the fsync.
+/// Under `everysec` and `no`, waits only while the records not yet written pass
+/// [`crate::journal::MAX_BACKLOG`] (a disk slower than the writes), until this client's are.
+async fn wait_durable(shared: &Server, client: &Session) {
+    let journal = shared.journal();
+    let wrote = client.wrote();
+    if wrote == 0 || (journal.policy() != Fsync::Always && !journal.backlogged()) || journal.durable_now() >= wrote {
+        return;
+    }
+    let mut durable = journal.durable();
+    journal.wake();
+    let _ = durable.wait_for(|&d| d >= wrote || !journal.is_on()).await;
+}
+
+/// A decoded command waiting to run.
+struct Queued {
+    /// Its arguments, in the connection's `spans`.
+    spans: std::ops::Range<usize>,
+    /// Arguments in `inline_args` rather than the read buffer.
+    inline: bool,
+}
+
+fn limits(shared: &Server) -> Limits {
+    Limits { max_bulk_len: shared.settings().proto_max_bulk_len(), ..Limits::default() }
+}
+
+/// Waits until the client's mailbox has something to write (or overflowed); never, for a
+/// client with no subscriptions. One branch of the connection's wait for input.
+async fn messages(info: &ClientInfo) {
+    if info.pubsub.active() || info.pubsub.mailbox.pending() != 0 {
+        info.pubsub.mailbox.notify.notified().await;
+    } else {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The client went over its output buffer limit, or its socket failed.
+#[derive(Debug)]
+struct Closed;
+
+/// Writes what is in the client's mailbox, until it is empty. Fails when the client went over
+/// its output buffer limit (also while a write is stuck because it does not read) or its
+/// socket failed: the connection then closes. `out` is empty, and left empty.
+async fn write_messages(
+    shared: &Server,
+    info: &ClientInfo,
+    out: &mut Reply,
+    stream: &mut TcpStream,
+) -> Result<(), Closed> {
+    let mailbox = &info.pubsub.mailbox;
+    loop {
+        if mailbox.overflowed() {
+            let (hard, soft, secs) = shared.pubsub().limits.get();
+            tracing::info!(
+                "closing client {}: its pub/sub output buffer went over client-output-buffer-limit pubsub \
+                 {hard} {soft} {secs}",
+                info.id
+            );
+            return Err(Closed);
+        }
+        // Let the publishers that are ready run first: their messages then go out in this
+        // write rather than one write each (as Redis writes once per event loop iteration).
+        tokio::task::yield_now().await;
+        let size = mailbox.take_into(out);
+        if out.is_empty() {
+            return Ok(());
+        }
+        let overflow = async {
+            while !mailbox.overflowed() {
+                mailbox.notify.notified().await;
+            }
+        };
+        tokio::select! {
+            written = stream.write_all(out.as_bytes()) => {
+                if written.is_err() {
+                    return Err(Closed);
+                }
+            }
+            () = overflow => continue,
+        }
+        stats::local().wrote(out.len());
+        out.clear();
+        mailbox.release(size, &shared.pubsub().limits);
+    }
+}

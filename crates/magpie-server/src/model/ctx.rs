@@ -1,0 +1,277 @@
+//! The context a command runs in: where its keys are, who called, where its reply goes, and the
+//! effect sink through which it declares what the log, the keyspace events and blocked clients
+//! must learn. Commands reach everything through its methods; only the execution layer makes
+//! one ([`Ctx::new`]).
+
+use magpie_protocol::{ArgVec, Reply, Resp};
+use magpie_store::{Db, Keyspace};
+
+use super::command::Table;
+use super::session::Session;
+use super::wait::{Mode, Timeout};
+use crate::core::error::CmdResult;
+use crate::services::Server;
+use crate::services::stats::{Counters, Timer};
+
+/// What commands may ask of the execution layer, which sits above them: the table, and the
+/// serving of blocked clients in the middle of a command (see [`Ctx::serve_waiters`]).
+pub trait Executor: Sync {
+    /// The command table.
+    fn table(&self) -> &'static Table;
+    /// Serves the clients blocked on keys signalled so far.
+    fn serve_waiters(&self, server: &Server);
+}
+
+/// What a command declares about its effect, beyond its reply.
+#[derive(Default, Debug)]
+pub struct Effects {
+    /// Records to log instead of the command's own arguments (see [`Ctx::propagate`]).
+    pub records: Vec<ArgVec>,
+    /// Set by the first [`Ctx::propagate`]: the command's arguments are not logged.
+    pub replaced: bool,
+}
+
+impl Effects {
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.replaced = false;
+    }
+}
+
+/// Everything a command can reach: the server's services, the keys, its own session, and
+/// where its reply goes.
+pub struct Ctx<'a> {
+    server: &'a Server,
+    exec: &'a dyn Executor,
+    /// The keyspace the command works on: the server's, or the private copy of an interactive
+    /// transaction (see `crate::exec::interactive`).
+    ks: &'a Keyspace,
+    session: &'a mut Session,
+    out: &'a mut Reply,
+    /// The time this command runs at (ms since the epoch), read once per batch of commands.
+    now: u64,
+    /// This thread's statistics.
+    stats: &'static Counters,
+    /// Times the batch's commands.
+    timer: &'a mut Timer,
+}
+
+impl<'a> Ctx<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        server: &'a Server,
+        exec: &'a dyn Executor,
+        ks: &'a Keyspace,
+        session: &'a mut Session,
+        out: &'a mut Reply,
+        now: u64,
+        stats: &'static Counters,
+        timer: &'a mut Timer,
+    ) -> Ctx<'a> {
+        Ctx { server, exec, ks, session, out, now, stats, timer }
+    }
+
+    /// Runs `f` with a context like this one but on the keyspace `ks` (an interactive
+    /// transaction's private copy).
+    pub fn on_keyspace<R>(&mut self, ks: &Keyspace, f: impl FnOnce(&mut Ctx<'_>) -> R) -> R {
+        let mut inner = Ctx::new(self.server, self.exec, ks, self.session, self.out, self.now, self.stats, self.timer);
+        f(&mut inner)
+    }
+
+    /// The server's services.
+    pub fn server(&self) -> &'a Server {
+        self.server
+    }
+
+    /// The execution layer (for the layers that run commands: transactions, waiters).
+    pub fn executor(&self) -> &'a dyn Executor {
+        self.exec
+    }
+
+    /// The command table.
+    pub fn table(&self) -> &'static Table {
+        self.exec.table()
+    }
+
+    /// The keyspace this command works on (the server's, or a transaction's private copy).
+    pub fn keyspace(&self) -> &'a Keyspace {
+        self.ks
+    }
+
+    /// The session's current database.
+    pub fn db(&self) -> &'a Db {
+        self.ks.db(self.session.db())
+    }
+
+    /// The index of the session's current database.
+    pub fn db_index(&self) -> usize {
+        self.session.db()
+    }
+
+    /// Where the reply goes.
+    pub fn out(&mut self) -> &mut Reply {
+        self.out
+    }
+
+    /// The time this command runs at, in ms since the epoch.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    pub fn session(&self) -> &Session {
+        self.session
+    }
+
+    pub fn session_mut(&mut self) -> &mut Session {
+        self.session
+    }
+
+    /// The session and the reply together (a command that writes what the session holds).
+    pub fn session_and_out(&mut self) -> (&mut Session, &mut Reply) {
+        (self.session, self.out)
+    }
+
+    /// This thread's statistics.
+    pub fn stats(&self) -> &'static Counters {
+        self.stats
+    }
+
+    /// The batch's timer (for the layers that run commands in the middle of others).
+    pub fn timer(&mut self) -> &mut Timer {
+        self.timer
+    }
+
+    /// The protocol the session speaks.
+    pub fn protocol(&self) -> Resp {
+        self.out.proto
+    }
+
+    /// Switches the session's protocol (HELLO, RESET): replies from now on are encoded for it,
+    /// and so are pub/sub messages published from now on.
+    pub fn set_protocol(&mut self, proto: Resp) {
+        self.out.proto = proto;
+        self.session.info().pubsub.mailbox.set_protocol(proto);
+    }
+
+    /// Whether the session is inside BEGIN (its commands work on a private copy).
+    pub fn in_interactive(&self) -> bool {
+        self.session.txn.interactive.is_some()
+    }
+
+    /// Counts a read of a key that found it or not (INFO's `keyspace_hits`/`keyspace_misses`).
+    /// As in Redis, commands count the keys they read, not those they look up to write.
+    pub fn hit(&self, found: bool) {
+        self.stats.lookup(found);
+    }
+
+    /// Tells clients blocked on `key` (of the current database) that it may now hold what
+    /// they wait for. Every command that adds elements to a list or sorted set calls it.
+    pub fn signal(&self, key: &[u8]) {
+        if let Some(i) = &self.session.txn.interactive {
+            // Inside BEGIN the change is private until COMMIT, which signals then.
+            i.deferred.lock().signals.push((self.session.db(), key.into()));
+            return;
+        }
+        self.server.blocking().signal(self.session.db(), key);
+    }
+
+    /// Whether clients blocked on `key` were given something (a push signalled them) and are
+    /// not served yet. A command that takes elements (LPOP, LMOVE, LREM, ...) checks this with
+    /// the key's shard locked; if so it unlocks, calls [`Ctx::serve_waiters`] and looks again,
+    /// so that no command takes an element pushed for a waiting client. Always false for the
+    /// serving itself (`Retry`) and inside a transaction (`NoBlock`), which must not unlock.
+    pub fn waiters_first(&self, key: &[u8]) -> bool {
+        self.session.wait.mode == Mode::MayBlock && self.server.blocking().is_pending(self.session.db(), key)
+    }
+
+    /// Serves the clients whose keys were signalled; see [`Ctx::waiters_first`]. Only for
+    /// write commands that have changed nothing yet.
+    pub fn serve_waiters(&self) {
+        self.exec.serve_waiters(self.server);
+        // The commands just served ran on this thread, each logged on its own: this one starts
+        // its log bracket afresh, or it would take their last change for its own.
+        magpie_store::tap::reset_last_seq();
+        self.server.journal().refresh();
+    }
+
+    /// Asks to wait until one of `keys` (of the current database) holds a value of type
+    /// `wants` (`"list"`, `"zset"`), or `timeout` passes, and then run this command again; for
+    /// a command that found nothing to serve. Where the client may not block (inside MULTI),
+    /// writes `refused` as the reply instead, as if the timeout had passed at once. See
+    /// `crate::services::blocking`.
+    pub fn block<'k>(
+        &mut self,
+        wants: &'static str,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+        timeout: Timeout,
+        refused: fn(&mut Reply),
+    ) -> CmdResult {
+        let wait = &mut self.session.wait;
+        match wait.mode {
+            Mode::NoBlock => refused(self.out),
+            Mode::Retry => wait.requested = true,
+            Mode::MayBlock => {
+                wait.requested = true;
+                wait.timeout = timeout;
+                wait.wants = wants;
+                for key in keys {
+                    // Redis waits once on a key named twice.
+                    if !wait.keys.iter().any(|k| **k == *key) {
+                        wait.keys.push(key.into());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Says what the append-only log (and, later, replicas) must record for this command,
+    /// instead of its own arguments. By default a write command that changed the keyspace is
+    /// logged as it was called; a command whose arguments do not determine its effect logs the
+    /// effect instead: SPOP as SREM of the members it popped, INCRBYFLOAT as SET of the result,
+    /// a relative expiry as an absolute one, a blocking pop as the plain pop it performed. Each
+    /// call adds one record, in the current database; a command that calls it and then
+    /// changes nothing logs nothing (call it only for effects that happened).
+    pub fn propagate(&mut self, record: &[&[u8]]) {
+        let effects = &mut self.session.effects;
+        effects.replaced = true;
+        effects.records.push(ArgVec::from_slices(record));
+    }
+
+    /// Raises the keyspace event `event` (Redis's name: "lpush", "hset", "del", "expired",
+    /// ...) of class `class` (see `crate::core::events`) for `key` in the current database,
+    /// after the change it names. Commands raise the same events as Redis 7.0, in the same order.
+    pub fn notify(&mut self, class: u32, event: &'static str, key: &[u8]) {
+        self.notify_in(self.session.db(), class, event, key);
+    }
+
+    /// [`Ctx::notify`] for a key of database `db` (COPY ... DB).
+    pub fn notify_in(&mut self, db: usize, class: u32, event: &'static str, key: &[u8]) {
+        let pubsub = self.server.pubsub();
+        if !pubsub.wants(class) {
+            return; // one relaxed load when nobody asked for events
+        }
+        if let Some(i) = &self.session.txn.interactive {
+            // Inside BEGIN the change is private until COMMIT, which raises the event then.
+            i.deferred.lock().events.push((class, event, db, key.into()));
+            return;
+        }
+        crate::services::expired::announce(pubsub);
+        pubsub.keyspace_event(class, event, key, db);
+        self.deliver_own();
+    }
+
+    /// Writes the messages already in the session's own mailbox into its reply, where Redis
+    /// would have put them: a RESP3 client that publishes to (or changes a key it watches
+    /// through keyspace events on) a channel it listens to gets the message before the
+    /// command's reply; a subscription's confirmation comes after the messages that arrived
+    /// before it.
+    pub fn deliver_own(&mut self) {
+        let mailbox = &self.session.info().pubsub.mailbox;
+        if mailbox.pending() == 0 {
+            return;
+        }
+        let size = mailbox.take_into(self.out);
+        mailbox.release(size, &self.server.pubsub().limits);
+    }
+}

@@ -1,0 +1,148 @@
+//! The services: the keyspace's companions that commands use, each owning its state, none
+//! knowing the server that holds them, the command model or the front ends. They depend on
+//! `core` and on each other in one direction (the persistence holds the keyspace, settings,
+//! gate and journal it needs); [`Server`] bundles them for the layers above.
+
+pub mod blocking;
+pub mod clients;
+pub mod config;
+pub mod expired;
+pub mod gate;
+pub mod journal;
+pub mod metrics;
+pub mod persist;
+pub mod pubsub;
+pub mod stats;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::watch;
+use tracing::warn;
+
+use magpie_store::Keyspace;
+
+use blocking::Blocking;
+use clients::Registry;
+use config::{ClientClass, Config, Settings};
+use gate::Gate;
+use journal::Journal;
+use metrics::Metrics;
+use persist::Persistence;
+use pubsub::PubSub;
+
+/// Every service of one server. Built once at start; shared by every connection and thread.
+pub struct Server {
+    keyspace: Arc<Keyspace>,
+    settings: Arc<Settings>,
+    gate: Arc<Gate>,
+    persistence: Arc<Persistence>,
+    pubsub: PubSub,
+    blocking: Blocking,
+    clients: Registry,
+    metrics: Metrics,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Server {
+    pub fn new(config: Config) -> Server {
+        let keyspace = Arc::new(Keyspace::new(config.databases, config.shards));
+        let gate = Arc::new(Gate::default());
+        let settings = Arc::new(Settings::new(config.clone()));
+        let persistence = Arc::new(Persistence::new(&config, keyspace.clone(), settings.clone(), gate.clone()));
+        Server {
+            persistence,
+            gate,
+            keyspace,
+            settings,
+            blocking: Blocking::default(),
+            clients: Registry::default(),
+            metrics: Metrics::new(),
+            pubsub: PubSub::default(),
+            shutdown: watch::Sender::new(false),
+        }
+    }
+
+    /// The server's keyspace (an interactive transaction's commands see a private copy instead:
+    /// commands reach keys through `Ctx`, never through this).
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.keyspace
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Lets a transaction run with no other command running (see [`gate`]).
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    pub fn persistence(&self) -> &Arc<Persistence> {
+        &self.persistence
+    }
+
+    pub fn journal(&self) -> &Arc<Journal> {
+        self.persistence.journal()
+    }
+
+    pub fn pubsub(&self) -> &PubSub {
+        &self.pubsub
+    }
+
+    pub fn blocking(&self) -> &Blocking {
+        &self.blocking
+    }
+
+    pub fn clients(&self) -> &Registry {
+        &self.clients
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Asks the server to stop (SHUTDOWN, or a signal).
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Copies `notify-keyspace-events` and `client-output-buffer-limit pubsub` from the settings
+    /// into the live state (at start and after CONFIG SET). Expired events need the store to
+    /// report the keys it removes because they expired (the append-only log uses that report too).
+    pub fn apply_settings(&self) {
+        let events = self.settings.notify_keyspace_events();
+        self.pubsub.events.store(events, Ordering::Relaxed);
+        let (hard, soft, secs) = self.settings.output_buffer_limit(ClientClass::Pubsub);
+        self.pubsub.limits.set(hard, soft, secs);
+        if events & crate::core::events::EXPIRED != 0 {
+            let tap = self.keyspace.tap();
+            self.keyspace.with_all_locked(|| tap.set_expired_tap(true));
+        }
+    }
+
+    /// CONFIG RESETSTAT: the counters INFO shows start again from zero.
+    pub fn reset_stats(&self) {
+        let expired = self.keyspace.dbs().iter().map(|db| db.stats().expired).sum();
+        self.metrics.reset(expired);
+        self.clients.accepted.store(0, Ordering::Relaxed);
+        self.clients.rejected.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Frees what a flush or a big delete took out of the keyspace on another thread, so that
+/// dropping millions of values does not stall the connection that asked.
+pub fn drop_in_background<T: Send + 'static>(garbage: T) {
+    let spawned = std::thread::Builder::new().name("magpie-free".into()).spawn(move || drop(garbage));
+    if let Err(e) = spawned {
+        warn!("could not start a thread to free memory ({e}); it stays allocated");
+    }
+}

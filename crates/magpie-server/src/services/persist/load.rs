@@ -1,0 +1,211 @@
+//! Loading at start: the snapshot, or the log's base and its incremental files, replayed.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use magpie_persist::SnapshotReader;
+use magpie_persist::log::{LogFile, LogReader, Manifest, Tail};
+use magpie_protocol::ArgVec;
+use magpie_store::now_ms;
+
+use super::{Persistence, Replay, human};
+
+impl Persistence {
+    /// Loads what is on disk and sets up the log, before the server accepts clients.
+    pub fn load(self: &Arc<Self>, replay: &mut Replay<'_>) -> Result<(), String> {
+        let p = self;
+        p.loading.store(true, Ordering::SeqCst);
+        let result = self.load_and_open(replay);
+        p.loading.store(false, Ordering::SeqCst);
+        result?;
+        let tap = self.ks.tap();
+        if !self.settings.save().is_empty() || self.settings.appendonly() {
+            tap.set_ordering(true);
+        }
+        p.saved_at_seq.store(tap.current_seq(), Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn load_and_open(self: &Arc<Self>, replay: &mut Replay<'_>) -> Result<(), String> {
+        let p = self;
+        remove_stale_temp_files(&p.dir);
+        let snapshot = p.snapshot_path();
+        if !self.settings.appendonly() {
+            if snapshot.exists() {
+                p.load_snapshot(&snapshot)?;
+            }
+            return Ok(());
+        }
+        std::fs::create_dir_all(&p.paths.dir)
+            .map_err(|e| format!("cannot create the log directory {}: {e}", p.paths.dir.display()))?;
+        let Some(manifest) =
+            Manifest::read(&p.paths.manifest()).map_err(|e| format!("cannot read the log's manifest: {e}"))?
+        else {
+            // No log yet: start it from the snapshot, if there is one, with a base of everything.
+            if snapshot.exists() {
+                info!("no append-only log yet: loading the snapshot {} first", snapshot.display());
+                p.load_snapshot(&snapshot)?;
+            }
+            return p.rewrite().map_err(|e| format!("cannot create the append-only log: {e}"));
+        };
+        let started = Instant::now();
+        if let Some(base) = &manifest.base {
+            p.load_snapshot(&p.paths.file(base))?;
+            p.stats.lock().aof_base_size = std::fs::metadata(p.paths.file(base)).map_or(0, |m| m.len());
+        }
+        let mut last_len = None;
+        for (i, name) in manifest.incrs.iter().enumerate() {
+            let last = i + 1 == manifest.incrs.len();
+            last_len = Some(p.replay_log(&p.paths.file(name), last && self.settings.aof_load_truncated(), replay)?);
+        }
+        info!(
+            "append-only log loaded in {:.3} s: {} keys",
+            started.elapsed().as_secs_f64(),
+            self.ks.dbs().iter().map(|d| d.len()).sum::<usize>()
+        );
+        let (file, manifest) = match (manifest.incrs.last(), last_len) {
+            (Some(name), Some(len)) => {
+                let path = p.paths.file(name);
+                let f = LogFile::open_append(&path, len).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+                (f, manifest)
+            }
+            _ => {
+                // A manifest with a base only: start a new incremental file after it.
+                let n = manifest.max_number() + 1;
+                let name = p.paths.incr_name(n);
+                let f = LogFile::create(&p.paths.file(&name)).map_err(|e| format!("cannot create {name}: {e}"))?;
+                let m = Manifest { base: manifest.base.clone(), incrs: vec![name] };
+                m.write(&p.paths.manifest()).map_err(|e| format!("cannot write the manifest: {e}"))?;
+                (f, m)
+            }
+        };
+        *p.manifest.lock() = manifest;
+        let tap = self.ks.tap();
+        self.ks
+            .with_all_locked(|| {
+                tap.set_ordering(true);
+                tap.set_expired_tap(true);
+                p.journal.start(file, self.settings.appendfsync())
+            })
+            .map_err(|e| format!("cannot start the log writer: {e}"))
+    }
+
+    /// Loads a snapshot into the (empty) keyspace. Expired entries are loaded too: the log that
+    /// may follow was written when they were alive, and active expiry removes them afterwards.
+    fn load_snapshot(&self, path: &Path) -> Result<(), String> {
+        let started = Instant::now();
+        let mut reader = SnapshotReader::open(path).map_err(|e| damaged(&e, "--check-snapshot"))?;
+        let total = reader.file_len();
+        info!("loading the snapshot {} ({})", path.display(), human(total));
+        let (mut keys, mut expired) = (0u64, 0u64);
+        let now = now_ms();
+        let mut next_report = Instant::now() + Duration::from_secs(1);
+        while let Some(e) = reader.next_entry().map_err(|e| damaged(&e, "--check-snapshot"))? {
+            if e.db >= self.ks.db_count() {
+                return Err(format!(
+                    "{}: has a key in database {} but this server has {} databases (the `databases` setting)",
+                    path.display(),
+                    e.db,
+                    self.ks.db_count()
+                ));
+            }
+            expired += u64::from(e.expire_at.is_some_and(|t| t <= now));
+            self.ks.db(e.db).write(&e.key).insert(&e.key, e.value, e.expire_at, 0);
+            keys += 1;
+            if keys % 4096 == 0 && Instant::now() >= next_report {
+                next_report = Instant::now() + Duration::from_secs(1);
+                let secs = started.elapsed().as_secs_f64();
+                info!(
+                    "loading: {keys} keys, {:.0}% of the file, {:.0} keys/s",
+                    reader.pos() as f64 * 100.0 / total.max(1) as f64,
+                    keys as f64 / secs
+                );
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        info!("snapshot loaded: {keys} keys ({expired} already expired) in {secs:.3} s");
+        let mut st = self.stats.lock();
+        st.loaded_keys = keys;
+        st.loaded_expired = expired;
+        Ok(())
+    }
+
+    /// Replays an incremental log; returns the length of its valid part.
+    fn replay_log(&self, path: &Path, allow_torn: bool, replay: &mut Replay<'_>) -> Result<u64, String> {
+        let started = Instant::now();
+        let mut reader = LogReader::open(path).map_err(|e| damaged(&e, "--check-aof"))?;
+        let (mut records, mut errors) = (0u64, 0u64);
+        let mut args = ArgVec::new();
+        while let Some(rec) = reader.next_record().map_err(|e| damaged(&e, "--check-aof"))? {
+            if rec.db >= self.ks.db_count() {
+                return Err(format!(
+                    "{}: a record for database {} (only {} configured)",
+                    path.display(),
+                    rec.db,
+                    self.ks.db_count()
+                ));
+            }
+            records += 1;
+            for cmd in &rec.commands {
+                args.clear();
+                args.extend(cmd);
+                let result = replay(rec.db, args.args());
+                if let Err(e) = result {
+                    errors += 1;
+                    if errors <= 10 {
+                        warn!("{}: replaying {:?}: {e}", path.display(), String::from_utf8_lossy(&cmd[0]));
+                    }
+                }
+            }
+        }
+        if errors > 0 {
+            warn!("{}: {errors} commands failed while replaying", path.display());
+        }
+        let valid = match reader.tail() {
+            Some(Tail::Torn { offset, dropped, reason }) => {
+                if !allow_torn {
+                    return Err(format!(
+                        "{}: the last record, at offset {offset}, is incomplete ({reason}). Start with \
+                         `aof-load-truncated yes` to drop its {dropped} bytes, or repair the file with \
+                         `magpie-server --check-aof {} --fix`",
+                        path.display(),
+                        path.display()
+                    ));
+                }
+                warn!(
+                    "{}: the last record was cut short by a crash ({reason}): dropping its {dropped} bytes at offset {offset}",
+                    path.display()
+                );
+                *offset
+            }
+            _ => reader.pos(),
+        };
+        info!("{}: {records} records replayed in {:.3} s", path.display(), started.elapsed().as_secs_f64());
+        Ok(valid)
+    }
+}
+
+/// Removes the temporary files of snapshots that a crash interrupted.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("temp-") && name.ends_with(".snapshot") {
+            info!("removing {}, left by an interrupted snapshot", e.path().display());
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+fn damaged(e: &magpie_persist::FileError, tool: &str) -> String {
+    format!(
+        "{e}. The file is damaged: Magpie will not start with part of the data. Check it with \
+         `magpie-server {tool} {}`",
+        e.path.display()
+    )
+}
