@@ -59,18 +59,6 @@ fn read_value(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Failure::Input(format!("cannot read {}: {e}", path.display())))
 }
 
-/// A reply that is not of the kind a command expects: an error reply becomes a failure, and
-/// anything else is reported as the surprise it is.
-pub(crate) fn unexpected(reply: Frame, what: &str) -> Failure {
-    match reply {
-        Frame::Error(msg) => Failure::Reply(msg),
-        other => {
-            let shown = String::from_utf8_lossy(&format::typed(&other)).trim_end().to_owned();
-            Failure::Usage(format!("unexpected reply to {what}: {shown}"))
-        }
-    }
-}
-
 fn b(s: &str) -> Vec<u8> {
     s.as_bytes().to_vec()
 }
@@ -81,7 +69,7 @@ async fn get(session: &mut Session, out: &mut Out, keys: Vec<Vec<u8>>) -> Result
         let value = match client.cmd(&[b"GET".as_slice(), key]).await? {
             Frame::Bulk(v) => Some(v),
             Frame::Null => None,
-            other => return Err(unexpected(other, "GET")),
+            other => return Err(Failure::unexpected(other, "GET")),
         };
         match out.mode {
             Mode::Json => out.json(&json!({ "key": bytes_json(key), "value": value.as_deref().map(bytes_json) }))?,
@@ -117,7 +105,7 @@ async fn get(session: &mut Session, out: &mut Out, keys: Vec<Vec<u8>>) -> Result
     cmd.extend(keys.iter().cloned());
     let values = match client.cmd(&cmd).await? {
         Frame::Array(values) if values.len() == keys.len() => values,
-        other => return Err(unexpected(other, "MGET")),
+        other => return Err(Failure::unexpected(other, "MGET")),
     };
     match out.mode {
         Mode::Json => {
@@ -174,7 +162,7 @@ async fn set(
         match client.cmd(&cmd).await? {
             Frame::Simple(_) => true,
             Frame::Null if nx => false,
-            other => return Err(unexpected(other, "SET")),
+            other => return Err(Failure::unexpected(other, "SET")),
         }
     } else {
         let mut cmd = vec![b(if nx { "MSETNX" } else { "MSET" })];
@@ -184,7 +172,7 @@ async fn set(
         match client.cmd(&cmd).await? {
             Frame::Simple(_) | Frame::Integer(1) => true,
             Frame::Integer(0) if nx => false,
-            other => return Err(unexpected(other, if nx { "MSETNX" } else { "MSET" })),
+            other => return Err(Failure::unexpected(other, if nx { "MSETNX" } else { "MSET" })),
         }
     };
     let distinct: BTreeSet<&[u8]> = pairs.iter().map(|(k, _)| k.as_slice()).collect();
@@ -224,7 +212,7 @@ async fn del(session: &mut Session, out: &mut Out, keys: Vec<Vec<u8>>) -> Result
     cmd.extend(keys.iter().cloned());
     let deleted = match client.cmd(&cmd).await? {
         Frame::Integer(n) => n,
-        other => return Err(unexpected(other, "DEL")),
+        other => return Err(Failure::unexpected(other, "DEL")),
     };
     let named = keys.iter().collect::<BTreeSet<_>>().len();
     match out.mode {
@@ -254,7 +242,7 @@ async fn incr(session: &mut Session, out: &mut Out, key: Vec<u8>, by: Option<Str
         Frame::Integer(n) => n.to_string(),
         Frame::Bulk(v) | Frame::Simple(v) => String::from_utf8_lossy(v).into_owned(),
         Frame::Double(d) => d.clone(),
-        _ => return Err(unexpected(reply, name)),
+        _ => return Err(Failure::unexpected(reply, name)),
     };
     match out.mode {
         Mode::Json => {
@@ -269,7 +257,7 @@ async fn incr(session: &mut Session, out: &mut Out, key: Vec<u8>, by: Option<Str
 async fn ttl(session: &mut Session, out: &mut Out, key: Vec<u8>) -> Result<Exit> {
     let ttl = match session.client().await?.cmd(&[b("TTL"), key.clone()]).await? {
         Frame::Integer(n) => n,
-        other => return Err(unexpected(other, "TTL")),
+        other => return Err(Failure::unexpected(other, "TTL")),
     };
     let exists = ttl != -2;
     match out.mode {
@@ -298,7 +286,7 @@ async fn expire(session: &mut Session, out: &mut Out, key: Vec<u8>, seconds: u64
     let reply = session.client().await?.cmd(&[b("EXPIRE"), key.clone(), b(&seconds.to_string())]).await?;
     let set = match reply {
         Frame::Integer(n) => n == 1,
-        other => return Err(unexpected(other, "EXPIRE")),
+        other => return Err(Failure::unexpected(other, "EXPIRE")),
     };
     match out.mode {
         Mode::Json => out.json(&json!({ "key": bytes_json(&key), "set": set }))?,
@@ -324,7 +312,7 @@ async fn keys(session: &mut Session, out: &mut Out, pattern: Vec<u8>, count: u64
                     _ => return Err(Failure::Usage("unexpected reply to SCAN".into())),
                 }
             }
-            other => return Err(unexpected(other, "SCAN")),
+            other => return Err(Failure::unexpected(other, "SCAN")),
         };
         // SCAN may return a key more than once: the set keeps one of each.
         found.extend(batch.into_iter().filter_map(|k| match k {

@@ -44,6 +44,20 @@ pub enum Failure {
     Output(io::Error),
 }
 
+impl Failure {
+    /// A reply that is not of the kind a command expects: an error reply becomes a failure, and
+    /// anything else is reported as the surprise it is.
+    pub(crate) fn unexpected(reply: magpie_client::Frame, what: &str) -> Failure {
+        match reply {
+            magpie_client::Frame::Error(msg) => Failure::Reply(msg),
+            other => {
+                let shown = String::from_utf8_lossy(&format::typed(&other)).trim_end().to_owned();
+                Failure::Usage(format!("unexpected reply to {what}: {shown}"))
+            }
+        }
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -3,7 +3,6 @@
 use magpie_client::Frame;
 use serde_json::json;
 
-use crate::commands::unexpected;
 use crate::format::{self, bytes_json, quoted};
 use crate::{Exit, Failure, Mode, Out, Session, note};
 
@@ -29,7 +28,7 @@ pub async fn subscribe(
         }
         match &reply {
             Frame::Array(parts) | Frame::Push(parts) if parts.len() == 3 => {}
-            _ => return Err(unexpected(reply, command)),
+            _ => return Err(Failure::unexpected(reply, command)),
         }
     }
     let listed: Vec<String> = names.iter().map(|n| format::key(n)).collect();
@@ -47,7 +46,7 @@ pub async fn subscribe(
         };
         let parts = match &frame {
             Frame::Array(parts) | Frame::Push(parts) => parts,
-            _ => return Err(unexpected(frame, command)),
+            _ => return Err(Failure::unexpected(frame, command)),
         };
         let bytes: Vec<&[u8]> = parts.iter().filter_map(Frame::as_bytes).collect();
         let (pattern, channel, message) = match bytes.as_slice() {
@@ -95,7 +94,7 @@ pub async fn publish(session: &mut Session, out: &mut Out, channel: Vec<u8>, mes
     let reply = session.client().await?.cmd(&[b"PUBLISH".as_slice(), &channel, &message]).await?;
     let n = match reply {
         Frame::Integer(n) => n,
-        other => return Err(unexpected(other, "PUBLISH")),
+        other => return Err(Failure::unexpected(other, "PUBLISH")),
     };
     match out.mode {
         Mode::Json => out.json(&json!({ "channel": bytes_json(&channel), "receivers": n }))?,

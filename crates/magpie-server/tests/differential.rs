@@ -75,6 +75,9 @@ macro_rules! diff_tests {
 diff_tests! {
     connection => "connection.redis", Resp2;
     command_getkeys => "command_getkeys.redis", Resp2;
+    command_info => "command_info.redis", Resp2;
+    command_info_resp3 => "command_info.redis", Resp3;
+    no_multi => "no_multi.redis", Resp2;
     strings => "strings.redis", Resp2;
     set_options => "set_options.redis", Resp2;
     counters => "counters.redis", Resp2;

@@ -71,15 +71,19 @@ pub struct Shard {
     /// The state of a snapshot in progress (see [`Keyspace::begin_snapshot`]).
     snap: Option<Box<SnapState>>,
     /// Keys that transactions watch (WATCH, or touched inside BEGIN), with a version that
-    /// every change to the key increments. Empty almost always, so a change pays one check.
+    /// every change to the key increments, and keys that blocked clients wait on, whose
+    /// changes are reported to the tap (see [`Tap::set_ready_hook`]). Empty almost always, so
+    /// a change pays one check.
     watched: HashMap<Key, Watched, Hasher>,
 }
 
-/// A watched key: its version, and how many watchers hold it.
+/// A watched key: its version, how many watchers hold it, and how many blocked clients wait
+/// on it.
 #[derive(Debug, Default)]
 struct Watched {
     version: u64,
     refs: u32,
+    waiters: u32,
 }
 
 /// Where a snapshot's entries go: called with the database, the key and the entry as it was
@@ -253,6 +257,9 @@ impl Shard {
             && let Some(w) = self.watched.get_mut(&**k)
         {
             w.version += 1;
+            if w.waiters > 0 {
+                self.tap.ready(self.db, k);
+            }
         }
         seq
     }
@@ -265,6 +272,9 @@ impl Shard {
             && let Some(w) = self.watched.get_mut(key)
         {
             w.version += 1;
+            if w.waiters > 0 {
+                self.tap.ready(self.db, key);
+            }
         }
     }
 
@@ -280,7 +290,24 @@ impl Shard {
     pub fn unwatch(&mut self, key: &[u8]) {
         if let Some(w) = self.watched.get_mut(key) {
             w.refs = w.refs.saturating_sub(1);
-            if w.refs == 0 {
+            if w.refs == 0 && w.waiters == 0 {
+                self.watched.remove(key);
+            }
+        }
+    }
+
+    /// A blocked client starts waiting on `key`: from now on every change to the key (its
+    /// creation above all) is reported to the tap's ready hook, as Redis's `signalKeyAsReady`,
+    /// under this shard's lock. Every [`Shard::block_on`] needs one [`Shard::unblock`].
+    pub fn block_on(&mut self, key: &[u8]) {
+        self.watched.entry(Key::new(key)).or_default().waiters += 1;
+    }
+
+    /// A blocked client stops waiting on `key`.
+    pub fn unblock(&mut self, key: &[u8]) {
+        if let Some(w) = self.watched.get_mut(key) {
+            w.waiters = w.waiters.saturating_sub(1);
+            if w.refs == 0 && w.waiters == 0 {
                 self.watched.remove(key);
             }
         }

@@ -13,10 +13,18 @@
 //!   [`Tap::set_expired_tap`] is on, each such removal is queued for the thread that made it, with
 //!   its sequence number; the server drains the queue with [`take_expired`].
 //!
+//! - **Readiness.** A change to a key that blocked clients wait on (see `Shard::block_on`) is
+//!   reported to the hook the server installed ([`Tap::set_ready_hook`]), under the key's shard
+//!   lock, so that a client waiting for an element is served before any other command can take
+//!   it (Redis's `signalKeyAsReady`). A private keyspace (an interactive transaction's copy)
+//!   has no hook: its changes reach waiters when they are applied to the real one.
+//!
 //! Both cost one relaxed load per change while off. They are switched while every shard is
 //! locked (see `Keyspace::with_all_locked`), so no change is half counted.
 
 use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 thread_local! {
@@ -33,12 +41,27 @@ pub struct Expired {
     pub key: Box<[u8]>,
 }
 
+/// Called with (database, key) when a key that blocked clients wait on changes.
+pub type ReadyHook = Box<dyn Fn(usize, &[u8]) + Send + Sync>;
+
 /// The switches and the sequence of one keyspace (every shard holds a reference).
-#[derive(Default, Debug)]
+#[derive(Default)]
 pub struct Tap {
     ordering: AtomicBool,
     expired_tap: AtomicBool,
     seq: AtomicU64,
+    ready: OnceLock<ReadyHook>,
+}
+
+impl fmt::Debug for Tap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tap")
+            .field("ordering", &self.ordering)
+            .field("expired_tap", &self.expired_tap)
+            .field("seq", &self.seq)
+            .field("ready", &self.ready.get().is_some())
+            .finish()
+    }
 }
 
 impl Tap {
@@ -76,6 +99,20 @@ impl Tap {
         let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
         LAST.with(|l| l.set(seq));
         seq
+    }
+
+    /// Installs the hook told of changes to keys that blocked clients wait on (once; later
+    /// calls are ignored).
+    pub fn set_ready_hook(&self, hook: ReadyHook) {
+        let _ = self.ready.set(hook);
+    }
+
+    /// Reports a change to a key that blocked clients wait on (under its shard's lock).
+    #[cold]
+    pub(crate) fn ready(&self, db: usize, key: &[u8]) {
+        if let Some(hook) = self.ready.get() {
+            hook(db, key);
+        }
     }
 
     /// Queues an expired key (the caller has just removed it, under its shard's lock).

@@ -2,6 +2,7 @@
 
 use magpie_protocol::{Args, Resp};
 
+use crate::core::args::Cursor;
 use crate::core::error::{self, CmdResult, Error, int_arg, is};
 use crate::model::Ctx;
 use crate::model::command::arity_error;
@@ -60,23 +61,19 @@ pub fn hello(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         version = Some(v);
     }
     let (mut user, mut name) = (None, None);
-    let mut j = 2;
-    while j < args.len() {
-        let more = args.len() - 1 - j;
-        let opt = args.get(j);
-        if is(opt, "auth") && more >= 2 {
-            user = Some(args.get(j + 1));
-            j += 2;
-        } else if is(opt, "setname") && more >= 1 {
-            name = Some(args.get(j + 1));
-            j += 1;
+    let mut options = Cursor::new(args, 2);
+    while let Some(opt) = options.next() {
+        if is(opt, "auth") && options.remaining() >= 2 {
+            user = options.next();
+            options.next(); // the password: no passwords exist yet
+        } else if is(opt, "setname") && options.remaining() >= 1 {
+            name = options.next();
         } else {
             let mut msg = b"ERR Syntax error in HELLO option '".to_vec();
             msg.extend_from_slice(crate::core::error::c_str(opt));
             msg.push(b'\'');
             return Err(Error::bytes(msg));
         }
-        j += 1;
     }
     // No passwords exist yet: the default user needs none, and there are no other users.
     if user.is_some_and(|u| u != b"default") {
@@ -157,11 +154,10 @@ pub fn client_list(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let mut ids: Option<Vec<u64>> = None;
     // Which clients the TYPE wants: subscribers are of type pubsub, as in Redis.
     let mut only_type: Option<fn(&ClientInfo) -> bool> = None;
-    let mut j = 2;
-    while j < args.len() {
-        let opt = args.get(j);
-        if is(opt, "type") && j + 1 < args.len() {
-            let t = args.get(j + 1);
+    let mut options = Cursor::new(args, 2);
+    while let Some(opt) = options.next() {
+        if is(opt, "type") && !options.is_done() {
+            let t = options.next_bytes()?;
             let known = ["normal", "master", "replica", "slave", "pubsub"];
             if !known.iter().any(|k| is(t, k)) {
                 let mut msg = b"ERR Unknown client type '".to_vec();
@@ -176,15 +172,13 @@ pub fn client_list(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             } else {
                 |_| false // no masters or replicas
             });
-            j += 2;
-        } else if is(opt, "id") && j + 1 < args.len() {
+        } else if is(opt, "id") && !options.is_done() {
             let mut list = Vec::new();
-            for a in args.iter().skip(j + 1) {
+            for a in options.by_ref() {
                 let id = int_arg(a).ok().filter(|&n| n > 0).ok_or_else(|| Error::from("ERR Invalid client ID"))?;
                 list.push(id as u64);
             }
             ids = Some(list);
-            j = args.len();
         } else {
             return Err(error::syntax());
         }

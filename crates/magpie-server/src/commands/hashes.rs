@@ -3,37 +3,69 @@
 use magpie_protocol::{Args, Reply, parse_i64};
 use magpie_store::{Hash, Slot, Value, glob_match};
 
-use super::keys::parse_cursor;
-use super::{KEY1, RF, WDF, WF};
+use super::keys::{ScanOptions, parse_cursor, scan_options};
 use crate::core::error::{self, CmdResult, Error, int_arg, int_arg_in, is, wrongtype};
 use crate::core::events as notify;
 use crate::core::float::{self, AddError};
 use crate::model::command::arity_error;
-use crate::model::flags::READONLY;
-use crate::model::{Command, Ctx};
+use crate::model::{Command, Ctx, KeySpec};
+use crate::{flags, key_flags};
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Command] = &[
-    Command::new("hset", -4, WDF, KEY1, "hash", "2.0.0", "Set the string value of a hash field", "key (field value) ...", hset),
-    Command::new("hsetnx", 4, WDF, KEY1, "hash", "2.0.0", "Set the value of a hash field, only if the field does not exist", "key field value", hsetnx),
-    Command::new("hmset", -4, WDF, KEY1, "hash", "2.0.0", "Set multiple hash fields to multiple values", "key (field value) ...", hmset),
-    Command::new("hget", 3, RF, KEY1, "hash", "2.0.0", "Get the value of a hash field", "key field", hget),
-    Command::new("hmget", -3, RF, KEY1, "hash", "2.0.0", "Get the values of all the given hash fields", "key field [field ...]", hmget),
-    Command::new("hgetall", 2, READONLY, KEY1, "hash", "2.0.0", "Get all the fields and values in a hash", "key", hgetall),
-    Command::new("hkeys", 2, READONLY, KEY1, "hash", "2.0.0", "Get all the fields in a hash", "key", hkeys),
-    Command::new("hvals", 2, READONLY, KEY1, "hash", "2.0.0", "Get all the values in a hash", "key", hvals),
-    Command::new("hdel", -3, WF, KEY1, "hash", "2.0.0", "Delete one or more hash fields", "key field [field ...]", hdel),
-    Command::new("hexists", 3, RF, KEY1, "hash", "2.0.0", "Determine if a hash field exists", "key field", hexists),
-    Command::new("hlen", 2, RF, KEY1, "hash", "2.0.0", "Get the number of fields in a hash", "key", hlen),
-    Command::new("hstrlen", 3, RF, KEY1, "hash", "3.2.0", "Get the length of the value of a hash field", "key field", hstrlen),
-    Command::new("hincrby", 4, WDF, KEY1, "hash", "2.0.0", "Increment the integer value of a hash field by the given number",
-        "key field increment:integer", hincrby),
-    Command::new("hincrbyfloat", 4, WDF, KEY1, "hash", "2.6.0", "Increment the float value of a hash field by the given amount",
-        "key field increment:double", hincrbyfloat),
-    Command::new("hrandfield", -2, READONLY, KEY1, "hash", "6.2.0", "Get one or multiple random fields from a hash",
-        "key [count:integer [WITHVALUES]]", hrandfield),
-    Command::new("hscan", -3, READONLY, KEY1, "hash", "2.8.0", "Incrementally iterate hash fields and associated values",
-        "key cursor:integer [MATCH pattern:pattern] [COUNT count:integer]", hscan),
+    Command::new("hset", -4, flags![WRITE, DENYOOM, FAST], "hash", "2.0.0", "Set the string value of a hash field",
+        "key (field value) ...", hset)
+        .keys(&[KeySpec::one(1, key_flags![RW, UPDATE])]),
+    Command::new("hsetnx", 4, flags![WRITE, DENYOOM, FAST], "hash", "2.0.0", "Set the value of a hash field, only if the field does not exist",
+        "key field value", hsetnx)
+        .keys(&[KeySpec::one(1, key_flags![RW, INSERT])]),
+    Command::new("hmset", -4, flags![WRITE, DENYOOM, FAST], "hash", "2.0.0", "Set multiple hash fields to multiple values",
+        "key (field value) ...", hmset)
+        .keys(&[KeySpec::one(1, key_flags![RW, UPDATE])]),
+    Command::new("hget", 3, flags![READONLY, FAST], "hash", "2.0.0", "Get the value of a hash field",
+        "key field", hget)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("hmget", -3, flags![READONLY, FAST], "hash", "2.0.0", "Get the values of all the given hash fields",
+        "key field [field ...]", hmget)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("hgetall", 2, flags![READONLY], "hash", "2.0.0", "Get all the fields and values in a hash",
+        "key", hgetall)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])])
+        .tips(&["nondeterministic_output_order"]),
+    Command::new("hkeys", 2, flags![READONLY], "hash", "2.0.0", "Get all the fields in a hash",
+        "key", hkeys)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])])
+        .tips(&["nondeterministic_output_order"]),
+    Command::new("hvals", 2, flags![READONLY], "hash", "2.0.0", "Get all the values in a hash",
+        "key", hvals)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])])
+        .tips(&["nondeterministic_output_order"]),
+    Command::new("hdel", -3, flags![WRITE, FAST], "hash", "2.0.0", "Delete one or more hash fields",
+        "key field [field ...]", hdel)
+        .keys(&[KeySpec::one(1, key_flags![RW, DELETE])]),
+    Command::new("hexists", 3, flags![READONLY, FAST], "hash", "2.0.0", "Determine if a hash field exists",
+        "key field", hexists)
+        .keys(&[KeySpec::one(1, key_flags![RO])]),
+    Command::new("hlen", 2, flags![READONLY, FAST], "hash", "2.0.0", "Get the number of fields in a hash",
+        "key", hlen)
+        .keys(&[KeySpec::one(1, key_flags![RO])]),
+    Command::new("hstrlen", 3, flags![READONLY, FAST], "hash", "3.2.0", "Get the length of the value of a hash field",
+        "key field", hstrlen)
+        .keys(&[KeySpec::one(1, key_flags![RO])]),
+    Command::new("hincrby", 4, flags![WRITE, DENYOOM, FAST], "hash", "2.0.0", "Increment the integer value of a hash field by the given number",
+        "key field increment:integer", hincrby)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, UPDATE])]),
+    Command::new("hincrbyfloat", 4, flags![WRITE, DENYOOM, FAST], "hash", "2.6.0", "Increment the float value of a hash field by the given amount",
+        "key field increment:double", hincrbyfloat)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, UPDATE])]),
+    Command::new("hrandfield", -2, flags![READONLY], "hash", "6.2.0", "Get one or multiple random fields from a hash",
+        "key [count:integer [WITHVALUES]]", hrandfield)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])])
+        .tips(&["nondeterministic_output"]),
+    Command::new("hscan", -3, flags![READONLY], "hash", "2.8.0", "Incrementally iterate hash fields and associated values",
+        "key cursor:integer [MATCH pattern:pattern] [COUNT count:integer]", hscan)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])])
+        .tips(&["nondeterministic_output"]),
 ];
 
 const NOT_INTEGER_VALUE: &str = "ERR hash value is not an integer";
@@ -420,24 +452,7 @@ pub fn hscan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             out.array(0);
             return Ok(());
         };
-        let (mut pattern, mut count) = (None, 10usize);
-        let mut i = 3;
-        while i < args.len() {
-            let opt = args.get(i);
-            let has_value = i + 1 < args.len();
-            if is(opt, "count") && has_value {
-                let n = int_arg(args.get(i + 1))?;
-                if n < 1 {
-                    return Err(error::syntax());
-                }
-                count = usize::try_from(n).unwrap_or(usize::MAX);
-            } else if is(opt, "match") && has_value {
-                pattern = Some(args.get(i + 1)).filter(|p| *p != b"*");
-            } else {
-                return Err(error::syntax());
-            }
-            i += 2;
-        }
+        let ScanOptions { pattern, count, .. } = scan_options(args, 3, false)?;
         let mut found: Vec<(&[u8], &[u8])> = Vec::new();
         let next = hash.scan(cursor, count, |field, value| {
             if pattern.is_none_or(|p| glob_match(p, field, false)) {

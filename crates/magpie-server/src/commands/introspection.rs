@@ -5,7 +5,9 @@ use magpie_protocol::{Args, Reply};
 
 use crate::core::error::CmdResult;
 use crate::model::docs::{DocArg, parse_syntax};
-use crate::model::{Command, Ctx, flags};
+use crate::model::flags::{ACL_NAMES, FLAG_NAMES, KEY_FLAG_NAMES};
+use crate::model::keyspec::key_positions;
+use crate::model::{Begin, Command, Ctx, Find, Flags, KeySpec, Table};
 
 pub fn command(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let commands = ctx.table().commands();
@@ -47,7 +49,7 @@ pub fn command_info(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     for name in args.iter().skip(2) {
         match table.find_full(name) {
             Some(cmd) => write_info(out, cmd),
-            None => out.null_array(),
+            None => out.null(),
         }
     }
     Ok(())
@@ -74,117 +76,212 @@ pub fn command_docs(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// COMMAND GETKEYS command arg...: the keys that call would name (cluster-aware clients ask
-/// this for commands whose keys move, such as ZUNION's).
+/// this for commands whose keys move, such as ZUNION's), found as Redis's
+/// `getKeysSubcommandImpl` finds them, with its errors in its order.
 pub fn command_getkeys(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let call = args.skip(2);
-    let cmd = match ctx.table().resolve(call) {
-        Ok((_, cmd)) => cmd,
-        Err((_, None)) => return Err("ERR Invalid command specified".into()),
-        Err((_, Some(_))) => return Err("ERR Invalid number of arguments specified for command".into()),
-    };
-    if cmd.numkeys > 0 {
-        // As Redis: a count that is not a number, below 1, or beyond the arguments there are.
-        let first = cmd.numkeys + 1;
-        let declared = (cmd.numkeys < call.len())
-            .then(|| magpie_protocol::parse_i64(call.get(cmd.numkeys)))
-            .flatten()
-            .and_then(|n| usize::try_from(n).ok());
-        if !declared.is_some_and(|n| n >= 1 && n <= call.len().saturating_sub(first)) {
-            return Err("ERR Invalid arguments specified for command".into());
-        }
-    }
-    let keys = cmd.keys_in(call);
-    if keys.is_empty() {
+    let table = ctx.table();
+    let Some(cmd) = find_call(table, call) else { return Err("ERR Invalid command specified".into()) };
+    if !cmd.has_keys() {
         return Err("ERR The command has no key arguments".into());
     }
-    ctx.out().array(keys.len());
-    for key in keys {
-        ctx.out().bulk(key);
+    let argc = i64::try_from(call.len()).unwrap_or(i64::MAX);
+    let arity = i64::from(cmd.arity);
+    if (arity > 0 && arity != argc) || argc < -arity {
+        return Err("ERR Invalid number of arguments specified for command".into());
+    }
+    let mut keys = Vec::new();
+    let found = key_positions(cmd.key_specs, call, |i, _| keys.push(i));
+    if found.is_err() {
+        keys.clear();
+        // Where the key specs give up on a count, Redis asks the command's own key finder,
+        // which reads the count as `atoi` does and gives no keys when it is out of range.
+        if let Some(fallback) = count_fallback(cmd, call) {
+            keys = fallback;
+        } else {
+            ctx.out().array(0);
+            return Ok(());
+        }
+    }
+    if keys.is_empty() {
+        if cmd.has(Flags::NO_MANDATORY_KEYS) {
+            ctx.out().array(0);
+            return Ok(());
+        }
+        return Err("ERR Invalid arguments specified for command".into());
+    }
+    let out = ctx.out();
+    out.array(keys.len());
+    for i in keys {
+        out.bulk(call.get(i));
     }
     Ok(())
 }
 
-fn acl_categories(cmd: &Command) -> Vec<String> {
-    let mut cats = Vec::new();
-    if cmd.has(flags::WRITE) {
-        cats.push("@write".to_owned());
+/// The command a call names, as Redis's `lookupCommand`: a container named alone is itself.
+fn find_call(table: &Table, call: Args<'_>) -> Option<&'static Command> {
+    if call.is_empty() {
+        return None;
     }
-    if cmd.has(flags::READONLY) {
-        cats.push("@read".to_owned());
+    let cmd = table.lookup(call.get(0))?;
+    if cmd.subcommands.is_empty() || call.len() == 1 {
+        return Some(cmd);
     }
-    match cmd.group {
-        "generic" => cats.push("@keyspace".to_owned()),
-        "server" => {}
-        "transactions" => cats.push("@transaction".to_owned()),
-        // The group `sorted-set` is the ACL category `@sortedset`.
-        g => cats.push(format!("@{}", g.replace('-', ""))),
-    }
-    if cmd.has(flags::ADMIN) {
-        cats.push("@admin".to_owned());
-        cats.push("@dangerous".to_owned());
-    }
-    cats.push(if cmd.has(flags::FAST) { "@fast" } else { "@slow" }.to_owned());
-    if cmd.has(flags::BLOCKING) {
-        cats.push("@blocking".to_owned());
-    }
-    cats
+    cmd.subcommand(call.get(1))
 }
 
+/// Redis's `genericGetKeys` for commands whose keys follow a count (ZUNION, LMPOP, ...): the
+/// count read as `atoi` reads it; no keys when it is below 1 or more than the arguments after
+/// it. `None` for commands without a count.
+fn count_fallback(cmd: &Command, call: Args<'_>) -> Option<Vec<usize>> {
+    let mut keys = Vec::new();
+    for spec in cmd.key_specs {
+        let (Begin::Index(pos), find) = (spec.begin, spec.find) else { return None };
+        let pos = usize::try_from(pos).ok()?;
+        match find {
+            Find::Range { last: 0, .. } => keys.push(pos),
+            Find::Keynum { index, first, step } => {
+                let at = pos + usize::try_from(index).ok()?;
+                let first = pos + usize::try_from(first).ok()?;
+                let step = usize::try_from(step).ok().filter(|&s| s > 0)?;
+                let count = if at < call.len() { atoi(call.get(at)) } else { 0 };
+                let available = i64::try_from(call.len().saturating_sub(first) / step).unwrap_or(i64::MAX);
+                if count < 1 || count > available {
+                    return Some(Vec::new());
+                }
+                let count = usize::try_from(count).ok()?;
+                keys.extend((0..count).map(|k| first + k * step));
+            }
+            _ => return None,
+        }
+    }
+    cmd.key_specs.iter().any(|s| matches!(s.find, Find::Keynum { .. })).then_some(keys)
+}
+
+/// C's `atoi`: optional spaces and sign, then digits; 0 when there are none.
+fn atoi(s: &[u8]) -> i64 {
+    let s = crate::core::error::c_str(s);
+    let mut i = s.iter().take_while(|c| c.is_ascii_whitespace()).count();
+    let negative = matches!(s.get(i), Some(b'-'));
+    if matches!(s.get(i), Some(b'-' | b'+')) {
+        i += 1;
+    }
+    let mut n: i64 = 0;
+    for &c in s[i..].iter().take_while(|c| c.is_ascii_digit()) {
+        n = n.saturating_mul(10).saturating_add(i64::from(c - b'0'));
+    }
+    if negative { -n } else { n }
+}
+
+/// Writes a set of names: those of `names` whose flag `has` holds.
+fn write_names<F: Copy>(out: &mut Reply, names: &[(F, &str)], has: impl Fn(F) -> bool) {
+    let chosen: Vec<&str> = names.iter().filter(|(f, _)| has(*f)).map(|(_, n)| *n).collect();
+    out.set(chosen.len());
+    for n in chosen {
+        out.simple(n);
+    }
+}
+
+/// One command as COMMAND INFO describes it (Redis's `addReplyCommandInfo`).
 fn write_info(out: &mut Reply, cmd: &Command) {
     out.array(10);
     out.bulk(cmd.name.as_bytes());
     out.int(i64::from(cmd.arity));
-    let names: Vec<&str> = flags::NAMES.iter().filter(|(f, _)| cmd.has(*f)).map(|(_, n)| *n).collect();
-    out.set(names.len());
-    for n in names {
-        out.simple(n);
-    }
+    write_names(out, FLAG_NAMES, |f| cmd.flags.contains(f));
     let (first, last, step) = cmd.keys;
     out.int(i64::from(first));
     out.int(i64::from(last));
     out.int(i64::from(step));
-    let cats = acl_categories(cmd);
-    out.set(cats.len());
-    for c in cats {
-        out.simple(&c);
+    let categories: Vec<String> =
+        ACL_NAMES.iter().filter(|(c, _)| cmd.acl.contains(*c)).map(|(_, n)| format!("@{n}")).collect();
+    out.set(categories.len());
+    for c in &categories {
+        out.simple(c);
     }
-    out.array(0); // tips
-    if first > 0 {
-        // One key spec: keys from `first` to `last` every `step`.
-        out.array(1);
-        out.map(3);
-        out.bulk(b"flags");
-        let spec_flags: &[&str] = if cmd.has(flags::WRITE) { &["RW", "update"] } else { &["RO", "access"] };
-        out.set(spec_flags.len());
-        for f in spec_flags {
-            out.simple(f);
-        }
-        out.bulk(b"begin_search");
-        out.map(2);
-        out.bulk(b"type");
-        out.bulk(b"index");
-        out.bulk(b"spec");
-        out.map(1);
-        out.bulk(b"index");
-        out.int(i64::from(first));
-        out.bulk(b"find_keys");
-        out.map(2);
-        out.bulk(b"type");
-        out.bulk(b"range");
-        out.bulk(b"spec");
-        out.map(3);
-        out.bulk(b"lastkey");
-        out.int(i64::from(if last < 0 { last } else { last - first }));
-        out.bulk(b"keystep");
-        out.int(i64::from(step));
-        out.bulk(b"limit");
-        out.int(0);
+    out.set(cmd.tips.len());
+    for tip in cmd.tips {
+        out.bulk(tip.as_bytes());
+    }
+    out.set(cmd.key_specs.len());
+    for spec in cmd.key_specs {
+        write_key_spec(out, spec);
+    }
+    if cmd.subcommands.is_empty() {
+        out.set(0);
     } else {
-        out.array(0);
+        out.array(cmd.subcommands.len());
+        for sub in cmd.subcommands {
+            write_info(out, sub);
+        }
     }
-    out.array(cmd.subcommands.len());
-    for sub in cmd.subcommands {
-        write_info(out, sub);
+}
+
+/// One key spec (Redis's `addReplyCommandKeySpecs`).
+fn write_key_spec(out: &mut Reply, spec: &KeySpec) {
+    out.map(3 + usize::from(spec.notes.is_some()));
+    if let Some(notes) = spec.notes {
+        out.bulk(b"notes");
+        out.bulk(notes.as_bytes());
+    }
+    out.bulk(b"flags");
+    write_names(out, KEY_FLAG_NAMES, |f| spec.flags.contains(f));
+    out.bulk(b"begin_search");
+    out.map(2);
+    out.bulk(b"type");
+    match spec.begin {
+        Begin::Index(pos) => {
+            out.bulk(b"index");
+            out.bulk(b"spec");
+            out.map(1);
+            out.bulk(b"index");
+            out.int(i64::from(pos));
+        }
+        Begin::Keyword { keyword, start } => {
+            out.bulk(b"keyword");
+            out.bulk(b"spec");
+            out.map(2);
+            out.bulk(b"keyword");
+            out.bulk(keyword.as_bytes());
+            out.bulk(b"startfrom");
+            out.int(i64::from(start));
+        }
+        Begin::Unknown => {
+            out.bulk(b"unknown");
+            out.bulk(b"spec");
+            out.map(0);
+        }
+    }
+    out.bulk(b"find_keys");
+    out.map(2);
+    out.bulk(b"type");
+    match spec.find {
+        Find::Range { last, step, limit } => {
+            out.bulk(b"range");
+            out.bulk(b"spec");
+            out.map(3);
+            out.bulk(b"lastkey");
+            out.int(i64::from(last));
+            out.bulk(b"keystep");
+            out.int(i64::from(step));
+            out.bulk(b"limit");
+            out.int(i64::from(limit));
+        }
+        Find::Keynum { index, first, step } => {
+            out.bulk(b"keynum");
+            out.bulk(b"spec");
+            out.map(3);
+            out.bulk(b"keynumidx");
+            out.int(i64::from(index));
+            out.bulk(b"firstkey");
+            out.int(i64::from(first));
+            out.bulk(b"keystep");
+            out.int(i64::from(step));
+        }
+        Find::Unknown => {
+            out.bulk(b"unknown");
+            out.bulk(b"spec");
+            out.map(0);
+        }
     }
 }
 

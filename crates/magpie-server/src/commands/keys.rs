@@ -3,6 +3,7 @@
 use magpie_protocol::Args;
 use magpie_store::{ScanCursor, glob_match};
 
+use crate::core::args::Cursor;
 use crate::core::error::{self, CmdResult, Error, int_arg, int_arg_in, invalid_expire, is};
 use crate::core::events as notify;
 use crate::model::Ctx;
@@ -127,25 +128,25 @@ pub struct ScanOptions<'a> {
 /// 1 or an unknown option: syntax error).
 pub fn scan_options<'a>(args: Args<'a>, from: usize, with_type: bool) -> Result<ScanOptions<'a>, Error> {
     let mut o = ScanOptions { pattern: None, count: 10, type_name: None };
-    let mut i = from;
-    while i < args.len() {
-        let has_value = i + 1 < args.len();
-        let opt = args.get(i);
-        if is(opt, "count") && has_value {
-            let n = int_arg(args.get(i + 1))?;
+    let mut options = Cursor::new(args, from);
+    while let Some(opt) = options.next() {
+        if options.is_done() {
+            return Err(error::syntax()); // every option takes a value
+        }
+        if is(opt, "count") {
+            let n = options.next_int()?;
             if n < 1 {
                 return Err(error::syntax());
             }
             o.count = usize::try_from(n).unwrap_or(usize::MAX);
-        } else if is(opt, "match") && has_value {
-            let p = args.get(i + 1);
+        } else if is(opt, "match") {
+            let p = options.next_bytes()?;
             o.pattern = (p != b"*").then_some(p);
-        } else if with_type && is(opt, "type") && has_value {
-            o.type_name = Some(args.get(i + 1));
+        } else if with_type && is(opt, "type") {
+            o.type_name = Some(options.next_bytes()?);
         } else {
             return Err(error::syntax());
         }
-        i += 2;
     }
     Ok(o)
 }
@@ -227,8 +228,6 @@ fn rename_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
     locked.shard(db, dst).insert(dst, entry.value, expire, ctx.now());
     ctx.notify(notify::GENERIC, "rename_from", src);
     ctx.notify(notify::GENERIC, "rename_to", dst);
-    // Under the lock, as every command that adds elements does (see `cmd::lock_to_take`).
-    ctx.signal(dst);
     drop(locked);
     if nx {
         ctx.out().int(1)
@@ -251,21 +250,23 @@ pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (src, dst) = (args.get(1), args.get(2));
     let src_db = ctx.db_index();
     let (mut dst_db, mut replace) = (src_db, false);
-    let mut j = 3;
-    while j < args.len() {
-        if is(args.get(j), "replace") {
+    let mut options = Cursor::new(args, 3);
+    while let Some(opt) = options.next() {
+        if is(opt, "replace") {
             replace = true;
-        } else if is(args.get(j), "db") && j + 1 < args.len() {
-            let n = int_arg_in(args.get(j + 1), i64::from(i32::MIN)..=i64::from(i32::MAX))?;
+        } else if is(opt, "db") && ctx.in_interactive() {
+            // The private copy of an interactive transaction holds the keys of the databases it
+            // touched, one key at a time; a whole other database is out of its reach.
+            return Err("ERR COPY to another database is not allowed inside BEGIN".into());
+        } else if is(opt, "db") && options.remaining() >= 1 {
+            let n = int_arg_in(options.next_bytes()?, i64::from(i32::MIN)..=i64::from(i32::MAX))?;
             dst_db = usize::try_from(n)
                 .ok()
                 .filter(|&n| n < ctx.server().keyspace().db_count())
                 .ok_or_else(|| Error::from(error::DB_RANGE))?;
-            j += 1;
         } else {
             return Err(error::syntax());
         }
-        j += 1;
     }
     if src_db == dst_db && src == dst {
         return Err("ERR source and destination objects are the same".into());
@@ -285,9 +286,6 @@ pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let expire = entry.expire_at();
     target.insert(dst, entry.value, expire, ctx.now());
     ctx.notify_in(dst_db, notify::GENERIC, "copy_to", dst);
-    // A list or sorted set arriving under a name may be what clients blocked on it wait for;
-    // signalled under the lock, as every command that adds elements does.
-    ctx.server().blocking().signal(dst_db, dst);
     drop(locked);
     ctx.out().int(1);
     Ok(())

@@ -6,57 +6,81 @@ use magpie_protocol::{Args, Reply};
 use magpie_store::{List, LiveSlot, Slot, Value};
 
 use super::lock_to_take;
+use crate::core::args::Cursor;
 use crate::core::error::{self, CmdResult, Error, int_arg, is, wrongtype};
 use crate::core::events as notify;
-use crate::model::flags::{BLOCKING, DENYOOM, FAST, NOSCRIPT, READONLY, WRITE};
 use crate::model::wait::{self as blocking, Timeout};
-use crate::model::{Command, Ctx};
-
-const KEY1: (i32, i32, i32) = (1, 1, 1);
-const TWO: (i32, i32, i32) = (1, 2, 1);
-const NONE: (i32, i32, i32) = (0, 0, 0);
-const W: u32 = WRITE;
-const WD: u32 = WRITE | DENYOOM;
-const WF: u32 = WRITE | FAST;
-const WDF: u32 = WRITE | DENYOOM | FAST;
-const R: u32 = READONLY;
-const RF: u32 = READONLY | FAST;
-const WB: u32 = WRITE | NOSCRIPT | BLOCKING;
-const WDB: u32 = WRITE | DENYOOM | NOSCRIPT | BLOCKING;
+use crate::model::{Command, Ctx, KeySpec};
+use crate::{flags, key_flags};
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Command] = &[
-    Command::new("lpush", -3, WDF, KEY1, "list", "1.0.0", "Prepends one or more elements to a list. Creates the key if it doesn't exist.", "key element [element ...]", lpush),
-    Command::new("rpush", -3, WDF, KEY1, "list", "1.0.0", "Appends one or more elements to a list. Creates the key if it doesn't exist.", "key element [element ...]", rpush),
-    Command::new("lpushx", -3, WDF, KEY1, "list", "2.2.0", "Prepends one or more elements to a list only when the list exists.", "key element [element ...]", lpushx),
-    Command::new("rpushx", -3, WDF, KEY1, "list", "2.2.0", "Appends an element to a list only when the list exists.", "key element [element ...]", rpushx),
-    Command::new("lpop", -2, WF, KEY1, "list", "1.0.0", "Returns the first elements in a list after removing it. Deletes the list if the last element was popped.", "key [count:integer]", lpop),
-    Command::new("rpop", -2, WF, KEY1, "list", "1.0.0", "Returns and removes the last elements of a list. Deletes the list if the last element was popped.", "key [count:integer]", rpop),
-    Command::new("llen", 2, RF, KEY1, "list", "1.0.0", "Returns the length of a list.", "key", llen),
-    Command::new("lrange", 4, R, KEY1, "list", "1.0.0", "Returns a range of elements from a list.", "key start:integer stop:integer", lrange),
-    Command::new("lindex", 3, R, KEY1, "list", "1.0.0", "Returns an element from a list by its index.", "key index:integer", lindex),
-    Command::new("lset", 4, WD, KEY1, "list", "1.0.0", "Sets the value of an element in a list by its index.", "key index:integer element", lset),
-    Command::new("linsert", 5, WD, KEY1, "list", "2.2.0", "Inserts an element before or after another element in a list.", "key (BEFORE|AFTER) pivot element", linsert),
-    Command::new("lrem", 4, W, KEY1, "list", "1.0.0", "Removes elements from a list. Deletes the list if the last element was removed.", "key count:integer element", lrem),
-    Command::new("ltrim", 4, W, KEY1, "list", "1.0.0", "Removes elements from both ends a list. Deletes the list if all elements were trimmed.", "key start:integer stop:integer", ltrim),
-    Command::new("lpos", -3, R, KEY1, "list", "6.0.6", "Returns the index of matching elements in a list.",
-        "key element [RANK rank:integer] [COUNT num-matches:integer] [MAXLEN len:integer]", lpos),
-    Command::new("lmove", 5, WD, TWO, "list", "6.2.0", "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.",
-        "source destination (LEFT|RIGHT) (LEFT|RIGHT)", lmove),
-    Command::new("rpoplpush", 3, WD, TWO, "list", "1.2.0", "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.",
-        "source destination", rpoplpush),
-    Command::new("lmpop", -4, W, NONE, "list", "7.0.0", "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.",
-        "numkeys:integer key [key ...] (LEFT|RIGHT) [COUNT count:integer]", lmpop).numkeys_at(1),
-    Command::new("blpop", -3, WB, (1, -2, 1), "list", "2.0.0", "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.",
-        "key [key ...] timeout:double", blpop),
-    Command::new("brpop", -3, WB, (1, -2, 1), "list", "2.0.0", "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.",
-        "key [key ...] timeout:double", brpop),
-    Command::new("blmove", 6, WDB, TWO, "list", "6.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.",
-        "source destination (LEFT|RIGHT) (LEFT|RIGHT) timeout:double", blmove),
-    Command::new("brpoplpush", 4, WDB, TWO, "list", "2.2.0", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.",
-        "source destination timeout:double", brpoplpush),
-    Command::new("blmpop", -5, W | BLOCKING, NONE, "list", "7.0.0", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.",
-        "timeout:double numkeys:integer key [key ...] (LEFT|RIGHT) [COUNT count:integer]", blmpop).numkeys_at(2),
+    Command::new("lpush", -3, flags![WRITE, DENYOOM, FAST], "list", "1.0.0", "Prepends one or more elements to a list. Creates the key if it doesn't exist.",
+        "key element [element ...]", lpush)
+        .keys(&[KeySpec::one(1, key_flags![RW, INSERT])]),
+    Command::new("rpush", -3, flags![WRITE, DENYOOM, FAST], "list", "1.0.0", "Appends one or more elements to a list. Creates the key if it doesn't exist.",
+        "key element [element ...]", rpush)
+        .keys(&[KeySpec::one(1, key_flags![RW, INSERT])]),
+    Command::new("lpushx", -3, flags![WRITE, DENYOOM, FAST], "list", "2.2.0", "Prepends one or more elements to a list only when the list exists.",
+        "key element [element ...]", lpushx)
+        .keys(&[KeySpec::one(1, key_flags![RW, INSERT])]),
+    Command::new("rpushx", -3, flags![WRITE, DENYOOM, FAST], "list", "2.2.0", "Appends an element to a list only when the list exists.",
+        "key element [element ...]", rpushx)
+        .keys(&[KeySpec::one(1, key_flags![RW, INSERT])]),
+    Command::new("lpop", -2, flags![WRITE, FAST], "list", "1.0.0", "Returns the first elements in a list after removing it. Deletes the list if the last element was popped.",
+        "key [count:integer]", lpop)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, DELETE])]),
+    Command::new("rpop", -2, flags![WRITE, FAST], "list", "1.0.0", "Returns and removes the last elements of a list. Deletes the list if the last element was popped.",
+        "key [count:integer]", rpop)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, DELETE])]),
+    Command::new("llen", 2, flags![READONLY, FAST], "list", "1.0.0", "Returns the length of a list.",
+        "key", llen)
+        .keys(&[KeySpec::one(1, key_flags![RO])]),
+    Command::new("lrange", 4, flags![READONLY], "list", "1.0.0", "Returns a range of elements from a list.",
+        "key start:integer stop:integer", lrange)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("lindex", 3, flags![READONLY], "list", "1.0.0", "Returns an element from a list by its index.",
+        "key index:integer", lindex)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("lset", 4, flags![WRITE, DENYOOM], "list", "1.0.0", "Sets the value of an element in a list by its index.",
+        "key index:integer element", lset)
+        .keys(&[KeySpec::one(1, key_flags![RW, UPDATE])]),
+    Command::new("linsert", 5, flags![WRITE, DENYOOM], "list", "2.2.0", "Inserts an element before or after another element in a list.",
+        "key (BEFORE|AFTER) pivot element", linsert)
+        .keys(&[KeySpec::one(1, key_flags![RW, INSERT])]),
+    Command::new("lrem", 4, flags![WRITE], "list", "1.0.0", "Removes elements from a list. Deletes the list if the last element was removed.",
+        "key count:integer element", lrem)
+        .keys(&[KeySpec::one(1, key_flags![RW, DELETE])]),
+    Command::new("ltrim", 4, flags![WRITE], "list", "1.0.0", "Removes elements from both ends a list. Deletes the list if all elements were trimmed.",
+        "key start:integer stop:integer", ltrim)
+        .keys(&[KeySpec::one(1, key_flags![RW, DELETE])]),
+    Command::new("lpos", -3, flags![READONLY], "list", "6.0.6", "Returns the index of matching elements in a list.",
+        "key element [RANK rank:integer] [COUNT num-matches:integer] [MAXLEN len:integer]", lpos)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("lmove", 5, flags![WRITE, DENYOOM], "list", "6.2.0", "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.",
+        "source destination (LEFT|RIGHT) (LEFT|RIGHT)", lmove)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, DELETE]), KeySpec::one(2, key_flags![RW, INSERT])]),
+    Command::new("rpoplpush", 3, flags![WRITE, DENYOOM], "list", "1.2.0", "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.",
+        "source destination", rpoplpush)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, DELETE]), KeySpec::one(2, key_flags![RW, INSERT])]),
+    Command::new("lmpop", -4, flags![WRITE], "list", "7.0.0", "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.",
+        "numkeys:integer key [key ...] (LEFT|RIGHT) [COUNT count:integer]", lmpop)
+        .keys(&[KeySpec::keynum(1, 0, 1, 1, key_flags![RW, ACCESS, DELETE])]),
+    Command::new("blpop", -3, flags![WRITE, NOSCRIPT, BLOCKING], "list", "2.0.0", "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.",
+        "key [key ...] timeout:double", blpop)
+        .keys(&[KeySpec::range(1, -2, 1, key_flags![RW, ACCESS, DELETE])]),
+    Command::new("brpop", -3, flags![WRITE, NOSCRIPT, BLOCKING], "list", "2.0.0", "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.",
+        "key [key ...] timeout:double", brpop)
+        .keys(&[KeySpec::range(1, -2, 1, key_flags![RW, ACCESS, DELETE])]),
+    Command::new("blmove", 6, flags![WRITE, DENYOOM, NOSCRIPT, BLOCKING], "list", "6.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.",
+        "source destination (LEFT|RIGHT) (LEFT|RIGHT) timeout:double", blmove)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, DELETE]), KeySpec::one(2, key_flags![RW, INSERT])]),
+    Command::new("brpoplpush", 4, flags![WRITE, DENYOOM, NOSCRIPT, BLOCKING], "list", "2.2.0", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.",
+        "source destination timeout:double", brpoplpush)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, DELETE]), KeySpec::one(2, key_flags![RW, INSERT])]),
+    Command::new("blmpop", -5, flags![WRITE, BLOCKING], "list", "7.0.0", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.",
+        "timeout:double numkeys:integer key [key ...] (LEFT|RIGHT) [COUNT count:integer]", blmpop)
+        .keys(&[KeySpec::keynum(2, 0, 1, 1, key_flags![RW, ACCESS, DELETE])]),
 ];
 
 /// Which end of a list.
@@ -239,8 +263,6 @@ fn push_generic(ctx: &mut Ctx<'_>, args: Args<'_>, end: End, only_existing: bool
             len
         }
     };
-    // Signalled under the lock: see `lock_to_take`.
-    ctx.signal(key);
     drop(shard);
     ctx.out().int(len as i64);
     ctx.notify(notify::LIST, end.push_event(), key);
@@ -383,23 +405,23 @@ pub fn lindex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub fn lpos(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let element = args.get(2);
     let (mut rank, mut count, mut maxlen) = (1i64, -1i64, 0i64);
-    let mut j = 3;
-    while j < args.len() {
-        let opt = args.get(j);
-        let more = j + 1 < args.len();
-        if is(opt, "rank") && more {
-            rank = int_arg(args.get(j + 1))?;
+    let mut options = Cursor::new(args, 3);
+    while let Some(opt) = options.next() {
+        if options.is_done() {
+            return Err(error::syntax()); // every option takes a value
+        }
+        if is(opt, "rank") {
+            rank = options.next_int()?;
             if rank == 0 {
                 return Err("ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list".into());
             }
-        } else if is(opt, "count") && more {
-            count = non_negative(args.get(j + 1), "ERR COUNT can't be negative")?;
-        } else if is(opt, "maxlen") && more {
-            maxlen = non_negative(args.get(j + 1), "ERR MAXLEN can't be negative")?;
+        } else if is(opt, "count") {
+            count = non_negative(options.next_bytes()?, "ERR COUNT can't be negative")?;
+        } else if is(opt, "maxlen") {
+            maxlen = non_negative(options.next_bytes()?, "ERR MAXLEN can't be negative")?;
         } else {
             return Err(error::syntax());
         }
-        j += 2;
     }
     let from_tail = rank < 0;
     if from_tail {
@@ -590,7 +612,6 @@ fn move_generic(ctx: &mut Ctx<'_>, src: &[u8], dst: &[u8], from: End, to: End) -
         push(list, to, &element);
         ctx.out().bulk(&element);
         drop(live);
-        ctx.signal(dst);
         drop(locked);
         ctx.notify(notify::LIST, to.push_event(), dst);
         ctx.notify(notify::LIST, from.pop_event(), src);
@@ -613,7 +634,6 @@ fn move_generic(ctx: &mut Ctx<'_>, src: &[u8], dst: &[u8], from: End, to: End) -
             empty.insert(Value::List(Box::new(list)), None);
         }
     }
-    ctx.signal(dst);
     drop(locked);
     ctx.out().bulk(&element);
     ctx.notify(notify::LIST, to.push_event(), dst);
@@ -727,11 +747,10 @@ fn mpop_args(args: Args<'_>, at: usize) -> Result<(Args<'_>, End, usize), Error>
     let Some(where_at) = where_at else { return Err(error::syntax()) };
     let end = End::parse(args.get(where_at))?;
     let mut count = None;
-    let mut j = where_at + 1;
-    while j < args.len() {
-        if count.is_none() && is(args.get(j), "count") && j + 1 < args.len() {
-            count = Some(positive(args.get(j + 1), "ERR count should be greater than 0")?);
-            j += 2;
+    let mut options = Cursor::new(args, where_at + 1);
+    while !options.is_done() {
+        if count.is_none() && options.remaining() >= 2 && options.eat("count") {
+            count = Some(positive(options.next_bytes()?, "ERR count should be greater than 0")?);
         } else {
             return Err(error::syntax());
         }

@@ -19,23 +19,9 @@ use parking_lot::RwLockWriteGuard;
 
 pub use connection::{REDIS_VERSION, reset_connection};
 
-use crate::model::Ctx;
 use crate::model::command::{self, Command};
-use crate::model::flags::{
-    ADMIN, DENYOOM, FAST, LOADING, NO_ASYNC_LOADING, NO_AUTH, NO_MULTI, NOSCRIPT, READONLY, STALE, WRITE,
-};
-
-pub const NONE: (i32, i32, i32) = (0, 0, 0);
-pub const KEY1: (i32, i32, i32) = (1, 1, 1);
-pub const KEYS: (i32, i32, i32) = (1, -1, 1);
-pub const TWO: (i32, i32, i32) = (1, 2, 1);
-
-pub const CONN: u32 = NOSCRIPT | LOADING | STALE | FAST;
-const W: u32 = WRITE;
-const WD: u32 = WRITE | DENYOOM;
-const WDF: u32 = WRITE | DENYOOM | FAST;
-const WF: u32 = WRITE | FAST;
-const RF: u32 = READONLY | FAST;
+use crate::model::{Ctx, KeySpec};
+use crate::{acl, flags, key_flags};
 
 /// The data types' tables, in table order (after [`CONNECTION`], the transaction commands and
 /// [`CORE`]).
@@ -46,23 +32,37 @@ pub static FAMILIES: [&[Command]; 5] =
 #[rustfmt::skip]
 pub static CONNECTION: &[Command] = &[
     // connection
-    Command::new("ping", -1, FAST, NONE, "connection", "1.0.0", "Returns the server's liveliness response.", "[message]", connection::ping),
-    Command::new("echo", 2, FAST, NONE, "connection", "1.0.0", "Returns the given string.", "message", connection::echo),
-    Command::new("select", 2, CONN, NONE, "connection", "2.0.0", "Changes the selected database.", "index:integer", connection::select),
-    Command::new("quit", -1, CONN | NO_AUTH, NONE, "connection", "1.0.0", "Closes the connection.", "", connection::quit),
-    Command::new("hello", -1, CONN | NO_AUTH, NONE, "connection", "6.0.0", "Handshakes with the Redis server.",
+    Command::new("ping", -1, flags![FAST, SUBSCRIBED_OK], "connection", "1.0.0", "Returns the server's liveliness response.",
+        "[message]", connection::ping)
+        .tips(&["request_policy:all_shards", "response_policy:all_succeeded"]),
+    Command::new("echo", 2, flags![LOADING, STALE, FAST], "connection", "1.0.0", "Returns the given string.",
+        "message", connection::echo),
+    Command::new("select", 2, flags![LOADING, STALE, FAST], "connection", "2.0.0", "Changes the selected database.",
+        "index:integer", connection::select),
+    Command::new("quit", -1, flags![ALLOW_BUSY, NOSCRIPT, LOADING, STALE, FAST, NO_AUTH, NOT_QUEUED, SUBSCRIBED_OK], "connection", "1.0.0", "Closes the connection.",
+        "", connection::quit),
+    Command::new("hello", -1, flags![NOSCRIPT, LOADING, STALE, FAST, NO_AUTH, ALLOW_BUSY], "connection", "6.0.0", "Handshakes with the Redis server.",
         "[protover:integer [AUTH username password] [SETNAME clientname]]", connection::hello),
-    Command::new("reset", 1, CONN | NO_AUTH, NONE, "connection", "6.2.0", "Resets the connection.", "", connection::reset),
-    Command::new("client", -2, 0, NONE, "connection", "2.4.0", "A container for client connection commands.", "", command::container)
+    Command::new("reset", 1, flags![NOSCRIPT, LOADING, STALE, FAST, NO_AUTH, ALLOW_BUSY, NOT_QUEUED, SUBSCRIBED_OK], "connection", "6.2.0", "Resets the connection.",
+        "", connection::reset),
+    Command::new("client", -2, flags![], "connection", "2.4.0", "A container for client connection commands.",
+        "", command::container)
+        .acl(acl![])
         .with_subcommands(&[
-            Command::new("client|id", 2, CONN, NONE, "connection", "5.0.0", "Returns the unique client ID of the connection.", "", connection::client_id),
-            Command::new("client|setname", 3, CONN, NONE, "connection", "2.6.9", "Sets the connection name.", "connection-name", connection::client_setname),
-            Command::new("client|getname", 2, CONN, NONE, "connection", "2.6.9", "Returns the name of the connection.", "", connection::client_getname),
-            Command::new("client|setinfo", 4, CONN, NONE, "connection", "7.2.0", "Sets information specific to the client or connection.",
+            Command::new("client|id", 2, flags![NOSCRIPT, LOADING, STALE], "connection", "5.0.0", "Returns the unique client ID of the connection.",
+                "", connection::client_id),
+            Command::new("client|setname", 3, flags![NOSCRIPT, LOADING, STALE], "connection", "2.6.9", "Sets the connection name.",
+                "connection-name", connection::client_setname),
+            Command::new("client|getname", 2, flags![NOSCRIPT, LOADING, STALE], "connection", "2.6.9", "Returns the name of the connection.",
+                "", connection::client_getname),
+            Command::new("client|setinfo", 4, flags![NOSCRIPT, LOADING, STALE, FAST], "connection", "7.2.0", "Sets information specific to the client or connection.",
                 "(LIB-NAME libname|LIB-VER libver)", connection::client_setinfo),
-            Command::new("client|list", -2, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "connection", "2.4.0", "Lists open connections.",
-                "[TYPE NORMAL|MASTER|REPLICA|PUBSUB] [ID client-id:integer ...]", connection::client_list),
-            Command::new("client|info", 2, CONN, NONE, "connection", "6.2.0", "Returns information about the connection.", "", connection::client_info),
+            Command::new("client|list", -2, flags![ADMIN, NOSCRIPT, LOADING, STALE], "connection", "2.4.0", "Lists open connections.",
+                "[TYPE NORMAL|MASTER|REPLICA|PUBSUB] [ID client-id:integer ...]", connection::client_list)
+                .tips(&["nondeterministic_output"]),
+            Command::new("client|info", 2, flags![NOSCRIPT, LOADING, STALE], "connection", "6.2.0", "Returns information about the connection.",
+                "", connection::client_info)
+                .tips(&["nondeterministic_output"]),
         ]),
 ];
 
@@ -71,98 +71,219 @@ pub static CONNECTION: &[Command] = &[
 #[rustfmt::skip]
 pub static CORE: &[Command] = &[
     // strings
-    Command::new("get", 2, RF, KEY1, "string", "1.0.0", "Returns the string value of a key.", "key", strings::get),
-    Command::new("set", -3, WD, KEY1, "string", "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.",
-        "key value [NX|XX] [GET] [EX seconds:integer|PX milliseconds:integer|EXAT unix-time-seconds:unix-time|PXAT unix-time-milliseconds:unix-time|KEEPTTL]", strings::set),
-    Command::new("setnx", 3, WDF, KEY1, "string", "1.0.0", "Set the string value of a key only when the key doesn't exist.", "key value", strings::setnx),
-    Command::new("setex", 4, WD, KEY1, "string", "2.0.0", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.",
-        "key seconds:integer value", strings::setex),
-    Command::new("psetex", 4, WD, KEY1, "string", "2.6.0", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist.",
-        "key milliseconds:integer value", strings::psetex),
-    Command::new("getset", 3, WDF, KEY1, "string", "1.0.0", "Returns the previous string value of a key after setting it to a new value.", "key value", strings::getset),
-    Command::new("getdel", 2, WF, KEY1, "string", "6.2.0", "Returns the string value of a key after deleting the key.", "key", strings::getdel).deletes(),
-    Command::new("getex", -2, WF, KEY1, "string", "6.2.0", "Returns the string value of a key after setting its expiration time.",
-        "key [EX seconds:integer|PX milliseconds:integer|EXAT unix-time-seconds:unix-time|PXAT unix-time-milliseconds:unix-time|PERSIST]", strings::getex),
-    Command::new("mget", -2, RF, KEYS, "string", "1.0.0", "Atomically returns the string values of one or more keys.", "key [key ...]", strings::mget),
-    Command::new("mset", -3, WD, (1, -1, 2), "string", "1.0.1", "Atomically creates or modifies the string values of one or more keys.", "(key value) ...", strings::mset),
-    Command::new("msetnx", -3, WD, (1, -1, 2), "string", "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist.",
-        "(key value) ...", strings::msetnx),
-    Command::new("append", 3, WDF, KEY1, "string", "2.0.0", "Appends a string to the value of a key. Creates the key if it doesn't exist.", "key value", strings::append),
-    Command::new("strlen", 2, RF, KEY1, "string", "2.2.0", "Returns the length of a string value.", "key", strings::strlen),
-    Command::new("getrange", 4, READONLY, KEY1, "string", "2.4.0", "Returns a substring of the string stored at a key.", "key start:integer end:integer", strings::getrange),
-    Command::new("substr", 4, READONLY, KEY1, "string", "1.0.0", "Returns a substring from a string value.", "key start:integer end:integer", strings::getrange),
-    Command::new("setrange", 4, WD, KEY1, "string", "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.",
-        "key offset:integer value", strings::setrange),
-    Command::new("incr", 2, WDF, KEY1, "string", "1.0.0", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", "key", strings::incr),
-    Command::new("decr", 2, WDF, KEY1, "string", "1.0.0", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", "key", strings::decr),
-    Command::new("incrby", 3, WDF, KEY1, "string", "1.0.0", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
-        "key increment:integer", strings::incrby),
-    Command::new("decrby", 3, WDF, KEY1, "string", "1.0.0", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.",
-        "key decrement:integer", strings::decrby),
-    Command::new("incrbyfloat", 3, WDF, KEY1, "string", "2.6.0", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
-        "key increment:double", strings::incrbyfloat),
+    Command::new("get", 2, flags![READONLY, FAST], "string", "1.0.0", "Returns the string value of a key.",
+        "key", strings::get)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("set", -3, flags![WRITE, DENYOOM], "string", "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.",
+        "key value [NX|XX] [GET] [EX seconds:integer|PX milliseconds:integer|EXAT unix-time-seconds:unix-time|PXAT unix-time-milliseconds:unix-time|KEEPTTL]", strings::set)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, UPDATE, VARIABLE_FLAGS]).notes("RW and ACCESS due to the optional `GET` argument")]),
+    Command::new("setnx", 3, flags![WRITE, DENYOOM, FAST], "string", "1.0.0", "Set the string value of a key only when the key doesn't exist.",
+        "key value", strings::setnx)
+        .keys(&[KeySpec::one(1, key_flags![OW, INSERT])]),
+    Command::new("setex", 4, flags![WRITE, DENYOOM], "string", "2.0.0", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.",
+        "key seconds:integer value", strings::setex)
+        .keys(&[KeySpec::one(1, key_flags![OW, UPDATE])]),
+    Command::new("psetex", 4, flags![WRITE, DENYOOM], "string", "2.6.0", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist.",
+        "key milliseconds:integer value", strings::psetex)
+        .keys(&[KeySpec::one(1, key_flags![OW, UPDATE])]),
+    Command::new("getset", 3, flags![WRITE, DENYOOM, FAST], "string", "1.0.0", "Returns the previous string value of a key after setting it to a new value.",
+        "key value", strings::getset)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, UPDATE])]),
+    Command::new("getdel", 2, flags![WRITE, FAST], "string", "6.2.0", "Returns the string value of a key after deleting the key.",
+        "key", strings::getdel)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, DELETE])])
+        .deletes(),
+    Command::new("getex", -2, flags![WRITE, FAST], "string", "6.2.0", "Returns the string value of a key after setting its expiration time.",
+        "key [EX seconds:integer|PX milliseconds:integer|EXAT unix-time-seconds:unix-time|PXAT unix-time-milliseconds:unix-time|PERSIST]", strings::getex)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, UPDATE]).notes("RW and UPDATE because it changes the TTL")]),
+    Command::new("mget", -2, flags![READONLY, FAST], "string", "1.0.0", "Atomically returns the string values of one or more keys.",
+        "key [key ...]", strings::mget)
+        .keys(&[KeySpec::range(1, -1, 1, key_flags![RO, ACCESS])])
+        .tips(&["request_policy:multi_shard"]),
+    Command::new("mset", -3, flags![WRITE, DENYOOM], "string", "1.0.1", "Atomically creates or modifies the string values of one or more keys.",
+        "(key value) ...", strings::mset)
+        .keys(&[KeySpec::range(1, -1, 2, key_flags![OW, UPDATE])])
+        .tips(&["request_policy:multi_shard", "response_policy:all_succeeded"]),
+    Command::new("msetnx", -3, flags![WRITE, DENYOOM], "string", "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist.",
+        "(key value) ...", strings::msetnx)
+        .keys(&[KeySpec::range(1, -1, 2, key_flags![OW, INSERT])])
+        .tips(&["request_policy:multi_shard", "response_policy:agg_min"]),
+    Command::new("append", 3, flags![WRITE, DENYOOM, FAST], "string", "2.0.0", "Appends a string to the value of a key. Creates the key if it doesn't exist.",
+        "key value", strings::append)
+        .keys(&[KeySpec::one(1, key_flags![RW, INSERT])]),
+    Command::new("strlen", 2, flags![READONLY, FAST], "string", "2.2.0", "Returns the length of a string value.",
+        "key", strings::strlen)
+        .keys(&[KeySpec::one(1, key_flags![RO])]),
+    Command::new("getrange", 4, flags![READONLY], "string", "2.4.0", "Returns a substring of the string stored at a key.",
+        "key start:integer end:integer", strings::getrange)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("substr", 4, flags![READONLY], "string", "1.0.0", "Returns a substring from a string value.",
+        "key start:integer end:integer", strings::getrange)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("setrange", 4, flags![WRITE, DENYOOM], "string", "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.",
+        "key offset:integer value", strings::setrange)
+        .keys(&[KeySpec::one(1, key_flags![RW, UPDATE])]),
+    Command::new("incr", 2, flags![WRITE, DENYOOM, FAST], "string", "1.0.0", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.",
+        "key", strings::incr)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, UPDATE])]),
+    Command::new("decr", 2, flags![WRITE, DENYOOM, FAST], "string", "1.0.0", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.",
+        "key", strings::decr)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, UPDATE])]),
+    Command::new("incrby", 3, flags![WRITE, DENYOOM, FAST], "string", "1.0.0", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
+        "key increment:integer", strings::incrby)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, UPDATE])]),
+    Command::new("decrby", 3, flags![WRITE, DENYOOM, FAST], "string", "1.0.0", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.",
+        "key decrement:integer", strings::decrby)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, UPDATE])]),
+    Command::new("incrbyfloat", 3, flags![WRITE, DENYOOM, FAST], "string", "2.6.0", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
+        "key increment:double", strings::incrbyfloat)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, UPDATE])]),
     // keys
-    Command::new("del", -2, W, KEYS, "generic", "1.0.0", "Deletes one or more keys.", "key [key ...]", keys::del).deletes(),
-    Command::new("unlink", -2, WF, KEYS, "generic", "4.0.0", "Asynchronously deletes one or more keys.", "key [key ...]", keys::del).deletes(),
-    Command::new("exists", -2, RF, KEYS, "generic", "1.0.0", "Determines whether one or more keys exist.", "key [key ...]", keys::exists),
-    Command::new("touch", -2, RF, KEYS, "generic", "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.",
-        "key [key ...]", keys::exists),
-    Command::new("type", 2, RF, KEY1, "generic", "1.0.0", "Determines the type of value stored at a key.", "key", keys::type_),
-    Command::new("keys", 2, READONLY, NONE, "generic", "1.0.0", "Returns all key names that match a pattern.", "pattern:pattern", keys::keys),
-    Command::new("scan", -2, READONLY, NONE, "generic", "2.8.0", "Iterates over the key names in the database.",
-        "cursor:integer [MATCH pattern:pattern] [COUNT count:integer] [TYPE type]", keys::scan),
-    Command::new("randomkey", 1, READONLY, NONE, "generic", "1.0.0", "Returns a random key name from the database.", "", keys::randomkey),
-    Command::new("rename", 3, W, TWO, "generic", "1.0.0", "Renames a key and overwrites the destination.", "key newkey", keys::rename),
-    Command::new("renamenx", 3, WF, TWO, "generic", "1.0.0", "Renames a key only when the target key name doesn't exist.", "key newkey", keys::renamenx),
-    Command::new("copy", -3, WD, TWO, "generic", "6.2.0", "Copies the value of a key to a new key.",
-        "source destination [DB destination-db:integer] [REPLACE]", keys::copy),
-    Command::new("object", -2, 0, NONE, "generic", "2.2.3", "A container for object introspection commands.", "", command::container)
+    Command::new("del", -2, flags![WRITE], "generic", "1.0.0", "Deletes one or more keys.",
+        "key [key ...]", keys::del)
+        .keys(&[KeySpec::range(1, -1, 1, key_flags![RM, DELETE])])
+        .tips(&["request_policy:multi_shard", "response_policy:agg_sum"])
+        .deletes(),
+    Command::new("unlink", -2, flags![WRITE, FAST], "generic", "4.0.0", "Asynchronously deletes one or more keys.",
+        "key [key ...]", keys::del)
+        .keys(&[KeySpec::range(1, -1, 1, key_flags![RM, DELETE])])
+        .tips(&["request_policy:multi_shard", "response_policy:agg_sum"])
+        .deletes(),
+    Command::new("exists", -2, flags![READONLY, FAST], "generic", "1.0.0", "Determines whether one or more keys exist.",
+        "key [key ...]", keys::exists)
+        .keys(&[KeySpec::range(1, -1, 1, key_flags![RO])])
+        .tips(&["request_policy:multi_shard", "response_policy:agg_sum"]),
+    Command::new("touch", -2, flags![READONLY, FAST], "generic", "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.",
+        "key [key ...]", keys::exists)
+        .keys(&[KeySpec::range(1, -1, 1, key_flags![RO])])
+        .tips(&["request_policy:multi_shard", "response_policy:agg_sum"]),
+    Command::new("type", 2, flags![READONLY, FAST], "generic", "1.0.0", "Determines the type of value stored at a key.",
+        "key", keys::type_)
+        .keys(&[KeySpec::one(1, key_flags![RO])]),
+    Command::new("keys", 2, flags![READONLY], "generic", "1.0.0", "Returns all key names that match a pattern.",
+        "pattern:pattern", keys::keys)
+        .acl(acl![KEYSPACE, DANGEROUS])
+        .tips(&["request_policy:all_shards", "nondeterministic_output_order"]),
+    Command::new("scan", -2, flags![READONLY], "generic", "2.8.0", "Iterates over the key names in the database.",
+        "cursor:integer [MATCH pattern:pattern] [COUNT count:integer] [TYPE type]", keys::scan)
+        .tips(&["nondeterministic_output", "request_policy:special"]),
+    Command::new("randomkey", 1, flags![READONLY], "generic", "1.0.0", "Returns a random key name from the database.",
+        "", keys::randomkey)
+        .tips(&["request_policy:all_shards", "nondeterministic_output"]),
+    Command::new("rename", 3, flags![WRITE], "generic", "1.0.0", "Renames a key and overwrites the destination.",
+        "key newkey", keys::rename)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, DELETE]), KeySpec::one(2, key_flags![OW, UPDATE])]),
+    Command::new("renamenx", 3, flags![WRITE, FAST], "generic", "1.0.0", "Renames a key only when the target key name doesn't exist.",
+        "key newkey", keys::renamenx)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, DELETE]), KeySpec::one(2, key_flags![OW, INSERT])]),
+    Command::new("copy", -3, flags![WRITE, DENYOOM], "generic", "6.2.0", "Copies the value of a key to a new key.",
+        "source destination [DB destination-db:integer] [REPLACE]", keys::copy)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS]), KeySpec::one(2, key_flags![OW, UPDATE])]),
+    Command::new("object", -2, flags![], "generic", "2.2.3", "A container for object introspection commands.",
+        "", command::container)
+        .acl(acl![])
         .with_subcommands(&[
-            Command::new("object|encoding", 3, READONLY, (2, 2, 1), "generic", "2.2.3", "Returns the internal encoding of a Redis object.", "key", keys::object_encoding),
+            Command::new("object|encoding", 3, flags![READONLY], "generic", "2.2.3", "Returns the internal encoding of a Redis object.",
+                "key", keys::object_encoding)
+                .keys(&[KeySpec::one(2, key_flags![RO])])
+                .tips(&["nondeterministic_output"]),
         ]),
     // expiry
-    Command::new("expire", -3, WF, KEY1, "generic", "1.0.0", "Sets the expiration time of a key in seconds.", "key seconds:integer [NX|XX|GT|LT]", keys::expire),
-    Command::new("pexpire", -3, WF, KEY1, "generic", "2.6.0", "Sets the expiration time of a key in milliseconds.", "key milliseconds:integer [NX|XX|GT|LT]", keys::pexpire),
-    Command::new("expireat", -3, WF, KEY1, "generic", "1.2.0", "Sets the expiration time of a key to a Unix timestamp.",
-        "key unix-time-seconds:unix-time [NX|XX|GT|LT]", keys::expireat),
-    Command::new("pexpireat", -3, WF, KEY1, "generic", "2.6.0", "Sets the expiration time of a key to a Unix milliseconds timestamp.",
-        "key unix-time-milliseconds:unix-time [NX|XX|GT|LT]", keys::pexpireat),
-    Command::new("ttl", 2, RF, KEY1, "generic", "1.0.0", "Returns the expiration time in seconds of a key.", "key", keys::ttl),
-    Command::new("pttl", 2, RF, KEY1, "generic", "2.6.0", "Returns the expiration time in milliseconds of a key.", "key", keys::pttl),
-    Command::new("expiretime", 2, RF, KEY1, "generic", "7.0.0", "Returns the expiration time of a key as a Unix timestamp.", "key", keys::expiretime),
-    Command::new("pexpiretime", 2, RF, KEY1, "generic", "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp.", "key", keys::pexpiretime),
-    Command::new("persist", 2, WF, KEY1, "generic", "2.2.0", "Removes the expiration time of a key.", "key", keys::persist),
+    Command::new("expire", -3, flags![WRITE, FAST], "generic", "1.0.0", "Sets the expiration time of a key in seconds.",
+        "key seconds:integer [NX|XX|GT|LT]", keys::expire)
+        .keys(&[KeySpec::one(1, key_flags![RW, UPDATE])]),
+    Command::new("pexpire", -3, flags![WRITE, FAST], "generic", "2.6.0", "Sets the expiration time of a key in milliseconds.",
+        "key milliseconds:integer [NX|XX|GT|LT]", keys::pexpire)
+        .keys(&[KeySpec::one(1, key_flags![RW, UPDATE])]),
+    Command::new("expireat", -3, flags![WRITE, FAST], "generic", "1.2.0", "Sets the expiration time of a key to a Unix timestamp.",
+        "key unix-time-seconds:unix-time [NX|XX|GT|LT]", keys::expireat)
+        .keys(&[KeySpec::one(1, key_flags![RW, UPDATE])]),
+    Command::new("pexpireat", -3, flags![WRITE, FAST], "generic", "2.6.0", "Sets the expiration time of a key to a Unix milliseconds timestamp.",
+        "key unix-time-milliseconds:unix-time [NX|XX|GT|LT]", keys::pexpireat)
+        .keys(&[KeySpec::one(1, key_flags![RW, UPDATE])]),
+    Command::new("ttl", 2, flags![READONLY, FAST], "generic", "1.0.0", "Returns the expiration time in seconds of a key.",
+        "key", keys::ttl)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])])
+        .tips(&["nondeterministic_output"]),
+    Command::new("pttl", 2, flags![READONLY, FAST], "generic", "2.6.0", "Returns the expiration time in milliseconds of a key.",
+        "key", keys::pttl)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])])
+        .tips(&["nondeterministic_output"]),
+    Command::new("expiretime", 2, flags![READONLY, FAST], "generic", "7.0.0", "Returns the expiration time of a key as a Unix timestamp.",
+        "key", keys::expiretime)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("pexpiretime", 2, flags![READONLY, FAST], "generic", "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp.",
+        "key", keys::pexpiretime)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("persist", 2, flags![WRITE, FAST], "generic", "2.2.0", "Removes the expiration time of a key.",
+        "key", keys::persist)
+        .keys(&[KeySpec::one(1, key_flags![RW, UPDATE])]),
     // server
-    Command::new("dbsize", 1, RF, NONE, "server", "1.0.0", "Returns the number of keys in the database.", "", server::dbsize),
-    Command::new("flushdb", -1, W, NONE, "server", "1.0.0", "Removes all keys from the current database.", "[ASYNC|SYNC]", server::flushdb),
-    Command::new("flushall", -1, W, NONE, "server", "1.0.0", "Removes all keys from all databases.", "[ASYNC|SYNC]", server::flushall),
-    Command::new("time", 1, LOADING | STALE | FAST, NONE, "server", "2.6.0", "Returns the server time.", "", server::time),
-    Command::new("save", 1, ADMIN | NOSCRIPT | NO_ASYNC_LOADING | NO_MULTI, NONE, "server", "1.0.0", "Synchronously saves the database(s) to disk.", "", server::save),
-    Command::new("bgsave", -1, ADMIN | NOSCRIPT | NO_ASYNC_LOADING, NONE, "server", "1.0.0", "Asynchronously saves the database(s) to disk.", "[SCHEDULE]", server::bgsave),
-    Command::new("bgrewriteaof", 1, ADMIN | NOSCRIPT | NO_ASYNC_LOADING, NONE, "server", "1.0.0", "Asynchronously rewrites the append-only file to disk.", "", server::bgrewriteaof),
-    Command::new("lastsave", 1, LOADING | STALE | FAST, NONE, "server", "1.0.0", "Returns the Unix timestamp of the last successful save to disk.", "", server::lastsave),
-    Command::new("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server.",
+    Command::new("dbsize", 1, flags![READONLY, FAST], "server", "1.0.0", "Returns the number of keys in the database.",
+        "", server::dbsize)
+        .acl(acl![KEYSPACE])
+        .tips(&["request_policy:all_shards", "response_policy:agg_sum"]),
+    Command::new("flushdb", -1, flags![WRITE], "server", "1.0.0", "Removes all keys from the current database.",
+        "[ASYNC|SYNC]", server::flushdb)
+        .acl(acl![KEYSPACE, DANGEROUS])
+        .tips(&["request_policy:all_shards", "response_policy:all_succeeded"]),
+    Command::new("flushall", -1, flags![WRITE], "server", "1.0.0", "Removes all keys from all databases.",
+        "[ASYNC|SYNC]", server::flushall)
+        .acl(acl![KEYSPACE, DANGEROUS])
+        .tips(&["request_policy:all_shards", "response_policy:all_succeeded"]),
+    Command::new("time", 1, flags![LOADING, STALE, FAST], "server", "2.6.0", "Returns the server time.",
+        "", server::time)
+        .tips(&["nondeterministic_output"]),
+    Command::new("save", 1, flags![NO_ASYNC_LOADING, ADMIN, NOSCRIPT, NO_MULTI], "server", "1.0.0", "Synchronously saves the database(s) to disk.",
+        "", server::save),
+    Command::new("bgsave", -1, flags![NO_ASYNC_LOADING, ADMIN, NOSCRIPT], "server", "1.0.0", "Asynchronously saves the database(s) to disk.",
+        "[SCHEDULE]", server::bgsave),
+    Command::new("bgrewriteaof", 1, flags![NO_ASYNC_LOADING, ADMIN, NOSCRIPT], "server", "1.0.0", "Asynchronously rewrites the append-only file to disk.",
+        "", server::bgrewriteaof),
+    Command::new("lastsave", 1, flags![LOADING, STALE, FAST], "server", "1.0.0", "Returns the Unix timestamp of the last successful save to disk.",
+        "", server::lastsave)
+        .acl(acl![ADMIN, DANGEROUS])
+        .tips(&["nondeterministic_output"]),
+    Command::new("shutdown", -1, flags![ADMIN, NOSCRIPT, LOADING, STALE, NO_MULTI, ALLOW_BUSY], "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server.",
         "[NOSAVE|SAVE] [NOW] [FORCE] [ABORT]", server::shutdown),
-    Command::new("config", -2, 0, NONE, "server", "2.0.0", "A container for server configuration commands.", "", command::container)
+    Command::new("config", -2, flags![], "server", "2.0.0", "A container for server configuration commands.",
+        "", command::container)
         .with_subcommands(&[
-            Command::new("config|get", -3, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "server", "2.0.0", "Returns the effective values of configuration parameters.",
+            Command::new("config|get", -3, flags![ADMIN, NOSCRIPT, LOADING, STALE], "server", "2.0.0", "Returns the effective values of configuration parameters.",
                 "parameter [parameter ...]", server::config_get),
-            Command::new("config|set", -4, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "server", "2.0.0", "Sets configuration parameters in-flight.",
-                "(parameter value) ...", server::config_set),
-            Command::new("config|resetstat", 2, ADMIN | NOSCRIPT | LOADING | STALE, NONE, "server", "2.0.0", "Resets the server's statistics.", "",
-                server::config_resetstat),
+            Command::new("config|set", -4, flags![ADMIN, NOSCRIPT, LOADING, STALE], "server", "2.0.0", "Sets configuration parameters in-flight.",
+                "(parameter value) ...", server::config_set)
+                .tips(&["request_policy:all_nodes", "response_policy:all_succeeded"]),
+            Command::new("config|resetstat", 2, flags![ADMIN, NOSCRIPT, LOADING, STALE], "server", "2.0.0", "Resets the server's statistics.",
+                "", server::config_resetstat),
         ]),
-    Command::new("info", -1, LOADING | STALE, NONE, "server", "1.0.0", "Returns information and statistics about the server.", "[section ...]", server::info),
-    Command::new("command", -1, LOADING | STALE, NONE, "server", "2.8.13", "Returns detailed information about all commands.", "", introspection::command)
+    Command::new("info", -1, flags![LOADING, STALE], "server", "1.0.0", "Returns information and statistics about the server.",
+        "[section ...]", server::info)
+        .acl(acl![DANGEROUS])
+        .tips(&["nondeterministic_output", "request_policy:all_shards", "response_policy:special"]),
+    Command::new("command", -1, flags![LOADING, STALE], "server", "2.8.13", "Returns detailed information about all commands.",
+        "", introspection::command)
+        .acl(acl![CONNECTION])
+        .tips(&["nondeterministic_output_order"])
         .with_subcommands(&[
-            Command::new("command|count", 2, LOADING | STALE, NONE, "server", "2.8.13", "Returns a count of commands.", "", introspection::command_count),
-            Command::new("command|info", -2, LOADING | STALE, NONE, "server", "2.8.13", "Returns information about one, multiple or all commands.",
-                "[command-name ...]", introspection::command_info),
-            Command::new("command|docs", -2, LOADING | STALE, NONE, "server", "7.0.0", "Returns documentary information about one, multiple or all commands.",
-                "[command-name ...]", introspection::command_docs),
-            Command::new("command|list", -2, LOADING | STALE, NONE, "server", "7.0.0", "Returns a list of command names.", "", introspection::command_list),
-            Command::new("command|getkeys", -4, LOADING | STALE, NONE, "server", "2.8.13", "Extracts the key names from an arbitrary command.",
-                "command arg [arg ...]", introspection::command_getkeys),
+            Command::new("command|count", 2, flags![LOADING, STALE], "server", "2.8.13", "Returns a count of commands.",
+                "", introspection::command_count)
+                .acl(acl![CONNECTION]),
+            Command::new("command|info", -2, flags![LOADING, STALE], "server", "2.8.13", "Returns information about one, multiple or all commands.",
+                "[command-name ...]", introspection::command_info)
+                .acl(acl![CONNECTION])
+                .tips(&["nondeterministic_output_order"]),
+            Command::new("command|docs", -2, flags![LOADING, STALE], "server", "7.0.0", "Returns documentary information about one, multiple or all commands.",
+                "[command-name ...]", introspection::command_docs)
+                .acl(acl![CONNECTION])
+                .tips(&["nondeterministic_output_order"]),
+            Command::new("command|list", -2, flags![LOADING, STALE], "server", "7.0.0", "Returns a list of command names.",
+                "", introspection::command_list)
+                .acl(acl![CONNECTION])
+                .tips(&["nondeterministic_output_order"]),
+            Command::new("command|getkeys", -4, flags![LOADING, STALE], "server", "2.8.13", "Extracts the key names from an arbitrary command.",
+                "command arg [arg ...]", introspection::command_getkeys)
+                .acl(acl![CONNECTION]),
         ]),
 ];
 

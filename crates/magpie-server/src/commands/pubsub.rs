@@ -4,42 +4,62 @@
 use magpie_protocol::{Args, Reply};
 
 use crate::core::error::{CmdResult, Error};
-use crate::model::command;
-use crate::model::flags::{LOADING, NOSCRIPT, PUBSUB, STALE};
-use crate::model::{Command, Ctx};
+use crate::model::{Command, Ctx, KeySpec, command};
 use crate::services::pubsub::Kind;
 
-use super::{FAST, KEY1, NONE};
-
-const SUB: u32 = PUBSUB | NOSCRIPT | LOADING | STALE;
-const PUB: u32 = PUBSUB | LOADING | STALE | FAST;
-const INFO: u32 = PUBSUB | LOADING | STALE;
-/// Shard channels are keys to a cluster (they pick the slot), so Redis declares them as such.
-const SHARD_CHANNELS: (i32, i32, i32) = (1, -1, 1);
+use crate::{acl, flags, key_flags};
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Command] = &[
-    Command::new("subscribe", -2, SUB, NONE, "pubsub", "2.0.0", "Listens for messages published to channels.", "channel [channel ...]", subscribe),
-    Command::new("unsubscribe", -1, SUB, NONE, "pubsub", "2.0.0", "Stops listening to messages posted to channels.", "[channel [channel ...]]", unsubscribe),
-    Command::new("psubscribe", -2, SUB, NONE, "pubsub", "2.0.0", "Listens for messages published to channels that match one or more patterns.",
-        "pattern:pattern [pattern:pattern ...]", psubscribe),
-    Command::new("punsubscribe", -1, SUB, NONE, "pubsub", "2.0.0", "Stops listening to messages published to channels that match one or more patterns.",
-        "[pattern:pattern [pattern:pattern ...]]", punsubscribe),
-    Command::new("ssubscribe", -2, SUB, SHARD_CHANNELS, "pubsub", "7.0.0", "Listens for messages published to shard channels.",
-        "shardchannel [shardchannel ...]", ssubscribe),
-    Command::new("sunsubscribe", -1, SUB, SHARD_CHANNELS, "pubsub", "7.0.0", "Stops listening to messages posted to shard channels.",
-        "[shardchannel [shardchannel ...]]", sunsubscribe),
-    Command::new("publish", 3, PUB, NONE, "pubsub", "2.0.0", "Posts a message to a channel.", "channel message", publish),
-    Command::new("spublish", 3, PUB, KEY1, "pubsub", "7.0.0", "Post a message to a shard channel", "shardchannel message", spublish),
-    Command::new("pubsub", -2, 0, NONE, "pubsub", "2.8.0", "A container for Pub/Sub commands.", "", command::container)
+    Command::new("subscribe", -2, flags![PUBSUB, NOSCRIPT, LOADING, STALE, SUBSCRIBED_OK], "pubsub", "2.0.0", "Listens for messages published to channels.",
+        "channel [channel ...]", subscribe)
+        .acl(acl![]),
+    Command::new("unsubscribe", -1, flags![PUBSUB, NOSCRIPT, LOADING, STALE, SUBSCRIBED_OK], "pubsub", "2.0.0", "Stops listening to messages posted to channels.",
+        "[channel [channel ...]]", unsubscribe)
+        .acl(acl![]),
+    Command::new("psubscribe", -2, flags![PUBSUB, NOSCRIPT, LOADING, STALE, SUBSCRIBED_OK], "pubsub", "2.0.0", "Listens for messages published to channels that match one or more patterns.",
+        "pattern:pattern [pattern:pattern ...]", psubscribe)
+        .acl(acl![]),
+    Command::new("punsubscribe", -1, flags![PUBSUB, NOSCRIPT, LOADING, STALE, SUBSCRIBED_OK], "pubsub", "2.0.0", "Stops listening to messages published to channels that match one or more patterns.",
+        "[pattern:pattern [pattern:pattern ...]]", punsubscribe)
+        .acl(acl![]),
+    Command::new("ssubscribe", -2, flags![PUBSUB, NOSCRIPT, LOADING, STALE, SUBSCRIBED_OK], "pubsub", "7.0.0", "Listens for messages published to shard channels.",
+        "shardchannel [shardchannel ...]", ssubscribe)
+        .acl(acl![])
+        .keys(&[KeySpec::range(1, -1, 1, key_flags![NOT_KEY])]),
+    Command::new("sunsubscribe", -1, flags![PUBSUB, NOSCRIPT, LOADING, STALE, SUBSCRIBED_OK], "pubsub", "7.0.0", "Stops listening to messages posted to shard channels.",
+        "[shardchannel [shardchannel ...]]", sunsubscribe)
+        .acl(acl![])
+        .keys(&[KeySpec::range(1, -1, 1, key_flags![NOT_KEY])]),
+    Command::new("publish", 3, flags![PUBSUB, LOADING, STALE, FAST, MAY_REPLICATE], "pubsub", "2.0.0", "Posts a message to a channel.",
+        "channel message", publish)
+        .acl(acl![]),
+    Command::new("spublish", 3, flags![PUBSUB, LOADING, STALE, FAST, MAY_REPLICATE], "pubsub", "7.0.0", "Post a message to a shard channel",
+        "shardchannel message", spublish)
+        .acl(acl![])
+        .keys(&[KeySpec::one(1, key_flags![NOT_KEY])]),
+    Command::new("pubsub", -2, flags![], "pubsub", "2.8.0", "A container for Pub/Sub commands.",
+        "", command::container)
+        .acl(acl![])
         .with_subcommands(&[
-            Command::new("pubsub|channels", -2, INFO, NONE, "pubsub", "2.8.0", "Returns the active channels.", "[pattern:pattern]", channels),
-            Command::new("pubsub|numpat", 2, INFO, NONE, "pubsub", "2.8.0", "Returns a count of unique pattern subscriptions.", "", numpat),
-            Command::new("pubsub|numsub", -2, INFO, NONE, "pubsub", "2.8.0", "Returns a count of subscribers to channels.", "[channel [channel ...]]", numsub),
-            Command::new("pubsub|shardchannels", -2, INFO, NONE, "pubsub", "7.0.0", "Returns the active shard channels.", "[pattern:pattern]", shardchannels),
-            Command::new("pubsub|shardnumsub", -2, INFO, NONE, "pubsub", "7.0.0", "Returns the count of subscribers of shard channels.",
-                "[shardchannel [shardchannel ...]]", shardnumsub),
-            Command::new("pubsub|help", 2, LOADING | STALE, NONE, "pubsub", "6.2.0", "Returns helpful text about the different subcommands.", "", help),
+            Command::new("pubsub|channels", -2, flags![PUBSUB, LOADING, STALE], "pubsub", "2.8.0", "Returns the active channels.",
+                "[pattern:pattern]", channels)
+                .acl(acl![]),
+            Command::new("pubsub|numpat", 2, flags![PUBSUB, LOADING, STALE], "pubsub", "2.8.0", "Returns a count of unique pattern subscriptions.",
+                "", numpat)
+                .acl(acl![]),
+            Command::new("pubsub|numsub", -2, flags![PUBSUB, LOADING, STALE], "pubsub", "2.8.0", "Returns a count of subscribers to channels.",
+                "[channel [channel ...]]", numsub)
+                .acl(acl![]),
+            Command::new("pubsub|shardchannels", -2, flags![PUBSUB, LOADING, STALE], "pubsub", "7.0.0", "Returns the active shard channels.",
+                "[pattern:pattern]", shardchannels)
+                .acl(acl![]),
+            Command::new("pubsub|shardnumsub", -2, flags![PUBSUB, LOADING, STALE], "pubsub", "7.0.0", "Returns the count of subscribers of shard channels.",
+                "[shardchannel [shardchannel ...]]", shardnumsub)
+                .acl(acl![]),
+            Command::new("pubsub|help", 2, flags![LOADING, STALE], "pubsub", "6.2.0", "Returns helpful text about the different subcommands.",
+                "", help)
+                .acl(acl![]),
         ]),
 ];
 

@@ -10,50 +10,73 @@ use magpie_store::set::{MAX_INTSET_ENTRIES, Member, MemberRef};
 use magpie_store::{Entry, Set, Slot, Value, glob_match};
 
 use super::keys::{ScanOptions, parse_cursor, scan_options};
-use crate::core::error::{self, CmdResult, Error, int_arg, int_arg_in, is, wrongtype};
+use crate::core::args::Cursor;
+use crate::core::error::{self, CmdResult, Error, int_arg, int_arg_in, wrongtype};
 use crate::core::events as notify;
-use crate::model::Command;
-use crate::model::Ctx;
-use crate::model::flags::{DENYOOM, FAST, READONLY, WRITE};
-
-const WF: u32 = WRITE | FAST;
-const WD: u32 = WRITE | DENYOOM;
-const WDF: u32 = WRITE | DENYOOM | FAST;
-const R: u32 = READONLY;
-const RF: u32 = READONLY | FAST;
-const KEY1: (i32, i32, i32) = (1, 1, 1);
-const KEYS: (i32, i32, i32) = (1, -1, 1);
+use crate::model::{Command, Ctx, KeySpec};
+use crate::{flags, key_flags};
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Command] = &[
-    Command::new("sadd", -3, WDF, KEY1, "set", "1.0.0", "Adds one or more members to a set. Creates the key if it doesn't exist.",
-        "key member [member ...]", sadd),
-    Command::new("srem", -3, WF, KEY1, "set", "1.0.0", "Removes one or more members from a set. Deletes the set if the last member was removed.",
-        "key member [member ...]", srem),
-    Command::new("smembers", 2, R, KEY1, "set", "1.0.0", "Returns all members of a set.", "key", smembers),
-    Command::new("sismember", 3, RF, KEY1, "set", "1.0.0", "Determines whether a member belongs to a set.", "key member", sismember),
-    Command::new("smismember", -3, RF, KEY1, "set", "6.2.0", "Determines whether multiple members belong to a set.",
-        "key member [member ...]", smismember),
-    Command::new("scard", 2, RF, KEY1, "set", "1.0.0", "Returns the number of members in a set.", "key", scard),
-    Command::new("spop", -2, WF, KEY1, "set", "1.0.0",
-        "Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.",
-        "key [count:integer]", spop),
-    Command::new("srandmember", -2, R, KEY1, "set", "1.0.0", "Get one or multiple random members from a set.", "key [count:integer]", srandmember),
-    Command::new("smove", 4, WF, (1, 2, 1), "set", "1.0.0", "Moves a member from one set to another.", "source destination member", smove),
-    Command::new("sinter", -2, R, KEYS, "set", "1.0.0", "Returns the intersect of multiple sets.", "key [key ...]", sinter),
+    Command::new("sadd", -3, flags![WRITE, DENYOOM, FAST], "set", "1.0.0", "Adds one or more members to a set. Creates the key if it doesn't exist.",
+        "key member [member ...]", sadd)
+        .keys(&[KeySpec::one(1, key_flags![RW, INSERT])]),
+    Command::new("srem", -3, flags![WRITE, FAST], "set", "1.0.0", "Removes one or more members from a set. Deletes the set if the last member was removed.",
+        "key member [member ...]", srem)
+        .keys(&[KeySpec::one(1, key_flags![RW, DELETE])]),
+    Command::new("smembers", 2, flags![READONLY], "set", "1.0.0", "Returns all members of a set.",
+        "key", smembers)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])])
+        .tips(&["nondeterministic_output_order"]),
+    Command::new("sismember", 3, flags![READONLY, FAST], "set", "1.0.0", "Determines whether a member belongs to a set.",
+        "key member", sismember)
+        .keys(&[KeySpec::one(1, key_flags![RO])]),
+    Command::new("smismember", -3, flags![READONLY, FAST], "set", "6.2.0", "Determines whether multiple members belong to a set.",
+        "key member [member ...]", smismember)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("scard", 2, flags![READONLY, FAST], "set", "1.0.0", "Returns the number of members in a set.",
+        "key", scard)
+        .keys(&[KeySpec::one(1, key_flags![RO])]),
+    Command::new("spop", -2, flags![WRITE, FAST], "set", "1.0.0", "Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.",
+        "key [count:integer]", spop)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, DELETE])])
+        .tips(&["nondeterministic_output"]),
+    Command::new("srandmember", -2, flags![READONLY], "set", "1.0.0", "Get one or multiple random members from a set.",
+        "key [count:integer]", srandmember)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])])
+        .tips(&["nondeterministic_output"]),
+    Command::new("smove", 4, flags![WRITE, FAST], "set", "1.0.0", "Moves a member from one set to another.",
+        "source destination member", smove)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, DELETE]), KeySpec::one(2, key_flags![RW, INSERT])]),
+    Command::new("sinter", -2, flags![READONLY], "set", "1.0.0", "Returns the intersect of multiple sets.",
+        "key [key ...]", sinter)
+        .keys(&[KeySpec::range(1, -1, 1, key_flags![RO, ACCESS])])
+        .tips(&["nondeterministic_output_order"]),
     // Keys follow a count: no fixed key positions (Redis lists it as movablekeys).
-    Command::new("sintercard", -3, R, (0, 0, 0), "set", "7.0.0", "Returns the number of members of the intersect of multiple sets.",
-        "numkeys:integer key [key ...] [LIMIT limit:integer]", sintercard).numkeys_at(1),
-    Command::new("sunion", -2, R, KEYS, "set", "1.0.0", "Returns the union of multiple sets.", "key [key ...]", sunion),
-    Command::new("sdiff", -2, R, KEYS, "set", "1.0.0", "Returns the difference of multiple sets.", "key [key ...]", sdiff),
-    Command::new("sinterstore", -3, WD, KEYS, "set", "1.0.0", "Stores the intersect of multiple sets in a key.",
-        "destination key [key ...]", sinterstore),
-    Command::new("sunionstore", -3, WD, KEYS, "set", "1.0.0", "Stores the union of multiple sets in a key.",
-        "destination key [key ...]", sunionstore),
-    Command::new("sdiffstore", -3, WD, KEYS, "set", "1.0.0", "Stores the difference of multiple sets in a key.",
-        "destination key [key ...]", sdiffstore),
-    Command::new("sscan", -3, R, KEY1, "set", "2.8.0", "Iterates over members of a set.",
-        "key cursor:integer [MATCH pattern:pattern] [COUNT count:integer]", sscan),
+    Command::new("sintercard", -3, flags![READONLY], "set", "7.0.0", "Returns the number of members of the intersect of multiple sets.",
+        "numkeys:integer key [key ...] [LIMIT limit:integer]", sintercard)
+        .keys(&[KeySpec::keynum(1, 0, 1, 1, key_flags![RO, ACCESS])]),
+    Command::new("sunion", -2, flags![READONLY], "set", "1.0.0", "Returns the union of multiple sets.",
+        "key [key ...]", sunion)
+        .keys(&[KeySpec::range(1, -1, 1, key_flags![RO, ACCESS])])
+        .tips(&["nondeterministic_output_order"]),
+    Command::new("sdiff", -2, flags![READONLY], "set", "1.0.0", "Returns the difference of multiple sets.",
+        "key [key ...]", sdiff)
+        .keys(&[KeySpec::range(1, -1, 1, key_flags![RO, ACCESS])])
+        .tips(&["nondeterministic_output_order"]),
+    Command::new("sinterstore", -3, flags![WRITE, DENYOOM], "set", "1.0.0", "Stores the intersect of multiple sets in a key.",
+        "destination key [key ...]", sinterstore)
+        .keys(&[KeySpec::one(1, key_flags![RW, UPDATE]), KeySpec::range(2, -1, 1, key_flags![RO, ACCESS])]),
+    Command::new("sunionstore", -3, flags![WRITE, DENYOOM], "set", "1.0.0", "Stores the union of multiple sets in a key.",
+        "destination key [key ...]", sunionstore)
+        .keys(&[KeySpec::one(1, key_flags![OW, UPDATE]), KeySpec::range(2, -1, 1, key_flags![RO, ACCESS])]),
+    Command::new("sdiffstore", -3, flags![WRITE, DENYOOM], "set", "1.0.0", "Stores the difference of multiple sets in a key.",
+        "destination key [key ...]", sdiffstore)
+        .keys(&[KeySpec::one(1, key_flags![OW, UPDATE]), KeySpec::range(2, -1, 1, key_flags![RO, ACCESS])]),
+    Command::new("sscan", -3, flags![READONLY], "set", "2.8.0", "Iterates over members of a set.",
+        "key cursor:integer [MATCH pattern:pattern] [COUNT count:integer]", sscan)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])])
+        .tips(&["nondeterministic_output"]),
 ];
 
 /// SPOP's count must be positive (Redis's `getPositiveLongFromObjectOrReply`, which says so
@@ -595,12 +618,12 @@ pub fn sintercard(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Err(TOO_MANY_KEYS.into());
     }
     let mut limit = 0;
-    let mut j = 2 + numkeys;
-    while j < args.len() {
-        if is(args.get(j), "limit") && j + 1 < args.len() {
-            let n = int_arg(args.get(j + 1)).ok().filter(|&n| n >= 0).ok_or_else(|| Error::from(NEGATIVE_LIMIT))?;
+    let mut options = Cursor::new(args, 2 + numkeys);
+    while !options.is_done() {
+        if options.remaining() >= 2 && options.eat("limit") {
+            let n =
+                int_arg(options.next_bytes()?).ok().filter(|&n| n >= 0).ok_or_else(|| Error::from(NEGATIVE_LIMIT))?;
             limit = usize::try_from(n).unwrap_or(usize::MAX);
-            j += 2;
         } else {
             return Err(error::syntax());
         }

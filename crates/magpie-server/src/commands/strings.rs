@@ -3,6 +3,7 @@
 use magpie_protocol::{Args, Reply, parse_i64};
 use magpie_store::{Slot, Value};
 
+use crate::core::args::Cursor;
 use crate::core::error::{self, CmdResult, Error, int_arg, invalid_expire, is, wrongtype};
 use crate::core::events as notify;
 use crate::core::float;
@@ -71,12 +72,14 @@ struct StrOptions<'a> {
 
 fn parse_options<'a>(args: Args<'a>, from: usize, for_set: bool) -> Result<StrOptions<'a>, Error> {
     let mut o = StrOptions::default();
-    let mut j = from;
-    while j < args.len() {
-        let opt = args.get(j);
-        let next = (j + 1 < args.len()).then(|| args.get(j + 1));
+    let mut c = Cursor::new(args, from);
+    while let Some(opt) = c.next() {
         let unit = |o: &StrOptions<'_>| o.expire.map(|(u, _)| u);
         let other_expire = |o: &StrOptions<'_>, me: Unit| unit(o).is_some_and(|u| u != me);
+        let expire_unit = [("ex", Unit::Ex), ("px", Unit::Px), ("exat", Unit::ExAt), ("pxat", Unit::PxAt)]
+            .into_iter()
+            .find(|(name, _)| is(opt, name))
+            .map(|(_, u)| u);
         if for_set && is(opt, "nx") && !o.xx {
             o.nx = true;
         } else if for_set && is(opt, "xx") && !o.nx {
@@ -87,22 +90,15 @@ fn parse_options<'a>(args: Args<'a>, from: usize, for_set: bool) -> Result<StrOp
             o.keepttl = true;
         } else if !for_set && is(opt, "persist") && o.expire.is_none() && !o.keepttl {
             o.persist = true;
-        } else if let (Some(u), Some(n)) = (
-            [("ex", Unit::Ex), ("px", Unit::Px), ("exat", Unit::ExAt), ("pxat", Unit::PxAt)]
-                .into_iter()
-                .find(|(name, _)| is(opt, name))
-                .map(|(_, u)| u),
-            next,
-        ) {
+        } else if let (Some(u), Some(n)) = (expire_unit, c.peek()) {
             if o.keepttl || o.persist || other_expire(&o, u) {
                 return Err(error::syntax());
             }
             o.expire = Some((u, n));
-            j += 1;
+            c.next();
         } else {
             return Err(error::syntax());
         }
-        j += 1;
     }
     Ok(o)
 }

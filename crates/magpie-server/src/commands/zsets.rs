@@ -17,13 +17,13 @@ use magpie_protocol::{Args, Reply, format_g17};
 use magpie_store::zset::{LexRange, ScoreRange};
 use magpie_store::{MultiWrite, Shard, Slot, Value, ZSet, glob_match};
 
-use super::keys::parse_cursor;
-use super::{KEY1, NONE, READONLY, RF, TWO, W, WD, WDF, WF, lock_to_take};
+use super::keys::{ScanOptions, parse_cursor, scan_options};
+use super::lock_to_take;
+use crate::core::args::Cursor;
 use crate::core::error::{self, CmdResult, Error, int_arg, is, wrongtype};
 use crate::core::events as notify;
-use crate::model::flags::{BLOCKING, NOSCRIPT};
-use crate::model::wait as blocking;
-use crate::model::{Command, Ctx};
+use crate::model::{Command, Ctx, KeySpec, wait as blocking};
+use crate::{flags, key_flags};
 use parse::{float_arg, lex_range, score_arg, score_range};
 use setops::Op;
 
@@ -31,67 +31,113 @@ const GROUP: &str = "sorted-set";
 
 #[rustfmt::skip]
 pub static COMMANDS: &[Command] = &[
-    Command::new("zadd", -4, WDF, KEY1, GROUP, "1.2.0", "Add one or more members to a sorted set, or update its score if it already exists",
-        "key [NX|XX] [GT|LT] [CH] [INCR] (score:double member) ...", zadd),
-    Command::new("zincrby", 4, WDF, KEY1, GROUP, "1.2.0", "Increment the score of a member in a sorted set", "key increment:integer member", zincrby),
-    Command::new("zrem", -3, WF, KEY1, GROUP, "1.2.0", "Remove one or more members from a sorted set", "key member [member ...]", zrem),
-    Command::new("zscore", 3, RF, KEY1, GROUP, "1.2.0", "Get the score associated with the given member in a sorted set", "key member", zscore),
-    Command::new("zmscore", -3, RF, KEY1, GROUP, "6.2.0", "Get the score associated with the given members in a sorted set", "key member [member ...]", zmscore),
-    Command::new("zcard", 2, RF, KEY1, GROUP, "1.2.0", "Get the number of members in a sorted set", "key", zcard),
-    Command::new("zcount", 4, RF, KEY1, GROUP, "2.0.0", "Count the members in a sorted set with scores within the given values", "key min:double max:double", zcount),
-    Command::new("zlexcount", 4, RF, KEY1, GROUP, "2.8.9", "Count the number of members in a sorted set between a given lexicographical range",
-        "key min max", zlexcount),
-    Command::new("zrange", -4, READONLY, KEY1, GROUP, "1.2.0", "Return a range of members in a sorted set",
-        "key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset:integer count:integer] [WITHSCORES]", zrange),
-    Command::new("zrangestore", -5, WD, TWO, GROUP, "6.2.0", "Store a range of members from sorted set into another key",
-        "dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset:integer count:integer]", zrangestore),
-    Command::new("zrevrange", -4, READONLY, KEY1, GROUP, "1.2.0", "Return a range of members in a sorted set, by index, with scores ordered from high to low",
-        "key start:integer stop:integer [WITHSCORES]", zrevrange),
-    Command::new("zrangebyscore", -4, READONLY, KEY1, GROUP, "1.0.5", "Return a range of members in a sorted set, by score",
-        "key min:double max:double [WITHSCORES] [LIMIT offset:integer count:integer]", zrangebyscore),
-    Command::new("zrevrangebyscore", -4, READONLY, KEY1, GROUP, "2.2.0", "Return a range of members in a sorted set, by score, with scores ordered from high to low",
-        "key max:double min:double [WITHSCORES] [LIMIT offset:integer count:integer]", zrevrangebyscore),
-    Command::new("zrangebylex", -4, READONLY, KEY1, GROUP, "2.8.9", "Return a range of members in a sorted set, by lexicographical range",
-        "key min max [LIMIT offset:integer count:integer]", zrangebylex),
-    Command::new("zrevrangebylex", -4, READONLY, KEY1, GROUP, "2.8.9", "Return a range of members in a sorted set, by lexicographical range, ordered from higher to lower strings.",
-        "key max min [LIMIT offset:integer count:integer]", zrevrangebylex),
-    Command::new("zrank", 3, RF, KEY1, GROUP, "2.0.0", "Determine the index of a member in a sorted set", "key member", zrank),
-    Command::new("zrevrank", 3, RF, KEY1, GROUP, "2.0.0", "Determine the index of a member in a sorted set, with scores ordered from high to low", "key member", zrevrank),
-    Command::new("zpopmin", -2, WF, KEY1, GROUP, "5.0.0", "Remove and return members with the lowest scores in a sorted set", "key [count:integer]", zpopmin),
-    Command::new("zpopmax", -2, WF, KEY1, GROUP, "5.0.0", "Remove and return members with the highest scores in a sorted set", "key [count:integer]", zpopmax),
-    Command::new("zmpop", -4, W, NONE, GROUP, "7.0.0", "Remove and return members with scores in a sorted set",
-        "numkeys:integer key [key ...] (MIN|MAX) [COUNT count:integer]", zmpop).numkeys_at(1),
-    Command::new("bzpopmin", -3, WF | NOSCRIPT | BLOCKING, (1, -2, 1), GROUP, "5.0.0",
-        "Remove and return the member with the lowest score from one or more sorted sets, or block until one is available",
-        "key [key ...] timeout:double", bzpopmin),
-    Command::new("bzpopmax", -3, WF | NOSCRIPT | BLOCKING, (1, -2, 1), GROUP, "5.0.0",
-        "Remove and return the member with the highest score from one or more sorted sets, or block until one is available",
-        "key [key ...] timeout:double", bzpopmax),
-    Command::new("bzmpop", -5, W | BLOCKING, NONE, GROUP, "7.0.0", "Remove and return members with scores in a sorted set or block until one is available",
-        "timeout:double numkeys:integer key [key ...] (MIN|MAX) [COUNT count:integer]", bzmpop).numkeys_at(2),
-    Command::new("zrandmember", -2, READONLY, KEY1, GROUP, "6.2.0", "Get one or multiple random elements from a sorted set",
-        "key [count:integer [WITHSCORES]]", zrandmember),
-    Command::new("zremrangebyrank", 4, W, KEY1, GROUP, "2.0.0", "Remove all members in a sorted set within the given indexes",
-        "key start:integer stop:integer", zremrangebyrank),
-    Command::new("zremrangebyscore", 4, W, KEY1, GROUP, "1.2.0", "Remove all members in a sorted set within the given scores",
-        "key min:double max:double", zremrangebyscore),
-    Command::new("zremrangebylex", 4, W, KEY1, GROUP, "2.8.9", "Remove all members in a sorted set between the given lexicographical range",
-        "key min max", zremrangebylex),
-    Command::new("zunionstore", -4, WD, KEY1, GROUP, "2.0.0", "Add multiple sorted sets and store the resulting sorted set in a new key",
-        "destination numkeys:integer key [key ...] [WEIGHTS weight:integer ...] [AGGREGATE SUM|MIN|MAX]", zunionstore).numkeys_at(2),
-    Command::new("zinterstore", -4, WD, KEY1, GROUP, "2.0.0", "Intersect multiple sorted sets and store the resulting sorted set in a new key",
-        "destination numkeys:integer key [key ...] [WEIGHTS weight:integer ...] [AGGREGATE SUM|MIN|MAX]", zinterstore).numkeys_at(2),
-    Command::new("zdiffstore", -4, WD, KEY1, GROUP, "6.2.0", "Subtract multiple sorted sets and store the resulting sorted set in a new key",
-        "destination numkeys:integer key [key ...]", zdiffstore).numkeys_at(2),
-    Command::new("zunion", -3, READONLY, NONE, GROUP, "6.2.0", "Add multiple sorted sets",
-        "numkeys:integer key [key ...] [WEIGHTS weight:integer ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]", zunion).numkeys_at(1),
-    Command::new("zinter", -3, READONLY, NONE, GROUP, "6.2.0", "Intersect multiple sorted sets",
-        "numkeys:integer key [key ...] [WEIGHTS weight:integer ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]", zinter).numkeys_at(1),
-    Command::new("zintercard", -3, READONLY, NONE, GROUP, "7.0.0", "Intersect multiple sorted sets and return the cardinality of the result",
-        "numkeys:integer key [key ...] [LIMIT limit:integer]", zintercard).numkeys_at(1),
-    Command::new("zdiff", -3, READONLY, NONE, GROUP, "6.2.0", "Subtract multiple sorted sets", "numkeys:integer key [key ...] [WITHSCORES]", zdiff).numkeys_at(1),
-    Command::new("zscan", -3, READONLY, KEY1, GROUP, "2.8.0", "Incrementally iterate sorted sets elements and associated scores",
-        "key cursor:integer [MATCH pattern:pattern] [COUNT count:integer]", zscan),
+    Command::new("zadd", -4, flags![WRITE, DENYOOM, FAST], GROUP, "1.2.0", "Add one or more members to a sorted set, or update its score if it already exists",
+        "key [NX|XX] [GT|LT] [CH] [INCR] (score:double member) ...", zadd)
+        .keys(&[KeySpec::one(1, key_flags![RW, UPDATE])]),
+    Command::new("zincrby", 4, flags![WRITE, DENYOOM, FAST], GROUP, "1.2.0", "Increment the score of a member in a sorted set",
+        "key increment:integer member", zincrby)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, UPDATE])]),
+    Command::new("zrem", -3, flags![WRITE, FAST], GROUP, "1.2.0", "Remove one or more members from a sorted set",
+        "key member [member ...]", zrem)
+        .keys(&[KeySpec::one(1, key_flags![RW, DELETE])]),
+    Command::new("zscore", 3, flags![READONLY, FAST], GROUP, "1.2.0", "Get the score associated with the given member in a sorted set",
+        "key member", zscore)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("zmscore", -3, flags![READONLY, FAST], GROUP, "6.2.0", "Get the score associated with the given members in a sorted set",
+        "key member [member ...]", zmscore)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("zcard", 2, flags![READONLY, FAST], GROUP, "1.2.0", "Get the number of members in a sorted set",
+        "key", zcard)
+        .keys(&[KeySpec::one(1, key_flags![RO])]),
+    Command::new("zcount", 4, flags![READONLY, FAST], GROUP, "2.0.0", "Count the members in a sorted set with scores within the given values",
+        "key min:double max:double", zcount)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("zlexcount", 4, flags![READONLY, FAST], GROUP, "2.8.9", "Count the number of members in a sorted set between a given lexicographical range",
+        "key min max", zlexcount)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("zrange", -4, flags![READONLY], GROUP, "1.2.0", "Return a range of members in a sorted set",
+        "key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset:integer count:integer] [WITHSCORES]", zrange)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("zrangestore", -5, flags![WRITE, DENYOOM], GROUP, "6.2.0", "Store a range of members from sorted set into another key",
+        "dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset:integer count:integer]", zrangestore)
+        .keys(&[KeySpec::one(1, key_flags![OW, UPDATE]), KeySpec::one(2, key_flags![RO, ACCESS])]),
+    Command::new("zrevrange", -4, flags![READONLY], GROUP, "1.2.0", "Return a range of members in a sorted set, by index, with scores ordered from high to low",
+        "key start:integer stop:integer [WITHSCORES]", zrevrange)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("zrangebyscore", -4, flags![READONLY], GROUP, "1.0.5", "Return a range of members in a sorted set, by score",
+        "key min:double max:double [WITHSCORES] [LIMIT offset:integer count:integer]", zrangebyscore)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("zrevrangebyscore", -4, flags![READONLY], GROUP, "2.2.0", "Return a range of members in a sorted set, by score, with scores ordered from high to low",
+        "key max:double min:double [WITHSCORES] [LIMIT offset:integer count:integer]", zrevrangebyscore)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("zrangebylex", -4, flags![READONLY], GROUP, "2.8.9", "Return a range of members in a sorted set, by lexicographical range",
+        "key min max [LIMIT offset:integer count:integer]", zrangebylex)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("zrevrangebylex", -4, flags![READONLY], GROUP, "2.8.9", "Return a range of members in a sorted set, by lexicographical range, ordered from higher to lower strings.",
+        "key max min [LIMIT offset:integer count:integer]", zrevrangebylex)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("zrank", 3, flags![READONLY, FAST], GROUP, "2.0.0", "Determine the index of a member in a sorted set",
+        "key member", zrank)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("zrevrank", 3, flags![READONLY, FAST], GROUP, "2.0.0", "Determine the index of a member in a sorted set, with scores ordered from high to low",
+        "key member", zrevrank)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
+    Command::new("zpopmin", -2, flags![WRITE, FAST], GROUP, "5.0.0", "Remove and return members with the lowest scores in a sorted set",
+        "key [count:integer]", zpopmin)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, DELETE])]),
+    Command::new("zpopmax", -2, flags![WRITE, FAST], GROUP, "5.0.0", "Remove and return members with the highest scores in a sorted set",
+        "key [count:integer]", zpopmax)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, DELETE])]),
+    Command::new("zmpop", -4, flags![WRITE], GROUP, "7.0.0", "Remove and return members with scores in a sorted set",
+        "numkeys:integer key [key ...] (MIN|MAX) [COUNT count:integer]", zmpop)
+        .keys(&[KeySpec::keynum(1, 0, 1, 1, key_flags![RW, ACCESS, DELETE])]),
+    Command::new("bzpopmin", -3, flags![WRITE, NOSCRIPT, FAST, BLOCKING], GROUP, "5.0.0", "Remove and return the member with the lowest score from one or more sorted sets, or block until one is available",
+        "key [key ...] timeout:double", bzpopmin)
+        .keys(&[KeySpec::range(1, -2, 1, key_flags![RW, ACCESS, DELETE])]),
+    Command::new("bzpopmax", -3, flags![WRITE, NOSCRIPT, FAST, BLOCKING], GROUP, "5.0.0", "Remove and return the member with the highest score from one or more sorted sets, or block until one is available",
+        "key [key ...] timeout:double", bzpopmax)
+        .keys(&[KeySpec::range(1, -2, 1, key_flags![RW, ACCESS, DELETE])]),
+    Command::new("bzmpop", -5, flags![WRITE, BLOCKING], GROUP, "7.0.0", "Remove and return members with scores in a sorted set or block until one is available",
+        "timeout:double numkeys:integer key [key ...] (MIN|MAX) [COUNT count:integer]", bzmpop)
+        .keys(&[KeySpec::keynum(2, 0, 1, 1, key_flags![RW, ACCESS, DELETE])]),
+    Command::new("zrandmember", -2, flags![READONLY], GROUP, "6.2.0", "Get one or multiple random elements from a sorted set",
+        "key [count:integer [WITHSCORES]]", zrandmember)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])])
+        .tips(&["nondeterministic_output"]),
+    Command::new("zremrangebyrank", 4, flags![WRITE], GROUP, "2.0.0", "Remove all members in a sorted set within the given indexes",
+        "key start:integer stop:integer", zremrangebyrank)
+        .keys(&[KeySpec::one(1, key_flags![RW, DELETE])]),
+    Command::new("zremrangebyscore", 4, flags![WRITE], GROUP, "1.2.0", "Remove all members in a sorted set within the given scores",
+        "key min:double max:double", zremrangebyscore)
+        .keys(&[KeySpec::one(1, key_flags![RW, DELETE])]),
+    Command::new("zremrangebylex", 4, flags![WRITE], GROUP, "2.8.9", "Remove all members in a sorted set between the given lexicographical range",
+        "key min max", zremrangebylex)
+        .keys(&[KeySpec::one(1, key_flags![RW, DELETE])]),
+    Command::new("zunionstore", -4, flags![WRITE, DENYOOM], GROUP, "2.0.0", "Add multiple sorted sets and store the resulting sorted set in a new key",
+        "destination numkeys:integer key [key ...] [WEIGHTS weight:integer ...] [AGGREGATE SUM|MIN|MAX]", zunionstore)
+        .keys(&[KeySpec::one(1, key_flags![OW, UPDATE]), KeySpec::keynum(2, 0, 1, 1, key_flags![RO, ACCESS])]),
+    Command::new("zinterstore", -4, flags![WRITE, DENYOOM], GROUP, "2.0.0", "Intersect multiple sorted sets and store the resulting sorted set in a new key",
+        "destination numkeys:integer key [key ...] [WEIGHTS weight:integer ...] [AGGREGATE SUM|MIN|MAX]", zinterstore)
+        .keys(&[KeySpec::one(1, key_flags![OW, UPDATE]), KeySpec::keynum(2, 0, 1, 1, key_flags![RO, ACCESS])]),
+    Command::new("zdiffstore", -4, flags![WRITE, DENYOOM], GROUP, "6.2.0", "Subtract multiple sorted sets and store the resulting sorted set in a new key",
+        "destination numkeys:integer key [key ...]", zdiffstore)
+        .keys(&[KeySpec::one(1, key_flags![OW, UPDATE]), KeySpec::keynum(2, 0, 1, 1, key_flags![RO, ACCESS])]),
+    Command::new("zunion", -3, flags![READONLY], GROUP, "6.2.0", "Add multiple sorted sets",
+        "numkeys:integer key [key ...] [WEIGHTS weight:integer ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]", zunion)
+        .keys(&[KeySpec::keynum(1, 0, 1, 1, key_flags![RO, ACCESS])]),
+    Command::new("zinter", -3, flags![READONLY], GROUP, "6.2.0", "Intersect multiple sorted sets",
+        "numkeys:integer key [key ...] [WEIGHTS weight:integer ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]", zinter)
+        .keys(&[KeySpec::keynum(1, 0, 1, 1, key_flags![RO, ACCESS])]),
+    Command::new("zintercard", -3, flags![READONLY], GROUP, "7.0.0", "Intersect multiple sorted sets and return the cardinality of the result",
+        "numkeys:integer key [key ...] [LIMIT limit:integer]", zintercard)
+        .keys(&[KeySpec::keynum(1, 0, 1, 1, key_flags![RO, ACCESS])]),
+    Command::new("zdiff", -3, flags![READONLY], GROUP, "6.2.0", "Subtract multiple sorted sets",
+        "numkeys:integer key [key ...] [WITHSCORES]", zdiff)
+        .keys(&[KeySpec::keynum(1, 0, 1, 1, key_flags![RO, ACCESS])]),
+    Command::new("zscan", -3, flags![READONLY], GROUP, "2.8.0", "Incrementally iterate sorted sets elements and associated scores",
+        "key cursor:integer [MATCH pattern:pattern] [COUNT count:integer]", zscan)
+        .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])])
+        .tips(&["nondeterministic_output"]),
 ];
 
 /// The sorted set in a value, or WRONGTYPE.
@@ -302,11 +348,6 @@ fn zadd_generic(ctx: &mut Ctx<'_>, args: Args<'_>, incr: bool) -> CmdResult {
         }
     }
     let changed = t.added + t.updated > 0;
-    if changed {
-        // Under the lock, so that no pop takes what clients blocked on the key wait for
-        // before they are served (see `lock_to_take`).
-        ctx.signal(key);
-    }
     drop(shard);
     if changed {
         ctx.notify(notify::ZSET, if f.incr { "zincr" } else { "zadd" }, key);
@@ -600,15 +641,13 @@ fn zrange_generic(
     mut rev: Option<bool>,
 ) -> CmdResult {
     let (mut withscores, mut offset, mut limit) = (false, 0i64, -1i64);
-    let mut j = src + 3;
-    while j < args.len() {
-        let (opt, left) = (args.get(j), args.len() - j - 1);
+    let mut options = Cursor::new(args, src + 3);
+    while let Some(opt) = options.next() {
         if dst.is_none() && is(opt, "withscores") {
             withscores = true;
-        } else if is(opt, "limit") && left >= 2 {
-            offset = int_arg(args.get(j + 1))?;
-            limit = int_arg(args.get(j + 2))?;
-            j += 2;
+        } else if is(opt, "limit") && options.remaining() >= 2 {
+            offset = options.next_int()?;
+            limit = options.next_int()?;
         } else if rev.is_none() && is(opt, "rev") {
             rev = Some(true);
         } else if by == By::Auto && is(opt, "bylex") {
@@ -618,7 +657,6 @@ fn zrange_generic(
         } else {
             return Err(error::syntax());
         }
-        j += 1;
     }
     let rev = rev.unwrap_or(false);
     if by == By::Auto {
@@ -687,8 +725,6 @@ fn store(ctx: &mut Ctx<'_>, mut locked: MultiWrite<'_>, dst: &[u8], result: ZSet
     let stored = result.len();
     if stored > 0 {
         shard.insert(dst, Value::ZSet(Box::new(result)), None, ctx.now());
-        // Under the lock, as ZADD does.
-        ctx.signal(dst);
         drop(locked);
         ctx.notify(notify::ZSET, event, dst);
     } else if shard.remove(dst, ctx.now()).is_some() {
@@ -934,11 +970,10 @@ pub(crate) fn parse_mpop(args: Args<'_>, at: usize) -> Result<(Args<'_>, bool, u
         _ => return Err(error::syntax()),
     };
     let mut count = None;
-    let mut j = where_at + 1;
-    while j < args.len() {
-        if count.is_none() && is(args.get(j), "count") && j + 1 < args.len() {
-            count = Some(ranged_arg(args.get(j + 1), 1, "ERR count should be greater than 0")?);
-            j += 2;
+    let mut options = Cursor::new(args, where_at + 1);
+    while !options.is_done() {
+        if count.is_none() && options.remaining() >= 2 && options.eat("count") {
+            count = Some(ranged_arg(options.next_bytes()?, 1, "ERR count should be greater than 0")?);
         } else {
             return Err(error::syntax());
         }
@@ -1034,24 +1069,7 @@ pub fn zscan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     };
     read_zset(ctx, args.get(1), empty, |out, z| {
         // Options are read after the key, as Redis does.
-        let (mut pattern, mut count) = (None, 10usize);
-        let mut i = 3;
-        while i < args.len() {
-            let (opt, has_value) = (args.get(i), i + 1 < args.len());
-            if is(opt, "count") && has_value {
-                let n = int_arg(args.get(i + 1))?;
-                if n < 1 {
-                    return Err(error::syntax());
-                }
-                count = usize::try_from(n).unwrap_or(usize::MAX);
-            } else if is(opt, "match") && has_value {
-                let p = args.get(i + 1);
-                pattern = (p != b"*").then_some(p);
-            } else {
-                return Err(error::syntax());
-            }
-            i += 2;
-        }
+        let ScanOptions { pattern, count, .. } = scan_options(args, 3, false)?;
         let mut found: Vec<(&[u8], f64)> = Vec::new();
         let next = z.scan(cursor, count, |m, s| {
             if pattern.is_none_or(|p| glob_match(p, m, false)) {

@@ -19,32 +19,28 @@ use parking_lot::Mutex;
 use magpie_protocol::Args;
 use magpie_store::{Key, Keyspace, Slot};
 
-use super::{dispatch, multi, waiters};
+use super::waiters;
 use crate::core::error::{CmdResult, Error};
 use crate::model::session::{Interactive, Touch, abort, release};
-use crate::model::{Command, Ctx, Mode, flags};
+use crate::model::{Command, Ctx, Flags, Mode};
 use crate::services::expired;
 
 /// Whether a command may run inside BEGIN, and if not why. Commands that read or write the
 /// whole keyspace (KEYS, SCAN, FLUSHALL, ...) have no keys to copy; blocking ones would wait on
 /// the copy forever.
-fn refused_inside_begin(cmd: &Command, args: Args<'_>) -> Option<Error> {
-    if cmd.has(flags::BLOCKING) {
+fn refused_inside_begin(cmd: &Command) -> Option<Error> {
+    if cmd.has(Flags::BLOCKING) {
         return Some(Error::msg(format!(
             "ERR {} is a blocking command, not allowed inside BEGIN",
             cmd.name.to_uppercase()
         )));
     }
-    let data = cmd.has(flags::READONLY) || cmd.has(flags::WRITE);
-    let keyed = cmd.keys.0 > 0 || cmd.numkeys > 0;
-    if data && !keyed {
+    let data = cmd.has(Flags::READONLY) || cmd.has(Flags::WRITE);
+    if data && !cmd.has_keys() {
         return Some(Error::msg(format!(
             "ERR {} reads or writes the whole keyspace, not allowed inside BEGIN",
             cmd.name.to_uppercase()
         )));
-    }
-    if cmd.name == "copy" && args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"db")) {
-        return Some("ERR COPY to another database is not allowed inside BEGIN".into());
     }
     None
 }
@@ -52,7 +48,7 @@ fn refused_inside_begin(cmd: &Command, args: Args<'_>) -> Option<Error> {
 /// The transaction commands, which run as themselves inside BEGIN (and refuse what makes no
 /// sense there), not on the private copy.
 pub(super) fn controls(cmd: &Command) -> bool {
-    multi::runs_in_multi(cmd) || cmd.name == "unwatch"
+    cmd.flags.intersects(Flags::NOT_QUEUED.union(Flags::BEGIN_CONTROL))
 }
 
 /// BEGIN (and its alias START).
@@ -102,7 +98,7 @@ pub(super) fn run_inside(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_
         abort(real_ks, i, why.clone());
         return Some(rolled_back(&why));
     }
-    if let Some(e) = refused_inside_begin(cmd, args) {
+    if let Some(e) = refused_inside_begin(cmd) {
         return Some(e);
     }
     // Copy every key the command names that the transaction has not touched yet.
@@ -134,7 +130,7 @@ pub(super) fn run_inside(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_
     let ks = i.ks.clone();
     let mode = std::mem::replace(&mut session.wait.mode, Mode::NoBlock);
     let result = ctx.on_keyspace(&ks, |inner| {
-        if cmd.has(flags::WRITE) { dispatch::run_logged(inner, cmd, args) } else { (cmd.run)(inner, args) }
+        if cmd.has(Flags::WRITE) { super::run_logged(inner, cmd, args) } else { (cmd.run)(inner, args) }
     });
     let session = ctx.session_mut();
     session.wait.mode = mode;
@@ -215,9 +211,6 @@ pub fn commit(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     journal.end();
     release(ks, &i);
     let deferred = std::mem::take(&mut *i.deferred.lock());
-    for (db, key) in deferred.signals {
-        server.blocking().signal(db, &key);
-    }
     for (class, event, db, key) in deferred.events {
         server.pubsub().keyspace_event(class, event, &key, db);
     }

@@ -12,39 +12,31 @@
 use magpie_protocol::{ArgVec, Args};
 use magpie_store::Keyspace;
 
-use super::{dispatch, waiters};
+use super::waiters;
 use crate::core::error::{CmdResult, Error};
 use crate::model::session::{Multi, Watched, unwatch_all};
-use crate::model::{Command, Ctx, Mode, flags};
-
-/// The commands that run at once inside MULTI rather than being queued (as in Redis), and the
-/// transaction commands that refuse to run inside it.
-pub(super) fn runs_in_multi(cmd: &Command) -> bool {
-    matches!(
-        cmd.name,
-        "exec" | "discard" | "multi" | "watch" | "quit" | "reset" | "begin" | "start" | "commit" | "rollback"
-    )
-}
+use crate::model::{Command, Ctx, Flags, Mode};
 
 /// Called by dispatch for every command while the client is in MULTI: queues it (replying
-/// QUEUED), or refuses it and marks the transaction failed. Returns false for the commands
-/// that run at once.
+/// QUEUED), or says why it is refused (dispatch then fails the transaction). Returns false for the commands
+/// that run at once (flagged `NOT_QUEUED`: Redis's EXEC, DISCARD, MULTI, WATCH, QUIT, RESET,
+/// and the interactive transaction commands, which refuse to run inside MULTI). A command
+/// flagged `no_multi` is refused here, at queue time, as Redis refuses it.
 pub(super) fn queue(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_>) -> Result<bool, Error> {
-    if runs_in_multi(cmd) {
+    if cmd.has(Flags::NOT_QUEUED) {
         return Ok(false);
     }
-    let refusal = if cmd.has(flags::NO_MULTI) {
+    let refusal = if cmd.has(Flags::NO_MULTI) {
         Some(Error::from("ERR Command not allowed inside a transaction"))
-    } else if cmd.has(flags::WRITE) {
+    } else if cmd.has(Flags::WRITE) {
         ctx.server().persistence().deny_writes()
     } else {
         None
     };
-    let Some(multi) = ctx.session_mut().txn.multi.as_mut() else { return Ok(false) };
     if let Some(e) = refusal {
-        multi.failed = true;
-        return Err(e);
+        return Err(e); // dispatch refuses it, which fails the transaction
     }
+    let Some(multi) = ctx.session_mut().txn.multi.as_mut() else { return Ok(false) };
     multi.queued.push(ArgVec::from_args(args));
     ctx.out().simple("QUEUED");
     Ok(true)
@@ -153,7 +145,7 @@ pub fn exec(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let mode = std::mem::replace(&mut ctx.session_mut().wait.mode, Mode::NoBlock);
     ctx.out().array(multi.queued.len());
     for q in &multi.queued {
-        dispatch::dispatch(ctx, q.args());
+        super::dispatch(ctx, q.args());
     }
     ctx.session_mut().wait.mode = mode;
     let seq = journal.finish_group();

@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use magpie_protocol::{Args, Reply, Resp};
 
-use super::{EXEC, dispatch};
-use crate::model::Executor as _;
-use crate::model::{Command, Ctx, Mode, Session, flags};
+use super::EXEC;
+use crate::model::{Command, Ctx, Executor as _, Flags, Mode, Session};
 use crate::services::Server;
 use crate::services::blocking::Waiter;
 use crate::services::stats;
@@ -23,10 +22,10 @@ pub fn waiter(session: &Session, proto: Resp, args: Args<'_>) -> Arc<Waiter> {
 /// the command's first look and the registration is seen now; anything later finds it
 /// registered.
 pub fn register(server: &Server, waiter: &Arc<Waiter>) {
-    let blocking = server.blocking();
-    blocking.register(waiter);
+    let (blocking, ks) = (server.blocking(), server.keyspace());
+    blocking.register(ks, waiter);
     let _pass = server.gate().shared();
-    if blocking.try_serve(waiter, &mut |w| run_again(server, w)) && blocking.has_ready() {
+    if blocking.try_serve(ks, waiter, &mut |w| run_again(server, w)) && blocking.has_ready() {
         // Served at once, and what it did may feed others (BLMOVE's destination).
         serve(server);
     }
@@ -61,7 +60,7 @@ fn run_again(server: &Server, waiter: &Waiter) -> Option<(Vec<u8>, u64)> {
     let result = {
         let mut ctx = Ctx::new(server, &EXEC, server.keyspace(), &mut session, &mut out, now, counters, &mut timer);
         // Logged as what it did (BLPOP as LPOP), like any write command.
-        if cmd.has(flags::WRITE) { dispatch::run_logged(&mut ctx, cmd, args) } else { (cmd.run)(&mut ctx, args) }
+        if cmd.has(Flags::WRITE) { super::run_logged(&mut ctx, cmd, args) } else { (cmd.run)(&mut ctx, args) }
     };
     if session.wait.requested && result.is_ok() {
         return None;

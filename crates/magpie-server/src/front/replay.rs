@@ -2,11 +2,12 @@
 //! commands run through the dispatcher like any client's (they were logged as effects, so
 //! nothing replayed blocks or depends on the time).
 
-use magpie_protocol::{Args, Reply, Resp};
+use magpie_protocol::{Reply, Resp};
 
 use crate::exec::Batch;
 use crate::model::{Mode, Session};
 use crate::services::Server;
+use crate::services::persist::ReplayStep;
 
 /// Replays the log into `server`'s keyspace (see `Persistence::load`).
 pub fn load(server: &Server) -> Result<(), String> {
@@ -14,8 +15,14 @@ pub fn load(server: &Server) -> Result<(), String> {
     // The log holds what blocking commands did (BLPOP as LPOP); nothing replayed may wait.
     session.wait.mode = Mode::NoBlock;
     let mut out = Reply::new(Resp::V2);
-    let mut apply = |db: usize, args: Args<'_>| -> Result<(), String> {
-        session.select(db);
+    let mut apply = |step: ReplayStep<'_>| -> Result<(), String> {
+        let args = match step {
+            ReplayStep::Record { db } => {
+                session.select(db);
+                return Ok(());
+            }
+            ReplayStep::Command(args) => args,
+        };
         out.clear();
         // At time 0: replay does not expire keys (records of expired keys' deletions are in
         // the log where they happened).

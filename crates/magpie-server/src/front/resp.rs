@@ -268,7 +268,7 @@ async fn block_on(
     let blocking = shared.blocking();
     waiters::register(shared, waiter);
     let deadline = timeout.and_then(|ms| tokio::time::Instant::now().checked_add(Duration::from_millis(ms)));
-    let gone = |waiter: &Arc<Waiter>| match blocking.leave(waiter) {
+    let gone = |waiter: &Arc<Waiter>| match blocking.leave(shared.keyspace(), waiter) {
         Some((reply, wrote)) => Ended::Reply(reply, wrote),
         None => {
             waiters::count_unserved(waiter);
@@ -287,12 +287,12 @@ async fn block_on(
         };
         tokio::select! {
             () = waiter.served() => {
-                if let Some((reply, wrote)) = blocking.leave(waiter) {
+                if let Some((reply, wrote)) = blocking.leave(shared.keyspace(), waiter) {
                     return Ended::Reply(reply, wrote);
                 }
             }
             () = expiry => {
-                return match blocking.leave(waiter) {
+                return match blocking.leave(shared.keyspace(), waiter) {
                     Some((reply, wrote)) => Ended::Reply(reply, wrote),
                     None => {
                         waiters::count_unserved(waiter);

@@ -4,12 +4,16 @@
 //! families, the execution layer and the front ends sit on it.
 
 pub mod command;
-pub mod ctx;
 pub mod docs;
+pub mod flags;
+pub mod keyspec;
 pub mod session;
 pub mod wait;
 
-pub use command::{Command, Handler, Table, flags};
-pub use ctx::{Ctx, Effects, Executor};
+pub use command::ctx::{Ctx, Executor};
+pub use command::{Command, Handler, Table};
+pub use flags::{Acl, Flags, KeyFlags};
+pub use keyspec::{Begin, Find, KeySpec};
+pub use session::Effects;
 pub use session::Session;
 pub use wait::{Mode, Timeout, Wait};

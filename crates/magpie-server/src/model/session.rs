@@ -11,10 +11,25 @@ use parking_lot::Mutex;
 use magpie_protocol::ArgVec;
 use magpie_store::{Key, Keyspace};
 
-use super::ctx::Effects;
 use super::wait::Wait;
 use crate::services::clients::ClientInfo;
 use crate::services::config::Settings;
+
+/// What a command declares about its effect, beyond its reply.
+#[derive(Default, Debug)]
+pub struct Effects {
+    /// Records to log instead of the command's own arguments (see [`Ctx::propagate`]).
+    pub records: Vec<ArgVec>,
+    /// Set by the first [`Ctx::propagate`]: the command's arguments are not logged.
+    pub replaced: bool,
+}
+
+impl Effects {
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.replaced = false;
+    }
+}
 
 /// One client's state.
 pub struct Session {
@@ -152,8 +167,7 @@ pub struct Interactive {
     pub touched: HashMap<(usize, Key), Touch>,
     /// What the transaction's writes did, to log at COMMIT: (database, command).
     pub log: Vec<(usize, ArgVec)>,
-    /// Keys to signal and keyspace events to raise at COMMIT (they name changes nobody else
-    /// may see before).
+    /// Keyspace events to raise at COMMIT (they name changes nobody else may see before).
     pub deferred: Mutex<Deferred>,
     pub started: Instant,
     /// Set when the transaction was rolled back by the server (too big, too old): commands
@@ -163,7 +177,6 @@ pub struct Interactive {
 
 #[derive(Default)]
 pub struct Deferred {
-    pub signals: Vec<(usize, Box<[u8]>)>,
     pub events: Vec<(u32, &'static str, usize, Box<[u8]>)>,
 }
 

@@ -153,10 +153,11 @@ impl Blocking {
         self.count.load(Ordering::Relaxed)
     }
 
-    /// Says that `key` in `db` may now hold what a blocked client waits for. Costs one atomic
-    /// load while nobody is blocked; otherwise the key is served after the current command.
-    /// Call it while the key's shard is still locked: then a command that takes elements
-    /// checks [`Blocking::is_pending`] under the same lock and lets the waiters go first.
+    /// Says that `key` in `db` may now hold what a blocked client waits for; the key is served
+    /// after the current command. The keyspace calls it (through its ready hook, installed by
+    /// `Server::new`) for every change to a waited key, with the key's shard still locked:
+    /// then a command that takes elements checks [`Blocking::is_pending`] under the same lock
+    /// and lets the waiters go first.
     pub fn signal(&self, db: usize, key: &[u8]) {
         // SeqCst, paired with the increment in `register`: a client that registers after this
         // load saw zero runs its handler again after this command's change, and sees it.
@@ -192,10 +193,17 @@ impl Blocking {
         self.unserved.load(Ordering::Acquire)
     }
 
-    /// Queues `waiter` on its keys.
-    pub fn register(&self, waiter: &Arc<Waiter>) {
+    /// Queues `waiter` on its keys, and tells the keyspace that they are waited on: from now
+    /// on it signals their changes (see `Shard::block_on`).
+    pub fn register(&self, ks: &Keyspace, waiter: &Arc<Waiter>) {
         waiter.info.blocked.store(true, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::SeqCst);
+        // Marked before queueing, each under its shard's lock (never with `inner` held: the
+        // keyspace signals with a shard locked, and `signal` then takes `inner`).
+        let db = ks.db(waiter.db);
+        for key in &waiter.keys {
+            db.write(key).block_on(key);
+        }
         let mut inner = self.inner.lock();
         let queues = inner.queues.entry(waiter.db).or_default();
         for key in &waiter.keys {
@@ -203,9 +211,9 @@ impl Blocking {
         }
     }
 
-    /// Takes `waiter` out of its queues. Called once, by whoever ends its wait, under its
-    /// state lock.
-    fn unqueue(&self, waiter: &Arc<Waiter>) {
+    /// Takes `waiter` out of its queues, and its keys out of the keyspace's waited keys.
+    /// Called once, by whoever ends its wait, under its state lock.
+    fn unqueue(&self, ks: &Keyspace, waiter: &Arc<Waiter>) {
         waiter.info.blocked.store(false, Ordering::Relaxed);
         let mut inner = self.inner.lock();
         if let Some(queues) = inner.queues.get_mut(&waiter.db) {
@@ -224,17 +232,21 @@ impl Blocking {
             }
         }
         drop(inner);
+        let db = ks.db(waiter.db);
+        for key in &waiter.keys {
+            db.write(key).unblock(key);
+        }
         self.count.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Ends the wait of `waiter` for its own connection: returns the reply if it was served
     /// (perhaps just now), else takes it out of its queues and returns `None`.
-    pub fn leave(&self, waiter: &Arc<Waiter>) -> Option<(Vec<u8>, u64)> {
+    pub fn leave(&self, ks: &Keyspace, waiter: &Arc<Waiter>) -> Option<(Vec<u8>, u64)> {
         let mut state = waiter.state.lock();
         match std::mem::replace(&mut *state, State::Left) {
             State::Served(reply, wrote) => Some((reply, wrote)),
             State::Waiting => {
-                self.unqueue(waiter);
+                self.unqueue(ks, waiter);
                 None
             }
             State::Left => None,
@@ -244,14 +256,14 @@ impl Blocking {
     /// Runs the command of `waiter` again if it is still waiting; if that serves it, records
     /// the reply, takes it out of its queues and wakes its connection. Returns whether it was
     /// served.
-    pub fn try_serve(&self, waiter: &Arc<Waiter>, rerun: &mut Rerun<'_>) -> bool {
+    pub fn try_serve(&self, ks: &Keyspace, waiter: &Arc<Waiter>, rerun: &mut Rerun<'_>) -> bool {
         let mut state = waiter.state.lock();
         if !matches!(*state, State::Waiting) {
             return false;
         }
         let Some((reply, wrote)) = rerun(waiter) else { return false };
         *state = State::Served(reply, wrote);
-        self.unqueue(waiter);
+        self.unqueue(ks, waiter);
         drop(state);
         waiter.notify.notify_one();
         true
@@ -310,7 +322,7 @@ impl Blocking {
                 queue.and_then(|q| q.iter().find(|w| w.wants == held).cloned())
             };
             let Some(front) = front else { return };
-            if !self.try_serve(&front, rerun) && matches!(*front.state.lock(), State::Waiting) {
+            if !self.try_serve(ks, &front, rerun) && matches!(*front.state.lock(), State::Waiting) {
                 // It found nothing: neither will the ones behind it. (A waiter that was
                 // served or left meanwhile is out of the queue: go on with the next.)
                 return;

@@ -38,7 +38,7 @@ pub struct Server {
     gate: Arc<Gate>,
     persistence: Arc<Persistence>,
     pubsub: PubSub,
-    blocking: Blocking,
+    blocking: Arc<Blocking>,
     clients: Registry,
     metrics: Metrics,
     shutdown: watch::Sender<bool>,
@@ -50,12 +50,16 @@ impl Server {
         let gate = Arc::new(Gate::default());
         let settings = Arc::new(Settings::new(config.clone()));
         let persistence = Arc::new(Persistence::new(&config, keyspace.clone(), settings.clone(), gate.clone()));
+        // Blocked clients are signalled by the keyspace itself when a key they wait on changes.
+        let blocking = Arc::new(Blocking::default());
+        let signals = blocking.clone();
+        keyspace.tap().set_ready_hook(Box::new(move |db, key| signals.signal(db, key)));
         Server {
             persistence,
             gate,
             keyspace,
             settings,
-            blocking: Blocking::default(),
+            blocking,
             clients: Registry::default(),
             metrics: Metrics::new(),
             pubsub: PubSub::default(),

@@ -12,6 +12,7 @@ use magpie_store::{Key, Set, Shard, Value, ZSet, zset};
 
 use super::parse::float_arg;
 use super::{ranged_arg, store};
+use crate::core::args::Cursor;
 use crate::core::error::{self, CmdResult, Error, int_arg, is, wrongtype};
 use crate::model::Ctx;
 
@@ -103,23 +104,23 @@ struct Options {
 /// Reads WEIGHTS, AGGREGATE, WITHSCORES and LIMIT, as each command allows them.
 fn parse_options(
     args: Args<'_>,
-    mut j: usize,
+    from: usize,
     sources: &mut [Source<'_>],
     store: bool,
     op: Op,
     card: bool,
 ) -> Result<Options, Error> {
     let mut o = Options { how: Aggregate::Sum, withscores: false, limit: 0 };
-    while j < args.len() {
-        let (opt, remaining) = (args.get(j), args.len() - j);
+    let mut options = Cursor::new(args, from);
+    while let Some(opt) = options.next() {
+        let remaining = options.remaining() + 1; // with the option itself
         if op != Op::Diff && !card && remaining > sources.len() && is(opt, "weights") {
-            for (i, src) in sources.iter_mut().enumerate() {
-                src.weight =
-                    float_arg(args.get(j + 1 + i)).ok_or_else(|| Error::from("ERR weight value is not a float"))?;
+            for src in sources.iter_mut() {
+                let w = options.next_bytes()?;
+                src.weight = float_arg(w).ok_or_else(|| Error::from("ERR weight value is not a float"))?;
             }
-            j += 1 + sources.len();
         } else if op != Op::Diff && !card && remaining >= 2 && is(opt, "aggregate") {
-            let how = args.get(j + 1);
+            let how = options.next_bytes()?;
             o.how = if is(how, "sum") {
                 Aggregate::Sum
             } else if is(how, "min") {
@@ -129,13 +130,10 @@ fn parse_options(
             } else {
                 return Err(error::syntax());
             };
-            j += 2;
         } else if !store && !card && is(opt, "withscores") {
             o.withscores = true;
-            j += 1;
         } else if card && remaining >= 2 && is(opt, "limit") {
-            o.limit = ranged_arg(args.get(j + 1), 0, "ERR LIMIT can't be negative")?;
-            j += 2;
+            o.limit = ranged_arg(options.next_bytes()?, 0, "ERR LIMIT can't be negative")?;
         } else {
             return Err(error::syntax());
         }

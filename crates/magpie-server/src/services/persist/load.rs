@@ -12,7 +12,7 @@ use magpie_persist::log::{LogFile, LogReader, Manifest, Tail};
 use magpie_protocol::ArgVec;
 use magpie_store::now_ms;
 
-use super::{Persistence, Replay, human};
+use super::{Persistence, Replay, ReplayStep, human};
 
 impl Persistence {
     /// Loads what is on disk and sets up the log, before the server accepts clients.
@@ -150,10 +150,11 @@ impl Persistence {
                 ));
             }
             records += 1;
+            replay(ReplayStep::Record { db: rec.db })?;
             for cmd in &rec.commands {
                 args.clear();
                 args.extend(cmd);
-                let result = replay(rec.db, args.args());
+                let result = replay(ReplayStep::Command(args.args()));
                 if let Err(e) = result {
                     errors += 1;
                     if errors <= 10 {

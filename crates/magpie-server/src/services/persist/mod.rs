@@ -32,9 +32,16 @@ mod snapshot;
 
 pub use check::check_tool;
 
-/// Applies one command of the log being replayed at start, in the given database (the
-/// execution layer runs it: see `crate::front::replay`).
-pub type Replay<'a> = dyn FnMut(usize, Args<'_>) -> Result<(), String> + 'a;
+/// What the log replayed at start holds, step by step: a record starts (in a database: its
+/// commands start there, and a SELECT among them moves on), then its commands.
+pub enum ReplayStep<'a> {
+    Record { db: usize },
+    Command(Args<'a>),
+}
+
+/// Applies the log being replayed at start (the execution layer runs its commands: see
+/// `crate::front::replay`).
+pub type Replay<'a> = dyn FnMut(ReplayStep<'_>) -> Result<(), String> + 'a;
 
 /// Entries the snapshot visits per shard lock.
 const STEP: usize = 512;

@@ -6,10 +6,10 @@
 use magpie_protocol::{ArgVec, Reply, Resp};
 use magpie_store::{Db, Keyspace};
 
-use super::command::Table;
-use super::session::Session;
-use super::wait::{Mode, Timeout};
+use super::Table;
 use crate::core::error::CmdResult;
+use crate::model::session::Session;
+use crate::model::wait::{Mode, Timeout};
 use crate::services::Server;
 use crate::services::stats::{Counters, Timer};
 
@@ -20,22 +20,6 @@ pub trait Executor: Sync {
     fn table(&self) -> &'static Table;
     /// Serves the clients blocked on keys signalled so far.
     fn serve_waiters(&self, server: &Server);
-}
-
-/// What a command declares about its effect, beyond its reply.
-#[derive(Default, Debug)]
-pub struct Effects {
-    /// Records to log instead of the command's own arguments (see [`Ctx::propagate`]).
-    pub records: Vec<ArgVec>,
-    /// Set by the first [`Ctx::propagate`]: the command's arguments are not logged.
-    pub replaced: bool,
-}
-
-impl Effects {
-    pub fn clear(&mut self) {
-        self.records.clear();
-        self.replaced = false;
-    }
 }
 
 /// Everything a command can reach: the server's services, the keys, its own session, and
@@ -164,20 +148,10 @@ impl<'a> Ctx<'a> {
         self.stats.lookup(found);
     }
 
-    /// Tells clients blocked on `key` (of the current database) that it may now hold what
-    /// they wait for. Every command that adds elements to a list or sorted set calls it.
-    pub fn signal(&self, key: &[u8]) {
-        if let Some(i) = &self.session.txn.interactive {
-            // Inside BEGIN the change is private until COMMIT, which signals then.
-            i.deferred.lock().signals.push((self.session.db(), key.into()));
-            return;
-        }
-        self.server.blocking().signal(self.session.db(), key);
-    }
-
     /// Whether clients blocked on `key` were given something (a push signalled them) and are
     /// not served yet. A command that takes elements (LPOP, LMOVE, LREM, ...) checks this with
-    /// the key's shard locked; if so it unlocks, calls [`Ctx::serve_waiters`] and looks again,
+    /// the key's shard locked (the keyspace signals a waited key under that lock when it changes);
+    /// if so it unlocks, calls [`Ctx::serve_waiters`] and looks again,
     /// so that no command takes an element pushed for a waiting client. Always false for the
     /// serving itself (`Retry`) and inside a transaction (`NoBlock`), which must not unlock.
     pub fn waiters_first(&self, key: &[u8]) -> bool {

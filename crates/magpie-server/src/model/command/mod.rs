@@ -7,73 +7,49 @@ use std::collections::HashMap;
 
 use magpie_protocol::Args;
 
-use super::ctx::Ctx;
+use super::flags::{Acl, Flags, KeyFlags};
+use super::keyspec::{Begin, Find, KeySpec, key_positions_lenient, legacy_range};
+
+pub mod ctx;
+
 use crate::core::error::{CmdResult, Error};
 use crate::services::stats::{KeyOp, MAX_COMMANDS};
+use ctx::Ctx;
 
 pub type Handler = fn(&mut Ctx<'_>, Args<'_>) -> CmdResult;
 
-/// Command flags (Redis's names, as COMMAND INFO lists them).
-pub mod flags {
-    pub const WRITE: u32 = 1;
-    pub const READONLY: u32 = 1 << 1;
-    pub const DENYOOM: u32 = 1 << 2;
-    pub const ADMIN: u32 = 1 << 3;
-    pub const PUBSUB: u32 = 1 << 4;
-    pub const NOSCRIPT: u32 = 1 << 5;
-    pub const BLOCKING: u32 = 1 << 6;
-    pub const LOADING: u32 = 1 << 7;
-    pub const STALE: u32 = 1 << 8;
-    pub const FAST: u32 = 1 << 9;
-    pub const NO_AUTH: u32 = 1 << 10;
-    pub const NO_ASYNC_LOADING: u32 = 1 << 11;
-    pub const NO_MULTI: u32 = 1 << 12;
-    /// The keys are found by parsing the arguments (see [`super::Command::numkeys_at`]).
-    pub const MOVABLEKEYS: u32 = 1 << 13;
-
-    pub const NAMES: &[(u32, &str)] = &[
-        (WRITE, "write"),
-        (READONLY, "readonly"),
-        (DENYOOM, "denyoom"),
-        (ADMIN, "admin"),
-        (PUBSUB, "pubsub"),
-        (NOSCRIPT, "noscript"),
-        (BLOCKING, "blocking"),
-        (LOADING, "loading"),
-        (STALE, "stale"),
-        (FAST, "fast"),
-        (NO_AUTH, "no_auth"),
-        (NO_ASYNC_LOADING, "no_async_loading"),
-        (NO_MULTI, "no_multi"),
-        (MOVABLEKEYS, "movablekeys"),
-    ];
-}
-
-/// One entry of the command table.
+/// One entry of the command table. Built in a constant expression:
+///
+/// ```text
+/// Command::new("set", -3, flags![WRITE, DENYOOM], "string", "1.0.0", "summary", "syntax", strings::set)
+///     .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, UPDATE])])
+/// ```
 pub struct Command {
     /// Lower-case name; a subcommand's is `container|sub` (e.g. `client|setname`), as Redis
     /// names it in errors, COMMAND INFO and CLIENT LIST.
     pub name: &'static str,
     /// Redis's arity: N means exactly N arguments (name included), -N at least N.
     pub arity: i32,
-    pub flags: u32,
-    /// First key, last key (negative: counted from the end), step. (0, 0, 0): no keys.
-    pub keys: (i32, i32, i32),
+    pub flags: Flags,
+    /// ACL categories: those of the command's group (or its entry's own, see
+    /// [`Command::acl`]) and those its flags imply.
+    pub acl: Acl,
     pub group: &'static str,
     pub since: &'static str,
     pub summary: &'static str,
     /// Arguments after the name, in a compact notation turned into COMMAND DOCS arguments:
     /// `key`, `name:type`, `TOKEN`, `[optional]`, `(group)`, `a|b` alternatives, `...` repeats.
     pub syntax: &'static str,
+    /// Where the keys are (see [`KeySpec`]).
+    pub key_specs: &'static [KeySpec],
+    /// Redis's legacy (first key, last key, step), derived from the key specs.
+    pub keys: (i32, i32, i32),
+    /// Redis's command tips (COMMAND INFO's 8th field), e.g. `nondeterministic_output`.
+    pub tips: &'static [&'static str],
     pub run: Handler,
     pub subcommands: &'static [Command],
     /// Follows from `flags` unless marked by [`Command::deletes`].
     pub op: KeyOp,
-    /// For commands with `numkeys` (LMPOP, BLMPOP, ZMPOP, ...): the argument that says how
-    /// many keys follow it; 0 for the others.
-    pub numkeys: usize,
-    /// Runs with no other command running (EXEC, COMMIT): see `crate::gate`.
-    pub exclusive: bool,
 }
 
 impl Command {
@@ -81,17 +57,16 @@ impl Command {
     pub const fn new(
         name: &'static str,
         arity: i32,
-        flags: u32,
-        keys: (i32, i32, i32),
+        flags: Flags,
         group: &'static str,
         since: &'static str,
         summary: &'static str,
         syntax: &'static str,
         run: Handler,
     ) -> Command {
-        let op = if flags & flags::WRITE != 0 {
+        let op = if flags.contains(Flags::WRITE) {
             KeyOp::Set
-        } else if flags & flags::READONLY != 0 {
+        } else if flags.contains(Flags::READONLY) {
             KeyOp::Get
         } else {
             KeyOp::None
@@ -100,59 +75,40 @@ impl Command {
             name,
             arity,
             flags,
-            keys,
+            acl: Acl::of_group(group).with_implicit(flags),
             group,
             since,
             summary,
             syntax,
+            key_specs: &[],
+            keys: (0, 0, 0),
+            tips: &[],
             run,
             subcommands: &[],
             op,
-            numkeys: 0,
-            exclusive: false,
         }
     }
 
-    /// Marks a command whose keys follow a count at argument `at` (`LMPOP numkeys key ...`):
-    /// Redis's `movablekeys`.
-    pub const fn numkeys_at(mut self, at: usize) -> Command {
-        self.numkeys = at;
-        self.flags |= flags::MOVABLEKEYS;
+    /// The command's own ACL categories, instead of its group's (the implied ones are added).
+    pub const fn acl(mut self, categories: Acl) -> Command {
+        self.acl = categories.with_implicit(self.flags);
         self
     }
 
-    /// How many keys this call names: from the key positions, and from the `numkeys`
-    /// argument for commands that have one.
-    pub fn key_count_in(&self, args: Args<'_>) -> usize {
-        if self.numkeys == 0 {
-            return self.key_count(args.len());
+    /// Where the command's keys are; sets the legacy range and `movablekeys` from them.
+    pub const fn keys(mut self, specs: &'static [KeySpec]) -> Command {
+        let (range, movable) = legacy_range(specs);
+        self.key_specs = specs;
+        self.keys = range;
+        if movable {
+            self.flags = self.flags.union(Flags::MOVABLEKEYS);
         }
-        self.keys_in(args).len()
+        self
     }
 
-    /// The keys this call names, in argument order: those at the key positions, then for a
-    /// command with `numkeys`, the keys that argument counts (as many as are there).
-    pub fn keys_in<'a>(&self, args: Args<'a>) -> Vec<&'a [u8]> {
-        let (first, _, step) = self.keys;
-        let fixed = self.key_count(args.len());
-        let mut keys: Vec<&'a [u8]> = match (usize::try_from(first), usize::try_from(step)) {
-            (Ok(first), Ok(step)) if first > 0 && step > 0 => {
-                (0..fixed).map(|i| first + i * step).filter(|&i| i < args.len()).map(|i| args.get(i)).collect()
-            }
-            _ => Vec::new(),
-        };
-        if self.numkeys > 0 && self.numkeys < args.len() {
-            let declared =
-                magpie_protocol::parse_i64(args.get(self.numkeys)).and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
-            let start = self.numkeys + 1;
-            keys.extend(args.iter().skip(start).take(declared.min(args.len() - start)));
-        }
-        keys
-    }
-
-    /// Marks a command that runs alone, with every other command held back (a transaction).
-    pub const fn exclusive(mut self) -> Command {
-        self.exclusive = true;
+    /// Redis's command tips.
+    pub const fn tips(mut self, tips: &'static [&'static str]) -> Command {
+        self.tips = tips;
         self
     }
 
@@ -168,8 +124,39 @@ impl Command {
         self
     }
 
-    pub fn has(&self, flag: u32) -> bool {
-        self.flags & flag != 0
+    #[inline]
+    pub fn has(&self, flag: Flags) -> bool {
+        self.flags.contains(flag)
+    }
+
+    /// Whether the command names keys at all (it has key specs other than non-keys).
+    pub fn has_keys(&self) -> bool {
+        self.key_specs.iter().any(|s| !s.flags.contains(KeyFlags::NOT_KEY))
+    }
+
+    /// How many keys this call names, leniently (see `keyspec::key_positions_lenient`; 0
+    /// when its arguments contradict the key specs).
+    #[inline]
+    pub fn key_count_in(&self, args: Args<'_>) -> usize {
+        if let [KeySpec { begin: Begin::Index(pos), find: Find::Range { last: 0, .. }, flags, .. }] = self.key_specs
+            && !flags.contains(KeyFlags::NOT_KEY)
+            && usize::try_from(*pos).is_ok_and(|p| p < args.len())
+        {
+            return 1; // the common single-key command
+        }
+        let mut n = 0;
+        if key_positions_lenient(self.key_specs, args, |_, _| n += 1).is_err() {
+            return 0;
+        }
+        n
+    }
+
+    /// The keys this call names, leniently, in key-spec order (those before a contradiction,
+    /// if any).
+    pub fn keys_in<'a>(&self, args: Args<'a>) -> Vec<&'a [u8]> {
+        let mut keys = Vec::new();
+        let _ = key_positions_lenient(self.key_specs, args, |i, _| keys.push(args.get(i)));
+        keys
     }
 
     pub fn subcommand(&self, name: &[u8]) -> Option<&'static Command> {
@@ -181,22 +168,6 @@ impl Command {
             let sub = c.name.rsplit('|').next().unwrap_or(c.name);
             sub.as_bytes().eq_ignore_ascii_case(name)
         })
-    }
-
-    /// How many keys a call with `argc` arguments (name included) names, from the key
-    /// positions: MGET of three keys names three, MSET of two pairs two.
-    pub fn key_count(&self, argc: usize) -> usize {
-        let (first, last, step) = self.keys;
-        if first == last && first > 0 {
-            return 1; // the common single-key command
-        }
-        if first <= 0 || step <= 0 {
-            return 0;
-        }
-        let argc = i64::try_from(argc).unwrap_or(i64::MAX);
-        let last = if last < 0 { argc + i64::from(last) } else { i64::from(last).min(argc - 1) };
-        let first = i64::from(first);
-        if last < first { 0 } else { usize::try_from((last - first) / i64::from(step) + 1).unwrap_or(0) }
     }
 
     fn arity_ok(&self, argc: usize) -> bool {
