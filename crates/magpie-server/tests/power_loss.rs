@@ -254,6 +254,48 @@ fn with_appendfsync_everysec_writes_older_than_two_seconds_survive() {
     );
 }
 
+/// For contrast, a crash of the process alone (the machine stays up, the kernel keeps what
+/// was written): under `everysec` (and `no`) the log's writer puts records into the file about
+/// a millisecond after their replies went out (docs/compatibility.md), so only the very last
+/// acknowledged writes may be lost; everything acknowledged half a second before is there.
+#[test]
+#[ignore = "needs root and /dev/fuse; .ci/run runs it with --ignored"]
+fn with_appendfsync_everysec_a_process_kill_loses_at_most_the_last_moment() {
+    let rig = Rig::new("everysec-kill", Options::default());
+    let args = ["--appendonly", "yes", "--appendfsync", "everysec"];
+    let mut lost_total = 0;
+    for round in 0..3 {
+        let server = rig.start(&args);
+        let writers = Writers::start(server.port, 8);
+        std::thread::sleep(Duration::from_millis(700));
+        let killed_at = Instant::now();
+        drop(server); // SIGKILL only: no power loss
+        let acked = writers.stop();
+        let server = rig.start(&args);
+        let old = killed_at - Duration::from_millis(500);
+        let lost_old = lost_writes(&server, &acked, Some(old));
+        assert!(
+            lost_old.is_empty(),
+            "a process kill lost writes acknowledged 500 ms before it:\n{}",
+            lost_old.join("\n")
+        );
+        let lost = lost_writes(&server, &acked, None);
+        lost_total += lost.len();
+        let newest_lost = acked
+            .iter()
+            .filter(|(k, v, _)| lost.iter().any(|l| l.starts_with(&format!("{k}: acknowledged {v},"))))
+            .map(|(_, _, at)| killed_at.saturating_duration_since(*at))
+            .max();
+        eprintln!(
+            "round {round}: a SIGKILL under everysec lost {} of {} keys' last acknowledged values \
+             (the oldest of them acknowledged {newest_lost:?} before the kill)",
+            lost.len(),
+            acked.iter().map(|(k, _, _)| k).collect::<std::collections::HashSet<_>>().len()
+        );
+    }
+    eprintln!("everysec, process kill: {lost_total} keys lost their last value over 3 rounds");
+}
+
 /// Snapshots only: after a successful SAVE, the power loss leaves exactly that state; a
 /// snapshot interrupted by it leaves the previous one.
 #[test]
