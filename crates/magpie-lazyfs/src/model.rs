@@ -816,6 +816,12 @@ mod tests {
         backing: PathBuf,
     }
 
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.backing);
+        }
+    }
+
     fn fixture(name: &str) -> Fixture {
         let backing = std::env::temp_dir().join(format!("magpie-lazyfs-model-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&backing);
@@ -843,30 +849,32 @@ mod tests {
 
     #[test]
     fn unsynced_bytes_are_lost_and_synced_ones_kept() {
-        let Fixture { mut m, backing } = fixture("bytes");
+        let mut fx = fixture("bytes");
+        let (m, backing) = (&mut fx.m, fx.backing.clone());
         let f = m.create(ROOT, n("log"), 0o644, 0, 0).unwrap();
         m.fsync_dir(ROOT).unwrap();
         m.write(f, 0, b"hello ", false).unwrap();
         m.fsync(f, true).unwrap();
         m.write(f, 6, b"world", false).unwrap();
-        assert_eq!(content(&m, ROOT, "log").unwrap(), b"hello world");
+        assert_eq!(content(m, ROOT, "log").unwrap(), b"hello world");
         assert_eq!(fs::read(backing.join("log")).unwrap(), b"hello ");
-        let dropped = crash(&mut m);
+        let dropped = crash(m);
         assert_eq!(dropped, Dropped { files: 1, bytes: 5, entries: 0 });
-        assert_eq!(content(&m, ROOT, "log").unwrap(), b"hello ");
+        assert_eq!(content(m, ROOT, "log").unwrap(), b"hello ");
         assert_eq!(m.stats.fdatasyncs, 1);
         assert_eq!(m.stats.dir_fsyncs, 1);
     }
 
     #[test]
     fn a_new_file_needs_its_directory_synced() {
-        let Fixture { mut m, backing } = fixture("entry");
+        let mut fx = fixture("entry");
+        let (m, backing) = (&mut fx.m, fx.backing.clone());
         let f = m.create(ROOT, n("a"), 0o644, 0, 0).unwrap();
         m.write(f, 0, b"data", false).unwrap();
         m.fsync(f, false).unwrap();
         // The bytes are durable but no durable entry names the file.
         assert!(!backing.join("a").exists());
-        let dropped = crash(&mut m);
+        let dropped = crash(m);
         assert_eq!(dropped.entries, 1);
         assert_eq!(m.lookup(ROOT, n("a")), Err(Error::NotFound));
         assert_eq!(m.inode_count(), 1, "the lost file's inode is freed");
@@ -876,13 +884,14 @@ mod tests {
         m.fsync_dir(ROOT).unwrap();
         // The name is durable, the bytes are not: an empty file survives.
         assert_eq!(fs::read(backing.join("b")).unwrap(), b"");
-        crash(&mut m);
-        assert_eq!(content(&m, ROOT, "b").unwrap(), b"");
+        crash(m);
+        assert_eq!(content(m, ROOT, "b").unwrap(), b"");
     }
 
     #[test]
     fn rename_over_a_file_is_atomic_and_durable_after_the_directory_fsync() {
-        let Fixture { mut m, backing } = fixture("rename");
+        let mut fx = fixture("rename");
+        let (m, backing) = (&mut fx.m, fx.backing.clone());
         let old = m.create(ROOT, n("manifest"), 0o644, 0, 0).unwrap();
         m.write(old, 0, b"v1", false).unwrap();
         m.fsync(old, false).unwrap();
@@ -891,10 +900,10 @@ mod tests {
         m.write(temp, 0, b"v2", false).unwrap();
         m.fsync(temp, false).unwrap();
         m.rename(ROOT, n("manifest.tmp"), ROOT, n("manifest"), false).unwrap();
-        assert_eq!(content(&m, ROOT, "manifest").unwrap(), b"v2");
+        assert_eq!(content(m, ROOT, "manifest").unwrap(), b"v2");
         // Before the directory's fsync, a power loss brings the old one back.
-        crash(&mut m);
-        assert_eq!(content(&m, ROOT, "manifest").unwrap(), b"v1");
+        crash(m);
+        assert_eq!(content(m, ROOT, "manifest").unwrap(), b"v1");
         assert_eq!(m.lookup(ROOT, n("manifest.tmp")), Err(Error::NotFound));
 
         let temp = m.create(ROOT, n("manifest.tmp"), 0o644, 0, 0).unwrap();
@@ -904,51 +913,54 @@ mod tests {
         m.fsync_dir(ROOT).unwrap();
         assert_eq!(fs::read(backing.join("manifest")).unwrap(), b"v3");
         assert!(!backing.join("manifest.tmp").exists());
-        crash(&mut m);
-        assert_eq!(content(&m, ROOT, "manifest").unwrap(), b"v3");
+        crash(m);
+        assert_eq!(content(m, ROOT, "manifest").unwrap(), b"v3");
     }
 
     #[test]
     fn bytes_written_after_the_fsync_and_before_the_link_are_not_durable() {
-        let Fixture { mut m, backing } = fixture("late");
+        let mut fx = fixture("late");
+        let (m, backing) = (&mut fx.m, fx.backing.clone());
         let f = m.create(ROOT, n("f"), 0o644, 0, 0).unwrap();
         m.write(f, 0, b"synced", false).unwrap();
         m.fsync(f, false).unwrap();
         m.write(f, 6, b"+late", false).unwrap();
         m.fsync_dir(ROOT).unwrap();
         assert_eq!(fs::read(backing.join("f")).unwrap(), b"synced");
-        crash(&mut m);
-        assert_eq!(content(&m, ROOT, "f").unwrap(), b"synced");
+        crash(m);
+        assert_eq!(content(m, ROOT, "f").unwrap(), b"synced");
     }
 
     #[test]
     fn an_unlink_not_synced_is_undone() {
-        let Fixture { mut m, .. } = fixture("unlink");
+        let mut fx = fixture("unlink");
+        let m = &mut fx.m;
         let f = m.create(ROOT, n("old"), 0o644, 0, 0).unwrap();
         m.write(f, 0, b"keep", false).unwrap();
         m.fsync(f, false).unwrap();
         m.fsync_dir(ROOT).unwrap();
         m.unlink(ROOT, n("old")).unwrap();
         assert_eq!(m.lookup(ROOT, n("old")), Err(Error::NotFound));
-        crash(&mut m);
-        assert_eq!(content(&m, ROOT, "old").unwrap(), b"keep");
+        crash(m);
+        assert_eq!(content(m, ROOT, "old").unwrap(), b"keep");
         m.unlink(ROOT, n("old")).unwrap();
         m.fsync_dir(ROOT).unwrap();
-        crash(&mut m);
+        crash(m);
         assert_eq!(m.lookup(ROOT, n("old")), Err(Error::NotFound));
         assert_eq!(m.inode_count(), 1);
     }
 
     #[test]
     fn directories_and_their_files() {
-        let Fixture { mut m, backing } = fixture("dirs");
+        let mut fx = fixture("dirs");
+        let (m, backing) = (&mut fx.m, fx.backing.clone());
         let d = m.mkdir(ROOT, n("appendonlydir"), 0o755, 0, 0).unwrap();
         let f = m.create(d, n("log.1"), 0o644, 0, 0).unwrap();
         m.write(f, 0, b"header", false).unwrap();
         m.fsync(f, true).unwrap();
         m.fsync_dir(d).unwrap();
         // The directory's own entry in the root is not durable yet: all of it is lost.
-        crash(&mut m);
+        crash(m);
         assert_eq!(m.lookup(ROOT, n("appendonlydir")), Err(Error::NotFound));
 
         let d = m.mkdir(ROOT, n("appendonlydir"), 0o755, 0, 0).unwrap();
@@ -961,11 +973,11 @@ mod tests {
         m.fsync(f, true).unwrap();
         m.write(f, 12, b"lost", false).unwrap();
         assert_eq!(fs::read(backing.join("appendonlydir/log.1")).unwrap(), b"headerrecord");
-        crash(&mut m);
+        crash(m);
         // After the power loss every inode has a new number: the kernel's are stale.
         assert_eq!(m.attr(d).map(|_| ()), Err(Error::NotFound));
         let d = m.lookup(ROOT, n("appendonlydir")).unwrap();
-        assert_eq!(content(&m, d, "log.1").unwrap(), b"headerrecord");
+        assert_eq!(content(m, d, "log.1").unwrap(), b"headerrecord");
 
         // rmdir needs an empty directory.
         assert_eq!(m.rmdir(ROOT, n("appendonlydir")), Err(Error::NotEmpty));
@@ -977,26 +989,28 @@ mod tests {
 
     #[test]
     fn truncation_and_holes_are_tracked() {
-        let Fixture { mut m, backing } = fixture("trunc");
+        let mut fx = fixture("trunc");
+        let (m, backing) = (&mut fx.m, fx.backing.clone());
         let f = m.create(ROOT, n("f"), 0o644, 0, 0).unwrap();
         m.fsync_dir(ROOT).unwrap();
         m.write(f, 0, b"0123456789", false).unwrap();
         m.fsync(f, true).unwrap();
         m.truncate(f, 4).unwrap();
         m.write(f, 6, b"xy", false).unwrap(); // a hole of two zero bytes
-        assert_eq!(content(&m, ROOT, "f").unwrap(), b"0123\0\0xy");
+        assert_eq!(content(m, ROOT, "f").unwrap(), b"0123\0\0xy");
         m.fsync(f, true).unwrap();
         assert_eq!(fs::read(backing.join("f")).unwrap(), b"0123\0\0xy");
         m.truncate(f, 2).unwrap();
         m.write(f, 0, b"z", true).unwrap(); // O_APPEND writes at the end
-        assert_eq!(content(&m, ROOT, "f").unwrap(), b"01z");
-        crash(&mut m);
-        assert_eq!(content(&m, ROOT, "f").unwrap(), b"0123\0\0xy");
+        assert_eq!(content(m, ROOT, "f").unwrap(), b"01z");
+        crash(m);
+        assert_eq!(content(m, ROOT, "f").unwrap(), b"0123\0\0xy");
     }
 
     #[test]
     fn renames_check_what_they_replace() {
-        let Fixture { mut m, .. } = fixture("rename-rules");
+        let mut fx = fixture("rename-rules");
+        let m = &mut fx.m;
         let d = m.mkdir(ROOT, n("d"), 0o755, 0, 0).unwrap();
         m.create(ROOT, n("f"), 0o644, 0, 0).unwrap();
         m.create(d, n("inner"), 0o644, 0, 0).unwrap();
@@ -1015,7 +1029,8 @@ mod tests {
 
     #[test]
     fn sync_all_makes_everything_durable_without_counting() {
-        let Fixture { mut m, backing } = fixture("sync");
+        let mut fx = fixture("sync");
+        let (m, backing) = (&mut fx.m, fx.backing.clone());
         let d = m.mkdir(ROOT, n("d"), 0o755, 0, 0).unwrap();
         let f = m.create(d, n("f"), 0o644, 0, 0).unwrap();
         m.write(f, 0, b"all of it", false).unwrap();
@@ -1023,14 +1038,15 @@ mod tests {
         assert_eq!(m.stats.fsyncs + m.stats.fdatasyncs + m.stats.dir_fsyncs, 0);
         assert_eq!(m.unsynced(), Dropped::default());
         assert_eq!(fs::read(backing.join("d/f")).unwrap(), b"all of it");
-        crash(&mut m);
+        crash(m);
         let d = m.lookup(ROOT, n("d")).unwrap();
-        assert_eq!(content(&m, d, "f").unwrap(), b"all of it");
+        assert_eq!(content(m, d, "f").unwrap(), b"all of it");
     }
 
     #[test]
     fn an_fsync_counts_only_when_it_finishes_before_the_power_loss() {
-        let Fixture { mut m, backing } = fixture("slow");
+        let mut fx = fixture("slow");
+        let (m, backing) = (&mut fx.m, fx.backing.clone());
         let f = m.create(ROOT, n("f"), 0o644, 0, 0).unwrap();
         m.fsync_dir(ROOT).unwrap();
         m.write(f, 0, b"first", false).unwrap();
@@ -1043,16 +1059,17 @@ mod tests {
         assert_eq!(m.unsynced(), Dropped { files: 1, bytes: 7, entries: 0 });
         // An fsync the power loss interrupts makes nothing durable, and fails.
         let pending = m.begin_sync(f, true).unwrap();
-        crash(&mut m);
+        crash(m);
         assert_eq!(m.finish_sync(pending), Err(Error::Io));
-        assert_eq!(content(&m, ROOT, "f").unwrap(), b"first");
+        assert_eq!(content(m, ROOT, "f").unwrap(), b"first");
         assert_eq!(fs::read(backing.join("f")).unwrap(), b"first");
         assert_eq!(m.stats.fdatasyncs, 2);
     }
 
     #[test]
     fn open_unlinked_files_stay_while_the_kernel_holds_them() {
-        let Fixture { mut m, .. } = fixture("held");
+        let mut fx = fixture("held");
+        let m = &mut fx.m;
         let f = m.create(ROOT, n("f"), 0o644, 0, 0).unwrap();
         m.remember(f);
         m.unlink(ROOT, n("f")).unwrap();
