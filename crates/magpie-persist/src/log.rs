@@ -75,12 +75,22 @@ pub struct LogFile {
 }
 
 impl LogFile {
-    /// Creates a new, empty log (its header fsynced, and the directory entry too).
+    /// Creates a new, empty log (its header fsynced, and the directory entry too). The log's
+    /// directory may be new itself (`appendonlydir`, created just before): its own entry in
+    /// its parent is fsynced too, or a power loss could take the whole directory, and every
+    /// write acknowledged since, with it (POSIX makes a new entry durable only through an
+    /// fsync of the directory that holds it; tests/power_loss.rs in magpie-server).
     pub fn create(path: &Path) -> io::Result<LogFile> {
         let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
         file.write_all(&frame::file_header(Kind::Log))?;
         file.sync_all()?;
-        sync_dir(parent_dir(path))?;
+        let dir = parent_dir(path);
+        sync_dir(dir)?;
+        match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => sync_dir(p)?,
+            Some(_) => sync_dir(Path::new("."))?,
+            None => {} // the root
+        }
         Ok(LogFile { file, path: path.to_owned(), len: frame::FILE_HEADER as u64 })
     }
 

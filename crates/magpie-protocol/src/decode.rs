@@ -509,19 +509,30 @@ mod tests {
         }
     }
 
+    /// xorshift64: a cheap deterministic generator; the cargo-fuzz target explores far more.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic() {
-        // A cheap deterministic generator; the cargo-fuzz target explores far more.
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         let alphabet = b"*$\r\n0123456789-\"' \\xabAZ";
+        let mut lengths = [0usize; 40];
+        let mut distinct = std::collections::HashSet::new();
         for _ in 0..20_000 {
-            let mut buf = Vec::new();
-            for _ in 0..(x % 40) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                buf.push(alphabet[(x % alphabet.len() as u64) as usize]);
-            }
+            // The length is drawn on every case, so an empty input cannot stop the generator.
+            let len = (rng.next() % 40) as usize;
+            let buf: Vec<u8> = (0..len).map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize]).collect();
+            lengths[len] += 1;
+            distinct.insert(buf.clone());
             let mut dec = Decoder::default();
             for end in 0..=buf.len() {
                 if all(&mut dec, &buf[..end]).is_err() {
@@ -529,5 +540,9 @@ mod tests {
                 }
             }
         }
+        // Every length is generated, about equally often, and the inputs are fresh (the short
+        // ones repeat: there are only so many of them).
+        assert!(lengths.iter().all(|&n| (300..=700).contains(&n)), "lengths drawn: {lengths:?}");
+        assert!(distinct.len() > 18_000, "only {} distinct inputs of 20000", distinct.len());
     }
 }

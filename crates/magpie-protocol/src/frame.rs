@@ -707,21 +707,102 @@ mod tests {
         assert_eq!(args.iter().collect::<Vec<_>>(), [&b"SET"[..], b"k", b""]);
     }
 
+    /// xorshift64: a cheap deterministic generator.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Appends a random well-formed reply (nested up to three levels).
+    fn random_reply(rng: &mut Rng, depth: u32, out: &mut Vec<u8>) {
+        let word = |rng: &mut Rng| -> Vec<u8> { (0..rng.below(6)).map(|_| b"abcxyz 1-"[rng.below(9)]).collect() };
+        let kinds = if depth >= 3 { 9 } else { 14 };
+        match rng.below(kinds) {
+            0 => out.extend([b"+".as_slice(), &word(rng), b"\r\n"].concat()),
+            1 => out.extend([b"-ERR ".as_slice(), &word(rng), b"\r\n"].concat()),
+            2 => out.extend(format!(":{}\r\n", rng.next() as i64 >> rng.below(64)).bytes()),
+            3 => {
+                let body: Vec<u8> = (0..rng.below(12)).map(|_| b"ab\r\n\0$*"[rng.below(7)]).collect();
+                out.extend(format!("{}{}\r\n", ["$", "!"][rng.below(2)], body.len()).bytes());
+                out.extend(body);
+                out.extend(b"\r\n");
+            }
+            4 => out.extend(["$-1\r\n", "*-1\r\n", "_\r\n"][rng.below(3)].bytes()),
+            5 => out.extend(
+                format!(",{}\r\n", ["1.5", "inf", "-inf", "nan", "1e+300", "0", "-0.25"][rng.below(7)]).bytes(),
+            ),
+            6 => out.extend(["#t\r\n", "#f\r\n"][rng.below(2)].bytes()),
+            7 => out.extend(["(12345678901234567890123\r\n", "(-1\r\n"][rng.below(2)].bytes()),
+            8 => {
+                let text = word(rng);
+                out.extend(format!("={}\r\ntxt:", text.len() + 4).bytes());
+                out.extend(text);
+                out.extend(b"\r\n");
+            }
+            9 => {
+                // An attribute, then the value it belongs to.
+                let n = rng.below(3);
+                out.extend(format!("|{n}\r\n").bytes());
+                for _ in 0..n * 2 {
+                    random_reply(rng, depth + 1, out);
+                }
+                random_reply(rng, depth + 1, out);
+            }
+            k => {
+                let n = rng.below(4);
+                let (head, items) = [("*", n), ("~", n), (">", n), ("%", n * 2)][k - 10];
+                out.extend(format!("{head}{n}\r\n").bytes());
+                for _ in 0..items {
+                    random_reply(rng, depth + 1, out);
+                }
+            }
+        }
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic_and_chunking_agrees() {
-        // A cheap deterministic generator; whatever the bytes, whole and chunked decoding
-        // agree on the replies (or both fail).
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        // Whatever the bytes, whole and chunked decoding agree on the replies (or both fail).
+        // Half the inputs are random bytes, half are well-formed replies, some of them with a
+        // byte changed or cut short: random bytes alone almost never make a whole reply.
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
         let alphabet = b"*$%~>|_#,(!=+-:\r\n0123456789-tf.?ab";
-        for _ in 0..20_000 {
-            let mut buf = Vec::new();
-            for _ in 0..(x % 48) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                buf.push(alphabet[(x % alphabet.len() as u64) as usize]);
-            }
+        let mut lengths = [0usize; 48];
+        let mut distinct = std::collections::HashSet::new();
+        let mut decoded = 0;
+        for case in 0..20_000 {
+            let buf: Vec<u8> = if case % 2 == 0 {
+                // The length is drawn on every case, so an empty input cannot stop the generator.
+                let len = rng.below(48);
+                lengths[len] += 1;
+                (0..len).map(|_| alphabet[rng.below(alphabet.len())]).collect()
+            } else {
+                let mut buf = Vec::new();
+                for _ in 0..1 + rng.below(3) {
+                    random_reply(&mut rng, 0, &mut buf);
+                }
+                match rng.below(4) {
+                    0 => {
+                        let at = rng.below(buf.len());
+                        buf[at] = alphabet[rng.below(alphabet.len())];
+                    }
+                    1 => buf.truncate(rng.below(buf.len())),
+                    _ => {}
+                }
+                buf
+            };
+            distinct.insert(buf.clone());
             let w = all_frames(&buf, buf.len().max(1));
+            decoded += w.as_ref().map_or(0, Vec::len);
             let c = all_frames(&buf, 1);
             match (&w, &c) {
                 (Ok(w), Ok(c)) => assert_eq!(w, c, "{:?}", buf.escape_ascii().to_string()),
@@ -729,6 +810,11 @@ mod tests {
                 _ => panic!("whole {w:?} but chunked {c:?} for {:?}", buf.escape_ascii().to_string()),
             }
         }
+        // Every length of random bytes is drawn, about equally often; the inputs are fresh;
+        // and many of them are whole replies (not only two errors compared).
+        assert!(lengths.iter().all(|&n| (120..=300).contains(&n)), "lengths drawn: {lengths:?}");
+        assert!(distinct.len() > 16_000, "only {} distinct inputs of 20000", distinct.len());
+        assert!(decoded > 10_000, "only {decoded} replies decoded");
     }
 
     /// Like `chunked`, without its checks: the complete replies in `buf`.

@@ -28,7 +28,8 @@
 //! - `!sleep MS`: sleep that many milliseconds (once, for both servers); for expiry.
 //! - `~ CMD`: compare only the first byte of the replies (the reply type), for TIME, PTTL...
 //! - `~sort CMD`: sort the elements of an array (or set) reply before comparing, for replies
-//!   whose order Redis leaves unspecified (KEYS).
+//!   whose order Redis leaves unspecified (KEYS); field-value pairs (HGETALL, a RESP3 map,
+//!   `WITHVALUES`/`WITHSCORES` in RESP2) are sorted as pairs.
 //! - `~range LO HI CMD`: both replies must be integers in `LO..=HI`, e.g. a PTTL just after
 //!   `PEXPIRE k 10000`.
 //! - `~replies N CMD`: the command answers with N replies (SUBSCRIBE of N channels; a PUBLISH
@@ -430,7 +431,11 @@ fn run_script(file: &str, proto: Proto) {
             Check::Exact => (expected == actual, ""),
             Check::TypeOnly => (expected.first() == actual.first(), " (reply type only)"),
             Check::Sorted => {
-                (sort_reply(&expected, 1) == sort_reply(&actual, 1), " (array elements sorted before comparing)")
+                let group = sort_group(&args, &expected);
+                (
+                    sort_reply(&expected, group) == sort_reply(&actual, group),
+                    " (array elements sorted before comparing)",
+                )
             }
             Check::Range(lo, hi) => {
                 let in_range = |r: &[u8]| integer_reply(r).is_some_and(|n| (*lo..=*hi).contains(&n));
@@ -444,7 +449,8 @@ fn run_script(file: &str, proto: Proto) {
         if !same {
             if let Check::Sorted = check {
                 // Show the sorted replies: the difference is then easy to see.
-                let (expected, actual) = (sort_reply(&expected, 1), sort_reply(&actual, 1));
+                let group = sort_group(&args, &expected);
+                let (expected, actual) = (sort_reply(&expected, group), sort_reply(&actual, group));
                 report.fail(line, text, &expected, Ok(&actual), how);
             } else {
                 report.fail(line, text, &expected, Ok(&actual), how);
@@ -783,6 +789,7 @@ fn fuzz_differential_seed(seed: u64, commands: usize, proto: Proto) -> Result<()
     let mut setup = generator.setup();
     let mut mismatches: Vec<String> = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    let mut queue = Queue::default();
     for _ in 0..commands {
         // After a flush (and at the start), fill the keys again.
         for cmd in setup.drain(..) {
@@ -822,7 +829,8 @@ fn fuzz_differential_seed(seed: u64, commands: usize, proto: Proto) -> Result<()
                 break;
             }
         };
-        let same = same_reply(&name, &expected, &actual);
+        let queued = queue.observe(&cmd, &expected);
+        let same = same_reply(&name, &expected, &actual, queued.as_deref());
         if same {
             continue;
         }
@@ -887,6 +895,7 @@ fn fuzz_differential_seed(seed: u64, commands: usize, proto: Proto) -> Result<()
         }
         setup = generator.setup();
         history.clear();
+        queue = Queue::default();
     }
     if mismatches.is_empty() {
         eprintln!("{label}: {commands} commands, every reply identical");
@@ -923,22 +932,30 @@ fn unspecified_lex_range(cmd: &[Vec<u8>], redis: &mut fuzzer::Conn) -> bool {
     scores.windows(2).any(|w| w[0] != w[1])
 }
 
-/// Whether Redis's and Magpie's replies to a command named `name` agree.
-fn same_reply(name: &str, expected: &[u8], actual: &[u8]) -> bool {
+/// Whether Redis's and Magpie's replies to a command named `name` agree. For EXEC, `queued`
+/// holds the commands its replies answer (see [`Queue`]): each reply is compared by the rule
+/// of its own command, as if it had run alone.
+fn same_reply(name: &str, expected: &[u8], actual: &[u8], queued: Option<&[Vec<Vec<u8>>]>) -> bool {
     // Documented difference: a string changed in place (APPEND, SETRANGE) is `raw` in Redis
     // whatever its length; Magpie names the encoding by what the string holds.
     let string_encoding = |r: &[u8]| matches!(r, b"$3\r\nint\r\n" | b"$6\r\nembstr\r\n");
     if name == "object" && expected == b"$3\r\nraw\r\n" && string_encoding(actual) {
         return true;
     }
-    if name == "exec" && expected != actual {
-        // A transaction's replies, each compared as above would compare it alone, not knowing
-        // which command it answers: equal, or equal once its elements are sorted (SMEMBERS,
-        // KEYS, HGETALL... inside the transaction), or a string encoding against `raw`.
-        let (Some(expected), Some(actual)) = (elements(expected), elements(actual)) else { return false };
-        return expected.len() == actual.len()
-            && expected.iter().zip(&actual).all(|(e, a)| {
-                e == a || sort_reply(e, 1) == sort_reply(a, 1) || (*e == b"$3\r\nraw\r\n" && string_encoding(a))
+    if expected == actual {
+        return true;
+    }
+    if name == "exec" {
+        // Without the queued commands (EXEC without MULTI, an aborted transaction, a queue
+        // that went out of step), only identical replies agree.
+        let (Some(queued), Some(expected), Some(actual)) = (queued, elements(expected), elements(actual)) else {
+            return false;
+        };
+        return expected.len() == queued.len()
+            && actual.len() == queued.len()
+            && queued.iter().zip(expected.iter().zip(&actual)).all(|(cmd, (e, a))| {
+                let inner = String::from_utf8_lossy(&cmd[0]).to_lowercase();
+                same_reply(&inner, e, a, None)
             });
     }
     if UNORDERED.contains(&name) || UNORDERED_TOO.contains(&name) {
@@ -949,10 +966,43 @@ fn same_reply(name: &str, expected: &[u8], actual: &[u8]) -> bool {
         match (integer_reply(expected), integer_reply(actual)) {
             (Some(e), Some(a)) if e < 0 || a < 0 => e == a,
             (Some(e), Some(a)) => (e - a).abs() <= *tolerance,
-            _ => expected == actual,
+            _ => false,
         }
     } else {
-        expected == actual
+        false
+    }
+}
+
+/// The commands a connection has queued since MULTI, as redis-server answered them (only
+/// those it answered `+QUEUED` are in the transaction), so that EXEC's replies can be matched
+/// with their commands.
+#[derive(Default)]
+struct Queue(Option<Vec<Vec<Vec<u8>>>>);
+
+impl Queue {
+    /// Notes `cmd` and Redis's reply to it; for EXEC, returns the commands whose replies the
+    /// reply holds.
+    fn observe(&mut self, cmd: &[Vec<u8>], redis_reply: &[u8]) -> Option<Vec<Vec<Vec<u8>>>> {
+        let name = cmd.first().map(|n| n.to_ascii_lowercase()).unwrap_or_default();
+        match name.as_slice() {
+            b"multi" if redis_reply == b"+OK\r\n" => {
+                self.0 = Some(Vec::new());
+                None
+            }
+            b"exec" => self.0.take(),
+            b"discard" | b"reset" => {
+                self.0 = None;
+                None
+            }
+            _ => {
+                if let Some(queue) = &mut self.0
+                    && redis_reply == b"+QUEUED\r\n"
+                {
+                    queue.push(cmd.to_vec());
+                }
+                None
+            }
+        }
     }
 }
 
@@ -967,7 +1017,9 @@ fn minimize(
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut differs = |steps: &[Vec<Vec<u8>>]| -> bool {
         let mut last = (Vec::new(), Vec::new());
+        let mut queued = None;
         for (i, conn) in [&mut *redis, &mut *magpie].into_iter().enumerate() {
+            let mut queue = Queue::default();
             let _ = conn.call(&[b"FLUSHALL"]);
             let _ = conn.call(&[b"SELECT", b"0"]);
             if proto == Proto::Resp3 {
@@ -978,11 +1030,16 @@ fn minimize(
             for step in steps {
                 let reply = conn.send(std::slice::from_ref(step)).ok().and_then(|_| conn.read().ok());
                 let raw = reply.map(|r| r.1).unwrap_or_default();
-                if i == 0 { last.0 = raw } else { last.1 = raw }
+                if i == 0 {
+                    queued = queue.observe(step, &raw);
+                    last.0 = raw;
+                } else {
+                    last.1 = raw;
+                }
             }
         }
         let name = String::from_utf8_lossy(&steps[steps.len() - 1][0]).to_lowercase();
-        !same_reply(&name, &last.0, &last.1)
+        !same_reply(&name, &last.0, &last.1, queued.as_deref())
     };
     let mut current = history.to_vec();
     if !differs(&current) {
@@ -1028,6 +1085,21 @@ fn script_lines(steps: &[Vec<Vec<u8>>]) -> String {
     steps.iter().map(|s| s.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n")
 }
 
+/// How `~sort` groups a reply's elements: in pairs where they are field-value pairs (a RESP3
+/// map; HGETALL, CONFIG GET, and anything WITHVALUES or WITHSCORES as a flat RESP2 array), so
+/// that each value stays with its field; one by one otherwise (in RESP3, WITHVALUES replies are
+/// arrays of two-element arrays: each element is a pair already).
+fn sort_group(args: &[&[u8]], reply: &[u8]) -> usize {
+    if reply.first() == Some(&b'%') {
+        return 2;
+    }
+    let name = args.first().map(|n| n.to_ascii_lowercase()).unwrap_or_default();
+    let pairs = matches!(name.as_slice(), b"hgetall" | b"config")
+        || args.iter().any(|a| a.eq_ignore_ascii_case(b"withvalues") || a.eq_ignore_ascii_case(b"withscores"));
+    let nested = elements(reply).and_then(|e| e.first().map(|f| f.starts_with(b"*"))).unwrap_or(false);
+    if pairs && !nested { 2 } else { 1 }
+}
+
 /// A reply with the elements of its top-level aggregate sorted, in groups of `group`
 /// (2 keeps field-value pairs together); other replies unchanged.
 fn sort_reply(reply: &[u8], group: usize) -> Vec<u8> {
@@ -1038,6 +1110,67 @@ fn sort_reply(reply: &[u8], group: usize) -> Vec<u8> {
     let mut out = reply[..header_end].to_vec();
     chunks.iter().for_each(|c| out.extend_from_slice(c));
     out
+}
+
+/// The comparison rules themselves (no server needed): each must be able to say "differs".
+#[test]
+fn comparison_rules_accept_only_what_is_unordered() {
+    let q = |cmds: &[&[&str]]| -> Vec<Vec<Vec<u8>>> {
+        cmds.iter().map(|c| c.iter().map(|a| a.as_bytes().to_vec()).collect()).collect()
+    };
+    let exec = |replies: &[&str]| format!("*{}\r\n{}", replies.len(), replies.concat()).into_bytes();
+    let list_ab = "*2\r\n$1\r\na\r\n$1\r\nb\r\n";
+    let list_ba = "*2\r\n$1\r\nb\r\n$1\r\na\r\n";
+    // Inside EXEC, only the replies of unordered commands are sorted.
+    let queued = q(&[&["SMEMBERS", "s"], &["LRANGE", "l", "0", "-1"]]);
+    assert!(same_reply("exec", &exec(&[list_ab, list_ab]), &exec(&[list_ba, list_ab]), Some(&queued)));
+    assert!(!same_reply("exec", &exec(&[list_ab, list_ab]), &exec(&[list_ab, list_ba]), Some(&queued)));
+    let pop = q(&[&["LPOP", "l", "2"]]);
+    assert!(!same_reply("exec", &exec(&[list_ab]), &exec(&[list_ba]), Some(&pop)));
+    // Without the queue (or with one out of step), only identical replies agree.
+    assert!(!same_reply("exec", &exec(&[list_ab]), &exec(&[list_ba]), None));
+    assert!(!same_reply("exec", &exec(&[list_ab, list_ab]), &exec(&[list_ba, list_ab]), Some(&pop)));
+    assert!(same_reply("exec", &exec(&[list_ab]), &exec(&[list_ab]), None));
+    // The other rules apply inside EXEC too.
+    let obj = q(&[&["OBJECT", "ENCODING", "k"], &["TTL", "k"]]);
+    assert!(same_reply(
+        "exec",
+        &exec(&["$3\r\nraw\r\n", ":100\r\n"]),
+        &exec(&["$6\r\nembstr\r\n", ":99\r\n"]),
+        Some(&obj)
+    ));
+    assert!(!same_reply(
+        "exec",
+        &exec(&["$3\r\nraw\r\n", ":100\r\n"]),
+        &exec(&["$6\r\nembstr\r\n", ":90\r\n"]),
+        Some(&obj)
+    ));
+
+    // A queue follows MULTI, the commands Redis queued, and EXEC.
+    let mut queue = Queue::default();
+    assert_eq!(queue.observe(&q(&[&["MULTI"]])[0], b"+OK\r\n"), None);
+    queue.observe(&q(&[&["SMEMBERS", "s"]])[0], b"+QUEUED\r\n");
+    queue.observe(&q(&[&["WATCH", "s"]])[0], b"-ERR WATCH inside MULTI is not allowed\r\n");
+    assert_eq!(queue.observe(&q(&[&["EXEC"]])[0], b"*1\r\n*0\r\n"), Some(q(&[&["SMEMBERS", "s"]])));
+    assert_eq!(queue.observe(&q(&[&["EXEC"]])[0], b"-ERR EXEC without MULTI\r\n"), None);
+
+    // `~sort` keeps field-value pairs together.
+    let hgetall: &[&[u8]] = &[b"HGETALL", b"h"];
+    let fields = b"*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n";
+    let swapped = b"*4\r\n$1\r\na\r\n$1\r\n2\r\n$1\r\nb\r\n$1\r\n1\r\n";
+    let reordered = b"*4\r\n$1\r\nb\r\n$1\r\n2\r\n$1\r\na\r\n$1\r\n1\r\n";
+    let group = sort_group(hgetall, fields);
+    assert_eq!(group, 2);
+    assert_ne!(sort_reply(fields, group), sort_reply(swapped, group), "values swapped between fields");
+    assert_eq!(sort_reply(fields, group), sort_reply(reordered, group));
+    assert!(!same_reply("hgetall", fields, swapped, None));
+    let map = b"%2\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n";
+    assert_eq!(sort_group(&[b"CONFIG", b"GET", b"*"], map), 2);
+    let withvalues: &[&[u8]] = &[b"HRANDFIELD", b"h", b"2", b"WITHVALUES"];
+    assert_eq!(sort_group(withvalues, fields), 2);
+    let nested = b"*2\r\n*2\r\n$1\r\na\r\n$1\r\n1\r\n*2\r\n$1\r\nb\r\n$1\r\n2\r\n";
+    assert_eq!(sort_group(withvalues, nested), 1, "RESP3: each element is a pair already");
+    assert_eq!(sort_group(&[b"SMEMBERS", b"s"], list_ab.as_bytes()), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1206,7 +1339,7 @@ fn fuzz_blocked_seed(seed: u64, commands: usize, proto: Proto) -> Result<(), Str
             pair.send(&cmd);
             match pair.poll_blocked(&mut main) {
                 (None, None) => waiter = Some((pair, cmd)),
-                (Some(r), Some(m)) if same_reply(&String::from_utf8_lossy(&cmd[0]).to_lowercase(), &r, &m) => {}
+                (Some(r), Some(m)) if same_reply(&String::from_utf8_lossy(&cmd[0]).to_lowercase(), &r, &m, None) => {}
                 (r, m) => {
                     let (r, m) = settle(&mut pair, r, m);
                     if r != m {
@@ -1222,7 +1355,7 @@ fn fuzz_blocked_seed(seed: u64, commands: usize, proto: Proto) -> Result<(), Str
             return Err(format!("{label}: no reply to {} within 5 s", show_command(&cmd)));
         };
         let name = String::from_utf8_lossy(&cmd[0]).to_lowercase();
-        if !same_reply(&name, &expected, &actual) {
+        if !same_reply(&name, &expected, &actual, None) {
             mismatches.push(report(&history, &show_command(&cmd), &expected, &actual));
             for conn in [&mut main.redis, &mut main.magpie] {
                 conn.call(&[b"FLUSHALL"]).expect("FLUSHALL");
@@ -1244,7 +1377,7 @@ fn fuzz_blocked_seed(seed: u64, commands: usize, proto: Proto) -> Result<(), Str
         let (r, m) = settle(pair, r, m);
         history.push(format!("[waiter served] {}", show(&r)));
         let wname = String::from_utf8_lossy(&wcmd[0]).to_lowercase();
-        if !same_reply(&wname, &r, &m) && !documented_blocking_difference(&r, &m) {
+        if !same_reply(&wname, &r, &m, None) && !documented_blocking_difference(&r, &m) {
             let what = format!("the waiter's {} after {}", show_command(wcmd), show_command(&cmd));
             mismatches.push(report(&history, &what, &r, &m));
         }

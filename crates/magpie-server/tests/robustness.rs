@@ -33,10 +33,48 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The next reply is `-ERR Protocol error: <what>` and then the server closes the connection.
+/// The next reply is `-ERR Protocol error: <what>` and then the server closes the connection,
+/// sending nothing more.
 fn assert_protocol_error(c: &mut Raw, what: &str) {
     assert_eq!(text(&c.read_reply()), format!("-ERR Protocol error: {what}\r\n"));
-    assert!(c.closed_within(Duration::from_secs(5)), "connection left open after a protocol error ({what})");
+    let after = c.watch(Duration::from_secs(5));
+    assert!(after.closed && after.sent.is_empty(), "after a protocol error ({what}), expected a close: {after:?}");
+}
+
+/// A fake server for one connection: sends `reply`, then closes it (`close`) or holds it open
+/// for a second.
+fn fake_server(reply: &'static [u8], close: bool) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local address").port();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.write_all(reply).expect("write");
+        if !close {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    port
+}
+
+/// The helpers these tests use tell apart what they mean: a request still pending (nothing
+/// sent, open), a refusal (an error, then a close) and a silent close.
+#[test]
+fn the_close_helpers_tell_a_refusal_from_a_pending_request_and_a_silent_close() {
+    let refusal = b"-ERR max number of clients reached\r\n";
+    let mut c = Raw::connect(fake_server(refusal, true));
+    assert_eq!(c.watch(Duration::from_secs(2)), common::Watched { sent: refusal.to_vec(), closed: true });
+    let mut c = Raw::connect(fake_server(refusal, true));
+    assert!(!c.open_and_silent_for(Duration::from_millis(500)), "a refusal passed for a pending request");
+    let mut c = Raw::connect(fake_server(refusal, true));
+    assert!(!c.closed_within(Duration::from_secs(2)), "a refusal passed for a silent close");
+    let mut c = Raw::connect(fake_server(b"", true));
+    assert!(c.closed_within(Duration::from_secs(2)));
+    let mut c = Raw::connect(fake_server(b"", false));
+    assert!(c.open_and_silent_for(Duration::from_millis(200)));
+    let mut c = Raw::connect(fake_server(b"", false));
+    assert!(!c.closed_within(Duration::from_millis(200)), "a pending request passed for a close");
+    let mut c = Raw::connect(fake_server(b"+OK\r\n", false));
+    assert!(!c.open_and_silent_for(Duration::from_millis(200)), "an answer passed for a pending request");
 }
 
 fn bulk(value: &[u8]) -> Vec<u8> {
@@ -128,7 +166,8 @@ fn oversized_declarations_are_refused_at_once_without_allocating() {
     }
     assert_serving(&server);
     for c in &mut waiting {
-        assert!(!c.closed_within(Duration::from_millis(100)), "a valid pending request was refused");
+        let w = c.watch(Duration::from_millis(100));
+        assert!(!w.closed && w.sent.is_empty(), "a valid pending request was answered or refused: {w:?}");
     }
     let grown = server.rss_kib().saturating_sub(before);
     assert!(grown < 64 * 1024, "server RSS grew by {grown} KiB for requests declared but never sent");
@@ -158,8 +197,8 @@ fn a_huge_declared_multibulk_does_not_stall_other_clients() {
     assert!(start.elapsed() < PROMPT * 2, "200 round trips took {:?}", start.elapsed());
     assert_serving(&server);
     // The hogs are still waiting for the rest of their requests, not refused.
-    assert!(!hog.closed_within(Duration::from_millis(100)));
-    assert!(!hog2.closed_within(Duration::from_millis(100)));
+    assert!(hog.open_and_silent_for(Duration::from_millis(100)), "a pending request was answered or refused");
+    assert!(hog2.open_and_silent_for(Duration::from_millis(100)), "a pending request was answered or refused");
 }
 
 #[test]
@@ -288,7 +327,7 @@ fn inline_commands_mixed_with_resp_frames_in_one_write() {
     assert_eq!(c.read_reply(), b"$7\r\nbar baz\r\n");
     // An inline command is only run once its line is complete.
     c.send(b"ECHO 'partial");
-    assert!(!c.closed_within(Duration::from_millis(100)), "an incomplete line was answered");
+    assert!(c.open_and_silent_for(Duration::from_millis(100)), "an incomplete line was answered or refused");
     c.send(b" line'\r\n");
     assert_eq!(c.read_reply(), b"$12\r\npartial line\r\n");
     assert_serving(&server);
@@ -314,9 +353,12 @@ fn maxclients_refuses_the_extra_client_and_accepts_again_after_one_leaves() {
     let a = connect_accepted(&server);
     let mut b = connect_accepted(&server);
 
+    // Refused: the error, then a close.
     let mut c = server.raw();
-    assert_eq!(c.read_reply(), b"-ERR max number of clients reached\r\n");
-    assert!(c.closed_within(Duration::from_secs(5)));
+    assert_eq!(
+        c.watch(Duration::from_secs(5)),
+        common::Watched { sent: b"-ERR max number of clients reached\r\n".to_vec(), closed: true }
+    );
     // The accepted ones are unaffected.
     assert_eq!(b.cmd(&[b"PING"]), b"+PONG\r\n");
 

@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 mod pid;
 use pid::process_id_on;
 
+#[path = "redis.rs"]
+mod redis_check;
+pub use redis_check::skip_without_redis;
+
 /// Asks the kernel for a free port on the loopback interface.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
@@ -57,7 +61,8 @@ impl Server {
     }
 
     /// Starts Debian's `redis-server` with persistence off, or returns None when it is not
-    /// installed. Set `MAGPIE_REQUIRE_REDIS=1` to turn a missing redis-server into a failure.
+    /// installed (saying so on the terminal: the test then checks nothing). Set
+    /// `MAGPIE_REQUIRE_REDIS=1` (as .ci/run does) to turn a missing redis-server into a failure.
     pub fn redis() -> Option<Server> {
         let port = free_port();
         let spawned = Command::new("redis-server")
@@ -69,10 +74,7 @@ impl Server {
         match spawned {
             Ok(child) => Some(Server::wait_ready(port, child)),
             Err(e) => {
-                if std::env::var_os("MAGPIE_REQUIRE_REDIS").is_some() {
-                    panic!("redis-server is required (MAGPIE_REQUIRE_REDIS is set) but could not start: {e}");
-                }
-                eprintln!("skipping: redis-server not available ({e})");
+                skip_without_redis(&e.to_string());
                 None
             }
         }
@@ -345,6 +347,15 @@ impl Raw {
     }
 }
 
+/// What the server did on a connection while a test watched it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Watched {
+    /// The bytes it sent.
+    pub sent: Vec<u8>,
+    /// Whether it closed the connection after them.
+    pub closed: bool,
+}
+
 /// Helpers for robustness tests: waiting for the server to close a connection, sending when
 /// the server may already have closed, reading the server's memory use.
 impl Raw {
@@ -353,23 +364,47 @@ impl Raw {
         self.stream.write_all(bytes)
     }
 
-    /// True when the server closes the connection (EOF or reset) within `timeout` without
-    /// sending anything more; false when it sends a byte or stays silent that long.
-    pub fn closed_within(&mut self, timeout: Duration) -> bool {
-        self.stream.set_read_timeout(Some(timeout)).ok();
-        let mut b = [0u8; 1];
-        let closed = match self.reader.read(&mut b) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(e) => matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionReset
+    /// Everything the server sends within `timeout`, and whether it closed the connection
+    /// (EOF or reset) by then. Returns as soon as it closes.
+    pub fn watch(&mut self, timeout: Duration) -> Watched {
+        let deadline = Instant::now() + timeout;
+        let mut sent = Vec::new();
+        let mut buf = [0u8; 4096];
+        let closed = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break false;
+            }
+            self.stream.set_read_timeout(Some(left)).ok();
+            match self.reader.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => sent.extend_from_slice(&buf[..n]),
+                Err(e) => match e.kind() {
+                    std::io::ErrorKind::ConnectionReset
                     | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe
-            ),
+                    | std::io::ErrorKind::BrokenPipe => break true,
+                    std::io::ErrorKind::Interrupted => {}
+                    _ => break false, // timed out
+                },
+            }
         };
         self.stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
-        closed
+        Watched { sent, closed }
+    }
+
+    /// True when the server closes the connection within `timeout` without sending anything
+    /// more (a silent close). An error reply followed by a close is not one: read the reply
+    /// first, or use [`Raw::watch`] to see both.
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        let w = self.watch(timeout);
+        w.sent.is_empty() && w.closed
+    }
+
+    /// True when the server neither sends anything nor closes the connection for `timeout`:
+    /// it is still waiting for the rest of a request. A refusal (an error, then a close) and
+    /// an answer are both false.
+    pub fn open_and_silent_for(&mut self, timeout: Duration) -> bool {
+        self.watch(timeout) == Watched { sent: Vec::new(), closed: false }
     }
 
     /// The underlying socket, for tests that need to shut it down or read it directly.
