@@ -103,7 +103,7 @@ impl Decoder {
                         return Ok(None);
                     };
                     self.pos = next;
-                    if n > self.limits.max_multibulk_len as i64 {
+                    if n > i64::try_from(self.limits.max_multibulk_len).unwrap_or(i64::MAX) {
                         return Err(ProtocolError::new("invalid multibulk length"));
                     }
                     let Ok(n) = usize::try_from(n) else { continue };
@@ -380,10 +380,12 @@ pub fn split_line(line: &[u8]) -> Option<Vec<Vec<u8>>> {
 }
 
 fn hex(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
+    (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 #[cfg(test)]
+// Test generators draw numbers of every width on purpose.
+#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
 mod tests {
     use super::*;
 

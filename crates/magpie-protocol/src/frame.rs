@@ -434,6 +434,8 @@ pub fn encode_request<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
 }
 
 #[cfg(test)]
+// Test generators draw numbers of every width on purpose.
+#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
 mod tests {
     use super::*;
     use crate::{Reply, Resp};

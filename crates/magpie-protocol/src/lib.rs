@@ -8,6 +8,10 @@
 //! - [`FrameDecoder`] is the client's side: it turns a server's bytes into [`Frame`]s (RESP2 and
 //!   RESP3 replies), just as resumably; [`encode_request`] writes commands.
 
+// Formats and protocol code: no lossy `as` casts (a length that does not fit is an error, not
+// a silently different number), as redb does for its file format.
+#![deny(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+
 mod args;
 mod decode;
 mod frame;

@@ -196,6 +196,8 @@ impl Reply {
 }
 
 #[cfg(test)]
+// Test generators draw numbers of every width on purpose.
+#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
 mod tests {
     use super::*;
 
@@ -260,7 +262,10 @@ pub fn format_g17(d: f64, buf: &mut [u8; 32]) -> &[u8] {
         if d == 0.0 {
             return put(buf, 0, if d.is_sign_negative() { b"-0" } else { b"0" });
         }
-        return put(buf, 0, itoa::Buffer::new().format(d as i64).as_bytes());
+        // Exact: `d` is integral and below 1e17 in magnitude, well inside i64.
+        #[allow(clippy::cast_possible_truncation)]
+        let n = d as i64;
+        return put(buf, 0, itoa::Buffer::new().format(n).as_bytes());
     }
     // [-]d.dddddddddddddddde[-]X, in a stack buffer.
     let mut sci = [0u8; 40];
@@ -321,7 +326,7 @@ pub fn format_g17(d: f64, buf: &mut [u8; 32]) -> &[u8] {
         }
         at = put_at(buf, at, digits);
     } else {
-        let int_len = (x + 1) as usize;
+        let int_len = usize::try_from(x + 1).unwrap_or(0);
         if n <= int_len {
             at = put_at(buf, at, digits);
             for _ in n..int_len {
@@ -350,6 +355,7 @@ fn put_at(buf: &mut [u8; 32], at: usize, bytes: &[u8]) -> usize {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
 mod g17_tests {
     use super::format_g17;
 

@@ -14,14 +14,17 @@
 //! core       errors, argument parsing, event classes, sizes, long double arithmetic
 //! ```
 
-pub mod app;
-pub mod commands;
-pub mod core;
-pub mod exec;
-pub mod front;
-pub mod model;
-pub mod services;
+#![warn(unreachable_pub)]
+
+mod app;
+mod commands;
+mod core;
+mod exec;
+mod front;
+mod model;
+mod services;
 
 pub use app::run;
+pub use core::alloc::configure as configure_allocator;
 pub use services::config::{Config, Options};
 pub use services::persist::check_tool;

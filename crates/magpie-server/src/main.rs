@@ -5,13 +5,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use magpie_server::{Config, Options, check_tool, core::alloc};
+use magpie_server::{Config, Options, check_tool, configure_allocator};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    alloc::configure();
+    configure_allocator();
     let options = Options::parse();
     if options.check_aof.is_some() || options.check_snapshot.is_some() {
         return check_tool(options.check_aof.as_deref(), options.check_snapshot.as_deref(), options.fix);

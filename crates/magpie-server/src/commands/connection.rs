@@ -9,9 +9,9 @@ use crate::model::command::arity_error;
 use crate::services::clients::ClientInfo;
 
 /// The Redis version whose behaviour Magpie reproduces (HELLO reports it to clients).
-pub const REDIS_VERSION: &str = "7.0.15";
+pub(crate) const REDIS_VERSION: &str = "7.0.15";
 
-pub fn ping(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn ping(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if ctx.protocol() == Resp::V2 && ctx.session().info().pubsub.active() && args.len() <= 2 {
         // A RESP2 subscriber reads everything as messages: the reply looks like one.
         ctx.out().array(2);
@@ -27,18 +27,18 @@ pub fn ping(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn echo(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn echo(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     ctx.out().bulk(args.get(1));
     Ok(())
 }
 
-pub fn quit(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn quit(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     ctx.out().ok();
     ctx.session_mut().close();
     Ok(())
 }
 
-pub fn select(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn select(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let n = error::int_arg_in(args.get(1), i64::from(i32::MIN)..=i64::from(i32::MAX))?;
     let db = usize::try_from(n)
         .ok()
@@ -50,7 +50,7 @@ pub fn select(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// HELLO [protover [AUTH username password] [SETNAME clientname]]
-pub fn hello(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn hello(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let mut version = None;
     if args.len() >= 2 {
         let v =
@@ -115,19 +115,19 @@ fn set_name(ctx: &mut Ctx<'_>, name: &[u8]) -> CmdResult {
     Ok(())
 }
 
-pub fn client_id(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn client_id(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let id = ctx.session().id();
     ctx.out().int(id as i64);
     Ok(())
 }
 
-pub fn client_setname(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn client_setname(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     set_name(ctx, args.get(2))?;
     ctx.out().ok();
     Ok(())
 }
 
-pub fn client_getname(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn client_getname(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let name = ctx.session().info().name.lock().clone();
     match name {
         Some(name) => ctx.out().bulk(&name),
@@ -137,7 +137,7 @@ pub fn client_getname(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
 }
 
 /// CLIENT SETINFO LIB-NAME|LIB-VER value: recent client libraries send it on connect.
-pub fn client_setinfo(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn client_setinfo(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let attr = args.get(2);
     if !(is(attr, "lib-name") || is(attr, "lib-ver")) {
         let mut msg = b"ERR Unrecognized option '".to_vec();
@@ -150,7 +150,7 @@ pub fn client_setinfo(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// CLIENT LIST [TYPE NORMAL|MASTER|REPLICA|PUBSUB] [ID client-id ...]
-pub fn client_list(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn client_list(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let mut ids: Option<Vec<u64>> = None;
     // Which clients the TYPE wants: subscribers are of type pubsub, as in Redis.
     let mut only_type: Option<fn(&ClientInfo) -> bool> = None;
@@ -197,7 +197,7 @@ pub fn client_list(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn client_info(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn client_info(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     *ctx.session().info().last_cmd.lock() = "client|info";
     let mut line = ctx.session().info().line();
     line.push(b'\n');
@@ -206,7 +206,7 @@ pub fn client_info(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
 }
 
 /// RESET: the connection as it was when it connected (Redis 6.2+), replying `+RESET`.
-pub fn reset(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn reset(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     reset_connection(ctx);
     ctx.out().simple("RESET");
     Ok(())
@@ -215,7 +215,7 @@ pub fn reset(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
 /// What RESET clears, as Redis's `clearClientConnectionState`: database 0, RESP2, the
 /// transaction (MULTI is discarded, WATCHed keys unwatched), every subscription (without
 /// confirmations), the name. State a connection gains later must be cleared here too.
-pub fn reset_connection(ctx: &mut Ctx<'_>) {
+pub(crate) fn reset_connection(ctx: &mut Ctx<'_>) {
     // Messages already delivered go out first, in the protocol they were sent for.
     ctx.deliver_own();
     ctx.session_mut().select(0);

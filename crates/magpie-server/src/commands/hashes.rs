@@ -12,7 +12,7 @@ use crate::model::{Command, Ctx, KeySpec};
 use crate::{flags, key_flags};
 
 #[rustfmt::skip]
-pub static COMMANDS: &[Command] = &[
+pub(super) static COMMANDS: &[Command] = &[
     Command::new("hset", -4, flags![WRITE, DENYOOM, FAST], "hash", "2.0.0", "Set the string value of a hash field",
         "key (field value) ...", hset)
         .keys(&[KeySpec::one(1, key_flags![RW, UPDATE])]),
@@ -142,17 +142,17 @@ fn hset_generic(ctx: &mut Ctx<'_>, args: Args<'_>, name: &str, replies_count: bo
 }
 
 /// HSET key field value [field value ...]
-pub fn hset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn hset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     hset_generic(ctx, args, "hset", true)
 }
 
 /// HMSET key field value [field value ...]
-pub fn hmset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn hmset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     hset_generic(ctx, args, "hmset", false)
 }
 
 /// HSETNX key field value
-pub fn hsetnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn hsetnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (key, field, value) = (args.get(1), args.get(2), args.get(3));
     let mut shard = ctx.db().write(key);
     let set = match shard.slot(key, ctx.now()) {
@@ -179,7 +179,7 @@ pub fn hsetnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// HDEL key field [field ...]: removes the fields, and the key with its last field.
-pub fn hdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn hdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let fields = args.skip(2);
     let mut shard = ctx.db().write(key);
@@ -239,7 +239,7 @@ fn update_field(
 }
 
 /// HINCRBY key field increment
-pub fn hincrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn hincrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let incr = int_arg(args.get(3))?;
     let (key, field) = (args.get(1), args.get(2));
     let mut result = 0;
@@ -258,7 +258,7 @@ pub fn hincrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 /// HINCRBYFLOAT key field increment: long-double arithmetic, as INCRBYFLOAT; logged as HSET
 /// of the result, so that replaying the log cannot round differently.
-pub fn hincrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn hincrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (key, field, incr) = (args.get(1), args.get(2), args.get(3));
     // The increment is checked before the key is looked up.
     match float::add_ld(None, incr) {
@@ -283,7 +283,7 @@ pub fn hincrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 // Reads
 
 /// HGET key field
-pub fn hget(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn hget(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let field = args.get(2);
     read(ctx, args.get(1), |out, hash| {
         match hash.and_then(|h| h.get(field)) {
@@ -295,7 +295,7 @@ pub fn hget(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// HMGET key field [field ...]: a missing key is an empty hash (nils).
-pub fn hmget(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn hmget(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let fields = args.skip(2);
     read(ctx, args.get(1), |out, hash| {
         out.array(fields.len());
@@ -310,7 +310,7 @@ pub fn hmget(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// HGETALL key: a map of fields to values.
-pub fn hgetall(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn hgetall(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     read(ctx, args.get(1), |out, hash| {
         let Some(hash) = hash else {
             out.map(0);
@@ -341,17 +341,17 @@ fn one_side(ctx: &mut Ctx<'_>, args: Args<'_>, fields: bool) -> CmdResult {
 }
 
 /// HKEYS key
-pub fn hkeys(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn hkeys(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     one_side(ctx, args, true)
 }
 
 /// HVALS key
-pub fn hvals(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn hvals(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     one_side(ctx, args, false)
 }
 
 /// HEXISTS key field
-pub fn hexists(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn hexists(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let field = args.get(2);
     read(ctx, args.get(1), |out, hash| {
         out.int(i64::from(hash.is_some_and(|h| h.contains(field))));
@@ -360,7 +360,7 @@ pub fn hexists(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// HLEN key
-pub fn hlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn hlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     read(ctx, args.get(1), |out, hash| {
         out.int(hash.map_or(0, Hash::len) as i64);
         Ok(())
@@ -368,7 +368,7 @@ pub fn hlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// HSTRLEN key field
-pub fn hstrlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn hstrlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let field = args.get(2);
     read(ctx, args.get(1), |out, hash| {
         out.int(hash.and_then(|h| h.get(field)).map_or(0, <[u8]>::len) as i64);
@@ -380,7 +380,7 @@ pub fn hstrlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 // HRANDFIELD and HSCAN
 
 /// HRANDFIELD key [count [WITHVALUES]]
-pub fn hrandfield(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn hrandfield(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     if args.len() == 2 {
         return read(ctx, key, |out, hash| {
@@ -442,7 +442,7 @@ pub fn hrandfield(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// HSCAN key cursor [MATCH pattern] [COUNT count]
-pub fn hscan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn hscan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let cursor = parse_cursor(args.get(2)).ok_or_else(|| Error::from("ERR invalid cursor"))?;
     read(ctx, args.get(1), |out, hash| {
         let Some(hash) = hash else {

@@ -34,7 +34,7 @@ const DEFAULT: &[&str] = &[
 const EXTRA: &[&str] = &["commandstats"];
 /// The sections `INFO <args>` asks for, in report order. No argument means the default set;
 /// unknown names select nothing, as in Redis.
-pub fn sections<'a>(args: impl Iterator<Item = &'a [u8]>) -> Vec<&'static str> {
+pub(super) fn sections<'a>(args: impl Iterator<Item = &'a [u8]>) -> Vec<&'static str> {
     let mut wanted: Vec<&'static str> = Vec::new();
     let mut any = false;
     for arg in args {
@@ -60,7 +60,7 @@ pub fn sections<'a>(args: impl Iterator<Item = &'a [u8]>) -> Vec<&'static str> {
 }
 
 /// Builds the report of `sections`.
-pub fn report(shared: &Server, table: &Table, sections: &[&str]) -> String {
+pub(super) fn report(shared: &Server, table: &Table, sections: &[&str]) -> String {
     let (base_totals, base_expired) = shared.metrics().baseline();
     let totals = Totals::read().since(&base_totals);
     let dbs: Vec<DbStats> = shared.keyspace().dbs().iter().map(|db| db.stats()).collect();

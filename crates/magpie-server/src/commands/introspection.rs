@@ -9,7 +9,7 @@ use crate::model::flags::{ACL_NAMES, FLAG_NAMES, KEY_FLAG_NAMES};
 use crate::model::keyspec::key_positions;
 use crate::model::{Begin, Command, Ctx, Find, Flags, KeySpec, Table};
 
-pub fn command(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn command(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let commands = ctx.table().commands();
     let out = ctx.out();
     out.array(commands.len());
@@ -19,13 +19,13 @@ pub fn command(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn command_count(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn command_count(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let n = ctx.table().commands().len();
     ctx.out().int(n as i64);
     Ok(())
 }
 
-pub fn command_list(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn command_list(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if args.len() > 2 {
         // FILTERBY is not supported yet: say so rather than ignore it.
         return Err(crate::core::error::syntax());
@@ -39,7 +39,7 @@ pub fn command_list(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn command_info(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn command_info(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if args.len() == 2 {
         return command(ctx, args);
     }
@@ -55,7 +55,7 @@ pub fn command_info(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn command_docs(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn command_docs(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let table = ctx.table();
     let out = ctx.out();
     if args.len() == 2 {
@@ -78,7 +78,7 @@ pub fn command_docs(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 /// COMMAND GETKEYS command arg...: the keys that call would name (cluster-aware clients ask
 /// this for commands whose keys move, such as ZUNION's), found as Redis's
 /// `getKeysSubcommandImpl` finds them, with its errors in its order.
-pub fn command_getkeys(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn command_getkeys(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let call = args.skip(2);
     let table = ctx.table();
     let Some(cmd) = find_call(table, call) else { return Err("ERR Invalid command specified".into()) };

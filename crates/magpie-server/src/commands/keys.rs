@@ -9,7 +9,7 @@ use crate::core::events as notify;
 use crate::model::Ctx;
 
 /// DEL and UNLINK: removes the keys atomically, replies how many existed.
-pub fn del(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn del(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let db = ctx.db_index();
     let keys = args.skip(1);
     let removed = if keys.len() == 1 {
@@ -60,7 +60,7 @@ fn free(value: magpie_store::Value) {
 }
 
 /// EXISTS and TOUCH: how many of the keys exist (a key named twice counts twice).
-pub fn exists(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn exists(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let db = ctx.db_index();
     let keys = args.skip(1);
     let locked = ctx.keyspace().lock_read(keys.iter().map(|k| (db, k)));
@@ -77,7 +77,7 @@ pub fn exists(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// OBJECT ENCODING key
-pub fn object_encoding(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn object_encoding(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(2);
     let shard = ctx.db().read(key);
     let found = shard.get(key, ctx.now());
@@ -89,7 +89,7 @@ pub fn object_encoding(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn type_(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn type_(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let shard = ctx.db().read(key);
     let found = shard.get(key, ctx.now());
@@ -98,7 +98,7 @@ pub fn type_(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn keys(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn keys(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let pattern = args.get(1);
     let all = pattern == b"*";
     let db = ctx.db();
@@ -117,7 +117,7 @@ pub fn keys(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 /// Options of SCAN and of the collection scans (SSCAN, HSCAN, ZSCAN): `[MATCH pattern]
 /// [COUNT count]`, and `[TYPE type]` for SCAN only, in any order, the last of each winning.
-pub struct ScanOptions<'a> {
+pub(super) struct ScanOptions<'a> {
     /// `None` when every name matches (no MATCH, or MATCH *).
     pub pattern: Option<&'a [u8]>,
     pub count: usize,
@@ -126,7 +126,7 @@ pub struct ScanOptions<'a> {
 
 /// Parses the scan options in `args` from position `from`, with Redis's errors (a COUNT below
 /// 1 or an unknown option: syntax error).
-pub fn scan_options<'a>(args: Args<'a>, from: usize, with_type: bool) -> Result<ScanOptions<'a>, Error> {
+pub(super) fn scan_options<'a>(args: Args<'a>, from: usize, with_type: bool) -> Result<ScanOptions<'a>, Error> {
     let mut o = ScanOptions { pattern: None, count: 10, type_name: None };
     let mut options = Cursor::new(args, from);
     while let Some(opt) = options.next() {
@@ -152,7 +152,7 @@ pub fn scan_options<'a>(args: Args<'a>, from: usize, with_type: bool) -> Result<
 }
 
 /// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
-pub fn scan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn scan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let cursor = parse_cursor(args.get(1)).ok_or_else(|| Error::from("ERR invalid cursor"))?;
     let ScanOptions { pattern, count, type_name } = scan_options(args, 2, true)?;
     let mut found: Vec<Box<[u8]>> = Vec::new();
@@ -174,7 +174,7 @@ pub fn scan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 /// Reads a cursor as Redis does (C's `strtoul`): an optional sign, decimal digits, the empty
 /// string meaning 0, a negative number wrapping around; no spaces, no overflow.
-pub fn parse_cursor(s: &[u8]) -> Option<u64> {
+pub(super) fn parse_cursor(s: &[u8]) -> Option<u64> {
     if s.is_empty() {
         return Some(0);
     }
@@ -196,7 +196,7 @@ pub fn parse_cursor(s: &[u8]) -> Option<u64> {
     Some(if neg { v.wrapping_neg() } else { v })
 }
 
-pub fn randomkey(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn randomkey(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     match ctx.db().random_key(ctx.now()) {
         Some(k) => ctx.out().bulk(&k),
         None => ctx.out().null(),
@@ -237,16 +237,16 @@ fn rename_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
     Ok(())
 }
 
-pub fn rename(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn rename(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     rename_generic(ctx, args, false)
 }
 
-pub fn renamenx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn renamenx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     rename_generic(ctx, args, true)
 }
 
 /// COPY source destination [DB destination-db] [REPLACE]
-pub fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (src, dst) = (args.get(1), args.get(2));
     let src_db = ctx.db_index();
     let (mut dst_db, mut replace) = (src_db, false);
@@ -364,19 +364,19 @@ fn expire_generic(ctx: &mut Ctx<'_>, args: Args<'_>, seconds: bool, absolute: bo
     Ok(())
 }
 
-pub fn expire(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn expire(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     expire_generic(ctx, args, true, false)
 }
 
-pub fn pexpire(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn pexpire(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     expire_generic(ctx, args, false, false)
 }
 
-pub fn expireat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn expireat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     expire_generic(ctx, args, true, true)
 }
 
-pub fn pexpireat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn pexpireat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     expire_generic(ctx, args, false, true)
 }
 
@@ -403,23 +403,23 @@ fn ttl_generic(ctx: &mut Ctx<'_>, args: Args<'_>, ms: bool, absolute: bool) -> C
     Ok(())
 }
 
-pub fn ttl(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn ttl(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     ttl_generic(ctx, args, false, false)
 }
 
-pub fn pttl(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn pttl(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     ttl_generic(ctx, args, true, false)
 }
 
-pub fn expiretime(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn expiretime(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     ttl_generic(ctx, args, false, true)
 }
 
-pub fn pexpiretime(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn pexpiretime(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     ttl_generic(ctx, args, true, true)
 }
 
-pub fn persist(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn persist(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let mut shard = ctx.db().write(key);
     let had_ttl = shard.get(key, ctx.now()).is_some_and(|e| e.expire_at().is_some());

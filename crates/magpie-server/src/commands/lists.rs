@@ -14,7 +14,7 @@ use crate::model::{Command, Ctx, KeySpec};
 use crate::{flags, key_flags};
 
 #[rustfmt::skip]
-pub static COMMANDS: &[Command] = &[
+pub(super) static COMMANDS: &[Command] = &[
     Command::new("lpush", -3, flags![WRITE, DENYOOM, FAST], "list", "1.0.0", "Prepends one or more elements to a list. Creates the key if it doesn't exist.",
         "key element [element ...]", lpush)
         .keys(&[KeySpec::one(1, key_flags![RW, INSERT])]),
@@ -269,19 +269,19 @@ fn push_generic(ctx: &mut Ctx<'_>, args: Args<'_>, end: End, only_existing: bool
     Ok(())
 }
 
-pub fn lpush(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn lpush(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     push_generic(ctx, args, End::Left, false)
 }
 
-pub fn rpush(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn rpush(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     push_generic(ctx, args, End::Right, false)
 }
 
-pub fn lpushx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn lpushx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     push_generic(ctx, args, End::Left, true)
 }
 
-pub fn rpushx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn rpushx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     push_generic(ctx, args, End::Right, true)
 }
 
@@ -320,18 +320,18 @@ fn pop_generic(ctx: &mut Ctx<'_>, args: Args<'_>, end: End) -> CmdResult {
     }
 }
 
-pub fn lpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn lpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     pop_generic(ctx, args, End::Left)
 }
 
-pub fn rpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn rpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     pop_generic(ctx, args, End::Right)
 }
 
 // ---------------------------------------------------------------------------------------------
 // LLEN LRANGE LINDEX LPOS
 
-pub fn llen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn llen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let shard = ctx.db().read(key);
     let found = shard.get(key, ctx.now());
@@ -358,7 +358,7 @@ fn clamp_range(start: i64, end: i64, len: usize) -> Option<(usize, usize)> {
     Some((start as usize, end as usize))
 }
 
-pub fn lrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn lrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (start, end) = (int_arg(args.get(2))?, int_arg(args.get(3))?);
     let key = args.get(1);
     let shard = ctx.db().read(key);
@@ -381,7 +381,7 @@ pub fn lrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn lindex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn lindex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let shard = ctx.db().read(key);
     let found = shard.get(key, ctx.now());
@@ -402,7 +402,7 @@ pub fn lindex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 /// LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len], with Redis 7.0's
 /// arithmetic (a RANK of i64::MIN wraps as in C: it matches from the tail, and with COUNT
 /// returns every match).
-pub fn lpos(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn lpos(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let element = args.get(2);
     let (mut rank, mut count, mut maxlen) = (1i64, -1i64, 0i64);
     let mut options = Cursor::new(args, 3);
@@ -482,7 +482,7 @@ pub fn lpos(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 // ---------------------------------------------------------------------------------------------
 // LSET LINSERT LREM LTRIM
 
-pub fn lset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn lset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let mut shard = ctx.db().write(key);
     let Slot::Live(mut live) = shard.slot(key, ctx.now()) else { return Err(error::NO_SUCH_KEY.into()) };
@@ -498,7 +498,7 @@ pub fn lset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn linsert(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn linsert(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let after = if is(args.get(2), "after") {
         true
     } else if is(args.get(2), "before") {
@@ -525,7 +525,7 @@ pub fn linsert(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn lrem(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn lrem(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let count = int_arg(args.get(2))?;
     let key = args.get(1);
     let mut shard = lock_to_take(ctx, key);
@@ -553,7 +553,7 @@ pub fn lrem(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn ltrim(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn ltrim(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (start, end) = (int_arg(args.get(2))?, int_arg(args.get(3))?);
     let key = args.get(1);
     let mut shard = lock_to_take(ctx, key);
@@ -644,7 +644,7 @@ fn move_generic(ctx: &mut Ctx<'_>, src: &[u8], dst: &[u8], from: End, to: End) -
     Ok(true)
 }
 
-pub fn lmove(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn lmove(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (from, to) = (End::parse(args.get(3))?, End::parse(args.get(4))?);
     if !move_generic(ctx, args.get(1), args.get(2), from, to)? {
         ctx.out().null();
@@ -652,7 +652,7 @@ pub fn lmove(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn rpoplpush(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn rpoplpush(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if !move_generic(ctx, args.get(1), args.get(2), End::Right, End::Left)? {
         ctx.out().null();
     }
@@ -681,13 +681,13 @@ fn blocking_move(
     ctx.block("list", [src], timeout, Reply::null)
 }
 
-pub fn blmove(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn blmove(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (from, to) = (End::parse(args.get(3))?, End::parse(args.get(4))?);
     let timeout = blocking::timeout_arg(args.get(5))?;
     blocking_move(ctx, args, from, to, timeout, false)
 }
 
-pub fn brpoplpush(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn brpoplpush(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let timeout = blocking::timeout_arg(args.get(3))?;
     blocking_move(ctx, args, End::Right, End::Left, timeout, true)
 }
@@ -732,11 +732,11 @@ fn blocking_pop(ctx: &mut Ctx<'_>, args: Args<'_>, end: End) -> CmdResult {
     ctx.block("list", keys.iter(), timeout, Reply::null_array)
 }
 
-pub fn blpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn blpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     blocking_pop(ctx, args, End::Left)
 }
 
-pub fn brpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn brpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     blocking_pop(ctx, args, End::Right)
 }
 
@@ -759,7 +759,7 @@ fn mpop_args(args: Args<'_>, at: usize) -> Result<(Args<'_>, End, usize), Error>
     Ok((sub(args, at + 1, where_at), end, count))
 }
 
-pub fn lmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn lmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (keys, end, count) = mpop_args(args, 1)?;
     if !pop_first(ctx, keys, end, Some(count))? {
         ctx.out().null_array();
@@ -767,7 +767,7 @@ pub fn lmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn blmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn blmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (keys, end, count) = mpop_args(args, 2)?;
     let timeout = blocking::timeout_arg(args.get(1))?;
     if pop_first(ctx, keys, end, Some(count))? {

@@ -17,7 +17,7 @@ mod zsets;
 use magpie_store::Shard;
 use parking_lot::RwLockWriteGuard;
 
-pub use connection::{REDIS_VERSION, reset_connection};
+pub(crate) use connection::REDIS_VERSION;
 
 use crate::model::command::{self, Command};
 use crate::model::{Ctx, KeySpec};
@@ -25,12 +25,12 @@ use crate::{acl, flags, key_flags};
 
 /// The data types' tables, in table order (after [`CONNECTION`], the transaction commands and
 /// [`CORE`]).
-pub static FAMILIES: [&[Command]; 5] =
+pub(crate) static FAMILIES: [&[Command]; 5] =
     [lists::COMMANDS, hashes::COMMANDS, sets::COMMANDS, zsets::COMMANDS, pubsub::COMMANDS];
 
 /// The connection commands.
 #[rustfmt::skip]
-pub static CONNECTION: &[Command] = &[
+pub(crate) static CONNECTION: &[Command] = &[
     // connection
     Command::new("ping", -1, flags![FAST, SUBSCRIBED_OK], "connection", "1.0.0", "Returns the server's liveliness response.",
         "[message]", connection::ping)
@@ -69,7 +69,7 @@ pub static CONNECTION: &[Command] = &[
 /// Strings, keys, expiry and the server commands (after the transaction commands, which the
 /// execution layer contributes).
 #[rustfmt::skip]
-pub static CORE: &[Command] = &[
+pub(crate) static CORE: &[Command] = &[
     // strings
     Command::new("get", 2, flags![READONLY, FAST], "string", "1.0.0", "Returns the string value of a key.",
         "key", strings::get)

@@ -10,7 +10,7 @@ use crate::services::pubsub::Kind;
 use crate::{acl, flags, key_flags};
 
 #[rustfmt::skip]
-pub static COMMANDS: &[Command] = &[
+pub(super) static COMMANDS: &[Command] = &[
     Command::new("subscribe", -2, flags![PUBSUB, NOSCRIPT, LOADING, STALE, SUBSCRIBED_OK], "pubsub", "2.0.0", "Listens for messages published to channels.",
         "channel [channel ...]", subscribe)
         .acl(acl![]),
@@ -113,33 +113,33 @@ fn unsubscribe_generic(ctx: &mut Ctx<'_>, args: Args<'_>, kind: Kind) -> CmdResu
     Ok(())
 }
 
-pub fn subscribe(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn subscribe(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     subscribe_generic(ctx, args, Kind::Channel)
 }
 
-pub fn psubscribe(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn psubscribe(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     subscribe_generic(ctx, args, Kind::Pattern)
 }
 
-pub fn ssubscribe(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn ssubscribe(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     subscribe_generic(ctx, args, Kind::Shard)
 }
 
-pub fn unsubscribe(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn unsubscribe(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     unsubscribe_generic(ctx, args, Kind::Channel)
 }
 
-pub fn punsubscribe(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn punsubscribe(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     unsubscribe_generic(ctx, args, Kind::Pattern)
 }
 
-pub fn sunsubscribe(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn sunsubscribe(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     unsubscribe_generic(ctx, args, Kind::Shard)
 }
 
 /// PUBLISH channel message: how many subscribers received it. A RESP3 client subscribed to
 /// the channel gets its own message before the reply, as in Redis.
-pub fn publish(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn publish(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let n = ctx.server().pubsub().publish(args.get(1), args.get(2));
     ctx.deliver_own();
     ctx.out().int(n as i64);
@@ -147,7 +147,7 @@ pub fn publish(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// SPUBLISH shardchannel message
-pub fn spublish(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn spublish(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let n = ctx.server().pubsub().spublish(args.get(1), args.get(2));
     ctx.deliver_own();
     ctx.out().int(n as i64);
@@ -171,11 +171,11 @@ fn channels_generic(ctx: &mut Ctx<'_>, args: Args<'_>, kind: Kind) -> CmdResult 
     Ok(())
 }
 
-pub fn channels(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn channels(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     channels_generic(ctx, args, Kind::Channel)
 }
 
-pub fn shardchannels(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn shardchannels(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     channels_generic(ctx, args, Kind::Shard)
 }
 
@@ -192,22 +192,22 @@ fn numsub_generic(ctx: &mut Ctx<'_>, args: Args<'_>, kind: Kind) -> CmdResult {
     Ok(())
 }
 
-pub fn numsub(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn numsub(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     numsub_generic(ctx, args, Kind::Channel)
 }
 
-pub fn shardnumsub(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn shardnumsub(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     numsub_generic(ctx, args, Kind::Shard)
 }
 
 /// PUBSUB NUMPAT: distinct patterns subscribed to.
-pub fn numpat(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn numpat(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let n = ctx.server().pubsub().active(Kind::Pattern);
     ctx.out().int(n as i64);
     Ok(())
 }
 
-pub fn help(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn help(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     const LINES: &[&str] = &[
         "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         "CHANNELS [<pattern>]",

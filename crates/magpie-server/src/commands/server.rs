@@ -4,11 +4,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use magpie_protocol::Args;
 
+use crate::core::args::Cursor;
 use crate::core::error::{self, CmdResult, Error, is};
 use crate::model::Ctx;
 use crate::model::command::arity_error;
 
-pub fn dbsize(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn dbsize(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let n = ctx.db().len();
     ctx.out().int(n as i64);
     Ok(())
@@ -17,14 +18,12 @@ pub fn dbsize(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
 /// The optional ASYNC | SYNC of FLUSHDB and FLUSHALL. Either way the data is gone when the
 /// reply is sent; the memory is freed on another thread.
 fn flush_mode(args: Args<'_>) -> CmdResult {
-    match args.len() {
-        1 => Ok(()),
-        2 if is(args.get(1), "async") || is(args.get(1), "sync") => Ok(()),
-        _ => Err(error::syntax()),
-    }
+    let mut options = Cursor::new(args, 1);
+    options.eat_any(&["async", "sync"]);
+    options.finish()
 }
 
-pub fn flushdb(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn flushdb(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     flush_mode(args)?;
     let old = ctx.db().flush();
     crate::services::drop_in_background(old);
@@ -32,7 +31,7 @@ pub fn flushdb(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn flushall(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn flushall(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     flush_mode(args)?;
     let old: Vec<_> = ctx.keyspace().dbs().iter().map(|db| db.flush()).collect();
     crate::services::drop_in_background(old);
@@ -40,7 +39,7 @@ pub fn flushall(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn time(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn time(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     ctx.out().array(2);
     ctx.out().bulk(itoa::Buffer::new().format(now.as_secs()).as_bytes());
@@ -52,7 +51,7 @@ pub fn time(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
 /// final snapshot is taken before the server stops; if it fails, the server goes on (unless
 /// FORCE) and says so. The log is flushed and fsynced on the way out. On success the
 /// connection closes without a reply, as in Redis.
-pub fn shutdown(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn shutdown(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (mut save, mut nosave, mut abort, mut force) = (false, false, false, false);
     for opt in args.iter().skip(1) {
         if is(opt, "nosave") {
@@ -96,7 +95,7 @@ pub fn shutdown(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn config_get(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn config_get(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let found = ctx.server().settings().get(args.skip(2).iter());
     ctx.out().map(found.len());
     for (name, value) in found {
@@ -106,7 +105,7 @@ pub fn config_get(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn config_set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn config_set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let rest = args.skip(2);
     if !rest.len().is_multiple_of(2) {
         return Err(arity_error("config|set"));
@@ -124,47 +123,45 @@ pub fn config_set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn config_resetstat(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn config_resetstat(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     ctx.server().reset_stats();
     ctx.out().ok();
     Ok(())
 }
 
 /// SAVE
-pub fn save(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn save(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     ctx.server().persistence().save()?;
     ctx.out().ok();
     Ok(())
 }
 
 /// BGSAVE [SCHEDULE]
-pub fn bgsave(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    let schedule = match args.len() {
-        1 => false,
-        2 if is(args.get(1), "schedule") => true,
-        _ => return Err(error::syntax()),
-    };
+pub(super) fn bgsave(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let mut options = Cursor::new(args, 1);
+    let schedule = options.eat("schedule");
+    options.finish()?;
     let msg = ctx.server().persistence().bgsave(schedule)?;
     ctx.out().simple(msg);
     Ok(())
 }
 
 /// BGREWRITEAOF
-pub fn bgrewriteaof(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn bgrewriteaof(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let msg = ctx.server().persistence().bgrewriteaof()?;
     ctx.out().simple(msg);
     Ok(())
 }
 
 /// LASTSAVE
-pub fn lastsave(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn lastsave(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let t = ctx.server().persistence().last_save_unix();
     ctx.out().int(t as i64);
     Ok(())
 }
 
 /// INFO [section ...]
-pub fn info(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn info(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let sections = super::info::sections(args.iter().skip(1));
     let text = super::info::report(ctx.server(), ctx.table(), &sections);
     ctx.out().verbatim("txt", text.as_bytes());

@@ -17,7 +17,7 @@ use crate::model::{Command, Ctx, KeySpec};
 use crate::{flags, key_flags};
 
 #[rustfmt::skip]
-pub static COMMANDS: &[Command] = &[
+pub(super) static COMMANDS: &[Command] = &[
     Command::new("sadd", -3, flags![WRITE, DENYOOM, FAST], "set", "1.0.0", "Adds one or more members to a set. Creates the key if it doesn't exist.",
         "key member [member ...]", sadd)
         .keys(&[KeySpec::one(1, key_flags![RW, INSERT])]),
@@ -143,7 +143,7 @@ fn read_set(ctx: &mut Ctx<'_>, key: &[u8], f: impl FnOnce(&mut Reply, Option<&Se
 // One key
 
 /// SADD key member [member ...]
-pub fn sadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn sadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let members = args.skip(2);
     let mut shard = ctx.db().write(key);
@@ -174,7 +174,7 @@ pub fn sadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// SREM key member [member ...]
-pub fn srem(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn srem(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let members = args.skip(2);
     let mut shard = ctx.db().write(key);
@@ -210,7 +210,7 @@ pub fn srem(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// SMEMBERS key: as in Redis 7.0, SINTER of one key.
-pub fn smembers(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn smembers(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     read_set(ctx, args.get(1), |out, set| match set {
         Some(set) => reply_members(out, set),
         None => out.set(0),
@@ -218,13 +218,13 @@ pub fn smembers(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// SISMEMBER key member
-pub fn sismember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn sismember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let member = args.get(2);
     read_set(ctx, args.get(1), |out, set| out.int(i64::from(set.is_some_and(|s| s.contains(member)))))
 }
 
 /// SMISMEMBER key member [member ...]: a missing key is an empty set.
-pub fn smismember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn smismember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let members = args.skip(2);
     read_set(ctx, args.get(1), |out, set| {
         out.array(members.len());
@@ -235,14 +235,14 @@ pub fn smismember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// SCARD key
-pub fn scard(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn scard(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     read_set(ctx, args.get(1), |out, set| out.int(set.map_or(0, Set::len) as i64))
 }
 
 /// SPOP key [count]
 ///
 /// Logged as what it did: one SREM per member popped, or DEL when it took the whole set.
-pub fn spop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn spop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if args.len() > 3 {
         return Err(error::syntax());
     }
@@ -332,7 +332,7 @@ fn reply_popped<'m>(ctx: &mut Ctx<'_>, key: &[u8], n: usize, members: impl Itera
 ///
 /// A positive count returns distinct members (the whole set when the count is at least its
 /// size); a negative one returns that many members drawn independently, so repeats happen.
-pub fn srandmember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn srandmember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if args.len() > 3 {
         return Err(error::syntax());
     }
@@ -374,7 +374,7 @@ pub fn srandmember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// SMOVE source destination member: atomic across the two keys' shards.
-pub fn smove(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn smove(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (src, dst, member) = (args.get(1), args.get(2), args.get(3));
     let db = ctx.db_index();
     let now = ctx.now();
@@ -581,37 +581,37 @@ fn combine(ctx: &mut Ctx<'_>, op: Op, keys: Args<'_>, output: Output<'_>) -> Cmd
 }
 
 /// SINTER key [key ...]
-pub fn sinter(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn sinter(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     combine(ctx, Op::Inter, args.skip(1), Output::Reply)
 }
 
 /// SUNION key [key ...]
-pub fn sunion(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn sunion(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     combine(ctx, Op::Union, args.skip(1), Output::Reply)
 }
 
 /// SDIFF key [key ...]
-pub fn sdiff(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn sdiff(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     combine(ctx, Op::Diff, args.skip(1), Output::Reply)
 }
 
 /// SINTERSTORE destination key [key ...]
-pub fn sinterstore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn sinterstore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     combine(ctx, Op::Inter, args.skip(2), Output::Store(args.get(1)))
 }
 
 /// SUNIONSTORE destination key [key ...]
-pub fn sunionstore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn sunionstore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     combine(ctx, Op::Union, args.skip(2), Output::Store(args.get(1)))
 }
 
 /// SDIFFSTORE destination key [key ...]
-pub fn sdiffstore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn sdiffstore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     combine(ctx, Op::Diff, args.skip(2), Output::Store(args.get(1)))
 }
 
 /// SINTERCARD numkeys key [key ...] [LIMIT limit]
-pub fn sintercard(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn sintercard(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let numkeys = int_arg(args.get(1)).ok().filter(|&n| n >= 1).ok_or_else(|| Error::from(NUMKEYS))?;
     let numkeys = usize::try_from(numkeys).unwrap_or(usize::MAX);
     if numkeys > args.len() - 2 {
@@ -639,7 +639,7 @@ pub fn sintercard(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 ///
 /// Redis's order of checks: the cursor, then the key (missing: an empty scan, whatever the
 /// options), then its type, then the options.
-pub fn sscan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn sscan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let cursor = parse_cursor(args.get(2)).ok_or_else(|| Error::from("ERR invalid cursor"))?;
     let key = args.get(1);
     let shard = ctx.db().read(key);

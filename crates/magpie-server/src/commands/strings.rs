@@ -10,7 +10,7 @@ use crate::core::float;
 use crate::model::Ctx;
 
 /// Writes a string value as a bulk reply.
-pub fn bulk_value(out: &mut Reply, value: &Value) -> CmdResult {
+pub(super) fn bulk_value(out: &mut Reply, value: &Value) -> CmdResult {
     match value {
         Value::Str(s) => out.bulk(s),
         Value::Int(n) => out.bulk_int(*n),
@@ -36,7 +36,7 @@ fn str_len(value: &Value) -> usize {
     }
 }
 
-pub fn get(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn get(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let shard = ctx.db().read(key);
     let found = shard.get(key, ctx.now());
@@ -118,7 +118,7 @@ fn expire_at(unit: Unit, arg: &[u8], now: u64, command: &str) -> Result<u64, Err
 }
 
 /// SET key value [NX | XX] [GET] [EX s | PX ms | EXAT ts | PXAT ts-ms | KEEPTTL]
-pub fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let o = parse_options(args, 3, true)?;
     let expire = o.expire.map(|(u, a)| expire_at(u, a, ctx.now(), "set")).transpose()?;
     let (key, value) = (args.get(1), args.get(2));
@@ -179,7 +179,7 @@ fn log_set_pxat(ctx: &mut Ctx<'_>, key: &[u8], value: &[u8], at: u64) {
     ctx.propagate(&[b"SET", key, value, b"PXAT", itoa::Buffer::new().format(at).as_bytes()]);
 }
 
-pub fn setnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn setnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let mut shard = ctx.db().write(key);
     let created = match shard.slot(key, ctx.now()) {
@@ -207,15 +207,15 @@ fn set_with_expiry(ctx: &mut Ctx<'_>, args: Args<'_>, unit: Unit, command: &str)
     Ok(())
 }
 
-pub fn setex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn setex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     set_with_expiry(ctx, args, Unit::Ex, "setex")
 }
 
-pub fn psetex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn psetex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     set_with_expiry(ctx, args, Unit::Px, "psetex")
 }
 
-pub fn getset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn getset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let mut shard = ctx.db().write(key);
     let found = shard.get(key, ctx.now());
@@ -231,7 +231,7 @@ pub fn getset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn getdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn getdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let mut shard = ctx.db().write(key);
     let found = shard.get(key, ctx.now());
@@ -250,7 +250,7 @@ pub fn getdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 /// GETEX key [EX s | PX ms | EXAT ts | PXAT ts-ms | PERSIST]
-pub fn getex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn getex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let o = parse_options(args, 2, false)?;
     let key = args.get(1);
     let mut shard = ctx.db().write(key);
@@ -289,7 +289,7 @@ pub fn getex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn mget(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn mget(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let db = ctx.db_index();
     let keys = args.skip(1);
     // One consistent view of every key, even across shards (an MSET is all or nothing).
@@ -331,11 +331,11 @@ fn mset_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
     Ok(())
 }
 
-pub fn mset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn mset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     mset_generic(ctx, args, false)
 }
 
-pub fn msetnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn msetnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     mset_generic(ctx, args, true)
 }
 
@@ -347,7 +347,7 @@ fn check_length(len: usize, max: usize) -> CmdResult {
     Ok(())
 }
 
-pub fn append(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn append(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (key, tail) = (args.get(1), args.get(2));
     let max = ctx.server().settings().proto_max_bulk_len();
     let mut shard = ctx.db().write(key);
@@ -370,7 +370,7 @@ pub fn append(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn strlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn strlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let shard = ctx.db().read(key);
     let found = shard.get(key, ctx.now());
@@ -386,7 +386,7 @@ pub fn strlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn getrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn getrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let mut start = int_arg(args.get(2))?;
     let mut end = int_arg(args.get(3))?;
     let key = args.get(1);
@@ -420,7 +420,7 @@ pub fn getrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let offset = int_arg(args.get(2))?;
     if offset < 0 {
         return Err("ERR offset is out of range".into());
@@ -486,20 +486,20 @@ fn incr_by(ctx: &mut Ctx<'_>, key: &[u8], delta: i64) -> CmdResult {
     Ok(())
 }
 
-pub fn incr(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn incr(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     incr_by(ctx, args.get(1), 1)
 }
 
-pub fn decr(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn decr(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     incr_by(ctx, args.get(1), -1)
 }
 
-pub fn incrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn incrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let delta = int_arg(args.get(2))?;
     incr_by(ctx, args.get(1), delta)
 }
 
-pub fn decrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn decrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let delta = int_arg(args.get(2))?;
     if delta == i64::MIN {
         return Err("ERR decrement would overflow".into());
@@ -507,7 +507,7 @@ pub fn decrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     incr_by(ctx, args.get(1), -delta)
 }
 
-pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn incrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let mut shard = ctx.db().write(key);
     let mut buf = itoa::Buffer::new();

@@ -30,7 +30,7 @@ use setops::Op;
 const GROUP: &str = "sorted-set";
 
 #[rustfmt::skip]
-pub static COMMANDS: &[Command] = &[
+pub(super) static COMMANDS: &[Command] = &[
     Command::new("zadd", -4, flags![WRITE, DENYOOM, FAST], GROUP, "1.2.0", "Add one or more members to a sorted set, or update its score if it already exists",
         "key [NX|XX] [GT|LT] [CH] [INCR] (score:double member) ...", zadd)
         .keys(&[KeySpec::one(1, key_flags![RW, UPDATE])]),
@@ -367,18 +367,18 @@ fn zadd_generic(ctx: &mut Ctx<'_>, args: Args<'_>, incr: bool) -> CmdResult {
     Ok(())
 }
 
-pub fn zadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     zadd_generic(ctx, args, false)
 }
 
-pub fn zincrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zincrby(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     zadd_generic(ctx, args, true)
 }
 
 // ---------------------------------------------------------------------------------------------
 // ZREM, ZREMRANGEBY*
 
-pub fn zrem(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zrem(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let members = args.skip(2);
     let (removed, emptied) = {
@@ -492,15 +492,15 @@ fn zremrange_generic(ctx: &mut Ctx<'_>, args: Args<'_>, by: By) -> CmdResult {
     Ok(())
 }
 
-pub fn zremrangebyrank(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zremrangebyrank(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     zremrange_generic(ctx, args, By::Rank)
 }
 
-pub fn zremrangebyscore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zremrangebyscore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     zremrange_generic(ctx, args, By::Score)
 }
 
-pub fn zremrangebylex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zremrangebylex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     zremrange_generic(ctx, args, By::Lex)
 }
 
@@ -527,7 +527,7 @@ fn read_zset(
     }
 }
 
-pub fn zscore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zscore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let member = args.get(2);
     read_zset(ctx, args.get(1), Reply::null, |out, z| {
         match z.score(member) {
@@ -538,7 +538,7 @@ pub fn zscore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     })
 }
 
-pub fn zmscore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zmscore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let members = args.skip(2);
     let reply = |out: &mut Reply, z: Option<&ZSet>| {
         out.array(members.len());
@@ -553,7 +553,7 @@ pub fn zmscore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     read_zset(ctx, args.get(1), |out| reply(out, None).unwrap_or(()), |out, z| reply(out, Some(z)))
 }
 
-pub fn zcard(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zcard(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     read_zset(
         ctx,
         args.get(1),
@@ -577,15 +577,15 @@ fn zrank_generic(ctx: &mut Ctx<'_>, args: Args<'_>, rev: bool) -> CmdResult {
     })
 }
 
-pub fn zrank(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zrank(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     zrank_generic(ctx, args, false)
 }
 
-pub fn zrevrank(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zrevrank(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     zrank_generic(ctx, args, true)
 }
 
-pub fn zcount(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zcount(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let range = score_range(args.get(2), args.get(3))?;
     read_zset(
         ctx,
@@ -598,7 +598,7 @@ pub fn zcount(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     )
 }
 
-pub fn zlexcount(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zlexcount(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let range = lex_range(args.get(2), args.get(3))?;
     read_zset(
         ctx,
@@ -734,31 +734,31 @@ fn store(ctx: &mut Ctx<'_>, mut locked: MultiWrite<'_>, dst: &[u8], result: ZSet
     ctx.out().int(stored as i64);
 }
 
-pub fn zrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     zrange_generic(ctx, args, 1, None, By::Auto, None)
 }
 
-pub fn zrangestore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zrangestore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     zrange_generic(ctx, args, 2, Some(args.get(1)), By::Auto, None)
 }
 
-pub fn zrevrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zrevrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     zrange_generic(ctx, args, 1, None, By::Rank, Some(true))
 }
 
-pub fn zrangebyscore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zrangebyscore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     zrange_generic(ctx, args, 1, None, By::Score, Some(false))
 }
 
-pub fn zrevrangebyscore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zrevrangebyscore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     zrange_generic(ctx, args, 1, None, By::Score, Some(true))
 }
 
-pub fn zrangebylex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zrangebylex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     zrange_generic(ctx, args, 1, None, By::Lex, Some(false))
 }
 
-pub fn zrevrangebylex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zrevrangebylex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     zrange_generic(ctx, args, 1, None, By::Lex, Some(true))
 }
 
@@ -857,11 +857,11 @@ fn zpop_generic(ctx: &mut Ctx<'_>, args: Args<'_>, max: bool) -> CmdResult {
     Ok(())
 }
 
-pub fn zpopmin(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zpopmin(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     zpop_generic(ctx, args, false)
 }
 
-pub fn zpopmax(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zpopmax(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     zpop_generic(ctx, args, true)
 }
 
@@ -918,7 +918,7 @@ fn pop_first(
 }
 
 /// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]
-pub fn zmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (keys, max, count) = parse_mpop(args, 1)?;
     if !pop_first(ctx, keys, max, Some(count), PopReply::KeyNested)? {
         ctx.out().null_array();
@@ -937,17 +937,17 @@ fn bzpop_generic(ctx: &mut Ctx<'_>, args: Args<'_>, max: bool) -> CmdResult {
     ctx.block("zset", keys.iter(), timeout, Reply::null_array)
 }
 
-pub fn bzpopmin(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn bzpopmin(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     bzpop_generic(ctx, args, false)
 }
 
-pub fn bzpopmax(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn bzpopmax(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     bzpop_generic(ctx, args, true)
 }
 
 /// BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]: ZMPOP, or wait. The timeout is
 /// read after the other arguments, as Redis does.
-pub fn bzmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn bzmpop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (keys, max, count) = parse_mpop(args, 2)?;
     let timeout = blocking::timeout_arg(args.get(1))?;
     if pop_first(ctx, keys, max, Some(count), PopReply::KeyNested)? {
@@ -987,7 +987,7 @@ pub(crate) fn parse_mpop(args: Args<'_>, at: usize) -> Result<(Args<'_>, bool, u
 // ZRANDMEMBER, ZSCAN
 
 /// ZRANDMEMBER key [count [WITHSCORES]]
-pub fn zrandmember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zrandmember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     if args.len() < 3 {
         return read_zset(ctx, key, Reply::null, |out, z| {
@@ -1060,7 +1060,7 @@ fn scan_score<'b>(score: f64, small: bool, buf: &'b mut [u8; 32], ibuf: &'b mut 
 }
 
 /// ZSCAN key cursor [MATCH pattern] [COUNT count]
-pub fn zscan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zscan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let cursor = parse_cursor(args.get(2)).ok_or_else(|| Error::from("ERR invalid cursor"))?;
     let empty = |out: &mut Reply| {
         out.array(2);
@@ -1092,31 +1092,31 @@ pub fn zscan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 // ---------------------------------------------------------------------------------------------
 // Set operations (see `setops`)
 
-pub fn zunionstore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zunionstore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     setops::run(ctx, args, "zunionstore", Some(args.get(1)), Op::Union, false)
 }
 
-pub fn zinterstore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zinterstore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     setops::run(ctx, args, "zinterstore", Some(args.get(1)), Op::Inter, false)
 }
 
-pub fn zdiffstore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zdiffstore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     setops::run(ctx, args, "zdiffstore", Some(args.get(1)), Op::Diff, false)
 }
 
-pub fn zunion(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zunion(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     setops::run(ctx, args, "zunion", None, Op::Union, false)
 }
 
-pub fn zinter(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zinter(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     setops::run(ctx, args, "zinter", None, Op::Inter, false)
 }
 
-pub fn zintercard(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zintercard(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     setops::run(ctx, args, "zintercard", None, Op::Inter, true)
 }
 
-pub fn zdiff(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn zdiff(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     setops::run(ctx, args, "zdiff", None, Op::Diff, false)
 }
 

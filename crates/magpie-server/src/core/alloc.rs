@@ -31,7 +31,7 @@ pub fn configure() {
 
 /// What the allocator and the process use, from mimalloc's own accounting.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Usage {
+pub(crate) struct Usage {
     /// Memory mimalloc has committed from the operating system, now and at most.
     pub committed: usize,
     pub peak_committed: usize,
@@ -40,7 +40,7 @@ pub struct Usage {
     pub system_ms: usize,
 }
 
-pub fn usage() -> Usage {
+pub(crate) fn usage() -> Usage {
     let mut u = Usage::default();
     let null = std::ptr::null_mut();
     // SAFETY: every argument is either null (not wanted, which mimalloc allows) or a valid,
@@ -61,7 +61,7 @@ pub fn usage() -> Usage {
 }
 
 /// The allocator's name and version, as INFO's `mem_allocator` shows it.
-pub fn name() -> String {
+pub(crate) fn name() -> String {
     // SAFETY: returns an integer; no arguments.
     let v = unsafe { libmimalloc_sys::mi_version() };
     // Major, then two digits of minor and two of patch: 20302 is 2.3.2.

@@ -9,49 +9,44 @@ use super::error::{self, Error};
 /// Reads arguments in order. Keywords compare as Redis compares them (`strcasecmp` of C
 /// strings: any case, up to a NUL byte).
 #[derive(Clone, Copy, Debug)]
-pub struct Cursor<'a> {
+pub(crate) struct Cursor<'a> {
     args: Args<'a>,
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
     /// A cursor at argument `from` (1 is the first after the command's name).
-    pub fn new(args: Args<'a>, from: usize) -> Cursor<'a> {
+    pub(crate) fn new(args: Args<'a>, from: usize) -> Cursor<'a> {
         Cursor { args, pos: from.min(args.len()) }
     }
 
     /// Whether every argument has been taken.
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.pos >= self.args.len()
     }
 
     /// Arguments not taken yet.
-    pub fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.args.len() - self.pos
     }
 
-    /// The position of the next argument.
-    pub fn pos(&self) -> usize {
-        self.pos
-    }
-
     /// The next argument, without taking it.
-    pub fn peek(&self) -> Option<&'a [u8]> {
+    pub(crate) fn peek(&self) -> Option<&'a [u8]> {
         (self.pos < self.args.len()).then(|| self.args.get(self.pos))
     }
 
     /// Takes the next argument; a syntax error if there is none (an option missing its value).
-    pub fn next_bytes(&mut self) -> Result<&'a [u8], Error> {
+    pub(crate) fn next_bytes(&mut self) -> Result<&'a [u8], Error> {
         self.next().ok_or_else(error::syntax)
     }
 
     /// Takes the next argument as an integer (Redis's `getLongLongFromObjectOrReply`).
-    pub fn next_int(&mut self) -> Result<i64, Error> {
+    pub(crate) fn next_int(&mut self) -> Result<i64, Error> {
         error::int_arg(self.next_bytes()?)
     }
 
     /// Takes the next argument if it is `keyword`.
-    pub fn eat(&mut self, keyword: &str) -> bool {
+    pub(crate) fn eat(&mut self, keyword: &str) -> bool {
         match self.peek() {
             Some(arg) if error::is(arg, keyword) => {
                 self.pos += 1;
@@ -62,20 +57,15 @@ impl<'a> Cursor<'a> {
     }
 
     /// Takes the next argument if it is one of `keywords`, and says which (its index).
-    pub fn eat_any(&mut self, keywords: &[&str]) -> Option<usize> {
+    pub(crate) fn eat_any(&mut self, keywords: &[&str]) -> Option<usize> {
         let arg = self.peek()?;
         let found = keywords.iter().position(|k| error::is(arg, k))?;
         self.pos += 1;
         Some(found)
     }
 
-    /// The arguments not taken yet.
-    pub fn rest(&self) -> Args<'a> {
-        self.args.skip(self.pos)
-    }
-
     /// A syntax error unless every argument has been taken.
-    pub fn finish(&self) -> Result<(), Error> {
+    pub(crate) fn finish(&self) -> Result<(), Error> {
         if self.is_done() { Ok(()) } else { Err(error::syntax()) }
     }
 }

@@ -6,16 +6,16 @@ use magpie_protocol::parse_i64;
 
 /// An error reply: the text after `-`, starting with its code (`ERR`, `WRONGTYPE`, ...).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Error(pub Cow<'static, [u8]>);
+pub(crate) struct Error(pub Cow<'static, [u8]>);
 
-pub type CmdResult = Result<(), Error>;
+pub(crate) type CmdResult = Result<(), Error>;
 
 impl Error {
-    pub fn msg(text: String) -> Error {
+    pub(crate) fn msg(text: String) -> Error {
         Error(Cow::Owned(text.into_bytes()))
     }
 
-    pub fn bytes(text: Vec<u8>) -> Error {
+    pub(crate) fn bytes(text: Vec<u8>) -> Error {
         Error(Cow::Owned(text))
     }
 }
@@ -26,36 +26,36 @@ impl From<&'static str> for Error {
     }
 }
 
-pub const SYNTAX: &str = "ERR syntax error";
-pub const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
-pub const NOT_FLOAT: &str = "ERR value is not a valid float";
-pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
-pub const OVERFLOW: &str = "ERR increment or decrement would overflow";
-pub const NO_SUCH_KEY: &str = "ERR no such key";
-pub const DB_RANGE: &str = "ERR DB index is out of range";
-pub const STRING_TOO_LONG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+pub(crate) const SYNTAX: &str = "ERR syntax error";
+pub(crate) const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+pub(crate) const NOT_FLOAT: &str = "ERR value is not a valid float";
+pub(crate) const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+pub(crate) const OVERFLOW: &str = "ERR increment or decrement would overflow";
+pub(crate) const NO_SUCH_KEY: &str = "ERR no such key";
+pub(crate) const DB_RANGE: &str = "ERR DB index is out of range";
+pub(crate) const STRING_TOO_LONG: &str = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
 
-pub fn wrongtype() -> Error {
+pub(crate) fn wrongtype() -> Error {
     WRONGTYPE.into()
 }
 
-pub fn syntax() -> Error {
+pub(crate) fn syntax() -> Error {
     SYNTAX.into()
 }
 
 /// `ERR invalid expire time in 'set' command`.
-pub fn invalid_expire(command: &str) -> Error {
+pub(crate) fn invalid_expire(command: &str) -> Error {
     Error::msg(format!("ERR invalid expire time in '{command}' command"))
 }
 
 /// Parses an integer argument (Redis's `getLongLongFromObjectOrReply`).
-pub fn int_arg(arg: &[u8]) -> Result<i64, Error> {
+pub(crate) fn int_arg(arg: &[u8]) -> Result<i64, Error> {
     parse_i64(arg).ok_or_else(|| NOT_INTEGER.into())
 }
 
 /// Parses an integer argument that must lie within `range` (Redis's
 /// `getRangeLongFromObjectOrReply`, which also serves `getIntFromObjectOrReply`).
-pub fn int_arg_in(arg: &[u8], range: std::ops::RangeInclusive<i64>) -> Result<i64, Error> {
+pub(crate) fn int_arg_in(arg: &[u8], range: std::ops::RangeInclusive<i64>) -> Result<i64, Error> {
     let n = int_arg(arg)?;
     if !range.contains(&n) {
         return Err(Error::msg(format!(
@@ -68,12 +68,12 @@ pub fn int_arg_in(arg: &[u8], range: std::ops::RangeInclusive<i64>) -> Result<i6
 }
 
 /// An argument as Redis prints it in an error (`%s` of a C string): up to its first NUL byte.
-pub fn c_str(arg: &[u8]) -> &[u8] {
+pub(crate) fn c_str(arg: &[u8]) -> &[u8] {
     arg.iter().position(|&c| c == 0).map_or(arg, |nul| &arg[..nul])
 }
 
 /// Case-insensitive comparison of an argument with an ASCII keyword. Redis compares options
 /// as C strings (`strcasecmp`), so an argument ends at its first NUL byte: `"XX\0junk"` is XX.
-pub fn is(arg: &[u8], keyword: &str) -> bool {
+pub(crate) fn is(arg: &[u8], keyword: &str) -> bool {
     c_str(arg).eq_ignore_ascii_case(keyword.as_bytes())
 }

@@ -3,38 +3,38 @@
 //! delivers it on `__keyspace@<db>__:<key>` and `__keyevent@<db>__:<event>` when the class is on.
 
 /// `K`: publish on `__keyspace@<db>__:<key>`.
-pub const KEYSPACE: u32 = 1 << 0;
+pub(crate) const KEYSPACE: u32 = 1 << 0;
 /// `E`: publish on `__keyevent@<db>__:<event>`.
-pub const KEYEVENT: u32 = 1 << 1;
+pub(crate) const KEYEVENT: u32 = 1 << 1;
 /// `g`: DEL, EXPIRE, RENAME, ... (commands that apply to any type).
-pub const GENERIC: u32 = 1 << 2;
+pub(crate) const GENERIC: u32 = 1 << 2;
 /// `$`: string commands.
-pub const STRING: u32 = 1 << 3;
+pub(crate) const STRING: u32 = 1 << 3;
 /// `l`: list commands.
-pub const LIST: u32 = 1 << 4;
+pub(crate) const LIST: u32 = 1 << 4;
 /// `s`: set commands.
-pub const SET: u32 = 1 << 5;
+pub(crate) const SET: u32 = 1 << 5;
 /// `h`: hash commands.
-pub const HASH: u32 = 1 << 6;
+pub(crate) const HASH: u32 = 1 << 6;
 /// `z`: sorted-set commands.
-pub const ZSET: u32 = 1 << 7;
+pub(crate) const ZSET: u32 = 1 << 7;
 /// `x`: a key removed because it expired.
-pub const EXPIRED: u32 = 1 << 8;
+pub(crate) const EXPIRED: u32 = 1 << 8;
 /// `e`: a key evicted for maxmemory.
-pub const EVICTED: u32 = 1 << 9;
+pub(crate) const EVICTED: u32 = 1 << 9;
 /// `t`: stream commands (Magpie has no streams; accepted for compatibility).
-pub const STREAM: u32 = 1 << 10;
+pub(crate) const STREAM: u32 = 1 << 10;
 /// `m`: a key looked up and not found.
-pub const KEY_MISS: u32 = 1 << 11;
+pub(crate) const KEY_MISS: u32 = 1 << 11;
 /// `d`: module events (accepted for compatibility).
-pub const MODULE: u32 = 1 << 13;
+pub(crate) const MODULE: u32 = 1 << 13;
 /// `n`: a new key (not part of `A`).
-pub const NEW: u32 = 1 << 14;
+pub(crate) const NEW: u32 = 1 << 14;
 /// `A`: `g$lshzxetd`.
-pub const ALL: u32 = GENERIC | STRING | LIST | SET | HASH | ZSET | EXPIRED | EVICTED | STREAM | MODULE;
+pub(crate) const ALL: u32 = GENERIC | STRING | LIST | SET | HASH | ZSET | EXPIRED | EVICTED | STREAM | MODULE;
 
 /// Parses `notify-keyspace-events` as Redis does; None for an unknown letter.
-pub fn parse_events(s: &str) -> Option<u32> {
+pub(crate) fn parse_events(s: &str) -> Option<u32> {
     let mut flags = 0;
     for c in s.chars() {
         flags |= match c {
@@ -60,7 +60,7 @@ pub fn parse_events(s: &str) -> Option<u32> {
 }
 
 /// Formats the flags as Redis's `CONFIG GET notify-keyspace-events` does.
-pub fn format_events(flags: u32) -> String {
+pub(crate) fn format_events(flags: u32) -> String {
     let mut s = String::new();
     if flags & ALL == ALL {
         s.push('A');

@@ -28,7 +28,7 @@ const MAX_CHARS: usize = 5 * 1024;
 /// Why [`add_ld`] failed: the commands word each case their own way (HINCRBYFLOAT says
 /// `hash value is not a float` for the stored value).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AddError {
+pub(crate) enum AddError {
     /// The stored value is not a float.
     Value,
     /// The increment is not a float.
@@ -38,7 +38,7 @@ pub enum AddError {
 }
 
 /// `value + incr` as Redis's INCRBYFLOAT computes and prints it; `value` None counts as 0.
-pub fn add(value: Option<&[u8]>, incr: &[u8]) -> Result<Vec<u8>, Error> {
+pub(crate) fn add(value: Option<&[u8]>, incr: &[u8]) -> Result<Vec<u8>, Error> {
     add_ld(value, incr).map_err(|e| match e {
         AddError::NotFinite => "ERR increment would produce NaN or Infinity".into(),
         AddError::Value | AddError::Incr => NOT_FLOAT.into(),
@@ -46,7 +46,7 @@ pub fn add(value: Option<&[u8]>, incr: &[u8]) -> Result<Vec<u8>, Error> {
 }
 
 /// [`add`], telling which operand was bad.
-pub fn add_ld(value: Option<&[u8]>, incr: &[u8]) -> Result<Vec<u8>, AddError> {
+pub(crate) fn add_ld(value: Option<&[u8]>, incr: &[u8]) -> Result<Vec<u8>, AddError> {
     let mut out = [0u8; MAX_CHARS];
     let (vptr, vlen) = value.map_or((std::ptr::null(), 0), |v| (v.as_ptr().cast::<c_char>(), v.len()));
     // SAFETY: every pointer is valid for the length passed with it; the C side reads at most
@@ -62,7 +62,7 @@ pub fn add_ld(value: Option<&[u8]>, incr: &[u8]) -> Result<Vec<u8>, AddError> {
 
 /// A timeout in seconds as Redis 7.0 turns it into milliseconds (rounded up; out of range
 /// gives `i64::MIN`); `None` when it is not a float.
-pub fn timeout_ms(arg: &[u8]) -> Option<i64> {
+pub(crate) fn timeout_ms(arg: &[u8]) -> Option<i64> {
     let mut ms: i64 = 0;
     // SAFETY: `arg` is valid for `arg.len()` bytes, which the C side copies into its own
     // buffer; `ms` is a valid, aligned i64 it writes once.

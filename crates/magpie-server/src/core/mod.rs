@@ -2,9 +2,9 @@
 //! event classes, sizes, `long double` arithmetic, the allocator. It knows nothing else of the
 //! server; everything else may use it.
 
-pub mod alloc;
-pub mod args;
-pub mod error;
-pub mod events;
-pub mod float;
-pub mod units;
+pub(crate) mod alloc;
+pub(crate) mod args;
+pub(crate) mod error;
+pub(crate) mod events;
+pub(crate) mod float;
+pub(crate) mod units;

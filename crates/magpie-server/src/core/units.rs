@@ -2,7 +2,7 @@
 
 /// Parses a size as Redis does: a number with an optional unit (k = 1000, kb = 1024, m, mb,
 /// g, gb), any case.
-pub fn parse_memory(s: &str) -> Option<usize> {
+pub(crate) fn parse_memory(s: &str) -> Option<usize> {
     let s = s.to_ascii_lowercase();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -20,7 +20,7 @@ pub fn parse_memory(s: &str) -> Option<usize> {
 }
 
 /// Bytes as Redis's `*_human` fields show them: `512B`, `1.50K`, `2.00M`, ...
-pub fn human(n: u64) -> String {
+pub(crate) fn human(n: u64) -> String {
     const UNITS: [(f64, &str); 5] = [
         (1024.0, "K"),
         (1024.0 * 1024.0, "M"),

@@ -11,7 +11,7 @@ use crate::services::gate::Pass;
 use crate::services::stats::{self, Counters, Timer};
 
 /// Runs a front end's batch of commands (see the module's documentation).
-pub struct Batch<'s> {
+pub(crate) struct Batch<'s> {
     server: &'s Server,
     /// The time the batch's commands run at (ms since the epoch).
     now: u64,
@@ -23,19 +23,19 @@ pub struct Batch<'s> {
 }
 
 impl<'s> Batch<'s> {
-    pub fn new(server: &'s Server) -> Batch<'s> {
+    pub(crate) fn new(server: &'s Server) -> Batch<'s> {
         Batch::at(server, magpie_store::now_ms())
     }
 
     /// A batch whose commands run at time `now` (ms since the epoch).
-    pub fn at(server: &'s Server, now: u64) -> Batch<'s> {
+    pub(crate) fn at(server: &'s Server, now: u64) -> Batch<'s> {
         Batch { server, now, counters: stats::local(), timer: Timer::start(), pass: None }
     }
 
     /// Runs one command for `session`, its reply written to `out`. Returns the command that
     /// ran, if one did. When the session then waits (`Session::is_blocked`), the front end
     /// makes a waiter of it (`waiters::waiter`) after [`Batch::pause`].
-    pub fn run(&mut self, session: &mut Session, out: &mut Reply, args: Args<'_>) -> Option<&'static Command> {
+    pub(crate) fn run(&mut self, session: &mut Session, out: &mut Reply, args: Args<'_>) -> Option<&'static Command> {
         let resolved = TABLE.resolve(args);
         let alone = matches!(&resolved, Ok((_, cmd)) if cmd.has(Flags::RUNS_ALONE));
         if alone {
@@ -63,13 +63,13 @@ impl<'s> Batch<'s> {
     }
 
     /// Before an `.await`: lets the gate go and charges the time so far.
-    pub fn pause(&mut self) {
+    pub(crate) fn pause(&mut self) {
         self.pass = None;
         self.timer.stop(self.counters);
     }
 
     /// After an `.await`: the task may be on another thread now, with other counters.
-    pub fn resume(&mut self) {
+    pub(crate) fn resume(&mut self) {
         self.counters = stats::local();
         self.timer = Timer::start();
     }
@@ -94,13 +94,13 @@ pub(crate) mod test_support {
     use crate::services::config::{Config, Options};
 
     /// A server's state (default configuration, no listener) and one client of it.
-    pub struct TestSession {
+    pub(crate) struct TestSession {
         pub server: Arc<Server>,
         session: Session,
     }
 
     impl TestSession {
-        pub fn new() -> TestSession {
+        pub(crate) fn new() -> TestSession {
             let server = Arc::new(Server::new(Config::load(Options::default()).expect("default config")));
             let addr = "127.0.0.1:1".parse().expect("addr");
             let session = Session::new(server.clients().connect(addr, addr));
@@ -109,7 +109,7 @@ pub(crate) mod test_support {
 
         /// Runs `line` (split on spaces) in `mode`: the reply (RESP2), and whether the
         /// command asked to wait.
-        pub fn run(&mut self, mode: Mode, line: &str) -> (String, bool) {
+        pub(crate) fn run(&mut self, mode: Mode, line: &str) -> (String, bool) {
             let args = ArgVec::from_slices(line.split(' '));
             let mut out = Reply::new(Resp::V2);
             self.session.wait.mode = mode;
@@ -131,7 +131,7 @@ pub(crate) mod test_support {
         }
 
         /// Runs each line in `mode`, checking its reply and that it did not ask to wait.
-        pub fn expect(&mut self, mode: Mode, cases: &[(&str, &str)]) {
+        pub(crate) fn expect(&mut self, mode: Mode, cases: &[(&str, &str)]) {
             for (line, reply) in cases {
                 assert_eq!(self.run(mode, line), (reply.to_string(), false), "{line}");
             }

@@ -52,7 +52,7 @@ pub(super) fn controls(cmd: &Command) -> bool {
 }
 
 /// BEGIN (and its alias START).
-pub fn begin(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn begin(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let dbs = ctx.server().keyspace().db_count();
     let txn = &mut ctx.session_mut().txn;
     if txn.multi.is_some() {
@@ -146,7 +146,7 @@ pub(super) fn run_inside(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_
     result.err()
 }
 
-pub fn rollback(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn rollback(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let ks = ctx.server().keyspace();
     let Some(i) = ctx.session_mut().txn.interactive.take() else { return Err("ERR ROLLBACK without BEGIN".into()) };
     release(ks, &i);
@@ -155,7 +155,7 @@ pub fn rollback(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
 }
 
 /// COMMIT. Dispatch holds the gate exclusively for it.
-pub fn commit(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn commit(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let (server, now) = (ctx.server(), ctx.now());
     let ks = server.keyspace();
     let Some(i) = ctx.session_mut().txn.interactive.take() else { return Err("ERR COMMIT without BEGIN".into()) };

@@ -16,12 +16,12 @@ mod batch;
 mod interactive;
 mod multi;
 mod table;
-pub mod waiters;
+pub(crate) mod waiters;
 
-pub use batch::Batch;
+pub(crate) use batch::Batch;
 #[cfg(test)]
 pub(crate) use batch::test_support;
-pub use table::TABLE;
+pub(crate) use table::TABLE;
 
 use magpie_protocol::Args;
 
@@ -34,7 +34,7 @@ use crate::services::stats::KeyOp;
 /// Resolves, checks and runs one command, writing its reply (or error) to the context's
 /// output, and counts it (calls, time, failures, keys) in this thread's statistics. Returns
 /// the command that ran, if any.
-pub fn dispatch(ctx: &mut Ctx<'_>, args: Args<'_>) -> Option<&'static Command> {
+pub(crate) fn dispatch(ctx: &mut Ctx<'_>, args: Args<'_>) -> Option<&'static Command> {
     match ctx.table().resolve(args) {
         Ok(found) => dispatch_resolved(ctx, found, args),
         Err((e, id)) => {
@@ -46,7 +46,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, args: Args<'_>) -> Option<&'static Command> {
 
 /// [`dispatch`] of a command already resolved (with its id): the front end looked it up to
 /// know how to hold the gate.
-pub fn dispatch_resolved(
+pub(crate) fn dispatch_resolved(
     ctx: &mut Ctx<'_>,
     (id, cmd): (usize, &'static Command),
     args: Args<'_>,
@@ -138,7 +138,7 @@ fn refuse_in_subscribe_mode(cmd: &Command) -> CmdResult {
 /// Runs a write command and queues the record of what it did for the append-only log: its
 /// own arguments, or the effects it declared (see [`Ctx::propagate`]); before it, deletions of
 /// keys it found expired. Nothing is queued if the command changed nothing.
-pub fn run_logged(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_>) -> CmdResult {
+pub(crate) fn run_logged(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_>) -> CmdResult {
     if ctx.in_interactive() {
         // Inside BEGIN: the write went to the private copy; keep its effect for COMMIT.
         magpie_store::tap::reset_last_seq();
@@ -189,7 +189,7 @@ pub fn run_logged(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_>) -> C
 /// A command refused before it ran (unknown, wrong arity, not allowed now), as Redis's
 /// `rejectCommand`: counted, its error is the reply, and it fails the MULTI it was meant for
 /// (a refused EXEC aborts the transaction at once).
-pub fn refuse(ctx: &mut Ctx<'_>, args: Args<'_>, e: Error, id: Option<usize>) {
+pub(crate) fn refuse(ctx: &mut Ctx<'_>, args: Args<'_>, e: Error, id: Option<usize>) {
     let e = multi::refused(ctx, args.get(0), e);
     let stats = ctx.stats();
     stats.rejected(id);
@@ -198,9 +198,9 @@ pub fn refuse(ctx: &mut Ctx<'_>, args: Args<'_>, e: Error, id: Option<usize>) {
 }
 
 /// The execution layer as commands see it (see [`Executor`]).
-pub struct Exec;
+pub(crate) struct Exec;
 
-pub static EXEC: Exec = Exec;
+pub(crate) static EXEC: Exec = Exec;
 
 impl Executor for Exec {
     fn table(&self) -> &'static Table {

@@ -61,7 +61,7 @@ pub(super) fn refused(ctx: &mut Ctx<'_>, name: &[u8], e: Error) -> Error {
     e
 }
 
-pub fn multi(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn multi(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let txn = &mut ctx.session_mut().txn;
     if txn.interactive.is_some() {
         return Err("ERR MULTI is not allowed inside BEGIN".into());
@@ -74,7 +74,7 @@ pub fn multi(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn discard(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn discard(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let ks = ctx.server().keyspace();
     let txn = &mut ctx.session_mut().txn;
     if txn.multi.take().is_none() {
@@ -85,7 +85,7 @@ pub fn discard(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn watch(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(super) fn watch(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (ks, now) = (ctx.server().keyspace(), ctx.now());
     let session = ctx.session_mut();
     if session.txn.multi.is_some() {
@@ -109,7 +109,7 @@ pub fn watch(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-pub fn unwatch(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn unwatch(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let ks = ctx.server().keyspace();
     unwatch_all(ks, &mut ctx.session_mut().txn.watched);
     ctx.out().ok();
@@ -125,7 +125,7 @@ fn any_changed(ks: &Keyspace, watched: &[Watched], now: u64) -> bool {
 }
 
 /// EXEC. Dispatch holds the gate exclusively for it (the command is marked so).
-pub fn exec(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+pub(super) fn exec(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let (server, now) = (ctx.server(), ctx.now());
     let ks = server.keyspace();
     let txn = &mut ctx.session_mut().txn;

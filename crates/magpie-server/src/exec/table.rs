@@ -34,7 +34,7 @@ static TRANSACTIONS: &[Command] = &[
 ];
 
 /// The command table: connection, transactions, the core groups, then each data type.
-pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
+pub(crate) static TABLE: LazyLock<Table> = LazyLock::new(|| {
     let mut all: Vec<&'static Command> = Vec::new();
     for family in
         [crate::commands::CONNECTION, TRANSACTIONS, crate::commands::CORE].into_iter().chain(crate::commands::FAMILIES)

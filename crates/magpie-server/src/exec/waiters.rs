@@ -13,7 +13,7 @@ use crate::services::blocking::Waiter;
 use crate::services::stats;
 
 /// A waiter for `session`, whose command `cmd` (id `id`) ran with `args` and asked to wait.
-pub fn waiter(session: &Session, proto: Resp, args: Args<'_>) -> Arc<Waiter> {
+pub(crate) fn waiter(session: &Session, proto: Resp, args: Args<'_>) -> Arc<Waiter> {
     let wait = &session.wait;
     Arc::new(Waiter::new(session.info().clone(), session.db(), proto, wait.id, args, wait.keys.clone(), wait.wants))
 }
@@ -21,7 +21,7 @@ pub fn waiter(session: &Session, proto: Resp, args: Args<'_>) -> Arc<Waiter> {
 /// Queues `waiter` on its keys, then gives it one more try: an element that arrived between
 /// the command's first look and the registration is seen now; anything later finds it
 /// registered.
-pub fn register(server: &Server, waiter: &Arc<Waiter>) {
+pub(crate) fn register(server: &Server, waiter: &Arc<Waiter>) {
     let (blocking, ks) = (server.blocking(), server.keyspace());
     blocking.register(ks, waiter);
     let _pass = server.gate().shared();
@@ -32,13 +32,13 @@ pub fn register(server: &Server, waiter: &Arc<Waiter>) {
 }
 
 /// Serves the clients waiting on the keys signalled so far (see `Blocking::serve`).
-pub fn serve(server: &Server) {
+pub(crate) fn serve(server: &Server) {
     server.blocking().serve(server.keyspace(), &mut |w| run_again(server, w));
 }
 
 /// Counts a waiter's command once, when it ends without being served (timeout, disconnect), as
 /// Redis counts a blocking command when it unblocks.
-pub fn count_unserved(waiter: &Waiter) {
+pub(crate) fn count_unserved(waiter: &Waiter) {
     if let Some(cmd) = EXEC.table().by_id(waiter.cmd) {
         stats::local().call(waiter.cmd, false, cmd.op, cmd.key_count_in(waiter.args()));
     }

@@ -2,5 +2,5 @@
 //! through the execution layer's dispatcher (`crate::exec::Batch`); none makes a check of its
 //! own. The RESP connection ([`resp`]) and the log replayed at start ([`replay`]).
 
-pub mod replay;
-pub mod resp;
+pub(crate) mod replay;
+pub(crate) mod resp;

@@ -10,7 +10,7 @@ use crate::services::Server;
 use crate::services::persist::ReplayStep;
 
 /// Replays the log into `server`'s keyspace (see `Persistence::load`).
-pub fn load(server: &Server) -> Result<(), String> {
+pub(crate) fn load(server: &Server) -> Result<(), String> {
     let mut session = Session::internal();
     // The log holds what blocking commands did (BLPOP as LPOP); nothing replayed may wait.
     session.wait.mode = Mode::NoBlock;

@@ -31,7 +31,7 @@ const FLUSH_AT: usize = 64 * 1024;
 /// Redis's `client-query-buffer-limit`: a command still incomplete past this closes the client.
 const QUERY_BUFFER_LIMIT: usize = 1 << 30;
 
-pub async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: SocketAddr) {
+pub(crate) async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let laddr = stream.local_addr().unwrap_or(addr);
     let shared = &*server;

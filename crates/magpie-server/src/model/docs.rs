@@ -2,7 +2,7 @@
 //! turned into COMMAND DOCS arguments, which redis-cli shows as hints.
 
 #[derive(Debug, Default, PartialEq)]
-pub struct DocArg {
+pub(crate) struct DocArg {
     pub name: String,
     pub kind: &'static str,
     pub token: Option<String>,
@@ -19,7 +19,7 @@ enum Item {
 }
 
 /// Parses the `syntax` notation of a [`Command`] into documentation arguments.
-pub fn parse_syntax(syntax: &str) -> Vec<DocArg> {
+pub(crate) fn parse_syntax(syntax: &str) -> Vec<DocArg> {
     let mut tokens = Vec::new();
     let mut word = String::new();
     for c in syntax.chars() {

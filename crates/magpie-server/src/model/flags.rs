@@ -53,7 +53,7 @@ bitflags! {
 }
 
 /// Redis's flag names, in the order COMMAND INFO lists them (hidden flags left out).
-pub const FLAG_NAMES: &[(Flags, &str)] = &[
+pub(crate) const FLAG_NAMES: &[(Flags, &str)] = &[
     (Flags::WRITE, "write"),
     (Flags::READONLY, "readonly"),
     (Flags::DENYOOM, "denyoom"),
@@ -104,7 +104,7 @@ bitflags! {
 }
 
 /// The categories' names, in Redis's order (`ACL CAT`, COMMAND INFO).
-pub const ACL_NAMES: &[(Acl, &str)] = &[
+pub(crate) const ACL_NAMES: &[(Acl, &str)] = &[
     (Acl::KEYSPACE, "keyspace"),
     (Acl::READ, "read"),
     (Acl::WRITE, "write"),
@@ -131,7 +131,7 @@ pub const ACL_NAMES: &[(Acl, &str)] = &[
 impl Acl {
     /// The categories Redis derives from a command's flags (`setImplicitACLCategories`),
     /// added to the ones its entry names.
-    pub const fn with_implicit(self, flags: Flags) -> Acl {
+    pub(crate) const fn with_implicit(self, flags: Flags) -> Acl {
         let mut acl = self.bits();
         if flags.contains(Flags::WRITE) {
             acl |= Acl::WRITE.bits();
@@ -158,7 +158,7 @@ impl Acl {
     }
 
     /// The category a command of `group` belongs to unless its entry says otherwise.
-    pub const fn of_group(group: &str) -> Acl {
+    pub(crate) const fn of_group(group: &str) -> Acl {
         match group.as_bytes() {
             b"string" => Acl::STRING,
             b"list" => Acl::LIST,
@@ -202,7 +202,7 @@ bitflags! {
 }
 
 /// The key-spec flags' names, in Redis's order.
-pub const KEY_FLAG_NAMES: &[(KeyFlags, &str)] = &[
+pub(crate) const KEY_FLAG_NAMES: &[(KeyFlags, &str)] = &[
     (KeyFlags::RO, "RO"),
     (KeyFlags::RW, "RW"),
     (KeyFlags::OW, "OW"),

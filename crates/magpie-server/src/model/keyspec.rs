@@ -7,9 +7,11 @@ use magpie_protocol::{Args, parse_i64};
 
 use super::flags::KeyFlags;
 
-/// Where the search for the spec's first key begins.
+/// Where the search for the spec's first key begins. (Keyword and unknown begins come with
+/// the commands that have them: SORT ... STORE, XREAD ... STREAMS, MIGRATE.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Begin {
+#[allow(dead_code)]
+pub(crate) enum Begin {
     /// At this argument (1: the first after the name).
     Index(i32),
     /// After `keyword`, searched from argument `start` (negative: from the end, backwards).
@@ -22,7 +24,8 @@ pub enum Begin {
 
 /// Which keys follow the beginning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Find {
+#[allow(dead_code)]
+pub(crate) enum Find {
     /// Keys up to `last` (relative to the first; negative: counted from the end of the
     /// arguments), every `step`; with `limit` > 1 (and `last` = -1), only the first part of
     /// the remaining arguments: 1/limit of them.
@@ -44,11 +47,11 @@ pub enum Find {
 /// A call's arguments contradict its command's key specs (a count that is not a number, keys
 /// past the end): it has no reliable keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BadKeys;
+pub(crate) struct BadKeys;
 
 /// One key spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KeySpec {
+pub(crate) struct KeySpec {
     pub flags: KeyFlags,
     pub begin: Begin,
     pub find: Find,
@@ -57,26 +60,26 @@ pub struct KeySpec {
 }
 
 impl KeySpec {
-    pub const fn new(flags: KeyFlags, begin: Begin, find: Find) -> KeySpec {
+    pub(crate) const fn new(flags: KeyFlags, begin: Begin, find: Find) -> KeySpec {
         KeySpec { flags, begin, find, notes: None }
     }
 
     /// The key at argument `pos`.
-    pub const fn one(pos: i32, flags: KeyFlags) -> KeySpec {
+    pub(crate) const fn one(pos: i32, flags: KeyFlags) -> KeySpec {
         KeySpec::new(flags, Begin::Index(pos), Find::Range { last: 0, step: 1, limit: 0 })
     }
 
     /// Keys from argument `pos` to `last` (relative; negative from the end) every `step`.
-    pub const fn range(pos: i32, last: i32, step: i32, flags: KeyFlags) -> KeySpec {
+    pub(crate) const fn range(pos: i32, last: i32, step: i32, flags: KeyFlags) -> KeySpec {
         KeySpec::new(flags, Begin::Index(pos), Find::Range { last, step, limit: 0 })
     }
 
     /// Keys counted by the argument at `pos + index`, starting at `pos + first`.
-    pub const fn keynum(pos: i32, index: i32, first: i32, step: i32, flags: KeyFlags) -> KeySpec {
+    pub(crate) const fn keynum(pos: i32, index: i32, first: i32, step: i32, flags: KeyFlags) -> KeySpec {
         KeySpec::new(flags, Begin::Index(pos), Find::Keynum { index, first, step })
     }
 
-    pub const fn notes(mut self, notes: &'static str) -> KeySpec {
+    pub(crate) const fn notes(mut self, notes: &'static str) -> KeySpec {
         self.notes = Some(notes);
         self
     }
@@ -148,14 +151,18 @@ impl KeySpec {
 /// The positions of a call's keys, with the flags of the spec each comes from, as Redis's
 /// `getKeysFromCommandWithSpecs`: specs that are not keys (`NOT_KEY`) are left out; `Err` when
 /// the arguments contradict a spec (then the call has no reliable keys).
-pub fn key_positions(specs: &[KeySpec], args: Args<'_>, each: impl FnMut(usize, KeyFlags)) -> Result<(), BadKeys> {
+pub(crate) fn key_positions(
+    specs: &[KeySpec],
+    args: Args<'_>,
+    each: impl FnMut(usize, KeyFlags),
+) -> Result<(), BadKeys> {
     walk(specs, args, false, each)
 }
 
 /// [`key_positions`], but a count of keys past the end of the arguments names the keys that
 /// are there (what statistics count, and what an interactive transaction copies, for a call
 /// that will fail anyway).
-pub fn key_positions_lenient(
+pub(crate) fn key_positions_lenient(
     specs: &[KeySpec],
     args: Args<'_>,
     each: impl FnMut(usize, KeyFlags),
@@ -189,7 +196,7 @@ fn walk(
 /// Redis's "legacy" key range of COMMAND INFO (first key, last key, step), and whether the
 /// specs need parsing the arguments to find the keys (`movablekeys`), as Redis's
 /// `populateCommandLegacyRangeSpec` derives them.
-pub const fn legacy_range(specs: &[KeySpec]) -> ((i32, i32, i32), bool) {
+pub(crate) const fn legacy_range(specs: &[KeySpec]) -> ((i32, i32, i32), bool) {
     if specs.is_empty() {
         return ((0, 0, 0), false);
     }

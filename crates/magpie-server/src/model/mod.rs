@@ -3,17 +3,16 @@
 //! for. It sits on the services, because a command's context is made of them; the command
 //! families, the execution layer and the front ends sit on it.
 
-pub mod command;
-pub mod docs;
-pub mod flags;
-pub mod keyspec;
-pub mod session;
-pub mod wait;
+pub(crate) mod command;
+pub(crate) mod docs;
+pub(crate) mod flags;
+pub(crate) mod keyspec;
+pub(crate) mod session;
+pub(crate) mod wait;
 
-pub use command::ctx::{Ctx, Executor};
-pub use command::{Command, Handler, Table};
-pub use flags::{Acl, Flags, KeyFlags};
-pub use keyspec::{Begin, Find, KeySpec};
-pub use session::Effects;
-pub use session::Session;
-pub use wait::{Mode, Timeout, Wait};
+pub(crate) use command::ctx::{Ctx, Executor};
+pub(crate) use command::{Command, Table};
+pub(crate) use flags::Flags;
+pub(crate) use keyspec::{Begin, Find, KeySpec};
+pub(crate) use session::Session;
+pub(crate) use wait::{Mode, Timeout};

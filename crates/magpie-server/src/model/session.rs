@@ -17,7 +17,7 @@ use crate::services::config::Settings;
 
 /// What a command declares about its effect, beyond its reply.
 #[derive(Default, Debug)]
-pub struct Effects {
+pub(crate) struct Effects {
     /// Records to log instead of the command's own arguments (see [`Ctx::propagate`]).
     pub records: Vec<ArgVec>,
     /// Set by the first [`Ctx::propagate`]: the command's arguments are not logged.
@@ -25,14 +25,14 @@ pub struct Effects {
 }
 
 impl Effects {
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.records.clear();
         self.replaced = false;
     }
 }
 
 /// One client's state.
-pub struct Session {
+pub(crate) struct Session {
     info: Arc<ClientInfo>,
     db: usize,
     /// Set by QUIT (and a successful SHUTDOWN): close after the reply is written.
@@ -53,7 +53,7 @@ pub struct Session {
 
 impl Session {
     /// A session for the client `info` (registered by its front end), in database 0.
-    pub fn new(info: Arc<ClientInfo>) -> Session {
+    pub(crate) fn new(info: Arc<ClientInfo>) -> Session {
         Session {
             info,
             db: 0,
@@ -68,7 +68,7 @@ impl Session {
 
     /// A session of the server itself (replaying the log), in no registry: its commands are
     /// not counted in the statistics.
-    pub fn internal() -> Session {
+    pub(crate) fn internal() -> Session {
         let mut s = Session::new(ClientInfo::internal());
         s.internal = true;
         s
@@ -76,69 +76,69 @@ impl Session {
 
     /// Whether this is the server's own session (see [`Session::internal`]).
     #[inline]
-    pub fn is_internal(&self) -> bool {
+    pub(crate) fn is_internal(&self) -> bool {
         self.internal
     }
 
     /// Whether the last command asked to wait for a key (a blocking command that found
     /// nothing): the front end then makes a waiter of it (`crate::exec::waiters`).
-    pub fn is_blocked(&self) -> bool {
+    pub(crate) fn is_blocked(&self) -> bool {
         self.wait.requested
     }
 
     /// How long the blocked command waits (see [`Session::is_blocked`]).
-    pub fn block_timeout(&self) -> super::wait::Timeout {
+    pub(crate) fn block_timeout(&self) -> super::wait::Timeout {
         self.wait.timeout
     }
 
     /// The client's id (CLIENT ID).
-    pub fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         self.info.id
     }
 
     /// What others may see of this client (CLIENT LIST), and its subscriptions.
-    pub fn info(&self) -> &Arc<ClientInfo> {
+    pub(crate) fn info(&self) -> &Arc<ClientInfo> {
         &self.info
     }
 
     /// The current database.
-    pub fn db(&self) -> usize {
+    pub(crate) fn db(&self) -> usize {
         self.db
     }
 
     /// Selects a database (SELECT; the caller checked the index).
-    pub fn select(&mut self, db: usize) {
+    pub(crate) fn select(&mut self, db: usize) {
         self.db = db;
     }
 
     /// Whether the front end should close the connection once the replies are written.
-    pub fn wants_close(&self) -> bool {
+    pub(crate) fn wants_close(&self) -> bool {
         self.close
     }
 
     /// Asks the front end to close the connection after the reply (QUIT).
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.close = true;
     }
 
     /// The last log record this session's writes added (0: none yet).
-    pub fn wrote(&self) -> u64 {
+    pub(crate) fn wrote(&self) -> u64 {
         self.wrote
     }
 
     /// Notes that this session's write added log record `seq`.
-    pub fn note_write(&mut self, seq: u64) {
+    pub(crate) fn note_write(&mut self, seq: u64) {
         self.wrote = self.wrote.max(seq);
     }
 
     /// The transaction state (MULTI, WATCH, BEGIN).
-    pub fn txn(&self) -> &TxnState {
+    pub(crate) fn txn(&self) -> &TxnState {
         &self.txn
     }
 
     /// Lets go of everything the session holds in the server (its transaction's watches, its
     /// subscriptions): called when the client disconnects.
-    pub fn end(&mut self, ks: &Keyspace, pubsub: &crate::services::pubsub::PubSub) {
+    pub(crate) fn end(&mut self, ks: &Keyspace, pubsub: &crate::services::pubsub::PubSub) {
         self.txn.clear(ks);
         if self.info.pubsub.active() {
             pubsub.unsubscribe_all(&self.info.pubsub, self.info.id);
@@ -148,7 +148,7 @@ impl Session {
 
 /// A connection's transaction state.
 #[derive(Default)]
-pub struct TxnState {
+pub(crate) struct TxnState {
     /// Between MULTI and EXEC/DISCARD.
     pub multi: Option<Multi>,
     /// Keys watched (WATCH), until EXEC, DISCARD, UNWATCH or RESET.
@@ -158,7 +158,7 @@ pub struct TxnState {
 }
 
 /// An interactive transaction in progress.
-pub struct Interactive {
+pub(crate) struct Interactive {
     /// The private copy: every database, one shard each.
     pub ks: Arc<Keyspace>,
     /// Each key touched: its version in the server's keyspace when first touched, whether it
@@ -176,11 +176,11 @@ pub struct Interactive {
 }
 
 #[derive(Default)]
-pub struct Deferred {
+pub(crate) struct Deferred {
     pub events: Vec<(u32, &'static str, usize, Box<[u8]>)>,
 }
 
-pub struct Touch {
+pub(crate) struct Touch {
     pub version: u64,
     pub expired: bool,
     pub private_version: u64,
@@ -188,14 +188,14 @@ pub struct Touch {
 
 /// The commands queued after MULTI.
 #[derive(Default)]
-pub struct Multi {
+pub(crate) struct Multi {
     pub queued: Vec<ArgVec>,
     /// A command was refused while queueing: EXEC will fail with EXECABORT.
     pub failed: bool,
 }
 
 /// A watched key and its version when it was watched.
-pub struct Watched {
+pub(crate) struct Watched {
     pub db: usize,
     pub key: Box<[u8]>,
     pub version: u64,
@@ -205,7 +205,7 @@ pub struct Watched {
 
 impl TxnState {
     /// Lets go of everything (disconnect, RESET).
-    pub fn clear(&mut self, ks: &Keyspace) {
+    pub(crate) fn clear(&mut self, ks: &Keyspace) {
         self.multi = None;
         unwatch_all(ks, &mut self.watched);
         if let Some(i) = self.interactive.take() {
@@ -214,7 +214,7 @@ impl TxnState {
     }
 
     /// When the server will roll the interactive transaction back if it is still open.
-    pub fn deadline(&self, settings: &Settings) -> Option<Instant> {
+    pub(crate) fn deadline(&self, settings: &Settings) -> Option<Instant> {
         let i = self.interactive.as_ref()?;
         if i.aborted.is_some() {
             return None;
@@ -224,7 +224,7 @@ impl TxnState {
 
     /// Rolls an interactive transaction back for being older than its limit (called by the
     /// connection when the deadline passes while the client is idle).
-    pub fn expire(&mut self, ks: &Keyspace, settings: &Settings) {
+    pub(crate) fn expire(&mut self, ks: &Keyspace, settings: &Settings) {
         if let Some(i) = self.interactive.as_mut()
             && i.aborted.is_none()
         {

@@ -5,7 +5,7 @@ use crate::core::error::Error;
 
 /// Whether a blocking command may make its client wait.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// A plain call: wait when there is nothing to serve.
     #[default]
     MayBlock,
@@ -16,11 +16,11 @@ pub enum Mode {
 }
 
 /// How long a blocked client waits: `None` forever, else milliseconds.
-pub type Timeout = Option<u64>;
+pub(crate) type Timeout = Option<u64>;
 
 /// What a blocking command asked of its connection through [`Ctx::block`].
 #[derive(Debug, Default)]
-pub struct Wait {
+pub(crate) struct Wait {
     pub mode: Mode,
     /// Set by `Ctx::block` when the command did not serve.
     pub requested: bool,
@@ -34,7 +34,7 @@ pub struct Wait {
 }
 
 impl Wait {
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.requested = false;
         self.keys.clear();
         self.timeout = None;
@@ -43,7 +43,7 @@ impl Wait {
 
 /// Parses a timeout in seconds as Redis 7.0 does: a long double (`strtold`: decimals,
 /// exponents, hex), times 1000, rounded up to whole milliseconds; 0 means forever.
-pub fn timeout_arg(arg: &[u8]) -> Result<Timeout, Error> {
+pub(crate) fn timeout_arg(arg: &[u8]) -> Result<Timeout, Error> {
     let ms =
         crate::core::float::timeout_ms(arg).ok_or_else(|| Error::from("ERR timeout is not a float or out of range"))?;
     if ms < 0 {

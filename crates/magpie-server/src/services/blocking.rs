@@ -55,7 +55,7 @@ use magpie_store::Keyspace;
 use super::clients::ClientInfo;
 
 /// A client waiting on keys: its command, kept to run again, and how it ends.
-pub struct Waiter {
+pub(crate) struct Waiter {
     pub db: usize,
     pub info: Arc<ClientInfo>,
     pub proto: Resp,
@@ -81,12 +81,12 @@ enum State {
 
 /// Runs a waiter's command again (see [`Blocking::serve`]): the reply and the log record its
 /// write added if it was served, `None` if it waits on.
-pub type Rerun<'a> = dyn FnMut(&Waiter) -> Option<(Vec<u8>, u64)> + 'a;
+pub(crate) type Rerun<'a> = dyn FnMut(&Waiter) -> Option<(Vec<u8>, u64)> + 'a;
 
 impl Waiter {
     /// A waiter for the client `info`, in database `db`, that ran command `cmd` with `args`
     /// and waits on `keys` for a value of type `wants`.
-    pub fn new(
+    pub(crate) fn new(
         info: Arc<ClientInfo>,
         db: usize,
         proto: Resp,
@@ -109,12 +109,12 @@ impl Waiter {
     }
 
     /// Resolves when the waiter has been served (check with [`Blocking::leave`]).
-    pub async fn served(&self) {
+    pub(crate) async fn served(&self) {
         self.notify.notified().await;
     }
 
     /// The command's arguments.
-    pub fn args(&self) -> Args<'_> {
+    pub(crate) fn args(&self) -> Args<'_> {
         self.args.args()
     }
 }
@@ -135,7 +135,7 @@ struct Inner {
 
 /// The clients blocked on keys, by (database, key), oldest first.
 #[derive(Default)]
-pub struct Blocking {
+pub(crate) struct Blocking {
     /// Clients waiting right now; zero makes `signal` free.
     count: AtomicUsize,
     /// Some key is in `ready`: the command that signalled it serves it when it finishes.
@@ -149,7 +149,7 @@ pub struct Blocking {
 
 impl Blocking {
     /// Clients blocked right now (INFO's `blocked_clients`).
-    pub fn blocked(&self) -> usize {
+    pub(crate) fn blocked(&self) -> usize {
         self.count.load(Ordering::Relaxed)
     }
 
@@ -158,7 +158,7 @@ impl Blocking {
     /// `Server::new`) for every change to a waited key, with the key's shard still locked:
     /// then a command that takes elements checks [`Blocking::is_pending`] under the same lock
     /// and lets the waiters go first.
-    pub fn signal(&self, db: usize, key: &[u8]) {
+    pub(crate) fn signal(&self, db: usize, key: &[u8]) {
         // SeqCst, paired with the increment in `register`: a client that registers after this
         // load saw zero runs its handler again after this command's change, and sees it.
         if self.count.load(Ordering::SeqCst) == 0 {
@@ -183,19 +183,19 @@ impl Blocking {
     /// Whether clients blocked on `key` have been signalled and not served yet: a command
     /// about to take elements from it must let them go first (call [`Blocking::serve`] with
     /// no lock held, then look again). Check it with the key's shard locked.
-    pub fn is_pending(&self, db: usize, key: &[u8]) -> bool {
+    pub(crate) fn is_pending(&self, db: usize, key: &[u8]) -> bool {
         self.pending.load(Ordering::SeqCst) && self.inner.lock().pending.get(&db).is_some_and(|p| p.contains_key(key))
     }
 
     /// Whether signalled keys wait to be served (cheap; checked after every command).
     #[inline]
-    pub fn has_ready(&self) -> bool {
+    pub(crate) fn has_ready(&self) -> bool {
         self.unserved.load(Ordering::Acquire)
     }
 
     /// Queues `waiter` on its keys, and tells the keyspace that they are waited on: from now
     /// on it signals their changes (see `Shard::block_on`).
-    pub fn register(&self, ks: &Keyspace, waiter: &Arc<Waiter>) {
+    pub(crate) fn register(&self, ks: &Keyspace, waiter: &Arc<Waiter>) {
         waiter.info.blocked.store(true, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::SeqCst);
         // Marked before queueing, each under its shard's lock (never with `inner` held: the
@@ -241,7 +241,7 @@ impl Blocking {
 
     /// Ends the wait of `waiter` for its own connection: returns the reply if it was served
     /// (perhaps just now), else takes it out of its queues and returns `None`.
-    pub fn leave(&self, ks: &Keyspace, waiter: &Arc<Waiter>) -> Option<(Vec<u8>, u64)> {
+    pub(crate) fn leave(&self, ks: &Keyspace, waiter: &Arc<Waiter>) -> Option<(Vec<u8>, u64)> {
         let mut state = waiter.state.lock();
         match std::mem::replace(&mut *state, State::Left) {
             State::Served(reply, wrote) => Some((reply, wrote)),
@@ -256,7 +256,7 @@ impl Blocking {
     /// Runs the command of `waiter` again if it is still waiting; if that serves it, records
     /// the reply, takes it out of its queues and wakes its connection. Returns whether it was
     /// served.
-    pub fn try_serve(&self, ks: &Keyspace, waiter: &Arc<Waiter>, rerun: &mut Rerun<'_>) -> bool {
+    pub(crate) fn try_serve(&self, ks: &Keyspace, waiter: &Arc<Waiter>, rerun: &mut Rerun<'_>) -> bool {
         let mut state = waiter.state.lock();
         if !matches!(*state, State::Waiting) {
             return false;
@@ -272,7 +272,7 @@ impl Blocking {
     /// Serves the clients waiting on the keys signalled so far: each key's waiters in the
     /// order they blocked, until one finds nothing. Called after every command that left keys
     /// ready, before that command's connection runs anything else.
-    pub fn serve(&self, ks: &Keyspace, rerun: &mut Rerun<'_>) {
+    pub(crate) fn serve(&self, ks: &Keyspace, rerun: &mut Rerun<'_>) {
         let _serving = self.serving.lock();
         loop {
             let ready = {

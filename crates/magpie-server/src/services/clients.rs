@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 
 /// What other connections may see of a client (CLIENT LIST). Written by its own connection
 /// only, once per batch of commands, so readers cost the hot path nothing.
-pub struct ClientInfo {
+pub(crate) struct ClientInfo {
     pub id: u64,
     pub addr: SocketAddr,
     pub laddr: SocketAddr,
@@ -30,7 +30,7 @@ pub struct ClientInfo {
 
 impl ClientInfo {
     /// One line of CLIENT LIST / CLIENT INFO, with Redis 7.0's fields.
-    pub fn line(&self) -> Vec<u8> {
+    pub(crate) fn line(&self) -> Vec<u8> {
         let age = self.created.elapsed();
         let idle_ms = u64::try_from(age.as_millis())
             .unwrap_or(u64::MAX)
@@ -71,7 +71,7 @@ impl ClientInfo {
 
 impl ClientInfo {
     /// A client of the server itself (replaying the log, a script's calls), in no registry.
-    pub fn internal() -> Arc<ClientInfo> {
+    pub(crate) fn internal() -> Arc<ClientInfo> {
         let addr = SocketAddr::from(([127, 0, 0, 1], 0));
         Arc::new(ClientInfo::new(0, addr, addr))
     }
@@ -95,7 +95,7 @@ impl ClientInfo {
 
 /// All connected clients.
 #[derive(Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     next_id: AtomicU64,
     clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
     /// Connections accepted and served (INFO's `total_connections_received`).
@@ -106,27 +106,27 @@ pub struct Registry {
 
 impl Registry {
     /// Registers a new connection and returns what others may see of it.
-    pub fn connect(&self, addr: SocketAddr, laddr: SocketAddr) -> Arc<ClientInfo> {
+    pub(crate) fn connect(&self, addr: SocketAddr, laddr: SocketAddr) -> Arc<ClientInfo> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let info = Arc::new(ClientInfo::new(id, addr, laddr));
         self.clients.lock().insert(id, info.clone());
         info
     }
 
-    pub fn disconnect(&self, id: u64) {
+    pub(crate) fn disconnect(&self, id: u64) {
         self.clients.lock().remove(&id);
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.clients.lock().len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// A snapshot of the connected clients, in id order.
-    pub fn list(&self) -> Vec<Arc<ClientInfo>> {
+    pub(crate) fn list(&self) -> Vec<Arc<ClientInfo>> {
         self.clients.lock().values().cloned().collect()
     }
 }

@@ -168,18 +168,19 @@ pub struct Config {
 
 /// The client classes of `client-output-buffer-limit`, in Redis's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClientClass {
+pub(crate) enum ClientClass {
     Normal,
     Replica,
     Pubsub,
 }
 
 /// Redis's default `client-output-buffer-limit`.
-pub const DEFAULT_OUTPUT_LIMITS: [(u64, u64, u64); 3] = [(0, 0, 0), (256 << 20, 64 << 20, 60), (32 << 20, 8 << 20, 60)];
+pub(crate) const DEFAULT_OUTPUT_LIMITS: [(u64, u64, u64); 3] =
+    [(0, 0, 0), (256 << 20, 64 << 20, 60), (32 << 20, 8 << 20, 60)];
 
 /// Parses `client-output-buffer-limit` as Redis does (`class hard soft seconds`, repeated;
 /// sizes with units), over the `current` limits: the classes not named keep theirs.
-pub fn parse_output_limits(s: &str, current: [(u64, u64, u64); 3]) -> Result<[(u64, u64, u64); 3], String> {
+pub(crate) fn parse_output_limits(s: &str, current: [(u64, u64, u64); 3]) -> Result<[(u64, u64, u64); 3], String> {
     let words: Vec<&str> = if s.is_empty() { Vec::new() } else { s.split(' ').collect() };
     if !words.len().is_multiple_of(4) {
         return Err("Wrong number of arguments in buffer limit configuration.".to_owned());
@@ -203,7 +204,7 @@ pub fn parse_output_limits(s: &str, current: [(u64, u64, u64); 3]) -> Result<[(u
     Ok(limits)
 }
 
-pub fn format_output_limits(limits: &[(u64, u64, u64); 3]) -> String {
+pub(crate) fn format_output_limits(limits: &[(u64, u64, u64); 3]) -> String {
     ["normal", "slave", "pubsub"]
         .iter()
         .zip(limits)
@@ -217,10 +218,10 @@ fn parse_events_setting(s: &str) -> Result<u32, String> {
 }
 
 /// The default snapshot schedule (Redis's).
-pub const DEFAULT_SAVE: &str = "3600 1 300 100 60 10000";
+pub(crate) const DEFAULT_SAVE: &str = "3600 1 300 100 60 10000";
 
 /// Parses a `save` schedule: pairs of seconds and changes; "" is none.
-pub fn parse_save(s: &str) -> Result<Vec<(u64, u64)>, String> {
+pub(crate) fn parse_save(s: &str) -> Result<Vec<(u64, u64)>, String> {
     let words: Vec<&str> = s.split_whitespace().collect();
     if !words.len().is_multiple_of(2) {
         return Err("Invalid save parameters".to_owned());
@@ -234,7 +235,7 @@ pub fn parse_save(s: &str) -> Result<Vec<(u64, u64)>, String> {
         .collect()
 }
 
-pub fn format_save(save: &[(u64, u64)]) -> String {
+pub(crate) fn format_save(save: &[(u64, u64)]) -> String {
     save.iter().map(|(s, c)| format!("{s} {c}")).collect::<Vec<_>>().join(" ")
 }
 
@@ -363,7 +364,7 @@ const LOGLEVELS: &[&str] = &["debug", "verbose", "notice", "warning"];
 const MIN_BULK_LEN: usize = 1024 * 1024;
 
 /// The settings as the running server sees them; CONFIG SET changes the mutable ones.
-pub struct Settings {
+pub(crate) struct Settings {
     pub config: Config,
     maxclients: AtomicUsize,
     timeout: AtomicU64,
@@ -385,7 +386,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn new(config: Config) -> Settings {
+    pub(crate) fn new(config: Config) -> Settings {
         Settings {
             maxclients: AtomicUsize::new(config.maxclients),
             timeout: AtomicU64::new(config.timeout),
@@ -408,24 +409,24 @@ impl Settings {
         }
     }
 
-    pub fn save(&self) -> Vec<(u64, u64)> {
+    pub(crate) fn save(&self) -> Vec<(u64, u64)> {
         self.save.lock().clone()
     }
 
-    pub fn dbfilename(&self) -> String {
+    pub(crate) fn dbfilename(&self) -> String {
         self.dbfilename.lock().clone()
     }
 
     /// Whether the log should be on (CONFIG SET appendonly changes it; the server follows).
-    pub fn appendonly(&self) -> bool {
+    pub(crate) fn appendonly(&self) -> bool {
         self.appendonly.load(Ordering::Relaxed)
     }
 
-    pub fn set_appendonly(&self, on: bool) {
+    pub(crate) fn set_appendonly(&self, on: bool) {
         self.appendonly.store(on, Ordering::Relaxed);
     }
 
-    pub fn appendfsync(&self) -> Fsync {
+    pub(crate) fn appendfsync(&self) -> Fsync {
         match self.appendfsync.load(Ordering::Relaxed) {
             0 => Fsync::Always,
             1 => Fsync::Everysec,
@@ -433,63 +434,63 @@ impl Settings {
         }
     }
 
-    pub fn aof_load_truncated(&self) -> bool {
+    pub(crate) fn aof_load_truncated(&self) -> bool {
         self.aof_load_truncated.load(Ordering::Relaxed)
     }
 
-    pub fn auto_aof_rewrite(&self) -> (u64, u64) {
+    pub(crate) fn auto_aof_rewrite(&self) -> (u64, u64) {
         (
             self.auto_aof_rewrite_percentage.load(Ordering::Relaxed),
             self.auto_aof_rewrite_min_size.load(Ordering::Relaxed),
         )
     }
 
-    pub fn txn_timeout(&self) -> u64 {
+    pub(crate) fn txn_timeout(&self) -> u64 {
         self.txn_timeout.load(Ordering::Relaxed)
     }
 
-    pub fn txn_max_keys(&self) -> usize {
+    pub(crate) fn txn_max_keys(&self) -> usize {
         usize::try_from(self.txn_max_keys.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
     }
 
-    pub fn txn_max_bytes(&self) -> u64 {
+    pub(crate) fn txn_max_bytes(&self) -> u64 {
         self.txn_max_bytes.load(Ordering::Relaxed)
     }
 
-    pub fn stop_writes_on_bgsave_error(&self) -> bool {
+    pub(crate) fn stop_writes_on_bgsave_error(&self) -> bool {
         self.stop_writes_on_bgsave_error.load(Ordering::Relaxed)
     }
 
-    pub fn maxclients(&self) -> usize {
+    pub(crate) fn maxclients(&self) -> usize {
         self.maxclients.load(Ordering::Relaxed)
     }
 
-    pub fn timeout(&self) -> u64 {
+    pub(crate) fn timeout(&self) -> u64 {
         self.timeout.load(Ordering::Relaxed)
     }
 
-    pub fn proto_max_bulk_len(&self) -> usize {
+    pub(crate) fn proto_max_bulk_len(&self) -> usize {
         self.proto_max_bulk_len.load(Ordering::Relaxed)
     }
 
-    pub fn hz(&self) -> u64 {
+    pub(crate) fn hz(&self) -> u64 {
         self.hz.load(Ordering::Relaxed)
     }
 
     /// `notify-keyspace-events` as flags (the pub/sub state follows it: see
     /// `pubsub::follow_config`).
-    pub fn notify_keyspace_events(&self) -> u32 {
+    pub(crate) fn notify_keyspace_events(&self) -> u32 {
         self.notify_keyspace_events.load(Ordering::Relaxed)
     }
 
     /// `client-output-buffer-limit` of one class: (hard, soft, soft seconds).
-    pub fn output_buffer_limit(&self, class: ClientClass) -> (u64, u64, u64) {
+    pub(crate) fn output_buffer_limit(&self, class: ClientClass) -> (u64, u64, u64) {
         self.client_output_buffer_limit.lock()[class as usize]
     }
 
     /// `(name, value)` of every parameter matching one of `patterns` (glob, any case), each
     /// once, in table order.
-    pub fn get<'p>(&self, patterns: impl Iterator<Item = &'p [u8]> + Clone) -> Vec<(&'static str, String)> {
+    pub(crate) fn get<'p>(&self, patterns: impl Iterator<Item = &'p [u8]> + Clone) -> Vec<(&'static str, String)> {
         PARAMS
             .iter()
             .filter(|p| patterns.clone().any(|pat| glob_match(pat, p.name.as_bytes(), true)))
@@ -498,7 +499,7 @@ impl Settings {
     }
 
     /// Applies `name value` pairs all or nothing: every pair is checked before any is applied.
-    pub fn set(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), String> {
+    pub(crate) fn set(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), String> {
         let mut checked = Vec::with_capacity(pairs.len());
         for (i, (name, value)) in pairs.iter().enumerate() {
             let Some(param) = PARAMS.iter().find(|p| p.name.as_bytes().eq_ignore_ascii_case(name)) else {

@@ -21,7 +21,7 @@ thread_local! {
 /// was not announced yet, and keeps them for the log. `Ctx::notify` calls it before a
 /// command's own event, so that, as in Redis, a key's expiry is announced before what the
 /// command then does to the key.
-pub fn announce(pubsub: &PubSub) {
+pub(crate) fn announce(pubsub: &PubSub) {
     if !tap::has_expired() || !pubsub.wants(EXPIRED) {
         return;
     }
@@ -48,7 +48,7 @@ fn take(pubsub: &PubSub) -> Vec<Expired> {
 
 /// Queues a DEL for each key this thread found expired, and publishes their keyspace events.
 /// Called after every write command and every step of active expiry.
-pub fn log(ks: &Keyspace, pubsub: &PubSub, journal: &Journal) {
+pub(crate) fn log(ks: &Keyspace, pubsub: &PubSub, journal: &Journal) {
     if !ks.tap().expired_tap() || !pending() {
         return;
     }

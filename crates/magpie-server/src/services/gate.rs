@@ -19,7 +19,7 @@ const SLOTS: usize = 64;
 #[repr(align(128))]
 struct Padded(RwLock<()>);
 
-pub struct Gate {
+pub(crate) struct Gate {
     slots: Box<[Padded]>,
     next: AtomicUsize,
 }
@@ -32,7 +32,7 @@ thread_local! {
 }
 
 /// Held while a command runs; released on drop.
-pub enum Pass<'a> {
+pub(crate) enum Pass<'a> {
     /// The thread already held the gate.
     Reentered,
     Shared(#[allow(dead_code)] RwLockReadGuard<'a, ()>),
@@ -65,7 +65,7 @@ impl Gate {
     }
 
     /// For an ordinary command: waits only while a transaction runs.
-    pub fn shared(&self) -> Pass<'_> {
+    pub(crate) fn shared(&self) -> Pass<'_> {
         if HELD.with(Cell::get) != 0 {
             return Pass::Reentered;
         }
@@ -75,7 +75,7 @@ impl Gate {
     }
 
     /// For a transaction: waits for every command in flight, and keeps others out.
-    pub fn exclusive(&self) -> Pass<'_> {
+    pub(crate) fn exclusive(&self) -> Pass<'_> {
         match HELD.with(Cell::get) {
             0 => {}
             // Already exclusive; or (a bug) shared, which cannot be upgraded without

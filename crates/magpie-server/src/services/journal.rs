@@ -36,7 +36,7 @@ use magpie_persist::log::{LogFile, put_record};
 /// connection that wrote waits for its records to be written before it replies (as under
 /// `always`, without the fsync): a disk slower than the writes must slow the writers down,
 /// not fill memory.
-pub const MAX_BACKLOG: u64 = 64 << 20;
+pub(crate) const MAX_BACKLOG: u64 = 64 << 20;
 
 /// How long the writer waits after a write before it collects again, under `everysec` and
 /// `no`: records reach the kernel at most about this much later than their replies leave.
@@ -78,7 +78,7 @@ impl Fsync {
 }
 
 /// One thread's records, and the lower bound of the numbers it may still take.
-pub struct Slot {
+pub(crate) struct Slot {
     /// `u64::MAX` when the thread runs no write command.
     bound: AtomicU64,
     buf: Mutex<SlotBuf>,
@@ -127,13 +127,13 @@ struct WriterState {
 
 /// Health of the log, as INFO and MISCONF report it.
 #[derive(Default, Clone)]
-pub struct Status {
+pub(crate) struct Status {
     pub last_write_error: Option<String>,
     pub fsyncs: u64,
     pub delayed_fsync: u64,
 }
 
-pub struct Journal {
+pub(crate) struct Journal {
     slots: Mutex<Vec<Arc<Slot>>>,
     /// Records pushed and not yet taken by the writer (a hint to wake it).
     pending: AtomicU64,
@@ -161,12 +161,12 @@ pub struct Journal {
 }
 
 /// The keyspace's tap, reached from the writer thread.
-pub struct TapRef(pub Box<dyn Fn() -> u64 + Send + Sync>);
+pub(crate) struct TapRef(pub Box<dyn Fn() -> u64 + Send + Sync>);
 
 impl Journal {
     /// A journal that keeps nothing until [`Journal::start`]. `current_seq` reads the
     /// keyspace's sequence.
-    pub fn new(current_seq: impl Fn() -> u64 + Send + Sync + 'static) -> Journal {
+    pub(crate) fn new(current_seq: impl Fn() -> u64 + Send + Sync + 'static) -> Journal {
         Journal {
             slots: Mutex::new(Vec::new()),
             pending: AtomicU64::new(0),
@@ -186,33 +186,33 @@ impl Journal {
         }
     }
 
-    pub fn is_on(&self) -> bool {
+    pub(crate) fn is_on(&self) -> bool {
         self.on.load(Ordering::Acquire)
     }
 
-    pub fn policy(&self) -> Fsync {
+    pub(crate) fn policy(&self) -> Fsync {
         Fsync::from_u8(self.policy.load(Ordering::Relaxed))
     }
 
-    pub fn set_policy(&self, p: Fsync) {
+    pub(crate) fn set_policy(&self, p: Fsync) {
         self.policy.store(p as u8, Ordering::Relaxed);
     }
 
     /// Whether writes to the log are failing (write commands get MISCONF).
-    pub fn is_failing(&self) -> bool {
+    pub(crate) fn is_failing(&self) -> bool {
         self.failing.load(Ordering::Relaxed)
     }
 
-    pub fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         self.status.lock().clone()
     }
 
     /// A receiver of the durable watermark.
-    pub fn durable(&self) -> watch::Receiver<u64> {
+    pub(crate) fn durable(&self) -> watch::Receiver<u64> {
         self.durable.subscribe()
     }
 
-    pub fn durable_now(&self) -> u64 {
+    pub(crate) fn durable_now(&self) -> u64 {
         *self.durable.borrow()
     }
 
@@ -229,7 +229,7 @@ impl Journal {
     }
 
     /// Before a write command: publishes this thread's lower bound.
-    pub fn begin(&self) {
+    pub(crate) fn begin(&self) {
         let depth = DEPTH.with(Cell::get);
         if depth == 0 {
             let bound = (self.tap.0)();
@@ -239,7 +239,7 @@ impl Journal {
     }
 
     /// After a write command: withdraws the bound (when the outermost bracket closes).
-    pub fn end(&self) {
+    pub(crate) fn end(&self) {
         let depth = DEPTH.with(Cell::get).saturating_sub(1);
         DEPTH.with(|d| d.set(depth));
         if depth == 0 {
@@ -255,7 +255,7 @@ impl Journal {
     /// Raises this thread's bound to the present, in the outermost bracket only: for a command
     /// that let other commands run first (blocked clients it served), whose records are queued
     /// already, and that has changed nothing itself yet.
-    pub fn refresh(&self) {
+    pub(crate) fn refresh(&self) {
         if DEPTH.with(Cell::get) == 1 {
             let bound = (self.tap.0)();
             self.with_slot(|slot| slot.bound.store(bound, Ordering::SeqCst));
@@ -264,14 +264,14 @@ impl Journal {
 
     /// Starts gathering this thread's records into one (a transaction: it is replayed whole
     /// or not at all). Call inside a bracket; end with [`Journal::finish_group`].
-    pub fn start_group(&self) {
+    pub(crate) fn start_group(&self) {
         GROUP.with(|g| *g.borrow_mut() = Some(Vec::new()));
         GROUP_SEQ.with(|s| s.set(0));
     }
 
     /// Queues what was gathered as one record, before the bracket closes; returns its
     /// sequence number (0 if the transaction changed nothing).
-    pub fn finish_group(&self) -> u64 {
+    pub(crate) fn finish_group(&self) -> u64 {
         let Some(group) = GROUP.with(|g| g.borrow_mut().take()) else { return 0 };
         let seq = GROUP_SEQ.with(Cell::get);
         if group.is_empty() || seq == 0 {
@@ -294,7 +294,7 @@ impl Journal {
 
     /// Queues one record numbered `seq`: `commands` in database `db`. Call between
     /// [`Journal::begin`] and [`Journal::end`], in the order of the numbers.
-    pub fn push<'a, C, A>(&self, seq: u64, db: usize, commands: C)
+    pub(crate) fn push<'a, C, A>(&self, seq: u64, db: usize, commands: C)
     where
         C: ExactSizeIterator<Item = A>,
         A: ExactSizeIterator<Item = &'a [u8]>,
@@ -333,12 +333,12 @@ impl Journal {
     }
 
     /// Whether more than [`MAX_BACKLOG`] bytes of records wait to be written.
-    pub fn backlogged(&self) -> bool {
+    pub(crate) fn backlogged(&self) -> bool {
         self.backlog.load(Ordering::Relaxed) > MAX_BACKLOG
     }
 
     /// Wakes the writer (after pushes, if the caller wants the records written soon).
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         if let Some((t, _)) = &*self.writer.lock() {
             t.unpark();
         }
@@ -346,7 +346,7 @@ impl Journal {
 
     /// Starts logging into `file` with the writer thread. Call while every shard is locked
     /// (so no change is half logged), with the tap's ordering on.
-    pub fn start(self: &Arc<Self>, file: LogFile, policy: Fsync) -> std::io::Result<()> {
+    pub(crate) fn start(self: &Arc<Self>, file: LogFile, policy: Fsync) -> std::io::Result<()> {
         self.set_policy(policy);
         self.incr_bytes.store(file.len(), Ordering::Relaxed);
         self.backlog.store(0, Ordering::Relaxed);
@@ -361,7 +361,7 @@ impl Journal {
     }
 
     /// Stops logging: writes and fsyncs what is pending, then stops the writer thread.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.on.store(false, Ordering::Release);
         self.stop.store(true, Ordering::SeqCst);
         let writer = self.writer.lock().take();
@@ -374,7 +374,7 @@ impl Journal {
 
     /// Switches to `to` at sequence number `at` (see [`Switch`]); `then` runs once the old
     /// file is complete. Call while every shard is locked.
-    pub fn switch_at(&self, at: u64, to: LogFile, then: impl FnOnce() -> std::io::Result<()> + Send + 'static) {
+    pub(crate) fn switch_at(&self, at: u64, to: LogFile, then: impl FnOnce() -> std::io::Result<()> + Send + 'static) {
         let mut st = self.state.lock();
         st.switched = false;
         st.switch = Some(Switch { at, to, then: Box::new(then) });
@@ -384,7 +384,7 @@ impl Journal {
 
     /// Waits until the switch asked for by [`Journal::switch_at`] is made. False if the
     /// writer stopped first.
-    pub fn wait_switched(&self) -> bool {
+    pub(crate) fn wait_switched(&self) -> bool {
         let mut st = self.state.lock();
         while !st.switched {
             if self.stop.load(Ordering::SeqCst) {
@@ -610,25 +610,25 @@ impl Journal {
 
 /// Where the log's files are.
 #[derive(Clone, Debug)]
-pub struct LogPaths {
+pub(crate) struct LogPaths {
     pub dir: PathBuf,
     pub prefix: String,
 }
 
 impl LogPaths {
-    pub fn manifest(&self) -> PathBuf {
+    pub(crate) fn manifest(&self) -> PathBuf {
         self.dir.join(format!("{}.manifest", self.prefix))
     }
 
-    pub fn base_name(&self, n: u64) -> String {
+    pub(crate) fn base_name(&self, n: u64) -> String {
         format!("{}.{n}.base", self.prefix)
     }
 
-    pub fn incr_name(&self, n: u64) -> String {
+    pub(crate) fn incr_name(&self, n: u64) -> String {
         format!("{}.{n}.incr", self.prefix)
     }
 
-    pub fn file(&self, name: &str) -> PathBuf {
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 }

@@ -14,7 +14,7 @@ const SAMPLES: usize = 16;
 
 /// Server-wide figures that are not counters of the hot path: start time, the RESETSTAT
 /// baseline, and the samples behind the instantaneous rates.
-pub struct Metrics {
+pub(crate) struct Metrics {
     started: Instant,
     run_id: String,
     baseline: Mutex<Baseline>,
@@ -43,7 +43,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let random = std::collections::hash_map::RandomState::new();
         let run_id: String = (0..3).map(|i| format!("{:016x}", random.hash_one(i))).collect();
         Metrics {
@@ -55,7 +55,7 @@ impl Metrics {
     }
 
     /// Records a rate sample, at most one per 100 ms; the server calls this from its timer.
-    pub fn sample(&self) {
+    pub(crate) fn sample(&self) {
         let mut samples = self.samples.lock();
         if samples.back().is_some_and(|s| s.at.elapsed().as_millis() < 100) {
             return;
@@ -68,7 +68,7 @@ impl Metrics {
     }
 
     /// Per-second rates over the recent samples: (commands, input bytes, output bytes).
-    pub fn rates(&self) -> (f64, f64, f64) {
+    pub(crate) fn rates(&self) -> (f64, f64, f64) {
         let samples = self.samples.lock();
         let (Some(first), Some(last)) = (samples.front(), samples.back()) else { return (0.0, 0.0, 0.0) };
         let secs = last.at.duration_since(first.at).as_secs_f64();
@@ -81,23 +81,23 @@ impl Metrics {
 
     /// CONFIG RESETSTAT: counts start again from zero. `expired` is the keyspace's count of
     /// expired keys now (it lives in the shards, which are not reset).
-    pub fn reset(&self, expired: u64) {
+    pub(crate) fn reset(&self, expired: u64) {
         *self.baseline.lock() = Baseline { totals: Totals::read(), expired };
     }
 
     /// What RESETSTAT recorded: the totals and the expired count then.
-    pub fn baseline(&self) -> (Totals, u64) {
+    pub(crate) fn baseline(&self) -> (Totals, u64) {
         let b = self.baseline.lock();
         (b.totals.clone(), b.expired)
     }
 
     /// When the server started.
-    pub fn started(&self) -> Instant {
+    pub(crate) fn started(&self) -> Instant {
         self.started
     }
 
     /// Redis's `run_id`: random, 40 hex digits, fixed for the process's life.
-    pub fn run_id(&self) -> &str {
+    pub(crate) fn run_id(&self) -> &str {
         &self.run_id
     }
 }

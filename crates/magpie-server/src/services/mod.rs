@@ -3,16 +3,16 @@
 //! `core` and on each other in one direction (the persistence holds the keyspace, settings,
 //! gate and journal it needs); [`Server`] bundles them for the layers above.
 
-pub mod blocking;
-pub mod clients;
-pub mod config;
-pub mod expired;
-pub mod gate;
-pub mod journal;
-pub mod metrics;
-pub mod persist;
-pub mod pubsub;
-pub mod stats;
+pub(crate) mod blocking;
+pub(crate) mod clients;
+pub(crate) mod config;
+pub(crate) mod expired;
+pub(crate) mod gate;
+pub(crate) mod journal;
+pub(crate) mod metrics;
+pub(crate) mod persist;
+pub(crate) mod pubsub;
+pub(crate) mod stats;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -32,7 +32,7 @@ use persist::Persistence;
 use pubsub::PubSub;
 
 /// Every service of one server. Built once at start; shared by every connection and thread.
-pub struct Server {
+pub(crate) struct Server {
     keyspace: Arc<Keyspace>,
     settings: Arc<Settings>,
     gate: Arc<Gate>,
@@ -45,7 +45,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(config: Config) -> Server {
+    pub(crate) fn new(config: Config) -> Server {
         let keyspace = Arc::new(Keyspace::new(config.databases, config.shards));
         let gate = Arc::new(Gate::default());
         let settings = Arc::new(Settings::new(config.clone()));
@@ -69,60 +69,60 @@ impl Server {
 
     /// The server's keyspace (an interactive transaction's commands see a private copy instead:
     /// commands reach keys through `Ctx`, never through this).
-    pub fn keyspace(&self) -> &Keyspace {
+    pub(crate) fn keyspace(&self) -> &Keyspace {
         &self.keyspace
     }
 
-    pub fn settings(&self) -> &Settings {
+    pub(crate) fn settings(&self) -> &Settings {
         &self.settings
     }
 
     /// Lets a transaction run with no other command running (see [`gate`]).
-    pub fn gate(&self) -> &Gate {
+    pub(crate) fn gate(&self) -> &Gate {
         &self.gate
     }
 
-    pub fn persistence(&self) -> &Arc<Persistence> {
+    pub(crate) fn persistence(&self) -> &Arc<Persistence> {
         &self.persistence
     }
 
-    pub fn journal(&self) -> &Arc<Journal> {
+    pub(crate) fn journal(&self) -> &Arc<Journal> {
         self.persistence.journal()
     }
 
-    pub fn pubsub(&self) -> &PubSub {
+    pub(crate) fn pubsub(&self) -> &PubSub {
         &self.pubsub
     }
 
-    pub fn blocking(&self) -> &Blocking {
+    pub(crate) fn blocking(&self) -> &Blocking {
         &self.blocking
     }
 
-    pub fn clients(&self) -> &Registry {
+    pub(crate) fn clients(&self) -> &Registry {
         &self.clients
     }
 
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
     /// Asks the server to stop (SHUTDOWN, or a signal).
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         self.shutdown.send_replace(true);
     }
 
-    pub fn is_shutting_down(&self) -> bool {
+    pub(crate) fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
     }
 
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
     }
 
     /// Copies `notify-keyspace-events` and `client-output-buffer-limit pubsub` from the settings
     /// into the live state (at start and after CONFIG SET). Expired events need the store to
     /// report the keys it removes because they expired (the append-only log uses that report too).
-    pub fn apply_settings(&self) {
+    pub(crate) fn apply_settings(&self) {
         let events = self.settings.notify_keyspace_events();
         self.pubsub.events.store(events, Ordering::Relaxed);
         let (hard, soft, secs) = self.settings.output_buffer_limit(ClientClass::Pubsub);
@@ -134,7 +134,7 @@ impl Server {
     }
 
     /// CONFIG RESETSTAT: the counters INFO shows start again from zero.
-    pub fn reset_stats(&self) {
+    pub(crate) fn reset_stats(&self) {
         let expired = self.keyspace.dbs().iter().map(|db| db.stats().expired).sum();
         self.metrics.reset(expired);
         self.clients.accepted.store(0, Ordering::Relaxed);
@@ -144,7 +144,7 @@ impl Server {
 
 /// Frees what a flush or a big delete took out of the keyspace on another thread, so that
 /// dropping millions of values does not stall the connection that asked.
-pub fn drop_in_background<T: Send + 'static>(garbage: T) {
+pub(crate) fn drop_in_background<T: Send + 'static>(garbage: T) {
     let spawned = std::thread::Builder::new().name("magpie-free".into()).spawn(move || drop(garbage));
     if let Err(e) = spawned {
         warn!("could not start a thread to free memory ({e}); it stays allocated");

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 
 /// Which key-operation counter (INFO's `key_ops_*`) a command adds its keys to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyOp {
+pub(crate) enum KeyOp {
     None,
     /// Reads of keys (read-only commands).
     Get,
@@ -29,7 +29,7 @@ pub enum KeyOp {
 
 /// Commands and subcommands counted per id: the command table has fewer (a test of the table
 /// checks), and each thread keeps this many counters.
-pub const MAX_COMMANDS: usize = 512;
+pub(crate) const MAX_COMMANDS: usize = 512;
 
 /// At most this many distinct error codes are counted (as Redis's errorstats).
 const MAX_ERROR_CODES: usize = 128;
@@ -46,7 +46,7 @@ struct CmdCounters {
 }
 
 /// One thread's counters. Only the owning thread writes them.
-pub struct Counters {
+pub(crate) struct Counters {
     commands: AtomicU64,
     error_replies: AtomicU64,
     hits: AtomicU64,
@@ -88,7 +88,7 @@ impl Counters {
     /// A command ran: whether it replied with an error, and the keys it named. Its time is
     /// counted by a [`Timer`].
     #[inline]
-    pub fn call(&self, id: usize, failed: bool, op: KeyOp, keys: usize) {
+    pub(crate) fn call(&self, id: usize, failed: bool, op: KeyOp, keys: usize) {
         bump(&self.commands, 1);
         if let Some(c) = self.cmds.get(id) {
             bump(&c.calls, 1);
@@ -114,14 +114,14 @@ impl Counters {
     }
 
     /// A command was refused before it ran (`id` when it was a known command).
-    pub fn rejected(&self, id: Option<usize>) {
+    pub(crate) fn rejected(&self, id: Option<usize>) {
         if let Some(c) = id.and_then(|id| self.cmds.get(id)) {
             bump(&c.rejected, 1);
         }
     }
 
     /// An error reply was sent; `message` starts with its code (`ERR`, `WRONGTYPE`, ...).
-    pub fn error(&self, message: &[u8]) {
+    pub(crate) fn error(&self, message: &[u8]) {
         bump(&self.error_replies, 1);
         let code = message.split(|&c| c == b' ').next().unwrap_or(message);
         let code = &code[..code.len().min(64)];
@@ -135,18 +135,18 @@ impl Counters {
 
     /// A read-only lookup of a key found it (`true`) or not (Redis's keyspace hits/misses).
     #[inline]
-    pub fn lookup(&self, hit: bool) {
+    pub(crate) fn lookup(&self, hit: bool) {
         bump(if hit { &self.hits } else { &self.misses }, 1);
     }
 
     /// Bytes read from a client.
-    pub fn read(&self, bytes: usize) {
+    pub(crate) fn read(&self, bytes: usize) {
         bump(&self.reads, 1);
         bump(&self.net_in, bytes as u64);
     }
 
     /// Bytes written to a client.
-    pub fn wrote(&self, bytes: usize) {
+    pub(crate) fn wrote(&self, bytes: usize) {
         bump(&self.writes, 1);
         bump(&self.net_out, bytes as u64);
     }
@@ -156,7 +156,7 @@ impl Counters {
 /// the batch ends, not around every command. INFO reports only sums per command (`usec`, and
 /// `usec_per_call` as usec / calls), so timing a run of 32 GETs at once gives the same figures
 /// as timing each, for one clock read instead of 32.
-pub struct Timer {
+pub(crate) struct Timer {
     /// The command of the current run (`usize::MAX`: none yet).
     id: usize,
     start: Instant,
@@ -164,13 +164,13 @@ pub struct Timer {
 
 impl Timer {
     /// Starts timing a batch.
-    pub fn start() -> Timer {
+    pub(crate) fn start() -> Timer {
         Timer { id: usize::MAX, start: Instant::now() }
     }
 
     /// Command `id` is about to run.
     #[inline]
-    pub fn enter(&mut self, id: usize, counters: &Counters) {
+    pub(crate) fn enter(&mut self, id: usize, counters: &Counters) {
         if id != self.id {
             if self.id != usize::MAX {
                 self.stop(counters);
@@ -181,7 +181,7 @@ impl Timer {
 
     /// Charges the time since the run began to its command. Call it when the batch ends and
     /// before any `.await`, with this thread's counters.
-    pub fn stop(&mut self, counters: &Counters) {
+    pub(crate) fn stop(&mut self, counters: &Counters) {
         let now = Instant::now();
         if self.id != usize::MAX {
             counters.add_time(self.id, now.saturating_duration_since(self.start));
@@ -201,7 +201,7 @@ thread_local! {
 /// This thread's counters. Fetch them again after an `.await`: the task may have moved to
 /// another thread, and two threads must never write one `Counters`.
 #[inline]
-pub fn local() -> &'static Counters {
+pub(crate) fn local() -> &'static Counters {
     LOCAL.with(|l| match l.get() {
         Some(c) => c,
         None => {
@@ -215,7 +215,7 @@ pub fn local() -> &'static Counters {
 
 /// One command's totals.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CmdTotals {
+pub(crate) struct CmdTotals {
     pub calls: u64,
     pub nanos: u64,
     pub rejected: u64,
@@ -224,7 +224,7 @@ pub struct CmdTotals {
 
 /// The counters summed over all threads (and, after [`Totals::since`], less a baseline).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Totals {
+pub(crate) struct Totals {
     pub commands: u64,
     pub error_replies: u64,
     pub hits: u64,
@@ -243,7 +243,7 @@ pub struct Totals {
 
 impl Totals {
     /// Sums every thread's counters now.
-    pub fn read() -> Totals {
+    pub(crate) fn read() -> Totals {
         let mut t = Totals { cmds: vec![CmdTotals::default(); MAX_COMMANDS], ..Totals::default() };
         for c in THREADS.lock().iter() {
             t.commands += c.commands.load(Relaxed);
@@ -274,7 +274,7 @@ impl Totals {
     }
 
     /// These totals less an earlier reading (what has happened since `base` was read).
-    pub fn since(mut self, base: &Totals) -> Totals {
+    pub(crate) fn since(mut self, base: &Totals) -> Totals {
         let sub = |a: &mut u64, b: u64| *a = a.saturating_sub(b);
         sub(&mut self.commands, base.commands);
         sub(&mut self.error_replies, base.error_replies);

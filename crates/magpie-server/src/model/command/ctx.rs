@@ -15,7 +15,7 @@ use crate::services::stats::{Counters, Timer};
 
 /// What commands may ask of the execution layer, which sits above them: the table, and the
 /// serving of blocked clients in the middle of a command (see [`Ctx::serve_waiters`]).
-pub trait Executor: Sync {
+pub(crate) trait Executor: Sync {
     /// The command table.
     fn table(&self) -> &'static Table;
     /// Serves the clients blocked on keys signalled so far.
@@ -24,7 +24,7 @@ pub trait Executor: Sync {
 
 /// Everything a command can reach: the server's services, the keys, its own session, and
 /// where its reply goes.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     server: &'a Server,
     exec: &'a dyn Executor,
     /// The keyspace the command works on: the server's, or the private copy of an interactive
@@ -42,7 +42,7 @@ pub struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         server: &'a Server,
         exec: &'a dyn Executor,
         ks: &'a Keyspace,
@@ -57,94 +57,84 @@ impl<'a> Ctx<'a> {
 
     /// Runs `f` with a context like this one but on the keyspace `ks` (an interactive
     /// transaction's private copy).
-    pub fn on_keyspace<R>(&mut self, ks: &Keyspace, f: impl FnOnce(&mut Ctx<'_>) -> R) -> R {
+    pub(crate) fn on_keyspace<R>(&mut self, ks: &Keyspace, f: impl FnOnce(&mut Ctx<'_>) -> R) -> R {
         let mut inner = Ctx::new(self.server, self.exec, ks, self.session, self.out, self.now, self.stats, self.timer);
         f(&mut inner)
     }
 
     /// The server's services.
-    pub fn server(&self) -> &'a Server {
+    pub(crate) fn server(&self) -> &'a Server {
         self.server
     }
 
-    /// The execution layer (for the layers that run commands: transactions, waiters).
-    pub fn executor(&self) -> &'a dyn Executor {
-        self.exec
-    }
-
     /// The command table.
-    pub fn table(&self) -> &'static Table {
+    pub(crate) fn table(&self) -> &'static Table {
         self.exec.table()
     }
 
     /// The keyspace this command works on (the server's, or a transaction's private copy).
-    pub fn keyspace(&self) -> &'a Keyspace {
+    pub(crate) fn keyspace(&self) -> &'a Keyspace {
         self.ks
     }
 
     /// The session's current database.
-    pub fn db(&self) -> &'a Db {
+    pub(crate) fn db(&self) -> &'a Db {
         self.ks.db(self.session.db())
     }
 
     /// The index of the session's current database.
-    pub fn db_index(&self) -> usize {
+    pub(crate) fn db_index(&self) -> usize {
         self.session.db()
     }
 
     /// Where the reply goes.
-    pub fn out(&mut self) -> &mut Reply {
+    pub(crate) fn out(&mut self) -> &mut Reply {
         self.out
     }
 
     /// The time this command runs at, in ms since the epoch.
-    pub fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         self.now
     }
 
-    pub fn session(&self) -> &Session {
+    pub(crate) fn session(&self) -> &Session {
         self.session
     }
 
-    pub fn session_mut(&mut self) -> &mut Session {
+    pub(crate) fn session_mut(&mut self) -> &mut Session {
         self.session
-    }
-
-    /// The session and the reply together (a command that writes what the session holds).
-    pub fn session_and_out(&mut self) -> (&mut Session, &mut Reply) {
-        (self.session, self.out)
     }
 
     /// This thread's statistics.
-    pub fn stats(&self) -> &'static Counters {
+    pub(crate) fn stats(&self) -> &'static Counters {
         self.stats
     }
 
     /// The batch's timer (for the layers that run commands in the middle of others).
-    pub fn timer(&mut self) -> &mut Timer {
+    pub(crate) fn timer(&mut self) -> &mut Timer {
         self.timer
     }
 
     /// The protocol the session speaks.
-    pub fn protocol(&self) -> Resp {
+    pub(crate) fn protocol(&self) -> Resp {
         self.out.proto
     }
 
     /// Switches the session's protocol (HELLO, RESET): replies from now on are encoded for it,
     /// and so are pub/sub messages published from now on.
-    pub fn set_protocol(&mut self, proto: Resp) {
+    pub(crate) fn set_protocol(&mut self, proto: Resp) {
         self.out.proto = proto;
         self.session.info().pubsub.mailbox.set_protocol(proto);
     }
 
     /// Whether the session is inside BEGIN (its commands work on a private copy).
-    pub fn in_interactive(&self) -> bool {
+    pub(crate) fn in_interactive(&self) -> bool {
         self.session.txn.interactive.is_some()
     }
 
     /// Counts a read of a key that found it or not (INFO's `keyspace_hits`/`keyspace_misses`).
     /// As in Redis, commands count the keys they read, not those they look up to write.
-    pub fn hit(&self, found: bool) {
+    pub(crate) fn hit(&self, found: bool) {
         self.stats.lookup(found);
     }
 
@@ -154,13 +144,13 @@ impl<'a> Ctx<'a> {
     /// if so it unlocks, calls [`Ctx::serve_waiters`] and looks again,
     /// so that no command takes an element pushed for a waiting client. Always false for the
     /// serving itself (`Retry`) and inside a transaction (`NoBlock`), which must not unlock.
-    pub fn waiters_first(&self, key: &[u8]) -> bool {
+    pub(crate) fn waiters_first(&self, key: &[u8]) -> bool {
         self.session.wait.mode == Mode::MayBlock && self.server.blocking().is_pending(self.session.db(), key)
     }
 
     /// Serves the clients whose keys were signalled; see [`Ctx::waiters_first`]. Only for
     /// write commands that have changed nothing yet.
-    pub fn serve_waiters(&self) {
+    pub(crate) fn serve_waiters(&self) {
         self.exec.serve_waiters(self.server);
         // The commands just served ran on this thread, each logged on its own: this one starts
         // its log bracket afresh, or it would take their last change for its own.
@@ -173,7 +163,7 @@ impl<'a> Ctx<'a> {
     /// a command that found nothing to serve. Where the client may not block (inside MULTI),
     /// writes `refused` as the reply instead, as if the timeout had passed at once. See
     /// `crate::services::blocking`.
-    pub fn block<'k>(
+    pub(crate) fn block<'k>(
         &mut self,
         wants: &'static str,
         keys: impl IntoIterator<Item = &'k [u8]>,
@@ -206,7 +196,7 @@ impl<'a> Ctx<'a> {
     /// a relative expiry as an absolute one, a blocking pop as the plain pop it performed. Each
     /// call adds one record, in the current database; a command that calls it and then
     /// changes nothing logs nothing (call it only for effects that happened).
-    pub fn propagate(&mut self, record: &[&[u8]]) {
+    pub(crate) fn propagate(&mut self, record: &[&[u8]]) {
         let effects = &mut self.session.effects;
         effects.replaced = true;
         effects.records.push(ArgVec::from_slices(record));
@@ -215,12 +205,12 @@ impl<'a> Ctx<'a> {
     /// Raises the keyspace event `event` (Redis's name: "lpush", "hset", "del", "expired",
     /// ...) of class `class` (see `crate::core::events`) for `key` in the current database,
     /// after the change it names. Commands raise the same events as Redis 7.0, in the same order.
-    pub fn notify(&mut self, class: u32, event: &'static str, key: &[u8]) {
+    pub(crate) fn notify(&mut self, class: u32, event: &'static str, key: &[u8]) {
         self.notify_in(self.session.db(), class, event, key);
     }
 
     /// [`Ctx::notify`] for a key of database `db` (COPY ... DB).
-    pub fn notify_in(&mut self, db: usize, class: u32, event: &'static str, key: &[u8]) {
+    pub(crate) fn notify_in(&mut self, db: usize, class: u32, event: &'static str, key: &[u8]) {
         let pubsub = self.server.pubsub();
         if !pubsub.wants(class) {
             return; // one relaxed load when nobody asked for events
@@ -240,7 +230,7 @@ impl<'a> Ctx<'a> {
     /// through keyspace events on) a channel it listens to gets the message before the
     /// command's reply; a subscription's confirmation comes after the messages that arrived
     /// before it.
-    pub fn deliver_own(&mut self) {
+    pub(crate) fn deliver_own(&mut self) {
         let mailbox = &self.session.info().pubsub.mailbox;
         if mailbox.pending() == 0 {
             return;

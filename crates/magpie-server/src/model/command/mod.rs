@@ -10,13 +10,13 @@ use magpie_protocol::Args;
 use super::flags::{Acl, Flags, KeyFlags};
 use super::keyspec::{Begin, Find, KeySpec, key_positions_lenient, legacy_range};
 
-pub mod ctx;
+pub(crate) mod ctx;
 
 use crate::core::error::{CmdResult, Error};
 use crate::services::stats::{KeyOp, MAX_COMMANDS};
 use ctx::Ctx;
 
-pub type Handler = fn(&mut Ctx<'_>, Args<'_>) -> CmdResult;
+pub(crate) type Handler = fn(&mut Ctx<'_>, Args<'_>) -> CmdResult;
 
 /// One entry of the command table. Built in a constant expression:
 ///
@@ -24,7 +24,7 @@ pub type Handler = fn(&mut Ctx<'_>, Args<'_>) -> CmdResult;
 /// Command::new("set", -3, flags![WRITE, DENYOOM], "string", "1.0.0", "summary", "syntax", strings::set)
 ///     .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, UPDATE])])
 /// ```
-pub struct Command {
+pub(crate) struct Command {
     /// Lower-case name; a subcommand's is `container|sub` (e.g. `client|setname`), as Redis
     /// names it in errors, COMMAND INFO and CLIENT LIST.
     pub name: &'static str,
@@ -54,7 +54,7 @@ pub struct Command {
 
 impl Command {
     #[allow(clippy::too_many_arguments)]
-    pub const fn new(
+    pub(crate) const fn new(
         name: &'static str,
         arity: i32,
         flags: Flags,
@@ -90,13 +90,13 @@ impl Command {
     }
 
     /// The command's own ACL categories, instead of its group's (the implied ones are added).
-    pub const fn acl(mut self, categories: Acl) -> Command {
+    pub(crate) const fn acl(mut self, categories: Acl) -> Command {
         self.acl = categories.with_implicit(self.flags);
         self
     }
 
     /// Where the command's keys are; sets the legacy range and `movablekeys` from them.
-    pub const fn keys(mut self, specs: &'static [KeySpec]) -> Command {
+    pub(crate) const fn keys(mut self, specs: &'static [KeySpec]) -> Command {
         let (range, movable) = legacy_range(specs);
         self.key_specs = specs;
         self.keys = range;
@@ -107,37 +107,37 @@ impl Command {
     }
 
     /// Redis's command tips.
-    pub const fn tips(mut self, tips: &'static [&'static str]) -> Command {
+    pub(crate) const fn tips(mut self, tips: &'static [&'static str]) -> Command {
         self.tips = tips;
         self
     }
 
     /// Marks a command whose keys count as deleted (INFO's `key_ops_del`).
-    pub const fn deletes(mut self) -> Command {
+    pub(crate) const fn deletes(mut self) -> Command {
         self.op = KeyOp::Del;
         self
     }
 
     /// A container command (CLIENT, CONFIG, ...) whose first argument picks a subcommand.
-    pub const fn with_subcommands(mut self, subcommands: &'static [Command]) -> Command {
+    pub(crate) const fn with_subcommands(mut self, subcommands: &'static [Command]) -> Command {
         self.subcommands = subcommands;
         self
     }
 
     #[inline]
-    pub fn has(&self, flag: Flags) -> bool {
+    pub(crate) fn has(&self, flag: Flags) -> bool {
         self.flags.contains(flag)
     }
 
     /// Whether the command names keys at all (it has key specs other than non-keys).
-    pub fn has_keys(&self) -> bool {
+    pub(crate) fn has_keys(&self) -> bool {
         self.key_specs.iter().any(|s| !s.flags.contains(KeyFlags::NOT_KEY))
     }
 
     /// How many keys this call names, leniently (see `keyspec::key_positions_lenient`; 0
     /// when its arguments contradict the key specs).
     #[inline]
-    pub fn key_count_in(&self, args: Args<'_>) -> usize {
+    pub(crate) fn key_count_in(&self, args: Args<'_>) -> usize {
         if let [KeySpec { begin: Begin::Index(pos), find: Find::Range { last: 0, .. }, flags, .. }] = self.key_specs
             && !flags.contains(KeyFlags::NOT_KEY)
             && usize::try_from(*pos).is_ok_and(|p| p < args.len())
@@ -153,13 +153,13 @@ impl Command {
 
     /// The keys this call names, leniently, in key-spec order (those before a contradiction,
     /// if any).
-    pub fn keys_in<'a>(&self, args: Args<'a>) -> Vec<&'a [u8]> {
+    pub(crate) fn keys_in<'a>(&self, args: Args<'a>) -> Vec<&'a [u8]> {
         let mut keys = Vec::new();
         let _ = key_positions_lenient(self.key_specs, args, |i, _| keys.push(args.get(i)));
         keys
     }
 
-    pub fn subcommand(&self, name: &[u8]) -> Option<&'static Command> {
+    pub(crate) fn subcommand(&self, name: &[u8]) -> Option<&'static Command> {
         self.subcommand_position(name).map(|i| &self.subcommands[i])
     }
 
@@ -180,7 +180,7 @@ impl Command {
 /// The command table: every top-level command, numbered with its subcommands (0..N, for
 /// per-command statistics: top-level commands first, in table order, then each container's
 /// subcommands), and found by name without allocating.
-pub struct Table {
+pub(crate) struct Table {
     commands: Vec<&'static Command>,
     by_name: HashMap<&'static [u8], (usize, &'static Command), foldhash::fast::RandomState>,
     /// The full name (`client|list`) of each id.
@@ -191,7 +191,7 @@ pub struct Table {
 
 impl Table {
     /// A table of `commands` (each family's list, in order).
-    pub fn new(commands: Vec<&'static Command>) -> Table {
+    pub(crate) fn new(commands: Vec<&'static Command>) -> Table {
         let by_name = commands.iter().enumerate().map(|(i, &c)| (c.name.as_bytes(), (i, c))).collect();
         let mut names: Vec<&'static str> = commands.iter().map(|c| c.name).collect();
         let mut sub_base = Vec::with_capacity(commands.len());
@@ -204,17 +204,17 @@ impl Table {
     }
 
     /// Every top-level command, in table order.
-    pub fn commands(&self) -> &[&'static Command] {
+    pub(crate) fn commands(&self) -> &[&'static Command] {
         &self.commands
     }
 
     /// The full name of every command and subcommand, by id.
-    pub fn names(&self) -> &[&'static str] {
+    pub(crate) fn names(&self) -> &[&'static str] {
         &self.names
     }
 
     /// The command or subcommand with this id.
-    pub fn by_id(&self, id: usize) -> Option<&'static Command> {
+    pub(crate) fn by_id(&self, id: usize) -> Option<&'static Command> {
         let top = self.sub_base.partition_point(|&base| base <= id);
         if id < self.commands.len() {
             return Some(self.commands[id]);
@@ -225,7 +225,7 @@ impl Table {
 
     /// A top-level command and its id, by name, ignoring case, without allocating.
     #[inline]
-    pub fn lookup_index(&self, name: &[u8]) -> Option<(usize, &'static Command)> {
+    pub(crate) fn lookup_index(&self, name: &[u8]) -> Option<(usize, &'static Command)> {
         let mut lower = [0u8; 32];
         let lower = lower.get_mut(..name.len())?;
         for (l, c) in lower.iter_mut().zip(name) {
@@ -235,12 +235,12 @@ impl Table {
     }
 
     /// A top-level command by name, ignoring case.
-    pub fn lookup(&self, name: &[u8]) -> Option<&'static Command> {
+    pub(crate) fn lookup(&self, name: &[u8]) -> Option<&'static Command> {
         self.lookup_index(name).map(|(_, c)| c)
     }
 
     /// `name` or `container|sub`.
-    pub fn find_full(&self, name: &[u8]) -> Option<&'static Command> {
+    pub(crate) fn find_full(&self, name: &[u8]) -> Option<&'static Command> {
         match name.iter().position(|&c| c == b'|') {
             Some(bar) => self.lookup(&name[..bar])?.subcommand(&name[bar + 1..]),
             None => self.lookup(name),
@@ -251,7 +251,7 @@ impl Table {
     /// arity. A failure carries the id of the command found, if one was (an arity error is a
     /// rejected call of that command).
     #[inline]
-    pub fn resolve(&self, args: Args<'_>) -> Result<(usize, &'static Command), (Error, Option<usize>)> {
+    pub(crate) fn resolve(&self, args: Args<'_>) -> Result<(usize, &'static Command), (Error, Option<usize>)> {
         let name = args.get(0);
         let Some((idx, cmd)) = self.lookup_index(name) else { return Err((unknown_command(args), None)) };
         if !cmd.subcommands.is_empty() && args.len() >= 2 {
@@ -278,7 +278,7 @@ impl Table {
 }
 
 /// Redis's arity error.
-pub fn arity_error(full_name: &str) -> Error {
+pub(crate) fn arity_error(full_name: &str) -> Error {
     Error::msg(format!("ERR wrong number of arguments for '{full_name}' command"))
 }
 
@@ -306,6 +306,6 @@ fn unknown_command(args: Args<'_>) -> Error {
 
 /// The body of a container command called without a subcommand; dispatch never gets here
 /// for CLIENT or CONFIG (their arity requires a subcommand), so this is a plain error.
-pub fn container(_ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+pub(crate) fn container(_ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Err(arity_error(&String::from_utf8_lossy(args.get(0)).to_lowercase()))
 }

@@ -16,7 +16,7 @@ use crate::core::error::Error;
 
 impl Persistence {
     /// BGREWRITEAOF
-    pub fn bgrewriteaof(self: &Arc<Self>) -> Result<&'static str, Error> {
+    pub(crate) fn bgrewriteaof(self: &Arc<Self>) -> Result<&'static str, Error> {
         let p = self;
         match p.claim(Job::Rewrite) {
             Ok(()) => {}
@@ -108,7 +108,7 @@ impl Persistence {
     }
 
     /// CONFIG SET appendonly: starts or stops the log to match the setting.
-    pub fn follow_appendonly(self: &Arc<Self>) -> Result<(), Error> {
+    pub(crate) fn follow_appendonly(self: &Arc<Self>) -> Result<(), Error> {
         let p = self;
         p.journal.set_policy(self.settings.appendfsync());
         let want = self.settings.appendonly();
@@ -144,7 +144,7 @@ impl Persistence {
     }
 
     /// The last step of a shutdown: the log's pending records written and fsynced.
-    pub fn shutdown_log(&self) {
+    pub(crate) fn shutdown_log(&self) {
         let j = &self.journal;
         if j.is_on() {
             j.stop();

@@ -7,7 +7,7 @@ use super::{Job, Persistence};
 
 impl Persistence {
     /// INFO's persistence section.
-    pub fn info(&self, out: &mut String) {
+    pub(crate) fn info(&self, out: &mut String) {
         let p = self;
         let st = p.stats.lock();
         let jobs = p.jobs.lock();

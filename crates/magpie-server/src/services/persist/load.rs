@@ -16,7 +16,7 @@ use super::{Persistence, Replay, ReplayStep, human};
 
 impl Persistence {
     /// Loads what is on disk and sets up the log, before the server accepts clients.
-    pub fn load(self: &Arc<Self>, replay: &mut Replay<'_>) -> Result<(), String> {
+    pub(crate) fn load(self: &Arc<Self>, replay: &mut Replay<'_>) -> Result<(), String> {
         let p = self;
         p.loading.store(true, Ordering::SeqCst);
         let result = self.load_and_open(replay);

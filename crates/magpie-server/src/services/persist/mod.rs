@@ -34,14 +34,14 @@ pub use check::check_tool;
 
 /// What the log replayed at start holds, step by step: a record starts (in a database: its
 /// commands start there, and a SELECT among them moves on), then its commands.
-pub enum ReplayStep<'a> {
+pub(crate) enum ReplayStep<'a> {
     Record { db: usize },
     Command(Args<'a>),
 }
 
 /// Applies the log being replayed at start (the execution layer runs its commands: see
 /// `crate::front::replay`).
-pub type Replay<'a> = dyn FnMut(ReplayStep<'_>) -> Result<(), String> + 'a;
+pub(crate) type Replay<'a> = dyn FnMut(ReplayStep<'_>) -> Result<(), String> + 'a;
 
 /// Entries the snapshot visits per shard lock.
 const STEP: usize = 512;
@@ -49,7 +49,7 @@ const STEP: usize = 512;
 const RETRY_DELAY: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Job {
+pub(crate) enum Job {
     Save,
     Rewrite,
 }
@@ -76,7 +76,7 @@ struct Stats {
     loaded_expired: u64,
 }
 
-pub struct Persistence {
+pub(crate) struct Persistence {
     journal: Arc<Journal>,
     ks: Arc<Keyspace>,
     settings: Arc<Settings>,
@@ -102,7 +102,7 @@ pub struct Persistence {
 }
 
 impl Persistence {
-    pub fn new(config: &Config, ks: Arc<Keyspace>, settings: Arc<Settings>, gate: Arc<Gate>) -> Persistence {
+    pub(crate) fn new(config: &Config, ks: Arc<Keyspace>, settings: Arc<Settings>, gate: Arc<Gate>) -> Persistence {
         let tap = ks.tap_handle();
         let journal = Journal::new(move || tap.current_seq());
         Persistence {
@@ -143,21 +143,16 @@ impl Persistence {
     }
 
     /// The journal that takes the log's records.
-    pub fn journal(&self) -> &Arc<Journal> {
+    pub(crate) fn journal(&self) -> &Arc<Journal> {
         &self.journal
     }
 
-    /// Whether the server is loading what is on disk (INFO's `loading`).
-    pub fn is_loading(&self) -> bool {
-        self.loading.load(Ordering::Relaxed)
-    }
-
-    pub fn last_save_unix(&self) -> u64 {
+    pub(crate) fn last_save_unix(&self) -> u64 {
         self.stats.lock().last_save_unix
     }
 
     /// Why write commands are refused right now, if they are (Redis's MISCONF errors).
-    pub fn deny_writes(&self) -> Option<Error> {
+    pub(crate) fn deny_writes(&self) -> Option<Error> {
         if self.journal.is_failing() {
             let why = self.journal.status().last_write_error.unwrap_or_else(|| "unknown error".to_owned());
             return Some(Error::msg(format!("MISCONF Errors writing to the AOF file: {why}")));
@@ -200,7 +195,7 @@ impl Persistence {
     }
 
     /// Called by the server's timer: the `save` schedule, automatic log rewrites, scheduled jobs.
-    pub fn cron(self: &Arc<Self>, shutting_down: bool) {
+    pub(crate) fn cron(self: &Arc<Self>, shutting_down: bool) {
         let p = self;
         if p.loading.load(Ordering::Relaxed) || shutting_down {
             return;

@@ -131,7 +131,7 @@ impl Persistence {
     }
 
     /// SAVE: a snapshot before the reply.
-    pub fn save(&self) -> Result<(), Error> {
+    pub(crate) fn save(&self) -> Result<(), Error> {
         let p = self;
         if p.claim(Job::Save).is_err() {
             return Err("ERR Background save already in progress".into());
@@ -142,7 +142,7 @@ impl Persistence {
     }
 
     /// BGSAVE [SCHEDULE]
-    pub fn bgsave(self: &Arc<Self>, schedule: bool) -> Result<&'static str, Error> {
+    pub(crate) fn bgsave(self: &Arc<Self>, schedule: bool) -> Result<&'static str, Error> {
         let p = self;
         match p.claim(Job::Save) {
             Ok(()) => {}
@@ -188,7 +188,7 @@ impl Persistence {
     /// The final save of a shutdown: waits for (or stops) a background job, then saves if asked
     /// (`Some(true)`), or if snapshots are configured and not declined (`None`). Errors if the
     /// save was wanted and failed.
-    pub fn shutdown_save(&self, save: Option<bool>) -> io::Result<()> {
+    pub(crate) fn shutdown_save(&self, save: Option<bool>) -> io::Result<()> {
         let p = self;
         let wanted = save.unwrap_or(!self.settings.save().is_empty());
         if !wanted || p.final_saved.load(Ordering::SeqCst) {
@@ -214,7 +214,7 @@ impl Persistence {
     }
 
     /// SHUTDOWN NOSAVE: the final snapshot is declined.
-    pub fn decline_final_save(&self) {
+    pub(crate) fn decline_final_save(&self) {
         self.final_saved.store(true, Ordering::SeqCst);
     }
 }

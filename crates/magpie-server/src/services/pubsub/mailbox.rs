@@ -12,7 +12,7 @@ use magpie_protocol::{Reply, Resp};
 /// A message as every subscriber receives it, encoded once per publish: RESP2's array
 /// (`*3 message channel payload`, `*4 pmessage pattern channel payload`, `*3 smessage ...`);
 /// a RESP3 subscriber gets the same bytes with `>` (a push) in place of the leading `*`.
-pub fn encode_message(kind: &[u8], pattern: Option<&[u8]>, channel: &[u8], payload: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_message(kind: &[u8], pattern: Option<&[u8]>, channel: &[u8], payload: &[u8]) -> Vec<u8> {
     let parts = [Some(kind), pattern, Some(channel), Some(payload)];
     let mut out = Vec::with_capacity(48 + pattern.map_or(0, <[u8]>::len) + channel.len() + payload.len());
     out.extend_from_slice(if pattern.is_some() { b"*4\r\n" } else { b"*3\r\n" });
@@ -30,7 +30,7 @@ pub fn encode_message(kind: &[u8], pattern: Option<&[u8]>, channel: &[u8], paylo
 /// the order they were published, already encoded for its protocol (as Redis appends a
 /// message to each subscriber's reply buffer when it is published).
 #[derive(Default)]
-pub struct Mailbox {
+pub(crate) struct Mailbox {
     queue: Mutex<Vec<u8>>,
     /// The buffer the connection writes from, swapped with the queue by
     /// [`Mailbox::take_into`]: both keep their capacity for a busy subscriber.
@@ -54,23 +54,23 @@ const KEEP_CAPACITY: usize = 1 << 20;
 
 impl Mailbox {
     /// Whether the subscriber went over its limit and must be disconnected.
-    pub fn overflowed(&self) -> bool {
+    pub(crate) fn overflowed(&self) -> bool {
         self.overflowed.load(Ordering::Relaxed)
     }
 
     /// Bytes in the subscriber's output buffer (queued, or taken and not yet written).
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
     }
 
     /// The protocol messages are encoded for from now on (SUBSCRIBE, HELLO).
-    pub fn set_protocol(&self, proto: Resp) {
+    pub(crate) fn set_protocol(&self, proto: Resp) {
         self.resp3.store(proto == Resp::V3, Ordering::Relaxed);
     }
 
     /// Takes every queued message, oldest first, into `out`; returns the bytes they count
     /// for, to be given back with [`Mailbox::release`] once they are written.
-    pub fn take_into(&self, out: &mut Reply) -> usize {
+    pub(crate) fn take_into(&self, out: &mut Reply) -> usize {
         let mut spare = self.spare.lock();
         std::mem::swap(&mut *self.queue.lock(), &mut *spare);
         let size = spare.len();
@@ -83,7 +83,7 @@ impl Mailbox {
     }
 
     /// Gives back the bytes of messages taken with [`Mailbox::take_into`] and now written.
-    pub fn release(&self, size: usize, limits: &Limits) {
+    pub(crate) fn release(&self, size: usize, limits: &Limits) {
         let left = self.bytes.fetch_sub(size, Ordering::Relaxed) - size;
         let (_, soft, _) = limits.get();
         if left < soft || soft == 0 {
@@ -146,7 +146,7 @@ impl Mailbox {
 
 /// `client-output-buffer-limit pubsub <hard> <soft> <soft seconds>` (Redis's default 32mb 8mb
 /// 60).
-pub struct Limits {
+pub(crate) struct Limits {
     hard: AtomicU64,
     soft: AtomicU64,
     soft_secs: AtomicU64,
@@ -154,7 +154,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn new(hard: u64, soft: u64, soft_secs: u64) -> Limits {
+    pub(crate) fn new(hard: u64, soft: u64, soft_secs: u64) -> Limits {
         Limits {
             hard: AtomicU64::new(hard),
             soft: AtomicU64::new(soft),
@@ -163,7 +163,7 @@ impl Limits {
         }
     }
 
-    pub fn get(&self) -> (usize, usize, u64) {
+    pub(crate) fn get(&self) -> (usize, usize, u64) {
         (
             usize::try_from(self.hard.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
             usize::try_from(self.soft.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
@@ -171,7 +171,7 @@ impl Limits {
         )
     }
 
-    pub fn set(&self, hard: u64, soft: u64, soft_secs: u64) {
+    pub(crate) fn set(&self, hard: u64, soft: u64, soft_secs: u64) {
         self.hard.store(hard, Ordering::Relaxed);
         self.soft.store(soft, Ordering::Relaxed);
         self.soft_secs.store(soft_secs, Ordering::Relaxed);

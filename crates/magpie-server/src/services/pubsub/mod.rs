@@ -29,7 +29,7 @@ use crate::core::events;
 
 mod mailbox;
 
-pub use mailbox::{Limits, Mailbox, encode_message};
+pub(crate) use mailbox::{Limits, Mailbox, encode_message};
 
 #[derive(Clone)]
 struct Sub {
@@ -39,7 +39,7 @@ struct Sub {
 
 /// Which table a subscription is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Channel,
     Pattern,
     Shard,
@@ -53,7 +53,7 @@ impl Kind {
     }
 
     /// The first element of the confirmation of a subscription.
-    pub fn subscribe_word(self) -> &'static [u8] {
+    pub(crate) fn subscribe_word(self) -> &'static [u8] {
         match self {
             Kind::Channel => b"subscribe",
             Kind::Pattern => b"psubscribe",
@@ -61,7 +61,7 @@ impl Kind {
         }
     }
 
-    pub fn unsubscribe_word(self) -> &'static [u8] {
+    pub(crate) fn unsubscribe_word(self) -> &'static [u8] {
         match self {
             Kind::Channel => b"unsubscribe",
             Kind::Pattern => b"punsubscribe",
@@ -98,7 +98,7 @@ impl Table {
 }
 
 /// Every subscription on the server, and the keyspace notification settings.
-pub struct PubSub {
+pub(crate) struct PubSub {
     channels: RwLock<Table>,
     patterns: RwLock<Table>,
     shard: RwLock<Table>,
@@ -131,7 +131,7 @@ impl PubSub {
     }
 
     /// Subscribes a client to `name`; returns its subscription count for the reply.
-    pub fn subscribe(&self, client: &ClientPubSub, id: u64, kind: Kind, name: &[u8]) -> usize {
+    pub(crate) fn subscribe(&self, client: &ClientPubSub, id: u64, kind: Kind, name: &[u8]) -> usize {
         let mut own = client.subs.lock();
         let list = own.list(kind);
         if !list.contains(name) {
@@ -145,7 +145,7 @@ impl PubSub {
 
     /// Unsubscribes a client from `name` (if it was); returns its subscription count for the
     /// reply.
-    pub fn unsubscribe(&self, client: &ClientPubSub, id: u64, kind: Kind, name: &[u8]) -> usize {
+    pub(crate) fn unsubscribe(&self, client: &ClientPubSub, id: u64, kind: Kind, name: &[u8]) -> usize {
         let mut own = client.subs.lock();
         let list = own.list(kind);
         let removed = match kind {
@@ -162,12 +162,12 @@ impl PubSub {
 
     /// The names a client is subscribed to in `kind`, in the order an UNSUBSCRIBE without
     /// arguments reports them.
-    pub fn subscribed(&self, client: &ClientPubSub, kind: Kind) -> Vec<Bytes> {
+    pub(crate) fn subscribed(&self, client: &ClientPubSub, kind: Kind) -> Vec<Bytes> {
         client.subs.lock().list(kind).iter().cloned().collect()
     }
 
     /// Drops every subscription of a client (disconnect, RESET).
-    pub fn unsubscribe_all(&self, client: &ClientPubSub, id: u64) {
+    pub(crate) fn unsubscribe_all(&self, client: &ClientPubSub, id: u64) {
         for kind in Kind::ALL {
             for name in self.subscribed(client, kind) {
                 self.unsubscribe(client, id, kind, &name);
@@ -177,7 +177,7 @@ impl PubSub {
 
     /// PUBLISH: delivers to the channel's subscribers and to those of matching patterns;
     /// returns how many received it (a client subscribed both ways counts twice, as in Redis).
-    pub fn publish(&self, channel: &[u8], payload: &[u8]) -> usize {
+    pub(crate) fn publish(&self, channel: &[u8], payload: &[u8]) -> usize {
         let mut n = 0;
         {
             let t = self.channels.read();
@@ -203,7 +203,7 @@ impl PubSub {
     }
 
     /// SPUBLISH: delivers to the shard channel's subscribers.
-    pub fn spublish(&self, channel: &[u8], payload: &[u8]) -> usize {
+    pub(crate) fn spublish(&self, channel: &[u8], payload: &[u8]) -> usize {
         let t = self.shard.read();
         let Some(subs) = t.subs.get(channel) else { return 0 };
         let msg = encode_message(b"smessage", None, channel, payload);
@@ -214,25 +214,25 @@ impl PubSub {
     }
 
     /// PUBSUB CHANNELS / SHARDCHANNELS: active channels matching `pattern` (all if None).
-    pub fn channels(&self, kind: Kind, pattern: Option<&[u8]>) -> Vec<Bytes> {
+    pub(crate) fn channels(&self, kind: Kind, pattern: Option<&[u8]>) -> Vec<Bytes> {
         let t = self.table(kind).read();
         t.subs.keys().filter(|c| pattern.is_none_or(|p| glob_match(p, c, false))).cloned().collect()
     }
 
     /// PUBSUB NUMSUB / SHARDNUMSUB: subscribers of a channel.
-    pub fn numsub(&self, kind: Kind, channel: &[u8]) -> usize {
+    pub(crate) fn numsub(&self, kind: Kind, channel: &[u8]) -> usize {
         self.table(kind).read().subs.get(channel).map_or(0, Vec::len)
     }
 
     /// Channels (or patterns, or shard channels) with at least one subscriber: PUBSUB NUMPAT
     /// and INFO's `pubsub_channels`, `pubsub_patterns`, `pubsubshard_channels`.
-    pub fn active(&self, kind: Kind) -> usize {
+    pub(crate) fn active(&self, kind: Kind) -> usize {
         self.table(kind).read().subs.len()
     }
 
     /// Whether keyspace events of `class` are published at all.
     #[inline]
-    pub fn wants(&self, class: u32) -> bool {
+    pub(crate) fn wants(&self, class: u32) -> bool {
         let flags = self.events.load(Ordering::Relaxed);
         flags & class != 0 && flags & (events::KEYSPACE | events::KEYEVENT) != 0
     }
@@ -240,7 +240,7 @@ impl PubSub {
     /// Publishes a keyspace event (see `Ctx::notify`), as Redis's `notifyKeyspaceEvent`: on
     /// `__keyspace@<db>__:<key>` with the event as the message (K), then on
     /// `__keyevent@<db>__:<event>` with the key as the message (E).
-    pub fn keyspace_event(&self, class: u32, event: &str, key: &[u8], db: usize) {
+    pub(crate) fn keyspace_event(&self, class: u32, event: &str, key: &[u8], db: usize) {
         let flags = self.events.load(Ordering::Relaxed);
         if flags & class == 0 {
             return;
@@ -259,7 +259,7 @@ impl PubSub {
 
 /// A connection's own subscriptions.
 #[derive(Default)]
-pub struct Subscriptions {
+pub(crate) struct Subscriptions {
     channels: IndexSet<Bytes>,
     patterns: IndexSet<Bytes>,
     shard: IndexSet<Bytes>,
@@ -286,7 +286,7 @@ impl Subscriptions {
 /// A client's pub/sub state, kept in its `ClientInfo`: its subscriptions and mailbox, and
 /// their counts, which dispatch and CLIENT LIST read without a lock.
 #[derive(Default)]
-pub struct ClientPubSub {
+pub(crate) struct ClientPubSub {
     pub mailbox: Arc<Mailbox>,
     subs: Mutex<Subscriptions>,
     /// Channels, patterns and shard channels subscribed to.
@@ -297,19 +297,19 @@ impl ClientPubSub {
     /// Subscribed to anything: Redis's `CLIENT_PUBSUB` flag (CLIENT LIST's `P`), which in
     /// RESP2 limits the client to the subscription commands.
     #[inline]
-    pub fn active(&self) -> bool {
+    pub(crate) fn active(&self) -> bool {
         self.counts.iter().any(|c| c.load(Ordering::Relaxed) != 0)
     }
 
     /// The count a (un)subscription of `kind` replies with: channels and patterns together;
     /// shard channels apart.
-    pub fn count(&self, kind: Kind) -> usize {
+    pub(crate) fn count(&self, kind: Kind) -> usize {
         let [c, p, s] = self.counts();
         if kind == Kind::Shard { s } else { c + p }
     }
 
     /// CLIENT LIST's `sub`, `psub` and `ssub`.
-    pub fn counts(&self) -> [usize; 3] {
+    pub(crate) fn counts(&self) -> [usize; 3] {
         [0, 1, 2].map(|i| self.counts[i].load(Ordering::Relaxed))
     }
 }
