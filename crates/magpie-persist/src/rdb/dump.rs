@@ -196,7 +196,8 @@ mod tests {
 
     #[test]
     fn function_payloads_round_trip_and_refuse_other_types() {
-        let libs: [&[u8]; 2] = [b"#!lua name=a\nredis.register_function('f', function() return 1 end)", b"#!lua name=b\n"];
+        let libs: [&[u8]; 2] =
+            [b"#!lua name=a\nredis.register_function('f', function() return 1 end)", b"#!lua name=b\n"];
         let p = function_dump(libs, &WriteOptions::default());
         assert_eq!(function_restore(&p), Ok(libs.iter().map(|l| l.to_vec()).collect()));
         assert_eq!(function_restore(&seal(Vec::new())), Ok(vec![]));

@@ -47,7 +47,10 @@ pub enum Item {
     /// The code of a function library.
     Function(Vec<u8>),
     SelectDb(u64),
-    ResizeDb { db_size: u64, expires_size: u64 },
+    ResizeDb {
+        db_size: u64,
+        expires_size: u64,
+    },
     Key(KeyEntry),
 }
 
@@ -149,16 +152,25 @@ impl<R: Read> RdbReader<R> {
                     )));
                 }
                 opcodes::FUNCTION | opcodes::FUNCTION2 => {
-                    return read_function(&mut self.inp, t).map(|code| Some(Item::Function(code))).map_err(|e| match e {
-                        RdbError::Function(m) => RdbError::Function(format!("Failed loading library, {m}")),
-                        e => e,
-                    });
+                    return read_function(&mut self.inp, t).map(|code| Some(Item::Function(code))).map_err(
+                        |e| match e {
+                            RdbError::Function(m) => RdbError::Function(format!("Failed loading library, {m}")),
+                            e => e,
+                        },
+                    );
                 }
                 t if types::is_object_type(t) => {
                     let key = read_string(&mut self.inp)?;
                     match value::read_object(&mut self.inp, t, &self.opts)? {
                         Some(object) => {
-                            return Ok(Some(Item::Key(KeyEntry { db: self.db, key, object, expire_ms, idle_secs, freq })));
+                            return Ok(Some(Item::Key(KeyEntry {
+                                db: self.db,
+                                key,
+                                object,
+                                expire_ms,
+                                idle_secs,
+                                freq,
+                            })));
                         }
                         None => {
                             self.empty_keys_skipped += 1;
@@ -211,7 +223,8 @@ impl<W: Write> RdbWriter<W> {
     /// Writes the header `REDIS0010`. `checksum` is Redis's `rdbchecksum` (off: the file ends
     /// with a zero checksum).
     pub fn new(inner: W, opts: WriteOptions, checksum: bool) -> std::io::Result<RdbWriter<W>> {
-        let mut w = RdbWriter { out: BufWriter::with_capacity(1 << 16, inner), crc: 0, checksum, opts, buf: Vec::new() };
+        let mut w =
+            RdbWriter { out: BufWriter::with_capacity(1 << 16, inner), crc: 0, checksum, opts, buf: Vec::new() };
         w.buf.extend_from_slice(format!("REDIS{RDB_VERSION:04}").as_bytes());
         w.flush_item()?;
         Ok(w)

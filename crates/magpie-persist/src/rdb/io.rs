@@ -113,7 +113,8 @@ impl<R: Read> StreamInput<R> {
 }
 
 fn read_fully<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<(), RdbError> {
-    r.read_exact(buf).map_err(|e| if e.kind() == std::io::ErrorKind::UnexpectedEof { RdbError::Eof } else { RdbError::Io(e) })
+    r.read_exact(buf)
+        .map_err(|e| if e.kind() == std::io::ErrorKind::UnexpectedEof { RdbError::Eof } else { RdbError::Io(e) })
 }
 
 impl<R: Read> Input for StreamInput<R> {

@@ -80,7 +80,11 @@ fn compress_with(input: &[u8], out_len: usize, generation: u32, htab: &mut [u64]
         let reference = get(htab, slot);
         put(htab, slot, ip);
         let found = reference.filter(|&r| {
-            r < ip && ip - r - 1 < MAX_OFF && r > 0 && input[r + 2] == input[ip + 2] && input[r..r + 2] == input[ip..ip + 2]
+            r < ip
+                && ip - r - 1 < MAX_OFF
+                && r > 0
+                && input[r + 2] == input[ip + 2]
+                && input[r..r + 2] == input[ip..ip + 2]
         });
         if let Some(r) = found {
             let off = ip - r - 1;

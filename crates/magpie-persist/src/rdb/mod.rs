@@ -163,7 +163,10 @@ pub enum RdbError {
     /// An RDB version newer than Magpie reads.
     Version(u32),
     /// The checksum after the EOF opcode does not match the file.
-    Checksum { expected: u64, found: u64 },
+    Checksum {
+        expected: u64,
+        found: u64,
+    },
     /// Module data, which Magpie cannot load (Redis's message).
     Module(String),
     /// A function library could not be read.

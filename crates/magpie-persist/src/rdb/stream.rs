@@ -234,9 +234,8 @@ pub fn read(inp: &mut impl Input, rdbtype: u8, opts: &ReadOptions) -> Result<Str
     let nodes = read_len(inp)?;
     for _ in 0..nodes {
         let key = read_string(inp)?;
-        let key: [u8; 16] = key
-            .try_into()
-            .map_err(|_| RdbError::corrupt("Stream node key entry is not the size of a stream ID"))?;
+        let key: [u8; 16] =
+            key.try_into().map_err(|_| RdbError::corrupt("Stream node key entry is not the size of a stream ID"))?;
         let lp = read_string(inp)?;
         // Every node is walked: a listpack Magpie holds must be sound, whatever the setting.
         if opts.deep_sanitize {

@@ -51,8 +51,7 @@ pub fn read_object(inp: &mut impl Input, rdbtype: u8, opts: &ReadOptions) -> Res
             let mut entries = Vec::with_capacity(n.min(4096) as usize);
             for _ in 0..n {
                 let member = read_string(inp)?;
-                let score =
-                    if rdbtype == types::ZSET_2 { read_binary_double(inp)? } else { read_text_double(inp)? };
+                let score = if rdbtype == types::ZSET_2 { read_binary_double(inp)? } else { read_text_double(inp)? };
                 entries.push((Key::new(&member), score));
             }
             zset_from(entries)?
@@ -88,7 +87,8 @@ pub fn read_object(inp: &mut impl Input, rdbtype: u8, opts: &ReadOptions) -> Res
                         e.with_bytes(|b| list.push_back(b));
                     }
                 } else {
-                    let entries = ziplist::entries(&data).map_err(|_| RdbError::corrupt("Ziplist integrity check failed."))?;
+                    let entries =
+                        ziplist::entries(&data).map_err(|_| RdbError::corrupt("Ziplist integrity check failed."))?;
                     for e in entries {
                         e.with_bytes(|b| list.push_back(b));
                     }
@@ -119,7 +119,8 @@ pub fn read_object(inp: &mut impl Input, rdbtype: u8, opts: &ReadOptions) -> Res
         }
         types::SET_INTSET => {
             let blob = read_string(inp)?;
-            let ints = intset::Intset::parse(&blob, true).map_err(|_| RdbError::corrupt("Intset integrity check failed."))?;
+            let ints =
+                intset::Intset::parse(&blob, true).map_err(|_| RdbError::corrupt("Intset integrity check failed."))?;
             let mut set = Set::new();
             for n in ints.iter() {
                 set.insert_ref(MemberRef::Int(n));
@@ -129,8 +130,8 @@ pub fn read_object(inp: &mut impl Input, rdbtype: u8, opts: &ReadOptions) -> Res
         types::ZSET_ZIPLIST | types::HASH_ZIPLIST => {
             let blob = read_string(inp)?;
             let what = if rdbtype == types::HASH_ZIPLIST { "Hash" } else { "Zset" };
-            let entries =
-                ziplist::entries(&blob).map_err(|_| RdbError::corrupt(format!("{what} ziplist integrity check failed.")))?;
+            let entries = ziplist::entries(&blob)
+                .map_err(|_| RdbError::corrupt(format!("{what} ziplist integrity check failed.")))?;
             pairs_value(rdbtype == types::HASH_ZIPLIST, &entries, what, "ziplist")?
         }
         types::HASH_LISTPACK | types::ZSET_LISTPACK => {
