@@ -67,11 +67,12 @@ pub fn verify_payload(p: &[u8], skip_checksum: bool) -> Result<u16, RestoreError
     Ok(version)
 }
 
-/// Reads a DUMP payload as RESTORE does: the footer checked, then one value read from the
+/// Reads a DUMP payload as RESTORE does: the footer checked (the checksum unless
+/// `opts.verify_checksum` is off), then one value read from the
 /// start of the payload. Like Redis, bytes after the value are not looked at, and an empty
 /// collection is bad data.
 pub fn restore(payload: &[u8], opts: &ReadOptions) -> Result<Object, RestoreError> {
-    verify_payload(payload, false)?;
+    verify_payload(payload, !opts.verify_checksum)?;
     let mut inp = SliceInput::new(payload);
     let t = inp.u8().map_err(RestoreError::BadData)?;
     if !types::is_object_type(t) {

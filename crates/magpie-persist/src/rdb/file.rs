@@ -60,16 +60,15 @@ pub struct RdbReader<R: Read> {
     version: u32,
     db: u64,
     opts: ReadOptions,
-    verify_checksum: bool,
     done: bool,
     empty_keys_skipped: u64,
     checksum_disabled: bool,
 }
 
 impl<R: Read> RdbReader<R> {
-    /// Reads the header. `verify_checksum` is Redis's `rdbchecksum`: with it off, the checksum
-    /// is read but not compared.
-    pub fn new(inner: R, opts: ReadOptions, verify_checksum: bool) -> Result<RdbReader<R>, RdbError> {
+    /// Reads the header. With `opts.verify_checksum` off, the checksum at the end is read but
+    /// not compared.
+    pub fn new(inner: R, opts: ReadOptions) -> Result<RdbReader<R>, RdbError> {
         let mut inp = StreamInput::new(BufReader::with_capacity(1 << 16, inner));
         let magic: [u8; 9] = inp.array()?;
         if &magic[..5] != b"REDIS" {
@@ -81,16 +80,7 @@ impl<R: Read> RdbReader<R> {
         if version < 1 || version > u32::from(RDB_VERSION) {
             return Err(RdbError::Version(version));
         }
-        Ok(RdbReader {
-            inp,
-            version,
-            db: 0,
-            opts,
-            verify_checksum,
-            done: false,
-            empty_keys_skipped: 0,
-            checksum_disabled: false,
-        })
+        Ok(RdbReader { inp, version, db: 0, opts, done: false, empty_keys_skipped: 0, checksum_disabled: false })
     }
 
     /// The file's RDB version.
@@ -195,7 +185,7 @@ impl<R: Read> RdbReader<R> {
         let found = u64::from_le_bytes(b);
         if found == 0 {
             self.checksum_disabled = true;
-        } else if self.verify_checksum && found != expected {
+        } else if self.opts.verify_checksum && found != expected {
             return Err(RdbError::Checksum { expected, found });
         }
         Ok(())

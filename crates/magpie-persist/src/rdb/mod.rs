@@ -142,11 +142,15 @@ pub struct ReadOptions {
     /// ziplists, duplicates) is always checked entry by entry, since Magpie converts each
     /// entry into its own types anyway.
     pub deep_sanitize: bool,
+    /// Compare checksums: an RDB file's (Redis's `rdbchecksum`; a file whose checksum is 0 was
+    /// written without one and is accepted) and a payload's (off as with Redis's
+    /// `DEBUG SET-SKIP-CHECKSUM-VALIDATION 1`).
+    pub verify_checksum: bool,
 }
 
 impl Default for ReadOptions {
     fn default() -> ReadOptions {
-        ReadOptions { deep_sanitize: true }
+        ReadOptions { deep_sanitize: true, verify_checksum: true }
     }
 }
 
