@@ -164,7 +164,82 @@ impl StreamNode {
     }
 }
 
+/// A field and its value.
+pub type Field = (Vec<u8>, Vec<u8>);
+
+/// Redis's default `stream-node-max-bytes` and `stream-node-max-entries`.
+pub const NODE_MAX_BYTES: usize = 4096;
+pub const NODE_MAX_ENTRIES: usize = 100;
+const LISTPACK_MAX_SIZE: usize = 1 << 30;
+
 impl Stream {
+    /// The stream XADD would build from these entries (ascending IDs), with Redis's node
+    /// layout (`streamAppendItem`): a new node when the last one's bytes plus the entry's
+    /// fields and values reach `node_max_bytes`, or it holds `node_max_entries` entries; the
+    /// first entry's fields are the node's master fields, and an entry with the same fields
+    /// stores only its values. No consumer groups.
+    pub fn from_entries(entries: &[(StreamId, Vec<Field>)], node_max_bytes: usize, node_max_entries: usize) -> Stream {
+        let max_bytes =
+            if node_max_bytes == 0 || node_max_bytes > LISTPACK_MAX_SIZE { LISTPACK_MAX_SIZE } else { node_max_bytes };
+        let mut s = Stream::default();
+        // Per open node: the master fields and the number of entries.
+        let mut master_fields: Vec<Vec<u8>> = Vec::new();
+        let mut count = 0usize;
+        for (id, fields) in entries {
+            let totelelen: usize = fields.iter().map(|(f, v)| f.len() + v.len()).sum();
+            let open = s.nodes.last().is_some_and(|n| {
+                n.listpack.bytes() + totelelen < max_bytes && (node_max_entries == 0 || count < node_max_entries)
+            });
+            let same;
+            if !open {
+                let mut lp = Listpack::new();
+                let _ = lp.push_int(1);
+                let _ = lp.push_int(0);
+                let _ = lp.push_int(fields.len() as i64);
+                for (f, _) in fields {
+                    let _ = lp.push_str(f);
+                }
+                let _ = lp.push_int(0);
+                master_fields = fields.iter().map(|(f, _)| f.clone()).collect();
+                count = 1;
+                same = true;
+                s.nodes.push(StreamNode { master_id: *id, listpack: lp });
+            } else {
+                count += 1;
+                same =
+                    fields.len() == master_fields.len() && fields.iter().zip(&master_fields).all(|((f, _), m)| f == m);
+            }
+            let Some(node) = s.nodes.last_mut() else { continue };
+            let lp = &mut node.listpack;
+            if let Some(first) = lp.first() {
+                let _ = lp.replace(first, Entry::Int(count as i64));
+            }
+            let _ = lp.push_int(if same { FLAG_SAMEFIELDS } else { 0 });
+            let _ = lp.push_int(id.ms.wrapping_sub(node.master_id.ms) as i64);
+            let _ = lp.push_int(id.seq.wrapping_sub(node.master_id.seq) as i64);
+            if same {
+                for (_, v) in fields {
+                    let _ = lp.push_str(v);
+                }
+            } else {
+                let _ = lp.push_int(fields.len() as i64);
+                for (f, v) in fields {
+                    let _ = lp.push_str(f);
+                    let _ = lp.push_str(v);
+                }
+            }
+            let lp_count = fields.len() + 3 + if same { 0 } else { fields.len() + 1 };
+            let _ = lp.push_int(lp_count as i64);
+        }
+        s.length = entries.len() as u64;
+        s.entries_added = s.length;
+        if let (Some((first, _)), Some((last, _))) = (entries.first(), entries.last()) {
+            s.first_id = *first;
+            s.last_id = *last;
+        }
+        s
+    }
+
     /// Every live entry, in order.
     pub fn entries(&self) -> Result<Vec<StreamEntry>, Corrupt> {
         let mut out = Vec::new();

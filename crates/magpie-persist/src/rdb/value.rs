@@ -161,7 +161,7 @@ pub fn read_object(inp: &mut impl Input, rdbtype: u8, opts: &ReadOptions) -> Res
 /// odd count, a repeated field or member, and a score that is not a number.
 fn pairs_value(is_hash: bool, entries: &[Entry<'_>], what: &str, enc: &str) -> Result<Value, RdbError> {
     let fail = || RdbError::corrupt(format!("{what} {enc} integrity check failed."));
-    if entries.len() % 2 != 0 {
+    if !entries.len().is_multiple_of(2) {
         return Err(fail());
     }
     if is_hash {
