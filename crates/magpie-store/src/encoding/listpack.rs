@@ -125,8 +125,22 @@ impl Listpack {
 
     /// Appends an entry.
     pub fn push(&mut self, e: Entry<'_>) -> Result<(), TooBig> {
+        // Encoded in place of the terminator, which goes back after it (no temporary buffer).
         let eof = self.buf.len() - 1;
-        self.splice(eof, 0, Some(e))
+        self.buf.truncate(eof);
+        encode_entry(&mut self.buf, e);
+        self.buf.push(EOF);
+        let Ok(total) = u32::try_from(self.buf.len()) else {
+            self.buf.truncate(eof);
+            self.buf.push(EOF);
+            return Err(TooBig);
+        };
+        self.buf[0..4].copy_from_slice(&total.to_le_bytes());
+        let count = header_count(&self.buf);
+        if count != COUNT_UNKNOWN {
+            self.buf[4..6].copy_from_slice(&(count + 1).to_le_bytes());
+        }
+        Ok(())
     }
 
     /// Offset of the first entry, `None` when empty. Offsets stay valid until the next change
@@ -158,7 +172,8 @@ impl Listpack {
     }
 
     /// Inserts `e` before the entry at `at` (or at the end when `at` is the terminator's
-    /// offset, `bytes() - 1`).
+    /// offset, `bytes() - 1`). `at` must be such an offset (from `first`, `next`, ...); any
+    /// other corrupts the listpack, and one past the end panics.
     pub fn insert(&mut self, at: usize, e: Entry<'_>) -> Result<(), TooBig> {
         self.splice(at, 0, Some(e))
     }
