@@ -463,3 +463,80 @@ pub fn write(out: &mut Vec<u8>, s: &Stream, compress: bool) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::io::SliceInput;
+    use super::*;
+
+    fn fields(i: u64) -> Vec<Field> {
+        vec![(b"f".to_vec(), i.to_string().into_bytes())]
+    }
+
+    /// Redis 5 and 6 wrote streams without the first ID, the tombstone ID, entries-added and
+    /// the groups' entries-read: they are derived on load as Redis 7.0 derives them.
+    #[test]
+    fn streams_written_before_7_0_get_their_counters_derived() {
+        let entries: Vec<(StreamId, Vec<Field>)> = (1..=5).map(|i| (StreamId { ms: i, seq: 0 }, fields(i))).collect();
+        let s = Stream::from_entries(&entries, NODE_MAX_BYTES, NODE_MAX_ENTRIES);
+        let mut v1 = Vec::new();
+        put_len(&mut v1, s.nodes.len() as u64);
+        for n in &s.nodes {
+            put_string(&mut v1, &n.master_id.to_bytes(), false);
+            put_string(&mut v1, n.listpack.as_bytes(), false);
+        }
+        put_len(&mut v1, 5);
+        put_id(&mut v1, StreamId { ms: 5, seq: 0 });
+        // Three groups: at the last entry, before the first, and past the end.
+        put_len(&mut v1, 3);
+        for (name, last) in [(&b"at-last"[..], 5), (b"before", 0), (b"future", 9)] {
+            put_string(&mut v1, name, false);
+            put_id(&mut v1, StreamId { ms: last, seq: 0 });
+            put_len(&mut v1, 0);
+            put_len(&mut v1, 0);
+        }
+        let got = read(&mut SliceInput::new(&v1), types::STREAM_LISTPACKS, &ReadOptions::default()).expect("reads");
+        assert_eq!(
+            (got.first_id, got.max_deleted_id, got.entries_added),
+            (StreamId { ms: 1, seq: 0 }, StreamId::default(), 5)
+        );
+        let read: Vec<i64> = got.groups.iter().map(|g| g.entries_read).collect();
+        assert_eq!(read, vec![5, 0, -1]);
+        assert_eq!(got.entries().expect("entries").len(), 5);
+    }
+
+    #[test]
+    fn inconsistent_groups_are_refused() {
+        let entries: Vec<(StreamId, Vec<Field>)> = (1..=3).map(|i| (StreamId { ms: i, seq: 0 }, fields(i))).collect();
+        let base = Stream::from_entries(&entries, NODE_MAX_BYTES, NODE_MAX_ENTRIES);
+        let pe = |ms| PendingEntry { id: StreamId { ms, seq: 0 }, delivery_time_ms: 1, delivery_count: 1 };
+        let consumer = |pending: Vec<u64>| Consumer {
+            name: b"c".to_vec(),
+            seen_time_ms: 1,
+            pending: pending.into_iter().map(|ms| StreamId { ms, seq: 0 }).collect(),
+        };
+        let group = |pending, consumers| ConsumerGroup {
+            name: b"g".to_vec(),
+            last_id: StreamId { ms: 3, seq: 0 },
+            entries_read: 3,
+            pending,
+            consumers,
+        };
+        let check = |groups: Vec<ConsumerGroup>, deep: bool| {
+            let mut s = base.clone();
+            s.groups = groups;
+            let mut out = Vec::new();
+            write(&mut out, &s, true);
+            let opts = ReadOptions { deep_sanitize: deep, ..ReadOptions::default() };
+            read(&mut SliceInput::new(&out), types::STREAM_LISTPACKS_2, &opts).map(|back| assert_eq!(back, s))
+        };
+        assert!(check(vec![group(vec![pe(1), pe(2)], vec![consumer(vec![1, 2])])], true).is_ok());
+        assert!(check(vec![group(vec![pe(1), pe(1)], vec![consumer(vec![1])])], true).is_err(), "PEL twice");
+        assert!(check(vec![group(vec![pe(1)], vec![consumer(vec![2])])], true).is_err(), "not in the PEL");
+        assert!(check(vec![group(vec![pe(1)], vec![consumer(vec![1, 1])])], true).is_err(), "owned twice");
+        assert!(check(vec![group(vec![pe(1)], vec![consumer(vec![1]), consumer(vec![])])], true).is_err(), "same name");
+        assert!(check(vec![group(vec![], vec![]), group(vec![], vec![])], true).is_err(), "same group");
+        assert!(check(vec![group(vec![pe(1)], vec![])], true).is_err(), "no owner");
+        assert!(check(vec![group(vec![pe(1)], vec![])], false).is_ok(), "no owner is a deep check");
+    }
+}

@@ -235,3 +235,20 @@ fn random_values_round_trip() {
         });
     }
 }
+
+#[test]
+fn old_plain_lists_and_text_score_sorted_sets_read() {
+    let list = [2, 1, b'a', 0xC0, 7];
+    let got = read_object(&mut SliceInput::new(&list), types::LIST, &ReadOptions::default()).expect("reads");
+    assert_eq!(got, Some(Object::Value(Value::List(Box::new([&b"a"[..], b"7"].into_iter().collect())))));
+    let mut zset = vec![3, 1, b'a', 3, b'1', b'.', b'5', 1, b'b', 254, 1, b'c', 255];
+    let got = read_object(&mut SliceInput::new(&zset), types::ZSET, &ReadOptions::default()).expect("reads");
+    let want = ZSet::from_entries(vec![
+        (Key::new(b"a"), 1.5),
+        (Key::new(b"b"), f64::INFINITY),
+        (Key::new(b"c"), f64::NEG_INFINITY),
+    ]);
+    assert_eq!(got, Some(Object::Value(Value::ZSet(Box::new(want)))));
+    zset[4] = b'x';
+    assert!(read_object(&mut SliceInput::new(&zset), types::ZSET, &ReadOptions::default()).is_err());
+}
