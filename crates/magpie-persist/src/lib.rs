@@ -5,6 +5,7 @@
 pub mod codec;
 pub mod frame;
 pub mod log;
+pub mod rdb;
 pub mod snapshot;
 mod value;
 
