@@ -252,8 +252,17 @@ impl Shard {
         if self.snap.is_some() {
             self.preserve(idx);
         }
-        if !self.watched.is_empty()
-            && let Some((k, _)) = self.map.get_index(idx)
+        if !self.watched.is_empty() {
+            self.touch_watched(idx);
+        }
+        seq
+    }
+
+    /// [`Shard::changing`]'s rare part: a watched key's version moves, and a key blocked
+    /// clients wait on is reported to the tap.
+    #[cold]
+    fn touch_watched(&mut self, idx: usize) {
+        if let Some((k, _)) = self.map.get_index(idx)
             && let Some(w) = self.watched.get_mut(&**k)
         {
             w.version += 1;
@@ -261,7 +270,6 @@ impl Shard {
                 self.tap.ready(self.db, k);
             }
         }
-        seq
     }
 
     /// Reports a key about to be created (not in the map).

@@ -5,7 +5,7 @@ use magpie_protocol::{Args, Reply};
 
 use super::table::TABLE;
 use super::{EXEC, dispatch_resolved, refuse};
-use crate::model::{Command, Ctx, Flags, Session};
+use crate::model::{Command, Ctx, Flags, Session, Table};
 use crate::services::Server;
 use crate::services::gate::Pass;
 use crate::services::stats::{self, Counters, Timer};
@@ -13,6 +13,7 @@ use crate::services::stats::{self, Counters, Timer};
 /// Runs a front end's batch of commands (see the module's documentation).
 pub(crate) struct Batch<'s> {
     server: &'s Server,
+    table: &'static Table,
     /// The time the batch's commands run at (ms since the epoch).
     now: u64,
     counters: &'static Counters,
@@ -29,14 +30,15 @@ impl<'s> Batch<'s> {
 
     /// A batch whose commands run at time `now` (ms since the epoch).
     pub(crate) fn at(server: &'s Server, now: u64) -> Batch<'s> {
-        Batch { server, now, counters: stats::local(), timer: Timer::start(), pass: None }
+        Batch { server, table: &TABLE, now, counters: stats::local(), timer: Timer::start(), pass: None }
     }
 
     /// Runs one command for `session`, its reply written to `out`. Returns the command that
     /// ran, if one did. When the session then waits (`Session::is_blocked`), the front end
     /// makes a waiter of it (`waiters::waiter`) after [`Batch::pause`].
+    #[inline]
     pub(crate) fn run(&mut self, session: &mut Session, out: &mut Reply, args: Args<'_>) -> Option<&'static Command> {
-        let resolved = TABLE.resolve(args);
+        let resolved = self.table.resolve(args);
         let alone = matches!(&resolved, Ok((_, cmd)) if cmd.has(Flags::RUNS_ALONE));
         if alone {
             self.pass = None;

@@ -44,6 +44,9 @@ pub(crate) struct Command {
     pub key_specs: &'static [KeySpec],
     /// Redis's legacy (first key, last key, step), derived from the key specs.
     pub keys: (i32, i32, i32),
+    /// The command names exactly one key, at this argument (most commands): counted without
+    /// reading the key specs.
+    single_key: Option<usize>,
     /// Redis's command tips (COMMAND INFO's 8th field), e.g. `nondeterministic_output`.
     pub tips: &'static [&'static str],
     pub run: Handler,
@@ -82,6 +85,7 @@ impl Command {
             syntax,
             key_specs: &[],
             keys: (0, 0, 0),
+            single_key: None,
             tips: &[],
             run,
             subcommands: &[],
@@ -100,6 +104,14 @@ impl Command {
         let (range, movable) = legacy_range(specs);
         self.key_specs = specs;
         self.keys = range;
+        self.single_key = match specs {
+            [KeySpec { begin: Begin::Index(pos), find: Find::Range { last: 0, .. }, flags, .. }]
+                if *pos > 0 && !flags.contains(KeyFlags::NOT_KEY) =>
+            {
+                Some(*pos as usize)
+            }
+            _ => None,
+        };
         if movable {
             self.flags = self.flags.union(Flags::MOVABLEKEYS);
         }
@@ -138,11 +150,8 @@ impl Command {
     /// when its arguments contradict the key specs).
     #[inline]
     pub(crate) fn key_count_in(&self, args: Args<'_>) -> usize {
-        if let [KeySpec { begin: Begin::Index(pos), find: Find::Range { last: 0, .. }, flags, .. }] = self.key_specs
-            && !flags.contains(KeyFlags::NOT_KEY)
-            && usize::try_from(*pos).is_ok_and(|p| p < args.len())
-        {
-            return 1; // the common single-key command
+        if let Some(pos) = self.single_key {
+            return usize::from(pos < args.len()); // the common single-key command
         }
         let mut n = 0;
         if key_positions_lenient(self.key_specs, args, |_, _| n += 1).is_err() {
