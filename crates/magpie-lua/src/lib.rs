@@ -21,6 +21,7 @@ mod errors;
 mod handler;
 mod host;
 mod lstruct;
+mod numfmt;
 mod rand48;
 mod redis_api;
 mod sandbox;

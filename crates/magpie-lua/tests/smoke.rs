@@ -49,3 +49,27 @@ fn smoke() {
         println!("{s:?} => {:?}", if r.len() > 200 { format!("{}...{}", &r[..100], &r[r.len() - 100..]) } else { r });
     }
 }
+
+#[test]
+fn libs_smoke() {
+    let mut e = engine();
+    let mut h = TestHost::default();
+    for s in [
+        "return cjson.encode({1,2,3,{a=1}})",
+        "return cjson.encode({a='x/y\\n', b=0.1, c=1e100, d=-0.0})",
+        "return cjson.decode('[1,2,{\"a\":null}]')[3].a == cjson.null",
+        "return cjson.decode('x')",
+        "return cjson.encode(1/0)",
+        "return {cjson.encode_sparse_array()}",
+        "return cmsgpack.pack({1,2,3}, 'abc', 1.5, -1)",
+        "return {cmsgpack.unpack(cmsgpack.pack({1,2,3}, 'abc', 1.5, -1))}",
+        "return bit.tohex(65535, -2147483648)",
+        "return {bit.band(0xff, 0x0f), bit.bor(1,2,4), bit.lshift(1, 40), bit.tobit(2^32+5)}",
+        "return struct.pack('>i2Bs', 258, 3, 'hi')",
+        "return {struct.unpack('>i2Bs', struct.pack('>i2Bs', 258, 3, 'hi'))}",
+        "return struct.size('!4bi')",
+    ] {
+        let r = eval(&mut e, &mut h, s, &[], &[], Resp::V2);
+        println!("{s:?} => {:?}", show(&r));
+    }
+}
