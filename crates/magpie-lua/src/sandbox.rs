@@ -324,6 +324,74 @@ end
         translate,
     ))?;
     g.raw_set("pcall", pcall)?;
+    install_coroutine(lua, g)?;
+    Ok(())
+}
+
+/// coroutine.resume and coroutine.wrap hand errors back to Lua code: they must see the value
+/// Redis's C functions would have raised, not an mlua error object.
+fn install_coroutine(lua: &Lua, g: &Table) -> LResult<()> {
+    let co: Table = g.raw_get("coroutine")?;
+    // `luaL_argerror` for the Lua wrapper below, as its caller called it.
+    let argerr = lua.create_function(|lua, (narg, msg): (usize, String)| -> LResult<()> {
+        let names = lua.inspect_stack(1, |d| {
+            let n = d.names();
+            n.name.map(|s| s.into_owned())
+        });
+        let name = names.flatten().unwrap_or_else(|| "?".into());
+        let mut out = crate::errors::where_prefix(lua, 2);
+        out.extend_from_slice(format!("bad argument #{narg} to '{name}' ({msg})").as_bytes());
+        Err(raise_str(out))
+    })?;
+    // `luaL_where(level)` as seen from the calling Lua function.
+    let where_at = lua.create_function(|lua, level: usize| {
+        Ok(String::from_utf8_lossy(&crate::errors::where_prefix(lua, level)).into_owned())
+    })?;
+    let is_lua_function =
+        lua.create_function(|_, f: Value| Ok(matches!(f, Value::Function(f) if f.info().what != "C")))?;
+    let translate = lua.create_function(|lua, v: Value| crate::errors::translate(lua, v))?;
+    let make = internal_chunk(
+        lua,
+        r#"
+local rawresume, rawcreate, type, error, argerr, where_at, is_lua, translate = ...
+local function fixres(ok, ...)
+  if ok then return ok, ... end
+  local e = ...
+  if type(e) == 'userdata' then e = translate(e) end
+  return false, e
+end
+local resume = function(co, ...)
+  if type(co) ~= 'thread' then argerr(1, 'coroutine expected') end
+  return fixres(rawresume(co, ...))
+end
+local function wrapres(ok, ...)
+  if ok then return ... end
+  local e = ...
+  if type(e) == 'userdata' then e = translate(e) end
+  local t = type(e)
+  if t == 'string' or t == 'number' then e = where_at(3) .. e end
+  error(e, 0)
+end
+local wrap = function(f)
+  if not is_lua(f) then argerr(1, 'Lua function expected') end
+  local co = rawcreate(f)
+  return function(...) return wrapres(rawresume(co, ...)) end
+end
+return resume, wrap
+"#,
+    )?;
+    let (resume, wrap): (Function, Function) = make.call((
+        co.raw_get::<Function>("resume")?,
+        co.raw_get::<Function>("create")?,
+        g.raw_get::<Function>("type")?,
+        g.raw_get::<Function>("error")?,
+        argerr,
+        where_at,
+        is_lua_function,
+        translate,
+    ))?;
+    co.raw_set("resume", resume)?;
+    co.raw_set("wrap", wrap)?;
     Ok(())
 }
 

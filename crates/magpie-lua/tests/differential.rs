@@ -177,7 +177,8 @@ fn differential_against_redis() {
     let mut registry: HashMap<Vec<u8>, Vec<FunctionDef>> = HashMap::new();
     let mut host = TestHost::default();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("corpus dir").filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    let mut files: Vec<_> =
+        std::fs::read_dir(&dir).expect("corpus dir").filter_map(|e| e.ok()).map(|e| e.path()).collect();
     files.sort();
     let mut failures = Vec::new();
     let mut count = 0;
@@ -186,6 +187,9 @@ fn differential_against_redis() {
         let fname = file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         for case in parse_corpus(&text) {
             count += 1;
+            if std::env::var("MAGPIE_DIFF_TRACE").is_ok() {
+                eprintln!("{fname}:{}", case.line);
+            }
             let proto = if case.resp3 { Resp::V3 } else { Resp::V2 };
             redis.call(&[b"HELLO", if case.resp3 { b"3" } else { b"2" }]);
             let keys: Vec<&[u8]> = case.keys.iter().map(|k| k.as_bytes()).collect();

@@ -259,7 +259,8 @@ impl Host for TestHost {
                     Val::ZSet(z) => {
                         let mut added = 0;
                         for sm in args[2..].chunks(2) {
-                            let score: f64 = std::str::from_utf8(sm[0]).ok().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+                            let score: f64 =
+                                std::str::from_utf8(sm[0]).ok().and_then(|s| s.parse().ok()).unwrap_or(0.0);
                             match z.iter_mut().find(|(_, m)| m == sm[1]) {
                                 Some(e) => e.0 = score,
                                 None => {
