@@ -251,66 +251,89 @@ impl Encoder<'_> {
         Ok(Some(max))
     }
 
-    /// `json_append_data`; `h` is the height of Redis's Lua stack with `v` on top.
+    /// `json_append_data`, with an explicit stack (nesting can go thousands deep). `h` is the
+    /// height of Redis's Lua stack with the value on top.
     fn value(&mut self, v: &Value, depth: i32, h: i64) -> LResult<()> {
-        match v {
-            Value::String(s) => append_string(&mut self.out, &s.as_bytes()),
-            Value::Integer(i) => self.number(v, *i as f64)?,
-            Value::Number(d) => self.number(v, *d)?,
-            Value::Boolean(b) => self.out.extend_from_slice(if *b { b"true" } else { b"false" }),
-            Value::Nil => self.out.extend_from_slice(b"null"),
-            Value::LightUserData(p) if p.0.is_null() => self.out.extend_from_slice(b"null"),
-            Value::Table(t) => {
-                let depth = depth + 1;
-                if !(depth <= self.cfg.encode_max_depth && h + 3 <= MAX_C_STACK) {
-                    return Err(lua_error(self.lua, format!("Cannot serialise, excessive nesting ({depth})")));
+        enum Task {
+            Val(Value, i32, i64),
+            Key(Value),
+            Raw(&'static [u8]),
+        }
+        let mut tasks = vec![Task::Val(v.clone(), depth, h)];
+        while let Some(task) = tasks.pop() {
+            let (v, depth, h) = match task {
+                Task::Raw(b) => {
+                    self.out.extend_from_slice(b);
+                    continue;
                 }
-                let len = self.array_length(t)?;
-                match len {
-                    Some(n) if n > 0 => {
-                        self.out.push(b'[');
-                        for i in 1..=n {
-                            if i > 1 {
-                                self.out.push(b',');
-                            }
-                            let item: Value = t.raw_get(i)?;
-                            self.value(&item, depth, h + 1)?;
+                Task::Key(k) => {
+                    match &k {
+                        Value::Integer(_) | Value::Number(_) => {
+                            let d = match k {
+                                Value::Integer(i) => i as f64,
+                                Value::Number(d) => d,
+                                _ => 0.0,
+                            };
+                            self.out.push(b'"');
+                            self.number(&k, d)?;
+                            self.out.extend_from_slice(b"\":");
                         }
-                        self.out.push(b']');
+                        Value::String(s) => {
+                            append_string(&mut self.out, &s.as_bytes());
+                            self.out.push(b':');
+                        }
+                        _ => return Err(self.exception(&k, "table key must be a number or string")),
                     }
-                    _ => {
-                        self.out.push(b'{');
-                        let mut first = true;
-                        for pair in t.pairs::<Value, Value>() {
-                            let (k, item) = pair?;
-                            if !first {
-                                self.out.push(b',');
+                    continue;
+                }
+                Task::Val(v, depth, h) => (v, depth, h),
+            };
+            match &v {
+                Value::String(s) => append_string(&mut self.out, &s.as_bytes()),
+                Value::Integer(i) => self.number(&v, *i as f64)?,
+                Value::Number(d) => self.number(&v, *d)?,
+                Value::Boolean(b) => self.out.extend_from_slice(if *b { b"true" } else { b"false" }),
+                Value::Nil => self.out.extend_from_slice(b"null"),
+                Value::LightUserData(p) if p.0.is_null() => self.out.extend_from_slice(b"null"),
+                Value::Table(t) => {
+                    let depth = depth + 1;
+                    if !(depth <= self.cfg.encode_max_depth && h + 3 <= MAX_C_STACK) {
+                        return Err(lua_error(self.lua, format!("Cannot serialise, excessive nesting ({depth})")));
+                    }
+                    match self.array_length(t)? {
+                        Some(n) if n > 0 => {
+                            self.out.push(b'[');
+                            tasks.push(Task::Raw(b"]"));
+                            let mut items = Vec::with_capacity(n as usize);
+                            for i in 1..=n {
+                                items.push(t.raw_get::<Value>(i)?);
                             }
-                            first = false;
-                            match &k {
-                                Value::Integer(_) | Value::Number(_) => {
-                                    let d = match k {
-                                        Value::Integer(i) => i as f64,
-                                        Value::Number(d) => d,
-                                        _ => 0.0,
-                                    };
-                                    self.out.push(b'"');
-                                    self.number(&k, d)?;
-                                    self.out.extend_from_slice(b"\":");
+                            for (i, item) in items.into_iter().enumerate().rev() {
+                                tasks.push(Task::Val(item, depth, h + 1));
+                                if i > 0 {
+                                    tasks.push(Task::Raw(b","));
                                 }
-                                Value::String(s) => {
-                                    append_string(&mut self.out, &s.as_bytes());
-                                    self.out.push(b':');
-                                }
-                                _ => return Err(self.exception(&k, "table key must be a number or string")),
                             }
-                            self.value(&item, depth, h + 2)?;
                         }
-                        self.out.push(b'}');
+                        _ => {
+                            self.out.push(b'{');
+                            tasks.push(Task::Raw(b"}"));
+                            let mut pairs = Vec::new();
+                            for pair in t.pairs::<Value, Value>() {
+                                pairs.push(pair?);
+                            }
+                            for (i, (k, item)) in pairs.into_iter().enumerate().rev() {
+                                tasks.push(Task::Val(item, depth, h + 2));
+                                tasks.push(Task::Key(k));
+                                if i > 0 {
+                                    tasks.push(Task::Raw(b","));
+                                }
+                            }
+                        }
                     }
                 }
+                _ => return Err(self.exception(&v, "type not supported")),
             }
-            _ => return Err(self.exception(v, "type not supported")),
         }
         Ok(())
     }

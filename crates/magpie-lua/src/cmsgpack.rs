@@ -154,6 +154,8 @@ enum Fail {
     Eof,
     BadFormat,
     Stack,
+    /// `luaL_checkstack` of `mp_decode_to_lua_array`, before reading the elements.
+    StackArray,
     Lua(mlua::Error),
 }
 
@@ -298,6 +300,9 @@ impl Decoder<'_> {
                 // Redis creates the table before reading a single element (no preallocation
                 // from the declared length here either).
                 let table = lua.create_table()?;
+                if !map && h + 2 > MAX_C_STACK {
+                    return Err(Fail::StackArray);
+                }
                 if len > 0 {
                     // Array elements are read with the table and the index on the stack, map
                     // keys with the table only.
@@ -379,6 +384,9 @@ fn unpack_full(lua: &Lua, data: &[u8], nargs: usize, limit: i64, offset: i64) ->
                     lua,
                     "stack overflow (too many return values at once; use unpack_one or unpack_limit instead.)",
                 ));
+            }
+            Err(Fail::StackArray) => {
+                return Err(lua_error(lua, "stack overflow (in function mp_decode_to_lua_array)"));
             }
             Err(Fail::Lua(e)) => return Err(e),
         }

@@ -122,7 +122,13 @@ fn to_uint(n: f64) -> u64 {
 }
 
 fn pack(lua: &Lua, args: MultiValue) -> LResult<mlua::String> {
-    let a = Args::new(lua, args);
+    let mut a = Args::new(lua, args);
+    // b_pack pushes a nil after its arguments (to separate them from the string buffer): the
+    // first missing argument is seen as nil, not as no value.
+    let nargs = a.len();
+    a.v.push(Value::Nil);
+    let a = Args { lua, v: a.v };
+    let _ = nargs;
     let f = a.check_bytes(1)?;
     let mut fmt = Fmt { s: c_str(&f), at: 0 };
     let mut h = Header::new();
