@@ -555,7 +555,7 @@ impl FunctionEngine {
             ErrorReply::format(m)
         })?;
         let pcall: Function = internal_chunk(lua, "local pcall = ... return function(f) return pcall(f) end")
-            .and_then(|mk| mk.call(self.real_globals.raw_get::<Function>("pcall")?))
+            .and_then(|mk| mk.call(sandbox::env(lua)?.stock_pcall))
             .map_err(|e| ErrorReply::new_err(e.to_string()))?;
         let _ = self.env_meta.raw_set("__index", &self.load_api);
         if let Some(mut r) = lua.app_data_mut::<RunState>() {

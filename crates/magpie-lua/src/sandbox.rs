@@ -62,6 +62,8 @@ pub(crate) struct Env {
     pub stock_next: Function,
     pub stock_getmetatable: Function,
     pub stock_tostring: Function,
+    /// Lua's own pcall (the global `pcall` is Redis's wrapper).
+    pub stock_pcall: Function,
     /// `__newindex` of every proxy.
     pub readonly: Function,
     /// The `next` that `pairs` returns for proxies.
@@ -101,6 +103,7 @@ pub(crate) fn prepare(lua: &Lua) -> LResult<Table> {
     let stock_next: Function = g.raw_get("next")?;
     let stock_getmetatable: Function = g.raw_get("getmetatable")?;
     let stock_tostring: Function = g.raw_get("tostring")?;
+    let stock_pcall: Function = g.raw_get("pcall")?;
     let readonly = lua.create_function(|lua, _: MultiValue| -> LResult<()> {
         Err(lua_error(lua, "Attempt to modify a readonly table"))
     })?;
@@ -120,6 +123,7 @@ pub(crate) fn prepare(lua: &Lua) -> LResult<Table> {
         stock_next,
         stock_getmetatable,
         stock_tostring,
+        stock_pcall,
         readonly,
         proxy_next,
     };

@@ -172,8 +172,7 @@ fn differential_against_redis() {
         return;
     }
     let mut redis = Redis::start().expect("start redis-server");
-    let mut engine = engine();
-    let mut functions = function_engine();
+    let (mut engine, mut functions) = engines();
     let mut registry: HashMap<Vec<u8>, Vec<FunctionDef>> = HashMap::new();
     let mut host = TestHost::default();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");

@@ -360,6 +360,12 @@ pub fn function_engine() -> FunctionEngine {
     FunctionEngine::new(Options::default()).expect("engine")
 }
 
+/// Both engines sharing one `math.random` generator, as Redis has one per process.
+pub fn engines() -> (EvalEngine, FunctionEngine) {
+    let opts = Options::default();
+    (EvalEngine::new(opts.clone()).expect("engine"), FunctionEngine::new(opts).expect("engine"))
+}
+
 pub fn show(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
