@@ -10,6 +10,7 @@ use std::rc::Rc;
 use mlua::{LightUserData, Lua, MultiValue, Table, Value};
 
 use crate::errors::{Args, LResult, arg_error, c_i64, lua_error, type_error};
+use crate::lstack::LStack;
 use crate::numfmt::{format_g, strtod};
 
 /// `LUAI_MAXCSTACK`.
@@ -254,48 +255,16 @@ impl Encoder<'_> {
     /// `json_append_data`, with an explicit stack (nesting can go thousands deep). `h` is the
     /// height of Redis's Lua stack with the value on top.
     fn value(&mut self, v: &Value, depth: i32, h: i64) -> LResult<()> {
-        enum Task {
-            Val(Value, i32, i64),
-            Key(Value),
-            Raw(&'static [u8]),
+        enum Frame {
+            Array { slot: usize, next: i32, n: i32, depth: i32, h: i64 },
+            Object { slot: usize, key: usize, first: bool, depth: i32, h: i64 },
         }
-        let mut tasks = vec![Task::Val(v.clone(), depth, h)];
-        while let Some(task) = tasks.pop() {
-            let (v, depth, h) = match task {
-                Task::Raw(b) => {
-                    self.out.extend_from_slice(b);
-                    continue;
-                }
-                Task::Key(k) => {
-                    match &k {
-                        Value::Integer(_) | Value::Number(_) => {
-                            let d = match k {
-                                Value::Integer(i) => i as f64,
-                                Value::Number(d) => d,
-                                _ => 0.0,
-                            };
-                            self.out.push(b'"');
-                            self.number(&k, d)?;
-                            self.out.extend_from_slice(b"\":");
-                        }
-                        Value::String(s) => {
-                            append_string(&mut self.out, &s.as_bytes());
-                            self.out.push(b':');
-                        }
-                        _ => return Err(self.exception(&k, "table key must be a number or string")),
-                    }
-                    continue;
-                }
-                Task::Val(v, depth, h) => (v, depth, h),
-            };
-            match &v {
-                Value::String(s) => append_string(&mut self.out, &s.as_bytes()),
-                Value::Integer(i) => self.number(&v, *i as f64)?,
-                Value::Number(d) => self.number(&v, *d)?,
-                Value::Boolean(b) => self.out.extend_from_slice(if *b { b"true" } else { b"false" }),
-                Value::Nil => self.out.extend_from_slice(b"null"),
-                Value::LightUserData(p) if p.0.is_null() => self.out.extend_from_slice(b"null"),
-                Value::Table(t) => {
+        let mut ls = LStack::new(self.lua)?;
+        let mut frames: Vec<Frame> = Vec::new();
+        let mut next = Some((v.clone(), depth, h));
+        loop {
+            if let Some((v, depth, h)) = next.take() {
+                if let Value::Table(t) = &v {
                     let depth = depth + 1;
                     if !(depth <= self.cfg.encode_max_depth && h + 3 <= MAX_C_STACK) {
                         return Err(lua_error(self.lua, format!("Cannot serialise, excessive nesting ({depth})")));
@@ -303,37 +272,92 @@ impl Encoder<'_> {
                     match self.array_length(t)? {
                         Some(n) if n > 0 => {
                             self.out.push(b'[');
-                            tasks.push(Task::Raw(b"]"));
-                            let mut items = Vec::with_capacity(n as usize);
-                            for i in 1..=n {
-                                items.push(t.raw_get::<Value>(i)?);
-                            }
-                            for (i, item) in items.into_iter().enumerate().rev() {
-                                tasks.push(Task::Val(item, depth, h + 1));
-                                if i > 0 {
-                                    tasks.push(Task::Raw(b","));
-                                }
-                            }
+                            let slot = ls.push(t.clone())?;
+                            frames.push(Frame::Array { slot, next: 1, n, depth, h });
                         }
                         _ => {
                             self.out.push(b'{');
-                            tasks.push(Task::Raw(b"}"));
-                            let mut pairs = Vec::new();
-                            for pair in t.pairs::<Value, Value>() {
-                                pairs.push(pair?);
+                            let slot = ls.push(t.clone())?;
+                            let key = ls.push(Value::Nil)?;
+                            frames.push(Frame::Object { slot, key, first: true, depth, h });
+                        }
+                    }
+                } else {
+                    self.scalar(&v)?;
+                }
+            }
+            let Some(frame) = frames.last_mut() else { return Ok(()) };
+            match frame {
+                Frame::Array { slot, next: i, n, depth, h } => {
+                    if *i > *n {
+                        self.out.push(b']');
+                        let slot = *slot;
+                        frames.pop();
+                        ls.truncate(slot - 1)?;
+                        continue;
+                    }
+                    if *i > 1 {
+                        self.out.push(b',');
+                    }
+                    let t: Table = ls.get(*slot)?;
+                    next = Some((t.raw_get::<Value>(*i)?, *depth, *h + 1));
+                    *i += 1;
+                }
+                Frame::Object { slot, key, first, depth, h } => {
+                    let t: Table = ls.get(*slot)?;
+                    let k: Value = ls.get(*key)?;
+                    match crate::lstack::next(self.lua, &t, k)? {
+                        None => {
+                            self.out.push(b'}');
+                            let slot = *slot;
+                            frames.pop();
+                            ls.truncate(slot - 1)?;
+                        }
+                        Some((k, item)) => {
+                            if !*first {
+                                self.out.push(b',');
                             }
-                            for (i, (k, item)) in pairs.into_iter().enumerate().rev() {
-                                tasks.push(Task::Val(item, depth, h + 2));
-                                tasks.push(Task::Key(k));
-                                if i > 0 {
-                                    tasks.push(Task::Raw(b","));
-                                }
-                            }
+                            *first = false;
+                            ls.set(*key, k.clone())?;
+                            self.key(&k)?;
+                            next = Some((item, *depth, *h + 2));
                         }
                     }
                 }
-                _ => return Err(self.exception(&v, "type not supported")),
             }
+        }
+    }
+
+    fn key(&mut self, k: &Value) -> LResult<()> {
+        match k {
+            Value::Integer(i) => {
+                self.out.push(b'"');
+                self.number(k, *i as f64)?;
+                self.out.extend_from_slice(b"\":");
+            }
+            Value::Number(d) => {
+                self.out.push(b'"');
+                self.number(k, *d)?;
+                self.out.extend_from_slice(b"\":");
+            }
+            Value::String(s) => {
+                append_string(&mut self.out, &s.as_bytes());
+                self.out.push(b':');
+            }
+            _ => return Err(self.exception(k, "table key must be a number or string")),
+        }
+        Ok(())
+    }
+
+    fn scalar(&mut self, v: &Value) -> LResult<()> {
+        match v {
+            Value::String(s) => append_string(&mut self.out, &s.as_bytes()),
+            Value::Integer(i) => self.number(v, *i as f64)?,
+            Value::Number(d) => self.number(v, *d)?,
+            Value::Boolean(b) => self.out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Value::Nil => self.out.extend_from_slice(b"null"),
+            Value::LightUserData(p) if p.0.is_null() => self.out.extend_from_slice(b"null"),
+            _ => return Err(self.exception(v, "type not supported")),
         }
         Ok(())
     }
@@ -577,9 +601,10 @@ impl Parser<'_> {
     }
 }
 
+/// An aggregate being decoded; its table is in the decoder's [`LStack`] at `slot`.
 enum Frame {
-    Array { table: Table, i: i64 },
-    Object { table: Table, key: Vec<u8> },
+    Array { slot: usize, i: i64 },
+    Object { slot: usize, key: Vec<u8> },
 }
 
 fn decode(lua: &Lua, cfg: &Cfg, a: Args<'_>) -> LResult<Value> {
@@ -617,6 +642,7 @@ fn decode_bytes(lua: &Lua, data: &[u8], cfg: &Config) -> LResult<Value> {
         lua_error(lua, format!("Expected {exp} but found {} at character {}", tok.name(), p.index + 1))
     };
     let mut stack: Vec<Frame> = Vec::new();
+    let mut ls = LStack::new(lua)?;
     // Height of Redis's Lua stack: the argument, then per level the table (and an object's key).
     let mut h: i64 = 1;
     let mut tok = p.next();
@@ -650,12 +676,14 @@ fn decode_bytes(lua: &Lua, data: &[u8], cfg: &Config) -> LResult<Value> {
                     if tok != Tok::Colon {
                         return Err(parse_error(&p, "colon", tok));
                     }
-                    stack.push(Frame::Object { table, key });
+                    let slot = ls.push(table)?;
+                    stack.push(Frame::Object { slot, key });
                     h += 2;
                     tok = p.next();
                     continue;
                 } else {
-                    stack.push(Frame::Array { table, i: 1 });
+                    let slot = ls.push(table)?;
+                    stack.push(Frame::Array { slot, i: 1 });
                     h += 1;
                     continue;
                 }
@@ -672,12 +700,12 @@ fn decode_bytes(lua: &Lua, data: &[u8], cfg: &Config) -> LResult<Value> {
                 return Ok(value);
             };
             match frame {
-                Frame::Array { table, i } => {
-                    table.raw_set(*i, value)?;
+                Frame::Array { slot, i } => {
+                    ls.get::<Table>(*slot)?.raw_set(*i, value)?;
                     *i += 1;
                     tok = p.next();
                     if tok == Tok::ArrEnd {
-                        value = close(&mut stack, &mut h);
+                        value = close(&mut stack, &mut ls, &mut h)?;
                         continue;
                     }
                     if tok != Tok::Comma {
@@ -686,11 +714,11 @@ fn decode_bytes(lua: &Lua, data: &[u8], cfg: &Config) -> LResult<Value> {
                     tok = p.next();
                     break;
                 }
-                Frame::Object { table, key } => {
-                    table.raw_set(lua.create_string(&*key)?, value)?;
+                Frame::Object { slot, key } => {
+                    ls.get::<Table>(*slot)?.raw_set(lua.create_string(&*key)?, value)?;
                     tok = p.next();
                     if tok == Tok::ObjEnd {
-                        value = close(&mut stack, &mut h);
+                        value = close(&mut stack, &mut ls, &mut h)?;
                         continue;
                     }
                     if tok != Tok::Comma {
@@ -713,16 +741,14 @@ fn decode_bytes(lua: &Lua, data: &[u8], cfg: &Config) -> LResult<Value> {
     }
 }
 
-fn close(stack: &mut Vec<Frame>, h: &mut i64) -> Value {
-    match stack.pop() {
-        Some(Frame::Array { table, .. }) => {
-            *h -= 1;
-            Value::Table(table)
-        }
-        Some(Frame::Object { table, .. }) => {
-            *h -= 2;
-            Value::Table(table)
-        }
-        None => Value::Nil,
-    }
+fn close(stack: &mut Vec<Frame>, ls: &mut LStack, h: &mut i64) -> LResult<Value> {
+    let (slot, levels) = match stack.pop() {
+        Some(Frame::Array { slot, .. }) => (slot, 1),
+        Some(Frame::Object { slot, .. }) => (slot, 2),
+        None => return Ok(Value::Nil),
+    };
+    *h -= levels;
+    let t: Value = ls.get(slot)?;
+    ls.truncate(slot - 1)?;
+    Ok(t)
 }

@@ -3,6 +3,7 @@
 use mlua::{Lua, MultiValue, Table, Value};
 
 use crate::errors::{Args, LResult, arg_error, c_i64, lua_error, raise_str};
+use crate::lstack::LStack;
 
 /// Tables nested deeper than this are packed as nil (so cycles end).
 const MAX_NESTING: usize = 16;
@@ -123,14 +124,13 @@ fn encode(buf: &mut Vec<u8>, v: &Value, level: usize) -> LResult<()> {
                     encode(buf, &item, level + 1)?;
                 }
             } else {
-                let mut pairs = Vec::new();
+                // Walked with the iterator (one key held at a time): wide tables would
+                // otherwise hold a handle per element.
+                encode_len(buf, crate::lstack::count_pairs(t)?, 0x80, 0xde, 0xdf);
                 for pair in t.pairs::<Value, Value>() {
-                    pairs.push(pair?);
-                }
-                encode_len(buf, pairs.len(), 0x80, 0xde, 0xdf);
-                for (k, v) in &pairs {
-                    encode(buf, k, level + 1)?;
-                    encode(buf, v, level + 1)?;
+                    let (k, v) = pair?;
+                    encode(buf, &k, level + 1)?;
+                    encode(buf, &v, level + 1)?;
                 }
             }
         }
@@ -167,13 +167,14 @@ impl From<mlua::Error> for Fail {
 
 /// An aggregate being filled by the decoder.
 struct Open {
-    table: Table,
+    /// Slot of the table in the decoder's [`LStack`]; a map's pending key is in `slot + 1`.
+    slot: usize,
     /// Elements (arrays) or pairs (maps) still to read.
     left: usize,
     map: bool,
-    /// For arrays the next index, for maps the key read and waiting for its value.
+    /// For arrays the next index; for maps whether a key was read and waits for its value.
     index: i64,
-    key: Option<Value>,
+    has_key: bool,
     /// Lua stack height Redis would have when decoding this aggregate's next element.
     h: usize,
 }
@@ -195,6 +196,7 @@ impl Decoder<'_> {
     /// Decodes one top-level value, entered with the Lua stack `h` high.
     fn value(&mut self, lua: &Lua, h: usize) -> Result<Value, Fail> {
         let mut stack: Vec<Open> = Vec::new();
+        let mut ls = LStack::new(lua)?;
         let mut h = h;
         loop {
             self.need(1)?;
@@ -307,7 +309,9 @@ impl Decoder<'_> {
                     // Array elements are read with the table and the index on the stack, map
                     // keys with the table only.
                     let child_h = if map { h + 1 } else { h + 2 };
-                    stack.push(Open { table, left: len, map, index: 1, key: None, h: child_h });
+                    let slot = ls.push(table)?;
+                    ls.push(Value::Nil)?;
+                    stack.push(Open { slot, left: len, map, index: 1, has_key: false, h: child_h });
                     h = child_h;
                     continue;
                 }
@@ -316,20 +320,20 @@ impl Decoder<'_> {
             // Store `v` into the enclosing aggregates, closing those that are complete.
             loop {
                 let Some(top) = stack.last_mut() else { return Ok(v) };
+                let table: Table = ls.get(top.slot)?;
                 if top.map {
-                    match top.key.take() {
-                        None => {
-                            top.key = Some(v);
-                            h = top.h + 1;
-                            break;
-                        }
-                        Some(k) => {
-                            set(&top.table, k, v)?;
-                            top.left -= 1;
-                        }
+                    if !top.has_key {
+                        ls.set(top.slot + 1, v)?;
+                        top.has_key = true;
+                        h = top.h + 1;
+                        break;
                     }
+                    top.has_key = false;
+                    let k: Value = ls.get(top.slot + 1)?;
+                    set(&table, k, v)?;
+                    top.left -= 1;
                 } else {
-                    top.table.raw_set(top.index, v)?;
+                    table.raw_set(top.index, v)?;
                     top.index += 1;
                     top.left -= 1;
                 }
@@ -337,9 +341,12 @@ impl Decoder<'_> {
                     h = top.h;
                     break;
                 }
-                let done = stack.pop().map(|o| o.table);
-                v = match done {
-                    Some(t) => Value::Table(t),
+                v = match stack.pop() {
+                    Some(o) => {
+                        let t: Value = ls.get(o.slot)?;
+                        ls.truncate(o.slot - 1)?;
+                        t
+                    }
                     None => Value::Nil,
                 };
             }

@@ -7,7 +7,8 @@
 use magpie_protocol::{Reply, Resp};
 use mlua::{Lua, Table, Value};
 
-use crate::errors::{LResult, c_i64, error_table, error_text, format_g17, internal};
+use crate::errors::{LResult, c_i64, error_table, error_text, format_g17};
+use crate::lstack::{LStack, count_pairs};
 use crate::shebang::c_str;
 
 /// Deepest nesting of aggregates accepted in a command's reply (the server's own replies never
@@ -210,9 +211,25 @@ impl Default for ReplyLimits {
     }
 }
 
-enum Task {
-    /// A value to write, and how full Redis's Lua stack would be when converting it.
-    Value(Value, u32),
+/// A table being written, its elements still to come. Tables and keys live in an [`LStack`].
+enum Frame {
+    Array {
+        slot: usize,
+        next: i64,
+        h: u32,
+    },
+    /// `key`: the slot of the last key written (its value comes next when `value_next`).
+    Map {
+        slot: usize,
+        key: usize,
+        value_next: bool,
+        h: u32,
+    },
+    Set {
+        slot: usize,
+        key: usize,
+        h: u32,
+    },
 }
 
 /// Writes a script's return value as Redis's `luaReplyToRedisReply` does. `script_resp` is what
@@ -226,44 +243,112 @@ pub(crate) fn lua_to_resp(
     limits: ReplyLimits,
 ) -> LResult<Result<(), ()>> {
     let start = out.len();
-    // Stack at the top: the error handler and the result.
-    let mut stack = vec![Task::Value(v, 2)];
+    let mut ls = LStack::new(lua)?;
+    let mut frames: Vec<Frame> = Vec::new();
     let mut written = 0usize;
-    while let Some(Task::Value(v, h)) = stack.pop() {
-        written += 1;
-        if written > limits.max_values {
-            out.truncate(start);
-            return Ok(Err(()));
+    // Stack at the top: the error handler and the result.
+    let mut next: Option<(Value, u32)> = Some((v, 2));
+    loop {
+        if let Some((v, h)) = next.take() {
+            written += 1;
+            if written > limits.max_values {
+                out.truncate(start);
+                return Ok(Err(()));
+            }
+            emit(lua, v, h, script_resp, out, &mut ls, &mut frames)?;
         }
-        if h + 4 > MAX_C_STACK {
-            out.raw(b"-ERR reached lua stack limit\r\n");
-            continue;
-        }
-        match v {
-            Value::String(s) => out.bulk(&s.as_bytes()),
-            Value::Boolean(b) => match script_resp {
-                Resp::V2 => {
-                    if b {
-                        out.raw(b":1\r\n")
-                    } else {
-                        out.null()
+        // The next element of the innermost open table.
+        let Some(frame) = frames.last_mut() else { break };
+        match frame {
+            Frame::Array { slot, next: j, h } => {
+                let t: Table = ls.get(*slot)?;
+                let v: Value = t.raw_get(*j)?;
+                if matches!(v, Value::Nil) {
+                    let slot = *slot;
+                    frames.pop();
+                    ls.truncate(slot - 1)?;
+                    continue;
+                }
+                *j += 1;
+                next = Some((v, *h + 1));
+            }
+            Frame::Map { slot, key, value_next, h } => {
+                let t: Table = ls.get(*slot)?;
+                let k: Value = ls.get(*key)?;
+                if *value_next {
+                    *value_next = false;
+                    next = Some((t.raw_get(k)?, *h + 3));
+                    continue;
+                }
+                match crate::lstack::next(lua, &t, k)? {
+                    None => {
+                        let slot = *slot;
+                        frames.pop();
+                        ls.truncate(slot - 1)?;
+                    }
+                    Some((k, _)) => {
+                        ls.set(*key, k.clone())?;
+                        *value_next = true;
+                        next = Some((k, *h + 4));
                     }
                 }
-                Resp::V3 => out.bool(b),
-            },
-            Value::Integer(i) => out.int(i),
-            Value::Number(d) => out.int(c_i64(d)),
-            Value::Table(t) => table_reply(lua, &t, h, out, &mut stack)?,
-            _ => out.null(),
+            }
+            Frame::Set { slot, key, h } => {
+                let t: Table = ls.get(*slot)?;
+                let k: Value = ls.get(*key)?;
+                match crate::lstack::next(lua, &t, k)? {
+                    None => {
+                        let slot = *slot;
+                        frames.pop();
+                        ls.truncate(slot - 1)?;
+                    }
+                    Some((k, _)) => {
+                        ls.set(*key, k.clone())?;
+                        next = Some((k, *h + 3));
+                    }
+                }
+            }
         }
     }
     Ok(Ok(()))
 }
 
-fn table_reply(lua: &Lua, t: &Table, h: u32, out: &mut Reply, stack: &mut Vec<Task>) -> LResult<()> {
-    let _ = lua;
-    if let Value::String(s) = t.raw_get::<Value>("err")? {
-        let _ = s;
+/// Writes one value; a table that has elements opens a frame for them.
+fn emit(
+    lua: &Lua,
+    v: Value,
+    h: u32,
+    script_resp: Resp,
+    out: &mut Reply,
+    ls: &mut LStack,
+    frames: &mut Vec<Frame>,
+) -> LResult<()> {
+    if h + 4 > MAX_C_STACK {
+        out.raw(b"-ERR reached lua stack limit\r\n");
+        return Ok(());
+    }
+    match v {
+        Value::String(s) => out.bulk(&s.as_bytes()),
+        Value::Boolean(b) => match script_resp {
+            Resp::V2 => {
+                if b {
+                    out.raw(b":1\r\n")
+                } else {
+                    out.null()
+                }
+            }
+            Resp::V3 => out.bool(b),
+        },
+        Value::Integer(i) => out.int(i),
+        Value::Number(d) => out.int(c_i64(d)),
+        Value::Table(t) => table_reply(lua, &t, h, out, ls, frames)?,
+        _ => out.null(),
+    }
+    Ok(())
+}
+
+fn table_reply(lua: &Lua, t: &Table, h: u32, out: &mut Reply, ls: &mut LStack, frames: &mut Vec<Frame>) -> LResult<()> {
+    if let Value::String(_) = t.raw_get::<Value>("err")? {
         let msg = match t.get::<Value>("err")? {
             Value::String(s) => s.as_bytes().to_vec(),
             v @ (Value::Integer(_) | Value::Number(_)) => crate::errors::to_bytes(lua, &v).unwrap_or_default(),
@@ -321,42 +406,27 @@ fn table_reply(lua: &Lua, t: &Table, h: u32, out: &mut Reply, stack: &mut Vec<Ta
         return Ok(());
     }
     if let Value::Table(m) = t.raw_get::<Value>("map")? {
-        let mut pairs = Vec::new();
-        for pair in m.pairs::<Value, Value>() {
-            pairs.push(pair?);
-        }
-        out.map(pairs.len());
-        // Stack while converting (see luaReplyToRedisReply): key at h + 4, value at h + 3.
-        for (k, v) in pairs.into_iter().rev() {
-            stack.push(Task::Value(v, h + 3));
-            stack.push(Task::Value(k, h + 4));
-        }
+        out.map(count_pairs(&m)?);
+        let slot = ls.push(m)?;
+        let key = ls.push(Value::Nil)?;
+        frames.push(Frame::Map { slot, key, value_next: false, h });
         return Ok(());
     }
     if let Value::Table(s) = t.raw_get::<Value>("set")? {
-        let mut keys = Vec::new();
-        for pair in s.pairs::<Value, Value>() {
-            keys.push(pair?.0);
-        }
-        out.set(keys.len());
-        for k in keys.into_iter().rev() {
-            stack.push(Task::Value(k, h + 3));
-        }
+        out.set(count_pairs(&s)?);
+        let slot = ls.push(s)?;
+        let key = ls.push(Value::Nil)?;
+        frames.push(Frame::Set { slot, key, h });
         return Ok(());
     }
-    let mut items = Vec::new();
-    let mut j = 1i64;
-    loop {
-        let v: Value = t.raw_get(j)?;
-        if matches!(v, Value::Nil) {
-            break;
-        }
-        items.push(v);
-        j += 1;
+    let mut n = 0usize;
+    while !matches!(t.raw_get::<Value>(n as i64 + 1)?, Value::Nil) {
+        n += 1;
     }
-    out.array(items.len());
-    for v in items.into_iter().rev() {
-        stack.push(Task::Value(v, h + 1));
+    out.array(n);
+    if n > 0 {
+        let slot = ls.push(t.clone())?;
+        frames.push(Frame::Array { slot, next: 1, h });
     }
     Ok(())
 }
@@ -400,8 +470,4 @@ pub(crate) fn write_error_format(out: &mut Reply, s: &[u8]) {
     }
     out.raw(&s);
     out.raw(b"\r\n");
-}
-
-pub(crate) fn unused_internal() -> mlua::Error {
-    internal("unreachable")
 }

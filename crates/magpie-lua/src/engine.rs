@@ -198,6 +198,12 @@ fn hook(lua: &Lua, _: &Debug) -> mlua::Result<VmState> {
         return Ok(VmState::Continue);
     }
     if killed {
+        // Not in Magpie's own code around the script (the trampoline returning the error).
+        let internal =
+            lua.inspect_stack(0, |d| d.source().source.as_deref() == Some(sandbox::INTERNAL_CHUNK)).unwrap_or(false);
+        if internal {
+            return Ok(VmState::Continue);
+        }
         return Err(kill_error());
     }
     let Some(bridge) = bridge else { return Ok(VmState::Continue) };
@@ -326,6 +332,11 @@ return function(f) return xpcall(f, handler) end,
         }
         // A script may have stopped the collector; it must not stay stopped for the next ones.
         self.lua.gc_restart();
+        // Lua 5.1 has no emergency collection: garbage left by a script that hit the memory
+        // limit would make the next ones fail. Collect when more than half the limit is used.
+        if self.opts.memory_limit > 0 && self.lua.used_memory() > self.opts.memory_limit / 2 {
+            let _ = self.lua.gc_collect();
+        }
         self.runs += 1;
         if self.runs >= GC_PERIOD {
             self.runs = 0;

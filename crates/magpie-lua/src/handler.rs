@@ -59,6 +59,7 @@ fn script_frames(lua: &Lua, want: usize) -> Vec<Frame> {
 pub(crate) fn error_handler(lua: &Lua, err: Value) -> LResult<Value> {
     let err = translate(lua, err)?;
     let frames = script_frames(lua, 2);
+
     let info = match frames.first() {
         Some(f) if f.what == "C" => frames.get(1),
         f => f,

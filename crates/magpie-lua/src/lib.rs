@@ -20,6 +20,7 @@ mod engine;
 mod errors;
 mod handler;
 mod host;
+mod lstack;
 mod lstruct;
 mod numfmt;
 mod rand48;
