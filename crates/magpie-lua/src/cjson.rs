@@ -373,7 +373,7 @@ fn encode(lua: &Lua, cfg: &Cfg, a: Args<'_>) -> LResult<mlua::String> {
 }
 
 /// Encodes a Lua value as Redis's `cjson.encode` does, with the default configuration.
-pub fn encode_value(lua: &Lua, v: &Value) -> LResult<Vec<u8>> {
+pub(crate) fn encode_value(lua: &Lua, v: &Value) -> LResult<Vec<u8>> {
     let mut e = Encoder { lua, cfg: Config::default(), out: Vec::new() };
     e.value(v, 0, 1)?;
     Ok(e.out)
@@ -622,7 +622,7 @@ fn decode(lua: &Lua, cfg: &Cfg, a: Args<'_>) -> LResult<Value> {
 }
 
 /// Decodes JSON text as Redis's `cjson.decode` does with the default configuration.
-pub fn decode_default(lua: &Lua, data: &[u8]) -> LResult<Value> {
+pub(crate) fn decode_default(lua: &Lua, data: &[u8]) -> LResult<Value> {
     decode_bytes(lua, data, &Config::default())
 }
 

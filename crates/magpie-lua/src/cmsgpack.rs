@@ -254,7 +254,7 @@ impl Decoder<'_> {
                     self.at += 9;
                     Value::Number(d)
                 }
-                0xd9 | 0xda | 0xdb => {
+                0xd9..=0xdb => {
                     let hl = match c {
                         0xd9 => 1,
                         0xda => 2,
@@ -267,7 +267,7 @@ impl Decoder<'_> {
                     self.at += 1 + hl + l;
                     Value::String(s)
                 }
-                0xdc | 0xdd | 0xde | 0xdf => {
+                0xdc..=0xdf => {
                     let hl = if c == 0xdc || c == 0xde { 2 } else { 4 };
                     self.need(1 + hl)?;
                     let l = self.be(1, hl) as usize;
@@ -441,7 +441,16 @@ pub(crate) fn open(lua: &Lua) -> mlua::Result<Table> {
     Ok(t)
 }
 
+/// Packs values as `cmsgpack.pack` does (for the fuzz target).
+pub(crate) fn pack_values(values: &[Value]) -> LResult<Vec<u8>> {
+    let mut buf = Vec::new();
+    for v in values {
+        encode(&mut buf, v, 0)?;
+    }
+    Ok(buf)
+}
+
 /// Decodes a whole buffer into Lua values (for the fuzz target and tests).
-pub fn unpack_bytes(lua: &Lua, data: &[u8]) -> mlua::Result<MultiValue> {
+pub(crate) fn unpack_bytes(lua: &Lua, data: &[u8]) -> mlua::Result<MultiValue> {
     unpack_full(lua, data, 1, 0, 0)
 }

@@ -9,7 +9,6 @@
 //! computed as `luaL_where` and `luaL_argerror` do, from the Lua call stack.
 
 use std::fmt;
-use std::sync::Arc;
 
 use mlua::{Error, Lua, MultiValue, Table, Value};
 
@@ -244,11 +243,6 @@ impl<'a> Args<'a> {
         }
     }
 
-    /// `luaL_optnumber`.
-    pub fn opt_number(&self, n: usize, def: f64) -> LResult<f64> {
-        if self.is_none_or_nil(n) { Ok(def) } else { self.check_number(n) }
-    }
-
     /// `luaL_checkint`: the number truncated as C's casts do.
     pub fn check_int(&self, n: usize) -> LResult<i32> {
         Ok(lua_int(self.check_number(n)?))
@@ -305,7 +299,11 @@ pub(crate) fn to_bytes(lua: &Lua, v: &Value) -> Option<Vec<u8>> {
 
 /// C's `(long long)d` on x86-64: truncation, and `LLONG_MIN` for NaN and out-of-range values.
 pub(crate) fn c_i64(d: f64) -> i64 {
-    if d.is_nan() || d >= 9_223_372_036_854_775_808.0 || d < -9_223_372_036_854_775_808.0 { i64::MIN } else { d as i64 }
+    if d.is_nan() || !(-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&d) {
+        i64::MIN
+    } else {
+        d as i64
+    }
 }
 
 /// `luaL_checkint`'s conversion: `(int)(ptrdiff_t)d`, keeping the low 32 bits.
@@ -320,11 +318,6 @@ pub(crate) fn format_g17(d: f64) -> Vec<u8> {
     }
     let mut buf = [0u8; 32];
     magpie_protocol::format_g17(d, &mut buf).to_vec()
-}
-
-/// An mlua error that is not an error raised to Lua (conversion of an internal failure).
-pub(crate) fn internal(e: impl fmt::Display) -> Error {
-    Error::ExternalError(Arc::new(Raise::Str(format!("internal error: {e}").into_bytes())))
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod cmsgpack;
 mod convert;
 mod engine;
 mod errors;
+pub mod fuzzing;
 mod handler;
 mod host;
 mod lstack;

@@ -243,7 +243,7 @@ mod tests {
         assert_eq!(format_g(0.0001, 14), "0.0001");
         assert_eq!(format_g(-0.0, 14), "-0");
         assert_eq!(format_g(f64::MAX, 14), "1.7976931348623e+308");
-        assert_eq!(format_g(3.14159, 3), "3.14");
+        assert_eq!(format_g(1.23456, 3), "1.23");
         assert_eq!(format_g(2.5, 1), "2");
     }
 

@@ -5,7 +5,7 @@ use mlua::{Function, Lua, MultiValue, Table, Value};
 
 use crate::engine::{Mailbox, Op, RunState, SharedRng};
 use crate::errors::{
-    Args, LResult, Raise, error_table, error_text, format_g17, lua_error, raise_table, reraise, to_bytes, to_number,
+    Args, LResult, Raise, error_table, error_text, format_g17, lua_error, raise_table, reraise, to_bytes,
 };
 use crate::host::{LogLevel, Repl};
 use crate::rand48::LRAND48_MAX;
@@ -318,8 +318,4 @@ fn math_randomseed(lua: &Lua, args: MultiValue) -> LResult<()> {
     let a = Args::new(lua, args);
     rng.seed(a.check_int(1)?);
     Ok(())
-}
-
-pub(crate) fn unused(lua: &Lua, v: &Value) -> Option<f64> {
-    to_number(lua, v)
 }

@@ -11,6 +11,7 @@
 //!   connection (HELLO 3).
 //! - `=== load`: FUNCTION LOAD REPLACE of the body.
 //! - `=== fcall <name> [resp3] [keys=..] [args=..]`: FCALL of a loaded function.
+//!
 //! Lines starting with `#` before the first case are comments.
 
 mod common;

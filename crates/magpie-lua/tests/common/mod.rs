@@ -154,7 +154,7 @@ impl Host for TestHost {
                 }
             }
             "hset" => {
-                if args.len() % 2 != 0 {
+                if !args.len().is_multiple_of(2) {
                     reply.error(b"ERR wrong number of arguments for 'hset' command");
                     return Ok(());
                 }
@@ -251,7 +251,7 @@ impl Host for TestHost {
                 None => reply.set(0),
             },
             "zadd" => {
-                if args.len() % 2 != 0 {
+                if !args.len().is_multiple_of(2) {
                     reply.error(b"ERR syntax error");
                     return Ok(());
                 }
