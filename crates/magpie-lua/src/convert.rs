@@ -248,6 +248,8 @@ pub(crate) fn lua_to_resp(
     let mut written = 0usize;
     // Stack at the top: the error handler and the result.
     let mut next: Option<(Value, u32)> = Some((v, 2));
+    // The innermost open table, kept while its elements are written one after the other.
+    let mut cached: Option<(usize, Table)> = None;
     loop {
         if let Some((v, h)) = next.take() {
             written += 1;
@@ -259,9 +261,19 @@ pub(crate) fn lua_to_resp(
         }
         // The next element of the innermost open table.
         let Some(frame) = frames.last_mut() else { break };
+        let frame_slot = match frame {
+            Frame::Array { slot, .. } | Frame::Map { slot, .. } | Frame::Set { slot, .. } => *slot,
+        };
+        let t: Table = match &cached {
+            Some((s, t)) if *s == frame_slot => t.clone(),
+            _ => {
+                let t: Table = ls.get(frame_slot)?;
+                cached = Some((frame_slot, t.clone()));
+                t
+            }
+        };
         match frame {
             Frame::Array { slot, next: j, h } => {
-                let t: Table = ls.get(*slot)?;
                 let v: Value = t.raw_get(*j)?;
                 if matches!(v, Value::Nil) {
                     let slot = *slot;
@@ -273,7 +285,6 @@ pub(crate) fn lua_to_resp(
                 next = Some((v, *h + 1));
             }
             Frame::Map { slot, key, value_next, h } => {
-                let t: Table = ls.get(*slot)?;
                 let k: Value = ls.get(*key)?;
                 if *value_next {
                     *value_next = false;
@@ -294,7 +305,6 @@ pub(crate) fn lua_to_resp(
                 }
             }
             Frame::Set { slot, key, h } => {
-                let t: Table = ls.get(*slot)?;
                 let k: Value = ls.get(*key)?;
                 match crate::lstack::next(lua, &t, k)? {
                     None => {
