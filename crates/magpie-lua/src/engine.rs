@@ -254,7 +254,7 @@ return function(f) return xpcall(f, handler) end,
 "#,
         )?;
         let (run_eval, run_fcall): (Function, Function) =
-            make.call((g.raw_get::<Function>("xpcall")?, handler.clone()))?;
+            make.call((sandbox::env(&lua)?.stock_xpcall, handler.clone()))?;
         g.raw_set("__redis__err__handler", handler)?;
         if opts.memory_limit > 0 {
             lua.set_memory_limit(opts.memory_limit)?;

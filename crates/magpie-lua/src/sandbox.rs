@@ -62,8 +62,9 @@ pub(crate) struct Env {
     pub stock_next: Function,
     pub stock_getmetatable: Function,
     pub stock_tostring: Function,
-    /// Lua's own pcall (the global `pcall` is Redis's wrapper).
+    /// Lua's own pcall and xpcall (the globals are wrappers).
     pub stock_pcall: Function,
+    pub stock_xpcall: Function,
     /// `__newindex` of every proxy.
     pub readonly: Function,
     /// The `next` that `pairs` returns for proxies.
@@ -104,6 +105,7 @@ pub(crate) fn prepare(lua: &Lua) -> LResult<Table> {
     let stock_getmetatable: Function = g.raw_get("getmetatable")?;
     let stock_tostring: Function = g.raw_get("tostring")?;
     let stock_pcall: Function = g.raw_get("pcall")?;
+    let stock_xpcall: Function = g.raw_get("xpcall")?;
     let readonly = lua.create_function(|lua, _: MultiValue| -> LResult<()> {
         Err(lua_error(lua, "Attempt to modify a readonly table"))
     })?;
@@ -124,6 +126,7 @@ pub(crate) fn prepare(lua: &Lua) -> LResult<Table> {
         stock_getmetatable,
         stock_tostring,
         stock_pcall,
+        stock_xpcall,
         readonly,
         proxy_next,
     };
@@ -357,7 +360,7 @@ fn install_coroutine(lua: &Lua, g: &Table) -> LResult<()> {
     let make = internal_chunk(
         lua,
         r#"
-local rawresume, rawcreate, type, error, argerr, where_at, is_lua, translate = ...
+local rawresume, rawcreate, type, error, argerr, where_at, is_lua, translate, rawxpcall, select = ...
 local function fixres(ok, ...)
   if ok then return ok, ... end
   local e = ...
@@ -381,10 +384,20 @@ local wrap = function(f)
   local co = rawcreate(f)
   return function(...) return wrapres(rawresume(co, ...)) end
 end
-return resume, wrap
+-- xpcall: the handler sees the error value Redis's C functions raise.
+local xpcall = function(...)
+  if select('#', ...) < 2 then argerr(2, 'value expected') end
+  local f, h = ...
+  if type(h) ~= 'function' then return rawxpcall(f, h) end
+  return rawxpcall(f, function(e)
+    if type(e) == 'userdata' then e = translate(e) end
+    return h(e)
+  end)
+end
+return resume, wrap, xpcall
 "#,
     )?;
-    let (resume, wrap): (Function, Function) = make.call((
+    let (resume, wrap, xpcall): (Function, Function, Function) = make.call((
         co.raw_get::<Function>("resume")?,
         co.raw_get::<Function>("create")?,
         g.raw_get::<Function>("type")?,
@@ -393,9 +406,12 @@ return resume, wrap
         where_at,
         is_lua_function,
         translate,
+        g.raw_get::<Function>("xpcall")?,
+        g.raw_get::<Function>("select")?,
     ))?;
     co.raw_set("resume", resume)?;
     co.raw_set("wrap", wrap)?;
+    g.raw_set("xpcall", xpcall)?;
     Ok(())
 }
 
