@@ -157,8 +157,124 @@ impl Redis {
     }
 }
 
+/// What `expected.tsv` keeps of a reply: the reply itself, or for long ones its SHA1 and
+/// length (the file stays small; the comparison stays exact).
+fn record(b: &[u8]) -> String {
+    if b.len() > 2048 { format!("sha1:{}:{}", magpie_lua::sha1_hex(b), b.len()) } else { escape(b) }
+}
+
+/// Reply bytes as one line of text: printable ASCII as is, `\\` and `\xNN` for the rest.
+fn escape(b: &[u8]) -> String {
+    let mut s = String::new();
+    for &c in b {
+        match c {
+            b'\\' => s.push_str("\\\\"),
+            0x20..=0x7e => s.push(char::from(c)),
+            _ => s.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    s
+}
+
+fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && b.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else if b[i] == b'\\' && b.get(i + 1) == Some(&b'x') {
+            let hex = std::str::from_utf8(&b[i + 2..i + 4]).unwrap_or("00");
+            out.push(u8::from_str_radix(hex, 16).unwrap_or(0));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 fn redis_available() -> bool {
     Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+/// Magpie's side of the corpus: both engines, the library registry, the host.
+struct Magpie {
+    engine: magpie_lua::EvalEngine,
+    functions: magpie_lua::FunctionEngine,
+    registry: HashMap<Vec<u8>, Vec<FunctionDef>>,
+    host: TestHost,
+}
+
+impl Magpie {
+    fn new() -> Self {
+        let (engine, functions) = engines();
+        Magpie { engine, functions, registry: HashMap::new(), host: TestHost::default() }
+    }
+
+    fn run(&mut self, case: &Case) -> Vec<u8> {
+        let proto = if case.resp3 { Resp::V3 } else { Resp::V2 };
+        let keys: Vec<&[u8]> = case.keys.iter().map(|k| k.as_bytes()).collect();
+        let args: Vec<&[u8]> = case.args.iter().map(|k| k.as_bytes()).collect();
+        match case.kind.as_str() {
+            "eval" => {
+                let ks: Vec<&str> = case.keys.iter().map(String::as_str).collect();
+                let a: Vec<&str> = case.args.iter().map(String::as_str).collect();
+                eval(&mut self.engine, &mut self.host, &case.body, &ks, &a, proto)
+            }
+            "load" => {
+                let mut out = Reply::new(proto);
+                match library_meta(case.body.as_bytes()) {
+                    Err(e) => out.error(format!("ERR {e}").as_bytes()),
+                    Ok(meta) => match self.functions.load(&mut self.host, case.body.as_bytes(), None) {
+                        Ok(lib) => {
+                            self.registry.insert(lib.name.clone(), lib.functions);
+                            out.bulk(&meta.name);
+                        }
+                        Err(e) => out.error(&e.0),
+                    },
+                }
+                out.as_bytes().to_vec()
+            }
+            "fcall" => {
+                let mut out = Reply::new(proto);
+                let f = self.registry.values().flatten().find(|f| f.name == case.name.as_bytes()).cloned();
+                match f {
+                    Some(f) => {
+                        self.functions.call(&mut self.host, &f, &keys, &args, &mut out);
+                    }
+                    None => out.error(b"ERR Function not found"),
+                }
+                out.as_bytes().to_vec()
+            }
+            other => panic!("unknown case kind {other}"),
+        }
+    }
+}
+
+fn corpus() -> Vec<(String, Vec<Case>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("corpus dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            (name, parse_corpus(&std::fs::read_to_string(&f).expect("corpus file")))
+        })
+        .collect()
+}
+
+fn clip(b: &[u8]) -> String {
+    let s = format!("{:?}", String::from_utf8_lossy(b));
+    if s.len() > 600 { format!("{}...({} bytes)", &s[..600], b.len()) } else { s }
 }
 
 #[test]
@@ -173,75 +289,31 @@ fn differential_against_redis() {
         return;
     }
     let mut redis = Redis::start().expect("start redis-server");
-    let (mut engine, mut functions) = engines();
-    let mut registry: HashMap<Vec<u8>, Vec<FunctionDef>> = HashMap::new();
-    let mut host = TestHost::default();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    let mut files: Vec<_> =
-        std::fs::read_dir(&dir).expect("corpus dir").filter_map(|e| e.ok()).map(|e| e.path()).collect();
-    files.sort();
+    let mut magpie = Magpie::new();
     let mut failures = Vec::new();
     let mut count = 0;
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("corpus file");
-        let fname = file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-        for case in parse_corpus(&text) {
+    let mut recorded = String::new();
+    for (fname, cases) in corpus() {
+        for case in cases {
             count += 1;
             if std::env::var("MAGPIE_DIFF_TRACE").is_ok() {
                 eprintln!("{fname}:{}", case.line);
             }
-            let proto = if case.resp3 { Resp::V3 } else { Resp::V2 };
             redis.call(&[b"HELLO", if case.resp3 { b"3" } else { b"2" }]);
-            let keys: Vec<&[u8]> = case.keys.iter().map(|k| k.as_bytes()).collect();
-            let args: Vec<&[u8]> = case.args.iter().map(|k| k.as_bytes()).collect();
-            let nkeys = keys.len().to_string();
-            let (want, got) = match case.kind.as_str() {
-                "eval" => {
-                    let mut cmd: Vec<&[u8]> = vec![b"EVAL", case.body.as_bytes(), nkeys.as_bytes()];
-                    cmd.extend(&keys);
-                    cmd.extend(&args);
-                    let want = redis.call(&cmd);
-                    let ks: Vec<&str> = case.keys.iter().map(String::as_str).collect();
-                    let a: Vec<&str> = case.args.iter().map(String::as_str).collect();
-                    (want, eval(&mut engine, &mut host, &case.body, &ks, &a, proto))
-                }
-                "load" => {
-                    let want = redis.call(&[b"FUNCTION", b"LOAD", b"REPLACE", case.body.as_bytes()]);
-                    let mut out = Reply::new(proto);
-                    match library_meta(case.body.as_bytes()) {
-                        Err(e) => out.error(format!("ERR {e}").as_bytes()),
-                        Ok(meta) => match functions.load(&mut host, case.body.as_bytes(), None) {
-                            Ok(lib) => {
-                                registry.insert(lib.name.clone(), lib.functions);
-                                out.bulk(&meta.name);
-                            }
-                            Err(e) => out.error(&e.0),
-                        },
-                    }
-                    (want, out.as_bytes().to_vec())
-                }
-                "fcall" => {
-                    let mut cmd: Vec<&[u8]> = vec![b"FCALL", case.name.as_bytes(), nkeys.as_bytes()];
-                    cmd.extend(&keys);
-                    cmd.extend(&args);
-                    let want = redis.call(&cmd);
-                    let mut out = Reply::new(proto);
-                    let f = registry.values().flatten().find(|f| f.name == case.name.as_bytes()).cloned();
-                    match f {
-                        Some(f) => {
-                            functions.call(&mut host, &f, &keys, &args, &mut out);
-                        }
-                        None => out.error(b"ERR Function not found"),
-                    }
-                    (want, out.as_bytes().to_vec())
-                }
-                other => panic!("unknown case kind {other}"),
+            let nkeys = case.keys.len().to_string();
+            let mut cmd: Vec<&[u8]> = match case.kind.as_str() {
+                "eval" => vec![b"EVAL", case.body.as_bytes(), nkeys.as_bytes()],
+                "load" => vec![b"FUNCTION", b"LOAD", b"REPLACE", case.body.as_bytes()],
+                _ => vec![b"FCALL", case.name.as_bytes(), nkeys.as_bytes()],
             };
+            if case.kind != "load" {
+                cmd.extend(case.keys.iter().map(|k| k.as_bytes()));
+                cmd.extend(case.args.iter().map(|k| k.as_bytes()));
+            }
+            let want = redis.call(&cmd);
+            let got = magpie.run(&case);
+            recorded.push_str(&format!("{fname}:{}\t{}\n", case.line, record(&want)));
             if want != got {
-                let clip = |b: &[u8]| {
-                    let s = format!("{:?}", String::from_utf8_lossy(b));
-                    if s.len() > 600 { format!("{}...({} bytes)", &s[..600], b.len()) } else { s }
-                };
                 failures.push(format!(
                     "{fname}:{} {}\n  script: {}\n  redis:  {}\n  magpie: {}",
                     case.line,
@@ -256,6 +328,47 @@ fn differential_against_redis() {
     for f in &failures {
         eprintln!("{f}\n");
     }
+    if std::env::var("MAGPIE_LUA_RECORD").as_deref() == Ok("1") {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+        std::fs::write(dir.join("expected.tsv"), recorded).expect("write expected.tsv");
+    }
     eprintln!("{} cases, {} differences", count, failures.len());
     assert!(failures.is_empty(), "{} of {count} cases differ from redis-server", failures.len());
+}
+
+/// The same corpus against the replies redis-server gave when `expected.tsv` was recorded
+/// (`MAGPIE_LUA_RECORD=1` with the differential test): runs without redis-server.
+#[test]
+fn recorded_replies() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let text = std::fs::read_to_string(dir.join("expected.tsv")).expect("expected.tsv");
+    let expected: HashMap<&str, Vec<u8>> =
+        text.lines().filter_map(|l| l.split_once('\t')).map(|(k, v)| (k, unescape(v))).collect();
+    let mut magpie = Magpie::new();
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for (fname, cases) in corpus() {
+        for case in cases {
+            let id = format!("{fname}:{}", case.line);
+            let Some(want) = expected.get(id.as_str()) else {
+                panic!("{id} has no recorded reply: record again with MAGPIE_LUA_RECORD=1");
+            };
+            count += 1;
+            let got = magpie.run(&case);
+            let got = if want.starts_with(b"sha1:") { record(&got).into_bytes() } else { got };
+            if *want != got {
+                failures.push(format!(
+                    "{id}\n  script: {}\n  redis:  {}\n  magpie: {}",
+                    clip(case.body.as_bytes()),
+                    clip(want),
+                    clip(&got)
+                ));
+            }
+        }
+    }
+    for f in &failures {
+        eprintln!("{f}\n");
+    }
+    assert!(count > 600, "the corpus shrank to {count} cases");
+    assert!(failures.is_empty(), "{} of {count} cases differ from redis-server's recorded replies", failures.len());
 }
