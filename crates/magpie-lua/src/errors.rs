@@ -171,7 +171,7 @@ pub(crate) fn arg_error(lua: &Lua, narg: usize, extramsg: &str) -> Error {
     let msg = match names {
         None => format!("bad argument #{narg} ({extramsg})"),
         Some((name, what)) => {
-            let mut narg = narg;
+            let mut narg = narg as i64;
             if what == Some("method") {
                 narg -= 1;
                 if narg == 0 {
