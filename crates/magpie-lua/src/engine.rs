@@ -1,0 +1,756 @@
+//! The two script engines: [`EvalEngine`] (EVAL, EVALSHA, SCRIPT LOAD) and [`FunctionEngine`]
+//! (FUNCTION LOAD, FCALL), each with its own Lua state as in Redis.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use magpie_protocol::{Reply, Resp};
+use mlua::{Debug, Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+
+use crate::convert::{ReplyLimits, lua_to_resp, map_crlf, write_error_format};
+use crate::errors::{LResult, Raise, find_raise, raise_table, to_bytes};
+use crate::host::{Control, Host, LogLevel, Repl};
+use crate::rand48::Rand48;
+use crate::redis_api::{Flavour, redis_table, register_log, register_math, register_version};
+use crate::sandbox::{self, internal_chunk, load_text, protect, protect_globals};
+use crate::shebang::{ScriptFlags, c_str, eval_shebang, library_meta, lossy, valid_name};
+
+/// Redis's count hook runs every 100,000 instructions.
+const HOOK_EVERY: u32 = 100_000;
+/// `LUA_GC_CYCLE_PERIOD`: a GC step every 50 runs.
+const GC_PERIOD: u32 = 50;
+/// `LOAD_TIMEOUT_MS`: how long FUNCTION LOAD may run a library's body.
+pub const LOAD_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Redis's `math.random` generator, shared by every engine of a server (Redis has one for the
+/// whole process).
+#[derive(Clone, Default, Debug)]
+pub struct SharedRng(Arc<Mutex<Rand48>>);
+
+impl SharedRng {
+    pub(crate) fn next(&self) -> i32 {
+        match self.0.lock() {
+            Ok(mut r) => r.next_i32(),
+            Err(p) => p.into_inner().next_i32(),
+        }
+    }
+
+    pub(crate) fn seed(&self, seed: i32) {
+        match self.0.lock() {
+            Ok(mut r) => r.seed(seed),
+            Err(p) => p.into_inner().seed(seed),
+        }
+    }
+}
+
+/// How an engine is set up.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Most bytes the Lua state may allocate (0: no limit). Past it, allocations fail with Lua's
+    /// `not enough memory` error and the script stops (unless it catches the error).
+    pub memory_limit: usize,
+    pub reply_limits: ReplyLimits,
+    pub rng: SharedRng,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { memory_limit: 1 << 30, reply_limits: ReplyLimits::default(), rng: SharedRng::default() }
+    }
+}
+
+/// An error reply, as the text after the `-` (`ERR Error compiling script ...`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorReply(pub Vec<u8>);
+
+impl ErrorReply {
+    fn new(s: impl AsRef<[u8]>) -> Self {
+        ErrorReply(s.as_ref().to_vec())
+    }
+
+    /// `addReplyErrorFormat`'s text: `ERR ` in front, CR/LF made harmless.
+    fn format(s: impl AsRef<[u8]>) -> Self {
+        let mut r = Reply::new(Resp::V2);
+        write_error_format(&mut r, s.as_ref());
+        let b = r.as_bytes();
+        ErrorReply(b[1..b.len() - 2].to_vec())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ErrorReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+/// What a run wrote into the reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The reply is an error.
+    pub error: bool,
+    /// The error came from a command the script called, which already counted it in the error
+    /// stats (`ERR_REPLY_FLAG_NO_STATS_UPDATE`).
+    pub ignore_error_stats: bool,
+}
+
+/// Per-state bookkeeping of the current run, in the Lua state's app data.
+#[derive(Default)]
+pub(crate) struct RunState {
+    /// Calls into the host; set only while a script runs.
+    pub bridge: Option<Function>,
+    /// The protocol chosen with `redis.setresp`.
+    pub resp: Resp,
+    pub killed: bool,
+    /// The hook runs at every instruction (after a kill or a load timeout).
+    pub fast_hook: bool,
+    /// FUNCTION LOAD in progress: its deadline, and the functions registered so far.
+    pub loading: Option<Loading>,
+}
+
+pub(crate) struct Loading {
+    deadline: Option<Instant>,
+    functions: Vec<FunctionDef>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Op {
+    Call,
+    Log(LogLevel),
+    Check,
+    SetRepl(Repl),
+    Acl,
+}
+
+/// Arguments and results passed between the Rust functions and the host.
+pub(crate) struct Mailbox {
+    pub op: Op,
+    pub args: Vec<Vec<u8>>,
+    pub nargs: usize,
+    pub reply: Reply,
+    pub result: Result<(), Vec<u8>>,
+    pub control: Control,
+    pub acl: Option<bool>,
+}
+
+impl Default for Mailbox {
+    fn default() -> Self {
+        Mailbox {
+            op: Op::Check,
+            args: Vec::new(),
+            nargs: 0,
+            reply: Reply::new(Resp::V2),
+            result: Ok(()),
+            control: Control::Continue,
+            acl: None,
+        }
+    }
+}
+
+fn bridge_op(lua: &Lua, host: &mut dyn Host) -> LResult<()> {
+    let Some(mut mb) = lua.app_data_mut::<Mailbox>() else { return Ok(()) };
+    let Mailbox { op, args, nargs, reply, result, control, acl } = &mut *mb;
+    let argv = || args[..*nargs].iter().map(Vec::as_slice).collect::<Vec<&[u8]>>();
+    match *op {
+        Op::Call => {
+            reply.clear();
+            *result = host.call(&argv(), reply);
+        }
+        Op::Log(level) => host.log(level, args.first().map_or(&[][..], Vec::as_slice)),
+        Op::Check => *control = host.check(),
+        Op::SetRepl(r) => host.set_repl(r),
+        Op::Acl => *acl = host.acl_check_cmd(&argv()),
+    }
+    Ok(())
+}
+
+fn kill_error() -> mlua::Error {
+    mlua::Error::external(Raise::Table {
+        err: b"ERR Script killed by user with SCRIPT KILL...".to_vec(),
+        ignore_stats: false,
+    })
+}
+
+/// After a kill (or a load timeout) the hook fires at every instruction, so that a script
+/// catching the error with pcall is stopped right after (Redis switches to a line hook).
+fn hook_fast(lua: &Lua) {
+    let _ = lua.set_global_hook(HookTriggers::new().every_nth_instruction(1), hook);
+    if let Some(mut r) = lua.app_data_mut::<RunState>() {
+        r.fast_hook = true;
+    }
+}
+
+/// The count hook (`luaMaskCountHook`, `luaEngineLoadHook`).
+fn hook(lua: &Lua, _: &Debug) -> mlua::Result<VmState> {
+    let (bridge, killed, deadline) = match lua.app_data_ref::<RunState>() {
+        Some(r) => (r.bridge.clone(), r.killed, r.loading.as_ref().and_then(|l| l.deadline)),
+        None => return Ok(VmState::Continue),
+    };
+    if let Some(deadline) = deadline {
+        if Instant::now() > deadline {
+            hook_fast(lua);
+            return Err(raise_table(b"FUNCTION LOAD timeout"));
+        }
+        return Ok(VmState::Continue);
+    }
+    if killed {
+        // Not in Magpie's own code around the script (the trampoline returning the error).
+        let internal =
+            lua.inspect_stack(0, |d| d.source().source.as_deref() == Some(sandbox::INTERNAL_CHUNK)).unwrap_or(false);
+        if internal {
+            return Ok(VmState::Continue);
+        }
+        return Err(kill_error());
+    }
+    let Some(bridge) = bridge else { return Ok(VmState::Continue) };
+    if let Some(mut mb) = lua.app_data_mut::<Mailbox>() {
+        mb.op = Op::Check;
+    }
+    bridge.call::<()>(())?;
+    let control = lua.app_data_ref::<Mailbox>().map_or(Control::Continue, |m| m.control);
+    if control == Control::Kill {
+        if let Some(mut r) = lua.app_data_mut::<RunState>() {
+            r.killed = true;
+        }
+        hook_fast(lua);
+        return Err(kill_error());
+    }
+    Ok(VmState::Continue)
+}
+
+/// The Lua state and what both engines share.
+struct Core {
+    lua: Lua,
+    /// `xpcall(f, handler)`, and `xpcall(function() return f(keys, args) end, handler)`.
+    run_eval: Function,
+    run_fcall: Function,
+    opts: Options,
+    runs: u32,
+}
+
+impl Core {
+    fn new(opts: Options) -> LResult<(Core, Table)> {
+        let lua = Lua::new_with(StdLib::TABLE | StdLib::STRING | StdLib::MATH, LuaOptions::new())?;
+        lua.set_app_data(RunState::default());
+        lua.set_app_data(Mailbox::default());
+        lua.set_app_data(opts.rng.clone());
+        let g = sandbox::prepare(&lua)?;
+        register_math(&lua, &g.raw_get::<Table>("math")?)?;
+        g.raw_set("cjson", crate::cjson::open(&lua)?)?;
+        g.raw_set("struct", crate::lstruct::open(&lua)?)?;
+        g.raw_set("cmsgpack", crate::cmsgpack::open(&lua)?)?;
+        g.raw_set("bit", crate::bit::open(&lua)?)?;
+        let handler = lua.create_function(crate::handler::error_handler)?;
+        let make = internal_chunk(
+            &lua,
+            r#"
+local xpcall, handler = ...
+return function(f) return xpcall(f, handler) end,
+  function(f, keys, args) return xpcall(function() return f(keys, args) end, handler) end
+"#,
+        )?;
+        let (run_eval, run_fcall): (Function, Function) =
+            make.call((sandbox::env(&lua)?.stock_xpcall, handler.clone()))?;
+        g.raw_set("__redis__err__handler", handler)?;
+        if opts.memory_limit > 0 {
+            lua.set_memory_limit(opts.memory_limit)?;
+        }
+        lua.set_global_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), hook)?;
+        Ok((Core { lua, run_eval, run_fcall, opts, runs: 0 }, g))
+    }
+
+    /// Runs `f` (with `keys` and `args` for a function), writing its reply into `out`.
+    fn run(
+        &mut self,
+        host: &mut dyn Host,
+        name: &str,
+        f: &Function,
+        fargs: Option<(Table, Table)>,
+        out: &mut Reply,
+    ) -> Outcome {
+        if let Some(mut r) = self.lua.app_data_mut::<RunState>() {
+            r.resp = Resp::V2;
+            r.killed = false;
+        }
+        let lua = &self.lua;
+        let (run_eval, run_fcall) = (&self.run_eval, &self.run_fcall);
+        let result = lua.scope(|scope| {
+            let bridge = scope.create_function_mut(|lua, ()| bridge_op(lua, host))?;
+            if let Some(mut r) = lua.app_data_mut::<RunState>() {
+                r.bridge = Some(bridge);
+            }
+            let r = match fargs {
+                None => run_eval.call::<(bool, Value)>(f),
+                Some((k, a)) => run_fcall.call::<(bool, Value)>((f, k, a)),
+            };
+            if let Some(mut r) = lua.app_data_mut::<RunState>() {
+                r.bridge = None;
+            }
+            r
+        });
+        let script_resp = self.finish_run();
+        match result {
+            Ok((true, v)) => match lua_to_resp(&self.lua, v, script_resp, out, self.opts.reply_limits) {
+                Ok(Ok(())) => Outcome { error: false, ignore_error_stats: false },
+                Ok(Err(())) => {
+                    let msg = format!(
+                        "ERR the reply of script {name} has more than {} values",
+                        self.opts.reply_limits.max_values
+                    );
+                    out.error(msg.as_bytes());
+                    Outcome { error: true, ignore_error_stats: false }
+                }
+                Err(e) => self.run_error(name, &e.to_string(), out),
+            },
+            Ok((false, e)) => self.script_error(name, e, out),
+            Err(e) => match find_raise(&e) {
+                Some(_) => {
+                    let v = crate::errors::error_value(&self.lua, &e).unwrap_or(Value::Nil);
+                    self.script_error(name, v, out)
+                }
+                None => self.run_error(name, crate::errors::strip_traceback(&e.to_string()), out),
+            },
+        }
+    }
+
+    fn finish_run(&mut self) -> Resp {
+        let (resp, fast) = match self.lua.app_data_mut::<RunState>() {
+            Some(mut r) => {
+                let fast = r.fast_hook;
+                r.fast_hook = false;
+                r.bridge = None;
+                (r.resp, fast)
+            }
+            None => (Resp::V2, false),
+        };
+        if fast {
+            let _ = self.lua.set_global_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), hook);
+        }
+        // A script may have stopped the collector; it must not stay stopped for the next ones.
+        self.lua.gc_restart();
+        // Lua 5.1 has no emergency collection: garbage left by a script that hit the memory
+        // limit would make the next ones fail. Collect when more than half the limit is used.
+        if self.opts.memory_limit > 0 && self.lua.used_memory() > self.opts.memory_limit / 2 {
+            let _ = self.lua.gc_collect();
+        }
+        self.runs += 1;
+        if self.runs >= GC_PERIOD {
+            self.runs = 0;
+            let _ = self.lua.gc_step_kbytes(GC_PERIOD as i32);
+        }
+        resp
+    }
+
+    /// `Error running script ...`: an error that is not a table (out of memory, error in the
+    /// error handler).
+    fn run_error(&self, name: &str, msg: &str, out: &mut Reply) -> Outcome {
+        let mut msg: String = msg.chars().take(100).collect();
+        if msg == "not enough memory" && self.opts.memory_limit > 0 {
+            msg = format!("not enough memory (the Lua memory limit is {} bytes)", self.opts.memory_limit);
+        }
+        let text = ErrorReply::format(format!("Error running script {name}, {msg}"));
+        out.error(&text.0);
+        Outcome { error: true, ignore_error_stats: false }
+    }
+
+    /// The error reply of a failed script (`luaCallFunction`).
+    fn script_error(&self, name: &str, e: Value, out: &mut Reply) -> Outcome {
+        let t = match e {
+            Value::Table(t) => t,
+            Value::String(s) => return self.run_error(name, &s.to_string_lossy(), out),
+            _ => return self.run_error(name, "execution failure", out),
+        };
+        let info = crate::handler::ErrInfo::extract(&self.lua, &t);
+        let mut line = b"-".to_vec();
+        line.extend_from_slice(info.msg.as_deref().unwrap_or(b"ERR unknown error"));
+        if let (Some(src), Some(l)) = (&info.source, &info.line) {
+            line.extend_from_slice(b" script: ");
+            line.extend_from_slice(name.as_bytes());
+            line.extend_from_slice(b", on ");
+            line.extend_from_slice(src);
+            line.push(b':');
+            line.extend_from_slice(l);
+            line.push(b'.');
+        }
+        // Debian's 7.0.15 (CVE-2025-67733 fix) turns CR and LF in error replies into spaces.
+        let line = map_crlf(&line);
+        out.raw(&line);
+        out.raw(b"\r\n");
+        Outcome { error: true, ignore_error_stats: info.ignore_stats }
+    }
+
+    fn memory(&self) -> usize {
+        self.lua.used_memory()
+    }
+}
+
+/// A script compiled by [`EvalEngine::load`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Script {
+    /// SHA1 of the body, 40 lowercase hex digits.
+    pub sha: String,
+    pub flags: ScriptFlags,
+}
+
+/// EVAL's Lua state and its compiled scripts (Redis's `lctx`).
+pub struct EvalEngine {
+    core: Core,
+    globals: Table,
+    scripts: HashMap<String, (Function, ScriptFlags)>,
+}
+
+impl EvalEngine {
+    pub fn new(opts: Options) -> Result<Self, ErrorReply> {
+        Self::build(opts).map_err(|e| ErrorReply::new(format!("ERR cannot create the Lua state: {e}")))
+    }
+
+    fn build(opts: Options) -> LResult<Self> {
+        let (core, g) = Core::new(opts)?;
+        let redis = redis_table(&core.lua, Flavour::Eval)?;
+        g.raw_set("redis", redis)?;
+        let proxy = protect_globals(&core.lua, &g)?;
+        core.lua.set_globals(proxy)?;
+        Ok(EvalEngine { core, globals: g, scripts: HashMap::new() })
+    }
+
+    /// SCRIPT LOAD, and EVAL's first step (`luaCreateFunction`): compiles `body` unless a script
+    /// with its SHA1 is already there.
+    pub fn load(&mut self, body: &[u8]) -> Result<Script, ErrorReply> {
+        let sha = crate::sha1_hex(body);
+        if let Some((_, flags)) = self.scripts.get(&sha) {
+            return Ok(Script { sha, flags: *flags });
+        }
+        let (flags, shebang_len) = eval_shebang(body).map_err(ErrorReply::format)?;
+        let f = load_text(&self.core.lua, &body[shebang_len..], b"@user_script").map_err(|msg| {
+            let mut m = b"Error compiling script (new function): ".to_vec();
+            m.extend_from_slice(&msg);
+            ErrorReply::format(m)
+        })?;
+        self.scripts.insert(sha.clone(), (f, flags));
+        Ok(Script { sha, flags })
+    }
+
+    /// The flags of a compiled script (case-insensitive SHA1), if there is one.
+    pub fn script(&self, sha: &str) -> Option<ScriptFlags> {
+        self.scripts.get(&sha.to_ascii_lowercase()).map(|(_, f)| *f)
+    }
+
+    pub fn len(&self) -> usize {
+        self.scripts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scripts.is_empty()
+    }
+
+    /// Runs a compiled script with KEYS and ARGV, writing its reply (or error) into `out`,
+    /// encoded for `out.proto`. `None` when there is no script with that SHA1 (NOSCRIPT).
+    pub fn run(
+        &mut self,
+        host: &mut dyn Host,
+        sha: &str,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+        out: &mut Reply,
+    ) -> Option<Outcome> {
+        let sha = sha.to_ascii_lowercase();
+        let f = self.scripts.get(&sha)?.0.clone();
+        let set = |name: &str, items: &[&[u8]]| -> LResult<()> {
+            let t = self.core.lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, item) in items.iter().enumerate() {
+                t.raw_set(i + 1, self.core.lua.create_string(item)?)?;
+            }
+            self.globals.raw_set(name, t)
+        };
+        if let Err(e) = set("KEYS", keys).and_then(|()| set("ARGV", args)) {
+            return Some(self.core.run_error(&sha, &e.to_string(), out));
+        }
+        Some(self.core.run(host, &sha, &f, None, out))
+    }
+
+    /// Bytes used by the Lua state (`used_memory_lua`).
+    pub fn memory(&self) -> usize {
+        self.core.memory()
+    }
+}
+
+/// A function registered by a library.
+#[derive(Clone, Debug)]
+pub struct FunctionDef {
+    pub name: Vec<u8>,
+    pub description: Option<Vec<u8>>,
+    pub flags: ScriptFlags,
+    pub(crate) callback: Function,
+}
+
+/// A library loaded by [`FunctionEngine::load`].
+#[derive(Clone, Debug)]
+pub struct Library {
+    pub name: Vec<u8>,
+    /// In registration order.
+    pub functions: Vec<FunctionDef>,
+}
+
+/// The Lua state of FUNCTION libraries (Redis's Lua engine).
+pub struct FunctionEngine {
+    core: Core,
+    /// The globals of every library: empty, reading through to `load_api` while a library loads
+    /// and to the real globals when its functions run.
+    env_meta: Table,
+    real_globals: Table,
+    load_api: Table,
+}
+
+impl FunctionEngine {
+    pub fn new(opts: Options) -> Result<Self, ErrorReply> {
+        Self::build(opts).map_err(|e| ErrorReply::new(format!("ERR cannot create the Lua state: {e}")))
+    }
+
+    fn build(opts: Options) -> LResult<Self> {
+        let (core, g) = Core::new(opts)?;
+        let lua = &core.lua;
+        g.raw_set("__redis__err__handler", Value::Nil)?;
+        g.raw_set("redis", redis_table(lua, Flavour::Function)?)?;
+        // What a library's body sees while it loads: `redis` with register_function, log and
+        // the version, nothing else.
+        let load_redis = lua.create_table()?;
+        load_redis.raw_set("register_function", lua.create_function(register_function)?)?;
+        register_log(lua, &load_redis)?;
+        register_version(&load_redis)?;
+        let err_mt = |t: &Table| -> LResult<()> {
+            let g_mt = g.metatable();
+            let mt = lua.create_table()?;
+            if let Some(gm) = g_mt {
+                mt.raw_set("__index", gm.raw_get::<Value>("__index")?)?;
+            }
+            t.set_metatable(Some(mt))
+        };
+        let real_globals = g.clone();
+        let proxy_g = protect_globals(lua, &g)?;
+        err_mt(&load_redis)?;
+        let load_api = lua.create_table()?;
+        load_api.raw_set("redis", load_redis)?;
+        err_mt(&load_api)?;
+        let _ = protect(lua, &load_api)?;
+        let _ = proxy_g;
+        let env = lua.create_table()?;
+        let env_meta = lua.create_table()?;
+        env_meta.raw_set("__index", &real_globals)?;
+        env_meta.raw_set("__newindex", sandbox::env(lua)?.readonly)?;
+        env.set_metatable(Some(env_meta.clone()))?;
+        lua.set_globals(env)?;
+        Ok(FunctionEngine { core, env_meta, real_globals, load_api })
+    }
+
+    /// FUNCTION LOAD's work once the server has checked the metadata and that the library may
+    /// be (re)placed (`functionsCreateWithLibraryCtx` from `engine->create` on): runs the
+    /// library's body, which registers its functions. `host` receives `redis.log` calls.
+    pub fn load(&mut self, host: &mut dyn Host, code: &[u8], timeout: Option<Duration>) -> Result<Library, ErrorReply> {
+        let meta = library_meta(code).map_err(ErrorReply::new_err)?;
+        if !valid_name(&meta.name) {
+            return Err(ErrorReply::new_err(
+                "Library names can only contain letters, numbers, or underscores(_) and must be at least one character long",
+            ));
+        }
+        if !meta.engine.eq_ignore_ascii_case(b"lua") {
+            return Err(ErrorReply::new_err(format!("Engine '{}' not found", lossy(&meta.engine))));
+        }
+        let lua = &self.core.lua;
+        let f = load_text(lua, &code[meta.code_start..], b"@user_function").map_err(|msg| {
+            let mut m = b"Error compiling function: ".to_vec();
+            m.extend_from_slice(&msg);
+            ErrorReply::format(m)
+        })?;
+        let pcall: Function = internal_chunk(lua, "local pcall = ... return function(f) return pcall(f) end")
+            .and_then(|mk| mk.call(sandbox::env(lua)?.stock_pcall))
+            .map_err(|e| ErrorReply::new_err(e.to_string()))?;
+        let _ = self.env_meta.raw_set("__index", &self.load_api);
+        if let Some(mut r) = lua.app_data_mut::<RunState>() {
+            r.loading = Some(Loading { deadline: timeout.map(|t| Instant::now() + t), functions: Vec::new() });
+        }
+        let result = lua.scope(|scope| {
+            let bridge = scope.create_function_mut(|lua, ()| bridge_op(lua, host))?;
+            if let Some(mut r) = lua.app_data_mut::<RunState>() {
+                r.bridge = Some(bridge);
+            }
+            let r = pcall.call::<(bool, Value)>(f);
+            if let Some(mut r) = lua.app_data_mut::<RunState>() {
+                r.bridge = None;
+            }
+            r
+        });
+        let _ = self.env_meta.raw_set("__index", &self.real_globals);
+        let loading = lua.app_data_mut::<RunState>().and_then(|mut r| r.loading.take());
+        let lua = lua.clone();
+        self.core.finish_run();
+        let lua = &lua;
+        let functions = loading.map(|l| l.functions).unwrap_or_default();
+        match result {
+            Ok((true, _)) => {}
+            Ok((false, e)) => {
+                let e = crate::errors::translate(lua, e).unwrap_or(Value::Nil);
+                let msg = crate::handler::ErrInfo::of_value(lua, &e).msg.unwrap_or_default();
+                let mut m = b"Error registering functions: ".to_vec();
+                m.extend_from_slice(&msg);
+                return Err(ErrorReply::format(m));
+            }
+            Err(e) => return Err(ErrorReply::format(format!("Error registering functions: {e}"))),
+        }
+        if functions.is_empty() {
+            return Err(ErrorReply::new_err("No functions registered"));
+        }
+        Ok(Library { name: meta.name, functions })
+    }
+
+    /// FCALL / FCALL_RO: runs a registered function, writing its reply into `out`.
+    pub fn call(
+        &mut self,
+        host: &mut dyn Host,
+        function: &FunctionDef,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+        out: &mut Reply,
+    ) -> Outcome {
+        let name = String::from_utf8_lossy(&function.name).into_owned();
+        let lua = &self.core.lua;
+        let array = |items: &[&[u8]]| -> LResult<Table> {
+            let t = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, item) in items.iter().enumerate() {
+                t.raw_set(i + 1, lua.create_string(item)?)?;
+            }
+            Ok(t)
+        };
+        let (k, a) = match array(keys).and_then(|k| Ok((k, array(args)?))) {
+            Ok(ka) => ka,
+            Err(e) => return self.core.run_error(&name, &e.to_string(), out),
+        };
+        self.core.run(host, &name, &function.callback, Some((k, a)), out)
+    }
+
+    pub fn memory(&self) -> usize {
+        self.core.memory()
+    }
+}
+
+impl ErrorReply {
+    /// An error text without a code: `ERR` is put in front.
+    fn new_err(s: impl AsRef<[u8]>) -> Self {
+        let mut v = b"ERR ".to_vec();
+        v.extend_from_slice(s.as_ref());
+        ErrorReply(v)
+    }
+}
+
+/// `luaRegisterFunction`.
+fn register_function(lua: &Lua, args: MultiValue) -> LResult<()> {
+    let loading = lua.app_data_ref::<RunState>().is_some_and(|r| r.loading.is_some());
+    if !loading {
+        return Err(raise_table(b"redis.register_function can only be called on FUNCTION LOAD command"));
+    }
+    let args = args.into_vec();
+    let def = match args.len() {
+        1 => named_args(lua, &args[0])?,
+        2 => {
+            let name = match &args[0] {
+                v @ (Value::String(_) | Value::Integer(_) | Value::Number(_)) => to_bytes(lua, v).unwrap_or_default(),
+                _ => return Err(raise_table(b"first argument to redis.register_function must be a string")),
+            };
+            let Value::Function(f) = &args[1] else {
+                return Err(raise_table(b"second argument to redis.register_function must be a function"));
+            };
+            FunctionDef { name, description: None, flags: ScriptFlags::empty(), callback: f.clone() }
+        }
+        _ => return Err(raise_table(b"wrong number of arguments to redis.register_function")),
+    };
+    let name = c_str(&def.name).to_vec();
+    if !valid_name(&name) {
+        return Err(raise_table(
+            b"Library names can only contain letters, numbers, or underscores(_) and must be at least one character long",
+        ));
+    }
+    let Some(mut r) = lua.app_data_mut::<RunState>() else { return Ok(()) };
+    let Some(l) = r.loading.as_mut() else { return Ok(()) };
+    if l.functions.iter().any(|f| f.name == name) {
+        return Err(raise_table(b"Function already exists in the library"));
+    }
+    l.functions.push(FunctionDef { name, ..def });
+    Ok(())
+}
+
+fn named_args(lua: &Lua, arg: &Value) -> LResult<FunctionDef> {
+    let Value::Table(t) = arg else {
+        return Err(raise_table(
+            b"calling redis.register_function with a single argument is only applicable to Lua table (representing named arguments).",
+        ));
+    };
+    let (mut name, mut desc, mut callback, mut flags) = (None, None, None, ScriptFlags::empty());
+    for pair in t.pairs::<Value, Value>() {
+        let (k, v) = pair?;
+        let key = match &k {
+            Value::String(_) | Value::Integer(_) | Value::Number(_) => to_bytes(lua, &k).unwrap_or_default(),
+            _ => return Err(raise_table(b"named argument key given to redis.register_function is not a string")),
+        };
+        let key = c_str(&key).to_ascii_lowercase();
+        let as_string = |v: &Value| match v {
+            Value::String(_) | Value::Integer(_) | Value::Number(_) => to_bytes(lua, v),
+            _ => None,
+        };
+        match key.as_slice() {
+            b"function_name" => match as_string(&v) {
+                Some(s) => name = Some(s),
+                None => {
+                    return Err(raise_table(
+                        b"function_name argument given to redis.register_function must be a string",
+                    ));
+                }
+            },
+            b"description" => match as_string(&v) {
+                Some(s) => desc = Some(s),
+                None => {
+                    return Err(raise_table(b"description argument given to redis.register_function must be a string"));
+                }
+            },
+            b"callback" => match v {
+                Value::Function(f) => callback = Some(f),
+                _ => return Err(raise_table(b"callback argument given to redis.register_function must be a function")),
+            },
+            b"flags" => {
+                let Value::Table(ft) = v else {
+                    return Err(raise_table(
+                        b"flags argument to redis.register_function must be a table representing function flags",
+                    ));
+                };
+                let mut j = 1i64;
+                loop {
+                    let f: Value = ft.get(j)?;
+                    if matches!(f, Value::Nil) {
+                        break;
+                    }
+                    let found = match &f {
+                        Value::String(_) | Value::Integer(_) | Value::Number(_) => {
+                            to_bytes(lua, &f).and_then(|s| ScriptFlags::from_name_nocase(c_str(&s)))
+                        }
+                        _ => None,
+                    };
+                    match found {
+                        Some(flag) => flags.insert(flag),
+                        None => return Err(raise_table(b"unknown flag given")),
+                    }
+                    j += 1;
+                }
+            }
+            _ => return Err(raise_table(b"unknown argument given to redis.register_function")),
+        }
+    }
+    let Some(name) = name else {
+        return Err(raise_table(b"redis.register_function must get a function name argument"));
+    };
+    let Some(callback) = callback else {
+        return Err(raise_table(b"redis.register_function must get a callback argument"));
+    };
+    Ok(FunctionDef { name, description: desc, flags, callback })
+}
