@@ -2,7 +2,6 @@
 //! (FUNCTION LOAD, FCALL), each with its own Lua state as in Redis.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use magpie_protocol::{Reply, Resp};
@@ -10,11 +9,12 @@ use mlua::{Debug, Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, T
 
 use crate::convert::{ReplyLimits, lua_to_resp, map_crlf, write_error_format};
 use crate::errors::{LResult, Raise, find_raise, raise_table, to_bytes};
-use crate::host::{Control, Host, LogLevel, Repl};
-use crate::rand48::Rand48;
+use crate::host::{Control, Host};
 use crate::redis_api::{Flavour, redis_table, register_log, register_math, register_version};
 use crate::sandbox::{self, internal_chunk, load_text, protect, protect_globals};
 use crate::shebang::{ScriptFlags, c_str, eval_shebang, library_meta, lossy, valid_name};
+pub use crate::state::{FunctionDef, SharedRng};
+use crate::state::{Loading, Mailbox, Op, RunState};
 
 /// Redis's count hook runs every 100,000 instructions.
 const HOOK_EVERY: u32 = 100_000;
@@ -22,27 +22,6 @@ const HOOK_EVERY: u32 = 100_000;
 const GC_PERIOD: u32 = 50;
 /// `LOAD_TIMEOUT_MS`: how long FUNCTION LOAD may run a library's body.
 pub const LOAD_TIMEOUT: Duration = Duration::from_millis(500);
-
-/// Redis's `math.random` generator, shared by every engine of a server (Redis has one for the
-/// whole process).
-#[derive(Clone, Default, Debug)]
-pub struct SharedRng(Arc<Mutex<Rand48>>);
-
-impl SharedRng {
-    pub(crate) fn next(&self) -> i32 {
-        match self.0.lock() {
-            Ok(mut r) => r.next_i32(),
-            Err(p) => p.into_inner().next_i32(),
-        }
-    }
-
-    pub(crate) fn seed(&self, seed: i32) {
-        match self.0.lock() {
-            Ok(mut r) => r.seed(seed),
-            Err(p) => p.into_inner().seed(seed),
-        }
-    }
-}
 
 /// How an engine is set up.
 #[derive(Clone, Debug)]
@@ -96,59 +75,6 @@ pub struct Outcome {
     /// The error came from a command the script called, which already counted it in the error
     /// stats (`ERR_REPLY_FLAG_NO_STATS_UPDATE`).
     pub ignore_error_stats: bool,
-}
-
-/// Per-state bookkeeping of the current run, in the Lua state's app data.
-#[derive(Default)]
-pub(crate) struct RunState {
-    /// Calls into the host; set only while a script runs.
-    pub bridge: Option<Function>,
-    /// The protocol chosen with `redis.setresp`.
-    pub resp: Resp,
-    pub killed: bool,
-    /// The hook runs at every instruction (after a kill or a load timeout).
-    pub fast_hook: bool,
-    /// FUNCTION LOAD in progress: its deadline, and the functions registered so far.
-    pub loading: Option<Loading>,
-}
-
-pub(crate) struct Loading {
-    deadline: Option<Instant>,
-    functions: Vec<FunctionDef>,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Op {
-    Call,
-    Log(LogLevel),
-    Check,
-    SetRepl(Repl),
-    Acl,
-}
-
-/// Arguments and results passed between the Rust functions and the host.
-pub(crate) struct Mailbox {
-    pub op: Op,
-    pub args: Vec<Vec<u8>>,
-    pub nargs: usize,
-    pub reply: Reply,
-    pub result: Result<(), Vec<u8>>,
-    pub control: Control,
-    pub acl: Option<bool>,
-}
-
-impl Default for Mailbox {
-    fn default() -> Self {
-        Mailbox {
-            op: Op::Check,
-            args: Vec::new(),
-            nargs: 0,
-            reply: Reply::new(Resp::V2),
-            result: Ok(()),
-            control: Control::Continue,
-            acl: None,
-        }
-    }
 }
 
 fn bridge_op(lua: &Lua, host: &mut dyn Host) -> LResult<()> {
@@ -476,15 +402,6 @@ impl EvalEngine {
     pub fn memory(&self) -> usize {
         self.core.memory()
     }
-}
-
-/// A function registered by a library.
-#[derive(Clone, Debug)]
-pub struct FunctionDef {
-    pub name: Vec<u8>,
-    pub description: Option<Vec<u8>>,
-    pub flags: ScriptFlags,
-    pub(crate) callback: Function,
 }
 
 /// A library loaded by [`FunctionEngine::load`].

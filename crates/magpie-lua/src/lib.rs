@@ -28,6 +28,7 @@ mod rand48;
 mod redis_api;
 mod sandbox;
 mod shebang;
+mod state;
 
 pub use convert::ReplyLimits;
 pub use engine::{

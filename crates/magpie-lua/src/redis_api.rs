@@ -3,12 +3,12 @@
 
 use mlua::{Function, Lua, MultiValue, Table, Value};
 
-use crate::engine::{Mailbox, Op, RunState, SharedRng};
 use crate::errors::{
     Args, LResult, Raise, error_table, error_text, format_g17, lua_error, raise_table, reraise, to_bytes,
 };
 use crate::host::{LogLevel, Repl};
 use crate::rand48::LRAND48_MAX;
+use crate::state::{Mailbox, Op, RunState, SharedRng};
 
 pub(crate) const REDIS_VERSION: &str = "7.0.15";
 pub(crate) const REDIS_VERSION_NUM: i64 = 0x0007_000f;

@@ -1,0 +1,96 @@
+//! The state a run shares between the engines and the `redis` table's functions: the shared
+//! random generator, the run's bookkeeping in the Lua state's app data, and the mailbox through
+//! which the Rust functions reach the host.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use magpie_protocol::{Reply, Resp};
+use mlua::Function;
+
+use crate::host::{Control, LogLevel, Repl};
+use crate::rand48::Rand48;
+use crate::shebang::ScriptFlags;
+
+/// Redis's `math.random` generator, shared by every engine of a server (Redis has one for the
+/// whole process).
+#[derive(Clone, Default, Debug)]
+pub struct SharedRng(Arc<Mutex<Rand48>>);
+
+impl SharedRng {
+    pub(crate) fn next(&self) -> i32 {
+        match self.0.lock() {
+            Ok(mut r) => r.next_i32(),
+            Err(p) => p.into_inner().next_i32(),
+        }
+    }
+
+    pub(crate) fn seed(&self, seed: i32) {
+        match self.0.lock() {
+            Ok(mut r) => r.seed(seed),
+            Err(p) => p.into_inner().seed(seed),
+        }
+    }
+}
+
+/// Per-state bookkeeping of the current run, in the Lua state's app data.
+#[derive(Default)]
+pub(crate) struct RunState {
+    /// Calls into the host; set only while a script runs.
+    pub bridge: Option<Function>,
+    /// The protocol chosen with `redis.setresp`.
+    pub resp: Resp,
+    pub killed: bool,
+    /// The hook runs at every instruction (after a kill or a load timeout).
+    pub fast_hook: bool,
+    /// FUNCTION LOAD in progress: its deadline, and the functions registered so far.
+    pub loading: Option<Loading>,
+}
+
+pub(crate) struct Loading {
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) functions: Vec<FunctionDef>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Op {
+    Call,
+    Log(LogLevel),
+    Check,
+    SetRepl(Repl),
+    Acl,
+}
+
+/// Arguments and results passed between the Rust functions and the host.
+pub(crate) struct Mailbox {
+    pub op: Op,
+    pub args: Vec<Vec<u8>>,
+    pub nargs: usize,
+    pub reply: Reply,
+    pub result: Result<(), Vec<u8>>,
+    pub control: Control,
+    pub acl: Option<bool>,
+}
+
+impl Default for Mailbox {
+    fn default() -> Self {
+        Mailbox {
+            op: Op::Check,
+            args: Vec::new(),
+            nargs: 0,
+            reply: Reply::new(Resp::V2),
+            result: Ok(()),
+            control: Control::Continue,
+            acl: None,
+        }
+    }
+}
+
+/// A function registered by a library.
+#[derive(Clone, Debug)]
+pub struct FunctionDef {
+    pub name: Vec<u8>,
+    pub description: Option<Vec<u8>>,
+    pub flags: ScriptFlags,
+    pub(crate) callback: Function,
+}
