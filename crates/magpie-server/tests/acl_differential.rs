@@ -41,7 +41,7 @@ fn parse(raw: &[u8]) -> Value {
         let kind = raw[*pos];
         *pos += 1;
         let head = line(raw, pos);
-        let n = || std::str::from_utf8(&head).unwrap().parse::<i64>().unwrap();
+        let n = || std::str::from_utf8(&head).ok().and_then(|h| h.parse::<i64>().ok()).expect("a length");
         match kind {
             b'$' | b'=' => {
                 let len = n();

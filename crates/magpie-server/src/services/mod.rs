@@ -144,11 +144,19 @@ impl Server {
             self.acl.set_log_max(self.settings.acllog_max_len());
         }
         let tls_now = self.settings.tls();
-        if tls_now != tls_before && self.settings.config.tls_port != 0 {
-            if let Err(e) = self.tls.configure(&tls_now) {
+        if tls_now != tls_before
+            && self.settings.config.tls_port != 0
+            && let Err(e) = self.tls.configure(&tls_now)
+        {
+            {
                 warn!("TLS configuration failed: {e}");
                 self.settings.restore_tls(tls_before);
-                return Err("Unable to update TLS configuration. Check server logs.".into());
+                let mut names = pairs.iter().map(|(n, _)| String::from_utf8_lossy(n).to_ascii_lowercase());
+                let name = names.find(|n| n.starts_with("tls-")).unwrap_or_default();
+                return Err(format!(
+                    "CONFIG SET failed (possibly related to argument '{name}') - Unable to update TLS configuration. \
+                     Check server logs."
+                ));
             }
         }
         self.apply_settings();

@@ -451,7 +451,7 @@ fn parse_hex(text: &[u8]) -> Option<PasswordHash> {
 enum Sanitize {
     Unset,
     Skip,
-    Sanitize,
+    Always,
 }
 
 /// A user: whether it is enabled, its passwords (SHA-256 only), and its selectors (the root
@@ -555,7 +555,7 @@ impl User {
         } else if is("skip-sanitize-payload") {
             self.sanitize = Sanitize::Skip;
         } else if is("sanitize-payload") {
-            self.sanitize = Sanitize::Sanitize;
+            self.sanitize = Sanitize::Always;
         } else if is("nopass") {
             self.nopass = true;
             self.passwords.clear();
@@ -590,7 +590,7 @@ impl User {
                 root.apply(rule.as_bytes(), idx)?;
             }
             self.enabled = false;
-            self.sanitize = Sanitize::Sanitize;
+            self.sanitize = Sanitize::Always;
             self.selectors.truncate(1);
         } else {
             self.selectors[0].apply(op, idx)?;
@@ -632,7 +632,7 @@ impl User {
         }
         match self.sanitize {
             Sanitize::Skip => flags.push("skip-sanitize-payload"),
-            Sanitize::Sanitize => flags.push("sanitize-payload"),
+            Sanitize::Always => flags.push("sanitize-payload"),
             Sanitize::Unset => {}
         }
         flags
