@@ -74,7 +74,31 @@ pub struct ConnArgs {
     #[arg(long, global = true, value_name = "USER")]
     pub user: Option<String>,
 
-    /// Server URL: redis://[[user]:password@]host[:port][/db]; -h, -p, -a and -n override its parts
+    /// Connect with TLS (as a rediss:// URL does)
+    #[arg(long, global = true)]
+    pub tls: bool,
+
+    /// CA certificate (PEM) to check the server's certificate against (with --tls)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// Client certificate (PEM) to present (with --tls and --key)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// Server name the certificate must carry [default: the host]
+    #[arg(long, global = true, value_name = "HOST")]
+    pub sni: Option<String>,
+
+    /// Accept any server certificate: no verification (with --tls)
+    #[arg(long, global = true)]
+    pub insecure: bool,
+
+    /// Server URL: redis[s]://[[user]:password@]host[:port][/db]; -h, -p, -a and -n override its parts
     #[arg(short = 'u', long, global = true, env = "MAGPIE_URL", hide_env_values = true, value_name = "URL")]
     pub url: Option<String>,
 
