@@ -145,7 +145,7 @@ fn admit(ctx: &mut Ctx<'_>, id: usize, cmd: &'static Command, args: Args<'_>) ->
     if user.unrestricted() {
         return Ok(());
     }
-    denied(ctx, id, cmd, args)
+    check_acl(ctx, id, cmd, args)
 }
 
 #[cold]
@@ -162,11 +162,17 @@ fn protected(ctx: &Ctx<'_>, cmd: &Command) -> Result<(), Option<Error>> {
 }
 
 /// The ACL check of a restricted user: refusals are logged (ACL LOG) and counted.
-#[cold]
-fn denied(ctx: &mut Ctx<'_>, id: usize, cmd: &'static Command, args: Args<'_>) -> Result<(), Option<Error>> {
-    use crate::services::acl::{Context, LogEntry, Reason};
+fn check_acl(ctx: &mut Ctx<'_>, id: usize, cmd: &'static Command, args: Args<'_>) -> Result<(), Option<Error>> {
     let session = ctx.session();
     let Err(d) = crate::model::access::check(session.login.user(), id, cmd, args) else { return Ok(()) };
+    Err(Some(refusal(ctx, cmd, args, d)))
+}
+
+/// Logs and counts a refusal, and makes its error (Redis's texts).
+#[cold]
+fn refusal(ctx: &Ctx<'_>, cmd: &Command, args: Args<'_>, d: crate::model::access::Denied) -> Error {
+    use crate::services::acl::{Context, LogEntry, Reason};
+    let session = ctx.session();
     let executing = session.txn.executing;
     let object = match d.reason {
         Reason::Key | Reason::Channel => args.get(d.arg).to_vec(),
@@ -200,7 +206,7 @@ fn denied(ctx: &mut Ctx<'_>, id: usize, cmd: &'static Command, args: Args<'_>) -
             _ => format!("NOPERM this user has no permissions to run the '{}' command", cmd.name),
         }
     };
-    Err(Some(Error::msg(text)))
+    Error::msg(text)
 }
 
 /// In RESP2, a subscribed client may only (un)subscribe, PING, QUIT and RESET; in RESP3 it

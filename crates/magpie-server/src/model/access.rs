@@ -17,23 +17,40 @@ pub(crate) struct Denied {
     pub arg: usize,
 }
 
-/// A call's keys with their spec's flags, found once for all the selectors.
-#[derive(Default)]
+/// A call's keys with their spec's flags, found once for all the selectors; the first few
+/// without allocating (this runs for every command of a user with key patterns).
 struct Keys {
-    found: Option<Vec<(usize, KeyFlags)>>,
+    found: bool,
+    inline: [(usize, KeyFlags); 8],
+    len: usize,
+    more: Vec<(usize, KeyFlags)>,
 }
 
 impl Keys {
-    fn get(&mut self, cmd: &Command, args: Args<'_>) -> &[(usize, KeyFlags)] {
-        self.found.get_or_insert_with(|| {
-            let mut keys = Vec::new();
+    fn new() -> Keys {
+        Keys { found: false, inline: [(0, KeyFlags::empty()); 8], len: 0, more: Vec::new() }
+    }
+
+    fn get(&mut self, cmd: &Command, args: Args<'_>) -> impl Iterator<Item = &(usize, KeyFlags)> {
+        if !self.found {
+            self.found = true;
+            let (inline, len, more) = (&mut self.inline, &mut self.len, &mut self.more);
+            let listed = key_positions(cmd.key_specs, args, |i, flags| {
+                if *len < inline.len() {
+                    inline[*len] = (i, flags);
+                    *len += 1;
+                } else {
+                    more.push((i, flags));
+                }
+            });
             // Arguments that contradict the key specs name no keys, as in Redis (the command
             // then fails on its own).
-            if key_positions(cmd.key_specs, args, |i, flags| keys.push((i, flags))).is_err() {
-                keys.clear();
+            if listed.is_err() {
+                self.len = 0;
+                self.more.clear();
             }
-            keys
-        })
+        }
+        self.inline[..self.len].iter().chain(self.more.iter())
     }
 }
 
@@ -43,7 +60,7 @@ pub(crate) fn check(user: &User, id: usize, cmd: &Command, args: Args<'_>) -> Re
     if user.unrestricted() {
         return Ok(());
     }
-    let mut keys = Keys::default();
+    let mut keys = Keys::new();
     let mut worst = Denied { reason: Reason::Command, arg: 0 };
     for selector in user.selectors() {
         match check_selector(selector, id, cmd, args, &mut keys) {
