@@ -7,7 +7,7 @@ use magpie_protocol::Args;
 
 use super::command::{Channels, Command};
 use super::flags::{Flags, KeyFlags};
-use super::keyspec::key_positions;
+use super::keyspec::{Begin, Find, KeySpec, key_positions};
 use crate::services::acl::{Reason, Selector, User};
 
 /// Why a call is refused, and the argument (key or channel) that was refused.
@@ -34,6 +34,17 @@ impl Keys {
     fn get(&mut self, cmd: &Command, args: Args<'_>) -> impl Iterator<Item = &(usize, KeyFlags)> {
         if !self.found {
             self.found = true;
+            if let [spec @ KeySpec { begin: Begin::Index(pos), find: Find::Range { last: 0, .. }, .. }] = cmd.key_specs
+                && !spec.flags.contains(KeyFlags::NOT_KEY)
+                && let Ok(pos) = usize::try_from(*pos)
+            {
+                // The common single-key command: no walk of the specs.
+                if pos < args.len() {
+                    self.inline[0] = (pos, spec.flags);
+                    self.len = 1;
+                }
+                return self.inline[..self.len].iter().chain(self.more.iter());
+            }
             let (inline, len, more) = (&mut self.inline, &mut self.len, &mut self.more);
             let listed = key_positions(cmd.key_specs, args, |i, flags| {
                 if *len < inline.len() {
@@ -82,11 +93,13 @@ fn check_selector(
     args: Args<'_>,
     keys: &mut Keys,
 ) -> Result<(), Denied> {
-    // A first argument allowed on its own (`+select|0`): after the subcommand, for a subcommand.
-    let first_at = if cmd.name.contains('|') { 2 } else { 1 };
-    let first = (args.len() > first_at).then(|| args.get(first_at));
-    if !selector.allows_command(id, cmd.has(Flags::NO_AUTH), first) {
-        return Err(Denied { reason: Reason::Command, arg: 0 });
+    if !selector.allows_command(id, cmd.has(Flags::NO_AUTH)) {
+        // A first argument allowed on its own (`+select|0`): after the subcommand, for a
+        // subcommand.
+        let first_at = if cmd.name.contains('|') { 2 } else { 1 };
+        if args.len() <= first_at || !selector.allows_first_arg(id, args.get(first_at)) {
+            return Err(Denied { reason: Reason::Command, arg: 0 });
+        }
     }
     if !selector.all_keys() && cmd.has_keys() {
         for &(pos, flags) in keys.get(cmd, args) {
