@@ -55,7 +55,7 @@ done
 
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 printf '%-9s %-4s %3s %12s %12s %7s %14s %14s %7s\n' case test P redis_ops/s magpie_ops/s ratio redis_ops/cpu-s magpie_ops/cpu-s ratio
 for case in password acl-user tls; do
@@ -77,7 +77,7 @@ for case in password acl-user tls; do
                     rps=$(echo "$out" | awk -F, '{gsub(/"/,""); print $2}')
                     [[ -n $rps && $rps != 0 ]] || { echo "redis-benchmark failed against $s ($case $t -P $p): $out" >&2; exit 1; }
                     R[$s]+="$rps "
-                    E[$s]+="$(awk -v n="$n" -v t=$((c1 - c0)) -v hz="$HZ" 'BEGIN{printf "%.0f", t > 0 ? n*hz/t : 0}') "
+                    E[$s]+="$(awk -v n="$n" -v t=$((c1 - c0)) -v hz="$HZ" 'BEGIN{printf "%.0f", (t > 0 ? n*hz/t : 0)}') "
                 done
             done
             rr=$(echo "${R[redis]}" | median); rm=$(echo "${R[magpie]}" | median)

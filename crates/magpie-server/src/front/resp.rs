@@ -51,11 +51,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     // Protected mode (Redis 7.0): while the default user needs no password, only clients on
     // the loopback interface are served.
     if shared.settings().protected_mode() && !client.is_local() && shared.acl().default_nopass() {
-        shared.clients().rejected.fetch_add(1, Ordering::Relaxed);
-        debug!("refused {addr}: protected mode");
-        let _ = stream.write_all(PROTECTED_MODE).await;
-        let _ = stream.shutdown().await;
-        shared.clients().disconnect(id);
+        refuse_protected(shared, &mut stream, addr, id).await;
         return;
     }
     let mut first_read = !tls;
@@ -400,6 +396,16 @@ editing the Redis configuration file, and setting the protected mode option to '
 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a \
 an authentication password for the default user. NOTE: You only need to do one of the above things in order for the \
 server to start accepting connections from the outside.\r\n";
+
+/// Protected mode's refusal: Redis's explanation, then the connection closes.
+#[cold]
+async fn refuse_protected<S: AsyncWrite + Unpin>(shared: &Server, stream: &mut S, addr: SocketAddr, id: u64) {
+    shared.clients().rejected.fetch_add(1, Ordering::Relaxed);
+    debug!("refused {addr}: protected mode");
+    let _ = stream.write_all(PROTECTED_MODE).await;
+    let _ = stream.shutdown().await;
+    shared.clients().disconnect(id);
+}
 
 /// `POST` or `Host:` as a command: an HTTP request sent to the RESP port (a browser made to
 /// talk to Magpie: cross-protocol scripting). Redis closes such connections.

@@ -17,51 +17,38 @@ pub(crate) struct Denied {
     pub arg: usize,
 }
 
-/// A call's keys with their spec's flags, found once for all the selectors; the first few
-/// without allocating (this runs for every command of a user with key patterns).
-struct Keys {
-    found: bool,
-    inline: [(usize, KeyFlags); 8],
-    len: usize,
-    more: Vec<(usize, KeyFlags)>,
+/// A call's keys with their spec's flags, found once for all the selectors: a single-key
+/// command's key directly from its spec (this runs for every command of a user with key
+/// patterns), the others' by walking the specs, on first need.
+enum Keys {
+    One(Option<(usize, KeyFlags)>),
+    Many(Option<Vec<(usize, KeyFlags)>>),
 }
 
 impl Keys {
-    fn new() -> Keys {
-        Keys { found: false, inline: [(0, KeyFlags::empty()); 8], len: 0, more: Vec::new() }
+    fn of(cmd: &Command, args: Args<'_>) -> Keys {
+        if let [spec @ KeySpec { begin: Begin::Index(pos), find: Find::Range { last: 0, .. }, .. }] = cmd.key_specs
+            && !spec.flags.contains(KeyFlags::NOT_KEY)
+            && let Ok(pos) = usize::try_from(*pos)
+        {
+            return Keys::One((pos < args.len()).then_some((pos, spec.flags)));
+        }
+        Keys::Many(None)
     }
 
-    fn get(&mut self, cmd: &Command, args: Args<'_>) -> impl Iterator<Item = &(usize, KeyFlags)> {
-        if !self.found {
-            self.found = true;
-            if let [spec @ KeySpec { begin: Begin::Index(pos), find: Find::Range { last: 0, .. }, .. }] = cmd.key_specs
-                && !spec.flags.contains(KeyFlags::NOT_KEY)
-                && let Ok(pos) = usize::try_from(*pos)
-            {
-                // The common single-key command: no walk of the specs.
-                if pos < args.len() {
-                    self.inline[0] = (pos, spec.flags);
-                    self.len = 1;
+    fn get(&mut self, cmd: &Command, args: Args<'_>) -> &[(usize, KeyFlags)] {
+        match self {
+            Keys::One(key) => key.as_slice(),
+            Keys::Many(found) => found.get_or_insert_with(|| {
+                let mut keys = Vec::new();
+                // Arguments that contradict the key specs name no keys, as in Redis (the
+                // command then fails on its own).
+                if key_positions(cmd.key_specs, args, |i, flags| keys.push((i, flags))).is_err() {
+                    keys.clear();
                 }
-                return self.inline[..self.len].iter().chain(self.more.iter());
-            }
-            let (inline, len, more) = (&mut self.inline, &mut self.len, &mut self.more);
-            let listed = key_positions(cmd.key_specs, args, |i, flags| {
-                if *len < inline.len() {
-                    inline[*len] = (i, flags);
-                    *len += 1;
-                } else {
-                    more.push((i, flags));
-                }
-            });
-            // Arguments that contradict the key specs name no keys, as in Redis (the command
-            // then fails on its own).
-            if listed.is_err() {
-                self.len = 0;
-                self.more.clear();
-            }
+                keys
+            }),
         }
-        self.inline[..self.len].iter().chain(self.more.iter())
     }
 }
 
@@ -71,7 +58,7 @@ pub(crate) fn check(user: &User, id: usize, cmd: &Command, args: Args<'_>) -> Re
     if user.unrestricted() {
         return Ok(());
     }
-    let mut keys = Keys::new();
+    let mut keys = Keys::of(cmd, args);
     let mut worst = Denied { reason: Reason::Command, arg: 0 };
     for selector in user.selectors() {
         match check_selector(selector, id, cmd, args, &mut keys) {

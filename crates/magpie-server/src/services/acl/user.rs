@@ -101,7 +101,19 @@ impl KeyPattern {
     fn matches(&self, key: &[u8]) -> bool {
         match self.matcher {
             Matcher::Exact => *key == *self.pattern,
-            Matcher::Prefix => !key.is_empty() && key.starts_with(&self.pattern[..self.pattern.len() - 1]),
+            Matcher::Prefix => {
+                // A plain loop: prefixes are short, and a call to memcmp costs more.
+                let prefix = self.pattern.split_last().map_or(&[][..], |(_, p)| p);
+                let Some(head) = key.get(..prefix.len()) else { return false };
+                let mut i = 0;
+                while i < head.len() {
+                    if head[i] != prefix[i] {
+                        return false;
+                    }
+                    i += 1;
+                }
+                !key.is_empty()
+            }
             Matcher::Glob => glob_match(&self.pattern, key, false),
         }
     }
