@@ -293,12 +293,19 @@ fn log(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 fn dryrun(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let acl = acl_of(ctx.server(), ctx.table());
     let Some(user) = acl.user(args.get(2)) else {
-        return Err(Error::msg(format!("ERR User '{}' not found", String::from_utf8_lossy(args.get(2)))));
+        // Redis prints the name as a C string: up to a NUL byte.
+        let mut msg = b"ERR User '".to_vec();
+        msg.extend_from_slice(error::c_str(args.get(2)));
+        msg.extend_from_slice(b"' not found");
+        return Err(Error::bytes(msg));
     };
     let call = args.skip(3);
     let table = ctx.table();
     let Some((id, cmd)) = lookup(table, call) else {
-        return Err(Error::msg(format!("ERR Command '{}' not found", String::from_utf8_lossy(call.get(0)))));
+        let mut msg = b"ERR Command '".to_vec();
+        msg.extend_from_slice(error::c_str(call.get(0)));
+        msg.extend_from_slice(b"' not found");
+        return Err(Error::bytes(msg));
     };
     let argc = i64::try_from(call.len()).unwrap_or(i64::MAX);
     if (cmd.arity > 0 && i64::from(cmd.arity) != argc) || argc < -i64::from(cmd.arity) {
@@ -312,7 +319,7 @@ fn dryrun(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                 Reason::Key | Reason::Channel => {
                     let what = if d.reason == Reason::Key { "key" } else { "channel" };
                     let mut t = b"This user has no permissions to access the '".to_vec();
-                    t.extend_from_slice(call.get(d.arg));
+                    t.extend_from_slice(error::c_str(call.get(d.arg)));
                     t.extend_from_slice(format!("' {what}").as_bytes());
                     t
                 }
