@@ -83,11 +83,11 @@ pub struct ConnArgs {
     pub cacert: Option<PathBuf>,
 
     /// Client certificate (PEM) to present (with --tls and --key)
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long = "cert", id = "tls_cert", global = true, value_name = "FILE")]
     pub cert: Option<PathBuf>,
 
     /// The client certificate's private key (PEM)
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long = "key", id = "tls_key", global = true, value_name = "FILE")]
     pub key: Option<PathBuf>,
 
     /// Server name the certificate must carry [default: the host]
@@ -404,6 +404,14 @@ mod tests {
         let Some(Command::Cmd { args }) = cli.command else { panic!() };
         assert_eq!(args, ["SET", "k", "-1", "--json"]);
         assert!(cli.output.raw);
+    }
+
+    #[test]
+    fn tls_options_do_not_clash_with_subcommand_arguments() {
+        let cli = Cli::try_parse_from(["magpie", "--tls", "--key", "k.pem", "--cert", "c.pem", "get", "key"]).unwrap();
+        assert!(cli.conn.tls);
+        assert_eq!(cli.conn.key.as_deref(), Some(std::path::Path::new("k.pem")));
+        assert_eq!(cli.conn.cert.as_deref(), Some(std::path::Path::new("c.pem")));
     }
 
     #[test]
