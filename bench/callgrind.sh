@@ -5,16 +5,20 @@
 #
 #   bench/callgrind.sh BINARY [get|set] [OUT] [PORT]
 #
+# SERVER_ARGS adds server flags, AUTH client flags (redis-cli, redis-benchmark), e.g. an ACL
+# user: SERVER_ARGS="--aclfile users.acl" AUTH="--user bench -a pw".
+#
 # Load: 20k SETs (10k keys, 64-byte values), then 120k of the chosen command at pipeline 16
 # from 10 clients. Prints callgrind's total (summary: N) and leaves the profile in OUT for
 # callgrind_annotate.
 set -euo pipefail
 BIN=$1; T=${2:-get}; OUT=${3:-/tmp/callgrind.out}; PORT=${4:-7031}
-valgrind --tool=callgrind --callgrind-out-file="$OUT" "$BIN" --port "$PORT" --save "" >/dev/null 2>&1 &
+read -r -a SERVER_ARGS <<<"${SERVER_ARGS:-}"; read -r -a AUTH <<<"${AUTH:-}"
+valgrind --tool=callgrind --callgrind-out-file="$OUT" "$BIN" --port "$PORT" --save "" "${SERVER_ARGS[@]}" >/dev/null 2>&1 &
 VP=$!
-for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.2; done
-redis-benchmark -p "$PORT" -t set -n 20000 -r 10000 -d 64 -c 10 -P 16 -q >/dev/null
-redis-benchmark -p "$PORT" -t "$T" -n 120000 -r 10000 -d 64 -c 10 -P 16 -q >/dev/null
-redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1 || true
+for _ in $(seq 100); do [[ $(redis-cli -p "$PORT" "${AUTH[@]}" --no-auth-warning ping 2>/dev/null) == PONG ]] && break; sleep 0.2; done
+redis-benchmark -p "$PORT" "${AUTH[@]}" -t set -n 20000 -r 10000 -d 64 -c 10 -P 16 -q >/dev/null
+redis-benchmark -p "$PORT" "${AUTH[@]}" -t "$T" -n 120000 -r 10000 -d 64 -c 10 -P 16 -q >/dev/null
+redis-cli -p "$PORT" "${AUTH[@]}" --no-auth-warning shutdown nosave >/dev/null 2>&1 || true
 wait $VP || true
 grep summary "$OUT"

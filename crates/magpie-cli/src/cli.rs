@@ -74,7 +74,31 @@ pub struct ConnArgs {
     #[arg(long, global = true, value_name = "USER")]
     pub user: Option<String>,
 
-    /// Server URL: redis://[[user]:password@]host[:port][/db]; -h, -p, -a and -n override its parts
+    /// Connect with TLS (as a rediss:// URL does)
+    #[arg(long, global = true)]
+    pub tls: bool,
+
+    /// CA certificate (PEM) to check the server's certificate against (with --tls)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+
+    /// Client certificate (PEM) to present (with --tls and --key)
+    #[arg(long = "cert", id = "tls_cert", global = true, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM)
+    #[arg(long = "key", id = "tls_key", global = true, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// Server name the certificate must carry [default: the host]
+    #[arg(long, global = true, value_name = "HOST")]
+    pub sni: Option<String>,
+
+    /// Accept any server certificate: no verification (with --tls)
+    #[arg(long, global = true)]
+    pub insecure: bool,
+
+    /// Server URL: redis[s]://[[user]:password@]host[:port][/db]; -h, -p, -a and -n override its parts
     #[arg(short = 'u', long, global = true, env = "MAGPIE_URL", hide_env_values = true, value_name = "URL")]
     pub url: Option<String>,
 
@@ -380,6 +404,14 @@ mod tests {
         let Some(Command::Cmd { args }) = cli.command else { panic!() };
         assert_eq!(args, ["SET", "k", "-1", "--json"]);
         assert!(cli.output.raw);
+    }
+
+    #[test]
+    fn tls_options_do_not_clash_with_subcommand_arguments() {
+        let cli = Cli::try_parse_from(["magpie", "--tls", "--key", "k.pem", "--cert", "c.pem", "get", "key"]).unwrap();
+        assert!(cli.conn.tls);
+        assert_eq!(cli.conn.key.as_deref(), Some(std::path::Path::new("k.pem")));
+        assert_eq!(cli.conn.cert.as_deref(), Some(std::path::Path::new("c.pem")));
     }
 
     #[test]

@@ -166,6 +166,16 @@ fn config(conn: &ConnArgs) -> Result<Config, Failure> {
     if let Some(db) = conn.db {
         config.db = db;
     }
+    let tls_options =
+        conn.cacert.is_some() || conn.cert.is_some() || conn.key.is_some() || conn.sni.is_some() || conn.insecure;
+    if conn.tls || (config.tls.is_some() && tls_options) {
+        let tls = config.tls.get_or_insert_with(Default::default);
+        tls.ca_cert = conn.cacert.clone().or(tls.ca_cert.take());
+        tls.cert = conn.cert.clone().or(tls.cert.take());
+        tls.key = conn.key.clone().or(tls.key.take());
+        tls.sni = conn.sni.clone().or(tls.sni.take());
+        tls.insecure |= conn.insecure;
+    }
     Ok(config)
 }
 

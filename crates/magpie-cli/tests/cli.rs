@@ -641,3 +641,49 @@ fn subscribe_ends_cleanly_on_ctrl_c_and_on_a_closed_pipe() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     assert_eq!(stderr_of(&out), "listening on news (Ctrl-C to stop)\n");
 }
+
+/// -a, --user, the URL's user and password, and --tls with its certificate options.
+#[test]
+fn auth_and_tls_options() {
+    let dir = std::env::temp_dir().join(format!("magpie-cli-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "magpie-cli test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("key")).expect("CA");
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &ca).expect("certificate");
+    let path = |f: &str| dir.join(f).display().to_string();
+    std::fs::write(path("ca.crt"), ca.pem()).expect("write");
+    std::fs::write(path("server.crt"), cert.pem()).expect("write");
+    std::fs::write(path("server.key"), key.serialize_pem()).expect("write");
+    let tls_port = free_port().to_string();
+    let (crt, key, ca_file) = (path("server.crt"), path("server.key"), path("ca.crt"));
+    let server = Server::spawn(
+        server_binary().as_os_str(),
+        &["--tls-port", &tls_port, "--tls-cert-file", &crt, "--tls-key-file", &key, "--tls-auth-clients", "no"],
+    )
+    .expect("magpie-server with TLS");
+    server.run(&["cmd", "ACL", "SETUSER", "alice", "on", ">pw", "+@all", "~*"], 0);
+    server.run(&["set", "k", "v"], 0);
+    assert_eq!(server.run(&["--raw", "--user", "alice", "-a", "pw", "get", "k"], 0), "v");
+    let url = format!("redis://alice:pw@127.0.0.1:{}", server.port);
+    assert_eq!(magpie_bin().args(["--raw", "-u", &url, "get", "k"]).output().expect("run").stdout, b"v");
+    let out = server.magpie().args(["--user", "alice", "-a", "nope", "get", "k"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WRONGPASS"), "{out:?}");
+    // TLS: with the CA, through the flags or a rediss:// URL; without it, a clear failure.
+    let tls = ["--raw", "--tls", "--cacert", &ca_file, "--sni", "localhost", "-p", &tls_port];
+    assert_eq!(magpie_bin().args(tls).args(["get", "k"]).output().expect("run").stdout, b"v");
+    let url = format!("rediss://alice:pw@127.0.0.1:{tls_port}");
+    let out = magpie_bin().args(["--raw", "-u", &url, "--cacert", &ca_file, "--sni", "localhost", "get", "k"]).output();
+    assert_eq!(out.expect("run").stdout, b"v");
+    let out = magpie_bin().args(["--tls", "-p", &tls_port, "get", "k"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TLS"), "{out:?}");
+    let out = magpie_bin().args(["--raw", "--tls", "--insecure", "-p", &tls_port, "get", "k"]).output().expect("run");
+    assert_eq!(out.stdout, b"v");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,6 +1,7 @@
 //! Where to connect and as whom: [`Config`], and its `redis://` URL form.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -19,6 +20,23 @@ pub struct Config {
     pub password: Option<String>,
     /// How long to wait for the TCP connection to be established.
     pub connect_timeout: Duration,
+    /// Connect with TLS (`rediss://`, the CLI's `--tls`).
+    pub tls: Option<Tls>,
+}
+
+/// How a TLS connection is made: whom to trust, what to present.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tls {
+    /// CA certificates (PEM) the server's certificate must chain to. Required unless
+    /// `insecure`.
+    pub ca_cert: Option<PathBuf>,
+    /// A client certificate (PEM) and its key, for servers that ask for one.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// The name the server's certificate must carry [default: the host].
+    pub sni: Option<String>,
+    /// Accept any server certificate (no verification at all).
+    pub insecure: bool,
 }
 
 pub const DEFAULT_HOST: &str = "127.0.0.1";
@@ -33,6 +51,7 @@ impl Default for Config {
             username: None,
             password: None,
             connect_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -46,31 +65,34 @@ impl fmt::Debug for Config {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
 
 impl Config {
-    /// Parses `redis://[[user]:password@]host[:port][/db]`.
+    /// Parses `redis://[[user]:password@]host[:port][/db]`, or `rediss://...` for TLS.
     ///
     /// - Everything but the scheme is optional: `redis://` alone means 127.0.0.1:6379, db 0.
     /// - Without a colon, the user info is the password (`redis://secret@host`), as in
     ///   `redis-cli`. User and password may be percent-encoded (`%40` for `@`).
     /// - An IPv6 host is written in brackets: `redis://[::1]:7000`.
-    /// - `rediss://` (TLS) and `unix://` are refused with a clear error: not supported yet.
+    /// - `rediss://` connects with TLS (the CA and any client certificate are set in
+    ///   [`Config::tls`]); `unix://` is refused with a clear error: not supported.
     pub fn from_url(url: &str) -> Result<Config, Error> {
         let invalid = |reason: &str| Error::InvalidUrl { url: redact(url), reason: reason.to_owned() };
         let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid("expected redis://..."))?;
+        let mut tls = None;
         match scheme.to_ascii_lowercase().as_str() {
             "redis" => {}
-            "rediss" => return Err(invalid("TLS (rediss://) is not supported")),
+            "rediss" => tls = Some(Tls::default()),
             "unix" => return Err(invalid("Unix sockets (unix://) are not supported")),
-            _ => return Err(invalid("the scheme must be redis://")),
+            _ => return Err(invalid("the scheme must be redis:// or rediss://")),
         }
         if rest.contains(['?', '#']) {
             return Err(invalid("query parameters are not supported; put the database in the path: redis://host/2"));
         }
-        let mut config = Config::default();
+        let mut config = Config { tls, ..Config::default() };
         // The last '@' ends the user info, so an unencoded '@' in a password still works.
         let (userinfo, hostpath) = match rest.rfind('@') {
             Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
@@ -214,7 +236,8 @@ mod tests {
     fn bad_urls_say_what_is_wrong() {
         assert!(invalid("localhost:6379").contains("expected redis://"));
         assert!(invalid("http://h").contains("scheme must be redis://"));
-        assert!(invalid("rediss://h").contains("TLS"));
+        assert_eq!(parse("rediss://u:p@h:6380/1").tls, Some(Tls::default()));
+        assert_eq!(parse("redis://h").tls, None);
         assert!(invalid("redis://h:99999").contains("port must be a number"));
         assert!(invalid("redis://h:0").contains("port must be a number"));
         assert!(invalid("redis://h/x").contains("database number"));

@@ -17,6 +17,8 @@ pub enum Error {
     Connect { addr: String, source: io::Error },
     /// The TCP connection was not established in time.
     ConnectTimeout { addr: String, after: Duration },
+    /// TLS could not be set up (certificates) or its handshake failed.
+    Tls { addr: String, message: String },
     /// The server refused the password sent with `AUTH`.
     Auth { addr: String, message: String },
     /// The server refused to `SELECT` the configured database.
@@ -33,7 +35,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidUrl { url, reason } => {
-                write!(f, "invalid URL {url:?}: {reason} (expected redis://[[user]:password@]host[:port][/db])")
+                write!(f, "invalid URL {url:?}: {reason} (expected redis[s]://[[user]:password@]host[:port][/db])")
             }
             Error::Connect { addr, source } => {
                 let hint = match source.kind() {
@@ -53,6 +55,7 @@ impl fmt::Display for Error {
                     after.as_secs_f64()
                 )
             }
+            Error::Tls { addr, message } => write!(f, "TLS with {addr} failed: {message}"),
             Error::Auth { addr, message } => {
                 write!(f, "authentication failed at {addr}: {message} — check the user name and password")
             }

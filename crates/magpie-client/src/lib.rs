@@ -21,8 +21,9 @@
 
 mod config;
 mod error;
+mod tls;
 
-pub use config::{Config, DEFAULT_HOST, DEFAULT_PORT};
+pub use config::{Config, DEFAULT_HOST, DEFAULT_PORT, Tls};
 pub use error::Error;
 pub use magpie_protocol::Frame;
 
@@ -30,11 +31,13 @@ use magpie_protocol::{FrameDecoder, encode_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use tls::Stream;
+
 /// One connection to a server. Commands run one at a time (`&mut self`); send several at once
 /// with [`Client::pipeline`].
 #[derive(Debug)]
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     addr: String,
     /// Bytes read but not yet taken by the decoder.
     buf: Vec<u8>,
@@ -46,8 +49,9 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects, then authenticates (`AUTH`) and selects the database (`SELECT`) when the
-    /// config asks for them. A refused password or database is an error.
+    /// Connects (with TLS when the config asks for it), then authenticates (`AUTH`) and
+    /// selects the database (`SELECT`) when the config asks for them. A refused password or
+    /// database is an error.
     pub async fn connect(config: &Config) -> Result<Client, Error> {
         let addr = config.addr();
         let connecting = TcpStream::connect((config.host.as_str(), config.port));
@@ -58,6 +62,19 @@ impl Client {
         };
         // Requests are written whole; there is nothing to gain from Nagle's delay.
         let _ = stream.set_nodelay(true);
+        let stream = match &config.tls {
+            Some(tls) => {
+                let tls_err = |message: String| Error::Tls { addr: addr.clone(), message };
+                let name = tls.sni.as_deref().unwrap_or(&config.host);
+                let handshake = tls::connect(tls, name, stream).map_err(tls_err)?;
+                match tokio::time::timeout(config.connect_timeout, handshake).await {
+                    Ok(Ok(s)) => Stream::Tls(Box::new(s)),
+                    Ok(Err(e)) => return Err(tls_err(e.to_string())),
+                    Err(_) => return Err(tls_err("the handshake did not finish in time".into())),
+                }
+            }
+            None => Stream::Plain(stream),
+        };
         let mut client = Client {
             stream,
             addr,
@@ -128,7 +145,11 @@ impl Client {
                 return Ok(frame);
             }
             self.buf.reserve(16 * 1024);
-            match self.stream.read_buf(&mut self.buf).await {
+            let read = match &mut self.stream {
+                Stream::Plain(s) => s.read_buf(&mut self.buf).await,
+                Stream::Tls(s) => s.read_buf(&mut self.buf).await,
+            };
+            match read {
                 Ok(0) => {
                     let mid_reply = !self.buf.is_empty() || self.decoder.in_progress();
                     return Err(Error::Closed { addr: self.addr.clone(), mid_reply });
@@ -155,7 +176,11 @@ impl Client {
     }
 
     async fn write_out(&mut self) -> Result<(), Error> {
-        self.stream.write_all(&self.out).await.map_err(|source| Error::Io { addr: self.addr.clone(), source })
+        let written = match &mut self.stream {
+            Stream::Plain(s) => s.write_all(&self.out).await,
+            Stream::Tls(s) => s.write_all(&self.out).await,
+        };
+        written.map_err(|source| Error::Io { addr: self.addr.clone(), source })
     }
 
     /// Keeps track of the connection state that commands change: the protocol after `HELLO`,

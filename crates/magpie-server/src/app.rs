@@ -27,14 +27,24 @@ pub async fn run(config: Config) -> io::Result<()> {
         .map_err(|e| io::Error::other(format!("loading failed: {e}")))?
         .map_err(io::Error::other)?;
     shared.apply_settings();
-    let listeners = bind_all(&config).await?;
-    for l in &listeners {
+    // Users from the ACL file, resolved through the command table; a bad file stops the start.
+    let acl = crate::commands::acl::acl_of(&shared, &crate::exec::TABLE);
+    acl.load_file().map_err(|e| io::Error::other(format!("Aborting startup because of ACL errors: {e}")))?;
+    if config.tls_port != 0 {
+        shared.tls().configure(&config.tls).map_err(|e| io::Error::other(format!("TLS: {e}")))?;
+    }
+    let listeners = bind_all(&config, config.port).await?;
+    let tls_listeners = if config.tls_port != 0 { bind_all(&config, config.tls_port).await? } else { Vec::new() };
+    for (l, kind) in listeners.iter().map(|l| (l, "")).chain(tls_listeners.iter().map(|l| (l, " (TLS)"))) {
         if let Ok(addr) = l.local_addr() {
-            info!("Ready to accept connections on {addr}");
+            info!("Ready to accept connections on {addr}{kind}");
         }
     }
     for listener in listeners {
-        tokio::spawn(accept_loop(shared.clone(), listener));
+        tokio::spawn(accept_loop(shared.clone(), listener, false));
+    }
+    for listener in tls_listeners {
+        tokio::spawn(accept_loop(shared.clone(), listener, true));
     }
     let expiry = spawn_expiry(shared.clone())?;
 
@@ -64,7 +74,8 @@ pub async fn run(config: Config) -> io::Result<()> {
     Ok(())
 }
 
-async fn bind_all(config: &Config) -> io::Result<Vec<TcpListener>> {
+/// Listens on every `bind` address at `port`.
+async fn bind_all(config: &Config, port: u16) -> io::Result<Vec<TcpListener>> {
     let mut listeners = Vec::new();
     for addr in &config.bind {
         // Redis's syntax: "-addr" may fail to bind (e.g. no IPv6) without stopping the start.
@@ -74,7 +85,7 @@ async fn bind_all(config: &Config) -> io::Result<Vec<TcpListener>> {
         };
         let host = if host == "*" { "0.0.0.0" } else { host };
         let sockaddr: SocketAddr = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => SocketAddr::new(ip, config.port),
+            Ok(ip) => SocketAddr::new(ip, port),
             Err(_) => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
@@ -91,7 +102,8 @@ async fn bind_all(config: &Config) -> io::Result<Vec<TcpListener>> {
     Ok(listeners)
 }
 
-async fn accept_loop(shared: Arc<Server>, listener: TcpListener) {
+/// Accepts connections on `listener` (TLS ones when `tls`) and serves each on its own task.
+async fn accept_loop(shared: Arc<Server>, listener: TcpListener, tls: bool) {
     let mut stop = shared.shutdown_signal();
     loop {
         let accepted = tokio::select! {
@@ -100,7 +112,13 @@ async fn accept_loop(shared: Arc<Server>, listener: TcpListener) {
         };
         match accepted {
             Ok((stream, addr)) => {
-                tokio::spawn(front::resp::serve(shared.clone(), stream, addr));
+                let _ = stream.set_nodelay(true);
+                let laddr = stream.local_addr().unwrap_or(addr);
+                if tls {
+                    tokio::spawn(serve_tls(shared.clone(), stream, addr, laddr));
+                } else {
+                    tokio::spawn(front::resp::serve(shared.clone(), stream, addr, laddr, false));
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: wait instead of spinning.
@@ -108,6 +126,23 @@ async fn accept_loop(shared: Arc<Server>, listener: TcpListener) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+/// A TLS handshake may take this long; one left half done fails its connection only.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Completes the TLS handshake with the acceptor configured now, then serves the connection
+/// like any other. A failed handshake (a plaintext client, a refused certificate, silence)
+/// closes that connection, with a log line.
+async fn serve_tls(shared: Arc<Server>, stream: tokio::net::TcpStream, addr: SocketAddr, laddr: SocketAddr) {
+    let Some(acceptor) = shared.tls().acceptor() else { return };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => front::resp::serve(shared, tls, addr, laddr, true).await,
+        Ok(Err(e)) => warn!("Error accepting a client connection: {e} (conn: {addr})"),
+        Err(_) => warn!(
+            "Error accepting a client connection: TLS handshake not completed in {HANDSHAKE_TIMEOUT:?} (conn: {addr})"
+        ),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Connection commands: PING, ECHO, SELECT, QUIT, RESET, HELLO, CLIENT.
+//! Connection commands: PING, ECHO, SELECT, QUIT, RESET, AUTH, HELLO, CLIENT.
 
 use magpie_protocol::{Args, Resp};
 
@@ -49,7 +49,61 @@ pub(super) fn select(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-/// HELLO [protover [AUTH username password] [SETNAME clientname]]
+/// AUTH [username] password: as Redis's `authCommand`.
+pub(super) fn auth(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    if args.len() > 3 {
+        return Err(error::syntax());
+    }
+    let (user, password) = if args.len() == 2 {
+        if ctx.server().acl().default_nopass() {
+            return Err("ERR AUTH <password> called without any password configured for the default user. Are you \
+                        sure your configuration is correct?"
+                .into());
+        }
+        (&b"default"[..], args.get(1))
+    } else {
+        (args.get(1), args.get(2))
+    };
+    if !authenticate(ctx, args.get(0), user, password) {
+        return Err(WRONGPASS.into());
+    }
+    ctx.out().ok();
+    Ok(())
+}
+
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+/// Logs the session in as `user` if `password` opens it; a failure goes to the ACL LOG (its
+/// object the command's name as sent), as Redis's `ACLAuthenticateUser`.
+fn authenticate(ctx: &mut Ctx<'_>, command: &[u8], user: &[u8], password: &[u8]) -> bool {
+    use crate::services::acl::{Context, LogEntry, Reason};
+    let acl = ctx.server().acl();
+    match acl.check_credentials(user, password) {
+        Some(account) => {
+            let session = ctx.session_mut();
+            acl.log_in(&mut session.login, account);
+            *session.info().user.lock() = user.into();
+            true
+        }
+        None => {
+            let session = ctx.session();
+            let in_multi = session.txn.multi.is_some() || session.txn.executing;
+            acl.log_denial(LogEntry {
+                count: 1,
+                reason: Reason::Auth,
+                context: if in_multi { Context::Multi } else { Context::Toplevel },
+                object: command.to_vec(),
+                username: user.to_vec(),
+                ctime: magpie_store::now_ms(),
+                client_info: session.info().line(),
+            });
+            false
+        }
+    }
+}
+
+/// HELLO [protover [AUTH username password] [SETNAME clientname]], as Redis's `helloCommand`:
+/// options are applied in order (a failed SETNAME after AUTH leaves the client logged in).
 pub(super) fn hello(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let mut version = None;
     if args.len() >= 2 {
@@ -60,14 +114,15 @@ pub(super) fn hello(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         }
         version = Some(v);
     }
-    let (mut user, mut name) = (None, None);
     let mut options = Cursor::new(args, 2);
     while let Some(opt) = options.next() {
         if is(opt, "auth") && options.remaining() >= 2 {
-            user = options.next();
-            options.next(); // the password: no passwords exist yet
+            let (user, password) = (options.next().unwrap_or_default(), options.next().unwrap_or_default());
+            if !authenticate(ctx, args.get(0), user, password) {
+                return Err(WRONGPASS.into());
+            }
         } else if is(opt, "setname") && options.remaining() >= 1 {
-            name = options.next();
+            set_name(ctx, options.next().unwrap_or_default())?;
         } else {
             let mut msg = b"ERR Syntax error in HELLO option '".to_vec();
             msg.extend_from_slice(crate::core::error::c_str(opt));
@@ -75,12 +130,11 @@ pub(super) fn hello(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             return Err(Error::bytes(msg));
         }
     }
-    // No passwords exist yet: the default user needs none, and there are no other users.
-    if user.is_some_and(|u| u != b"default") {
-        return Err("WRONGPASS invalid username-password pair or user is disabled.".into());
-    }
-    if let Some(name) = name {
-        set_name(ctx, name)?;
+    if !ctx.session().login.authenticated() {
+        return Err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH \
+                    <user> <pass> option can be used to authenticate the client and select the RESP protocol \
+                    version at the same time"
+            .into());
     }
     if let Some(v) = version {
         // A subscriber's messages so far go out as they were encoded; later ones in `v`.
@@ -214,7 +268,8 @@ pub(super) fn reset(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
 
 /// What RESET clears, as Redis's `clearClientConnectionState`: database 0, RESP2, the
 /// transaction (MULTI is discarded, WATCHed keys unwatched), every subscription (without
-/// confirmations), the name. State a connection gains later must be cleared here too.
+/// confirmations), the name, the user (the default user again, authenticated only if it needs
+/// no password). State a connection gains later must be cleared here too.
 pub(crate) fn reset_connection(ctx: &mut Ctx<'_>) {
     // Messages already delivered go out first, in the protocol they were sent for.
     ctx.deliver_own();
@@ -226,4 +281,6 @@ pub(crate) fn reset_connection(ctx: &mut Ctx<'_>) {
     let info = ctx.session().info();
     server.pubsub().unsubscribe_all(&info.pubsub, info.id);
     *info.name.lock() = None;
+    *info.user.lock() = b"default".to_vec().into_boxed_slice();
+    server.acl().reset_login(&mut ctx.session_mut().login);
 }

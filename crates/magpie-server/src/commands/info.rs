@@ -198,6 +198,12 @@ impl Report<'_> {
         field!(out, "total_error_replies", t.error_replies);
         field!(out, "total_reads_processed", t.reads);
         field!(out, "total_writes_processed", t.writes);
+        // Redis 7.2's names: refusals by the ACL (failed AUTH and HELLO AUTH included).
+        let denied = &self.shared.acl().denied;
+        field!(out, "acl_access_denied_auth", denied.auth.load(Ordering::Relaxed));
+        field!(out, "acl_access_denied_cmd", denied.cmd.load(Ordering::Relaxed));
+        field!(out, "acl_access_denied_key", denied.key.load(Ordering::Relaxed));
+        field!(out, "acl_access_denied_channel", denied.channel.load(Ordering::Relaxed));
     }
 
     fn replication(&self, out: &mut String) {

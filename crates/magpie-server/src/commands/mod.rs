@@ -2,6 +2,7 @@
 //! groups, in the family's module for the data types) and one function in that module. The
 //! execution layer assembles the tables into `crate::exec::TABLE`.
 
+pub(crate) mod acl;
 mod connection;
 mod hashes;
 mod info;
@@ -25,8 +26,8 @@ use crate::{acl, flags, key_flags};
 
 /// The data types' tables, in table order (after [`CONNECTION`], the transaction commands and
 /// [`CORE`]).
-pub(crate) static FAMILIES: [&[Command]; 5] =
-    [lists::COMMANDS, hashes::COMMANDS, sets::COMMANDS, zsets::COMMANDS, pubsub::COMMANDS];
+pub(crate) static FAMILIES: [&[Command]; 6] =
+    [lists::COMMANDS, hashes::COMMANDS, sets::COMMANDS, zsets::COMMANDS, pubsub::COMMANDS, acl::COMMANDS];
 
 /// The connection commands.
 #[rustfmt::skip]
@@ -43,6 +44,7 @@ pub(crate) static CONNECTION: &[Command] = &[
         "", connection::quit),
     Command::new("hello", -1, flags![NOSCRIPT, LOADING, STALE, FAST, NO_AUTH, ALLOW_BUSY], "connection", "6.0.0", "Handshakes with the Redis server.",
         "[protover:integer [AUTH username password] [SETNAME clientname]]", connection::hello),
+    acl::AUTH,
     Command::new("reset", 1, flags![NOSCRIPT, LOADING, STALE, FAST, NO_AUTH, ALLOW_BUSY, NOT_QUEUED, SUBSCRIBED_OK], "connection", "6.2.0", "Resets the connection.",
         "", connection::reset),
     Command::new("client", -2, flags![], "connection", "2.4.0", "A container for client connection commands.",

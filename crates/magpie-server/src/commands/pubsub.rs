@@ -4,6 +4,7 @@
 use magpie_protocol::{Args, Reply};
 
 use crate::core::error::{CmdResult, Error};
+use crate::model::command::Channels;
 use crate::model::{Command, Ctx, KeySpec, command};
 use crate::services::pubsub::Kind;
 
@@ -13,18 +14,21 @@ use crate::{acl, flags, key_flags};
 pub(super) static COMMANDS: &[Command] = &[
     Command::new("subscribe", -2, flags![PUBSUB, NOSCRIPT, LOADING, STALE, SUBSCRIBED_OK], "pubsub", "2.0.0", "Listens for messages published to channels.",
         "channel [channel ...]", subscribe)
+        .channels(Channels::All)
         .acl(acl![]),
     Command::new("unsubscribe", -1, flags![PUBSUB, NOSCRIPT, LOADING, STALE, SUBSCRIBED_OK], "pubsub", "2.0.0", "Stops listening to messages posted to channels.",
         "[channel [channel ...]]", unsubscribe)
         .acl(acl![]),
     Command::new("psubscribe", -2, flags![PUBSUB, NOSCRIPT, LOADING, STALE, SUBSCRIBED_OK], "pubsub", "2.0.0", "Listens for messages published to channels that match one or more patterns.",
         "pattern:pattern [pattern:pattern ...]", psubscribe)
+        .channels(Channels::AllPatterns)
         .acl(acl![]),
     Command::new("punsubscribe", -1, flags![PUBSUB, NOSCRIPT, LOADING, STALE, SUBSCRIBED_OK], "pubsub", "2.0.0", "Stops listening to messages published to channels that match one or more patterns.",
         "[pattern:pattern [pattern:pattern ...]]", punsubscribe)
         .acl(acl![]),
     Command::new("ssubscribe", -2, flags![PUBSUB, NOSCRIPT, LOADING, STALE, SUBSCRIBED_OK], "pubsub", "7.0.0", "Listens for messages published to shard channels.",
         "shardchannel [shardchannel ...]", ssubscribe)
+        .channels(Channels::All)
         .acl(acl![])
         .keys(&[KeySpec::range(1, -1, 1, key_flags![NOT_KEY])]),
     Command::new("sunsubscribe", -1, flags![PUBSUB, NOSCRIPT, LOADING, STALE, SUBSCRIBED_OK], "pubsub", "7.0.0", "Stops listening to messages posted to shard channels.",
@@ -33,9 +37,11 @@ pub(super) static COMMANDS: &[Command] = &[
         .keys(&[KeySpec::range(1, -1, 1, key_flags![NOT_KEY])]),
     Command::new("publish", 3, flags![PUBSUB, LOADING, STALE, FAST, MAY_REPLICATE], "pubsub", "2.0.0", "Posts a message to a channel.",
         "channel message", publish)
+        .channels(Channels::First)
         .acl(acl![]),
     Command::new("spublish", 3, flags![PUBSUB, LOADING, STALE, FAST, MAY_REPLICATE], "pubsub", "7.0.0", "Post a message to a shard channel",
         "shardchannel message", spublish)
+        .channels(Channels::First)
         .acl(acl![])
         .keys(&[KeySpec::one(1, key_flags![NOT_KEY])]),
     Command::new("pubsub", -2, flags![], "pubsub", "2.8.0", "A container for Pub/Sub commands.",

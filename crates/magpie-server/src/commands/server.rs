@@ -116,8 +116,8 @@ pub(super) fn config_set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         pairs.push((k, v));
     }
     let server = ctx.server();
-    server.settings().set(&pairs).map_err(|e| Error::msg(format!("ERR {e}")))?;
-    server.apply_settings();
+    let local = ctx.session().is_local();
+    server.config_set(&pairs, local).map_err(|e| Error::msg(format!("ERR {e}")))?;
     server.persistence().follow_appendonly()?;
     ctx.out().ok();
     Ok(())

@@ -105,7 +105,7 @@ pub(crate) mod test_support {
         pub(crate) fn new() -> TestSession {
             let server = Arc::new(Server::new(Config::load(Options::default()).expect("default config")));
             let addr = "127.0.0.1:1".parse().expect("addr");
-            let session = Session::new(server.clients().connect(addr, addr));
+            let session = Session::new(server.clients().connect(addr, addr), server.acl().login());
             TestSession { server, session }
         }
 

@@ -55,6 +55,13 @@ pub(crate) fn dispatch_resolved(
     // Held while the command runs: a transaction runs with nothing else running.
     let gate = ctx.server().gate();
     let _pass = if cmd.has(Flags::RUNS_ALONE) { gate.exclusive() } else { gate.shared() };
+    // Authentication and ACL permissions, before anything else looks at the command.
+    if let Err(refusal) = admit(ctx, id, cmd, args) {
+        if let Some(e) = refusal {
+            refuse(ctx, args, e, Some(id));
+        }
+        return None;
+    }
     if ctx.session().txn.multi.is_some() {
         match multi::queue(ctx, cmd, args) {
             Ok(true) => return Some(cmd),
@@ -111,6 +118,95 @@ pub(crate) fn dispatch_resolved(
             None
         }
     }
+}
+
+/// Whether the session may run `cmd` now, in Redis's order (`processCommand`): a protected
+/// command (DEBUG) only as `enable-debug-command` allows, then NOAUTH before the client has
+/// authenticated (unless the command needs none), then the user's ACL permissions (after
+/// MULTI's own refusal of commands that may not be queued). `Err(None)`: the session's user
+/// was deleted, and the connection closes without a reply.
+#[inline]
+fn admit(ctx: &mut Ctx<'_>, id: usize, cmd: &'static Command, args: Args<'_>) -> Result<(), Option<Error>> {
+    if cmd.has(Flags::PROTECTED) {
+        protected(ctx, cmd)?;
+    }
+    let acl = ctx.server().acl();
+    let session = ctx.session_mut();
+    if acl.auth_required(&session.login) && !cmd.has(Flags::NO_AUTH) {
+        return Err(Some(Error::from("NOAUTH Authentication required.")));
+    }
+    if session.txn.multi.is_some() && cmd.has(Flags::NO_MULTI) {
+        return Ok(()); // refused by MULTI first, as Redis checks no-multi before the ACL
+    }
+    let Ok(user) = acl.current(&mut session.login) else {
+        session.close();
+        return Err(None);
+    };
+    if user.unrestricted() {
+        return Ok(());
+    }
+    check_acl(ctx, id, cmd, args)
+}
+
+#[cold]
+fn protected(ctx: &Ctx<'_>, cmd: &Command) -> Result<(), Option<Error>> {
+    if ctx.server().settings().config.enable_debug_command.allows(ctx.session().is_local()) {
+        return Ok(());
+    }
+    let name = cmd.name.to_uppercase();
+    Err(Some(Error::msg(format!(
+        "ERR {name} command not allowed. If the enable-debug-command option is set to \"local\", you can run it \
+         from a local connection, otherwise you need to set this option in the configuration file, and then \
+         restart the server."
+    ))))
+}
+
+/// The ACL check of a restricted user: refusals are logged (ACL LOG) and counted.
+fn check_acl(ctx: &mut Ctx<'_>, id: usize, cmd: &'static Command, args: Args<'_>) -> Result<(), Option<Error>> {
+    let session = ctx.session();
+    let Err(d) = crate::model::access::check(session.login.user(), id, cmd, args) else { return Ok(()) };
+    Err(Some(refusal(ctx, cmd, args, d)))
+}
+
+/// Logs and counts a refusal, and makes its error (Redis's texts).
+#[cold]
+fn refusal(ctx: &Ctx<'_>, cmd: &Command, args: Args<'_>, d: crate::model::access::Denied) -> Error {
+    use crate::services::acl::{Context, LogEntry, Reason};
+    let session = ctx.session();
+    let executing = session.txn.executing;
+    let object = match d.reason {
+        Reason::Key | Reason::Channel => args.get(d.arg).to_vec(),
+        _ => cmd.name.as_bytes().to_vec(),
+    };
+    ctx.server().acl().log_denial(LogEntry {
+        count: 1,
+        reason: d.reason,
+        context: if executing || session.txn.multi.is_some() { Context::Multi } else { Context::Toplevel },
+        object,
+        username: session.login.user().name().to_vec(),
+        ctime: magpie_store::now_ms(),
+        client_info: session.info().line(),
+    });
+    let text = if executing {
+        let why = match d.reason {
+            Reason::Key => "no permission to touch the specified keys",
+            Reason::Channel => "no permission to access one of the channels used as arguments",
+            _ => "no permission to execute the command or subcommand",
+        };
+        format!(
+            "NOPERM ACLs rules changed between the moment the transaction was accumulated and the EXEC call. This \
+             command is no longer allowed for the following reason: {why}"
+        )
+    } else {
+        match d.reason {
+            Reason::Key => "NOPERM this user has no permissions to access one of the keys used as arguments".into(),
+            Reason::Channel => {
+                "NOPERM this user has no permissions to access one of the channels used as arguments".into()
+            }
+            _ => format!("NOPERM this user has no permissions to run the '{}' command", cmd.name),
+        }
+    };
+    Error::msg(text)
 }
 
 /// In RESP2, a subscribed client may only (un)subscribe, PING, QUIT and RESET; in RESP3 it

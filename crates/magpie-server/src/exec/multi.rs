@@ -144,9 +144,12 @@ pub(super) fn exec(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     journal.start_group();
     let mode = std::mem::replace(&mut ctx.session_mut().wait.mode, Mode::NoBlock);
     ctx.out().array(multi.queued.len());
+    // Each queued command is checked again (its user's rules may have changed since).
+    ctx.session_mut().txn.executing = true;
     for q in &multi.queued {
         super::dispatch(ctx, q.args());
     }
+    ctx.session_mut().txn.executing = false;
     ctx.session_mut().wait.mode = mode;
     let seq = journal.finish_group();
     if seq != 0 {

@@ -9,6 +9,7 @@ use magpie_protocol::{Args, Reply, Resp};
 use super::EXEC;
 use crate::model::{Command, Ctx, Executor as _, Flags, Mode, Session};
 use crate::services::Server;
+use crate::services::acl::Login;
 use crate::services::blocking::Waiter;
 use crate::services::stats;
 
@@ -48,7 +49,8 @@ pub(crate) fn count_unserved(waiter: &Waiter) {
 /// was served (the command is then counted, once), `None` when it would wait on.
 fn run_again(server: &Server, waiter: &Waiter) -> Option<(Vec<u8>, u64)> {
     let cmd: &'static Command = EXEC.table().by_id(waiter.cmd)?;
-    let mut session = Session::new(waiter.info.clone());
+    // Checked when it was first called; served as the server itself.
+    let mut session = Session::new(waiter.info.clone(), Login::internal());
     session.select(waiter.db);
     session.wait.mode = Mode::Retry;
     let mut out = Reply::new(waiter.proto);

@@ -8,9 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tracing::debug;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::{debug, warn};
 
 use magpie_protocol::{Args, Decoder, Limits, Reply, Resp};
 
@@ -31,11 +30,17 @@ const FLUSH_AT: usize = 64 * 1024;
 /// Redis's `client-query-buffer-limit`: a command still incomplete past this closes the client.
 const QUERY_BUFFER_LIMIT: usize = 1 << 30;
 
-pub(crate) async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: SocketAddr) {
-    let _ = stream.set_nodelay(true);
-    let laddr = stream.local_addr().unwrap_or(addr);
+/// Serves one client on `stream` (a TCP connection, or a TLS session over one: `tls`) from
+/// `addr`, accepted on `laddr`.
+pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    server: Arc<Server>,
+    mut stream: S,
+    addr: SocketAddr,
+    laddr: SocketAddr,
+    tls: bool,
+) {
     let shared = &*server;
-    let mut client = Session::new(shared.clients().connect(addr, laddr));
+    let mut client = Session::new(shared.clients().connect(addr, laddr), shared.acl().login());
     let id = client.id();
     if shared.clients().len() > shared.settings().maxclients() {
         shared.clients().rejected.fetch_add(1, Ordering::Relaxed);
@@ -43,6 +48,13 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: Sock
         shared.clients().disconnect(id);
         return;
     }
+    // Protected mode (Redis 7.0): while the default user needs no password, only clients on
+    // the loopback interface are served.
+    if shared.settings().protected_mode() && !client.is_local() && shared.acl().default_nopass() {
+        refuse_protected(shared, &mut stream, addr, id).await;
+        return;
+    }
+    let mut first_read = !tls;
     shared.clients().accepted.fetch_add(1, Ordering::Relaxed);
     let mut stop = shared.shutdown_signal();
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
@@ -102,6 +114,15 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: Sock
             }
         }
 
+        if first_read {
+            first_read = false;
+            // A TLS ClientHello (a handshake record, 0x16) on the plain port: no RESP client
+            // starts so, and answering it would leave the client waiting for a handshake.
+            if rbuf.first() == Some(&0x16) {
+                warn!("client {addr} started a TLS handshake on the plain port; closing it");
+                break;
+            }
+        }
         decoder.set_limits(limits(shared));
         let mut last = None;
         let mut protocol_error = None;
@@ -153,6 +174,10 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: Sock
             for q in &batch {
                 let buf = if q.inline { &inline_args[..] } else { &rbuf[..] };
                 let args = Args::new(buf, &spans[q.spans.clone()]);
+                if looks_like_http(args.get(0)) {
+                    security_warning(addr);
+                    break 'conn;
+                }
                 let ran = run.run(&mut client, &mut out, args);
                 last = ran.or(last);
                 if let (true, Some(cmd)) = (client.is_blocked(), ran) {
@@ -257,11 +282,11 @@ enum Ended {
 /// Waits as `waiter` until it is served, its timeout passes, the client disconnects or the
 /// server shuts down. Meanwhile what the client sends is read into `rbuf` (up to the query
 /// buffer limit), so a disconnect is noticed at once and leaves no trace in the queues.
-async fn block_on(
+async fn block_on<S: AsyncRead + Unpin>(
     shared: &Server,
     waiter: &Arc<Waiter>,
     timeout: Timeout,
-    stream: &mut TcpStream,
+    stream: &mut S,
     rbuf: &mut BytesMut,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Ended {
@@ -328,7 +353,7 @@ async fn block_on(
 /// Writes all of `buf`. With an idle `timeout` (seconds, 0 for none), a client that accepts no
 /// bytes for that long is idle and the write fails: Redis counts any progress as interaction,
 /// so a slow reader is fine but one that stopped reading does not hold its replies forever.
-async fn write_out(stream: &mut TcpStream, buf: &[u8], timeout: u64) -> io::Result<()> {
+async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, buf: &[u8], timeout: u64) -> io::Result<()> {
     if timeout == 0 {
         return stream.write_all(buf).await;
     }
@@ -360,6 +385,51 @@ async fn wait_durable(shared: &Server, client: &Session) {
     let _ = durable.wait_for(|&d| d >= wrote || !journal.is_on()).await;
 }
 
+/// Redis's refusal of a client from outside the loopback interface in protected mode.
+const PROTECTED_MODE: &[u8] = b"-DENIED Redis is running in protected mode because protected mode is enabled and no \
+password is set for the default user. In this mode connections are only accepted from the loopback interface. If you \
+want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable \
+protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis \
+from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do \
+so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by \
+editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. \
+3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a \
+an authentication password for the default user. NOTE: You only need to do one of the above things in order for the \
+server to start accepting connections from the outside.\r\n";
+
+/// Protected mode's refusal: Redis's explanation, then the connection closes.
+#[cold]
+async fn refuse_protected<S: AsyncWrite + Unpin>(shared: &Server, stream: &mut S, addr: SocketAddr, id: u64) {
+    shared.clients().rejected.fetch_add(1, Ordering::Relaxed);
+    debug!("refused {addr}: protected mode");
+    let _ = stream.write_all(PROTECTED_MODE).await;
+    let _ = stream.shutdown().await;
+    shared.clients().disconnect(id);
+}
+
+/// `POST` or `Host:` as a command: an HTTP request sent to the RESP port (a browser made to
+/// talk to Magpie: cross-protocol scripting). Redis closes such connections.
+#[inline]
+fn looks_like_http(name: &[u8]) -> bool {
+    (name.len() == 4 && name.eq_ignore_ascii_case(b"post")) || (name.len() == 5 && name.eq_ignore_ascii_case(b"host:"))
+}
+
+/// Logs Redis's warning, at most once a minute, as Redis does.
+#[cold]
+fn security_warning(addr: SocketAddr) {
+    static LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = magpie_store::now_ms() / 1000;
+    let last = LOGGED.load(Ordering::Relaxed);
+    if now.abs_diff(last) > 60 && LOGGED.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        warn!(
+            "Possible SECURITY ATTACK detected. It looks like somebody is sending POST or Host: commands to Redis. \
+             This is likely due to an attacker attempting to use Cross Protocol Scripting to compromise your Redis \
+             instance. Connection aborted."
+        );
+    }
+    debug!("closing {addr}: POST or Host: on the RESP port");
+}
+
 /// A decoded command waiting to run.
 struct Queued {
     /// Its arguments, in the connection's `spans`.
@@ -389,11 +459,11 @@ struct Closed;
 /// Writes what is in the client's mailbox, until it is empty. Fails when the client went over
 /// its output buffer limit (also while a write is stuck because it does not read) or its
 /// socket failed: the connection then closes. `out` is empty, and left empty.
-async fn write_messages(
+async fn write_messages<S: AsyncWrite + Unpin>(
     shared: &Server,
     info: &ClientInfo,
     out: &mut Reply,
-    stream: &mut TcpStream,
+    stream: &mut S,
 ) -> Result<(), Closed> {
     let mailbox = &info.pubsub.mailbox;
     loop {

@@ -3,6 +3,7 @@
 //! for. It sits on the services, because a command's context is made of them; the command
 //! families, the execution layer and the front ends sit on it.
 
+pub(crate) mod access;
 pub(crate) mod command;
 pub(crate) mod docs;
 pub(crate) mod flags;

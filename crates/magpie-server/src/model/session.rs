@@ -12,6 +12,7 @@ use magpie_protocol::ArgVec;
 use magpie_store::{Key, Keyspace};
 
 use super::wait::Wait;
+use crate::services::acl::Login;
 use crate::services::clients::ClientInfo;
 use crate::services::config::Settings;
 
@@ -49,12 +50,17 @@ pub(crate) struct Session {
     /// Whether the running command may block, and what it asked for when it did; reset by
     /// dispatch before each command.
     pub(crate) wait: Wait,
+    /// Who the client is (AUTH, HELLO AUTH; RESET goes back to the default user) and whether
+    /// it authenticated: dispatch checks every command against it.
+    pub(crate) login: Login,
 }
 
 impl Session {
-    /// A session for the client `info` (registered by its front end), in database 0.
-    pub(crate) fn new(info: Arc<ClientInfo>) -> Session {
+    /// A session for the client `info` (registered by its front end), in database 0, logged in
+    /// as `login` (`Acl::login` for a new connection).
+    pub(crate) fn new(info: Arc<ClientInfo>, login: Login) -> Session {
         Session {
+            login,
             info,
             db: 0,
             close: false,
@@ -69,7 +75,7 @@ impl Session {
     /// A session of the server itself (replaying the log), in no registry: its commands are
     /// not counted in the statistics.
     pub(crate) fn internal() -> Session {
-        let mut s = Session::new(ClientInfo::internal());
+        let mut s = Session::new(ClientInfo::internal(), Login::internal());
         s.internal = true;
         s
     }
@@ -99,6 +105,16 @@ impl Session {
     /// What others may see of this client (CLIENT LIST), and its subscriptions.
     pub(crate) fn info(&self) -> &Arc<ClientInfo> {
         &self.info
+    }
+
+    /// Whether the client connected over the loopback interface (what Redis's protected mode
+    /// and `local` settings call a local client).
+    pub(crate) fn is_local(&self) -> bool {
+        // Redis's `islocalClient`: exactly 127.0.0.1 or ::1 (127.0.0.2 is not local).
+        match self.info.addr.ip().to_canonical() {
+            std::net::IpAddr::V4(ip) => ip == std::net::Ipv4Addr::LOCALHOST,
+            std::net::IpAddr::V6(ip) => ip == std::net::Ipv6Addr::LOCALHOST,
+        }
     }
 
     /// The current database.
@@ -155,6 +171,8 @@ pub(crate) struct TxnState {
     pub watched: Vec<Watched>,
     /// Between BEGIN and COMMIT/ROLLBACK.
     pub interactive: Option<Box<Interactive>>,
+    /// EXEC is running the queued commands (their ACL check then says so, as Redis's).
+    pub executing: bool,
 }
 
 /// An interactive transaction in progress.

@@ -22,6 +22,8 @@ pub(crate) struct ClientInfo {
     pub resp: AtomicUsize,
     pub name: Mutex<Option<Vec<u8>>>,
     pub last_cmd: Mutex<&'static str>,
+    /// The user it authenticated as (CLIENT LIST's `user`).
+    pub user: Mutex<Box<[u8]>>,
     /// Waiting in a blocking command (CLIENT LIST's `b` flag).
     pub blocked: AtomicBool,
     /// Subscriptions and the mailbox of messages for them (see `super::pubsub`).
@@ -55,16 +57,16 @@ impl ClientInfo {
         line.extend_from_slice(
             format!(
                 " age={} idle={} flags={flags} db={} sub={sub} psub={psub} ssub={ssub} multi=-1 qbuf=0 qbuf-free=0 \
-                 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={omem} tot-mem=0 events=r cmd={} \
-                 user=default redir=-1 resp={}",
+                 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={omem} tot-mem=0 events=r cmd={} user=",
                 age.as_secs(),
                 idle_ms / 1000,
                 self.db.load(Ordering::Relaxed),
                 self.last_cmd.lock(),
-                self.resp.load(Ordering::Relaxed),
             )
             .as_bytes(),
         );
+        line.extend_from_slice(&self.user.lock());
+        line.extend_from_slice(format!(" redir=-1 resp={}", self.resp.load(Ordering::Relaxed)).as_bytes());
         line
     }
 }
@@ -87,6 +89,7 @@ impl ClientInfo {
             resp: AtomicUsize::new(2),
             name: Mutex::new(None),
             last_cmd: Mutex::new("NULL"),
+            user: Mutex::new(b"default".to_vec().into_boxed_slice()),
             blocked: AtomicBool::new(false),
             pubsub: Default::default(),
         }

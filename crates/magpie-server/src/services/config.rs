@@ -116,6 +116,46 @@ pub struct Options {
     /// [default: normal 0 0 0 slave 256mb 64mb 60 pubsub 32mb 8mb 60].
     #[arg(long, value_name = "LIMITS")]
     pub client_output_buffer_limit: Option<String>,
+    /// The default user's password: clients must AUTH before anything else; "" for none
+    /// [default: none].
+    #[arg(long, value_name = "PASSWORD")]
+    pub requirepass: Option<String>,
+    /// ACL file: users as `user <name> <rules...>` lines, loaded at start and by ACL LOAD,
+    /// written by ACL SAVE [default: none].
+    #[arg(long, value_name = "FILE")]
+    pub aclfile: Option<PathBuf>,
+    /// Entries the ACL LOG keeps [default: 128].
+    #[arg(long, value_name = "N")]
+    pub acllog_max_len: Option<u64>,
+    /// While the default user has no password, serve only clients on the loopback interface:
+    /// yes or no [default: yes].
+    #[arg(long, value_name = "yes|no")]
+    pub protected_mode: Option<String>,
+    /// Whether CONFIG SET may change file locations (dir, dbfilename): yes, no or local
+    /// (clients on the loopback interface only) [default: no].
+    #[arg(long, value_name = "yes|no|local")]
+    pub enable_protected_configs: Option<String>,
+    /// Whether the DEBUG command may run: yes, no or local [default: no].
+    #[arg(long, value_name = "yes|no|local")]
+    pub enable_debug_command: Option<String>,
+    /// TCP port for TLS connections; 0 for none [default: 0].
+    #[arg(long, value_name = "PORT")]
+    pub tls_port: Option<u16>,
+    /// The server's certificate chain (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert_file: Option<String>,
+    /// The server's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key_file: Option<String>,
+    /// CA certificates (PEM) that client certificates must chain to.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca_cert_file: Option<String>,
+    /// Client certificates: yes (required), optional (checked when given) or no [default: yes].
+    #[arg(long, value_name = "yes|no|optional")]
+    pub tls_auth_clients: Option<String>,
+    /// TLS versions accepted, space separated: TLSv1.2, TLSv1.3 [default: both].
+    #[arg(long, value_name = "VERSIONS")]
+    pub tls_protocols: Option<String>,
     /// Check an append-only log file (or a log directory's manifest) and exit; with --fix,
     /// cut it after its last good record (keeping a backup).
     #[arg(long, value_name = "FILE")]
@@ -164,6 +204,91 @@ pub struct Config {
     pub notify_keyspace_events: u32,
     /// `client-output-buffer-limit`: (hard, soft, soft seconds) by [`ClientClass`].
     pub client_output_buffer_limit: [(u64, u64, u64); 3],
+    pub requirepass: Option<String>,
+    pub aclfile: Option<PathBuf>,
+    pub acllog_max_len: u64,
+    pub protected_mode: bool,
+    pub enable_protected_configs: Allow,
+    pub enable_debug_command: Allow,
+    pub tls_port: u16,
+    pub tls: TlsSettings,
+}
+
+/// A protected action's setting (`enable-protected-configs`, `enable-debug-command`): Redis's
+/// yes, no, or local (clients on the loopback interface only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Allow {
+    No,
+    Yes,
+    Local,
+}
+
+impl Allow {
+    fn parse(s: &str) -> Option<Allow> {
+        match s.to_ascii_lowercase().as_str() {
+            "no" => Some(Allow::No),
+            "yes" => Some(Allow::Yes),
+            "local" => Some(Allow::Local),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Allow::No => "no",
+            Allow::Yes => "yes",
+            Allow::Local => "local",
+        }
+    }
+
+    /// Whether a client (on the loopback interface, or not) may do the action.
+    pub(crate) fn allows(self, local: bool) -> bool {
+        self == Allow::Yes || (self == Allow::Local && local)
+    }
+}
+
+/// `tls-auth-clients`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    Yes,
+    No,
+    Optional,
+}
+
+/// The TLS settings that CONFIG SET may change (the certificates are loaded again).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub ca_cert_file: Option<String>,
+    pub auth_clients: ClientAuth,
+    pub protocols: Option<String>,
+}
+
+fn parse_client_auth(s: &str) -> Result<ClientAuth, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" => Ok(ClientAuth::Yes),
+        "no" => Ok(ClientAuth::No),
+        "optional" => Ok(ClientAuth::Optional),
+        _ => Err("argument(s) must be one of the following: no, yes, optional".to_owned()),
+    }
+}
+
+fn client_auth_name(a: ClientAuth) -> &'static str {
+    match a {
+        ClientAuth::Yes => "yes",
+        ClientAuth::No => "no",
+        ClientAuth::Optional => "optional",
+    }
+}
+
+fn parse_allow(s: &str) -> Result<Allow, String> {
+    Allow::parse(s).ok_or_else(|| "argument(s) must be one of the following: no, yes, local".to_owned())
+}
+
+/// An empty string is no file, as Redis's `EMPTY_STRING_IS_NULL`.
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.is_empty())
 }
 
 /// The client classes of `client-output-buffer-limit`, in Redis's order.
@@ -337,6 +462,46 @@ impl Config {
                     .map_err(|e| format!("client-output-buffer-limit: {e}"))?,
                 None => DEFAULT_OUTPUT_LIMITS,
             },
+            requirepass: None,
+            aclfile: None,
+            acllog_max_len: 128,
+            protected_mode: true,
+            enable_protected_configs: Allow::No,
+            enable_debug_command: Allow::No,
+            tls_port: 0,
+            tls: TlsSettings {
+                cert_file: None,
+                key_file: None,
+                ca_cert_file: None,
+                auth_clients: ClientAuth::Yes,
+                protocols: None,
+            },
+        };
+        let mut config = config;
+        config.requirepass = non_empty(pick(cli.requirepass, file.requirepass));
+        config.aclfile = cli.aclfile.or(file.aclfile).filter(|p| !p.as_os_str().is_empty());
+        config.acllog_max_len = cli.acllog_max_len.or(file.acllog_max_len).unwrap_or(128);
+        config.protected_mode = parse_yes_no(
+            "protected-mode",
+            &pick(cli.protected_mode, file.protected_mode).unwrap_or_else(|| "yes".into()),
+        )?;
+        config.enable_protected_configs = parse_allow(
+            &pick(cli.enable_protected_configs, file.enable_protected_configs).unwrap_or_else(|| "no".into()),
+        )
+        .map_err(|e| format!("enable-protected-configs: {e}"))?;
+        config.enable_debug_command =
+            parse_allow(&pick(cli.enable_debug_command, file.enable_debug_command).unwrap_or_else(|| "no".into()))
+                .map_err(|e| format!("enable-debug-command: {e}"))?;
+        config.tls_port = cli.tls_port.or(file.tls_port).unwrap_or(0);
+        config.tls = TlsSettings {
+            cert_file: non_empty(pick(cli.tls_cert_file, file.tls_cert_file)),
+            key_file: non_empty(pick(cli.tls_key_file, file.tls_key_file)),
+            ca_cert_file: non_empty(pick(cli.tls_ca_cert_file, file.tls_ca_cert_file)),
+            auth_clients: parse_client_auth(
+                &pick(cli.tls_auth_clients, file.tls_auth_clients).unwrap_or_else(|| "yes".into()),
+            )
+            .map_err(|e| format!("tls-auth-clients: {e}"))?,
+            protocols: non_empty(pick(cli.tls_protocols, file.tls_protocols)),
         };
         check_file_name("dbfilename", &config.dbfilename)?;
         check_file_name("appendfilename", &config.appendfilename)?;
@@ -383,6 +548,10 @@ pub(crate) struct Settings {
     txn_max_bytes: AtomicU64,
     notify_keyspace_events: AtomicU32,
     client_output_buffer_limit: Mutex<[(u64, u64, u64); 3]>,
+    requirepass: Mutex<Option<String>>,
+    acllog_max_len: AtomicU64,
+    protected_mode: AtomicBool,
+    tls: Mutex<TlsSettings>,
 }
 
 impl Settings {
@@ -405,6 +574,10 @@ impl Settings {
             txn_max_bytes: AtomicU64::new(config.txn_max_bytes),
             notify_keyspace_events: AtomicU32::new(config.notify_keyspace_events),
             client_output_buffer_limit: Mutex::new(config.client_output_buffer_limit),
+            requirepass: Mutex::new(config.requirepass.clone()),
+            acllog_max_len: AtomicU64::new(config.acllog_max_len),
+            protected_mode: AtomicBool::new(config.protected_mode),
+            tls: Mutex::new(config.tls.clone()),
             config,
         }
     }
@@ -488,6 +661,29 @@ impl Settings {
         self.client_output_buffer_limit.lock()[class as usize]
     }
 
+    /// `requirepass` (the ACL follows it: see `Server::config_set`).
+    pub(crate) fn requirepass(&self) -> Option<String> {
+        self.requirepass.lock().clone()
+    }
+
+    pub(crate) fn acllog_max_len(&self) -> usize {
+        usize::try_from(self.acllog_max_len.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+    }
+
+    pub(crate) fn protected_mode(&self) -> bool {
+        self.protected_mode.load(Ordering::Relaxed)
+    }
+
+    /// The TLS settings now (the certificates are loaded from them: see `services::tls`).
+    pub(crate) fn tls(&self) -> TlsSettings {
+        self.tls.lock().clone()
+    }
+
+    /// Puts back TLS settings whose certificates failed to load.
+    pub(crate) fn restore_tls(&self, tls: TlsSettings) {
+        *self.tls.lock() = tls;
+    }
+
     /// `(name, value)` of every parameter matching one of `patterns` (glob, any case), each
     /// once, in table order.
     pub(crate) fn get<'p>(&self, patterns: impl Iterator<Item = &'p [u8]> + Clone) -> Vec<(&'static str, String)> {
@@ -499,7 +695,14 @@ impl Settings {
     }
 
     /// Applies `name value` pairs all or nothing: every pair is checked before any is applied.
+    #[cfg(test)]
     pub(crate) fn set(&self, pairs: &[(&[u8], &[u8])]) -> Result<(), String> {
+        self.set_from(pairs, true)
+    }
+
+    /// [`Settings::set`] for a client on the loopback interface (`local`) or not: file
+    /// locations (Redis's protected configs) change only as `enable-protected-configs` allows.
+    pub(crate) fn set_from(&self, pairs: &[(&[u8], &[u8])], local: bool) -> Result<(), String> {
         let mut checked = Vec::with_capacity(pairs.len());
         for (i, (name, value)) in pairs.iter().enumerate() {
             let Some(param) = PARAMS.iter().find(|p| p.name.as_bytes().eq_ignore_ascii_case(name)) else {
@@ -514,6 +717,9 @@ impl Settings {
                 return Err(failed("duplicate parameter"));
             }
             let Some(set) = param.set else { return Err(failed("can't set immutable config")) };
+            if PROTECTED.contains(&param.name) && !self.config.enable_protected_configs.allows(local) {
+                return Err(failed("can't set protected config"));
+            }
             let value = std::str::from_utf8(value).map_err(|_| failed("argument must be valid text"))?;
             let parsed = match (param.kind, set) {
                 (Kind::Text(check), Set::Text(apply)) => {
@@ -597,6 +803,18 @@ struct Param {
 }
 
 const FIXED: Kind = Kind::Int { min: 0, max: 0 };
+
+/// Settings that name files: CONFIG SET may change them only as `enable-protected-configs`
+/// allows (Redis 7's `PROTECTED_CONFIG`: `dir` is fixed in Magpie anyway).
+const PROTECTED: &[&str] = &["dir", "dbfilename"];
+
+fn opt_text(v: &Option<String>) -> String {
+    v.clone().unwrap_or_default()
+}
+
+fn opt_value(v: &str) -> Option<String> {
+    (!v.is_empty()).then(|| v.to_owned())
+}
 
 static PARAMS: &[Param] = &[
     Param { name: "port", get: |s| s.config.port.to_string(), kind: FIXED, set: None },
@@ -720,6 +938,77 @@ static PARAMS: &[Param] = &[
             let mut limits = s.client_output_buffer_limit.lock();
             *limits = parse_output_limits(v, *limits).unwrap_or(*limits);
         })),
+    },
+    Param {
+        name: "requirepass",
+        get: |s| opt_text(&s.requirepass()),
+        kind: Kind::Text(|_| Ok(())),
+        set: Some(Set::Text(|s, v| *s.requirepass.lock() = opt_value(v))),
+    },
+    Param {
+        name: "aclfile",
+        get: |s| s.config.aclfile.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+        kind: FIXED,
+        set: None,
+    },
+    Param {
+        name: "acllog-max-len",
+        get: |s| s.acllog_max_len().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.acllog_max_len.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "protected-mode",
+        get: |s| if s.protected_mode() { "yes" } else { "no" }.to_owned(),
+        kind: Kind::Text(yes_no),
+        set: Some(Set::Text(|s, v| s.protected_mode.store(yes(v), Ordering::Relaxed))),
+    },
+    Param {
+        name: "enable-protected-configs",
+        get: |s| s.config.enable_protected_configs.name().to_owned(),
+        kind: FIXED,
+        set: None,
+    },
+    Param {
+        name: "enable-debug-command",
+        get: |s| s.config.enable_debug_command.name().to_owned(),
+        kind: FIXED,
+        set: None,
+    },
+    Param { name: "tls-port", get: |s| s.config.tls_port.to_string(), kind: FIXED, set: None },
+    Param {
+        name: "tls-cert-file",
+        get: |s| opt_text(&s.tls.lock().cert_file),
+        kind: Kind::Text(|_| Ok(())),
+        set: Some(Set::Text(|s, v| s.tls.lock().cert_file = opt_value(v))),
+    },
+    Param {
+        name: "tls-key-file",
+        get: |s| opt_text(&s.tls.lock().key_file),
+        kind: Kind::Text(|_| Ok(())),
+        set: Some(Set::Text(|s, v| s.tls.lock().key_file = opt_value(v))),
+    },
+    Param {
+        name: "tls-ca-cert-file",
+        get: |s| opt_text(&s.tls.lock().ca_cert_file),
+        kind: Kind::Text(|_| Ok(())),
+        set: Some(Set::Text(|s, v| s.tls.lock().ca_cert_file = opt_value(v))),
+    },
+    Param {
+        name: "tls-auth-clients",
+        get: |s| client_auth_name(s.tls.lock().auth_clients).to_owned(),
+        kind: Kind::Text(|v| parse_client_auth(v).map(|_| ())),
+        set: Some(Set::Text(|s, v| {
+            if let Ok(a) = parse_client_auth(v) {
+                s.tls.lock().auth_clients = a;
+            }
+        })),
+    },
+    Param {
+        name: "tls-protocols",
+        get: |s| opt_text(&s.tls.lock().protocols),
+        kind: Kind::Text(|_| Ok(())),
+        set: Some(Set::Text(|s, v| s.tls.lock().protocols = opt_value(v))),
     },
 ];
 

@@ -3,6 +3,7 @@
 //! `core` and on each other in one direction (the persistence holds the keyspace, settings,
 //! gate and journal it needs); [`Server`] bundles them for the layers above.
 
+pub(crate) mod acl;
 pub(crate) mod blocking;
 pub(crate) mod clients;
 pub(crate) mod config;
@@ -13,6 +14,7 @@ pub(crate) mod metrics;
 pub(crate) mod persist;
 pub(crate) mod pubsub;
 pub(crate) mod stats;
+pub(crate) mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,6 +24,7 @@ use tracing::warn;
 
 use magpie_store::Keyspace;
 
+use acl::Acl;
 use blocking::Blocking;
 use clients::Registry;
 use config::{ClientClass, Config, Settings};
@@ -30,6 +33,7 @@ use journal::Journal;
 use metrics::Metrics;
 use persist::Persistence;
 use pubsub::PubSub;
+use tls::Tls;
 
 /// Every service of one server. Built once at start; shared by every connection and thread.
 pub(crate) struct Server {
@@ -41,6 +45,8 @@ pub(crate) struct Server {
     blocking: Arc<Blocking>,
     clients: Registry,
     metrics: Metrics,
+    acl: Acl,
+    tls: Tls,
     shutdown: watch::Sender<bool>,
 }
 
@@ -63,6 +69,12 @@ impl Server {
             clients: Registry::default(),
             metrics: Metrics::new(),
             pubsub: PubSub::default(),
+            acl: Acl::new(
+                config.aclfile.clone(),
+                config.requirepass.as_deref().map(str::as_bytes),
+                usize::try_from(config.acllog_max_len).unwrap_or(usize::MAX),
+            ),
+            tls: Tls::default(),
             shutdown: watch::Sender::new(false),
         }
     }
@@ -104,6 +116,51 @@ impl Server {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Users, passwords and the ACL LOG.
+    pub(crate) fn acl(&self) -> &Acl {
+        &self.acl
+    }
+
+    /// The TLS acceptor (see [`tls`]).
+    pub(crate) fn tls(&self) -> &Tls {
+        &self.tls
+    }
+
+    /// CONFIG SET: applies `name value` pairs all or nothing (see [`Settings::set_from`]) for a
+    /// client on the loopback interface or not, then what follows from them: the default
+    /// user's password (`requirepass`, as Redis's `updateRequirePass`), the ACL LOG's length,
+    /// and the TLS certificates, loaded again (if they fail to load, the TLS settings go back
+    /// to what they were and CONFIG SET fails, as in Redis).
+    pub(crate) fn config_set(&self, pairs: &[(&[u8], &[u8])], local: bool) -> Result<(), String> {
+        let named = |name: &str| pairs.iter().any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()));
+        let tls_before = self.settings.tls();
+        self.settings.set_from(pairs, local)?;
+        if named("requirepass") {
+            self.acl.set_requirepass(self.settings.requirepass().as_deref().map(str::as_bytes));
+        }
+        if named("acllog-max-len") {
+            self.acl.set_log_max(self.settings.acllog_max_len());
+        }
+        let tls_now = self.settings.tls();
+        if tls_now != tls_before
+            && self.settings.config.tls_port != 0
+            && let Err(e) = self.tls.configure(&tls_now)
+        {
+            {
+                warn!("TLS configuration failed: {e}");
+                self.settings.restore_tls(tls_before);
+                let mut names = pairs.iter().map(|(n, _)| String::from_utf8_lossy(n).to_ascii_lowercase());
+                let name = names.find(|n| n.starts_with("tls-")).unwrap_or_default();
+                return Err(format!(
+                    "CONFIG SET failed (possibly related to argument '{name}') - Unable to update TLS configuration. \
+                     Check server logs."
+                ));
+            }
+        }
+        self.apply_settings();
+        Ok(())
     }
 
     /// Asks the server to stop (SHUTDOWN, or a signal).

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 #[path = "pid.rs"]
 mod pid;
-use pid::process_id_on;
+use pid::process_id_on_as;
 
 #[path = "redis.rs"]
 mod redis_check;
@@ -30,6 +30,12 @@ pub struct Server {
 impl Server {
     /// Starts `magpie-server` on a free port with extra command-line arguments.
     pub fn magpie_with(args: &[&str]) -> Server {
+        Server::magpie_as(args, None)
+    }
+
+    /// [`Server::magpie_with`] for a server whose default user needs `password` (its
+    /// readiness check authenticates first).
+    pub fn magpie_as(args: &[&str], password: Option<&str>) -> Server {
         // The port from `free_port` may be taken by someone else before the server binds it:
         // then the server exits at once, and a fresh port is tried.
         for _ in 0..5 {
@@ -44,7 +50,7 @@ impl Server {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("start magpie-server");
-            if let Some(server) = Server::try_ready(port, child) {
+            if let Some(server) = Server::try_ready(port, child, password) {
                 return server;
             }
         }
@@ -81,21 +87,26 @@ impl Server {
     }
 
     fn wait_ready(port: u16, child: Child) -> Server {
-        Server::try_ready(port, child).unwrap_or_else(|| panic!("server on port {port} exited before it was ready"))
+        Server::try_ready(port, child, None)
+            .unwrap_or_else(|| panic!("server on port {port} exited before it was ready"))
     }
 
     /// Waits until the server answers PING; `None` if it exited first (its port was taken).
-    fn try_ready(port: u16, mut child: Child) -> Option<Server> {
+    fn try_ready(port: u16, mut child: Child, password: Option<&str>) -> Option<Server> {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let (probe, answer) = match password {
+            Some(p) => (format!("AUTH {p}\r\nPING\r\n"), "+OK\r\n+PONG\r\n"),
+            None => ("PING\r\n".to_owned(), "+PONG\r\n"),
+        };
         loop {
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
                 s.set_read_timeout(Some(Duration::from_secs(2))).ok();
-                if s.write_all(b"PING\r\n").is_ok() {
-                    let mut buf = [0u8; 7];
-                    if s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
+                if s.write_all(probe.as_bytes()).is_ok() {
+                    let mut buf = vec![0u8; answer.len()];
+                    if s.read_exact(&mut buf).is_ok() && buf == answer.as_bytes() {
                         // Make sure it was our process that answered, not another that holds
                         // the port (ours then failed to bind, and exits).
-                        if process_id_on(port) == Some(child.id()) {
+                        if process_id_on_as(port, password) == Some(child.id()) {
                             return Some(Server { port, child });
                         }
                         let _ = child.kill();

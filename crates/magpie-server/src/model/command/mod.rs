@@ -53,6 +53,22 @@ pub(crate) struct Command {
     pub subcommands: &'static [Command],
     /// Follows from `flags` unless marked by [`Command::deletes`].
     pub op: KeyOp,
+    /// Which arguments are Pub/Sub channels that ACL channel permissions govern.
+    pub channels: Channels,
+}
+
+/// Where a command's channels are, for ACL channel permissions (Redis's
+/// `getChannelsFromCommand`: the channels a client publishes to or subscribes to; leaving a
+/// channel needs no permission).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Channels {
+    None,
+    /// The first argument (PUBLISH, SPUBLISH).
+    First,
+    /// Every argument (SUBSCRIBE, SSUBSCRIBE).
+    All,
+    /// Every argument, a pattern (PSUBSCRIBE): compared literally with the user's patterns.
+    AllPatterns,
 }
 
 impl Command {
@@ -90,7 +106,14 @@ impl Command {
             run,
             subcommands: &[],
             op,
+            channels: Channels::None,
         }
+    }
+
+    /// Marks the arguments that are channels (see [`Channels`]).
+    pub(crate) const fn channels(mut self, channels: Channels) -> Command {
+        self.channels = channels;
+        self
     }
 
     /// The command's own ACL categories, instead of its group's (the implied ones are added).
