@@ -13,6 +13,7 @@ use tracing::{info, warn};
 use magpie_store::now_ms;
 
 use crate::front;
+use crate::front::stream::Stream;
 use crate::services::config::Config;
 use crate::services::{Server, expired};
 
@@ -117,7 +118,7 @@ async fn accept_loop(shared: Arc<Server>, listener: TcpListener, tls: bool) {
                 if tls {
                     tokio::spawn(serve_tls(shared.clone(), stream, addr, laddr));
                 } else {
-                    tokio::spawn(front::resp::serve(shared.clone(), stream, addr, laddr, false));
+                    tokio::spawn(front::resp::serve(shared.clone(), Stream::Tcp(stream), addr, laddr, false));
                 }
             }
             Err(e) => {
@@ -138,7 +139,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 async fn serve_tls(shared: Arc<Server>, stream: tokio::net::TcpStream, addr: SocketAddr, laddr: SocketAddr) {
     let Some(acceptor) = shared.tls().acceptor() else { return };
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => front::resp::serve(shared, tls, addr, laddr, true).await,
+        Ok(Ok(tls)) => front::resp::serve(shared, Stream::Tls(Box::new(tls)), addr, laddr, true).await,
         Ok(Err(e)) => warn!("Error accepting a client connection: {e} (conn: {addr})"),
         Err(_) => warn!(
             "Error accepting a client connection: TLS handshake not completed in {HANDSHAKE_TIMEOUT:?} (conn: {addr})"

@@ -4,3 +4,4 @@
 
 pub(crate) mod replay;
 pub(crate) mod resp;
+pub(crate) mod stream;

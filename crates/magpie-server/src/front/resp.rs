@@ -21,6 +21,8 @@ use crate::services::clients::ClientInfo;
 use crate::services::journal::Fsync;
 use crate::services::stats;
 
+use super::stream::Stream;
+
 const READ_CHUNK: usize = 16 * 1024;
 /// Commands decoded (and their keys warmed) ahead of running them: enough for the cache
 /// misses of their lookups to overlap, few enough for what they touch to stay in cache.
@@ -32,9 +34,9 @@ const QUERY_BUFFER_LIMIT: usize = 1 << 30;
 
 /// Serves one client on `stream` (a TCP connection, or a TLS session over one: `tls`) from
 /// `addr`, accepted on `laddr`.
-pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn serve(
     server: Arc<Server>,
-    mut stream: S,
+    mut stream: Stream,
     addr: SocketAddr,
     laddr: SocketAddr,
     tls: bool,
