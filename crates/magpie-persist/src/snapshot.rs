@@ -16,11 +16,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use magpie_store::{Entry, Value};
+use magpie_store::{Entry, FrozenEntry, SnapEntry, Value};
 
 use crate::codec::{Cursor, Decoded, put_bytes, put_uvarint};
 use crate::frame::{self, FileError, Frames, Kind, Next};
-use crate::value::{decode_value, encode_value};
+use crate::value::{decode_value, encode_frozen, encode_value};
 
 const META: u8 = 1;
 const DATA: u8 = 2;
@@ -29,7 +29,9 @@ const END: u8 = 3;
 const FRAME_TARGET: usize = 256 * 1024;
 
 /// Writes a snapshot. Entries are encoded into memory by [`SnapshotWriter::entry`] (no I/O,
-/// so it can run under a shard's lock) and written by [`SnapshotWriter::flush`].
+/// so it can run under a shard's lock) and written by [`SnapshotWriter::flush`]. Big
+/// collections arrive frozen ([`SnapEntry::Later`]): [`SnapshotWriter::add`] only queues them,
+/// and [`SnapshotWriter::encode_later`] encodes them once the lock is let go.
 pub struct SnapshotWriter {
     file: File,
     temp: PathBuf,
@@ -40,6 +42,8 @@ pub struct SnapshotWriter {
     out: Vec<u8>,
     entries: u64,
     bytes: u64,
+    /// Frozen entries queued by [`SnapshotWriter::add`], to encode outside the lock.
+    later: Vec<(usize, Vec<u8>, FrozenEntry)>,
     /// Put in place: the temporary file is gone. Until then, dropping the writer (a failed
     /// write, an abandoned snapshot) removes it.
     placed: bool,
@@ -67,6 +71,7 @@ impl SnapshotWriter {
             out: frame::file_header(Kind::Snapshot).to_vec(),
             entries: 0,
             bytes: 0,
+            later: Vec::new(),
             placed: false,
         };
         let mut meta = vec![META];
@@ -85,6 +90,37 @@ impl SnapshotWriter {
         if self.data.len() >= FRAME_TARGET {
             self.seal();
         }
+    }
+
+    /// Takes an entry as the keyspace's snapshot walk gives it: a small one is encoded at once,
+    /// a frozen one queued for [`SnapshotWriter::encode_later`]. O(1) for a frozen entry, so it
+    /// can run under a shard's lock.
+    pub fn add(&mut self, db: usize, key: &[u8], entry: SnapEntry<'_>) {
+        match entry {
+            SnapEntry::Now(e) => self.entry(db, key, e),
+            SnapEntry::Later(f) => self.later.push((db, key.to_vec(), f)),
+        }
+    }
+
+    /// Encodes the frozen entries queued by [`SnapshotWriter::add`] (call with no lock held).
+    pub fn encode_later(&mut self) {
+        for (db, key, f) in std::mem::take(&mut self.later) {
+            encode_frozen_entry(&mut self.data, db, &key, &f);
+            self.entries += 1;
+            if self.data.len() >= FRAME_TARGET {
+                self.seal();
+            }
+        }
+    }
+
+    /// Writes out what writers preserved through the snapshot's sink (see [`Preserved`]),
+    /// leaving it empty; frozen entries are encoded here, outside any lock.
+    pub fn preserved(&mut self, p: &mut Preserved) {
+        self.encoded(&p.bytes, p.count);
+        p.bytes.clear();
+        p.count = 0;
+        self.later.append(&mut p.later);
+        self.encode_later();
     }
 
     /// Adds `count` entries encoded elsewhere with [`encode_entry`] (in memory only).
@@ -133,6 +169,7 @@ impl SnapshotWriter {
 
     /// Writes the end, makes the file durable and puts it in place. Returns (entries, bytes).
     pub fn finish(mut self) -> io::Result<(u64, u64)> {
+        self.encode_later();
         self.seal();
         let mut end = vec![END];
         end.extend_from_slice(&self.entries.to_le_bytes());
@@ -155,6 +192,37 @@ pub fn encode_entry(out: &mut Vec<u8>, db: usize, key: &[u8], entry: &Entry) {
     put_bytes(out, key);
     put_uvarint(out, entry.expire_at().unwrap_or(0));
     encode_value(out, &entry.value);
+}
+
+/// Appends one snapshot entry from a frozen image (see [`SnapEntry::Later`]): the same bytes
+/// [`encode_entry`] would have written for the entry it was.
+pub fn encode_frozen_entry(out: &mut Vec<u8>, db: usize, key: &[u8], entry: &FrozenEntry) {
+    put_uvarint(out, db as u64);
+    put_bytes(out, key);
+    put_uvarint(out, entry.expire_at.unwrap_or(0));
+    encode_frozen(out, &entry.value);
+}
+
+/// Entries that writers hand to a snapshot through its sink (under a shard's lock): small ones
+/// encoded at once, frozen ones kept to encode later, by [`SnapshotWriter::preserved`].
+#[derive(Default)]
+pub struct Preserved {
+    bytes: Vec<u8>,
+    count: u64,
+    later: Vec<(usize, Vec<u8>, FrozenEntry)>,
+}
+
+impl Preserved {
+    /// O(1) for a frozen entry: safe under a shard's lock.
+    pub fn add(&mut self, db: usize, key: &[u8], entry: SnapEntry<'_>) {
+        match entry {
+            SnapEntry::Now(e) => {
+                encode_entry(&mut self.bytes, db, key, e);
+                self.count += 1;
+            }
+            SnapEntry::Later(f) => self.later.push((db, key.to_vec(), f)),
+        }
+    }
 }
 
 /// The directory a file is in (`.` for a bare name).

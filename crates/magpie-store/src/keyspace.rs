@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use indexmap::IndexMap;
-use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::{RwLock, RwLockReadGuard, RwLockUpgradableReadGuard, RwLockWriteGuard};
 
 use crate::tap::Tap;
-use crate::{Key, Value};
+use crate::{Frozen, Key, Value};
 
 type Hasher = foldhash::fast::RandomState;
 type Map = IndexMap<Key, Entry, Hasher>;
@@ -83,8 +83,33 @@ struct Watched {
 }
 
 /// Where a snapshot's entries go: called with the database, the key and the entry as it was
-/// at the snapshot's moment. It runs under a shard's lock, so it only encodes into memory.
-pub type SnapshotSink = Arc<dyn Fn(usize, &[u8], &Entry) + Send + Sync>;
+/// at the snapshot's moment. It runs under a shard's lock, so it only encodes small entries
+/// into memory and keeps frozen ones for later.
+pub type SnapshotSink = Arc<dyn Fn(usize, &[u8], SnapEntry<'_>) + Send + Sync>;
+
+/// An entry as a snapshot receives it.
+pub enum SnapEntry<'a> {
+    /// A small entry: encode it now, under the shard's lock.
+    Now(&'a Entry),
+    /// A big collection, frozen ([`Value::freeze`]): encode it once the lock is let go. Taking
+    /// it cost O(chunks) under the lock, not O(elements).
+    Later(FrozenEntry),
+}
+
+/// A big entry as it was at a snapshot's moment, readable on any thread.
+pub struct FrozenEntry {
+    pub expire_at: Option<u64>,
+    pub value: Frozen,
+}
+
+/// What the snapshot gets for `e`: the entry itself, or a frozen image of a big value.
+fn snap_entry(e: &mut Entry) -> SnapEntry<'_> {
+    let expire_at = e.expire_at();
+    match e.value.freeze() {
+        Some(value) => SnapEntry::Later(FrozenEntry { expire_at, value }),
+        None => SnapEntry::Now(e),
+    }
+}
 
 /// A snapshot's progress through one shard.
 ///
@@ -98,7 +123,9 @@ pub type SnapshotSink = Arc<dyn Fn(usize, &[u8], &Entry) + Send + Sync>;
 /// unvisited part, `done` marks it too. So every key present at the snapshot's moment is
 /// written exactly once, with its value of that moment, and no key created after it is
 /// written. Nothing is kept in memory but the keys in `done`: the old values go straight to
-/// the sink, which encodes them for the file.
+/// the sink, which encodes small ones for the file at once and keeps big collections frozen
+/// (their chunks shared, see [`Value::freeze`]) to encode outside the lock; only the chunks
+/// written while the snapshot holds them are ever copied.
 struct SnapState {
     /// Entries at indices below this have not been visited yet. Written by the walk under the
     /// read lock (hence atomic), read by writers under the write lock.
@@ -229,9 +256,9 @@ impl Shard {
         let mut map = std::mem::take(&mut self.map);
         if let Some(snap) = self.snap.as_deref_mut() {
             let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
-            for (i, (k, e)) in map.drain(..).enumerate() {
+            for (i, (k, mut e)) in map.drain(..).enumerate() {
                 if i < cursor && !snap.done.contains(&*k) {
-                    (snap.sink)(self.db, &k, &e);
+                    (snap.sink)(self.db, &k, snap_entry(&mut e));
                 }
             }
             snap.done.clear();
@@ -302,10 +329,10 @@ impl Shard {
         if idx >= *snap.cursor.get_mut() {
             return; // already written out
         }
-        if let Some((k, e)) = self.map.get_index(idx)
+        if let Some((k, e)) = self.map.get_index_mut(idx)
             && !snap.done.contains(&**k)
         {
-            (snap.sink)(self.db, k, e);
+            (snap.sink)(self.db, k, snap_entry(e));
             snap.done.insert(k.clone());
         }
     }
@@ -803,23 +830,43 @@ impl Keyspace {
     /// snapshot in progress: calls `emit` with each key and its entry as they were when the
     /// snapshot began (expired entries included; the loader sorts them out), except those a
     /// writer already gave to the sink. Returns true when the shard is finished, after which
-    /// changes to it cost the snapshot nothing. The shard is read-locked while it is visited.
-    pub fn snapshot_step(&self, db: usize, shard: usize, budget: usize, mut emit: impl FnMut(&[u8], &Entry)) -> bool {
+    /// changes to it cost the snapshot nothing. The shard is read-locked while it is visited
+    /// (an upgradable read: other readers go on); a big collection is frozen under a brief
+    /// write lock and emitted as [`SnapEntry::Later`], for the caller to encode after this
+    /// returns.
+    pub fn snapshot_step(
+        &self,
+        db: usize,
+        shard: usize,
+        budget: usize,
+        mut emit: impl FnMut(&[u8], SnapEntry<'_>),
+    ) -> bool {
         let lock = &self.dbs[db].shards[shard].0;
         {
-            let g = lock.read();
+            let mut g = lock.upgradable_read();
             let Some(snap) = g.snap.as_deref() else { return true };
             let mut cursor = snap.cursor.load(Ordering::Relaxed).min(g.map.len());
             let mut visited = 0;
             while cursor > 0 && visited < budget {
                 cursor -= 1;
                 visited += 1;
-                if let Some((k, e)) = g.map.get_index(cursor)
-                    && !snap.done.contains(&**k)
-                {
-                    emit(k, e);
+                let Some(snap) = g.snap.as_deref() else { return true };
+                let Some((k, e)) = g.map.get_index(cursor) else { continue };
+                if snap.done.contains(&**k) {
+                    continue;
+                }
+                if e.value.wants_freezing() {
+                    // Writers are kept out by the upgradable lock: the entry is still there.
+                    let mut w = RwLockUpgradableReadGuard::upgrade(g);
+                    if let Some((k, e)) = w.map.get_index_mut(cursor) {
+                        emit(k, snap_entry(e));
+                    }
+                    g = RwLockWriteGuard::downgrade_to_upgradable(w);
+                } else {
+                    emit(k, SnapEntry::Now(e));
                 }
             }
+            let Some(snap) = g.snap.as_deref() else { return true };
             snap.cursor.store(cursor, Ordering::Relaxed);
             if cursor > 0 {
                 return false;
@@ -1223,15 +1270,125 @@ mod tests {
         drop(old);
     }
 
+    /// What a snapshot got for one entry, as a value and an expiry.
+    fn image(e: SnapEntry<'_>) -> (Value, Option<u64>) {
+        match e {
+            SnapEntry::Now(e) => (e.value.clone(), e.expire_at()),
+            SnapEntry::Later(f) => (f.value.to_value(), f.expire_at),
+        }
+    }
+
+    /// A big collection of each type (frozen by snapshots rather than encoded under the lock).
+    fn big_value(kind: usize, rng: &mut fastrand::Rng) -> Value {
+        let n = crate::dense::CHUNK + rng.usize(..3000);
+        let m = |i: usize| format!("m{i}").into_bytes();
+        match kind % 4 {
+            0 => Value::List(Box::new((0..n).map(m).collect())),
+            1 => {
+                Value::Set(Box::new(crate::Set::from_members((0..n).map(m).collect::<Vec<_>>().iter().map(|v| &v[..]))))
+            }
+            2 => Value::Hash(Box::new((0..n).map(|i| (m(i), m(i * 7))).collect())),
+            _ => Value::ZSet(Box::new(crate::ZSet::from_entries(
+                (0..n).map(|i| (Key::new(&m(i)), (i % 97) as f64)).collect(),
+            ))),
+        }
+    }
+
+    /// Changes a collection in place a little (one element), or replaces a string.
+    fn touch(v: &mut Value, rng: &mut fastrand::Rng) {
+        let x = format!("x{}", rng.u32(..)).into_bytes();
+        match v {
+            Value::List(l) => {
+                if rng.bool() {
+                    l.push_front(&x);
+                } else {
+                    l.drop_back_one();
+                }
+                let i = rng.usize(..l.len());
+                l.set(i, &x);
+            }
+            Value::Set(s) => {
+                s.insert(&x);
+                s.pop_random();
+                s.pop_random();
+            }
+            Value::Hash(h) => {
+                h.insert(&x, b"v");
+                let f = h.random_pair().map(|(f, _)| f.to_vec()).unwrap_or_default();
+                h.remove(&f);
+                let f = h.random_pair().map(|(f, _)| f.to_vec()).unwrap_or_default();
+                h.insert(&f, &x);
+            }
+            Value::ZSet(z) => {
+                z.insert(&x, f64::from(rng.u8(..)));
+                z.pop_with(rng.bool(), |_, _| ());
+                let m = z.random().map(|(m, _)| m.to_vec()).unwrap_or_default();
+                z.insert(&m, -1.0);
+            }
+            other => *other = Value::Str(x),
+        }
+    }
+
+    /// Big collections reach a snapshot frozen (O(chunks) under the lock), never encoded
+    /// under it: from a writer that changes one before the walk reaches it, from the walk, and
+    /// from a flush.
+    #[test]
+    fn big_collections_reach_a_snapshot_frozen() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        let ks = Keyspace::new(1, 1);
+        for (i, k) in ["a", "b", "c"].iter().enumerate() {
+            ks.db(0).write(k.as_bytes()).insert(k.as_bytes(), big_value(i, &mut rng), None, 0);
+        }
+        ks.db(0).write(b"small").insert(b"small", Value::List(Box::new(["x"].into_iter().collect())), None, 0);
+        let sunk = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let into = sunk.clone();
+        ks.begin_snapshot(
+            Arc::new(move |_, k: &[u8], e: SnapEntry<'_>| {
+                into.lock().push((k.to_vec(), matches!(e, SnapEntry::Later(_))))
+            }),
+            || (),
+        );
+        if let Slot::Live(mut live) = ks.db(0).write(b"a").slot(b"a", 0) {
+            touch(live.value_mut(), &mut rng);
+        }
+        let mut walked = Vec::new();
+        while !ks.snapshot_step(0, 0, 1, |k, e| walked.push((k.to_vec(), matches!(e, SnapEntry::Later(_))))) {
+            if walked.len() == 1 {
+                drop(ks.db(0).flush());
+            }
+        }
+        let mut sunk = sunk.lock().clone();
+        sunk.sort();
+        assert_eq!(walked, [(b"small".to_vec(), false)]);
+        assert_eq!(sunk, [(b"a".to_vec(), true), (b"b".to_vec(), true), (b"c".to_vec(), true)]);
+        // The other order: the walk meets the big values.
+        ks.db(0).write(b"d").insert(b"d", big_value(3, &mut rng), None, 0);
+        ks.begin_snapshot(Arc::new(|_, _: &[u8], _: SnapEntry<'_>| panic!("nothing changes")), || ());
+        let mut walked = Vec::new();
+        while !ks.snapshot_step(0, 0, 10, |k, e| walked.push((k.to_vec(), matches!(e, SnapEntry::Later(_))))) {}
+        assert_eq!(walked, [(b"d".to_vec(), true)]);
+    }
+
     /// A snapshot taken while keys are written, removed, expired and flushed returns exactly
-    /// the keyspace of its moment: every key once, with its value of then.
+    /// the keyspace of its moment: every key once, with its value of then. Some keys hold big
+    /// collections, which the snapshot freezes and writers change in place.
     #[test]
     fn snapshots_are_a_point_in_time_under_concurrent_changes() {
         use std::collections::BTreeMap;
         for seed in 0..40 {
             let mut rng = fastrand::Rng::with_seed(seed);
             let ks = Keyspace::new(2, 4);
-            let key = |rng: &mut fastrand::Rng| format!("k{}", rng.u16(..300)).into_bytes();
+            for b in 0..4 {
+                let v = big_value(b + seed as usize, &mut rng);
+                ks.db(b % 2).write(format!("big{b}").as_bytes()).insert(format!("big{b}").as_bytes(), v, None, 0);
+            }
+            let key = |rng: &mut fastrand::Rng| {
+                if rng.u8(..20) == 0 {
+                    format!("big{}", rng.u8(..4)).into_bytes()
+                } else {
+                    format!("k{}", rng.u16(..300)).into_bytes()
+                }
+            };
             let mut now = 1000;
             let apply = |rng: &mut fastrand::Rng, now: &mut u64| {
                 let db = rng.usize(..2);
@@ -1247,7 +1404,7 @@ mod tests {
                     }
                     6 => {
                         if let Slot::Live(mut live) = shard.slot(&k, *now) {
-                            *live.value_mut() = Value::Str(vec![b'x'; rng.usize(..20)]);
+                            touch(live.value_mut(), rng);
                         }
                     }
                     7 => {
@@ -1282,8 +1439,9 @@ mod tests {
             let sunk = Arc::new(parking_lot::Mutex::new(Vec::new()));
             let into = sunk.clone();
             ks.begin_snapshot(
-                Arc::new(move |db, k: &[u8], e: &Entry| {
-                    into.lock().push((db, k.to_vec(), e.value.clone(), e.expire_at()))
+                Arc::new(move |db, k: &[u8], e: SnapEntry<'_>| {
+                    let (value, expire) = image(e);
+                    into.lock().push((db, k.to_vec(), value, expire))
                 }),
                 || (),
             );
@@ -1293,7 +1451,7 @@ mod tests {
                 let i = rng.usize(..pending.len());
                 let (db, s) = pending[i];
                 let done = ks.snapshot_step(db, s, rng.usize(1..8), |k, e| {
-                    let old = got.insert((db, k.to_vec()), (e.value.clone(), e.expire_at()));
+                    let old = got.insert((db, k.to_vec()), image(e));
                     assert!(old.is_none(), "seed {seed}: {k:?} written twice");
                 });
                 if done {
