@@ -1,9 +1,9 @@
 //! Databases, shards and entries.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use indexmap::IndexMap;
@@ -16,7 +16,7 @@ type Hasher = foldhash::fast::RandomState;
 type Map = IndexMap<Key, Entry, Hasher>;
 
 /// A value and its expiry time.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Entry {
     pub value: Value,
     /// Absolute expiry in ms since the epoch; 0 when the key does not expire. Private so that
@@ -24,11 +24,22 @@ pub struct Entry {
     expire_at: u64,
     /// For an entry with an expiry time: its position in [`Shard::volatile`].
     vpos: u32,
+    /// The number of the snapshot that has written this entry out of turn, before its walk
+    /// reached it (see [`SnapState`]): in the padding, so it costs no memory.
+    written: u32,
+}
+
+/// Entries are equal when their values, expiry times and places among the expiring keys are
+/// (not counting a snapshot's mark).
+impl PartialEq for Entry {
+    fn eq(&self, other: &Entry) -> bool {
+        self.value == other.value && self.expire_at == other.expire_at && self.vpos == other.vpos
+    }
 }
 
 impl Entry {
     pub fn new(value: Value) -> Entry {
-        Entry { value, expire_at: 0, vpos: 0 }
+        Entry { value, expire_at: 0, vpos: 0, written: 0 }
     }
 
     /// When the key expires (ms since the epoch), if it does.
@@ -118,21 +129,36 @@ fn snap_entry(e: &mut Entry) -> SnapEntry<'_> {
 /// rest have been written out, and so have any entries added since the snapshot began (they
 /// are appended at the end, beyond the cursor, and were not there at its moment). A writer
 /// about to change or remove an entry the walk has not reached first hands the entry as it is
-/// to the snapshot's sink and adds its key to `done`, so the walk skips it. Removal moves the
-/// shard's last entry into the hole; when that carries an entry already written into the
-/// unvisited part, `done` marks it too. So every key present at the snapshot's moment is
-/// written exactly once, with its value of that moment, and no key created after it is
-/// written. Nothing is kept in memory but the keys in `done`: the old values go straight to
-/// the sink, which encodes small ones for the file at once and keeps big collections frozen
-/// (their chunks shared, see [`Value::freeze`]) to encode outside the lock; only the chunks
-/// written while the snapshot holds them are ever copied.
+/// to the snapshot's sink and marks it written (`Entry::written` takes the snapshot's number),
+/// so the walk skips it. Removal moves the shard's last entry into the hole; when that carries
+/// an entry already written (or created since) into the unvisited part, it is marked too. So
+/// every key present at the snapshot's moment is written exactly once, with its value of that
+/// moment, and no key created after it is written. Nothing is kept in memory: the marks live in
+/// the entries' padding (a set of the keys written, as before, grew with the writes and
+/// rehashed under the lock), and the old values go straight to the sink, which encodes small
+/// ones for the file at once and keeps big collections frozen (their chunks shared, see
+/// [`Value::freeze`]) to encode outside the lock; only the chunks written while the snapshot
+/// holds them are ever copied.
 struct SnapState {
     /// Entries at indices below this have not been visited yet. Written by the walk under the
     /// read lock (hence atomic), read by writers under the write lock.
     cursor: AtomicUsize,
-    /// Keys already written that the walk may still meet in the unvisited part.
-    done: HashSet<Key, Hasher>,
+    /// This snapshot's number: an entry whose `written` equals it has been written already.
+    number: u32,
     sink: SnapshotSink,
+}
+
+/// Numbers snapshots, for `Entry::written` (0 is never used, so new entries are unwritten; a
+/// number comes back after 2^32 snapshots, by which time no entry still carries it).
+static SNAPSHOTS: AtomicU32 = AtomicU32::new(0);
+
+fn next_snapshot_number() -> u32 {
+    loop {
+        let n = SNAPSHOTS.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        if n != 0 {
+            return n;
+        }
+    }
 }
 
 impl Shard {
@@ -257,11 +283,10 @@ impl Shard {
         if let Some(snap) = self.snap.as_deref_mut() {
             let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
             for (i, (k, mut e)) in map.drain(..).enumerate() {
-                if i < cursor && !snap.done.contains(&*k) {
+                if i < cursor && e.written != snap.number {
                     (snap.sink)(self.db, &k, snap_entry(&mut e));
                 }
             }
-            snap.done.clear();
         }
         map
     }
@@ -330,10 +355,10 @@ impl Shard {
             return; // already written out
         }
         if let Some((k, e)) = self.map.get_index_mut(idx)
-            && !snap.done.contains(&**k)
+            && e.written != snap.number
         {
+            e.written = snap.number;
             (snap.sink)(self.db, k, snap_entry(e));
-            snap.done.insert(k.clone());
         }
     }
 
@@ -347,9 +372,9 @@ impl Shard {
         if last != idx
             && last >= cursor
             && idx < cursor
-            && let Some((k, _)) = self.map.get_index(last)
+            && let Some((_, e)) = self.map.get_index_mut(last)
         {
-            snap.done.insert(k.clone());
+            e.written = snap.number;
         }
     }
 
@@ -498,7 +523,7 @@ impl LiveSlot<'_> {
         self.shard.value_bytes = self.shard.value_bytes - old_value.size() as u64 + size;
         let old_expire = self.shard.map[self.idx].expire_at;
         self.shard.set_expire_index(self.idx, expire_at);
-        Entry { value: old_value, expire_at: old_expire, vpos: 0 }
+        Entry { value: old_value, expire_at: old_expire, vpos: 0, written: 0 }
     }
 
     pub fn set_expire(&mut self, expire_at: Option<u64>) {
@@ -812,14 +837,11 @@ impl Keyspace {
     ///
     /// [`snapshot_step`]: Keyspace::snapshot_step
     pub fn begin_snapshot<R>(&self, sink: SnapshotSink, at_cut: impl FnOnce() -> R) -> R {
+        let number = next_snapshot_number();
         let mut guards: Vec<_> = self.dbs.iter().flat_map(|d| d.shards.iter()).map(|s| s.0.write()).collect();
         for g in &mut guards {
             let len = g.len();
-            g.snap = Some(Box::new(SnapState {
-                cursor: AtomicUsize::new(len),
-                done: HashSet::default(),
-                sink: sink.clone(),
-            }));
+            g.snap = Some(Box::new(SnapState { cursor: AtomicUsize::new(len), number, sink: sink.clone() }));
         }
         let r = at_cut();
         drop(guards);
@@ -852,7 +874,7 @@ impl Keyspace {
                 visited += 1;
                 let Some(snap) = g.snap.as_deref() else { return true };
                 let Some((k, e)) = g.map.get_index(cursor) else { continue };
-                if snap.done.contains(&**k) {
+                if e.written == snap.number {
                     continue;
                 }
                 if e.value.wants_freezing() {
@@ -1327,6 +1349,12 @@ mod tests {
             }
             other => *other = Value::Str(x),
         }
+    }
+
+    /// The snapshot's mark lives in the entry's padding.
+    #[test]
+    fn an_entry_is_40_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
     }
 
     /// Big collections reach a snapshot frozen (O(chunks) under the lock), never encoded
