@@ -16,8 +16,6 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-/// Elements per chunk.
-pub(crate) const CHUNK_SHIFT: u32 = 12;
 /// Whether a snapshot should freeze a collection of `len` elements holding `bytes` bytes
 /// rather than encode it at once under the shard's lock: above one chunk of elements or 256 KB
 /// (tens of microseconds of encoding). Smaller ones are encoded at once, which is as quick as
@@ -25,8 +23,11 @@ pub(crate) const CHUNK_SHIFT: u32 = 12;
 pub(crate) fn worth_freezing(len: usize, bytes: usize) -> bool {
     len > CHUNK || bytes > 256 * 1024
 }
-pub(crate) const CHUNK: usize = 1 << CHUNK_SHIFT;
-const MASK: usize = CHUNK - 1;
+/// Elements per chunk: 4032 rather than 4096, so that a chunk of 16- or 32-byte elements is a
+/// little under 64 or 128 KB. Through Rust's allocator interface mimalloc adds the alignment
+/// to the size, so an allocation of exactly 64 KB takes an 80 KB block (measured: 25% more
+/// memory for the vector). Dividing by a constant costs a multiplication.
+pub(crate) const CHUNK: usize = 4032;
 
 /// A part of a collection: owned, or frozen and shared with a snapshot (see the module's
 /// notes). Reading goes through `Deref`; writing through [`Shared::make_mut`].
@@ -124,16 +125,16 @@ impl<T: Clone> Dense<T> {
 
     #[inline]
     pub fn get(&self, i: usize) -> &T {
-        &self.chunks[i >> CHUNK_SHIFT][i & MASK]
+        &self.chunks[i / CHUNK][i % CHUNK]
     }
 
     #[inline]
     pub fn get_mut(&mut self, i: usize) -> &mut T {
-        &mut self.chunks[i >> CHUNK_SHIFT].make_mut()[i & MASK]
+        &mut self.chunks[i / CHUNK].make_mut()[i % CHUNK]
     }
 
     pub fn push(&mut self, x: T) {
-        let c = self.len >> CHUNK_SHIFT;
+        let c = self.len / CHUNK;
         if c == self.chunks.len() {
             // Full chunks (or none): a new one, allocated whole unless it is the first.
             let cap = if c == 0 { 4 } else { CHUNK };
@@ -153,7 +154,7 @@ impl<T: Clone> Dense<T> {
             return None;
         }
         self.len -= 1;
-        let c = self.len >> CHUNK_SHIFT;
+        let c = self.len / CHUNK;
         let x = self.chunks[c].make_mut().pop();
         self.after_pop();
         x
