@@ -27,6 +27,11 @@ const DATA: u8 = 2;
 const END: u8 = 3;
 /// A data frame is written once its entries reach this size.
 const FRAME_TARGET: usize = 256 * 1024;
+/// The file is fsynced each time this much more has been written (Redis's
+/// `rdb-save-incremental-fsync`, 4 MB): the kernel then writes the snapshot out as it goes,
+/// instead of all of it at the final fsync, which on a shared core stalled the server's
+/// other threads for the milliseconds the kernel spent on it.
+const SYNC_EVERY: u64 = 4 << 20;
 
 /// Writes a snapshot. Entries are encoded into memory by [`SnapshotWriter::entry`] (no I/O,
 /// so it can run under a shard's lock) and written by [`SnapshotWriter::flush`]. Big
@@ -42,6 +47,8 @@ pub struct SnapshotWriter {
     out: Vec<u8>,
     entries: u64,
     bytes: u64,
+    /// `bytes` at the last fsync.
+    synced: u64,
     /// Frozen entries queued by [`SnapshotWriter::add`], to encode outside the lock.
     later: Vec<(usize, Vec<u8>, FrozenEntry)>,
     /// Put in place: the temporary file is gone. Until then, dropping the writer (a failed
@@ -71,6 +78,7 @@ impl SnapshotWriter {
             out: frame::file_header(Kind::Snapshot).to_vec(),
             entries: 0,
             bytes: 0,
+            synced: 0,
             later: Vec::new(),
             placed: false,
         };
@@ -155,6 +163,10 @@ impl SnapshotWriter {
             self.file.write_all(&self.out)?;
             self.bytes += self.out.len() as u64;
             self.out.clear();
+            if self.bytes - self.synced >= SYNC_EVERY {
+                self.file.sync_data()?;
+                self.synced = self.bytes;
+            }
             if self.out.capacity() > 4 * FRAME_TARGET {
                 self.out.shrink_to(FRAME_TARGET);
             }

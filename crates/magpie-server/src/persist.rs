@@ -424,6 +424,9 @@ fn write_snapshot_cut(
                         return Err(io::Error::other("snapshot aborted (shutdown)"));
                     }
                     let done = ks.snapshot_step(db, shard, STEP, |k, e| w.add(db, k, e));
+                    // A writer the step held up is runnable now: on a shared core, let it run
+                    // rather than take the lock again before it could.
+                    thread::yield_now();
                     w.encode_later();
                     drain(&mut w);
                     if w.pending() >= 1 << 20 {
