@@ -20,7 +20,7 @@ use magpie_store::{Entry, FrozenEntry, SnapEntry, Value};
 
 use crate::codec::{Cursor, Decoded, put_bytes, put_uvarint};
 use crate::frame::{self, FileError, Frames, Kind, Next};
-use crate::value::{decode_value, encode_frozen, encode_value};
+use crate::value::{decode_value, encode_frozen_pausing, encode_value};
 
 const META: u8 = 1;
 const DATA: u8 = 2;
@@ -111,9 +111,12 @@ impl SnapshotWriter {
     }
 
     /// Encodes the frozen entries queued by [`SnapshotWriter::add`] (call with no lock held).
+    /// A big collection takes a while: the thread yields the CPU every few thousand elements,
+    /// so that on a shared core the server's threads run in between.
     pub fn encode_later(&mut self) {
         for (db, key, f) in std::mem::take(&mut self.later) {
-            encode_frozen_entry(&mut self.data, db, &key, &f);
+            put_entry_head(&mut self.data, db, &key, f.expire_at);
+            encode_frozen_pausing(&mut self.data, &f.value, std::thread::yield_now);
             self.entries += 1;
             if self.data.len() >= FRAME_TARGET {
                 self.seal();
@@ -200,19 +203,22 @@ impl SnapshotWriter {
 
 /// Appends one snapshot entry, as a data frame holds it.
 pub fn encode_entry(out: &mut Vec<u8>, db: usize, key: &[u8], entry: &Entry) {
-    put_uvarint(out, db as u64);
-    put_bytes(out, key);
-    put_uvarint(out, entry.expire_at().unwrap_or(0));
+    put_entry_head(out, db, key, entry.expire_at());
     encode_value(out, &entry.value);
 }
 
 /// Appends one snapshot entry from a frozen image (see [`SnapEntry::Later`]): the same bytes
 /// [`encode_entry`] would have written for the entry it was.
 pub fn encode_frozen_entry(out: &mut Vec<u8>, db: usize, key: &[u8], entry: &FrozenEntry) {
+    put_entry_head(out, db, key, entry.expire_at);
+    crate::value::encode_frozen(out, &entry.value);
+}
+
+/// An entry's database, key and expiry, as [`encode_entry`] starts it.
+fn put_entry_head(out: &mut Vec<u8>, db: usize, key: &[u8], expire_at: Option<u64>) {
     put_uvarint(out, db as u64);
     put_bytes(out, key);
-    put_uvarint(out, entry.expire_at.unwrap_or(0));
-    encode_frozen(out, &entry.value);
+    put_uvarint(out, expire_at.unwrap_or(0));
 }
 
 /// Entries that writers hand to a snapshot through its sink (under a shard's lock): small ones

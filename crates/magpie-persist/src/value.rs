@@ -64,12 +64,30 @@ pub fn encode_value(out: &mut Vec<u8>, value: &Value) {
 /// Encodes a frozen big collection (see `Value::freeze`) exactly as [`encode_value`] encodes
 /// the value it was. Runs on the snapshot's thread, without any lock.
 pub fn encode_frozen(out: &mut Vec<u8>, value: &Frozen) {
+    encode_frozen_pausing(out, value, || {});
+}
+
+/// Elements encoded between two calls of `pause` in [`encode_frozen_pausing`].
+const PAUSE_EVERY: usize = 16 * 1024;
+
+/// [`encode_frozen`], calling `pause` every [`PAUSE_EVERY`] elements: a collection of millions
+/// of elements takes a second or more to encode, and the snapshot thread lets the server's
+/// threads run in between (on a shared core they would otherwise wait for its time slices).
+pub fn encode_frozen_pausing(out: &mut Vec<u8>, value: &Frozen, mut pause: impl FnMut()) {
+    let mut n = 0usize;
+    let mut tick = |n: &mut usize| {
+        *n += 1;
+        if n.is_multiple_of(PAUSE_EVERY) {
+            pause();
+        }
+    };
     match value {
         Frozen::List(l) => {
             out.push(LIST);
             put_uvarint(out, l.len() as u64);
             for element in l.iter() {
                 put_bytes(out, element);
+                tick(&mut n);
             }
         }
         Frozen::Hash(h) => {
@@ -78,19 +96,27 @@ pub fn encode_frozen(out: &mut Vec<u8>, value: &Frozen) {
             for (field, value) in h.iter() {
                 put_bytes(out, field);
                 put_bytes(out, value);
+                tick(&mut n);
             }
         }
         Frozen::Set(s) => {
             out.push(SET);
             put_uvarint(out, s.len() as u64);
-            s.for_each(|m| put_bytes(out, m));
+            s.for_each(|m| {
+                put_bytes(out, m);
+                tick(&mut n);
+            });
         }
         Frozen::ZSet(z) => {
             out.push(ZSET);
             put_uvarint(out, z.len() as u64);
-            for (member, score) in z.in_order() {
+            // Sorting is one stretch of work; the pause follows it.
+            let order = z.in_order();
+            n = PAUSE_EVERY - 1;
+            for (member, score) in order {
                 put_bytes(out, member);
                 out.extend_from_slice(&score.to_le_bytes());
+                tick(&mut n);
             }
         }
     }
@@ -316,6 +342,25 @@ mod frozen_tests {
                 (0..n).map(|i| (Key::new(&m(i)), (i % 13) as f64 - 6.0)).collect(),
             ))),
         ]
+    }
+
+    /// Encoding a big image lets the server's threads run every few thousand elements, and
+    /// pausing changes nothing in the bytes.
+    #[test]
+    fn encoding_a_big_image_pauses_regularly() {
+        for mut value in bigs() {
+            let frozen = value.freeze().expect("a big collection freezes");
+            let (mut a, mut b, mut pauses) = (Vec::new(), Vec::new(), 0);
+            encode_frozen(&mut a, &frozen);
+            encode_frozen_pausing(&mut b, &frozen, || pauses += 1);
+            assert_eq!(a, b);
+            assert_eq!(
+                pauses,
+                frozen.len() / PAUSE_EVERY + usize::from(matches!(frozen, Frozen::ZSet(_))),
+                "{}",
+                value.type_name()
+            );
+        }
     }
 
     /// A frozen collection encodes to the very bytes of the value it was, even after the value

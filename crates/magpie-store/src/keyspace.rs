@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use indexmap::IndexMap;
-use parking_lot::{RwLock, RwLockReadGuard, RwLockUpgradableReadGuard, RwLockWriteGuard};
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::tap::Tap;
 use crate::{Frozen, Key, Value};
@@ -852,10 +852,11 @@ impl Keyspace {
     /// snapshot in progress: calls `emit` with each key and its entry as they were when the
     /// snapshot began (expired entries included; the loader sorts them out), except those a
     /// writer already gave to the sink. Returns true when the shard is finished, after which
-    /// changes to it cost the snapshot nothing. The shard is read-locked while it is visited
-    /// (an upgradable read: other readers go on); a big collection is frozen under a brief
-    /// write lock and emitted as [`SnapEntry::Later`], for the caller to encode after this
-    /// returns.
+    /// changes to it cost the snapshot nothing. The shard is read-locked while it is visited; a
+    /// big collection ends the step and is frozen under a brief write lock, and emitted as
+    /// [`SnapEntry::Later`], for the caller to encode after this returns. (A plain read lock,
+    /// not an upgradable one: a writer waiting for it sets its intent, so the walk's next step
+    /// waits behind the writer instead of taking the lock again before it could run.)
     pub fn snapshot_step(
         &self,
         db: usize,
@@ -865,36 +866,43 @@ impl Keyspace {
     ) -> bool {
         let lock = &self.dbs[db].shards[shard].0;
         {
-            let mut g = lock.upgradable_read();
+            let g = lock.read();
             let Some(snap) = g.snap.as_deref() else { return true };
             let mut cursor = snap.cursor.load(Ordering::Relaxed).min(g.map.len());
             let mut visited = 0;
             while cursor > 0 && visited < budget {
-                cursor -= 1;
-                visited += 1;
-                let Some(snap) = g.snap.as_deref() else { return true };
-                let Some((k, e)) = g.map.get_index(cursor) else { continue };
-                if e.written == snap.number {
-                    continue;
-                }
-                if e.value.wants_freezing() {
-                    // Writers are kept out by the upgradable lock: the entry is still there.
-                    let mut w = RwLockUpgradableReadGuard::upgrade(g);
-                    if let Some((k, e)) = w.map.get_index_mut(cursor) {
-                        emit(k, snap_entry(e));
+                let Some((k, e)) = g.map.get_index(cursor - 1) else { break };
+                if e.written != snap.number {
+                    if e.value.wants_freezing() {
+                        // Freezing changes the value's cells: it takes the write lock, below.
+                        break;
                     }
-                    g = RwLockWriteGuard::downgrade_to_upgradable(w);
-                } else {
                     emit(k, SnapEntry::Now(e));
                 }
+                cursor -= 1;
+                visited += 1;
             }
-            let Some(snap) = g.snap.as_deref() else { return true };
             snap.cursor.store(cursor, Ordering::Relaxed);
-            if cursor > 0 {
+            if cursor > 0 && visited == budget {
                 return false;
             }
         }
-        let taken = lock.write().snap.take();
+        // Writers may have run in between: the cursor they left says where the walk is.
+        let mut g = lock.write();
+        let shard = &mut *g;
+        let Some(snap) = shard.snap.as_deref_mut() else { return true };
+        let cursor = (*snap.cursor.get_mut()).min(shard.map.len());
+        if cursor > 0 {
+            if let Some((k, e)) = shard.map.get_index_mut(cursor - 1)
+                && e.written != snap.number
+            {
+                emit(k, snap_entry(e));
+            }
+            *snap.cursor.get_mut() = cursor - 1;
+            return false;
+        }
+        let taken = shard.snap.take();
+        drop(g);
         drop(taken);
         true
     }
