@@ -16,7 +16,8 @@
 # Usage: bench/stalls.sh [--members N] [--elements N] [--keys N] [--scenarios a,b,c]
 #                        [--repeat R] [--magpie-bin PATH] [--skip-build] [--only redis|magpie]
 #                        [--out DIR]
-# Each cell of the table is the worst over the repetitions.
+# Each cell of the table is the median over the repetitions of that run's value (every run's
+# values are printed as they come, on stderr).
 set -euo pipefail
 
 readonly HOST=127.0.0.1
@@ -48,7 +49,7 @@ while [[ $# -gt 0 ]]; do
     --skip-build) SKIP_BUILD=1; shift ;;
     --only) ONLY=$2; shift 2 ;;
     --out) OUT_DIR=$2; shift 2 ;;
-    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
     esac
 done
@@ -112,8 +113,8 @@ stop() {
     PID=
 }
 
-# RESULT[server/window] = "max p99 p999" (worst of the repetitions)
-declare -A RESULT
+# RUNS[server/window] = one "max p99 p999" line per repetition
+declare -A RUNS
 SERVERS=()
 [[ $ONLY == magpie ]] || SERVERS+=(redis)
 [[ $ONLY == redis ]] || SERVERS+=(magpie)
@@ -136,17 +137,22 @@ for scenario in "${SCENARIO_LIST[@]}"; do
             while read -r line; do
                 window=$(sed -n 's/^window=\([^ ]*\).*/\1/p' <<<"$line")
                 vals=$(awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] } print v["max_ms"], v["p99_ms"], v["p999_ms"] }' <<<"$line")
-                key="$name/$window"
-                if [[ -z ${RESULT[$key]:-} ]]; then
-                    RESULT[$key]=$vals
-                else
-                    RESULT[$key]=$(awk -v a="${RESULT[$key]}" -v b="$vals" 'BEGIN { split(a, x); split(b, y); for (i = 1; i <= 3; i++) printf "%s%s", (y[i] > x[i] ? y[i] : x[i]), (i < 3 ? " " : "\n") }')
-                fi
+                RUNS[$name/$window]+="$vals"$'\n'
             done <<<"$out"
             stop
         done
     done
 done
+
+# median COLUMN < lines: the median of one column (the mean of the middle two for an even count)
+median() {
+    awk -v c="$1" 'NF { print $c }' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+cell() { # cell SERVER/WINDOW -> "max p99 p999" medians, or "- - -"
+    local runs=${RUNS[$1]:-}
+    if [[ -z $runs ]]; then echo "- - -"; return; fi
+    echo "$(median 1 <<<"$runs") $(median 2 <<<"$runs") $(median 3 <<<"$runs")"
+}
 
 mkdir -p "$OUT_DIR"
 TS=$(date -u +%Y%m%dT%H%M%SZ)
@@ -162,13 +168,13 @@ TS=$(date -u +%Y%m%dT%H%M%SZ)
     echo "- servers on CPU $SERVER_CPU, probe and load on CPU $CLIENT_CPU; PING every ~1 ms on a second connection"
     echo "- set-grow: SADD to $MEMBERS members (pipeline 100); list-bgsave: $ELEMENTS-element list, LPUSH/RPOP during BGSAVE;"
     echo "  rewrite/bgsave: $KEYS keys, random SET (pipeline 50) during BGREWRITEAOF, then during BGSAVE"
-    echo "- worst of $REPEAT run(s) per cell; PING reply times in ms"
+    echo "- median of $REPEAT run(s) per cell; PING reply times in ms"
     echo
     echo "| window | redis max | magpie max | redis p99 | magpie p99 | redis p99.9 | magpie p99.9 |"
     echo "|---|---:|---:|---:|---:|---:|---:|"
     for window in set-grow list-bgsave rewrite bgsave; do
-        r=${RESULT[redis/$window]:-"- - -"}
-        m=${RESULT[magpie/$window]:-"- - -"}
+        r=$(cell "redis/$window")
+        m=$(cell "magpie/$window")
         [[ $r == "- - -" && $m == "- - -" ]] && continue
         read -r rmax rp99 rp999 <<<"$r"
         read -r mmax mp99 mp999 <<<"$m"
