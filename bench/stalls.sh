@@ -86,22 +86,31 @@ trap cleanup EXIT
 
 pick_port() { echo $((20000 + RANDOM % 30000)); }
 
-# start NAME: a fresh server in $WORK/NAME, no snapshot schedule, no log (the scenarios turn
-# on what they use)
+# start NAME: a fresh server in $WORK/NAME on a free port (another is tried if the one picked
+# is taken), no snapshot schedule, no log (the scenarios turn on what they use)
 start() {
-    local name=$1
-    rm -rf "${WORK:?}/$name"
-    mkdir -p "$WORK/$name"
-    if [[ $name == redis ]]; then
-        (cd "$WORK/$name" && exec taskset -c "$SERVER_CPU" redis-server --port "$PORT" --bind "$HOST" --save '' --appendonly no) >"$WORK/$name.log" 2>&1 &
-    else
-        (cd "$WORK/$name" && exec taskset -c "$SERVER_CPU" "$MAGPIE_BIN" --port "$PORT" --bind "$HOST" --save '' --appendonly no) >"$WORK/$name.log" 2>&1 &
-    fi
-    PID=$!
-    for _ in $(seq 1000); do
-        redis-cli -h "$HOST" -p "$PORT" ping >/dev/null 2>&1 && return
-        kill -0 "$PID" 2>/dev/null || break
-        sleep 0.01
+    local name=$1 attempt
+    for attempt in 1 2 3 4 5; do
+        PORT=$(pick_port)
+        rm -rf "${WORK:?}/$name"
+        mkdir -p "$WORK/$name"
+        if [[ $name == redis ]]; then
+            (cd "$WORK/$name" && exec taskset -c "$SERVER_CPU" redis-server --port "$PORT" --bind "$HOST" --save '' --appendonly no) >"$WORK/$name.log" 2>&1 &
+        else
+            (cd "$WORK/$name" && exec taskset -c "$SERVER_CPU" "$MAGPIE_BIN" --port "$PORT" --bind "$HOST" --save '' --appendonly no) >"$WORK/$name.log" 2>&1 &
+        fi
+        PID=$!
+        for _ in $(seq 1000); do
+            kill -0 "$PID" 2>/dev/null || break
+            # Ours, not another program's server on the same port.
+            redis-cli -h "$HOST" -p "$PORT" info server 2>/dev/null | tr -d '\r' | grep -qx "process_id:$PID" && return
+            sleep 0.01
+        done
+        kill "$PID" 2>/dev/null || true
+        wait "$PID" 2>/dev/null || true
+        PID=
+        grep -qi 'address already in use' "$WORK/$name.log" || break
+        log "port $PORT is taken; trying another"
     done
     tail "$WORK/$name.log" >&2
     die "$name did not start"
@@ -129,7 +138,6 @@ for scenario in "${SCENARIO_LIST[@]}"; do
     esac
     for ((r = 1; r <= REPEAT; r++)); do
         for name in "${SERVERS[@]}"; do
-            PORT=$(pick_port)
             start "$name"
             log "$name: $scenario (${args[*]}), run $r"
             out=$(taskset -c "$CLIENT_CPU" "$PROBE" "$HOST" "$PORT" "${args[@]}") || die "the probe failed against $name"
