@@ -392,3 +392,28 @@ fn a_frozen_set_keeps_its_members_and_writes_copy_only_their_chunks() {
     assert!(set.contains(b"new") && !set.contains(b"m17"));
     assert_eq!(set.len(), before.len() - 1);
 }
+
+/// Random members come from every chunk of a big set's vector, evenly, and distinct draws
+/// stay distinct across chunks.
+#[test]
+fn sampling_reaches_every_chunk_of_a_big_set() {
+    fastrand::seed(21);
+    let chunk = crate::dense::CHUNK;
+    let n = 3 * chunk + 5;
+    let set: Set = (0..n).map(|i| format!("{i}x")).collect::<Vec<_>>().iter().map(|s| s.as_bytes()).collect();
+    // Members were added in order, so a member's number says which chunk holds it.
+    let chunk_of = |m: MemberRef<'_>| -> usize {
+        m.with_bytes(|b| std::str::from_utf8(&b[..b.len() - 1]).unwrap().parse::<usize>().unwrap()) / chunk
+    };
+    let mut per_chunk = [0usize; 4];
+    set.random_with_repeats(400_000, |m| per_chunk[chunk_of(m)] += 1);
+    for c in 0..3 {
+        let share = per_chunk[c] as f64 / 400_000.0;
+        assert!((share - chunk as f64 / n as f64).abs() < 0.01, "chunk {c}: {per_chunk:?}");
+    }
+    assert!(per_chunk[3] > 0, "the last, partial chunk is drawn too");
+    let mut seen = HashSet::new();
+    set.random_distinct(2 * chunk, |m| assert!(seen.insert(m.to_vec()), "drawn twice"));
+    assert_eq!(seen.len(), 2 * chunk);
+    assert!(seen.iter().map(|m| chunk_of(MemberRef::Bytes(m))).collect::<HashSet<_>>().len() == 4);
+}
