@@ -1,22 +1,22 @@
 //! Databases, shards and entries.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use indexmap::IndexMap;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::tap::Tap;
-use crate::{Key, Value};
+use crate::{Frozen, Key, Value};
 
 type Hasher = foldhash::fast::RandomState;
 type Map = IndexMap<Key, Entry, Hasher>;
 
 /// A value and its expiry time.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Entry {
     pub value: Value,
     /// Absolute expiry in ms since the epoch; 0 when the key does not expire. Private so that
@@ -24,11 +24,22 @@ pub struct Entry {
     expire_at: u64,
     /// For an entry with an expiry time: its position in [`Shard::volatile`].
     vpos: u32,
+    /// The number of the snapshot that has written this entry out of turn, before its walk
+    /// reached it (see [`SnapState`]): in the padding, so it costs no memory.
+    written: u32,
+}
+
+/// Entries are equal when their values, expiry times and places among the expiring keys are
+/// (not counting a snapshot's mark).
+impl PartialEq for Entry {
+    fn eq(&self, other: &Entry) -> bool {
+        self.value == other.value && self.expire_at == other.expire_at && self.vpos == other.vpos
+    }
 }
 
 impl Entry {
     pub fn new(value: Value) -> Entry {
-        Entry { value, expire_at: 0, vpos: 0 }
+        Entry { value, expire_at: 0, vpos: 0, written: 0 }
     }
 
     /// When the key expires (ms since the epoch), if it does.
@@ -87,8 +98,33 @@ struct Watched {
 }
 
 /// Where a snapshot's entries go: called with the database, the key and the entry as it was
-/// at the snapshot's moment. It runs under a shard's lock, so it only encodes into memory.
-pub type SnapshotSink = Arc<dyn Fn(usize, &[u8], &Entry) + Send + Sync>;
+/// at the snapshot's moment. It runs under a shard's lock, so it only encodes small entries
+/// into memory and keeps frozen ones for later.
+pub type SnapshotSink = Arc<dyn Fn(usize, &[u8], SnapEntry<'_>) + Send + Sync>;
+
+/// An entry as a snapshot receives it.
+pub enum SnapEntry<'a> {
+    /// A small entry: encode it now, under the shard's lock.
+    Now(&'a Entry),
+    /// A big collection, frozen ([`Value::freeze`]): encode it once the lock is let go. Taking
+    /// it cost O(chunks) under the lock, not O(elements).
+    Later(FrozenEntry),
+}
+
+/// A big entry as it was at a snapshot's moment, readable on any thread.
+pub struct FrozenEntry {
+    pub expire_at: Option<u64>,
+    pub value: Frozen,
+}
+
+/// What the snapshot gets for `e`: the entry itself, or a frozen image of a big value.
+fn snap_entry(e: &mut Entry) -> SnapEntry<'_> {
+    let expire_at = e.expire_at();
+    match e.value.freeze() {
+        Some(value) => SnapEntry::Later(FrozenEntry { expire_at, value }),
+        None => SnapEntry::Now(e),
+    }
+}
 
 /// A snapshot's progress through one shard.
 ///
@@ -97,19 +133,36 @@ pub type SnapshotSink = Arc<dyn Fn(usize, &[u8], &Entry) + Send + Sync>;
 /// rest have been written out, and so have any entries added since the snapshot began (they
 /// are appended at the end, beyond the cursor, and were not there at its moment). A writer
 /// about to change or remove an entry the walk has not reached first hands the entry as it is
-/// to the snapshot's sink and adds its key to `done`, so the walk skips it. Removal moves the
-/// shard's last entry into the hole; when that carries an entry already written into the
-/// unvisited part, `done` marks it too. So every key present at the snapshot's moment is
-/// written exactly once, with its value of that moment, and no key created after it is
-/// written. Nothing is kept in memory but the keys in `done`: the old values go straight to
-/// the sink, which encodes them for the file.
+/// to the snapshot's sink and marks it written (`Entry::written` takes the snapshot's number),
+/// so the walk skips it. Removal moves the shard's last entry into the hole; when that carries
+/// an entry already written (or created since) into the unvisited part, it is marked too. So
+/// every key present at the snapshot's moment is written exactly once, with its value of that
+/// moment, and no key created after it is written. Nothing is kept in memory: the marks live in
+/// the entries' padding (a set of the keys written, as before, grew with the writes and
+/// rehashed under the lock), and the old values go straight to the sink, which encodes small
+/// ones for the file at once and keeps big collections frozen (their chunks shared, see
+/// [`Value::freeze`]) to encode outside the lock; only the chunks written while the snapshot
+/// holds them are ever copied.
 struct SnapState {
     /// Entries at indices below this have not been visited yet. Written by the walk under the
     /// read lock (hence atomic), read by writers under the write lock.
     cursor: AtomicUsize,
-    /// Keys already written that the walk may still meet in the unvisited part.
-    done: HashSet<Key, Hasher>,
+    /// This snapshot's number: an entry whose `written` equals it has been written already.
+    number: u32,
     sink: SnapshotSink,
+}
+
+/// Numbers snapshots, for `Entry::written` (0 is never used, so new entries are unwritten; a
+/// number comes back after 2^32 snapshots, by which time no entry still carries it).
+static SNAPSHOTS: AtomicU32 = AtomicU32::new(0);
+
+fn next_snapshot_number() -> u32 {
+    loop {
+        let n = SNAPSHOTS.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        if n != 0 {
+            return n;
+        }
+    }
 }
 
 impl Shard {
@@ -233,12 +286,11 @@ impl Shard {
         let mut map = std::mem::take(&mut self.map);
         if let Some(snap) = self.snap.as_deref_mut() {
             let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
-            for (i, (k, e)) in map.drain(..).enumerate() {
-                if i < cursor && !snap.done.contains(&*k) {
-                    (snap.sink)(self.db, &k, &e);
+            for (i, (k, mut e)) in map.drain(..).enumerate() {
+                if i < cursor && e.written != snap.number {
+                    (snap.sink)(self.db, &k, snap_entry(&mut e));
                 }
             }
-            snap.done.clear();
         }
         map
     }
@@ -337,11 +389,11 @@ impl Shard {
         if idx >= *snap.cursor.get_mut() {
             return; // already written out
         }
-        if let Some((k, e)) = self.map.get_index(idx)
-            && !snap.done.contains(&**k)
+        if let Some((k, e)) = self.map.get_index_mut(idx)
+            && e.written != snap.number
         {
-            (snap.sink)(self.db, k, e);
-            snap.done.insert(k.clone());
+            e.written = snap.number;
+            (snap.sink)(self.db, k, snap_entry(e));
         }
     }
 
@@ -355,9 +407,9 @@ impl Shard {
         if last != idx
             && last >= cursor
             && idx < cursor
-            && let Some((k, _)) = self.map.get_index(last)
+            && let Some((_, e)) = self.map.get_index_mut(last)
         {
-            snap.done.insert(k.clone());
+            e.written = snap.number;
         }
     }
 
@@ -506,7 +558,7 @@ impl LiveSlot<'_> {
         self.shard.value_bytes = self.shard.value_bytes - old_value.size() as u64 + size;
         let old_expire = self.shard.map[self.idx].expire_at;
         self.shard.set_expire_index(self.idx, expire_at);
-        Entry { value: old_value, expire_at: old_expire, vpos: 0 }
+        Entry { value: old_value, expire_at: old_expire, vpos: 0, written: 0 }
     }
 
     pub fn set_expire(&mut self, expire_at: Option<u64>) {
@@ -820,14 +872,11 @@ impl Keyspace {
     ///
     /// [`snapshot_step`]: Keyspace::snapshot_step
     pub fn begin_snapshot<R>(&self, sink: SnapshotSink, at_cut: impl FnOnce() -> R) -> R {
+        let number = next_snapshot_number();
         let mut guards: Vec<_> = self.dbs.iter().flat_map(|d| d.shards.iter()).map(|s| s.0.write()).collect();
         for g in &mut guards {
             let len = g.len();
-            g.snap = Some(Box::new(SnapState {
-                cursor: AtomicUsize::new(len),
-                done: HashSet::default(),
-                sink: sink.clone(),
-            }));
+            g.snap = Some(Box::new(SnapState { cursor: AtomicUsize::new(len), number, sink: sink.clone() }));
         }
         let r = at_cut();
         drop(guards);
@@ -838,8 +887,18 @@ impl Keyspace {
     /// snapshot in progress: calls `emit` with each key and its entry as they were when the
     /// snapshot began (expired entries included; the loader sorts them out), except those a
     /// writer already gave to the sink. Returns true when the shard is finished, after which
-    /// changes to it cost the snapshot nothing. The shard is read-locked while it is visited.
-    pub fn snapshot_step(&self, db: usize, shard: usize, budget: usize, mut emit: impl FnMut(&[u8], &Entry)) -> bool {
+    /// changes to it cost the snapshot nothing. The shard is read-locked while it is visited; a
+    /// big collection ends the step and is frozen under a brief write lock, and emitted as
+    /// [`SnapEntry::Later`], for the caller to encode after this returns. (A plain read lock,
+    /// not an upgradable one: a writer waiting for it sets its intent, so the walk's next step
+    /// waits behind the writer instead of taking the lock again before it could run.)
+    pub fn snapshot_step(
+        &self,
+        db: usize,
+        shard: usize,
+        budget: usize,
+        mut emit: impl FnMut(&[u8], SnapEntry<'_>),
+    ) -> bool {
         let lock = &self.dbs[db].shards[shard].0;
         {
             let g = lock.read();
@@ -847,20 +906,38 @@ impl Keyspace {
             let mut cursor = snap.cursor.load(Ordering::Relaxed).min(g.map.len());
             let mut visited = 0;
             while cursor > 0 && visited < budget {
+                let Some((k, e)) = g.map.get_index(cursor - 1) else { break };
+                if e.written != snap.number {
+                    if e.value.wants_freezing() {
+                        // Freezing changes the value's cells: it takes the write lock, below.
+                        break;
+                    }
+                    emit(k, SnapEntry::Now(e));
+                }
                 cursor -= 1;
                 visited += 1;
-                if let Some((k, e)) = g.map.get_index(cursor)
-                    && !snap.done.contains(&**k)
-                {
-                    emit(k, e);
-                }
             }
             snap.cursor.store(cursor, Ordering::Relaxed);
-            if cursor > 0 {
+            if cursor > 0 && visited == budget {
                 return false;
             }
         }
-        let taken = lock.write().snap.take();
+        // Writers may have run in between: the cursor they left says where the walk is.
+        let mut g = lock.write();
+        let shard = &mut *g;
+        let Some(snap) = shard.snap.as_deref_mut() else { return true };
+        let cursor = (*snap.cursor.get_mut()).min(shard.map.len());
+        if cursor > 0 {
+            if let Some((k, e)) = shard.map.get_index_mut(cursor - 1)
+                && e.written != snap.number
+            {
+                emit(k, snap_entry(e));
+            }
+            *snap.cursor.get_mut() = cursor - 1;
+            return false;
+        }
+        let taken = shard.snap.take();
+        drop(g);
         drop(taken);
         true
     }
@@ -1258,15 +1335,131 @@ mod tests {
         drop(old);
     }
 
+    /// What a snapshot got for one entry, as a value and an expiry.
+    fn image(e: SnapEntry<'_>) -> (Value, Option<u64>) {
+        match e {
+            SnapEntry::Now(e) => (e.value.clone(), e.expire_at()),
+            SnapEntry::Later(f) => (f.value.to_value(), f.expire_at),
+        }
+    }
+
+    /// A big collection of each type (frozen by snapshots rather than encoded under the lock).
+    fn big_value(kind: usize, rng: &mut fastrand::Rng) -> Value {
+        let n = crate::dense::CHUNK + rng.usize(..3000);
+        let m = |i: usize| format!("m{i}").into_bytes();
+        match kind % 4 {
+            0 => Value::List(Box::new((0..n).map(m).collect())),
+            1 => {
+                Value::Set(Box::new(crate::Set::from_members((0..n).map(m).collect::<Vec<_>>().iter().map(|v| &v[..]))))
+            }
+            2 => Value::Hash(Box::new((0..n).map(|i| (m(i), m(i * 7))).collect())),
+            _ => Value::ZSet(Box::new(crate::ZSet::from_entries(
+                (0..n).map(|i| (Key::new(&m(i)), (i % 97) as f64)).collect(),
+            ))),
+        }
+    }
+
+    /// Changes a collection in place a little (one element), or replaces a string.
+    fn touch(v: &mut Value, rng: &mut fastrand::Rng) {
+        let x = format!("x{}", rng.u32(..)).into_bytes();
+        match v {
+            Value::List(l) => {
+                if rng.bool() {
+                    l.push_front(&x);
+                } else {
+                    l.drop_back_one();
+                }
+                let i = rng.usize(..l.len());
+                l.set(i, &x);
+            }
+            Value::Set(s) => {
+                s.insert(&x);
+                s.pop_random();
+                s.pop_random();
+            }
+            Value::Hash(h) => {
+                h.insert(&x, b"v");
+                let f = h.random_pair().map(|(f, _)| f.to_vec()).unwrap_or_default();
+                h.remove(&f);
+                let f = h.random_pair().map(|(f, _)| f.to_vec()).unwrap_or_default();
+                h.insert(&f, &x);
+            }
+            Value::ZSet(z) => {
+                z.insert(&x, f64::from(rng.u8(..)));
+                z.pop_with(rng.bool(), |_, _| ());
+                let m = z.random().map(|(m, _)| m.to_vec()).unwrap_or_default();
+                z.insert(&m, -1.0);
+            }
+            other => *other = Value::Str(x),
+        }
+    }
+
+    /// The snapshot's mark lives in the entry's padding.
+    #[test]
+    fn an_entry_is_40_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
+    }
+
+    /// Big collections reach a snapshot frozen (O(chunks) under the lock), never encoded
+    /// under it: from a writer that changes one before the walk reaches it, from the walk, and
+    /// from a flush.
+    #[test]
+    fn big_collections_reach_a_snapshot_frozen() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        let ks = Keyspace::new(1, 1);
+        for (i, k) in ["a", "b", "c"].iter().enumerate() {
+            ks.db(0).write(k.as_bytes()).insert(k.as_bytes(), big_value(i, &mut rng), None, 0);
+        }
+        ks.db(0).write(b"small").insert(b"small", Value::List(Box::new(["x"].into_iter().collect())), None, 0);
+        let sunk = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let into = sunk.clone();
+        ks.begin_snapshot(
+            Arc::new(move |_, k: &[u8], e: SnapEntry<'_>| {
+                into.lock().push((k.to_vec(), matches!(e, SnapEntry::Later(_))))
+            }),
+            || (),
+        );
+        if let Slot::Live(mut live) = ks.db(0).write(b"a").slot(b"a", 0) {
+            touch(live.value_mut(), &mut rng);
+        }
+        let mut walked = Vec::new();
+        while !ks.snapshot_step(0, 0, 1, |k, e| walked.push((k.to_vec(), matches!(e, SnapEntry::Later(_))))) {
+            if walked.len() == 1 {
+                drop(ks.db(0).flush());
+            }
+        }
+        let mut sunk = sunk.lock().clone();
+        sunk.sort();
+        assert_eq!(walked, [(b"small".to_vec(), false)]);
+        assert_eq!(sunk, [(b"a".to_vec(), true), (b"b".to_vec(), true), (b"c".to_vec(), true)]);
+        // The other order: the walk meets the big values.
+        ks.db(0).write(b"d").insert(b"d", big_value(3, &mut rng), None, 0);
+        ks.begin_snapshot(Arc::new(|_, _: &[u8], _: SnapEntry<'_>| panic!("nothing changes")), || ());
+        let mut walked = Vec::new();
+        while !ks.snapshot_step(0, 0, 10, |k, e| walked.push((k.to_vec(), matches!(e, SnapEntry::Later(_))))) {}
+        assert_eq!(walked, [(b"d".to_vec(), true)]);
+    }
+
     /// A snapshot taken while keys are written, removed, expired and flushed returns exactly
-    /// the keyspace of its moment: every key once, with its value of then.
+    /// the keyspace of its moment: every key once, with its value of then. Some keys hold big
+    /// collections, which the snapshot freezes and writers change in place.
     #[test]
     fn snapshots_are_a_point_in_time_under_concurrent_changes() {
         use std::collections::BTreeMap;
         for seed in 0..40 {
             let mut rng = fastrand::Rng::with_seed(seed);
             let ks = Keyspace::new(2, 4);
-            let key = |rng: &mut fastrand::Rng| format!("k{}", rng.u16(..300)).into_bytes();
+            for b in 0..4 {
+                let v = big_value(b + seed as usize, &mut rng);
+                ks.db(b % 2).write(format!("big{b}").as_bytes()).insert(format!("big{b}").as_bytes(), v, None, 0);
+            }
+            let key = |rng: &mut fastrand::Rng| {
+                if rng.u8(..20) == 0 {
+                    format!("big{}", rng.u8(..4)).into_bytes()
+                } else {
+                    format!("k{}", rng.u16(..300)).into_bytes()
+                }
+            };
             let mut now = 1000;
             let apply = |rng: &mut fastrand::Rng, now: &mut u64| {
                 let db = rng.usize(..2);
@@ -1282,7 +1475,7 @@ mod tests {
                     }
                     6 => {
                         if let Slot::Live(mut live) = shard.slot(&k, *now) {
-                            *live.value_mut() = Value::Str(vec![b'x'; rng.usize(..20)]);
+                            touch(live.value_mut(), rng);
                         }
                     }
                     7 => {
@@ -1317,8 +1510,9 @@ mod tests {
             let sunk = Arc::new(parking_lot::Mutex::new(Vec::new()));
             let into = sunk.clone();
             ks.begin_snapshot(
-                Arc::new(move |db, k: &[u8], e: &Entry| {
-                    into.lock().push((db, k.to_vec(), e.value.clone(), e.expire_at()))
+                Arc::new(move |db, k: &[u8], e: SnapEntry<'_>| {
+                    let (value, expire) = image(e);
+                    into.lock().push((db, k.to_vec(), value, expire))
                 }),
                 || (),
             );
@@ -1328,7 +1522,7 @@ mod tests {
                 let i = rng.usize(..pending.len());
                 let (db, s) = pending[i];
                 let done = ks.snapshot_step(db, s, rng.usize(1..8), |k, e| {
-                    let old = got.insert((db, k.to_vec()), (e.value.clone(), e.expire_at()));
+                    let old = got.insert((db, k.to_vec()), image(e));
                     assert!(old.is_none(), "seed {seed}: {k:?} written twice");
                 });
                 if done {

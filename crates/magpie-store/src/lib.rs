@@ -7,12 +7,14 @@
 //!   (database, shard) order, through [`Keyspace::lock_write`] or [`Keyspace::lock_read`];
 //! - whole-database operations take every shard of the database, in order.
 
+mod dense;
 pub mod encoding;
 mod glob;
 pub mod hash;
 mod key;
 mod keyspace;
 pub mod list;
+mod segtable;
 pub mod set;
 pub mod tap;
 mod value;
@@ -22,13 +24,14 @@ pub use glob::glob_match;
 pub use hash::Hash;
 pub use key::Key;
 pub use keyspace::{
-    Db, DbStats, EmptySlot, Entry, Keyspace, LiveSlot, MultiRead, MultiWrite, ScanCursor, Shard, Slot, SnapshotSink,
+    Db, DbStats, EmptySlot, Entry, FrozenEntry, Keyspace, LiveSlot, MultiRead, MultiWrite, ScanCursor, Shard, Slot,
+    SnapEntry, SnapshotSink,
 };
 pub use list::List;
 pub use magpie_protocol::parse_i64;
 pub use set::Set;
 pub use tap::{Expired, Tap};
-pub use value::Value;
+pub use value::{Frozen, Value};
 pub use zset::ZSet;
 
 /// Milliseconds since the Unix epoch: the clock expiry times are kept in.

@@ -120,9 +120,6 @@ struct Switch {
 #[derive(Default)]
 struct WriterState {
     file: Option<LogFile>,
-    switch: Option<Switch>,
-    /// Set when a switch completed (waited for by the rewrite).
-    switched: bool,
 }
 
 /// Health of the log, as INFO and MISCONF report it.
@@ -150,7 +147,13 @@ pub(crate) struct Journal {
     /// True while writes to the log fail: write commands are refused (MISCONF).
     failing: AtomicBool,
     status: Mutex<Status>,
+    /// Held by the writer while it writes and fsyncs.
     state: Mutex<WriterState>,
+    /// The switch asked for, if any. Its own lock, never held during I/O: a rewrite's cut asks
+    /// for the switch while every shard is locked, and must not wait for an fsync there.
+    switch: Mutex<Option<Switch>>,
+    /// Set when a switch completed (waited for by the rewrite), under `state`.
+    switch_done: AtomicBool,
     switched: Condvar,
     writer: Mutex<Option<(Thread, JoinHandle<()>)>>,
     stop: AtomicBool,
@@ -178,6 +181,8 @@ impl Journal {
             failing: AtomicBool::new(false),
             status: Mutex::new(Status::default()),
             state: Mutex::new(WriterState::default()),
+            switch: Mutex::new(None),
+            switch_done: AtomicBool::new(false),
             switched: Condvar::new(),
             writer: Mutex::new(None),
             stop: AtomicBool::new(false),
@@ -375,10 +380,8 @@ impl Journal {
     /// Switches to `to` at sequence number `at` (see [`Switch`]); `then` runs once the old
     /// file is complete. Call while every shard is locked.
     pub(crate) fn switch_at(&self, at: u64, to: LogFile, then: impl FnOnce() -> std::io::Result<()> + Send + 'static) {
-        let mut st = self.state.lock();
-        st.switched = false;
-        st.switch = Some(Switch { at, to, then: Box::new(then) });
-        drop(st);
+        self.switch_done.store(false, Ordering::SeqCst);
+        *self.switch.lock() = Some(Switch { at, to, then: Box::new(then) });
         self.wake();
     }
 
@@ -386,7 +389,7 @@ impl Journal {
     /// writer stopped first.
     pub(crate) fn wait_switched(&self) -> bool {
         let mut st = self.state.lock();
-        while !st.switched {
+        while !self.switch_done.load(Ordering::SeqCst) {
             if self.stop.load(Ordering::SeqCst) {
                 return false;
             }
@@ -410,7 +413,12 @@ impl Journal {
     /// slots into `out`, merged in sequence order. Returns the watermark used.
     fn collect(&self, out: &mut Vec<u8>, limit: u64) -> u64 {
         let slots = self.slots.lock().clone();
-        let w = self.watermark(&slots).min(limit.saturating_add(1));
+        let w = self.watermark(&slots);
+        // The switch is read after the watermark: if no switch is seen, the cut comes after
+        // the watermark was taken (changes stop while the cut holds every shard), so nothing
+        // collected here is numbered above it.
+        let limit = self.switch.lock().as_ref().map_or(limit, |sw| sw.at.min(limit));
+        let w = w.min(limit.saturating_add(1));
         let mut guards: Vec<_> = slots.iter().map(|s| s.buf.lock()).collect();
         // How far each slot's eligible prefix reaches, and where each is in it.
         let ends: Vec<usize> = guards.iter().map(|g| g.index.partition_point(|&(seq, _)| seq < w)).collect();
@@ -462,7 +470,7 @@ impl Journal {
         loop {
             let stopping = self.stop.load(Ordering::SeqCst);
             let policy = self.policy();
-            let switch_at = self.state.lock().switch.as_ref().map(|s| s.at);
+            let switch_at = self.switch.lock().as_ref().map(|s| s.at);
             if policy == Fsync::Always && !stopping {
                 // Let the connection threads that are ready run first (on a busy core, they
                 // are the writer's own): each fsync then covers more clients' records.
@@ -552,7 +560,8 @@ impl Journal {
                 && out.is_empty()
             {
                 let mut st = self.state.lock();
-                if let Some(sw) = st.switch.take() {
+                let taken = self.switch.lock().take();
+                if let Some(sw) = taken {
                     match (sw.then)() {
                         Ok(()) => {
                             self.incr_bytes.store(sw.to.len(), Ordering::Relaxed);
@@ -560,7 +569,7 @@ impl Journal {
                         }
                         Err(e) => warn!("could not switch the append-only log to a new file: {e}; keeping the old one"),
                     }
-                    st.switched = true;
+                    self.switch_done.store(true, Ordering::SeqCst);
                     self.switched.notify_all();
                 }
                 continue;

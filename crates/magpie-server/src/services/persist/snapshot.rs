@@ -15,8 +15,8 @@ use parking_lot::Mutex;
 use tracing::{info, warn};
 
 use magpie_persist::SnapshotWriter;
-use magpie_persist::snapshot::encode_entry;
-use magpie_store::{Entry, SnapshotSink, now_ms};
+use magpie_persist::snapshot::Preserved;
+use magpie_store::{SnapEntry, SnapshotSink, now_ms};
 
 use super::{Job, Persistence, STEP, human};
 use crate::core::error::Error;
@@ -24,7 +24,9 @@ use crate::core::error::Error;
 impl Persistence {
     /// Writes a snapshot of the keyspace as it is when `at_cut` runs (with every shard locked).
     /// Entries that writers change before the walk reaches them arrive through the sink, already
-    /// encoded; they are written out between steps, so they never pile up in memory.
+    /// encoded; they are written out between steps, so they never pile up in memory. Big
+    /// collections, from the walk or the sink, arrive frozen and are encoded here between steps,
+    /// with no lock held.
     fn write_snapshot(&self, target: &Path, at_cut: impl FnOnce()) -> io::Result<(u64, u64)> {
         self.write_snapshot_cut(target, false, at_cut)
     }
@@ -42,27 +44,18 @@ impl Persistence {
         let ks = &self.ks;
         let mut w = SnapshotWriter::create(target, now_ms(), ks.db_count())?;
         p.progress.store(0, Ordering::Relaxed);
-        let side: Arc<Mutex<(Vec<u8>, u64)>> = Arc::new(Mutex::new((Vec::new(), 0)));
+        let side: Arc<Mutex<Preserved>> = Arc::default();
         let into = side.clone();
-        let sink: SnapshotSink = Arc::new(move |db, key: &[u8], entry: &Entry| {
-            let mut side = into.lock();
-            encode_entry(&mut side.0, db, key, entry);
-            side.1 += 1;
-        });
+        let sink: SnapshotSink = Arc::new(move |db, key: &[u8], entry: SnapEntry<'_>| into.lock().add(db, key, entry));
         {
             // Not in the middle of a transaction.
             let _pass = if exclusive { self.gate.exclusive() } else { self.gate.shared() };
             ks.begin_snapshot(sink, at_cut);
         }
-        let mut spare = Vec::new();
+        let mut spare = Preserved::default();
         let mut drain = |w: &mut SnapshotWriter| {
-            let count = {
-                let mut side = side.lock();
-                std::mem::swap(&mut side.0, &mut spare);
-                std::mem::take(&mut side.1)
-            };
-            w.encoded(&spare, count);
-            spare.clear();
+            std::mem::swap(&mut *side.lock(), &mut spare);
+            w.preserved(&mut spare);
         };
         let mut walk = || -> io::Result<()> {
             for db in 0..ks.db_count() {
@@ -71,7 +64,11 @@ impl Persistence {
                         if p.abort.load(Ordering::Relaxed) {
                             return Err(io::Error::other("snapshot aborted (shutdown)"));
                         }
-                        let done = ks.snapshot_step(db, shard, STEP, |k, e| w.entry(db, k, e));
+                        let done = ks.snapshot_step(db, shard, STEP, |k, e| w.add(db, k, e));
+                        // A writer the step held up is runnable now: on a shared core, let it run
+                        // rather than take the lock again before it could.
+                        thread::yield_now();
+                        w.encode_later();
                         drain(&mut w);
                         if w.pending() >= 1 << 20 {
                             w.flush()?;
