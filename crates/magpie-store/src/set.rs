@@ -30,7 +30,7 @@ use magpie_protocol::parse_i64;
 
 use crate::dense::{self, Dense};
 use crate::segtable::SegTable;
-use crate::value::decimal_len;
+use crate::decimal_len;
 
 /// Most members an intset holds (Redis's `set-max-intset-entries`).
 pub const MAX_INTSET_ENTRIES: usize = 512;

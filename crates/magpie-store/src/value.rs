@@ -2,7 +2,7 @@
 
 use magpie_protocol::parse_i64;
 
-use crate::{Hash, List, Set, ZSet};
+use crate::{Hash, List, Set, ZSet, decimal_len};
 
 /// A stored value. Strings that are canonical 64-bit integers are kept as `Int` (Redis's
 /// `int` encoding): smaller, and INCR needs no parsing. Collections are boxed, so a `Value`
@@ -186,12 +186,6 @@ impl Value {
             Value::ZSet(z) => z.wants_freezing(),
         }
     }
-}
-
-/// Length of `n` written in decimal.
-pub(crate) fn decimal_len(n: i64) -> usize {
-    let digits = n.unsigned_abs().checked_ilog10().map_or(1, |d| d as usize + 1);
-    digits + usize::from(n < 0)
 }
 
 #[cfg(test)]
