@@ -134,6 +134,8 @@ diff_tests! {
     events_strings => "events_strings.redis", Resp2;
     events_keys => "events_keys.redis", Resp2;
     events_types => "events_types.redis", Resp2;
+    bitmaps => "bitmaps.redis", Resp2;
+    bitmaps_resp3 => "bitmaps.redis", Resp3;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.

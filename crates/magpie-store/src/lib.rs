@@ -7,6 +7,7 @@
 //!   (database, shard) order, through [`Keyspace::lock_write`] or [`Keyspace::lock_read`];
 //! - whole-database operations take every shard of the database, in order.
 
+pub mod bits;
 pub mod encoding;
 mod glob;
 pub mod hash;

@@ -2,6 +2,7 @@
 //! groups, in the family's module for the data types) and one function in that module. The
 //! execution layer assembles the tables into `crate::exec::TABLE`.
 
+mod bitmaps;
 mod connection;
 mod hashes;
 mod info;
@@ -25,8 +26,8 @@ use crate::{acl, flags, key_flags};
 
 /// The data types' tables, in table order (after [`CONNECTION`], the transaction commands and
 /// [`CORE`]).
-pub(crate) static FAMILIES: [&[Command]; 5] =
-    [lists::COMMANDS, hashes::COMMANDS, sets::COMMANDS, zsets::COMMANDS, pubsub::COMMANDS];
+pub(crate) static FAMILIES: [&[Command]; 6] =
+    [lists::COMMANDS, hashes::COMMANDS, sets::COMMANDS, zsets::COMMANDS, pubsub::COMMANDS, bitmaps::COMMANDS];
 
 /// The connection commands.
 #[rustfmt::skip]
