@@ -136,6 +136,8 @@ diff_tests! {
     events_types => "events_types.redis", Resp2;
     bitmaps => "bitmaps.redis", Resp2;
     bitmaps_resp3 => "bitmaps.redis", Resp3;
+    hyperloglog => "hyperloglog.redis", Resp2;
+    hyperloglog_resp3 => "hyperloglog.redis", Resp3;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.

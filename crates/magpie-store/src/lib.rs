@@ -11,6 +11,7 @@ pub mod bits;
 pub mod encoding;
 mod glob;
 pub mod hash;
+pub mod hll;
 mod key;
 mod keyspace;
 pub mod list;

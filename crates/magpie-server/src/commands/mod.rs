@@ -5,6 +5,7 @@
 mod bitmaps;
 mod connection;
 mod hashes;
+mod hyperloglog;
 mod info;
 mod introspection;
 mod keys;
@@ -26,8 +27,15 @@ use crate::{acl, flags, key_flags};
 
 /// The data types' tables, in table order (after [`CONNECTION`], the transaction commands and
 /// [`CORE`]).
-pub(crate) static FAMILIES: [&[Command]; 6] =
-    [lists::COMMANDS, hashes::COMMANDS, sets::COMMANDS, zsets::COMMANDS, pubsub::COMMANDS, bitmaps::COMMANDS];
+pub(crate) static FAMILIES: [&[Command]; 7] = [
+    lists::COMMANDS,
+    hashes::COMMANDS,
+    sets::COMMANDS,
+    zsets::COMMANDS,
+    pubsub::COMMANDS,
+    bitmaps::COMMANDS,
+    hyperloglog::COMMANDS,
+];
 
 /// The connection commands.
 #[rustfmt::skip]
