@@ -138,6 +138,8 @@ diff_tests! {
     bitmaps_resp3 => "bitmaps.redis", Resp3;
     hyperloglog => "hyperloglog.redis", Resp2;
     hyperloglog_resp3 => "hyperloglog.redis", Resp3;
+    dump => "dump.redis", Resp2;
+    dump_resp3 => "dump.redis", Resp3;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.
