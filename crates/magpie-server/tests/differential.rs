@@ -140,6 +140,8 @@ diff_tests! {
     hyperloglog_resp3 => "hyperloglog.redis", Resp3;
     dump => "dump.redis", Resp2;
     dump_resp3 => "dump.redis", Resp3;
+    geo => "geo.redis", Resp2;
+    geo_resp3 => "geo.redis", Resp3;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.

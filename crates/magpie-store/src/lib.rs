@@ -9,6 +9,7 @@
 
 pub mod bits;
 pub mod encoding;
+pub mod geohash;
 mod glob;
 pub mod hash;
 pub mod hll;

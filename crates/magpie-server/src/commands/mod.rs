@@ -5,6 +5,7 @@
 mod bitmaps;
 mod connection;
 mod dump;
+mod geo;
 mod hashes;
 mod hyperloglog;
 mod info;
@@ -28,7 +29,7 @@ use crate::{acl, flags, key_flags};
 
 /// The data types' tables, in table order (after [`CONNECTION`], the transaction commands and
 /// [`CORE`]).
-pub(crate) static FAMILIES: [&[Command]; 8] = [
+pub(crate) static FAMILIES: [&[Command]; 9] = [
     lists::COMMANDS,
     hashes::COMMANDS,
     sets::COMMANDS,
@@ -37,6 +38,7 @@ pub(crate) static FAMILIES: [&[Command]; 8] = [
     bitmaps::COMMANDS,
     hyperloglog::COMMANDS,
     dump::COMMANDS,
+    geo::COMMANDS,
 ];
 
 /// The connection commands.

@@ -183,7 +183,7 @@ fn hex_float(s: &[u8]) -> Option<Strtod> {
 /// A score or weight argument, as Redis's `getDoubleFromObject` reads it: the whole argument
 /// must be a number, without leading space, not NaN, neither overflowing nor rounding a
 /// nonzero number to zero.
-pub(super) fn float_arg(arg: &[u8]) -> Option<f64> {
+pub(in crate::commands) fn float_arg(arg: &[u8]) -> Option<f64> {
     if arg.is_empty() || is_space(arg[0]) {
         return None;
     }
