@@ -142,6 +142,8 @@ diff_tests! {
     dump_resp3 => "dump.redis", Resp3;
     geo => "geo.redis", Resp2;
     geo_resp3 => "geo.redis", Resp3;
+    sort => "sort.redis", Resp2;
+    sort_resp3 => "sort.redis", Resp3;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.

@@ -15,6 +15,7 @@ mod lists;
 mod pubsub;
 mod server;
 mod sets;
+mod sort;
 mod strings;
 mod zsets;
 
@@ -29,7 +30,7 @@ use crate::{acl, flags, key_flags};
 
 /// The data types' tables, in table order (after [`CONNECTION`], the transaction commands and
 /// [`CORE`]).
-pub(crate) static FAMILIES: [&[Command]; 9] = [
+pub(crate) static FAMILIES: [&[Command]; 10] = [
     lists::COMMANDS,
     hashes::COMMANDS,
     sets::COMMANDS,
@@ -39,6 +40,7 @@ pub(crate) static FAMILIES: [&[Command]; 9] = [
     hyperloglog::COMMANDS,
     dump::COMMANDS,
     geo::COMMANDS,
+    sort::COMMANDS,
 ];
 
 /// The connection commands.
