@@ -129,6 +129,11 @@ pub struct Options {
     #[arg(long)]
     #[serde(skip)]
     pub fix: bool,
+    /// Load a Redis RDB file (a dump.rdb of Redis up to 7.0) into the empty keyspace at start,
+    /// then serve; with persistence on, the imported keys are saved at once.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub import_rdb: Option<PathBuf>,
 }
 
 /// The configuration the server starts with.
@@ -164,6 +169,8 @@ pub struct Config {
     pub notify_keyspace_events: u32,
     /// `client-output-buffer-limit`: (hard, soft, soft seconds) by [`ClientClass`].
     pub client_output_buffer_limit: [(u64, u64, u64); 3],
+    /// `--import-rdb`: a Redis RDB file to load at start.
+    pub import_rdb: Option<PathBuf>,
 }
 
 /// The client classes of `client-output-buffer-limit`, in Redis's order.
@@ -337,6 +344,7 @@ impl Config {
                     .map_err(|e| format!("client-output-buffer-limit: {e}"))?,
                 None => DEFAULT_OUTPUT_LIMITS,
             },
+            import_rdb: cli.import_rdb,
         };
         check_file_name("dbfilename", &config.dbfilename)?;
         check_file_name("appendfilename", &config.appendfilename)?;
