@@ -287,3 +287,80 @@ fn export_rdb_is_loaded_by_redis() {
     assert_eq!(describe(&mut back.client()), expected);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn reply(conn: &mut Connection, args: &[&str]) -> String {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    match c.query::<RV>(conn) {
+        Ok(v) => text(&v),
+        Err(e) => format!("error: {:?} {}", e.code(), e.detail().unwrap_or("")),
+    }
+}
+
+#[test]
+#[ignore = "needs redis-server; run with --ignored"]
+fn migrate_to_redis_and_to_magpie() {
+    let Some(redis) = Server::redis() else { return };
+    let (source, other) = (Server::magpie(), Server::magpie());
+    let (mut m, mut r, mut o) = (source.client(), redis.client(), other.client());
+    populate(&mut m);
+    let all = describe(&mut m);
+    let db0: BTreeMap<String, String> =
+        all.iter().filter(|(k, _)| k.starts_with("0/")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let RV::Array(keys) = q(&mut m, &["KEYS", "*"]) else { panic!() };
+    let keys: Vec<String> = keys.iter().map(text).collect();
+    let rport = redis.port.to_string();
+    let mut args = vec!["MIGRATE", "127.0.0.1", &rport, "", "0", "5000", "KEYS"];
+    args.extend(keys.iter().map(String::as_str));
+    assert_eq!(reply(&mut m, &args), "OK");
+    assert_eq!(text(&q(&mut m, &["DBSIZE"])), "0", "migrated keys leave the source");
+    assert_eq!(describe(&mut r), db0, "redis-server holds what Magpie migrated");
+
+    // Back from Redis into another Magpie, with COPY: both keep them.
+    let oport = other.port.to_string();
+    let mut args = vec!["MIGRATE", "127.0.0.1", &oport, "", "0", "5000", "COPY", "KEYS"];
+    args.extend(keys.iter().map(String::as_str));
+    assert_eq!(reply(&mut r, &args), "OK");
+    assert_eq!(describe(&mut o), db0, "Magpie holds what redis-server migrated");
+    assert_eq!(describe(&mut r), db0);
+
+    // The single-key form, to another database, with a TTL kept.
+    q(&mut m, &["SET", "one", "1", "PX", "100000"]);
+    assert_eq!(reply(&mut m, &["MIGRATE", "127.0.0.1", &oport, "one", "5", "1000"]), "OK");
+    q(&mut o, &["SELECT", "5"]);
+    assert_eq!(text(&q(&mut o, &["GET", "one"])), "1");
+    assert!(matches!(q(&mut o, &["PTTL", "one"]), RV::Int(n) if n > 90_000 && n <= 100_000));
+    q(&mut o, &["SELECT", "0"]);
+
+    // Errors, from Magpie and from Redis as the source, to the same targets.
+    let dead = common::free_port().to_string();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["MIGRATE", "127.0.0.1", &oport, "nosuchkey", "0", "1000"],
+        vec!["MIGRATE", "127.0.0.1", &oport, "k", "0", "1000"],
+        vec!["MIGRATE", "127.0.0.1", &oport, "k", "0", "1000", "REPLACE"],
+        vec!["MIGRATE", "127.0.0.1", &oport, "k", "99", "1000", "COPY"],
+        vec!["MIGRATE", "127.0.0.1", &oport, "k", "0", "1000", "COPY", "AUTH", "secret"],
+        vec!["MIGRATE", "127.0.0.1", &oport, "k", "0", "1000", "COPY", "AUTH2", "user", "secret"],
+        vec!["MIGRATE", "127.0.0.1", &oport, "k", "0", "1000", "KEYS", "k"],
+        vec!["MIGRATE", "127.0.0.1", &oport, "k", "0", "1000", "FOO"],
+        vec!["MIGRATE", "127.0.0.1", &oport, "k", "0", "1000", "AUTH"],
+        vec!["MIGRATE", "127.0.0.1", &oport, "k", "x", "1000"],
+        vec!["MIGRATE", "127.0.0.1", &oport, "k", "0", "x"],
+        vec!["MIGRATE", "127.0.0.1", &dead, "k", "0", "300", "COPY"],
+    ];
+    let Some(redis2) = Server::redis() else { return };
+    let mut r2 = redis2.client();
+    for case in &cases {
+        for c in [&mut m, &mut r2] {
+            q(c, &["SET", "k", "v"]);
+        }
+        q(&mut o, &["SET", "k", "there"]);
+        let mine = reply(&mut m, case);
+        q(&mut o, &["SET", "k", "there"]);
+        let theirs = reply(&mut r2, case);
+        assert_eq!(mine, theirs, "{case:?}");
+        assert_eq!(text(&q(&mut m, &["EXISTS", "k"])), text(&q(&mut r2, &["EXISTS", "k"])), "{case:?}");
+    }
+}

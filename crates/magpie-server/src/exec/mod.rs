@@ -54,7 +54,13 @@ pub(crate) fn dispatch_resolved(
     let stats = ctx.stats();
     // Held while the command runs: a transaction runs with nothing else running.
     let gate = ctx.server().gate();
-    let _pass = if cmd.has(Flags::RUNS_ALONE) { gate.exclusive() } else { gate.shared() };
+    let _pass = if cmd.has(Flags::RUNS_ALONE) {
+        Some(gate.exclusive())
+    } else if cmd.has(Flags::NETWORK) {
+        None // it takes the gate itself, around its steps on the keyspace
+    } else {
+        Some(gate.shared())
+    };
     if ctx.session().txn.multi.is_some() {
         match multi::queue(ctx, cmd, args) {
             Ok(true) => return Some(cmd),
