@@ -144,6 +144,7 @@ diff_tests! {
     geo_resp3 => "geo.redis", Resp3;
     sort => "sort.redis", Resp2;
     sort_resp3 => "sort.redis", Resp3;
+    events_datamodel => "events_datamodel.redis", Resp2;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.

@@ -2,8 +2,8 @@
 //! (`magpie_store::hll`), so values move between Redis and Magpie and estimates agree.
 //!
 //! PFCOUNT of one key stores the cardinality it computed in the value's header, as Redis
-//! does, although it is a read-only command: the change is a cache, so it is not logged (a
-//! replayed value recomputes it on its first PFCOUNT; Redis propagates the PFCOUNT instead).
+//! does, although it is a read-only command: flagged MAY_REPLICATE, it is logged as itself when
+//! it changed the value (as Redis propagates it), so a replayed value has the same bytes.
 
 use magpie_protocol::Args;
 use magpie_store::hll::{self, Corrupt};

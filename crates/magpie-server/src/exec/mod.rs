@@ -92,6 +92,10 @@ pub(crate) fn dispatch_resolved(
             Some(e) => Err(e),
             None => run_logged(ctx, cmd, args),
         }
+    } else if cmd.has(Flags::MAY_REPLICATE) {
+        // A read that may change a value (PFCOUNT caches the cardinality in its HyperLogLog):
+        // logged as itself when it did, as Redis propagates it. PUBLISH changes nothing.
+        run_logged(ctx, cmd, args)
     } else {
         (cmd.run)(ctx, args)
     };
