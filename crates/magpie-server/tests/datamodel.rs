@@ -164,3 +164,23 @@ fn their_writes_wake_blocked_clients() {
     assert_eq!(list, RV::Array(vec![RV::BulkString(b"sorted".to_vec()), RV::BulkString(b"1".to_vec())]));
     assert!(matches!(zset, RV::Array(ref v) if v.len() == 3), "{zset:?}");
 }
+
+#[test]
+fn swapdb_serves_clients_blocked_on_keys_it_brings() {
+    let server = Server::magpie();
+    let mut c = server.client();
+    let port = server.port;
+    let waiter = std::thread::spawn(move || {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).expect("client");
+        let mut w = client.get_connection().expect("connect");
+        let got: RV = redis::cmd("BLPOP").arg("q").arg(10).query(&mut w).expect("BLPOP");
+        got
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    cmd(&mut c, "SELECT 1");
+    cmd(&mut c, "RPUSH q from-db1");
+    cmd(&mut c, "SWAPDB 0 1");
+    let got = waiter.join().expect("waiter");
+    assert_eq!(got, RV::Array(vec![RV::BulkString(b"q".to_vec()), RV::BulkString(b"from-db1".to_vec())]));
+    assert_eq!(cmd(&mut c, "DBSIZE"), RV::Int(0), "db 1 now holds what db 0 had");
+}

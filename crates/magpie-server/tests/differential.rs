@@ -145,6 +145,8 @@ diff_tests! {
     sort => "sort.redis", Resp2;
     sort_resp3 => "sort.redis", Resp3;
     events_datamodel => "events_datamodel.redis", Resp2;
+    swapdb => "swapdb.redis", Resp2;
+    swapdb_resp3 => "swapdb.redis", Resp3;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.

@@ -482,3 +482,21 @@ pub(super) fn move_(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     ctx.out().int(1);
     Ok(())
 }
+
+/// SWAPDB index1 index2: the two databases exchange their keys (atomically; clients blocked on
+/// keys that now exist are served, and WATCHes of keys on either side are broken, as in Redis).
+pub(super) fn swapdb(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let db_arg = |arg: &[u8], msg: &'static str| {
+        crate::core::error::int_arg(arg).ok().filter(|n| i32::try_from(*n).is_ok()).ok_or_else(|| Error::from(msg))
+    };
+    let a = db_arg(args.get(1), "ERR invalid first DB index")?;
+    let b = db_arg(args.get(2), "ERR invalid second DB index")?;
+    let count = ctx.keyspace().db_count();
+    let index = |n: i64| usize::try_from(n).ok().filter(|&n| n < count);
+    let (Some(a), Some(b)) = (index(a), index(b)) else {
+        return Err(error::DB_RANGE.into());
+    };
+    ctx.keyspace().swap_dbs(a, b);
+    ctx.out().ok();
+    Ok(())
+}

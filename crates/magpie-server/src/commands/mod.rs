@@ -200,6 +200,9 @@ pub(crate) static CORE: &[Command] = &[
     Command::new("move", 3, flags![WRITE, FAST], "generic", "1.0.0", "Move a key to another database",
         "key db:integer", keys::move_)
         .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, UPDATE])]),
+    Command::new("swapdb", 3, flags![WRITE, FAST], "server", "4.0.0", "Swaps two Redis databases",
+        "index1:integer index2:integer", keys::swapdb)
+        .acl(acl![KEYSPACE, DANGEROUS]),
     Command::new("object", -2, flags![], "generic", "2.2.3", "A container for object introspection commands.",
         "", command::container)
         .acl(acl![])
