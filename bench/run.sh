@@ -72,7 +72,9 @@ of 127.0.0.1 (pinned to CPU 0), fill the keyspace, and run redis-benchmark
 
 Memory mode:
   --memory                load the same data into each server and report RSS per key
-  --memory-type T         string (default) | list | hash | set | zset
+  --memory-type T         string (default) | list | hash | set | zset | hll (PFADD: one
+                          HyperLogLog per key of --memory-fields elements; 100 keeps it
+                          sparse, 3000 and more turn it dense)
   --memory-items N        items to load (default: the keyspace, 1000000)
   --memory-fields F       items per key for list/hash/set/zset (default 100)
 
@@ -164,7 +166,7 @@ case $FILL_TYPE in string | list | hash | set | zset) ;; *) die "--fill-type: st
 FILL_KEYS=$(((${KEYSPACE} + FILL_FIELDS - 1) / FILL_FIELDS))
 [[ $PIPELINES =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--pipelines must be a comma-separated list like 1,16"
 case $ONLY in '' | redis | magpie) ;; *) die "--only takes redis or magpie" ;; esac
-case $MEMORY_TYPE in string | list | hash | set | zset) ;; *) die "--memory-type: string, list, hash, set or zset" ;; esac
+case $MEMORY_TYPE in string | list | hash | set | zset | hll) ;; *) die "--memory-type: string, list, hash, set, zset or hll" ;; esac
 [[ $SERVER_CPU != "$CLIENT_CPU" ]] || die "--server-cpu and --client-cpu must differ"
 TEST_LIST=()
 if [[ ${#CUSTOM_CMDS[@]} == 0 || $TESTS_GIVEN == 1 ]]; then IFS=, read -r -a TEST_LIST <<<"$TESTS"; fi

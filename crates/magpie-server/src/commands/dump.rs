@@ -111,7 +111,10 @@ fn restore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if ttl < 0 {
         return Err("ERR Invalid TTL value, must be >= 0".into());
     }
-    let opts = ReadOptions { deep_sanitize: true, verify_checksum: true };
+    // Every payload is checked entry by entry; `sanitize-dump-payload` adds the deep checks
+    // of streams (the codec's `deep_sanitize`).
+    let deep = ctx.server().settings().sanitize_client_payloads();
+    let opts = ReadOptions { deep_sanitize: deep, verify_checksum: true };
     let value = match rdb::restore(args.get(3), &opts) {
         Ok(Object::Value(v)) => v,
         Ok(Object::Stream(_)) => return Err("ERR Bad data format: streams are not supported by this server yet".into()),

@@ -48,6 +48,7 @@ fn hll_bytes(value: &Value) -> Result<&[u8], Error> {
 
 /// PFADD key [element ...]
 fn pfadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let max_sparse = ctx.server().settings().hll_sparse_max_bytes();
     let key = args.get(1);
     let mut shard = ctx.db().write(key);
     let updated = match shard.slot(key, ctx.now()) {
@@ -56,14 +57,14 @@ fn pfadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             let Value::Str(v) = live.value_mut() else { return Err(wrongtype()) };
             let mut updated = false;
             for ele in args.iter().skip(2) {
-                updated |= hll::add(v, ele, hll::SPARSE_MAX_BYTES).map_err(corrupt)?;
+                updated |= hll::add(v, ele, max_sparse).map_err(corrupt)?;
             }
             updated
         }
         Slot::Empty(empty) => {
             let mut v = hll::new_sparse();
             for ele in args.iter().skip(2) {
-                hll::add(&mut v, ele, hll::SPARSE_MAX_BYTES).map_err(corrupt)?;
+                hll::add(&mut v, ele, max_sparse).map_err(corrupt)?;
             }
             // Created counts as updated: the (empty) cache is marked stale, as in Redis.
             hll::invalidate(&mut v);
@@ -124,6 +125,7 @@ fn pfcount(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 /// PFMERGE destkey [sourcekey ...]
 fn pfmerge(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let max_sparse = ctx.server().settings().hll_sparse_max_bytes();
     let db = ctx.db_index();
     let keys = args.skip(1);
     let dest = args.get(1);
@@ -146,7 +148,7 @@ fn pfmerge(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         }
         for (i, &m) in max.iter().enumerate() {
             if m != 0 {
-                hll::set_register(v, i, m, hll::SPARSE_MAX_BYTES).map_err(corrupt)?;
+                hll::set_register(v, i, m, max_sparse).map_err(corrupt)?;
             }
         }
         hll::invalidate(v);
