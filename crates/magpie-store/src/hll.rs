@@ -279,6 +279,12 @@ pub fn set_register(v: &mut Vec<u8>, index: usize, count: u8, sparse_max: usize)
         return promote(v, index, count);
     }
     let end = (p + old_len).min(v.len());
+    if v.capacity() < v.len() + seq.len() {
+        // Grow by an eighth, not double: a sparse value grows a few bytes at a time up to
+        // `sparse_max`, and thousands of small HyperLogLogs would otherwise carry up to half
+        // their size in spare capacity.
+        v.reserve_exact(v.len() / 8 + 8);
+    }
     v.splice(p..end, seq);
     merge_vals(v, prev.unwrap_or(HDR));
     Ok(true)

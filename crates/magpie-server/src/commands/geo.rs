@@ -448,72 +448,22 @@ fn member_position(ctx: &Ctx<'_>, key: &[u8], member: &[u8]) -> Result<(f64, f64
 
 /// Finds the members and replies (or stores them).
 fn run_search(ctx: &mut Ctx<'_>, args: Args<'_>, db: usize, src: &[u8], q: Query, geosearch: bool) -> CmdResult {
-    let store_key = q.store.map(|i| args.get(i));
-    let mut locked = ctx.keyspace().lock_write(std::iter::once((db, src)).chain(store_key.map(|k| (db, k))));
     let now = ctx.now();
-    let found = locked.shard_ref(db, src).get(src, now);
-    let z = zset_of(found.map(|e| &e.value))?;
-    let Some(z) = z else {
-        if let Some(dest) = store_key {
-            let removed = locked.shard(db, dest).remove(dest, now).is_some();
-            drop(locked);
-            if removed {
-                ctx.notify(notify::GENERIC, "del", dest);
-            }
-            ctx.out().int(0);
-        } else {
-            drop(locked);
-            ctx.out().array(0);
-        }
+    let Some(dest) = q.store.map(|i| args.get(i)) else {
+        // A plain search reads its one key under a read lock.
+        let shard = ctx.db().read(src);
+        let points = match zset_of(shard.get(src, now).map(|e| &e.value))? {
+            Some(z) => found_points(z, &q)?,
+            None => Vec::new(),
+        };
+        drop(shard);
+        reply_points(ctx.out(), &points, &q);
         return Ok(());
     };
-    let (Some((cx, cy)), Some((shape, conv))) = (q.center, q.shape) else {
-        return Err(error::syntax());
-    };
-    let in_meters = match shape {
-        Shape::Radius(r) => Shape::Radius(r * conv),
-        Shape::Box { width, height } => Shape::Box { width: width * conv, height: height * conv },
-    };
-    let limit = if q.any { q.count as usize } else { 0 };
-    let mut points = collect(z, in_meters, cx, cy, limit);
-    if points.is_empty() && store_key.is_none() {
-        drop(locked);
-        ctx.out().array(0);
-        return Ok(());
-    }
-    let returned = if q.count == 0 { points.len() } else { points.len().min(q.count as usize) };
-    match q.sort {
-        1 => points.sort_by(|a, b| a.dist.total_cmp(&b.dist)),
-        2 => points.sort_by(|a, b| b.dist.total_cmp(&a.dist)),
-        _ => {}
-    }
-    points.truncate(returned);
-    for p in &mut points {
-        p.dist /= conv;
-    }
-    let Some(dest) = store_key else {
-        drop(locked);
-        let options = usize::from(q.with_dist) + usize::from(q.with_hash) + usize::from(q.with_coord);
-        let out = ctx.out();
-        out.array(points.len());
-        for p in &points {
-            if options > 0 {
-                out.array(options + 1);
-            }
-            out.bulk(&p.member);
-            if q.with_dist {
-                out.bulk(fixed4(p.dist).as_bytes());
-            }
-            if q.with_hash {
-                out.int(p.score as i64);
-            }
-            if q.with_coord {
-                out.array(2);
-                human_double(out, p.lon);
-                human_double(out, p.lat);
-            }
-        }
-        return Ok(());
+    let mut locked = ctx.keyspace().lock_write([(db, src), (db, dest)]);
+    let points = match zset_of(locked.shard_ref(db, src).get(src, now).map(|e| &e.value))? {
+        Some(z) => found_points(z, &q)?,
+        None => Vec::new(),
     };
     let n = points.len();
     if n > 0 {
@@ -533,6 +483,52 @@ fn run_search(ctx: &mut Ctx<'_>, args: Args<'_>, db: usize, src: &[u8], q: Query
     }
     ctx.out().int(n as i64);
     Ok(())
+}
+
+/// The members a search returns, sorted, limited to COUNT, distances in the query's unit.
+fn found_points(z: &ZSet, q: &Query) -> Result<Vec<Point>, Error> {
+    let (Some((cx, cy)), Some((shape, conv))) = (q.center, q.shape) else {
+        return Err(error::syntax());
+    };
+    let in_meters = match shape {
+        Shape::Radius(r) => Shape::Radius(r * conv),
+        Shape::Box { width, height } => Shape::Box { width: width * conv, height: height * conv },
+    };
+    let limit = if q.any { q.count as usize } else { 0 };
+    let mut points = collect(z, in_meters, cx, cy, limit);
+    let returned = if q.count == 0 { points.len() } else { points.len().min(q.count as usize) };
+    match q.sort {
+        1 => points.sort_by(|a, b| a.dist.total_cmp(&b.dist)),
+        2 => points.sort_by(|a, b| b.dist.total_cmp(&a.dist)),
+        _ => {}
+    }
+    points.truncate(returned);
+    for p in &mut points {
+        p.dist /= conv;
+    }
+    Ok(points)
+}
+
+fn reply_points(out: &mut Reply, points: &[Point], q: &Query) {
+    let options = usize::from(q.with_dist) + usize::from(q.with_hash) + usize::from(q.with_coord);
+    out.array(points.len());
+    for p in points {
+        if options > 0 {
+            out.array(options + 1);
+        }
+        out.bulk(&p.member);
+        if q.with_dist {
+            out.bulk(fixed4(p.dist).as_bytes());
+        }
+        if q.with_hash {
+            out.int(p.score as i64);
+        }
+        if q.with_coord {
+            out.array(2);
+            human_double(out, p.lon);
+            human_double(out, p.lat);
+        }
+    }
 }
 
 /// The members within `shape` around (x, y), box by box in Redis's order (`membersOfAllNeighbors`),
