@@ -29,7 +29,7 @@ pub(super) static COMMANDS: &[Command] = &[
         .acl(acl![KEYSPACE, DANGEROUS])
         .keys(&[KeySpec::one(1, key_flags![OW, UPDATE])]),
     Command::new("migrate", -6, flags![WRITE, NETWORK], GROUP, "2.6.0", "Atomically transfer a key from a Redis instance to another one.",
-        "host port:integer key|\"\" destination-db:integer timeout:integer [COPY] [REPLACE] [AUTH password|AUTH2 username password] [KEYS key [key ...]]", migrate)
+        "host port:integer (key|\"\") destination-db:integer timeout:integer [COPY] [REPLACE] [AUTH password|AUTH2 username password] [KEYS key [key ...]]", migrate)
         .acl(acl![KEYSPACE, DANGEROUS])
         .keys(&[
             KeySpec::one(3, key_flags![RW, ACCESS, DELETE]),

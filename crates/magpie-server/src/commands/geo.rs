@@ -32,30 +32,30 @@ pub(super) static COMMANDS: &[Command] = &[
         "key [member ...]", geopos)
         .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
     Command::new("georadius", -6, flags![WRITE, DENYOOM], GROUP, "3.2.0", "Query a sorted set representing a geospatial index to fetch members matching a given maximum distance from a point",
-        "key longitude:double latitude:double radius:double M|KM|FT|MI [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count:integer [ANY]] [ASC|DESC] [STORE key] [STOREDIST key]", georadius)
+        "key longitude:double latitude:double radius:double (M|KM|FT|MI) [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count:integer [ANY]] [ASC|DESC] [STORE key] [STOREDIST key]", georadius)
         .keys(&[
             KeySpec::one(1, key_flags![RO, ACCESS]),
             KeySpec::new(key_flags![OW, UPDATE], Begin::Keyword { keyword: "STORE", start: 6 }, Find::Range { last: 0, step: 1, limit: 0 }),
             KeySpec::new(key_flags![OW, UPDATE], Begin::Keyword { keyword: "STOREDIST", start: 6 }, Find::Range { last: 0, step: 1, limit: 0 }),
         ]),
     Command::new("georadius_ro", -6, flags![READONLY], GROUP, "3.2.10", "A read-only variant for GEORADIUS",
-        "key longitude:double latitude:double radius:double M|KM|FT|MI [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count:integer [ANY]] [ASC|DESC]", georadius_ro)
+        "key longitude:double latitude:double radius:double (M|KM|FT|MI) [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count:integer [ANY]] [ASC|DESC]", georadius_ro)
         .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
     Command::new("georadiusbymember", -5, flags![WRITE, DENYOOM], GROUP, "3.2.0", "Query a sorted set representing a geospatial index to fetch members matching a given maximum distance from a member",
-        "key member radius:double M|KM|FT|MI [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count:integer [ANY]] [ASC|DESC] [STORE key] [STOREDIST key]", georadiusbymember)
+        "key member radius:double (M|KM|FT|MI) [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count:integer [ANY]] [ASC|DESC] [STORE key] [STOREDIST key]", georadiusbymember)
         .keys(&[
             KeySpec::one(1, key_flags![RO, ACCESS]),
             KeySpec::new(key_flags![OW, UPDATE], Begin::Keyword { keyword: "STORE", start: 5 }, Find::Range { last: 0, step: 1, limit: 0 }),
             KeySpec::new(key_flags![OW, UPDATE], Begin::Keyword { keyword: "STOREDIST", start: 5 }, Find::Range { last: 0, step: 1, limit: 0 }),
         ]),
     Command::new("georadiusbymember_ro", -5, flags![READONLY], GROUP, "3.2.10", "A read-only variant for GEORADIUSBYMEMBER",
-        "key member radius:double M|KM|FT|MI [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count:integer [ANY]] [ASC|DESC]", georadiusbymember_ro)
+        "key member radius:double (M|KM|FT|MI) [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count:integer [ANY]] [ASC|DESC]", georadiusbymember_ro)
         .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
     Command::new("geosearch", -7, flags![READONLY], GROUP, "6.2.0", "Query a sorted set representing a geospatial index to fetch members inside an area of a box or a circle.",
-        "key FROMMEMBER member|FROMLONLAT longitude:double latitude:double BYRADIUS radius:double M|KM|FT|MI|BYBOX width:double height:double M|KM|FT|MI [ASC|DESC] [COUNT count:integer [ANY]] [WITHCOORD] [WITHDIST] [WITHHASH]", geosearch)
+        "key (FROMMEMBER member|FROMLONLAT longitude:double latitude:double) (BYRADIUS radius:double (M|KM|FT|MI)|BYBOX width:double height:double (M|KM|FT|MI)) [ASC|DESC] [COUNT count:integer [ANY]] [WITHCOORD] [WITHDIST] [WITHHASH]", geosearch)
         .keys(&[KeySpec::one(1, key_flags![RO, ACCESS])]),
     Command::new("geosearchstore", -8, flags![WRITE, DENYOOM], GROUP, "6.2.0", "Query a sorted set representing a geospatial index to fetch members inside an area of a box or a circle, and store the result in another key.",
-        "destination source FROMMEMBER member|FROMLONLAT longitude:double latitude:double BYRADIUS radius:double M|KM|FT|MI|BYBOX width:double height:double M|KM|FT|MI [ASC|DESC] [COUNT count:integer [ANY]] [STOREDIST]", geosearchstore)
+        "destination source (FROMMEMBER member|FROMLONLAT longitude:double latitude:double) (BYRADIUS radius:double (M|KM|FT|MI)|BYBOX width:double height:double (M|KM|FT|MI)) [ASC|DESC] [COUNT count:integer [ANY]] [STOREDIST]", geosearchstore)
         .keys(&[KeySpec::one(1, key_flags![OW, UPDATE]), KeySpec::one(2, key_flags![RO, ACCESS])]),
 ];
 
