@@ -3,7 +3,7 @@
 # throughput runs and to load data in --memory mode.
 #
 # Variables (awk -v):
-#   type    string | list | hash | set | zset   (default string)
+#   type    string | list | hash | set | zset | hll  (default string)
 #   items   number of items to write            (default 1000000)
 #   size    value size in bytes                 (default 64)
 #   fields  items per key for list/hash/set/zset (default 100; ignored for string)
@@ -16,6 +16,10 @@
 #                                                    hash has field:000000000000..
 #   set     SADD  set:%012d <value i>
 #   zset    ZADD  zset:%012d <i> <value i>
+#   hll     PFADD hll:%012d <value i>               (a HyperLogLog of `fields` elements)
+#   geo     GEOADD geo:%012d <lon> <lat> <value i>  points spread evenly (by two
+#                                                    coprime strides) over the degree
+#                                                    square 13..14 E, 38..39 N
 # <value i> is exactly `size` bytes: the 12-digit index i followed by 'x'
 # padding (truncated if size < 12), so every value is distinct (sets and
 # sorted sets really grow) and the stream is the same on every run.
@@ -37,6 +41,8 @@ BEGIN {
     else if (type == "hash") { head = "*4\r\n" bulk("HSET") }
     else if (type == "set")  { head = "*3\r\n" bulk("SADD") }
     else if (type == "zset") { head = "*4\r\n" bulk("ZADD") }
+    else if (type == "hll")  { head = "*3\r\n" bulk("PFADD") }
+    else if (type == "geo")  { head = "*5\r\n" bulk("GEOADD") }
     else { print "resp-gen.awk: unknown type " type > "/dev/stderr"; exit 2 }
 
     for (i = 0; i < items; i++) {
@@ -50,6 +56,8 @@ BEGIN {
                 printf "%s%s%s%s", head, bulk(k), bulk(sprintf("field:%012d", i % fields)), bulk(v)
             else if (type == "zset")
                 printf "%s%s%s%s", head, bulk(k), bulk(i ""), bulk(v)
+            else if (type == "geo")
+                printf "%s%s%s%s%s", head, bulk(k), bulk(sprintf("%.6f", 13 + ((i * 7919) % 1000003) / 1000003)), bulk(sprintf("%.6f", 38 + ((i * 104729) % 999983) / 999983)), bulk(v)
             else
                 printf "%s%s%s", head, bulk(k), bulk(v)
         }

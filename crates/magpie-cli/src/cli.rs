@@ -376,6 +376,26 @@ Examples:
         #[arg(value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
+
+    /// Write every key of every database to a file that Redis loads (SCAN and DUMP)
+    #[command(after_help = "\
+Examples:
+  magpie export --format rdb --output dump.rdb     a Redis 7.0 RDB file (version 10)
+  magpie -p 6380 export --output - > dump.rdb      to stdout
+
+The file is what Redis's SAVE writes: copy it to Redis's `dir` as its `dbfilename` (dump.rdb)
+and start redis-server, or load it into Magpie with `magpie-server --import-rdb dump.rdb`.
+Keys are read with SCAN and DUMP while the server runs, so keys written during the export may
+or may not be in the file (each key is exported whole, with its time to live).")]
+    Export {
+        /// The file format: rdb (Redis's RDB, version 10)
+        #[arg(long, default_value = "rdb", value_name = "FORMAT")]
+        format: String,
+
+        /// The file to write ("-" for stdout)
+        #[arg(long, short = 'o', default_value = "dump.rdb", value_name = "FILE")]
+        output: std::path::PathBuf,
+    },
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ pub async fn run(command: Command, mut session: Session, out: &mut Out) -> Resul
         Command::Publish { channel, message } => {
             crate::pubsub::publish(&mut session, out, arg_bytes(&channel), arg_bytes(&message)).await
         }
+        Command::Export { format, output } => crate::export::run(&mut session, out, &format, &output).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),
     }
 }

@@ -27,6 +27,13 @@ pub async fn run(config: Config) -> io::Result<()> {
         .await
         .map_err(|e| io::Error::other(format!("loading failed: {e}")))?
         .map_err(io::Error::other)?;
+    if let Some(path) = config.import_rdb.clone() {
+        let importer = shared.clone();
+        tokio::task::spawn_blocking(move || importer.persistence().import_rdb(&path))
+            .await
+            .map_err(|e| io::Error::other(format!("import failed: {e}")))?
+            .map_err(io::Error::other)?;
+    }
     shared.apply_settings();
     // Users from the ACL file, resolved through the command table; a bad file stops the start.
     let acl = crate::commands::acl::acl_of(&shared, &crate::exec::TABLE);

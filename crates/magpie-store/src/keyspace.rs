@@ -295,6 +295,53 @@ impl Shard {
         map
     }
 
+    /// Hands a snapshot in progress every entry it has not reached yet, so that the shard's
+    /// contents may change wholesale (SWAPDB) while the snapshot still writes each database as
+    /// it was at its moment.
+    fn finish_snapshot_part(&mut self) {
+        let Shard { snap, map, db, .. } = self;
+        if let Some(snap) = snap.as_deref_mut() {
+            let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
+            for i in 0..cursor.min(map.len()) {
+                if let Some((k, e)) = map.get_index_mut(i)
+                    && e.written != snap.number
+                {
+                    e.written = snap.number;
+                    (snap.sink)(*db, k, snap_entry(e));
+                }
+            }
+        }
+    }
+
+    /// SWAPDB, for one shard: exchanges the entries of this shard and `other` (the same shard
+    /// of another database). As Redis's `dbSwapDatabases`: watched keys that exist on either
+    /// side are touched, and keys that blocked clients wait on and now exist are signalled.
+    fn swap_contents(&mut self, other: &mut Shard) {
+        self.finish_snapshot_part();
+        other.finish_snapshot_part();
+        for s in [&mut *self, &mut *other] {
+            s.tap.tick();
+        }
+        std::mem::swap(&mut self.map, &mut other.map);
+        std::mem::swap(&mut self.volatile, &mut other.volatile);
+        std::mem::swap(&mut self.expire_cursor, &mut other.expire_cursor);
+        std::mem::swap(&mut self.value_bytes, &mut other.value_bytes);
+        std::mem::swap(&mut self.avg_ttl, &mut other.avg_ttl);
+        let touch = |s: &mut Shard, o: &Shard| {
+            for (k, w) in s.watched.iter_mut() {
+                let here = s.map.contains_key(&**k);
+                if here || o.map.contains_key(&**k) {
+                    w.version += 1;
+                }
+                if here && w.waiters > 0 {
+                    s.tap.ready(s.db, k);
+                }
+            }
+        };
+        touch(self, other);
+        touch(other, self);
+    }
+
     /// Reports a change about to be made to the entry at `idx` (in place, or its removal): the
     /// change takes its sequence number, a snapshot in progress keeps the entry as it was, and
     /// watchers of the key see its version move.
@@ -645,7 +692,7 @@ struct Padded<T>(T);
 pub struct Db {
     shards: Box<[Padded<RwLock<Shard>>]>,
     /// Seeded independently of the maps' own hashers, so that keys of one shard still spread
-    /// over that shard's whole table.
+    /// over that shard's whole table; the same in every database (see [`Keyspace::swap_dbs`]).
     hasher: foldhash::fast::RandomState,
 }
 
@@ -675,13 +722,10 @@ pub struct DbStats {
 pub struct ScanCursor(pub u64);
 
 impl Db {
-    fn new(index: usize, shards: usize, tap: &Arc<Tap>) -> Db {
+    fn new(index: usize, shards: usize, tap: &Arc<Tap>, hasher: &foldhash::fast::RandomState) -> Db {
         let n = shards.next_power_of_two().max(1);
         let shard = || Shard { db: index, tap: tap.clone(), ..Shard::default() };
-        Db {
-            shards: (0..n).map(|_| Padded(RwLock::new(shard()))).collect(),
-            hasher: foldhash::fast::RandomState::default(),
-        }
+        Db { shards: (0..n).map(|_| Padded(RwLock::new(shard()))).collect(), hasher: hasher.clone() }
     }
 
     pub fn shard_count(&self) -> usize {
@@ -835,8 +879,11 @@ impl Keyspace {
     /// `databases` databases of `shards` shards each (rounded up to a power of two).
     pub fn new(databases: usize, shards: usize) -> Keyspace {
         let tap = Arc::new(Tap::default());
+        // One shard hasher for every database: a key has the same shard in each, so SWAPDB
+        // can exchange databases shard by shard.
+        let hasher = foldhash::fast::RandomState::default();
         Keyspace {
-            dbs: (0..databases.max(1)).map(|i| Db::new(i, shards, &tap)).collect(),
+            dbs: (0..databases.max(1)).map(|i| Db::new(i, shards, &tap, &hasher)).collect(),
             tap,
             expire_cursor: parking_lot::Mutex::new((0, 0)),
         }
@@ -959,6 +1006,21 @@ impl Keyspace {
     }
 
     /// Write-locks the shards of all `keys` ((database, key) pairs) at once, in a fixed order.
+    /// SWAPDB: exchanges the contents of databases `a` and `b`, atomically (every shard of
+    /// both is locked, in order, before any is changed). Clients see each database's keys
+    /// under the other's number; a snapshot in progress still writes both as they were.
+    pub fn swap_dbs(&self, a: usize, b: usize) {
+        if a == b || a >= self.dbs.len() || b >= self.dbs.len() {
+            return;
+        }
+        let (lo, hi) = (a.min(b), a.max(b));
+        let mut first: Vec<_> = self.dbs[lo].shards.iter().map(|s| s.0.write()).collect();
+        let mut second: Vec<_> = self.dbs[hi].shards.iter().map(|s| s.0.write()).collect();
+        for (x, y) in first.iter_mut().zip(second.iter_mut()) {
+            x.swap_contents(y);
+        }
+    }
+
     pub fn lock_write<'a, 'k>(&'a self, keys: impl IntoIterator<Item = (usize, &'k [u8])>) -> MultiWrite<'a> {
         let ids = self.shard_ids(keys);
         let guards = ids.iter().map(|&(db, s)| self.dbs[db].shards[s].0.write()).collect();
@@ -1258,7 +1320,7 @@ mod tests {
 
     #[test]
     fn scan_visits_every_key_once_without_changes() {
-        let db = Db::new(0, 8, &Arc::default());
+        let db = Db::new(0, 8, &Arc::default(), &Default::default());
         for i in 0..1000 {
             db.write(format!("k{i}").as_bytes()).insert(format!("k{i}").as_bytes(), v("x"), None, 0);
         }
@@ -1269,7 +1331,7 @@ mod tests {
 
     #[test]
     fn scan_never_misses_a_key_present_throughout_despite_churn() {
-        let db = Db::new(0, 4, &Arc::default());
+        let db = Db::new(0, 4, &Arc::default(), &Default::default());
         let stable: Vec<String> = (0..500).map(|i| format!("stable{i}")).collect();
         for k in &stable {
             db.write(k.as_bytes()).insert(k.as_bytes(), v("x"), None, 0);
@@ -1487,8 +1549,10 @@ mod tests {
                     }
                     _ => {
                         drop(shard);
-                        if rng.u8(..30) == 0 {
-                            drop(ks.db(db).flush());
+                        match rng.u8(..30) {
+                            0 => drop(ks.db(db).flush()),
+                            1 => ks.swap_dbs(0, 1),
+                            _ => {}
                         }
                     }
                 }
@@ -1543,6 +1607,34 @@ mod tests {
                     assert!(shard.snap.is_none());
                     shard.check();
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn swapdb_exchanges_databases_and_touches_watched_keys() {
+        let ks = Keyspace::new(3, 4);
+        for i in 0..50 {
+            let k = format!("a{i}");
+            ks.db(0).write(k.as_bytes()).insert(k.as_bytes(), v("zero"), (i % 2 == 0).then_some(10_000), 0);
+        }
+        ks.db(2).write(b"only2").insert(b"only2", v("two"), None, 0);
+        let w0 = ks.db(0).write(b"a1").watch(b"a1");
+        let w2 = ks.db(2).write(b"a1").watch(b"a1");
+        let untouched = ks.db(1).write(b"nowhere").watch(b"nowhere");
+        let before = (ks.db(0).stats(), ks.db(2).stats());
+        ks.swap_dbs(0, 2);
+        assert_eq!((ks.db(2).stats(), ks.db(0).stats()), before);
+        assert_eq!(ks.db(2).read(b"a7").get(b"a7", 0).map(|e| e.value.clone()), Some(v("zero")));
+        assert_eq!(ks.db(0).read(b"only2").get(b"only2", 0).map(|e| e.value.clone()), Some(v("two")));
+        assert!(ks.db(0).read(b"a7").get(b"a7", 0).is_none());
+        // A watched key that existed on either side moved; one that exists nowhere did not.
+        assert_ne!(ks.db(0).read(b"a1").watch_version(b"a1"), Some(w0));
+        assert_ne!(ks.db(2).read(b"a1").watch_version(b"a1"), Some(w2));
+        assert_eq!(ks.db(1).read(b"nowhere").watch_version(b"nowhere"), Some(untouched));
+        for db in [0, 2] {
+            for s in 0..4 {
+                ks.db(db).shard(s).read().check();
             }
         }
     }
@@ -1611,7 +1703,7 @@ mod tests {
 
     #[test]
     fn random_key_finds_live_keys_only() {
-        let db = Db::new(0, 16, &Arc::default());
+        let db = Db::new(0, 16, &Arc::default(), &Default::default());
         assert!(db.random_key(0).is_none());
         db.write(b"dead").insert(b"dead", v("x"), Some(1), 0);
         assert!(db.random_key(5).is_none());

@@ -7,10 +7,13 @@
 //!   (database, shard) order, through [`Keyspace::lock_write`] or [`Keyspace::lock_read`];
 //! - whole-database operations take every shard of the database, in order.
 
+pub mod bits;
 mod dense;
 pub mod encoding;
+pub mod geohash;
 mod glob;
 pub mod hash;
+pub mod hll;
 mod key;
 mod keyspace;
 pub mod list;

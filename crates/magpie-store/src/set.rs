@@ -28,9 +28,9 @@ use std::hash::BuildHasher;
 
 use magpie_protocol::parse_i64;
 
+use crate::decimal_len;
 use crate::dense::{self, Dense};
 use crate::segtable::SegTable;
-use crate::decimal_len;
 
 /// Most members an intset holds (Redis's `set-max-intset-entries`).
 pub const MAX_INTSET_ENTRIES: usize = 512;

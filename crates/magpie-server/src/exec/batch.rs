@@ -39,7 +39,7 @@ impl<'s> Batch<'s> {
     #[inline]
     pub(crate) fn run(&mut self, session: &mut Session, out: &mut Reply, args: Args<'_>) -> Option<&'static Command> {
         let resolved = self.table.resolve(args);
-        let alone = matches!(&resolved, Ok((_, cmd)) if cmd.has(Flags::RUNS_ALONE));
+        let alone = matches!(&resolved, Ok((_, cmd)) if cmd.flags.intersects(Flags::RUNS_ALONE.union(Flags::NETWORK)));
         if alone {
             self.pass = None;
         } else if self.pass.is_none() {

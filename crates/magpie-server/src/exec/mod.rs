@@ -54,7 +54,13 @@ pub(crate) fn dispatch_resolved(
     let stats = ctx.stats();
     // Held while the command runs: a transaction runs with nothing else running.
     let gate = ctx.server().gate();
-    let _pass = if cmd.has(Flags::RUNS_ALONE) { gate.exclusive() } else { gate.shared() };
+    let _pass = if cmd.has(Flags::RUNS_ALONE) {
+        Some(gate.exclusive())
+    } else if cmd.has(Flags::NETWORK) {
+        None // it takes the gate itself, around its steps on the keyspace
+    } else {
+        Some(gate.shared())
+    };
     // Authentication and ACL permissions, before anything else looks at the command.
     if let Err(refusal) = admit(ctx, id, cmd, args) {
         if let Some(e) = refusal {
@@ -93,6 +99,10 @@ pub(crate) fn dispatch_resolved(
             Some(e) => Err(e),
             None => run_logged(ctx, cmd, args),
         }
+    } else if cmd.has(Flags::MAY_REPLICATE) {
+        // A read that may change a value (PFCOUNT caches the cardinality in its HyperLogLog):
+        // logged as itself when it did, as Redis propagates it. PUBLISH changes nothing.
+        run_logged(ctx, cmd, args)
     } else {
         (cmd.run)(ctx, args)
     };

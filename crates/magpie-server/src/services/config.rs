@@ -94,6 +94,14 @@ pub struct Options {
     /// Refuse writes while the last background snapshot failed: yes or no [default: yes].
     #[arg(long, value_name = "yes|no")]
     pub stop_writes_on_bgsave_error: Option<String>,
+    /// Check RESTORE payloads deeply: yes, no, or clients (only those from clients)
+    /// [default: no]. Magpie checks every payload entry by entry anyway; this adds the deep
+    /// checks of streams.
+    #[arg(long, value_name = "yes|no|clients")]
+    pub sanitize_dump_payload: Option<String>,
+    /// Largest sparse HyperLogLog, in bytes, before it turns dense [default: 3000].
+    #[arg(long, value_name = "BYTES")]
+    pub hll_sparse_max_bytes: Option<u64>,
     /// An interactive transaction (BEGIN) open longer than this many seconds is rolled back
     /// [default: 60].
     #[arg(long, value_name = "SECONDS")]
@@ -169,6 +177,11 @@ pub struct Options {
     #[arg(long)]
     #[serde(skip)]
     pub fix: bool,
+    /// Load a Redis RDB file (a dump.rdb of Redis up to 7.0) into the empty keyspace at start,
+    /// then serve; with persistence on, the imported keys are saved at once.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub import_rdb: Option<PathBuf>,
 }
 
 /// The configuration the server starts with.
@@ -197,6 +210,9 @@ pub struct Config {
     pub auto_aof_rewrite_percentage: u64,
     pub auto_aof_rewrite_min_size: u64,
     pub stop_writes_on_bgsave_error: bool,
+    /// `sanitize-dump-payload`: 0 no, 1 yes, 2 clients.
+    pub sanitize_dump_payload: u8,
+    pub hll_sparse_max_bytes: u64,
     pub txn_timeout: u64,
     pub txn_max_keys: u64,
     pub txn_max_bytes: u64,
@@ -212,6 +228,8 @@ pub struct Config {
     pub enable_debug_command: Allow,
     pub tls_port: u16,
     pub tls: TlsSettings,
+    /// `--import-rdb`: a Redis RDB file to load at start.
+    pub import_rdb: Option<PathBuf>,
 }
 
 /// A protected action's setting (`enable-protected-configs`, `enable-debug-command`): Redis's
@@ -448,6 +466,11 @@ impl Config {
                 Some(s) => parse_memory(&s).ok_or_else(|| format!("txn-max-bytes: '{s}' is not a size"))? as u64,
                 None => 256 * 1024 * 1024,
             },
+            sanitize_dump_payload: match pick(cli.sanitize_dump_payload, file.sanitize_dump_payload) {
+                Some(v) => parse_sanitize(&v).map_err(|e| format!("sanitize-dump-payload: {e}"))?,
+                None => 0,
+            },
+            hll_sparse_max_bytes: cli.hll_sparse_max_bytes.or(file.hll_sparse_max_bytes).unwrap_or(3000),
             stop_writes_on_bgsave_error: parse_yes_no(
                 "stop-writes-on-bgsave-error",
                 &pick(cli.stop_writes_on_bgsave_error, file.stop_writes_on_bgsave_error)
@@ -476,6 +499,7 @@ impl Config {
                 auth_clients: ClientAuth::Yes,
                 protocols: None,
             },
+            import_rdb: cli.import_rdb,
         };
         let mut config = config;
         config.requirepass = non_empty(pick(cli.requirepass, file.requirepass));
@@ -543,6 +567,8 @@ pub(crate) struct Settings {
     auto_aof_rewrite_percentage: AtomicU64,
     auto_aof_rewrite_min_size: AtomicU64,
     stop_writes_on_bgsave_error: AtomicBool,
+    sanitize_dump_payload: AtomicU32,
+    hll_sparse_max_bytes: AtomicU64,
     txn_timeout: AtomicU64,
     txn_max_keys: AtomicU64,
     txn_max_bytes: AtomicU64,
@@ -569,6 +595,8 @@ impl Settings {
             auto_aof_rewrite_percentage: AtomicU64::new(config.auto_aof_rewrite_percentage),
             auto_aof_rewrite_min_size: AtomicU64::new(config.auto_aof_rewrite_min_size),
             stop_writes_on_bgsave_error: AtomicBool::new(config.stop_writes_on_bgsave_error),
+            sanitize_dump_payload: AtomicU32::new(u32::from(config.sanitize_dump_payload)),
+            hll_sparse_max_bytes: AtomicU64::new(config.hll_sparse_max_bytes),
             txn_timeout: AtomicU64::new(config.txn_timeout),
             txn_max_keys: AtomicU64::new(config.txn_max_keys),
             txn_max_bytes: AtomicU64::new(config.txn_max_bytes),
@@ -628,6 +656,17 @@ impl Settings {
 
     pub(crate) fn txn_max_bytes(&self) -> u64 {
         self.txn_max_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether a client's RESTORE payload gets the deep checks (`sanitize-dump-payload` yes
+    /// or clients).
+    pub(crate) fn sanitize_client_payloads(&self) -> bool {
+        self.sanitize_dump_payload.load(Ordering::Relaxed) != 0
+    }
+
+    /// `hll-sparse-max-bytes`.
+    pub(crate) fn hll_sparse_max_bytes(&self) -> usize {
+        usize::try_from(self.hll_sparse_max_bytes.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
     }
 
     pub(crate) fn stop_writes_on_bgsave_error(&self) -> bool {
@@ -790,6 +829,17 @@ fn yes_no(s: &str) -> Result<(), String> {
     parse_yes_no("argument", s).map(|_| ()).map_err(|_| "argument must be 'yes' or 'no'".to_owned())
 }
 
+/// `sanitize-dump-payload`'s values, by their number.
+const SANITIZE: [&str; 3] = ["no", "yes", "clients"];
+
+fn parse_sanitize(v: &str) -> Result<u8, String> {
+    SANITIZE
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(v))
+        .map(|i| i as u8)
+        .ok_or_else(|| "argument(s) must be one of the following: no, yes, clients".to_owned())
+}
+
 fn yes(s: &str) -> bool {
     s.eq_ignore_ascii_case("yes")
 }
@@ -897,6 +947,20 @@ static PARAMS: &[Param] = &[
         get: |s| s.auto_aof_rewrite().1.to_string(),
         kind: Kind::Memory { min: 0 },
         set: Some(Set::Num(|s, v| s.auto_aof_rewrite_min_size.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "sanitize-dump-payload",
+        get: |s| SANITIZE[s.sanitize_dump_payload.load(Ordering::Relaxed) as usize % 3].to_owned(),
+        kind: Kind::Text(|v| parse_sanitize(v).map(|_| ())),
+        set: Some(Set::Text(|s, v| {
+            s.sanitize_dump_payload.store(u32::from(parse_sanitize(v).unwrap_or(0)), Ordering::Relaxed)
+        })),
+    },
+    Param {
+        name: "hll-sparse-max-bytes",
+        get: |s| s.hll_sparse_max_bytes.load(Ordering::Relaxed).to_string(),
+        kind: Kind::Memory { min: 0 },
+        set: Some(Set::Num(|s, v| s.hll_sparse_max_bytes.store(v, Ordering::Relaxed))),
     },
     Param {
         name: "txn-timeout",

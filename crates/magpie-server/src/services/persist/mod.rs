@@ -26,6 +26,7 @@ use crate::core::units::human;
 
 mod aof;
 mod check;
+mod import;
 mod info;
 mod load;
 mod snapshot;
