@@ -13,6 +13,11 @@
 //! record below `min(g + 1, bounds)` can still come (a thread that published after the writer
 //! looked takes numbers above `g`), so everything below that watermark is written.
 //!
+//! A log rewrite switches files at its cut, a sequence number taken while every shard is
+//! locked ([`Journal::switch_at`]): records up to the cut go to the old file, the rest to the
+//! new one. The writer reads the watermark before it looks for a switch (see
+//! `Journal::collect`), so a watermark that has passed a cut always comes with its switch.
+//!
 //! Fsync policy: `always` acknowledges a write only once its record is on disk. The writer
 //! writes and fsyncs everything pending in one go, so the clients that wrote meanwhile share
 //! one fsync (group commit); connections wait for [`Journal::durable`] to pass their last
@@ -158,7 +163,13 @@ pub(crate) struct Journal {
     /// Bytes in the current incremental file, and in the base when the log was last rewritten
     /// (for automatic rewrites).
     pub incr_bytes: AtomicU64,
+    /// Tests: runs on the writer thread at each turn, just before it collects records.
+    #[cfg(test)]
+    turn_hook: Mutex<Option<TurnHook>>,
 }
+
+#[cfg(test)]
+type TurnHook = Box<dyn FnMut(&Journal) + Send>;
 
 /// The keyspace's tap, reached from the writer thread.
 pub(crate) struct TapRef(pub Box<dyn Fn() -> u64 + Send + Sync>);
@@ -183,6 +194,8 @@ impl Journal {
             stop: AtomicBool::new(false),
             tap: Arc::new(TapRef(Box::new(current_seq))),
             incr_bytes: AtomicU64::new(0),
+            #[cfg(test)]
+            turn_hook: Mutex::new(None),
         }
     }
 
@@ -406,11 +419,21 @@ impl Journal {
         w
     }
 
-    /// Moves the records numbered below the watermark (up to `limit`, inclusive) out of the
-    /// slots into `out`, merged in sequence order. Returns the watermark used.
-    fn collect(&self, out: &mut Vec<u8>, limit: u64) -> u64 {
+    /// Moves the records numbered below the watermark out of the slots into `out`, merged in
+    /// sequence order; with a switch pending, only those up to its cut. Returns the watermark
+    /// used and the cut of the pending switch.
+    ///
+    /// The switch is read after the watermark, never before: a rewrite sets it while every
+    /// shard is locked, before any change numbered after its cut exists, so a watermark past
+    /// the cut (one that saw such a number) is always read with the switch in view. Read the
+    /// other way round, a cut made between the two readings let records numbered after it into
+    /// the old file, which the rewrite then deleted: acknowledged writes lost (the
+    /// `every_type_survives_a_rewrite_more_writes_and_a_crash` flake).
+    fn collect(&self, out: &mut Vec<u8>) -> (u64, Option<u64>) {
         let slots = self.slots.lock().clone();
-        let w = self.watermark(&slots).min(limit.saturating_add(1));
+        let w = self.watermark(&slots);
+        let switch_at = self.state.lock().switch.as_ref().map(|s| s.at);
+        let w = w.min(switch_at.map_or(u64::MAX, |at| at.saturating_add(1)));
         let mut guards: Vec<_> = slots.iter().map(|s| s.buf.lock()).collect();
         // How far each slot's eligible prefix reaches, and where each is in it.
         let ends: Vec<usize> = guards.iter().map(|g| g.index.partition_point(|&(seq, _)| seq < w)).collect();
@@ -448,7 +471,7 @@ impl Journal {
         }
         drop(guards);
         self.pending.fetch_sub(taken.min(self.pending.load(Ordering::SeqCst)), Ordering::SeqCst);
-        w
+        (w, switch_at)
     }
 
     /// The writer thread.
@@ -462,14 +485,17 @@ impl Journal {
         loop {
             let stopping = self.stop.load(Ordering::SeqCst);
             let policy = self.policy();
-            let switch_at = self.state.lock().switch.as_ref().map(|s| s.at);
             if policy == Fsync::Always && !stopping {
                 // Let the connection threads that are ready run first (on a busy core, they
                 // are the writer's own): each fsync then covers more clients' records.
                 thread::yield_now();
             }
+            #[cfg(test)]
+            if let Some(hook) = self.turn_hook.lock().as_mut() {
+                hook(&self);
+            }
             let before = out.len();
-            let w = self.collect(&mut out, switch_at.unwrap_or(u64::MAX));
+            let (w, switch_at) = self.collect(&mut out);
             collected_to = collected_to.max(w);
             let collected = out.len() > before;
 
@@ -636,6 +662,65 @@ impl LogPaths {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use magpie_persist::log::LogReader;
+
+    /// The commands of every record in the log at `path`, each as its first argument.
+    fn names_in(path: &std::path::Path) -> Vec<String> {
+        let mut r = LogReader::open(path).unwrap();
+        let mut names = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            names.extend(rec.commands.iter().map(|c| String::from_utf8_lossy(&c[0]).into_owned()));
+        }
+        names
+    }
+
+    /// A rewrite's cut can fall between two turns of the writer, right before it collects:
+    /// a command numbered after the cut, pushed at once, must go to the new file, which the
+    /// new manifest keeps, and not to the old one, which the rewrite deletes.
+    #[test]
+    fn a_cut_made_just_before_the_writer_collects_sends_later_records_to_the_new_file() {
+        let dir = std::env::temp_dir().join(format!("magpie-journal-switch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (old_path, new_path) = (dir.join("old.incr"), dir.join("new.incr"));
+        let seq = Arc::new(AtomicU64::new(0));
+        let s2 = seq.clone();
+        let j = Arc::new(Journal::new(move || s2.load(Ordering::SeqCst)));
+        let slot = Arc::new(Slot { bound: AtomicU64::new(u64::MAX), buf: Mutex::new(SlotBuf::default()) });
+        j.slots.lock().push(slot.clone());
+        j.start(LogFile::create(&old_path).unwrap(), Fsync::Always).unwrap();
+        let cmd = |name: &'static str| std::iter::once(std::iter::once(name.as_bytes()));
+        seq.store(1, Ordering::SeqCst);
+        j.push_to(&slot, 1, 0, cmd("before-the-cut"));
+        let mut durable = j.durable();
+        while *durable.borrow_and_update() < 1 {
+            j.wake();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // On the writer's next turn, just before it collects: the rewrite cuts at 1 (every
+        // shard locked), then a command takes number 2 and queues its record.
+        let new_file = Some(LogFile::create(&new_path).unwrap());
+        let new_file = Mutex::new(new_file);
+        let s3 = seq.clone();
+        let slot2 = slot.clone();
+        *j.turn_hook.lock() = Some(Box::new(move |j: &Journal| {
+            if let Some(to) = new_file.lock().take() {
+                j.switch_at(1, to, || Ok(()));
+                s3.store(2, Ordering::SeqCst);
+                j.push_to(&slot2, 2, 0, cmd("after-the-cut"));
+            }
+        }));
+        j.wake();
+        assert!(j.wait_switched());
+        while *durable.borrow_and_update() < 2 {
+            j.wake();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        j.stop();
+        assert_eq!(names_in(&old_path), ["before-the-cut"]);
+        assert_eq!(names_in(&new_path), ["after-the-cut"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn records_are_merged_in_sequence_order_below_the_watermark() {
@@ -655,18 +740,18 @@ mod tests {
         j.push_to(&b, 1, 0, cmd("one"));
         assert!(j.backlog.load(Ordering::Relaxed) > 0 && !j.backlogged());
         let mut out = Vec::new();
-        let w = j.collect(&mut out, u64::MAX);
+        let (w, _) = j.collect(&mut out);
         assert_eq!(w, 3);
         let text = String::from_utf8_lossy(&out);
         assert!(text.find("one").unwrap() < text.find("two").unwrap() && !text.contains("five"));
         j.push_to(&b, 4, 0, cmd("four"));
         b.bound.store(u64::MAX, Ordering::SeqCst);
         out.clear();
-        assert_eq!(j.collect(&mut out, u64::MAX), 6);
+        assert_eq!(j.collect(&mut out).0, 6);
         let text = String::from_utf8_lossy(&out);
         assert!(text.find("four").unwrap() < text.find("five").unwrap());
         out.clear();
-        assert_eq!(j.collect(&mut out, u64::MAX), 6);
+        assert_eq!(j.collect(&mut out).0, 6);
         assert!(out.is_empty());
     }
 }
