@@ -126,8 +126,10 @@ struct Switch {
 struct WriterState {
     file: Option<LogFile>,
     switch: Option<Switch>,
-    /// Set when a switch completed (waited for by the rewrite).
-    switched: bool,
+    /// How the last switch ended (waited for by the rewrite): `Some(true)` once the writer
+    /// writes to the new file, `Some(false)` if it could not switch and kept the old one,
+    /// `None` while a switch is pending.
+    switched: Option<bool>,
 }
 
 /// Health of the log, as INFO and MISCONF report it.
@@ -389,24 +391,27 @@ impl Journal {
     /// file is complete. Call while every shard is locked.
     pub(crate) fn switch_at(&self, at: u64, to: LogFile, then: impl FnOnce() -> std::io::Result<()> + Send + 'static) {
         let mut st = self.state.lock();
-        st.switched = false;
+        st.switched = None;
         st.switch = Some(Switch { at, to, then: Box::new(then) });
         drop(st);
         self.wake();
     }
 
-    /// Waits until the switch asked for by [`Journal::switch_at`] is made. False if the
-    /// writer stopped first.
+    /// Waits until the switch asked for by [`Journal::switch_at`] is made: true once the
+    /// writer writes to the new file; false if it could not switch (the manifest naming the
+    /// new file could not be written: it goes on with the old file) or stopped first.
     pub(crate) fn wait_switched(&self) -> bool {
         let mut st = self.state.lock();
-        while !st.switched {
+        loop {
+            if let Some(done) = st.switched {
+                return done;
+            }
             if self.stop.load(Ordering::SeqCst) {
                 return false;
             }
             self.wake();
             self.switched.wait_for(&mut st, Duration::from_millis(50));
         }
-        true
     }
 
     /// Everything numbered below the returned watermark can be written.
@@ -579,14 +584,18 @@ impl Journal {
             {
                 let mut st = self.state.lock();
                 if let Some(sw) = st.switch.take() {
-                    match (sw.then)() {
+                    let done = match (sw.then)() {
                         Ok(()) => {
                             self.incr_bytes.store(sw.to.len(), Ordering::Relaxed);
                             st.file = Some(sw.to);
+                            true
                         }
-                        Err(e) => warn!("could not switch the append-only log to a new file: {e}; keeping the old one"),
-                    }
-                    st.switched = true;
+                        Err(e) => {
+                            warn!("could not switch the append-only log to a new file: {e}; keeping the old one");
+                            false
+                        }
+                    };
+                    st.switched = Some(done);
                     self.switched.notify_all();
                 }
                 continue;
