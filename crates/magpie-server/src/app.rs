@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tracing::{info, warn};
 
 use magpie_store::now_ms;
@@ -27,7 +27,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         .map_err(|e| io::Error::other(format!("loading failed: {e}")))?
         .map_err(io::Error::other)?;
     shared.apply_settings();
-    let listeners = bind_all(&config).await?;
+    let listeners = bind_all(&config)?;
     for l in &listeners {
         if let Ok(addr) = l.local_addr() {
             info!("Ready to accept connections on {addr}");
@@ -64,7 +64,7 @@ pub async fn run(config: Config) -> io::Result<()> {
     Ok(())
 }
 
-async fn bind_all(config: &Config) -> io::Result<Vec<TcpListener>> {
+fn bind_all(config: &Config) -> io::Result<Vec<TcpListener>> {
     let mut listeners = Vec::new();
     for addr in &config.bind {
         // Redis's syntax: "-addr" may fail to bind (e.g. no IPv6) without stopping the start.
@@ -82,13 +82,24 @@ async fn bind_all(config: &Config) -> io::Result<Vec<TcpListener>> {
                 ));
             }
         };
-        match TcpListener::bind(sockaddr).await {
+        match listen(sockaddr, config.tcp_backlog) {
             Ok(l) => listeners.push(l),
             Err(e) if optional => info!("skipping optional bind address {sockaddr}: {e}"),
             Err(e) => return Err(io::Error::new(e.kind(), format!("could not listen on {sockaddr}: {e}"))),
         }
     }
     Ok(listeners)
+}
+
+/// A listening socket with the `tcp-backlog` queue (tokio's and std's `bind` use 128, too
+/// short for a burst of connections: the kernel drops the SYNs that do not fit, and each
+/// client waits a second or more before it tries again).
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // As std's bind does: a restarted server can listen while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 async fn accept_loop(shared: Arc<Server>, listener: TcpListener) {
