@@ -39,12 +39,44 @@ pub async fn run(config: Config) -> io::Result<()> {
     let expiry = spawn_expiry(shared.clone())?;
 
     let mut stop = shared.shutdown_signal();
-    tokio::select! {
-        _ = stop.wait_for(|s| *s) => info!("SHUTDOWN received"),
-        _ = signal(SignalKind::Interrupt) => info!("Received SIGINT, scheduling shutdown"),
-        _ = signal(SignalKind::Terminate) => info!("Received SIGTERM, scheduling shutdown"),
+    let (mut sigint, mut sigterm) = (Signal::new(SignalKind::Interrupt), Signal::new(SignalKind::Terminate));
+    loop {
+        tokio::select! {
+            // SHUTDOWN took the final snapshot itself (it runs alone).
+            _ = stop.wait_for(|s| *s) => {
+                info!("SHUTDOWN received");
+                break;
+            }
+            () = sigint.recv() => info!("Received SIGINT, scheduling shutdown"),
+            () = sigterm.recv() => info!("Received SIGTERM, scheduling shutdown"),
+        }
+        // As Redis on a signal: the final snapshot, with no command running; if it cannot be
+        // written the server does not exit (the writes since the last snapshot would be
+        // lost) and goes on serving. SHUTDOWN NOSAVE or FORCE stop it without one. A SIGINT
+        // while the snapshot is written exits at once, as Redis's second Ctrl-C does.
+        let last = shared.clone();
+        let attempt = tokio::task::spawn_blocking(move || {
+            let _alone = last.gate().exclusive();
+            last.persistence().final_save(None, false)
+        });
+        let saved = tokio::select! {
+            r = attempt => r.map_err(|e| io::Error::other(e.to_string())).and_then(|r| r),
+            () = sigint.recv() => {
+                warn!("You insist... exiting now, without the final snapshot.");
+                std::process::exit(1);
+            }
+        };
+        match saved {
+            Ok(()) => {
+                shared.shutdown();
+                break;
+            }
+            Err(e) => warn!(
+                "Errors trying to shut down the server ({e}); it goes on serving. Check the logs for more \
+                 information."
+            ),
+        }
     }
-    shared.shutdown();
     // Connections finish the batch they are running and close; give them a moment.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !shared.clients().is_empty() && Instant::now() < deadline {
@@ -52,14 +84,7 @@ pub async fn run(config: Config) -> io::Result<()> {
     }
     let _ = tokio::task::spawn_blocking(move || expiry.join()).await;
     let last = shared.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        let persistence = last.persistence();
-        if let Err(e) = persistence.shutdown_save(None) {
-            warn!("the final snapshot failed: {e}");
-        }
-        persistence.shutdown_log();
-    })
-    .await;
+    let _ = tokio::task::spawn_blocking(move || last.persistence().shutdown_log()).await;
     info!("Magpie is now ready to exit, bye bye...");
     Ok(())
 }
@@ -175,19 +200,32 @@ enum SignalKind {
     Terminate,
 }
 
-async fn signal(kind: SignalKind) {
-    use tokio::signal::unix::{SignalKind as K, signal};
-    let kind = match kind {
-        SignalKind::Interrupt => K::interrupt(),
-        SignalKind::Terminate => K::terminate(),
-    };
-    match signal(kind) {
-        Ok(mut s) => {
-            s.recv().await;
+/// A signal to wait for, listened to from its creation on (so that none delivered between two
+/// waits is missed).
+struct Signal(Option<tokio::signal::unix::Signal>);
+
+impl Signal {
+    fn new(kind: SignalKind) -> Signal {
+        use tokio::signal::unix::{SignalKind as K, signal};
+        let kind = match kind {
+            SignalKind::Interrupt => K::interrupt(),
+            SignalKind::Terminate => K::terminate(),
+        };
+        match signal(kind) {
+            Ok(s) => Signal(Some(s)),
+            Err(e) => {
+                warn!("cannot listen for signals: {e}");
+                Signal(None)
+            }
         }
-        Err(e) => {
-            warn!("cannot listen for signals: {e}");
-            std::future::pending::<()>().await;
+    }
+
+    async fn recv(&mut self) {
+        match &mut self.0 {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
         }
     }
 }

@@ -9,7 +9,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Raw, Server, free_port};
@@ -18,6 +18,7 @@ use common::{Raw, Server, free_port};
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("magpie-edges-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(log_of(&dir));
     std::fs::create_dir_all(&dir).expect("create test dir");
     dir
 }
@@ -31,19 +32,47 @@ fn start(dir: &Path, args: &[&str]) -> Server {
 }
 
 /// Starts a server under `prlimit --fsize=<limit>:unlimited` (a soft limit, which
-/// `set_file_limit` raises again without privilege).
+/// `set_file_limit` raises again without privilege). Its log goes to `log_of(dir)`.
 fn start_limited(dir: &Path, limit: &str, args: &[&str]) -> Server {
     let port = free_port();
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log_of(dir)).expect("open the log");
     let child = Command::new("prlimit")
         .arg(format!("--fsize={limit}:unlimited"))
         .arg(env!("CARGO_BIN_EXE_magpie-server"))
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--dir", dir.to_str().expect("utf-8 path")])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            dir.to_str().expect("utf-8 path"),
+        ])
         .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
         .spawn()
         .expect("prlimit (util-linux) runs the server with a file size limit");
     Server::adopt(port, child)
+}
+
+/// Where `start_limited` puts the server's log: beside its directory.
+fn log_of(dir: &Path) -> PathBuf {
+    dir.with_extension("log")
+}
+
+/// Waits until the server's log (see `start_limited`) has a line containing `needle`.
+fn wait_log(dir: &Path, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = std::fs::read_to_string(log_of(dir)).unwrap_or_default();
+        if log.contains(needle) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {needle:?} in the server's log:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Changes the file size limit of a running server.
@@ -335,4 +364,117 @@ fn buffers_shrink_back_after_a_big_request_and_a_big_reply() {
     assert_eq!(c.cmd_str("DEL big"), ":1\r\n");
     let rss = rss_settles_below(&s, start + 16 * 1024);
     assert!(rss <= start + 16 * 1024, "RSS {rss} KiB after a big reply and DEL, {start} KiB before");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shutting down
+
+fn signal(s: &Server, sig: &str) {
+    let status = Command::new("kill").args([sig, &s.pid().to_string()]).status().expect("run kill");
+    assert!(status.success());
+}
+
+/// Snapshots only, on a full disk: SIGTERM's final snapshot fails. The server used to exit 0
+/// anyway, and every write since the last snapshot was gone. As Redis, it now refuses to exit,
+/// says why in its log, and goes on serving (writes too); SHUTDOWN refuses likewise, SHUTDOWN
+/// FORCE or NOSAVE exit without the snapshot, and once the disk has room SIGTERM saves and
+/// exits.
+#[test]
+fn a_final_snapshot_that_cannot_be_written_does_not_let_the_server_exit() {
+    let dir = temp_dir("final-snapshot");
+    let snapshots = ["--save", "3600 1"]; // configured, none due
+    let mut s = start_limited(&dir, "200000", &snapshots);
+    let mut c = s.raw();
+    fill(&mut c, "k", 500, 1000); // 500 KB: no snapshot fits under 200 KB
+    signal(&s, "-TERM");
+    // The log says why (and the process has not exited: it is serving below).
+    wait_log(&dir, "can't exit");
+    assert!(s.wait_exit(Duration::from_millis(200)).is_none(), "the server exited without its final snapshot");
+    // As in Redis, a failed final snapshot does not refuse writes (a failed BGSAVE does).
+    assert_eq!(c.cmd_str("SET after-sigterm 1"), "+OK\r\n", "writes are refused after the failed shutdown");
+    assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "ok");
+    assert_eq!(dbsize(&mut c), ":501\r\n");
+    let mut other = s.raw();
+    assert_eq!(other.cmd_str("PING"), "+PONG\r\n");
+    // SHUTDOWN refuses too, and the connection stays open.
+    assert_eq!(c.cmd_str("SHUTDOWN"), "-ERR Errors trying to SHUTDOWN. Check logs.\r\n");
+    assert_eq!(c.cmd_str("SET after-shutdown 1"), "+OK\r\n");
+    assert!(s.wait_exit(Duration::from_millis(200)).is_none());
+    // The disk has room again: SIGTERM saves and exits 0, and everything is there.
+    set_file_limit(&s, "unlimited");
+    signal(&s, "-TERM");
+    let status = s.wait_exit(Duration::from_secs(20)).expect("the server did not exit after SIGTERM");
+    assert!(status.success(), "{status}");
+    let s = start(&dir, &snapshots);
+    let mut c = s.raw();
+    assert_eq!(dbsize(&mut c), ":502\r\n");
+    // FORCE exits without a snapshot it cannot write.
+    drop(c);
+    drop(s);
+    let mut s = start_limited(&dir, "200000", &snapshots);
+    let mut c = s.raw();
+    assert_eq!(c.cmd_str("SET lost anyway"), "+OK\r\n");
+    c.send(&Raw::encode(&[b"SHUTDOWN", b"FORCE"]));
+    assert!(c.closed_within(Duration::from_secs(20)), "SHUTDOWN FORCE answered instead of closing");
+    assert!(s.wait_exit(Duration::from_secs(20)).expect("still running after SHUTDOWN FORCE").success());
+    let s = start(&dir, &snapshots);
+    let mut c = s.raw();
+    assert_eq!(dbsize(&mut c), ":502\r\n");
+    assert_eq!(c.cmd_str("EXISTS lost"), ":0\r\n");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(log_of(&dir));
+}
+
+/// SHUTDOWN's final snapshot must hold every write acknowledged before the server exits. It
+/// used to be cut while other clients went on writing (and got their replies) until their
+/// connections closed: those writes were lost. SHUTDOWN now runs alone, as in Redis, and writes
+/// after it are refused.
+#[test]
+fn no_write_acknowledged_around_a_shutdown_is_lost() {
+    let dir = temp_dir("shutdown-writes");
+    let snapshots = ["--save", "3600 1"];
+    let mut s = start(&dir, &snapshots);
+    let mut c = s.raw();
+    fill(&mut c, "pre", 100_000, 100); // so that the final snapshot takes a while
+    let port = s.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut w = Raw::connect(port);
+                w.set_read_timeout(Duration::from_secs(30));
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    let key = format!("w:{t}:{i}");
+                    match w.try_cmd(&[b"SET", key.as_bytes(), b"v"]) {
+                        Ok(r) if r == b"+OK\r\n" => acked.push(key),
+                        _ => break, // refused or closed: the server is stopping
+                    }
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) && i > 1_000_000 {
+                        break;
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    c.send(&Raw::encode(&[b"SHUTDOWN", b"SAVE"]));
+    let status = s.wait_exit(Duration::from_secs(60)).expect("the server did not exit after SHUTDOWN");
+    assert!(status.success(), "{status}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked: Vec<String> = writers.into_iter().flat_map(|w| w.join().expect("writer")).collect();
+    assert!(acked.len() > 100, "the writers got only {} writes in", acked.len());
+    let s = start(&dir, &snapshots);
+    let mut c = s.raw();
+    let lost: Vec<&String> = acked.iter().filter(|k| c.cmd(&[b"EXISTS", k.as_bytes()]) != b":1\r\n").collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
