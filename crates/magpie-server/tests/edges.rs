@@ -17,8 +17,7 @@ use common::{Raw, Server, free_port};
 /// A fresh directory for one test's files.
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("magpie-edges-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_file(log_of(&dir));
+    cleanup(&dir);
     std::fs::create_dir_all(&dir).expect("create test dir");
     dir
 }
@@ -34,11 +33,23 @@ fn start(dir: &Path, args: &[&str]) -> Server {
 /// Starts a server under `prlimit --fsize=<limit>:unlimited` (a soft limit, which
 /// `set_file_limit` raises again without privilege). Its log goes to `log_of(dir)`.
 fn start_limited(dir: &Path, limit: &str, args: &[&str]) -> Server {
+    start_logged(dir, Some(limit), args)
+}
+
+/// Starts a server on `dir`, under a file size limit if one is given, with its log in
+/// `log_of(dir)`.
+fn start_logged(dir: &Path, limit: Option<&str>, args: &[&str]) -> Server {
     let port = free_port();
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log_of(dir)).expect("open the log");
-    let child = Command::new("prlimit")
-        .arg(format!("--fsize={limit}:unlimited"))
-        .arg(env!("CARGO_BIN_EXE_magpie-server"))
+    let mut command = match limit {
+        Some(limit) => {
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--fsize={limit}:unlimited")).arg(env!("CARGO_BIN_EXE_magpie-server"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_magpie-server")),
+    };
+    let child = command
         .args([
             "--port",
             &port.to_string(),
@@ -53,8 +64,14 @@ fn start_limited(dir: &Path, limit: &str, args: &[&str]) -> Server {
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
         .spawn()
-        .expect("prlimit (util-linux) runs the server with a file size limit");
+        .expect("start the server (prlimit, from util-linux, for a file size limit)");
     Server::adopt(port, child)
+}
+
+/// Removes a test's directory and its server's log.
+fn cleanup(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_file(log_of(dir));
 }
 
 /// Where `start_limited` puts the server's log: beside its directory.
@@ -185,7 +202,7 @@ fn a_log_file_that_the_manifest_does_not_name_never_blocks_a_rewrite() {
     let s = start(&dir, ALWAYS);
     let mut c = s.raw();
     assert_eq!(dbsize(&mut c), ":101\r\n");
-    let _ = std::fs::remove_dir_all(&dir);
+    cleanup(&dir);
 }
 
 /// A rewrite whose base cannot be written (the disk is full) after the log switched to its new
@@ -209,7 +226,7 @@ fn a_rewrite_that_failed_after_the_switch_does_not_block_the_next_one() {
     let s = start(&dir, &everysec);
     let mut c = s.raw();
     assert_eq!(dbsize(&mut c), ":351\r\n");
-    let _ = std::fs::remove_dir_all(&dir);
+    cleanup(&dir);
 }
 
 /// A rewrite killed while it writes its base leaves the base's temporary file in
@@ -245,7 +262,7 @@ fn a_killed_rewrite_leaves_no_temporary_file_behind() {
     assert_eq!(dbsize(&mut c), ":200000\r\n");
     assert_eq!(temp_files(), Vec::<String>::new(), "the start left a killed rewrite's temporary file");
     drop((c, s));
-    let _ = std::fs::remove_dir_all(&dir);
+    cleanup(&dir);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -421,8 +438,7 @@ fn a_final_snapshot_that_cannot_be_written_does_not_let_the_server_exit() {
     let mut c = s.raw();
     assert_eq!(dbsize(&mut c), ":502\r\n");
     assert_eq!(c.cmd_str("EXISTS lost"), ":0\r\n");
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_file(log_of(&dir));
+    cleanup(&dir);
 }
 
 /// SHUTDOWN's final snapshot must hold every write acknowledged before the server exits. It
@@ -476,5 +492,171 @@ fn no_write_acknowledged_around_a_shutdown_is_lost() {
         acked.len(),
         &lost[..lost.len().min(5)]
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    cleanup(&dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// appendfsync always on a full disk
+
+/// Under `always`, the write whose record could not be written (the disk is full) got no reply
+/// until the disk had room again (8 to 30 s and more). It is not acknowledged, so it can be
+/// answered at once: it gets the error the other writes get (MISCONF), reads go on, and writes
+/// resume when the disk has room. Every acknowledged write survives.
+#[test]
+fn with_appendfsync_always_a_full_disk_answers_the_write_in_flight_with_an_error() {
+    let dir = temp_dir("always-full");
+    let s = start_limited(&dir, "300000", ALWAYS);
+    let mut c = s.raw();
+    c.set_read_timeout(Duration::from_secs(20));
+    let value = vec![b'v'; 1000];
+    let mut acked = 0;
+    let refusal = loop {
+        let reply = c.try_cmd(&[b"SET", format!("k{acked}").as_bytes(), &value]);
+        let reply = reply.expect("the write in flight got no reply while the disk was full");
+        if reply != b"+OK\r\n" {
+            break String::from_utf8_lossy(&reply).into_owned();
+        }
+        acked += 1;
+        assert!(acked < 1000, "the file size limit was never reached");
+    };
+    assert!(refusal.starts_with("-MISCONF Errors writing to the AOF file: "), "{refusal}");
+    let mut other = s.raw();
+    assert!(other.cmd_str("SET other x").starts_with("-MISCONF"));
+    assert_eq!(other.cmd(&[b"GET", b"k0"]), [b"$1000\r\n".as_slice(), &value, b"\r\n"].concat());
+    set_file_limit(&s, "unlimited");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.cmd_str("SET after recovery") != "+OK\r\n" {
+        assert!(Instant::now() < deadline, "writes did not resume");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop((c, other, s));
+    let s = start(&dir, ALWAYS);
+    let mut c = s.raw();
+    for i in 0..acked {
+        assert_eq!(c.cmd(&[b"STRLEN", format!("k{i}").as_bytes()]), b":1000\r\n", "acknowledged k{i} lost");
+    }
+    assert_eq!(c.cmd_str("GET after"), "$8\r\nrecovery\r\n");
+    cleanup(&dir);
+}
+
+/// ...but a reply that hands over data its command took out of the keyspace (a pop) is not
+/// replaced with an error, which would lose that data: it waits for the disk, and arrives.
+#[test]
+fn with_appendfsync_always_a_pop_in_flight_on_a_full_disk_waits_for_room() {
+    let dir = temp_dir("always-full-pop");
+    let s = start_limited(&dir, "200000", ALWAYS);
+    let mut c = s.raw();
+    assert_eq!(c.cmd_str("RPUSH list precious"), ":1\r\n");
+    // One batch: a write whose record does not fit, and a pop.
+    let big = vec![b'b'; 300_000];
+    c.send(&[Raw::encode(&[b"SET", b"big", &big]), Raw::encode(&[b"LPOP", b"list"])].concat());
+    assert!(c.open_and_silent_for(Duration::from_secs(1)), "the batch was answered while the disk was full");
+    set_file_limit(&s, "unlimited");
+    assert_eq!(c.read_reply(), b"+OK\r\n");
+    assert_eq!(c.read_reply(), b"$8\r\nprecious\r\n");
+    drop((c, s));
+    let s = start(&dir, ALWAYS);
+    let mut c = s.raw();
+    assert_eq!(c.cmd_str("LLEN list"), ":0\r\n");
+    assert_eq!(c.cmd_str("STRLEN big"), ":300000\r\n");
+    cleanup(&dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A really full disk (root: a small tmpfs)
+
+/// A small tmpfs mounted for one test (root only), unmounted when dropped; declare it before
+/// the server, so that the server is killed first.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(name: &str, size: &str) -> Tmpfs {
+        let dir = temp_dir(name);
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", dir.to_str().expect("utf-8 path")])
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mounting a tmpfs needs root (.ci/run runs these tests as root)");
+        Tmpfs(dir)
+    }
+
+    /// Takes `bytes` of the filesystem, to be given back by `free`.
+    fn fill(&self, bytes: usize) {
+        std::fs::write(self.0.join("filler"), vec![0u8; bytes]).expect("write the filler");
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.0.join("filler")).expect("remove the filler");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(log_of(&self.0));
+    }
+}
+
+/// `with_appendfsync_always_a_full_disk_answers_the_write_in_flight_with_an_error` with a real
+/// ENOSPC rather than a file size limit.
+#[test]
+#[ignore = "needs root (mounts a tmpfs); .ci/run runs it with --ignored"]
+fn with_appendfsync_always_no_space_left_answers_the_write_in_flight_with_an_error() {
+    let disk = Tmpfs::mount("enospc-always", "2m");
+    disk.fill(1 << 20);
+    let s = start_logged(&disk.0, None, ALWAYS);
+    let mut c = s.raw();
+    c.set_read_timeout(Duration::from_secs(20));
+    let value = vec![b'v'; 1000];
+    let mut acked = 0;
+    let refusal = loop {
+        let reply = c.try_cmd(&[b"SET", format!("k{acked}").as_bytes(), &value]);
+        let reply = reply.expect("the write in flight got no reply while the disk was full");
+        if reply != b"+OK\r\n" {
+            break String::from_utf8_lossy(&reply).into_owned();
+        }
+        acked += 1;
+        assert!(acked < 2000, "the disk never filled up");
+    };
+    assert!(refusal.starts_with("-MISCONF Errors writing to the AOF file: No space left on device"), "{refusal}");
+    assert!(c.cmd_str("SET other x").starts_with("-MISCONF"));
+    assert_eq!(c.cmd_str("STRLEN k0"), ":1000\r\n");
+    disk.free();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.cmd_str("SET after recovery") != "+OK\r\n" {
+        assert!(Instant::now() < deadline, "writes did not resume");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop((c, s));
+    let s = start(&disk.0, ALWAYS);
+    let mut c = s.raw();
+    for i in 0..acked {
+        assert_eq!(c.cmd(&[b"STRLEN", format!("k{i}").as_bytes()]), b":1000\r\n", "acknowledged k{i} lost");
+    }
+}
+
+/// `a_final_snapshot_that_cannot_be_written_does_not_let_the_server_exit` with a real ENOSPC.
+#[test]
+#[ignore = "needs root (mounts a tmpfs); .ci/run runs it with --ignored"]
+fn with_snapshots_only_no_space_left_keeps_the_server_from_exiting_on_sigterm() {
+    let disk = Tmpfs::mount("enospc-sigterm", "2m");
+    disk.fill(1536 << 10);
+    let snapshots = ["--save", "3600 1"];
+    let mut s = start_logged(&disk.0, None, &snapshots);
+    let mut c = s.raw();
+    fill(&mut c, "k", 1000, 1000); // 1 MB: more than the disk has left
+    signal(&s, "-TERM");
+    wait_log(&disk.0, "can't exit");
+    assert!(s.wait_exit(Duration::from_millis(200)).is_none(), "the server exited without its final snapshot");
+    assert_eq!(c.cmd_str("SET after-sigterm 1"), "+OK\r\n");
+    let leftovers: Vec<String> = files_in(&disk.0).into_iter().filter(|n| n.starts_with("temp-")).collect();
+    assert!(leftovers.is_empty(), "the failed snapshot left {leftovers:?}");
+    disk.free();
+    signal(&s, "-TERM");
+    let status = s.wait_exit(Duration::from_secs(20)).expect("the server did not exit after SIGTERM");
+    assert!(status.success(), "{status}");
+    let s = start(&disk.0, &snapshots);
+    let mut c = s.raw();
+    assert_eq!(dbsize(&mut c), ":1001\r\n");
 }

@@ -17,7 +17,8 @@ use magpie_protocol::{Args, Decoder, Limits, Reply, Resp};
 
 use crate::core::alloc;
 use crate::exec::{Batch, waiters};
-use crate::model::{Session, Timeout};
+use crate::model::flags::KeyFlags;
+use crate::model::{Command, Flags, Session, Timeout};
 use crate::services::Server;
 use crate::services::blocking::Waiter;
 use crate::services::clients::ClientInfo;
@@ -76,6 +77,8 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: Sock
     let mut batch: Vec<Queued> = Vec::new();
     let mut spans: Vec<(usize, usize)> = Vec::new();
     let mut inline_args: Vec<u8> = Vec::new();
+    // The replies in `out` of commands that wrote to the log (see `answer_when_durable`).
+    let mut writes: Vec<Written> = Vec::new();
 
     // When the connection began waiting for its next request (its idle time, for `timeout`).
     let mut waiting_since = tokio::time::Instant::now();
@@ -91,6 +94,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: Sock
         let timeout_at =
             (timeout > 0 && !client.info().pubsub.active()).then(|| waiting_since + Duration::from_secs(timeout));
         let grown = decoder_grown
+            || writes.capacity() > 4
             || rbuf.capacity() > IDLE_KEEP
             || out_peak > IDLE_KEEP
             || batch.capacity() > 4
@@ -146,6 +150,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: Sock
                         decoder_grown = false;
                     }
                     (batch, spans, inline_args) = (Vec::new(), Vec::new(), Vec::new());
+                    writes = Vec::new();
                     let proto = out.proto;
                     out = Reply::default();
                     out.proto = proto;
@@ -212,7 +217,15 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: Sock
             for q in &batch {
                 let buf = if q.inline { &inline_args[..] } else { &rbuf[..] };
                 let args = Args::new(buf, &spans[q.spans.clone()]);
+                let (wrote, at) = (client.wrote(), out.len());
                 let ran = run.run(&mut client, &mut out, args);
+                if client.wrote() > wrote {
+                    writes.push(Written {
+                        reply: at..out.len(),
+                        seq: client.wrote(),
+                        hold: ran.is_none_or(hands_over),
+                    });
+                }
                 last = ran.or(last);
                 if let (true, Some(cmd)) = (client.is_blocked(), ran) {
                     // A blocking command found nothing: the replies before it go out now (as
@@ -222,6 +235,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: Sock
                     let waiter = waiters::waiter(&client, out.proto, args);
                     *client.info().last_cmd.lock() = cmd.name;
                     if !out.is_empty() {
+                        answer_when_durable(shared, &client, &mut out, &mut writes).await;
                         if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
                             // Gone before it could wait (it was never registered).
                             waiters::count_unserved(&waiter);
@@ -234,8 +248,13 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: Sock
                     // Boxed: a rare wait, whose state the connection need not carry while idle.
                     match Box::pin(wait).await {
                         Ended::Reply(reply, wrote) => {
+                            let at = out.len();
                             out.raw(&reply);
                             client.note_write(wrote);
+                            if wrote > 0 {
+                                // A pop: its data must reach the client (see `hands_over`).
+                                writes.push(Written { reply: at..out.len(), seq: wrote, hold: true });
+                            }
                         }
                         Ended::TimedOut => out.null_array(),
                         Ended::Closed => break 'conn,
@@ -251,7 +270,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: Sock
                 // memory, and a client that does not read them stops being served.
                 if out.len() >= FLUSH_AT {
                     run.pause();
-                    wait_durable(shared, &client).await;
+                    answer_when_durable(shared, &client, &mut out, &mut writes).await;
                     if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
                         break 'conn;
                     }
@@ -283,7 +302,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: TcpStream, addr: Sock
         }
 
         if !out.is_empty() {
-            wait_durable(shared, &client).await;
+            answer_when_durable(shared, &client, &mut out, &mut writes).await;
             if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
                 debug!("client {id}: write failed or idle past the timeout");
                 break 'conn;
@@ -480,19 +499,72 @@ async fn write_out(stream: &mut TcpStream, buf: &[u8], timeout: u64) -> io::Resu
     Ok(())
 }
 
+/// The reply of a command that added a record to the log, waiting in `out` for the record to
+/// be durable.
+struct Written {
+    reply: std::ops::Range<usize>,
+    seq: u64,
+    /// The reply hands over data that the command took out of the keyspace (a pop): it is
+    /// never replaced with an error, which would lose that data (see `hands_over`).
+    hold: bool,
+}
+
+/// Whether `cmd`'s reply may hold data the command removed from the keyspace: LPOP, SPOP,
+/// ZPOPMIN, GETDEL, LMOVE's source (a key spec that both reads and deletes), or a transaction,
+/// whose commands are not known here.
+fn hands_over(cmd: &Command) -> bool {
+    cmd.has(Flags::RUNS_ALONE)
+        || cmd.key_specs.iter().any(|k| k.flags.contains(KeyFlags::ACCESS) && k.flags.contains(KeyFlags::DELETE))
+}
+
 /// Under `appendfsync always`, waits until the log is on disk up to this client's last write:
 /// no write is acknowledged before it is durable. Clients that wrote meanwhile share the fsync.
 /// Under `everysec` and `no`, waits only while the records not yet written pass
 /// [`crate::journal::MAX_BACKLOG`] (a disk slower than the writes), until this client's are.
-async fn wait_durable(shared: &Server, client: &Session) {
+///
+/// If the log cannot be written (a full disk), the replies of the writes whose records are not
+/// durable are replaced at once with the error that other clients' writes get (MISCONF): a
+/// write that is not acknowledged loses nothing. Its change stays in memory and its record is
+/// written when the disk has room, as with a reply lost on the way. The exception is a reply
+/// that hands over data its command removed (a pop): it waits for the disk, as before, since
+/// an error in its place would lose that data. `writes` is emptied.
+async fn answer_when_durable(shared: &Server, client: &Session, out: &mut Reply, writes: &mut Vec<Written>) {
     let journal = shared.journal();
     let wrote = client.wrote();
     if wrote == 0 || (journal.policy() != Fsync::Always && !journal.backlogged()) || journal.durable_now() >= wrote {
+        writes.clear();
         return;
     }
     let mut durable = journal.durable();
     journal.wake();
-    let _ = durable.wait_for(|&d| d >= wrote || !journal.is_on()).await;
+    let _ = durable.wait_for(|&d| d >= wrote || !journal.is_on() || journal.is_failing()).await;
+    let d = journal.durable_now();
+    if d < wrote && journal.is_on() {
+        if writes.iter().any(|w| w.seq > d && w.hold) {
+            let _ = durable.wait_for(|&d| d >= wrote || !journal.is_on()).await;
+        } else {
+            let error = shared
+                .persistence()
+                .deny_writes()
+                .map_or_else(|| b"MISCONF Errors writing to the AOF file".to_vec(), |e| e.0.to_vec());
+            refuse_unlogged(out, writes, d, &error);
+        }
+    }
+    writes.clear();
+}
+
+/// Replaces in `out` the replies of the `writes` whose records are numbered above `durable`
+/// with `error`.
+fn refuse_unlogged(out: &mut Reply, writes: &[Written], durable: u64, error: &[u8]) {
+    let replies = out.as_bytes().to_vec();
+    out.clear();
+    let mut from = 0;
+    for w in writes.iter().filter(|w| w.seq > durable) {
+        out.raw(&replies[from..w.reply.start]);
+        out.error(error);
+        from = w.reply.end;
+    }
+    out.raw(&replies[from..]);
 }
 
 /// A decoded command waiting to run.

@@ -22,7 +22,9 @@
 //! writes and fsyncs everything pending in one go, so the clients that wrote meanwhile share
 //! one fsync (group commit); connections wait for [`Journal::durable`] to pass their last
 //! record before sending their replies. `everysec` fsyncs about once a second and `no` leaves
-//! it to the kernel; neither makes anyone wait.
+//! it to the kernel; neither makes anyone wait. When a write or an fsync fails, the records
+//! are kept and retried, and the watchers of [`Journal::durable`] are woken, so that the
+//! connections waiting for them answer with the error at once (`front::resp`).
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::path::PathBuf;
@@ -534,6 +536,8 @@ impl Journal {
                             warn!("error writing to the append-only log: {e}; refusing writes until it works again");
                         }
                         self.status.lock().last_write_error = Some(e.to_string());
+                        // Connections waiting for these records answer with the error now.
+                        self.durable.send_modify(|_| {});
                         // Keep `out`, try again in a moment.
                         thread::park_timeout(Duration::from_millis(200));
                         if stopping {
@@ -563,6 +567,7 @@ impl Journal {
                             warn!("fsync of the append-only log failed: {e}; refusing writes until it works again");
                         }
                         self.status.lock().last_write_error = Some(format!("fsync: {e}"));
+                        self.durable.send_modify(|_| {});
                         thread::park_timeout(Duration::from_millis(200));
                         continue;
                     }
