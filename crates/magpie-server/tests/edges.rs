@@ -660,3 +660,33 @@ fn with_snapshots_only_no_space_left_keeps_the_server_from_exiting_on_sigterm() 
     let mut c = s.raw();
     assert_eq!(dbsize(&mut c), ":1001\r\n");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The everysec window, in INFO
+
+/// Under `everysec`, a record reaches the file shortly after its reply left: INFO says how long
+/// (`aof_write_lag_usec`, and the longest since the start), which is the window a process crash
+/// can take writes from (docs/durability.md), and how long ago the last fsync was (the window
+/// of a power loss).
+#[test]
+fn info_reports_the_window_of_unwritten_and_unsynced_writes() {
+    let dir = temp_dir("window");
+    let s = start(&dir, &["--appendonly", "yes", "--appendfsync", "everysec"]);
+    let mut c = s.raw();
+    let field = |c: &mut Raw, name: &str| -> i64 { info_field(c, name).parse().expect("a number") };
+    fill(&mut c, "k", 1000, 100);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while field(&mut c, "aof_write_lag_max_usec") == 0 || field(&mut c, "aof_last_fsync_age_msec") < 0 {
+        assert!(Instant::now() < deadline, "no write lag or fsync reported");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (lag, max) = (field(&mut c, "aof_write_lag_usec"), field(&mut c, "aof_write_lag_max_usec"));
+    assert!(lag <= max, "last {lag} us, longest {max} us");
+    // Everysec: an fsync about once a second while there are writes.
+    fill(&mut c, "k", 10, 100);
+    std::thread::sleep(Duration::from_millis(1500));
+    let age = field(&mut c, "aof_last_fsync_age_msec");
+    assert!((0..3000).contains(&age), "the last fsync was {age} ms ago");
+    drop((c, s));
+    cleanup(&dir);
+}

@@ -519,8 +519,11 @@ fn hands_over(cmd: &Command) -> bool {
 
 /// Under `appendfsync always`, waits until the log is on disk up to this client's last write:
 /// no write is acknowledged before it is durable. Clients that wrote meanwhile share the fsync.
-/// Under `everysec` and `no`, waits only while the records not yet written pass
-/// [`crate::journal::MAX_BACKLOG`] (a disk slower than the writes), until this client's are.
+/// Under `everysec` and `no`, waits (until this client's records are written) only while the
+/// records not yet written pass [`crate::services::journal::MAX_BACKLOG`] (a disk slower than
+/// the writes) or the oldest of them waits for more than
+/// [`crate::services::journal::MAX_WRITE_LAG_MS`] (a writer thread that gets no CPU): what
+/// a process crash can take stays bounded.
 ///
 /// If the log cannot be written (a full disk), the replies of the writes whose records are not
 /// durable are replaced at once with the error that other clients' writes get (MISCONF): a
@@ -531,12 +534,15 @@ fn hands_over(cmd: &Command) -> bool {
 async fn answer_when_durable(shared: &Server, client: &Session, out: &mut Reply, writes: &mut Vec<Written>) {
     let journal = shared.journal();
     let wrote = client.wrote();
-    if wrote == 0 || (journal.policy() != Fsync::Always && !journal.backlogged()) || journal.durable_now() >= wrote {
+    if wrote == 0
+        || journal.durable_now() >= wrote
+        || (journal.policy() != Fsync::Always && !journal.backlogged() && !journal.lagging())
+    {
         writes.clear();
         return;
     }
     let mut durable = journal.durable();
-    journal.wake();
+    let _waiting = journal.wait_guard();
     let _ = durable.wait_for(|&d| d >= wrote || !journal.is_on() || journal.is_failing()).await;
     let d = journal.durable_now();
     if d < wrote && journal.is_on() {

@@ -29,7 +29,7 @@
 use std::cell::{Cell, OnceCell, RefCell};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use magpie_persist::log::{LogFile, put_record};
+use magpie_store::now_ms;
 
 /// Bytes of records queued and not yet written past which, under `everysec` and `no`, a
 /// connection that wrote waits for its records to be written before it replies (as under
@@ -46,8 +47,15 @@ use magpie_persist::log::{LogFile, put_record};
 pub(crate) const MAX_BACKLOG: u64 = 64 << 20;
 
 /// How long the writer waits after a write before it collects again, under `everysec` and
-/// `no`: records reach the kernel at most about this much later than their replies leave.
+/// `no`: records reach the kernel about this much later than their replies leave.
 const BATCH_NAP: Duration = Duration::from_millis(1);
+
+/// Under `everysec` and `no`, once the oldest record not yet written is older than this (in
+/// milliseconds; the writer did not get a CPU, or the disk is slow), a connection that wrote
+/// waits for its records to be written before it replies. So a process crash loses only
+/// writes acknowledged while the oldest unwritten record was at most about this old, however
+/// loaded the machine (docs/durability.md); while the writer keeps up, nobody waits.
+pub(crate) const MAX_WRITE_LAG_MS: u64 = 2;
 
 /// `appendfsync`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +105,9 @@ struct SlotBuf {
     bytes: Vec<u8>,
     /// Each record's sequence number and end offset in `bytes`, in sequence order.
     index: Vec<(u64, usize)>,
+    /// When the oldest record here was queued (one clock reading per batch of records, when
+    /// the buffer goes from empty to not empty): how long records wait to be written.
+    since: Option<Instant>,
 }
 
 /// Commands of a transaction, gathered into one record: (database, arguments) each.
@@ -140,6 +151,13 @@ pub(crate) struct Status {
     pub last_write_error: Option<String>,
     pub fsyncs: u64,
     pub delayed_fsync: u64,
+    /// How long the oldest record of the last write had waited to be written since its command
+    /// ended, and the longest such wait since the start: under `everysec` and `no`, a process
+    /// crash loses the writes acknowledged within that window (their replies left before).
+    pub write_lag: Duration,
+    pub write_lag_max: Duration,
+    /// The last fsync of the log: under `everysec`, a power loss loses what was written since.
+    pub last_fsync: Option<Instant>,
 }
 
 pub(crate) struct Journal {
@@ -151,6 +169,13 @@ pub(crate) struct Journal {
     stalled: AtomicBool,
     /// Bytes of records queued in the slots or the writer's buffer, not yet written.
     backlog: AtomicU64,
+    /// When the oldest record not yet written was queued, as a [`Journal::stamp`] (ms since the
+    /// epoch, and a counter so that two stamps of one millisecond differ); `u64::MAX` when
+    /// every record is written.
+    unwritten_since: AtomicU64,
+    stamps: AtomicU64,
+    /// Connections waiting for their records to be written: the writer does not nap then.
+    waiters: AtomicUsize,
     /// Is the log on? Records are kept only then.
     on: AtomicBool,
     policy: AtomicU8,
@@ -187,6 +212,9 @@ impl Journal {
             pending: AtomicU64::new(0),
             stalled: AtomicBool::new(false),
             backlog: AtomicU64::new(0),
+            unwritten_since: AtomicU64::new(u64::MAX),
+            stamps: AtomicU64::new(0),
+            waiters: AtomicUsize::new(0),
             on: AtomicBool::new(false),
             policy: AtomicU8::new(Fsync::Everysec as u8),
             durable: watch::Sender::new(0),
@@ -338,9 +366,14 @@ impl Journal {
             let mut buf = slot.buf.lock();
             let buf = &mut *buf;
             let before = buf.bytes.len();
+            if buf.index.is_empty() {
+                buf.since = Some(Instant::now());
+            }
             SCRATCH.with(|scratch| put_record(&mut buf.bytes, &mut scratch.borrow_mut(), db, commands));
             buf.index.push((seq, buf.bytes.len()));
-            self.backlog.fetch_add((buf.bytes.len() - before) as u64, Ordering::Relaxed);
+            if self.backlog.fetch_add((buf.bytes.len() - before) as u64, Ordering::SeqCst) == 0 {
+                self.unwritten_since.store(self.stamp(), Ordering::SeqCst);
+            }
         }
         if self.pending.fetch_add(1, Ordering::SeqCst) == 0
             && let Some((t, _)) = &*self.writer.lock()
@@ -352,6 +385,33 @@ impl Journal {
     /// Whether more than [`MAX_BACKLOG`] bytes of records wait to be written.
     pub(crate) fn backlogged(&self) -> bool {
         self.backlog.load(Ordering::Relaxed) > MAX_BACKLOG
+    }
+
+    /// Whether the oldest record not yet written waits for more than [`MAX_WRITE_LAG_MS`].
+    pub(crate) fn lagging(&self) -> bool {
+        let since = self.unwritten_since.load(Ordering::Relaxed);
+        since != u64::MAX && now_ms().saturating_sub(since >> 10) > MAX_WRITE_LAG_MS
+    }
+
+    /// The time now for `unwritten_since`: milliseconds since the epoch, shifted left by 10
+    /// bits, with a counter in those bits, so that the writer's compare-and-swap never takes a
+    /// newer stamp of the same millisecond for the one it read.
+    fn stamp(&self) -> u64 {
+        (now_ms() << 10) | (self.stamps.fetch_add(1, Ordering::Relaxed) & 1023)
+    }
+
+    /// Says that a connection waits for its records (see [`Journal::waiters`]); the guard says
+    /// it no longer does.
+    pub(crate) fn wait_guard(&self) -> impl Drop + '_ {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        self.wake();
+        Waiting(&self.waiters)
     }
 
     /// Wakes the writer (after pushes, if the caller wants the records written soon).
@@ -436,7 +496,7 @@ impl Journal {
     /// other way round, a cut made between the two readings let records numbered after it into
     /// the old file, which the rewrite then deleted: acknowledged writes lost (the
     /// `every_type_survives_a_rewrite_more_writes_and_a_crash` flake).
-    fn collect(&self, out: &mut Vec<u8>) -> (u64, Option<u64>) {
+    fn collect(&self, out: &mut Vec<u8>) -> (u64, Option<u64>, Option<Instant>) {
         let slots = self.slots.lock().clone();
         let w = self.watermark(&slots);
         let switch_at = self.state.lock().switch.as_ref().map(|s| s.at);
@@ -446,6 +506,8 @@ impl Journal {
         let ends: Vec<usize> = guards.iter().map(|g| g.index.partition_point(|&(seq, _)| seq < w)).collect();
         let mut at = vec![0usize; guards.len()];
         let mut taken = 0u64;
+        // When the oldest record taken was queued.
+        let oldest = guards.iter().zip(&ends).filter(|(_, end)| **end > 0).filter_map(|(g, _)| g.since).min();
         loop {
             let mut best: Option<(usize, u64)> = None;
             for (i, g) in guards.iter().enumerate() {
@@ -474,11 +536,14 @@ impl Journal {
                 if g.bytes.is_empty() && g.bytes.capacity() > 1 << 20 {
                     g.bytes = Vec::new();
                 }
+                if g.index.is_empty() {
+                    g.since = None;
+                }
             }
         }
         drop(guards);
         self.pending.fetch_sub(taken.min(self.pending.load(Ordering::SeqCst)), Ordering::SeqCst);
-        (w, switch_at)
+        (w, switch_at, oldest)
     }
 
     /// The writer thread.
@@ -489,6 +554,8 @@ impl Journal {
         let mut last_fsync = Instant::now();
         let mut dirty = false; // written since the last fsync
         let mut wrote_at: Option<Instant> = None; // the last write(2), if this turn made one
+        let mut oldest: Option<Instant> = None; // when the oldest record in `out` was queued
+        let mut collected_at = self.stamp(); // when the records in `out` were last collected
         loop {
             let stopping = self.stop.load(Ordering::SeqCst);
             let policy = self.policy();
@@ -502,7 +569,15 @@ impl Journal {
                 hook(&self);
             }
             let before = out.len();
-            let (w, switch_at) = self.collect(&mut out);
+            let unwritten_seen = self.unwritten_since.load(Ordering::SeqCst);
+            let (w, switch_at, queued) = self.collect(&mut out);
+            if out.len() > before {
+                collected_at = self.stamp();
+            }
+            oldest = match (oldest, queued) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             collected_to = collected_to.max(w);
             let collected = out.len() > before;
 
@@ -516,15 +591,35 @@ impl Journal {
                 };
                 match result {
                     Ok(len) => {
-                        let _ = self.backlog.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                            Some(b.saturating_sub(out.len() as u64))
-                        });
+                        let left = self
+                            .backlog
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                                Some(b.saturating_sub(out.len() as u64))
+                            })
+                            .map_or(0, |b| b.saturating_sub(out.len() as u64));
+                        // Everything collected is written: what is left was queued after the
+                        // collection (or held back by a command then running). A push that
+                        // found nothing unwritten meanwhile set its own time: keep it.
+                        let next = if left == 0 { u64::MAX } else { collected_at };
+                        let _ = self.unwritten_since.compare_exchange(
+                            unwritten_seen,
+                            next,
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        );
                         out.clear();
                         if out.capacity() > 8 << 20 {
                             out = Vec::new();
                         }
                         dirty = true;
-                        wrote_at = Some(Instant::now());
+                        let now = Instant::now();
+                        wrote_at = Some(now);
+                        if let Some(queued) = oldest.take() {
+                            let lag = now.saturating_duration_since(queued);
+                            let mut status = self.status.lock();
+                            status.write_lag = lag;
+                            status.write_lag_max = status.write_lag_max.max(lag);
+                        }
                         self.incr_bytes.store(len, Ordering::Relaxed);
                         if self.failing.swap(false, Ordering::SeqCst) {
                             info!("writes to the append-only log succeed again; accepting writes");
@@ -560,7 +655,9 @@ impl Journal {
                     Ok(_) => {
                         dirty = false;
                         last_fsync = Instant::now();
-                        self.status.lock().fsyncs += 1;
+                        let mut status = self.status.lock();
+                        status.fsyncs += 1;
+                        status.last_fsync = Some(last_fsync);
                     }
                     Err(e) => {
                         if !self.failing.swap(true, Ordering::SeqCst) {
@@ -619,10 +716,12 @@ impl Journal {
             if policy != Fsync::Always
                 && !stopping
                 && switch_at.is_none()
+                && self.waiters.load(Ordering::SeqCst) == 0
                 && let Some(at) = wrote_at.take()
                 && let Some(nap) = BATCH_NAP.checked_sub(at.elapsed())
             {
-                thread::sleep(nap);
+                // A connection that starts waiting for its records wakes the writer.
+                thread::park_timeout(nap);
                 continue;
             }
             let pending = self.pending.load(Ordering::SeqCst) > 0;
@@ -686,6 +785,46 @@ mod tests {
             names.extend(rec.commands.iter().map(|c| String::from_utf8_lossy(&c[0]).into_owned()));
         }
         names
+    }
+
+    /// Under `everysec`, records still unwritten after MAX_WRITE_LAG_MS make `lagging` true
+    /// (connections that wrote then wait for the writer), and writing them ends it.
+    #[test]
+    fn records_left_unwritten_too_long_are_lagging() {
+        let dir = std::env::temp_dir().join(format!("magpie-journal-lag-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let seq = Arc::new(AtomicU64::new(0));
+        let s2 = seq.clone();
+        let j = Arc::new(Journal::new(move || s2.load(Ordering::SeqCst)));
+        let slot = Arc::new(Slot { bound: AtomicU64::new(u64::MAX), buf: Mutex::new(SlotBuf::default()) });
+        j.slots.lock().push(slot.clone());
+        // A writer that gets no CPU until told.
+        let stalled = Arc::new(AtomicBool::new(true));
+        let s3 = stalled.clone();
+        *j.turn_hook.lock() = Some(Box::new(move |_: &Journal| {
+            while s3.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }));
+        j.start(LogFile::create(&dir.join("log")).unwrap(), Fsync::Everysec).unwrap();
+        assert!(!j.lagging());
+        seq.store(1, Ordering::SeqCst);
+        j.push_to(&slot, 1, 0, std::iter::once(std::iter::once(&b"INCR"[..])));
+        assert!(!j.lagging(), "a record just queued is not late");
+        std::thread::sleep(Duration::from_millis(MAX_WRITE_LAG_MS + 5));
+        assert!(j.lagging());
+        stalled.store(false, Ordering::SeqCst);
+        let mut durable = j.durable();
+        {
+            let _waiting = j.wait_guard();
+            while *durable.borrow_and_update() < 1 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        assert!(!j.lagging(), "everything is written");
+        j.stop();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A rewrite's cut can fall between two turns of the writer, right before it collects:
@@ -754,8 +893,9 @@ mod tests {
         j.push_to(&b, 1, 0, cmd("one"));
         assert!(j.backlog.load(Ordering::Relaxed) > 0 && !j.backlogged());
         let mut out = Vec::new();
-        let (w, _) = j.collect(&mut out);
+        let (w, _, queued) = j.collect(&mut out);
         assert_eq!(w, 3);
+        assert!(queued.is_some());
         let text = String::from_utf8_lossy(&out);
         assert!(text.find("one").unwrap() < text.find("two").unwrap() && !text.contains("five"));
         j.push_to(&b, 4, 0, cmd("four"));
