@@ -291,26 +291,32 @@ fn the_listen_backlog_is_tcp_backlog() {
     assert_eq!(backlog_of(&s), "1000");
 }
 
-/// Holds `n` connections that each ran `commands` and then went idle; returns the server's
-/// RSS growth per connection, in bytes, once they have been idle for `idle`.
+/// Opens `n` connections that each run `commands` (with `replies` replies) and then go idle.
+fn idle_connections(s: &Server, n: usize, commands: &[u8], replies: usize) -> Vec<Raw> {
+    (0..n)
+        .map(|_| {
+            let mut c = s.raw();
+            c.send(commands);
+            for _ in 0..replies {
+                let r = c.read_reply();
+                assert!(!r.starts_with(b"-"), "{}", String::from_utf8_lossy(&r));
+            }
+            c
+        })
+        .collect()
+}
+
+/// The server's RSS growth per idle connection, in bytes: `n` more connections that ran
+/// `commands` and then stayed idle for `idle`, over a first batch of the same (so that what the
+/// first connections make the server allocate once does not count).
 fn rss_per_idle_connection(s: &Server, n: usize, commands: &[u8], replies: usize, idle: Duration) -> u64 {
-    let mut warm = s.raw();
-    warm.cmd_str("PING");
-    std::thread::sleep(Duration::from_millis(300));
+    let first = idle_connections(s, 100, commands, replies);
+    std::thread::sleep(idle);
     let before = s.rss_kib();
-    let mut conns = Vec::with_capacity(n);
-    for _ in 0..n {
-        let mut c = s.raw();
-        c.send(commands);
-        for _ in 0..replies {
-            let r = c.read_reply();
-            assert!(!r.starts_with(b"-"), "{}", String::from_utf8_lossy(&r));
-        }
-        conns.push(c);
-    }
+    let more = idle_connections(s, n, commands, replies);
     std::thread::sleep(idle);
     let after = s.rss_kib();
-    drop(conns);
+    drop((first, more));
     after.saturating_sub(before) * 1024 / n as u64
 }
 
@@ -321,7 +327,7 @@ fn rss_per_idle_connection(s: &Server, n: usize, commands: &[u8], replies: usize
 /// 8 KB after the pipeline (measured in release builds with bench/connections.py and by hand).
 #[test]
 fn idle_connections_hold_little_memory() {
-    const N: usize = 400;
+    const N: usize = 600;
     let s = Server::magpie();
     // Small requests: nothing to trim, nothing kept.
     let per = rss_per_idle_connection(&s, N, &Raw::encode(&[b"PING"]), 1, Duration::from_millis(500));
