@@ -3,10 +3,10 @@
 one run.
 
 For each server (redis first, then magpie; each fresh, alone, in its own temporary directory,
-pinned to CPU 0; this script runs on CPU 1), CONNS connection slots each run SESSIONS sessions
-one after the other. A session connects, sends PIECES pieces of random RESP-ish input from a
-generator seeded by (seed, slot, session) and closes, or ends early when the server closes the
-connection (a protocol error closes it, as it should). So both servers get exactly the same
+pinned to CPU 0; this script runs on CPU 1), CONNS connection slots each run sessions one after
+the other. A session connects and sends random RESP-ish input from a generator seeded by (seed,
+slot, session) until the server closes the connection (a protocol error closes it, as it
+should) or, with --pieces, after that many pieces. So both servers get exactly the same
 sessions, whenever each of them closes one. A piece is one of:
   - a well-formed command (SET/GET/DEL/RPUSH+LTRIM/HSET on the slot's 10 keys, values up to
     4 KB; lists keep 8 elements and hashes 8 fields: the subject is garbage, not data);
@@ -21,8 +21,13 @@ servers read it at the same pace. The server's VmRSS is sampled every 50 ms; VmH
 kernel's record of the peak RSS) is read at the end of the run, and VmRSS again after IDLE
 seconds without input (what the server gives back).
 
-Usage: bench/garbage.py [--conns 40] [--sessions 100] [--pieces 40] [--rate 100] [--seed 1]
-                        [--idle 5] [--magpie-bin PATH] [--redis-bin PATH] [--only redis|magpie]
+Usage: bench/garbage.py [--seconds 60] [--conns 40] [--pieces 0] [--sessions N] [--rate 100]
+                        [--seed 1] [--idle 5] [--magpie-bin PATH] [--redis-bin PATH]
+                        [--only redis|magpie]
+
+By default a session lasts until the server closes it (--pieces 0) and the run SECONDS; with
+--pieces P each session sends P pieces and closes, and the run ends after SESSIONS sessions
+per slot (or SECONDS).
 
 Needs python3 (3.8+), redis-server, taskset.
 """
@@ -283,9 +288,9 @@ def main():
     root = os.path.dirname(here)
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target"))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sessions", type=int, default=100, help="sessions per connection")
-    p.add_argument("--pieces", type=int, default=40, help="pieces of input per session")
-    p.add_argument("--seconds", type=float, default=600, help="stop then, if the sessions are not done")
+    p.add_argument("--sessions", type=int, default=1_000_000, help="sessions per connection")
+    p.add_argument("--pieces", type=int, default=0, help="pieces of input per session (0: until the server closes it)")
+    p.add_argument("--seconds", type=float, default=60, help="stop then, if the sessions are not done")
     p.add_argument("--conns", type=int, default=40)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--idle", type=float, default=5)
