@@ -429,8 +429,8 @@ fn a_failing_disk_refuses_writes_keeps_reads_and_recovers() {
     let pid = child.id();
     let s = Server::adopt(port, child);
     let mut con = s.client();
-    // Under `always`, the write whose record could not be written is not acknowledged: its
-    // client waits (here, until the read timeout). Later writes are refused at once.
+    // Under `always`, the write whose record could not be written is not acknowledged: it gets
+    // the error at once (tests/edges.rs has the details). Later writes are refused at once.
     con.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let value = "v".repeat(1000);
     let mut acked = Vec::new();

@@ -275,7 +275,7 @@ pub(crate) static CORE: &[Command] = &[
         "", server::lastsave)
         .acl(acl![ADMIN, DANGEROUS])
         .tips(&["nondeterministic_output"]),
-    Command::new("shutdown", -1, flags![ADMIN, NOSCRIPT, LOADING, STALE, NO_MULTI, ALLOW_BUSY], "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server.",
+    Command::new("shutdown", -1, flags![ADMIN, NOSCRIPT, LOADING, STALE, NO_MULTI, ALLOW_BUSY, RUNS_ALONE], "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server.",
         "[NOSAVE|SAVE] [NOW] [FORCE] [ABORT]", server::shutdown),
     Command::new("config", -2, flags![], "server", "2.0.0", "A container for server configuration commands.",
         "", command::container)

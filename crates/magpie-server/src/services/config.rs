@@ -35,6 +35,10 @@ pub struct Options {
     /// Maximum number of connected clients [default: 10000].
     #[arg(long)]
     pub maxclients: Option<usize>,
+    /// Length of the queue of connections the kernel completes before the server accepts
+    /// them; the kernel caps it at net.core.somaxconn [default: 511].
+    #[arg(long)]
+    pub tcp_backlog: Option<u32>,
     /// Close a client after this many idle seconds; 0 never [default: 0].
     #[arg(long)]
     pub timeout: Option<u64>,
@@ -190,6 +194,7 @@ pub struct Config {
     pub port: u16,
     pub bind: Vec<String>,
     pub maxclients: usize,
+    pub tcp_backlog: u32,
     pub timeout: u64,
     pub proto_max_bulk_len: usize,
     pub databases: usize,
@@ -418,6 +423,7 @@ impl Config {
                 .map(str::to_owned)
                 .collect(),
             maxclients: cli.maxclients.or(file.maxclients).unwrap_or(10_000),
+            tcp_backlog: cli.tcp_backlog.or(file.tcp_backlog).unwrap_or(511),
             timeout: cli.timeout.or(file.timeout).unwrap_or(0),
             proto_max_bulk_len: match pick(cli.proto_max_bulk_len, file.proto_max_bulk_len) {
                 Some(s) => parse_memory(&s)
@@ -870,6 +876,7 @@ static PARAMS: &[Param] = &[
     Param { name: "port", get: |s| s.config.port.to_string(), kind: FIXED, set: None },
     Param { name: "bind", get: |s| s.config.bind.join(" "), kind: FIXED, set: None },
     Param { name: "databases", get: |s| s.config.databases.to_string(), kind: FIXED, set: None },
+    Param { name: "tcp-backlog", get: |s| s.config.tcp_backlog.to_string(), kind: FIXED, set: None },
     Param {
         name: "maxclients",
         get: |s| s.maxclients().to_string(),

@@ -9,7 +9,8 @@
 //! run from inside EXEC, a blocked client served from inside a push).
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -91,12 +92,43 @@ impl Gate {
     }
 }
 
+impl Gate {
+    /// [`Gate::shared`] or [`Gate::exclusive`] for a background job, which must not wait for
+    /// the gate forever: a SHUTDOWN runs alone and waits for the job to stop. Waits for the
+    /// gate until `give_up` is set; then returns None.
+    pub(crate) fn enter_unless(&self, exclusive: bool, give_up: &AtomicBool) -> Option<Pass<'_>> {
+        const TRY: Duration = Duration::from_millis(20);
+        loop {
+            if HELD.with(Cell::get) != 0 {
+                return Some(Pass::Reentered);
+            }
+            if exclusive {
+                let mut guards = Vec::with_capacity(self.slots.len());
+                for s in self.slots.iter() {
+                    match s.0.try_write_for(TRY) {
+                        Some(g) => guards.push(g),
+                        None => break,
+                    }
+                }
+                if guards.len() == self.slots.len() {
+                    HELD.with(|h| h.set(2));
+                    return Some(Pass::Exclusive(guards));
+                }
+            } else if let Some(guard) = self.slots[self.slot()].0.try_read_for(TRY) {
+                HELD.with(|h| h.set(1));
+                return Some(Pass::Shared(guard));
+            }
+            if give_up.load(Ordering::SeqCst) {
+                return None;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
-    use std::time::Duration;
 
     #[test]
     fn exclusive_waits_for_shared_and_reentry_is_free() {
@@ -118,5 +150,26 @@ mod tests {
         assert!(inside.load(Ordering::SeqCst));
         // After the transaction, commands pass again.
         assert!(matches!(gate.shared(), Pass::Shared(_)));
+    }
+
+    #[test]
+    fn a_background_job_gives_up_waiting_when_asked() {
+        let gate = Arc::new(Gate::default());
+        let give_up = Arc::new(AtomicBool::new(false));
+        let transaction = gate.exclusive();
+        let (g, stop) = (gate.clone(), give_up.clone());
+        let job = std::thread::spawn(move || {
+            let shared = g.enter_unless(false, &stop).is_some();
+            let exclusive = g.enter_unless(true, &stop).is_some();
+            (shared, exclusive)
+        });
+        std::thread::sleep(Duration::from_millis(60));
+        give_up.store(true, Ordering::SeqCst);
+        assert_eq!(job.join().unwrap(), (false, false));
+        drop(transaction);
+        give_up.store(false, Ordering::SeqCst);
+        let (g, stop) = (gate.clone(), give_up.clone());
+        let passes = std::thread::spawn(move || matches!(g.enter_unless(true, &stop), Some(Pass::Exclusive(_)))).join();
+        assert!(passes.unwrap());
     }
 }

@@ -100,6 +100,8 @@ pub(crate) struct Persistence {
     final_saved: AtomicBool,
     /// The last snapshot failed (a copy of `Stats::last_save_ok`, read by every write).
     save_failed: AtomicBool,
+    /// The final save of a shutdown is taken or done: writes are refused.
+    stopping: AtomicBool,
 }
 
 impl Persistence {
@@ -136,6 +138,7 @@ impl Persistence {
             loading: AtomicBool::new(false),
             final_saved: AtomicBool::new(false),
             save_failed: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -154,6 +157,11 @@ impl Persistence {
 
     /// Why write commands are refused right now, if they are (Redis's MISCONF errors).
     pub(crate) fn deny_writes(&self) -> Option<Error> {
+        if self.stopping.load(Ordering::Relaxed) {
+            // The final snapshot is taken (or being taken, while nothing runs): a write now
+            // would be lost when the server exits.
+            return Some(Error::from("ERR the server is shutting down: writes are refused"));
+        }
         if self.journal.is_failing() {
             let why = self.journal.status().last_write_error.unwrap_or_else(|| "unknown error".to_owned());
             return Some(Error::msg(format!("MISCONF Errors writing to the AOF file: {why}")));
