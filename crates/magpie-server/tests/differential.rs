@@ -32,6 +32,9 @@
 //!   `WITHVALUES`/`WITHSCORES` in RESP2) are sorted as pairs.
 //! - `~range LO HI CMD`: both replies must be integers in `LO..=HI`, e.g. a PTTL just after
 //!   `PEXPIRE k 10000`.
+//! - `~near MS CMD`: the replies must be identical but for integers, which may differ by up to
+//!   MS: times in milliseconds inside a bigger reply (XPENDING's idle times, XINFO's seen and
+//!   delivery times).
 //! - `~replies N CMD`: the command answers with N replies (SUBSCRIBE of N channels; a PUBLISH
 //!   that a RESP3 subscriber also receives itself), read and compared together.
 //! - `!events` (before the first command): also compare keyspace notifications. A second
@@ -134,6 +137,15 @@ diff_tests! {
     events_strings => "events_strings.redis", Resp2;
     events_keys => "events_keys.redis", Resp2;
     events_types => "events_types.redis", Resp2;
+    streams => "streams.redis", Resp2;
+    streams_resp3 => "streams.redis", Resp3;
+    streams_trim => "streams_trim.redis", Resp2;
+    streams_trim_resp3 => "streams_trim.redis", Resp3;
+    streams_groups => "streams_groups.redis", Resp2;
+    streams_groups_resp3 => "streams_groups.redis", Resp3;
+    streams_read => "streams_read.redis", Resp2;
+    streams_read_resp3 => "streams_read.redis", Resp3;
+    events_streams => "events_streams.redis", Resp2;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.
@@ -165,6 +177,8 @@ enum Check {
     Sorted,
     /// Both are integers in the range.
     Range(i64, i64),
+    /// Identical but for integers, which may differ by this much.
+    Near(i64),
 }
 
 enum Step {
@@ -229,6 +243,10 @@ fn parse_script(file: &str, src: &[u8]) -> Result<Script, String> {
             };
             let (lo, hi) = (bound()?, bound()?);
             (Check::Range(lo, hi), parts.next().unwrap_or(""))
+        } else if let Some(rest) = text.strip_prefix("~near ") {
+            let (ms, rest) = rest.trim_start().split_once(char::is_whitespace).unwrap_or((rest, ""));
+            let ms = ms.parse().map_err(|_| err(format!("bad ~near tolerance {ms:?}")))?;
+            (Check::Near(ms), rest)
         } else if let Some(rest) = text.strip_prefix("~ ") {
             (Check::TypeOnly, rest)
         } else if text.starts_with('~') {
@@ -437,6 +455,7 @@ fn run_script(file: &str, proto: Proto) {
                     " (array elements sorted before comparing)",
                 )
             }
+            Check::Near(tolerance) => (near_replies(&expected, &actual, *tolerance), " (integers within a tolerance)"),
             Check::Range(lo, hi) => {
                 let in_range = |r: &[u8]| integer_reply(r).is_some_and(|n| (*lo..=*hi).contains(&n));
                 match (in_range(&expected), in_range(&actual)) {
@@ -474,6 +493,45 @@ fn run_script(file: &str, proto: Proto) {
         }
     }
     report.finish();
+}
+
+/// Whether two raw replies are the same but for integers (`:n`), which may differ by up to
+/// `tolerance`: walked line by line, bulk strings read by their length.
+fn near_replies(expected: &[u8], actual: &[u8], tolerance: i64) -> bool {
+    fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
+        let end = at + buf.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+        Some((&buf[at..end], end + 2))
+    }
+    let (mut e, mut a) = (0, 0);
+    while e < expected.len() || a < actual.len() {
+        let (Some((le, ne)), Some((la, na))) = (line(expected, e), line(actual, a)) else { return false };
+        match (le.first(), la.first()) {
+            (Some(b':'), Some(b':')) => {
+                let int = |l: &[u8]| std::str::from_utf8(&l[1..]).ok().and_then(|t| t.parse::<i64>().ok());
+                match (int(le), int(la)) {
+                    (Some(x), Some(y)) if (x - y).abs() <= tolerance => {}
+                    _ => return false,
+                }
+            }
+            (Some(b'$' | b'='), _) if le == la => {
+                let n: i64 = std::str::from_utf8(&le[1..]).ok().and_then(|t| t.parse().ok()).unwrap_or(-1);
+                if n >= 0 {
+                    let n = n as usize + 2;
+                    if expected.get(ne..ne + n) != actual.get(na..na + n) {
+                        return false;
+                    }
+                    e = ne + n;
+                    a = na + n;
+                    continue;
+                }
+            }
+            _ if le == la => {}
+            _ => return false,
+        }
+        e = ne;
+        a = na;
+    }
+    true
 }
 
 /// What `!events` compares: a connection subscribed to every keyspace notification (and to
@@ -1113,6 +1171,17 @@ fn sort_reply(reply: &[u8], group: usize) -> Vec<u8> {
 }
 
 /// The comparison rules themselves (no server needed): each must be able to say "differs".
+#[test]
+fn near_replies_tolerate_only_integers() {
+    let reply = |idle: i64, name: &str| format!("*2\r\n:{idle}\r\n${}\r\n{name}\r\n", name.len()).into_bytes();
+    assert!(near_replies(&reply(100, "c"), &reply(140, "c"), 50));
+    assert!(!near_replies(&reply(100, "c"), &reply(151, "c"), 50));
+    assert!(!near_replies(&reply(100, "c"), &reply(100, "d"), 50));
+    // A bulk string holding CRLF and digits is compared as bytes.
+    assert!(!near_replies(&reply(1, ":1\r\n"), &reply(1, ":2\r\n"), 50));
+    assert!(!near_replies(b"*1\r\n:1\r\n", b"*1\r\n:1\r\n:1\r\n", 50));
+}
+
 #[test]
 fn comparison_rules_accept_only_what_is_unordered() {
     let q = |cmds: &[&[&str]]| -> Vec<Vec<Vec<u8>>> {

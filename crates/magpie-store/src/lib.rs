@@ -14,6 +14,7 @@ mod key;
 mod keyspace;
 pub mod list;
 pub mod set;
+pub mod stream;
 pub mod tap;
 mod value;
 pub mod zset;
@@ -27,6 +28,7 @@ pub use keyspace::{
 pub use list::List;
 pub use magpie_protocol::parse_i64;
 pub use set::Set;
+pub use stream::{Stream, StreamId};
 pub use tap::{Expired, Tap};
 pub use value::Value;
 pub use zset::ZSet;

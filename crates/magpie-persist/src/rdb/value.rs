@@ -268,6 +268,10 @@ pub fn write_object(out: &mut Vec<u8>, key: Option<&[u8]>, obj: &Object, opts: &
                 }
             }
         },
+        Value::Stream(s) => {
+            put_key(out, types::STREAM_LISTPACKS_2);
+            stream::write(out, &super::Stream::from(&**s), compress);
+        }
         Value::ZSet(z) => match zset_as_listpack(z, t) {
             Some(lp) => {
                 put_key(out, types::ZSET_LISTPACK);

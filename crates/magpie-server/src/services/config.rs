@@ -116,6 +116,13 @@ pub struct Options {
     /// [default: normal 0 0 0 slave 256mb 64mb 60 pubsub 32mb 8mb 60].
     #[arg(long, value_name = "LIMITS")]
     pub client_output_buffer_limit: Option<String>,
+    /// A stream node (a listpack of entries) takes no more entries once it holds this many
+    /// bytes; 0 means 1 GB [default: 4096].
+    #[arg(long, value_name = "BYTES")]
+    pub stream_node_max_bytes: Option<String>,
+    /// ...or this many entries; 0 means no limit [default: 100].
+    #[arg(long, value_name = "ENTRIES")]
+    pub stream_node_max_entries: Option<u64>,
     /// Check an append-only log file (or a log directory's manifest) and exit; with --fix,
     /// cut it after its last good record (keeping a backup).
     #[arg(long, value_name = "FILE")]
@@ -164,6 +171,8 @@ pub struct Config {
     pub notify_keyspace_events: u32,
     /// `client-output-buffer-limit`: (hard, soft, soft seconds) by [`ClientClass`].
     pub client_output_buffer_limit: [(u64, u64, u64); 3],
+    pub stream_node_max_bytes: u64,
+    pub stream_node_max_entries: u64,
 }
 
 /// The client classes of `client-output-buffer-limit`, in Redis's order.
@@ -337,6 +346,13 @@ impl Config {
                     .map_err(|e| format!("client-output-buffer-limit: {e}"))?,
                 None => DEFAULT_OUTPUT_LIMITS,
             },
+            stream_node_max_bytes: match pick(cli.stream_node_max_bytes, file.stream_node_max_bytes) {
+                Some(s) => {
+                    parse_memory(&s).ok_or_else(|| format!("stream-node-max-bytes: '{s}' is not a size"))? as u64
+                }
+                None => 4096,
+            },
+            stream_node_max_entries: cli.stream_node_max_entries.or(file.stream_node_max_entries).unwrap_or(100),
         };
         check_file_name("dbfilename", &config.dbfilename)?;
         check_file_name("appendfilename", &config.appendfilename)?;
@@ -383,6 +399,8 @@ pub(crate) struct Settings {
     txn_max_bytes: AtomicU64,
     notify_keyspace_events: AtomicU32,
     client_output_buffer_limit: Mutex<[(u64, u64, u64); 3]>,
+    stream_node_max_bytes: AtomicU64,
+    stream_node_max_entries: AtomicU64,
 }
 
 impl Settings {
@@ -405,6 +423,8 @@ impl Settings {
             txn_max_bytes: AtomicU64::new(config.txn_max_bytes),
             notify_keyspace_events: AtomicU32::new(config.notify_keyspace_events),
             client_output_buffer_limit: Mutex::new(config.client_output_buffer_limit),
+            stream_node_max_bytes: AtomicU64::new(config.stream_node_max_bytes),
+            stream_node_max_entries: AtomicU64::new(config.stream_node_max_entries),
             config,
         }
     }
@@ -486,6 +506,15 @@ impl Settings {
     /// `client-output-buffer-limit` of one class: (hard, soft, soft seconds).
     pub(crate) fn output_buffer_limit(&self, class: ClientClass) -> (u64, u64, u64) {
         self.client_output_buffer_limit.lock()[class as usize]
+    }
+
+    /// `stream-node-max-bytes` and `stream-node-max-entries`: when XADD starts a new node.
+    pub(crate) fn stream_node_limits(&self) -> magpie_store::stream::NodeLimits {
+        let clamp = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        magpie_store::stream::NodeLimits {
+            max_bytes: clamp(self.stream_node_max_bytes.load(Ordering::Relaxed)),
+            max_entries: clamp(self.stream_node_max_entries.load(Ordering::Relaxed)),
+        }
     }
 
     /// `(name, value)` of every parameter matching one of `patterns` (glob, any case), each
@@ -720,6 +749,18 @@ static PARAMS: &[Param] = &[
             let mut limits = s.client_output_buffer_limit.lock();
             *limits = parse_output_limits(v, *limits).unwrap_or(*limits);
         })),
+    },
+    Param {
+        name: "stream-node-max-bytes",
+        get: |s| s.stream_node_max_bytes.load(Ordering::Relaxed).to_string(),
+        kind: Kind::Memory { min: 0 },
+        set: Some(Set::Num(|s, v| s.stream_node_max_bytes.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "stream-node-max-entries",
+        get: |s| s.stream_node_max_entries.load(Ordering::Relaxed).to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.stream_node_max_entries.store(v, Ordering::Relaxed))),
     },
 ];
 
