@@ -780,6 +780,9 @@ const UNORDERED_PAIRS: &[&str] = &["hgetall"];
 /// Whose elements are unordered but come with another list in the same order (HKEYS and
 /// HVALS of one hash): sorted each on its own.
 const UNORDERED_TOO: &[&str] = &["hkeys", "hvals"];
+/// Stream replies holding times (idle times, seen and delivery times): their integers are
+/// compared within 2 s (the servers run each command a moment apart).
+const TIMED: &[&str] = &["xpending", "xinfo"];
 /// Remaining times: compared within a tolerance (the servers run each command a moment apart).
 const TIMES: &[(&str, i64)] = &[("ttl", 1), ("expiretime", 1), ("pttl", 1000), ("pexpiretime", 1000)];
 
@@ -1020,6 +1023,8 @@ fn same_reply(name: &str, expected: &[u8], actual: &[u8], queued: Option<&[Vec<V
         sort_reply(expected, 1) == sort_reply(actual, 1)
     } else if UNORDERED_PAIRS.contains(&name) {
         sort_reply(expected, 2) == sort_reply(actual, 2)
+    } else if TIMED.contains(&name) {
+        near_replies(expected, actual, 2000)
     } else if let Some((_, tolerance)) = TIMES.iter().find(|(n, _)| *n == name) {
         match (integer_reply(expected), integer_reply(actual)) {
             (Some(e), Some(a)) if e < 0 || a < 0 => e == a,
@@ -1334,7 +1339,30 @@ fn waited_keys(cmd: &[Vec<u8>]) -> Vec<Vec<u8>> {
             let n: usize = std::str::from_utf8(&cmd[2]).ok().and_then(|n| n.parse().ok()).unwrap_or(0);
             cmd.iter().skip(3).take(n).cloned().collect()
         }
+        // The first half of what follows STREAMS.
+        b"xread" | b"xreadgroup" => {
+            let Some(at) = cmd.iter().position(|a| a.eq_ignore_ascii_case(b"streams")) else { return Vec::new() };
+            let rest = &cmd[at + 1..];
+            if rest.is_empty() || rest.len() % 2 != 0 {
+                return Vec::new();
+            }
+            rest[..rest.len() / 2].to_vec()
+        }
         _ => Vec::new(),
+    }
+}
+
+/// Where a blocking command's timeout is: the argument after BLOCK for the stream readers.
+fn timeout_position(cmd: &[Vec<u8>]) -> Option<usize> {
+    let name = cmd[0].to_ascii_lowercase();
+    match name.as_slice() {
+        b"xread" | b"xreadgroup" => {
+            let block = cmd.iter().position(|a| a.eq_ignore_ascii_case(b"block"))?;
+            let streams = cmd.iter().position(|a| a.eq_ignore_ascii_case(b"streams"))?;
+            (block + 1 < streams).then_some(block + 1)
+        }
+        b"blmpop" => Some(1),
+        _ => cmd.len().checked_sub(1).filter(|&at| at > 0),
     }
 }
 
@@ -1348,7 +1376,7 @@ fn fuzz_blocked_seed(seed: u64, commands: usize, proto: Proto) -> Result<(), Str
     let specs: Vec<fuzzer::Spec> = fuzzer::load_specs(&mut main.magpie)
         .into_iter()
         .filter(|s| !NOT_DETERMINISTIC.contains(&s.name.as_str()) && s.name != "select")
-        .filter(|s| matches!(s.group.as_str(), "list" | "generic" | "string") || s.name.starts_with("flush"))
+        .filter(|s| matches!(s.group.as_str(), "list" | "generic" | "string" | "stream") || s.name.starts_with("flush"))
         .collect();
     // Blocking commands are the waiter's (with a short timeout Redis answers only at its next
     // cron tick, up to 100 ms later: too slow for the main connection).
@@ -1389,7 +1417,7 @@ fn fuzz_blocked_seed(seed: u64, commands: usize, proto: Proto) -> Result<(), Str
         let mut cmd = generator.command(spec);
         if let (true, Some((_, wcmd))) = (feed, &waiter) {
             // The key it writes: the destination of moves, renames and copies.
-            let at = if matches!(spec.name.as_str(), "lpush" | "rpush" | "lpushx" | "rpushx") { 1 } else { 2 };
+            let at = if matches!(spec.name.as_str(), "lpush" | "rpush" | "lpushx" | "rpushx" | "xadd") { 1 } else { 2 };
             let keys = waited_keys(wcmd);
             if let Some(arg) = cmd.get_mut(at) {
                 *arg = generator.rng.pick(&keys).clone();
@@ -1398,8 +1426,8 @@ fn fuzz_blocked_seed(seed: u64, commands: usize, proto: Proto) -> Result<(), Str
         if start_waiting {
             // Waits for good: only a command of the other connection can end it.
             let keys = waited_keys(&cmd);
-            let timeout_at = if cmd[0].eq_ignore_ascii_case(b"blmpop") { 1 } else { cmd.len() - 1 };
-            if keys.is_empty() || timeout_at == 0 {
+            let Some(timeout_at) = timeout_position(&cmd) else { continue };
+            if keys.is_empty() {
                 continue;
             }
             cmd[timeout_at] = b"0".to_vec();
@@ -1466,8 +1494,20 @@ fn fuzz_blocked_seed(seed: u64, commands: usize, proto: Proto) -> Result<(), Str
 }
 
 /// The commands that can give a waiting client what it waits for.
-const FEEDS: &[&str] =
-    &["lpush", "rpush", "lpushx", "rpushx", "lmove", "rpoplpush", "blmove", "brpoplpush", "rename", "renamenx", "copy"];
+const FEEDS: &[&str] = &[
+    "lpush",
+    "rpush",
+    "lpushx",
+    "rpushx",
+    "lmove",
+    "rpoplpush",
+    "blmove",
+    "brpoplpush",
+    "rename",
+    "renamenx",
+    "copy",
+    "xadd",
+];
 
 /// When only one server has answered a waiter, waits up to 2 s for the other.
 fn settle(pair: &mut Pair, r: Option<Vec<u8>>, m: Option<Vec<u8>>) -> (Vec<u8>, Vec<u8>) {

@@ -245,7 +245,8 @@ pub struct Stream {
     meta: StreamMeta,
     /// Consumer groups by name (Redis's radix tree order: bytewise).
     groups: BTreeMap<Box<[u8]>, Group>,
-    /// Bytes of the nodes' listpacks (the value's size).
+    /// Bytes of the fields and values of the live entries (an integer counts its decimal
+    /// digits): the value's size, as the keyspace's metrics count a collection's elements.
     bytes: usize,
 }
 
@@ -443,7 +444,8 @@ impl Stream {
         self.meta.last_id
     }
 
-    /// Bytes held in the nodes' listpacks: the value's size for the keyspace's metrics.
+    /// Bytes of the fields and values of its entries: the value's size for the keyspace's
+    /// metrics.
     pub fn size(&self) -> usize {
         self.bytes
     }
@@ -565,7 +567,6 @@ impl Stream {
                     // Only a stream loaded with nodes beyond its last ID can get here.
                     btree_map::Entry::Occupied(_) => return Err(AddError::IdTooSmall),
                     btree_map::Entry::Vacant(v) => {
-                        self.bytes += lp.bytes();
                         v.insert(lp);
                     }
                 }
@@ -573,7 +574,6 @@ impl Stream {
             }
         };
         let Some(lp) = self.nodes.get_mut(&master_id) else { return Err(AddError::TooLarge) };
-        let before = lp.bytes();
         node::set_counts(lp, m.live.saturating_add(1), m.deleted);
         let _ = lp.push_int(if same { FLAG_SAMEFIELDS } else { 0 });
         let _ = lp.push_int(id.ms.wrapping_sub(master_id.ms) as i64);
@@ -590,8 +590,8 @@ impl Stream {
         }
         let count = pairs + 3 + if same { 0 } else { pairs + 1 };
         let _ = lp.push_int(count as i64);
-        self.bytes = self.bytes + lp.bytes() - before;
-        self.meta.length += 1;
+        self.bytes += total;
+        self.meta.length = self.meta.length.saturating_add(1);
         self.meta.entries_added = self.meta.entries_added.wrapping_add(1);
         self.meta.last_id = id;
         if self.meta.length == 1 {
@@ -624,15 +624,13 @@ impl Stream {
             at = raw.next;
         };
         let Some(raw) = found else { return false };
+        self.bytes = self.bytes.saturating_sub(data_len(lp, &m, raw));
         let Some(lp) = self.nodes.get_mut(&master_id) else { return false };
-        let before = lp.bytes();
         if m.live <= 1 {
             self.nodes.remove(&master_id);
-            self.bytes -= before;
         } else {
             let _ = lp.replace(raw.at, Entry::Int(raw.flags | FLAG_DELETED));
             node::set_counts(lp, m.live - 1, m.deleted.saturating_add(1));
-            self.bytes = self.bytes + lp.bytes() - before;
         }
         self.meta.length = self.meta.length.saturating_sub(1);
         true
@@ -715,9 +713,9 @@ impl Stream {
                 TrimTo::MinId(min) => last_entry_id(lp, master_id, &m).is_some_and(|last| last < min),
             };
             if remove {
-                let bytes = lp.bytes();
+                let bytes = node_data_len(lp, master_id, &m);
                 self.nodes.remove(&master_id);
-                self.bytes -= bytes;
+                self.bytes = self.bytes.saturating_sub(bytes);
                 self.meta.length = self.meta.length.saturating_sub(entries);
                 deleted += entries;
                 continue;
@@ -740,7 +738,6 @@ impl Stream {
     /// enough or the entries reach the minimum ID.
     fn trim_inside(&mut self, master_id: StreamId, m: &Master, to: TrimTo) -> u64 {
         let Some(lp) = self.nodes.get_mut(&master_id) else { return 0 };
-        let before = lp.bytes();
         let mut at = m.first_entry;
         let mut marked: u64 = 0;
         while at < lp.end() {
@@ -753,6 +750,7 @@ impl Stream {
                 break;
             }
             if !raw.deleted() {
+                self.bytes = self.bytes.saturating_sub(data_len(lp, m, raw));
                 // Flags 0 or 2 become 1 or 3: one byte each, so offsets do not move.
                 let _ = lp.replace(raw.at, Entry::Int(raw.flags | FLAG_DELETED));
                 marked += 1;
@@ -762,7 +760,6 @@ impl Stream {
         }
         let delta = marked as i64;
         node::set_counts(lp, m.live.saturating_sub(delta), m.deleted.saturating_add(delta));
-        self.bytes = self.bytes + lp.bytes() - before;
         marked
     }
 
@@ -901,7 +898,9 @@ impl Stream {
         for (master_id, bytes) in nodes {
             node::validate(&bytes)?;
             let lp = Listpack::from_bytes(bytes).map_err(|_| Corrupt("Stream listpack integrity check failed."))?;
-            s.bytes += lp.bytes();
+            if let Some(m) = node::master(&lp) {
+                s.bytes += node_data_len(&lp, master_id, &m);
+            }
             if s.nodes.insert(master_id, lp).is_some() {
                 return Err(Corrupt("Listpack re-added with existing key"));
             }
@@ -919,6 +918,34 @@ impl Stream {
         }
         Ok(self.groups.entry(name.into()).or_insert_with(|| Group::new(last_id, entries_read)))
     }
+}
+
+/// Bytes of an element as the metrics count it: a string's length, an integer's digits.
+fn element_len(e: Entry<'_>) -> usize {
+    match e {
+        Entry::Str(s) => s.len(),
+        Entry::Int(n) => crate::value::decimal_len(n),
+    }
+}
+
+/// Bytes of the fields and values of one entry.
+fn data_len(lp: &Listpack, m: &Master, raw: Raw) -> usize {
+    let e = StreamEntry { id: raw.id, lp, raw, master_fields_at: m.fields_at };
+    e.fields().map(|(f, v)| element_len(f) + element_len(v)).sum()
+}
+
+/// Bytes of the fields and values of the live entries of a node.
+fn node_data_len(lp: &Listpack, master_id: StreamId, m: &Master) -> usize {
+    let mut total = 0;
+    let mut at = m.first_entry;
+    while at < lp.end() {
+        let Some(raw) = node::entry(lp, m, master_id, at) else { break };
+        if !raw.deleted() {
+            total += data_len(lp, m, raw);
+        }
+        at = raw.next;
+    }
+    total
 }
 
 /// The ID of the last entry of a node, tombstone or not (`lpGetEdgeStreamID` backwards).

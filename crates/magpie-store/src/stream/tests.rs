@@ -30,10 +30,12 @@ fn all(s: &Stream, rev: bool) -> Vec<(StreamId, Pairs)> {
 /// nodes' bytes, each node's master entry counts its entries, entries ascend.
 fn check(s: &Stream) {
     let mut live = 0u64;
-    let mut bytes = 0;
+    let bytes: usize = s
+        .range(StreamId::MIN, StreamId::MAX, false)
+        .flat_map(|e| e.fields().map(|(f, v)| f.to_vec().len() + v.to_vec().len()).collect::<Vec<_>>())
+        .sum();
     let mut last = None;
     for (master_id, lp) in s.nodes() {
-        bytes += lp.bytes();
         node::validate(lp.as_bytes()).expect("a sound node");
         let m = node::master(lp).expect("a master entry");
         let (mut l, mut d) = (0, 0);
