@@ -1343,7 +1343,7 @@ fn waited_keys(cmd: &[Vec<u8>]) -> Vec<Vec<u8>> {
         b"xread" | b"xreadgroup" => {
             let Some(at) = cmd.iter().position(|a| a.eq_ignore_ascii_case(b"streams")) else { return Vec::new() };
             let rest = &cmd[at + 1..];
-            if rest.is_empty() || rest.len() % 2 != 0 {
+            if rest.is_empty() || !rest.len().is_multiple_of(2) {
                 return Vec::new();
             }
             rest[..rest.len() / 2].to_vec()
