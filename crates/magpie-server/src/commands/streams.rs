@@ -245,6 +245,12 @@ fn stream_mut<'s>(live: &'s mut LiveSlot<'_>) -> Result<&'s mut Stream, Error> {
     }
 }
 
+/// Whether what a command declares for the log is kept: the log is on, or the command runs
+/// inside BEGIN (whose COMMIT logs it). Otherwise its records are not worth building.
+fn logged(ctx: &Ctx<'_>) -> bool {
+    ctx.in_interactive() || ctx.server().journal().is_on()
+}
+
 /// Arguments `from..to` of `args`.
 fn sub<'a>(args: Args<'a>, from: usize, to: usize) -> Args<'a> {
     Args::new(args.buf(), &args.spans()[from..to])
@@ -461,15 +467,18 @@ pub(super) fn xadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.notify(notify::STREAM, "xtrim", key);
     }
     // Logged with the ID it chose, and an approximate trim as the exact one it came to.
-    let mut record: Vec<&[u8]> = args.iter().collect();
-    if !matches!(a.id, Some((_, true))) {
-        record[a.id_at] = id_bytes;
+    let chosen = !matches!(a.id, Some((_, true)));
+    if (chosen || threshold.is_some()) && logged(ctx) {
+        let mut record: Vec<&[u8]> = args.iter().collect();
+        if chosen {
+            record[a.id_at] = id_bytes;
+        }
+        if let Some(t) = &threshold {
+            record[a.threshold_at - 1] = b"=";
+            record[a.threshold_at] = t;
+        }
+        ctx.propagate(&record);
     }
-    if let Some(t) = &threshold {
-        record[a.threshold_at - 1] = b"=";
-        record[a.threshold_at] = t;
-    }
-    ctx.propagate(&record);
     Ok(())
 }
 
@@ -782,6 +791,8 @@ enum GroupRead {
 /// Log records and events gathered while the keys are locked, to declare after.
 #[derive(Default)]
 struct Effects {
+    /// Whether records are kept (see [`logged`]).
+    log: bool,
     records: Vec<Vec<Vec<u8>>>,
     /// Keys whose group got a new consumer (`xgroup-createconsumer`).
     created: Vec<Vec<u8>>,
@@ -804,6 +815,9 @@ impl Effects {
     /// `streamPropagateXCLAIM`: the pending entry as it is now, with the group's last ID.
     #[allow(clippy::too_many_arguments)]
     fn xclaim(&mut self, key: &[u8], group: &[u8], consumer: &[u8], id: &[u8], time: i64, count: u64, last: StreamId) {
+        if !self.log {
+            return;
+        }
         let mut r: Vec<Vec<u8>> =
             vec![b"XCLAIM".to_vec(), key.to_vec(), group.to_vec(), consumer.to_vec(), b"0".to_vec()];
         r.push(id.to_vec());
@@ -820,6 +834,9 @@ impl Effects {
 
     /// `streamPropagateGroupID`.
     fn setid(&mut self, key: &[u8], group: &[u8], last: StreamId, entries_read: i64) {
+        if !self.log {
+            return;
+        }
         self.records.push(vec![
             b"XGROUP".to_vec(),
             b"SETID".to_vec(),
@@ -832,6 +849,10 @@ impl Effects {
     }
 
     fn create_consumer(&mut self, key: &[u8], group: &[u8], consumer: &[u8]) {
+        self.created.push(key.to_vec());
+        if !self.log {
+            return;
+        }
         self.records.push(vec![
             b"XGROUP".to_vec(),
             b"CREATECONSUMER".to_vec(),
@@ -839,7 +860,6 @@ impl Effects {
             group.to_vec(),
             consumer.to_vec(),
         ]);
-        self.created.push(key.to_vec());
     }
 }
 
@@ -891,9 +911,10 @@ fn serve_group(
             let n = s.range(start, StreamId::MAX, false).take(limit).count();
             out.array(n);
             let mut claims = Vec::new();
+            let log = fx.log;
             s.deliver_new(group, consumer, after, count, noack, now, |e, last| {
                 reply_entry(out, e);
-                if !noack {
+                if !noack && log {
                     claims.push((e.id, last));
                 }
             });
@@ -981,7 +1002,7 @@ pub(super) fn xreadgroup(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             Some(timeout) => ctx.block("stream-group", r.keys.iter(), timeout, Reply::null_array),
         };
     }
-    let mut fx = Effects::default();
+    let mut fx = Effects { log: logged(ctx), ..Effects::default() };
     let out = ctx.out();
     out.nested_map(serving.len());
     for (i, read) in serving {
@@ -1031,7 +1052,7 @@ fn xreadgroup_ready(ctx: &mut Ctx<'_>, r: &ReadArgs<'_>, key: &[u8]) -> CmdResul
         return ctx.block("stream-group", r.keys.iter(), timeout, Reply::null_array);
     }
     let count = if r.count == 0 { BLOCKED_DEFAULT_COUNT } else { r.count };
-    let mut fx = Effects::default();
+    let mut fx = Effects { log: logged(ctx), ..Effects::default() };
     let out = ctx.out();
     out.nested_map(1);
     out.nested_pair();
@@ -1229,7 +1250,7 @@ pub(super) fn xclaim(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Ok(());
     }
     let s = stream_mut(&mut live)?;
-    let mut fx = Effects::default();
+    let mut fx = Effects { log: logged(ctx), ..Effects::default() };
     let mut propagate_last_id = s.group_mut(group).is_some_and(|g| g.advance_last_id(lastid));
     let mut scratch = Reply::default();
     scratch.proto = ctx.protocol();
@@ -1359,7 +1380,7 @@ pub(super) fn xautoclaim(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         }
     }
     let cursor = pel.next().map_or(StreamId::MIN, |(id, _)| *id);
-    let mut fx = Effects::default();
+    let mut fx = Effects { log: logged(ctx), ..Effects::default() };
     let mut claimed = 0;
     let mut deleted = Vec::new();
     let mut scratch = Reply::default();

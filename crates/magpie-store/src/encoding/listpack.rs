@@ -210,8 +210,18 @@ impl Listpack {
     }
 
     /// Gives back the memory reserved beyond the listpack's bytes (Redis's `lpShrinkToFit`).
+    /// The bytes move to a block of their own size: `Vec::shrink_to_fit` reallocates, and an
+    /// allocator may keep a block that shrinks by less than half where it is (mimalloc does),
+    /// which would leave a listpack grown to 3.5 KB for 1.9 KB of entries holding 3.5 KB.
     pub fn shrink_to_fit(&mut self) {
-        self.buf.shrink_to_fit();
+        if self.buf.capacity() > self.buf.len() {
+            self.buf = self.buf.as_slice().to_vec();
+        }
+    }
+
+    /// Reserves room for exactly `additional` more bytes (no more: see `Vec::reserve_exact`).
+    pub fn reserve_exact(&mut self, additional: usize) {
+        self.buf.reserve_exact(additional);
     }
 
     /// Bytes reserved for the listpack, its own and those it may grow into without moving.

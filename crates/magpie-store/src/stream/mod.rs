@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::collections::btree_map;
 use std::fmt;
 
-use crate::encoding::listpack::Listpack;
+use crate::encoding::listpack::{self, Listpack};
 use crate::encoding::{Corrupt, Entry};
 
 pub use group::{Consumer, Group, Nack};
@@ -128,6 +128,36 @@ impl Default for NodeLimits {
     fn default() -> NodeLimits {
         NodeLimits { max_bytes: 4096, max_entries: 100 }
     }
+}
+
+impl NodeLimits {
+    /// What a node may grow to before it needs more than doubling: Redis preallocates 4096
+    /// bytes (or `max_bytes` if smaller) for a new node (`STREAM_LISTPACK_MAX_PRE_ALLOCATE`).
+    fn prealloc(&self) -> usize {
+        if self.max_bytes > 0 && self.max_bytes < 4096 { self.max_bytes } else { 4096 }
+    }
+}
+
+/// Makes room for `need` more bytes in a node. Up to the preallocation the node doubles (a
+/// small stream stays small, where Redis reserves 4 KB at once); past it, the last entries
+/// of a node of the default size get exactly what they take, because a node then closes and
+/// gives back the rest, and an allocator may keep a shrunk block whole (mimalloc keeps one
+/// that shrinks to more than half: a node doubled to 8 KB would stay 8 KB). A node allowed to
+/// grow much bigger doubles again, so that growing stays linear.
+fn make_room(lp: &mut Listpack, need: usize, prealloc: usize) {
+    let (len, cap) = (lp.bytes(), lp.capacity());
+    if cap - len >= need {
+        return;
+    }
+    let want = len.saturating_add(need);
+    let target = if want <= prealloc {
+        cap.saturating_mul(2).clamp(want, prealloc)
+    } else if cap < prealloc.saturating_mul(2) {
+        want
+    } else {
+        cap.saturating_mul(2).max(want)
+    };
+    lp.reserve_exact(target - len);
 }
 
 /// Redis never lets a stream node (nor the fields of one entry) pass 1 GB
@@ -574,10 +604,23 @@ impl Stream {
             }
         };
         let Some(lp) = self.nodes.get_mut(&master_id) else { return Err(AddError::TooLarge) };
+        let flags = if same { FLAG_SAMEFIELDS } else { 0 };
+        let (ms_delta, seq_delta) =
+            (id.ms.wrapping_sub(master_id.ms) as i64, id.seq.wrapping_sub(master_id.seq) as i64);
+        let count = pairs + 3 + if same { 0 } else { pairs + 1 };
+        // The entry's exact size (and a byte should the live counter need one more), so that
+        // the node grows by what it takes (see `make_room`).
+        let int = |n: i64| listpack::entry_bytes(Entry::Int(n));
+        let strs =
+            |it: &mut dyn Iterator<Item = &'f [u8]>| it.map(|a| listpack::entry_bytes(Entry::Str(a))).sum::<usize>();
+        let mut need = 1 + int(flags) + int(ms_delta) + int(seq_delta) + int(count as i64);
+        need +=
+            if same { strs(&mut args.clone().skip(1).step_by(2)) } else { int(pairs as i64) + strs(&mut args.clone()) };
+        make_room(lp, need, limits.prealloc());
         node::set_counts(lp, m.live.saturating_add(1), m.deleted);
-        let _ = lp.push_int(if same { FLAG_SAMEFIELDS } else { 0 });
-        let _ = lp.push_int(id.ms.wrapping_sub(master_id.ms) as i64);
-        let _ = lp.push_int(id.seq.wrapping_sub(master_id.seq) as i64);
+        let _ = lp.push_int(flags);
+        let _ = lp.push_int(ms_delta);
+        let _ = lp.push_int(seq_delta);
         if same {
             for v in args.skip(1).step_by(2) {
                 let _ = lp.push_str(v);
@@ -588,7 +631,6 @@ impl Stream {
                 let _ = lp.push_str(a);
             }
         }
-        let count = pairs + 3 + if same { 0 } else { pairs + 1 };
         let _ = lp.push_int(count as i64);
         self.bytes += total;
         self.meta.length = self.meta.length.saturating_add(1);
