@@ -168,6 +168,13 @@ pub struct Options {
     /// TLS versions accepted, space separated: TLSv1.2, TLSv1.3 [default: both].
     #[arg(long, value_name = "VERSIONS")]
     pub tls_protocols: Option<String>,
+    /// A stream node (a listpack of entries) takes no more entries once it holds this many
+    /// bytes; 0 means 1 GB [default: 4096].
+    #[arg(long, value_name = "BYTES")]
+    pub stream_node_max_bytes: Option<String>,
+    /// ...or this many entries; 0 means no limit [default: 100].
+    #[arg(long, value_name = "ENTRIES")]
+    pub stream_node_max_entries: Option<u64>,
     /// Check an append-only log file (or a log directory's manifest) and exit; with --fix,
     /// cut it after its last good record (keeping a backup).
     #[arg(long, value_name = "FILE")]
@@ -225,6 +232,8 @@ pub struct Config {
     pub notify_keyspace_events: u32,
     /// `client-output-buffer-limit`: (hard, soft, soft seconds) by [`ClientClass`].
     pub client_output_buffer_limit: [(u64, u64, u64); 3],
+    pub stream_node_max_bytes: u64,
+    pub stream_node_max_entries: u64,
     pub requirepass: Option<String>,
     pub aclfile: Option<PathBuf>,
     pub acllog_max_len: u64,
@@ -491,6 +500,13 @@ impl Config {
                     .map_err(|e| format!("client-output-buffer-limit: {e}"))?,
                 None => DEFAULT_OUTPUT_LIMITS,
             },
+            stream_node_max_bytes: match pick(cli.stream_node_max_bytes, file.stream_node_max_bytes) {
+                Some(s) => {
+                    parse_memory(&s).ok_or_else(|| format!("stream-node-max-bytes: '{s}' is not a size"))? as u64
+                }
+                None => 4096,
+            },
+            stream_node_max_entries: cli.stream_node_max_entries.or(file.stream_node_max_entries).unwrap_or(100),
             requirepass: None,
             aclfile: None,
             acllog_max_len: 128,
@@ -584,6 +600,8 @@ pub(crate) struct Settings {
     acllog_max_len: AtomicU64,
     protected_mode: AtomicBool,
     tls: Mutex<TlsSettings>,
+    stream_node_max_bytes: AtomicU64,
+    stream_node_max_entries: AtomicU64,
 }
 
 impl Settings {
@@ -612,6 +630,8 @@ impl Settings {
             acllog_max_len: AtomicU64::new(config.acllog_max_len),
             protected_mode: AtomicBool::new(config.protected_mode),
             tls: Mutex::new(config.tls.clone()),
+            stream_node_max_bytes: AtomicU64::new(config.stream_node_max_bytes),
+            stream_node_max_entries: AtomicU64::new(config.stream_node_max_entries),
             config,
         }
     }
@@ -727,6 +747,15 @@ impl Settings {
     /// Puts back TLS settings whose certificates failed to load.
     pub(crate) fn restore_tls(&self, tls: TlsSettings) {
         *self.tls.lock() = tls;
+    }
+
+    /// `stream-node-max-bytes` and `stream-node-max-entries`: when XADD starts a new node.
+    pub(crate) fn stream_node_limits(&self) -> magpie_store::stream::NodeLimits {
+        let clamp = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        magpie_store::stream::NodeLimits {
+            max_bytes: clamp(self.stream_node_max_bytes.load(Ordering::Relaxed)),
+            max_entries: clamp(self.stream_node_max_entries.load(Ordering::Relaxed)),
+        }
     }
 
     /// `(name, value)` of every parameter matching one of `patterns` (glob, any case), each
@@ -1080,6 +1109,18 @@ static PARAMS: &[Param] = &[
         get: |s| opt_text(&s.tls.lock().protocols),
         kind: Kind::Text(|_| Ok(())),
         set: Some(Set::Text(|s, v| s.tls.lock().protocols = opt_value(v))),
+    },
+    Param {
+        name: "stream-node-max-bytes",
+        get: |s| s.stream_node_max_bytes.load(Ordering::Relaxed).to_string(),
+        kind: Kind::Memory { min: 0 },
+        set: Some(Set::Num(|s, v| s.stream_node_max_bytes.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "stream-node-max-entries",
+        get: |s| s.stream_node_max_entries.load(Ordering::Relaxed).to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.stream_node_max_entries.store(v, Ordering::Relaxed))),
     },
 ];
 

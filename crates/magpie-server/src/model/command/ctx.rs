@@ -189,6 +189,34 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
+    /// [`Ctx::block`] for a command that must run again as `rerun` rather than as it was
+    /// called (XREAD's `$` stands for the last ID when it blocked, not when it runs again).
+    pub(crate) fn block_as<'k>(
+        &mut self,
+        wants: &'static str,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+        timeout: Timeout,
+        refused: fn(&mut Reply),
+        rerun: ArgVec,
+    ) -> CmdResult {
+        if self.session.wait.mode == Mode::MayBlock {
+            self.session.wait.rerun = Some(rerun);
+        }
+        self.block(wants, keys, timeout, refused)
+    }
+
+    /// When run again for a waiting client: the key whose change is being served, if one is
+    /// (see [`crate::model::wait::Wait::ready`]).
+    pub(crate) fn ready_key(&self) -> Option<&[u8]> {
+        self.session.wait.ready.as_deref()
+    }
+
+    /// Declares that this command's changes need no log record: what it changed is not kept
+    /// across a restart (a consumer's seen time), or was recorded by other means.
+    pub(crate) fn propagate_none(&mut self) {
+        self.session.effects.replaced = true;
+    }
+
     /// Says what the append-only log (and, later, replicas) must record for this command,
     /// instead of its own arguments. By default a write command that changed the keyspace is
     /// logged as it was called; a command whose arguments do not determine its effect logs the
