@@ -31,8 +31,12 @@ use super::stream::Stream;
 /// own buffer gets at least this much room when it reads the rest of a long command.
 const READ_CHUNK: usize = 16 * 1024;
 /// Buffers a busy connection keeps from one request to the next: up to this much of replies,
-/// so that it does not allocate for each (see `settle`).
-const KEEP_BUSY: usize = 64 * 1024;
+/// so that it does not allocate for each (see `settle`); an idle one lets them go after
+/// [`IDLE_TRIM`]. Not less: replies of hundreds of KB (a subscriber's batch of messages, a
+/// pipeline's replies) freed and allocated again each time, on whichever worker thread the
+/// connection runs, left mimalloc's pages freed from other threads resident (a server grew by
+/// 20+ MB in `a_subscriber_that_does_not_read_is_closed_and_the_publisher_stays_fast` with 64 KB).
+const KEEP_BUSY: usize = 1 << 20;
 /// What an idle connection keeps: when its buffers hold more than this (a request or reply
 /// that was not small, a pipeline), they are let go once it has been idle for [`IDLE_TRIM`].
 /// A connection whose requests and replies are small holds about this much and arms no timer.
