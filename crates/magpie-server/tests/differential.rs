@@ -134,6 +134,12 @@ diff_tests! {
     events_strings => "events_strings.redis", Resp2;
     events_keys => "events_keys.redis", Resp2;
     events_types => "events_types.redis", Resp2;
+    scripting_eval => "scripting_eval.redis", Resp2;
+    scripting_eval_resp3 => "scripting_eval.redis", Resp3;
+    scripting_functions => "scripting_functions.redis", Resp2;
+    scripting_functions_resp3 => "scripting_functions.redis", Resp3;
+    scripting_errors => "scripting_errors.redis", Resp2;
+    scripting_errors_resp3 => "scripting_errors.redis", Resp3;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.

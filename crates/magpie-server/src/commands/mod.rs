@@ -9,6 +9,7 @@ mod introspection;
 mod keys;
 mod lists;
 mod pubsub;
+mod scripting;
 mod server;
 mod sets;
 mod strings;
@@ -25,8 +26,8 @@ use crate::{acl, flags, key_flags};
 
 /// The data types' tables, in table order (after [`CONNECTION`], the transaction commands and
 /// [`CORE`]).
-pub(crate) static FAMILIES: [&[Command]; 5] =
-    [lists::COMMANDS, hashes::COMMANDS, sets::COMMANDS, zsets::COMMANDS, pubsub::COMMANDS];
+pub(crate) static FAMILIES: [&[Command]; 6] =
+    [lists::COMMANDS, hashes::COMMANDS, sets::COMMANDS, zsets::COMMANDS, pubsub::COMMANDS, scripting::COMMANDS];
 
 /// The connection commands.
 #[rustfmt::skip]

@@ -15,6 +15,7 @@
 mod batch;
 mod interactive;
 mod multi;
+mod scripts;
 mod table;
 pub(crate) mod waiters;
 
@@ -26,7 +27,7 @@ pub(crate) use table::TABLE;
 use magpie_protocol::Args;
 
 use crate::core::error::{CmdResult, Error};
-use crate::model::{Command, Ctx, Executor, Flags, Mode, Table};
+use crate::model::{Command, Ctx, Executor, Flags, Mode, ScriptBody, ScriptRun, Table};
 use crate::services::Server;
 use crate::services::expired;
 use crate::services::stats::KeyOp;
@@ -52,9 +53,19 @@ pub(crate) fn dispatch_resolved(
     args: Args<'_>,
 ) -> Option<&'static Command> {
     let stats = ctx.stats();
-    // Held while the command runs: a transaction runs with nothing else running.
+    // Held while the command runs: a transaction or a script runs with nothing else running.
     let gate = ctx.server().gate();
-    let _pass = if cmd.has(Flags::RUNS_ALONE) { gate.exclusive() } else { gate.shared() };
+    let entered = if cmd.has(Flags::RUNS_ALONE) { gate.try_exclusive() } else { gate.try_shared() };
+    let _pass = match entered {
+        Some(pass) => pass,
+        None => match busy(ctx, cmd) {
+            Ok(pass) => pass,
+            Err(e) => {
+                refuse(ctx, args, e, Some(id));
+                return None;
+            }
+        },
+    };
     if ctx.session().txn.multi.is_some() {
         match multi::queue(ctx, cmd, args) {
             Ok(true) => return Some(cmd),
@@ -113,11 +124,29 @@ pub(crate) fn dispatch_resolved(
     }
 }
 
+/// The gate's holder (a script past `busy-reply-threshold`) is busy: a command allowed then
+/// (`ALLOW_BUSY`: SCRIPT KILL, FUNCTION KILL, FUNCTION STATS, SHUTDOWN, MULTI, ...) runs
+/// without the gate; any other is refused with Redis's `-BUSY` (`processCommand`).
+#[cold]
+fn busy<'s>(ctx: &Ctx<'s>, cmd: &Command) -> Result<crate::services::gate::Pass<'s>, Error> {
+    let server = ctx.server();
+    if cmd.has(Flags::ALLOW_BUSY) {
+        return Ok(server.gate().bypass());
+    }
+    Err(server.scripting().running().busy_error())
+}
+
+/// Whether the session's user may run `cmd` with `args` (`redis.acl_check_cmd`). Every user
+/// may run every command until ACL users exist; the ACL check of dispatch answers here then.
+pub(crate) fn permits(_ctx: &Ctx<'_>, _cmd: &Command, _args: Args<'_>) -> bool {
+    true
+}
+
 /// In RESP2, a subscribed client may only (un)subscribe, PING, QUIT and RESET; in RESP3 it
-/// may run anything.
+/// may run anything. A script's commands are not the client's: they always may.
 #[inline]
 fn allowed_in_subscribe_mode(ctx: &Ctx<'_>, cmd: &Command) -> CmdResult {
-    if ctx.protocol() == magpie_protocol::Resp::V3 || !ctx.session().info().pubsub.active() {
+    if ctx.protocol() == magpie_protocol::Resp::V3 || !ctx.session().info().pubsub.active() || ctx.session().script {
         return Ok(());
     }
     refuse_in_subscribe_mode(cmd)
@@ -209,5 +238,9 @@ impl Executor for Exec {
 
     fn serve_waiters(&self, server: &Server) {
         waiters::serve(server);
+    }
+
+    fn run_script(&self, ctx: &mut Ctx<'_>, script: &ScriptRun<'_>, body: &mut ScriptBody<'_>) -> CmdResult {
+        scripts::run_script(ctx, script, body)
     }
 }

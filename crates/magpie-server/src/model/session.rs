@@ -49,6 +49,9 @@ pub(crate) struct Session {
     /// Whether the running command may block, and what it asked for when it did; reset by
     /// dispatch before each command.
     pub(crate) wait: Wait,
+    /// A script is running for this session: the commands dispatched now come from its
+    /// `redis.call` (they are not refused in subscribe mode; blocking ones do not block).
+    pub(crate) script: bool,
 }
 
 impl Session {
@@ -63,6 +66,7 @@ impl Session {
             txn: TxnState::default(),
             effects: Effects::default(),
             wait: Wait::default(),
+            script: false,
         }
     }
 

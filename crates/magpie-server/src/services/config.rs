@@ -116,6 +116,14 @@ pub struct Options {
     /// [default: normal 0 0 0 slave 256mb 64mb 60 pubsub 32mb 8mb 60].
     #[arg(long, value_name = "LIMITS")]
     pub client_output_buffer_limit: Option<String>,
+    /// A script running longer than this many milliseconds makes other clients' commands
+    /// answer -BUSY, and may then be stopped with SCRIPT KILL / FUNCTION KILL; 0 at once
+    /// [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub busy_reply_threshold: Option<u64>,
+    /// The old name of busy-reply-threshold.
+    #[arg(long, value_name = "MS")]
+    pub lua_time_limit: Option<u64>,
     /// Check an append-only log file (or a log directory's manifest) and exit; with --fix,
     /// cut it after its last good record (keeping a backup).
     #[arg(long, value_name = "FILE")]
@@ -164,6 +172,8 @@ pub struct Config {
     pub notify_keyspace_events: u32,
     /// `client-output-buffer-limit`: (hard, soft, soft seconds) by [`ClientClass`].
     pub client_output_buffer_limit: [(u64, u64, u64); 3],
+    /// `busy-reply-threshold` (`lua-time-limit`), in milliseconds.
+    pub busy_reply_threshold: u64,
 }
 
 /// The client classes of `client-output-buffer-limit`, in Redis's order.
@@ -337,6 +347,12 @@ impl Config {
                     .map_err(|e| format!("client-output-buffer-limit: {e}"))?,
                 None => DEFAULT_OUTPUT_LIMITS,
             },
+            busy_reply_threshold: cli
+                .busy_reply_threshold
+                .or(cli.lua_time_limit)
+                .or(file.busy_reply_threshold)
+                .or(file.lua_time_limit)
+                .unwrap_or(5000),
         };
         check_file_name("dbfilename", &config.dbfilename)?;
         check_file_name("appendfilename", &config.appendfilename)?;
@@ -383,6 +399,7 @@ pub(crate) struct Settings {
     txn_max_bytes: AtomicU64,
     notify_keyspace_events: AtomicU32,
     client_output_buffer_limit: Mutex<[(u64, u64, u64); 3]>,
+    busy_reply_threshold: AtomicU64,
 }
 
 impl Settings {
@@ -405,12 +422,18 @@ impl Settings {
             txn_max_bytes: AtomicU64::new(config.txn_max_bytes),
             notify_keyspace_events: AtomicU32::new(config.notify_keyspace_events),
             client_output_buffer_limit: Mutex::new(config.client_output_buffer_limit),
+            busy_reply_threshold: AtomicU64::new(config.busy_reply_threshold),
             config,
         }
     }
 
     pub(crate) fn save(&self) -> Vec<(u64, u64)> {
         self.save.lock().clone()
+    }
+
+    /// `busy-reply-threshold`, in milliseconds.
+    pub(crate) fn busy_reply_threshold(&self) -> u64 {
+        self.busy_reply_threshold.load(Ordering::Relaxed)
     }
 
     pub(crate) fn dbfilename(&self) -> String {
@@ -711,6 +734,18 @@ static PARAMS: &[Param] = &[
         set: Some(Set::Text(|s, v| {
             s.notify_keyspace_events.store(parse_events_setting(v).unwrap_or(0), Ordering::Relaxed)
         })),
+    },
+    Param {
+        name: "busy-reply-threshold",
+        get: |s| s.busy_reply_threshold().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.busy_reply_threshold.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "lua-time-limit",
+        get: |s| s.busy_reply_threshold().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.busy_reply_threshold.store(v, Ordering::Relaxed))),
     },
     Param {
         name: "client-output-buffer-limit",

@@ -7,14 +7,24 @@
 //! of every slot, which waits for the commands in flight to finish and holds new ones back
 //! until it is done. Taking the gate again on a thread that holds it costs nothing (a command
 //! run from inside EXEC, a blocked client served from inside a push).
+//!
+//! **Busy.** A holder of the write side that runs too long (a script past
+//! `busy-reply-threshold`) marks the gate busy. Clients' commands take the gate with
+//! [`Gate::try_shared`] / [`Gate::try_exclusive`], which wait in slices and give up once the
+//! gate is busy, so that the dispatcher can answer `-BUSY` (or let an `ALLOW_BUSY` command
+//! through with [`Gate::bypass`]) instead of holding a thread until the script ends. Their fast
+//! path is the same single atomic operation: the busy flag is read only while waiting.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Slots; threads beyond this share them (readers can).
 const SLOTS: usize = 64;
+/// How long a command waits at a time before it looks whether the holder became busy.
+const POLL: Duration = Duration::from_millis(10);
 
 #[repr(align(128))]
 struct Padded(RwLock<()>);
@@ -22,6 +32,8 @@ struct Padded(RwLock<()>);
 pub(crate) struct Gate {
     slots: Box<[Padded]>,
     next: AtomicUsize,
+    /// Set by the holder of the write side when it has run too long (see the module's doc).
+    busy: AtomicBool,
 }
 
 thread_local! {
@@ -37,11 +49,13 @@ pub(crate) enum Pass<'a> {
     Reentered,
     Shared(#[allow(dead_code)] RwLockReadGuard<'a, ()>),
     Exclusive(#[allow(dead_code)] Vec<RwLockWriteGuard<'a, ()>>),
+    /// Let through without the gate while its holder is busy (see [`Gate::bypass`]).
+    Bypassed,
 }
 
 impl Drop for Pass<'_> {
     fn drop(&mut self) {
-        if !matches!(self, Pass::Reentered) {
+        if !matches!(self, Pass::Reentered | Pass::Bypassed) {
             HELD.with(|h| h.set(0));
         }
     }
@@ -49,7 +63,11 @@ impl Drop for Pass<'_> {
 
 impl Default for Gate {
     fn default() -> Gate {
-        Gate { slots: (0..SLOTS).map(|_| Padded(RwLock::new(()))).collect(), next: AtomicUsize::new(0) }
+        Gate {
+            slots: (0..SLOTS).map(|_| Padded(RwLock::new(()))).collect(),
+            next: AtomicUsize::new(0),
+            busy: AtomicBool::new(false),
+        }
     }
 }
 
@@ -89,6 +107,78 @@ impl Gate {
         HELD.with(|h| h.set(2));
         Pass::Exclusive(guards)
     }
+
+    /// [`Gate::shared`] for a client's command: `None` once the holder of the write side is
+    /// busy (instead of waiting for it to finish).
+    #[inline]
+    pub(crate) fn try_shared(&self) -> Option<Pass<'_>> {
+        if HELD.with(Cell::get) != 0 {
+            return Some(Pass::Reentered);
+        }
+        let slot = &self.slots[self.slot()].0;
+        let guard = match slot.try_read() {
+            Some(g) => g,
+            None => self.wait_read(slot)?,
+        };
+        HELD.with(|h| h.set(1));
+        Some(Pass::Shared(guard))
+    }
+
+    #[cold]
+    fn wait_read<'a>(&self, slot: &'a RwLock<()>) -> Option<RwLockReadGuard<'a, ()>> {
+        loop {
+            if self.is_busy() {
+                return None;
+            }
+            if let Some(g) = slot.try_read_for(POLL) {
+                return Some(g);
+            }
+        }
+    }
+
+    /// [`Gate::exclusive`] for a client's command: `None` once the holder is busy.
+    pub(crate) fn try_exclusive(&self) -> Option<Pass<'_>> {
+        match HELD.with(Cell::get) {
+            0 => {}
+            held => {
+                debug_assert_eq!(held, 2, "the gate cannot be upgraded from shared to exclusive");
+                return Some(Pass::Reentered);
+            }
+        }
+        let mut guards = Vec::with_capacity(self.slots.len());
+        for s in self.slots.iter() {
+            let guard = match s.0.try_write() {
+                Some(g) => g,
+                None => loop {
+                    if self.is_busy() {
+                        return None; // the slots taken so far are let go
+                    }
+                    if let Some(g) = s.0.try_write_for(POLL) {
+                        break g;
+                    }
+                },
+            };
+            guards.push(guard);
+        }
+        HELD.with(|h| h.set(2));
+        Some(Pass::Exclusive(guards))
+    }
+
+    /// For a command allowed while the holder is busy (`ALLOW_BUSY`: SCRIPT KILL, SHUTDOWN
+    /// NOSAVE, ...): runs without the gate. Such commands touch only their session or the
+    /// script's state, or take the shard locks they need.
+    pub(crate) fn bypass(&self) -> Pass<'_> {
+        Pass::Bypassed
+    }
+
+    /// Marks (or unmarks) the holder of the write side as busy. Only that holder calls it.
+    pub(crate) fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::SeqCst)
+    }
 }
 
 #[cfg(test)]
@@ -118,5 +208,27 @@ mod tests {
         assert!(inside.load(Ordering::SeqCst));
         // After the transaction, commands pass again.
         assert!(matches!(gate.shared(), Pass::Shared(_)));
+    }
+
+    #[test]
+    fn waiters_give_up_once_the_holder_is_busy() {
+        let gate = Arc::new(Gate::default());
+        let pass = gate.exclusive();
+        let g = gate.clone();
+        let t = std::thread::spawn(move || {
+            let shared = g.try_shared().is_none();
+            let exclusive = g.try_exclusive().is_none();
+            (shared, exclusive)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!t.is_finished(), "a waiter gave up before the holder was busy");
+        gate.set_busy(true);
+        assert_eq!(t.join().unwrap(), (true, true));
+        gate.set_busy(false);
+        drop(pass);
+        let g = gate.clone();
+        let t = std::thread::spawn(move || g.try_exclusive().is_some() && g.try_shared().is_some());
+        assert!(t.join().unwrap());
+        assert!(matches!(gate.try_shared(), Some(Pass::Shared(_))));
     }
 }

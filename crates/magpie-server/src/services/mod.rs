@@ -12,6 +12,7 @@ pub(crate) mod journal;
 pub(crate) mod metrics;
 pub(crate) mod persist;
 pub(crate) mod pubsub;
+pub(crate) mod scripting;
 pub(crate) mod stats;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use journal::Journal;
 use metrics::Metrics;
 use persist::Persistence;
 use pubsub::PubSub;
+use scripting::Scripting;
 
 /// Every service of one server. Built once at start; shared by every connection and thread.
 pub(crate) struct Server {
@@ -41,6 +43,7 @@ pub(crate) struct Server {
     blocking: Arc<Blocking>,
     clients: Registry,
     metrics: Metrics,
+    scripting: Arc<Scripting>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -49,7 +52,9 @@ impl Server {
         let keyspace = Arc::new(Keyspace::new(config.databases, config.shards));
         let gate = Arc::new(Gate::default());
         let settings = Arc::new(Settings::new(config.clone()));
+        let scripting = Arc::new(Scripting::new(gate.clone()));
         let persistence = Arc::new(Persistence::new(&config, keyspace.clone(), settings.clone(), gate.clone()));
+        persistence.set_scripting(scripting.clone());
         // Blocked clients are signalled by the keyspace itself when a key they wait on changes.
         let blocking = Arc::new(Blocking::default());
         let signals = blocking.clone();
@@ -62,6 +67,7 @@ impl Server {
             blocking,
             clients: Registry::default(),
             metrics: Metrics::new(),
+            scripting,
             pubsub: PubSub::default(),
             shutdown: watch::Sender::new(false),
         }
@@ -104,6 +110,11 @@ impl Server {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// EVAL's script cache, FUNCTION's libraries and the running script.
+    pub(crate) fn scripting(&self) -> &Scripting {
+        &self.scripting
     }
 
     /// Asks the server to stop (SHUTDOWN, or a signal).

@@ -49,11 +49,15 @@ impl Persistence {
             encode_entry(&mut side.0, db, key, entry);
             side.1 += 1;
         });
-        {
-            // Not in the middle of a transaction.
+        let libraries = {
+            // Not in the middle of a transaction (nor of a FUNCTION command, which runs alone:
+            // the libraries are those of the moment of the cut).
             let _pass = if exclusive { self.gate.exclusive() } else { self.gate.shared() };
             ks.begin_snapshot(sink, at_cut);
-        }
+            self.library_codes()
+        };
+        w.functions(&libraries);
+        drop(libraries);
         let mut spare = Vec::new();
         let mut drain = |w: &mut SnapshotWriter| {
             let count = {
