@@ -14,12 +14,18 @@
 //! gate is busy, so that the dispatcher can answer `-BUSY` (or let an `ALLOW_BUSY` command
 //! through with [`Gate::bypass`]) instead of holding a thread until the script ends. Their fast
 //! path is the same single atomic operation: the busy flag is read only while waiting.
+//!
+//! **Slots in use.** A thread gets its slot the first time it takes the gate; the write side
+//! locks only the slots handed out so far (a handful: the worker threads and a few others),
+//! not all of them, which made every EVAL take 64 locks. A thread getting its first slot
+//! waits for the write side to be free (the holder keeps the assignment lock), so it cannot
+//! slip past a transaction on a slot the transaction did not lock.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Slots; threads beyond this share them (readers can).
 const SLOTS: usize = 64;
@@ -29,9 +35,14 @@ const POLL: Duration = Duration::from_millis(10);
 #[repr(align(128))]
 struct Padded(RwLock<()>);
 
+/// Slots handed out so far, by every gate of the process (a thread keeps its slot number for
+/// whichever gate it uses).
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+/// Held to hand out a slot, and by the write side while it is held.
+static ASSIGN: Mutex<()> = parking_lot::const_mutex(());
+
 pub(crate) struct Gate {
     slots: Box<[Padded]>,
-    next: AtomicUsize,
     /// Set by the holder of the write side when it has run too long (see the module's doc).
     busy: AtomicBool,
 }
@@ -48,7 +59,7 @@ pub(crate) enum Pass<'a> {
     /// The thread already held the gate.
     Reentered,
     Shared(#[allow(dead_code)] RwLockReadGuard<'a, ()>),
-    Exclusive(#[allow(dead_code)] Vec<RwLockWriteGuard<'a, ()>>),
+    Exclusive(#[allow(dead_code)] MutexGuard<'static, ()>, #[allow(dead_code)] Vec<RwLockWriteGuard<'a, ()>>),
     /// Let through without the gate while its holder is busy (see [`Gate::bypass`]).
     Bypassed,
 }
@@ -63,23 +74,61 @@ impl Drop for Pass<'_> {
 
 impl Default for Gate {
     fn default() -> Gate {
-        Gate {
-            slots: (0..SLOTS).map(|_| Padded(RwLock::new(()))).collect(),
-            next: AtomicUsize::new(0),
-            busy: AtomicBool::new(false),
-        }
+        Gate { slots: (0..SLOTS).map(|_| Padded(RwLock::new(()))).collect(), busy: AtomicBool::new(false) }
     }
 }
 
 impl Gate {
-    fn slot(&self) -> usize {
-        SLOT.with(|s| {
-            *s.get().get_or_insert_with(|| {
-                let i = self.next.fetch_add(1, Ordering::Relaxed) % SLOTS;
-                s.set(Some(i));
-                i
-            })
-        })
+    /// This thread's slot; the first time, one is handed out (see the module's doc), waiting
+    /// for the write side to be free: `None` if it became busy meanwhile (with `give_up`).
+    #[inline]
+    fn slot(&self, give_up: bool) -> Option<usize> {
+        match SLOT.with(Cell::get) {
+            Some(i) => Some(i),
+            None => self.assign(give_up),
+        }
+    }
+
+    #[cold]
+    fn assign(&self, give_up: bool) -> Option<usize> {
+        let _assigning = if give_up {
+            loop {
+                if let Some(g) = ASSIGN.try_lock_for(POLL) {
+                    break g;
+                }
+                if self.is_busy() {
+                    return None;
+                }
+            }
+        } else {
+            ASSIGN.lock()
+        };
+        let i = NEXT.fetch_add(1, Ordering::Relaxed) % SLOTS;
+        SLOT.with(|s| s.set(Some(i)));
+        Some(i)
+    }
+
+    /// The write side: the assignment lock, then every slot handed out.
+    fn write_all<'a>(&'a self, assigning: MutexGuard<'static, ()>, give_up: bool) -> Option<Pass<'a>> {
+        let used = NEXT.load(Ordering::Relaxed).min(SLOTS);
+        let mut guards = Vec::with_capacity(used);
+        for s in &self.slots[..used] {
+            let guard = match s.0.try_write() {
+                Some(g) => g,
+                None if !give_up => s.0.write(),
+                None => loop {
+                    if self.is_busy() {
+                        return None; // the slots taken so far are let go
+                    }
+                    if let Some(g) = s.0.try_write_for(POLL) {
+                        break g;
+                    }
+                },
+            };
+            guards.push(guard);
+        }
+        HELD.with(|h| h.set(2));
+        Some(Pass::Exclusive(assigning, guards))
     }
 
     /// For an ordinary command: waits only while a transaction runs.
@@ -87,7 +136,8 @@ impl Gate {
         if HELD.with(Cell::get) != 0 {
             return Pass::Reentered;
         }
-        let guard = self.slots[self.slot()].0.read();
+        let slot = self.slot(false).unwrap_or(0);
+        let guard = self.slots[slot].0.read();
         HELD.with(|h| h.set(1));
         Pass::Shared(guard)
     }
@@ -103,9 +153,10 @@ impl Gate {
                 return Pass::Reentered;
             }
         }
-        let guards = self.slots.iter().map(|s| s.0.write()).collect();
-        HELD.with(|h| h.set(2));
-        Pass::Exclusive(guards)
+        match self.write_all(ASSIGN.lock(), false) {
+            Some(pass) => pass,
+            None => Pass::Reentered, // cannot happen: it waits without giving up
+        }
     }
 
     /// [`Gate::shared`] for a client's command: `None` once the holder of the write side is
@@ -115,7 +166,7 @@ impl Gate {
         if HELD.with(Cell::get) != 0 {
             return Some(Pass::Reentered);
         }
-        let slot = &self.slots[self.slot()].0;
+        let slot = &self.slots[self.slot(true)?].0;
         let guard = match slot.try_read() {
             Some(g) => g,
             None => self.wait_read(slot)?,
@@ -145,23 +196,18 @@ impl Gate {
                 return Some(Pass::Reentered);
             }
         }
-        let mut guards = Vec::with_capacity(self.slots.len());
-        for s in self.slots.iter() {
-            let guard = match s.0.try_write() {
-                Some(g) => g,
-                None => loop {
-                    if self.is_busy() {
-                        return None; // the slots taken so far are let go
-                    }
-                    if let Some(g) = s.0.try_write_for(POLL) {
-                        break g;
-                    }
-                },
-            };
-            guards.push(guard);
-        }
-        HELD.with(|h| h.set(2));
-        Some(Pass::Exclusive(guards))
+        let assigning = match ASSIGN.try_lock() {
+            Some(g) => g,
+            None => loop {
+                if self.is_busy() {
+                    return None;
+                }
+                if let Some(g) = ASSIGN.try_lock_for(POLL) {
+                    break g;
+                }
+            },
+        };
+        self.write_all(assigning, true)
     }
 
     /// For a command allowed while the holder is busy (`ALLOW_BUSY`: SCRIPT KILL, SHUTDOWN
