@@ -12,7 +12,7 @@ use crate::errors::{LResult, Raise, find_raise, raise_table, to_bytes};
 use crate::host::{Control, Host};
 use crate::redis_api::{Flavour, redis_table, register_log, register_math, register_version};
 use crate::sandbox::{self, internal_chunk, load_text, protect, protect_globals};
-use crate::shebang::{ScriptFlags, c_str, eval_shebang, library_meta, lossy, valid_name};
+use crate::shebang::{ScriptFlags, c_str, eval_shebang, library_meta, valid_name};
 pub use crate::state::{FunctionDef, SharedRng};
 use crate::state::{Loading, Mailbox, Op, RunState};
 
@@ -501,7 +501,7 @@ impl FunctionEngine {
             ));
         }
         if !meta.engine.eq_ignore_ascii_case(b"lua") {
-            return Err(ErrorReply::new_err(format!("Engine '{}' not found", lossy(&meta.engine))));
+            return Err(ErrorReply::new_err([&b"Engine '"[..], &meta.engine, b"' not found"].concat()));
         }
         let core = &self.core;
         let lua = &core.lua;

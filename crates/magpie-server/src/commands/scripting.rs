@@ -291,7 +291,7 @@ fn function_load(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     for opt in args.iter().take(args.len() - 1).skip(2) {
         if !is(opt, "replace") {
             let opt = crate::core::error::c_str(opt);
-            return Err(Error::msg(format!("ERR Unknown option given: {}", String::from_utf8_lossy(opt))));
+            return Err(Error::bytes([b"ERR Unknown option given: ", opt].concat()));
         }
         replace = true;
     }
@@ -342,7 +342,7 @@ fn function_list(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             pattern = Some(args.get(i));
         } else {
             let arg = crate::core::error::c_str(arg);
-            return Err(Error::msg(format!("ERR Unknown argument {}", String::from_utf8_lossy(arg))));
+            return Err(Error::bytes([b"ERR Unknown argument ", arg].concat()));
         }
         i += 1;
     }

@@ -110,23 +110,28 @@ impl Registry {
     }
 }
 
-fn err(text: String) -> Error {
-    Error::msg(format!("ERR {text}"))
+/// `ERR ` and the parts, bytes as they are (Redis formats names with `%s`/`%S`).
+fn err_parts(parts: &[&[u8]]) -> Error {
+    let mut msg = b"ERR ".to_vec();
+    for p in parts {
+        msg.extend_from_slice(p);
+    }
+    Error::bytes(msg)
 }
 
 /// The checks of `functionsCreateWithLibraryCtx` before the library's body runs: its first
 /// line, its name, its engine, and (unless `replace`) that no library of that name is in
 /// `exists`.
 fn check_meta(code: &[u8], replace: bool, exists: impl Fn(&[u8]) -> bool) -> Result<Vec<u8>, Error> {
-    let meta = library_meta(code).map_err(err)?;
+    let meta = library_meta(code).map_err(|e| err_parts(&[&e]))?;
     if !valid_name(&meta.name) {
         return Err(BAD_NAME.into());
     }
     if !meta.engine.eq_ignore_ascii_case(b"lua") {
-        return Err(err(format!("Engine '{}' not found", String::from_utf8_lossy(&meta.engine))));
+        return Err(err_parts(&[b"Engine '", &meta.engine, b"' not found"]));
     }
     if !replace && exists(&meta.name) {
-        return Err(err(format!("Library '{}' already exists", String::from_utf8_lossy(&meta.name))));
+        return Err(err_parts(&[b"Library '", &meta.name, b"' already exists"]));
     }
     Ok(meta.name)
 }
@@ -161,7 +166,7 @@ pub(super) fn load(s: &Scripting, code: &[u8], replace: bool, timeout: Option<Du
         let (info, defs) = run_body(local, code, timeout)?;
         let mut reg = s.functions.write();
         if let Some(name) = reg.collision(&info, Some(&info.name)) {
-            return Err(err(format!("Function {} already exists", String::from_utf8_lossy(&name))));
+            return Err(err_parts(&[b"Function ", &name, b" already exists"]));
         }
         if let Some(old) = reg.unlink(&info.name) {
             for f in &old.functions {
@@ -225,7 +230,7 @@ pub(super) fn restore(s: &Scripting, codes: &[Vec<u8>], policy: RestorePolicy) -
             check_meta(code, false, |name| fresh.libraries.contains_key(name))?;
             let (info, _defs) = run_body(local, code, None)?;
             if let Some(name) = fresh.collision(&info, None) {
-                return Err(err(format!("Function {} already exists", String::from_utf8_lossy(&name))));
+                return Err(err_parts(&[b"Function ", &name, b" already exists"]));
             }
             fresh.link(info);
         }
@@ -245,7 +250,7 @@ pub(super) fn restore(s: &Scripting, codes: &[Vec<u8>], policy: RestorePolicy) -
             for name in fresh.libraries.keys() {
                 if reg.libraries.contains_key(name) {
                     if policy == RestorePolicy::Append {
-                        return Err(err(format!("Library {} already exists", String::from_utf8_lossy(name))));
+                        return Err(err_parts(&[b"Library ", name, b" already exists"]));
                     }
                     unlinked.extend(reg.unlink(name));
                 }
@@ -255,7 +260,7 @@ pub(super) fn restore(s: &Scripting, codes: &[Vec<u8>], policy: RestorePolicy) -
                 for lib in unlinked {
                     reg.link(lib);
                 }
-                return Err(err(format!("Function {} already exists", String::from_utf8_lossy(&name))));
+                return Err(err_parts(&[b"Function ", &name, b" already exists"]));
             }
             for (_, lib) in std::mem::take(&mut fresh.libraries) {
                 reg.link(lib);
