@@ -382,7 +382,7 @@ impl EvalEngine {
         if let Some((_, flags)) = self.scripts.get(&sha) {
             return Ok(Script { sha, flags: *flags });
         }
-        let (flags, shebang_len) = eval_shebang(body).map_err(ErrorReply::format)?;
+        let (flags, shebang_len) = eval_shebang(body).map_err(ErrorReply::sds)?;
         let f = load_text(&self.core.lua, &body[shebang_len..], b"@user_script").map_err(|msg| {
             let mut m = b"Error compiling script (new function): ".to_vec();
             m.extend_from_slice(&msg);
@@ -494,7 +494,7 @@ impl FunctionEngine {
     /// be (re)placed (`functionsCreateWithLibraryCtx` from `engine->create` on): runs the
     /// library's body, which registers its functions. `host` receives `redis.log` calls.
     pub fn load(&mut self, host: &mut dyn Host, code: &[u8], timeout: Option<Duration>) -> Result<Library, ErrorReply> {
-        let meta = library_meta(code).map_err(ErrorReply::new_err)?;
+        let meta = library_meta(code).map_err(ErrorReply::sds)?;
         if !valid_name(&meta.name) {
             return Err(ErrorReply::new_err(
                 "Library names can only contain letters, numbers, or underscores(_) and must be at least one character long",
@@ -581,6 +581,14 @@ impl ErrorReply {
     fn new_err(s: impl AsRef<[u8]>) -> Self {
         let mut v = b"ERR ".to_vec();
         v.extend_from_slice(s.as_ref());
+        ErrorReply(v)
+    }
+
+    /// `addReplyErrorSds`'s text (as Debian's 7.0.15 sends it): `ERR ` in front, CR and LF
+    /// become spaces, none cut at the ends (unlike [`ErrorReply::format`]).
+    fn sds(s: impl AsRef<[u8]>) -> Self {
+        let mut v = b"ERR ".to_vec();
+        v.extend(s.as_ref().iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
         ErrorReply(v)
     }
 }

@@ -16,7 +16,7 @@ use magpie_protocol::Args;
 
 use crate::core::error::{CmdResult, Error, int_arg, is};
 use crate::model::{Command, Ctx, KeySpec, ScriptRun, command};
-use crate::services::scripting::{NOSCRIPT, RestorePolicy};
+use crate::services::scripting::{NOSCRIPT, RestorePolicy, err_parts};
 use crate::{acl, flags, key_flags};
 
 #[rustfmt::skip]
@@ -341,8 +341,7 @@ fn function_list(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             i += 1;
             pattern = Some(args.get(i));
         } else {
-            let arg = crate::core::error::c_str(arg);
-            return Err(Error::bytes([b"ERR Unknown argument ", arg].concat()));
+            return Err(err_parts(&[b"Unknown argument ", crate::core::error::c_str(arg)]));
         }
         i += 1;
     }

@@ -110,11 +110,12 @@ impl Registry {
     }
 }
 
-/// `ERR ` and the parts, bytes as they are (Redis formats names with `%s`/`%S`).
-fn err_parts(parts: &[&[u8]]) -> Error {
+/// `ERR ` and the parts, bytes as they are (Redis formats names with `%s`/`%S`), CR and LF
+/// made spaces and none cut at the ends (Redis sends these with `addReplyErrorSds`).
+pub(crate) fn err_parts(parts: &[&[u8]]) -> Error {
     let mut msg = b"ERR ".to_vec();
     for p in parts {
-        msg.extend_from_slice(p);
+        msg.extend(p.iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
     }
     Error::bytes(msg)
 }

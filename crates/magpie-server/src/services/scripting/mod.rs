@@ -33,7 +33,7 @@ use magpie_lua::{Host, Options, Outcome, ScriptFlags};
 use magpie_protocol::Reply;
 
 pub(crate) use engines::log_script;
-pub(crate) use functions::{LibraryInfo, RestorePolicy};
+pub(crate) use functions::{LibraryInfo, RestorePolicy, err_parts};
 pub(crate) use running::{RunInfo, Running};
 
 use super::gate::Gate;
