@@ -46,7 +46,9 @@ PIDS+=($!)
 (cd "$WORK/magpie" && exec taskset -c 0 "$MAGPIE_BIN" --port "$MPORT" --bind 127.0.0.1 --save '' --appendonly no) >/dev/null 2>&1 &
 PIDS+=($!)
 for p in $RPORT $MPORT; do
-    for _ in $(seq 100); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    up=0
+    for _ in $(seq 300); do redis-cli -p "$p" ping >/dev/null 2>&1 && { up=1; break; }; sleep 0.1; done
+    [[ $up == 1 ]] || { echo "eval.sh: the server on port $p did not start" >&2; exit 1; }
 done
 
 # The two scripts, and their SHA1s (the same on both servers: SCRIPT LOAD returns it).
