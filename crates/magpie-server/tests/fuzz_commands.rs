@@ -196,7 +196,10 @@ impl Run {
         let mut batch = Vec::with_capacity(batch_len);
         for _ in 0..batch_len {
             let spec = self.pick_spec();
-            let cmd = self.gens.command(&spec);
+            let mut cmd = self.gens.command(&spec);
+            if self.gens.rng.percent(5) {
+                cmd = self.gens.in_script(cmd);
+            }
             self.note(c, &cmd);
             batch.push(cmd);
         }

@@ -14,6 +14,7 @@ mod introspection;
 mod keys;
 mod lists;
 mod pubsub;
+mod scripting;
 mod server;
 mod sets;
 mod sort;
@@ -32,7 +33,7 @@ use crate::{acl, flags, key_flags};
 
 /// The data types' tables, in table order (after [`CONNECTION`], the transaction commands and
 /// [`CORE`]).
-pub(crate) static FAMILIES: [&[Command]; 12] = [
+pub(crate) static FAMILIES: [&[Command]; 13] = [
     lists::COMMANDS,
     hashes::COMMANDS,
     sets::COMMANDS,
@@ -45,6 +46,7 @@ pub(crate) static FAMILIES: [&[Command]; 12] = [
     geo::COMMANDS,
     sort::COMMANDS,
     streams::COMMANDS,
+    scripting::COMMANDS,
 ];
 
 /// The connection commands.

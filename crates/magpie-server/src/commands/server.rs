@@ -76,6 +76,11 @@ pub(super) fn shutdown(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         // none is ever in progress when ABORT can run.
         return Err("ERR No shutdown in progress.".into());
     }
+    let running = ctx.server().scripting().running();
+    if !nosave && running.timed_out() {
+        // A script past busy-reply-threshold: only SHUTDOWN NOSAVE may stop the server.
+        return Err(running.busy_error());
+    }
     let wanted = if save {
         Some(true)
     } else if nosave {

@@ -175,6 +175,14 @@ pub struct Options {
     /// ...or this many entries; 0 means no limit [default: 100].
     #[arg(long, value_name = "ENTRIES")]
     pub stream_node_max_entries: Option<u64>,
+    /// A script running longer than this many milliseconds makes other clients' commands
+    /// answer -BUSY, and may then be stopped with SCRIPT KILL / FUNCTION KILL; 0 at once
+    /// [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub busy_reply_threshold: Option<u64>,
+    /// The old name of busy-reply-threshold.
+    #[arg(long, value_name = "MS")]
+    pub lua_time_limit: Option<u64>,
     /// Check an append-only log file (or a log directory's manifest) and exit; with --fix,
     /// cut it after its last good record (keeping a backup).
     #[arg(long, value_name = "FILE")]
@@ -232,6 +240,8 @@ pub struct Config {
     pub notify_keyspace_events: u32,
     /// `client-output-buffer-limit`: (hard, soft, soft seconds) by [`ClientClass`].
     pub client_output_buffer_limit: [(u64, u64, u64); 3],
+    /// `busy-reply-threshold` (`lua-time-limit`), in milliseconds.
+    pub busy_reply_threshold: u64,
     pub stream_node_max_bytes: u64,
     pub stream_node_max_entries: u64,
     pub requirepass: Option<String>,
@@ -500,6 +510,12 @@ impl Config {
                     .map_err(|e| format!("client-output-buffer-limit: {e}"))?,
                 None => DEFAULT_OUTPUT_LIMITS,
             },
+            busy_reply_threshold: cli
+                .busy_reply_threshold
+                .or(cli.lua_time_limit)
+                .or(file.busy_reply_threshold)
+                .or(file.lua_time_limit)
+                .unwrap_or(5000),
             stream_node_max_bytes: match pick(cli.stream_node_max_bytes, file.stream_node_max_bytes) {
                 Some(s) => {
                     parse_memory(&s).ok_or_else(|| format!("stream-node-max-bytes: '{s}' is not a size"))? as u64
@@ -602,6 +618,7 @@ pub(crate) struct Settings {
     tls: Mutex<TlsSettings>,
     stream_node_max_bytes: AtomicU64,
     stream_node_max_entries: AtomicU64,
+    busy_reply_threshold: AtomicU64,
 }
 
 impl Settings {
@@ -632,12 +649,18 @@ impl Settings {
             tls: Mutex::new(config.tls.clone()),
             stream_node_max_bytes: AtomicU64::new(config.stream_node_max_bytes),
             stream_node_max_entries: AtomicU64::new(config.stream_node_max_entries),
+            busy_reply_threshold: AtomicU64::new(config.busy_reply_threshold),
             config,
         }
     }
 
     pub(crate) fn save(&self) -> Vec<(u64, u64)> {
         self.save.lock().clone()
+    }
+
+    /// `busy-reply-threshold`, in milliseconds.
+    pub(crate) fn busy_reply_threshold(&self) -> u64 {
+        self.busy_reply_threshold.load(Ordering::Relaxed)
     }
 
     pub(crate) fn dbfilename(&self) -> String {
@@ -1029,6 +1052,18 @@ static PARAMS: &[Param] = &[
         set: Some(Set::Text(|s, v| {
             s.notify_keyspace_events.store(parse_events_setting(v).unwrap_or(0), Ordering::Relaxed)
         })),
+    },
+    Param {
+        name: "busy-reply-threshold",
+        get: |s| s.busy_reply_threshold().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.busy_reply_threshold.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "lua-time-limit",
+        get: |s| s.busy_reply_threshold().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.busy_reply_threshold.store(v, Ordering::Relaxed))),
     },
     Param {
         name: "client-output-buffer-limit",

@@ -319,6 +319,33 @@ impl Journal {
         GROUP_SEQ.with(|s| s.set(0));
     }
 
+    /// Whether this thread is gathering its records into one (a transaction runs: a script
+    /// inside it adds to its record rather than making its own).
+    pub(crate) fn grouping(&self) -> bool {
+        GROUP.with(|g| g.borrow().is_some())
+    }
+
+    /// How many commands the current group holds (0 without one).
+    pub(crate) fn group_len(&self) -> usize {
+        GROUP.with(|g| g.borrow().as_ref().map_or(0, Vec::len))
+    }
+
+    /// Drops the commands gathered after the first `len` (a script's `redis.set_repl` kept a
+    /// command out of the log).
+    pub(crate) fn truncate_group(&self, len: usize) {
+        GROUP.with(|g| {
+            if let Some(group) = g.borrow_mut().as_mut() {
+                group.truncate(len);
+            }
+        });
+    }
+
+    /// Ends the group without queueing anything (a script cut short by SHUTDOWN NOSAVE: what
+    /// it did is not logged, as Redis exits without propagating it).
+    pub(crate) fn abandon_group(&self) {
+        GROUP.with(|g| g.borrow_mut().take());
+    }
+
     /// Queues what was gathered as one record, before the bracket closes; returns its
     /// sequence number (0 if the transaction changed nothing).
     pub(crate) fn finish_group(&self) -> u64 {

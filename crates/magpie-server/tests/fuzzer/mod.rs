@@ -1136,6 +1136,21 @@ impl Generator {
         out
     }
 
+    /// `cmd` run by a script instead (`EVAL "return redis.pcall(unpack(ARGV))" 0 cmd...`), so
+    /// that every command also goes through `redis.call`: the scripting layer's checks, the
+    /// reply's trip through Lua and back (in RESP2 or RESP3), the non-blocking forms of
+    /// blocking commands, and the script's effects in the log.
+    pub fn in_script(&mut self, cmd: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        const SCRIPTS: &[&str] = &[
+            "return redis.pcall(unpack(ARGV))",
+            "return redis.call(unpack(ARGV))",
+            "redis.setresp(3) return redis.pcall(unpack(ARGV))",
+        ];
+        let mut out = vec![b"EVAL".to_vec(), self.rng.pick(SCRIPTS).as_bytes().to_vec(), b"0".to_vec()];
+        out.extend(cmd);
+        out
+    }
+
     /// Commands that fill the typed keys with values of every shape: small and big encodings,
     /// integers and not, long elements. A run starts with them (and a differential run again
     /// after each flush), so that commands meet more than the few elements they add themselves.

@@ -128,6 +128,16 @@ impl Persistence {
                 );
             }
         }
+        let libraries = reader.take_functions();
+        if !libraries.is_empty() {
+            let Some(scripting) = self.scripting.get() else {
+                return Err(format!("{}: holds function libraries but scripting is not set up", path.display()));
+            };
+            scripting.restore_libraries(&libraries, crate::services::scripting::RestorePolicy::Replace).map_err(
+                |e| format!("{}: a function library does not load: {}", path.display(), String::from_utf8_lossy(&e.0)),
+            )?;
+            info!("{} function libraries loaded", libraries.len());
+        }
         let secs = started.elapsed().as_secs_f64();
         info!("snapshot loaded: {keys} keys ({expired} already expired) in {secs:.3} s");
         let mut st = self.stats.lock();

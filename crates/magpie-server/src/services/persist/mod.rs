@@ -21,6 +21,7 @@ use magpie_store::{Keyspace, now_ms};
 use super::config::{Config, Settings};
 use super::gate::Gate;
 use super::journal::{Journal, LogPaths};
+use super::scripting::Scripting;
 use crate::core::error::Error;
 use crate::core::units::human;
 
@@ -102,6 +103,8 @@ pub(crate) struct Persistence {
     save_failed: AtomicBool,
     /// The final save of a shutdown is taken or done: writes are refused.
     stopping: AtomicBool,
+    /// The function libraries, which snapshots carry.
+    scripting: std::sync::OnceLock<Arc<Scripting>>,
 }
 
 impl Persistence {
@@ -139,7 +142,18 @@ impl Persistence {
             final_saved: AtomicBool::new(false),
             save_failed: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            scripting: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Gives snapshots the function libraries to save and load (once, at start).
+    pub(crate) fn set_scripting(&self, scripting: Arc<Scripting>) {
+        let _ = self.scripting.set(scripting);
+    }
+
+    /// Every function library's code, to save in a snapshot.
+    fn library_codes(&self) -> Vec<Vec<u8>> {
+        self.scripting.get().map(|s| s.library_codes()).unwrap_or_default()
     }
 
     fn snapshot_path(&self) -> PathBuf {

@@ -47,15 +47,20 @@ impl Persistence {
         let side: Arc<Mutex<Preserved>> = Arc::default();
         let into = side.clone();
         let sink: SnapshotSink = Arc::new(move |db, key: &[u8], entry: SnapEntry<'_>| into.lock().add(db, key, entry));
-        {
-            // Not in the middle of a transaction. A background job gives up waiting for the
-            // gate when asked to stop: a SHUTDOWN holds the gate and waits for the job.
+        let libraries = {
+            // Not in the middle of a transaction (nor of a FUNCTION command, which runs alone:
+            // the libraries are those of the moment of the cut). A background job gives up
+            // waiting for the gate when asked to stop: a SHUTDOWN holds the gate and waits for
+            // the job.
             let Some(_pass) = self.gate.enter_unless(exclusive, &p.abort) else {
                 w.abandon();
                 return Err(io::Error::other("snapshot aborted (shutdown)"));
             };
             ks.begin_snapshot(sink, at_cut);
-        }
+            self.library_codes()
+        };
+        w.functions(&libraries);
+        drop(libraries);
         let mut spare = Preserved::default();
         let mut drain = |w: &mut SnapshotWriter| {
             std::mem::swap(&mut *side.lock(), &mut spare);
