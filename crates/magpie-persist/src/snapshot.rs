@@ -477,8 +477,10 @@ pub fn check(path: &Path) -> Result<(u64, u64), FileError> {
 mod tests {
     use super::*;
 
-    fn dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("magpie-snapshot-test-{}", std::process::id()));
+    /// A directory of the test's own: the writer's temporary file is named by the process and
+    /// the creation time, which tests running side by side share.
+    fn dir(test: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("magpie-snapshot-test-{}-{test}", std::process::id()));
         fs::create_dir_all(&d).unwrap();
         d
     }
@@ -493,7 +495,7 @@ mod tests {
     /// between small ones; the file reads back in full, in order.
     #[test]
     fn frozen_big_values_round_trip_between_small_entries() {
-        let target = dir().join("frozen.snapshot");
+        let target = dir("frozen").join("frozen.snapshot");
         let mut w = SnapshotWriter::create(&target, 1, 16).unwrap();
         let mut expected = Vec::new();
         for i in 0..6u64 {
@@ -531,7 +533,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_round_trips_and_damage_is_reported_with_its_offset() {
-        let target = dir().join("roundtrip.snapshot");
+        let target = dir("roundtrip").join("roundtrip.snapshot");
         let mut w = SnapshotWriter::create(&target, 1234, 16).unwrap();
         let mut expected = Vec::new();
         for i in 0..5000u64 {
@@ -569,7 +571,7 @@ mod tests {
 
     #[test]
     fn function_libraries_round_trip_and_a_bad_frame_is_damage() {
-        let target = dir().join("functions.snapshot");
+        let target = dir("functions").join("functions.snapshot");
         let libs = vec![b"#!lua name=a\nredis.register_function('f', function() return 1 end)".to_vec(), vec![0, 1, 2]];
         let mut w = SnapshotWriter::create(&target, 1, 16).unwrap();
         w.functions(&libs);

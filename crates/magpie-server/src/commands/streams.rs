@@ -619,7 +619,9 @@ struct ReadArgs<'a> {
     ids: Args<'a>,
 }
 
-fn parse_read<'a>(args: Args<'a>, xreadgroup: bool) -> Result<ReadArgs<'a>, Error> {
+/// `in_script`: the command comes from a script's `redis.call`, where BLOCK is refused as it
+/// is parsed (as Redis's `xreadCommand`, for backward compatibility).
+fn parse_read<'a>(args: Args<'a>, xreadgroup: bool, in_script: bool) -> Result<ReadArgs<'a>, Error> {
     let mut r =
         ReadArgs { block: None, count: 0, group: None, noack: false, keys: sub(args, 0, 0), ids: sub(args, 0, 0) };
     let argc = args.len();
@@ -629,6 +631,10 @@ fn parse_read<'a>(args: Args<'a>, xreadgroup: bool) -> Result<ReadArgs<'a>, Erro
         let more = argc - i - 1;
         let o = args.get(i);
         if is(o, "block") && more > 0 {
+            if in_script {
+                let name = if xreadgroup { "XREADGROUP" } else { "XREAD" };
+                return Err(Error::msg(format!("ERR {name} command is not allowed with BLOCK option from scripts")));
+            }
             i += 1;
             let ms = parse_i64(args.get(i)).ok_or(Error::from("ERR timeout is not an integer or out of range"))?;
             if ms < 0 {
@@ -688,7 +694,7 @@ fn rewrite_ids(args: Args<'_>, ids: &Args<'_>, resolved: &[StreamId]) -> Option<
 }
 
 pub(super) fn xread(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    let r = parse_read(args, false)?;
+    let r = parse_read(args, false, ctx.session().script)?;
     if let Some(key) = ctx.ready_key().map(<[u8]>::to_vec) {
         return xread_ready(ctx, &r, &key);
     }
@@ -931,7 +937,7 @@ fn serve_group(
 }
 
 pub(super) fn xreadgroup(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    let r = parse_read(args, true)?;
+    let r = parse_read(args, true, ctx.session().script)?;
     let Some((group, consumer)) = r.group else { return Err(error::syntax()) };
     if let Some(key) = ctx.ready_key().map(<[u8]>::to_vec) {
         return xreadgroup_ready(ctx, &r, &key);
