@@ -73,6 +73,8 @@ impl Server {
             let mut child = Command::new(program)
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", ""])
+                // Servers start in parallel: magpie-server's HTTP API stays off.
+                .args(if program == "redis-server" { &[][..] } else { &["--http-port", "0"][..] })
                 .args(extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

@@ -34,13 +34,7 @@ const QUERY_BUFFER_LIMIT: usize = 1 << 30;
 
 /// Serves one client on `stream` (a TCP connection, or a TLS session over one: `tls`) from
 /// `addr`, accepted on `laddr`.
-pub(crate) async fn serve(
-    server: Arc<Server>,
-    mut stream: Stream,
-    addr: SocketAddr,
-    laddr: SocketAddr,
-    tls: bool,
-) {
+pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketAddr, laddr: SocketAddr, tls: bool) {
     let shared = &*server;
     let mut client = Session::new(shared.clients().connect(addr, laddr), shared.acl().login());
     let id = client.id();

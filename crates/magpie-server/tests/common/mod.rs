@@ -42,6 +42,9 @@ impl Server {
             let port = free_port();
             let child = Command::new(env!("CARGO_BIN_EXE_magpie-server"))
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                // Servers start in parallel: no HTTP API unless a test asks for one (on a
+                // free port; a later `--http-port` wins).
+                .args(["--http-port", "0"])
                 // No snapshots into the working directory unless a test asks for them (a
                 // later `--save` or `--dir` wins).
                 .args(["--save", ""])
