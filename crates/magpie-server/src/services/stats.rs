@@ -129,8 +129,8 @@ impl Counters {
             let nanos =
                 elapsed.as_secs().saturating_mul(1_000_000_000).saturating_add(u64::from(elapsed.subsec_nanos()));
             bump(&c.nanos, nanos);
-            if calls > 0 {
-                bump(&c.latency[latency_bucket(nanos / calls)], calls);
+            if let Some(each) = nanos.checked_div(calls) {
+                bump(&c.latency[latency_bucket(each)], calls);
             }
         }
     }

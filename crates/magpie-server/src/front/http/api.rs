@@ -2,43 +2,17 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 
 use magpie_protocol::{ArgVec, Frame};
 
 use super::codec::{self, Format, Val};
-use super::guard::{self, Caller, answer, answer_format, error};
+use super::guard::{Caller, answer, answer_format, error};
 use super::session::HttpSession;
-use super::{BODY_TIMEOUT, Http, metrics, sse, txn};
-
-pub(super) fn router(http: Arc<Http>) -> Router {
-    Router::new()
-        .route("/v1/keys/{*key}", get(get_key).put(put_key).delete(delete_key))
-        .route("/v1/mset", post(mset))
-        .route("/v1/mget", post(mget))
-        .route("/v1/del", post(del))
-        .route("/v1/command", post(command))
-        .route("/v1/txn", post(txn::begin))
-        .route("/v1/txn/{id}/command", post(txn::command))
-        .route("/v1/txn/{id}/commit", post(txn::commit))
-        .route("/v1/txn/{id}/rollback", post(txn::rollback))
-        .route("/v1/subscribe/{*channel}", get(sse::subscribe))
-        .route("/v1/psubscribe/{*pattern}", get(sse::psubscribe))
-        .route("/metrics", get(metrics::scrape))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/v1/openapi.json", get(openapi))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(http.clone(), guard::check))
-        .with_state(http)
-}
+use super::{BODY_TIMEOUT, Http};
 
 /// A request's trouble: the answer to give instead.
 pub(super) type Refused = Response;
@@ -155,7 +129,7 @@ pub(super) async fn run_once(http: &Arc<Http>, caller: &Caller, db: usize, args:
     session.run(args).await
 }
 
-async fn get_key(
+pub(super) async fn get_key(
     State(http): State<Arc<Http>>,
     Extension(caller): Extension<Caller>,
     uri: Uri,
@@ -181,7 +155,7 @@ async fn get_key(
     }
 }
 
-async fn put_key(
+pub(super) async fn put_key(
     State(http): State<Arc<Http>>,
     Extension(caller): Extension<Caller>,
     uri: Uri,
@@ -217,7 +191,7 @@ async fn put_key(
     }
 }
 
-async fn delete_key(
+pub(super) async fn delete_key(
     State(http): State<Arc<Http>>,
     Extension(caller): Extension<Caller>,
     uri: Uri,
@@ -257,7 +231,7 @@ fn keys_of(v: &Val, format: Format) -> Result<Vec<Vec<u8>>, Refused> {
     keys.iter().map(|k| k.to_arg().ok_or_else(bad)).collect()
 }
 
-async fn mset(
+pub(super) async fn mset(
     State(http): State<Arc<Http>>,
     Extension(caller): Extension<Caller>,
     uri: Uri,
@@ -293,7 +267,7 @@ async fn mset(
     }
 }
 
-async fn mget(
+pub(super) async fn mget(
     State(http): State<Arc<Http>>,
     Extension(caller): Extension<Caller>,
     uri: Uri,
@@ -317,7 +291,7 @@ async fn mget(
     }
 }
 
-async fn del(
+pub(super) async fn del(
     State(http): State<Arc<Http>>,
     Extension(caller): Extension<Caller>,
     uri: Uri,
@@ -413,7 +387,7 @@ pub(super) fn command_answer(args: &ArgVec, frame: Frame) -> Val {
     }
 }
 
-async fn command(
+pub(super) async fn command(
     State(http): State<Arc<Http>>,
     Extension(caller): Extension<Caller>,
     uri: Uri,
@@ -440,11 +414,11 @@ async fn command(
     answer(format, StatusCode::OK, &command_answer(&args, frame))
 }
 
-async fn healthz(headers: HeaderMap) -> Response {
+pub(super) async fn healthz(headers: HeaderMap) -> Response {
     answer(answer_format(&headers, None), StatusCode::OK, &Val::map([("status", Val::str("OK"))]))
 }
 
-async fn readyz(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response {
+pub(super) async fn readyz(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response {
     let format = answer_format(&headers, None);
     if http.is_ready() {
         return answer(format, StatusCode::OK, &Val::map([("status", Val::str("OK"))]));
@@ -456,17 +430,17 @@ async fn readyz(State(http): State<Arc<Http>>, headers: HeaderMap) -> Response {
 /// The OpenAPI document of every endpoint.
 const OPENAPI: &str = include_str!("openapi.json");
 
-async fn openapi() -> Response {
+pub(super) async fn openapi() -> Response {
     let mut resp = OPENAPI.into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
-async fn not_found(headers: HeaderMap) -> Response {
+pub(super) async fn not_found(headers: HeaderMap) -> Response {
     error(answer_format(&headers, None), StatusCode::NOT_FOUND, "no such endpoint (see /v1/openapi.json)")
 }
 
-async fn method_not_allowed(headers: HeaderMap) -> Response {
+pub(super) async fn method_not_allowed(headers: HeaderMap) -> Response {
     error(answer_format(&headers, None), StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
 }
 

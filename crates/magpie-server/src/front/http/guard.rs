@@ -40,12 +40,15 @@ pub(crate) struct Conn {
     pub tls: bool,
 }
 
+/// A user the request's credentials opened, and its name.
+pub(crate) type LoggedIn = (Arc<Account>, Vec<u8>);
+
 /// Who sent the request: its connection, and the user its credentials opened (none: the
 /// default user, which needs no password).
 #[derive(Clone)]
 pub(crate) struct Caller {
     pub conn: Conn,
-    pub user: Option<(Arc<Account>, Vec<u8>)>,
+    pub user: Option<LoggedIn>,
 }
 
 /// Paths that need no credentials (and answer while loading).
@@ -200,12 +203,7 @@ fn preflight(origin: HeaderValue) -> Response {
 
 /// The user the request's credentials open; `None` for the default user without a password.
 #[allow(clippy::result_large_err)]
-fn authenticate(
-    http: &Http,
-    headers: &HeaderMap,
-    conn: Conn,
-    format: Format,
-) -> Result<Option<(Arc<Account>, Vec<u8>)>, Response> {
+fn authenticate(http: &Http, headers: &HeaderMap, conn: Conn, format: Format) -> Result<Option<LoggedIn>, Response> {
     let acl = http.server.acl();
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         if acl.auth_required(&acl.login()) {

@@ -24,6 +24,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::Router;
+use axum::middleware;
+use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -86,7 +89,7 @@ impl Http {
 
 /// Accepts HTTP connections on `listener` (HTTPS when `tls`) until shutdown.
 pub(crate) async fn accept_loop(http: Arc<Http>, listener: TcpListener, tls: bool) {
-    let router = api::router(http.clone());
+    let router = router(http.clone());
     let mut stop = http.server.shutdown_signal();
     loop {
         let accepted = tokio::select! {
@@ -118,6 +121,30 @@ pub(crate) async fn accept_loop(http: Arc<Http>, listener: TcpListener, tls: boo
             }
         }
     }
+}
+
+/// Every endpoint, behind the checks of [`guard`].
+fn router(http: Arc<Http>) -> Router {
+    Router::new()
+        .route("/v1/keys/{*key}", get(api::get_key).put(api::put_key).delete(api::delete_key))
+        .route("/v1/mset", post(api::mset))
+        .route("/v1/mget", post(api::mget))
+        .route("/v1/del", post(api::del))
+        .route("/v1/command", post(api::command))
+        .route("/v1/txn", post(txn::begin))
+        .route("/v1/txn/{id}/command", post(txn::command))
+        .route("/v1/txn/{id}/commit", post(txn::commit))
+        .route("/v1/txn/{id}/rollback", post(txn::rollback))
+        .route("/v1/subscribe/{*channel}", get(sse::subscribe))
+        .route("/v1/psubscribe/{*pattern}", get(sse::psubscribe))
+        .route("/metrics", get(metrics::scrape))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/v1/openapi.json", get(api::openapi))
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(middleware::from_fn_with_state(http.clone(), guard::check))
+        .with_state(http)
 }
 
 /// Serves one HTTP/1.1 connection (keep-alive) with hyper, until the client closes it, a
