@@ -366,6 +366,38 @@ Examples:
         message: OsString,
     },
 
+    /// Write every key of the database (type, value, TTL) as newline-delimited JSON
+    #[command(after_help = "\
+One JSON object per line, per key: {\"key\", \"type\", \"value\", \"ttl_ms\"} (ttl_ms only for keys
+that expire; strings that are not UTF-8 as {\"$base64\": ...}; types with no JSON form as a
+DUMP payload in \"dump\"). The format is described in docs/formats.md. A progress bar is drawn
+on stderr when it is a terminal. The export is not a snapshot: keys changed while it runs may
+be seen before or after the change.
+
+Examples:
+  magpie export > backup.ndjson
+  magpie -n 2 export db2.ndjson")]
+    Export {
+        /// Where to write; - or nothing for stdout
+        #[arg(value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+    },
+
+    /// Read keys written by `magpie export` back (replacing keys of the same names)
+    #[command(after_help = "\
+Each batch of 500 lines is written in one MULTI/EXEC: applied whole, and no client sees part
+of it. A bad line stops the import with its line number; the batches before it are written.
+TTLs count from the import.
+
+Examples:
+  magpie import backup.ndjson
+  magpie export | magpie -p 6380 import      copy a database to another server")]
+    Import {
+        /// Where to read; - or nothing for stdin
+        #[arg(value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+    },
+
     /// Print a completion script for a shell
     #[command(after_help = "\
 Examples:

@@ -45,6 +45,8 @@ pub async fn run(command: Command, mut session: Session, out: &mut Out) -> Resul
         Command::Publish { channel, message } => {
             crate::pubsub::publish(&mut session, out, arg_bytes(&channel), arg_bytes(&message)).await
         }
+        Command::Export { file } => crate::transfer::export(&mut session, out, file.as_deref()).await,
+        Command::Import { file } => crate::transfer::import(&mut session, out, file.as_deref()).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),
     }
 }
