@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod docs;
+mod export;
 mod format;
 mod items;
 mod pubsub;

@@ -58,14 +58,20 @@ pub fn file_header(kind: Kind) -> [u8; FILE_HEADER] {
 
 /// Appends one frame holding `payload`.
 pub fn put_frame(out: &mut Vec<u8>, payload: &[u8]) {
+    out.extend_from_slice(&frame_header(payload.len(), crc32c::crc32c(payload)));
+    out.extend_from_slice(payload);
+}
+
+/// The header of a frame whose payload is `len` bytes with checksum `crc` (for a writer that
+/// writes a big payload where it lies rather than copy it after the header).
+pub fn frame_header(len: usize, crc: u32) -> [u8; FRAME_HEADER] {
     let mut h = [0u8; FRAME_HEADER];
     h[0] = MARK;
-    h[1..5].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    h[5..9].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    h[1..5].copy_from_slice(&(len as u32).to_le_bytes());
+    h[5..9].copy_from_slice(&crc.to_le_bytes());
     let hcrc = crc32c::crc32c(&h[..9]);
     h[9..].copy_from_slice(&hcrc.to_le_bytes());
-    out.extend_from_slice(&h);
-    out.extend_from_slice(payload);
+    h
 }
 
 /// Parses a frame header: the payload's length and checksum, if the header is intact.

@@ -2,8 +2,9 @@
 //! docs/formats.md for the byte layout).
 //!
 //! ```text
-//! snapshot := file-header META DATA* END           (each a frame)
+//! snapshot := file-header META FUNCTIONS? DATA* END (each a frame)
 //! META     := 0x01 created-ms:u64le databases:uvarint writer:bytes
+//! FUNCTIONS:= 0x04 count:uvarint code:bytes*       (FUNCTION libraries, when there are any)
 //! DATA     := 0x02 entry*                          (whole entries; about 256 KB a frame)
 //! END      := 0x03 entries:u64le
 //! entry    := db:uvarint key:bytes expire-at-ms:uvarint (0: none) value
@@ -16,30 +17,48 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use magpie_store::{Entry, Value};
+use magpie_store::{Entry, FrozenEntry, SnapEntry, Value};
 
 use crate::codec::{Cursor, Decoded, put_bytes, put_uvarint};
 use crate::frame::{self, FileError, Frames, Kind, Next};
-use crate::value::{decode_value, encode_value};
+use crate::value::{decode_value, encode_frozen_pausing, encode_value};
 
 const META: u8 = 1;
 const DATA: u8 = 2;
 const END: u8 = 3;
+const FUNCTIONS: u8 = 4;
 /// A data frame is written once its entries reach this size.
 const FRAME_TARGET: usize = 256 * 1024;
+/// The file is fsynced each time this much more has been written (Redis's
+/// `rdb-save-incremental-fsync`, 4 MB): the kernel then writes the snapshot out as it goes,
+/// instead of all of it at the final fsync, which on a shared core stalled the server's
+/// other threads for the milliseconds the kernel spent on it.
+const SYNC_EVERY: u64 = 4 << 20;
+/// A data frame at least this big (a big collection's entry) is written where it was encoded,
+/// not copied after its header, and the work on it (checksum, write) is done in pieces of this
+/// size with the CPU yielded in between, so that on a shared core the server's threads run.
+const BIG_FRAME: usize = 1 << 20;
 
 /// Writes a snapshot. Entries are encoded into memory by [`SnapshotWriter::entry`] (no I/O,
-/// so it can run under a shard's lock) and written by [`SnapshotWriter::flush`].
+/// so it can run under a shard's lock) and written by [`SnapshotWriter::flush`]. Big
+/// collections arrive frozen ([`SnapEntry::Later`]): [`SnapshotWriter::add`] only queues them,
+/// and [`SnapshotWriter::encode_later`] encodes them once the lock is let go.
 pub struct SnapshotWriter {
     file: File,
     temp: PathBuf,
     target: PathBuf,
     /// The current data frame's payload.
     data: Vec<u8>,
-    /// Frames encoded and not yet written.
+    /// Frames encoded and not yet written: the buffers of `queue`, then `out`. Small frames
+    /// are appended to `out`; a big frame's header and payload go to `queue` as they are.
+    queue: Vec<Vec<u8>>,
     out: Vec<u8>,
     entries: u64,
     bytes: u64,
+    /// `bytes` at the last fsync.
+    synced: u64,
+    /// Frozen entries queued by [`SnapshotWriter::add`], to encode outside the lock.
+    later: Vec<(usize, Vec<u8>, FrozenEntry)>,
     /// Put in place: the temporary file is gone. Until then, dropping the writer (a failed
     /// write, an abandoned snapshot) removes it.
     placed: bool,
@@ -64,9 +83,12 @@ impl SnapshotWriter {
             temp,
             target: target.to_owned(),
             data: Vec::with_capacity(FRAME_TARGET + 4096),
+            queue: Vec::new(),
             out: frame::file_header(Kind::Snapshot).to_vec(),
             entries: 0,
             bytes: 0,
+            synced: 0,
+            later: Vec::new(),
             placed: false,
         };
         let mut meta = vec![META];
@@ -87,6 +109,55 @@ impl SnapshotWriter {
         }
     }
 
+    /// Takes an entry as the keyspace's snapshot walk gives it: a small one is encoded at once,
+    /// a frozen one queued for [`SnapshotWriter::encode_later`]. O(1) for a frozen entry, so it
+    /// can run under a shard's lock.
+    pub fn add(&mut self, db: usize, key: &[u8], entry: SnapEntry<'_>) {
+        match entry {
+            SnapEntry::Now(e) => self.entry(db, key, e),
+            SnapEntry::Later(f) => self.later.push((db, key.to_vec(), f)),
+        }
+    }
+
+    /// Encodes the frozen entries queued by [`SnapshotWriter::add`] (call with no lock held).
+    /// A big collection takes a while: the thread yields the CPU every few thousand elements,
+    /// so that on a shared core the server's threads run in between.
+    pub fn encode_later(&mut self) {
+        for (db, key, f) in std::mem::take(&mut self.later) {
+            put_entry_head(&mut self.data, db, &key, f.expire_at);
+            encode_frozen_pausing(&mut self.data, &f.value, std::thread::yield_now);
+            self.entries += 1;
+            if self.data.len() >= FRAME_TARGET {
+                self.seal();
+            }
+        }
+    }
+
+    /// Writes out what writers preserved through the snapshot's sink (see [`Preserved`]),
+    /// leaving it empty; frozen entries are encoded here, outside any lock.
+    pub fn preserved(&mut self, p: &mut Preserved) {
+        self.encoded(&p.bytes, p.count);
+        p.bytes.clear();
+        p.count = 0;
+        self.later.append(&mut p.later);
+        self.encode_later();
+    }
+
+    /// Adds the code of the server's function libraries (a FUNCTIONS frame; none when there
+    /// are none), in memory only.
+    pub fn functions(&mut self, libraries: &[Vec<u8>]) {
+        if libraries.is_empty() {
+            return;
+        }
+        self.seal();
+        let mut payload = vec![FUNCTIONS];
+        put_uvarint(&mut payload, libraries.len() as u64);
+        for code in libraries {
+            put_bytes(&mut payload, code);
+        }
+        frame::put_frame(&mut self.out, &payload);
+    }
+
     /// Adds `count` entries encoded elsewhere with [`encode_entry`] (in memory only).
     pub fn encoded(&mut self, encoded: &[u8], count: u64) {
         if count == 0 {
@@ -101,7 +172,20 @@ impl SnapshotWriter {
     }
 
     fn seal(&mut self) {
-        if self.data.len() > 1 {
+        if self.data.len() >= BIG_FRAME {
+            let payload = std::mem::replace(&mut self.data, Vec::with_capacity(FRAME_TARGET + 4096));
+            self.data.push(DATA);
+            let mut crc = 0;
+            for piece in payload.chunks(BIG_FRAME) {
+                crc = crc32c::crc32c_append(crc, piece);
+                std::thread::yield_now();
+            }
+            if !self.out.is_empty() {
+                self.queue.push(std::mem::take(&mut self.out));
+            }
+            self.queue.push(frame::frame_header(payload.len(), crc).to_vec());
+            self.queue.push(payload);
+        } else if self.data.len() > 1 {
             frame::put_frame(&mut self.out, &self.data);
             self.data.clear();
             self.data.push(DATA);
@@ -110,18 +194,35 @@ impl SnapshotWriter {
 
     /// Bytes encoded and not yet written.
     pub fn pending(&self) -> usize {
-        self.out.len() + self.data.len()
+        self.queue.iter().map(Vec::len).sum::<usize>() + self.out.len() + self.data.len()
     }
 
     /// Writes the frames encoded so far (the last, partial one stays in memory).
     pub fn flush(&mut self) -> io::Result<()> {
+        for buf in std::mem::take(&mut self.queue) {
+            for piece in buf.chunks(BIG_FRAME) {
+                self.write(piece)?;
+                std::thread::yield_now();
+            }
+        }
         if !self.out.is_empty() {
-            self.file.write_all(&self.out)?;
-            self.bytes += self.out.len() as u64;
+            let out = std::mem::take(&mut self.out);
+            self.write(&out)?;
+            self.out = out;
             self.out.clear();
             if self.out.capacity() > 4 * FRAME_TARGET {
                 self.out.shrink_to(FRAME_TARGET);
             }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.bytes += bytes.len() as u64;
+        if self.bytes - self.synced >= SYNC_EVERY {
+            self.file.sync_data()?;
+            self.synced = self.bytes;
         }
         Ok(())
     }
@@ -133,6 +234,7 @@ impl SnapshotWriter {
 
     /// Writes the end, makes the file durable and puts it in place. Returns (entries, bytes).
     pub fn finish(mut self) -> io::Result<(u64, u64)> {
+        self.encode_later();
         self.seal();
         let mut end = vec![END];
         end.extend_from_slice(&self.entries.to_le_bytes());
@@ -151,10 +253,44 @@ impl SnapshotWriter {
 
 /// Appends one snapshot entry, as a data frame holds it.
 pub fn encode_entry(out: &mut Vec<u8>, db: usize, key: &[u8], entry: &Entry) {
+    put_entry_head(out, db, key, entry.expire_at());
+    encode_value(out, &entry.value);
+}
+
+/// Appends one snapshot entry from a frozen image (see [`SnapEntry::Later`]): the same bytes
+/// [`encode_entry`] would have written for the entry it was.
+pub fn encode_frozen_entry(out: &mut Vec<u8>, db: usize, key: &[u8], entry: &FrozenEntry) {
+    put_entry_head(out, db, key, entry.expire_at);
+    crate::value::encode_frozen(out, &entry.value);
+}
+
+/// An entry's database, key and expiry, as [`encode_entry`] starts it.
+fn put_entry_head(out: &mut Vec<u8>, db: usize, key: &[u8], expire_at: Option<u64>) {
     put_uvarint(out, db as u64);
     put_bytes(out, key);
-    put_uvarint(out, entry.expire_at().unwrap_or(0));
-    encode_value(out, &entry.value);
+    put_uvarint(out, expire_at.unwrap_or(0));
+}
+
+/// Entries that writers hand to a snapshot through its sink (under a shard's lock): small ones
+/// encoded at once, frozen ones kept to encode later, by [`SnapshotWriter::preserved`].
+#[derive(Default)]
+pub struct Preserved {
+    bytes: Vec<u8>,
+    count: u64,
+    later: Vec<(usize, Vec<u8>, FrozenEntry)>,
+}
+
+impl Preserved {
+    /// O(1) for a frozen entry: safe under a shard's lock.
+    pub fn add(&mut self, db: usize, key: &[u8], entry: SnapEntry<'_>) {
+        match entry {
+            SnapEntry::Now(e) => {
+                encode_entry(&mut self.bytes, db, key, e);
+                self.count += 1;
+            }
+            SnapEntry::Later(f) => self.later.push((db, key.to_vec(), f)),
+        }
+    }
 }
 
 /// The directory a file is in (`.` for a bare name).
@@ -191,6 +327,8 @@ pub struct SnapshotReader {
     pub databases: usize,
     entries: u64,
     done: bool,
+    /// The function libraries' code, from the FUNCTIONS frame once it has been read.
+    functions: Vec<Vec<u8>>,
 }
 
 impl SnapshotReader {
@@ -221,11 +359,18 @@ impl SnapshotReader {
             databases: meta.1,
             entries: 0,
             done: false,
+            functions: Vec::new(),
         })
     }
 
     pub fn file_len(&self) -> u64 {
         self.frames.file_len()
+    }
+
+    /// The function libraries' code read so far (all of it once [`SnapshotReader::next_entry`]
+    /// has returned `None`).
+    pub fn take_functions(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.functions)
     }
 
     /// Bytes read so far (for progress reports).
@@ -254,6 +399,22 @@ impl SnapshotReader {
                     self.frame_at = at;
                     match self.payload.first() {
                         Some(&DATA) => self.at = 1,
+                        Some(&FUNCTIONS) => {
+                            let mut c = Cursor::new(&self.payload[1..]);
+                            let read = (|| -> Decoded<()> {
+                                let n = c.uvarint()?;
+                                for _ in 0..n {
+                                    let code = c.bytes()?.to_vec();
+                                    self.functions.push(code);
+                                }
+                                if !c.is_empty() {
+                                    return Err(crate::codec::DecodeError("bytes after the libraries".into()));
+                                }
+                                Ok(())
+                            })();
+                            read.map_err(|e| err(&path, at, format!("bad FUNCTIONS frame: {e}")))?;
+                            self.at = 0;
+                        }
                         Some(&END) => {
                             let mut c = Cursor::new(&self.payload[1..]);
                             let n = c.u64_le().map_err(|e| err(&path, at, e.0))?;
@@ -328,6 +489,46 @@ mod tests {
         shard.get(b"k", 0).unwrap().clone()
     }
 
+    /// Big collections arrive frozen and are written as big frames where they were encoded,
+    /// between small ones; the file reads back in full, in order.
+    #[test]
+    fn frozen_big_values_round_trip_between_small_entries() {
+        let target = dir().join("frozen.snapshot");
+        let mut w = SnapshotWriter::create(&target, 1, 16).unwrap();
+        let mut expected = Vec::new();
+        for i in 0..6u64 {
+            let key = format!("key:{i}").into_bytes();
+            let value = if i % 2 == 0 {
+                Value::string(format!("small {i}").as_bytes())
+            } else {
+                let list: magpie_store::List =
+                    (0..60_000 * i).map(|j| format!("element:{j}:{}", "x".repeat((j % 50) as usize))).collect();
+                Value::List(Box::new(list))
+            };
+            let mut e = entry(value.clone(), (i == 3).then_some(99));
+            match e.value.freeze() {
+                Some(frozen) => {
+                    let f = FrozenEntry { expire_at: e.expire_at(), value: frozen };
+                    w.add(0, &key, SnapEntry::Later(f));
+                    w.encode_later();
+                }
+                None => w.add(0, &key, SnapEntry::Now(&e)),
+            }
+            if i == 4 {
+                w.flush().unwrap();
+            }
+            expected.push(Loaded { db: 0, key, expire_at: e.expire_at(), value });
+        }
+        assert!(w.pending() > BIG_FRAME, "big frames wait in the queue until flushed");
+        w.finish().unwrap();
+        let mut r = SnapshotReader::open(&target).unwrap();
+        let mut got = Vec::new();
+        while let Some(e) = r.next_entry().unwrap() {
+            got.push(e);
+        }
+        assert_eq!(got, expected);
+    }
+
     #[test]
     fn a_snapshot_round_trips_and_damage_is_reported_with_its_offset() {
         let target = dir().join("roundtrip.snapshot");
@@ -364,5 +565,30 @@ mod tests {
         assert!(check(&target).is_err(), "a truncated snapshot is damage");
         fs::write(&target, &bytes).unwrap();
         assert_eq!(check(&target).unwrap().0, 5000);
+    }
+
+    #[test]
+    fn function_libraries_round_trip_and_a_bad_frame_is_damage() {
+        let target = dir().join("functions.snapshot");
+        let libs = vec![b"#!lua name=a\nredis.register_function('f', function() return 1 end)".to_vec(), vec![0, 1, 2]];
+        let mut w = SnapshotWriter::create(&target, 1, 16).unwrap();
+        w.functions(&libs);
+        w.entry(0, b"k", &entry(Value::Int(1), None));
+        w.finish().unwrap();
+        let mut r = SnapshotReader::open(&target).unwrap();
+        assert!(r.next_entry().unwrap().is_some());
+        assert!(r.next_entry().unwrap().is_none());
+        assert_eq!(r.take_functions(), libs);
+        assert_eq!(check(&target).unwrap().0, 1);
+
+        // A count larger than the frame holds is damage, not an allocation.
+        let mut w = SnapshotWriter::create(&target, 1, 16).unwrap();
+        let mut payload = vec![FUNCTIONS];
+        put_uvarint(&mut payload, u64::MAX);
+        frame::put_frame(&mut w.out, &payload);
+        w.finish().unwrap();
+        let mut r = SnapshotReader::open(&target).unwrap();
+        let e = r.next_entry().unwrap_err();
+        assert!(e.reason.contains("bad FUNCTIONS frame"), "{e}");
     }
 }

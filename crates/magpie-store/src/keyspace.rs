@@ -1,22 +1,22 @@
 //! Databases, shards and entries.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use indexmap::IndexMap;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::tap::Tap;
-use crate::{Key, Value};
+use crate::{Frozen, Key, Value};
 
 type Hasher = foldhash::fast::RandomState;
 type Map = IndexMap<Key, Entry, Hasher>;
 
 /// A value and its expiry time.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Entry {
     pub value: Value,
     /// Absolute expiry in ms since the epoch; 0 when the key does not expire. Private so that
@@ -24,11 +24,22 @@ pub struct Entry {
     expire_at: u64,
     /// For an entry with an expiry time: its position in [`Shard::volatile`].
     vpos: u32,
+    /// The number of the snapshot that has written this entry out of turn, before its walk
+    /// reached it (see [`SnapState`]): in the padding, so it costs no memory.
+    written: u32,
+}
+
+/// Entries are equal when their values, expiry times and places among the expiring keys are
+/// (not counting a snapshot's mark).
+impl PartialEq for Entry {
+    fn eq(&self, other: &Entry) -> bool {
+        self.value == other.value && self.expire_at == other.expire_at && self.vpos == other.vpos
+    }
 }
 
 impl Entry {
     pub fn new(value: Value) -> Entry {
-        Entry { value, expire_at: 0, vpos: 0 }
+        Entry { value, expire_at: 0, vpos: 0, written: 0 }
     }
 
     /// When the key expires (ms since the epoch), if it does.
@@ -87,8 +98,33 @@ struct Watched {
 }
 
 /// Where a snapshot's entries go: called with the database, the key and the entry as it was
-/// at the snapshot's moment. It runs under a shard's lock, so it only encodes into memory.
-pub type SnapshotSink = Arc<dyn Fn(usize, &[u8], &Entry) + Send + Sync>;
+/// at the snapshot's moment. It runs under a shard's lock, so it only encodes small entries
+/// into memory and keeps frozen ones for later.
+pub type SnapshotSink = Arc<dyn Fn(usize, &[u8], SnapEntry<'_>) + Send + Sync>;
+
+/// An entry as a snapshot receives it.
+pub enum SnapEntry<'a> {
+    /// A small entry: encode it now, under the shard's lock.
+    Now(&'a Entry),
+    /// A big collection, frozen ([`Value::freeze`]): encode it once the lock is let go. Taking
+    /// it cost O(chunks) under the lock, not O(elements).
+    Later(FrozenEntry),
+}
+
+/// A big entry as it was at a snapshot's moment, readable on any thread.
+pub struct FrozenEntry {
+    pub expire_at: Option<u64>,
+    pub value: Frozen,
+}
+
+/// What the snapshot gets for `e`: the entry itself, or a frozen image of a big value.
+fn snap_entry(e: &mut Entry) -> SnapEntry<'_> {
+    let expire_at = e.expire_at();
+    match e.value.freeze() {
+        Some(value) => SnapEntry::Later(FrozenEntry { expire_at, value }),
+        None => SnapEntry::Now(e),
+    }
+}
 
 /// A snapshot's progress through one shard.
 ///
@@ -97,19 +133,36 @@ pub type SnapshotSink = Arc<dyn Fn(usize, &[u8], &Entry) + Send + Sync>;
 /// rest have been written out, and so have any entries added since the snapshot began (they
 /// are appended at the end, beyond the cursor, and were not there at its moment). A writer
 /// about to change or remove an entry the walk has not reached first hands the entry as it is
-/// to the snapshot's sink and adds its key to `done`, so the walk skips it. Removal moves the
-/// shard's last entry into the hole; when that carries an entry already written into the
-/// unvisited part, `done` marks it too. So every key present at the snapshot's moment is
-/// written exactly once, with its value of that moment, and no key created after it is
-/// written. Nothing is kept in memory but the keys in `done`: the old values go straight to
-/// the sink, which encodes them for the file.
+/// to the snapshot's sink and marks it written (`Entry::written` takes the snapshot's number),
+/// so the walk skips it. Removal moves the shard's last entry into the hole; when that carries
+/// an entry already written (or created since) into the unvisited part, it is marked too. So
+/// every key present at the snapshot's moment is written exactly once, with its value of that
+/// moment, and no key created after it is written. Nothing is kept in memory: the marks live in
+/// the entries' padding (a set of the keys written, as before, grew with the writes and
+/// rehashed under the lock), and the old values go straight to the sink, which encodes small
+/// ones for the file at once and keeps big collections frozen (their chunks shared, see
+/// [`Value::freeze`]) to encode outside the lock; only the chunks written while the snapshot
+/// holds them are ever copied.
 struct SnapState {
     /// Entries at indices below this have not been visited yet. Written by the walk under the
     /// read lock (hence atomic), read by writers under the write lock.
     cursor: AtomicUsize,
-    /// Keys already written that the walk may still meet in the unvisited part.
-    done: HashSet<Key, Hasher>,
+    /// This snapshot's number: an entry whose `written` equals it has been written already.
+    number: u32,
     sink: SnapshotSink,
+}
+
+/// Numbers snapshots, for `Entry::written` (0 is never used, so new entries are unwritten; a
+/// number comes back after 2^32 snapshots, by which time no entry still carries it).
+static SNAPSHOTS: AtomicU32 = AtomicU32::new(0);
+
+fn next_snapshot_number() -> u32 {
+    loop {
+        let n = SNAPSHOTS.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        if n != 0 {
+            return n;
+        }
+    }
 }
 
 impl Shard {
@@ -220,10 +273,15 @@ impl Shard {
     fn take(&mut self) -> Map {
         self.tap.tick();
         if !self.watched.is_empty() {
-            // As Redis: a flush touches the watched keys that existed.
+            // As Redis: a flush touches the watched keys that existed, and signals those that
+            // blocked clients wait on (a client reading a stream through a group then fails,
+            // as after Redis's `scanDatabaseForDeletedStreams`).
             for (k, w) in self.watched.iter_mut() {
                 if self.map.contains_key(&**k) {
                     w.version += 1;
+                    if w.waiters > 0 {
+                        self.tap.ready(self.db, k);
+                    }
                 }
             }
         }
@@ -233,14 +291,60 @@ impl Shard {
         let mut map = std::mem::take(&mut self.map);
         if let Some(snap) = self.snap.as_deref_mut() {
             let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
-            for (i, (k, e)) in map.drain(..).enumerate() {
-                if i < cursor && !snap.done.contains(&*k) {
-                    (snap.sink)(self.db, &k, &e);
+            for (i, (k, mut e)) in map.drain(..).enumerate() {
+                if i < cursor && e.written != snap.number {
+                    (snap.sink)(self.db, &k, snap_entry(&mut e));
                 }
             }
-            snap.done.clear();
         }
         map
+    }
+
+    /// Hands a snapshot in progress every entry it has not reached yet, so that the shard's
+    /// contents may change wholesale (SWAPDB) while the snapshot still writes each database as
+    /// it was at its moment.
+    fn finish_snapshot_part(&mut self) {
+        let Shard { snap, map, db, .. } = self;
+        if let Some(snap) = snap.as_deref_mut() {
+            let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
+            for i in 0..cursor.min(map.len()) {
+                if let Some((k, e)) = map.get_index_mut(i)
+                    && e.written != snap.number
+                {
+                    e.written = snap.number;
+                    (snap.sink)(*db, k, snap_entry(e));
+                }
+            }
+        }
+    }
+
+    /// SWAPDB, for one shard: exchanges the entries of this shard and `other` (the same shard
+    /// of another database). As Redis's `dbSwapDatabases`: watched keys that exist on either
+    /// side are touched, and keys that blocked clients wait on and now exist are signalled.
+    fn swap_contents(&mut self, other: &mut Shard) {
+        self.finish_snapshot_part();
+        other.finish_snapshot_part();
+        for s in [&mut *self, &mut *other] {
+            s.tap.tick();
+        }
+        std::mem::swap(&mut self.map, &mut other.map);
+        std::mem::swap(&mut self.volatile, &mut other.volatile);
+        std::mem::swap(&mut self.expire_cursor, &mut other.expire_cursor);
+        std::mem::swap(&mut self.value_bytes, &mut other.value_bytes);
+        std::mem::swap(&mut self.avg_ttl, &mut other.avg_ttl);
+        let touch = |s: &mut Shard, o: &Shard| {
+            for (k, w) in s.watched.iter_mut() {
+                let here = s.map.contains_key(&**k);
+                if here || o.map.contains_key(&**k) {
+                    w.version += 1;
+                }
+                if here && w.waiters > 0 {
+                    s.tap.ready(s.db, k);
+                }
+            }
+        };
+        touch(self, other);
+        touch(other, self);
     }
 
     /// Reports a change about to be made to the entry at `idx` (in place, or its removal): the
@@ -337,11 +441,11 @@ impl Shard {
         if idx >= *snap.cursor.get_mut() {
             return; // already written out
         }
-        if let Some((k, e)) = self.map.get_index(idx)
-            && !snap.done.contains(&**k)
+        if let Some((k, e)) = self.map.get_index_mut(idx)
+            && e.written != snap.number
         {
-            (snap.sink)(self.db, k, e);
-            snap.done.insert(k.clone());
+            e.written = snap.number;
+            (snap.sink)(self.db, k, snap_entry(e));
         }
     }
 
@@ -355,9 +459,9 @@ impl Shard {
         if last != idx
             && last >= cursor
             && idx < cursor
-            && let Some((k, _)) = self.map.get_index(last)
+            && let Some((_, e)) = self.map.get_index_mut(last)
         {
-            snap.done.insert(k.clone());
+            e.written = snap.number;
         }
     }
 
@@ -506,7 +610,7 @@ impl LiveSlot<'_> {
         self.shard.value_bytes = self.shard.value_bytes - old_value.size() as u64 + size;
         let old_expire = self.shard.map[self.idx].expire_at;
         self.shard.set_expire_index(self.idx, expire_at);
-        Entry { value: old_value, expire_at: old_expire, vpos: 0 }
+        Entry { value: old_value, expire_at: old_expire, vpos: 0, written: 0 }
     }
 
     pub fn set_expire(&mut self, expire_at: Option<u64>) {
@@ -593,7 +697,7 @@ struct Padded<T>(T);
 pub struct Db {
     shards: Box<[Padded<RwLock<Shard>>]>,
     /// Seeded independently of the maps' own hashers, so that keys of one shard still spread
-    /// over that shard's whole table.
+    /// over that shard's whole table; the same in every database (see [`Keyspace::swap_dbs`]).
     hasher: foldhash::fast::RandomState,
 }
 
@@ -623,13 +727,10 @@ pub struct DbStats {
 pub struct ScanCursor(pub u64);
 
 impl Db {
-    fn new(index: usize, shards: usize, tap: &Arc<Tap>) -> Db {
+    fn new(index: usize, shards: usize, tap: &Arc<Tap>, hasher: &foldhash::fast::RandomState) -> Db {
         let n = shards.next_power_of_two().max(1);
         let shard = || Shard { db: index, tap: tap.clone(), ..Shard::default() };
-        Db {
-            shards: (0..n).map(|_| Padded(RwLock::new(shard()))).collect(),
-            hasher: foldhash::fast::RandomState::default(),
-        }
+        Db { shards: (0..n).map(|_| Padded(RwLock::new(shard()))).collect(), hasher: hasher.clone() }
     }
 
     pub fn shard_count(&self) -> usize {
@@ -783,8 +884,11 @@ impl Keyspace {
     /// `databases` databases of `shards` shards each (rounded up to a power of two).
     pub fn new(databases: usize, shards: usize) -> Keyspace {
         let tap = Arc::new(Tap::default());
+        // One shard hasher for every database: a key has the same shard in each, so SWAPDB
+        // can exchange databases shard by shard.
+        let hasher = foldhash::fast::RandomState::default();
         Keyspace {
-            dbs: (0..databases.max(1)).map(|i| Db::new(i, shards, &tap)).collect(),
+            dbs: (0..databases.max(1)).map(|i| Db::new(i, shards, &tap, &hasher)).collect(),
             tap,
             expire_cursor: parking_lot::Mutex::new((0, 0)),
         }
@@ -820,14 +924,11 @@ impl Keyspace {
     ///
     /// [`snapshot_step`]: Keyspace::snapshot_step
     pub fn begin_snapshot<R>(&self, sink: SnapshotSink, at_cut: impl FnOnce() -> R) -> R {
+        let number = next_snapshot_number();
         let mut guards: Vec<_> = self.dbs.iter().flat_map(|d| d.shards.iter()).map(|s| s.0.write()).collect();
         for g in &mut guards {
             let len = g.len();
-            g.snap = Some(Box::new(SnapState {
-                cursor: AtomicUsize::new(len),
-                done: HashSet::default(),
-                sink: sink.clone(),
-            }));
+            g.snap = Some(Box::new(SnapState { cursor: AtomicUsize::new(len), number, sink: sink.clone() }));
         }
         let r = at_cut();
         drop(guards);
@@ -838,8 +939,18 @@ impl Keyspace {
     /// snapshot in progress: calls `emit` with each key and its entry as they were when the
     /// snapshot began (expired entries included; the loader sorts them out), except those a
     /// writer already gave to the sink. Returns true when the shard is finished, after which
-    /// changes to it cost the snapshot nothing. The shard is read-locked while it is visited.
-    pub fn snapshot_step(&self, db: usize, shard: usize, budget: usize, mut emit: impl FnMut(&[u8], &Entry)) -> bool {
+    /// changes to it cost the snapshot nothing. The shard is read-locked while it is visited; a
+    /// big collection ends the step and is frozen under a brief write lock, and emitted as
+    /// [`SnapEntry::Later`], for the caller to encode after this returns. (A plain read lock,
+    /// not an upgradable one: a writer waiting for it sets its intent, so the walk's next step
+    /// waits behind the writer instead of taking the lock again before it could run.)
+    pub fn snapshot_step(
+        &self,
+        db: usize,
+        shard: usize,
+        budget: usize,
+        mut emit: impl FnMut(&[u8], SnapEntry<'_>),
+    ) -> bool {
         let lock = &self.dbs[db].shards[shard].0;
         {
             let g = lock.read();
@@ -847,20 +958,38 @@ impl Keyspace {
             let mut cursor = snap.cursor.load(Ordering::Relaxed).min(g.map.len());
             let mut visited = 0;
             while cursor > 0 && visited < budget {
+                let Some((k, e)) = g.map.get_index(cursor - 1) else { break };
+                if e.written != snap.number {
+                    if e.value.wants_freezing() {
+                        // Freezing changes the value's cells: it takes the write lock, below.
+                        break;
+                    }
+                    emit(k, SnapEntry::Now(e));
+                }
                 cursor -= 1;
                 visited += 1;
-                if let Some((k, e)) = g.map.get_index(cursor)
-                    && !snap.done.contains(&**k)
-                {
-                    emit(k, e);
-                }
             }
             snap.cursor.store(cursor, Ordering::Relaxed);
-            if cursor > 0 {
+            if cursor > 0 && visited == budget {
                 return false;
             }
         }
-        let taken = lock.write().snap.take();
+        // Writers may have run in between: the cursor they left says where the walk is.
+        let mut g = lock.write();
+        let shard = &mut *g;
+        let Some(snap) = shard.snap.as_deref_mut() else { return true };
+        let cursor = (*snap.cursor.get_mut()).min(shard.map.len());
+        if cursor > 0 {
+            if let Some((k, e)) = shard.map.get_index_mut(cursor - 1)
+                && e.written != snap.number
+            {
+                emit(k, snap_entry(e));
+            }
+            *snap.cursor.get_mut() = cursor - 1;
+            return false;
+        }
+        let taken = shard.snap.take();
+        drop(g);
         drop(taken);
         true
     }
@@ -882,6 +1011,21 @@ impl Keyspace {
     }
 
     /// Write-locks the shards of all `keys` ((database, key) pairs) at once, in a fixed order.
+    /// SWAPDB: exchanges the contents of databases `a` and `b`, atomically (every shard of
+    /// both is locked, in order, before any is changed). Clients see each database's keys
+    /// under the other's number; a snapshot in progress still writes both as they were.
+    pub fn swap_dbs(&self, a: usize, b: usize) {
+        if a == b || a >= self.dbs.len() || b >= self.dbs.len() {
+            return;
+        }
+        let (lo, hi) = (a.min(b), a.max(b));
+        let mut first: Vec<_> = self.dbs[lo].shards.iter().map(|s| s.0.write()).collect();
+        let mut second: Vec<_> = self.dbs[hi].shards.iter().map(|s| s.0.write()).collect();
+        for (x, y) in first.iter_mut().zip(second.iter_mut()) {
+            x.swap_contents(y);
+        }
+    }
+
     pub fn lock_write<'a, 'k>(&'a self, keys: impl IntoIterator<Item = (usize, &'k [u8])>) -> MultiWrite<'a> {
         let ids = self.shard_ids(keys);
         let guards = ids.iter().map(|&(db, s)| self.dbs[db].shards[s].0.write()).collect();
@@ -1181,7 +1325,7 @@ mod tests {
 
     #[test]
     fn scan_visits_every_key_once_without_changes() {
-        let db = Db::new(0, 8, &Arc::default());
+        let db = Db::new(0, 8, &Arc::default(), &Default::default());
         for i in 0..1000 {
             db.write(format!("k{i}").as_bytes()).insert(format!("k{i}").as_bytes(), v("x"), None, 0);
         }
@@ -1192,7 +1336,7 @@ mod tests {
 
     #[test]
     fn scan_never_misses_a_key_present_throughout_despite_churn() {
-        let db = Db::new(0, 4, &Arc::default());
+        let db = Db::new(0, 4, &Arc::default(), &Default::default());
         let stable: Vec<String> = (0..500).map(|i| format!("stable{i}")).collect();
         for k in &stable {
             db.write(k.as_bytes()).insert(k.as_bytes(), v("x"), None, 0);
@@ -1258,15 +1402,131 @@ mod tests {
         drop(old);
     }
 
+    /// What a snapshot got for one entry, as a value and an expiry.
+    fn image(e: SnapEntry<'_>) -> (Value, Option<u64>) {
+        match e {
+            SnapEntry::Now(e) => (e.value.clone(), e.expire_at()),
+            SnapEntry::Later(f) => (f.value.to_value(), f.expire_at),
+        }
+    }
+
+    /// A big collection of each type (frozen by snapshots rather than encoded under the lock).
+    fn big_value(kind: usize, rng: &mut fastrand::Rng) -> Value {
+        let n = crate::dense::CHUNK + rng.usize(..3000);
+        let m = |i: usize| format!("m{i}").into_bytes();
+        match kind % 4 {
+            0 => Value::List(Box::new((0..n).map(m).collect())),
+            1 => {
+                Value::Set(Box::new(crate::Set::from_members((0..n).map(m).collect::<Vec<_>>().iter().map(|v| &v[..]))))
+            }
+            2 => Value::Hash(Box::new((0..n).map(|i| (m(i), m(i * 7))).collect())),
+            _ => Value::ZSet(Box::new(crate::ZSet::from_entries(
+                (0..n).map(|i| (Key::new(&m(i)), (i % 97) as f64)).collect(),
+            ))),
+        }
+    }
+
+    /// Changes a collection in place a little (one element), or replaces a string.
+    fn touch(v: &mut Value, rng: &mut fastrand::Rng) {
+        let x = format!("x{}", rng.u32(..)).into_bytes();
+        match v {
+            Value::List(l) => {
+                if rng.bool() {
+                    l.push_front(&x);
+                } else {
+                    l.drop_back_one();
+                }
+                let i = rng.usize(..l.len());
+                l.set(i, &x);
+            }
+            Value::Set(s) => {
+                s.insert(&x);
+                s.pop_random();
+                s.pop_random();
+            }
+            Value::Hash(h) => {
+                h.insert(&x, b"v");
+                let f = h.random_pair().map(|(f, _)| f.to_vec()).unwrap_or_default();
+                h.remove(&f);
+                let f = h.random_pair().map(|(f, _)| f.to_vec()).unwrap_or_default();
+                h.insert(&f, &x);
+            }
+            Value::ZSet(z) => {
+                z.insert(&x, f64::from(rng.u8(..)));
+                z.pop_with(rng.bool(), |_, _| ());
+                let m = z.random().map(|(m, _)| m.to_vec()).unwrap_or_default();
+                z.insert(&m, -1.0);
+            }
+            other => *other = Value::Str(x),
+        }
+    }
+
+    /// The snapshot's mark lives in the entry's padding.
+    #[test]
+    fn an_entry_is_40_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
+    }
+
+    /// Big collections reach a snapshot frozen (O(chunks) under the lock), never encoded
+    /// under it: from a writer that changes one before the walk reaches it, from the walk, and
+    /// from a flush.
+    #[test]
+    fn big_collections_reach_a_snapshot_frozen() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        let ks = Keyspace::new(1, 1);
+        for (i, k) in ["a", "b", "c"].iter().enumerate() {
+            ks.db(0).write(k.as_bytes()).insert(k.as_bytes(), big_value(i, &mut rng), None, 0);
+        }
+        ks.db(0).write(b"small").insert(b"small", Value::List(Box::new(["x"].into_iter().collect())), None, 0);
+        let sunk = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let into = sunk.clone();
+        ks.begin_snapshot(
+            Arc::new(move |_, k: &[u8], e: SnapEntry<'_>| {
+                into.lock().push((k.to_vec(), matches!(e, SnapEntry::Later(_))))
+            }),
+            || (),
+        );
+        if let Slot::Live(mut live) = ks.db(0).write(b"a").slot(b"a", 0) {
+            touch(live.value_mut(), &mut rng);
+        }
+        let mut walked = Vec::new();
+        while !ks.snapshot_step(0, 0, 1, |k, e| walked.push((k.to_vec(), matches!(e, SnapEntry::Later(_))))) {
+            if walked.len() == 1 {
+                drop(ks.db(0).flush());
+            }
+        }
+        let mut sunk = sunk.lock().clone();
+        sunk.sort();
+        assert_eq!(walked, [(b"small".to_vec(), false)]);
+        assert_eq!(sunk, [(b"a".to_vec(), true), (b"b".to_vec(), true), (b"c".to_vec(), true)]);
+        // The other order: the walk meets the big values.
+        ks.db(0).write(b"d").insert(b"d", big_value(3, &mut rng), None, 0);
+        ks.begin_snapshot(Arc::new(|_, _: &[u8], _: SnapEntry<'_>| panic!("nothing changes")), || ());
+        let mut walked = Vec::new();
+        while !ks.snapshot_step(0, 0, 10, |k, e| walked.push((k.to_vec(), matches!(e, SnapEntry::Later(_))))) {}
+        assert_eq!(walked, [(b"d".to_vec(), true)]);
+    }
+
     /// A snapshot taken while keys are written, removed, expired and flushed returns exactly
-    /// the keyspace of its moment: every key once, with its value of then.
+    /// the keyspace of its moment: every key once, with its value of then. Some keys hold big
+    /// collections, which the snapshot freezes and writers change in place.
     #[test]
     fn snapshots_are_a_point_in_time_under_concurrent_changes() {
         use std::collections::BTreeMap;
         for seed in 0..40 {
             let mut rng = fastrand::Rng::with_seed(seed);
             let ks = Keyspace::new(2, 4);
-            let key = |rng: &mut fastrand::Rng| format!("k{}", rng.u16(..300)).into_bytes();
+            for b in 0..4 {
+                let v = big_value(b + seed as usize, &mut rng);
+                ks.db(b % 2).write(format!("big{b}").as_bytes()).insert(format!("big{b}").as_bytes(), v, None, 0);
+            }
+            let key = |rng: &mut fastrand::Rng| {
+                if rng.u8(..20) == 0 {
+                    format!("big{}", rng.u8(..4)).into_bytes()
+                } else {
+                    format!("k{}", rng.u16(..300)).into_bytes()
+                }
+            };
             let mut now = 1000;
             let apply = |rng: &mut fastrand::Rng, now: &mut u64| {
                 let db = rng.usize(..2);
@@ -1282,7 +1542,7 @@ mod tests {
                     }
                     6 => {
                         if let Slot::Live(mut live) = shard.slot(&k, *now) {
-                            *live.value_mut() = Value::Str(vec![b'x'; rng.usize(..20)]);
+                            touch(live.value_mut(), rng);
                         }
                     }
                     7 => {
@@ -1294,8 +1554,10 @@ mod tests {
                     }
                     _ => {
                         drop(shard);
-                        if rng.u8(..30) == 0 {
-                            drop(ks.db(db).flush());
+                        match rng.u8(..30) {
+                            0 => drop(ks.db(db).flush()),
+                            1 => ks.swap_dbs(0, 1),
+                            _ => {}
                         }
                     }
                 }
@@ -1317,8 +1579,9 @@ mod tests {
             let sunk = Arc::new(parking_lot::Mutex::new(Vec::new()));
             let into = sunk.clone();
             ks.begin_snapshot(
-                Arc::new(move |db, k: &[u8], e: &Entry| {
-                    into.lock().push((db, k.to_vec(), e.value.clone(), e.expire_at()))
+                Arc::new(move |db, k: &[u8], e: SnapEntry<'_>| {
+                    let (value, expire) = image(e);
+                    into.lock().push((db, k.to_vec(), value, expire))
                 }),
                 || (),
             );
@@ -1328,7 +1591,7 @@ mod tests {
                 let i = rng.usize(..pending.len());
                 let (db, s) = pending[i];
                 let done = ks.snapshot_step(db, s, rng.usize(1..8), |k, e| {
-                    let old = got.insert((db, k.to_vec()), (e.value.clone(), e.expire_at()));
+                    let old = got.insert((db, k.to_vec()), image(e));
                     assert!(old.is_none(), "seed {seed}: {k:?} written twice");
                 });
                 if done {
@@ -1349,6 +1612,34 @@ mod tests {
                     assert!(shard.snap.is_none());
                     shard.check();
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn swapdb_exchanges_databases_and_touches_watched_keys() {
+        let ks = Keyspace::new(3, 4);
+        for i in 0..50 {
+            let k = format!("a{i}");
+            ks.db(0).write(k.as_bytes()).insert(k.as_bytes(), v("zero"), (i % 2 == 0).then_some(10_000), 0);
+        }
+        ks.db(2).write(b"only2").insert(b"only2", v("two"), None, 0);
+        let w0 = ks.db(0).write(b"a1").watch(b"a1");
+        let w2 = ks.db(2).write(b"a1").watch(b"a1");
+        let untouched = ks.db(1).write(b"nowhere").watch(b"nowhere");
+        let before = (ks.db(0).stats(), ks.db(2).stats());
+        ks.swap_dbs(0, 2);
+        assert_eq!((ks.db(2).stats(), ks.db(0).stats()), before);
+        assert_eq!(ks.db(2).read(b"a7").get(b"a7", 0).map(|e| e.value.clone()), Some(v("zero")));
+        assert_eq!(ks.db(0).read(b"only2").get(b"only2", 0).map(|e| e.value.clone()), Some(v("two")));
+        assert!(ks.db(0).read(b"a7").get(b"a7", 0).is_none());
+        // A watched key that existed on either side moved; one that exists nowhere did not.
+        assert_ne!(ks.db(0).read(b"a1").watch_version(b"a1"), Some(w0));
+        assert_ne!(ks.db(2).read(b"a1").watch_version(b"a1"), Some(w2));
+        assert_eq!(ks.db(1).read(b"nowhere").watch_version(b"nowhere"), Some(untouched));
+        for db in [0, 2] {
+            for s in 0..4 {
+                ks.db(db).shard(s).read().check();
             }
         }
     }
@@ -1417,7 +1708,7 @@ mod tests {
 
     #[test]
     fn random_key_finds_live_keys_only() {
-        let db = Db::new(0, 16, &Arc::default());
+        let db = Db::new(0, 16, &Arc::default(), &Default::default());
         assert!(db.random_key(0).is_none());
         db.write(b"dead").insert(b"dead", v("x"), Some(1), 0);
         assert!(db.random_key(5).is_none());

@@ -7,13 +7,19 @@
 //!   (database, shard) order, through [`Keyspace::lock_write`] or [`Keyspace::lock_read`];
 //! - whole-database operations take every shard of the database, in order.
 
+pub mod bits;
+mod dense;
 pub mod encoding;
+pub mod geohash;
 mod glob;
 pub mod hash;
+pub mod hll;
 mod key;
 mod keyspace;
 pub mod list;
+mod segtable;
 pub mod set;
+pub mod stream;
 pub mod tap;
 mod value;
 pub mod zset;
@@ -22,17 +28,25 @@ pub use glob::glob_match;
 pub use hash::Hash;
 pub use key::Key;
 pub use keyspace::{
-    Db, DbStats, EmptySlot, Entry, Keyspace, LiveSlot, MultiRead, MultiWrite, ScanCursor, Shard, Slot, SnapshotSink,
+    Db, DbStats, EmptySlot, Entry, FrozenEntry, Keyspace, LiveSlot, MultiRead, MultiWrite, ScanCursor, Shard, Slot,
+    SnapEntry, SnapshotSink,
 };
 pub use list::List;
 pub use magpie_protocol::parse_i64;
 pub use set::Set;
+pub use stream::{Stream, StreamId};
 pub use tap::{Expired, Tap};
-pub use value::Value;
+pub use value::{Frozen, Value};
 pub use zset::ZSet;
 
 /// Milliseconds since the Unix epoch: the clock expiry times are kept in.
 pub fn now_ms() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
+/// Length of `n` written in decimal (a string value's length when it is stored as an integer).
+pub(crate) fn decimal_len(n: i64) -> usize {
+    let digits = n.unsigned_abs().checked_ilog10().map_or(1, |d| d as usize + 1);
+    digits + usize::from(n < 0)
 }

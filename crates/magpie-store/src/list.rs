@@ -16,12 +16,19 @@
 //! Buffers grow by a quarter at a time (never doubling), so a full chunk wastes less than one
 //! element; a chunk that shrinks to a quarter of its buffer gives the rest back.
 //!
+//! Chunks are [`Shared`]: a snapshot freezes them ([`List::freeze`]: O(chunks), no element
+//! copied) and encodes them on its own thread, and a write copies only the chunk it changes
+//! (16 KB at most) while the snapshot still holds it.
+//!
 //! Costs: push and pop at either end O(1) amortised; index O(n / 250) chunk hops plus a walk
 //! within one chunk; iteration sequential. Elements are kept as bytes, so `size()` (the sum of
 //! their lengths) is what STRLEN would say of each.
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
+
+use crate::dense::Shared;
 
 /// Most bytes of encoded elements in one chunk (as Redis's listpack nodes, at 16 KB).
 pub const CHUNK_BYTES: usize = 16384;
@@ -37,7 +44,7 @@ struct Chunk {
 /// A list of byte strings.
 #[derive(Clone, Default)]
 pub struct List {
-    chunks: VecDeque<Chunk>,
+    chunks: VecDeque<Shared<Chunk>>,
     len: usize,
     bytes: usize,
 }
@@ -315,13 +322,13 @@ impl List {
     /// Bytes of heap the list holds: chunk buffers and the chunk table.
     pub fn allocated(&self) -> usize {
         self.chunks.iter().map(|c| c.buf.capacity()).sum::<usize>()
-            + self.chunks.capacity() * std::mem::size_of::<Chunk>()
+            + self.chunks.capacity() * std::mem::size_of::<Shared<Chunk>>()
     }
 
     pub fn push_back(&mut self, data: &[u8]) {
         let n = encoded_len(data.len());
         match self.chunks.back_mut() {
-            Some(c) if c.used() + n <= CHUNK_BYTES => c.push_back(data),
+            Some(c) if c.used() + n <= CHUNK_BYTES => c.make_mut().push_back(data),
             _ => {
                 // A list that fills a chunk is likely to fill the next: give it a whole one
                 // at once (no growing copies); a first chunk starts at its first element.
@@ -338,7 +345,7 @@ impl List {
     pub fn push_front(&mut self, data: &[u8]) {
         let n = encoded_len(data.len());
         match self.chunks.front_mut() {
-            Some(c) if c.used() + n <= CHUNK_BYTES => c.push_front(data),
+            Some(c) if c.used() + n <= CHUNK_BYTES => c.make_mut().push_front(data),
             _ => {
                 let mut c = Chunk::default();
                 if self.chunks.is_empty() {
@@ -352,7 +359,7 @@ impl List {
                     c.head = size - n;
                 }
                 c.push_back(data);
-                self.chunks.push_front(c);
+                self.chunks.push_front(Shared::Own(c));
             }
         }
         self.len += 1;
@@ -364,20 +371,20 @@ impl List {
             // Most lists have one chunk: do not reserve room for four.
             self.chunks.reserve_exact(1);
         }
-        self.chunks.push_back(c);
+        self.chunks.push_back(Shared::Own(c));
     }
 
     pub fn front(&self) -> Option<&[u8]> {
-        self.chunks.front().map(Chunk::front)
+        self.chunks.front().map(|c| c.front())
     }
 
     pub fn back(&self) -> Option<&[u8]> {
-        self.chunks.back().map(Chunk::back)
+        self.chunks.back().map(|c| c.back())
     }
 
     /// Removes the first element; false if the list is empty.
     pub fn drop_front_one(&mut self) -> bool {
-        let Some(c) = self.chunks.front_mut() else { return false };
+        let Some(c) = self.chunks.front_mut().map(Shared::make_mut) else { return false };
         self.bytes -= c.pop_front();
         self.len -= 1;
         if c.count == 0 {
@@ -389,7 +396,7 @@ impl List {
 
     /// Removes the last element; false if the list is empty.
     pub fn drop_back_one(&mut self) -> bool {
-        let Some(c) = self.chunks.back_mut() else { return false };
+        let Some(c) = self.chunks.back_mut().map(Shared::make_mut) else { return false };
         self.bytes -= c.pop_back();
         self.len -= 1;
         if c.count == 0 {
@@ -502,7 +509,7 @@ impl List {
             return false;
         }
         let (ci, k) = self.locate(i);
-        let c = &mut self.chunks[ci];
+        let c = self.chunks[ci].make_mut();
         let at = c.offset(k);
         let (s, e, next) = read_fwd(&c.buf, at);
         self.bytes = self.bytes - (e - s) + data.len();
@@ -522,7 +529,7 @@ impl List {
             return self.push_back(data);
         }
         let (ci, k) = self.locate(i);
-        let c = &mut self.chunks[ci];
+        let c = self.chunks[ci].make_mut();
         let at = c.offset(k);
         let mut enc = vec![0; encoded_len(data.len())];
         write_elem(&mut enc, data);
@@ -549,12 +556,15 @@ impl List {
             if limit != 0 && removed == limit {
                 break;
             }
-            let c = &mut self.chunks[ci];
-            let mut hits: Vec<(usize, usize)> =
-                c.elems().filter(|(_, d)| *d == data).map(|(at, d)| (at, at + encoded_len(d.len()))).collect();
+            let mut hits: Vec<(usize, usize)> = self.chunks[ci]
+                .elems()
+                .filter(|(_, d)| *d == data)
+                .map(|(at, d)| (at, at + encoded_len(d.len())))
+                .collect();
             if hits.is_empty() {
                 continue;
             }
+            let c = self.chunks[ci].make_mut();
             if limit != 0 {
                 let room = limit - removed;
                 if hits.len() > room {
@@ -588,11 +598,11 @@ impl List {
     /// After chunk `ci` changed in the middle: splits it if it grew past the limit, drops it
     /// if empty, merges it with a neighbour if both fit in one chunk, gives memory back.
     fn rebalance(&mut self, ci: usize) {
-        let c = &mut self.chunks[ci];
-        if c.count == 0 {
+        if self.chunks[ci].count == 0 {
             self.chunks.remove(ci);
             return;
         }
+        let c = self.chunks[ci].make_mut();
         if c.used() > CHUNK_BYTES && c.count > 1 {
             // Split at the first element boundary past the middle.
             let half = c.used() / 2;
@@ -613,7 +623,7 @@ impl List {
             c.buf.truncate(at);
             c.count -= moved;
             c.after_shrink();
-            self.chunks.insert(ci + 1, right);
+            self.chunks.insert(ci + 1, Shared::Own(right));
             // A big element can leave either half over the limit: split again.
             self.rebalance(ci + 1);
             self.rebalance(ci);
@@ -633,7 +643,7 @@ impl List {
     /// Appends chunk `ci + 1` to chunk `ci`.
     fn merge(&mut self, ci: usize) {
         let Some(right) = self.chunks.remove(ci + 1) else { return };
-        let left = &mut self.chunks[ci];
+        let left = self.chunks[ci].make_mut();
         left.reserve_back(right.used());
         left.buf.extend_from_slice(&right.buf[right.head..]);
         left.count += right.count;
@@ -687,6 +697,43 @@ impl List {
         }
         assert_eq!(n, self.len);
         assert_eq!(bytes, self.bytes);
+    }
+}
+
+impl List {
+    /// The image of this list a snapshot writes, when the list is too big to encode under the
+    /// shard's lock: its chunks, shared (O(chunks), no element copied). A write that follows
+    /// copies only the chunk it changes, while the image is alive. `None` for a list small
+    /// enough to encode at once.
+    pub fn freeze(&mut self) -> Option<Frozen> {
+        self.wants_freezing()
+            .then(|| Frozen { chunks: self.chunks.iter_mut().map(Shared::freeze).collect(), len: self.len })
+    }
+
+    /// Whether [`List::freeze`] gives an image.
+    pub fn wants_freezing(&self) -> bool {
+        crate::dense::worth_freezing(self.len, self.bytes)
+    }
+}
+
+/// A frozen image of a big list (see [`List::freeze`]), readable on any thread without a lock.
+pub struct Frozen {
+    chunks: Vec<Arc<Chunk>>,
+    len: usize,
+}
+
+impl Frozen {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The elements, head to tail.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.chunks.iter().flat_map(|c| c.elems().map(|(_, d)| d))
     }
 }
 
@@ -851,6 +898,31 @@ mod tests {
         }
         // A chunk gives memory back each time it is down to a quarter.
         assert!(l.allocated() < 4 * 10 * 66 + 400, "{} bytes kept for 10 elements", l.allocated());
+    }
+
+    /// A snapshot's image of a big list keeps its elements exactly, and writes after the
+    /// freeze (at both ends, in the middle) copy only the chunks they change.
+    #[test]
+    fn a_frozen_list_keeps_its_elements_and_writes_copy_only_their_chunks() {
+        let mut l: List = (0..100_000).map(|i| format!("element:{i}")).collect();
+        let before: Vec<Vec<u8>> = l.iter().map(<[u8]>::to_vec).collect();
+        assert!(["a", "b"].into_iter().collect::<List>().freeze().is_none(), "a small list is encoded at once");
+        let frozen = l.freeze().expect("a big list freezes");
+        let chunks = l.chunk_count();
+        l.push_front(b"new");
+        l.drop_back_one();
+        l.set(50_000, b"changed");
+        l.insert(70_000, b"inserted");
+        l.remove(b"element:30000", 0, false);
+        let copied = l.chunks.iter().filter(|c| !c.is_shared()).count();
+        assert!(copied <= 8, "{copied} of {chunks} chunks copied");
+        let image: Vec<Vec<u8>> = frozen.iter().map(<[u8]>::to_vec).collect();
+        assert_eq!(image, before);
+        assert_eq!(frozen.len(), before.len());
+        drop(frozen);
+        assert_eq!(l.get(49_999), Some(&b"changed"[..]), "set at 50000, then one removed before it");
+        assert_eq!(l.len(), before.len());
+        l.check();
     }
 
     #[test]

@@ -15,7 +15,10 @@
 //!   member present for the whole scan (see [`Set::scan`]). The index holds a 4-byte position
 //!   and 32 bits of the member's hash (9 bytes a bucket with hashbrown's control byte), so it
 //!   grows without reading the members. A member that is a canonical integer is kept as an
-//!   `i64` in its 16-byte slot, without an allocation.
+//!   `i64` in its 16-byte slot, without an allocation. Both parts grow in bounded steps (the
+//!   vector in chunks, the index in segments: see `dense.rs` and `segtable.rs`), so no SADD
+//!   stalls the shard however big the set, and a snapshot freezes the vector's chunks instead
+//!   of copying the set ([`Set::freeze`]).
 //!
 //! Conversions go one way (intset → packed → table, or intset → table), as in Redis: a big
 //! set that shrinks stays a table.
@@ -23,10 +26,11 @@
 use std::fmt;
 use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
 use magpie_protocol::parse_i64;
 
-use crate::value::decimal_len;
+use crate::decimal_len;
+use crate::dense::{self, Dense};
+use crate::segtable::SegTable;
 
 /// Most members an intset holds (Redis's `set-max-intset-entries`).
 pub const MAX_INTSET_ENTRIES: usize = 512;
@@ -336,8 +340,8 @@ type Hasher = foldhash::fast::RandomState;
 /// Positions are `u32`: a set holds at most 4 billion members.
 #[derive(Clone)]
 struct Table {
-    members: Vec<Member>,
-    index: HashTable<Slot>,
+    members: Dense<Member>,
+    index: SegTable<Slot>,
     hasher: Hasher,
 }
 
@@ -361,10 +365,13 @@ fn hash_of(hasher: &Hasher, m: MemberRef<'_>) -> u32 {
     (h >> 32) as u32 // foldhash's high bits are its best
 }
 
-/// The hash the table sees: the 32 bits twice, so that its bucket bits (low) and its tag bits
-/// (the top 7) both come from them, and independently up to 2^25 buckets.
+/// The hash the index sees, made of the 32 bits so that its three uses take different ones:
+/// hashbrown's bucket (the low bits: `h`), the index's segment (bits 32 and up: `h >> 13`) and
+/// hashbrown's tag (the top 7 bits: `h >> 25`). They stay independent up to 8192 buckets a
+/// segment and 4096 segments (tens of millions of members); past that the segment bits share
+/// the tag's, which only costs more comparisons of the stored 32 bits.
 fn table_hash(h: u32) -> u64 {
-    (u64::from(h) << 32) | u64::from(h)
+    u64::from(h) | (u64::from(h >> 13) << 32) | (u64::from(h >> 25) << 57)
 }
 
 /// Whether a held member is the (normalized) member `m`.
@@ -378,7 +385,7 @@ fn same(held: &Member, m: MemberRef<'_>) -> bool {
 
 impl Table {
     fn with_capacity(n: usize) -> Table {
-        Table { members: Vec::with_capacity(n), index: HashTable::with_capacity(n), hasher: Hasher::default() }
+        Table { members: Dense::with_capacity(n), index: SegTable::with_capacity(n), hasher: Hasher::default() }
     }
 
     fn len(&self) -> usize {
@@ -388,7 +395,8 @@ impl Table {
     /// Position of the normalized member `m`.
     fn find(&self, m: MemberRef<'_>) -> Option<usize> {
         let h = hash_of(&self.hasher, m);
-        let found = self.index.find(table_hash(h), |s| s.hash == h && same(&self.members[s.pos as usize], m));
+        let members = &self.members;
+        let found = self.index.find(table_hash(h), |s| s.hash == h && same(&members[s.pos as usize], m));
         found.map(|s| s.pos as usize)
     }
 
@@ -396,36 +404,34 @@ impl Table {
     fn insert(&mut self, m: MemberRef<'_>) -> bool {
         let h = hash_of(&self.hasher, m);
         let members = &self.members;
-        let entry = self.index.entry(
+        let (_, new) = self.index.find_or_insert(
             table_hash(h),
             |s| s.hash == h && same(&members[s.pos as usize], m),
+            || Slot { pos: members.len() as u32, hash: h },
             |s| table_hash(s.hash),
         );
-        match entry {
-            hashbrown::hash_table::Entry::Occupied(_) => false,
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                v.insert(Slot { pos: members.len() as u32, hash: h });
-                self.members.push(m.to_member());
-                true
-            }
+        if new {
+            self.members.push(m.to_member());
         }
+        new
     }
 
     /// Removes the normalized member `m`.
     fn remove(&mut self, m: MemberRef<'_>) -> Option<Member> {
         let h = hash_of(&self.hasher, m);
         let members = &self.members;
-        let entry = self.index.find_entry(table_hash(h), |s| s.hash == h && same(&members[s.pos as usize], m)).ok()?;
-        let (slot, _) = entry.remove();
+        let slot = self.index.remove(
+            table_hash(h),
+            |s| s.hash == h && same(&members[s.pos as usize], m),
+            |s| table_hash(s.hash),
+        )?;
         Some(self.take_out(slot.pos as usize))
     }
 
     /// Removes the member at position `pos` (0..len).
     fn remove_at(&mut self, pos: usize) -> Member {
         let h = hash_of(&self.hasher, self.members[pos].as_ref());
-        if let Ok(entry) = self.index.find_entry(table_hash(h), |s| s.pos as usize == pos) {
-            entry.remove();
-        }
+        self.index.remove(table_hash(h), |s| s.pos as usize == pos, |s| table_hash(s.hash));
         self.take_out(pos)
     }
 
@@ -440,17 +446,9 @@ impl Table {
                 slot.pos = pos as u32;
             }
         }
-        self.shrink_if_sparse();
+        // Memory goes back as the set shrinks: the index segment by segment, the vector chunk
+        // by chunk.
         member
-    }
-
-    /// Gives memory back once the set has shrunk to a quarter of what it can hold.
-    fn shrink_if_sparse(&mut self) {
-        let len = self.members.len();
-        if self.index.capacity() > 64 && len * 4 < self.index.capacity() {
-            self.index.shrink_to(len * 2, |s| table_hash(s.hash));
-            self.members.shrink_to(len * 2);
-        }
     }
 }
 
@@ -754,11 +752,50 @@ impl Set {
     }
 }
 
+impl Set {
+    /// The image of this set a snapshot writes, when the set is too big to encode under the
+    /// shard's lock: its vector's chunks, shared (O(chunks), no member copied). A write that
+    /// follows copies only the chunk it touches, while the image is alive. `None` for a set
+    /// small enough to encode at once.
+    pub fn freeze(&mut self) -> Option<Frozen> {
+        if !self.wants_freezing() {
+            return None;
+        }
+        let Repr::Table(t) = &mut self.repr else { return None };
+        Some(Frozen(t.members.freeze()))
+    }
+
+    /// Whether [`Set::freeze`] gives an image.
+    pub fn wants_freezing(&self) -> bool {
+        matches!(&self.repr, Repr::Table(t) if dense::worth_freezing(t.len(), self.bytes))
+    }
+}
+
+/// A frozen image of a big set (see [`Set::freeze`]), readable on any thread without a lock.
+pub struct Frozen(dense::Frozen<Member>);
+
+impl Frozen {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == 0
+    }
+
+    /// Calls `f` with every member (integers in decimal), in the order [`Set::for_each`] gave.
+    pub fn for_each(&self, mut f: impl FnMut(&[u8])) {
+        for m in self.0.iter() {
+            m.as_ref().with_bytes(&mut f);
+        }
+    }
+}
+
 /// Positional access to the members of a set, for sampling.
 enum Positions<'a> {
     Ints(&'a Ints),
     Pack(&'a Pack, Vec<u16>),
-    Table(&'a [Member]),
+    Table(&'a Dense<Member>),
 }
 
 impl<'a> Positions<'a> {
@@ -779,7 +816,7 @@ enum IterRepr<'a> {
     I32(std::slice::Iter<'a, i32>),
     I64(std::slice::Iter<'a, i64>),
     Pack(PackIter<'a>),
-    Table(std::slice::Iter<'a, Member>),
+    Table(dense::Iter<'a, Member>),
 }
 
 impl<'a> Iterator for Iter<'a> {

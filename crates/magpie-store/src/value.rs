@@ -2,7 +2,7 @@
 
 use magpie_protocol::parse_i64;
 
-use crate::{Hash, List, Set, ZSet};
+use crate::{Hash, List, Set, Stream, ZSet, decimal_len};
 
 /// A stored value. Strings that are canonical 64-bit integers are kept as `Int` (Redis's
 /// `int` encoding): smaller, and INCR needs no parsing. Collections are boxed, so a `Value`
@@ -15,6 +15,7 @@ pub enum Value {
     Hash(Box<Hash>),
     Set(Box<Set>),
     ZSet(Box<ZSet>),
+    Stream(Box<Stream>),
 }
 
 impl Value {
@@ -54,14 +55,16 @@ impl Value {
             Value::Hash(h) => h.size(),
             Value::Set(s) => s.size(),
             Value::ZSet(z) => z.size(),
+            // A stream's size is the bytes of its nodes: kept exact as cheaply as the others.
+            Value::Stream(s) => s.size(),
         }
     }
 
     /// A collection with no elements, which must not stay in the keyspace (Redis deletes a key
-    /// whose list, hash, set or sorted set becomes empty).
+    /// whose list, hash, set or sorted set becomes empty; an empty stream stays).
     pub fn is_empty_collection(&self) -> bool {
         match self {
-            Value::Str(_) | Value::Int(_) => false,
+            Value::Str(_) | Value::Int(_) | Value::Stream(_) => false,
             Value::List(l) => l.is_empty(),
             Value::Hash(h) => h.is_empty(),
             Value::Set(s) => s.is_empty(),
@@ -77,6 +80,7 @@ impl Value {
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
             Value::ZSet(_) => "zset",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -90,6 +94,7 @@ impl Value {
             Value::Hash(h) => h.encoding(),
             Value::Set(s) => s.encoding(),
             Value::ZSet(z) => z.encoding(),
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -114,10 +119,80 @@ impl Value {
     }
 }
 
-/// Length of `n` written in decimal.
-pub(crate) fn decimal_len(n: i64) -> usize {
-    let digits = n.unsigned_abs().checked_ilog10().map_or(1, |d| d as usize + 1);
-    digits + usize::from(n < 0)
+/// A big collection frozen for a snapshot (see [`Value::freeze`]): the value as it was, which
+/// the snapshot's thread reads without a lock while writers go on.
+pub enum Frozen {
+    List(crate::list::Frozen),
+    Hash(crate::hash::Frozen),
+    Set(crate::set::Frozen),
+    ZSet(crate::zset::Frozen),
+}
+
+impl Frozen {
+    /// Elements held.
+    pub fn len(&self) -> usize {
+        match self {
+            Frozen::List(l) => l.len(),
+            Frozen::Hash(h) => h.len(),
+            Frozen::Set(s) => s.len(),
+            Frozen::ZSet(z) => z.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of the value as it was frozen (for tests and tools; a snapshot encodes the image
+    /// directly).
+    pub fn to_value(&self) -> Value {
+        match self {
+            Frozen::List(l) => Value::List(Box::new(l.iter().collect())),
+            Frozen::Hash(h) => Value::Hash(Box::new(h.iter().collect())),
+            Frozen::Set(s) => {
+                let mut set = Set::new();
+                s.for_each(|m| {
+                    set.insert(m);
+                });
+                Value::Set(Box::new(set))
+            }
+            Frozen::ZSet(z) => {
+                let entries = z.in_order().into_iter().map(|(m, s)| (crate::Key::new(m), s)).collect();
+                Value::ZSet(Box::new(ZSet::from_sorted(entries)))
+            }
+        }
+    }
+}
+
+impl Value {
+    /// An image of this value for a snapshot, taken in O(chunks) without copying elements,
+    /// when the value is a collection too big to encode under the shard's lock (more than a
+    /// few thousand elements or a few hundred KB). The collection goes on being written; each
+    /// chunk it changes while the image is alive is copied first (16 KB or 4096 elements at
+    /// most), so the image keeps the value of this moment. `None` for anything smaller, which
+    /// the snapshot encodes at once.
+    pub fn freeze(&mut self) -> Option<Frozen> {
+        match self {
+            // A stream's nodes are listpacks that the snapshot copies as they are (memcpy
+            // speed), so even a big one is encoded at once.
+            Value::Str(_) | Value::Int(_) | Value::Stream(_) => None,
+            Value::List(l) => l.freeze().map(Frozen::List),
+            Value::Hash(h) => h.freeze().map(Frozen::Hash),
+            Value::Set(s) => s.freeze().map(Frozen::Set),
+            Value::ZSet(z) => z.freeze().map(Frozen::ZSet),
+        }
+    }
+
+    /// Whether [`Value::freeze`] gives an image (checked without changing anything).
+    pub fn wants_freezing(&self) -> bool {
+        match self {
+            Value::Str(_) | Value::Int(_) | Value::Stream(_) => false,
+            Value::List(l) => l.wants_freezing(),
+            Value::Hash(h) => h.wants_freezing(),
+            Value::Set(s) => s.wants_freezing(),
+            Value::ZSet(z) => z.wants_freezing(),
+        }
+    }
 }
 
 #[cfg(test)]

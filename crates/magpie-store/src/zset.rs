@@ -446,6 +446,44 @@ impl ZSet {
             Repr::Big(b) => b.scan(cursor, count, f),
         }
     }
+
+    /// The image of this set a snapshot writes, when the set is too big to encode under the
+    /// shard's lock: its vector's chunks, shared (O(chunks), no member copied). A write that
+    /// follows copies only the chunk it touches, while the image is alive. `None` for a set
+    /// small enough to encode at once.
+    pub fn freeze(&mut self) -> Option<Frozen> {
+        match &mut self.repr {
+            Repr::Big(b) => b.freeze(self.bytes).map(Frozen),
+            Repr::Small(_) => None,
+        }
+    }
+
+    /// Whether [`ZSet::freeze`] gives an image.
+    pub fn wants_freezing(&self) -> bool {
+        matches!(&self.repr, Repr::Big(b) if crate::dense::worth_freezing(b.len(), self.bytes))
+    }
+}
+
+/// A frozen image of a big sorted set (see [`ZSet::freeze`]), readable on any thread without
+/// a lock. It holds the members in storage order; [`Frozen::in_order`] sorts them.
+pub struct Frozen(crate::dense::Frozen<big::Item>);
+
+impl Frozen {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == 0
+    }
+
+    /// The entries sorted by (score, member), as [`ZSet::iter`] gave them: O(n log n), on the
+    /// snapshot's thread.
+    pub fn in_order(&self) -> Vec<(&[u8], f64)> {
+        let mut v: Vec<(&[u8], f64)> = self.0.iter().map(|it| (&*it.member, it.score)).collect();
+        v.sort_unstable_by(|a, b| cmp(a.1, a.0, b.1, b.0));
+        v
+    }
 }
 
 /// Access to a set's entries by storage position.

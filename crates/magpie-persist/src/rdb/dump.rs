@@ -47,6 +47,13 @@ pub fn dump(obj: &Object, opts: &WriteOptions) -> Vec<u8> {
     seal(out)
 }
 
+/// The DUMP payload of one of Magpie's values (as [`dump`], without making an [`Object`]).
+pub fn dump_value(v: &magpie_store::Value, opts: &WriteOptions) -> Vec<u8> {
+    let mut out = Vec::new();
+    value::write_value(&mut out, None, v, opts);
+    seal(out)
+}
+
 /// Checks a payload's footer as `verifyDumpPayload` does: at least 10 bytes, an RDB version
 /// Magpie reads, and (unless `skip_checksum`) a matching CRC-64. Returns the version.
 pub fn verify_payload(p: &[u8], skip_checksum: bool) -> Result<u16, RestoreError> {

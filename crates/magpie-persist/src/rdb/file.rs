@@ -293,6 +293,28 @@ impl<W: Write> RdbWriter<W> {
         self.flush_item()
     }
 
+    /// A key whose value is a DUMP payload, copied as it is (its footer and CRC-64 checked
+    /// first): what a client that reads a server with SCAN and DUMP writes, whatever the type,
+    /// without decoding the value.
+    pub fn key_from_dump(&mut self, key: &[u8], payload: &[u8], expire_ms: Option<i64>) -> std::io::Result<()> {
+        super::dump::verify_payload(payload, false)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        let (&rdbtype, body) = payload[..payload.len() - 10]
+            .split_first()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "empty DUMP payload"))?;
+        if !types::is_object_type(rdbtype) {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unknown RDB type {rdbtype}")));
+        }
+        if let Some(ms) = expire_ms {
+            self.buf.push(opcodes::EXPIRETIME_MS);
+            put_ms(&mut self.buf, ms);
+        }
+        self.buf.push(rdbtype);
+        put_string(&mut self.buf, key, self.opts.compression);
+        self.buf.extend_from_slice(body);
+        self.flush_item()
+    }
+
     /// Writes EOF and the checksum, flushes, and returns the inner writer.
     pub fn finish(mut self) -> std::io::Result<W> {
         self.buf.push(opcodes::EOF);

@@ -26,14 +26,16 @@ use std::fmt;
 use magpie_store::Value;
 
 pub use crc64::crc64;
-pub use dump::{FunctionRestoreError, RestoreError, dump, function_dump, function_restore, restore, verify_payload};
+pub use dump::{
+    FunctionRestoreError, RestoreError, dump, dump_value, function_dump, function_restore, restore, verify_payload,
+};
 pub use file::{Aux, Item, KeyEntry, RdbReader, RdbWriter};
 pub use lzf::{compress as lzf_compress, decompress as lzf_decompress};
 pub use stream::{
     Consumer, ConsumerGroup, Field, NODE_MAX_BYTES, NODE_MAX_ENTRIES, PendingEntry, Stream, StreamEntry, StreamId,
     StreamNode,
 };
-pub use value::{read_object, write_object};
+pub use value::{read_object, write_object, write_value};
 
 /// The RDB version Magpie writes, and the newest it reads (Redis 7.0's).
 pub const RDB_VERSION: u16 = 10;
@@ -82,8 +84,9 @@ pub mod opcodes {
     pub const EOF: u8 = 255;
 }
 
-/// A value as RDB holds it: one of Magpie's values, or a stream (kept in Redis's layout until
-/// Magpie has a stream type).
+/// A value as RDB holds it: one of Magpie's values, or a stream as read, in Redis's layout
+/// (`magpie_store::Stream::try_from` makes it a `Value::Stream`; either form is written as
+/// Redis writes a stream).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Object {
     Value(Value),

@@ -201,6 +201,20 @@ fn zset_from(mut entries: Vec<(Key, f64)>) -> Result<Value, RdbError> {
 /// Writes an object as Redis saves it: its type byte, then `key` if given (an RDB file's
 /// entry; a DUMP payload has none), then its value.
 pub fn write_object(out: &mut Vec<u8>, key: Option<&[u8]>, obj: &Object, opts: &WriteOptions) {
+    match obj {
+        Object::Stream(s) => {
+            out.push(types::STREAM_LISTPACKS_2);
+            if let Some(k) = key {
+                put_string(out, k, opts.compression);
+            }
+            stream::write(out, s, opts.compression);
+        }
+        Object::Value(v) => write_value(out, key, v, opts),
+    }
+}
+
+/// [`write_object`] for one of Magpie's values (no copy into an [`Object`] needed).
+pub fn write_value(out: &mut Vec<u8>, key: Option<&[u8]>, value: &Value, opts: &WriteOptions) {
     let compress = opts.compression;
     let t = &opts.thresholds;
     let put_key = |out: &mut Vec<u8>, rdbtype: u8| {
@@ -208,14 +222,6 @@ pub fn write_object(out: &mut Vec<u8>, key: Option<&[u8]>, obj: &Object, opts: &
         if let Some(k) = key {
             put_string(out, k, compress);
         }
-    };
-    let value = match obj {
-        Object::Stream(s) => {
-            put_key(out, types::STREAM_LISTPACKS_2);
-            stream::write(out, s, compress);
-            return;
-        }
-        Object::Value(v) => v,
     };
     match value {
         Value::Str(s) => {
@@ -268,6 +274,10 @@ pub fn write_object(out: &mut Vec<u8>, key: Option<&[u8]>, obj: &Object, opts: &
                 }
             }
         },
+        Value::Stream(s) => {
+            put_key(out, types::STREAM_LISTPACKS_2);
+            stream::write(out, &super::Stream::from(&**s), compress);
+        }
         Value::ZSet(z) => match zset_as_listpack(z, t) {
             Some(lp) => {
                 put_key(out, types::ZSET_LISTPACK);

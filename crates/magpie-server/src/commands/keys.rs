@@ -52,6 +52,7 @@ fn free(value: magpie_store::Value) {
         Value::Hash(h) => h.len() > BIG,
         Value::Set(s) => s.len() > BIG,
         Value::ZSet(z) => z.len() > BIG,
+        Value::Stream(s) => s.len() > BIG as u64,
         Value::Str(_) | Value::Int(_) => false,
     };
     if big {
@@ -428,5 +429,75 @@ pub(super) fn persist(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.notify(notify::GENERIC, "persist", key);
     }
     ctx.out().int(i64::from(had_ttl));
+    Ok(())
+}
+
+/// OBJECT REFCOUNT key: 1, or `i32::MAX` for the integers 0..9999 that Redis shares (a string
+/// Redis would hold as a shared integer object).
+pub(super) fn object_refcount(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let key = args.get(2);
+    let shard = ctx.db().read(key);
+    let found = shard.get(key, ctx.now());
+    ctx.hit(found.is_some());
+    match found {
+        Some(e) => {
+            let shared = matches!(e.value, magpie_store::Value::Int(n) if (0..10_000).contains(&n));
+            ctx.out().int(if shared { i64::from(i32::MAX) } else { 1 })
+        }
+        None => ctx.out().null(),
+    }
+    Ok(())
+}
+
+/// MOVE key db
+pub(super) fn move_(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let key = args.get(1);
+    let n = int_arg_in(args.get(2), i64::from(i32::MIN)..=i64::from(i32::MAX))?;
+    let dst = usize::try_from(n)
+        .ok()
+        .filter(|&n| n < ctx.server().keyspace().db_count())
+        .ok_or_else(|| Error::from(error::DB_RANGE))?;
+    let src = ctx.db_index();
+    if src == dst {
+        return Err("ERR source and destination objects are the same".into());
+    }
+    if ctx.in_interactive() {
+        // As COPY ... DB: another whole database is out of a private copy's reach.
+        return Err("ERR MOVE is not allowed inside BEGIN".into());
+    }
+    let mut locked = ctx.keyspace().lock_write([(src, key), (dst, key)]);
+    let now = ctx.now();
+    if !locked.shard(src, key).contains(key, now) || locked.shard(dst, key).contains(key, now) {
+        drop(locked);
+        ctx.out().int(0);
+        return Ok(());
+    }
+    let Some(entry) = locked.shard(src, key).remove(key, now) else {
+        return Err(error::NO_SUCH_KEY.into());
+    };
+    let expire = entry.expire_at();
+    locked.shard(dst, key).insert(key, entry.value, expire, now);
+    drop(locked);
+    ctx.notify_in(src, notify::GENERIC, "move_from", key);
+    ctx.notify_in(dst, notify::GENERIC, "move_to", key);
+    ctx.out().int(1);
+    Ok(())
+}
+
+/// SWAPDB index1 index2: the two databases exchange their keys (atomically; clients blocked on
+/// keys that now exist are served, and WATCHes of keys on either side are broken, as in Redis).
+pub(super) fn swapdb(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let db_arg = |arg: &[u8], msg: &'static str| {
+        crate::core::error::int_arg(arg).ok().filter(|n| i32::try_from(*n).is_ok()).ok_or_else(|| Error::from(msg))
+    };
+    let a = db_arg(args.get(1), "ERR invalid first DB index")?;
+    let b = db_arg(args.get(2), "ERR invalid second DB index")?;
+    let count = ctx.keyspace().db_count();
+    let index = |n: i64| usize::try_from(n).ok().filter(|&n| n < count);
+    let (Some(a), Some(b)) = (index(a), index(b)) else {
+        return Err(error::DB_RANGE.into());
+    };
+    ctx.keyspace().swap_dbs(a, b);
+    ctx.out().ok();
     Ok(())
 }

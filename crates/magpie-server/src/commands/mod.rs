@@ -3,15 +3,22 @@
 //! execution layer assembles the tables into `crate::exec::TABLE`.
 
 pub(crate) mod acl;
+mod bitmaps;
 mod connection;
+mod dump;
+mod geo;
 mod hashes;
+mod hyperloglog;
 mod info;
 mod introspection;
 mod keys;
 mod lists;
 mod pubsub;
+mod scripting;
 mod server;
 mod sets;
+mod sort;
+mod streams;
 mod strings;
 mod zsets;
 
@@ -26,8 +33,21 @@ use crate::{acl, flags, key_flags};
 
 /// The data types' tables, in table order (after [`CONNECTION`], the transaction commands and
 /// [`CORE`]).
-pub(crate) static FAMILIES: [&[Command]; 6] =
-    [lists::COMMANDS, hashes::COMMANDS, sets::COMMANDS, zsets::COMMANDS, pubsub::COMMANDS, acl::COMMANDS];
+pub(crate) static FAMILIES: [&[Command]; 13] = [
+    lists::COMMANDS,
+    hashes::COMMANDS,
+    sets::COMMANDS,
+    zsets::COMMANDS,
+    pubsub::COMMANDS,
+    acl::COMMANDS,
+    bitmaps::COMMANDS,
+    hyperloglog::COMMANDS,
+    dump::COMMANDS,
+    geo::COMMANDS,
+    sort::COMMANDS,
+    streams::COMMANDS,
+    scripting::COMMANDS,
+];
 
 /// The connection commands.
 #[rustfmt::skip]
@@ -140,6 +160,9 @@ pub(crate) static CORE: &[Command] = &[
     Command::new("incrbyfloat", 3, flags![WRITE, DENYOOM, FAST], "string", "2.6.0", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.",
         "key increment:double", strings::incrbyfloat)
         .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, UPDATE])]),
+    Command::new("lcs", -3, flags![READONLY], "string", "7.0.0", "Find longest common substring",
+        "key1 key2 [LEN] [IDX] [MINMATCHLEN len:integer] [WITHMATCHLEN]", strings::lcs)
+        .keys(&[KeySpec::range(1, 1, 1, key_flags![RO, ACCESS])]),
     // keys
     Command::new("del", -2, flags![WRITE], "generic", "1.0.0", "Deletes one or more keys.",
         "key [key ...]", keys::del)
@@ -181,12 +204,22 @@ pub(crate) static CORE: &[Command] = &[
     Command::new("copy", -3, flags![WRITE, DENYOOM], "generic", "6.2.0", "Copies the value of a key to a new key.",
         "source destination [DB destination-db:integer] [REPLACE]", keys::copy)
         .keys(&[KeySpec::one(1, key_flags![RO, ACCESS]), KeySpec::one(2, key_flags![OW, UPDATE])]),
+    Command::new("move", 3, flags![WRITE, FAST], "generic", "1.0.0", "Move a key to another database",
+        "key db:integer", keys::move_)
+        .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, UPDATE])]),
+    Command::new("swapdb", 3, flags![WRITE, FAST], "server", "4.0.0", "Swaps two Redis databases",
+        "index1:integer index2:integer", keys::swapdb)
+        .acl(acl![KEYSPACE, DANGEROUS]),
     Command::new("object", -2, flags![], "generic", "2.2.3", "A container for object introspection commands.",
         "", command::container)
         .acl(acl![])
         .with_subcommands(&[
             Command::new("object|encoding", 3, flags![READONLY], "generic", "2.2.3", "Returns the internal encoding of a Redis object.",
                 "key", keys::object_encoding)
+                .keys(&[KeySpec::one(2, key_flags![RO])])
+                .tips(&["nondeterministic_output"]),
+            Command::new("object|refcount", 3, flags![READONLY], "generic", "2.2.3", "Get the number of references to the value of the key",
+                "key", keys::object_refcount)
                 .keys(&[KeySpec::one(2, key_flags![RO])])
                 .tips(&["nondeterministic_output"]),
         ]),
@@ -246,7 +279,7 @@ pub(crate) static CORE: &[Command] = &[
         "", server::lastsave)
         .acl(acl![ADMIN, DANGEROUS])
         .tips(&["nondeterministic_output"]),
-    Command::new("shutdown", -1, flags![ADMIN, NOSCRIPT, LOADING, STALE, NO_MULTI, ALLOW_BUSY], "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server.",
+    Command::new("shutdown", -1, flags![ADMIN, NOSCRIPT, LOADING, STALE, NO_MULTI, ALLOW_BUSY, RUNS_ALONE], "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server.",
         "[NOSAVE|SAVE] [NOW] [FORCE] [ABORT]", server::shutdown),
     Command::new("config", -2, flags![], "server", "2.0.0", "A container for server configuration commands.",
         "", command::container)

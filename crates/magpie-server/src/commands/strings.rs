@@ -530,3 +530,130 @@ pub(super) fn incrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     ctx.propagate(&[b"SET", key, &new, b"KEEPTTL"]);
     Ok(())
 }
+
+/// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]: the longest common
+/// subsequence, by Redis's dynamic programming table (and its limit on the table's size).
+pub(super) fn lcs(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let db = ctx.db_index();
+    let (ka, kb) = (args.get(1), args.get(2));
+    let (a, b) = {
+        let locked = ctx.keyspace().lock_read([(db, ka), (db, kb)]);
+        let read = |key: &[u8]| -> Result<Vec<u8>, Error> {
+            let found = locked.shard(db, key).get(key, ctx.now());
+            ctx.hit(found.is_some());
+            let mut buf = itoa::Buffer::new();
+            match found {
+                None => Ok(Vec::new()),
+                Some(e) => e
+                    .value
+                    .str_bytes(&mut buf)
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| "ERR The specified keys must contain string values".into()),
+            }
+        };
+        let a = read(ka);
+        let b = read(kb);
+        (a?, b?)
+    };
+    let (mut len_only, mut idx, mut with_len, mut min_len) = (false, false, false, 0i64);
+    let mut c = Cursor::new(args, 3);
+    while let Some(opt) = c.next() {
+        if is(opt, "idx") {
+            idx = true;
+        } else if is(opt, "len") {
+            len_only = true;
+        } else if is(opt, "withmatchlen") {
+            with_len = true;
+        } else if is(opt, "minmatchlen") && c.remaining() >= 1 {
+            min_len = int_arg(c.next_bytes()?)?.max(0);
+        } else {
+            return Err(error::syntax());
+        }
+    }
+    if len_only && idx {
+        return Err("ERR If you want both the length and indexes, please just use IDX.".into());
+    }
+    let cells = (a.len() as u64 + 1) * (b.len() as u64 + 1);
+    if cells.saturating_mul(4) > ctx.server().settings().proto_max_bulk_len() as u64 {
+        return Err("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len".into());
+    }
+    let w = b.len() + 1;
+    let mut t = vec![0u32; cells as usize];
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            t[i * w + j] = if a[i - 1] == b[j - 1] {
+                t[(i - 1) * w + j - 1] + 1
+            } else {
+                t[(i - 1) * w + j].max(t[i * w + j - 1])
+            };
+        }
+    }
+    let total = t[a.len() * w + b.len()];
+    if len_only {
+        ctx.out().int(i64::from(total));
+        return Ok(());
+    }
+    // Walk back from the end, collecting the subsequence and (for IDX) its ranges.
+    let mut result = vec![0u8; total as usize];
+    let mut ranges: Vec<[usize; 4]> = Vec::new();
+    let (mut i, mut j, mut k) = (a.len(), b.len(), total as usize);
+    let mut range: Option<[usize; 4]> = None; // a_start, a_end, b_start, b_end
+    while i > 0 && j > 0 {
+        let mut emit = false;
+        if a[i - 1] == b[j - 1] {
+            result[k - 1] = a[i - 1];
+            match &mut range {
+                None => range = Some([i - 1, i - 1, j - 1, j - 1]),
+                Some(r) if r[0] == i && r[2] == j => {
+                    r[0] -= 1;
+                    r[2] -= 1;
+                }
+                Some(_) => emit = true,
+            }
+            if range.is_some_and(|r| r[0] == 0 || r[2] == 0) {
+                emit = true;
+            }
+            k -= 1;
+            i -= 1;
+            j -= 1;
+        } else {
+            if t[(i - 1) * w + j] > t[i * w + j - 1] {
+                i -= 1;
+            } else {
+                j -= 1;
+            }
+            if range.is_some() {
+                emit = true;
+            }
+        }
+        if emit && let Some(r) = range.take() {
+            let len = r[1] - r[0] + 1;
+            if min_len == 0 || len as i64 >= min_len {
+                ranges.push(r);
+            }
+        }
+    }
+    if !idx {
+        ctx.out().bulk(&result);
+        return Ok(());
+    }
+    let out = ctx.out();
+    out.map(2);
+    out.bulk(b"matches");
+    out.array(ranges.len());
+    for r in &ranges {
+        out.array(2 + usize::from(with_len));
+        out.array(2);
+        out.int(r[0] as i64);
+        out.int(r[1] as i64);
+        out.array(2);
+        out.int(r[2] as i64);
+        out.int(r[3] as i64);
+        if with_len {
+            out.int((r[1] - r[0] + 1) as i64);
+        }
+    }
+    out.bulk(b"len");
+    out.int(i64::from(total));
+    Ok(())
+}

@@ -24,7 +24,8 @@ use crate::core::error::{self, CmdResult, Error, int_arg, is, wrongtype};
 use crate::core::events as notify;
 use crate::model::{Command, Ctx, KeySpec, wait as blocking};
 use crate::{flags, key_flags};
-use parse::{float_arg, lex_range, score_arg, score_range};
+pub(super) use parse::{float_arg, strtod};
+use parse::{lex_range, score_arg, score_range};
 use setops::Op;
 
 const GROUP: &str = "sorted-set";

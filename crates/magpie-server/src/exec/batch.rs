@@ -39,11 +39,12 @@ impl<'s> Batch<'s> {
     #[inline]
     pub(crate) fn run(&mut self, session: &mut Session, out: &mut Reply, args: Args<'_>) -> Option<&'static Command> {
         let resolved = self.table.resolve(args);
-        let alone = matches!(&resolved, Ok((_, cmd)) if cmd.has(Flags::RUNS_ALONE));
+        let alone = matches!(&resolved, Ok((_, cmd)) if cmd.flags.intersects(Flags::RUNS_ALONE.union(Flags::NETWORK)));
         if alone {
             self.pass = None;
         } else if self.pass.is_none() {
-            self.pass = Some(self.server.gate().shared());
+            // `None` while a script is busy: dispatch then answers -BUSY command by command.
+            self.pass = self.server.gate().try_shared();
         }
         let mut ctx = Ctx::new(
             self.server,

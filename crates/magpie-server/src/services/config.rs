@@ -35,6 +35,10 @@ pub struct Options {
     /// Maximum number of connected clients [default: 10000].
     #[arg(long)]
     pub maxclients: Option<usize>,
+    /// Length of the queue of connections the kernel completes before the server accepts
+    /// them; the kernel caps it at net.core.somaxconn [default: 511].
+    #[arg(long)]
+    pub tcp_backlog: Option<u32>,
     /// Close a client after this many idle seconds; 0 never [default: 0].
     #[arg(long)]
     pub timeout: Option<u64>,
@@ -94,6 +98,14 @@ pub struct Options {
     /// Refuse writes while the last background snapshot failed: yes or no [default: yes].
     #[arg(long, value_name = "yes|no")]
     pub stop_writes_on_bgsave_error: Option<String>,
+    /// Check RESTORE payloads deeply: yes, no, or clients (only those from clients)
+    /// [default: no]. Magpie checks every payload entry by entry anyway; this adds the deep
+    /// checks of streams.
+    #[arg(long, value_name = "yes|no|clients")]
+    pub sanitize_dump_payload: Option<String>,
+    /// Largest sparse HyperLogLog, in bytes, before it turns dense [default: 3000].
+    #[arg(long, value_name = "BYTES")]
+    pub hll_sparse_max_bytes: Option<u64>,
     /// An interactive transaction (BEGIN) open longer than this many seconds is rolled back
     /// [default: 60].
     #[arg(long, value_name = "SECONDS")]
@@ -172,6 +184,21 @@ pub struct Options {
     /// separated; a request with any other Origin gets 403 [default: none].
     #[arg(long, value_name = "ORIGINS")]
     pub http_cors_origins: Option<String>,
+    /// A stream node (a listpack of entries) takes no more entries once it holds this many
+    /// bytes; 0 means 1 GB [default: 4096].
+    #[arg(long, value_name = "BYTES")]
+    pub stream_node_max_bytes: Option<String>,
+    /// ...or this many entries; 0 means no limit [default: 100].
+    #[arg(long, value_name = "ENTRIES")]
+    pub stream_node_max_entries: Option<u64>,
+    /// A script running longer than this many milliseconds makes other clients' commands
+    /// answer -BUSY, and may then be stopped with SCRIPT KILL / FUNCTION KILL; 0 at once
+    /// [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub busy_reply_threshold: Option<u64>,
+    /// The old name of busy-reply-threshold.
+    #[arg(long, value_name = "MS")]
+    pub lua_time_limit: Option<u64>,
     /// Check an append-only log file (or a log directory's manifest) and exit; with --fix,
     /// cut it after its last good record (keeping a backup).
     #[arg(long, value_name = "FILE")]
@@ -185,6 +212,11 @@ pub struct Options {
     #[arg(long)]
     #[serde(skip)]
     pub fix: bool,
+    /// Load a Redis RDB file (a dump.rdb of Redis up to 7.0) into the empty keyspace at start,
+    /// then serve; with persistence on, the imported keys are saved at once.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub import_rdb: Option<PathBuf>,
 }
 
 /// The configuration the server starts with.
@@ -193,6 +225,7 @@ pub struct Config {
     pub port: u16,
     pub bind: Vec<String>,
     pub maxclients: usize,
+    pub tcp_backlog: u32,
     pub timeout: u64,
     pub proto_max_bulk_len: usize,
     pub databases: usize,
@@ -213,6 +246,9 @@ pub struct Config {
     pub auto_aof_rewrite_percentage: u64,
     pub auto_aof_rewrite_min_size: u64,
     pub stop_writes_on_bgsave_error: bool,
+    /// `sanitize-dump-payload`: 0 no, 1 yes, 2 clients.
+    pub sanitize_dump_payload: u8,
+    pub hll_sparse_max_bytes: u64,
     pub txn_timeout: u64,
     pub txn_max_keys: u64,
     pub txn_max_bytes: u64,
@@ -220,6 +256,10 @@ pub struct Config {
     pub notify_keyspace_events: u32,
     /// `client-output-buffer-limit`: (hard, soft, soft seconds) by [`ClientClass`].
     pub client_output_buffer_limit: [(u64, u64, u64); 3],
+    /// `busy-reply-threshold` (`lua-time-limit`), in milliseconds.
+    pub busy_reply_threshold: u64,
+    pub stream_node_max_bytes: u64,
+    pub stream_node_max_entries: u64,
     pub requirepass: Option<String>,
     pub aclfile: Option<PathBuf>,
     pub acllog_max_len: u64,
@@ -234,6 +274,8 @@ pub struct Config {
     /// `http-allowed-hosts` and `http-cors-origins` at start (CONFIG SET changes them).
     pub http_allowed_hosts: String,
     pub http_cors_origins: String,
+    /// `--import-rdb`: a Redis RDB file to load at start.
+    pub import_rdb: Option<PathBuf>,
 }
 
 /// A protected action's setting (`enable-protected-configs`, `enable-debug-command`): Redis's
@@ -427,6 +469,7 @@ impl Config {
                 .map(str::to_owned)
                 .collect(),
             maxclients: cli.maxclients.or(file.maxclients).unwrap_or(10_000),
+            tcp_backlog: cli.tcp_backlog.or(file.tcp_backlog).unwrap_or(511),
             timeout: cli.timeout.or(file.timeout).unwrap_or(0),
             proto_max_bulk_len: match pick(cli.proto_max_bulk_len, file.proto_max_bulk_len) {
                 Some(s) => parse_memory(&s)
@@ -475,6 +518,11 @@ impl Config {
                 Some(s) => parse_memory(&s).ok_or_else(|| format!("txn-max-bytes: '{s}' is not a size"))? as u64,
                 None => 256 * 1024 * 1024,
             },
+            sanitize_dump_payload: match pick(cli.sanitize_dump_payload, file.sanitize_dump_payload) {
+                Some(v) => parse_sanitize(&v).map_err(|e| format!("sanitize-dump-payload: {e}"))?,
+                None => 0,
+            },
+            hll_sparse_max_bytes: cli.hll_sparse_max_bytes.or(file.hll_sparse_max_bytes).unwrap_or(3000),
             stop_writes_on_bgsave_error: parse_yes_no(
                 "stop-writes-on-bgsave-error",
                 &pick(cli.stop_writes_on_bgsave_error, file.stop_writes_on_bgsave_error)
@@ -489,6 +537,19 @@ impl Config {
                     .map_err(|e| format!("client-output-buffer-limit: {e}"))?,
                 None => DEFAULT_OUTPUT_LIMITS,
             },
+            busy_reply_threshold: cli
+                .busy_reply_threshold
+                .or(cli.lua_time_limit)
+                .or(file.busy_reply_threshold)
+                .or(file.lua_time_limit)
+                .unwrap_or(5000),
+            stream_node_max_bytes: match pick(cli.stream_node_max_bytes, file.stream_node_max_bytes) {
+                Some(s) => {
+                    parse_memory(&s).ok_or_else(|| format!("stream-node-max-bytes: '{s}' is not a size"))? as u64
+                }
+                None => 4096,
+            },
+            stream_node_max_entries: cli.stream_node_max_entries.or(file.stream_node_max_entries).unwrap_or(100),
             requirepass: None,
             aclfile: None,
             acllog_max_len: 128,
@@ -507,6 +568,7 @@ impl Config {
                 auth_clients: ClientAuth::Yes,
                 protocols: None,
             },
+            import_rdb: cli.import_rdb,
         };
         let mut config = config;
         config.requirepass = non_empty(pick(cli.requirepass, file.requirepass));
@@ -574,6 +636,8 @@ pub(crate) struct Settings {
     auto_aof_rewrite_percentage: AtomicU64,
     auto_aof_rewrite_min_size: AtomicU64,
     stop_writes_on_bgsave_error: AtomicBool,
+    sanitize_dump_payload: AtomicU32,
+    hll_sparse_max_bytes: AtomicU64,
     txn_timeout: AtomicU64,
     txn_max_keys: AtomicU64,
     txn_max_bytes: AtomicU64,
@@ -585,6 +649,9 @@ pub(crate) struct Settings {
     tls: Mutex<TlsSettings>,
     http_allowed_hosts: Mutex<String>,
     http_cors_origins: Mutex<String>,
+    stream_node_max_bytes: AtomicU64,
+    stream_node_max_entries: AtomicU64,
+    busy_reply_threshold: AtomicU64,
 }
 
 impl Settings {
@@ -602,6 +669,8 @@ impl Settings {
             auto_aof_rewrite_percentage: AtomicU64::new(config.auto_aof_rewrite_percentage),
             auto_aof_rewrite_min_size: AtomicU64::new(config.auto_aof_rewrite_min_size),
             stop_writes_on_bgsave_error: AtomicBool::new(config.stop_writes_on_bgsave_error),
+            sanitize_dump_payload: AtomicU32::new(u32::from(config.sanitize_dump_payload)),
+            hll_sparse_max_bytes: AtomicU64::new(config.hll_sparse_max_bytes),
             txn_timeout: AtomicU64::new(config.txn_timeout),
             txn_max_keys: AtomicU64::new(config.txn_max_keys),
             txn_max_bytes: AtomicU64::new(config.txn_max_bytes),
@@ -613,12 +682,20 @@ impl Settings {
             tls: Mutex::new(config.tls.clone()),
             http_allowed_hosts: Mutex::new(config.http_allowed_hosts.clone()),
             http_cors_origins: Mutex::new(config.http_cors_origins.clone()),
+            stream_node_max_bytes: AtomicU64::new(config.stream_node_max_bytes),
+            stream_node_max_entries: AtomicU64::new(config.stream_node_max_entries),
+            busy_reply_threshold: AtomicU64::new(config.busy_reply_threshold),
             config,
         }
     }
 
     pub(crate) fn save(&self) -> Vec<(u64, u64)> {
         self.save.lock().clone()
+    }
+
+    /// `busy-reply-threshold`, in milliseconds.
+    pub(crate) fn busy_reply_threshold(&self) -> u64 {
+        self.busy_reply_threshold.load(Ordering::Relaxed)
     }
 
     pub(crate) fn dbfilename(&self) -> String {
@@ -663,6 +740,17 @@ impl Settings {
 
     pub(crate) fn txn_max_bytes(&self) -> u64 {
         self.txn_max_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether a client's RESTORE payload gets the deep checks (`sanitize-dump-payload` yes
+    /// or clients).
+    pub(crate) fn sanitize_client_payloads(&self) -> bool {
+        self.sanitize_dump_payload.load(Ordering::Relaxed) != 0
+    }
+
+    /// `hll-sparse-max-bytes`.
+    pub(crate) fn hll_sparse_max_bytes(&self) -> usize {
+        usize::try_from(self.hll_sparse_max_bytes.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
     }
 
     pub(crate) fn stop_writes_on_bgsave_error(&self) -> bool {
@@ -727,6 +815,15 @@ impl Settings {
     /// Puts back TLS settings whose certificates failed to load.
     pub(crate) fn restore_tls(&self, tls: TlsSettings) {
         *self.tls.lock() = tls;
+    }
+
+    /// `stream-node-max-bytes` and `stream-node-max-entries`: when XADD starts a new node.
+    pub(crate) fn stream_node_limits(&self) -> magpie_store::stream::NodeLimits {
+        let clamp = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        magpie_store::stream::NodeLimits {
+            max_bytes: clamp(self.stream_node_max_bytes.load(Ordering::Relaxed)),
+            max_entries: clamp(self.stream_node_max_entries.load(Ordering::Relaxed)),
+        }
     }
 
     /// `(name, value)` of every parameter matching one of `patterns` (glob, any case), each
@@ -835,6 +932,17 @@ fn yes_no(s: &str) -> Result<(), String> {
     parse_yes_no("argument", s).map(|_| ()).map_err(|_| "argument must be 'yes' or 'no'".to_owned())
 }
 
+/// `sanitize-dump-payload`'s values, by their number.
+const SANITIZE: [&str; 3] = ["no", "yes", "clients"];
+
+fn parse_sanitize(v: &str) -> Result<u8, String> {
+    SANITIZE
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(v))
+        .map(|i| i as u8)
+        .ok_or_else(|| "argument(s) must be one of the following: no, yes, clients".to_owned())
+}
+
 fn yes(s: &str) -> bool {
     s.eq_ignore_ascii_case("yes")
 }
@@ -865,6 +973,7 @@ static PARAMS: &[Param] = &[
     Param { name: "port", get: |s| s.config.port.to_string(), kind: FIXED, set: None },
     Param { name: "bind", get: |s| s.config.bind.join(" "), kind: FIXED, set: None },
     Param { name: "databases", get: |s| s.config.databases.to_string(), kind: FIXED, set: None },
+    Param { name: "tcp-backlog", get: |s| s.config.tcp_backlog.to_string(), kind: FIXED, set: None },
     Param {
         name: "maxclients",
         get: |s| s.maxclients().to_string(),
@@ -944,6 +1053,20 @@ static PARAMS: &[Param] = &[
         set: Some(Set::Num(|s, v| s.auto_aof_rewrite_min_size.store(v, Ordering::Relaxed))),
     },
     Param {
+        name: "sanitize-dump-payload",
+        get: |s| SANITIZE[s.sanitize_dump_payload.load(Ordering::Relaxed) as usize % 3].to_owned(),
+        kind: Kind::Text(|v| parse_sanitize(v).map(|_| ())),
+        set: Some(Set::Text(|s, v| {
+            s.sanitize_dump_payload.store(u32::from(parse_sanitize(v).unwrap_or(0)), Ordering::Relaxed)
+        })),
+    },
+    Param {
+        name: "hll-sparse-max-bytes",
+        get: |s| s.hll_sparse_max_bytes.load(Ordering::Relaxed).to_string(),
+        kind: Kind::Memory { min: 0 },
+        set: Some(Set::Num(|s, v| s.hll_sparse_max_bytes.store(v, Ordering::Relaxed))),
+    },
+    Param {
         name: "txn-timeout",
         get: |s| s.txn_timeout().to_string(),
         kind: Kind::Int { min: 1, max: i32::MAX as u64 },
@@ -974,6 +1097,18 @@ static PARAMS: &[Param] = &[
         set: Some(Set::Text(|s, v| {
             s.notify_keyspace_events.store(parse_events_setting(v).unwrap_or(0), Ordering::Relaxed)
         })),
+    },
+    Param {
+        name: "busy-reply-threshold",
+        get: |s| s.busy_reply_threshold().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.busy_reply_threshold.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "lua-time-limit",
+        get: |s| s.busy_reply_threshold().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.busy_reply_threshold.store(v, Ordering::Relaxed))),
     },
     Param {
         name: "client-output-buffer-limit",
@@ -1068,6 +1203,18 @@ static PARAMS: &[Param] = &[
         get: |s| s.http_cors_origins.lock().clone(),
         kind: Kind::Text(|_| Ok(())),
         set: Some(Set::Text(|s, v| *s.http_cors_origins.lock() = words(Some(v.to_owned())))),
+    },
+    Param {
+        name: "stream-node-max-bytes",
+        get: |s| s.stream_node_max_bytes.load(Ordering::Relaxed).to_string(),
+        kind: Kind::Memory { min: 0 },
+        set: Some(Set::Num(|s, v| s.stream_node_max_bytes.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "stream-node-max-entries",
+        get: |s| s.stream_node_max_entries.load(Ordering::Relaxed).to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.stream_node_max_entries.store(v, Ordering::Relaxed))),
     },
 ];
 

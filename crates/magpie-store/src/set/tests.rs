@@ -198,6 +198,7 @@ fn check_table(t: &Table) {
     for (pos, m) in t.members.iter().enumerate() {
         assert_eq!(t.find(m.as_ref()), Some(pos));
     }
+    t.index.check(|s| table_hash(s.hash));
 }
 
 #[test]
@@ -275,12 +276,7 @@ fn tables_give_memory_back_when_they_shrink() {
         set.pop_random();
     }
     let Repr::Table(t) = &set.repr else { panic!("a big set stays a table") };
-    assert!(
-        t.index.capacity() < 1000 && t.members.capacity() < 1000,
-        "{} {}",
-        t.index.capacity(),
-        t.members.capacity()
-    );
+    assert!(t.index.buckets() < 1000 && t.members.capacity() < 1000, "{} {}", t.index.buckets(), t.members.capacity());
     check_table(t);
     assert_eq!(set.len(), 10);
 }
@@ -296,4 +292,128 @@ fn equality_ignores_representation_and_debug_shows_members() {
     let mut v = Vec::new();
     a.for_each(|m| v.push(m.to_vec()));
     assert_eq!(v, [b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]);
+}
+
+/// Big sets grow in bounded steps: no insert moves more than one index segment's entries
+/// (a single table would move all of them at each doubling), and every member stays findable
+/// while the index is split over many segments.
+#[test]
+fn a_growing_set_moves_a_bounded_number_of_members_per_insert() {
+    let mut set = Set::new();
+    let mut worst = 0;
+    let n: usize = 300_000;
+    for i in 0..n {
+        let before = match &set.repr {
+            Repr::Table(t) => t.index.moved(),
+            _ => 0,
+        };
+        set.insert(format!("member:{i}").as_bytes());
+        if let Repr::Table(t) = &set.repr {
+            worst = worst.max(t.index.moved() - before);
+        }
+    }
+    assert!(worst <= crate::segtable::SEGMENT_BUCKETS, "one insert moved {worst} index entries");
+    let Repr::Table(t) = &set.repr else { panic!("a big set is a table") };
+    assert!(t.index.segment_count() > 50, "{} segments", t.index.segment_count());
+    assert_eq!(t.members.chunk_count(), n.div_ceil(crate::dense::CHUNK));
+    check_table(t);
+    // Shrinking is bounded too, and a set that empties gathers its index back.
+    let mut worst = 0;
+    for i in 0..n - 10 {
+        let Repr::Table(t) = &set.repr else { unreachable!() };
+        let before = t.index.moved();
+        assert!(set.remove(format!("member:{i}").as_bytes()));
+        let Repr::Table(t) = &set.repr else { unreachable!() };
+        worst = worst.max(t.index.moved() - before);
+    }
+    let Repr::Table(t) = &set.repr else { unreachable!() };
+    assert!(worst <= crate::segtable::SEGMENT_BUCKETS + t.index.segment_count() + 1000, "moved {worst}");
+    assert_eq!(t.index.segment_count(), 1);
+    check_table(t);
+    assert_eq!(members(&set).len(), 10);
+}
+
+/// SSCAN's guarantee holds while the set grows through many segment splits and shrinks.
+#[test]
+fn scan_never_misses_a_member_while_the_set_grows_and_shrinks() {
+    let mut set = Set::new();
+    for i in 0..20_000 {
+        set.insert(format!("stable{i}").as_bytes());
+    }
+    let Repr::Table(t) = &set.repr else { unreachable!() };
+    let segments_before = t.index.segment_count();
+    let mut seen = HashSet::new();
+    let (mut cursor, mut next) = (0, 0);
+    loop {
+        cursor = set.scan(cursor, 50, |m| {
+            seen.insert(m.to_vec());
+        });
+        if cursor == 0 {
+            break;
+        }
+        for _ in 0..100 {
+            set.insert(format!("new{next}").as_bytes());
+            next += 1;
+        }
+        for _ in 0..30 {
+            set.remove(format!("new{}", fastrand::usize(..next)).as_bytes());
+        }
+    }
+    for i in 0..20_000 {
+        assert!(seen.contains(format!("stable{i}").as_bytes()), "missed stable{i}");
+    }
+    let Repr::Table(t) = &set.repr else { unreachable!() };
+    assert!(t.index.segment_count() >= 2 * segments_before, "{segments_before} -> {}", t.index.segment_count());
+    check_table(t);
+}
+
+/// A snapshot's image of a big set keeps its members exactly, and a write after the freeze
+/// copies only the vector's chunks it touches (the rest stay shared with the image).
+#[test]
+fn a_frozen_set_keeps_its_members_and_writes_copy_only_their_chunks() {
+    let mut set: Set = (0..50_000).map(|i| format!("m{i}")).collect::<Vec<_>>().iter().map(|s| s.as_bytes()).collect();
+    let before = members(&set);
+    assert!(Set::from_members([&b"a"[..]]).freeze().is_none(), "a small set is encoded at once");
+    let frozen = set.freeze().expect("a big set freezes");
+    set.insert(b"new");
+    set.remove(b"m17");
+    set.pop_random();
+    let Repr::Table(t) = &set.repr else { unreachable!() };
+    let chunks = t.members.chunk_count();
+    assert!(t.members.unshared_chunks() <= 4, "{} of {chunks} chunks copied", t.members.unshared_chunks());
+    check_table(t);
+    let mut image = BTreeSet::new();
+    frozen.for_each(|m| {
+        assert!(image.insert(m.to_vec()));
+    });
+    assert_eq!(image, before);
+    assert_eq!(frozen.len(), before.len());
+    drop(frozen);
+    assert!(set.contains(b"new") && !set.contains(b"m17"));
+    assert_eq!(set.len(), before.len() - 1);
+}
+
+/// Random members come from every chunk of a big set's vector, evenly, and distinct draws
+/// stay distinct across chunks.
+#[test]
+fn sampling_reaches_every_chunk_of_a_big_set() {
+    fastrand::seed(21);
+    let chunk = crate::dense::CHUNK;
+    let n = 3 * chunk + 5;
+    let set: Set = (0..n).map(|i| format!("{i}x")).collect::<Vec<_>>().iter().map(|s| s.as_bytes()).collect();
+    // Members were added in order, so a member's number says which chunk holds it.
+    let chunk_of = |m: MemberRef<'_>| -> usize {
+        m.with_bytes(|b| std::str::from_utf8(&b[..b.len() - 1]).unwrap().parse::<usize>().unwrap()) / chunk
+    };
+    let mut per_chunk = [0usize; 4];
+    set.random_with_repeats(400_000, |m| per_chunk[chunk_of(m)] += 1);
+    for c in 0..3 {
+        let share = per_chunk[c] as f64 / 400_000.0;
+        assert!((share - chunk as f64 / n as f64).abs() < 0.01, "chunk {c}: {per_chunk:?}");
+    }
+    assert!(per_chunk[3] > 0, "the last, partial chunk is drawn too");
+    let mut seen = HashSet::new();
+    set.random_distinct(2 * chunk, |m| assert!(seen.insert(m.to_vec()), "drawn twice"));
+    assert_eq!(seen.len(), 2 * chunk);
+    assert!(seen.iter().map(|m| chunk_of(MemberRef::Bytes(m))).collect::<HashSet<_>>().len() == 4);
 }

@@ -8,15 +8,19 @@
 //! - `tree`: an order-statistic B+tree of (score, id), for ranks and ranges in O(log n).
 //!
 //! Moving an item (removal) rewrites its id in the index and in the tree, one O(log n) descent.
+//!
+//! The vector is kept in chunks and the index in segments (see `dense.rs` and `segtable.rs`),
+//! and the tree is made of fixed-size nodes, so nothing grows by copying everything at once;
+//! a snapshot freezes the vector's chunks ([`Big::freeze`]) and sorts them on its own thread.
 
 use std::hash::BuildHasher;
 use std::ops::Range;
 
-use hashbrown::HashTable;
-
 use super::tree::{self, Members, Tree};
 use super::{LexRange, ScoreRange};
 use crate::Key;
+use crate::dense::{self, Dense};
+use crate::segtable::SegTable;
 
 #[derive(Clone)]
 pub(super) struct Item {
@@ -24,7 +28,7 @@ pub(super) struct Item {
     pub score: f64,
 }
 
-impl Members for [Item] {
+impl Members for Dense<Item> {
     #[inline]
     fn member(&self, id: u32) -> &[u8] {
         &self[id as usize].member
@@ -33,7 +37,7 @@ impl Members for [Item] {
 
 /// A walk over the entries in order (see [`Tree::iter_from`]).
 pub(super) struct Iter<'a> {
-    items: &'a [Item],
+    items: &'a Dense<Item>,
     inner: tree::Iter<'a>,
 }
 
@@ -48,8 +52,8 @@ impl<'a> Iterator for Iter<'a> {
 
 #[derive(Clone, Default)]
 pub(super) struct Big {
-    items: Vec<Item>,
-    index: HashTable<u32>,
+    items: Dense<Item>,
+    index: SegTable<u32>,
     tree: Tree,
     hasher: foldhash::fast::RandomState,
 }
@@ -57,9 +61,11 @@ pub(super) struct Big {
 impl Big {
     /// A set of entries sorted by (score, member), with distinct members.
     pub fn from_sorted(entries: impl ExactSizeIterator<Item = (Key, f64)>) -> Big {
-        let mut b = Big { items: Vec::with_capacity(entries.len()), ..Big::default() };
-        b.items.extend(entries.map(|(member, score)| Item { member, score }));
-        b.index = HashTable::with_capacity(b.items.len());
+        let mut b = Big { items: Dense::with_capacity(entries.len()), ..Big::default() };
+        for (member, score) in entries {
+            b.items.push(Item { member, score });
+        }
+        b.index = SegTable::with_capacity(b.items.len());
         let (items, hasher) = (&b.items, &b.hasher);
         for (id, item) in items.iter().enumerate() {
             b.index.insert_unique(hasher.hash_one(&*item.member), id as u32, |&i| {
@@ -88,9 +94,9 @@ impl Big {
         if let Some(id) = self.find(member) {
             let old = self.items[id as usize].score;
             if old.to_bits() != score.to_bits() {
-                self.tree.remove(&self.items[..], old, member);
-                self.items[id as usize].score = score;
-                self.tree.insert(&self.items[..], score, member, id);
+                self.tree.remove(&self.items, old, member);
+                self.items.get_mut(id as usize).score = score;
+                self.tree.insert(&self.items, score, member, id);
             }
             return Some(old);
         }
@@ -105,7 +111,7 @@ impl Big {
         self.items.push(Item { member: Key::new(member), score });
         let (items, hasher) = (&self.items, &self.hasher);
         self.index.insert_unique(hasher.hash_one(member), id, |&i| hasher.hash_one(&*items[i as usize].member));
-        self.tree.insert(&self.items[..], score, member, id);
+        self.tree.insert(&self.items, score, member, id);
     }
 
     pub fn remove(&mut self, member: &[u8]) -> Option<Item> {
@@ -116,44 +122,37 @@ impl Big {
     /// Removes the item `id` from the three parts; the last item takes its place.
     fn remove_id(&mut self, id: u32) -> Item {
         let item = &self.items[id as usize];
-        self.tree.remove(&self.items[..], item.score, &item.member);
+        self.tree.remove(&self.items, item.score, &item.member);
         self.unlink(id)
     }
 
     /// Removes the item `id`, already out of the tree, from the vector and the index.
     fn unlink(&mut self, id: u32) -> Item {
         let hash = self.hasher.hash_one(&*self.items[id as usize].member);
-        if let Ok(entry) = self.index.find_entry(hash, |&i| i == id) {
-            let _ = entry.remove();
-        }
+        let (items, hasher) = (&self.items, &self.hasher);
+        self.index.remove(hash, |&i| i == id, |&i| hasher.hash_one(&*items[i as usize].member));
         let last = (self.items.len() - 1) as u32;
         if id != last {
             let moved = &self.items[last as usize];
-            self.tree.relocate(&self.items[..], moved.score, &moved.member, last, id);
+            self.tree.relocate(&self.items, moved.score, &moved.member, last, id);
             if let Some(slot) = self.index.find_mut(self.hasher.hash_one(&*moved.member), |&i| i == last) {
                 *slot = id;
             }
         }
-        let item = self.items.swap_remove(id as usize);
-        let n = self.items.len();
-        if self.items.capacity() > 64 && n * 4 < self.items.capacity() {
-            // Give memory back after a big shrink, keeping room to grow again.
-            let (items, hasher) = (&self.items, &self.hasher);
-            self.index.shrink_to(n * 2, |&i| hasher.hash_one(&*items[i as usize].member));
-            self.items.shrink_to(n * 2);
-        }
-        item
+        // Memory goes back as the set shrinks: the index segment by segment, the vector chunk
+        // by chunk.
+        self.items.swap_remove(id as usize)
     }
 
     /// Removes the entry at `rank`.
     fn remove_rank(&mut self, rank: usize) -> Option<Item> {
-        let (_, id) = self.tree.remove_rank(&self.items[..], rank)?;
+        let (_, id) = self.tree.remove_rank(&self.items, rank)?;
         Some(self.unlink(id))
     }
 
     pub fn rank(&self, member: &[u8]) -> Option<usize> {
         let score = self.score(member)?;
-        let items = &self.items[..];
+        let items = &self.items;
         Some(self.tree.count_while(|s, id| s < score || (s == score && &*items[id as usize].member < member)))
     }
 
@@ -180,7 +179,7 @@ impl Big {
         if range.is_empty() {
             return 0..0;
         }
-        let items = &self.items[..];
+        let items = &self.items;
         tree::span(
             &self.tree,
             |_, id| !range.gte_min(&items[id as usize].member),
@@ -207,7 +206,7 @@ impl Big {
                 .collect();
             let mut items = std::mem::take(&mut self.items);
             let kept = order.into_iter().map(|id| {
-                let it = &mut items[id as usize];
+                let it = items.get_mut(id as usize);
                 (std::mem::replace(&mut it.member, Key::new(b"")), it.score)
             });
             *self = Big::from_sorted(kept.collect::<Vec<_>>().into_iter());
@@ -221,7 +220,7 @@ impl Big {
     /// Calls `f` with the lowest (or, with `max`, the highest) entry, then removes it.
     pub fn pop_with<R>(&mut self, max: bool, f: impl FnOnce(&[u8], f64) -> R) -> Option<R> {
         let rank = if max { self.len().checked_sub(1)? } else { 0 };
-        let (score, id) = self.tree.remove_rank(&self.items[..], rank)?;
+        let (score, id) = self.tree.remove_rank(&self.items, rank)?;
         let r = f(&self.items[id as usize].member, score);
         self.unlink(id);
         Some(r)
@@ -244,6 +243,12 @@ impl Big {
         pos as u64
     }
 
+    /// The vector's chunks, shared with a snapshot, if the set is too big to encode under the
+    /// shard's lock (see [`super::ZSet::freeze`]).
+    pub fn freeze(&mut self, bytes: usize) -> Option<dense::Frozen<Item>> {
+        dense::worth_freezing(self.len(), bytes).then(|| self.items.freeze())
+    }
+
     /// Checks the three parts against each other (for tests).
     #[cfg(test)]
     pub fn check(&self) {
@@ -252,7 +257,16 @@ impl Big {
         for (id, it) in self.items.iter().enumerate() {
             assert_eq!(self.find(&it.member), Some(id as u32));
         }
-        self.tree.check(&self.items[..]);
+        self.tree.check(&self.items);
+        let (items, hasher) = (&self.items, &self.hasher);
+        self.index.check(|&i| hasher.hash_one(&*items[i as usize].member));
+    }
+
+    /// Index entries moved by growth, ever; index segments; vector chunks not shared with a
+    /// snapshot (for tests).
+    #[cfg(test)]
+    pub fn growth_stats(&self) -> (usize, usize, usize) {
+        (self.index.moved(), self.index.segment_count(), self.items.unshared_chunks())
     }
 
     /// Bytes this set has allocated (for memory tests): the vector, the table, the nodes and
@@ -265,7 +279,7 @@ impl Big {
             .map(|it| if it.member.len() > 22 { it.member.len().next_multiple_of(16) } else { 0 })
             .sum();
         self.items.capacity() * std::mem::size_of::<Item>()
-            + (self.index.capacity() + 1).next_power_of_two() * (4 + 1)
+            + self.index.buckets() * (4 + 1)
             + self.tree.node_bytes()
             + heap
     }

@@ -335,3 +335,69 @@ fn memory_per_member_of_a_big_set() {
     // Members (64) + an item (32) + a hash slot (~5-10) + a leaf entry (12), full leaves.
     assert!(per < 125.0, "{per} bytes per member");
 }
+
+fn stats(z: &ZSet) -> (usize, usize, usize) {
+    match &z.repr {
+        Repr::Big(b) => b.growth_stats(),
+        Repr::Small(_) => (0, 0, 0),
+    }
+}
+
+/// Big sorted sets grow in bounded steps: no insert moves more than one index segment's
+/// entries; ranks, scans and the three parts stay consistent through the splits.
+#[test]
+fn a_growing_sorted_set_moves_a_bounded_number_of_members_per_insert() {
+    let mut z = ZSet::new();
+    let mut worst = 0;
+    let n = 150_000;
+    for i in 0..n {
+        let before = stats(&z).0;
+        z.insert(format!("m{i}").as_bytes(), f64::from(i % 1000));
+        worst = worst.max(stats(&z).0 - before);
+    }
+    assert!(worst <= crate::segtable::SEGMENT_BUCKETS, "one insert moved {worst} index entries");
+    assert!(stats(&z).1 > 20, "{} segments", stats(&z).1);
+    let Repr::Big(b) = &z.repr else { panic!() };
+    b.check();
+    // Score 0 holds m0, m1000, m10000, ... in byte order.
+    assert_eq!((z.rank(b"m0"), z.rank(b"m1000"), z.rank(b"m10000")), (Some(0), Some(1), Some(2)));
+    // ZSCAN's guarantee while members come and go.
+    let mut seen = HashSet::new();
+    let (mut cursor, mut next) = (0, 0);
+    loop {
+        cursor = z.scan(cursor, 100, |m, _| {
+            seen.insert(m.to_vec());
+        });
+        if cursor == 0 {
+            break;
+        }
+        for _ in 0..150 {
+            z.insert(format!("new{next}").as_bytes(), -1.0);
+            next += 1;
+        }
+        for _ in 0..50 {
+            z.remove(format!("new{}", fastrand::usize(..next)).as_bytes());
+        }
+    }
+    assert!((0..n).all(|i| seen.contains(format!("m{i}").as_bytes())));
+    let Repr::Big(b) = &z.repr else { panic!() };
+    b.check();
+}
+
+/// A snapshot's image of a big sorted set gives its entries in order, as they were, and
+/// writes after the freeze copy only the chunks they touch.
+#[test]
+fn a_frozen_sorted_set_keeps_its_entries_and_writes_copy_only_their_chunks() {
+    let mut z =
+        ZSet::from_entries((0..30_000).map(|i| (Key::new(format!("m{i}").as_bytes()), f64::from(i % 77))).collect());
+    let before: Vec<(Vec<u8>, f64)> = z.iter().map(|(m, s)| (m.to_vec(), s)).collect();
+    let frozen = z.freeze().expect("a big sorted set freezes");
+    z.pop_with(true, |_, _| ());
+    z.insert(b"m5", 1000.0);
+    z.insert(b"new", -5.0);
+    assert!(stats(&z).2 <= 4, "{} chunks copied", stats(&z).2);
+    let image: Vec<(Vec<u8>, f64)> = frozen.in_order().into_iter().map(|(m, s)| (m.to_vec(), s)).collect();
+    assert_eq!(image, before);
+    assert_eq!(z.score(b"m5"), Some(1000.0));
+    assert!(ZSet::from_entries(vec![(Key::new(b"a"), 1.0)]).freeze().is_none());
+}

@@ -7,7 +7,7 @@ use crate::core::error::{Error, NOT_FLOAT};
 
 /// What C's `strtod` makes of the start of `s`.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) struct Strtod {
+pub(in crate::commands) struct Strtod {
     pub value: f64,
     /// Bytes consumed; 0 when nothing could be read (then `value` is 0).
     pub end: usize,
@@ -22,7 +22,7 @@ fn is_space(c: u8) -> bool {
 }
 
 /// Reads a number from the start of `s` as glibc's `strtod` does.
-pub(super) fn strtod(s: &[u8]) -> Strtod {
+pub(in crate::commands) fn strtod(s: &[u8]) -> Strtod {
     let none = Strtod { value: 0.0, end: 0, out_of_range: false };
     let mut i = 0;
     while i < s.len() && is_space(s[i]) {
@@ -183,7 +183,7 @@ fn hex_float(s: &[u8]) -> Option<Strtod> {
 /// A score or weight argument, as Redis's `getDoubleFromObject` reads it: the whole argument
 /// must be a number, without leading space, not NaN, neither overflowing nor rounding a
 /// nonzero number to zero.
-pub(super) fn float_arg(arg: &[u8]) -> Option<f64> {
+pub(in crate::commands) fn float_arg(arg: &[u8]) -> Option<f64> {
     if arg.is_empty() || is_space(arg[0]) {
         return None;
     }

@@ -15,8 +15,8 @@ use parking_lot::Mutex;
 use tracing::{info, warn};
 
 use magpie_persist::SnapshotWriter;
-use magpie_persist::snapshot::encode_entry;
-use magpie_store::{Entry, SnapshotSink, now_ms};
+use magpie_persist::snapshot::Preserved;
+use magpie_store::{SnapEntry, SnapshotSink, now_ms};
 
 use super::{Job, Persistence, STEP, human};
 use crate::core::error::Error;
@@ -24,7 +24,9 @@ use crate::core::error::Error;
 impl Persistence {
     /// Writes a snapshot of the keyspace as it is when `at_cut` runs (with every shard locked).
     /// Entries that writers change before the walk reaches them arrive through the sink, already
-    /// encoded; they are written out between steps, so they never pile up in memory.
+    /// encoded; they are written out between steps, so they never pile up in memory. Big
+    /// collections, from the walk or the sink, arrive frozen and are encoded here between steps,
+    /// with no lock held.
     fn write_snapshot(&self, target: &Path, at_cut: impl FnOnce()) -> io::Result<(u64, u64)> {
         self.write_snapshot_cut(target, false, at_cut)
     }
@@ -42,27 +44,27 @@ impl Persistence {
         let ks = &self.ks;
         let mut w = SnapshotWriter::create(target, now_ms(), ks.db_count())?;
         p.progress.store(0, Ordering::Relaxed);
-        let side: Arc<Mutex<(Vec<u8>, u64)>> = Arc::new(Mutex::new((Vec::new(), 0)));
+        let side: Arc<Mutex<Preserved>> = Arc::default();
         let into = side.clone();
-        let sink: SnapshotSink = Arc::new(move |db, key: &[u8], entry: &Entry| {
-            let mut side = into.lock();
-            encode_entry(&mut side.0, db, key, entry);
-            side.1 += 1;
-        });
-        {
-            // Not in the middle of a transaction.
-            let _pass = if exclusive { self.gate.exclusive() } else { self.gate.shared() };
-            ks.begin_snapshot(sink, at_cut);
-        }
-        let mut spare = Vec::new();
-        let mut drain = |w: &mut SnapshotWriter| {
-            let count = {
-                let mut side = side.lock();
-                std::mem::swap(&mut side.0, &mut spare);
-                std::mem::take(&mut side.1)
+        let sink: SnapshotSink = Arc::new(move |db, key: &[u8], entry: SnapEntry<'_>| into.lock().add(db, key, entry));
+        let libraries = {
+            // Not in the middle of a transaction (nor of a FUNCTION command, which runs alone:
+            // the libraries are those of the moment of the cut). A background job gives up
+            // waiting for the gate when asked to stop: a SHUTDOWN holds the gate and waits for
+            // the job.
+            let Some(_pass) = self.gate.enter_unless(exclusive, &p.abort) else {
+                w.abandon();
+                return Err(io::Error::other("snapshot aborted (shutdown)"));
             };
-            w.encoded(&spare, count);
-            spare.clear();
+            ks.begin_snapshot(sink, at_cut);
+            self.library_codes()
+        };
+        w.functions(&libraries);
+        drop(libraries);
+        let mut spare = Preserved::default();
+        let mut drain = |w: &mut SnapshotWriter| {
+            std::mem::swap(&mut *side.lock(), &mut spare);
+            w.preserved(&mut spare);
         };
         let mut walk = || -> io::Result<()> {
             for db in 0..ks.db_count() {
@@ -71,7 +73,11 @@ impl Persistence {
                         if p.abort.load(Ordering::Relaxed) {
                             return Err(io::Error::other("snapshot aborted (shutdown)"));
                         }
-                        let done = ks.snapshot_step(db, shard, STEP, |k, e| w.entry(db, k, e));
+                        let done = ks.snapshot_step(db, shard, STEP, |k, e| w.add(db, k, e));
+                        // A writer the step held up is runnable now: on a shared core, let it run
+                        // rather than take the lock again before it could.
+                        thread::yield_now();
+                        w.encode_later();
                         drain(&mut w);
                         if w.pending() >= 1 << 20 {
                             w.flush()?;
@@ -98,16 +104,21 @@ impl Persistence {
     }
 
     /// A snapshot to the `dbfilename`, now, on this thread (SAVE, shutdown, background saves).
-    pub(super) fn save_now(&self) -> io::Result<()> {
+    /// As in Redis, only a background save that fails counts as failed for INFO's
+    /// `rdb_last_bgsave_status` and `stop-writes-on-bgsave-error`; SAVE and a shutdown report
+    /// their failure to whoever asked. Any save that succeeds clears the failure.
+    pub(super) fn save_now(&self, background: bool) -> io::Result<()> {
         let p = self;
         let started = Instant::now();
         let target = p.snapshot_path();
         let mut cut = 0;
         let result = p.write_snapshot(&target, || cut = self.ks.tap().current_seq());
         let mut st = p.stats.lock();
-        st.last_save_attempt = Some(Instant::now());
-        st.last_save_secs = started.elapsed().as_secs() as i64;
-        p.save_failed.store(result.is_err(), Ordering::Relaxed);
+        if background || result.is_ok() {
+            st.last_save_attempt = Some(Instant::now());
+            st.last_save_secs = started.elapsed().as_secs() as i64;
+            p.save_failed.store(result.is_err(), Ordering::Relaxed);
+        }
         match result {
             Ok((keys, bytes)) => {
                 st.last_save_ok = true;
@@ -123,7 +134,9 @@ impl Persistence {
                 Ok(())
             }
             Err(e) => {
-                st.last_save_ok = false;
+                if background {
+                    st.last_save_ok = false;
+                }
                 warn!("snapshot to {} failed: {e}", target.display());
                 Err(e)
             }
@@ -136,7 +149,7 @@ impl Persistence {
         if p.claim(Job::Save).is_err() {
             return Err("ERR Background save already in progress".into());
         }
-        let r = p.save_now();
+        let r = p.save_now(false);
         p.release();
         r.map_err(|_| Error::from("ERR"))
     }
@@ -168,7 +181,7 @@ impl Persistence {
         let spawned = thread::Builder::new().name("magpie-snapshot".into()).spawn(move || {
             match job {
                 Job::Save => {
-                    let _ = s.save_now();
+                    let _ = s.save_now(true);
                 }
                 Job::Rewrite => {
                     if let Err(e) = s.rewrite() {
@@ -185,11 +198,19 @@ impl Persistence {
         Ok(())
     }
 
-    /// The final save of a shutdown: waits for (or stops) a background job, then saves if asked
-    /// (`Some(true)`), or if snapshots are configured and not declined (`None`). Errors if the
-    /// save was wanted and failed.
-    pub(crate) fn shutdown_save(&self, save: Option<bool>) -> io::Result<()> {
+    /// The final save of a shutdown (SHUTDOWN, SIGTERM, SIGINT), with the gate held
+    /// exclusively by the caller, so that no command runs meanwhile and every write
+    /// acknowledged before is in it. From here on write commands are refused (see
+    /// [`Persistence::deny_writes`]): the server is about to exit, and a write acknowledged
+    /// after the snapshot would be lost. Stops a background job, then saves if asked
+    /// (`Some(true)`), or if snapshots are configured and not declined (`None`).
+    ///
+    /// If the save fails, as Redis's `finishShutdown`: without `force`, writes are accepted
+    /// again and the error is returned (the server must not exit: the writes since the last
+    /// good snapshot would be lost); with `force`, the server exits anyway.
+    pub(crate) fn final_save(&self, save: Option<bool>, force: bool) -> io::Result<()> {
         let p = self;
+        p.stopping.store(true, Ordering::SeqCst);
         let wanted = save.unwrap_or(!self.settings.save().is_empty());
         if !wanted || p.final_saved.load(Ordering::SeqCst) {
             return Ok(());
@@ -205,12 +226,28 @@ impl Persistence {
         }
         p.abort.store(false, Ordering::SeqCst);
         info!("saving the final snapshot before exiting");
-        let r = p.save_now();
+        let r = p.save_now(false);
         p.release();
-        if r.is_ok() {
-            p.final_saved.store(true, Ordering::SeqCst);
+        match r {
+            Ok(()) => {
+                p.final_saved.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(e) if force => {
+                warn!("error trying to save the final snapshot ({e}); exiting anyway (FORCE)");
+                Ok(())
+            }
+            Err(e) => {
+                warn!(
+                    "error trying to save the final snapshot, can't exit: {e}. The writes since the last \
+                     snapshot would be lost. Free space on {} (or use SHUTDOWN NOSAVE, or SHUTDOWN FORCE, to exit \
+                     without it)",
+                    p.dir.display()
+                );
+                p.stopping.store(false, Ordering::SeqCst);
+                Err(e)
+            }
         }
-        r
     }
 
     /// SHUTDOWN NOSAVE: the final snapshot is declined.

@@ -1,0 +1,360 @@
+//! A hash table that grows in bounded steps: the index of a big set, hash or sorted set.
+//!
+//! A single hash table doubles all at once: for 4M members that is millions of entries moved
+//! under the shard's write lock (120-500 ms measured, during which every client of the shard,
+//! and on one core every client, waits). Redis keeps two tables and moves a few buckets per
+//! operation. This table is split instead (extendible hashing): segments of at most
+//! [`SEGMENT_BUCKETS`] buckets, each a `hashbrown::HashTable`, and a directory indexed by
+//! `DEPTH` bits of the hash (bits 32 and up: hashbrown takes the bucket from the low bits and
+//! its tag from the top 7) that names the segment for each pattern. A segment that is full
+//! splits in two by one more bit of the hash, moving at most its own entries; when it holds as
+//! many bits as the directory, the directory doubles (one `u32` per segment pattern, about one
+//! per 3,000 entries). So no insert moves more than one segment's entries, and lookups cost one
+//! more load (the directory, small enough to stay in cache) and no second probe.
+//!
+//! Memory is the same as one table's: segments fill and split at the same load factors as a
+//! table doubles (7/8 down to 7/16), plus about 40 bytes per segment.
+//!
+//! A segment also shrinks on its own when it is mostly empty, and a table that falls to a
+//! few hundred entries is gathered back into one segment (bounded by that size and the number
+//! of segments).
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+
+/// Buckets of the largest segment: 8192 buckets hold up to 7168 entries.
+pub(crate) const SEGMENT_BUCKETS: usize = 8192;
+/// A segment that would have to grow past this many entries splits instead (hashbrown grows a
+/// table with more entries than this into more than [`SEGMENT_BUCKETS`] buckets).
+const SPLIT_ABOVE: usize = SEGMENT_BUCKETS * 7 / 16;
+/// Most directory bits: 2^19 segments of up to 7168 entries hold more than 2^32 entries, the
+/// most a collection's u32 positions allow.
+const MAX_DEPTH: u32 = 19;
+/// Where the directory's bits start in the 64-bit hash.
+const DIR_SHIFT: u32 = 32;
+/// A table of several segments that falls to this many entries becomes one segment again.
+const GATHER_AT: usize = SPLIT_ABOVE / 4;
+
+#[derive(Clone)]
+struct Segment<V> {
+    table: HashTable<V>,
+    /// Bits of the directory pattern this segment's entries share.
+    depth: u32,
+}
+
+impl<V> Default for Segment<V> {
+    fn default() -> Segment<V> {
+        Segment { table: HashTable::new(), depth: 0 }
+    }
+}
+
+/// A hash table in segments (see the module's notes). The API follows `hashbrown::HashTable`:
+/// the caller gives each operation the hash and an equality test, and `hasher` recomputes the
+/// hash of a stored value when entries move.
+#[derive(Clone)]
+pub(crate) struct SegTable<V> {
+    /// Segment of each directory pattern; empty while there is one segment (depth 0).
+    dir: Vec<u32>,
+    segments: Vec<Segment<V>>,
+    /// The directory's bits: `dir.len() == 1 << depth` (when depth > 0).
+    depth: u32,
+    len: usize,
+    moved: Moved,
+}
+
+/// Entries moved by splits, shrinks and hashbrown's own growth, ever: counted in tests (each
+/// operation's share is bounded), nothing otherwise.
+#[derive(Default)]
+struct Moved(#[cfg(test)] std::sync::atomic::AtomicUsize);
+
+impl Clone for Moved {
+    fn clone(&self) -> Moved {
+        Moved::default()
+    }
+}
+
+impl Moved {
+    #[inline(always)]
+    fn add(&self, _n: usize) {
+        #[cfg(test)]
+        self.0.fetch_add(_n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// `hasher`, counting its calls in tests: hashbrown calls it for each entry it moves.
+#[inline(always)]
+fn counting<'a, V>(moved: &'a Moved, hasher: impl Fn(&V) -> u64 + 'a) -> impl Fn(&V) -> u64 + 'a {
+    move |v| {
+        moved.add(1);
+        hasher(v)
+    }
+}
+
+impl<V> Default for SegTable<V> {
+    fn default() -> SegTable<V> {
+        SegTable { dir: Vec::new(), segments: Vec::new(), depth: 0, len: 0, moved: Moved::default() }
+    }
+}
+
+#[inline]
+fn dir_bits(hash: u64) -> usize {
+    (hash >> DIR_SHIFT) as usize
+}
+
+impl<V> SegTable<V> {
+    /// A table with room for `n` entries in its first segment (more come by splitting).
+    pub fn with_capacity(n: usize) -> SegTable<V> {
+        let mut t = SegTable::default();
+        t.segments.push(Segment { table: HashTable::with_capacity(n.min(SEGMENT_BUCKETS * 7 / 8)), depth: 0 });
+        t
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    fn segment_of(&self, hash: u64) -> usize {
+        if self.depth == 0 { 0 } else { self.dir[dir_bits(hash) & ((1 << self.depth) - 1)] as usize }
+    }
+
+    #[inline]
+    pub fn find(&self, hash: u64, eq: impl FnMut(&V) -> bool) -> Option<&V> {
+        self.segments.get(self.segment_of(hash))?.table.find(hash, eq)
+    }
+
+    #[inline]
+    pub fn find_mut(&mut self, hash: u64, eq: impl FnMut(&V) -> bool) -> Option<&mut V> {
+        let s = self.segment_of(hash);
+        self.segments.get_mut(s)?.table.find_mut(hash, eq)
+    }
+
+    /// The stored value `eq` accepts, or a new one from `make`, inserted. Returns the value and
+    /// whether it is new.
+    pub fn find_or_insert(
+        &mut self,
+        hash: u64,
+        eq: impl FnMut(&V) -> bool,
+        make: impl FnOnce() -> V,
+        hasher: impl Fn(&V) -> u64,
+    ) -> (&mut V, bool) {
+        let s = self.room_for(hash, &hasher);
+        let hasher = counting(&self.moved, hasher);
+        match self.segments[s].table.entry(hash, eq, hasher) {
+            Entry::Occupied(o) => (o.into_mut(), false),
+            Entry::Vacant(v) => {
+                self.len += 1;
+                (v.insert(make()).into_mut(), true)
+            }
+        }
+    }
+
+    /// Inserts a value that is not in the table.
+    pub fn insert_unique(&mut self, hash: u64, value: V, hasher: impl Fn(&V) -> u64) {
+        let s = self.room_for(hash, &hasher);
+        let hasher = counting(&self.moved, hasher);
+        self.segments[s].table.insert_unique(hash, value, hasher);
+        self.len += 1;
+    }
+
+    /// Removes the value `eq` accepts.
+    pub fn remove(&mut self, hash: u64, eq: impl FnMut(&V) -> bool, hasher: impl Fn(&V) -> u64) -> Option<V> {
+        let s = self.segment_of(hash);
+        let seg = self.segments.get_mut(s)?;
+        let (value, _) = seg.table.find_entry(hash, eq).ok()?.remove();
+        self.len -= 1;
+        let t = &mut seg.table;
+        if t.capacity() > 64 && t.len() * 4 < t.capacity() {
+            // Give memory back, as Redis resizes a dict under 10% full (one segment at most).
+            self.moved.add(t.len());
+            t.shrink_to(t.len() * 2, &hasher);
+        }
+        if self.segments.len() > 1 && self.len <= GATHER_AT {
+            self.gather(&hasher);
+        }
+        Some(value)
+    }
+
+    /// Every value, in no particular order.
+    #[cfg(test)]
+    pub fn iter(&self) -> impl Iterator<Item = &V> + '_ {
+        self.segments.iter().flat_map(|s| s.table.iter())
+    }
+
+    /// Buckets allocated, over all segments (for memory accounting in tests).
+    #[cfg(test)]
+    pub fn buckets(&self) -> usize {
+        self.segments.iter().map(|s| (s.table.capacity() + 1).next_power_of_two()).sum()
+    }
+
+    /// Entries moved by growth and shrinking, ever (see `moved`).
+    #[cfg(test)]
+    pub fn moved(&self) -> usize {
+        self.moved.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The largest segment's capacity, in entries (for tests).
+    #[cfg(test)]
+    pub fn largest_segment(&self) -> usize {
+        self.segments.iter().map(|s| s.table.capacity()).max().unwrap_or(0)
+    }
+
+    #[cfg(test)]
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// The segment `hash` goes to, split first if it is full and big (see the module's notes).
+    fn room_for(&mut self, hash: u64, hasher: &impl Fn(&V) -> u64) -> usize {
+        if self.segments.is_empty() {
+            self.segments.push(Segment::default());
+        }
+        loop {
+            let s = self.segment_of(hash);
+            let seg = &self.segments[s];
+            let n = seg.table.len();
+            if n < seg.table.capacity() || n <= SPLIT_ABOVE || seg.depth >= MAX_DEPTH {
+                // Room left, or a growth of hashbrown's own that stays within a segment's size.
+                return s;
+            }
+            self.split(s, hash, hasher);
+        }
+    }
+
+    /// Splits segment `s` (which holds `hash`'s pattern) by its next bit.
+    fn split(&mut self, s: usize, hash: u64, hasher: &impl Fn(&V) -> u64) {
+        let depth = self.segments[s].depth;
+        if depth == self.depth {
+            // The directory doubles: each pattern's segment serves both of its extensions.
+            if self.depth == 0 {
+                self.dir = vec![0];
+            }
+            self.dir.extend_from_within(..);
+            self.depth += 1;
+        }
+        let old = std::mem::take(&mut self.segments[s].table);
+        self.moved.add(old.len());
+        // Each half gets the room the whole had: the same load factor as a doubling.
+        let (mut low, mut high) = (HashTable::with_capacity(old.len()), HashTable::with_capacity(old.len()));
+        for v in old {
+            let h = hasher(&v);
+            let half = if (dir_bits(h) >> depth) & 1 == 0 { &mut low } else { &mut high };
+            half.insert_unique(h, v, hasher);
+        }
+        self.segments[s] = Segment { table: low, depth: depth + 1 };
+        let new = u32::try_from(self.segments.len()).expect("fewer than 2^32 segments");
+        self.segments.push(Segment { table: high, depth: depth + 1 });
+        // The patterns of `s` with the new bit set now name the new segment.
+        let step = 1usize << (depth + 1);
+        let mut i = (dir_bits(hash) & ((1 << depth) - 1)) | (1 << depth);
+        while i < self.dir.len() {
+            self.dir[i] = new;
+            i += step;
+        }
+    }
+
+    /// Gathers every entry back into one segment (the table has become small).
+    fn gather(&mut self, hasher: &impl Fn(&V) -> u64) {
+        let mut one = HashTable::with_capacity(self.len * 2);
+        for seg in std::mem::take(&mut self.segments) {
+            for v in seg.table {
+                one.insert_unique(hasher(&v), v, hasher);
+            }
+        }
+        self.moved.add(self.len);
+        self.segments.push(Segment { table: one, depth: 0 });
+        self.dir = Vec::new();
+        self.depth = 0;
+    }
+
+    /// Checks the directory against the segments (for tests).
+    #[cfg(test)]
+    pub fn check(&self, hasher: impl Fn(&V) -> u64) {
+        assert_eq!(self.iter().count(), self.len);
+        if self.depth == 0 {
+            assert!(self.dir.is_empty() && self.segments.len() <= 1);
+        }
+        for (i, seg) in self.segments.iter().enumerate() {
+            assert!(seg.depth <= self.depth);
+            assert!((seg.table.capacity() + 1).next_power_of_two() <= SEGMENT_BUCKETS || seg.depth == MAX_DEPTH);
+            for v in seg.table.iter() {
+                assert_eq!(self.segment_of(hasher(v)), i, "an entry sits in the segment of its pattern");
+            }
+        }
+        // Each segment is named by exactly the 2^(depth - its depth) patterns it covers.
+        let mut named = vec![0usize; self.segments.len()];
+        for &s in &self.dir {
+            named[s as usize] += 1;
+        }
+        for (seg, n) in self.segments.iter().zip(named) {
+            if self.depth > 0 {
+                assert_eq!(n, 1 << (self.depth - seg.depth));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn hash(x: u64) -> u64 {
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::with_seed(1).hash_one(x)
+    }
+
+    #[test]
+    fn no_insert_moves_more_than_a_segment_and_everything_stays_findable() {
+        let mut t: SegTable<u64> = SegTable::default();
+        let mut worst = 0;
+        for x in 0..300_000u64 {
+            let before = t.moved();
+            let (_, new) = t.find_or_insert(hash(x), |&v| v == x, || x, |&v| hash(v));
+            assert!(new);
+            worst = worst.max(t.moved() - before);
+        }
+        assert!(worst <= SEGMENT_BUCKETS, "one insert moved {worst} entries");
+        assert!(t.segment_count() > 40, "{} segments", t.segment_count());
+        assert!(t.largest_segment() < SEGMENT_BUCKETS);
+        t.check(|&v| hash(v));
+        for x in 0..300_000u64 {
+            assert_eq!(t.find(hash(x), |&v| v == x), Some(&x));
+        }
+        assert_eq!(t.find(hash(300_001), |&v| v == 300_001), None);
+        // Memory: about what one table would take (7/8 to 7/16 full).
+        let load = t.len() as f64 / t.buckets() as f64;
+        assert!((0.4..=0.875).contains(&load), "load {load}");
+    }
+
+    #[test]
+    fn agrees_with_a_model_through_growth_and_shrinking() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let mut t: SegTable<u64> = SegTable::with_capacity(4);
+        let mut model = HashSet::new();
+        for round in 0..4 {
+            let target = [50_000, 2_000, 80_000, 0][round];
+            let mut worst = 0;
+            while model.len() != target {
+                let grow = model.len() < target;
+                let x = rng.u64(..200_000);
+                let before = t.moved();
+                if grow && rng.u8(..4) != 0 {
+                    let (_, new) = t.find_or_insert(hash(x), |&v| v == x, || x, |&v| hash(v));
+                    assert_eq!(new, model.insert(x));
+                } else {
+                    assert_eq!(t.remove(hash(x), |&v| v == x, |&v| hash(v)).is_some(), model.remove(&x));
+                }
+                worst = worst.max(t.moved() - before);
+                assert_eq!(t.len(), model.len());
+            }
+            assert!(worst <= SEGMENT_BUCKETS.max(GATHER_AT + t.segment_count()), "round {round}: moved {worst}");
+            t.check(|&v| hash(v));
+            assert!(model.iter().all(|&x| t.find(hash(x), |&v| v == x) == Some(&x)));
+            if target == 0 {
+                assert_eq!(t.segment_count(), 1, "an emptied table is one segment again");
+            }
+        }
+    }
+}
