@@ -4,6 +4,9 @@
 # With --memory, load the same data into both and compare memory per key.
 # See bench/README.md. Run `bench/run.sh --help` for the options.
 set -euo pipefail
+# magpie-server's HTTP API (port 7379 by default) stays off, so that servers never clash;
+# builds from before it have no such flag.
+http_off() { "$1" --help 2>/dev/null | grep -q -- --http-port && echo "--http-port 0" || true; }
 
 readonly HOST=127.0.0.1 # never anything else
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -295,7 +298,8 @@ start_server() { # start_server NAME
         local -a args=(--port "$port" --bind "$HOST" --save '' --appendonly no)
     else
         bin=$MAGPIE_BIN
-        local -a args=(--port "$port" --bind "$HOST" --save '' --appendonly no)
+        # shellcheck disable=SC2046
+        local -a args=(--port "$port" --bind "$HOST" --save '' --appendonly no $(http_off "$bin"))
     fi
     local -a extra=()
     [[ -z $SERVER_ARGS ]] || read -r -a extra <<<"$SERVER_ARGS"

@@ -21,6 +21,8 @@ use crate::services::{Server, expired};
 pub async fn run(config: Config) -> io::Result<()> {
     let shared = Arc::new(Server::new(config.clone()));
     ignore_file_size_signal();
+    // The HTTP API listens from the start, so its probes can say "loading" (503) meanwhile.
+    let http = start_http(&shared, &config).await?;
     // Load what is on disk before anyone can connect (and fail before binding if it is damaged).
     let loader = shared.clone();
     tokio::task::spawn_blocking(move || front::replay::load(&loader))
@@ -41,6 +43,7 @@ pub async fn run(config: Config) -> io::Result<()> {
     if config.tls_port != 0 {
         shared.tls().configure(&config.tls).map_err(|e| io::Error::other(format!("TLS: {e}")))?;
     }
+    http.set_ready();
     let listeners = bind_all(&config, config.port)?;
     let tls_listeners = if config.tls_port != 0 { bind_all(&config, config.tls_port)? } else { Vec::new() };
     for (l, kind) in listeners.iter().map(|l| (l, "")).chain(tls_listeners.iter().map(|l| (l, " (TLS)"))) {
@@ -105,6 +108,28 @@ pub async fn run(config: Config) -> io::Result<()> {
     let _ = tokio::task::spawn_blocking(move || last.persistence().shutdown_log()).await;
     info!("Magpie is now ready to exit, bye bye...");
     Ok(())
+}
+
+/// The HTTP API (see `front::http`) on `http-port` and `http-tls-port` (0: off), at every
+/// `bind` address. Before anything is loaded it answers only its probes and /metrics.
+async fn start_http(shared: &Arc<Server>, config: &Config) -> io::Result<Arc<front::http::Http>> {
+    let http = front::http::Http::new(shared.clone());
+    if config.http_tls_port != 0 {
+        shared.tls().configure(&config.tls).map_err(|e| io::Error::other(format!("TLS: {e}")))?;
+    }
+    for (port, tls) in [(config.http_port, false), (config.http_tls_port, true)] {
+        if port == 0 {
+            continue;
+        }
+        for listener in bind_all(config, port)? {
+            if let Ok(addr) = listener.local_addr() {
+                info!("HTTP API on {}://{addr}", if tls { "https" } else { "http" });
+            }
+            tokio::spawn(front::http::accept_loop(http.clone(), listener, tls));
+        }
+    }
+    http.spawn_housekeeping();
+    Ok(http)
 }
 
 /// Listens on every `bind` address at `port`.

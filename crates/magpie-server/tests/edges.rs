@@ -53,6 +53,8 @@ fn start_logged(dir: &Path, limit: Option<&str>, args: &[&str]) -> Server {
         .args([
             "--port",
             &port.to_string(),
+            "--http-port",
+            "0",
             "--bind",
             "127.0.0.1",
             "--save",

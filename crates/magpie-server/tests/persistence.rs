@@ -46,7 +46,18 @@ fn run_binary(args: &[&str]) -> (bool, String) {
 /// Starts a server expected to refuse to start; returns what it printed.
 fn start_fails(dir: &Path, args: &[&str]) -> String {
     let port = free_port().to_string();
-    let mut all = vec!["--port", &port, "--bind", "127.0.0.1", "--save", "", "--dir", dir.to_str().expect("utf-8")];
+    let mut all = vec![
+        "--port",
+        &port,
+        "--http-port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--dir",
+        dir.to_str().expect("utf-8"),
+    ];
     all.extend_from_slice(args);
     let child = Command::new(env!("CARGO_BIN_EXE_magpie-server"))
         .args(&all)
@@ -552,7 +563,8 @@ fn a_failing_disk_refuses_writes_keeps_reads_and_recovers() {
     let child = Command::new("prlimit")
         .arg("--fsize=300000:unlimited") // soft limit: raising it back needs no privilege
         .arg(env!("CARGO_BIN_EXE_magpie-server"))
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--dir", dir.to_str().unwrap()])
+        .args(["--port", &port.to_string(), "--http-port", "0", "--bind", "127.0.0.1", "--save", ""])
+        .args(["--dir", dir.to_str().unwrap()])
         .args(ALWAYS)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -608,7 +620,7 @@ fn a_snapshot_that_cannot_be_written_refuses_writes_until_one_can() {
     let child = Command::new("prlimit")
         .arg("--fsize=200000:unlimited")
         .arg(env!("CARGO_BIN_EXE_magpie-server"))
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir", dir.to_str().unwrap()])
+        .args(["--port", &port.to_string(), "--http-port", "0", "--bind", "127.0.0.1", "--dir", dir.to_str().unwrap()])
         .args(["--save", "3600 1"]) // snapshots configured (so a failed one stops writes), none due
         .stdout(Stdio::null())
         .stderr(Stdio::null())

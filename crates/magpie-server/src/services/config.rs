@@ -168,6 +168,22 @@ pub struct Options {
     /// TLS versions accepted, space separated: TLSv1.2, TLSv1.3 [default: both].
     #[arg(long, value_name = "VERSIONS")]
     pub tls_protocols: Option<String>,
+    /// TCP port of the HTTP API (on the `bind` addresses); 0 turns it off [default: 7379].
+    #[arg(long, value_name = "PORT")]
+    pub http_port: Option<u16>,
+    /// TCP port of the HTTP API over TLS (with the tls-* certificates); 0 for none
+    /// [default: 0].
+    #[arg(long, value_name = "PORT")]
+    pub http_tls_port: Option<u16>,
+    /// Host names the HTTP API answers to besides the bind addresses, localhost and the
+    /// loopback addresses, space separated (a request for any other Host gets 421: DNS
+    /// rebinding) [default: none].
+    #[arg(long, value_name = "HOSTS")]
+    pub http_allowed_hosts: Option<String>,
+    /// Web origins (scheme://host[:port]) allowed to call the HTTP API from a browser, space
+    /// separated; a request with any other Origin gets 403 [default: none].
+    #[arg(long, value_name = "ORIGINS")]
+    pub http_cors_origins: Option<String>,
     /// A stream node (a listpack of entries) takes no more entries once it holds this many
     /// bytes; 0 means 1 GB [default: 4096].
     #[arg(long, value_name = "BYTES")]
@@ -252,6 +268,12 @@ pub struct Config {
     pub enable_debug_command: Allow,
     pub tls_port: u16,
     pub tls: TlsSettings,
+    /// The HTTP API's port (0: off), and its TLS port (0: none).
+    pub http_port: u16,
+    pub http_tls_port: u16,
+    /// `http-allowed-hosts` and `http-cors-origins` at start (CONFIG SET changes them).
+    pub http_allowed_hosts: String,
+    pub http_cors_origins: String,
     /// `--import-rdb`: a Redis RDB file to load at start.
     pub import_rdb: Option<PathBuf>,
 }
@@ -326,6 +348,11 @@ fn client_auth_name(a: ClientAuth) -> &'static str {
 
 fn parse_allow(s: &str) -> Result<Allow, String> {
     Allow::parse(s).ok_or_else(|| "argument(s) must be one of the following: no, yes, local".to_owned())
+}
+
+/// A list setting, normalised: words separated by single spaces.
+fn words(s: Option<String>) -> String {
+    s.unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// An empty string is no file, as Redis's `EMPTY_STRING_IS_NULL`.
@@ -530,6 +557,10 @@ impl Config {
             enable_protected_configs: Allow::No,
             enable_debug_command: Allow::No,
             tls_port: 0,
+            http_port: cli.http_port.or(file.http_port).unwrap_or(7379),
+            http_tls_port: cli.http_tls_port.or(file.http_tls_port).unwrap_or(0),
+            http_allowed_hosts: words(pick(cli.http_allowed_hosts, file.http_allowed_hosts)),
+            http_cors_origins: words(pick(cli.http_cors_origins, file.http_cors_origins)),
             tls: TlsSettings {
                 cert_file: None,
                 key_file: None,
@@ -616,6 +647,8 @@ pub(crate) struct Settings {
     acllog_max_len: AtomicU64,
     protected_mode: AtomicBool,
     tls: Mutex<TlsSettings>,
+    http_allowed_hosts: Mutex<String>,
+    http_cors_origins: Mutex<String>,
     stream_node_max_bytes: AtomicU64,
     stream_node_max_entries: AtomicU64,
     busy_reply_threshold: AtomicU64,
@@ -647,6 +680,8 @@ impl Settings {
             acllog_max_len: AtomicU64::new(config.acllog_max_len),
             protected_mode: AtomicBool::new(config.protected_mode),
             tls: Mutex::new(config.tls.clone()),
+            http_allowed_hosts: Mutex::new(config.http_allowed_hosts.clone()),
+            http_cors_origins: Mutex::new(config.http_cors_origins.clone()),
             stream_node_max_bytes: AtomicU64::new(config.stream_node_max_bytes),
             stream_node_max_entries: AtomicU64::new(config.stream_node_max_entries),
             busy_reply_threshold: AtomicU64::new(config.busy_reply_threshold),
@@ -765,6 +800,16 @@ impl Settings {
     /// The TLS settings now (the certificates are loaded from them: see `services::tls`).
     pub(crate) fn tls(&self) -> TlsSettings {
         self.tls.lock().clone()
+    }
+
+    /// `http-allowed-hosts`: host names (lowercase) the HTTP API answers to, besides its own.
+    pub(crate) fn http_allowed_hosts(&self) -> Vec<String> {
+        self.http_allowed_hosts.lock().split(' ').filter(|h| !h.is_empty()).map(str::to_ascii_lowercase).collect()
+    }
+
+    /// `http-cors-origins`: the web origins allowed to call the HTTP API.
+    pub(crate) fn http_cors_origins(&self) -> Vec<String> {
+        self.http_cors_origins.lock().split(' ').filter(|h| !h.is_empty()).map(str::to_owned).collect()
     }
 
     /// Puts back TLS settings whose certificates failed to load.
@@ -1144,6 +1189,20 @@ static PARAMS: &[Param] = &[
         get: |s| opt_text(&s.tls.lock().protocols),
         kind: Kind::Text(|_| Ok(())),
         set: Some(Set::Text(|s, v| s.tls.lock().protocols = opt_value(v))),
+    },
+    Param { name: "http-port", get: |s| s.config.http_port.to_string(), kind: FIXED, set: None },
+    Param { name: "http-tls-port", get: |s| s.config.http_tls_port.to_string(), kind: FIXED, set: None },
+    Param {
+        name: "http-allowed-hosts",
+        get: |s| s.http_allowed_hosts.lock().clone(),
+        kind: Kind::Text(|_| Ok(())),
+        set: Some(Set::Text(|s, v| *s.http_allowed_hosts.lock() = words(Some(v.to_owned())))),
+    },
+    Param {
+        name: "http-cors-origins",
+        get: |s| s.http_cors_origins.lock().clone(),
+        kind: Kind::Text(|_| Ok(())),
+        set: Some(Set::Text(|s, v| *s.http_cors_origins.lock() = words(Some(v.to_owned())))),
     },
     Param {
         name: "stream-node-max-bytes",
