@@ -3,8 +3,10 @@
 //! ```text
 //! file   := header frame*
 //! header := magic[8] version:u16le reserved:u16le crc32c(magic..reserved):u32le      16 bytes
-//! frame  := 0xF7 len:u32le crc32c(payload):u32le crc32c(0xF7..payload crc):u32le     13 bytes
+//! frame  := mark len:u32le crc32c(payload):u32le crc32c(mark..payload crc):u32le     13 bytes
 //!           payload[len]
+//! mark   := 0xF7                        (a payload under 4 GiB)
+//!         | 0xF0 + (length >> 32)       (0xF1..=0xF4: bits 32 and up of a longer one's length)
 //! ```
 //!
 //! The header checksum lets a reader trust `len` before reading the payload, and find the next
@@ -16,6 +18,8 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 pub const MARK: u8 = 0xF7;
+/// Base of the marks of frames of 4 GiB and more (see the module's doc).
+pub const LONG_MARK: u8 = 0xF0;
 pub const FRAME_HEADER: usize = 13;
 pub const FILE_HEADER: usize = 16;
 /// The format version written, and the newest one read.
@@ -56,34 +60,57 @@ pub fn file_header(kind: Kind) -> [u8; FILE_HEADER] {
     h
 }
 
-/// Appends one frame holding `payload`.
-pub fn put_frame(out: &mut Vec<u8>, payload: &[u8]) {
-    out.extend_from_slice(&frame_header(payload.len(), crc32c::crc32c(payload)));
+/// Appends one frame holding `payload`; fails, appending nothing, for a payload over
+/// [`MAX_FRAME`].
+pub fn put_frame(out: &mut Vec<u8>, payload: &[u8]) -> io::Result<()> {
+    let header = frame_header(payload.len(), crc32c::crc32c(payload))?;
+    out.extend_from_slice(&header);
     out.extend_from_slice(payload);
+    Ok(())
 }
 
 /// The header of a frame whose payload is `len` bytes with checksum `crc` (for a writer that
-/// writes a big payload where it lies rather than copy it after the header).
-pub fn frame_header(len: usize, crc: u32) -> [u8; FRAME_HEADER] {
+/// writes a big payload where it lies rather than copy it after the header). A payload over
+/// [`MAX_FRAME`] is refused: its length would not fit (written cut short, it would make the
+/// file unreadable from there on).
+pub fn frame_header(len: usize, crc: u32) -> io::Result<[u8; FRAME_HEADER]> {
+    let too_big = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a record of {len} bytes is over the {MAX_FRAME}-byte limit of a frame"),
+        )
+    };
+    let len = u64::try_from(len).map_err(|_| too_big())?;
+    if len > MAX_FRAME {
+        return Err(too_big());
+    }
+    let high = u8::try_from(len >> 32).map_err(|_| too_big())?;
+    let low = u32::try_from(len & u64::from(u32::MAX)).map_err(|_| too_big())?;
     let mut h = [0u8; FRAME_HEADER];
-    h[0] = MARK;
-    h[1..5].copy_from_slice(&(len as u32).to_le_bytes());
+    h[0] = if high == 0 { MARK } else { LONG_MARK + high };
+    h[1..5].copy_from_slice(&low.to_le_bytes());
     h[5..9].copy_from_slice(&crc.to_le_bytes());
     let hcrc = crc32c::crc32c(&h[..9]);
     h[9..].copy_from_slice(&hcrc.to_le_bytes());
-    h
+    Ok(h)
+}
+
+/// Whether `b` starts a frame header (see the module's doc).
+fn is_mark(b: u8) -> bool {
+    b == MARK || (LONG_MARK + 1..=LONG_MARK + 4).contains(&b)
 }
 
 /// Parses a frame header: the payload's length and checksum, if the header is intact.
-fn parse_header(h: &[u8; FRAME_HEADER]) -> Option<(u32, u32)> {
-    if h[0] != MARK {
+fn parse_header(h: &[u8; FRAME_HEADER]) -> Option<(u64, u32)> {
+    if !is_mark(h[0]) {
         return None;
     }
     let hcrc = u32::from_le_bytes([h[9], h[10], h[11], h[12]]);
     if crc32c::crc32c(&h[..9]) != hcrc {
         return None;
     }
-    let len = u32::from_le_bytes([h[1], h[2], h[3], h[4]]);
+    let high = if h[0] == MARK { 0 } else { u64::from(h[0] - LONG_MARK) };
+    let len = high << 32 | u64::from(u32::from_le_bytes([h[1], h[2], h[3], h[4]]));
     let crc = u32::from_le_bytes([h[5], h[6], h[7], h[8]]);
     Some((len, crc))
 }
@@ -178,12 +205,14 @@ impl Frames {
         let Some((len, crc)) = parse_header(&h) else {
             return Ok(Next::Bad(start, "damaged frame header".to_owned()));
         };
-        let len = u64::from(len);
         if len > left - FRAME_HEADER as u64 {
             return Ok(Next::Bad(start, format!("frame of {len} bytes runs past the end of the file")));
         }
         payload.clear();
-        payload.resize(len as usize, 0);
+        let Ok(size) = usize::try_from(len) else {
+            return Ok(Next::Bad(start, format!("frame of {len} bytes is too big for this machine")));
+        };
+        payload.resize(size, 0);
         self.reader.read_exact(payload)?;
         if crc32c::crc32c(payload) != crc {
             return Ok(Next::Bad(start, "frame checksum mismatch".to_owned()));
@@ -205,15 +234,16 @@ impl Frames {
             if n < FRAME_HEADER {
                 break;
             }
-            for i in memchr::memchr_iter(MARK, &chunk[..n - FRAME_HEADER + 1]) {
+            let candidates = chunk[..n - FRAME_HEADER + 1].iter().enumerate().filter(|&(_, &b)| is_mark(b));
+            for (i, _) in candidates {
                 let at = pos + i as u64;
                 let Ok(h) = <[u8; FRAME_HEADER]>::try_from(&chunk[i..i + FRAME_HEADER]) else { continue };
                 let Some((len, crc)) = parse_header(&h) else { continue };
-                let len = u64::from(len);
                 if at + FRAME_HEADER as u64 + len > self.len {
                     continue;
                 }
-                let mut payload = vec![0u8; len as usize];
+                let Ok(size) = usize::try_from(len) else { continue };
+                let mut payload = vec![0u8; size];
                 file.seek(SeekFrom::Start(at + FRAME_HEADER as u64))?;
                 file.read_exact(&mut payload)?;
                 if crc32c::crc32c(&payload) == crc {
@@ -253,7 +283,7 @@ mod tests {
         let mut offsets = Vec::new();
         for f in frames {
             offsets.push(out.len() as u64);
-            put_frame(&mut out, f);
+            put_frame(&mut out, f).unwrap();
         }
         std::fs::File::create(path).unwrap().write_all(&out).unwrap();
         offsets
@@ -269,6 +299,24 @@ mod tests {
                 other => return (out, other),
             }
         }
+    }
+
+    /// Frames of 4 GiB and more carry the high bits of their length in the mark; past
+    /// MAX_FRAME a frame is refused rather than written with its length cut short.
+    #[test]
+    fn long_frames_keep_their_whole_length() {
+        for len in [0usize, 1, (1 << 32) - 1, 1 << 32, (5 << 30) + 7, 1 << 34] {
+            let h = frame_header(len, 0xDEAD_BEEF).unwrap();
+            assert_eq!(h[0] == MARK, len < 1 << 32, "{len}");
+            assert_eq!(parse_header(&h), Some((len as u64, 0xDEAD_BEEF)), "{len}");
+        }
+        assert!(frame_header((1 << 34) + 1, 0).is_err());
+        let mut out = Vec::new();
+        assert!(put_frame(&mut out, b"small").is_ok());
+        // A damaged long mark is damage, not another length.
+        let mut h = frame_header(1 << 33, 7).unwrap();
+        h[0] = LONG_MARK + 1;
+        assert_eq!(parse_header(&h), None);
     }
 
     #[test]

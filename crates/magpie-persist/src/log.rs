@@ -19,8 +19,9 @@ use crate::codec::{Cursor, DecodeError, Decoded, put_bytes, put_uvarint};
 use crate::frame::{self, FileError, Frames, Kind, Next};
 use crate::snapshot::{parent_dir, sync_dir};
 
-/// Appends one record (a frame) holding `commands`, all in database `db`.
-pub fn put_record<'a, C, A>(out: &mut Vec<u8>, scratch: &mut Vec<u8>, db: usize, commands: C)
+/// Appends one record (a frame) holding `commands`, all in database `db`; fails, appending
+/// nothing, for a record over `frame::MAX_FRAME`.
+pub fn put_record<'a, C, A>(out: &mut Vec<u8>, scratch: &mut Vec<u8>, db: usize, commands: C) -> io::Result<()>
 where
     C: ExactSizeIterator<Item = A>,
     A: ExactSizeIterator<Item = &'a [u8]>,
@@ -34,7 +35,7 @@ where
             put_bytes(scratch, a);
         }
     }
-    frame::put_frame(out, scratch);
+    frame::put_frame(out, scratch)
 }
 
 /// A record read back: its database and its commands.
@@ -378,7 +379,7 @@ mod tests {
 
     fn record(out: &mut Vec<u8>, db: usize, cmds: &[&[&str]]) {
         let mut scratch = Vec::new();
-        put_record(out, &mut scratch, db, cmds.iter().map(|c| c.iter().map(|a| a.as_bytes())));
+        put_record(out, &mut scratch, db, cmds.iter().map(|c| c.iter().map(|a| a.as_bytes()))).unwrap();
     }
 
     #[test]

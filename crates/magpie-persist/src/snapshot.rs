@@ -62,6 +62,9 @@ pub struct SnapshotWriter {
     /// Put in place: the temporary file is gone. Until then, dropping the writer (a failed
     /// write, an abandoned snapshot) removes it.
     placed: bool,
+    /// A frame that could not be made (a single value over `frame::MAX_FRAME`): the snapshot
+    /// fails at the next flush, whole, rather than be written damaged.
+    failed: Option<io::Error>,
 }
 
 impl Drop for SnapshotWriter {
@@ -90,12 +93,13 @@ impl SnapshotWriter {
             synced: 0,
             later: Vec::new(),
             placed: false,
+            failed: None,
         };
         let mut meta = vec![META];
         meta.extend_from_slice(&created_ms.to_le_bytes());
         put_uvarint(&mut meta, databases as u64);
         put_bytes(&mut meta, concat!("magpie ", env!("CARGO_PKG_VERSION")).as_bytes());
-        frame::put_frame(&mut w.out, &meta);
+        frame::put_frame(&mut w.out, &meta)?;
         w.data.push(DATA);
         Ok(w)
     }
@@ -155,7 +159,7 @@ impl SnapshotWriter {
         for code in libraries {
             put_bytes(&mut payload, code);
         }
-        frame::put_frame(&mut self.out, &payload);
+        self.put(&payload);
     }
 
     /// Adds `count` entries encoded elsewhere with [`encode_entry`] (in memory only).
@@ -167,7 +171,7 @@ impl SnapshotWriter {
         let mut payload = Vec::with_capacity(encoded.len() + 1);
         payload.push(DATA);
         payload.extend_from_slice(encoded);
-        frame::put_frame(&mut self.out, &payload);
+        self.put(&payload);
         self.entries += count;
     }
 
@@ -183,10 +187,17 @@ impl SnapshotWriter {
             if !self.out.is_empty() {
                 self.queue.push(std::mem::take(&mut self.out));
             }
-            self.queue.push(frame::frame_header(payload.len(), crc).to_vec());
-            self.queue.push(payload);
+            match frame::frame_header(payload.len(), crc) {
+                Ok(header) => {
+                    self.queue.push(header.to_vec());
+                    self.queue.push(payload);
+                }
+                Err(e) => self.fail(e),
+            }
         } else if self.data.len() > 1 {
-            frame::put_frame(&mut self.out, &self.data);
+            if let Err(e) = frame::put_frame(&mut self.out, &self.data) {
+                self.fail(e);
+            }
             self.data.clear();
             self.data.push(DATA);
         }
@@ -197,8 +208,23 @@ impl SnapshotWriter {
         self.queue.iter().map(Vec::len).sum::<usize>() + self.out.len() + self.data.len()
     }
 
+    /// Remembers the first frame that could not be made (see `failed`).
+    fn fail(&mut self, e: io::Error) {
+        self.failed.get_or_insert(e);
+    }
+
+    /// Appends a frame to `out`, or remembers why it cannot be made.
+    fn put(&mut self, payload: &[u8]) {
+        if let Err(e) = frame::put_frame(&mut self.out, payload) {
+            self.fail(e);
+        }
+    }
+
     /// Writes the frames encoded so far (the last, partial one stays in memory).
     pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         for buf in std::mem::take(&mut self.queue) {
             for piece in buf.chunks(BIG_FRAME) {
                 self.write(piece)?;
@@ -238,7 +264,7 @@ impl SnapshotWriter {
         self.seal();
         let mut end = vec![END];
         end.extend_from_slice(&self.entries.to_le_bytes());
-        frame::put_frame(&mut self.out, &end);
+        self.put(&end);
         self.flush()?;
         self.file.sync_all()?;
         fs::rename(&self.temp, &self.target)?;
@@ -587,7 +613,7 @@ mod tests {
         let mut w = SnapshotWriter::create(&target, 1, 16).unwrap();
         let mut payload = vec![FUNCTIONS];
         put_uvarint(&mut payload, u64::MAX);
-        frame::put_frame(&mut w.out, &payload);
+        frame::put_frame(&mut w.out, &payload).unwrap();
         w.finish().unwrap();
         let mut r = SnapshotReader::open(&target).unwrap();
         let e = r.next_entry().unwrap_err();

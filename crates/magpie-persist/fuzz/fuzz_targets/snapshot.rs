@@ -20,7 +20,9 @@ fuzz_target!(|data: &[u8]| {
     while rest.len() >= 2 {
         let n = usize::from(u16::from_le_bytes([rest[0], rest[1]]));
         let take = n.min(rest.len() - 2);
-        put_frame(&mut file, &rest[2..2 + take]);
+        if put_frame(&mut file, &rest[2..2 + take]).is_err() {
+            return;
+        }
         rest = &rest[2 + take..];
     }
     if std::fs::write(path, &file).is_err() {

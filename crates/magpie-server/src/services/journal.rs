@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use magpie_persist::log::{LogFile, put_record};
 use magpie_store::now_ms;
@@ -401,7 +401,14 @@ impl Journal {
             if buf.index.is_empty() {
                 buf.since = Some(Instant::now());
             }
-            SCRATCH.with(|scratch| put_record(&mut buf.bytes, &mut scratch.borrow_mut(), db, commands));
+            let put = SCRATCH.with(|scratch| put_record(&mut buf.bytes, &mut scratch.borrow_mut(), db, commands));
+            if let Err(e) = put {
+                // Only a record over 16 GiB (a transaction or a script's effects that big):
+                // it stays out of the log, said loudly, and writes are refused until the log
+                // is written to again.
+                error!("a write could not be logged: {e}");
+                self.failing.store(true, Ordering::SeqCst);
+            }
             buf.index.push((seq, buf.bytes.len()));
             if self.backlog.fetch_add((buf.bytes.len() - before) as u64, Ordering::SeqCst) == 0 {
                 self.unwritten_since.store(self.stamp(), Ordering::SeqCst);
