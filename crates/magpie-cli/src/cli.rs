@@ -40,7 +40,7 @@ written (set --nx found an existing key); 2 error (connection, server error repl
 /// commands piped to it, one per line, like redis-cli).
 #[derive(Debug, Parser)]
 #[command(name = "magpie", version, disable_help_flag = true, after_help = EXAMPLES, max_term_width = 100)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     pub conn: ConnArgs,
 
@@ -57,7 +57,7 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Connection")]
-pub struct ConnArgs {
+pub(crate) struct ConnArgs {
     /// Server host [default: 127.0.0.1]
     #[arg(short = 'h', long, global = true, value_name = "HOST")]
     pub host: Option<String>,
@@ -109,7 +109,7 @@ pub struct ConnArgs {
 
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Output")]
-pub struct OutputArgs {
+pub(crate) struct OutputArgs {
     /// Print JSON for scripts (strings that are not UTF-8 become {"base64": "..."})
     #[arg(long, global = true)]
     pub json: bool,
@@ -120,7 +120,7 @@ pub struct OutputArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Print the values of one or more keys (GET, or one MGET for several)
     #[command(after_help = "\
 Examples:

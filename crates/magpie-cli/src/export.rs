@@ -17,7 +17,7 @@ type Result<T> = std::result::Result<T, Failure>;
 /// Keys asked for in one pipeline of DUMP and PTTL.
 const BATCH: usize = 256;
 
-pub async fn run(session: &mut crate::Session, out: &mut Out, format: &str, output: &Path) -> Result<Exit> {
+pub(crate) async fn run(session: &mut crate::Session, out: &mut Out, format: &str, output: &Path) -> Result<Exit> {
     if !format.eq_ignore_ascii_case("rdb") {
         return Err(Failure::Usage(format!("unknown export format '{format}' (known: ndjson, rdb)")));
     }

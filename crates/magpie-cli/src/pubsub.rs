@@ -10,7 +10,7 @@ type Result<T> = std::result::Result<T, Failure>;
 
 /// SUBSCRIBE or PSUBSCRIBE, then prints each message as it arrives until Ctrl-C, a closed
 /// pipe, or `count` messages.
-pub async fn subscribe(
+pub(crate) async fn subscribe(
     session: &mut Session,
     out: &mut Out,
     command: &str,
@@ -90,7 +90,7 @@ fn print_message(out: &mut Out, pattern: Option<&[u8]>, channel: &[u8], message:
 }
 
 /// PUBLISH channel message: prints how many subscribers received it.
-pub async fn publish(session: &mut Session, out: &mut Out, channel: Vec<u8>, message: Vec<u8>) -> Result<Exit> {
+pub(crate) async fn publish(session: &mut Session, out: &mut Out, channel: Vec<u8>, message: Vec<u8>) -> Result<Exit> {
     let reply = session.client().await?.cmd(&[b"PUBLISH".as_slice(), &channel, &message]).await?;
     let n = match reply {
         Frame::Integer(n) => n,

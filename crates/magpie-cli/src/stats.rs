@@ -15,14 +15,14 @@ use crate::{Exit, Failure, Mode, Out, Session};
 
 /// INFO's text as ordered sections of ordered fields.
 #[derive(Debug, Default, Clone)]
-pub struct Info {
+pub(crate) struct Info {
     pub sections: Vec<(String, Vec<(String, String)>)>,
 }
 
 impl Info {
     /// Parses `# Section` headers and `field:value` lines (CRLF or LF); other lines are
     /// ignored, and fields before any header go in a section named "".
-    pub fn parse(text: &str) -> Info {
+    pub(crate) fn parse(text: &str) -> Info {
         let mut info = Info::default();
         for line in text.lines() {
             let line = line.trim_end_matches('\r');
@@ -41,7 +41,7 @@ impl Info {
     }
 
     /// A field's value, from whichever section has it.
-    pub fn get(&self, field: &str) -> Option<&str> {
+    pub(crate) fn get(&self, field: &str) -> Option<&str> {
         self.sections.iter().flat_map(|(_, f)| f).find(|(k, _)| k == field).map(|(_, v)| v.as_str())
     }
 
@@ -49,7 +49,7 @@ impl Info {
         self.sections.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, f)| f.as_slice())
     }
 
-    pub fn int(&self, field: &str) -> Option<i64> {
+    pub(crate) fn int(&self, field: &str) -> Option<i64> {
         self.get(field)?.trim().parse().ok()
     }
 
@@ -81,7 +81,7 @@ fn sub_field(value: &str, sub: &str) -> Option<i64> {
 
 /// The numbers `stats` shows, each `None` when the server does not report it.
 #[derive(Debug, Default, PartialEq)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub server: String,
     pub version: Option<String>,
     pub uptime_seconds: Option<i64>,
@@ -111,7 +111,7 @@ pub struct Summary {
 impl Summary {
     /// Summarizes `now`; with an earlier sample, measures operations per second between the
     /// two (else falls back on the server's own estimate).
-    pub fn new(now: &Info, before: Option<(&Info, Duration)>) -> Summary {
+    pub(crate) fn new(now: &Info, before: Option<(&Info, Duration)>) -> Summary {
         let is_magpie = now.get("magpie_version").is_some() || now.section("Magpie").is_some();
         let sampled = before.and_then(|(prev, elapsed)| {
             let (a, b) = (prev.int("total_commands_processed")?, now.int("total_commands_processed")?);
@@ -149,12 +149,12 @@ impl Summary {
     }
 
     /// Hits over reads, when there were reads.
-    pub fn hit_rate(&self) -> Option<f64> {
+    pub(crate) fn hit_rate(&self) -> Option<f64> {
         let (h, m) = (self.hits?, self.misses?);
         (h + m > 0).then(|| h as f64 / (h + m) as f64)
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({
             "server": self.server,
             "version": self.version,
@@ -183,7 +183,7 @@ impl Summary {
     }
 
     /// The summary as aligned lines of text.
-    pub fn to_text(&self, addr: &str) -> String {
+    pub(crate) fn to_text(&self, addr: &str) -> String {
         const NA: &str = "n/a";
         let n = |v: Option<i64>| v.map_or_else(|| NA.to_owned(), grouped);
         let bytes = |v: Option<i64>| v.map_or_else(|| NA.to_owned(), |b| human_bytes(b.max(0) as u64));
@@ -250,7 +250,12 @@ async fn read_info(session: &mut Session) -> Result<Info, Failure> {
     }
 }
 
-pub async fn run(session: &mut Session, out: &mut Out, watch: bool, count: Option<u64>) -> Result<Exit, Failure> {
+pub(crate) async fn run(
+    session: &mut Session,
+    out: &mut Out,
+    watch: bool,
+    count: Option<u64>,
+) -> Result<Exit, Failure> {
     let addr = session.config.addr();
     let clear = watch && out.mode == Mode::Human && std::io::stdout().is_terminal();
     let mut before = read_info(session).await?;

@@ -272,7 +272,7 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    pub fn temp_path(name: &str) -> PathBuf {
+    pub(super) fn temp_path(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("magpie-persist-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir.join(name)

@@ -238,13 +238,13 @@ async fn the_command_endpoint_speaks_json_and_messagepack() {
 /// Reading an answer whose value is MessagePack bin.
 mod rmpv_like {
     #[derive(serde::Deserialize)]
-    pub struct Answer {
+    pub(crate) struct Answer {
         pub value: serde_bytes_like::Bytes,
     }
-    pub mod serde_bytes_like {
-        pub struct Bytes(Vec<u8>);
+    pub(crate) mod serde_bytes_like {
+        pub(crate) struct Bytes(Vec<u8>);
         impl Bytes {
-            pub fn into_vec(self) -> Vec<u8> {
+            pub(crate) fn into_vec(self) -> Vec<u8> {
                 self.0
             }
         }

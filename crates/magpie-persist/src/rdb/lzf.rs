@@ -23,7 +23,7 @@ const MAX_OFF: usize = 1 << 13;
 const MAX_REF: usize = (1 << 8) + (1 << 3);
 
 /// Most bytes one byte of compressed input can expand to (a 3-byte reference copies 264).
-pub const MAX_EXPANSION: u64 = 88;
+pub(super) const MAX_EXPANSION: u64 = 88;
 
 thread_local! {
     /// The hash table: slot -> (generation << 32 | position + 1). A slot written in an earlier

@@ -303,7 +303,7 @@ fn put_id(out: &mut Vec<u8>, id: StreamId) {
     put_len(out, id.seq);
 }
 
-pub fn read(inp: &mut impl Input, rdbtype: u8, opts: &ReadOptions) -> Result<Stream, RdbError> {
+pub(super) fn read(inp: &mut impl Input, rdbtype: u8, opts: &ReadOptions) -> Result<Stream, RdbError> {
     let v2 = rdbtype == types::STREAM_LISTPACKS_2;
     let mut s = Stream::default();
     let nodes = read_len(inp)?;
@@ -430,7 +430,7 @@ fn estimate_distance(s: &Stream, id: StreamId) -> i64 {
     INVALID
 }
 
-pub fn write(out: &mut Vec<u8>, s: &Stream, compress: bool) {
+pub(super) fn write(out: &mut Vec<u8>, s: &Stream, compress: bool) {
     put_len(out, s.nodes.len() as u64);
     for node in &s.nodes {
         put_string(out, &node.master_id.to_bytes(), compress);
