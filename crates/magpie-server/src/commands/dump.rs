@@ -117,7 +117,13 @@ fn restore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let opts = ReadOptions { deep_sanitize: deep, verify_checksum: true };
     let value = match rdb::restore(args.get(3), &opts) {
         Ok(Object::Value(v)) => v,
-        Ok(Object::Stream(_)) => return Err("ERR Bad data format: streams are not supported by this server yet".into()),
+        Ok(Object::Stream(s)) => match magpie_store::Stream::try_from(&*s) {
+            Ok(stream) => magpie_store::Value::Stream(Box::new(stream)),
+            Err(e) => {
+                tracing::debug!("RESTORE refused a stream payload: {e}");
+                return Err("ERR Bad data format".into());
+            }
+        },
         Err(e @ RestoreError::VersionOrChecksum) => return Err(Error::msg(e.to_string())),
         Err(RestoreError::BadData(e)) => {
             tracing::debug!("RESTORE refused a payload: {e}");
