@@ -330,7 +330,7 @@ mod zset_tests {
             v
         };
         let set = |entries: &[Vec<u8>]| {
-            let mut v = vec![ZSET, entries.len() as u8];
+            let mut v = vec![ZSET, u8::try_from(entries.len()).unwrap()];
             for e in entries {
                 v.extend_from_slice(e);
             }
