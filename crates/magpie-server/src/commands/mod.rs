@@ -13,6 +13,7 @@ mod info;
 mod introspection;
 mod keys;
 mod lists;
+mod operator;
 mod pubsub;
 mod server;
 mod sets;
@@ -31,7 +32,7 @@ use crate::{acl, flags, key_flags};
 
 /// The data types' tables, in table order (after [`CONNECTION`], the transaction commands and
 /// [`CORE`]).
-pub(crate) static FAMILIES: [&[Command]; 11] = [
+pub(crate) static FAMILIES: [&[Command]; 12] = [
     lists::COMMANDS,
     hashes::COMMANDS,
     sets::COMMANDS,
@@ -43,6 +44,7 @@ pub(crate) static FAMILIES: [&[Command]; 11] = [
     dump::COMMANDS,
     geo::COMMANDS,
     sort::COMMANDS,
+    operator::COMMANDS,
 ];
 
 /// The connection commands.

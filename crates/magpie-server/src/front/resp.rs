@@ -70,7 +70,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
         let timeout = shared.settings().timeout();
         let read = async {
             // Subscribers wait for messages, not commands: never idle (as in Redis).
-            if timeout == 0 || client.info().pubsub.active() {
+            if timeout == 0 || client.info().pubsub.active() || client.info().pubsub.monitor.load(Ordering::Relaxed) {
                 Ok(stream.read_buf(&mut rbuf).await)
             } else {
                 tokio::time::timeout(Duration::from_secs(timeout), stream.read_buf(&mut rbuf)).await
@@ -263,6 +263,9 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
     }
     let _ = stream.shutdown().await;
     client.end(shared.keyspace(), shared.pubsub());
+    if client.info().pubsub.monitor.load(Ordering::Relaxed) {
+        shared.monitors().remove(id);
+    }
     shared.clients().disconnect(id);
 }
 
@@ -441,7 +444,7 @@ fn limits(shared: &Server) -> Limits {
 /// Waits until the client's mailbox has something to write (or overflowed); never, for a
 /// client with no subscriptions. One branch of the connection's wait for input.
 async fn messages(info: &ClientInfo) {
-    if info.pubsub.active() || info.pubsub.mailbox.pending() != 0 {
+    if info.pubsub.active() || info.pubsub.monitor.load(Ordering::Relaxed) || info.pubsub.mailbox.pending() != 0 {
         info.pubsub.mailbox.notify.notified().await;
     } else {
         std::future::pending::<()>().await;

@@ -1,0 +1,89 @@
+//! What dispatch tells the operator's tools about each command: its time to the slow log and
+//! the latency monitor, and its line to the clients that run MONITOR (Redis's `call()`).
+//!
+//! Timing costs two reads of the monotonic clock per command (the vDSO's, no system call
+//! where the clock source is the TSC), and only while the slow log or the latency monitor is
+//! on; a command that is not slow costs a comparison more. With neither on and nobody
+//! monitoring, a command pays three relaxed loads.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use magpie_protocol::Args;
+
+use crate::core::error::Error;
+use crate::model::{Command, Ctx, Flags};
+use crate::services::monitor::Source;
+
+/// Before a command runs: the time it starts, if anything wants it.
+#[inline]
+pub(super) fn start(ctx: &Ctx<'_>) -> Option<Instant> {
+    let s = &ctx.server().settings().operator;
+    (s.slowlog_log_slower_than() >= 0 || s.latency_monitor_threshold() != 0).then(Instant::now)
+}
+
+/// After a command ran (`blocked`: it waits, and is not logged as slow, as in Redis).
+#[inline]
+pub(super) fn finish(ctx: &Ctx<'_>, cmd: &'static Command, args: Args<'_>, started: Option<Instant>, blocked: bool) {
+    if ctx.session().is_internal() {
+        return; // replaying the log at start: Redis's `server.loading`
+    }
+    if let Some(t0) = started {
+        let micros = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+        timed(ctx, cmd, args, micros, blocked);
+    }
+    let server = ctx.server();
+    if server.monitors().active() && !cmd.flags.intersects(Flags::SKIP_MONITOR.union(Flags::ADMIN)) {
+        feed(ctx, args);
+    }
+}
+
+#[inline]
+fn timed(ctx: &Ctx<'_>, cmd: &'static Command, args: Args<'_>, micros: u64, blocked: bool) {
+    let server = ctx.server();
+    let s = &server.settings().operator;
+    let event = if cmd.has(Flags::FAST) { "fast-command" } else { "command" };
+    server.latency().sample_if_needed(event, micros / 1000, s.latency_monitor_threshold());
+    let threshold = s.slowlog_log_slower_than();
+    if threshold >= 0 && micros >= threshold as u64 && !blocked && !cmd.has(Flags::SKIP_SLOWLOG) {
+        slow(ctx, args, micros);
+    }
+}
+
+#[cold]
+fn slow(ctx: &Ctx<'_>, args: Args<'_>, micros: u64) {
+    let session = ctx.session();
+    let info = session.info();
+    let redacted = session.effects.redacted;
+    let args = args.iter().enumerate().map(|(i, a)| shown(redacted, i, a));
+    let max_len = ctx.server().settings().operator.slowlog_max_len();
+    let name = info.name.lock().clone().unwrap_or_default();
+    ctx.server().slowlog().push(args, micros, info.addr.to_string(), name, max_len);
+}
+
+#[cold]
+fn feed(ctx: &Ctx<'_>, args: Args<'_>) {
+    let session = ctx.session();
+    let redacted = session.effects.redacted;
+    let source = Source::Client(session.info().addr);
+    let args = args.iter().enumerate().map(|(i, a)| shown(redacted, i, a));
+    ctx.server().monitors().feed(session.db(), &source, args);
+}
+
+/// A client that runs MONITOR may not touch the keyspace (Redis: it is a replica). The lines
+/// queued for it so far go out before the reply of what it runs now, in Redis's order.
+#[inline]
+pub(super) fn monitor_refuses(ctx: &mut Ctx<'_>, cmd: &Command) -> Option<Error> {
+    if !ctx.session().info().pubsub.monitor.load(Ordering::Relaxed) {
+        return None;
+    }
+    ctx.deliver_own();
+    cmd.flags
+        .intersects(Flags::READONLY.union(Flags::WRITE).union(Flags::MAY_REPLICATE))
+        .then(|| Error::from("ERR Replica can't interact with the keyspace"))
+}
+
+/// An argument as MONITOR and the slow log show it.
+fn shown(redacted: u64, i: usize, arg: &[u8]) -> &[u8] {
+    if i < 64 && redacted & (1 << i) != 0 { b"(redacted)" } else { arg }
+}
