@@ -10,6 +10,7 @@ use crate::core::error::{CmdResult, Error, is};
 use crate::flags;
 use crate::model::{Command, Ctx, command};
 
+mod digest;
 mod report;
 
 #[rustfmt::skip]
@@ -55,7 +56,7 @@ pub(super) static COMMANDS: &[Command] = &[
         ]),
     Command::new("monitor", 1, flags![ADMIN, NOSCRIPT, LOADING, STALE], "server", "1.0.0", "Listens for all requests received by the server in real-time.",
         "", monitor),
-    Command::new("debug", -2, flags![ADMIN, NOSCRIPT, LOADING, STALE, PROTECTED], "server", "1.0.0", "A container for debugging commands.",
+    Command::new("debug", -2, flags![ADMIN, NOSCRIPT, LOADING, STALE, PROTECTED, RUNS_ALONE], "server", "1.0.0", "A container for debugging commands.",
         "", debug),
 ];
 
@@ -316,6 +317,37 @@ fn debug(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out().ok();
         return Ok(());
     }
+    if is(sub, "object") && n == 3 {
+        return debug_object(ctx, args.get(2));
+    }
+    if is(sub, "digest-value") {
+        let digests: Vec<String> = args.iter().skip(2).map(|key| key_digest(ctx, key, false)).collect();
+        let out = ctx.out();
+        out.array(digests.len());
+        for d in digests {
+            out.simple(&d);
+        }
+        return Ok(());
+    }
+    if is(sub, "digest") && n == 2 {
+        let d = keyspace_digest(ctx);
+        ctx.out().simple(&d);
+        return Ok(());
+    }
+    if is(sub, "reload") {
+        let mut save = true;
+        for opt in args.iter().skip(2) {
+            if is(opt, "nosave") {
+                save = false;
+            } else if !is(opt, "merge") && !is(opt, "noflush") {
+                return Err("ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options.".into());
+            }
+        }
+        // MERGE and NOFLUSH are accepted; the keyspace is always emptied first.
+        ctx.server().persistence().reload(save).map_err(Error::from)?;
+        ctx.out().ok();
+        return Ok(());
+    }
     if is(sub, "log") && n == 3 {
         tracing::warn!("DEBUG LOG: {}", String::from_utf8_lossy(args.get(2)));
         ctx.out().ok();
@@ -331,8 +363,18 @@ fn debug(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 }
 
 const DEBUG_HELP: &[&str] = &[
+    "DIGEST",
+    "    Output a hex signature representing the current DB content.",
+    "DIGEST-VALUE <key> [<key> ...]",
+    "    Output a hex signature of the values of all the specified keys.",
     "LOG <message>",
     "    Write <message> to the server log.",
+    "OBJECT <key>",
+    "    Show low level info about `key` and associated value.",
+    "RELOAD [option ...]",
+    "    Save the RDB on disk and reload it back to memory. Valid <option> values:",
+    "    * NOSAVE: the database will be loaded from an existing RDB file.",
+    "    (MERGE and NOFLUSH are accepted; the database is always emptied first.)",
     "SET-ACTIVE-EXPIRE <0|1>",
     "    Setting it to 0 disables expiring keys in background when they are not",
     "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
@@ -367,4 +409,74 @@ pub(super) fn latencystats(
             .collect();
         out.push_str(&format!("latency_percentiles_usec_{name}:{}\r\n", fields.join(",")));
     }
+}
+
+/// DEBUG OBJECT key: Redis's line (`Value at:... refcount:... encoding:... serializedlength:...
+/// lru:... lru_seconds_idle:...`, and the quicklist fields for a list). The serialized length
+/// is the length of the value in RDB, as DUMP writes it.
+fn debug_object(ctx: &mut Ctx<'_>, key: &[u8]) -> CmdResult {
+    let shard = ctx.db().read(key);
+    let Some(e) = shard.get(key, ctx.now()) else {
+        return Err("ERR no such key".into());
+    };
+    let v = &e.value;
+    // DUMP's payload is the type byte, the value, 2 bytes of version and 8 of checksum.
+    let serialized = magpie_persist::rdb::dump_value(v, &super::dump::write_options()).len().saturating_sub(11);
+    let shared = matches!(v, magpie_store::Value::Int(n) if (0..10_000).contains(n));
+    let refcount = if shared { i32::MAX } else { 1 };
+    let mut line = format!(
+        "Value at:{:p} refcount:{refcount} encoding:{} serializedlength:{serialized} lru:0 lru_seconds_idle:0",
+        v as *const magpie_store::Value,
+        v.encoding()
+    );
+    if let magpie_store::Value::List(l) = v {
+        let nodes = l.chunk_count().max(1);
+        // As a listpack of short strings takes them: a 6-byte header and an end byte per
+        // node, and a byte of encoding and one of back length around each element.
+        let bytes: usize = l.iter().map(|e| e.len() + 2).sum::<usize>() + 7 * nodes;
+        line.push_str(&format!(
+            " ql_nodes:{nodes} ql_avg_node:{:.2} ql_listpack_max:-2 ql_compressed:0 ql_uncompressed_size:{bytes}",
+            l.len() as f64 / nodes as f64
+        ));
+    }
+    drop(shard);
+    ctx.out().simple(&line);
+    Ok(())
+}
+
+/// The digest of one key's value (40 zeros for a missing key), with its expiry time when
+/// `with_ttl`.
+fn key_digest(ctx: &Ctx<'_>, key: &[u8], with_ttl: bool) -> String {
+    let shard = ctx.db().read(key);
+    match shard.get(key, ctx.now()) {
+        Some(e) => digest::hex(&digest::value(&e.value, if with_ttl { e.expire_at() } else { None })),
+        None => "0".repeat(40),
+    }
+}
+
+/// DEBUG DIGEST: every database's keys, values and expiry times (40 zeros when empty).
+fn keyspace_digest(ctx: &Ctx<'_>) -> String {
+    let now = ctx.now();
+    let mut total = [0u8; 20];
+    for (i, db) in ctx.server().keyspace().dbs().iter().enumerate() {
+        let mut db_digest = [0u8; 20];
+        let mut any = false;
+        for s in 0..db.shard_count() {
+            let shard = db.shard(s).read();
+            for (key, e) in shard.iter(now) {
+                any = true;
+                let mut d = [0u8; 20];
+                digest::mix(&mut d, key);
+                digest::mix(&mut d, &digest::value(&e.value, e.expire_at()));
+                for (a, b) in db_digest.iter_mut().zip(d) {
+                    *a ^= b;
+                }
+            }
+        }
+        if any {
+            digest::mix(&mut total, &(i as u64).to_le_bytes());
+            digest::mix(&mut total, &db_digest);
+        }
+    }
+    if total == [0u8; 20] { "0".repeat(40) } else { digest::hex(&total) }
 }
