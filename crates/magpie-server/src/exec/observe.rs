@@ -1,11 +1,15 @@
 //! What dispatch tells the operator's tools about each command: its time to the slow log and
 //! the latency monitor, and its line to the clients that run MONITOR (Redis's `call()`).
 //!
-//! Timing costs two reads of the monotonic clock per command (the vDSO's, no system call
-//! where the clock source is the TSC), and only while the slow log or the latency monitor is
-//! on; a command that is not slow costs a comparison more. With neither on and nobody
-//! monitoring, a command pays three relaxed loads.
+//! Timing costs one read of the monotonic clock per command (the vDSO's, no system call where
+//! the clock source is the TSC), and only while the slow log or the latency monitor is on: a
+//! command ends at the clock read after it, and starts where the command before it on this
+//! thread ended (the mark), or where its batch started (the batch sets the mark when it
+//! starts and after every pause). A nested command (inside EXEC or a script) moves the mark,
+//! but the outer one kept its own start. With neither on and nobody monitoring, a command
+//! pays three relaxed loads.
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -15,11 +19,25 @@ use crate::core::error::Error;
 use crate::model::{Command, Ctx, Flags};
 use crate::services::monitor::Source;
 
+thread_local! {
+    /// When the last command on this thread ended, or its batch started.
+    static MARK: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// A batch starts (or resumes after an `.await`) on this thread at `now`.
+#[inline]
+pub(super) fn mark(now: Instant) {
+    MARK.with(|m| m.set(Some(now)));
+}
+
 /// Before a command runs: the time it starts, if anything wants it.
 #[inline]
 pub(super) fn start(ctx: &Ctx<'_>) -> Option<Instant> {
     let s = &ctx.server().settings().operator;
-    (s.slowlog_log_slower_than() >= 0 || s.latency_monitor_threshold() != 0).then(Instant::now)
+    if s.slowlog_log_slower_than() < 0 && s.latency_monitor_threshold() == 0 {
+        return None;
+    }
+    Some(MARK.with(Cell::get).unwrap_or_else(Instant::now))
 }
 
 /// After a command ran (`blocked`: it waits, and is not logged as slow, as in Redis).
@@ -29,7 +47,9 @@ pub(super) fn finish(ctx: &Ctx<'_>, cmd: &'static Command, args: Args<'_>, start
         return; // replaying the log at start: Redis's `server.loading`
     }
     if let Some(t0) = started {
-        let micros = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let now = Instant::now();
+        mark(now);
+        let micros = u64::try_from(now.saturating_duration_since(t0).as_micros()).unwrap_or(u64::MAX);
         timed(ctx, cmd, args, micros, blocked);
     }
     let server = ctx.server();
