@@ -147,6 +147,8 @@ diff_tests! {
     events_datamodel => "events_datamodel.redis", Resp2;
     swapdb => "swapdb.redis", Resp2;
     swapdb_resp3 => "swapdb.redis", Resp3;
+    operator => "operator.redis", Resp2;
+    operator_resp3 => "operator.redis", Resp3;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.

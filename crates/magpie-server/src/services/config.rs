@@ -1073,14 +1073,18 @@ static PARAMS: &[Param] = &[
     Param {
         name: "slowlog-max-len",
         get: |s| s.operator.slowlog_max_len().to_string(),
-        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
-        set: Some(Set::Num(|s, v| s.operator.slowlog_max_len.store(v, Ordering::Relaxed))),
+        kind: Kind::Text(|v| parse_signed(v, 0).map(|_| ())),
+        set: Some(Set::Text(|s, v| {
+            s.operator.slowlog_max_len.store(parse_signed(v, 0).unwrap_or(0) as u64, Ordering::Relaxed)
+        })),
     },
     Param {
         name: "latency-monitor-threshold",
         get: |s| s.operator.latency_monitor_threshold().to_string(),
-        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
-        set: Some(Set::Num(|s, v| s.operator.latency_monitor_threshold.store(v, Ordering::Relaxed))),
+        kind: Kind::Text(|v| parse_signed(v, 0).map(|_| ())),
+        set: Some(Set::Text(|s, v| {
+            s.operator.latency_monitor_threshold.store(parse_signed(v, 0).unwrap_or(0) as u64, Ordering::Relaxed)
+        })),
     },
     Param {
         name: "latency-tracking",
@@ -1243,7 +1247,8 @@ impl OperatorSettings {
     }
 }
 
-/// An integer setting that may be negative, down to `min` (Redis's long long configs).
+/// An integer setting from `min` up (Redis's long long configs, whose errors for a number out
+/// of range and for text differ).
 fn parse_signed(v: &str, min: i64) -> Result<i64, String> {
     let n: i64 = v.parse().map_err(|_| "argument couldn't be parsed into an integer".to_owned())?;
     if n < min {
