@@ -94,7 +94,7 @@ pub(crate) fn dispatch_resolved(
         refuse(ctx, args, e, Some(id));
         return None;
     }
-    let started = observe::start(ctx);
+    let started = observe::start(ctx, cmd, args);
     let result = if ctx.in_interactive() && !interactive::controls(cmd) {
         match interactive::run_inside(ctx, cmd, args) {
             None => Ok(()),

@@ -30,10 +30,20 @@ pub(super) fn mark(now: Instant) {
     MARK.with(|m| m.set(Some(now)));
 }
 
-/// Before a command runs: the time it starts, if anything wants it.
+/// Before a command runs: the time it starts, if anything wants it. A command flagged
+/// `skip_monitor` (EVAL, FCALL) is shown to monitors now, before the commands it runs, as
+/// Redis feeds them explicitly (an admin command never).
 #[inline]
-pub(super) fn start(ctx: &Ctx<'_>) -> Option<Instant> {
-    let s = &ctx.server().settings().operator;
+pub(super) fn start(ctx: &Ctx<'_>, cmd: &'static Command, args: Args<'_>) -> Option<Instant> {
+    let server = ctx.server();
+    if server.monitors().active()
+        && cmd.has(Flags::SKIP_MONITOR)
+        && !cmd.has(Flags::ADMIN)
+        && !ctx.session().is_internal()
+    {
+        feed(ctx, args);
+    }
+    let s = &server.settings().operator;
     if s.slowlog_log_slower_than() < 0 && s.latency_monitor_threshold() == 0 {
         return None;
     }
