@@ -11,6 +11,9 @@
 # redis-benchmark): e.g. the same binary with and without an ACL user,
 #   B_ARGS="--aclfile users.acl" B_AUTH="--user bench -a pw" bench/ab.sh BIN BIN get
 set -euo pipefail
+# magpie-server's HTTP API (port 7379 by default) stays off, so that servers never clash;
+# builds from before it have no such flag.
+http_off() { "$1" --help 2>/dev/null | grep -q -- --http-port && echo "--http-port 0" || true; }
 A=$1; B=$2; T=${3:-get}; ROUNDS=${4:-8}; N=${N:-1000000}; PIPE=${PIPE:-16}
 PORT_A=${PORT_A:-7021}; PORT_B=${PORT_B:-7022}
 read -r -a A_ARGS <<<"${A_ARGS:-}"; read -r -a B_ARGS <<<"${B_ARGS:-}"
@@ -21,8 +24,10 @@ PA=; PB=
 cleanup() { kill $PA $PB 2>/dev/null || true; rm -f "$OUT"; }
 trap cleanup EXIT
 # taskset execs the server: $! is the server's PID.
-taskset -c 0 "$A" --port "$PORT_A" --save "" "${A_ARGS[@]}" >/dev/null 2>&1 & PA=$!
-taskset -c 0 "$B" --port "$PORT_B" --save "" "${B_ARGS[@]}" >/dev/null 2>&1 & PB=$!
+# shellcheck disable=SC2046
+taskset -c 0 "$A" --port "$PORT_A" --save "" $(http_off "$A") "${A_ARGS[@]}" >/dev/null 2>&1 & PA=$!
+# shellcheck disable=SC2046
+taskset -c 0 "$B" --port "$PORT_B" --save "" $(http_off "$B") "${B_ARGS[@]}" >/dev/null 2>&1 & PB=$!
 sleep 0.5
 awk -v type=string -v items=1000000 -v size=64 -v fields=1 -f "$HERE/resp-gen.awk" |
     taskset -c 1 redis-cli -p "$PORT_A" "${A_AUTH[@]}" --no-auth-warning --pipe >/dev/null

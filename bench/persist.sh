@@ -14,6 +14,9 @@
 # Usage: bench/persist.sh [--keys N] [--data-size BYTES] [--magpie-bin PATH] [--skip-build]
 #                         [--only redis|magpie] [--out DIR]
 set -euo pipefail
+# magpie-server's HTTP API (port 7379 by default) stays off, so that servers never clash;
+# builds from before it have no such flag.
+http_off() { "$1" --help 2>/dev/null | grep -q -- --http-port && echo "--http-port 0" || true; }
 
 readonly HOST=127.0.0.1
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -79,7 +82,7 @@ start() {
     if [[ $name == redis ]]; then
         (cd "$WORK/$name" && exec taskset -c "$SERVER_CPU" redis-server --port "$PORT" --bind "$HOST" --save '' --appendonly no) >"$WORK/$name.log" 2>&1 &
     else
-        (cd "$WORK/$name" && exec taskset -c "$SERVER_CPU" "$MAGPIE_BIN" --port "$PORT" --bind "$HOST" --save '' --appendonly no) >"$WORK/$name.log" 2>&1 &
+        (cd "$WORK/$name" && exec taskset -c "$SERVER_CPU" "$MAGPIE_BIN" --port "$PORT" $(http_off "$MAGPIE_BIN") --bind "$HOST" --save '' --appendonly no) >"$WORK/$name.log" 2>&1 &
     fi
     PID=$!
 }

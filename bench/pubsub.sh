@@ -10,6 +10,9 @@
 # delivery), and publishes per second of server CPU; medians of interleaved runs, and the
 # ratios magpie/redis. Run `bench/pubsub.sh --help` for the options.
 set -euo pipefail
+# magpie-server's HTTP API (port 7379 by default) stays off, so that servers never clash;
+# builds from before it have no such flag.
+http_off() { "$1" --help 2>/dev/null | grep -q -- --http-port && echo "--http-port 0" || true; }
 
 readonly HOST=127.0.0.1
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -140,8 +143,11 @@ declare -A SERVER_CMD=()
 start_server() { # NAME BIN
     local name=$1 bin=$2 port
     port=$(pick_port)
-    local -a cmd=(taskset -c "$SERVER_CPU" "$bin" --port "$port" --bind "$HOST" --save '' --appendonly no)
-    SERVER_CMD[$name]="(cd \$WORKDIR/$name && setsid taskset -c $SERVER_CPU $bin --port \$PORT --bind $HOST --save '' --appendonly no)"
+    local off=
+    [[ $bin == *magpie* ]] && off=$(http_off "$bin")
+    # shellcheck disable=SC2206
+    local -a cmd=(taskset -c "$SERVER_CPU" "$bin" --port "$port" --bind "$HOST" --save '' --appendonly no $off)
+    SERVER_CMD[$name]="(cd \$WORKDIR/$name && setsid taskset -c $SERVER_CPU $bin --port \$PORT --bind $HOST --save '' --appendonly no $off)"
     mkdir -p "$WORK/$name"
     (cd "$WORK/$name" && exec setsid "${cmd[@]}") >"$WORK/$name.log" 2>&1 </dev/null &
     PID[$name]=$!

@@ -3,7 +3,7 @@
 # throughput runs and to load data in --memory mode.
 #
 # Variables (awk -v):
-#   type    string | list | hash | set | zset | hll  (default string)
+#   type    string | list | hash | set | zset | hll | geo | stream | xgroup  (default string)
 #   items   number of items to write            (default 1000000)
 #   size    value size in bytes                 (default 64)
 #   fields  items per key for list/hash/set/zset (default 100; ignored for string)
@@ -20,6 +20,10 @@
 #   geo     GEOADD geo:%012d <lon> <lat> <value i>  points spread evenly (by two
 #                                                    coprime strides) over the degree
 #                                                    square 13..14 E, 38..39 N
+#   stream  XADD  stream:%012d <i+1>-0 f <value i>  (explicit IDs: the same entries,
+#                                                    hence the same nodes, in both servers)
+#   xgroup  XGROUP CREATE stream:%012d g 0          (item i is key i: a group on each
+#                                                    stream a stream fill wrote)
 # <value i> is exactly `size` bytes: the 12-digit index i followed by 'x'
 # padding (truncated if size < 12), so every value is distinct (sets and
 # sorted sets really grow) and the stream is the same on every run.
@@ -43,6 +47,8 @@ BEGIN {
     else if (type == "zset") { head = "*4\r\n" bulk("ZADD") }
     else if (type == "hll")  { head = "*3\r\n" bulk("PFADD") }
     else if (type == "geo")  { head = "*5\r\n" bulk("GEOADD") }
+    else if (type == "stream") { head = "*5\r\n" bulk("XADD") }
+    else if (type == "xgroup") { head = "*5\r\n" bulk("XGROUP") bulk("CREATE") }
     else { print "resp-gen.awk: unknown type " type > "/dev/stderr"; exit 2 }
 
     for (i = 0; i < items; i++) {
@@ -50,6 +56,10 @@ BEGIN {
         v = substr(idx pad, 1, size)
         if (type == "string") {
             printf "%s%s%s", head, bulk("key:" idx), bulk(v)
+        } else if (type == "xgroup") {
+            printf "%s%s%s%s", head, bulk("stream:" idx), bulk("g"), bulk("0")
+        } else if (type == "stream") {
+            printf "%s%s%s%s%s", head, bulk(sprintf("stream:%012d", int(i / fields))), bulk((i + 1) "-0"), bulk("f"), bulk(v)
         } else {
             k = sprintf("%s:%012d", type, int(i / fields))
             if (type == "hash")

@@ -4,6 +4,9 @@
 # With --memory, load the same data into both and compare memory per key.
 # See bench/README.md. Run `bench/run.sh --help` for the options.
 set -euo pipefail
+# magpie-server's HTTP API (port 7379 by default) stays off, so that servers never clash;
+# builds from before it have no such flag.
+http_off() { "$1" --help 2>/dev/null | grep -q -- --http-port && echo "--http-port 0" || true; }
 
 readonly HOST=127.0.0.1 # never anything else
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -65,6 +68,7 @@ of 127.0.0.1 (pinned to CPU 0), fill the keyspace, and run redis-benchmark
   --no-fill               do not fill the keyspace first (GET then measures misses)
   --fill-type T           what the fill writes: string (default) | list | hash | set | zset
                           | geo (GEOADD geo:%012d: points spread over 13..14 E, 38..39 N)
+                          | stream (a stream fill also creates group g at 0-0 on every stream)
                           (resp-gen.awk's keys: hash:%012d with fields field:%012d, ...)
   --fill-fields F         items per key for a list/hash/set/zset fill (default 1); the
                           keyspace (-r) is then keyspace / F keys
@@ -76,6 +80,7 @@ Memory mode:
   --memory-type T         string (default) | list | hash | set | zset | hll (PFADD: one
                           HyperLogLog per key of --memory-fields elements; 100 keeps it
                           sparse, 3000 and more turn it dense)
+                          | stream
   --memory-items N        items to load (default: the keyspace, 1000000)
   --memory-fields F       items per key for list/hash/set/zset (default 100)
 
@@ -161,13 +166,13 @@ for v in REPEAT REQUESTS REQUESTS_PIPELINED CLIENTS KEYSPACE MEMORY_ITEMS MEMORY
     [[ ${!v} -ge 1 ]] || die "$v must be at least 1"
 done
 [[ $TESTS =~ ^[a-z0-9_]+(,[a-z0-9_]+)*$ ]] || die "--tests must be a comma-separated list like get,set"
-case $FILL_TYPE in string | list | hash | set | zset | geo) ;; *) die "--fill-type: string, list, hash, set, zset or geo" ;; esac
+case $FILL_TYPE in string | list | hash | set | zset | geo | stream) ;; *) die "--fill-type: string, list, hash, set, zset, geo or stream" ;; esac
 [[ $FILL_TYPE != string || $FILL_FIELDS == 1 ]] || die "--fill-fields applies to list/hash/set/zset fills"
 # Keys the fill creates: what -r (and so __rand_int__) ranges over.
 FILL_KEYS=$(((${KEYSPACE} + FILL_FIELDS - 1) / FILL_FIELDS))
 [[ $PIPELINES =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--pipelines must be a comma-separated list like 1,16"
 case $ONLY in '' | redis | magpie) ;; *) die "--only takes redis or magpie" ;; esac
-case $MEMORY_TYPE in string | list | hash | set | zset | hll | geo) ;; *) die "--memory-type: string, list, hash, set, zset, hll or geo" ;; esac
+case $MEMORY_TYPE in string | list | hash | set | zset | hll | geo | stream) ;; *) die "--memory-type: string, list, hash, set, zset, hll, geo or stream" ;; esac
 [[ $SERVER_CPU != "$CLIENT_CPU" ]] || die "--server-cpu and --client-cpu must differ"
 TEST_LIST=()
 if [[ ${#CUSTOM_CMDS[@]} == 0 || $TESTS_GIVEN == 1 ]]; then IFS=, read -r -a TEST_LIST <<<"$TESTS"; fi
@@ -293,7 +298,8 @@ start_server() { # start_server NAME
         local -a args=(--port "$port" --bind "$HOST" --save '' --appendonly no)
     else
         bin=$MAGPIE_BIN
-        local -a args=(--port "$port" --bind "$HOST" --save '' --appendonly no)
+        # shellcheck disable=SC2046
+        local -a args=(--port "$port" --bind "$HOST" --save '' --appendonly no $(http_off "$bin"))
     fi
     local -a extra=()
     [[ -z $SERVER_ARGS ]] || read -r -a extra <<<"$SERVER_ARGS"
@@ -449,6 +455,12 @@ run_throughput() {
         for name in "${SERVERS[@]}"; do
             load "$name" "$FILL_TYPE" "$KEYSPACE" "$FILL_FIELDS"
             check_keys "$name" "$FILL_KEYS"
+            # Streams get a consumer group each, for XREADGROUP.
+            if [[ $FILL_TYPE == stream ]]; then
+                local fill_cmd=$LOAD_CMD
+                load "$name" xgroup "$FILL_KEYS" 1
+                LOAD_CMD="$fill_cmd"$'\n'"$LOAD_CMD"
+            fi
         done
     fi
 

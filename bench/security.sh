@@ -11,6 +11,9 @@
 # Servers are pinned to CPU 0, the client to CPU 1, as bench/run.sh does. Needs redis-server
 # built with TLS (Debian's is), redis-benchmark, redis-cli, openssl, taskset.
 set -euo pipefail
+# magpie-server's HTTP API (port 7379 by default) stays off, so that servers never clash;
+# builds from before it have no such flag.
+http_off() { "$1" --help 2>/dev/null | grep -q -- --http-port && echo "--http-port 0" || true; }
 HERE=$(cd "$(dirname "$0")" && pwd)
 MAGPIE=${1:-$HERE/../target/release/magpie-server}
 ROUNDS=${2:-3}
@@ -37,7 +40,7 @@ start() { # start NAME BINARY
     local port tls
     port=$(free_port); tls=$(free_port)
     cp "$WORK/users.acl" "$WORK/$1.acl"
-    taskset -c 0 "$2" --port "$port" --bind 127.0.0.1 --save "" --appendonly no --aclfile "$WORK/$1.acl" \
+    taskset -c 0 "$2" --port "$port" $(http_off "$2") --bind 127.0.0.1 --save "" --appendonly no --aclfile "$WORK/$1.acl" \
         --tls-port "$tls" --tls-cert-file "$WORK/server.crt" --tls-key-file "$WORK/server.key" \
         --tls-ca-cert-file "$WORK/ca.crt" --tls-auth-clients no >"$WORK/$1.log" 2>&1 &
     PID[$1]=$!; PIDS+=($!); PORT[$1]=$port; TLS[$1]=$tls

@@ -8,6 +8,9 @@
 #
 # Usage: bench/txn.sh [--repeat N] [--clients N] [--seconds S] [--sets N] [--skip-build]
 set -euo pipefail
+# magpie-server's HTTP API (port 7379 by default) stays off, so that servers never clash;
+# builds from before it have no such flag.
+http_off() { "$1" --help 2>/dev/null | grep -q -- --http-port && echo "--http-port 0" || true; }
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 REPEAT=3 CLIENTS=50 SECONDS_=5 SETS=10 SKIP_BUILD=0
@@ -34,7 +37,7 @@ RPORT=$((20000 + RANDOM % 20000)) MPORT=$((RPORT + 1))
 mkdir -p "$WORK/redis" "$WORK/magpie"
 (cd "$WORK/redis" && exec taskset -c 0 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no) >/dev/null 2>&1 &
 PIDS+=($!)
-(cd "$WORK/magpie" && exec taskset -c 0 "$TARGET/magpie-server" --port "$MPORT" --bind 127.0.0.1 --save '' --appendonly no) >/dev/null 2>&1 &
+(cd "$WORK/magpie" && exec taskset -c 0 "$TARGET/magpie-server" --port "$MPORT" $(http_off "$TARGET/magpie-server") --bind 127.0.0.1 --save '' --appendonly no) >/dev/null 2>&1 &
 PIDS+=($!)
 for p in $RPORT $MPORT; do
     for _ in $(seq 100); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done

@@ -386,6 +386,55 @@ Examples:
         message: OsString,
     },
 
+    /// Write every key (type, value, TTL) as newline-delimited JSON, or as a Redis RDB file
+    #[command(after_help = "\
+With --format ndjson (the default): one JSON object per line, per key of the database (-n):
+{\"key\", \"type\", \"value\", \"ttl_ms\"} (ttl_ms only for keys that expire; strings that are not
+UTF-8 as {\"$base64\": ...}; types with no JSON form as a DUMP payload in \"dump\"). The format
+is described in docs/formats.md; `magpie import` reads it back. A progress bar is drawn on
+stderr when it is a terminal.
+
+With --format rdb: every key of every database, as the RDB file (version 10) Redis's SAVE
+writes (dump.rdb unless a file is named): copy it to Redis's `dir` as its `dbfilename` and
+start redis-server, or load it into Magpie with `magpie-server --import-rdb dump.rdb`.
+
+Keys are read with SCAN and DUMP while the server runs: the export is not a snapshot, keys
+changed while it runs may be seen before or after the change (each key is exported whole).
+
+Examples:
+  magpie export > backup.ndjson
+  magpie -n 2 export db2.ndjson
+  magpie export --format rdb --output dump.rdb
+  magpie -p 6380 export --format rdb - > dump.rdb")]
+    Export {
+        /// Where to write; - for stdout [default: stdout for ndjson, dump.rdb for rdb]
+        #[arg(value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+
+        /// The file format: ndjson, or rdb (Redis's RDB, version 10)
+        #[arg(long, default_value = "ndjson", value_name = "FORMAT")]
+        format: String,
+
+        /// The file to write (the same as FILE)
+        #[arg(long, short = 'o', value_name = "FILE", conflicts_with = "file")]
+        output: Option<std::path::PathBuf>,
+    },
+
+    /// Read keys written by `magpie export` back (replacing keys of the same names)
+    #[command(after_help = "\
+Each batch of 500 lines is written in one MULTI/EXEC: applied whole, and no client sees part
+of it. A bad line stops the import with its line number; the batches before it are written.
+TTLs count from the import.
+
+Examples:
+  magpie import backup.ndjson
+  magpie export | magpie -p 6380 import      copy a database to another server")]
+    Import {
+        /// Where to read; - or nothing for stdin
+        #[arg(value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+    },
+
     /// Print a completion script for a shell
     #[command(after_help = "\
 Examples:
@@ -395,26 +444,6 @@ Examples:
     Completions {
         #[arg(value_name = "SHELL")]
         shell: clap_complete::Shell,
-    },
-
-    /// Write every key of every database to a file that Redis loads (SCAN and DUMP)
-    #[command(after_help = "\
-Examples:
-  magpie export --format rdb --output dump.rdb     a Redis 7.0 RDB file (version 10)
-  magpie -p 6380 export --output - > dump.rdb      to stdout
-
-The file is what Redis's SAVE writes: copy it to Redis's `dir` as its `dbfilename` (dump.rdb)
-and start redis-server, or load it into Magpie with `magpie-server --import-rdb dump.rdb`.
-Keys are read with SCAN and DUMP while the server runs, so keys written during the export may
-or may not be in the file (each key is exported whole, with its time to live).")]
-    Export {
-        /// The file format: rdb (Redis's RDB, version 10)
-        #[arg(long, default_value = "rdb", value_name = "FORMAT")]
-        format: String,
-
-        /// The file to write ("-" for stdout)
-        #[arg(long, short = 'o', default_value = "dump.rdb", value_name = "FILE")]
-        output: std::path::PathBuf,
     },
 }
 

@@ -46,7 +46,16 @@ pub async fn run(command: Command, mut session: Session, out: &mut Out) -> Resul
         Command::Publish { channel, message } => {
             crate::pubsub::publish(&mut session, out, arg_bytes(&channel), arg_bytes(&message)).await
         }
-        Command::Export { format, output } => crate::export::run(&mut session, out, &format, &output).await,
+        Command::Export { file, format, output } => {
+            let file = output.or(file);
+            if format.eq_ignore_ascii_case("ndjson") {
+                crate::transfer::export(&mut session, out, file.as_deref()).await
+            } else {
+                let file = file.unwrap_or_else(|| "dump.rdb".into());
+                crate::export::run(&mut session, out, &format, &file).await
+            }
+        }
+        Command::Import { file } => crate::transfer::import(&mut session, out, file.as_deref()).await,
         Command::Completions { .. } => unreachable!("handled before connecting"),
     }
 }

@@ -19,7 +19,7 @@ const BATCH: usize = 256;
 
 pub async fn run(session: &mut crate::Session, out: &mut Out, format: &str, output: &Path) -> Result<Exit> {
     if !format.eq_ignore_ascii_case("rdb") {
-        return Err(Failure::Usage(format!("unknown export format '{format}' (known: rdb)")));
+        return Err(Failure::Usage(format!("unknown export format '{format}' (known: ndjson, rdb)")));
     }
     let to_stdout = output.as_os_str() == "-";
     // Written to a temporary file and renamed, so a failed export leaves no half file behind.

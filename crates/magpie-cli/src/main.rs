@@ -12,6 +12,7 @@ mod items;
 mod pubsub;
 mod shell;
 mod stats;
+mod transfer;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -189,7 +190,11 @@ fn run(cli: Cli) -> Result<Exit, Failure> {
     let mut out = Out::new(mode);
     if let Some(cli::Command::Completions { shell }) = cli.command {
         let mut cmd = <Cli as clap::CommandFactory>::command();
-        clap_complete::generate(shell, &mut cmd, "magpie", &mut out.w);
+        // Into memory first: clap_complete panics when its writer fails (a closed pipe, as in
+        // `magpie completions bash | head -1`); our own write reports it instead.
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut cmd, "magpie", &mut script);
+        out.write(&script)?;
         out.flush()?;
         return Ok(Exit::Ok);
     }

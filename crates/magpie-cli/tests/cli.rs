@@ -73,6 +73,8 @@ impl Server {
             let mut child = Command::new(program)
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", ""])
+                // Servers start in parallel: magpie-server's HTTP API stays off.
+                .args(if program == "redis-server" { &[][..] } else { &["--http-port", "0"][..] })
                 .args(extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -737,4 +739,108 @@ fn monitor_prints_commands_as_they_run() {
     assert_eq!(first["args"], serde_json::json!(["SET", "k", "two words"]));
     assert_eq!(first["db"], 0);
     assert!(first["time"].as_f64().is_some_and(|t| t > 1.0e9), "{first}");
+}
+
+/// Every key's type, value (as `magpie cmd` prints it) and TTL, through the CLI.
+fn dump_all(server: &Server) -> Vec<(String, String, String, i64)> {
+    let mut keys: Vec<String> = server.run(&["--raw", "keys"], 0).lines().map(str::to_owned).collect();
+    keys.sort();
+    keys.into_iter()
+        .map(|k| {
+            let kind = server.run(&["--raw", "cmd", "TYPE", &k], 0).trim().to_owned();
+            let read: Vec<&str> = match kind.as_str() {
+                "string" => vec!["GET", &k],
+                "list" => vec!["LRANGE", &k, "0", "-1"],
+                "hash" => vec!["HGETALL", &k],
+                "set" => vec!["SMEMBERS", &k],
+                _ => vec!["ZRANGE", &k, "0", "-1", "WITHSCORES"],
+            };
+            let mut args = vec!["--json", "cmd"];
+            args.extend(read);
+            let mut value = server.run(&args, 0);
+            if kind == "set" {
+                let mut members: Vec<Value> = serde_json::from_str(&value).expect("JSON");
+                members.sort_by_key(|m| m.to_string());
+                value = Value::Array(members).to_string();
+            }
+            let ttl: i64 = server.run(&["--raw", "cmd", "TTL", &k], 0).trim().parse().expect("a TTL");
+            (k, kind, value, ttl)
+        })
+        .collect()
+}
+
+#[test]
+fn export_flush_import_finds_every_key_type_and_ttl_again() {
+    let server = Server::start();
+    let setup: &[&[&str]] = &[
+        &["SET", "s", "plain"],
+        &["SET", "n", "42"],
+        &["SET", "t", "expiring", "EX", "1000"],
+        &["RPUSH", "l", "a", "b", "a", ""],
+        &["HSET", "h", "f", "v", "g", "w"],
+        &["SADD", "set", "x", "y", "z"],
+        &["ZADD", "z", "1.5", "a", "-2", "b", "inf", "c"],
+        &["EXPIRE", "h", "500"],
+    ];
+    for cmd in setup {
+        let mut args = vec!["cmd"];
+        args.extend_from_slice(cmd);
+        server.run(&args, 0);
+    }
+    // A value and a key that are not UTF-8, through a file.
+    let dir = std::env::temp_dir().join(format!("magpie-cli-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bin = dir.join("bin");
+    std::fs::write(&bin, b"\xff\x00\xfe").expect("write");
+    server.run(&["set", "binary", "--value-file", bin.to_str().expect("utf-8")], 0);
+    let before = dump_all(&server);
+    let file = dir.join("export.ndjson");
+    let path = file.to_str().expect("utf-8");
+    server.run(&["export", path], 0);
+    let text = std::fs::read_to_string(&file).expect("read export");
+    assert_eq!(text.lines().count(), 8, "{text}");
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).expect("each line is JSON");
+        assert!(v["key"].is_string() && v["type"].is_string(), "{line}");
+    }
+    assert!(text.contains(r#"{"key":"binary","type":"string","value":{"$base64":"/wD+"}}"#), "{text}");
+    server.run(&["cmd", "FLUSHALL"], 0);
+    assert_eq!(server.run(&["--raw", "cmd", "DBSIZE"], 0).trim(), "0");
+    assert_eq!(server.run(&["import", path], 0).trim(), "imported 8 keys");
+    let after = dump_all(&server);
+    assert_eq!(before.len(), after.len());
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!((&b.0, &b.1, &b.2), (&a.0, &a.1, &a.2), "key, type and value");
+        assert!((b.3 - a.3).abs() <= 2, "TTL of {}: {} then {}", b.0, b.3, a.3);
+    }
+    let raw = server.magpie().args(["--raw", "get", "binary"]).output().expect("get");
+    assert_eq!(raw.stdout, b"\xff\x00\xfe");
+    // Through a pipe too, and a bad line names itself and writes nothing of its batch.
+    let out = server.magpie().args(["export"]).output().expect("export");
+    server.run(&["cmd", "FLUSHALL"], 0);
+    server.magpie().arg("import").write_stdin(out.stdout).assert().success();
+    assert_eq!(server.run(&["--raw", "cmd", "DBSIZE"], 0).trim(), "8");
+    server.run(&["cmd", "FLUSHALL"], 0);
+    let bad = "{\"key\":\"ok\",\"type\":\"string\",\"value\":\"1\"}\n{\"key\":\"l\",\"type\":\"list\",\"value\":7}\n";
+    let out = server.magpie().arg("import").write_stdin(bad).output().expect("import");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_of(&out).contains("line 2"), "{}", stderr_of(&out));
+    assert_eq!(server.run(&["--raw", "cmd", "DBSIZE"], 0).trim(), "0");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn completions_end_quietly_on_a_closed_pipe() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_magpie"))
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // The reader is gone before anything is written (as `| head -1` once it has its line).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
 }

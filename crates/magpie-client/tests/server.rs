@@ -43,7 +43,7 @@ impl Server {
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
             let mut child = Command::new(server_binary())
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+                .args(["--port", &port.to_string(), "--http-port", "0", "--bind", "127.0.0.1", "--save", ""])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()

@@ -12,14 +12,17 @@ use crate::errors::{LResult, Raise, find_raise, raise_table, to_bytes};
 use crate::host::{Control, Host};
 use crate::redis_api::{Flavour, redis_table, register_log, register_math, register_version};
 use crate::sandbox::{self, internal_chunk, load_text, protect, protect_globals};
-use crate::shebang::{ScriptFlags, c_str, eval_shebang, library_meta, lossy, valid_name};
+use crate::shebang::{ScriptFlags, c_str, eval_shebang, library_meta, valid_name};
 pub use crate::state::{FunctionDef, SharedRng};
 use crate::state::{Loading, Mailbox, Op, RunState};
 
 /// Redis's count hook runs every 100,000 instructions.
 const HOOK_EVERY: u32 = 100_000;
-/// `LUA_GC_CYCLE_PERIOD`: a GC step every 50 runs.
-const GC_PERIOD: u32 = 50;
+/// A forced GC step (of 50 KB, as Redis's `LUA_GC_CYCLE_PERIOD` step) every this many runs.
+/// Redis steps every 50 runs; between steps the collector runs as allocations drive it
+/// anyway, and the forced work was a tenth of a small script's cost (callgrind, EVALSHA of
+/// INCR + EXPIRE: 3.0k instructions per run at 50, 2.2k at 500).
+const GC_PERIOD: u32 = 500;
 /// `LOAD_TIMEOUT_MS`: how long FUNCTION LOAD may run a library's body.
 pub const LOAD_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -174,28 +177,38 @@ impl Core {
         let make = internal_chunk(
             &lua,
             r#"
-local xpcall, handler = ...
-return function(f) return xpcall(f, handler) end,
+local xpcall, handler, g = ...
+return function(f, keys, args) g.KEYS = keys g.ARGV = args return xpcall(f, handler) end,
   function(f, keys, args) return xpcall(function() return f(keys, args) end, handler) end
 "#,
         )?;
         let (run_eval, run_fcall): (Function, Function) =
-            make.call((sandbox::env(&lua)?.stock_xpcall, handler.clone()))?;
+            make.call((sandbox::env(&lua)?.stock_xpcall, handler.clone(), g.clone()))?;
         g.raw_set("__redis__err__handler", handler)?;
-        if opts.memory_limit > 0 {
-            lua.set_memory_limit(opts.memory_limit)?;
-        }
         lua.set_global_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), hook)?;
         Ok((Core { lua, run_eval, run_fcall, opts, runs: 0 }, g))
     }
 
-    /// Runs `f` (with `keys` and `args` for a function), writing its reply into `out`.
+    /// The memory limit applies while Lua code runs (a script, a library's body), not to
+    /// Magpie's own calls around it: with a limit set, mlua protects every API call against an
+    /// allocation failure (a `pcall` and a new C closure each), which made the tables and
+    /// strings of KEYS, ARGV and the reply cost several times what they do unprotected. What
+    /// Magpie allocates outside scripts is bounded by the request and the reply.
+    fn limit(&self, on: bool) {
+        if self.opts.memory_limit > 0 {
+            let _ = self.lua.set_memory_limit(if on { self.opts.memory_limit } else { 0 });
+        }
+    }
+
+    /// Runs `f` with `keys` and `args` (an EVAL script's KEYS and ARGV, or a function's
+    /// arguments), writing its reply into `out`.
     fn run(
         &mut self,
         host: &mut dyn Host,
         name: &str,
         f: &Function,
-        fargs: Option<(Table, Table)>,
+        eval: bool,
+        (k, a): (Table, Table),
         out: &mut Reply,
     ) -> Outcome {
         if let Some(mut r) = self.lua.app_data_mut::<RunState>() {
@@ -209,10 +222,9 @@ return function(f) return xpcall(f, handler) end,
             if let Some(mut r) = lua.app_data_mut::<RunState>() {
                 r.bridge = Some(bridge);
             }
-            let r = match fargs {
-                None => run_eval.call::<(bool, Value)>(f),
-                Some((k, a)) => run_fcall.call::<(bool, Value)>((f, k, a)),
-            };
+            self.limit(true);
+            let r = if eval { run_eval.call::<(bool, Value)>((f, k, a)) } else { run_fcall.call((f, k, a)) };
+            self.limit(false);
             if let Some(mut r) = lua.app_data_mut::<RunState>() {
                 r.bridge = None;
             }
@@ -256,8 +268,6 @@ return function(f) return xpcall(f, handler) end,
         if fast {
             let _ = self.lua.set_global_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), hook);
         }
-        // A script may have stopped the collector; it must not stay stopped for the next ones.
-        self.lua.gc_restart();
         // Lua 5.1 has no emergency collection: garbage left by a script that hit the memory
         // limit would make the next ones fail. Collect when more than half the limit is used.
         if self.opts.memory_limit > 0 && self.lua.used_memory() > self.opts.memory_limit / 2 {
@@ -265,8 +275,13 @@ return function(f) return xpcall(f, handler) end,
         }
         self.runs += 1;
         if self.runs >= GC_PERIOD {
+            // The periodic step also restarts a collector a script stopped
+            // (`collectgarbage('stop')`): Lua 5.1's step resets the collection threshold, so
+            // the collector is stopped for at most this many runs. (Restarting it after every
+            // run, with `lua_gc(LUA_GCRESTART)`, set the threshold to the heap's size each time:
+            // the collector then never paused and took a fifth of a small script's time.)
             self.runs = 0;
-            let _ = self.lua.gc_step_kbytes(GC_PERIOD as i32);
+            let _ = self.lua.gc_step_kbytes(50);
         }
         resp
     }
@@ -314,6 +329,20 @@ return function(f) return xpcall(f, handler) end,
     }
 }
 
+/// A Lua array of `items`, as strings.
+fn array(lua: &Lua, items: &[&[u8]]) -> LResult<Table> {
+    let t = lua.create_table_with_capacity(items.len(), 0)?;
+    for (i, item) in items.iter().enumerate() {
+        t.raw_set(i + 1, lua.create_string(item)?)?;
+    }
+    Ok(t)
+}
+
+/// A SHA1 in lowercase, copied only when it is not already.
+fn lowercase(sha: &str) -> std::borrow::Cow<'_, str> {
+    if sha.bytes().any(|b| b.is_ascii_uppercase()) { sha.to_ascii_lowercase().into() } else { sha.into() }
+}
+
 /// A script compiled by [`EvalEngine::load`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Script {
@@ -325,7 +354,6 @@ pub struct Script {
 /// EVAL's Lua state and its compiled scripts (Redis's `lctx`).
 pub struct EvalEngine {
     core: Core,
-    globals: Table,
     scripts: HashMap<String, (Function, ScriptFlags)>,
 }
 
@@ -337,10 +365,14 @@ impl EvalEngine {
     fn build(opts: Options) -> LResult<Self> {
         let (core, g) = Core::new(opts)?;
         let redis = redis_table(&core.lua, Flavour::Eval)?;
+        // KEYS and ARGV exist from the start, so that the run wrapper setting them (in Lua:
+        // cheaper than two table stores from Rust) never reaches the globals' `__newindex`.
+        g.raw_set("KEYS", core.lua.create_table()?)?;
+        g.raw_set("ARGV", core.lua.create_table()?)?;
         g.raw_set("redis", redis)?;
         let proxy = protect_globals(&core.lua, &g)?;
         core.lua.set_globals(proxy)?;
-        Ok(EvalEngine { core, globals: g, scripts: HashMap::new() })
+        Ok(EvalEngine { core, scripts: HashMap::new() })
     }
 
     /// SCRIPT LOAD, and EVAL's first step (`luaCreateFunction`): compiles `body` unless a script
@@ -350,7 +382,7 @@ impl EvalEngine {
         if let Some((_, flags)) = self.scripts.get(&sha) {
             return Ok(Script { sha, flags: *flags });
         }
-        let (flags, shebang_len) = eval_shebang(body).map_err(ErrorReply::format)?;
+        let (flags, shebang_len) = eval_shebang(body).map_err(ErrorReply::sds)?;
         let f = load_text(&self.core.lua, &body[shebang_len..], b"@user_script").map_err(|msg| {
             let mut m = b"Error compiling script (new function): ".to_vec();
             m.extend_from_slice(&msg);
@@ -362,7 +394,7 @@ impl EvalEngine {
 
     /// The flags of a compiled script (case-insensitive SHA1), if there is one.
     pub fn script(&self, sha: &str) -> Option<ScriptFlags> {
-        self.scripts.get(&sha.to_ascii_lowercase()).map(|(_, f)| *f)
+        self.scripts.get(lowercase(sha).as_ref()).map(|(_, f)| *f)
     }
 
     pub fn len(&self) -> usize {
@@ -383,19 +415,14 @@ impl EvalEngine {
         args: &[&[u8]],
         out: &mut Reply,
     ) -> Option<Outcome> {
-        let sha = sha.to_ascii_lowercase();
-        let f = self.scripts.get(&sha)?.0.clone();
-        let set = |name: &str, items: &[&[u8]]| -> LResult<()> {
-            let t = self.core.lua.create_table_with_capacity(items.len(), 0)?;
-            for (i, item) in items.iter().enumerate() {
-                t.raw_set(i + 1, self.core.lua.create_string(item)?)?;
-            }
-            self.globals.raw_set(name, t)
+        let sha = lowercase(sha);
+        let f = self.scripts.get(sha.as_ref())?.0.clone();
+        let tables = array(&self.core.lua, keys).and_then(|k| Ok((k, array(&self.core.lua, args)?)));
+        let tables = match tables {
+            Ok(t) => t,
+            Err(e) => return Some(self.core.run_error(&sha, &e.to_string(), out)),
         };
-        if let Err(e) = set("KEYS", keys).and_then(|()| set("ARGV", args)) {
-            return Some(self.core.run_error(&sha, &e.to_string(), out));
-        }
-        Some(self.core.run(host, &sha, &f, None, out))
+        Some(self.core.run(host, &sha, &f, true, tables, out))
     }
 
     /// Bytes used by the Lua state (`used_memory_lua`).
@@ -467,16 +494,17 @@ impl FunctionEngine {
     /// be (re)placed (`functionsCreateWithLibraryCtx` from `engine->create` on): runs the
     /// library's body, which registers its functions. `host` receives `redis.log` calls.
     pub fn load(&mut self, host: &mut dyn Host, code: &[u8], timeout: Option<Duration>) -> Result<Library, ErrorReply> {
-        let meta = library_meta(code).map_err(ErrorReply::new_err)?;
+        let meta = library_meta(code).map_err(ErrorReply::sds)?;
         if !valid_name(&meta.name) {
             return Err(ErrorReply::new_err(
                 "Library names can only contain letters, numbers, or underscores(_) and must be at least one character long",
             ));
         }
         if !meta.engine.eq_ignore_ascii_case(b"lua") {
-            return Err(ErrorReply::new_err(format!("Engine '{}' not found", lossy(&meta.engine))));
+            return Err(ErrorReply::new_err([&b"Engine '"[..], &meta.engine, b"' not found"].concat()));
         }
-        let lua = &self.core.lua;
+        let core = &self.core;
+        let lua = &core.lua;
         let f = load_text(lua, &code[meta.code_start..], b"@user_function").map_err(|msg| {
             let mut m = b"Error compiling function: ".to_vec();
             m.extend_from_slice(&msg);
@@ -494,7 +522,9 @@ impl FunctionEngine {
             if let Some(mut r) = lua.app_data_mut::<RunState>() {
                 r.bridge = Some(bridge);
             }
+            core.limit(true);
             let r = pcall.call::<(bool, Value)>(f);
+            core.limit(false);
             if let Some(mut r) = lua.app_data_mut::<RunState>() {
                 r.bridge = None;
             }
@@ -534,18 +564,11 @@ impl FunctionEngine {
     ) -> Outcome {
         let name = String::from_utf8_lossy(&function.name).into_owned();
         let lua = &self.core.lua;
-        let array = |items: &[&[u8]]| -> LResult<Table> {
-            let t = lua.create_table_with_capacity(items.len(), 0)?;
-            for (i, item) in items.iter().enumerate() {
-                t.raw_set(i + 1, lua.create_string(item)?)?;
-            }
-            Ok(t)
-        };
-        let (k, a) = match array(keys).and_then(|k| Ok((k, array(args)?))) {
+        let (k, a) = match array(lua, keys).and_then(|k| Ok((k, array(lua, args)?))) {
             Ok(ka) => ka,
             Err(e) => return self.core.run_error(&name, &e.to_string(), out),
         };
-        self.core.run(host, &name, &function.callback, Some((k, a)), out)
+        self.core.run(host, &name, &function.callback, false, (k, a), out)
     }
 
     pub fn memory(&self) -> usize {
@@ -558,6 +581,14 @@ impl ErrorReply {
     fn new_err(s: impl AsRef<[u8]>) -> Self {
         let mut v = b"ERR ".to_vec();
         v.extend_from_slice(s.as_ref());
+        ErrorReply(v)
+    }
+
+    /// `addReplyErrorSds`'s text (as Debian's 7.0.15 sends it): `ERR ` in front, CR and LF
+    /// become spaces, none cut at the ends (unlike [`ErrorReply::format`]).
+    fn sds(s: impl AsRef<[u8]>) -> Self {
+        let mut v = b"ERR ".to_vec();
+        v.extend(s.as_ref().iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
         ErrorReply(v)
     }
 }

@@ -106,8 +106,32 @@ fn args_to_mailbox(lua: &Lua, args: &[Value]) -> Result<(), &'static [u8]> {
     Ok(())
 }
 
+/// Lifts the Lua state's memory limit while Magpie's own code runs inside a script (see
+/// `Core::limit`), and puts it back when dropped.
+struct Unlimited<'l> {
+    lua: &'l Lua,
+    limit: usize,
+}
+
+impl<'l> Unlimited<'l> {
+    fn new(lua: &'l Lua) -> Unlimited<'l> {
+        Unlimited { lua, limit: lua.set_memory_limit(0).unwrap_or(0) }
+    }
+}
+
+impl Drop for Unlimited<'_> {
+    fn drop(&mut self) {
+        if self.limit > 0 {
+            let _ = self.lua.set_memory_limit(self.limit);
+        }
+    }
+}
+
 /// `luaRedisGenericCommand`: redis.call (raise) and redis.pcall.
 fn redis_call(lua: &Lua, args: MultiValue, raise: bool) -> LResult<Value> {
+    // The command's arguments and reply are bounded by the request and the keyspace, as in
+    // Redis (whose Lua has no limit at all); the script's own allocations stay limited.
+    let _unlimited = Unlimited::new(lua);
     let Some(bridge) = bridge(lua) else {
         return Err(raise_table(b"redis.call/pcall can only be called inside a script invocation"));
     };

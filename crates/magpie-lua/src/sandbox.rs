@@ -65,6 +65,9 @@ pub(crate) struct Env {
     /// Lua's own pcall and xpcall (the globals are wrappers).
     pub stock_pcall: Function,
     pub stock_xpcall: Function,
+    /// Lua's own loadstring: it gives a syntax error as the bytes Lua made (mlua's errors
+    /// are UTF-8, which replaced the bytes of a script that is not).
+    pub stock_loadstring: Function,
     /// `__newindex` of every proxy.
     pub readonly: Function,
     /// The `next` that `pairs` returns for proxies.
@@ -106,6 +109,7 @@ pub(crate) fn prepare(lua: &Lua) -> LResult<Table> {
     let stock_tostring: Function = g.raw_get("tostring")?;
     let stock_pcall: Function = g.raw_get("pcall")?;
     let stock_xpcall: Function = g.raw_get("xpcall")?;
+    let stock_loadstring: Function = g.raw_get("loadstring")?;
     let readonly = lua.create_function(|lua, _: MultiValue| -> LResult<()> {
         Err(lua_error(lua, "Attempt to modify a readonly table"))
     })?;
@@ -127,6 +131,7 @@ pub(crate) fn prepare(lua: &Lua) -> LResult<Table> {
         stock_tostring,
         stock_pcall,
         stock_xpcall,
+        stock_loadstring,
         readonly,
         proxy_next,
     };
@@ -486,10 +491,16 @@ pub(crate) fn load_text(lua: &Lua, code: &[u8], chunkname: &[u8]) -> Result<Func
     } else {
         code
     };
-    match lua.load(src).set_name(name).set_mode(ChunkMode::Text).into_function() {
-        Ok(f) => Ok(f),
-        Err(mlua::Error::SyntaxError { message, .. }) => {
-            let mut m = message.into_bytes();
+    // Through Lua's own loadstring: a syntax error comes back as the bytes Lua made (mlua's
+    // errors are UTF-8 strings, which replaced the bytes of a script that is not UTF-8).
+    let loaded = env(lua).and_then(|env| {
+        let r: MultiValue = env.stock_loadstring.call((lua.create_string(src)?, lua.create_string(&name)?))?;
+        Ok(r.into_vec())
+    });
+    match loaded.as_deref() {
+        Ok([Value::Function(f), ..]) => Ok(f.clone()),
+        Ok([Value::Nil, Value::String(message), ..]) => {
+            let mut m = message.as_bytes().to_vec();
             if src.as_ptr() != code.as_ptr()
                 && let Some(at) = find(&m, b"near 'char(1)'")
             {
@@ -497,6 +508,7 @@ pub(crate) fn load_text(lua: &Lua, code: &[u8], chunkname: &[u8]) -> Result<Func
             }
             Err(m)
         }
+        Ok(_) => Err(b"internal error: loadstring returned nothing".to_vec()),
         Err(mlua::Error::MemoryError(_)) => Err(b"not enough memory".to_vec()),
         Err(e) => Err(crate::errors::strip_traceback(&e.to_string()).as_bytes().to_vec()),
     }

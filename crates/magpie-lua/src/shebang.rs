@@ -86,7 +86,7 @@ fn shebang_line(body: &[u8]) -> Option<Option<&[u8]>> {
 
 /// `evalExtractShebangFlags`: the flags an EVAL script declares, and the length of its shebang
 /// line (the script is compiled from there on, keeping the line feed so line numbers stay).
-pub fn eval_shebang(body: &[u8]) -> Result<(ScriptFlags, usize), String> {
+pub fn eval_shebang(body: &[u8]) -> Result<(ScriptFlags, usize), Vec<u8>> {
     let Some(line) = shebang_line(body) else {
         return Ok((ScriptFlags::EVAL_COMPAT_MODE, 0));
     };
@@ -98,12 +98,12 @@ pub fn eval_shebang(body: &[u8]) -> Result<(ScriptFlags, usize), String> {
         _ => return Err("Invalid engine in script shebang".into()),
     };
     if c_str(&parts[0]) != b"#!lua" {
-        return Err(format!("Unexpected engine in script shebang: {}", lossy(c_str(&parts[0]))));
+        return Err([&b"Unexpected engine in script shebang: "[..], c_str(&parts[0])].concat());
     }
     let mut flags = ScriptFlags::empty();
     for part in &parts[1..] {
         let Some(list) = part.strip_prefix(b"flags=") else {
-            return Err(format!("Unknown lua shebang option: {}", lossy(c_str(part))));
+            return Err([&b"Unknown lua shebang option: "[..], c_str(part)].concat());
         };
         // `sdssplitlen(..., ",")`: an empty list has no parts; empty parts between commas are
         // unknown flags.
@@ -113,7 +113,7 @@ pub fn eval_shebang(body: &[u8]) -> Result<(ScriptFlags, usize), String> {
         for name in list.split(|&c| c == b',') {
             match ScriptFlags::from_name(c_str(name)) {
                 Some(f) => flags.insert(f),
-                None => return Err(format!("Unexpected flag in script shebang: {}", lossy(c_str(name)))),
+                None => return Err([&b"Unexpected flag in script shebang: "[..], c_str(name)].concat()),
             }
         }
     }
@@ -132,7 +132,8 @@ pub struct LibraryMeta {
 }
 
 /// `functionExtractLibMetaData`.
-pub fn library_meta(code: &[u8]) -> Result<LibraryMeta, String> {
+/// Errors are Redis's texts, with the bytes of the metadata as they are.
+pub fn library_meta(code: &[u8]) -> Result<LibraryMeta, Vec<u8>> {
     let Some(line) = shebang_line(code) else {
         return Err("Missing library metadata".into());
     };
@@ -154,7 +155,7 @@ pub fn library_meta(code: &[u8]) -> Result<LibraryMeta, String> {
             name = Some(p[5..].to_vec());
             continue;
         }
-        return Err(format!("Invalid metadata value given: {}", lossy(p)));
+        return Err([&b"Invalid metadata value given: "[..], p].concat());
     }
     let Some(name) = name else {
         return Err("Library name was not given".into());
@@ -165,10 +166,6 @@ pub fn library_meta(code: &[u8]) -> Result<LibraryMeta, String> {
 /// `functionsVerifyName`: `[a-zA-Z0-9_]+`.
 pub fn valid_name(name: &[u8]) -> bool {
     !name.is_empty() && name.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
-}
-
-pub(crate) fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[cfg(test)]

@@ -227,7 +227,7 @@ impl Magpie {
             "load" => {
                 let mut out = Reply::new(proto);
                 match library_meta(case.body.as_bytes()) {
-                    Err(e) => out.error(format!("ERR {e}").as_bytes()),
+                    Err(e) => out.error(&[&b"ERR "[..], &e].concat()),
                     Ok(meta) => match self.functions.load(&mut self.host, case.body.as_bytes(), None) {
                         Ok(lib) => {
                             self.registry.insert(lib.name.clone(), lib.functions);

@@ -7,6 +7,7 @@ pub mod frame;
 pub mod log;
 pub mod rdb;
 pub mod snapshot;
+mod stream_rdb;
 mod value;
 
 pub use frame::FileError;

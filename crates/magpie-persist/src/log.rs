@@ -75,22 +75,13 @@ pub struct LogFile {
 }
 
 impl LogFile {
-    /// Creates a new, empty log (its header fsynced, and the directory entry too). The log's
-    /// directory may be new itself (`appendonlydir`, created just before): its own entry in
-    /// its parent is fsynced too, or a power loss could take the whole directory, and every
-    /// write acknowledged since, with it (POSIX makes a new entry durable only through an
-    /// fsync of the directory that holds it; tests/power_loss.rs in magpie-server).
+    /// Creates a new, empty log (its header fsynced, and the directory entry too). Its
+    /// directory must exist and be durable already (see [`create_dir_durably`]).
     pub fn create(path: &Path) -> io::Result<LogFile> {
         let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
         file.write_all(&frame::file_header(Kind::Log))?;
         file.sync_all()?;
-        let dir = parent_dir(path);
-        sync_dir(dir)?;
-        match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => sync_dir(p)?,
-            Some(_) => sync_dir(Path::new("."))?,
-            None => {} // the root
-        }
+        sync_dir(parent_dir(path))?;
         Ok(LogFile { file, path: path.to_owned(), len: frame::FILE_HEADER as u64 })
     }
 
@@ -150,6 +141,32 @@ impl LogFile {
     pub fn try_clone_file(&self) -> io::Result<File> {
         self.file.try_clone()
     }
+}
+
+/// Creates `dir` (and any missing parent) so that it survives a power loss: POSIX makes a
+/// new directory entry durable only through an fsync of the directory that holds it, so each
+/// directory created here has its parent fsynced. Without that, a power loss after the first
+/// start could take a new `appendonlydir`, and every write acknowledged into it, away
+/// (tests/power_loss.rs in magpie-server). Nothing is synced when `dir` exists already.
+pub fn create_dir_durably(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    // The directories to create, outermost first.
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        if d.as_os_str().is_empty() || d.is_dir() {
+            break;
+        }
+        missing.push(d);
+        at = d.parent();
+    }
+    fs::create_dir_all(dir)?;
+    for d in missing.iter().rev() {
+        sync_dir(parent_dir(d))?;
+    }
+    Ok(())
 }
 
 /// What reading a log found at its end.
@@ -433,6 +450,20 @@ mod tests {
         m.write(&path).unwrap();
         assert_eq!(Manifest::read(&path).unwrap(), Some(m));
         assert_eq!(Manifest::read(&dir().join("none")).unwrap(), None);
+    }
+
+    #[test]
+    fn directories_are_created_with_their_parents() {
+        let top = dir().join("durable-a");
+        let _ = fs::remove_dir_all(&top);
+        let deep = top.join("b").join("c");
+        create_dir_durably(&deep).unwrap();
+        assert!(deep.is_dir());
+        create_dir_durably(&deep).unwrap(); // exists: nothing to do
+        let log = LogFile::create(&deep.join("x.incr")).unwrap();
+        assert!(log.is_empty());
+        assert!(LogFile::create(&deep.join("x.incr")).is_err(), "a log file is never overwritten");
+        fs::remove_dir_all(&top).unwrap();
     }
 
     #[test]

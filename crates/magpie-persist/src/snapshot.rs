@@ -2,8 +2,9 @@
 //! docs/formats.md for the byte layout).
 //!
 //! ```text
-//! snapshot := file-header META DATA* END           (each a frame)
+//! snapshot := file-header META FUNCTIONS? DATA* END (each a frame)
 //! META     := 0x01 created-ms:u64le databases:uvarint writer:bytes
+//! FUNCTIONS:= 0x04 count:uvarint code:bytes*       (FUNCTION libraries, when there are any)
 //! DATA     := 0x02 entry*                          (whole entries; about 256 KB a frame)
 //! END      := 0x03 entries:u64le
 //! entry    := db:uvarint key:bytes expire-at-ms:uvarint (0: none) value
@@ -25,6 +26,7 @@ use crate::value::{decode_value, encode_frozen_pausing, encode_value};
 const META: u8 = 1;
 const DATA: u8 = 2;
 const END: u8 = 3;
+const FUNCTIONS: u8 = 4;
 /// A data frame is written once its entries reach this size.
 const FRAME_TARGET: usize = 256 * 1024;
 /// The file is fsynced each time this much more has been written (Redis's
@@ -139,6 +141,21 @@ impl SnapshotWriter {
         p.count = 0;
         self.later.append(&mut p.later);
         self.encode_later();
+    }
+
+    /// Adds the code of the server's function libraries (a FUNCTIONS frame; none when there
+    /// are none), in memory only.
+    pub fn functions(&mut self, libraries: &[Vec<u8>]) {
+        if libraries.is_empty() {
+            return;
+        }
+        self.seal();
+        let mut payload = vec![FUNCTIONS];
+        put_uvarint(&mut payload, libraries.len() as u64);
+        for code in libraries {
+            put_bytes(&mut payload, code);
+        }
+        frame::put_frame(&mut self.out, &payload);
     }
 
     /// Adds `count` entries encoded elsewhere with [`encode_entry`] (in memory only).
@@ -310,6 +327,8 @@ pub struct SnapshotReader {
     pub databases: usize,
     entries: u64,
     done: bool,
+    /// The function libraries' code, from the FUNCTIONS frame once it has been read.
+    functions: Vec<Vec<u8>>,
 }
 
 impl SnapshotReader {
@@ -340,11 +359,18 @@ impl SnapshotReader {
             databases: meta.1,
             entries: 0,
             done: false,
+            functions: Vec::new(),
         })
     }
 
     pub fn file_len(&self) -> u64 {
         self.frames.file_len()
+    }
+
+    /// The function libraries' code read so far (all of it once [`SnapshotReader::next_entry`]
+    /// has returned `None`).
+    pub fn take_functions(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.functions)
     }
 
     /// Bytes read so far (for progress reports).
@@ -373,6 +399,22 @@ impl SnapshotReader {
                     self.frame_at = at;
                     match self.payload.first() {
                         Some(&DATA) => self.at = 1,
+                        Some(&FUNCTIONS) => {
+                            let mut c = Cursor::new(&self.payload[1..]);
+                            let read = (|| -> Decoded<()> {
+                                let n = c.uvarint()?;
+                                for _ in 0..n {
+                                    let code = c.bytes()?.to_vec();
+                                    self.functions.push(code);
+                                }
+                                if !c.is_empty() {
+                                    return Err(crate::codec::DecodeError("bytes after the libraries".into()));
+                                }
+                                Ok(())
+                            })();
+                            read.map_err(|e| err(&path, at, format!("bad FUNCTIONS frame: {e}")))?;
+                            self.at = 0;
+                        }
                         Some(&END) => {
                             let mut c = Cursor::new(&self.payload[1..]);
                             let n = c.u64_le().map_err(|e| err(&path, at, e.0))?;
@@ -435,8 +477,10 @@ pub fn check(path: &Path) -> Result<(u64, u64), FileError> {
 mod tests {
     use super::*;
 
-    fn dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("magpie-snapshot-test-{}", std::process::id()));
+    /// A directory of the test's own: the writer's temporary file is named by the process and
+    /// the creation time, which tests running side by side share.
+    fn dir(test: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("magpie-snapshot-test-{}-{test}", std::process::id()));
         fs::create_dir_all(&d).unwrap();
         d
     }
@@ -451,7 +495,7 @@ mod tests {
     /// between small ones; the file reads back in full, in order.
     #[test]
     fn frozen_big_values_round_trip_between_small_entries() {
-        let target = dir().join("frozen.snapshot");
+        let target = dir("frozen").join("frozen.snapshot");
         let mut w = SnapshotWriter::create(&target, 1, 16).unwrap();
         let mut expected = Vec::new();
         for i in 0..6u64 {
@@ -489,7 +533,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_round_trips_and_damage_is_reported_with_its_offset() {
-        let target = dir().join("roundtrip.snapshot");
+        let target = dir("roundtrip").join("roundtrip.snapshot");
         let mut w = SnapshotWriter::create(&target, 1234, 16).unwrap();
         let mut expected = Vec::new();
         for i in 0..5000u64 {
@@ -523,5 +567,30 @@ mod tests {
         assert!(check(&target).is_err(), "a truncated snapshot is damage");
         fs::write(&target, &bytes).unwrap();
         assert_eq!(check(&target).unwrap().0, 5000);
+    }
+
+    #[test]
+    fn function_libraries_round_trip_and_a_bad_frame_is_damage() {
+        let target = dir("functions").join("functions.snapshot");
+        let libs = vec![b"#!lua name=a\nredis.register_function('f', function() return 1 end)".to_vec(), vec![0, 1, 2]];
+        let mut w = SnapshotWriter::create(&target, 1, 16).unwrap();
+        w.functions(&libs);
+        w.entry(0, b"k", &entry(Value::Int(1), None));
+        w.finish().unwrap();
+        let mut r = SnapshotReader::open(&target).unwrap();
+        assert!(r.next_entry().unwrap().is_some());
+        assert!(r.next_entry().unwrap().is_none());
+        assert_eq!(r.take_functions(), libs);
+        assert_eq!(check(&target).unwrap().0, 1);
+
+        // A count larger than the frame holds is damage, not an allocation.
+        let mut w = SnapshotWriter::create(&target, 1, 16).unwrap();
+        let mut payload = vec![FUNCTIONS];
+        put_uvarint(&mut payload, u64::MAX);
+        frame::put_frame(&mut w.out, &payload);
+        w.finish().unwrap();
+        let mut r = SnapshotReader::open(&target).unwrap();
+        let e = r.next_entry().unwrap_err();
+        assert!(e.reason.contains("bad FUNCTIONS frame"), "{e}");
     }
 }

@@ -28,6 +28,14 @@ fn canon(v: &Value) -> Vec<String> {
             pairs.into_iter().flat_map(|(f, v)| [f, v]).collect()
         }
         Value::ZSet(z) => z.iter().flat_map(|(m, score)| [s(m), format!("{score}")]).collect(),
+        Value::Stream(st) => st
+            .range(magpie_store::StreamId::MIN, magpie_store::StreamId::MAX, false)
+            .flat_map(|e| {
+                let mut v = vec![e.id.to_string()];
+                v.extend(e.fields().flat_map(|(f, x)| [s(&f.to_vec()), s(&x.to_vec())]));
+                v
+            })
+            .collect(),
     }
 }
 

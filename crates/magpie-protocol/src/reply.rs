@@ -112,6 +112,23 @@ impl Reply {
         }
     }
 
+    /// A map whose pairs RESP2 shows as two-element arrays (XREAD's streams, as Redis sends
+    /// them), where [`Reply::map`] would flatten them: `%len` in RESP3, `*len` in RESP2; open
+    /// each pair with [`Reply::nested_pair`].
+    pub fn nested_map(&mut self, len: usize) {
+        match self.proto {
+            Resp::V2 => self.header(b'*', len),
+            Resp::V3 => self.header(b'%', len),
+        }
+    }
+
+    /// Opens one pair of [`Reply::nested_map`]: `*2` in RESP2, nothing in RESP3.
+    pub fn nested_pair(&mut self) {
+        if self.proto == Resp::V2 {
+            self.buf.extend_from_slice(b"*2\r\n");
+        }
+    }
+
     /// A set: `~` in RESP3, an array in RESP2.
     pub fn set(&mut self, len: usize) {
         match self.proto {

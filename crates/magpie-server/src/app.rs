@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tracing::{info, warn};
 
 use magpie_store::now_ms;
@@ -21,6 +21,8 @@ use crate::services::{Server, expired};
 pub async fn run(config: Config) -> io::Result<()> {
     let shared = Arc::new(Server::new(config.clone()));
     ignore_file_size_signal();
+    // The HTTP API listens from the start, so its probes can say "loading" (503) meanwhile.
+    let http = start_http(&shared, &config).await?;
     // Load what is on disk before anyone can connect (and fail before binding if it is damaged).
     let loader = shared.clone();
     tokio::task::spawn_blocking(move || front::replay::load(&loader))
@@ -41,8 +43,9 @@ pub async fn run(config: Config) -> io::Result<()> {
     if config.tls_port != 0 {
         shared.tls().configure(&config.tls).map_err(|e| io::Error::other(format!("TLS: {e}")))?;
     }
-    let listeners = bind_all(&config, config.port).await?;
-    let tls_listeners = if config.tls_port != 0 { bind_all(&config, config.tls_port).await? } else { Vec::new() };
+    http.set_ready();
+    let listeners = bind_all(&config, config.port)?;
+    let tls_listeners = if config.tls_port != 0 { bind_all(&config, config.tls_port)? } else { Vec::new() };
     for (l, kind) in listeners.iter().map(|l| (l, "")).chain(tls_listeners.iter().map(|l| (l, " (TLS)"))) {
         if let Ok(addr) = l.local_addr() {
             info!("Ready to accept connections on {addr}{kind}");
@@ -57,12 +60,44 @@ pub async fn run(config: Config) -> io::Result<()> {
     let expiry = spawn_expiry(shared.clone())?;
 
     let mut stop = shared.shutdown_signal();
-    tokio::select! {
-        _ = stop.wait_for(|s| *s) => info!("SHUTDOWN received"),
-        _ = signal(SignalKind::Interrupt) => info!("Received SIGINT, scheduling shutdown"),
-        _ = signal(SignalKind::Terminate) => info!("Received SIGTERM, scheduling shutdown"),
+    let (mut sigint, mut sigterm) = (Signal::new(SignalKind::Interrupt), Signal::new(SignalKind::Terminate));
+    loop {
+        tokio::select! {
+            // SHUTDOWN took the final snapshot itself (it runs alone).
+            _ = stop.wait_for(|s| *s) => {
+                info!("SHUTDOWN received");
+                break;
+            }
+            () = sigint.recv() => info!("Received SIGINT, scheduling shutdown"),
+            () = sigterm.recv() => info!("Received SIGTERM, scheduling shutdown"),
+        }
+        // As Redis on a signal: the final snapshot, with no command running; if it cannot be
+        // written the server does not exit (the writes since the last snapshot would be
+        // lost) and goes on serving. SHUTDOWN NOSAVE or FORCE stop it without one. A SIGINT
+        // while the snapshot is written exits at once, as Redis's second Ctrl-C does.
+        let last = shared.clone();
+        let attempt = tokio::task::spawn_blocking(move || {
+            let _alone = last.gate().exclusive();
+            last.persistence().final_save(None, false)
+        });
+        let saved = tokio::select! {
+            r = attempt => r.map_err(|e| io::Error::other(e.to_string())).and_then(|r| r),
+            () = sigint.recv() => {
+                warn!("You insist... exiting now, without the final snapshot.");
+                std::process::exit(1);
+            }
+        };
+        match saved {
+            Ok(()) => {
+                shared.shutdown();
+                break;
+            }
+            Err(e) => warn!(
+                "Errors trying to shut down the server ({e}); it goes on serving. Check the logs for more \
+                 information."
+            ),
+        }
     }
-    shared.shutdown();
     // Connections finish the batch they are running and close; give them a moment.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !shared.clients().is_empty() && Instant::now() < deadline {
@@ -70,20 +105,35 @@ pub async fn run(config: Config) -> io::Result<()> {
     }
     let _ = tokio::task::spawn_blocking(move || expiry.join()).await;
     let last = shared.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        let persistence = last.persistence();
-        if let Err(e) = persistence.shutdown_save(None) {
-            warn!("the final snapshot failed: {e}");
-        }
-        persistence.shutdown_log();
-    })
-    .await;
+    let _ = tokio::task::spawn_blocking(move || last.persistence().shutdown_log()).await;
     info!("Magpie is now ready to exit, bye bye...");
     Ok(())
 }
 
+/// The HTTP API (see `front::http`) on `http-port` and `http-tls-port` (0: off), at every
+/// `bind` address. Before anything is loaded it answers only its probes and /metrics.
+async fn start_http(shared: &Arc<Server>, config: &Config) -> io::Result<Arc<front::http::Http>> {
+    let http = front::http::Http::new(shared.clone());
+    if config.http_tls_port != 0 {
+        shared.tls().configure(&config.tls).map_err(|e| io::Error::other(format!("TLS: {e}")))?;
+    }
+    for (port, tls) in [(config.http_port, false), (config.http_tls_port, true)] {
+        if port == 0 {
+            continue;
+        }
+        for listener in bind_all(config, port)? {
+            if let Ok(addr) = listener.local_addr() {
+                info!("HTTP API on {}://{addr}", if tls { "https" } else { "http" });
+            }
+            tokio::spawn(front::http::accept_loop(http.clone(), listener, tls));
+        }
+    }
+    http.spawn_housekeeping();
+    Ok(http)
+}
+
 /// Listens on every `bind` address at `port`.
-async fn bind_all(config: &Config, port: u16) -> io::Result<Vec<TcpListener>> {
+fn bind_all(config: &Config, port: u16) -> io::Result<Vec<TcpListener>> {
     let mut listeners = Vec::new();
     for addr in &config.bind {
         // Redis's syntax: "-addr" may fail to bind (e.g. no IPv6) without stopping the start.
@@ -101,13 +151,24 @@ async fn bind_all(config: &Config, port: u16) -> io::Result<Vec<TcpListener>> {
                 ));
             }
         };
-        match TcpListener::bind(sockaddr).await {
+        match listen(sockaddr, config.tcp_backlog) {
             Ok(l) => listeners.push(l),
             Err(e) if optional => info!("skipping optional bind address {sockaddr}: {e}"),
             Err(e) => return Err(io::Error::new(e.kind(), format!("could not listen on {sockaddr}: {e}"))),
         }
     }
     Ok(listeners)
+}
+
+/// A listening socket with the `tcp-backlog` queue (tokio's and std's `bind` use 128, too
+/// short for a burst of connections: the kernel drops the SYNs that do not fit, and each
+/// client waits a second or more before it tries again).
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // As std's bind does: a restarted server can listen while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Accepts connections on `listener` (TLS ones when `tls`) and serves each on its own task.
@@ -218,19 +279,32 @@ enum SignalKind {
     Terminate,
 }
 
-async fn signal(kind: SignalKind) {
-    use tokio::signal::unix::{SignalKind as K, signal};
-    let kind = match kind {
-        SignalKind::Interrupt => K::interrupt(),
-        SignalKind::Terminate => K::terminate(),
-    };
-    match signal(kind) {
-        Ok(mut s) => {
-            s.recv().await;
+/// A signal to wait for, listened to from its creation on (so that none delivered between two
+/// waits is missed).
+struct Signal(Option<tokio::signal::unix::Signal>);
+
+impl Signal {
+    fn new(kind: SignalKind) -> Signal {
+        use tokio::signal::unix::{SignalKind as K, signal};
+        let kind = match kind {
+            SignalKind::Interrupt => K::interrupt(),
+            SignalKind::Terminate => K::terminate(),
+        };
+        match signal(kind) {
+            Ok(s) => Signal(Some(s)),
+            Err(e) => {
+                warn!("cannot listen for signals: {e}");
+                Signal(None)
+            }
         }
-        Err(e) => {
-            warn!("cannot listen for signals: {e}");
-            std::future::pending::<()>().await;
+    }
+
+    async fn recv(&mut self) {
+        match &mut self.0 {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
         }
     }
 }

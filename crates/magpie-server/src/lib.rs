@@ -26,5 +26,6 @@ mod services;
 
 pub use app::run;
 pub use core::alloc::configure as configure_allocator;
+pub use core::alloc::worker_parked;
 pub use services::config::{Config, Options};
 pub use services::persist::check_tool;

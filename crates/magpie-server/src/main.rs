@@ -35,6 +35,8 @@ fn main() -> ExitCode {
         .init();
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // An idle worker gives back the memory its connections freed (see `worker_parked`).
+    runtime.on_thread_park(magpie_server::worker_parked);
     if let Some(n) = config.threads {
         runtime.worker_threads(n.max(1));
     }

@@ -270,6 +270,30 @@ fn acl_users_permissions_and_errors() {
     "#);
 }
 
+/// Scripts run their `redis.call`s as the calling user: a refusal is the script's error, in
+/// Redis's words, and goes to the ACL LOG with the `lua` context; `redis.acl_check_cmd`
+/// answers for that user.
+#[test]
+#[ignore = "needs redis-server; run with --ignored"]
+fn scripts_run_as_their_user() {
+    run(r#"
+        ACL SETUSER lua on >lpass -@all +eval +evalsha +get +script|load ~app:* &chan
+        ACL LOG RESET
+        l> AUTH lua lpass
+        l> EVAL "return redis.call('get', KEYS[1])" 1 app:1
+        l> EVAL "return redis.call('set', KEYS[1], 'v')" 1 app:1
+        l> EVAL "return redis.call('get', KEYS[1])" 1 other
+        l> EVAL "return redis.call('get', 'other')" 0
+        l> EVAL "return redis.pcall('set', 'app:1', 'v')" 0
+        l> EVAL "return redis.call('publish', 'news', 'm')" 0
+        l> EVAL "return redis.acl_check_cmd('get', 'app:1')" 0
+        l> EVAL "return redis.acl_check_cmd('set', 'app:1', 'v')" 0
+        l> EVAL "return redis.acl_check_cmd('get', 'other')" 0
+        l> EVAL "return redis.acl_check_cmd('nosuch')" 0
+        ~log ACL LOG
+    "#);
+}
+
 #[test]
 #[ignore = "needs redis-server; run with --ignored"]
 fn requirepass_auth_and_hello() {

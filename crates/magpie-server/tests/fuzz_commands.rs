@@ -118,8 +118,22 @@ fn blocking_timeout(args: &[Vec<u8>]) -> Option<&[u8]> {
     }
 }
 
+/// XREAD's and XREADGROUP's BLOCK milliseconds, wherever noise left them.
+fn stream_block(args: &[Vec<u8>]) -> Option<&[u8]> {
+    let name = args.first()?.to_ascii_lowercase();
+    if !matches!(name.as_slice(), b"xread" | b"xreadgroup") {
+        return None;
+    }
+    let at = args.iter().position(|a| a.eq_ignore_ascii_case(b"block"))?;
+    args.get(at + 1).map(Vec::as_slice)
+}
+
 /// Whether a blocking command may wait long enough that the fuzzer should not wait for it.
 fn may_block_long(args: &[Vec<u8>]) -> bool {
+    if let Some(ms) = stream_block(args) {
+        let ms: Option<i64> = std::str::from_utf8(ms).ok().and_then(|t| t.parse().ok());
+        return ms.is_some_and(|ms| ms == 0 || ms > 20);
+    }
     blocking_timeout(args).is_some_and(|t| !matches!(t, b"0.001" | b"0.002" | b"0.01" | b"1e-3" | b"0.005"))
 }
 
@@ -185,7 +199,10 @@ impl Run {
         let mut batch = Vec::with_capacity(batch_len);
         for _ in 0..batch_len {
             let spec = self.pick_spec();
-            let cmd = self.gens.command(&spec);
+            let mut cmd = self.gens.command(&spec);
+            if self.gens.rng.percent(5) {
+                cmd = self.gens.in_script(cmd);
+            }
             self.note(c, &cmd);
             batch.push(cmd);
         }
@@ -692,6 +709,11 @@ fn read_key(conn: &mut Conn, key: &[u8]) -> Result<Option<(KeyDump, u64)>, Check
             }
             (flat, len * 2, bytes, b"LLEN".as_slice())
         }
+        "stream" => {
+            let (items, bytes) = read_stream(conn, key, &k)?;
+            let n = items.len() as i64;
+            (items, n, bytes, b"LLEN".as_slice())
+        }
         other => return broken(format!("TYPE {k}: {other:?}")),
     };
     if items.is_empty() {
@@ -712,6 +734,77 @@ fn read_key(conn: &mut Conn, key: &[u8]) -> Result<Option<(KeyDump, u64)>, Check
         return Ok(None);
     }
     Ok(Some((KeyDump { kind, items, expire_at }, bytes)))
+}
+
+/// A reply flattened into lines (aggregates bracketed), leaving out the elements at `drop`
+/// of each innermost array.
+fn flatten(r: &Resp, drop: &[usize], out: &mut Vec<Vec<u8>>) {
+    match r {
+        Resp::Array(items) | Resp::Set(items) => {
+            let innermost = items.iter().all(|i| !matches!(i, Resp::Array(_) | Resp::Map(_)));
+            out.push(b"[".to_vec());
+            for (i, item) in items.iter().enumerate() {
+                if !(innermost && drop.contains(&i)) {
+                    flatten(item, drop, out);
+                }
+            }
+            out.push(b"]".to_vec());
+        }
+        Resp::Map(pairs) => {
+            out.push(b"{".to_vec());
+            for (k, v) in pairs {
+                flatten(k, drop, out);
+                flatten(v, drop, out);
+            }
+            out.push(b"}".to_vec());
+        }
+        Resp::Int(n) => out.push(n.to_string().into_bytes()),
+        Resp::Null => out.push(b"(nil)".to_vec()),
+        other => out.push(other.bytes().unwrap_or_default().to_vec()),
+    }
+}
+
+/// A stream read back: its entries (checked against XLEN, and adding up to its size), its
+/// counters and node shape, and its groups with their pending entries and consumers, without
+/// the times a log replay sets anew (idle times).
+fn read_stream(conn: &mut Conn, key: &[u8], k: &str) -> Result<(Vec<Vec<u8>>, u64), Check> {
+    let entries = call(conn, &[b"XRANGE", key, b"-", b"+"])?;
+    let Some(list) = entries.items() else { return broken(format!("XRANGE {k}: {entries:?}")) };
+    let len = call(conn, &[b"XLEN", key])?.int().unwrap_or(-1);
+    if len != list.len() as i64 {
+        return broken(format!("stream {k}: XLEN says {len}, XRANGE returns {} entries", list.len()));
+    }
+    let mut bytes = 0u64;
+    let mut last: Option<Vec<u8>> = None;
+    for e in &list {
+        let parts = e.items().unwrap_or_default();
+        let (Some(id), Some(fields)) = (parts.first().and_then(|i| i.bytes()), parts.get(1).and_then(|f| f.items()))
+        else {
+            return broken(format!("XRANGE {k}: an entry {e:?}"));
+        };
+        let parse = |id: &[u8]| -> Option<(u64, u64)> {
+            let (ms, seq) = std::str::from_utf8(id).ok()?.split_once('-')?;
+            Some((ms.parse().ok()?, seq.parse().ok()?))
+        };
+        if last.as_deref().and_then(parse) >= parse(id) {
+            return broken(format!("stream {k}: entry {} after {:?}, out of order", show(id), last.map(|l| show(&l))));
+        }
+        last = Some(id.to_vec());
+        bytes += fields.iter().map(|f| f.bytes().map_or(0, <[u8]>::len) as u64).sum::<u64>();
+    }
+    let mut items = Vec::new();
+    flatten(&entries, &[], &mut items);
+    flatten(&call(conn, &[b"XINFO", b"STREAM", key])?, &[], &mut items);
+    let groups = call(conn, &[b"XINFO", b"GROUPS", key])?;
+    flatten(&groups, &[], &mut items);
+    for g in groups.items().unwrap_or_default() {
+        let fields = g.items().unwrap_or_default();
+        let Some(name) = fields.get(1).and_then(|n| n.bytes()) else { continue };
+        // XPENDING's idle time is third; XINFO CONSUMERS' is the last pair.
+        flatten(&call(conn, &[b"XPENDING", key, name, b"-", b"+", b"1000000"])?, &[2], &mut items);
+        flatten(&call(conn, &[b"XINFO", b"CONSUMERS", key, name])?, &[4, 5], &mut items);
+    }
+    Ok((items, bytes))
 }
 
 fn check_zset_order(k: &str, flat: &[Vec<u8>]) -> Result<(), Check> {
@@ -745,6 +838,7 @@ fn check_encoding(conn: &mut Conn, key: &[u8], kind: &str, items: &[Vec<u8>]) ->
         "list" => &["quicklist", "listpack"],
         "hash" => &["listpack", "hashtable"],
         "set" => &["intset", "listpack", "hashtable"],
+        "stream" => &["stream"],
         _ => &["listpack", "skiplist"],
     };
     if !allowed.contains(&enc.as_str()) {

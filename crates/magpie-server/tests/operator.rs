@@ -271,3 +271,58 @@ fn debug_set_active_expire_stops_the_cycle() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn latency_histogram_and_info_latencystats() {
+    let server = Server::magpie();
+    let mut c = server.raw();
+    for _ in 0..10 {
+        c.cmd_str("SET k v");
+    }
+    c.cmd_str("GET k");
+    c.cmd_str("CONFIG GET port");
+    // In the order named; a container stands for its subcommands; unknown names are left out.
+    let reply = c.cmd_str("LATENCY HISTOGRAM get nosuch set config");
+    assert!(reply.starts_with("*6\r\n$3\r\nget\r\n*4\r\n$5\r\ncalls\r\n:1\r\n$14\r\nhistogram_usec\r\n*"), "{reply}");
+    let set_at = reply.find("$3\r\nset\r\n*4\r\n$5\r\ncalls\r\n:10\r\n").expect("set");
+    assert!(set_at < reply.find("$10\r\nconfig|get\r\n").expect("config|get"), "{reply}");
+    // RESP3: maps, the buckets' counts cumulative up to all calls.
+    c.cmd_str("HELLO 3");
+    let reply = c.cmd_str("LATENCY HISTOGRAM set");
+    assert!(reply.starts_with("%1\r\n$3\r\nset\r\n%2\r\n$5\r\ncalls\r\n:10\r\n$14\r\nhistogram_usec\r\n%"), "{reply}");
+    assert!(reply.ends_with(":10\r\n"), "the last bucket counts every call: {reply}");
+    let info = c.cmd_str("INFO latencystats");
+    assert!(info.contains("# Latencystats\r\n"), "{info}");
+    let line = info.split("\r\n").find(|l| l.starts_with("latency_percentiles_usec_set:")).expect("set line");
+    let fields: Vec<&str> = line.split(':').nth(1).expect("fields").split(',').collect();
+    assert_eq!(fields.len(), 3, "{line}");
+    assert!(
+        fields[0].starts_with("p50=") && fields[1].starts_with("p99=") && fields[2].starts_with("p99.9="),
+        "{line}"
+    );
+    assert_eq!(s(&c.cmd(&[b"CONFIG", b"SET", b"latency-tracking-info-percentiles", b""])), "+OK\r\n");
+    assert!(!c.cmd_str("INFO latencystats").contains("p50="), "no percentiles asked");
+    assert_eq!(c.cmd_str("CONFIG SET latency-tracking-info-percentiles 90"), "+OK\r\n");
+    assert!(c.cmd_str("INFO latencystats").contains("latency_percentiles_usec_set:p90="));
+    assert_eq!(c.cmd_str("CONFIG SET latency-tracking no"), "+OK\r\n");
+    assert!(!c.cmd_str("INFO latencystats").contains("latency_percentiles_usec_"));
+    // Not in the default sections; in `all`, after errorstats.
+    assert!(!c.cmd_str("INFO").contains("# Latencystats"));
+    let all = c.cmd_str("INFO all");
+    assert!(all.find("# Errorstats").expect("errorstats") < all.find("# Latencystats").expect("latencystats"));
+    assert_eq!(c.cmd_str("CONFIG RESETSTAT"), "+OK\r\n");
+    assert_eq!(c.cmd_str("LATENCY HISTOGRAM set"), "%0\r\n");
+}
+
+#[test]
+fn monitor_shows_scripts_and_their_commands() {
+    let server = Server::magpie();
+    let mut m = server.raw();
+    assert_eq!(m.cmd_str("MONITOR"), "+OK\r\n");
+    let mut c = server.raw();
+    c.cmd(&[b"EVAL", b"return redis.call('set', KEYS[1], 'v')", b"1", b"k"]);
+    let lines = lines_until(&mut m, "\"set\" \"k\" \"v\"");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].contains(" \"EVAL\" \"return redis.call('set', KEYS[1], 'v')\" \"1\" \"k\""), "{lines:?}");
+    assert!(lines[1].contains(" [0 lua] \"set\" \"k\" \"v\""), "EVAL first, then what it ran: {lines:?}");
+}

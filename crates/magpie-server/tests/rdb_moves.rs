@@ -228,7 +228,7 @@ fn import_rdb_loads_a_redis_save() {
 
     // A keyspace that is not empty is refused, and so is a damaged file.
     let mut busy = Command::new(env!("CARGO_BIN_EXE_magpie-server"))
-        .args(["--port", &common::free_port().to_string(), "--dir", &d, "--save", "3600 1"])
+        .args(["--port", &common::free_port().to_string(), "--http-port", "0", "--dir", &d, "--save", "3600 1"])
         .args(["--import-rdb", &rdb.display().to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -242,7 +242,7 @@ fn import_rdb_loads_a_redis_save() {
     let bad = dir.join("bad.rdb");
     std::fs::write(&bad, &bytes).expect("write");
     let status = Command::new(env!("CARGO_BIN_EXE_magpie-server"))
-        .args(["--port", &common::free_port().to_string(), "--save", ""])
+        .args(["--port", &common::free_port().to_string(), "--http-port", "0", "--save", ""])
         .args(["--import-rdb", &bad.display().to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

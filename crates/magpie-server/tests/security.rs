@@ -116,6 +116,8 @@ fn acl_file_loads_at_start_saves_and_reloads() {
         .args([
             "--port",
             &common::free_port().to_string(),
+            "--http-port",
+            "0",
             "--save",
             "",
             "--aclfile",

@@ -273,10 +273,15 @@ impl Shard {
     fn take(&mut self) -> Map {
         self.tap.tick();
         if !self.watched.is_empty() {
-            // As Redis: a flush touches the watched keys that existed.
+            // As Redis: a flush touches the watched keys that existed, and signals those that
+            // blocked clients wait on (a client reading a stream through a group then fails,
+            // as after Redis's `scanDatabaseForDeletedStreams`).
             for (k, w) in self.watched.iter_mut() {
                 if self.map.contains_key(&**k) {
                     w.version += 1;
+                    if w.waiters > 0 {
+                        self.tap.ready(self.db, k);
+                    }
                 }
             }
         }

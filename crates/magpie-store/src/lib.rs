@@ -19,6 +19,7 @@ mod keyspace;
 pub mod list;
 mod segtable;
 pub mod set;
+pub mod stream;
 pub mod tap;
 mod value;
 pub mod zset;
@@ -33,6 +34,7 @@ pub use keyspace::{
 pub use list::List;
 pub use magpie_protocol::parse_i64;
 pub use set::Set;
+pub use stream::{Stream, StreamId};
 pub use tap::{Expired, Tap};
 pub use value::{Frozen, Value};
 pub use zset::ZSet;

@@ -101,6 +101,14 @@ impl Tap {
         seq
     }
 
+    /// Numbers a change made outside the shards (a function library loaded or deleted), so that
+    /// the log orders its record among the keyspace's changes and the snapshot schedule counts
+    /// it; 0 while ordering is off. The caller runs with no other command running (nothing
+    /// may cut a snapshot between the change and its number).
+    pub fn tick_outside(&self) -> u64 {
+        self.tick()
+    }
+
     /// Installs the hook told of changes to keys that blocked clients wait on (once; later
     /// calls are ignored).
     pub fn set_ready_hook(&self, hook: ReadyHook) {

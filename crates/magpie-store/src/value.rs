@@ -2,7 +2,7 @@
 
 use magpie_protocol::parse_i64;
 
-use crate::{Hash, List, Set, ZSet, decimal_len};
+use crate::{Hash, List, Set, Stream, ZSet, decimal_len};
 
 /// A stored value. Strings that are canonical 64-bit integers are kept as `Int` (Redis's
 /// `int` encoding): smaller, and INCR needs no parsing. Collections are boxed, so a `Value`
@@ -15,6 +15,7 @@ pub enum Value {
     Hash(Box<Hash>),
     Set(Box<Set>),
     ZSet(Box<ZSet>),
+    Stream(Box<Stream>),
 }
 
 impl Value {
@@ -54,14 +55,16 @@ impl Value {
             Value::Hash(h) => h.size(),
             Value::Set(s) => s.size(),
             Value::ZSet(z) => z.size(),
+            // A stream's size is the bytes of its nodes: kept exact as cheaply as the others.
+            Value::Stream(s) => s.size(),
         }
     }
 
     /// A collection with no elements, which must not stay in the keyspace (Redis deletes a key
-    /// whose list, hash, set or sorted set becomes empty).
+    /// whose list, hash, set or sorted set becomes empty; an empty stream stays).
     pub fn is_empty_collection(&self) -> bool {
         match self {
-            Value::Str(_) | Value::Int(_) => false,
+            Value::Str(_) | Value::Int(_) | Value::Stream(_) => false,
             Value::List(l) => l.is_empty(),
             Value::Hash(h) => h.is_empty(),
             Value::Set(s) => s.is_empty(),
@@ -77,6 +80,7 @@ impl Value {
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
             Value::ZSet(_) => "zset",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -90,6 +94,7 @@ impl Value {
             Value::Hash(h) => h.encoding(),
             Value::Set(s) => s.encoding(),
             Value::ZSet(z) => z.encoding(),
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -168,7 +173,9 @@ impl Value {
     /// the snapshot encodes at once.
     pub fn freeze(&mut self) -> Option<Frozen> {
         match self {
-            Value::Str(_) | Value::Int(_) => None,
+            // A stream's nodes are listpacks that the snapshot copies as they are (memcpy
+            // speed), so even a big one is encoded at once.
+            Value::Str(_) | Value::Int(_) | Value::Stream(_) => None,
             Value::List(l) => l.freeze().map(Frozen::List),
             Value::Hash(h) => h.freeze().map(Frozen::Hash),
             Value::Set(s) => s.freeze().map(Frozen::Set),
@@ -179,7 +186,7 @@ impl Value {
     /// Whether [`Value::freeze`] gives an image (checked without changing anything).
     pub fn wants_freezing(&self) -> bool {
         match self {
-            Value::Str(_) | Value::Int(_) => false,
+            Value::Str(_) | Value::Int(_) | Value::Stream(_) => false,
             Value::List(l) => l.wants_freezing(),
             Value::Hash(h) => h.wants_freezing(),
             Value::Set(s) => s.wants_freezing(),

@@ -84,8 +84,9 @@ pub mod opcodes {
     pub const EOF: u8 = 255;
 }
 
-/// A value as RDB holds it: one of Magpie's values, or a stream (kept in Redis's layout until
-/// Magpie has a stream type).
+/// A value as RDB holds it: one of Magpie's values, or a stream as read, in Redis's layout
+/// (`magpie_store::Stream::try_from` makes it a `Value::Stream`; either form is written as
+/// Redis writes a stream).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Object {
     Value(Value),

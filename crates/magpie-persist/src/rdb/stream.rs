@@ -1,7 +1,7 @@
 //! Streams as RDB holds them (`RDB_TYPE_STREAM_LISTPACKS_2`): the listpack nodes of Redis's
 //! radix tree with their master IDs, the stream's counters and IDs, and its consumer groups
-//! with their pending entries and consumers. Magpie has no stream type yet; this plain data is
-//! what one converts from and to.
+//! with their pending entries and consumers. This plain form converts to and from Magpie's
+//! stream type (`magpie_store::Stream`, see `crate::stream_rdb`).
 //!
 //! ```text
 //! stream   := nodes:len (master-id:string(16 bytes, ms:u64be seq:u64be) listpack:string)*

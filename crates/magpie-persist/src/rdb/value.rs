@@ -274,6 +274,10 @@ pub fn write_value(out: &mut Vec<u8>, key: Option<&[u8]>, value: &Value, opts: &
                 }
             }
         },
+        Value::Stream(s) => {
+            put_key(out, types::STREAM_LISTPACKS_2);
+            stream::write(out, &super::Stream::from(&**s), compress);
+        }
         Value::ZSet(z) => match zset_as_listpack(z, t) {
             Some(lp) => {
                 put_key(out, types::ZSET_LISTPACK);

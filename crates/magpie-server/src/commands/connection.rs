@@ -12,8 +12,9 @@ use crate::services::clients::ClientInfo;
 pub(crate) const REDIS_VERSION: &str = "7.0.15";
 
 pub(super) fn ping(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    if ctx.protocol() == Resp::V2 && ctx.session().info().pubsub.active() && args.len() <= 2 {
-        // A RESP2 subscriber reads everything as messages: the reply looks like one.
+    if ctx.protocol() == Resp::V2 && ctx.session().info().pubsub.active() && args.len() <= 2 && !ctx.session().script {
+        // A RESP2 subscriber reads everything as messages: the reply looks like one. (Not a
+        // script's PING: its reply goes to the script.)
         ctx.out().array(2);
         ctx.out().bulk(b"pong");
         ctx.out().bulk(if args.len() == 2 { args.get(1) } else { b"" });

@@ -174,6 +174,11 @@ impl Report<'_> {
         field!(out, "used_memory_rss_human", human(rss));
         field!(out, "used_memory_peak", usage.peak_committed);
         field!(out, "used_memory_peak_human", human(usage.peak_committed as u64));
+        let scripting = self.shared.scripting();
+        let (libraries, functions) = scripting.function_counts();
+        field!(out, "number_of_cached_scripts", scripting.script_count());
+        field!(out, "number_of_functions", functions);
+        field!(out, "number_of_libraries", libraries);
         field!(out, "total_system_memory", system);
         field!(out, "total_system_memory_human", human(system));
         field!(out, "maxmemory", 0);

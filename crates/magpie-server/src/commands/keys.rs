@@ -52,6 +52,7 @@ fn free(value: magpie_store::Value) {
         Value::Hash(h) => h.len() > BIG,
         Value::Set(s) => s.len() > BIG,
         Value::ZSet(z) => z.len() > BIG,
+        Value::Stream(s) => s.len() > BIG as u64,
         Value::Str(_) | Value::Int(_) => false,
     };
     if big {

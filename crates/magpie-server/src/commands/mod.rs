@@ -15,9 +15,11 @@ mod keys;
 mod lists;
 mod operator;
 mod pubsub;
+mod scripting;
 mod server;
 mod sets;
 mod sort;
+mod streams;
 mod strings;
 mod zsets;
 
@@ -32,7 +34,7 @@ use crate::{acl, flags, key_flags};
 
 /// The data types' tables, in table order (after [`CONNECTION`], the transaction commands and
 /// [`CORE`]).
-pub(crate) static FAMILIES: [&[Command]; 12] = [
+pub(crate) static FAMILIES: [&[Command]; 14] = [
     lists::COMMANDS,
     hashes::COMMANDS,
     sets::COMMANDS,
@@ -45,6 +47,8 @@ pub(crate) static FAMILIES: [&[Command]; 12] = [
     geo::COMMANDS,
     sort::COMMANDS,
     operator::COMMANDS,
+    streams::COMMANDS,
+    scripting::COMMANDS,
 ];
 
 /// The connection commands.
@@ -277,7 +281,7 @@ pub(crate) static CORE: &[Command] = &[
         "", server::lastsave)
         .acl(acl![ADMIN, DANGEROUS])
         .tips(&["nondeterministic_output"]),
-    Command::new("shutdown", -1, flags![ADMIN, NOSCRIPT, LOADING, STALE, NO_MULTI, ALLOW_BUSY], "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server.",
+    Command::new("shutdown", -1, flags![ADMIN, NOSCRIPT, LOADING, STALE, NO_MULTI, ALLOW_BUSY, RUNS_ALONE], "server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server.",
         "[NOSAVE|SAVE] [NOW] [FORCE] [ABORT]", server::shutdown),
     Command::new("config", -2, flags![], "server", "2.0.0", "A container for server configuration commands.",
         "", command::container)

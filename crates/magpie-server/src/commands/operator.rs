@@ -263,7 +263,7 @@ fn latency_doctor(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
 /// distribution over powers of two of microseconds.
 fn latency_histogram(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let table = ctx.table();
-    let histograms = report::histograms(table, args);
+    let histograms = report::histograms(ctx.server(), table, args);
     let out = ctx.out();
     out.map(histograms.len());
     for (name, calls, buckets) in histograms {

@@ -47,10 +47,12 @@ pub(super) fn time(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-/// SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]. With snapshots configured (or SAVE), a
-/// final snapshot is taken before the server stops; if it fails, the server goes on (unless
-/// FORCE) and says so. The log is flushed and fsynced on the way out. On success the
-/// connection closes without a reply, as in Redis.
+/// SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT]. It runs alone (no other command runs
+/// meanwhile, as in Redis): with snapshots configured (or SAVE), a final snapshot is taken
+/// before the server stops; if it fails, the server goes on (unless FORCE) and says so, and
+/// the log says why. Once it succeeds, writes are refused until the server exits. The log is
+/// flushed and fsynced on the way out. On success the connection closes without a reply, as
+/// in Redis.
 pub(super) fn shutdown(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (mut save, mut nosave, mut abort, mut force) = (false, false, false, false);
     for opt in args.iter().skip(1) {
@@ -70,7 +72,14 @@ pub(super) fn shutdown(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Err(error::syntax());
     }
     if abort {
+        // A shutdown runs alone from start to end (there are no replicas to wait for), so
+        // none is ever in progress when ABORT can run.
         return Err("ERR No shutdown in progress.".into());
+    }
+    let running = ctx.server().scripting().running();
+    if !nosave && running.timed_out() {
+        // A script past busy-reply-threshold: only SHUTDOWN NOSAVE may stop the server.
+        return Err(running.busy_error());
     }
     let wanted = if save {
         Some(true)
@@ -80,15 +89,13 @@ pub(super) fn shutdown(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         None
     };
     let server = ctx.server();
-    if let Err(e) = server.persistence().shutdown_save(wanted)
-        && !force
-    {
-        tracing::warn!("SHUTDOWN refused: the final snapshot failed ({e})");
-        return Err("ERR Errors trying to SHUTDOWN. Check logs.".into());
-    }
     if nosave {
         // Declined: the shutdown path must not save either.
         server.persistence().decline_final_save();
+    }
+    if server.persistence().final_save(wanted, force).is_err() {
+        tracing::warn!("Errors trying to shut down the server. Check the logs for more information.");
+        return Err("ERR Errors trying to SHUTDOWN. Check logs.".into());
     }
     server.shutdown();
     ctx.session_mut().close();

@@ -22,7 +22,7 @@ pub(crate) const ZSET: u32 = 1 << 7;
 pub(crate) const EXPIRED: u32 = 1 << 8;
 /// `e`: a key evicted for maxmemory.
 pub(crate) const EVICTED: u32 = 1 << 9;
-/// `t`: stream commands (Magpie has no streams; accepted for compatibility).
+/// `t`: stream commands.
 pub(crate) const STREAM: u32 = 1 << 10;
 /// `m`: a key looked up and not found.
 pub(crate) const KEY_MISS: u32 = 1 << 11;

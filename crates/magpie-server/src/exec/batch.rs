@@ -44,7 +44,8 @@ impl<'s> Batch<'s> {
         if alone {
             self.pass = None;
         } else if self.pass.is_none() {
-            self.pass = Some(self.server.gate().shared());
+            // `None` while a script is busy: dispatch then answers -BUSY command by command.
+            self.pass = self.server.gate().try_shared();
         }
         let mut ctx = Ctx::new(
             self.server,

@@ -27,9 +27,9 @@ use crate::services::expired;
 
 /// Whether a command may run inside BEGIN, and if not why. Commands that read or write the
 /// whole keyspace (KEYS, SCAN, FLUSHALL, ...) have no keys to copy; blocking ones would wait on
-/// the copy forever.
-fn refused_inside_begin(cmd: &Command) -> Option<Error> {
-    if cmd.has(Flags::BLOCKING) {
+/// the copy forever (a script's do not block: they run as their non-blocking form).
+fn refused_inside_begin(cmd: &Command, script: bool) -> Option<Error> {
+    if cmd.has(Flags::BLOCKING) && !script {
         return Some(Error::msg(format!(
             "ERR {} is a blocking command, not allowed inside BEGIN",
             cmd.name.to_uppercase()
@@ -98,7 +98,7 @@ pub(super) fn run_inside(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_
         abort(real_ks, i, why.clone());
         return Some(rolled_back(&why));
     }
-    if let Some(e) = refused_inside_begin(cmd) {
+    if let Some(e) = refused_inside_begin(cmd, session.script) {
         return Some(e);
     }
     // Copy every key the command names that the transaction has not touched yet.

@@ -16,6 +16,7 @@ mod batch;
 mod interactive;
 mod multi;
 mod observe;
+mod scripts;
 mod table;
 pub(crate) mod waiters;
 
@@ -27,7 +28,7 @@ pub(crate) use table::TABLE;
 use magpie_protocol::Args;
 
 use crate::core::error::{CmdResult, Error};
-use crate::model::{Command, Ctx, Executor, Flags, Mode, Table};
+use crate::model::{Command, Ctx, Executor, Flags, Mode, ScriptBody, ScriptRun, Table};
 use crate::services::Server;
 use crate::services::expired;
 use crate::services::stats::KeyOp;
@@ -53,14 +54,32 @@ pub(crate) fn dispatch_resolved(
     args: Args<'_>,
 ) -> Option<&'static Command> {
     let stats = ctx.stats();
-    // Held while the command runs: a transaction runs with nothing else running.
+    // Held while the command runs: a transaction or a script runs with nothing else running.
     let gate = ctx.server().gate();
-    let _pass = if cmd.has(Flags::RUNS_ALONE) {
-        Some(gate.exclusive())
-    } else if cmd.has(Flags::NETWORK) {
+    let _pass = if cmd.has(Flags::NETWORK) {
         None // it takes the gate itself, around its steps on the keyspace
     } else {
-        Some(gate.shared())
+        let entered = if cmd.has(Flags::RUNS_ALONE) { gate.try_exclusive() } else { gate.try_shared() };
+        match entered {
+            Some(pass) => Some(pass),
+            None => {
+                // The holder is busy (a script past busy-reply-threshold): as Redis, a client
+                // that may not run the command hears so before it hears -BUSY.
+                if let Err(refusal) = admit(ctx, id, cmd, args) {
+                    if let Some(e) = refusal {
+                        refuse(ctx, args, e, Some(id));
+                    }
+                    return None;
+                }
+                match busy(ctx, cmd) {
+                    Ok(pass) => Some(pass),
+                    Err(e) => {
+                        refuse(ctx, args, e, Some(id));
+                        return None;
+                    }
+                }
+            }
+        }
     };
     // Authentication and ACL permissions, before anything else looks at the command.
     if let Err(refusal) = admit(ctx, id, cmd, args) {
@@ -105,7 +124,7 @@ pub(crate) fn dispatch_resolved(
             Some(e) => Err(e),
             None => run_logged(ctx, cmd, args),
         }
-    } else if cmd.has(Flags::MAY_REPLICATE) {
+    } else if cmd.has(Flags::MAY_REPLICATE) && !cmd.has(Flags::LOGS_EFFECTS) {
         // A read that may change a value (PFCOUNT caches the cardinality in its HyperLogLog):
         // logged as itself when it did, as Redis propagates it. PUBLISH changes nothing.
         run_logged(ctx, cmd, args)
@@ -198,7 +217,13 @@ fn refusal(ctx: &Ctx<'_>, cmd: &Command, args: Args<'_>, d: crate::model::access
     ctx.server().acl().log_denial(LogEntry {
         count: 1,
         reason: d.reason,
-        context: if executing || session.txn.multi.is_some() { Context::Multi } else { Context::Toplevel },
+        context: if session.script {
+            Context::Lua
+        } else if executing || session.txn.multi.is_some() {
+            Context::Multi
+        } else {
+            Context::Toplevel
+        },
         object,
         username: session.login.user().name().to_vec(),
         ctime: magpie_store::now_ms(),
@@ -226,11 +251,45 @@ fn refusal(ctx: &Ctx<'_>, cmd: &Command, args: Args<'_>, d: crate::model::access
     Error::msg(text)
 }
 
+/// The gate's holder (a script past `busy-reply-threshold`) is busy: a command allowed then
+/// (`ALLOW_BUSY`: SCRIPT KILL, FUNCTION KILL, FUNCTION STATS, SHUTDOWN, MULTI, ...) runs
+/// without the gate; any other is refused with Redis's `-BUSY` (`processCommand`).
+#[cold]
+fn busy<'s>(ctx: &Ctx<'s>, cmd: &Command) -> Result<crate::services::gate::Pass<'s>, Error> {
+    let server = ctx.server();
+    if cmd.has(Flags::ALLOW_BUSY) {
+        return Ok(server.gate().bypass());
+    }
+    Err(server.scripting().running().busy_error())
+}
+
+/// `redis.call`'s ACL check (Redis's `scriptVerifyACL`): a refusal goes to the ACL LOG with
+/// the `lua` context, and the script hears it in Redis's words.
+pub(crate) fn script_acl(ctx: &Ctx<'_>, id: usize, cmd: &Command, args: Args<'_>) -> Result<(), String> {
+    use crate::services::acl::Reason;
+    let Err(d) = crate::model::access::check(ctx.session().login.user(), id, cmd, args) else { return Ok(()) };
+    let reason = d.reason;
+    let _ = refusal(ctx, cmd, args, d);
+    let why = match reason {
+        Reason::Command => "can't run this command or subcommand",
+        Reason::Key => "can't access at least one of the keys mentioned in the command arguments",
+        Reason::Channel => "can't publish to the channel mentioned in the command",
+        Reason::Auth => "lacking the permissions for the command",
+    };
+    Err(format!("The user executing the script {why}"))
+}
+
+/// Whether the session's user may run `cmd` (the table's entry `id`) with `args`
+/// (`redis.acl_check_cmd`).
+pub(crate) fn permits(ctx: &Ctx<'_>, id: usize, cmd: &Command, args: Args<'_>) -> bool {
+    crate::model::access::check(ctx.session().login.user(), id, cmd, args).is_ok()
+}
+
 /// In RESP2, a subscribed client may only (un)subscribe, PING, QUIT and RESET; in RESP3 it
-/// may run anything.
+/// may run anything. A script's commands are not the client's: they always may.
 #[inline]
 fn allowed_in_subscribe_mode(ctx: &Ctx<'_>, cmd: &Command) -> CmdResult {
-    if ctx.protocol() == magpie_protocol::Resp::V3 || !ctx.session().info().pubsub.active() {
+    if ctx.protocol() == magpie_protocol::Resp::V3 || !ctx.session().info().pubsub.active() || ctx.session().script {
         return Ok(());
     }
     refuse_in_subscribe_mode(cmd)
@@ -322,5 +381,9 @@ impl Executor for Exec {
 
     fn serve_waiters(&self, server: &Server) {
         waiters::serve(server);
+    }
+
+    fn run_script(&self, ctx: &mut Ctx<'_>, script: &ScriptRun<'_>, body: &mut ScriptBody<'_>) -> CmdResult {
+        scripts::run_script(ctx, script, body)
     }
 }

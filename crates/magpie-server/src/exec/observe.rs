@@ -95,7 +95,7 @@ fn slow(ctx: &Ctx<'_>, args: Args<'_>, micros: u64) {
 fn feed(ctx: &Ctx<'_>, args: Args<'_>) {
     let session = ctx.session();
     let redacted = session.effects.redacted;
-    let source = Source::Client(session.info().addr);
+    let source = if session.script { Source::Lua } else { Source::Client(session.info().addr) };
     let args = args.iter().enumerate().map(|(i, a)| shown(redacted, i, a));
     ctx.server().monitors().feed(session.db(), &source, args);
 }

@@ -14,8 +14,11 @@ use crate::services::blocking::Waiter;
 use crate::services::stats;
 
 /// A waiter for `session`, whose command `cmd` (id `id`) ran with `args` and asked to wait.
+/// It runs again as the command rewrote itself to wait, if it did (XREAD's `$` becomes the
+/// ID it stood for).
 pub(crate) fn waiter(session: &Session, proto: Resp, args: Args<'_>) -> Arc<Waiter> {
     let wait = &session.wait;
+    let args = wait.rerun.as_ref().map_or(args, |a| a.args());
     Arc::new(Waiter::new(session.info().clone(), session.db(), proto, wait.id, args, wait.keys.clone(), wait.wants))
 }
 
@@ -26,7 +29,7 @@ pub(crate) fn register(server: &Server, waiter: &Arc<Waiter>) {
     let (blocking, ks) = (server.blocking(), server.keyspace());
     blocking.register(ks, waiter);
     let _pass = server.gate().shared();
-    if blocking.try_serve(ks, waiter, &mut |w| run_again(server, w)) && blocking.has_ready() {
+    if blocking.try_serve(ks, waiter, None, &mut |w, key| run_again(server, w, key)) && blocking.has_ready() {
         // Served at once, and what it did may feed others (BLMOVE's destination).
         serve(server);
     }
@@ -34,7 +37,7 @@ pub(crate) fn register(server: &Server, waiter: &Arc<Waiter>) {
 
 /// Serves the clients waiting on the keys signalled so far (see `Blocking::serve`).
 pub(crate) fn serve(server: &Server) {
-    server.blocking().serve(server.keyspace(), &mut |w| run_again(server, w));
+    server.blocking().serve(server.keyspace(), &mut |w, key| run_again(server, w, key));
 }
 
 /// Counts a waiter's command once, when it ends without being served (timeout, disconnect), as
@@ -45,14 +48,16 @@ pub(crate) fn count_unserved(waiter: &Waiter) {
     }
 }
 
-/// Runs a waiter's command again as its client, in `Retry` mode. Returns the reply when it
-/// was served (the command is then counted, once), `None` when it would wait on.
-fn run_again(server: &Server, waiter: &Waiter) -> Option<(Vec<u8>, u64)> {
+/// Runs a waiter's command again as its client, in `Retry` mode, for the key being served
+/// (`None`: any). Returns the reply when it was served (the command is then counted, once),
+/// `None` when it would wait on.
+fn run_again(server: &Server, waiter: &Waiter, key: Option<&[u8]>) -> Option<(Vec<u8>, u64)> {
     let cmd: &'static Command = EXEC.table().by_id(waiter.cmd)?;
     // Checked when it was first called; served as the server itself.
     let mut session = Session::new(waiter.info.clone(), Login::internal());
     session.select(waiter.db);
     session.wait.mode = Mode::Retry;
+    session.wait.ready = key.map(Into::into);
     let mut out = Reply::new(waiter.proto);
     let counters = stats::local();
     let mut timer = stats::Timer::start();

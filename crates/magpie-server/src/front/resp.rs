@@ -1,20 +1,24 @@
 //! One client connection: read what is available, run every complete command in the buffer,
 //! answer the whole batch with one write. Pipelining is the main lever for throughput.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use magpie_protocol::{Args, Decoder, Limits, Reply, Resp};
 
+use crate::core::alloc;
 use crate::exec::{Batch, waiters};
-use crate::model::{Session, Timeout};
+use crate::model::flags::KeyFlags;
+use crate::model::{Command, Flags, Session, Timeout};
 use crate::services::Server;
 use crate::services::blocking::Waiter;
 use crate::services::clients::ClientInfo;
@@ -23,7 +27,25 @@ use crate::services::stats;
 
 use super::stream::Stream;
 
+/// Room for one read: a worker thread's shared read buffer holds this much, and a connection's
+/// own buffer gets at least this much room when it reads the rest of a long command.
 const READ_CHUNK: usize = 16 * 1024;
+/// Buffers a busy connection keeps from one request to the next: up to this much of replies,
+/// so that it does not allocate for each (see `settle`); an idle one lets them go after
+/// [`IDLE_TRIM`]. Not less: replies of hundreds of KB (a subscriber's batch of messages, a
+/// pipeline's replies) freed and allocated again each time, on whichever worker thread the
+/// connection runs, left mimalloc's pages freed from other threads resident (a server grew by
+/// 20+ MB in `a_subscriber_that_does_not_read_is_closed_and_the_publisher_stays_fast` with 64 KB).
+const KEEP_BUSY: usize = 1 << 20;
+/// What an idle connection keeps: when its buffers hold more than this (a request or reply
+/// that was not small, a pipeline), they are let go once it has been idle for [`IDLE_TRIM`].
+/// A connection whose requests and replies are small holds about this much and arms no timer.
+/// Measured with `bench/connections.py`: about 3 KB per idle connection in all.
+const IDLE_KEEP: usize = 512;
+/// How long a connection waits for input before it lets go of grown buffers (then rounded up
+/// to a [`TRIM_TICK`]).
+const IDLE_TRIM: Duration = Duration::from_secs(1);
+const TRIM_TICK: Duration = Duration::from_millis(250);
 /// Commands decoded (and their keys warmed) ahead of running them: enough for the cache
 /// misses of their lookups to overlap, few enough for what they touch to stay in cache.
 const BATCH: usize = 32;
@@ -53,61 +75,100 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
     let mut first_read = !tls;
     shared.clients().accepted.fetch_add(1, Ordering::Relaxed);
     let mut stop = shared.shutdown_signal();
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
-    let mut out = Reply::new(Resp::V2);
+    // Every buffer starts empty and grows as requests need; see `trim`, `settle` and
+    // `Idle::trim` for how they shrink back.
+    let mut rbuf = BytesMut::new();
+    let mut out = Reply::default();
+    // The longest the replies grew since the buffers were last trimmed (what `out` holds).
+    let mut out_peak = 0usize;
     let mut decoder = Decoder::new(limits(shared));
+    // The decoder reserved room for a long command (or unquoted a long inline one): replace it
+    // once the buffer is empty, so the room goes with it.
+    let mut decoder_grown = false;
     // The current batch: each command's argument spans (into the read buffer, or into
     // `inline_args` for inline commands), reused from read to read.
-    let mut batch: Vec<Queued> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<Queued> = Vec::new();
     let mut spans: Vec<(usize, usize)> = Vec::new();
     let mut inline_args: Vec<u8> = Vec::new();
+    // The replies in `out` of commands that wrote to the log (see `answer_when_durable`).
+    let mut writes: Vec<Written> = Vec::new();
+
+    // When the connection began waiting for its next request (its idle time, for `timeout`).
+    let mut waiting_since = tokio::time::Instant::now();
 
     'conn: loop {
-        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
-            // Grow with what is buffered, so a large argument needs few reads and copies.
-            rbuf.reserve(READ_CHUNK.max(rbuf.len()));
-        }
+        // One timer at most, for whichever comes first: an interactive transaction left open
+        // past its age limit is rolled back even if the client says nothing more; a client
+        // silent for `timeout` seconds is closed (subscribers wait for messages, not
+        // commands: never, as in Redis); buffers grown past what an idle connection keeps
+        // are let go after IDLE_TRIM.
+        let txn_at = client.txn().deadline(shared.settings()).map(tokio::time::Instant::from_std);
         let timeout = shared.settings().timeout();
-        let read = async {
-            // Subscribers wait for messages, not commands: never idle (as in Redis).
-            if timeout == 0 || client.info().pubsub.active() || client.info().pubsub.monitor.load(Ordering::Relaxed) {
-                Ok(stream.read_buf(&mut rbuf).await)
-            } else {
-                tokio::time::timeout(Duration::from_secs(timeout), stream.read_buf(&mut rbuf)).await
-            }
-        };
-        // An interactive transaction left open past its age limit is rolled back even if the
-        // client says nothing more.
-        let txn_deadline = client.txn().deadline(shared.settings());
-        let txn_expiry = async {
-            match txn_deadline {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
+        let timeout_at =
+            (timeout > 0 && !client.info().pubsub.active() && !client.info().pubsub.monitor.load(Ordering::Relaxed))
+                .then(|| waiting_since + Duration::from_secs(timeout));
+        let grown = decoder_grown
+            || writes.capacity() > 4
+            || rbuf.capacity() > IDLE_KEEP
+            || out_peak > IDLE_KEEP
+            || batch.capacity() > 4
+            || spans.capacity() > 16
+            || inline_args.capacity() > IDLE_KEEP;
+        let trim_at = grown.then(|| trim_tick(waiting_since + IDLE_TRIM));
+        let wake_at = [txn_at, timeout_at, trim_at].into_iter().flatten().min();
+        let timer = async {
+            match wake_at {
+                Some(at) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }
         };
-        let read = tokio::select! {
-            r = read => Some(r),
+        let read = read_into(&mut stream, &mut rbuf);
+        let woke = tokio::select! {
+            r = read => Woke::Input(r),
             _ = stop.wait_for(|s| *s) => break,
-            () = txn_expiry => {
-                client.txn.expire(shared.keyspace(), shared.settings());
+            () = messages(client.info()) => Woke::Messages,
+            () = timer => Woke::Timer,
+        };
+        let read = match woke {
+            Woke::Input(r) => r,
+            Woke::Messages => {
+                // Messages for this subscriber: written at once, then back to waiting.
+                match Box::pin(write_messages(shared, client.info(), &mut out, &mut stream)).await {
+                    Ok(len) => out_peak = out_peak.max(len),
+                    Err(Closed) => break,
+                }
                 continue 'conn;
             }
-            () = messages(client.info()) => None,
-        };
-        let Some(read) = read else {
-            // Messages for this subscriber: written at once, then back to waiting.
-            if write_messages(shared, client.info(), &mut out, &mut stream).await.is_err() {
-                break;
+            Woke::Timer => {
+                let now = tokio::time::Instant::now();
+                if txn_at.is_some_and(|at| at <= now) {
+                    client.txn.expire(shared.keyspace(), shared.settings());
+                } else if timeout_at.is_some_and(|at| at <= now) {
+                    debug!("closing idle client {id}");
+                    break;
+                } else {
+                    // Nothing is being decoded (the buffer is empty or holds the start of one
+                    // command, whose spans the decoder keeps relative to it) and nothing is
+                    // waiting to be written.
+                    rbuf = if rbuf.is_empty() { BytesMut::new() } else { BytesMut::from(&rbuf[..]) };
+                    if rbuf.is_empty() && decoder_grown {
+                        decoder = Decoder::new(limits(shared));
+                        decoder_grown = false;
+                    }
+                    (batch, spans, inline_args) = (Vec::new(), Vec::new(), Vec::new());
+                    writes = Vec::new();
+                    let proto = out.proto;
+                    out = Reply::default();
+                    out.proto = proto;
+                    out_peak = 0;
+                    alloc::note_freed();
+                }
+                continue 'conn;
             }
-            continue;
         };
         match read {
-            Ok(Ok(0) | Err(_)) => break,
-            Ok(Ok(n)) => stats::local().read(n),
-            Err(_elapsed) => {
-                debug!("closing idle client {id}");
-                break;
-            }
+            Ok(0) | Err(_) => break,
+            Ok(n) => stats::local().read(n),
         }
 
         if first_read {
@@ -134,6 +195,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
                     Ok(Some(args)) => {
                         let start = spans.len();
                         let inline = !std::ptr::eq(args.buf(), &rbuf[..]);
+                        decoder_grown |= args.len() > 16 || (inline && args.buf().len() > IDLE_KEEP);
                         if inline {
                             // Its arguments live in the decoder's scratch buffer, which the
                             // next command overwrites: keep a copy.
@@ -174,7 +236,15 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
                     security_warning(addr);
                     break 'conn;
                 }
+                let (wrote, at) = (client.wrote(), out.len());
                 let ran = run.run(&mut client, &mut out, args);
+                if client.wrote() > wrote {
+                    writes.push(Written {
+                        reply: at..out.len(),
+                        seq: client.wrote(),
+                        hold: ran.is_none_or(hands_over),
+                    });
+                }
                 last = ran.or(last);
                 if let (true, Some(cmd)) = (client.is_blocked(), ran) {
                     // A blocking command found nothing: the replies before it go out now (as
@@ -184,18 +254,26 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
                     let waiter = waiters::waiter(&client, out.proto, args);
                     *client.info().last_cmd.lock() = cmd.name;
                     if !out.is_empty() {
+                        answer_when_durable(shared, &client, &mut out, &mut writes).await;
                         if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
                             // Gone before it could wait (it was never registered).
                             waiters::count_unserved(&waiter);
                             break 'conn;
                         }
                         stats::local().wrote(out.len());
-                        out.clear();
+                        out_peak = out_peak.max(settle(&mut out));
                     }
-                    match block_on(shared, &waiter, client.block_timeout(), &mut stream, &mut rbuf, &mut stop).await {
+                    let wait = block_on(shared, &waiter, client.block_timeout(), &mut stream, &mut rbuf, &mut stop);
+                    // Boxed: a rare wait, whose state the connection need not carry while idle.
+                    match Box::pin(wait).await {
                         Ended::Reply(reply, wrote) => {
+                            let at = out.len();
                             out.raw(&reply);
                             client.note_write(wrote);
+                            if wrote > 0 {
+                                // A pop: its data must reach the client (see `hands_over`).
+                                writes.push(Written { reply: at..out.len(), seq: wrote, hold: true });
+                            }
                         }
                         Ended::TimedOut => out.null_array(),
                         Ended::Closed => break 'conn,
@@ -211,12 +289,12 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
                 // memory, and a client that does not read them stops being served.
                 if out.len() >= FLUSH_AT {
                     run.pause();
-                    wait_durable(shared, &client).await;
+                    answer_when_durable(shared, &client, &mut out, &mut writes).await;
                     if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
                         break 'conn;
                     }
                     stats::local().wrote(out.len());
-                    out.clear();
+                    out_peak = out_peak.max(settle(&mut out));
                     run.resume();
                 }
             }
@@ -231,9 +309,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
         let consumed = decoder.consumed();
         rbuf.advance(consumed);
         decoder.discard(consumed);
-        if rbuf.is_empty() && rbuf.capacity() > 4 * 1024 * 1024 {
-            rbuf = BytesMut::with_capacity(READ_CHUNK); // let a huge request's buffer go
-        }
+        trim(&mut rbuf);
 
         let info = client.info();
         info.last_active_ms
@@ -245,13 +321,13 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
         }
 
         if !out.is_empty() {
-            wait_durable(shared, &client).await;
+            answer_when_durable(shared, &client, &mut out, &mut writes).await;
             if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
                 debug!("client {id}: write failed or idle past the timeout");
                 break 'conn;
             }
             stats::local().wrote(out.len());
-            out.clear();
+            out_peak = out_peak.max(settle(&mut out));
         }
         if client.wants_close() || protocol_error.is_some() {
             break;
@@ -260,6 +336,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
             debug!("client {id}: closing, query buffer over {QUERY_BUFFER_LIMIT} bytes");
             break;
         }
+        waiting_since = tokio::time::Instant::now();
     }
     let _ = stream.shutdown().await;
     client.end(shared.keyspace(), shared.pubsub());
@@ -267,6 +344,102 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
         shared.monitors().remove(id);
     }
     shared.clients().disconnect(id);
+}
+
+thread_local! {
+    /// Each worker thread's read buffer: a connection with nothing buffered reads into it and
+    /// keeps only the bytes that arrived, so an idle connection holds no read buffer.
+    static READ_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Waits for input and reads what arrived into `rbuf`. A TCP connection with nothing buffered
+/// reads through the worker thread's buffer (`read_some`); a TLS session decrypts into `rbuf`
+/// itself (rustls holds its own buffers anyway).
+async fn read_into(stream: &mut Stream, rbuf: &mut BytesMut) -> io::Result<usize> {
+    match stream {
+        Stream::Tcp(tcp) => loop {
+            tcp.readable().await?;
+            match read_some(tcp, rbuf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                done => return done,
+            }
+        },
+        Stream::Tls(tls) => {
+            if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+                rbuf.reserve(READ_CHUNK.max(rbuf.len()));
+            }
+            tls.read_buf(rbuf).await
+        }
+    }
+}
+
+/// Reads what the socket has (without waiting: `WouldBlock` if nothing) into `rbuf`. The start
+/// of a request goes through the thread's buffer, so `rbuf` holds what arrived and no more;
+/// the rest of a long command is read straight into `rbuf`, grown with what it holds, so a
+/// large argument needs few reads and copies.
+fn read_some(stream: &TcpStream, rbuf: &mut BytesMut) -> io::Result<usize> {
+    if !rbuf.is_empty() {
+        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+            rbuf.reserve(READ_CHUNK.max(rbuf.len()));
+        }
+        return stream.try_read_buf(rbuf);
+    }
+    READ_SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        scratch.clear();
+        scratch.reserve(READ_CHUNK);
+        let n = stream.try_read_buf(&mut *scratch)?;
+        rbuf.extend_from_slice(&scratch[..n]);
+        Ok(n)
+    })
+}
+
+/// `at`, rounded up to a multiple of [`TRIM_TICK`] since the process started: connections that
+/// go idle at about the same time let their buffers go together, and each worker thread gives
+/// the memory back once for all of them (`core::alloc::worker_parked`).
+fn trim_tick(at: tokio::time::Instant) -> tokio::time::Instant {
+    static BASE: OnceLock<tokio::time::Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(tokio::time::Instant::now);
+    let tick = TRIM_TICK.as_nanos();
+    let since = at.saturating_duration_since(base).as_nanos();
+    let ticks = u64::try_from(since.div_ceil(tick)).unwrap_or(u64::MAX);
+    base + TRIM_TICK.saturating_mul(u32::try_from(ticks).unwrap_or(u32::MAX))
+}
+
+/// After a batch: a read buffer much bigger than what it still holds (it held a long command)
+/// is let go, or replaced by one just big enough for the start of the command it holds.
+/// Buffers never stay at their peak: garbage that once sent a 100 MB argument must not keep
+/// 100 MB for its connection (`bench/garbage.py`).
+fn trim(rbuf: &mut BytesMut) {
+    if rbuf.is_empty() {
+        if rbuf.capacity() > READ_CHUNK {
+            *rbuf = BytesMut::new();
+        }
+    } else if rbuf.capacity() > 4 * rbuf.len().max(READ_CHUNK) {
+        *rbuf = BytesMut::from(&rbuf[..]);
+    }
+}
+
+/// After the replies were written: empties `out`, and lets its memory go if it grew past
+/// [`KEEP_BUSY`] (a big reply, a long pipeline's replies). Returns how long it was.
+fn settle(out: &mut Reply) -> usize {
+    let len = out.len();
+    if len > KEEP_BUSY {
+        let proto = out.proto;
+        *out = Reply::default();
+        out.proto = proto;
+    } else {
+        out.clear();
+    }
+    len
+}
+
+/// What ended a connection's wait for input.
+enum Woke<R> {
+    Input(R),
+    Messages,
+    /// A transaction's age limit, the idle `timeout`, or [`IDLE_TRIM`] with grown buffers.
+    Timer,
 }
 
 /// How a blocked client's wait ended.
@@ -369,19 +542,78 @@ async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, buf: &[u8], timeout: u
     Ok(())
 }
 
+/// The reply of a command that added a record to the log, waiting in `out` for the record to
+/// be durable.
+struct Written {
+    reply: std::ops::Range<usize>,
+    seq: u64,
+    /// The reply hands over data that the command took out of the keyspace (a pop): it is
+    /// never replaced with an error, which would lose that data (see `hands_over`).
+    hold: bool,
+}
+
+/// Whether `cmd`'s reply may hold data the command removed from the keyspace: LPOP, SPOP,
+/// ZPOPMIN, GETDEL, LMOVE's source (a key spec that both reads and deletes), or a transaction,
+/// whose commands are not known here.
+fn hands_over(cmd: &Command) -> bool {
+    cmd.has(Flags::RUNS_ALONE)
+        || cmd.key_specs.iter().any(|k| k.flags.contains(KeyFlags::ACCESS) && k.flags.contains(KeyFlags::DELETE))
+}
+
 /// Under `appendfsync always`, waits until the log is on disk up to this client's last write:
 /// no write is acknowledged before it is durable. Clients that wrote meanwhile share the fsync.
-/// Under `everysec` and `no`, waits only while the records not yet written pass
-/// [`crate::journal::MAX_BACKLOG`] (a disk slower than the writes), until this client's are.
-async fn wait_durable(shared: &Server, client: &Session) {
+/// Under `everysec` and `no`, waits (until this client's records are written) only while the
+/// records not yet written pass [`crate::services::journal::MAX_BACKLOG`] (a disk slower than
+/// the writes) or the oldest of them waits for more than
+/// [`crate::services::journal::MAX_WRITE_LAG_MS`] (a writer thread that gets no CPU): what
+/// a process crash can take stays bounded.
+///
+/// If the log cannot be written (a full disk), the replies of the writes whose records are not
+/// durable are replaced at once with the error that other clients' writes get (MISCONF): a
+/// write that is not acknowledged loses nothing. Its change stays in memory and its record is
+/// written when the disk has room, as with a reply lost on the way. The exception is a reply
+/// that hands over data its command removed (a pop): it waits for the disk, as before, since
+/// an error in its place would lose that data. `writes` is emptied.
+async fn answer_when_durable(shared: &Server, client: &Session, out: &mut Reply, writes: &mut Vec<Written>) {
     let journal = shared.journal();
     let wrote = client.wrote();
-    if wrote == 0 || (journal.policy() != Fsync::Always && !journal.backlogged()) || journal.durable_now() >= wrote {
+    if wrote == 0
+        || journal.durable_now() >= wrote
+        || (journal.policy() != Fsync::Always && !journal.backlogged() && !journal.lagging())
+    {
+        writes.clear();
         return;
     }
     let mut durable = journal.durable();
-    journal.wake();
-    let _ = durable.wait_for(|&d| d >= wrote || !journal.is_on()).await;
+    let _waiting = journal.wait_guard();
+    let _ = durable.wait_for(|&d| d >= wrote || !journal.is_on() || journal.is_failing()).await;
+    let d = journal.durable_now();
+    if d < wrote && journal.is_on() {
+        if writes.iter().any(|w| w.seq > d && w.hold) {
+            let _ = durable.wait_for(|&d| d >= wrote || !journal.is_on()).await;
+        } else {
+            let error = shared
+                .persistence()
+                .deny_writes()
+                .map_or_else(|| b"MISCONF Errors writing to the AOF file".to_vec(), |e| e.0.to_vec());
+            refuse_unlogged(out, writes, d, &error);
+        }
+    }
+    writes.clear();
+}
+
+/// Replaces in `out` the replies of the `writes` whose records are numbered above `durable`
+/// with `error`.
+fn refuse_unlogged(out: &mut Reply, writes: &[Written], durable: u64, error: &[u8]) {
+    let replies = out.as_bytes().to_vec();
+    out.clear();
+    let mut from = 0;
+    for w in writes.iter().filter(|w| w.seq > durable) {
+        out.raw(&replies[from..w.reply.start]);
+        out.error(error);
+        from = w.reply.end;
+    }
+    out.raw(&replies[from..]);
 }
 
 /// Redis's refusal of a client from outside the loopback interface in protected mode.
@@ -457,14 +689,16 @@ struct Closed;
 
 /// Writes what is in the client's mailbox, until it is empty. Fails when the client went over
 /// its output buffer limit (also while a write is stuck because it does not read) or its
-/// socket failed: the connection then closes. `out` is empty, and left empty.
+/// socket failed: the connection then closes. `out` is empty, and left empty. Returns the
+/// longest write (what `out` grew to).
 async fn write_messages<S: AsyncWrite + Unpin>(
     shared: &Server,
     info: &ClientInfo,
     out: &mut Reply,
     stream: &mut S,
-) -> Result<(), Closed> {
+) -> Result<usize, Closed> {
     let mailbox = &info.pubsub.mailbox;
+    let mut peak = 0;
     loop {
         if mailbox.overflowed() {
             let (hard, soft, secs) = shared.pubsub().limits.get();
@@ -480,7 +714,7 @@ async fn write_messages<S: AsyncWrite + Unpin>(
         tokio::task::yield_now().await;
         let size = mailbox.take_into(out);
         if out.is_empty() {
-            return Ok(());
+            return Ok(peak);
         }
         let overflow = async {
             while !mailbox.overflowed() {
@@ -496,7 +730,26 @@ async fn write_messages<S: AsyncWrite + Unpin>(
             () = overflow => continue,
         }
         stats::local().wrote(out.len());
-        out.clear();
+        peak = peak.max(settle(out));
         mailbox.release(size, &shared.pubsub().limits);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::exec::test_support::TestSession;
+
+    /// What a connection's task holds while it waits is part of what every idle connection
+    /// costs (bench/connections.py): the rare waits (a blocked command, pub/sub messages) are
+    /// boxed, and there is one timer, so it stays small.
+    #[tokio::test]
+    async fn a_waiting_connection_holds_a_small_future() {
+        let t = TestSession::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let connection = super::serve(t.server.clone(), super::Stream::Tcp(stream), addr, addr, false);
+        let size = std::mem::size_of_val(&connection);
+        assert!(size <= 2048, "the connection's future takes {size} bytes");
     }
 }

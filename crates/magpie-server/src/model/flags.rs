@@ -52,6 +52,10 @@ bitflags! {
         /// Waits on the network (MIGRATE): runs without the gate, so no transaction waits for
         /// its round trip, and takes the gate itself around its steps on the keyspace.
         const NETWORK = 1 << 28;
+        /// Logs the effects of what it runs itself (EVAL, FCALL: one record of the commands the
+        /// script called), so dispatch does not log the command as it does other
+        /// `MAY_REPLICATE` ones.
+        const LOGS_EFFECTS = 1 << 29;
     }
 }
 

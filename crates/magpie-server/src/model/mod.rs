@@ -11,7 +11,7 @@ pub(crate) mod keyspec;
 pub(crate) mod session;
 pub(crate) mod wait;
 
-pub(crate) use command::ctx::{Ctx, Executor};
+pub(crate) use command::ctx::{Ctx, Executor, ScriptBody, ScriptRun};
 pub(crate) use command::{Command, Table};
 pub(crate) use flags::Flags;
 pub(crate) use keyspec::{Begin, Find, KeySpec};

@@ -64,6 +64,9 @@ pub(crate) struct Session {
     /// Who the client is (AUTH, HELLO AUTH; RESET goes back to the default user) and whether
     /// it authenticated: dispatch checks every command against it.
     pub(crate) login: Login,
+    /// A script is running for this session: the commands dispatched now come from its
+    /// `redis.call` (they are not refused in subscribe mode; blocking ones do not block).
+    pub(crate) script: bool,
 }
 
 impl Session {
@@ -80,6 +83,7 @@ impl Session {
             txn: TxnState::default(),
             effects: Effects::default(),
             wait: Wait::default(),
+            script: false,
         }
     }
 

@@ -1,6 +1,8 @@
 //! What a blocking command asks of its connection (see `crate::services::blocking` for how
 //! waiting clients are served).
 
+use magpie_protocol::ArgVec;
+
 use crate::core::error::Error;
 
 /// Whether a blocking command may make its client wait.
@@ -31,6 +33,12 @@ pub(crate) struct Wait {
     pub wants: &'static str,
     /// The command's id in the statistics (set by dispatch when it waits).
     pub id: usize,
+    /// The command to run again in place of the one that asked to wait, when it rewrote
+    /// itself (XREAD with `$`: the ID it stood for then).
+    pub rerun: Option<ArgVec>,
+    /// In `Retry` mode, the key whose change is being served (`None`: any of the command's
+    /// keys). XREAD and XREADGROUP then answer for that key alone, as Redis serves them.
+    pub ready: Option<Box<[u8]>>,
 }
 
 impl Wait {
@@ -38,6 +46,8 @@ impl Wait {
         self.requested = false;
         self.keys.clear();
         self.timeout = None;
+        self.rerun = None;
+        self.ready = None;
     }
 }
 

@@ -61,8 +61,9 @@ pub(crate) struct Waiter {
     pub proto: Resp,
     /// The command's id in the command table (and its statistics).
     pub cmd: usize,
-    /// The type of value it waits for (`"list"`, `"zset"`): a key holding another type
-    /// serves nobody here, as in Redis.
+    /// The type of value it waits for (`"list"`, `"zset"`, `"stream"`; `"stream-group"` for
+    /// XREADGROUP, which also ends when its key is gone): a key holding another type serves
+    /// nobody here, as in Redis.
     pub wants: &'static str,
     args: ArgVec,
     keys: Vec<Box<[u8]>>,
@@ -79,9 +80,10 @@ enum State {
     Left,
 }
 
-/// Runs a waiter's command again (see [`Blocking::serve`]): the reply and the log record its
-/// write added if it was served, `None` if it waits on.
-pub(crate) type Rerun<'a> = dyn FnMut(&Waiter) -> Option<(Vec<u8>, u64)> + 'a;
+/// Runs a waiter's command again (see [`Blocking::serve`]), for the key being served (`None`:
+/// any of its keys, as on its first run): the reply and the log record its write added if it
+/// was served, `None` if it waits on.
+pub(crate) type Rerun<'a> = dyn FnMut(&Waiter, Option<&[u8]>) -> Option<(Vec<u8>, u64)> + 'a;
 
 impl Waiter {
     /// A waiter for the client `info`, in database `db`, that ran command `cmd` with `args`
@@ -253,15 +255,21 @@ impl Blocking {
         }
     }
 
-    /// Runs the command of `waiter` again if it is still waiting; if that serves it, records
-    /// the reply, takes it out of its queues and wakes its connection. Returns whether it was
-    /// served.
-    pub(crate) fn try_serve(&self, ks: &Keyspace, waiter: &Arc<Waiter>, rerun: &mut Rerun<'_>) -> bool {
+    /// Runs the command of `waiter` again (for `key`, or any of its keys) if it is still
+    /// waiting; if that serves it, records the reply, takes it out of its queues and wakes its
+    /// connection. Returns whether it was served.
+    pub(crate) fn try_serve(
+        &self,
+        ks: &Keyspace,
+        waiter: &Arc<Waiter>,
+        key: Option<&[u8]>,
+        rerun: &mut Rerun<'_>,
+    ) -> bool {
         let mut state = waiter.state.lock();
         if !matches!(*state, State::Waiting) {
             return false;
         }
-        let Some((reply, wrote)) = rerun(waiter) else { return false };
+        let Some((reply, wrote)) = rerun(waiter, key) else { return false };
         *state = State::Served(reply, wrote);
         self.unqueue(ks, waiter);
         drop(state);
@@ -313,7 +321,9 @@ impl Blocking {
     }
 
     fn serve_queue(&self, ks: &Keyspace, db: usize, key: &[u8], rerun: &mut Rerun<'_>) {
-        let Some(held) = waited_type(ks, db, key) else { return };
+        let held = key_type(ks, db, key);
+        self.serve_stream_readers(ks, db, key, held, rerun);
+        let Some(held) = held.filter(|t| matches!(*t, "list" | "zset")) else { return };
         loop {
             // The oldest waiter that waits for what the key holds.
             let front = {
@@ -322,19 +332,46 @@ impl Blocking {
                 queue.and_then(|q| q.iter().find(|w| w.wants == held).cloned())
             };
             let Some(front) = front else { return };
-            if !self.try_serve(ks, &front, rerun) && matches!(*front.state.lock(), State::Waiting) {
+            if !self.try_serve(ks, &front, Some(key), rerun) && matches!(*front.state.lock(), State::Waiting) {
                 // It found nothing: neither will the ones behind it. (A waiter that was
                 // served or left meanwhile is out of the queue: go on with the next.)
                 return;
             }
         }
     }
+
+    /// Stream readers of a key, each tried once in the order they blocked, as Redis's
+    /// `serveClientsBlockedOnStreamKey`: reading takes nothing from the others, and a reader
+    /// that finds nothing says nothing about the next (each waits past its own ID, or its own
+    /// group's). XREAD waits for a stream; XREADGROUP is also run when the key is gone or
+    /// holds another type, and fails then (`unblockDeletedStreamReadgroupClients`).
+    fn serve_stream_readers(
+        &self,
+        ks: &Keyspace,
+        db: usize,
+        key: &[u8],
+        held: Option<&'static str>,
+        rerun: &mut Rerun<'_>,
+    ) {
+        let readers: Vec<Arc<Waiter>> = {
+            let inner = self.inner.lock();
+            let Some(queue) = inner.queues.get(&db).and_then(|q| q.get(key)) else { return };
+            queue
+                .iter()
+                .filter(|w| w.wants == "stream-group" || (w.wants == "stream" && held == Some("stream")))
+                .cloned()
+                .collect()
+        };
+        for w in readers {
+            self.try_serve(ks, &w, Some(key), rerun);
+        }
+    }
 }
 
-/// The type of `key` if it is one that blocking commands wait for: "list" or "zset". Like
-/// Redis, a key that received a value of another type (RENAME of a string onto it) serves
-/// nobody, and a list serves only clients waiting for lists: they keep waiting.
-fn waited_type(ks: &Keyspace, db: usize, key: &[u8]) -> Option<&'static str> {
+/// The type of `key`, if it exists. Like Redis, a key that received a value of another type
+/// (RENAME of a string onto it) serves nobody, and a list serves only clients waiting for
+/// lists: they keep waiting.
+fn key_type(ks: &Keyspace, db: usize, key: &[u8]) -> Option<&'static str> {
     let shard = ks.db(db).read(key);
-    shard.get(key, magpie_store::now_ms()).map(|e| e.value.type_name()).filter(|t| matches!(*t, "list" | "zset"))
+    shard.get(key, magpie_store::now_ms()).map(|e| e.value.type_name())
 }

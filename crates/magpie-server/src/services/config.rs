@@ -35,6 +35,10 @@ pub struct Options {
     /// Maximum number of connected clients [default: 10000].
     #[arg(long)]
     pub maxclients: Option<usize>,
+    /// Length of the queue of connections the kernel completes before the server accepts
+    /// them; the kernel caps it at net.core.somaxconn [default: 511].
+    #[arg(long)]
+    pub tcp_backlog: Option<u32>,
     /// Close a client after this many idle seconds; 0 never [default: 0].
     #[arg(long)]
     pub timeout: Option<u64>,
@@ -181,6 +185,37 @@ pub struct Options {
     /// The percentiles INFO latencystats shows, space separated [default: 50 99 99.9].
     #[arg(long, value_name = "PERCENTILES")]
     pub latency_tracking_info_percentiles: Option<String>,
+    /// TCP port of the HTTP API (on the `bind` addresses); 0 turns it off [default: 7379].
+    #[arg(long, value_name = "PORT")]
+    pub http_port: Option<u16>,
+    /// TCP port of the HTTP API over TLS (with the tls-* certificates); 0 for none
+    /// [default: 0].
+    #[arg(long, value_name = "PORT")]
+    pub http_tls_port: Option<u16>,
+    /// Host names the HTTP API answers to besides the bind addresses, localhost and the
+    /// loopback addresses, space separated (a request for any other Host gets 421: DNS
+    /// rebinding) [default: none].
+    #[arg(long, value_name = "HOSTS")]
+    pub http_allowed_hosts: Option<String>,
+    /// Web origins (scheme://host[:port]) allowed to call the HTTP API from a browser, space
+    /// separated; a request with any other Origin gets 403 [default: none].
+    #[arg(long, value_name = "ORIGINS")]
+    pub http_cors_origins: Option<String>,
+    /// A stream node (a listpack of entries) takes no more entries once it holds this many
+    /// bytes; 0 means 1 GB [default: 4096].
+    #[arg(long, value_name = "BYTES")]
+    pub stream_node_max_bytes: Option<String>,
+    /// ...or this many entries; 0 means no limit [default: 100].
+    #[arg(long, value_name = "ENTRIES")]
+    pub stream_node_max_entries: Option<u64>,
+    /// A script running longer than this many milliseconds makes other clients' commands
+    /// answer -BUSY, and may then be stopped with SCRIPT KILL / FUNCTION KILL; 0 at once
+    /// [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub busy_reply_threshold: Option<u64>,
+    /// The old name of busy-reply-threshold.
+    #[arg(long, value_name = "MS")]
+    pub lua_time_limit: Option<u64>,
     /// Check an append-only log file (or a log directory's manifest) and exit; with --fix,
     /// cut it after its last good record (keeping a backup).
     #[arg(long, value_name = "FILE")]
@@ -207,6 +242,7 @@ pub struct Config {
     pub port: u16,
     pub bind: Vec<String>,
     pub maxclients: usize,
+    pub tcp_backlog: u32,
     pub timeout: u64,
     pub proto_max_bulk_len: usize,
     pub databases: usize,
@@ -237,6 +273,10 @@ pub struct Config {
     pub notify_keyspace_events: u32,
     /// `client-output-buffer-limit`: (hard, soft, soft seconds) by [`ClientClass`].
     pub client_output_buffer_limit: [(u64, u64, u64); 3],
+    /// `busy-reply-threshold` (`lua-time-limit`), in milliseconds.
+    pub busy_reply_threshold: u64,
+    pub stream_node_max_bytes: u64,
+    pub stream_node_max_entries: u64,
     pub requirepass: Option<String>,
     pub aclfile: Option<PathBuf>,
     pub acllog_max_len: u64,
@@ -245,6 +285,12 @@ pub struct Config {
     pub enable_debug_command: Allow,
     pub tls_port: u16,
     pub tls: TlsSettings,
+    /// The HTTP API's port (0: off), and its TLS port (0: none).
+    pub http_port: u16,
+    pub http_tls_port: u16,
+    /// `http-allowed-hosts` and `http-cors-origins` at start (CONFIG SET changes them).
+    pub http_allowed_hosts: String,
+    pub http_cors_origins: String,
     /// `--import-rdb`: a Redis RDB file to load at start.
     pub import_rdb: Option<PathBuf>,
     /// SLOWLOG and LATENCY settings.
@@ -321,6 +367,11 @@ fn client_auth_name(a: ClientAuth) -> &'static str {
 
 fn parse_allow(s: &str) -> Result<Allow, String> {
     Allow::parse(s).ok_or_else(|| "argument(s) must be one of the following: no, yes, local".to_owned())
+}
+
+/// A list setting, normalised: words separated by single spaces.
+fn words(s: Option<String>) -> String {
+    s.unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// An empty string is no file, as Redis's `EMPTY_STRING_IS_NULL`.
@@ -438,6 +489,7 @@ impl Config {
                 .map(str::to_owned)
                 .collect(),
             maxclients: cli.maxclients.or(file.maxclients).unwrap_or(10_000),
+            tcp_backlog: cli.tcp_backlog.or(file.tcp_backlog).unwrap_or(511),
             timeout: cli.timeout.or(file.timeout).unwrap_or(0),
             proto_max_bulk_len: match pick(cli.proto_max_bulk_len, file.proto_max_bulk_len) {
                 Some(s) => parse_memory(&s)
@@ -505,6 +557,19 @@ impl Config {
                     .map_err(|e| format!("client-output-buffer-limit: {e}"))?,
                 None => DEFAULT_OUTPUT_LIMITS,
             },
+            busy_reply_threshold: cli
+                .busy_reply_threshold
+                .or(cli.lua_time_limit)
+                .or(file.busy_reply_threshold)
+                .or(file.lua_time_limit)
+                .unwrap_or(5000),
+            stream_node_max_bytes: match pick(cli.stream_node_max_bytes, file.stream_node_max_bytes) {
+                Some(s) => {
+                    parse_memory(&s).ok_or_else(|| format!("stream-node-max-bytes: '{s}' is not a size"))? as u64
+                }
+                None => 4096,
+            },
+            stream_node_max_entries: cli.stream_node_max_entries.or(file.stream_node_max_entries).unwrap_or(100),
             requirepass: None,
             aclfile: None,
             acllog_max_len: 128,
@@ -512,6 +577,10 @@ impl Config {
             enable_protected_configs: Allow::No,
             enable_debug_command: Allow::No,
             tls_port: 0,
+            http_port: cli.http_port.or(file.http_port).unwrap_or(7379),
+            http_tls_port: cli.http_tls_port.or(file.http_tls_port).unwrap_or(0),
+            http_allowed_hosts: words(pick(cli.http_allowed_hosts, file.http_allowed_hosts)),
+            http_cors_origins: words(pick(cli.http_cors_origins, file.http_cors_origins)),
             tls: TlsSettings {
                 cert_file: None,
                 key_file: None,
@@ -600,6 +669,11 @@ pub(crate) struct Settings {
     protected_mode: AtomicBool,
     tls: Mutex<TlsSettings>,
     pub(crate) operator: OperatorSettings,
+    http_allowed_hosts: Mutex<String>,
+    http_cors_origins: Mutex<String>,
+    stream_node_max_bytes: AtomicU64,
+    stream_node_max_entries: AtomicU64,
+    busy_reply_threshold: AtomicU64,
 }
 
 impl Settings {
@@ -629,12 +703,22 @@ impl Settings {
             protected_mode: AtomicBool::new(config.protected_mode),
             tls: Mutex::new(config.tls.clone()),
             operator: OperatorSettings::new(&config.operator),
+            http_allowed_hosts: Mutex::new(config.http_allowed_hosts.clone()),
+            http_cors_origins: Mutex::new(config.http_cors_origins.clone()),
+            stream_node_max_bytes: AtomicU64::new(config.stream_node_max_bytes),
+            stream_node_max_entries: AtomicU64::new(config.stream_node_max_entries),
+            busy_reply_threshold: AtomicU64::new(config.busy_reply_threshold),
             config,
         }
     }
 
     pub(crate) fn save(&self) -> Vec<(u64, u64)> {
         self.save.lock().clone()
+    }
+
+    /// `busy-reply-threshold`, in milliseconds.
+    pub(crate) fn busy_reply_threshold(&self) -> u64 {
+        self.busy_reply_threshold.load(Ordering::Relaxed)
     }
 
     pub(crate) fn dbfilename(&self) -> String {
@@ -741,9 +825,28 @@ impl Settings {
         self.tls.lock().clone()
     }
 
+    /// `http-allowed-hosts`: host names (lowercase) the HTTP API answers to, besides its own.
+    pub(crate) fn http_allowed_hosts(&self) -> Vec<String> {
+        self.http_allowed_hosts.lock().split(' ').filter(|h| !h.is_empty()).map(str::to_ascii_lowercase).collect()
+    }
+
+    /// `http-cors-origins`: the web origins allowed to call the HTTP API.
+    pub(crate) fn http_cors_origins(&self) -> Vec<String> {
+        self.http_cors_origins.lock().split(' ').filter(|h| !h.is_empty()).map(str::to_owned).collect()
+    }
+
     /// Puts back TLS settings whose certificates failed to load.
     pub(crate) fn restore_tls(&self, tls: TlsSettings) {
         *self.tls.lock() = tls;
+    }
+
+    /// `stream-node-max-bytes` and `stream-node-max-entries`: when XADD starts a new node.
+    pub(crate) fn stream_node_limits(&self) -> magpie_store::stream::NodeLimits {
+        let clamp = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        magpie_store::stream::NodeLimits {
+            max_bytes: clamp(self.stream_node_max_bytes.load(Ordering::Relaxed)),
+            max_entries: clamp(self.stream_node_max_entries.load(Ordering::Relaxed)),
+        }
     }
 
     /// `(name, value)` of every parameter matching one of `patterns` (glob, any case), each
@@ -893,6 +996,7 @@ static PARAMS: &[Param] = &[
     Param { name: "port", get: |s| s.config.port.to_string(), kind: FIXED, set: None },
     Param { name: "bind", get: |s| s.config.bind.join(" "), kind: FIXED, set: None },
     Param { name: "databases", get: |s| s.config.databases.to_string(), kind: FIXED, set: None },
+    Param { name: "tcp-backlog", get: |s| s.config.tcp_backlog.to_string(), kind: FIXED, set: None },
     Param {
         name: "maxclients",
         get: |s| s.maxclients().to_string(),
@@ -1018,6 +1122,18 @@ static PARAMS: &[Param] = &[
         })),
     },
     Param {
+        name: "busy-reply-threshold",
+        get: |s| s.busy_reply_threshold().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.busy_reply_threshold.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "lua-time-limit",
+        get: |s| s.busy_reply_threshold().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.busy_reply_threshold.store(v, Ordering::Relaxed))),
+    },
+    Param {
         name: "client-output-buffer-limit",
         get: |s| format_output_limits(&s.client_output_buffer_limit.lock()),
         kind: Kind::Text(|v| parse_output_limits(v, DEFAULT_OUTPUT_LIMITS).map(|_| ())),
@@ -1132,6 +1248,32 @@ static PARAMS: &[Param] = &[
         get: |s| opt_text(&s.tls.lock().protocols),
         kind: Kind::Text(|_| Ok(())),
         set: Some(Set::Text(|s, v| s.tls.lock().protocols = opt_value(v))),
+    },
+    Param { name: "http-port", get: |s| s.config.http_port.to_string(), kind: FIXED, set: None },
+    Param { name: "http-tls-port", get: |s| s.config.http_tls_port.to_string(), kind: FIXED, set: None },
+    Param {
+        name: "http-allowed-hosts",
+        get: |s| s.http_allowed_hosts.lock().clone(),
+        kind: Kind::Text(|_| Ok(())),
+        set: Some(Set::Text(|s, v| *s.http_allowed_hosts.lock() = words(Some(v.to_owned())))),
+    },
+    Param {
+        name: "http-cors-origins",
+        get: |s| s.http_cors_origins.lock().clone(),
+        kind: Kind::Text(|_| Ok(())),
+        set: Some(Set::Text(|s, v| *s.http_cors_origins.lock() = words(Some(v.to_owned())))),
+    },
+    Param {
+        name: "stream-node-max-bytes",
+        get: |s| s.stream_node_max_bytes.load(Ordering::Relaxed).to_string(),
+        kind: Kind::Memory { min: 0 },
+        set: Some(Set::Num(|s, v| s.stream_node_max_bytes.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "stream-node-max-entries",
+        get: |s| s.stream_node_max_entries.load(Ordering::Relaxed).to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.stream_node_max_entries.store(v, Ordering::Relaxed))),
     },
 ];
 

@@ -13,16 +13,23 @@
 //! record below `min(g + 1, bounds)` can still come (a thread that published after the writer
 //! looked takes numbers above `g`), so everything below that watermark is written.
 //!
+//! A log rewrite switches files at its cut, a sequence number taken while every shard is
+//! locked ([`Journal::switch_at`]): records up to the cut go to the old file, the rest to the
+//! new one. The writer reads the watermark before it looks for a switch (see
+//! `Journal::collect`), so a watermark that has passed a cut always comes with its switch.
+//!
 //! Fsync policy: `always` acknowledges a write only once its record is on disk. The writer
 //! writes and fsyncs everything pending in one go, so the clients that wrote meanwhile share
 //! one fsync (group commit); connections wait for [`Journal::durable`] to pass their last
 //! record before sending their replies. `everysec` fsyncs about once a second and `no` leaves
-//! it to the kernel; neither makes anyone wait.
+//! it to the kernel; neither makes anyone wait. When a write or an fsync fails, the records
+//! are kept and retried, and the watchers of [`Journal::durable`] are woken, so that the
+//! connections waiting for them answer with the error at once (`front::resp`).
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
@@ -31,6 +38,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use magpie_persist::log::{LogFile, put_record};
+use magpie_store::now_ms;
 
 /// Bytes of records queued and not yet written past which, under `everysec` and `no`, a
 /// connection that wrote waits for its records to be written before it replies (as under
@@ -39,8 +47,15 @@ use magpie_persist::log::{LogFile, put_record};
 pub(crate) const MAX_BACKLOG: u64 = 64 << 20;
 
 /// How long the writer waits after a write before it collects again, under `everysec` and
-/// `no`: records reach the kernel at most about this much later than their replies leave.
+/// `no`: records reach the kernel about this much later than their replies leave.
 const BATCH_NAP: Duration = Duration::from_millis(1);
+
+/// Under `everysec` and `no`, once the oldest record not yet written is older than this (in
+/// milliseconds; the writer did not get a CPU, or the disk is slow), a connection that wrote
+/// waits for its records to be written before it replies. So a process crash loses only
+/// writes acknowledged while the oldest unwritten record was at most about this old, however
+/// loaded the machine (docs/durability.md); while the writer keeps up, nobody waits.
+pub(crate) const MAX_WRITE_LAG_MS: u64 = 2;
 
 /// `appendfsync`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +105,9 @@ struct SlotBuf {
     bytes: Vec<u8>,
     /// Each record's sequence number and end offset in `bytes`, in sequence order.
     index: Vec<(u64, usize)>,
+    /// When the oldest record here was queued (one clock reading per batch of records, when
+    /// the buffer goes from empty to not empty): how long records wait to be written.
+    since: Option<Instant>,
 }
 
 /// Commands of a transaction, gathered into one record: (database, arguments) each.
@@ -128,6 +146,13 @@ pub(crate) struct Status {
     pub last_write_error: Option<String>,
     pub fsyncs: u64,
     pub delayed_fsync: u64,
+    /// How long the oldest record of the last write had waited to be written since its command
+    /// ended, and the longest such wait since the start: under `everysec` and `no`, a process
+    /// crash loses the writes acknowledged within that window (their replies left before).
+    pub write_lag: Duration,
+    pub write_lag_max: Duration,
+    /// The last fsync of the log: under `everysec`, a power loss loses what was written since.
+    pub last_fsync: Option<Instant>,
 }
 
 pub(crate) struct Journal {
@@ -139,6 +164,13 @@ pub(crate) struct Journal {
     stalled: AtomicBool,
     /// Bytes of records queued in the slots or the writer's buffer, not yet written.
     backlog: AtomicU64,
+    /// When the oldest record not yet written was queued, as a [`Journal::stamp`] (ms since the
+    /// epoch, and a counter so that two stamps of one millisecond differ); `u64::MAX` when
+    /// every record is written.
+    unwritten_since: AtomicU64,
+    stamps: AtomicU64,
+    /// Connections waiting for their records to be written: the writer does not nap then.
+    waiters: AtomicUsize,
     /// Is the log on? Records are kept only then.
     on: AtomicBool,
     policy: AtomicU8,
@@ -152,8 +184,10 @@ pub(crate) struct Journal {
     /// The switch asked for, if any. Its own lock, never held during I/O: a rewrite's cut asks
     /// for the switch while every shard is locked, and must not wait for an fsync there.
     switch: Mutex<Option<Switch>>,
-    /// Set when a switch completed (waited for by the rewrite), under `state`.
-    switch_done: AtomicBool,
+    /// How the last switch ended (waited for by the rewrite): `Some(true)` once the writer
+    /// writes to the new file, `Some(false)` if it could not switch and kept the old one,
+    /// `None` while a switch is pending. Its own lock too, for the same reason.
+    switch_done: Mutex<Option<bool>>,
     switched: Condvar,
     writer: Mutex<Option<(Thread, JoinHandle<()>)>>,
     stop: AtomicBool,
@@ -161,7 +195,13 @@ pub(crate) struct Journal {
     /// Bytes in the current incremental file, and in the base when the log was last rewritten
     /// (for automatic rewrites).
     pub incr_bytes: AtomicU64,
+    /// Tests: runs on the writer thread at each turn, just before it collects records.
+    #[cfg(test)]
+    turn_hook: Mutex<Option<TurnHook>>,
 }
+
+#[cfg(test)]
+type TurnHook = Box<dyn FnMut(&Journal) + Send>;
 
 /// The keyspace's tap, reached from the writer thread.
 pub(crate) struct TapRef(pub Box<dyn Fn() -> u64 + Send + Sync>);
@@ -175,6 +215,9 @@ impl Journal {
             pending: AtomicU64::new(0),
             stalled: AtomicBool::new(false),
             backlog: AtomicU64::new(0),
+            unwritten_since: AtomicU64::new(u64::MAX),
+            stamps: AtomicU64::new(0),
+            waiters: AtomicUsize::new(0),
             on: AtomicBool::new(false),
             policy: AtomicU8::new(Fsync::Everysec as u8),
             durable: watch::Sender::new(0),
@@ -182,12 +225,14 @@ impl Journal {
             status: Mutex::new(Status::default()),
             state: Mutex::new(WriterState::default()),
             switch: Mutex::new(None),
-            switch_done: AtomicBool::new(false),
+            switch_done: Mutex::new(None),
             switched: Condvar::new(),
             writer: Mutex::new(None),
             stop: AtomicBool::new(false),
             tap: Arc::new(TapRef(Box::new(current_seq))),
             incr_bytes: AtomicU64::new(0),
+            #[cfg(test)]
+            turn_hook: Mutex::new(None),
         }
     }
 
@@ -274,6 +319,33 @@ impl Journal {
         GROUP_SEQ.with(|s| s.set(0));
     }
 
+    /// Whether this thread is gathering its records into one (a transaction runs: a script
+    /// inside it adds to its record rather than making its own).
+    pub(crate) fn grouping(&self) -> bool {
+        GROUP.with(|g| g.borrow().is_some())
+    }
+
+    /// How many commands the current group holds (0 without one).
+    pub(crate) fn group_len(&self) -> usize {
+        GROUP.with(|g| g.borrow().as_ref().map_or(0, Vec::len))
+    }
+
+    /// Drops the commands gathered after the first `len` (a script's `redis.set_repl` kept a
+    /// command out of the log).
+    pub(crate) fn truncate_group(&self, len: usize) {
+        GROUP.with(|g| {
+            if let Some(group) = g.borrow_mut().as_mut() {
+                group.truncate(len);
+            }
+        });
+    }
+
+    /// Ends the group without queueing anything (a script cut short by SHUTDOWN NOSAVE: what
+    /// it did is not logged, as Redis exits without propagating it).
+    pub(crate) fn abandon_group(&self) {
+        GROUP.with(|g| g.borrow_mut().take());
+    }
+
     /// Queues what was gathered as one record, before the bracket closes; returns its
     /// sequence number (0 if the transaction changed nothing).
     pub(crate) fn finish_group(&self) -> u64 {
@@ -326,9 +398,14 @@ impl Journal {
             let mut buf = slot.buf.lock();
             let buf = &mut *buf;
             let before = buf.bytes.len();
+            if buf.index.is_empty() {
+                buf.since = Some(Instant::now());
+            }
             SCRATCH.with(|scratch| put_record(&mut buf.bytes, &mut scratch.borrow_mut(), db, commands));
             buf.index.push((seq, buf.bytes.len()));
-            self.backlog.fetch_add((buf.bytes.len() - before) as u64, Ordering::Relaxed);
+            if self.backlog.fetch_add((buf.bytes.len() - before) as u64, Ordering::SeqCst) == 0 {
+                self.unwritten_since.store(self.stamp(), Ordering::SeqCst);
+            }
         }
         if self.pending.fetch_add(1, Ordering::SeqCst) == 0
             && let Some((t, _)) = &*self.writer.lock()
@@ -340,6 +417,33 @@ impl Journal {
     /// Whether more than [`MAX_BACKLOG`] bytes of records wait to be written.
     pub(crate) fn backlogged(&self) -> bool {
         self.backlog.load(Ordering::Relaxed) > MAX_BACKLOG
+    }
+
+    /// Whether the oldest record not yet written waits for more than [`MAX_WRITE_LAG_MS`].
+    pub(crate) fn lagging(&self) -> bool {
+        let since = self.unwritten_since.load(Ordering::Relaxed);
+        since != u64::MAX && now_ms().saturating_sub(since >> 10) > MAX_WRITE_LAG_MS
+    }
+
+    /// The time now for `unwritten_since`: milliseconds since the epoch, shifted left by 10
+    /// bits, with a counter in those bits, so that the writer's compare-and-swap never takes a
+    /// newer stamp of the same millisecond for the one it read.
+    fn stamp(&self) -> u64 {
+        (now_ms() << 10) | (self.stamps.fetch_add(1, Ordering::Relaxed) & 1023)
+    }
+
+    /// Says that a connection waits for its records (see [`Journal::waiters`]); the guard says
+    /// it no longer does.
+    pub(crate) fn wait_guard(&self) -> impl Drop + '_ {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        self.wake();
+        Waiting(&self.waiters)
     }
 
     /// Wakes the writer (after pushes, if the caller wants the records written soon).
@@ -380,23 +484,26 @@ impl Journal {
     /// Switches to `to` at sequence number `at` (see [`Switch`]); `then` runs once the old
     /// file is complete. Call while every shard is locked.
     pub(crate) fn switch_at(&self, at: u64, to: LogFile, then: impl FnOnce() -> std::io::Result<()> + Send + 'static) {
-        self.switch_done.store(false, Ordering::SeqCst);
+        *self.switch_done.lock() = None;
         *self.switch.lock() = Some(Switch { at, to, then: Box::new(then) });
         self.wake();
     }
 
-    /// Waits until the switch asked for by [`Journal::switch_at`] is made. False if the
-    /// writer stopped first.
+    /// Waits until the switch asked for by [`Journal::switch_at`] is made: true once the
+    /// writer writes to the new file; false if it could not switch (the manifest naming the
+    /// new file could not be written: it goes on with the old file) or stopped first.
     pub(crate) fn wait_switched(&self) -> bool {
-        let mut st = self.state.lock();
-        while !self.switch_done.load(Ordering::SeqCst) {
+        let mut st = self.switch_done.lock();
+        loop {
+            if let Some(done) = *st {
+                return done;
+            }
             if self.stop.load(Ordering::SeqCst) {
                 return false;
             }
             self.wake();
             self.switched.wait_for(&mut st, Duration::from_millis(50));
         }
-        true
     }
 
     /// Everything numbered below the returned watermark can be written.
@@ -409,21 +516,28 @@ impl Journal {
         w
     }
 
-    /// Moves the records numbered below the watermark (up to `limit`, inclusive) out of the
-    /// slots into `out`, merged in sequence order. Returns the watermark used.
-    fn collect(&self, out: &mut Vec<u8>, limit: u64) -> u64 {
+    /// Moves the records numbered below the watermark out of the slots into `out`, merged in
+    /// sequence order; with a switch pending, only those up to its cut. Returns the watermark
+    /// used and the cut of the pending switch.
+    ///
+    /// The switch is read after the watermark, never before: a rewrite sets it while every
+    /// shard is locked, before any change numbered after its cut exists, so a watermark past
+    /// the cut (one that saw such a number) is always read with the switch in view. Read the
+    /// other way round, a cut made between the two readings let records numbered after it into
+    /// the old file, which the rewrite then deleted: acknowledged writes lost (the
+    /// `every_type_survives_a_rewrite_more_writes_and_a_crash` flake).
+    fn collect(&self, out: &mut Vec<u8>) -> (u64, Option<u64>, Option<Instant>) {
         let slots = self.slots.lock().clone();
         let w = self.watermark(&slots);
-        // The switch is read after the watermark: if no switch is seen, the cut comes after
-        // the watermark was taken (changes stop while the cut holds every shard), so nothing
-        // collected here is numbered above it.
-        let limit = self.switch.lock().as_ref().map_or(limit, |sw| sw.at.min(limit));
-        let w = w.min(limit.saturating_add(1));
+        let switch_at = self.switch.lock().as_ref().map(|s| s.at);
+        let w = w.min(switch_at.map_or(u64::MAX, |at| at.saturating_add(1)));
         let mut guards: Vec<_> = slots.iter().map(|s| s.buf.lock()).collect();
         // How far each slot's eligible prefix reaches, and where each is in it.
         let ends: Vec<usize> = guards.iter().map(|g| g.index.partition_point(|&(seq, _)| seq < w)).collect();
         let mut at = vec![0usize; guards.len()];
         let mut taken = 0u64;
+        // When the oldest record taken was queued.
+        let oldest = guards.iter().zip(&ends).filter(|(_, end)| **end > 0).filter_map(|(g, _)| g.since).min();
         loop {
             let mut best: Option<(usize, u64)> = None;
             for (i, g) in guards.iter().enumerate() {
@@ -452,11 +566,14 @@ impl Journal {
                 if g.bytes.is_empty() && g.bytes.capacity() > 1 << 20 {
                     g.bytes = Vec::new();
                 }
+                if g.index.is_empty() {
+                    g.since = None;
+                }
             }
         }
         drop(guards);
         self.pending.fetch_sub(taken.min(self.pending.load(Ordering::SeqCst)), Ordering::SeqCst);
-        w
+        (w, switch_at, oldest)
     }
 
     /// The writer thread.
@@ -467,17 +584,30 @@ impl Journal {
         let mut last_fsync = Instant::now();
         let mut dirty = false; // written since the last fsync
         let mut wrote_at: Option<Instant> = None; // the last write(2), if this turn made one
+        let mut oldest: Option<Instant> = None; // when the oldest record in `out` was queued
+        let mut collected_at = self.stamp(); // when the records in `out` were last collected
         loop {
             let stopping = self.stop.load(Ordering::SeqCst);
             let policy = self.policy();
-            let switch_at = self.switch.lock().as_ref().map(|s| s.at);
             if policy == Fsync::Always && !stopping {
                 // Let the connection threads that are ready run first (on a busy core, they
                 // are the writer's own): each fsync then covers more clients' records.
                 thread::yield_now();
             }
+            #[cfg(test)]
+            if let Some(hook) = self.turn_hook.lock().as_mut() {
+                hook(&self);
+            }
             let before = out.len();
-            let w = self.collect(&mut out, switch_at.unwrap_or(u64::MAX));
+            let unwritten_seen = self.unwritten_since.load(Ordering::SeqCst);
+            let (w, switch_at, queued) = self.collect(&mut out);
+            if out.len() > before {
+                collected_at = self.stamp();
+            }
+            oldest = match (oldest, queued) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             collected_to = collected_to.max(w);
             let collected = out.len() > before;
 
@@ -491,15 +621,35 @@ impl Journal {
                 };
                 match result {
                     Ok(len) => {
-                        let _ = self.backlog.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                            Some(b.saturating_sub(out.len() as u64))
-                        });
+                        let left = self
+                            .backlog
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                                Some(b.saturating_sub(out.len() as u64))
+                            })
+                            .map_or(0, |b| b.saturating_sub(out.len() as u64));
+                        // Everything collected is written: what is left was queued after the
+                        // collection (or held back by a command then running). A push that
+                        // found nothing unwritten meanwhile set its own time: keep it.
+                        let next = if left == 0 { u64::MAX } else { collected_at };
+                        let _ = self.unwritten_since.compare_exchange(
+                            unwritten_seen,
+                            next,
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        );
                         out.clear();
                         if out.capacity() > 8 << 20 {
                             out = Vec::new();
                         }
                         dirty = true;
-                        wrote_at = Some(Instant::now());
+                        let now = Instant::now();
+                        wrote_at = Some(now);
+                        if let Some(queued) = oldest.take() {
+                            let lag = now.saturating_duration_since(queued);
+                            let mut status = self.status.lock();
+                            status.write_lag = lag;
+                            status.write_lag_max = status.write_lag_max.max(lag);
+                        }
                         self.incr_bytes.store(len, Ordering::Relaxed);
                         if self.failing.swap(false, Ordering::SeqCst) {
                             info!("writes to the append-only log succeed again; accepting writes");
@@ -511,6 +661,8 @@ impl Journal {
                             warn!("error writing to the append-only log: {e}; refusing writes until it works again");
                         }
                         self.status.lock().last_write_error = Some(e.to_string());
+                        // Connections waiting for these records answer with the error now.
+                        self.durable.send_modify(|_| {});
                         // Keep `out`, try again in a moment.
                         thread::park_timeout(Duration::from_millis(200));
                         if stopping {
@@ -533,13 +685,16 @@ impl Journal {
                     Ok(_) => {
                         dirty = false;
                         last_fsync = Instant::now();
-                        self.status.lock().fsyncs += 1;
+                        let mut status = self.status.lock();
+                        status.fsyncs += 1;
+                        status.last_fsync = Some(last_fsync);
                     }
                     Err(e) => {
                         if !self.failing.swap(true, Ordering::SeqCst) {
                             warn!("fsync of the append-only log failed: {e}; refusing writes until it works again");
                         }
                         self.status.lock().last_write_error = Some(format!("fsync: {e}"));
+                        self.durable.send_modify(|_| {});
                         thread::park_timeout(Duration::from_millis(200));
                         continue;
                     }
@@ -562,14 +717,19 @@ impl Journal {
                 let mut st = self.state.lock();
                 let taken = self.switch.lock().take();
                 if let Some(sw) = taken {
-                    match (sw.then)() {
+                    let done = match (sw.then)() {
                         Ok(()) => {
                             self.incr_bytes.store(sw.to.len(), Ordering::Relaxed);
                             st.file = Some(sw.to);
+                            true
                         }
-                        Err(e) => warn!("could not switch the append-only log to a new file: {e}; keeping the old one"),
-                    }
-                    self.switch_done.store(true, Ordering::SeqCst);
+                        Err(e) => {
+                            warn!("could not switch the append-only log to a new file: {e}; keeping the old one");
+                            false
+                        }
+                    };
+                    drop(st);
+                    *self.switch_done.lock() = Some(done);
                     self.switched.notify_all();
                 }
                 continue;
@@ -588,10 +748,12 @@ impl Journal {
             if policy != Fsync::Always
                 && !stopping
                 && switch_at.is_none()
+                && self.waiters.load(Ordering::SeqCst) == 0
                 && let Some(at) = wrote_at.take()
                 && let Some(nap) = BATCH_NAP.checked_sub(at.elapsed())
             {
-                thread::sleep(nap);
+                // A connection that starts waiting for its records wakes the writer.
+                thread::park_timeout(nap);
                 continue;
             }
             let pending = self.pending.load(Ordering::SeqCst) > 0;
@@ -645,6 +807,105 @@ impl LogPaths {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use magpie_persist::log::LogReader;
+
+    /// The commands of every record in the log at `path`, each as its first argument.
+    fn names_in(path: &std::path::Path) -> Vec<String> {
+        let mut r = LogReader::open(path).unwrap();
+        let mut names = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            names.extend(rec.commands.iter().map(|c| String::from_utf8_lossy(&c[0]).into_owned()));
+        }
+        names
+    }
+
+    /// Under `everysec`, records still unwritten after MAX_WRITE_LAG_MS make `lagging` true
+    /// (connections that wrote then wait for the writer), and writing them ends it.
+    #[test]
+    fn records_left_unwritten_too_long_are_lagging() {
+        let dir = std::env::temp_dir().join(format!("magpie-journal-lag-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let seq = Arc::new(AtomicU64::new(0));
+        let s2 = seq.clone();
+        let j = Arc::new(Journal::new(move || s2.load(Ordering::SeqCst)));
+        let slot = Arc::new(Slot { bound: AtomicU64::new(u64::MAX), buf: Mutex::new(SlotBuf::default()) });
+        j.slots.lock().push(slot.clone());
+        // A writer that gets no CPU until told.
+        let stalled = Arc::new(AtomicBool::new(true));
+        let s3 = stalled.clone();
+        *j.turn_hook.lock() = Some(Box::new(move |_: &Journal| {
+            while s3.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }));
+        j.start(LogFile::create(&dir.join("log")).unwrap(), Fsync::Everysec).unwrap();
+        assert!(!j.lagging());
+        seq.store(1, Ordering::SeqCst);
+        j.push_to(&slot, 1, 0, std::iter::once(std::iter::once(&b"INCR"[..])));
+        assert!(!j.lagging(), "a record just queued is not late");
+        std::thread::sleep(Duration::from_millis(MAX_WRITE_LAG_MS + 5));
+        assert!(j.lagging());
+        stalled.store(false, Ordering::SeqCst);
+        let mut durable = j.durable();
+        {
+            let _waiting = j.wait_guard();
+            while *durable.borrow_and_update() < 1 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        assert!(!j.lagging(), "everything is written");
+        j.stop();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A rewrite's cut can fall between two turns of the writer, right before it collects:
+    /// a command numbered after the cut, pushed at once, must go to the new file, which the
+    /// new manifest keeps, and not to the old one, which the rewrite deletes.
+    #[test]
+    fn a_cut_made_just_before_the_writer_collects_sends_later_records_to_the_new_file() {
+        let dir = std::env::temp_dir().join(format!("magpie-journal-switch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (old_path, new_path) = (dir.join("old.incr"), dir.join("new.incr"));
+        let seq = Arc::new(AtomicU64::new(0));
+        let s2 = seq.clone();
+        let j = Arc::new(Journal::new(move || s2.load(Ordering::SeqCst)));
+        let slot = Arc::new(Slot { bound: AtomicU64::new(u64::MAX), buf: Mutex::new(SlotBuf::default()) });
+        j.slots.lock().push(slot.clone());
+        j.start(LogFile::create(&old_path).unwrap(), Fsync::Always).unwrap();
+        let cmd = |name: &'static str| std::iter::once(std::iter::once(name.as_bytes()));
+        seq.store(1, Ordering::SeqCst);
+        j.push_to(&slot, 1, 0, cmd("before-the-cut"));
+        let mut durable = j.durable();
+        while *durable.borrow_and_update() < 1 {
+            j.wake();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // On the writer's next turn, just before it collects: the rewrite cuts at 1 (every
+        // shard locked), then a command takes number 2 and queues its record.
+        let new_file = Some(LogFile::create(&new_path).unwrap());
+        let new_file = Mutex::new(new_file);
+        let s3 = seq.clone();
+        let slot2 = slot.clone();
+        *j.turn_hook.lock() = Some(Box::new(move |j: &Journal| {
+            if let Some(to) = new_file.lock().take() {
+                j.switch_at(1, to, || Ok(()));
+                s3.store(2, Ordering::SeqCst);
+                j.push_to(&slot2, 2, 0, cmd("after-the-cut"));
+            }
+        }));
+        j.wake();
+        assert!(j.wait_switched());
+        while *durable.borrow_and_update() < 2 {
+            j.wake();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        j.stop();
+        assert_eq!(names_in(&old_path), ["before-the-cut"]);
+        assert_eq!(names_in(&new_path), ["after-the-cut"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn records_are_merged_in_sequence_order_below_the_watermark() {
@@ -664,18 +925,19 @@ mod tests {
         j.push_to(&b, 1, 0, cmd("one"));
         assert!(j.backlog.load(Ordering::Relaxed) > 0 && !j.backlogged());
         let mut out = Vec::new();
-        let w = j.collect(&mut out, u64::MAX);
+        let (w, _, queued) = j.collect(&mut out);
         assert_eq!(w, 3);
+        assert!(queued.is_some());
         let text = String::from_utf8_lossy(&out);
         assert!(text.find("one").unwrap() < text.find("two").unwrap() && !text.contains("five"));
         j.push_to(&b, 4, 0, cmd("four"));
         b.bound.store(u64::MAX, Ordering::SeqCst);
         out.clear();
-        assert_eq!(j.collect(&mut out, u64::MAX), 6);
+        assert_eq!(j.collect(&mut out).0, 6);
         let text = String::from_utf8_lossy(&out);
         assert!(text.find("four").unwrap() < text.find("five").unwrap());
         out.clear();
-        assert_eq!(j.collect(&mut out, u64::MAX), 6);
+        assert_eq!(j.collect(&mut out).0, 6);
         assert!(out.is_empty());
     }
 }

@@ -15,6 +15,7 @@ pub(crate) mod metrics;
 pub(crate) mod monitor;
 pub(crate) mod persist;
 pub(crate) mod pubsub;
+pub(crate) mod scripting;
 pub(crate) mod slowlog;
 pub(crate) mod stats;
 pub(crate) mod tls;
@@ -36,6 +37,7 @@ use journal::Journal;
 use metrics::Metrics;
 use persist::Persistence;
 use pubsub::PubSub;
+use scripting::Scripting;
 use tls::Tls;
 
 /// Every service of one server. Built once at start; shared by every connection and thread.
@@ -53,6 +55,7 @@ pub(crate) struct Server {
     slowlog: slowlog::SlowLog,
     latency: latency::Latency,
     monitors: monitor::Monitors,
+    scripting: Arc<Scripting>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -61,7 +64,9 @@ impl Server {
         let keyspace = Arc::new(Keyspace::new(config.databases, config.shards));
         let gate = Arc::new(Gate::default());
         let settings = Arc::new(Settings::new(config.clone()));
+        let scripting = Arc::new(Scripting::new(gate.clone()));
         let persistence = Arc::new(Persistence::new(&config, keyspace.clone(), settings.clone(), gate.clone()));
+        persistence.set_scripting(scripting.clone());
         // Blocked clients are signalled by the keyspace itself when a key they wait on changes.
         let blocking = Arc::new(Blocking::default());
         let signals = blocking.clone();
@@ -74,6 +79,7 @@ impl Server {
             blocking,
             clients: Registry::default(),
             metrics: Metrics::new(),
+            scripting,
             pubsub: PubSub::default(),
             acl: Acl::new(
                 config.aclfile.clone(),
@@ -185,6 +191,11 @@ impl Server {
         }
         self.apply_settings();
         Ok(())
+    }
+
+    /// EVAL's script cache, FUNCTION's libraries and the running script.
+    pub(crate) fn scripting(&self) -> &Scripting {
+        &self.scripting
     }
 
     /// Asks the server to stop (SHUTDOWN, or a signal).

@@ -29,7 +29,6 @@ impl Default for Monitors {
 pub(crate) enum Source {
     Client(SocketAddr),
     /// A script's `redis.call`.
-    #[allow(dead_code)] // until scripts run commands through dispatch
     Lua,
 }
 

@@ -34,6 +34,21 @@ pub(crate) const MAX_COMMANDS: usize = 512;
 /// At most this many distinct error codes are counted (as Redis's errorstats).
 const MAX_ERROR_CODES: usize = 128;
 
+/// Buckets of the latency histograms: calls that took at most 1, 2, 4, ... 2^20 µs (about a
+/// second), and the rest.
+pub(crate) const LATENCY_BUCKETS: usize = 22;
+
+/// The bucket of a call that took `nanos`: the smallest power of two of microseconds that
+/// holds it (the last bucket holds everything over 2^20 µs).
+#[inline]
+fn latency_bucket(nanos: u64) -> usize {
+    let us = nanos.div_ceil(1000);
+    if us <= 1 {
+        return 0;
+    }
+    ((u64::BITS - (us - 1).leading_zeros()) as usize).min(LATENCY_BUCKETS - 1)
+}
+
 /// One command's counters.
 #[derive(Default)]
 struct CmdCounters {
@@ -43,6 +58,8 @@ struct CmdCounters {
     rejected: AtomicU64,
     /// Calls that ran and replied with an error.
     failed: AtomicU64,
+    /// Calls by time taken (see [`latency_bucket`]).
+    latency: [AtomicU64; LATENCY_BUCKETS],
 }
 
 /// One thread's counters. Only the owning thread writes them.
@@ -105,11 +122,16 @@ impl Counters {
         bump(&self.key_ops[slot], keys as u64);
     }
 
-    fn add_time(&self, id: usize, elapsed: Duration) {
+    /// Charges `elapsed` to command `id`, which ran `calls` times in it: each call goes in the
+    /// latency bucket of their average.
+    fn add_time(&self, id: usize, elapsed: Duration, calls: u64) {
         if let Some(c) = self.cmds.get(id) {
             let nanos =
                 elapsed.as_secs().saturating_mul(1_000_000_000).saturating_add(u64::from(elapsed.subsec_nanos()));
             bump(&c.nanos, nanos);
+            if let Some(each) = nanos.checked_div(calls) {
+                bump(&c.latency[latency_bucket(each)], calls);
+            }
         }
     }
 
@@ -155,17 +177,21 @@ impl Counters {
 /// Times the commands of a batch by runs: the clock is read when the command changes and when
 /// the batch ends, not around every command. INFO reports only sums per command (`usec`, and
 /// `usec_per_call` as usec / calls), so timing a run of 32 GETs at once gives the same figures
-/// as timing each, for one clock read instead of 32.
+/// as timing each, for one clock read instead of 32. The latency histograms (/metrics) count
+/// each call of a run at the run's average: exact for a run of one (a client that does not
+/// pipeline, an HTTP request), an average for a pipelined run of the same command.
 pub(crate) struct Timer {
     /// The command of the current run (`usize::MAX`: none yet).
     id: usize,
+    /// Calls in the current run.
+    calls: u64,
     start: Instant,
 }
 
 impl Timer {
     /// Starts timing a batch.
     pub(crate) fn start() -> Timer {
-        Timer { id: usize::MAX, start: Instant::now() }
+        Timer { id: usize::MAX, calls: 0, start: Instant::now() }
     }
 
     /// Command `id` is about to run.
@@ -177,6 +203,7 @@ impl Timer {
             }
             self.id = id;
         }
+        self.calls += 1;
     }
 
     /// Charges the time since the run began to its command. Call it when the batch ends and
@@ -184,8 +211,9 @@ impl Timer {
     pub(crate) fn stop(&mut self, counters: &Counters) {
         let now = Instant::now();
         if self.id != usize::MAX {
-            counters.add_time(self.id, now.saturating_duration_since(self.start));
+            counters.add_time(self.id, now.saturating_duration_since(self.start), self.calls);
         }
+        self.calls = 0;
         self.start = now;
     }
 }
@@ -220,6 +248,8 @@ pub(crate) struct CmdTotals {
     pub nanos: u64,
     pub rejected: u64,
     pub failed: u64,
+    /// Calls by time taken: at most 2^i µs for bucket i, the last for anything longer.
+    pub latency: [u64; LATENCY_BUCKETS],
 }
 
 /// The counters summed over all threads (and, after [`Totals::since`], less a baseline).
@@ -262,6 +292,9 @@ impl Totals {
                 sum.nanos += cmd.nanos.load(Relaxed);
                 sum.rejected += cmd.rejected.load(Relaxed);
                 sum.failed += cmd.failed.load(Relaxed);
+                for (b, l) in sum.latency.iter_mut().zip(&cmd.latency) {
+                    *b += l.load(Relaxed);
+                }
             }
             for (code, n) in c.errors.lock().iter() {
                 match t.errors.iter_mut().find(|(c, _)| c[..] == code[..]) {
@@ -292,6 +325,9 @@ impl Totals {
             sub(&mut a.nanos, b.nanos);
             sub(&mut a.rejected, b.rejected);
             sub(&mut a.failed, b.failed);
+            for (x, y) in a.latency.iter_mut().zip(b.latency) {
+                sub(x, y);
+            }
         }
         for (code, n) in self.errors.iter_mut() {
             if let Some((_, b)) = base.errors.iter().find(|(c, _)| c == code) {
@@ -306,6 +342,14 @@ impl Totals {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_buckets_are_powers_of_two_of_microseconds() {
+        let cases = [(0, 0), (1, 0), (1000, 0), (1001, 1), (2000, 1), (2001, 2), (4000, 2), (1 << 40, 21)];
+        for (nanos, bucket) in cases {
+            assert_eq!(latency_bucket(nanos), bucket, "{nanos} ns");
+        }
+    }
 
     #[test]
     fn totals_sum_threads_and_subtract_a_baseline() {
@@ -331,6 +375,8 @@ mod tests {
         assert!(since.cmds[get].failed >= 1 && since.cmds[get].rejected >= 1);
         assert!(since.errors.iter().any(|(c, n)| c == b"WRONGTYPE" && *n >= 1));
         assert!(since.key_ops[0] >= 2 && since.hits >= 1);
+        // Two calls in one run of at least 10 µs: both at the run's average, 5 µs or more.
+        assert!(since.cmds[get].latency[3..].iter().sum::<u64>() >= 2, "{:?}", since.cmds[get].latency);
         let now = Totals::read();
         assert_eq!(
             now.clone().since(&now),

@@ -42,6 +42,9 @@ impl Server {
             let port = free_port();
             let child = Command::new(env!("CARGO_BIN_EXE_magpie-server"))
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                // Servers start in parallel: no HTTP API unless a test asks for one (on a
+                // free port; a later `--http-port` wins).
+                .args(["--http-port", "0"])
                 // No snapshots into the working directory unless a test asks for them (a
                 // later `--save` or `--dir` wins).
                 .args(["--save", ""])
@@ -55,6 +58,28 @@ impl Server {
             }
         }
         panic!("magpie-server did not start on any of 5 free ports");
+    }
+
+    /// Starts `magpie-server` with its HTTP API on a free port (returned too), with extra
+    /// arguments; `password` as in [`Server::magpie_as`].
+    pub fn magpie_http(args: &[&str], password: Option<&str>) -> (Server, u16) {
+        // The HTTP port is bound first: if someone took it, the server exits at once and
+        // both ports are picked again.
+        for _ in 0..5 {
+            let (port, http) = (free_port(), free_port());
+            let child = Command::new(env!("CARGO_BIN_EXE_magpie-server"))
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+                .args(["--http-port", &http.to_string()])
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start magpie-server");
+            if let Some(server) = Server::try_ready(port, child, password) {
+                return (server, http);
+            }
+        }
+        panic!("magpie-server did not start on any of 5 pairs of free ports");
     }
 
     /// Wraps a server started some other way (under `prlimit`, say), once it answers PING.

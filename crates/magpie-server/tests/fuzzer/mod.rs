@@ -780,6 +780,7 @@ impl Generator {
             "hash" => &["h1", "h2", "h3"],
             "set" => &["S1", "S2", "S3"],
             "sorted-set" => &["z1", "z2", "z3"],
+            "stream" => &["x1", "x2", "x3"],
             _ => &[],
         };
         if !own.is_empty() && self.rng.percent(70) {
@@ -833,12 +834,60 @@ impl Generator {
         }
     }
 
+    /// A stream ID as the stream commands take them: explicit ones (mostly small, so that
+    /// commands meet each other's entries), partial ones, the special `-`, `+`, `$`, `>`, `*`,
+    /// `ms-*` and `(id`, and bad ones.
+    fn stream_id(&mut self) -> Vec<u8> {
+        const SPECIAL: &[&str] = &[
+            "-",
+            "+",
+            "$",
+            ">",
+            "*",
+            "0",
+            "0-0",
+            "0-1",
+            "1-*",
+            "18446744073709551615-18446744073709551615",
+            "18446744073709551615",
+            "18446744073709551616",
+            "x",
+            "",
+            "1-x",
+            "-1",
+            " 1",
+            "5--01",
+        ];
+        match self.rng.below(100) {
+            0..=49 => format!("{}-{}", self.rng.below(60), self.rng.below(3)).into_bytes(),
+            50..=64 => self.rng.below(60).to_string().into_bytes(),
+            65..=72 => format!("({}-{}", self.rng.below(60), self.rng.below(3)).into_bytes(),
+            73..=80 => format!("{}-*", 1 + self.rng.below(60)).into_bytes(),
+            _ => self.rng.pick(SPECIAL).as_bytes().to_vec(),
+        }
+    }
+
     /// A value for the argument `name` of kind `kind`.
     fn value(&mut self, spec: &Spec, name: &str, kind: &Kind, token: Option<&str>) -> Vec<u8> {
         if self.rng.percent(4) {
             return self.anything();
         }
         let name = name.to_ascii_lowercase();
+        if spec.group == "stream" {
+            match name.as_str() {
+                "=" | "~" => return name.into_bytes(),
+                "id" | "start" | "end" | "threshold" | "last-id" | "lastid" | "max-deleted-id" | "$" => {
+                    return self.stream_id();
+                }
+                "group" => return self.rng.pick(&["g1", "g2", "g3"]).as_bytes().to_vec(),
+                "consumer" => return self.rng.pick(&["c1", "c2", "c3", ""]).as_bytes().to_vec(),
+                "min-idle-time" | "ms" => {
+                    return self.rng.pick(&["0", "0", "1", "100", "3600000", "-5", "x"]).as_bytes().to_vec();
+                }
+                "milliseconds" => return self.rng.pick(&["0", "1", "10", "100", "-1", "x"]).as_bytes().to_vec(),
+                _ => {}
+            }
+        }
         match name.as_str() {
             "timeout" => return self.timeout(),
             "dst" | "src" => return self.key_for(&spec.group),
@@ -1067,6 +1116,9 @@ impl Generator {
                 _ => numkeys_at = None,
             }
         }
+        if matches!(spec.name.as_str(), "xread" | "xreadgroup") && self.rng.percent(80) {
+            balance_streams(&mut out);
+        }
         if self.rng.percent(12) {
             self.noise(spec, &mut out, fixed);
         }
@@ -1079,7 +1131,23 @@ impl Generator {
         if !self.timing {
             tame_timeout(&mut out);
             tame_expiry(&mut out);
+            tame_stream(&mut out);
         }
+        out
+    }
+
+    /// `cmd` run by a script instead (`EVAL "return redis.pcall(unpack(ARGV))" 0 cmd...`), so
+    /// that every command also goes through `redis.call`: the scripting layer's checks, the
+    /// reply's trip through Lua and back (in RESP2 or RESP3), the non-blocking forms of
+    /// blocking commands, and the script's effects in the log.
+    pub fn in_script(&mut self, cmd: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        const SCRIPTS: &[&str] = &[
+            "return redis.pcall(unpack(ARGV))",
+            "return redis.call(unpack(ARGV))",
+            "redis.setresp(3) return redis.pcall(unpack(ARGV))",
+        ];
+        let mut out = vec![b"EVAL".to_vec(), self.rng.pick(SCRIPTS).as_bytes().to_vec(), b"0".to_vec()];
+        out.extend(cmd);
         out
     }
 
@@ -1134,6 +1202,27 @@ impl Generator {
             }
             out.push(c);
         }
+        // Streams: one small, one of several nodes (with tombstones), one with fields that
+        // vary; a group with pending entries of two consumers.
+        for (key, n) in
+            [(b"x1", 5u64), (b"x2", 150 + self.rng.below(100) as u64), (b"x3", 1 + self.rng.below(20) as u64)]
+        {
+            for i in 1..=n {
+                let v = self.string();
+                let mut c = cmd(&[b"XADD", key, format!("{}-{}", i / 3, i % 3).as_bytes(), b"f", &v]);
+                if i % 4 == 0 {
+                    c.push(format!("m{}", i % 7).into_bytes());
+                    c.push(i.to_string().into_bytes());
+                }
+                out.push(c);
+            }
+        }
+        out.push(cmd(&[b"XDEL", b"x2", b"3-0", b"10-1", b"30-2"]));
+        out.push(cmd(&[b"XGROUP", b"CREATE", b"x1", b"g1", b"0"]));
+        out.push(cmd(&[b"XGROUP", b"CREATE", b"x2", b"g1", b"0"]));
+        out.push(cmd(&[b"XGROUP", b"CREATE", b"x2", b"g2", b"$"]));
+        out.push(cmd(&[b"XREADGROUP", b"GROUP", b"g1", b"c1", b"COUNT", b"3", b"STREAMS", b"x1", b"x2", b">", b">"]));
+        out.push(cmd(&[b"XREADGROUP", b"GROUP", b"g1", b"c2", b"COUNT", b"2", b"STREAMS", b"x2", b">"]));
         out
     }
 
@@ -1212,6 +1301,63 @@ fn tame_timeout(args: &mut [Vec<u8>]) {
         && !QUICK_TIMEOUTS.iter().any(|q| q.as_bytes() == t.as_slice())
     {
         *t = b"0.01".to_vec();
+    }
+}
+
+/// Gives XREAD and XREADGROUP as many IDs as keys after STREAMS (the documentation's
+/// `key [key ...] id [id ...]` draws the two counts apart).
+fn balance_streams(args: &mut Vec<Vec<u8>>) {
+    let Some(at) = args.iter().position(|a| a.eq_ignore_ascii_case(b"streams")) else { return };
+    let rest = args.split_off(at + 1);
+    let half = rest.len().div_ceil(2);
+    let (keys, ids) = rest.split_at(half);
+    let mut ids = ids.to_vec();
+    ids.resize(keys.len(), b">".to_vec());
+    args.extend_from_slice(keys);
+    args.extend(ids);
+}
+
+/// Makes a stream command's outcome independent of the clock, for differential runs: no ID
+/// from the time (`*` becomes `ms-*`), BLOCK only briefly, and idle times (XCLAIM's and
+/// XAUTOCLAIM's minimum, XCLAIM's IDLE, XPENDING's IDLE) either 0 or far from any real one.
+fn tame_stream(args: &mut [Vec<u8>]) {
+    let name = args.first().map(|n| n.to_ascii_lowercase()).unwrap_or_default();
+    if !name.starts_with(b"x") {
+        return;
+    }
+    let idle = |a: &mut Vec<u8>| {
+        let n: Option<i64> = std::str::from_utf8(a).ok().and_then(|t| t.parse().ok());
+        if n.is_some_and(|n| n > 0) {
+            *a = b"3600000".to_vec();
+        }
+    };
+    match name.as_slice() {
+        b"xadd" => {
+            for a in args.iter_mut().skip(2) {
+                if a.first() == Some(&b'*') {
+                    *a = b"9-*".to_vec();
+                }
+            }
+        }
+        b"xclaim" | b"xautoclaim" => {
+            if let Some(a) = args.get_mut(4) {
+                idle(a);
+            }
+        }
+        _ => {}
+    }
+    for i in 1..args.len() {
+        let (before, after) = args.split_at_mut(i);
+        let Some(next) = after.first_mut() else { continue };
+        let prev = before[i - 1].to_ascii_lowercase();
+        if prev == b"block" && matches!(name.as_slice(), b"xread" | b"xreadgroup") {
+            let n: Option<i64> = std::str::from_utf8(next).ok().and_then(|t| t.parse().ok());
+            if n.is_some_and(|n| n >= 0) {
+                *next = b"10".to_vec();
+            }
+        } else if prev == b"idle" && matches!(name.as_slice(), b"xclaim" | b"xpending") {
+            idle(next);
+        }
     }
 }
 

@@ -178,10 +178,55 @@ impl Listpack {
         self.splice(at, 0, Some(e))
     }
 
-    /// Replaces the entry at `at` (`lpReplace`).
+    /// Replaces the entry at `at` (`lpReplace`). An integer whose encoding takes as many bytes
+    /// as the entry it replaces is written in place, without moving or allocating anything
+    /// (a stream's counters and flags change this way on every XADD and XDEL).
     pub fn replace(&mut self, at: usize, e: Entry<'_>) -> Result<(), TooBig> {
         let old = entry_size_at(&self.buf, at).unwrap_or(0);
+        if let Entry::Int(n) = e {
+            let (bytes, len) = int_entry(n);
+            if len == old {
+                self.buf[at..at + len].copy_from_slice(&bytes[..len]);
+                return Ok(());
+            }
+        }
         self.splice(at, old, Some(e))
+    }
+
+    /// The entry at `at` and the offset just past it (the next entry's, or the terminator's
+    /// after the last): one decoding for a forward walk.
+    pub fn read(&self, at: usize) -> Option<(Entry<'_>, usize)> {
+        decode(&self.buf, at).map(|(e, size)| (e, at + size))
+    }
+
+    /// The offset just past the entry at `at`, without decoding its data.
+    pub fn skip(&self, at: usize) -> Option<usize> {
+        entry_size_at(&self.buf, at).map(|size| at + size)
+    }
+
+    /// The terminator's offset: where a forward walk ends.
+    pub fn end(&self) -> usize {
+        self.buf.len() - 1
+    }
+
+    /// Gives back the memory reserved beyond the listpack's bytes (Redis's `lpShrinkToFit`).
+    /// The bytes move to a block of their own size: `Vec::shrink_to_fit` reallocates, and an
+    /// allocator may keep a block that shrinks by less than half where it is (mimalloc does),
+    /// which would leave a listpack grown to 3.5 KB for 1.9 KB of entries holding 3.5 KB.
+    pub fn shrink_to_fit(&mut self) {
+        if self.buf.capacity() > self.buf.len() {
+            self.buf = self.buf.as_slice().to_vec();
+        }
+    }
+
+    /// Reserves room for exactly `additional` more bytes (no more: see `Vec::reserve_exact`).
+    pub fn reserve_exact(&mut self, additional: usize) {
+        self.buf.reserve_exact(additional);
+    }
+
+    /// Bytes reserved for the listpack, its own and those it may grow into without moving.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// Removes the entry at `at`; the entry that followed is now at `at`.
@@ -294,6 +339,38 @@ fn encode_int(out: &mut Vec<u8>, v: i64) {
             out.extend_from_slice(&v.to_le_bytes());
         }
     }
+}
+
+/// The whole entry (encoding, data, backlen) of the integer `v`, on the stack: at most 9
+/// bytes of encoding and data, whose backlen is one byte.
+fn int_entry(v: i64) -> ([u8; 10], usize) {
+    let mut out = [0u8; 10];
+    let len = int_len(v);
+    match len {
+        1 => out[0] = v as u8,
+        2 => {
+            let u = (v as u64) & 0x1FFF;
+            out[..2].copy_from_slice(&[0xC0 | (u >> 8) as u8, u as u8]);
+        }
+        3 => {
+            out[0] = 0xF1;
+            out[1..3].copy_from_slice(&(v as i16).to_le_bytes());
+        }
+        4 => {
+            out[0] = 0xF2;
+            out[1..4].copy_from_slice(&(v as i32).to_le_bytes()[..3]);
+        }
+        5 => {
+            out[0] = 0xF3;
+            out[1..5].copy_from_slice(&(v as i32).to_le_bytes());
+        }
+        _ => {
+            out[0] = 0xF4;
+            out[1..9].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    out[len] = len as u8; // a backlen below 128 is the length itself, in one byte
+    (out, len + 1)
 }
 
 fn encode_str(out: &mut Vec<u8>, s: &[u8]) {

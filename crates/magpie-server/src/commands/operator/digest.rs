@@ -3,9 +3,10 @@
 //! parts (a list's elements, a sorted set's members and scores) are chained, unordered ones
 //! (a set's members, a hash's fields) are XORed, so the signature depends on the data only,
 //! not on its encoding or the order a table holds it in; it is the same after a reload. The
-//! hash is SHA-256 cut to 20 bytes, so the digits differ from Redis's for the same data.
+//! hash is SHA-256 cut to 20 bytes, so the digits differ from Redis's for the same data. A
+//! stream mixes its entries in order, its last ID, and each group's position and pending IDs.
 
-use magpie_store::Value;
+use magpie_store::{StreamId, Value};
 use sha2::{Digest as _, Sha256};
 
 pub(super) type Digest = [u8; 20];
@@ -70,6 +71,30 @@ pub(super) fn value(v: &Value, expire_at: Option<u64>) -> Digest {
                 // -0 and 0 are one score.
                 let score = if score == 0.0 { 0.0f64 } else { score };
                 mix(&mut d, &score.to_le_bytes());
+            }
+        }
+        Value::Stream(st) => {
+            mix(&mut d, b"stream");
+            for e in st.range(StreamId::MIN, StreamId::MAX, false) {
+                mix(&mut d, &e.id.to_bytes());
+                for (f, v) in e.fields() {
+                    f.with_bytes(|f| mix(&mut d, f));
+                    v.with_bytes(|v| mix(&mut d, v));
+                }
+            }
+            mix(&mut d, &st.last_id().to_bytes());
+            for (name, g) in st.groups() {
+                mix(&mut d, name);
+                mix(&mut d, &g.last_id().to_bytes());
+                for id in g.pending().keys() {
+                    mix(&mut d, &id.to_bytes());
+                }
+                for (consumer, c) in g.consumers() {
+                    mix(&mut d, consumer);
+                    for id in c.pending() {
+                        mix(&mut d, &id.to_bytes());
+                    }
+                }
             }
         }
     }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use magpie_protocol::Args;
 
 use crate::model::Table;
+use crate::services::Server;
 use crate::services::latency::Series;
 use crate::services::stats::{CmdTotals, Totals};
 
@@ -199,10 +200,11 @@ pub(super) fn doctor(events: &[(&'static str, Series)], threshold: u64, slowlog_
     report
 }
 
-/// A command's calls by time taken: `(at most this many µs, calls)`, shortest first.
+/// A command's calls by time taken: `(at most this many µs, calls)`, shortest first, from
+/// the statistics' histograms (powers of two of microseconds; the last bucket, everything over
+/// 2^20 µs, is shown at 2^21).
 pub(crate) fn buckets(c: &CmdTotals) -> Vec<(u64, u64)> {
-    let _ = c;
-    Vec::new() // filled in from the statistics' histograms (see services::stats)
+    c.latency.iter().enumerate().map(|(i, &n)| (1u64 << i, n)).collect()
 }
 
 /// The histogram of LATENCY HISTOGRAM: `(µs, calls that took at most that)` for the buckets
@@ -222,27 +224,30 @@ fn cumulative(c: &CmdTotals) -> (u64, Vec<(u64, u64)>) {
 /// A command's name, calls, and `(µs, calls that took at most that)`.
 pub(super) type Histogram = (&'static str, u64, Vec<(u64, u64)>);
 
-/// LATENCY HISTOGRAM's commands: every command with calls (no arguments), or those named
-/// (a container stands for its subcommands), each once.
-pub(super) fn histograms(table: &Table, args: Args<'_>) -> Vec<Histogram> {
-    let totals = Totals::read();
+/// LATENCY HISTOGRAM's commands: every command with calls (no arguments, in table order), or
+/// those named, in the order named (a container with its subcommands; unknown names left out),
+/// as Redis's `latencySpecificCommandsFillCDF`.
+pub(super) fn histograms(server: &Server, table: &Table, args: Args<'_>) -> Vec<Histogram> {
+    // Since the last CONFIG RESETSTAT, as INFO's figures.
+    let (base, _) = server.metrics().baseline();
+    let totals = Totals::read().since(&base);
     let names = table.names();
-    let wanted = |id: usize| -> bool {
-        if args.len() == 2 {
-            return true;
-        }
-        let name = names[id];
-        let top = name.split('|').next().unwrap_or(name);
-        args.iter().skip(2).any(|a| a.eq_ignore_ascii_case(name.as_bytes()) || a.eq_ignore_ascii_case(top.as_bytes()))
+    let entry = |id: usize| -> Option<Histogram> {
+        let (calls, h) = cumulative(totals.cmds.get(id)?);
+        (calls > 0).then(|| (names[id], calls, h))
     };
+    if args.len() == 2 {
+        return (0..names.len()).filter_map(entry).collect();
+    }
     let mut out = Vec::new();
-    for (id, c) in totals.cmds.iter().enumerate().take(names.len()) {
-        if !wanted(id) {
-            continue;
-        }
-        let (calls, h) = cumulative(c);
-        if calls > 0 {
-            out.push((names[id], calls, h));
+    for arg in args.iter().skip(2) {
+        let Some(cmd) = table.find_full(arg) else { continue };
+        let Some(id) = names.iter().position(|n| *n == cmd.name) else { continue };
+        out.extend(entry(id));
+        for sub in cmd.subcommands {
+            if let Some(id) = names.iter().position(|n| *n == sub.name) {
+                out.extend(entry(id));
+            }
         }
     }
     out

@@ -3,24 +3,44 @@
 //! must learn. Commands reach everything through its methods; only the execution layer makes
 //! one ([`Ctx::new`]).
 
-use magpie_protocol::{ArgVec, Reply, Resp};
+use magpie_lua::{Host, Outcome};
+use magpie_protocol::{ArgVec, Args, Reply, Resp};
 use magpie_store::{Db, Keyspace};
 
 use super::Table;
-use crate::core::error::CmdResult;
+use crate::core::error::{CmdResult, Error};
 use crate::model::session::Session;
 use crate::model::wait::{Mode, Timeout};
 use crate::services::Server;
 use crate::services::stats::{Counters, Timer};
 
-/// What commands may ask of the execution layer, which sits above them: the table, and the
-/// serving of blocked clients in the middle of a command (see [`Ctx::serve_waiters`]).
+/// What commands may ask of the execution layer, which sits above them: the table, the
+/// serving of blocked clients in the middle of a command (see [`Ctx::serve_waiters`]), and
+/// running a script whose `redis.call` goes through the dispatcher (see [`Ctx::run_script`]).
 pub(crate) trait Executor: Sync {
     /// The command table.
     fn table(&self) -> &'static Table;
     /// Serves the clients blocked on keys signalled so far.
     fn serve_waiters(&self, server: &Server);
+    /// Runs a script for the session: see [`Ctx::run_script`].
+    fn run_script(&self, ctx: &mut Ctx<'_>, script: &ScriptRun<'_>, body: &mut ScriptBody<'_>) -> CmdResult;
 }
+
+/// A script about to run (EVAL, FCALL and their variants), as the execution layer needs to
+/// know it: Redis's `scriptPrepareForRun` flags.
+pub(crate) struct ScriptRun<'a> {
+    /// An EVAL script (SCRIPT KILL stops it), not a function (FUNCTION KILL).
+    pub eval: bool,
+    /// Write commands are refused (EVAL_RO, FCALL_RO, or the `no-writes` flag).
+    pub read_only: bool,
+    /// The script's SHA1 or the function's name (logs, FUNCTION STATS).
+    pub name: &'a [u8],
+    /// The command that runs it, as the client sent it (FUNCTION STATS).
+    pub command: Args<'a>,
+}
+
+/// What runs the script: given the host its `redis.call` reaches and the reply to write into.
+pub(crate) type ScriptBody<'b> = dyn FnMut(&mut dyn Host, &mut Reply) -> Result<Outcome, Error> + 'b;
 
 /// Everything a command can reach: the server's services, the keys, its own session, and
 /// where its reply goes.
@@ -53,6 +73,32 @@ impl<'a> Ctx<'a> {
         timer: &'a mut Timer,
     ) -> Ctx<'a> {
         Ctx { server, exec, ks, session, out, now, stats, timer }
+    }
+
+    /// Runs a script (see [`ScriptRun`]): `body` gets the host through which the script's
+    /// `redis.call` runs commands (through the dispatcher, as this session, with its
+    /// database and transaction) and the reply to write the script's result into. The script
+    /// runs alone, its writes are logged as one record, and an error it returns is this
+    /// command's error.
+    pub(crate) fn run_script(&mut self, script: &ScriptRun<'_>, body: &mut ScriptBody<'_>) -> CmdResult {
+        let exec = self.exec;
+        exec.run_script(self, script, body)
+    }
+
+    /// Runs `f` with a context like this one whose reply goes to `out` (a command a script
+    /// runs: its reply goes to the script).
+    pub(crate) fn with_out<R>(&mut self, out: &mut Reply, f: impl FnOnce(&mut Ctx<'_>) -> R) -> R {
+        let mut inner = Ctx::new(self.server, self.exec, self.ks, self.session, out, self.now, self.stats, self.timer);
+        f(&mut inner)
+    }
+
+    /// Runs `f` with this context's reply taken out: `f` gets a context whose reply is a
+    /// scratch one (for what the script runs), and the real reply (for the script's result).
+    pub(crate) fn split_out<R>(&mut self, f: impl FnOnce(&mut Ctx<'_>, &mut Reply) -> R) -> R {
+        let mut scratch = Reply::new(self.out.proto);
+        let mut inner =
+            Ctx::new(self.server, self.exec, self.ks, self.session, &mut scratch, self.now, self.stats, self.timer);
+        f(&mut inner, self.out)
     }
 
     /// Runs `f` with a context like this one but on the keyspace `ks` (an interactive
@@ -187,6 +233,34 @@ impl<'a> Ctx<'a> {
             }
         }
         Ok(())
+    }
+
+    /// [`Ctx::block`] for a command that must run again as `rerun` rather than as it was
+    /// called (XREAD's `$` stands for the last ID when it blocked, not when it runs again).
+    pub(crate) fn block_as<'k>(
+        &mut self,
+        wants: &'static str,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+        timeout: Timeout,
+        refused: fn(&mut Reply),
+        rerun: ArgVec,
+    ) -> CmdResult {
+        if self.session.wait.mode == Mode::MayBlock {
+            self.session.wait.rerun = Some(rerun);
+        }
+        self.block(wants, keys, timeout, refused)
+    }
+
+    /// When run again for a waiting client: the key whose change is being served, if one is
+    /// (see [`crate::model::wait::Wait::ready`]).
+    pub(crate) fn ready_key(&self) -> Option<&[u8]> {
+        self.session.wait.ready.as_deref()
+    }
+
+    /// Declares that this command's changes need no log record: what it changed is not kept
+    /// across a restart (a consumer's seen time), or was recorded by other means.
+    pub(crate) fn propagate_none(&mut self) {
+        self.session.effects.replaced = true;
     }
 
     /// Says what the append-only log (and, later, replicas) must record for this command,

@@ -30,6 +30,8 @@ impl Reason {
 pub(crate) enum Context {
     Toplevel,
     Multi,
+    /// A script's `redis.call`.
+    Lua,
 }
 
 impl Context {
@@ -37,6 +39,7 @@ impl Context {
         match self {
             Context::Toplevel => "toplevel",
             Context::Multi => "multi",
+            Context::Lua => "lua",
         }
     }
 }

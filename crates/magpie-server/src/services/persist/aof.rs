@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tracing::info;
 
-use magpie_persist::log::{LogFile, Manifest};
+use magpie_persist::log::{LogFile, Manifest, create_dir_durably};
 
 use super::{Job, Persistence};
 use crate::core::error::Error;
@@ -54,24 +54,27 @@ impl Persistence {
     fn rewrite_inner(&self) -> io::Result<u64> {
         let p = self;
         let journal = &p.journal;
-        std::fs::create_dir_all(&p.paths.dir)?;
+        create_dir_durably(&p.paths.dir)?;
         let old = p.manifest.lock().clone();
-        let n = old.max_number() + 1;
+        // Past any file on disk, not only those the manifest names: a crash (or a failed
+        // rewrite) can leave a file with the next number, which must not block this one.
+        let n = p.next_log_number(&old);
         let (base_name, incr_name) = (p.paths.base_name(n), p.paths.incr_name(n));
         let incr = LogFile::create(&p.paths.file(&incr_name))?;
         let was_on = journal.is_on();
         let tap = self.ks.tap();
         let mut start_error = None;
         let manifest_path = p.paths.manifest();
+        // Until the new base is written, the log is the old files plus the new one.
+        let history =
+            Manifest { base: old.base.clone(), incrs: old.incrs.iter().cloned().chain([incr_name.clone()]).collect() };
+        let written = history.clone();
+        let mut cut_made = false;
         let result = p.write_snapshot_cut(&p.paths.file(&base_name), !was_on, || {
+            cut_made = true;
             let cut = tap.current_seq();
             if was_on {
-                // Until the new base is written, the log is the old files plus the new one.
-                let history = Manifest {
-                    base: old.base.clone(),
-                    incrs: old.incrs.iter().cloned().chain([incr_name.clone()]).collect(),
-                };
-                journal.switch_at(cut, incr, move || history.write(&manifest_path));
+                journal.switch_at(cut, incr, move || written.write(&manifest_path));
             } else {
                 tap.set_ordering(true);
                 tap.set_expired_tap(true);
@@ -84,17 +87,31 @@ impl Persistence {
             (Ok(r), None) => Ok(r),
             (Err(e), _) | (_, Some(e)) => Err(e),
         };
+        // The switch, asked for at the cut, is made by the writer whether or not the base
+        // could be written: wait for it, so that the manifest in memory names what the writer
+        // writes to (the next rewrite starts from it) and no later switch replaces this one.
+        let switched = was_on && cut_made && journal.wait_switched();
+        if was_on && switched {
+            *p.manifest.lock() = history;
+        }
         if let Err(e) = result {
             let _ = std::fs::remove_file(p.paths.file(&base_name));
             if !was_on {
                 journal.stop();
                 let _ = std::fs::remove_file(p.paths.file(&incr_name));
             }
-            // With a switch made, the manifest names the new file among the old ones: still whole.
+            if was_on && !switched {
+                let _ = std::fs::remove_file(p.paths.file(&incr_name));
+            }
+            // With the switch made, the manifest names the new file among the old ones: whole.
             return Err(e);
         }
-        if was_on && !journal.wait_switched() {
-            return Err(io::Error::other("the log writer stopped before switching files"));
+        if was_on && !switched {
+            // The writer goes on with the old file: a base cut for the new one would lose
+            // what the writer puts in the old one, which this rewrite would delete.
+            let _ = std::fs::remove_file(p.paths.file(&base_name));
+            let _ = std::fs::remove_file(p.paths.file(&incr_name));
+            return Err(io::Error::other("the log writer could not switch to the new incremental file"));
         }
         let new = Manifest { base: Some(base_name.clone()), incrs: vec![incr_name] };
         new.write(&p.paths.manifest())?;

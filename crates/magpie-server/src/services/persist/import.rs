@@ -107,7 +107,7 @@ impl Persistence {
         if self.settings.appendonly() {
             self.rewrite().map_err(|e| format!("--import-rdb: cannot rewrite the append-only log: {e}"))?;
         } else if !self.settings.save().is_empty() {
-            self.save_now().map_err(|e| format!("--import-rdb: cannot save a snapshot: {e}"))?;
+            self.save_now(false).map_err(|e| format!("--import-rdb: cannot save a snapshot: {e}"))?;
         }
         Ok(keys)
     }

@@ -59,6 +59,12 @@ impl Persistence {
             f("aof_delayed_fsync", &status.delayed_fsync);
             f("aof_fsync_policy", &j.policy().name());
             f("aof_fsyncs", &status.fsyncs);
+            // Magpie's own (docs/durability.md): how long records waited to be written after
+            // their commands (the last write, the longest since the start), and how long ago the
+            // log was last fsynced.
+            f("aof_write_lag_usec", &status.write_lag.as_micros());
+            f("aof_write_lag_max_usec", &status.write_lag_max.as_micros());
+            f("aof_last_fsync_age_msec", &status.last_fsync.map_or(-1, |t| t.elapsed().as_millis() as i64));
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use magpie_persist::SnapshotReader;
-use magpie_persist::log::{LogFile, LogReader, Manifest, Tail};
+use magpie_persist::log::{LogFile, LogReader, Manifest, Tail, create_dir_durably};
 use magpie_protocol::ArgVec;
 use magpie_store::now_ms;
 
@@ -33,6 +33,7 @@ impl Persistence {
     fn load_and_open(self: &Arc<Self>, replay: &mut Replay<'_>) -> Result<(), String> {
         let p = self;
         remove_stale_temp_files(&p.dir);
+        remove_stale_temp_files(&p.paths.dir);
         let snapshot = p.snapshot_path();
         if !self.settings.appendonly() {
             if snapshot.exists() {
@@ -40,11 +41,12 @@ impl Persistence {
             }
             return Ok(());
         }
-        std::fs::create_dir_all(&p.paths.dir)
+        create_dir_durably(&p.paths.dir)
             .map_err(|e| format!("cannot create the log directory {}: {e}", p.paths.dir.display()))?;
-        let Some(manifest) =
-            Manifest::read(&p.paths.manifest()).map_err(|e| format!("cannot read the log's manifest: {e}"))?
-        else {
+        let manifest =
+            Manifest::read(&p.paths.manifest()).map_err(|e| format!("cannot read the log's manifest: {e}"))?;
+        p.tidy_log_dir(manifest.as_ref());
+        let Some(manifest) = manifest else {
             // No log yet: start it from the snapshot, if there is one, with a base of everything.
             if snapshot.exists() {
                 info!("no append-only log yet: loading the snapshot {} first", snapshot.display());
@@ -75,7 +77,7 @@ impl Persistence {
             }
             _ => {
                 // A manifest with a base only: start a new incremental file after it.
-                let n = manifest.max_number() + 1;
+                let n = p.next_log_number(&manifest);
                 let name = p.paths.incr_name(n);
                 let f = LogFile::create(&p.paths.file(&name)).map_err(|e| format!("cannot create {name}: {e}"))?;
                 let m = Manifest { base: manifest.base.clone(), incrs: vec![name] };
@@ -147,6 +149,16 @@ impl Persistence {
                 );
             }
         }
+        let libraries = reader.take_functions();
+        if !libraries.is_empty() {
+            let Some(scripting) = self.scripting.get() else {
+                return Err(format!("{}: holds function libraries but scripting is not set up", path.display()));
+            };
+            scripting.restore_libraries(&libraries, crate::services::scripting::RestorePolicy::Replace).map_err(
+                |e| format!("{}: a function library does not load: {}", path.display(), String::from_utf8_lossy(&e.0)),
+            )?;
+            info!("{} function libraries loaded", libraries.len());
+        }
         let secs = started.elapsed().as_secs_f64();
         info!("snapshot loaded: {keys} keys ({expired} already expired) in {secs:.3} s");
         let mut st = self.stats.lock();
@@ -211,7 +223,65 @@ impl Persistence {
     }
 }
 
-/// Removes the temporary files of snapshots that a crash interrupted.
+impl Persistence {
+    /// The log's files in its directory, by name: `<prefix>.<n>.base` and `<prefix>.<n>.incr`,
+    /// each with its number.
+    fn log_files_on_disk(&self) -> Vec<(String, u64)> {
+        let Ok(entries) = std::fs::read_dir(&self.paths.dir) else { return Vec::new() };
+        let prefix = format!("{}.", self.paths.prefix);
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let rest = name.strip_prefix(&prefix)?;
+                let number = rest.strip_suffix(".base").or_else(|| rest.strip_suffix(".incr"))?;
+                if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                let n = number.parse().ok()?;
+                Some((name, n))
+            })
+            .collect()
+    }
+
+    /// The number for a new base or incremental file: past every number the manifest names
+    /// and every log file on disk, so that a file an interrupted rewrite left behind (named
+    /// by no manifest) never blocks the creation of a new one.
+    pub(super) fn next_log_number(&self, manifest: &Manifest) -> u64 {
+        let on_disk = self.log_files_on_disk().into_iter().map(|(_, n)| n).max().unwrap_or(0);
+        manifest.max_number().max(on_disk).saturating_add(1)
+    }
+
+    /// At start: removes the log files that the manifest does not name. A rewrite creates its
+    /// files before a manifest names them and deletes the old ones after, so a crash in
+    /// between leaves files that are part of no log. With no manifest at all they are left
+    /// alone (new files are numbered after them), since nothing says what they are.
+    fn tidy_log_dir(&self, manifest: Option<&Manifest>) {
+        let _ = std::fs::remove_file(self.paths.dir.join(format!("{}.manifest.tmp", self.paths.prefix)));
+        for (name, _) in self.log_files_on_disk() {
+            match manifest {
+                Some(m) if m.base.as_ref() == Some(&name) || m.incrs.contains(&name) => {}
+                Some(_) => {
+                    let path = self.paths.file(&name);
+                    info!(
+                        "removing {}: the manifest does not name it (left by an interrupted rewrite)",
+                        path.display()
+                    );
+                    if let Err(e) = std::fs::remove_file(&path) {
+                        warn!("could not remove {}: {e}", path.display());
+                    }
+                }
+                None => warn!(
+                    "{} is named by no manifest (there is none); leaving it, and numbering new files after it",
+                    self.paths.file(&name).display()
+                ),
+            }
+        }
+    }
+}
+
+/// Removes the temporary files of snapshots that a crash interrupted, in the data directory
+/// and in the log's (where a rewrite writes its base).
 fn remove_stale_temp_files(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {

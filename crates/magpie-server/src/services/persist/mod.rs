@@ -21,6 +21,7 @@ use magpie_store::{Keyspace, now_ms};
 use super::config::{Config, Settings};
 use super::gate::Gate;
 use super::journal::{Journal, LogPaths};
+use super::scripting::Scripting;
 use crate::core::error::Error;
 use crate::core::units::human;
 
@@ -100,6 +101,10 @@ pub(crate) struct Persistence {
     final_saved: AtomicBool,
     /// The last snapshot failed (a copy of `Stats::last_save_ok`, read by every write).
     save_failed: AtomicBool,
+    /// The final save of a shutdown is taken or done: writes are refused.
+    stopping: AtomicBool,
+    /// The function libraries, which snapshots carry.
+    scripting: std::sync::OnceLock<Arc<Scripting>>,
 }
 
 impl Persistence {
@@ -136,7 +141,19 @@ impl Persistence {
             loading: AtomicBool::new(false),
             final_saved: AtomicBool::new(false),
             save_failed: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            scripting: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Gives snapshots the function libraries to save and load (once, at start).
+    pub(crate) fn set_scripting(&self, scripting: Arc<Scripting>) {
+        let _ = self.scripting.set(scripting);
+    }
+
+    /// Every function library's code, to save in a snapshot.
+    fn library_codes(&self) -> Vec<Vec<u8>> {
+        self.scripting.get().map(|s| s.library_codes()).unwrap_or_default()
     }
 
     fn snapshot_path(&self) -> PathBuf {
@@ -154,6 +171,11 @@ impl Persistence {
 
     /// Why write commands are refused right now, if they are (Redis's MISCONF errors).
     pub(crate) fn deny_writes(&self) -> Option<Error> {
+        if self.stopping.load(Ordering::Relaxed) {
+            // The final snapshot is taken (or being taken, while nothing runs): a write now
+            // would be lost when the server exits.
+            return Some(Error::from("ERR the server is shutting down: writes are refused"));
+        }
         if self.journal.is_failing() {
             let why = self.journal.status().last_write_error.unwrap_or_else(|| "unknown error".to_owned());
             return Some(Error::msg(format!("MISCONF Errors writing to the AOF file: {why}")));

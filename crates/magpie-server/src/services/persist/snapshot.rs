@@ -47,11 +47,20 @@ impl Persistence {
         let side: Arc<Mutex<Preserved>> = Arc::default();
         let into = side.clone();
         let sink: SnapshotSink = Arc::new(move |db, key: &[u8], entry: SnapEntry<'_>| into.lock().add(db, key, entry));
-        {
-            // Not in the middle of a transaction.
-            let _pass = if exclusive { self.gate.exclusive() } else { self.gate.shared() };
+        let libraries = {
+            // Not in the middle of a transaction (nor of a FUNCTION command, which runs alone:
+            // the libraries are those of the moment of the cut). A background job gives up
+            // waiting for the gate when asked to stop: a SHUTDOWN holds the gate and waits for
+            // the job.
+            let Some(_pass) = self.gate.enter_unless(exclusive, &p.abort) else {
+                w.abandon();
+                return Err(io::Error::other("snapshot aborted (shutdown)"));
+            };
             ks.begin_snapshot(sink, at_cut);
-        }
+            self.library_codes()
+        };
+        w.functions(&libraries);
+        drop(libraries);
         let mut spare = Preserved::default();
         let mut drain = |w: &mut SnapshotWriter| {
             std::mem::swap(&mut *side.lock(), &mut spare);
@@ -95,16 +104,21 @@ impl Persistence {
     }
 
     /// A snapshot to the `dbfilename`, now, on this thread (SAVE, shutdown, background saves).
-    pub(super) fn save_now(&self) -> io::Result<()> {
+    /// As in Redis, only a background save that fails counts as failed for INFO's
+    /// `rdb_last_bgsave_status` and `stop-writes-on-bgsave-error`; SAVE and a shutdown report
+    /// their failure to whoever asked. Any save that succeeds clears the failure.
+    pub(super) fn save_now(&self, background: bool) -> io::Result<()> {
         let p = self;
         let started = Instant::now();
         let target = p.snapshot_path();
         let mut cut = 0;
         let result = p.write_snapshot(&target, || cut = self.ks.tap().current_seq());
         let mut st = p.stats.lock();
-        st.last_save_attempt = Some(Instant::now());
-        st.last_save_secs = started.elapsed().as_secs() as i64;
-        p.save_failed.store(result.is_err(), Ordering::Relaxed);
+        if background || result.is_ok() {
+            st.last_save_attempt = Some(Instant::now());
+            st.last_save_secs = started.elapsed().as_secs() as i64;
+            p.save_failed.store(result.is_err(), Ordering::Relaxed);
+        }
         match result {
             Ok((keys, bytes)) => {
                 st.last_save_ok = true;
@@ -120,7 +134,9 @@ impl Persistence {
                 Ok(())
             }
             Err(e) => {
-                st.last_save_ok = false;
+                if background {
+                    st.last_save_ok = false;
+                }
                 warn!("snapshot to {} failed: {e}", target.display());
                 Err(e)
             }
@@ -133,7 +149,7 @@ impl Persistence {
         if p.claim(Job::Save).is_err() {
             return Err("ERR Background save already in progress".into());
         }
-        let r = p.save_now();
+        let r = p.save_now(false);
         p.release();
         r.map_err(|_| Error::from("ERR"))
     }
@@ -165,7 +181,7 @@ impl Persistence {
         let spawned = thread::Builder::new().name("magpie-snapshot".into()).spawn(move || {
             match job {
                 Job::Save => {
-                    let _ = s.save_now();
+                    let _ = s.save_now(true);
                 }
                 Job::Rewrite => {
                     if let Err(e) = s.rewrite() {
@@ -182,11 +198,19 @@ impl Persistence {
         Ok(())
     }
 
-    /// The final save of a shutdown: waits for (or stops) a background job, then saves if asked
-    /// (`Some(true)`), or if snapshots are configured and not declined (`None`). Errors if the
-    /// save was wanted and failed.
-    pub(crate) fn shutdown_save(&self, save: Option<bool>) -> io::Result<()> {
+    /// The final save of a shutdown (SHUTDOWN, SIGTERM, SIGINT), with the gate held
+    /// exclusively by the caller, so that no command runs meanwhile and every write
+    /// acknowledged before is in it. From here on write commands are refused (see
+    /// [`Persistence::deny_writes`]): the server is about to exit, and a write acknowledged
+    /// after the snapshot would be lost. Stops a background job, then saves if asked
+    /// (`Some(true)`), or if snapshots are configured and not declined (`None`).
+    ///
+    /// If the save fails, as Redis's `finishShutdown`: without `force`, writes are accepted
+    /// again and the error is returned (the server must not exit: the writes since the last
+    /// good snapshot would be lost); with `force`, the server exits anyway.
+    pub(crate) fn final_save(&self, save: Option<bool>, force: bool) -> io::Result<()> {
         let p = self;
+        p.stopping.store(true, Ordering::SeqCst);
         let wanted = save.unwrap_or(!self.settings.save().is_empty());
         if !wanted || p.final_saved.load(Ordering::SeqCst) {
             return Ok(());
@@ -202,12 +226,28 @@ impl Persistence {
         }
         p.abort.store(false, Ordering::SeqCst);
         info!("saving the final snapshot before exiting");
-        let r = p.save_now();
+        let r = p.save_now(false);
         p.release();
-        if r.is_ok() {
-            p.final_saved.store(true, Ordering::SeqCst);
+        match r {
+            Ok(()) => {
+                p.final_saved.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(e) if force => {
+                warn!("error trying to save the final snapshot ({e}); exiting anyway (FORCE)");
+                Ok(())
+            }
+            Err(e) => {
+                warn!(
+                    "error trying to save the final snapshot, can't exit: {e}. The writes since the last \
+                     snapshot would be lost. Free space on {} (or use SHUTDOWN NOSAVE, or SHUTDOWN FORCE, to exit \
+                     without it)",
+                    p.dir.display()
+                );
+                p.stopping.store(false, Ordering::SeqCst);
+                Err(e)
+            }
         }
-        r
     }
 
     /// SHUTDOWN NOSAVE: the final snapshot is declined.

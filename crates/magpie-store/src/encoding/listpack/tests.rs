@@ -169,3 +169,25 @@ fn corrupt_listpacks_are_refused_and_never_panic() {
     wrong_count[4] = 3;
     assert!(validate(&wrong_count).is_err());
 }
+
+#[test]
+fn integers_replaced_in_place_are_encoded_as_appended() {
+    let edges = [0i64, 1, 127, 128, -1, 4095, 4096, -4096, -4097, 32767, 32768, -32768, -32769, 8388607, 8388608];
+    let more = [-8388608i64, -8388609, i32::MAX as i64, i32::MAX as i64 + 1, i32::MIN as i64, i64::MAX, i64::MIN];
+    for n in edges.into_iter().chain(more) {
+        let mut expected = Vec::new();
+        encode_entry(&mut expected, Entry::Int(n));
+        let (bytes, len) = int_entry(n);
+        assert_eq!(&bytes[..len], &expected[..], "{n}");
+        // Replacing an integer by one of the same size keeps the listpack byte for byte what
+        // appending it would have made; other sizes move the tail.
+        for m in [n, 5, 200, 70000] {
+            let mut lp = Listpack::from_entries([Entry::Str(b"head"), Entry::Int(m), Entry::Str(b"tail")]).unwrap();
+            let at = lp.next(lp.first().unwrap()).unwrap();
+            lp.replace(at, Entry::Int(n)).unwrap();
+            let want = Listpack::from_entries([Entry::Str(b"head"), Entry::Int(n), Entry::Str(b"tail")]).unwrap();
+            assert_eq!(lp.as_bytes(), want.as_bytes(), "{m} -> {n}");
+            assert_eq!(lp.read(at), Some((Entry::Int(n), lp.skip(at).unwrap())));
+        }
+    }
+}
