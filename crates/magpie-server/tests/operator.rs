@@ -122,6 +122,8 @@ fn monitor_shows_other_clients_commands() {
     let mut m = server.raw();
     assert_eq!(m.cmd_str("MONITOR"), "+OK\r\n");
     let mut c = server.raw();
+    let list = c.cmd_str("CLIENT LIST");
+    assert!(list.contains(" flags=O ") && list.contains(" flags=N "), "the monitor is flagged O: {list}");
     c.cmd(&[b"SET", b"a b", b"x\"\n\xff"]);
     c.cmd_str("CONFIG GET port");
     c.cmd(&[b"AUTH", b"pw"]);
