@@ -20,6 +20,7 @@ Examples:
   magpie subscribe news alerts         print messages published to channels as they arrive
   magpie psubscribe 'user:*'           ... to channels matching a pattern
   magpie publish news 'hello'          publish a message, print how many received it
+  magpie monitor                       print every command the server runs (MONITOR)
   magpie cmd CONFIG GET maxclients     any other command, output typed like redis-cli
   magpie                               interactive shell; `echo PING | magpie` runs piped commands
 
@@ -344,6 +345,25 @@ Examples:
         patterns: Vec<OsString>,
 
         /// Exit after this many messages
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+
+    /// Print every command the server runs, as it runs it (MONITOR), until Ctrl-C
+    #[command(after_help = "\
+Prints one line per command, as Redis's MONITOR shows it:
+  TIME [DB CLIENT] \"command\" \"arg\" ...
+(CLIENT is the address, or lua for a script's commands; arguments quoted and escaped).
+--json prints {\"time\": ..., \"db\": ..., \"client\": ..., \"args\": [...]} per line; --raw the
+line as the server sent it. Administrative commands (CONFIG, DEBUG, ...) are not shown, and
+passwords are shown as (redacted). Watching costs the server a formatted line per command.
+
+Examples:
+  magpie monitor
+  magpie monitor --count 10          the next ten commands
+  magpie --json monitor | jq .args")]
+    Monitor {
+        /// Exit after this many commands
         #[arg(long, value_name = "N")]
         count: Option<u64>,
     },

@@ -42,6 +42,7 @@ pub(crate) async fn run(command: Command, mut session: Session, out: &mut Out) -
         Command::Psubscribe { patterns, count } => {
             crate::pubsub::subscribe(&mut session, out, "PSUBSCRIBE", args(&patterns), count).await
         }
+        Command::Monitor { count } => crate::pubsub::monitor(&mut session, out, count).await,
         Command::Publish { channel, message } => {
             crate::pubsub::publish(&mut session, out, arg_bytes(&channel), arg_bytes(&message)).await
         }

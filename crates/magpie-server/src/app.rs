@@ -229,17 +229,28 @@ fn spawn_expiry(shared: Arc<Server>) -> io::Result<std::thread::JoinHandle<()>> 
             // Expiry takes turns with transactions (which see time stand still) between steps.
             let mut pass = Some(gate.shared());
             journal.begin();
-            ks.active_expire(now_ms(), start + period / 4, || {
-                // Log the keys this step expired, and renew the bound for the next step.
-                expired::log(ks, pubsub, journal);
-                journal.end();
-                pass = None;
-                pass = Some(gate.shared());
-                journal.begin();
-            });
+            // DEBUG SET-ACTIVE-EXPIRE 0 stops the cycle (keys then expire when touched).
+            let cycle = Instant::now();
+            if shared.settings().operator.active_expire() {
+                ks.active_expire(now_ms(), start + period / 4, || {
+                    // Log the keys this step expired, and renew the bound for the next step.
+                    expired::log(ks, pubsub, journal);
+                    journal.end();
+                    pass = None;
+                    pass = Some(gate.shared());
+                    journal.begin();
+                });
+            }
             expired::log(ks, pubsub, journal);
             journal.end();
             drop(pass);
+            // LATENCY's "expire-cycle" event: the cycle's time, as Redis's activeExpireCycle.
+            let ms = u64::try_from(cycle.elapsed().as_millis()).unwrap_or(u64::MAX);
+            shared.latency().sample_if_needed(
+                "expire-cycle",
+                ms,
+                shared.settings().operator.latency_monitor_threshold(),
+            );
             if last_persist.elapsed() >= Duration::from_millis(100) {
                 last_persist = Instant::now();
                 shared.persistence().cron(shared.is_shutting_down());

@@ -82,7 +82,10 @@ fn env_number(name: &str) -> Option<u64> {
 /// them).
 /// MIGRATE connects to the host it is given: random hosts ("1.5" reads as 1.0.0.5) would send
 /// traffic off this machine and wait up to the random timeout (tests/rdb_moves.rs covers it).
+/// MONITOR turns the connection into a monitor, whose lines the fuzzer would take for replies
+/// (tests/operator.rs covers it).
 const EXCLUDED: &[&str] = &[
+    "monitor",
     "shutdown",
     "quit",
     "subscribe",

@@ -219,6 +219,19 @@ fn migrate_options(args: Args<'_>) -> Result<Migrate<'_>, Error> {
 /// target acknowledged, unless it changed meanwhile (then the newer value stays here, and the
 /// target holds the value of the moment of serialization). See docs/compatibility.md.
 fn migrate(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    // The passwords of AUTH and AUTH2 are not shown by MONITOR or the slow log.
+    let mut j = 6;
+    while j + 1 < args.len() && !is(args.get(j), "keys") {
+        if is(args.get(j), "auth") {
+            ctx.session_mut().effects.redact(j + 1);
+            j += 1;
+        } else if is(args.get(j), "auth2") {
+            ctx.session_mut().effects.redact(j + 1);
+            ctx.session_mut().effects.redact(j + 2);
+            j += 2;
+        }
+        j += 1;
+    }
     let o = migrate_options(args)?;
     let db = ctx.db_index();
     let now = ctx.now();

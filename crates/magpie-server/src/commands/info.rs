@@ -31,7 +31,7 @@ const DEFAULT: &[&str] = &[
     "magpie",
 ];
 /// What `INFO all` and `INFO everything` add.
-const EXTRA: &[&str] = &["commandstats"];
+const EXTRA: &[&str] = &["commandstats", "latencystats"];
 /// The sections `INFO <args>` asks for, in report order. No argument means the default set;
 /// unknown names select nothing, as in Redis.
 pub(super) fn sections<'a>(args: impl Iterator<Item = &'a [u8]>) -> Vec<&'static str> {
@@ -51,10 +51,16 @@ pub(super) fn sections<'a>(args: impl Iterator<Item = &'a [u8]>) -> Vec<&'static
     }
     // Report order is Redis's, whatever the order asked.
     let order = |s: &&str| match *s {
-        "commandstats" => DEFAULT.iter().position(|d| *d == "errorstats").unwrap_or(0),
+        "commandstats" | "latencystats" => DEFAULT.iter().position(|d| *d == "errorstats").unwrap_or(0),
         s => DEFAULT.iter().position(|d| *d == s).unwrap_or(usize::MAX),
     };
-    wanted.sort_by_key(|s| (order(s), *s != "commandstats"));
+    // Around errorstats: commandstats before it, latencystats after it.
+    let around = |s: &&str| match *s {
+        "commandstats" => 0,
+        "latencystats" => 2,
+        _ => 1,
+    };
+    wanted.sort_by_key(|s| (order(s), around(s)));
     wanted.dedup();
     wanted
 }
@@ -110,6 +116,7 @@ impl Report<'_> {
             "cpu" => cpu(out),
             "commandstats" => self.commandstats(out),
             "errorstats" => self.errorstats(out),
+            "latencystats" => super::operator::latencystats(self.shared, self.table, self.totals, out),
             "cluster" => {
                 field!(out, "cluster_enabled", 0);
             }

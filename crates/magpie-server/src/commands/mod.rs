@@ -13,6 +13,7 @@ mod info;
 mod introspection;
 mod keys;
 mod lists;
+mod operator;
 mod pubsub;
 mod scripting;
 mod server;
@@ -33,7 +34,7 @@ use crate::{acl, flags, key_flags};
 
 /// The data types' tables, in table order (after [`CONNECTION`], the transaction commands and
 /// [`CORE`]).
-pub(crate) static FAMILIES: [&[Command]; 13] = [
+pub(crate) static FAMILIES: [&[Command]; 14] = [
     lists::COMMANDS,
     hashes::COMMANDS,
     sets::COMMANDS,
@@ -45,6 +46,7 @@ pub(crate) static FAMILIES: [&[Command]; 13] = [
     dump::COMMANDS,
     geo::COMMANDS,
     sort::COMMANDS,
+    operator::COMMANDS,
     streams::COMMANDS,
     scripting::COMMANDS,
 ];

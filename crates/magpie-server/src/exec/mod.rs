@@ -15,6 +15,7 @@
 mod batch;
 mod interactive;
 mod multi;
+mod observe;
 mod scripts;
 mod table;
 pub(crate) mod waiters;
@@ -87,6 +88,10 @@ pub(crate) fn dispatch_resolved(
         }
         return None;
     }
+    if let Some(e) = observe::monitor_refuses(ctx, cmd) {
+        refuse(ctx, args, e, Some(id));
+        return None;
+    }
     if ctx.session().txn.multi.is_some() {
         match multi::queue(ctx, cmd, args) {
             Ok(true) => return Some(cmd),
@@ -108,6 +113,7 @@ pub(crate) fn dispatch_resolved(
         refuse(ctx, args, e, Some(id));
         return None;
     }
+    let started = observe::start(ctx, cmd, args);
     let result = if ctx.in_interactive() && !interactive::controls(cmd) {
         match interactive::run_inside(ctx, cmd, args) {
             None => Ok(()),
@@ -125,6 +131,7 @@ pub(crate) fn dispatch_resolved(
     } else {
         (cmd.run)(ctx, args)
     };
+    observe::finish(ctx, cmd, args, started, ctx.session().wait.requested && result.is_ok());
     if ctx.session().wait.requested && result.is_ok() {
         // The client waits: the command is counted when it is served or gives up.
         ctx.session_mut().wait.id = id;

@@ -105,7 +105,8 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
         let txn_at = client.txn().deadline(shared.settings()).map(tokio::time::Instant::from_std);
         let timeout = shared.settings().timeout();
         let timeout_at =
-            (timeout > 0 && !client.info().pubsub.active()).then(|| waiting_since + Duration::from_secs(timeout));
+            (timeout > 0 && !client.info().pubsub.active() && !client.info().pubsub.monitor.load(Ordering::Relaxed))
+                .then(|| waiting_since + Duration::from_secs(timeout));
         let grown = decoder_grown
             || writes.capacity() > 4
             || rbuf.capacity() > IDLE_KEEP
@@ -339,6 +340,9 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
     }
     let _ = stream.shutdown().await;
     client.end(shared.keyspace(), shared.pubsub());
+    if client.info().pubsub.monitor.load(Ordering::Relaxed) {
+        shared.monitors().remove(id);
+    }
     shared.clients().disconnect(id);
 }
 
@@ -672,7 +676,7 @@ fn limits(shared: &Server) -> Limits {
 /// Waits until the client's mailbox has something to write (or overflowed); never, for a
 /// client with no subscriptions. One branch of the connection's wait for input.
 async fn messages(info: &ClientInfo) {
-    if info.pubsub.active() || info.pubsub.mailbox.pending() != 0 {
+    if info.pubsub.active() || info.pubsub.monitor.load(Ordering::Relaxed) || info.pubsub.mailbox.pending() != 0 {
         info.pubsub.mailbox.notify.notified().await;
     } else {
         std::future::pending::<()>().await;

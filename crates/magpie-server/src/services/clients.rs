@@ -40,6 +40,9 @@ impl ClientInfo {
         let mut line = format!("id={} addr={} laddr={} fd=0 name=", self.id, self.addr, self.laddr).into_bytes();
         // Redis's order of the flags we have; N when there are none.
         let mut flags = String::new();
+        if self.pubsub.monitor.load(Ordering::Relaxed) {
+            flags.push('O');
+        }
         if self.pubsub.active() {
             flags.push('P');
         }

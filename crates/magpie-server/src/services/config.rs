@@ -168,6 +168,23 @@ pub struct Options {
     /// TLS versions accepted, space separated: TLSv1.2, TLSv1.3 [default: both].
     #[arg(long, value_name = "VERSIONS")]
     pub tls_protocols: Option<String>,
+    /// SLOWLOG: log commands slower than this many microseconds; -1 logs none, 0 every
+    /// command [default: 10000].
+    #[arg(long, value_name = "USEC", allow_hyphen_values = true)]
+    pub slowlog_log_slower_than: Option<i64>,
+    /// SLOWLOG: entries kept [default: 128].
+    #[arg(long, value_name = "N")]
+    pub slowlog_max_len: Option<u64>,
+    /// LATENCY: record events that take at least this many milliseconds; 0 records none
+    /// [default: 0].
+    #[arg(long, value_name = "MS")]
+    pub latency_monitor_threshold: Option<u64>,
+    /// Per-command latency percentiles in INFO latencystats: yes or no [default: yes].
+    #[arg(long, value_name = "yes|no")]
+    pub latency_tracking: Option<String>,
+    /// The percentiles INFO latencystats shows, space separated [default: 50 99 99.9].
+    #[arg(long, value_name = "PERCENTILES")]
+    pub latency_tracking_info_percentiles: Option<String>,
     /// TCP port of the HTTP API (on the `bind` addresses); 0 turns it off [default: 7379].
     #[arg(long, value_name = "PORT")]
     pub http_port: Option<u16>,
@@ -276,6 +293,8 @@ pub struct Config {
     pub http_cors_origins: String,
     /// `--import-rdb`: a Redis RDB file to load at start.
     pub import_rdb: Option<PathBuf>,
+    /// SLOWLOG and LATENCY settings.
+    pub operator: OperatorConfig,
 }
 
 /// A protected action's setting (`enable-protected-configs`, `enable-debug-command`): Redis's
@@ -461,6 +480,7 @@ impl Config {
             None => Options::default(),
         };
         let pick = |flag: Option<String>, file: Option<String>| flag.or(file);
+        let operator = OperatorConfig::pick(&cli, &file)?;
         let config = Config {
             port: cli.port.or(file.port).unwrap_or(6379),
             bind: pick(cli.bind, file.bind)
@@ -569,6 +589,7 @@ impl Config {
                 protocols: None,
             },
             import_rdb: cli.import_rdb,
+            operator,
         };
         let mut config = config;
         config.requirepass = non_empty(pick(cli.requirepass, file.requirepass));
@@ -647,6 +668,7 @@ pub(crate) struct Settings {
     acllog_max_len: AtomicU64,
     protected_mode: AtomicBool,
     tls: Mutex<TlsSettings>,
+    pub(crate) operator: OperatorSettings,
     http_allowed_hosts: Mutex<String>,
     http_cors_origins: Mutex<String>,
     stream_node_max_bytes: AtomicU64,
@@ -680,6 +702,7 @@ impl Settings {
             acllog_max_len: AtomicU64::new(config.acllog_max_len),
             protected_mode: AtomicBool::new(config.protected_mode),
             tls: Mutex::new(config.tls.clone()),
+            operator: OperatorSettings::new(&config.operator),
             http_allowed_hosts: Mutex::new(config.http_allowed_hosts.clone()),
             http_cors_origins: Mutex::new(config.http_cors_origins.clone()),
             stream_node_max_bytes: AtomicU64::new(config.stream_node_max_bytes),
@@ -1155,6 +1178,42 @@ static PARAMS: &[Param] = &[
         kind: FIXED,
         set: None,
     },
+    Param {
+        name: "slowlog-log-slower-than",
+        get: |s| s.operator.slowlog_log_slower_than().to_string(),
+        kind: Kind::Text(|v| parse_signed(v, -1).map(|_| ())),
+        set: Some(Set::Text(|s, v| {
+            s.operator.slowlog_log_slower_than.store(parse_signed(v, -1).unwrap_or(-1), Ordering::Relaxed)
+        })),
+    },
+    Param {
+        name: "slowlog-max-len",
+        get: |s| s.operator.slowlog_max_len().to_string(),
+        kind: Kind::Text(|v| parse_signed(v, 0).map(|_| ())),
+        set: Some(Set::Text(|s, v| {
+            s.operator.slowlog_max_len.store(parse_signed(v, 0).unwrap_or(0) as u64, Ordering::Relaxed)
+        })),
+    },
+    Param {
+        name: "latency-monitor-threshold",
+        get: |s| s.operator.latency_monitor_threshold().to_string(),
+        kind: Kind::Text(|v| parse_signed(v, 0).map(|_| ())),
+        set: Some(Set::Text(|s, v| {
+            s.operator.latency_monitor_threshold.store(parse_signed(v, 0).unwrap_or(0) as u64, Ordering::Relaxed)
+        })),
+    },
+    Param {
+        name: "latency-tracking",
+        get: |s| if s.operator.latency_tracking() { "yes" } else { "no" }.to_owned(),
+        kind: Kind::Text(yes_no),
+        set: Some(Set::Text(|s, v| s.operator.latency_tracking.store(yes(v), Ordering::Relaxed))),
+    },
+    Param {
+        name: "latency-tracking-info-percentiles",
+        get: |s| format_percentiles(&s.operator.percentiles()),
+        kind: Kind::Text(|v| parse_percentiles(v).map(|_| ())),
+        set: Some(Set::Text(|s, v| *s.operator.percentiles.lock() = parse_percentiles(v).unwrap_or_default())),
+    },
     Param { name: "tls-port", get: |s| s.config.tls_port.to_string(), kind: FIXED, set: None },
     Param {
         name: "tls-cert-file",
@@ -1217,6 +1276,152 @@ static PARAMS: &[Param] = &[
         set: Some(Set::Num(|s, v| s.stream_node_max_entries.store(v, Ordering::Relaxed))),
     },
 ];
+
+/// The settings of SLOWLOG and LATENCY (Redis's defaults: 10000 µs, 128 entries, the latency
+/// monitor off, per-command percentiles on at 50, 99 and 99.9).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorConfig {
+    pub slowlog_log_slower_than: i64,
+    pub slowlog_max_len: u64,
+    pub latency_monitor_threshold: u64,
+    pub latency_tracking: bool,
+    pub latency_tracking_info_percentiles: Vec<f64>,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> OperatorConfig {
+        OperatorConfig {
+            slowlog_log_slower_than: 10_000,
+            slowlog_max_len: 128,
+            latency_monitor_threshold: 0,
+            latency_tracking: true,
+            latency_tracking_info_percentiles: vec![50.0, 99.0, 99.9],
+        }
+    }
+}
+
+impl OperatorConfig {
+    fn pick(cli: &Options, file: &Options) -> Result<OperatorConfig, String> {
+        let d = OperatorConfig::default();
+        let slower = cli.slowlog_log_slower_than.or(file.slowlog_log_slower_than).unwrap_or(d.slowlog_log_slower_than);
+        if slower < -1 {
+            return Err(format!("slowlog-log-slower-than must be -1 or more, not {slower}"));
+        }
+        let tracking = match cli.latency_tracking.clone().or_else(|| file.latency_tracking.clone()) {
+            Some(v) => parse_yes_no("latency-tracking", &v)?,
+            None => true,
+        };
+        let percentiles = match cli
+            .latency_tracking_info_percentiles
+            .clone()
+            .or_else(|| file.latency_tracking_info_percentiles.clone())
+        {
+            Some(v) => parse_percentiles(&v).map_err(|e| format!("latency-tracking-info-percentiles: {e}"))?,
+            None => d.latency_tracking_info_percentiles,
+        };
+        Ok(OperatorConfig {
+            slowlog_log_slower_than: slower,
+            slowlog_max_len: cli.slowlog_max_len.or(file.slowlog_max_len).unwrap_or(d.slowlog_max_len),
+            latency_monitor_threshold: cli
+                .latency_monitor_threshold
+                .or(file.latency_monitor_threshold)
+                .unwrap_or(d.latency_monitor_threshold),
+            latency_tracking: tracking,
+            latency_tracking_info_percentiles: percentiles,
+        })
+    }
+}
+
+/// The live SLOWLOG and LATENCY settings (CONFIG SET changes them; dispatch reads them per
+/// command, so each is one relaxed load).
+pub(crate) struct OperatorSettings {
+    slowlog_log_slower_than: std::sync::atomic::AtomicI64,
+    slowlog_max_len: AtomicU64,
+    latency_monitor_threshold: AtomicU64,
+    latency_tracking: AtomicBool,
+    percentiles: Mutex<Vec<f64>>,
+    /// DEBUG SET-ACTIVE-EXPIRE: whether the timer reclaims expired keys.
+    active_expire: AtomicBool,
+}
+
+impl OperatorSettings {
+    fn new(c: &OperatorConfig) -> OperatorSettings {
+        OperatorSettings {
+            slowlog_log_slower_than: std::sync::atomic::AtomicI64::new(c.slowlog_log_slower_than),
+            slowlog_max_len: AtomicU64::new(c.slowlog_max_len),
+            latency_monitor_threshold: AtomicU64::new(c.latency_monitor_threshold),
+            latency_tracking: AtomicBool::new(c.latency_tracking),
+            percentiles: Mutex::new(c.latency_tracking_info_percentiles.clone()),
+            active_expire: AtomicBool::new(true),
+        }
+    }
+
+    pub(crate) fn active_expire(&self) -> bool {
+        self.active_expire.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_active_expire(&self, on: bool) {
+        self.active_expire.store(on, Ordering::Relaxed);
+    }
+
+    /// Microseconds; negative: the slow log is off.
+    #[inline]
+    pub(crate) fn slowlog_log_slower_than(&self) -> i64 {
+        self.slowlog_log_slower_than.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn slowlog_max_len(&self) -> usize {
+        usize::try_from(self.slowlog_max_len.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+    }
+
+    /// Milliseconds; 0: the latency monitor is off.
+    #[inline]
+    pub(crate) fn latency_monitor_threshold(&self) -> u64 {
+        self.latency_monitor_threshold.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn latency_tracking(&self) -> bool {
+        self.latency_tracking.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn percentiles(&self) -> Vec<f64> {
+        self.percentiles.lock().clone()
+    }
+}
+
+/// An integer setting from `min` up (Redis's long long configs, whose errors for a number out
+/// of range and for text differ).
+fn parse_signed(v: &str, min: i64) -> Result<i64, String> {
+    let n: i64 = v.parse().map_err(|_| "argument couldn't be parsed into an integer".to_owned())?;
+    if n < min {
+        return Err(format!("argument must be between {min} and {} inclusive", i64::MAX));
+    }
+    Ok(n)
+}
+
+/// `latency-tracking-info-percentiles`: numbers from 0 to 100, space separated ("" for none).
+fn parse_percentiles(v: &str) -> Result<Vec<f64>, String> {
+    v.split_ascii_whitespace()
+        .map(|p| {
+            let n: f64 = p.parse().map_err(|_| "Invalid latency-tracking-info-percentiles parameters".to_owned())?;
+            if !(0.0..=100.0).contains(&n) {
+                return Err("latency-tracking-info-percentiles parameters should sit between [0.0,100.0]".to_owned());
+            }
+            Ok(n)
+        })
+        .collect()
+}
+
+/// Percentiles as Redis prints them (`%f` with the trailing zeros trimmed: 50, 99.9).
+pub(crate) fn format_percentile(p: f64) -> String {
+    let s = format!("{p:.6}");
+    let s = s.trim_end_matches('0');
+    s.strip_suffix('.').unwrap_or(s).to_owned()
+}
+
+fn format_percentiles(ps: &[f64]) -> String {
+    ps.iter().map(|&p| format_percentile(p)).collect::<Vec<_>>().join(" ")
+}
 
 #[cfg(test)]
 mod tests {
