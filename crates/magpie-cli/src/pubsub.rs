@@ -111,7 +111,7 @@ pub(crate) async fn publish(session: &mut Session, out: &mut Out, channel: Vec<u
 
 /// MONITOR, then prints each command's line as it arrives until Ctrl-C, a closed pipe, or
 /// `count` lines.
-pub async fn monitor(session: &mut Session, out: &mut Out, count: Option<u64>) -> Result<Exit> {
+pub(crate) async fn monitor(session: &mut Session, out: &mut Out, count: Option<u64>) -> Result<Exit> {
     let client = session.client().await?;
     let reply = client.cmd(&[b"MONITOR".to_vec()]).await?;
     if !matches!(&reply, Frame::Simple(ok) if ok == b"OK") {
