@@ -178,6 +178,9 @@ fn spawn_expiry(shared: Arc<Server>) -> io::Result<std::thread::JoinHandle<()>> 
             });
             expired::log(ks, pubsub, journal);
             journal.end();
+            // Over maxmemory (lowered at run time, or a command's eviction ran out of time):
+            // evict here too, as Redis's eviction time proc, without waiting for a write.
+            shared.settings().memory.perform_evictions(ks, pubsub, journal);
             drop(pass);
             if last_persist.elapsed() >= Duration::from_millis(100) {
                 last_persist = Instant::now();

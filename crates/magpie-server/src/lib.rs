@@ -25,6 +25,7 @@ mod model;
 mod services;
 
 pub use app::run;
+pub use core::alloc::Counting as CountingAllocator;
 pub use core::alloc::configure as configure_allocator;
 pub use services::config::{Config, Options};
 pub use services::persist::check_tool;

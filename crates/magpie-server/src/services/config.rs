@@ -13,6 +13,43 @@ use parking_lot::Mutex;
 use super::journal::Fsync;
 use crate::core::events::{format_events, parse_events};
 use crate::core::units::parse_memory;
+use super::memory::{Memory, MemoryConfig};
+use magpie_store::evict::Policy;
+
+/// The memory settings of the file and the flags (flags win).
+fn memory_config(cli: &Options, file: &Options) -> Result<MemoryConfig, String> {
+    let mut m = MemoryConfig::default();
+    if let Some(v) = cli.maxmemory.clone().or_else(|| file.maxmemory.clone()) {
+        m.maxmemory = parse_memory(&v).ok_or_else(|| format!("maxmemory: '{v}' is not a size"))? as u64;
+    }
+    if let Some(v) = cli.maxmemory_policy.clone().or_else(|| file.maxmemory_policy.clone()) {
+        m.policy = Policy::parse(&v).ok_or_else(|| format!("maxmemory-policy: {POLICY_ERROR}"))?;
+    }
+    let int = |name: &str, v: Option<u32>, min: u32, max: u32, default: u32| match v {
+        Some(n) if n < min || n > max => Err(format!("{name} must be between {min} and {max}, not {n}")),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    m.samples = int("maxmemory-samples", cli.maxmemory_samples.or(file.maxmemory_samples), 1, 64, 5)?;
+    m.tenacity = int(
+        "maxmemory-eviction-tenacity",
+        cli.maxmemory_eviction_tenacity.or(file.maxmemory_eviction_tenacity),
+        0,
+        100,
+        10,
+    )?;
+    m.lfu_log_factor = int("lfu-log-factor", cli.lfu_log_factor.or(file.lfu_log_factor), 0, i32::MAX as u32, 10)?;
+    m.lfu_decay_time = int("lfu-decay-time", cli.lfu_decay_time.or(file.lfu_decay_time), 0, i32::MAX as u32, 1)?;
+    Ok(m)
+}
+
+/// Redis's error for an unknown policy (which does not name Magpie's allkeys-s3fifo).
+const POLICY_ERROR: &str = "argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, \
+                            volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction";
+
+fn check_policy(v: &str) -> Result<(), String> {
+    Policy::parse(v).map(|_| ()).ok_or_else(|| POLICY_ERROR.to_owned())
+}
 
 /// Settings from the command line or the config file. Every key of the file is also a flag
 /// with the same (Redis) name.
@@ -164,6 +201,26 @@ pub struct Options {
     /// TLS versions accepted, space separated: TLSv1.2, TLSv1.3 [default: both].
     #[arg(long, value_name = "VERSIONS")]
     pub tls_protocols: Option<String>,
+    /// Memory limit for the data, e.g. 100mb; 0 for none [default: 0].
+    #[arg(long, value_name = "BYTES")]
+    pub maxmemory: Option<String>,
+    /// What to do at the limit: noeviction, allkeys-lru, allkeys-lfu, allkeys-random,
+    /// volatile-lru, volatile-lfu, volatile-random, volatile-ttl, or allkeys-s3fifo (Magpie)
+    /// [default: noeviction].
+    #[arg(long, value_name = "POLICY")]
+    pub maxmemory_policy: Option<String>,
+    /// Keys sampled per eviction, 1-64 [default: 5].
+    #[arg(long, value_name = "N")]
+    pub maxmemory_samples: Option<u32>,
+    /// How long one command may spend evicting, 0-100 (100: no limit) [default: 10].
+    #[arg(long, value_name = "N")]
+    pub maxmemory_eviction_tenacity: Option<u32>,
+    /// LFU counter's logarithm factor [default: 10].
+    #[arg(long, value_name = "N")]
+    pub lfu_log_factor: Option<u32>,
+    /// Minutes per halving step of the LFU counter [default: 1].
+    #[arg(long, value_name = "MINUTES")]
+    pub lfu_decay_time: Option<u32>,
     /// Check an append-only log file (or a log directory's manifest) and exit; with --fix,
     /// cut it after its last good record (keeping a backup).
     #[arg(long, value_name = "FILE")]
@@ -230,6 +287,8 @@ pub struct Config {
     pub tls: TlsSettings,
     /// `--import-rdb`: a Redis RDB file to load at start.
     pub import_rdb: Option<PathBuf>,
+    /// `maxmemory` and its companions.
+    pub memory: MemoryConfig,
 }
 
 /// A protected action's setting (`enable-protected-configs`, `enable-debug-command`): Redis's
@@ -410,6 +469,7 @@ impl Config {
             None => Options::default(),
         };
         let pick = |flag: Option<String>, file: Option<String>| flag.or(file);
+        let memory = memory_config(&cli, &file)?;
         let config = Config {
             port: cli.port.or(file.port).unwrap_or(6379),
             bind: pick(cli.bind, file.bind)
@@ -500,6 +560,7 @@ impl Config {
                 protocols: None,
             },
             import_rdb: cli.import_rdb,
+            memory: MemoryConfig::default(),
         };
         let mut config = config;
         config.requirepass = non_empty(pick(cli.requirepass, file.requirepass));
@@ -527,6 +588,7 @@ impl Config {
             .map_err(|e| format!("tls-auth-clients: {e}"))?,
             protocols: non_empty(pick(cli.tls_protocols, file.tls_protocols)),
         };
+        config.memory = memory;
         check_file_name("dbfilename", &config.dbfilename)?;
         check_file_name("appendfilename", &config.appendfilename)?;
         check_file_name("appenddirname", &config.appenddirname)?;
@@ -578,6 +640,7 @@ pub(crate) struct Settings {
     acllog_max_len: AtomicU64,
     protected_mode: AtomicBool,
     tls: Mutex<TlsSettings>,
+    pub(crate) memory: Memory,
 }
 
 impl Settings {
@@ -606,6 +669,7 @@ impl Settings {
             acllog_max_len: AtomicU64::new(config.acllog_max_len),
             protected_mode: AtomicBool::new(config.protected_mode),
             tls: Mutex::new(config.tls.clone()),
+            memory: Memory::new(config.memory),
             config,
         }
     }
@@ -1073,6 +1137,42 @@ static PARAMS: &[Param] = &[
         get: |s| opt_text(&s.tls.lock().protocols),
         kind: Kind::Text(|_| Ok(())),
         set: Some(Set::Text(|s, v| s.tls.lock().protocols = opt_value(v))),
+    },
+    Param {
+        name: "maxmemory",
+        get: |s| s.memory.maxmemory().to_string(),
+        kind: Kind::Memory { min: 0 },
+        set: Some(Set::Num(|s, v| s.memory.set_maxmemory(v))),
+    },
+    Param {
+        name: "maxmemory-policy",
+        get: |s| s.memory.policy().name().to_owned(),
+        kind: Kind::Text(check_policy),
+        set: Some(Set::Text(|s, v| s.memory.set_policy(Policy::parse(v).unwrap_or(Policy::NoEviction)))),
+    },
+    Param {
+        name: "maxmemory-samples",
+        get: |s| s.memory.samples().to_string(),
+        kind: Kind::Int { min: 1, max: 64 },
+        set: Some(Set::Num(|s, v| s.memory.set_samples(v as u32))),
+    },
+    Param {
+        name: "maxmemory-eviction-tenacity",
+        get: |s| s.memory.tenacity().to_string(),
+        kind: Kind::Int { min: 0, max: 100 },
+        set: Some(Set::Num(|s, v| s.memory.set_tenacity(v as u32))),
+    },
+    Param {
+        name: "lfu-log-factor",
+        get: |s| s.memory.lfu_log_factor().to_string(),
+        kind: Kind::Int { min: 0, max: i32::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.memory.set_lfu_log_factor(v as u32))),
+    },
+    Param {
+        name: "lfu-decay-time",
+        get: |s| s.memory.lfu_decay_time().to_string(),
+        kind: Kind::Int { min: 0, max: i32::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.memory.set_lfu_decay_time(v as u32))),
     },
 ];
 

@@ -10,6 +10,7 @@ pub(crate) mod config;
 pub(crate) mod expired;
 pub(crate) mod gate;
 pub(crate) mod journal;
+pub(crate) mod memory;
 pub(crate) mod metrics;
 pub(crate) mod persist;
 pub(crate) mod pubsub;
