@@ -15,6 +15,7 @@ use magpie_store::now_ms;
 use crate::front;
 use crate::front::stream::Stream;
 use crate::services::config::Config;
+use crate::services::memory::Outcome;
 use crate::services::{Server, expired};
 
 /// Binds the configured addresses and serves until shutdown.
@@ -180,7 +181,12 @@ fn spawn_expiry(shared: Arc<Server>) -> io::Result<std::thread::JoinHandle<()>> 
             journal.end();
             // Over maxmemory (lowered at run time, or a command's eviction ran out of time):
             // evict here too, as Redis's eviction time proc, without waiting for a write.
-            shared.settings().memory.perform_evictions(ks, pubsub, journal);
+            let memory = &shared.settings().memory;
+            while memory.perform_evictions(ks, pubsub, journal) == Outcome::Running && start.elapsed() < period / 2 {
+                // Let commands waiting for the gate in between.
+                drop(pass.take());
+                pass = Some(gate.shared());
+            }
             drop(pass);
             if last_persist.elapsed() >= Duration::from_millis(100) {
                 last_persist = Instant::now();

@@ -217,8 +217,9 @@ impl Shard {
         self.small
     }
 
+    /// Whether `key` is live; not an access (as EXISTS).
     pub fn contains(&self, key: &[u8], now: u64) -> bool {
-        self.get(key, now).is_some()
+        self.peek(key, now).is_some()
     }
 
     /// The slot of `key`, found with one lookup: either its live entry, which can be read,

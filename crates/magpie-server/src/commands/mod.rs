@@ -13,6 +13,7 @@ mod info;
 mod introspection;
 mod keys;
 mod lists;
+mod memory;
 mod pubsub;
 mod server;
 mod sets;
@@ -31,7 +32,7 @@ use crate::{acl, flags, key_flags};
 
 /// The data types' tables, in table order (after [`CONNECTION`], the transaction commands and
 /// [`CORE`]).
-pub(crate) static FAMILIES: [&[Command]; 11] = [
+pub(crate) static FAMILIES: [&[Command]; 12] = [
     lists::COMMANDS,
     hashes::COMMANDS,
     sets::COMMANDS,
@@ -43,6 +44,7 @@ pub(crate) static FAMILIES: [&[Command]; 11] = [
     dump::COMMANDS,
     geo::COMMANDS,
     sort::COMMANDS,
+    memory::COMMANDS,
 ];
 
 /// The connection commands.
@@ -175,7 +177,7 @@ pub(crate) static CORE: &[Command] = &[
         .keys(&[KeySpec::range(1, -1, 1, key_flags![RO])])
         .tips(&["request_policy:multi_shard", "response_policy:agg_sum"]),
     Command::new("touch", -2, flags![READONLY, FAST], "generic", "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.",
-        "key [key ...]", keys::exists)
+        "key [key ...]", keys::touch)
         .keys(&[KeySpec::range(1, -1, 1, key_flags![RO])])
         .tips(&["request_policy:multi_shard", "response_policy:agg_sum"]),
     Command::new("type", 2, flags![READONLY, FAST], "generic", "1.0.0", "Determines the type of value stored at a key.",
@@ -216,6 +218,14 @@ pub(crate) static CORE: &[Command] = &[
                 .tips(&["nondeterministic_output"]),
             Command::new("object|refcount", 3, flags![READONLY], "generic", "2.2.3", "Get the number of references to the value of the key",
                 "key", keys::object_refcount)
+                .keys(&[KeySpec::one(2, key_flags![RO])])
+                .tips(&["nondeterministic_output"]),
+            Command::new("object|freq", 3, flags![READONLY], "generic", "4.0.0", "Get the logarithmic access frequency counter of a Redis object",
+                "key", keys::object_freq)
+                .keys(&[KeySpec::one(2, key_flags![RO])])
+                .tips(&["nondeterministic_output"]),
+            Command::new("object|idletime", 3, flags![READONLY], "generic", "2.2.3", "Get the time since a Redis object was last accessed",
+                "key", keys::object_idletime)
                 .keys(&[KeySpec::one(2, key_flags![RO])])
                 .tips(&["nondeterministic_output"]),
         ]),

@@ -33,10 +33,15 @@ const BATCH: i64 = 64 * 1024;
 
 thread_local! {
     static TALLY: Cell<i64> = const { Cell::new(0) };
+    /// Every byte this thread ever allocated (for measuring one value: MEMORY USAGE).
+    static ALLOCATED: Cell<u64> = const { Cell::new(0) };
 }
 
 #[inline]
 fn count(delta: i64) {
+    if delta > 0 {
+        let _ = ALLOCATED.try_with(|a| a.set(a.get() + delta as u64));
+    }
     // `try_with`: a thread's last frees run after its locals are gone; count them directly.
     let folded = TALLY.try_with(|t| {
         let v = t.get() + delta;
@@ -98,6 +103,23 @@ unsafe impl GlobalAlloc for Counting {
         }
         p
     }
+}
+
+/// Asks mimalloc to free and return to the system every page it can (MEMORY PURGE).
+pub(crate) fn purge() {
+    // SAFETY: takes no pointers; collects this thread's heap and the abandoned ones.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
+/// Bytes this thread has allocated since it started (never decreases).
+pub(crate) fn thread_allocated() -> u64 {
+    ALLOCATED.try_with(Cell::get).unwrap_or(0)
+}
+
+/// Folds this thread's tally into the shared counter (after evicting, so that other threads
+/// see the memory freed).
+pub(crate) fn flush() {
+    let _ = TALLY.try_with(|t| USED.fetch_add(t.replace(0), Ordering::Relaxed));
 }
 
 /// Bytes allocated now (Redis's `zmalloc_used_memory`), as this thread sees them: the shared

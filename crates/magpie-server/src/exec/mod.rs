@@ -156,10 +156,9 @@ fn evict_first(ctx: &Ctx<'_>, cmd: &Command) -> Result<(), Error> {
     let refuse = match &session.txn.multi {
         _ if cmd.has(Flags::DENYOOM) => true,
         None => false,
-        Some(multi) if cmd.name == "exec" => multi
-            .queued
-            .iter()
-            .any(|q| ctx.table().resolve(q.args()).is_ok_and(|(_, c)| c.has(Flags::DENYOOM))),
+        Some(multi) if cmd.name == "exec" => {
+            multi.queued.iter().any(|q| ctx.table().resolve(q.args()).is_ok_and(|(_, c)| c.has(Flags::DENYOOM)))
+        }
         Some(_) => !cmd.has(Flags::NOT_QUEUED) || matches!(cmd.name, "multi" | "watch"),
     };
     if refuse { Err(Error::from("OOM command not allowed when used memory > 'maxmemory'.")) } else { Ok(()) }

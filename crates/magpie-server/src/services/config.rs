@@ -11,9 +11,9 @@ use magpie_store::glob_match;
 use parking_lot::Mutex;
 
 use super::journal::Fsync;
+use super::memory::{Memory, MemoryConfig};
 use crate::core::events::{format_events, parse_events};
 use crate::core::units::parse_memory;
-use super::memory::{Memory, MemoryConfig};
 use magpie_store::evict::Policy;
 
 /// The memory settings of the file and the flags (flags win).

@@ -212,11 +212,12 @@ impl Memory {
                 break Outcome::Ok;
             }
             steps += 1;
-            if steps % 16 == 0 && start.elapsed().as_micros() as u64 > limit {
+            if steps.is_multiple_of(16) && start.elapsed().as_micros() as u64 > limit {
                 break Outcome::Running;
             }
         };
         journal.end();
+        alloc::flush();
         outcome
     }
 }
