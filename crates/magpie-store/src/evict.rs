@@ -15,15 +15,13 @@
 //! the best candidates to a pool of 16 kept across steps, and removes the best of the pool
 //! under that key's shard lock only. No step holds two shards' locks.
 //!
-//! `allkeys-s3fifo` approximates S3-FIFO (Yang et al., SOSP '23) by sampling too: every key is
-//! in a small or a main FIFO queue (a bit), with a 2-bit frequency its reads raise; its place
-//! in its queue is the change number (the tap's) when it entered it, kept in the 24 bits the
-//! LRU time takes otherwise. Eviction takes the oldest sampled key of the small queue while
-//! that queue holds more than its share (10%), else of the main one: a small-queue key read
-//! more than once moves to the main queue instead of going, a main-queue key read since it
-//! entered goes back to the head with its frequency lowered, and an evicted small-queue key
-//! leaves its hash in its shard's ghost table, so that the key, written again soon, goes
-//! straight into the main queue.
+//! `allkeys-s3fifo` is S3-FIFO (Yang et al., SOSP '23) per shard, as the cache simulator in
+//! `bench/cachesim` models it: a key is in the small queue (a FIFO of key copies, about 2% of
+//! the shard's keys) or the main one (a CLOCK hand over the shard's dense table); reads raise
+//! its 2-bit frequency. A small-queue key read at least once by the time it leaves the queue
+//! moves to the main one; one never read is evicted and leaves a fingerprint in the shard's
+//! ghost table, so that written again soon it goes straight to the main queue. The hand
+//! lowers the frequency of the main-queue keys it passes and evicts the first at zero.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32};
@@ -35,7 +33,7 @@ pub enum Tracking {
     Lru,
     /// Access frequency (the LFU policies).
     Lfu,
-    /// S3-FIFO queues, with the last access time kept as well as the code allows.
+    /// Last access time, and S3-FIFO's frequency and queue.
     S3Fifo,
 }
 
@@ -120,7 +118,7 @@ impl Use {
     }
 
     /// A new key's use: accessed now, with LFU's initial counter.
-    pub(crate) fn init(&self, now_ms: u64, seq: u64) {
+    pub(crate) fn init(&self, now_ms: u64) {
         if self.flags.load(Relaxed) & !MARK != 0 {
             self.update_flags(|f| f & MARK); // a new key starts in the small queue
         }
@@ -129,8 +127,7 @@ impl Use {
                 self.lo.store(lfu_minutes(now_ms), Relaxed);
                 self.hi.store(LFU_INIT_VAL, Relaxed);
             }
-            Tracking::Lru => self.set_raw24(lru_clock(now_ms)),
-            Tracking::S3Fifo => self.set_raw24(seq as u32 & LRU_CLOCK_MAX),
+            Tracking::Lru | Tracking::S3Fifo => self.set_raw24(lru_clock(now_ms)),
         }
     }
 
@@ -138,23 +135,27 @@ impl Use {
     #[inline]
     pub fn touch(&self, now_ms: u64) {
         match tracking() {
-            Tracking::Lru => {
-                let c = lru_clock(now_ms);
-                if self.lo.load(Relaxed) != c as u16 || self.hi.load(Relaxed) != (c >> 16) as u8 {
-                    self.set_raw24(c);
-                }
-            }
+            Tracking::Lru => self.touch_clock(now_ms),
             Tracking::Lfu => {
                 let counter = lfu_log_incr(self.lfu_counter(now_ms));
                 self.lo.store(lfu_minutes(now_ms), Relaxed);
                 self.hi.store(counter, Relaxed);
             }
             Tracking::S3Fifo => {
+                self.touch_clock(now_ms);
                 let f = self.flags.load(Relaxed);
                 if f & FREQ != FREQ {
                     self.update_flags(|f| if f & FREQ == FREQ { f } else { f + (1 << FREQ_SHIFT) });
                 }
             }
+        }
+    }
+
+    #[inline]
+    fn touch_clock(&self, now_ms: u64) {
+        let c = lru_clock(now_ms);
+        if self.lo.load(Relaxed) != c as u16 || self.hi.load(Relaxed) != (c >> 16) as u8 {
+            self.set_raw24(c);
         }
     }
 
@@ -177,9 +178,9 @@ impl Use {
         u64::from(secs) * 1000
     }
 
-    /// RESTORE's IDLETIME (seconds), as Redis's `objectSetLRUOrLFU`: only under LRU tracking.
+    /// RESTORE's IDLETIME (seconds), as Redis's `objectSetLRUOrLFU`: unless under LFU.
     pub fn set_idle(&self, secs: u64, now_ms: u64) {
-        if tracking() != Tracking::Lru {
+        if tracking() == Tracking::Lfu {
             return;
         }
         let clock = i64::from(lru_clock(now_ms));
@@ -216,15 +217,14 @@ impl Use {
         self.marked() && self.flags.fetch_and(!MARK, Relaxed) & MARK != 0
     }
 
-    /// S3-FIFO: (in the main queue, frequency, change number of entering the queue).
-    pub(crate) fn fifo(&self) -> (bool, u8, u32) {
+    /// S3-FIFO: (in the main queue, frequency).
+    pub(crate) fn fifo(&self) -> (bool, u8) {
         let f = self.flags.load(Relaxed);
-        (f & MAIN != 0, (f & FREQ) >> FREQ_SHIFT, self.raw24())
+        (f & MAIN != 0, (f & FREQ) >> FREQ_SHIFT)
     }
 
-    /// S3-FIFO: puts the key at the head of a queue with the given frequency.
-    pub(crate) fn requeue(&self, main: bool, freq: u8, seq: u64) {
-        self.set_raw24(seq as u32 & LRU_CLOCK_MAX);
+    /// S3-FIFO: sets the queue and the frequency.
+    pub(crate) fn requeue(&self, main: bool, freq: u8) {
         self.update_flags(|f| (f & MARK) | if main { MAIN } else { 0 } | ((freq << FREQ_SHIFT) & FREQ));
     }
 }
@@ -232,11 +232,6 @@ impl Use {
 /// Serializes the tests that change the process-wide tracking.
 #[cfg(test)]
 pub(crate) static TEST_LOCK: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
-
-/// Age, in changes, of an S3-FIFO queue position (24 bits, wrapping).
-pub(crate) fn fifo_age(now_seq: u64, pos: u32) -> u32 {
-    (now_seq as u32).wrapping_sub(pos) & LRU_CLOCK_MAX
-}
 
 /// Redis's `maxmemory-policy`, plus `allkeys-s3fifo`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -319,8 +314,6 @@ pub struct Pool {
     /// (db, shard, keys that may be evicted) of the non-empty shards, and their total.
     pub(crate) sizes: Vec<(usize, usize, usize)>,
     pub(crate) total: usize,
-    /// Keys in S3-FIFO's small queue, of those.
-    pub(crate) small: usize,
     /// Steps until `sizes` is read again.
     pub(crate) stale_in: u32,
 }
@@ -385,7 +378,7 @@ mod tests {
         let _lock = TEST_LOCK.lock();
         let u = Use::default();
         set_tracking(Tracking::Lfu, 10, 1);
-        u.init(0, 0);
+        u.init(0);
         assert_eq!(u.lfu_counter(0), LFU_INIT_VAL);
         for _ in 0..1000 {
             u.touch(0);
@@ -412,11 +405,11 @@ mod tests {
     fn marks_and_fifo_bits_share_a_byte_without_clobbering() {
         let u = Use::default();
         u.set_mark();
-        u.requeue(true, 2, 77);
-        assert_eq!(u.fifo(), (true, 2, 77));
+        u.requeue(true, 2);
+        assert_eq!(u.fifo(), (true, 2));
         assert!(u.take_mark());
         assert!(!u.take_mark());
-        assert_eq!(u.fifo(), (true, 2, 77));
+        assert_eq!(u.fifo(), (true, 2));
     }
 
     #[test]

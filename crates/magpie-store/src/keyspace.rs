@@ -1,6 +1,6 @@
 //! Databases, shards and entries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -94,6 +94,11 @@ pub struct Shard {
     avg_ttl: u64,
     /// Entries not in S3-FIFO's main queue (every entry, under the other policies).
     small: usize,
+    /// S3-FIFO's small queue: the keys in it, oldest first (and keys since removed or moved,
+    /// skipped when met).
+    fifo: VecDeque<Key>,
+    /// S3-FIFO's CLOCK hand over the map: the main queue.
+    hand: usize,
     /// S3-FIFO's ghost queue, approximated: fingerprints of keys evicted from the small queue,
     /// in a table indexed by their hash (a newer one overwrites an older one).
     ghost: Vec<u32>,
@@ -310,6 +315,8 @@ impl Shard {
         self.expire_cursor = 0;
         self.value_bytes = 0;
         self.small = 0;
+        self.fifo = VecDeque::new();
+        self.hand = 0;
         let mut map = std::mem::take(&mut self.map);
         if let Some(snap) = self.snap.as_deref_mut() {
             let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
@@ -355,6 +362,8 @@ impl Shard {
         std::mem::swap(&mut self.value_bytes, &mut other.value_bytes);
         std::mem::swap(&mut self.avg_ttl, &mut other.avg_ttl);
         std::mem::swap(&mut self.small, &mut other.small);
+        std::mem::swap(&mut self.fifo, &mut other.fifo);
+        std::mem::swap(&mut self.ghost, &mut other.ghost);
         let touch = |s: &mut Shard, o: &Shard| {
             for (k, w) in s.watched.iter_mut() {
                 let here = s.map.contains_key(&**k);
@@ -693,27 +702,26 @@ impl<'a> EmptySlot<'a> {
                 // takes its place.
                 let seq = shard.changing(idx);
                 shard.tap.expired(seq, shard.db, self.key);
-                let seq = shard.creating(self.key);
+                shard.creating(self.key);
                 let old = std::mem::replace(&mut shard.map[idx].value, value);
                 shard.value_bytes -= old.size() as u64;
                 shard.expired += 1;
                 if shard.map[idx].used.fifo().0 {
                     shard.small += 1;
                 }
-                shard.map[idx].used.init(self.now, seq);
+                shard.map[idx].used.init(self.now);
                 idx
             }
             None => {
-                let seq = shard.creating(self.key);
+                shard.creating(self.key);
                 let idx = shard.map.insert_full(Key::new(self.key), Entry::new(value)).0;
-                shard.map[idx].used.init(self.now, seq);
+                shard.map[idx].used.init(self.now);
                 shard.small += 1;
                 idx
             }
         };
-        if crate::evict::tracking() == Tracking::S3Fifo && shard.ghost_hit(self.key) {
-            shard.map[idx].used.requeue(true, 0, shard.tap.current_seq());
-            shard.small -= 1;
+        if crate::evict::tracking() == Tracking::S3Fifo {
+            shard.s3_admit(idx, self.key);
         }
         shard.set_expire_index(idx, expire_at);
     }
@@ -1233,10 +1241,26 @@ pub struct Evicted {
     pub entry: Entry,
 }
 
-/// S3-FIFO's small queue's share of the keys, in percent.
-const S3_SMALL_PERCENT: usize = 10;
+/// S3-FIFO's small queue's share of the keys, in percent (the simulator's best: 2).
+const S3_SMALL_PERCENT: usize = 2;
 
 impl Shard {
+    /// S3-FIFO: a key just created at `idx` goes into the main queue if the ghost remembers
+    /// it, else into the small one.
+    fn s3_admit(&mut self, idx: usize, key: &[u8]) {
+        if self.ghost_hit(key) {
+            self.map[idx].used.requeue(true, 0);
+            self.small -= 1;
+            return;
+        }
+        if self.fifo.len() > 2 * self.small + 64 {
+            // Copies of keys since removed or moved pile up when nothing is evicted.
+            let map = &self.map;
+            self.fifo.retain(|k| map.get(&**k).is_some_and(|e| !e.used.fifo().0));
+        }
+        self.fifo.push_back(Key::new(key));
+    }
+
     /// Whether `key` was evicted from S3-FIFO's small queue lately (and forgets it).
     fn ghost_hit(&mut self, key: &[u8]) -> bool {
         if self.ghost.is_empty() {
@@ -1291,7 +1315,6 @@ impl Keyspace {
     fn refresh_sizes(&self, policy: Policy, pool: &mut Pool) {
         pool.sizes.clear();
         pool.total = 0;
-        pool.small = 0;
         for (d, db) in self.dbs.iter().enumerate() {
             for (i, shard) in db.shards.iter().enumerate() {
                 let g = shard.0.read();
@@ -1299,7 +1322,6 @@ impl Keyspace {
                 if n > 0 {
                     pool.sizes.push((d, i, n));
                     pool.total += n;
-                    pool.small += g.small;
                 }
             }
         }
@@ -1335,7 +1357,7 @@ impl Keyspace {
                 return self.finish(db, &mut g, idx, now);
             }
             if policy == Policy::AllKeysS3Fifo {
-                return self.evict_s3fifo(db, shard, samples, now, pool);
+                return self.evict_s3fifo(db, shard, now);
             }
             {
                 let g = lock.read();
@@ -1367,46 +1389,53 @@ impl Keyspace {
         }
     }
 
-    /// S3-FIFO's eviction, by sampling: the oldest sampled key of the queue that must shrink
-    /// either moves (to the main queue, or back to its head) or goes.
-    fn evict_s3fifo(&self, db: usize, shard: usize, samples: usize, now: u64, pool: &mut Pool) -> EvictStep {
+    /// S3-FIFO's eviction in one shard (see `evict.rs`).
+    fn evict_s3fifo(&self, db: usize, shard: usize, now: u64) -> EvictStep {
         let mut g = self.dbs[db].shards[shard].0.write();
-        let from_small = pool.small * 100 > pool.total * S3_SMALL_PERCENT;
-        let seq = self.tap.current_seq();
-        let mut best: Option<(u32, usize)> = None;
-        let mut best_other: Option<(u32, usize)> = None;
-        g.sample(samples, false, |idx, _, e| {
-            let (main, _, pos) = e.used.fifo();
-            let age = crate::evict::fifo_age(seq, pos);
-            let slot = if main != from_small { &mut best } else { &mut best_other };
-            if slot.is_none_or(|(a, _)| age > a) {
-                *slot = Some((age, idx));
+        let g = &mut *g;
+        // Each key is passed at most a few times (its frequency is at most 3): bounded.
+        for _ in 0..4 * g.map.len() + 16 {
+            let len = g.map.len();
+            if len == 0 {
+                return EvictStep::Nothing;
             }
-        });
-        let Some((_, idx)) = best.or(best_other) else { return EvictStep::Progress };
-        let Some((k, e)) = g.map.get_index(idx) else { return EvictStep::Progress };
-        let (main, freq, _) = e.used.fifo();
-        if e.is_expired(now) {
-            return self.finish(db, &mut g, idx, now);
+            let target = (len * S3_SMALL_PERCENT / 100).max(1);
+            if (g.small > target || g.small == len)
+                && let Some(k) = g.fifo.pop_front()
+            {
+                let Some(idx) = g.map.get_index_of(&*k) else { continue };
+                let (main, freq) = g.map[idx].used.fifo();
+                if main {
+                    continue; // moved already (a copy left in the queue)
+                }
+                if freq >= 1 {
+                    g.map[idx].used.requeue(true, 0);
+                    g.small -= 1;
+                    continue;
+                }
+                g.ghost_add(&k);
+                return self.finish(db, g, idx, now);
+            }
+            // The CLOCK hand over the main queue (every key, when the small queue has none).
+            if g.hand >= len {
+                g.hand = 0;
+            }
+            let idx = g.hand;
+            let e = &g.map[idx];
+            let (main, freq) = e.used.fifo();
+            if !main && !g.fifo.is_empty() {
+                g.hand += 1;
+                continue;
+            }
+            if freq > 0 {
+                e.used.requeue(main, freq - 1);
+                g.hand += 1;
+                continue;
+            }
+            g.hand += 1;
+            return self.finish(db, g, idx, now);
         }
-        if !main && freq > 1 {
-            // Read more than once while in the small queue: into the main queue.
-            e.used.requeue(true, 0, seq);
-            g.small -= 1;
-            pool.small = pool.small.saturating_sub(1);
-            return EvictStep::Progress;
-        }
-        if main && freq > 0 {
-            e.used.requeue(true, freq - 1, seq);
-            return EvictStep::Progress;
-        }
-        if !main {
-            let k = k.clone();
-            g.ghost_add(&k);
-            pool.small = pool.small.saturating_sub(1);
-        }
-        pool.total = pool.total.saturating_sub(1);
-        self.finish(db, &mut g, idx, now)
+        EvictStep::Progress
     }
 }
 

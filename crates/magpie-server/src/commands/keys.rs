@@ -525,16 +525,14 @@ pub(super) fn object_freq(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     })
 }
 
-/// OBJECT IDLETIME key: seconds since the key was last accessed, except under an LFU policy
-/// (or S3-FIFO, whose queue positions take the clock's place).
+/// OBJECT IDLETIME key: seconds since the key was last accessed, except under an LFU policy.
 pub(super) fn object_idletime(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     object_use(ctx, args, |ctx, e| match ctx.server().settings().memory.policy().tracking() {
         Tracking::Lfu => Err(Error::from(
             "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching \
              between policies at runtime LRU and LFU data will take some time to adjust.",
         )),
-        Tracking::S3Fifo => Err(Error::from("ERR An S3-FIFO maxmemory policy is selected, idle time not tracked.")),
-        Tracking::Lru => Ok((e.usage().idle_ms(ctx.now()) / 1000) as i64),
+        Tracking::Lru | Tracking::S3Fifo => Ok((e.usage().idle_ms(ctx.now()) / 1000) as i64),
     })
 }
 

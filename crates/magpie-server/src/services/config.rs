@@ -1226,7 +1226,7 @@ mod tests {
     #[test]
     fn get_matches_globs_once() {
         let s = settings();
-        let got = s.get([&b"max*"[..], b"maxclients"].into_iter());
+        let got = s.get([&b"maxc*"[..], b"maxclients"].into_iter());
         assert_eq!(got, vec![("maxclients", "10000".to_owned())]);
     }
 
