@@ -1,7 +1,7 @@
 //! Generic key commands (DEL, EXISTS, TYPE, KEYS, SCAN, RENAME, COPY, ...) and expiry.
 
 use magpie_protocol::Args;
-use magpie_store::evict::Tracking;
+use magpie_store::evict::{Policy, Tracking};
 use magpie_store::{ScanCursor, glob_match};
 
 use crate::core::args::Cursor;
@@ -451,7 +451,19 @@ pub(super) fn object_refcount(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     ctx.hit(found.is_some());
     match found {
         Some(e) => {
-            let shared = matches!(e.value, magpie_store::Value::Int(n) if (0..10_000).contains(&n));
+            // Redis stops sharing integers while a limit is set under a policy that tracks
+            // each key's use (MAXMEMORY_FLAG_NO_SHARED_INTEGERS).
+            let memory = &ctx.server().settings().memory;
+            let tracked = memory.maxmemory() != 0
+                && matches!(
+                    memory.policy(),
+                    Policy::AllKeysLru
+                        | Policy::VolatileLru
+                        | Policy::AllKeysLfu
+                        | Policy::VolatileLfu
+                        | Policy::AllKeysS3Fifo
+                );
+            let shared = !tracked && matches!(e.value, magpie_store::Value::Int(n) if (0..10_000).contains(&n));
             ctx.out().int(if shared { i64::from(i32::MAX) } else { 1 })
         }
         None => ctx.out().null(),

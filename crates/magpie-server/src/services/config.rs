@@ -30,7 +30,7 @@ fn memory_config(cli: &Options, file: &Options) -> Result<MemoryConfig, String> 
         Some(n) => Ok(n),
         None => Ok(default),
     };
-    m.samples = int("maxmemory-samples", cli.maxmemory_samples.or(file.maxmemory_samples), 1, 64, 5)?;
+    m.samples = int("maxmemory-samples", cli.maxmemory_samples.or(file.maxmemory_samples), 1, i32::MAX as u32, 5)?;
     m.tenacity = int(
         "maxmemory-eviction-tenacity",
         cli.maxmemory_eviction_tenacity.or(file.maxmemory_eviction_tenacity),
@@ -209,7 +209,7 @@ pub struct Options {
     /// [default: noeviction].
     #[arg(long, value_name = "POLICY")]
     pub maxmemory_policy: Option<String>,
-    /// Keys sampled per eviction, 1-64 [default: 5].
+    /// Keys sampled per eviction [default: 5].
     #[arg(long, value_name = "N")]
     pub maxmemory_samples: Option<u32>,
     /// How long one command may spend evicting, 0-100 (100: no limit) [default: 10].
@@ -1153,7 +1153,7 @@ static PARAMS: &[Param] = &[
     Param {
         name: "maxmemory-samples",
         get: |s| s.memory.samples().to_string(),
-        kind: Kind::Int { min: 1, max: 64 },
+        kind: Kind::Int { min: 1, max: i32::MAX as u64 },
         set: Some(Set::Num(|s, v| s.memory.set_samples(v as u32))),
     },
     Param {
