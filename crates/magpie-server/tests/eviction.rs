@@ -304,6 +304,7 @@ fn used_memory_tracks_resident_memory_for_every_type() {
         let off = (du - dr).abs() / dr;
         report.push((name, du, dr, off));
     }
+    eprintln!("used_memory growth against RSS growth: {report:?}");
     for (name, du, dr, off) in &report {
         assert!(*off <= 0.10, "{name}: used_memory grew {du}, RSS {dr} ({:.1}% apart); all: {report:?}", off * 100.0);
     }

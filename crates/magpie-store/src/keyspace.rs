@@ -1257,8 +1257,26 @@ impl Shard {
             // Copies of keys since removed or moved pile up when nothing is evicted.
             let map = &self.map;
             self.fifo.retain(|k| map.get(&**k).is_some_and(|e| !e.used.fifo().0));
+            if self.fifo.capacity() > 4 * self.fifo.len() + 64 {
+                self.fifo.shrink_to_fit();
+            }
         }
         self.fifo.push_back(Key::new(key));
+        // While memory is under the limit nothing is evicted, and the small queue would take
+        // every new key (and its copy here). Past twice its share, its oldest keys overflow
+        // into the main queue as they are. Under eviction it stays near its share, and this
+        // never runs (a scan cannot push keys into the main queue through it).
+        let limit = 2 * (self.map.len() * S3_SMALL_PERCENT / 100).max(1) + 16;
+        while self.small > limit {
+            let Some(k) = self.fifo.pop_front() else { break };
+            if let Some(e) = self.map.get(&*k)
+                && !e.used.fifo().0
+            {
+                let freq = e.used.fifo().1;
+                e.used.requeue(true, freq);
+                self.small -= 1;
+            }
+        }
     }
 
     /// Whether `key` was evicted from S3-FIFO's small queue lately (and forgets it).
@@ -1279,10 +1297,11 @@ impl Shard {
         ((h as usize) & (self.ghost.len() - 1), (h >> 32) as u32 | 1)
     }
 
-    /// Remembers a key evicted from S3-FIFO's small queue. The table holds about as many
-    /// keys as the main queue (it grows with the shard; growing forgets).
+    /// Remembers a key evicted from S3-FIFO's small queue. The table has about half as many
+    /// slots as the main queue has keys (the simulator's best ghost size; 4 bytes a slot); it
+    /// is remade when the shard has grown or shrunk a lot (which forgets).
     fn ghost_add(&mut self, key: &[u8]) {
-        let want = (self.map.len() - self.small).next_power_of_two().max(64);
+        let want = ((self.map.len() - self.small) / 2).next_power_of_two().max(64);
         if self.ghost.len() < want / 2 || self.ghost.len() > want * 2 {
             self.ghost = vec![0; want];
         }
