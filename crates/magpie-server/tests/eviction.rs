@@ -269,7 +269,13 @@ fn evictions_raise_evicted_events_and_are_logged() {
 #[test]
 fn used_memory_tracks_resident_memory_for_every_type() {
     type Make = fn(usize) -> Vec<Vec<u8>>;
-    let cases: [(&str, usize, Make); 5] = [
+    let cases: [(&str, usize, Make); 7] = [
+        ("small hashes", 400_000, |i| {
+            vec![b"HSET".to_vec(), format!("h{}", i % 4000).into_bytes(), format!("f{i}").into_bytes(), vec![b'h'; 80]]
+        }),
+        ("small sets", 600_000, |i| {
+            vec![b"SADD".to_vec(), format!("s{}", i % 4000).into_bytes(), format!("{i:0>60}").into_bytes()]
+        }),
         ("string", 400_000, |i| set_cmd(i, &[b's'; 100])),
         ("list", 400_000, |i| {
             vec![b"RPUSH".to_vec(), format!("l{}", i % 20).into_bytes(), format!("{i:0>100}").into_bytes()]
