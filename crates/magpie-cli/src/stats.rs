@@ -99,6 +99,7 @@ pub(crate) struct Summary {
     pub rss: Option<i64>,
     pub peak_memory: Option<i64>,
     pub maxmemory: Option<i64>,
+    pub maxmemory_policy: Option<String>,
     pub clients: Option<i64>,
     pub maxclients: Option<i64>,
     pub blocked_clients: Option<i64>,
@@ -138,6 +139,7 @@ impl Summary {
             rss: now.int("used_memory_rss"),
             peak_memory: now.int("used_memory_peak"),
             maxmemory: now.int("maxmemory"),
+            maxmemory_policy: now.get("maxmemory_policy").map(str::to_owned),
             clients: now.int("connected_clients"),
             maxclients: now.int("maxclients"),
             blocked_clients: now.int("blocked_clients"),
@@ -173,6 +175,7 @@ impl Summary {
                 "rss": self.rss,
                 "peak": self.peak_memory,
                 "max": self.maxmemory,
+                "policy": self.maxmemory_policy,
             },
             "clients": { "connected": self.clients, "max": self.maxclients, "blocked": self.blocked_clients },
             "total_commands_processed": self.commands_processed,
@@ -214,9 +217,13 @@ impl Summary {
             None => NA.to_owned(),
         };
         lines.push(format!("hit rate    {hits}"));
-        let max = match self.maxmemory {
-            Some(0) => "no limit".to_owned(),
-            m => format!("limit {}", bytes(m)),
+        let policy = self.maxmemory_policy.as_deref().map(|p| format!(", {p}")).unwrap_or_default();
+        let max = match (self.maxmemory, self.used_memory) {
+            (Some(0), _) => "no limit".to_owned(),
+            (Some(m), Some(u)) if m > 0 => {
+                format!("limit {} ({:.1}% used{policy})", bytes(Some(m)), u as f64 * 100.0 / m as f64)
+            }
+            (m, _) => format!("limit {}{policy}", bytes(m)),
         };
         lines.push(format!(
             "memory      {} used, {} RSS, {} peak, {max}",
@@ -338,6 +345,18 @@ mod tests {
              clients     3 connected (max 10,000)\n\
              totals      5,000 commands, n/a connections, n/a keys expired, n/a evicted\n"
         );
+        // With a limit: how full, and the policy; evictions counted.
+        let limited = MAGPIE
+            .replace("maxmemory:0", "maxmemory:16777216\r\nmaxmemory_policy:allkeys-lru")
+            .replace("keyspace_hits", "evicted_keys:42\r\nkeyspace_hits");
+        let text = Summary::new(&Info::parse(&limited), None).to_text("a");
+        assert!(
+            text.contains(
+                "memory      12.3 MiB used, 20.1 MiB RSS, 14.0 MiB peak, limit 16.0 MiB (76.9% used, allkeys-lru)\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("keys expired, 42 evicted"), "{text}");
         let json = s.to_json();
         assert_eq!(json["keys"], 1204);
         assert_eq!(json["key_ops"]["del"], 12);

@@ -15,6 +15,7 @@ use magpie_store::now_ms;
 use crate::front;
 use crate::front::stream::Stream;
 use crate::services::config::Config;
+use crate::services::memory::Outcome;
 use crate::services::{Server, expired};
 
 /// Binds the configured addresses and serves until shutdown.
@@ -243,6 +244,15 @@ fn spawn_expiry(shared: Arc<Server>) -> io::Result<std::thread::JoinHandle<()>> 
             }
             expired::log(ks, pubsub, journal);
             journal.end();
+            // Over maxmemory (lowered at run time, or a command's eviction ran out of time):
+            // evict here too, as Redis's eviction time proc, without waiting for a write.
+            let memory = &shared.settings().memory;
+            memory.sample_overhead();
+            while memory.perform_evictions(ks, pubsub, journal) == Outcome::Running && start.elapsed() < period / 2 {
+                // Let commands waiting for the gate in between.
+                drop(pass.take());
+                pass = Some(gate.shared());
+            }
             drop(pass);
             // LATENCY's "expire-cycle" event: the cycle's time, as Redis's activeExpireCycle.
             let ms = u64::try_from(cycle.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -65,10 +65,14 @@ fn dump(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 struct RestoreOptions {
     replace: bool,
     absttl: bool,
+    /// IDLETIME (seconds) and FREQ: set on the new key as the policy allows (Redis's
+    /// `objectSetLRUOrLFU`: idle time under LRU policies, frequency under LFU ones).
+    idle: Option<u64>,
+    freq: Option<u8>,
 }
 
 fn restore_options(args: Args<'_>) -> Result<RestoreOptions, Error> {
-    let mut o = RestoreOptions { replace: false, absttl: false };
+    let mut o = RestoreOptions { replace: false, absttl: false, idle: None, freq: None };
     let (mut idle, mut freq) = (None::<i64>, None::<i64>);
     let mut c = Cursor::new(args, 4);
     while let Some(opt) = c.next() {
@@ -92,8 +96,8 @@ fn restore_options(args: Args<'_>) -> Result<RestoreOptions, Error> {
             return Err(error::syntax());
         }
     }
-    // IDLETIME and FREQ are checked as Redis checks them; Magpie keeps no access clock or
-    // frequency per key yet, so they have nothing to set.
+    o.idle = idle.map(|n| n as u64);
+    o.freq = freq.map(|n| n as u8);
     Ok(o)
 }
 
@@ -146,6 +150,14 @@ fn restore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     }
     let expire = (ttl != 0).then_some(ttl as u64);
     shard.insert(key, value, expire, now);
+    if let Some(e) = shard.peek(key, now) {
+        if let Some(secs) = o.idle {
+            e.usage().set_idle(secs, now);
+        }
+        if let Some(f) = o.freq {
+            e.usage().set_freq(f, now);
+        }
+    }
     drop(shard);
     if expire.is_some() && !o.absttl {
         // Logged with the absolute time, as Redis propagates it.

@@ -13,6 +13,7 @@ mod info;
 mod introspection;
 mod keys;
 mod lists;
+mod memory;
 mod operator;
 mod pubsub;
 mod scripting;
@@ -34,7 +35,7 @@ use crate::{acl, flags, key_flags};
 
 /// The data types' tables, in table order (after [`CONNECTION`], the transaction commands and
 /// [`CORE`]).
-pub(crate) static FAMILIES: [&[Command]; 14] = [
+pub(crate) static FAMILIES: [&[Command]; 15] = [
     lists::COMMANDS,
     hashes::COMMANDS,
     sets::COMMANDS,
@@ -49,6 +50,7 @@ pub(crate) static FAMILIES: [&[Command]; 14] = [
     operator::COMMANDS,
     streams::COMMANDS,
     scripting::COMMANDS,
+    memory::COMMANDS,
 ];
 
 /// The connection commands.
@@ -181,7 +183,7 @@ pub(crate) static CORE: &[Command] = &[
         .keys(&[KeySpec::range(1, -1, 1, key_flags![RO])])
         .tips(&["request_policy:multi_shard", "response_policy:agg_sum"]),
     Command::new("touch", -2, flags![READONLY, FAST], "generic", "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.",
-        "key [key ...]", keys::exists)
+        "key [key ...]", keys::touch)
         .keys(&[KeySpec::range(1, -1, 1, key_flags![RO])])
         .tips(&["request_policy:multi_shard", "response_policy:agg_sum"]),
     Command::new("type", 2, flags![READONLY, FAST], "generic", "1.0.0", "Determines the type of value stored at a key.",
@@ -222,6 +224,14 @@ pub(crate) static CORE: &[Command] = &[
                 .tips(&["nondeterministic_output"]),
             Command::new("object|refcount", 3, flags![READONLY], "generic", "2.2.3", "Get the number of references to the value of the key",
                 "key", keys::object_refcount)
+                .keys(&[KeySpec::one(2, key_flags![RO])])
+                .tips(&["nondeterministic_output"]),
+            Command::new("object|freq", 3, flags![READONLY], "generic", "4.0.0", "Get the logarithmic access frequency counter of a Redis object",
+                "key", keys::object_freq)
+                .keys(&[KeySpec::one(2, key_flags![RO])])
+                .tips(&["nondeterministic_output"]),
+            Command::new("object|idletime", 3, flags![READONLY], "generic", "2.2.3", "Get the time since a Redis object was last accessed",
+                "key", keys::object_idletime)
                 .keys(&[KeySpec::one(2, key_flags![RO])])
                 .tips(&["nondeterministic_output"]),
         ]),

@@ -92,6 +92,13 @@ pub(crate) fn dispatch_resolved(
         refuse(ctx, args, e, Some(id));
         return None;
     }
+    // Eviction first, while a memory limit is set; refusal of what adds memory if it fails.
+    if ctx.server().settings().memory.maxmemory() != 0
+        && let Err(e) = evict_first(ctx, cmd)
+    {
+        refuse(ctx, args, e, Some(id));
+        return None;
+    }
     if ctx.session().txn.multi.is_some() {
         match multi::queue(ctx, cmd, args) {
             Ok(true) => return Some(cmd),
@@ -154,6 +161,33 @@ pub(crate) fn dispatch_resolved(
             None
         }
     }
+}
+
+/// Evicts keys until memory is under `maxmemory` (or the time allowed is spent), as Redis's
+/// `processCommand` does before every command; if nothing could be evicted, refuses what
+/// may add memory: a DENYOOM command, anything queued in MULTI, an EXEC that queued one.
+/// Commands inside EXEC and the server's own (replaying the log) are not checked, as Redis.
+#[cold]
+fn evict_first(ctx: &Ctx<'_>, cmd: &Command) -> Result<(), Error> {
+    use crate::services::memory::Outcome;
+    let session = ctx.session();
+    if session.is_internal() || session.txn.executing {
+        return Ok(());
+    }
+    let server = ctx.server();
+    let memory = &server.settings().memory;
+    if memory.perform_evictions(server.keyspace(), server.pubsub(), server.journal()) != Outcome::Fail {
+        return Ok(());
+    }
+    let refuse = match &session.txn.multi {
+        _ if cmd.has(Flags::DENYOOM) => true,
+        None => false,
+        Some(multi) if cmd.name == "exec" => {
+            multi.queued.iter().any(|q| ctx.table().resolve(q.args()).is_ok_and(|(_, c)| c.has(Flags::DENYOOM)))
+        }
+        Some(_) => !cmd.has(Flags::NOT_QUEUED) || matches!(cmd.name, "multi" | "watch"),
+    };
+    if refuse { Err(Error::from("OOM command not allowed when used memory > 'maxmemory'.")) } else { Ok(()) }
 }
 
 /// Whether the session may run `cmd` now, in Redis's order (`processCommand`): a protected

@@ -11,8 +11,45 @@ use magpie_store::glob_match;
 use parking_lot::Mutex;
 
 use super::journal::Fsync;
+use super::memory::{Memory, MemoryConfig};
 use crate::core::events::{format_events, parse_events};
 use crate::core::units::parse_memory;
+use magpie_store::evict::Policy;
+
+/// The memory settings of the file and the flags (flags win).
+fn memory_config(cli: &Options, file: &Options) -> Result<MemoryConfig, String> {
+    let mut m = MemoryConfig::default();
+    if let Some(v) = cli.maxmemory.clone().or_else(|| file.maxmemory.clone()) {
+        m.maxmemory = parse_memory(&v).ok_or_else(|| format!("maxmemory: '{v}' is not a size"))? as u64;
+    }
+    if let Some(v) = cli.maxmemory_policy.clone().or_else(|| file.maxmemory_policy.clone()) {
+        m.policy = Policy::parse(&v).ok_or_else(|| format!("maxmemory-policy: {POLICY_ERROR}"))?;
+    }
+    let int = |name: &str, v: Option<u32>, min: u32, max: u32, default: u32| match v {
+        Some(n) if n < min || n > max => Err(format!("{name} must be between {min} and {max}, not {n}")),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    m.samples = int("maxmemory-samples", cli.maxmemory_samples.or(file.maxmemory_samples), 1, i32::MAX as u32, 5)?;
+    m.tenacity = int(
+        "maxmemory-eviction-tenacity",
+        cli.maxmemory_eviction_tenacity.or(file.maxmemory_eviction_tenacity),
+        0,
+        100,
+        10,
+    )?;
+    m.lfu_log_factor = int("lfu-log-factor", cli.lfu_log_factor.or(file.lfu_log_factor), 0, i32::MAX as u32, 10)?;
+    m.lfu_decay_time = int("lfu-decay-time", cli.lfu_decay_time.or(file.lfu_decay_time), 0, i32::MAX as u32, 1)?;
+    Ok(m)
+}
+
+/// Redis's error for an unknown policy (which does not name Magpie's allkeys-s3fifo).
+const POLICY_ERROR: &str = "argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, \
+                            volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction";
+
+fn check_policy(v: &str) -> Result<(), String> {
+    Policy::parse(v).map(|_| ()).ok_or_else(|| POLICY_ERROR.to_owned())
+}
 
 /// Settings from the command line or the config file. Every key of the file is also a flag
 /// with the same (Redis) name.
@@ -216,6 +253,26 @@ pub struct Options {
     /// The old name of busy-reply-threshold.
     #[arg(long, value_name = "MS")]
     pub lua_time_limit: Option<u64>,
+    /// Memory limit for the data, e.g. 100mb; 0 for none [default: 0].
+    #[arg(long, value_name = "BYTES")]
+    pub maxmemory: Option<String>,
+    /// What to do at the limit: noeviction, allkeys-lru, allkeys-lfu, allkeys-random,
+    /// volatile-lru, volatile-lfu, volatile-random, volatile-ttl, or allkeys-s3fifo (Magpie)
+    /// [default: noeviction].
+    #[arg(long, value_name = "POLICY")]
+    pub maxmemory_policy: Option<String>,
+    /// Keys sampled per eviction [default: 5].
+    #[arg(long, value_name = "N")]
+    pub maxmemory_samples: Option<u32>,
+    /// How long one command may spend evicting, 0-100 (100: no limit) [default: 10].
+    #[arg(long, value_name = "N")]
+    pub maxmemory_eviction_tenacity: Option<u32>,
+    /// LFU counter's logarithm factor [default: 10].
+    #[arg(long, value_name = "N")]
+    pub lfu_log_factor: Option<u32>,
+    /// Minutes per halving step of the LFU counter [default: 1].
+    #[arg(long, value_name = "MINUTES")]
+    pub lfu_decay_time: Option<u32>,
     /// Check an append-only log file (or a log directory's manifest) and exit; with --fix,
     /// cut it after its last good record (keeping a backup).
     #[arg(long, value_name = "FILE")]
@@ -295,6 +352,8 @@ pub struct Config {
     pub import_rdb: Option<PathBuf>,
     /// SLOWLOG and LATENCY settings.
     pub operator: OperatorConfig,
+    /// `maxmemory` and its companions.
+    pub memory: MemoryConfig,
 }
 
 /// A protected action's setting (`enable-protected-configs`, `enable-debug-command`): Redis's
@@ -481,6 +540,7 @@ impl Config {
         };
         let pick = |flag: Option<String>, file: Option<String>| flag.or(file);
         let operator = OperatorConfig::pick(&cli, &file)?;
+        let memory = memory_config(&cli, &file)?;
         let config = Config {
             port: cli.port.or(file.port).unwrap_or(6379),
             bind: pick(cli.bind, file.bind)
@@ -590,6 +650,7 @@ impl Config {
             },
             import_rdb: cli.import_rdb,
             operator,
+            memory: MemoryConfig::default(),
         };
         let mut config = config;
         config.requirepass = non_empty(pick(cli.requirepass, file.requirepass));
@@ -617,6 +678,7 @@ impl Config {
             .map_err(|e| format!("tls-auth-clients: {e}"))?,
             protocols: non_empty(pick(cli.tls_protocols, file.tls_protocols)),
         };
+        config.memory = memory;
         check_file_name("dbfilename", &config.dbfilename)?;
         check_file_name("appendfilename", &config.appendfilename)?;
         check_file_name("appenddirname", &config.appenddirname)?;
@@ -674,6 +736,7 @@ pub(crate) struct Settings {
     stream_node_max_bytes: AtomicU64,
     stream_node_max_entries: AtomicU64,
     busy_reply_threshold: AtomicU64,
+    pub(crate) memory: Memory,
 }
 
 impl Settings {
@@ -708,6 +771,7 @@ impl Settings {
             stream_node_max_bytes: AtomicU64::new(config.stream_node_max_bytes),
             stream_node_max_entries: AtomicU64::new(config.stream_node_max_entries),
             busy_reply_threshold: AtomicU64::new(config.busy_reply_threshold),
+            memory: Memory::new(config.memory),
             config,
         }
     }
@@ -1275,6 +1339,42 @@ static PARAMS: &[Param] = &[
         kind: Kind::Int { min: 0, max: i64::MAX as u64 },
         set: Some(Set::Num(|s, v| s.stream_node_max_entries.store(v, Ordering::Relaxed))),
     },
+    Param {
+        name: "maxmemory",
+        get: |s| s.memory.maxmemory().to_string(),
+        kind: Kind::Memory { min: 0 },
+        set: Some(Set::Num(|s, v| s.memory.set_maxmemory(v))),
+    },
+    Param {
+        name: "maxmemory-policy",
+        get: |s| s.memory.policy().name().to_owned(),
+        kind: Kind::Text(check_policy),
+        set: Some(Set::Text(|s, v| s.memory.set_policy(Policy::parse(v).unwrap_or(Policy::NoEviction)))),
+    },
+    Param {
+        name: "maxmemory-samples",
+        get: |s| s.memory.samples().to_string(),
+        kind: Kind::Int { min: 1, max: i32::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.memory.set_samples(v as u32))),
+    },
+    Param {
+        name: "maxmemory-eviction-tenacity",
+        get: |s| s.memory.tenacity().to_string(),
+        kind: Kind::Int { min: 0, max: 100 },
+        set: Some(Set::Num(|s, v| s.memory.set_tenacity(v as u32))),
+    },
+    Param {
+        name: "lfu-log-factor",
+        get: |s| s.memory.lfu_log_factor().to_string(),
+        kind: Kind::Int { min: 0, max: i32::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.memory.set_lfu_log_factor(v as u32))),
+    },
+    Param {
+        name: "lfu-decay-time",
+        get: |s| s.memory.lfu_decay_time().to_string(),
+        kind: Kind::Int { min: 0, max: i32::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.memory.set_lfu_decay_time(v as u32))),
+    },
 ];
 
 /// The settings of SLOWLOG and LATENCY (Redis's defaults: 10000 µs, 128 entries, the latency
@@ -1473,7 +1573,7 @@ mod tests {
     #[test]
     fn get_matches_globs_once() {
         let s = settings();
-        let got = s.get([&b"max*"[..], b"maxclients"].into_iter());
+        let got = s.get([&b"maxc*"[..], b"maxclients"].into_iter());
         assert_eq!(got, vec![("maxclients", "10000".to_owned())]);
     }
 

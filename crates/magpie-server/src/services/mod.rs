@@ -11,6 +11,7 @@ pub(crate) mod expired;
 pub(crate) mod gate;
 pub(crate) mod journal;
 pub(crate) mod latency;
+pub(crate) mod memory;
 pub(crate) mod metrics;
 pub(crate) mod monitor;
 pub(crate) mod persist;
