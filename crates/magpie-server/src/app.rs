@@ -247,7 +247,6 @@ fn spawn_expiry(shared: Arc<Server>) -> io::Result<std::thread::JoinHandle<()>> 
             // Over maxmemory (lowered at run time, or a command's eviction ran out of time):
             // evict here too, as Redis's eviction time proc, without waiting for a write.
             let memory = &shared.settings().memory;
-            memory.sample_overhead();
             while memory.perform_evictions(ks, pubsub, journal) == Outcome::Running && start.elapsed() < period / 2 {
                 // Let commands waiting for the gate in between.
                 drop(pass.take());

@@ -53,9 +53,6 @@ pub(crate) struct Memory {
     peak: AtomicU64,
     /// `used_memory` when the server was made (INFO's `used_memory_startup`).
     startup: u64,
-    /// What the allocator holds beyond the blocks it handed out (pages partly free, its own
-    /// tables): its committed memory less the count, sampled by the timer (see `used`).
-    overhead: AtomicU64,
     pool: Mutex<Pool>,
 }
 
@@ -82,7 +79,6 @@ impl Memory {
             evicted: AtomicU64::new(0),
             peak: AtomicU64::new(0),
             startup: alloc::used(),
-            overhead: AtomicU64::new(0),
             pool: Mutex::new(Pool::default()),
         };
         m.set_policy(c.policy);
@@ -150,12 +146,9 @@ impl Memory {
         self.evicted.load(Relaxed)
     }
 
-    /// `used_memory`: the bytes allocated (counted on every allocation: see `core::alloc`),
-    /// plus the allocator's overhead as last sampled. Redis counts the blocks only; Magpie
-    /// adds what the allocator keeps around them (fragmentation), so that `maxmemory` bounds
-    /// the memory the process really takes (its RSS) and not just its live blocks.
+    /// `used_memory`: the bytes allocated (see `core::alloc`).
     pub(crate) fn used(&self) -> u64 {
-        let used = alloc::used() + self.overhead.load(Relaxed);
+        let used = alloc::used();
         if used > self.peak.load(Relaxed) {
             self.peak.fetch_max(used, Relaxed);
         }
@@ -164,15 +157,6 @@ impl Memory {
 
     pub(crate) fn peak(&self) -> u64 {
         self.peak.load(Relaxed).max(self.used())
-    }
-
-    /// Samples the allocator's overhead (the timer, 10 times a second): its committed memory
-    /// less the blocks counted, at most half the count (a burst of frees the allocator has not
-    /// returned yet must not look like a lasting overhead and make eviction take everything).
-    pub(crate) fn sample_overhead(&self) {
-        let committed = alloc::usage().committed as u64;
-        let counted = alloc::used();
-        self.overhead.store(committed.saturating_sub(counted).min(counted / 2), Relaxed);
     }
 
     pub(crate) fn startup(&self) -> u64 {
