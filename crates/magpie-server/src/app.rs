@@ -121,6 +121,7 @@ async fn accept_loop(shared: Arc<Server>, listener: TcpListener, tls: bool) {
         match accepted {
             Ok((stream, addr)) => {
                 let _ = stream.set_nodelay(true);
+                front::stream::keepalive(&stream, shared.settings().tcp_keepalive());
                 let laddr = stream.local_addr().unwrap_or(addr);
                 if tls {
                     tokio::spawn(serve_tls(shared.clone(), stream, addr, laddr));

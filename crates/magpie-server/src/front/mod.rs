@@ -2,6 +2,7 @@
 //! through the execution layer's dispatcher (`crate::exec::Batch`); none makes a check of its
 //! own. The RESP connection ([`resp`]) and the log replayed at start ([`replay`]).
 
+pub(crate) mod output;
 pub(crate) mod replay;
 pub(crate) mod resp;
 pub(crate) mod stream;

@@ -1,7 +1,6 @@
 //! One client connection: read what is available, run every complete command in the buffer,
 //! answer the whole batch with one write. Pipelining is the main lever for throughput.
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,6 +20,7 @@ use crate::services::clients::ClientInfo;
 use crate::services::journal::Fsync;
 use crate::services::stats;
 
+use super::output::Output;
 use super::stream::Stream;
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -29,8 +29,6 @@ const READ_CHUNK: usize = 16 * 1024;
 const BATCH: usize = 32;
 /// Replies pending beyond this are written before the rest of the batch runs.
 const FLUSH_AT: usize = 64 * 1024;
-/// Redis's `client-query-buffer-limit`: a command still incomplete past this closes the client.
-const QUERY_BUFFER_LIMIT: usize = 1 << 30;
 
 /// Serves one client on `stream` (a TCP connection, or a TLS session over one: `tls`) from
 /// `addr`, accepted on `laddr`.
@@ -55,6 +53,8 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
     let mut stop = shared.shutdown_signal();
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Reply::new(Resp::V2);
+    // Replies the socket has not taken yet, under `client-output-buffer-limit`.
+    let mut output = Output::default();
     let mut decoder = Decoder::new(limits(shared));
     // The current batch: each command's argument spans (into the read buffer, or into
     // `inline_args` for inline commands), reused from read to read.
@@ -183,14 +183,12 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
                     run.pause();
                     let waiter = waiters::waiter(&client, out.proto, args);
                     *client.info().last_cmd.lock() = cmd.name;
-                    if !out.is_empty() {
-                        if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
-                            // Gone before it could wait (it was never registered).
-                            waiters::count_unserved(&waiter);
-                            break 'conn;
-                        }
-                        stats::local().wrote(out.len());
-                        out.clear();
+                    if (!out.is_empty() || output.pending() > 0)
+                        && output.flush(shared, client.info(), &mut stream, &mut out, true).await.is_err()
+                    {
+                        // Gone before it could wait (it was never registered).
+                        waiters::count_unserved(&waiter);
+                        break 'conn;
                     }
                     match block_on(shared, &waiter, client.block_timeout(), &mut stream, &mut rbuf, &mut stop).await {
                         Ended::Reply(reply, wrote) => {
@@ -212,11 +210,9 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
                 if out.len() >= FLUSH_AT {
                     run.pause();
                     wait_durable(shared, &client).await;
-                    if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
+                    if output.flush(shared, client.info(), &mut stream, &mut out, false).await.is_err() {
                         break 'conn;
                     }
-                    stats::local().wrote(out.len());
-                    out.clear();
                     run.resume();
                 }
             }
@@ -244,20 +240,18 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
             *info.last_cmd.lock() = cmd.name;
         }
 
-        if !out.is_empty() {
+        if !out.is_empty() || output.pending() > 0 {
             wait_durable(shared, &client).await;
-            if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
-                debug!("client {id}: write failed or idle past the timeout");
+            if output.flush(shared, client.info(), &mut stream, &mut out, true).await.is_err() {
+                debug!("client {id}: write failed, idle past the timeout or over its output buffer limit");
                 break 'conn;
             }
-            stats::local().wrote(out.len());
-            out.clear();
         }
         if client.wants_close() || protocol_error.is_some() {
             break;
         }
-        if decoder.pending_len(&rbuf) > QUERY_BUFFER_LIMIT {
-            debug!("client {id}: closing, query buffer over {QUERY_BUFFER_LIMIT} bytes");
+        if decoder.pending_len(&rbuf) > shared.settings().client_query_buffer_limit() {
+            query_buffer_warning(client.info(), &rbuf[..rbuf.len().min(64)]);
             break;
         }
     }
@@ -331,8 +325,8 @@ async fn block_on<S: AsyncRead + Unpin>(
                 }
                 Ok(n) => {
                     stats::local().read(n);
-                    if rbuf.len() > QUERY_BUFFER_LIMIT {
-                        debug!("closing a blocked client: query buffer over {QUERY_BUFFER_LIMIT} bytes");
+                    if rbuf.len() > shared.settings().client_query_buffer_limit() {
+                        debug!("closing a blocked client: query buffer over client-query-buffer-limit");
                         gone(waiter);
                         return Ended::Closed;
                     }
@@ -344,26 +338,6 @@ async fn block_on<S: AsyncRead + Unpin>(
             }
         }
     }
-}
-
-/// Writes all of `buf`. With an idle `timeout` (seconds, 0 for none), a client that accepts no
-/// bytes for that long is idle and the write fails: Redis counts any progress as interaction,
-/// so a slow reader is fine but one that stopped reading does not hold its replies forever.
-async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, buf: &[u8], timeout: u64) -> io::Result<()> {
-    if timeout == 0 {
-        return stream.write_all(buf).await;
-    }
-    let limit = Duration::from_secs(timeout);
-    let mut pos = 0;
-    while pos < buf.len() {
-        match tokio::time::timeout(limit, stream.write(&buf[pos..])).await {
-            Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(Ok(n)) => pos += n,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "client idle while we wrote")),
-        }
-    }
-    Ok(())
 }
 
 /// Under `appendfsync always`, waits until the log is on disk up to this client's last write:
@@ -379,6 +353,17 @@ async fn wait_durable(shared: &Server, client: &Session) {
     let mut durable = journal.durable();
     journal.wake();
     let _ = durable.wait_for(|&d| d >= wrote || !journal.is_on()).await;
+}
+
+/// Redis's warning when a client's unparsed input passes `client-query-buffer-limit`, with the
+/// first bytes of it.
+#[cold]
+fn query_buffer_warning(info: &ClientInfo, start: &[u8]) {
+    warn!(
+        "Closing client that reached max query buffer length: {} (qbuf initial bytes: {:?})",
+        String::from_utf8_lossy(&info.line()),
+        String::from_utf8_lossy(start)
+    );
 }
 
 /// Redis's refusal of a client from outside the loopback interface in protected mode.

@@ -119,11 +119,18 @@ pub struct Options {
     #[arg(long, value_name = "FLAGS")]
     pub notify_keyspace_events: Option<String>,
     /// Output buffer limits: "CLASS HARD SOFT SECONDS ..." for the classes normal, replica and
-    /// pubsub; a subscriber whose pending messages pass HARD bytes, or stay above SOFT for
-    /// more than SECONDS, is disconnected (only pubsub is enforced)
+    /// pubsub; a client whose pending replies (a subscriber's pending messages) pass HARD
+    /// bytes, or stay above SOFT for more than SECONDS, is disconnected; 0 is no limit
     /// [default: normal 0 0 0 slave 256mb 64mb 60 pubsub 32mb 8mb 60].
     #[arg(long, value_name = "LIMITS")]
     pub client_output_buffer_limit: Option<String>,
+    /// A client whose unparsed input passes this many bytes is disconnected [default: 1gb].
+    #[arg(long, value_name = "BYTES")]
+    pub client_query_buffer_limit: Option<String>,
+    /// Seconds of silence after which the kernel probes a client's connection (SO_KEEPALIVE,
+    /// TCP_KEEPIDLE); 0 for none [default: 300].
+    #[arg(long, value_name = "SECONDS")]
+    pub tcp_keepalive: Option<u64>,
     /// The default user's password: clients must AUTH before anything else; "" for none
     /// [default: none].
     #[arg(long, value_name = "PASSWORD")]
@@ -220,6 +227,8 @@ pub struct Config {
     pub notify_keyspace_events: u32,
     /// `client-output-buffer-limit`: (hard, soft, soft seconds) by [`ClientClass`].
     pub client_output_buffer_limit: [(u64, u64, u64); 3],
+    pub client_query_buffer_limit: u64,
+    pub tcp_keepalive: u64,
     pub requirepass: Option<String>,
     pub aclfile: Option<PathBuf>,
     pub acllog_max_len: u64,
@@ -485,6 +494,14 @@ impl Config {
                     .map_err(|e| format!("client-output-buffer-limit: {e}"))?,
                 None => DEFAULT_OUTPUT_LIMITS,
             },
+            client_query_buffer_limit: match pick(cli.client_query_buffer_limit, file.client_query_buffer_limit) {
+                Some(s) => parse_memory(&s)
+                    .filter(|&n| n >= MIN_BULK_LEN)
+                    .ok_or_else(|| format!("client-query-buffer-limit: '{s}' is not a size of at least 1mb"))?
+                    as u64,
+                None => 1 << 30,
+            },
+            tcp_keepalive: cli.tcp_keepalive.or(file.tcp_keepalive).unwrap_or(300),
             requirepass: None,
             aclfile: None,
             acllog_max_len: 128,
@@ -574,6 +591,8 @@ pub(crate) struct Settings {
     txn_max_bytes: AtomicU64,
     notify_keyspace_events: AtomicU32,
     client_output_buffer_limit: Mutex<[(u64, u64, u64); 3]>,
+    client_query_buffer_limit: AtomicU64,
+    tcp_keepalive: AtomicU64,
     requirepass: Mutex<Option<String>>,
     acllog_max_len: AtomicU64,
     protected_mode: AtomicBool,
@@ -602,6 +621,8 @@ impl Settings {
             txn_max_bytes: AtomicU64::new(config.txn_max_bytes),
             notify_keyspace_events: AtomicU32::new(config.notify_keyspace_events),
             client_output_buffer_limit: Mutex::new(config.client_output_buffer_limit),
+            client_query_buffer_limit: AtomicU64::new(config.client_query_buffer_limit),
+            tcp_keepalive: AtomicU64::new(config.tcp_keepalive),
             requirepass: Mutex::new(config.requirepass.clone()),
             acllog_max_len: AtomicU64::new(config.acllog_max_len),
             protected_mode: AtomicBool::new(config.protected_mode),
@@ -698,6 +719,16 @@ impl Settings {
     /// `client-output-buffer-limit` of one class: (hard, soft, soft seconds).
     pub(crate) fn output_buffer_limit(&self, class: ClientClass) -> (u64, u64, u64) {
         self.client_output_buffer_limit.lock()[class as usize]
+    }
+
+    /// `client-query-buffer-limit`, in bytes.
+    pub(crate) fn client_query_buffer_limit(&self) -> usize {
+        usize::try_from(self.client_query_buffer_limit.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+    }
+
+    /// `tcp-keepalive`, in seconds (0: off).
+    pub(crate) fn tcp_keepalive(&self) -> u64 {
+        self.tcp_keepalive.load(Ordering::Relaxed)
     }
 
     /// `requirepass` (the ACL follows it: see `Server::config_set`).
@@ -1002,6 +1033,18 @@ static PARAMS: &[Param] = &[
             let mut limits = s.client_output_buffer_limit.lock();
             *limits = parse_output_limits(v, *limits).unwrap_or(*limits);
         })),
+    },
+    Param {
+        name: "client-query-buffer-limit",
+        get: |s| s.client_query_buffer_limit().to_string(),
+        kind: Kind::Memory { min: MIN_BULK_LEN as u64 },
+        set: Some(Set::Num(|s, v| s.client_query_buffer_limit.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "tcp-keepalive",
+        get: |s| s.tcp_keepalive().to_string(),
+        kind: Kind::Int { min: 0, max: i32::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.tcp_keepalive.store(v, Ordering::Relaxed))),
     },
     Param {
         name: "requirepass",
