@@ -169,14 +169,18 @@ fn spawn_expiry(shared: Arc<Server>) -> io::Result<std::thread::JoinHandle<()>> 
             // Expiry takes turns with transactions (which see time stand still) between steps.
             let mut pass = Some(gate.shared());
             journal.begin();
-            ks.active_expire(now_ms(), start + period / 4, || {
-                // Log the keys this step expired, and renew the bound for the next step.
-                expired::log(ks, pubsub, journal);
-                journal.end();
-                pass = None;
-                pass = Some(gate.shared());
-                journal.begin();
-            });
+            // CLIENT PAUSE WRITE (or ALL) pauses expiry too: keys past their time read as
+            // missing but stay until it ends, so nothing is written meanwhile (as Redis).
+            if shared.clients().paused(now_ms()).is_none() {
+                ks.active_expire(now_ms(), start + period / 4, || {
+                    // Log the keys this step expired, and renew the bound for the next step.
+                    expired::log(ks, pubsub, journal);
+                    journal.end();
+                    pass = None;
+                    pass = Some(gate.shared());
+                    journal.begin();
+                });
+            }
             expired::log(ks, pubsub, journal);
             journal.end();
             drop(pass);

@@ -156,3 +156,220 @@ fn settings_read_as_redis() {
     let err = s(c.cmd(&[b"CONFIG", b"SET", b"client-query-buffer-limit", b"1000"]));
     assert!(err.starts_with("-ERR CONFIG SET failed"), "{err}");
 }
+
+fn str_cmd(c: &mut Raw, args: &[&str]) -> String {
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    s(c.cmd(&args))
+}
+
+/// The `field=` value of the caller's CLIENT INFO.
+fn info_field(c: &mut Raw, field: &str) -> String {
+    let info = s(c.cmd(&[b"CLIENT", b"INFO"]));
+    info.split([' ', '\n', '\r']).find_map(|f| f.strip_prefix(&format!("{field}="))).unwrap_or_default().to_owned()
+}
+
+/// The peer address of a client as the server sees it (CLIENT INFO's `addr`).
+fn addr_of(c: &mut Raw) -> String {
+    info_field(c, "addr")
+}
+
+#[test]
+fn client_kill_by_each_filter() {
+    let server = Server::magpie();
+    let mut admin = server.raw();
+    let admin_id = client_id(&mut admin);
+
+    // The old form: by address, +OK; an unknown address is an error.
+    let mut a = server.raw();
+    let (a_id, a_addr) = (client_id(&mut a), addr_of(&mut a));
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "KILL", &a_addr]), "+OK\r\n");
+    assert!(a.closed_within(Duration::from_secs(5)));
+    assert!(gone_within(&mut admin, a_id, Duration::from_secs(5)));
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "KILL", "1.2.3.4:5"]), "-ERR No such client\r\n");
+
+    // ID.
+    let mut b = server.raw();
+    let b_id = client_id(&mut b);
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "KILL", "ID", &b_id.to_string()]), ":1\r\n");
+    assert!(b.closed_within(Duration::from_secs(5)));
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "KILL", "ID", &b_id.to_string()]), ":0\r\n");
+
+    // ADDR, and LADDR (every client shares the server's address: all but the caller go).
+    let mut c = server.raw();
+    let c_addr = addr_of(&mut c);
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "KILL", "ADDR", &c_addr]), ":1\r\n");
+    assert!(c.closed_within(Duration::from_secs(5)));
+    let mut d = server.raw();
+    let mut e = server.raw();
+    let laddr = info_field(&mut d, "laddr");
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "KILL", "LADDR", &laddr]), ":2\r\n");
+    assert!(d.closed_within(Duration::from_secs(5)));
+    assert!(e.closed_within(Duration::from_secs(5)));
+
+    // TYPE: a subscriber is pubsub, the others normal; master and replica match nothing.
+    let mut sub = server.raw();
+    sub.cmd(&[b"SUBSCRIBE", b"ch"]);
+    let mut plain = server.raw();
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "KILL", "TYPE", "master"]), ":0\r\n");
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "KILL", "TYPE", "pubsub"]), ":1\r\n");
+    assert!(sub.closed_within(Duration::from_secs(5)));
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "KILL", "TYPE", "normal"]), ":1\r\n");
+    assert!(plain.closed_within(Duration::from_secs(5)));
+
+    // USER: only the clients logged in as that user.
+    assert_eq!(str_cmd(&mut admin, &["ACL", "SETUSER", "bob", "on", ">pw", "+@all", "~*"]), "+OK\r\n");
+    let mut bob = server.raw();
+    assert_eq!(str_cmd(&mut bob, &["AUTH", "bob", "pw"]), "+OK\r\n");
+    let mut other = server.raw();
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "KILL", "USER", "bob"]), ":1\r\n");
+    assert!(bob.closed_within(Duration::from_secs(5)));
+    assert_eq!(other.cmd(&[b"PING"]), b"+PONG\r\n");
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "KILL", "USER", "nobody"]), "-ERR No such user 'nobody'\r\n");
+
+    // SKIPME: the caller is spared by default; SKIPME no kills it after its reply.
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "KILL", "ID", &admin_id.to_string()]), ":0\r\n");
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "KILL", "ID", &admin_id.to_string(), "SKIPME", "no"]), ":1\r\n");
+    assert!(admin.closed_within(Duration::from_secs(5)));
+}
+
+/// A client that never reads its replies, stuck in a write, is reached by CLIENT KILL.
+#[test]
+fn client_kill_reaches_a_client_stuck_writing() {
+    let server = Server::magpie();
+    let mut admin = server.raw();
+    assert_eq!(admin.cmd(&[b"SET", b"big", &vec![b'x'; 1 << 20]]), b"+OK\r\n");
+    let mut slow = server.raw();
+    let id = client_id(&mut slow);
+    pipeline_gets(&mut slow, b"big", 50);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "KILL", "ID", &id.to_string()]), ":1\r\n");
+    assert!(gone_within(&mut admin, id, Duration::from_secs(5)));
+}
+
+#[test]
+fn pause_write_holds_writes_and_lets_reads_through() {
+    let server = Server::magpie();
+    let mut admin = server.raw();
+    let mut c = server.raw();
+    assert_eq!(c.cmd(&[b"SET", b"k", b"v"]), b"+OK\r\n");
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "PAUSE", "100000", "WRITE"]), "+OK\r\n");
+    assert_eq!(c.cmd(&[b"GET", b"k"]), b"$1\r\nv\r\n");
+    // A write waits; so does PUBLISH (it may replicate).
+    common::send(&mut c, "SET k w");
+    assert!(c.open_and_silent_for(Duration::from_millis(300)));
+    let mut p = server.raw();
+    common::send(&mut p, "PUBLISH ch m");
+    assert!(p.open_and_silent_for(Duration::from_millis(200)));
+    // Other clients' reads are served meanwhile.
+    assert_eq!(admin.cmd(&[b"GET", b"k"]), b"$1\r\nv\r\n");
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "UNPAUSE"]), "+OK\r\n");
+    assert_eq!(c.read_reply(), b"+OK\r\n");
+    assert_eq!(p.read_reply(), b":0\r\n");
+    assert_eq!(admin.cmd(&[b"GET", b"k"]), b"$1\r\nw\r\n");
+}
+
+#[test]
+fn pause_all_holds_everything_until_its_time() {
+    let server = Server::magpie();
+    let mut admin = server.raw();
+    let mut c = server.raw();
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "PAUSE", "500"]), "+OK\r\n");
+    let start = Instant::now();
+    assert_eq!(c.cmd(&[b"PING"]), b"+PONG\r\n");
+    assert!(start.elapsed() >= Duration::from_millis(400), "{:?}", start.elapsed());
+    // Errors of the table come at once, even paused.
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "PAUSE", "500", "ALL"]), "+OK\r\n");
+    let start = Instant::now();
+    assert!(str_cmd(&mut c, &["GET"]).starts_with("-ERR wrong number of arguments"));
+    assert!(start.elapsed() < Duration::from_millis(300));
+}
+
+/// Keys do not expire while writes are paused: they read as missing, and the expiry happens
+/// (and is logged) after the pause.
+#[test]
+fn pause_write_pauses_expiry() {
+    let server = Server::magpie();
+    let mut c = server.raw();
+    assert_eq!(c.cmd(&[b"SET", b"k", b"v", b"PX", b"100"]), b"+OK\r\n");
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "PAUSE", "100000", "WRITE"]), "+OK\r\n");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(c.cmd(&[b"GET", b"k"]), b"$-1\r\n");
+    let keys = |c: &mut Raw| {
+        let info = s(c.cmd(&[b"INFO", b"keyspace"]));
+        info.lines().find_map(|l| l.strip_prefix("db0:keys=")).map(|v| v.split(',').next().unwrap_or("").to_owned())
+    };
+    assert_eq!(keys(&mut c).as_deref(), Some("1"), "expired while paused");
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "UNPAUSE"]), "+OK\r\n");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while keys(&mut c).is_some() {
+        assert!(Instant::now() < deadline, "never expired after the pause");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn client_reply_off_and_skip() {
+    let server = Server::magpie();
+    let mut c = server.raw();
+    // OFF: nothing until ON, whose +OK is the next thing read.
+    common::send(&mut c, "CLIENT REPLY OFF");
+    common::send(&mut c, "SET a 1");
+    common::send(&mut c, "GET a");
+    common::send(&mut c, "NOSUCHCOMMAND");
+    assert_eq!(c.cmd(&[b"CLIENT", b"REPLY", b"ON"]), b"+OK\r\n");
+    // SKIP: the next command's reply only.
+    common::send(&mut c, "CLIENT REPLY SKIP");
+    common::send(&mut c, "INCR a");
+    assert_eq!(c.cmd(&[b"INCR", b"a"]), b":3\r\n");
+    // SKIP while OFF leaves it OFF.
+    common::send(&mut c, "CLIENT REPLY OFF");
+    common::send(&mut c, "CLIENT REPLY SKIP");
+    common::send(&mut c, "INCR a");
+    common::send(&mut c, "INCR a");
+    assert_eq!(c.cmd(&[b"CLIENT", b"REPLY", b"ON"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&[b"GET", b"a"]), b"$1\r\n5\r\n");
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "REPLY", "MAYBE"]), "-ERR syntax error\r\n");
+}
+
+#[test]
+fn client_unblock_timeout_and_error() {
+    let server = Server::magpie();
+    let mut admin = server.raw();
+    let mut b = server.raw();
+    let id = client_id(&mut b).to_string();
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "UNBLOCK", &id]), ":0\r\n");
+    common::send(&mut b, "BLPOP q 0");
+    common::wait_blocked(&mut admin, 1);
+    assert!(info_line(&mut admin, &id).contains("flags=b"));
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "UNBLOCK", &id]), ":1\r\n");
+    assert_eq!(b.read_reply(), b"*-1\r\n");
+    common::send(&mut b, "BLPOP q 0");
+    common::wait_blocked(&mut admin, 1);
+    assert_eq!(str_cmd(&mut admin, &["CLIENT", "UNBLOCK", &id, "ERROR"]), ":1\r\n");
+    assert_eq!(s(b.read_reply()), "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n");
+    // Not blocked any more: the queue does not hold it.
+    common::wait_blocked(&mut admin, 0);
+    assert_eq!(admin.cmd(&[b"RPUSH", b"q", b"x"]), b":1\r\n");
+    assert_eq!(b.cmd(&[b"LPOP", b"q"]), b"$1\r\nx\r\n");
+    assert_eq!(
+        str_cmd(&mut admin, &["CLIENT", "UNBLOCK", &id, "LATER"]),
+        "-ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR\r\n"
+    );
+}
+
+/// One client's line of CLIENT LIST.
+fn info_line(c: &mut Raw, id: &str) -> String {
+    let list = s(c.cmd(&[b"CLIENT", b"LIST"]));
+    list.lines().find(|l| l.contains(&format!("id={id} "))).unwrap_or_default().to_owned()
+}
+
+#[test]
+fn client_no_evict_shows_in_flags() {
+    let server = Server::magpie();
+    let mut c = server.raw();
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "NO-EVICT", "on"]), "+OK\r\n");
+    assert_eq!(info_field(&mut c, "flags"), "e");
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "NO-EVICT", "off"]), "+OK\r\n");
+    assert_eq!(info_field(&mut c, "flags"), "N");
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "NO-EVICT", "x"]), "-ERR syntax error\r\n");
+}

@@ -4,6 +4,7 @@
 
 pub(crate) mod acl;
 mod bitmaps;
+mod clients;
 mod connection;
 mod dump;
 mod geo;
@@ -81,6 +82,18 @@ pub(crate) static CONNECTION: &[Command] = &[
             Command::new("client|info", 2, flags![NOSCRIPT, LOADING, STALE], "connection", "6.2.0", "Returns information about the connection.",
                 "", connection::client_info)
                 .tips(&["nondeterministic_output"]),
+            Command::new("client|kill", -3, flags![ADMIN, NOSCRIPT, LOADING, STALE], "connection", "2.4.0", "Kill the connection of a client",
+                "(ip:port|[ID client-id:integer] [TYPE NORMAL|MASTER|SLAVE|REPLICA|PUBSUB] [USER username] [ADDR ip:port] [LADDR ip:port] [SKIPME yes/no])", clients::client_kill),
+            Command::new("client|pause", -3, flags![ADMIN, NOSCRIPT, LOADING, STALE], "connection", "2.9.50", "Stop processing commands from clients for some time",
+                "timeout:integer [WRITE|ALL]", clients::client_pause),
+            Command::new("client|unpause", 2, flags![ADMIN, NOSCRIPT, LOADING, STALE], "connection", "6.2.0", "Resume processing of clients that were paused",
+                "", clients::client_unpause),
+            Command::new("client|unblock", -3, flags![ADMIN, NOSCRIPT, LOADING, STALE], "connection", "5.0.0", "Unblock a client blocked in a blocking command from a different connection",
+                "client-id:integer [TIMEOUT|ERROR]", clients::client_unblock),
+            Command::new("client|reply", 3, flags![NOSCRIPT, LOADING, STALE], "connection", "3.2.0", "Instruct the server whether to reply to commands",
+                "ON|OFF|SKIP", clients::client_reply),
+            Command::new("client|no-evict", 3, flags![ADMIN, NOSCRIPT, LOADING, STALE], "connection", "7.0.0", "Set client eviction mode for the current connection",
+                "ON|OFF", clients::client_no_evict),
         ]),
 ];
 

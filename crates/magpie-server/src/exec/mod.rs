@@ -15,6 +15,7 @@
 mod batch;
 mod interactive;
 mod multi;
+pub(crate) mod pause;
 mod table;
 pub(crate) mod waiters;
 

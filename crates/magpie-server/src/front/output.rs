@@ -12,6 +12,7 @@
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -63,10 +64,14 @@ impl Output {
         let timeout = shared.settings().timeout();
         let limits = shared.settings().output_buffer_limit(class(info));
         if limits.0 == 0 && limits.1 == 0 && self.backlog.is_empty() {
-            let written = write_out(stream, out.as_bytes(), timeout).await;
+            // CLIENT KILL reaches a client that does not read its replies too.
+            let written = tokio::select! {
+                written = write_out(stream, out.as_bytes(), timeout) => written.map_err(|_| Stop::Io),
+                () = info.control.killed() => Err(Stop::Io),
+            };
             stats::local().wrote(out.len());
             out.clear();
-            return written.map_err(|_| Stop::Io);
+            return written;
         }
         // Straight from the reply buffer when nothing is pending; what the socket does not
         // take joins the backlog.
@@ -81,6 +86,7 @@ impl Output {
             self.backlog.advance(n);
         }
         out.clear();
+        info.control.omem.store(self.backlog.len() as u64, Ordering::Relaxed);
         self.check(info, limits)?;
         // Run on while under the limit (under the soft one when there is no hard one, so that
         // the backlog stays bounded); wait otherwise.
@@ -118,9 +124,11 @@ impl Output {
                     Ok(n) => {
                         stats::local().wrote(n);
                         self.backlog.advance(n);
+                        info.control.omem.store(self.backlog.len() as u64, Ordering::Relaxed);
                         progress = Instant::now();
                     }
                 },
+                () = info.control.killed() => return Err(Stop::Io),
                 () = timer => {
                     if idle_end.is_some_and(|at| at <= Instant::now()) {
                         return Err(Stop::Io);

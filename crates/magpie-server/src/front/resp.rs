@@ -12,11 +12,11 @@ use tracing::{debug, warn};
 
 use magpie_protocol::{Args, Decoder, Limits, Reply, Resp};
 
-use crate::exec::{Batch, waiters};
+use crate::exec::{Batch, pause, waiters};
 use crate::model::{Session, Timeout};
 use crate::services::Server;
 use crate::services::blocking::Waiter;
-use crate::services::clients::ClientInfo;
+use crate::services::clients::{ClientInfo, UNBLOCK_ERROR, UNBLOCK_TIMEOUT};
 use crate::services::journal::Fsync;
 use crate::services::stats;
 
@@ -93,6 +93,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
                 continue 'conn;
             }
             () = messages(client.info()) => None,
+            () = client.info().control.killed() => break,
         };
         let Some(read) = read else {
             // Messages for this subscriber: written at once, then back to waiting.
@@ -174,6 +175,18 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
                     security_warning(addr);
                     break 'conn;
                 }
+                if let Some(until) = pause::held(shared, &client, args, magpie_store::now_ms()) {
+                    // CLIENT PAUSE holds this command: the replies before it go out, then it
+                    // waits for the pause to end, and runs.
+                    run.pause();
+                    if output.flush(shared, client.info(), &mut stream, &mut out, true).await.is_err()
+                        || !wait_unpaused(shared, client.info(), until, &mut stop).await
+                    {
+                        break 'conn;
+                    }
+                    run.resume();
+                }
+                let mut reply_at = out.len();
                 let ran = run.run(&mut client, &mut out, args);
                 last = ran.or(last);
                 if let (true, Some(cmd)) = (client.is_blocked(), ran) {
@@ -190,17 +203,22 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
                         waiters::count_unserved(&waiter);
                         break 'conn;
                     }
+                    reply_at = 0;
                     match block_on(shared, &waiter, client.block_timeout(), &mut stream, &mut rbuf, &mut stop).await {
                         Ended::Reply(reply, wrote) => {
                             out.raw(&reply);
                             client.note_write(wrote);
                         }
                         Ended::TimedOut => out.null_array(),
+                        Ended::Unblocked => out.error(b"UNBLOCKED client unblocked via CLIENT UNBLOCK"),
                         Ended::Closed => break 'conn,
                     }
                     // Commands that arrived meanwhile are in the buffer: decode on.
                     more = true;
                     run.resume();
+                }
+                if client.info().control.drop_reply() {
+                    out.truncate(reply_at); // CLIENT REPLY OFF or SKIP
                 }
                 if client.wants_close() {
                     break;
@@ -250,7 +268,9 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
         if client.wants_close() || protocol_error.is_some() {
             break;
         }
-        if decoder.pending_len(&rbuf) > shared.settings().client_query_buffer_limit() {
+        let qbuf = decoder.pending_len(&rbuf);
+        client.info().control.qbuf.store(qbuf as u64, Ordering::Relaxed);
+        if qbuf > shared.settings().client_query_buffer_limit() {
             query_buffer_warning(client.info(), &rbuf[..rbuf.len().min(64)]);
             break;
         }
@@ -265,6 +285,8 @@ enum Ended {
     /// Served: the reply, and the log record its write added (see `wait_durable`).
     Reply(Vec<u8>, u64),
     TimedOut,
+    /// CLIENT UNBLOCK ... ERROR.
+    Unblocked,
     /// The client went away, or the server is shutting down.
     Closed,
 }
@@ -281,6 +303,7 @@ async fn block_on<S: AsyncRead + Unpin>(
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Ended {
     let blocking = shared.blocking();
+    waiter.info.control.clear_unblock(); // a CLIENT UNBLOCK meant for an earlier wait
     waiters::register(shared, waiter);
     let deadline = timeout.and_then(|ms| tokio::time::Instant::now().checked_add(Duration::from_millis(ms)));
     let gone = |waiter: &Arc<Waiter>| match blocking.leave(shared.keyspace(), waiter) {
@@ -336,8 +359,49 @@ async fn block_on<S: AsyncRead + Unpin>(
                 gone(waiter);
                 return Ended::Closed;
             }
+            how = waiter.info.control.unblocked() => {
+                // CLIENT UNBLOCK (a timeout or an error), or CLIENT KILL (0).
+                return match blocking.leave(shared.keyspace(), waiter) {
+                    Some((reply, wrote)) if how != 0 => Ended::Reply(reply, wrote),
+                    _ => {
+                        waiters::count_unserved(waiter);
+                        match how {
+                            UNBLOCK_TIMEOUT => Ended::TimedOut,
+                            UNBLOCK_ERROR => Ended::Unblocked,
+                            _ => Ended::Closed,
+                        }
+                    }
+                };
+            }
         }
     }
+}
+
+/// Waits while CLIENT PAUSE holds the client's next command: until `until` (ms since the
+/// epoch, widened if the pause is), CLIENT UNPAUSE, or the client is killed or the server
+/// stops (false). The client shows as blocked meanwhile, as in Redis.
+async fn wait_unpaused(
+    shared: &Server,
+    info: &ClientInfo,
+    mut until: u64,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    info.blocked.store(true, Ordering::Relaxed);
+    let ended = loop {
+        let left = until.saturating_sub(magpie_store::now_ms()) + 1;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(left)) => {}
+            () = shared.clients().unpaused() => {}
+            () = info.control.killed() => break false,
+            _ = stop.wait_for(|s| *s) => break false,
+        }
+        match shared.clients().paused(magpie_store::now_ms()) {
+            Some((_, end)) => until = end,
+            None => break true,
+        }
+    };
+    info.blocked.store(false, Ordering::Relaxed);
+    ended
 }
 
 /// Under `appendfsync always`, waits until the log is on disk up to this client's last write:

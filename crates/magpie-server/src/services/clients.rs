@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 /// What other connections may see of a client (CLIENT LIST). Written by its own connection
 /// only, once per batch of commands, so readers cost the hot path nothing.
@@ -28,6 +29,108 @@ pub(crate) struct ClientInfo {
     pub blocked: AtomicBool,
     /// Subscriptions and the mailbox of messages for them (see `super::pubsub`).
     pub pubsub: super::pubsub::ClientPubSub,
+    /// What others ask of this client's connection (CLIENT KILL, CLIENT UNBLOCK), and what its
+    /// own CLIENT commands set that the front end acts on (REPLY, NO-EVICT).
+    pub control: Control,
+}
+
+/// A client's controls: set by CLIENT commands (its own or another client's), read by its
+/// connection.
+#[derive(Default)]
+pub(crate) struct Control {
+    /// CLIENT KILL chose it: the connection closes.
+    killed: AtomicBool,
+    /// CLIENT UNBLOCK: 0 none, [`UNBLOCK_TIMEOUT`] or [`UNBLOCK_ERROR`].
+    unblock: AtomicU8,
+    /// Wakes the connection for either.
+    wake: Notify,
+    /// CLIENT REPLY: [`REPLY_ON`], [`REPLY_OFF`], [`REPLY_SKIP_NEXT`] or [`REPLY_SKIP`].
+    reply: AtomicU8,
+    /// CLIENT NO-EVICT on (`maxmemory-clients` spares it; CLIENT LIST's `e` flag).
+    pub no_evict: AtomicBool,
+    /// Bytes of replies waiting to be written (CLIENT LIST's `omem`, with the pub/sub mailbox).
+    pub omem: AtomicU64,
+    /// Bytes of input not parsed yet (CLIENT LIST's `qbuf`).
+    pub qbuf: AtomicU64,
+}
+
+pub(crate) const UNBLOCK_TIMEOUT: u8 = 1;
+pub(crate) const UNBLOCK_ERROR: u8 = 2;
+pub(crate) const REPLY_ON: u8 = 0;
+pub(crate) const REPLY_OFF: u8 = 1;
+pub(crate) const REPLY_SKIP_NEXT: u8 = 2;
+pub(crate) const REPLY_SKIP: u8 = 3;
+
+impl Control {
+    /// CLIENT KILL: the connection closes as soon as it notices (at once if it waits).
+    pub(crate) fn kill(&self) {
+        self.killed.store(true, Ordering::Relaxed);
+        self.wake.notify_waiters();
+    }
+
+    pub(crate) fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the client is killed.
+    pub(crate) async fn killed(&self) {
+        loop {
+            let woken = self.wake.notified();
+            if self.is_killed() {
+                return;
+            }
+            woken.await;
+        }
+    }
+
+    /// CLIENT UNBLOCK: ends the client's wait in a blocking command, as a timeout or an error.
+    pub(crate) fn unblock(&self, how: u8) {
+        self.unblock.store(how, Ordering::Relaxed);
+        self.wake.notify_waiters();
+    }
+
+    /// Resolves when the client is asked to stop waiting (or is killed): how (0 if killed),
+    /// clearing the request.
+    pub(crate) async fn unblocked(&self) -> u8 {
+        loop {
+            let woken = self.wake.notified();
+            let how = self.unblock.swap(0, Ordering::Relaxed);
+            if how != 0 || self.is_killed() {
+                return how;
+            }
+            woken.await;
+        }
+    }
+
+    /// Forgets a request to stop waiting that came too late (the wait had ended).
+    pub(crate) fn clear_unblock(&self) {
+        self.unblock.store(0, Ordering::Relaxed);
+    }
+
+    /// CLIENT REPLY ON|OFF|SKIP; SKIP while OFF changes nothing, as in Redis.
+    pub(crate) fn set_reply(&self, mode: u8) {
+        if mode == REPLY_SKIP_NEXT && self.reply.load(Ordering::Relaxed) == REPLY_OFF {
+            return;
+        }
+        self.reply.store(mode, Ordering::Relaxed);
+    }
+
+    /// After each command: whether its reply is dropped (CLIENT REPLY OFF, or the command
+    /// after CLIENT REPLY SKIP). The SKIP itself arms the skip for the next command.
+    pub(crate) fn drop_reply(&self) -> bool {
+        match self.reply.load(Ordering::Relaxed) {
+            REPLY_ON => false,
+            REPLY_SKIP_NEXT => {
+                self.reply.store(REPLY_SKIP, Ordering::Relaxed);
+                true
+            }
+            REPLY_SKIP => {
+                self.reply.store(REPLY_ON, Ordering::Relaxed);
+                true
+            }
+            _ => true,
+        }
+    }
 }
 
 impl ClientInfo {
@@ -46,21 +149,26 @@ impl ClientInfo {
         if self.blocked.load(Ordering::Relaxed) {
             flags.push('b');
         }
+        if self.control.no_evict.load(Ordering::Relaxed) {
+            flags.push('e');
+        }
         if flags.is_empty() {
             flags.push('N');
         }
         let [sub, psub, ssub] = self.pubsub.counts();
-        let omem = self.pubsub.mailbox.pending();
+        let omem = self.pubsub.mailbox.pending() as u64 + self.control.omem.load(Ordering::Relaxed);
+        let qbuf = self.control.qbuf.load(Ordering::Relaxed);
         if let Some(name) = &*self.name.lock() {
             line.extend_from_slice(name);
         }
         line.extend_from_slice(
             format!(
-                " age={} idle={} flags={flags} db={} sub={sub} psub={psub} ssub={ssub} multi=-1 qbuf=0 qbuf-free=0 \
-                 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={omem} tot-mem=0 events=r cmd={} user=",
+                " age={} idle={} flags={flags} db={} sub={sub} psub={psub} ssub={ssub} multi=-1 qbuf={qbuf} qbuf-free=0 \
+                 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem={omem} tot-mem={} events=r cmd={} user=",
                 age.as_secs(),
                 idle_ms / 1000,
                 self.db.load(Ordering::Relaxed),
+                self.memory(),
                 self.last_cmd.lock(),
             )
             .as_bytes(),
@@ -72,6 +180,14 @@ impl ClientInfo {
 }
 
 impl ClientInfo {
+    /// What the client's buffers hold: its unparsed input and its replies not yet written
+    /// (CLIENT LIST's `tot-mem`, what `maxmemory-clients` counts).
+    pub(crate) fn memory(&self) -> u64 {
+        self.control.qbuf.load(Ordering::Relaxed)
+            + self.control.omem.load(Ordering::Relaxed)
+            + self.pubsub.mailbox.pending() as u64
+    }
+
     /// A client of the server itself (replaying the log, a script's calls), in no registry.
     pub(crate) fn internal() -> Arc<ClientInfo> {
         let addr = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -92,6 +208,7 @@ impl ClientInfo {
             user: Mutex::new(b"default".to_vec().into_boxed_slice()),
             blocked: AtomicBool::new(false),
             pubsub: Default::default(),
+            control: Default::default(),
         }
     }
 }
@@ -105,6 +222,27 @@ pub(crate) struct Registry {
     pub accepted: AtomicU64,
     /// Connections refused for `maxclients` (INFO's `rejected_connections`).
     pub rejected: AtomicU64,
+    /// CLIENT PAUSE: what is paused and until when.
+    pause: Mutex<Pause>,
+    /// [`Pause::kind`] of the current pause, read without the lock on every command.
+    paused: AtomicU8,
+    /// Wakes the paused clients when the pause ends early (CLIENT UNPAUSE).
+    unpaused: Notify,
+}
+
+/// What CLIENT PAUSE pauses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum PauseKind {
+    /// Commands that write or may replicate (Redis's CLIENT_PAUSE_WRITE), and expiry.
+    Write = 1,
+    All = 2,
+}
+
+#[derive(Default)]
+struct Pause {
+    kind: Option<PauseKind>,
+    /// Milliseconds since the epoch when it ends.
+    end_ms: u64,
 }
 
 impl Registry {
@@ -126,6 +264,52 @@ impl Registry {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The client with this id, if connected.
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<ClientInfo>> {
+        self.clients.lock().get(&id).cloned()
+    }
+
+    /// CLIENT PAUSE: pauses what `kind` says until `end_ms`; a pause in force is widened (the
+    /// stronger kind, the later end), as Redis's `pauseClients`.
+    pub(crate) fn pause(&self, kind: PauseKind, end_ms: u64) {
+        let mut p = self.pause.lock();
+        p.kind = p.kind.max(Some(kind));
+        p.end_ms = p.end_ms.max(end_ms);
+        self.paused.store(p.kind.map_or(0, |k| k as u8), Ordering::Relaxed);
+    }
+
+    /// CLIENT UNPAUSE.
+    pub(crate) fn unpause(&self) {
+        *self.pause.lock() = Pause::default();
+        self.paused.store(0, Ordering::Relaxed);
+        self.unpaused.notify_waiters();
+    }
+
+    /// The pause in force at `now_ms`, and when it ends; a pause whose time has passed ends.
+    pub(crate) fn paused(&self, now_ms: u64) -> Option<(PauseKind, u64)> {
+        if self.paused.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut p = self.pause.lock();
+        match p.kind {
+            Some(kind) if p.end_ms >= now_ms => Some((kind, p.end_ms)),
+            _ => {
+                *p = Pause::default();
+                self.paused.store(0, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Resolves when CLIENT UNPAUSE ends the pause (a paused client also watches the time).
+    pub(crate) async fn unpaused(&self) {
+        let woken = self.unpaused.notified();
+        if self.paused.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        woken.await;
     }
 
     /// A snapshot of the connected clients, in id order.
