@@ -33,7 +33,9 @@
 //! - `~range LO HI CMD`: both replies must be integers in `LO..=HI`, e.g. a PTTL just after
 //!   `PEXPIRE k 10000`.
 //! - `~replies N CMD`: the command answers with N replies (SUBSCRIBE of N channels; a PUBLISH
-//!   that a RESP3 subscriber also receives itself), read and compared together.
+//!   that a RESP3 subscriber also receives itself), read and compared together. `~replies 0`
+//!   sends a command that answers nothing (under CLIENT REPLY OFF): the next reply compared
+//!   shows that nothing came.
 //! - `!events` (before the first command): also compare keyspace notifications. A second
 //!   connection to each server subscribes to `__key*__:*` before the script runs; after each
 //!   command, a third one publishes a marker that this subscriber also hears, and the
@@ -147,6 +149,8 @@ diff_tests! {
     events_datamodel => "events_datamodel.redis", Resp2;
     swapdb => "swapdb.redis", Resp2;
     swapdb_resp3 => "swapdb.redis", Resp3;
+    clients => "clients.redis", Resp2;
+    clients_resp3 => "clients.redis", Resp3;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.
@@ -230,7 +234,7 @@ fn parse_script(file: &str, src: &[u8]) -> Result<Script, String> {
         let mut replies = 1;
         let (check, command) = if let Some(rest) = text.strip_prefix("~replies ") {
             let (n, rest) = rest.trim_start().split_once(char::is_whitespace).unwrap_or((rest, ""));
-            replies = n.parse().ok().filter(|&n| n >= 1).ok_or_else(|| err(format!("bad ~replies count {n:?}")))?;
+            replies = n.parse().ok().ok_or_else(|| err(format!("bad ~replies count {n:?}")))?;
             (Check::Exact, rest)
         } else if let Some(rest) = text.strip_prefix("~sort ") {
             (Check::Sorted, rest)
@@ -421,6 +425,15 @@ fn run_script(file: &str, proto: Proto) {
             Step::Command { line, text, args, check, replies } => (*line, text, args, check, *replies),
         };
         let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        if replies == 0 {
+            let frame = common::Raw::encode(&args);
+            expected_conn.try_send(&frame).expect("send to redis-server");
+            if let Err(e) = actual_conn.try_send(&frame) {
+                report.fail(line, text, b"", Err(e.to_string()), " (sent without a reply)");
+                break;
+            }
+            continue;
+        }
         let expected = expected_conn
             .try_cmd_replies(&args, replies)
             .unwrap_or_else(|e| panic!("{}:{line}: redis-server failed on `{text}`: {e}", script.file));

@@ -118,7 +118,7 @@ pub(super) fn client_kill(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 /// CLIENT PAUSE timeout [WRITE|ALL]: the timeout in milliseconds, as Redis parses it.
 pub(super) fn client_pause(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if args.len() > 4 {
-        return Err(error::syntax());
+        return Err(wrong_args(args));
     }
     let mut kind = PauseKind::All;
     if args.len() == 4 {
@@ -151,7 +151,7 @@ pub(super) fn client_unpause(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
 /// timeout's reply, or `-UNBLOCKED ...`), 0 otherwise.
 pub(super) fn client_unblock(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if args.len() > 4 {
-        return Err(error::syntax());
+        return Err(wrong_args(args));
     }
     let mut how = UNBLOCK_TIMEOUT;
     if args.len() == 4 {
@@ -205,4 +205,14 @@ pub(super) fn client_no_evict(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     ctx.session().info().control.no_evict.store(on, std::sync::atomic::Ordering::Relaxed);
     ctx.out().ok();
     Ok(())
+}
+
+/// Redis's `addReplySubcommandSyntaxError`, for the subcommands whose arity allows more
+/// arguments than they take.
+fn wrong_args(args: Args<'_>) -> Error {
+    let sub = error::c_str(args.get(1));
+    let mut msg = b"ERR unknown subcommand or wrong number of arguments for '".to_vec();
+    msg.extend_from_slice(&sub[..sub.len().min(128)]);
+    msg.extend_from_slice(b"'. Try CLIENT HELP.");
+    Error::bytes(msg)
 }

@@ -839,11 +839,12 @@ enum Set {
 fn parse_value(kind: Kind, s: &str) -> Result<u64, String> {
     match kind {
         Kind::Int { min, max } => {
-            let n: u64 = s.parse().map_err(|_| "argument couldn't be parsed into an integer".to_owned())?;
-            if n < min || n > max {
-                return Err(format!("argument must be between {min} and {max} inclusive"));
+            // Parsed as a signed number first, so a negative one is out of range, as in Redis.
+            let n: i64 = s.parse().map_err(|_| "argument couldn't be parsed into an integer".to_owned())?;
+            match u64::try_from(n) {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(format!("argument must be between {min} and {max} inclusive")),
             }
-            Ok(n)
         }
         Kind::Memory { min } => {
             let n = parse_memory(s).ok_or_else(|| "argument must be a memory value".to_owned())? as u64;
