@@ -184,6 +184,8 @@ fn spawn_expiry(shared: Arc<Server>) -> io::Result<std::thread::JoinHandle<()>> 
             expired::log(ks, pubsub, journal);
             journal.end();
             drop(pass);
+            // Clients caching keys that expired hear of it.
+            shared.clients().tracking.deliver(shared.clients(), &pubsub.limits, None);
             if last_persist.elapsed() >= Duration::from_millis(100) {
                 last_persist = Instant::now();
                 shared.persistence().cron(shared.is_shutting_down());

@@ -373,3 +373,183 @@ fn client_no_evict_shows_in_flags() {
     assert_eq!(info_field(&mut c, "flags"), "N");
     assert_eq!(str_cmd(&mut c, &["CLIENT", "NO-EVICT", "x"]), "-ERR syntax error\r\n");
 }
+
+// Client-side caching (CLIENT TRACKING).
+
+/// A RESP3 connection.
+fn resp3(server: &Server) -> Raw {
+    let mut c = server.raw();
+    assert!(c.cmd(&[b"HELLO", b"3"]).starts_with(b"%"));
+    c
+}
+
+/// Redis's invalidation push for `keys`.
+fn invalidation(keys: &[&str]) -> String {
+    let mut m = format!(">2\r\n$10\r\ninvalidate\r\n*{}\r\n", keys.len());
+    for k in keys {
+        m.push_str(&format!("${}\r\n{k}\r\n", k.len()));
+    }
+    m
+}
+
+/// Nothing more arrives on `c` for a while.
+fn silent(c: &mut Raw) -> bool {
+    c.open_and_silent_for(Duration::from_millis(300))
+}
+
+#[test]
+fn tracking_default_mode_resp3() {
+    let server = Server::magpie();
+    let mut c = resp3(&server);
+    let mut w = server.raw();
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "TRACKING", "on"]), "+OK\r\n");
+    assert_eq!(str_cmd(&mut c, &["GET", "k"]), "_\r\n");
+    assert_eq!(str_cmd(&mut c, &["MGET", "a", "b"]), "*2\r\n_\r\n_\r\n");
+    // A key nobody read: nothing.
+    assert_eq!(str_cmd(&mut w, &["SET", "other", "1"]), "+OK\r\n");
+    assert!(silent(&mut c));
+    // A key it read: one invalidation, then it is forgotten.
+    assert_eq!(str_cmd(&mut w, &["SET", "k", "1"]), "+OK\r\n");
+    assert_eq!(s(c.read_reply()), invalidation(&["k"]));
+    assert_eq!(str_cmd(&mut w, &["SET", "k", "2"]), "+OK\r\n");
+    assert!(silent(&mut c));
+    assert_eq!(str_cmd(&mut w, &["DEL", "a", "b"]), ":0\r\n");
+    assert!(silent(&mut c), "a DEL that removes nothing changes nothing");
+    assert_eq!(str_cmd(&mut w, &["MSET", "a", "1", "b", "2"]), "+OK\r\n");
+    assert_eq!(s(c.read_reply()), invalidation(&["a"]));
+    assert_eq!(s(c.read_reply()), invalidation(&["b"]));
+    // Its own writes too (no NOLOOP): after the reply.
+    assert_eq!(str_cmd(&mut c, &["GET", "k"]), "$1\r\n2\r\n");
+    assert_eq!(str_cmd(&mut c, &["SET", "k", "3"]), "+OK\r\n");
+    assert_eq!(s(c.read_reply()), invalidation(&["k"]));
+    // Expiry and FLUSHALL (a null invalidation).
+    assert_eq!(str_cmd(&mut w, &["SET", "e", "1", "PX", "100"]), "+OK\r\n");
+    assert_eq!(str_cmd(&mut c, &["GET", "e"]), "$1\r\n1\r\n");
+    assert_eq!(s(c.read_reply()), invalidation(&["e"]));
+    assert_eq!(str_cmd(&mut w, &["FLUSHALL"]), "+OK\r\n");
+    assert_eq!(s(c.read_reply()), ">2\r\n$10\r\ninvalidate\r\n_\r\n");
+    assert!(info_field(&mut c, "flags").contains('t'));
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "GETREDIR"]), ":0\r\n");
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "TRACKING", "off"]), "+OK\r\n");
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "GETREDIR"]), ":-1\r\n");
+}
+
+#[test]
+fn tracking_noloop_skips_own_writes() {
+    let server = Server::magpie();
+    let mut c = resp3(&server);
+    let mut w = server.raw();
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "TRACKING", "on", "NOLOOP"]), "+OK\r\n");
+    assert_eq!(str_cmd(&mut c, &["GET", "k"]), "_\r\n");
+    assert_eq!(str_cmd(&mut c, &["SET", "k", "1"]), "+OK\r\n");
+    assert!(silent(&mut c));
+    assert_eq!(str_cmd(&mut c, &["GET", "k"]), "$1\r\n1\r\n");
+    assert_eq!(str_cmd(&mut w, &["SET", "k", "2"]), "+OK\r\n");
+    assert_eq!(s(c.read_reply()), invalidation(&["k"]));
+}
+
+#[test]
+fn tracking_bcast_by_prefix() {
+    let server = Server::magpie();
+    let mut c = resp3(&server);
+    let mut w = server.raw();
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "user:", "PREFIX", "job:"]), "+OK\r\n");
+    assert_eq!(str_cmd(&mut w, &["SET", "other", "1"]), "+OK\r\n");
+    assert!(silent(&mut c));
+    assert_eq!(str_cmd(&mut w, &["MSET", "user:1", "a", "user:2", "b", "x", "c"]), "+OK\r\n");
+    assert_eq!(s(c.read_reply()), invalidation(&["user:1", "user:2"]));
+    assert_eq!(str_cmd(&mut w, &["SET", "job:1", "a"]), "+OK\r\n");
+    assert_eq!(s(c.read_reply()), invalidation(&["job:1"]));
+    // Again and again: BCAST needs no read.
+    assert_eq!(str_cmd(&mut w, &["SET", "job:1", "b"]), "+OK\r\n");
+    assert_eq!(s(c.read_reply()), invalidation(&["job:1"]));
+    let info = s(c.cmd(&[b"CLIENT", b"TRACKINGINFO"]));
+    assert_eq!(
+        info,
+        "%3\r\n$5\r\nflags\r\n~2\r\n$2\r\non\r\n$5\r\nbcast\r\n$8\r\nredirect\r\n:0\r\n$8\r\nprefixes\r\n*2\r\n$4\r\n\
+         job:\r\n$5\r\nuser:\r\n"
+    );
+    assert!(info_field(&mut c, "flags").contains("tB"));
+}
+
+#[test]
+fn tracking_optin_and_optout() {
+    let server = Server::magpie();
+    let mut c = resp3(&server);
+    let mut w = server.raw();
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "TRACKING", "on", "OPTIN"]), "+OK\r\n");
+    assert_eq!(str_cmd(&mut c, &["GET", "a"]), "_\r\n");
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "CACHING", "yes"]), "+OK\r\n");
+    assert_eq!(str_cmd(&mut c, &["GET", "b"]), "_\r\n");
+    assert_eq!(str_cmd(&mut c, &["GET", "c"]), "_\r\n"); // CACHING covered one command
+    assert_eq!(str_cmd(&mut w, &["MSET", "a", "1", "b", "1", "c", "1"]), "+OK\r\n");
+    assert_eq!(s(c.read_reply()), invalidation(&["b"]));
+    assert!(silent(&mut c));
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "TRACKING", "off"]), "+OK\r\n");
+
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "TRACKING", "on", "OPTOUT"]), "+OK\r\n");
+    assert_eq!(str_cmd(&mut c, &["GET", "a"]), "$1\r\n1\r\n");
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "CACHING", "no"]), "+OK\r\n");
+    assert_eq!(str_cmd(&mut c, &["GET", "b"]), "$1\r\n1\r\n");
+    assert_eq!(str_cmd(&mut w, &["MSET", "a", "2", "b", "2"]), "+OK\r\n");
+    assert_eq!(s(c.read_reply()), invalidation(&["a"]));
+    assert!(silent(&mut c));
+}
+
+#[test]
+fn tracking_redirect_to_a_resp2_subscriber() {
+    let server = Server::magpie();
+    let mut r = server.raw();
+    let r_id = client_id(&mut r).to_string();
+    assert_eq!(
+        s(r.cmd(&[b"SUBSCRIBE", b"__redis__:invalidate"])),
+        "*3\r\n$9\r\nsubscribe\r\n$20\r\n__redis__:invalidate\r\n:1\r\n"
+    );
+    let mut c = server.raw();
+    let mut w = server.raw();
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "TRACKING", "on", "REDIRECT", &r_id]), "+OK\r\n");
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "GETREDIR"]), format!(":{r_id}\r\n"));
+    assert_eq!(str_cmd(&mut c, &["GET", "k"]), "$-1\r\n");
+    assert_eq!(str_cmd(&mut w, &["SET", "k", "1"]), "+OK\r\n");
+    assert_eq!(s(r.read_reply()), "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*1\r\n$1\r\nk\r\n");
+    assert!(silent(&mut c));
+    // A flush: null, in the tracking client's protocol.
+    assert_eq!(str_cmd(&mut w, &["FLUSHDB"]), "+OK\r\n");
+    assert_eq!(s(r.read_reply()), "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n$-1\r\n");
+    // RESP2 without a redirection: tracking works, but nothing can be sent.
+    let mut d = server.raw();
+    assert_eq!(str_cmd(&mut d, &["CLIENT", "TRACKING", "on"]), "+OK\r\n");
+    assert_eq!(str_cmd(&mut d, &["GET", "k"]), "$-1\r\n");
+    assert_eq!(str_cmd(&mut w, &["SET", "k", "2"]), "+OK\r\n");
+    assert!(silent(&mut d));
+}
+
+#[test]
+fn tracking_redirect_broken() {
+    let server = Server::magpie();
+    let mut r = server.raw();
+    let r_id = client_id(&mut r).to_string();
+    let mut c = resp3(&server);
+    let mut w = server.raw();
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "TRACKING", "on", "REDIRECT", &r_id]), "+OK\r\n");
+    assert_eq!(str_cmd(&mut c, &["GET", "k"]), "_\r\n");
+    drop(r);
+    assert!(gone_within(&mut w, r_id.parse().expect("id"), Duration::from_secs(5)));
+    assert_eq!(str_cmd(&mut w, &["SET", "k", "1"]), "+OK\r\n");
+    assert_eq!(s(c.read_reply()), format!(">2\r\n$21\r\ntracking-redir-broken\r\n:{r_id}\r\n"));
+    assert!(info_field(&mut c, "flags").contains("tR"));
+}
+
+#[test]
+fn tracking_table_is_bounded() {
+    let server = Server::magpie_with(&["--tracking-table-max-keys", "2"]);
+    let mut c = resp3(&server);
+    assert_eq!(str_cmd(&mut c, &["CLIENT", "TRACKING", "on"]), "+OK\r\n");
+    assert_eq!(str_cmd(&mut c, &["MGET", "a", "b"]), "*2\r\n_\r\n_\r\n");
+    // A third key pushes one of the others out, and the client hears it must forget it.
+    assert_eq!(str_cmd(&mut c, &["GET", "c"]), "_\r\n");
+    let evicted = s(c.read_reply());
+    assert!(evicted == invalidation(&["a"]) || evicted == invalidation(&["b"]), "{evicted}");
+    let info = s(c.cmd(&[b"INFO", b"stats"]));
+    assert!(info.contains("tracking_total_keys:2\r\n"), "{info}");
+}

@@ -151,6 +151,7 @@ diff_tests! {
     swapdb_resp3 => "swapdb.redis", Resp3;
     clients => "clients.redis", Resp2;
     clients_resp3 => "clients.redis", Resp3;
+    clients_tracking => "clients_tracking.redis", Resp2;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.

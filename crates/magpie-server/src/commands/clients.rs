@@ -7,7 +7,7 @@ use magpie_protocol::Args;
 use crate::core::error::{self, CmdResult, Error, int_arg, is};
 use crate::model::Ctx;
 use crate::services::clients::{
-    ClientInfo, PauseKind, REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT, UNBLOCK_ERROR, UNBLOCK_TIMEOUT,
+    ClientInfo, ClientTracking, PauseKind, REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT, UNBLOCK_ERROR, UNBLOCK_TIMEOUT,
 };
 
 /// The client types of CLIENT KILL/LIST TYPE: normal or pubsub (Magpie has no replicas or
@@ -215,4 +215,190 @@ fn wrong_args(args: Args<'_>) -> Error {
     msg.extend_from_slice(&sub[..sub.len().min(128)]);
     msg.extend_from_slice(b"'. Try CLIENT HELP.");
     Error::bytes(msg)
+}
+
+/// CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX prefix ...] [BCAST] [OPTIN] [OPTOUT]
+/// [NOLOOP], with Redis's checks in Redis's order.
+pub(super) fn client_tracking(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let (mut redirect, mut prefixes) = (0i64, Vec::<Box<[u8]>>::new());
+    let (mut bcast, mut optin, mut optout, mut noloop) = (false, false, false, false);
+    let mut j = 3;
+    while j < args.len() {
+        let (opt, more) = (args.get(j), j + 1 < args.len());
+        if is(opt, "redirect") && more {
+            j += 1;
+            if redirect != 0 {
+                return Err("ERR A client can only redirect to a single other client".into());
+            }
+            redirect = int_arg(args.get(j))?;
+            let exists = u64::try_from(redirect).ok().and_then(|id| ctx.server().clients().get(id)).is_some();
+            if !exists {
+                return Err("ERR The client ID you want redirect to does not exist".into());
+            }
+        } else if is(opt, "bcast") {
+            bcast = true;
+        } else if is(opt, "optin") {
+            optin = true;
+        } else if is(opt, "optout") {
+            optout = true;
+        } else if is(opt, "noloop") {
+            noloop = true;
+        } else if is(opt, "prefix") && more {
+            j += 1;
+            prefixes.push(args.get(j).into());
+        } else {
+            return Err(error::syntax());
+        }
+        j += 1;
+    }
+    let server = ctx.server();
+    let info = ctx.session().info().clone();
+    if is(args.get(2), "off") {
+        server.clients().tracking.disable(server.keyspace(), &info);
+        ctx.out().ok();
+        return Ok(());
+    }
+    if !is(args.get(2), "on") {
+        return Err(error::syntax());
+    }
+    let mut state = info.control.tracking.lock();
+    if !bcast && !prefixes.is_empty() {
+        return Err("ERR PREFIX option requires BCAST mode to be enabled".into());
+    }
+    if state.on && state.bcast != bcast {
+        return Err("ERR You can't switch BCAST mode on/off before disabling tracking for this client, and then \
+                    re-enabling it with a different mode."
+            .into());
+    }
+    if bcast && (optin || optout) {
+        return Err("ERR OPTIN and OPTOUT are not compatible with BCAST".into());
+    }
+    if optin && optout {
+        return Err("ERR You can't specify both OPTIN mode and OPTOUT mode".into());
+    }
+    if (optin && state.optout) || (optout && state.optin) {
+        return Err("ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, and then \
+                    re-enabling it with a different mode."
+            .into());
+    }
+    if bcast {
+        check_prefixes(&state.prefixes, &prefixes)?;
+        if prefixes.is_empty() {
+            prefixes.push(Box::default()); // every key
+        }
+        prefixes.retain(|p| !state.prefixes.contains(p));
+    }
+    let was_on = state.on;
+    let caching = state.caching;
+    let mut all = std::mem::take(&mut state.prefixes);
+    all.extend(prefixes.iter().cloned());
+    all.sort();
+    *state = ClientTracking {
+        on: true,
+        bcast,
+        optin,
+        optout,
+        noloop,
+        caching,
+        caching_fresh: false,
+        redirect: redirect as u64,
+        broken_redirect: false,
+        prefixes: all,
+    };
+    drop(state);
+    if let Some(target) = server.clients().get(redirect as u64) {
+        target.control.pushes.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    server.clients().tracking.enable(server.keyspace(), &info, was_on, &prefixes);
+    ctx.out().ok();
+    Ok(())
+}
+
+/// Redis's `checkPrefixCollisionsOrReply`: no new prefix may be a prefix of, or start with,
+/// one the client has, or another new one.
+fn check_prefixes(existing: &[Box<[u8]>], new: &[Box<[u8]>]) -> CmdResult {
+    let overlap = |a: &[u8], b: &[u8]| a.starts_with(b) || b.starts_with(a);
+    for (i, p) in new.iter().enumerate() {
+        if let Some(old) = existing.iter().find(|old| overlap(old, p)) {
+            return Err(prefix_error(p, "an existing prefix", old));
+        }
+        if let Some(other) = new[i + 1..].iter().find(|o| overlap(p, o)) {
+            return Err(prefix_error(p, "another provided prefix", other));
+        }
+    }
+    Ok(())
+}
+
+fn prefix_error(p: &[u8], what: &str, other: &[u8]) -> Error {
+    let mut msg = b"ERR Prefix '".to_vec();
+    msg.extend_from_slice(error::c_str(p));
+    msg.extend_from_slice(format!("' overlaps with {what} '").as_bytes());
+    msg.extend_from_slice(error::c_str(other));
+    msg.extend_from_slice(b"'. Prefixes for a single client must not overlap.");
+    Error::bytes(msg)
+}
+
+/// CLIENT CACHING YES|NO: in OPTIN (YES) or OPTOUT (NO) mode, whether the next command's
+/// keys are tracked.
+pub(super) fn client_caching(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    let info = ctx.session().info().clone();
+    let mut state = info.control.tracking.lock();
+    if !state.on {
+        return Err("ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT \
+                    mode enabled"
+            .into());
+    }
+    let opt = args.get(2);
+    if is(opt, "yes") {
+        if !state.optin {
+            return Err("ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.".into());
+        }
+    } else if is(opt, "no") {
+        if !state.optout {
+            return Err("ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.".into());
+        }
+    } else {
+        return Err(error::syntax());
+    }
+    state.caching = true;
+    state.caching_fresh = true;
+    drop(state);
+    ctx.out().ok();
+    Ok(())
+}
+
+pub(super) fn client_getredir(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    let state = ctx.session().info().control.tracking.lock().clone();
+    ctx.out().int(if state.on { state.redirect as i64 } else { -1 });
+    Ok(())
+}
+
+pub(super) fn client_trackinginfo(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+    let t = ctx.session().info().control.tracking.lock().clone();
+    let mut flags = vec![if t.on { "on" } else { "off" }];
+    let named = [
+        (t.bcast, "bcast"),
+        (t.optin, "optin"),
+        (t.optin && t.caching, "caching-yes"),
+        (t.optout, "optout"),
+        (t.optout && t.caching, "caching-no"),
+        (t.noloop, "noloop"),
+        (t.broken_redirect, "broken_redirect"),
+    ];
+    flags.extend(named.iter().filter(|f| f.0).map(|f| f.1));
+    let out = ctx.out();
+    out.map(3);
+    out.bulk(b"flags");
+    out.set(flags.len());
+    for f in flags {
+        out.bulk(f.as_bytes());
+    }
+    out.bulk(b"redirect");
+    out.int(if t.on { t.redirect as i64 } else { -1 });
+    out.bulk(b"prefixes");
+    out.array(t.prefixes.len());
+    for p in &t.prefixes {
+        out.bulk(p);
+    }
+    Ok(())
 }

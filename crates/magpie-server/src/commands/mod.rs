@@ -94,6 +94,14 @@ pub(crate) static CONNECTION: &[Command] = &[
                 "ON|OFF|SKIP", clients::client_reply),
             Command::new("client|no-evict", 3, flags![ADMIN, NOSCRIPT, LOADING, STALE], "connection", "7.0.0", "Set client eviction mode for the current connection",
                 "ON|OFF", clients::client_no_evict),
+            Command::new("client|tracking", -3, flags![NOSCRIPT, LOADING, STALE], "connection", "6.0.0", "Enable or disable server assisted client side caching support",
+                "ON|OFF [REDIRECT client-id:integer] [PREFIX prefix [PREFIX prefix ...]] [BCAST] [OPTIN] [OPTOUT] [NOLOOP]", clients::client_tracking),
+            Command::new("client|caching", 3, flags![NOSCRIPT, LOADING, STALE], "connection", "6.0.0", "Instruct the server about tracking or not keys in the next request",
+                "YES|NO", clients::client_caching),
+            Command::new("client|getredir", 2, flags![NOSCRIPT, LOADING, STALE], "connection", "6.0.0", "Get tracking notifications redirection client ID if any",
+                "", clients::client_getredir),
+            Command::new("client|trackinginfo", 2, flags![NOSCRIPT, LOADING, STALE], "connection", "6.2.0", "Return information about server assisted client side caching for the current connection",
+                "", clients::client_trackinginfo),
         ]),
 ];
 

@@ -17,6 +17,7 @@ mod interactive;
 mod multi;
 pub(crate) mod pause;
 mod table;
+mod tracking;
 pub(crate) mod waiters;
 
 pub(crate) use batch::Batch;
@@ -121,14 +122,16 @@ pub(crate) fn dispatch_resolved(
         // on this connection (after a whole transaction, for the commands inside one).
         waiters::serve(ctx.server());
     }
-    match result {
+    let ran = match result {
         Ok(()) => Some(cmd),
         Err(e) => {
             stats.error(&e.0);
             ctx.out().error(&e.0);
             None
         }
-    }
+    };
+    tracking::after_command(ctx, cmd, args);
+    ran
 }
 
 /// Whether the session may run `cmd` now, in Redis's order (`processCommand`): a protected

@@ -277,6 +277,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
     }
     let _ = stream.shutdown().await;
     client.end(shared.keyspace(), shared.pubsub());
+    shared.clients().tracking.disable(shared.keyspace(), client.info());
     shared.clients().disconnect(id);
 }
 
@@ -490,7 +491,7 @@ fn limits(shared: &Server) -> Limits {
 /// Waits until the client's mailbox has something to write (or overflowed); never, for a
 /// client with no subscriptions. One branch of the connection's wait for input.
 async fn messages(info: &ClientInfo) {
-    if info.pubsub.active() || info.pubsub.mailbox.pending() != 0 {
+    if info.pubsub.active() || info.pubsub.mailbox.pending() != 0 || info.control.pushes.load(Ordering::Relaxed) {
         info.pubsub.mailbox.notify.notified().await;
     } else {
         std::future::pending::<()>().await;

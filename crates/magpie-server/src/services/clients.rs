@@ -52,6 +52,33 @@ pub(crate) struct Control {
     pub omem: AtomicU64,
     /// Bytes of input not parsed yet (CLIENT LIST's `qbuf`).
     pub qbuf: AtomicU64,
+    /// CLIENT TRACKING: the client's mode (see `super::tracking`).
+    pub tracking: Mutex<ClientTracking>,
+    /// Tracking is on (a quick look at `tracking.on`).
+    tracking_on: AtomicBool,
+    /// Invalidation messages may come to this client (it tracks keys, or others redirect
+    /// theirs to it): its connection listens to its mailbox even without subscriptions.
+    pub pushes: AtomicBool,
+}
+
+/// A client's CLIENT TRACKING mode, as Redis's client flags and fields.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ClientTracking {
+    pub on: bool,
+    pub bcast: bool,
+    pub optin: bool,
+    pub optout: bool,
+    pub noloop: bool,
+    /// CLIENT CACHING yes (OPTIN) or no (OPTOUT) given for the next command.
+    pub caching: bool,
+    /// ... by the command that just ran (it applies to the next one).
+    pub caching_fresh: bool,
+    /// Invalidations go to this client id instead (0: to the client itself).
+    pub redirect: u64,
+    /// The client redirected to is gone.
+    pub broken_redirect: bool,
+    /// BCAST prefixes, sorted.
+    pub prefixes: Vec<Box<[u8]>>,
 }
 
 pub(crate) const UNBLOCK_TIMEOUT: u8 = 1;
@@ -66,6 +93,17 @@ impl Control {
     pub(crate) fn kill(&self) {
         self.killed.store(true, Ordering::Relaxed);
         self.wake.notify_waiters();
+    }
+
+    pub(crate) fn tracking_on(&self) -> bool {
+        self.tracking_on.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_tracking_on(&self, on: bool) {
+        self.tracking_on.store(on, Ordering::Relaxed);
+        if on {
+            self.pushes.store(true, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn is_killed(&self) -> bool {
@@ -149,6 +187,12 @@ impl ClientInfo {
         if self.blocked.load(Ordering::Relaxed) {
             flags.push('b');
         }
+        let (redir, tracking_flags) = {
+            let t = self.control.tracking.lock();
+            let redir = if t.on { t.redirect as i64 } else { -1 };
+            (redir, [(t.on, 't'), (t.broken_redirect, 'R'), (t.bcast, 'B')])
+        };
+        flags.extend(tracking_flags.iter().filter(|f| f.0).map(|f| f.1));
         if self.control.no_evict.load(Ordering::Relaxed) {
             flags.push('e');
         }
@@ -174,7 +218,7 @@ impl ClientInfo {
             .as_bytes(),
         );
         line.extend_from_slice(&self.user.lock());
-        line.extend_from_slice(format!(" redir=-1 resp={}", self.resp.load(Ordering::Relaxed)).as_bytes());
+        line.extend_from_slice(format!(" redir={redir} resp={}", self.resp.load(Ordering::Relaxed)).as_bytes());
         line
     }
 }
@@ -228,6 +272,8 @@ pub(crate) struct Registry {
     paused: AtomicU8,
     /// Wakes the paused clients when the pause ends early (CLIENT UNPAUSE).
     unpaused: Notify,
+    /// CLIENT TRACKING's tables.
+    pub tracking: super::tracking::Tracking,
 }
 
 /// What CLIENT PAUSE pauses.

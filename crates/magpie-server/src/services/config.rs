@@ -131,6 +131,10 @@ pub struct Options {
     /// TCP_KEEPIDLE); 0 for none [default: 300].
     #[arg(long, value_name = "SECONDS")]
     pub tcp_keepalive: Option<u64>,
+    /// Keys the client-side caching table remembers at most (CLIENT TRACKING); past it, keys
+    /// are dropped and their readers told to forget them; 0 for no bound [default: 1000000].
+    #[arg(long, value_name = "KEYS")]
+    pub tracking_table_max_keys: Option<u64>,
     /// The default user's password: clients must AUTH before anything else; "" for none
     /// [default: none].
     #[arg(long, value_name = "PASSWORD")]
@@ -229,6 +233,7 @@ pub struct Config {
     pub client_output_buffer_limit: [(u64, u64, u64); 3],
     pub client_query_buffer_limit: u64,
     pub tcp_keepalive: u64,
+    pub tracking_table_max_keys: u64,
     pub requirepass: Option<String>,
     pub aclfile: Option<PathBuf>,
     pub acllog_max_len: u64,
@@ -502,6 +507,7 @@ impl Config {
                 None => 1 << 30,
             },
             tcp_keepalive: cli.tcp_keepalive.or(file.tcp_keepalive).unwrap_or(300),
+            tracking_table_max_keys: cli.tracking_table_max_keys.or(file.tracking_table_max_keys).unwrap_or(1_000_000),
             requirepass: None,
             aclfile: None,
             acllog_max_len: 128,
@@ -593,6 +599,7 @@ pub(crate) struct Settings {
     client_output_buffer_limit: Mutex<[(u64, u64, u64); 3]>,
     client_query_buffer_limit: AtomicU64,
     tcp_keepalive: AtomicU64,
+    tracking_table_max_keys: AtomicU64,
     requirepass: Mutex<Option<String>>,
     acllog_max_len: AtomicU64,
     protected_mode: AtomicBool,
@@ -623,6 +630,7 @@ impl Settings {
             client_output_buffer_limit: Mutex::new(config.client_output_buffer_limit),
             client_query_buffer_limit: AtomicU64::new(config.client_query_buffer_limit),
             tcp_keepalive: AtomicU64::new(config.tcp_keepalive),
+            tracking_table_max_keys: AtomicU64::new(config.tracking_table_max_keys),
             requirepass: Mutex::new(config.requirepass.clone()),
             acllog_max_len: AtomicU64::new(config.acllog_max_len),
             protected_mode: AtomicBool::new(config.protected_mode),
@@ -724,6 +732,11 @@ impl Settings {
     /// `client-query-buffer-limit`, in bytes.
     pub(crate) fn client_query_buffer_limit(&self) -> usize {
         usize::try_from(self.client_query_buffer_limit.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+    }
+
+    /// `tracking-table-max-keys` (0: no bound).
+    pub(crate) fn tracking_table_max_keys(&self) -> usize {
+        usize::try_from(self.tracking_table_max_keys.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
     }
 
     /// `tcp-keepalive`, in seconds (0: off).
@@ -1046,6 +1059,12 @@ static PARAMS: &[Param] = &[
         get: |s| s.tcp_keepalive().to_string(),
         kind: Kind::Int { min: 0, max: i32::MAX as u64 },
         set: Some(Set::Num(|s, v| s.tcp_keepalive.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "tracking-table-max-keys",
+        get: |s| s.tracking_table_max_keys().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.tracking_table_max_keys.store(v, Ordering::Relaxed))),
     },
     Param {
         name: "requirepass",

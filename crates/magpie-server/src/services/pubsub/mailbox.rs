@@ -91,16 +91,31 @@ impl Mailbox {
         }
     }
 
+    /// Whether messages are encoded for RESP3 (the client's protocol, see `set_protocol`).
+    pub(crate) fn is_resp3(&self) -> bool {
+        self.resp3.load(Ordering::Relaxed)
+    }
+
     /// Queues a message (see [`encode_message`]), enforcing the limits; false if the
     /// subscriber is over them.
     pub(super) fn deliver(&self, msg: &[u8], limits: &Limits) -> bool {
+        self.queue_message(msg, true, limits)
+    }
+
+    /// Queues bytes already encoded for the client's protocol (a client-side caching
+    /// invalidation), as [`Mailbox::deliver`].
+    pub(crate) fn deliver_encoded(&self, msg: &[u8], limits: &Limits) -> bool {
+        self.queue_message(msg, false, limits)
+    }
+
+    fn queue_message(&self, msg: &[u8], as_push: bool, limits: &Limits) -> bool {
         if self.overflowed() {
             return false;
         }
         let (was_empty, total) = {
             let mut q = self.queue.lock();
             let was_empty = q.is_empty();
-            if self.resp3.load(Ordering::Relaxed) {
+            if as_push && self.resp3.load(Ordering::Relaxed) {
                 q.push(b'>');
                 q.extend_from_slice(&msg[1..]);
             } else {
