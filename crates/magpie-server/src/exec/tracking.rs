@@ -1,6 +1,6 @@
 //! Client-side caching after each command (Redis's `call`): the keys a tracking client read
 //! are remembered, CLIENT CACHING's one-command scope ends, and the invalidations for the keys
-//! the command changed are sent (see `services::tracking`).
+//! the command changed are sent (see `services::clients::tracking`).
 
 use magpie_protocol::Args;
 

@@ -15,7 +15,6 @@ pub(crate) mod persist;
 pub(crate) mod pubsub;
 pub(crate) mod stats;
 pub(crate) mod tls;
-pub(crate) mod tracking;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

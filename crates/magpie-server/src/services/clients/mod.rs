@@ -10,6 +10,8 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+pub(crate) mod tracking;
+
 /// What other connections may see of a client (CLIENT LIST). Written by its own connection
 /// only, once per batch of commands, so readers cost the hot path nothing.
 pub(crate) struct ClientInfo {
@@ -52,7 +54,7 @@ pub(crate) struct Control {
     pub omem: AtomicU64,
     /// Bytes of input not parsed yet (CLIENT LIST's `qbuf`).
     pub qbuf: AtomicU64,
-    /// CLIENT TRACKING: the client's mode (see `super::tracking`).
+    /// CLIENT TRACKING: the client's mode (see [`tracking`]).
     pub tracking: Mutex<ClientTracking>,
     /// Tracking is on (a quick look at `tracking.on`).
     tracking_on: AtomicBool,
@@ -273,7 +275,7 @@ pub(crate) struct Registry {
     /// Wakes the paused clients when the pause ends early (CLIENT UNPAUSE).
     unpaused: Notify,
     /// CLIENT TRACKING's tables.
-    pub tracking: super::tracking::Tracking,
+    pub tracking: tracking::Tracking,
 }
 
 /// What CLIENT PAUSE pauses.

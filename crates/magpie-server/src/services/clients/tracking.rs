@@ -24,8 +24,8 @@ use parking_lot::Mutex;
 use magpie_store::Keyspace;
 use magpie_store::tap::{Tracked, take_tracked};
 
-use super::clients::{ClientInfo, Registry};
-use super::pubsub::Limits;
+use super::{ClientInfo, Registry};
+use crate::services::pubsub::Limits;
 
 /// The tracking tables of one server.
 #[derive(Default)]
