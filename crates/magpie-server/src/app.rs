@@ -186,6 +186,7 @@ fn spawn_expiry(shared: Arc<Server>) -> io::Result<std::thread::JoinHandle<()>> 
             drop(pass);
             // Clients caching keys that expired hear of it.
             shared.clients().tracking.deliver(shared.clients(), &pubsub.limits, None);
+            shared.clients().evict_over(shared.settings().client_eviction_limit(maxmemory(&shared)));
             if last_persist.elapsed() >= Duration::from_millis(100) {
                 last_persist = Instant::now();
                 shared.persistence().cron(shared.is_shutting_down());
@@ -193,6 +194,13 @@ fn spawn_expiry(shared: Arc<Server>) -> io::Result<std::thread::JoinHandle<()>> 
             std::thread::sleep(period.saturating_sub(start.elapsed()));
         }
     })
+}
+
+/// `maxmemory` in bytes (0: none), for `maxmemory-clients` given as a percent of it.
+fn maxmemory(shared: &Server) -> u64 {
+    let names: [&[u8]; 1] = [b"maxmemory"];
+    let got = shared.settings().get(names.into_iter());
+    got.first().and_then(|(_, v)| v.parse().ok()).unwrap_or(0)
 }
 
 /// A write past the process's file size limit (`ulimit -f`) raises SIGXFSZ, which kills by

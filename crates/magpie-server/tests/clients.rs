@@ -553,3 +553,40 @@ fn tracking_table_is_bounded() {
     let info = s(c.cmd(&[b"INFO", b"stats"]));
     assert!(info.contains("tracking_total_keys:2\r\n"), "{info}");
 }
+
+/// `maxmemory-clients`: past it, the client with the largest buffers goes, not one with
+/// CLIENT NO-EVICT on; the others stay.
+#[test]
+fn maxmemory_clients_evicts_the_largest() {
+    let server = Server::magpie();
+    let mut admin = server.raw();
+    assert_eq!(str_cmd(&mut admin, &["CONFIG", "SET", "maxmemory-clients", "3mb"]), "+OK\r\n");
+    assert_eq!(
+        str_cmd(&mut admin, &["CONFIG", "GET", "maxmemory-clients"]),
+        "*2\r\n$17\r\nmaxmemory-clients\r\n$7\r\n3145728\r\n"
+    );
+    // Each sends most of a 4 MB command: 2 MB of input held apiece.
+    let partial = |c: &mut Raw| {
+        c.send(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4000000\r\n");
+        c.send(&vec![b'a'; 2 << 20]);
+    };
+    let mut keep = server.raw();
+    let keep_id = client_id(&mut keep);
+    assert_eq!(str_cmd(&mut keep, &["CLIENT", "NO-EVICT", "on"]), "+OK\r\n");
+    partial(&mut keep);
+    let mut big = server.raw();
+    let big_id = client_id(&mut big);
+    partial(&mut big);
+    assert!(gone_within(&mut admin, big_id, Duration::from_secs(10)), "the largest evictable client stayed");
+    assert!(client_ids(&mut admin).contains(&keep_id));
+    let info = s(admin.cmd(&[b"INFO", b"stats"]));
+    assert!(info.contains("evicted_clients:1\r\n"), "{info}");
+    // Percent of maxmemory, and Redis's errors.
+    assert_eq!(str_cmd(&mut admin, &["CONFIG", "SET", "maxmemory-clients", "10%"]), "+OK\r\n");
+    assert_eq!(
+        str_cmd(&mut admin, &["CONFIG", "GET", "maxmemory-clients"]),
+        "*2\r\n$17\r\nmaxmemory-clients\r\n$3\r\n10%\r\n"
+    );
+    assert!(str_cmd(&mut admin, &["CONFIG", "SET", "maxmemory-clients", "200%"]).contains("less or equal to 100"));
+    assert!(str_cmd(&mut admin, &["CONFIG", "SET", "maxmemory-clients", "lots"]).contains("memory or percent"));
+}

@@ -190,6 +190,7 @@ impl Report<'_> {
         field!(out, "rejected_connections", self.shared.clients().rejected.load(Ordering::Relaxed));
         field!(out, "expired_keys", self.expired);
         field!(out, "evicted_keys", 0);
+        field!(out, "evicted_clients", self.shared.clients().evicted.load(Ordering::Relaxed));
         field!(out, "keyspace_hits", t.hits);
         field!(out, "keyspace_misses", t.misses);
         field!(out, "pubsub_channels", self.shared.pubsub().active(Kind::Channel));

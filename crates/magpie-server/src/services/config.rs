@@ -2,7 +2,7 @@
 //! and the live settings that CONFIG GET/SET read and change.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use clap::Parser;
 use serde::Deserialize;
@@ -135,6 +135,11 @@ pub struct Options {
     /// are dropped and their readers told to forget them; 0 for no bound [default: 1000000].
     #[arg(long, value_name = "KEYS")]
     pub tracking_table_max_keys: Option<u64>,
+    /// When the clients' buffers (unparsed input, pending replies) pass this many bytes, or
+    /// this percent of maxmemory ("10%"), the largest clients are closed (not those with
+    /// CLIENT NO-EVICT on); 0 for no limit [default: 0].
+    #[arg(long, value_name = "BYTES|PERCENT")]
+    pub maxmemory_clients: Option<String>,
     /// The default user's password: clients must AUTH before anything else; "" for none
     /// [default: none].
     #[arg(long, value_name = "PASSWORD")]
@@ -234,6 +239,8 @@ pub struct Config {
     pub client_query_buffer_limit: u64,
     pub tcp_keepalive: u64,
     pub tracking_table_max_keys: u64,
+    /// `maxmemory-clients`: bytes, or a percent of maxmemory stored negative (as Redis).
+    pub maxmemory_clients: i64,
     pub requirepass: Option<String>,
     pub aclfile: Option<PathBuf>,
     pub acllog_max_len: u64,
@@ -368,6 +375,24 @@ pub(crate) fn format_output_limits(limits: &[(u64, u64, u64); 3]) -> String {
         .map(|(class, (hard, soft, secs))| format!("{class} {hard} {soft} {secs}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A size, or a percent (`10%`, stored negative as Redis does), for `maxmemory-clients`.
+fn parse_memory_or_percent(s: &str) -> Result<i64, String> {
+    if let Some(p) = s.strip_suffix('%').filter(|p| !p.is_empty()) {
+        return match p.parse::<i64>() {
+            Ok(n) if (0..=100).contains(&n) => Ok(-n),
+            Ok(n) if n > 100 => Err("percentage argument must be less or equal to 100".to_owned()),
+            _ => Err("argument must be a memory or percent value".to_owned()),
+        };
+    }
+    parse_memory(s)
+        .and_then(|n| i64::try_from(n).ok())
+        .ok_or_else(|| "argument must be a memory or percent value".to_owned())
+}
+
+fn format_memory_or_percent(v: i64) -> String {
+    if v < 0 { format!("{}%", -v) } else { v.to_string() }
 }
 
 fn parse_events_setting(s: &str) -> Result<u32, String> {
@@ -508,6 +533,10 @@ impl Config {
             },
             tcp_keepalive: cli.tcp_keepalive.or(file.tcp_keepalive).unwrap_or(300),
             tracking_table_max_keys: cli.tracking_table_max_keys.or(file.tracking_table_max_keys).unwrap_or(1_000_000),
+            maxmemory_clients: match pick(cli.maxmemory_clients, file.maxmemory_clients) {
+                Some(v) => parse_memory_or_percent(&v).map_err(|e| format!("maxmemory-clients: {e}"))?,
+                None => 0,
+            },
             requirepass: None,
             aclfile: None,
             acllog_max_len: 128,
@@ -600,6 +629,7 @@ pub(crate) struct Settings {
     client_query_buffer_limit: AtomicU64,
     tcp_keepalive: AtomicU64,
     tracking_table_max_keys: AtomicU64,
+    maxmemory_clients: AtomicI64,
     requirepass: Mutex<Option<String>>,
     acllog_max_len: AtomicU64,
     protected_mode: AtomicBool,
@@ -631,6 +661,7 @@ impl Settings {
             client_query_buffer_limit: AtomicU64::new(config.client_query_buffer_limit),
             tcp_keepalive: AtomicU64::new(config.tcp_keepalive),
             tracking_table_max_keys: AtomicU64::new(config.tracking_table_max_keys),
+            maxmemory_clients: AtomicI64::new(config.maxmemory_clients),
             requirepass: Mutex::new(config.requirepass.clone()),
             acllog_max_len: AtomicU64::new(config.acllog_max_len),
             protected_mode: AtomicBool::new(config.protected_mode),
@@ -737,6 +768,19 @@ impl Settings {
     /// `tracking-table-max-keys` (0: no bound).
     pub(crate) fn tracking_table_max_keys(&self) -> usize {
         usize::try_from(self.tracking_table_max_keys.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+    }
+
+    /// `maxmemory-clients` in bytes for a `maxmemory` of this many bytes: 0 for no limit, and
+    /// at least 128 KB, as Redis's `getClientEvictionLimit`.
+    pub(crate) fn client_eviction_limit(&self, maxmemory: u64) -> u64 {
+        let v = self.maxmemory_clients.load(Ordering::Relaxed);
+        let bytes = match v {
+            0 => return 0,
+            v if v < 0 && maxmemory == 0 => return 0,
+            v if v < 0 => (maxmemory as f64 * (-v) as f64 / 100.0) as u64,
+            v => v as u64,
+        };
+        bytes.max(128 * 1024)
     }
 
     /// `tcp-keepalive`, in seconds (0: off).
@@ -1059,6 +1103,14 @@ static PARAMS: &[Param] = &[
         get: |s| s.tcp_keepalive().to_string(),
         kind: Kind::Int { min: 0, max: i32::MAX as u64 },
         set: Some(Set::Num(|s, v| s.tcp_keepalive.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "maxmemory-clients",
+        get: |s| format_memory_or_percent(s.maxmemory_clients.load(Ordering::Relaxed)),
+        kind: Kind::Text(|v| parse_memory_or_percent(v).map(|_| ())),
+        set: Some(Set::Text(|s, v| {
+            s.maxmemory_clients.store(parse_memory_or_percent(v).unwrap_or(0), Ordering::Relaxed)
+        })),
     },
     Param {
         name: "tracking-table-max-keys",

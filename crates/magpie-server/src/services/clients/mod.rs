@@ -276,6 +276,8 @@ pub(crate) struct Registry {
     unpaused: Notify,
     /// CLIENT TRACKING's tables.
     pub tracking: tracking::Tracking,
+    /// Clients closed by `maxmemory-clients` (INFO's `evicted_clients`).
+    pub evicted: AtomicU64,
 }
 
 /// What CLIENT PAUSE pauses.
@@ -358,6 +360,38 @@ impl Registry {
             return;
         }
         woken.await;
+    }
+
+    /// Client eviction (`maxmemory-clients`, Redis's `evictClients`): while the clients'
+    /// buffers together pass `limit` bytes, the largest client that may be evicted (not
+    /// CLIENT NO-EVICT) is closed, and logged. Returns how many were.
+    pub(crate) fn evict_over(&self, limit: u64) -> u64 {
+        if limit == 0 {
+            return 0;
+        }
+        let mut clients: Vec<(u64, Arc<ClientInfo>)> =
+            self.list().into_iter().filter(|c| !c.control.is_killed()).map(|c| (c.memory(), c)).collect();
+        let mut total: u64 = clients.iter().map(|c| c.0).sum();
+        if total < limit {
+            return 0;
+        }
+        clients.retain(|(_, c)| !c.control.no_evict.load(Ordering::Relaxed));
+        clients.sort_by_key(|(mem, _)| std::cmp::Reverse(*mem));
+        let mut evicted = 0;
+        for (mem, c) in clients {
+            if total < limit {
+                break;
+            }
+            tracing::info!("Evicting client: {}", String::from_utf8_lossy(&c.line()));
+            c.control.kill();
+            total -= mem;
+            evicted += 1;
+        }
+        if total >= limit {
+            tracing::warn!("Over client maxmemory after evicting all evictable clients");
+        }
+        self.evicted.fetch_add(evicted, Ordering::Relaxed);
+        evicted
     }
 
     /// A snapshot of the connected clients, in id order.
