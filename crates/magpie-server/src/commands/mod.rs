@@ -83,7 +83,7 @@ pub(crate) static CONNECTION: &[Command] = &[
                 "", connection::client_info)
                 .tips(&["nondeterministic_output"]),
             Command::new("client|kill", -3, flags![ADMIN, NOSCRIPT, LOADING, STALE], "connection", "2.4.0", "Kill the connection of a client",
-                "(ip:port|[ID client-id:integer] [TYPE NORMAL|MASTER|SLAVE|REPLICA|PUBSUB] [USER username] [ADDR ip:port] [LADDR ip:port] [SKIPME yes/no])", clients::client_kill),
+                "(ip:port|(ID client-id:integer|TYPE client-type|USER username|ADDR ip:port|LADDR ip:port|SKIPME yes/no) ...)", clients::client_kill),
             Command::new("client|pause", -3, flags![ADMIN, NOSCRIPT, LOADING, STALE], "connection", "2.9.50", "Stop processing commands from clients for some time",
                 "timeout:integer [WRITE|ALL]", clients::client_pause),
             Command::new("client|unpause", 2, flags![ADMIN, NOSCRIPT, LOADING, STALE], "connection", "6.2.0", "Resume processing of clients that were paused",

@@ -13,8 +13,17 @@ use crate::services::clients::PauseKind;
 /// those that write or may replicate (PUBLISH, EVAL, PFCOUNT), and EXEC of a transaction with
 /// one of those queued. A command the table refuses (unknown, wrong arity) is not held: its
 /// error comes at once.
-pub(crate) fn held(server: &Server, session: &Session, args: Args<'_>, now_ms: u64) -> Option<u64> {
-    let (kind, end) = server.clients().paused(now_ms)?;
+#[inline]
+pub(crate) fn held(server: &Server, session: &Session, args: Args<'_>) -> Option<u64> {
+    if !server.clients().maybe_paused() {
+        return None; // one load per command, the clock only read during a pause
+    }
+    held_now(server, session, args)
+}
+
+#[cold]
+fn held_now(server: &Server, session: &Session, args: Args<'_>) -> Option<u64> {
+    let (kind, end) = server.clients().paused(magpie_store::now_ms())?;
     if session.is_internal() {
         return None;
     }

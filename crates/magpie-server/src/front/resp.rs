@@ -175,7 +175,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
                     security_warning(addr);
                     break 'conn;
                 }
-                if let Some(until) = pause::held(shared, &client, args, magpie_store::now_ms()) {
+                if let Some(until) = pause::held(shared, &client, args) {
                     // CLIENT PAUSE holds this command: the replies before it go out, then it
                     // waits for the pause to end, and runs.
                     run.pause();

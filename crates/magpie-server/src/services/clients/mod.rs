@@ -337,6 +337,12 @@ impl Registry {
         self.unpaused.notify_waiters();
     }
 
+    /// Whether a pause may be in force (no lock, no clock: see [`Registry::paused`]).
+    #[inline]
+    pub(crate) fn maybe_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed) != 0
+    }
+
     /// The pause in force at `now_ms`, and when it ends; a pause whose time has passed ends.
     pub(crate) fn paused(&self, now_ms: u64) -> Option<(PauseKind, u64)> {
         if self.paused.load(Ordering::Relaxed) == 0 {
