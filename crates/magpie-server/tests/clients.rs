@@ -201,6 +201,7 @@ fn client_kill_by_each_filter() {
     assert!(c.closed_within(Duration::from_secs(5)));
     let mut d = server.raw();
     let mut e = server.raw();
+    assert_eq!(e.cmd(&[b"PING"]), b"+PONG\r\n"); // connected and registered
     let laddr = info_field(&mut d, "laddr");
     assert_eq!(str_cmd(&mut admin, &["CLIENT", "KILL", "LADDR", &laddr]), ":2\r\n");
     assert!(d.closed_within(Duration::from_secs(5)));
@@ -210,6 +211,7 @@ fn client_kill_by_each_filter() {
     let mut sub = server.raw();
     sub.cmd(&[b"SUBSCRIBE", b"ch"]);
     let mut plain = server.raw();
+    assert_eq!(plain.cmd(&[b"PING"]), b"+PONG\r\n");
     assert_eq!(str_cmd(&mut admin, &["CLIENT", "KILL", "TYPE", "master"]), ":0\r\n");
     assert_eq!(str_cmd(&mut admin, &["CLIENT", "KILL", "TYPE", "pubsub"]), ":1\r\n");
     assert!(sub.closed_within(Duration::from_secs(5)));
@@ -221,6 +223,7 @@ fn client_kill_by_each_filter() {
     let mut bob = server.raw();
     assert_eq!(str_cmd(&mut bob, &["AUTH", "bob", "pw"]), "+OK\r\n");
     let mut other = server.raw();
+    assert_eq!(other.cmd(&[b"PING"]), b"+PONG\r\n");
     assert_eq!(str_cmd(&mut admin, &["CLIENT", "KILL", "USER", "bob"]), ":1\r\n");
     assert!(bob.closed_within(Duration::from_secs(5)));
     assert_eq!(other.cmd(&[b"PING"]), b"+PONG\r\n");

@@ -94,7 +94,8 @@ pub(super) fn client_kill(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     };
     let mut killed = 0;
     for c in ctx.server().clients().list() {
-        if !matches(&c) {
+        // One killed already is as good as gone (Redis frees it at once).
+        if c.control.is_killed() || !matches(&c) {
             continue;
         }
         if c.id == me {
