@@ -81,6 +81,10 @@ fn slow_reader_without_a_limit_is_held_not_closed() {
     pipeline_gets(&mut slow, b"big", 50);
     std::thread::sleep(Duration::from_millis(500));
     assert!(client_ids(&mut admin).contains(&slow_id));
+    // CLIENT LIST shows the replies waiting for it.
+    let line = info_line(&mut admin, &slow_id.to_string());
+    let omem: u64 = line.split(' ').find_map(|f| f.strip_prefix("omem=")).and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert!(omem > 0, "{line}");
     for _ in 0..50 {
         assert_eq!(slow.read_reply().len(), (1 << 20) + 12);
     }

@@ -64,11 +64,14 @@ impl Output {
         let timeout = shared.settings().timeout();
         let limits = shared.settings().output_buffer_limit(class(info));
         if limits.0 == 0 && limits.1 == 0 && self.backlog.is_empty() {
-            // CLIENT KILL reaches a client that does not read its replies too.
+            // CLIENT KILL reaches a client that does not read its replies too; CLIENT LIST
+            // shows what waits meanwhile.
+            info.control.omem.store(out.len() as u64, Ordering::Relaxed);
             let written = tokio::select! {
                 written = write_out(stream, out.as_bytes(), timeout) => written.map_err(|_| Stop::Io),
                 () = info.control.killed() => Err(Stop::Io),
             };
+            info.control.omem.store(0, Ordering::Relaxed);
             stats::local().wrote(out.len());
             out.clear();
             return written;
