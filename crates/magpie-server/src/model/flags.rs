@@ -52,6 +52,9 @@ bitflags! {
         /// Waits on the network (MIGRATE): runs without the gate, so no transaction waits for
         /// its round trip, and takes the gate itself around its steps on the keyspace.
         const NETWORK = 1 << 28;
+        /// Leaves CLIENT CACHING's choice for the command after it (Redis's CLIENT
+        /// subcommands: `call` keeps the flag when the command was CLIENT).
+        const KEEPS_CACHING = 1 << 29;
     }
 }
 
