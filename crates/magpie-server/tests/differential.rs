@@ -36,7 +36,9 @@
 //!   MS: times in milliseconds inside a bigger reply (XPENDING's idle times, XINFO's seen and
 //!   delivery times).
 //! - `~replies N CMD`: the command answers with N replies (SUBSCRIBE of N channels; a PUBLISH
-//!   that a RESP3 subscriber also receives itself), read and compared together.
+//!   that a RESP3 subscriber also receives itself), read and compared together. `~replies 0`
+//!   sends a command that answers nothing (under CLIENT REPLY OFF): the next reply compared
+//!   shows that nothing came.
 //! - `!events` (before the first command): also compare keyspace notifications. A second
 //!   connection to each server subscribes to `__key*__:*` before the script runs; after each
 //!   command, a third one publishes a marker that this subscriber also hears, and the
@@ -169,6 +171,9 @@ diff_tests! {
     scripting_errors_resp3 => "scripting_errors.redis", Resp3;
     memory => "memory.redis", Resp2;
     memory_resp3 => "memory.redis", Resp3;
+    clients => "clients.redis", Resp2;
+    clients_resp3 => "clients.redis", Resp3;
+    clients_tracking => "clients_tracking.redis", Resp2;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.
@@ -254,7 +259,7 @@ fn parse_script(file: &str, src: &[u8]) -> Result<Script, String> {
         let mut replies = 1;
         let (check, command) = if let Some(rest) = text.strip_prefix("~replies ") {
             let (n, rest) = rest.trim_start().split_once(char::is_whitespace).unwrap_or((rest, ""));
-            replies = n.parse().ok().filter(|&n| n >= 1).ok_or_else(|| err(format!("bad ~replies count {n:?}")))?;
+            replies = n.parse().ok().ok_or_else(|| err(format!("bad ~replies count {n:?}")))?;
             (Check::Exact, rest)
         } else if let Some(rest) = text.strip_prefix("~sort ") {
             (Check::Sorted, rest)
@@ -449,6 +454,15 @@ fn run_script(file: &str, proto: Proto) {
             Step::Command { line, text, args, check, replies } => (*line, text, args, check, *replies),
         };
         let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        if replies == 0 {
+            let frame = common::Raw::encode(&args);
+            expected_conn.try_send(&frame).expect("send to redis-server");
+            if let Err(e) = actual_conn.try_send(&frame) {
+                report.fail(line, text, b"", Err(e.to_string()), " (sent without a reply)");
+                break;
+            }
+            continue;
+        }
         let expected = expected_conn
             .try_cmd_replies(&args, replies)
             .unwrap_or_else(|e| panic!("{}:{line}: redis-server failed on `{text}`: {e}", script.file));

@@ -122,6 +122,8 @@ struct Watched {
     version: u64,
     refs: u32,
     waiters: u32,
+    /// A client caches the key (see [`Shard::track`]): its next change is queued to the tap.
+    tracked: bool,
 }
 
 /// Where a snapshot's entries go: called with the database, the key and the entry as it was
@@ -314,7 +316,12 @@ impl Shard {
                         self.tap.ready(self.db, k);
                     }
                 }
+                w.tracked = false;
             }
+            self.watched.retain(|_, w| w.refs > 0 || w.waiters > 0);
+        }
+        if self.tap.tracking() {
+            self.tap.tracked(crate::tap::Tracked::Flush);
         }
         self.volatile = Vec::new();
         self.expire_cursor = 0;
@@ -396,6 +403,11 @@ impl Shard {
         if !self.watched.is_empty() {
             self.touch_watched(idx);
         }
+        if self.tap.track_all()
+            && let Some((k, _)) = self.map.get_index(idx)
+        {
+            self.tap.tracked(crate::tap::Tracked::Key(k.as_ref().into()));
+        }
         seq
     }
 
@@ -409,6 +421,14 @@ impl Shard {
             w.version += 1;
             if w.waiters > 0 {
                 self.tap.ready(self.db, k);
+            }
+            if std::mem::take(&mut w.tracked) {
+                if !self.tap.track_all() {
+                    self.tap.tracked(crate::tap::Tracked::Key(k.as_ref().into()));
+                }
+                if w.refs == 0 && w.waiters == 0 {
+                    self.watched.remove(&**k);
+                }
             }
         }
     }
@@ -424,8 +444,35 @@ impl Shard {
             if w.waiters > 0 {
                 self.tap.ready(self.db, key);
             }
+            if std::mem::take(&mut w.tracked) {
+                if !self.tap.track_all() {
+                    self.tap.tracked(crate::tap::Tracked::Key(key.into()));
+                }
+                if w.refs == 0 && w.waiters == 0 {
+                    self.watched.remove(key);
+                }
+            }
+        }
+        if self.tap.track_all() {
+            self.tap.tracked(crate::tap::Tracked::Key(key.into()));
         }
         seq
+    }
+
+    /// A client caches `key` (it read it with tracking on): its next change, creation or
+    /// removal (expiry included) is queued to the tap as a [`crate::tap::Tracked::Key`], once.
+    pub fn track(&mut self, key: &[u8]) {
+        self.watched.entry(Key::new(key)).or_default().tracked = true;
+    }
+
+    /// No client caches `key` any more (the server dropped it from its table).
+    pub fn untrack(&mut self, key: &[u8]) {
+        if let Some(w) = self.watched.get_mut(key) {
+            w.tracked = false;
+            if w.refs == 0 && w.waiters == 0 {
+                self.watched.remove(key);
+            }
+        }
     }
 
     /// Starts watching `key` (WATCH, or a transaction's first touch); returns its version.
@@ -440,7 +487,7 @@ impl Shard {
     pub fn unwatch(&mut self, key: &[u8]) {
         if let Some(w) = self.watched.get_mut(key) {
             w.refs = w.refs.saturating_sub(1);
-            if w.refs == 0 && w.waiters == 0 {
+            if w.refs == 0 && w.waiters == 0 && !w.tracked {
                 self.watched.remove(key);
             }
         }
@@ -457,7 +504,7 @@ impl Shard {
     pub fn unblock(&mut self, key: &[u8]) {
         if let Some(w) = self.watched.get_mut(key) {
             w.waiters = w.waiters.saturating_sub(1);
-            if w.refs == 0 && w.waiters == 0 {
+            if w.refs == 0 && w.waiters == 0 && !w.tracked {
                 self.watched.remove(key);
             }
         }
@@ -2027,6 +2074,35 @@ mod tests {
                 ks.db(db).shard(s).read().check();
             }
         }
+    }
+
+    #[test]
+    fn tracked_keys_queue_their_next_change_once() {
+        use crate::tap::{Tracked, take_tracked};
+        let ks = Keyspace::new(1, 4);
+        let key = |k: &str| Tracked::Key(k.as_bytes().into());
+        take_tracked();
+        ks.db(0).write(b"a").track(b"a");
+        ks.db(0).write(b"b").track(b"b");
+        // Creation of a tracked key, then nothing more until it is tracked again.
+        ks.db(0).write(b"a").insert(b"a", v("1"), None, 0);
+        ks.db(0).write(b"a").insert(b"a", v("2"), None, 0);
+        ks.db(0).write(b"c").insert(b"c", v("3"), None, 0);
+        assert_eq!(take_tracked(), vec![key("a")]);
+        ks.db(0).write(b"a").track(b"a");
+        assert!(ks.db(0).write(b"a").remove(b"a", 0).is_some());
+        ks.db(0).write(b"b").untrack(b"b");
+        ks.db(0).write(b"b").insert(b"b", v("1"), None, 0);
+        assert_eq!(take_tracked(), vec![key("a")]);
+        // Every change while tracking all; a flush once per shard while tracking is on.
+        ks.tap().set_track_all(true);
+        ks.db(0).write(b"d").insert(b"d", v("1"), None, 0);
+        assert_eq!(take_tracked(), vec![key("d")]);
+        ks.tap().set_track_all(false);
+        ks.tap().set_tracking(true);
+        drop(ks.db(0).flush());
+        assert_eq!(take_tracked().len(), 4);
+        assert!(!crate::tap::has_tracked());
     }
 
     #[test]

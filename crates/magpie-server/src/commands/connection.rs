@@ -275,7 +275,8 @@ pub(super) fn reset(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
 /// What RESET clears, as Redis's `clearClientConnectionState`: database 0, RESP2, the
 /// transaction (MULTI is discarded, WATCHed keys unwatched), every subscription (without
 /// confirmations), the name, the user (the default user again, authenticated only if it needs
-/// no password). State a connection gains later must be cleared here too.
+/// no password), client-side caching, CLIENT REPLY. State a connection gains later must be
+/// cleared here too.
 pub(crate) fn reset_connection(ctx: &mut Ctx<'_>) {
     // Messages already delivered go out first, in the protocol they were sent for.
     ctx.deliver_own();
@@ -285,6 +286,9 @@ pub(crate) fn reset_connection(ctx: &mut Ctx<'_>) {
     let server = ctx.server();
     ctx.session_mut().txn.clear(server.keyspace());
     let info = ctx.session().info();
+    // CLIENT TRACKING off and CLIENT REPLY ON (NO-EVICT stays, as in Redis 7.0).
+    server.clients().tracking.disable(server.keyspace(), info);
+    info.control.set_reply(crate::services::clients::REPLY_ON);
     server.pubsub().unsubscribe_all(&info.pubsub, info.id);
     if info.pubsub.monitor.swap(false, std::sync::atomic::Ordering::Relaxed) {
         server.monitors().remove(info.id);

@@ -160,7 +160,7 @@ impl Report<'_> {
         field!(out, "cluster_connections", 0);
         field!(out, "maxclients", self.shared.settings().maxclients());
         field!(out, "blocked_clients", self.shared.blocking().blocked());
-        field!(out, "tracking_clients", 0);
+        field!(out, "tracking_clients", self.shared.clients().tracking.clients());
         field!(out, "clients_in_timeout_table", 0);
     }
 
@@ -211,11 +211,16 @@ impl Report<'_> {
         field!(out, "rejected_connections", self.shared.clients().rejected.load(Ordering::Relaxed));
         field!(out, "expired_keys", self.expired);
         field!(out, "evicted_keys", self.shared.settings().memory.evicted());
+        field!(out, "evicted_clients", self.shared.clients().evicted.load(Ordering::Relaxed));
         field!(out, "keyspace_hits", t.hits);
         field!(out, "keyspace_misses", t.misses);
         field!(out, "pubsub_channels", self.shared.pubsub().active(Kind::Channel));
         field!(out, "pubsub_patterns", self.shared.pubsub().active(Kind::Pattern));
         field!(out, "pubsubshard_channels", self.shared.pubsub().active(Kind::Shard));
+        let (keys, items, prefixes) = self.shared.clients().tracking.totals();
+        field!(out, "tracking_total_keys", keys);
+        field!(out, "tracking_total_items", items);
+        field!(out, "tracking_total_prefixes", prefixes);
         field!(out, "total_error_replies", t.error_replies);
         field!(out, "total_reads_processed", t.reads);
         field!(out, "total_writes_processed", t.writes);

@@ -16,8 +16,10 @@ mod batch;
 mod interactive;
 mod multi;
 mod observe;
+pub(crate) mod pause;
 mod scripts;
 mod table;
+mod tracking;
 pub(crate) mod waiters;
 
 pub(crate) use batch::Batch;
@@ -153,14 +155,16 @@ pub(crate) fn dispatch_resolved(
         // on this connection (after a whole transaction, for the commands inside one).
         waiters::serve(ctx.server());
     }
-    match result {
+    let ran = match result {
         Ok(()) => Some(cmd),
         Err(e) => {
             stats.error(&e.0);
             ctx.out().error(&e.0);
             None
         }
-    }
+    };
+    tracking::after_command(ctx, cmd, args);
+    ran
 }
 
 /// Evicts keys until memory is under `maxmemory` (or the time allowed is spent), as Redis's

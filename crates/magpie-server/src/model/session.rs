@@ -144,7 +144,7 @@ impl Session {
 
     /// Whether the front end should close the connection once the replies are written.
     pub(crate) fn wants_close(&self) -> bool {
-        self.close
+        self.close || self.info().control.is_killed()
     }
 
     /// Asks the front end to close the connection after the reply (QUIT).

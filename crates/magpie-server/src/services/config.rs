@@ -2,7 +2,7 @@
 //! and the live settings that CONFIG GET/SET read and change.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use clap::Parser;
 use serde::Deserialize;
@@ -160,11 +160,27 @@ pub struct Options {
     #[arg(long, value_name = "FLAGS")]
     pub notify_keyspace_events: Option<String>,
     /// Output buffer limits: "CLASS HARD SOFT SECONDS ..." for the classes normal, replica and
-    /// pubsub; a subscriber whose pending messages pass HARD bytes, or stay above SOFT for
-    /// more than SECONDS, is disconnected (only pubsub is enforced)
+    /// pubsub; a client whose pending replies (a subscriber's pending messages) pass HARD
+    /// bytes, or stay above SOFT for more than SECONDS, is disconnected; 0 is no limit
     /// [default: normal 0 0 0 slave 256mb 64mb 60 pubsub 32mb 8mb 60].
     #[arg(long, value_name = "LIMITS")]
     pub client_output_buffer_limit: Option<String>,
+    /// A client whose unparsed input passes this many bytes is disconnected [default: 1gb].
+    #[arg(long, value_name = "BYTES")]
+    pub client_query_buffer_limit: Option<String>,
+    /// Seconds of silence after which the kernel probes a client's connection (SO_KEEPALIVE,
+    /// TCP_KEEPIDLE); 0 for none [default: 300].
+    #[arg(long, value_name = "SECONDS")]
+    pub tcp_keepalive: Option<u64>,
+    /// Keys the client-side caching table remembers at most (CLIENT TRACKING); past it, keys
+    /// are dropped and their readers told to forget them; 0 for no bound [default: 1000000].
+    #[arg(long, value_name = "KEYS")]
+    pub tracking_table_max_keys: Option<u64>,
+    /// When the clients' buffers (unparsed input, pending replies) pass this many bytes, or
+    /// this percent of maxmemory ("10%"), the largest clients are closed (not those with
+    /// CLIENT NO-EVICT on); 0 for no limit [default: 0].
+    #[arg(long, value_name = "BYTES|PERCENT")]
+    pub maxmemory_clients: Option<String>,
     /// The default user's password: clients must AUTH before anything else; "" for none
     /// [default: none].
     #[arg(long, value_name = "PASSWORD")]
@@ -334,6 +350,11 @@ pub struct Config {
     pub busy_reply_threshold: u64,
     pub stream_node_max_bytes: u64,
     pub stream_node_max_entries: u64,
+    pub client_query_buffer_limit: u64,
+    pub tcp_keepalive: u64,
+    pub tracking_table_max_keys: u64,
+    /// `maxmemory-clients`: bytes, or a percent of maxmemory stored negative (as Redis).
+    pub maxmemory_clients: i64,
     pub requirepass: Option<String>,
     pub aclfile: Option<PathBuf>,
     pub acllog_max_len: u64,
@@ -485,6 +506,24 @@ pub(crate) fn format_output_limits(limits: &[(u64, u64, u64); 3]) -> String {
         .join(" ")
 }
 
+/// A size, or a percent (`10%`, stored negative as Redis does), for `maxmemory-clients`.
+fn parse_memory_or_percent(s: &str) -> Result<i64, String> {
+    if let Some(p) = s.strip_suffix('%').filter(|p| !p.is_empty()) {
+        return match p.parse::<i64>() {
+            Ok(n) if (0..=100).contains(&n) => Ok(-n),
+            Ok(n) if n > 100 => Err("percentage argument must be less or equal to 100".to_owned()),
+            _ => Err("argument must be a memory or percent value".to_owned()),
+        };
+    }
+    parse_memory(s)
+        .and_then(|n| i64::try_from(n).ok())
+        .ok_or_else(|| "argument must be a memory or percent value".to_owned())
+}
+
+fn format_memory_or_percent(v: i64) -> String {
+    if v < 0 { format!("{}%", -v) } else { v.to_string() }
+}
+
 fn parse_events_setting(s: &str) -> Result<u32, String> {
     parse_events(s).ok_or_else(|| "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".to_owned())
 }
@@ -630,6 +669,19 @@ impl Config {
                 None => 4096,
             },
             stream_node_max_entries: cli.stream_node_max_entries.or(file.stream_node_max_entries).unwrap_or(100),
+            client_query_buffer_limit: match pick(cli.client_query_buffer_limit, file.client_query_buffer_limit) {
+                Some(s) => parse_memory(&s)
+                    .filter(|&n| n >= MIN_BULK_LEN)
+                    .ok_or_else(|| format!("client-query-buffer-limit: '{s}' is not a size of at least 1mb"))?
+                    as u64,
+                None => 1 << 30,
+            },
+            tcp_keepalive: cli.tcp_keepalive.or(file.tcp_keepalive).unwrap_or(300),
+            tracking_table_max_keys: cli.tracking_table_max_keys.or(file.tracking_table_max_keys).unwrap_or(1_000_000),
+            maxmemory_clients: match pick(cli.maxmemory_clients, file.maxmemory_clients) {
+                Some(v) => parse_memory_or_percent(&v).map_err(|e| format!("maxmemory-clients: {e}"))?,
+                None => 0,
+            },
             requirepass: None,
             aclfile: None,
             acllog_max_len: 128,
@@ -726,6 +778,10 @@ pub(crate) struct Settings {
     txn_max_bytes: AtomicU64,
     notify_keyspace_events: AtomicU32,
     client_output_buffer_limit: Mutex<[(u64, u64, u64); 3]>,
+    client_query_buffer_limit: AtomicU64,
+    tcp_keepalive: AtomicU64,
+    tracking_table_max_keys: AtomicU64,
+    maxmemory_clients: AtomicI64,
     requirepass: Mutex<Option<String>>,
     acllog_max_len: AtomicU64,
     protected_mode: AtomicBool,
@@ -761,6 +817,10 @@ impl Settings {
             txn_max_bytes: AtomicU64::new(config.txn_max_bytes),
             notify_keyspace_events: AtomicU32::new(config.notify_keyspace_events),
             client_output_buffer_limit: Mutex::new(config.client_output_buffer_limit),
+            client_query_buffer_limit: AtomicU64::new(config.client_query_buffer_limit),
+            tcp_keepalive: AtomicU64::new(config.tcp_keepalive),
+            tracking_table_max_keys: AtomicU64::new(config.tracking_table_max_keys),
+            maxmemory_clients: AtomicI64::new(config.maxmemory_clients),
             requirepass: Mutex::new(config.requirepass.clone()),
             acllog_max_len: AtomicU64::new(config.acllog_max_len),
             protected_mode: AtomicBool::new(config.protected_mode),
@@ -869,6 +929,34 @@ impl Settings {
     /// `client-output-buffer-limit` of one class: (hard, soft, soft seconds).
     pub(crate) fn output_buffer_limit(&self, class: ClientClass) -> (u64, u64, u64) {
         self.client_output_buffer_limit.lock()[class as usize]
+    }
+
+    /// `client-query-buffer-limit`, in bytes.
+    pub(crate) fn client_query_buffer_limit(&self) -> usize {
+        usize::try_from(self.client_query_buffer_limit.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+    }
+
+    /// `tracking-table-max-keys` (0: no bound).
+    pub(crate) fn tracking_table_max_keys(&self) -> usize {
+        usize::try_from(self.tracking_table_max_keys.load(Ordering::Relaxed)).unwrap_or(usize::MAX)
+    }
+
+    /// `maxmemory-clients` in bytes for a `maxmemory` of this many bytes: 0 for no limit, and
+    /// at least 128 KB, as Redis's `getClientEvictionLimit`.
+    pub(crate) fn client_eviction_limit(&self, maxmemory: u64) -> u64 {
+        let v = self.maxmemory_clients.load(Ordering::Relaxed);
+        let bytes = match v {
+            0 => return 0,
+            v if v < 0 && maxmemory == 0 => return 0,
+            v if v < 0 => (maxmemory as f64 * (-v) as f64 / 100.0) as u64,
+            v => v as u64,
+        };
+        bytes.max(128 * 1024)
+    }
+
+    /// `tcp-keepalive`, in seconds (0: off).
+    pub(crate) fn tcp_keepalive(&self) -> u64 {
+        self.tcp_keepalive.load(Ordering::Relaxed)
     }
 
     /// `requirepass` (the ACL follows it: see `Server::config_set`).
@@ -998,11 +1086,12 @@ enum Set {
 fn parse_value(kind: Kind, s: &str) -> Result<u64, String> {
     match kind {
         Kind::Int { min, max } => {
-            let n: u64 = s.parse().map_err(|_| "argument couldn't be parsed into an integer".to_owned())?;
-            if n < min || n > max {
-                return Err(format!("argument must be between {min} and {max} inclusive"));
+            // Parsed as a signed number first, so a negative one is out of range, as in Redis.
+            let n: i64 = s.parse().map_err(|_| "argument couldn't be parsed into an integer".to_owned())?;
+            match u64::try_from(n) {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(format!("argument must be between {min} and {max} inclusive")),
             }
-            Ok(n)
         }
         Kind::Memory { min } => {
             let n = parse_memory(s).ok_or_else(|| "argument must be a memory value".to_owned())? as u64;
@@ -1205,6 +1294,32 @@ static PARAMS: &[Param] = &[
             let mut limits = s.client_output_buffer_limit.lock();
             *limits = parse_output_limits(v, *limits).unwrap_or(*limits);
         })),
+    },
+    Param {
+        name: "client-query-buffer-limit",
+        get: |s| s.client_query_buffer_limit().to_string(),
+        kind: Kind::Memory { min: MIN_BULK_LEN as u64 },
+        set: Some(Set::Num(|s, v| s.client_query_buffer_limit.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "tcp-keepalive",
+        get: |s| s.tcp_keepalive().to_string(),
+        kind: Kind::Int { min: 0, max: i32::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.tcp_keepalive.store(v, Ordering::Relaxed))),
+    },
+    Param {
+        name: "maxmemory-clients",
+        get: |s| format_memory_or_percent(s.maxmemory_clients.load(Ordering::Relaxed)),
+        kind: Kind::Text(|v| parse_memory_or_percent(v).map(|_| ())),
+        set: Some(Set::Text(|s, v| {
+            s.maxmemory_clients.store(parse_memory_or_percent(v).unwrap_or(0), Ordering::Relaxed)
+        })),
+    },
+    Param {
+        name: "tracking-table-max-keys",
+        get: |s| s.tracking_table_max_keys().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|s, v| s.tracking_table_max_keys.store(v, Ordering::Relaxed))),
     },
     Param {
         name: "requirepass",
@@ -1573,8 +1688,10 @@ mod tests {
     #[test]
     fn get_matches_globs_once() {
         let s = settings();
-        let got = s.get([&b"maxc*"[..], b"maxclients"].into_iter());
-        assert_eq!(got, vec![("maxclients", "10000".to_owned())]);
+        let got = s.get([&b"max*"[..], b"maxclients"].into_iter());
+        assert_eq!(got.iter().filter(|(name, _)| *name == "maxclients").count(), 1);
+        assert!(got.contains(&("maxclients", "10000".to_owned())));
+        assert!(got.iter().all(|(name, _)| name.starts_with("max")));
     }
 
     #[test]
