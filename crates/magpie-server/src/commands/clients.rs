@@ -301,7 +301,6 @@ pub(super) fn client_tracking(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         optout,
         noloop,
         caching,
-        caching_fresh: false,
         redirect: redirect as u64,
         broken_redirect: false,
         prefixes: all,
@@ -362,7 +361,6 @@ pub(super) fn client_caching(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Err(error::syntax());
     }
     state.caching = true;
-    state.caching_fresh = true;
     drop(state);
     ctx.out().ok();
     Ok(())

@@ -15,14 +15,10 @@ pub(super) fn after_command(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args
             // OPTIN reads are tracked after CACHING YES, OPTOUT ones unless after CACHING NO.
             let wanted = !(t.bcast || (t.optin && !t.caching) || (t.optout && t.caching));
             // CACHING applies to the command after it (or to a whole transaction); CLIENT
-            // subcommands leave it armed, as in Redis.
+            // subcommands (CACHING itself among them) leave it armed, as Redis's `resetClient`.
             let txn = &ctx.session().txn;
             if txn.multi.is_none() && !txn.executing && !cmd.has(Flags::KEEPS_CACHING) {
-                if t.caching_fresh {
-                    t.caching_fresh = false;
-                } else {
-                    t.caching = false;
-                }
+                t.caching = false;
             }
             wanted && cmd.has(Flags::READONLY) && !cmd.has(Flags::PUBSUB)
         };

@@ -73,8 +73,6 @@ pub(crate) struct ClientTracking {
     pub noloop: bool,
     /// CLIENT CACHING yes (OPTIN) or no (OPTOUT) given for the next command.
     pub caching: bool,
-    /// ... by the command that just ran (it applies to the next one).
-    pub caching_fresh: bool,
     /// Invalidations go to this client id instead (0: to the client itself).
     pub redirect: u64,
     /// The client redirected to is gone.
