@@ -342,6 +342,24 @@ async fn a_transaction_answers_only_to_its_user() {
     assert_eq!(owner.status(), StatusCode::OK);
 }
 
+/// A transaction id whose bytes are not UTF-8 names no transaction: 404 with the API's JSON
+/// error, as any unknown id (axum's path extractor answered 400 in text/plain, which the
+/// OpenAPI document does not describe).
+#[tokio::test]
+async fn a_transaction_id_that_is_not_utf8_is_unknown() {
+    let (_server, port) = Server::magpie_http(&[], None);
+    let (c, url) = (client(), base(port));
+    for action in ["command", "commit", "rollback"] {
+        let resp =
+            c.post(format!("{url}/v1/txn/%FF%FE/{action}")).json(&json!({"args": ["PING"]})).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{action}");
+        assert_eq!(resp.headers()["content-type"], "application/json", "{action}");
+        let v = resp.json_value().await;
+        assert_eq!(v["status"], "Error", "{action}: {v}");
+        assert!(v["message"].as_str().unwrap().starts_with("no such transaction"), "{action}: {v}");
+    }
+}
+
 #[tokio::test]
 async fn subscribers_get_server_sent_events() {
     let (server, port) = Server::magpie_http(&[], None);
