@@ -75,6 +75,20 @@ async fn keys_are_written_read_and_deleted_with_any_bytes() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = c.put(format!("{url}/v1/keys/t?bogus=1")).body("w").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Flags take the values openapi.json lists (1, true or empty for yes; 0, false), no other.
+    for (query, status) in [
+        ("nx", StatusCode::CONFLICT),
+        ("nx=", StatusCode::CONFLICT),
+        ("nx=true", StatusCode::CONFLICT),
+        ("nx=0", StatusCode::NO_CONTENT),
+        ("nx=false", StatusCode::NO_CONTENT),
+        ("nx=yes", StatusCode::BAD_REQUEST),
+        ("nx=TRUE", StatusCode::BAD_REQUEST),
+        ("xx=2", StatusCode::BAD_REQUEST),
+    ] {
+        let r = c.put(format!("{url}/v1/keys/t?{query}")).body("w").send().await.unwrap();
+        assert_eq!(r.status(), status, "?{query}");
+    }
     // A missing key: 404 with a JSON error.
     let r = c.get(format!("{url}/v1/keys/missing")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
