@@ -8,7 +8,8 @@
 # left off, are in .ci/openapi-check.toml; MessagePack bodies go through .ci/openapi_hooks.py.
 #
 # Runs on a fresh clone, as root or with sudo (it installs Python's venv module if missing).
-# About two minutes on two cores once built. Usage: .ci/openapi-check.sh [extra `st run` flags]
+# About a minute and a half on two cores once built.
+# Usage: .ci/openapi-check.sh [extra `st run` flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
