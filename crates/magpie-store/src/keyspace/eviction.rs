@@ -1,0 +1,241 @@
+//! Eviction's steps over the shards: sampling, the candidate pool, S3-FIFO's queues.
+
+use super::*;
+
+/// What one step of [`Keyspace::evict_one`] did.
+#[derive(Debug)]
+pub enum EvictStep {
+    /// A key was evicted.
+    Evicted(Evicted),
+    /// Keys that had expired were removed instead (reported as expired), or S3-FIFO moved
+    /// keys between its queues: memory may not have changed; step again.
+    Progress,
+    /// Nothing can be evicted: no key, or (volatile policies) no key with an expiry time.
+    Nothing,
+}
+
+/// A key evicted: drop `entry` outside any lock; `seq` numbers the change for the log.
+#[derive(Debug)]
+pub struct Evicted {
+    pub db: usize,
+    pub key: Key,
+    pub seq: u64,
+    pub entry: Entry,
+}
+
+/// S3-FIFO's small queue's share of the keys, in percent (the simulator's best: 2).
+pub(super) const S3_SMALL_PERCENT: usize = 2;
+
+impl Shard {
+    /// S3-FIFO: a key just created at `idx` goes into the main queue if the ghost remembers
+    /// it, else into the small one.
+    pub(super) fn s3_admit(&mut self, idx: usize, key: &[u8]) {
+        if self.ghost_hit(key) {
+            self.map[idx].used.requeue(true, 0);
+            self.small -= 1;
+            return;
+        }
+        if self.fifo.len() > 2 * self.small + 64 {
+            // Copies of keys since removed or moved pile up when nothing is evicted.
+            let map = &self.map;
+            self.fifo.retain(|k| map.get(&**k).is_some_and(|e| !e.used.fifo().0));
+            if self.fifo.capacity() > 4 * self.fifo.len() + 64 {
+                self.fifo.shrink_to_fit();
+            }
+        }
+        self.fifo.push_back(Key::new(key));
+        // While memory is under the limit nothing is evicted, and the small queue would take
+        // every new key (and its copy here). Past twice its share, its oldest keys overflow
+        // into the main queue as they are. Under eviction it stays near its share, and this
+        // never runs (a scan cannot push keys into the main queue through it).
+        let limit = 2 * (self.map.len() * S3_SMALL_PERCENT / 100).max(1) + 16;
+        while self.small > limit {
+            let Some(k) = self.fifo.pop_front() else { break };
+            if let Some(e) = self.map.get(&*k)
+                && !e.used.fifo().0
+            {
+                let freq = e.used.fifo().1;
+                e.used.requeue(true, freq);
+                self.small -= 1;
+            }
+        }
+    }
+
+    /// Whether `key` was evicted from S3-FIFO's small queue lately (and forgets it).
+    pub(super) fn ghost_hit(&mut self, key: &[u8]) -> bool {
+        if self.ghost.is_empty() {
+            return false;
+        }
+        let (i, fp) = self.ghost_slot(key);
+        if self.ghost[i] == fp {
+            self.ghost[i] = 0;
+            return true;
+        }
+        false
+    }
+
+    pub(super) fn ghost_slot(&self, key: &[u8]) -> (usize, u32) {
+        let h = self.map.hasher().hash_one(key);
+        ((h as usize) & (self.ghost.len() - 1), (h >> 32) as u32 | 1)
+    }
+
+    /// Remembers a key evicted from S3-FIFO's small queue. The table has about half as many
+    /// slots as the main queue has keys (the simulator's best ghost size; 4 bytes a slot); it
+    /// is remade when the shard has grown or shrunk a lot (which forgets).
+    pub(super) fn ghost_add(&mut self, key: &[u8]) {
+        let want = ((self.map.len() - self.small) / 2).next_power_of_two().max(64);
+        if self.ghost.len() < want / 2 || self.ghost.len() > want * 2 {
+            self.ghost = vec![0; want];
+        }
+        let (i, fp) = self.ghost_slot(key);
+        self.ghost[i] = fp;
+    }
+
+    /// Up to `n` random live entries (of those with an expiry time, for `volatile`), and
+    /// their indices.
+    pub(super) fn sample(&self, n: usize, volatile: bool, mut f: impl FnMut(usize, &[u8], &Entry)) {
+        let len = if volatile { self.volatile.len() } else { self.map.len() };
+        if len == 0 {
+            return;
+        }
+        // Consecutive entries from a random start, as Redis's dictGetSomeKeys walks buckets:
+        // one random jump, then neighbours.
+        let start = fastrand::usize(..len);
+        for i in 0..n.min(len) {
+            let pos = (start + i) % len;
+            let idx = if volatile { self.volatile[pos] as usize } else { pos };
+            if let Some((k, e)) = self.map.get_index(idx) {
+                f(idx, k, e);
+            }
+        }
+    }
+}
+
+impl Keyspace {
+    /// Reads the shards' sizes for sampling (each read-locked in turn).
+    pub(super) fn refresh_sizes(&self, policy: Policy, pool: &mut Pool) {
+        pool.sizes.clear();
+        pool.total = 0;
+        for (d, db) in self.dbs.iter().enumerate() {
+            for (i, shard) in db.shards.iter().enumerate() {
+                let g = shard.0.read();
+                let n = if policy.volatile() { g.volatile.len() } else { g.map.len() };
+                if n > 0 {
+                    pool.sizes.push((d, i, n));
+                    pool.total += n;
+                }
+            }
+        }
+        pool.stale_in = 64;
+    }
+
+    /// One step of eviction under `policy` (see `evict.rs`): samples `samples` keys of one
+    /// shard and evicts the best candidate seen. Locks one shard at a time.
+    pub fn evict_one(&self, policy: Policy, samples: usize, now: u64, pool: &mut Pool) -> EvictStep {
+        if policy == Policy::NoEviction {
+            return EvictStep::Nothing;
+        }
+        let samples = samples.max(1);
+        if pool.stale_in == 0 || pool.total == 0 {
+            self.refresh_sizes(policy, pool);
+        } else {
+            pool.stale_in -= 1;
+        }
+        for attempt in 0..4 {
+            if attempt > 0 {
+                self.refresh_sizes(policy, pool);
+            }
+            let Some((db, shard)) = pool.pick_shard() else { return EvictStep::Nothing };
+            let lock = &self.dbs[db].shards[shard].0;
+            if is_random(policy) {
+                let mut g = lock.write();
+                let len = if policy.volatile() { g.volatile.len() } else { g.map.len() };
+                if len == 0 {
+                    continue;
+                }
+                let pos = fastrand::usize(..len);
+                let idx = if policy.volatile() { g.volatile[pos] as usize } else { pos };
+                return self.finish(db, &mut g, idx, now);
+            }
+            if policy == Policy::AllKeysS3Fifo {
+                return self.evict_s3fifo(db, shard, now);
+            }
+            {
+                let g = lock.read();
+                g.sample(samples, policy.volatile(), |_, k, e| {
+                    let score = if e.is_expired(now) { u64::MAX } else { score(policy, e, now) };
+                    pool.offer(Candidate { score, db, shard, key: Key::new(k) });
+                });
+            }
+            while let Some(c) = pool.take_best() {
+                let mut g = self.dbs[c.db].shards[c.shard].0.write();
+                let Some(idx) = g.map.get_index_of(&*c.key) else { continue };
+                return self.finish(c.db, &mut g, idx, now);
+            }
+        }
+        EvictStep::Nothing
+    }
+
+    /// Evicts the entry at `idx` of a write-locked shard (or reclaims it, if it expired).
+    pub(super) fn finish(&self, db: usize, g: &mut Shard, idx: usize, now: u64) -> EvictStep {
+        let Some((k, e)) = g.map.get_index(idx) else { return EvictStep::Progress };
+        if e.is_expired(now) {
+            let k = k.clone();
+            drop(g.slot(&k, now)); // reclaimed and reported as expired
+            return EvictStep::Progress;
+        }
+        match g.remove_index(idx) {
+            Some((key, entry, seq)) => EvictStep::Evicted(Evicted { db, key, seq, entry }),
+            None => EvictStep::Progress,
+        }
+    }
+
+    /// S3-FIFO's eviction in one shard (see `evict.rs`).
+    pub(super) fn evict_s3fifo(&self, db: usize, shard: usize, now: u64) -> EvictStep {
+        let mut g = self.dbs[db].shards[shard].0.write();
+        let g = &mut *g;
+        // Each key is passed at most a few times (its frequency is at most 3): bounded.
+        for _ in 0..4 * g.map.len() + 16 {
+            let len = g.map.len();
+            if len == 0 {
+                return EvictStep::Nothing;
+            }
+            let target = (len * S3_SMALL_PERCENT / 100).max(1);
+            if (g.small > target || g.small == len)
+                && let Some(k) = g.fifo.pop_front()
+            {
+                let Some(idx) = g.map.get_index_of(&*k) else { continue };
+                let (main, freq) = g.map[idx].used.fifo();
+                if main {
+                    continue; // moved already (a copy left in the queue)
+                }
+                if freq >= 1 {
+                    g.map[idx].used.requeue(true, 0);
+                    g.small -= 1;
+                    continue;
+                }
+                g.ghost_add(&k);
+                return self.finish(db, g, idx, now);
+            }
+            // The CLOCK hand over the main queue (every key, when the small queue has none).
+            if g.hand >= len {
+                g.hand = 0;
+            }
+            let idx = g.hand;
+            let e = &g.map[idx];
+            let (main, freq) = e.used.fifo();
+            if !main && !g.fifo.is_empty() {
+                g.hand += 1;
+                continue;
+            }
+            if freq > 0 {
+                e.used.requeue(main, freq - 1);
+                g.hand += 1;
+                continue;
+            }
+            g.hand += 1;
+            return self.finish(db, g, idx, now);
+        }
+        EvictStep::Progress
+    }
+}

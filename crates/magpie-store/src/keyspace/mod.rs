@@ -1,0 +1,664 @@
+//! Databases, shards and entries: an [`Entry`] and the [`Shard`] that holds entries (here),
+//! a key's place in a shard (`slot`), a database of shards (`db`), all databases (`space`),
+//! eviction's steps over them (`eviction`).
+
+mod db;
+mod eviction;
+mod slot;
+mod space;
+#[cfg(test)]
+mod tests;
+
+pub use db::{Db, DbStats, ScanCursor};
+pub use eviction::{EvictStep, Evicted};
+pub use slot::{EmptySlot, LiveSlot, Slot};
+pub use space::{Keyspace, MultiRead, MultiWrite};
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use indexmap::IndexMap;
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::evict::{Candidate, Policy, Pool, Tracking, Use, is_random, score};
+use crate::tap::Tap;
+use crate::{Frozen, Key, Value};
+
+type Hasher = foldhash::fast::RandomState;
+type Map = IndexMap<Key, Entry, Hasher>;
+
+/// A value, its expiry time, and what eviction knows of its use.
+#[derive(Debug)]
+pub struct Entry {
+    pub value: Value,
+    /// Absolute expiry in ms since the epoch; 0 when the key does not expire. Private so that
+    /// every change goes through [`Shard`], which indexes the keys that can expire.
+    expire_at: u64,
+    /// For an entry with an expiry time: its position in [`Shard::volatile`].
+    vpos: u32,
+    /// When the key was last used, or how often (see [`Use`]), and a snapshot's mark: four
+    /// bytes, so an entry stays 40 bytes.
+    used: Use,
+}
+
+impl Clone for Entry {
+    fn clone(&self) -> Entry {
+        Entry { value: self.value.clone(), expire_at: self.expire_at, vpos: self.vpos, used: self.used.clone() }
+    }
+}
+
+/// Entries are equal when their values, expiry times and places among the expiring keys are
+/// (not counting a snapshot's mark or the use clock).
+impl PartialEq for Entry {
+    fn eq(&self, other: &Entry) -> bool {
+        self.value == other.value && self.expire_at == other.expire_at && self.vpos == other.vpos
+    }
+}
+
+impl Entry {
+    pub fn new(value: Value) -> Entry {
+        Entry { value, expire_at: 0, vpos: 0, used: Use::default() }
+    }
+
+    /// When the key expires (ms since the epoch), if it does.
+    pub fn expire_at(&self) -> Option<u64> {
+        (self.expire_at != 0).then_some(self.expire_at)
+    }
+
+    fn is_expired(&self, now: u64) -> bool {
+        self.expire_at != 0 && self.expire_at <= now
+    }
+
+    /// The use clock (LRU time or LFU counter) and the S3-FIFO bits: see [`Use`].
+    pub fn usage(&self) -> &Use {
+        &self.used
+    }
+
+    /// Whether the snapshot in progress has written this entry out of turn.
+    fn marked(&self) -> bool {
+        self.used.marked()
+    }
+}
+
+/// One shard of a database: an insertion-ordered hash map. Removal swaps the last entry into
+/// the hole, so entries stay dense: that makes random sampling O(1) (RANDOMKEY) and gives SCAN
+/// a cursor that is a plain index (see [`Db::scan`]).
+///
+/// Expired entries may linger until touched or reclaimed by the active cycle; every accessor
+/// that takes `now` hides them.
+#[derive(Default)]
+pub struct Shard {
+    map: Map,
+    /// Map indices of the entries that have an expiry time (as Redis's `expires` dict), so the
+    /// active cycle looks only at keys that can expire. Each such entry stores its position
+    /// here (`Entry::vpos`): both sides update in O(1).
+    volatile: Vec<u32>,
+    /// Where the active expiry cycle continues in `volatile`.
+    expire_cursor: usize,
+    /// Sum of [`Value::size`] over the entries, kept exact by every change (including expired
+    /// entries not yet reclaimed, which [`Shard::len`] counts too).
+    value_bytes: u64,
+    /// Keys removed because they expired, ever (Redis's `expired_keys`).
+    expired: u64,
+    /// Running estimate of the time to live (ms) of the keys that expire, from what the active
+    /// cycle sees (as Redis's `avg_ttl`).
+    avg_ttl: u64,
+    /// Entries not in S3-FIFO's main queue (every entry, under the other policies).
+    small: usize,
+    /// S3-FIFO's small queue: the keys in it, oldest first (and keys since removed or moved,
+    /// skipped when met).
+    fifo: VecDeque<Key>,
+    /// S3-FIFO's CLOCK hand over the map: the main queue.
+    hand: usize,
+    /// S3-FIFO's ghost queue, approximated: fingerprints of keys evicted from the small queue,
+    /// in a table indexed by their hash (a newer one overwrites an older one).
+    ghost: Vec<u32>,
+    /// The database this shard belongs to (named in expiry events).
+    db: usize,
+    /// The keyspace's change tap: every change is reported through it (see `tap.rs`).
+    tap: Arc<Tap>,
+    /// The state of a snapshot in progress (see [`Keyspace::begin_snapshot`]).
+    snap: Option<Box<SnapState>>,
+    /// Keys that transactions watch (WATCH, or touched inside BEGIN), with a version that
+    /// every change to the key increments, and keys that blocked clients wait on, whose
+    /// changes are reported to the tap (see [`Tap::set_ready_hook`]). Empty almost always, so
+    /// a change pays one check.
+    watched: HashMap<Key, Watched, Hasher>,
+}
+
+/// A watched key: its version, how many watchers hold it, and how many blocked clients wait
+/// on it.
+#[derive(Debug, Default)]
+struct Watched {
+    version: u64,
+    refs: u32,
+    waiters: u32,
+    /// A client caches the key (see [`Shard::track`]): its next change is queued to the tap.
+    tracked: bool,
+}
+
+/// Where a snapshot's entries go: called with the database, the key and the entry as it was
+/// at the snapshot's moment. It runs under a shard's lock, so it only encodes small entries
+/// into memory and keeps frozen ones for later.
+pub type SnapshotSink = Arc<dyn Fn(usize, &[u8], SnapEntry<'_>) + Send + Sync>;
+
+/// An entry as a snapshot receives it.
+pub enum SnapEntry<'a> {
+    /// A small entry: encode it now, under the shard's lock.
+    Now(&'a Entry),
+    /// A big collection, frozen ([`Value::freeze`]): encode it once the lock is let go. Taking
+    /// it cost O(chunks) under the lock, not O(elements).
+    Later(FrozenEntry),
+}
+
+/// A big entry as it was at a snapshot's moment, readable on any thread.
+pub struct FrozenEntry {
+    pub expire_at: Option<u64>,
+    pub value: Frozen,
+}
+
+/// What the snapshot gets for `e`: the entry itself, or a frozen image of a big value.
+fn snap_entry(e: &mut Entry) -> SnapEntry<'_> {
+    let expire_at = e.expire_at();
+    match e.value.freeze() {
+        Some(value) => SnapEntry::Later(FrozenEntry { expire_at, value }),
+        None => SnapEntry::Now(e),
+    }
+}
+
+/// A snapshot's progress through one shard.
+///
+/// The snapshot walks the shard from its last index down to 0, a few hundred entries at a
+/// time, while writers go on. Entries at indices below `cursor` are still to be visited; the
+/// rest have been written out, and so have any entries added since the snapshot began (they
+/// are appended at the end, beyond the cursor, and were not there at its moment). A writer
+/// about to change or remove an entry the walk has not reached first hands the entry as it is
+/// to the snapshot's sink and marks it written (a bit of `Entry::used`), so the walk skips it
+/// (and clears the mark as it passes: marks only ever sit below the cursor, so when the walk
+/// ends no entry carries one, and one bit serves every snapshot). Removal moves the shard's last entry into the hole; when that carries
+/// an entry already written (or created since) into the unvisited part, it is marked too. So
+/// every key present at the snapshot's moment is written exactly once, with its value of that
+/// moment, and no key created after it is written. Nothing is kept in memory: the marks live in
+/// the entries themselves (a set of the keys written, as before, grew with the writes and
+/// rehashed under the lock), and the old values go straight to the sink, which encodes small
+/// ones for the file at once and keeps big collections frozen (their chunks shared, see
+/// [`Value::freeze`]) to encode outside the lock; only the chunks written while the snapshot
+/// holds them are ever copied.
+struct SnapState {
+    /// Entries at indices below this have not been visited yet. Written by the walk under the
+    /// read lock (hence atomic), read by writers under the write lock.
+    cursor: AtomicUsize,
+    sink: SnapshotSink,
+}
+
+impl Shard {
+    /// Entries held, including expired ones not yet reclaimed (as Redis's DBSIZE).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Entries that have an expiry time.
+    pub fn volatile(&self) -> usize {
+        self.volatile.len()
+    }
+
+    /// Total size of the values held (see [`Value::size`]).
+    pub fn value_bytes(&self) -> u64 {
+        self.value_bytes
+    }
+
+    /// Keys this shard has removed because they expired.
+    pub fn expired(&self) -> u64 {
+        self.expired
+    }
+
+    /// The live entry of `key`, counted as an access for eviction (Redis's `lookupKey`).
+    #[inline]
+    pub fn get(&self, key: &[u8], now: u64) -> Option<&Entry> {
+        let e = self.map.get(key).filter(|e| !e.is_expired(now))?;
+        e.used.touch(now);
+        Some(e)
+    }
+
+    /// The live entry of `key`, not counted as an access (Redis's `LOOKUP_NOTOUCH`: TYPE,
+    /// EXISTS, TTL, OBJECT, MEMORY USAGE).
+    pub fn peek(&self, key: &[u8], now: u64) -> Option<&Entry> {
+        self.map.get(key).filter(|e| !e.is_expired(now))
+    }
+
+    /// Entries not in S3-FIFO's main queue.
+    pub fn small(&self) -> usize {
+        self.small
+    }
+
+    /// Whether `key` is live; not an access (as EXISTS).
+    pub fn contains(&self, key: &[u8], now: u64) -> bool {
+        self.peek(key, now).is_some()
+    }
+
+    /// The slot of `key`, found with one lookup: either its live entry, which can be read,
+    /// changed, replaced or removed, or an empty place to insert into. An expired entry counts
+    /// as empty: inserting overwrites it, and otherwise dropping the slot removes it (write
+    /// access reclaims expired keys, as in Redis).
+    pub fn slot<'a>(&'a mut self, key: &'a [u8], now: u64) -> Slot<'a> {
+        match self.map.get_full(key) {
+            Some((idx, _, e)) if !e.is_expired(now) => {
+                e.used.touch(now);
+                Slot::Live(LiveSlot { shard: self, idx, before: None })
+            }
+            Some((idx, _, _)) => Slot::Empty(EmptySlot { shard: Some(self), key, expired: Some(idx), now }),
+            None => Slot::Empty(EmptySlot { shard: Some(self), key, expired: None, now }),
+        }
+    }
+
+    /// Stores `value` under `key` with the given expiry (`None`: the key does not expire),
+    /// returning the previous live entry.
+    pub fn insert(&mut self, key: &[u8], value: Value, expire_at: Option<u64>, now: u64) -> Option<Entry> {
+        match self.slot(key, now) {
+            Slot::Live(mut live) => Some(live.replace(value, expire_at)),
+            Slot::Empty(empty) => {
+                empty.insert(value, expire_at);
+                None
+            }
+        }
+    }
+
+    /// Replaces the value of `key` and keeps its expiry (SET KEEPTTL); inserts a key without
+    /// expiry if there is none. Returns the previous live entry.
+    pub fn insert_keep_ttl(&mut self, key: &[u8], value: Value, now: u64) -> Option<Entry> {
+        match self.slot(key, now) {
+            Slot::Live(mut live) => {
+                let expire = live.entry().expire_at();
+                Some(live.replace(value, expire))
+            }
+            Slot::Empty(empty) => {
+                empty.insert(value, None);
+                None
+            }
+        }
+    }
+
+    /// Removes `key`, returning its entry if it was live.
+    pub fn remove(&mut self, key: &[u8], now: u64) -> Option<Entry> {
+        match self.slot(key, now) {
+            Slot::Live(live) => Some(live.remove()),
+            Slot::Empty(_) => None,
+        }
+    }
+
+    /// Sets (`Some`) or clears (`None`) the expiry of a live key. Returns false if there is no
+    /// such key.
+    pub fn set_expire(&mut self, key: &[u8], expire_at: Option<u64>, now: u64) -> bool {
+        match self.slot(key, now) {
+            Slot::Live(mut live) => {
+                live.set_expire(expire_at);
+                true
+            }
+            Slot::Empty(_) => false,
+        }
+    }
+
+    /// Entry at position `idx` (0..len), expired or not.
+    pub fn get_index(&self, idx: usize) -> Option<(&[u8], &Entry)> {
+        self.map.get_index(idx).map(|(k, e)| (&**k, e))
+    }
+
+    /// Live entries, in storage order.
+    pub fn iter(&self, now: u64) -> impl Iterator<Item = (&[u8], &Entry)> {
+        self.map.iter().filter(move |(_, e)| !e.is_expired(now)).map(|(k, e)| (&**k, e))
+    }
+
+    /// Takes every entry out, leaving the shard empty; the caller can drop the returned map
+    /// outside the lock. A snapshot in progress keeps the entries it has not written yet.
+    fn take(&mut self) -> Map {
+        self.tap.tick();
+        if !self.watched.is_empty() {
+            // As Redis: a flush touches the watched keys that existed, and signals those that
+            // blocked clients wait on (a client reading a stream through a group then fails,
+            // as after Redis's `scanDatabaseForDeletedStreams`).
+            for (k, w) in self.watched.iter_mut() {
+                if self.map.contains_key(&**k) {
+                    w.version += 1;
+                    if w.waiters > 0 {
+                        self.tap.ready(self.db, k);
+                    }
+                }
+                w.tracked = false;
+            }
+            self.watched.retain(|_, w| w.refs > 0 || w.waiters > 0);
+        }
+        if self.tap.tracking() {
+            self.tap.tracked(crate::tap::Tracked::Flush);
+        }
+        self.volatile = Vec::new();
+        self.expire_cursor = 0;
+        self.value_bytes = 0;
+        self.small = 0;
+        self.fifo = VecDeque::new();
+        self.hand = 0;
+        let mut map = std::mem::take(&mut self.map);
+        if let Some(snap) = self.snap.as_deref_mut() {
+            let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
+            for (i, (k, mut e)) in map.drain(..).enumerate() {
+                if i < cursor && !e.marked() {
+                    (snap.sink)(self.db, &k, snap_entry(&mut e));
+                }
+            }
+        }
+        map
+    }
+
+    /// Hands a snapshot in progress every entry it has not reached yet, so that the shard's
+    /// contents may change wholesale (SWAPDB) while the snapshot still writes each database as
+    /// it was at its moment.
+    fn finish_snapshot_part(&mut self) {
+        let Shard { snap, map, db, .. } = self;
+        if let Some(snap) = snap.as_deref_mut() {
+            let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
+            for i in 0..cursor.min(map.len()) {
+                // The walk ends here: marks are cleared as it would have cleared them.
+                if let Some((k, e)) = map.get_index_mut(i)
+                    && !e.used.take_mark()
+                {
+                    (snap.sink)(*db, k, snap_entry(e));
+                }
+            }
+        }
+    }
+
+    /// SWAPDB, for one shard: exchanges the entries of this shard and `other` (the same shard
+    /// of another database). As Redis's `dbSwapDatabases`: watched keys that exist on either
+    /// side are touched, and keys that blocked clients wait on and now exist are signalled.
+    fn swap_contents(&mut self, other: &mut Shard) {
+        self.finish_snapshot_part();
+        other.finish_snapshot_part();
+        for s in [&mut *self, &mut *other] {
+            s.tap.tick();
+        }
+        std::mem::swap(&mut self.map, &mut other.map);
+        std::mem::swap(&mut self.volatile, &mut other.volatile);
+        std::mem::swap(&mut self.expire_cursor, &mut other.expire_cursor);
+        std::mem::swap(&mut self.value_bytes, &mut other.value_bytes);
+        std::mem::swap(&mut self.avg_ttl, &mut other.avg_ttl);
+        std::mem::swap(&mut self.small, &mut other.small);
+        std::mem::swap(&mut self.fifo, &mut other.fifo);
+        std::mem::swap(&mut self.ghost, &mut other.ghost);
+        let touch = |s: &mut Shard, o: &Shard| {
+            for (k, w) in s.watched.iter_mut() {
+                let here = s.map.contains_key(&**k);
+                if here || o.map.contains_key(&**k) {
+                    w.version += 1;
+                }
+                if here && w.waiters > 0 {
+                    s.tap.ready(s.db, k);
+                }
+            }
+        };
+        touch(self, other);
+        touch(other, self);
+    }
+
+    /// Reports a change about to be made to the entry at `idx` (in place, or its removal): the
+    /// change takes its sequence number, a snapshot in progress keeps the entry as it was, and
+    /// watchers of the key see its version move.
+    #[inline]
+    fn changing(&mut self, idx: usize) -> u64 {
+        let seq = self.tap.tick();
+        if self.snap.is_some() {
+            self.preserve(idx);
+        }
+        if !self.watched.is_empty() {
+            self.touch_watched(idx);
+        }
+        if self.tap.track_all()
+            && let Some((k, _)) = self.map.get_index(idx)
+        {
+            self.tap.tracked(crate::tap::Tracked::Key(k.as_ref().into()));
+        }
+        seq
+    }
+
+    /// [`Shard::changing`]'s rare part: a watched key's version moves, and a key blocked
+    /// clients wait on is reported to the tap.
+    #[cold]
+    fn touch_watched(&mut self, idx: usize) {
+        if let Some((k, _)) = self.map.get_index(idx)
+            && let Some(w) = self.watched.get_mut(&**k)
+        {
+            w.version += 1;
+            if w.waiters > 0 {
+                self.tap.ready(self.db, k);
+            }
+            if std::mem::take(&mut w.tracked) {
+                if !self.tap.track_all() {
+                    self.tap.tracked(crate::tap::Tracked::Key(k.as_ref().into()));
+                }
+                if w.refs == 0 && w.waiters == 0 {
+                    self.watched.remove(&**k);
+                }
+            }
+        }
+    }
+
+    /// Reports a key about to be created (not in the map).
+    #[inline]
+    fn creating(&mut self, key: &[u8]) -> u64 {
+        let seq = self.tap.tick();
+        if !self.watched.is_empty()
+            && let Some(w) = self.watched.get_mut(key)
+        {
+            w.version += 1;
+            if w.waiters > 0 {
+                self.tap.ready(self.db, key);
+            }
+            if std::mem::take(&mut w.tracked) {
+                if !self.tap.track_all() {
+                    self.tap.tracked(crate::tap::Tracked::Key(key.into()));
+                }
+                if w.refs == 0 && w.waiters == 0 {
+                    self.watched.remove(key);
+                }
+            }
+        }
+        if self.tap.track_all() {
+            self.tap.tracked(crate::tap::Tracked::Key(key.into()));
+        }
+        seq
+    }
+
+    /// A client caches `key` (it read it with tracking on): its next change, creation or
+    /// removal (expiry included) is queued to the tap as a [`crate::tap::Tracked::Key`], once.
+    pub fn track(&mut self, key: &[u8]) {
+        self.watched.entry(Key::new(key)).or_default().tracked = true;
+    }
+
+    /// No client caches `key` any more (the server dropped it from its table).
+    pub fn untrack(&mut self, key: &[u8]) {
+        if let Some(w) = self.watched.get_mut(key) {
+            w.tracked = false;
+            if w.refs == 0 && w.waiters == 0 {
+                self.watched.remove(key);
+            }
+        }
+    }
+
+    /// Starts watching `key` (WATCH, or a transaction's first touch); returns its version.
+    /// Every [`Shard::watch`] needs one [`Shard::unwatch`].
+    pub fn watch(&mut self, key: &[u8]) -> u64 {
+        let w = self.watched.entry(Key::new(key)).or_default();
+        w.refs += 1;
+        w.version
+    }
+
+    /// Stops one watch of `key`.
+    pub fn unwatch(&mut self, key: &[u8]) {
+        if let Some(w) = self.watched.get_mut(key) {
+            w.refs = w.refs.saturating_sub(1);
+            if w.refs == 0 && w.waiters == 0 && !w.tracked {
+                self.watched.remove(key);
+            }
+        }
+    }
+
+    /// A blocked client starts waiting on `key`: from now on every change to the key (its
+    /// creation above all) is reported to the tap's ready hook, as Redis's `signalKeyAsReady`,
+    /// under this shard's lock. Every [`Shard::block_on`] needs one [`Shard::unblock`].
+    pub fn block_on(&mut self, key: &[u8]) {
+        self.watched.entry(Key::new(key)).or_default().waiters += 1;
+    }
+
+    /// A blocked client stops waiting on `key`.
+    pub fn unblock(&mut self, key: &[u8]) {
+        if let Some(w) = self.watched.get_mut(key) {
+            w.waiters = w.waiters.saturating_sub(1);
+            if w.refs == 0 && w.waiters == 0 && !w.tracked {
+                self.watched.remove(key);
+            }
+        }
+    }
+
+    /// The version of a watched key (None if nobody watches it).
+    pub fn watch_version(&self, key: &[u8]) -> Option<u64> {
+        self.watched.get(key).map(|w| w.version)
+    }
+
+    /// Whether `key` is held but its time has passed (it is not reclaimed yet).
+    pub fn is_expired(&self, key: &[u8], now: u64) -> bool {
+        self.map.get(key).is_some_and(|e| e.is_expired(now))
+    }
+
+    #[cold]
+    fn preserve(&mut self, idx: usize) {
+        let Some(snap) = self.snap.as_deref_mut() else { return };
+        if idx >= *snap.cursor.get_mut() {
+            return; // already written out
+        }
+        if let Some((k, e)) = self.map.get_index_mut(idx)
+            && !e.marked()
+        {
+            e.used.set_mark();
+            (snap.sink)(self.db, k, snap_entry(e));
+        }
+    }
+
+    /// Before `swap_remove_index(idx)`: the last entry is about to move into `idx`. If the
+    /// snapshot has written it and has not reached `idx`, it must not write it again.
+    #[cold]
+    fn preserve_move(&mut self, idx: usize) {
+        let Some(snap) = self.snap.as_deref_mut() else { return };
+        let cursor = *snap.cursor.get_mut();
+        let last = self.map.len().saturating_sub(1);
+        if last != idx
+            && last >= cursor
+            && idx < cursor
+            && let Some((_, e)) = self.map.get_index_mut(last)
+        {
+            e.used.set_mark();
+        }
+    }
+
+    /// Sets the expiry of the entry at `idx`, keeping `volatile` in step.
+    fn set_expire_index(&mut self, idx: usize, expire_at: Option<u64>) {
+        let Some((_, e)) = self.map.get_index_mut(idx) else { return };
+        let (was, will) = (e.expire_at != 0, expire_at.is_some());
+        e.expire_at = expire_at.unwrap_or(0);
+        if will && !was {
+            e.vpos = self.volatile.len() as u32;
+            self.volatile.push(idx as u32);
+        } else if was && !will {
+            let pos = e.vpos as usize;
+            self.volatile.swap_remove(pos);
+            if let Some(&moved) = self.volatile.get(pos)
+                && let Some((_, m)) = self.map.get_index_mut(moved as usize)
+            {
+                m.vpos = pos as u32;
+            }
+        }
+    }
+
+    /// Removes the entry at `idx`; the last entry moves into its place. Returns the entry and
+    /// the change's sequence number.
+    fn remove_index(&mut self, idx: usize) -> Option<(Key, Entry, u64)> {
+        let expire_at = self.map.get_index(idx)?.1.expire_at;
+        let seq = self.changing(idx);
+        if self.snap.is_some() {
+            self.preserve_move(idx);
+        }
+        self.set_expire_index(idx, None);
+        let (k, mut e) = self.map.swap_remove_index(idx)?;
+        self.value_bytes -= e.value.size() as u64;
+        if !e.used.fifo().0 {
+            self.small -= 1;
+        }
+        e.expire_at = expire_at; // the caller gets the entry as it was (RENAME keeps the TTL)
+        // The entry that was last now sits at `idx`: point its `volatile` slot there.
+        if let Some((_, moved)) = self.map.get_index(idx)
+            && moved.expire_at != 0
+        {
+            self.volatile[moved.vpos as usize] = idx as u32;
+        }
+        if let Some(snap) = self.snap.as_deref_mut() {
+            let cursor = snap.cursor.get_mut();
+            *cursor = (*cursor).min(self.map.len());
+        }
+        Some((k, e, seq))
+    }
+
+    /// Removes the expired entry at `idx`, counting it and reporting it to the tap.
+    fn expire_index(&mut self, idx: usize) {
+        if let Some((key, _, seq)) = self.remove_index(idx) {
+            self.expired += 1;
+            self.tap.expired(seq, self.db, &key);
+        }
+    }
+
+    /// Checks up to `budget` keys with an expiry time, continuing from where the last call
+    /// stopped, and removes the expired ones. Returns (checked, removed).
+    fn expire_step(&mut self, now: u64, budget: usize) -> (usize, usize) {
+        let (mut checked, mut removed) = (0, 0);
+        let (mut ttl_sum, mut ttl_samples) = (0u64, 0u64);
+        while checked < budget && !self.volatile.is_empty() {
+            if self.expire_cursor >= self.volatile.len() {
+                self.expire_cursor = 0;
+            }
+            checked += 1;
+            let idx = self.volatile[self.expire_cursor] as usize;
+            let expire_at = self.map.get_index(idx).map_or(0, |(_, e)| e.expire_at);
+            if expire_at <= now {
+                // The last volatile key moves into this position: look at it next.
+                self.expire_index(idx);
+                removed += 1;
+            } else {
+                ttl_sum = ttl_sum.saturating_add(expire_at - now);
+                ttl_samples += 1;
+                self.expire_cursor += 1;
+            }
+        }
+        if let Some(avg) = ttl_sum.checked_div(ttl_samples) {
+            // Redis's estimate: a slow-moving average of what each cycle samples.
+            self.avg_ttl = if self.avg_ttl == 0 { avg } else { self.avg_ttl / 50 * 49 + avg / 50 };
+        }
+        (checked, removed)
+    }
+
+    /// Checks the invariants tying `volatile` to the map (for tests).
+    #[cfg(test)]
+    fn check(&self) {
+        let with_ttl = self.map.values().filter(|e| e.expire_at != 0).count();
+        assert_eq!(with_ttl, self.volatile.len());
+        let bytes: usize = self.map.values().map(|e| e.value.size()).sum();
+        assert_eq!(bytes as u64, self.value_bytes);
+        for (pos, &idx) in self.volatile.iter().enumerate() {
+            let (_, e) = self.map.get_index(idx as usize).expect("volatile index in range");
+            assert!(e.expire_at != 0);
+            assert_eq!(e.vpos as usize, pos);
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Where a key is in a shard, and what may be done there ([`Shard::slot`]).
+
+use super::*;
+
+/// Where a key is in a shard: see [`Shard::slot`].
+pub enum Slot<'a> {
+    Live(LiveSlot<'a>),
+    Empty(EmptySlot<'a>),
+}
+
+/// A live entry, found by [`Shard::slot`].
+pub struct LiveSlot<'a> {
+    pub(super) shard: &'a mut Shard,
+    pub(super) idx: usize,
+    /// The value's size when [`LiveSlot::value_mut`] first lent it out: the shard's byte count
+    /// is brought up to date when the slot is done with (dropped or removed).
+    pub(super) before: Option<usize>,
+}
+
+impl LiveSlot<'_> {
+    pub fn entry(&self) -> &Entry {
+        &self.shard.map[self.idx]
+    }
+
+    /// The value, to change in place. Call it only to change the value: it counts as a change
+    /// (numbered for the log, seen by WATCH and snapshots) even if nothing is changed.
+    pub fn value_mut(&mut self) -> &mut Value {
+        if self.before.is_none() {
+            self.shard.changing(self.idx);
+        }
+        let value = &mut self.shard.map[self.idx].value;
+        self.before.get_or_insert(value.size());
+        value
+    }
+
+    /// Accounts for what was done through [`LiveSlot::value_mut`].
+    #[inline]
+    pub(super) fn settle(&mut self) {
+        if let Some(before) = self.before.take() {
+            let now = self.shard.map[self.idx].value.size();
+            self.shard.value_bytes = self.shard.value_bytes - before as u64 + now as u64;
+        }
+    }
+
+    /// Replaces value and expiry, returning the old entry.
+    pub fn replace(&mut self, value: Value, expire_at: Option<u64>) -> Entry {
+        self.settle();
+        self.shard.changing(self.idx);
+        let size = value.size() as u64;
+        let old_value = std::mem::replace(&mut self.shard.map[self.idx].value, value);
+        self.shard.value_bytes = self.shard.value_bytes - old_value.size() as u64 + size;
+        let old_expire = self.shard.map[self.idx].expire_at;
+        self.shard.set_expire_index(self.idx, expire_at);
+        Entry { value: old_value, expire_at: old_expire, vpos: 0, used: Use::default() }
+    }
+
+    pub fn set_expire(&mut self, expire_at: Option<u64>) {
+        self.shard.changing(self.idx);
+        self.shard.set_expire_index(self.idx, expire_at);
+    }
+
+    /// Overwrites the value with the string `bytes` and sets the expiry, reusing the old
+    /// value's buffer where it fits (the common SET overwrite allocates nothing).
+    pub fn assign_string(&mut self, bytes: &[u8], expire_at: Option<u64>) {
+        self.settle();
+        self.shard.changing(self.idx);
+        let value = &mut self.shard.map[self.idx].value;
+        let old = value.size() as u64;
+        value.assign_string(bytes);
+        self.shard.value_bytes = self.shard.value_bytes - old + bytes.len() as u64;
+        self.shard.set_expire_index(self.idx, expire_at);
+    }
+
+    pub fn remove(mut self) -> Entry {
+        self.settle();
+        let (_, mut e, _) = self.shard.remove_index(self.idx).expect("a live slot's index is valid");
+        e.vpos = 0;
+        e
+    }
+}
+
+impl Drop for LiveSlot<'_> {
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
+/// No live entry for a key, found by [`Shard::slot`]. If an expired entry is there, it is
+/// overwritten by [`EmptySlot::insert`], or removed when the slot is dropped unused.
+pub struct EmptySlot<'a> {
+    /// `None` once used.
+    pub(super) shard: Option<&'a mut Shard>,
+    pub(super) key: &'a [u8],
+    /// Index of an expired entry of this key.
+    pub(super) expired: Option<usize>,
+    pub(super) now: u64,
+}
+
+impl<'a> EmptySlot<'a> {
+    /// Creates the key.
+    pub fn insert(mut self, value: Value, expire_at: Option<u64>) {
+        let shard = self.shard.take().expect("an EmptySlot is used once");
+        shard.value_bytes += value.size() as u64;
+        let idx = match self.expired {
+            Some(idx) => {
+                // The expired key is gone (and counted and reported as expired); a new one
+                // takes its place.
+                let seq = shard.changing(idx);
+                shard.tap.expired(seq, shard.db, self.key);
+                shard.creating(self.key);
+                let old = std::mem::replace(&mut shard.map[idx].value, value);
+                shard.value_bytes -= old.size() as u64;
+                shard.expired += 1;
+                if shard.map[idx].used.fifo().0 {
+                    shard.small += 1;
+                }
+                shard.map[idx].used.init(self.now);
+                idx
+            }
+            None => {
+                shard.creating(self.key);
+                let idx = shard.map.insert_full(Key::new(self.key), Entry::new(value)).0;
+                shard.map[idx].used.init(self.now);
+                shard.small += 1;
+                idx
+            }
+        };
+        if crate::evict::tracking() == Tracking::S3Fifo {
+            shard.s3_admit(idx, self.key);
+        }
+        shard.set_expire_index(idx, expire_at);
+    }
+}
+
+impl Drop for EmptySlot<'_> {
+    fn drop(&mut self) {
+        if let (Some(shard), Some(idx)) = (self.shard.take(), self.expired) {
+            shard.expire_index(idx);
+        }
+    }
+}
