@@ -128,7 +128,7 @@ pub(crate) fn raw(frame: &Frame) -> Vec<u8> {
 fn raw_into(frame: &Frame, out: &mut Vec<u8>) {
     match frame {
         Frame::Simple(b) | Frame::Error(b) | Frame::Bulk(b) | Frame::Verbatim { text: b, .. } => {
-            out.extend_from_slice(b)
+            out.extend_from_slice(b);
         }
         Frame::Integer(n) => out.extend_from_slice(n.to_string().as_bytes()),
         Frame::Double(s) | Frame::BigNumber(s) => out.extend_from_slice(s.as_bytes()),

@@ -45,9 +45,8 @@ pub(crate) async fn subscribe(
             frame = client.read_frame() => frame?,
             _ = &mut ctrl_c => break,
         };
-        let parts = match &frame {
-            Frame::Array(parts) | Frame::Push(parts) => parts,
-            _ => return Err(Failure::unexpected(frame, command)),
+        let (Frame::Array(parts) | Frame::Push(parts)) = &frame else {
+            return Err(Failure::unexpected(frame, command));
         };
         let bytes: Vec<&[u8]> = parts.iter().filter_map(Frame::as_bytes).collect();
         let (pattern, channel, message) = match bytes.as_slice() {

@@ -220,10 +220,10 @@ fn commands_of(record: &Value) -> std::result::Result<Vec<Vec<Vec<u8>>>, String>
             pieces(b"SET", vec![str_of(v)?], 1);
         }
         "list" => {
-            pieces(b"RPUSH", items(record.get("value"))?.iter().map(str_of).collect::<std::result::Result<_, _>>()?, 1)
+            pieces(b"RPUSH", items(record.get("value"))?.iter().map(str_of).collect::<std::result::Result<_, _>>()?, 1);
         }
         "set" => {
-            pieces(b"SADD", items(record.get("value"))?.iter().map(str_of).collect::<std::result::Result<_, _>>()?, 1)
+            pieces(b"SADD", items(record.get("value"))?.iter().map(str_of).collect::<std::result::Result<_, _>>()?, 1);
         }
         "hash" | "zset" => {
             let mut args = Vec::new();

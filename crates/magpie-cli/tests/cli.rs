@@ -760,7 +760,7 @@ fn dump_all(server: &Server) -> Vec<(String, String, String, i64)> {
             let mut value = server.run(&args, 0);
             if kind == "set" {
                 let mut members: Vec<Value> = serde_json::from_str(&value).expect("JSON");
-                members.sort_by_key(|m| m.to_string());
+                members.sort_by_key(std::string::ToString::to_string);
                 value = Value::Array(members).to_string();
             }
             let ttl: i64 = server.run(&["--raw", "cmd", "TTL", &k], 0).trim().parse().expect("a TTL");

@@ -49,7 +49,7 @@ pub(crate) fn connect(tls: &Tls, name: &str, tcp: TcpStream) -> Result<tokio_rus
     let config = match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => {
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect())
+                .and_then(std::iter::Iterator::collect)
                 .map_err(|e| format!("{}: {e}", cert.display()))?;
             let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
             builder.with_client_auth_cert(chain, key).map_err(|e| e.to_string())?

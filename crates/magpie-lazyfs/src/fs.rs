@@ -48,7 +48,7 @@ impl Shared {
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Model> {
         // A panic under the lock leaves a model that is still whole for our purposes.
-        self.model.lock().unwrap_or_else(|e| e.into_inner())
+        self.model.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The model, unless the power is off (after a power loss, until power-on): then
@@ -61,7 +61,7 @@ impl Shared {
     /// flush) has passed, unless the power is lost meanwhile. Other requests go on during
     /// the delay; other fsyncs wait.
     pub(crate) fn fsync(&self, ino: Ino, datasync: bool) -> Result<(), model::Error> {
-        let _one_at_a_time = self.sync_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _one_at_a_time = self.sync_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let pending = self.lock().begin_sync(ino, datasync)?;
         if !self.fsync_delay.is_zero() {
             std::thread::sleep(self.fsync_delay);
@@ -71,7 +71,7 @@ impl Shared {
 
     /// sync(2): everything becomes durable.
     pub(crate) fn sync_all(&self) -> Result<(), model::Error> {
-        let _one_at_a_time = self.sync_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _one_at_a_time = self.sync_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.lock().sync_all()
     }
 }

@@ -216,7 +216,7 @@ fn serve_client(
     for line in BufReader::new(stream).lines() {
         let line = line?;
         let answer = if line.trim() == "unmount" {
-            let mut u = unmounter.lock().unwrap_or_else(|e| e.into_inner());
+            let mut u = unmounter.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             match u.unmount() {
                 Ok(()) => "ok".to_string(),
                 Err(e) => format!("error {e}"),

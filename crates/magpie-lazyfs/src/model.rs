@@ -694,7 +694,7 @@ impl Model {
         // After a reboot no program holds anything, and the kernel's inodes from before must
         // not be reused: an inode it saw removed (an rmdir undone by the power loss) stays dead
         // in its caches. So every surviving inode gets a new number.
-        for (&ino, node) in self.nodes.iter_mut() {
+        for (&ino, node) in &mut self.nodes {
             if ino != ROOT {
                 node.lookups = 0;
             }

@@ -43,8 +43,8 @@ pub(crate) fn open(lua: &Lua) -> mlua::Result<Table> {
     func!("lshift", |a| shift(&a, |b, n| b << n));
     func!("rshift", |a| shift(&a, |b, n| b >> n));
     func!("arshift", |a| shift(&a, |b, n| ((b as i32) >> n) as u32));
-    func!("rol", |a| shift(&a, |b, n| b.rotate_left(n)));
-    func!("ror", |a| shift(&a, |b, n| b.rotate_right(n)));
+    func!("rol", |a| shift(&a, u32::rotate_left));
+    func!("ror", |a| shift(&a, u32::rotate_right));
     func!("bswap", |a| Ok(ret(barg(&a, 1)?.swap_bytes())));
     func!("tohex", |a| tohex(&a));
     Ok(t)

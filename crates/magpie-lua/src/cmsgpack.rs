@@ -144,7 +144,7 @@ fn pack(lua: &Lua, args: MultiValue) -> LResult<mlua::String> {
         return Err(arg_error(lua, 0, "MessagePack pack needs input."));
     }
     let mut buf = Vec::new();
-    for v in args.iter() {
+    for v in &args {
         encode(&mut buf, v, 0)?;
     }
     lua.create_string(buf)

@@ -342,9 +342,9 @@ fn emit(
         Value::Boolean(b) => match script_resp {
             Resp::V2 => {
                 if b {
-                    out.raw(b":1\r\n")
+                    out.raw(b":1\r\n");
                 } else {
-                    out.null()
+                    out.null();
                 }
             }
             Resp::V3 => out.bool(b),

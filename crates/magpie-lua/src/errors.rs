@@ -166,7 +166,7 @@ pub(crate) fn lua_error(lua: &Lua, msg: impl AsRef<[u8]>) -> Error {
 pub(crate) fn arg_error(lua: &Lua, narg: usize, extramsg: &str) -> Error {
     let names = lua.inspect_stack(0, |d| {
         let n = d.names();
-        (n.name.map(|s| s.into_owned()), n.name_what)
+        (n.name.map(std::borrow::Cow::into_owned), n.name_what)
     });
     let msg = match names {
         None => format!("bad argument #{narg} ({extramsg})"),

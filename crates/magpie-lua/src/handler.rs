@@ -17,7 +17,7 @@ struct Frame {
 fn frame(lua: &Lua, level: usize) -> Option<Frame> {
     lua.inspect_stack(level, |d| {
         let s = d.source();
-        let source = s.source.map(|s| s.into_owned());
+        let source = s.source.map(std::borrow::Cow::into_owned);
         let internal = source.as_deref() == Some(INTERNAL_CHUNK);
         Frame { what: s.what, source, line: d.current_line().map_or(-1, |l| l as i64), internal }
     })

@@ -348,7 +348,7 @@ fn install_coroutine(lua: &Lua, g: &Table) -> LResult<()> {
     let argerr = lua.create_function(|lua, (narg, msg): (usize, String)| -> LResult<()> {
         let names = lua.inspect_stack(1, |d| {
             let n = d.names();
-            n.name.map(|s| s.into_owned())
+            n.name.map(std::borrow::Cow::into_owned)
         });
         let name = names.flatten().unwrap_or_else(|| "?".into());
         let mut out = crate::errors::where_prefix(lua, 2);

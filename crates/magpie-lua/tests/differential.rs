@@ -216,8 +216,8 @@ impl Magpie {
 
     fn run(&mut self, case: &Case) -> Vec<u8> {
         let proto = if case.resp3 { Resp::V3 } else { Resp::V2 };
-        let keys: Vec<&[u8]> = case.keys.iter().map(|k| k.as_bytes()).collect();
-        let args: Vec<&[u8]> = case.args.iter().map(|k| k.as_bytes()).collect();
+        let keys: Vec<&[u8]> = case.keys.iter().map(std::string::String::as_bytes).collect();
+        let args: Vec<&[u8]> = case.args.iter().map(std::string::String::as_bytes).collect();
         match case.kind.as_str() {
             "eval" => {
                 let ks: Vec<&str> = case.keys.iter().map(String::as_str).collect();
@@ -258,7 +258,7 @@ fn corpus() -> Vec<(String, Vec<Case>)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("corpus dir")
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "txt"))
         .collect();
@@ -307,8 +307,8 @@ fn differential_against_redis() {
                 _ => vec![b"FCALL", case.name.as_bytes(), nkeys.as_bytes()],
             };
             if case.kind != "load" {
-                cmd.extend(case.keys.iter().map(|k| k.as_bytes()));
-                cmd.extend(case.args.iter().map(|k| k.as_bytes()));
+                cmd.extend(case.keys.iter().map(std::string::String::as_bytes));
+                cmd.extend(case.args.iter().map(std::string::String::as_bytes));
             }
             let want = redis.call(&cmd);
             let got = magpie.run(&case);

@@ -130,7 +130,7 @@ fn host_callbacks() {
     assert_eq!(h.repl, Some(Repl::AOF));
     assert_eq!(run(&mut e, &mut h, "return redis.acl_check_cmd('get', 'x')"), ":1\r\n");
     run(&mut e, &mut h, "redis.call('set', 'k', 1.5, 'x')");
-    assert_eq!(h.calls.last().map(|c| c.len()), Some(4));
+    assert_eq!(h.calls.last().map(std::vec::Vec::len), Some(4));
     assert_eq!(h.calls.last().map(|c| c[2].clone()), Some(b"1.5".to_vec()));
 }
 

@@ -392,7 +392,7 @@ mod set_tests {
         let intset = Set::from_members([&b"1"[..], b"-7", b"300000"]);
         let small = Set::from_members([&b"a"[..], b"", b"\0\r\n", b"42"]);
         let big: Vec<String> = (0..1000).map(|i| format!("member:{i}")).collect();
-        let big = Set::from_members(big.iter().map(|m| m.as_bytes()));
+        let big = Set::from_members(big.iter().map(std::string::String::as_bytes));
         for set in [intset, small, big] {
             let encoding = set.encoding();
             let back = round_trip(&Value::Set(Box::new(set.clone())));
@@ -446,7 +446,7 @@ mod frozen_tests {
             Value::List(Box::new((0..n).map(m).collect())),
             Value::Set(Box::new(Set::from_members((0..n).map(m).collect::<Vec<_>>().iter().map(|v| &v[..])))),
             Value::Set(Box::new(Set::from_members(
-                (0..n).map(|i| i.to_string()).collect::<Vec<_>>().iter().map(|v| v.as_bytes()),
+                (0..n).map(|i| i.to_string()).collect::<Vec<_>>().iter().map(std::string::String::as_bytes),
             ))),
             Value::Hash(Box::new((0..n).map(|i| (m(i), m(i * 3))).collect())),
             Value::ZSet(Box::new(ZSet::from_entries(

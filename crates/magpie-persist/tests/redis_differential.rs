@@ -350,7 +350,7 @@ fn magpie_value(spec: &Spec) -> Object {
         Spec::Str(s) => Value::string(s),
         Spec::List(l) => Value::List(Box::new(l.iter().collect::<List>())),
         Spec::Hash(h) => Value::Hash(Box::new(h.iter().map(|(f, v)| (f, v)).collect::<Hash>())),
-        Spec::Set(s) => Value::Set(Box::new(Set::from_members(s.iter().map(|m| m.as_slice())))),
+        Spec::Set(s) => Value::Set(Box::new(Set::from_members(s.iter().map(std::vec::Vec::as_slice)))),
         Spec::ZSet(z) => Value::ZSet(Box::new(ZSet::from_entries(z.iter().map(|(m, s)| (Key::new(m), *s)).collect()))),
         Spec::Stream(e) => return Object::Stream(Box::new(Stream::from_entries(e, NODE_MAX_BYTES, NODE_MAX_ENTRIES))),
     })
@@ -362,7 +362,7 @@ fn describe(c: &mut Conn, key: &str) -> Vec<Resp> {
     let enc = c.ok(&["OBJECT", "ENCODING", key]);
     let sorted = |r: Resp, pairs: bool| -> Resp {
         let items = r.items();
-        let mut groups: Vec<Vec<Resp>> = items.chunks(if pairs { 2 } else { 1 }).map(|c| c.to_vec()).collect();
+        let mut groups: Vec<Vec<Resp>> = items.chunks(if pairs { 2 } else { 1 }).map(<[Resp]>::to_vec).collect();
         groups.sort_by_key(|g| g.iter().map(Resp::bytes).collect::<Vec<_>>());
         Resp::Array(Some(groups.concat()))
     };

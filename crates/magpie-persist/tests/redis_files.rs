@@ -69,7 +69,7 @@ fn load(name: &str) -> Result<Loaded, RdbError> {
 }
 
 fn strs(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
+    v.iter().map(std::string::ToString::to_string).collect()
 }
 
 /// tests/integration/rdb.tcl, "RDB encoding loading test": an RDB 4 file with zipmap,

@@ -14,8 +14,6 @@
 //! core       errors, argument parsing, event classes, sizes, long double arithmetic
 //! ```
 
-#![warn(unreachable_pub)]
-
 mod app;
 mod commands;
 mod core;

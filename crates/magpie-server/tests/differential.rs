@@ -1263,7 +1263,7 @@ fn sort_group(args: &[&[u8]], reply: &[u8]) -> usize {
 fn sort_reply(reply: &[u8], group: usize) -> Vec<u8> {
     let Some(items) = elements(reply) else { return reply.to_vec() };
     let header_end = reply.len() - items.iter().map(|e| e.len()).sum::<usize>();
-    let mut chunks: Vec<Vec<u8>> = items.chunks(group).map(|c| c.concat()).collect();
+    let mut chunks: Vec<Vec<u8>> = items.chunks(group).map(<[&[u8]]>::concat).collect();
     chunks.sort();
     let mut out = reply[..header_end].to_vec();
     chunks.iter().for_each(|c| out.extend_from_slice(c));

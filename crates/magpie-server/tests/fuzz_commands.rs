@@ -880,7 +880,7 @@ fn same_keyspace(before: &Keyspace, after: &Keyspace) -> Result<(), String> {
         match after.keys.get(&(*db, key.clone())) {
             Some(a) if a == b => {}
             Some(a) => {
-                diffs.push(format!("db {db} key {}:\n    before {}\n    after  {}", show(key), dump(b), dump(a)))
+                diffs.push(format!("db {db} key {}:\n    before {}\n    after  {}", show(key), dump(b), dump(a)));
             }
             None if b.expire_at >= 0 && b.expire_at < now_ms + 1000 => {}
             None => diffs.push(format!("db {db} key {} is gone: was {}", show(key), dump(b))),

@@ -276,7 +276,7 @@ fn thousands_of_blocked_clients_cost_no_cpu_while_idle() {
     // not waited for one by one, so the order they blocked in is not known here.)
     let elements: Vec<String> = (0..N / 2).map(|i| i.to_string()).collect();
     let mut push: Vec<&[u8]> = vec![b"RPUSH", b"shared"];
-    push.extend(elements.iter().map(|e| e.as_bytes()));
+    push.extend(elements.iter().map(std::string::String::as_bytes));
     admin.cmd(&push);
     let mut got = HashSet::new();
     for c in clients.iter_mut().step_by(2) {

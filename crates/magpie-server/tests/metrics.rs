@@ -509,14 +509,14 @@ fn value_bytes_follow_set_writes() {
     check(&mut c, "a string member");
     let many: Vec<String> = (0..600).map(|i| (i * 7).to_string()).collect();
     let mut sadd: Vec<&[u8]> = vec![b"SADD", b"big"];
-    sadd.extend(many.iter().map(|m| m.as_bytes()));
+    sadd.extend(many.iter().map(std::string::String::as_bytes));
     c.cmd(&sadd[..514]); // 512 members: an intset
     check(&mut c, "512 integers");
     c.cmd(&sadd);
     check(&mut c, "600 integers (hashtable)");
     let strings: Vec<String> = (0..300).map(|i| format!("member:{i}")).collect();
     let mut sadd: Vec<&[u8]> = vec![b"SADD", b"strs"];
-    sadd.extend(strings.iter().map(|m| m.as_bytes()));
+    sadd.extend(strings.iter().map(std::string::String::as_bytes));
     c.cmd(&sadd);
     check(&mut c, "300 strings");
     run(&mut c, &["SREM s 1 abc nosuch", "SREM t x", "SPOP big", "SPOP big 5", "SPOP big 590"]);

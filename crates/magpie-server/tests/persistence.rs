@@ -647,7 +647,8 @@ fn a_snapshot_that_cannot_be_written_refuses_writes_until_one_can() {
     let refused = con.set::<_, _, ()>("refused", "x").expect_err("writes are refused after a failed snapshot");
     assert!(refused.to_string().contains("MISCONF"), "{refused}");
     assert_eq!(con.get::<_, String>("k0").unwrap(), value);
-    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    let files: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().filter_map(std::result::Result::ok).map(|e| e.file_name()).collect();
     assert!(files.is_empty(), "files left by the failed snapshot: {files:?}");
     // The disk has room again: the next snapshot succeeds and writes resume.
     let status = Command::new("prlimit").args(["--pid", &pid.to_string(), "--fsize=unlimited"]).status().unwrap();
@@ -675,7 +676,7 @@ fn raw_cmd(c: &mut Raw, args: &[&[u8]]) -> String {
 fn cmd_with(c: &mut Raw, head: &[&str], items: impl IntoIterator<Item = String>) {
     let items: Vec<String> = items.into_iter().collect();
     let mut args: Vec<&[u8]> = head.iter().map(|a| a.as_bytes()).collect();
-    args.extend(items.iter().map(|i| i.as_bytes()));
+    args.extend(items.iter().map(std::string::String::as_bytes));
     let r = raw_cmd(c, &args);
     assert!(!r.starts_with('-'), "{head:?}: {r}");
 }

@@ -53,7 +53,7 @@ fn message(c: &mut Raw) -> Vec<String> {
 }
 
 fn strs(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
+    v.iter().map(std::string::ToString::to_string).collect()
 }
 
 /// A field of INFO.
@@ -236,7 +236,7 @@ fn a_subscriber_that_leaves_leaves_nothing_behind() {
         let mut sub = server.raw();
         let channels: Vec<String> = (0..100).map(|i| format!("ch{i}")).collect();
         let mut cmd: Vec<&[u8]> = vec![b"SUBSCRIBE"];
-        cmd.extend(channels.iter().map(|c| c.as_bytes()));
+        cmd.extend(channels.iter().map(std::string::String::as_bytes));
         sub.send(&Raw::encode(&cmd));
         for _ in 0..channels.len() {
             sub.read_reply();

@@ -98,7 +98,7 @@ fn text(v: &RV) -> String {
 }
 
 fn q(conn: &mut Connection, args: &[&str]) -> RV {
-    run(conn, &args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    run(conn, &args.iter().map(std::string::ToString::to_string).collect::<Vec<_>>())
 }
 
 /// What a server holds in databases 0 and 3, key by key, read through each type's commands.

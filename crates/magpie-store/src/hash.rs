@@ -219,7 +219,7 @@ impl Hash {
     pub fn scan<'a>(&'a self, cursor: u64, count: usize, mut f: impl FnMut(&'a [u8], &'a [u8])) -> u64 {
         match &self.repr {
             Repr::Pack { .. } => {
-                for (field, value) in self.iter() {
+                for (field, value) in self {
                     f(field, value);
                 }
                 0

@@ -278,7 +278,7 @@ impl<V> SegTable<V> {
         for (i, seg) in self.segments.iter().enumerate() {
             assert!(seg.depth <= self.depth);
             assert!((seg.table.capacity() + 1).next_power_of_two() <= SEGMENT_BUCKETS || seg.depth == MAX_DEPTH);
-            for v in seg.table.iter() {
+            for v in &seg.table {
                 assert_eq!(self.segment_of(hasher(v)), i, "an entry sits in the segment of its pattern");
             }
         }

@@ -321,6 +321,6 @@ impl<W: Write> RdbWriter<W> {
         self.flush_item()?;
         let crc = if self.checksum { self.crc } else { 0 };
         self.out.write_all(&crc.to_le_bytes())?;
-        self.out.into_inner().map_err(|e| e.into_error())
+        self.out.into_inner().map_err(std::io::IntoInnerError::into_error)
     }
 }

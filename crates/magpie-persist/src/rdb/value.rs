@@ -306,7 +306,7 @@ enum Node {
 fn quicklist_nodes(list: &List, fill: i64) -> Vec<Node> {
     let fill = fill.clamp(-5, (1 << 15) - 1);
     let mut nodes: Vec<Node> = Vec::new();
-    for e in list.iter() {
+    for e in list {
         let sz = e.len();
         if sz >= PACKED_THRESHOLD {
             nodes.push(Node::Plain(e.to_vec()));
@@ -365,7 +365,7 @@ fn hash_as_listpack(hash: &Hash, t: &Thresholds) -> Option<Listpack> {
         return None;
     }
     let mut lp = Listpack::new();
-    for (f, v) in hash.iter() {
+    for (f, v) in hash {
         lp.push_str(f).ok()?;
         lp.push_str(v).ok()?;
         if lp.bytes() > listpack::SAFETY_SIZE {
@@ -424,7 +424,7 @@ pub(crate) fn format_double(d: f64) -> String {
         return n.to_string();
     }
     // 17 significant digits, correctly rounded, as glibc's printf.
-    let sci = format!("{:.16e}", d);
+    let sci = format!("{d:.16e}");
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     // A finite double's decimal exponent is within +-324.
     let exp: i16 = exp.parse().unwrap_or(0);

@@ -69,7 +69,7 @@ pub(super) fn sections<'a>(args: impl Iterator<Item = &'a [u8]>) -> Vec<&'static
 pub(super) fn report(shared: &Server, table: &Table, sections: &[&str]) -> String {
     let (base_totals, base_expired) = shared.metrics().baseline();
     let totals = Totals::read().since(&base_totals);
-    let dbs: Vec<DbStats> = shared.keyspace().dbs().iter().map(|db| db.stats()).collect();
+    let dbs: Vec<DbStats> = shared.keyspace().dbs().iter().map(magpie_store::Db::stats).collect();
     let expired = dbs.iter().map(|d| d.expired).sum::<u64>().saturating_sub(base_expired);
     let r = Report { shared, table, totals: &totals, dbs: &dbs, expired };
     let mut out = String::with_capacity(4096);

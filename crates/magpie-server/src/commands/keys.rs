@@ -225,9 +225,9 @@ fn rename_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
     }
     if src == dst {
         if nx {
-            ctx.out().int(0)
+            ctx.out().int(0);
         } else {
-            ctx.out().ok()
+            ctx.out().ok();
         }
         return Ok(());
     }
@@ -242,9 +242,9 @@ fn rename_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
     ctx.notify(notify::GENERIC, "rename_to", dst);
     drop(locked);
     if nx {
-        ctx.out().int(1)
+        ctx.out().int(1);
     } else {
-        ctx.out().ok()
+        ctx.out().ok();
     }
     Ok(())
 }
@@ -465,7 +465,7 @@ pub(super) fn object_refcount(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                         | Policy::AllKeysS3Fifo
                 );
             let shared = !tracked && matches!(e.value, magpie_store::Value::Int(n) if (0..10_000).contains(&n));
-            ctx.out().int(if shared { i64::from(i32::MAX) } else { 1 })
+            ctx.out().int(if shared { i64::from(i32::MAX) } else { 1 });
         }
         None => ctx.out().null(),
     }

@@ -303,9 +303,9 @@ fn pop_generic(ctx: &mut Ctx<'_>, args: Args<'_>, end: End) -> CmdResult {
     let mut shard = lock_to_take(ctx, key);
     let Slot::Live(live) = shard.slot(key, ctx.now()) else {
         if count.is_some() {
-            ctx.out().null_array()
+            ctx.out().null_array();
         } else {
-            ctx.out().null()
+            ctx.out().null();
         }
         return Ok(());
     };
@@ -433,9 +433,9 @@ pub(super) fn lpos(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     ctx.hit(found.is_some());
     let Some(entry) = found else {
         if count != -1 {
-            ctx.out().array(0)
+            ctx.out().array(0);
         } else {
-            ctx.out().null()
+            ctx.out().null();
         }
         return Ok(());
     };

@@ -33,7 +33,7 @@ pub(super) fn flushdb(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 pub(super) fn flushall(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     flush_mode(args)?;
-    let old: Vec<_> = ctx.keyspace().dbs().iter().map(|db| db.flush()).collect();
+    let old: Vec<_> = ctx.keyspace().dbs().iter().map(magpie_store::Db::flush).collect();
     crate::services::drop_in_background(old);
     ctx.out().ok();
     Ok(())

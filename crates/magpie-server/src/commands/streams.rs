@@ -1024,7 +1024,9 @@ pub(super) fn xreadgroup(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             continue;
         };
         let read = match read {
-            GroupRead::New(_) => GroupRead::New(s.group(group).map_or(StreamId::MAX, |g| g.last_id())),
+            GroupRead::New(_) => {
+                GroupRead::New(s.group(group).map_or(StreamId::MAX, magpie_store::stream::Group::last_id))
+            }
             history => history,
         };
         serve_group(out, s, key, group, consumer, read, count, r.noack, &mut fx);

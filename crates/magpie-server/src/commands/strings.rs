@@ -134,9 +134,9 @@ pub(super) fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             }
             if o.nx {
                 if o.get {
-                    bulk_value(ctx.out(), &live.entry().value)?
+                    bulk_value(ctx.out(), &live.entry().value)?;
                 } else {
-                    ctx.out().null()
+                    ctx.out().null();
                 }
                 return Ok(());
             }
@@ -324,9 +324,9 @@ fn mset_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
         ctx.notify(notify::STRING, "set", k);
     }
     if nx {
-        ctx.out().int(1)
+        ctx.out().int(1);
     } else {
-        ctx.out().ok()
+        ctx.out().ok();
     }
     Ok(())
 }

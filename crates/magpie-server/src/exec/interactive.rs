@@ -186,7 +186,7 @@ pub(super) fn commit(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
         let entry = copied.get(key, now).cloned();
         drop(copied);
         let mut real = ks.db(*db).write(key);
-        let expire_at = entry.as_ref().and_then(|e| e.expire_at());
+        let expire_at = entry.as_ref().and_then(magpie_store::Entry::expire_at);
         match (entry, real.slot(key, now)) {
             (Some(e), Slot::Live(mut live)) => {
                 live.replace(e.value, expire_at);

@@ -54,7 +54,7 @@ mod tests {
 
     #[test]
     fn every_command_is_well_formed() {
-        for &cmd in TABLE.commands().iter() {
+        for &cmd in TABLE.commands() {
             assert_eq!(cmd.name, cmd.name.to_lowercase());
             assert!(TABLE.lookup(cmd.name.as_bytes()).is_some(), "{}", cmd.name);
             assert!(cmd.arity != 0, "{}", cmd.name);

@@ -1167,7 +1167,7 @@ static PARAMS: &[Param] = &[
         get: |s| s.proto_max_bulk_len().to_string(),
         kind: Kind::Memory { min: MIN_BULK_LEN as u64 },
         set: Some(Set::Num(|s, v| {
-            s.proto_max_bulk_len.store(usize::try_from(v).unwrap_or(usize::MAX), Ordering::Relaxed)
+            s.proto_max_bulk_len.store(usize::try_from(v).unwrap_or(usize::MAX), Ordering::Relaxed);
         })),
     },
     Param {
@@ -1205,7 +1205,7 @@ static PARAMS: &[Param] = &[
                 .ok_or_else(|| "argument(s) must be one of the following: always, everysec, no".to_owned())
         }),
         set: Some(Set::Text(|s, v| {
-            s.appendfsync.store(Fsync::parse(v).unwrap_or(Fsync::Everysec) as usize, Ordering::Relaxed)
+            s.appendfsync.store(Fsync::parse(v).unwrap_or(Fsync::Everysec) as usize, Ordering::Relaxed);
         })),
     },
     Param { name: "appendfilename", get: |s| s.config.appendfilename.clone(), kind: FIXED, set: None },
@@ -1233,7 +1233,7 @@ static PARAMS: &[Param] = &[
         get: |s| SANITIZE[s.sanitize_dump_payload.load(Ordering::Relaxed) as usize % 3].to_owned(),
         kind: Kind::Text(|v| parse_sanitize(v).map(|_| ())),
         set: Some(Set::Text(|s, v| {
-            s.sanitize_dump_payload.store(u32::from(parse_sanitize(v).unwrap_or(0)), Ordering::Relaxed)
+            s.sanitize_dump_payload.store(u32::from(parse_sanitize(v).unwrap_or(0)), Ordering::Relaxed);
         })),
     },
     Param {
@@ -1271,7 +1271,7 @@ static PARAMS: &[Param] = &[
         get: |s| format_events(s.notify_keyspace_events()),
         kind: Kind::Text(|v| parse_events_setting(v).map(|_| ())),
         set: Some(Set::Text(|s, v| {
-            s.notify_keyspace_events.store(parse_events_setting(v).unwrap_or(0), Ordering::Relaxed)
+            s.notify_keyspace_events.store(parse_events_setting(v).unwrap_or(0), Ordering::Relaxed);
         })),
     },
     Param {
@@ -1312,7 +1312,7 @@ static PARAMS: &[Param] = &[
         get: |s| format_memory_or_percent(s.maxmemory_clients.load(Ordering::Relaxed)),
         kind: Kind::Text(|v| parse_memory_or_percent(v).map(|_| ())),
         set: Some(Set::Text(|s, v| {
-            s.maxmemory_clients.store(parse_memory_or_percent(v).unwrap_or(0), Ordering::Relaxed)
+            s.maxmemory_clients.store(parse_memory_or_percent(v).unwrap_or(0), Ordering::Relaxed);
         })),
     },
     Param {
@@ -1362,7 +1362,7 @@ static PARAMS: &[Param] = &[
         get: |s| s.operator.slowlog_log_slower_than().to_string(),
         kind: Kind::Text(|v| parse_signed(v, -1).map(|_| ())),
         set: Some(Set::Text(|s, v| {
-            s.operator.slowlog_log_slower_than.store(parse_signed(v, -1).unwrap_or(-1), Ordering::Relaxed)
+            s.operator.slowlog_log_slower_than.store(parse_signed(v, -1).unwrap_or(-1), Ordering::Relaxed);
         })),
     },
     Param {
@@ -1370,7 +1370,7 @@ static PARAMS: &[Param] = &[
         get: |s| s.operator.slowlog_max_len().to_string(),
         kind: Kind::Text(|v| parse_signed(v, 0).map(|_| ())),
         set: Some(Set::Text(|s, v| {
-            s.operator.slowlog_max_len.store(parse_signed(v, 0).unwrap_or(0) as u64, Ordering::Relaxed)
+            s.operator.slowlog_max_len.store(parse_signed(v, 0).unwrap_or(0) as u64, Ordering::Relaxed);
         })),
     },
     Param {
@@ -1378,7 +1378,7 @@ static PARAMS: &[Param] = &[
         get: |s| s.operator.latency_monitor_threshold().to_string(),
         kind: Kind::Text(|v| parse_signed(v, 0).map(|_| ())),
         set: Some(Set::Text(|s, v| {
-            s.operator.latency_monitor_threshold.store(parse_signed(v, 0).unwrap_or(0) as u64, Ordering::Relaxed)
+            s.operator.latency_monitor_threshold.store(parse_signed(v, 0).unwrap_or(0) as u64, Ordering::Relaxed);
         })),
     },
     Param {

@@ -687,7 +687,7 @@ impl Journal {
                     || stopping
                     || switch_at.is_some_and(|at| collected_to > at));
             if must_sync {
-                let synced = self.state.lock().file.as_ref().map(|f| f.sync()).transpose();
+                let synced = self.state.lock().file.as_ref().map(magpie_persist::log::LogFile::sync).transpose();
                 match synced {
                     Ok(_) => {
                         dirty = false;

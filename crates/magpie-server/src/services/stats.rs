@@ -329,7 +329,7 @@ impl Totals {
                 sub(x, y);
             }
         }
-        for (code, n) in self.errors.iter_mut() {
+        for (code, n) in &mut self.errors {
             if let Some((_, b)) = base.errors.iter().find(|(c, _)| c == code) {
                 sub(n, *b);
             }

@@ -68,7 +68,7 @@ pub(crate) fn server_config(settings: &TlsSettings) -> Result<ServerConfig, Stri
     let cert_file = settings.cert_file.as_deref().ok_or("tls-cert-file is not set")?;
     let key_file = settings.key_file.as_deref().ok_or("tls-key-file is not set")?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
-        .and_then(|it| it.collect())
+        .and_then(std::iter::Iterator::collect)
         .map_err(|e| format!("Failed to load certificate: {cert_file}: {e}"))?;
     if certs.is_empty() {
         return Err(format!("Failed to load certificate: {cert_file}: no certificate found"));

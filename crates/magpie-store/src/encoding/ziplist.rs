@@ -165,7 +165,7 @@ mod tests {
             match *e {
                 Entry::Str(s) if s.len() < 64 => body.push(s.len() as u8),
                 Entry::Str(s) if s.len() < 16384 => {
-                    body.extend_from_slice(&[0x40 | (s.len() >> 8) as u8, s.len() as u8])
+                    body.extend_from_slice(&[0x40 | (s.len() >> 8) as u8, s.len() as u8]);
                 }
                 Entry::Str(s) => {
                     body.push(0x80);

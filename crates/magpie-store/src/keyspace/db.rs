@@ -88,7 +88,7 @@ impl Db {
     pub fn stats(&self) -> DbStats {
         let mut stats = DbStats::default();
         let mut ttl_weighted = 0u128;
-        for shard in self.shards.iter() {
+        for shard in &self.shards {
             let s = shard.0.read();
             stats.keys += s.len() as u64;
             stats.expires += s.volatile() as u64;

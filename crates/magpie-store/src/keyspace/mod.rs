@@ -323,7 +323,7 @@ impl Shard {
             // As Redis: a flush touches the watched keys that existed, and signals those that
             // blocked clients wait on (a client reading a stream through a group then fails,
             // as after Redis's `scanDatabaseForDeletedStreams`).
-            for (k, w) in self.watched.iter_mut() {
+            for (k, w) in &mut self.watched {
                 if self.map.contains_key(&**k) {
                     w.version += 1;
                     if w.waiters > 0 {
@@ -391,7 +391,7 @@ impl Shard {
         std::mem::swap(&mut self.fifo, &mut other.fifo);
         std::mem::swap(&mut self.ghost, &mut other.ghost);
         let touch = |s: &mut Shard, o: &Shard| {
-            for (k, w) in s.watched.iter_mut() {
+            for (k, w) in &mut s.watched {
                 let here = s.map.contains_key(&**k);
                 if here || o.map.contains_key(&**k) {
                     w.version += 1;

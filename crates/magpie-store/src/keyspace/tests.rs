@@ -495,7 +495,7 @@ fn snapshots_are_a_point_in_time_under_concurrent_changes() {
         ks.begin_snapshot(
             Arc::new(move |db, k: &[u8], e: SnapEntry<'_>| {
                 let (value, expire) = image(e);
-                into.lock().push((db, k.to_vec(), value, expire))
+                into.lock().push((db, k.to_vec(), value, expire));
             }),
             || (),
         );

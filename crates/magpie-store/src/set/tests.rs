@@ -58,7 +58,8 @@ fn only_canonical_integers_make_an_intset() {
 
 #[test]
 fn encodings_convert_at_redis_thresholds_and_never_back() {
-    let mut s: Set = (0..512).map(|i| i.to_string()).collect::<Vec<_>>().iter().map(|s| s.as_bytes()).collect();
+    let mut s: Set =
+        (0..512).map(|i| i.to_string()).collect::<Vec<_>>().iter().map(std::string::String::as_bytes).collect();
     assert_eq!((s.len(), s.encoding()), (512, "intset"));
     s.insert(b"512");
     assert_eq!((s.len(), s.encoding()), (513, "hashtable"));
@@ -84,7 +85,8 @@ fn encodings_convert_at_redis_thresholds_and_never_back() {
     s.insert(&[b'x'; 65]);
     assert!(matches!(s.repr, Repr::Table(_)));
     // An intset of 128 or more members meeting a string goes straight to a table.
-    let mut s: Set = (0..128).map(|i| i.to_string()).collect::<Vec<_>>().iter().map(|s| s.as_bytes()).collect();
+    let mut s: Set =
+        (0..128).map(|i| i.to_string()).collect::<Vec<_>>().iter().map(std::string::String::as_bytes).collect();
     s.insert(b"x");
     assert!(matches!(s.repr, Repr::Table(_)));
     // Binary members with NUL and CRLF are ordinary bytes.
@@ -250,7 +252,8 @@ fn scan_never_misses_a_member_present_throughout_despite_churn() {
 #[test]
 fn sampling_is_roughly_uniform() {
     for size in [10usize, 100, 300, 2000] {
-        let set: Set = (0..size).map(|i| format!("m{i}")).collect::<Vec<_>>().iter().map(|s| s.as_bytes()).collect();
+        let set: Set =
+            (0..size).map(|i| format!("m{i}")).collect::<Vec<_>>().iter().map(std::string::String::as_bytes).collect();
         let mut counts: HashMap<Vec<u8>, usize> = HashMap::new();
         let draws = size * 200;
         set.random_with_repeats(draws, |m| *counts.entry(m.to_vec()).or_default() += 1);
@@ -271,7 +274,8 @@ fn sampling_is_roughly_uniform() {
 
 #[test]
 fn tables_give_memory_back_when_they_shrink() {
-    let mut set: Set = (0..10_000).map(|i| format!("m{i}")).collect::<Vec<_>>().iter().map(|s| s.as_bytes()).collect();
+    let mut set: Set =
+        (0..10_000).map(|i| format!("m{i}")).collect::<Vec<_>>().iter().map(std::string::String::as_bytes).collect();
     for _ in 0..9_990 {
         set.pop_random();
     }
@@ -371,7 +375,8 @@ fn scan_never_misses_a_member_while_the_set_grows_and_shrinks() {
 /// copies only the vector's chunks it touches (the rest stay shared with the image).
 #[test]
 fn a_frozen_set_keeps_its_members_and_writes_copy_only_their_chunks() {
-    let mut set: Set = (0..50_000).map(|i| format!("m{i}")).collect::<Vec<_>>().iter().map(|s| s.as_bytes()).collect();
+    let mut set: Set =
+        (0..50_000).map(|i| format!("m{i}")).collect::<Vec<_>>().iter().map(std::string::String::as_bytes).collect();
     let before = members(&set);
     assert!(Set::from_members([&b"a"[..]]).freeze().is_none(), "a small set is encoded at once");
     let frozen = set.freeze().expect("a big set freezes");
@@ -400,7 +405,8 @@ fn sampling_reaches_every_chunk_of_a_big_set() {
     fastrand::seed(21);
     let chunk = crate::dense::CHUNK;
     let n = 3 * chunk + 5;
-    let set: Set = (0..n).map(|i| format!("{i}x")).collect::<Vec<_>>().iter().map(|s| s.as_bytes()).collect();
+    let set: Set =
+        (0..n).map(|i| format!("{i}x")).collect::<Vec<_>>().iter().map(std::string::String::as_bytes).collect();
     // Members were added in order, so a member's number says which chunk holds it.
     let chunk_of = |m: MemberRef<'_>| -> usize {
         m.with_bytes(|b| std::str::from_utf8(&b[..b.len() - 1]).unwrap().parse::<usize>().unwrap()) / chunk

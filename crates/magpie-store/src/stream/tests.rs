@@ -46,9 +46,9 @@ fn check(s: &Stream) {
             assert!(last < Some(raw.id), "entries ascend");
             last = Some(raw.id);
             if raw.deleted() {
-                d += 1
+                d += 1;
             } else {
-                l += 1
+                l += 1;
             }
             at = raw.next;
         }
@@ -155,7 +155,7 @@ fn entries_keep_their_fields_whether_or_not_they_match_the_master() {
     assert_eq!(rev, got);
     // The node's bytes, element by element, as streamAppendItem writes them.
     let (_, lp) = s.nodes().next().unwrap();
-    let elements: Vec<Vec<u8>> = lp.iter().map(|e| e.to_vec()).collect();
+    let elements: Vec<Vec<u8>> = lp.iter().map(super::super::encoding::Entry::to_vec).collect();
     let expected: Vec<&str> = vec![
         "5", "0", "2", "a", "b", "0", // master: 5 live, 0 deleted, 2 fields, a b, 0
         "2", "0", "0", "1", "2", "5", // same fields: flags 2, deltas 0 0, values, lp-count 2+3

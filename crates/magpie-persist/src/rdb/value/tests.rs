@@ -95,7 +95,7 @@ fn sets_are_intsets_while_all_integers_and_few() {
         let t = Thresholds::default();
         let ints = |n: usize, scale: i64| {
             let m: Vec<String> = (0..i64::try_from(n).unwrap()).map(|i| (i * scale - 5).to_string()).collect();
-            Value::Set(Box::new(Set::from_members(m.iter().map(|s| s.as_bytes()))))
+            Value::Set(Box::new(Set::from_members(m.iter().map(std::string::String::as_bytes))))
         };
         assert_eq!(round_trip(&ints(t.set_max_intset_entries, 1), o), types::SET_INTSET);
         assert_eq!(round_trip(&ints(10, 1 << 40), o), types::SET_INTSET);
@@ -222,7 +222,7 @@ fn random_values_round_trip() {
         let v = match rng.u8(0..4) {
             0 => Value::List(Box::new((0..n).map(|_| word(&mut rng)).collect())),
             1 => Value::Set(Box::new(
-                (0..n).map(|_| word(&mut rng)).collect::<Vec<_>>().iter().map(|w| w.as_slice()).collect(),
+                (0..n).map(|_| word(&mut rng)).collect::<Vec<_>>().iter().map(std::vec::Vec::as_slice).collect(),
             )),
             2 => Value::Hash(Box::new((0..n).map(|_| (word(&mut rng), word(&mut rng))).collect())),
             _ => {

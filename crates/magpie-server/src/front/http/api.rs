@@ -85,7 +85,8 @@ pub(super) async fn read_body(http: &Http, body: Body, format: Format) -> Result
     match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e)) => {
-            let too_big = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(<dyn std::error::Error + 'static>::is::<http_body_util::LengthLimitError>);
             if too_big {
                 Err(error(format, StatusCode::PAYLOAD_TOO_LARGE, "the body is over proto-max-bulk-len"))
             } else {

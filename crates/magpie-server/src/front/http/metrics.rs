@@ -113,7 +113,7 @@ impl Collector for ServerCollector {
     fn encode(&self, mut enc: Enc<'_>) -> Fmt {
         let s = &*self.server;
         let totals = Totals::read();
-        let dbs: Vec<_> = s.keyspace().dbs().iter().map(|db| db.stats()).collect();
+        let dbs: Vec<_> = s.keyspace().dbs().iter().map(magpie_store::Db::stats).collect();
         let db_samples = |f: fn(&magpie_store::DbStats) -> u64| {
             dbs.iter().enumerate().map(move |(i, d)| (i.to_string(), f(d))).collect::<Vec<_>>().into_iter()
         };

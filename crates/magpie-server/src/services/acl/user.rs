@@ -629,7 +629,7 @@ impl User {
             self.passwords.remove(at);
         } else if op[0] == b'(' && op[op.len() - 1] == b')' {
             let mut selector = Selector::new(false);
-            for rule in op[1..op.len() - 1].split(|c| c.is_ascii_whitespace()).filter(|r| !r.is_empty()) {
+            for rule in op[1..op.len() - 1].split(u8::is_ascii_whitespace).filter(|r| !r.is_empty()) {
                 selector.apply(rule, idx)?;
             }
             self.selectors.push(selector);

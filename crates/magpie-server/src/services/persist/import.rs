@@ -19,7 +19,7 @@ impl Persistence {
     /// the start with its error). With snapshots or the log configured, the imported keys are saved at once (a snapshot, or a log rewrite),
     /// so a restart finds them without the RDB file.
     pub(crate) fn import_rdb(&self, path: &Path) -> Result<u64, String> {
-        let held: usize = self.ks.dbs().iter().map(|d| d.len()).sum();
+        let held: usize = self.ks.dbs().iter().map(magpie_store::Db::len).sum();
         if held > 0 {
             return Err(format!(
                 "--import-rdb {}: the keyspace is not empty ({held} keys were loaded from {}); import into a server \

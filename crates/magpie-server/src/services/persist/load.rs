@@ -67,7 +67,7 @@ impl Persistence {
         info!(
             "append-only log loaded in {:.3} s: {} keys",
             started.elapsed().as_secs_f64(),
-            self.ks.dbs().iter().map(|d| d.len()).sum::<usize>()
+            self.ks.dbs().iter().map(magpie_store::Db::len).sum::<usize>()
         );
         let (file, manifest) = match (manifest.incrs.last(), last_len) {
             (Some(name), Some(len)) => {
@@ -109,7 +109,7 @@ impl Persistence {
         if !path.exists() {
             return Err("ERR Error trying to load the RDB dump");
         }
-        let old: Vec<_> = self.ks.dbs().iter().map(|db| db.flush()).collect();
+        let old: Vec<_> = self.ks.dbs().iter().map(magpie_store::Db::flush).collect();
         crate::services::drop_in_background(old);
         self.load_snapshot(&path).map_err(|e| {
             warn!("DEBUG RELOAD: {e}");
