@@ -262,50 +262,6 @@ fn count_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// `streamValidateListpackIntegrity` with `deep`: the master entry, then every entry's fields
-/// and its lp-count, all integers where integers belong, and nothing after the last entry.
-fn validate_node(lp: &[u8]) -> Result<(), Corrupt> {
-    const BAD: Corrupt = Corrupt("Stream listpack integrity check failed.");
-    listpack::validate(lp).map_err(|_| BAD)?;
-    let mut it = listpack::iter(lp);
-    let int = |it: &mut listpack::Iter<'_>| it.next().and_then(Entry::as_int).ok_or(BAD);
-    let mut entry_count = int(&mut it)?;
-    let deleted = int(&mut it)?;
-    let master_fields = int(&mut it)?;
-    for _ in 0..master_fields {
-        it.next().ok_or(BAD)?;
-    }
-    if int(&mut it)? != 0 {
-        return Err(BAD);
-    }
-    entry_count = entry_count.wrapping_add(deleted);
-    while entry_count != 0 {
-        entry_count = entry_count.wrapping_sub(1);
-        let flags = int(&mut it)?;
-        int(&mut it)?;
-        int(&mut it)?;
-        let mut fields = master_fields;
-        let mut extra = 3i64;
-        if flags & FLAG_SAMEFIELDS == 0 {
-            fields = int(&mut it)?;
-            for _ in 0..fields {
-                it.next().ok_or(BAD)?;
-            }
-            extra = extra.wrapping_add(fields).wrapping_add(1);
-        }
-        for _ in 0..fields {
-            it.next().ok_or(BAD)?;
-        }
-        if int(&mut it)? != fields.wrapping_add(extra) {
-            return Err(BAD);
-        }
-    }
-    if it.next().is_some() {
-        return Err(BAD);
-    }
-    Ok(())
-}
-
 fn read_id(inp: &mut impl Input) -> Result<StreamId, RdbError> {
     Ok(StreamId { ms: read_len(inp)?, seq: read_len(inp)? })
 }
@@ -326,7 +282,7 @@ pub(super) fn read(inp: &mut impl Input, rdbtype: u8, opts: &ReadOptions) -> Res
         let lp = read_string(inp)?;
         // Every node is walked: a listpack Magpie holds must be sound, whatever the setting.
         if opts.deep_sanitize {
-            validate_node(&lp).map_err(|e| RdbError::corrupt(e.0))?;
+            magpie_store::stream::validate_node(&lp).map_err(|e| RdbError::corrupt(e.0))?;
         }
         let lp = Listpack::from_bytes(lp).map_err(|_| RdbError::corrupt("Stream listpack integrity check failed."))?;
         if lp.is_empty() {

@@ -995,3 +995,10 @@ fn last_entry_id(lp: &Listpack, master_id: StreamId, m: &Master) -> Option<Strea
     let at = node::prev_entry(lp, lp.end())?;
     node::entry(lp, m, master_id, at).map(|raw| raw.id)
 }
+
+/// Checks one node's listpack as Redis's `streamValidateListpackIntegrity` does with `deep`
+/// (and refuses negative counts, which Redis lets through): for loaders of Redis's formats,
+/// which check a payload before they make a [`Stream`] of it.
+pub fn validate_node(lp: &[u8]) -> Result<(), Corrupt> {
+    node::validate(lp)
+}
