@@ -115,11 +115,12 @@ fn keys_and_args<'a>(args: Args<'a>, bad_number: Error) -> Result<KeysAndArgs<'a
 }
 
 /// `scriptPrepareForRun`'s refusals, and whether the script may not write (Redis's
-/// `SCRIPT_READ_ONLY`). (`allow-oom` matters once `maxmemory` exists: Magpie has no memory
-/// limit yet, so no command is refused for memory.)
-fn prepare(ctx: &Ctx<'_>, flags: ScriptFlags, ro: bool) -> Result<bool, Error> {
+/// `SCRIPT_READ_ONLY`) and may run past `maxmemory` (`SCRIPT_ALLOW_OOM`).
+fn prepare(ctx: &Ctx<'_>, flags: ScriptFlags, ro: bool) -> Result<(bool, bool), Error> {
     let compat = flags.contains(ScriptFlags::EVAL_COMPAT_MODE);
-    if !compat && !flags.contains(ScriptFlags::NO_WRITES) {
+    let no_writes = !compat && flags.contains(ScriptFlags::NO_WRITES);
+    let allow_oom = !compat && flags.contains(ScriptFlags::ALLOW_OOM);
+    if !compat && !no_writes {
         // A script that declared it may write is a write command (`scriptFlagsToCmdFlags`):
         // refused as one while writes are (MISCONF), and by the *_RO commands.
         if let Some(e) = ctx.server().persistence().deny_writes() {
@@ -128,8 +129,18 @@ fn prepare(ctx: &Ctx<'_>, flags: ScriptFlags, ro: bool) -> Result<bool, Error> {
         if ro {
             return Err("ERR Can not execute a script with write flag using *_ro command.".into());
         }
+        // ... and, without `allow-oom`, a `denyoom` one: refused over `maxmemory`. Redis's
+        // processCommand refuses it with the plain OOM error before the script starts; inside
+        // EXEC (not checked there) the script itself says why.
+        if !allow_oom && ctx.server().settings().memory.over_limit() {
+            return Err(if ctx.session().txn.executing {
+                "OOM allow-oom flag is not set on the script, can not run it when used memory > 'maxmemory'".into()
+            } else {
+                crate::core::error::OOM.into()
+            });
+        }
     }
-    Ok(ro || (!compat && flags.contains(ScriptFlags::NO_WRITES)))
+    Ok((ro || no_writes, allow_oom))
 }
 
 /// EVAL, EVALSHA and their read-only forms (`evalGenericCommand`).
@@ -145,8 +156,8 @@ fn eval_generic(ctx: &mut Ctx<'_>, args: Args<'_>, by_sha: bool, ro: bool) -> Cm
     } else {
         scripting.load_script(args.get(1))?
     };
-    let read_only = prepare(ctx, flags, ro)?;
-    let run = ScriptRun { eval: true, read_only, name: sha.as_bytes(), command: args };
+    let (read_only, allow_oom) = prepare(ctx, flags, ro)?;
+    let run = ScriptRun { eval: true, read_only, allow_oom, name: sha.as_bytes(), command: args };
     ctx.run_script(&run, &mut |host, out| scripting.run_script(host, &sha, &keys, &argv, out))
 }
 
@@ -173,8 +184,8 @@ fn fcall_generic(ctx: &mut Ctx<'_>, args: Args<'_>, ro: bool) -> CmdResult {
         return Err("ERR Function not found".into());
     };
     let (keys, argv) = keys_and_args(args, "ERR Bad number of keys provided".into())?;
-    let read_only = prepare(ctx, flags, ro)?;
-    let run = ScriptRun { eval: false, read_only, name: &name, command: args };
+    let (read_only, allow_oom) = prepare(ctx, flags, ro)?;
+    let run = ScriptRun { eval: false, read_only, allow_oom, name: &name, command: args };
     ctx.run_script(&run, &mut |host, out| scripting.call_function(host, &name, &keys, &argv, out))
 }
 

@@ -27,6 +27,8 @@ impl From<&'static str> for Error {
 }
 
 pub(crate) const SYNTAX: &str = "ERR syntax error";
+/// A command that may add memory, refused over `maxmemory`.
+pub(crate) const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 pub(crate) const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
 pub(crate) const NOT_FLOAT: &str = "ERR value is not a valid float";
 pub(crate) const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";

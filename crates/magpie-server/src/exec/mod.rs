@@ -170,12 +170,15 @@ pub(crate) fn dispatch_resolved(
 /// Evicts keys until memory is under `maxmemory` (or the time allowed is spent), as Redis's
 /// `processCommand` does before every command; if nothing could be evicted, refuses what
 /// may add memory: a DENYOOM command, anything queued in MULTI, an EXEC that queued one.
-/// Commands inside EXEC and the server's own (replaying the log) are not checked, as Redis.
+/// Commands inside EXEC, a script's calls and the server's own (replaying the log) are not
+/// checked here, as Redis.
 #[cold]
 fn evict_first(ctx: &Ctx<'_>, cmd: &Command) -> Result<(), Error> {
     use crate::services::memory::Outcome;
     let session = ctx.session();
-    if session.is_internal() || session.txn.executing {
+    // A script's calls are checked by the script's own rule (`exec::scripts`): nothing is
+    // evicted under a running script, whose keys must stay as it saw them.
+    if session.is_internal() || session.txn.executing || session.script {
         return Ok(());
     }
     let server = ctx.server();
@@ -191,7 +194,7 @@ fn evict_first(ctx: &Ctx<'_>, cmd: &Command) -> Result<(), Error> {
         }
         Some(_) => !cmd.has(Flags::NOT_QUEUED) || matches!(cmd.name, "multi" | "watch"),
     };
-    if refuse { Err(Error::from("OOM command not allowed when used memory > 'maxmemory'.")) } else { Ok(()) }
+    if refuse { Err(Error::from(crate::core::error::OOM)) } else { Ok(()) }
 }
 
 /// Whether the session may run `cmd` now, in Redis's order (`processCommand`): a protected

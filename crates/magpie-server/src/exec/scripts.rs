@@ -58,6 +58,7 @@ pub(super) fn run_script(ctx: &mut Ctx<'_>, script: &ScriptRun<'_>, body: &mut S
             started: Instant::now(),
             args: ArgVec::new(),
             read_only: script.read_only,
+            oom_at_start: !script.allow_oom && server.settings().memory.over_limit(),
             dirty: false,
             repl: Repl::ALL,
             timed_out: None,
@@ -114,6 +115,9 @@ struct ScriptHost<'h, 'c> {
     /// The arguments of the call in progress, in one buffer.
     args: ArgVec,
     read_only: bool,
+    /// Memory was over `maxmemory` when the script started (Redis's `pre_command_oom_state`),
+    /// and the script did not declare `allow-oom`: its first `denyoom` call is refused.
+    oom_at_start: bool,
     /// A write command was called (Redis's `SCRIPT_WRITE_DIRTY`).
     dirty: bool,
     /// `redis.set_repl`: whether the script's writes are logged.
@@ -158,18 +162,24 @@ impl Host for ScriptHost<'_, '_> {
         if self.read_only && cmd.flags.intersects(Flags::WRITE.union(Flags::MAY_REPLICATE)) {
             return Err(refuse_call(self.ctx, Some(id), "Write commands are not allowed from read-only scripts."));
         }
+        if cmd.has(Flags::WRITE)
+            && !self.dirty
+            && let Some(e) = self.ctx.server().persistence().deny_writes()
+        {
+            // A script that changed nothing yet may still fail as a whole.
+            let mut msg = b"-".to_vec();
+            msg.extend_from_slice(&e.0);
+            let stats = self.ctx.stats();
+            stats.rejected(Some(id));
+            stats.error(&e.0);
+            return Err(msg);
+        }
+        // `scriptVerifyOOM`: a script that has written nothing yet may still fail as a whole;
+        // once it has, it runs to its end (eviction does not run inside a script either).
+        if cmd.has(Flags::DENYOOM) && self.oom_at_start && !self.dirty {
+            return Err(refuse_call(self.ctx, Some(id), &format!("-{}", crate::core::error::OOM)));
+        }
         if cmd.has(Flags::WRITE) {
-            if !self.dirty
-                && let Some(e) = self.ctx.server().persistence().deny_writes()
-            {
-                // A script that changed nothing yet may still fail as a whole.
-                let mut msg = b"-".to_vec();
-                msg.extend_from_slice(&e.0);
-                let stats = self.ctx.stats();
-                stats.rejected(Some(id));
-                stats.error(&e.0);
-                return Err(msg);
-            }
             self.dirty = true;
             self.ctx.server().scripting().running().wrote();
         }

@@ -89,6 +89,13 @@ impl Memory {
         self.maxmemory.load(Relaxed)
     }
 
+    /// Whether memory is over a `maxmemory` that is set (after eviction had its turn: Redis's
+    /// `pre_command_oom_state`).
+    pub(crate) fn over_limit(&self) -> bool {
+        let max = self.maxmemory();
+        max != 0 && self.used() > max
+    }
+
     pub(crate) fn set_maxmemory(&self, v: u64) {
         self.maxmemory.store(v, Relaxed);
     }

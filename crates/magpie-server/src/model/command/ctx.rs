@@ -33,6 +33,9 @@ pub(crate) struct ScriptRun<'a> {
     pub eval: bool,
     /// Write commands are refused (EVAL_RO, FCALL_RO, or the `no-writes` flag).
     pub read_only: bool,
+    /// The script declared `allow-oom`: its calls are not refused for memory (Redis's
+    /// `SCRIPT_ALLOW_OOM`).
+    pub allow_oom: bool,
     /// The script's SHA1 or the function's name (logs, FUNCTION STATS).
     pub name: &'a [u8],
     /// The command that runs it, as the client sent it (FUNCTION STATS).
