@@ -20,6 +20,7 @@ Examples:
   magpie subscribe news alerts         print messages published to channels as they arrive
   magpie psubscribe 'user:*'           ... to channels matching a pattern
   magpie publish news 'hello'          publish a message, print how many received it
+  magpie monitor                       print every command the server runs (MONITOR)
   magpie cmd CONFIG GET maxclients     any other command, output typed like redis-cli
   magpie                               interactive shell; `echo PING | magpie` runs piped commands
 
@@ -40,7 +41,7 @@ written (set --nx found an existing key); 2 error (connection, server error repl
 /// commands piped to it, one per line, like redis-cli).
 #[derive(Debug, Parser)]
 #[command(name = "magpie", version, disable_help_flag = true, after_help = EXAMPLES, max_term_width = 100)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     pub conn: ConnArgs,
 
@@ -57,7 +58,7 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Connection")]
-pub struct ConnArgs {
+pub(crate) struct ConnArgs {
     /// Server host [default: 127.0.0.1]
     #[arg(short = 'h', long, global = true, value_name = "HOST")]
     pub host: Option<String>,
@@ -109,7 +110,7 @@ pub struct ConnArgs {
 
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Output")]
-pub struct OutputArgs {
+pub(crate) struct OutputArgs {
     /// Print JSON for scripts (strings that are not UTF-8 become {"base64": "..."})
     #[arg(long, global = true)]
     pub json: bool,
@@ -120,7 +121,7 @@ pub struct OutputArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Print the values of one or more keys (GET, or one MGET for several)
     #[command(after_help = "\
 Examples:
@@ -344,6 +345,25 @@ Examples:
         patterns: Vec<OsString>,
 
         /// Exit after this many messages
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+
+    /// Print every command the server runs, as it runs it (MONITOR), until Ctrl-C
+    #[command(after_help = "\
+Prints one line per command, as Redis's MONITOR shows it:
+  TIME [DB CLIENT] \"command\" \"arg\" ...
+(CLIENT is the address, or lua for a script's commands; arguments quoted and escaped).
+--json prints {\"time\": ..., \"db\": ..., \"client\": ..., \"args\": [...]} per line; --raw the
+line as the server sent it. Administrative commands (CONFIG, DEBUG, ...) are not shown, and
+passwords are shown as (redacted). Watching costs the server a formatted line per command.
+
+Examples:
+  magpie monitor
+  magpie monitor --count 10          the next ten commands
+  magpie --json monitor | jq .args")]
+    Monitor {
+        /// Exit after this many commands
         #[arg(long, value_name = "N")]
         count: Option<u64>,
     },

@@ -16,7 +16,7 @@ use crate::{Exit, Failure, Mode, Out, Session, note};
 
 type Result<T> = std::result::Result<T, Failure>;
 
-pub async fn run(command: Command, mut session: Session, out: &mut Out) -> Result<Exit> {
+pub(crate) async fn run(command: Command, mut session: Session, out: &mut Out) -> Result<Exit> {
     let args = |v: &[OsString]| v.iter().map(|a| arg_bytes(a)).collect::<Vec<_>>();
     match command {
         Command::Get { keys, literal } => get(&mut session, out, items::keys(&args(&keys), literal)?).await,
@@ -42,6 +42,7 @@ pub async fn run(command: Command, mut session: Session, out: &mut Out) -> Resul
         Command::Psubscribe { patterns, count } => {
             crate::pubsub::subscribe(&mut session, out, "PSUBSCRIBE", args(&patterns), count).await
         }
+        Command::Monitor { count } => crate::pubsub::monitor(&mut session, out, count).await,
         Command::Publish { channel, message } => {
             crate::pubsub::publish(&mut session, out, arg_bytes(&channel), arg_bytes(&message)).await
         }
@@ -365,7 +366,7 @@ async fn cmd(session: &mut Session, out: &mut Out, args: Vec<Vec<u8>>) -> Result
 }
 
 /// Prints a reply in the output mode: typed like redis-cli, raw, or JSON.
-pub fn print_reply(out: &mut Out, reply: &Frame) -> std::io::Result<()> {
+pub(crate) fn print_reply(out: &mut Out, reply: &Frame) -> std::io::Result<()> {
     match out.mode {
         Mode::Human => out.write(&format::typed(reply)),
         Mode::Raw => out.write(&format::raw(reply)),

@@ -7,7 +7,7 @@ use magpie_client::Frame;
 
 /// One command (or subcommand, named `client setname`).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Doc {
+pub(crate) struct Doc {
     pub name: String,
     pub summary: String,
     pub since: String,
@@ -22,7 +22,7 @@ pub struct Doc {
 
 impl Doc {
     /// `SET key value [NX|XX] ...`
-    pub fn usage(&self) -> String {
+    pub(crate) fn usage(&self) -> String {
         let mut s = self.name.to_uppercase();
         for a in &self.args {
             s.push(' ');
@@ -34,7 +34,7 @@ impl Doc {
 
 /// Every command the server documented, by lowercase name.
 #[derive(Debug, Clone, Default)]
-pub struct Docs {
+pub(crate) struct Docs {
     pub commands: BTreeMap<String, Doc>,
 }
 
@@ -128,7 +128,7 @@ fn doc(name: &str, value: &Frame) -> Doc {
 
 impl Docs {
     /// Reads a `COMMAND DOCS` reply (RESP2 or RESP3).
-    pub fn from_reply(reply: &Frame) -> Docs {
+    pub(crate) fn from_reply(reply: &Frame) -> Docs {
         let mut docs = Docs::default();
         for (k, v) in pairs(reply) {
             let name = text(k).to_lowercase();
@@ -139,7 +139,7 @@ impl Docs {
 
     /// The command (or subcommand) named by the first words of a line, and how many words
     /// its name took.
-    pub fn find(&self, words: &[String]) -> Option<(&Doc, usize)> {
+    pub(crate) fn find(&self, words: &[String]) -> Option<(&Doc, usize)> {
         let cmd = self.commands.get(&words.first()?.to_lowercase())?;
         match words.get(1).and_then(|w| cmd.subcommands.get(&w.to_lowercase())) {
             Some(sub) => Some((sub, 2)),
@@ -149,7 +149,7 @@ impl Docs {
 
     /// The hint to show after `line` (the cursor at its end), like redis-cli: the arguments
     /// still to type. `None` when there is nothing useful to say.
-    pub fn hint(&self, line: &str) -> Option<String> {
+    pub(crate) fn hint(&self, line: &str) -> Option<String> {
         let words: Vec<String> = magpie_protocol::split_line(line.as_bytes())?
             .into_iter()
             .map(|w| String::from_utf8_lossy(&w).into_owned())
@@ -182,7 +182,7 @@ impl Docs {
     }
 
     /// Candidates for the word being typed, given the words before it.
-    pub fn complete(&self, before: &[&str], word: &str) -> Vec<String> {
+    pub(crate) fn complete(&self, before: &[&str], word: &str) -> Vec<String> {
         let lower = word.to_lowercase();
         // Complete in the case the user types in: lowercase once they type lowercase.
         let upper = !word.chars().any(char::is_lowercase);

@@ -17,7 +17,7 @@ type Result<T> = std::result::Result<T, Failure>;
 /// Keys asked for in one pipeline of DUMP and PTTL.
 const BATCH: usize = 256;
 
-pub async fn run(session: &mut crate::Session, out: &mut Out, format: &str, output: &Path) -> Result<Exit> {
+pub(crate) async fn run(session: &mut crate::Session, out: &mut Out, format: &str, output: &Path) -> Result<Exit> {
     if !format.eq_ignore_ascii_case("rdb") {
         return Err(Failure::Usage(format!("unknown export format '{format}' (known: ndjson, rdb)")));
     }
@@ -69,7 +69,7 @@ async fn export(session: &mut crate::Session, sink: Box<dyn Write>) -> Result<(u
     let mut w = RdbWriter::new(sink, WriteOptions::default(), true).map_err(io_err)?;
     // Redis logs these when it loads the file; it reads any version string.
     w.default_aux("7.0.15", i64::try_from(now_secs).unwrap_or(0), 0).map_err(io_err)?;
-    // Function libraries, when the server has them (Redis 7.0); Magpie has no FUNCTION yet.
+    // Function libraries (FUNCTION DUMP), when the server has them: Redis 7.0 and Magpie do.
     if let Ok(Frame::Bulk(payload)) = client.cmd(&[&b"FUNCTION"[..], b"DUMP"]).await
         && let Ok(libraries) = function_restore(&payload)
     {

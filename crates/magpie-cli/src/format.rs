@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 /// `bytes` as a double-quoted string that can be pasted back into the shell: `\"`, `\\`,
 /// `\n`, `\r`, `\t`, `\a`, `\b`, and `\xHH` for other bytes that are not printable text.
 /// Printable UTF-8 beyond ASCII is kept as it is.
-pub fn quoted(bytes: &[u8]) -> String {
+pub(crate) fn quoted(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() + 2);
     out.push('"');
     for chunk in bytes.utf8_chunks() {
@@ -39,13 +39,13 @@ pub fn quoted(bytes: &[u8]) -> String {
 
 /// True for text that reads well unquoted: valid UTF-8 with no control characters but
 /// newlines and tabs.
-pub fn is_printable(bytes: &[u8]) -> bool {
+pub(crate) fn is_printable(bytes: &[u8]) -> bool {
     std::str::from_utf8(bytes).is_ok_and(|s| s.chars().all(|c| !c.is_control() || c == '\n' || c == '\t'))
 }
 
 /// A key as it is shown in listings: as is when it is plain (printable, no spaces or quotes),
 /// quoted otherwise, so every key reads unambiguously.
-pub fn key(bytes: &[u8]) -> String {
+pub(crate) fn key(bytes: &[u8]) -> String {
     let plain = !bytes.is_empty()
         && std::str::from_utf8(bytes)
             .is_ok_and(|s| s.chars().all(|c| !c.is_control() && !c.is_whitespace() && c != '"' && c != '\''));
@@ -54,7 +54,7 @@ pub fn key(bytes: &[u8]) -> String {
 
 /// A reply as redis-cli prints it on a terminal: `(integer) 3`, `(nil)`, `"text"`,
 /// `1) ...` for arrays, `1# key => value` for maps, `1~ ...` for sets.
-pub fn typed(frame: &Frame) -> Vec<u8> {
+pub(crate) fn typed(frame: &Frame) -> Vec<u8> {
     let mut out = Vec::new();
     typed_into(frame, "", &mut out);
     out
@@ -118,7 +118,7 @@ fn typed_into(frame: &Frame, prefix: &str, out: &mut Vec<u8>) {
 
 /// A reply as `redis-cli --raw` prints it: strings as their bytes, numbers bare, nothing for
 /// nil, one line per element of an aggregate (a map's key, then its value).
-pub fn raw(frame: &Frame) -> Vec<u8> {
+pub(crate) fn raw(frame: &Frame) -> Vec<u8> {
     let mut out = Vec::new();
     raw_into(frame, &mut out);
     out.push(b'\n');
@@ -157,7 +157,7 @@ fn raw_into(frame: &Frame, out: &mut Vec<u8>) {
 }
 
 /// Bytes as JSON: a string when they are UTF-8, else `{"base64": "..."}`.
-pub fn bytes_json(bytes: &[u8]) -> Value {
+pub(crate) fn bytes_json(bytes: &[u8]) -> Value {
     match std::str::from_utf8(bytes) {
         Ok(s) => Value::String(s.to_owned()),
         Err(_) => json!({ "base64": base64(bytes) }),
@@ -167,7 +167,7 @@ pub fn bytes_json(bytes: &[u8]) -> Value {
 /// A reply as JSON: strings (see [`bytes_json`]), numbers, null, arrays; a map becomes an
 /// object when its keys are strings, else an array of `[key, value]` pairs; an error reply
 /// becomes `{"error": "..."}`.
-pub fn frame_json(frame: &Frame) -> Value {
+pub(crate) fn frame_json(frame: &Frame) -> Value {
     match frame {
         Frame::Simple(b) | Frame::Bulk(b) | Frame::Verbatim { text: b, .. } => bytes_json(b),
         Frame::Error(e) => json!({ "error": String::from_utf8_lossy(e) }),
@@ -201,7 +201,7 @@ pub fn frame_json(frame: &Frame) -> Value {
 }
 
 /// Standard base64 with padding.
-pub fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
@@ -218,7 +218,7 @@ pub fn base64(bytes: &[u8]) -> String {
 }
 
 /// A byte count in binary units: `512 B`, `1.5 KiB`, `3.42 MiB`.
-pub fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if n < 1024 {
         return format!("{n} B");
@@ -240,7 +240,7 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 /// A duration in seconds as `3d 4h`, `2h 5m`, `4m 10s`, `9s`.
-pub fn human_duration(secs: u64) -> String {
+pub(crate) fn human_duration(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     match (d, h, m) {
         (0, 0, 0) => format!("{s}s"),
@@ -251,7 +251,7 @@ pub fn human_duration(secs: u64) -> String {
 }
 
 /// An integer with thousands separators: `1,234,567`.
-pub fn grouped(n: i64) -> String {
+pub(crate) fn grouped(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

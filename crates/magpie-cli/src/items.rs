@@ -13,7 +13,7 @@ use std::ffi::OsStr;
 pub struct UsageError(pub String);
 
 /// The bytes of a command-line argument (on Unix, exactly the bytes given).
-pub fn arg_bytes(s: &OsStr) -> Vec<u8> {
+pub(crate) fn arg_bytes(s: &OsStr) -> Vec<u8> {
     #[cfg(unix)]
     {
         use std::os::unix::ffi::OsStrExt;
@@ -58,7 +58,7 @@ fn split_pair(s: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// Undoes `\,` `\=` `\\`.
-pub fn unescape(s: &[u8]) -> Vec<u8> {
+pub(crate) fn unescape(s: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
     while i < s.len() {
@@ -81,7 +81,7 @@ fn show(b: &[u8]) -> String {
 }
 
 /// The keys named by `get` and `del` arguments.
-pub fn keys(args: &[Vec<u8>], literal: bool) -> Result<Vec<Vec<u8>>, UsageError> {
+pub(crate) fn keys(args: &[Vec<u8>], literal: bool) -> Result<Vec<Vec<u8>>, UsageError> {
     if literal {
         return Ok(args.to_vec());
     }
@@ -102,7 +102,7 @@ pub fn keys(args: &[Vec<u8>], literal: bool) -> Result<Vec<Vec<u8>>, UsageError>
 
 /// What `set` was asked to do.
 #[derive(Debug, PartialEq, Eq)]
-pub enum SetItems {
+pub(crate) enum SetItems {
     /// One key whose value comes from `--value-file`.
     KeyOnly(Vec<u8>),
     /// Keys and their values, in order.
@@ -110,7 +110,7 @@ pub enum SetItems {
 }
 
 /// Reads `set`'s arguments by the rules in the module documentation.
-pub fn set_items(args: &[Vec<u8>], literal: bool, value_file: bool) -> Result<SetItems, UsageError> {
+pub(crate) fn set_items(args: &[Vec<u8>], literal: bool, value_file: bool) -> Result<SetItems, UsageError> {
     if value_file {
         let [arg] = args else {
             return Err(UsageError("--value-file sets one key: give just the KEY".into()));

@@ -1,4 +1,5 @@
-//! `subscribe`, `psubscribe` and `publish`: listening to channels and posting to them.
+//! `subscribe`, `psubscribe` and `publish`: listening to channels and posting to them; and
+//! `monitor`, listening to every command.
 
 use magpie_client::Frame;
 use serde_json::json;
@@ -10,7 +11,7 @@ type Result<T> = std::result::Result<T, Failure>;
 
 /// SUBSCRIBE or PSUBSCRIBE, then prints each message as it arrives until Ctrl-C, a closed
 /// pipe, or `count` messages.
-pub async fn subscribe(
+pub(crate) async fn subscribe(
     session: &mut Session,
     out: &mut Out,
     command: &str,
@@ -90,7 +91,7 @@ fn print_message(out: &mut Out, pattern: Option<&[u8]>, channel: &[u8], message:
 }
 
 /// PUBLISH channel message: prints how many subscribers received it.
-pub async fn publish(session: &mut Session, out: &mut Out, channel: Vec<u8>, message: Vec<u8>) -> Result<Exit> {
+pub(crate) async fn publish(session: &mut Session, out: &mut Out, channel: Vec<u8>, message: Vec<u8>) -> Result<Exit> {
     let reply = session.client().await?.cmd(&[b"PUBLISH".as_slice(), &channel, &message]).await?;
     let n = match reply {
         Frame::Integer(n) => n,
@@ -106,4 +107,129 @@ pub async fn publish(session: &mut Session, out: &mut Out, channel: Vec<u8>, mes
         },
     }
     Ok(Exit::Ok)
+}
+
+/// MONITOR, then prints each command's line as it arrives until Ctrl-C, a closed pipe, or
+/// `count` lines.
+pub(crate) async fn monitor(session: &mut Session, out: &mut Out, count: Option<u64>) -> Result<Exit> {
+    let client = session.client().await?;
+    let reply = client.cmd(&[b"MONITOR".to_vec()]).await?;
+    if !matches!(&reply, Frame::Simple(ok) if ok == b"OK") {
+        return Err(Failure::unexpected(reply, "MONITOR"));
+    }
+    if out.mode == Mode::Human {
+        note("watching every command (Ctrl-C to stop)");
+    }
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut seen = 0;
+    while count.is_none_or(|n| seen < n) {
+        let frame = tokio::select! {
+            frame = client.read_frame() => frame?,
+            _ = &mut ctrl_c => break,
+        };
+        let Frame::Simple(line) = &frame else {
+            return Err(Failure::unexpected(frame, "MONITOR"));
+        };
+        match out.mode {
+            Mode::Json => match parse_monitor_line(line) {
+                Some(m) => out.json(&json!({
+                    "time": m.time,
+                    "db": m.db,
+                    "client": m.client,
+                    "args": m.args.iter().map(|a| bytes_json(a)).collect::<Vec<_>>(),
+                }))?,
+                None => out.json(&json!({ "line": bytes_json(line) }))?,
+            },
+            _ => {
+                out.write(line)?;
+                out.write(b"\n")?;
+            }
+        }
+        out.flush()?;
+        seen += 1;
+    }
+    Ok(Exit::Ok)
+}
+
+/// One MONITOR line, taken apart.
+#[derive(Debug, PartialEq)]
+struct MonitorLine {
+    time: f64,
+    db: u64,
+    client: String,
+    args: Vec<Vec<u8>>,
+}
+
+/// `1339518083.107412 [0 127.0.0.1:60866] "keys" "*"`: the time, the database, the client
+/// and the arguments (unquoted from Redis's `sdscatrepr`).
+fn parse_monitor_line(line: &[u8]) -> Option<MonitorLine> {
+    let open = line.iter().position(|&c| c == b'[')?;
+    let close = open + line[open..].iter().position(|&c| c == b']')?;
+    let time: f64 = std::str::from_utf8(&line[..open]).ok()?.trim().parse().ok()?;
+    let inside = std::str::from_utf8(&line[open + 1..close]).ok()?;
+    let (db, client) = inside.split_once(' ')?;
+    let mut args = Vec::new();
+    let mut rest = &line[close + 1..];
+    loop {
+        while rest.first() == Some(&b' ') {
+            rest = &rest[1..];
+        }
+        if rest.is_empty() {
+            break;
+        }
+        if rest[0] != b'"' {
+            return None;
+        }
+        let mut arg = Vec::new();
+        let mut i = 1;
+        loop {
+            match *rest.get(i)? {
+                b'"' => break,
+                b'\\' => {
+                    let c = *rest.get(i + 1)?;
+                    i += 2;
+                    match c {
+                        b'n' => arg.push(b'\n'),
+                        b'r' => arg.push(b'\r'),
+                        b't' => arg.push(b'\t'),
+                        b'a' => arg.push(7),
+                        b'b' => arg.push(8),
+                        b'x' => {
+                            let hex = std::str::from_utf8(rest.get(i..i + 2)?).ok()?;
+                            arg.push(u8::from_str_radix(hex, 16).ok()?);
+                            i += 2;
+                        }
+                        other => arg.push(other),
+                    }
+                }
+                c => {
+                    arg.push(c);
+                    i += 1;
+                }
+            }
+        }
+        args.push(arg);
+        rest = &rest[i + 1..];
+    }
+    Some(MonitorLine { time, db: db.parse().ok()?, client: client.to_owned(), args })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_lines_come_apart() {
+        let line = br#"1339518083.107412 [3 127.0.0.1:60866] "set" "a b" "x\"\n\xff\\""#;
+        let m = parse_monitor_line(line).expect("parsed");
+        assert_eq!(m.db, 3);
+        assert_eq!(m.client, "127.0.0.1:60866");
+        assert!((m.time - 1_339_518_083.107_412).abs() < 1e-6);
+        assert_eq!(m.args, [b"set".to_vec(), b"a b".to_vec(), b"x\"\n\xff\\".to_vec()]);
+        let lua = parse_monitor_line(br#"1.5 [0 lua] "get" "k""#).expect("lua");
+        assert_eq!(lua.client, "lua");
+        assert!(parse_monitor_line(b"garbage").is_none());
+        assert!(parse_monitor_line(br#"1.0 [0 x] "unterminated"#).is_none());
+    }
 }

@@ -245,7 +245,7 @@ fn is_secret(line: &str) -> bool {
     }
 }
 
-pub fn run(runtime: &Runtime, session: Session, out: &mut Out) -> Result<Exit, Failure> {
+pub(crate) fn run(runtime: &Runtime, session: Session, out: &mut Out) -> Result<Exit, Failure> {
     let interactive = std::io::stdin().is_terminal();
     let docs = Arc::new(RwLock::new(Docs::default()));
     let mut shell = Shell { runtime, session, interactive, docs: docs.clone(), docs_loaded: false };

@@ -15,14 +15,14 @@ use crate::{Exit, Failure, Mode, Out, Session};
 
 /// INFO's text as ordered sections of ordered fields.
 #[derive(Debug, Default, Clone)]
-pub struct Info {
+pub(crate) struct Info {
     pub sections: Vec<(String, Vec<(String, String)>)>,
 }
 
 impl Info {
     /// Parses `# Section` headers and `field:value` lines (CRLF or LF); other lines are
     /// ignored, and fields before any header go in a section named "".
-    pub fn parse(text: &str) -> Info {
+    pub(crate) fn parse(text: &str) -> Info {
         let mut info = Info::default();
         for line in text.lines() {
             let line = line.trim_end_matches('\r');
@@ -41,7 +41,7 @@ impl Info {
     }
 
     /// A field's value, from whichever section has it.
-    pub fn get(&self, field: &str) -> Option<&str> {
+    pub(crate) fn get(&self, field: &str) -> Option<&str> {
         self.sections.iter().flat_map(|(_, f)| f).find(|(k, _)| k == field).map(|(_, v)| v.as_str())
     }
 
@@ -49,7 +49,7 @@ impl Info {
         self.sections.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, f)| f.as_slice())
     }
 
-    pub fn int(&self, field: &str) -> Option<i64> {
+    pub(crate) fn int(&self, field: &str) -> Option<i64> {
         self.get(field)?.trim().parse().ok()
     }
 
@@ -81,7 +81,7 @@ fn sub_field(value: &str, sub: &str) -> Option<i64> {
 
 /// The numbers `stats` shows, each `None` when the server does not report it.
 #[derive(Debug, Default, PartialEq)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub server: String,
     pub version: Option<String>,
     pub uptime_seconds: Option<i64>,
@@ -99,6 +99,7 @@ pub struct Summary {
     pub rss: Option<i64>,
     pub peak_memory: Option<i64>,
     pub maxmemory: Option<i64>,
+    pub maxmemory_policy: Option<String>,
     pub clients: Option<i64>,
     pub maxclients: Option<i64>,
     pub blocked_clients: Option<i64>,
@@ -111,7 +112,7 @@ pub struct Summary {
 impl Summary {
     /// Summarizes `now`; with an earlier sample, measures operations per second between the
     /// two (else falls back on the server's own estimate).
-    pub fn new(now: &Info, before: Option<(&Info, Duration)>) -> Summary {
+    pub(crate) fn new(now: &Info, before: Option<(&Info, Duration)>) -> Summary {
         let is_magpie = now.get("magpie_version").is_some() || now.section("Magpie").is_some();
         let sampled = before.and_then(|(prev, elapsed)| {
             let (a, b) = (prev.int("total_commands_processed")?, now.int("total_commands_processed")?);
@@ -138,6 +139,7 @@ impl Summary {
             rss: now.int("used_memory_rss"),
             peak_memory: now.int("used_memory_peak"),
             maxmemory: now.int("maxmemory"),
+            maxmemory_policy: now.get("maxmemory_policy").map(str::to_owned),
             clients: now.int("connected_clients"),
             maxclients: now.int("maxclients"),
             blocked_clients: now.int("blocked_clients"),
@@ -149,12 +151,12 @@ impl Summary {
     }
 
     /// Hits over reads, when there were reads.
-    pub fn hit_rate(&self) -> Option<f64> {
+    pub(crate) fn hit_rate(&self) -> Option<f64> {
         let (h, m) = (self.hits?, self.misses?);
         (h + m > 0).then(|| h as f64 / (h + m) as f64)
     }
 
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({
             "server": self.server,
             "version": self.version,
@@ -173,6 +175,7 @@ impl Summary {
                 "rss": self.rss,
                 "peak": self.peak_memory,
                 "max": self.maxmemory,
+                "policy": self.maxmemory_policy,
             },
             "clients": { "connected": self.clients, "max": self.maxclients, "blocked": self.blocked_clients },
             "total_commands_processed": self.commands_processed,
@@ -183,7 +186,7 @@ impl Summary {
     }
 
     /// The summary as aligned lines of text.
-    pub fn to_text(&self, addr: &str) -> String {
+    pub(crate) fn to_text(&self, addr: &str) -> String {
         const NA: &str = "n/a";
         let n = |v: Option<i64>| v.map_or_else(|| NA.to_owned(), grouped);
         let bytes = |v: Option<i64>| v.map_or_else(|| NA.to_owned(), |b| human_bytes(b.max(0) as u64));
@@ -214,9 +217,13 @@ impl Summary {
             None => NA.to_owned(),
         };
         lines.push(format!("hit rate    {hits}"));
-        let max = match self.maxmemory {
-            Some(0) => "no limit".to_owned(),
-            m => format!("limit {}", bytes(m)),
+        let policy = self.maxmemory_policy.as_deref().map(|p| format!(", {p}")).unwrap_or_default();
+        let max = match (self.maxmemory, self.used_memory) {
+            (Some(0), _) => "no limit".to_owned(),
+            (Some(m), Some(u)) if m > 0 => {
+                format!("limit {} ({:.1}% used{policy})", bytes(Some(m)), u as f64 * 100.0 / m as f64)
+            }
+            (m, _) => format!("limit {}{policy}", bytes(m)),
         };
         lines.push(format!(
             "memory      {} used, {} RSS, {} peak, {max}",
@@ -250,7 +257,12 @@ async fn read_info(session: &mut Session) -> Result<Info, Failure> {
     }
 }
 
-pub async fn run(session: &mut Session, out: &mut Out, watch: bool, count: Option<u64>) -> Result<Exit, Failure> {
+pub(crate) async fn run(
+    session: &mut Session,
+    out: &mut Out,
+    watch: bool,
+    count: Option<u64>,
+) -> Result<Exit, Failure> {
     let addr = session.config.addr();
     let clear = watch && out.mode == Mode::Human && std::io::stdout().is_terminal();
     let mut before = read_info(session).await?;
@@ -333,6 +345,18 @@ mod tests {
              clients     3 connected (max 10,000)\n\
              totals      5,000 commands, n/a connections, n/a keys expired, n/a evicted\n"
         );
+        // With a limit: how full, and the policy; evictions counted.
+        let limited = MAGPIE
+            .replace("maxmemory:0", "maxmemory:16777216\r\nmaxmemory_policy:allkeys-lru")
+            .replace("keyspace_hits", "evicted_keys:42\r\nkeyspace_hits");
+        let text = Summary::new(&Info::parse(&limited), None).to_text("a");
+        assert!(
+            text.contains(
+                "memory      12.3 MiB used, 20.1 MiB RSS, 14.0 MiB peak, limit 16.0 MiB (76.9% used, allkeys-lru)\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("keys expired, 42 evicted"), "{text}");
         let json = s.to_json();
         assert_eq!(json["keys"], 1204);
         assert_eq!(json["key_ops"]["del"], 12);

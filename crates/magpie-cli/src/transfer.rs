@@ -72,7 +72,7 @@ fn progress(total: u64, what: &str) -> indicatif::ProgressBar {
 }
 
 /// `magpie export [FILE]`: every key of the current database, one JSON object a line.
-pub async fn export(session: &mut Session, out: &mut Out, file: Option<&Path>) -> Result<Exit> {
+pub(crate) async fn export(session: &mut Session, out: &mut Out, file: Option<&Path>) -> Result<Exit> {
     let client = session.client().await?;
     let total = client.cmd(&["DBSIZE"]).await?.as_int().unwrap_or(0);
     let bar = progress(u64::try_from(total).unwrap_or(0), "keys");
@@ -257,7 +257,7 @@ fn commands_of(record: &Value) -> std::result::Result<Vec<Vec<Vec<u8>>>, String>
 }
 
 /// `magpie import [FILE]`: the lines of an export, a batch per MULTI/EXEC.
-pub async fn import(session: &mut Session, out: &mut Out, file: Option<&Path>) -> Result<Exit> {
+pub(crate) async fn import(session: &mut Session, out: &mut Out, file: Option<&Path>) -> Result<Exit> {
     let (reader, size): (Box<dyn Read>, u64) = match file {
         Some(p) if p.as_os_str() != "-" => {
             let f = std::fs::File::open(p).map_err(|e| Failure::Input(format!("cannot open {}: {e}", p.display())))?;

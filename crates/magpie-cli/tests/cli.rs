@@ -690,6 +690,57 @@ fn auth_and_tls_options() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Sends one inline command on a plain socket (no HELLO, which a monitor would show) and
+/// returns the reply's first line and, for a bulk string, its body.
+fn inline(s: &Server, line: &str) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    conn.write_all(format!("{line}\r\n").as_bytes()).expect("send");
+    let mut reader = BufReader::new(conn);
+    let mut head = String::new();
+    reader.read_line(&mut head).expect("reply");
+    if let Some(len) = head.strip_prefix('$').and_then(|n| n.trim().parse::<usize>().ok()) {
+        let mut body = vec![0u8; len + 2];
+        reader.read_exact(&mut body).expect("body");
+        return String::from_utf8_lossy(&body).into_owned();
+    }
+    head
+}
+
+/// Waits until `n` clients have run MONITOR (CLIENT LIST shows it as their last command).
+fn wait_monitors(s: &Server, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while inline(s, "CLIENT LIST").matches("cmd=monitor").count() != n {
+        assert!(Instant::now() < deadline, "{n} monitors");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn monitor_prints_commands_as_they_run() {
+    let s = Server::start();
+    let human = spawn_magpie(&s, &["monitor", "--count", "2"]);
+    let json = spawn_magpie(&s, &["--json", "monitor", "--count", "2"]);
+    wait_monitors(&s, 2);
+    // CLIENT LIST is an admin command: monitors do not see it.
+    assert_eq!(inline(&s, "SET k \"two words\""), "+OK\r\n");
+    assert_eq!(inline(&s, "GET k"), "two words\r\n");
+    let out = finish(human);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].ends_with("\"SET\" \"k\" \"two words\"") && lines[0].contains(" [0 127.0.0.1:"), "{text}");
+    assert!(lines[1].ends_with("\"GET\" \"k\""), "{text}");
+    assert_eq!(stderr_of(&out), "watching every command (Ctrl-C to stop)\n");
+    let out = finish(json);
+    let first: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().expect("a line")).expect("json");
+    assert_eq!(first["args"], serde_json::json!(["SET", "k", "two words"]));
+    assert_eq!(first["db"], 0);
+    assert!(first["time"].as_f64().is_some_and(|t| t > 1.0e9), "{first}");
+}
+
 /// Every key's type, value (as `magpie cmd` prints it) and TTL, through the CLI.
 fn dump_all(server: &Server) -> Vec<(String, String, String, i64)> {
     let mut keys: Vec<String> = server.run(&["--raw", "keys"], 0).lines().map(str::to_owned).collect();

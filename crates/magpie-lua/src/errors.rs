@@ -213,30 +213,30 @@ pub(crate) struct Args<'a> {
 }
 
 impl<'a> Args<'a> {
-    pub fn new(lua: &'a Lua, args: MultiValue) -> Self {
+    pub(crate) fn new(lua: &'a Lua, args: MultiValue) -> Self {
         Args { lua, v: args.into_vec() }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.v.len()
     }
 
-    pub fn get(&self, n: usize) -> Option<&Value> {
+    pub(crate) fn get(&self, n: usize) -> Option<&Value> {
         self.v.get(n - 1)
     }
 
     /// `lua_isnoneornil`.
-    pub fn is_none_or_nil(&self, n: usize) -> bool {
+    pub(crate) fn is_none_or_nil(&self, n: usize) -> bool {
         matches!(self.get(n), None | Some(Value::Nil))
     }
 
     /// `lua_tonumber` (0 when not convertible) and whether it converted (`lua_isnumber`).
-    pub fn to_number(&self, n: usize) -> Option<f64> {
+    pub(crate) fn to_number(&self, n: usize) -> Option<f64> {
         to_number(self.lua, self.get(n)?)
     }
 
     /// `luaL_checknumber`.
-    pub fn check_number(&self, n: usize) -> LResult<f64> {
+    pub(crate) fn check_number(&self, n: usize) -> LResult<f64> {
         match self.to_number(n) {
             Some(d) => Ok(d),
             None => Err(type_error(self.lua, &self.v, n, "number")),
@@ -244,23 +244,23 @@ impl<'a> Args<'a> {
     }
 
     /// `luaL_checkint`: the number truncated as C's casts do.
-    pub fn check_int(&self, n: usize) -> LResult<i32> {
+    pub(crate) fn check_int(&self, n: usize) -> LResult<i32> {
         Ok(lua_int(self.check_number(n)?))
     }
 
-    pub fn opt_int(&self, n: usize, def: i32) -> LResult<i32> {
+    pub(crate) fn opt_int(&self, n: usize, def: i32) -> LResult<i32> {
         if self.is_none_or_nil(n) { Ok(def) } else { self.check_int(n) }
     }
 
     /// `luaL_checklstring`: strings, and numbers converted as Lua does.
-    pub fn check_bytes(&self, n: usize) -> LResult<Vec<u8>> {
+    pub(crate) fn check_bytes(&self, n: usize) -> LResult<Vec<u8>> {
         match self.get(n).and_then(|v| to_bytes(self.lua, v)) {
             Some(b) => Ok(b),
             None => Err(type_error(self.lua, &self.v, n, "string")),
         }
     }
 
-    pub fn check_table(&self, n: usize) -> LResult<Table> {
+    pub(crate) fn check_table(&self, n: usize) -> LResult<Table> {
         match self.get(n) {
             Some(Value::Table(t)) => Ok(t.clone()),
             _ => Err(type_error(self.lua, &self.v, n, "table")),
@@ -268,7 +268,7 @@ impl<'a> Args<'a> {
     }
 
     /// `luaL_checkany`.
-    pub fn check_any(&self, n: usize) -> LResult<Value> {
+    pub(crate) fn check_any(&self, n: usize) -> LResult<Value> {
         match self.get(n) {
             Some(v) => Ok(v.clone()),
             None => Err(arg_error(self.lua, n, "value expected")),

@@ -101,7 +101,7 @@ impl ErrInfo {
         }
     }
 
-    pub fn extract(lua: &Lua, t: &Table) -> ErrInfo {
+    pub(crate) fn extract(lua: &Lua, t: &Table) -> ErrInfo {
         ErrInfo {
             msg: Self::field(lua, t, "err"),
             source: Self::field(lua, t, "source"),
@@ -111,7 +111,7 @@ impl ErrInfo {
     }
 
     /// For an error value that may not be a table (FUNCTION LOAD runs without the handler).
-    pub fn of_value(lua: &Lua, v: &Value) -> ErrInfo {
+    pub(crate) fn of_value(lua: &Lua, v: &Value) -> ErrInfo {
         match v {
             Value::Table(t) => Self::extract(lua, t),
             v => match to_bytes(lua, v) {

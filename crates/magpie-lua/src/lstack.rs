@@ -15,27 +15,27 @@ pub(crate) struct LStack {
 }
 
 impl LStack {
-    pub fn new(lua: &Lua) -> LResult<Self> {
+    pub(crate) fn new(lua: &Lua) -> LResult<Self> {
         Ok(LStack { t: lua.create_table()?, len: 0 })
     }
 
     /// Pushes `v` and returns its slot.
-    pub fn push(&mut self, v: impl IntoLua) -> LResult<usize> {
+    pub(crate) fn push(&mut self, v: impl IntoLua) -> LResult<usize> {
         self.len += 1;
         self.t.raw_set(self.len, v)?;
         Ok(self.len)
     }
 
-    pub fn get<V: FromLua>(&self, slot: usize) -> LResult<V> {
+    pub(crate) fn get<V: FromLua>(&self, slot: usize) -> LResult<V> {
         self.t.raw_get(slot)
     }
 
-    pub fn set(&self, slot: usize, v: impl IntoLua) -> LResult<()> {
+    pub(crate) fn set(&self, slot: usize, v: impl IntoLua) -> LResult<()> {
         self.t.raw_set(slot, v)
     }
 
     /// Drops the slots from `len + 1` up.
-    pub fn truncate(&mut self, len: usize) -> LResult<()> {
+    pub(crate) fn truncate(&mut self, len: usize) -> LResult<()> {
         while self.len > len {
             self.t.raw_set(self.len, Value::Nil)?;
             self.len -= 1;

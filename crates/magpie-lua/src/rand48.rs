@@ -17,7 +17,7 @@ const C: u32 = 0xB;
 const MASK: u32 = 0xFFFF;
 
 /// `REDIS_LRAND48_MAX`: the values are below 2^31.
-pub const LRAND48_MAX: i32 = i32::MAX;
+pub(crate) const LRAND48_MAX: i32 = i32::MAX;
 
 impl Default for Rand48 {
     fn default() -> Self {

@@ -1,18 +1,37 @@
 //! The byte encodings shared by every file: variable-length integers, length-prefixed byte
 //! strings, and a cursor that reads them back with bounds checks (a file is never trusted).
 
+// The crate denies lossy `as` casts. Where a format wants the bits themselves (a low byte, a
+// two's-complement reinterpretation, as Redis's C does implicitly), these name that intent;
+// they compile to nothing. (`i64::cast_unsigned` and friends need Rust 1.87; our MSRV is 1.85.)
+
+/// The low 8 bits of `n`: the format keeps the rest elsewhere, or `n` is known to be small.
+pub(crate) const fn low_byte(n: u64) -> u8 {
+    n.to_le_bytes()[0]
+}
+
+/// The two's-complement bits of `n`, read as unsigned (`(uint64_t)n` in C).
+pub(crate) const fn bits_as_u64(n: i64) -> u64 {
+    u64::from_ne_bytes(n.to_ne_bytes())
+}
+
+/// The bits of `n`, read as two's complement (`(int64_t)n` in C).
+pub(crate) const fn bits_as_i64(n: u64) -> i64 {
+    i64::from_ne_bytes(n.to_ne_bytes())
+}
+
 /// Appends `n` as an unsigned LEB128 varint (7 bits a byte, low bits first).
 pub fn put_uvarint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
-        out.push((n as u8) | 0x80);
+        out.push(low_byte(n) | 0x80);
         n >>= 7;
     }
-    out.push(n as u8);
+    out.push(low_byte(n));
 }
 
 /// Appends a signed integer, zigzag-encoded (small magnitudes take few bytes either sign).
 pub fn put_ivarint(out: &mut Vec<u8>, n: i64) {
-    put_uvarint(out, ((n << 1) ^ (n >> 63)) as u64);
+    put_uvarint(out, bits_as_u64((n << 1) ^ (n >> 63)));
 }
 
 /// Appends a byte string: its length as a varint, then the bytes.
@@ -75,7 +94,8 @@ impl<'a> Cursor<'a> {
 
     pub fn ivarint(&mut self) -> Decoded<i64> {
         let z = self.uvarint()?;
-        Ok((z >> 1) as i64 ^ -((z & 1) as i64))
+        // Zigzag: the low bit is the sign; `-(z & 1)` is all ones for a negative number.
+        Ok(bits_as_i64(z >> 1) ^ bits_as_i64(z & 1).wrapping_neg())
     }
 
     /// A count of items that follow, each at least `min_item` bytes long: rejected at once if
@@ -86,7 +106,8 @@ impl<'a> Cursor<'a> {
         if n.saturating_mul(min_item.max(1) as u64) > left {
             return Err(DecodeError(format!("count {n} does not fit in the {left} bytes left")));
         }
-        Ok(n as usize)
+        // Not more than the bytes left (checked above), so it fits a usize.
+        usize::try_from(n).map_err(|_| DecodeError(format!("count {n} does not fit in memory")))
     }
 
     pub fn bytes(&mut self) -> Decoded<&'a [u8]> {

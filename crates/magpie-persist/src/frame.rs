@@ -272,7 +272,7 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    pub fn temp_path(name: &str) -> PathBuf {
+    pub(super) fn temp_path(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("magpie-persist-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir.join(name)
@@ -343,7 +343,7 @@ mod tests {
         assert_eq!(f.next_intact_after(at).unwrap(), None);
         // A flipped byte in the second frame's payload: the third is still intact.
         let mut bad = full.clone();
-        bad[offsets[1] as usize + FRAME_HEADER + 2] ^= 0x10;
+        bad[usize::try_from(offsets[1]).unwrap() + FRAME_HEADER + 2] ^= 0x10;
         std::fs::write(&p, &bad).unwrap();
         let (frames, end) = read_all(&p);
         assert_eq!(frames.len(), 1);
@@ -353,7 +353,7 @@ mod tests {
         assert_eq!(f.next_intact_after(at).unwrap(), Some(offsets[2]));
         // A flipped byte in a header's length is caught by the header checksum.
         let mut bad = full.clone();
-        bad[offsets[0] as usize + 2] ^= 0x01;
+        bad[usize::try_from(offsets[0]).unwrap() + 2] ^= 0x01;
         std::fs::write(&p, &bad).unwrap();
         let (_, end) = read_all(&p);
         assert_eq!(end, Next::Bad(offsets[0], "damaged frame header".to_owned()));

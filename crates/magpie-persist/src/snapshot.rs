@@ -563,8 +563,11 @@ mod tests {
         let mut w = SnapshotWriter::create(&target, 1234, 16).unwrap();
         let mut expected = Vec::new();
         for i in 0..5000u64 {
-            let value =
-                if i % 3 == 0 { Value::Int(i as i64 - 2500) } else { Value::string(&vec![b'v'; (i % 300) as usize]) };
+            let value = if i % 3 == 0 {
+                Value::Int(i64::try_from(i).unwrap() - 2500)
+            } else {
+                Value::string(&vec![b'v'; (i % 300) as usize])
+            };
             let expire = (i % 7 == 0).then_some(1_000_000 + i);
             let key = format!("key:{i}").into_bytes();
             w.entry((i % 16) as usize, &key, &entry(value.clone(), expire));

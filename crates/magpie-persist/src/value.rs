@@ -35,7 +35,7 @@ const SET: u8 = 4;
 const ZSET: u8 = 5;
 const STREAM: u8 = 6;
 
-pub fn encode_value(out: &mut Vec<u8>, value: &Value) {
+pub(crate) fn encode_value(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Str(s) => {
             out.push(STR);
@@ -82,7 +82,7 @@ pub fn encode_value(out: &mut Vec<u8>, value: &Value) {
 
 /// Encodes a frozen big collection (see `Value::freeze`) exactly as [`encode_value`] encodes
 /// the value it was. Runs on the snapshot's thread, without any lock.
-pub fn encode_frozen(out: &mut Vec<u8>, value: &Frozen) {
+pub(crate) fn encode_frozen(out: &mut Vec<u8>, value: &Frozen) {
     encode_frozen_pausing(out, value, || {});
 }
 
@@ -92,7 +92,7 @@ const PAUSE_EVERY: usize = 16 * 1024;
 /// [`encode_frozen`], calling `pause` every [`PAUSE_EVERY`] elements: a collection of millions
 /// of elements takes a second or more to encode, and the snapshot thread lets the server's
 /// threads run in between (on a shared core they would otherwise wait for its time slices).
-pub fn encode_frozen_pausing(out: &mut Vec<u8>, value: &Frozen, mut pause: impl FnMut()) {
+pub(crate) fn encode_frozen_pausing(out: &mut Vec<u8>, value: &Frozen, mut pause: impl FnMut()) {
     let mut n = 0usize;
     let mut tick = |n: &mut usize| {
         *n += 1;
@@ -232,7 +232,7 @@ fn decode_stream(c: &mut Cursor<'_>) -> Decoded<Stream> {
     Ok(s)
 }
 
-pub fn decode_value(c: &mut Cursor<'_>) -> Decoded<Value> {
+pub(crate) fn decode_value(c: &mut Cursor<'_>) -> Decoded<Value> {
     match c.u8()? {
         STR => Ok(Value::Str(c.bytes()?.to_vec())),
         INT => Ok(Value::Int(c.ivarint()?)),
@@ -330,7 +330,7 @@ mod zset_tests {
             v
         };
         let set = |entries: &[Vec<u8>]| {
-            let mut v = vec![ZSET, entries.len() as u8];
+            let mut v = vec![ZSET, u8::try_from(entries.len()).unwrap()];
             for e in entries {
                 v.extend_from_slice(e);
             }

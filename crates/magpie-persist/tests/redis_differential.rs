@@ -279,6 +279,14 @@ fn specs() -> Vec<(&'static str, Spec)> {
         ("stream:small", Spec::Stream(stream_entries(5, false))),
         ("stream:nodes", Spec::Stream(stream_entries(250, true))),
         ("stream:groups", Spec::Stream(stream_entries(20, true))),
+        // The second ID's deltas from the node's master ID pass i64::MAX: stored negative.
+        (
+            "stream:wide-ids",
+            Spec::Stream(vec![
+                (StreamId { ms: 1, seq: 0 }, vec![(b("f"), b("v"))]),
+                (StreamId { ms: u64::MAX, seq: u64::MAX }, vec![(b("f"), b("v"))]),
+            ]),
+        ),
     ]
 }
 
@@ -333,6 +341,8 @@ fn add_groups(c: &mut Conn, key: &str) {
     c.ok(&["XGROUP", "CREATE", key, "g2", "$"]);
     c.ok(&["XGROUP", "CREATECONSUMER", key, "g2", "carol"]);
     c.ok(&["XDEL", key, "1700000000002-0"]);
+    // Mid-stream: its entries-read is unknown (-1, written as the 64-bit length u64::MAX).
+    c.ok(&["XGROUP", "CREATE", key, "g3", "1700000000001-0"]);
 }
 
 fn magpie_value(spec: &Spec) -> Object {
@@ -542,7 +552,8 @@ fn rdb_files_agree_with_redis() {
                     .filter(|e| e.id.ms != 1_700_000_000_002 || e.id.seq != 0)
                     .collect();
                 assert_eq!(got.entries().expect("entries"), live);
-                assert_eq!(got.groups.len(), 2);
+                assert_eq!(got.groups.len(), 3);
+                assert_eq!((got.groups[2].name.as_slice(), got.groups[2].entries_read), (&b"g3"[..], -1));
                 let g1 = &got.groups[0];
                 assert_eq!((g1.name.as_slice(), g1.pending.len(), g1.consumers.len()), (&b"g1"[..], 4, 2));
                 assert_eq!(got.groups[1].consumers[0].name, b("carol"));

@@ -15,6 +15,7 @@ use magpie_store::now_ms;
 use crate::front;
 use crate::front::stream::Stream;
 use crate::services::config::Config;
+use crate::services::memory::Outcome;
 use crate::services::{Server, expired};
 
 /// Binds the configured addresses and serves until shutdown.
@@ -182,6 +183,7 @@ async fn accept_loop(shared: Arc<Server>, listener: TcpListener, tls: bool) {
         match accepted {
             Ok((stream, addr)) => {
                 let _ = stream.set_nodelay(true);
+                front::stream::keepalive(&stream, shared.settings().tcp_keepalive());
                 let laddr = stream.local_addr().unwrap_or(addr);
                 if tls {
                     tokio::spawn(serve_tls(shared.clone(), stream, addr, laddr));
@@ -229,17 +231,41 @@ fn spawn_expiry(shared: Arc<Server>) -> io::Result<std::thread::JoinHandle<()>> 
             // Expiry takes turns with transactions (which see time stand still) between steps.
             let mut pass = Some(gate.shared());
             journal.begin();
-            ks.active_expire(now_ms(), start + period / 4, || {
-                // Log the keys this step expired, and renew the bound for the next step.
-                expired::log(ks, pubsub, journal);
-                journal.end();
-                pass = None;
-                pass = Some(gate.shared());
-                journal.begin();
-            });
+            // DEBUG SET-ACTIVE-EXPIRE 0 stops the cycle (keys then expire when touched); so does
+            // CLIENT PAUSE WRITE (or ALL): keys past their time read as missing but stay until
+            // it ends, so nothing is written meanwhile (as Redis).
+            let cycle = Instant::now();
+            if shared.settings().operator.active_expire() && shared.clients().paused(now_ms()).is_none() {
+                ks.active_expire(now_ms(), start + period / 4, || {
+                    // Log the keys this step expired, and renew the bound for the next step.
+                    expired::log(ks, pubsub, journal);
+                    journal.end();
+                    pass = None;
+                    pass = Some(gate.shared());
+                    journal.begin();
+                });
+            }
             expired::log(ks, pubsub, journal);
             journal.end();
+            // Over maxmemory (lowered at run time, or a command's eviction ran out of time):
+            // evict here too, as Redis's eviction time proc, without waiting for a write.
+            let memory = &shared.settings().memory;
+            while memory.perform_evictions(ks, pubsub, journal) == Outcome::Running && start.elapsed() < period / 2 {
+                // Let commands waiting for the gate in between.
+                drop(pass.take());
+                pass = Some(gate.shared());
+            }
             drop(pass);
+            // LATENCY's "expire-cycle" event: the cycle's time, as Redis's activeExpireCycle.
+            let ms = u64::try_from(cycle.elapsed().as_millis()).unwrap_or(u64::MAX);
+            shared.latency().sample_if_needed(
+                "expire-cycle",
+                ms,
+                shared.settings().operator.latency_monitor_threshold(),
+            );
+            // Clients caching keys that expired hear of it.
+            shared.clients().tracking.deliver(shared.clients(), &pubsub.limits, None);
+            shared.clients().evict_over(shared.settings().client_eviction_limit(memory.maxmemory()));
             if last_persist.elapsed() >= Duration::from_millis(100) {
                 last_persist = Instant::now();
                 shared.persistence().cron(shared.is_shutting_down());

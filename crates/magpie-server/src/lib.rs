@@ -25,6 +25,7 @@ mod model;
 mod services;
 
 pub use app::run;
+pub use core::alloc::Counting as CountingAllocator;
 pub use core::alloc::configure as configure_allocator;
 pub use core::alloc::worker_parked;
 pub use services::config::{Config, Options};

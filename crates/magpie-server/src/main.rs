@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use magpie_server::{Config, Options, check_tool, configure_allocator};
+use magpie_server::{Config, CountingAllocator, Options, check_tool, configure_allocator};
 
+/// mimalloc, counted: `used_memory` and `maxmemory` read the count.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: CountingAllocator = CountingAllocator;
 
 fn main() -> ExitCode {
     configure_allocator();

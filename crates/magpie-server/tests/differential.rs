@@ -36,7 +36,9 @@
 //!   MS: times in milliseconds inside a bigger reply (XPENDING's idle times, XINFO's seen and
 //!   delivery times).
 //! - `~replies N CMD`: the command answers with N replies (SUBSCRIBE of N channels; a PUBLISH
-//!   that a RESP3 subscriber also receives itself), read and compared together.
+//!   that a RESP3 subscriber also receives itself), read and compared together. `~replies 0`
+//!   sends a command that answers nothing (under CLIENT REPLY OFF): the next reply compared
+//!   shows that nothing came.
 //! - `!events` (before the first command): also compare keyspace notifications. A second
 //!   connection to each server subscribes to `__key*__:*` before the script runs; after each
 //!   command, a third one publishes a marker that this subscriber also hears, and the
@@ -150,6 +152,8 @@ diff_tests! {
     events_datamodel => "events_datamodel.redis", Resp2;
     swapdb => "swapdb.redis", Resp2;
     swapdb_resp3 => "swapdb.redis", Resp3;
+    operator => "operator.redis", Resp2;
+    operator_resp3 => "operator.redis", Resp3;
     streams => "streams.redis", Resp2;
     streams_resp3 => "streams.redis", Resp3;
     streams_trim => "streams_trim.redis", Resp2;
@@ -165,6 +169,11 @@ diff_tests! {
     scripting_functions_resp3 => "scripting_functions.redis", Resp3;
     scripting_errors => "scripting_errors.redis", Resp2;
     scripting_errors_resp3 => "scripting_errors.redis", Resp3;
+    memory => "memory.redis", Resp2;
+    memory_resp3 => "memory.redis", Resp3;
+    clients => "clients.redis", Resp2;
+    clients_resp3 => "clients.redis", Resp3;
+    clients_tracking => "clients_tracking.redis", Resp2;
 }
 
 /// Every `.redis` file in tests/diff is run by some test, and every script parses.
@@ -250,7 +259,7 @@ fn parse_script(file: &str, src: &[u8]) -> Result<Script, String> {
         let mut replies = 1;
         let (check, command) = if let Some(rest) = text.strip_prefix("~replies ") {
             let (n, rest) = rest.trim_start().split_once(char::is_whitespace).unwrap_or((rest, ""));
-            replies = n.parse().ok().filter(|&n| n >= 1).ok_or_else(|| err(format!("bad ~replies count {n:?}")))?;
+            replies = n.parse().ok().ok_or_else(|| err(format!("bad ~replies count {n:?}")))?;
             (Check::Exact, rest)
         } else if let Some(rest) = text.strip_prefix("~sort ") {
             (Check::Sorted, rest)
@@ -445,6 +454,15 @@ fn run_script(file: &str, proto: Proto) {
             Step::Command { line, text, args, check, replies } => (*line, text, args, check, *replies),
         };
         let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        if replies == 0 {
+            let frame = common::Raw::encode(&args);
+            expected_conn.try_send(&frame).expect("send to redis-server");
+            if let Err(e) = actual_conn.try_send(&frame) {
+                report.fail(line, text, b"", Err(e.to_string()), " (sent without a reply)");
+                break;
+            }
+            continue;
+        }
         let expected = expected_conn
             .try_cmd_replies(&args, replies)
             .unwrap_or_else(|e| panic!("{}:{line}: redis-server failed on `{text}`: {e}", script.file));
@@ -764,6 +782,14 @@ const NOT_DETERMINISTIC: &[&str] = &[
     // Documented differences (docs/compatibility.md): CLIENT SETINFO is 7.2's, COMMAND's
     // flags, key specs and docs differ, scan cursors are not Redis's.
     "client|setinfo",
+    // Client control: a random CLIENT PAUSE, REPLY OFF or KILL would stall, silence or close
+    // the fuzzer's connections, and CLIENT TRACKING's pushes differ for keys of the same name
+    // in other databases (tests/diff/clients*.redis and tests/clients.rs cover them).
+    "client|kill",
+    "client|pause",
+    "client|reply",
+    "client|tracking",
+    "client|caching",
     "command",
     "command|count",
     "command|docs",
@@ -776,6 +802,13 @@ const NOT_DETERMINISTIC: &[&str] = &[
     // The Lua debugger (YES and SYNC switch redis-server's connection into it); Magpie has
     // none (docs/compatibility.md).
     "script|debug",
+    // Memory figures and idle times: each server's own (tests/diff/memory.redis compares
+    // their shapes and errors).
+    "memory|usage",
+    "memory|stats",
+    "memory|doctor",
+    "memory|malloc-stats",
+    "object|idletime",
     // Magpie's own interactive transactions (unknown commands to Redis).
     "begin",
     "start",
@@ -807,6 +840,18 @@ const NOT_DETERMINISTIC: &[&str] = &[
     "sort_ro",
     // Talks to the host it is given (tests/rdb_moves.rs compares it with Redis).
     "migrate",
+    // Times, addresses and durations: which commands were slow, latency samples and
+    // histograms; a monitor's lines would be read as replies (operator.redis compares what is
+    // deterministic, tests/operator.rs the rest).
+    "monitor",
+    "slowlog|get",
+    "slowlog|len",
+    "latency|latest",
+    "latency|history",
+    "latency|graph",
+    "latency|doctor",
+    "latency|histogram",
+    "latency|reset",
     // Counts keys that expired but are not reclaimed yet, which depends on timing: Redis
     // reclaims within an event loop turn, Magpie within 100 ms (documented). The command
     // fuzzer (tests/fuzz_commands.rs) checks DBSIZE against SCAN instead.

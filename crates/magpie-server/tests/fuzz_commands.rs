@@ -82,8 +82,17 @@ fn env_number(name: &str) -> Option<u64> {
 /// them).
 /// MIGRATE connects to the host it is given: random hosts ("1.5" reads as 1.0.0.5) would send
 /// traffic off this machine and wait up to the random timeout (tests/rdb_moves.rs covers it).
+/// MONITOR turns the connection into a monitor, whose lines the fuzzer would take for replies
+/// (tests/operator.rs covers it).
+/// CLIENT KILL, PAUSE, REPLY and TRACKING would close the fuzzer's connections, hold them for
+/// a random time, silence their replies or add pushes to them (tests/clients.rs covers them).
 const EXCLUDED: &[&str] = &[
+    "monitor",
     "shutdown",
+    "client|kill",
+    "client|pause",
+    "client|reply",
+    "client|tracking",
     "quit",
     "subscribe",
     "unsubscribe",

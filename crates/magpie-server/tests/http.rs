@@ -75,6 +75,20 @@ async fn keys_are_written_read_and_deleted_with_any_bytes() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = c.put(format!("{url}/v1/keys/t?bogus=1")).body("w").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Flags take the values openapi.json lists (1, true or empty for yes; 0, false), no other.
+    for (query, status) in [
+        ("nx", StatusCode::CONFLICT),
+        ("nx=", StatusCode::CONFLICT),
+        ("nx=true", StatusCode::CONFLICT),
+        ("nx=0", StatusCode::NO_CONTENT),
+        ("nx=false", StatusCode::NO_CONTENT),
+        ("nx=yes", StatusCode::BAD_REQUEST),
+        ("nx=TRUE", StatusCode::BAD_REQUEST),
+        ("xx=2", StatusCode::BAD_REQUEST),
+    ] {
+        let r = c.put(format!("{url}/v1/keys/t?{query}")).body("w").send().await.unwrap();
+        assert_eq!(r.status(), status, "?{query}");
+    }
     // A missing key: 404 with a JSON error.
     let r = c.get(format!("{url}/v1/keys/missing")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
@@ -238,13 +252,13 @@ async fn the_command_endpoint_speaks_json_and_messagepack() {
 /// Reading an answer whose value is MessagePack bin.
 mod rmpv_like {
     #[derive(serde::Deserialize)]
-    pub struct Answer {
+    pub(crate) struct Answer {
         pub value: serde_bytes_like::Bytes,
     }
-    pub mod serde_bytes_like {
-        pub struct Bytes(Vec<u8>);
+    pub(crate) mod serde_bytes_like {
+        pub(crate) struct Bytes(Vec<u8>);
         impl Bytes {
-            pub fn into_vec(self) -> Vec<u8> {
+            pub(crate) fn into_vec(self) -> Vec<u8> {
                 self.0
             }
         }
@@ -340,6 +354,24 @@ async fn a_transaction_answers_only_to_its_user() {
     assert_eq!(as_bob.status(), StatusCode::NOT_FOUND);
     let owner = c.post(format!("{url}/v1/txn/{id}/commit")).bearer_auth("pw").send().await.unwrap();
     assert_eq!(owner.status(), StatusCode::OK);
+}
+
+/// A transaction id whose bytes are not UTF-8 names no transaction: 404 with the API's JSON
+/// error, as any unknown id (axum's path extractor answered 400 in text/plain, which the
+/// OpenAPI document does not describe).
+#[tokio::test]
+async fn a_transaction_id_that_is_not_utf8_is_unknown() {
+    let (_server, port) = Server::magpie_http(&[], None);
+    let (c, url) = (client(), base(port));
+    for action in ["command", "commit", "rollback"] {
+        let resp =
+            c.post(format!("{url}/v1/txn/%FF%FE/{action}")).json(&json!({"args": ["PING"]})).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{action}");
+        assert_eq!(resp.headers()["content-type"], "application/json", "{action}");
+        let v = resp.json_value().await;
+        assert_eq!(v["status"], "Error", "{action}: {v}");
+        assert!(v["message"].as_str().unwrap().starts_with("no such transaction"), "{action}: {v}");
+    }
 }
 
 #[tokio::test]

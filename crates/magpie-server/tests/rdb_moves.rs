@@ -37,6 +37,14 @@ fn dataset() -> Vec<Vec<String>> {
     cmd("ZADD zset:small 1 a 2.5 b -3 c 1e10 d");
     cmd("GEOADD geo 13.361389 38.115556 Palermo 15.087269 37.502669 Catania");
     cmd("EXPIRE geo 900000");
+    cmd("XADD stream:small 1-1 f1 v1");
+    cmd("XADD stream:small 2-0 f2 v2 f3 3");
+    cmd("XADD stream:small 5-7 f1 again");
+    cmd("XDEL stream:small 2-0");
+    cmd("XGROUP CREATE stream:small g1 0");
+    cmd("XGROUP CREATE stream:small g2 $");
+    cmd("XREADGROUP GROUP g1 alice COUNT 1 STREAMS stream:small >");
+    cmd("XGROUP CREATECONSUMER stream:small g1 bob");
     let mut big = |prefix: &str, n: usize, f: &dyn Fn(usize) -> String| {
         for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
             let mut v = vec![prefix.to_owned()];
@@ -52,6 +60,12 @@ fn dataset() -> Vec<Vec<String>> {
     big("HSET hash:big", 300, &|i| format!("field{i} value{i}"));
     big("ZADD zset:big", 300, &|i| format!("{} m{i}", i as f64 / 3.0));
     big("PFADD hll:dense", 4000, &|i| format!("e{i}"));
+    for i in 0..700 {
+        c.push(vec![format!("XADD stream:big {}-{} field{i} {}", 1000 + i / 3, i % 3, "v".repeat(i % 40 + 1))]);
+    }
+    c.push(vec!["XGROUP CREATE stream:big readers 0".into()]);
+    c.push(vec!["XREADGROUP GROUP readers r1 COUNT 250 STREAMS stream:big >".into()]);
+    c.push(vec!["XACK stream:big readers 1000-0 1001-1 1002-2".into()]);
     let mut c = c.into_iter().map(|v| v.join(" ")).collect::<Vec<_>>();
     c.extend(["SELECT 3", "SET other:db here", "RPUSH other:list z", "SELECT 0"].map(str::to_owned));
     c.into_iter().map(|s| s.split(' ').map(str::to_owned).collect()).collect()
@@ -112,6 +126,13 @@ fn describe(conn: &mut Connection) -> BTreeMap<String, String> {
                     pairs.join(",")
                 }
                 "zset" => text(&q(conn, &["ZRANGE", &k, "0", "-1", "WITHSCORES"])),
+                // Entries, and each group's read position, counter, lag and pending count.
+                "stream" => format!(
+                    "{} {} {}",
+                    text(&q(conn, &["XRANGE", &k, "-", "+"])),
+                    text(&q(conn, &["XINFO", "GROUPS", &k])),
+                    text(&q(conn, &["XLEN", &k])),
+                ),
                 other => panic!("unexpected type {other} for {k}"),
             };
             // Whether it expires, not the exact time left.
@@ -177,6 +198,15 @@ fn restore_of_redis_payloads_and_the_reverse() {
     }
 }
 
+/// A function library, carried by RDB files (and by `magpie export`) beside the keys.
+const LIBRARY: &str =
+    "#!lua name=movelib\nredis.register_function('moved', function(keys, args) return 'moved:' .. args[1] end)";
+
+/// The library in [`LIBRARY`] is loaded and runs.
+fn assert_function(conn: &mut Connection) {
+    assert_eq!(text(&q(conn, &["FCALL", "moved", "0", "x"])), "moved:x");
+}
+
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("magpie-rdb-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -209,11 +239,13 @@ fn import_rdb_loads_a_redis_save() {
     let Some(redis) = redis_in(&dir) else { return };
     let mut r = redis.client();
     populate(&mut r);
+    q(&mut r, &["FUNCTION", "LOAD", LIBRARY]);
     let expected = describe(&mut r);
     assert_eq!(text(&q(&mut r, &["SAVE"])), "OK");
     let rdb = dir.join("dump.rdb");
     let magpie = Server::magpie_with(&["--import-rdb", &rdb.display().to_string()]);
     assert_eq!(describe(&mut magpie.client()), expected);
+    assert_function(&mut magpie.client());
 
     // With snapshots on, the imported keys are saved at once: a restart without the flag
     // finds them.
@@ -225,6 +257,7 @@ fn import_rdb_loads_a_redis_save() {
     saved.wait_exit(Duration::from_secs(10));
     let again = Server::magpie_with(&["--dir", &d, "--save", "3600 1"]);
     assert_eq!(describe(&mut again.client()), expected);
+    assert_function(&mut again.client());
 
     // A keyspace that is not empty is refused, and so is a damaged file.
     let mut busy = Command::new(env!("CARGO_BIN_EXE_magpie-server"))
@@ -271,6 +304,7 @@ fn export_rdb_is_loaded_by_redis() {
     let magpie = Server::magpie();
     let mut m = magpie.client();
     populate(&mut m);
+    q(&mut m, &["FUNCTION", "LOAD", LIBRARY]);
     let expected = describe(&mut m);
     let dir = temp_dir("export");
     let file = dir.join("dump.rdb");
@@ -282,9 +316,11 @@ fn export_rdb_is_loaded_by_redis() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("exported {} keys", expected.len())));
     let Some(redis) = redis_in(&dir) else { return };
     assert_eq!(describe(&mut redis.client()), expected, "redis-server loaded Magpie's export");
+    assert_function(&mut redis.client());
     // And the same file imports back into Magpie.
     let back = Server::magpie_with(&["--import-rdb", &file.display().to_string()]);
     assert_eq!(describe(&mut back.client()), expected);
+    assert_function(&mut back.client());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

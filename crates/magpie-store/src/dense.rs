@@ -53,7 +53,7 @@ impl<T: Clone + Default> Shared<T> {
     /// The part, for writing: a frozen part is taken back first (copied if a snapshot still
     /// holds it).
     #[inline]
-    pub fn make_mut(&mut self) -> &mut T {
+    pub(crate) fn make_mut(&mut self) -> &mut T {
         if let Shared::Frozen(_) = self {
             self.thaw();
         }
@@ -71,7 +71,7 @@ impl<T: Clone + Default> Shared<T> {
     }
 
     /// Shares the part with a snapshot: O(1), no copy.
-    pub fn freeze(&mut self) -> Arc<T> {
+    pub(crate) fn freeze(&mut self) -> Arc<T> {
         if let Shared::Own(t) = self {
             *self = Shared::Frozen(Arc::new(std::mem::take(t)));
         }
@@ -83,7 +83,7 @@ impl<T: Clone + Default> Shared<T> {
 
     /// Whether a snapshot may still hold this part (for tests).
     #[cfg(test)]
-    pub fn is_shared(&self) -> bool {
+    pub(crate) fn is_shared(&self) -> bool {
         matches!(self, Shared::Frozen(a) if Arc::strong_count(a) > 1)
     }
 }
@@ -110,7 +110,7 @@ impl<T> Default for Dense<T> {
 }
 
 impl<T: Clone> Dense<T> {
-    pub fn with_capacity(n: usize) -> Dense<T> {
+    pub(crate) fn with_capacity(n: usize) -> Dense<T> {
         let mut d = Dense::default();
         if n > 0 {
             d.chunks.push(Shared::Own(Vec::with_capacity(n.min(CHUNK))));
@@ -119,21 +119,21 @@ impl<T: Clone> Dense<T> {
     }
 
     #[inline]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     #[inline]
-    pub fn get(&self, i: usize) -> &T {
+    pub(crate) fn get(&self, i: usize) -> &T {
         &self.chunks[i / CHUNK][i % CHUNK]
     }
 
     #[inline]
-    pub fn get_mut(&mut self, i: usize) -> &mut T {
+    pub(crate) fn get_mut(&mut self, i: usize) -> &mut T {
         &mut self.chunks[i / CHUNK].make_mut()[i % CHUNK]
     }
 
-    pub fn push(&mut self, x: T) {
+    pub(crate) fn push(&mut self, x: T) {
         let c = self.len / CHUNK;
         if c == self.chunks.len() {
             // Full chunks (or none): a new one, allocated whole unless it is the first.
@@ -149,7 +149,7 @@ impl<T: Clone> Dense<T> {
         self.len += 1;
     }
 
-    pub fn pop(&mut self) -> Option<T> {
+    pub(crate) fn pop(&mut self) -> Option<T> {
         if self.len == 0 {
             return None;
         }
@@ -161,7 +161,7 @@ impl<T: Clone> Dense<T> {
     }
 
     /// Removes element `i`; the last element takes its place.
-    pub fn swap_remove(&mut self, i: usize) -> T {
+    pub(crate) fn swap_remove(&mut self, i: usize) -> T {
         let last = self.pop().expect("swap_remove within the vector");
         if i == self.len {
             return last;
@@ -191,36 +191,36 @@ impl<T: Clone> Dense<T> {
         }
     }
 
-    pub fn iter(&self) -> Iter<'_, T> {
+    pub(crate) fn iter(&self) -> Iter<'_, T> {
         Iter { chunks: self.chunks.iter(), front: [].iter(), back: [].iter(), left: self.len }
     }
 
     /// Shares every chunk with a snapshot (see [`Shared::freeze`]): O(chunks).
-    pub fn freeze(&mut self) -> Frozen<T> {
+    pub(crate) fn freeze(&mut self) -> Frozen<T> {
         Frozen { chunks: self.chunks.iter_mut().map(Shared::freeze).collect(), len: self.len }
     }
 
     /// Elements allocated room for (for memory accounting in tests).
     #[cfg(test)]
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.chunks.iter().map(|c| c.capacity()).sum()
     }
 
     /// Whether any chunk is still shared with a snapshot (for tests).
     #[cfg(test)]
-    pub fn shares_any(&self) -> bool {
+    pub(crate) fn shares_any(&self) -> bool {
         self.chunks.iter().any(Shared::is_shared)
     }
 
     /// Chunks that are not shared with a snapshot (for tests: after a freeze, the ones writes
     /// copied).
     #[cfg(test)]
-    pub fn unshared_chunks(&self) -> usize {
+    pub(crate) fn unshared_chunks(&self) -> usize {
         self.chunks.iter().filter(|c| !c.is_shared()).count()
     }
 
     #[cfg(test)]
-    pub fn chunk_count(&self) -> usize {
+    pub(crate) fn chunk_count(&self) -> usize {
         self.chunks.len()
     }
 }
@@ -296,11 +296,11 @@ pub(crate) struct Frozen<T> {
 }
 
 impl<T> Frozen<T> {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
         self.chunks.iter().flat_map(|c| c.iter())
     }
 }

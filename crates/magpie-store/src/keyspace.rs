@@ -1,22 +1,23 @@
 //! Databases, shards and entries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use indexmap::IndexMap;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::evict::{Candidate, Policy, Pool, Tracking, Use, is_random, score};
 use crate::tap::Tap;
 use crate::{Frozen, Key, Value};
 
 type Hasher = foldhash::fast::RandomState;
 type Map = IndexMap<Key, Entry, Hasher>;
 
-/// A value and its expiry time.
-#[derive(Clone, Debug)]
+/// A value, its expiry time, and what eviction knows of its use.
+#[derive(Debug)]
 pub struct Entry {
     pub value: Value,
     /// Absolute expiry in ms since the epoch; 0 when the key does not expire. Private so that
@@ -24,13 +25,19 @@ pub struct Entry {
     expire_at: u64,
     /// For an entry with an expiry time: its position in [`Shard::volatile`].
     vpos: u32,
-    /// The number of the snapshot that has written this entry out of turn, before its walk
-    /// reached it (see [`SnapState`]): in the padding, so it costs no memory.
-    written: u32,
+    /// When the key was last used, or how often (see [`Use`]), and a snapshot's mark: four
+    /// bytes, so an entry stays 40 bytes.
+    used: Use,
+}
+
+impl Clone for Entry {
+    fn clone(&self) -> Entry {
+        Entry { value: self.value.clone(), expire_at: self.expire_at, vpos: self.vpos, used: self.used.clone() }
+    }
 }
 
 /// Entries are equal when their values, expiry times and places among the expiring keys are
-/// (not counting a snapshot's mark).
+/// (not counting a snapshot's mark or the use clock).
 impl PartialEq for Entry {
     fn eq(&self, other: &Entry) -> bool {
         self.value == other.value && self.expire_at == other.expire_at && self.vpos == other.vpos
@@ -39,7 +46,7 @@ impl PartialEq for Entry {
 
 impl Entry {
     pub fn new(value: Value) -> Entry {
-        Entry { value, expire_at: 0, vpos: 0, written: 0 }
+        Entry { value, expire_at: 0, vpos: 0, used: Use::default() }
     }
 
     /// When the key expires (ms since the epoch), if it does.
@@ -49,6 +56,16 @@ impl Entry {
 
     fn is_expired(&self, now: u64) -> bool {
         self.expire_at != 0 && self.expire_at <= now
+    }
+
+    /// The use clock (LRU time or LFU counter) and the S3-FIFO bits: see [`Use`].
+    pub fn usage(&self) -> &Use {
+        &self.used
+    }
+
+    /// Whether the snapshot in progress has written this entry out of turn.
+    fn marked(&self) -> bool {
+        self.used.marked()
     }
 }
 
@@ -75,6 +92,16 @@ pub struct Shard {
     /// Running estimate of the time to live (ms) of the keys that expire, from what the active
     /// cycle sees (as Redis's `avg_ttl`).
     avg_ttl: u64,
+    /// Entries not in S3-FIFO's main queue (every entry, under the other policies).
+    small: usize,
+    /// S3-FIFO's small queue: the keys in it, oldest first (and keys since removed or moved,
+    /// skipped when met).
+    fifo: VecDeque<Key>,
+    /// S3-FIFO's CLOCK hand over the map: the main queue.
+    hand: usize,
+    /// S3-FIFO's ghost queue, approximated: fingerprints of keys evicted from the small queue,
+    /// in a table indexed by their hash (a newer one overwrites an older one).
+    ghost: Vec<u32>,
     /// The database this shard belongs to (named in expiry events).
     db: usize,
     /// The keyspace's change tap: every change is reported through it (see `tap.rs`).
@@ -95,6 +122,8 @@ struct Watched {
     version: u64,
     refs: u32,
     waiters: u32,
+    /// A client caches the key (see [`Shard::track`]): its next change is queued to the tap.
+    tracked: bool,
 }
 
 /// Where a snapshot's entries go: called with the database, the key and the entry as it was
@@ -133,12 +162,13 @@ fn snap_entry(e: &mut Entry) -> SnapEntry<'_> {
 /// rest have been written out, and so have any entries added since the snapshot began (they
 /// are appended at the end, beyond the cursor, and were not there at its moment). A writer
 /// about to change or remove an entry the walk has not reached first hands the entry as it is
-/// to the snapshot's sink and marks it written (`Entry::written` takes the snapshot's number),
-/// so the walk skips it. Removal moves the shard's last entry into the hole; when that carries
+/// to the snapshot's sink and marks it written (a bit of `Entry::used`), so the walk skips it
+/// (and clears the mark as it passes: marks only ever sit below the cursor, so when the walk
+/// ends no entry carries one, and one bit serves every snapshot). Removal moves the shard's last entry into the hole; when that carries
 /// an entry already written (or created since) into the unvisited part, it is marked too. So
 /// every key present at the snapshot's moment is written exactly once, with its value of that
 /// moment, and no key created after it is written. Nothing is kept in memory: the marks live in
-/// the entries' padding (a set of the keys written, as before, grew with the writes and
+/// the entries themselves (a set of the keys written, as before, grew with the writes and
 /// rehashed under the lock), and the old values go straight to the sink, which encodes small
 /// ones for the file at once and keeps big collections frozen (their chunks shared, see
 /// [`Value::freeze`]) to encode outside the lock; only the chunks written while the snapshot
@@ -147,22 +177,7 @@ struct SnapState {
     /// Entries at indices below this have not been visited yet. Written by the walk under the
     /// read lock (hence atomic), read by writers under the write lock.
     cursor: AtomicUsize,
-    /// This snapshot's number: an entry whose `written` equals it has been written already.
-    number: u32,
     sink: SnapshotSink,
-}
-
-/// Numbers snapshots, for `Entry::written` (0 is never used, so new entries are unwritten; a
-/// number comes back after 2^32 snapshots, by which time no entry still carries it).
-static SNAPSHOTS: AtomicU32 = AtomicU32::new(0);
-
-fn next_snapshot_number() -> u32 {
-    loop {
-        let n = SNAPSHOTS.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-        if n != 0 {
-            return n;
-        }
-    }
 }
 
 impl Shard {
@@ -190,13 +205,28 @@ impl Shard {
         self.expired
     }
 
-    /// The live entry of `key`.
+    /// The live entry of `key`, counted as an access for eviction (Redis's `lookupKey`).
+    #[inline]
     pub fn get(&self, key: &[u8], now: u64) -> Option<&Entry> {
+        let e = self.map.get(key).filter(|e| !e.is_expired(now))?;
+        e.used.touch(now);
+        Some(e)
+    }
+
+    /// The live entry of `key`, not counted as an access (Redis's `LOOKUP_NOTOUCH`: TYPE,
+    /// EXISTS, TTL, OBJECT, MEMORY USAGE).
+    pub fn peek(&self, key: &[u8], now: u64) -> Option<&Entry> {
         self.map.get(key).filter(|e| !e.is_expired(now))
     }
 
+    /// Entries not in S3-FIFO's main queue.
+    pub fn small(&self) -> usize {
+        self.small
+    }
+
+    /// Whether `key` is live; not an access (as EXISTS).
     pub fn contains(&self, key: &[u8], now: u64) -> bool {
-        self.get(key, now).is_some()
+        self.peek(key, now).is_some()
     }
 
     /// The slot of `key`, found with one lookup: either its live entry, which can be read,
@@ -205,9 +235,12 @@ impl Shard {
     /// access reclaims expired keys, as in Redis).
     pub fn slot<'a>(&'a mut self, key: &'a [u8], now: u64) -> Slot<'a> {
         match self.map.get_full(key) {
-            Some((idx, _, e)) if !e.is_expired(now) => Slot::Live(LiveSlot { shard: self, idx, before: None }),
-            Some((idx, _, _)) => Slot::Empty(EmptySlot { shard: Some(self), key, expired: Some(idx) }),
-            None => Slot::Empty(EmptySlot { shard: Some(self), key, expired: None }),
+            Some((idx, _, e)) if !e.is_expired(now) => {
+                e.used.touch(now);
+                Slot::Live(LiveSlot { shard: self, idx, before: None })
+            }
+            Some((idx, _, _)) => Slot::Empty(EmptySlot { shard: Some(self), key, expired: Some(idx), now }),
+            None => Slot::Empty(EmptySlot { shard: Some(self), key, expired: None, now }),
         }
     }
 
@@ -283,16 +316,24 @@ impl Shard {
                         self.tap.ready(self.db, k);
                     }
                 }
+                w.tracked = false;
             }
+            self.watched.retain(|_, w| w.refs > 0 || w.waiters > 0);
+        }
+        if self.tap.tracking() {
+            self.tap.tracked(crate::tap::Tracked::Flush);
         }
         self.volatile = Vec::new();
         self.expire_cursor = 0;
         self.value_bytes = 0;
+        self.small = 0;
+        self.fifo = VecDeque::new();
+        self.hand = 0;
         let mut map = std::mem::take(&mut self.map);
         if let Some(snap) = self.snap.as_deref_mut() {
             let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
             for (i, (k, mut e)) in map.drain(..).enumerate() {
-                if i < cursor && e.written != snap.number {
+                if i < cursor && !e.marked() {
                     (snap.sink)(self.db, &k, snap_entry(&mut e));
                 }
             }
@@ -308,10 +349,10 @@ impl Shard {
         if let Some(snap) = snap.as_deref_mut() {
             let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
             for i in 0..cursor.min(map.len()) {
+                // The walk ends here: marks are cleared as it would have cleared them.
                 if let Some((k, e)) = map.get_index_mut(i)
-                    && e.written != snap.number
+                    && !e.used.take_mark()
                 {
-                    e.written = snap.number;
                     (snap.sink)(*db, k, snap_entry(e));
                 }
             }
@@ -332,6 +373,9 @@ impl Shard {
         std::mem::swap(&mut self.expire_cursor, &mut other.expire_cursor);
         std::mem::swap(&mut self.value_bytes, &mut other.value_bytes);
         std::mem::swap(&mut self.avg_ttl, &mut other.avg_ttl);
+        std::mem::swap(&mut self.small, &mut other.small);
+        std::mem::swap(&mut self.fifo, &mut other.fifo);
+        std::mem::swap(&mut self.ghost, &mut other.ghost);
         let touch = |s: &mut Shard, o: &Shard| {
             for (k, w) in s.watched.iter_mut() {
                 let here = s.map.contains_key(&**k);
@@ -359,6 +403,11 @@ impl Shard {
         if !self.watched.is_empty() {
             self.touch_watched(idx);
         }
+        if self.tap.track_all()
+            && let Some((k, _)) = self.map.get_index(idx)
+        {
+            self.tap.tracked(crate::tap::Tracked::Key(k.as_ref().into()));
+        }
         seq
     }
 
@@ -373,19 +422,55 @@ impl Shard {
             if w.waiters > 0 {
                 self.tap.ready(self.db, k);
             }
+            if std::mem::take(&mut w.tracked) {
+                if !self.tap.track_all() {
+                    self.tap.tracked(crate::tap::Tracked::Key(k.as_ref().into()));
+                }
+                if w.refs == 0 && w.waiters == 0 {
+                    self.watched.remove(&**k);
+                }
+            }
         }
     }
 
     /// Reports a key about to be created (not in the map).
     #[inline]
-    fn creating(&mut self, key: &[u8]) {
-        self.tap.tick();
+    fn creating(&mut self, key: &[u8]) -> u64 {
+        let seq = self.tap.tick();
         if !self.watched.is_empty()
             && let Some(w) = self.watched.get_mut(key)
         {
             w.version += 1;
             if w.waiters > 0 {
                 self.tap.ready(self.db, key);
+            }
+            if std::mem::take(&mut w.tracked) {
+                if !self.tap.track_all() {
+                    self.tap.tracked(crate::tap::Tracked::Key(key.into()));
+                }
+                if w.refs == 0 && w.waiters == 0 {
+                    self.watched.remove(key);
+                }
+            }
+        }
+        if self.tap.track_all() {
+            self.tap.tracked(crate::tap::Tracked::Key(key.into()));
+        }
+        seq
+    }
+
+    /// A client caches `key` (it read it with tracking on): its next change, creation or
+    /// removal (expiry included) is queued to the tap as a [`crate::tap::Tracked::Key`], once.
+    pub fn track(&mut self, key: &[u8]) {
+        self.watched.entry(Key::new(key)).or_default().tracked = true;
+    }
+
+    /// No client caches `key` any more (the server dropped it from its table).
+    pub fn untrack(&mut self, key: &[u8]) {
+        if let Some(w) = self.watched.get_mut(key) {
+            w.tracked = false;
+            if w.refs == 0 && w.waiters == 0 {
+                self.watched.remove(key);
             }
         }
     }
@@ -402,7 +487,7 @@ impl Shard {
     pub fn unwatch(&mut self, key: &[u8]) {
         if let Some(w) = self.watched.get_mut(key) {
             w.refs = w.refs.saturating_sub(1);
-            if w.refs == 0 && w.waiters == 0 {
+            if w.refs == 0 && w.waiters == 0 && !w.tracked {
                 self.watched.remove(key);
             }
         }
@@ -419,7 +504,7 @@ impl Shard {
     pub fn unblock(&mut self, key: &[u8]) {
         if let Some(w) = self.watched.get_mut(key) {
             w.waiters = w.waiters.saturating_sub(1);
-            if w.refs == 0 && w.waiters == 0 {
+            if w.refs == 0 && w.waiters == 0 && !w.tracked {
                 self.watched.remove(key);
             }
         }
@@ -442,9 +527,9 @@ impl Shard {
             return; // already written out
         }
         if let Some((k, e)) = self.map.get_index_mut(idx)
-            && e.written != snap.number
+            && !e.marked()
         {
-            e.written = snap.number;
+            e.used.set_mark();
             (snap.sink)(self.db, k, snap_entry(e));
         }
     }
@@ -461,7 +546,7 @@ impl Shard {
             && idx < cursor
             && let Some((_, e)) = self.map.get_index_mut(last)
         {
-            e.written = snap.number;
+            e.used.set_mark();
         }
     }
 
@@ -495,6 +580,9 @@ impl Shard {
         self.set_expire_index(idx, None);
         let (k, mut e) = self.map.swap_remove_index(idx)?;
         self.value_bytes -= e.value.size() as u64;
+        if !e.used.fifo().0 {
+            self.small -= 1;
+        }
         e.expire_at = expire_at; // the caller gets the entry as it was (RENAME keeps the TTL)
         // The entry that was last now sits at `idx`: point its `volatile` slot there.
         if let Some((_, moved)) = self.map.get_index(idx)
@@ -610,7 +698,7 @@ impl LiveSlot<'_> {
         self.shard.value_bytes = self.shard.value_bytes - old_value.size() as u64 + size;
         let old_expire = self.shard.map[self.idx].expire_at;
         self.shard.set_expire_index(self.idx, expire_at);
-        Entry { value: old_value, expire_at: old_expire, vpos: 0, written: 0 }
+        Entry { value: old_value, expire_at: old_expire, vpos: 0, used: Use::default() }
     }
 
     pub fn set_expire(&mut self, expire_at: Option<u64>) {
@@ -652,6 +740,7 @@ pub struct EmptySlot<'a> {
     key: &'a [u8],
     /// Index of an expired entry of this key.
     expired: Option<usize>,
+    now: u64,
 }
 
 impl<'a> EmptySlot<'a> {
@@ -669,13 +758,23 @@ impl<'a> EmptySlot<'a> {
                 let old = std::mem::replace(&mut shard.map[idx].value, value);
                 shard.value_bytes -= old.size() as u64;
                 shard.expired += 1;
+                if shard.map[idx].used.fifo().0 {
+                    shard.small += 1;
+                }
+                shard.map[idx].used.init(self.now);
                 idx
             }
             None => {
                 shard.creating(self.key);
-                shard.map.insert_full(Key::new(self.key), Entry::new(value)).0
+                let idx = shard.map.insert_full(Key::new(self.key), Entry::new(value)).0;
+                shard.map[idx].used.init(self.now);
+                shard.small += 1;
+                idx
             }
         };
+        if crate::evict::tracking() == Tracking::S3Fifo {
+            shard.s3_admit(idx, self.key);
+        }
         shard.set_expire_index(idx, expire_at);
     }
 }
@@ -924,11 +1023,10 @@ impl Keyspace {
     ///
     /// [`snapshot_step`]: Keyspace::snapshot_step
     pub fn begin_snapshot<R>(&self, sink: SnapshotSink, at_cut: impl FnOnce() -> R) -> R {
-        let number = next_snapshot_number();
         let mut guards: Vec<_> = self.dbs.iter().flat_map(|d| d.shards.iter()).map(|s| s.0.write()).collect();
         for g in &mut guards {
             let len = g.len();
-            g.snap = Some(Box::new(SnapState { cursor: AtomicUsize::new(len), number, sink: sink.clone() }));
+            g.snap = Some(Box::new(SnapState { cursor: AtomicUsize::new(len), sink: sink.clone() }));
         }
         let r = at_cut();
         drop(guards);
@@ -959,7 +1057,7 @@ impl Keyspace {
             let mut visited = 0;
             while cursor > 0 && visited < budget {
                 let Some((k, e)) = g.map.get_index(cursor - 1) else { break };
-                if e.written != snap.number {
+                if !e.used.take_mark() {
                     if e.value.wants_freezing() {
                         // Freezing changes the value's cells: it takes the write lock, below.
                         break;
@@ -981,7 +1079,7 @@ impl Keyspace {
         let cursor = (*snap.cursor.get_mut()).min(shard.map.len());
         if cursor > 0 {
             if let Some((k, e)) = shard.map.get_index_mut(cursor - 1)
-                && e.written != snap.number
+                && !e.used.take_mark()
             {
                 emit(k, snap_entry(e));
             }
@@ -997,7 +1095,19 @@ impl Keyspace {
     /// Abandons the snapshot in progress (after an error): every shard drops its state.
     pub fn abort_snapshot(&self) {
         for shard in self.dbs.iter().flat_map(|d| d.shards.iter()) {
-            let taken = shard.0.write().snap.take();
+            let mut g = shard.0.write();
+            let taken = g.snap.take();
+            // Marks live only below the cursor; clear them, as the walk would have, so the
+            // next snapshot starts with none.
+            if let Some(snap) = taken.as_deref() {
+                let cursor = snap.cursor.load(Ordering::Relaxed).min(g.map.len());
+                for i in 0..cursor {
+                    if let Some((_, e)) = g.map.get_index(i) {
+                        e.used.take_mark();
+                    }
+                }
+            }
+            drop(g);
             drop(taken);
         }
     }
@@ -1159,6 +1269,244 @@ impl MultiRead<'_> {
         let id = (db, self.ks.dbs[db].shard_index(key));
         let i = self.ids.binary_search(&id).expect("key's shard was not locked");
         &self.guards[i]
+    }
+}
+
+/// What one step of [`Keyspace::evict_one`] did.
+#[derive(Debug)]
+pub enum EvictStep {
+    /// A key was evicted.
+    Evicted(Evicted),
+    /// Keys that had expired were removed instead (reported as expired), or S3-FIFO moved
+    /// keys between its queues: memory may not have changed; step again.
+    Progress,
+    /// Nothing can be evicted: no key, or (volatile policies) no key with an expiry time.
+    Nothing,
+}
+
+/// A key evicted: drop `entry` outside any lock; `seq` numbers the change for the log.
+#[derive(Debug)]
+pub struct Evicted {
+    pub db: usize,
+    pub key: Key,
+    pub seq: u64,
+    pub entry: Entry,
+}
+
+/// S3-FIFO's small queue's share of the keys, in percent (the simulator's best: 2).
+const S3_SMALL_PERCENT: usize = 2;
+
+impl Shard {
+    /// S3-FIFO: a key just created at `idx` goes into the main queue if the ghost remembers
+    /// it, else into the small one.
+    fn s3_admit(&mut self, idx: usize, key: &[u8]) {
+        if self.ghost_hit(key) {
+            self.map[idx].used.requeue(true, 0);
+            self.small -= 1;
+            return;
+        }
+        if self.fifo.len() > 2 * self.small + 64 {
+            // Copies of keys since removed or moved pile up when nothing is evicted.
+            let map = &self.map;
+            self.fifo.retain(|k| map.get(&**k).is_some_and(|e| !e.used.fifo().0));
+            if self.fifo.capacity() > 4 * self.fifo.len() + 64 {
+                self.fifo.shrink_to_fit();
+            }
+        }
+        self.fifo.push_back(Key::new(key));
+        // While memory is under the limit nothing is evicted, and the small queue would take
+        // every new key (and its copy here). Past twice its share, its oldest keys overflow
+        // into the main queue as they are. Under eviction it stays near its share, and this
+        // never runs (a scan cannot push keys into the main queue through it).
+        let limit = 2 * (self.map.len() * S3_SMALL_PERCENT / 100).max(1) + 16;
+        while self.small > limit {
+            let Some(k) = self.fifo.pop_front() else { break };
+            if let Some(e) = self.map.get(&*k)
+                && !e.used.fifo().0
+            {
+                let freq = e.used.fifo().1;
+                e.used.requeue(true, freq);
+                self.small -= 1;
+            }
+        }
+    }
+
+    /// Whether `key` was evicted from S3-FIFO's small queue lately (and forgets it).
+    fn ghost_hit(&mut self, key: &[u8]) -> bool {
+        if self.ghost.is_empty() {
+            return false;
+        }
+        let (i, fp) = self.ghost_slot(key);
+        if self.ghost[i] == fp {
+            self.ghost[i] = 0;
+            return true;
+        }
+        false
+    }
+
+    fn ghost_slot(&self, key: &[u8]) -> (usize, u32) {
+        let h = self.map.hasher().hash_one(key);
+        ((h as usize) & (self.ghost.len() - 1), (h >> 32) as u32 | 1)
+    }
+
+    /// Remembers a key evicted from S3-FIFO's small queue. The table has about half as many
+    /// slots as the main queue has keys (the simulator's best ghost size; 4 bytes a slot); it
+    /// is remade when the shard has grown or shrunk a lot (which forgets).
+    fn ghost_add(&mut self, key: &[u8]) {
+        let want = ((self.map.len() - self.small) / 2).next_power_of_two().max(64);
+        if self.ghost.len() < want / 2 || self.ghost.len() > want * 2 {
+            self.ghost = vec![0; want];
+        }
+        let (i, fp) = self.ghost_slot(key);
+        self.ghost[i] = fp;
+    }
+
+    /// Up to `n` random live entries (of those with an expiry time, for `volatile`), and
+    /// their indices.
+    fn sample(&self, n: usize, volatile: bool, mut f: impl FnMut(usize, &[u8], &Entry)) {
+        let len = if volatile { self.volatile.len() } else { self.map.len() };
+        if len == 0 {
+            return;
+        }
+        // Consecutive entries from a random start, as Redis's dictGetSomeKeys walks buckets:
+        // one random jump, then neighbours.
+        let start = fastrand::usize(..len);
+        for i in 0..n.min(len) {
+            let pos = (start + i) % len;
+            let idx = if volatile { self.volatile[pos] as usize } else { pos };
+            if let Some((k, e)) = self.map.get_index(idx) {
+                f(idx, k, e);
+            }
+        }
+    }
+}
+
+impl Keyspace {
+    /// Reads the shards' sizes for sampling (each read-locked in turn).
+    fn refresh_sizes(&self, policy: Policy, pool: &mut Pool) {
+        pool.sizes.clear();
+        pool.total = 0;
+        for (d, db) in self.dbs.iter().enumerate() {
+            for (i, shard) in db.shards.iter().enumerate() {
+                let g = shard.0.read();
+                let n = if policy.volatile() { g.volatile.len() } else { g.map.len() };
+                if n > 0 {
+                    pool.sizes.push((d, i, n));
+                    pool.total += n;
+                }
+            }
+        }
+        pool.stale_in = 64;
+    }
+
+    /// One step of eviction under `policy` (see `evict.rs`): samples `samples` keys of one
+    /// shard and evicts the best candidate seen. Locks one shard at a time.
+    pub fn evict_one(&self, policy: Policy, samples: usize, now: u64, pool: &mut Pool) -> EvictStep {
+        if policy == Policy::NoEviction {
+            return EvictStep::Nothing;
+        }
+        let samples = samples.max(1);
+        if pool.stale_in == 0 || pool.total == 0 {
+            self.refresh_sizes(policy, pool);
+        } else {
+            pool.stale_in -= 1;
+        }
+        for attempt in 0..4 {
+            if attempt > 0 {
+                self.refresh_sizes(policy, pool);
+            }
+            let Some((db, shard)) = pool.pick_shard() else { return EvictStep::Nothing };
+            let lock = &self.dbs[db].shards[shard].0;
+            if is_random(policy) {
+                let mut g = lock.write();
+                let len = if policy.volatile() { g.volatile.len() } else { g.map.len() };
+                if len == 0 {
+                    continue;
+                }
+                let pos = fastrand::usize(..len);
+                let idx = if policy.volatile() { g.volatile[pos] as usize } else { pos };
+                return self.finish(db, &mut g, idx, now);
+            }
+            if policy == Policy::AllKeysS3Fifo {
+                return self.evict_s3fifo(db, shard, now);
+            }
+            {
+                let g = lock.read();
+                g.sample(samples, policy.volatile(), |_, k, e| {
+                    let score = if e.is_expired(now) { u64::MAX } else { score(policy, e, now) };
+                    pool.offer(Candidate { score, db, shard, key: Key::new(k) });
+                });
+            }
+            while let Some(c) = pool.take_best() {
+                let mut g = self.dbs[c.db].shards[c.shard].0.write();
+                let Some(idx) = g.map.get_index_of(&*c.key) else { continue };
+                return self.finish(c.db, &mut g, idx, now);
+            }
+        }
+        EvictStep::Nothing
+    }
+
+    /// Evicts the entry at `idx` of a write-locked shard (or reclaims it, if it expired).
+    fn finish(&self, db: usize, g: &mut Shard, idx: usize, now: u64) -> EvictStep {
+        let Some((k, e)) = g.map.get_index(idx) else { return EvictStep::Progress };
+        if e.is_expired(now) {
+            let k = k.clone();
+            drop(g.slot(&k, now)); // reclaimed and reported as expired
+            return EvictStep::Progress;
+        }
+        match g.remove_index(idx) {
+            Some((key, entry, seq)) => EvictStep::Evicted(Evicted { db, key, seq, entry }),
+            None => EvictStep::Progress,
+        }
+    }
+
+    /// S3-FIFO's eviction in one shard (see `evict.rs`).
+    fn evict_s3fifo(&self, db: usize, shard: usize, now: u64) -> EvictStep {
+        let mut g = self.dbs[db].shards[shard].0.write();
+        let g = &mut *g;
+        // Each key is passed at most a few times (its frequency is at most 3): bounded.
+        for _ in 0..4 * g.map.len() + 16 {
+            let len = g.map.len();
+            if len == 0 {
+                return EvictStep::Nothing;
+            }
+            let target = (len * S3_SMALL_PERCENT / 100).max(1);
+            if (g.small > target || g.small == len)
+                && let Some(k) = g.fifo.pop_front()
+            {
+                let Some(idx) = g.map.get_index_of(&*k) else { continue };
+                let (main, freq) = g.map[idx].used.fifo();
+                if main {
+                    continue; // moved already (a copy left in the queue)
+                }
+                if freq >= 1 {
+                    g.map[idx].used.requeue(true, 0);
+                    g.small -= 1;
+                    continue;
+                }
+                g.ghost_add(&k);
+                return self.finish(db, g, idx, now);
+            }
+            // The CLOCK hand over the main queue (every key, when the small queue has none).
+            if g.hand >= len {
+                g.hand = 0;
+            }
+            let idx = g.hand;
+            let e = &g.map[idx];
+            let (main, freq) = e.used.fifo();
+            if !main && !g.fifo.is_empty() {
+                g.hand += 1;
+                continue;
+            }
+            if freq > 0 {
+                e.used.requeue(main, freq - 1);
+                g.hand += 1;
+                continue;
+            }
+            g.hand += 1;
+            return self.finish(db, g, idx, now);
+        }
+        EvictStep::Progress
     }
 }
 
@@ -1461,10 +1809,94 @@ mod tests {
         }
     }
 
-    /// The snapshot's mark lives in the entry's padding.
+    /// The snapshot's mark and the eviction clock live in the four bytes after `vpos`.
     #[test]
     fn an_entry_is_40_bytes() {
         assert_eq!(std::mem::size_of::<Entry>(), 40);
+    }
+
+    fn fill(ks: &Keyspace, n: usize, now: u64, ttl: impl Fn(usize) -> Option<u64>) {
+        for i in 0..n {
+            let k = format!("k{i}");
+            ks.db(0).write(k.as_bytes()).insert(k.as_bytes(), Value::Int(i as i64), ttl(i), now);
+        }
+    }
+
+    fn evict(ks: &Keyspace, policy: Policy, n: usize, now: u64) -> Vec<String> {
+        let mut pool = Pool::default();
+        let mut out = Vec::new();
+        while out.len() < n {
+            match ks.evict_one(policy, 5, now, &mut pool) {
+                EvictStep::Evicted(e) => out.push(String::from_utf8_lossy(&e.key).into_owned()),
+                EvictStep::Progress => {}
+                EvictStep::Nothing => break,
+            }
+        }
+        out
+    }
+
+    /// Sampled LRU evicts mostly keys not read lately; volatile policies touch only keys
+    /// with an expiry time; with none, there is nothing to evict.
+    #[test]
+    fn eviction_follows_the_policy() {
+        let _lock = crate::evict::TEST_LOCK.lock();
+        let ks = Keyspace::new(2, 8);
+        fill(&ks, 1000, 1_000_000, |_| None);
+        // Keys 0..500 are read an hour later.
+        let later = 1_000_000 + 3_600_000;
+        for i in 0..500 {
+            let k = format!("k{i}");
+            assert!(ks.db(0).read(k.as_bytes()).get(k.as_bytes(), later).is_some());
+        }
+        let gone = evict(&ks, Policy::AllKeysLru, 200, later);
+        assert_eq!(gone.len(), 200);
+        let recent = gone.iter().filter(|k| k[1..].parse::<usize>().unwrap() < 500).count();
+        assert!(recent < 20, "{recent} recently read keys evicted");
+        assert_eq!(ks.db(0).len(), 800);
+
+        let ks = Keyspace::new(1, 4);
+        fill(&ks, 100, 0, |i| (i % 10 == 0).then_some(1_000_000));
+        let gone = evict(&ks, Policy::VolatileRandom, 50, 0);
+        assert_eq!(gone.len(), 10);
+        assert!(gone.iter().all(|k| k[1..].parse::<usize>().unwrap() % 10 == 0));
+        assert_eq!(evict(&ks, Policy::VolatileTtl, 1, 0).len(), 0);
+        assert_eq!(evict(&ks, Policy::AllKeysRandom, 100, 0).len(), 90);
+        assert_eq!(evict(&ks, Policy::NoEviction, 1, 0).len(), 0);
+    }
+
+    /// volatile-ttl takes the keys that expire soonest first.
+    #[test]
+    fn volatile_ttl_evicts_the_nearest_expiry() {
+        let ks = Keyspace::new(1, 1);
+        fill(&ks, 50, 0, |i| Some(1_000 + i as u64));
+        let gone = evict(&ks, Policy::VolatileTtl, 10, 0);
+        let avg = gone.iter().map(|k| k[1..].parse::<usize>().unwrap()).sum::<usize>() / 10;
+        assert!(avg < 20, "{gone:?}");
+    }
+
+    /// S3-FIFO (sampled) keeps keys read more than once and drops one-hit keys; the small
+    /// queue's count follows every change.
+    #[test]
+    fn s3fifo_keeps_keys_read_twice() {
+        let _lock = crate::evict::TEST_LOCK.lock();
+        crate::evict::set_tracking(Tracking::S3Fifo, 10, 1);
+        let ks = Keyspace::new(1, 2);
+        fill(&ks, 400, 0, |_| None);
+        for i in 0..100 {
+            let k = format!("k{i}");
+            for _ in 0..3 {
+                ks.db(0).read(k.as_bytes()).get(k.as_bytes(), 0);
+            }
+        }
+        let gone = evict(&ks, Policy::AllKeysS3Fifo, 250, 0);
+        crate::evict::set_tracking(Tracking::Lru, 10, 1);
+        let hot = gone.iter().filter(|k| k[1..].parse::<usize>().unwrap() < 100).count();
+        assert!(hot < 25, "{hot} hot keys of {} evicted", gone.len());
+        for s in 0..2 {
+            let g = ks.db(0).shard(s).read();
+            let small = g.map.values().filter(|e| !e.used.fifo().0).count();
+            assert_eq!(small, g.small());
+        }
     }
 
     /// Big collections reach a snapshot frozen (O(chunks) under the lock), never encoded
@@ -1642,6 +2074,35 @@ mod tests {
                 ks.db(db).shard(s).read().check();
             }
         }
+    }
+
+    #[test]
+    fn tracked_keys_queue_their_next_change_once() {
+        use crate::tap::{Tracked, take_tracked};
+        let ks = Keyspace::new(1, 4);
+        let key = |k: &str| Tracked::Key(k.as_bytes().into());
+        take_tracked();
+        ks.db(0).write(b"a").track(b"a");
+        ks.db(0).write(b"b").track(b"b");
+        // Creation of a tracked key, then nothing more until it is tracked again.
+        ks.db(0).write(b"a").insert(b"a", v("1"), None, 0);
+        ks.db(0).write(b"a").insert(b"a", v("2"), None, 0);
+        ks.db(0).write(b"c").insert(b"c", v("3"), None, 0);
+        assert_eq!(take_tracked(), vec![key("a")]);
+        ks.db(0).write(b"a").track(b"a");
+        assert!(ks.db(0).write(b"a").remove(b"a", 0).is_some());
+        ks.db(0).write(b"b").untrack(b"b");
+        ks.db(0).write(b"b").insert(b"b", v("1"), None, 0);
+        assert_eq!(take_tracked(), vec![key("a")]);
+        // Every change while tracking all; a flush once per shard while tracking is on.
+        ks.tap().set_track_all(true);
+        ks.db(0).write(b"d").insert(b"d", v("1"), None, 0);
+        assert_eq!(take_tracked(), vec![key("d")]);
+        ks.tap().set_track_all(false);
+        ks.tap().set_tracking(true);
+        drop(ks.db(0).flush());
+        assert_eq!(take_tracked().len(), 4);
+        assert!(!crate::tap::has_tracked());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod bits;
 mod dense;
 pub mod encoding;
+pub mod evict;
 pub mod geohash;
 mod glob;
 pub mod hash;
@@ -28,8 +29,8 @@ pub use glob::glob_match;
 pub use hash::Hash;
 pub use key::Key;
 pub use keyspace::{
-    Db, DbStats, EmptySlot, Entry, FrozenEntry, Keyspace, LiveSlot, MultiRead, MultiWrite, ScanCursor, Shard, Slot,
-    SnapEntry, SnapshotSink,
+    Db, DbStats, EmptySlot, Entry, EvictStep, Evicted, FrozenEntry, Keyspace, LiveSlot, MultiRead, MultiWrite,
+    ScanCursor, Shard, Slot, SnapEntry, SnapshotSink,
 };
 pub use list::List;
 pub use magpie_protocol::parse_i64;

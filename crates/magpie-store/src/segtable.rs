@@ -103,14 +103,14 @@ fn dir_bits(hash: u64) -> usize {
 
 impl<V> SegTable<V> {
     /// A table with room for `n` entries in its first segment (more come by splitting).
-    pub fn with_capacity(n: usize) -> SegTable<V> {
+    pub(crate) fn with_capacity(n: usize) -> SegTable<V> {
         let mut t = SegTable::default();
         t.segments.push(Segment { table: HashTable::with_capacity(n.min(SEGMENT_BUCKETS * 7 / 8)), depth: 0 });
         t
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
@@ -120,19 +120,19 @@ impl<V> SegTable<V> {
     }
 
     #[inline]
-    pub fn find(&self, hash: u64, eq: impl FnMut(&V) -> bool) -> Option<&V> {
+    pub(crate) fn find(&self, hash: u64, eq: impl FnMut(&V) -> bool) -> Option<&V> {
         self.segments.get(self.segment_of(hash))?.table.find(hash, eq)
     }
 
     #[inline]
-    pub fn find_mut(&mut self, hash: u64, eq: impl FnMut(&V) -> bool) -> Option<&mut V> {
+    pub(crate) fn find_mut(&mut self, hash: u64, eq: impl FnMut(&V) -> bool) -> Option<&mut V> {
         let s = self.segment_of(hash);
         self.segments.get_mut(s)?.table.find_mut(hash, eq)
     }
 
     /// The stored value `eq` accepts, or a new one from `make`, inserted. Returns the value and
     /// whether it is new.
-    pub fn find_or_insert(
+    pub(crate) fn find_or_insert(
         &mut self,
         hash: u64,
         eq: impl FnMut(&V) -> bool,
@@ -151,7 +151,7 @@ impl<V> SegTable<V> {
     }
 
     /// Inserts a value that is not in the table.
-    pub fn insert_unique(&mut self, hash: u64, value: V, hasher: impl Fn(&V) -> u64) {
+    pub(crate) fn insert_unique(&mut self, hash: u64, value: V, hasher: impl Fn(&V) -> u64) {
         let s = self.room_for(hash, &hasher);
         let hasher = counting(&self.moved, hasher);
         self.segments[s].table.insert_unique(hash, value, hasher);
@@ -159,7 +159,7 @@ impl<V> SegTable<V> {
     }
 
     /// Removes the value `eq` accepts.
-    pub fn remove(&mut self, hash: u64, eq: impl FnMut(&V) -> bool, hasher: impl Fn(&V) -> u64) -> Option<V> {
+    pub(crate) fn remove(&mut self, hash: u64, eq: impl FnMut(&V) -> bool, hasher: impl Fn(&V) -> u64) -> Option<V> {
         let s = self.segment_of(hash);
         let seg = self.segments.get_mut(s)?;
         let (value, _) = seg.table.find_entry(hash, eq).ok()?.remove();
@@ -178,30 +178,30 @@ impl<V> SegTable<V> {
 
     /// Every value, in no particular order.
     #[cfg(test)]
-    pub fn iter(&self) -> impl Iterator<Item = &V> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &V> + '_ {
         self.segments.iter().flat_map(|s| s.table.iter())
     }
 
     /// Buckets allocated, over all segments (for memory accounting in tests).
     #[cfg(test)]
-    pub fn buckets(&self) -> usize {
+    pub(crate) fn buckets(&self) -> usize {
         self.segments.iter().map(|s| (s.table.capacity() + 1).next_power_of_two()).sum()
     }
 
     /// Entries moved by growth and shrinking, ever (see `moved`).
     #[cfg(test)]
-    pub fn moved(&self) -> usize {
+    pub(crate) fn moved(&self) -> usize {
         self.moved.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The largest segment's capacity, in entries (for tests).
     #[cfg(test)]
-    pub fn largest_segment(&self) -> usize {
+    pub(crate) fn largest_segment(&self) -> usize {
         self.segments.iter().map(|s| s.table.capacity()).max().unwrap_or(0)
     }
 
     #[cfg(test)]
-    pub fn segment_count(&self) -> usize {
+    pub(crate) fn segment_count(&self) -> usize {
         self.segments.len()
     }
 
@@ -270,7 +270,7 @@ impl<V> SegTable<V> {
 
     /// Checks the directory against the segments (for tests).
     #[cfg(test)]
-    pub fn check(&self, hasher: impl Fn(&V) -> u64) {
+    pub(crate) fn check(&self, hasher: impl Fn(&V) -> u64) {
         assert_eq!(self.iter().count(), self.len);
         if self.depth == 0 {
             assert!(self.dir.is_empty() && self.segments.len() <= 1);

@@ -30,6 +30,28 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 thread_local! {
     static LAST: Cell<u64> = const { Cell::new(0) };
     static EXPIRED: RefCell<Vec<Expired>> = const { RefCell::new(Vec::new()) };
+    static TRACKED: RefCell<Vec<Tracked>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A change that clients caching keys must hear of (Redis's client-side caching): queued on
+/// the changing thread, taken by the server after the command with [`take_tracked`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tracked {
+    /// A key that a client tracks (see `Shard::track`) or, with [`Tap::set_track_all`], any
+    /// key changed.
+    Key(Box<[u8]>),
+    /// A database was emptied (once per shard; while [`Tap::set_tracking`] is on).
+    Flush,
+}
+
+/// Takes the tracked changes this thread made since the last call.
+pub fn take_tracked() -> Vec<Tracked> {
+    TRACKED.with(|t| std::mem::take(&mut *t.borrow_mut()))
+}
+
+/// Whether this thread made tracked changes not taken yet.
+pub fn has_tracked() -> bool {
+    TRACKED.with(|t| !t.borrow().is_empty())
 }
 
 /// A key the keyspace removed because its time had passed.
@@ -51,6 +73,10 @@ pub struct Tap {
     expired_tap: AtomicBool,
     seq: AtomicU64,
     ready: OnceLock<ReadyHook>,
+    /// Some client tracks keys: flushes are queued as [`Tracked::Flush`].
+    tracking: AtomicBool,
+    /// Some client tracks by prefix: every change is queued as [`Tracked::Key`].
+    track_all: AtomicBool,
 }
 
 impl fmt::Debug for Tap {
@@ -107,6 +133,32 @@ impl Tap {
     /// may cut a snapshot between the change and its number).
     pub fn tick_outside(&self) -> u64 {
         self.tick()
+    }
+
+    /// Whether flushes are queued for clients tracking keys (see [`Tracked`]).
+    pub fn set_tracking(&self, on: bool) {
+        self.tracking.store(on, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn tracking(&self) -> bool {
+        self.tracking.load(Ordering::Relaxed)
+    }
+
+    /// Whether every change is queued (clients tracking by prefix), not only tracked keys'.
+    pub fn set_track_all(&self, on: bool) {
+        self.track_all.store(on, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn track_all(&self) -> bool {
+        self.track_all.load(Ordering::Relaxed)
+    }
+
+    /// Queues a tracked change (the caller holds the shard's lock).
+    #[cold]
+    pub(crate) fn tracked(&self, change: Tracked) {
+        TRACKED.with(|t| t.borrow_mut().push(change));
     }
 
     /// Installs the hook told of changes to keys that blocked clients wait on (once; later

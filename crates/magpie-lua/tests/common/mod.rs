@@ -9,7 +9,7 @@ use magpie_lua::{Control, EvalEngine, FunctionEngine, Host, LogLevel, Options, O
 use magpie_protocol::{Reply, Resp};
 
 #[derive(Clone, Debug)]
-pub enum Val {
+pub(crate) enum Val {
     Str(Vec<u8>),
     Hash(Vec<(Vec<u8>, Vec<u8>)>),
     List(Vec<Vec<u8>>),
@@ -19,7 +19,7 @@ pub enum Val {
 }
 
 #[derive(Default)]
-pub struct TestHost {
+pub(crate) struct TestHost {
     pub data: HashMap<Vec<u8>, Val>,
     pub logs: Vec<(LogLevel, Vec<u8>)>,
     pub checks: usize,
@@ -332,7 +332,7 @@ impl Host for TestHost {
 }
 
 /// Runs `script` the way EVAL does (compile, then run), returning the reply bytes.
-pub fn eval(
+pub(crate) fn eval(
     engine: &mut EvalEngine,
     host: &mut TestHost,
     script: &str,
@@ -352,20 +352,20 @@ pub fn eval(
     out.as_bytes().to_vec()
 }
 
-pub fn engine() -> EvalEngine {
+pub(crate) fn engine() -> EvalEngine {
     EvalEngine::new(Options::default()).expect("engine")
 }
 
-pub fn function_engine() -> FunctionEngine {
+pub(crate) fn function_engine() -> FunctionEngine {
     FunctionEngine::new(Options::default()).expect("engine")
 }
 
 /// Both engines sharing one `math.random` generator, as Redis has one per process.
-pub fn engines() -> (EvalEngine, FunctionEngine) {
+pub(crate) fn engines() -> (EvalEngine, FunctionEngine) {
     let opts = Options::default();
     (EvalEngine::new(opts.clone()).expect("engine"), FunctionEngine::new(opts).expect("engine"))
 }
 
-pub fn show(b: &[u8]) -> String {
+pub(crate) fn show(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }

@@ -165,7 +165,7 @@ pub fn read_len(inp: &mut impl Input) -> Result<u64, RdbError> {
 pub fn read_string(inp: &mut impl Input) -> Result<Vec<u8>, RdbError> {
     match read_len_or_enc(inp)? {
         Len::Len(n) => inp.read_vec(n),
-        Len::Encoded(ENC_INT8) => Ok(decimal(i64::from(inp.u8()? as i8))),
+        Len::Encoded(ENC_INT8) => Ok(decimal(i64::from(i8::from_le_bytes(inp.array()?)))),
         Len::Encoded(ENC_INT16) => Ok(decimal(i64::from(i16::from_le_bytes(inp.array()?)))),
         Len::Encoded(ENC_INT32) => Ok(decimal(i64::from(i32::from_le_bytes(inp.array()?)))),
         Len::Encoded(ENC_LZF) => {
@@ -220,13 +220,17 @@ pub fn parse_double(text: &[u8]) -> Option<f64> {
 
 /// Writes a length as `rdbSaveLen` does, in the fewest bytes.
 pub fn put_len(out: &mut Vec<u8>, n: u64) {
-    if n < 1 << 6 {
-        out.push(n as u8);
-    } else if n < 1 << 14 {
-        out.extend_from_slice(&[0x40 | (n >> 8) as u8, n as u8]);
-    } else if n <= u64::from(u32::MAX) {
+    if let Ok(b) = u8::try_from(n)
+        && b < 1 << 6
+    {
+        out.push(b);
+    } else if let Ok(w) = u16::try_from(n)
+        && w < 1 << 14
+    {
+        out.extend_from_slice(&(0x4000 | w).to_be_bytes());
+    } else if let Ok(d) = u32::try_from(n) {
         out.push(0x80);
-        out.extend_from_slice(&(n as u32).to_be_bytes());
+        out.extend_from_slice(&d.to_be_bytes());
     } else {
         out.push(0x81);
         out.extend_from_slice(&n.to_be_bytes());
@@ -236,7 +240,8 @@ pub fn put_len(out: &mut Vec<u8>, n: u64) {
 /// The integer encoding of `v` if it fits 8, 16 or 32 bits (`rdbEncodeInteger`).
 fn put_int_encoding(out: &mut Vec<u8>, v: i64) -> bool {
     if let Ok(v) = i8::try_from(v) {
-        out.extend_from_slice(&[0xC0 | ENC_INT8, v as u8]);
+        out.push(0xC0 | ENC_INT8);
+        out.extend_from_slice(&v.to_le_bytes());
     } else if let Ok(v) = i16::try_from(v) {
         out.push(0xC0 | ENC_INT16);
         out.extend_from_slice(&v.to_le_bytes());

@@ -18,12 +18,13 @@ use std::cell::RefCell;
 
 const HLOG: u32 = 16;
 const HSIZE: usize = 1 << HLOG;
+const HMASK: u32 = (1 << HLOG) - 1;
 const MAX_LIT: usize = 1 << 5;
 const MAX_OFF: usize = 1 << 13;
 const MAX_REF: usize = (1 << 8) + (1 << 3);
 
 /// Most bytes one byte of compressed input can expand to (a 3-byte reference copies 264).
-pub const MAX_EXPANSION: u64 = 88;
+pub(super) const MAX_EXPANSION: u64 = 88;
 
 thread_local! {
     /// The hash table: slot -> (generation << 32 | position + 1). A slot written in an earlier
@@ -32,7 +33,9 @@ thread_local! {
 }
 
 fn idx(h: u32) -> usize {
-    ((h >> (3 * 8 - HLOG)).wrapping_sub(h.wrapping_mul(5)) & (HSIZE as u32 - 1)) as usize
+    let slot = (h >> (3 * 8 - HLOG)).wrapping_sub(h.wrapping_mul(5)) & HMASK;
+    // Below HSIZE, which is a usize.
+    slot as usize
 }
 
 /// Compresses `input` into at most `out_len` bytes, as `lzf_compress(in, in_len, out, out_len)`;
@@ -61,7 +64,12 @@ fn compress_with(input: &[u8], out_len: usize, generation: u32, htab: &mut [u64]
     let tag = u64::from(generation) << 32;
     let get = |htab: &[u64], slot: usize| -> Option<usize> {
         let v = htab[slot];
-        (v >> 32 == u64::from(generation) && v as u32 != 0).then(|| (v as u32 - 1) as usize)
+        let pos = v & u64::from(u32::MAX);
+        if v >> 32 != u64::from(generation) || pos == 0 {
+            return None;
+        }
+        // A position below the input's length (which `compress` keeps under u32::MAX), stored + 1.
+        usize::try_from(pos - 1).ok()
     };
     let put = |htab: &mut [u64], slot: usize, pos: usize| htab[slot] = tag | (pos as u64 + 1);
     // The output may overshoot `out_len` by a reserved (unwritten) run byte before a check
@@ -93,7 +101,7 @@ fn compress_with(input: &[u8], out_len: usize, generation: u32, htab: &mut [u64]
             if op + 3 + 1 >= out_len && op - usize::from(lit == 0) + 3 + 1 >= out_len {
                 return None;
             }
-            out[op - lit - 1] = (lit as u8).wrapping_sub(1); // stop run
+            out[op - lit - 1] = byte(lit).wrapping_sub(1); // stop run
             op -= usize::from(lit == 0); // undo run if length is zero
             'search: {
                 if maxlen > 16 {
@@ -114,14 +122,14 @@ fn compress_with(input: &[u8], out_len: usize, generation: u32, htab: &mut [u64]
             len -= 2; // the format stores the match length minus 2
             ip += 1;
             if len < 7 {
-                out[op] = ((off >> 8) + (len << 5)) as u8;
+                out[op] = byte((off >> 8) + (len << 5));
                 op += 1;
             } else {
-                out[op] = ((off >> 8) + (7 << 5)) as u8;
-                out[op + 1] = (len - 7) as u8;
+                out[op] = byte((off >> 8) + (7 << 5));
+                out[op + 1] = byte(len - 7);
                 op += 2;
             }
-            out[op] = off as u8;
+            out[op] = byte(off & 0xff); // the high bits went in the first byte
             op += 1;
             lit = 0;
             op += 1; // start run
@@ -147,7 +155,7 @@ fn compress_with(input: &[u8], out_len: usize, generation: u32, htab: &mut [u64]
             op += 1;
             ip += 1;
             if lit == MAX_LIT {
-                out[op - lit - 1] = (lit - 1) as u8;
+                out[op - lit - 1] = byte(lit - 1);
                 lit = 0;
                 op += 1;
             }
@@ -162,15 +170,27 @@ fn compress_with(input: &[u8], out_len: usize, generation: u32, htab: &mut [u64]
         op += 1;
         ip += 1;
         if lit == MAX_LIT {
-            out[op - lit - 1] = (lit - 1) as u8;
+            out[op - lit - 1] = byte(lit - 1);
             lit = 0;
             op += 1;
         }
     }
-    out[op - lit - 1] = (lit as u8).wrapping_sub(1); // end run
+    out[op - lit - 1] = byte(lit).wrapping_sub(1); // end run
     op -= usize::from(lit == 0);
     out.truncate(op);
     Some(out)
+}
+
+/// One byte of the compressor's output. Every value it is given is below 256 by construction:
+/// a literal run is at most `MAX_LIT` (32), an offset below `MAX_OFF` (8192) so `off >> 8` is
+/// below 32, a short match length below 7 (so `len << 5` is at most 192), a long one at most
+/// `MAX_REF - 2` (262, so `len - 7` is at most 255), and `off & 0xff`. A plain cast (checked in
+/// debug builds) because this runs for every match of every compressed string.
+#[allow(clippy::cast_possible_truncation)]
+#[inline(always)]
+fn byte(n: usize) -> u8 {
+    debug_assert!(n <= 0xff, "LZF output byte {n} out of range");
+    n as u8
 }
 
 /// Decompresses `input`, which must expand to exactly `out_len` bytes (Redis refuses any other

@@ -22,6 +22,7 @@ use magpie_store::encoding::{Corrupt, Entry, listpack, listpack::Listpack};
 
 use super::io::{Input, put_len, put_ms, put_string, read_len, read_ms, read_string};
 use super::{RdbError, ReadOptions, types};
+use crate::codec::{bits_as_i64, bits_as_u64};
 
 /// A stream entry ID.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -138,9 +139,11 @@ impl StreamNode {
             let flags = int(&mut it)?;
             let ms = int(&mut it)?;
             let seq = int(&mut it)?;
+            // The deltas from the master ID, stored as int64 and added in uint64 arithmetic
+            // (`lpGetInteger(...) + master_id.ms` in Redis), wrapping as the writer did.
             let id = StreamId {
-                ms: self.master_id.ms.wrapping_add(ms as u64),
-                seq: self.master_id.seq.wrapping_add(seq as u64),
+                ms: self.master_id.ms.wrapping_add(bits_as_u64(ms)),
+                seq: self.master_id.seq.wrapping_add(bits_as_u64(seq)),
             };
             let mut fields = Vec::new();
             if flags & FLAG_SAMEFIELDS != 0 {
@@ -195,7 +198,7 @@ impl Stream {
                 let mut lp = Listpack::new();
                 let _ = lp.push_int(1);
                 let _ = lp.push_int(0);
-                let _ = lp.push_int(fields.len() as i64);
+                let _ = lp.push_int(count_i64(fields.len()));
                 for (f, _) in fields {
                     let _ = lp.push_str(f);
                 }
@@ -212,24 +215,26 @@ impl Stream {
             let Some(node) = s.nodes.last_mut() else { continue };
             let lp = &mut node.listpack;
             if let Some(first) = lp.first() {
-                let _ = lp.replace(first, Entry::Int(count as i64));
+                let _ = lp.replace(first, Entry::Int(count_i64(count)));
             }
             let _ = lp.push_int(if same { FLAG_SAMEFIELDS } else { 0 });
-            let _ = lp.push_int(id.ms.wrapping_sub(node.master_id.ms) as i64);
-            let _ = lp.push_int(id.seq.wrapping_sub(node.master_id.seq) as i64);
+            // Redis passes the uint64 difference to `lpAppendInteger` as an int64: a delta past
+            // i64::MAX is stored negative and wraps back on reading (`entries` above).
+            let _ = lp.push_int(bits_as_i64(id.ms.wrapping_sub(node.master_id.ms)));
+            let _ = lp.push_int(bits_as_i64(id.seq.wrapping_sub(node.master_id.seq)));
             if same {
                 for (_, v) in fields {
                     let _ = lp.push_str(v);
                 }
             } else {
-                let _ = lp.push_int(fields.len() as i64);
+                let _ = lp.push_int(count_i64(fields.len()));
                 for (f, v) in fields {
                     let _ = lp.push_str(f);
                     let _ = lp.push_str(v);
                 }
             }
             let lp_count = fields.len() + 3 + if same { 0 } else { fields.len() + 1 };
-            let _ = lp.push_int(lp_count as i64);
+            let _ = lp.push_int(count_i64(lp_count));
         }
         s.length = entries.len() as u64;
         s.entries_added = s.length;
@@ -248,6 +253,13 @@ impl Stream {
         }
         Ok(out)
     }
+}
+
+/// A count of things held in memory as a listpack integer. A `Vec`'s length is at most
+/// `isize::MAX` (Rust's limit on an allocation), which fits an i64, so the fallback is never
+/// taken; it only keeps the conversion honest without a cast.
+fn count_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// `streamValidateListpackIntegrity` with `deep`: the master entry, then every entry's fields
@@ -303,7 +315,7 @@ fn put_id(out: &mut Vec<u8>, id: StreamId) {
     put_len(out, id.seq);
 }
 
-pub fn read(inp: &mut impl Input, rdbtype: u8, opts: &ReadOptions) -> Result<Stream, RdbError> {
+pub(super) fn read(inp: &mut impl Input, rdbtype: u8, opts: &ReadOptions) -> Result<Stream, RdbError> {
     let v2 = rdbtype == types::STREAM_LISTPACKS_2;
     let mut s = Stream::default();
     let nodes = read_len(inp)?;
@@ -351,7 +363,9 @@ pub fn read(inp: &mut impl Input, rdbtype: u8, opts: &ReadOptions) -> Result<Str
     for _ in 0..groups {
         let name = read_string(inp)?;
         let last_id = read_id(inp)?;
-        let entries_read = if v2 { read_len(inp)? as i64 } else { estimate_distance(&s, last_id) };
+        // Stored with `rdbSaveLen` from a long long: the "unknown" -1 is written as u64::MAX
+        // and must read back as -1, so the bits are taken as they are (not range-checked).
+        let entries_read = if v2 { bits_as_i64(read_len(inp)?) } else { estimate_distance(&s, last_id) };
         if !group_names.insert(name.clone()) {
             return Err(RdbError::corrupt(format!(
                 "Duplicated consumer group name {}",
@@ -412,25 +426,26 @@ fn estimate_distance(s: &Stream, id: StreamId) -> i64 {
     if s.entries_added == 0 {
         return 0;
     }
+    // Redis computes in uint64 and returns a long long: the same bits, wrapping alike.
     if s.length == 0 && id <= s.last_id {
-        return s.entries_added as i64;
+        return bits_as_i64(s.entries_added);
     }
     if id == s.last_id {
-        return s.entries_added as i64;
+        return bits_as_i64(s.entries_added);
     } else if id > s.last_id {
         return INVALID;
     }
     if s.max_deleted_id == StreamId::default() || s.max_deleted_id < s.first_id {
         if id < s.first_id {
-            return (s.entries_added - s.length) as i64;
+            return bits_as_i64(s.entries_added.wrapping_sub(s.length));
         } else if id == s.first_id {
-            return (s.entries_added - s.length + 1) as i64;
+            return bits_as_i64(s.entries_added.wrapping_sub(s.length).wrapping_add(1));
         }
     }
     INVALID
 }
 
-pub fn write(out: &mut Vec<u8>, s: &Stream, compress: bool) {
+pub(super) fn write(out: &mut Vec<u8>, s: &Stream, compress: bool) {
     put_len(out, s.nodes.len() as u64);
     for node in &s.nodes {
         put_string(out, &node.master_id.to_bytes(), compress);
@@ -445,7 +460,7 @@ pub fn write(out: &mut Vec<u8>, s: &Stream, compress: bool) {
     for g in &s.groups {
         put_string(out, &g.name, compress);
         put_id(out, g.last_id);
-        put_len(out, g.entries_read as u64);
+        put_len(out, bits_as_u64(g.entries_read)); // -1 ("unknown") as u64::MAX, as Redis
         put_len(out, g.pending.len() as u64);
         for p in &g.pending {
             out.extend_from_slice(&p.id.to_bytes());
@@ -503,6 +518,47 @@ mod tests {
         let read: Vec<i64> = got.groups.iter().map(|g| g.entries_read).collect();
         assert_eq!(read, vec![5, 0, -1]);
         assert_eq!(got.entries().expect("entries").len(), 5);
+    }
+
+    /// Redis stores an entry's ID as int64 deltas from the node's master ID, computed in uint64:
+    /// a delta past i64::MAX is stored negative and must come back as the same ID.
+    #[test]
+    fn id_deltas_past_i64_max_wrap_as_in_redis() {
+        let ids = [StreamId { ms: 1, seq: 0 }, StreamId { ms: u64::MAX, seq: u64::MAX }];
+        let entries: Vec<(StreamId, Vec<Field>)> =
+            ids.iter().map(|&id| (id, vec![(b"f".to_vec(), b"v".to_vec())])).collect();
+        let s = Stream::from_entries(&entries, NODE_MAX_BYTES, NODE_MAX_ENTRIES);
+        assert_eq!(s.nodes.len(), 1);
+        let ints: Vec<i64> = s.nodes[0].listpack.iter().filter_map(Entry::as_int).collect();
+        // master entry: count 2, deleted 0, 1 field, 0; entry 1: flags, 0, 0, lp-count; entry 2:
+        // flags, then the deltas u64::MAX - 1 and u64::MAX, as int64.
+        assert_eq!(ints[..8], [2, 0, 1, 0, FLAG_SAMEFIELDS, 0, 0, 4]);
+        assert_eq!(ints[8..], [FLAG_SAMEFIELDS, -2, -1, 4]);
+        let back: Vec<StreamId> = s.entries().expect("entries").iter().map(|e| e.id).collect();
+        assert_eq!(back, ids);
+    }
+
+    /// A group whose entries-read is unknown (-1) is written as Redis writes it, `rdbSaveLen` of
+    /// the long long: the 64-bit length u64::MAX; and that reads back as -1.
+    #[test]
+    fn an_unknown_entries_read_is_written_as_u64_max() {
+        let entries: Vec<(StreamId, Vec<Field>)> = (1..=3).map(|i| (StreamId { ms: i, seq: 0 }, fields(i))).collect();
+        let mut s = Stream::from_entries(&entries, NODE_MAX_BYTES, NODE_MAX_ENTRIES);
+        s.groups.push(ConsumerGroup {
+            name: b"g".to_vec(),
+            last_id: StreamId { ms: 2, seq: 0 },
+            entries_read: -1,
+            pending: Vec::new(),
+            consumers: Vec::new(),
+        });
+        let mut out = Vec::new();
+        write(&mut out, &s, false);
+        // The group: name, last ID (2-0), entries-read, no PEL, no consumers.
+        let tail = [&[1, b'g', 2, 0][..], &[0x81], &[0xFF; 8], &[0, 0]].concat();
+        assert!(out.ends_with(&tail), "{out:?}");
+        let back = read(&mut SliceInput::new(&out), types::STREAM_LISTPACKS_2, &ReadOptions::default()).expect("reads");
+        assert_eq!(back.groups[0].entries_read, -1);
+        assert_eq!(back, s);
     }
 
     #[test]

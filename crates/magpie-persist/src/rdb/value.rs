@@ -328,16 +328,17 @@ fn quicklist_nodes(list: &List, fill: i64) -> Vec<Node> {
 
 fn node_allows_insert(node_bytes: usize, count: usize, fill: i64, sz: usize) -> bool {
     let new_sz = node_bytes + sz + NODE_ENTRY_OVERHEAD;
-    if fill < 0 {
-        let level = (-fill - 1) as usize;
-        if NODE_SIZE_LEVELS.get(level).is_some_and(|&limit| new_sz <= limit) {
-            return true;
-        }
+    // A negative fill (-1..=-5 after the clamp) picks a size limit, -1 the first.
+    if fill < 0
+        && let Ok(level) = usize::try_from(-1 - fill)
+        && NODE_SIZE_LEVELS.get(level).is_some_and(|&limit| new_sz <= limit)
+    {
+        return true;
     }
     if new_sz > NODE_SAFETY_LIMIT {
         return false;
     }
-    (count as i64) < fill
+    i64::try_from(count).is_ok_and(|count| count < fill)
 }
 
 /// The intset Redis would hold `set` in: every member an integer, and few enough of them.
@@ -400,6 +401,9 @@ pub(crate) fn double_as_int(d: f64) -> Option<i64> {
     if !(-LIMIT..=LIMIT).contains(&d) {
         return None;
     }
+    // Within +-2^62 (checked above), so the cast only drops the fraction, which the next line
+    // finds: a float-to-int conversion has no `try_from`.
+    #[allow(clippy::cast_possible_truncation)]
     let n = d as i64;
     (n as f64 == d).then_some(n)
 }
@@ -422,7 +426,8 @@ pub(crate) fn format_double(d: f64) -> String {
     // 17 significant digits, correctly rounded, as glibc's printf.
     let sci = format!("{:.16e}", d);
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
+    // A finite double's decimal exponent is within +-324.
+    let exp: i16 = exp.parse().unwrap_or(0);
     let negative = mantissa.starts_with('-');
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
     let mut out = String::new();
@@ -430,11 +435,12 @@ pub(crate) fn format_double(d: f64) -> String {
         out.push('-');
     }
     if (-4..17).contains(&exp) {
+        let places = usize::from(exp.unsigned_abs());
         let (int_part, frac) = if exp >= 0 {
-            let split = (exp as usize + 1).min(digits.len());
+            let split = (places + 1).min(digits.len());
             (digits[..split].to_string(), digits[split..].to_string())
         } else {
-            ("0".to_string(), format!("{}{}", "0".repeat((-exp - 1) as usize), digits))
+            ("0".to_string(), format!("{}{}", "0".repeat(places - 1), digits))
         };
         out.push_str(&int_part);
         let frac = frac.trim_end_matches('0');

@@ -55,6 +55,8 @@ pub(super) fn auth(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if args.len() > 3 {
         return Err(error::syntax());
     }
+    ctx.session_mut().effects.redact(1);
+    ctx.session_mut().effects.redact(2);
     let (user, password) = if args.len() == 2 {
         if ctx.server().acl().default_nopass() {
             return Err("ERR AUTH <password> called without any password configured for the default user. Are you \
@@ -118,6 +120,9 @@ pub(super) fn hello(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let mut options = Cursor::new(args, 2);
     while let Some(opt) = options.next() {
         if is(opt, "auth") && options.remaining() >= 2 {
+            let at = args.len() - options.remaining();
+            ctx.session_mut().effects.redact(at);
+            ctx.session_mut().effects.redact(at + 1);
             let (user, password) = (options.next().unwrap_or_default(), options.next().unwrap_or_default());
             if !authenticate(ctx, args.get(0), user, password) {
                 return Err(WRONGPASS.into());
@@ -270,7 +275,8 @@ pub(super) fn reset(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
 /// What RESET clears, as Redis's `clearClientConnectionState`: database 0, RESP2, the
 /// transaction (MULTI is discarded, WATCHed keys unwatched), every subscription (without
 /// confirmations), the name, the user (the default user again, authenticated only if it needs
-/// no password). State a connection gains later must be cleared here too.
+/// no password), client-side caching, CLIENT REPLY. State a connection gains later must be
+/// cleared here too.
 pub(crate) fn reset_connection(ctx: &mut Ctx<'_>) {
     // Messages already delivered go out first, in the protocol they were sent for.
     ctx.deliver_own();
@@ -280,7 +286,13 @@ pub(crate) fn reset_connection(ctx: &mut Ctx<'_>) {
     let server = ctx.server();
     ctx.session_mut().txn.clear(server.keyspace());
     let info = ctx.session().info();
+    // CLIENT TRACKING off and CLIENT REPLY ON (NO-EVICT stays, as in Redis 7.0).
+    server.clients().tracking.disable(server.keyspace(), info);
+    info.control.set_reply(crate::services::clients::REPLY_ON);
     server.pubsub().unsubscribe_all(&info.pubsub, info.id);
+    if info.pubsub.monitor.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        server.monitors().remove(info.id);
+    }
     *info.name.lock() = None;
     *info.user.lock() = b"default".to_vec().into_boxed_slice();
     server.acl().reset_login(&mut ctx.session_mut().login);

@@ -65,10 +65,14 @@ fn dump(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 struct RestoreOptions {
     replace: bool,
     absttl: bool,
+    /// IDLETIME (seconds) and FREQ: set on the new key as the policy allows (Redis's
+    /// `objectSetLRUOrLFU`: idle time under LRU policies, frequency under LFU ones).
+    idle: Option<u64>,
+    freq: Option<u8>,
 }
 
 fn restore_options(args: Args<'_>) -> Result<RestoreOptions, Error> {
-    let mut o = RestoreOptions { replace: false, absttl: false };
+    let mut o = RestoreOptions { replace: false, absttl: false, idle: None, freq: None };
     let (mut idle, mut freq) = (None::<i64>, None::<i64>);
     let mut c = Cursor::new(args, 4);
     while let Some(opt) = c.next() {
@@ -92,8 +96,8 @@ fn restore_options(args: Args<'_>) -> Result<RestoreOptions, Error> {
             return Err(error::syntax());
         }
     }
-    // IDLETIME and FREQ are checked as Redis checks them; Magpie keeps no access clock or
-    // frequency per key yet, so they have nothing to set.
+    o.idle = idle.map(|n| n as u64);
+    o.freq = freq.map(|n| n as u8);
     Ok(o)
 }
 
@@ -117,7 +121,13 @@ fn restore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let opts = ReadOptions { deep_sanitize: deep, verify_checksum: true };
     let value = match rdb::restore(args.get(3), &opts) {
         Ok(Object::Value(v)) => v,
-        Ok(Object::Stream(_)) => return Err("ERR Bad data format: streams are not supported by this server yet".into()),
+        Ok(Object::Stream(s)) => match magpie_store::Stream::try_from(&*s) {
+            Ok(stream) => magpie_store::Value::Stream(Box::new(stream)),
+            Err(e) => {
+                tracing::debug!("RESTORE refused a stream payload: {e}");
+                return Err("ERR Bad data format".into());
+            }
+        },
         Err(e @ RestoreError::VersionOrChecksum) => return Err(Error::msg(e.to_string())),
         Err(RestoreError::BadData(e)) => {
             tracing::debug!("RESTORE refused a payload: {e}");
@@ -140,6 +150,14 @@ fn restore(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     }
     let expire = (ttl != 0).then_some(ttl as u64);
     shard.insert(key, value, expire, now);
+    if let Some(e) = shard.peek(key, now) {
+        if let Some(secs) = o.idle {
+            e.usage().set_idle(secs, now);
+        }
+        if let Some(f) = o.freq {
+            e.usage().set_freq(f, now);
+        }
+    }
     drop(shard);
     if expire.is_some() && !o.absttl {
         // Logged with the absolute time, as Redis propagates it.
@@ -213,6 +231,19 @@ fn migrate_options(args: Args<'_>) -> Result<Migrate<'_>, Error> {
 /// target acknowledged, unless it changed meanwhile (then the newer value stays here, and the
 /// target holds the value of the moment of serialization). See docs/compatibility.md.
 fn migrate(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    // The passwords of AUTH and AUTH2 are not shown by MONITOR or the slow log.
+    let mut j = 6;
+    while j + 1 < args.len() && !is(args.get(j), "keys") {
+        if is(args.get(j), "auth") {
+            ctx.session_mut().effects.redact(j + 1);
+            j += 1;
+        } else if is(args.get(j), "auth2") {
+            ctx.session_mut().effects.redact(j + 1);
+            ctx.session_mut().effects.redact(j + 2);
+            j += 2;
+        }
+        j += 1;
+    }
     let o = migrate_options(args)?;
     let db = ctx.db_index();
     let now = ctx.now();

@@ -31,7 +31,7 @@ const DEFAULT: &[&str] = &[
     "magpie",
 ];
 /// What `INFO all` and `INFO everything` add.
-const EXTRA: &[&str] = &["commandstats"];
+const EXTRA: &[&str] = &["commandstats", "latencystats"];
 /// The sections `INFO <args>` asks for, in report order. No argument means the default set;
 /// unknown names select nothing, as in Redis.
 pub(super) fn sections<'a>(args: impl Iterator<Item = &'a [u8]>) -> Vec<&'static str> {
@@ -51,10 +51,16 @@ pub(super) fn sections<'a>(args: impl Iterator<Item = &'a [u8]>) -> Vec<&'static
     }
     // Report order is Redis's, whatever the order asked.
     let order = |s: &&str| match *s {
-        "commandstats" => DEFAULT.iter().position(|d| *d == "errorstats").unwrap_or(0),
+        "commandstats" | "latencystats" => DEFAULT.iter().position(|d| *d == "errorstats").unwrap_or(0),
         s => DEFAULT.iter().position(|d| *d == s).unwrap_or(usize::MAX),
     };
-    wanted.sort_by_key(|s| (order(s), *s != "commandstats"));
+    // Around errorstats: commandstats before it, latencystats after it.
+    let around = |s: &&str| match *s {
+        "commandstats" => 0,
+        "latencystats" => 2,
+        _ => 1,
+    };
+    wanted.sort_by_key(|s| (order(s), around(s)));
     wanted.dedup();
     wanted
 }
@@ -110,6 +116,7 @@ impl Report<'_> {
             "cpu" => cpu(out),
             "commandstats" => self.commandstats(out),
             "errorstats" => self.errorstats(out),
+            "latencystats" => super::operator::latencystats(self.shared, self.table, self.totals, out),
             "cluster" => {
                 field!(out, "cluster_enabled", 0);
             }
@@ -153,20 +160,27 @@ impl Report<'_> {
         field!(out, "cluster_connections", 0);
         field!(out, "maxclients", self.shared.settings().maxclients());
         field!(out, "blocked_clients", self.shared.blocking().blocked());
-        field!(out, "tracking_clients", 0);
+        field!(out, "tracking_clients", self.shared.clients().tracking.clients());
         field!(out, "clients_in_timeout_table", 0);
     }
 
     fn memory(&self, out: &mut String) {
-        let usage = alloc::usage();
         let rss = proc_status_kib("VmRSS:") * 1024;
         let system = meminfo_kib("MemTotal:") * 1024;
-        field!(out, "used_memory", usage.committed);
-        field!(out, "used_memory_human", human(usage.committed as u64));
+        let memory = &self.shared.settings().memory;
+        // What the allocator handed out (counted: see core::alloc), as Redis's zmalloc.
+        let used = memory.used();
+        let peak = memory.peak();
+        let startup = memory.startup();
+        field!(out, "used_memory", used);
+        field!(out, "used_memory_human", human(used));
         field!(out, "used_memory_rss", rss);
         field!(out, "used_memory_rss_human", human(rss));
-        field!(out, "used_memory_peak", usage.peak_committed);
-        field!(out, "used_memory_peak_human", human(usage.peak_committed as u64));
+        field!(out, "used_memory_peak", peak);
+        field!(out, "used_memory_peak_human", human(peak));
+        field!(out, "used_memory_peak_perc", format!("{:.2}%", used as f64 * 100.0 / peak.max(1) as f64));
+        field!(out, "used_memory_startup", startup);
+        field!(out, "used_memory_dataset", used.saturating_sub(startup));
         let scripting = self.shared.scripting();
         let (libraries, functions) = scripting.function_counts();
         field!(out, "number_of_cached_scripts", scripting.script_count());
@@ -174,11 +188,13 @@ impl Report<'_> {
         field!(out, "number_of_libraries", libraries);
         field!(out, "total_system_memory", system);
         field!(out, "total_system_memory_human", human(system));
-        field!(out, "maxmemory", 0);
-        field!(out, "maxmemory_human", "0B");
-        field!(out, "maxmemory_policy", "noeviction");
-        let ratio = if usage.committed > 0 { rss as f64 / usage.committed as f64 } else { 0.0 };
+        field!(out, "maxmemory", memory.maxmemory());
+        field!(out, "maxmemory_human", human(memory.maxmemory()));
+        field!(out, "maxmemory_policy", memory.policy().name());
+        let ratio = if used > 0 { rss as f64 / used as f64 } else { 0.0 };
         field!(out, "mem_fragmentation_ratio", format!("{ratio:.2}"));
+        field!(out, "mem_fragmentation_bytes", rss as i64 - used as i64);
+        field!(out, "mem_not_counted_for_evict", 0);
         field!(out, "mem_allocator", alloc::name());
     }
 
@@ -194,12 +210,17 @@ impl Report<'_> {
         field!(out, "instantaneous_output_kbps", format!("{:.2}", output / 1024.0));
         field!(out, "rejected_connections", self.shared.clients().rejected.load(Ordering::Relaxed));
         field!(out, "expired_keys", self.expired);
-        field!(out, "evicted_keys", 0);
+        field!(out, "evicted_keys", self.shared.settings().memory.evicted());
+        field!(out, "evicted_clients", self.shared.clients().evicted.load(Ordering::Relaxed));
         field!(out, "keyspace_hits", t.hits);
         field!(out, "keyspace_misses", t.misses);
         field!(out, "pubsub_channels", self.shared.pubsub().active(Kind::Channel));
         field!(out, "pubsub_patterns", self.shared.pubsub().active(Kind::Pattern));
         field!(out, "pubsubshard_channels", self.shared.pubsub().active(Kind::Shard));
+        let (keys, items, prefixes) = self.shared.clients().tracking.totals();
+        field!(out, "tracking_total_keys", keys);
+        field!(out, "tracking_total_items", items);
+        field!(out, "tracking_total_prefixes", prefixes);
         field!(out, "total_error_replies", t.error_replies);
         field!(out, "total_reads_processed", t.reads);
         field!(out, "total_writes_processed", t.writes);

@@ -1,6 +1,7 @@
 //! Generic key commands (DEL, EXISTS, TYPE, KEYS, SCAN, RENAME, COPY, ...) and expiry.
 
 use magpie_protocol::Args;
+use magpie_store::evict::{Policy, Tracking};
 use magpie_store::{ScanCursor, glob_match};
 
 use crate::core::args::Cursor;
@@ -60,15 +61,25 @@ fn free(value: magpie_store::Value) {
     }
 }
 
-/// EXISTS and TOUCH: how many of the keys exist (a key named twice counts twice).
+/// EXISTS: how many of the keys exist (a key named twice counts twice).
 pub(super) fn exists(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    exists_or_touch(ctx, args, false)
+}
+
+/// TOUCH: as EXISTS, and each key counts as accessed (its idle time restarts).
+pub(super) fn touch(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    exists_or_touch(ctx, args, true)
+}
+
+fn exists_or_touch(ctx: &mut Ctx<'_>, args: Args<'_>, touch: bool) -> CmdResult {
     let db = ctx.db_index();
     let keys = args.skip(1);
     let locked = ctx.keyspace().lock_read(keys.iter().map(|k| (db, k)));
     let n = keys
         .iter()
         .filter(|k| {
-            let found = locked.shard(db, k).contains(k, ctx.now());
+            let shard = locked.shard(db, k);
+            let found = if touch { shard.get(k, ctx.now()).is_some() } else { shard.contains(k, ctx.now()) };
             ctx.hit(found);
             found
         })
@@ -81,7 +92,7 @@ pub(super) fn exists(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub(super) fn object_encoding(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(2);
     let shard = ctx.db().read(key);
-    let found = shard.get(key, ctx.now());
+    let found = shard.peek(key, ctx.now());
     ctx.hit(found.is_some());
     match found {
         Some(e) => ctx.out().bulk(e.value.encoding().as_bytes()),
@@ -93,7 +104,7 @@ pub(super) fn object_encoding(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub(super) fn type_(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let shard = ctx.db().read(key);
-    let found = shard.get(key, ctx.now());
+    let found = shard.peek(key, ctx.now());
     ctx.hit(found.is_some());
     ctx.out().simple(found.map_or("none", |e| e.value.type_name()));
     Ok(())
@@ -385,7 +396,7 @@ pub(super) fn pexpireat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 fn ttl_generic(ctx: &mut Ctx<'_>, args: Args<'_>, ms: bool, absolute: bool) -> CmdResult {
     let key = args.get(1);
     let shard = ctx.db().read(key);
-    let found = shard.get(key, ctx.now());
+    let found = shard.peek(key, ctx.now());
     ctx.hit(found.is_some());
     let reply = match found {
         None => -2,
@@ -437,11 +448,23 @@ pub(super) fn persist(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 pub(super) fn object_refcount(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(2);
     let shard = ctx.db().read(key);
-    let found = shard.get(key, ctx.now());
+    let found = shard.peek(key, ctx.now());
     ctx.hit(found.is_some());
     match found {
         Some(e) => {
-            let shared = matches!(e.value, magpie_store::Value::Int(n) if (0..10_000).contains(&n));
+            // Redis stops sharing integers while a limit is set under a policy that tracks
+            // each key's use (MAXMEMORY_FLAG_NO_SHARED_INTEGERS).
+            let memory = &ctx.server().settings().memory;
+            let tracked = memory.maxmemory() != 0
+                && matches!(
+                    memory.policy(),
+                    Policy::AllKeysLru
+                        | Policy::VolatileLru
+                        | Policy::AllKeysLfu
+                        | Policy::VolatileLfu
+                        | Policy::AllKeysS3Fifo
+                );
+            let shared = !tracked && matches!(e.value, magpie_store::Value::Int(n) if (0..10_000).contains(&n));
             ctx.out().int(if shared { i64::from(i32::MAX) } else { 1 })
         }
         None => ctx.out().null(),
@@ -499,5 +522,53 @@ pub(super) fn swapdb(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     };
     ctx.keyspace().swap_dbs(a, b);
     ctx.out().ok();
+    Ok(())
+}
+
+/// OBJECT FREQ key: the key's LFU counter (after decay), under an LFU policy only.
+pub(super) fn object_freq(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    object_use(ctx, args, |ctx, e| {
+        if ctx.server().settings().memory.policy().tracking() != Tracking::Lfu {
+            return Err(Error::from(
+                "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when \
+                 switching between policies at runtime LRU and LFU data will take some time to adjust.",
+            ));
+        }
+        Ok(i64::from(e.usage().lfu_counter(ctx.now())))
+    })
+}
+
+/// OBJECT IDLETIME key: seconds since the key was last accessed, except under an LFU policy.
+pub(super) fn object_idletime(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
+    object_use(ctx, args, |ctx, e| match ctx.server().settings().memory.policy().tracking() {
+        Tracking::Lfu => Err(Error::from(
+            "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching \
+             between policies at runtime LRU and LFU data will take some time to adjust.",
+        )),
+        Tracking::Lru | Tracking::S3Fifo => Ok((e.usage().idle_ms(ctx.now()) / 1000) as i64),
+    })
+}
+
+/// OBJECT FREQ/IDLETIME: the key is looked up without counting as an access; a missing key is
+/// a null reply before any policy error, as in Redis.
+fn object_use(
+    ctx: &mut Ctx<'_>,
+    args: Args<'_>,
+    f: impl FnOnce(&Ctx<'_>, &magpie_store::Entry) -> Result<i64, Error>,
+) -> CmdResult {
+    let key = args.get(2);
+    let shard = ctx.db().read(key);
+    let found = shard.peek(key, ctx.now());
+    ctx.hit(found.is_some());
+    let reply = match found {
+        Some(e) => f(ctx, e)?,
+        None => {
+            drop(shard);
+            ctx.out().null();
+            return Ok(());
+        }
+    };
+    drop(shard);
+    ctx.out().int(reply);
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 pub(crate) mod acl;
 mod bitmaps;
+mod clients;
 mod connection;
 mod dump;
 mod geo;
@@ -13,6 +14,8 @@ mod info;
 mod introspection;
 mod keys;
 mod lists;
+mod memory;
+mod operator;
 mod pubsub;
 mod scripting;
 mod server;
@@ -33,7 +36,7 @@ use crate::{acl, flags, key_flags};
 
 /// The data types' tables, in table order (after [`CONNECTION`], the transaction commands and
 /// [`CORE`]).
-pub(crate) static FAMILIES: [&[Command]; 13] = [
+pub(crate) static FAMILIES: [&[Command]; 15] = [
     lists::COMMANDS,
     hashes::COMMANDS,
     sets::COMMANDS,
@@ -45,8 +48,10 @@ pub(crate) static FAMILIES: [&[Command]; 13] = [
     dump::COMMANDS,
     geo::COMMANDS,
     sort::COMMANDS,
+    operator::COMMANDS,
     streams::COMMANDS,
     scripting::COMMANDS,
+    memory::COMMANDS,
 ];
 
 /// The connection commands.
@@ -71,20 +76,40 @@ pub(crate) static CONNECTION: &[Command] = &[
         "", command::container)
         .acl(acl![])
         .with_subcommands(&[
-            Command::new("client|id", 2, flags![NOSCRIPT, LOADING, STALE], "connection", "5.0.0", "Returns the unique client ID of the connection.",
+            Command::new("client|id", 2, flags![NOSCRIPT, LOADING, STALE, KEEPS_CACHING], "connection", "5.0.0", "Returns the unique client ID of the connection.",
                 "", connection::client_id),
-            Command::new("client|setname", 3, flags![NOSCRIPT, LOADING, STALE], "connection", "2.6.9", "Sets the connection name.",
+            Command::new("client|setname", 3, flags![NOSCRIPT, LOADING, STALE, KEEPS_CACHING], "connection", "2.6.9", "Sets the connection name.",
                 "connection-name", connection::client_setname),
-            Command::new("client|getname", 2, flags![NOSCRIPT, LOADING, STALE], "connection", "2.6.9", "Returns the name of the connection.",
+            Command::new("client|getname", 2, flags![NOSCRIPT, LOADING, STALE, KEEPS_CACHING], "connection", "2.6.9", "Returns the name of the connection.",
                 "", connection::client_getname),
-            Command::new("client|setinfo", 4, flags![NOSCRIPT, LOADING, STALE, FAST], "connection", "7.2.0", "Sets information specific to the client or connection.",
+            Command::new("client|setinfo", 4, flags![NOSCRIPT, LOADING, STALE, FAST, KEEPS_CACHING], "connection", "7.2.0", "Sets information specific to the client or connection.",
                 "(LIB-NAME libname|LIB-VER libver)", connection::client_setinfo),
-            Command::new("client|list", -2, flags![ADMIN, NOSCRIPT, LOADING, STALE], "connection", "2.4.0", "Lists open connections.",
+            Command::new("client|list", -2, flags![ADMIN, NOSCRIPT, LOADING, STALE, KEEPS_CACHING], "connection", "2.4.0", "Lists open connections.",
                 "[TYPE NORMAL|MASTER|REPLICA|PUBSUB] [ID client-id:integer ...]", connection::client_list)
                 .tips(&["nondeterministic_output"]),
-            Command::new("client|info", 2, flags![NOSCRIPT, LOADING, STALE], "connection", "6.2.0", "Returns information about the connection.",
+            Command::new("client|info", 2, flags![NOSCRIPT, LOADING, STALE, KEEPS_CACHING], "connection", "6.2.0", "Returns information about the connection.",
                 "", connection::client_info)
                 .tips(&["nondeterministic_output"]),
+            Command::new("client|kill", -3, flags![ADMIN, NOSCRIPT, LOADING, STALE, KEEPS_CACHING], "connection", "2.4.0", "Kill the connection of a client",
+                "(ip:port|(ID client-id:integer|TYPE client-type|USER username|ADDR ip:port|LADDR ip:port|SKIPME yes/no) ...)", clients::client_kill),
+            Command::new("client|pause", -3, flags![ADMIN, NOSCRIPT, LOADING, STALE, KEEPS_CACHING], "connection", "2.9.50", "Stop processing commands from clients for some time",
+                "timeout:integer [WRITE|ALL]", clients::client_pause),
+            Command::new("client|unpause", 2, flags![ADMIN, NOSCRIPT, LOADING, STALE, KEEPS_CACHING], "connection", "6.2.0", "Resume processing of clients that were paused",
+                "", clients::client_unpause),
+            Command::new("client|unblock", -3, flags![ADMIN, NOSCRIPT, LOADING, STALE, KEEPS_CACHING], "connection", "5.0.0", "Unblock a client blocked in a blocking command from a different connection",
+                "client-id:integer [TIMEOUT|ERROR]", clients::client_unblock),
+            Command::new("client|reply", 3, flags![NOSCRIPT, LOADING, STALE, KEEPS_CACHING], "connection", "3.2.0", "Instruct the server whether to reply to commands",
+                "ON|OFF|SKIP", clients::client_reply),
+            Command::new("client|no-evict", 3, flags![ADMIN, NOSCRIPT, LOADING, STALE, KEEPS_CACHING], "connection", "7.0.0", "Set client eviction mode for the current connection",
+                "ON|OFF", clients::client_no_evict),
+            Command::new("client|tracking", -3, flags![NOSCRIPT, LOADING, STALE, KEEPS_CACHING], "connection", "6.0.0", "Enable or disable server assisted client side caching support",
+                "ON|OFF [REDIRECT client-id:integer] [PREFIX prefix [PREFIX prefix ...]] [BCAST] [OPTIN] [OPTOUT] [NOLOOP]", clients::client_tracking),
+            Command::new("client|caching", 3, flags![NOSCRIPT, LOADING, STALE, KEEPS_CACHING], "connection", "6.0.0", "Instruct the server about tracking or not keys in the next request",
+                "YES|NO", clients::client_caching),
+            Command::new("client|getredir", 2, flags![NOSCRIPT, LOADING, STALE, KEEPS_CACHING], "connection", "6.0.0", "Get tracking notifications redirection client ID if any",
+                "", clients::client_getredir),
+            Command::new("client|trackinginfo", 2, flags![NOSCRIPT, LOADING, STALE, KEEPS_CACHING], "connection", "6.2.0", "Return information about server assisted client side caching for the current connection",
+                "", clients::client_trackinginfo),
         ]),
 ];
 
@@ -179,7 +204,7 @@ pub(crate) static CORE: &[Command] = &[
         .keys(&[KeySpec::range(1, -1, 1, key_flags![RO])])
         .tips(&["request_policy:multi_shard", "response_policy:agg_sum"]),
     Command::new("touch", -2, flags![READONLY, FAST], "generic", "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.",
-        "key [key ...]", keys::exists)
+        "key [key ...]", keys::touch)
         .keys(&[KeySpec::range(1, -1, 1, key_flags![RO])])
         .tips(&["request_policy:multi_shard", "response_policy:agg_sum"]),
     Command::new("type", 2, flags![READONLY, FAST], "generic", "1.0.0", "Determines the type of value stored at a key.",
@@ -220,6 +245,14 @@ pub(crate) static CORE: &[Command] = &[
                 .tips(&["nondeterministic_output"]),
             Command::new("object|refcount", 3, flags![READONLY], "generic", "2.2.3", "Get the number of references to the value of the key",
                 "key", keys::object_refcount)
+                .keys(&[KeySpec::one(2, key_flags![RO])])
+                .tips(&["nondeterministic_output"]),
+            Command::new("object|freq", 3, flags![READONLY], "generic", "4.0.0", "Get the logarithmic access frequency counter of a Redis object",
+                "key", keys::object_freq)
+                .keys(&[KeySpec::one(2, key_flags![RO])])
+                .tips(&["nondeterministic_output"]),
+            Command::new("object|idletime", 3, flags![READONLY], "generic", "2.2.3", "Get the time since a Redis object was last accessed",
+                "key", keys::object_idletime)
                 .keys(&[KeySpec::one(2, key_flags![RO])])
                 .tips(&["nondeterministic_output"]),
         ]),

@@ -10,8 +10,9 @@
 
 #![allow(unsafe_code)]
 
+use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use libmimalloc_sys::mi_option_t;
@@ -20,7 +21,114 @@ use libmimalloc_sys::mi_option_t;
 /// that they measure what the server runs with.
 #[cfg(test)]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Counting = Counting;
+
+/// mimalloc, counting the bytes it hands out (their usable size, as Redis's zmalloc counts
+/// `malloc_usable_size`): `used_memory`, which `maxmemory` is compared with. Each thread adds
+/// to its own tally and folds it into the shared counter past [`BATCH`] bytes either way, so
+/// an allocation costs no shared write; the shared figure lags by at most `BATCH` per thread.
+pub struct Counting;
+
+static USED: AtomicI64 = AtomicI64::new(0);
+const BATCH: i64 = 64 * 1024;
+
+thread_local! {
+    static TALLY: Cell<i64> = const { Cell::new(0) };
+    /// Every byte this thread ever allocated (for measuring one value: MEMORY USAGE).
+    static ALLOCATED: Cell<u64> = const { Cell::new(0) };
+}
+
+#[inline]
+fn count(delta: i64) {
+    if delta > 0 {
+        let _ = ALLOCATED.try_with(|a| a.set(a.get() + delta as u64));
+    }
+    // `try_with`: a thread's last frees run after its locals are gone; count them directly.
+    let folded = TALLY.try_with(|t| {
+        let v = t.get() + delta;
+        if (-BATCH..=BATCH).contains(&v) {
+            t.set(v);
+        } else {
+            t.set(0);
+            USED.fetch_add(v, Ordering::Relaxed);
+        }
+    });
+    if folded.is_err() {
+        USED.fetch_add(delta, Ordering::Relaxed);
+    }
+}
+
+#[inline]
+fn usable(p: *mut u8) -> i64 {
+    // SAFETY: `p` was returned by mimalloc and not freed yet.
+    unsafe { libmimalloc_sys::mi_usable_size(p.cast()) as i64 }
+}
+
+// SAFETY: every call is forwarded to mimalloc's own GlobalAlloc, which upholds the contract;
+// the counting reads the block's size and touches no memory of the block.
+unsafe impl GlobalAlloc for Counting {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        let p = unsafe { mimalloc::MiMalloc.alloc(layout) };
+        if !p.is_null() {
+            count(usable(p));
+        }
+        p
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's guarantees.
+        let p = unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) };
+        if !p.is_null() {
+            count(usable(p));
+        }
+        p
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count(-usable(ptr));
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let before = usable(ptr);
+        // SAFETY: forwarded with the caller's guarantees.
+        let p = unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            count(usable(p) - before);
+        }
+        p
+    }
+}
+
+/// Asks mimalloc to free and return to the system every page it can (MEMORY PURGE).
+pub(crate) fn purge() {
+    // SAFETY: takes no pointers; collects this thread's heap and the abandoned ones.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
+/// Bytes this thread has allocated since it started (never decreases).
+pub(crate) fn thread_allocated() -> u64 {
+    ALLOCATED.try_with(Cell::get).unwrap_or(0)
+}
+
+/// Folds this thread's tally into the shared counter (after evicting, so that other threads
+/// see the memory freed).
+pub(crate) fn flush() {
+    let _ = TALLY.try_with(|t| USED.fetch_add(t.replace(0), Ordering::Relaxed));
+}
+
+/// Bytes allocated now (Redis's `zmalloc_used_memory`), as this thread sees them: the shared
+/// counter and this thread's own tally. 0 if the process does not run [`Counting`].
+pub(crate) fn used() -> u64 {
+    let own = TALLY.try_with(Cell::get).unwrap_or(0);
+    u64::try_from(USED.load(Ordering::Relaxed) + own).unwrap_or(0)
+}
 
 /// `mi_option_purge_delay` in mimalloc.h (v2 and v3), which libmimalloc-sys does not name:
 /// the option just before `mi_option_use_numa_nodes` (16).
@@ -120,6 +228,20 @@ mod tests {
         configure();
         // SAFETY: reads an integer option.
         assert_eq!(unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) }, 0);
+    }
+
+    #[test]
+    fn used_follows_allocations() {
+        let before = used();
+        let mine = thread_allocated();
+        let big = vec![1u8; 64 << 20];
+        let during = used();
+        assert!(thread_allocated() - mine >= 64 << 20);
+        drop(big);
+        let after = used();
+        // Other test threads allocate meanwhile; 64 MB stands out of their noise.
+        assert!(during >= before + (48 << 20), "{before} {during}");
+        assert!(after + (48 << 20) <= during, "{during} {after}");
     }
 
     #[test]

@@ -30,6 +30,7 @@ impl<'s> Batch<'s> {
 
     /// A batch whose commands run at time `now` (ms since the epoch).
     pub(crate) fn at(server: &'s Server, now: u64) -> Batch<'s> {
+        super::observe::mark(std::time::Instant::now());
         Batch { server, table: &TABLE, now, counters: stats::local(), timer: Timer::start(), pass: None }
     }
 
@@ -75,6 +76,7 @@ impl<'s> Batch<'s> {
     pub(crate) fn resume(&mut self) {
         self.counters = stats::local();
         self.timer = Timer::start();
+        super::observe::mark(std::time::Instant::now());
     }
 }
 

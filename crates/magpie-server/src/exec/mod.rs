@@ -15,8 +15,11 @@
 mod batch;
 mod interactive;
 mod multi;
+mod observe;
+pub(crate) mod pause;
 mod scripts;
 mod table;
+mod tracking;
 pub(crate) mod waiters;
 
 pub(crate) use batch::Batch;
@@ -87,6 +90,17 @@ pub(crate) fn dispatch_resolved(
         }
         return None;
     }
+    if let Some(e) = observe::monitor_refuses(ctx, cmd) {
+        refuse(ctx, args, e, Some(id));
+        return None;
+    }
+    // Eviction first, while a memory limit is set; refusal of what adds memory if it fails.
+    if ctx.server().settings().memory.maxmemory() != 0
+        && let Err(e) = evict_first(ctx, cmd)
+    {
+        refuse(ctx, args, e, Some(id));
+        return None;
+    }
     if ctx.session().txn.multi.is_some() {
         match multi::queue(ctx, cmd, args) {
             Ok(true) => return Some(cmd),
@@ -108,6 +122,7 @@ pub(crate) fn dispatch_resolved(
         refuse(ctx, args, e, Some(id));
         return None;
     }
+    let started = observe::start(ctx, cmd, args);
     let result = if ctx.in_interactive() && !interactive::controls(cmd) {
         match interactive::run_inside(ctx, cmd, args) {
             None => Ok(()),
@@ -125,6 +140,7 @@ pub(crate) fn dispatch_resolved(
     } else {
         (cmd.run)(ctx, args)
     };
+    observe::finish(ctx, cmd, args, started, ctx.session().wait.requested && result.is_ok());
     if ctx.session().wait.requested && result.is_ok() {
         // The client waits: the command is counted when it is served or gives up.
         ctx.session_mut().wait.id = id;
@@ -139,14 +155,43 @@ pub(crate) fn dispatch_resolved(
         // on this connection (after a whole transaction, for the commands inside one).
         waiters::serve(ctx.server());
     }
-    match result {
+    let ran = match result {
         Ok(()) => Some(cmd),
         Err(e) => {
             stats.error(&e.0);
             ctx.out().error(&e.0);
             None
         }
+    };
+    tracking::after_command(ctx, cmd, args);
+    ran
+}
+
+/// Evicts keys until memory is under `maxmemory` (or the time allowed is spent), as Redis's
+/// `processCommand` does before every command; if nothing could be evicted, refuses what
+/// may add memory: a DENYOOM command, anything queued in MULTI, an EXEC that queued one.
+/// Commands inside EXEC and the server's own (replaying the log) are not checked, as Redis.
+#[cold]
+fn evict_first(ctx: &Ctx<'_>, cmd: &Command) -> Result<(), Error> {
+    use crate::services::memory::Outcome;
+    let session = ctx.session();
+    if session.is_internal() || session.txn.executing {
+        return Ok(());
     }
+    let server = ctx.server();
+    let memory = &server.settings().memory;
+    if memory.perform_evictions(server.keyspace(), server.pubsub(), server.journal()) != Outcome::Fail {
+        return Ok(());
+    }
+    let refuse = match &session.txn.multi {
+        _ if cmd.has(Flags::DENYOOM) => true,
+        None => false,
+        Some(multi) if cmd.name == "exec" => {
+            multi.queued.iter().any(|q| ctx.table().resolve(q.args()).is_ok_and(|(_, c)| c.has(Flags::DENYOOM)))
+        }
+        Some(_) => !cmd.has(Flags::NOT_QUEUED) || matches!(cmd.name, "multi" | "watch"),
+    };
+    if refuse { Err(Error::from("OOM command not allowed when used memory > 'maxmemory'.")) } else { Ok(()) }
 }
 
 /// Whether the session may run `cmd` now, in Redis's order (`processCommand`): a protected

@@ -4,6 +4,7 @@
 //! ([`replay`]).
 
 pub(crate) mod http;
+pub(crate) mod output;
 pub(crate) mod replay;
 pub(crate) mod resp;
 pub(crate) mod stream;

@@ -16,15 +16,16 @@ use tracing::{debug, warn};
 use magpie_protocol::{Args, Decoder, Limits, Reply, Resp};
 
 use crate::core::alloc;
-use crate::exec::{Batch, waiters};
+use crate::exec::{Batch, pause, waiters};
 use crate::model::flags::KeyFlags;
 use crate::model::{Command, Flags, Session, Timeout};
 use crate::services::Server;
 use crate::services::blocking::Waiter;
-use crate::services::clients::ClientInfo;
+use crate::services::clients::{ClientInfo, UNBLOCK_ERROR, UNBLOCK_TIMEOUT};
 use crate::services::journal::Fsync;
 use crate::services::stats;
 
+use super::output::{Output, Stop};
 use super::stream::Stream;
 
 /// Room for one read: a worker thread's shared read buffer holds this much, and a connection's
@@ -51,8 +52,6 @@ const TRIM_TICK: Duration = Duration::from_millis(250);
 const BATCH: usize = 32;
 /// Replies pending beyond this are written before the rest of the batch runs.
 const FLUSH_AT: usize = 64 * 1024;
-/// Redis's `client-query-buffer-limit`: a command still incomplete past this closes the client.
-const QUERY_BUFFER_LIMIT: usize = 1 << 30;
 
 /// Serves one client on `stream` (a TCP connection, or a TLS session over one: `tls`) from
 /// `addr`, accepted on `laddr`.
@@ -81,6 +80,8 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
     let mut out = Reply::default();
     // The longest the replies grew since the buffers were last trimmed (what `out` holds).
     let mut out_peak = 0usize;
+    // Replies the socket has not taken yet, under `client-output-buffer-limit`.
+    let mut output = Output::default();
     let mut decoder = Decoder::new(limits(shared));
     // The decoder reserved room for a long command (or unquoted a long inline one): replace it
     // once the buffer is empty, so the room goes with it.
@@ -105,7 +106,8 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
         let txn_at = client.txn().deadline(shared.settings()).map(tokio::time::Instant::from_std);
         let timeout = shared.settings().timeout();
         let timeout_at =
-            (timeout > 0 && !client.info().pubsub.active()).then(|| waiting_since + Duration::from_secs(timeout));
+            (timeout > 0 && !client.info().pubsub.active() && !client.info().pubsub.monitor.load(Ordering::Relaxed))
+                .then(|| waiting_since + Duration::from_secs(timeout));
         let grown = decoder_grown
             || writes.capacity() > 4
             || rbuf.capacity() > IDLE_KEEP
@@ -127,6 +129,7 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
             _ = stop.wait_for(|s| *s) => break,
             () = messages(client.info()) => Woke::Messages,
             () = timer => Woke::Timer,
+            () = client.info().control.killed() => break,
         };
         let read = match woke {
             Woke::Input(r) => r,
@@ -235,7 +238,20 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
                     security_warning(addr);
                     break 'conn;
                 }
+                if let Some(until) = pause::held(shared, &client, args) {
+                    // CLIENT PAUSE holds this command: the replies before it go out, then it
+                    // waits for the pause to end, and runs.
+                    run.pause();
+                    let sent = send(shared, &client, &mut stream, &mut out, &mut writes, &mut output, true).await;
+                    let Ok(len) = sent else { break 'conn };
+                    out_peak = out_peak.max(len);
+                    if !Box::pin(wait_unpaused(shared, client.info(), until, &mut stop)).await {
+                        break 'conn;
+                    }
+                    run.resume();
+                }
                 let (wrote, at) = (client.wrote(), out.len());
+                let mut reply_at = at;
                 let ran = run.run(&mut client, &mut out, args);
                 if client.wrote() > wrote {
                     writes.push(Written {
@@ -252,16 +268,16 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
                     run.pause();
                     let waiter = waiters::waiter(&client, out.proto, args);
                     *client.info().last_cmd.lock() = cmd.name;
-                    if !out.is_empty() {
-                        answer_when_durable(shared, &client, &mut out, &mut writes).await;
-                        if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
+                    if !out.is_empty() || output.pending() > 0 {
+                        let sent = send(shared, &client, &mut stream, &mut out, &mut writes, &mut output, true).await;
+                        let Ok(len) = sent else {
                             // Gone before it could wait (it was never registered).
                             waiters::count_unserved(&waiter);
                             break 'conn;
-                        }
-                        stats::local().wrote(out.len());
-                        out_peak = out_peak.max(settle(&mut out));
+                        };
+                        out_peak = out_peak.max(len);
                     }
+                    reply_at = 0;
                     let wait = block_on(shared, &waiter, client.block_timeout(), &mut stream, &mut rbuf, &mut stop);
                     // Boxed: a rare wait, whose state the connection need not carry while idle.
                     match Box::pin(wait).await {
@@ -275,11 +291,16 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
                             }
                         }
                         Ended::TimedOut => out.null_array(),
+                        Ended::Unblocked => out.error(b"UNBLOCKED client unblocked via CLIENT UNBLOCK"),
                         Ended::Closed => break 'conn,
                     }
                     // Commands that arrived meanwhile are in the buffer: decode on.
                     more = true;
                     run.resume();
+                }
+                if client.info().control.drop_reply() {
+                    out.truncate(reply_at); // CLIENT REPLY OFF or SKIP
+                    writes.retain(|w| w.reply.end <= reply_at);
                 }
                 if client.wants_close() {
                     break;
@@ -288,12 +309,9 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
                 // memory, and a client that does not read them stops being served.
                 if out.len() >= FLUSH_AT {
                     run.pause();
-                    answer_when_durable(shared, &client, &mut out, &mut writes).await;
-                    if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
-                        break 'conn;
-                    }
-                    stats::local().wrote(out.len());
-                    out_peak = out_peak.max(settle(&mut out));
+                    let sent = send(shared, &client, &mut stream, &mut out, &mut writes, &mut output, false).await;
+                    let Ok(len) = sent else { break 'conn };
+                    out_peak = out_peak.max(len);
                     run.resume();
                 }
             }
@@ -319,26 +337,31 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
             *info.last_cmd.lock() = cmd.name;
         }
 
-        if !out.is_empty() {
-            answer_when_durable(shared, &client, &mut out, &mut writes).await;
-            if write_out(&mut stream, out.as_bytes(), timeout).await.is_err() {
-                debug!("client {id}: write failed or idle past the timeout");
+        if !out.is_empty() || output.pending() > 0 {
+            let sent = send(shared, &client, &mut stream, &mut out, &mut writes, &mut output, true).await;
+            let Ok(len) = sent else {
+                debug!("client {id}: write failed, idle past the timeout or over its output buffer limit");
                 break 'conn;
-            }
-            stats::local().wrote(out.len());
-            out_peak = out_peak.max(settle(&mut out));
+            };
+            out_peak = out_peak.max(len);
         }
         if client.wants_close() || protocol_error.is_some() {
             break;
         }
-        if decoder.pending_len(&rbuf) > QUERY_BUFFER_LIMIT {
-            debug!("client {id}: closing, query buffer over {QUERY_BUFFER_LIMIT} bytes");
+        let qbuf = decoder.pending_len(&rbuf);
+        client.info().control.qbuf.store(qbuf as u64, Ordering::Relaxed);
+        if qbuf > shared.settings().client_query_buffer_limit() {
+            query_buffer_warning(client.info(), &rbuf[..rbuf.len().min(64)]);
             break;
         }
         waiting_since = tokio::time::Instant::now();
     }
     let _ = stream.shutdown().await;
     client.end(shared.keyspace(), shared.pubsub());
+    if client.info().pubsub.monitor.load(Ordering::Relaxed) {
+        shared.monitors().remove(id);
+    }
+    shared.clients().tracking.disable(shared.keyspace(), client.info());
     shared.clients().disconnect(id);
 }
 
@@ -443,6 +466,8 @@ enum Ended {
     /// Served: the reply, and the log record its write added (see `wait_durable`).
     Reply(Vec<u8>, u64),
     TimedOut,
+    /// CLIENT UNBLOCK ... ERROR.
+    Unblocked,
     /// The client went away, or the server is shutting down.
     Closed,
 }
@@ -459,6 +484,7 @@ async fn block_on<S: AsyncRead + Unpin>(
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Ended {
     let blocking = shared.blocking();
+    waiter.info.control.clear_unblock(); // a CLIENT UNBLOCK meant for an earlier wait
     waiters::register(shared, waiter);
     let deadline = timeout.and_then(|ms| tokio::time::Instant::now().checked_add(Duration::from_millis(ms)));
     let gone = |waiter: &Arc<Waiter>| match blocking.leave(shared.keyspace(), waiter) {
@@ -503,8 +529,8 @@ async fn block_on<S: AsyncRead + Unpin>(
                 }
                 Ok(n) => {
                     stats::local().read(n);
-                    if rbuf.len() > QUERY_BUFFER_LIMIT {
-                        debug!("closing a blocked client: query buffer over {QUERY_BUFFER_LIMIT} bytes");
+                    if rbuf.len() > shared.settings().client_query_buffer_limit() {
+                        debug!("closing a blocked client: query buffer over client-query-buffer-limit");
                         gone(waiter);
                         return Ended::Closed;
                     }
@@ -514,28 +540,73 @@ async fn block_on<S: AsyncRead + Unpin>(
                 gone(waiter);
                 return Ended::Closed;
             }
+            how = waiter.info.control.unblocked() => {
+                // CLIENT UNBLOCK (a timeout or an error), or CLIENT KILL (0).
+                return match blocking.leave(shared.keyspace(), waiter) {
+                    Some((reply, wrote)) if how != 0 => Ended::Reply(reply, wrote),
+                    _ => {
+                        waiters::count_unserved(waiter);
+                        match how {
+                            UNBLOCK_TIMEOUT => Ended::TimedOut,
+                            UNBLOCK_ERROR => Ended::Unblocked,
+                            _ => Ended::Closed,
+                        }
+                    }
+                };
+            }
         }
     }
 }
 
-/// Writes all of `buf`. With an idle `timeout` (seconds, 0 for none), a client that accepts no
-/// bytes for that long is idle and the write fails: Redis counts any progress as interaction,
-/// so a slow reader is fine but one that stopped reading does not hold its replies forever.
-async fn write_out<S: AsyncWrite + Unpin>(stream: &mut S, buf: &[u8], timeout: u64) -> io::Result<()> {
-    if timeout == 0 {
-        return stream.write_all(buf).await;
-    }
-    let limit = Duration::from_secs(timeout);
-    let mut pos = 0;
-    while pos < buf.len() {
-        match tokio::time::timeout(limit, stream.write(&buf[pos..])).await {
-            Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(Ok(n)) => pos += n,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "client idle while we wrote")),
+/// Waits while CLIENT PAUSE holds the client's next command: until `until` (ms since the
+/// epoch, widened if the pause is), CLIENT UNPAUSE, or the client is killed or the server
+/// stops (false). The client shows as blocked meanwhile, as in Redis.
+async fn wait_unpaused(
+    shared: &Server,
+    info: &ClientInfo,
+    mut until: u64,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    info.blocked.store(true, Ordering::Relaxed);
+    let ended = loop {
+        let left = until.saturating_sub(magpie_store::now_ms()) + 1;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(left)) => {}
+            () = shared.clients().unpaused() => {}
+            () = info.control.killed() => break false,
+            _ = stop.wait_for(|s| *s) => break false,
         }
+        match shared.clients().paused(magpie_store::now_ms()) {
+            Some((_, end)) => until = end,
+            None => break true,
+        }
+    };
+    info.blocked.store(false, Ordering::Relaxed);
+    ended
+}
+
+/// Answers with what `out` holds: once the writes among its replies are durable (see
+/// [`answer_when_durable`]), through `output` and its `client-output-buffer-limit` (see
+/// `front/output.rs`: with `wait`, or without a limit, until the socket took everything).
+/// Leaves `out` empty, its memory let go if it grew past [`KEEP_BUSY`]; returns how long it was.
+async fn send(
+    shared: &Server,
+    client: &Session,
+    stream: &mut Stream,
+    out: &mut Reply,
+    writes: &mut Vec<Written>,
+    output: &mut Output,
+    wait: bool,
+) -> Result<usize, Stop> {
+    answer_when_durable(shared, client, out, writes).await;
+    let len = out.len();
+    let sent = output.flush(shared, client.info(), stream, out, wait).await;
+    if len > KEEP_BUSY {
+        let proto = out.proto;
+        *out = Reply::default();
+        out.proto = proto;
     }
-    Ok(())
+    sent.map(|()| len)
 }
 
 /// The reply of a command that added a record to the log, waiting in `out` for the record to
@@ -612,6 +683,17 @@ fn refuse_unlogged(out: &mut Reply, writes: &[Written], durable: u64, error: &[u
     out.raw(&replies[from..]);
 }
 
+/// Redis's warning when a client's unparsed input passes `client-query-buffer-limit`, with the
+/// first bytes of it.
+#[cold]
+fn query_buffer_warning(info: &ClientInfo, start: &[u8]) {
+    warn!(
+        "Closing client that reached max query buffer length: {} (qbuf initial bytes: {:?})",
+        String::from_utf8_lossy(&info.line()),
+        String::from_utf8_lossy(start)
+    );
+}
+
 /// Redis's refusal of a client from outside the loopback interface in protected mode.
 const PROTECTED_MODE: &[u8] = b"-DENIED Redis is running in protected mode because protected mode is enabled and no \
 password is set for the default user. In this mode connections are only accepted from the loopback interface. If you \
@@ -672,7 +754,11 @@ fn limits(shared: &Server) -> Limits {
 /// Waits until the client's mailbox has something to write (or overflowed); never, for a
 /// client with no subscriptions. One branch of the connection's wait for input.
 async fn messages(info: &ClientInfo) {
-    if info.pubsub.active() || info.pubsub.mailbox.pending() != 0 {
+    if info.pubsub.active()
+        || info.pubsub.monitor.load(Ordering::Relaxed)
+        || info.pubsub.mailbox.pending() != 0
+        || info.control.pushes.load(Ordering::Relaxed)
+    {
         info.pubsub.mailbox.notify.notified().await;
     } else {
         std::future::pending::<()>().await;

@@ -5,6 +5,7 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -45,5 +46,22 @@ impl AsyncWrite for Stream {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+/// `tcp-keepalive`: after `secs` seconds of silence the kernel probes the peer, so a client
+/// that vanished (a crash, a dropped route) is noticed and its connection closed, as Redis's
+/// `anetKeepAlive`. 0 leaves keepalive off.
+pub(crate) fn keepalive(stream: &TcpStream, secs: u64) {
+    if secs == 0 {
+        return;
+    }
+    let time = Duration::from_secs(secs);
+    // Probes every third of the time, and the connection is dropped after 3 unanswered ones
+    // (Redis's values).
+    let params = socket2::TcpKeepalive::new().with_time(time).with_interval((time / 3).max(Duration::from_secs(1)));
+    let params = params.with_retries(3);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&params) {
+        tracing::debug!("could not set SO_KEEPALIVE: {e}");
     }
 }

@@ -56,6 +56,9 @@ bitflags! {
         /// script called), so dispatch does not log the command as it does other
         /// `MAY_REPLICATE` ones.
         const LOGS_EFFECTS = 1 << 29;
+        /// Leaves CLIENT CACHING's choice for the command after it (Redis's CLIENT
+        /// subcommands: `call` keeps the flag when the command was CLIENT).
+        const KEEPS_CACHING = 1 << 30;
     }
 }
 

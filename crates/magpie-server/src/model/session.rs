@@ -23,12 +23,23 @@ pub(crate) struct Effects {
     pub records: Vec<ArgVec>,
     /// Set by the first [`Ctx::propagate`]: the command's arguments are not logged.
     pub replaced: bool,
+    /// Arguments (bit i: argument i, the first 64) that MONITOR and the slow log show as
+    /// `(redacted)`: passwords (Redis's `redactClientCommandArgument`).
+    pub redacted: u64,
 }
 
 impl Effects {
     pub(crate) fn clear(&mut self) {
         self.records.clear();
         self.replaced = false;
+        self.redacted = 0;
+    }
+
+    /// Argument `i` is a secret: MONITOR and the slow log do not show it.
+    pub(crate) fn redact(&mut self, i: usize) {
+        if i < 64 {
+            self.redacted |= 1 << i;
+        }
     }
 }
 
@@ -133,7 +144,7 @@ impl Session {
 
     /// Whether the front end should close the connection once the replies are written.
     pub(crate) fn wants_close(&self) -> bool {
-        self.close
+        self.close || self.info().control.is_killed()
     }
 
     /// Asks the front end to close the connection after the reply (QUIT).

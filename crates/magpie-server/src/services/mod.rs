@@ -10,10 +10,14 @@ pub(crate) mod config;
 pub(crate) mod expired;
 pub(crate) mod gate;
 pub(crate) mod journal;
+pub(crate) mod latency;
+pub(crate) mod memory;
 pub(crate) mod metrics;
+pub(crate) mod monitor;
 pub(crate) mod persist;
 pub(crate) mod pubsub;
 pub(crate) mod scripting;
+pub(crate) mod slowlog;
 pub(crate) mod stats;
 pub(crate) mod tls;
 
@@ -49,6 +53,9 @@ pub(crate) struct Server {
     metrics: Metrics,
     acl: Acl,
     tls: Tls,
+    slowlog: slowlog::SlowLog,
+    latency: latency::Latency,
+    monitors: monitor::Monitors,
     scripting: Arc<Scripting>,
     shutdown: watch::Sender<bool>,
 }
@@ -81,6 +88,9 @@ impl Server {
                 usize::try_from(config.acllog_max_len).unwrap_or(usize::MAX),
             ),
             tls: Tls::default(),
+            slowlog: slowlog::SlowLog::default(),
+            latency: latency::Latency::default(),
+            monitors: monitor::Monitors::default(),
             shutdown: watch::Sender::new(false),
         }
     }
@@ -132,6 +142,21 @@ impl Server {
     /// The TLS acceptor (see [`tls`]).
     pub(crate) fn tls(&self) -> &Tls {
         &self.tls
+    }
+
+    /// SLOWLOG's entries.
+    pub(crate) fn slowlog(&self) -> &slowlog::SlowLog {
+        &self.slowlog
+    }
+
+    /// LATENCY's events.
+    pub(crate) fn latency(&self) -> &latency::Latency {
+        &self.latency
+    }
+
+    /// The clients that run MONITOR.
+    pub(crate) fn monitors(&self) -> &monitor::Monitors {
+        &self.monitors
     }
 
     /// CONFIG SET: applies `name value` pairs all or nothing (see [`Settings::set_from`]) for a

@@ -13,29 +13,29 @@ use pid::process_id_on_as;
 
 #[path = "redis.rs"]
 mod redis_check;
-pub use redis_check::skip_without_redis;
+pub(crate) use redis_check::skip_without_redis;
 
 /// Asks the kernel for a free port on the loopback interface.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
     l.local_addr().expect("local addr").port()
 }
 
 /// A server process that is killed when dropped.
-pub struct Server {
+pub(crate) struct Server {
     pub port: u16,
     child: Child,
 }
 
 impl Server {
     /// Starts `magpie-server` on a free port with extra command-line arguments.
-    pub fn magpie_with(args: &[&str]) -> Server {
+    pub(crate) fn magpie_with(args: &[&str]) -> Server {
         Server::magpie_as(args, None)
     }
 
     /// [`Server::magpie_with`] for a server whose default user needs `password` (its
     /// readiness check authenticates first).
-    pub fn magpie_as(args: &[&str], password: Option<&str>) -> Server {
+    pub(crate) fn magpie_as(args: &[&str], password: Option<&str>) -> Server {
         // The port from `free_port` may be taken by someone else before the server binds it:
         // then the server exits at once, and a fresh port is tried.
         for _ in 0..5 {
@@ -62,7 +62,7 @@ impl Server {
 
     /// Starts `magpie-server` with its HTTP API on a free port (returned too), with extra
     /// arguments; `password` as in [`Server::magpie_as`].
-    pub fn magpie_http(args: &[&str], password: Option<&str>) -> (Server, u16) {
+    pub(crate) fn magpie_http(args: &[&str], password: Option<&str>) -> (Server, u16) {
         // The HTTP port is bound first: if someone took it, the server exits at once and
         // both ports are picked again.
         for _ in 0..5 {
@@ -83,18 +83,18 @@ impl Server {
     }
 
     /// Wraps a server started some other way (under `prlimit`, say), once it answers PING.
-    pub fn adopt(port: u16, child: Child) -> Server {
+    pub(crate) fn adopt(port: u16, child: Child) -> Server {
         Server::wait_ready(port, child)
     }
 
-    pub fn magpie() -> Server {
+    pub(crate) fn magpie() -> Server {
         Server::magpie_with(&[])
     }
 
     /// Starts Debian's `redis-server` with persistence off, or returns None when it is not
     /// installed (saying so on the terminal: the test then checks nothing). Set
     /// `MAGPIE_REQUIRE_REDIS=1` (as .ci/run does) to turn a missing redis-server into a failure.
-    pub fn redis() -> Option<Server> {
+    pub(crate) fn redis() -> Option<Server> {
         let port = free_port();
         let spawned = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -151,26 +151,26 @@ impl Server {
         }
     }
 
-    pub fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
     /// A `redis` crate connection.
-    pub fn client(&self) -> redis::Connection {
+    pub(crate) fn client(&self) -> redis::Connection {
         redis::Client::open(self.url()).expect("client").get_connection().expect("connect")
     }
 
     /// A raw socket connection.
-    pub fn raw(&self) -> Raw {
+    pub(crate) fn raw(&self) -> Raw {
         Raw::connect(self.port)
     }
 
     /// Waits for the process to exit by itself (e.g. after SHUTDOWN).
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -181,7 +181,7 @@ impl Server {
         None
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -195,13 +195,13 @@ impl Drop for Server {
 
 /// A raw RESP connection: sends commands as multibulk frames and reads back one whole reply as
 /// the exact bytes the server sent.
-pub struct Raw {
+pub(crate) struct Raw {
     reader: BufReader<TcpStream>,
     stream: TcpStream,
 }
 
 impl Raw {
-    pub fn connect(port: u16) -> Raw {
+    pub(crate) fn connect(port: u16) -> Raw {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
         stream.set_nodelay(true).ok();
@@ -209,7 +209,7 @@ impl Raw {
     }
 
     /// Encodes `args` as a RESP multibulk command.
-    pub fn encode(args: &[&[u8]]) -> Vec<u8> {
+    pub(crate) fn encode(args: &[&[u8]]) -> Vec<u8> {
         let mut out = format!("*{}\r\n", args.len()).into_bytes();
         for a in args {
             out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
@@ -219,24 +219,24 @@ impl Raw {
         out
     }
 
-    pub fn send(&mut self, bytes: &[u8]) {
+    pub(crate) fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write");
     }
 
     /// Sends one command and returns its raw reply.
-    pub fn cmd(&mut self, args: &[&[u8]]) -> Vec<u8> {
+    pub(crate) fn cmd(&mut self, args: &[&[u8]]) -> Vec<u8> {
         self.send(&Raw::encode(args));
         self.read_reply()
     }
 
     /// Splits a string on spaces and sends it as one command; returns the reply as a string.
-    pub fn cmd_str(&mut self, line: &str) -> String {
+    pub(crate) fn cmd_str(&mut self, line: &str) -> String {
         let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
         String::from_utf8_lossy(&self.cmd(&args)).into_owned()
     }
 
     /// Reads exactly one RESP2/RESP3 reply, returning its raw bytes.
-    pub fn read_reply(&mut self) -> Vec<u8> {
+    pub(crate) fn read_reply(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         self.read_into(&mut out);
         out
@@ -281,7 +281,7 @@ impl Raw {
     }
 
     /// True when the server has closed the connection (reads EOF within the timeout).
-    pub fn is_closed(&mut self) -> bool {
+    pub(crate) fn is_closed(&mut self) -> bool {
         let mut b = [0u8; 1];
         matches!(self.reader.read(&mut b), Ok(0) | Err(_))
     }
@@ -291,13 +291,13 @@ impl Raw {
 /// the connection, hangs or sends malformed RESP instead of panicking mid-run.
 impl Raw {
     /// Sets how long a read may wait for the server before it fails.
-    pub fn set_read_timeout(&self, timeout: Duration) {
+    pub(crate) fn set_read_timeout(&self, timeout: Duration) {
         self.stream.set_read_timeout(Some(timeout)).ok();
     }
 
     /// Like `cmd`, but returns an error when the server closes the connection, does not answer
     /// within the read timeout, or sends something that is not RESP.
-    pub fn try_cmd(&mut self, args: &[&[u8]]) -> std::io::Result<Vec<u8>> {
+    pub(crate) fn try_cmd(&mut self, args: &[&[u8]]) -> std::io::Result<Vec<u8>> {
         self.stream.write_all(&Raw::encode(args))?;
         let mut out = Vec::new();
         self.try_read_into(&mut out)?;
@@ -306,7 +306,7 @@ impl Raw {
 
     /// Like `try_cmd`, for a command that answers with `replies` replies (SUBSCRIBE of several
     /// channels): returns them all, concatenated.
-    pub fn try_cmd_replies(&mut self, args: &[&[u8]], replies: usize) -> std::io::Result<Vec<u8>> {
+    pub(crate) fn try_cmd_replies(&mut self, args: &[&[u8]], replies: usize) -> std::io::Result<Vec<u8>> {
         let mut out = self.try_cmd(args)?;
         for _ in 1..replies {
             self.try_read_into(&mut out)?;
@@ -315,7 +315,7 @@ impl Raw {
     }
 
     /// Reads one more reply (or pushed message), failing instead of panicking.
-    pub fn try_read_reply(&mut self) -> std::io::Result<Vec<u8>> {
+    pub(crate) fn try_read_reply(&mut self) -> std::io::Result<Vec<u8>> {
         let mut out = Vec::new();
         self.try_read_into(&mut out)?;
         Ok(out)
@@ -385,7 +385,7 @@ impl Raw {
 
 /// What the server did on a connection while a test watched it.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Watched {
+pub(crate) struct Watched {
     /// The bytes it sent.
     pub sent: Vec<u8>,
     /// Whether it closed the connection after them.
@@ -396,13 +396,13 @@ pub struct Watched {
 /// the server may already have closed, reading the server's memory use.
 impl Raw {
     /// Sends bytes, returning the error instead of panicking (the server may have closed).
-    pub fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    pub(crate) fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)
     }
 
     /// Everything the server sends within `timeout`, and whether it closed the connection
     /// (EOF or reset) by then. Returns as soon as it closes.
-    pub fn watch(&mut self, timeout: Duration) -> Watched {
+    pub(crate) fn watch(&mut self, timeout: Duration) -> Watched {
         let deadline = Instant::now() + timeout;
         let mut sent = Vec::new();
         let mut buf = [0u8; 4096];
@@ -431,7 +431,7 @@ impl Raw {
     /// True when the server closes the connection within `timeout` without sending anything
     /// more (a silent close). An error reply followed by a close is not one: read the reply
     /// first, or use [`Raw::watch`] to see both.
-    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+    pub(crate) fn closed_within(&mut self, timeout: Duration) -> bool {
         let w = self.watch(timeout);
         w.sent.is_empty() && w.closed
     }
@@ -439,19 +439,19 @@ impl Raw {
     /// True when the server neither sends anything nor closes the connection for `timeout`:
     /// it is still waiting for the rest of a request. A refusal (an error, then a close) and
     /// an answer are both false.
-    pub fn open_and_silent_for(&mut self, timeout: Duration) -> bool {
+    pub(crate) fn open_and_silent_for(&mut self, timeout: Duration) -> bool {
         self.watch(timeout) == Watched { sent: Vec::new(), closed: false }
     }
 
     /// The underlying socket, for tests that need to shut it down or read it directly.
-    pub fn stream(&self) -> &TcpStream {
+    pub(crate) fn stream(&self) -> &TcpStream {
         &self.stream
     }
 }
 
 impl Server {
     /// The server process's resident memory in KiB (`VmRSS` in /proc/<pid>/status).
-    pub fn rss_kib(&self) -> u64 {
+    pub(crate) fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read /proc status");
         status
             .lines()
@@ -465,18 +465,18 @@ impl Server {
 // `blocked_clients`.
 
 /// Sends a command (split on spaces) without reading its reply.
-pub fn send(c: &mut Raw, line: &str) {
+pub(crate) fn send(c: &mut Raw, line: &str) {
     let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
     c.send(&Raw::encode(&args));
 }
 
 /// Reads one reply, as a string.
-pub fn reply(c: &mut Raw) -> String {
+pub(crate) fn reply(c: &mut Raw) -> String {
     String::from_utf8_lossy(&c.read_reply()).into_owned()
 }
 
 /// INFO's `blocked_clients`.
-pub fn blocked(c: &mut Raw) -> u64 {
+pub(crate) fn blocked(c: &mut Raw) -> u64 {
     let info = String::from_utf8(c.cmd(&[b"INFO", b"clients"])).expect("utf8");
     info.lines()
         .find_map(|l| l.strip_prefix("blocked_clients:"))
@@ -485,7 +485,7 @@ pub fn blocked(c: &mut Raw) -> u64 {
 }
 
 /// Waits until `blocked_clients` is `n`.
-pub fn wait_blocked(c: &mut Raw, n: u64) {
+pub(crate) fn wait_blocked(c: &mut Raw, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let now = blocked(c);
@@ -499,14 +499,14 @@ pub fn wait_blocked(c: &mut Raw, n: u64) {
 
 /// Connections that each send one command in a loop, as fast as the server answers, until
 /// stopped: they try to take what is pushed for blocked clients.
-pub struct Takers {
+pub(crate) struct Takers {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     threads: Vec<std::thread::JoinHandle<Vec<String>>>,
 }
 
 impl Takers {
     /// One connection per line of `lines`; a reply that is not one of `empty` counts as taken.
-    pub fn start(port: u16, lines: &[&'static str], empty: &'static [&'static str]) -> Takers {
+    pub(crate) fn start(port: u16, lines: &[&'static str], empty: &'static [&'static str]) -> Takers {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let threads = lines
             .iter()
@@ -530,7 +530,7 @@ impl Takers {
     }
 
     /// Stops them, and returns every reply that took something.
-    pub fn stop(self) -> Vec<String> {
+    pub(crate) fn stop(self) -> Vec<String> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.threads.into_iter().flat_map(|t| t.join().expect("taker thread")).collect()
     }

@@ -7,12 +7,12 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 /// The `process_id` of the server answering on `port` (from `INFO server`).
-pub fn process_id_on(port: u16) -> Option<u32> {
+pub(super) fn process_id_on(port: u16) -> Option<u32> {
     process_id_on_as(port, None)
 }
 
 /// [`process_id_on`] for a server that wants the default user's `password` first.
-pub fn process_id_on_as(port: u16, password: Option<&str>) -> Option<u32> {
+pub(super) fn process_id_on_as(port: u16, password: Option<&str>) -> Option<u32> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     if let Some(p) = password {

@@ -20,14 +20,14 @@ use std::time::Duration;
 
 /// SplitMix64: tiny, seedable, good enough to pick commands.
 #[derive(Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -36,21 +36,21 @@ impl Rng {
     }
 
     /// A number in `0..n` (`n` > 0).
-    pub fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
     }
 
     /// True with probability `percent`/100.
-    pub fn percent(&mut self, percent: u32) -> bool {
+    pub(crate) fn percent(&mut self, percent: u32) -> bool {
         self.below(100) < percent as usize
     }
 
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
 
     /// A count that is usually small and sometimes large (up to `max`).
-    pub fn count(&mut self, max: usize) -> usize {
+    pub(crate) fn count(&mut self, max: usize) -> usize {
         match self.below(100) {
             0..=69 => 1 + self.below(3),
             70..=94 => 1 + self.below(12.min(max)),
@@ -64,7 +64,7 @@ impl Rng {
 
 /// One reply, as parsed by [`Conn::read`].
 #[derive(Clone, Debug, PartialEq)]
-pub enum Resp {
+pub(crate) enum Resp {
     Simple(Vec<u8>),
     Error(Vec<u8>),
     Int(i64),
@@ -83,12 +83,12 @@ pub enum Resp {
 }
 
 impl Resp {
-    pub fn is_error(&self) -> bool {
+    pub(crate) fn is_error(&self) -> bool {
         matches!(self, Resp::Error(_))
     }
 
     /// The error text, if this is an error.
-    pub fn error(&self) -> Option<&[u8]> {
+    pub(crate) fn error(&self) -> Option<&[u8]> {
         match self {
             Resp::Error(e) => Some(e),
             _ => None,
@@ -96,7 +96,7 @@ impl Resp {
     }
 
     /// The elements of an array, set or push; a map's keys and values in turn.
-    pub fn items(&self) -> Option<Vec<&Resp>> {
+    pub(crate) fn items(&self) -> Option<Vec<&Resp>> {
         match self {
             Resp::Array(v) | Resp::Set(v) | Resp::Push(v) => Some(v.iter().collect()),
             Resp::Map(m) => Some(m.iter().flat_map(|(k, v)| [k, v]).collect()),
@@ -105,14 +105,14 @@ impl Resp {
     }
 
     /// The bytes of a bulk, simple or verbatim string.
-    pub fn bytes(&self) -> Option<&[u8]> {
+    pub(crate) fn bytes(&self) -> Option<&[u8]> {
         match self {
             Resp::Bulk(b) | Resp::Simple(b) | Resp::Verbatim(b) => Some(b),
             _ => None,
         }
     }
 
-    pub fn int(&self) -> Option<i64> {
+    pub(crate) fn int(&self) -> Option<i64> {
         match self {
             Resp::Int(n) => Some(*n),
             _ => None,
@@ -122,7 +122,7 @@ impl Resp {
 
 /// Why a reply could not be read.
 #[derive(Debug)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// Nothing (or not all of it) arrived within the read timeout.
     Timeout,
     /// The server closed the connection.
@@ -157,7 +157,7 @@ impl From<io::Error> for ReadError {
 }
 
 /// A raw connection: commands out as RESP multibulks (or inline), replies in, checked.
-pub struct Conn {
+pub(crate) struct Conn {
     stream: TcpStream,
     reader: BufReader<TcpStream>,
 }
@@ -168,7 +168,7 @@ const MAX_BULK: i64 = 1 << 30;
 const MAX_DEPTH: usize = 64;
 
 impl Conn {
-    pub fn connect(port: u16) -> io::Result<Conn> {
+    pub(crate) fn connect(port: u16) -> io::Result<Conn> {
         let stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -176,11 +176,11 @@ impl Conn {
         Ok(Conn { reader: BufReader::new(stream.try_clone()?), stream })
     }
 
-    pub fn set_read_timeout(&self, timeout: Duration) {
+    pub(crate) fn set_read_timeout(&self, timeout: Duration) {
         self.stream.set_read_timeout(Some(timeout)).ok();
     }
 
-    pub fn encode(out: &mut Vec<u8>, args: &[Vec<u8>]) {
+    pub(crate) fn encode(out: &mut Vec<u8>, args: &[Vec<u8>]) {
         out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
         for a in args {
             out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
@@ -189,11 +189,11 @@ impl Conn {
         }
     }
 
-    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+    pub(crate) fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes)
     }
 
-    pub fn send(&mut self, commands: &[Vec<Vec<u8>>]) -> io::Result<()> {
+    pub(crate) fn send(&mut self, commands: &[Vec<Vec<u8>>]) -> io::Result<()> {
         let mut out = Vec::new();
         for c in commands {
             Conn::encode(&mut out, c);
@@ -202,21 +202,21 @@ impl Conn {
     }
 
     /// Sends one command and reads its reply.
-    pub fn call(&mut self, args: &[&[u8]]) -> Result<Resp, ReadError> {
+    pub(crate) fn call(&mut self, args: &[&[u8]]) -> Result<Resp, ReadError> {
         let owned: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
         self.send(&[owned])?;
         Ok(self.read()?.0)
     }
 
     /// [`Conn::call`] with the arguments split on spaces.
-    pub fn call_str(&mut self, line: &str) -> Result<Resp, ReadError> {
+    pub(crate) fn call_str(&mut self, line: &str) -> Result<Resp, ReadError> {
         let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
         self.call(&args)
     }
 
     /// Whether bytes (or the end of the stream) can be read without waiting past the read
     /// timeout: reading a reply then will not stop halfway.
-    pub fn peek_ready(&mut self) -> bool {
+    pub(crate) fn peek_ready(&mut self) -> bool {
         match self.reader.fill_buf() {
             Ok(_) => true,
             Err(e) => !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
@@ -224,14 +224,14 @@ impl Conn {
     }
 
     /// Reads one reply: the value and its exact bytes.
-    pub fn read(&mut self) -> Result<(Resp, Vec<u8>), ReadError> {
+    pub(crate) fn read(&mut self) -> Result<(Resp, Vec<u8>), ReadError> {
         let mut raw = Vec::new();
         let value = self.read_value(&mut raw, 0)?;
         Ok((value, raw))
     }
 
     /// True when the server has closed the connection within `timeout` (EOF or reset).
-    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+    pub(crate) fn closed_within(&mut self, timeout: Duration) -> bool {
         self.set_read_timeout(timeout);
         let mut b = [0u8; 1];
         let closed = match self.reader.read(&mut b) {
@@ -374,7 +374,7 @@ impl Conn {
 }
 
 /// Bytes for a message: printable ASCII as is, the rest escaped, long ones cut.
-pub fn show(bytes: &[u8]) -> String {
+pub(crate) fn show(bytes: &[u8]) -> String {
     let mut out = String::new();
     for &b in bytes.iter().take(200) {
         match b {
@@ -393,7 +393,7 @@ pub fn show(bytes: &[u8]) -> String {
 }
 
 /// A command line for a message, quoted as redis-cli would accept it.
-pub fn show_command(args: &[Vec<u8>]) -> String {
+pub(crate) fn show_command(args: &[Vec<u8>]) -> String {
     args.iter().map(|a| format!("\"{}\"", show(a))).collect::<Vec<_>>().join(" ")
 }
 
@@ -402,7 +402,7 @@ pub fn show_command(args: &[Vec<u8>]) -> String {
 
 /// What COMMAND DOCS says an argument is.
 #[derive(Clone, Debug)]
-pub enum Kind {
+pub(crate) enum Kind {
     Key,
     Str,
     Int,
@@ -415,7 +415,7 @@ pub enum Kind {
 }
 
 #[derive(Clone, Debug)]
-pub struct ArgSpec {
+pub(crate) struct ArgSpec {
     pub name: String,
     pub kind: Kind,
     pub token: Option<String>,
@@ -426,7 +426,7 @@ pub struct ArgSpec {
 /// One command or subcommand: the words that name it (`["CLIENT", "SETNAME"]`), its arity,
 /// flags and arguments.
 #[derive(Clone, Debug)]
-pub struct Spec {
+pub(crate) struct Spec {
     pub words: Vec<String>,
     /// The full name in lower case (`client|setname`).
     pub name: String,
@@ -438,7 +438,7 @@ pub struct Spec {
 }
 
 impl Spec {
-    pub fn has_flag(&self, flag: &str) -> bool {
+    pub(crate) fn has_flag(&self, flag: &str) -> bool {
         self.flags.iter().any(|f| f == flag)
     }
 
@@ -514,7 +514,7 @@ fn parse_doc_args(r: &Resp) -> Vec<ArgSpec> {
 
 /// Reads the command table of the server behind `conn` (RESP2 or RESP3) through `COMMAND`
 /// and `COMMAND DOCS`: every command and subcommand.
-pub fn load_specs(conn: &mut Conn) -> Vec<Spec> {
+pub(crate) fn load_specs(conn: &mut Conn) -> Vec<Spec> {
     let info = conn.call(&[b"COMMAND"]).expect("COMMAND");
     let docs = conn.call(&[b"COMMAND", b"DOCS"]).expect("COMMAND DOCS");
     type Docs = std::collections::HashMap<String, (Vec<ArgSpec>, String)>;
@@ -560,7 +560,7 @@ pub fn load_specs(conn: &mut Conn) -> Vec<Spec> {
 // Values
 
 /// Integers at the edges of every range a command checks.
-pub const EDGE_INTS: &[&str] = &[
+pub(crate) const EDGE_INTS: &[&str] = &[
     "0",
     "1",
     "-1",
@@ -614,7 +614,7 @@ pub const EDGE_INTS: &[&str] = &[
 ];
 
 /// Floats, and the range syntax of sorted sets.
-pub const EDGE_FLOATS: &[&str] = &[
+pub(crate) const EDGE_FLOATS: &[&str] = &[
     "0",
     "-0",
     "0.0",
@@ -665,9 +665,10 @@ pub const EDGE_FLOATS: &[&str] = &[
 ];
 
 /// Lexicographic range bounds.
-pub const EDGE_LEX: &[&str] = &["-", "+", "[a", "(a", "[b", "(c", "[", "(", "[m1", "(m5", "a", "", "[\u{0}", "(\u{ff}"];
+pub(crate) const EDGE_LEX: &[&str] =
+    &["-", "+", "[a", "(a", "[b", "(c", "[", "(", "[m1", "(m5", "a", "", "[\u{0}", "(\u{ff}"];
 
-pub const PATTERNS: &[&str] = &[
+pub(crate) const PATTERNS: &[&str] = &[
     "*",
     "a*",
     "*a",
@@ -695,7 +696,7 @@ pub const PATTERNS: &[&str] = &[
 ];
 
 /// Element, member, field and value strings.
-pub const STRINGS: &[&str] = &[
+pub(crate) const STRINGS: &[&str] = &[
     "a",
     "b",
     "c",
@@ -732,11 +733,11 @@ pub const STRINGS: &[&str] = &[
 ];
 
 /// Keys shared by every connection: few, so commands meet each other's values (and types).
-pub const KEYS: &[&str] = &["a", "b", "c", "d", "k1", "k2", "{t}1", "{t}2", "", "\u{0}bin\u{ff}", "\r\n", "*?["];
+pub(crate) const KEYS: &[&str] = &["a", "b", "c", "d", "k1", "k2", "{t}1", "{t}2", "", "\u{0}bin\u{ff}", "\r\n", "*?["];
 
 /// Another value, of the kind the argument name or type asks for; `self_fuzz` allows short
 /// expiries and long blocking timeouts (the differential run must be deterministic).
-pub struct Generator {
+pub(crate) struct Generator {
     pub rng: Rng,
     /// Allow values whose effect depends on timing (short TTLs, blocking without a short
     /// timeout). False for differential runs.
@@ -748,7 +749,7 @@ pub struct Generator {
 }
 
 impl Generator {
-    pub fn new(seed: u64, timing: bool) -> Generator {
+    pub(crate) fn new(seed: u64, timing: bool) -> Generator {
         let now_s = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -770,7 +771,7 @@ impl Generator {
 
     /// A key: usually one of those the command's type works on (so that commands build on
     /// each other's values), else one shared by every type (for WRONGTYPE and conversions).
-    pub fn key_for(&mut self, group: &str) -> Vec<u8> {
+    pub(crate) fn key_for(&mut self, group: &str) -> Vec<u8> {
         if self.rng.percent(3) {
             return self.long_string();
         }
@@ -789,11 +790,11 @@ impl Generator {
         self.rng.pick(KEYS).as_bytes().to_vec()
     }
 
-    pub fn key(&mut self) -> Vec<u8> {
+    pub(crate) fn key(&mut self) -> Vec<u8> {
         self.key_for("")
     }
 
-    pub fn string(&mut self) -> Vec<u8> {
+    pub(crate) fn string(&mut self) -> Vec<u8> {
         match self.rng.below(100) {
             0..=54 => self.rng.pick(STRINGS).as_bytes().to_vec(),
             // Many distinct members, so that sets outgrow their small encodings.
@@ -823,7 +824,7 @@ impl Generator {
     }
 
     /// Any value at all, for noise.
-    pub fn anything(&mut self) -> Vec<u8> {
+    pub(crate) fn anything(&mut self) -> Vec<u8> {
         match self.rng.below(6) {
             0 => self.key(),
             1 => self.string(),
@@ -1085,7 +1086,7 @@ impl Generator {
     }
 
     /// A command for `spec`: its name words and arguments, mostly well formed.
-    pub fn command(&mut self, spec: &Spec) -> Vec<Vec<u8>> {
+    pub(crate) fn command(&mut self, spec: &Spec) -> Vec<Vec<u8>> {
         let mut out: Vec<Vec<u8>> = spec.words.iter().map(|w| w.as_bytes().to_vec()).collect();
         if self.rng.percent(10) {
             // Command names are case-insensitive.
@@ -1140,7 +1141,7 @@ impl Generator {
     /// that every command also goes through `redis.call`: the scripting layer's checks, the
     /// reply's trip through Lua and back (in RESP2 or RESP3), the non-blocking forms of
     /// blocking commands, and the script's effects in the log.
-    pub fn in_script(&mut self, cmd: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    pub(crate) fn in_script(&mut self, cmd: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
         const SCRIPTS: &[&str] = &[
             "return redis.pcall(unpack(ARGV))",
             "return redis.call(unpack(ARGV))",
@@ -1154,7 +1155,7 @@ impl Generator {
     /// Commands that fill the typed keys with values of every shape: small and big encodings,
     /// integers and not, long elements. A run starts with them (and a differential run again
     /// after each flush), so that commands meet more than the few elements they add themselves.
-    pub fn setup(&mut self) -> Vec<Vec<Vec<u8>>> {
+    pub(crate) fn setup(&mut self) -> Vec<Vec<Vec<u8>>> {
         let mut out = Vec::new();
         let cmd = |words: &[&[u8]]| words.iter().map(|w| w.to_vec()).collect::<Vec<Vec<u8>>>();
         out.push(cmd(&[b"SET", b"s1", b"123"]));

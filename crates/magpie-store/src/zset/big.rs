@@ -60,7 +60,7 @@ pub(super) struct Big {
 
 impl Big {
     /// A set of entries sorted by (score, member), with distinct members.
-    pub fn from_sorted(entries: impl ExactSizeIterator<Item = (Key, f64)>) -> Big {
+    pub(super) fn from_sorted(entries: impl ExactSizeIterator<Item = (Key, f64)>) -> Big {
         let mut b = Big { items: Dense::with_capacity(entries.len()), ..Big::default() };
         for (member, score) in entries {
             b.items.push(Item { member, score });
@@ -76,7 +76,7 @@ impl Big {
         b
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.items.len()
     }
 
@@ -85,12 +85,12 @@ impl Big {
         self.index.find(self.hasher.hash_one(member), |&i| &*items[i as usize].member == member).copied()
     }
 
-    pub fn score(&self, member: &[u8]) -> Option<f64> {
+    pub(super) fn score(&self, member: &[u8]) -> Option<f64> {
         self.find(member).map(|id| self.items[id as usize].score)
     }
 
     /// Sets the score of `member`, adding it if needed; returns the previous score.
-    pub fn insert(&mut self, member: &[u8], score: f64) -> Option<f64> {
+    pub(super) fn insert(&mut self, member: &[u8], score: f64) -> Option<f64> {
         if let Some(id) = self.find(member) {
             let old = self.items[id as usize].score;
             if old.to_bits() != score.to_bits() {
@@ -105,7 +105,7 @@ impl Big {
     }
 
     /// Adds `member`, which is not in the set.
-    pub fn insert_new(&mut self, member: &[u8], score: f64) {
+    pub(super) fn insert_new(&mut self, member: &[u8], score: f64) {
         debug_assert!(self.find(member).is_none());
         let id = u32::try_from(self.items.len()).expect("a sorted set holds fewer than 2^32 members");
         self.items.push(Item { member: Key::new(member), score });
@@ -114,7 +114,7 @@ impl Big {
         self.tree.insert(&self.items, score, member, id);
     }
 
-    pub fn remove(&mut self, member: &[u8]) -> Option<Item> {
+    pub(super) fn remove(&mut self, member: &[u8]) -> Option<Item> {
         let id = self.find(member)?;
         Some(self.remove_id(id))
     }
@@ -150,23 +150,23 @@ impl Big {
         Some(self.unlink(id))
     }
 
-    pub fn rank(&self, member: &[u8]) -> Option<usize> {
+    pub(super) fn rank(&self, member: &[u8]) -> Option<usize> {
         let score = self.score(member)?;
         let items = &self.items;
         Some(self.tree.count_while(|s, id| s < score || (s == score && &*items[id as usize].member < member)))
     }
 
-    pub fn iter_from(&self, rank: usize, rev: bool) -> Iter<'_> {
+    pub(super) fn iter_from(&self, rank: usize, rev: bool) -> Iter<'_> {
         Iter { items: &self.items, inner: self.tree.iter_from(rank, rev) }
     }
 
     /// The item at storage position `pos` (not rank), for sampling.
-    pub fn at(&self, pos: usize) -> (&[u8], f64) {
+    pub(super) fn at(&self, pos: usize) -> (&[u8], f64) {
         let it = &self.items[pos];
         (&it.member, it.score)
     }
 
-    pub fn score_span(&self, range: &ScoreRange) -> Range<usize> {
+    pub(super) fn score_span(&self, range: &ScoreRange) -> Range<usize> {
         if range.is_empty() {
             return 0..0;
         }
@@ -175,7 +175,7 @@ impl Big {
 
     /// The ranks of the members within `range`, assuming (as Redis does) that all scores are
     /// equal, so that members are in order.
-    pub fn lex_span(&self, range: &LexRange<'_>) -> Range<usize> {
+    pub(super) fn lex_span(&self, range: &LexRange<'_>) -> Range<usize> {
         if range.is_empty() {
             return 0..0;
         }
@@ -188,7 +188,7 @@ impl Big {
     }
 
     /// Removes the entries of ranks `from..to`.
-    pub fn remove_ranks(&mut self, from: usize, to: usize) {
+    pub(super) fn remove_ranks(&mut self, from: usize, to: usize) {
         let k = to.saturating_sub(from);
         if k == 0 {
             return;
@@ -218,7 +218,7 @@ impl Big {
     }
 
     /// Calls `f` with the lowest (or, with `max`, the highest) entry, then removes it.
-    pub fn pop_with<R>(&mut self, max: bool, f: impl FnOnce(&[u8], f64) -> R) -> Option<R> {
+    pub(super) fn pop_with<R>(&mut self, max: bool, f: impl FnOnce(&[u8], f64) -> R) -> Option<R> {
         let rank = if max { self.len().checked_sub(1)? } else { 0 };
         let (score, id) = self.tree.remove_rank(&self.items, rank)?;
         let r = f(&self.items[id as usize].member, score);
@@ -230,7 +230,7 @@ impl Big {
     /// the cursor to continue from, 0 when done. Items are walked from the last position down
     /// to 0: an addition lands behind the walk and a removal moves the last item (already
     /// visited, or still to come) into the hole, so an item present throughout is never missed.
-    pub fn scan<'a>(&'a self, cursor: u64, count: usize, mut f: impl FnMut(&'a [u8], f64)) -> u64 {
+    pub(super) fn scan<'a>(&'a self, cursor: u64, count: usize, mut f: impl FnMut(&'a [u8], f64)) -> u64 {
         let n = self.items.len();
         let mut pos = if cursor == 0 { n } else { usize::try_from(cursor).map_or(n, |c| c.min(n)) };
         let mut visited = 0;
@@ -245,13 +245,13 @@ impl Big {
 
     /// The vector's chunks, shared with a snapshot, if the set is too big to encode under the
     /// shard's lock (see [`super::ZSet::freeze`]).
-    pub fn freeze(&mut self, bytes: usize) -> Option<dense::Frozen<Item>> {
+    pub(super) fn freeze(&mut self, bytes: usize) -> Option<dense::Frozen<Item>> {
         dense::worth_freezing(self.len(), bytes).then(|| self.items.freeze())
     }
 
     /// Checks the three parts against each other (for tests).
     #[cfg(test)]
-    pub fn check(&self) {
+    pub(super) fn check(&self) {
         assert_eq!(self.index.len(), self.items.len());
         assert_eq!(self.tree.len(), self.items.len());
         for (id, it) in self.items.iter().enumerate() {
@@ -265,14 +265,14 @@ impl Big {
     /// Index entries moved by growth, ever; index segments; vector chunks not shared with a
     /// snapshot (for tests).
     #[cfg(test)]
-    pub fn growth_stats(&self) -> (usize, usize, usize) {
+    pub(super) fn growth_stats(&self) -> (usize, usize, usize) {
         (self.index.moved(), self.index.segment_count(), self.items.unshared_chunks())
     }
 
     /// Bytes this set has allocated (for memory tests): the vector, the table, the nodes and
     /// the members that do not fit in a `Key`.
     #[cfg(test)]
-    pub fn allocated(&self) -> usize {
+    pub(super) fn allocated(&self) -> usize {
         let heap: usize = self
             .items
             .iter()

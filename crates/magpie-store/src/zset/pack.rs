@@ -51,7 +51,7 @@ pub(super) struct Offsets {
 }
 
 impl Offsets {
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.len
     }
 
@@ -138,17 +138,17 @@ impl<'a> Iterator for Iter<'a> {
 }
 
 impl Pack {
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         usize::from(self.len)
     }
 
     /// Whether a pack may hold `len` entries, the longest of `longest` bytes.
-    pub fn fits(len: usize, longest: usize) -> bool {
+    pub(super) fn fits(len: usize, longest: usize) -> bool {
         len <= MAX_ENTRIES && longest <= MAX_MEMBER
     }
 
     /// The entries in order, starting at the first.
-    pub fn entries(&self) -> impl Iterator<Item = Entry<'_>> + '_ {
+    pub(super) fn entries(&self) -> impl Iterator<Item = Entry<'_>> + '_ {
         let buf = &self.buf[..];
         let mut pos = 0;
         std::iter::from_fn(move || {
@@ -161,7 +161,7 @@ impl Pack {
         })
     }
 
-    pub fn offsets(&self) -> Offsets {
+    pub(super) fn offsets(&self) -> Offsets {
         let mut o = Offsets { starts: [0; MAX_ENTRIES + 1], len: 0 };
         let mut pos = 0;
         while pos < self.buf.len() {
@@ -174,17 +174,17 @@ impl Pack {
     }
 
     /// The entry at `rank` (0 = the lowest).
-    pub fn at(&self, offsets: &Offsets, rank: usize) -> (&[u8], f64) {
+    pub(super) fn at(&self, offsets: &Offsets, rank: usize) -> (&[u8], f64) {
         let e = decode(&self.buf, offsets.start(rank));
         (e.member, e.score)
     }
 
-    pub fn find(&self, member: &[u8]) -> Option<(usize, Entry<'_>)> {
+    pub(super) fn find(&self, member: &[u8]) -> Option<(usize, Entry<'_>)> {
         self.entries().enumerate().find(|(_, e)| e.member == member)
     }
 
     /// Walks from `rank` towards the highest entry, or with `rev` towards the lowest.
-    pub fn iter_from(&self, rank: usize, rev: bool) -> Iter<'_> {
+    pub(super) fn iter_from(&self, rank: usize, rev: bool) -> Iter<'_> {
         if rev {
             let offsets = self.offsets();
             let next = if rank < offsets.len() { rank + 1 } else { 0 };
@@ -196,7 +196,7 @@ impl Pack {
     }
 
     /// Adds an entry for a member that is not in the pack (the caller checks the limits).
-    pub fn insert(&mut self, member: &[u8], score: f64) {
+    pub(super) fn insert(&mut self, member: &[u8], score: f64) {
         debug_assert!(self.len() < MAX_ENTRIES);
         let at = self.entries().find(|e| !less(e.score, e.member, score, member)).map_or(self.buf.len(), |e| e.start);
         let mut encoded = Vec::with_capacity(1 + member.len() + 8);
@@ -209,12 +209,12 @@ impl Pack {
     }
 
     /// Appends an entry that sorts after every other (building from sorted input).
-    pub fn push(&mut self, member: &[u8], score: f64) {
+    pub(super) fn push(&mut self, member: &[u8], score: f64) {
         encode(member, score, &mut self.buf);
         self.len += 1;
     }
 
-    pub fn remove_bytes(&mut self, start: usize, end: usize, entries: usize) {
+    pub(super) fn remove_bytes(&mut self, start: usize, end: usize, entries: usize) {
         self.buf.drain(start..end);
         self.len -= entries as u16;
         if self.buf.capacity() > 2 * self.buf.len() + 64 {
@@ -223,7 +223,7 @@ impl Pack {
     }
 
     /// Removes the entries of ranks `from..to`.
-    pub fn remove_ranks(&mut self, from: usize, to: usize) {
+    pub(super) fn remove_ranks(&mut self, from: usize, to: usize) {
         if from >= to {
             return;
         }
@@ -231,12 +231,12 @@ impl Pack {
         self.remove_bytes(o.start(from), o.start(to), to - from);
     }
 
-    pub fn shrink(&mut self) {
+    pub(super) fn shrink(&mut self) {
         self.buf.shrink_to_fit();
     }
 
     /// The ranks of the entries within `range`.
-    pub fn score_span(&self, range: &ScoreRange) -> std::ops::Range<usize> {
+    pub(super) fn score_span(&self, range: &ScoreRange) -> std::ops::Range<usize> {
         if range.is_empty() {
             return 0..0;
         }
@@ -259,7 +259,7 @@ impl Pack {
     /// otherwise): forward, from the first entry at or above `min` while entries stay at or
     /// below `max`; backward (`rev`), from the last entry at or below `max` while entries stay
     /// at or above `min`.
-    pub fn lex_span(&self, range: &LexRange<'_>, rev: bool) -> std::ops::Range<usize> {
+    pub(super) fn lex_span(&self, range: &LexRange<'_>, rev: bool) -> std::ops::Range<usize> {
         let n = self.len();
         if range.is_empty() || n == 0 {
             return 0..0;
@@ -283,7 +283,7 @@ impl Pack {
 
     /// Bytes of the buffer (for tests of the memory layout).
     #[cfg(test)]
-    pub fn bytes(&self) -> usize {
+    pub(super) fn bytes(&self) -> usize {
         self.buf.len()
     }
 }

@@ -196,12 +196,12 @@ impl Default for Tree {
 
 impl Tree {
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.len
     }
 
     /// A tree of entries already in order, with leaves and nodes filled evenly.
-    pub fn from_sorted(entries: impl ExactSizeIterator<Item = (f64, u32)>) -> Tree {
+    pub(super) fn from_sorted(entries: impl ExactSizeIterator<Item = (f64, u32)>) -> Tree {
         let n = entries.len();
         if n <= LEAF_CAP {
             let mut leaf = Leaf::new();
@@ -238,7 +238,7 @@ impl Tree {
     }
 
     /// Adds entry (score, id) whose member `ms.member(id)` is `member` (not in the tree yet).
-    pub fn insert<M: Members + ?Sized>(&mut self, ms: &M, score: f64, member: &[u8], id: u32) {
+    pub(super) fn insert<M: Members + ?Sized>(&mut self, ms: &M, score: f64, member: &[u8], id: u32) {
         if let Some(right) = insert_into(&mut self.root, ms, score, member, id) {
             let left = std::mem::replace(&mut self.root, Node::Inner(Vec::new()));
             let left_count = (self.len + 1) as u32 - right.count;
@@ -248,12 +248,12 @@ impl Tree {
     }
 
     /// Removes the entry (score, member), returning its id.
-    pub fn remove<M: Members + ?Sized>(&mut self, ms: &M, score: f64, member: &[u8]) -> Option<u32> {
+    pub(super) fn remove<M: Members + ?Sized>(&mut self, ms: &M, score: f64, member: &[u8]) -> Option<u32> {
         self.remove_target(ms, Target::Key(score, member)).map(|(_, id)| id)
     }
 
     /// Removes the entry at `rank`, returning it: a descent by counts, with no comparison.
-    pub fn remove_rank<M: Members + ?Sized>(&mut self, ms: &M, rank: usize) -> Option<(f64, u32)> {
+    pub(super) fn remove_rank<M: Members + ?Sized>(&mut self, ms: &M, rank: usize) -> Option<(f64, u32)> {
         if rank >= self.len {
             return None;
         }
@@ -275,7 +275,7 @@ impl Tree {
     }
 
     /// Rewrites the id of entry (score, member) from `old` to `new` (the member moved).
-    pub fn relocate<M: Members + ?Sized>(&mut self, ms: &M, score: f64, member: &[u8], old: u32, new: u32) {
+    pub(super) fn relocate<M: Members + ?Sized>(&mut self, ms: &M, score: f64, member: &[u8], old: u32, new: u32) {
         let mut node = &mut self.root;
         loop {
             match node {
@@ -300,7 +300,7 @@ impl Tree {
 
     /// How many entries satisfy `pred`, which must hold for a prefix of the order and not
     /// after it (e.g. "sorts before x", "score below y"): the rank where it turns false.
-    pub fn count_while(&self, mut pred: impl FnMut(f64, u32) -> bool) -> usize {
+    pub(super) fn count_while(&self, mut pred: impl FnMut(f64, u32) -> bool) -> usize {
         let mut node = &self.root;
         let mut below = 0;
         loop {
@@ -330,7 +330,7 @@ impl Tree {
     }
 
     /// A walk from `rank` towards the highest entries, or with `rev` towards the lowest.
-    pub fn iter_from(&self, rank: usize, rev: bool) -> Iter<'_> {
+    pub(super) fn iter_from(&self, rank: usize, rev: bool) -> Iter<'_> {
         let mut it = Iter { stack: [None; MAX_DEPTH], depth: 0, leaf: None, slot: 0, rev };
         if rank >= self.len {
             return it;
@@ -360,7 +360,7 @@ impl Tree {
 
     /// Checks the invariants (for tests): counts, smallest entries, order, node sizes.
     #[cfg(test)]
-    pub fn check<M: Members + ?Sized>(&self, ms: &M) {
+    pub(super) fn check<M: Members + ?Sized>(&self, ms: &M) {
         fn walk(node: &Node, root: bool, out: &mut Vec<(f64, u32)>) -> usize {
             match node {
                 Node::Leaf(l) => {
@@ -392,7 +392,7 @@ impl Tree {
 
     /// Bytes allocated for the nodes (for memory tests).
     #[cfg(test)]
-    pub fn node_bytes(&self) -> usize {
+    pub(super) fn node_bytes(&self) -> usize {
         fn walk(node: &Node) -> usize {
             match node {
                 Node::Leaf(_) => std::mem::size_of::<Leaf>(),

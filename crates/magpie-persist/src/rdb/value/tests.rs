@@ -94,7 +94,7 @@ fn sets_are_intsets_while_all_integers_and_few() {
     both(|o| {
         let t = Thresholds::default();
         let ints = |n: usize, scale: i64| {
-            let m: Vec<String> = (0..n as i64).map(|i| (i * scale - 5).to_string()).collect();
+            let m: Vec<String> = (0..i64::try_from(n).unwrap()).map(|i| (i * scale - 5).to_string()).collect();
             Value::Set(Box::new(Set::from_members(m.iter().map(|s| s.as_bytes()))))
         };
         assert_eq!(round_trip(&ints(t.set_max_intset_entries, 1), o), types::SET_INTSET);
@@ -172,13 +172,13 @@ fn duplicates_nan_and_bad_blobs_are_refused() {
         (types::HASH_LISTPACK, {
             let lp = Listpack::from_entries([Entry::Str(b"a"), Entry::Int(1), Entry::Str(b"a"), Entry::Int(2)])
                 .expect("small");
-            let mut v = vec![lp.bytes() as u8];
+            let mut v = vec![u8::try_from(lp.bytes()).unwrap()];
             v.extend_from_slice(lp.as_bytes());
             v
         }),
         (types::ZSET_LISTPACK, {
             let lp = Listpack::from_entries([Entry::Str(b"a")]).expect("small");
-            let mut v = vec![lp.bytes() as u8];
+            let mut v = vec![u8::try_from(lp.bytes()).unwrap()];
             v.extend_from_slice(lp.as_bytes());
             v
         }),

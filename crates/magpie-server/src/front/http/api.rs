@@ -42,12 +42,13 @@ pub(super) fn query(uri: &Uri, allowed: &[&str], format: Format) -> Result<Vec<(
     Ok(params)
 }
 
-/// A yes/no query flag: `1`, `true`, `yes` (or nothing) are yes; `0`, `false`, `no` are no.
+/// A yes/no query flag, as openapi.json's enum lists it: `1`, `true` or nothing (`?nx`) are
+/// yes; `0`, `false` are no; anything else is refused.
 fn flag(params: &[(String, String)], name: &str, format: Format) -> Result<bool, Refused> {
-    match params.iter().find(|(n, _)| n == name).map(|(_, v)| v.to_ascii_lowercase()) {
+    match params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()) {
         None => Ok(false),
-        Some(v) if matches!(v.as_str(), "" | "1" | "true" | "yes") => Ok(true),
-        Some(v) if matches!(v.as_str(), "0" | "false" | "no") => Ok(false),
+        Some("" | "1" | "true") => Ok(true),
+        Some("0" | "false") => Ok(false),
         Some(v) => Err(error(format, StatusCode::BAD_REQUEST, &format!("'{name}' must be 1 or 0, not '{v}'"))),
     }
 }

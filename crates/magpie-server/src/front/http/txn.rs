@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Extension, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use parking_lot::Mutex;
 
@@ -136,6 +136,15 @@ async fn find(
     Some((txn, guard))
 }
 
+/// The transaction id in the request's path (`/v1/txn/{id}/...`), percent-decoded. Read here
+/// rather than with axum's `Path`, whose rejection of bytes that are not UTF-8 is a text/plain
+/// answer instead of the API's error; such an id names no transaction (ids are hex).
+fn txn_id(uri: &Uri) -> String {
+    let raw = uri.path().strip_prefix("/v1/txn/").unwrap_or("");
+    let raw = raw.split('/').next().unwrap_or("");
+    percent_encoding::percent_decode(raw.as_bytes()).decode_utf8_lossy().into_owned()
+}
+
 fn unknown(headers: &HeaderMap) -> Response {
     error(answer_format(headers, None), StatusCode::NOT_FOUND, "no such transaction (unknown, ended or expired)")
 }
@@ -144,10 +153,11 @@ fn unknown(headers: &HeaderMap) -> Response {
 pub(super) async fn command(
     State(http): State<Arc<Http>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let id = txn_id(&uri);
     let (v, format) = match read_value(&http, &headers, body).await {
         Ok(x) => x,
         Err(resp) => return resp,
@@ -170,20 +180,20 @@ pub(super) async fn command(
 pub(super) async fn commit(
     State(http): State<Arc<Http>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    end(&http, &caller, &id, &headers, "COMMIT").await
+    end(&http, &caller, &txn_id(&uri), &headers, "COMMIT").await
 }
 
 /// `POST /v1/txn/{id}/rollback`: ROLLBACK.
 pub(super) async fn rollback(
     State(http): State<Arc<Http>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    end(&http, &caller, &id, &headers, "ROLLBACK").await
+    end(&http, &caller, &txn_id(&uri), &headers, "ROLLBACK").await
 }
 
 async fn end(http: &Http, caller: &Caller, id: &str, headers: &HeaderMap, command: &str) -> Response {

@@ -15,8 +15,8 @@ use super::Persistence;
 impl Persistence {
     /// Loads the RDB file at `path` into the keyspace, which must be empty (nothing was loaded
     /// from Magpie's own files). Keys already expired are skipped, as Redis skips them. Function
-    /// libraries are refused: Magpie has no scripting engine yet to keep them. With snapshots
-    /// or the log configured, the imported keys are saved at once (a snapshot, or a log rewrite),
+    /// libraries are loaded as FUNCTION RESTORE loads them (a library that does not load stops
+    /// the start with its error). With snapshots or the log configured, the imported keys are saved at once (a snapshot, or a log rewrite),
     /// so a restart finds them without the RDB file.
     pub(crate) fn import_rdb(&self, path: &Path) -> Result<u64, String> {
         let held: usize = self.ks.dbs().iter().map(|d| d.len()).sum();
@@ -40,6 +40,7 @@ impl Persistence {
         let mut next_report = started + Duration::from_secs(1);
         let now = now_ms();
         let (mut keys, mut expired) = (0u64, 0u64);
+        let mut libraries = Vec::new();
         self.loading.store(true, Ordering::SeqCst);
         let result = loop {
             let item = match reader.next_item() {
@@ -49,13 +50,9 @@ impl Persistence {
             };
             let entry = match item {
                 Item::Key(k) => k,
-                Item::Function(_) => {
-                    break Err(format!(
-                        "--import-rdb {}: the file holds function libraries (FUNCTION LOAD), which this server \
-                         cannot keep: it has no scripting engine yet. Remove them in Redis (FUNCTION FLUSH) and \
-                         save again, or import once Magpie runs Lua",
-                        path.display()
-                    ));
+                Item::Function(code) => {
+                    libraries.push(code);
+                    continue;
                 }
                 Item::Aux(_) | Item::SelectDb(_) | Item::ResizeDb { .. } => continue,
             };
@@ -76,13 +73,16 @@ impl Persistence {
             }
             let value = match entry.object {
                 Object::Value(v) => v,
-                Object::Stream(_) => {
-                    break Err(format!(
-                        "--import-rdb {}: key '{}' is a stream, which this server does not hold yet",
-                        path.display(),
-                        String::from_utf8_lossy(&entry.key)
-                    ));
-                }
+                Object::Stream(s) => match magpie_store::Stream::try_from(&*s) {
+                    Ok(stream) => magpie_store::Value::Stream(Box::new(stream)),
+                    Err(e) => {
+                        break Err(format!(
+                            "--import-rdb {}: key '{}' is a stream that does not load: {e}",
+                            path.display(),
+                            String::from_utf8_lossy(&entry.key)
+                        ));
+                    }
+                },
             };
             self.ks.db(db).write(&entry.key).insert(&entry.key, value, expire, 0);
             keys += 1;
@@ -94,6 +94,25 @@ impl Persistence {
                 );
             }
         };
+        let result = result.and_then(|()| {
+            if libraries.is_empty() {
+                return Ok(());
+            }
+            let scripting = self.scripting.get().ok_or_else(|| {
+                format!("--import-rdb {}: holds function libraries but scripting is not set up", path.display())
+            })?;
+            scripting.restore_libraries(&libraries, crate::services::scripting::RestorePolicy::Append).map_err(
+                |e| {
+                    format!(
+                        "--import-rdb {}: a function library does not load: {}",
+                        path.display(),
+                        String::from_utf8_lossy(&e.0)
+                    )
+                },
+            )?;
+            info!("--import-rdb: {} function libraries loaded", libraries.len());
+            Ok(())
+        });
         self.loading.store(false, Ordering::SeqCst);
         result?;
         if reader.empty_keys_skipped() > 0 {

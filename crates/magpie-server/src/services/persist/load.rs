@@ -98,6 +98,27 @@ impl Persistence {
 
     /// Loads a snapshot into the (empty) keyspace. Expired entries are loaded too: the log that
     /// may follow was written when they were alive, and active expiry removes them afterwards.
+    /// DEBUG RELOAD: a snapshot now (unless `save` is false), then the keyspace emptied and
+    /// loaded back from the snapshot file. The caller runs with nothing else running. Errors
+    /// are Redis's replies.
+    pub(crate) fn reload(&self, save: bool) -> Result<(), &'static str> {
+        if save && self.save().is_err() {
+            return Err("ERR");
+        }
+        let path = self.snapshot_path();
+        if !path.exists() {
+            return Err("ERR Error trying to load the RDB dump");
+        }
+        let old: Vec<_> = self.ks.dbs().iter().map(|db| db.flush()).collect();
+        crate::services::drop_in_background(old);
+        self.load_snapshot(&path).map_err(|e| {
+            warn!("DEBUG RELOAD: {e}");
+            "ERR Error trying to load the RDB dump"
+        })?;
+        warn!("DB reloaded by DEBUG RELOAD");
+        Ok(())
+    }
+
     fn load_snapshot(&self, path: &Path) -> Result<(), String> {
         let started = Instant::now();
         let mut reader = SnapshotReader::open(path).map_err(|e| damaged(&e, "--check-snapshot"))?;

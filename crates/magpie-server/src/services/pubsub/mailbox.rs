@@ -91,16 +91,31 @@ impl Mailbox {
         }
     }
 
+    /// Whether messages are encoded for RESP3 (the client's protocol, see `set_protocol`).
+    pub(crate) fn is_resp3(&self) -> bool {
+        self.resp3.load(Ordering::Relaxed)
+    }
+
     /// Queues a message (see [`encode_message`]), enforcing the limits; false if the
     /// subscriber is over them.
     pub(super) fn deliver(&self, msg: &[u8], limits: &Limits) -> bool {
+        self.queue_bytes(msg, limits, self.resp3.load(Ordering::Relaxed))
+    }
+
+    /// Queues bytes to write as they are, already encoded for the client (MONITOR's lines, a
+    /// client-side caching invalidation), enforcing the limits.
+    pub(crate) fn deliver_raw(&self, msg: &[u8], limits: &Limits) -> bool {
+        self.queue_bytes(msg, limits, false)
+    }
+
+    fn queue_bytes(&self, msg: &[u8], limits: &Limits, push: bool) -> bool {
         if self.overflowed() {
             return false;
         }
         let (was_empty, total) = {
             let mut q = self.queue.lock();
             let was_empty = q.is_empty();
-            if self.resp3.load(Ordering::Relaxed) {
+            if push {
                 q.push(b'>');
                 q.extend_from_slice(&msg[1..]);
             } else {

@@ -291,6 +291,8 @@ pub(crate) struct ClientPubSub {
     subs: Mutex<Subscriptions>,
     /// Channels, patterns and shard channels subscribed to.
     counts: [AtomicUsize; 3],
+    /// The client runs MONITOR: its mailbox gets every command's line.
+    pub monitor: std::sync::atomic::AtomicBool,
 }
 
 impl ClientPubSub {
