@@ -43,7 +43,9 @@ RPORT=$((20000 + RANDOM % 20000)) MPORT=$((RPORT + 1))
 mkdir -p "$WORK/redis" "$WORK/magpie"
 (cd "$WORK/redis" && exec taskset -c 0 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no) >/dev/null 2>&1 &
 PIDS+=($!)
-(cd "$WORK/magpie" && exec taskset -c 0 "$MAGPIE_BIN" --port "$MPORT" --bind 127.0.0.1 --save '' --appendonly no) >/dev/null 2>&1 &
+# --http-port 0: magpie's HTTP API (port 7379 by default) stays off, so that a second server
+# on this machine does not stop this one from starting.
+(cd "$WORK/magpie" && exec taskset -c 0 "$MAGPIE_BIN" --port "$MPORT" --bind 127.0.0.1 --save '' --appendonly no --http-port 0) >/dev/null 2>&1 &
 PIDS+=($!)
 for p in $RPORT $MPORT; do
     up=0

@@ -70,7 +70,7 @@ echo "[magpie http] wrk GET /v1/keys/bench" >&2
 magpie_http=$(rps_wrk "http://127.0.0.1:$HPORT/v1/keys/bench")
 echo "[magpie resp] redis-benchmark GET bench, pipeline 1" >&2
 n=$(awk -v r="$magpie_http" -v s="$SECONDS_" 'BEGIN {n = int(r * s); print (n < 100000) ? 100000 : n}')
-magpie_resp=$(taskset -c 1 redis-benchmark -p "$MPORT" -c "$CONNS" -n "$n" -P 1 -q GET bench | tr '\r' '\n' | awk '/requests per second/ {print $(NF-4)}' | tail -1)
+magpie_resp=$(taskset -c 1 redis-benchmark -p "$MPORT" -c "$CONNS" -n "$n" -P 1 -q GET bench | tr '\r' '\n' | awk '/requests per second/ {for (i = 1; i < NF; i++) if ($(i + 1) == "requests") print $i}' | tail -1)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 echo "| server | client | requests/s |"
 echo "|---|---|---:|"
