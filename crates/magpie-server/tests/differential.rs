@@ -113,6 +113,7 @@ diff_tests! {
     hash_counters => "hash_counters.redis", Resp2;
     hash_counters_resp3 => "hash_counters.redis", Resp3;
     hash_encoding => "hash_encoding.redis", Resp2;
+    encoding_settings => "encoding_settings.redis", Resp2;
     hash_random => "hash_random.redis", Resp2;
     hash_random_resp3 => "hash_random.redis", Resp3;
     hash_big => "hash_big.redis", Resp2;

@@ -107,13 +107,14 @@ impl Hash {
     /// replaced.
     pub fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
         if let Repr::Pack { buf, len } = &mut self.repr {
-            let fits = field.len() <= MAX_PACK_VALUE && value.len() <= MAX_PACK_VALUE;
+            let max_value = crate::limits::HASH_VALUE.get();
+            let fits = field.len() <= max_value && value.len() <= max_value;
             if fits {
                 if let Some(at) = pack_find(buf, field) {
                     pack_replace(buf, at, value);
                     return false;
                 }
-                if usize::from(*len) < MAX_PACK_ENTRIES {
+                if usize::from(*len) < crate::limits::HASH_ENTRIES.get() {
                     pack_push(buf, field, value);
                     *len += 1;
                     return true;

@@ -17,6 +17,7 @@ pub mod hash;
 pub mod hll;
 mod key;
 mod keyspace;
+pub mod limits;
 pub mod list;
 mod segtable;
 pub mod set;

@@ -541,7 +541,7 @@ impl Set {
         let added = match (&mut self.repr, m) {
             (Repr::Ints(ints), MemberRef::Int(n)) => {
                 let added = ints.insert(n);
-                if ints.len() > MAX_INTSET_ENTRIES {
+                if ints.len() > crate::limits::SET_INTSET_ENTRIES.get() {
                     self.convert(false);
                 }
                 added

@@ -163,7 +163,11 @@ impl ZSet {
     /// An empty set about to receive `n` members in order: big from the start when `n` is over
     /// the small limit, as Redis's ZRANGESTORE creates its destination.
     pub fn with_capacity(n: usize) -> ZSet {
-        if n > MAX_ENTRIES { ZSet { repr: Repr::Big(Box::default()), bytes: 0 } } else { ZSet::default() }
+        if n > crate::limits::ZSET_ENTRIES.get() {
+            ZSet { repr: Repr::Big(Box::default()), bytes: 0 }
+        } else {
+            ZSet::default()
+        }
     }
 
     /// A set of `entries` sorted by (score, member) with distinct members and no NaN (as a

@@ -6,7 +6,7 @@
 //! at once, so the result is one consistent view even while other clients write.
 
 use magpie_protocol::{Args, Reply};
-use magpie_store::set::{MAX_INTSET_ENTRIES, Member, MemberRef};
+use magpie_store::set::{Member, MemberRef};
 use magpie_store::{Entry, Set, Slot, Value, glob_match};
 
 use super::keys::{ScanOptions, parse_cursor, scan_options};
@@ -288,7 +288,7 @@ pub(super) fn spop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         let entry = live.remove();
         ctx.hit(true);
         let set = as_set(&entry.value)?;
-        if set.len() <= MAX_INTSET_ENTRIES {
+        if set.len() <= magpie_store::limits::SET_INTSET_ENTRIES.get() {
             // SUNION's result is a new set: an intset (in ascending order) when it can be.
             reply_members(ctx.out(), &set.iter().collect());
         } else {

@@ -143,6 +143,26 @@ pub struct Options {
     /// Largest sparse HyperLogLog, in bytes, before it turns dense [default: 3000].
     #[arg(long, value_name = "BYTES")]
     pub hll_sparse_max_bytes: Option<u64>,
+    /// A hash with more fields than this is a hashtable, not a listpack [default: 512].
+    #[arg(long, value_name = "N", alias = "hash-max-ziplist-entries")]
+    #[serde(alias = "hash-max-ziplist-entries")]
+    pub hash_max_listpack_entries: Option<u64>,
+    /// ... or with a field or value longer than this many bytes [default: 64].
+    #[arg(long, value_name = "BYTES", alias = "hash-max-ziplist-value")]
+    #[serde(alias = "hash-max-ziplist-value")]
+    pub hash_max_listpack_value: Option<u64>,
+    /// A set of integers with more members than this is a hashtable, not an intset
+    /// [default: 512].
+    #[arg(long, value_name = "N")]
+    pub set_max_intset_entries: Option<u64>,
+    /// A sorted set with more members than this is a skiplist, not a listpack [default: 128].
+    #[arg(long, value_name = "N", alias = "zset-max-ziplist-entries")]
+    #[serde(alias = "zset-max-ziplist-entries")]
+    pub zset_max_listpack_entries: Option<u64>,
+    /// ... or with a member longer than this many bytes [default: 64].
+    #[arg(long, value_name = "BYTES", alias = "zset-max-ziplist-value")]
+    #[serde(alias = "zset-max-ziplist-value")]
+    pub zset_max_listpack_value: Option<u64>,
     /// An interactive transaction (BEGIN) open longer than this many seconds is rolled back
     /// [default: 60].
     #[arg(long, value_name = "SECONDS")]
@@ -339,6 +359,8 @@ pub struct Config {
     /// `sanitize-dump-payload`: 0 no, 1 yes, 2 clients.
     pub sanitize_dump_payload: u8,
     pub hll_sparse_max_bytes: u64,
+    /// The encoding thresholds given at start (unset: Redis's defaults).
+    pub encoding: EncodingLimits,
     pub txn_timeout: u64,
     pub txn_max_keys: u64,
     pub txn_max_bytes: u64,
@@ -375,6 +397,16 @@ pub struct Config {
     pub operator: OperatorConfig,
     /// `maxmemory` and its companions.
     pub memory: MemoryConfig,
+}
+
+/// The encoding thresholds of [`Options`], as given.
+#[derive(Debug, Clone, Default)]
+pub struct EncodingLimits {
+    pub hash_max_listpack_entries: Option<u64>,
+    pub hash_max_listpack_value: Option<u64>,
+    pub set_max_intset_entries: Option<u64>,
+    pub zset_max_listpack_entries: Option<u64>,
+    pub zset_max_listpack_value: Option<u64>,
 }
 
 /// A protected action's setting (`enable-protected-configs`, `enable-debug-command`): Redis's
@@ -642,6 +674,13 @@ impl Config {
                 None => 0,
             },
             hll_sparse_max_bytes: cli.hll_sparse_max_bytes.or(file.hll_sparse_max_bytes).unwrap_or(3000),
+            encoding: EncodingLimits {
+                hash_max_listpack_entries: cli.hash_max_listpack_entries.or(file.hash_max_listpack_entries),
+                hash_max_listpack_value: cli.hash_max_listpack_value.or(file.hash_max_listpack_value),
+                set_max_intset_entries: cli.set_max_intset_entries.or(file.set_max_intset_entries),
+                zset_max_listpack_entries: cli.zset_max_listpack_entries.or(file.zset_max_listpack_entries),
+                zset_max_listpack_value: cli.zset_max_listpack_value.or(file.zset_max_listpack_value),
+            },
             stop_writes_on_bgsave_error: parse_yes_no(
                 "stop-writes-on-bgsave-error",
                 &pick(cli.stop_writes_on_bgsave_error, file.stop_writes_on_bgsave_error)
@@ -797,6 +836,7 @@ pub(crate) struct Settings {
 
 impl Settings {
     pub(crate) fn new(config: Config) -> Settings {
+        apply_encoding_limits(&config);
         Settings {
             maxclients: AtomicUsize::new(config.maxclients),
             timeout: AtomicU64::new(config.timeout),
@@ -1104,6 +1144,29 @@ fn parse_value(kind: Kind, s: &str) -> Result<u64, String> {
     }
 }
 
+/// Sets the encoding thresholds given at start (process-wide: see `magpie_store::limits`).
+fn apply_encoding_limits(config: &Config) {
+    use magpie_store::limits::{HASH_ENTRIES, HASH_VALUE, SET_INTSET_ENTRIES, ZSET_ENTRIES, ZSET_VALUE};
+    let o = &config.encoding;
+    for (limit, v) in [
+        (&HASH_ENTRIES, o.hash_max_listpack_entries),
+        (&HASH_VALUE, o.hash_max_listpack_value),
+        (&SET_INTSET_ENTRIES, o.set_max_intset_entries),
+        (&ZSET_ENTRIES, o.zset_max_listpack_entries),
+        (&ZSET_VALUE, o.zset_max_listpack_value),
+    ] {
+        if let Some(v) = v {
+            limit.set(usize::try_from(v).unwrap_or(usize::MAX));
+        }
+    }
+}
+
+/// A setting Redis keeps as a C `int` (`list-max-listpack-size`), with its errors.
+fn parse_i32(s: &str) -> Result<i32, String> {
+    let n: i64 = s.parse().map_err(|_| "argument couldn't be parsed into an integer".to_owned())?;
+    i32::try_from(n).map_err(|_| format!("argument must be between {} and {} inclusive", i32::MIN, i32::MAX))
+}
+
 fn yes_no(s: &str) -> Result<(), String> {
     parse_yes_no("argument", s).map(|_| ()).map_err(|_| "argument must be 'yes' or 'no'".to_owned())
 }
@@ -1272,6 +1335,91 @@ static PARAMS: &[Param] = &[
         kind: Kind::Text(|v| parse_events_setting(v).map(|_| ())),
         set: Some(Set::Text(|s, v| {
             s.notify_keyspace_events.store(parse_events_setting(v).unwrap_or(0), Ordering::Relaxed);
+        })),
+    },
+    Param {
+        name: "hash-max-listpack-entries",
+        get: |_| magpie_store::limits::HASH_ENTRIES.configured().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|_, v| magpie_store::limits::HASH_ENTRIES.set(usize::try_from(v).unwrap_or(usize::MAX)))),
+    },
+    Param {
+        name: "hash-max-ziplist-entries",
+        get: |_| magpie_store::limits::HASH_ENTRIES.configured().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|_, v| magpie_store::limits::HASH_ENTRIES.set(usize::try_from(v).unwrap_or(usize::MAX)))),
+    },
+    Param {
+        name: "hash-max-listpack-value",
+        get: |_| magpie_store::limits::HASH_VALUE.configured().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|_, v| magpie_store::limits::HASH_VALUE.set(usize::try_from(v).unwrap_or(usize::MAX)))),
+    },
+    Param {
+        name: "hash-max-ziplist-value",
+        get: |_| magpie_store::limits::HASH_VALUE.configured().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|_, v| magpie_store::limits::HASH_VALUE.set(usize::try_from(v).unwrap_or(usize::MAX)))),
+    },
+    Param {
+        name: "set-max-intset-entries",
+        get: |_| magpie_store::limits::SET_INTSET_ENTRIES.configured().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|_, v| {
+            magpie_store::limits::SET_INTSET_ENTRIES.set(usize::try_from(v).unwrap_or(usize::MAX));
+        })),
+    },
+    Param {
+        name: "zset-max-listpack-entries",
+        get: |_| magpie_store::limits::ZSET_ENTRIES.configured().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|_, v| magpie_store::limits::ZSET_ENTRIES.set(usize::try_from(v).unwrap_or(usize::MAX)))),
+    },
+    Param {
+        name: "zset-max-ziplist-entries",
+        get: |_| magpie_store::limits::ZSET_ENTRIES.configured().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|_, v| magpie_store::limits::ZSET_ENTRIES.set(usize::try_from(v).unwrap_or(usize::MAX)))),
+    },
+    Param {
+        name: "zset-max-listpack-value",
+        get: |_| magpie_store::limits::ZSET_VALUE.configured().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|_, v| magpie_store::limits::ZSET_VALUE.set(usize::try_from(v).unwrap_or(usize::MAX)))),
+    },
+    Param {
+        name: "zset-max-ziplist-value",
+        get: |_| magpie_store::limits::ZSET_VALUE.configured().to_string(),
+        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+        set: Some(Set::Num(|_, v| magpie_store::limits::ZSET_VALUE.set(usize::try_from(v).unwrap_or(usize::MAX)))),
+    },
+    Param {
+        name: "list-max-listpack-size",
+        get: |_| magpie_store::limits::LIST_MAX_LISTPACK_SIZE.load(Ordering::Relaxed).to_string(),
+        kind: Kind::Text(|v| parse_i32(v).map(|_| ())),
+        set: Some(Set::Text(|_, v| {
+            if let Ok(n) = parse_i32(v) {
+                magpie_store::limits::LIST_MAX_LISTPACK_SIZE.store(i64::from(n), Ordering::Relaxed);
+            }
+        })),
+    },
+    Param {
+        name: "list-max-ziplist-size",
+        get: |_| magpie_store::limits::LIST_MAX_LISTPACK_SIZE.load(Ordering::Relaxed).to_string(),
+        kind: Kind::Text(|v| parse_i32(v).map(|_| ())),
+        set: Some(Set::Text(|_, v| {
+            if let Ok(n) = parse_i32(v) {
+                magpie_store::limits::LIST_MAX_LISTPACK_SIZE.store(i64::from(n), Ordering::Relaxed);
+            }
+        })),
+    },
+    Param {
+        name: "list-compress-depth",
+        get: |_| magpie_store::limits::LIST_COMPRESS_DEPTH.load(Ordering::Relaxed).to_string(),
+        kind: Kind::Int { min: 0, max: i32::MAX as u64 },
+        set: Some(Set::Num(|_, v| {
+            magpie_store::limits::LIST_COMPRESS_DEPTH
+                .store(usize::try_from(v).unwrap_or(usize::MAX), Ordering::Relaxed);
         })),
     },
     Param {

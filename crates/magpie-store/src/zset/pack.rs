@@ -144,7 +144,7 @@ impl Pack {
 
     /// Whether a pack may hold `len` entries, the longest of `longest` bytes.
     pub(super) fn fits(len: usize, longest: usize) -> bool {
-        len <= MAX_ENTRIES && longest <= MAX_MEMBER
+        len <= crate::limits::ZSET_ENTRIES.get() && longest <= crate::limits::ZSET_VALUE.get()
     }
 
     /// The entries in order, starting at the first.
