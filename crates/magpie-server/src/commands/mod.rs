@@ -400,3 +400,17 @@ fn random_draws(
     }
     Ok(())
 }
+
+/// Redis's `addReplyHelp`: "`container` <subcommand> ... Subcommands are:", the lines, and
+/// HELP's own two.
+fn reply_help(ctx: &mut Ctx<'_>, container: &str, lines: &[&str]) -> crate::core::error::CmdResult {
+    let out = ctx.out();
+    out.array(lines.len() + 3);
+    out.simple(&format!("{container} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"));
+    for line in lines {
+        out.simple(line);
+    }
+    out.simple("HELP");
+    out.simple("    Prints this help.");
+    Ok(())
+}

@@ -62,18 +62,7 @@ pub(super) static COMMANDS: &[Command] = &[
 
 /// Redis's `addReplyHelp`: the header, the lines, and HELP's own two.
 fn help(ctx: &mut Ctx<'_>, args: Args<'_>, lines: &[&str]) -> CmdResult {
-    let out = ctx.out();
-    out.array(lines.len() + 3);
-    out.simple(&format!(
-        "{} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-        String::from_utf8_lossy(args.get(0)).to_uppercase()
-    ));
-    for line in lines {
-        out.simple(line);
-    }
-    out.simple("HELP");
-    out.simple("    Prints this help.");
-    Ok(())
+    super::reply_help(ctx, &String::from_utf8_lossy(args.get(0)).to_uppercase(), lines)
 }
 
 /// Redis's `addReplySubcommandSyntaxError`.

@@ -245,14 +245,7 @@ fn script_kill(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
 }
 
 fn help(ctx: &mut Ctx<'_>, container: &str, lines: &[&str]) -> CmdResult {
-    ctx.out().array(lines.len() + 3);
-    ctx.out().simple(&format!("{container} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"));
-    for line in lines {
-        ctx.out().simple(line);
-    }
-    ctx.out().simple("HELP");
-    ctx.out().simple("    Prints this help.");
-    Ok(())
+    super::reply_help(ctx, container, lines)
 }
 
 fn script_help(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {

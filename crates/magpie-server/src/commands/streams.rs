@@ -288,16 +288,7 @@ fn subcommand_syntax(args: Args<'_>) -> Error {
 }
 
 fn help(ctx: &mut Ctx<'_>, args: Args<'_>, lines: &[&str]) -> CmdResult {
-    let cmd = String::from_utf8_lossy(c_str(args.get(0))).to_ascii_uppercase();
-    let out = ctx.out();
-    out.array(lines.len() + 3);
-    out.simple(&format!("{cmd} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"));
-    for l in lines {
-        out.simple(l);
-    }
-    out.simple("HELP");
-    out.simple("    Prints this help.");
-    Ok(())
+    super::reply_help(ctx, &String::from_utf8_lossy(c_str(args.get(0))).to_ascii_uppercase(), lines)
 }
 
 // ---------------------------------------------------------------------------------------------

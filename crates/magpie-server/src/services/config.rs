@@ -1208,6 +1208,18 @@ fn opt_value(v: &str) -> Option<String> {
     (!v.is_empty()).then(|| v.to_owned())
 }
 
+/// A [`Param`] for one of the encoding thresholds in `magpie_store::limits`.
+macro_rules! limit_param {
+    ($name:literal, $limit:ident) => {
+        Param {
+            name: $name,
+            get: |_| magpie_store::limits::$limit.configured().to_string(),
+            kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+            set: Some(Set::Num(|_, v| magpie_store::limits::$limit.set(usize::try_from(v).unwrap_or(usize::MAX)))),
+        }
+    };
+}
+
 static PARAMS: &[Param] = &[
     Param { name: "port", get: |s| s.config.port.to_string(), kind: FIXED, set: None },
     Param { name: "bind", get: |s| s.config.bind.join(" "), kind: FIXED, set: None },
@@ -1337,62 +1349,15 @@ static PARAMS: &[Param] = &[
             s.notify_keyspace_events.store(parse_events_setting(v).unwrap_or(0), Ordering::Relaxed);
         })),
     },
-    Param {
-        name: "hash-max-listpack-entries",
-        get: |_| magpie_store::limits::HASH_ENTRIES.configured().to_string(),
-        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
-        set: Some(Set::Num(|_, v| magpie_store::limits::HASH_ENTRIES.set(usize::try_from(v).unwrap_or(usize::MAX)))),
-    },
-    Param {
-        name: "hash-max-ziplist-entries",
-        get: |_| magpie_store::limits::HASH_ENTRIES.configured().to_string(),
-        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
-        set: Some(Set::Num(|_, v| magpie_store::limits::HASH_ENTRIES.set(usize::try_from(v).unwrap_or(usize::MAX)))),
-    },
-    Param {
-        name: "hash-max-listpack-value",
-        get: |_| magpie_store::limits::HASH_VALUE.configured().to_string(),
-        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
-        set: Some(Set::Num(|_, v| magpie_store::limits::HASH_VALUE.set(usize::try_from(v).unwrap_or(usize::MAX)))),
-    },
-    Param {
-        name: "hash-max-ziplist-value",
-        get: |_| magpie_store::limits::HASH_VALUE.configured().to_string(),
-        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
-        set: Some(Set::Num(|_, v| magpie_store::limits::HASH_VALUE.set(usize::try_from(v).unwrap_or(usize::MAX)))),
-    },
-    Param {
-        name: "set-max-intset-entries",
-        get: |_| magpie_store::limits::SET_INTSET_ENTRIES.configured().to_string(),
-        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
-        set: Some(Set::Num(|_, v| {
-            magpie_store::limits::SET_INTSET_ENTRIES.set(usize::try_from(v).unwrap_or(usize::MAX));
-        })),
-    },
-    Param {
-        name: "zset-max-listpack-entries",
-        get: |_| magpie_store::limits::ZSET_ENTRIES.configured().to_string(),
-        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
-        set: Some(Set::Num(|_, v| magpie_store::limits::ZSET_ENTRIES.set(usize::try_from(v).unwrap_or(usize::MAX)))),
-    },
-    Param {
-        name: "zset-max-ziplist-entries",
-        get: |_| magpie_store::limits::ZSET_ENTRIES.configured().to_string(),
-        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
-        set: Some(Set::Num(|_, v| magpie_store::limits::ZSET_ENTRIES.set(usize::try_from(v).unwrap_or(usize::MAX)))),
-    },
-    Param {
-        name: "zset-max-listpack-value",
-        get: |_| magpie_store::limits::ZSET_VALUE.configured().to_string(),
-        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
-        set: Some(Set::Num(|_, v| magpie_store::limits::ZSET_VALUE.set(usize::try_from(v).unwrap_or(usize::MAX)))),
-    },
-    Param {
-        name: "zset-max-ziplist-value",
-        get: |_| magpie_store::limits::ZSET_VALUE.configured().to_string(),
-        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
-        set: Some(Set::Num(|_, v| magpie_store::limits::ZSET_VALUE.set(usize::try_from(v).unwrap_or(usize::MAX)))),
-    },
+    limit_param!("hash-max-listpack-entries", HASH_ENTRIES),
+    limit_param!("hash-max-ziplist-entries", HASH_ENTRIES),
+    limit_param!("hash-max-listpack-value", HASH_VALUE),
+    limit_param!("hash-max-ziplist-value", HASH_VALUE),
+    limit_param!("set-max-intset-entries", SET_INTSET_ENTRIES),
+    limit_param!("zset-max-listpack-entries", ZSET_ENTRIES),
+    limit_param!("zset-max-ziplist-entries", ZSET_ENTRIES),
+    limit_param!("zset-max-listpack-value", ZSET_VALUE),
+    limit_param!("zset-max-ziplist-value", ZSET_VALUE),
     Param {
         name: "list-max-listpack-size",
         get: |_| magpie_store::limits::LIST_MAX_LISTPACK_SIZE.load(Ordering::Relaxed).to_string(),
