@@ -31,9 +31,9 @@ use crate::segtable::SegTable;
 
 /// Most fields a listpack hash holds: Redis 7.0's `hash-max-listpack-entries`, whose default is
 /// 512 (compiled in, and in the redis.conf it ships; 128 is the sorted sets' threshold).
-pub const MAX_PACK_ENTRIES: usize = 512;
+pub const MAX_PACK_ENTRIES: usize = crate::limits::HASH_MAX_ENTRIES;
 /// Longest field or value a listpack hash holds (Redis's `hash-max-listpack-value`).
-pub const MAX_PACK_VALUE: usize = 64;
+pub const MAX_PACK_VALUE: usize = crate::limits::HASH_MAX_VALUE;
 
 /// A hash. Fields are unique; iteration gives each (field, value) pair once.
 #[derive(Clone, Default)]

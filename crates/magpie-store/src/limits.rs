@@ -33,16 +33,26 @@ impl Limit {
     }
 }
 
+/// The most a hash's compact form holds: fields (Redis's default, 512)...
+pub const HASH_MAX_ENTRIES: usize = 512;
+/// ... and bytes in a field or value (Redis's default, 64).
+pub const HASH_MAX_VALUE: usize = 64;
+/// The most a sorted set's compact form holds: members (Redis's default, 128; its index is
+/// a fixed array of that size)...
+pub const ZSET_MAX_ENTRIES: usize = 128;
+/// ... and bytes in a member (Redis's default, 64).
+pub const ZSET_MAX_MEMBER: usize = 64;
+
 /// `hash-max-listpack-entries` (`hash-max-ziplist-entries`).
-pub static HASH_ENTRIES: Limit = Limit::new(crate::hash::MAX_PACK_ENTRIES, crate::hash::MAX_PACK_ENTRIES);
+pub static HASH_ENTRIES: Limit = Limit::new(512, HASH_MAX_ENTRIES);
 /// `hash-max-listpack-value` (`hash-max-ziplist-value`).
-pub static HASH_VALUE: Limit = Limit::new(crate::hash::MAX_PACK_VALUE, crate::hash::MAX_PACK_VALUE);
+pub static HASH_VALUE: Limit = Limit::new(64, HASH_MAX_VALUE);
 /// `set-max-intset-entries`.
-pub static SET_INTSET_ENTRIES: Limit = Limit::new(crate::set::MAX_INTSET_ENTRIES, usize::MAX);
+pub static SET_INTSET_ENTRIES: Limit = Limit::new(512, usize::MAX);
 /// `zset-max-listpack-entries` (`zset-max-ziplist-entries`).
-pub static ZSET_ENTRIES: Limit = Limit::new(crate::zset::MAX_ENTRIES, crate::zset::MAX_ENTRIES);
+pub static ZSET_ENTRIES: Limit = Limit::new(128, ZSET_MAX_ENTRIES);
 /// `zset-max-listpack-value` (`zset-max-ziplist-value`).
-pub static ZSET_VALUE: Limit = Limit::new(crate::zset::MAX_MEMBER, crate::zset::MAX_MEMBER);
+pub static ZSET_VALUE: Limit = Limit::new(64, ZSET_MAX_MEMBER);
 
 /// `list-max-listpack-size` (`list-max-ziplist-size`): kept for CONFIG GET; a list's chunks
 /// are Magpie's own 16 KB ones whatever it says (Redis 7.0 reports every list as a

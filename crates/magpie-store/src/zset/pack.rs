@@ -19,9 +19,9 @@
 use super::{LexRange, ScoreRange, less};
 
 /// Entries a pack may hold (Redis's `zset-max-listpack-entries`).
-pub const MAX_ENTRIES: usize = 128;
+pub const MAX_ENTRIES: usize = crate::limits::ZSET_MAX_ENTRIES;
 /// Longest member a pack may hold (Redis's `zset-max-listpack-value`).
-pub const MAX_MEMBER: usize = 64;
+pub const MAX_MEMBER: usize = crate::limits::ZSET_MAX_MEMBER;
 
 /// Member lengths 0..=64: the number of heads of one kind.
 const SPAN: u8 = MAX_MEMBER as u8 + 1;
