@@ -112,6 +112,26 @@ pub(super) fn opt_value(v: &str) -> Option<String> {
     (!v.is_empty()).then(|| v.to_owned())
 }
 
+/// `list-max-listpack-size` (also listed under its old name, `list-max-ziplist-size`).
+const LIST_MAX_LISTPACK_SIZE: Param = Param {
+    name: "list-max-listpack-size",
+    get: |_| magpie_store::limits::LIST_MAX_LISTPACK_SIZE.load(Ordering::Relaxed).to_string(),
+    kind: Kind::Text(|v| parse_i32(v).map(|_| ())),
+    set: Some(Set::Text(|_, v| {
+        if let Ok(n) = parse_i32(v) {
+            magpie_store::limits::LIST_MAX_LISTPACK_SIZE.store(i64::from(n), Ordering::Relaxed);
+        }
+    })),
+};
+
+/// `busy-reply-threshold` (also listed under its old name, `lua-time-limit`).
+const BUSY_REPLY_THRESHOLD: Param = Param {
+    name: "busy-reply-threshold",
+    get: |s| s.busy_reply_threshold().to_string(),
+    kind: Kind::Int { min: 0, max: i64::MAX as u64 },
+    set: Some(Set::Num(|s, v| s.busy_reply_threshold.store(v, Ordering::Relaxed))),
+};
+
 /// A [`Param`] for one of the encoding thresholds in `magpie_store::limits`.
 macro_rules! limit_param {
     ($name:literal, $limit:ident) => {
@@ -262,26 +282,8 @@ pub(super) static PARAMS: &[Param] = &[
     limit_param!("zset-max-ziplist-entries", ZSET_ENTRIES),
     limit_param!("zset-max-listpack-value", ZSET_VALUE),
     limit_param!("zset-max-ziplist-value", ZSET_VALUE),
-    Param {
-        name: "list-max-listpack-size",
-        get: |_| magpie_store::limits::LIST_MAX_LISTPACK_SIZE.load(Ordering::Relaxed).to_string(),
-        kind: Kind::Text(|v| parse_i32(v).map(|_| ())),
-        set: Some(Set::Text(|_, v| {
-            if let Ok(n) = parse_i32(v) {
-                magpie_store::limits::LIST_MAX_LISTPACK_SIZE.store(i64::from(n), Ordering::Relaxed);
-            }
-        })),
-    },
-    Param {
-        name: "list-max-ziplist-size",
-        get: |_| magpie_store::limits::LIST_MAX_LISTPACK_SIZE.load(Ordering::Relaxed).to_string(),
-        kind: Kind::Text(|v| parse_i32(v).map(|_| ())),
-        set: Some(Set::Text(|_, v| {
-            if let Ok(n) = parse_i32(v) {
-                magpie_store::limits::LIST_MAX_LISTPACK_SIZE.store(i64::from(n), Ordering::Relaxed);
-            }
-        })),
-    },
+    LIST_MAX_LISTPACK_SIZE,
+    Param { name: "list-max-ziplist-size", ..LIST_MAX_LISTPACK_SIZE },
     Param {
         name: "list-compress-depth",
         get: |_| magpie_store::limits::LIST_COMPRESS_DEPTH.load(Ordering::Relaxed).to_string(),
@@ -291,18 +293,8 @@ pub(super) static PARAMS: &[Param] = &[
                 .store(usize::try_from(v).unwrap_or(usize::MAX), Ordering::Relaxed);
         })),
     },
-    Param {
-        name: "busy-reply-threshold",
-        get: |s| s.busy_reply_threshold().to_string(),
-        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
-        set: Some(Set::Num(|s, v| s.busy_reply_threshold.store(v, Ordering::Relaxed))),
-    },
-    Param {
-        name: "lua-time-limit",
-        get: |s| s.busy_reply_threshold().to_string(),
-        kind: Kind::Int { min: 0, max: i64::MAX as u64 },
-        set: Some(Set::Num(|s, v| s.busy_reply_threshold.store(v, Ordering::Relaxed))),
-    },
+    BUSY_REPLY_THRESHOLD,
+    Param { name: "lua-time-limit", ..BUSY_REPLY_THRESHOLD },
     Param {
         name: "client-output-buffer-limit",
         get: |s| format_output_limits(&s.client_output_buffer_limit.lock()),
