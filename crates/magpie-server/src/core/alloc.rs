@@ -106,10 +106,13 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
-/// Asks mimalloc to free and return to the system every page it can (MEMORY PURGE).
+/// Asks mimalloc to free and return to the system every page it can (MEMORY PURGE): this
+/// thread's heap and the abandoned ones at once, and every other worker's when it next runs
+/// out of work (a heap is collected only by its own thread; see [`worker_parked`]).
 pub(crate) fn purge() {
     // SAFETY: takes no pointers; collects this thread's heap and the abandoned ones.
     unsafe { libmimalloc_sys::mi_collect(true) }
+    note_freed();
 }
 
 /// Bytes this thread has allocated since it started (never decreases).
