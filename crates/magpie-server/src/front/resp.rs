@@ -363,6 +363,9 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
     }
     shared.clients().tracking.disable(shared.keyspace(), client.info());
     shared.clients().disconnect(id);
+    // Its buffers and mailbox go with this task (freed on whichever workers allocated them):
+    // idle workers give the pages back (`alloc::worker_parked`).
+    alloc::note_freed();
 }
 
 thread_local! {
