@@ -172,6 +172,8 @@ struct Item {
 }
 
 /// Compares as C's `strcoll` in the C locale: bytes up to a NUL.
+const CONVERSION_ERROR: &str = "ERR One or more scores can't be converted into double";
+
 fn coll(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     error::c_str(a).cmp(error::c_str(b))
 }
@@ -274,6 +276,11 @@ fn run(
                 }
             }
         }
+        if conversion_error {
+            // Before sorting: a NaN score makes the order inconsistent, on which Rust's sort
+            // may panic (Redis sorts, then answers this error all the same).
+            return Err(CONVERSION_ERROR.into());
+        }
         let (alpha, by, store, desc) = (o.alpha, o.by.is_some(), o.store.is_some(), o.desc);
         let cmp = |a: &Item, b: &Item| {
             let c = if !alpha {
@@ -294,9 +301,6 @@ fn run(
             if desc { c.reverse() } else { c }
         };
         items.sort_by(cmp);
-    }
-    if conversion_error {
-        return Err("ERR One or more scores can't be converted into double".into());
     }
     let chosen = if end >= start { items.get(start as usize..=end as usize).unwrap_or(&[]) } else { &[] };
     let gets = o.gets.len();
