@@ -165,7 +165,7 @@ impl Report<'_> {
     }
 
     fn memory(&self, out: &mut String) {
-        let rss = proc_status_kib("VmRSS:") * 1024;
+        let rss = alloc::resident();
         let system = meminfo_kib("MemTotal:") * 1024;
         let memory = &self.shared.settings().memory;
         // What the allocator handed out (counted: see core::alloc), as Redis's zmalloc.
@@ -302,10 +302,6 @@ fn std_os() -> &'static str {
 }
 
 /// A `Name:   123 kB` line of /proc/self/status, in KiB (0 where unavailable).
-fn proc_status_kib(name: &str) -> u64 {
-    kib_field(&std::fs::read_to_string("/proc/self/status").unwrap_or_default(), name)
-}
-
 fn meminfo_kib(name: &str) -> u64 {
     kib_field(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default(), name)
 }

@@ -117,7 +117,7 @@ fn stats(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let server = ctx.server();
     let memory = &server.settings().memory;
     let (used, peak, startup) = (memory.used(), memory.peak(), memory.startup());
-    let rss = rss_bytes();
+    let rss = alloc::resident();
     let dbs: Vec<(usize, u64, u64)> = server
         .keyspace()
         .dbs()
@@ -185,21 +185,11 @@ fn stats(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-/// The process's resident memory, from /proc (0 where unavailable).
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
-}
-
 /// MEMORY DOCTOR: Redis's report, for the conditions Magpie can see.
 fn doctor(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     let memory = &ctx.server().settings().memory;
     let (used, peak) = (memory.used(), memory.peak());
-    let rss = rss_bytes();
+    let rss = alloc::resident();
     let text = if used < 5 << 20 {
         "Hi Sam, this instance is empty or is using very little memory, my issues detector can't be used in these \
          conditions. Please, leave for your mission on Earth and fill it with some data. The new Sam and I will be \

@@ -133,6 +133,17 @@ pub(crate) fn used() -> u64 {
     u64::try_from(USED.load(Ordering::Relaxed) + own).unwrap_or(0)
 }
 
+/// The process's resident memory (`VmRSS` of /proc/self/status), 0 where unavailable.
+pub(crate) fn resident() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
 /// `mi_option_purge_delay` in mimalloc.h (v2 and v3), which libmimalloc-sys does not name:
 /// the option just before `mi_option_use_numa_nodes` (16).
 const PURGE_DELAY: mi_option_t = 15;

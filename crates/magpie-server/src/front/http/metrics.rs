@@ -206,7 +206,7 @@ impl Collector for ServerCollector {
             "magpie_memory_rss",
             "Resident set size of the process",
             Some(&Unit::Bytes),
-            rss_bytes() as f64,
+            crate::core::alloc::resident() as f64,
         )?;
         gauge(
             &mut enc,
@@ -304,16 +304,4 @@ impl Collector for Requests {
             samples,
         )
     }
-}
-
-/// The process's resident set (`VmRSS` of /proc/self/status), 0 where unavailable.
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or(0);
-    kib * 1024
 }
