@@ -13,6 +13,7 @@
 //! server's.
 
 mod bit;
+mod call;
 mod cjson;
 mod cmsgpack;
 mod convert;
@@ -21,6 +22,7 @@ mod errors;
 pub mod fuzzing;
 mod handler;
 mod host;
+mod link;
 mod lstack;
 mod lstruct;
 mod numfmt;
