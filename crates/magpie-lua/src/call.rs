@@ -56,6 +56,70 @@ pub(crate) fn register(lua: &Lua, t: &Table, link: &Rc<Link>) -> LResult<()> {
     Ok(())
 }
 
+/// The C closure `inputs`, with the state's link as its upvalue (see [`register`]).
+pub(crate) fn inputs_function(lua: &Lua, link: &Rc<Link>) -> LResult<Function> {
+    let ptr = Rc::as_ptr(link).cast_mut().cast::<c_void>();
+    // SAFETY: as in `register`.
+    unsafe {
+        lua.exec_raw((), |state| {
+            ffi::lua_pushlightuserdata(state, ptr);
+            ffi::lua_pushcclosure(state, inputs, 1);
+        })
+    }
+}
+
+/// `inputs()`, called by the run's wrapper (never by scripts): returns KEYS and ARGV, new
+/// tables of the strings the run was given (`luaCreateArray`), made here rather than through
+/// mlua before the run, where each table and string is a handle to manage.
+unsafe extern "C-unwind" fn inputs(state: *mut lua_State) -> c_int {
+    // SAFETY: as in `generic_command`.
+    let link = unsafe { &*ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)).cast::<Link>() };
+    let done = catch_unwind(AssertUnwindSafe(|| {
+        let _unlimited = link.unlimited();
+        // SAFETY: pushes two tables (a C function has `LUA_MINSTACK` free slots, two more
+        // for each table's element), with no memory limit in force.
+        let pushed = link.with_inputs(|keys, args| unsafe {
+            push_array(state, keys);
+            push_array(state, args);
+        });
+        if pushed.is_none() {
+            // SAFETY: as above.
+            unsafe {
+                ffi::lua_createtable(state, 0, 0);
+                ffi::lua_createtable(state, 0, 0);
+            }
+        }
+    }));
+    match done {
+        Ok(()) => 2,
+        Err(payload) => {
+            link.keep_panic(payload);
+            // SAFETY: as in `generic_command`.
+            unsafe {
+                ffi::lua_settop(state, 0);
+                push_bytes(state, b"internal error in a script's inputs (panic)");
+                ffi::lua_error(state)
+            }
+        }
+    }
+}
+
+/// Pushes a new table of `items` (`luaCreateArray`: grown as Redis's `lua_newtable` grows).
+///
+/// # Safety
+/// Two free stack slots; no memory limit in force.
+unsafe fn push_array(state: *mut lua_State, items: &[&[u8]]) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        ffi::lua_createtable(state, 0, 0);
+        for (i, item) in items.iter().enumerate() {
+            let Ok(index) = i32::try_from(i + 1) else { break };
+            push_bytes(state, item);
+            ffi::lua_rawseti(state, -2, index.into());
+        }
+    }
+}
+
 /// `redis.call`: an error raises.
 unsafe extern "C-unwind" fn redis_call(state: *mut lua_State) -> c_int {
     // SAFETY: called by Lua as the closure `register` made.
@@ -258,16 +322,24 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// The bytes up to the next CRLF, which is passed.
     fn line(&mut self) -> Option<&[u8]> {
         let rest = self.b.get(self.at..)?;
-        let end = rest.windows(2).position(|w| w == b"\r\n")?;
-        let line = &rest[..end];
+        let mut from = 0;
+        let end = loop {
+            let cr = from + rest.get(from..)?.iter().position(|&c| c == b'\r')?;
+            if rest.get(cr + 1) == Some(&b'\n') {
+                break cr;
+            }
+            from = cr + 1;
+        };
         self.at += end + 2;
-        Some(line)
+        Some(&rest[..end])
     }
 
+    /// A line holding an integer, as `str::parse::<i64>` reads it.
     fn len(&mut self) -> Option<i64> {
-        std::str::from_utf8(self.line()?).ok()?.parse().ok()
+        parse_i64(self.line()?)
     }
 
     fn bulk(&mut self, n: i64) -> Option<&[u8]> {
@@ -427,6 +499,29 @@ unsafe fn push_value(state: *mut lua_State, r: &mut Reader<'_>, depth: usize) ->
     true
 }
 
+/// `str::parse::<i64>` on bytes: an optional sign, then at least one digit and nothing else;
+/// `None` past `i64`'s range.
+fn parse_i64(s: &[u8]) -> Option<i64> {
+    let (negative, digits) = match s {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &c in digits {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?;
+        n = if negative { n.checked_sub(i64::from(d))? } else { n.checked_add(i64::from(d))? };
+    }
+    Some(n)
+}
+
 fn parse_double(s: &[u8]) -> f64 {
     let s = std::str::from_utf8(s).unwrap_or("0");
     match s {
@@ -434,5 +529,44 @@ fn parse_double(s: &[u8]) -> f64 {
         "-inf" => f64::NEG_INFINITY,
         "nan" | "-nan" => f64::NAN,
         _ => s.parse().unwrap_or(0.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_parse_as_str_parse_does() {
+        for s in [
+            "0",
+            "-0",
+            "+7",
+            "-12",
+            "007",
+            "",
+            "+",
+            "-",
+            "1 ",
+            " 1",
+            "1a",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "++1",
+            "-+1",
+            "\u{660}",
+        ] {
+            assert_eq!(parse_i64(s.as_bytes()), s.parse::<i64>().ok(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn lines_end_at_crlf() {
+        let mut r = Reader { b: b"a\rb\r\nc\r\n\r", at: 0 };
+        assert_eq!(r.line(), Some(&b"a\rb"[..]));
+        assert_eq!(r.line(), Some(&b"c"[..]));
+        assert_eq!(r.line(), None);
     }
 }

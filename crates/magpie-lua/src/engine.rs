@@ -135,7 +135,8 @@ struct Core {
     lua: Lua,
     /// How the state's Rust functions reach the host of a run.
     link: std::rc::Rc<Link>,
-    /// `xpcall(f, handler)`, and `xpcall(function() return f(keys, args) end, handler)`.
+    /// `xpcall(f, handler)` with KEYS and ARGV set, and
+    /// `xpcall(function() return f(keys, args) end, handler)`.
     run_eval: Function,
     run_fcall: Function,
     opts: Options,
@@ -155,16 +156,18 @@ impl Core {
         g.raw_set("cmsgpack", crate::cmsgpack::open(&lua)?)?;
         g.raw_set("bit", crate::bit::open(&lua)?)?;
         let handler = lua.create_function(crate::handler::error_handler)?;
+        // `inputs()` gives the run's KEYS and ARGV (a function's keys and arguments).
         let make = internal_chunk(
             &lua,
             r#"
-local xpcall, handler, g = ...
-return function(f, keys, args) g.KEYS = keys g.ARGV = args return xpcall(f, handler) end,
-  function(f, keys, args) return xpcall(function() return f(keys, args) end, handler) end
+local xpcall, handler, g, inputs = ...
+return function(f) g.KEYS, g.ARGV = inputs() return xpcall(f, handler) end,
+  function(f) local keys, args = inputs() return xpcall(function() return f(keys, args) end, handler) end
 "#,
         )?;
+        let inputs = crate::call::inputs_function(&lua, &link)?;
         let (run_eval, run_fcall): (Function, Function) =
-            make.call((sandbox::env(&lua)?.stock_xpcall, handler.clone(), g.clone()))?;
+            make.call((sandbox::env(&lua)?.stock_xpcall, handler.clone(), g.clone(), inputs))?;
         g.raw_set("__redis__err__handler", handler)?;
         lua.set_global_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), hook)?;
         Ok((Core { lua, link, run_eval, run_fcall, opts, runs: 0 }, g))
@@ -183,13 +186,14 @@ return function(f, keys, args) g.KEYS = keys g.ARGV = args return xpcall(f, hand
 
     /// Runs `f` with `keys` and `args` (an EVAL script's KEYS and ARGV, or a function's
     /// arguments), writing its reply into `out`.
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
         host: &mut dyn Host,
         name: &str,
         f: &Function,
         eval: bool,
-        (k, a): (Table, Table),
+        (keys, args): (&[&[u8]], &[&[u8]]),
         out: &mut Reply,
     ) -> Outcome {
         if let Some(mut r) = self.lua.app_data_mut::<RunState>() {
@@ -197,9 +201,9 @@ return function(f, keys, args) g.KEYS = keys g.ARGV = args return xpcall(f, hand
         }
         self.link.resp.set(Resp::V2);
         let result = {
-            let _lent = self.link.lend(host);
+            let _lent = self.link.lend(host, keys, args);
             self.limit(true);
-            let r = if eval { self.run_eval.call::<(bool, Value)>((f, k, a)) } else { self.run_fcall.call((f, k, a)) };
+            let r = if eval { self.run_eval.call::<(bool, Value)>(f) } else { self.run_fcall.call(f) };
             self.limit(false);
             r
         };
@@ -301,15 +305,6 @@ return function(f, keys, args) g.KEYS = keys g.ARGV = args return xpcall(f, hand
     }
 }
 
-/// A Lua array of `items`, as strings.
-fn array(lua: &Lua, items: &[&[u8]]) -> LResult<Table> {
-    let t = lua.create_table_with_capacity(items.len(), 0)?;
-    for (i, item) in items.iter().enumerate() {
-        t.raw_set(i + 1, lua.create_string(item)?)?;
-    }
-    Ok(t)
-}
-
 /// A SHA1 in lowercase, copied only when it is not already.
 fn lowercase(sha: &str) -> std::borrow::Cow<'_, str> {
     if sha.bytes().any(|b| b.is_ascii_uppercase()) { sha.to_ascii_lowercase().into() } else { sha.into() }
@@ -389,12 +384,7 @@ impl EvalEngine {
     ) -> Option<Outcome> {
         let sha = lowercase(sha);
         let f = self.scripts.get(sha.as_ref())?.0.clone();
-        let tables = array(&self.core.lua, keys).and_then(|k| Ok((k, array(&self.core.lua, args)?)));
-        let tables = match tables {
-            Ok(t) => t,
-            Err(e) => return Some(self.core.run_error(&sha, &e.to_string(), out)),
-        };
-        Some(self.core.run(host, &sha, &f, true, tables, out))
+        Some(self.core.run(host, &sha, &f, true, (keys, args), out))
     }
 
     /// Bytes used by the Lua state (`used_memory_lua`).
@@ -490,7 +480,7 @@ impl FunctionEngine {
             r.loading = Some(Loading { deadline: timeout.map(|t| Instant::now() + t), functions: Vec::new() });
         }
         let result = {
-            let _lent = core.link.lend(host);
+            let _lent = core.link.lend(host, &[], &[]);
             core.limit(true);
             let r = pcall.call::<(bool, Value)>(f);
             core.limit(false);
@@ -529,12 +519,7 @@ impl FunctionEngine {
         out: &mut Reply,
     ) -> Outcome {
         let name = String::from_utf8_lossy(&function.name).into_owned();
-        let lua = &self.core.lua;
-        let (k, a) = match array(lua, keys).and_then(|k| Ok((k, array(lua, args)?))) {
-            Ok(ka) => ka,
-            Err(e) => return self.core.run_error(&name, &e.to_string(), out),
-        };
-        self.core.run(host, &name, &function.callback, false, (k, a), out)
+        self.core.run(host, &name, &function.callback, false, (keys, args), out)
     }
 
     pub fn memory(&self) -> usize {

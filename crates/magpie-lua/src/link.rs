@@ -50,10 +50,16 @@ pub(crate) enum Span {
     Number(usize, usize),
 }
 
+/// A slice of strings, its lifetimes erased.
+type Strings = *const [&'static [u8]];
+
 pub(crate) struct Link {
     /// The host of the run in progress, its lifetime erased (see [`Link::lend`]). `None`
     /// between runs, and while a call to the host is in progress.
     host: Cell<Option<NonNull<dyn Host>>>,
+    /// The KEYS and ARGV of the run in progress (a function's keys and arguments), their
+    /// lifetimes erased as the host's, until the run's wrapper takes them (`call::inputs`).
+    inputs: Cell<Option<(Strings, Strings)>>,
     /// The protocol chosen with `redis.setresp` (2 at the start of each run).
     pub resp: Cell<Resp>,
     pub buffers: RefCell<Buffers>,
@@ -68,6 +74,7 @@ impl Link {
         let buffers = Buffers { numbers: Vec::new(), spans: Vec::new(), argv: Vec::new(), reply: Reply::new(Resp::V2) };
         let link = Rc::new(Link {
             host: Cell::new(None),
+            inputs: Cell::new(None),
             resp: Cell::new(Resp::V2),
             buffers: RefCell::new(buffers),
             panic: Cell::new(None),
@@ -82,8 +89,14 @@ impl Link {
         lua.app_data_ref::<Rc<Link>>().map(|l| Rc::clone(&l))
     }
 
-    /// Lends `host` to the functions of the state until the returned guard is dropped.
-    pub(crate) fn lend<'l, 'h>(&'l self, host: &'h mut (dyn Host + 'h)) -> Lent<'l, 'h> {
+    /// Lends `host` to the functions of the state until the returned guard is dropped, and
+    /// `keys` and `args` to the run's wrapper, which makes KEYS and ARGV of them.
+    pub(crate) fn lend<'l, 'h>(
+        &'l self,
+        host: &'h mut (dyn Host + 'h),
+        keys: &'h [&'h [u8]],
+        args: &'h [&'h [u8]],
+    ) -> Lent<'l, 'h> {
         let ptr: NonNull<dyn Host + 'h> = NonNull::from(host);
         // SAFETY: only the lifetime bound of the trait object changes (same pointer, same
         // vtable). The pointer is used only through `with_host`, while the `Lent` returned here
@@ -94,7 +107,19 @@ impl Link {
         let ptr: NonNull<dyn Host + 'static> =
             unsafe { std::mem::transmute::<NonNull<dyn Host + 'h>, NonNull<dyn Host + 'static>>(ptr) };
         let prev = self.host.replace(Some(ptr));
+        // Only the lifetimes change; used by `with_inputs` while the `Lent` (which holds the
+        // `'h` borrows) is alive, as the host.
+        self.inputs.set(Some((keys as *const [&[u8]] as Strings, args as *const [&[u8]] as Strings)));
         Lent { link: self, prev, _host: PhantomData }
+    }
+
+    /// Runs `f` with the KEYS and ARGV of the run in progress, once per run; `None` when
+    /// there is no run or they were taken already.
+    pub(crate) fn with_inputs<R>(&self, f: impl FnOnce(&[&[u8]], &[&[u8]]) -> R) -> Option<R> {
+        let (keys, args) = self.inputs.take()?;
+        // SAFETY: the pointers were made by `lend` from slices borrowed for as long as its
+        // `Lent` is alive, and the `Lent` is alive: its drop empties the cell.
+        Some(f(unsafe { &*keys }, unsafe { &*args }))
     }
 
     /// Whether a run is in progress (and not inside a call to its host).
@@ -141,7 +166,7 @@ impl Link {
 pub(crate) struct Lent<'l, 'h> {
     link: &'l Link,
     prev: Option<NonNull<dyn Host>>,
-    _host: PhantomData<&'h mut (dyn Host + 'h)>,
+    _host: PhantomData<(&'h mut (dyn Host + 'h), &'h [&'h [u8]])>,
 }
 
 impl Drop for Lent<'_, '_> {
@@ -149,6 +174,7 @@ impl Drop for Lent<'_, '_> {
         // `prev` is `None`: a state runs one script at a time (the engines' methods take
         // `&mut self`).
         self.link.host.set(self.prev.take());
+        self.link.inputs.set(None);
     }
 }
 
