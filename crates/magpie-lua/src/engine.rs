@@ -10,11 +10,12 @@ use mlua::{Debug, Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, T
 use crate::convert::{ReplyLimits, lua_to_resp, map_crlf, write_error_format};
 use crate::errors::{LResult, Raise, find_raise, raise_table, to_bytes};
 use crate::host::{Control, Host};
+use crate::link::Link;
 use crate::redis_api::{Flavour, redis_table, register_log, register_math, register_version};
 use crate::sandbox::{self, internal_chunk, load_text, protect, protect_globals};
 use crate::shebang::{ScriptFlags, c_str, eval_shebang, library_meta, valid_name};
 pub use crate::state::{FunctionDef, SharedRng};
-use crate::state::{Loading, Mailbox, Op, RunState};
+use crate::state::{Loading, RunState};
 
 /// Redis's count hook runs every 100,000 instructions.
 const HOOK_EVERY: u32 = 100_000;
@@ -80,23 +81,6 @@ pub struct Outcome {
     pub ignore_error_stats: bool,
 }
 
-fn bridge_op(lua: &Lua, host: &mut dyn Host) -> LResult<()> {
-    let Some(mut mb) = lua.app_data_mut::<Mailbox>() else { return Ok(()) };
-    let Mailbox { op, args, nargs, reply, result, control, acl } = &mut *mb;
-    let argv = || args[..*nargs].iter().map(Vec::as_slice).collect::<Vec<&[u8]>>();
-    match *op {
-        Op::Call => {
-            reply.clear();
-            *result = host.call(&argv(), reply);
-        }
-        Op::Log(level) => host.log(level, args.first().map_or(&[][..], Vec::as_slice)),
-        Op::Check => *control = host.check(),
-        Op::SetRepl(r) => host.set_repl(r),
-        Op::Acl => *acl = host.acl_check_cmd(&argv()),
-    }
-    Ok(())
-}
-
 fn kill_error() -> mlua::Error {
     mlua::Error::external(Raise::Table {
         err: b"ERR Script killed by user with SCRIPT KILL...".to_vec(),
@@ -115,8 +99,8 @@ fn hook_fast(lua: &Lua) {
 
 /// The count hook (`luaMaskCountHook`, `luaEngineLoadHook`).
 fn hook(lua: &Lua, _: &Debug) -> mlua::Result<VmState> {
-    let (bridge, killed, deadline) = match lua.app_data_ref::<RunState>() {
-        Some(r) => (r.bridge.clone(), r.killed, r.loading.as_ref().and_then(|l| l.deadline)),
+    let (killed, deadline) = match lua.app_data_ref::<RunState>() {
+        Some(r) => (r.killed, r.loading.as_ref().and_then(|l| l.deadline)),
         None => return Ok(VmState::Continue),
     };
     if let Some(deadline) = deadline {
@@ -135,13 +119,8 @@ fn hook(lua: &Lua, _: &Debug) -> mlua::Result<VmState> {
         }
         return Err(kill_error());
     }
-    let Some(bridge) = bridge else { return Ok(VmState::Continue) };
-    if let Some(mut mb) = lua.app_data_mut::<Mailbox>() {
-        mb.op = Op::Check;
-    }
-    bridge.call::<()>(())?;
-    let control = lua.app_data_ref::<Mailbox>().map_or(Control::Continue, |m| m.control);
-    if control == Control::Kill {
+    let control = Link::of(lua).and_then(|l| l.with_host(|host| host.check()));
+    if control == Some(Control::Kill) {
         if let Some(mut r) = lua.app_data_mut::<RunState>() {
             r.killed = true;
         }
@@ -154,7 +133,10 @@ fn hook(lua: &Lua, _: &Debug) -> mlua::Result<VmState> {
 /// The Lua state and what both engines share.
 struct Core {
     lua: Lua,
-    /// `xpcall(f, handler)`, and `xpcall(function() return f(keys, args) end, handler)`.
+    /// How the state's Rust functions reach the host of a run.
+    link: std::rc::Rc<Link>,
+    /// `xpcall(f, handler)` with KEYS and ARGV set, and
+    /// `xpcall(function() return f(keys, args) end, handler)`.
     run_eval: Function,
     run_fcall: Function,
     opts: Options,
@@ -165,7 +147,7 @@ impl Core {
     fn new(opts: Options) -> LResult<(Core, Table)> {
         let lua = Lua::new_with(StdLib::TABLE | StdLib::STRING | StdLib::MATH, LuaOptions::new())?;
         lua.set_app_data(RunState::default());
-        lua.set_app_data(Mailbox::default());
+        let link = Link::new(&lua);
         lua.set_app_data(opts.rng.clone());
         let g = sandbox::prepare(&lua)?;
         register_math(&lua, &g.raw_get::<Table>("math")?)?;
@@ -174,19 +156,21 @@ impl Core {
         g.raw_set("cmsgpack", crate::cmsgpack::open(&lua)?)?;
         g.raw_set("bit", crate::bit::open(&lua)?)?;
         let handler = lua.create_function(crate::handler::error_handler)?;
+        // `inputs()` gives the run's KEYS and ARGV (a function's keys and arguments).
         let make = internal_chunk(
             &lua,
             r#"
-local xpcall, handler, g = ...
-return function(f, keys, args) g.KEYS = keys g.ARGV = args return xpcall(f, handler) end,
-  function(f, keys, args) return xpcall(function() return f(keys, args) end, handler) end
+local xpcall, handler, g, inputs = ...
+return function(f) g.KEYS, g.ARGV = inputs() return xpcall(f, handler) end,
+  function(f) local keys, args = inputs() return xpcall(function() return f(keys, args) end, handler) end
 "#,
         )?;
+        let inputs = crate::call::inputs_function(&lua, &link)?;
         let (run_eval, run_fcall): (Function, Function) =
-            make.call((sandbox::env(&lua)?.stock_xpcall, handler.clone(), g.clone()))?;
+            make.call((sandbox::env(&lua)?.stock_xpcall, handler.clone(), g.clone(), inputs))?;
         g.raw_set("__redis__err__handler", handler)?;
         lua.set_global_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), hook)?;
-        Ok((Core { lua, run_eval, run_fcall, opts, runs: 0 }, g))
+        Ok((Core { lua, link, run_eval, run_fcall, opts, runs: 0 }, g))
     }
 
     /// The memory limit applies while Lua code runs (a script, a library's body), not to
@@ -202,34 +186,30 @@ return function(f, keys, args) g.KEYS = keys g.ARGV = args return xpcall(f, hand
 
     /// Runs `f` with `keys` and `args` (an EVAL script's KEYS and ARGV, or a function's
     /// arguments), writing its reply into `out`.
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &mut self,
         host: &mut dyn Host,
         name: &str,
         f: &Function,
         eval: bool,
-        (k, a): (Table, Table),
+        (keys, args): (&[&[u8]], &[&[u8]]),
         out: &mut Reply,
     ) -> Outcome {
         if let Some(mut r) = self.lua.app_data_mut::<RunState>() {
-            r.resp = Resp::V2;
             r.killed = false;
         }
-        let lua = &self.lua;
-        let (run_eval, run_fcall) = (&self.run_eval, &self.run_fcall);
-        let result = lua.scope(|scope| {
-            let bridge = scope.create_function_mut(|lua, ()| bridge_op(lua, host))?;
-            if let Some(mut r) = lua.app_data_mut::<RunState>() {
-                r.bridge = Some(bridge);
-            }
+        self.link.resp.set(Resp::V2);
+        let result = {
+            let _lent = self.link.lend(host, keys, args);
             self.limit(true);
-            let r = if eval { run_eval.call::<(bool, Value)>((f, k, a)) } else { run_fcall.call((f, k, a)) };
+            let r = if eval { self.run_eval.call::<(bool, Value)>(f) } else { self.run_fcall.call(f) };
             self.limit(false);
-            if let Some(mut r) = lua.app_data_mut::<RunState>() {
-                r.bridge = None;
-            }
             r
-        });
+        };
+        if let Some(panic) = self.link.take_panic() {
+            std::panic::resume_unwind(panic);
+        }
         let script_resp = self.finish_run();
         match result {
             Ok((true, v)) => match lua_to_resp(&self.lua, v, script_resp, out, self.opts.reply_limits) {
@@ -256,15 +236,11 @@ return function(f, keys, args) g.KEYS = keys g.ARGV = args return xpcall(f, hand
     }
 
     fn finish_run(&mut self) -> Resp {
-        let (resp, fast) = match self.lua.app_data_mut::<RunState>() {
-            Some(mut r) => {
-                let fast = r.fast_hook;
-                r.fast_hook = false;
-                r.bridge = None;
-                (r.resp, fast)
-            }
-            None => (Resp::V2, false),
+        let fast = match self.lua.app_data_mut::<RunState>() {
+            Some(mut r) => std::mem::take(&mut r.fast_hook),
+            None => false,
         };
+        let resp = self.link.resp.get();
         if fast {
             let _ = self.lua.set_global_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), hook);
         }
@@ -327,15 +303,6 @@ return function(f, keys, args) g.KEYS = keys g.ARGV = args return xpcall(f, hand
     fn memory(&self) -> usize {
         self.lua.used_memory()
     }
-}
-
-/// A Lua array of `items`, as strings.
-fn array(lua: &Lua, items: &[&[u8]]) -> LResult<Table> {
-    let t = lua.create_table_with_capacity(items.len(), 0)?;
-    for (i, item) in items.iter().enumerate() {
-        t.raw_set(i + 1, lua.create_string(item)?)?;
-    }
-    Ok(t)
 }
 
 /// A SHA1 in lowercase, copied only when it is not already.
@@ -417,12 +384,7 @@ impl EvalEngine {
     ) -> Option<Outcome> {
         let sha = lowercase(sha);
         let f = self.scripts.get(sha.as_ref())?.0.clone();
-        let tables = array(&self.core.lua, keys).and_then(|k| Ok((k, array(&self.core.lua, args)?)));
-        let tables = match tables {
-            Ok(t) => t,
-            Err(e) => return Some(self.core.run_error(&sha, &e.to_string(), out)),
-        };
-        Some(self.core.run(host, &sha, &f, true, tables, out))
+        Some(self.core.run(host, &sha, &f, true, (keys, args), out))
     }
 
     /// Bytes used by the Lua state (`used_memory_lua`).
@@ -517,19 +479,13 @@ impl FunctionEngine {
         if let Some(mut r) = lua.app_data_mut::<RunState>() {
             r.loading = Some(Loading { deadline: timeout.map(|t| Instant::now() + t), functions: Vec::new() });
         }
-        let result = lua.scope(|scope| {
-            let bridge = scope.create_function_mut(|lua, ()| bridge_op(lua, host))?;
-            if let Some(mut r) = lua.app_data_mut::<RunState>() {
-                r.bridge = Some(bridge);
-            }
+        let result = {
+            let _lent = core.link.lend(host, &[], &[]);
             core.limit(true);
             let r = pcall.call::<(bool, Value)>(f);
             core.limit(false);
-            if let Some(mut r) = lua.app_data_mut::<RunState>() {
-                r.bridge = None;
-            }
             r
-        });
+        };
         let _ = self.env_meta.raw_set("__index", &self.real_globals);
         let loading = lua.app_data_mut::<RunState>().and_then(|mut r| r.loading.take());
         let lua = lua.clone();
@@ -563,12 +519,7 @@ impl FunctionEngine {
         out: &mut Reply,
     ) -> Outcome {
         let name = String::from_utf8_lossy(&function.name).into_owned();
-        let lua = &self.core.lua;
-        let (k, a) = match array(lua, keys).and_then(|k| Ok((k, array(lua, args)?))) {
-            Ok(ka) => ka,
-            Err(e) => return self.core.run_error(&name, &e.to_string(), out),
-        };
-        self.core.run(host, &name, &function.callback, false, (k, a), out)
+        self.core.run(host, &name, &function.callback, false, (keys, args), out)
     }
 
     pub fn memory(&self) -> usize {

@@ -313,11 +313,19 @@ pub(crate) fn lua_int(d: f64) -> i32 {
 
 /// A number as C's `printf("%.17g")` writes it on glibc, NaN's sign included.
 pub(crate) fn format_g17(d: f64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    write_g17(d, &mut out);
+    out
+}
+
+/// [`format_g17`], appended to `out`.
+pub(crate) fn write_g17(d: f64, out: &mut Vec<u8>) {
     if d.is_nan() {
-        return if d.is_sign_negative() { b"-nan".to_vec() } else { b"nan".to_vec() };
+        out.extend_from_slice(if d.is_sign_negative() { b"-nan" } else { b"nan" });
+        return;
     }
     let mut buf = [0u8; 32];
-    magpie_protocol::format_g17(d, &mut buf).to_vec()
+    out.extend_from_slice(magpie_protocol::format_g17(d, &mut buf));
 }
 
 #[cfg(test)]

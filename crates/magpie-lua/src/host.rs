@@ -32,7 +32,10 @@ impl Repl {
 }
 
 /// The server, as a script sees it. Only called from inside [`crate::EvalEngine::run`],
-/// [`crate::FunctionEngine::call`] and [`crate::FunctionEngine::load`] (for `redis.log`).
+/// [`crate::FunctionEngine::call`] and [`crate::FunctionEngine::load`] (for `redis.log`), and
+/// never while one of its own methods runs: a host that ran a script on the same engine from
+/// inside [`Host::call`] would find that script's `redis.call` failing (`can only be called
+/// inside a script invocation`), not a second reference to itself.
 pub trait Host {
     /// `redis.call` / `redis.pcall`: runs one command. The script's protocol (2 unless it called
     /// `redis.setresp(3)`) is `reply.proto`; write the command's reply into `reply` and return

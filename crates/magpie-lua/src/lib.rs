@@ -7,12 +7,15 @@
 //! - [`FunctionEngine`]: FUNCTION libraries: [`FunctionEngine::load`] runs a library's body and
 //!   returns its functions, [`FunctionEngine::call`] runs one (FCALL).
 //! - [`Host`]: what the server provides to a running script (`redis.call`, `redis.log`, the
-//!   periodic check behind `busy-reply-threshold` and SCRIPT KILL).
+//!   periodic check behind `busy-reply-threshold` and SCRIPT KILL). A run lends it to the Lua
+//!   state's `Link` (`link.rs`); `redis.call` (`call.rs`) is a C function on Lua's API that
+//!   calls it directly.
 //!
 //! The script cache, atomicity, ACL, the library registry and the commands themselves are the
 //! server's.
 
 mod bit;
+mod call;
 mod cjson;
 mod cmsgpack;
 mod convert;
@@ -21,6 +24,7 @@ mod errors;
 pub mod fuzzing;
 mod handler;
 mod host;
+mod link;
 mod lstack;
 mod lstruct;
 mod numfmt;

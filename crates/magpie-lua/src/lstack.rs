@@ -9,35 +9,55 @@ use mlua::{FromLua, IntoLua, Lua, Table, Value};
 
 use crate::errors::LResult;
 
+/// The table is made on the first push: most walks (a script returning a number or a string)
+/// never need one.
 pub(crate) struct LStack {
-    t: Table,
+    lua: Lua,
+    t: Option<Table>,
     len: usize,
 }
 
 impl LStack {
     pub(crate) fn new(lua: &Lua) -> LResult<Self> {
-        Ok(LStack { t: lua.create_table()?, len: 0 })
+        Ok(LStack { lua: lua.clone(), t: None, len: 0 })
+    }
+
+    fn table(&mut self) -> LResult<&Table> {
+        if self.t.is_none() {
+            self.t = Some(self.lua.create_table()?);
+        }
+        match &self.t {
+            Some(t) => Ok(t),
+            None => Err(crate::errors::raise_str("internal error: no stack table")),
+        }
     }
 
     /// Pushes `v` and returns its slot.
     pub(crate) fn push(&mut self, v: impl IntoLua) -> LResult<usize> {
         self.len += 1;
-        self.t.raw_set(self.len, v)?;
-        Ok(self.len)
+        let slot = self.len;
+        self.table()?.raw_set(slot, v)?;
+        Ok(slot)
     }
 
+    /// The value at `slot` (nil past the top).
     pub(crate) fn get<V: FromLua>(&self, slot: usize) -> LResult<V> {
-        self.t.raw_get(slot)
+        match &self.t {
+            Some(t) => t.raw_get(slot),
+            None => V::from_lua(Value::Nil, &self.lua),
+        }
     }
 
-    pub(crate) fn set(&self, slot: usize, v: impl IntoLua) -> LResult<()> {
-        self.t.raw_set(slot, v)
+    pub(crate) fn set(&mut self, slot: usize, v: impl IntoLua) -> LResult<()> {
+        self.table()?.raw_set(slot, v)
     }
 
     /// Drops the slots from `len + 1` up.
     pub(crate) fn truncate(&mut self, len: usize) -> LResult<()> {
         while self.len > len {
-            self.t.raw_set(self.len, Value::Nil)?;
+            if let Some(t) = &self.t {
+                t.raw_set(self.len, Value::Nil)?;
+            }
             self.len -= 1;
         }
         Ok(())

@@ -1,14 +1,13 @@
 //! The `redis` table (`luaRegisterRedisAPI`, `scriptingInit`, `luaEngineInitEngine`) and
 //! Redis's `math.random`.
 
-use mlua::{Function, Lua, MultiValue, Table, Value};
+use mlua::{Lua, MultiValue, Table, Value};
 
-use crate::errors::{
-    Args, LResult, Raise, error_table, error_text, format_g17, lua_error, raise_table, reraise, to_bytes,
-};
+use crate::errors::{Args, LResult, error_table, error_text, format_g17, lua_error, raise_table, to_bytes};
 use crate::host::{LogLevel, Repl};
+use crate::link::Link;
 use crate::rand48::LRAND48_MAX;
-use crate::state::{Mailbox, Op, RunState, SharedRng};
+use crate::state::SharedRng;
 
 pub(crate) const REDIS_VERSION: &str = "7.0.15";
 pub(crate) const REDIS_VERSION_NUM: i64 = 0x0007_000f;
@@ -25,8 +24,8 @@ pub(crate) enum Flavour {
 
 pub(crate) fn redis_table(lua: &Lua, flavour: Flavour) -> LResult<Table> {
     let t = lua.create_table()?;
-    t.raw_set("call", lua.create_function(|lua, args: MultiValue| redis_call(lua, args, true))?)?;
-    t.raw_set("pcall", lua.create_function(|lua, args: MultiValue| redis_call(lua, args, false))?)?;
+    let Some(link) = Link::of(lua) else { return Err(raise_table(b"internal error: no link")) };
+    crate::call::register(lua, &t, &link)?;
     register_log(lua, &t)?;
     register_version(&t)?;
     t.raw_set("setresp", lua.create_function(setresp)?)?;
@@ -68,108 +67,25 @@ pub(crate) fn register_math(lua: &Lua, math: &Table) -> LResult<()> {
     math.raw_set("randomseed", lua.create_function(math_randomseed)?)
 }
 
-fn bridge(lua: &Lua) -> Option<Function> {
-    lua.app_data_ref::<RunState>().and_then(|r| r.bridge.clone())
+/// Whether a script is running (the functions that only work inside one check it).
+fn active(lua: &Lua) -> bool {
+    Link::of(lua).is_some_and(|l| l.active())
 }
 
-/// Runs `op` on the host through the run's bridge.
-fn ask_host(lua: &Lua, bridge: &Function, op: Op) -> LResult<()> {
-    if let Some(mut mb) = lua.app_data_mut::<Mailbox>() {
-        mb.op = op;
-    }
-    bridge.call::<()>(()).map_err(reraise)
-}
-
-/// `luaArgsToRedisArgv`: numbers as `%.17g`, strings as they are, anything else refused.
-/// Fills the mailbox's arguments.
-fn args_to_mailbox(lua: &Lua, args: &[Value]) -> Result<(), &'static [u8]> {
+/// `luaArgsToRedisArgv`, for `redis.acl_check_cmd`: numbers as `%.17g`, strings as they are,
+/// anything else refused (`redis.call` reads its arguments from the stack, see `call.rs`).
+fn redis_argv(args: &[Value]) -> Result<Vec<Vec<u8>>, &'static [u8]> {
     if args.is_empty() {
         return Err(b"Please specify at least one argument for this redis lib call");
     }
-    let Some(mut mb) = lua.app_data_mut::<Mailbox>() else {
-        return Err(b"Lua redis lib command arguments must be strings or integers");
-    };
-    let mb = &mut *mb;
-    while mb.args.len() < args.len() {
-        mb.args.push(Vec::new());
-    }
-    for (slot, v) in mb.args.iter_mut().zip(args) {
-        slot.clear();
-        match v {
-            Value::Integer(i) => slot.extend_from_slice(&format_g17(*i as f64)),
-            Value::Number(d) => slot.extend_from_slice(&format_g17(*d)),
-            Value::String(s) => slot.extend_from_slice(&s.as_bytes()),
-            _ => return Err(b"Lua redis lib command arguments must be strings or integers"),
-        }
-    }
-    mb.nargs = args.len();
-    Ok(())
-}
-
-/// Lifts the Lua state's memory limit while Magpie's own code runs inside a script (see
-/// `Core::limit`), and puts it back when dropped.
-struct Unlimited<'l> {
-    lua: &'l Lua,
-    limit: usize,
-}
-
-impl<'l> Unlimited<'l> {
-    fn new(lua: &'l Lua) -> Unlimited<'l> {
-        Unlimited { lua, limit: lua.set_memory_limit(0).unwrap_or(0) }
-    }
-}
-
-impl Drop for Unlimited<'_> {
-    fn drop(&mut self) {
-        if self.limit > 0 {
-            let _ = self.lua.set_memory_limit(self.limit);
-        }
-    }
-}
-
-/// `luaRedisGenericCommand`: redis.call (raise) and redis.pcall.
-fn redis_call(lua: &Lua, args: MultiValue, raise: bool) -> LResult<Value> {
-    // The command's arguments and reply are bounded by the request and the keyspace, as in
-    // Redis (whose Lua has no limit at all); the script's own allocations stay limited.
-    let _unlimited = Unlimited::new(lua);
-    let Some(bridge) = bridge(lua) else {
-        return Err(raise_table(b"redis.call/pcall can only be called inside a script invocation"));
-    };
-    let args = args.into_vec();
-    if let Err(msg) = args_to_mailbox(lua, &args) {
-        if raise {
-            return Err(raise_table(msg));
-        }
-        return Ok(Value::Table(error_table(lua, &error_text(msg), false)?));
-    }
-    drop(args);
-    let resp = lua.app_data_ref::<RunState>().map(|r| r.resp).unwrap_or_default();
-    if let Some(mut mb) = lua.app_data_mut::<Mailbox>() {
-        mb.reply.proto = resp;
-    }
-    ask_host(lua, &bridge, Op::Call)?;
-    let Some(mb) = lua.app_data_ref::<Mailbox>() else {
-        return Err(raise_table(b"internal error"));
-    };
-    if let Err(msg) = &mb.result {
-        let err = error_text(msg);
-        drop(mb);
-        if raise {
-            return Err(mlua::Error::external(Raise::Table { err, ignore_stats: true }));
-        }
-        return Ok(Value::Table(error_table(lua, &err, true)?));
-    }
-    let reply = mb.reply.as_bytes();
-    if raise && matches!(reply.first(), Some(b'-') | Some(b'!')) {
-        let v = crate::convert::resp_to_lua(lua, reply)?;
-        drop(mb);
-        let err = match &v {
-            Value::Table(t) => t.raw_get::<mlua::String>("err").map(|s| s.as_bytes().to_vec()).unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        return Err(mlua::Error::external(Raise::Table { err, ignore_stats: true }));
-    }
-    crate::convert::resp_to_lua(lua, reply)
+    args.iter()
+        .map(|v| match v {
+            Value::Integer(i) => Ok(format_g17(*i as f64)),
+            Value::Number(d) => Ok(format_g17(*d)),
+            Value::String(s) => Ok(s.as_bytes().to_vec()),
+            _ => Err(&b"Lua redis lib command arguments must be strings or integers"[..]),
+        })
+        .collect()
 }
 
 /// `luaLogCommand`.
@@ -197,22 +113,17 @@ fn log(lua: &Lua, args: MultiValue) -> LResult<()> {
             msg.extend_from_slice(&s);
         }
     }
-    let Some(bridge) = bridge(lua) else { return Ok(()) };
-    if let Some(mut mb) = lua.app_data_mut::<Mailbox>() {
-        if mb.args.is_empty() {
-            mb.args.push(Vec::new());
-        }
-        mb.args[0] = msg;
-        mb.nargs = 1;
+    if let Some(link) = Link::of(lua) {
+        link.with_host(|host| host.log(level, &msg));
     }
-    ask_host(lua, &bridge, Op::Log(level))
+    Ok(())
 }
 
 /// `luaSetResp`.
 fn setresp(lua: &Lua, args: MultiValue) -> LResult<()> {
-    if bridge(lua).is_none() {
+    let Some(link) = Link::of(lua).filter(|l| l.active()) else {
         return Err(raise_table(b"redis.setresp can only be called inside a script invocation"));
-    }
+    };
     let a = Args::new(lua, args);
     if a.len() != 1 {
         return Err(raise_table(b"redis.setresp() requires one argument."));
@@ -222,15 +133,13 @@ fn setresp(lua: &Lua, args: MultiValue) -> LResult<()> {
         Some(3) => magpie_protocol::Resp::V3,
         _ => return Err(raise_table(b"RESP version must be 2 or 3.")),
     };
-    if let Some(mut r) = lua.app_data_mut::<RunState>() {
-        r.resp = resp;
-    }
+    link.resp.set(resp);
     Ok(())
 }
 
 /// `luaRedisSetReplCommand`.
 fn set_repl(lua: &Lua, args: MultiValue) -> LResult<()> {
-    let Some(bridge) = bridge(lua) else {
+    let Some(link) = Link::of(lua).filter(|l| l.active()) else {
         return Err(raise_table(b"redis.set_repl can only be called inside a script invocation"));
     };
     let a = Args::new(lua, args);
@@ -241,20 +150,18 @@ fn set_repl(lua: &Lua, args: MultiValue) -> LResult<()> {
     if flags & !3 != 0 {
         return Err(raise_table(b"Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE."));
     }
-    ask_host(lua, &bridge, Op::SetRepl(Repl(flags as u8)))
+    link.with_host(|host| host.set_repl(Repl(flags as u8)));
+    Ok(())
 }
 
 /// `luaRedisAclCheckCmdPermissionsCommand`.
 fn acl_check_cmd(lua: &Lua, args: MultiValue) -> LResult<bool> {
-    let Some(bridge) = bridge(lua) else {
+    let Some(link) = Link::of(lua).filter(|l| l.active()) else {
         return Err(raise_table(b"redis.acl_check_cmd can only be called inside a script invocation"));
     };
-    let args = args.into_vec();
-    if let Err(msg) = args_to_mailbox(lua, &args) {
-        return Err(raise_table(msg));
-    }
-    ask_host(lua, &bridge, Op::Acl)?;
-    match lua.app_data_ref::<Mailbox>().and_then(|m| m.acl) {
+    let argv = redis_argv(&args.into_vec()).map_err(raise_table)?;
+    let argv: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
+    match link.with_host(|host| host.acl_check_cmd(&argv)).flatten() {
         Some(b) => Ok(b),
         None => Err(raise_table(b"Invalid command passed to redis.acl_check_cmd()")),
     }
@@ -307,8 +214,7 @@ fn rng(lua: &Lua) -> Option<SharedRng> {
 
 /// `redis_math_random`: Lua 5.1's math.random on redisLrand48.
 fn math_random(lua: &Lua, args: MultiValue) -> LResult<f64> {
-    let active = lua.app_data_ref::<RunState>().is_some_and(|r| r.bridge.is_some());
-    let Some(rng) = rng(lua).filter(|_| active) else {
+    let Some(rng) = rng(lua).filter(|_| active(lua)) else {
         return Err(lua_error(lua, "math.random can only be called inside a script invocation"));
     };
     let r = f64::from(rng.next() % LRAND48_MAX) / f64::from(LRAND48_MAX);
@@ -335,8 +241,7 @@ fn math_random(lua: &Lua, args: MultiValue) -> LResult<f64> {
 }
 
 fn math_randomseed(lua: &Lua, args: MultiValue) -> LResult<()> {
-    let active = lua.app_data_ref::<RunState>().is_some_and(|r| r.bridge.is_some());
-    let Some(rng) = rng(lua).filter(|_| active) else {
+    let Some(rng) = rng(lua).filter(|_| active(lua)) else {
         return Err(lua_error(lua, "math.randomseed can only be called inside a script invocation"));
     };
     let a = Args::new(lua, args);

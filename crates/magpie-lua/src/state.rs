@@ -1,14 +1,12 @@
 //! The state a run shares between the engines and the `redis` table's functions: the shared
-//! random generator, the run's bookkeeping in the Lua state's app data, and the mailbox through
-//! which the Rust functions reach the host.
+//! random generator and the run's bookkeeping in the Lua state's app data (the host and what
+//! `redis.call` needs on every call are in the state's [`crate::link::Link`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use magpie_protocol::{Reply, Resp};
 use mlua::Function;
 
-use crate::host::{Control, LogLevel, Repl};
 use crate::rand48::Rand48;
 use crate::shebang::ScriptFlags;
 
@@ -36,10 +34,6 @@ impl SharedRng {
 /// Per-state bookkeeping of the current run, in the Lua state's app data.
 #[derive(Default)]
 pub(crate) struct RunState {
-    /// Calls into the host; set only while a script runs.
-    pub bridge: Option<Function>,
-    /// The protocol chosen with `redis.setresp`.
-    pub resp: Resp,
     pub killed: bool,
     /// The hook runs at every instruction (after a kill or a load timeout).
     pub fast_hook: bool,
@@ -50,40 +44,6 @@ pub(crate) struct RunState {
 pub(crate) struct Loading {
     pub(crate) deadline: Option<Instant>,
     pub(crate) functions: Vec<FunctionDef>,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Op {
-    Call,
-    Log(LogLevel),
-    Check,
-    SetRepl(Repl),
-    Acl,
-}
-
-/// Arguments and results passed between the Rust functions and the host.
-pub(crate) struct Mailbox {
-    pub op: Op,
-    pub args: Vec<Vec<u8>>,
-    pub nargs: usize,
-    pub reply: Reply,
-    pub result: Result<(), Vec<u8>>,
-    pub control: Control,
-    pub acl: Option<bool>,
-}
-
-impl Default for Mailbox {
-    fn default() -> Self {
-        Mailbox {
-            op: Op::Check,
-            args: Vec::new(),
-            nargs: 0,
-            reply: Reply::new(Resp::V2),
-            result: Ok(()),
-            control: Control::Continue,
-            acl: None,
-        }
-    }
 }
 
 /// A function registered by a library.

@@ -97,6 +97,26 @@ impl ArgVec {
         v
     }
 
+    /// Empty, with room for `args` arguments of `bytes` bytes in all.
+    pub fn with_capacity(args: usize, bytes: usize) -> ArgVec {
+        ArgVec { buf: Vec::with_capacity(bytes), spans: Vec::with_capacity(args) }
+    }
+
+    /// A copy of `items`, its two buffers allocated to size.
+    pub fn copy_of(items: &[&[u8]]) -> ArgVec {
+        let mut v = ArgVec::new();
+        v.assign(items);
+        v
+    }
+
+    /// Replaces the arguments with a copy of `items`, growing each buffer at most once.
+    pub fn assign(&mut self, items: &[&[u8]]) {
+        self.clear();
+        self.buf.reserve(items.iter().map(|a| a.len()).sum());
+        self.spans.reserve(items.len());
+        self.extend(items);
+    }
+
     /// Appends one argument.
     pub fn push(&mut self, arg: &[u8]) {
         let start = self.buf.len();

@@ -56,7 +56,8 @@ pub(super) fn run_script(ctx: &mut Ctx<'_>, script: &ScriptRun<'_>, body: &mut S
             ctx: inner,
             script,
             started: Instant::now(),
-            args: ArgVec::new(),
+            // Room for the calls of most scripts, so that the buffers grow once if ever.
+            args: ArgVec::with_capacity(16, 256),
             read_only: script.read_only,
             oom_at_start: !script.allow_oom && server.settings().memory.over_limit(),
             dirty: false,
@@ -142,8 +143,7 @@ fn refuse_call(ctx: &Ctx<'_>, id: Option<usize>, msg: &str) -> Vec<u8> {
 
 impl Host for ScriptHost<'_, '_> {
     fn call(&mut self, argv: &[&[u8]], reply: &mut Reply) -> Result<(), Vec<u8>> {
-        self.args.clear();
-        self.args.extend(argv.iter().copied());
+        self.args.assign(argv);
         let args = self.args.args();
         let found = match self.ctx.table().resolve(args) {
             Ok(found) => found,
@@ -243,7 +243,7 @@ impl Host for ScriptHost<'_, '_> {
 
     fn acl_check_cmd(&mut self, argv: &[&[u8]]) -> Option<bool> {
         // Redis looks the command up without checking its arity; an unknown one is an error.
-        let args = ArgVec::from_slices(argv.iter().copied());
+        let args = ArgVec::copy_of(argv);
         let table = self.ctx.table();
         let (id, cmd) = match table.resolve(args.args()) {
             Ok(found) => found,

@@ -276,7 +276,7 @@ impl<'a> Ctx<'a> {
     pub(crate) fn propagate(&mut self, record: &[&[u8]]) {
         let effects = &mut self.session.effects;
         effects.replaced = true;
-        effects.records.push(ArgVec::from_slices(record));
+        effects.records.push(ArgVec::copy_of(record));
     }
 
     /// Raises the keyspace event `event` (Redis's name: "lpush", "hset", "del", "expired",

@@ -1,0 +1,572 @@
+//! `redis.call` and `redis.pcall` (`luaRedisGenericCommand`), written on Lua's C API as
+//! Redis writes them.
+//!
+//! They are the hot path of scripts, so they do without mlua's conversions: the arguments are
+//! read from the Lua stack as slices of the Lua strings themselves (numbers are written as
+//! text into a buffer the state keeps), the host is called directly through the state's
+//! [`Link`], and the reply is pushed onto the stack as it is parsed from the RESP bytes
+//! (`redisProtocolToLuaType`). Their errors are raised as Redis raises them, as the error table
+//! itself (`{err = "CODE message"}`), which is the value scripts see for the errors of mlua
+//! functions too (see `errors.rs`).
+//!
+//! Raising a Lua error unwinds the C stack with `longjmp`, which skips Rust frames without
+//! running their destructors: the functions here raise only from their outermost frame
+//! ([`generic_command`]), where nothing is left to drop, and do all their work in
+//! [`command`], which returns before the error is raised. While [`command`] runs, the
+//! state's memory limit is lifted (as for every Rust function inside a script), so that the
+//! allocations of the Lua API calls it makes cannot fail (which would raise a memory error
+//! through its frames); the Lua stack they need is checked (`lua_checkstack`) before use.
+//! A panic (a bug in the host) is caught before it reaches Lua's frames, raised as a Lua
+//! error, and resumed by the engine when the run returns.
+
+#![allow(unsafe_code)]
+
+use std::ffi::{c_int, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+
+use mlua::ffi::{self, lua_State};
+use mlua::{Function, Lua, Table};
+
+use crate::errors::{LResult, error_text};
+use crate::link::{Buffers, Link, Span};
+
+/// Deepest nesting of aggregates accepted in a command's reply (the server's own replies never
+/// come close; this only bounds the recursion).
+const MAX_REPLY_DEPTH: usize = 1000;
+/// Stack slots one level of a reply's conversion uses at most (an aggregate's wrapper table,
+/// its field name, the aggregate, a key and a value).
+const SLOTS_PER_LEVEL: c_int = 5;
+
+/// Sets `t.call` and `t.pcall`: C closures whose upvalue is a pointer to the state's link.
+pub(crate) fn register(lua: &Lua, t: &Table, link: &Rc<Link>) -> LResult<()> {
+    let ptr = Rc::as_ptr(link).cast_mut().cast::<c_void>();
+    let functions: [(&str, ffi::lua_CFunction); 2] = [("call", redis_call), ("pcall", redis_pcall)];
+    for (name, f) in functions {
+        // SAFETY: pushes one value (the closure), which `exec_raw` returns as a `Function`;
+        // there is room on the stack for two (`exec_raw` checks for three).
+        let function: Function = unsafe {
+            lua.exec_raw((), |state| {
+                ffi::lua_pushlightuserdata(state, ptr);
+                ffi::lua_pushcclosure(state, f, 1);
+            })
+        }?;
+        t.raw_set(name, function)?;
+    }
+    Ok(())
+}
+
+/// The C closure `inputs`, with the state's link as its upvalue (see [`register`]).
+pub(crate) fn inputs_function(lua: &Lua, link: &Rc<Link>) -> LResult<Function> {
+    let ptr = Rc::as_ptr(link).cast_mut().cast::<c_void>();
+    // SAFETY: as in `register`.
+    unsafe {
+        lua.exec_raw((), |state| {
+            ffi::lua_pushlightuserdata(state, ptr);
+            ffi::lua_pushcclosure(state, inputs, 1);
+        })
+    }
+}
+
+/// `inputs()`, called by the run's wrapper (never by scripts): returns KEYS and ARGV, new
+/// tables of the strings the run was given (`luaCreateArray`), made here rather than through
+/// mlua before the run, where each table and string is a handle to manage.
+unsafe extern "C-unwind" fn inputs(state: *mut lua_State) -> c_int {
+    // SAFETY: as in `generic_command`.
+    let link = unsafe { &*ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)).cast::<Link>() };
+    let done = catch_unwind(AssertUnwindSafe(|| {
+        let _unlimited = link.unlimited();
+        // SAFETY: pushes two tables (a C function has `LUA_MINSTACK` free slots, two more
+        // for each table's element), with no memory limit in force.
+        let pushed = link.with_inputs(|keys, args| unsafe {
+            push_array(state, keys);
+            push_array(state, args);
+        });
+        if pushed.is_none() {
+            // SAFETY: as above.
+            unsafe {
+                ffi::lua_createtable(state, 0, 0);
+                ffi::lua_createtable(state, 0, 0);
+            }
+        }
+    }));
+    match done {
+        Ok(()) => 2,
+        Err(payload) => {
+            link.keep_panic(payload);
+            // SAFETY: as in `generic_command`.
+            unsafe {
+                ffi::lua_settop(state, 0);
+                push_bytes(state, b"internal error in a script's inputs (panic)");
+                ffi::lua_error(state)
+            }
+        }
+    }
+}
+
+/// Pushes a new table of `items` (`luaCreateArray`: grown as Redis's `lua_newtable` grows).
+///
+/// # Safety
+/// Two free stack slots; no memory limit in force.
+unsafe fn push_array(state: *mut lua_State, items: &[&[u8]]) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        ffi::lua_createtable(state, 0, 0);
+        for (i, item) in items.iter().enumerate() {
+            let Ok(index) = i32::try_from(i + 1) else { break };
+            push_bytes(state, item);
+            ffi::lua_rawseti(state, -2, index.into());
+        }
+    }
+}
+
+/// `redis.call`: an error raises.
+unsafe extern "C-unwind" fn redis_call(state: *mut lua_State) -> c_int {
+    // SAFETY: called by Lua as the closure `register` made.
+    unsafe { generic_command(state, true) }
+}
+
+/// `redis.pcall`: an error is returned as an error table.
+unsafe extern "C-unwind" fn redis_pcall(state: *mut lua_State) -> c_int {
+    // SAFETY: called by Lua as the closure `register` made.
+    unsafe { generic_command(state, false) }
+}
+
+/// What [`command`] left on top of the stack.
+enum Done {
+    /// A value to return.
+    Return,
+    /// An error value to raise.
+    Raise,
+}
+
+/// # Safety
+/// Only as the body of a C closure made by [`register`].
+unsafe fn generic_command(state: *mut lua_State, raise: bool) -> c_int {
+    // SAFETY: the upvalue is the pointer `register` took from the state's `Rc<Link>`, which
+    // the state's app data keeps alive for as long as the state (see `link.rs`).
+    let link = unsafe { &*ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)).cast::<Link>() };
+    // SAFETY: `state` is the running thread, in the C function `register` made.
+    let done = catch_unwind(AssertUnwindSafe(|| unsafe { command(state, link, raise) }));
+    // Nothing below has a destructor left to run: raising the error here is safe.
+    match done {
+        Ok(Done::Return) => 1,
+        // SAFETY: the error value is on top of the stack.
+        Ok(Done::Raise) => unsafe { ffi::lua_error(state) },
+        Err(payload) => {
+            link.keep_panic(payload);
+            // SAFETY: a C function has `LUA_MINSTACK` free slots; the string is raised.
+            unsafe {
+                ffi::lua_settop(state, 0);
+                push_bytes(state, b"internal error in redis.call (the server panicked)");
+                ffi::lua_error(state)
+            }
+        }
+    }
+}
+
+/// The work of `redis.call` / `redis.pcall`: leaves the result, or the error to raise, on top
+/// of the stack.
+///
+/// # Safety
+/// `state` is the running thread, in the C function [`register`] made.
+unsafe fn command(state: *mut lua_State, link: &Link, raise: bool) -> Done {
+    let _unlimited = link.unlimited();
+    if !link.active() {
+        return raise_error(state, b"redis.call/pcall can only be called inside a script invocation");
+    }
+    let Ok(mut buffers) = link.buffers.try_borrow_mut() else {
+        return raise_error(state, b"redis.call/pcall can only be called inside a script invocation");
+    };
+    let Buffers { numbers, spans, argv, reply } = &mut *buffers;
+    // SAFETY: reads the arguments on the stack, which stay there until `lua_settop` below.
+    if let Err(msg) = unsafe { read_args(state, numbers, spans) } {
+        // SAFETY: pushes one table (a C function has `LUA_MINSTACK` free slots).
+        unsafe { push_error(state, &error_text(msg), false) };
+        return if raise { Done::Raise } else { Done::Return };
+    }
+    let mut args: Vec<&[u8]> = std::mem::take(argv);
+    args.extend(spans.iter().map(|span| match *span {
+        // SAFETY: the bytes of a Lua string that is on the stack until `lua_settop` below
+        // (Lua's collector does not move objects), and `args` is emptied before that.
+        Span::Lua(ptr, len) => unsafe { std::slice::from_raw_parts(ptr, len) },
+        Span::Number(start, end) => &numbers[start..end],
+    }));
+    let result = link.with_host(|host| {
+        reply.clear();
+        reply.proto = link.resp.get();
+        host.call(&args, reply)
+    });
+    args.clear();
+    // Keeps the allocation (an in-place collect: the element types have the same layout).
+    *argv = args.into_iter().map(|_| &b""[..]).collect();
+    // SAFETY: the arguments are no longer needed (as Redis, pop them to make room).
+    unsafe { ffi::lua_settop(state, 0) };
+    let Some(result) = result else {
+        return raise_error(state, b"redis.call/pcall can only be called inside a script invocation");
+    };
+    if let Err(msg) = result {
+        // SAFETY: pushes one table on an empty frame.
+        unsafe { push_error(state, &error_text(&msg), true) };
+        return if raise { Done::Raise } else { Done::Return };
+    }
+    let bytes = reply.as_bytes();
+    if raise && matches!(bytes.first(), Some(b'-' | b'!')) {
+        let err = Reader { b: bytes, at: 1 }.error_text(bytes[0]);
+        // SAFETY: pushes one table on an empty frame.
+        unsafe { push_error(state, &err.unwrap_or_else(|| INVALID_REPLY.to_vec()), true) };
+        return Done::Raise;
+    }
+    // SAFETY: the frame is empty; `push_value` checks the stack it needs.
+    if !unsafe { push_value(state, &mut Reader { b: bytes, at: 0 }, 0) } {
+        // SAFETY: as above.
+        unsafe {
+            ffi::lua_settop(state, 0);
+            push_error(state, INVALID_REPLY, true);
+        }
+    }
+    Done::Return
+}
+
+/// The error of a reply that is not valid RESP (a bug in the host).
+const INVALID_REPLY: &[u8] = b"ERR invalid reply from command";
+
+/// `luaPushError` + `luaError` of a message without a code.
+fn raise_error(state: *mut lua_State, msg: &[u8]) -> Done {
+    // SAFETY: pushes one table (a C function has `LUA_MINSTACK` free slots).
+    unsafe { push_error(state, &error_text(msg), false) };
+    Done::Raise
+}
+
+/// `luaArgsToRedisArgv`: strings as they are, numbers as `%.17g`, anything else refused.
+///
+/// # Safety
+/// `state` is a running thread; the spans of strings point into values on its stack.
+unsafe fn read_args(state: *mut lua_State, numbers: &mut Vec<u8>, spans: &mut Vec<Span>) -> Result<(), &'static [u8]> {
+    numbers.clear();
+    spans.clear();
+    // SAFETY: plain reads of the stack (`lua_tolstring` of a string neither allocates nor
+    // changes the value).
+    unsafe {
+        let argc = ffi::lua_gettop(state);
+        if argc == 0 {
+            return Err(b"Please specify at least one argument for this redis lib call");
+        }
+        for i in 1..=argc {
+            match ffi::lua_type(state, i) {
+                ffi::LUA_TNUMBER => {
+                    let start = numbers.len();
+                    crate::errors::write_g17(ffi::lua_tonumber(state, i), numbers);
+                    spans.push(Span::Number(start, numbers.len()));
+                }
+                ffi::LUA_TSTRING => {
+                    let mut len = 0usize;
+                    let ptr = ffi::lua_tolstring(state, i, &raw mut len);
+                    spans.push(Span::Lua(ptr.cast::<u8>(), len));
+                }
+                _ => return Err(b"Lua redis lib command arguments must be strings or integers"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Pushes `bytes` as a Lua string.
+///
+/// # Safety
+/// One free stack slot; no memory limit in force.
+unsafe fn push_bytes(state: *mut lua_State, bytes: &[u8]) {
+    // SAFETY: as the caller guarantees.
+    unsafe { ffi::lua_pushlstring(state, bytes.as_ptr().cast(), bytes.len()) };
+}
+
+/// Pushes `luaPushErrorBuff`'s table: `{err = err}`, with `ignore_error_stats_update = true`
+/// when the command already counted the error.
+///
+/// # Safety
+/// Three free stack slots; no memory limit in force.
+unsafe fn push_error(state: *mut lua_State, err: &[u8], ignore_stats: bool) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        ffi::lua_createtable(state, 0, 2);
+        push_bytes(state, b"err");
+        push_bytes(state, err);
+        ffi::lua_rawset(state, -3);
+        if ignore_stats {
+            push_bytes(state, b"ignore_error_stats_update");
+            ffi::lua_pushboolean(state, 1);
+            ffi::lua_rawset(state, -3);
+        }
+    }
+}
+
+/// Pushes `{field = value}`, `value` being on top of the stack (it is replaced by the table).
+///
+/// # Safety
+/// Two free stack slots; no memory limit in force.
+unsafe fn wrap(state: *mut lua_State, field: &[u8]) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        ffi::lua_createtable(state, 0, 1);
+        ffi::lua_insert(state, -2);
+        push_bytes(state, field);
+        ffi::lua_insert(state, -2);
+        ffi::lua_rawset(state, -3);
+    }
+}
+
+/// A RESP reply being read.
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    /// The bytes up to the next CRLF, which is passed.
+    fn line(&mut self) -> Option<&[u8]> {
+        let rest = self.b.get(self.at..)?;
+        let mut from = 0;
+        let end = loop {
+            let cr = from + rest.get(from..)?.iter().position(|&c| c == b'\r')?;
+            if rest.get(cr + 1) == Some(&b'\n') {
+                break cr;
+            }
+            from = cr + 1;
+        };
+        self.at += end + 2;
+        Some(&rest[..end])
+    }
+
+    /// A line holding an integer, as `str::parse::<i64>` reads it.
+    fn len(&mut self) -> Option<i64> {
+        parse_i64(self.line()?)
+    }
+
+    fn bulk(&mut self, n: i64) -> Option<&[u8]> {
+        let n = usize::try_from(n).ok()?;
+        let data = self.b.get(self.at..self.at.checked_add(n)?)?;
+        if self.b.get(self.at + n..self.at + n + 2)? != b"\r\n" {
+            return None;
+        }
+        self.at += n + 2;
+        Some(data)
+    }
+
+    /// The `err` text of an error reply (`-` or `!`, already read): its message with `-` in
+    /// front, through `luaPushErrorBuff`'s rules.
+    fn error_text(&mut self, kind: u8) -> Option<Vec<u8>> {
+        let msg = if kind == b'-' {
+            self.line()?
+        } else {
+            let n = self.len()?;
+            self.bulk(n)?
+        };
+        let mut buf = Vec::with_capacity(msg.len() + 1);
+        buf.push(b'-');
+        buf.extend_from_slice(msg);
+        Some(error_text(&buf))
+    }
+}
+
+/// `redisProtocolToLuaType`: pushes the value of the reply at `r` (RESP2 or RESP3) as Redis
+/// 7.0 converts it. `false` when the bytes are not a valid reply (the stack then holds what
+/// was pushed so far).
+///
+/// # Safety
+/// `state` is a running thread; no memory limit in force.
+unsafe fn push_value(state: *mut lua_State, r: &mut Reader<'_>, depth: usize) -> bool {
+    // SAFETY: each arm pushes one value, with the stack checked first; the tables are new
+    // (no metatables: `lua_rawset` is what `lua_settable` would do), and their keys are never
+    // nil nor NaN (nil keys are skipped, doubles are wrapped in tables).
+    unsafe {
+        if depth > MAX_REPLY_DEPTH || ffi::lua_checkstack(state, SLOTS_PER_LEVEL) == 0 {
+            return false;
+        }
+        let Some(&kind) = r.b.get(r.at) else { return false };
+        r.at += 1;
+        match kind {
+            b'+' => {
+                let Some(s) = r.line() else { return false };
+                push_bytes(state, s);
+                wrap(state, b"ok");
+            }
+            b'-' | b'!' => {
+                let Some(err) = r.error_text(kind) else { return false };
+                push_error(state, &err, true);
+            }
+            b':' => {
+                let Some(n) = r.len() else { return false };
+                ffi::lua_pushnumber(state, n as f64);
+            }
+            b'$' => {
+                let Some(n) = r.len() else { return false };
+                if n < 0 {
+                    ffi::lua_pushboolean(state, 0);
+                } else {
+                    let Some(s) = r.bulk(n) else { return false };
+                    push_bytes(state, s);
+                }
+            }
+            b'*' | b'>' => {
+                let Some(n) = r.len() else { return false };
+                if n < 0 {
+                    ffi::lua_pushboolean(state, 0);
+                    return true;
+                }
+                // Grown as elements come, as Redis's `lua_newtable`: where a RESP3 null leaves a
+                // hole, the length operator depends on the table's layout.
+                ffi::lua_createtable(state, 0, 0);
+                for j in 1..=n {
+                    let Ok(index) = i32::try_from(j) else { return false };
+                    if !push_value(state, r, depth + 1) {
+                        return false;
+                    }
+                    ffi::lua_rawseti(state, -2, index.into());
+                }
+            }
+            b'%' | b'~' => {
+                let Some(n) = r.len() else { return false };
+                // As Redis's `lua_newtable` (`pairs` follows the table's layout).
+                ffi::lua_createtable(state, 0, 0);
+                for _ in 0..n.max(0) {
+                    if !push_value(state, r, depth + 1) {
+                        return false;
+                    }
+                    if kind == b'~' {
+                        ffi::lua_pushboolean(state, 1);
+                    } else if !push_value(state, r, depth + 1) {
+                        return false;
+                    }
+                    if ffi::lua_isnil(state, -2) != 0 {
+                        ffi::lua_settop(state, -3);
+                    } else {
+                        ffi::lua_rawset(state, -3);
+                    }
+                }
+                wrap(state, if kind == b'%' { b"map" } else { b"set" });
+            }
+            b'_' => {
+                if r.line().is_none() {
+                    return false;
+                }
+                ffi::lua_pushnil(state);
+            }
+            b'#' => match r.line() {
+                Some(b"t") => ffi::lua_pushboolean(state, 1),
+                Some(b"f") => ffi::lua_pushboolean(state, 0),
+                _ => return false,
+            },
+            b',' => {
+                let Some(s) = r.line() else { return false };
+                // strtod of the text (Redis writes `%.17g`, `inf`, `-inf`, `nan`).
+                ffi::lua_pushnumber(state, parse_double(s));
+                wrap(state, b"double");
+            }
+            b'(' => {
+                let Some(s) = r.line() else { return false };
+                push_bytes(state, s);
+                wrap(state, b"big_number");
+            }
+            b'=' => {
+                let Some(n) = r.len() else { return false };
+                let Some(s) = r.bulk(n) else { return false };
+                if s.len() < 4 {
+                    return false;
+                }
+                ffi::lua_createtable(state, 0, 2);
+                push_bytes(state, b"string");
+                push_bytes(state, &s[4..]);
+                ffi::lua_rawset(state, -3);
+                push_bytes(state, b"format");
+                push_bytes(state, &s[..3]);
+                ffi::lua_rawset(state, -3);
+                wrap(state, b"verbatim_string");
+            }
+            b'|' => {
+                // Attributes are read and dropped; the value they describe follows.
+                let Some(n) = r.len() else { return false };
+                for _ in 0..n.max(0).saturating_mul(2) {
+                    if !push_value(state, r, depth + 1) {
+                        return false;
+                    }
+                    ffi::lua_settop(state, -2);
+                }
+                return push_value(state, r, depth);
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// `str::parse::<i64>` on bytes: an optional sign, then at least one digit and nothing else;
+/// `None` past `i64`'s range.
+fn parse_i64(s: &[u8]) -> Option<i64> {
+    let (negative, digits) = match s {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: i64 = 0;
+    for &c in digits {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?;
+        n = if negative { n.checked_sub(i64::from(d))? } else { n.checked_add(i64::from(d))? };
+    }
+    Some(n)
+}
+
+fn parse_double(s: &[u8]) -> f64 {
+    let s = std::str::from_utf8(s).unwrap_or("0");
+    match s {
+        "inf" | "+inf" => f64::INFINITY,
+        "-inf" => f64::NEG_INFINITY,
+        "nan" | "-nan" => f64::NAN,
+        _ => s.parse().unwrap_or(0.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_parse_as_str_parse_does() {
+        for s in [
+            "0",
+            "-0",
+            "+7",
+            "-12",
+            "007",
+            "",
+            "+",
+            "-",
+            "1 ",
+            " 1",
+            "1a",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "++1",
+            "-+1",
+            "\u{660}",
+        ] {
+            assert_eq!(parse_i64(s.as_bytes()), s.parse::<i64>().ok(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn lines_end_at_crlf() {
+        let mut r = Reader { b: b"a\rb\r\nc\r\n\r", at: 0 };
+        assert_eq!(r.line(), Some(&b"a\rb"[..]));
+        assert_eq!(r.line(), Some(&b"c"[..]));
+        assert_eq!(r.line(), None);
+    }
+}
