@@ -302,6 +302,11 @@ pub(crate) struct Candidate {
     pub(crate) score: u64,
     pub(crate) db: usize,
     pub(crate) shard: usize,
+    /// The key's hash in its shard's map: compared before the key's bytes, and the way back
+    /// to the entry without hashing again.
+    pub(crate) hash: u64,
+    /// Where the entry was when sampled: still there unless an entry before it was removed.
+    pub(crate) idx: usize,
     pub(crate) key: crate::Key,
 }
 
@@ -323,14 +328,22 @@ pub(crate) const POOL_SIZE: usize = 16;
 impl Pool {
     /// Adds a candidate, keeping the [`POOL_SIZE`] best and each key once.
     pub(crate) fn offer(&mut self, c: Candidate) {
-        if let Some(i) = self.best.iter().position(|b| b.db == c.db && b.key == c.key) {
-            self.best[i].score = c.score;
-        } else if self.best.len() < POOL_SIZE {
-            self.best.push(c);
-        } else if let Some((i, worst)) = self.best.iter().enumerate().min_by_key(|(_, b)| b.score)
-            && worst.score < c.score
+        let full = self.best.len() >= POOL_SIZE;
+        let worst = if full { self.best.iter().enumerate().min_by_key(|(_, b)| b.score) } else { None };
+        if let Some((_, w)) = worst
+            && w.score >= c.score
         {
+            // Not better than the worst kept: whether or not it is in the pool already, the
+            // pool stays as it is (Redis's evictionPoolPopulate skips it the same way).
+            return;
+        }
+        let worst = worst.map(|(i, _)| i);
+        if let Some(i) = self.best.iter().position(|b| b.hash == c.hash && b.db == c.db && b.key == c.key) {
+            self.best[i].score = c.score;
+        } else if let Some(i) = worst {
             self.best[i] = c;
+        } else {
+            self.best.push(c);
         }
     }
 
@@ -420,6 +433,8 @@ mod tests {
                 score: i % 20,
                 db: 0,
                 shard: 0,
+                hash: i % 20,
+                idx: 0,
                 key: crate::Key::new(format!("k{}", i % 20).as_bytes()),
             });
         }

@@ -3,8 +3,8 @@
 //! module decides how many, logs each eviction as a DEL, publishes its `evicted` event and
 //! counts it.
 
+use quanta::Instant;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::time::Instant;
 
 use magpie_store::evict::{self, Policy, Pool};
 use magpie_store::{EvictStep, Keyspace};
@@ -199,9 +199,11 @@ impl Memory {
         let samples = self.samples() as usize;
         let mut pool = self.pool.lock();
         let mut steps = 0u64;
+        // One reading of the clock for the whole call: a key's idle time is kept in seconds.
+        let now = magpie_store::now_ms();
         journal.begin();
         let outcome = loop {
-            let step = ks.evict_one(policy, samples, magpie_store::now_ms(), &mut pool);
+            let step = ks.evict_one(policy, samples, now, &mut pool);
             match step {
                 EvictStep::Evicted(e) => {
                     journal.push(e.seq, e.db, std::iter::once([&b"DEL"[..], &e.key].into_iter()));
