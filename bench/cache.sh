@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # bench/cache.sh: Magpie's eviction policies against redis-server 7.0's allkeys-lru and
 # allkeys-lfu on a cache-aside load (GET, and SET on a miss) over 1M keys of 100-byte values,
-# with maxmemory sized so that each server holds about 10% of the keys:
+# with each server's maxmemory set so that it holds 100k keys (10%) under the load's own churn
+# (measured after writing 100k keys, then moved during the warm-up: see cacheload's --hold):
 #   (a) Zipf 0.8, (b) Zipf 0.99, (c) Zipf 0.8 with a one-pass scan of twice the cache's size
 #   every 100k requests.
 # Prints, per server and policy: hit rate (all requests; Zipf requests only), throughput, keys
-# held, and the top-k mass (the hit rate of a perfect cache of that many keys).
+# held, the top-k mass (the hit rate of a perfect cache of that many keys), and the maxmemory
+# that held them.
 # Then the probe: maxmemory 100mb, allkeys-lru, 300 MB written; RSS growth against the limit
 # and the worst PING latency of another client.
 #
@@ -61,7 +63,8 @@ start() {
 used() { redis-cli -h $HOST -p "$1" INFO memory | tr -d '\r' | awk -F: '$1=="used_memory"{print $2}'; }
 rss_kib() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 
-# One run: fresh server, maxmemory = what 100k keys took, then the load.
+# One run: fresh server, maxmemory = what 100k keys took, then the load (whose warm-up moves
+# maxmemory until the server holds 100k keys).
 run() {
     local kind=$1 policy=$2 workload=$3
     local port; port=$(free_port)
@@ -77,11 +80,11 @@ run() {
         c) args=(--zipf 0.8 --scan) ;;
     esac
     "$LOAD" run --port "$port" "${args[@]}" --warmup "$WARMUP" --requests "$REQUESTS" \
-        --label "$kind $policy" --cache 100000
+        --label "$kind $policy" --cache 100000 --hold 100000
     cleanup; PID=
 }
 
-echo "# cache-aside, 1M keys, 100-byte values, maxmemory = 100k keys' worth; $WARMUP warm-up + $REQUESTS measured requests"
+echo "# cache-aside, 1M keys, 100-byte values, maxmemory set to hold 100k keys; $WARMUP warm-up + $REQUESTS measured requests"
 for w in a b c; do
     case $w in
         a) echo "## (a) Zipf 0.8" ;;

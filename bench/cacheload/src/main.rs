@@ -4,8 +4,11 @@
 //! miss, SET a `--value`-byte value), keys drawn from a Zipf distribution (ranks shuffled over
 //! the key names), with `--scan`, a one-pass scan of twice the cache's size every 100k
 //! requests. Several connections, each pipelining a batch of GETs then the SETs of its misses.
-//! Prints one line: hit rates (all requests, Zipf requests only), throughput, keys held, and
-//! the top-k mass (the hit rate of a cache holding exactly the most popular keys).
+//! Prints one line: hit rates (all requests, Zipf requests only), throughput, keys held, the
+//! top-k mass (the hit rate of a cache holding exactly the most popular keys) and maxmemory.
+//! With `--hold N`, the warm-up moves the server's maxmemory until it holds N keys under this
+//! load (`CACHELOAD_TRACE=1` prints each step), so that servers whose keys cost different
+//! amounts are compared holding the same number of keys.
 //!
 //! `cacheload fill --port P --count N`: writes N keys of the same shape (for sizing).
 //!
@@ -116,19 +119,12 @@ impl Conn {
 }
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn info_field(c: &mut Conn, section: &str, field: &str) -> u64 {
     let text = c.cmd(&[b"INFO", section.as_bytes()]);
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    text.lines().find_map(|l| l.strip_prefix(&format!("{field}:"))).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
 fn run(args: &[String]) {
@@ -143,6 +139,7 @@ fn run(args: &[String]) {
     let value = vec![b'v'; arg(args, "--value", 100)];
     let cache: usize = arg(args, "--cache", keys / 10);
     let label: String = arg(args, "--label", String::from("?"));
+    let hold: usize = arg(args, "--hold", 0);
 
     let zipf = Arc::new(Zipf::new(keys, s));
     let mut perm: Vec<u32> = (0..keys as u32).collect();
@@ -228,19 +225,59 @@ fn run(args: &[String]) {
         let _ = count;
         (sum, started.elapsed())
     };
-    phase(warmup, 1, false);
+    if hold == 0 {
+        phase(warmup, 1, false);
+    } else {
+        // The warm-up in ten rounds (and up to ten more while the count is off by more than
+        // 1%); after each, maxmemory is moved so that the server holds `hold` keys under this
+        // very churn (what a key costs while keys are evicted and written is what matters, not
+        // what it cost when written in one go). Evicting a key frees its value, not its slot
+        // in the table, so a key's marginal cost is below the average: half the average is
+        // the step, which converges without overshooting.
+        let mut c = Conn::new(port);
+        let rounds = 10;
+        for round in 0..2 * rounds {
+            phase(warmup / rounds, 1 + round as u64 * 7919, false);
+            let held = dbsize(&mut c);
+            let used = info_field(&mut c, "memory", "used_memory");
+            let max = info_field(&mut c, "memory", "maxmemory");
+            if std::env::var_os("CACHELOAD_TRACE").is_some() {
+                eprintln!("round {round}: held {held} used {used} maxmemory {max}");
+            }
+            if held == 0 || max == 0 {
+                break;
+            }
+            let off = hold as f64 / held as f64 - 1.0;
+            if round >= rounds - 1 && off.abs() <= 0.01 {
+                break;
+            }
+            // Not full yet: the keys seen so far fit; nothing to learn.
+            if (used as f64) < 0.97 * max as f64 || off.abs() <= 0.002 {
+                continue;
+            }
+            let per_key = 0.5 * used as f64 / held as f64;
+            let next = (max as f64 + (hold as f64 - held as f64) * per_key).max(1.0) as u64;
+            c.cmd(&[b"CONFIG", b"SET", b"maxmemory", next.to_string().as_bytes()]);
+        }
+    }
     let ((hits, total, zhits, ztotal, ops), took) = phase(requests, 2, true);
     let mut c = Conn::new(port);
-    let held: usize = c.cmd(&[b"DBSIZE"]).trim_start_matches(':').trim().parse().unwrap_or(0);
+    let held = dbsize(&mut c);
+    let maxmemory = info_field(&mut c, "memory", "maxmemory");
     let evicted = info_field(&mut c, "stats", "evicted_keys");
     let topk = if held > 0 { zipf.cdf[held.min(keys) - 1] } else { 0.0 };
     println!(
-        "{label:<28} hit {:>5.1}%  zipf-only {:>5.1}%  {:>8.0} ops/s  held {held:>7} keys  top-k mass {:>5.1}%  evicted {evicted}",
+        "{label:<28} hit {:>5.1}%  zipf-only {:>5.1}%  {:>8.0} ops/s  held {held:>7} keys  top-k mass {:>5.1}%  evicted {evicted}  maxmemory {:.2} MB",
         hits as f64 * 100.0 / total.max(1) as f64,
         zhits as f64 * 100.0 / ztotal.max(1) as f64,
         ops as f64 / took.as_secs_f64(),
         topk * 100.0,
+        maxmemory as f64 / 1e6,
     );
+}
+
+fn dbsize(c: &mut Conn) -> usize {
+    c.cmd(&[b"DBSIZE"]).trim_start_matches(':').trim().parse().unwrap_or(0)
 }
 
 fn probe(args: &[String]) {

@@ -937,7 +937,7 @@ impl Policy for Wts {
 // ---------------------------------------------------------------------------------------
 
 fn run(p: &mut dyn Policy, reqs: &[u32], scan_flags: &[bool]) -> f64 {
-    let warm = reqs.len() / 5;
+    let warm = std::env::var("SIM_WARM").ok().and_then(|v| v.parse().ok()).unwrap_or(reqs.len() / 5);
     let (mut zh, mut zn) = (0u64, 0u64);
     for (i, &k) in reqs.iter().enumerate() {
         let h = p.get(k, i as u64);
@@ -956,7 +956,7 @@ fn main() {
     let filter: Vec<String> = std::env::args().skip(1).collect();
     let nkeys = 1_000_000usize;
     let cap = nkeys / 10;
-    let nreq = 5_000_000usize;
+    let nreq: usize = std::env::var("SIM_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000_000);
     let mut perm: Vec<u32> = (0..nkeys as u32).collect();
     let mut r = Rng(99);
     for i in (1..nkeys).rev() {
