@@ -9,7 +9,8 @@
 # held, the top-k mass (the hit rate of a perfect cache of that many keys), and the maxmemory
 # that held them.
 # Then the probe: maxmemory 100mb, allkeys-lru, 300 MB written; RSS growth against the limit
-# and the worst PING latency of another client.
+# and the PING latency of another client (percentiles and worst), and the same without a limit
+# (the PINGs' baseline).
 #
 # Usage: bench/cache.sh [--quick] [--skip-build]
 #   --quick       200k warm-up and 500k measured requests per run (default 1M and 2M)
@@ -98,15 +99,17 @@ for w in a b c; do
     done
 done
 
-echo "## probe: maxmemory 100mb, allkeys-lru, 300 MB of 1 KB values written"
+echo "## probe: maxmemory 100mb, allkeys-lru, 300 MB of 1 KB values written (and, for the PINGs' baseline, no limit)"
 for kind in redis magpie; do
-    port=$(free_port)
-    start "$kind" "$port"
-    redis-cli -h $HOST -p "$port" CONFIG SET maxmemory 100mb >/dev/null
-    redis-cli -h $HOST -p "$port" CONFIG SET maxmemory-policy allkeys-lru >/dev/null
-    before=$(rss_kib "$PID")
-    out=$("$LOAD" probe --port "$port" --bytes $((300 << 20)))
-    after=$(rss_kib "$PID")
-    echo "$kind: $out; RSS grew $(( (after - before) / 1024 )) MB (limit 100 MB); used_memory $(( $(used "$port") >> 20 )) MB"
-    cleanup; PID=
+    for limit in 100mb 0; do
+        port=$(free_port)
+        start "$kind" "$port"
+        redis-cli -h $HOST -p "$port" CONFIG SET maxmemory "$limit" >/dev/null
+        redis-cli -h $HOST -p "$port" CONFIG SET maxmemory-policy allkeys-lru >/dev/null
+        before=$(rss_kib "$PID")
+        out=$("$LOAD" probe --port "$port" --bytes $((300 << 20)))
+        after=$(rss_kib "$PID")
+        echo "$kind maxmemory $limit: $out; RSS grew $(( (after - before) / 1024 )) MB; used_memory $(( $(used "$port") >> 20 )) MB"
+        cleanup; PID=
+    done
 done

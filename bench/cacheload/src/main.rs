@@ -13,7 +13,7 @@
 //! `cacheload fill --port P --count N`: writes N keys of the same shape (for sizing).
 //!
 //! `cacheload probe --port P --bytes N`: writes N bytes of 1 KB values while another
-//! connection PINGs every millisecond; prints the worst PING latency.
+//! connection PINGs every millisecond; prints the PING latency's percentiles and worst.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -288,16 +288,14 @@ fn probe(args: &[String]) {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut c = Conn::new(port);
-            let mut worst = Duration::ZERO;
-            let mut n = 0u64;
+            let mut waits = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 c.cmd(&[b"PING"]);
-                worst = worst.max(t.elapsed());
-                n += 1;
+                waits.push(t.elapsed());
                 std::thread::sleep(Duration::from_millis(1));
             }
-            (worst, n)
+            waits
         })
     };
     let mut c = Conn::new(port);
@@ -317,11 +315,20 @@ fn probe(args: &[String]) {
     }
     let took = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    let (worst, pings) = pinger.join().unwrap();
+    let mut waits = pinger.join().unwrap();
+    waits.sort();
+    let ms = |q: f64| {
+        let i = ((waits.len() as f64 * q) as usize).min(waits.len().saturating_sub(1));
+        waits.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
     println!(
-        "wrote {count} x 1 KB in {:.1} s; worst PING {:.2} ms of {pings}",
+        "wrote {count} x 1 KB in {:.1} s; {} PINGs, ms: p50 {:.2} p99 {:.2} p99.9 {:.2} worst {:.2}",
         took.as_secs_f64(),
-        worst.as_secs_f64() * 1000.0
+        waits.len(),
+        ms(0.5),
+        ms(0.99),
+        ms(0.999),
+        ms(1.0)
     );
 }
 
