@@ -301,7 +301,7 @@ fn std_os() -> &'static str {
     }
 }
 
-/// A `Name:   123 kB` line of /proc/self/status, in KiB (0 where unavailable).
+/// A `Name:   123 kB` line of /proc/meminfo, in KiB (0 where unavailable).
 fn meminfo_kib(name: &str) -> u64 {
     kib_field(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default(), name)
 }

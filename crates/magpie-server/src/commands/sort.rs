@@ -171,9 +171,9 @@ struct Item {
     cmp: Option<Vec<u8>>,
 }
 
-/// Compares as C's `strcoll` in the C locale: bytes up to a NUL.
 const CONVERSION_ERROR: &str = "ERR One or more scores can't be converted into double";
 
+/// Compares as C's `strcoll` in the C locale: bytes up to a NUL.
 fn coll(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     error::c_str(a).cmp(error::c_str(b))
 }
