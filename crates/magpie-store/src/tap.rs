@@ -19,8 +19,15 @@
 //!   it (Redis's `signalKeyAsReady`). A private keyspace (an interactive transaction's copy)
 //!   has no hook: its changes reach waiters when they are applied to the real one.
 //!
-//! Both cost one relaxed load per change while off. They are switched while every shard is
-//! locked (see `Keyspace::with_all_locked`), so no change is half counted.
+//! - **Count.** Every change is also counted, always, in its shard's own counter ([`Tap::changes`]
+//!   sums them): the snapshot schedule (`save 60 10000`) and INFO's
+//!   `rdb_changes_since_last_save` need only how many changes there were, not their order, so a
+//!   server that snapshots but keeps no log pays a plain increment of a counter on a cache line
+//!   of its own (the shard's lock is held, so no other thread writes it), not the global
+//!   sequence's contended read-modify-write.
+//!
+//! Ordering and the expiry queue cost one relaxed load per change while off. They are switched
+//! while every shard is locked (see `Keyspace::with_all_locked`), so no change is half counted.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -66,12 +73,19 @@ pub struct Expired {
 /// Called with (database, key) when a key that blocked clients wait on changes.
 pub type ReadyHook = Box<dyn Fn(usize, &[u8]) + Send + Sync>;
 
-/// The switches and the sequence of one keyspace (every shard holds a reference).
+/// One shard's count of changes, on a cache line of its own.
 #[derive(Default)]
+#[repr(align(64))]
+struct Count(AtomicU64);
+
+/// The switches and the sequence of one keyspace (every shard holds a reference).
 pub struct Tap {
     ordering: AtomicBool,
     expired_tap: AtomicBool,
     seq: AtomicU64,
+    /// Changes made in each shard (indexed by the shard's counter number, see [`Tap::new`]),
+    /// and, last, changes made outside the shards ([`Tap::tick_outside`]).
+    counts: Box<[Count]>,
     ready: OnceLock<ReadyHook>,
     /// Some client tracks keys: flushes are queued as [`Tracked::Flush`].
     tracking: AtomicBool,
@@ -85,12 +99,34 @@ impl fmt::Debug for Tap {
             .field("ordering", &self.ordering)
             .field("expired_tap", &self.expired_tap)
             .field("seq", &self.seq)
+            .field("changes", &self.changes())
             .field("ready", &self.ready.get().is_some())
             .finish()
     }
 }
 
+/// A tap for one shard (a shard made on its own, in tests).
+impl Default for Tap {
+    fn default() -> Tap {
+        Tap::new(1)
+    }
+}
+
 impl Tap {
+    /// A tap for `shards` shards, which count their changes as numbers `0..shards` (see
+    /// [`Tap::tick`]).
+    pub fn new(shards: usize) -> Tap {
+        Tap {
+            ordering: AtomicBool::new(false),
+            expired_tap: AtomicBool::new(false),
+            seq: AtomicU64::new(0),
+            counts: (0..=shards).map(|_| Count::default()).collect(),
+            ready: OnceLock::new(),
+            tracking: AtomicBool::new(false),
+            track_all: AtomicBool::new(false),
+        }
+    }
+
     /// Turns sequence numbering of changes on or off.
     pub fn set_ordering(&self, on: bool) {
         self.ordering.store(on, Ordering::SeqCst);
@@ -116,9 +152,20 @@ impl Tap {
         self.seq.load(Ordering::SeqCst)
     }
 
-    /// Numbers a change (the caller holds the lock of the shard it changes).
+    /// How many changes were made since the tap was made, ordering on or off: exact when
+    /// every shard is locked (a snapshot's cut), otherwise a count that may miss changes being
+    /// made meanwhile.
+    pub fn changes(&self) -> u64 {
+        self.counts.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Counts a change to shard number `shard` and numbers it while ordering is on (0 while
+    /// off). The caller holds that shard's write lock, so no other thread writes its count:
+    /// a load and a store, not an atomic read-modify-write.
     #[inline]
-    pub(crate) fn tick(&self) -> u64 {
+    pub(crate) fn tick(&self, shard: usize) -> u64 {
+        let count = &self.counts[shard].0;
+        count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         if !self.ordering.load(Ordering::Relaxed) {
             return 0;
         }
@@ -130,9 +177,10 @@ impl Tap {
     /// Numbers a change made outside the shards (a function library loaded or deleted), so that
     /// the log orders its record among the keyspace's changes and the snapshot schedule counts
     /// it; 0 while ordering is off. The caller runs with no other command running (nothing
-    /// may cut a snapshot between the change and its number).
+    /// may cut a snapshot between the change and its number, and nothing else counts in the
+    /// outside slot at the same time).
     pub fn tick_outside(&self) -> u64 {
-        self.tick()
+        self.tick(self.counts.len() - 1)
     }
 
     /// Whether flushes are queued for clients tracking keys (see [`Tracked`]).

@@ -43,8 +43,8 @@ pub struct ScanCursor(pub u64);
 impl Db {
     pub(super) fn new(index: usize, shards: usize, tap: &Arc<Tap>, hasher: &foldhash::fast::RandomState) -> Db {
         let n = shards.next_power_of_two().max(1);
-        let shard = || Shard { db: index, tap: tap.clone(), ..Shard::default() };
-        Db { shards: (0..n).map(|_| Padded(RwLock::new(shard()))).collect(), hasher: hasher.clone() }
+        let shard = |i| Shard { db: index, tap: tap.clone(), counter: index * n + i, ..Shard::default() };
+        Db { shards: (0..n).map(|i| Padded(RwLock::new(shard(i)))).collect(), hasher: hasher.clone() }
     }
 
     pub fn shard_count(&self) -> usize {

@@ -120,6 +120,8 @@ pub struct Shard {
     db: usize,
     /// The keyspace's change tap: every change is reported through it (see `tap.rs`).
     tap: Arc<Tap>,
+    /// This shard's number among the tap's change counters (see [`Tap::tick`]).
+    counter: usize,
     /// The state of a snapshot in progress (see [`Keyspace::begin_snapshot`]).
     snap: Option<Box<SnapState>>,
     /// Keys that transactions watch (WATCH, or touched inside BEGIN), with a version that
@@ -318,7 +320,7 @@ impl Shard {
     /// Takes every entry out, leaving the shard empty; the caller can drop the returned map
     /// outside the lock. A snapshot in progress keeps the entries it has not written yet.
     fn take(&mut self) -> Map {
-        self.tap.tick();
+        self.tap.tick(self.counter);
         if !self.watched.is_empty() {
             // As Redis: a flush touches the watched keys that existed, and signals those that
             // blocked clients wait on (a client reading a stream through a group then fails,
@@ -380,7 +382,7 @@ impl Shard {
         self.finish_snapshot_part();
         other.finish_snapshot_part();
         for s in [&mut *self, &mut *other] {
-            s.tap.tick();
+            s.tap.tick(s.counter);
         }
         std::mem::swap(&mut self.map, &mut other.map);
         std::mem::swap(&mut self.volatile, &mut other.volatile);
@@ -410,7 +412,7 @@ impl Shard {
     /// watchers of the key see its version move.
     #[inline]
     fn changing(&mut self, idx: usize) -> u64 {
-        let seq = self.tap.tick();
+        let seq = self.tap.tick(self.counter);
         if self.snap.is_some() {
             self.preserve(idx);
         }
@@ -450,7 +452,7 @@ impl Shard {
     /// Reports a key about to be created (not in the map).
     #[inline]
     fn creating(&mut self, key: &[u8]) -> u64 {
-        let seq = self.tap.tick();
+        let seq = self.tap.tick(self.counter);
         if !self.watched.is_empty()
             && let Some(w) = self.watched.get_mut(key)
         {

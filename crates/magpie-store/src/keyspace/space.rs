@@ -20,12 +20,13 @@ pub struct ExpireStats {
 impl Keyspace {
     /// `databases` databases of `shards` shards each (rounded up to a power of two).
     pub fn new(databases: usize, shards: usize) -> Keyspace {
-        let tap = Arc::new(Tap::default());
+        let databases = databases.max(1);
+        let tap = Arc::new(Tap::new(databases * shards.next_power_of_two().max(1)));
         // One shard hasher for every database: a key has the same shard in each, so SWAPDB
         // can exchange databases shard by shard.
         let hasher = foldhash::fast::RandomState::default();
         Keyspace {
-            dbs: (0..databases.max(1)).map(|i| Db::new(i, shards, &tap, &hasher)).collect(),
+            dbs: (0..databases).map(|i| Db::new(i, shards, &tap, &hasher)).collect(),
             tap,
             expire_cursor: parking_lot::Mutex::new((0, 0)),
         }

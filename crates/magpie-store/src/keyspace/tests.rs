@@ -159,7 +159,7 @@ fn scan_all(db: &Db, count: usize, mut between: impl FnMut(usize)) -> Vec<Vec<u8
 
 #[test]
 fn scan_visits_every_key_once_without_changes() {
-    let db = Db::new(0, 8, &Arc::default(), &Default::default());
+    let db = Db::new(0, 8, &Arc::new(Tap::new(8)), &Default::default());
     for i in 0..1000 {
         db.write(format!("k{i}").as_bytes()).insert(format!("k{i}").as_bytes(), v("x"), None, 0);
     }
@@ -170,7 +170,7 @@ fn scan_visits_every_key_once_without_changes() {
 
 #[test]
 fn scan_never_misses_a_key_present_throughout_despite_churn() {
-    let db = Db::new(0, 4, &Arc::default(), &Default::default());
+    let db = Db::new(0, 4, &Arc::new(Tap::new(4)), &Default::default());
     let stable: Vec<String> = (0..500).map(|i| format!("stable{i}")).collect();
     for k in &stable {
         db.write(k.as_bytes()).insert(k.as_bytes(), v("x"), None, 0);
@@ -650,8 +650,34 @@ fn the_tap_numbers_changes_and_reports_expired_keys() {
 }
 
 #[test]
+fn the_tap_counts_changes_in_every_shard_with_ordering_off() {
+    let ks = Keyspace::new(3, 4);
+    assert_eq!(ks.tap().changes(), 0);
+    crate::tap::reset_last_seq();
+    let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    for db in 0..3 {
+        for k in &keys {
+            ks.db(db).write(k.as_bytes()).insert(k.as_bytes(), v("1"), None, 0);
+        }
+    }
+    // Every insert counted, in whichever shard of whichever database it fell; not numbered.
+    assert_eq!(ks.tap().changes(), 120);
+    assert_eq!(crate::tap::last_seq(), 0);
+    assert_eq!(ks.tap().current_seq(), 0);
+    // Reads count nothing; changes outside the shards count too.
+    assert!(ks.db(2).read(b"k1").get(b"k1", 0).is_some());
+    assert_eq!(ks.tap().tick_outside(), 0);
+    assert_eq!(ks.tap().changes(), 121);
+    // With ordering on, a change is counted and numbered.
+    ks.tap().set_ordering(true);
+    ks.db(0).write(b"k1").remove(b"k1", 0);
+    assert_eq!((ks.tap().changes(), ks.tap().current_seq()), (122, 1));
+    ks.tap().set_ordering(false);
+}
+
+#[test]
 fn random_key_finds_live_keys_only() {
-    let db = Db::new(0, 16, &Arc::default(), &Default::default());
+    let db = Db::new(0, 16, &Arc::new(Tap::new(16)), &Default::default());
     assert!(db.random_key(0).is_none());
     db.write(b"dead").insert(b"dead", v("x"), Some(1), 0);
     assert!(db.random_key(5).is_none());
