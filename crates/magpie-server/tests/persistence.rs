@@ -556,6 +556,55 @@ fn appendonly_can_be_turned_on_at_runtime() {
     assert_eq!(con.get::<_, String>("after-always").unwrap(), "yes");
 }
 
+/// Turns the log on at runtime and waits until it runs.
+fn appendonly_on(con: &mut redis::Connection) {
+    let _: () =
+        redis::cmd("CONFIG").arg("SET").arg("appendonly").arg("yes").query(con).expect("CONFIG SET appendonly yes");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while info_field(con, "persistence", "aof_rewrite_in_progress") == "1"
+        || info_field(con, "persistence", "aof_enabled") == "0"
+    {
+        assert!(Instant::now() < deadline, "the log did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Changes are counted for the save schedule (INFO's `rdb_changes_since_last_save`, Redis's
+/// `dirty`) whether or not a schedule or the log is on, and the log, turned off and on again,
+/// still records every write.
+#[test]
+fn changes_are_counted_with_or_without_a_schedule_and_the_log_survives_toggling() {
+    let dir = temp_dir("dirty");
+    let s = start(&dir, &[]);
+    let mut con = s.client();
+    let changes = |con: &mut redis::Connection| info_field(con, "persistence", "rdb_changes_since_last_save");
+    let _: () = con.set("a", "1").unwrap();
+    let _: () = redis::cmd("MSET").arg("b").arg("2").arg("c").arg("3").query(&mut con).unwrap();
+    let _: Option<String> = con.get("a").unwrap();
+    let _: i64 = con.del("nothing").unwrap();
+    assert_eq!(changes(&mut con), "3");
+    let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
+    assert_eq!(changes(&mut con), "0");
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("save").arg("3600 1").query(&mut con).unwrap();
+    let _: () = con.set("d", "4").unwrap();
+    assert_eq!(changes(&mut con), "1");
+    appendonly_on(&mut con);
+    let _: () = con.set("e", "5").unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("appendonly").arg("no").query(&mut con).unwrap();
+    let _: () = con.set("f", "6").unwrap();
+    assert_eq!(changes(&mut con), "3");
+    appendonly_on(&mut con);
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("appendfsync").arg("always").query(&mut con).unwrap();
+    let _: () = con.set("g", "7").unwrap();
+    let _: i64 = con.incr("a", 10).unwrap();
+    drop(s); // crash
+    let s = start(&dir, &["--appendonly", "yes"]);
+    let mut con = s.client();
+    assert_eq!(redis::cmd("DBSIZE").query::<i64>(&mut con).unwrap(), 7);
+    assert_eq!(con.get::<_, i64>("a").unwrap(), 11);
+    assert_eq!(con.get::<_, i64>("g").unwrap(), 7);
+}
+
 #[test]
 fn a_failing_disk_refuses_writes_keeps_reads_and_recovers() {
     let dir = temp_dir("full");

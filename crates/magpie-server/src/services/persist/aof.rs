@@ -4,7 +4,6 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tracing::info;
@@ -148,14 +147,11 @@ impl Persistence {
             }
             drop(jobs);
             p.journal.stop();
-            info!("append-only log turned off");
-        }
-        if !self.settings.save().is_empty() {
+            // Nothing reads the changes' order now: stop numbering them (the save schedule
+            // counts them all the same, see `Tap::changes`).
             let tap = self.ks.tap();
-            if !tap.ordering() {
-                self.ks.with_all_locked(|| tap.set_ordering(true));
-                p.saved_at_seq.store(tap.current_seq(), Ordering::SeqCst);
-            }
+            self.ks.with_all_locked(|| tap.set_ordering(false));
+            info!("append-only log turned off");
         }
         Ok(())
     }

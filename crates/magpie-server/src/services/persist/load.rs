@@ -22,11 +22,9 @@ impl Persistence {
         let result = self.load_and_open(replay);
         p.loading.store(false, Ordering::SeqCst);
         result?;
-        let tap = self.ks.tap();
-        if !self.settings.save().is_empty() || self.settings.appendonly() {
-            tap.set_ordering(true);
-        }
-        p.saved_at_seq.store(tap.current_seq(), Ordering::SeqCst);
+        // The log, if on, has switched the tap's ordering on; the save schedule needs only the
+        // count of changes, which the tap always keeps.
+        p.saved_at.store(self.ks.tap().changes(), Ordering::SeqCst);
         Ok(())
     }
 

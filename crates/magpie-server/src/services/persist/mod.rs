@@ -91,9 +91,9 @@ pub(crate) struct Persistence {
     /// Asks a running snapshot to give up (shutdown).
     abort: AtomicBool,
     stats: Mutex<Stats>,
-    /// The tap's sequence when the last successful snapshot was cut: changes since then are
-    /// the difference with the current sequence.
-    saved_at_seq: AtomicU64,
+    /// The tap's count of changes when the last successful snapshot was cut: changes since
+    /// then are the difference with the current count.
+    saved_at: AtomicU64,
     /// Entries the running snapshot has written.
     progress: AtomicU64,
     loading: AtomicBool,
@@ -136,7 +136,7 @@ impl Persistence {
                 loaded_keys: 0,
                 loaded_expired: 0,
             }),
-            saved_at_seq: AtomicU64::new(0),
+            saved_at: AtomicU64::new(0),
             progress: AtomicU64::new(0),
             loading: AtomicBool::new(false),
             final_saved: AtomicBool::new(false),
@@ -195,7 +195,7 @@ impl Persistence {
     }
 
     fn changes(&self) -> u64 {
-        self.ks.tap().current_seq().saturating_sub(self.saved_at_seq.load(Ordering::Relaxed))
+        self.ks.tap().changes().saturating_sub(self.saved_at.load(Ordering::Relaxed))
     }
 }
 

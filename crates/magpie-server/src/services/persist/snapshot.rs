@@ -112,7 +112,7 @@ impl Persistence {
         let started = Instant::now();
         let target = p.snapshot_path();
         let mut cut = 0;
-        let result = p.write_snapshot(&target, || cut = self.ks.tap().current_seq());
+        let result = p.write_snapshot(&target, || cut = self.ks.tap().changes());
         let mut st = p.stats.lock();
         if background || result.is_ok() {
             st.last_save_attempt = Some(Instant::now());
@@ -124,7 +124,7 @@ impl Persistence {
                 st.last_save_ok = true;
                 st.last_save_unix = now_ms() / 1000;
                 st.saves += 1;
-                p.saved_at_seq.store(cut, Ordering::SeqCst);
+                p.saved_at.store(cut, Ordering::SeqCst);
                 info!(
                     "snapshot saved to {}: {keys} keys, {} in {:.3} s",
                     target.display(),
