@@ -7,8 +7,10 @@
 #   bench/ab.sh A_BINARY B_BINARY [get|set] [ROUNDS]      (env: N=1000000 PIPE=16
 #                                                          PORT_A=7021 PORT_B=7022)
 #
-# A_ARGS / B_ARGS add server flags to one side, A_AUTH / B_AUTH client flags (for redis-cli and
-# redis-benchmark): e.g. the same binary with and without an ACL user,
+# SAVE sets both servers' snapshot schedule (default "": off; e.g. SAVE="86400 1" keeps the
+# schedule's bookkeeping on without a snapshot during the run; each server then runs in a
+# temporary directory of its own). A_ARGS / B_ARGS add server flags to one side, A_AUTH /
+# B_AUTH client flags (for redis-cli and redis-benchmark): e.g. the same binary with and without an ACL user,
 #   B_ARGS="--aclfile users.acl" B_AUTH="--user bench -a pw" bench/ab.sh BIN BIN get
 set -euo pipefail
 # magpie-server's HTTP API (port 7379 by default) stays off, so that servers never clash;
@@ -20,14 +22,16 @@ read -r -a A_ARGS <<<"${A_ARGS:-}"; read -r -a B_ARGS <<<"${B_ARGS:-}"
 read -r -a A_AUTH <<<"${A_AUTH:-}"; read -r -a B_AUTH <<<"${B_AUTH:-}"
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=$(mktemp)
+SAVE=${SAVE:-}
+DIR_A=$(mktemp -d); DIR_B=$(mktemp -d)
 PA=; PB=
-cleanup() { kill $PA $PB 2>/dev/null || true; rm -f "$OUT"; }
+cleanup() { kill $PA $PB 2>/dev/null || true; rm -f "$OUT"; rm -rf "$DIR_A" "$DIR_B"; }
 trap cleanup EXIT
 # taskset execs the server: $! is the server's PID.
 # shellcheck disable=SC2046
-taskset -c 0 "$A" --port "$PORT_A" --save "" $(http_off "$A") "${A_ARGS[@]}" >/dev/null 2>&1 & PA=$!
+taskset -c 0 "$A" --port "$PORT_A" --save "$SAVE" --dir "$DIR_A" $(http_off "$A") "${A_ARGS[@]}" >/dev/null 2>&1 & PA=$!
 # shellcheck disable=SC2046
-taskset -c 0 "$B" --port "$PORT_B" --save "" $(http_off "$B") "${B_ARGS[@]}" >/dev/null 2>&1 & PB=$!
+taskset -c 0 "$B" --port "$PORT_B" --save "$SAVE" --dir "$DIR_B" $(http_off "$B") "${B_ARGS[@]}" >/dev/null 2>&1 & PB=$!
 sleep 0.5
 awk -v type=string -v items=1000000 -v size=64 -v fields=1 -f "$HERE/resp-gen.awk" |
     taskset -c 1 redis-cli -p "$PORT_A" "${A_AUTH[@]}" --no-auth-warning --pipe >/dev/null
