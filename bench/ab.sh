@@ -25,7 +25,9 @@ OUT=$(mktemp)
 SAVE=${SAVE:-}
 DIR_A=$(mktemp -d); DIR_B=$(mktemp -d)
 PA=; PB=
-cleanup() { kill $PA $PB 2>/dev/null || true; rm -f "$OUT"; rm -rf "$DIR_A" "$DIR_B"; }
+# The servers' directories go once they have exited (with SAVE, a server saves on SIGTERM, and
+# a save that fails keeps it running, as Redis does).
+cleanup() { kill $PA $PB 2>/dev/null || true; wait $PA $PB 2>/dev/null || true; rm -f "$OUT"; rm -rf "$DIR_A" "$DIR_B"; }
 trap cleanup EXIT
 # taskset execs the server: $! is the server's PID.
 # shellcheck disable=SC2046
