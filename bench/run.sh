@@ -38,6 +38,7 @@ FILL_FIELDS=1
 TESTS_GIVEN=0
 CUSTOM_LABELS=()
 SERVER_ARGS=
+SAVE=
 CUSTOM_CMDS=()
 SERVER_CPU=0
 CLIENT_CPU=1
@@ -85,6 +86,8 @@ Memory mode:
   --memory-fields F       items per key for list/hash/set/zset (default 100)
 
 Common:
+  --save 'SCHEDULE'       both servers' snapshot schedule (default '': off), e.g. Redis's
+                          and Magpie's default '3600 1 300 100 60 10000'
   --server-args 'ARGS'    extra flags for both servers, after the defaults, e.g.
                           '--appendonly yes --appendfsync always' (each server runs in its
                           own fresh temporary directory, where such files go)
@@ -126,6 +129,7 @@ while [[ $# -gt 0 ]]; do
         ;;
     --fill-type) need_arg "$@"; FILL_TYPE=$2; shift 2 ;;
     --server-args) need_arg "$@"; SERVER_ARGS=$2; shift 2 ;;
+    --save) need_arg "$@"; SAVE=$2; shift 2 ;;
     --fill-fields) need_arg "$@"; FILL_FIELDS=$2; shift 2 ;;
     --pipelines) need_arg "$@"; PIPELINES=$2; shift 2 ;;
     --repeat) need_arg "$@"; REPEAT=$2; shift 2 ;;
@@ -295,11 +299,11 @@ start_server() { # start_server NAME
     USED_PORTS+="$port "
     if [[ $name == redis ]]; then
         bin=$REDIS_BIN
-        local -a args=(--port "$port" --bind "$HOST" --save '' --appendonly no)
+        local -a args=(--port "$port" --bind "$HOST" --save "$SAVE" --appendonly no)
     else
         bin=$MAGPIE_BIN
         # shellcheck disable=SC2046
-        local -a args=(--port "$port" --bind "$HOST" --save '' --appendonly no $(http_off "$bin"))
+        local -a args=(--port "$port" --bind "$HOST" --save "$SAVE" --appendonly no $(http_off "$bin"))
     fi
     local -a extra=()
     [[ -z $SERVER_ARGS ]] || read -r -a extra <<<"$SERVER_ARGS"
