@@ -450,9 +450,9 @@ spread() { # (max-min)/median in percent
 run_throughput() {
     # raw runs are collected in $WORK and copied to $OUT_DIR only when the run completes
     local raw=$WORK/$TS-throughput-raw.csv table=$OUT_DIR/$TS-throughput.md
-    declare -A RPS=() P50=() EFF=()
+    declare -A RPS=() P50=() P99=() EFF=()
     declare -A BENCH_CMD=()
-    local name test p rep n line rps p50 order rc t0 t1 eff
+    local name test p rep n line rps p50 p99 order rc t0 t1 eff
 
     for name in "${SERVERS[@]}"; do start_server "$name"; done
     if [[ $FILL == 1 ]]; then
@@ -501,7 +501,7 @@ run_throughput() {
                         die "redis-benchmark against $name failed (exit $rc; test $test, -P $p); an error reply from the server stops it"
                     fi
                     line=${line//\"/}
-                    IFS=, read -r _ rps _ _ p50 _ _ _ <<<"$line"
+                    IFS=, read -r _ rps _ _ p50 _ p99 _ <<<"$line"
                     echo "$name,$test,$p,$rep,$n,${line#*,}" >>"$raw"
                     RPS[$name,$test,$p]+="$rps "
                     # Requests per second of server CPU: the per-core cost, which still
@@ -509,13 +509,14 @@ run_throughput() {
                     eff=$(awk -v n="$n" -v t=$((t1 - t0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", (t > 0 ? n * hz / t : 0) }')
                     EFF[$name,$test,$p]+="$eff "
                     P50[$name,$test,$p]+="$p50 "
+                    P99[$name,$test,$p]+="$p99 "
                     log "$(printf '%-6s %-5s -P %-3s run %d/%d: %12s ops/s  p50 %s ms' "$name" "$(test_label "$test")" "$p" "$rep" "$REPEAT" "$rps" "$p50")"
                 done
             done
         done
     done
 
-    local r m rs ms rp mp ratio
+    local r m rs ms rp mp rq mq ratio
     {
         echo "## Throughput: magpie vs redis ($TS)"
         echo
@@ -529,21 +530,23 @@ run_throughput() {
             echo "- keyspace NOT filled (--no-fill): GET measures misses"
         fi
         echo
-        echo "| test | pipeline | redis ops/s | magpie ops/s | magpie/redis | redis ops/CPU-s | magpie ops/CPU-s | magpie/redis per CPU | redis p50 ms | magpie p50 ms | redis spread | magpie spread |"
-        echo "|------|---------:|------------:|-------------:|-------------:|----------------:|-----------------:|---------------------:|-------------:|--------------:|-------------:|--------------:|"
+        echo "| test | pipeline | redis ops/s | magpie ops/s | magpie/redis | redis ops/CPU-s | magpie ops/CPU-s | magpie/redis per CPU | redis p50 ms | magpie p50 ms | redis p99 ms | magpie p99 ms | redis spread | magpie spread |"
+        echo "|------|---------:|------------:|-------------:|-------------:|----------------:|-----------------:|---------------------:|-------------:|--------------:|-------------:|--------------:|-------------:|--------------:|"
         for test in "${TEST_LIST[@]}"; do
             for p in "${PIPE_LIST[@]}"; do
-                r=- m=- rs=- ms=- rp=- mp=- ratio=- re=- me=- eratio=-
+                r=- m=- rs=- ms=- rp=- mp=- rq=- mq=- ratio=- re=- me=- eratio=-
                 if [[ -n ${RPS[redis,$test,$p]:-} ]]; then
                     r=$(tr ' ' '\n' <<<"${RPS[redis,$test,$p]}" | grep . | median)
                     rs=$(tr ' ' '\n' <<<"${RPS[redis,$test,$p]}" | grep . | spread)
                     rp=$(tr ' ' '\n' <<<"${P50[redis,$test,$p]}" | grep . | median)
+                    rq=$(tr ' ' '\n' <<<"${P99[redis,$test,$p]}" | grep . | median)
                     re=$(tr ' ' '\n' <<<"${EFF[redis,$test,$p]}" | grep . | median)
                 fi
                 if [[ -n ${RPS[magpie,$test,$p]:-} ]]; then
                     m=$(tr ' ' '\n' <<<"${RPS[magpie,$test,$p]}" | grep . | median)
                     ms=$(tr ' ' '\n' <<<"${RPS[magpie,$test,$p]}" | grep . | spread)
                     mp=$(tr ' ' '\n' <<<"${P50[magpie,$test,$p]}" | grep . | median)
+                    mq=$(tr ' ' '\n' <<<"${P99[magpie,$test,$p]}" | grep . | median)
                     me=$(tr ' ' '\n' <<<"${EFF[magpie,$test,$p]}" | grep . | median)
                 fi
                 if [[ $r != - && $m != - ]]; then ratio=$(awk -v a="$m" -v b="$r" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'); fi
@@ -552,11 +555,11 @@ run_throughput() {
                 [[ $me == - ]] || me=$(printf '%.0f' "$me")
                 [[ $r == - ]] || r=$(printf '%.0f' "$r")
                 [[ $m == - ]] || m=$(printf '%.0f' "$m")
-                echo "| $(test_label "$test") | $p | $r | $m | $ratio | $re | $me | $eratio | $rp | $mp | $rs | $ms |"
+                echo "| $(test_label "$test") | $p | $r | $m | $ratio | $re | $me | $eratio | $rp | $mp | $rq | $mq | $rs | $ms |"
             done
         done
         echo
-        echo "spread = (max - min) / median over the $REPEAT run(s); raw runs: $(basename "$raw")"
+        echo "spread = (max - min) / median over the $REPEAT run(s); p50 and p99 are redis-benchmark's, medians over the runs; raw runs: $(basename "$raw")"
         echo
         echo "ops/CPU-s = requests / CPU time (user + system) the server used during the run, from /proc/PID/stat: what one server core can do. It differs from ops/s when the server is not saturated (at pipeline 1 the single redis-benchmark process is usually the bottleneck)."
         echo
