@@ -6,6 +6,8 @@
 //! - a command on several keys locks every shard involved at once, in ascending
 //!   (database, shard) order, through [`Keyspace::lock_write`] or [`Keyspace::lock_read`];
 //! - whole-database operations take every shard of the database, in order.
+//! - a transaction that names its keys holds their shards the same way, for its whole length,
+//!   and lends them to the commands it runs on its thread ([`Keyspace::hold`]).
 
 pub mod bits;
 mod dense;
