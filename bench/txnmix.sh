@@ -51,7 +51,7 @@ done
 # One redis-benchmark GET run: "rps p50 p99" (ms).
 gets() {
     taskset -c 1 redis-benchmark -p "$1" -t get -n "$GETS" -r 100000 -d 64 -c 50 --csv |
-        awk -F'","' 'NR == 2 { gsub(/"/, ""); print $2, $5, $7 }'
+        awk -F, 'NR == 2 { gsub(/"/, ""); print $2, $5, $7 }'
 }
 declare -A R=()
 for rep in $(seq "$ROUNDS"); do
