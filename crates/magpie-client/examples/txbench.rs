@@ -49,7 +49,11 @@ async fn main() {
                     n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                     // INCRs go to keys of their own (`tx:`), which no SET has made a non-number.
                     let key = format!("{}:{:012}", if incr { "tx" } else { "key" }, (n >> 33) % 100_000);
-                    cmds.push(if incr { vec!["INCR".to_owned(), key] } else { vec!["SET".to_owned(), key, value.clone()] });
+                    cmds.push(if incr {
+                        vec!["INCR".to_owned(), key]
+                    } else {
+                        vec!["SET".to_owned(), key, value.clone()]
+                    });
                 }
                 cmds.push(vec!["EXEC".to_owned()]);
                 match client.pipeline(&cmds).await {
@@ -81,5 +85,8 @@ async fn main() {
     }
     let tps = (after - before) as f64 / elapsed;
     let what = if incr { "INCR" } else { "SET" };
-    println!("{tps:.0} transactions/s ({:.0} {what}s/s) with {clients} clients, {sets} {what}s each", tps * sets as f64);
+    println!(
+        "{tps:.0} transactions/s ({:.0} {what}s/s) with {clients} clients, {sets} {what}s each",
+        tps * sets as f64
+    );
 }

@@ -28,7 +28,9 @@ thread_local! {
     /// The shards this thread holds through a [`Held`]: each lock's address and its contents
     /// (`None` while a guard has them). Empty unless a transaction runs on this thread.
     static LENT: RefCell<Vec<(usize, Option<Box<Shard>>)>> = const { RefCell::new(Vec::new()) };
-    /// Empty shards to leave in the locks while their contents are lent, kept for reuse.
+    /// Empty shards to leave in the locks while their contents are lent, kept for reuse. Boxed:
+    /// what moves between the lock, the list and a guard is then a pointer.
+    #[allow(clippy::vec_box)]
     static SPARE: RefCell<Vec<Box<Shard>>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -102,7 +104,7 @@ impl std::ops::Deref for ShardRead<'_> {
     #[inline]
     fn deref(&self) -> &Shard {
         match &self.0 {
-            ReadInner::Locked(g) => &**g,
+            ReadInner::Locked(g) => g,
             ReadInner::Lent(l) => l.get(),
         }
     }
@@ -122,7 +124,7 @@ impl std::ops::Deref for ShardWrite<'_> {
     #[inline]
     fn deref(&self) -> &Shard {
         match &self.0 {
-            WriteInner::Locked(g) => &**g,
+            WriteInner::Locked(g) => g,
             WriteInner::Lent(l) => l.get(),
         }
     }
@@ -132,7 +134,7 @@ impl std::ops::DerefMut for ShardWrite<'_> {
     #[inline]
     fn deref_mut(&mut self) -> &mut Shard {
         match &mut self.0 {
-            WriteInner::Locked(g) => &mut **g,
+            WriteInner::Locked(g) => g,
             WriteInner::Lent(l) => l.get_mut(),
         }
     }
