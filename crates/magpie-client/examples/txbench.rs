@@ -1,9 +1,10 @@
-//! A load generator for transactions: each client sends `MULTI`, N `SET`s and `EXEC` in one
-//! write and waits for the replies, again and again, for a while; prints transactions per
-//! second. Used by `bench/txn.sh` against Magpie and redis-server alike.
+//! A load generator for transactions: each client sends `MULTI`, N `SET`s (or `INCR`s) of
+//! random keys and `EXEC` in one write and waits for the replies, again and again, for a
+//! while; prints transactions per second. Used by `bench/txn.sh` and `bench/txnmix.sh` against
+//! Magpie and redis-server alike.
 //!
 //! ```text
-//! cargo run --release -p magpie-client --example txbench -- 127.0.0.1:6379 [clients] [seconds] [sets]
+//! cargo run --release -p magpie-client --example txbench -- 127.0.0.1:6379 [clients] [seconds] [sets] [set|incr]
 //! ```
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ async fn main() {
     let addr = args.get(1).cloned().unwrap_or_else(|| "127.0.0.1:6379".to_owned());
     let num = |i: usize, default: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (clients, seconds, sets) = (num(2, 50), num(3, 5), num(4, 10));
+    let incr = args.get(5).is_some_and(|a| a.eq_ignore_ascii_case("incr"));
     let config = match Config::from_url(&format!("redis://{addr}/")) {
         Ok(c) => c,
         Err(e) => {
@@ -45,7 +47,13 @@ async fn main() {
                 cmds.push(vec!["MULTI".to_owned()]);
                 for _ in 0..sets {
                     n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    cmds.push(vec!["SET".to_owned(), format!("key:{:012}", (n >> 33) % 100_000), value.clone()]);
+                    // INCRs go to keys of their own (`tx:`), which no SET has made a non-number.
+                    let key = format!("{}:{:012}", if incr { "tx" } else { "key" }, (n >> 33) % 100_000);
+                    cmds.push(if incr {
+                        vec!["INCR".to_owned(), key]
+                    } else {
+                        vec!["SET".to_owned(), key, value.clone()]
+                    });
                 }
                 cmds.push(vec!["EXEC".to_owned()]);
                 match client.pipeline(&cmds).await {
@@ -76,5 +84,9 @@ async fn main() {
         let _ = t.await;
     }
     let tps = (after - before) as f64 / elapsed;
-    println!("{tps:.0} transactions/s ({:.0} SETs/s) with {clients} clients, {sets} SETs each", tps * sets as f64);
+    let what = if incr { "INCR" } else { "SET" };
+    println!(
+        "{tps:.0} transactions/s ({:.0} {what}s/s) with {clients} clients, {sets} {what}s each",
+        tps * sets as f64
+    );
 }

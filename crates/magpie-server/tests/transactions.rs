@@ -477,3 +477,278 @@ fn events_wait_for_commit_and_reset_ends_transactions() {
     let _: String = cmd(&mut a, "RESET").unwrap();
     assert!(cmd::<()>(&mut a, "EXEC").unwrap_err().to_string().contains("EXEC without MULTI"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// EXEC holding only the shards of the keys it declares
+
+/// Two keys always equal to readers of both, while transactions of declared keys (which hold
+/// only those keys' shards, not the whole server) change them, with and without WATCH.
+#[test]
+fn a_declared_transaction_is_atomic_to_readers_of_its_keys() {
+    let s = Server::magpie();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut con = s.client();
+    let _: () = redis::cmd("MSET").arg("x").arg(0).arg("y").arg(0).query(&mut con).unwrap();
+    let readers: Vec<_> = (0..3)
+        .map(|i| {
+            let mut con = s.client();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seen = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    // MGET, and a GET of each key inside a read-only declared transaction.
+                    let v: Vec<i64> = if i == 0 {
+                        redis::cmd("MGET").arg("x").arg("y").query(&mut con).expect("MGET")
+                    } else {
+                        redis::pipe().atomic().get("x").get("y").query(&mut con).expect("EXEC")
+                    };
+                    assert_eq!(v[0], v[1], "saw half a transaction");
+                    seen += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..3)
+        .map(|i| {
+            let mut con = s.client();
+            std::thread::spawn(move || {
+                let mut done = 0;
+                while done < 300 {
+                    if i == 2 {
+                        // The optimistic form: the WATCH check is one step with the writes.
+                        let _: () = redis::cmd("WATCH").arg("x").query(&mut con).expect("WATCH");
+                        let x: i64 = con.get("x").expect("GET");
+                        let r: Option<(i64, i64)> = redis::pipe()
+                            .atomic()
+                            .set("x", x + 1)
+                            .ignore()
+                            .incr("x", 0)
+                            .incr("y", 1)
+                            .query(&mut con)
+                            .expect("EXEC");
+                        if r.is_none() {
+                            continue;
+                        }
+                    } else {
+                        let _: (i64, i64) =
+                            redis::pipe().atomic().incr("x", 1).incr("y", 1).query(&mut con).expect("EXEC");
+                    }
+                    done += 1;
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    let v: Vec<i64> = redis::cmd("MGET").arg("x").arg("y").query(&mut con).unwrap();
+    assert_eq!(v, vec![900, 900]);
+}
+
+/// Keys for another client to read: with 64 shards, most of them are in other shards than a
+/// given key's.
+fn other_keys() -> Vec<String> {
+    (0..8).map(|i| format!("elsewhere:{i}")).collect()
+}
+
+/// A long declared transaction on one key does not stop commands on other shards: while it
+/// runs, another client's GETs of other keys are answered (they were held back for the whole
+/// EXEC when it ran alone), and none of them sees a value of its own key half-written.
+#[test]
+fn other_shards_are_served_during_a_long_declared_transaction() {
+    let s = Server::magpie();
+    let mut con = s.client();
+    for k in other_keys() {
+        let _: () = con.set(&k, "v").unwrap();
+    }
+    let running = Arc::new(AtomicBool::new(false));
+    let served_during = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let mut con = s.client();
+        let (running, served_during, stop) = (running.clone(), served_during.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let keys = other_keys();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let before = running.load(Ordering::SeqCst);
+                let v: String = con.get(&keys[i % keys.len()]).expect("GET");
+                assert_eq!(v, "v");
+                if before && running.load(Ordering::SeqCst) {
+                    served_during.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        })
+    };
+    // Each transaction: many commands on one key, taking far longer than a GET.
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for _ in 0..20_000 {
+        pipe.cmd("APPEND").arg("long").arg("x").ignore();
+    }
+    pipe.cmd("STRLEN").arg("long");
+    for round in 1..=5u64 {
+        running.store(true, Ordering::SeqCst);
+        let (len,): (u64,) = pipe.query(&mut con).unwrap();
+        running.store(false, Ordering::SeqCst);
+        assert_eq!(len, round * 20_000);
+    }
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    assert!(served_during.load(Ordering::Relaxed) > 0, "no GET of another key was served while the transactions ran");
+}
+
+/// Transactions that reach beyond their declared keys still run alone: a script, a keyless
+/// command, SELECT, MOVE, SORT with a GET pattern. Each sees a key another client increments
+/// the same before and after its middle, as `exec_runs_alone` checks for PING.
+#[test]
+fn undeclared_transactions_still_run_alone() {
+    let s = Server::magpie();
+    let mut con = s.client();
+    let _: () = redis::cmd("RPUSH").arg("list").arg(1).arg(2).query(&mut con).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let other = {
+        let mut con = s.client();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _: i64 = con.incr("noise", 1).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    type Middle = fn(&mut redis::Pipeline);
+    let middles: [(&str, Middle); 5] = [
+        ("EVAL", |p| {
+            p.cmd("EVAL").arg("return redis.call('GET', KEYS[1])").arg(1).arg("some").ignore();
+        }),
+        ("DBSIZE", |p| {
+            p.cmd("DBSIZE").ignore();
+        }),
+        ("SELECT", |p| {
+            p.cmd("SELECT").arg(0).ignore();
+        }),
+        ("MOVE", |p| {
+            p.cmd("MOVE").arg("absent").arg(1).ignore();
+        }),
+        ("SORT", |p| {
+            p.cmd("SORT").arg("list").arg("BY").arg("nosort").arg("GET").arg("#").ignore();
+        }),
+    ];
+    for (name, middle) in middles {
+        for _ in 0..20 {
+            let mut pipe = redis::pipe();
+            pipe.atomic().cmd("GET").arg("noise");
+            for _ in 0..200 {
+                middle(&mut pipe);
+            }
+            pipe.cmd("GET").arg("noise");
+            let (first, last): (Option<i64>, Option<i64>) = pipe.query(&mut con).unwrap();
+            assert_eq!(first, last, "another client's INCR ran in the middle of an EXEC with {name}");
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(other.join().unwrap() > 0);
+}
+
+/// WATCH of keys in another database and in other shards than the transaction's own keys:
+/// the check and the writes are one step, so a write by another client in between is caught.
+#[test]
+fn watch_in_a_declared_transaction() {
+    let s = Server::magpie();
+    let (mut a, mut b) = (s.client(), s.client());
+    let _: () = redis::cmd("SELECT").arg(2).query(&mut a).unwrap();
+    let _: () = redis::cmd("WATCH").arg("w").query(&mut a).unwrap();
+    let _: () = redis::cmd("SELECT").arg(0).query(&mut a).unwrap();
+    let _: () = redis::cmd("SELECT").arg(2).query(&mut b).unwrap();
+    let _: () = b.set("w", 1).unwrap();
+    let r: Option<(i64,)> = redis::pipe().atomic().incr("mine", 1).query(&mut a).unwrap();
+    assert_eq!(r, None, "a watched key changed in another database did not abort EXEC");
+    assert_eq!(a.get::<_, Option<i64>>("mine").unwrap(), None);
+    // Unchanged: the transaction runs, and the watch is gone afterwards.
+    let _: () = redis::cmd("WATCH").arg("v1").arg("v2").query(&mut a).unwrap();
+    let r: Option<(i64, i64)> = redis::pipe().atomic().incr("v1", 1).incr("mine", 1).query(&mut a).unwrap();
+    assert_eq!(r, Some((1, 1)));
+    let _: () = redis::cmd("SELECT").arg(0).query(&mut b).unwrap();
+    let _: () = b.set("v1", 5).unwrap();
+    let r: Option<(i64,)> = redis::pipe().atomic().incr("v1", 1).query(&mut a).unwrap();
+    assert_eq!(r, Some((6,)));
+}
+
+/// Declared transactions from many clients at once, logged as they ran: the log replays to
+/// the same state (counters, a list built by the transactions, expired keys deleted inside).
+#[test]
+fn declared_transactions_replay_to_the_same_state() {
+    let dir = temp_dir("declared");
+    let args = ["--dir", dir.to_str().unwrap(), "--appendonly", "yes", "--appendfsync", "everysec"];
+    let mut s = Server::magpie_with(&args);
+    let writers: Vec<_> = (0..4)
+        .map(|c| {
+            let mut con = s.client();
+            std::thread::spawn(move || {
+                for i in 0..300 {
+                    let (k1, k2) = (format!("c{}", i % 7), format!("c{}", (i + c) % 11));
+                    let _: () = redis::pipe()
+                        .atomic()
+                        .incr(&k1, 1)
+                        .ignore()
+                        .incr(&k2, 2)
+                        .ignore()
+                        .rpush("log", format!("{c}:{i}"))
+                        .ignore()
+                        .cmd("SET")
+                        .arg(format!("short{c}"))
+                        .arg(i)
+                        .arg("PX")
+                        .arg(1)
+                        .ignore()
+                        .cmd("GET")
+                        .arg(format!("short{c}"))
+                        .ignore()
+                        .query(&mut con)
+                        .expect("EXEC");
+                    // Noise outside transactions, on other keys.
+                    let _: i64 = con.incr(format!("plain{c}"), 1).expect("INCR");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let mut con = s.client();
+    let dump = |con: &mut redis::Connection| -> Vec<(String, String)> {
+        let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(con).unwrap();
+        keys.sort();
+        keys.into_iter()
+            .map(|k| {
+                let t: String = redis::cmd("TYPE").arg(&k).query(con).unwrap();
+                let v = if t == "list" {
+                    con.lrange::<_, Vec<String>>(&k, 0, -1).unwrap().join(",")
+                } else {
+                    con.get::<_, Option<String>>(&k).unwrap().unwrap_or_default()
+                };
+                (k, v)
+            })
+            .collect()
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let before = dump(&mut con);
+    let total: i64 = before.iter().filter(|(k, _)| k.starts_with('c')).map(|(_, v)| v.parse::<i64>().unwrap()).sum();
+    assert_eq!(total, 4 * 300 * 3);
+    // A clean stop (the log written out), then the log alone rebuilds the keyspace.
+    let _ = redis::cmd("SHUTDOWN").arg("NOSAVE").query::<()>(&mut con);
+    assert!(s.wait_exit(Duration::from_secs(20)).is_some());
+    drop(s);
+    let s = Server::magpie_with(&args);
+    let mut con = s.client();
+    assert_eq!(dump(&mut con), before, "the log replayed to another state");
+}

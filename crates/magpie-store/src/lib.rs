@@ -6,6 +6,8 @@
 //! - a command on several keys locks every shard involved at once, in ascending
 //!   (database, shard) order, through [`Keyspace::lock_write`] or [`Keyspace::lock_read`];
 //! - whole-database operations take every shard of the database, in order.
+//! - a transaction that names its keys holds their shards the same way, for its whole length,
+//!   and lends them to the commands it runs on its thread ([`Keyspace::hold`]).
 
 pub mod bits;
 mod dense;
@@ -30,8 +32,8 @@ pub use glob::glob_match;
 pub use hash::Hash;
 pub use key::Key;
 pub use keyspace::{
-    Db, DbStats, EmptySlot, Entry, EvictStep, Evicted, FrozenEntry, Keyspace, LiveSlot, MultiRead, MultiWrite,
-    ScanCursor, Shard, Slot, SnapEntry, SnapshotSink,
+    Db, DbStats, EmptySlot, Entry, EvictStep, Evicted, FrozenEntry, Held, Keyspace, LiveSlot, MultiRead, MultiWrite,
+    ScanCursor, Shard, ShardRead, ShardWrite, Slot, SnapEntry, SnapshotSink,
 };
 pub use list::List;
 pub use magpie_protocol::parse_i64;

@@ -25,8 +25,7 @@ mod streams;
 mod strings;
 mod zsets;
 
-use magpie_store::Shard;
-use parking_lot::RwLockWriteGuard;
+use magpie_store::ShardWrite;
 
 pub(crate) use connection::REDIS_VERSION;
 
@@ -226,10 +225,10 @@ pub(crate) static CORE: &[Command] = &[
     Command::new("renamenx", 3, flags![WRITE, FAST], "generic", "1.0.0", "Renames a key only when the target key name doesn't exist.",
         "key newkey", keys::renamenx)
         .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, DELETE]), KeySpec::one(2, key_flags![OW, INSERT])]),
-    Command::new("copy", -3, flags![WRITE, DENYOOM], "generic", "6.2.0", "Copies the value of a key to a new key.",
+    Command::new("copy", -3, flags![WRITE, DENYOOM, UNDECLARED_KEYS], "generic", "6.2.0", "Copies the value of a key to a new key.",
         "source destination [DB destination-db:integer] [REPLACE]", keys::copy)
         .keys(&[KeySpec::one(1, key_flags![RO, ACCESS]), KeySpec::one(2, key_flags![OW, UPDATE])]),
-    Command::new("move", 3, flags![WRITE, FAST], "generic", "1.0.0", "Move a key to another database",
+    Command::new("move", 3, flags![WRITE, FAST, UNDECLARED_KEYS], "generic", "1.0.0", "Move a key to another database",
         "key db:integer", keys::move_)
         .keys(&[KeySpec::one(1, key_flags![RW, ACCESS, UPDATE])]),
     Command::new("swapdb", 3, flags![WRITE, FAST], "server", "4.0.0", "Swaps two Redis databases",
@@ -358,7 +357,7 @@ pub(crate) static CORE: &[Command] = &[
 /// Write-locks the shard of `key` to take elements from it (a pop, a removal), after clients
 /// blocked on it have been served what was added for them (see [`Ctx::waiters_first`]).
 /// Shared by the list and sorted-set commands.
-fn lock_to_take<'a>(ctx: &Ctx<'a>, key: &[u8]) -> RwLockWriteGuard<'a, Shard> {
+fn lock_to_take<'a>(ctx: &Ctx<'a>, key: &[u8]) -> ShardWrite<'a> {
     loop {
         let shard = ctx.db().write(key);
         if !ctx.waiters_first(key) {

@@ -1640,11 +1640,7 @@ pub(super) fn xsetid(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 // XINFO
 
 /// The stream at `key`, read-locked, or Redis's `no such key` / WRONGTYPE.
-fn info_lookup<'s>(
-    ctx: &Ctx<'_>,
-    shard: &'s parking_lot::RwLockReadGuard<'_, magpie_store::Shard>,
-    key: &[u8],
-) -> Result<&'s Stream, Error> {
+fn info_lookup<'s>(ctx: &Ctx<'_>, shard: &'s magpie_store::ShardRead<'_>, key: &[u8]) -> Result<&'s Stream, Error> {
     let found = shard.get(key, ctx.now());
     ctx.hit(found.is_some());
     let Some(e) = found else { return Err(error::NO_SUCH_KEY.into()) };

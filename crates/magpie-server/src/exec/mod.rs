@@ -61,7 +61,10 @@ pub(crate) fn dispatch_resolved(
     let _pass = if cmd.has(Flags::NETWORK) {
         None // it takes the gate itself, around its steps on the keyspace
     } else {
-        let entered = if cmd.has(Flags::RUNS_ALONE) { gate.try_exclusive() } else { gate.try_shared() };
+        // EXEC of a transaction that declared its keys holds their shards instead (see
+        // `multi`): the read side is enough.
+        let alone = cmd.has(Flags::RUNS_ALONE) && !multi::holds_keys_only(ctx.session(), cmd);
+        let entered = if alone { gate.try_exclusive() } else { gate.try_shared() };
         match entered {
             Some(pass) => Some(pass),
             None => {

@@ -1,10 +1,17 @@
 //! Redis's transactions, exactly: MULTI/EXEC/DISCARD/WATCH/UNWATCH.
 //!
 //! - **MULTI/EXEC.** Commands after MULTI are checked (name, arity, what may not be queued) and
-//!   queued; EXEC runs them all with the gate held exclusively (see `services::gate`), so no
-//!   other client sees a state in the middle, and logs them as one record, so a crash never
-//!   replays half of them. Blocking commands inside do not block. Clients blocked on keys the
-//!   transaction filled are served after it.
+//!   queued; EXEC runs them all so that no other client sees a state in the middle, and logs
+//!   them as one record, so a crash never replays half of them. Blocking commands inside do
+//!   not block. Clients blocked on keys the transaction filled are served after it.
+//! - **Holding only the declared keys.** When every queued command names every key it touches
+//!   (see [`declares_keys`]) and the client does not track keys, EXEC holds the shards of
+//!   those keys and of the watched keys (`Keyspace::hold`, in the keyspace's lock order) and
+//!   only the read side of the gate: commands on other shards go on meanwhile, commands on
+//!   its shards wait for the end. Otherwise (a script, SELECT, a keyless command, SORT's
+//!   patterns, ...) it holds the gate exclusively (see `services::gate`), as before: nothing
+//!   else runs. The choice is made as commands are queued, so dispatch knows it before EXEC
+//!   takes the gate ([`holds_keys_only`]).
 //! - **WATCH.** A watched key holds a version in its shard that every change moves (see
 //!   `Shard::watch`); EXEC compares the versions, and also fails if a watched key that was
 //!   alive at WATCH has expired since, as Redis 7.0 does.
@@ -14,8 +21,43 @@ use magpie_store::Keyspace;
 
 use super::waiters;
 use crate::core::error::{CmdResult, Error};
-use crate::model::session::{Multi, Watched, unwatch_all};
+use crate::model::flags::Acl;
+use crate::model::keyspec::key_positions;
+use crate::model::session::{Multi, Session, Watched, unwatch_all};
 use crate::model::{Command, Ctx, Flags, Mode};
+
+/// Whether `cmd`, called with `args`, touches only the keys its key specs name, in the
+/// session's database, and nothing else of the keyspace: a command that reads or writes keys,
+/// whose specs find every key of this call (none incomplete or unknown), and that is none of
+/// those that reach further: scripts (they may touch any key), administration, `@dangerous`
+/// commands (SORT's BY and GET patterns, RESTORE, ...), MOVE and COPY (another database),
+/// commands that run alone or wait on the network. Keyless commands (SELECT, FLUSHALL, KEYS,
+/// SWAPDB, PING, ...) never do.
+pub(super) fn declares_keys(cmd: &Command, args: Args<'_>) -> bool {
+    let beyond = Flags::ADMIN
+        .union(Flags::NOSCRIPT)
+        .union(Flags::PUBSUB)
+        .union(Flags::RUNS_ALONE)
+        .union(Flags::NETWORK)
+        .union(Flags::LOGS_EFFECTS)
+        .union(Flags::UNDECLARED_KEYS);
+    cmd.flags.intersects(Flags::READONLY.union(Flags::WRITE))
+        && !cmd.flags.intersects(beyond)
+        && !cmd.acl.intersects(Acl::DANGEROUS.union(Acl::SCRIPTING))
+        && cmd.has_keys()
+        && key_positions(cmd.key_specs, args, |_, _| {}).is_ok()
+}
+
+/// Whether the EXEC `cmd` of `session` holds only its keys' shards (and the read side of the
+/// gate) rather than the whole gate: its transaction declared every key (see
+/// [`declares_keys`]), was not refused, and the client does not track keys (tracking may
+/// forget keys of any shard when its table is full). Dispatch and EXEC ask the same question.
+#[inline]
+pub(super) fn holds_keys_only(session: &Session, cmd: &Command) -> bool {
+    cmd.has(Flags::MAY_HOLD_KEYS)
+        && session.txn.multi.as_ref().is_some_and(|m| m.declared && !m.failed)
+        && !session.info().control.tracking_on()
+}
 
 /// Called by dispatch for every command while the client is in MULTI: queues it (replying
 /// QUEUED), or says why it is refused (dispatch then fails the transaction). Returns false for the commands
@@ -36,7 +78,9 @@ pub(super) fn queue(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_>) ->
     if let Some(e) = refusal {
         return Err(e); // dispatch refuses it, which fails the transaction
     }
+    let declared = declares_keys(cmd, args);
     let Some(multi) = ctx.session_mut().txn.multi.as_mut() else { return Ok(false) };
+    multi.declared &= declared;
     multi.queued.push(ArgVec::from_args(args));
     ctx.out().simple("QUEUED");
     Ok(true)
@@ -69,7 +113,7 @@ pub(super) fn multi(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     if txn.multi.is_some() {
         return Err("ERR MULTI calls can not be nested".into());
     }
-    txn.multi = Some(Multi::default());
+    txn.multi = Some(Multi { declared: true, ..Multi::default() });
     ctx.out().ok();
     Ok(())
 }
@@ -124,12 +168,35 @@ fn any_changed(ks: &Keyspace, watched: &[Watched], now: u64) -> bool {
     })
 }
 
-/// EXEC. Dispatch holds the gate exclusively for it (the command is marked so).
-pub(super) fn exec(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
+/// The keys a transaction holds (see [`holds_keys_only`]): each queued command's, in the
+/// session's database `db`, and the watched ones, so that the WATCH check and the commands are
+/// one atomic step.
+fn held_keys_of<'a>(queued: &'a [ArgVec], watched: &'a [Watched], db: usize) -> Vec<(usize, &'a [u8])> {
+    let mut keys: Vec<(usize, &[u8])> = watched.iter().map(|w| (w.db, &*w.key)).collect();
+    for q in queued {
+        let args = q.args();
+        if let Ok((_, cmd)) = super::TABLE.resolve(args) {
+            // Checked when it was queued (`declares_keys`): the positions are there.
+            let _ = key_positions(cmd.key_specs, args, |i, _| keys.push((db, args.get(i))));
+        }
+    }
+    keys
+}
+
+/// EXEC. Dispatch holds the gate exclusively for it (the command is marked so), or, when the
+/// transaction declared its keys, only the read side: then EXEC holds their shards (see the
+/// module's doc).
+pub(super) fn exec(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (server, now) = (ctx.server(), ctx.now());
     let ks = server.keyspace();
+    let cmd = ctx.table().resolve(args).map(|(_, c)| c).ok();
+    let hold = cmd.is_some_and(|c| holds_keys_only(ctx.session(), c));
+    let db = ctx.session().db();
     let txn = &mut ctx.session_mut().txn;
     let Some(multi) = txn.multi.take() else { return Err("ERR EXEC without MULTI".into()) };
+    // Until the transaction's last record is queued: every other thread's access to these
+    // shards waits, and this thread's commands borrow them (`Keyspace::hold`).
+    let held = hold.then(|| ks.hold(held_keys_of(&multi.queued, &txn.watched, db)));
     let changed = any_changed(ks, &txn.watched, now);
     unwatch_all(ks, &mut txn.watched);
     if multi.failed {
@@ -156,6 +223,7 @@ pub(super) fn exec(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
         ctx.session_mut().note_write(seq);
     }
     journal.end();
+    drop(held);
     // Clients blocked on keys the transaction filled are served now that it is whole.
     if server.blocking().has_ready() {
         waiters::serve(server);

@@ -13,7 +13,7 @@ static TRANSACTIONS: &[Command] = &[
     // transactions
     Command::new("multi", 1, flags![NOSCRIPT, LOADING, STALE, FAST, ALLOW_BUSY, NOT_QUEUED], "transactions", "1.2.0", "Starts a transaction.",
         "", multi::multi),
-    Command::new("exec", 1, flags![NOSCRIPT, LOADING, STALE, SKIP_SLOWLOG, RUNS_ALONE, NOT_QUEUED], "transactions", "1.2.0", "Executes all commands in a transaction.",
+    Command::new("exec", 1, flags![NOSCRIPT, LOADING, STALE, SKIP_SLOWLOG, RUNS_ALONE, MAY_HOLD_KEYS, NOT_QUEUED], "transactions", "1.2.0", "Executes all commands in a transaction.",
         "", multi::exec),
     Command::new("discard", 1, flags![NOSCRIPT, LOADING, STALE, FAST, ALLOW_BUSY, NOT_QUEUED], "transactions", "2.0.0", "Discards a transaction.",
         "", multi::discard),

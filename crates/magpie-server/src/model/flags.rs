@@ -10,7 +10,7 @@ bitflags! {
     /// What a command is and how dispatch must treat it. The first group are Redis 7.0's
     /// flags, with its names; the rest are Magpie's own and never shown to clients.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-    pub struct Flags: u32 {
+    pub struct Flags: u64 {
         const WRITE = 1;
         const READONLY = 1 << 1;
         const DENYOOM = 1 << 2;
@@ -59,6 +59,13 @@ bitflags! {
         /// Leaves CLIENT CACHING's choice for the command after it (Redis's CLIENT
         /// subcommands: `call` keeps the flag when the command was CLIENT).
         const KEEPS_CACHING = 1 << 30;
+        /// Touches keys its key specs do not name (MOVE and COPY: the key in another
+        /// database), so a transaction that queues it cannot hold only its keys' shards.
+        const UNDECLARED_KEYS = 1 << 31;
+        /// `RUNS_ALONE`, unless every command of the transaction it runs names every key it
+        /// touches: then it holds only those keys' shards, and commands on other shards run
+        /// meanwhile (EXEC: see `exec::multi`).
+        const MAY_HOLD_KEYS = 1 << 32;
     }
 }
 

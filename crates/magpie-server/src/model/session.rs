@@ -225,6 +225,9 @@ pub(crate) struct Multi {
     pub queued: Vec<ArgVec>,
     /// A command was refused while queueing: EXEC will fail with EXECABORT.
     pub failed: bool,
+    /// Every command queued names every key it touches, in the session's database (see
+    /// `exec::multi`): EXEC holds only those keys' shards instead of running alone.
+    pub declared: bool,
 }
 
 /// A watched key and its version when it was watched.

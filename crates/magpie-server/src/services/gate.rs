@@ -1,5 +1,7 @@
 //! The gate: lets a transaction (EXEC, COMMIT) run with no other command running, as Redis's
 //! single thread does, while ordinary commands on different threads never wait for each other.
+//! (An EXEC whose commands declare their keys takes only the read side and holds its keys'
+//! shards instead: see `exec::multi`.)
 //!
 //! It is a reader-writer lock split per thread (a "big reader" lock): each thread that runs
 //! commands takes the read side of its own slot, on a cache line no other core writes, so an

@@ -58,12 +58,18 @@ impl Db {
         (h >> 32) as usize & (self.shards.len() - 1)
     }
 
-    pub fn read(&self, key: &[u8]) -> RwLockReadGuard<'_, Shard> {
-        self.shards[self.shard_index(key)].0.read()
+    /// Read-locks the shard of `key` (or borrows it from a transaction that holds it on this
+    /// thread: see [`Keyspace::hold`]).
+    #[inline]
+    pub fn read(&self, key: &[u8]) -> ShardRead<'_> {
+        held::read(&self.shards[self.shard_index(key)].0)
     }
 
-    pub fn write(&self, key: &[u8]) -> RwLockWriteGuard<'_, Shard> {
-        self.shards[self.shard_index(key)].0.write()
+    /// Write-locks the shard of `key` (or borrows it from a transaction that holds it on this
+    /// thread: see [`Keyspace::hold`]).
+    #[inline]
+    pub fn write(&self, key: &[u8]) -> ShardWrite<'_> {
+        held::write(&self.shards[self.shard_index(key)].0)
     }
 
     pub fn shard(&self, idx: usize) -> &RwLock<Shard> {

@@ -4,6 +4,7 @@
 
 mod db;
 mod eviction;
+mod held;
 mod slot;
 mod space;
 #[cfg(test)]
@@ -11,6 +12,7 @@ mod tests;
 
 pub use db::{Db, DbStats, ScanCursor};
 pub use eviction::{EvictStep, Evicted};
+pub use held::{Held, ShardRead, ShardWrite};
 pub use slot::{EmptySlot, LiveSlot, Slot};
 pub use space::{Keyspace, MultiRead, MultiWrite};
 

@@ -159,7 +159,6 @@ impl Keyspace {
         &self.dbs
     }
 
-    /// Write-locks the shards of all `keys` ((database, key) pairs) at once, in a fixed order.
     /// SWAPDB: exchanges the contents of databases `a` and `b`, atomically (every shard of
     /// both is locked, in order, before any is changed). Clients see each database's keys
     /// under the other's number; a snapshot in progress still writes both as they were.
@@ -175,16 +174,19 @@ impl Keyspace {
         }
     }
 
+    /// Write-locks the shards of all `keys` ((database, key) pairs) at once, in a fixed order
+    /// (those a transaction on this thread holds are borrowed from it: see [`Keyspace::hold`]).
     pub fn lock_write<'a, 'k>(&'a self, keys: impl IntoIterator<Item = (usize, &'k [u8])>) -> MultiWrite<'a> {
         let ids = self.shard_ids(keys);
-        let guards = ids.iter().map(|&(db, s)| self.dbs[db].shards[s].0.write()).collect();
+        let guards = ids.iter().map(|&(db, s)| held::write(&self.dbs[db].shards[s].0)).collect();
         MultiWrite { ks: self, ids, guards }
     }
 
-    /// Read-locks the shards of all `keys` at once, in a fixed order: a consistent view.
+    /// Read-locks the shards of all `keys` at once, in a fixed order: a consistent view (those
+    /// a transaction on this thread holds are borrowed from it).
     pub fn lock_read<'a, 'k>(&'a self, keys: impl IntoIterator<Item = (usize, &'k [u8])>) -> MultiRead<'a> {
         let ids = self.shard_ids(keys);
-        let guards = ids.iter().map(|&(db, s)| self.dbs[db].shards[s].0.read()).collect();
+        let guards = ids.iter().map(|&(db, s)| held::read(&self.dbs[db].shards[s].0)).collect();
         MultiRead { ks: self, ids, guards }
     }
 
@@ -266,7 +268,7 @@ impl Keyspace {
 pub struct MultiWrite<'a> {
     pub(super) ks: &'a Keyspace,
     pub(super) ids: Vec<(usize, usize)>,
-    pub(super) guards: Vec<RwLockWriteGuard<'a, Shard>>,
+    pub(super) guards: Vec<ShardWrite<'a>>,
 }
 
 impl MultiWrite<'_> {
@@ -296,7 +298,7 @@ impl MultiWrite<'_> {
 pub struct MultiRead<'a> {
     pub(super) ks: &'a Keyspace,
     pub(super) ids: Vec<(usize, usize)>,
-    pub(super) guards: Vec<RwLockReadGuard<'a, Shard>>,
+    pub(super) guards: Vec<ShardRead<'a>>,
 }
 
 impl MultiRead<'_> {

@@ -206,6 +206,38 @@ fn multi_locks_cover_keys_in_several_databases() {
     assert!(read.shard(0, b"b").get(b"b", 0).is_some());
 }
 
+/// Shards held for a transaction are lent to its thread's usual calls, kept from every other
+/// thread until the hold ends, and given back whole.
+#[test]
+fn held_shards_are_lent_to_their_thread_and_kept_from_others() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ks = Arc::new(Keyspace::new(2, 4));
+    ks.db(0).write(b"a").insert(b"a", v("0"), None, 0);
+    let held = ks.hold([(0, &b"a"[..]), (1, b"b"), (0, b"a")]);
+    assert_eq!(held.shards(), 2);
+    // On this thread: single-key and multi-key access, one after the other, see the contents.
+    assert_eq!(ks.db(0).read(b"a").get(b"a", 0).unwrap().value, v("0"));
+    ks.db(0).write(b"a").insert(b"a", v("1"), None, 0);
+    let mut locked = ks.lock_write([(0, &b"a"[..]), (1, b"b")]);
+    locked.shard(1, b"b").insert(b"b", v("2"), None, 0);
+    drop(locked);
+    assert!(ks.lock_read([(1, &b"b"[..])]).shard(1, b"b").get(b"b", 0).is_some());
+    // Another thread waits for the end of the hold, and then sees all of it.
+    let done = Arc::new(AtomicBool::new(false));
+    let (k, d) = (ks.clone(), done.clone());
+    let other = std::thread::spawn(move || {
+        let a = k.db(0).read(b"a").get(b"a", 0).map(|e| e.value.clone());
+        d.store(true, Ordering::SeqCst);
+        (a, k.db(1).read(b"b").get(b"b", 0).map(|e| e.value.clone()))
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!done.load(Ordering::SeqCst), "another thread read a held shard");
+    drop(held);
+    assert_eq!(other.join().unwrap(), (Some(v("1")), Some(v("2"))));
+    assert_eq!(ks.db(0).len() + ks.db(1).len(), 2);
+}
+
 #[test]
 fn active_expiry_reclaims_untouched_keys() {
     let ks = Keyspace::new(2, 8);
