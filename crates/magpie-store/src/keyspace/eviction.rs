@@ -1,7 +1,6 @@
 //! Eviction's steps over the shards: sampling, the candidate pool, S3-FIFO's queues.
 
 use super::*;
-use indexmap::map::RawEntryApiV1;
 
 /// What one step of [`Keyspace::evict_one`] did.
 #[derive(Debug)]
@@ -76,7 +75,7 @@ impl Shard {
     }
 
     pub(super) fn ghost_slot(&self, key: &[u8]) -> (usize, u32) {
-        let h = self.map.hasher().hash_one(key);
+        let h = self.map.hash(key);
         ((h as usize) & (self.ghost.len() - 1), (h >> 32) as u32 | 1)
     }
 
@@ -165,10 +164,10 @@ impl Keyspace {
             }
             {
                 let g = lock.read();
-                let hasher = g.map.hasher();
+                let map = &g.map;
                 g.sample(samples, policy.volatile(), |idx, k, e| {
                     let score = if e.is_expired(now) { u64::MAX } else { score(policy, e, now) };
-                    pool.offer(Candidate { score, db, shard, hash: hasher.hash_one(k), idx, key: Key::new(k) });
+                    pool.offer(Candidate { score, db, shard, hash: map.hash(k), idx, key: Key::new(k) });
                 });
             }
             while let Some(c) = pool.take_best() {
@@ -177,7 +176,7 @@ impl Keyspace {
                 // still in the cache): no probe of the table.
                 let found = match g.map.get_index(c.idx) {
                     Some((k, _)) if **k == *c.key => Some(c.idx),
-                    _ => g.map.raw_entry_v1().index_from_hash(c.hash, |k| **k == *c.key),
+                    _ => g.map.find_from_hash(c.hash, |k| k == &*c.key),
                 };
                 let Some(idx) = found else { continue };
                 return self.finish(c.db, &mut g, idx, now);

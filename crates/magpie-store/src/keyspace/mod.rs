@@ -6,6 +6,7 @@ mod db;
 mod eviction;
 mod slot;
 mod space;
+mod table;
 #[cfg(test)]
 mod tests;
 
@@ -20,7 +21,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use indexmap::IndexMap;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::evict::{Candidate, Policy, Pool, Tracking, Use, is_random, score};
@@ -28,7 +28,7 @@ use crate::tap::Tap;
 use crate::{Frozen, Key, Value};
 
 type Hasher = foldhash::fast::RandomState;
-type Map = IndexMap<Key, Entry, Hasher>;
+type Map = table::Table;
 
 /// A value, its expiry time, and what eviction knows of its use.
 #[derive(Debug)]
@@ -248,12 +248,12 @@ impl Shard {
     /// as empty: inserting overwrites it, and otherwise dropping the slot removes it (write
     /// access reclaims expired keys, as in Redis).
     pub fn slot<'a>(&'a mut self, key: &'a [u8], now: u64) -> Slot<'a> {
-        match self.map.get_full(key) {
-            Some((idx, _, e)) if !e.is_expired(now) => {
-                e.used.touch(now);
+        match self.map.get_index_of(key) {
+            Some(idx) if !self.map[idx].is_expired(now) => {
+                self.map[idx].used.touch(now);
                 Slot::Live(LiveSlot { shard: self, idx, before: None })
             }
-            Some((idx, _, _)) => Slot::Empty(EmptySlot { shard: Some(self), key, expired: Some(idx), now }),
+            Some(idx) => Slot::Empty(EmptySlot { shard: Some(self), key, expired: Some(idx), now }),
             None => Slot::Empty(EmptySlot { shard: Some(self), key, expired: None, now }),
         }
     }
@@ -343,14 +343,15 @@ impl Shard {
         self.small = 0;
         self.fifo = VecDeque::new();
         self.hand = 0;
-        let mut map = std::mem::take(&mut self.map);
+        let map = std::mem::take(&mut self.map);
         if let Some(snap) = self.snap.as_deref_mut() {
             let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
-            for (i, (k, mut e)) in map.drain(..).enumerate() {
+            for (i, (k, mut e)) in map.into_entries().enumerate() {
                 if i < cursor && !e.marked() {
                     (snap.sink)(self.db, &k, snap_entry(&mut e));
                 }
             }
+            return Map::default();
         }
         map
     }
@@ -651,9 +652,9 @@ impl Shard {
     /// Checks the invariants tying `volatile` to the map (for tests).
     #[cfg(test)]
     fn check(&self) {
-        let with_ttl = self.map.values().filter(|e| e.expire_at != 0).count();
+        let with_ttl = self.map.iter().map(|(_, e)| e).filter(|e| e.expire_at != 0).count();
         assert_eq!(with_ttl, self.volatile.len());
-        let bytes: usize = self.map.values().map(|e| e.value.size()).sum();
+        let bytes: usize = self.map.iter().map(|(_, e)| e).map(|e| e.value.size()).sum();
         assert_eq!(bytes as u64, self.value_bytes);
         for (pos, &idx) in self.volatile.iter().enumerate() {
             let (_, e) = self.map.get_index(idx as usize).expect("volatile index in range");

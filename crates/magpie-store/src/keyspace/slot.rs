@@ -119,7 +119,7 @@ impl<'a> EmptySlot<'a> {
             }
             None => {
                 shard.creating(self.key);
-                let idx = shard.map.insert_full(Key::new(self.key), Entry::new(value)).0;
+                let idx = shard.map.push(Key::new(self.key), Entry::new(value));
                 shard.map[idx].used.init(self.now);
                 shard.small += 1;
                 idx
