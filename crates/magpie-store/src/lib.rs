@@ -30,7 +30,7 @@ pub use glob::glob_match;
 pub use hash::Hash;
 pub use key::Key;
 pub use keyspace::{
-    Db, DbStats, EmptySlot, Entry, EvictStep, Evicted, FrozenEntry, Keyspace, LiveSlot, MultiRead, MultiWrite,
+    Db, DbStats, EmptySlot, Entry, EntryRef, EvictStep, Evicted, FrozenEntry, Keyspace, LiveSlot, MultiRead, MultiWrite,
     ScanCursor, Shard, Slot, SnapEntry, SnapshotSink,
 };
 pub use list::List;

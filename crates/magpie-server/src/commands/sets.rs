@@ -7,7 +7,7 @@
 
 use magpie_protocol::{Args, Reply};
 use magpie_store::set::{Member, MemberRef};
-use magpie_store::{Entry, Set, Slot, Value, glob_match};
+use magpie_store::{EntryRef, Set, Slot, Value, glob_match};
 
 use super::keys::{ScanOptions, parse_cursor, scan_options};
 use crate::core::args::Cursor;
@@ -134,7 +134,7 @@ fn read_set(ctx: &mut Ctx<'_>, key: &[u8], f: impl FnOnce(&mut Reply, Option<&Se
     let shard = ctx.db().read(key);
     let found = shard.get(key, ctx.now());
     ctx.hit(found.is_some());
-    let set = found.map(|e| as_set(&e.value)).transpose()?;
+    let set = found.map(|e| as_set(e.value)).transpose()?;
     f(ctx.out(), set);
     Ok(())
 }
@@ -341,7 +341,7 @@ pub(super) fn srandmember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let shard = ctx.db().read(key);
     let found = shard.get(key, ctx.now());
     ctx.hit(found.is_some());
-    let set = found.map(|e| as_set(&e.value)).transpose()?;
+    let set = found.map(|e| as_set(e.value)).transpose()?;
     let out = &mut *ctx.out();
     let Some(count) = count else {
         match set.and_then(Set::random) {
@@ -458,13 +458,13 @@ enum Output<'a> {
 fn gather<'s>(
     ctx: &Ctx<'_>,
     keys: Args<'_>,
-    get: impl Fn(&[u8]) -> Option<&'s Entry>,
+    get: impl Fn(&[u8]) -> Option<EntryRef<'s>>,
 ) -> Result<Vec<Option<&'s Set>>, Error> {
     keys.iter()
         .map(|k| {
             let found = get(k);
             ctx.hit(found.is_some());
-            found.map(|e| as_set(&e.value)).transpose()
+            found.map(|e| as_set(e.value)).transpose()
         })
         .collect()
 }

@@ -715,7 +715,7 @@ pub(super) fn xread(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         if !retry {
             ctx.hit(found.is_some());
         }
-        if let Some(Value::Stream(s)) = found.map(|e| &e.value)
+        if let Some(Value::Stream(s)) = found.map(|e| e.value)
             && !s.is_empty()
             && s.last_valid_id().is_some_and(|last| last > resolved[i])
         {
@@ -728,7 +728,7 @@ pub(super) fn xread(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         out.nested_map(serving.len());
         for i in serving {
             let key = r.keys.get(i);
-            let Some(Value::Stream(s)) = locked.shard(db, key).get(key, now).map(|e| &e.value) else { continue };
+            let Some(Value::Stream(s)) = locked.shard(db, key).get(key, now).map(|e| e.value) else { continue };
             out.nested_pair();
             out.bulk(key);
             reply_range(out, s, resolved[i].next().unwrap_or(StreamId::MIN), StreamId::MAX, count, false);
@@ -759,7 +759,7 @@ fn xread_ready(ctx: &mut Ctx<'_>, r: &ReadArgs<'_>, key: &[u8]) -> CmdResult {
         return ctx.block("stream", r.keys.iter(), timeout, Reply::null_array);
     };
     let shard = ctx.db().read(key);
-    match shard.get(key, ctx.now()).map(|e| &e.value) {
+    match shard.get(key, ctx.now()).map(|e| e.value) {
         Some(Value::Stream(s)) if s.last_id() > after => {
             let count = if r.count == 0 { BLOCKED_DEFAULT_COUNT } else { r.count };
             let out = ctx.out();
@@ -974,7 +974,7 @@ pub(super) fn xreadgroup(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         if !retry {
             ctx.hit(found.is_some());
         }
-        let Some(Value::Stream(s)) = found.map(|e| &e.value) else { continue };
+        let Some(Value::Stream(s)) = found.map(|e| e.value) else { continue };
         if wanted[i] != StreamId::MAX {
             serving.push((i, GroupRead::History(wanted[i])));
             continue;

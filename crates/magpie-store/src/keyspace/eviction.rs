@@ -93,7 +93,7 @@ impl Shard {
 
     /// Up to `n` random live entries (of those with an expiry time, for `volatile`), and
     /// their indices.
-    pub(super) fn sample(&self, n: usize, volatile: bool, mut f: impl FnMut(usize, &[u8], &Entry)) {
+    pub(super) fn sample(&self, n: usize, volatile: bool, mut f: impl FnMut(usize, &[u8], EntryRef<'_>)) {
         let len = if volatile { self.volatile.len() } else { self.map.len() };
         if len == 0 {
             return;
@@ -105,7 +105,7 @@ impl Shard {
             let pos = (start + i) % len;
             let idx = if volatile { self.volatile[pos] as usize } else { pos };
             if let Some((k, e)) = self.map.get_index(idx) {
-                f(idx, k, e);
+                f(idx, k, self.view(e));
             }
         }
     }
@@ -166,7 +166,7 @@ impl Keyspace {
                 let g = lock.read();
                 let map = &g.map;
                 g.sample(samples, policy.volatile(), |idx, k, e| {
-                    let score = if e.is_expired(now) { u64::MAX } else { score(policy, e, now) };
+                    let score = if e.is_expired(now) { u64::MAX } else { score(policy, &e, now) };
                     pool.offer(Candidate { score, db, shard, hash: map.hash(k), idx, key: Key::new(k) });
                 });
             }
@@ -187,8 +187,8 @@ impl Keyspace {
 
     /// Evicts the entry at `idx` of a write-locked shard (or reclaims it, if it expired).
     pub(super) fn finish(&self, db: usize, g: &mut Shard, idx: usize, now: u64) -> EvictStep {
-        let Some((k, e)) = g.map.get_index(idx) else { return EvictStep::Progress };
-        if e.is_expired(now) {
+        let Some((k, _)) = g.map.get_index(idx) else { return EvictStep::Progress };
+        if g.is_expired_index(idx, now) {
             let k = k.clone();
             drop(g.slot(&k, now)); // reclaimed and reported as expired
             return EvictStep::Progress;

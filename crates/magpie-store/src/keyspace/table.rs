@@ -22,7 +22,9 @@
 //! and snapshots' marks rely on that (see [`super::Shard`]).
 
 use crate::segtable::SegTable;
-use crate::{Entry, Key};
+use crate::Key;
+
+use super::Stored as Entry;
 use std::hash::BuildHasher;
 
 use super::Hasher;
