@@ -299,6 +299,15 @@ fn an_entry_is_40_bytes() {
     assert_eq!(std::mem::size_of::<Entry>(), 40);
 }
 
+/// A key's place in a shard's table: its inline key (24 bytes) and its stored entry (value
+/// 24, position among the expiring keys 4, use clock and marks 4). The expiry time lives in
+/// the shard's table of expiring keys, for the keys that have one.
+#[test]
+fn a_stored_entry_is_32_bytes_and_its_place_56() {
+    assert_eq!(std::mem::size_of::<Stored>(), 32);
+    assert_eq!(std::mem::size_of::<(Key, Stored)>(), 56);
+}
+
 fn fill(ks: &Keyspace, n: usize, now: u64, ttl: impl Fn(usize) -> Option<u64>) {
     for i in 0..n {
         let k = format!("k{i}");
