@@ -512,10 +512,10 @@ mod tests {
         d
     }
 
-    fn entry(value: Value, expire: Option<u64>) -> Entry {
+    fn entry(value: Value, expire: Option<u64>) -> magpie_store::Entry {
         let mut shard = magpie_store::Shard::default();
         shard.insert(b"k", value, expire, 0);
-        shard.get(b"k", 0).unwrap().clone()
+        shard.get(b"k", 0).unwrap().to_entry()
     }
 
     /// Big collections arrive frozen and are written as big frames where they were encoded,

@@ -438,7 +438,7 @@ fn debug_object(ctx: &mut Ctx<'_>, key: &[u8]) -> CmdResult {
 fn key_digest(ctx: &Ctx<'_>, key: &[u8], with_ttl: bool) -> String {
     let shard = ctx.db().read(key);
     match shard.get(key, ctx.now()) {
-        Some(e) => digest::hex(&digest::value(&e.value, if with_ttl { e.expire_at() } else { None })),
+        Some(e) => digest::hex(&digest::value(e.value, if with_ttl { e.expire_at() } else { None })),
         None => "0".repeat(40),
     }
 }
@@ -456,7 +456,7 @@ fn keyspace_digest(ctx: &Ctx<'_>) -> String {
                 any = true;
                 let mut d = [0u8; 20];
                 digest::mix(&mut d, key);
-                digest::mix(&mut d, &digest::value(&e.value, e.expire_at()));
+                digest::mix(&mut d, &digest::value(e.value, e.expire_at()));
                 for (a, b) in db_digest.iter_mut().zip(d) {
                     *a ^= b;
                 }

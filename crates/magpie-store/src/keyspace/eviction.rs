@@ -38,7 +38,7 @@ impl Shard {
         if self.fifo.len() > 2 * self.small + 64 {
             // Copies of keys since removed or moved pile up when nothing is evicted.
             let map = &self.map;
-            self.fifo.retain(|k| map.get(&**k).is_some_and(|e| !e.used.fifo().0));
+            self.fifo.retain(|k| map.get(k).is_some_and(|e| !e.used.fifo().0));
             if self.fifo.capacity() > 4 * self.fifo.len() + 64 {
                 self.fifo.shrink_to_fit();
             }
@@ -51,7 +51,7 @@ impl Shard {
         let limit = 2 * (self.map.len() * S3_SMALL_PERCENT / 100).max(1) + 16;
         while self.small > limit {
             let Some(k) = self.fifo.pop_front() else { break };
-            if let Some(e) = self.map.get(&*k)
+            if let Some(e) = self.map.get(&k)
                 && !e.used.fifo().0
             {
                 let freq = e.used.fifo().1;
@@ -213,7 +213,7 @@ impl Keyspace {
             if (g.small > target || g.small == len)
                 && let Some(k) = g.fifo.pop_front()
             {
-                let Some(idx) = g.map.get_index_of(&*k) else { continue };
+                let Some(idx) = g.map.get_index_of(&k) else { continue };
                 let (main, freq) = g.map[idx].used.fifo();
                 if main {
                     continue; // moved already (a copy left in the queue)

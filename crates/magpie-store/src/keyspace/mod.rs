@@ -404,7 +404,7 @@ impl Shard {
             // blocked clients wait on (a client reading a stream through a group then fails,
             // as after Redis's `scanDatabaseForDeletedStreams`).
             for (k, w) in &mut self.watched {
-                if self.map.contains_key(&**k) {
+                if self.map.contains_key(k) {
                     w.version += 1;
                     if w.waiters > 0 {
                         self.tap.ready(self.db, k);
@@ -476,8 +476,8 @@ impl Shard {
         std::mem::swap(&mut self.ghost, &mut other.ghost);
         let touch = |s: &mut Shard, o: &Shard| {
             for (k, w) in &mut s.watched {
-                let here = s.map.contains_key(&**k);
-                if here || o.map.contains_key(&**k) {
+                let here = s.map.contains_key(k);
+                if here || o.map.contains_key(k) {
                     w.version += 1;
                 }
                 if here && w.waiters > 0 {

@@ -21,8 +21,8 @@
 //! `swap_remove_index`): SCAN's cursor, random sampling, S3-FIFO's hand, the volatile index
 //! and snapshots' marks rely on that (see [`super::Shard`]).
 
-use crate::segtable::SegTable;
 use crate::Key;
+use crate::segtable::SegTable;
 
 use super::Stored as Entry;
 use std::hash::BuildHasher;
