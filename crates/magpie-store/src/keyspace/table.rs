@@ -234,4 +234,23 @@ mod tests {
         }
         assert!(t.is_empty() && t.chunks.is_empty());
     }
+
+    /// No insert moves more than one index segment's entries, and none copies an entry: a
+    /// shard of millions of keys grows without a stall.
+    #[test]
+    fn growth_is_bounded_per_insert() {
+        let mut t = Table::default();
+        let mut worst = 0;
+        for i in 0..200_000u32 {
+            let before = t.index.moved();
+            t.push(Key::new(format!("key:{i}").as_bytes()), Entry::new(Value::Int(0)));
+            worst = worst.max(t.index.moved() - before);
+        }
+        assert!(worst <= crate::segtable::SEGMENT_BUCKETS, "one insert moved {worst} index entries");
+        assert!(t.index.segment_count() > 16, "{} segments", t.index.segment_count());
+        assert!(t.chunks.iter().all(|c| c.capacity() == CHUNK), "every chunk made whole, none regrown");
+        assert!(
+            (0..200_000u32).step_by(997).all(|i| t.get_index_of(format!("key:{i}").as_bytes()) == Some(i as usize))
+        );
+    }
 }
