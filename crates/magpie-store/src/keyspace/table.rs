@@ -29,8 +29,9 @@ use std::hash::BuildHasher;
 
 use super::Hasher;
 
-/// Entries per chunk, a power of two: 1024 entries of 72 bytes is 72 KiB, so that a shard of
-/// millions of entries has a few thousand chunks and at most one chunk's room unused.
+/// Entries per chunk, a power of two: 1024 entries of 56 bytes is 56 KiB (one of mimalloc's
+/// size classes, so a whole chunk wastes nothing); a shard of millions of entries has a few
+/// thousand chunks and at most one chunk's room unused.
 const CHUNK_SHIFT: u32 = 10;
 const CHUNK: usize = 1 << CHUNK_SHIFT;
 
