@@ -17,7 +17,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use magpie_store::{Entry, FrozenEntry, SnapEntry, Value};
+use magpie_store::{EntryRef, FrozenEntry, SnapEntry, Value};
 
 use crate::codec::{Cursor, Decoded, put_bytes, put_uvarint};
 use crate::frame::{self, FileError, Frames, Kind, Next};
@@ -105,7 +105,7 @@ impl SnapshotWriter {
     }
 
     /// Encodes one entry (in memory only).
-    pub fn entry(&mut self, db: usize, key: &[u8], entry: &Entry) {
+    pub fn entry<'a>(&mut self, db: usize, key: &[u8], entry: impl Into<EntryRef<'a>>) {
         encode_entry(&mut self.data, db, key, entry);
         self.entries += 1;
         if self.data.len() >= FRAME_TARGET {
@@ -278,9 +278,10 @@ impl SnapshotWriter {
 }
 
 /// Appends one snapshot entry, as a data frame holds it.
-pub fn encode_entry(out: &mut Vec<u8>, db: usize, key: &[u8], entry: &Entry) {
+pub fn encode_entry<'a>(out: &mut Vec<u8>, db: usize, key: &[u8], entry: impl Into<EntryRef<'a>>) {
+    let entry = entry.into();
     put_entry_head(out, db, key, entry.expire_at());
-    encode_value(out, &entry.value);
+    encode_value(out, entry.value);
 }
 
 /// Appends one snapshot entry from a frozen image (see [`SnapEntry::Later`]): the same bytes
@@ -511,10 +512,10 @@ mod tests {
         d
     }
 
-    fn entry(value: Value, expire: Option<u64>) -> Entry {
+    fn entry(value: Value, expire: Option<u64>) -> magpie_store::Entry {
         let mut shard = magpie_store::Shard::default();
         shard.insert(b"k", value, expire, 0);
-        shard.get(b"k", 0).unwrap().clone()
+        shard.get(b"k", 0).unwrap().to_entry()
     }
 
     /// Big collections arrive frozen and are written as big frames where they were encoded,
@@ -540,7 +541,7 @@ mod tests {
                     w.add(0, &key, SnapEntry::Later(f));
                     w.encode_later();
                 }
-                None => w.add(0, &key, SnapEntry::Now(&e)),
+                None => w.add(0, &key, SnapEntry::Now(e.view())),
             }
             if i == 4 {
                 w.flush().unwrap();

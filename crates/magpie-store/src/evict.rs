@@ -370,7 +370,7 @@ impl Pool {
 }
 
 /// What [`Policy`] makes of an entry: its score as a candidate (higher goes first).
-pub(crate) fn score(policy: Policy, e: &crate::Entry, now_ms: u64) -> u64 {
+pub(crate) fn score(policy: Policy, e: &crate::EntryRef<'_>, now_ms: u64) -> u64 {
     match policy {
         Policy::AllKeysLfu | Policy::VolatileLfu => 255 - u64::from(e.usage().lfu_counter(now_ms)),
         Policy::VolatileTtl => u64::MAX - e.expire_at().unwrap_or(u64::MAX),

@@ -18,6 +18,14 @@ pub enum Value {
     Stream(Box<Stream>),
 }
 
+/// A shard lends its values by reference ([`crate::EntryRef::value`]): compare them with
+/// owned ones directly.
+impl PartialEq<Value> for &Value {
+    fn eq(&self, other: &Value) -> bool {
+        **self == *other
+    }
+}
+
 impl Value {
     /// A string value, stored as `Int` when the bytes are a canonical integer.
     pub fn string(bytes: &[u8]) -> Value {

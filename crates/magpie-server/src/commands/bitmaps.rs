@@ -79,7 +79,7 @@ fn setbit(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let (old, changed) = match shard.slot(key, ctx.now()) {
         Slot::Live(mut live) => {
             let mut buf = itoa::Buffer::new();
-            let current = string_bytes(&live.entry().value, &mut buf)?;
+            let current = string_bytes(live.entry().value, &mut buf)?;
             let old = current.get(byte).is_some_and(|b| b & mask != 0);
             let grows = current.len() <= byte;
             // Redis changes (and logs) nothing when the bit already has that value.
@@ -124,7 +124,7 @@ fn getbit(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         None => false,
         Some(e) => {
             let mut buf = itoa::Buffer::new();
-            let s = string_bytes(&e.value, &mut buf)?;
+            let s = string_bytes(e.value, &mut buf)?;
             usize::try_from(offset >> 3).ok().and_then(|i| s.get(i)).is_some_and(|b| b & (1 << (7 - (offset & 7))) != 0)
         }
     };
@@ -190,7 +190,7 @@ fn bitcount(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Ok(());
     };
     let mut buf = itoa::Buffer::new();
-    let p = string_bytes(&e.value, &mut buf)?;
+    let p = string_bytes(e.value, &mut buf)?;
     let range = match args.len() {
         4 | 5 => {
             let start = int_arg(args.get(2))?;
@@ -233,7 +233,7 @@ fn bitpos(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Ok(());
     };
     let mut buf = itoa::Buffer::new();
-    let p = string_bytes(&e.value, &mut buf)?;
+    let p = string_bytes(e.value, &mut buf)?;
     let mut end_given = false;
     let range = match args.len() {
         4..=6 => {
@@ -322,7 +322,7 @@ fn bitop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             None => values.push(Vec::new()),
             Some(e) => {
                 let mut buf = itoa::Buffer::new();
-                values.push(string_bytes(&e.value, &mut buf)?.to_vec());
+                values.push(string_bytes(e.value, &mut buf)?.to_vec());
             }
         }
     }
@@ -434,8 +434,8 @@ fn bitfield_generic(ctx: &mut Ctx<'_>, args: Args<'_>, read_only: bool) -> CmdRe
         ctx.hit(found.is_some());
         let mut buf = itoa::Buffer::new();
         let p = match found {
-            Some(e) if !is_string(&e.value) => return Err(wrongtype()),
-            Some(e) => string_bytes(&e.value, &mut buf)?,
+            Some(e) if !is_string(e.value) => return Err(wrongtype()),
+            Some(e) => string_bytes(e.value, &mut buf)?,
             None => &[],
         };
         ctx.out().array(ops.len());
@@ -459,7 +459,7 @@ fn bitfield_generic(ctx: &mut Ctx<'_>, args: Args<'_>, read_only: bool) -> CmdRe
     let mut changes = 0usize;
     let mut replies: Vec<Option<i64>> = Vec::with_capacity(ops.len());
     match shard.slot(key, ctx.now()) {
-        Slot::Live(live) if !is_string(&live.entry().value) => return Err(wrongtype()),
+        Slot::Live(live) if !is_string(live.entry().value) => return Err(wrongtype()),
         Slot::Live(mut live) => {
             // A write taken even if nothing changes (Redis unshares the string too): copying
             // a big bitmap to find out would cost more than logging a no-op.

@@ -182,7 +182,7 @@ fn geopos(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let shard = ctx.db().read(key);
     let found = shard.get(key, ctx.now());
     ctx.hit(found.is_some());
-    let z = zset_of(found.map(|e| &e.value))?;
+    let z = zset_of(found.map(|e| e.value))?;
     let out = ctx.out();
     out.array(args.len() - 2);
     for member in args.iter().skip(2) {
@@ -204,7 +204,7 @@ fn geohash_(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let shard = ctx.db().read(key);
     let found = shard.get(key, ctx.now());
     ctx.hit(found.is_some());
-    let z = zset_of(found.map(|e| &e.value))?;
+    let z = zset_of(found.map(|e| e.value))?;
     let out = ctx.out();
     out.array(args.len() - 2);
     for member in args.iter().skip(2) {
@@ -227,7 +227,7 @@ fn geodist(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let shard = ctx.db().read(key);
     let found = shard.get(key, ctx.now());
     ctx.hit(found.is_some());
-    let Some(z) = zset_of(found.map(|e| &e.value))? else {
+    let Some(z) = zset_of(found.map(|e| e.value))? else {
         ctx.out().null();
         return Ok(());
     };
@@ -314,7 +314,7 @@ fn search(ctx: &mut Ctx<'_>, args: Args<'_>, kind: Kind) -> CmdResult {
         let shard = ctx.db().read(src);
         let found = shard.get(src, ctx.now());
         ctx.hit(found.is_some());
-        zset_of(found.map(|e| &e.value))?;
+        zset_of(found.map(|e| e.value))?;
         found.is_some()
     };
     let mut q = Query::default();
@@ -440,7 +440,7 @@ fn search(ctx: &mut Ctx<'_>, args: Args<'_>, kind: Kind) -> CmdResult {
 fn member_position(ctx: &Ctx<'_>, key: &[u8], member: &[u8]) -> Result<(f64, f64), Error> {
     let shard = ctx.db().read(key);
     let found = shard.get(key, ctx.now());
-    zset_of(found.map(|e| &e.value))?
+    zset_of(found.map(|e| e.value))?
         .and_then(|z| z.score(member))
         .and_then(geohash::decode_score)
         .ok_or_else(|| "ERR could not decode requested zset member".into())
@@ -452,7 +452,7 @@ fn run_search(ctx: &mut Ctx<'_>, args: Args<'_>, db: usize, src: &[u8], q: Query
     let Some(dest) = q.store.map(|i| args.get(i)) else {
         // A plain search reads its one key under a read lock.
         let shard = ctx.db().read(src);
-        let points = match zset_of(shard.get(src, now).map(|e| &e.value))? {
+        let points = match zset_of(shard.get(src, now).map(|e| e.value))? {
             Some(z) => found_points(z, &q)?,
             None => Vec::new(),
         };
@@ -461,7 +461,7 @@ fn run_search(ctx: &mut Ctx<'_>, args: Args<'_>, db: usize, src: &[u8], q: Query
         return Ok(());
     };
     let mut locked = ctx.keyspace().lock_write([(db, src), (db, dest)]);
-    let points = match zset_of(locked.shard_ref(db, src).get(src, now).map(|e| &e.value))? {
+    let points = match zset_of(locked.shard_ref(db, src).get(src, now).map(|e| e.value))? {
         Some(z) => found_points(z, &q)?,
         None => Vec::new(),
     };

@@ -95,7 +95,7 @@ fn read(ctx: &mut Ctx<'_>, key: &[u8], f: impl FnOnce(&mut Reply, Option<&Hash>)
     let shard = ctx.db().read(key);
     let found = shard.get(key, ctx.now());
     ctx.hit(found.is_some());
-    let hash = found.map(|e| hash_of(&e.value)).transpose()?;
+    let hash = found.map(|e| hash_of(e.value)).transpose()?;
     f(ctx.out(), hash)
 }
 
@@ -121,7 +121,7 @@ fn hset_generic(ctx: &mut Ctx<'_>, args: Args<'_>, name: &str, replies_count: bo
     let mut shard = ctx.db().write(key);
     let created = match shard.slot(key, ctx.now()) {
         Slot::Live(mut live) => {
-            hash_of(&live.entry().value)?;
+            hash_of(live.entry().value)?;
             set_all(hash_mut(live.value_mut())?)
         }
         Slot::Empty(empty) => {
@@ -157,7 +157,7 @@ pub(super) fn hsetnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let mut shard = ctx.db().write(key);
     let set = match shard.slot(key, ctx.now()) {
         Slot::Live(mut live) => {
-            if hash_of(&live.entry().value)?.contains(field) {
+            if hash_of(live.entry().value)?.contains(field) {
                 false
             } else {
                 hash_mut(live.value_mut())?.insert(field, value)
@@ -187,7 +187,7 @@ pub(super) fn hdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         Slot::Empty(_) => (0, false),
         Slot::Live(mut live) => {
             // Only a hash that really loses a field is changed (and, later, its WATCHers told).
-            let hash = hash_of(&live.entry().value)?;
+            let hash = hash_of(live.entry().value)?;
             match fields.iter().position(|f| hash.contains(f)) {
                 None => (0, false),
                 Some(first) => {
@@ -224,7 +224,7 @@ fn update_field(
     let mut shard = ctx.db().write(key);
     match shard.slot(key, ctx.now()) {
         Slot::Live(mut live) => {
-            let new = compute(hash_of(&live.entry().value)?.get(field))?;
+            let new = compute(hash_of(live.entry().value)?.get(field))?;
             hash_mut(live.value_mut())?.insert(field, &new);
             Ok(new)
         }

@@ -53,7 +53,7 @@ fn pfadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let mut shard = ctx.db().write(key);
     let updated = match shard.slot(key, ctx.now()) {
         Slot::Live(mut live) => {
-            hll_bytes(&live.entry().value)?;
+            hll_bytes(live.entry().value)?;
             let Value::Str(v) = live.value_mut() else { return Err(wrongtype()) };
             let mut updated = false;
             for ele in args.iter().skip(2) {
@@ -91,7 +91,7 @@ fn pfcount(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             let found = locked.shard(db, key).get(key, ctx.now());
             ctx.hit(found.is_some());
             if let Some(e) = found {
-                hll::merge_into(&mut max, hll_bytes(&e.value)?).map_err(corrupt)?;
+                hll::merge_into(&mut max, hll_bytes(e.value)?).map_err(corrupt)?;
             }
         }
         drop(locked);
@@ -107,7 +107,7 @@ fn pfcount(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         }
         Slot::Live(mut live) => {
             ctx.hit(true);
-            let v = hll_bytes(&live.entry().value)?;
+            let v = hll_bytes(live.entry().value)?;
             let (card, fresh) = match hll::cached(v) {
                 Some(card) => (card, false),
                 None => (hll::count(v).map_err(corrupt)?, true),
@@ -137,7 +137,7 @@ fn pfmerge(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         let found = locked.shard_ref(db, key).get(key, ctx.now());
         ctx.hit(found.is_some());
         if let Some(e) = found {
-            let v = hll_bytes(&e.value)?;
+            let v = hll_bytes(e.value)?;
             dense |= v[4] == 0;
             hll::merge_into(&mut max, v).map_err(corrupt)?;
         }

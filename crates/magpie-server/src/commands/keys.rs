@@ -284,7 +284,7 @@ pub(super) fn copy(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Err("ERR source and destination objects are the same".into());
     }
     let mut locked = ctx.keyspace().lock_write([(src_db, src), (dst_db, dst)]);
-    let found = locked.shard(src_db, src).get(src, ctx.now()).cloned();
+    let found = locked.shard(src_db, src).get(src, ctx.now()).map(|e| e.to_entry());
     ctx.hit(found.is_some());
     let Some(entry) = found else {
         ctx.out().int(0);
@@ -464,7 +464,7 @@ pub(super) fn object_refcount(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                         | Policy::VolatileLfu
                         | Policy::AllKeysS3Fifo
                 );
-            let shared = !tracked && matches!(e.value, magpie_store::Value::Int(n) if (0..10_000).contains(&n));
+            let shared = !tracked && matches!(e.value, magpie_store::Value::Int(n) if (0..10_000).contains(n));
             ctx.out().int(if shared { i64::from(i32::MAX) } else { 1 });
         }
         None => ctx.out().null(),
@@ -554,7 +554,7 @@ pub(super) fn object_idletime(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 fn object_use(
     ctx: &mut Ctx<'_>,
     args: Args<'_>,
-    f: impl FnOnce(&Ctx<'_>, &magpie_store::Entry) -> Result<i64, Error>,
+    f: impl FnOnce(&Ctx<'_>, magpie_store::EntryRef<'_>) -> Result<i64, Error>,
 ) -> CmdResult {
     let key = args.get(2);
     let shard = ctx.db().read(key);

@@ -144,7 +144,7 @@ fn as_list(value: &Value) -> Result<&List, Error> {
 
 /// The list of a live slot, to change, or WRONGTYPE (checked before the slot measures it).
 fn list_mut<'s>(live: &'s mut LiveSlot<'_>) -> Result<&'s mut List, Error> {
-    as_list(&live.entry().value)?;
+    as_list(live.entry().value)?;
     match live.value_mut() {
         Value::List(l) => Ok(l),
         _ => Err(wrongtype()),
@@ -309,7 +309,7 @@ fn pop_generic(ctx: &mut Ctx<'_>, args: Args<'_>, end: End) -> CmdResult {
         }
         return Ok(());
     };
-    as_list(&live.entry().value)?;
+    as_list(live.entry().value)?;
     match count {
         None => pop_one(ctx, live, key, end),
         Some(0) => {
@@ -337,7 +337,7 @@ pub(super) fn llen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let found = shard.get(key, ctx.now());
     ctx.hit(found.is_some());
     let len = match found {
-        Some(e) => as_list(&e.value)?.len(),
+        Some(e) => as_list(e.value)?.len(),
         None => 0,
     };
     ctx.out().int(len as i64);
@@ -368,7 +368,7 @@ pub(super) fn lrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out().array(0);
         return Ok(());
     };
-    let list = as_list(&entry.value)?;
+    let list = as_list(entry.value)?;
     match clamp_range(start, end, list.len()) {
         None => ctx.out().array(0),
         Some((s, e)) => {
@@ -390,7 +390,7 @@ pub(super) fn lindex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out().null();
         return Ok(());
     };
-    let list = as_list(&entry.value)?;
+    let list = as_list(entry.value)?;
     let index = int_arg(args.get(2))?;
     match list.index(index).and_then(|i| list.get(i)) {
         Some(e) => ctx.out().bulk(e),
@@ -439,7 +439,7 @@ pub(super) fn lpos(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         }
         return Ok(());
     };
-    let list = as_list(&entry.value)?;
+    let list = as_list(entry.value)?;
     let llen = list.len() as i64;
     let mut found_at: Vec<i64> = Vec::new();
     let mut matches = 0i64;
@@ -486,9 +486,9 @@ pub(super) fn lset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let key = args.get(1);
     let mut shard = ctx.db().write(key);
     let Slot::Live(mut live) = shard.slot(key, ctx.now()) else { return Err(error::NO_SUCH_KEY.into()) };
-    as_list(&live.entry().value)?;
+    as_list(live.entry().value)?;
     let index = int_arg(args.get(2))?;
-    let Some(i) = as_list(&live.entry().value)?.index(index) else {
+    let Some(i) = as_list(live.entry().value)?.index(index) else {
         return Err("ERR index out of range".into());
     };
     list_mut(&mut live)?.set(i, args.get(3));
@@ -512,7 +512,7 @@ pub(super) fn linsert(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out().int(0);
         return Ok(());
     };
-    let Some(at) = as_list(&live.entry().value)?.position(args.get(3)) else {
+    let Some(at) = as_list(live.entry().value)?.position(args.get(3)) else {
         ctx.out().int(-1);
         return Ok(());
     };
@@ -533,18 +533,18 @@ pub(super) fn lrem(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out().int(0);
         return Ok(());
     };
-    as_list(&live.entry().value)?;
+    as_list(live.entry().value)?;
     // As in C, negating i64::MIN leaves it negative: from the tail, and no limit is reached.
     let (from_tail, limit) = match count {
         i64::MIN => (true, 0),
         n => (n < 0, usize::try_from(n.unsigned_abs()).unwrap_or(usize::MAX)),
     };
     let element = args.get(3);
-    let found = as_list(&live.entry().value)?.iter().any(|e| e == element);
+    let found = as_list(live.entry().value)?.iter().any(|e| e == element);
     let removed = if found { list_mut(&mut live)?.remove(element, limit, from_tail) } else { 0 };
     if removed > 0 {
         ctx.notify(notify::LIST, "lrem", key);
-        if as_list(&live.entry().value)?.is_empty() {
+        if as_list(live.entry().value)?.is_empty() {
             live.remove();
             ctx.notify(notify::GENERIC, "del", key);
         }
@@ -561,7 +561,7 @@ pub(super) fn ltrim(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out().ok();
         return Ok(());
     };
-    let len = as_list(&live.entry().value)?.len();
+    let len = as_list(live.entry().value)?.len();
     let (left, right) = match clamp_range(start, end, len) {
         None => (len, 0),
         Some((s, e)) => (s, len - e - 1),
@@ -599,10 +599,10 @@ fn move_generic(ctx: &mut Ctx<'_>, src: &[u8], dst: &[u8], from: End, to: End) -
     };
     match locked.shard(db, src).get(src, now) {
         None => return Ok(false),
-        Some(e) => as_list(&e.value)?,
+        Some(e) => as_list(e.value)?,
     };
     if let Some(e) = locked.shard(db, dst).get(dst, now) {
-        as_list(&e.value)?;
+        as_list(e.value)?;
     }
     if src == dst {
         // A rotation: the list never becomes empty.
@@ -702,7 +702,7 @@ fn pop_first(ctx: &mut Ctx<'_>, keys: Args<'_>, end: End, count: Option<usize>) 
     for key in keys.iter() {
         let mut shard = lock_to_take(ctx, key);
         let Slot::Live(live) = shard.slot(key, ctx.now()) else { continue };
-        let len = as_list(&live.entry().value)?.len();
+        let len = as_list(live.entry().value)?.len();
         ctx.out().array(2);
         ctx.out().bulk(key);
         match count {

@@ -65,9 +65,14 @@ fn help(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-/// What a stored key costs beyond its value's own allocations: its slot in the shard's map
-/// (hash, inline key, entry) and its share of the map's index.
-const PER_KEY: u64 = 8 + 24 + 40 + 8;
+/// What a stored key costs beyond its value's own allocations: its place in the shard's table
+/// (inline key 24, entry 32) and its share of the table's index (a 4-byte position and a
+/// 1-byte tag per slot, the index 7/16 to 7/8 full: about 8 bytes).
+const PER_KEY: u64 = 24 + 32 + 8;
+
+/// What an expiry time costs a key that has one: its place (4 bytes) and time (8) in the
+/// shard's table of expiring keys.
+const PER_EXPIRE: u64 = 4 + 8;
 
 /// Values up to this many logical bytes are measured exactly, by copying them under the
 /// counted allocator; bigger ones are estimated from their logical size.
@@ -96,6 +101,7 @@ fn usage(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Ok(());
     };
     let heap_key = if key.len() > 22 { key.len() as u64 } else { 0 };
+    let expire = if e.expire_at().is_some() { PER_EXPIRE } else { 0 };
     let size = e.value.size();
     let value = if size <= MEASURE_MAX {
         let before = alloc::thread_allocated();
@@ -107,7 +113,7 @@ fn usage(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         size as u64 + size as u64 / 4
     };
     drop(shard);
-    ctx.out().int((PER_KEY + heap_key + value) as i64);
+    ctx.out().int((PER_KEY + heap_key + expire + value) as i64);
     Ok(())
 }
 
@@ -131,7 +137,7 @@ fn stats(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
         .collect();
     let keys: u64 = dbs.iter().map(|d| d.1).sum();
     let overhead_main: u64 = dbs.iter().map(|d| d.1 * PER_KEY).sum();
-    let overhead_expires: u64 = dbs.iter().map(|d| d.2 * 4).sum();
+    let overhead_expires: u64 = dbs.iter().map(|d| d.2 * PER_EXPIRE).sum();
     let overhead = startup + overhead_main + overhead_expires;
     let dataset = used.saturating_sub(overhead);
     let net = used.saturating_sub(startup);
@@ -154,7 +160,7 @@ fn stats(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
         out.bulk(format!("db.{i}").as_bytes());
         out.map(3);
         int(out, "overhead.hashtable.main", main * PER_KEY);
-        int(out, "overhead.hashtable.expires", expires * 4);
+        int(out, "overhead.hashtable.expires", expires * PER_EXPIRE);
         int(out, "overhead.hashtable.slot-to-keys", 0);
     }
     int(out, "overhead.total", overhead);

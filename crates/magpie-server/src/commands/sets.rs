@@ -7,7 +7,7 @@
 
 use magpie_protocol::{Args, Reply};
 use magpie_store::set::{Member, MemberRef};
-use magpie_store::{Entry, Set, Slot, Value, glob_match};
+use magpie_store::{EntryRef, Set, Slot, Value, glob_match};
 
 use super::keys::{ScanOptions, parse_cursor, scan_options};
 use crate::core::args::Cursor;
@@ -134,7 +134,7 @@ fn read_set(ctx: &mut Ctx<'_>, key: &[u8], f: impl FnOnce(&mut Reply, Option<&Se
     let shard = ctx.db().read(key);
     let found = shard.get(key, ctx.now());
     ctx.hit(found.is_some());
-    let set = found.map(|e| as_set(&e.value)).transpose()?;
+    let set = found.map(|e| as_set(e.value)).transpose()?;
     f(ctx.out(), set);
     Ok(())
 }
@@ -149,7 +149,7 @@ pub(super) fn sadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let mut shard = ctx.db().write(key);
     let added = match shard.slot(key, ctx.now()) {
         Slot::Live(mut live) => {
-            let set = as_set(&live.entry().value)?;
+            let set = as_set(live.entry().value)?;
             // Lend the value out for change only when a member is new.
             match members.iter().position(|m| !set.contains(m)) {
                 None => 0,
@@ -182,7 +182,7 @@ pub(super) fn srem(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out().int(0);
         return Ok(());
     };
-    let set = as_set(&live.entry().value)?;
+    let set = as_set(live.entry().value)?;
     let Some(first) = members.iter().position(|m| set.contains(m)) else {
         ctx.out().int(0);
         return Ok(());
@@ -256,7 +256,7 @@ pub(super) fn spop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         }
         return Ok(());
     };
-    let size = as_set(&live.entry().value)?.len();
+    let size = as_set(live.entry().value)?.len();
 
     let Some(count) = count else {
         let set = as_set_mut(live.value_mut())?;
@@ -341,7 +341,7 @@ pub(super) fn srandmember(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let shard = ctx.db().read(key);
     let found = shard.get(key, ctx.now());
     ctx.hit(found.is_some());
-    let set = found.map(|e| as_set(&e.value)).transpose()?;
+    let set = found.map(|e| as_set(e.value)).transpose()?;
     let out = &mut *ctx.out();
     let Some(count) = count else {
         match set.and_then(Set::random) {
@@ -384,9 +384,9 @@ pub(super) fn smove(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out().int(0);
         return Ok(());
     };
-    let src_set = as_set(&src_entry.value)?;
+    let src_set = as_set(src_entry.value)?;
     if let Some(e) = locked.shard_ref(db, dst).get(dst, now) {
-        as_set(&e.value)?;
+        as_set(e.value)?;
     }
     if src == dst {
         ctx.out().int(i64::from(src_set.contains(member)));
@@ -408,7 +408,7 @@ pub(super) fn smove(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     }
     let added = match locked.shard(db, dst).slot(dst, now) {
         Slot::Live(mut live) => {
-            if as_set(&live.entry().value)?.contains(member) {
+            if as_set(live.entry().value)?.contains(member) {
                 false
             } else {
                 as_set_mut(live.value_mut())?.insert(member)
@@ -458,13 +458,13 @@ enum Output<'a> {
 fn gather<'s>(
     ctx: &Ctx<'_>,
     keys: Args<'_>,
-    get: impl Fn(&[u8]) -> Option<&'s Entry>,
+    get: impl Fn(&[u8]) -> Option<EntryRef<'s>>,
 ) -> Result<Vec<Option<&'s Set>>, Error> {
     keys.iter()
         .map(|k| {
             let found = get(k);
             ctx.hit(found.is_some());
-            found.map(|e| as_set(&e.value)).transpose()
+            found.map(|e| as_set(e.value)).transpose()
         })
         .collect()
 }
@@ -651,7 +651,7 @@ pub(super) fn sscan(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out().array(0);
         return Ok(());
     };
-    let set = as_set(&entry.value)?;
+    let set = as_set(entry.value)?;
     let ScanOptions { pattern, count, .. } = scan_options(args, 3, false)?;
     let mut found = Vec::new();
     let next = set.scan(cursor, count, |m| {

@@ -197,7 +197,7 @@ fn sort_generic(ctx: &mut Ctx<'_>, args: Args<'_>, readonly: bool) -> CmdResult 
         if first {
             ctx.hit(found.is_some());
         }
-        let source = found.map(|e| &e.value);
+        let source = found.map(|e| e.value);
         let elems = elements(source)?;
         let needed = pattern_keys(&o, &elems);
         if !needed.is_subset(&known) {

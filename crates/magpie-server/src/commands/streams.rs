@@ -238,7 +238,7 @@ fn as_stream(value: &Value) -> Result<&Stream, Error> {
 
 /// The stream of a live slot, to change (the type was checked: this counts as a change).
 fn stream_mut<'s>(live: &'s mut LiveSlot<'_>) -> Result<&'s mut Stream, Error> {
-    as_stream(&live.entry().value)?;
+    as_stream(live.entry().value)?;
     match live.value_mut() {
         Value::Stream(s) => Ok(s),
         _ => Err(wrongtype()),
@@ -423,7 +423,7 @@ pub(super) fn xadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let mut shard = ctx.db().write(key);
     let added = match shard.slot(key, ctx.now()) {
         Slot::Live(mut live) => {
-            let s = as_stream(&live.entry().value)?;
+            let s = as_stream(live.entry().value)?;
             if s.last_id() == StreamId::MAX {
                 return Err("ERR The stream has exhausted the last possible ID, unable to add more items".into());
             }
@@ -492,7 +492,7 @@ pub(super) fn xtrim(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out().int(0);
         return Ok(());
     };
-    if !as_stream(&live.entry().value)?.trim_would_change(&trim) {
+    if !as_stream(live.entry().value)?.trim_would_change(&trim) {
         drop(live);
         drop(shard);
         ctx.out().int(0);
@@ -524,7 +524,7 @@ pub(super) fn xdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out().int(0);
         return Ok(());
     };
-    let s = as_stream(&live.entry().value)?;
+    let s = as_stream(live.entry().value)?;
     let ids = args.iter().skip(2).map(parse_strict_id).collect::<Result<Vec<StreamId>, Error>>()?;
     let deleted = if ids.iter().any(|id| s.contains(*id)) { stream_mut(&mut live)?.delete_ids(&ids) } else { 0 };
     drop(live);
@@ -545,7 +545,7 @@ pub(super) fn xlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let found = shard.get(key, ctx.now());
     ctx.hit(found.is_some());
     let len = match found {
-        Some(e) => as_stream(&e.value)?.len(),
+        Some(e) => as_stream(e.value)?.len(),
         None => 0,
     };
     drop(shard);
@@ -575,7 +575,7 @@ fn range_generic(ctx: &mut Ctx<'_>, args: Args<'_>, rev: bool) -> CmdResult {
         ctx.out().array(0);
         return Ok(());
     };
-    let s = as_stream(&e.value)?;
+    let s = as_stream(e.value)?;
     match count {
         Some(0) => ctx.out().null_array(),
         n => reply_range(ctx.out(), s, start, end, n.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)), rev),
@@ -699,7 +699,7 @@ pub(super) fn xread(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         if !retry {
             ctx.hit(found.is_some());
         }
-        let s = found.map(|e| as_stream(&e.value)).transpose()?;
+        let s = found.map(|e| as_stream(e.value)).transpose()?;
         let id = match c_str(arg) {
             b"$" => s.map_or(StreamId::MIN, Stream::last_id),
             b">" => {
@@ -715,7 +715,7 @@ pub(super) fn xread(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         if !retry {
             ctx.hit(found.is_some());
         }
-        if let Some(Value::Stream(s)) = found.map(|e| &e.value)
+        if let Some(Value::Stream(s)) = found.map(|e| e.value)
             && !s.is_empty()
             && s.last_valid_id().is_some_and(|last| last > resolved[i])
         {
@@ -728,7 +728,7 @@ pub(super) fn xread(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         out.nested_map(serving.len());
         for i in serving {
             let key = r.keys.get(i);
-            let Some(Value::Stream(s)) = locked.shard(db, key).get(key, now).map(|e| &e.value) else { continue };
+            let Some(Value::Stream(s)) = locked.shard(db, key).get(key, now).map(|e| e.value) else { continue };
             out.nested_pair();
             out.bulk(key);
             reply_range(out, s, resolved[i].next().unwrap_or(StreamId::MIN), StreamId::MAX, count, false);
@@ -759,7 +759,7 @@ fn xread_ready(ctx: &mut Ctx<'_>, r: &ReadArgs<'_>, key: &[u8]) -> CmdResult {
         return ctx.block("stream", r.keys.iter(), timeout, Reply::null_array);
     };
     let shard = ctx.db().read(key);
-    match shard.get(key, ctx.now()).map(|e| &e.value) {
+    match shard.get(key, ctx.now()).map(|e| e.value) {
         Some(Value::Stream(s)) if s.last_id() > after => {
             let count = if r.count == 0 { BLOCKED_DEFAULT_COUNT } else { r.count };
             let out = ctx.out();
@@ -950,7 +950,7 @@ pub(super) fn xreadgroup(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         if !retry {
             ctx.hit(found.is_some());
         }
-        let s = found.map(|e| as_stream(&e.value)).transpose()?;
+        let s = found.map(|e| as_stream(e.value)).transpose()?;
         if s.and_then(|s| s.group(group)).is_none() {
             return Err(nogroup(key, group, " in XREADGROUP with GROUP option"));
         }
@@ -974,7 +974,7 @@ pub(super) fn xreadgroup(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         if !retry {
             ctx.hit(found.is_some());
         }
-        let Some(Value::Stream(s)) = found.map(|e| &e.value) else { continue };
+        let Some(Value::Stream(s)) = found.map(|e| e.value) else { continue };
         if wanted[i] != StreamId::MAX {
             serving.push((i, GroupRead::History(wanted[i])));
             continue;
@@ -1078,7 +1078,7 @@ pub(super) fn xack(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Ok(());
     };
     ctx.hit(true);
-    let s = as_stream(&live.entry().value)?;
+    let s = as_stream(live.entry().value)?;
     let Some(g) = s.group(group) else {
         drop(live);
         drop(shard);
@@ -1124,7 +1124,7 @@ pub(super) fn xpending(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let shard = ctx.db().read(key);
     let found = shard.get(key, ctx.now());
     ctx.hit(found.is_some());
-    let s = found.map(|e| as_stream(&e.value)).transpose()?;
+    let s = found.map(|e| as_stream(e.value)).transpose()?;
     let Some(g) = s.and_then(|s| s.group(group)) else {
         return Err(nogroup(key, group, ""));
     };
@@ -1193,7 +1193,7 @@ pub(super) fn xclaim(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Err(nogroup(key, group, ""));
     };
     ctx.hit(true);
-    let s = as_stream(&live.entry().value)?;
+    let s = as_stream(live.entry().value)?;
     let Some(g) = s.group(group) else { return Err(nogroup(key, group, "")) };
     let min_idle =
         error::int_arg(args.get(4)).map_err(|_| Error::from("ERR Invalid min-idle-time argument for XCLAIM"))?.max(0);
@@ -1353,7 +1353,7 @@ pub(super) fn xautoclaim(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Err(nogroup(key, group, ""));
     };
     ctx.hit(true);
-    let s = as_stream(&live.entry().value)?;
+    let s = as_stream(live.entry().value)?;
     let Some(g) = s.group(group) else { return Err(nogroup(key, group, "")) };
     // Redis allocates 16 bytes per COUNT up front, which fails past about 80 TB of address
     // space (Linux on x86-64, jemalloc); Magpie allocates nothing up front but refuses the same
@@ -1479,7 +1479,7 @@ pub(super) fn xgroup(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         let mut shard = lock_to_take(ctx, key);
         let mut slot = shard.slot(key, now);
         let s = match &slot {
-            Slot::Live(live) => Some(as_stream(&live.entry().value)?),
+            Slot::Live(live) => Some(as_stream(live.entry().value)?),
             Slot::Empty(_) => None,
         };
         if !mkstream {
@@ -1619,7 +1619,7 @@ pub(super) fn xsetid(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let now = ctx.now();
     let mut shard = lock_to_take(ctx, key);
     let Slot::Live(mut live) = shard.slot(key, now) else { return Err(error::NO_SUCH_KEY.into()) };
-    let s = as_stream(&live.entry().value)?;
+    let s = as_stream(live.entry().value)?;
     if !s.is_empty() {
         if s.last_valid_id().is_some_and(|top| id < top) {
             return Err("ERR The ID specified in XSETID is smaller than the target stream top item".into());
@@ -1644,7 +1644,7 @@ fn info_lookup<'s>(ctx: &Ctx<'_>, shard: &'s magpie_store::ShardRead<'_>, key: &
     let found = shard.get(key, ctx.now());
     ctx.hit(found.is_some());
     let Some(e) = found else { return Err(error::NO_SUCH_KEY.into()) };
-    as_stream(&e.value)
+    as_stream(e.value)
 }
 
 fn reply_lag(out: &mut Reply, s: &Stream, g: &magpie_store::stream::Group) {

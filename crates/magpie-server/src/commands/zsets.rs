@@ -313,7 +313,7 @@ fn zadd_generic(ctx: &mut Ctx<'_>, args: Args<'_>, incr: bool) -> CmdResult {
         Slot::Live(mut live) => {
             // Read only, up to the first pair that changes something: a ZADD that changes
             // nothing does not touch the value.
-            let z = zset_of(&live.entry().value)?;
+            let z = zset_of(live.entry().value)?;
             let (mut change, mut known) = (pairs, None);
             for j in 0..pairs {
                 let (score, member) = (float_arg(args.get(first + 2 * j)).unwrap_or(0.0), args.get(first + 2 * j + 1));
@@ -388,7 +388,7 @@ pub(super) fn zrem(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             ctx.out().int(0);
             return Ok(());
         };
-        let z = zset_of(&live.entry().value)?;
+        let z = zset_of(live.entry().value)?;
         if !members.iter().any(|m| z.contains(m)) {
             ctx.out().int(0);
             return Ok(());
@@ -467,7 +467,7 @@ fn zremrange_generic(ctx: &mut Ctx<'_>, args: Args<'_>, by: By) -> CmdResult {
             ctx.out().int(0);
             return Ok(());
         };
-        let span = spec.span(zset_of(&live.entry().value)?, false);
+        let span = spec.span(zset_of(live.entry().value)?, false);
         if span.is_empty() {
             ctx.out().int(0);
             return Ok(());
@@ -524,7 +524,7 @@ fn read_zset(
             missing(ctx.out());
             Ok(())
         }
-        Some(e) => f(ctx.out(), zset_of(&e.value)?),
+        Some(e) => f(ctx.out(), zset_of(e.value)?),
     }
 }
 
@@ -705,7 +705,7 @@ fn zrange_generic(
     let result = match found {
         None => ZSet::new(),
         Some(e) => {
-            let z = zset_of(&e.value)?;
+            let z = zset_of(e.value)?;
             let (begin, count) = window_of(z);
             // Redis creates the destination big when it knows it will be (a range of ranks).
             let mut out = if by == By::Rank { ZSet::with_capacity(count) } else { ZSet::new() };
@@ -797,7 +797,7 @@ pub(crate) fn pop_locked(
     shape: PopReply,
 ) -> Result<Option<usize>, Error> {
     let Slot::Live(mut live) = shard.slot(key, ctx.now()) else { return Ok(None) };
-    let len = zset_of(&live.entry().value)?.len();
+    let len = zset_of(live.entry().value)?.len();
     if count == 0 {
         ctx.out().array(0);
         return Ok(Some(0));

@@ -109,7 +109,7 @@ pub(super) fn run_inside(ctx: &mut Ctx<'_>, cmd: &'static Command, args: Args<'_
         let mut real = real_ks.db(db).write(key);
         let version = real.watch(key);
         let expired = real.is_expired(key, now);
-        let entry = real.get(key, now).cloned();
+        let entry = real.get(key, now).map(|e| e.to_entry());
         drop(real);
         let mut copy = i.ks.db(db).write(key);
         if let Some(e) = entry {
@@ -183,7 +183,7 @@ pub(super) fn commit(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
         if copied.watch_version(key) == Some(t.private_version) {
             continue; // only read
         }
-        let entry = copied.get(key, now).cloned();
+        let entry = copied.get(key, now).map(|e| e.to_entry());
         drop(copied);
         let mut real = ks.db(*db).write(key);
         let expire_at = entry.as_ref().and_then(magpie_store::Entry::expire_at);

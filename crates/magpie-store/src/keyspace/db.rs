@@ -119,7 +119,13 @@ impl Db {
 
     /// Visits up to about `count` entries from `cursor`, calling `f` for each live one; returns
     /// the cursor to continue from (0 when the scan is complete).
-    pub fn scan(&self, cursor: ScanCursor, count: usize, now: u64, mut f: impl FnMut(&[u8], &Entry)) -> ScanCursor {
+    pub fn scan(
+        &self,
+        cursor: ScanCursor,
+        count: usize,
+        now: u64,
+        mut f: impl FnMut(&[u8], EntryRef<'_>),
+    ) -> ScanCursor {
         let bits = self.shards.len().trailing_zeros();
         let mask = (self.shards.len() - 1) as u64;
         let (mut shard, mut remaining) = if cursor.0 == 0 {

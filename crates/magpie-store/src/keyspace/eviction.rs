@@ -1,7 +1,6 @@
 //! Eviction's steps over the shards: sampling, the candidate pool, S3-FIFO's queues.
 
 use super::*;
-use indexmap::map::RawEntryApiV1;
 
 /// What one step of [`Keyspace::evict_one`] did.
 #[derive(Debug)]
@@ -39,7 +38,7 @@ impl Shard {
         if self.fifo.len() > 2 * self.small + 64 {
             // Copies of keys since removed or moved pile up when nothing is evicted.
             let map = &self.map;
-            self.fifo.retain(|k| map.get(&**k).is_some_and(|e| !e.used.fifo().0));
+            self.fifo.retain(|k| map.get(k).is_some_and(|e| !e.used.fifo().0));
             if self.fifo.capacity() > 4 * self.fifo.len() + 64 {
                 self.fifo.shrink_to_fit();
             }
@@ -52,7 +51,7 @@ impl Shard {
         let limit = 2 * (self.map.len() * S3_SMALL_PERCENT / 100).max(1) + 16;
         while self.small > limit {
             let Some(k) = self.fifo.pop_front() else { break };
-            if let Some(e) = self.map.get(&*k)
+            if let Some(e) = self.map.get(&k)
                 && !e.used.fifo().0
             {
                 let freq = e.used.fifo().1;
@@ -76,7 +75,7 @@ impl Shard {
     }
 
     pub(super) fn ghost_slot(&self, key: &[u8]) -> (usize, u32) {
-        let h = self.map.hasher().hash_one(key);
+        let h = self.map.hash(key);
         ((h as usize) & (self.ghost.len() - 1), (h >> 32) as u32 | 1)
     }
 
@@ -94,7 +93,7 @@ impl Shard {
 
     /// Up to `n` random live entries (of those with an expiry time, for `volatile`), and
     /// their indices.
-    pub(super) fn sample(&self, n: usize, volatile: bool, mut f: impl FnMut(usize, &[u8], &Entry)) {
+    pub(super) fn sample(&self, n: usize, volatile: bool, mut f: impl FnMut(usize, &[u8], EntryRef<'_>)) {
         let len = if volatile { self.volatile.len() } else { self.map.len() };
         if len == 0 {
             return;
@@ -106,7 +105,7 @@ impl Shard {
             let pos = (start + i) % len;
             let idx = if volatile { self.volatile[pos] as usize } else { pos };
             if let Some((k, e)) = self.map.get_index(idx) {
-                f(idx, k, e);
+                f(idx, k, self.view(e));
             }
         }
     }
@@ -165,10 +164,10 @@ impl Keyspace {
             }
             {
                 let g = lock.read();
-                let hasher = g.map.hasher();
+                let map = &g.map;
                 g.sample(samples, policy.volatile(), |idx, k, e| {
-                    let score = if e.is_expired(now) { u64::MAX } else { score(policy, e, now) };
-                    pool.offer(Candidate { score, db, shard, hash: hasher.hash_one(k), idx, key: Key::new(k) });
+                    let score = if e.is_expired(now) { u64::MAX } else { score(policy, &e, now) };
+                    pool.offer(Candidate { score, db, shard, hash: map.hash(k), idx, key: Key::new(k) });
                 });
             }
             while let Some(c) = pool.take_best() {
@@ -177,7 +176,7 @@ impl Keyspace {
                 // still in the cache): no probe of the table.
                 let found = match g.map.get_index(c.idx) {
                     Some((k, _)) if **k == *c.key => Some(c.idx),
-                    _ => g.map.raw_entry_v1().index_from_hash(c.hash, |k| **k == *c.key),
+                    _ => g.map.find_from_hash(c.hash, |k| k == &*c.key),
                 };
                 let Some(idx) = found else { continue };
                 return self.finish(c.db, &mut g, idx, now);
@@ -188,8 +187,8 @@ impl Keyspace {
 
     /// Evicts the entry at `idx` of a write-locked shard (or reclaims it, if it expired).
     pub(super) fn finish(&self, db: usize, g: &mut Shard, idx: usize, now: u64) -> EvictStep {
-        let Some((k, e)) = g.map.get_index(idx) else { return EvictStep::Progress };
-        if e.is_expired(now) {
+        let Some((k, _)) = g.map.get_index(idx) else { return EvictStep::Progress };
+        if g.is_expired_index(idx, now) {
             let k = k.clone();
             drop(g.slot(&k, now)); // reclaimed and reported as expired
             return EvictStep::Progress;
@@ -214,7 +213,7 @@ impl Keyspace {
             if (g.small > target || g.small == len)
                 && let Some(k) = g.fifo.pop_front()
             {
-                let Some(idx) = g.map.get_index_of(&*k) else { continue };
+                let Some(idx) = g.map.get_index_of(&k) else { continue };
                 let (main, freq) = g.map[idx].used.fifo();
                 if main {
                     continue; // moved already (a copy left in the queue)

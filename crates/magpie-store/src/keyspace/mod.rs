@@ -7,6 +7,7 @@ mod eviction;
 mod held;
 mod slot;
 mod space;
+mod table;
 #[cfg(test)]
 mod tests;
 
@@ -22,7 +23,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use indexmap::IndexMap;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::evict::{Candidate, Policy, Pool, Tracking, Use, is_random, score};
@@ -30,39 +30,40 @@ use crate::tap::Tap;
 use crate::{Frozen, Key, Value};
 
 type Hasher = foldhash::fast::RandomState;
-type Map = IndexMap<Key, Entry, Hasher>;
+type Map = table::Table;
 
-/// A value, its expiry time, and what eviction knows of its use.
+/// A value, its expiry time, and what eviction knows of its use: an entry taken out of a shard
+/// (removed, replaced, evicted) or about to go in.
 #[derive(Debug)]
 pub struct Entry {
     pub value: Value,
-    /// Absolute expiry in ms since the epoch; 0 when the key does not expire. Private so that
-    /// every change goes through [`Shard`], which indexes the keys that can expire.
+    /// Absolute expiry in ms since the epoch; 0 when the key does not expire.
     expire_at: u64,
-    /// For an entry with an expiry time: its position in [`Shard::volatile`].
-    vpos: u32,
-    /// When the key was last used, or how often (see [`Use`]), and a snapshot's mark: four
-    /// bytes, so an entry stays 40 bytes.
     used: Use,
 }
 
 impl Clone for Entry {
     fn clone(&self) -> Entry {
-        Entry { value: self.value.clone(), expire_at: self.expire_at, vpos: self.vpos, used: self.used.clone() }
+        Entry { value: self.value.clone(), expire_at: self.expire_at, used: self.used.clone() }
     }
 }
 
-/// Entries are equal when their values, expiry times and places among the expiring keys are
-/// (not counting a snapshot's mark or the use clock).
+/// Entries are equal when their values and expiry times are (not counting the use clock).
 impl PartialEq for Entry {
     fn eq(&self, other: &Entry) -> bool {
-        self.value == other.value && self.expire_at == other.expire_at && self.vpos == other.vpos
+        self.value == other.value && self.expire_at == other.expire_at
     }
 }
 
 impl Entry {
     pub fn new(value: Value) -> Entry {
-        Entry { value, expire_at: 0, vpos: 0, used: Use::default() }
+        Entry { value, expire_at: 0, used: Use::default() }
+    }
+
+    /// The same entry with an expiry time (`None`: none).
+    pub fn with_expire(mut self, expire_at: Option<u64>) -> Entry {
+        self.expire_at = expire_at.unwrap_or(0);
+        self
     }
 
     /// When the key expires (ms since the epoch), if it does.
@@ -70,13 +71,71 @@ impl Entry {
         (self.expire_at != 0).then_some(self.expire_at)
     }
 
+    /// The use clock (LRU time or LFU counter) and the S3-FIFO bits: see [`Use`].
+    pub fn usage(&self) -> &Use {
+        &self.used
+    }
+
+    /// A view of this entry, as a shard lends its own (for code that reads both).
+    pub fn view(&self) -> EntryRef<'_> {
+        EntryRef { value: &self.value, expire_at: self.expire_at, used: &self.used }
+    }
+}
+
+/// A stored entry, as a shard lends it out: its value, its expiry time and its use.
+#[derive(Clone, Copy, Debug)]
+pub struct EntryRef<'a> {
+    pub value: &'a Value,
+    expire_at: u64,
+    used: &'a Use,
+}
+
+impl<'a> EntryRef<'a> {
+    /// When the key expires (ms since the epoch), if it does.
+    pub fn expire_at(&self) -> Option<u64> {
+        (self.expire_at != 0).then_some(self.expire_at)
+    }
+
+    /// The use clock (LRU time or LFU counter) and the S3-FIFO bits: see [`Use`].
+    pub fn usage(&self) -> &'a Use {
+        self.used
+    }
+
     fn is_expired(&self, now: u64) -> bool {
         self.expire_at != 0 && self.expire_at <= now
     }
 
-    /// The use clock (LRU time or LFU counter) and the S3-FIFO bits: see [`Use`].
-    pub fn usage(&self) -> &Use {
-        &self.used
+    /// An owned copy (the use clock's copy keeps no snapshot mark).
+    pub fn to_entry(&self) -> Entry {
+        Entry { value: self.value.clone(), expire_at: self.expire_at, used: self.used.clone() }
+    }
+}
+
+impl<'a> From<&'a Entry> for EntryRef<'a> {
+    fn from(e: &'a Entry) -> EntryRef<'a> {
+        e.view()
+    }
+}
+
+/// An entry as a shard stores it: 32 bytes. Its expiry time is not here: most keys have none,
+/// and those that do keep it in the shard's table of expiring keys ([`Shard::volatile`]), which
+/// the entry points into.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub(crate) value: Value,
+    /// For an entry with an expiry time: its position in [`Shard::volatile`] and
+    /// [`Shard::expires`]; [`NO_TTL`] for one without.
+    vpos: u32,
+    /// When the key was last used, or how often (see [`Use`]), and a snapshot's mark.
+    pub(crate) used: Use,
+}
+
+/// [`Stored::vpos`] of an entry without an expiry time.
+const NO_TTL: u32 = u32::MAX;
+
+impl Stored {
+    fn new(value: Value) -> Stored {
+        Stored { value, vpos: NO_TTL, used: Use::default() }
     }
 
     /// Whether the snapshot in progress has written this entry out of turn.
@@ -96,8 +155,11 @@ pub struct Shard {
     map: Map,
     /// Map indices of the entries that have an expiry time (as Redis's `expires` dict), so the
     /// active cycle looks only at keys that can expire. Each such entry stores its position
-    /// here (`Entry::vpos`): both sides update in O(1).
+    /// here (`Stored::vpos`): both sides update in O(1).
     volatile: Vec<u32>,
+    /// The expiry times of those entries (ms since the epoch), at the same positions: kept
+    /// here rather than in every entry, so that keys without one pay nothing for it.
+    expires: Vec<u64>,
     /// Where the active expiry cycle continues in `volatile`.
     expire_cursor: usize,
     /// Sum of [`Value::size`] over the entries, kept exact by every change (including expired
@@ -152,7 +214,7 @@ pub type SnapshotSink = Arc<dyn Fn(usize, &[u8], SnapEntry<'_>) + Send + Sync>;
 /// An entry as a snapshot receives it.
 pub enum SnapEntry<'a> {
     /// A small entry: encode it now, under the shard's lock.
-    Now(&'a Entry),
+    Now(EntryRef<'a>),
     /// A big collection, frozen ([`Value::freeze`]): encode it once the lock is let go. Taking
     /// it cost O(chunks) under the lock, not O(elements).
     Later(FrozenEntry),
@@ -165,12 +227,18 @@ pub struct FrozenEntry {
 }
 
 /// What the snapshot gets for `e`: the entry itself, or a frozen image of a big value.
-fn snap_entry(e: &mut Entry) -> SnapEntry<'_> {
-    let expire_at = e.expire_at();
+fn snap_entry<'a>(expires: &[u64], e: &'a mut Stored) -> SnapEntry<'a> {
     match e.value.freeze() {
-        Some(value) => SnapEntry::Later(FrozenEntry { expire_at, value }),
-        None => SnapEntry::Now(e),
+        Some(value) => SnapEntry::Later(FrozenEntry { expire_at: view(expires, e).expire_at(), value }),
+        None => SnapEntry::Now(view(expires, e)),
     }
+}
+
+/// A stored entry with its expiry time, read from the shard's `expires` (see [`Stored`]).
+#[inline]
+fn view<'a>(expires: &[u64], e: &'a Stored) -> EntryRef<'a> {
+    let expire_at = if e.vpos == NO_TTL { 0 } else { expires.get(e.vpos as usize).copied().unwrap_or(0) };
+    EntryRef { value: &e.value, expire_at, used: &e.used }
 }
 
 /// A snapshot's progress through one shard.
@@ -180,7 +248,7 @@ fn snap_entry(e: &mut Entry) -> SnapEntry<'_> {
 /// rest have been written out, and so have any entries added since the snapshot began (they
 /// are appended at the end, beyond the cursor, and were not there at its moment). A writer
 /// about to change or remove an entry the walk has not reached first hands the entry as it is
-/// to the snapshot's sink and marks it written (a bit of `Entry::used`), so the walk skips it
+/// to the snapshot's sink and marks it written (a bit of `Stored::used`), so the walk skips it
 /// (and clears the mark as it passes: marks only ever sit below the cursor, so when the walk
 /// ends no entry carries one, and one bit serves every snapshot). Removal moves the shard's last entry into the hole; when that carries
 /// an entry already written (or created since) into the unvisited part, it is marked too. So
@@ -225,16 +293,28 @@ impl Shard {
 
     /// The live entry of `key`, counted as an access for eviction (Redis's `lookupKey`).
     #[inline]
-    pub fn get(&self, key: &[u8], now: u64) -> Option<&Entry> {
-        let e = self.map.get(key).filter(|e| !e.is_expired(now))?;
+    pub fn get(&self, key: &[u8], now: u64) -> Option<EntryRef<'_>> {
+        let e = self.peek(key, now)?;
         e.used.touch(now);
         Some(e)
     }
 
     /// The live entry of `key`, not counted as an access (Redis's `LOOKUP_NOTOUCH`: TYPE,
     /// EXISTS, TTL, OBJECT, MEMORY USAGE).
-    pub fn peek(&self, key: &[u8], now: u64) -> Option<&Entry> {
-        self.map.get(key).filter(|e| !e.is_expired(now))
+    pub fn peek(&self, key: &[u8], now: u64) -> Option<EntryRef<'_>> {
+        self.map.get(key).map(|e| self.view(e)).filter(|e| !e.is_expired(now))
+    }
+
+    /// A stored entry with its expiry time.
+    #[inline]
+    fn view<'a>(&'a self, e: &'a Stored) -> EntryRef<'a> {
+        view(&self.expires, e)
+    }
+
+    /// Whether the entry at `idx` has expired by `now`.
+    #[inline]
+    fn is_expired_index(&self, idx: usize, now: u64) -> bool {
+        self.map.get_index(idx).is_some_and(|(_, e)| self.view(e).is_expired(now))
     }
 
     /// Entries not in S3-FIFO's main queue.
@@ -252,12 +332,12 @@ impl Shard {
     /// as empty: inserting overwrites it, and otherwise dropping the slot removes it (write
     /// access reclaims expired keys, as in Redis).
     pub fn slot<'a>(&'a mut self, key: &'a [u8], now: u64) -> Slot<'a> {
-        match self.map.get_full(key) {
-            Some((idx, _, e)) if !e.is_expired(now) => {
-                e.used.touch(now);
+        match self.map.get_index_of(key) {
+            Some(idx) if !self.is_expired_index(idx, now) => {
+                self.map[idx].used.touch(now);
                 Slot::Live(LiveSlot { shard: self, idx, before: None })
             }
-            Some((idx, _, _)) => Slot::Empty(EmptySlot { shard: Some(self), key, expired: Some(idx), now }),
+            Some(idx) => Slot::Empty(EmptySlot { shard: Some(self), key, expired: Some(idx), now }),
             None => Slot::Empty(EmptySlot { shard: Some(self), key, expired: None, now }),
         }
     }
@@ -310,13 +390,13 @@ impl Shard {
     }
 
     /// Entry at position `idx` (0..len), expired or not.
-    pub fn get_index(&self, idx: usize) -> Option<(&[u8], &Entry)> {
-        self.map.get_index(idx).map(|(k, e)| (&**k, e))
+    pub fn get_index(&self, idx: usize) -> Option<(&[u8], EntryRef<'_>)> {
+        self.map.get_index(idx).map(|(k, e)| (&**k, self.view(e)))
     }
 
     /// Live entries, in storage order.
-    pub fn iter(&self, now: u64) -> impl Iterator<Item = (&[u8], &Entry)> {
-        self.map.iter().filter(move |(_, e)| !e.is_expired(now)).map(|(k, e)| (&**k, e))
+    pub fn iter(&self, now: u64) -> impl Iterator<Item = (&[u8], EntryRef<'_>)> {
+        self.map.iter().map(|(k, e)| (&**k, self.view(e))).filter(move |(_, e)| !e.is_expired(now))
     }
 
     /// Takes every entry out, leaving the shard empty; the caller can drop the returned map
@@ -328,7 +408,7 @@ impl Shard {
             // blocked clients wait on (a client reading a stream through a group then fails,
             // as after Redis's `scanDatabaseForDeletedStreams`).
             for (k, w) in &mut self.watched {
-                if self.map.contains_key(&**k) {
+                if self.map.contains_key(k) {
                     w.version += 1;
                     if w.waiters > 0 {
                         self.tap.ready(self.db, k);
@@ -342,19 +422,22 @@ impl Shard {
             self.tap.tracked(crate::tap::Tracked::Flush);
         }
         self.volatile = Vec::new();
+        // The expiry times go with the entries (a snapshot in progress reads them below).
+        let expires = std::mem::take(&mut self.expires);
         self.expire_cursor = 0;
         self.value_bytes = 0;
         self.small = 0;
         self.fifo = VecDeque::new();
         self.hand = 0;
-        let mut map = std::mem::take(&mut self.map);
+        let map = std::mem::take(&mut self.map);
         if let Some(snap) = self.snap.as_deref_mut() {
             let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
-            for (i, (k, mut e)) in map.drain(..).enumerate() {
+            for (i, (k, mut e)) in map.into_entries().enumerate() {
                 if i < cursor && !e.marked() {
-                    (snap.sink)(self.db, &k, snap_entry(&mut e));
+                    (snap.sink)(self.db, &k, snap_entry(&expires, &mut e));
                 }
             }
+            return Map::default();
         }
         map
     }
@@ -363,7 +446,7 @@ impl Shard {
     /// contents may change wholesale (SWAPDB) while the snapshot still writes each database as
     /// it was at its moment.
     fn finish_snapshot_part(&mut self) {
-        let Shard { snap, map, db, .. } = self;
+        let Shard { snap, map, db, expires, .. } = self;
         if let Some(snap) = snap.as_deref_mut() {
             let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
             for i in 0..cursor.min(map.len()) {
@@ -371,7 +454,7 @@ impl Shard {
                 if let Some((k, e)) = map.get_index_mut(i)
                     && !e.used.take_mark()
                 {
-                    (snap.sink)(*db, k, snap_entry(e));
+                    (snap.sink)(*db, k, snap_entry(expires, e));
                 }
             }
         }
@@ -388,6 +471,7 @@ impl Shard {
         }
         std::mem::swap(&mut self.map, &mut other.map);
         std::mem::swap(&mut self.volatile, &mut other.volatile);
+        std::mem::swap(&mut self.expires, &mut other.expires);
         std::mem::swap(&mut self.expire_cursor, &mut other.expire_cursor);
         std::mem::swap(&mut self.value_bytes, &mut other.value_bytes);
         std::mem::swap(&mut self.avg_ttl, &mut other.avg_ttl);
@@ -396,8 +480,8 @@ impl Shard {
         std::mem::swap(&mut self.ghost, &mut other.ghost);
         let touch = |s: &mut Shard, o: &Shard| {
             for (k, w) in &mut s.watched {
-                let here = s.map.contains_key(&**k);
-                if here || o.map.contains_key(&**k) {
+                let here = s.map.contains_key(k);
+                if here || o.map.contains_key(k) {
                     w.version += 1;
                 }
                 if here && w.waiters > 0 {
@@ -535,7 +619,7 @@ impl Shard {
 
     /// Whether `key` is held but its time has passed (it is not reclaimed yet).
     pub fn is_expired(&self, key: &[u8], now: u64) -> bool {
-        self.map.get(key).is_some_and(|e| e.is_expired(now))
+        self.map.get(key).is_some_and(|e| self.view(e).is_expired(now))
     }
 
     #[cold]
@@ -548,7 +632,7 @@ impl Shard {
             && !e.marked()
         {
             e.used.set_mark();
-            (snap.sink)(self.db, k, snap_entry(e));
+            (snap.sink)(self.db, k, snap_entry(&self.expires, e));
         }
     }
 
@@ -568,43 +652,52 @@ impl Shard {
         }
     }
 
-    /// Sets the expiry of the entry at `idx`, keeping `volatile` in step.
+    /// Sets the expiry of the entry at `idx`, keeping `volatile` and `expires` in step.
     fn set_expire_index(&mut self, idx: usize, expire_at: Option<u64>) {
         let Some((_, e)) = self.map.get_index_mut(idx) else { return };
-        let (was, will) = (e.expire_at != 0, expire_at.is_some());
-        e.expire_at = expire_at.unwrap_or(0);
-        if will && !was {
-            e.vpos = self.volatile.len() as u32;
-            self.volatile.push(idx as u32);
-        } else if was && !will {
-            let pos = e.vpos as usize;
-            self.volatile.swap_remove(pos);
-            if let Some(&moved) = self.volatile.get(pos)
-                && let Some((_, m)) = self.map.get_index_mut(moved as usize)
-            {
-                m.vpos = pos as u32;
+        match (e.vpos, expire_at) {
+            (NO_TTL, None) => {}
+            (NO_TTL, Some(at)) => {
+                e.vpos = u32::try_from(self.volatile.len()).expect("fewer than 2^32 keys in a shard");
+                self.volatile.push(idx as u32);
+                self.expires.push(at);
+            }
+            (pos, Some(at)) => {
+                if let Some(t) = self.expires.get_mut(pos as usize) {
+                    *t = at;
+                }
+            }
+            (pos, None) => {
+                e.vpos = NO_TTL;
+                let pos = pos as usize;
+                self.volatile.swap_remove(pos);
+                self.expires.swap_remove(pos);
+                if let Some(&moved) = self.volatile.get(pos)
+                    && let Some((_, m)) = self.map.get_index_mut(moved as usize)
+                {
+                    m.vpos = pos as u32;
+                }
             }
         }
     }
 
-    /// Removes the entry at `idx`; the last entry moves into its place. Returns the entry and
-    /// the change's sequence number.
+    /// Removes the entry at `idx`; the last entry moves into its place. Returns the entry (with
+    /// its expiry time, as it was: RENAME keeps the TTL) and the change's sequence number.
     fn remove_index(&mut self, idx: usize) -> Option<(Key, Entry, u64)> {
-        let expire_at = self.map.get_index(idx)?.1.expire_at;
+        let expire_at = self.view(self.map.get_index(idx)?.1).expire_at;
         let seq = self.changing(idx);
         if self.snap.is_some() {
             self.preserve_move(idx);
         }
         self.set_expire_index(idx, None);
-        let (k, mut e) = self.map.swap_remove_index(idx)?;
+        let (k, e) = self.map.swap_remove_index(idx)?;
         self.value_bytes -= e.value.size() as u64;
         if !e.used.fifo().0 {
             self.small -= 1;
         }
-        e.expire_at = expire_at; // the caller gets the entry as it was (RENAME keeps the TTL)
         // The entry that was last now sits at `idx`: point its `volatile` slot there.
         if let Some((_, moved)) = self.map.get_index(idx)
-            && moved.expire_at != 0
+            && moved.vpos != NO_TTL
         {
             self.volatile[moved.vpos as usize] = idx as u32;
         }
@@ -612,7 +705,7 @@ impl Shard {
             let cursor = snap.cursor.get_mut();
             *cursor = (*cursor).min(self.map.len());
         }
-        Some((k, e, seq))
+        Some((k, Entry { value: e.value, expire_at, used: e.used }, seq))
     }
 
     /// Removes the expired entry at `idx`, counting it and reporting it to the tap.
@@ -634,7 +727,7 @@ impl Shard {
             }
             checked += 1;
             let idx = self.volatile[self.expire_cursor] as usize;
-            let expire_at = self.map.get_index(idx).map_or(0, |(_, e)| e.expire_at);
+            let expire_at = self.expires[self.expire_cursor];
             if expire_at <= now {
                 // The last volatile key moves into this position: look at it next.
                 self.expire_index(idx);
@@ -655,13 +748,14 @@ impl Shard {
     /// Checks the invariants tying `volatile` to the map (for tests).
     #[cfg(test)]
     fn check(&self) {
-        let with_ttl = self.map.values().filter(|e| e.expire_at != 0).count();
+        let with_ttl = self.map.iter().map(|(_, e)| e).filter(|e| e.vpos != NO_TTL).count();
         assert_eq!(with_ttl, self.volatile.len());
-        let bytes: usize = self.map.values().map(|e| e.value.size()).sum();
+        assert_eq!(with_ttl, self.expires.len());
+        let bytes: usize = self.map.iter().map(|(_, e)| e).map(|e| e.value.size()).sum();
         assert_eq!(bytes as u64, self.value_bytes);
         for (pos, &idx) in self.volatile.iter().enumerate() {
             let (_, e) = self.map.get_index(idx as usize).expect("volatile index in range");
-            assert!(e.expire_at != 0);
+            assert!(self.expires[pos] != 0);
             assert_eq!(e.vpos as usize, pos);
         }
     }

@@ -18,8 +18,8 @@ pub struct LiveSlot<'a> {
 }
 
 impl LiveSlot<'_> {
-    pub fn entry(&self) -> &Entry {
-        &self.shard.map[self.idx]
+    pub fn entry(&self) -> EntryRef<'_> {
+        self.shard.view(&self.shard.map[self.idx])
     }
 
     /// The value, to change in place. Call it only to change the value: it counts as a change
@@ -49,9 +49,9 @@ impl LiveSlot<'_> {
         let size = value.size() as u64;
         let old_value = std::mem::replace(&mut self.shard.map[self.idx].value, value);
         self.shard.value_bytes = self.shard.value_bytes - old_value.size() as u64 + size;
-        let old_expire = self.shard.map[self.idx].expire_at;
+        let old_expire = self.entry().expire_at();
         self.shard.set_expire_index(self.idx, expire_at);
-        Entry { value: old_value, expire_at: old_expire, vpos: 0, used: Use::default() }
+        Entry::new(old_value).with_expire(old_expire)
     }
 
     pub fn set_expire(&mut self, expire_at: Option<u64>) {
@@ -73,8 +73,7 @@ impl LiveSlot<'_> {
 
     pub fn remove(mut self) -> Entry {
         self.settle();
-        let (_, mut e, _) = self.shard.remove_index(self.idx).expect("a live slot's index is valid");
-        e.vpos = 0;
+        let (_, e, _) = self.shard.remove_index(self.idx).expect("a live slot's index is valid");
         e
     }
 }
@@ -119,7 +118,7 @@ impl<'a> EmptySlot<'a> {
             }
             None => {
                 shard.creating(self.key);
-                let idx = shard.map.insert_full(Key::new(self.key), Entry::new(value)).0;
+                let idx = shard.map.push(Key::new(self.key), Stored::new(value));
                 shard.map[idx].used.init(self.now);
                 shard.small += 1;
                 idx

@@ -101,7 +101,7 @@ impl Keyspace {
                         // Freezing changes the value's cells: it takes the write lock, below.
                         break;
                     }
-                    emit(k, SnapEntry::Now(e));
+                    emit(k, SnapEntry::Now(g.view(e)));
                 }
                 cursor -= 1;
                 visited += 1;
@@ -120,7 +120,7 @@ impl Keyspace {
             if let Some((k, e)) = shard.map.get_index_mut(cursor - 1)
                 && !e.used.take_mark()
             {
-                emit(k, snap_entry(e));
+                emit(k, snap_entry(&shard.expires, e));
             }
             *snap.cursor.get_mut() = cursor - 1;
             return false;

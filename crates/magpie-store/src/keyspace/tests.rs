@@ -331,6 +331,15 @@ fn an_entry_is_40_bytes() {
     assert_eq!(std::mem::size_of::<Entry>(), 40);
 }
 
+/// A key's place in a shard's table: its inline key (24 bytes) and its stored entry (value
+/// 24, position among the expiring keys 4, use clock and marks 4). The expiry time lives in
+/// the shard's table of expiring keys, for the keys that have one.
+#[test]
+fn a_stored_entry_is_32_bytes_and_its_place_56() {
+    assert_eq!(std::mem::size_of::<Stored>(), 32);
+    assert_eq!(std::mem::size_of::<(Key, Stored)>(), 56);
+}
+
 fn fill(ks: &Keyspace, n: usize, now: u64, ttl: impl Fn(usize) -> Option<u64>) {
     for i in 0..n {
         let k = format!("k{i}");
@@ -410,7 +419,7 @@ fn s3fifo_keeps_keys_read_twice() {
     assert!(hot < 25, "{hot} hot keys of {} evicted", gone.len());
     for s in 0..2 {
         let g = ks.db(0).shard(s).read();
-        let small = g.map.values().filter(|e| !e.used.fifo().0).count();
+        let small = g.map.iter().map(|(_, e)| e).filter(|e| !e.used.fifo().0).count();
         assert_eq!(small, g.small());
     }
 }

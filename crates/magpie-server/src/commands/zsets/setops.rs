@@ -227,7 +227,7 @@ fn sources<'a>(ctx: &Ctx<'_>, keys: Args<'a>, shard: impl Fn(&[u8]) -> &'a Shard
         .map(|key| {
             let found = shard(key).get(key, ctx.now());
             ctx.hit(found.is_some());
-            let value = match found.map(|e| &e.value) {
+            let value = match found.map(|e| e.value) {
                 None => Input::Missing,
                 Some(Value::ZSet(z)) => Input::ZSet(z),
                 Some(Value::Set(s)) => Input::Set(s),

@@ -1,0 +1,257 @@
+//! A shard's table: its entries in dense positions, and an index from keys to positions.
+//!
+//! It replaces `IndexMap<Key, Entry>`, which cost 8 bytes per entry more than it needs here
+//! and grew in stalls:
+//! - indexmap stores each entry's 64-bit hash beside it (to rehash and to compare without
+//!   touching the key). Keys are short and mostly inline (see `key.rs`): hashing one again when
+//!   the index moves it costs little, and hashbrown's 7-bit tag already rules out almost every
+//!   wrong candidate before the key is compared. The hash is not stored: 8 bytes per entry.
+//! - Its index holds `usize` positions; a shard never holds 2^32 entries, so `u32` positions
+//!   do: 4 bytes per index slot (the index runs 7/16 to 7/8 full: 5 to 9 bytes per entry).
+//! - The index is a [`SegTable`]: it grows one segment (at most 8192 slots) at a time, never by
+//!   rehashing the whole shard at once.
+//! - The entries live in chunks of [`CHUNK`] entries instead of one `Vec` that doubles: growth
+//!   never copies the entries already there (a `Vec` of millions of entries copied tens of MB
+//!   under the shard's write lock, and the old copy stayed resident until the allocator
+//!   purged it), and the unused room is at most one chunk's. The first chunk grows as a `Vec`
+//!   does, so that a small shard (most of them in a big keyspace of many databases) stays
+//!   small.
+//!
+//! Positions are dense, 0..len, and removal moves the last entry into the hole (as indexmap's
+//! `swap_remove_index`): SCAN's cursor, random sampling, S3-FIFO's hand, the volatile index
+//! and snapshots' marks rely on that (see [`super::Shard`]).
+
+use crate::Key;
+use crate::segtable::SegTable;
+
+use super::Stored as Entry;
+use std::hash::BuildHasher;
+
+use super::Hasher;
+
+/// Entries per chunk, a power of two: 1024 entries of 56 bytes is 56 KiB (one of mimalloc's
+/// size classes, so a whole chunk wastes nothing); a shard of millions of entries has a few
+/// thousand chunks and at most one chunk's room unused.
+const CHUNK_SHIFT: u32 = 10;
+const CHUNK: usize = 1 << CHUNK_SHIFT;
+
+/// A shard's entries and their index (see the module's notes).
+#[derive(Default)]
+pub(super) struct Table {
+    /// Positions of the entries, found by the key's hash.
+    index: SegTable<u32>,
+    /// The entries: every chunk but the last holds exactly [`CHUNK`] entries.
+    chunks: Vec<Vec<(Key, Entry)>>,
+    len: usize,
+    hasher: Hasher,
+}
+
+impl Table {
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The hash the index files `key` under.
+    #[inline]
+    pub(super) fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    #[inline]
+    fn at(&self, idx: usize) -> Option<&(Key, Entry)> {
+        self.chunks.get(idx >> CHUNK_SHIFT)?.get(idx & (CHUNK - 1))
+    }
+
+    #[inline]
+    fn at_mut(&mut self, idx: usize) -> Option<&mut (Key, Entry)> {
+        self.chunks.get_mut(idx >> CHUNK_SHIFT)?.get_mut(idx & (CHUNK - 1))
+    }
+
+    /// The position of the entry whose hash is `hash` and whose key `eq` accepts.
+    #[inline]
+    pub(super) fn find_from_hash(&self, hash: u64, mut eq: impl FnMut(&[u8]) -> bool) -> Option<usize> {
+        let chunks = &self.chunks;
+        let i = self.index.find(hash, |&i| {
+            let i = i as usize;
+            chunks.get(i >> CHUNK_SHIFT).and_then(|c| c.get(i & (CHUNK - 1))).is_some_and(|(k, _)| eq(k))
+        })?;
+        Some(*i as usize)
+    }
+
+    /// The position of `key`'s entry.
+    #[inline]
+    pub(super) fn get_index_of(&self, key: &[u8]) -> Option<usize> {
+        self.find_from_hash(self.hash(key), |k| k == key)
+    }
+
+    #[inline]
+    pub(super) fn get(&self, key: &[u8]) -> Option<&Entry> {
+        self.get_index_of(key).and_then(|i| self.at(i)).map(|(_, e)| e)
+    }
+
+    pub(super) fn contains_key(&self, key: &[u8]) -> bool {
+        self.get_index_of(key).is_some()
+    }
+
+    #[inline]
+    pub(super) fn get_index(&self, idx: usize) -> Option<(&Key, &Entry)> {
+        self.at(idx).map(|(k, e)| (k, e))
+    }
+
+    #[inline]
+    pub(super) fn get_index_mut(&mut self, idx: usize) -> Option<(&Key, &mut Entry)> {
+        self.at_mut(idx).map(|(k, e)| (&*k, e))
+    }
+
+    /// Adds an entry for a key the table does not hold; returns its position (the last).
+    pub(super) fn push(&mut self, key: Key, entry: Entry) -> usize {
+        let idx = self.len;
+        let pos = u32::try_from(idx).expect("a shard holds fewer than 2^32 entries");
+        let hash = self.hash(&key);
+        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+            // The first chunk starts small and grows as a Vec does; later ones are made whole.
+            let room = if self.chunks.is_empty() { 0 } else { CHUNK };
+            self.chunks.push(Vec::with_capacity(room));
+        }
+        let first = self.chunks.len() == 1;
+        if let Some(c) = self.chunks.last_mut() {
+            if c.len() == c.capacity() && first {
+                // Growing the first chunk: never past a whole chunk.
+                let want = (c.capacity() * 2).clamp(4, CHUNK);
+                c.reserve_exact(want - c.len());
+            }
+            c.push((key, entry));
+        }
+        self.len += 1;
+        let (chunks, hasher) = (&self.chunks, &self.hasher);
+        self.index.insert_unique(hash, pos, |&i| rehash(chunks, hasher, i));
+        idx
+    }
+
+    /// Removes the entry at `idx`; the last entry moves into its place (as `Vec::swap_remove`).
+    pub(super) fn swap_remove_index(&mut self, idx: usize) -> Option<(Key, Entry)> {
+        let hash = self.hash(&self.at(idx)?.0);
+        let last = self.len - 1;
+        let (chunks, hasher) = (&self.chunks, &self.hasher);
+        self.index.remove(hash, |&i| i as usize == idx, |&i| rehash(chunks, hasher, i));
+        if idx != last {
+            let moved = self.hash(&self.at(last)?.0);
+            if let Some(i) = self.index.find_mut(moved, |&i| i as usize == last) {
+                *i = idx as u32;
+            }
+        }
+        let tail = self.chunks.last_mut()?;
+        let mut item = tail.pop()?;
+        if tail.is_empty() && self.chunks.len() > 1 {
+            self.chunks.pop();
+        }
+        if idx != last
+            && let Some(slot) = self.at_mut(idx)
+        {
+            std::mem::swap(slot, &mut item);
+        }
+        self.len -= 1;
+        if self.len == 0 {
+            // An emptied shard gives its memory back.
+            self.chunks = Vec::new();
+        }
+        Some(item)
+    }
+
+    /// Every entry, in position order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&Key, &Entry)> {
+        self.chunks.iter().flatten().map(|(k, e)| (k, e))
+    }
+
+    /// Every entry, in position order, taken out.
+    pub(super) fn into_entries(self) -> impl Iterator<Item = (Key, Entry)> {
+        self.chunks.into_iter().flatten()
+    }
+}
+
+/// The hash of the entry at position `i`, for the index to move it.
+#[inline]
+fn rehash(chunks: &[Vec<(Key, Entry)>], hasher: &Hasher, i: u32) -> u64 {
+    let i = i as usize;
+    chunks.get(i >> CHUNK_SHIFT).and_then(|c| c.get(i & (CHUNK - 1))).map_or(0, |(k, _)| hasher.hash_one(k.as_bytes()))
+}
+
+impl std::ops::Index<usize> for Table {
+    type Output = Entry;
+    fn index(&self, idx: usize) -> &Entry {
+        &self.chunks[idx >> CHUNK_SHIFT][idx & (CHUNK - 1)].1
+    }
+}
+
+impl std::ops::IndexMut<usize> for Table {
+    fn index_mut(&mut self, idx: usize) -> &mut Entry {
+        &mut self.chunks[idx >> CHUNK_SHIFT][idx & (CHUNK - 1)].1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Value;
+
+    #[test]
+    fn agrees_with_a_model_through_growth_and_removal() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut t = Table::default();
+        let mut model: Vec<Vec<u8>> = Vec::new();
+        for round in 0..3 {
+            let target = [5000, 100, 3000][round];
+            while model.len() != target {
+                if model.len() < target && rng.u8(..4) != 0 {
+                    let k = format!("key:{}", rng.u64(..1_000_000)).into_bytes();
+                    if t.contains_key(&k) {
+                        continue;
+                    }
+                    let i = t.push(Key::new(&k), Entry::new(Value::Int(0)));
+                    assert_eq!(i, model.len());
+                    model.push(k);
+                } else if !model.is_empty() {
+                    let i = rng.usize(..model.len());
+                    let (k, _) = t.swap_remove_index(i).expect("in range");
+                    assert_eq!(&*k, &model.swap_remove(i)[..]);
+                }
+            }
+            assert_eq!(t.len(), model.len());
+            for (i, k) in model.iter().enumerate() {
+                assert_eq!(t.get_index_of(k), Some(i));
+                assert_eq!(t.get_index(i).map(|(k, _)| k.to_vec()), Some(k.clone()));
+            }
+            assert!(t.iter().map(|(k, _)| k.to_vec()).eq(model.iter().cloned()));
+            assert!(t.chunks.iter().rev().skip(1).all(|c| c.len() == CHUNK), "full chunks but the last");
+        }
+        assert_eq!(t.get_index_of(b"nope"), None);
+        while !model.is_empty() {
+            t.swap_remove_index(0);
+            model.swap_remove(0);
+        }
+        assert!(t.is_empty() && t.chunks.is_empty());
+    }
+
+    /// No insert moves more than one index segment's entries, and none copies an entry: a
+    /// shard of millions of keys grows without a stall.
+    #[test]
+    fn growth_is_bounded_per_insert() {
+        let mut t = Table::default();
+        let mut worst = 0;
+        for i in 0..200_000u32 {
+            let before = t.index.moved();
+            t.push(Key::new(format!("key:{i}").as_bytes()), Entry::new(Value::Int(0)));
+            worst = worst.max(t.index.moved() - before);
+        }
+        assert!(worst <= crate::segtable::SEGMENT_BUCKETS, "one insert moved {worst} index entries");
+        assert!(t.index.segment_count() > 16, "{} segments", t.index.segment_count());
+        assert!(t.chunks.iter().all(|c| c.capacity() == CHUNK), "every chunk made whole, none regrown");
+        assert!(
+            (0..200_000u32).step_by(997).all(|i| t.get_index_of(format!("key:{i}").as_bytes()) == Some(i as usize))
+        );
+    }
+}
