@@ -55,26 +55,64 @@ pub struct Record {
     pub commands: Vec<Vec<Vec<u8>>>,
 }
 
-fn decode_record(payload: &[u8]) -> Decoded<Record> {
-    let mut c = Cursor::new(payload);
-    let db = usize::try_from(c.uvarint()?).map_err(|_| DecodeError("database out of range".into()))?;
+/// A record read in place ([`LogReader::next_raw`]): its payload and where each argument is
+/// in it, reused from record to record, so that replaying a log allocates nothing per record
+/// (a `Record` is a vector per argument).
+#[derive(Debug, Default)]
+pub struct RawRecord {
+    pub db: usize,
+    payload: Vec<u8>,
+    /// (start, end) of each argument in `payload`, command after command.
+    spans: Vec<(usize, usize)>,
+    /// Where each command's arguments end in `spans`.
+    ends: Vec<usize>,
+}
+
+impl RawRecord {
+    /// The commands, each as its arguments.
+    pub fn commands(&self) -> impl Iterator<Item = impl ExactSizeIterator<Item = &[u8]>> {
+        let mut from = 0;
+        self.ends.iter().map(move |&end| {
+            let args = self.spans[from..end].iter().map(|&(a, b)| &self.payload[a..b]);
+            from = end;
+            args
+        })
+    }
+
+    fn to_record(&self) -> Record {
+        Record { db: self.db, commands: self.commands().map(|args| args.map(<[u8]>::to_vec).collect()).collect() }
+    }
+}
+
+/// Decodes the record in `rec.payload` into its spans.
+fn decode_spans(rec: &mut RawRecord) -> Decoded<()> {
+    rec.spans.clear();
+    rec.ends.clear();
+    let mut c = Cursor::new(&rec.payload);
+    rec.db = usize::try_from(c.uvarint()?).map_err(|_| DecodeError("database out of range".into()))?;
     let n = c.count(1)?;
-    let mut commands = Vec::with_capacity(n);
     for _ in 0..n {
         let argc = c.count(1)?;
         if argc == 0 {
             return Err(DecodeError("a command with no arguments".into()));
         }
-        let mut args = Vec::with_capacity(argc);
         for _ in 0..argc {
-            args.push(c.bytes()?.to_vec());
+            let len = c.bytes()?.len();
+            rec.spans.push((c.pos() - len, c.pos()));
         }
-        commands.push(args);
+        rec.ends.push(rec.spans.len());
     }
     if !c.is_empty() {
         return Err(DecodeError("bytes left after the last command".into()));
     }
-    Ok(Record { db, commands })
+    Ok(())
+}
+
+#[cfg(test)]
+fn decode_record(payload: &[u8]) -> Decoded<Record> {
+    let mut rec = RawRecord { payload: payload.to_vec(), ..RawRecord::default() };
+    decode_spans(&mut rec)?;
+    Ok(rec.to_record())
 }
 
 /// How far ahead of its records a log being written is extended with zeros, at least: the
@@ -272,13 +310,14 @@ pub enum Tail {
 /// reported by [`LogReader::tail`] once the records are read.
 pub struct LogReader {
     frames: Frames,
-    payload: Vec<u8>,
+    /// The buffers of [`LogReader::next_record`].
+    raw: RawRecord,
     tail: Option<Tail>,
 }
 
 impl LogReader {
     pub fn open(path: &Path) -> Result<LogReader, FileError> {
-        Ok(LogReader { frames: Frames::open(path, Kind::Log)?, payload: Vec::new(), tail: None })
+        Ok(LogReader { frames: Frames::open(path, Kind::Log)?, raw: RawRecord::default(), tail: None })
     }
 
     pub fn file_len(&self) -> u64 {
@@ -292,26 +331,35 @@ impl LogReader {
 
     /// The next record, or None at the end (see [`LogReader::tail`]).
     pub fn next_record(&mut self) -> Result<Option<Record>, FileError> {
+        let mut raw = std::mem::take(&mut self.raw);
+        let next = self.next_raw(&mut raw);
+        let record = next.map(|found| found.then(|| raw.to_record()));
+        self.raw = raw;
+        record
+    }
+
+    /// The next record, read into `rec` in place; false at the end (see [`LogReader::tail`]).
+    pub fn next_raw(&mut self, rec: &mut RawRecord) -> Result<bool, FileError> {
         if self.tail.is_some() {
-            return Ok(None);
+            return Ok(false);
         }
         let path = self.frames.path().to_owned();
         let err = |offset, reason| FileError { path: path.clone(), offset, reason };
-        match self.frames.next(&mut self.payload).map_err(|e| err(self.frames.pos(), format!("read error: {e}")))? {
-            Next::Frame(at) => match decode_record(&self.payload) {
-                Ok(r) => Ok(Some(r)),
+        match self.frames.next(&mut rec.payload).map_err(|e| err(self.frames.pos(), format!("read error: {e}")))? {
+            Next::Frame(at) => match decode_spans(rec) {
+                Ok(()) => Ok(true),
                 Err(e) => Err(err(at, format!("bad record: {e}"))),
             },
             Next::End => {
                 self.tail = Some(Tail::Clean);
-                Ok(None)
+                Ok(false)
             }
             Next::Bad(at, reason) => {
                 // A record never starts with a zero byte: zeros from here to the end are the
                 // preallocated tail; a record cut short inside them is not all zeros.
                 if self.frames.zeros_from(at).map_err(|e| err(at, format!("read error: {e}")))? {
                     self.tail = Some(Tail::Zeros { offset: at, zeros: self.frames.file_len() - at });
-                    return Ok(None);
+                    return Ok(false);
                 }
                 let next = self.frames.next_intact_after(at).map_err(|e| err(at, format!("read error: {e}")))?;
                 match next {
@@ -323,7 +371,7 @@ impl LogReader {
                     )),
                     None => {
                         self.tail = Some(Tail::Torn { offset: at, dropped: self.frames.file_len() - at, reason });
-                        Ok(None)
+                        Ok(false)
                     }
                 }
             }
@@ -352,16 +400,16 @@ pub fn check(path: &Path) -> Result<(u64, Tail), FileError> {
 /// `--check-aof --fix`).
 pub fn last_good_offset(path: &Path) -> Result<u64, FileError> {
     let mut frames = Frames::open(path, Kind::Log)?;
-    let mut payload = Vec::new();
+    let mut rec = RawRecord::default();
     loop {
         let before = frames.pos();
-        let next = frames.next(&mut payload).map_err(|e| FileError {
+        let next = frames.next(&mut rec.payload).map_err(|e| FileError {
             path: path.to_owned(),
             offset: before,
             reason: format!("read error: {e}"),
         })?;
         match next {
-            Next::Frame(_) if decode_record(&payload).is_ok() => {}
+            Next::Frame(_) if decode_spans(&mut rec).is_ok() => {}
             Next::End => return Ok(before),
             _ => return Ok(before),
         }
