@@ -780,6 +780,9 @@ impl Journal {
         if let Some(handle) = syncer {
             let _ = handle.join();
         }
+        // The syncer's handle on the file goes too (the log turned off: its file may be
+        // deleted by the next rewrite, and must not stay open).
+        self.sync.lock().file = None;
     }
 
     /// The writer's loop, until it stops. Without a syncer (`has_syncer` false), it fsyncs
