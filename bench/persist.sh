@@ -10,9 +10,14 @@
 #      PSS from /proc/PID/smaps_rollup, which counts pages shared after fork once) against the
 #      memory just before;
 #   4. restart on the snapshot: the time from exec to the server answering DBSIZE with N.
+# With --log (instead of the steps above), the append-only log's replay: each server started
+# with `--appendonly yes --appendfsync everysec` (automatic rewrites off, so the log holds
+# every write), N SETs written through redis-cli --pipe, SHUTDOWN (which fsyncs the log), then
+# a restart on the log: the time from exec to DBSIZE answering N (Redis replays its
+# appendonly.aof.1.incr.aof over an empty base, Magpie its incremental log over an empty base).
 #
 # Usage: bench/persist.sh [--keys N] [--data-size BYTES] [--magpie-bin PATH] [--skip-build]
-#                         [--only redis|magpie] [--out DIR]
+#                         [--only redis|magpie] [--log] [--out DIR]
 set -euo pipefail
 # magpie-server's HTTP API (port 7379 by default) stays off, so that servers never clash;
 # builds from before it have no such flag.
@@ -26,6 +31,7 @@ DATA_SIZE=64
 MAGPIE_BIN=
 SKIP_BUILD=0
 ONLY=
+MODE=snapshot
 OUT_DIR=$SCRIPT_DIR/out
 SERVER_CPU=0
 CLIENT_CPU=1
@@ -40,8 +46,9 @@ while [[ $# -gt 0 ]]; do
     --magpie-bin) MAGPIE_BIN=$2; SKIP_BUILD=1; shift 2 ;;
     --skip-build) SKIP_BUILD=1; shift ;;
     --only) ONLY=$2; shift 2 ;;
+    --log) MODE=log; shift ;;
     --out) OUT_DIR=$2; shift 2 ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
     esac
 done
@@ -75,14 +82,17 @@ trap cleanup EXIT
 pick_port() { echo $((20000 + RANDOM % 30000)); }
 cli() { timeout 600 redis-cli -h "$HOST" -p "$PORT" "$@"; }
 
-# start NAME: starts the server in $WORK/NAME (its snapshot file, if any, is loaded)
+# start NAME: starts the server in $WORK/NAME (its snapshot file, or with --log its
+# append-only log, if any, is loaded)
 start() {
     local name=$1
+    local -a persist=(--save '' --appendonly no)
+    [[ $MODE == log ]] && persist=(--save '' --appendonly yes --appendfsync everysec --auto-aof-rewrite-percentage 0)
     mkdir -p "$WORK/$name"
     if [[ $name == redis ]]; then
-        (cd "$WORK/$name" && exec taskset -c "$SERVER_CPU" redis-server --port "$PORT" --bind "$HOST" --save '' --appendonly no) >"$WORK/$name.log" 2>&1 &
+        (cd "$WORK/$name" && exec taskset -c "$SERVER_CPU" redis-server --port "$PORT" --bind "$HOST" "${persist[@]}") >"$WORK/$name.log" 2>&1 &
     else
-        (cd "$WORK/$name" && exec taskset -c "$SERVER_CPU" "$MAGPIE_BIN" --port "$PORT" $(http_off "$MAGPIE_BIN") --bind "$HOST" --save '' --appendonly no) >"$WORK/$name.log" 2>&1 &
+        (cd "$WORK/$name" && exec taskset -c "$SERVER_CPU" "$MAGPIE_BIN" --port "$PORT" $(http_off "$MAGPIE_BIN") --bind "$HOST" "${persist[@]}") >"$WORK/$name.log" 2>&1 &
     fi
     PID=$!
 }
@@ -108,10 +118,51 @@ pss_kib() { # the PSS of the server and its children, KiB
     echo "$total"
 }
 
-declare -A R_SAVE R_BG R_STEADY R_PEAK R_LOAD
+declare -A R_SAVE R_BG R_STEADY R_PEAK R_LOAD R_SIZE
 SERVERS=()
 [[ $ONLY == magpie ]] || SERVERS+=(redis)
 [[ $ONLY == redis ]] || SERVERS+=(magpie)
+if [[ $MODE == log ]]; then
+    for name in "${SERVERS[@]}"; do
+        PORT=$(pick_port)
+        start "$name"
+        T0=$(date +%s.%N)
+        wait_keys 0 >/dev/null
+        log "$name: writing $KEYS SETs into the append-only log"
+        awk -v type=string -v items="$KEYS" -v size="$DATA_SIZE" -f "$SCRIPT_DIR/resp-gen.awk" |
+            taskset -c "$CLIENT_CPU" redis-cli -h "$HOST" -p "$PORT" --pipe --pipe-timeout 120 >/dev/null
+        cli shutdown >/dev/null 2>&1 || true
+        wait "$PID" 2>/dev/null || true
+        PID=
+        R_SIZE[$name]=$(du -sk --apparent-size "$WORK/$name/appendonlydir" | cut -f1)
+        PORT=$(pick_port)
+        T0=$(date +%s.%N)
+        start "$name"
+        R_LOAD[$name]=$(wait_keys "$KEYS")
+        log "$name: restarted and replayed $KEYS SETs in ${R_LOAD[$name]} s (log ${R_SIZE[$name]} KiB)"
+        cli shutdown nosave >/dev/null 2>&1 || true
+        wait "$PID" 2>/dev/null || true
+        PID=
+        rm -rf "${WORK:?}/$name"
+    done
+    mkdir -p "$OUT_DIR"
+    TS=$(date -u +%Y%m%dT%H%M%SZ)
+    {
+        echo "## Log replay: magpie vs redis ($TS)"
+        echo
+        echo "- host: nproc=$(nproc), $(uname -r), loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "- $(redis-server --version | head -n 1)"
+        [[ $ONLY == redis ]] || echo "- magpie: $MAGPIE_BIN, git $(git -C "$ROOT" rev-parse --short=12 HEAD)"
+        echo "- $KEYS SETs of $DATA_SIZE-byte values in the log (appendfsync everysec, no rewrite), then a restart"
+        echo
+        echo "| server | log on disk MiB | replay on restart s |"
+        echo "|---|---:|---:|"
+        for name in "${SERVERS[@]}"; do
+            awk -v n="$name" -v sz="${R_SIZE[$name]}" -v l="${R_LOAD[$name]}" 'BEGIN { printf "| %s | %.1f | %s |\n", n, sz / 1024, l }'
+        done
+    } | tee "$OUT_DIR/$TS-persist-log.md"
+    exit 0
+fi
 for name in "${SERVERS[@]}"; do
     PORT=$(pick_port)
     start "$name"

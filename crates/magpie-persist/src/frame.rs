@@ -221,6 +221,27 @@ impl Frames {
         Ok(Next::Frame(start))
     }
 
+    /// Whether every byte from `offset` to the end of the file is zero: after [`Next::Bad`]
+    /// there, the zeros a log is preallocated with (see `log`'s module doc), which no frame
+    /// starts with. True at the end of the file.
+    pub fn zeros_from(&mut self, offset: u64) -> io::Result<bool> {
+        let file = self.reader.get_mut();
+        file.seek(SeekFrom::Start(offset))?;
+        let mut chunk = vec![0u8; 1 << 16];
+        let mut pos = offset;
+        while pos < self.len {
+            let n = read_full(file, &mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            if chunk[..n].iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            pos += n as u64;
+        }
+        Ok(true)
+    }
+
     /// After [`Next::Bad`] at `offset`: the offset of the first intact frame after it, if any.
     /// None means nothing valid follows: the damage is a torn tail (a write cut short by a
     /// crash), not corruption in the middle of the file.

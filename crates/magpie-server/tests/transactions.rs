@@ -192,7 +192,7 @@ fn a_transaction_is_logged_whole() {
     let manifest = std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest")).unwrap();
     let incr = manifest.lines().rfind(|l| l.starts_with("incr ")).unwrap().trim_start_matches("incr ");
     let path = dir.join("appendonlydir").join(incr);
-    let len = std::fs::metadata(&path).unwrap().len();
+    let len = common::log_records_end(&path);
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 10).unwrap();
     let s = Server::magpie_with(&args);
     let mut con = s.client();
@@ -441,7 +441,7 @@ fn commit_is_durable_and_wakes_blocked_clients() {
     let manifest = std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest")).unwrap();
     let incr = manifest.lines().rfind(|l| l.starts_with("incr ")).unwrap().trim_start_matches("incr ");
     let path = dir.join("appendonlydir").join(incr);
-    let len = std::fs::metadata(&path).unwrap().len();
+    let len = common::log_records_end(&path);
     std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 7).unwrap();
     let s = Server::magpie_with(&args);
     let mut con = s.client();

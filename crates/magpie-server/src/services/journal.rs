@@ -18,22 +18,30 @@
 //! new one. The writer reads the watermark before it looks for a switch (see
 //! `Journal::collect`), so a watermark that has passed a cut always comes with its switch.
 //!
-//! Fsync policy: `always` acknowledges a write only once its record is on disk. The writer
-//! writes and fsyncs everything pending in one go, so the clients that wrote meanwhile share
-//! one fsync (group commit); connections wait for [`Journal::durable`] to pass their last
-//! record before sending their replies. `everysec` fsyncs about once a second and `no` leaves
-//! it to the kernel; neither makes anyone wait. When a write or an fsync fails, the records
-//! are kept and retried, and the watchers of [`Journal::durable`] are woken, so that the
-//! connections waiting for them answer with the error at once (`front::resp`).
+//! Fsync policy: `always` acknowledges a write only once its record is on disk. Two threads
+//! share the work: the writer writes records as they become writable, and the syncer
+//! fdatasyncs what has been written and moves [`Journal::durable`] to the last record its
+//! fsync covers. So the fsync of one batch runs while the next batch is executed and written,
+//! and the clients whose records were written meanwhile share the next fsync (group commit);
+//! connections wait for [`Journal::durable`] to pass their last record before sending their
+//! replies. `everysec` fsyncs (on the syncer) about once a second and `no` leaves it to the
+//! kernel; neither makes anyone wait. When a write or an fsync fails, the records are kept and
+//! retried, and the watchers of [`Journal::durable`] are woken, so that the connections
+//! waiting for them answer with the error at once (`front::resp`).
+//!
+//! The file is preallocated with zeros ahead of the records (`magpie_persist::log`), by the
+//! writer after its writes, so that the syncer's fdatasync flushes data only; the zeros are
+//! cut off when the file is closed (shutdown, the log turned off, a rewrite's switch).
 
 use std::cell::{Cell, OnceCell, RefCell};
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -140,6 +148,27 @@ struct WriterState {
     file: Option<LogFile>,
 }
 
+/// What the writer tells the syncer, under [`Journal::sync`].
+#[derive(Default)]
+struct SyncState {
+    /// A handle on the file the writer writes to (the syncer fsyncs through it).
+    file: Option<Arc<File>>,
+    /// Every record numbered below this is written to `file` (or to an earlier file, complete
+    /// and fsynced).
+    written: u64,
+    /// Every record numbered below this is fsynced.
+    synced: u64,
+    /// Bytes were written to `file` since the syncer last started an fsync.
+    dirty: bool,
+    /// The writer is stopping: the syncer ends.
+    stop: bool,
+}
+
+/// Bits of [`Journal::failing`]: a write (or a record that could not be encoded) failed, or an
+/// fsync did. Each is cleared by the next success of its kind.
+const WRITE_FAULT: u8 = 1;
+const SYNC_FAULT: u8 = 2;
+
 /// Health of the log, as INFO and MISCONF report it.
 #[derive(Default, Clone)]
 pub(crate) struct Status {
@@ -176,11 +205,16 @@ pub(crate) struct Journal {
     policy: AtomicU8,
     /// Every record numbered up to this is written (and fsynced under `always`).
     durable: watch::Sender<u64>,
-    /// True while writes to the log fail: write commands are refused (MISCONF).
-    failing: AtomicBool,
+    /// Not zero while writes or fsyncs of the log fail ([`WRITE_FAULT`], [`SYNC_FAULT`]):
+    /// write commands are refused (MISCONF).
+    failing: AtomicU8,
     status: Mutex<Status>,
     /// Held by the writer while it writes and fsyncs.
     state: Mutex<WriterState>,
+    /// Shared by the writer and the syncer; never held during I/O.
+    sync: Mutex<SyncState>,
+    /// Wakes the syncer: records written, or the writer stopping.
+    sync_wanted: Condvar,
     /// The switch asked for, if any. Its own lock, never held during I/O: a rewrite's cut asks
     /// for the switch while every shard is locked, and must not wait for an fsync there.
     switch: Mutex<Option<Switch>>,
@@ -221,9 +255,11 @@ impl Journal {
             on: AtomicBool::new(false),
             policy: AtomicU8::new(Fsync::Everysec as u8),
             durable: watch::Sender::new(0),
-            failing: AtomicBool::new(false),
+            failing: AtomicU8::new(0),
             status: Mutex::new(Status::default()),
             state: Mutex::new(WriterState::default()),
+            sync: Mutex::new(SyncState::default()),
+            sync_wanted: Condvar::new(),
             switch: Mutex::new(None),
             switch_done: Mutex::new(None),
             switched: Condvar::new(),
@@ -250,7 +286,29 @@ impl Journal {
 
     /// Whether writes to the log are failing (write commands get MISCONF).
     pub(crate) fn is_failing(&self) -> bool {
-        self.failing.load(Ordering::Relaxed)
+        self.failing.load(Ordering::Relaxed) != 0
+    }
+
+    /// Sets a fault bit; true if it was not set (the first failure of a run: say it once).
+    fn fault(&self, bit: u8) -> bool {
+        self.failing.fetch_or(bit, Ordering::SeqCst) & bit == 0
+    }
+
+    /// Clears a fault bit; true if it was set.
+    fn clear_fault(&self, bit: u8) -> bool {
+        self.failing.fetch_and(!bit, Ordering::SeqCst) & bit != 0
+    }
+
+    /// Moves the durable watermark up to `d` (never down: the writer and the syncer both
+    /// move it).
+    fn publish_durable(&self, d: u64) {
+        self.durable.send_if_modified(|v| {
+            let up = d > *v;
+            if up {
+                *v = d;
+            }
+            up
+        });
     }
 
     pub(crate) fn status(&self) -> Status {
@@ -407,7 +465,7 @@ impl Journal {
                 // it stays out of the log, said loudly, and writes are refused until the log
                 // is written to again.
                 error!("a write could not be logged: {e}");
-                self.failing.store(true, Ordering::SeqCst);
+                self.fault(WRITE_FAULT);
             }
             buf.index.push((seq, buf.bytes.len()));
             if self.backlog.fetch_add((buf.bytes.len() - before) as u64, Ordering::SeqCst) == 0 {
@@ -448,8 +506,13 @@ impl Journal {
                 self.0.fetch_sub(1, Ordering::SeqCst);
             }
         }
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        self.wake();
+        // The first waiter cuts the writer's nap short (`everysec` and `no`: it naps after a
+        // write). Under `always` it never naps, and its records' push woke it already: waking
+        // it for each of the clients that wait for one fsync cost a context switch each (50
+        // per fsync at 50 clients, pipeline 1), on the core those clients' commands need.
+        if self.waiters.fetch_add(1, Ordering::SeqCst) == 0 && self.policy() != Fsync::Always {
+            self.wake();
+        }
         Waiting(&self.waiters)
     }
 
@@ -466,6 +529,7 @@ impl Journal {
         self.set_policy(policy);
         self.incr_bytes.store(file.len(), Ordering::Relaxed);
         self.backlog.store(0, Ordering::Relaxed);
+        *self.sync.lock() = SyncState { file: Some(Arc::new(file.try_clone_file()?)), ..SyncState::default() };
         self.state.lock().file = Some(file);
         self.durable.send_replace((self.tap.0)());
         self.stop.store(false, Ordering::SeqCst);
@@ -583,27 +647,167 @@ impl Journal {
         (w, switch_at, oldest)
     }
 
-    /// The writer thread.
+    /// Tells the syncer that every record below `to` is written (`wrote`: and that bytes were).
+    fn note_written(&self, to: u64, wrote: bool) {
+        let mut st = self.sync.lock();
+        if to <= st.written && !wrote {
+            return;
+        }
+        let was_idle = st.written <= st.synced && !st.dirty;
+        st.written = st.written.max(to);
+        st.dirty |= wrote;
+        drop(st);
+        // Under `everysec` a syncer that is behind already waits for its second to pass.
+        if self.policy() == Fsync::Always || was_idle {
+            self.sync_wanted.notify_one();
+        }
+    }
+
+    /// Closes the current file for good (see [`LogFile::finish`]: its zeros cut off, fsynced)
+    /// once everything below `written` is in it; on success, that is durable.
+    fn finish_file(&self, written: u64) -> std::io::Result<()> {
+        if let Some(f) = self.state.lock().file.as_mut() {
+            f.finish()?;
+        }
+        let mut st = self.sync.lock();
+        st.synced = st.synced.max(written);
+        st.written = st.written.max(written);
+        st.dirty = false;
+        drop(st);
+        self.publish_durable(written.saturating_sub(1));
+        Ok(())
+    }
+
+    /// The syncer thread: fdatasyncs what the writer has written (at once under `always`,
+    /// about once a second under `everysec`, never under `no`) and moves the durable
+    /// watermark under `always`.
+    fn run_syncer(&self) {
+        let mut last_fsync = Instant::now();
+        loop {
+            let (file, target, dirty) = {
+                let mut st = self.sync.lock();
+                let mut yielded = false;
+                loop {
+                    if st.stop {
+                        return;
+                    }
+                    let behind = st.written > st.synced;
+                    let policy = self.policy();
+                    let since = last_fsync.elapsed();
+                    let due = match policy {
+                        Fsync::Always => behind,
+                        Fsync::Everysec => st.dirty && since >= Duration::from_secs(1),
+                        Fsync::No => false,
+                    };
+                    if due {
+                        if policy == Fsync::Always && !yielded {
+                            // Let the threads that are ready run first (on a busy core, they
+                            // are the syncer's own): the connections finishing their commands
+                            // and the writer writing their records, so that this fsync covers
+                            // them too.
+                            yielded = true;
+                            MutexGuard::unlocked(&mut st, thread::yield_now);
+                            continue;
+                        }
+                        break;
+                    }
+                    let wait = match policy {
+                        Fsync::Everysec if st.dirty => Duration::from_secs(1).saturating_sub(since),
+                        _ => Duration::from_millis(100),
+                    };
+                    self.sync_wanted.wait_for(&mut st, wait);
+                }
+                let dirty = std::mem::take(&mut st.dirty);
+                (st.file.clone(), st.written, dirty)
+            };
+            let synced = match (&file, dirty) {
+                (Some(f), true) => f.sync_data(),
+                _ => Ok(()),
+            };
+            match synced {
+                Ok(()) => {
+                    if dirty {
+                        last_fsync = Instant::now();
+                        let mut status = self.status.lock();
+                        status.fsyncs += 1;
+                        status.last_fsync = Some(last_fsync);
+                    }
+                    let mut st = self.sync.lock();
+                    st.synced = st.synced.max(target);
+                    drop(st);
+                    if self.clear_fault(SYNC_FAULT) {
+                        info!("fsyncs of the append-only log succeed again; accepting writes");
+                        if !self.is_failing() {
+                            self.status.lock().last_write_error = None;
+                        }
+                    }
+                    if self.policy() == Fsync::Always {
+                        self.publish_durable(target.saturating_sub(1));
+                    }
+                }
+                Err(e) => {
+                    self.sync.lock().dirty = true;
+                    if self.fault(SYNC_FAULT) {
+                        warn!("fsync of the append-only log failed: {e}; refusing writes until it works again");
+                    }
+                    self.status.lock().last_write_error = Some(format!("fsync: {e}"));
+                    // Connections waiting for these records answer with the error now.
+                    self.durable.send_modify(|_| {});
+                    let mut st = self.sync.lock();
+                    if !st.stop {
+                        self.sync_wanted.wait_for(&mut st, Duration::from_millis(200));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The writer thread (it starts the syncer, and stops it before it ends).
     fn run(self: Arc<Self>) {
+        let me = self.clone();
+        let syncer = thread::Builder::new().name("magpie-aof-sync".into()).spawn(move || me.run_syncer());
+        let syncer = match syncer {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                // Without a syncer nothing would be fsynced: the writer does it itself.
+                warn!("cannot start the append-only log's fsync thread ({e}); the writer fsyncs");
+                None
+            }
+        };
+        self.write_loop(syncer.is_some());
+        self.sync.lock().stop = true;
+        self.sync_wanted.notify_all();
+        if let Some(handle) = syncer {
+            let _ = handle.join();
+        }
+        // The syncer's handle on the file goes too (the log turned off: its file may be
+        // deleted by the next rewrite, and must not stay open).
+        self.sync.lock().file = None;
+    }
+
+    /// The writer's loop, until it stops. Without a syncer (`has_syncer` false), it fsyncs
+    /// after each write itself.
+    fn write_loop(&self, has_syncer: bool) {
         let mut out: Vec<u8> = Vec::new();
         // Everything below this is in `out` or written.
         let mut collected_to = 0u64;
-        let mut last_fsync = Instant::now();
-        let mut dirty = false; // written since the last fsync
         let mut wrote_at: Option<Instant> = None; // the last write(2), if this turn made one
         let mut oldest: Option<Instant> = None; // when the oldest record in `out` was queued
         let mut collected_at = self.stamp(); // when the records in `out` were last collected
+        if let Some(f) = self.state.lock().file.as_mut() {
+            f.preallocate();
+        }
         loop {
             let stopping = self.stop.load(Ordering::SeqCst);
             let policy = self.policy();
             if policy == Fsync::Always && !stopping {
                 // Let the connection threads that are ready run first (on a busy core, they
-                // are the writer's own): each fsync then covers more clients' records.
+                // are the writer's own): each write then carries more clients' records.
                 thread::yield_now();
             }
             #[cfg(test)]
             if let Some(hook) = self.turn_hook.lock().as_mut() {
-                hook(&self);
+                hook(self);
             }
             let before = out.len();
             let unwritten_seen = self.unwritten_since.load(Ordering::SeqCst);
@@ -618,6 +822,7 @@ impl Journal {
             collected_to = collected_to.max(w);
             let collected = out.len() > before;
 
+            let mut wrote = false;
             if !out.is_empty() {
                 let result = {
                     let mut st = self.state.lock();
@@ -648,7 +853,7 @@ impl Journal {
                         if out.capacity() > 8 << 20 {
                             out = Vec::new();
                         }
-                        dirty = true;
+                        wrote = true;
                         let now = Instant::now();
                         wrote_at = Some(now);
                         if let Some(queued) = oldest.take() {
@@ -658,13 +863,15 @@ impl Journal {
                             status.write_lag_max = status.write_lag_max.max(lag);
                         }
                         self.incr_bytes.store(len, Ordering::Relaxed);
-                        if self.failing.swap(false, Ordering::SeqCst) {
+                        if self.clear_fault(WRITE_FAULT) {
                             info!("writes to the append-only log succeed again; accepting writes");
-                            self.status.lock().last_write_error = None;
+                            if !self.is_failing() {
+                                self.status.lock().last_write_error = None;
+                            }
                         }
                     }
                     Err(e) => {
-                        if !self.failing.swap(true, Ordering::SeqCst) {
+                        if self.fault(WRITE_FAULT) {
                             warn!("error writing to the append-only log: {e}; refusing writes until it works again");
                         }
                         self.status.lock().last_write_error = Some(e.to_string());
@@ -681,23 +888,21 @@ impl Journal {
                 }
             }
 
-            let must_sync = dirty
-                && (policy == Fsync::Always
-                    || (policy == Fsync::Everysec && last_fsync.elapsed() >= Duration::from_secs(1))
-                    || stopping
-                    || switch_at.is_some_and(|at| collected_to > at));
-            if must_sync {
-                let synced = self.state.lock().file.as_ref().map(magpie_persist::log::LogFile::sync).transpose();
+            // Everything collected is written: the syncer takes it from here (under `always`
+            // it moves the durable watermark once its fsync covers it).
+            self.note_written(collected_to, wrote);
+            if !has_syncer && (policy == Fsync::Always || (stopping && wrote)) {
+                let synced = self.state.lock().file.as_ref().map(LogFile::sync).transpose();
                 match synced {
                     Ok(_) => {
-                        dirty = false;
-                        last_fsync = Instant::now();
-                        let mut status = self.status.lock();
-                        status.fsyncs += 1;
-                        status.last_fsync = Some(last_fsync);
+                        let mut st = self.sync.lock();
+                        st.synced = st.synced.max(collected_to);
+                        st.dirty = false;
+                        drop(st);
+                        self.publish_durable(collected_to.saturating_sub(1));
                     }
                     Err(e) => {
-                        if !self.failing.swap(true, Ordering::SeqCst) {
+                        if self.fault(SYNC_FAULT) {
                             warn!("fsync of the append-only log failed: {e}; refusing writes until it works again");
                         }
                         self.status.lock().last_write_error = Some(format!("fsync: {e}"));
@@ -707,29 +912,53 @@ impl Journal {
                     }
                 }
             }
-            if !dirty || policy != Fsync::Always {
+            if policy != Fsync::Always {
                 // Under `always` only what is fsynced is durable; otherwise, what is written.
-                let durable = collected_to.saturating_sub(1);
-                if durable > *self.durable.borrow() {
-                    self.durable.send_replace(durable);
+                self.publish_durable(collected_to.saturating_sub(1));
+            }
+            if wrote {
+                // Zeros ahead of the records, while the syncer fsyncs what was just written
+                // (and before the next batch: records that go over zeros need no metadata
+                // flushed with them).
+                if let Some(f) = self.state.lock().file.as_mut() {
+                    f.preallocate();
                 }
             }
 
-            // A rewrite's switch, once everything up to its cut is written and fsynced.
+            // A rewrite's switch, once everything up to its cut is written: the old file is
+            // closed (its zeros cut, fsynced) before the manifest names the new one.
             if let Some(at) = switch_at
                 && collected_to > at
-                && !dirty
                 && out.is_empty()
             {
+                if let Err(e) = self.finish_file(collected_to) {
+                    if self.fault(SYNC_FAULT) {
+                        warn!("fsync of the append-only log failed: {e}; refusing writes until it works again");
+                    }
+                    self.status.lock().last_write_error = Some(format!("fsync: {e}"));
+                    self.durable.send_modify(|_| {});
+                    thread::park_timeout(Duration::from_millis(200));
+                    continue;
+                }
                 let mut st = self.state.lock();
                 let taken = self.switch.lock().take();
                 if let Some(sw) = taken {
                     let done = match (sw.then)() {
-                        Ok(()) => {
-                            self.incr_bytes.store(sw.to.len(), Ordering::Relaxed);
-                            st.file = Some(sw.to);
-                            true
-                        }
+                        Ok(()) => match sw.to.try_clone_file() {
+                            Ok(handle) => {
+                                self.incr_bytes.store(sw.to.len(), Ordering::Relaxed);
+                                self.sync.lock().file = Some(Arc::new(handle));
+                                st.file = Some(sw.to);
+                                if let Some(f) = st.file.as_mut() {
+                                    f.preallocate();
+                                }
+                                true
+                            }
+                            Err(e) => {
+                                warn!("could not switch the append-only log to a new file: {e}; keeping the old one");
+                                false
+                            }
+                        },
                         Err(e) => {
                             warn!("could not switch the append-only log to a new file: {e}; keeping the old one");
                             false
@@ -742,10 +971,21 @@ impl Journal {
                 continue;
             }
 
-            if stopping && out.is_empty() && !dirty && self.pending.load(Ordering::SeqCst) == 0 {
+            if stopping && out.is_empty() && self.pending.load(Ordering::SeqCst) == 0 {
                 let slots = self.slots.lock().clone();
                 if self.watermark(&slots) > (self.tap.0)() {
-                    return;
+                    // The last records are in: close the file (zeros cut, fsynced).
+                    match self.finish_file(collected_to) {
+                        Ok(()) => return,
+                        Err(e) => {
+                            if self.fault(SYNC_FAULT) {
+                                warn!("fsync of the append-only log failed: {e}; trying again before stopping");
+                            }
+                            self.status.lock().last_write_error = Some(format!("fsync: {e}"));
+                            thread::park_timeout(Duration::from_millis(200));
+                            continue;
+                        }
+                    }
                 }
             }
             // Unless clients wait for the disk (`always`), the records of a busy server are
@@ -776,11 +1016,7 @@ impl Journal {
                 self.stalled.store(false, Ordering::SeqCst);
             }
             if !pending && !stopping {
-                let wait = match policy {
-                    Fsync::Everysec if dirty => Duration::from_secs(1).saturating_sub(last_fsync.elapsed()),
-                    _ => Duration::from_millis(100),
-                };
-                thread::park_timeout(wait);
+                thread::park_timeout(Duration::from_millis(100));
             }
         }
     }

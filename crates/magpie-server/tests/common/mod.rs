@@ -15,6 +15,17 @@ use pid::process_id_on_as;
 mod redis_check;
 pub(crate) use redis_check::skip_without_redis;
 
+/// Where the records of an append-only log file end: its length, less the zeros preallocated
+/// after the last record (docs/formats.md, "Zero tail"), which a server killed with SIGKILL
+/// leaves behind. A test that cuts the last record short, as a crash in the middle of its
+/// write would, cuts from here.
+pub(crate) fn log_records_end(path: &std::path::Path) -> u64 {
+    match magpie_persist::log::check(path).expect("a readable log") {
+        (_, magpie_persist::log::Tail::Zeros { offset, .. }) => offset,
+        _ => std::fs::metadata(path).expect("stat the log").len(),
+    }
+}
+
 /// Asks the kernel for a free port on the loopback interface.
 pub(crate) fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");

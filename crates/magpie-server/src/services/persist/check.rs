@@ -56,6 +56,10 @@ pub fn check_tool(aof: Option<&Path>, snapshot: Option<&Path>, fix: bool) -> std
             println!("{}: OK, {n} records", path.display());
             ExitCode::SUCCESS
         }
+        Ok((n, Tail::Zeros { zeros, .. })) => {
+            println!("{}: OK, {n} records, then {zeros} bytes preallocated (zeros)", path.display());
+            ExitCode::SUCCESS
+        }
         Ok((n, Tail::Torn { offset, dropped, reason })) => {
             println!(
                 "{}: {n} good records, then a torn tail at offset {offset} ({reason}): {dropped} bytes",

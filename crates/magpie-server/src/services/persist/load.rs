@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use magpie_persist::SnapshotReader;
-use magpie_persist::log::{LogFile, LogReader, Manifest, Tail, create_dir_durably};
+use magpie_persist::log::{LogFile, LogReader, Manifest, RawRecord, Tail, create_dir_durably};
 use magpie_protocol::ArgVec;
 use magpie_store::now_ms;
 
@@ -171,7 +171,9 @@ impl Persistence {
         let mut reader = LogReader::open(path).map_err(|e| damaged(&e, "--check-aof"))?;
         let (mut records, mut errors) = (0u64, 0u64);
         let mut args = ArgVec::new();
-        while let Some(rec) = reader.next_record().map_err(|e| damaged(&e, "--check-aof"))? {
+        // One record's buffers, reused: replay allocates nothing per record.
+        let mut rec = RawRecord::default();
+        while reader.next_raw(&mut rec).map_err(|e| damaged(&e, "--check-aof"))? {
             if rec.db >= self.ks.db_count() {
                 return Err(format!(
                     "{}: a record for database {} (only {} configured)",
@@ -182,14 +184,15 @@ impl Persistence {
             }
             records += 1;
             replay(ReplayStep::Record { db: rec.db })?;
-            for cmd in &rec.commands {
+            for cmd in rec.commands() {
                 args.clear();
                 args.extend(cmd);
                 let result = replay(ReplayStep::Command(args.args()));
                 if let Err(e) = result {
                     errors += 1;
                     if errors <= 10 {
-                        warn!("{}: replaying {:?}: {e}", path.display(), String::from_utf8_lossy(&cmd[0]));
+                        let name = args.args().iter().next().map(<[u8]>::to_vec).unwrap_or_default();
+                        warn!("{}: replaying {:?}: {e}", path.display(), String::from_utf8_lossy(&name));
                     }
                 }
             }
