@@ -538,14 +538,7 @@ fn appendonly_can_be_turned_on_at_runtime() {
     for i in 0..100 {
         let _: () = con.set(format!("before{i}"), i).unwrap();
     }
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("appendonly").arg("yes").query(&mut con).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while info_field(&mut con, "persistence", "aof_rewrite_in_progress") == "1"
-        || info_field(&mut con, "persistence", "aof_enabled") == "0"
-    {
-        assert!(Instant::now() < deadline, "the log did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    appendonly_on(&mut con);
     let _: () = con.set("after", "yes").unwrap();
     let _: () = redis::cmd("CONFIG").arg("SET").arg("appendfsync").arg("always").query(&mut con).unwrap();
     let _: () = con.set("after-always", "yes").unwrap();

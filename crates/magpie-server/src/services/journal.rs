@@ -678,6 +678,16 @@ impl Journal {
         Ok(())
     }
 
+    /// An fsync of the log failed: writes are refused (logged once, until one succeeds again),
+    /// INFO says why, and connections waiting for their records answer with the error now.
+    fn sync_failed(&self, e: &std::io::Error) {
+        if self.fault(SYNC_FAULT) {
+            warn!("fsync of the append-only log failed: {e}; refusing writes until it works again");
+        }
+        self.status.lock().last_write_error = Some(format!("fsync: {e}"));
+        self.durable.send_modify(|_| {});
+    }
+
     /// The syncer thread: fdatasyncs what the writer has written (at once under `always`,
     /// about once a second under `everysec`, never under `no`) and moves the durable
     /// watermark under `always`.
@@ -747,12 +757,7 @@ impl Journal {
                 }
                 Err(e) => {
                     self.sync.lock().dirty = true;
-                    if self.fault(SYNC_FAULT) {
-                        warn!("fsync of the append-only log failed: {e}; refusing writes until it works again");
-                    }
-                    self.status.lock().last_write_error = Some(format!("fsync: {e}"));
-                    // Connections waiting for these records answer with the error now.
-                    self.durable.send_modify(|_| {});
+                    self.sync_failed(&e);
                     let mut st = self.sync.lock();
                     if !st.stop {
                         self.sync_wanted.wait_for(&mut st, Duration::from_millis(200));
@@ -902,11 +907,7 @@ impl Journal {
                         self.publish_durable(collected_to.saturating_sub(1));
                     }
                     Err(e) => {
-                        if self.fault(SYNC_FAULT) {
-                            warn!("fsync of the append-only log failed: {e}; refusing writes until it works again");
-                        }
-                        self.status.lock().last_write_error = Some(format!("fsync: {e}"));
-                        self.durable.send_modify(|_| {});
+                        self.sync_failed(&e);
                         thread::park_timeout(Duration::from_millis(200));
                         continue;
                     }
@@ -932,11 +933,7 @@ impl Journal {
                 && out.is_empty()
             {
                 if let Err(e) = self.finish_file(collected_to) {
-                    if self.fault(SYNC_FAULT) {
-                        warn!("fsync of the append-only log failed: {e}; refusing writes until it works again");
-                    }
-                    self.status.lock().last_write_error = Some(format!("fsync: {e}"));
-                    self.durable.send_modify(|_| {});
+                    self.sync_failed(&e);
                     thread::park_timeout(Duration::from_millis(200));
                     continue;
                 }
