@@ -206,6 +206,12 @@ fn value_bytes_follow_list_writes() {
 fn operation_counters_commandstats_and_resetstat() {
     let server = Server::magpie();
     let mut c = server.raw();
+    // The harness's readiness probe has closed its connection, but the server may not have
+    // seen it go yet: wait until this client is the only one (checked again below).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while num(&info(&mut c, "clients"), "connected_clients") != 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     run(
         &mut c,
         &[
