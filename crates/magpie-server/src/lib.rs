@@ -25,6 +25,12 @@ mod services;
 pub use app::run;
 pub use core::alloc::Counting as CountingAllocator;
 pub use core::alloc::configure as configure_allocator;
-pub use core::alloc::worker_parked;
 pub use services::config::{Config, Options};
 pub use services::persist::check_tool;
+
+/// For the runtime's `on_thread_park`: a worker thread that runs out of work gives back the
+/// memory its connections freed, and starts a new turn of replies.
+pub fn worker_parked() {
+    core::alloc::worker_parked();
+    front::resp::worker_parked();
+}

@@ -36,7 +36,8 @@ fn main() -> ExitCode {
         .init();
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    // An idle worker gives back the memory its connections freed (see `worker_parked`).
+    // An idle worker gives back the memory its connections freed, and starts a new turn of
+    // replies (see `worker_parked`).
     runtime.on_thread_park(magpie_server::worker_parked);
     if let Some(n) = config.threads {
         runtime.worker_threads(n.max(1));

@@ -180,7 +180,7 @@ pub(crate) fn note_freed() {
 /// (10,000 idle connections that had each run a pipeline held 80 KB each). So an idle worker
 /// collects its heap when something was freed since its last collection, at most every
 /// [`COLLECT_EVERY`]: a load of one atomic otherwise.
-pub fn worker_parked() {
+pub(crate) fn worker_parked() {
     let freed = FREED.load(Ordering::Relaxed);
     COLLECTED.with(|c| {
         let (seen, at) = c.get();

@@ -50,8 +50,9 @@ static INSTANCES: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct Scripting {
     id: u64,
     opts: Options,
-    /// SHA1 (lowercase hex) -> body of every script loaded (SCRIPT LOAD, EVAL).
-    scripts: RwLock<HashMap<String, Arc<[u8]>>>,
+    /// SHA1 (lowercase hex) -> body of every script loaded (SCRIPT LOAD, EVAL); foldhash, as
+    /// the keyspace's tables.
+    scripts: RwLock<HashMap<String, Arc<[u8]>, foldhash::fast::RandomState>>,
     /// Moved by SCRIPT FLUSH: threads whose engine is older drop it.
     scripts_version: AtomicU64,
     functions: RwLock<Registry>,
@@ -63,7 +64,7 @@ impl Scripting {
         Scripting {
             id: INSTANCES.fetch_add(1, Ordering::Relaxed),
             opts: Options::default(),
-            scripts: RwLock::new(HashMap::new()),
+            scripts: RwLock::new(HashMap::default()),
             scripts_version: AtomicU64::new(1),
             functions: RwLock::new(Registry::default()),
             running: Running::new(gate),
