@@ -465,16 +465,40 @@ fn read_some(stream: &TcpStream, rbuf: &mut BytesMut) -> io::Result<usize> {
         if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
             rbuf.reserve(READ_CHUNK.max(rbuf.len()));
         }
-        return stream.try_read_buf(rbuf);
+        let room = rbuf.capacity() - rbuf.len();
+        return read_drained(stream, rbuf, room);
     }
     READ_SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
         scratch.clear();
         scratch.reserve(READ_CHUNK);
-        let n = stream.try_read_buf(&mut *scratch)?;
+        let room = scratch.capacity();
+        let n = read_drained(stream, &mut *scratch, room)?;
         rbuf.extend_from_slice(&scratch[..n]);
         Ok(n)
     })
+}
+
+/// One read into `buf`, which has `room` bytes free. A read that returns less than that took
+/// everything the socket held, so the socket's readiness is cleared with it: the connection's
+/// next wait goes to epoll at once, instead of through one more read that finds nothing (a
+/// client at pipeline 1 cost 1.5 reads per request, where Redis makes one: it reads once per
+/// readiness event). The readiness cleared is the one seen before the read (tokio's
+/// `try_io`), so data that arrives after it raises a new event and is not missed.
+fn read_drained<B: bytes::BufMut>(stream: &TcpStream, buf: &mut B, room: usize) -> io::Result<usize> {
+    let mut drained = None;
+    let read = stream.try_io(tokio::io::Interest::READABLE, || {
+        let n = stream.try_read_buf(buf)?;
+        if n > 0 && n < room {
+            drained = Some(n);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match drained {
+        Some(n) => Ok(n),
+        None => read,
+    }
 }
 
 /// `at`, rounded up to a multiple of [`TRIM_TICK`] since the process started: connections that
