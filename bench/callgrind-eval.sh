@@ -19,7 +19,10 @@ small) BODY="local n = redis.call('INCR', KEYS[1]) redis.call('EXPIRE', KEYS[1],
 twenty) BODY="local k = KEYS[1] for i = 1, 10 do redis.call('INCR', k) redis.call('GET', k) end return 20" ;;
 *) echo "callgrind-eval.sh: small or twenty" >&2; exit 2 ;;
 esac
-valgrind --tool=callgrind --callgrind-out-file="$OUT" "$BIN" --port "$PORT" --save "" --appendonly no --http-port 0 >/dev/null 2>&1 &
+# redis-server itself (BINARY ending in redis-server) runs under the same load for comparison.
+EXTRA=(--http-port 0)
+[[ $(basename "$BIN") == redis-server ]] && EXTRA=()
+valgrind --tool=callgrind --callgrind-out-file="$OUT" "$BIN" --port "$PORT" --save "" --appendonly no "${EXTRA[@]}" >/dev/null 2>&1 &
 VP=$!
 for _ in $(seq 100); do [[ $(redis-cli -p "$PORT" ping 2>/dev/null) == PONG ]] && break; sleep 0.2; done
 SHA=$(redis-cli -p "$PORT" script load "$BODY")
