@@ -922,4 +922,52 @@ mod tests {
         let size = std::mem::size_of_val(&connection);
         assert!(size <= 2048, "the connection's future takes {size} bytes");
     }
+
+    /// A read that drains the socket clears its readiness (`read_drained`), and what arrives
+    /// afterwards, right behind the read or later, still wakes the reader: nothing is lost.
+    /// The writer runs on the other worker thread, so its writes land while reads are under
+    /// way. (That no second read is made is a cost, measured by bench/wakeups.sh.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_drained_socket_misses_nothing_written_during_the_read() {
+        use std::time::Duration;
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut writer = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (reader, _) = listener.accept().await.unwrap();
+        writer.set_nodelay(true).unwrap();
+        // Sizes from a few bytes to several buffers' worth, so that reads end both short
+        // (draining) and full (followed by another read).
+        let sizes: Vec<usize> =
+            (0..3000usize).map(|i| 1 + (i * 7919) % if i % 100 == 0 { 100_000 } else { 300 }).collect();
+        let want: usize = sizes.iter().sum();
+        let writes = tokio::spawn(async move {
+            for (i, n) in sizes.into_iter().enumerate() {
+                writer.write_all(&vec![b'x'; n]).await.unwrap();
+                if i % 3 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            writer
+        });
+        let mut rbuf = bytes::BytesMut::new();
+        let mut got = 0;
+        while got < want {
+            let read = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    reader.readable().await.unwrap();
+                    match super::read_some(&reader, &mut rbuf) {
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        done => return done.unwrap(),
+                    }
+                }
+            });
+            let n = read.await.unwrap_or_else(|_| panic!("{got} of {want} bytes read, then no wake-up"));
+            assert!(n > 0, "the connection closed after {got} bytes");
+            got += n;
+            rbuf.clear();
+        }
+        assert_eq!(got, want);
+        let _writer = writes.await.unwrap();
+    }
 }
