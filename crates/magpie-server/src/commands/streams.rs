@@ -245,12 +245,6 @@ fn stream_mut<'s>(live: &'s mut LiveSlot<'_>) -> Result<&'s mut Stream, Error> {
     }
 }
 
-/// Whether what a command declares for the log is kept: the log is on, or the command runs
-/// inside BEGIN (whose COMMIT logs it). Otherwise its records are not worth building.
-fn logged(ctx: &Ctx<'_>) -> bool {
-    ctx.in_interactive() || ctx.server().journal().is_on()
-}
-
 /// Arguments `from..to` of `args`.
 fn sub<'a>(args: Args<'a>, from: usize, to: usize) -> Args<'a> {
     Args::new(args.buf(), &args.spans()[from..to])
@@ -459,7 +453,7 @@ pub(super) fn xadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     }
     // Logged with the ID it chose, and an approximate trim as the exact one it came to.
     let chosen = !matches!(a.id, Some((_, true)));
-    if (chosen || threshold.is_some()) && logged(ctx) {
+    if (chosen || threshold.is_some()) && ctx.logged() {
         let mut record: Vec<&[u8]> = args.iter().collect();
         if chosen {
             record[a.id_at] = id_bytes;
@@ -999,7 +993,7 @@ pub(super) fn xreadgroup(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             Some(timeout) => ctx.block("stream-group", r.keys.iter(), timeout, Reply::null_array),
         };
     }
-    let mut fx = Effects { log: logged(ctx), ..Effects::default() };
+    let mut fx = Effects { log: ctx.logged(), ..Effects::default() };
     let out = ctx.out();
     out.nested_map(serving.len());
     for (i, read) in serving {
@@ -1051,7 +1045,7 @@ fn xreadgroup_ready(ctx: &mut Ctx<'_>, r: &ReadArgs<'_>, key: &[u8]) -> CmdResul
         return ctx.block("stream-group", r.keys.iter(), timeout, Reply::null_array);
     }
     let count = if r.count == 0 { BLOCKED_DEFAULT_COUNT } else { r.count };
-    let mut fx = Effects { log: logged(ctx), ..Effects::default() };
+    let mut fx = Effects { log: ctx.logged(), ..Effects::default() };
     let out = ctx.out();
     out.nested_map(1);
     out.nested_pair();
@@ -1249,7 +1243,7 @@ pub(super) fn xclaim(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Ok(());
     }
     let s = stream_mut(&mut live)?;
-    let mut fx = Effects { log: logged(ctx), ..Effects::default() };
+    let mut fx = Effects { log: ctx.logged(), ..Effects::default() };
     let mut propagate_last_id = s.group_mut(group).is_some_and(|g| g.advance_last_id(lastid));
     let mut scratch = Reply::default();
     scratch.proto = ctx.protocol();
@@ -1379,7 +1373,7 @@ pub(super) fn xautoclaim(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         }
     }
     let cursor = pel.next().map_or(StreamId::MIN, |(id, _)| *id);
-    let mut fx = Effects { log: logged(ctx), ..Effects::default() };
+    let mut fx = Effects { log: ctx.logged(), ..Effects::default() };
     let mut claimed = 0;
     let mut deleted = Vec::new();
     let mut scratch = Reply::default();

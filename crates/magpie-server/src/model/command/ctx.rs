@@ -181,6 +181,13 @@ impl<'a> Ctx<'a> {
         self.session.txn.interactive.is_some()
     }
 
+    /// Whether what a command declares for the log is kept: the log is on, or the command runs
+    /// inside BEGIN (whose COMMIT logs it). Otherwise its records are not worth building. (The
+    /// log is turned on only while no command runs: see `Persistence::rewrite`.)
+    pub(crate) fn logged(&self) -> bool {
+        self.in_interactive() || self.server.journal().is_on()
+    }
+
     /// Counts a read of a key that found it or not (INFO's `keyspace_hits`/`keyspace_misses`).
     /// As in Redis, commands count the keys they read, not those they look up to write.
     pub(crate) fn hit(&self, found: bool) {
@@ -274,9 +281,14 @@ impl<'a> Ctx<'a> {
     /// call adds one record, in the current database; a command that calls it and then
     /// changes nothing logs nothing (call it only for effects that happened).
     pub(crate) fn propagate(&mut self, record: &[&[u8]]) {
+        let keep = self.logged();
         let effects = &mut self.session.effects;
         effects.replaced = true;
-        effects.records.push(ArgVec::copy_of(record));
+        if keep {
+            // Not copied when nothing will read it: an EXPIRE in a script paid 535
+            // instructions for a record no log wrote.
+            effects.records.push(ArgVec::copy_of(record));
+        }
     }
 
     /// Raises the keyspace event `event` (Redis's name: "lpush", "hset", "del", "expired",
