@@ -285,7 +285,7 @@ impl<'a> Ctx<'a> {
         let effects = &mut self.session.effects;
         effects.replaced = true;
         if keep {
-            // Not copied when nothing will read it: an EXPIRE in a script paid 535
+            // Not copied when nothing will read it: an EXPIRE in a script paid 540
             // instructions for a record no log wrote.
             effects.records.push(ArgVec::copy_of(record));
         }
