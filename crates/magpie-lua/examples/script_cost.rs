@@ -4,13 +4,13 @@
 use std::time::Instant;
 
 use magpie_lua::{EvalEngine, Host, Options};
-use magpie_protocol::{Reply, Resp};
+use magpie_protocol::{Args, Reply, Resp};
 
 /// Answers every command with a short bulk string, as GET would.
 struct Echo;
 
 impl Host for Echo {
-    fn call(&mut self, _args: &[&[u8]], reply: &mut Reply) -> Result<(), Vec<u8>> {
+    fn call(&mut self, _args: Args<'_>, reply: &mut Reply) -> Result<(), Vec<u8>> {
         reply.bulk(b"value");
         Ok(())
     }

@@ -29,7 +29,8 @@ use mlua::ffi::{self, lua_State};
 use mlua::{Function, Lua, Table};
 
 use crate::errors::{LResult, error_text};
-use crate::link::{Buffers, Link, Span};
+use crate::link::{Buffers, Link};
+use magpie_protocol::ArgVec;
 
 /// Deepest nesting of aggregates accepted in a command's reply (the server's own replies never
 /// come close; this only bounds the recursion).
@@ -178,28 +179,21 @@ unsafe fn command(state: *mut lua_State, link: &Link, raise: bool) -> Done {
     let Ok(mut buffers) = link.buffers.try_borrow_mut() else {
         return raise_error(state, b"redis.call/pcall can only be called inside a script invocation");
     };
-    let Buffers { numbers, spans, argv, reply } = &mut *buffers;
+    let Buffers { numbers, args, reply } = &mut *buffers;
     // SAFETY: reads the arguments on the stack, which stay there until `lua_settop` below.
-    if let Err(msg) = unsafe { read_args(state, numbers, spans) } {
+    if let Err(msg) = unsafe { read_args(state, numbers, args) } {
         // SAFETY: pushes one table (a C function has `LUA_MINSTACK` free slots).
         unsafe { push_error(state, &error_text(msg), false) };
         return if raise { Done::Raise } else { Done::Return };
     }
-    let mut args: Vec<&[u8]> = std::mem::take(argv);
-    args.extend(spans.iter().map(|span| match *span {
-        // SAFETY: the bytes of a Lua string that is on the stack until `lua_settop` below
-        // (Lua's collector does not move objects), and `args` is emptied before that.
-        Span::Lua(ptr, len) => unsafe { std::slice::from_raw_parts(ptr, len) },
-        Span::Number(start, end) => &numbers[start..end],
-    }));
     let result = link.with_host(|host| {
         reply.clear();
         reply.proto = link.resp.get();
-        host.call(&args, reply)
+        host.call(args.args(), reply)
     });
-    args.clear();
-    // Keeps the allocation (an in-place collect: the element types have the same layout).
-    *argv = args.into_iter().map(|_| &b""[..]).collect();
+    if args.heap_size() > ARGS_KEPT {
+        *args = ArgVec::new(); // a large call's buffer is not kept for the calls after it
+    }
     // SAFETY: the arguments are no longer needed (as Redis, pop them to make room).
     unsafe { ffi::lua_settop(state, 0) };
     let Some(result) = result else {
@@ -228,6 +222,9 @@ unsafe fn command(state: *mut lua_State, link: &Link, raise: bool) -> Done {
     Done::Return
 }
 
+/// The most memory the argument buffer keeps from one call to the next.
+const ARGS_KEPT: usize = 64 << 10;
+
 /// The error of a reply that is not valid RESP (a bug in the host).
 const INVALID_REPLY: &[u8] = b"ERR invalid reply from command";
 
@@ -238,15 +235,15 @@ fn raise_error(state: *mut lua_State, msg: &[u8]) -> Done {
     Done::Raise
 }
 
-/// `luaArgsToRedisArgv`: strings as they are, numbers as `%.17g`, anything else refused.
+/// `luaArgsToRedisArgv`: strings as they are, numbers as `%.17g`, anything else refused. The
+/// arguments are copied into `args` (one buffer, grown as needed and kept from call to call).
 ///
 /// # Safety
-/// `state` is a running thread; the spans of strings point into values on its stack.
-unsafe fn read_args(state: *mut lua_State, numbers: &mut Vec<u8>, spans: &mut Vec<Span>) -> Result<(), &'static [u8]> {
-    numbers.clear();
-    spans.clear();
+/// `state` is a running thread.
+unsafe fn read_args(state: *mut lua_State, numbers: &mut Vec<u8>, args: &mut ArgVec) -> Result<(), &'static [u8]> {
+    args.clear();
     // SAFETY: plain reads of the stack (`lua_tolstring` of a string neither allocates nor
-    // changes the value).
+    // changes the value; its bytes are copied before anything else runs).
     unsafe {
         let argc = ffi::lua_gettop(state);
         if argc == 0 {
@@ -255,14 +252,14 @@ unsafe fn read_args(state: *mut lua_State, numbers: &mut Vec<u8>, spans: &mut Ve
         for i in 1..=argc {
             match ffi::lua_type(state, i) {
                 ffi::LUA_TNUMBER => {
-                    let start = numbers.len();
+                    numbers.clear();
                     crate::errors::write_g17(ffi::lua_tonumber(state, i), numbers);
-                    spans.push(Span::Number(start, numbers.len()));
+                    args.push(numbers);
                 }
                 ffi::LUA_TSTRING => {
                     let mut len = 0usize;
                     let ptr = ffi::lua_tolstring(state, i, &raw mut len);
-                    spans.push(Span::Lua(ptr.cast::<u8>(), len));
+                    args.push(std::slice::from_raw_parts(ptr.cast::<u8>(), len));
                 }
                 _ => return Err(b"Lua redis lib command arguments must be strings or integers"),
             }

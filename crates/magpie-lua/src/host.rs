@@ -1,6 +1,6 @@
 //! What the server gives a running script: the [`Host`].
 
-use magpie_protocol::Reply;
+use magpie_protocol::{Args, Reply};
 
 /// `redis.log` levels (`LL_DEBUG` .. `LL_WARNING`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -44,7 +44,7 @@ pub trait Host {
     /// number of args calling Redis command from script`, `This Redis command is not allowed
     /// from script`, `-NOPERM ...`, `Write commands are not allowed from read-only scripts.`).
     /// A message starting with `-CODE ` keeps that code, anything else gets `ERR`.
-    fn call(&mut self, args: &[&[u8]], reply: &mut Reply) -> Result<(), Vec<u8>>;
+    fn call(&mut self, args: Args<'_>, reply: &mut Reply) -> Result<(), Vec<u8>>;
 
     /// `redis.log(level, ...)`: the message, its parts joined by spaces. Filtering by the
     /// server's verbosity is the host's business.

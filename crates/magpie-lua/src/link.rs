@@ -26,28 +26,17 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::rc::Rc;
 
-use magpie_protocol::{Reply, Resp};
+use magpie_protocol::{ArgVec, Reply, Resp};
 use mlua::{Lua, WeakLua};
 
 use crate::host::Host;
 
-/// Buffers `redis.call` reuses: its arguments as slices (of Lua's strings, or of `numbers`,
-/// where the arguments that were numbers are written as text), and the command's reply.
+/// Buffers `redis.call` reuses: its arguments, copied once into one buffer (`numbers` is where
+/// an argument that is a number is written as text first), and the command's reply.
 pub(crate) struct Buffers {
     pub numbers: Vec<u8>,
-    /// Where each argument is, before the slices are made (`numbers` may still grow).
-    pub spans: Vec<Span>,
-    /// Always empty between calls: only its allocation is kept.
-    pub argv: Vec<&'static [u8]>,
+    pub args: ArgVec,
     pub reply: Reply,
-}
-
-/// An argument of `redis.call`: bytes of a Lua string on the stack, or a range of
-/// [`Buffers::numbers`].
-#[derive(Clone, Copy)]
-pub(crate) enum Span {
-    Lua(*const u8, usize),
-    Number(usize, usize),
 }
 
 /// A slice of strings, its lifetimes erased.
@@ -71,7 +60,7 @@ pub(crate) struct Link {
 
 impl Link {
     pub(crate) fn new(lua: &Lua) -> Rc<Link> {
-        let buffers = Buffers { numbers: Vec::new(), spans: Vec::new(), argv: Vec::new(), reply: Reply::new(Resp::V2) };
+        let buffers = Buffers { numbers: Vec::new(), args: ArgVec::new(), reply: Reply::new(Resp::V2) };
         let link = Rc::new(Link {
             host: Cell::new(None),
             inputs: Cell::new(None),

@@ -5,14 +5,14 @@ mod common;
 
 use common::*;
 use magpie_lua::{Control, EvalEngine, Host, Options, ScriptFlags, sha1_hex};
-use magpie_protocol::{Reply, Resp};
+use magpie_protocol::{Args, Reply, Resp};
 
 /// Answers `raw <bytes>` with those bytes as the reply, for both protocols.
 struct RawHost;
 
 impl Host for RawHost {
-    fn call(&mut self, args: &[&[u8]], reply: &mut Reply) -> Result<(), Vec<u8>> {
-        match args {
+    fn call(&mut self, args: Args<'_>, reply: &mut Reply) -> Result<(), Vec<u8>> {
+        match args.iter().collect::<Vec<_>>()[..] {
             [b"raw", bytes] => {
                 reply.raw(bytes);
                 Ok(())

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use magpie_lua::{Control, EvalEngine, FunctionEngine, Host, LogLevel, Options, Outcome, Repl};
-use magpie_protocol::{Reply, Resp};
+use magpie_protocol::{Args, Reply, Resp};
 
 #[derive(Clone, Debug)]
 pub(crate) enum Val {
@@ -56,7 +56,8 @@ impl TestHost {
 }
 
 impl Host for TestHost {
-    fn call(&mut self, args: &[&[u8]], reply: &mut Reply) -> Result<(), Vec<u8>> {
+    fn call(&mut self, args: Args<'_>, reply: &mut Reply) -> Result<(), Vec<u8>> {
+        let args: Vec<&[u8]> = args.iter().collect();
         self.calls.push(args.iter().map(|a| a.to_vec()).collect());
         let name = String::from_utf8_lossy(args[0]).to_ascii_lowercase();
         let Some(arity) = Self::arity(&name) else {

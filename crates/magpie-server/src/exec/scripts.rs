@@ -24,7 +24,7 @@
 use std::time::{Duration, Instant};
 
 use magpie_lua::{Control, Host, LogLevel, Repl};
-use magpie_protocol::{ArgVec, Reply};
+use magpie_protocol::{ArgVec, Args, Reply};
 
 use crate::core::error::{CmdResult, Error};
 use crate::model::{Ctx, Flags, Mode, ScriptBody, ScriptRun};
@@ -56,8 +56,6 @@ pub(super) fn run_script(ctx: &mut Ctx<'_>, script: &ScriptRun<'_>, body: &mut S
             ctx: inner,
             script,
             started: Instant::now(),
-            // Room for the calls of most scripts, so that the buffers grow once if ever.
-            args: ArgVec::with_capacity(16, 256),
             read_only: script.read_only,
             oom_at_start: !script.allow_oom && server.settings().memory.over_limit(),
             dirty: false,
@@ -113,8 +111,6 @@ struct ScriptHost<'h, 'c> {
     ctx: &'h mut Ctx<'c>,
     script: &'h ScriptRun<'h>,
     started: Instant,
-    /// The arguments of the call in progress, in one buffer.
-    args: ArgVec,
     read_only: bool,
     /// Memory was over `maxmemory` when the script started (Redis's `pre_command_oom_state`),
     /// and the script did not declare `allow-oom`: its first `denyoom` call is refused.
@@ -142,9 +138,7 @@ fn refuse_call(ctx: &Ctx<'_>, id: Option<usize>, msg: &str) -> Vec<u8> {
 }
 
 impl Host for ScriptHost<'_, '_> {
-    fn call(&mut self, argv: &[&[u8]], reply: &mut Reply) -> Result<(), Vec<u8>> {
-        self.args.assign(argv);
-        let args = self.args.args();
+    fn call(&mut self, args: Args<'_>, reply: &mut Reply) -> Result<(), Vec<u8>> {
         let found = match self.ctx.table().resolve(args) {
             Ok(found) => found,
             Err((_, Some(id))) => {

@@ -82,7 +82,7 @@ pub(super) struct LoadHost {
 }
 
 impl Host for LoadHost {
-    fn call(&mut self, _args: &[&[u8]], _reply: &mut magpie_protocol::Reply) -> Result<(), Vec<u8>> {
+    fn call(&mut self, _args: magpie_protocol::Args<'_>, _reply: &mut magpie_protocol::Reply) -> Result<(), Vec<u8>> {
         // The load-time sandbox has no redis.call.
         Err(b"redis.call is not available while a library loads".to_vec())
     }
