@@ -140,4 +140,39 @@ mod tests {
         assert_eq!(keys_of("lmpop x a LEFT"), 0);
         assert_eq!(keys_of("blpop a b 0"), 2);
     }
+
+    #[test]
+    fn names_are_found_in_any_case_and_remembered_exactly() {
+        let index = |name: &[u8]| TABLE.lookup_index(name).map(|(i, c)| (i, c.name));
+        let get = index(b"get").expect("get");
+        // Twice each, so that the second lookup of every spelling is served from memory.
+        for _ in 0..2 {
+            assert_eq!(index(b"get"), Some(get));
+            assert_eq!(index(b"GET"), Some(get));
+            assert_eq!(index(b"gEt"), Some(get));
+            assert_eq!(index(b"get\0"), None);
+            assert_eq!(index(b"ge"), None);
+            assert_eq!(index(b""), None);
+            assert_eq!(index(b"getrange"), Some(index(b"GETRANGE").expect("getrange")));
+            assert_eq!(index(b"zrangebyscore").map(|(_, n)| n), Some("zrangebyscore"));
+            assert_eq!(index(b"ZRANGEBYSCORE").map(|(_, n)| n), Some("zrangebyscore"));
+            assert_eq!(index(b"nosuchcmd"), None);
+        }
+        // Every command, in both cases, several times over (names that share a slot of the
+        // thread's memory replace each other there).
+        for _ in 0..3 {
+            for (i, &cmd) in TABLE.commands().iter().enumerate() {
+                assert_eq!(index(cmd.name.as_bytes()), Some((i, cmd.name)));
+                assert_eq!(index(cmd.name.to_uppercase().as_bytes()), Some((i, cmd.name)));
+            }
+        }
+        // Another table (its own indices) is not answered from this one's memory.
+        let other = Table::new(TABLE.commands().iter().rev().copied().collect());
+        let n = TABLE.commands().len();
+        for _ in 0..2 {
+            let (i, name) = other.lookup_index(b"get").map(|(i, c)| (i, c.name)).expect("get");
+            assert_eq!((i, name), (n - 1 - get.0, "get"));
+            assert_eq!(index(b"get"), Some(get));
+        }
+    }
 }
