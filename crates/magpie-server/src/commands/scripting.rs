@@ -151,14 +151,18 @@ fn eval_generic(ctx: &mut Ctx<'_>, args: Args<'_>, by_sha: bool, ro: bool) -> Cm
     }
     let (keys, argv) = keys_and_args(args, crate::core::error::NOT_INTEGER.into())?;
     let scripting = ctx.server().scripting();
-    let (sha, flags) = if by_sha {
-        scripting.find_script(args.get(1))?.ok_or_else(|| Error::from(NOSCRIPT))?
+    let found;
+    let loaded;
+    let (sha, flags): (&str, _) = if by_sha {
+        found = scripting.find_script(args.get(1))?.ok_or_else(|| Error::from(NOSCRIPT))?;
+        (found.0.as_str(), found.1)
     } else {
-        scripting.load_script(args.get(1))?
+        loaded = scripting.load_script(args.get(1))?;
+        (&loaded.0, loaded.1)
     };
     let (read_only, allow_oom) = prepare(ctx, flags, ro)?;
     let run = ScriptRun { eval: true, read_only, allow_oom, name: sha.as_bytes(), command: args };
-    ctx.run_script(&run, &mut |host, out| scripting.run_script(host, &sha, &keys, &argv, out))
+    ctx.run_script(&run, &mut |host, out| scripting.run_script(host, sha, &keys, &argv, out))
 }
 
 pub(super) fn eval(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {

@@ -93,15 +93,15 @@ impl Scripting {
         Ok((script.sha, script.flags))
     }
 
-    /// EVALSHA's first step: the script's flags, compiling it on this thread from the cache if
-    /// another thread loaded it. `None`: no such script (NOSCRIPT).
-    pub(crate) fn find_script(&self, sha: &[u8]) -> Result<Option<(String, ScriptFlags)>, Error> {
-        let Ok(sha) = std::str::from_utf8(sha) else { return Ok(None) };
-        let sha = sha.to_ascii_lowercase();
-        if let Some(flags) = engines::with_eval(self, |e| e.script(&sha))? {
+    /// EVALSHA's first step: the script's SHA1 in lowercase and its flags, compiling it on this
+    /// thread from the cache if another thread loaded it. `None`: no such script (NOSCRIPT).
+    pub(crate) fn find_script(&self, sha: &[u8]) -> Result<Option<(Sha, ScriptFlags)>, Error> {
+        // Lowercased on the stack: a script this thread compiled is found without allocating.
+        let Some(sha) = Sha::parse(sha) else { return Ok(None) };
+        if let Some(flags) = engines::with_eval(self, |e| e.script(sha.as_str()))? {
             return Ok(Some((sha, flags)));
         }
-        let Some(body) = self.scripts.read().get(&sha).cloned() else { return Ok(None) };
+        let Some(body) = self.scripts.read().get(sha.as_str()).cloned() else { return Ok(None) };
         let (_, flags) = self.load_script(&body)?;
         Ok(Some((sha, flags)))
     }
@@ -200,5 +200,30 @@ impl Scripting {
         out: &mut Reply,
     ) -> Result<Outcome, Error> {
         functions::call(self, host, name, keys, args, out)
+    }
+}
+
+/// A script's SHA1 as 40 lowercase hex digits, kept on the stack (EVALSHA's lookup).
+#[derive(Clone, Copy)]
+pub(crate) struct Sha([u8; 40]);
+
+impl Sha {
+    /// `sha` in lowercase, if it is 40 hex digits (no script has another name).
+    pub(crate) fn parse(sha: &[u8]) -> Option<Sha> {
+        let mut hex = [0u8; 40];
+        if sha.len() != hex.len() {
+            return None;
+        }
+        let mut valid = true;
+        for (h, c) in hex.iter_mut().zip(sha) {
+            *h = c.to_ascii_lowercase();
+            valid &= c.is_ascii_hexdigit();
+        }
+        valid.then_some(Sha(hex))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Hex digits only (see `parse`): always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
