@@ -216,6 +216,9 @@ impl Command {
 pub(crate) struct Table {
     commands: Vec<&'static Command>,
     by_name: HashMap<&'static [u8], (usize, &'static Command), foldhash::fast::RandomState>,
+    /// This table among all made in the process (never 0): the key of its entries in the
+    /// threads' memory of names ([`RECENT`]), which outlives any table but the server's.
+    serial: usize,
     /// The full name (`client|list`) of each id.
     names: Vec<&'static str>,
     /// For each top-level command, the id of its first subcommand.
@@ -233,7 +236,9 @@ impl Table {
             names.extend(cmd.subcommands.iter().map(|s| s.name));
         }
         assert!(names.len() <= MAX_COMMANDS, "raise stats::MAX_COMMANDS to {}", names.len());
-        Table { commands, by_name, names, sub_base }
+        static SERIALS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+        let serial = SERIALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Table { commands, by_name, names, sub_base, serial }
     }
 
     /// Every top-level command, in table order.
@@ -263,7 +268,7 @@ impl Table {
     #[inline]
     pub(crate) fn lookup_index(&self, name: &[u8]) -> Option<(usize, &'static Command)> {
         let Some(packed) = pack_name(name) else { return self.lookup_by_name(name) };
-        let table = std::ptr::from_ref(self) as usize;
+        let table = self.serial;
         let slot = recent_slot(packed);
         let hit = RECENT.with(|r| {
             let e = r[slot].get();
@@ -354,8 +359,8 @@ fn recent_slot(packed: u128) -> usize {
     (x >> (64 - RECENT_SLOTS.trailing_zeros())) as usize
 }
 
-/// A name [`Table::lookup_index`] found: which table, the name's bytes as packed by
-/// [`pack_name`], and the command's index.
+/// A name [`Table::lookup_index`] found: which table (its serial), the name's bytes as packed
+/// by [`pack_name`], and the command's index.
 #[derive(Clone, Copy)]
 struct Recent {
     table: usize,
