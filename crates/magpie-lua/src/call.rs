@@ -191,9 +191,6 @@ unsafe fn command(state: *mut lua_State, link: &Link, raise: bool) -> Done {
         reply.proto = link.resp.get();
         host.call(args.args(), reply)
     });
-    if args.heap_size() > ARGS_KEPT {
-        *args = ArgVec::new(); // a large call's buffer is not kept for the calls after it
-    }
     // SAFETY: the arguments are no longer needed (as Redis, pop them to make room).
     unsafe { ffi::lua_settop(state, 0) };
     let Some(result) = result else {
@@ -222,9 +219,6 @@ unsafe fn command(state: *mut lua_State, link: &Link, raise: bool) -> Done {
     Done::Return
 }
 
-/// The most memory the argument buffer keeps from one call to the next.
-const ARGS_KEPT: usize = 64 << 10;
-
 /// The error of a reply that is not valid RESP (a bug in the host).
 const INVALID_REPLY: &[u8] = b"ERR invalid reply from command";
 
@@ -236,7 +230,8 @@ fn raise_error(state: *mut lua_State, msg: &[u8]) -> Done {
 }
 
 /// `luaArgsToRedisArgv`: strings as they are, numbers as `%.17g`, anything else refused. The
-/// arguments are copied into `args` (one buffer, grown as needed and kept from call to call).
+/// arguments are copied into `args` (one buffer, grown as needed and kept from call to call,
+/// up to what `ArgVec::clear` keeps).
 ///
 /// # Safety
 /// `state` is a running thread.

@@ -135,10 +135,21 @@ impl ArgVec {
         }
     }
 
-    /// Empties it, keeping its capacity.
+    /// Empties it, keeping its capacity, except what one huge command made it hold (as
+    /// [`crate::Reply::clear`]): a buffer reused from command to command (a script's
+    /// `redis.call`, the log's replay) does not keep the largest arguments it ever saw.
     pub fn clear(&mut self) {
-        self.buf.clear();
-        self.spans.clear();
+        const KEEP: usize = 64 * 1024;
+        if self.buf.capacity() > KEEP * 16 {
+            self.buf = Vec::with_capacity(KEEP);
+        } else {
+            self.buf.clear();
+        }
+        if self.spans.capacity() * std::mem::size_of::<(usize, usize)>() > KEEP * 16 {
+            self.spans = Vec::new();
+        } else {
+            self.spans.clear();
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -175,6 +186,26 @@ impl<'a> From<Args<'a>> for ArgVec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clearing_gives_back_what_a_huge_command_took() {
+        let mut v = ArgVec::new();
+        v.push(&vec![b'x'; 4 << 20]);
+        v.clear();
+        assert!(v.is_empty());
+        assert!(v.heap_size() <= 64 * 1024 + 1024, "kept {} bytes", v.heap_size());
+        // 200k one-byte arguments: 3.2 MB of spans, given back; 200 KB of bytes, kept.
+        let many: Vec<&[u8]> = vec![b"a"; 200_000];
+        v.extend(many.iter());
+        v.clear();
+        assert!(v.heap_size() <= 1024 * 1024, "kept {} bytes", v.heap_size());
+        // A small command keeps its buffers for the next one.
+        v.push(b"SET");
+        v.push(b"k");
+        let held = v.heap_size();
+        v.clear();
+        assert_eq!(v.heap_size(), held);
+    }
 
     #[test]
     fn owned_arguments_lend_what_they_hold() {
