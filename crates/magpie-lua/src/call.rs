@@ -57,62 +57,87 @@ pub(crate) fn register(lua: &Lua, t: &Table, link: &Rc<Link>) -> LResult<()> {
     Ok(())
 }
 
-/// The C closure `inputs`, with the state's link as its upvalue (see [`register`]).
-pub(crate) fn inputs_function(lua: &Lua, link: &Rc<Link>) -> LResult<Function> {
+/// The C closures that run a script's function, with the state's link as their upvalue (see
+/// [`register`]): `run_eval(handler, f, globals)` for EVAL and `run_fcall(handler, f)` for
+/// FCALL (see [`run_script`]).
+pub(crate) fn runners(lua: &Lua, link: &Rc<Link>) -> LResult<(Function, Function)> {
     let ptr = Rc::as_ptr(link).cast_mut().cast::<c_void>();
-    // SAFETY: as in `register`.
+    let make = |f: ffi::lua_CFunction| -> LResult<Function> {
+        // SAFETY: as in `register`.
+        unsafe {
+            lua.exec_raw((), |state| {
+                ffi::lua_pushlightuserdata(state, ptr);
+                ffi::lua_pushcclosure(state, f, 1);
+            })
+        }
+    };
+    Ok((make(run_eval)?, make(run_fcall)?))
+}
+
+unsafe extern "C-unwind" fn run_eval(state: *mut lua_State) -> c_int {
+    // SAFETY: called through mlua's `Function::call` with its three arguments.
+    unsafe { run_script(state, true) }
+}
+
+unsafe extern "C-unwind" fn run_fcall(state: *mut lua_State) -> c_int {
+    // SAFETY: called through mlua's `Function::call` with its two arguments.
+    unsafe { run_script(state, false) }
+}
+
+/// Runs a script's function as Redis's `luaCallFunction` does: sets KEYS and ARGV in the
+/// globals (`eval`) or passes the run's keys and arguments to `f` as two tables (FCALL), turns
+/// the state's memory limit on for the call of `f` alone, and calls `f` under `handler`
+/// (`lua_pcall` with an error function, as `xpcall`). Returns `ok, value`: whether `f`
+/// returned, and its first result or the error. Called by mlua's `Function::call` (a
+/// protected call, so that an error here is an error of the call), never by scripts.
+///
+/// # Safety
+/// `state` is the state of the link in the closure's upvalue, with `handler, f, globals` (EVAL)
+/// or `handler, f` (FCALL) on its stack, and its memory limit off (no allocation can fail
+/// before the limit is turned on).
+unsafe fn run_script(state: *mut lua_State, eval: bool) -> c_int {
+    // SAFETY: the upvalue is the link's pointer (`runners`); the link outlives the state's
+    // functions. A C function has `LUA_MINSTACK` free slots: this uses at most five more than
+    // its arguments (a name, a table and its element, twice over for FCALL's two tables).
     unsafe {
-        lua.exec_raw((), |state| {
-            ffi::lua_pushlightuserdata(state, ptr);
-            ffi::lua_pushcclosure(state, inputs, 1);
-        })
-    }
-}
-
-/// `inputs()`, called by the run's wrapper (never by scripts): returns KEYS and ARGV, new
-/// tables of the strings the run was given (`luaCreateArray`), made here rather than through
-/// mlua before the run, where each table and string is a handle to manage.
-unsafe extern "C-unwind" fn inputs(state: *mut lua_State) -> c_int {
-    // SAFETY: as in `generic_command`.
-    let link = unsafe { &*ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)).cast::<Link>() };
-    let done = catch_unwind(AssertUnwindSafe(|| {
-        let _unlimited = link.unlimited();
-        // SAFETY: pushes two tables (a C function has `LUA_MINSTACK` free slots, two more
-        // for each table's element), with no memory limit in force.
-        let pushed = link.with_inputs(|keys, args| unsafe {
-            push_array(state, keys);
-            push_array(state, args);
+        let link = &*ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)).cast::<Link>();
+        ffi::lua_settop(state, if eval { 3 } else { 2 });
+        ffi::lua_pushvalue(state, 2);
+        let pushed = link.with_inputs(|keys, args| {
+            if eval {
+                for (name, items) in [(&b"KEYS"[..], keys), (&b"ARGV"[..], args)] {
+                    push_bytes(state, name);
+                    push_array(state, items);
+                    ffi::lua_rawset(state, 3);
+                }
+            } else {
+                push_array(state, keys);
+                push_array(state, args);
+            }
         });
-        if pushed.is_none() {
-            // SAFETY: as above.
-            unsafe {
-                ffi::lua_createtable(state, 0, 0);
-                ffi::lua_createtable(state, 0, 0);
-            }
+        if pushed.is_none() && !eval {
+            ffi::lua_createtable(state, 0, 0);
+            ffi::lua_createtable(state, 0, 0);
         }
-    }));
-    match done {
-        Ok(()) => 2,
-        Err(payload) => {
-            link.keep_panic(payload);
-            // SAFETY: as in `generic_command`.
-            unsafe {
-                ffi::lua_settop(state, 0);
-                push_bytes(state, b"internal error in a script's inputs (panic)");
-                ffi::lua_error(state)
-            }
-        }
+        let nargs = if eval { 0 } else { 2 };
+        link.limit(true);
+        let status = ffi::lua_pcall(state, nargs, 1, 1);
+        link.limit(false);
+        ffi::lua_pushboolean(state, c_int::from(status == 0));
+        ffi::lua_insert(state, -2);
+        2
     }
 }
 
-/// Pushes a new table of `items` (`luaCreateArray`: grown as Redis's `lua_newtable` grows).
+/// Pushes a new table of `items` (`luaCreateArray`), made with room for them: Redis grows it
+/// from empty, which no script can tell apart (the same array, without the reallocations).
 ///
 /// # Safety
 /// Two free stack slots; no memory limit in force.
 unsafe fn push_array(state: *mut lua_State, items: &[&[u8]]) {
     // SAFETY: as the caller guarantees.
     unsafe {
-        ffi::lua_createtable(state, 0, 0);
+        ffi::lua_createtable(state, c_int::try_from(items.len()).unwrap_or(0), 0);
         for (i, item) in items.iter().enumerate() {
             let Ok(index) = i32::try_from(i + 1) else { break };
             push_bytes(state, item);

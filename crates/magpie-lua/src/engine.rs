@@ -135,8 +135,11 @@ struct Core {
     lua: Lua,
     /// How the state's Rust functions reach the host of a run.
     link: std::rc::Rc<Link>,
-    /// `xpcall(f, handler)` with KEYS and ARGV set, and
-    /// `xpcall(function() return f(keys, args) end, handler)`.
+    /// `__redis__err__handler`, the error function scripts run under.
+    handler: Function,
+    /// The real globals (where a run's KEYS and ARGV are set).
+    globals: Table,
+    /// The C functions that run a script's function for EVAL and FCALL (`call::runners`).
     run_eval: Function,
     run_fcall: Function,
     opts: Options,
@@ -156,21 +159,12 @@ impl Core {
         g.raw_set("cmsgpack", crate::cmsgpack::open(&lua)?)?;
         g.raw_set("bit", crate::bit::open(&lua)?)?;
         let handler = lua.create_function(crate::handler::error_handler)?;
-        // `inputs()` gives the run's KEYS and ARGV (a function's keys and arguments).
-        let make = internal_chunk(
-            &lua,
-            r#"
-local xpcall, handler, g, inputs = ...
-return function(f) g.KEYS, g.ARGV = inputs() return xpcall(f, handler) end,
-  function(f) local keys, args = inputs() return xpcall(function() return f(keys, args) end, handler) end
-"#,
-        )?;
-        let inputs = crate::call::inputs_function(&lua, &link)?;
-        let (run_eval, run_fcall): (Function, Function) =
-            make.call((sandbox::env(&lua)?.stock_xpcall, handler.clone(), g.clone(), inputs))?;
-        g.raw_set("__redis__err__handler", handler)?;
+        g.raw_set("__redis__err__handler", &handler)?;
         lua.set_global_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), hook)?;
-        Ok((Core { lua, link, run_eval, run_fcall, opts, runs: 0 }, g))
+        let globals = g.clone();
+        let (run_eval, run_fcall) = crate::call::runners(&lua, &link)?;
+        link.set_memory_limit(opts.memory_limit);
+        Ok((Core { lua, link, handler, globals, run_eval, run_fcall, opts, runs: 0 }, g))
     }
 
     /// The memory limit applies while Lua code runs (a script, a library's body), not to
@@ -202,10 +196,11 @@ return function(f) g.KEYS, g.ARGV = inputs() return xpcall(f, handler) end,
         self.link.resp.set(Resp::V2);
         let result = {
             let _lent = self.link.lend(host, keys, args);
-            self.limit(true);
-            let r = if eval { self.run_eval.call::<(bool, Value)>(f) } else { self.run_fcall.call(f) };
-            self.limit(false);
-            r
+            if eval {
+                self.run_eval.call::<(bool, Value)>((&self.handler, f, &self.globals))
+            } else {
+                self.run_fcall.call::<(bool, Value)>((&self.handler, f))
+            }
         };
         if let Some(panic) = self.link.take_panic() {
             std::panic::resume_unwind(panic);

@@ -56,6 +56,8 @@ pub(crate) struct Link {
     panic: Cell<Option<Box<dyn Any + Send>>>,
     /// The state (weak: the state holds the link), for its memory limit.
     lua: WeakLua,
+    /// The memory limit a script runs under (0: none), turned on by [`Link::limit`].
+    memory_limit: Cell<usize>,
 }
 
 impl Link {
@@ -68,6 +70,7 @@ impl Link {
             buffers: RefCell::new(buffers),
             panic: Cell::new(None),
             lua: lua.weak(),
+            memory_limit: Cell::new(0),
         });
         lua.set_app_data(Rc::clone(&link));
         link
@@ -137,6 +140,21 @@ impl Link {
     /// The panic caught in a `redis.call` of the run that just ended, if any.
     pub(crate) fn take_panic(&self) -> Option<Box<dyn Any + Send>> {
         self.panic.take()
+    }
+
+    pub(crate) fn set_memory_limit(&self, limit: usize) {
+        self.memory_limit.set(limit);
+    }
+
+    /// Turns the state's memory limit on (around a script's function: see `Core::limit`) or
+    /// off.
+    pub(crate) fn limit(&self, on: bool) {
+        let limit = self.memory_limit.get();
+        if limit > 0
+            && let Some(lua) = self.lua.try_upgrade()
+        {
+            let _ = lua.set_memory_limit(if on { limit } else { 0 });
+        }
     }
 
     /// Lifts the state's memory limit until the guard is dropped (see [`Unlimited`]).

@@ -62,9 +62,8 @@ pub(crate) struct Env {
     pub stock_next: Function,
     pub stock_getmetatable: Function,
     pub stock_tostring: Function,
-    /// Lua's own pcall and xpcall (the globals are wrappers).
+    /// Lua's own pcall (the global is a wrapper).
     pub stock_pcall: Function,
-    pub stock_xpcall: Function,
     /// Lua's own loadstring: it gives a syntax error as the bytes Lua made (mlua's errors
     /// are UTF-8, which replaced the bytes of a script that is not).
     pub stock_loadstring: Function,
@@ -108,7 +107,6 @@ pub(crate) fn prepare(lua: &Lua) -> LResult<Table> {
     let stock_getmetatable: Function = g.raw_get("getmetatable")?;
     let stock_tostring: Function = g.raw_get("tostring")?;
     let stock_pcall: Function = g.raw_get("pcall")?;
-    let stock_xpcall: Function = g.raw_get("xpcall")?;
     let stock_loadstring: Function = g.raw_get("loadstring")?;
     let readonly = lua.create_function(|lua, _: MultiValue| -> LResult<()> {
         Err(lua_error(lua, "Attempt to modify a readonly table"))
@@ -130,7 +128,6 @@ pub(crate) fn prepare(lua: &Lua) -> LResult<Table> {
         stock_getmetatable,
         stock_tostring,
         stock_pcall,
-        stock_xpcall,
         stock_loadstring,
         readonly,
         proxy_next,
