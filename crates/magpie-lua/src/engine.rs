@@ -19,11 +19,11 @@ use crate::state::{Loading, RunState};
 
 /// Redis's count hook runs every 100,000 instructions.
 const HOOK_EVERY: u32 = 100_000;
-/// A forced GC step (of 50 KB, as Redis's `LUA_GC_CYCLE_PERIOD` step) every this many runs.
-/// Redis steps every 50 runs; between steps the collector runs as allocations drive it
-/// anyway, and the forced work was a tenth of a small script's cost (callgrind, EVALSHA of
-/// INCR + EXPIRE: 3.0k instructions per run at 50, 2.2k at 500).
+/// How often (in runs) the heap is checked for a collector a script stopped (see
+/// `Core::finish_run`).
 const GC_PERIOD: u32 = 500;
+/// The least heap at which that check steps the collector.
+const GC_FLOOR: usize = 4 << 20;
 /// `LOAD_TIMEOUT_MS`: how long FUNCTION LOAD may run a library's body.
 pub const LOAD_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -144,6 +144,8 @@ struct Core {
     run_fcall: Function,
     opts: Options,
     runs: u32,
+    /// The heap above which the periodic check forces a step of the collector.
+    gc_watermark: usize,
 }
 
 impl Core {
@@ -164,7 +166,7 @@ impl Core {
         let globals = g.clone();
         let (run_eval, run_fcall) = crate::call::runners(&lua, &link)?;
         link.set_memory_limit(opts.memory_limit);
-        Ok((Core { lua, link, handler, globals, run_eval, run_fcall, opts, runs: 0 }, g))
+        Ok((Core { lua, link, handler, globals, run_eval, run_fcall, opts, runs: 0, gc_watermark: GC_FLOOR }, g))
     }
 
     /// The memory limit applies while Lua code runs (a script, a library's body), not to
@@ -246,13 +248,22 @@ impl Core {
         }
         self.runs += 1;
         if self.runs >= GC_PERIOD {
-            // The periodic step also restarts a collector a script stopped
-            // (`collectgarbage('stop')`): Lua 5.1's step resets the collection threshold, so
-            // the collector is stopped for at most this many runs. (Restarting it after every
-            // run, with `lua_gc(LUA_GCRESTART)`, set the threshold to the heap's size each time:
-            // the collector then never paused and took a fifth of a small script's time.)
+            // Redis forces a 50 KB step of the collector every 50 runs. Between such steps the
+            // collector runs anyway, driven by allocations (the heap stays under twice what
+            // is live); what the forced step really does is restart a collector a script
+            // stopped (`collectgarbage('stop')`): Lua 5.1's step resets the collection
+            // threshold. Forced every 500 runs, it was 600 instructions per run of a small
+            // script (callgrind, EVALSHA of INCR + EXPIRE), nearly all of it work the
+            // collector would have done anyway. So it is forced only when the heap has grown
+            // past four times what it was after the last forced step (and 4 MB), which a
+            // running collector never lets happen: a stopped one runs again within 500 runs
+            // of that. (Restarting it after every run, with `lua_gc(LUA_GCRESTART)`, set the
+            // threshold to the heap's size each time: the collector then never paused.)
             self.runs = 0;
-            let _ = self.lua.gc_step_kbytes(50);
+            if self.lua.used_memory() > self.gc_watermark {
+                let _ = self.lua.gc_step_kbytes(50);
+                self.gc_watermark = self.lua.used_memory().saturating_mul(4).max(GC_FLOOR);
+            }
         }
         resp
     }
@@ -333,8 +344,7 @@ impl EvalEngine {
     fn build(opts: Options) -> LResult<Self> {
         let (core, g) = Core::new(opts)?;
         let redis = redis_table(&core.lua, Flavour::Eval)?;
-        // KEYS and ARGV exist from the start, so that the run wrapper setting them (in Lua:
-        // cheaper than two table stores from Rust) never reaches the globals' `__newindex`.
+        // KEYS and ARGV exist from the start (each run replaces them: `call::run_script`).
         g.raw_set("KEYS", core.lua.create_table()?)?;
         g.raw_set("ARGV", core.lua.create_table()?)?;
         g.raw_set("redis", redis)?;
