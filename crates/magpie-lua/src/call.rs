@@ -57,17 +57,21 @@ pub(crate) fn register(lua: &Lua, t: &Table, link: &Rc<Link>) -> LResult<()> {
     Ok(())
 }
 
-/// The C closures that run a script's function, with the state's link as their upvalue (see
-/// [`register`]): `run_eval(handler, f, globals)` for EVAL and `run_fcall(handler, f)` for
-/// FCALL (see [`run_script`]).
+/// The C closures that run a script's function, with the state's link as their first upvalue
+/// (see [`register`]) and the strings `KEYS` and `ARGV` as the next two (pushed from there
+/// without hashing them again): `run_eval(handler, f, globals)` for EVAL and
+/// `run_fcall(handler, f)` for FCALL (see [`run_script`]).
 pub(crate) fn runners(lua: &Lua, link: &Rc<Link>) -> LResult<(Function, Function)> {
     let ptr = Rc::as_ptr(link).cast_mut().cast::<c_void>();
     let make = |f: ffi::lua_CFunction| -> LResult<Function> {
-        // SAFETY: as in `register`.
+        // SAFETY: as in `register`, with three values pushed (`exec_raw` checks for room for
+        // three).
         unsafe {
             lua.exec_raw((), |state| {
                 ffi::lua_pushlightuserdata(state, ptr);
-                ffi::lua_pushcclosure(state, f, 1);
+                push_bytes(state, b"KEYS");
+                push_bytes(state, b"ARGV");
+                ffi::lua_pushcclosure(state, f, 3);
             })
         }
     };
@@ -105,8 +109,8 @@ unsafe fn run_script(state: *mut lua_State, eval: bool) -> c_int {
         ffi::lua_pushvalue(state, 2);
         let pushed = link.with_inputs(|keys, args| {
             if eval {
-                for (name, items) in [(&b"KEYS"[..], keys), (&b"ARGV"[..], args)] {
-                    push_bytes(state, name);
+                for (name, items) in [(2, keys), (3, args)] {
+                    ffi::lua_pushvalue(state, ffi::lua_upvalueindex(name));
                     push_array(state, items);
                     ffi::lua_rawset(state, 3);
                 }
