@@ -1039,8 +1039,9 @@ fn main() {
             max: 255,
             cmax: u16::MAX,
         };
-        // What the server's allkeys-wtinylfu does: 64 shards, 4-bit sketch counters, a byte of
-        // count per entry, halved every 10 x the shard's keys.
+        // Close to the server's allkeys-wtinylfu: 64 shards, 4-bit sketch counters, a byte of
+        // count per entry, halved every 10 x the shard's keys (the server halves every 30 x,
+        // the `window: 30` variant, and samples 10 keys without a pool).
         let ws = WtsParams { shards: 64, max: 15, cmax: 255, window: 10, ..wb };
         for v in [
             wb,
