@@ -12,10 +12,15 @@
 # and the PING latency of another client (percentiles and worst), and the same without a limit
 # (the PINGs' baseline).
 #
-# Usage: bench/cache.sh [--quick] [--skip-build]
-#   --quick       200k warm-up and 500k measured requests per run (default 1M and 2M)
-#   --skip-build  use the magpie-server already built
-# Environment: MAGPIE_BIN, REDIS_BIN, CARGO_TARGET_DIR.
+# Usage: bench/cache.sh [--quick] [--warmup N] [--workloads abc] [--no-probe] [--skip-build]
+#   --quick         200k warm-up and 500k measured requests per run (default 1M and 2M)
+#   --warmup N      N warm-up requests per run, for every server alike (the frequency policies
+#                   need about 10M on (a) and (b) to learn what they can)
+#   --workloads W   only these of a, b, c (default abc)
+#   --no-probe      skip the probe
+#   --skip-build    use the magpie-server already built
+# Environment: MAGPIE_BIN, REDIS_BIN, CARGO_TARGET_DIR; POLICIES, Magpie's policies to run
+# (default: allkeys-lru allkeys-lfu allkeys-random allkeys-s3fifo allkeys-wtinylfu).
 set -euo pipefail
 
 readonly HOST=127.0.0.1
@@ -25,15 +30,22 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 MAGPIE_BIN=${MAGPIE_BIN:-$TARGET/release/magpie-server}
 REDIS_BIN=${REDIS_BIN:-/usr/bin/redis-server}
 WARMUP=1000000
+POLICIES=${POLICIES:-allkeys-lru allkeys-lfu allkeys-random allkeys-s3fifo allkeys-wtinylfu}
 REQUESTS=2000000
 SKIP_BUILD=0
-for a in "$@"; do
-    case $a in
+WORKLOADS=abc
+PROBE=1
+while [ $# -gt 0 ]; do
+    case $1 in
         --quick) WARMUP=200000; REQUESTS=500000 ;;
+        --warmup) WARMUP=${2:?--warmup needs a number}; shift ;;
+        --workloads) WORKLOADS=${2:?--workloads needs a list such as ab}; shift ;;
+        --no-probe) PROBE=0 ;;
         --skip-build) SKIP_BUILD=1 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
-        *) echo "unknown option $a" >&2; exit 2 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
     esac
+    shift
 done
 
 if [ "$SKIP_BUILD" = 0 ]; then
@@ -87,6 +99,7 @@ run() {
 
 echo "# cache-aside, 1M keys, 100-byte values, maxmemory set to hold 100k keys; $WARMUP warm-up + $REQUESTS measured requests"
 for w in a b c; do
+    case $WORKLOADS in *$w*) ;; *) continue ;; esac
     case $w in
         a) echo "## (a) Zipf 0.8" ;;
         b) echo "## (b) Zipf 0.99" ;;
@@ -94,11 +107,12 @@ for w in a b c; do
     esac
     run redis allkeys-lru $w
     run redis allkeys-lfu $w
-    for p in allkeys-lru allkeys-lfu allkeys-random allkeys-s3fifo; do
+    for p in $POLICIES; do
         run magpie $p $w
     done
 done
 
+[ "$PROBE" = 1 ] || exit 0
 echo "## probe: maxmemory 100mb, allkeys-lru, 300 MB of 1 KB values written (and, for the PINGs' baseline, no limit)"
 for kind in redis magpie; do
     for limit in 100mb 0; do

@@ -720,6 +720,9 @@ struct WtsParams {
     window: usize,
     hit_promotes: bool,
     shards: usize,
+    /// The sketch's largest count (15: 4-bit counters) and the entries' (255: a byte).
+    max: u8,
+    cmax: u16,
 }
 
 struct WtsShard {
@@ -761,7 +764,7 @@ impl Wts {
                     dense: vec![],
                     small: VecDeque::new(),
                     small_len: 0,
-                    sk: Sketch::new(((per as f64) * p.width) as usize, per * p.window, 255),
+                    sk: Sketch::new(((per as f64) * p.width) as usize, per * p.window, p.max),
                     pool: vec![],
                     epoch: 0,
                 })
@@ -887,8 +890,9 @@ impl Policy for Wts {
         if self.pos[k as usize] != NONE {
             let s = self.shard_of(k);
             self.freq(s, k);
+            let cmax = self.p.cmax;
             let c = &mut self.count[k as usize];
-            c.0 = c.0.saturating_add(1);
+            c.0 = c.0.saturating_add(1).min(cmax);
             if self.in_small[k as usize] {
                 self.hit_in_small[k as usize] = true;
             }
@@ -922,14 +926,16 @@ impl Policy for Wts {
     fn name(&self) -> String {
         let p = &self.p;
         format!(
-            "wts(small={},samples={}{},width={},window={}{},shards={})",
+            "wts(small={},samples={}{},width={},window={}{},shards={},max={},cmax={})",
             p.small,
             p.samples,
             if p.pool { "+pool" } else { "" },
             p.width,
             p.window,
             if p.hit_promotes { ",hitpromotes" } else { "" },
-            p.shards
+            p.shards,
+            p.max,
+            p.cmax
         )
     }
 }
@@ -974,7 +980,11 @@ fn main() {
         shards: 1,
         stay: false,
     };
+    let only = std::env::var("SIM_WORKLOADS").unwrap_or_else(|_| "abc".into());
     for (name, s, scan) in [("a zipf0.8", 0.8, false), ("b zipf0.99", 0.99, false), ("c zipf0.8+scan", 0.8, true)] {
+        if !name.starts_with(|c: char| only.contains(c)) {
+            continue;
+        }
         let z = Zipf::new(nkeys, s);
         let mut r = Rng(7);
         let mut reqs = Vec::with_capacity(nreq * 3);
@@ -1018,9 +1028,32 @@ fn main() {
         for v in variants {
             ps.push(Box::new(S3::new(nkeys, cap, v)));
         }
-        let wb = WtsParams { small: 0.01, samples: 5, pool: true, width: 4.0, window: 1000, hit_promotes: false, shards: 1 };
+        let wb = WtsParams {
+            small: 0.01,
+            samples: 5,
+            pool: true,
+            width: 4.0,
+            window: 1000,
+            hit_promotes: false,
+            shards: 1,
+            max: 255,
+            cmax: u16::MAX,
+        };
+        // Close to the server's allkeys-wtinylfu: 64 shards, 4-bit sketch counters, a byte of
+        // count per entry, halved every 10 x the shard's keys (the server halves every 30 x,
+        // the `window: 30` variant, and samples 10 keys without a pool).
+        let ws = WtsParams { shards: 64, max: 15, cmax: 255, window: 10, ..wb };
         for v in [
             wb,
+            ws,
+            WtsParams { width: 1.0, ..ws },
+            WtsParams { width: 2.0, ..ws },
+            WtsParams { window: 30, ..ws },
+            WtsParams { window: 100, ..ws },
+            WtsParams { pool: false, ..ws },
+            WtsParams { pool: false, samples: 10, ..ws },
+            WtsParams { max: 255, ..ws },
+            WtsParams { hit_promotes: true, ..ws },
             WtsParams { width: 64.0, ..wb },
             WtsParams { window: 10, ..wb },
             WtsParams { window: 30, ..wb },

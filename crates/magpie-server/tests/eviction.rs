@@ -68,7 +68,7 @@ fn limit_above_now(c: &mut Raw, extra: u64) -> u64 {
 
 #[test]
 fn allkeys_policies_keep_memory_under_the_limit() {
-    for policy in ["allkeys-lru", "allkeys-lfu", "allkeys-random", "allkeys-s3fifo"] {
+    for policy in ["allkeys-lru", "allkeys-lfu", "allkeys-random", "allkeys-s3fifo", "allkeys-wtinylfu"] {
         let s = Server::magpie_with(&["--maxmemory-policy", policy]);
         let mut c = s.raw();
         let max = limit_above_now(&mut c, 4 << 20);
@@ -230,6 +230,23 @@ fn object_freq_and_idletime_follow_the_policy_and_accesses() {
     assert!(freq > 10, "{freq}");
     assert_eq!(c.cmd(&[b"RESTORE", b"g", b"0", payload, b"FREQ", b"100"]), b"+OK\r\n");
     assert_eq!(int(&c.cmd_str("OBJECT FREQ g")), 100);
+
+    // allkeys-wtinylfu: OBJECT FREQ is the key's W-TinyLFU frequency, its count in the shard's
+    // sketch when created plus one per read; idle time is not tracked.
+    c.cmd_str("CONFIG SET maxmemory-policy allkeys-wtinylfu");
+    assert!(
+        c.cmd_str("OBJECT IDLETIME k").starts_with("-ERR An LFU maxmemory policy is selected, idle time not tracked")
+    );
+    c.cmd_str("SET w v");
+    assert_eq!(int(&c.cmd_str("OBJECT FREQ w")), 1);
+    pipeline(&mut c, 0..3, |_| vec![b"GET".to_vec(), b"w".to_vec()]);
+    assert_eq!(int(&c.cmd_str("OBJECT FREQ w")), 4);
+    pipeline(&mut c, 0..300, |_| vec![b"GET".to_vec(), b"w".to_vec()]);
+    assert_eq!(int(&c.cmd_str("OBJECT FREQ w")), 255);
+    // Deleted and written again: the sketch remembers it was written once before.
+    c.cmd_str("DEL w");
+    c.cmd_str("SET w v");
+    assert_eq!(int(&c.cmd_str("OBJECT FREQ w")), 2);
 }
 
 #[test]

@@ -22,6 +22,20 @@
 //! moves to the main one; one never read is evicted and leaves a fingerprint in the shard's
 //! ghost table, so that written again soon it goes straight to the main queue. The hand
 //! lowers the frequency of the main-queue keys it passes and evicts the first at zero.
+//!
+//! `allkeys-wtinylfu` is W-TinyLFU (Einziger et al., 2017; Caffeine's policy) per shard, with a
+//! sampled main queue, as the simulator models it (`Wts`): a new key waits in the window (a
+//! FIFO of key copies, about 1% of the shard's keys; the same queue and bit S3-FIFO's small
+//! queue uses). A key's use holds a frequency: a byte, seeded when the key is created from the
+//! shard's count-min sketch (`sketch.rs`, 4-bit counters, which counts the keys created and,
+//! when a key is evicted, the reads it had that the sketch had not counted), raised by one on
+//! each read. Every `WT_AGING` x the shard's keys additions the sketch halves its counters and
+//! starts a new epoch; a key's frequency carries the epoch it was last aged to and is halved
+//! once per epoch passed when next read or compared (lazy aging, no pass over the entries).
+//! Eviction takes the window's oldest key: while the window is over its share it moves to
+//! the main queue; otherwise it competes with main's victim (the least frequent of
+//! 2 x `maxmemory-samples` sampled keys of the main queue) and the less frequent of the two
+//! is evicted (a tie evicts the newcomer). With nothing in the window, main's victim goes.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32};
@@ -35,6 +49,8 @@ pub enum Tracking {
     Lfu,
     /// Last access time, and S3-FIFO's frequency and queue.
     S3Fifo,
+    /// W-TinyLFU's frequency, its epoch, and whether the key is in the window.
+    WTinyLfu,
 }
 
 static TRACKING: AtomicU8 = AtomicU8::new(0);
@@ -52,6 +68,7 @@ pub fn tracking() -> Tracking {
     match TRACKING.load(Relaxed) {
         1 => Tracking::Lfu,
         2 => Tracking::S3Fifo,
+        3 => Tracking::WTinyLfu,
         _ => Tracking::Lru,
     }
 }
@@ -89,11 +106,12 @@ const MAIN: u8 = 0b1000;
 #[derive(Debug, Default)]
 pub struct Use {
     /// Bit 0: written by the snapshot in progress (see `SnapState`); bits 1-2: S3-FIFO's
-    /// frequency; bit 3: in S3-FIFO's main queue.
+    /// frequency; bit 3: in S3-FIFO's (or W-TinyLFU's) main queue.
     flags: AtomicU8,
-    /// LRU: the top 8 bits of the 24-bit time. LFU: the counter.
+    /// LRU: the top 8 bits of the 24-bit time. LFU: the counter. W-TinyLFU: the frequency.
     hi: AtomicU8,
-    /// LRU: the low 16 bits of the time. LFU: the minutes of the last decrement.
+    /// LRU: the low 16 bits of the time. LFU: the minutes of the last decrement. W-TinyLFU:
+    /// the sketch's epoch the frequency was last aged to.
     lo: AtomicU16,
 }
 
@@ -128,12 +146,14 @@ impl Use {
                 self.hi.store(LFU_INIT_VAL, Relaxed);
             }
             Tracking::Lru | Tracking::S3Fifo => self.set_raw24(lru_clock(now_ms)),
+            Tracking::WTinyLfu => self.wt_set(0, 0), // the shard seeds it (`wt_admit`)
         }
     }
 
-    /// An access (Redis's `lookupKey` without `LOOKUP_NOTOUCH`).
+    /// An access (Redis's `lookupKey` without `LOOKUP_NOTOUCH`); `epoch` is the shard's
+    /// sketch's (W-TinyLFU's aging).
     #[inline]
-    pub fn touch(&self, now_ms: u64) {
+    pub fn touch(&self, now_ms: u64, epoch: u16) {
         match tracking() {
             Tracking::Lru => self.touch_clock(now_ms),
             Tracking::Lfu => {
@@ -148,7 +168,28 @@ impl Use {
                     self.update_flags(|f| if f & FREQ == FREQ { f } else { f + (1 << FREQ_SHIFT) });
                 }
             }
+            Tracking::WTinyLfu => {
+                let old = self.hi.load(Relaxed);
+                let freq = self.wt_freq(epoch).saturating_add(1);
+                if freq != old || self.lo.load(Relaxed) != epoch {
+                    self.wt_set(freq, epoch);
+                }
+            }
         }
+    }
+
+    /// W-TinyLFU: the key's frequency, aged to `epoch` (halved once per epoch since it was
+    /// last aged). OBJECT FREQ under `allkeys-wtinylfu`.
+    #[inline]
+    pub fn wt_freq(&self, epoch: u16) -> u8 {
+        let behind = epoch.wrapping_sub(self.lo.load(Relaxed));
+        self.hi.load(Relaxed).checked_shr(u32::from(behind)).unwrap_or(0)
+    }
+
+    /// W-TinyLFU: sets the frequency, as of `epoch`.
+    pub(crate) fn wt_set(&self, freq: u8, epoch: u16) {
+        self.hi.store(freq, Relaxed);
+        self.lo.store(epoch, Relaxed);
     }
 
     #[inline]
@@ -178,9 +219,10 @@ impl Use {
         u64::from(secs) * 1000
     }
 
-    /// RESTORE's IDLETIME (seconds), as Redis's `objectSetLRUOrLFU`: unless under LFU.
+    /// RESTORE's IDLETIME (seconds), as Redis's `objectSetLRUOrLFU`: unless under LFU (or
+    /// W-TinyLFU, whose frequency takes the same bits).
     pub fn set_idle(&self, secs: u64, now_ms: u64) {
-        if tracking() == Tracking::Lfu {
+        if matches!(tracking(), Tracking::Lfu | Tracking::WTinyLfu) {
             return;
         }
         let clock = i64::from(lru_clock(now_ms));
@@ -233,7 +275,7 @@ impl Use {
 #[cfg(test)]
 pub(crate) static TEST_LOCK: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
-/// Redis's `maxmemory-policy`, plus `allkeys-s3fifo`.
+/// Redis's `maxmemory-policy`, plus `allkeys-s3fifo` and `allkeys-wtinylfu`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {
     NoEviction,
@@ -245,10 +287,11 @@ pub enum Policy {
     VolatileRandom,
     VolatileTtl,
     AllKeysS3Fifo,
+    AllKeysWTinyLfu,
 }
 
 impl Policy {
-    pub const ALL: [Policy; 9] = [
+    pub const ALL: [Policy; 10] = [
         Policy::VolatileLru,
         Policy::VolatileLfu,
         Policy::VolatileRandom,
@@ -258,6 +301,7 @@ impl Policy {
         Policy::AllKeysRandom,
         Policy::NoEviction,
         Policy::AllKeysS3Fifo,
+        Policy::AllKeysWTinyLfu,
     ];
 
     pub fn name(self) -> &'static str {
@@ -271,6 +315,7 @@ impl Policy {
             Policy::VolatileRandom => "volatile-random",
             Policy::VolatileTtl => "volatile-ttl",
             Policy::AllKeysS3Fifo => "allkeys-s3fifo",
+            Policy::AllKeysWTinyLfu => "allkeys-wtinylfu",
         }
     }
 
@@ -287,6 +332,7 @@ impl Policy {
         match self {
             Policy::AllKeysLfu | Policy::VolatileLfu => Tracking::Lfu,
             Policy::AllKeysS3Fifo => Tracking::S3Fifo,
+            Policy::AllKeysWTinyLfu => Tracking::WTinyLfu,
             _ => Tracking::Lru,
         }
     }
@@ -394,7 +440,7 @@ mod tests {
         u.init(0);
         assert_eq!(u.lfu_counter(0), LFU_INIT_VAL);
         for _ in 0..1000 {
-            u.touch(0);
+            u.touch(0, 0);
         }
         let c = u.lfu_counter(0);
         assert!(c > 10 && c < 40, "{c}");
@@ -402,6 +448,29 @@ mod tests {
         assert_eq!(u.lfu_counter(3 * 60_000), c - 3);
         u.set_freq(200, 0);
         assert_eq!(u.lfu_counter(0), 200);
+        set_tracking(Tracking::Lru, 10, 1);
+    }
+
+    #[test]
+    fn wtinylfu_frequency_counts_reads_and_halves_per_epoch() {
+        let _lock = TEST_LOCK.lock();
+        let u = Use::default();
+        set_tracking(Tracking::WTinyLfu, 10, 1);
+        u.init(0);
+        u.wt_set(6, 3);
+        for _ in 0..300 {
+            u.touch(0, 3);
+        }
+        assert_eq!(u.wt_freq(3), 255);
+        assert_eq!(u.wt_freq(4), 127);
+        assert_eq!(u.wt_freq(10), 1);
+        assert_eq!(u.wt_freq(11), 0);
+        // Read in a later epoch: aged first, then counted.
+        u.touch(0, 5);
+        assert_eq!(u.wt_freq(5), 64);
+        // The epoch wraps.
+        u.wt_set(40, u16::MAX);
+        assert_eq!(u.wt_freq(1), 10);
         set_tracking(Tracking::Lru, 10, 1);
     }
 

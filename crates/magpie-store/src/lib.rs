@@ -23,6 +23,7 @@ pub mod limits;
 pub mod list;
 mod segtable;
 pub mod set;
+mod sketch;
 pub mod stream;
 pub mod tap;
 mod value;

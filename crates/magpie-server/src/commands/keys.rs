@@ -463,6 +463,7 @@ pub(super) fn object_refcount(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                         | Policy::AllKeysLfu
                         | Policy::VolatileLfu
                         | Policy::AllKeysS3Fifo
+                        | Policy::AllKeysWTinyLfu
                 );
             let shared = !tracked && matches!(e.value, magpie_store::Value::Int(n) if (0..10_000).contains(n));
             ctx.out().int(if shared { i64::from(i32::MAX) } else { 1 });
@@ -525,23 +526,25 @@ pub(super) fn swapdb(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-/// OBJECT FREQ key: the key's LFU counter (after decay), under an LFU policy only.
+/// OBJECT FREQ key: the key's LFU counter (after decay), under an LFU policy; under
+/// allkeys-wtinylfu its W-TinyLFU frequency (0-255: its count in the shard's sketch when it
+/// was created, plus one per read, halved each time the sketch ages).
 pub(super) fn object_freq(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    object_use(ctx, args, |ctx, e| {
-        if ctx.server().settings().memory.policy().tracking() != Tracking::Lfu {
-            return Err(Error::from(
-                "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when \
-                 switching between policies at runtime LRU and LFU data will take some time to adjust.",
-            ));
-        }
-        Ok(i64::from(e.usage().lfu_counter(ctx.now())))
+    object_use(ctx, args, |ctx, shard, e| match ctx.server().settings().memory.policy().tracking() {
+        Tracking::Lfu => Ok(i64::from(e.usage().lfu_counter(ctx.now()))),
+        Tracking::WTinyLfu => Ok(i64::from(shard.wt_freq(&e))),
+        Tracking::Lru | Tracking::S3Fifo => Err(Error::from(
+            "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when \
+             switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        )),
     })
 }
 
-/// OBJECT IDLETIME key: seconds since the key was last accessed, except under an LFU policy.
+/// OBJECT IDLETIME key: seconds since the key was last accessed, except under an LFU policy
+/// (allkeys-wtinylfu counts as one: its frequency takes the bits of the access time).
 pub(super) fn object_idletime(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
-    object_use(ctx, args, |ctx, e| match ctx.server().settings().memory.policy().tracking() {
-        Tracking::Lfu => Err(Error::from(
+    object_use(ctx, args, |ctx, _, e| match ctx.server().settings().memory.policy().tracking() {
+        Tracking::Lfu | Tracking::WTinyLfu => Err(Error::from(
             "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching \
              between policies at runtime LRU and LFU data will take some time to adjust.",
         )),
@@ -554,14 +557,14 @@ pub(super) fn object_idletime(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 fn object_use(
     ctx: &mut Ctx<'_>,
     args: Args<'_>,
-    f: impl FnOnce(&Ctx<'_>, magpie_store::EntryRef<'_>) -> Result<i64, Error>,
+    f: impl FnOnce(&Ctx<'_>, &magpie_store::Shard, magpie_store::EntryRef<'_>) -> Result<i64, Error>,
 ) -> CmdResult {
     let key = args.get(2);
     let shard = ctx.db().read(key);
     let found = shard.peek(key, ctx.now());
     ctx.hit(found.is_some());
     let reply = match found {
-        Some(e) => f(ctx, e)?,
+        Some(e) => f(ctx, &shard, e)?,
         None => {
             drop(shard);
             ctx.out().null();

@@ -180,6 +180,9 @@ pub struct Shard {
     /// S3-FIFO's ghost queue, approximated: fingerprints of keys evicted from the small queue,
     /// in a table indexed by their hash (a newer one overwrites an older one).
     ghost: Vec<u32>,
+    /// W-TinyLFU's count of keys created and evicted (empty under the other policies); its
+    /// epoch is the age the entries' frequencies are kept at. The window is `fifo`.
+    sketch: crate::sketch::Sketch,
     /// The database this shard belongs to (named in expiry events).
     db: usize,
     /// The keyspace's change tap: every change is reported through it (see `tap.rs`).
@@ -295,7 +298,7 @@ impl Shard {
     #[inline]
     pub fn get(&self, key: &[u8], now: u64) -> Option<EntryRef<'_>> {
         let e = self.peek(key, now)?;
-        e.used.touch(now);
+        e.used.touch(now, self.sketch.epoch());
         Some(e)
     }
 
@@ -317,9 +320,15 @@ impl Shard {
         self.map.get_index(idx).is_some_and(|(_, e)| self.view(e).is_expired(now))
     }
 
-    /// Entries not in S3-FIFO's main queue.
+    /// Entries not in S3-FIFO's main queue (or W-TinyLFU's).
     pub fn small(&self) -> usize {
         self.small
+    }
+
+    /// W-TinyLFU's frequency of a key of this shard (see `evict.rs`): OBJECT FREQ under
+    /// `allkeys-wtinylfu`.
+    pub fn wt_freq(&self, e: &EntryRef<'_>) -> u8 {
+        e.used.wt_freq(self.sketch.epoch())
     }
 
     /// Whether `key` is live; not an access (as EXISTS).
@@ -334,7 +343,8 @@ impl Shard {
     pub fn slot<'a>(&'a mut self, key: &'a [u8], now: u64) -> Slot<'a> {
         match self.map.get_index_of(key) {
             Some(idx) if !self.is_expired_index(idx, now) => {
-                self.map[idx].used.touch(now);
+                let epoch = self.sketch.epoch();
+                self.map[idx].used.touch(now, epoch);
                 Slot::Live(LiveSlot { shard: self, idx, before: None })
             }
             Some(idx) => Slot::Empty(EmptySlot { shard: Some(self), key, expired: Some(idx), now }),
@@ -429,6 +439,7 @@ impl Shard {
         self.small = 0;
         self.fifo = VecDeque::new();
         self.hand = 0;
+        self.sketch = crate::sketch::Sketch::default();
         let map = std::mem::take(&mut self.map);
         if let Some(snap) = self.snap.as_deref_mut() {
             let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
@@ -478,6 +489,7 @@ impl Shard {
         std::mem::swap(&mut self.small, &mut other.small);
         std::mem::swap(&mut self.fifo, &mut other.fifo);
         std::mem::swap(&mut self.ghost, &mut other.ghost);
+        std::mem::swap(&mut self.sketch, &mut other.sketch);
         let touch = |s: &mut Shard, o: &Shard| {
             for (k, w) in &mut s.watched {
                 let here = s.map.contains_key(k);

@@ -124,8 +124,10 @@ impl<'a> EmptySlot<'a> {
                 idx
             }
         };
-        if crate::evict::tracking() == Tracking::S3Fifo {
-            shard.s3_admit(idx, self.key);
+        match crate::evict::tracking() {
+            Tracking::S3Fifo => shard.s3_admit(idx, self.key),
+            Tracking::WTinyLfu => shard.wt_admit(idx, self.key),
+            Tracking::Lru | Tracking::Lfu => {}
         }
         shard.set_expire_index(idx, expire_at);
     }

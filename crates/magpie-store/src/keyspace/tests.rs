@@ -424,6 +424,53 @@ fn s3fifo_keeps_keys_read_twice() {
     }
 }
 
+/// W-TinyLFU keeps the keys read often through a flood of keys written once (a scan), admits
+/// a newcomer read while in the window, and evicts the flood's keys instead; the window's
+/// count follows every change and its share stays near 1%.
+#[test]
+fn wtinylfu_keeps_frequent_keys_through_a_flood() {
+    let _lock = crate::evict::TEST_LOCK.lock();
+    crate::evict::set_tracking(Tracking::WTinyLfu, 10, 1);
+    let ks = Keyspace::new(1, 2);
+    let get = |k: &str| ks.db(0).read(k.as_bytes()).get(k.as_bytes(), 0).is_some();
+    fill(&ks, 2000, 0, |_| None);
+    for i in 0..200 {
+        for _ in 0..8 {
+            assert!(get(&format!("k{i}")));
+        }
+    }
+    let write = |k: &str| {
+        ks.db(0).write(k.as_bytes()).insert(k.as_bytes(), Value::Int(0), None, 0);
+        while ks.db(0).len() > 2000 {
+            assert_eq!(evict(&ks, Policy::AllKeysWTinyLfu, 1, 0).len(), 1);
+        }
+    };
+    // A newcomer read twice while in the window is worth more than a key read never.
+    write("fresh");
+    assert!(get("fresh") && get("fresh"));
+    for i in 0..4000 {
+        write(&format!("scan{i}"));
+    }
+    let hot = (0..200).filter(|i| get(&format!("k{i}"))).count();
+    let cold = (200..2000).filter(|i| get(&format!("k{i}"))).count();
+    let scan = (0..4000).filter(|i| get(&format!("scan{i}"))).count();
+    crate::evict::set_tracking(Tracking::Lru, 10, 1);
+    assert!(hot >= 195, "{hot} of 200 hot keys left");
+    assert!(get("fresh"), "the newcomer read in the window was evicted");
+    // What the flood evicts is mostly itself: its keys held are the window's (up to 36 a
+    // shard) and the few the sketch mistook for keys seen before.
+    assert!(scan < 200, "{scan} of the scan's keys held");
+    assert!(cold > 1500, "{cold} of 1800 cold keys left");
+    for s in 0..2 {
+        let g = ks.db(0).shard(s).read();
+        let small = g.map.iter().map(|(_, e)| e).filter(|e| !e.used.fifo().0).count();
+        assert_eq!(small, g.small());
+        assert!(small <= 2 * 10 + 16, "{small} keys in the window");
+        // The sketch: 4 rows of 4-bit counters, at least 4 per key.
+        assert!(g.sketch.bytes() >= 4 * 4 * g.len() / 2, "{} bytes", g.sketch.bytes());
+    }
+}
+
 /// Big collections reach a snapshot frozen (O(chunks) under the lock), never encoded
 /// under it: from a writer that changes one before the walk reaches it, from the walk, and
 /// from a flush.

@@ -58,7 +58,8 @@ fn memory_config(cli: &Options, file: &Options) -> Result<MemoryConfig, String> 
     Ok(m)
 }
 
-/// Redis's error for an unknown policy (which does not name Magpie's allkeys-s3fifo).
+/// Redis's error for an unknown policy (which does not name Magpie's allkeys-s3fifo and
+/// allkeys-wtinylfu).
 const POLICY_ERROR: &str = "argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, \
                             volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction";
 
@@ -308,8 +309,8 @@ pub struct Options {
     #[arg(long, value_name = "BYTES")]
     pub maxmemory: Option<String>,
     /// What to do at the limit: noeviction, allkeys-lru, allkeys-lfu, allkeys-random,
-    /// volatile-lru, volatile-lfu, volatile-random, volatile-ttl, or allkeys-s3fifo (Magpie)
-    /// [default: noeviction].
+    /// volatile-lru, volatile-lfu, volatile-random, volatile-ttl, or Magpie's allkeys-s3fifo or
+    /// allkeys-wtinylfu [default: noeviction].
     #[arg(long, value_name = "POLICY")]
     pub maxmemory_policy: Option<String>,
     /// Keys sampled per eviction [default: 5].
