@@ -103,32 +103,22 @@ impl Shard {
         }
         // Independent random places, not a run from one (as `sample` takes): keys written
         // together sit together, and a run of keys that were all read often would give one of
-        // them up while keys never read are left. Each is a cache miss at its first touch:
-        // asked for at once (64 at a time), the misses overlap.
-        let mut picks = [0usize; 64];
-        let mut left = n;
-        while left > 0 {
-            let m = left.min(picks.len());
-            left -= m;
-            for p in &mut picks[..m] {
-                *p = fastrand::usize(..len);
-                self.map.prefetch(*p);
+        // them up while keys never read are left.
+        for _ in 0..n {
+            let idx = fastrand::usize(..len);
+            let Some((_, e)) = self.map.get_index(idx) else { continue };
+            let (main, _) = e.used.fifo();
+            if !main {
+                if !strays {
+                    continue;
+                }
+                e.used.requeue(true, 0);
+                self.small -= 1;
             }
-            for &idx in &picks[..m] {
-                let Some((_, e)) = self.map.get_index(idx) else { continue };
-                let (main, _) = e.used.fifo();
-                if !main {
-                    if !strays {
-                        continue;
-                    }
-                    e.used.requeue(true, 0);
-                    self.small -= 1;
-                }
-                let expired = self.view(e).is_expired(now);
-                let f = e.used.wt_freq(epoch);
-                if best.is_none_or(|(_, bf, bx)| !bx && (expired || f < bf)) {
-                    best = Some((idx, f, expired));
-                }
+            let expired = self.view(e).is_expired(now);
+            let f = e.used.wt_freq(epoch);
+            if best.is_none_or(|(_, bf, bx)| !bx && (expired || f < bf)) {
+                best = Some((idx, f, expired));
             }
         }
         best.map(|(idx, f, _)| (idx, f))
