@@ -176,15 +176,7 @@ impl Shard {
         // Consecutive entries from a random start, as Redis's dictGetSomeKeys walks buckets:
         // one random jump, then neighbours.
         let start = fastrand::usize(..len);
-        let n = n.min(len);
-        if !volatile {
-            // The first touch of each sampled entry is a cache miss (most of eviction's time,
-            // perf): asked for at once, they overlap.
-            for i in 0..n {
-                self.map.prefetch((start + i) % len);
-            }
-        }
-        for i in 0..n {
+        for i in 0..n.min(len) {
             let pos = (start + i) % len;
             let idx = if volatile { self.volatile[pos] as usize } else { pos };
             if let Some((k, e)) = self.map.get_index(idx) {

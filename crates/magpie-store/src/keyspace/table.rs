@@ -61,26 +61,6 @@ impl Table {
         self.hasher.hash_one(key)
     }
 
-    /// Asks the CPU to bring the entry at `idx` into its cache, so that reading it later does
-    /// not wait for memory: eviction's samples are read after all of them were asked for, and
-    /// their cache misses overlap instead of following one another.
-    #[inline]
-    pub(super) fn prefetch(&self, idx: usize) {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(slot) = self.at(idx) {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            // SAFETY: a prefetch is a hint that reads nothing the program sees and cannot
-            // fault (here the address is a live entry's anyway); SSE, its target feature, is
-            // part of every x86-64 CPU.
-            #[allow(unsafe_code)]
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(slot).cast::<i8>());
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = idx;
-    }
-
     #[inline]
     fn at(&self, idx: usize) -> Option<&(Key, Entry)> {
         self.chunks.get(idx >> CHUNK_SHIFT)?.get(idx & (CHUNK - 1))
