@@ -6,7 +6,8 @@
 # temporary directory), loads both scripts into each with SCRIPT LOAD, and runs
 # redis-benchmark (pinned to CPU 1) with EVALSHA against each in turn, alternating which goes
 # first; prints the median requests per second and the ratio magpie/redis for each script and
-# pipeline depth.
+# pipeline depth, and the same per server CPU-second (requests over the user + system time
+# the server used during the run, all its threads: steadier on a shared machine).
 #
 # Usage: bench/eval.sh [--repeat N] [--clients N] [--requests N] [--pipelines LIST]
 #                      [--keyspace N] [--skip-build] [--magpie-bin PATH]
@@ -23,7 +24,7 @@ while [[ $# -gt 0 ]]; do
     --keyspace) KEYSPACE=$2; shift 2 ;;
     --skip-build) SKIP_BUILD=1; shift ;;
     --magpie-bin) MAGPIE_BIN=$2; SKIP_BUILD=1; shift 2 ;;
-    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "eval.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -62,7 +63,11 @@ for p in $RPORT $MPORT; do
     SHA[twenty]=$(redis-cli -p "$p" script load "$TWENTY")
 done
 
-declare -A R=()
+# CPU time (user + system, all threads) a server has used, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TCK=$(getconf CLK_TCK)
+declare -A SPID=([redis]=${PIDS[0]} [magpie]=${PIDS[1]})
+declare -A R=() C=()
 IFS=, read -r -a PIPE_LIST <<<"$PIPELINES"
 for rep in $(seq "$REPEAT"); do
     order=(redis magpie)
@@ -72,23 +77,29 @@ for rep in $(seq "$REPEAT"); do
             for name in "${order[@]}"; do
                 port=$RPORT
                 [[ $name == magpie ]] && port=$MPORT
+                t0=$(cpu_ticks "${SPID[$name]}")
                 rps=$(taskset -c 1 redis-benchmark -p "$port" -c "$CLIENTS" -n "$REQUESTS" -P "$pipe" -r "$KEYSPACE" --csv \
                     evalsha "${SHA[$script]}" 1 key:__rand_int__ | tail -n1 | cut -d, -f2 | tr -d '"')
-                echo "[$name] $script P$pipe run $rep: $rps requests/s" >&2
+                t1=$(cpu_ticks "${SPID[$name]}")
+                per_cpu=$(awk -v n="$REQUESTS" -v t=$((t1 - t0)) -v hz="$TCK" 'BEGIN { printf "%.0f", (t > 0 ? n * hz / t : 0) }')
+                echo "[$name] $script P$pipe run $rep: $rps requests/s, $per_cpu per server CPU-second" >&2
                 R[$name/$script/$pipe]+="$rps "
+                C[$name/$script/$pipe]+="$per_cpu "
             done
         done
     done
 done
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-echo "| script | pipeline | redis req/s | magpie req/s | magpie/redis |"
-echo "|---|---:|---:|---:|---:|"
+echo "| script | pipeline | redis req/s | magpie req/s | magpie/redis | redis per CPU-s | magpie per CPU-s | magpie/redis per CPU-s |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for script in small twenty; do
     for pipe in "${PIPE_LIST[@]}"; do
         r=$(median <<<"${R[redis/$script/$pipe]}") m=$(median <<<"${R[magpie/$script/$pipe]}")
+        rc=$(median <<<"${C[redis/$script/$pipe]}") mc=$(median <<<"${C[magpie/$script/$pipe]}")
         label="EVALSHA INCR + EXPIRE"
         [[ $script == twenty ]] && label="EVALSHA 10 x (INCR + GET)"
-        awk -v l="$label" -v p="$pipe" -v r="$r" -v m="$m" 'BEGIN { printf "| %s | %d | %.0f | %.0f | %.2f |\n", l, p, r, m, m / r }'
+        awk -v l="$label" -v p="$pipe" -v r="$r" -v m="$m" -v rc="$rc" -v mc="$mc" 'BEGIN {
+            printf "| %s | %d | %.0f | %.0f | %.2f | %.0f | %.0f | %.2f |\n", l, p, r, m, m / r, rc, mc, (rc > 0 ? mc / rc : 0) }'
     done
 done
 echo
