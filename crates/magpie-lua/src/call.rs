@@ -101,35 +101,64 @@ unsafe extern "C-unwind" fn run_fcall(state: *mut lua_State) -> c_int {
 /// before the limit is turned on).
 unsafe fn run_script(state: *mut lua_State, eval: bool) -> c_int {
     // SAFETY: the upvalue is the link's pointer (`runners`); the link outlives the state's
-    // functions. A C function has `LUA_MINSTACK` free slots: this uses at most five more than
-    // its arguments (a name, a table and its element, twice over for FCALL's two tables).
-    unsafe {
-        let link = &*ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)).cast::<Link>();
-        ffi::lua_settop(state, if eval { 3 } else { 2 });
-        ffi::lua_pushvalue(state, 2);
-        let pushed = link.with_inputs(|keys, args| {
-            if eval {
-                for (name, items) in [(2, keys), (3, args)] {
-                    ffi::lua_pushvalue(state, ffi::lua_upvalueindex(name));
-                    push_array(state, items);
-                    ffi::lua_rawset(state, 3);
-                }
-            } else {
-                push_array(state, keys);
-                push_array(state, args);
+    // functions.
+    let link = unsafe { &*ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)).cast::<Link>() };
+    // A panic (a bug) is caught before it reaches Lua's frames, raised as a Lua error, and
+    // resumed by the engine when the call returns (as in `generic_command`).
+    let done = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: as the caller guarantees. A C function has `LUA_MINSTACK` free slots: this
+        // uses at most five more than its arguments (a name, a table and its element; FCALL's
+        // two tables and an element).
+        unsafe {
+            ffi::lua_settop(state, if eval { 3 } else { 2 });
+            ffi::lua_pushvalue(state, 2);
+            if link.with_inputs(|keys, args| push_inputs(state, eval, keys, args)).is_none() {
+                push_inputs(state, eval, &[], &[]);
             }
-        });
-        if pushed.is_none() && !eval {
-            ffi::lua_createtable(state, 0, 0);
-            ffi::lua_createtable(state, 0, 0);
         }
-        let nargs = if eval { 0 } else { 2 };
         link.limit(true);
-        let status = ffi::lua_pcall(state, nargs, 1, 1);
+        // SAFETY: `f` and its arguments are on the stack, the handler at index 1.
+        let status = unsafe { ffi::lua_pcall(state, if eval { 0 } else { 2 }, 1, 1) };
         link.limit(false);
-        ffi::lua_pushboolean(state, c_int::from(status == 0));
-        ffi::lua_insert(state, -2);
-        2
+        status
+    }));
+    match done {
+        // SAFETY: one free slot at least (the call left its one result).
+        Ok(status) => unsafe {
+            ffi::lua_pushboolean(state, c_int::from(status == 0));
+            ffi::lua_insert(state, -2);
+            2
+        },
+        Err(payload) => {
+            link.keep_panic(payload);
+            // SAFETY: as in `generic_command`.
+            unsafe {
+                ffi::lua_settop(state, 0);
+                push_bytes(state, b"internal error running a script (panic)");
+                ffi::lua_error(state)
+            }
+        }
+    }
+}
+
+/// KEYS and ARGV set in the globals (at stack index 3) for EVAL, or the keys and arguments
+/// pushed as two tables for FCALL.
+///
+/// # Safety
+/// As [`run_script`]'s, with four free stack slots.
+unsafe fn push_inputs(state: *mut lua_State, eval: bool, keys: &[&[u8]], args: &[&[u8]]) {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        if eval {
+            for (name, items) in [(2, keys), (3, args)] {
+                ffi::lua_pushvalue(state, ffi::lua_upvalueindex(name));
+                push_array(state, items);
+                ffi::lua_rawset(state, 3);
+            }
+        } else {
+            push_array(state, keys);
+            push_array(state, args);
+        }
     }
 }
 
