@@ -39,6 +39,59 @@ const MAX_REPLY_DEPTH: usize = 1000;
 /// its field name, the aggregate, a key and a value).
 const SLOTS_PER_LEVEL: c_int = 5;
 
+// Redis's readonly tables, from the vendored Lua (vendor/lua-src): a table with the flag set
+// refuses every write with `Attempt to modify a readonly table`.
+unsafe extern "C-unwind" {
+    fn lua_enablereadonlytable(state: *mut lua_State, idx: c_int, enabled: c_int);
+    fn lua_isreadonlytable(state: *mut lua_State, idx: c_int) -> c_int;
+}
+
+/// Sets the readonly flag on `t`, every table reachable from it and their metatables
+/// (`luaSetTableProtectionRecursively`).
+pub(crate) fn protect_readonly(lua: &Lua, t: &Table) -> LResult<()> {
+    // SAFETY: `exec_raw` runs the closure in a protected call with `t` on the stack.
+    unsafe { lua.exec_raw((t,), |state| protect_top(state)) }
+}
+
+/// Whether `t` has the readonly flag.
+pub(crate) fn is_readonly(lua: &Lua, t: &Table) -> bool {
+    // SAFETY: `exec_raw` runs the closure in a protected call with `t` on the stack.
+    let flag: LResult<bool> = unsafe {
+        lua.exec_raw((t,), |state| {
+            let ro = lua_isreadonlytable(state, -1) != 0;
+            ffi::lua_settop(state, 0);
+            ffi::lua_pushboolean(state, c_int::from(ro));
+        })
+    };
+    flag.unwrap_or(false)
+}
+
+/// [`protect_readonly`] of the table on the top of the stack (left there).
+///
+/// # Safety
+/// A table on the top of the stack, in a protected call.
+unsafe fn protect_top(state: *mut lua_State) {
+    // SAFETY: as the caller guarantees; `lua_checkstack` makes room for the key and value
+    // (or the metatable) of each level.
+    unsafe {
+        if lua_isreadonlytable(state, -1) != 0 || ffi::lua_checkstack(state, 2) == 0 {
+            return; // visited already (`_G` holds the globals), or nested beyond any real table
+        }
+        lua_enablereadonlytable(state, -1, 1);
+        ffi::lua_pushnil(state);
+        while ffi::lua_next(state, -2) != 0 {
+            if ffi::lua_type(state, -1) == ffi::LUA_TTABLE {
+                protect_top(state);
+            }
+            ffi::lua_settop(state, -2);
+        }
+        if ffi::lua_getmetatable(state, -1) != 0 {
+            protect_top(state);
+            ffi::lua_settop(state, -2);
+        }
+    }
+}
+
 /// Sets `t.call` and `t.pcall`: C closures whose upvalue is a pointer to the state's link.
 pub(crate) fn register(lua: &Lua, t: &Table, link: &Rc<Link>) -> LResult<()> {
     let ptr = Rc::as_ptr(link).cast_mut().cast::<c_void>();
@@ -150,11 +203,14 @@ unsafe fn push_inputs(state: *mut lua_State, eval: bool, keys: &[&[u8]], args: &
     // SAFETY: as the caller guarantees.
     unsafe {
         if eval {
+            // The globals are readonly (as Redis, which opens them for these two stores).
+            lua_enablereadonlytable(state, 3, 0);
             for (name, items) in [(2, keys), (3, args)] {
                 ffi::lua_pushvalue(state, ffi::lua_upvalueindex(name));
                 push_array(state, items);
                 ffi::lua_rawset(state, 3);
             }
+            lua_enablereadonlytable(state, 3, 1);
         } else {
             push_array(state, keys);
             push_array(state, args);

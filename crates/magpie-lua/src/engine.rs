@@ -149,12 +149,14 @@ struct Core {
 }
 
 impl Core {
-    fn new(opts: Options) -> LResult<(Core, Table)> {
+    /// A state whose globals `readonly` protects with Lua's readonly flag (EVAL), or with
+    /// proxies (FUNCTION, whose libraries' environments read through to the globals).
+    fn new(opts: Options, readonly: bool) -> LResult<(Core, Table)> {
         let lua = Lua::new_with(StdLib::TABLE | StdLib::STRING | StdLib::MATH, LuaOptions::new())?;
         lua.set_app_data(RunState::default());
         let link = Link::new(&lua);
         lua.set_app_data(opts.rng.clone());
-        let g = sandbox::prepare(&lua)?;
+        let g = sandbox::prepare(&lua, readonly)?;
         register_math(&lua, &g.raw_get::<Table>("math")?)?;
         g.raw_set("cjson", crate::cjson::open(&lua)?)?;
         g.raw_set("struct", crate::lstruct::open(&lua)?)?;
@@ -342,14 +344,13 @@ impl EvalEngine {
     }
 
     fn build(opts: Options) -> LResult<Self> {
-        let (core, g) = Core::new(opts)?;
+        let (core, g) = Core::new(opts, true)?;
         let redis = redis_table(&core.lua, Flavour::Eval)?;
         // KEYS and ARGV exist from the start (each run replaces them: `call::run_script`).
         g.raw_set("KEYS", core.lua.create_table()?)?;
         g.raw_set("ARGV", core.lua.create_table()?)?;
         g.raw_set("redis", redis)?;
-        let proxy = protect_globals(&core.lua, &g)?;
-        core.lua.set_globals(proxy)?;
+        sandbox::protect_globals_readonly(&core.lua, &g)?;
         Ok(EvalEngine { core, scripts: HashMap::default() })
     }
 
@@ -428,7 +429,7 @@ impl FunctionEngine {
     }
 
     fn build(opts: Options) -> LResult<Self> {
-        let (core, g) = Core::new(opts)?;
+        let (core, g) = Core::new(opts, false)?;
         let lua = &core.lua;
         g.raw_set("__redis__err__handler", Value::Nil)?;
         g.raw_set("redis", redis_table(lua, Flavour::Function)?)?;

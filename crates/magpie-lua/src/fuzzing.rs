@@ -11,7 +11,7 @@ pub struct Decoders {
 impl Decoders {
     pub fn new() -> mlua::Result<Self> {
         let lua = Lua::new_with(StdLib::TABLE | StdLib::STRING | StdLib::MATH, LuaOptions::new())?;
-        crate::sandbox::prepare(&lua)?;
+        crate::sandbox::prepare(&lua, true)?;
         lua.set_memory_limit(256 << 20)?;
         Ok(Decoders { lua })
     }

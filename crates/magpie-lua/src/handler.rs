@@ -65,6 +65,16 @@ pub(crate) fn error_handler(lua: &Lua, err: Value) -> LResult<Value> {
         f => f,
     };
     let t = match err {
+        // Redis's handler (Lua code) sets `source` and `line` in the table: on a readonly one
+        // (`error(redis)`) that write fails, and the handler runs again on that error, raised
+        // at line 10 of its chunk.
+        Value::Table(t) if crate::call::is_readonly(lua, &t) => {
+            let t = lua.create_table()?;
+            t.raw_set("err", "ERR err_handler_def:10: Attempt to modify a readonly table")?;
+            t.raw_set("source", "@err_handler_def")?;
+            t.raw_set("line", 10)?;
+            return Ok(Value::Table(t));
+        }
         Value::Table(t) => t,
         other => {
             let s: mlua::String = env(lua)?.stock_tostring.call(other)?;

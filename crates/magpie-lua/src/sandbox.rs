@@ -2,12 +2,16 @@
 //! `luaEngineInitEngine`), on stock Lua 5.1.
 //!
 //! Redis patches its Lua with a `readonly` flag on tables and sets it on every table reachable
-//! from the globals. Stock Lua has no such flag, so each protected table is replaced by an empty
-//! *proxy* whose metatable reads through to the real table (`__index`) and refuses writes
+//! from the globals. Magpie's Lua carries the same patch (`vendor/lua-src`), and the EVAL
+//! engine protects its globals with it ([`protect_globals_readonly`]): scripts read the real
+//! tables, and Lua itself refuses writes with Redis's error.
+//!
+//! The FUNCTION engine still protects with *proxies*: each protected table is replaced by an
+//! empty table whose metatable reads through to the real one (`__index`) and refuses writes
 //! (`__newindex`); table-valued fields of protected tables are themselves proxies, and the real
 //! tables are reachable from nowhere a script can see. The functions that bypass metamethods
 //! (`rawset`, `rawget`, `next`, `pairs`, `setmetatable`, `getmetatable`, `table.insert`) are
-//! replaced by versions that know about proxies, with the stock functions' error texts.
+//! replaced there by versions that know about proxies, with the stock functions' error texts.
 
 use mlua::{ChunkMode, Function, Lua, MultiValue, Table, Value};
 
@@ -86,8 +90,9 @@ pub(crate) fn internal_chunk(lua: &Lua, code: &str) -> LResult<Function> {
 }
 
 /// Prepares a fresh state: keeps the allowed builtins, installs the replacements, and stores the
-/// [`Env`]. Protection itself comes last ([`protect_globals`]), after the libraries are in.
-pub(crate) fn prepare(lua: &Lua) -> LResult<Table> {
+/// [`Env`]. Protection itself comes last ([`protect_globals`] with proxies, or
+/// [`protect_globals_readonly`] with `readonly_flag`), after the libraries are in.
+pub(crate) fn prepare(lua: &Lua, readonly_flag: bool) -> LResult<Table> {
     let g = lua.globals();
     let mut remove = Vec::new();
     for pair in g.pairs::<Value, Value>() {
@@ -133,7 +138,7 @@ pub(crate) fn prepare(lua: &Lua) -> LResult<Table> {
         proxy_next,
     };
     lua.set_app_data(env);
-    install_overrides(lua, &g)?;
+    install_overrides(lua, &g, readonly_flag)?;
     Ok(g)
 }
 
@@ -188,6 +193,21 @@ pub(crate) fn protect_globals(lua: &Lua, g: &Table) -> LResult<Table> {
     protect(lua, g)
 }
 
+/// Locks the globals as Redis 7.0 does, with Lua's readonly flag (`luaSetErrorMetatable`,
+/// `luaSetTableProtectionRecursively`): an error on reading a missing global, and the globals,
+/// every table reachable from them, their metatables and the string metatable refuse writes.
+/// Scripts then read globals and library fields directly, with no proxy in between.
+pub(crate) fn protect_globals_readonly(lua: &Lua, g: &Table) -> LResult<()> {
+    let mt = lua.create_table()?;
+    mt.raw_set("__index", lua.create_function(missing_global)?)?;
+    g.set_metatable(Some(mt))?;
+    crate::call::protect_readonly(lua, g)?;
+    if let Some(smt) = lua.type_metatable::<mlua::String>() {
+        crate::call::protect_readonly(lua, &smt)?;
+    }
+    Ok(())
+}
+
 /// `luaProtectedTableError`, the `__index` of the globals.
 fn missing_global(lua: &Lua, args: MultiValue) -> LResult<()> {
     let a = Args::new(lua, args);
@@ -214,7 +234,25 @@ fn readonly_error() -> mlua::Error {
     raise_str("Attempt to modify a readonly table")
 }
 
-fn install_overrides(lua: &Lua, g: &Table) -> LResult<()> {
+/// The replacements of the functions that bypass metamethods. With `readonly` (the tables are
+/// protected by Lua's own readonly flag, [`protect_readonly`]), the stock `rawset`, `rawget`,
+/// `next`, `pairs`, `setmetatable`, `getmetatable` and `table.insert` stay: Lua refuses their
+/// writes itself, exactly as Redis's does. Without it (proxies), they are replaced.
+fn install_overrides(lua: &Lua, g: &Table, readonly: bool) -> LResult<()> {
+    if !readonly {
+        install_proxy_overrides(lua, g)?;
+    }
+    g.raw_set("unpack", lua.create_function(unpack)?)?;
+    g.raw_set("loadstring", lua.create_function(loadstring)?)?;
+    g.raw_set("load", lua.create_function(load)?)?;
+    install_pcall(lua, g)?;
+    install_coroutine(lua, g)?;
+    Ok(())
+}
+
+/// `rawset`, `rawget`, `next`, `pairs`, `setmetatable`, `getmetatable` and `table.insert`, as
+/// the stock ones, knowing about proxies.
+fn install_proxy_overrides(lua: &Lua, g: &Table) -> LResult<()> {
     // rawset: luaB_rawset, with the read-only check of the patched lua_rawset.
     g.raw_set(
         "rawset",
@@ -296,11 +334,12 @@ fn install_overrides(lua: &Lua, g: &Table) -> LResult<()> {
             }
         })?,
     )?;
-    g.raw_set("unpack", lua.create_function(unpack)?)?;
-    g.raw_set("loadstring", lua.create_function(loadstring)?)?;
-    g.raw_set("load", lua.create_function(load)?)?;
     let table: Table = g.raw_get("table")?;
     table.raw_set("insert", lua.create_function(table_insert)?)?;
+    Ok(())
+}
+
+fn install_pcall(lua: &Lua, g: &Table) -> LResult<()> {
     // pcall as Redis 7.0 wraps it (luaRedisPcall): an error table with a string `err` field
     // becomes that string. Written in Lua so that any error value passes through untouched.
     let make_pcall = internal_chunk(
@@ -333,7 +372,6 @@ end
         translate,
     ))?;
     g.raw_set("pcall", pcall)?;
-    install_coroutine(lua, g)?;
     Ok(())
 }
 
