@@ -389,14 +389,21 @@ fn eviction_follows_the_policy() {
     assert_eq!(evict(&ks, Policy::NoEviction, 1, 0).len(), 0);
 }
 
-/// volatile-ttl takes the keys that expire soonest first.
+/// volatile-ttl takes the keys that expire soonest first. Sampling makes one run's picks
+/// vary (the first picks are the best of 5 neighbours from a random place): one run's average
+/// passed 20 in 1.7% of runs, so the average is taken over 10 runs (random eviction: 24.5).
 #[test]
 fn volatile_ttl_evicts_the_nearest_expiry() {
-    let ks = Keyspace::new(1, 1);
-    fill(&ks, 50, 0, |i| Some(1_000 + i as u64));
-    let gone = evict(&ks, Policy::VolatileTtl, 10, 0);
-    let avg = gone.iter().map(|k| k[1..].parse::<usize>().unwrap()).sum::<usize>() / 10;
-    assert!(avg < 20, "{gone:?}");
+    let mut all = Vec::new();
+    for _ in 0..10 {
+        let ks = Keyspace::new(1, 1);
+        fill(&ks, 50, 0, |i| Some(1_000 + i as u64));
+        let gone = evict(&ks, Policy::VolatileTtl, 10, 0);
+        assert_eq!(gone.len(), 10);
+        all.extend(gone.iter().map(|k| k[1..].parse::<usize>().unwrap()));
+    }
+    let avg = all.iter().sum::<usize>() / all.len();
+    assert!(avg < 20, "average {avg}: {all:?}");
 }
 
 /// S3-FIFO (sampled) keeps keys read more than once and drops one-hit keys; the small
