@@ -50,7 +50,15 @@ unsafe extern "C-unwind" {
 /// (`luaSetTableProtectionRecursively`).
 pub(crate) fn protect_readonly(lua: &Lua, t: &Table) -> LResult<()> {
     // SAFETY: `exec_raw` runs the closure in a protected call with `t` on the stack.
-    unsafe { lua.exec_raw((t,), |state| protect_top(state)) }
+    let done: bool = unsafe {
+        lua.exec_raw((t,), |state| {
+            let done = protect_top(state);
+            ffi::lua_settop(state, 0);
+            ffi::lua_pushboolean(state, c_int::from(done));
+        })
+    }?;
+    // A table left writable would be a hole in the sandbox: no engine rather than that.
+    if done { Ok(()) } else { Err(crate::errors::raise_str("cannot protect the globals: tables nested too deep")) }
 }
 
 /// Whether `t` has the readonly flag.
@@ -66,29 +74,35 @@ pub(crate) fn is_readonly(lua: &Lua, t: &Table) -> bool {
     flag.unwrap_or(false)
 }
 
-/// [`protect_readonly`] of the table on the top of the stack (left there).
+/// [`protect_readonly`] of the table on the top of the stack (left there). `false` when the
+/// stack could not grow for a level (every table visited before that is protected).
 ///
 /// # Safety
 /// A table on the top of the stack, in a protected call.
-unsafe fn protect_top(state: *mut lua_State) {
+unsafe fn protect_top(state: *mut lua_State) -> bool {
     // SAFETY: as the caller guarantees; `lua_checkstack` makes room for the key and value
     // (or the metatable) of each level.
     unsafe {
-        if lua_isreadonlytable(state, -1) != 0 || ffi::lua_checkstack(state, 2) == 0 {
-            return; // visited already (`_G` holds the globals), or nested beyond any real table
+        if lua_isreadonlytable(state, -1) != 0 {
+            return true; // visited already (`_G` holds the globals)
+        }
+        if ffi::lua_checkstack(state, 2) == 0 {
+            return false;
         }
         lua_enablereadonlytable(state, -1, 1);
+        let mut done = true;
         ffi::lua_pushnil(state);
         while ffi::lua_next(state, -2) != 0 {
             if ffi::lua_type(state, -1) == ffi::LUA_TTABLE {
-                protect_top(state);
+                done &= protect_top(state);
             }
             ffi::lua_settop(state, -2);
         }
         if ffi::lua_getmetatable(state, -1) != 0 {
-            protect_top(state);
+            done &= protect_top(state);
             ffi::lua_settop(state, -2);
         }
+        done
     }
 }
 

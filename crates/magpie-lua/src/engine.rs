@@ -177,9 +177,7 @@ impl Core {
     /// strings of KEYS, ARGV and the reply cost several times what they do unprotected. What
     /// Magpie allocates outside scripts is bounded by the request and the reply.
     fn limit(&self, on: bool) {
-        if self.opts.memory_limit > 0 {
-            let _ = self.lua.set_memory_limit(if on { self.opts.memory_limit } else { 0 });
-        }
+        self.link.limit(on);
     }
 
     /// Runs `f` with `keys` and `args` (an EVAL script's KEYS and ARGV, or a function's

@@ -104,7 +104,9 @@ impl Shard {
         // Independent random places, not a run from one (as `sample` takes): keys written
         // together sit together, and a run of keys that were all read often would give one of
         // them up while keys never read are left.
-        for _ in 0..n {
+        // At most as many samples as the shard has keys (`maxmemory-samples` goes up to
+        // 2^31 - 1, as in Redis, whose sampling stops at the table's size too).
+        for _ in 0..n.min(len) {
             let idx = fastrand::usize(..len);
             let Some((_, e)) = self.map.get_index(idx) else { continue };
             let (main, _) = e.used.fifo();
