@@ -76,8 +76,10 @@ impl Drop for SnapshotWriter {
 }
 
 impl SnapshotWriter {
-    /// Starts a snapshot that [`SnapshotWriter::finish`] will put at `target`.
-    pub fn create(target: &Path, created_ms: u64, databases: usize) -> io::Result<SnapshotWriter> {
+    /// Starts a snapshot that [`SnapshotWriter::finish`] will put at `target`, of as many
+    /// databases as `keys` has items: each the number of keys that database held at the
+    /// snapshot's moment (the entries the snapshot will hold; a loader sizes its tables by them).
+    pub fn create(target: &Path, created_ms: u64, keys: &[u64]) -> io::Result<SnapshotWriter> {
         let dir = parent_dir(target);
         let temp = dir.join(format!("temp-{}-{}.snapshot", std::process::id(), created_ms));
         let file = OpenOptions::new().write(true).create(true).truncate(true).open(&temp)?;
@@ -97,8 +99,11 @@ impl SnapshotWriter {
         };
         let mut meta = vec![META];
         meta.extend_from_slice(&created_ms.to_le_bytes());
-        put_uvarint(&mut meta, databases as u64);
+        put_uvarint(&mut meta, keys.len() as u64);
         put_bytes(&mut meta, concat!("magpie ", env!("CARGO_PKG_VERSION")).as_bytes());
+        for &n in keys {
+            put_uvarint(&mut meta, n);
+        }
         frame::put_frame(&mut w.out, &meta)?;
         w.data.push(DATA);
         Ok(w)
@@ -333,11 +338,11 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// An entry read back from a snapshot.
+/// An entry read back from a snapshot (its key borrowed from the reader's buffer).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Loaded {
+pub struct Loaded<'a> {
     pub db: usize,
-    pub key: Vec<u8>,
+    pub key: &'a [u8],
     pub expire_at: Option<u64>,
     pub value: Value,
 }
@@ -352,6 +357,9 @@ pub struct SnapshotReader {
     frame_at: u64,
     pub created_ms: u64,
     pub databases: usize,
+    /// The keys of each database, as META gives them (empty in a file from before they were
+    /// written). Not checked against the entries: a hint, to size tables by.
+    keys: Vec<u64>,
     entries: u64,
     done: bool,
     /// The function libraries' code, from the FUNCTIONS frame once it has been read.
@@ -368,15 +376,25 @@ impl SnapshotReader {
             Next::Bad(at, why) => return Err(err(path, at, why)),
         };
         let mut c = Cursor::new(&payload);
-        let meta = (|| -> Decoded<(u64, usize)> {
+        let meta = (|| -> Decoded<(u64, usize, Vec<u64>)> {
             if c.u8()? != META {
                 return Err(crate::codec::DecodeError("the first frame is not META".into()));
             }
             let created = c.u64_le()?;
             let dbs = c.uvarint()?;
-            Ok((created, usize::try_from(dbs).unwrap_or(usize::MAX)))
+            // The writer's name, then (since 0.1.x) the keys per database; older files stop
+            // after the name.
+            c.bytes()?;
+            let mut keys = Vec::new();
+            while !c.is_empty() {
+                keys.push(c.uvarint()?);
+            }
+            if !keys.is_empty() && keys.len() as u64 != dbs {
+                return Err(crate::codec::DecodeError(format!("META counts {} databases' keys of {dbs}", keys.len())));
+            }
+            Ok((created, usize::try_from(dbs).unwrap_or(usize::MAX), keys))
         })()
-        .map_err(|e| err(path, at, e.0))?;
+        .map_err(|e| err(path, at, format!("bad META frame: {}", e.0)))?;
         Ok(SnapshotReader {
             frames,
             payload: Vec::new(),
@@ -384,6 +402,7 @@ impl SnapshotReader {
             frame_at: 0,
             created_ms: meta.0,
             databases: meta.1,
+            keys: meta.2,
             entries: 0,
             done: false,
             functions: Vec::new(),
@@ -392,6 +411,14 @@ impl SnapshotReader {
 
     pub fn file_len(&self) -> u64 {
         self.frames.file_len()
+    }
+
+    /// The number of keys of each database that META announces, if it does, and if they
+    /// could be in a file this long (every entry takes at least 5 bytes): what a loader may
+    /// size its tables by without trusting a damaged or crafted file with its memory.
+    pub fn keys_per_db(&self) -> Option<&[u64]> {
+        let total = self.keys.iter().try_fold(0u64, |a, &n| a.checked_add(n))?;
+        (!self.keys.is_empty() && total <= self.file_len() / 5).then_some(&self.keys[..])
     }
 
     /// The function libraries' code read so far (all of it once [`SnapshotReader::next_entry`]
@@ -406,16 +433,21 @@ impl SnapshotReader {
     }
 
     /// The next entry; `None` after the END frame (whose entry count is checked).
-    pub fn next_entry(&mut self) -> Result<Option<Loaded>, FileError> {
+    pub fn next_entry(&mut self) -> Result<Option<Loaded<'_>>, FileError> {
         loop {
             if self.done {
                 return Ok(None);
             }
             if self.at > 0 && self.at < self.payload.len() {
-                let mut c = Cursor::new(&self.payload[self.at..]);
-                let entry = read_entry(&mut c).map_err(|e| {
-                    err(self.frames.path(), self.frame_at, format!("bad entry at byte {} of the frame: {e}", self.at))
-                })?;
+                let at = self.at;
+                let mut c = Cursor::new(&self.payload[at..]);
+                let entry = match read_entry(&mut c) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let why = format!("bad entry at byte {at} of the frame: {e}");
+                        return Err(err(self.frames.path(), self.frame_at, why));
+                    }
+                };
                 self.at += c.pos();
                 self.entries += 1;
                 return Ok(Some(entry));
@@ -469,9 +501,9 @@ impl SnapshotReader {
     }
 }
 
-fn read_entry(c: &mut Cursor<'_>) -> Decoded<Loaded> {
+fn read_entry<'a>(c: &mut Cursor<'a>) -> Decoded<Loaded<'a>> {
     let db = c.uvarint()?;
-    let key = c.bytes()?.to_vec();
+    let key = c.bytes()?;
     let expire_at = c.uvarint()?;
     let value = decode_value(c)?;
     Ok(Loaded {
@@ -523,7 +555,7 @@ mod tests {
     #[test]
     fn frozen_big_values_round_trip_between_small_entries() {
         let target = dir("frozen").join("frozen.snapshot");
-        let mut w = SnapshotWriter::create(&target, 1, 16).unwrap();
+        let mut w = SnapshotWriter::create(&target, 1, &[0; 16]).unwrap();
         let mut expected = Vec::new();
         for i in 0..6u64 {
             let key = format!("key:{i}").into_bytes();
@@ -546,14 +578,14 @@ mod tests {
             if i == 4 {
                 w.flush().unwrap();
             }
-            expected.push(Loaded { db: 0, key, expire_at: e.expire_at(), value });
+            expected.push((0, key, e.expire_at(), value));
         }
         assert!(w.pending() > BIG_FRAME, "big frames wait in the queue until flushed");
         w.finish().unwrap();
         let mut r = SnapshotReader::open(&target).unwrap();
         let mut got = Vec::new();
         while let Some(e) = r.next_entry().unwrap() {
-            got.push(e);
+            got.push((e.db, e.key.to_vec(), e.expire_at, e.value));
         }
         assert_eq!(got, expected);
     }
@@ -561,7 +593,8 @@ mod tests {
     #[test]
     fn a_snapshot_round_trips_and_damage_is_reported_with_its_offset() {
         let target = dir("roundtrip").join("roundtrip.snapshot");
-        let mut w = SnapshotWriter::create(&target, 1234, 16).unwrap();
+        let counts: Vec<u64> = (0..16).map(|db| (0..5000u64).filter(|i| i % 16 == db).count() as u64).collect();
+        let mut w = SnapshotWriter::create(&target, 1234, &counts).unwrap();
         let mut expected = Vec::new();
         for i in 0..5000u64 {
             let value = if i % 3 == 0 {
@@ -575,14 +608,15 @@ mod tests {
             if w.pending() > 100_000 {
                 w.flush().unwrap();
             }
-            expected.push(Loaded { db: (i % 16) as usize, key, expire_at: expire, value });
+            expected.push(((i % 16) as usize, key, expire, value));
         }
         w.finish().unwrap();
         let mut r = SnapshotReader::open(&target).unwrap();
         assert_eq!((r.created_ms, r.databases), (1234, 16));
+        assert_eq!(r.keys_per_db(), Some(&counts[..]));
         let mut got = Vec::new();
         while let Some(e) = r.next_entry().unwrap() {
-            got.push(e);
+            got.push((e.db, e.key.to_vec(), e.expire_at, e.value));
         }
         assert_eq!(got, expected);
 
@@ -603,7 +637,7 @@ mod tests {
     fn function_libraries_round_trip_and_a_bad_frame_is_damage() {
         let target = dir("functions").join("functions.snapshot");
         let libs = vec![b"#!lua name=a\nredis.register_function('f', function() return 1 end)".to_vec(), vec![0, 1, 2]];
-        let mut w = SnapshotWriter::create(&target, 1, 16).unwrap();
+        let mut w = SnapshotWriter::create(&target, 1, &[0; 16]).unwrap();
         w.functions(&libs);
         w.entry(0, b"k", &entry(Value::Int(1), None));
         w.finish().unwrap();
@@ -614,7 +648,7 @@ mod tests {
         assert_eq!(check(&target).unwrap().0, 1);
 
         // A count larger than the frame holds is damage, not an allocation.
-        let mut w = SnapshotWriter::create(&target, 1, 16).unwrap();
+        let mut w = SnapshotWriter::create(&target, 1, &[0; 16]).unwrap();
         let mut payload = vec![FUNCTIONS];
         put_uvarint(&mut payload, u64::MAX);
         frame::put_frame(&mut w.out, &payload).unwrap();
@@ -622,5 +656,45 @@ mod tests {
         let mut r = SnapshotReader::open(&target).unwrap();
         let e = r.next_entry().unwrap_err();
         assert!(e.reason.contains("bad FUNCTIONS frame"), "{e}");
+    }
+
+    /// META's keys per database are a hint a loader may trust with memory only when the file
+    /// could hold them; a file from before they were written reads as before, without them.
+    #[test]
+    fn the_keys_per_database_are_a_bounded_hint() {
+        let target = dir("hint").join("hint.snapshot");
+        let w = SnapshotWriter::create(&target, 1, &[1_000_000, 0]).unwrap();
+        w.finish().unwrap();
+        let r = SnapshotReader::open(&target).unwrap();
+        assert_eq!(r.databases, 2);
+        assert_eq!(r.keys_per_db(), None, "a million keys claimed in {} bytes", r.file_len());
+
+        // META as written before the counts: created, databases, the writer's name.
+        let mut out = frame::file_header(Kind::Snapshot).to_vec();
+        let mut meta = vec![META];
+        meta.extend_from_slice(&7u64.to_le_bytes());
+        put_uvarint(&mut meta, 16);
+        put_bytes(&mut meta, b"magpie 0.1.0");
+        frame::put_frame(&mut out, &meta).unwrap();
+        let mut data = vec![DATA];
+        encode_entry(&mut data, 3, b"k", &entry(Value::string(b"v"), None));
+        frame::put_frame(&mut out, &data).unwrap();
+        let mut end = vec![END];
+        end.extend_from_slice(&1u64.to_le_bytes());
+        frame::put_frame(&mut out, &end).unwrap();
+        fs::write(&target, &out).unwrap();
+        let mut r = SnapshotReader::open(&target).unwrap();
+        assert_eq!((r.created_ms, r.databases, r.keys_per_db()), (7, 16, None));
+        let e = r.next_entry().unwrap().unwrap();
+        assert_eq!((e.db, e.key), (3, &b"k"[..]));
+        assert!(r.next_entry().unwrap().is_none());
+
+        // Counts for some databases only are damage.
+        put_uvarint(&mut meta, 5);
+        let mut out = frame::file_header(Kind::Snapshot).to_vec();
+        frame::put_frame(&mut out, &meta).unwrap();
+        fs::write(&target, &out).unwrap();
+        let e = SnapshotReader::open(&target).err().expect("one count of 16 databases");
+        assert!(e.reason.contains("bad META"), "{e}");
     }
 }

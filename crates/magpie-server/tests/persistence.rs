@@ -148,6 +148,74 @@ fn strings_and_expiry_times_survive_a_snapshot() {
     assert_eq!(info_field(&mut con, "persistence", "rdb_last_load_keys_loaded"), "6");
 }
 
+/// A snapshot of many keys, in two databases, some with expiry times and under an eviction
+/// policy that keeps queues, loads (in bulk: each shard's index built at the end) with every
+/// key findable, changeable and removable, and the counts right.
+#[test]
+fn many_keys_load_findable_from_a_snapshot() {
+    const N: usize = 30_000;
+    let dir = temp_dir("many");
+    let policy = ["--maxmemory-policy", "allkeys-wtinylfu"];
+    let mut s = start(&dir, &policy);
+    let mut con = s.client();
+    for db in 0..2 {
+        let _: () = redis::cmd("SELECT").arg(db).query(&mut con).unwrap();
+        let mut p = redis::pipe();
+        for i in 0..N {
+            p.cmd("SET").arg(format!("key:{db}:{i}")).arg(format!("value {i}")).ignore();
+            if i % 3 == 0 {
+                p.cmd("PEXPIRE").arg(format!("key:{db}:{i}")).arg(1_000_000 + i).ignore();
+            }
+        }
+        let _: () = p.query(&mut con).unwrap();
+    }
+    let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
+    shutdown(&mut s, "NOSAVE");
+
+    let s = start(&dir, &policy);
+    let mut con = s.client();
+    assert_eq!(info_field(&mut con, "persistence", "rdb_last_load_keys_loaded"), (2 * N).to_string());
+    for db in 0..2 {
+        let _: () = redis::cmd("SELECT").arg(db).query(&mut con).unwrap();
+        assert_eq!(redis::cmd("DBSIZE").query::<usize>(&mut con).unwrap(), N);
+        let mut p = redis::pipe();
+        for i in 0..N {
+            p.cmd("GET").arg(format!("key:{db}:{i}"));
+            p.cmd("PTTL").arg(format!("key:{db}:{i}"));
+        }
+        let got: Vec<(String, i64)> = p.query(&mut con).unwrap();
+        for (i, (value, ttl)) in got.into_iter().enumerate() {
+            assert_eq!(value, format!("value {i}"));
+            assert_eq!(ttl > 0, i % 3 == 0, "key:{db}:{i}: PTTL {ttl}");
+        }
+        let info = info_field(&mut con, "keyspace", &format!("db{db}"));
+        assert!(info.starts_with(&format!("keys={N},expires={},", N.div_ceil(3))), "{info}");
+    }
+    // Every key can be changed and removed: the index and the entries agree.
+    let mut p = redis::pipe();
+    for i in 0..N {
+        p.cmd("APPEND").arg(format!("key:1:{i}")).arg("!").ignore();
+    }
+    for i in (0..N).step_by(2) {
+        p.cmd("DEL").arg(format!("key:1:{i}")).ignore();
+    }
+    let _: () = p.query(&mut con).unwrap();
+    assert_eq!(redis::cmd("DBSIZE").query::<usize>(&mut con).unwrap(), N / 2);
+    assert_eq!(con.get::<_, String>(format!("key:1:{}", N - 1)).unwrap(), format!("value {}!", N - 1));
+    let mut cursor = 0u64;
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let (next, keys): (u64, Vec<String>) =
+            redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(1000).query(&mut con).unwrap();
+        seen.extend(keys);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    assert_eq!(seen.len(), N / 2);
+}
+
 #[test]
 fn bgsave_and_the_final_snapshot_of_a_graceful_shutdown() {
     let dir = temp_dir("bgsave");

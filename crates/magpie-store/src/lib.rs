@@ -33,8 +33,8 @@ pub use glob::glob_match;
 pub use hash::Hash;
 pub use key::Key;
 pub use keyspace::{
-    Db, DbStats, EmptySlot, Entry, EntryRef, EvictStep, Evicted, FrozenEntry, Held, Keyspace, LiveSlot, MultiRead,
-    MultiWrite, ScanCursor, Shard, ShardRead, ShardWrite, Slot, SnapEntry, SnapshotSink,
+    Db, DbStats, EmptySlot, Entry, EntryRef, EvictStep, Evicted, FrozenEntry, Held, Keyspace, LiveSlot, Loader,
+    MultiRead, MultiWrite, ScanCursor, Shard, ShardRead, ShardWrite, Slot, SnapEntry, SnapshotSink,
 };
 pub use list::List;
 pub use magpie_protocol::parse_i64;

@@ -109,6 +109,38 @@ impl<V> SegTable<V> {
         t
     }
 
+    /// Makes an empty table ready for `n` entries at once: the segments that growing to `n`
+    /// would have split into, each sized for its share, so that filling it (loading a
+    /// snapshot) neither rehashes nor splits. A table that holds entries is left as it is.
+    pub(crate) fn reserve_empty(&mut self, n: usize) {
+        if self.len > 0 || n == 0 {
+            return;
+        }
+        // Segments of 3/4 of the largest size at most, so that an uneven spread of hashes
+        // rarely fills one (a full one splits, as it would in use).
+        let most = SEGMENT_BUCKETS * 7 / 8 * 3 / 4;
+        let mut depth = 0;
+        while (n >> depth) > most && depth < MAX_DEPTH {
+            depth += 1;
+        }
+        let share = (n >> depth) + (n >> depth) / 8 + 1;
+        let segment = || Segment { table: HashTable::with_capacity(share.min(SEGMENT_BUCKETS * 7 / 8)), depth };
+        self.segments = (0..1usize << depth).map(|_| segment()).collect();
+        self.dir = if depth == 0 { Vec::new() } else { (0..1u32 << depth).collect() };
+        self.depth = depth;
+    }
+
+    /// Where `hash` starts its probe, as a number that orders the whole table's buckets
+    /// (segment, then bucket): inserting in this order writes the table front to back. Equal
+    /// hashes have equal orders. (Only a segment that can no longer split has more than
+    /// [`SEGMENT_BUCKETS`] buckets, and its order is then rougher.)
+    #[inline]
+    pub(crate) fn bucket_order(&self, hash: u64) -> u64 {
+        let s = self.segment_of(hash);
+        let buckets = self.segments.get(s).map_or(1, |seg| (seg.table.capacity() + 1).next_power_of_two());
+        ((s as u64) << SEGMENT_BUCKETS.trailing_zeros()) | (hash & (buckets as u64 - 1))
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -326,6 +358,41 @@ mod tests {
         // Memory: about what one table would take (7/8 to 7/16 full).
         let load = t.len() as f64 / t.buckets() as f64;
         assert!((0.4..=0.875).contains(&load), "load {load}");
+    }
+
+    /// A table made ready for its entries takes them without moving one, holds the memory
+    /// growth would have given it, and goes on growing and shrinking as any other.
+    #[test]
+    fn a_reserved_table_fills_without_moving_entries() {
+        for n in [1usize, 100, 5_000, 20_000, 300_000] {
+            let mut t: SegTable<u64> = SegTable::default();
+            t.reserve_empty(n);
+            t.check(|&v| hash(v));
+            for x in 0..n as u64 {
+                let (_, new) = t.find_or_insert(hash(x), |&v| v == x, || x, |&v| hash(v));
+                assert!(new);
+            }
+            assert_eq!(t.moved(), 0, "{n} entries: nothing moved");
+            t.check(|&v| hash(v));
+            let load = t.len() as f64 / t.buckets() as f64;
+            assert!(n < 1000 || (0.35..=0.875).contains(&load), "{n} entries: load {load}");
+            // Growing past the reservation, then emptying, work as usual.
+            for x in n as u64..2 * n as u64 + 10 {
+                t.find_or_insert(hash(x), |&v| v == x, || x, |&v| hash(v));
+            }
+            t.check(|&v| hash(v));
+            for x in 0..2 * n as u64 + 10 {
+                assert_eq!(t.remove(hash(x), |&v| v == x, |&v| hash(v)), Some(x));
+            }
+            t.check(|&v| hash(v));
+            assert_eq!(t.segment_count(), 1);
+        }
+        // A table that holds entries is not rebuilt.
+        let mut t: SegTable<u64> = SegTable::default();
+        t.find_or_insert(hash(1), |&v| v == 1, || 1, |&v| hash(v));
+        t.reserve_empty(100_000);
+        assert_eq!(t.segment_count(), 1);
+        assert_eq!(t.find(hash(1), |&v| v == 1), Some(&1));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod db;
 mod eviction;
 mod held;
+mod load;
 mod slot;
 mod space;
 mod table;
@@ -14,6 +15,7 @@ mod tests;
 pub use db::{Db, DbStats, ScanCursor};
 pub use eviction::{EvictStep, Evicted};
 pub use held::{Held, ShardRead, ShardWrite};
+pub use load::Loader;
 pub use slot::{EmptySlot, LiveSlot, Slot};
 pub use space::{Keyspace, MultiRead, MultiWrite};
 
@@ -341,14 +343,85 @@ impl Shard {
     /// as empty: inserting overwrites it, and otherwise dropping the slot removes it (write
     /// access reclaims expired keys, as in Redis).
     pub fn slot<'a>(&'a mut self, key: &'a [u8], now: u64) -> Slot<'a> {
-        match self.map.get_index_of(key) {
+        let hash = self.map.hash(key);
+        match self.map.find_from_hash(hash, |k| k == key) {
             Some(idx) if !self.is_expired_index(idx, now) => {
                 let epoch = self.sketch.epoch();
                 self.map[idx].used.touch(now, epoch);
                 Slot::Live(LiveSlot { shard: self, idx, before: None })
             }
-            Some(idx) => Slot::Empty(EmptySlot { shard: Some(self), key, expired: Some(idx), now }),
-            None => Slot::Empty(EmptySlot { shard: Some(self), key, expired: None, now }),
+            Some(idx) => Slot::Empty(EmptySlot { shard: Some(self), key, hash, expired: Some(idx), now }),
+            None => Slot::Empty(EmptySlot { shard: Some(self), key, hash, expired: None, now }),
+        }
+    }
+
+    /// Makes an empty shard ready for `n` keys at once (before loading a snapshot): its table
+    /// neither rehashes nor splits while they go in.
+    pub fn reserve(&mut self, n: usize) {
+        self.map.reserve(n);
+    }
+
+    /// Puts an entry read from a snapshot after the others, not findable until
+    /// [`Shard::index_loaded`] (see [`Keyspace::loader`], which holds the shard meanwhile).
+    fn load(&mut self, key: &[u8], value: Value, expire_at: Option<u64>, now: u64) {
+        self.creating(key);
+        self.value_bytes += value.size() as u64;
+        let idx = self.map.push_unindexed(Key::new(key), Stored::new(value));
+        self.map[idx].used.init(now);
+        self.small += 1;
+        self.set_expire_index(idx, expire_at);
+    }
+
+    /// Indexes the entries [`Shard::load`] put at positions `from..`, and admits them to the
+    /// eviction policy's queues in that order. A key put twice keeps its last value, as
+    /// inserting one after the other would leave it. Returns how many were put twice.
+    fn index_loaded(&mut self, from: usize) -> usize {
+        let twice = self.map.index_tail(from);
+        // Each key's last value goes to the entry indexed (in position order: the last swap
+        // leaves it there), then the other entries go, from the last position down, so that
+        // the entry moved into each hole is an indexed one.
+        for &(kept, dup) in &twice {
+            let expire_at = self.map.get_index(dup).map(|(_, e)| self.view(e).expire_at());
+            if let (Some((_, a)), Some(expire_at)) = (self.map.get_index_mut(kept), expire_at) {
+                let mut value = std::mem::replace(&mut a.value, Value::Int(0));
+                if let Some((_, b)) = self.map.get_index_mut(dup) {
+                    std::mem::swap(&mut b.value, &mut value);
+                }
+                if let Some((_, a)) = self.map.get_index_mut(kept) {
+                    a.value = value;
+                }
+                self.set_expire_index(kept, expire_at);
+            }
+        }
+        for &(_, dup) in twice.iter().rev() {
+            self.remove_index(dup);
+        }
+        for idx in from..self.map.len() {
+            let key = match crate::evict::tracking() {
+                Tracking::Lru | Tracking::Lfu => break,
+                _ => self.map.get_index(idx).map(|(k, _)| k.clone()),
+            };
+            if let Some(key) = key {
+                self.admit(idx, &key);
+            }
+        }
+        twice.len()
+    }
+
+    /// The eviction policy's and the expiry index's part of creating the entry at `idx`.
+    #[inline]
+    fn created(&mut self, idx: usize, key: &[u8], expire_at: Option<u64>) {
+        self.admit(idx, key);
+        self.set_expire_index(idx, expire_at);
+    }
+
+    /// The eviction policy's queues take the entry just created at `idx`.
+    #[inline]
+    fn admit(&mut self, idx: usize, key: &[u8]) {
+        match crate::evict::tracking() {
+            Tracking::S3Fifo => self.s3_admit(idx, key),
+            Tracking::WTinyLfu => self.wt_admit(idx, key),
+            Tracking::Lru | Tracking::Lfu => {}
         }
     }
 

@@ -90,6 +90,8 @@ pub struct EmptySlot<'a> {
     /// `None` once used.
     pub(super) shard: Option<&'a mut Shard>,
     pub(super) key: &'a [u8],
+    /// The key's hash in the shard's table.
+    pub(super) hash: u64,
     /// Index of an expired entry of this key.
     pub(super) expired: Option<usize>,
     pub(super) now: u64,
@@ -118,18 +120,13 @@ impl<'a> EmptySlot<'a> {
             }
             None => {
                 shard.creating(self.key);
-                let idx = shard.map.push(Key::new(self.key), Stored::new(value));
+                let idx = shard.map.push_hashed(self.hash, Key::new(self.key), Stored::new(value));
                 shard.map[idx].used.init(self.now);
                 shard.small += 1;
                 idx
             }
         };
-        match crate::evict::tracking() {
-            Tracking::S3Fifo => shard.s3_admit(idx, self.key),
-            Tracking::WTinyLfu => shard.wt_admit(idx, self.key),
-            Tracking::Lru | Tracking::Lfu => {}
-        }
-        shard.set_expire_index(idx, expire_at);
+        shard.created(idx, self.key, expire_at);
     }
 }
 

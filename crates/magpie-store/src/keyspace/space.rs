@@ -57,19 +57,22 @@ impl Keyspace {
 
     /// Starts a snapshot: from this moment until each shard is finished, [`snapshot_step`]
     /// returns the keyspace as it is now, however it changes meanwhile. `at_cut` runs at that
-    /// moment, with every shard locked (the log switches files there); its result is returned.
-    /// At most one snapshot may run at a time (the caller sees to it).
+    /// moment, with every shard locked (the log switches files there); its result is returned,
+    /// with the number of keys of each database at that moment: the entries the snapshot
+    /// will hold. At most one snapshot may run at a time (the caller sees to it).
     ///
     /// [`snapshot_step`]: Keyspace::snapshot_step
-    pub fn begin_snapshot<R>(&self, sink: SnapshotSink, at_cut: impl FnOnce() -> R) -> R {
+    pub fn begin_snapshot<R>(&self, sink: SnapshotSink, at_cut: impl FnOnce() -> R) -> (R, Vec<u64>) {
+        let mut keys = vec![0u64; self.dbs.len()];
         let mut guards: Vec<_> = self.dbs.iter().flat_map(|d| d.shards.iter()).map(|s| s.0.write()).collect();
         for g in &mut guards {
             let len = g.len();
+            keys[g.db] += len as u64;
             g.snap = Some(Box::new(SnapState { cursor: AtomicUsize::new(len), sink: sink.clone() }));
         }
         let r = at_cut();
         drop(guards);
-        r
+        (r, keys)
     }
 
     /// Writes out up to about `budget` entries of shard `shard` of database `db` for the

@@ -42,6 +42,9 @@ impl Persistence {
         let (mut keys, mut expired) = (0u64, 0u64);
         let mut libraries = Vec::new();
         self.loading.store(true, Ordering::SeqCst);
+        // Every shard is held until the entries are indexed, all at once (see `Loader`).
+        let mut loader = self.ks.loader();
+        let mut selected = 0;
         let result = loop {
             let item = match reader.next_item() {
                 Ok(Some(item)) => item,
@@ -54,7 +57,19 @@ impl Persistence {
                     libraries.push(code);
                     continue;
                 }
-                Item::Aux(_) | Item::SelectDb(_) | Item::ResizeDb { .. } => continue,
+                Item::SelectDb(db) => {
+                    selected = usize::try_from(db).unwrap_or(usize::MAX);
+                    continue;
+                }
+                Item::ResizeDb { db_size, .. } => {
+                    // Sized at once for the keys the file announces, if it could hold them
+                    // (every key takes at least 3 bytes).
+                    if selected < self.ks.db_count() {
+                        loader.reserve(selected, usize::try_from(db_size.min(total / 3)).unwrap_or(0));
+                    }
+                    continue;
+                }
+                Item::Aux(_) => continue,
             };
             let db = usize::try_from(entry.db).unwrap_or(usize::MAX);
             if db >= self.ks.db_count() {
@@ -84,7 +99,7 @@ impl Persistence {
                     }
                 },
             };
-            self.ks.db(db).write(&entry.key).insert(&entry.key, value, expire, 0);
+            loader.add(db, &entry.key, value, expire, 0);
             keys += 1;
             if keys.is_multiple_of(4096) && Instant::now() >= next_report {
                 next_report = Instant::now() + Duration::from_secs(1);
@@ -94,6 +109,10 @@ impl Persistence {
                 );
             }
         };
+        let twice = loader.finish();
+        if twice > 0 {
+            warn!("--import-rdb {}: {twice} keys appear more than once; each keeps its last value", path.display());
+        }
         let result = result.and_then(|()| {
             if libraries.is_empty() {
                 return Ok(());

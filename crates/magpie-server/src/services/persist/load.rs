@@ -122,6 +122,14 @@ impl Persistence {
         let mut reader = SnapshotReader::open(path).map_err(|e| damaged(&e, "--check-snapshot"))?;
         let total = reader.file_len();
         info!("loading the snapshot {} ({})", path.display(), human(total));
+        // Every shard is held until the entries are indexed, all at once (see `Loader`).
+        let mut loader = self.ks.loader();
+        if let Some(counts) = reader.keys_per_db() {
+            // Tables made at their final size take the keys without growing.
+            for (db, &n) in counts.iter().enumerate().take(self.ks.db_count()) {
+                loader.reserve(db, usize::try_from(n).unwrap_or(0));
+            }
+        }
         let (mut keys, mut expired) = (0u64, 0u64);
         let now = now_ms();
         let mut next_report = Instant::now() + Duration::from_secs(1);
@@ -135,7 +143,7 @@ impl Persistence {
                 ));
             }
             expired += u64::from(e.expire_at.is_some_and(|t| t <= now));
-            self.ks.db(e.db).write(&e.key).insert(&e.key, e.value, e.expire_at, 0);
+            loader.add(e.db, e.key, e.value, e.expire_at, 0);
             keys += 1;
             if keys % 4096 == 0 && Instant::now() >= next_report {
                 next_report = Instant::now() + Duration::from_secs(1);
@@ -146,6 +154,10 @@ impl Persistence {
                     keys as f64 / secs
                 );
             }
+        }
+        let twice = loader.finish();
+        if twice > 0 {
+            warn!("{}: {twice} keys appear more than once; each keeps its last value", path.display());
         }
         let libraries = reader.take_functions();
         if !libraries.is_empty() {

@@ -42,22 +42,29 @@ impl Persistence {
     ) -> io::Result<(u64, u64)> {
         let p = self;
         let ks = &self.ks;
-        let mut w = SnapshotWriter::create(target, now_ms(), ks.db_count())?;
         p.progress.store(0, Ordering::Relaxed);
         let side: Arc<Mutex<Preserved>> = Arc::default();
         let into = side.clone();
         let sink: SnapshotSink = Arc::new(move |db, key: &[u8], entry: SnapEntry<'_>| into.lock().add(db, key, entry));
-        let libraries = {
+        let (libraries, keys) = {
             // Not in the middle of a transaction (nor of a FUNCTION command, which runs alone:
             // the libraries are those of the moment of the cut). A background job gives up
             // waiting for the gate when asked to stop: a SHUTDOWN holds the gate and waits for
             // the job.
             let Some(_pass) = self.gate.enter_unless(exclusive, &p.abort) else {
-                w.abandon();
                 return Err(io::Error::other("snapshot aborted (shutdown)"));
             };
-            ks.begin_snapshot(sink, at_cut);
-            self.library_codes()
+            let ((), keys) = ks.begin_snapshot(sink, at_cut);
+            (self.library_codes(), keys)
+        };
+        // The file starts with the number of keys of each database at the cut (see
+        // docs/formats.md): a loader sizes its tables by them.
+        let mut w = match SnapshotWriter::create(target, now_ms(), &keys) {
+            Ok(w) => w,
+            Err(e) => {
+                ks.abort_snapshot();
+                return Err(e);
+            }
         };
         w.functions(&libraries);
         drop(libraries);
