@@ -209,6 +209,7 @@ impl Persistence {
                 }
             }
         }
+        replay(ReplayStep::End)?;
         if errors > 0 {
             warn!("{}: {errors} commands failed while replaying", path.display());
         }

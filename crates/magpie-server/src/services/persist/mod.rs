@@ -37,8 +37,12 @@ pub use check::check_tool;
 /// What the log replayed at start holds, step by step: a record starts (in a database: its
 /// commands start there, and a SELECT among them moves on), then its commands.
 pub(crate) enum ReplayStep<'a> {
-    Record { db: usize },
+    Record {
+        db: usize,
+    },
     Command(Args<'a>),
+    /// The file's records are all replayed.
+    End,
 }
 
 /// Applies the log being replayed at start (the execution layer runs its commands: see
