@@ -386,8 +386,11 @@ impl SnapshotReader {
             // after the name.
             c.bytes()?;
             let mut keys = Vec::new();
-            while !c.is_empty() {
+            while !c.is_empty() && (keys.len() as u64) < dbs {
                 keys.push(c.uvarint()?);
+            }
+            if !c.is_empty() {
+                return Err(crate::codec::DecodeError("bytes after the databases' key counts".into()));
             }
             if !keys.is_empty() && keys.len() as u64 != dbs {
                 return Err(crate::codec::DecodeError(format!("META counts {} databases' keys of {dbs}", keys.len())));
@@ -696,5 +699,14 @@ mod tests {
         fs::write(&target, &out).unwrap();
         let e = SnapshotReader::open(&target).err().expect("one count of 16 databases");
         assert!(e.reason.contains("bad META"), "{e}");
+        // And more counts than databases.
+        for _ in 0..16 {
+            put_uvarint(&mut meta, 5);
+        }
+        let mut out = frame::file_header(Kind::Snapshot).to_vec();
+        frame::put_frame(&mut out, &meta).unwrap();
+        fs::write(&target, &out).unwrap();
+        let e = SnapshotReader::open(&target).err().expect("17 counts of 16 databases");
+        assert!(e.reason.contains("bytes after"), "{e}");
     }
 }
