@@ -61,6 +61,22 @@ impl Table {
         self.hasher.hash_one(key)
     }
 
+    /// The position of the first entry whose tag matches `hash`, its key not compared: most
+    /// likely the key's, and reading the entry is what a caller that asks for it wants to
+    /// put off (see [`Table::prefetch`]).
+    #[inline]
+    pub(super) fn probable(&self, hash: u64) -> Option<usize> {
+        self.index.find(hash, |_| true).map(|&i| i as usize)
+    }
+
+    /// Asks the CPU to bring the entry at `idx` into its cache, without waiting for it.
+    #[inline]
+    pub(super) fn prefetch(&self, idx: usize) {
+        if let Some(entry) = self.at(idx) {
+            prefetch(std::ptr::from_ref(entry).cast(), size_of::<(Key, Entry)>());
+        }
+    }
+
     #[inline]
     fn at(&self, idx: usize) -> Option<&(Key, Entry)> {
         self.chunks.get(idx >> CHUNK_SHIFT)?.get(idx & (CHUNK - 1))
@@ -231,6 +247,28 @@ impl Table {
     pub(super) fn into_entries(self) -> impl Iterator<Item = (Key, Entry)> {
         self.chunks.into_iter().flatten()
     }
+}
+
+/// Asks the CPU to bring the `len` bytes at `p` into its cache (the lines of the first and
+/// the last byte), without waiting for them: a hint that reads nothing the program sees.
+#[inline]
+pub(crate) fn prefetch(p: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let last = p.wrapping_add(len.saturating_sub(1));
+        // SAFETY: a prefetch cannot fault, whatever the address, and changes nothing the
+        // program can observe; SSE, its target feature, is part of every x86-64 CPU.
+        #[allow(unsafe_code)]
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
+            if (last as usize) >> 6 != (p as usize) >> 6 {
+                _mm_prefetch::<_MM_HINT_T0>(last.cast::<i8>());
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, len);
 }
 
 /// The hash of the entry at position `i`, for the index to move it.

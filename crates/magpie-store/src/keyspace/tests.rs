@@ -854,3 +854,28 @@ fn a_bulk_load_ends_as_inserts_one_by_one() {
         assert_eq!(ks.db(0).read(k.as_bytes()).peek(k.as_bytes(), 0).map(|e| e.value.clone()), Some(Value::Int(i)));
     }
 }
+
+/// Warming reads and changes nothing a command could see, whatever the keys: present, absent,
+/// of other types, in a database that does not exist, more than it takes.
+#[test]
+fn warming_changes_nothing() {
+    let ks = Keyspace::new(2, 4);
+    for i in 0..100 {
+        let k = format!("k{i}");
+        let value = if i % 2 == 0 { v("x") } else { Value::Int(i) };
+        ks.db(0).write(k.as_bytes()).insert(k.as_bytes(), value, (i % 3 == 0).then_some(1_000_000), 0);
+    }
+    let names: Vec<String> = (0..200).map(|i| format!("k{}", i % 150)).collect();
+    let keys = || names.iter().map(String::as_bytes);
+    let before = (ks.db(0).stats(), ks.db(1).stats());
+    ks.warm(0, keys());
+    ks.warm(1, keys());
+    ks.warm(7, keys());
+    ks.warm(0, std::iter::empty());
+    assert_eq!((ks.db(0).stats(), ks.db(1).stats()), before);
+    for i in 0..100 {
+        let k = format!("k{i}");
+        let want = if i % 2 == 0 { v("x") } else { Value::Int(i) };
+        assert_eq!(ks.db(0).read(k.as_bytes()).peek(k.as_bytes(), 0).map(|e| e.value.clone()), Some(want));
+    }
+}
