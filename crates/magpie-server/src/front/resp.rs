@@ -238,9 +238,11 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
                 }
             }
             if batch.len() > 1 {
-                let keys = batch.iter().filter(|q| !q.inline && q.spans.len() >= 2).map(|q| {
-                    let (s, e) = spans[q.spans.start + 1];
-                    &rbuf[s..e]
+                let keys = batch.iter().filter(|q| !q.inline).filter_map(|q| {
+                    let arg = |i: usize| {
+                        spans.get(q.spans.start + i).filter(|_| i < q.spans.len()).map(|&(s, e)| &rbuf[s..e])
+                    };
+                    warm_key(arg)
                 });
                 shared.keyspace().warm(client.db(), keys);
             }
@@ -828,6 +830,19 @@ fn security_warning(addr: SocketAddr) {
 }
 
 /// A decoded command waiting to run.
+/// The key a queued command most likely reads (`arg(i)`: its arguments), to warm before the
+/// batch runs: a script's first key (EVAL, EVALSHA, FCALL and their read-only forms, with at
+/// least one key), otherwise its first argument (the key of most commands; for the others, a
+/// lookup that finds nothing).
+fn warm_key<'a>(arg: impl Fn(usize) -> Option<&'a [u8]>) -> Option<&'a [u8]> {
+    const SCRIPTS: [&[u8]; 6] = [b"EVALSHA", b"EVAL", b"FCALL", b"EVALSHA_RO", b"EVAL_RO", b"FCALL_RO"];
+    let name = arg(0)?;
+    if SCRIPTS.iter().any(|s| s.eq_ignore_ascii_case(name)) && arg(2).is_some_and(|n| !n.starts_with(b"0")) {
+        return arg(3);
+    }
+    arg(1)
+}
+
 struct Queued {
     /// Its arguments, in the connection's `spans`.
     spans: std::ops::Range<usize>,
@@ -908,6 +923,22 @@ async fn write_messages<S: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use crate::exec::test_support::TestSession;
+
+    /// The key warmed for a command: a script's first key, or the first argument.
+    #[test]
+    fn the_key_warmed_is_a_scripts_first_key_or_the_first_argument() {
+        let key = |args: &[&'static str]| {
+            let args: Vec<&'static [u8]> = args.iter().map(|a| a.as_bytes()).collect();
+            super::warm_key(|i| args.get(i).copied()).map(|k| String::from_utf8_lossy(k).into_owned())
+        };
+        assert_eq!(key(&["GET", "k"]), Some("k".into()));
+        assert_eq!(key(&["PING"]), None);
+        assert_eq!(key(&["evalsha", "abc", "2", "k1", "k2", "arg"]), Some("k1".into()));
+        assert_eq!(key(&["EVAL", "return 1", "1", "k"]), Some("k".into()));
+        assert_eq!(key(&["fcall_ro", "f", "1", "k"]), Some("k".into()));
+        assert_eq!(key(&["EVALSHA", "abc", "0", "arg"]), Some("abc".into()), "no keys: the first argument");
+        assert_eq!(key(&["EVALSHA", "abc", "1"]), None, "a key missing");
+    }
 
     /// What a connection's task holds while it waits is part of what every idle connection
     /// costs (bench/connections.py): the rare waits (a blocked command, pub/sub messages) are
