@@ -829,7 +829,6 @@ fn security_warning(addr: SocketAddr) {
     debug!("closing {addr}: POST or Host: on the RESP port");
 }
 
-/// A decoded command waiting to run.
 /// The key a queued command most likely reads (`arg(i)`: its arguments), to warm before the
 /// batch runs: a script's first key (EVAL, EVALSHA, FCALL and their read-only forms, with at
 /// least one key), otherwise its first argument (the key of most commands; for the others, a
@@ -843,6 +842,7 @@ fn warm_key<'a>(arg: impl Fn(usize) -> Option<&'a [u8]>) -> Option<&'a [u8]> {
     arg(1)
 }
 
+/// A decoded command waiting to run.
 struct Queued {
     /// Its arguments, in the connection's `spans`.
     spans: std::ops::Range<usize>,

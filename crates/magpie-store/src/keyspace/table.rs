@@ -279,8 +279,8 @@ fn rehash(chunks: &[Vec<(Key, Entry)>], hasher: &Hasher, i: u32) -> u64 {
 }
 
 /// Sorts by the first field, stably (least significant digit first, 11 bits at a time):
-/// O(n) for the few bits a bucket order has, where a comparison sort of a big shard's
-/// entries took longer than the cache misses it saves.
+/// a few passes over the entries for the 15 to 20 bits a shard's bucket order has, where a
+/// comparison sort would make about 14 comparisons per entry of a 16k-entry shard.
 fn radix_sort(items: &mut Vec<(u64, u32)>) {
     const BITS: u32 = 11;
     let top = items.iter().map(|&(k, _)| k).max().unwrap_or(0);
