@@ -196,15 +196,28 @@ unsafe fn run_script(state: *mut lua_State, eval: bool) -> c_int {
             ffi::lua_insert(state, -2);
             2
         },
-        Err(payload) => {
-            link.keep_panic(payload);
-            // SAFETY: as in `generic_command`.
-            unsafe {
-                ffi::lua_settop(state, 0);
-                push_bytes(state, b"internal error running a script (panic)");
-                ffi::lua_error(state)
-            }
-        }
+        // SAFETY: `state` is the running thread, in a C function.
+        Err(payload) => unsafe { raise_panic(state, link, payload, b"internal error running a script (panic)") },
+    }
+}
+
+/// Keeps a caught panic for the engine to resume once the call returns, and raises `message`
+/// as a Lua error in its place: a panic must not unwind through Lua's frames.
+///
+/// # Safety
+/// `state` is the running thread, in a C function (which has `LUA_MINSTACK` free slots).
+unsafe fn raise_panic(
+    state: *mut lua_State,
+    link: &Link,
+    payload: Box<dyn std::any::Any + Send>,
+    message: &[u8],
+) -> c_int {
+    link.keep_panic(payload);
+    // SAFETY: as the caller guarantees; the stack is emptied and the message raised.
+    unsafe {
+        ffi::lua_settop(state, 0);
+        push_bytes(state, message);
+        ffi::lua_error(state)
     }
 }
 
@@ -282,15 +295,10 @@ unsafe fn generic_command(state: *mut lua_State, raise: bool) -> c_int {
         Ok(Done::Return) => 1,
         // SAFETY: the error value is on top of the stack.
         Ok(Done::Raise) => unsafe { ffi::lua_error(state) },
-        Err(payload) => {
-            link.keep_panic(payload);
-            // SAFETY: a C function has `LUA_MINSTACK` free slots; the string is raised.
-            unsafe {
-                ffi::lua_settop(state, 0);
-                push_bytes(state, b"internal error in redis.call (the server panicked)");
-                ffi::lua_error(state)
-            }
-        }
+        // SAFETY: `state` is the running thread, in the C function `register` made.
+        Err(payload) => unsafe {
+            raise_panic(state, link, payload, b"internal error in redis.call (the server panicked)")
+        },
     }
 }
 

@@ -252,7 +252,7 @@ impl Table {
 /// Asks the CPU to bring the `len` bytes at `p` into its cache (the lines of the first and
 /// the last byte), without waiting for them: a hint that reads nothing the program sees.
 #[inline]
-pub(crate) fn prefetch(p: *const u8, len: usize) {
+pub(super) fn prefetch(p: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
