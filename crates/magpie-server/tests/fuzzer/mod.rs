@@ -1124,9 +1124,12 @@ impl Generator {
             self.noise(spec, &mut out, fixed);
         }
         if self.rng.percent(1) {
-            // A command that does not exist: its error quotes the name and arguments.
+            // A command that does not exist: its error quotes the name and arguments. (Not a
+            // real name followed by NUL: Redis finds "GET\0" as GET in about one process of 60,
+            // when its random hash seed puts it in GET's bucket, whose name `strcasecmp` then
+            // matches up to the NUL; see docs/compatibility.md.)
             const UNKNOWN: &[&[u8]] =
-                &[b"FOO", b"", b"GET\0", b"G\r\nET", b"getx", b"\xff\xfe", b"set ", b"-", b"*1", b"CLIENTS"];
+                &[b"FOO", b"", b"\0GET", b"G\r\nET", b"getx", b"\xff\xfe", b"set ", b"-", b"*1", b"CLIENTS"];
             out[0] = if self.rng.percent(10) { self.long_string() } else { self.rng.pick(UNKNOWN).to_vec() };
         }
         if !self.timing {
