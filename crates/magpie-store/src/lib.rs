@@ -20,6 +20,7 @@ pub mod hll;
 mod key;
 mod keyspace;
 pub mod limits;
+mod lines;
 pub mod list;
 mod segtable;
 pub mod set;

@@ -1,12 +1,14 @@
-//! A hash table that grows in bounded steps: the index of a big set, hash or sorted set.
+//! A hash table that grows in bounded steps: the index of a shard's keys and of a big set,
+//! hash or sorted set.
 //!
 //! A single hash table doubles all at once: for 4M members that is millions of entries moved
 //! under the shard's write lock (120-500 ms measured, during which every client of the shard,
 //! and on one core every client, waits). Redis keeps two tables and moves a few buckets per
 //! operation. This table is split instead (extendible hashing): segments of at most
-//! [`SEGMENT_BUCKETS`] buckets, each a `hashbrown::HashTable`, and a directory indexed by
-//! `DEPTH` bits of the hash (bits 32 and up: hashbrown takes the bucket from the low bits and
-//! its tag from the top 7) that names the segment for each pattern. A segment that is full
+//! [`SEGMENT_BUCKETS`] buckets, each a [`Part`] (a `hashbrown::HashTable`, or for the keyspace
+//! a [`crate::lines::LineTable`]), and a directory indexed by `DEPTH` bits of the hash (bits 32
+//! and up: the parts take the bucket from the low bits and the tag from the top ones) that
+//! names the segment for each pattern. A segment that is full
 //! splits in two by one more bit of the hash, moving at most its own entries; when it holds as
 //! many bits as the directory, the directory doubles (one `u32` per segment pattern, about one
 //! per 3,000 entries). So no insert moves more than one segment's entries, and lookups cost one
@@ -24,42 +26,136 @@ use hashbrown::hash_table::Entry;
 
 /// Buckets of the largest segment: 8192 buckets hold up to 7168 entries.
 pub(crate) const SEGMENT_BUCKETS: usize = 8192;
-/// A segment that would have to grow past this many entries splits instead (hashbrown grows a
-/// table with more entries than this into more than [`SEGMENT_BUCKETS`] buckets).
-const SPLIT_ABOVE: usize = SEGMENT_BUCKETS * 7 / 16;
 /// Most directory bits: 2^19 segments of up to 7168 entries hold more than 2^32 entries, the
 /// most a collection's u32 positions allow.
 const MAX_DEPTH: u32 = 19;
 /// Where the directory's bits start in the 64-bit hash.
 const DIR_SHIFT: u32 = 32;
+
+/// The table each segment is: `hashbrown::HashTable` for collections, or the keyspace's
+/// [`crate::lines::LineTable`]. The caller gives each operation the hash and an equality
+/// test, and `hasher` recomputes the hash of a stored value when entries move.
+pub(crate) trait Part<V>: Default {
+    /// Entries in the largest part: one that would grow past it splits instead.
+    const MOST: usize;
+    fn with_capacity(n: usize) -> Self;
+    fn len(&self) -> usize;
+    /// Entries it takes before it grows.
+    fn capacity(&self) -> usize;
+    /// Its buckets, a power of two: `hash` starts its probe at `hash & (buckets - 1)`.
+    fn buckets(&self) -> usize;
+    fn find(&self, hash: u64, eq: impl FnMut(&V) -> bool) -> Option<&V>;
+    fn find_mut(&mut self, hash: u64, eq: impl FnMut(&V) -> bool) -> Option<&mut V>;
+    /// The stored value `eq` accepts, or a new one from `make`, inserted; and whether it is new.
+    fn find_or_insert(
+        &mut self,
+        hash: u64,
+        eq: impl FnMut(&V) -> bool,
+        make: impl FnOnce() -> V,
+        hasher: impl Fn(&V) -> u64,
+    ) -> (&mut V, bool);
+    fn insert_unique(&mut self, hash: u64, value: V, hasher: impl Fn(&V) -> u64);
+    fn remove(&mut self, hash: u64, eq: impl FnMut(&V) -> bool) -> Option<V>;
+    /// Rebuilds it with room for `n` entries (at least its own).
+    fn shrink_to(&mut self, n: usize, hasher: impl Fn(&V) -> u64);
+    fn iter<'a>(&'a self) -> impl Iterator<Item = &'a V>
+    where
+        V: 'a;
+    fn into_values(self) -> impl Iterator<Item = V>;
+    /// Asks the CPU for the memory `hash`'s probe starts at, without waiting for it.
+    fn prefetch(&self, _hash: u64) {}
+}
+
+impl<V> Part<V> for HashTable<V> {
+    const MOST: usize = SEGMENT_BUCKETS * 7 / 8;
+    fn with_capacity(n: usize) -> Self {
+        HashTable::with_capacity(n)
+    }
+    fn len(&self) -> usize {
+        HashTable::len(self)
+    }
+    fn capacity(&self) -> usize {
+        HashTable::capacity(self)
+    }
+    fn buckets(&self) -> usize {
+        (HashTable::capacity(self) + 1).next_power_of_two()
+    }
+    #[inline]
+    fn find(&self, hash: u64, eq: impl FnMut(&V) -> bool) -> Option<&V> {
+        HashTable::find(self, hash, eq)
+    }
+    #[inline]
+    fn find_mut(&mut self, hash: u64, eq: impl FnMut(&V) -> bool) -> Option<&mut V> {
+        HashTable::find_mut(self, hash, eq)
+    }
+    fn find_or_insert(
+        &mut self,
+        hash: u64,
+        eq: impl FnMut(&V) -> bool,
+        make: impl FnOnce() -> V,
+        hasher: impl Fn(&V) -> u64,
+    ) -> (&mut V, bool) {
+        match self.entry(hash, eq, hasher) {
+            Entry::Occupied(o) => (o.into_mut(), false),
+            Entry::Vacant(v) => (v.insert(make()).into_mut(), true),
+        }
+    }
+    fn insert_unique(&mut self, hash: u64, value: V, hasher: impl Fn(&V) -> u64) {
+        HashTable::insert_unique(self, hash, value, hasher);
+    }
+    fn remove(&mut self, hash: u64, eq: impl FnMut(&V) -> bool) -> Option<V> {
+        Some(self.find_entry(hash, eq).ok()?.remove().0)
+    }
+    fn shrink_to(&mut self, n: usize, hasher: impl Fn(&V) -> u64) {
+        HashTable::shrink_to(self, n, hasher);
+    }
+    fn iter<'a>(&'a self) -> impl Iterator<Item = &'a V>
+    where
+        V: 'a,
+    {
+        HashTable::iter(self)
+    }
+    fn into_values(self) -> impl Iterator<Item = V> {
+        self.into_iter()
+    }
+}
+
+/// A part that would have to grow past this many entries splits instead (it would grow
+/// to more than [`Part::MOST`]).
+const fn split_above<V, T: Part<V>>() -> usize {
+    T::MOST / 2
+}
+
 /// A table of several segments that falls to this many entries becomes one segment again.
-const GATHER_AT: usize = SPLIT_ABOVE / 4;
+const fn gather_at<V, T: Part<V>>() -> usize {
+    split_above::<V, T>() / 4
+}
 
 #[derive(Clone)]
-struct Segment<V> {
-    table: HashTable<V>,
+struct Segment<T> {
+    table: T,
     /// Bits of the directory pattern this segment's entries share.
     depth: u32,
 }
 
-impl<V> Default for Segment<V> {
-    fn default() -> Segment<V> {
-        Segment { table: HashTable::new(), depth: 0 }
+impl<T: Default> Default for Segment<T> {
+    fn default() -> Segment<T> {
+        Segment { table: T::default(), depth: 0 }
     }
 }
 
-/// A hash table in segments (see the module's notes). The API follows `hashbrown::HashTable`:
-/// the caller gives each operation the hash and an equality test, and `hasher` recomputes the
-/// hash of a stored value when entries move.
+/// A hash table in segments (see the module's notes), each a `T`. The API follows
+/// `hashbrown::HashTable`'s (see [`Part`]).
 #[derive(Clone)]
-pub(crate) struct SegTable<V> {
+pub(crate) struct SegTable<V, T = HashTable<V>> {
     /// Segment of each directory pattern; empty while there is one segment (depth 0).
     dir: Vec<u32>,
-    segments: Vec<Segment<V>>,
+    segments: Vec<Segment<T>>,
     /// The directory's bits: `dir.len() == 1 << depth` (when depth > 0).
     depth: u32,
     len: usize,
     moved: Moved,
+    _values: std::marker::PhantomData<fn() -> V>,
 }
 
 /// Entries moved by splits, shrinks and hashbrown's own growth, ever: counted in tests (each
@@ -90,9 +186,16 @@ fn counting<'a, V>(moved: &'a Moved, hasher: impl Fn(&V) -> u64 + 'a) -> impl Fn
     }
 }
 
-impl<V> Default for SegTable<V> {
-    fn default() -> SegTable<V> {
-        SegTable { dir: Vec::new(), segments: Vec::new(), depth: 0, len: 0, moved: Moved::default() }
+impl<V, T> Default for SegTable<V, T> {
+    fn default() -> SegTable<V, T> {
+        SegTable {
+            dir: Vec::new(),
+            segments: Vec::new(),
+            depth: 0,
+            len: 0,
+            moved: Moved::default(),
+            _values: std::marker::PhantomData,
+        }
     }
 }
 
@@ -101,11 +204,11 @@ fn dir_bits(hash: u64) -> usize {
     (hash >> DIR_SHIFT) as usize
 }
 
-impl<V> SegTable<V> {
+impl<V, T: Part<V>> SegTable<V, T> {
     /// A table with room for `n` entries in its first segment (more come by splitting).
-    pub(crate) fn with_capacity(n: usize) -> SegTable<V> {
+    pub(crate) fn with_capacity(n: usize) -> SegTable<V, T> {
         let mut t = SegTable::default();
-        t.segments.push(Segment { table: HashTable::with_capacity(n.min(SEGMENT_BUCKETS * 7 / 8)), depth: 0 });
+        t.segments.push(Segment { table: T::with_capacity(n.min(T::MOST)), depth: 0 });
         t
     }
 
@@ -118,13 +221,13 @@ impl<V> SegTable<V> {
         }
         // Segments of 3/4 of the largest size at most, so that an uneven spread of hashes
         // rarely fills one (a full one splits, as it would in use).
-        let most = SEGMENT_BUCKETS * 7 / 8 * 3 / 4;
+        let most = T::MOST * 3 / 4;
         let mut depth = 0;
         while (n >> depth) > most && depth < MAX_DEPTH {
             depth += 1;
         }
         let share = (n >> depth) + (n >> depth) / 8 + 1;
-        let segment = || Segment { table: HashTable::with_capacity(share.min(SEGMENT_BUCKETS * 7 / 8)), depth };
+        let segment = || Segment { table: T::with_capacity(share.min(T::MOST)), depth };
         self.segments = (0..1usize << depth).map(|_| segment()).collect();
         self.dir = if depth == 0 { Vec::new() } else { (0..1u32 << depth).collect() };
         self.depth = depth;
@@ -137,7 +240,7 @@ impl<V> SegTable<V> {
     #[inline]
     pub(crate) fn bucket_order(&self, hash: u64) -> u64 {
         let s = self.segment_of(hash);
-        let buckets = self.segments.get(s).map_or(1, |seg| (seg.table.capacity() + 1).next_power_of_two());
+        let buckets = self.segments.get(s).map_or(1, |seg| seg.table.buckets());
         ((s as u64) << SEGMENT_BUCKETS.trailing_zeros()) | (hash & (buckets as u64 - 1))
     }
 
@@ -154,6 +257,14 @@ impl<V> SegTable<V> {
     #[inline]
     pub(crate) fn find(&self, hash: u64, eq: impl FnMut(&V) -> bool) -> Option<&V> {
         self.segments.get(self.segment_of(hash))?.table.find(hash, eq)
+    }
+
+    /// Asks the CPU for the memory a lookup of `hash` starts at, without waiting for it.
+    #[inline]
+    pub(crate) fn prefetch(&self, hash: u64) {
+        if let Some(seg) = self.segments.get(self.segment_of(hash)) {
+            seg.table.prefetch(hash);
+        }
     }
 
     #[inline]
@@ -173,13 +284,9 @@ impl<V> SegTable<V> {
     ) -> (&mut V, bool) {
         let s = self.room_for(hash, &hasher);
         let hasher = counting(&self.moved, hasher);
-        match self.segments[s].table.entry(hash, eq, hasher) {
-            Entry::Occupied(o) => (o.into_mut(), false),
-            Entry::Vacant(v) => {
-                self.len += 1;
-                (v.insert(make()).into_mut(), true)
-            }
-        }
+        let (v, new) = self.segments[s].table.find_or_insert(hash, eq, make, hasher);
+        self.len += usize::from(new);
+        (v, new)
     }
 
     /// Inserts a value that is not in the table.
@@ -194,7 +301,7 @@ impl<V> SegTable<V> {
     pub(crate) fn remove(&mut self, hash: u64, eq: impl FnMut(&V) -> bool, hasher: impl Fn(&V) -> u64) -> Option<V> {
         let s = self.segment_of(hash);
         let seg = self.segments.get_mut(s)?;
-        let (value, _) = seg.table.find_entry(hash, eq).ok()?.remove();
+        let value = seg.table.remove(hash, eq)?;
         self.len -= 1;
         let t = &mut seg.table;
         if t.capacity() > 64 && t.len() * 4 < t.capacity() {
@@ -202,7 +309,7 @@ impl<V> SegTable<V> {
             self.moved.add(t.len());
             t.shrink_to(t.len() * 2, &hasher);
         }
-        if self.segments.len() > 1 && self.len <= GATHER_AT {
+        if self.segments.len() > 1 && self.len <= gather_at::<V, T>() {
             self.gather(&hasher);
         }
         Some(value)
@@ -217,7 +324,7 @@ impl<V> SegTable<V> {
     /// Buckets allocated, over all segments (for memory accounting in tests).
     #[cfg(test)]
     pub(crate) fn buckets(&self) -> usize {
-        self.segments.iter().map(|s| (s.table.capacity() + 1).next_power_of_two()).sum()
+        self.segments.iter().map(|s| s.table.buckets()).sum()
     }
 
     /// Entries moved by growth and shrinking, ever (see `moved`).
@@ -246,7 +353,7 @@ impl<V> SegTable<V> {
             let s = self.segment_of(hash);
             let seg = &self.segments[s];
             let n = seg.table.len();
-            if n < seg.table.capacity() || n <= SPLIT_ABOVE || seg.depth >= MAX_DEPTH {
+            if n < seg.table.capacity() || n <= split_above::<V, T>() || seg.depth >= MAX_DEPTH {
                 // Room left, or a growth of hashbrown's own that stays within a segment's size.
                 return s;
             }
@@ -268,8 +375,8 @@ impl<V> SegTable<V> {
         let old = std::mem::take(&mut self.segments[s].table);
         self.moved.add(old.len());
         // Each half gets the room the whole had: the same load factor as a doubling.
-        let (mut low, mut high) = (HashTable::with_capacity(old.len()), HashTable::with_capacity(old.len()));
-        for v in old {
+        let (mut low, mut high) = (T::with_capacity(old.len()), T::with_capacity(old.len()));
+        for v in old.into_values() {
             let h = hasher(&v);
             let half = if (dir_bits(h) >> depth) & 1 == 0 { &mut low } else { &mut high };
             half.insert_unique(h, v, hasher);
@@ -288,9 +395,9 @@ impl<V> SegTable<V> {
 
     /// Gathers every entry back into one segment (the table has become small).
     fn gather(&mut self, hasher: &impl Fn(&V) -> u64) {
-        let mut one = HashTable::with_capacity(self.len * 2);
+        let mut one = T::with_capacity(self.len * 2);
         for seg in std::mem::take(&mut self.segments) {
-            for v in seg.table {
+            for v in seg.table.into_values() {
                 one.insert_unique(hasher(&v), v, hasher);
             }
         }
@@ -309,8 +416,8 @@ impl<V> SegTable<V> {
         }
         for (i, seg) in self.segments.iter().enumerate() {
             assert!(seg.depth <= self.depth);
-            assert!((seg.table.capacity() + 1).next_power_of_two() <= SEGMENT_BUCKETS || seg.depth == MAX_DEPTH);
-            for v in &seg.table {
+            assert!(seg.table.buckets() <= SEGMENT_BUCKETS || seg.depth == MAX_DEPTH);
+            for v in seg.table.iter() {
                 assert_eq!(self.segment_of(hasher(v)), i, "an entry sits in the segment of its pattern");
             }
         }
@@ -416,7 +523,8 @@ mod tests {
                 worst = worst.max(t.moved() - before);
                 assert_eq!(t.len(), model.len());
             }
-            assert!(worst <= SEGMENT_BUCKETS.max(GATHER_AT + t.segment_count()), "round {round}: moved {worst}");
+            let gather = gather_at::<u64, HashTable<u64>>();
+            assert!(worst <= SEGMENT_BUCKETS.max(gather + t.segment_count()), "round {round}: moved {worst}");
             t.check(|&v| hash(v));
             assert!(model.iter().all(|&x| t.find(hash(x), |&v| v == x) == Some(&x)));
             if target == 0 {

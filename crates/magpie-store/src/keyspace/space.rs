@@ -202,32 +202,39 @@ impl Keyspace {
     /// between them, the lookups overlap their cache misses, which commands run one at a time
     /// cannot do. Missing keys cost a lookup and nothing else.
     ///
-    /// It goes in two passes over the keys, each reading only what the last one asked the CPU
-    /// to fetch: first each key's place in its shard's index (whose misses overlap), the
-    /// entry there asked for but not read; then each entry's key compared and its value
-    /// asked for. Read one key at a time, index, entry and value were three misses in a row
-    /// per key (a third of a pipelined GET's time). Keys past the first [`WARM_MAX`] are
-    /// left to their commands.
+    /// It goes in three passes over the keys, each reading only what the last one asked the
+    /// CPU to fetch: first each key's line of its shard's index is asked for (its address
+    /// comes from the hash alone); then each key's place is read there, and the entry at it
+    /// asked for; then each entry's key is compared and its value asked for. Read one key at
+    /// a time, index, entry and value were misses in a row per key (a third of a pipelined
+    /// GET's time). Keys past the first [`WARM_MAX`] are left to their commands.
     pub fn warm<'k>(&self, db: usize, keys: impl Iterator<Item = &'k [u8]> + Clone) {
         if db >= self.dbs.len() {
             return;
         }
         let locked = self.lock_read(keys.clone().take(WARM_MAX).map(|k| (db, k)));
-        let mut at: [Option<(&Shard, usize)>; WARM_MAX] = [None; WARM_MAX];
+        let mut at: [Option<(&Shard, u64)>; WARM_MAX] = [None; WARM_MAX];
         for (key, place) in keys.clone().zip(at.iter_mut()) {
             let shard = locked.shard(db, key);
-            if let Some(idx) = shard.map.probable(shard.map.hash(key)) {
+            let hash = shard.map.hash(key);
+            shard.map.prefetch_index(hash);
+            *place = Some((shard, hash));
+        }
+        let mut found: [Option<(&Shard, usize)>; WARM_MAX] = [None; WARM_MAX];
+        for (place, found) in at.iter().zip(found.iter_mut()) {
+            let Some((shard, hash)) = *place else { break };
+            if let Some(idx) = shard.map.probable(hash) {
                 shard.map.prefetch(idx);
-                *place = Some((shard, idx));
+                *found = Some((shard, idx));
             }
         }
-        for (key, place) in keys.zip(at.iter()) {
-            if let Some((shard, idx)) = *place
+        for (key, found) in keys.zip(found.iter()) {
+            if let Some((shard, idx)) = *found
                 && let Some((k, e)) = shard.map.get_index(idx)
                 && **k == *key
                 && let Value::Str(s) = &e.value
             {
-                super::table::prefetch(s.as_ptr(), s.len());
+                crate::lines::prefetch(s.as_ptr(), s.len());
             }
         }
     }

@@ -4,12 +4,14 @@
 //! and grew in stalls:
 //! - indexmap stores each entry's 64-bit hash beside it (to rehash and to compare without
 //!   touching the key). Keys are short and mostly inline (see `key.rs`): hashing one again when
-//!   the index moves it costs little, and hashbrown's 7-bit tag already rules out almost every
+//!   the index moves it costs little, and the index's 8-bit tag already rules out almost every
 //!   wrong candidate before the key is compared. The hash is not stored: 8 bytes per entry.
 //! - Its index holds `usize` positions; a shard never holds 2^32 entries, so `u32` positions
-//!   do: 4 bytes per index slot (the index runs 7/16 to 7/8 full: 5 to 9 bytes per entry).
-//! - The index is a [`SegTable`]: it grows one segment (at most 8192 slots) at a time, never by
-//!   rehashing the whole shard at once.
+//!   do: 4 bytes per index slot, a line of 12 with their tags (the index runs 7/16 to 7/8
+//!   full: 6 to 12 bytes per entry).
+//! - The index is a [`SegTable`] of [`LineTable`]s: it grows one segment (at most 512 lines) at
+//!   a time, never by rehashing the whole shard at once, and a lookup reads one line, which
+//!   [`Table::prefetch_index`] asks for ahead.
 //! - The entries live in chunks of [`CHUNK`] entries instead of one `Vec` that doubles: growth
 //!   never copies the entries already there (a `Vec` of millions of entries copied tens of MB
 //!   under the shard's write lock, and the old copy stayed resident until the allocator
@@ -22,6 +24,7 @@
 //! and snapshots' marks rely on that (see [`super::Shard`]).
 
 use crate::Key;
+use crate::lines::{LineTable, prefetch};
 use crate::segtable::SegTable;
 
 use super::Stored as Entry;
@@ -39,7 +42,7 @@ const CHUNK: usize = 1 << CHUNK_SHIFT;
 #[derive(Default)]
 pub(super) struct Table {
     /// Positions of the entries, found by the key's hash.
-    index: SegTable<u32>,
+    index: SegTable<u32, LineTable>,
     /// The entries: every chunk but the last holds exactly [`CHUNK`] entries.
     chunks: Vec<Vec<(Key, Entry)>>,
     len: usize,
@@ -67,6 +70,13 @@ impl Table {
     #[inline]
     pub(super) fn probable(&self, hash: u64) -> Option<usize> {
         self.index.find(hash, |_| true).map(|&i| i as usize)
+    }
+
+    /// Asks the CPU to bring the index's line where a lookup of `hash` starts into its cache,
+    /// without waiting for it.
+    #[inline]
+    pub(super) fn prefetch_index(&self, hash: u64) {
+        self.index.prefetch(hash);
     }
 
     /// Asks the CPU to bring the entry at `idx` into its cache, without waiting for it.
@@ -249,28 +259,6 @@ impl Table {
     }
 }
 
-/// Asks the CPU to bring the `len` bytes at `p` into its cache (the lines of the first and
-/// the last byte), without waiting for them: a hint that reads nothing the program sees.
-#[inline]
-pub(super) fn prefetch(p: *const u8, len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let last = p.wrapping_add(len.saturating_sub(1));
-        // SAFETY: a prefetch cannot fault, whatever the address, and changes nothing the
-        // program can observe; SSE, its target feature, is part of every x86-64 CPU.
-        #[allow(unsafe_code)]
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
-            if (last as usize) >> 6 != (p as usize) >> 6 {
-                _mm_prefetch::<_MM_HINT_T0>(last.cast::<i8>());
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (p, len);
-}
-
 /// The hash of the entry at position `i`, for the index to move it.
 #[inline]
 fn rehash(chunks: &[Vec<(Key, Entry)>], hasher: &Hasher, i: u32) -> u64 {
@@ -408,7 +396,8 @@ mod tests {
             t.push(Key::new(format!("key:{i}").as_bytes()), Entry::new(Value::Int(0)));
             worst = worst.max(t.index.moved() - before);
         }
-        assert!(worst <= crate::segtable::SEGMENT_BUCKETS, "one insert moved {worst} index entries");
+        assert!(worst <= <LineTable as crate::segtable::Part<u32>>::MOST, "one insert moved {worst} index entries");
+        t.index.check(|&i| rehash(&t.chunks, &t.hasher, i));
         assert!(t.index.segment_count() > 16, "{} segments", t.index.segment_count());
         assert!(t.chunks.iter().all(|c| c.capacity() == CHUNK), "every chunk made whole, none regrown");
         assert!(
