@@ -7,6 +7,7 @@
 #   bench/ab.sh A_BINARY B_BINARY [get|set] [ROUNDS]      (env: N=1000000 PIPE=16
 #                                                          PORT_A=7021 PORT_B=7022)
 #
+# TTL=SECONDS gives every key an expiry time after the fill.
 # SAVE sets both servers' snapshot schedule (default "": off; e.g. SAVE="86400 1" keeps the
 # schedule's bookkeeping on without a snapshot during the run; each server then runs in a
 # temporary directory of its own). A_ARGS / B_ARGS add server flags to one side, A_AUTH /
@@ -39,6 +40,15 @@ awk -v type=string -v items=1000000 -v size=64 -v fields=1 -f "$HERE/resp-gen.aw
     taskset -c 1 redis-cli -p "$PORT_A" "${A_AUTH[@]}" --no-auth-warning --pipe >/dev/null
 awk -v type=string -v items=1000000 -v size=64 -v fields=1 -f "$HERE/resp-gen.awk" |
     taskset -c 1 redis-cli -p "$PORT_B" "${B_AUTH[@]}" --no-auth-warning --pipe >/dev/null
+# TTL=SECONDS: every key then gets an expiry time that far away (GET of keys with a TTL).
+if [ -n "${TTL:-}" ]; then
+  for port in "$PORT_A" "$PORT_B"; do
+    if [ "$port" = "$PORT_A" ]; then auth=("${A_AUTH[@]}"); else auth=("${B_AUTH[@]}"); fi
+    awk -v ttl="$TTL" 'BEGIN { for (i = 0; i < 1000000; i++) { k = sprintf("key:%012d", i);
+        printf "*3\r\n$6\r\nEXPIRE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", length(k), k, length(ttl), ttl } }' |
+      taskset -c 1 redis-cli -p "$port" "${auth[@]}" --no-auth-warning --pipe >/dev/null
+  done
+fi
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 for _ in $(seq "$ROUNDS"); do
   for side in A B; do
