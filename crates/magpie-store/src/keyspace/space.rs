@@ -205,9 +205,10 @@ impl Keyspace {
     /// It goes in three passes over the keys, each reading only what the last one asked the
     /// CPU to fetch: first each key's line of its shard's index is asked for (its address
     /// comes from the hash alone); then each key's place is read there, and the entry at it
-    /// asked for; then each entry's key is compared and its value and expiry time asked for. Read one key at
-    /// a time, index, entry and value were misses in a row per key (a third of a pipelined
-    /// GET's time). Keys past the first [`WARM_MAX`] are left to their commands.
+    /// asked for; then each entry's key is compared and its value and expiry time asked
+    /// for. Read one key at a time, index, entry and value were misses in a row per key (a
+    /// third of a pipelined GET's time). Keys past the first [`WARM_MAX`] are left to their
+    /// commands.
     pub fn warm<'k>(&self, db: usize, keys: impl Iterator<Item = &'k [u8]> + Clone) {
         if db >= self.dbs.len() {
             return;
