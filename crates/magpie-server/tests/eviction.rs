@@ -274,8 +274,15 @@ fn evictions_raise_evicted_events_and_are_logged() {
     assert!(evicted > 0);
     let first = String::from_utf8_lossy(&sub.read_reply()).into_owned();
     assert!(first.contains("__keyevent@0__:evicted") && first.contains("key:"), "{first}");
-    // The log holds a DEL per eviction: a restart holds what the server held.
+    // The log holds a DEL per eviction: a restart holds what the server held. Under
+    // `everysec` the writer writes about 1 ms after the replies: the kill waits until every
+    // record is written (`aof_buffer_length`, bytes not yet written, back to 0).
     let keys = int(&c.cmd_str("DBSIZE"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while num(&mut c, "persistence", "aof_buffer_length") != 0 {
+        assert!(Instant::now() < deadline, "the log's records were not written");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     drop(sub);
     drop(c);
     drop(s);

@@ -485,9 +485,15 @@ impl Journal {
         }
     }
 
+    /// Bytes of records queued and not yet written (INFO's `aof_buffer_length`, as Redis's
+    /// `aof_buf`).
+    pub(crate) fn unwritten(&self) -> u64 {
+        self.backlog.load(Ordering::Relaxed)
+    }
+
     /// Whether more than [`MAX_BACKLOG`] bytes of records wait to be written.
     pub(crate) fn backlogged(&self) -> bool {
-        self.backlog.load(Ordering::Relaxed) > MAX_BACKLOG
+        self.unwritten() > MAX_BACKLOG
     }
 
     /// Whether the oldest record not yet written waits for more than [`MAX_WRITE_LAG_MS`].

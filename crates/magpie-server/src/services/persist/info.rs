@@ -54,7 +54,7 @@ impl Persistence {
             f("aof_current_size", &(st.aof_base_size + incr));
             f("aof_base_size", &st.aof_base_size);
             f("aof_pending_rewrite", &u8::from(jobs.rewrite_scheduled));
-            f("aof_buffer_length", &0);
+            f("aof_buffer_length", &j.unwritten());
             f("aof_pending_bio_fsync", &0);
             f("aof_delayed_fsync", &status.delayed_fsync);
             f("aof_fsync_policy", &j.policy().name());
