@@ -21,6 +21,7 @@ use crate::services::{Server, expired};
 /// Binds the configured addresses and serves until shutdown.
 pub async fn run(config: Config) -> io::Result<()> {
     let shared = Arc::new(Server::new(config.clone()));
+    tokio::spawn(shared.journal().clone().relay());
     ignore_file_size_signal();
     // The HTTP API listens from the start, so its probes can say "loading" (503) meanwhile.
     let http = start_http(&shared, &config).await?;
