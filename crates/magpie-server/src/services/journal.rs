@@ -18,19 +18,20 @@
 //! new one. The writer reads the watermark before it looks for a switch (see
 //! `Journal::collect`), so a watermark that has passed a cut always comes with its switch.
 //!
-//! Fsync policy: `always` acknowledges a write only once its record is on disk. Two threads
-//! share the work: the writer writes records as they become writable, and the syncer
-//! fdatasyncs what has been written and moves [`Journal::durable`] to the last record its
-//! fsync covers. So the fsync of one batch runs while the next batch is executed and written,
-//! and the clients whose records were written meanwhile share the next fsync (group commit);
+//! Fsync policy: `always` acknowledges a write only once its record is on disk. The writer
+//! writes the records as they become writable, fdatasyncs them, and moves
+//! [`Journal::durable`] to the last record its fsync covers (through [`Journal::relay`], a
+//! task on the runtime that wakes the waiting connections on its own thread). While it waits
+//! for the disk, the connections execute their next commands and queue their records, and the
+//! clients whose records were queued meanwhile share the next write and fsync (group commit);
 //! connections wait for [`Journal::durable`] to pass their last record before sending their
-//! replies. `everysec` fsyncs (on the syncer) about once a second and `no` leaves it to the
-//! kernel; neither makes anyone wait. When a write or an fsync fails, the records are kept and
-//! retried, and the watchers of [`Journal::durable`] are woken, so that the connections
-//! waiting for them answer with the error at once (`front::resp`).
+//! replies. `everysec` fsyncs on a second thread, the syncer, about once a second, and `no`
+//! leaves it to the kernel; neither makes anyone wait. When a write or an fsync fails, the
+//! records are kept and retried, and the watchers of [`Journal::durable`] are woken, so that
+//! the connections waiting for them answer with the error at once (`front::resp`).
 //!
 //! The file is preallocated with zeros ahead of the records (`magpie_persist::log`), by the
-//! writer after its writes, so that the syncer's fdatasync flushes data only; the zeros are
+//! writer after its writes, so that an fdatasync flushes data only; the zeros are
 //! cut off when the file is closed (shutdown, the log turned off, a rewrite's switch).
 
 use std::cell::{Cell, OnceCell, RefCell};
@@ -41,7 +42,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex};
 use tokio::sync::{Notify, watch};
 use tracing::{error, info, warn};
 
@@ -737,9 +738,56 @@ impl Journal {
         st.written = st.written.max(to);
         st.dirty |= wrote;
         drop(st);
-        // Under `everysec` a syncer that is behind already waits for its second to pass.
-        if self.policy() == Fsync::Always || was_idle {
+        // Under `always` the writer fsyncs itself (`sync_written`); under `everysec` a syncer
+        // that is behind already waits for its second to pass.
+        if self.policy() != Fsync::Always && was_idle {
             self.sync_wanted.notify_one();
+        }
+    }
+
+    /// Under `always`, on the writer's thread right after its write: fdatasyncs what is
+    /// written, if anything was since the last fsync, and moves the durable watermark.
+    fn sync_written(&self) -> std::io::Result<()> {
+        let (file, target, dirty) = {
+            let mut st = self.sync.lock();
+            (st.file.clone(), st.written, std::mem::take(&mut st.dirty))
+        };
+        let synced = match (&file, dirty) {
+            (Some(f), true) => f.sync_data(),
+            _ => Ok(()),
+        };
+        match synced {
+            Ok(()) => {
+                self.synced(target, dirty);
+                Ok(())
+            }
+            Err(e) => {
+                self.sync.lock().dirty = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// An fsync that began when everything below `target` was written succeeded (`dirty`:
+    /// there were bytes to flush): counted, the fault cleared, and under `always` the durable
+    /// watermark moved.
+    fn synced(&self, target: u64, dirty: bool) {
+        if dirty {
+            let mut status = self.status.lock();
+            status.fsyncs += 1;
+            status.last_fsync = Some(Instant::now());
+        }
+        let mut st = self.sync.lock();
+        st.synced = st.synced.max(target);
+        drop(st);
+        if self.clear_fault(SYNC_FAULT) {
+            info!("fsyncs of the append-only log succeed again; accepting writes");
+            if !self.is_failing() {
+                self.status.lock().last_write_error = None;
+            }
+        }
+        if self.policy() == Fsync::Always {
+            self.publish_durable(target.saturating_sub(1));
         }
     }
 
@@ -768,39 +816,22 @@ impl Journal {
         self.durable.send_modify(|_| {});
     }
 
-    /// The syncer thread: fdatasyncs what the writer has written (at once under `always`,
-    /// about once a second under `everysec`, never under `no`) and moves the durable
-    /// watermark under `always`.
+    /// The syncer thread: fdatasyncs what the writer has written about once a second under
+    /// `everysec` (under `always` the writer fsyncs itself, and under `no` nobody does).
     fn run_syncer(&self) {
         let mut last_fsync = Instant::now();
         loop {
             let (file, target, dirty) = {
                 let mut st = self.sync.lock();
-                let mut yielded = false;
                 loop {
                     if st.stop {
                         return;
                     }
-                    let behind = st.written > st.synced;
-                    let policy = self.policy();
                     let since = last_fsync.elapsed();
-                    let due = match policy {
-                        Fsync::Always => behind,
-                        Fsync::Everysec => st.dirty && since >= Duration::from_secs(1),
-                        Fsync::No => false,
-                    };
-                    if due {
-                        if policy == Fsync::Always && !yielded {
-                            // Let the threads that are ready run first (on a busy core, they
-                            // are the syncer's own): the connections finishing their commands
-                            // and the writer writing their records, so that this fsync covers
-                            // them too.
-                            yielded = true;
-                            MutexGuard::unlocked(&mut st, thread::yield_now);
-                            continue;
-                        }
+                    if self.policy() == Fsync::Everysec && st.dirty && since >= Duration::from_secs(1) {
                         break;
                     }
+                    let policy = self.policy();
                     let wait = match policy {
                         Fsync::Everysec if st.dirty => Duration::from_secs(1).saturating_sub(since),
                         _ => Duration::from_millis(100),
@@ -818,22 +849,8 @@ impl Journal {
                 Ok(()) => {
                     if dirty {
                         last_fsync = Instant::now();
-                        let mut status = self.status.lock();
-                        status.fsyncs += 1;
-                        status.last_fsync = Some(last_fsync);
                     }
-                    let mut st = self.sync.lock();
-                    st.synced = st.synced.max(target);
-                    drop(st);
-                    if self.clear_fault(SYNC_FAULT) {
-                        info!("fsyncs of the append-only log succeed again; accepting writes");
-                        if !self.is_failing() {
-                            self.status.lock().last_write_error = None;
-                        }
-                    }
-                    if self.policy() == Fsync::Always {
-                        self.publish_durable(target.saturating_sub(1));
-                    }
+                    self.synced(target, dirty);
                 }
                 Err(e) => {
                     self.sync.lock().dirty = true;
@@ -870,8 +887,8 @@ impl Journal {
         self.sync.lock().file = None;
     }
 
-    /// The writer's loop, until it stops. Without a syncer (`has_syncer` false), it fsyncs
-    /// after each write itself.
+    /// The writer's loop, until it stops. Under `always` it fsyncs after each write itself;
+    /// without a syncer (`has_syncer` false) it fsyncs under `everysec` only when it stops.
     fn write_loop(&self, has_syncer: bool) {
         let mut out: Vec<u8> = Vec::new();
         // Everything below this is in `out` or written.
@@ -973,24 +990,19 @@ impl Journal {
                 }
             }
 
-            // Everything collected is written: the syncer takes it from here (under `always`
-            // it moves the durable watermark once its fsync covers it).
+            // Everything collected is written. Under `always` this thread fsyncs it now, and
+            // moves the durable watermark: meanwhile the connections run their next commands
+            // and queue their records, which the next turn writes and fsyncs together (group
+            // commit). A syncer thread that fsynced while this one wrote the next batch cost
+            // two more threads' hand-offs per fsync, which on a shared core cost more than
+            // the overlap of a write(2) with the fsync saved. Under `everysec` the syncer takes
+            // it from here.
             self.note_written(collected_to, wrote);
-            if !has_syncer && (policy == Fsync::Always || (stopping && wrote)) {
-                let synced = self.state.lock().file.as_ref().map(LogFile::sync).transpose();
-                match synced {
-                    Ok(_) => {
-                        let mut st = self.sync.lock();
-                        st.synced = st.synced.max(collected_to);
-                        st.dirty = false;
-                        drop(st);
-                        self.publish_durable(collected_to.saturating_sub(1));
-                    }
-                    Err(e) => {
-                        self.sync_failed(&e);
-                        thread::park_timeout(Duration::from_millis(200));
-                        continue;
-                    }
+            if policy == Fsync::Always || (!has_syncer && stopping && wrote) {
+                if let Err(e) = self.sync_written() {
+                    self.sync_failed(&e);
+                    thread::park_timeout(Duration::from_millis(200));
+                    continue;
                 }
             }
             if policy != Fsync::Always {
@@ -998,9 +1010,9 @@ impl Journal {
                 self.publish_durable(collected_to.saturating_sub(1));
             }
             if wrote {
-                // Zeros ahead of the records, while the syncer fsyncs what was just written
-                // (and before the next batch: records that go over zeros need no metadata
-                // flushed with them).
+                // Zeros ahead of the records, before the next batch (records that go over
+                // zeros need no metadata flushed with them); under `everysec` while the syncer
+                // may be fsyncing what was just written.
                 if let Some(f) = self.state.lock().file.as_mut() {
                     f.preallocate();
                 }
