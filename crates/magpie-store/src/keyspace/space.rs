@@ -209,41 +209,27 @@ impl Keyspace {
     /// for. Read one key at a time, index, entry and value were misses in a row per key (a
     /// third of a pipelined GET's time). Keys past the first [`WARM_MAX`] are left to their
     /// commands.
+    ///
+    /// The shards are locked in ascending order, as [`Keyspace::lock_read`] does; with at most
+    /// 64 shards a database, their set is a bit mask, which gives that order and each key's
+    /// guard (the bits below its shard's) without the sort and the binary searches of the
+    /// general case (sorting a batch's shards was 1.5% of a pipelined GET's time).
     pub fn warm<'k>(&self, db: usize, keys: impl Iterator<Item = &'k [u8]> + Clone) {
-        if db >= self.dbs.len() {
+        let Some(d) = self.dbs.get(db) else { return };
+        if d.shards.len() > 64 {
+            let locked = self.lock_read(keys.clone().take(WARM_MAX).map(|k| (db, k)));
+            warm_in(keys, |_, key| locked.shard(db, key));
             return;
         }
-        let locked = self.lock_read(keys.clone().take(WARM_MAX).map(|k| (db, k)));
-        let mut at: [Option<(&Shard, u64)>; WARM_MAX] = [None; WARM_MAX];
-        for (key, place) in keys.clone().zip(at.iter_mut()) {
-            let shard = locked.shard(db, key);
-            let hash = shard.map.hash(key);
-            shard.map.prefetch_index(hash);
-            *place = Some((shard, hash));
+        let mut mask = 0u64;
+        let mut shard_of = [0u8; WARM_MAX];
+        for (key, s) in keys.clone().zip(shard_of.iter_mut()) {
+            let i = d.shard_index(key);
+            *s = i as u8;
+            mask |= 1 << i;
         }
-        let mut found: [Option<(&Shard, usize)>; WARM_MAX] = [None; WARM_MAX];
-        for (place, found) in at.iter().zip(found.iter_mut()) {
-            let Some((shard, hash)) = *place else { break };
-            if let Some(idx) = shard.map.probable(hash) {
-                shard.map.prefetch(idx);
-                *found = Some((shard, idx));
-            }
-        }
-        for (key, found) in keys.zip(found.iter()) {
-            if let Some((shard, idx)) = *found
-                && let Some((k, e)) = shard.map.get_index(idx)
-                && **k == *key
-            {
-                // A key with a TTL keeps its expiry time in the shard's `expires`, which every
-                // lookup reads (to see whether the key expired): a miss of its own.
-                if let Some(at) = shard.expires.get(e.vpos as usize) {
-                    crate::lines::prefetch(std::ptr::from_ref(at).cast(), size_of::<u64>());
-                }
-                if let Value::Str(s) = &e.value {
-                    crate::lines::prefetch(s.as_ptr(), s.len());
-                }
-            }
-        }
+        let locked = MaskRead::lock(d, mask);
+        warm_in(keys, |i, _| locked.shard(usize::from(shard_of[i])));
     }
 
     pub(super) fn shard_ids<'k>(&self, keys: impl IntoIterator<Item = (usize, &'k [u8])>) -> Vec<(usize, usize)> {
@@ -299,6 +285,67 @@ impl Keyspace {
     }
 }
 
+/// [`Keyspace::warm`]'s three passes over `keys` (at most [`WARM_MAX`] of them), with `shard`
+/// giving the locked shard of the key at each place.
+fn warm_in<'s, 'k>(keys: impl Iterator<Item = &'k [u8]> + Clone, shard: impl Fn(usize, &[u8]) -> &'s Shard) {
+    let mut at: [Option<(&Shard, u64)>; WARM_MAX] = [None; WARM_MAX];
+    for (i, (key, place)) in keys.clone().zip(at.iter_mut()).enumerate() {
+        let shard = shard(i, key);
+        let hash = shard.map.hash(key);
+        shard.map.prefetch_index(hash);
+        *place = Some((shard, hash));
+    }
+    let mut found: [Option<(&Shard, usize)>; WARM_MAX] = [None; WARM_MAX];
+    for (place, found) in at.iter().zip(found.iter_mut()) {
+        let Some((shard, hash)) = *place else { break };
+        if let Some(idx) = shard.map.probable(hash) {
+            shard.map.prefetch(idx);
+            *found = Some((shard, idx));
+        }
+    }
+    for (key, found) in keys.zip(found.iter()) {
+        if let Some((shard, idx)) = *found
+            && let Some((k, e)) = shard.map.get_index(idx)
+            && **k == *key
+        {
+            // A key with a TTL keeps its expiry time in the shard's `expires`, which every
+            // lookup reads (to see whether the key expired): a miss of its own.
+            if let Some(at) = shard.expires.get(e.vpos as usize) {
+                crate::lines::prefetch(std::ptr::from_ref(at).cast(), size_of::<u64>());
+            }
+            if let Value::Str(s) = &e.value {
+                crate::lines::prefetch(s.as_ptr(), s.len());
+            }
+        }
+    }
+}
+
+/// Read locks over a set of one database's shards given as a bit mask (at most 64 shards),
+/// taken in ascending order as [`Keyspace::lock_read`] takes them; a shard's guard is found by
+/// counting the set bits below its own.
+struct MaskRead<'a> {
+    mask: u64,
+    guards: Vec<ShardRead<'a>>,
+}
+
+impl<'a> MaskRead<'a> {
+    fn lock(d: &'a Db, mask: u64) -> MaskRead<'a> {
+        let mut guards = Vec::with_capacity(mask.count_ones() as usize);
+        let mut left = mask;
+        while left != 0 {
+            guards.push(held::read(&d.shards[left.trailing_zeros() as usize].0));
+            left &= left - 1;
+        }
+        MaskRead { mask, guards }
+    }
+
+    /// The guard of shard `s`, which must be in the mask.
+    fn shard(&self, s: usize) -> &Shard {
+        debug_assert!(self.mask & (1 << s) != 0);
+        &self.guards[(self.mask & ((1u64 << s) - 1)).count_ones() as usize]
+    }
+}
+
 /// Write locks over the shards of several keys; see [`Keyspace::lock_write`].
 pub struct MultiWrite<'a> {
     pub(super) ks: &'a Keyspace,
@@ -345,5 +392,48 @@ impl MultiRead<'_> {
         let id = (db, self.ks.dbs[db].shard_index(key));
         let i = self.ids.binary_search(&id).expect("key's shard was not locked");
         &self.guards[i]
+    }
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::*;
+
+    /// Every shard in the mask gets its own guard, in ascending order, whichever bits are set.
+    #[test]
+    fn a_mask_finds_each_shards_own_guard() {
+        let ks = Keyspace::new(2, 64);
+        let d = &ks.dbs[1];
+        let keys: Vec<Vec<u8>> = (0..40).map(|i| format!("key:{i}").into_bytes()).collect();
+        let mask = keys.iter().fold(0u64, |m, k| m | 1 << d.shard_index(k));
+        let locked = MaskRead::lock(d, mask);
+        assert_eq!(locked.guards.len(), mask.count_ones() as usize);
+        for k in &keys {
+            let s = d.shard_index(k);
+            assert_eq!(locked.shard(s).counter, 64 + s, "key {k:?}");
+        }
+        let all = MaskRead::lock(&ks.dbs[0], u64::MAX);
+        for s in 0..64 {
+            assert_eq!(all.shard(s).counter, s);
+        }
+        let ends = MaskRead::lock(&ks.dbs[0], 1 | 1 << 63);
+        assert_eq!((ends.shard(0).counter, ends.shard(63).counter), (0, 63));
+    }
+
+    /// The warm-up takes both ways (a mask up to 64 shards, sorted ids beyond) and leaves the
+    /// keys as they were.
+    #[test]
+    fn the_warm_up_works_with_few_and_many_shards() {
+        for shards in [1, 64, 128] {
+            let ks = Keyspace::new(1, shards);
+            let keys: Vec<Vec<u8>> = (0..100).map(|i| format!("k{i}").into_bytes()).collect();
+            for k in keys.iter().step_by(2) {
+                ks.dbs[0].write(k).insert(k, Value::string(b"v"), None, 0);
+            }
+            ks.warm(0, keys.iter().map(Vec::as_slice));
+            for (i, k) in keys.iter().enumerate() {
+                assert_eq!(ks.dbs[0].read(k).get(k, 0).is_some(), i % 2 == 0, "{shards} shards, key {i}");
+            }
+        }
     }
 }
