@@ -763,3 +763,50 @@ async fn the_openapi_document_names_every_endpoint() {
         assert!(doc["paths"].get(path).is_some(), "{path} is not documented");
     }
 }
+
+/// Under `appendfsync always` an HTTP write is answered only once its record is on disk:
+/// clients writing at once share fsyncs (the watermark reaches them through the journal's
+/// relay), and after a SIGKILL and a restart every acknowledged write is there.
+#[tokio::test]
+async fn acknowledged_writes_survive_a_kill_under_appendfsync_always() {
+    let dir = std::env::temp_dir().join(format!("magpie-http-always-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let args = ["--dir", dir.to_str().unwrap(), "--appendonly", "yes", "--appendfsync", "always"];
+    let (server, port) = Server::magpie_http(&args, None);
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let c = client();
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0..40 {
+                    let r = c.put(format!("{}/v1/keys/h{t}:{i}", base(port))).body(format!("{t}-{i}")).send().await;
+                    if r.is_ok_and(|r| r.status() == StatusCode::NO_CONTENT) {
+                        acked.push((format!("h{t}:{i}"), format!("{t}-{i}")));
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    assert_eq!(acked.len(), 320, "every write is acknowledged while the server runs");
+    let fsyncs: u64 = {
+        let mut con = server.client();
+        let info: String = redis::cmd("INFO").arg("persistence").query(&mut con).unwrap();
+        info.lines().find_map(|l| l.strip_prefix("aof_fsyncs:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    };
+    assert!(fsyncs > 0, "the writes were fsynced");
+    drop(server); // SIGKILL
+    let server = Server::magpie_with(&args);
+    let mut con = server.client();
+    for (k, v) in &acked {
+        let got: Option<String> = con.get(k).unwrap();
+        assert_eq!(got.as_deref(), Some(v.as_str()), "{k} was acknowledged");
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -140,7 +140,9 @@ async fn wait_durable(server: &Server, session: &Session) {
         return;
     }
     let mut durable = journal.durable();
-    journal.wake();
+    // Counted among the waiters, as a RESP connection is: the writer cuts its nap short, and
+    // the watermark reaches this task through the journal's relay.
+    let _waiting = journal.wait_guard();
     let _ = durable.wait_for(|&d| d >= wrote || !journal.is_on()).await;
 }
 
