@@ -998,12 +998,12 @@ impl Journal {
             // the overlap of a write(2) with the fsync saved. Under `everysec` the syncer takes
             // it from here.
             self.note_written(collected_to, wrote);
-            if policy == Fsync::Always || (!has_syncer && stopping && wrote) {
-                if let Err(e) = self.sync_written() {
-                    self.sync_failed(&e);
-                    thread::park_timeout(Duration::from_millis(200));
-                    continue;
-                }
+            if (policy == Fsync::Always || (!has_syncer && stopping && wrote))
+                && let Err(e) = self.sync_written()
+            {
+                self.sync_failed(&e);
+                thread::park_timeout(Duration::from_millis(200));
+                continue;
             }
             if policy != Fsync::Always {
                 // Under `always` only what is fsynced is durable; otherwise, what is written.
