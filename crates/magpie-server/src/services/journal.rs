@@ -208,8 +208,8 @@ pub(crate) struct Journal {
     policy: AtomicU8,
     /// Every record numbered up to this is written (and fsynced under `always`).
     durable: watch::Sender<u64>,
-    /// Set while [`Journal::relay`] runs: the writer and the syncer then leave moving
-    /// `durable` to it, with the watermark in `relay_to`.
+    /// Set while [`Journal::relay`] runs: while connections wait, the writer and the syncer
+    /// then leave moving `durable` to it, with the watermark in `relay_to`.
     relaying: AtomicBool,
     relay_to: AtomicU64,
     relay_wanted: Notify,
@@ -328,12 +328,13 @@ impl Journal {
     }
 
     /// Moves the durable watermark on the tasks that wait for it, from a task of the runtime
-    /// (run it with `tokio::spawn` once; it returns never). The syncer then wakes one task per
-    /// fsync, this one, and this one wakes the connections waiting for their replies on the
-    /// worker thread it runs on. Woken from the syncer one by one, each connection's task
-    /// made its own wake-up of a worker thread, and on a busy core each wake-up made the
-    /// woken worker preempt the syncer (the wake-up's preemption), run that one task and park
-    /// again: under `appendfsync always` about 17 context switches per fsync for 30 clients.
+    /// (run it with `tokio::spawn` once; it returns never). The thread that fsynced then wakes
+    /// one task per fsync, this one, and this one wakes the connections waiting for their
+    /// replies on the worker thread it runs on. Woken from the fsyncing thread one by one,
+    /// each connection's task made its own wake-up of a worker thread, and on a busy core each
+    /// wake-up made the woken worker preempt the waker (the kernel's wake-up preemption), run
+    /// that one task and park again: under `appendfsync always` about 17 context switches per
+    /// fsync for 30 clients.
     pub(crate) async fn relay(self: Arc<Self>) {
         /// Publishes what the relay had not when it stops (the runtime shutting down).
         struct Off<'a>(&'a Journal);
