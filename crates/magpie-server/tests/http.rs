@@ -794,11 +794,7 @@ async fn acknowledged_writes_survive_a_kill_under_appendfsync_always() {
         acked.extend(t.await.unwrap());
     }
     assert_eq!(acked.len(), 320, "every write is acknowledged while the server runs");
-    let fsyncs: u64 = {
-        let mut con = server.client();
-        let info: String = redis::cmd("INFO").arg("persistence").query(&mut con).unwrap();
-        info.lines().find_map(|l| l.strip_prefix("aof_fsyncs:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-    };
+    let fsyncs: u64 = common::info_field(&mut server.client(), "persistence", "aof_fsyncs").parse().unwrap();
     assert!(fsyncs > 0, "the writes were fsynced");
     drop(server); // SIGKILL
     let server = Server::magpie_with(&args);

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Raw, Server, free_port, reply, send, wait_blocked};
+use common::{Raw, Server, free_port, info_field, reply, send, wait_blocked};
 use redis::Commands;
 
 /// A fresh directory for one test's files.
@@ -91,15 +91,6 @@ fn incr_file(dir: &Path) -> PathBuf {
     let manifest = std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest")).expect("manifest");
     let name = manifest.lines().rfind(|l| l.starts_with("incr ")).expect("an incr line").trim_start_matches("incr ");
     dir.join("appendonlydir").join(name)
-}
-
-fn info_field(con: &mut redis::Connection, section: &str, field: &str) -> String {
-    let info: String = redis::cmd("INFO").arg(section).query(con).expect("INFO");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
-        .trim()
-        .to_owned()
 }
 
 /// Graceful stop through SHUTDOWN (the connection closes without a reply).

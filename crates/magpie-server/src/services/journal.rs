@@ -599,7 +599,7 @@ impl Journal {
     }
 
     /// Wakes the writer (after pushes, if the caller wants the records written soon).
-    pub(crate) fn wake(&self) {
+    fn wake(&self) {
         if let Some((t, _)) = &*self.writer.lock() {
             t.unpark();
         }
@@ -746,9 +746,11 @@ impl Journal {
         }
     }
 
-    /// Under `always`, on the writer's thread right after its write: fdatasyncs what is
-    /// written, if anything was since the last fsync, and moves the durable watermark.
-    fn sync_written(&self) -> std::io::Result<()> {
+    /// Fdatasyncs what is written, if anything was since the last fsync, and (under `always`)
+    /// moves the durable watermark: on the writer's thread right after its write under
+    /// `always`, on the syncer's once a second under `everysec`. Returns whether there were
+    /// bytes to flush; on failure they are flushed by the next call.
+    fn sync_written(&self) -> std::io::Result<bool> {
         let (file, target, dirty) = {
             let mut st = self.sync.lock();
             (st.file.clone(), st.written, std::mem::take(&mut st.dirty))
@@ -760,7 +762,7 @@ impl Journal {
         match synced {
             Ok(()) => {
                 self.synced(target, dirty);
-                Ok(())
+                Ok(dirty)
             }
             Err(e) => {
                 self.sync.lock().dirty = true;
@@ -822,39 +824,28 @@ impl Journal {
     fn run_syncer(&self) {
         let mut last_fsync = Instant::now();
         loop {
-            let (file, target, dirty) = {
+            {
                 let mut st = self.sync.lock();
                 loop {
                     if st.stop {
                         return;
                     }
                     let since = last_fsync.elapsed();
-                    if self.policy() == Fsync::Everysec && st.dirty && since >= Duration::from_secs(1) {
-                        break;
-                    }
-                    let policy = self.policy();
-                    let wait = match policy {
-                        Fsync::Everysec if st.dirty => Duration::from_secs(1).saturating_sub(since),
+                    let wait = match self.policy() {
+                        Fsync::Everysec if st.dirty && since >= Duration::from_secs(1) => break,
+                        Fsync::Everysec if st.dirty => Duration::from_secs(1) - since,
                         _ => Duration::from_millis(100),
                     };
                     self.sync_wanted.wait_for(&mut st, wait);
                 }
-                let dirty = std::mem::take(&mut st.dirty);
-                (st.file.clone(), st.written, dirty)
-            };
-            let synced = match (&file, dirty) {
-                (Some(f), true) => f.sync_data(),
-                _ => Ok(()),
-            };
-            match synced {
-                Ok(()) => {
-                    if dirty {
+            }
+            match self.sync_written() {
+                Ok(flushed) => {
+                    if flushed {
                         last_fsync = Instant::now();
                     }
-                    self.synced(target, dirty);
                 }
                 Err(e) => {
-                    self.sync.lock().dirty = true;
                     self.sync_failed(&e);
                     let mut st = self.sync.lock();
                     if !st.stop {

@@ -546,3 +546,13 @@ impl Takers {
         self.threads.into_iter().flat_map(|t| t.join().expect("taker thread")).collect()
     }
 }
+
+/// One field of an INFO section, read with a `redis` connection (panics if it is missing).
+pub(crate) fn info_field(con: &mut redis::Connection, section: &str, field: &str) -> String {
+    let info: String = redis::cmd("INFO").arg(section).query(con).expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
+        .trim()
+        .to_owned()
+}
