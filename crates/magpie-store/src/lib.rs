@@ -35,7 +35,7 @@ pub use hash::Hash;
 pub use key::Key;
 pub use keyspace::{
     Db, DbStats, EmptySlot, Entry, EntryRef, EvictStep, Evicted, FrozenEntry, Held, Keyspace, LiveSlot, Loader,
-    MultiRead, MultiWrite, ScanCursor, Shard, ShardRead, ShardWrite, Slot, SnapEntry, SnapshotSink,
+    MultiRead, MultiWrite, ScanCursor, Shard, ShardRead, ShardWrite, Slot, SnapEntry, SnapshotSink, WARM_MAX,
 };
 pub use list::List;
 pub use magpie_protocol::parse_i64;

@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use magpie_protocol::{Args, Decoder, Limits, Reply, Resp};
+use magpie_store::WARM_MAX;
 
 use crate::core::alloc;
 use crate::exec::{Batch, pause, waiters};
@@ -238,13 +239,22 @@ pub(crate) async fn serve(server: Arc<Server>, mut stream: Stream, addr: SocketA
                 }
             }
             if batch.len() > 1 {
-                let keys = batch.iter().filter(|q| !q.inline).filter_map(|q| {
+                // The keys are found once: the warm-up goes over them several times.
+                let mut keys: [&[u8]; WARM_MAX] = [&[]; WARM_MAX];
+                let mut n = 0;
+                for q in batch.iter().filter(|q| !q.inline) {
                     let arg = |i: usize| {
                         spans.get(q.spans.start + i).filter(|_| i < q.spans.len()).map(|&(s, e)| &rbuf[s..e])
                     };
-                    warm_key(arg)
-                });
-                shared.keyspace().warm(client.db(), keys);
+                    if let Some(key) = warm_key(arg) {
+                        keys[n] = key;
+                        n += 1;
+                        if n == WARM_MAX {
+                            break;
+                        }
+                    }
+                }
+                shared.keyspace().warm(client.db(), keys[..n].iter().copied());
             }
             // The gate (see services/gate.rs) is held across the batch's commands but never
             // across an `.await`: a transaction waits for at most one batch.

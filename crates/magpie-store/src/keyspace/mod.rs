@@ -17,7 +17,7 @@ pub use eviction::{EvictStep, Evicted};
 pub use held::{Held, ShardRead, ShardWrite};
 pub use load::Loader;
 pub use slot::{EmptySlot, LiveSlot, Slot};
-pub use space::{Keyspace, MultiRead, MultiWrite};
+pub use space::{Keyspace, MultiRead, MultiWrite, WARM_MAX};
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Keys [`Keyspace::warm`] takes at most (a connection's batch of pipelined commands is 32).
-pub(super) const WARM_MAX: usize = 64;
+pub const WARM_MAX: usize = 64;
 
 /// All databases.
 pub struct Keyspace {
