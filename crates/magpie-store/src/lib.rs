@@ -24,6 +24,7 @@ mod lines;
 pub mod list;
 mod segtable;
 pub mod set;
+pub mod sizes;
 mod sketch;
 pub mod stream;
 pub mod tap;

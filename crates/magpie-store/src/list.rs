@@ -13,8 +13,8 @@
 //! where a listpack takes 67). Only a single element larger than a chunk gets a chunk of its
 //! own. The chunk keeps a gap in front of its first element (`head`), so pushing and popping
 //! at the head are O(1) amortised like at the tail, where a listpack moves its whole content.
-//! Buffers grow by a quarter at a time (never doubling), so a full chunk wastes less than one
-//! element; a chunk that shrinks to a quarter of its buffer gives the rest back.
+//! Buffers grow a size class of the allocator at a time (a seventh to a quarter, never
+//! doubling), so a full chunk wastes less than one element; a chunk that shrinks to a quarter of its buffer gives the rest back.
 //!
 //! Chunks are [`Shared`]: a snapshot freezes them ([`List::freeze`]: O(chunks), no element
 //! copied) and encodes them on its own thread, and a write copies only the chunk it changes
@@ -29,6 +29,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::dense::Shared;
+use crate::sizes::alloc_class;
 
 /// Most bytes of encoded elements in one chunk (as Redis's listpack nodes, at 16 KB).
 pub const CHUNK_BYTES: usize = 16384;
@@ -140,7 +141,7 @@ impl Chunk {
         ChunkIter { buf: &self.buf, pos: self.head, end: self.buf.len() }
     }
 
-    /// Makes room for `need` more bytes at the tail, growing by a quarter at a time.
+    /// Makes room for `need` more bytes at the tail, growing a size class at a time.
     fn reserve_back(&mut self, need: usize) {
         if self.buf.capacity() - self.buf.len() >= need {
             return;
@@ -152,8 +153,12 @@ impl Chunk {
             self.head = 0;
             return;
         }
+        // To the allocator's next size class: classes are a seventh to a quarter apart, so the
+        // buffer still grows geometrically, and its capacity is its whole block (a capacity a
+        // quarter up from any length could pass a class by a little and take a block a
+        // quarter bigger: 100 elements of 64 bytes, 6.6 KB, sat in 10 KB blocks).
         let len = self.buf.len();
-        let target = (len + len / 4).min(CHUNK_BYTES + self.head).max(len + need);
+        let target = alloc_class(len + need).min(CHUNK_BYTES + self.head).max(len + need);
         self.buf.reserve_exact(target - len);
     }
 
@@ -164,7 +169,7 @@ impl Chunk {
         }
         let used = self.used();
         let gap = need.max(used / 4).min(CHUNK_BYTES.saturating_sub(used).max(need));
-        let mut buf = Vec::with_capacity(gap + used);
+        let mut buf = Vec::with_capacity(alloc_class(gap + used));
         buf.resize(gap, 0);
         buf.extend_from_slice(&self.buf[self.head..]);
         self.buf = buf;

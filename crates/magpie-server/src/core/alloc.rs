@@ -397,4 +397,15 @@ mod tests {
             assert_eq!(worst, class, "{size} bytes aligned to {align}: blocks of {worst} bytes, not {class}");
         }
     }
+
+    /// `magpie_store::sizes::alloc_class`, which the store's growing buffers round to, is
+    /// mimalloc's own rounding.
+    #[test]
+    fn the_stores_size_classes_are_mimallocs() {
+        for n in 1..=magpie_store::sizes::CLASSES_UP_TO {
+            // SAFETY: takes and returns an integer.
+            let good = unsafe { libmimalloc_sys::mi_good_size(n) };
+            assert_eq!(magpie_store::sizes::alloc_class(n), good, "{n} bytes");
+        }
+    }
 }
