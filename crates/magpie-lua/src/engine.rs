@@ -90,27 +90,23 @@ fn kill_error() -> mlua::Error {
 
 /// After a kill (or a load timeout) the hook fires at every instruction, so that a script
 /// catching the error with pcall is stopped right after (Redis switches to a line hook).
-fn hook_fast(lua: &Lua) {
+fn hook_fast(lua: &Lua, link: &Link) {
     let _ = lua.set_global_hook(HookTriggers::new().every_nth_instruction(1), hook);
-    if let Some(mut r) = lua.app_data_mut::<RunState>() {
-        r.fast_hook = true;
-    }
+    link.fast_hook.set(true);
 }
 
 /// The count hook (`luaMaskCountHook`, `luaEngineLoadHook`).
 fn hook(lua: &Lua, _: &Debug) -> mlua::Result<VmState> {
-    let (killed, deadline) = match lua.app_data_ref::<RunState>() {
-        Some(r) => (r.killed, r.loading.as_ref().and_then(|l| l.deadline)),
-        None => return Ok(VmState::Continue),
-    };
+    let Some(link) = Link::of(lua) else { return Ok(VmState::Continue) };
+    let deadline = lua.app_data_ref::<RunState>().and_then(|r| r.loading.as_ref().and_then(|l| l.deadline));
     if let Some(deadline) = deadline {
         if Instant::now() > deadline {
-            hook_fast(lua);
+            hook_fast(lua, &link);
             return Err(raise_table(b"FUNCTION LOAD timeout"));
         }
         return Ok(VmState::Continue);
     }
-    if killed {
+    if link.killed.get() {
         // Not in Magpie's own code around the script (the trampoline returning the error).
         let internal =
             lua.inspect_stack(0, |d| d.source().source.as_deref() == Some(sandbox::INTERNAL_CHUNK)).unwrap_or(false);
@@ -119,12 +115,10 @@ fn hook(lua: &Lua, _: &Debug) -> mlua::Result<VmState> {
         }
         return Err(kill_error());
     }
-    let control = Link::of(lua).and_then(|l| l.with_host(|host| host.check()));
+    let control = link.with_host(|host| host.check());
     if control == Some(Control::Kill) {
-        if let Some(mut r) = lua.app_data_mut::<RunState>() {
-            r.killed = true;
-        }
-        hook_fast(lua);
+        link.killed.set(true);
+        hook_fast(lua, &link);
         return Err(kill_error());
     }
     Ok(VmState::Continue)
@@ -192,9 +186,7 @@ impl Core {
         (keys, args): (&[&[u8]], &[&[u8]]),
         out: &mut Reply,
     ) -> Outcome {
-        if let Some(mut r) = self.lua.app_data_mut::<RunState>() {
-            r.killed = false;
-        }
+        self.link.killed.set(false);
         self.link.resp.set(Resp::V2);
         let result = {
             let _lent = self.link.lend(host, keys, args);
@@ -233,10 +225,7 @@ impl Core {
     }
 
     fn finish_run(&mut self) -> Resp {
-        let fast = match self.lua.app_data_mut::<RunState>() {
-            Some(mut r) => std::mem::take(&mut r.fast_hook),
-            None => false,
-        };
+        let fast = self.link.fast_hook.take();
         let resp = self.link.resp.get();
         if fast {
             let _ = self.lua.set_global_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), hook);

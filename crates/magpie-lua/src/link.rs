@@ -58,6 +58,10 @@ pub(crate) struct Link {
     lua: WeakLua,
     /// The memory limit a script runs under (0: none), turned on by [`Link::limit`].
     memory_limit: Cell<usize>,
+    /// The run in progress was killed (SCRIPT KILL, FUNCTION KILL).
+    pub(crate) killed: Cell<bool>,
+    /// The count hook runs at every instruction (after a kill or a load timeout).
+    pub(crate) fast_hook: Cell<bool>,
 }
 
 impl Link {
@@ -71,6 +75,8 @@ impl Link {
             panic: Cell::new(None),
             lua: lua.weak(),
             memory_limit: Cell::new(0),
+            killed: Cell::new(false),
+            fast_hook: Cell::new(false),
         });
         lua.set_app_data(Rc::clone(&link));
         link

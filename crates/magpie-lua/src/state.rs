@@ -31,12 +31,11 @@ impl SharedRng {
     }
 }
 
-/// Per-state bookkeeping of the current run, in the Lua state's app data.
+/// Per-state bookkeeping of a library's load, in the Lua state's app data (what every run
+/// reads, the kill and the hook's pace, is in the state's `Link`: a field rather than a
+/// lookup of the app data by type, twice a run).
 #[derive(Default)]
 pub(crate) struct RunState {
-    pub killed: bool,
-    /// The hook runs at every instruction (after a kill or a load timeout).
-    pub fast_hook: bool,
     /// FUNCTION LOAD in progress: its deadline, and the functions registered so far.
     pub loading: Option<Loading>,
 }
