@@ -30,8 +30,9 @@ impl<'s> Batch<'s> {
 
     /// A batch whose commands run at time `now` (ms since the epoch).
     pub(crate) fn at(server: &'s Server, now: u64) -> Batch<'s> {
-        super::observe::mark(quanta::Instant::now());
-        Batch { server, table: &TABLE, now, counters: stats::local(), timer: Timer::start(), pass: None }
+        let timer = Timer::start();
+        super::observe::mark(timer.started());
+        Batch { server, table: &TABLE, now, counters: stats::local(), timer, pass: None }
     }
 
     /// Runs one command for `session`, its reply written to `out`. Returns the command that
@@ -76,7 +77,7 @@ impl<'s> Batch<'s> {
     pub(crate) fn resume(&mut self) {
         self.counters = stats::local();
         self.timer = Timer::start();
-        super::observe::mark(quanta::Instant::now());
+        super::observe::mark(self.timer.started());
     }
 }
 

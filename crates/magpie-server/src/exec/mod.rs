@@ -148,7 +148,9 @@ pub(crate) fn dispatch_resolved(
     } else {
         (cmd.run)(ctx, args)
     };
-    observe::finish(ctx, cmd, args, started, ctx.session().wait.requested && result.is_ok());
+    if let Some(at) = observe::finish(ctx, cmd, args, started, ctx.session().wait.requested && result.is_ok()) {
+        ctx.timer().ended(at);
+    }
     if ctx.session().wait.requested && result.is_ok() {
         // The client waits: the command is counted when it is served or gives up.
         ctx.session_mut().wait.id = id;

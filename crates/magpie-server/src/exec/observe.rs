@@ -54,22 +54,32 @@ pub(super) fn start(ctx: &Ctx<'_>, cmd: &'static Command, args: Args<'_>) -> Opt
     Some(MARK.with(Cell::get).unwrap_or_else(Instant::now))
 }
 
-/// After a command ran (`blocked`: it waits, and is not logged as slow, as in Redis).
+/// After a command ran (`blocked`: it waits, and is not logged as slow, as in Redis). Returns
+/// the time it ended, if the clock was read for it (for commandstats' timer).
 #[inline]
-pub(super) fn finish(ctx: &Ctx<'_>, cmd: &'static Command, args: Args<'_>, started: Option<Instant>, blocked: bool) {
+pub(super) fn finish(
+    ctx: &Ctx<'_>,
+    cmd: &'static Command,
+    args: Args<'_>,
+    started: Option<Instant>,
+    blocked: bool,
+) -> Option<Instant> {
     if ctx.session().is_internal() {
-        return; // replaying the log at start: Redis's `server.loading`
+        return None; // replaying the log at start: Redis's `server.loading`
     }
+    let mut ended = None;
     if let Some(t0) = started {
         let now = Instant::now();
         mark(now);
         let micros = u64::try_from(now.saturating_duration_since(t0).as_micros()).unwrap_or(u64::MAX);
         timed(ctx, cmd, args, micros, blocked);
+        ended = Some(now);
     }
     let server = ctx.server();
     if server.monitors().active() && !cmd.flags.intersects(Flags::SKIP_MONITOR.union(Flags::ADMIN)) {
         feed(ctx, args);
     }
+    ended
 }
 
 #[inline]
