@@ -222,13 +222,20 @@ impl Table {
     pub(super) fn swap_remove_index(&mut self, idx: usize) -> Option<(Key, Entry)> {
         let hash = self.hash(&self.at(idx)?.0);
         let last = self.len - 1;
+        // Both index lines are asked for before either is read: two misses at once rather
+        // than in a row (eviction removes a random entry, and the last one moves into its
+        // place, from another random line).
+        let moved = if idx != last { Some(self.hash(&self.at(last)?.0)) } else { None };
+        self.index.prefetch(hash);
+        if let Some(m) = moved {
+            self.index.prefetch(m);
+        }
         let (chunks, hasher) = (&self.chunks, &self.hasher);
         self.index.remove(hash, |&i| i as usize == idx, |&i| rehash(chunks, hasher, i));
-        if idx != last {
-            let moved = self.hash(&self.at(last)?.0);
-            if let Some(i) = self.index.find_mut(moved, |&i| i as usize == last) {
-                *i = idx as u32;
-            }
+        if let Some(m) = moved
+            && let Some(i) = self.index.find_mut(m, |&i| i as usize == last)
+        {
+            *i = idx as u32;
         }
         let tail = self.chunks.last_mut()?;
         let mut item = tail.pop()?;
