@@ -14,7 +14,8 @@
 //! own. The chunk keeps a gap in front of its first element (`head`), so pushing and popping
 //! at the head are O(1) amortised like at the tail, where a listpack moves its whole content.
 //! Buffers grow a size class of the allocator at a time (a seventh to a quarter, never
-//! doubling), so a full chunk wastes less than one element; a chunk that shrinks to a quarter of its buffer gives the rest back.
+//! doubling), so a full chunk wastes less than one element; a chunk that shrinks to a quarter
+//! of its buffer gives the rest back.
 //!
 //! Chunks are [`Shared`]: a snapshot freezes them ([`List::freeze`]: O(chunks), no element
 //! copied) and encodes them on its own thread, and a write copies only the chunk it changes
