@@ -58,12 +58,6 @@ fn count(delta: i64) {
     }
 }
 
-#[inline]
-fn usable(p: *mut u8) -> i64 {
-    // SAFETY: `p` was returned by mimalloc and not freed yet.
-    unsafe { libmimalloc_sys::mi_usable_size(p.cast()) as i64 }
-}
-
 /// The largest alignment [`Counting`] asks of mimalloc's plain `mi_malloc`: every block of a
 /// size class that is a multiple of 16 bytes starts 16-aligned (a page's first block is, and
 /// the blocks follow at the class's size).
@@ -80,20 +74,27 @@ fn plain_size(size: usize, align: usize) -> usize {
 // mimalloc's calls that also give the block's usable size (mimalloc.h, v3), which
 // libmimalloc-sys does not bind: one lookup of the block's page, where `mi_usable_size`
 // beside the call would make a second.
+//
+// Every block is counted at its whole block's size, as `mi_ufree` reports it: an
+// over-aligned block starts inside a bigger one, and `mi_usable_size` of it is smaller by
+// the offset, so counting that when allocating and `mi_ufree`'s figure when freeing drifted
+// `used_memory` down at every over-aligned block (tokio's tasks are aligned to 128).
 unsafe extern "C" {
     fn mi_umalloc(size: usize, usable: *mut usize) -> *mut std::ffi::c_void;
     fn mi_uzalloc(size: usize, usable: *mut usize) -> *mut std::ffi::c_void;
+    fn mi_umalloc_aligned(size: usize, align: usize, usable: *mut usize) -> *mut std::ffi::c_void;
+    fn mi_uzalloc_aligned(size: usize, align: usize, usable: *mut usize) -> *mut std::ffi::c_void;
     fn mi_urealloc(p: *mut std::ffi::c_void, size: usize, pre: *mut usize, post: *mut usize) -> *mut std::ffi::c_void;
     fn mi_ufree(p: *mut std::ffi::c_void, usable: *mut usize);
 }
 
 /// A block of `layout`, from `plain` (`mi_umalloc` or `mi_uzalloc`) where that is aligned
-/// enough, else from `aligned`; counted.
+/// enough, else from `aligned` (their aligned forms); counted.
 #[inline]
 fn allocate(
     layout: Layout,
     plain: unsafe extern "C" fn(usize, *mut usize) -> *mut std::ffi::c_void,
-    aligned: unsafe extern "C" fn(usize, usize) -> *mut std::ffi::c_void,
+    aligned: unsafe extern "C" fn(usize, usize, *mut usize) -> *mut std::ffi::c_void,
 ) -> *mut u8 {
     let (size, align) = (layout.size(), layout.align());
     if align <= PLAIN_ALIGN {
@@ -112,10 +113,12 @@ fn allocate(
         // SAFETY: `p` came from mimalloc just now and is not used again.
         unsafe { libmimalloc_sys::mi_free(p.cast()) };
     }
-    // SAFETY: a non-zero size (the caller's guarantee) and a power-of-two alignment.
-    let p: *mut u8 = unsafe { aligned(size, align) }.cast();
+    let mut got = 0;
+    // SAFETY: a non-zero size (the caller's guarantee), a power-of-two alignment, and a valid
+    // place for the block's size.
+    let p: *mut u8 = unsafe { aligned(size, align, &mut got) }.cast();
     if !p.is_null() {
-        count(usable(p));
+        count(got as i64);
     }
     p
 }
@@ -134,12 +137,12 @@ fn allocate(
 unsafe impl GlobalAlloc for Counting {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        allocate(layout, mi_umalloc, libmimalloc_sys::mi_malloc_aligned)
+        allocate(layout, mi_umalloc, mi_umalloc_aligned)
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        allocate(layout, mi_uzalloc, libmimalloc_sys::mi_zalloc_aligned)
+        allocate(layout, mi_uzalloc, mi_uzalloc_aligned)
     }
 
     #[inline]
@@ -155,13 +158,19 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let align = layout.align();
         if align > PLAIN_ALIGN {
-            let before = usable(ptr);
-            // SAFETY: forwarded with the caller's guarantees.
-            let p: *mut u8 = unsafe { libmimalloc_sys::mi_realloc_aligned(ptr.cast(), new_size, align) }.cast();
-            if !p.is_null() {
-                count(usable(p) - before);
+            // Rare (no buffer of Magpie's grows with such an alignment): a new block, the
+            // bytes copied, the old one freed, each counted as above.
+            let q =
+                allocate(Layout::from_size_align(new_size, align).unwrap_or(layout), mi_umalloc, mi_umalloc_aligned);
+            if !q.is_null() {
+                // SAFETY: both blocks hold at least `min(old, new)` bytes and are distinct;
+                // the old one is the caller's, not used again once this returns non-null.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(ptr, q, layout.size().min(new_size));
+                    self.dealloc(ptr, layout);
+                }
             }
-            return p;
+            return q;
         }
         let (mut before, mut after) = (0, 0);
         // SAFETY: `ptr` came from mimalloc; on success it is moved or grown in place, on
@@ -176,11 +185,7 @@ unsafe impl GlobalAlloc for Counting {
             return p;
         }
         // Never seen (see `PLAIN_ALIGN`): move the bytes to an aligned block.
-        let q = allocate(
-            Layout::from_size_align(new_size, align).unwrap_or(layout),
-            mi_umalloc,
-            libmimalloc_sys::mi_malloc_aligned,
-        );
+        let q = allocate(Layout::from_size_align(new_size, align).unwrap_or(layout), mi_umalloc, mi_umalloc_aligned);
         if q.is_null() {
             // The caller's block is already moved to `p`: a null would tell it to go on
             // using the old one.
@@ -335,6 +340,11 @@ pub(crate) fn name() -> String {
 mod tests {
     use super::*;
 
+    fn usable(p: *mut u8) -> usize {
+        // SAFETY: `p` was returned by mimalloc and not freed yet.
+        unsafe { libmimalloc_sys::mi_usable_size(p.cast()) }
+    }
+
     #[test]
     fn purge_delay_is_the_option_before_use_numa_nodes() {
         assert_eq!(libmimalloc_sys::mi_option_use_numa_nodes - 1, PURGE_DELAY);
@@ -416,5 +426,32 @@ mod tests {
             let good = unsafe { libmimalloc_sys::mi_good_size(n) };
             assert_eq!(magpie_store::sizes::alloc_class(n), good, "{n} bytes");
         }
+    }
+
+    /// A block counts the same bytes when it is freed as when it was allocated, whatever its
+    /// alignment (over-aligned blocks start inside a bigger one): `used_memory` must not
+    /// drift as tasks and buffers with big alignments come and go.
+    #[test]
+    fn a_block_counts_the_same_when_freed_as_when_allocated() {
+        std::thread::spawn(|| {
+            let tally = || TALLY.with(Cell::get);
+            for (size, align) in [(100, 128), (24, 64), (3000, 4096), (40, 16), (7, 1), (200, 32)] {
+                let layout = Layout::from_size_align(size, align).unwrap();
+                for _ in 0..50 {
+                    let before = tally();
+                    // SAFETY: a non-zero size; freed right after with the same layout.
+                    let p = unsafe { Counting.alloc(layout) };
+                    assert_eq!(p as usize % align, 0);
+                    // SAFETY: as above.
+                    let q = unsafe { Counting.realloc(p, layout, size * 3) };
+                    assert_eq!(q as usize % align, 0);
+                    // SAFETY: `q` holds the block now, with the grown layout.
+                    unsafe { Counting.dealloc(q, Layout::from_size_align(size * 3, align).unwrap()) };
+                    assert_eq!(tally(), before, "{size} bytes aligned to {align}");
+                }
+            }
+        })
+        .join()
+        .unwrap();
     }
 }
