@@ -367,6 +367,9 @@ pub struct Pool {
     pub(crate) total: usize,
     /// Steps until `sizes` is read again.
     pub(crate) stale_in: u32,
+    /// The next step's sample, chosen at the end of the last one, whose entries were asked
+    /// for then: (db, shard, a random number that picks the start).
+    pub(crate) plan: Option<(usize, usize, u64)>,
 }
 
 pub(crate) const POOL_SIZE: usize = 16;
@@ -397,6 +400,11 @@ impl Pool {
     pub(crate) fn take_best(&mut self) -> Option<Candidate> {
         let i = self.best.iter().enumerate().max_by_key(|(_, b)| b.score)?.0;
         Some(self.best.swap_remove(i))
+    }
+
+    /// The best candidate, left in the pool.
+    pub(crate) fn peek_best(&self) -> Option<&Candidate> {
+        self.best.iter().max_by_key(|b| b.score)
     }
 
     /// A shard to sample, with a probability proportional to its size.

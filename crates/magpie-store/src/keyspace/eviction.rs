@@ -169,20 +169,38 @@ impl Shard {
     }
 
     /// Up to `n` random live entries (of those with an expiry time, for `volatile`), and
-    /// their indices.
-    pub(super) fn sample(&self, n: usize, volatile: bool, mut f: impl FnMut(usize, &[u8], EntryRef<'_>)) {
+    /// their indices; `r`, a random number, picks where they start.
+    pub(super) fn sample(&self, r: u64, n: usize, volatile: bool, mut f: impl FnMut(usize, &[u8], EntryRef<'_>)) {
         let len = if volatile { self.volatile.len() } else { self.map.len() };
         if len == 0 {
             return;
         }
         // Consecutive entries from a random start, as Redis's dictGetSomeKeys walks buckets:
         // one random jump, then neighbours.
-        let start = fastrand::usize(..len);
+        let start = (r % len as u64) as usize;
         for i in 0..n.min(len) {
             let pos = (start + i) % len;
             let idx = if volatile { self.volatile[pos] as usize } else { pos };
             if let Some((k, e)) = self.map.get_index(idx) {
                 f(idx, k, self.view(e));
+            }
+        }
+    }
+
+    /// Asks for the lines [`Shard::sample`] with the same arguments will read (the entries
+    /// themselves; for `volatile`, the positions that lead to them).
+    fn prefetch_sample(&self, r: u64, n: usize, volatile: bool) {
+        let len = if volatile { self.volatile.len() } else { self.map.len() };
+        if len == 0 {
+            return;
+        }
+        let start = (r % len as u64) as usize;
+        if volatile {
+            let n = n.min(len - start);
+            crate::lines::prefetch(self.volatile[start..].as_ptr().cast(), n * size_of::<u32>());
+        } else {
+            for i in 0..n.min(len) {
+                self.map.prefetch((start + i) % len);
             }
         }
     }
@@ -242,13 +260,17 @@ impl Keyspace {
             if policy == Policy::AllKeysWTinyLfu {
                 return self.evict_wtinylfu(db, shard, samples, now);
             }
-            {
-                let g = lock.read();
-                let map = &g.map;
-                g.sample(samples, policy.volatile(), |idx, k, e| {
-                    let score = if e.is_expired(now) { u64::MAX } else { score(policy, &e, now) };
-                    pool.offer(Candidate { score, db, shard, hash: map.hash(k), idx, key: Key::new(k) });
-                });
+            // Redis's pool, one step ahead: the pool's best goes first, then the pool takes
+            // in the sample chosen at the end of the last step, then the next step's sample and
+            // best are chosen and their lines asked for. Those lines (random places: a miss
+            // each) then arrive while the server goes on with other commands, instead of being
+            // waited for here. An empty pool (the first step, or every candidate gone) is
+            // filled first.
+            let mut sampled = false;
+            if pool.best.is_empty() {
+                let planned = pool.plan.take().unwrap_or((db, shard, fastrand::u64(..)));
+                self.fill_pool(policy, samples, now, pool, planned);
+                sampled = true;
             }
             while let Some(c) = pool.take_best() {
                 let mut g = self.dbs[c.db].shards[c.shard].0.write();
@@ -259,10 +281,40 @@ impl Keyspace {
                     _ => g.map.find_from_hash(c.hash, |k| k == &*c.key),
                 };
                 let Some(idx) = found else { continue };
-                return self.finish(c.db, &mut g, idx, now);
+                let step = self.finish(c.db, &mut g, idx, now);
+                drop(g);
+                if !sampled && let Some(planned) = pool.plan.take() {
+                    self.fill_pool(policy, samples, now, pool, planned);
+                }
+                self.plan_next(policy, samples, pool);
+                return step;
             }
         }
         EvictStep::Nothing
+    }
+
+    /// Offers the sample `planned` names (db, shard, random start) to the pool.
+    fn fill_pool(&self, policy: Policy, samples: usize, now: u64, pool: &mut Pool, planned: (usize, usize, u64)) {
+        let (db, shard, r) = planned;
+        let g = self.dbs[db].shards[shard].0.read();
+        let map = &g.map;
+        g.sample(r, samples, policy.volatile(), |idx, k, e| {
+            let score = if e.is_expired(now) { u64::MAX } else { score(policy, &e, now) };
+            pool.offer(Candidate { score, db, shard, hash: map.hash(k), idx, key: Key::new(k) });
+        });
+    }
+
+    /// Chooses the next step's sample, and asks for its entries and for what evicting the
+    /// pool's best will read (see [`Shard::prefetch_removal`]).
+    fn plan_next(&self, policy: Policy, samples: usize, pool: &mut Pool) {
+        if let Some((db, shard)) = pool.pick_shard() {
+            let r = fastrand::u64(..);
+            self.dbs[db].shards[shard].0.read().prefetch_sample(r, samples, policy.volatile());
+            pool.plan = Some((db, shard, r));
+        }
+        if let Some(c) = pool.peek_best() {
+            self.dbs[c.db].shards[c.shard].0.read().map.prefetch_removal(c.idx, c.hash);
+        }
     }
 
     /// Evicts the entry at `idx` of a write-locked shard (or reclaims it, if it expired).

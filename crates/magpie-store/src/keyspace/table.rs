@@ -87,6 +87,16 @@ impl Table {
         }
     }
 
+    /// Asks for what removing the entry at `idx`, whose hash is `hash`, will read: the entry,
+    /// its index line, and the index line of the last entry (which moves into its place).
+    pub(super) fn prefetch_removal(&self, idx: usize, hash: u64) {
+        self.prefetch(idx);
+        self.index.prefetch(hash);
+        if let Some((k, _)) = self.len.checked_sub(1).and_then(|last| self.at(last)) {
+            self.index.prefetch(self.hash(k));
+        }
+    }
+
     #[inline]
     fn at(&self, idx: usize) -> Option<&(Key, Entry)> {
         self.chunks.get(idx >> CHUNK_SHIFT)?.get(idx & (CHUNK - 1))

@@ -389,6 +389,34 @@ fn eviction_follows_the_policy() {
     assert_eq!(evict(&ks, Policy::NoEviction, 1, 0).len(), 0);
 }
 
+/// The pool plans each step's sample at the end of the one before: when the keys it planned
+/// for (and every candidate it holds) are gone by the next step, eviction still finds the
+/// keys that are left, under an allkeys and a volatile policy.
+#[test]
+fn eviction_finds_the_keys_left_when_its_plan_is_stale() {
+    let _lock = crate::evict::TEST_LOCK.lock();
+    for policy in [Policy::AllKeysLru, Policy::VolatileLru] {
+        let ks = Keyspace::new(1, 16);
+        fill(&ks, 200, 0, |_| Some(1_000_000));
+        let mut pool = Pool::default();
+        assert!(matches!(ks.evict_one(policy, 5, 0, &mut pool), EvictStep::Evicted(_)));
+        assert!(pool.plan.is_some() && !pool.best.is_empty());
+        for i in 0..200 {
+            let k = format!("k{i}");
+            ks.db(0).write(k.as_bytes()).remove(k.as_bytes(), 0);
+        }
+        ks.db(0).write(b"only").insert(b"only", v("x"), Some(1_000_000), 0);
+        let mut gone = Vec::new();
+        for _ in 0..4 {
+            if let EvictStep::Evicted(e) = ks.evict_one(policy, 5, 0, &mut pool) {
+                gone.push(e.key);
+            }
+        }
+        assert_eq!(gone, [Key::new(b"only")], "{policy:?}");
+        assert_eq!(ks.db(0).len(), 0);
+    }
+}
+
 /// volatile-ttl takes the keys that expire soonest first. Sampling makes one run's picks
 /// vary (the first picks are the best of 5 neighbours from a random place): one run's average
 /// passed 20 in 1.7% of runs, so the average is taken over 10 runs (random eviction: 24.5).
