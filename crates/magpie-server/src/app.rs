@@ -251,7 +251,9 @@ fn spawn_expiry(shared: Arc<Server>) -> io::Result<std::thread::JoinHandle<()>> 
             // Over maxmemory (lowered at run time, or a command's eviction ran out of time):
             // evict here too, as Redis's eviction time proc, without waiting for a write.
             let memory = &shared.settings().memory;
-            while memory.perform_evictions(ks, pubsub, journal) == Outcome::Running && start.elapsed() < period / 2 {
+            while memory.perform_evictions(ks, pubsub, journal, now_ms()) == Outcome::Running
+                && start.elapsed() < period / 2
+            {
                 // Let commands waiting for the gate in between.
                 drop(pass.take());
                 pass = Some(gate.shared());

@@ -193,7 +193,7 @@ fn evict_first(ctx: &Ctx<'_>, cmd: &Command) -> Result<(), Error> {
     }
     let server = ctx.server();
     let memory = &server.settings().memory;
-    if memory.perform_evictions(server.keyspace(), server.pubsub(), server.journal()) != Outcome::Fail {
+    if memory.perform_evictions(server.keyspace(), server.pubsub(), server.journal(), ctx.now()) != Outcome::Fail {
         return Ok(());
     }
     let refuse = match &session.txn.multi {

@@ -184,8 +184,9 @@ impl Memory {
 
     /// Evicts keys until memory is under `maxmemory` or the time allowed runs out (Redis's
     /// `performEvictions`). Each eviction is logged as a DEL, published as `evicted`, and
-    /// counted. Called before every command while a limit is set, and by the timer.
-    pub(crate) fn perform_evictions(&self, ks: &Keyspace, pubsub: &PubSub, journal: &Journal) -> Outcome {
+    /// counted. Called before every command while a limit is set, and by the timer; `now` is
+    /// the time in ms since the epoch (a command's own), which idle times are counted to.
+    pub(crate) fn perform_evictions(&self, ks: &Keyspace, pubsub: &PubSub, journal: &Journal, now: u64) -> Outcome {
         let max = self.maxmemory();
         if max == 0 || self.used() <= max {
             return Outcome::Ok;
@@ -195,12 +196,12 @@ impl Memory {
             return Outcome::Fail;
         }
         let limit = self.time_limit_us();
-        let start = Instant::now();
+        // The time allowed counts from the second step: most calls take one, and need no
+        // reading of the clock.
+        let mut start = None;
         let samples = self.samples() as usize;
         let mut pool = self.pool.lock();
         let mut steps = 0u64;
-        // One reading of the clock for the whole call: a key's idle time is kept in seconds.
-        let now = magpie_store::now_ms();
         journal.begin();
         let outcome = loop {
             let step = ks.evict_one(policy, samples, now, &mut pool);
@@ -221,6 +222,7 @@ impl Memory {
                 break Outcome::Ok;
             }
             steps += 1;
+            let start = *start.get_or_insert_with(Instant::now);
             if steps.is_multiple_of(16) && start.elapsed().as_micros() as u64 > limit {
                 break Outcome::Running;
             }
