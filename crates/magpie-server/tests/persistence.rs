@@ -261,6 +261,63 @@ fn the_log_replays_effects_with_the_times_they_had() {
     assert!((990..=1000).contains(&ttl), "ttl {ttl}");
 }
 
+/// The log's replay reads records some at a time and warms their keys first: records of two
+/// databases in turn, commands whose second argument is not a key or who have several, and a
+/// count of records that does not fill the last window, all replay to the state they made.
+#[test]
+fn a_log_of_two_databases_and_mixed_commands_replays_whole() {
+    const N: usize = 1_003;
+    let dir = temp_dir("replay-mixed");
+    let mut s = start(&dir, &["--appendonly", "yes"]);
+    let mut con = s.client();
+    for i in 0..N {
+        let db = i % 2;
+        let _: () = redis::cmd("SELECT").arg(db).query(&mut con).unwrap();
+        let _: () = con.set(format!("k{i}"), i).unwrap();
+        match i % 5 {
+            0 => {
+                let _: () = redis::cmd("MSET")
+                    .arg(format!("m{i}"))
+                    .arg("a")
+                    .arg(format!("n{i}"))
+                    .arg("b")
+                    .query(&mut con)
+                    .unwrap();
+            }
+            1 => {
+                let _: i64 = con.incr(format!("k{}", i - 1), 10).unwrap_or(0);
+            }
+            2 => {
+                let _: i64 = con.del(format!("k{i}")).unwrap();
+            }
+            _ => {}
+        }
+    }
+    let _: () = redis::cmd("SELECT").arg(1).query(&mut con).unwrap();
+    let _: () = redis::cmd("FLUSHDB").query(&mut con).unwrap();
+    let _: () = con.set("after", "flush").unwrap();
+    let want = |con: &mut redis::Connection| {
+        let mut got = Vec::new();
+        for db in 0..2 {
+            let _: () = redis::cmd("SELECT").arg(db).query(con).unwrap();
+            let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(con).unwrap();
+            keys.sort();
+            for k in keys {
+                let v: String = con.get(&k).unwrap();
+                got.push((db, k, v));
+            }
+        }
+        got
+    };
+    let before = want(&mut con);
+    assert!(before.len() > N / 2, "{} keys", before.len());
+    shutdown(&mut s, "NOSAVE");
+
+    let s = start(&dir, &["--appendonly", "yes"]);
+    let mut con = s.client();
+    assert_eq!(want(&mut con), before);
+}
+
 /// Writers on several connections record every acknowledged SET; the server is killed with
 /// SIGKILL at a random moment (optionally just after starting a snapshot or a rewrite); after
 /// a restart every acknowledged write must be there.
