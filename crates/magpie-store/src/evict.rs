@@ -375,17 +375,21 @@ pub struct Pool {
 pub(crate) const POOL_SIZE: usize = 16;
 
 impl Pool {
-    /// Adds a candidate, keeping the [`POOL_SIZE`] best and each key once.
-    pub(crate) fn offer(&mut self, c: Candidate) {
+    /// Adds the candidate `make` gives, whose score is `score`, keeping the [`POOL_SIZE`] best
+    /// and each key once. `make` (which hashes and copies the key) runs only for a candidate
+    /// that gets in: most samples do not.
+    pub(crate) fn offer(&mut self, score: u64, make: impl FnOnce() -> Candidate) {
         let full = self.best.len() >= POOL_SIZE;
         let worst = if full { self.best.iter().enumerate().min_by_key(|(_, b)| b.score) } else { None };
         if let Some((_, w)) = worst
-            && w.score >= c.score
+            && w.score >= score
         {
             // Not better than the worst kept: whether or not it is in the pool already, the
             // pool stays as it is (Redis's evictionPoolPopulate skips it the same way).
             return;
         }
+        let c = make();
+        debug_assert_eq!(c.score, score);
         let worst = worst.map(|(i, _)| i);
         if let Some(i) = self.best.iter().position(|b| b.hash == c.hash && b.db == c.db && b.key == c.key) {
             self.best[i].score = c.score;
@@ -506,7 +510,7 @@ mod tests {
     fn the_pool_keeps_the_best_once_each() {
         let mut p = Pool::default();
         for i in 0..40u64 {
-            p.offer(Candidate {
+            p.offer(i % 20, || Candidate {
                 score: i % 20,
                 db: 0,
                 shard: 0,
@@ -516,6 +520,8 @@ mod tests {
             });
         }
         assert_eq!(p.best.len(), POOL_SIZE);
+        // A candidate no better than the worst kept is not even made (its key not hashed).
+        p.offer(4, || panic!("a candidate that does not get in was made"));
         assert_eq!(p.take_best().map(|c| c.score), Some(19));
         assert_eq!(p.take_best().map(|c| c.score), Some(18));
     }

@@ -300,7 +300,7 @@ impl Keyspace {
         let map = &g.map;
         g.sample(r, samples, policy.volatile(), |idx, k, e| {
             let score = if e.is_expired(now) { u64::MAX } else { score(policy, &e, now) };
-            pool.offer(Candidate { score, db, shard, hash: map.hash(k), idx, key: Key::new(k) });
+            pool.offer(score, || Candidate { score, db, shard, hash: map.hash(k), idx, key: Key::new(k) });
         });
     }
 
