@@ -24,7 +24,7 @@ mod services;
 
 pub use app::run;
 pub use core::alloc::Counting as CountingAllocator;
-pub use core::alloc::configure as configure_allocator;
+pub use core::alloc::{configure as configure_allocator, disable_huge_pages};
 pub use services::config::{Config, Options};
 pub use services::persist::check_tool;
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use magpie_server::{Config, CountingAllocator, Options, check_tool, configure_allocator};
+use magpie_server::{Config, CountingAllocator, Options, check_tool, configure_allocator, disable_huge_pages};
 
 /// mimalloc, counted: `used_memory` and `maxmemory` read the count.
 #[global_allocator]
@@ -34,6 +34,11 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(std::io::stdout().is_terminal())
         .init();
+    if config.disable_thp
+        && let Err(e) = disable_huge_pages()
+    {
+        tracing::warn!("disable-thp: transparent huge pages stay as the kernel sets them: {e}");
+    }
 
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     // An idle worker gives back the memory its connections freed, and starts a new turn of

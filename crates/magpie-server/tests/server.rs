@@ -324,6 +324,34 @@ fn config_set_changes_live_settings() {
     assert_eq!(r.cmd_str("CONFIG GET timeout"), "*2\r\n$7\r\ntimeout\r\n$2\r\n30\r\n");
 }
 
+/// `disable-thp` (yes by default, as Redis's): the server turns transparent huge pages off for
+/// its own process (the kernel's `THP_enabled` flag, shown from Linux 5.0), or leaves them as
+/// its parent had them with `no`; it cannot change at run time.
+#[test]
+fn disable_thp_turns_huge_pages_off_for_the_process() {
+    let thp_flag = |pid: &str| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("THP_enabled:")).map(|v| v.trim().to_owned())
+    };
+    let ours = thp_flag("self");
+    for (args, setting) in [(&[][..], "yes"), (&["--disable-thp", "no"][..], "no")] {
+        let server = Server::magpie_with(args);
+        let mut r = server.raw();
+        assert_eq!(
+            r.cmd_str("CONFIG GET disable-thp"),
+            format!("*2\r\n$11\r\ndisable-thp\r\n${}\r\n{setting}\r\n", setting.len())
+        );
+        let want = if setting == "yes" { Some("0".to_owned()) } else { ours.clone() };
+        if ours.is_some() {
+            assert_eq!(thp_flag(&server.pid().to_string()), want, "{args:?}");
+        }
+        assert_eq!(
+            r.cmd_str("CONFIG SET disable-thp no"),
+            "-ERR CONFIG SET failed (possibly related to argument 'disable-thp') - can't set immutable config\r\n"
+        );
+    }
+}
+
 #[test]
 fn config_file_and_flags() {
     let dir = std::env::temp_dir().join(format!("magpie-test-{}", std::process::id()));

@@ -355,6 +355,12 @@ pub(super) static PARAMS: &[Param] = &[
         set: Some(Set::Text(|s, v| s.protected_mode.store(yes(v), Ordering::Relaxed))),
     },
     Param {
+        name: "disable-thp",
+        get: |s| if s.config.disable_thp { "yes" } else { "no" }.to_owned(),
+        kind: FIXED,
+        set: None,
+    },
+    Param {
         name: "enable-protected-configs",
         get: |s| s.config.enable_protected_configs.name().to_owned(),
         kind: FIXED,
