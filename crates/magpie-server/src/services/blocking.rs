@@ -138,8 +138,14 @@ struct Inner {
 /// The clients blocked on keys, by (database, key), oldest first.
 #[derive(Default)]
 pub(crate) struct Blocking {
-    /// Clients waiting right now; zero makes `signal` free.
+    /// Clients waiting right now; zero makes `signal` free. Counted from the start of
+    /// [`Blocking::register`], before the client is queued.
     count: AtomicUsize,
+    /// Clients queued on their keys (INFO's `blocked_clients`): counted only once queued, so
+    /// that a push made after INFO shows a client blocked is signalled to it, and a pop made
+    /// meanwhile lets it go first. (`count` can show a client that is not queued yet: a push
+    /// then does not signal it, and a concurrent pop may take the element before it looks.)
+    queued: AtomicUsize,
     /// Some key is in `ready`: the command that signalled it serves it when it finishes.
     unserved: AtomicBool,
     /// Some key is pending (signalled, not yet served): commands that take elements check.
@@ -152,7 +158,7 @@ pub(crate) struct Blocking {
 impl Blocking {
     /// Clients blocked right now (INFO's `blocked_clients`).
     pub(crate) fn blocked(&self) -> usize {
-        self.count.load(Ordering::Relaxed)
+        self.queued.load(Ordering::SeqCst)
     }
 
     /// Says that `key` in `db` may now hold what a blocked client waits for; the key is served
@@ -211,6 +217,7 @@ impl Blocking {
         for key in &waiter.keys {
             queues.entry(key.clone()).or_default().push_back(waiter.clone());
         }
+        self.queued.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Takes `waiter` out of its queues, and its keys out of the keyspace's waited keys.
@@ -218,6 +225,7 @@ impl Blocking {
     fn unqueue(&self, ks: &Keyspace, waiter: &Arc<Waiter>) {
         waiter.info.blocked.store(false, Ordering::Relaxed);
         let mut inner = self.inner.lock();
+        self.queued.fetch_sub(1, Ordering::SeqCst);
         if let Some(queues) = inner.queues.get_mut(&waiter.db) {
             for key in &waiter.keys {
                 if let Some(q) = queues.get_mut(key) {
