@@ -79,6 +79,17 @@ impl RawRecord {
         })
     }
 
+    /// The record's size in bytes (its encoded payload).
+    pub fn size(&self) -> usize {
+        self.payload.len()
+    }
+
+    /// Bytes the record's buffer holds on to (its payload's capacity), which reading the next
+    /// record into it reuses.
+    pub fn retained(&self) -> usize {
+        self.payload.capacity()
+    }
+
     fn to_record(&self) -> Record {
         Record { db: self.db, commands: self.commands().map(|args| args.map(<[u8]>::to_vec).collect()).collect() }
     }

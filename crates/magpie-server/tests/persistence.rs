@@ -261,10 +261,10 @@ fn the_log_replays_effects_with_the_times_they_had() {
     assert!((990..=1000).contains(&ttl), "ttl {ttl}");
 }
 
-/// The log's replay reads records 16 at a time and warms their keys (each command's second
-/// argument) first: records of two databases in turn, commands with several keys (MSET) or
-/// none (FLUSHDB), and a count of records that does not fill the last window, all replay to
-/// the state they made.
+/// The log's replay reads records 16 at a time (fewer past 1 MB) and warms their keys (each
+/// command's second argument) first: records of two databases in turn, commands with several
+/// keys (MSET) or none (FLUSHDB), values of 1.5 MB that end a window early, and a count of
+/// records that does not fill the last window, all replay to the state they made.
 #[test]
 fn a_log_of_two_databases_and_mixed_commands_replays_whole() {
     const N: usize = 1_003;
@@ -290,6 +290,9 @@ fn a_log_of_two_databases_and_mixed_commands_replays_whole() {
             }
             2 => {
                 let _: i64 = con.del(format!("k{i}")).unwrap();
+            }
+            _ if i % 97 == 3 => {
+                let _: () = con.set(format!("big{i}"), format!("{i}").repeat(1_500_000 / 3)).unwrap();
             }
             _ => {}
         }

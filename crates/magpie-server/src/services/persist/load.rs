@@ -183,13 +183,19 @@ impl Persistence {
         let mut reader = LogReader::open(path).map_err(|e| damaged(&e, "--check-aof"))?;
         let (mut records, mut errors) = (0u64, 0u64);
         let mut args = ArgVec::new();
-        // Records are read `AHEAD` at a time into buffers reused from window to window (replay
-        // allocates nothing per record), and each window's keys are warmed before it runs: a
-        // new key's lookup and insert were two cache misses in a row, and half a replay's time.
+        // Records are read up to `AHEAD` (and `AHEAD_BYTES`) at a time into buffers reused from
+        // window to window (replay allocates nothing per record), and each window's keys are
+        // warmed before it runs: a new key's lookup and insert were two cache misses in a row,
+        // and half a replay's time.
         let mut window: Vec<RawRecord> = (0..AHEAD).map(|_| RawRecord::default()).collect();
-        loop {
-            let mut n = 0;
-            while n < AHEAD && reader.next_raw(&mut window[n]).map_err(|e| damaged(&e, "--check-aof"))? {
+        let mut end = false;
+        while !end {
+            let (mut n, mut bytes) = (0, 0);
+            while n < AHEAD && bytes < AHEAD_BYTES {
+                if !reader.next_raw(&mut window[n]).map_err(|e| damaged(&e, "--check-aof"))? {
+                    end = true;
+                    break;
+                }
                 let db = window[n].db;
                 if db >= self.ks.db_count() {
                     return Err(format!(
@@ -198,6 +204,7 @@ impl Persistence {
                         self.ks.db_count()
                     ));
                 }
+                bytes += window[n].size();
                 n += 1;
             }
             warm_records(&self.ks, &window[..n]);
@@ -217,8 +224,12 @@ impl Persistence {
                     }
                 }
             }
-            if n < AHEAD {
-                break;
+            // A big record's buffer is not kept for the rest of the replay (16 of them would
+            // be 16 times the biggest record).
+            for rec in &mut window[..n] {
+                if rec.retained() > AHEAD_BYTES {
+                    *rec = RawRecord::default();
+                }
             }
         }
         replay(ReplayStep::End)?;
@@ -330,6 +341,10 @@ fn damaged(e: &magpie_persist::FileError, tool: &str) -> String {
 
 /// Records a log's replay reads before running them (see [`Persistence::replay_log`]).
 const AHEAD: usize = 16;
+
+/// Bytes of records past which a replay's window is not filled further: a window holds at
+/// most this much and one record more.
+const AHEAD_BYTES: usize = 1 << 20;
 
 /// Asks for the keyspace's lines that `records` will read: each command's second argument,
 /// the key of almost every command a log holds (warming an argument that is not a key costs
