@@ -234,7 +234,7 @@ fn decode_stream(c: &mut Cursor<'_>) -> Decoded<Stream> {
 
 pub(crate) fn decode_value(c: &mut Cursor<'_>) -> Decoded<Value> {
     match c.u8()? {
-        STR => Ok(Value::Str(c.bytes()?.to_vec())),
+        STR => Ok(Value::Str(c.bytes()?.into())),
         INT => Ok(Value::Int(c.ivarint()?)),
         SET => {
             let n = c.count(1)?;

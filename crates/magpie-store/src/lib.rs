@@ -26,6 +26,7 @@ mod segtable;
 pub mod set;
 pub mod sizes;
 mod sketch;
+mod strbuf;
 pub mod stream;
 pub mod tap;
 mod value;
@@ -41,6 +42,7 @@ pub use keyspace::{
 pub use list::List;
 pub use magpie_protocol::parse_i64;
 pub use set::Set;
+pub use strbuf::StrBuf;
 pub use stream::{Stream, StreamId};
 pub use tap::{Expired, Tap};
 pub use value::{Frozen, Value};

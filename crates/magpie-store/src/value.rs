@@ -2,14 +2,15 @@
 
 use magpie_protocol::parse_i64;
 
-use crate::{Hash, List, Set, Stream, ZSet, decimal_len};
+use crate::{Hash, List, Set, StrBuf, Stream, ZSet, decimal_len};
 
 /// A stored value. Strings that are canonical 64-bit integers are kept as `Int` (Redis's
-/// `int` encoding): smaller, and INCR needs no parsing. Collections are boxed, so a `Value`
-/// stays 24 bytes whatever it holds.
+/// `int` encoding): smaller, and INCR needs no parsing. Collections are boxed, and a string's
+/// buffer keeps its capacity in a byte (see [`StrBuf`]), so a `Value` is 16 bytes whatever it
+/// holds.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
-    Str(Vec<u8>),
+    Str(StrBuf),
     Int(i64),
     List(Box<List>),
     Hash(Box<Hash>),
@@ -34,19 +35,17 @@ impl Value {
         {
             return Value::Int(n);
         }
-        Value::Str(bytes.to_vec())
+        Value::Str(StrBuf::from(bytes))
     }
 
     /// Makes this value the string `bytes`, reusing this value's buffer when it is a string
     /// buffer of about the right size (an overwrite then allocates nothing).
     pub fn assign_string(&mut self, bytes: &[u8]) {
-        if let Value::Str(buf) = self {
-            let fits = buf.capacity() >= bytes.len() && buf.capacity() <= bytes.len().saturating_mul(2).max(32);
-            if fits && (bytes.len() > 20 || parse_i64(bytes).is_none()) {
-                buf.clear();
-                buf.extend_from_slice(bytes);
-                return;
-            }
+        if let Value::Str(buf) = self
+            && (bytes.len() > 20 || parse_i64(bytes).is_none())
+        {
+            buf.assign(bytes);
+            return;
         }
         *self = Value::string(bytes);
     }
@@ -116,9 +115,9 @@ impl Value {
     }
 
     /// Turns an `Int` into `Str` so the bytes can be edited in place; `None` for other types.
-    pub fn str_mut(&mut self) -> Option<&mut Vec<u8>> {
+    pub fn str_mut(&mut self) -> Option<&mut StrBuf> {
         if let Value::Int(n) = *self {
-            *self = Value::Str(itoa::Buffer::new().format(n).as_bytes().to_vec());
+            *self = Value::Str(StrBuf::from(itoa::Buffer::new().format(n).as_bytes()));
         }
         match self {
             Value::Str(s) => Some(s),
@@ -212,7 +211,7 @@ mod tests {
         assert_eq!(Value::string(b"123"), Value::Int(123));
         assert_eq!(Value::string(b"-9223372036854775808"), Value::Int(i64::MIN));
         for s in [&b"0123"[..], b"+1", b" 1", b"-0", b"1.0", b"", b"99999999999999999999"] {
-            assert_eq!(Value::string(s), Value::Str(s.to_vec()));
+            assert_eq!(Value::string(s), Value::Str(s.into()));
         }
     }
 
@@ -227,7 +226,7 @@ mod tests {
         v.assign_string(b"42");
         assert_eq!(v, Value::Int(42));
         v.assign_string(&[b'c'; 1000]);
-        assert_eq!(v, Value::Str(vec![b'c'; 1000]));
+        assert_eq!(v, Value::Str(vec![b'c'; 1000].into()));
         v.assign_string(b"x");
         let Value::Str(small) = &v else { panic!() };
         assert!(small.capacity() < 1000, "a big buffer is not kept for a small value");
@@ -246,6 +245,11 @@ mod tests {
     fn str_mut_turns_ints_into_bytes() {
         let mut v = Value::Int(-5);
         v.str_mut().unwrap().push(b'0');
-        assert_eq!(v, Value::Str(b"-50".to_vec()));
+        assert_eq!(v, Value::Str(b"-50".to_vec().into()));
+    }
+
+    #[test]
+    fn a_value_is_sixteen_bytes() {
+        assert_eq!(size_of::<Value>(), 16);
     }
 }

@@ -101,7 +101,7 @@ fn setbit(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             if on == 1 {
                 s[byte] |= mask;
             }
-            empty.insert(Value::Str(s), None);
+            empty.insert(Value::Str(s.into()), None);
             (false, true)
         }
     };
@@ -331,7 +331,7 @@ fn bitop(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let len = result.len();
     let target = locked.shard(db, dest);
     if len > 0 {
-        target.insert(dest, Value::Str(result), None, ctx.now());
+        target.insert(dest, Value::Str(result.into()), None, ctx.now());
         drop(locked);
         ctx.notify(notify::STRING, "set", dest);
     } else if target.remove(dest, ctx.now()).is_some() {
@@ -473,7 +473,7 @@ fn bitfield_generic(ctx: &mut Ctx<'_>, args: Args<'_>, read_only: bool) -> CmdRe
         Slot::Empty(empty) => {
             let mut p = vec![0u8; need];
             run_field_ops(&ops, &mut p, true, &mut changes, &mut replies);
-            empty.insert(Value::Str(p), None);
+            empty.insert(Value::Str(p.into()), None);
         }
     }
     drop(shard);

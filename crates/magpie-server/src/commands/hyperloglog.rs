@@ -56,10 +56,12 @@ fn pfadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             hll_bytes(live.entry().value)?;
             let Value::Str(v) = live.value_mut() else { return Err(wrongtype()) };
             let mut updated = false;
-            for ele in args.iter().skip(2) {
-                updated |= hll::add(v, ele, max_sparse).map_err(corrupt)?;
-            }
-            updated
+            v.edit(|v| {
+                for ele in args.iter().skip(2) {
+                    updated |= hll::add(v, ele, max_sparse).map_err(corrupt)?;
+                }
+                Ok::<_, Error>(updated)
+            })?
         }
         Slot::Empty(empty) => {
             let mut v = hll::new_sparse();
@@ -68,7 +70,7 @@ fn pfadd(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             }
             // Created counts as updated: the (empty) cache is marked stale, as in Redis.
             hll::invalidate(&mut v);
-            empty.insert(Value::Str(v), None);
+            empty.insert(Value::Str(v.into()), None);
             true
         }
     };
@@ -156,13 +158,13 @@ fn pfmerge(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     };
     match locked.shard(db, dest).slot(dest, ctx.now()) {
         Slot::Live(mut live) => match live.value_mut() {
-            Value::Str(v) => fill(v)?,
+            Value::Str(v) => v.edit(fill)?,
             _ => return Err(wrongtype()),
         },
         Slot::Empty(empty) => {
             let mut v = hll::new_sparse();
             fill(&mut v)?;
-            empty.insert(Value::Str(v), None);
+            empty.insert(Value::Str(v.into()), None);
         }
     }
     drop(locked);

@@ -66,9 +66,9 @@ fn help(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
 }
 
 /// What a stored key costs beyond its value's own allocations: its place in the shard's table
-/// (inline key 24, entry 32) and its share of the table's index (a 4-byte position and a
+/// (inline key 24, entry 24) and its share of the table's index (a 4-byte position and a
 /// 1-byte tag per slot, the index 7/16 to 7/8 full: about 8 bytes).
-const PER_KEY: u64 = 24 + 32 + 8;
+const PER_KEY: u64 = 24 + 24 + 8;
 
 /// What an expiry time costs a key that has one: its place (4 bytes) and time (8) in the
 /// shard's table of expiring keys.

@@ -450,7 +450,7 @@ pub(super) fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             check_length(end, max)?;
             let mut s = vec![0u8; end];
             s[offset..].copy_from_slice(value);
-            empty.insert(Value::Str(s), None);
+            empty.insert(Value::Str(s.into()), None);
             end
         }
     };
@@ -520,9 +520,9 @@ pub(super) fn incrbyfloat(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     // Kept as a string even when it reads as an integer: Redis stores the result as text, so
     // OBJECT ENCODING says embstr (as for "2"), not int.
     if exists {
-        shard.insert_keep_ttl(key, Value::Str(new.clone()), ctx.now());
+        shard.insert_keep_ttl(key, Value::Str(new.as_slice().into()), ctx.now());
     } else {
-        shard.insert(key, Value::Str(new.clone()), None, ctx.now());
+        shard.insert(key, Value::Str(new.as_slice().into()), None, ctx.now());
     }
     ctx.notify(notify::STRING, "incrbyfloat", key);
     ctx.out().bulk(&new);

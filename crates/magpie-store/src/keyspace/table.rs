@@ -32,7 +32,7 @@ use std::hash::BuildHasher;
 
 use super::Hasher;
 
-/// Entries per chunk, a power of two: 1024 entries of 56 bytes is 56 KiB (one of mimalloc's
+/// Entries per chunk, a power of two: 1024 entries of 48 bytes is 48 KiB (one of mimalloc's
 /// size classes, so a whole chunk wastes nothing); a shard of millions of entries has a few
 /// thousand chunks and at most one chunk's room unused.
 const CHUNK_SHIFT: u32 = 10;

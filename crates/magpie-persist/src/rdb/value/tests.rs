@@ -66,7 +66,7 @@ fn strings_and_integers_round_trip() {
             let v = Value::Int(n);
             assert_eq!(round_trip(&v, o), types::STRING);
             // An Int is written exactly as the string of its digits.
-            assert_eq!(encode(&v, o), encode(&Value::Str(n.to_string().into_bytes()), o));
+            assert_eq!(encode(&v, o), encode(&Value::Str(n.to_string().into_bytes().into()), o));
         }
     });
 }

@@ -132,7 +132,7 @@ mod tests {
         xor(&mut f, &[b"ab", b"c"]);
         xor(&mut g, &[b"a", b"bc"]);
         assert_ne!(f, g);
-        assert_eq!(value(&Value::Int(12), None), value(&Value::Str(b"12".to_vec()), None));
+        assert_eq!(value(&Value::Int(12), None), value(&Value::Str(b"12".to_vec().into()), None));
         assert_ne!(value(&Value::Int(12), None), value(&Value::Int(12), Some(5)));
     }
 }
