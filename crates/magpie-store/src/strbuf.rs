@@ -434,4 +434,49 @@ mod tests {
         assert!(s.capacity() < 1000, "a big buffer is not kept for a small value");
         assert_eq!(s.clone(), StrBuf::from(&b"x"[..]));
     }
+
+    /// Random edits, each checked against a `Vec` doing the same (under Miri too: `cargo +nightly
+    /// miri test -p magpie-store strbuf`).
+    #[test]
+    fn random_edits_agree_with_a_vec() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let rounds = if cfg!(miri) { 300 } else { 20_000 };
+        let (mut s, mut v) = (StrBuf::new(), Vec::new());
+        for _ in 0..rounds {
+            let most = if rng.bool() { 16 } else { 80 };
+            let bytes: Vec<u8> = (0..rng.usize(..=most)).map(|_| rng.u8(..)).collect();
+            match rng.u8(..7) {
+                0 => {
+                    s.extend_from_slice(&bytes);
+                    v.extend_from_slice(&bytes);
+                }
+                1 => {
+                    s.push(bytes.len() as u8);
+                    v.push(bytes.len() as u8);
+                }
+                2 => {
+                    let len = rng.usize(..=v.len() + 40);
+                    s.resize(len, 9);
+                    v.resize(len, 9);
+                }
+                3 => {
+                    s.assign(&bytes);
+                    v = bytes.clone();
+                }
+                4 => s = StrBuf::from(s.clone().into_vec()),
+                5 if !v.is_empty() => {
+                    let i = rng.usize(..v.len());
+                    s.as_mut_slice()[i] ^= 1;
+                    v[i] ^= 1;
+                }
+                _ => {
+                    s.edit(|e| e.truncate(e.len() / 2));
+                    v.truncate(v.len() / 2);
+                }
+            }
+            assert_eq!(&*s, &v[..]);
+            assert!(s.capacity() >= s.len());
+            assert_eq!(s.clone(), s);
+        }
+    }
 }
