@@ -18,6 +18,7 @@
 //! `Vec`'s parts, and the view of an inline string's bytes.
 #![allow(unsafe_code)]
 
+use std::cell::Cell;
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
@@ -30,6 +31,15 @@ const INLINE: usize = 13;
 
 /// [`StrBuf::cap`] of an inline string (no class comes near it: see [`class_size`]).
 const INLINE_TAG: u8 = u8::MAX;
+
+/// Largest buffer [`StrBuf::recycle`] keeps.
+const SPARE_MOST: usize = 512;
+
+thread_local! {
+    /// A buffer of a string that eviction removed, for the next string of its size this thread
+    /// makes (see [`StrBuf::recycle`]).
+    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
 
 /// Gives the byte it sits in a single valid value, so the compiler keeps an enclosing enum's tag
 /// in the other 255.
@@ -176,6 +186,33 @@ impl StrBuf {
         }
     }
 
+    /// Gives this string's buffer to the next string of the same length this thread makes, if
+    /// it is small. Eviction removes a key for every key a full cache's writes create, most
+    /// often of the same size: handing the evicted value's block straight to the new value
+    /// saves the allocator a free and a malloc, each of which touches the cold block (the
+    /// free list runs through the blocks themselves). Memory accounting sees the block as
+    /// still in use until then, as it is.
+    pub fn recycle(self) {
+        if !self.is_inline() && self.capacity() <= SPARE_MOST {
+            SPARE.set(self.into_vec());
+        }
+    }
+
+    /// A heap string of `bytes` (longer than [`INLINE`]), in the recycled buffer if it fits
+    /// exactly.
+    fn heap(bytes: &[u8]) -> StrBuf {
+        let mut v = SPARE.take();
+        if v.capacity() == bytes.len() {
+            v.clear();
+            v.extend_from_slice(bytes);
+            return StrBuf::from_vec(v);
+        }
+        if v.capacity() != 0 {
+            SPARE.set(v);
+        }
+        StrBuf::from_vec(bytes.to_vec())
+    }
+
     /// Runs `f` on the bytes as a `Vec<u8>` (for code written for one), keeping its changes.
     pub fn edit<R>(&mut self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         let mut v = std::mem::take(self).into_vec();
@@ -274,7 +311,7 @@ impl From<Vec<u8>> for StrBuf {
 
 impl From<&[u8]> for StrBuf {
     fn from(bytes: &[u8]) -> StrBuf {
-        if bytes.len() <= INLINE { StrBuf::inline(bytes) } else { StrBuf::from_vec(bytes.to_vec()) }
+        if bytes.len() <= INLINE { StrBuf::inline(bytes) } else { StrBuf::heap(bytes) }
     }
 }
 
@@ -433,6 +470,24 @@ mod tests {
         s.assign(b"x");
         assert!(s.capacity() < 1000, "a big buffer is not kept for a small value");
         assert_eq!(s.clone(), StrBuf::from(&b"x"[..]));
+    }
+
+    #[test]
+    fn a_recycled_buffer_goes_to_the_next_string_of_its_length() {
+        let old = StrBuf::from(&[b'a'; 64][..]);
+        let ptr = old.as_ptr();
+        old.recycle();
+        let other = StrBuf::from(&[b'b'; 100][..]);
+        assert_ne!(other.as_ptr(), ptr, "another length allocates");
+        let short = StrBuf::from(&b"short"[..]);
+        assert!(short.is_inline());
+        let new = StrBuf::from(&[b'c'; 64][..]);
+        assert_eq!((new.as_ptr(), &*new), (ptr, &[b'c'; 64][..]), "the spare was kept for it");
+        let next = StrBuf::from(&[b'd'; 64][..]);
+        assert_ne!(next.as_ptr(), ptr, "used once");
+        StrBuf::from(&b"inline"[..]).recycle();
+        StrBuf::from(&[b'e'; 4096][..]).recycle();
+        assert_eq!(SPARE.take().capacity(), 0, "neither an inline string nor a big buffer is kept");
     }
 
     /// Random edits, each checked against a `Vec` doing the same (under Miri too: `cargo +nightly
