@@ -235,9 +235,21 @@ impl StrBuf {
 
     pub fn extend_from_slice(&mut self, bytes: &[u8]) {
         let len = self.len();
-        if self.is_inline() && len + bytes.len() <= INLINE {
-            self.inline_len += bytes.len() as u8;
-            self.as_mut_slice()[len..].copy_from_slice(bytes);
+        if self.is_inline() {
+            if len + bytes.len() <= INLINE {
+                self.inline_len += bytes.len() as u8;
+                self.as_mut_slice()[len..].copy_from_slice(bytes);
+                return;
+            }
+        } else if bytes.len() <= self.capacity() - len {
+            // The common APPEND to a buffer an earlier one grew: no round trip through a `Vec`.
+            // SAFETY: the buffer has `capacity` bytes, `len + bytes.len()` of which fit, and
+            // `bytes` cannot be inside it (`&mut self` is unique). The new length's bytes are
+            // then all initialised.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.add(len), bytes.len()) };
+            let len = len + bytes.len();
+            self.len_lo = len as u32;
+            self.len_hi = (len >> 32) as u8;
             return;
         }
         let room = self.room_for(bytes.len());
