@@ -13,9 +13,10 @@
 //! (where a longer one's pointer and length are), its length in the last byte: Redis keeps
 //! such strings in its object's own allocation (`embstr`), here they need none.
 //!
-//! A longer string's buffer is always one a `Vec<u8>` allocated, and every change goes through
-//! a `Vec` made from it ([`StrBuf::edit`]). The unsafe code is the conversions to and from a
-//! `Vec`'s parts, and the view of an inline string's bytes.
+//! A longer string's buffer is always one a `Vec<u8>` allocated, and every change but an append
+//! into room the buffer has goes through a `Vec` made from it ([`StrBuf::edit`]). The unsafe
+//! code is the conversions to and from a `Vec`'s parts, the view of an inline string's bytes,
+//! and that append's copy.
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
@@ -309,9 +310,11 @@ impl Drop for StrBuf {
     }
 }
 
+/// A copy never takes the recycled buffer: MEMORY USAGE measures a value by what its copy
+/// allocates.
 impl Clone for StrBuf {
     fn clone(&self) -> StrBuf {
-        StrBuf::from(self.as_slice())
+        if self.is_inline() { StrBuf::inline(self.as_slice()) } else { StrBuf::from_vec(self.as_slice().to_vec()) }
     }
 }
 
@@ -497,6 +500,10 @@ mod tests {
         assert_eq!((new.as_ptr(), &*new), (ptr, &[b'c'; 64][..]), "the spare was kept for it");
         let next = StrBuf::from(&[b'd'; 64][..]);
         assert_ne!(next.as_ptr(), ptr, "used once");
+        let kept = next.as_ptr();
+        next.recycle();
+        assert_ne!(new.clone().as_ptr(), kept, "a copy allocates its own");
+        assert_eq!(StrBuf::from(&[b'g'; 64][..]).as_ptr(), kept);
         StrBuf::from(&b"inline"[..]).recycle();
         StrBuf::from(&[b'e'; 4096][..]).recycle();
         assert_eq!(SPARE.take().capacity(), 0, "neither an inline string nor a big buffer is kept");
