@@ -42,6 +42,12 @@ thread_local! {
     static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
+/// Puts `v` in this thread's spare slot (or frees it, at the thread's exit).
+fn keep_spare(v: Vec<u8>) {
+    // If the slot is gone, the closure is dropped unrun, and `v` freed with it.
+    let _ = SPARE.try_with(|s| s.set(v));
+}
+
 /// Gives the byte it sits in a single valid value, so the compiler keeps an enclosing enum's tag
 /// in the other 255.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -195,21 +201,22 @@ impl StrBuf {
     /// still in use until then, as it is.
     pub fn recycle(self) {
         if !self.is_inline() && self.capacity() <= SPARE_MOST {
-            SPARE.set(self.into_vec());
+            keep_spare(self.into_vec());
         }
     }
 
     /// A heap string of `bytes` (longer than [`INLINE`]), in the recycled buffer if it fits
     /// exactly.
     fn heap(bytes: &[u8]) -> StrBuf {
-        let mut v = SPARE.take();
+        // (At a thread's exit the slot may be gone: then there is no spare.)
+        let mut v = SPARE.try_with(Cell::take).unwrap_or_default();
         if v.capacity() == bytes.len() {
             v.clear();
             v.extend_from_slice(bytes);
             return StrBuf::from_vec(v);
         }
         if v.capacity() != 0 {
-            SPARE.set(v);
+            keep_spare(v);
         }
         StrBuf::from_vec(bytes.to_vec())
     }
