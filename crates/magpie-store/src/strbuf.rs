@@ -6,7 +6,7 @@
 //! for a buffer exactly as long as its bytes (every string a command sets or a load reads), or
 //! one of the classes, four per doubling, for a buffer that an edit grew (APPEND, SETRANGE,
 //! SETBIT and the like): growth keeps its amortised O(1) copies, and an overwrite of the same
-//! size reuses the block. The length takes 40 bits (a string of up to 1 TB). One byte holds a
+//! size reuses the block. The length takes 48 bits (more than any allocation). One byte holds a
 //! single valid value, so that `Value` keeps its variants' tags there.
 //!
 //! A string of [`INLINE`] bytes or fewer lives in the first 13 bytes of the `StrBuf` itself
@@ -24,8 +24,9 @@ use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 
-/// Longest string a [`StrBuf`] holds: 40 bits of length.
-const MAX_LEN: usize = (1 << 40) - 1;
+/// Longest string a [`StrBuf`] holds: 48 bits of length, past the 47 bits of address space a
+/// process has, so any buffer the allocator gives fits.
+const MAX_LEN: usize = (1 << 48) - 1;
 
 /// Longest string kept inline: the bytes of `ptr`, `len_lo` and `len_hi`.
 const INLINE: usize = 13;
@@ -68,8 +69,8 @@ pub struct StrBuf {
     /// the buffer's capacity is `class_size(cap)`.
     cap: u8,
     _niche: Niche,
-    /// An inline string's length.
-    inline_len: u8,
+    /// An inline string's length; for a longer one, bits 40 to 47 of its length.
+    top: u8,
 }
 
 // SAFETY: a `StrBuf` owns its buffer as a `Vec<u8>` does, and shares nothing.
@@ -78,13 +79,13 @@ unsafe impl Send for StrBuf {}
 unsafe impl Sync for StrBuf {}
 
 /// The capacity of class `c`: four classes per doubling, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, ...
-/// Lengths and their growth stay below class 157 (1 << 41), far from [`INLINE_TAG`].
+/// Lengths and their growth stay below class 189 (1 << 49), far from [`INLINE_TAG`].
 const fn class_size(c: u8) -> usize {
     let c = c as usize - 1;
     (4 + (c & 3)) << (c >> 2)
 }
 
-/// The smallest class whose capacity is at least `n` (at most 1 << 41), and that capacity.
+/// The smallest class whose capacity is at least `n` (at most 1 << 49), and that capacity.
 fn class_for(n: usize) -> (u8, usize) {
     let n = n.max(4);
     // The doubling `n` falls in: 4 << e <= n < 8 << e.
@@ -98,13 +99,13 @@ fn class_for(n: usize) -> (u8, usize) {
 
 impl StrBuf {
     pub const fn new() -> StrBuf {
-        StrBuf { ptr: std::ptr::null_mut(), len_lo: 0, len_hi: 0, cap: INLINE_TAG, _niche: Niche::Zero, inline_len: 0 }
+        StrBuf { ptr: std::ptr::null_mut(), len_lo: 0, len_hi: 0, cap: INLINE_TAG, _niche: Niche::Zero, top: 0 }
     }
 
     /// An inline string of `bytes` (at most [`INLINE`] of them).
     fn inline(bytes: &[u8]) -> StrBuf {
         debug_assert!(bytes.len() <= INLINE);
-        let mut s = StrBuf { inline_len: bytes.len() as u8, ..StrBuf::new() };
+        let mut s = StrBuf { top: bytes.len() as u8, ..StrBuf::new() };
         s.as_mut_slice().copy_from_slice(bytes);
         s
     }
@@ -117,9 +118,9 @@ impl StrBuf {
     #[inline]
     pub fn len(&self) -> usize {
         if self.is_inline() {
-            usize::from(self.inline_len)
+            usize::from(self.top)
         } else {
-            self.len_lo as usize | (self.len_hi as usize) << 32
+            self.len_lo as usize | (self.len_hi as usize) << 32 | (self.top as usize) << 40
         }
     }
 
@@ -172,7 +173,7 @@ impl StrBuf {
         if v.len() <= INLINE {
             return StrBuf::inline(&v);
         }
-        assert!(v.len() <= MAX_LEN, "a string value longer than 1 TB");
+        assert!(v.len() <= MAX_LEN, "a buffer longer than the address space");
         let cap = if v.capacity() == v.len() {
             0
         } else {
@@ -182,15 +183,16 @@ impl StrBuf {
             }
         };
         let mut v = ManuallyDrop::new(v);
-        let len = v.len();
-        StrBuf {
-            ptr: v.as_mut_ptr(),
-            len_lo: len as u32,
-            len_hi: (len >> 32) as u8,
-            cap,
-            _niche: Niche::Zero,
-            inline_len: 0,
-        }
+        let mut s = StrBuf { ptr: v.as_mut_ptr(), cap, ..StrBuf::new() };
+        s.set_heap_len(v.len());
+        s
+    }
+
+    /// Sets a longer string's length.
+    fn set_heap_len(&mut self, len: usize) {
+        self.len_lo = len as u32;
+        self.len_hi = (len >> 32) as u8;
+        self.top = (len >> 40) as u8;
     }
 
     /// Gives this string's buffer to the next string of the same length this thread makes, if
@@ -245,7 +247,7 @@ impl StrBuf {
         let len = self.len();
         if self.is_inline() {
             if len + bytes.len() <= INLINE {
-                self.inline_len += bytes.len() as u8;
+                self.top += bytes.len() as u8;
                 self.as_mut_slice()[len..].copy_from_slice(bytes);
                 return;
             }
@@ -255,9 +257,7 @@ impl StrBuf {
             // `bytes` cannot be inside it (`&mut self` is unique). The new length's bytes are
             // then all initialised.
             unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr.add(len), bytes.len()) };
-            let len = len + bytes.len();
-            self.len_lo = len as u32;
-            self.len_hi = (len >> 32) as u8;
+            self.set_heap_len(len + bytes.len());
             return;
         }
         let room = self.room_for(bytes.len());
@@ -398,7 +398,7 @@ mod tests {
     fn classes_are_four_per_doubling_and_the_smallest_that_fits() {
         let sizes: Vec<usize> = (1..=12).map(class_size).collect();
         assert_eq!(sizes, [4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28]);
-        assert_eq!(class_size(157), 1 << 41);
+        assert_eq!(class_size(189), 1 << 49);
         for n in (1..5000).chain([1 << 20, (1 << 20) + 1, MAX_LEN, MAX_LEN + MAX_LEN / 2]) {
             let (c, size) = class_for(n);
             assert_eq!(size, class_size(c), "{n}");
