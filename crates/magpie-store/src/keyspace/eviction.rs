@@ -171,13 +171,9 @@ impl Shard {
     /// Up to `n` random live entries (of those with an expiry time, for `volatile`), and
     /// their indices; `r`, a random number, picks where they start.
     pub(super) fn sample(&self, r: u64, n: usize, volatile: bool, mut f: impl FnMut(usize, &[u8], EntryRef<'_>)) {
-        let len = if volatile { self.volatile.len() } else { self.map.len() };
-        if len == 0 {
-            return;
-        }
         // Consecutive entries from a random start, as Redis's dictGetSomeKeys walks buckets:
         // one random jump, then neighbours.
-        let start = (r % len as u64) as usize;
+        let Some((len, start)) = self.sample_start(r, volatile) else { return };
         for i in 0..n.min(len) {
             let pos = (start + i) % len;
             let idx = if volatile { self.volatile[pos] as usize } else { pos };
@@ -187,14 +183,17 @@ impl Shard {
         }
     }
 
+    /// The number of entries a sample picks from, and where the sample that `r` names starts;
+    /// `None` if there are none.
+    fn sample_start(&self, r: u64, volatile: bool) -> Option<(usize, usize)> {
+        let len = if volatile { self.volatile.len() } else { self.map.len() };
+        (len > 0).then(|| (len, (r % len as u64) as usize))
+    }
+
     /// Asks for the lines [`Shard::sample`] with the same arguments will read (the entries
     /// themselves; for `volatile`, the positions that lead to them).
     fn prefetch_sample(&self, r: u64, n: usize, volatile: bool) {
-        let len = if volatile { self.volatile.len() } else { self.map.len() };
-        if len == 0 {
-            return;
-        }
-        let start = (r % len as u64) as usize;
+        let Some((len, start)) = self.sample_start(r, volatile) else { return };
         if volatile {
             let n = n.min(len - start);
             crate::lines::prefetch(self.volatile[start..].as_ptr().cast(), n * size_of::<u32>());
