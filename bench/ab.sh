@@ -8,6 +8,8 @@
 #                                                          PORT_A=7021 PORT_B=7022)
 #
 # TTL=SECONDS gives every key an expiry time after the fill.
+# CMD runs that command instead of the -t test (redis-benchmark replaces __rand_int__ with a
+# key number), e.g. CMD='RPUSH list:__rand_int__ xxxxxxxx' bench/ab.sh A B rpush.
 # SAVE sets both servers' snapshot schedule (default "": off; e.g. SAVE="86400 1" keeps the
 # schedule's bookkeeping on without a snapshot during the run; each server then runs in a
 # temporary directory of its own). A_ARGS / B_ARGS add server flags to one side, A_AUTH /
@@ -21,6 +23,8 @@ A=$1; B=$2; T=${3:-get}; ROUNDS=${4:-8}; N=${N:-1000000}; PIPE=${PIPE:-16}
 PORT_A=${PORT_A:-7021}; PORT_B=${PORT_B:-7022}
 read -r -a A_ARGS <<<"${A_ARGS:-}"; read -r -a B_ARGS <<<"${B_ARGS:-}"
 read -r -a A_AUTH <<<"${A_AUTH:-}"; read -r -a B_AUTH <<<"${B_AUTH:-}"
+read -r -a CMD_WORDS <<<"${CMD:-}"
+if ((${#CMD_WORDS[@]})); then TEST=("${CMD_WORDS[@]}"); else TEST=(-t "$T"); fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=$(mktemp)
 SAVE=${SAVE:-}
@@ -54,7 +58,7 @@ for _ in $(seq "$ROUNDS"); do
   for side in A B; do
     if [ $side = A ]; then port=$PORT_A; pid=$PA; auth=("${A_AUTH[@]}"); else port=$PORT_B; pid=$PB; auth=("${B_AUTH[@]}"); fi
     c0=$(cpu "$pid")
-    taskset -c 1 redis-benchmark -p $port "${auth[@]}" -t "$T" -n "$N" -r 1000000 -d 64 -c 50 -P "$PIPE" -q >/dev/null
+    taskset -c 1 redis-benchmark -p $port "${auth[@]}" -n "$N" -r 1000000 -d 64 -c 50 -P "$PIPE" -q "${TEST[@]}" >/dev/null
     c1=$(cpu "$pid")
     eval "r$side=$(( N * 100 / (c1 - c0 + 1) ))"
   done

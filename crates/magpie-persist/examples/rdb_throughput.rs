@@ -15,7 +15,7 @@ use magpie_store::{Hash, Key, List, Value, ZSet};
 fn value(i: usize) -> Value {
     match i % 4 {
         0 => Value::string(format!("value-{i:0>14}").as_bytes()),
-        1 => Value::List(Box::new((0..10).map(|j| format!("element-{i}-{j}")).collect::<List>())),
+        1 => Value::List((0..10).map(|j| format!("element-{i}-{j}")).collect::<List>()),
         2 => Value::Hash(Box::new((0..10).map(|j| (format!("field{j}"), format!("v{i}-{j}"))).collect::<Hash>())),
         _ => Value::ZSet(Box::new(ZSet::from_entries(
             (0..10).map(|j| (Key::new(format!("m{j}").as_bytes()), (i * j) as f64 / 7.0)).collect(),

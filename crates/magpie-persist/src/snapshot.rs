@@ -567,7 +567,7 @@ mod tests {
             } else {
                 let list: magpie_store::List =
                     (0..60_000 * i).map(|j| format!("element:{j}:{}", "x".repeat((j % 50) as usize))).collect();
-                Value::List(Box::new(list))
+                Value::List(list)
             };
             let mut e = entry(value.clone(), (i == 3).then_some(99));
             match e.value.freeze() {

@@ -48,7 +48,7 @@ pub(crate) fn encode_value(out: &mut Vec<u8>, value: &Value) {
         Value::List(l) => {
             out.push(LIST);
             put_uvarint(out, l.len() as u64);
-            for element in l.iter() {
+            for element in l {
                 put_bytes(out, element);
             }
         }
@@ -295,7 +295,7 @@ pub(crate) fn decode_value(c: &mut Cursor<'_>) -> Decoded<Value> {
             for _ in 0..n {
                 list.push_back(c.bytes()?);
             }
-            Ok(Value::List(Box::new(list)))
+            Ok(Value::List(list))
         }
         STREAM => Ok(Value::Stream(Box::new(decode_stream(c)?))),
         t => Err(DecodeError(format!("unknown value type {t}"))),
@@ -419,11 +419,11 @@ mod list_tests {
         let big: List = (0..10_000).map(|i| format!("element:{i}:{}", "x".repeat(i % 300))).collect();
         for list in [small, big] {
             let mut buf = Vec::new();
-            encode_value(&mut buf, &Value::List(Box::new(list.clone())));
+            encode_value(&mut buf, &Value::List(list.clone()));
             let mut c = Cursor::new(&buf);
             let Ok(Value::List(back)) = decode_value(&mut c) else { panic!("not a list") };
             assert!(c.is_empty());
-            assert_eq!((*back == list, back.size()), (true, list.size()));
+            assert_eq!((back == list, back.size()), (true, list.size()));
         }
     }
 
@@ -443,7 +443,7 @@ mod frozen_tests {
         let m = |i: usize| format!("member:{i}:{}", "x".repeat(i % 40)).into_bytes();
         let n = 20_000;
         vec![
-            Value::List(Box::new((0..n).map(m).collect())),
+            Value::List((0..n).map(m).collect()),
             Value::Set(Box::new(Set::from_members((0..n).map(m).collect::<Vec<_>>().iter().map(|v| &v[..])))),
             Value::Set(Box::new(Set::from_members(
                 (0..n).map(|i| i.to_string()).collect::<Vec<_>>().iter().map(std::string::String::as_bytes),

@@ -66,7 +66,7 @@ fn sample_values(scale: usize) -> Vec<(Vec<u8>, Object, Option<i64>)> {
         (b"str".to_vec(), Object::Value(Value::string(b"hello")), None),
         (b"12345".to_vec(), Object::Value(Value::Int(-99)), Some(4_102_444_800_000)),
         (vec![b'k'; 100], Object::Value(Value::string(&[b'v'; 300])), None),
-        (b"list".to_vec(), Object::Value(Value::List(Box::new(list))), None),
+        (b"list".to_vec(), Object::Value(Value::List(list)), None),
         (b"hash".to_vec(), Object::Value(Value::Hash(Box::new(hash))), Some(1)),
         (b"bighash".to_vec(), Object::Value(Value::Hash(Box::new(big_hash))), None),
         (b"set".to_vec(), Object::Value(Value::Set(Box::new(set))), None),

@@ -348,7 +348,7 @@ fn add_groups(c: &mut Conn, key: &str) {
 fn magpie_value(spec: &Spec) -> Object {
     Object::Value(match spec {
         Spec::Str(s) => Value::string(s),
-        Spec::List(l) => Value::List(Box::new(l.iter().collect::<List>())),
+        Spec::List(l) => Value::List(l.iter().collect::<List>()),
         Spec::Hash(h) => Value::Hash(Box::new(h.iter().map(|(f, v)| (f, v)).collect::<Hash>())),
         Spec::Set(s) => Value::Set(Box::new(Set::from_members(s.iter().map(std::vec::Vec::as_slice)))),
         Spec::ZSet(z) => Value::ZSet(Box::new(ZSet::from_entries(z.iter().map(|(m, s)| (Key::new(m), *s)).collect()))),

@@ -82,10 +82,17 @@ impl<T: Clone + Default> Shared<T> {
         }
     }
 
-    /// Whether a snapshot may still hold this part (for tests).
-    #[cfg(test)]
+    /// Whether a snapshot may still hold this part.
     pub(crate) fn is_shared(&self) -> bool {
         matches!(self, Shared::Frozen(a) if Arc::strong_count(a) > 1)
+    }
+
+    /// The part itself: for free unless a snapshot still holds it (then a copy).
+    pub(crate) fn into_owned(self) -> T {
+        match self {
+            Shared::Own(t) => t,
+            Shared::Frozen(a) => Arc::unwrap_or_clone(a),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use crate::{Hash, List, Set, StrBuf, Stream, ZSet, decimal_len};
 pub enum Value {
     Str(StrBuf),
     Int(i64),
-    List(Box<List>),
+    List(List),
     Hash(Box<Hash>),
     Set(Box<Set>),
     ZSet(Box<ZSet>),
@@ -154,7 +154,7 @@ impl Frozen {
     /// directly).
     pub fn to_value(&self) -> Value {
         match self {
-            Frozen::List(l) => Value::List(Box::new(l.iter().collect())),
+            Frozen::List(l) => Value::List(l.iter().collect()),
             Frozen::Hash(h) => Value::Hash(Box::new(h.iter().collect())),
             Frozen::Set(s) => {
                 let mut set = Set::new();

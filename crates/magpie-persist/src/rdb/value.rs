@@ -34,7 +34,7 @@ pub fn read_object(inp: &mut impl Input, rdbtype: u8, opts: &ReadOptions) -> Res
             for _ in 0..n {
                 list.push_back(&read_string(inp)?);
             }
-            Value::List(Box::new(list))
+            Value::List(list)
         }
         types::SET => {
             let n = read_len(inp)?;
@@ -94,7 +94,7 @@ pub fn read_object(inp: &mut impl Input, rdbtype: u8, opts: &ReadOptions) -> Res
                     }
                 }
             }
-            Value::List(Box::new(list))
+            Value::List(list)
         }
         types::HASH_ZIPMAP => {
             let blob = read_string(inp)?;
@@ -115,7 +115,7 @@ pub fn read_object(inp: &mut impl Input, rdbtype: u8, opts: &ReadOptions) -> Res
             for e in entries {
                 e.with_bytes(|b| list.push_back(b));
             }
-            Value::List(Box::new(list))
+            Value::List(list)
         }
         types::SET_INTSET => {
             let blob = read_string(inp)?;

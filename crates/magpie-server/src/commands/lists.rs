@@ -259,7 +259,7 @@ fn push_generic(ctx: &mut Ctx<'_>, args: Args<'_>, end: End, only_existing: bool
                 push(&mut list, end, e);
             }
             let len = list.len();
-            empty.insert(Value::List(Box::new(list)), None);
+            empty.insert(Value::List(list), None);
             len
         }
     };
@@ -631,7 +631,7 @@ fn move_generic(ctx: &mut Ctx<'_>, src: &[u8], dst: &[u8], from: End, to: End) -
         Slot::Empty(empty) => {
             let mut list = List::new();
             push(&mut list, to, &element);
-            empty.insert(Value::List(Box::new(list)), None);
+            empty.insert(Value::List(list), None);
         }
     }
     drop(locked);

@@ -334,7 +334,7 @@ fn run(
     }
     let now = ctx.now();
     if output > 0 {
-        locked.shard(db, dest).insert(dest, Value::List(Box::new(list)), None, now);
+        locked.shard(db, dest).insert(dest, Value::List(list), None, now);
         drop(locked);
         ctx.notify(notify::LIST, "sortstore", dest);
     } else {

@@ -281,7 +281,7 @@ fn big_value(kind: usize, rng: &mut fastrand::Rng) -> Value {
     let n = crate::dense::CHUNK + rng.usize(..3000);
     let m = |i: usize| format!("m{i}").into_bytes();
     match kind % 4 {
-        0 => Value::List(Box::new((0..n).map(m).collect())),
+        0 => Value::List((0..n).map(m).collect()),
         1 => Value::Set(Box::new(crate::Set::from_members((0..n).map(m).collect::<Vec<_>>().iter().map(|v| &v[..])))),
         2 => Value::Hash(Box::new((0..n).map(|i| (m(i), m(i * 7))).collect())),
         _ => Value::ZSet(Box::new(crate::ZSet::from_entries(
@@ -516,7 +516,7 @@ fn big_collections_reach_a_snapshot_frozen() {
     for (i, k) in ["a", "b", "c"].iter().enumerate() {
         ks.db(0).write(k.as_bytes()).insert(k.as_bytes(), big_value(i, &mut rng), None, 0);
     }
-    ks.db(0).write(b"small").insert(b"small", Value::List(Box::new(["x"].into_iter().collect())), None, 0);
+    ks.db(0).write(b"small").insert(b"small", Value::List(["x"].into_iter().collect()), None, 0);
     let sunk = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let into = sunk.clone();
     ks.begin_snapshot(

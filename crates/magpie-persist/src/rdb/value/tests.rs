@@ -129,7 +129,7 @@ fn lists_split_into_nodes_as_quicklist_push_tail_does() {
     both(|o| {
         for (n, len) in [(1, 1), (500, 10), (3000, 100), (40, 5000), (3, 20000)] {
             let list: List = (0..n).map(|i| format!("{i}:{}", "x".repeat(len))).collect();
-            assert_eq!(round_trip(&Value::List(Box::new(list)), o), types::LIST_QUICKLIST_2);
+            assert_eq!(round_trip(&Value::List(list), o), types::LIST_QUICKLIST_2);
         }
     });
     // Node sizes under -2 (8 KB): each node stays within the limit and the next element would
@@ -220,7 +220,7 @@ fn random_values_round_trip() {
     for _ in 0..300 {
         let n = rng.usize(1..300);
         let v = match rng.u8(0..4) {
-            0 => Value::List(Box::new((0..n).map(|_| word(&mut rng)).collect())),
+            0 => Value::List((0..n).map(|_| word(&mut rng)).collect()),
             1 => Value::Set(Box::new(
                 (0..n).map(|_| word(&mut rng)).collect::<Vec<_>>().iter().map(std::vec::Vec::as_slice).collect(),
             )),
@@ -240,7 +240,7 @@ fn random_values_round_trip() {
 fn old_plain_lists_and_text_score_sorted_sets_read() {
     let list = [2, 1, b'a', 0xC0, 7];
     let got = read_object(&mut SliceInput::new(&list), types::LIST, &ReadOptions::default()).expect("reads");
-    assert_eq!(got, Some(Object::Value(Value::List(Box::new([&b"a"[..], b"7"].into_iter().collect())))));
+    assert_eq!(got, Some(Object::Value(Value::List([&b"a"[..], b"7"].into_iter().collect()))));
     let mut zset = vec![3, 1, b'a', 3, b'1', b'.', b'5', 1, b'b', 254, 1, b'c', 255];
     let got = read_object(&mut SliceInput::new(&zset), types::ZSET, &ReadOptions::default()).expect("reads");
     let want = ZSet::from_entries(vec![

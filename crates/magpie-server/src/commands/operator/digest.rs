@@ -46,7 +46,7 @@ pub(super) fn value(v: &Value, expire_at: Option<u64>) -> Digest {
         }
         Value::List(l) => {
             mix(&mut d, b"list");
-            for e in l.iter() {
+            for e in l {
                 mix(&mut d, e);
             }
         }
