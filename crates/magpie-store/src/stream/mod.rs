@@ -1,9 +1,10 @@
 //! Streams, as Redis 7.0 builds them (`t_stream.c`): entries in listpack nodes of at most
-//! `stream-node-max-bytes` bytes and `stream-node-max-entries` entries, kept in a tree ordered
-//! by each node's master ID (Redis's radix tree; a `BTreeMap` here), each node's entries
-//! delta-encoded against its master entry exactly as Redis writes them (see [`node`]). So a
-//! node holds the bytes Redis's would, `XADD ... MAXLEN ~ n` and `XTRIM ~` remove the whole
-//! nodes Redis removes, and a node converts to and from Redis's RDB format by copying it.
+//! `stream-node-max-bytes` bytes and `stream-node-max-entries` entries, kept in order of each
+//! node's master ID (Redis's radix tree; here a sorted vector, a `BTreeMap` past eight nodes:
+//! see [`nodes`]), each node's entries delta-encoded against its master entry exactly as Redis
+//! writes them (see [`node`]). So a node holds the bytes Redis's would, `XADD ... MAXLEN ~ n`
+//! and `XTRIM ~` remove the whole nodes Redis removes, and a node converts to and from Redis's
+//! RDB format by copying it.
 //!
 //! Consumer groups keep their pending entries (PEL) in an ordered map from ID to
 //! [`Nack`] (delivery time, delivery count, owner), and each consumer the set of IDs it owns,
@@ -14,12 +15,12 @@
 
 mod group;
 mod node;
+mod nodes;
 mod rax;
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
-use std::collections::btree_map;
 use std::fmt;
 
 use crate::encoding::listpack::{self, Listpack};
@@ -27,6 +28,7 @@ use crate::encoding::{Corrupt, Entry};
 
 pub use group::{Consumer, Group, Nack};
 use node::{FLAG_DELETED, FLAG_SAMEFIELDS, Master, Raw};
+use nodes::Nodes;
 
 /// A stream entry ID: milliseconds and a sequence number, ordered as Redis's 128-bit
 /// big-endian keys.
@@ -271,7 +273,7 @@ impl StreamMeta {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stream {
     /// Listpack nodes by master ID.
-    nodes: BTreeMap<StreamId, Listpack>,
+    nodes: Nodes,
     meta: StreamMeta,
     /// Consumer groups by name (Redis's radix tree order: bytewise).
     groups: BTreeMap<Box<[u8]>, Group>,
@@ -366,7 +368,7 @@ impl<'a> Iterator for Fields<'a> {
 /// Entries of a stream between two IDs (inclusive), forwards or backwards: Redis's
 /// `streamIterator`.
 pub struct Range<'a> {
-    nodes: btree_map::Range<'a, StreamId, Listpack>,
+    nodes: nodes::Iter<'a>,
     rev: bool,
     start: StreamId,
     end: StreamId,
@@ -378,17 +380,17 @@ pub struct Range<'a> {
 }
 
 impl<'a> Range<'a> {
-    fn new(nodes: &'a BTreeMap<StreamId, Listpack>, start: StreamId, end: StreamId, rev: bool) -> Range<'a> {
+    fn new(nodes: &'a Nodes, start: StreamId, end: StreamId, rev: bool) -> Range<'a> {
         // Forwards from the node that may hold `start` (the last whose master ID is not
         // after it); backwards from the one that may hold `end`.
         let seek = if rev { end } else { start };
-        let from = nodes.range(..=seek).next_back().map(|(k, _)| *k);
+        let from = nodes.holding(seek).map(|(k, _)| *k);
         let (range, done) = match (rev, from) {
-            (false, Some(k)) => (nodes.range(k..), false),
-            (false, None) => (nodes.range(..), false),
-            (true, Some(k)) => (nodes.range(..=k), false),
+            (false, Some(k)) => (nodes.from(k), false),
+            (false, None) => (nodes.iter(), false),
+            (true, Some(k)) => (nodes.up_to(k), false),
             // Every node starts after `end`: nothing to return.
-            (true, None) => (nodes.range(..), true),
+            (true, None) => (nodes.iter(), true),
         };
         Range { nodes: range, rev, start, end, tombstones: false, node: None, done }
     }
@@ -487,7 +489,7 @@ impl Stream {
 
     /// Nodes of Redis's radix tree holding the node keys (XINFO's `radix-tree-nodes`).
     pub fn rax_node_count(&self) -> usize {
-        let keys: Vec<[u8; 16]> = self.nodes.keys().map(|k| k.to_bytes()).collect();
+        let keys: Vec<[u8; 16]> = self.nodes.iter().map(|(k, _)| k.to_bytes()).collect();
         rax::node_count(&keys)
     }
 
@@ -570,7 +572,7 @@ impl Stream {
             if limits.max_bytes == 0 || limits.max_bytes > NODE_MAX_SIZE { NODE_MAX_SIZE } else { limits.max_bytes };
         // The tail node, unless it is full (then it gives back what it reserved).
         let mut tail = None;
-        if let Some((master_id, lp)) = self.nodes.iter_mut().next_back() {
+        if let Some((master_id, lp)) = self.nodes.last_mut() {
             let m = node::master(lp);
             let full = match m {
                 None => true,
@@ -593,13 +595,11 @@ impl Stream {
             None => {
                 let lp = node::new_node(fields(), pairs);
                 let m = node::master(&lp).ok_or(AddError::TooLarge)?;
-                match self.nodes.entry(id) {
-                    // Only a stream loaded with nodes beyond its last ID can get here.
-                    btree_map::Entry::Occupied(_) => return Err(AddError::IdTooSmall),
-                    btree_map::Entry::Vacant(v) => {
-                        v.insert(lp);
-                    }
+                // Only a stream loaded with nodes beyond its last ID can find one there.
+                if self.nodes.contains(&id) {
+                    return Err(AddError::IdTooSmall);
                 }
+                self.nodes.insert(id, lp);
                 (id, m, true)
             }
         };
@@ -649,7 +649,7 @@ impl Stream {
     /// entry (`streamDeleteItem`). Returns whether it was there. Does not update the first ID
     /// or the greatest deleted ID: see [`Stream::delete_ids`].
     fn delete(&mut self, id: StreamId) -> bool {
-        let Some((&master_id, lp)) = self.nodes.range(..=id).next_back() else { return false };
+        let Some((&master_id, lp)) = self.nodes.holding(id) else { return false };
         let Some(m) = node::master(lp) else { return false };
         let mut at = m.first_entry;
         let found = loop {
@@ -707,7 +707,7 @@ impl Stream {
     /// Whether [`Stream::trim`] with `trim` would change anything (so a command that would
     /// not need not take the value for writing).
     pub fn trim_would_change(&self, trim: &Trim) -> bool {
-        let Some((&master_id, lp)) = self.nodes.iter().next() else { return false };
+        let Some((&master_id, lp)) = self.nodes.first() else { return false };
         if let TrimTo::MaxLen(max) = trim.to
             && self.meta.length <= max
         {
@@ -739,7 +739,7 @@ impl Stream {
     /// entries were removed.
     pub fn trim(&mut self, trim: &Trim) -> u64 {
         let mut deleted: u64 = 0;
-        while let Some((&master_id, lp)) = self.nodes.iter().next() {
+        while let Some((&master_id, lp)) = self.nodes.first() {
             if let TrimTo::MaxLen(max) = trim.to
                 && self.meta.length <= max
             {
