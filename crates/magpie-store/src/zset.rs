@@ -177,12 +177,7 @@ impl ZSet {
         let bytes = entries.iter().map(|(m, _)| weight(m)).sum();
         let longest = entries.iter().map(|(m, _)| m.len()).max().unwrap_or(0);
         let repr = if Pack::fits(entries.len(), longest) {
-            let mut p = Pack::default();
-            for (m, s) in &entries {
-                p.push(m, *s);
-            }
-            p.shrink();
-            Repr::Small(p)
+            Repr::Small(Pack::from_sorted(entries.iter().map(|(m, s)| (&m[..], *s))))
         } else {
             Repr::Big(Box::new(Big::from_sorted(entries.into_iter())))
         };

@@ -31,7 +31,9 @@ const F64: u8 = 2;
 
 #[derive(Clone, Default, PartialEq, Eq)]
 pub(super) struct Pack {
-    buf: Vec<u8>,
+    /// Exactly as long as its entries, as a listpack (a `Vec` would add 8 bytes of capacity,
+    /// and they took a one-member set's box from 32 bytes to 48).
+    buf: Box<[u8]>,
     len: u16,
 }
 
@@ -203,23 +205,37 @@ impl Pack {
         encode(member, score, &mut encoded);
         // Grow to the size needed, not double it (as a listpack does): the allocator rounds up
         // to its own size class, and growing within that class is done in place.
-        self.buf.reserve_exact(encoded.len());
-        self.buf.splice(at..at, encoded);
+        self.edit(|buf| {
+            buf.reserve_exact(encoded.len());
+            buf.splice(at..at, encoded);
+        });
         self.len += 1;
     }
 
-    /// Appends an entry that sorts after every other (building from sorted input).
-    pub(super) fn push(&mut self, member: &[u8], score: f64) {
-        encode(member, score, &mut self.buf);
-        self.len += 1;
+    /// A pack of `entries`, sorted by (score, member) with distinct members, within the limits.
+    pub(super) fn from_sorted<'a>(entries: impl Iterator<Item = (&'a [u8], f64)>) -> Pack {
+        let mut buf = Vec::new();
+        let mut len = 0;
+        for (member, score) in entries {
+            encode(member, score, &mut buf);
+            len += 1;
+        }
+        debug_assert!(usize::from(len) <= MAX_ENTRIES);
+        Pack { buf: buf.into_boxed_slice(), len }
+    }
+
+    /// Changes the buffer as a `Vec`, then keeps it exactly as long as it is.
+    fn edit(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
+        let mut buf = std::mem::take(&mut self.buf).into_vec();
+        f(&mut buf);
+        self.buf = buf.into_boxed_slice();
     }
 
     pub(super) fn remove_bytes(&mut self, start: usize, end: usize, entries: usize) {
-        self.buf.drain(start..end);
+        self.edit(|buf| {
+            buf.drain(start..end);
+        });
         self.len -= entries as u16;
-        if self.buf.capacity() > 2 * self.buf.len() + 64 {
-            self.buf.shrink_to_fit();
-        }
     }
 
     /// Removes the entries of ranks `from..to`.
@@ -229,10 +245,6 @@ impl Pack {
         }
         let o = self.offsets();
         self.remove_bytes(o.start(from), o.start(to), to - from);
-    }
-
-    pub(super) fn shrink(&mut self) {
-        self.buf.shrink_to_fit();
     }
 
     /// The ranks of the entries within `range`.
@@ -295,16 +307,16 @@ mod tests {
     #[test]
     fn scores_take_the_smallest_exact_width() {
         let mut p = Pack::default();
-        p.push(b"a", 1.0);
+        p.insert(b"a", 1.0);
         assert_eq!(p.bytes(), 3);
-        p.push(b"b", 1000.0);
+        p.insert(b"b", 1000.0);
         assert_eq!(p.bytes(), 3 + 6);
-        p.push(b"c", 1.5);
+        p.insert(b"c", 1.5);
         assert_eq!(p.bytes(), 3 + 6 + 10);
-        p.push(b"d", 1e10);
+        p.insert(b"d", 1e10);
         assert_eq!(p.bytes(), 3 + 6 + 10 + 10);
         let got: Vec<(Vec<u8>, f64)> = p.entries().map(|e| (e.member.to_vec(), e.score)).collect();
-        assert_eq!(got, [(b"a".to_vec(), 1.0), (b"b".to_vec(), 1000.0), (b"c".to_vec(), 1.5), (b"d".to_vec(), 1e10)]);
+        assert_eq!(got, [(b"a".to_vec(), 1.0), (b"c".to_vec(), 1.5), (b"b".to_vec(), 1000.0), (b"d".to_vec(), 1e10)]);
     }
 
     #[test]

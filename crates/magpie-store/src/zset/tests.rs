@@ -401,3 +401,16 @@ fn a_frozen_sorted_set_keeps_its_entries_and_writes_copy_only_their_chunks() {
     assert_eq!(z.score(b"m5"), Some(1000.0));
     assert!(ZSet::from_entries(vec![(Key::new(b"a"), 1.0)]).freeze().is_none());
 }
+
+/// A small sorted set is a 32-byte box and its exact buffer (a one-member set's box was 48).
+#[test]
+fn a_small_zset_is_32_bytes_and_its_buffer() {
+    assert_eq!(std::mem::size_of::<ZSet>(), 32);
+    let mut z = ZSet::new();
+    z.insert(b"m", 1.5);
+    z.insert(b"n", 2.0);
+    let Repr::Small(p) = &z.repr else { panic!("small") };
+    assert_eq!(p.bytes(), (1 + 1 + 8) + (1 + 1 + 1));
+    let from: ZSet = ZSet::from_sorted(vec![(Key::new(b"m"), 1.5), (Key::new(b"n"), 2.0)]);
+    assert!(from.iter().eq(z.iter()));
+}
