@@ -6,8 +6,9 @@
 //!   [`MAX_PACK_VALUE`] bytes: every pair in one `Vec<u8>`, in insertion order, each as
 //!   `[field length: u8][value length: u8][field][value]`. Lookups scan it, which at this size
 //!   costs less than hashing and chasing pointers, and the whole hash is one allocation kept at
-//!   its exact size (reallocated on every change, as Redis reallocates a listpack). With its
-//!   count beside it, a small hash is 24 bytes plus that buffer.
+//!   its exact size (reallocated on every change, as Redis reallocates a listpack). The count
+//!   of pairs is the buffer's last two bytes, so a small hash is 16 bytes (a boxed slice) plus
+//!   that buffer.
 //! - **hashtable**, above either threshold (for good: a big hash that shrinks stays a table, as
 //!   in Redis). Pairs live in a dense vector of single allocations, each holding the field's
 //!   length (a varint), the field and the value; a `hashbrown::HashTable<u32>` maps a field to
@@ -43,18 +44,13 @@ pub struct Hash {
 
 #[derive(Clone)]
 enum Repr {
-    /// `len` pairs packed in `buf` (see the module's documentation). The bytes of user data
-    /// are the buffer's length less two length bytes per pair.
-    Pack {
-        buf: Box<[u8]>,
-        len: u16,
-    },
+    Pack(Pack),
     Table(Box<Table>),
 }
 
 impl Default for Repr {
     fn default() -> Repr {
-        Repr::Pack { buf: Box::default(), len: 0 }
+        Repr::Pack(Pack::default())
     }
 }
 
@@ -66,7 +62,7 @@ impl Hash {
     /// Number of fields.
     pub fn len(&self) -> usize {
         match &self.repr {
-            Repr::Pack { len, .. } => usize::from(*len),
+            Repr::Pack(p) => p.len(),
             Repr::Table(t) => t.entries.len(),
         }
     }
@@ -78,7 +74,7 @@ impl Hash {
     /// Bytes of user data held (every field's and value's length), O(1).
     pub fn size(&self) -> usize {
         match &self.repr {
-            Repr::Pack { buf, len } => buf.len() - 2 * usize::from(*len),
+            Repr::Pack(p) => p.size(),
             Repr::Table(t) => t.size,
         }
     }
@@ -86,7 +82,7 @@ impl Hash {
     /// OBJECT ENCODING, as Redis 7.0 names it.
     pub fn encoding(&self) -> &'static str {
         match self.repr {
-            Repr::Pack { .. } => "listpack",
+            Repr::Pack(_) => "listpack",
             Repr::Table(_) => "hashtable",
         }
     }
@@ -94,7 +90,7 @@ impl Hash {
     /// The value of `field`.
     pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
         match &self.repr {
-            Repr::Pack { buf, .. } => pack_find(buf, field).map(|at| &buf[at.value.clone()]),
+            Repr::Pack(p) => p.find(field).map(|at| &p.pairs()[at.value]),
             Repr::Table(t) => t.get(field),
         }
     }
@@ -106,17 +102,16 @@ impl Hash {
     /// Sets `field` to `value`. Returns true if the field is new, false if its value was
     /// replaced.
     pub fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
-        if let Repr::Pack { buf, len } = &mut self.repr {
+        if let Repr::Pack(p) = &mut self.repr {
             let max_value = crate::limits::HASH_VALUE.get();
             let fits = field.len() <= max_value && value.len() <= max_value;
             if fits {
-                if let Some(at) = pack_find(buf, field) {
-                    pack_replace(buf, at, value);
+                if let Some(at) = p.find(field) {
+                    p.replace(at, value);
                     return false;
                 }
-                if usize::from(*len) < crate::limits::HASH_ENTRIES.get() {
-                    pack_push(buf, field, value);
-                    *len += 1;
+                if p.len() < crate::limits::HASH_ENTRIES.get() {
+                    p.push(field, value);
                     return true;
                 }
             }
@@ -129,12 +124,9 @@ impl Hash {
     /// Removes `field`. Returns whether it was there.
     pub fn remove(&mut self, field: &[u8]) -> bool {
         match &mut self.repr {
-            Repr::Pack { buf, len } => {
-                let Some(at) = pack_find(buf, field) else { return false };
-                edit(buf, |v| {
-                    v.drain(at.start..at.value.end);
-                });
-                *len -= 1;
+            Repr::Pack(p) => {
+                let Some(at) = p.find(field) else { return false };
+                p.remove(at);
                 true
             }
             Repr::Table(t) => t.remove(field),
@@ -144,7 +136,7 @@ impl Hash {
     /// The (field, value) pairs: a listpack in insertion order, a table in no particular order.
     pub fn iter(&self) -> Iter<'_> {
         match &self.repr {
-            Repr::Pack { buf, len } => Iter(IterRepr::Pack { buf, pos: 0, left: usize::from(*len) }),
+            Repr::Pack(p) => Iter(IterRepr::Pack { buf: p.pairs(), pos: 0, left: p.len() }),
             Repr::Table(t) => Iter(IterRepr::Table(t.entries.iter())),
         }
     }
@@ -219,7 +211,7 @@ impl Hash {
     /// the whole scan is never missed (it may be visited twice, which Redis allows).
     pub fn scan<'a>(&'a self, cursor: u64, count: usize, mut f: impl FnMut(&'a [u8], &'a [u8])) -> u64 {
         match &self.repr {
-            Repr::Pack { .. } => {
+            Repr::Pack(_) => {
                 for (field, value) in self {
                     f(field, value);
                 }
@@ -244,7 +236,7 @@ impl Hash {
     /// a listpack.
     fn pair_at(&self, i: usize) -> (&[u8], &[u8]) {
         match &self.repr {
-            Repr::Pack { .. } => self.iter().nth(i).expect("position within the hash"),
+            Repr::Pack(_) => self.iter().nth(i).expect("position within the hash"),
             Repr::Table(t) => split_entry(&t.entries[i]),
         }
     }
@@ -262,10 +254,11 @@ impl Hash {
         assert_eq!(size, self.size());
         assert_eq!(self.iter().count(), self.len());
         match &self.repr {
-            Repr::Pack { buf, len } => {
-                assert!(usize::from(*len) <= MAX_PACK_ENTRIES);
+            Repr::Pack(p) => {
+                assert!(p.len() <= MAX_PACK_ENTRIES);
                 assert!(self.iter().all(|(f, v)| f.len() <= MAX_PACK_VALUE && v.len() <= MAX_PACK_VALUE));
-                assert_eq!(buf.len(), self.iter().map(|(f, v)| 2 + f.len() + v.len()).sum::<usize>());
+                assert_eq!(p.pairs().len(), self.iter().map(|(f, v)| 2 + f.len() + v.len()).sum::<usize>());
+                assert_eq!(p.0.len(), if p.len() == 0 { 0 } else { p.pairs().len() + 2 }, "count trailer");
             }
             Repr::Table(t) => {
                 assert_eq!(t.index.len(), t.entries.len());
@@ -397,20 +390,20 @@ struct Positions(Vec<usize>);
 
 impl Positions {
     fn of(hash: &Hash) -> Positions {
-        let Repr::Pack { buf, len } = &hash.repr else { return Positions(Vec::new()) };
-        let mut starts = Vec::with_capacity(usize::from(*len));
+        let Repr::Pack(p) = &hash.repr else { return Positions(Vec::new()) };
+        let mut starts = Vec::with_capacity(p.len());
         let mut pos = 0;
-        for _ in 0..*len {
+        for _ in 0..p.len() {
             starts.push(pos);
-            pos = pack_pair(buf, pos).2;
+            pos = pack_pair(p.pairs(), pos).2;
         }
         Positions(starts)
     }
 
     fn pair<'a>(&self, hash: &'a Hash, i: usize) -> (&'a [u8], &'a [u8]) {
         match &hash.repr {
-            Repr::Pack { buf, .. } => {
-                let (field, value, _) = pack_pair(buf, self.0[i]);
+            Repr::Pack(p) => {
+                let (field, value, _) = pack_pair(p.pairs(), self.0[i]);
                 (field, value)
             }
             Repr::Table(t) => split_entry(&t.entries[i]),
@@ -435,52 +428,95 @@ fn pack_pair(buf: &[u8], pos: usize) -> (&[u8], &[u8], usize) {
     (&buf[pos + 2..vpos], &buf[vpos..vpos + vlen], vpos + vlen)
 }
 
-fn pack_find(buf: &[u8], field: &[u8]) -> Option<PackPos> {
-    let mut pos = 0;
-    while let Some(&[flen, vlen]) = buf.get(pos..pos + 2) {
-        let (flen, vlen) = (usize::from(flen), usize::from(vlen));
-        let vpos = pos + 2 + flen;
-        // Fields often differ only at the end (numbered names): the last byte rules most out
-        // before the full comparison.
-        if flen == field.len() && field.last().is_none_or(|&l| buf[vpos - 1] == l) && &buf[pos + 2..vpos] == field {
-            return Some(PackPos { start: pos, value: vpos..vpos + vlen });
+/// A listpack hash's buffer: its pairs, then their count as two little-endian bytes (none at
+/// all when there are no pairs), exactly as long as that.
+#[derive(Clone, Default)]
+struct Pack(Box<[u8]>);
+
+/// Bytes of the count at a pack's end.
+const COUNT: usize = 2;
+
+impl Pack {
+    fn len(&self) -> usize {
+        match *self.0 {
+            [.., lo, hi] => usize::from(u16::from_le_bytes([lo, hi])),
+            _ => 0,
         }
-        pos = vpos + vlen;
     }
-    None
-}
 
-/// Changes a pack's buffer through a `Vec`, leaving it at its exact new size: one
-/// reallocation (in place when the allocator's size class still fits), as a listpack's.
-fn edit(buf: &mut Box<[u8]>, f: impl FnOnce(&mut Vec<u8>)) {
-    let mut v = std::mem::take(buf).into_vec();
-    f(&mut v);
-    *buf = v.into_boxed_slice();
-}
-
-/// Appends a pair.
-fn pack_push(buf: &mut Box<[u8]>, field: &[u8], value: &[u8]) {
-    edit(buf, |v| {
-        v.reserve_exact(2 + field.len() + value.len());
-        v.push(field.len() as u8);
-        v.push(value.len() as u8);
-        v.extend_from_slice(field);
-        v.extend_from_slice(value);
-    });
-}
-
-/// Replaces the value of the pair at `at`.
-fn pack_replace(buf: &mut Box<[u8]>, at: PackPos, value: &[u8]) {
-    buf[at.start + 1] = value.len() as u8;
-    let at = at.value;
-    if value.len() == at.len() {
-        buf[at].copy_from_slice(value);
-        return;
+    /// The pairs, without the count.
+    fn pairs(&self) -> &[u8] {
+        &self.0[..self.0.len().saturating_sub(COUNT)]
     }
-    edit(buf, |v| {
-        v.reserve_exact(value.len().saturating_sub(at.len()));
-        v.splice(at, value.iter().copied());
-    });
+
+    /// Bytes of user data: the pairs less two length bytes each.
+    fn size(&self) -> usize {
+        self.pairs().len() - 2 * self.len()
+    }
+
+    fn find(&self, field: &[u8]) -> Option<PackPos> {
+        let buf = self.pairs();
+        let mut pos = 0;
+        while let Some(&[flen, vlen]) = buf.get(pos..pos + 2) {
+            let (flen, vlen) = (usize::from(flen), usize::from(vlen));
+            let vpos = pos + 2 + flen;
+            // Fields often differ only at the end (numbered names): the last byte rules most
+            // out before the full comparison.
+            if flen == field.len() && field.last().is_none_or(|&l| buf[vpos - 1] == l) && &buf[pos + 2..vpos] == field {
+                return Some(PackPos { start: pos, value: vpos..vpos + vlen });
+            }
+            pos = vpos + vlen;
+        }
+        None
+    }
+
+    /// Changes the pairs through a `Vec` (`room`: bytes it will grow by), and the count by
+    /// `delta`, leaving the buffer at its exact new size: one reallocation (in place when the
+    /// allocator's size class still fits), as a listpack's.
+    fn edit(&mut self, room: usize, delta: isize, f: impl FnOnce(&mut Vec<u8>)) {
+        let count = self.len().checked_add_signed(delta).expect("a pack's count stays in range");
+        let mut v = std::mem::take(&mut self.0).into_vec();
+        v.truncate(v.len().saturating_sub(COUNT));
+        v.reserve_exact(room + COUNT);
+        f(&mut v);
+        if count > 0 {
+            let count = u16::try_from(count).expect("a pack holds at most 65535 pairs");
+            v.extend_from_slice(&count.to_le_bytes());
+        } else {
+            v.clear();
+        }
+        self.0 = v.into_boxed_slice();
+    }
+
+    /// Appends a pair.
+    fn push(&mut self, field: &[u8], value: &[u8]) {
+        self.edit(2 + field.len() + value.len(), 1, |v| {
+            v.push(field.len() as u8);
+            v.push(value.len() as u8);
+            v.extend_from_slice(field);
+            v.extend_from_slice(value);
+        });
+    }
+
+    /// Replaces the value of the pair at `at`.
+    fn replace(&mut self, at: PackPos, value: &[u8]) {
+        self.0[at.start + 1] = value.len() as u8;
+        let at = at.value;
+        if value.len() == at.len() {
+            self.0[at].copy_from_slice(value);
+            return;
+        }
+        self.edit(value.len().saturating_sub(at.len()), 0, |v| {
+            v.splice(at, value.iter().copied());
+        });
+    }
+
+    /// Removes the pair at `at`.
+    fn remove(&mut self, at: PackPos) {
+        self.edit(0, -1, |v| {
+            v.drain(at.start..at.value.end);
+        });
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -865,13 +901,22 @@ mod tests {
     }
 
     #[test]
-    fn a_small_hash_is_24_bytes_and_its_buffer() {
+    fn a_small_hash_is_16_bytes_and_its_buffer() {
         fn send_sync<T: Send + Sync>() {}
         send_sync::<Hash>();
-        assert_eq!(std::mem::size_of::<Hash>(), 24);
-        let hash = h(&[("a", "1"), ("bc", "")]);
-        let Repr::Pack { buf, .. } = &hash.repr else { panic!() };
-        assert_eq!(buf.len(), 2 + 2 + 2 + 2);
+        assert_eq!(std::mem::size_of::<Hash>(), 16);
+        let mut hash = h(&[("a", "1"), ("bc", "")]);
+        let Repr::Pack(p) = &hash.repr else { panic!() };
+        assert_eq!(p.0.len(), 2 + 2 + 2 + 2 + 2, "two pairs and the count");
+        assert_eq!((p.len(), hash.size()), (2, 4));
+        hash.insert(b"a", b"longer");
+        hash.remove(b"bc");
+        let Repr::Pack(p) = &hash.repr else { panic!() };
+        assert_eq!((p.len(), p.0.len(), hash.size()), (1, 2 + 1 + 6 + 2, 7));
+        hash.remove(b"a");
+        let Repr::Pack(p) = &hash.repr else { panic!() };
+        assert!(p.0.is_empty(), "an empty pack keeps no count");
+        assert_eq!(hash.len(), 0);
     }
 
     /// Big hashes grow in bounded steps: no insert moves more than one index segment's
@@ -883,7 +928,7 @@ mod tests {
         for i in 0..200_000 {
             let before = match &hash.repr {
                 Repr::Table(t) => t.index.moved(),
-                Repr::Pack { .. } => 0,
+                Repr::Pack(_) => 0,
             };
             hash.insert(format!("field:{i}").as_bytes(), b"v");
             if let Repr::Table(t) = &hash.repr {
