@@ -134,8 +134,6 @@ impl LexRange<'_> {
 #[derive(Clone, Default)]
 pub struct ZSet {
     repr: Repr,
-    /// Bytes of the members plus 8 per score (see [`ZSet::size`]).
-    bytes: usize,
 }
 
 #[derive(Clone)]
@@ -163,11 +161,7 @@ impl ZSet {
     /// An empty set about to receive `n` members in order: big from the start when `n` is over
     /// the small limit, as Redis's ZRANGESTORE creates its destination.
     pub fn with_capacity(n: usize) -> ZSet {
-        if n > crate::limits::ZSET_ENTRIES.get() {
-            ZSet { repr: Repr::Big(Box::default()), bytes: 0 }
-        } else {
-            ZSet::default()
-        }
+        if n > crate::limits::ZSET_ENTRIES.get() { ZSet { repr: Repr::Big(Box::default()) } } else { ZSet::default() }
     }
 
     /// A set of `entries` sorted by (score, member) with distinct members and no NaN (as a
@@ -179,9 +173,11 @@ impl ZSet {
         let repr = if Pack::fits(entries.len(), longest) {
             Repr::Small(Pack::from_sorted(entries.iter().map(|(m, s)| (&m[..], *s))))
         } else {
-            Repr::Big(Box::new(Big::from_sorted(entries.into_iter())))
+            let mut big = Big::from_sorted(entries.into_iter());
+            big.bytes = bytes;
+            Repr::Big(Box::new(big))
         };
-        ZSet { repr, bytes }
+        ZSet { repr }
     }
 
     /// A set of `entries` in any order; of a member given twice, the first score is kept.
@@ -205,7 +201,10 @@ impl ZSet {
 
     /// Bytes of user data held: the members' lengths plus 8 bytes per score. O(1).
     pub fn size(&self) -> usize {
-        self.bytes
+        match &self.repr {
+            Repr::Small(p) => p.size(),
+            Repr::Big(b) => b.bytes,
+        }
     }
 
     /// OBJECT ENCODING, as Redis 7.0 names it.
@@ -240,7 +239,6 @@ impl ZSet {
             }
             if Pack::fits(p.len() + 1, member.len()) {
                 p.insert(member, score);
-                self.bytes += weight(member);
                 return None;
             }
             self.convert();
@@ -248,7 +246,7 @@ impl ZSet {
         let Repr::Big(b) = &mut self.repr else { unreachable!("converted above") };
         let old = b.insert(member, score);
         if old.is_none() {
-            self.bytes += weight(member);
+            b.bytes += weight(member);
         }
         old
     }
@@ -259,22 +257,22 @@ impl ZSet {
         if let Repr::Small(p) = &mut self.repr {
             if Pack::fits(p.len() + 1, member.len()) {
                 p.insert(member, score);
-                self.bytes += weight(member);
                 return;
             }
             self.convert();
         }
         if let Repr::Big(b) = &mut self.repr {
             b.insert_new(member, score);
-            self.bytes += weight(member);
+            b.bytes += weight(member);
         }
     }
 
     /// Switches to the big encoding.
     fn convert(&mut self) {
         if let Repr::Small(p) = &self.repr {
-            let big =
+            let mut big =
                 Big::from_sorted(p.entries().map(|e| (Key::new(e.member), e.score)).collect::<Vec<_>>().into_iter());
+            big.bytes = p.size();
             self.repr = Repr::Big(Box::new(big));
         }
     }
@@ -288,9 +286,12 @@ impl ZSet {
                 p.remove_bytes(start, end, 1);
                 score
             }
-            Repr::Big(b) => b.remove(member)?.score,
+            Repr::Big(b) => {
+                let score = b.remove(member)?.score;
+                b.bytes -= weight(member);
+                score
+            }
         };
-        self.bytes -= weight(member);
         Some(score)
     }
 
@@ -346,35 +347,41 @@ impl ZSet {
         if from >= to {
             return 0;
         }
-        let removed: usize = self.iter_from(from, false).take(to - from).map(|(m, _)| weight(m)).sum();
         match &mut self.repr {
             Repr::Small(p) => p.remove_ranks(from, to),
-            Repr::Big(b) => b.remove_ranks(from, to),
+            Repr::Big(b) => {
+                let removed: usize = b.iter_from(from, false).take(to - from).map(|(m, _)| weight(m)).sum();
+                let left = b.bytes - removed;
+                // (`Big::remove_ranks` may rebuild the set, counting nothing.)
+                b.remove_ranks(from, to);
+                b.bytes = left;
+            }
         }
-        self.bytes -= removed;
         to - from
     }
 
     /// Calls `f` with the lowest entry (with `max`, the highest), then removes that entry.
     pub fn pop_with<R>(&mut self, max: bool, f: impl FnOnce(&[u8], f64) -> R) -> Option<R> {
-        let mut removed = 0;
         let r = match &mut self.repr {
             Repr::Small(p) => {
                 let last = p.len().checked_sub(1)?;
                 let rank = if max { last } else { 0 };
                 let o = p.offsets();
                 let (member, score) = p.at(&o, rank);
-                removed = weight(member);
                 let r = f(member, score);
                 p.remove_ranks(rank, rank + 1);
                 r
             }
-            Repr::Big(b) => b.pop_with(max, |m, s| {
-                removed = weight(m);
-                f(m, s)
-            })?,
+            Repr::Big(b) => {
+                let mut removed = 0;
+                let r = b.pop_with(max, |m, s| {
+                    removed = weight(m);
+                    f(m, s)
+                })?;
+                b.bytes -= removed;
+                r
+            }
         };
-        self.bytes -= removed;
         Some(r)
     }
 
@@ -452,14 +459,17 @@ impl ZSet {
     /// small enough to encode at once.
     pub fn freeze(&mut self) -> Option<Frozen> {
         match &mut self.repr {
-            Repr::Big(b) => b.freeze(self.bytes).map(Frozen),
+            Repr::Big(b) => {
+                let bytes = b.bytes;
+                b.freeze(bytes).map(Frozen)
+            }
             Repr::Small(_) => None,
         }
     }
 
     /// Whether [`ZSet::freeze`] gives an image.
     pub fn wants_freezing(&self) -> bool {
-        matches!(&self.repr, Repr::Big(b) if crate::dense::worth_freezing(b.len(), self.bytes))
+        matches!(&self.repr, Repr::Big(b) if crate::dense::worth_freezing(b.len(), b.bytes))
     }
 }
 

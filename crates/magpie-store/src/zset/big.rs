@@ -52,6 +52,8 @@ impl<'a> Iterator for Iter<'a> {
 
 #[derive(Clone, Default)]
 pub(super) struct Big {
+    /// Bytes of user data: the members' lengths plus 8 a score (`ZSet::size`).
+    pub(super) bytes: usize,
     items: Dense<Item>,
     index: SegTable<u32>,
     tree: Tree,

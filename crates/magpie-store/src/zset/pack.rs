@@ -29,13 +29,17 @@ const I8: u8 = 0;
 const I32: u8 = 1;
 const F64: u8 = 2;
 
+/// The entries, then (unless there are none) a trailer of two little-endian `u16`s: the count
+/// of entries and the set's size (members' lengths plus 8 a score: at most 128 x 72 bytes).
+/// Exactly as long as that, as a listpack, so a `ZSet` is this boxed slice alone, 16 bytes (a
+/// `Vec`'s capacity and a count and size beside it had made it 40, a 48-byte box).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub(super) struct Pack {
-    /// Exactly as long as its entries, as a listpack (a `Vec` would add 8 bytes of capacity,
-    /// and they took a one-member set's box from 32 bytes to 48).
     buf: Box<[u8]>,
-    len: u16,
 }
+
+/// Bytes of a pack's trailer.
+const TRAILER: usize = 4;
 
 /// One decoded entry and where the next one starts.
 #[derive(Clone, Copy)]
@@ -140,8 +144,28 @@ impl<'a> Iterator for Iter<'a> {
 }
 
 impl Pack {
+    /// The count and the size from the trailer.
+    fn trailer(&self) -> (usize, usize) {
+        match *self.buf {
+            [.., c0, c1, s0, s1] => {
+                (usize::from(u16::from_le_bytes([c0, c1])), usize::from(u16::from_le_bytes([s0, s1])))
+            }
+            _ => (0, 0),
+        }
+    }
+
     pub(super) fn len(&self) -> usize {
-        usize::from(self.len)
+        self.trailer().0
+    }
+
+    /// Bytes of user data: the members' lengths plus 8 a score (see `ZSet::size`).
+    pub(super) fn size(&self) -> usize {
+        self.trailer().1
+    }
+
+    /// The entries, without the trailer.
+    fn body(&self) -> &[u8] {
+        &self.buf[..self.buf.len().saturating_sub(TRAILER)]
     }
 
     /// Whether a pack may hold `len` entries, the longest of `longest` bytes.
@@ -151,7 +175,7 @@ impl Pack {
 
     /// The entries in order, starting at the first.
     pub(super) fn entries(&self) -> impl Iterator<Item = Entry<'_>> + '_ {
-        let buf = &self.buf[..];
+        let buf = self.body();
         let mut pos = 0;
         std::iter::from_fn(move || {
             if pos >= buf.len() {
@@ -166,10 +190,11 @@ impl Pack {
     pub(super) fn offsets(&self) -> Offsets {
         let mut o = Offsets { starts: [0; MAX_ENTRIES + 1], len: 0 };
         let mut pos = 0;
-        while pos < self.buf.len() {
+        let buf = self.body();
+        while pos < buf.len() {
             o.starts[o.len] = pos as u16;
             o.len += 1;
-            pos = decode(&self.buf, pos).end;
+            pos = decode(buf, pos).end;
         }
         o.starts[o.len] = pos as u16;
         o
@@ -177,7 +202,7 @@ impl Pack {
 
     /// The entry at `rank` (0 = the lowest).
     pub(super) fn at(&self, offsets: &Offsets, rank: usize) -> (&[u8], f64) {
-        let e = decode(&self.buf, offsets.start(rank));
+        let e = decode(self.body(), offsets.start(rank));
         (e.member, e.score)
     }
 
@@ -190,52 +215,75 @@ impl Pack {
         if rev {
             let offsets = self.offsets();
             let next = if rank < offsets.len() { rank + 1 } else { 0 };
-            Iter::Backward { buf: &self.buf, offsets, next }
+            Iter::Backward { buf: self.body(), offsets, next }
         } else {
-            let pos = self.entries().nth(rank).map_or(self.buf.len(), |e| e.start);
-            Iter::Forward { buf: &self.buf, pos }
+            let pos = self.entries().nth(rank).map_or(self.body().len(), |e| e.start);
+            Iter::Forward { buf: self.body(), pos }
         }
     }
 
     /// Adds an entry for a member that is not in the pack (the caller checks the limits).
     pub(super) fn insert(&mut self, member: &[u8], score: f64) {
         debug_assert!(self.len() < MAX_ENTRIES);
-        let at = self.entries().find(|e| !less(e.score, e.member, score, member)).map_or(self.buf.len(), |e| e.start);
+        let at =
+            self.entries().find(|e| !less(e.score, e.member, score, member)).map_or(self.body().len(), |e| e.start);
         let mut encoded = Vec::with_capacity(1 + member.len() + 8);
         encode(member, score, &mut encoded);
         // Grow to the size needed, not double it (as a listpack does): the allocator rounds up
         // to its own size class, and growing within that class is done in place.
-        self.edit(|buf| {
-            buf.reserve_exact(encoded.len());
+        self.edit(encoded.len(), (1, member.len() + 8), (0, 0), |buf| {
             buf.splice(at..at, encoded);
         });
-        self.len += 1;
     }
 
     /// A pack of `entries`, sorted by (score, member) with distinct members, within the limits.
     pub(super) fn from_sorted<'a>(entries: impl Iterator<Item = (&'a [u8], f64)>) -> Pack {
         let mut buf = Vec::new();
-        let mut len = 0;
+        let (mut len, mut size) = (0, 0);
         for (member, score) in entries {
             encode(member, score, &mut buf);
             len += 1;
+            size += member.len() + 8;
         }
-        debug_assert!(usize::from(len) <= MAX_ENTRIES);
-        Pack { buf: buf.into_boxed_slice(), len }
+        debug_assert!(len <= MAX_ENTRIES);
+        let mut p = Pack { buf: Box::default() };
+        p.edit(buf.len(), (len, size), (0, 0), |v| *v = buf);
+        p
     }
 
-    /// Changes the buffer as a `Vec`, then keeps it exactly as long as it is.
-    fn edit(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
+    /// Changes the entries through a `Vec` (`room`: bytes they will grow by), the count and the
+    /// size by `add` less `sub`, then keeps the buffer exactly as long as it is: one
+    /// reallocation, in place while the allocator's size class still fits.
+    fn edit(&mut self, room: usize, add: (usize, usize), sub: (usize, usize), f: impl FnOnce(&mut Vec<u8>)) {
+        let (len, size) = self.trailer();
+        let (len, size) = (len + add.0 - sub.0, size + add.1 - sub.1);
         let mut buf = std::mem::take(&mut self.buf).into_vec();
+        buf.truncate(buf.len().saturating_sub(TRAILER));
+        buf.reserve_exact(room + TRAILER);
         f(&mut buf);
+        if len > 0 {
+            let (len, size) = (u16::try_from(len), u16::try_from(size));
+            let (Ok(len), Ok(size)) = (len, size) else { unreachable!("a pack holds at most 128 x 72 bytes") };
+            buf.extend_from_slice(&len.to_le_bytes());
+            buf.extend_from_slice(&size.to_le_bytes());
+        } else {
+            buf.clear();
+        }
         self.buf = buf.into_boxed_slice();
     }
 
+    /// Removes the `entries` entries in the bytes `start..end`.
     pub(super) fn remove_bytes(&mut self, start: usize, end: usize, entries: usize) {
-        self.edit(|buf| {
+        let mut size = 0;
+        let mut pos = start;
+        while pos < end {
+            let e = decode(self.body(), pos);
+            size += e.member.len() + 8;
+            pos = e.end;
+        }
+        self.edit(0, (0, 0), (entries, size), |buf| {
             buf.drain(start..end);
         });
-        self.len -= entries as u16;
     }
 
     /// Removes the entries of ranks `from..to`.
@@ -293,10 +341,10 @@ impl Pack {
         }
     }
 
-    /// Bytes of the buffer (for tests of the memory layout).
+    /// Bytes of the entries, without the trailer (for tests of the memory layout).
     #[cfg(test)]
     pub(super) fn bytes(&self) -> usize {
-        self.buf.len()
+        self.body().len()
     }
 }
 

@@ -402,15 +402,23 @@ fn a_frozen_sorted_set_keeps_its_entries_and_writes_copy_only_their_chunks() {
     assert!(ZSet::from_entries(vec![(Key::new(b"a"), 1.0)]).freeze().is_none());
 }
 
-/// A small sorted set is a 32-byte box and its exact buffer (a one-member set's box was 48).
+/// A small sorted set is a 16-byte box and its exact buffer (a one-member set's box was 48).
 #[test]
-fn a_small_zset_is_32_bytes_and_its_buffer() {
-    assert_eq!(std::mem::size_of::<ZSet>(), 32);
+fn a_small_zset_is_16_bytes_and_its_buffer() {
+    assert_eq!(std::mem::size_of::<ZSet>(), 16);
     let mut z = ZSet::new();
     z.insert(b"m", 1.5);
     z.insert(b"n", 2.0);
     let Repr::Small(p) = &z.repr else { panic!("small") };
     assert_eq!(p.bytes(), (1 + 1 + 8) + (1 + 1 + 1));
+    assert_eq!((z.len(), z.size()), (2, 1 + 8 + 1 + 8));
     let from: ZSet = ZSet::from_sorted(vec![(Key::new(b"m"), 1.5), (Key::new(b"n"), 2.0)]);
     assert!(from.iter().eq(z.iter()));
+    assert_eq!((from.len(), from.size()), (2, 18));
+    z.remove(b"m");
+    z.insert(b"n", 7.0);
+    assert_eq!((z.len(), z.size()), (1, 9));
+    z.remove(b"n");
+    let Repr::Small(p) = &z.repr else { panic!("small") };
+    assert_eq!((p.len(), p.size(), p.bytes()), (0, 0, 0), "an empty pack keeps no trailer");
 }
