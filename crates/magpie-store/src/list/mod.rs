@@ -1116,9 +1116,9 @@ mod tests {
         for round in 0..if cfg!(miri) { 4 } else { 20 } {
             let mut list = List::new();
             let mut model: VecDeque<Vec<u8>> = VecDeque::new();
-            // Under Miri (`cargo +nightly miri test -p magpie-store list`), a shorter run.
+            // Under Miri (`cargo +nightly miri test -p magpie-store list::tests`), a shorter run.
             let ops = if cfg!(miri) {
-                300
+                120
             } else if round < 3 {
                 20_000
             } else {
