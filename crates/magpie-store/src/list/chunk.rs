@@ -273,9 +273,14 @@ impl Chunk {
         if self.head() >= need {
             return;
         }
+        // To the allocator's next size class, as `reserve_back` grows, with all the room in
+        // front: a list built by LPUSH then fills its block as one built by RPUSH does (with a
+        // gap of a quarter of the content and the class's rounding left at the back, 100
+        // elements of 64 bytes took 8,328 bytes a list, 1.12x Redis's 7,414).
         let used = self.used();
-        let gap = need.max(used / 4).min(CHUNK_BYTES.saturating_sub(used).max(need));
-        let mut c = Chunk::with_capacity(alloc_class(HDR + gap + used) - HDR);
+        let block = alloc_class(HDR + used + need).min(HDR + CHUNK_BYTES).max(HDR + used + need);
+        let gap = block - HDR - used;
+        let mut c = Chunk::with_capacity(block - HDR);
         c.extend_zeroed(gap);
         c.hdr_mut().head = gap;
         c.append_encoded(&self.buf()[self.head()..], self.count(), self.bytes());

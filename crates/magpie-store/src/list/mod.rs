@@ -1043,6 +1043,12 @@ mod tests {
         let l: List = (0..100).map(|_| [b'x'; 64]).collect();
         assert!(!l.is_big());
         assert_eq!(l.allocated(), 7168);
+        // Pushed at the head, the same block: the room a push in front needs goes in front.
+        let mut l = List::new();
+        for _ in 0..100 {
+            l.push_front(&[b'x'; 64]);
+        }
+        assert_eq!(l.allocated(), 7168);
         // One element: a 66-byte element and the header.
         let l: List = [[b'x'; 64]].into_iter().collect();
         assert_eq!(l.allocated(), 112);
