@@ -325,18 +325,6 @@ impl Chunk {
         h.bytes += data.len();
     }
 
-    /// A chunk for the front of a list whose first chunk is full: a whole chunk holding `data`
-    /// at its end, so the next pushes at the head fill it without moving anything.
-    pub(super) fn whole_for_front(data: &[u8]) -> Chunk {
-        let n = encoded_len(data.len());
-        let size = n.max(CHUNK_BYTES);
-        let mut c = Chunk::with_capacity(size);
-        c.extend_zeroed(size - n);
-        c.hdr_mut().head = size - n;
-        c.push_back(data);
-        c
-    }
-
     pub(super) fn front(&self) -> &[u8] {
         let (s, e, _) = read_fwd(self.buf(), self.head());
         &self.buf()[s..e]
