@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! | cap | len | head | count | bytes | gap (head bytes) | elements ... | room (cap - len) |
-//!   <----------- HDR ------------>    <------------------ cap bytes ------------------->
+//! <------ HDR: five words, 40 bytes ---><------------------ cap bytes ------------------->
 //! ```
 //!
 //! Each element is encoded as
