@@ -9,7 +9,9 @@
 #
 # TTL=SECONDS gives every key an expiry time after the fill.
 # CMD runs that command instead of the -t test (redis-benchmark replaces __rand_int__ with a
-# key number), e.g. CMD='RPUSH list:__rand_int__ xxxxxxxx' bench/ab.sh A B rpush.
+# key number), e.g. CMD='RPUSH list:__rand_int__ xxxxxxxx' bench/ab.sh A B rpush. PREP is one
+# command run on both servers after the fill, e.g. a queue of 100 elements that CMD rotates:
+# PREP="RPUSH q $(printf 'x%.0s ' {1..100})" CMD='RPOPLPUSH q q' bench/ab.sh A B rotate.
 # SAVE sets both servers' snapshot schedule (default "": off; e.g. SAVE="86400 1" keeps the
 # schedule's bookkeeping on without a snapshot during the run; each server then runs in a
 # temporary directory of its own). A_ARGS / B_ARGS add server flags to one side, A_AUTH /
@@ -52,6 +54,11 @@ if [ -n "${TTL:-}" ]; then
         printf "*3\r\n$6\r\nEXPIRE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", length(k), k, length(ttl), ttl } }' |
       taskset -c 1 redis-cli -p "$port" "${auth[@]}" --no-auth-warning --pipe >/dev/null
   done
+fi
+if [ -n "${PREP:-}" ]; then
+  read -r -a PREP_WORDS <<<"$PREP"
+  taskset -c 1 redis-cli -p "$PORT_A" "${A_AUTH[@]}" --no-auth-warning "${PREP_WORDS[@]}" >/dev/null
+  taskset -c 1 redis-cli -p "$PORT_B" "${B_AUTH[@]}" --no-auth-warning "${PREP_WORDS[@]}" >/dev/null
 fi
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 for _ in $(seq "$ROUNDS"); do

@@ -1072,6 +1072,35 @@ mod tests {
         }
     }
 
+    /// A queue (pushes at one end, pops at the other) keeps the block its content was built in:
+    /// the chunk slides its elements to one end rather than grow (and never past a chunk).
+    #[test]
+    fn a_queue_stays_in_the_block_of_its_content() {
+        let per_chunk = CHUNK_BYTES / 66;
+        for (held, block) in [(100, 7168), (per_chunk - 20, 16384), (per_chunk - 2, 16384)] {
+            for at_head in [false, true] {
+                let mut l = List::new();
+                for _ in 0..held {
+                    l.push_back(&[b'x'; 64]);
+                }
+                let mut most = 0;
+                for _ in 0..10 * per_chunk {
+                    if at_head {
+                        l.drop_back_one();
+                        l.push_front(&[b'x'; 64]);
+                    } else {
+                        l.drop_front_one();
+                        l.push_back(&[b'x'; 64]);
+                    }
+                    most = most.max(l.allocated());
+                }
+                assert_eq!(l.len(), held);
+                assert!(most <= block, "{most} bytes for a queue of {held} elements (at the head: {at_head})");
+                l.check();
+            }
+        }
+    }
+
     /// A list grows into a big one past a chunk's bytes or elements, and shrinks back to a
     /// small one at half of either; its elements stay as they were throughout.
     #[test]
