@@ -66,9 +66,7 @@ impl<T: Clone + Default> Shared<T> {
 
     #[cold]
     fn thaw(&mut self) {
-        if let Shared::Frozen(a) = std::mem::replace(self, Shared::Own(T::default())) {
-            *self = Shared::Own(Arc::unwrap_or_clone(a));
-        }
+        *self = Shared::Own(std::mem::take(self).into_owned());
     }
 
     /// Shares the part with a snapshot: O(1), no copy.

@@ -328,6 +328,11 @@ impl Chunk {
         h.bytes += bytes;
     }
 
+    /// Adds `data` at the head (`front`) or the tail.
+    pub(super) fn push(&mut self, data: &[u8], front: bool) {
+        if front { self.push_front(data) } else { self.push_back(data) }
+    }
+
     pub(super) fn push_back(&mut self, data: &[u8]) {
         let n = encoded_len(data.len());
         self.reserve_back(n);
@@ -339,7 +344,7 @@ impl Chunk {
         h.bytes += data.len();
     }
 
-    pub(super) fn push_front(&mut self, data: &[u8]) {
+    fn push_front(&mut self, data: &[u8]) {
         let n = encoded_len(data.len());
         self.reserve_front(n);
         let at = self.head() - n;

@@ -99,30 +99,53 @@ impl List {
         self.p.as_ptr().map_addr(|a| a & !BIG_TAG).cast::<Big>()
     }
 
+    /// The list as its chunk or its box.
     #[inline]
-    fn as_small(&self) -> Option<&Chunk> {
-        // SAFETY: an untagged pointer is a chunk's (`List::small`), and `List` is a
-        // transparent wrapper of it, as `Chunk` is: the same bits, read as a `Chunk`.
-        (!self.is_big()).then(|| unsafe { &*std::ptr::from_ref(self).cast::<Chunk>() })
+    fn form(&self) -> Form<'_> {
+        if self.is_big() {
+            // SAFETY: a tagged pointer is a leaked `Box<Big>` (`List::big`), owned by this list.
+            Form::Big(unsafe { &*self.big_ptr() })
+        } else {
+            // SAFETY: an untagged pointer is a chunk's (`List::small`), and `List` is a
+            // transparent wrapper of it, as `Chunk` is: the same bits, read as a `Chunk`.
+            Form::Small(unsafe { &*std::ptr::from_ref(self).cast::<Chunk>() })
+        }
+    }
+
+    #[inline]
+    fn form_mut(&mut self) -> FormMut<'_> {
+        if self.is_big() {
+            // SAFETY: as in `form`; `&mut self` makes the access unique.
+            FormMut::Big(unsafe { &mut *self.big_ptr() })
+        } else {
+            // SAFETY: as in `form`; a chunk's pointer written through this reference (when it
+            // reallocates) is again an untagged chunk pointer, so the list stays small and valid.
+            FormMut::Small(unsafe { &mut *std::ptr::from_mut(self).cast::<Chunk>() })
+        }
     }
 
     #[inline]
     fn as_small_mut(&mut self) -> Option<&mut Chunk> {
-        // SAFETY: as in `as_small`; a chunk's pointer written through this reference (when it
-        // reallocates) is again an untagged chunk pointer, so the list stays small and valid.
-        (!self.is_big()).then(|| unsafe { &mut *std::ptr::from_mut(self).cast::<Chunk>() })
+        match self.form_mut() {
+            FormMut::Small(c) => Some(c),
+            FormMut::Big(_) => None,
+        }
     }
 
     #[inline]
     fn as_big(&self) -> Option<&Big> {
-        // SAFETY: a tagged pointer is a leaked `Box<Big>` (`List::big`), owned by this list.
-        self.is_big().then(|| unsafe { &*self.big_ptr() })
+        match self.form() {
+            Form::Big(b) => Some(b),
+            Form::Small(_) => None,
+        }
     }
 
     #[inline]
     fn as_big_mut(&mut self) -> Option<&mut Big> {
-        // SAFETY: as in `as_big`; `&mut self` makes the access unique.
-        self.is_big().then(|| unsafe { &mut *self.big_ptr() })
+        match self.form_mut() {
+            FormMut::Big(b) => Some(b),
+            FormMut::Small(_) => None,
+        }
     }
 
     /// Takes the list apart into its chunk or its box.
@@ -134,23 +157,6 @@ impl List {
         } else {
             // SAFETY: the chunk `List::small` took apart, taken back once.
             Ok(unsafe { Chunk::from_raw(this.p) })
-        }
-    }
-
-    #[inline]
-    fn form(&self) -> Form<'_> {
-        match self.as_big() {
-            Some(b) => Form::Big(b),
-            None => Form::Small(self.as_small().expect("a list is small or big")),
-        }
-    }
-
-    #[inline]
-    fn form_mut(&mut self) -> FormMut<'_> {
-        if self.is_big() {
-            FormMut::Big(self.as_big_mut().expect("big"))
-        } else {
-            FormMut::Small(self.as_small_mut().expect("small"))
         }
     }
 
@@ -224,9 +230,9 @@ impl Drop for List {
 
 impl Clone for List {
     fn clone(&self) -> List {
-        match self.as_big() {
-            Some(b) => List::big(Box::new(b.clone())),
-            None => List::small(self.as_small().expect("a list is small or big").clone()),
+        match self.form() {
+            Form::Big(b) => List::big(Box::new(b.clone())),
+            Form::Small(c) => List::small(c.clone()),
         }
     }
 }
@@ -353,21 +359,20 @@ impl List {
     }
 
     pub fn push_back(&mut self, data: &[u8]) {
-        if let Some(c) = self.as_small_mut()
-            && small_takes(c, encoded_len(data.len()))
-        {
-            return c.push_back(data);
-        }
-        self.make_big().push_back(data);
+        self.push(data, false);
     }
 
     pub fn push_front(&mut self, data: &[u8]) {
+        self.push(data, true);
+    }
+
+    fn push(&mut self, data: &[u8], front: bool) {
         if let Some(c) = self.as_small_mut()
             && small_takes(c, encoded_len(data.len()))
         {
-            return c.push_front(data);
+            return c.push(data, front);
         }
-        self.make_big().push_front(data);
+        self.make_big().push(data, front);
     }
 
     pub fn front(&self) -> Option<&[u8]> {
@@ -630,33 +635,24 @@ impl List {
 // A big list
 
 impl Big {
-    fn push_back(&mut self, data: &[u8]) {
+    fn push(&mut self, data: &[u8], front: bool) {
         let n = encoded_len(data.len());
-        match self.chunks.back_mut() {
-            Some(c) if c.used() + n <= CHUNK_BYTES => c.make_mut().push_back(data),
+        let end = if front { self.chunks.front_mut() } else { self.chunks.back_mut() };
+        match end {
+            Some(c) if c.used() + n <= CHUNK_BYTES => c.make_mut().push(data, front),
             _ => {
                 // A new chunk starts at its first element and grows a size class at a time, as
-                // Redis's listpacks grow. (A whole chunk at once spared the growing copies, but
-                // left up to 16 KB unused at the end of every list that had just filled one:
-                // 1,000 lists of 1,000 64-byte elements took 83.2 MB of used_memory, Redis 68.9.)
+                // Redis's listpacks grow (at the head with the room in front). A whole chunk at
+                // once spared the growing copies, but left up to 16 KB unused at the end of
+                // every list that had just filled one: 1,000 lists of 1,000 64-byte elements
+                // took 83.2 MB of used_memory, Redis 68.9.
                 let mut c = Chunk::with_capacity(n);
                 c.push_back(data);
-                self.chunks.push_back(Shared::Own(c));
-            }
-        }
-        self.len += 1;
-        self.bytes += data.len();
-    }
-
-    fn push_front(&mut self, data: &[u8]) {
-        let n = encoded_len(data.len());
-        match self.chunks.front_mut() {
-            Some(c) if c.used() + n <= CHUNK_BYTES => c.make_mut().push_front(data),
-            _ => {
-                // As in `push_back`; the next pushes at the head grow it with the room in front.
-                let mut c = Chunk::with_capacity(n);
-                c.push_back(data);
-                self.chunks.push_front(Shared::Own(c));
+                if front {
+                    self.chunks.push_front(Shared::Own(c));
+                } else {
+                    self.chunks.push_back(Shared::Own(c));
+                }
             }
         }
         self.len += 1;

@@ -386,7 +386,7 @@ impl<'a> Range<'a> {
         let seek = if rev { end } else { start };
         let from = nodes.holding(seek).map(|(k, _)| *k);
         let (range, done) = match (rev, from) {
-            (false, Some(k)) => (nodes.from(k), false),
+            (false, Some(k)) => (nodes.starting_at(k), false),
             (false, None) => (nodes.iter(), false),
             (true, Some(k)) => (nodes.up_to(k), false),
             // Every node starts after `end`: nothing to return.

@@ -88,7 +88,7 @@ impl Nodes {
     }
 
     /// The nodes from master ID `id` on.
-    pub(super) fn from(&self, id: StreamId) -> Iter<'_> {
+    pub(super) fn starting_at(&self, id: StreamId) -> Iter<'_> {
         match self {
             Nodes::Few(v) => Iter::Few(v[Nodes::lower_bound(v, &id)..].iter()),
             Nodes::Many(m) => Iter::Many(m.range(id..)),
@@ -229,7 +229,7 @@ mod tests {
             assert!(nodes.iter().eq(model.iter()));
             assert_eq!(nodes.get(&k), model.get(&k));
             assert_eq!(nodes.contains(&k), model.contains_key(&k));
-            assert_eq!(keys(nodes.from(k)), model.range(k..).map(|(k, _)| k.ms).collect::<Vec<_>>());
+            assert_eq!(keys(nodes.starting_at(k)), model.range(k..).map(|(k, _)| k.ms).collect::<Vec<_>>());
             assert_eq!(keys(nodes.up_to(k)), model.range(..=k).map(|(k, _)| k.ms).collect::<Vec<_>>());
             assert_eq!(nodes.holding(k), model.range(..=k).next_back());
             assert_eq!(nodes.first(), model.iter().next());
