@@ -286,7 +286,7 @@ impl SnapshotWriter {
 pub fn encode_entry<'a>(out: &mut Vec<u8>, db: usize, key: &[u8], entry: impl Into<EntryRef<'a>>) {
     let entry = entry.into();
     put_entry_head(out, db, key, entry.expire_at());
-    encode_value(out, entry.value);
+    encode_value(out, &entry.value);
 }
 
 /// Appends one snapshot entry from a frozen image (see [`SnapEntry::Later`]): the same bytes

@@ -167,6 +167,19 @@ impl StrBuf {
         unsafe { Vec::from_raw_parts(this.ptr, this.len(), this.capacity()) }
     }
 
+    /// A view of `len` bytes at `ptr` that some other owner keeps (a shard's block that holds a
+    /// key and its string together): a `StrBuf` that must never be dropped, changed or moved
+    /// out of its `ManuallyDrop`, only read. A copy (`clone`) owns its own buffer.
+    ///
+    /// # Safety
+    /// `ptr` is non-null and `len` bytes from it are initialised and stay so, unchanged, for
+    /// as long as the view is read.
+    pub(crate) unsafe fn view(ptr: *const u8, len: usize) -> ManuallyDrop<StrBuf> {
+        let mut s = StrBuf { ptr: ptr.cast_mut(), cap: 0, ..StrBuf::new() };
+        s.set_heap_len(len);
+        ManuallyDrop::new(s)
+    }
+
     /// Takes `v`'s buffer, or copies a short `v` inline. Only a capacity that is the length or
     /// a class is representable; any other is given back to the allocator down to the length.
     fn from_vec(v: Vec<u8>) -> StrBuf {

@@ -38,6 +38,11 @@ impl Value {
         Value::Str(StrBuf::from(bytes))
     }
 
+    /// Whether [`Value::string`] stores `bytes` as an integer.
+    pub fn is_int_string(bytes: &[u8]) -> bool {
+        bytes.len() <= 20 && parse_i64(bytes).is_some()
+    }
+
     /// Makes this value the string `bytes`, reusing this value's buffer when it is a string
     /// buffer of about the right size (an overwrite then allocates nothing).
     pub fn assign_string(&mut self, bytes: &[u8]) {

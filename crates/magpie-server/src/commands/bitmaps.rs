@@ -4,7 +4,7 @@
 
 use magpie_protocol::{Args, parse_i64};
 use magpie_store::bits::{self, BitOp, Overflow};
-use magpie_store::{Slot, Value};
+use magpie_store::{Slot, Value, ValueRef};
 
 use crate::core::error::{self, CmdResult, Error, int_arg, is, wrongtype};
 use crate::core::events as notify;
@@ -56,8 +56,8 @@ fn bit_offset(ctx: &Ctx<'_>, arg: &[u8], hash_bits: u32) -> Result<u64, Error> {
 }
 
 /// The bytes of a string value (an `Int`'s decimal digits in `buf`), WRONGTYPE for others.
-fn string_bytes<'a>(value: &'a Value, buf: &'a mut itoa::Buffer) -> Result<&'a [u8], Error> {
-    value.str_bytes(buf).ok_or_else(wrongtype)
+fn string_bytes<'a>(value: impl Into<ValueRef<'a>>, buf: &'a mut itoa::Buffer) -> Result<&'a [u8], Error> {
+    value.into().str_bytes(buf).ok_or_else(wrongtype)
 }
 
 fn is_string(value: &Value) -> bool {
@@ -434,7 +434,7 @@ fn bitfield_generic(ctx: &mut Ctx<'_>, args: Args<'_>, read_only: bool) -> CmdRe
         ctx.hit(found.is_some());
         let mut buf = itoa::Buffer::new();
         let p = match found {
-            Some(e) if !is_string(e.value) => return Err(wrongtype()),
+            Some(e) if !is_string(&e.value) => return Err(wrongtype()),
             Some(e) => string_bytes(e.value, &mut buf)?,
             None => &[],
         };
@@ -459,7 +459,7 @@ fn bitfield_generic(ctx: &mut Ctx<'_>, args: Args<'_>, read_only: bool) -> CmdRe
     let mut changes = 0usize;
     let mut replies: Vec<Option<i64>> = Vec::with_capacity(ops.len());
     match shard.slot(key, ctx.now()) {
-        Slot::Live(live) if !is_string(live.entry().value) => return Err(wrongtype()),
+        Slot::Live(live) if !is_string(&live.entry().value) => return Err(wrongtype()),
         Slot::Live(mut live) => {
             // A write taken even if nothing changes (Redis unshares the string too): copying
             // a big bitmap to find out would cost more than logging a no-op.

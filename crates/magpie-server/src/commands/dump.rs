@@ -53,7 +53,7 @@ fn dump(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     match found {
         None => ctx.out().null(),
         Some(e) => {
-            let payload = rdb::dump_value(e.value, &write_options());
+            let payload = rdb::dump_value(&e.value, &write_options());
             drop(shard);
             ctx.out().bulk(&payload);
         }
@@ -257,7 +257,7 @@ fn migrate(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             ctx.hit(entry.is_some());
             if let Some(e) = entry {
                 let ttl = e.expire_at().map_or(0, |at| (at as i64 - now as i64).max(1));
-                found.push((k, rdb::dump_value(e.value, &write_options()), ttl));
+                found.push((k, rdb::dump_value(&e.value, &write_options()), ttl));
             }
         }
     }
@@ -280,7 +280,7 @@ fn migrate(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         let mut locked = ctx.keyspace().lock_write(found.iter().map(|(k, _, _)| (db, *k)));
         for ((k, payload, _), _) in found.iter().zip(&acked.ok).filter(|(_, ok)| **ok) {
             let shard = locked.shard(db, k);
-            let same = shard.get(k, ctx.now()).is_some_and(|e| rdb::dump_value(e.value, &write_options()) == *payload);
+            let same = shard.get(k, ctx.now()).is_some_and(|e| rdb::dump_value(&e.value, &write_options()) == *payload);
             if same {
                 shard.remove(k, ctx.now());
                 deleted.push(k);

@@ -7,7 +7,7 @@
 use magpie_protocol::{ArgVec, Args, Reply, Resp};
 use magpie_store::geohash::{self, Shape};
 use magpie_store::zset::{ScoreBound, ScoreRange};
-use magpie_store::{Value, ZSet};
+use magpie_store::{Value, ValueRef, ZSet};
 
 use super::zsets::float_arg;
 use crate::core::error::{self, CmdResult, Error, int_arg, is, wrongtype};
@@ -134,10 +134,10 @@ fn human_double(out: &mut Reply, d: f64) {
 }
 
 /// The sorted set at `key`, if any (WRONGTYPE for other types).
-fn zset_of(value: Option<&Value>) -> Result<Option<&ZSet>, Error> {
-    match value {
+fn zset_of(value: Option<ValueRef<'_>>) -> Result<Option<&ZSet>, Error> {
+    match value.map(ValueRef::boxed) {
         None => Ok(None),
-        Some(Value::ZSet(z)) => Ok(Some(z)),
+        Some(Some(Value::ZSet(z))) => Ok(Some(z)),
         Some(_) => Err(wrongtype()),
     }
 }

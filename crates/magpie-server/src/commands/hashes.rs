@@ -1,7 +1,7 @@
 //! The hash commands: HSET and its family, reads, counters, HRANDFIELD and HSCAN.
 
 use magpie_protocol::{Args, Reply, parse_i64};
-use magpie_store::{Hash, Slot, Value, glob_match};
+use magpie_store::{Hash, Slot, Value, ValueRef, glob_match};
 
 use super::keys::{ScanOptions, parse_cursor, scan_options};
 use crate::core::error::{self, CmdResult, Error, int_arg, int_arg_in, is, wrongtype};
@@ -75,9 +75,9 @@ const NOT_FLOAT_VALUE: &str = "ERR hash value is not a float";
 const REPLY_TOO_LARGE: &str = "ERR HRANDFIELD reply would exceed proto-max-bulk-len: ask for fewer fields";
 
 /// The hash a value holds; WRONGTYPE for any other type.
-fn hash_of(value: &Value) -> Result<&Hash, Error> {
-    match value {
-        Value::Hash(h) => Ok(h),
+fn hash_of<'a>(value: impl Into<ValueRef<'a>>) -> Result<&'a Hash, Error> {
+    match value.into().boxed() {
+        Some(Value::Hash(h)) => Ok(h),
         _ => Err(wrongtype()),
     }
 }

@@ -7,7 +7,7 @@
 
 use magpie_protocol::Args;
 use magpie_store::hll::{self, Corrupt};
-use magpie_store::{Slot, Value};
+use magpie_store::{Slot, Value, ValueRef};
 
 use crate::core::error::{CmdResult, Error, wrongtype};
 use crate::core::events as notify;
@@ -38,9 +38,12 @@ fn corrupt(_: Corrupt) -> Error {
 
 /// The HyperLogLog bytes of a value (`isHLLObjectOrReply`): WRONGTYPE for other types, and
 /// Redis's own WRONGTYPE text for strings that are not HyperLogLogs.
-fn hll_bytes(value: &Value) -> Result<&[u8], Error> {
-    match value {
-        Value::Str(s) if hll::is_hll(s) => Ok(s),
+fn hll_bytes<'a>(value: impl Into<ValueRef<'a>>) -> Result<&'a [u8], Error> {
+    let value = value.into();
+    if let Some(s) = value.string_slice() {
+        return if hll::is_hll(s) { Ok(s) } else { Err(NOT_HLL.into()) };
+    }
+    match &*value {
         Value::Str(_) | Value::Int(_) => Err(NOT_HLL.into()),
         _ => Err(wrongtype()),
     }

@@ -465,7 +465,7 @@ pub(super) fn object_refcount(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                         | Policy::AllKeysS3Fifo
                         | Policy::AllKeysWTinyLfu
                 );
-            let shared = !tracked && matches!(e.value, magpie_store::Value::Int(n) if (0..10_000).contains(n));
+            let shared = !tracked && matches!(&*e.value, magpie_store::Value::Int(n) if (0..10_000).contains(n));
             ctx.out().int(if shared { i64::from(i32::MAX) } else { 1 });
         }
         None => ctx.out().null(),

@@ -3,7 +3,7 @@
 //! [`Ctx::block`] (see [`crate::blocking`]).
 
 use magpie_protocol::{Args, Reply};
-use magpie_store::{List, LiveSlot, Slot, Value};
+use magpie_store::{List, LiveSlot, Slot, Value, ValueRef};
 
 use super::lock_to_take;
 use crate::core::args::Cursor;
@@ -135,9 +135,9 @@ impl End {
 // Helpers
 
 /// The list a value holds, or WRONGTYPE.
-fn as_list(value: &Value) -> Result<&List, Error> {
-    match value {
-        Value::List(l) => Ok(l),
+fn as_list<'a>(value: impl Into<ValueRef<'a>>) -> Result<&'a List, Error> {
+    match value.into().boxed() {
+        Some(Value::List(l)) => Ok(l),
         _ => Err(wrongtype()),
     }
 }
@@ -212,7 +212,7 @@ fn pop_range(ctx: &mut Ctx<'_>, mut live: LiveSlot<'_>, key: &[u8], end: End, n:
 /// removal (with a `del` event) if the list is empty.
 fn removed(ctx: &mut Ctx<'_>, live: LiveSlot<'_>, key: &[u8], end: End) {
     ctx.notify(notify::LIST, end.pop_event(), key);
-    if matches!(&live.entry().value, Value::List(l) if l.is_empty()) {
+    if matches!(&*live.entry().value, Value::List(l) if l.is_empty()) {
         live.remove();
         ctx.notify(notify::GENERIC, "del", key);
     }

@@ -105,7 +105,7 @@ fn usage(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let size = e.value.size();
     let value = if size <= MEASURE_MAX {
         let before = alloc::thread_allocated();
-        let copy = e.value.clone();
+        let copy = (*e.value).clone();
         let bytes = alloc::thread_allocated() - before;
         drop(copy);
         bytes

@@ -409,6 +409,7 @@ fn debug_object(ctx: &mut Ctx<'_>, key: &[u8]) -> CmdResult {
         return Err("ERR no such key".into());
     };
     let v = e.value;
+    let v: &magpie_store::Value = &v;
     // DUMP's payload is the type byte, the value, 2 bytes of version and 8 of checksum.
     let serialized = magpie_persist::rdb::dump_value(v, &super::dump::write_options()).len().saturating_sub(11);
     let shared = matches!(v, magpie_store::Value::Int(n) if (0..10_000).contains(n));
@@ -438,7 +439,7 @@ fn debug_object(ctx: &mut Ctx<'_>, key: &[u8]) -> CmdResult {
 fn key_digest(ctx: &Ctx<'_>, key: &[u8], with_ttl: bool) -> String {
     let shard = ctx.db().read(key);
     match shard.get(key, ctx.now()) {
-        Some(e) => digest::hex(&digest::value(e.value, if with_ttl { e.expire_at() } else { None })),
+        Some(e) => digest::hex(&digest::value(&e.value, if with_ttl { e.expire_at() } else { None })),
         None => "0".repeat(40),
     }
 }
@@ -456,7 +457,7 @@ fn keyspace_digest(ctx: &Ctx<'_>) -> String {
                 any = true;
                 let mut d = [0u8; 20];
                 digest::mix(&mut d, key);
-                digest::mix(&mut d, &digest::value(e.value, e.expire_at()));
+                digest::mix(&mut d, &digest::value(&e.value, e.expire_at()));
                 for (a, b) in db_digest.iter_mut().zip(d) {
                     *a ^= b;
                 }

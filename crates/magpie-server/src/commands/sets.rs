@@ -7,7 +7,7 @@
 
 use magpie_protocol::{Args, Reply};
 use magpie_store::set::{Member, MemberRef};
-use magpie_store::{EntryRef, Set, Slot, Value, glob_match};
+use magpie_store::{EntryRef, Set, Slot, Value, ValueRef, glob_match};
 
 use super::keys::{ScanOptions, parse_cursor, scan_options};
 use crate::core::args::Cursor;
@@ -91,9 +91,9 @@ const NEGATIVE_LIMIT: &str = "ERR LIMIT can't be negative";
 const MAX_RANDOM_REPLY: u64 = 1 << 30;
 
 /// The set a value holds, or WRONGTYPE.
-fn as_set(value: &Value) -> Result<&Set, Error> {
-    match value {
-        Value::Set(s) => Ok(s),
+fn as_set<'a>(value: impl Into<ValueRef<'a>>) -> Result<&'a Set, Error> {
+    match value.into().boxed() {
+        Some(Value::Set(s)) => Ok(s),
         _ => Err(wrongtype()),
     }
 }

@@ -124,8 +124,8 @@ fn lookup(ctx: &Ctx<'_>, locked: &MultiWrite<'_>, db: usize, pattern: &[u8], ele
     let (key, field) = pattern_key(pattern, element)?;
     let found = locked.shard_ref(db, &key).get(&key, ctx.now());
     ctx.hit(found.is_some());
-    let value = &found?.value;
-    match (field, value) {
+    let value = found?.value;
+    match (field, &*value) {
         (Some(f), Value::Hash(h)) => h.get(&f).map(<[u8]>::to_vec),
         (None, v @ (Value::Str(_) | Value::Int(_))) => v.str_bytes(&mut itoa::Buffer::new()).map(<[u8]>::to_vec),
         _ => None,
@@ -198,14 +198,14 @@ fn sort_generic(ctx: &mut Ctx<'_>, args: Args<'_>, readonly: bool) -> CmdResult 
             ctx.hit(found.is_some());
         }
         let source = found.map(|e| e.value);
-        let elems = elements(source)?;
+        let elems = elements(source.as_deref())?;
         let needed = pattern_keys(&o, &elems);
         if !needed.is_subset(&known) {
             known = needed;
             first = false;
             continue;
         }
-        let kind = source.map(Value::type_name);
+        let kind = source.as_deref().map(Value::type_name);
         return run(ctx, &mut o, locked, db, elems, kind);
     }
 }

@@ -14,7 +14,7 @@
 
 use magpie_protocol::{ArgVec, Args, Reply, parse_i64};
 use magpie_store::stream::{AddError, IdBuf, NewId, StreamEntry, Trim, TrimTo};
-use magpie_store::{LiveSlot, Slot, Stream, StreamId, Value};
+use magpie_store::{LiveSlot, Slot, Stream, StreamId, Value, ValueRef};
 
 use super::lock_to_take;
 use crate::core::args::Cursor;
@@ -229,9 +229,9 @@ fn reply_range(out: &mut Reply, s: &Stream, start: StreamId, end: StreamId, coun
     }
 }
 
-fn as_stream(value: &Value) -> Result<&Stream, Error> {
-    match value {
-        Value::Stream(s) => Ok(s),
+fn as_stream<'a>(value: impl Into<ValueRef<'a>>) -> Result<&'a Stream, Error> {
+    match value.into().boxed() {
+        Some(Value::Stream(s)) => Ok(s),
         _ => Err(wrongtype()),
     }
 }
@@ -709,7 +709,7 @@ pub(super) fn xread(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         if !retry {
             ctx.hit(found.is_some());
         }
-        if let Some(Value::Stream(s)) = found.map(|e| e.value)
+        if let Some(Value::Stream(s)) = found.and_then(|e| e.value.boxed())
             && !s.is_empty()
             && s.last_valid_id().is_some_and(|last| last > resolved[i])
         {
@@ -722,7 +722,9 @@ pub(super) fn xread(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         out.nested_map(serving.len());
         for i in serving {
             let key = r.keys.get(i);
-            let Some(Value::Stream(s)) = locked.shard(db, key).get(key, now).map(|e| e.value) else { continue };
+            let Some(Value::Stream(s)) = locked.shard(db, key).get(key, now).and_then(|e| e.value.boxed()) else {
+                continue;
+            };
             out.nested_pair();
             out.bulk(key);
             reply_range(out, s, resolved[i].next().unwrap_or(StreamId::MIN), StreamId::MAX, count, false);
@@ -753,7 +755,7 @@ fn xread_ready(ctx: &mut Ctx<'_>, r: &ReadArgs<'_>, key: &[u8]) -> CmdResult {
         return ctx.block("stream", r.keys.iter(), timeout, Reply::null_array);
     };
     let shard = ctx.db().read(key);
-    match shard.get(key, ctx.now()).map(|e| e.value) {
+    match shard.get(key, ctx.now()).and_then(|e| e.value.boxed()) {
         Some(Value::Stream(s)) if s.last_id() > after => {
             let count = if r.count == 0 { BLOCKED_DEFAULT_COUNT } else { r.count };
             let out = ctx.out();
@@ -968,7 +970,7 @@ pub(super) fn xreadgroup(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         if !retry {
             ctx.hit(found.is_some());
         }
-        let Some(Value::Stream(s)) = found.map(|e| e.value) else { continue };
+        let Some(Value::Stream(s)) = found.and_then(|e| e.value.boxed()) else { continue };
         if wanted[i] != StreamId::MAX {
             serving.push((i, GroupRead::History(wanted[i])));
             continue;
@@ -1032,7 +1034,7 @@ fn xreadgroup_ready(ctx: &mut Ctx<'_>, r: &ReadArgs<'_>, key: &[u8]) -> CmdResul
     let Slot::Live(mut live) = shard.slot(key, now) else {
         return Err("UNBLOCKED the stream key no longer exists".into());
     };
-    let Value::Stream(s) = &live.entry().value else {
+    let Some(Value::Stream(s)) = live.entry().value.boxed() else {
         return Err("UNBLOCKED the stream key no longer exists".into());
     };
     let Some(g) = s.group(group) else {

@@ -42,7 +42,7 @@ pub(super) fn get(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let found = shard.get(key, ctx.now());
     ctx.hit(found.is_some());
     match found {
-        Some(e) => bulk_value(ctx.out(), e.value),
+        Some(e) => bulk_value(ctx.out(), &e.value),
         None => {
             ctx.out().null();
             Ok(())
@@ -130,11 +130,11 @@ pub(super) fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     match slot {
         Slot::Live(mut live) => {
             if o.get {
-                check_string(live.entry().value)?;
+                check_string(&live.entry().value)?;
             }
             if o.nx {
                 if o.get {
-                    bulk_value(ctx.out(), live.entry().value)?;
+                    bulk_value(ctx.out(), &live.entry().value)?;
                 } else {
                     ctx.out().null();
                 }
@@ -153,7 +153,7 @@ pub(super) fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
                 ctx.out().null();
                 return Ok(());
             }
-            empty.insert(Value::string(value), expire);
+            empty.insert_string(value, expire);
             if o.get {
                 ctx.out().null();
             }
@@ -221,7 +221,7 @@ pub(super) fn getset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let found = shard.get(key, ctx.now());
     ctx.hit(found.is_some());
     if let Some(e) = found {
-        check_string(e.value)?;
+        check_string(&e.value)?;
     }
     match shard.insert(key, Value::string(args.get(2)), None, ctx.now()) {
         Some(old) => bulk_value(ctx.out(), &old.value)?,
@@ -239,7 +239,7 @@ pub(super) fn getdel(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     match found {
         None => ctx.out().null(),
         Some(e) => {
-            check_string(e.value)?;
+            check_string(&e.value)?;
             if let Some(old) = shard.remove(key, ctx.now()) {
                 bulk_value(ctx.out(), &old.value)?;
                 ctx.notify(notify::GENERIC, "del", key);
@@ -261,9 +261,9 @@ pub(super) fn getex(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         return Ok(());
     };
     // As Redis: a missing key or a wrong type is reported before a bad expire time.
-    check_string(e.value)?;
+    check_string(&e.value)?;
     let expire = o.expire.map(|(u, a)| expire_at(u, a, ctx.now(), "getex")).transpose()?;
-    bulk_value(ctx.out(), e.value)?;
+    bulk_value(ctx.out(), &e.value)?;
     let had_ttl = e.expire_at().is_some();
     match expire {
         // An absolute time already past deletes the key.
@@ -299,7 +299,7 @@ pub(super) fn mget(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         let found = locked.shard(db, key).get(key, ctx.now());
         ctx.hit(found.is_some());
         match found {
-            Some(e) => bulk_value(ctx.out(), e.value).unwrap_or_else(|_| ctx.out().null()),
+            Some(e) => bulk_value(ctx.out(), &e.value).unwrap_or_else(|_| ctx.out().null()),
             None => ctx.out().null(),
         }
     }
@@ -377,8 +377,8 @@ pub(super) fn strlen(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     ctx.hit(found.is_some());
     let len = match found {
         Some(e) => {
-            check_string(e.value)?;
-            str_len(e.value)
+            check_string(&e.value)?;
+            str_len(&e.value)
         }
         None => 0,
     };
@@ -432,9 +432,9 @@ pub(super) fn setrange(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let mut shard = ctx.db().write(key);
     let len = match shard.slot(key, ctx.now()) {
         Slot::Live(mut live) => {
-            check_string(live.entry().value)?;
+            check_string(&live.entry().value)?;
             if value.is_empty() {
-                str_len(live.entry().value)
+                str_len(&live.entry().value)
             } else {
                 check_length(end, max)?;
                 let s = live.value_mut().str_mut().ok_or_else(wrongtype)?;

@@ -15,7 +15,7 @@ use std::ops::Range;
 
 use magpie_protocol::{Args, Reply, format_g17};
 use magpie_store::zset::{LexRange, ScoreRange};
-use magpie_store::{MultiWrite, Shard, Slot, Value, ZSet, glob_match};
+use magpie_store::{MultiWrite, Shard, Slot, Value, ValueRef, ZSet, glob_match};
 
 use super::keys::{ScanOptions, parse_cursor, scan_options};
 use super::lock_to_take;
@@ -142,9 +142,9 @@ pub(super) static COMMANDS: &[Command] = &[
 ];
 
 /// The sorted set in a value, or WRONGTYPE.
-fn zset_of(value: &Value) -> Result<&ZSet, Error> {
-    match value {
-        Value::ZSet(z) => Ok(z),
+fn zset_of<'a>(value: impl Into<ValueRef<'a>>) -> Result<&'a ZSet, Error> {
+    match value.into().boxed() {
+        Some(Value::ZSet(z)) => Ok(z),
         _ => Err(wrongtype()),
     }
 }

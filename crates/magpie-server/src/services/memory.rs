@@ -7,7 +7,7 @@ use quanta::Instant;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use magpie_store::evict::{self, Policy, Pool};
-use magpie_store::{EvictStep, Keyspace, Value};
+use magpie_store::{EvictStep, Keyspace};
 use parking_lot::Mutex;
 
 use super::journal::Journal;
@@ -212,9 +212,7 @@ impl Memory {
                     if pubsub.wants(EVICTED) {
                         pubsub.keyspace_event(EVICTED, "evicted", &e.key, e.db);
                     }
-                    if let Value::Str(s) = e.entry.value {
-                        s.recycle();
-                    }
+                    e.recycle();
                 }
                 EvictStep::Progress => {}
                 EvictStep::Nothing => break Outcome::Fail,

@@ -21,7 +21,16 @@ pub struct Evicted {
     pub db: usize,
     pub key: Key,
     pub seq: u64,
-    pub entry: Entry,
+    /// The key's block, freed or kept for the next key's ([`Evicted::recycle`]).
+    pair: Pair,
+}
+
+impl Evicted {
+    /// Frees the evicted key's block, or keeps it for the next block of its size this thread
+    /// makes (see [`Pair::recycle`]).
+    pub fn recycle(self) {
+        self.pair.recycle();
+    }
 }
 
 /// S3-FIFO's small queue's share of the keys, in percent (the simulator's best: 2).
@@ -170,15 +179,16 @@ impl Shard {
 
     /// Up to `n` random live entries (of those with an expiry time, for `volatile`), and
     /// their indices; `r`, a random number, picks where they start.
-    pub(super) fn sample(&self, r: u64, n: usize, volatile: bool, mut f: impl FnMut(usize, &[u8], EntryRef<'_>)) {
+    /// The key is read only if `f` asks for it (from the entry's block, another line).
+    pub(super) fn sample(&self, r: u64, n: usize, volatile: bool, mut f: impl FnMut(usize, &Stored, EntryRef<'_>)) {
         // Consecutive entries from a random start, as Redis's dictGetSomeKeys walks buckets:
         // one random jump, then neighbours.
         let Some((len, start)) = self.sample_start(r, volatile) else { return };
         for i in 0..n.min(len) {
             let pos = (start + i) % len;
             let idx = if volatile { self.volatile[pos] as usize } else { pos };
-            if let Some((k, e)) = self.map.get_index(idx) {
-                f(idx, k, self.view(e));
+            if let Some(e) = self.map.get_index_ref(idx) {
+                f(idx, e, self.view(e));
             }
         }
     }
@@ -276,7 +286,7 @@ impl Keyspace {
                 // Most often the entry has not moved since it was sampled (and its bucket is
                 // still in the cache): no probe of the table.
                 let found = match g.map.get_index(c.idx) {
-                    Some((k, _)) if **k == *c.key => Some(c.idx),
+                    Some((k, _)) if *k == *c.key => Some(c.idx),
                     _ => g.map.find_from_hash(c.hash, |k| k == &*c.key),
                 };
                 let Some(idx) = found else { continue };
@@ -297,9 +307,9 @@ impl Keyspace {
         let (db, shard, r) = planned;
         let g = self.dbs[db].shards[shard].0.read();
         let map = &g.map;
-        g.sample(r, samples, policy.volatile(), |idx, k, e| {
+        g.sample(r, samples, policy.volatile(), |idx, s, e| {
             let score = if e.is_expired(now) { u64::MAX } else { score(policy, &e, now) };
-            pool.offer(score, || Candidate { score, db, shard, hash: map.hash(k), idx, key: Key::new(k) });
+            pool.offer(score, || Candidate { score, db, shard, hash: map.hash(s.key()), idx, key: Key::new(s.key()) });
         });
     }
 
@@ -318,14 +328,12 @@ impl Keyspace {
 
     /// Evicts the entry at `idx` of a write-locked shard (or reclaims it, if it expired).
     pub(super) fn finish(&self, db: usize, g: &mut Shard, idx: usize, now: u64) -> EvictStep {
-        let Some((k, _)) = g.map.get_index(idx) else { return EvictStep::Progress };
         if g.is_expired_index(idx, now) {
-            let k = k.clone();
-            drop(g.slot(&k, now)); // reclaimed and reported as expired
+            g.expire_index(idx); // reclaimed and reported as expired
             return EvictStep::Progress;
         }
-        match g.remove_index(idx) {
-            Some((key, entry, seq)) => EvictStep::Evicted(Evicted { db, key, seq, entry }),
+        match g.take_index(idx) {
+            Some((e, _, seq)) => EvictStep::Evicted(Evicted { db, key: Key::new(e.key()), seq, pair: e.pair }),
             None => EvictStep::Progress,
         }
     }

@@ -6,6 +6,7 @@ mod db;
 mod eviction;
 mod held;
 mod load;
+mod pair;
 mod slot;
 mod space;
 mod table;
@@ -16,6 +17,8 @@ pub use db::{Db, DbStats, ScanCursor};
 pub use eviction::{EvictStep, Evicted};
 pub use held::{Held, ShardRead, ShardWrite};
 pub use load::Loader;
+use pair::Pair;
+pub use pair::ValueRef;
 pub use slot::{EmptySlot, LiveSlot, Slot};
 pub use space::{Keyspace, MultiRead, MultiWrite, WARM_MAX};
 
@@ -80,14 +83,14 @@ impl Entry {
 
     /// A view of this entry, as a shard lends its own (for code that reads both).
     pub fn view(&self) -> EntryRef<'_> {
-        EntryRef { value: &self.value, expire_at: self.expire_at, used: &self.used }
+        EntryRef { value: ValueRef::of(&self.value), expire_at: self.expire_at, used: &self.used }
     }
 }
 
 /// A stored entry, as a shard lends it out: its value, its expiry time and its use.
 #[derive(Clone, Copy, Debug)]
 pub struct EntryRef<'a> {
-    pub value: &'a Value,
+    pub value: ValueRef<'a>,
     expire_at: u64,
     used: &'a Use,
 }
@@ -109,7 +112,7 @@ impl<'a> EntryRef<'a> {
 
     /// An owned copy (the use clock's copy keeps no snapshot mark).
     pub fn to_entry(&self) -> Entry {
-        Entry { value: self.value.clone(), expire_at: self.expire_at, used: self.used.clone() }
+        Entry { value: (*self.value).clone(), expire_at: self.expire_at, used: self.used.clone() }
     }
 }
 
@@ -119,12 +122,12 @@ impl<'a> From<&'a Entry> for EntryRef<'a> {
     }
 }
 
-/// An entry as a shard stores it: 32 bytes. Its expiry time is not here: most keys have none,
-/// and those that do keep it in the shard's table of expiring keys ([`Shard::volatile`]), which
-/// the entry points into.
+/// An entry as a shard stores it: 16 bytes, and the block its key and value share (see
+/// `pair.rs`). Its expiry time is not here: most keys have none, and those that do keep it in
+/// the shard's table of expiring keys ([`Shard::volatile`]), which the entry points into.
 #[derive(Debug)]
 pub(crate) struct Stored {
-    pub(crate) value: Value,
+    pair: Pair,
     /// For an entry with an expiry time: its position in [`Shard::volatile`] and
     /// [`Shard::expires`]; [`NO_TTL`] for one without.
     vpos: u32,
@@ -136,8 +139,28 @@ pub(crate) struct Stored {
 const NO_TTL: u32 = u32::MAX;
 
 impl Stored {
-    fn new(value: Value) -> Stored {
-        Stored { value, vpos: NO_TTL, used: Use::default() }
+    fn new(key: &[u8], value: Value) -> Stored {
+        Stored::with(Pair::new(key, value))
+    }
+
+    fn with(pair: Pair) -> Stored {
+        Stored { pair, vpos: NO_TTL, used: Use::default() }
+    }
+
+    #[inline]
+    pub(crate) fn key(&self) -> &[u8] {
+        self.pair.key()
+    }
+
+    #[inline]
+    pub(crate) fn value(&self) -> ValueRef<'_> {
+        self.pair.value()
+    }
+
+    /// The value, to change in place (see [`Pair::value_mut`]).
+    #[inline]
+    pub(crate) fn value_mut(&mut self) -> &mut Value {
+        self.pair.value_mut()
     }
 
     /// Whether the snapshot in progress has written this entry out of turn.
@@ -231,19 +254,22 @@ pub struct FrozenEntry {
     pub value: Frozen,
 }
 
-/// What the snapshot gets for `e`: the entry itself, or a frozen image of a big value.
-fn snap_entry<'a>(expires: &[u64], e: &'a mut Stored) -> SnapEntry<'a> {
-    match e.value.freeze() {
+/// Hands `e` to a snapshot's `sink` (of database `db`): the entry itself, or a frozen image of a
+/// big value.
+fn snap_entry(sink: &SnapshotSink, db: usize, expires: &[u64], e: &mut Stored) {
+    let frozen = e.pair.freeze();
+    let entry = match frozen {
         Some(value) => SnapEntry::Later(FrozenEntry { expire_at: view(expires, e).expire_at(), value }),
         None => SnapEntry::Now(view(expires, e)),
-    }
+    };
+    sink(db, e.key(), entry);
 }
 
 /// A stored entry with its expiry time, read from the shard's `expires` (see [`Stored`]).
 #[inline]
 fn view<'a>(expires: &[u64], e: &'a Stored) -> EntryRef<'a> {
     let expire_at = if e.vpos == NO_TTL { 0 } else { expires.get(e.vpos as usize).copied().unwrap_or(0) };
-    EntryRef { value: &e.value, expire_at, used: &e.used }
+    EntryRef { value: e.value(), expire_at, used: &e.used }
 }
 
 /// A snapshot's progress through one shard.
@@ -366,7 +392,7 @@ impl Shard {
     fn load(&mut self, key: &[u8], value: Value, expire_at: Option<u64>, now: u64) {
         self.creating(key);
         self.value_bytes += value.size() as u64;
-        let idx = self.map.push_unindexed(Key::new(key), Stored::new(value));
+        let idx = self.map.push_unindexed(Stored::new(key, value));
         self.map[idx].used.init(now);
         self.small += 1;
         self.set_expire_index(idx, expire_at);
@@ -382,24 +408,24 @@ impl Shard {
         // the entry moved into each hole is an indexed one.
         for &(kept, dup) in &twice {
             let expire_at = self.map.get_index(dup).map(|(_, e)| self.view(e).expire_at());
-            if let (Some((_, a)), Some(expire_at)) = (self.map.get_index_mut(kept), expire_at) {
-                let mut value = std::mem::replace(&mut a.value, Value::Int(0));
-                if let Some((_, b)) = self.map.get_index_mut(dup) {
-                    std::mem::swap(&mut b.value, &mut value);
+            if let (Some(a), Some(expire_at)) = (self.map.get_index_mut(kept), expire_at) {
+                let mut value = a.pair.replace(Value::Int(0));
+                if let Some(b) = self.map.get_index_mut(dup) {
+                    value = b.pair.replace(value);
                 }
-                if let Some((_, a)) = self.map.get_index_mut(kept) {
-                    a.value = value;
+                if let Some(a) = self.map.get_index_mut(kept) {
+                    a.pair.replace(value);
                 }
                 self.set_expire_index(kept, expire_at);
             }
         }
         for &(_, dup) in twice.iter().rev() {
-            self.remove_index(dup);
+            self.take_index(dup);
         }
         for idx in from..self.map.len() {
             let key = match crate::evict::tracking() {
                 Tracking::Lru | Tracking::Lfu => break,
-                _ => self.map.get_index(idx).map(|(k, _)| k.clone()),
+                _ => self.map.get_index(idx).map(|(k, _)| Key::new(k)),
             };
             if let Some(key) = key {
                 self.admit(idx, &key);
@@ -474,12 +500,12 @@ impl Shard {
 
     /// Entry at position `idx` (0..len), expired or not.
     pub fn get_index(&self, idx: usize) -> Option<(&[u8], EntryRef<'_>)> {
-        self.map.get_index(idx).map(|(k, e)| (&**k, self.view(e)))
+        self.map.get_index(idx).map(|(k, e)| (k, self.view(e)))
     }
 
     /// Live entries, in storage order.
     pub fn iter(&self, now: u64) -> impl Iterator<Item = (&[u8], EntryRef<'_>)> {
-        self.map.iter().map(|(k, e)| (&**k, self.view(e))).filter(move |(_, e)| !e.is_expired(now))
+        self.map.iter().map(|(k, e)| (k, self.view(e))).filter(move |(_, e)| !e.is_expired(now))
     }
 
     /// Takes every entry out, leaving the shard empty; the caller can drop the returned map
@@ -516,9 +542,9 @@ impl Shard {
         let map = std::mem::take(&mut self.map);
         if let Some(snap) = self.snap.as_deref_mut() {
             let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
-            for (i, (k, mut e)) in map.into_entries().enumerate() {
+            for (i, mut e) in map.into_entries().enumerate() {
                 if i < cursor && !e.marked() {
-                    (snap.sink)(self.db, &k, snap_entry(&expires, &mut e));
+                    snap_entry(&snap.sink, self.db, &expires, &mut e);
                 }
             }
             return Map::default();
@@ -535,10 +561,10 @@ impl Shard {
             let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
             for i in 0..cursor.min(map.len()) {
                 // The walk ends here: marks are cleared as it would have cleared them.
-                if let Some((k, e)) = map.get_index_mut(i)
+                if let Some(e) = map.get_index_mut(i)
                     && !e.used.take_mark()
                 {
-                    (snap.sink)(*db, k, snap_entry(expires, e));
+                    snap_entry(&snap.sink, *db, expires, e);
                 }
             }
         }
@@ -603,7 +629,7 @@ impl Shard {
     #[cold]
     fn touch_watched(&mut self, idx: usize) {
         if let Some((k, _)) = self.map.get_index(idx)
-            && let Some(w) = self.watched.get_mut(&**k)
+            && let Some(w) = self.watched.get_mut(k)
         {
             w.version += 1;
             if w.waiters > 0 {
@@ -614,7 +640,7 @@ impl Shard {
                     self.tap.tracked(crate::tap::Tracked::Key(k.as_ref().into()));
                 }
                 if w.refs == 0 && w.waiters == 0 {
-                    self.watched.remove(&**k);
+                    self.watched.remove(k);
                 }
             }
         }
@@ -713,11 +739,11 @@ impl Shard {
         if idx >= *snap.cursor.get_mut() {
             return; // already written out
         }
-        if let Some((k, e)) = self.map.get_index_mut(idx)
+        if let Some(e) = self.map.get_index_mut(idx)
             && !e.marked()
         {
             e.used.set_mark();
-            (snap.sink)(self.db, k, snap_entry(&self.expires, e));
+            snap_entry(&snap.sink, self.db, &self.expires, e);
         }
     }
 
@@ -731,7 +757,7 @@ impl Shard {
         if last != idx
             && last >= cursor
             && idx < cursor
-            && let Some((_, e)) = self.map.get_index_mut(last)
+            && let Some(e) = self.map.get_index_mut(last)
         {
             e.used.set_mark();
         }
@@ -739,7 +765,7 @@ impl Shard {
 
     /// Sets the expiry of the entry at `idx`, keeping `volatile` and `expires` in step.
     fn set_expire_index(&mut self, idx: usize, expire_at: Option<u64>) {
-        let Some((_, e)) = self.map.get_index_mut(idx) else { return };
+        let Some(e) = self.map.get_index_mut(idx) else { return };
         match (e.vpos, expire_at) {
             (NO_TTL, None) => {}
             (NO_TTL, Some(at)) => {
@@ -758,7 +784,7 @@ impl Shard {
                 self.volatile.swap_remove(pos);
                 self.expires.swap_remove(pos);
                 if let Some(&moved) = self.volatile.get(pos)
-                    && let Some((_, m)) = self.map.get_index_mut(moved as usize)
+                    && let Some(m) = self.map.get_index_mut(moved as usize)
                 {
                     m.vpos = pos as u32;
                 }
@@ -769,14 +795,21 @@ impl Shard {
     /// Removes the entry at `idx`; the last entry moves into its place. Returns the entry (with
     /// its expiry time, as it was: RENAME keeps the TTL) and the change's sequence number.
     fn remove_index(&mut self, idx: usize) -> Option<(Key, Entry, u64)> {
-        let expire_at = self.view(self.map.get_index(idx)?.1).expire_at;
+        let (e, expire_at, seq) = self.take_index(idx)?;
+        let (k, value) = e.pair.into_parts();
+        Some((k, Entry { value, expire_at: expire_at.unwrap_or(0), used: e.used }, seq))
+    }
+
+    /// [`Shard::remove_index`], the entry as stored (its key and value not read).
+    fn take_index(&mut self, idx: usize) -> Option<(Stored, Option<u64>, u64)> {
+        let expire_at = self.view(self.map.get_index_ref(idx)?).expire_at();
         let seq = self.changing(idx);
         if self.snap.is_some() {
             self.preserve_move(idx);
         }
         self.set_expire_index(idx, None);
-        let (k, e) = self.map.swap_remove_index(idx)?;
-        self.value_bytes -= e.value.size() as u64;
+        let e = self.map.swap_remove_index(idx)?;
+        self.value_bytes -= e.value().size() as u64;
         if !e.used.fifo().0 {
             self.small -= 1;
         }
@@ -790,14 +823,14 @@ impl Shard {
             let cursor = snap.cursor.get_mut();
             *cursor = (*cursor).min(self.map.len());
         }
-        Some((k, Entry { value: e.value, expire_at, used: e.used }, seq))
+        Some((e, expire_at, seq))
     }
 
     /// Removes the expired entry at `idx`, counting it and reporting it to the tap.
     fn expire_index(&mut self, idx: usize) {
-        if let Some((key, _, seq)) = self.remove_index(idx) {
+        if let Some((e, _, seq)) = self.take_index(idx) {
             self.expired += 1;
-            self.tap.expired(seq, self.db, &key);
+            self.tap.expired(seq, self.db, e.key());
         }
     }
 
@@ -836,7 +869,7 @@ impl Shard {
         let with_ttl = self.map.iter().map(|(_, e)| e).filter(|e| e.vpos != NO_TTL).count();
         assert_eq!(with_ttl, self.volatile.len());
         assert_eq!(with_ttl, self.expires.len());
-        let bytes: usize = self.map.iter().map(|(_, e)| e).map(|e| e.value.size()).sum();
+        let bytes: usize = self.map.iter().map(|(_, e)| e).map(|e| e.value().size()).sum();
         assert_eq!(bytes as u64, self.value_bytes);
         for (pos, &idx) in self.volatile.iter().enumerate() {
             let (_, e) = self.map.get_index(idx as usize).expect("volatile index in range");

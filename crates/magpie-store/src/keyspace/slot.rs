@@ -28,7 +28,7 @@ impl LiveSlot<'_> {
         if self.before.is_none() {
             self.shard.changing(self.idx);
         }
-        let value = &mut self.shard.map[self.idx].value;
+        let value = self.shard.map[self.idx].value_mut();
         self.before.get_or_insert(value.size());
         value
     }
@@ -37,7 +37,7 @@ impl LiveSlot<'_> {
     #[inline]
     pub(super) fn settle(&mut self) {
         if let Some(before) = self.before.take() {
-            let now = self.shard.map[self.idx].value.size();
+            let now = self.shard.map[self.idx].value().size();
             self.shard.value_bytes = self.shard.value_bytes - before as u64 + now as u64;
         }
     }
@@ -47,7 +47,7 @@ impl LiveSlot<'_> {
         self.settle();
         self.shard.changing(self.idx);
         let size = value.size() as u64;
-        let old_value = std::mem::replace(&mut self.shard.map[self.idx].value, value);
+        let old_value = self.shard.map[self.idx].pair.replace(value);
         self.shard.value_bytes = self.shard.value_bytes - old_value.size() as u64 + size;
         let old_expire = self.entry().expire_at();
         self.shard.set_expire_index(self.idx, expire_at);
@@ -64,9 +64,9 @@ impl LiveSlot<'_> {
     pub fn assign_string(&mut self, bytes: &[u8], expire_at: Option<u64>) {
         self.settle();
         self.shard.changing(self.idx);
-        let value = &mut self.shard.map[self.idx].value;
-        let old = value.size() as u64;
-        value.assign_string(bytes);
+        let stored = &mut self.shard.map[self.idx];
+        let old = stored.value().size() as u64;
+        stored.pair.assign_string(bytes);
         self.shard.value_bytes = self.shard.value_bytes - old + bytes.len() as u64;
         self.shard.set_expire_index(self.idx, expire_at);
     }
@@ -99,9 +99,21 @@ pub struct EmptySlot<'a> {
 
 impl<'a> EmptySlot<'a> {
     /// Creates the key.
-    pub fn insert(mut self, value: Value, expire_at: Option<u64>) {
+    pub fn insert(self, value: Value, expire_at: Option<u64>) {
+        let size = value.size();
+        self.put(size, expire_at, |key| Pair::new(key, value));
+    }
+
+    /// Creates the key with the string `bytes` (as [`Value::string`] stores them): SET's way,
+    /// which makes no buffer for the bytes on the way to the key's block.
+    pub fn insert_string(self, bytes: &[u8], expire_at: Option<u64>) {
+        self.put(bytes.len(), expire_at, |key| Pair::string(key, bytes));
+    }
+
+    /// Creates the key with the pair `make` gives, whose value's size is `size`.
+    fn put(mut self, size: usize, expire_at: Option<u64>, make: impl FnOnce(&[u8]) -> Pair) {
         let shard = self.shard.take().expect("an EmptySlot is used once");
-        shard.value_bytes += value.size() as u64;
+        shard.value_bytes += size as u64;
         let idx = match self.expired {
             Some(idx) => {
                 // The expired key is gone (and counted and reported as expired); a new one
@@ -109,8 +121,8 @@ impl<'a> EmptySlot<'a> {
                 let seq = shard.changing(idx);
                 shard.tap.expired(seq, shard.db, self.key);
                 shard.creating(self.key);
-                let old = std::mem::replace(&mut shard.map[idx].value, value);
-                shard.value_bytes -= old.size() as u64;
+                let old = std::mem::replace(&mut shard.map[idx].pair, make(self.key));
+                shard.value_bytes -= old.value().size() as u64;
                 shard.expired += 1;
                 if shard.map[idx].used.fifo().0 {
                     shard.small += 1;
@@ -120,7 +132,7 @@ impl<'a> EmptySlot<'a> {
             }
             None => {
                 shard.creating(self.key);
-                let idx = shard.map.push_hashed(self.hash, Key::new(self.key), Stored::new(value));
+                let idx = shard.map.push_hashed(self.hash, Stored::with(make(self.key)));
                 shard.map[idx].used.init(self.now);
                 shard.small += 1;
                 idx

@@ -103,7 +103,7 @@ impl Keyspace {
             while cursor > 0 && visited < budget {
                 let Some((k, e)) = g.map.get_index(cursor - 1) else { break };
                 if !e.used.take_mark() {
-                    if e.value.wants_freezing() {
+                    if e.value().wants_freezing() {
                         // Freezing changes the value's cells: it takes the write lock, below.
                         break;
                     }
@@ -123,10 +123,17 @@ impl Keyspace {
         let Some(snap) = shard.snap.as_deref_mut() else { return true };
         let cursor = (*snap.cursor.get_mut()).min(shard.map.len());
         if cursor > 0 {
-            if let Some((k, e)) = shard.map.get_index_mut(cursor - 1)
+            if let Some(e) = shard.map.get_index_mut(cursor - 1)
                 && !e.used.take_mark()
             {
-                emit(k, snap_entry(&shard.expires, e));
+                let frozen = e.pair.freeze();
+                let entry = match frozen {
+                    Some(value) => {
+                        SnapEntry::Later(FrozenEntry { expire_at: view(&shard.expires, e).expire_at(), value })
+                    }
+                    None => SnapEntry::Now(view(&shard.expires, e)),
+                };
+                emit(e.key(), entry);
             }
             *snap.cursor.get_mut() = cursor - 1;
             return false;
@@ -303,19 +310,18 @@ fn warm_in<'s, 'k>(keys: impl Iterator<Item = &'k [u8]> + Clone, shard: impl Fn(
             *found = Some((shard, idx));
         }
     }
-    for (key, found) in keys.zip(found.iter()) {
+    for found in &found {
+        // The key is not compared here: it is in the block asked for (most likely the key's:
+        // its tag matched).
         if let Some((shard, idx)) = *found
-            && let Some((k, e)) = shard.map.get_index(idx)
-            && **k == *key
+            && let Some(e) = shard.map.get_index_ref(idx)
         {
             // A key with a TTL keeps its expiry time in the shard's `expires`, which every
             // lookup reads (to see whether the key expired): a miss of its own.
             if let Some(at) = shard.expires.get(e.vpos as usize) {
                 crate::lines::prefetch(std::ptr::from_ref(at).cast(), size_of::<u64>());
             }
-            if let Value::Str(s) = &e.value {
-                crate::lines::prefetch(s.as_ptr(), s.len());
-            }
+            e.pair.prefetch();
         }
     }
 }

@@ -23,7 +23,6 @@
 //! `swap_remove_index`): SCAN's cursor, random sampling, S3-FIFO's hand, the volatile index
 //! and snapshots' marks rely on that (see [`super::Shard`]).
 
-use crate::Key;
 use crate::lines::{LineTable, prefetch};
 use crate::segtable::SegTable;
 
@@ -44,7 +43,7 @@ pub(super) struct Table {
     /// Positions of the entries, found by the key's hash.
     index: SegTable<u32, LineTable>,
     /// The entries: every chunk but the last holds exactly [`CHUNK`] entries.
-    chunks: Vec<Vec<(Key, Entry)>>,
+    chunks: Vec<Vec<Entry>>,
     len: usize,
     hasher: Hasher,
 }
@@ -83,7 +82,7 @@ impl Table {
     #[inline]
     pub(super) fn prefetch(&self, idx: usize) {
         if let Some(entry) = self.at(idx) {
-            prefetch(std::ptr::from_ref(entry).cast(), size_of::<(Key, Entry)>());
+            prefetch(std::ptr::from_ref(entry).cast(), size_of::<Entry>());
         }
     }
 
@@ -92,18 +91,18 @@ impl Table {
     pub(super) fn prefetch_removal(&self, idx: usize, hash: u64) {
         self.prefetch(idx);
         self.index.prefetch(hash);
-        if let Some((k, _)) = self.len.checked_sub(1).and_then(|last| self.at(last)) {
-            self.index.prefetch(self.hash(k));
+        if let Some(e) = self.len.checked_sub(1).and_then(|last| self.at(last)) {
+            self.index.prefetch(self.hash(e.key()));
         }
     }
 
     #[inline]
-    fn at(&self, idx: usize) -> Option<&(Key, Entry)> {
+    fn at(&self, idx: usize) -> Option<&Entry> {
         self.chunks.get(idx >> CHUNK_SHIFT)?.get(idx & (CHUNK - 1))
     }
 
     #[inline]
-    fn at_mut(&mut self, idx: usize) -> Option<&mut (Key, Entry)> {
+    fn at_mut(&mut self, idx: usize) -> Option<&mut Entry> {
         self.chunks.get_mut(idx >> CHUNK_SHIFT)?.get_mut(idx & (CHUNK - 1))
     }
 
@@ -113,7 +112,7 @@ impl Table {
         let chunks = &self.chunks;
         let i = self.index.find(hash, |&i| {
             let i = i as usize;
-            chunks.get(i >> CHUNK_SHIFT).and_then(|c| c.get(i & (CHUNK - 1))).is_some_and(|(k, _)| eq(k))
+            chunks.get(i >> CHUNK_SHIFT).and_then(|c| c.get(i & (CHUNK - 1))).is_some_and(|e| eq(e.key()))
         })?;
         Some(*i as usize)
     }
@@ -126,7 +125,7 @@ impl Table {
 
     #[inline]
     pub(super) fn get(&self, key: &[u8]) -> Option<&Entry> {
-        self.get_index_of(key).and_then(|i| self.at(i)).map(|(_, e)| e)
+        self.get_index_of(key).and_then(|i| self.at(i))
     }
 
     pub(super) fn contains_key(&self, key: &[u8]) -> bool {
@@ -134,13 +133,19 @@ impl Table {
     }
 
     #[inline]
-    pub(super) fn get_index(&self, idx: usize) -> Option<(&Key, &Entry)> {
-        self.at(idx).map(|(k, e)| (k, e))
+    pub(super) fn get_index(&self, idx: usize) -> Option<(&[u8], &Entry)> {
+        self.at(idx).map(|e| (e.key(), e))
+    }
+
+    /// The entry at `idx`, its key not read (it is in the entry's block).
+    #[inline]
+    pub(super) fn get_index_ref(&self, idx: usize) -> Option<&Entry> {
+        self.at(idx)
     }
 
     #[inline]
-    pub(super) fn get_index_mut(&mut self, idx: usize) -> Option<(&Key, &mut Entry)> {
-        self.at_mut(idx).map(|(k, e)| (&*k, e))
+    pub(super) fn get_index_mut(&mut self, idx: usize) -> Option<&mut Entry> {
+        self.at_mut(idx)
     }
 
     /// Makes an empty table ready for `n` entries (see [`SegTable::reserve_empty`]).
@@ -153,14 +158,14 @@ impl Table {
 
     /// Adds an entry for a key the table does not hold; returns its position (the last).
     #[cfg(test)]
-    pub(super) fn push(&mut self, key: Key, entry: Entry) -> usize {
-        let hash = self.hash(&key);
-        self.push_hashed(hash, key, entry)
+    pub(super) fn push(&mut self, entry: Entry) -> usize {
+        let hash = self.hash(entry.key());
+        self.push_hashed(hash, entry)
     }
 
     /// [`Table::push`] of a key whose hash (from [`Table::hash`]) is known.
-    pub(super) fn push_hashed(&mut self, hash: u64, key: Key, entry: Entry) -> usize {
-        let idx = self.append(key, entry);
+    pub(super) fn push_hashed(&mut self, hash: u64, entry: Entry) -> usize {
+        let idx = self.append(entry);
         let (chunks, hasher) = (&self.chunks, &self.hasher);
         self.index.insert_unique(hash, idx as u32, |&i| rehash(chunks, hasher, i));
         idx
@@ -168,8 +173,8 @@ impl Table {
 
     /// Puts an entry after the last without indexing it, for [`Table::index_tail`] to index
     /// with the others put so; until then it cannot be found. Returns its position.
-    pub(super) fn push_unindexed(&mut self, key: Key, entry: Entry) -> usize {
-        self.append(key, entry)
+    pub(super) fn push_unindexed(&mut self, entry: Entry) -> usize {
+        self.append(entry)
     }
 
     /// Indexes the entries at positions `from..`, put there by [`Table::push_unindexed`], in
@@ -182,8 +187,8 @@ impl Table {
         let mut order: Vec<(u64, u32)> = Vec::with_capacity(self.len.saturating_sub(from));
         let mut hashes: Vec<u64> = Vec::with_capacity(order.capacity());
         for pos in from..self.len {
-            let Some((k, _)) = self.at(pos) else { break };
-            let hash = self.hasher.hash_one(k.as_bytes());
+            let Some(e) = self.at(pos) else { break };
+            let hash = self.hasher.hash_one(e.key());
             order.push((self.index.bucket_order(hash), pos as u32));
             hashes.push(hash);
         }
@@ -192,7 +197,7 @@ impl Table {
         let (chunks, hasher) = (&self.chunks, &self.hasher);
         let key_at = |i: u32| {
             let i = i as usize;
-            chunks.get(i >> CHUNK_SHIFT).and_then(|c| c.get(i & (CHUNK - 1))).map(|(k, _)| k.as_bytes())
+            chunks.get(i >> CHUNK_SHIFT).and_then(|c| c.get(i & (CHUNK - 1))).map(Entry::key)
         };
         for &(_, pos) in &order {
             let (hash, key) = (hashes[pos as usize - from], key_at(pos));
@@ -207,7 +212,7 @@ impl Table {
     }
 
     /// Puts an entry after the last (the index is the caller's); returns its position.
-    fn append(&mut self, key: Key, entry: Entry) -> usize {
+    fn append(&mut self, entry: Entry) -> usize {
         let idx = self.len;
         assert!(u32::try_from(idx).is_ok(), "a shard holds fewer than 2^32 entries");
         if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
@@ -222,20 +227,20 @@ impl Table {
                 let want = (c.capacity() * 2).clamp(4, CHUNK);
                 c.reserve_exact(want - c.len());
             }
-            c.push((key, entry));
+            c.push(entry);
         }
         self.len += 1;
         idx
     }
 
     /// Removes the entry at `idx`; the last entry moves into its place (as `Vec::swap_remove`).
-    pub(super) fn swap_remove_index(&mut self, idx: usize) -> Option<(Key, Entry)> {
-        let hash = self.hash(&self.at(idx)?.0);
+    pub(super) fn swap_remove_index(&mut self, idx: usize) -> Option<Entry> {
+        let hash = self.hash(self.at(idx)?.key());
         let last = self.len - 1;
         // Both index lines are asked for before either is read: two misses at once rather
         // than in a row (eviction removes a random entry, and the last one moves into its
         // place, from another random line).
-        let moved = if idx != last { Some(self.hash(&self.at(last)?.0)) } else { None };
+        let moved = if idx != last { Some(self.hash(self.at(last)?.key())) } else { None };
         self.index.prefetch(hash);
         if let Some(m) = moved {
             self.index.prefetch(m);
@@ -266,21 +271,21 @@ impl Table {
     }
 
     /// Every entry, in position order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&Key, &Entry)> {
-        self.chunks.iter().flatten().map(|(k, e)| (k, e))
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
+        self.chunks.iter().flatten().map(|e| (e.key(), e))
     }
 
     /// Every entry, in position order, taken out.
-    pub(super) fn into_entries(self) -> impl Iterator<Item = (Key, Entry)> {
+    pub(super) fn into_entries(self) -> impl Iterator<Item = Entry> {
         self.chunks.into_iter().flatten()
     }
 }
 
 /// The hash of the entry at position `i`, for the index to move it.
 #[inline]
-fn rehash(chunks: &[Vec<(Key, Entry)>], hasher: &Hasher, i: u32) -> u64 {
+fn rehash(chunks: &[Vec<Entry>], hasher: &Hasher, i: u32) -> u64 {
     let i = i as usize;
-    chunks.get(i >> CHUNK_SHIFT).and_then(|c| c.get(i & (CHUNK - 1))).map_or(0, |(k, _)| hasher.hash_one(k.as_bytes()))
+    chunks.get(i >> CHUNK_SHIFT).and_then(|c| c.get(i & (CHUNK - 1))).map_or(0, |e| hasher.hash_one(e.key()))
 }
 
 /// Sorts by the first field, stably (least significant digit first, 11 bits at a time):
@@ -313,13 +318,13 @@ fn radix_sort(items: &mut Vec<(u64, u32)>) {
 impl std::ops::Index<usize> for Table {
     type Output = Entry;
     fn index(&self, idx: usize) -> &Entry {
-        &self.chunks[idx >> CHUNK_SHIFT][idx & (CHUNK - 1)].1
+        &self.chunks[idx >> CHUNK_SHIFT][idx & (CHUNK - 1)]
     }
 }
 
 impl std::ops::IndexMut<usize> for Table {
     fn index_mut(&mut self, idx: usize) -> &mut Entry {
-        &mut self.chunks[idx >> CHUNK_SHIFT][idx & (CHUNK - 1)].1
+        &mut self.chunks[idx >> CHUNK_SHIFT][idx & (CHUNK - 1)]
     }
 }
 
@@ -341,13 +346,13 @@ mod tests {
                     if t.contains_key(&k) {
                         continue;
                     }
-                    let i = t.push(Key::new(&k), Entry::new(Value::Int(0)));
+                    let i = t.push(Entry::new(&k, Value::Int(0)));
                     assert_eq!(i, model.len());
                     model.push(k);
                 } else if !model.is_empty() {
                     let i = rng.usize(..model.len());
-                    let (k, _) = t.swap_remove_index(i).expect("in range");
-                    assert_eq!(&*k, &model.swap_remove(i)[..]);
+                    let e = t.swap_remove_index(i).expect("in range");
+                    assert_eq!(e.key(), &model.swap_remove(i)[..]);
                 }
             }
             assert_eq!(t.len(), model.len());
@@ -372,17 +377,17 @@ mod tests {
     #[test]
     fn entries_indexed_at_the_end_are_found() {
         let mut t = Table::default();
-        t.push(Key::new(b"before"), Entry::new(Value::Int(-1)));
+        t.push(Entry::new(b"before", Value::Int(-1)));
         t.reserve(50_000);
         assert_eq!(t.index.segment_count(), 1, "a table that holds entries is not rebuilt");
         let mut expect = Vec::new();
         for i in 0..40_000u32 {
             let k = if i % 1000 == 999 { format!("again:{}", i % 3) } else { format!("key:{i}") };
-            let pos = t.push_unindexed(Key::new(k.as_bytes()), Entry::new(Value::Int(i64::from(i))));
+            let pos = t.push_unindexed(Entry::new(k.as_bytes(), Value::Int(i64::from(i))));
             assert_eq!(t.get_index_of(k.as_bytes()), None, "not findable before it is indexed");
             expect.push((k, pos));
         }
-        let before = t.push_unindexed(Key::new(b"before"), Entry::new(Value::Int(0)));
+        let before = t.push_unindexed(Entry::new(b"before", Value::Int(0)));
         let twice = t.index_tail(1);
         let mut first = std::collections::HashMap::new();
         first.insert("before".to_string(), 0);
@@ -410,7 +415,7 @@ mod tests {
         let mut worst = 0;
         for i in 0..200_000u32 {
             let before = t.index.moved();
-            t.push(Key::new(format!("key:{i}").as_bytes()), Entry::new(Value::Int(0)));
+            t.push(Entry::new(format!("key:{i}").as_bytes(), Value::Int(0)));
             worst = worst.max(t.index.moved() - before);
         }
         assert!(worst <= <LineTable as crate::segtable::Part<u32>>::MOST, "one insert moved {worst} index entries");

@@ -227,9 +227,9 @@ fn held_shards_are_lent_to_their_thread_and_kept_from_others() {
     let done = Arc::new(AtomicBool::new(false));
     let (k, d) = (ks.clone(), done.clone());
     let other = std::thread::spawn(move || {
-        let a = k.db(0).read(b"a").get(b"a", 0).map(|e| e.value.clone());
+        let a = k.db(0).read(b"a").get(b"a", 0).map(|e| e.value.cloned());
         d.store(true, Ordering::SeqCst);
-        (a, k.db(1).read(b"b").get(b"b", 0).map(|e| e.value.clone()))
+        (a, k.db(1).read(b"b").get(b"b", 0).map(|e| e.value.cloned()))
     });
     std::thread::sleep(Duration::from_millis(50));
     assert!(!done.load(Ordering::SeqCst), "another thread read a held shard");
@@ -271,7 +271,7 @@ fn flush_empties_and_hands_back_contents() {
 /// What a snapshot got for one entry, as a value and an expiry.
 fn image(e: SnapEntry<'_>) -> (Value, Option<u64>) {
     match e {
-        SnapEntry::Now(e) => (e.value.clone(), e.expire_at()),
+        SnapEntry::Now(e) => (e.value.cloned(), e.expire_at()),
         SnapEntry::Later(f) => (f.value.to_value(), f.expire_at),
     }
 }
@@ -331,13 +331,12 @@ fn an_entry_is_32_bytes() {
     assert_eq!(std::mem::size_of::<Entry>(), 32);
 }
 
-/// A key's place in a shard's table: its inline key (24 bytes) and its stored entry (value
-/// 16, position among the expiring keys 4, use clock and marks 4). The expiry time lives in
-/// the shard's table of expiring keys, for the keys that have one.
+/// A key's place in a shard's table: the word of the block its key and value share (8 bytes),
+/// its position among the expiring keys (4) and its use clock and marks (4). The expiry time
+/// lives in the shard's table of expiring keys, for the keys that have one.
 #[test]
-fn a_stored_entry_is_24_bytes_and_its_place_48() {
-    assert_eq!(std::mem::size_of::<Stored>(), 24);
-    assert_eq!(std::mem::size_of::<(Key, Stored)>(), 48);
+fn a_keys_place_is_16_bytes() {
+    assert_eq!(std::mem::size_of::<Stored>(), 16);
 }
 
 fn fill(ks: &Keyspace, n: usize, now: u64, ttl: impl Fn(usize) -> Option<u64>) {
@@ -609,7 +608,7 @@ fn snapshots_are_a_point_in_time_under_concurrent_changes() {
                 let shard = ks.db(db).shard(s).read();
                 for i in 0..shard.len() {
                     let (k, e) = shard.get_index(i).unwrap();
-                    expected.insert((db, k.to_vec()), (e.value.clone(), e.expire_at()));
+                    expected.insert((db, k.to_vec()), (e.value.cloned(), e.expire_at()));
                 }
             }
         }
@@ -674,8 +673,8 @@ fn swapdb_exchanges_databases_and_touches_watched_keys() {
     let before = (ks.db(0).stats(), ks.db(2).stats());
     ks.swap_dbs(0, 2);
     assert_eq!((ks.db(2).stats(), ks.db(0).stats()), before);
-    assert_eq!(ks.db(2).read(b"a7").get(b"a7", 0).map(|e| e.value.clone()), Some(v("zero")));
-    assert_eq!(ks.db(0).read(b"only2").get(b"only2", 0).map(|e| e.value.clone()), Some(v("two")));
+    assert_eq!(ks.db(2).read(b"a7").get(b"a7", 0).map(|e| e.value.cloned()), Some(v("zero")));
+    assert_eq!(ks.db(0).read(b"only2").get(b"only2", 0).map(|e| e.value.cloned()), Some(v("two")));
     assert!(ks.db(0).read(b"a7").get(b"a7", 0).is_none());
     // A watched key that existed on either side moved; one that exists nowhere did not.
     assert_ne!(ks.db(0).read(b"a1").watch_version(b"a1"), Some(w0));
@@ -863,8 +862,8 @@ fn a_bulk_load_ends_as_inserts_one_by_one() {
                 let m = model.db(db).shard(s).read();
                 for i in 0..m.len() {
                     let (k, e) = m.get_index(i).unwrap();
-                    let got = bulk.db(db).read(k).peek(k, 0).map(|e| (e.value.clone(), e.expire_at()));
-                    assert_eq!(got, Some((e.value.clone(), e.expire_at())), "{tracking:?}: {k:?}");
+                    let got = bulk.db(db).read(k).peek(k, 0).map(|e| (e.value.cloned(), e.expire_at()));
+                    assert_eq!(got, Some((e.value.cloned(), e.expire_at())), "{tracking:?}: {k:?}");
                 }
             }
         }
@@ -879,7 +878,7 @@ fn a_bulk_load_ends_as_inserts_one_by_one() {
     drop(loader);
     for i in 0..1000 {
         let k = format!("k{i}");
-        assert_eq!(ks.db(0).read(k.as_bytes()).peek(k.as_bytes(), 0).map(|e| e.value.clone()), Some(Value::Int(i)));
+        assert_eq!(ks.db(0).read(k.as_bytes()).peek(k.as_bytes(), 0).map(|e| e.value.cloned()), Some(Value::Int(i)));
     }
 }
 
@@ -904,6 +903,6 @@ fn warming_changes_nothing() {
     for i in 0..100 {
         let k = format!("k{i}");
         let want = if i % 2 == 0 { v("x") } else { Value::Int(i) };
-        assert_eq!(ks.db(0).read(k.as_bytes()).peek(k.as_bytes(), 0).map(|e| e.value.clone()), Some(want));
+        assert_eq!(ks.db(0).read(k.as_bytes()).peek(k.as_bytes(), 0).map(|e| e.value.cloned()), Some(want));
     }
 }

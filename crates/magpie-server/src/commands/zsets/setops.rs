@@ -227,10 +227,10 @@ fn sources<'a>(ctx: &Ctx<'_>, keys: Args<'a>, shard: impl Fn(&[u8]) -> &'a Shard
         .map(|key| {
             let found = shard(key).get(key, ctx.now());
             ctx.hit(found.is_some());
-            let value = match found.map(|e| e.value) {
+            let value = match found.map(|e| e.value.boxed()) {
                 None => Input::Missing,
-                Some(Value::ZSet(z)) => Input::ZSet(z),
-                Some(Value::Set(s)) => Input::Set(s),
+                Some(Some(Value::ZSet(z))) => Input::ZSet(z),
+                Some(Some(Value::Set(s))) => Input::Set(s),
                 Some(_) => return Err(wrongtype()),
             };
             Ok(Source { key, value, weight: 1.0 })
