@@ -19,7 +19,6 @@
 //! and that append's copy.
 #![allow(unsafe_code)]
 
-use std::cell::Cell;
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
@@ -33,21 +32,6 @@ const INLINE: usize = 13;
 
 /// [`StrBuf::cap`] of an inline string (no class comes near it: see [`class_size`]).
 const INLINE_TAG: u8 = u8::MAX;
-
-/// Largest buffer [`StrBuf::recycle`] keeps.
-const SPARE_MOST: usize = 512;
-
-thread_local! {
-    /// A buffer of a string that eviction removed, for the next string of its size this thread
-    /// makes (see [`StrBuf::recycle`]).
-    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-}
-
-/// Puts `v` in this thread's spare slot (or frees it, at the thread's exit).
-fn keep_spare(v: Vec<u8>) {
-    // If the slot is gone, the closure is dropped unrun, and `v` freed with it.
-    let _ = SPARE.try_with(|s| s.set(v));
-}
 
 /// Gives the byte it sits in a single valid value, so the compiler keeps an enclosing enum's tag
 /// in the other 255.
@@ -208,34 +192,6 @@ impl StrBuf {
         self.top = (len >> 40) as u8;
     }
 
-    /// Gives this string's buffer to the next string of the same length this thread makes, if
-    /// it is small. Eviction removes a key for every key a full cache's writes create, most
-    /// often of the same size: handing the evicted value's block straight to the new value
-    /// saves the allocator a free and a malloc, each of which touches the cold block (the
-    /// free list runs through the blocks themselves). Memory accounting sees the block as
-    /// still in use until then, as it is.
-    pub fn recycle(self) {
-        if !self.is_inline() && self.capacity() <= SPARE_MOST {
-            keep_spare(self.into_vec());
-        }
-    }
-
-    /// A heap string of `bytes` (longer than [`INLINE`]), in the recycled buffer if it fits
-    /// exactly.
-    fn heap(bytes: &[u8]) -> StrBuf {
-        // (At a thread's exit the slot may be gone: then there is no spare.)
-        let mut v = SPARE.try_with(Cell::take).unwrap_or_default();
-        if v.capacity() == bytes.len() {
-            v.clear();
-            v.extend_from_slice(bytes);
-            return StrBuf::from_vec(v);
-        }
-        if v.capacity() != 0 {
-            keep_spare(v);
-        }
-        StrBuf::from_vec(bytes.to_vec())
-    }
-
     /// Runs `f` on the bytes as a `Vec<u8>` (for code written for one), keeping its changes.
     pub fn edit<R>(&mut self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         let mut v = std::mem::take(self).into_vec();
@@ -330,8 +286,6 @@ impl Drop for StrBuf {
     }
 }
 
-/// A copy never takes the recycled buffer: MEMORY USAGE measures a value by what its copy
-/// allocates.
 impl Clone for StrBuf {
     fn clone(&self) -> StrBuf {
         if self.is_inline() { StrBuf::inline(self.as_slice()) } else { StrBuf::from_vec(self.as_slice().to_vec()) }
@@ -346,7 +300,7 @@ impl From<Vec<u8>> for StrBuf {
 
 impl From<&[u8]> for StrBuf {
     fn from(bytes: &[u8]) -> StrBuf {
-        if bytes.len() <= INLINE { StrBuf::inline(bytes) } else { StrBuf::heap(bytes) }
+        if bytes.len() <= INLINE { StrBuf::inline(bytes) } else { StrBuf::from_vec(bytes.to_vec()) }
     }
 }
 
@@ -506,28 +460,6 @@ mod tests {
         s.assign(b"x");
         assert!(s.capacity() < 1000, "a big buffer is not kept for a small value");
         assert_eq!(s.clone(), StrBuf::from(&b"x"[..]));
-    }
-
-    #[test]
-    fn a_recycled_buffer_goes_to_the_next_string_of_its_length() {
-        let old = StrBuf::from(&[b'a'; 64][..]);
-        let ptr = old.as_ptr();
-        old.recycle();
-        let other = StrBuf::from(&[b'b'; 100][..]);
-        assert_ne!(other.as_ptr(), ptr, "another length allocates");
-        let short = StrBuf::from(&b"short"[..]);
-        assert!(short.is_inline());
-        let new = StrBuf::from(&[b'c'; 64][..]);
-        assert_eq!((new.as_ptr(), &*new), (ptr, &[b'c'; 64][..]), "the spare was kept for it");
-        let next = StrBuf::from(&[b'd'; 64][..]);
-        assert_ne!(next.as_ptr(), ptr, "used once");
-        let kept = next.as_ptr();
-        next.recycle();
-        assert_ne!(new.clone().as_ptr(), kept, "a copy allocates its own");
-        assert_eq!(StrBuf::from(&[b'g'; 64][..]).as_ptr(), kept);
-        StrBuf::from(&b"inline"[..]).recycle();
-        StrBuf::from(&[b'e'; 4096][..]).recycle();
-        assert_eq!(SPARE.take().capacity(), 0, "neither an inline string nor a big buffer is kept");
     }
 
     /// Random edits, each checked against a `Vec` doing the same (under Miri too: `cargo +nightly

@@ -65,10 +65,11 @@ fn help(ctx: &mut Ctx<'_>, _args: Args<'_>) -> CmdResult {
     Ok(())
 }
 
-/// What a stored key costs beyond its value's own allocations: its place in the shard's table
-/// (inline key 24, entry 24) and its share of the table's index (a 4-byte position and a
-/// 1-byte tag per slot, the index 7/16 to 7/8 full: about 8 bytes).
-const PER_KEY: u64 = 24 + 24 + 8;
+/// What a stored key costs beyond its block (see [`magpie_store::EntryRef::block`]) and its
+/// value's own allocations: its place in the shard's table (16 bytes) and its share of the
+/// table's index (a 4-byte position and a 1-byte tag per slot, the index 7/16 to 7/8 full:
+/// about 8 bytes).
+const PER_KEY: u64 = 16 + 8;
 
 /// What an expiry time costs a key that has one: its place (4 bytes) and time (8) in the
 /// shard's table of expiring keys.
@@ -100,10 +101,12 @@ fn usage(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         ctx.out().null();
         return Ok(());
     };
-    let heap_key = if key.len() > 22 { key.len() as u64 } else { 0 };
+    let (block, joined) = e.block();
     let expire = if e.expire_at().is_some() { PER_EXPIRE } else { 0 };
     let size = e.value.size();
-    let value = if size <= MEASURE_MAX {
+    let value = if joined {
+        0
+    } else if size <= MEASURE_MAX {
         let before = alloc::thread_allocated();
         let copy = (*e.value).clone();
         let bytes = alloc::thread_allocated() - before;
@@ -113,7 +116,7 @@ fn usage(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         size as u64 + size as u64 / 4
     };
     drop(shard);
-    ctx.out().int((PER_KEY + heap_key + expire + value) as i64);
+    ctx.out().int((PER_KEY + block as u64 + expire + value) as i64);
     Ok(())
 }
 

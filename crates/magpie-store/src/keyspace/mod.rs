@@ -83,7 +83,7 @@ impl Entry {
 
     /// A view of this entry, as a shard lends its own (for code that reads both).
     pub fn view(&self) -> EntryRef<'_> {
-        EntryRef { value: ValueRef::of(&self.value), expire_at: self.expire_at, used: &self.used }
+        EntryRef { value: ValueRef::of(&self.value), expire_at: self.expire_at, used: &self.used, block: (0, false) }
     }
 }
 
@@ -93,6 +93,9 @@ pub struct EntryRef<'a> {
     pub value: ValueRef<'a>,
     expire_at: u64,
     used: &'a Use,
+    /// The size of the block the key shares with its value, and whether the value is all in
+    /// it (a joined string); `(0, false)` for an entry not in a shard.
+    block: (usize, bool),
 }
 
 impl<'a> EntryRef<'a> {
@@ -104,6 +107,12 @@ impl<'a> EntryRef<'a> {
     /// The use clock (LRU time or LFU counter) and the S3-FIFO bits: see [`Use`].
     pub fn usage(&self) -> &'a Use {
         self.used
+    }
+
+    /// The size of the block the key shares with its value, and whether the value is all in
+    /// it (a short string) rather than holding allocations of its own (see `pair.rs`).
+    pub fn block(&self) -> (usize, bool) {
+        self.block
     }
 
     fn is_expired(&self, now: u64) -> bool {
@@ -269,7 +278,7 @@ fn snap_entry(sink: &SnapshotSink, db: usize, expires: &[u64], e: &mut Stored) {
 #[inline]
 fn view<'a>(expires: &[u64], e: &'a Stored) -> EntryRef<'a> {
     let expire_at = if e.vpos == NO_TTL { 0 } else { expires.get(e.vpos as usize).copied().unwrap_or(0) };
-    EntryRef { value: e.value(), expire_at, used: &e.used }
+    EntryRef { value: e.value(), expire_at, used: &e.used, block: e.pair.block() }
 }
 
 /// A snapshot's progress through one shard.

@@ -56,29 +56,29 @@ const SPARE_MOST: usize = 512;
 
 /// A joined block that eviction freed, kept for the next joined block of its size this thread
 /// makes: its address and size (0: none).
-struct Spare(Cell<(usize, usize)>);
+struct Spare(Cell<(*mut u8, usize)>);
 
 impl Drop for Spare {
     fn drop(&mut self) {
-        let (addr, size) = self.0.get();
+        let (p, size) = self.0.get();
         if size != 0 {
             // SAFETY: a spare block was allocated with this joined layout and is owned here.
-            unsafe { dealloc(addr as *mut u8, joined_layout(size)) };
+            unsafe { dealloc(p, joined_layout(size)) };
         }
     }
 }
 
 thread_local! {
-    static SPARE: Spare = const { Spare(Cell::new((0, 0))) };
+    static SPARE: Spare = const { Spare(Cell::new((std::ptr::null_mut(), 0))) };
 }
 
 /// The spare block if it has exactly `size` bytes (see [`Pair::recycle`]).
 fn take_spare(size: usize) -> Option<*mut u8> {
     SPARE
         .try_with(|s| match s.0.get() {
-            (addr, n) if n == size && n != 0 => {
-                s.0.set((0, 0));
-                Some(addr as *mut u8)
+            (p, n) if n == size && n != 0 => {
+                s.0.set((std::ptr::null_mut(), 0));
+                Some(p)
             }
             _ => None,
         })
@@ -88,7 +88,9 @@ fn take_spare(size: usize) -> Option<*mut u8> {
 
 /// A key and its value in one block (see the module's notes). Owns the block.
 pub(crate) struct Pair {
-    word: u64,
+    /// The block's address with the bits above (see the module's notes): a pointer, so that
+    /// the block's provenance stays with it (Miri checks it).
+    tagged: *mut u8,
 }
 
 // SAFETY: a `Pair` owns its block and the value in it as a `Box` would.
@@ -141,7 +143,7 @@ impl Pair {
         }
         let layout = joined_layout(key.len() + value.len());
         let p = take_spare(layout.size()).unwrap_or_else(|| allocate(layout));
-        if p as u64 & !ADDR_MASK != 0 {
+        if p.addr() as u64 & !ADDR_MASK != 0 {
             // SAFETY: `p` was allocated just now with `layout`.
             unsafe { dealloc(p, layout) };
             return None;
@@ -152,7 +154,8 @@ impl Pair {
             std::ptr::copy_nonoverlapping(value.as_ptr(), p.add(key.len()), value.len());
         }
         let (k, v) = (key.len() as u64, value.len() as u64);
-        Some(Pair { word: p as u64 | JOINED | k << ADDR_BITS | (v & 0xFF) << 56 | (v >> 8) << 1 })
+        let bits = JOINED | k << ADDR_BITS | (v & 0xFF) << 56 | (v >> 8) << 1;
+        Some(Pair { tagged: p.map_addr(|a| a | bits as usize) })
     }
 
     /// The string `bytes` under `key`, as [`Value::string`] stores it (an integer boxed), but
@@ -178,12 +181,12 @@ impl Pair {
             return;
         }
         let this = ManuallyDrop::new(self);
-        let addr = this.addr() as usize;
+        let addr = this.addr();
         let kept = SPARE.try_with(|s| {
             let (old, n) = s.0.replace((addr, size));
             if n != 0 {
                 // SAFETY: the old spare was allocated with this joined layout and is owned here.
-                unsafe { dealloc(old as *mut u8, joined_layout(n)) };
+                unsafe { dealloc(old, joined_layout(n)) };
             }
         });
         if kept.is_err() {
@@ -196,7 +199,7 @@ impl Pair {
     fn boxed(key: &[u8], value: Value) -> Pair {
         let layout = boxed_layout(key.len());
         let p = allocate(layout);
-        assert!(p as u64 & !ADDR_MASK == 0, "the allocator gave an address beyond 48 bits");
+        assert!(p.addr() as u64 & !ADDR_MASK == 0, "the allocator gave an address beyond 48 bits");
         let klen = key.len() as u64;
         // SAFETY: the block is `layout` bytes, 8-aligned: the value, then (for a long key) its
         // length, then the key's bytes.
@@ -210,30 +213,36 @@ impl Pair {
             };
             std::ptr::copy_nonoverlapping(key.as_ptr(), p.add(at), key.len());
         }
-        Pair { word: p as u64 | klen.min(LONG_KEY) << ADDR_BITS }
+        Pair { tagged: p.map_addr(|a| a | (klen.min(LONG_KEY) << ADDR_BITS) as usize) }
     }
 
     #[inline]
     fn addr(&self) -> *mut u8 {
-        (self.word & ADDR_MASK) as *mut u8
+        self.tagged.map_addr(|a| a & ADDR_MASK as usize)
+    }
+
+    /// The tagged address as a number, to read the bits above.
+    #[inline]
+    fn word(&self) -> u64 {
+        self.tagged.addr() as u64
     }
 
     #[inline]
     pub(crate) fn is_joined(&self) -> bool {
-        self.word & JOINED != 0
+        self.word() & JOINED != 0
     }
 
     /// A joined block's key and value lengths.
     #[inline]
     fn lens(&self) -> (usize, usize) {
-        let w = self.word;
+        let w = self.word();
         ((w >> ADDR_BITS & 0xFF) as usize, (w >> 56 | (w >> 1 & 3) << 8) as usize)
     }
 
     /// A boxed block's key length and where its bytes start.
     #[inline]
     fn boxed_key(&self) -> (usize, usize) {
-        let k = self.word >> ADDR_BITS;
+        let k = self.word() >> ADDR_BITS;
         if k == LONG_KEY {
             // SAFETY: a boxed block with a long key keeps its length after the value.
             let k = unsafe { self.addr().add(BOXED_KEY_AT).cast::<u64>().read() };
@@ -243,10 +252,27 @@ impl Pair {
         }
     }
 
-    /// Asks the CPU for the block's first line, without waiting for it.
+    /// The block's size, and whether it is joined (the value all in it).
+    pub(crate) fn block(&self) -> (usize, bool) {
+        if self.is_joined() {
+            let (k, v) = self.lens();
+            (joined_layout(k + v).size(), true)
+        } else {
+            (boxed_layout(self.boxed_key().0).size(), false)
+        }
+    }
+
+    /// Asks the CPU for the block's lines (a joined block's key and value; a boxed block's
+    /// value and the start of its key), without waiting for them.
     #[inline]
     pub(crate) fn prefetch(&self) {
-        crate::lines::prefetch(self.addr().cast_const(), 64);
+        let len = if self.is_joined() {
+            let (k, v) = self.lens();
+            k + v
+        } else {
+            BOXED_KEY_AT + (self.word() >> ADDR_BITS) as usize
+        };
+        crate::lines::prefetch(self.addr().cast_const(), len);
     }
 
     #[inline]
@@ -541,6 +567,39 @@ mod tests {
                 assert_eq!(v, Value::string(b"x"));
             }
         }
+    }
+
+    #[test]
+    fn an_evicted_block_goes_to_the_next_joined_block_of_its_size() {
+        let old = Pair::string(b"key:1", b"0123456789");
+        let at = old.addr();
+        old.recycle();
+        // Another size: a block of its own; the spare stays.
+        let other = Pair::string(b"key:22", b"0123456789");
+        assert_ne!(other.addr(), at);
+        let next = Pair::string(b"key:3", b"abcdefghij");
+        assert_eq!(next.addr(), at, "the spare block is taken");
+        check(&next, b"key:3", &Value::string(b"abcdefghij"));
+        // Boxed blocks and big joined ones are freed, not kept.
+        Pair::string(b"k", b"12").recycle();
+        Pair::string(b"k", &[b'x'; 600]).recycle();
+        let again = Pair::string(b"k", b"x");
+        assert!(again.is_joined());
+        drop((other, next, again));
+    }
+
+    #[test]
+    fn a_joined_strings_bytes_outlive_its_view() {
+        let p = Pair::string(b"key", b"value");
+        let bytes = p.value().string_slice();
+        let mut buf = itoa::Buffer::new();
+        let via = p.value().str_bytes(&mut buf);
+        assert_eq!((bytes, via), (Some(&b"value"[..]), Some(&b"value"[..])));
+        assert!(p.value().boxed().is_none());
+        let n = Pair::string(b"key", b"-42");
+        assert_eq!(n.value().boxed(), Some(&Value::Int(-42)));
+        assert_eq!(n.value().str_bytes(&mut buf), Some(&b"-42"[..]));
+        assert_eq!(n.value().string_slice(), None);
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! It replaces `IndexMap<Key, Entry>`, which cost 8 bytes per entry more than it needs here
 //! and grew in stalls:
 //! - indexmap stores each entry's 64-bit hash beside it (to rehash and to compare without
-//!   touching the key). Keys are short and mostly inline (see `key.rs`): hashing one again when
-//!   the index moves it costs little, and the index's 8-bit tag already rules out almost every
-//!   wrong candidate before the key is compared. The hash is not stored: 8 bytes per entry.
+//!   touching the key). Keys are short: hashing one again when the index moves it costs
+//!   little (a read of the entry's block, see `pair.rs`), and the index's 8-bit tag already
+//!   rules out almost every wrong candidate before the key is compared. The hash is not
+//!   stored: 8 bytes per entry.
 //! - Its index holds `usize` positions; a shard never holds 2^32 entries, so `u32` positions
 //!   do: 4 bytes per index slot, a line of 12 with their tags (the index runs 7/16 to 7/8
 //!   full: 6 to 12 bytes per entry).
@@ -31,7 +32,7 @@ use std::hash::BuildHasher;
 
 use super::Hasher;
 
-/// Entries per chunk, a power of two: 1024 entries of 48 bytes is 48 KiB (one of mimalloc's
+/// Entries per chunk, a power of two: 1024 entries of 16 bytes is 16 KiB (one of mimalloc's
 /// size classes, so a whole chunk wastes nothing); a shard of millions of entries has a few
 /// thousand chunks and at most one chunk's room unused.
 const CHUNK_SHIFT: u32 = 10;
