@@ -113,7 +113,10 @@ fn strings_and_expiry_times_survive_a_snapshot() {
     let _: () = con.set("number", 42).unwrap();
     let _: () = con.set("binary", b"a\0b\r\nc".as_slice()).unwrap();
     let _: () = redis::cmd("SET").arg("long").arg("x".repeat(100_000)).arg("EX").arg(1000).query(&mut con).unwrap();
-    let _: () = redis::cmd("SET").arg("short").arg("v").arg("PX").arg(300).query(&mut con).unwrap();
+    // Long enough to outlive the SAVE and the INFO below on a loaded machine (its expiry is a
+    // change since the save); it passes while the server is down.
+    let _: () = redis::cmd("SET").arg("short").arg("v").arg("PX").arg(2000).query(&mut con).unwrap();
+    let short_set = Instant::now();
     let _: () = redis::cmd("SELECT").arg(3).query(&mut con).unwrap();
     let _: () = con.set("in-db-3", "x").unwrap();
     let before: i64 = redis::cmd("LASTSAVE").query(&mut con).unwrap();
@@ -123,7 +126,8 @@ fn strings_and_expiry_times_survive_a_snapshot() {
     assert_eq!(info_field(&mut con, "persistence", "rdb_last_bgsave_status"), "ok");
     shutdown(&mut s, "NOSAVE");
 
-    std::thread::sleep(Duration::from_millis(350)); // "short" expires while the server is down
+    // "short" expires while the server is down.
+    std::thread::sleep(Duration::from_millis(2050).saturating_sub(short_set.elapsed()));
     let s = start(&dir, &[]);
     let mut con = s.client();
     assert_eq!(con.get::<_, String>("plain").unwrap(), "hello");
