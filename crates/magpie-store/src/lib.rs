@@ -37,7 +37,8 @@ pub use hash::Hash;
 pub use key::Key;
 pub use keyspace::{
     Db, DbStats, EmptySlot, Entry, EntryRef, EvictStep, Evicted, FrozenEntry, Held, Keyspace, LiveSlot, Loader,
-    MultiRead, MultiWrite, ScanCursor, Shard, ShardRead, ShardWrite, Slot, SnapEntry, SnapshotSink, ValueRef, WARM_MAX,
+    MultiRead, MultiWrite, Removed, ScanCursor, Shard, ShardRead, ShardWrite, Slot, SnapEntry, SnapshotSink, ValueRef,
+    WARM_MAX,
 };
 pub use list::List;
 pub use magpie_protocol::parse_i64;

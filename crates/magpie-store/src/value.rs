@@ -38,6 +38,15 @@ impl Value {
         Value::Str(StrBuf::from(bytes))
     }
 
+    /// [`Value::string`] of bytes already in a `Vec`: a string takes its buffer (no copy where
+    /// the `Vec` is exactly as long as its bytes, as a decoder's are).
+    pub fn string_from_vec(bytes: Vec<u8>) -> Value {
+        if Value::is_int_string(&bytes) {
+            return Value::string(&bytes);
+        }
+        Value::Str(StrBuf::from(bytes))
+    }
+
     /// Whether [`Value::string`] stores `bytes` as an integer.
     pub fn is_int_string(bytes: &[u8]) -> bool {
         bytes.len() <= 20 && parse_i64(bytes).is_some()

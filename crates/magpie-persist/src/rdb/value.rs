@@ -27,7 +27,7 @@ const NODE_ENTRY_OVERHEAD: usize = 8;
 /// collection, which Redis skips when loading a file and refuses in RESTORE.
 pub fn read_object(inp: &mut impl Input, rdbtype: u8, opts: &ReadOptions) -> Result<Option<Object>, RdbError> {
     let value = match rdbtype {
-        types::STRING => Value::string(&read_string(inp)?),
+        types::STRING => Value::string_from_vec(read_string(inp)?),
         types::LIST => {
             let n = read_len(inp)?;
             let mut list = List::new();

@@ -16,18 +16,18 @@ pub(super) fn del(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let removed = if keys.len() == 1 {
         let key = keys.get(0);
         // The entry outlives the shard's guard: a big value is freed with no lock held.
-        let old = ctx.db().write(key).remove(key, ctx.now());
+        let old = ctx.db().write(key).delete(key, ctx.now());
         let found = old.is_some();
         if let Some(e) = old {
             ctx.notify(notify::GENERIC, "del", key);
-            free(e.value);
+            free(e);
         }
         usize::from(found)
     } else {
         let mut locked = ctx.keyspace().lock_write(keys.iter().map(|k| (db, k)));
         let mut old = Vec::new();
         for k in keys.iter() {
-            if let Some(e) = locked.shard(db, k).remove(k, ctx.now()) {
+            if let Some(e) = locked.shard(db, k).delete(k, ctx.now()) {
                 ctx.notify(notify::GENERIC, "del", k);
                 old.push(e);
             }
@@ -35,7 +35,7 @@ pub(super) fn del(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
         drop(locked);
         let n = old.len();
         for e in old {
-            free(e.value);
+            free(e);
         }
         n
     };
@@ -45,10 +45,10 @@ pub(super) fn del(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 
 /// Frees a removed value: a collection of many elements on another thread, so that a DEL of
 /// millions of elements does not hold up this connection (Redis's lazyfree for UNLINK).
-fn free(value: magpie_store::Value) {
+fn free(removed: magpie_store::Removed) {
     use magpie_store::Value;
     const BIG: usize = 1 << 16;
-    let big = match &value {
+    let big = match &*removed.value() {
         Value::List(l) => l.len() > BIG,
         Value::Hash(h) => h.len() > BIG,
         Value::Set(s) => s.len() > BIG,
@@ -57,7 +57,7 @@ fn free(value: magpie_store::Value) {
         Value::Str(_) | Value::Int(_) => false,
     };
     if big {
-        crate::services::drop_in_background(value);
+        crate::services::drop_in_background(removed.into_value());
     }
 }
 

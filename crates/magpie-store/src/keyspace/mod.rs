@@ -87,6 +87,24 @@ impl Entry {
     }
 }
 
+/// An entry taken out of a shard as it was stored ([`Shard::delete`]): dropping it frees its
+/// block and its value.
+pub struct Removed {
+    stored: Stored,
+}
+
+impl Removed {
+    /// The value, to read.
+    pub fn value(&self) -> ValueRef<'_> {
+        self.stored.value()
+    }
+
+    /// The value, taken out (a short string copied out of its block).
+    pub fn into_value(self) -> Value {
+        self.stored.pair.into_value()
+    }
+}
+
 /// A stored entry, as a shard lends it out: its value, its expiry time and its use.
 #[derive(Clone, Copy, Debug)]
 pub struct EntryRef<'a> {
@@ -491,6 +509,15 @@ impl Shard {
     pub fn remove(&mut self, key: &[u8], now: u64) -> Option<Entry> {
         match self.slot(key, now) {
             Slot::Live(live) => Some(live.remove()),
+            Slot::Empty(_) => None,
+        }
+    }
+
+    /// Removes `key` as [`Shard::remove`] does, handing back its entry as stored (see
+    /// [`LiveSlot::delete`]).
+    pub fn delete(&mut self, key: &[u8], now: u64) -> Option<Removed> {
+        match self.slot(key, now) {
+            Slot::Live(live) => Some(live.delete()),
             Slot::Empty(_) => None,
         }
     }

@@ -71,6 +71,14 @@ impl LiveSlot<'_> {
         self.shard.set_expire_index(self.idx, expire_at);
     }
 
+    /// Removes the entry as [`LiveSlot::remove`] does, but hands it back as stored: a short
+    /// string is not copied out of its block (DEL, which only drops it).
+    pub fn delete(mut self) -> Removed {
+        self.settle();
+        let (e, _, _) = self.shard.take_index(self.idx).expect("a live slot's index is valid");
+        Removed { stored: e }
+    }
+
     pub fn remove(mut self) -> Entry {
         self.settle();
         let (_, e, _) = self.shard.remove_index(self.idx).expect("a live slot's index is valid");
