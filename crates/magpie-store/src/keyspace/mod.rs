@@ -281,15 +281,15 @@ pub struct FrozenEntry {
     pub value: Frozen,
 }
 
-/// Hands `e` to a snapshot's `sink` (of database `db`): the entry itself, or a frozen image of a
-/// big value.
-fn snap_entry(sink: &SnapshotSink, db: usize, expires: &[u64], e: &mut Stored) {
+/// Hands `e` and its key to `emit` as a snapshot gets it: the entry itself, or a frozen image of
+/// a big value.
+fn snap_entry(expires: &[u64], e: &mut Stored, emit: impl FnOnce(&[u8], SnapEntry<'_>)) {
     let frozen = e.pair.freeze();
     let entry = match frozen {
         Some(value) => SnapEntry::Later(FrozenEntry { expire_at: view(expires, e).expire_at(), value }),
         None => SnapEntry::Now(view(expires, e)),
     };
-    sink(db, e.key(), entry);
+    emit(e.key(), entry);
 }
 
 /// A stored entry with its expiry time, read from the shard's `expires` (see [`Stored`]).
@@ -580,7 +580,7 @@ impl Shard {
             let cursor = std::mem::replace(snap.cursor.get_mut(), 0);
             for (i, mut e) in map.into_entries().enumerate() {
                 if i < cursor && !e.marked() {
-                    snap_entry(&snap.sink, self.db, &expires, &mut e);
+                    snap_entry(&expires, &mut e, |k, entry| (snap.sink)(self.db, k, entry));
                 }
             }
             return Map::default();
@@ -600,7 +600,7 @@ impl Shard {
                 if let Some(e) = map.get_index_mut(i)
                     && !e.used.take_mark()
                 {
-                    snap_entry(&snap.sink, *db, expires, e);
+                    snap_entry(expires, e, |k, entry| (snap.sink)(*db, k, entry));
                 }
             }
         }
@@ -779,7 +779,7 @@ impl Shard {
             && !e.marked()
         {
             e.used.set_mark();
-            snap_entry(&snap.sink, self.db, &self.expires, e);
+            snap_entry(&self.expires, e, |k, entry| (snap.sink)(self.db, k, entry));
         }
     }
 

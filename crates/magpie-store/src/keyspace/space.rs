@@ -126,14 +126,7 @@ impl Keyspace {
             if let Some(e) = shard.map.get_index_mut(cursor - 1)
                 && !e.used.take_mark()
             {
-                let frozen = e.pair.freeze();
-                let entry = match frozen {
-                    Some(value) => {
-                        SnapEntry::Later(FrozenEntry { expire_at: view(&shard.expires, e).expire_at(), value })
-                    }
-                    None => SnapEntry::Now(view(&shard.expires, e)),
-                };
-                emit(e.key(), entry);
+                snap_entry(&shard.expires, e, &mut emit);
             }
             *snap.cursor.get_mut() = cursor - 1;
             return false;
