@@ -27,36 +27,39 @@ impl PartialEq<Value> for &Value {
     }
 }
 
+/// The integer a string is stored as ([`Value::string`]): a canonical decimal `i64`.
+fn int_string(bytes: &[u8]) -> Option<i64> {
+    if bytes.len() <= 20 { parse_i64(bytes) } else { None }
+}
+
 impl Value {
     /// A string value, stored as `Int` when the bytes are a canonical integer.
     pub fn string(bytes: &[u8]) -> Value {
-        if bytes.len() <= 20
-            && let Some(n) = parse_i64(bytes)
-        {
-            return Value::Int(n);
+        match int_string(bytes) {
+            Some(n) => Value::Int(n),
+            None => Value::Str(StrBuf::from(bytes)),
         }
-        Value::Str(StrBuf::from(bytes))
     }
 
     /// [`Value::string`] of bytes already in a `Vec`: a string takes its buffer (no copy where
     /// the `Vec` is exactly as long as its bytes, as a decoder's are).
     pub fn string_from_vec(bytes: Vec<u8>) -> Value {
-        if Value::is_int_string(&bytes) {
-            return Value::string(&bytes);
+        match int_string(&bytes) {
+            Some(n) => Value::Int(n),
+            None => Value::Str(StrBuf::from(bytes)),
         }
-        Value::Str(StrBuf::from(bytes))
     }
 
     /// Whether [`Value::string`] stores `bytes` as an integer.
     pub fn is_int_string(bytes: &[u8]) -> bool {
-        bytes.len() <= 20 && parse_i64(bytes).is_some()
+        int_string(bytes).is_some()
     }
 
     /// Makes this value the string `bytes`, reusing this value's buffer when it is a string
     /// buffer of about the right size (an overwrite then allocates nothing).
     pub fn assign_string(&mut self, bytes: &[u8]) {
         if let Value::Str(buf) = self
-            && (bytes.len() > 20 || parse_i64(bytes).is_none())
+            && !Value::is_int_string(bytes)
         {
             buf.assign(bytes);
             return;

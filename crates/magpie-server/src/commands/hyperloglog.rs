@@ -44,7 +44,7 @@ fn hll_bytes<'a>(value: impl Into<ValueRef<'a>>) -> Result<&'a [u8], Error> {
         return if hll::is_hll(s) { Ok(s) } else { Err(NOT_HLL.into()) };
     }
     match &*value {
-        Value::Str(_) | Value::Int(_) => Err(NOT_HLL.into()),
+        Value::Int(_) => Err(NOT_HLL.into()),
         _ => Err(wrongtype()),
     }
 }

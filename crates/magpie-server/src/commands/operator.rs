@@ -408,8 +408,7 @@ fn debug_object(ctx: &mut Ctx<'_>, key: &[u8]) -> CmdResult {
     let Some(e) = shard.get(key, ctx.now()) else {
         return Err("ERR no such key".into());
     };
-    let v = e.value;
-    let v: &magpie_store::Value = &v;
+    let v: &magpie_store::Value = &e.value;
     // DUMP's payload is the type byte, the value, 2 bytes of version and 8 of checksum.
     let serialized = magpie_persist::rdb::dump_value(v, &super::dump::write_options()).len().saturating_sub(11);
     let shared = matches!(v, magpie_store::Value::Int(n) if (0..10_000).contains(n));

@@ -142,7 +142,7 @@ pub(super) fn set(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             }
             let expire = if o.keepttl { live.entry().expire_at() } else { expire };
             if o.get {
-                let old = live.replace(Value::string(value), expire);
+                let old = live.replace_string(value, expire);
                 bulk_value(ctx.out(), &old.value)?;
             } else {
                 live.assign_string(value, expire);
@@ -185,7 +185,7 @@ pub(super) fn setnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     let created = match shard.slot(key, ctx.now()) {
         Slot::Live(_) => false,
         Slot::Empty(empty) => {
-            empty.insert(Value::string(args.get(2)), None);
+            empty.insert_string(args.get(2), None);
             true
         }
     };
@@ -199,7 +199,7 @@ pub(super) fn setnx(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
 fn set_with_expiry(ctx: &mut Ctx<'_>, args: Args<'_>, unit: Unit, command: &str) -> CmdResult {
     let at = expire_at(unit, args.get(2), ctx.now(), command)?;
     let key = args.get(1);
-    ctx.db().write(key).insert(key, Value::string(args.get(3)), Some(at), ctx.now());
+    ctx.db().write(key).insert_string(key, args.get(3), Some(at), ctx.now());
     ctx.notify(notify::STRING, "set", key);
     ctx.notify(notify::GENERIC, "expire", key);
     log_set_pxat(ctx, key, args.get(3), at);
@@ -223,7 +223,7 @@ pub(super) fn getset(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
     if let Some(e) = found {
         check_string(&e.value)?;
     }
-    match shard.insert(key, Value::string(args.get(2)), None, ctx.now()) {
+    match shard.insert_string(key, args.get(2), None, ctx.now()) {
         Some(old) => bulk_value(ctx.out(), &old.value)?,
         None => ctx.out().null(),
     }
@@ -320,7 +320,7 @@ fn mset_generic(ctx: &mut Ctx<'_>, args: Args<'_>, nx: bool) -> CmdResult {
     }
     let mut it = pairs.iter();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
-        locked.shard(db, k).insert(k, Value::string(v), None, ctx.now());
+        locked.shard(db, k).insert_string(k, v, None, ctx.now());
         ctx.notify(notify::STRING, "set", k);
     }
     if nx {
@@ -361,7 +361,7 @@ pub(super) fn append(ctx: &mut Ctx<'_>, args: Args<'_>) -> CmdResult {
             s.len()
         }
         Slot::Empty(empty) => {
-            empty.insert(Value::string(tail), None);
+            empty.insert_string(tail, None);
             tail.len()
         }
     };

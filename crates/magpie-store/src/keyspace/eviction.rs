@@ -117,7 +117,7 @@ impl Shard {
         // 2^31 - 1, as in Redis, whose sampling stops at the table's size too).
         for _ in 0..n.min(len) {
             let idx = fastrand::usize(..len);
-            let Some((_, e)) = self.map.get_index(idx) else { continue };
+            let Some(e) = self.map.get_index(idx) else { continue };
             let (main, _) = e.used.fifo();
             if !main {
                 if !strays {
@@ -139,7 +139,7 @@ impl Shard {
     /// is told what the entry counted beyond the sketch's estimate (its reads while held), so
     /// that the key keeps its standing if it comes back.
     fn wt_deposit(&mut self, idx: usize, freq: u8, keys: usize) {
-        let Some((k, _)) = self.map.get_index(idx) else { return };
+        let Some(k) = self.map.get_index(idx).map(Stored::key) else { return };
         let hash = self.map.hash(k);
         let seen = self.sketch.estimate(hash);
         if freq > seen {
@@ -187,7 +187,7 @@ impl Shard {
         for i in 0..n.min(len) {
             let pos = (start + i) % len;
             let idx = if volatile { self.volatile[pos] as usize } else { pos };
-            if let Some(e) = self.map.get_index_ref(idx) {
+            if let Some(e) = self.map.get_index(idx) {
                 f(idx, e, self.view(e));
             }
         }
@@ -286,7 +286,7 @@ impl Keyspace {
                 // Most often the entry has not moved since it was sampled (and its bucket is
                 // still in the cache): no probe of the table.
                 let found = match g.map.get_index(c.idx) {
-                    Some((k, _)) if *k == *c.key => Some(c.idx),
+                    Some(e) if e.key() == &*c.key => Some(c.idx),
                     _ => g.map.find_from_hash(c.hash, |k| k == &*c.key),
                 };
                 let Some(idx) = found else { continue };

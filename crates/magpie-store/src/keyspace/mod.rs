@@ -83,7 +83,7 @@ impl Entry {
 
     /// A view of this entry, as a shard lends its own (for code that reads both).
     pub fn view(&self) -> EntryRef<'_> {
-        EntryRef { value: ValueRef::of(&self.value), expire_at: self.expire_at, used: &self.used, block: (0, false) }
+        EntryRef { value: ValueRef::of(&self.value), expire_at: self.expire_at, used: &self.used, pair: None }
     }
 }
 
@@ -111,9 +111,8 @@ pub struct EntryRef<'a> {
     pub value: ValueRef<'a>,
     expire_at: u64,
     used: &'a Use,
-    /// The size of the block the key shares with its value, and whether the value is all in
-    /// it (a joined string); `(0, false)` for an entry not in a shard.
-    block: (usize, bool),
+    /// The block the key shares with its value; `None` for an entry not in a shard.
+    pair: Option<&'a Pair>,
 }
 
 impl<'a> EntryRef<'a> {
@@ -128,9 +127,10 @@ impl<'a> EntryRef<'a> {
     }
 
     /// The size of the block the key shares with its value, and whether the value is all in
-    /// it (a short string) rather than holding allocations of its own (see `pair.rs`).
+    /// it (a short string) rather than holding allocations of its own (see `pair.rs`); `(0,
+    /// false)` for an entry not in a shard.
     pub fn block(&self) -> (usize, bool) {
-        self.block
+        self.pair.map_or((0, false), Pair::block)
     }
 
     fn is_expired(&self, now: u64) -> bool {
@@ -296,7 +296,7 @@ fn snap_entry(expires: &[u64], e: &mut Stored, emit: impl FnOnce(&[u8], SnapEntr
 #[inline]
 fn view<'a>(expires: &[u64], e: &'a Stored) -> EntryRef<'a> {
     let expire_at = if e.vpos == NO_TTL { 0 } else { expires.get(e.vpos as usize).copied().unwrap_or(0) };
-    EntryRef { value: e.value(), expire_at, used: &e.used, block: e.pair.block() }
+    EntryRef { value: e.value(), expire_at, used: &e.used, pair: Some(&e.pair) }
 }
 
 /// A snapshot's progress through one shard.
@@ -372,7 +372,7 @@ impl Shard {
     /// Whether the entry at `idx` has expired by `now`.
     #[inline]
     fn is_expired_index(&self, idx: usize, now: u64) -> bool {
-        self.map.get_index(idx).is_some_and(|(_, e)| self.view(e).is_expired(now))
+        self.map.get_index(idx).is_some_and(|e| self.view(e).is_expired(now))
     }
 
     /// Entries not in S3-FIFO's main queue (or W-TinyLFU's).
@@ -434,7 +434,7 @@ impl Shard {
         // leaves it there), then the other entries go, from the last position down, so that
         // the entry moved into each hole is an indexed one.
         for &(kept, dup) in &twice {
-            let expire_at = self.map.get_index(dup).map(|(_, e)| self.view(e).expire_at());
+            let expire_at = self.map.get_index(dup).map(|e| self.view(e).expire_at());
             if let (Some(a), Some(expire_at)) = (self.map.get_index_mut(kept), expire_at) {
                 let mut value = a.pair.replace(Value::Int(0));
                 if let Some(b) = self.map.get_index_mut(dup) {
@@ -452,7 +452,7 @@ impl Shard {
         for idx in from..self.map.len() {
             let key = match crate::evict::tracking() {
                 Tracking::Lru | Tracking::Lfu => break,
-                _ => self.map.get_index(idx).map(|(k, _)| Key::new(k)),
+                _ => self.map.get_index(idx).map(|e| Key::new(e.key())),
             };
             if let Some(key) = key {
                 self.admit(idx, &key);
@@ -485,6 +485,18 @@ impl Shard {
             Slot::Live(mut live) => Some(live.replace(value, expire_at)),
             Slot::Empty(empty) => {
                 empty.insert(value, expire_at);
+                None
+            }
+        }
+    }
+
+    /// [`Shard::insert`] of the string `bytes` (as [`Value::string`] stores them), which makes
+    /// no buffer for them on the way to the key's block.
+    pub fn insert_string(&mut self, key: &[u8], bytes: &[u8], expire_at: Option<u64>, now: u64) -> Option<Entry> {
+        match self.slot(key, now) {
+            Slot::Live(mut live) => Some(live.replace_string(bytes, expire_at)),
+            Slot::Empty(empty) => {
+                empty.insert_string(bytes, expire_at);
                 None
             }
         }
@@ -536,7 +548,7 @@ impl Shard {
 
     /// Entry at position `idx` (0..len), expired or not.
     pub fn get_index(&self, idx: usize) -> Option<(&[u8], EntryRef<'_>)> {
-        self.map.get_index(idx).map(|(k, e)| (k, self.view(e)))
+        self.map.get_index(idx).map(|e| (e.key(), self.view(e)))
     }
 
     /// Live entries, in storage order.
@@ -653,9 +665,9 @@ impl Shard {
             self.touch_watched(idx);
         }
         if self.tap.track_all()
-            && let Some((k, _)) = self.map.get_index(idx)
+            && let Some(e) = self.map.get_index(idx)
         {
-            self.tap.tracked(crate::tap::Tracked::Key(k.as_ref().into()));
+            self.tap.tracked(crate::tap::Tracked::Key(e.key().into()));
         }
         seq
     }
@@ -664,7 +676,7 @@ impl Shard {
     /// clients wait on is reported to the tap.
     #[cold]
     fn touch_watched(&mut self, idx: usize) {
-        if let Some((k, _)) = self.map.get_index(idx)
+        if let Some(k) = self.map.get_index(idx).map(Stored::key)
             && let Some(w) = self.watched.get_mut(k)
         {
             w.version += 1;
@@ -838,7 +850,7 @@ impl Shard {
 
     /// [`Shard::remove_index`], the entry as stored (its key and value not read).
     fn take_index(&mut self, idx: usize) -> Option<(Stored, Option<u64>, u64)> {
-        let expire_at = self.view(self.map.get_index_ref(idx)?).expire_at();
+        let expire_at = self.view(self.map.get_index(idx)?).expire_at();
         let seq = self.changing(idx);
         if self.snap.is_some() {
             self.preserve_move(idx);
@@ -850,7 +862,7 @@ impl Shard {
             self.small -= 1;
         }
         // The entry that was last now sits at `idx`: point its `volatile` slot there.
-        if let Some((_, moved)) = self.map.get_index(idx)
+        if let Some(moved) = self.map.get_index(idx)
             && moved.vpos != NO_TTL
         {
             self.volatile[moved.vpos as usize] = idx as u32;
@@ -908,7 +920,7 @@ impl Shard {
         let bytes: usize = self.map.iter().map(|(_, e)| e).map(|e| e.value().size()).sum();
         assert_eq!(bytes as u64, self.value_bytes);
         for (pos, &idx) in self.volatile.iter().enumerate() {
-            let (_, e) = self.map.get_index(idx as usize).expect("volatile index in range");
+            let e = self.map.get_index(idx as usize).expect("volatile index in range");
             assert!(self.expires[pos] != 0);
             assert_eq!(e.vpos as usize, pos);
         }

@@ -175,9 +175,8 @@ impl Pair {
     /// block, and the allocator neither frees nor allocates (each of which touches the cold
     /// block: the free list runs through the blocks).
     pub(crate) fn recycle(self) {
-        let (k, v) = self.lens();
-        let size = joined_layout(k + v).size();
-        if !self.is_joined() || size > SPARE_MOST {
+        let (size, joined) = self.block();
+        if !joined || size > SPARE_MOST {
             return;
         }
         let this = ManuallyDrop::new(self);
@@ -324,6 +323,13 @@ impl Pair {
             return std::mem::replace(self.value_mut(), value);
         }
         let new = Pair::new(self.key(), value);
+        std::mem::replace(self, new).into_value()
+    }
+
+    /// Puts the string `bytes` (as [`Value::string`] stores them) in place of the value,
+    /// returning the old one: [`Pair::replace`] with no buffer made for the bytes on the way.
+    pub(crate) fn replace_string(&mut self, bytes: &[u8]) -> Value {
+        let new = Pair::string(self.key(), bytes);
         std::mem::replace(self, new).into_value()
     }
 

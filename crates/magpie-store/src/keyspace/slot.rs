@@ -44,11 +44,24 @@ impl LiveSlot<'_> {
 
     /// Replaces value and expiry, returning the old entry.
     pub fn replace(&mut self, value: Value, expire_at: Option<u64>) -> Entry {
+        let size = value.size();
+        self.replace_with(size, expire_at, |p| p.replace(value))
+    }
+
+    /// Replaces the value with the string `bytes` (as [`Value::string`] stores them) and the
+    /// expiry, returning the old entry: [`LiveSlot::replace`] with no buffer made for the bytes
+    /// on the way to the key's block.
+    pub fn replace_string(&mut self, bytes: &[u8], expire_at: Option<u64>) -> Entry {
+        self.replace_with(bytes.len(), expire_at, |p| p.replace_string(bytes))
+    }
+
+    /// Replaces the value through `put` (which returns the old one), its new size `size`, and
+    /// the expiry.
+    fn replace_with(&mut self, size: usize, expire_at: Option<u64>, put: impl FnOnce(&mut Pair) -> Value) -> Entry {
         self.settle();
         self.shard.changing(self.idx);
-        let size = value.size() as u64;
-        let old_value = self.shard.map[self.idx].pair.replace(value);
-        self.shard.value_bytes = self.shard.value_bytes - old_value.size() as u64 + size;
+        let old_value = put(&mut self.shard.map[self.idx].pair);
+        self.shard.value_bytes = self.shard.value_bytes - old_value.size() as u64 + size as u64;
         let old_expire = self.entry().expire_at();
         self.shard.set_expire_index(self.idx, expire_at);
         Entry::new(old_value).with_expire(old_expire)

@@ -101,7 +101,8 @@ impl Keyspace {
             let mut cursor = snap.cursor.load(Ordering::Relaxed).min(g.map.len());
             let mut visited = 0;
             while cursor > 0 && visited < budget {
-                let Some((k, e)) = g.map.get_index(cursor - 1) else { break };
+                let Some(e) = g.map.get_index(cursor - 1) else { break };
+                let k = e.key();
                 if !e.used.take_mark() {
                     if e.value().wants_freezing() {
                         // Freezing changes the value's cells: it takes the write lock, below.
@@ -147,7 +148,7 @@ impl Keyspace {
             if let Some(snap) = taken.as_deref() {
                 let cursor = snap.cursor.load(Ordering::Relaxed).min(g.map.len());
                 for i in 0..cursor {
-                    if let Some((_, e)) = g.map.get_index(i) {
+                    if let Some(e) = g.map.get_index(i) {
                         e.used.take_mark();
                     }
                 }
@@ -307,7 +308,7 @@ fn warm_in<'s, 'k>(keys: impl Iterator<Item = &'k [u8]> + Clone, shard: impl Fn(
         // The key is not compared here: it is in the block asked for (most likely the key's:
         // its tag matched).
         if let Some((shard, idx)) = *found
-            && let Some(e) = shard.map.get_index_ref(idx)
+            && let Some(e) = shard.map.get_index(idx)
         {
             // A key with a TTL keeps its expiry time in the shard's `expires`, which every
             // lookup reads (to see whether the key expired): a miss of its own.

@@ -134,13 +134,7 @@ impl Table {
     }
 
     #[inline]
-    pub(super) fn get_index(&self, idx: usize) -> Option<(&[u8], &Entry)> {
-        self.at(idx).map(|e| (e.key(), e))
-    }
-
-    /// The entry at `idx`, its key not read (it is in the entry's block).
-    #[inline]
-    pub(super) fn get_index_ref(&self, idx: usize) -> Option<&Entry> {
+    pub(super) fn get_index(&self, idx: usize) -> Option<&Entry> {
         self.at(idx)
     }
 
@@ -359,7 +353,7 @@ mod tests {
             assert_eq!(t.len(), model.len());
             for (i, k) in model.iter().enumerate() {
                 assert_eq!(t.get_index_of(k), Some(i));
-                assert_eq!(t.get_index(i).map(|(k, _)| k.to_vec()), Some(k.clone()));
+                assert_eq!(t.get_index(i).map(|e| e.key().to_vec()), Some(k.clone()));
             }
             assert!(t.iter().map(|(k, _)| k.to_vec()).eq(model.iter().cloned()));
             assert!(t.chunks.iter().rev().skip(1).all(|c| c.len() == CHUNK), "full chunks but the last");
